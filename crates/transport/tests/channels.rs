@@ -1,0 +1,113 @@
+use std::thread;
+use std::time::{Duration, Instant};
+
+use privinfer_transport::{Channel, MemoryChannel, NetworkModel, TcpChannel, TcpConfig, TransportError};
+
+/// Ping-pong of three messages; both ends count the same bytes and rounds.
+fn exchange<C: Channel + Send + 'static>(mut a: C, mut b: C) {
+    let h = thread::spawn(move || {
+        let m = b.recv().unwrap();
+        assert_eq!(m, b"hello");
+        b.send_u64s(&[1, 2, u64::MAX]).unwrap();
+        b.flush().unwrap();
+        let big = b.recv().unwrap();
+        assert_eq!(big.len(), 100_000);
+        b.stats()
+    });
+    a.send(b"hello").unwrap();
+    a.flush().unwrap();
+    assert_eq!(a.recv_u64s(3).unwrap(), vec![1, 2, u64::MAX]);
+    a.send(&vec![7u8; 100_000]).unwrap();
+    a.flush().unwrap();
+    let sb = h.join().unwrap();
+    let sa = a.stats();
+    assert_eq!(sa.bytes_sent, 5 + 100_000);
+    assert_eq!(sa.bytes_received, 24);
+    assert_eq!(sa.bytes_sent, sb.bytes_received);
+    assert_eq!(sa.bytes_received, sb.bytes_sent);
+    assert_eq!(sa.flights, 3);
+    assert_eq!(sa.rounds(), 2);
+    assert_eq!(sb.rounds(), 2);
+}
+
+#[test]
+fn memory_exchange() {
+    let (a, b) = MemoryChannel::pair();
+    exchange(a, b);
+}
+
+#[test]
+fn tcp_exchange() {
+    let (a, b) = TcpChannel::loopback_pair(TcpConfig::default()).unwrap();
+    exchange(a, b);
+}
+
+#[test]
+fn wrong_length_is_an_error() {
+    let (mut a, mut b) = MemoryChannel::pair();
+    a.send(&[0u8; 15]).unwrap();
+    assert!(matches!(b.recv_u64s(2), Err(TransportError::UnexpectedLength { expected: 16, got: 15 })));
+}
+
+#[test]
+fn closed_peer_is_an_error() {
+    let (a, mut b) = MemoryChannel::pair();
+    drop(a);
+    assert!(matches!(b.recv(), Err(TransportError::Closed)));
+    assert!(matches!(b.send(b"x"), Err(TransportError::Closed)));
+
+    let (a, mut b) = TcpChannel::loopback_pair(TcpConfig::default()).unwrap();
+    drop(a);
+    assert!(matches!(b.recv(), Err(TransportError::Closed)));
+}
+
+#[test]
+fn silent_peer_times_out() {
+    let cfg = TcpConfig { timeout: Duration::from_millis(200), ..TcpConfig::default() };
+    let (_a, mut b) = TcpChannel::loopback_pair(cfg).unwrap();
+    let t = Instant::now();
+    assert!(matches!(b.recv(), Err(TransportError::Timeout(_))));
+    assert!(t.elapsed() < Duration::from_secs(5));
+
+    let (_a, mut b) = MemoryChannel::pair_with(1 << 20, Duration::from_millis(100));
+    assert!(matches!(b.recv(), Err(TransportError::Timeout(_))));
+}
+
+#[test]
+fn oversized_message_is_refused_on_both_sides() {
+    let cfg = TcpConfig { max_message: 1000, ..TcpConfig::default() };
+    let (mut a, mut b) = TcpChannel::loopback_pair(cfg).unwrap();
+    assert!(matches!(a.send(&[0u8; 1001]), Err(TransportError::TooLarge { len: 1001, max: 1000 })));
+
+    // A peer that lies in the header (claims 4 GiB) is refused before any allocation.
+    let raw_cfg = TcpConfig::default();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let h = thread::spawn(move || {
+        use std::io::Write;
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.write_all(&u32::MAX.to_le_bytes()).unwrap();
+        s.write_all(&[1, 2, 3]).unwrap();
+        thread::sleep(Duration::from_millis(100));
+    });
+    let (s, _) = listener.accept().unwrap();
+    let mut victim = TcpChannel::from_stream(s, TcpConfig { max_message: 1 << 20, ..raw_cfg }).unwrap();
+    assert!(matches!(victim.recv(), Err(TransportError::TooLarge { .. })));
+    h.join().unwrap();
+
+    // A truncated frame (header says 10 bytes, peer sends 3 and closes) is `Closed`.
+    let h = thread::spawn(move || {
+        let _ = b.send(&[0u8; 3]);
+    });
+    h.join().unwrap();
+    assert_eq!(a.recv().unwrap().len(), 3);
+}
+
+#[test]
+fn estimates_follow_the_formula() {
+    let e = NetworkModel::WAN.estimate(Duration::from_secs(1), 50_000_000, 10);
+    // 1 s + 4e8 bits / 4e8 bps + 10 × 40 ms
+    assert!((e.seconds - 2.4).abs() < 1e-9);
+    let l = NetworkModel::LAN.estimate(Duration::ZERO, 0, 100);
+    assert!((l.seconds - 0.03).abs() < 1e-9);
+}
