@@ -212,3 +212,49 @@ impl Session {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use rand_chacha::rand_core::SeedableRng;
+    use transport::{Channel, MemoryChannel};
+
+    use crate::{MpcError, Party, Ring, Session};
+
+    /// A peer that takes part in the COT extension of a MUX and then sends a message of the wrong
+    /// length, or with non-zero padding, makes the honest side fail with a typed error.
+    #[test]
+    fn malformed_mux_message() {
+        let ring = Ring::new(37).unwrap();
+        let n = 10; // 10·38 bits = 47.5 bytes: the last byte has padding.
+        for (len, pad) in [(47usize, false), (49, false), (48, true)] {
+            let (mut c0, mut c1) = MemoryChannel::pair_with(1 << 20, Duration::from_secs(2));
+            let h = std::thread::spawn(move || {
+                let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(1);
+                let mut s = Session::setup(&mut c1, Party::P1, &mut rng).unwrap();
+                let _cots = s.cots(&mut c1, n, n).unwrap();
+                let _ = c1.recv();
+                let mut msg = vec![0u8; len];
+                if pad {
+                    msg[len - 1] = 0x80;
+                }
+                c1.send(&msg).unwrap();
+            });
+            let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(2);
+            let mut s = Session::setup(&mut c0, Party::P0, &mut rng).unwrap();
+            let r = s.mux(&mut c0, ring, &[1; 10], &[5; 10]);
+            match (pad, r) {
+                (
+                    false,
+                    Err(MpcError::BadMessage {
+                        expected: 48, got, ..
+                    }),
+                ) => assert_eq!(got, len),
+                (true, Err(MpcError::NonZeroPadding { .. })) => {}
+                (_, other) => panic!("unexpected {other:?}"),
+            }
+            h.join().unwrap();
+        }
+    }
+}
