@@ -7,7 +7,11 @@ mod estimate;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "privinfer", version, about = "Private neural-network inference (HE + 2PC, FHE)")]
+#[command(
+    name = "privinfer",
+    version,
+    about = "Private neural-network inference (HE + 2PC, FHE)"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
