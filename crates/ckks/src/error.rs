@@ -57,6 +57,8 @@ pub enum CkksError {
     },
     #[error("interval [{a}, {b}] is empty or not finite")]
     InvalidInterval { a: f64, b: f64 },
+    #[error("lattice layer: {0}")]
+    Math(#[from] math::MathError),
     #[error("malformed bytes: {0}")]
     Decode(DecodeProblem),
 }
@@ -70,7 +72,7 @@ pub enum ModuliProblem {
     PrimeSize { bits: u32 },
     #[error("not enough NTT-friendly primes of {bits} bits")]
     NotEnoughPrimes { bits: u32 },
-    #[error("{count} key-switching digits for {levels} ciphertext primes")]
+    #[error("{count} key-switching digits for {levels} ciphertext primes (need 1..=levels, and P at least as large as every digit)")]
     Digits { count: usize, levels: usize },
 }
 
