@@ -8,6 +8,7 @@ pub mod encoder;
 pub mod error;
 pub mod evaluator;
 pub mod keys;
+pub mod linear;
 pub mod params;
 pub mod polyeval;
 pub mod presets;
@@ -19,6 +20,7 @@ pub use encoder::{Complex, Encoder};
 pub use error::CkksError;
 pub use evaluator::Evaluator;
 pub use keys::{EvaluationKeys, KeyGenerator, PublicKey, SecretKey, SwitchingKey};
+pub use linear::{DiagMatrix, LinearTransform};
 pub use params::{Params, ParamsLiteral, SecretDist, Security};
 pub use scheme::{Ciphertext, Decryptor, Encryptor, Plaintext};
 

@@ -181,3 +181,82 @@ fn rotations_conjugation_hoisting() {
         check(&c, &r, &want, 20.0, "sparse rotate");
     }
 }
+
+#[test]
+fn linear_transform_matches_dense_product() {
+    let params = Params::new(presets::insecure_test_n11()).unwrap();
+    let mut rng = ChaCha20Rng::seed_from_u64(5);
+    for slots in [1024usize, 64] {
+        // A dense random matrix, and a sparse one with a few diagonals.
+        let dense: Vec<Vec<Complex>> = (0..slots).map(|_| rand_vec(&mut rng, slots)).collect();
+        let mut banded = vec![vec![Complex::ZERO; slots]; slots];
+        for p in 0..slots {
+            for k in [0usize, 1, 7, slots - 3] {
+                banded[p][(p + k) % slots] =
+                    Complex::new(rng.gen_range(-1.0..1.0), rng.gen_range(-1.0..1.0));
+            }
+        }
+        for m in [dense, banded] {
+            let dm = DiagMatrix::from_dense(&m).unwrap();
+            let level = params.max_level();
+            let lt =
+                LinearTransform::new(&params, &dm, level, params.q()[level] as f64, None).unwrap();
+            let mut c = setup(presets::insecure_test_n11(), &lt.rotations());
+            let x = rand_vec(&mut rng, slots);
+            let cx = c.enc.encrypt_values(&x, slots, &mut c.rng).unwrap();
+            let y = c
+                .eval
+                .rescale(&c.eval.linear_transform(&cx, &lt).unwrap())
+                .unwrap();
+            let want: Vec<Complex> = (0..slots)
+                .map(|p| (0..slots).fold(Complex::ZERO, |acc, j| acc + m[p][j] * x[j]))
+                .collect();
+            // Entries of M·x have magnitude up to ~√slots; compare relative to that.
+            let dec = Decryptor::new(&c.params, &c.sk).unwrap();
+            let got = dec.decrypt(&y).unwrap();
+            let p = precision(&got, &want);
+            assert!(p >= 15.0, "slots {slots}: {p:.1} bits");
+            assert!(scale_eq(y.scale(), cx.scale()));
+        }
+    }
+}
+
+#[test]
+fn diag_matrix_product_matches_dense() {
+    let mut rng = ChaCha20Rng::seed_from_u64(6);
+    let n = 16;
+    let a: Vec<Vec<Complex>> = (0..n).map(|_| rand_vec(&mut rng, n)).collect();
+    let b: Vec<Vec<Complex>> = (0..n).map(|_| rand_vec(&mut rng, n)).collect();
+    let ab = DiagMatrix::from_dense(&a)
+        .unwrap()
+        .mul(&DiagMatrix::from_dense(&b).unwrap());
+    let x = rand_vec(&mut rng, n);
+    let bx: Vec<Complex> = (0..n)
+        .map(|p| (0..n).fold(Complex::ZERO, |acc, j| acc + b[p][j] * x[j]))
+        .collect();
+    let abx: Vec<Complex> = (0..n)
+        .map(|p| (0..n).fold(Complex::ZERO, |acc, j| acc + a[p][j] * bx[j]))
+        .collect();
+    assert!(precision(&ab.apply(&x), &abx) > 40.0);
+}
+
+#[test]
+fn polynomial_evaluation_on_ciphertexts() {
+    let mut c = setup(presets::insecure_test_n11(), &[]);
+    let slots = 256;
+    let xs: Vec<Complex> = (0..slots)
+        .map(|_| Complex::from(c.rng.gen_range(-1.0..1.0)))
+        .collect();
+    let cx = c.enc.encrypt_values(&xs, slots, &mut c.rng).unwrap();
+    // Degree 7 sigmoid-like interpolant: depth 3 + 1 = 4 levels.
+    let s = ChebyshevSeries::interpolate(|x| 1.0 / (1.0 + (-4.0 * x).exp()), -1.0, 1.0, 7).unwrap();
+    let y = polyeval::evaluate(&c.eval, &cx, &s).unwrap();
+    assert_eq!(y.level(), c.params.max_level() - polyeval::depth(7));
+    let want: Vec<Complex> = xs.iter().map(|x| s.eval(x.re)).collect();
+    check(&c, &y, &want, 18.0, "chebyshev degree 7");
+    // Composite sign: degrees 3 ∘ 3 (fits in 7 levels).
+    let comp = Composite::sign(&[3, 3]).unwrap();
+    let y = polyeval::evaluate_composite(&c.eval, &cx, &comp).unwrap();
+    let want: Vec<Complex> = xs.iter().map(|x| Complex::from(comp.eval(x.re))).collect();
+    check(&c, &y, &want, 16.0, "composite");
+}
