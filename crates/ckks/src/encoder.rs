@@ -184,6 +184,14 @@ impl Encoder {
         &self.rot_group
     }
 
+    /// Twiddle of butterfly `j < len/2` in the special-FFT stage of length `len`:
+    /// `ζ_{4·len}^{5^j mod 4·len}` (see [`Encoder::fft_special`]).
+    pub fn twiddle(&self, len: usize, j: usize) -> Complex {
+        let m = 2 * self.degree();
+        let lenq = 4 * len;
+        self.roots[(self.rot_group[j] % lenq) * (m / lenq)]
+    }
+
     pub fn check_slots(&self, slots: usize) -> Result<(), CkksError> {
         if slots == 0 || !slots.is_power_of_two() || slots > self.max_slots() {
             return Err(CkksError::InvalidSlots {

@@ -3,6 +3,7 @@
 //!
 //! Layer: `math → rlwe → ckks`. This crate depends on `math` only, never on crates above.
 
+pub mod bootstrap;
 pub mod chebyshev;
 pub mod encoder;
 pub mod error;
@@ -15,6 +16,7 @@ pub mod presets;
 mod ring;
 pub mod scheme;
 
+pub use bootstrap::{BootstrapConfig, Bootstrapper, EncapsulationKeys};
 pub use chebyshev::{ChebyshevSeries, Composite};
 pub use encoder::{Complex, Encoder};
 pub use error::CkksError;
