@@ -1,0 +1,492 @@
+//! Cheetah's linear layers (Huang et al., USENIX Security 2022, §4) on additive shares over
+//! Z_{2^ℓ}: coefficient-encoded HomConv / HomFC / element-wise scale, BFV-style RLWE with t = 2^ℓ.
+//!
+//! One execution, for shares x = x_C + x_S and the server's W, b:
+//! 1. Client: for each input polynomial x̂_C,i (encoding of its share) sends
+//!    c₀ = −a_i·s + e + ⌊Q·x̂_C,i/t⌉ with a_i expanded from a 32-byte seed (sent once).
+//! 2. Server: adds ⌊Q·x̂_S,i/t⌉ to c₀ (now an encryption of x̂_i), computes each output polynomial
+//!    Σ_i ct_i·ŵ_{o,i} in NTT form, re-randomizes with a public-key encryption of zero, adds the
+//!    mask ⌊Q·r/t⌉ and Gaussian flooding noise on the output coefficients, switches the modulus
+//!    down the RNS chain and then to 2^k, and returns c₁ in full and only the output coefficients
+//!    of c₀ (all bit-packed at k bits).
+//! 3. Client decrypts the output coefficients: its share is W·x + r; the server's is b − r.
+//!
+//! Bytes on the wire (both exact, see [`Cheetah::cost`]):
+//! c→s `[tag][seed][c₀ of each input ct, per prime packed at the prime's width]`,
+//! s→c `[c₁ (N values), kept c₀ values]` per output ct, all packed at k bits.
+
+pub mod conv;
+pub mod fc;
+pub mod layout;
+pub mod noise;
+pub mod params;
+
+use std::sync::Arc;
+
+use math::pack::{pack_bits, packed_len, unpack_bits};
+use math::sample::{cbd, ternary, uniform_poly};
+use math::{Modulus, Poly, Representation, RnsContext};
+use rand_chacha::ChaCha20Rng;
+use rand_core::{CryptoRngCore, SeedableRng};
+use transport::Channel;
+
+use crate::keys::{poly_bytes, read_poly, write_poly, ClientKeys, KeyRequest, ServerKeys};
+use crate::layer::{LayerShape, LayerSpec, LayerWeights, Ring};
+use crate::protocol::LinearProtocol;
+use crate::{Cost, LinearError};
+pub use layout::Layout;
+pub use noise::ResponseNoise;
+pub use params::HeParamsId;
+
+/// Largest share ring the presets can carry (t = 2^ℓ must leave room for flooding).
+pub const MAX_PLAINTEXT_BITS: u32 = 45;
+
+/// Tunable knobs of the Cheetah protocol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CheetahConfig {
+    /// Statistical security of noise flooding per layer response, in bits.
+    pub flood_bits: u32,
+    /// Restrict planning to one parameter set (None: choose the cheapest secure one).
+    pub params: Option<HeParamsId>,
+}
+
+impl Default for CheetahConfig {
+    fn default() -> Self {
+        CheetahConfig {
+            flood_bits: 40,
+            params: None,
+        }
+    }
+}
+
+/// Everything decided for one layer before running it: public and deterministic.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct CheetahPlan {
+    pub params: HeParamsId,
+    pub layout: Layout,
+    pub noise: ResponseNoise,
+    pub cost: Cost,
+}
+
+/// Cheetah's protocol with a given configuration.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Cheetah {
+    pub config: CheetahConfig,
+}
+
+fn math_err(e: math::MathError) -> LinearError {
+    LinearError::Math(e.to_string())
+}
+
+/// Predicted cost of running `layout` on `params` with response modulus 2^k.
+pub fn layout_cost(params: HeParamsId, layout: &Layout, response_bits: u32) -> Cost {
+    let n = params.n() as u64;
+    let l = params.prime_bits().len() as u64;
+    let ins = layout.input_cts() as u64;
+    let outs = layout.output_cts() as u64;
+    let kept: u64 = (0..layout.output_cts())
+        .map(|o| layout.kept(o) as u64)
+        .sum();
+    let products = layout.products() as u64;
+    let weights = layout.used_weight_keys() as u64;
+    Cost {
+        ciphertexts_c2s: ins,
+        ciphertexts_s2c: outs,
+        bytes_c2s: 1 + 32 + ins * poly_bytes(params) as u64,
+        bytes_s2c: packed_len((outs * n + kept) as usize, response_bits) as u64,
+        messages_c2s: 1,
+        messages_s2c: 1,
+        rounds: 1,
+        // Two products (c₀ and c₁) per (input, weight) pair, plus two for re-randomization.
+        ct_pt_mults: 2 * products + 2 * outs,
+        // Client: one inverse NTT per prime per input (c₀ = INTT(−a·ŝ) + ...), forward and inverse
+        // over two primes per output (c₁·s). Server: forward per input and per weight plaintext,
+        // forward of u and two inverses per output, per prime.
+        ntts: ins * l + outs * 4 + ins * l + weights * l + outs * 3 * l,
+        rotations: 0,
+    }
+}
+
+impl Cheetah {
+    pub fn new(config: CheetahConfig) -> Cheetah {
+        Cheetah { config }
+    }
+
+    /// Chooses parameters and encoding for a layer: among the secure presets where the flooded
+    /// response still decrypts exactly, the encoding with the fewest bytes (then fewest NTTs).
+    pub fn plan(&self, layer: &LayerSpec, ring: Ring) -> Result<CheetahPlan, LinearError> {
+        layer.validate()?;
+        if ring.bits() > MAX_PLAINTEXT_BITS {
+            return Err(LinearError::PlaintextTooLarge {
+                ell: ring.bits(),
+                max: MAX_PLAINTEXT_BITS,
+            });
+        }
+        let presets: Vec<HeParamsId> = match self.config.params {
+            Some(p) => vec![p],
+            None => HeParamsId::ALL.to_vec(),
+        };
+        let mut best: Option<CheetahPlan> = None;
+        let mut last_err = None;
+        for p in presets {
+            let candidates = Layout::candidates(layer, p.n());
+            let Some(first) = candidates.first() else {
+                continue;
+            };
+            let inputs = noise::NoiseInputs {
+                ell: ring.bits(),
+                weight_bits: layer.weight_bits,
+                taps: first.taps(),
+                outputs: layer.output_len(),
+                flood_bits: self.config.flood_bits,
+            };
+            let nz = match noise::response_noise(p, &inputs) {
+                Ok(nz) => nz,
+                Err(e) => {
+                    last_err = Some(e);
+                    continue;
+                }
+            };
+            for layout in candidates {
+                let cost = layout_cost(p, &layout, nz.response_bits);
+                let better = match &best {
+                    None => true,
+                    Some(b) => (cost.bytes(), cost.ntts) < (b.cost.bytes(), b.cost.ntts),
+                };
+                if better {
+                    best = Some(CheetahPlan {
+                        params: p,
+                        layout,
+                        noise: nz,
+                        cost,
+                    });
+                }
+            }
+        }
+        best.ok_or_else(|| {
+            last_err.unwrap_or(LinearError::BadShape {
+                reason: "no encoding fits the ring degree",
+            })
+        })
+    }
+}
+
+/// Encodes plaintexts m ∈ Z_t as ⌊Q·m/t⌉ in RNS: ⌊Q/t⌋·m + ⌊R·m/t⌉ with R = Q mod t, and
+/// ⌊Q/t⌋ ≡ −R·t⁻¹ (mod qᵢ) because qᵢ | Q.
+struct DeltaEncoder {
+    ctx: Arc<RnsContext>,
+    ell: u32,
+    r: u128,
+    delta: Vec<u64>,
+}
+
+impl DeltaEncoder {
+    fn new(ctx: &Arc<RnsContext>, ring: Ring) -> Result<Self, LinearError> {
+        let ell = ring.bits();
+        let t_mask = ring.mask();
+        let r = ctx
+            .moduli()
+            .iter()
+            .fold(1u64, |acc, m| acc.wrapping_mul(m.value()))
+            & t_mask;
+        let mut delta = Vec::with_capacity(ctx.len());
+        for m in ctx.moduli() {
+            let t_inv = m
+                .inv(m.reduce_u128(1u128 << ell))
+                .ok_or(LinearError::Math("t not invertible".into()))?;
+            delta.push(m.neg(m.mul(m.reduce(r), t_inv)));
+        }
+        Ok(DeltaEncoder {
+            ctx: ctx.clone(),
+            ell,
+            r: r as u128,
+            delta,
+        })
+    }
+
+    /// ⌊Q·m/t⌉ for a single value, per prime.
+    fn encode_one(&self, m: u64, i: usize) -> u64 {
+        let md = &self.ctx.moduli()[i];
+        let frac = ((self.r * m as u128) + (1u128 << (self.ell - 1))) >> self.ell;
+        md.add(md.mul(self.delta[i], md.reduce(m)), md.reduce_u128(frac))
+    }
+
+    /// Adds ⌊Q·m/t⌉ coefficient-wise to a coefficient-form polynomial.
+    fn add_to(&self, p: &mut Poly, m: &[u64]) {
+        let n = self.ctx.n();
+        for i in 0..p.num_moduli() {
+            let md = self.ctx.moduli()[i];
+            let res = p.residue_mut(i);
+            for (j, &v) in m.iter().enumerate().take(n) {
+                if v != 0 {
+                    res[j] = md.add(res[j], self.encode_one(v, i));
+                }
+            }
+        }
+    }
+}
+
+/// Uniform polynomial a_i (NTT form) for input ciphertext `idx`, from the layer's seed.
+fn expand_input_a(ctx: &Arc<RnsContext>, seed: &[u8; 32], idx: usize) -> Poly {
+    let mut rng = ChaCha20Rng::from_seed(*seed);
+    rng.set_stream(idx as u64);
+    uniform_poly(ctx, ctx.len(), Representation::Ntt, &mut rng)
+}
+
+/// A sample of N(0, σ²) by Box–Muller with 53-bit uniforms in (0, 1]; |z| < 8.66.
+fn gaussian_wide(sigma: f64, rng: &mut dyn CryptoRngCore) -> i128 {
+    let unif =
+        |rng: &mut dyn CryptoRngCore| ((rng.next_u64() >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
+    let (u1, u2) = (unif(rng), unif(rng));
+    let z = (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos();
+    (sigma * z).round() as i128
+}
+
+/// round(c·2^k / q₀) mod 2^k for c ∈ [0, q₀).
+fn switch_to_pow2(c: u64, q0: u64, k: u32) -> u64 {
+    ((((c as u128) << k) + (q0 as u128 / 2)) / q0 as u128) as u64 & ((1u64 << k) - 1)
+}
+
+impl LinearProtocol for Cheetah {
+    fn name(&self) -> &'static str {
+        "cheetah"
+    }
+
+    fn cost(&self, layer: &LayerSpec, ring: Ring) -> Result<Cost, LinearError> {
+        Ok(self.plan(layer, ring)?.cost)
+    }
+
+    fn keys_needed(&self, layer: &LayerSpec, ring: Ring) -> Result<Vec<KeyRequest>, LinearError> {
+        Ok(vec![KeyRequest::Rlwe(self.plan(layer, ring)?.params)])
+    }
+
+    fn client(
+        &self,
+        layer: &LayerSpec,
+        ring: Ring,
+        keys: &ClientKeys,
+        x: &[u64],
+        ch: &mut dyn Channel,
+        rng: &mut dyn CryptoRngCore,
+    ) -> Result<Vec<u64>, LinearError> {
+        let plan = self.plan(layer, ring)?;
+        if x.len() != layer.input_len() {
+            return Err(LinearError::Length {
+                what: "client input share",
+                expected: layer.input_len(),
+                got: x.len(),
+            });
+        }
+        ring.check("client input share", x)?;
+        let sk = keys.get(plan.params)?;
+        let ctx = plan.params.context()?;
+        let n = ctx.n();
+        let layout = plan.layout;
+        let enc = DeltaEncoder::new(&ctx, ring)?;
+
+        // [Cheetah §3, seeded symmetric encryption] c₀ = −a·s + e + ⌊Q·x̂/t⌉, a from the seed.
+        let mut seed = [0u8; 32];
+        rng.fill_bytes(&mut seed);
+        let mut msg = Vec::with_capacity(plan.cost.bytes_c2s as usize);
+        msg.push(plan.params.tag());
+        msg.extend_from_slice(&seed);
+        for idx in 0..layout.input_cts() {
+            let mut c0 = expand_input_a(&ctx, &seed, idx);
+            c0.mul_assign(&sk.s_ntt).map_err(math_err)?;
+            c0.neg_assign();
+            c0.ntt_inverse();
+            let e = Poly::from_signed(&ctx, ctx.len(), &cbd(n, params::CBD_ETA, rng));
+            c0.add_assign(&e).map_err(math_err)?;
+            enc.add_to(&mut c0, &layout.encode_input(x, idx));
+            write_poly(&c0, &mut msg);
+        }
+        debug_assert_eq!(msg.len() as u64, plan.cost.bytes_c2s);
+        ch.send(&msg)?;
+        ch.flush()?;
+
+        // Response: per output ct, c₁ (N values) then its kept c₀ values, at k bits.
+        let k = plan.noise.response_bits;
+        let resp = ch.recv()?;
+        let kept_total: usize = (0..layout.output_cts()).map(|o| layout.kept(o)).sum();
+        let count = layout.output_cts() * n + kept_total;
+        let expected = packed_len(count, k);
+        if resp.len() != expected {
+            return Err(LinearError::MessageLength {
+                what: "linear response",
+                expected,
+                got: resp.len(),
+            });
+        }
+        let vals = unpack_bits(&resp, k, count).map_err(|_| LinearError::MessageRange {
+            what: "linear response",
+        })?;
+        let (p0, p1) = (ctx.moduli()[0], ctx.moduli()[1]);
+        let p0_inv = p1.inv(p1.reduce(p0.value())).expect("distinct primes");
+        let big_p = p0.value() as i128 * p1.value() as i128;
+        let kmask = (1u64 << k) - 1;
+        let shift = k - ring.bits();
+        let mut y = vec![0u64; layer.output_len()];
+        let mut off = 0;
+        for o in 0..layout.output_cts() {
+            let c1 = &vals[off..off + n];
+            off += n;
+            let pos = layout.positions(o);
+            let c0 = &vals[off..off + pos.len()];
+            off += pos.len();
+            // c₁·s exactly over the integers (|c₁·s| < N·2^k < q₀q₁/2), then mod 2^k.
+            let mut prod = Poly::from_unsigned(&ctx, 2, c1);
+            prod.ntt_forward();
+            prod.mul_assign(&sk.s_ntt2).map_err(math_err)?;
+            prod.ntt_inverse();
+            for (&(coef, out), &c0v) in pos.iter().zip(c0) {
+                let (r0, r1) = (prod.residue(0)[coef], prod.residue(1)[coef]);
+                let h = p1.mul(p1.sub(r1, p1.reduce(r0)), p0_inv);
+                let mut v = r0 as i128 + p0.value() as i128 * h as i128;
+                if v > big_p / 2 {
+                    v -= big_p;
+                }
+                let d = (c0v as i128 + v) as u64 & kmask;
+                y[out] = ring.reduce((d + (1u64 << (shift - 1))) >> shift);
+            }
+        }
+        Ok(y)
+    }
+
+    fn server(
+        &self,
+        layer: &LayerSpec,
+        ring: Ring,
+        keys: &ServerKeys,
+        weights: &LayerWeights,
+        x: &[u64],
+        ch: &mut dyn Channel,
+        rng: &mut dyn CryptoRngCore,
+    ) -> Result<Vec<u64>, LinearError> {
+        let plan = self.plan(layer, ring)?;
+        if x.len() != layer.input_len() {
+            return Err(LinearError::Length {
+                what: "server input share",
+                expected: layer.input_len(),
+                got: x.len(),
+            });
+        }
+        ring.check("server input share", x)?;
+        weights.validate(layer, ring)?;
+        let pk = keys.get(plan.params)?;
+        let ctx = plan.params.context()?;
+        let n = ctx.n();
+        let layout = plan.layout;
+        let enc = DeltaEncoder::new(&ctx, ring)?;
+
+        // Weight plaintexts in NTT form, reusable across spatial tiles.
+        let wpt: Vec<Option<Poly>> = (0..layout.weight_keys())
+            .map(|key| {
+                layout.encode_weights(ring, &weights.weights, key).map(|w| {
+                    let mut p = Poly::from_signed(&ctx, ctx.len(), &w);
+                    p.ntt_forward();
+                    p
+                })
+            })
+            .collect();
+
+        // Client's ciphertexts; add the server's share: ct_i encrypts x̂_C,i + x̂_S,i = x̂_i.
+        let msg = ch.recv()?;
+        let pb = poly_bytes(plan.params);
+        let expected = 1 + 32 + layout.input_cts() * pb;
+        if msg.len() != expected {
+            return Err(LinearError::MessageLength {
+                what: "linear query",
+                expected,
+                got: msg.len(),
+            });
+        }
+        if msg[0] != plan.params.tag() {
+            return Err(LinearError::ParamsMismatch {
+                expected: plan.params.tag() as u32,
+                got: msg[0] as u32,
+            });
+        }
+        let seed: [u8; 32] = msg[1..33].try_into().expect("length checked");
+        let mut cts: Vec<(Poly, Poly)> = Vec::with_capacity(layout.input_cts());
+        for idx in 0..layout.input_cts() {
+            let body = &msg[33 + idx * pb..33 + (idx + 1) * pb];
+            let mut c0 = read_poly(&ctx, Representation::Coefficient, body, "linear query")?;
+            enc.add_to(&mut c0, &layout.encode_input(x, idx));
+            c0.ntt_forward();
+            cts.push((c0, expand_input_a(&ctx, &seed, idx)));
+        }
+
+        let k = plan.noise.response_bits;
+        let q0 = ctx.moduli()[0].value();
+        let sigma = plan.noise.flood_sigma;
+        let mut share = vec![0u64; layer.output_len()];
+        let plane = match layer.shape {
+            LayerShape::Fc(_) => 1,
+            _ => {
+                let c = layer.as_conv().expect("conv");
+                c.out_h() * c.out_w()
+            }
+        };
+        let mut out_vals: Vec<u64> =
+            Vec::with_capacity(layout.output_cts() * n + layer.output_len());
+        for o in 0..layout.output_cts() {
+            let mut acc0 = Poly::zero(&ctx, ctx.len(), Representation::Ntt);
+            let mut acc1 = Poly::zero(&ctx, ctx.len(), Representation::Ntt);
+            for (i, key) in layout.terms(o) {
+                let w = wpt[key]
+                    .as_ref()
+                    .expect("terms only name existing plaintexts");
+                acc0.mul_acc(&cts[i].0, w).map_err(math_err)?;
+                acc1.mul_acc(&cts[i].1, w).map_err(math_err)?;
+            }
+            // Re-randomize: + (pk₀·u + e₁, a·u + e₂), u ternary [Cheetah §4, circuit privacy].
+            let mut u = Poly::from_signed(&ctx, ctx.len(), &ternary(n, rng));
+            u.ntt_forward();
+            acc0.mul_acc(&pk.pk0, &u).map_err(math_err)?;
+            acc1.mul_acc(&pk.a, &u).map_err(math_err)?;
+            acc0.ntt_inverse();
+            acc1.ntt_inverse();
+            acc0.add_assign(&Poly::from_signed(
+                &ctx,
+                ctx.len(),
+                &cbd(n, params::CBD_ETA, rng),
+            ))
+            .map_err(math_err)?;
+            acc1.add_assign(&Poly::from_signed(
+                &ctx,
+                ctx.len(),
+                &cbd(n, params::CBD_ETA, rng),
+            ))
+            .map_err(math_err)?;
+            // Mask and flood the returned coefficients.
+            let pos = layout.positions(o);
+            for &(coef, out) in &pos {
+                let r = ring.reduce(rng.next_u64());
+                let f = gaussian_wide(sigma, rng);
+                for i in 0..ctx.len() {
+                    let md: Modulus = ctx.moduli()[i];
+                    let res = acc0.residue_mut(i);
+                    res[coef] = md.add(md.add(res[coef], enc.encode_one(r, i)), md.reduce_i128(f));
+                }
+                let b = weights.bias[out / plane];
+                share[out] = ring.reduce(b.wrapping_sub(r));
+            }
+            // Switch Q → q₀ (exact RNS rescaling), then q₀ → 2^k.
+            while acc0.num_moduli() > 1 {
+                acc0.rescale_last().map_err(math_err)?;
+                acc1.rescale_last().map_err(math_err)?;
+            }
+            out_vals.extend(acc1.residue(0).iter().map(|&c| switch_to_pow2(c, q0, k)));
+            out_vals.extend(
+                pos.iter()
+                    .map(|&(coef, _)| switch_to_pow2(acc0.residue(0)[coef], q0, k)),
+            );
+        }
+        let mut resp = Vec::with_capacity(plan.cost.bytes_s2c as usize);
+        pack_bits(&out_vals, k, &mut resp);
+        debug_assert_eq!(resp.len() as u64, plan.cost.bytes_s2c);
+        ch.send(&resp)?;
+        ch.flush()?;
+        Ok(share)
+    }
+}
