@@ -3,6 +3,8 @@
 //! Each verb lives in its own module; this file only parses and dispatches.
 
 mod estimate;
+mod eval;
+mod inspect;
 
 use clap::{Parser, Subcommand};
 
@@ -23,6 +25,10 @@ enum Command {
     Bench(BenchArgs),
     /// LAN/WAN time estimate for a given compute time, traffic and rounds.
     Estimate(estimate::Args),
+    /// Layer table of an ONNX model: ops, shapes, MACs, ReLUs, parameters.
+    Inspect(inspect::Args),
+    /// Top-1 accuracy of the float and fixed-point executors on CIFAR-10 or images.
+    Eval(eval::Args),
 }
 
 #[derive(clap::Args)]
@@ -40,6 +46,8 @@ fn main() {
     let result = match cli.command {
         Command::Bench(b) => match b.what {},
         Command::Estimate(a) => estimate::run(a),
+        Command::Inspect(a) => inspect::run(a),
+        Command::Eval(a) => eval::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");
