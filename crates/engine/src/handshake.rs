@@ -59,7 +59,10 @@ enum ServerReply {
 }
 
 fn send_json<T: Serialize>(ch: &mut impl Channel, v: &T) -> Result<(), EngineError> {
-    let bytes = serde_json::to_vec(v).map_err(|e| EngineError::Malformed { what: "hello", reason: e.to_string() })?;
+    let bytes = serde_json::to_vec(v).map_err(|e| EngineError::Malformed {
+        what: "hello",
+        reason: e.to_string(),
+    })?;
     ch.send(&bytes)?;
     ch.flush()?;
     Ok(())
@@ -68,40 +71,71 @@ fn send_json<T: Serialize>(ch: &mut impl Channel, v: &T) -> Result<(), EngineErr
 fn recv_bounded(ch: &mut impl Channel) -> Result<Vec<u8>, EngineError> {
     let msg = ch.recv()?;
     if msg.len() > MAX_HELLO {
-        return Err(EngineError::Malformed { what: "hello", reason: format!("{} bytes, limit {MAX_HELLO}", msg.len()) });
+        return Err(EngineError::Malformed {
+            what: "hello",
+            reason: format!("{} bytes, limit {MAX_HELLO}", msg.len()),
+        });
     }
     Ok(msg)
 }
 
 /// Client side: announce ourselves and read the server's hello.
 pub fn client_handshake(ch: &mut impl Channel) -> Result<ServerHello, EngineError> {
-    send_json(ch, &ClientHello { magic: MAGIC.into(), version: PROTOCOL_VERSION })?;
+    send_json(
+        ch,
+        &ClientHello {
+            magic: MAGIC.into(),
+            version: PROTOCOL_VERSION,
+        },
+    )?;
     let msg = recv_bounded(ch)?;
-    let reply: ServerReply = serde_json::from_slice(&msg)
-        .map_err(|e| EngineError::Malformed { what: "server hello", reason: e.to_string() })?;
+    let reply: ServerReply = serde_json::from_slice(&msg).map_err(|e| EngineError::Malformed {
+        what: "server hello",
+        reason: e.to_string(),
+    })?;
     match reply {
         ServerReply::Refusal(r) if r.magic == MAGIC => Err(EngineError::Refused(r.refused)),
         ServerReply::Hello(h) if h.magic == MAGIC => {
             if h.version != PROTOCOL_VERSION {
-                return Err(EngineError::VersionMismatch { ours: PROTOCOL_VERSION, theirs: h.version });
+                return Err(EngineError::VersionMismatch {
+                    ours: PROTOCOL_VERSION,
+                    theirs: h.version,
+                });
             }
             Ok(h)
         }
-        _ => Err(EngineError::Malformed { what: "server hello", reason: "not a privinfer server".into() }),
+        _ => Err(EngineError::Malformed {
+            what: "server hello",
+            reason: "not a privinfer server".into(),
+        }),
     }
 }
 
 /// Server side: read and check the client's hello.
 pub fn server_read_hello(ch: &mut impl Channel) -> Result<ClientHello, EngineError> {
     let msg = recv_bounded(ch)?;
-    let hello: ClientHello = serde_json::from_slice(&msg)
-        .map_err(|e| EngineError::Malformed { what: "client hello", reason: e.to_string() })?;
+    let hello: ClientHello = serde_json::from_slice(&msg).map_err(|e| EngineError::Malformed {
+        what: "client hello",
+        reason: e.to_string(),
+    })?;
     if hello.magic != MAGIC {
-        return Err(EngineError::Malformed { what: "client hello", reason: "not a privinfer client".into() });
+        return Err(EngineError::Malformed {
+            what: "client hello",
+            reason: "not a privinfer client".into(),
+        });
     }
     if hello.version != PROTOCOL_VERSION {
-        let _ = refuse(ch, &format!("protocol version {} is not supported (server speaks {PROTOCOL_VERSION})", hello.version));
-        return Err(EngineError::VersionMismatch { ours: PROTOCOL_VERSION, theirs: hello.version });
+        let _ = refuse(
+            ch,
+            &format!(
+                "protocol version {} is not supported (server speaks {PROTOCOL_VERSION})",
+                hello.version
+            ),
+        );
+        return Err(EngineError::VersionMismatch {
+            ours: PROTOCOL_VERSION,
+            theirs: hello.version,
+        });
     }
     Ok(hello)
 }
@@ -113,5 +147,11 @@ pub fn server_send_hello(ch: &mut impl Channel, hello: &ServerHello) -> Result<(
 
 /// Server side: refuse the session with a reason the client prints.
 pub fn refuse(ch: &mut impl Channel, why: &str) -> Result<(), EngineError> {
-    send_json(ch, &Refusal { magic: MAGIC.into(), refused: why.into() })
+    send_json(
+        ch,
+        &Refusal {
+            magic: MAGIC.into(),
+            refused: why.into(),
+        },
+    )
 }

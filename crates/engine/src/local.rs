@@ -18,14 +18,20 @@ pub(crate) fn apply(plan: &Plan, step: &Step, inputs: &[&[u64]], mask: u64) -> V
     let out_len: usize = step.shape.iter().product();
     let in_shape = |k: usize| &plan.steps[step.inputs[k]].shape;
     match &step.kind {
-        StepKind::Add => inputs[0].iter().zip(inputs[1]).map(|(a, b)| a.wrapping_add(*b) & mask).collect(),
+        StepKind::Add => inputs[0]
+            .iter()
+            .zip(inputs[1])
+            .map(|(a, b)| a.wrapping_add(*b) & mask)
+            .collect(),
         StepKind::Reshape => inputs[0].to_vec(),
         StepKind::Slice { starts, steps } => {
             let is = strides(in_shape(0));
             let os = strides(&step.shape);
             (0..out_len)
                 .map(|o| {
-                    let src: usize = (0..os.len()).map(|a| (starts[a] + (o / os[a]) % step.shape[a] * steps[a]) * is[a]).sum();
+                    let src: usize = (0..os.len())
+                        .map(|a| (starts[a] + (o / os[a]) % step.shape[a] * steps[a]) * is[a])
+                        .sum();
                     inputs[0][src]
                 })
                 .collect()
@@ -36,7 +42,9 @@ pub(crate) fn apply(plan: &Plan, step: &Step, inputs: &[&[u64]], mask: u64) -> V
             let os = strides(&step.shape);
             let mut out = vec![0u64; out_len];
             for (i, &v) in inputs[0].iter().enumerate() {
-                let dst: usize = (0..is.len()).map(|a| ((i / is[a]) % ishape[a] + before[a]) * os[a]).sum();
+                let dst: usize = (0..is.len())
+                    .map(|a| ((i / is[a]) % ishape[a] + before[a]) * os[a])
+                    .sum();
                 out[dst] = v;
             }
             out

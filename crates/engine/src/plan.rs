@@ -47,23 +47,44 @@ pub enum StepKind {
     /// The client's input (its share is the quantized image, the server's is zero).
     Input,
     /// A linear layer by a 2PC protocol, then the rescale t(·) (docs/fixed-point.md).
-    Linear { choice: LinearChoice, layer: LayerSpec, cost: Cost },
+    Linear {
+        choice: LinearChoice,
+        layer: LayerSpec,
+        cost: Cost,
+    },
     Relu,
     Relu6,
-    MaxPool { kernel: [usize; 2], stride: [usize; 2], pads: [usize; 4] },
+    MaxPool {
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        pads: [usize; 4],
+    },
     /// Sum over each window (local), times round(2^s / k) (local), then t(·).
-    AvgPool { kernel: [usize; 2], stride: [usize; 2], pads: [usize; 4], count_include_pad: bool },
+    AvgPool {
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        pads: [usize; 4],
+        count_include_pad: bool,
+    },
     GlobalAvgPool,
     /// Residual sum of two same-shape inputs (local).
     Add,
     /// Strided slice (local).
-    Slice { starts: Vec<usize>, steps: Vec<usize> },
+    Slice {
+        starts: Vec<usize>,
+        steps: Vec<usize>,
+    },
     /// Zero padding (local).
-    Pad { before: Vec<usize>, after: Vec<usize> },
+    Pad {
+        before: Vec<usize>,
+        after: Vec<usize>,
+    },
     /// Same data, new shape (local).
     Reshape,
     /// Concatenation along an axis (local).
-    Concat { axis: usize },
+    Concat {
+        axis: usize,
+    },
 }
 
 impl StepKind {
@@ -103,7 +124,11 @@ pub struct PlanConfig {
 
 impl Default for PlanConfig {
     fn default() -> Self {
-        PlanConfig { ell: 37, scale: 12, cheetah: linear::CheetahConfig::default() }
+        PlanConfig {
+            ell: 37,
+            scale: 12,
+            cheetah: linear::CheetahConfig::default(),
+        }
     }
 }
 
@@ -120,7 +145,11 @@ pub struct Plan {
 }
 
 fn unsupported(node: &str, op: &str, reason: impl Into<String>) -> EngineError {
-    EngineError::Unsupported { node: node.to_string(), op: op.to_string(), reason: reason.into() }
+    EngineError::Unsupported {
+        node: node.to_string(),
+        op: op.to_string(),
+        reason: reason.into(),
+    }
 }
 
 impl Plan {
@@ -129,7 +158,7 @@ impl Plan {
     pub fn compile(model: &Model, cfg: &PlanConfig) -> Result<Plan, EngineError> {
         let fixed = FixedConfig::new(cfg.ell, cfg.scale)?;
         let ring = linear::Ring::new(cfg.ell)?;
-        let fm = nn::FixedModel::new(model, fixed);
+        let fm = nn::fixed::FixedModel::new(model, fixed);
         let mut steps = Vec::with_capacity(model.nodes.len());
         for (id, node) in model.nodes.iter().enumerate() {
             let name = node.name.as_str();
@@ -159,24 +188,41 @@ impl Plan {
                 }
                 Op::Linear(l) => {
                     if l.rows != 1 {
-                        return Err(unsupported(name, opname, "fully connected layer on more than one row"));
+                        return Err(unsupported(
+                            name,
+                            opname,
+                            "fully connected layer on more than one row",
+                        ));
                     }
                     let (wq, _) = fm.params(id);
-                    let layer = LayerSpec::fc(l.in_features, l.out_features, linear::weight_bits_of(wq, ring));
+                    let layer = LayerSpec::fc(
+                        l.in_features,
+                        l.out_features,
+                        linear::weight_bits_of(wq, ring),
+                    );
                     Self::linear_step(layer, ring, cfg)?
                 }
                 Op::BatchNorm(_) => {
                     let s = &node.shape;
                     if s.len() != 4 {
-                        return Err(unsupported(name, opname, "batch norm on a tensor that is not NCHW"));
+                        return Err(unsupported(
+                            name,
+                            opname,
+                            "batch norm on a tensor that is not NCHW",
+                        ));
                     }
                     let (wq, _) = fm.params(id);
-                    let layer = LayerSpec::scale(s[1], s[2], s[3], linear::weight_bits_of(wq, ring));
+                    let layer =
+                        LayerSpec::scale(s[1], s[2], s[3], linear::weight_bits_of(wq, ring));
                     Self::linear_step(layer, ring, cfg)?
                 }
                 Op::Relu => StepKind::Relu,
                 Op::Relu6 => StepKind::Relu6,
-                Op::MaxPool(p) => StepKind::MaxPool { kernel: p.kernel, stride: p.stride, pads: p.pads },
+                Op::MaxPool(p) => StepKind::MaxPool {
+                    kernel: p.kernel,
+                    stride: p.stride,
+                    pads: p.pads,
+                },
                 Op::AvgPool(p) => StepKind::AvgPool {
                     kernel: p.kernel,
                     stride: p.stride,
@@ -186,15 +232,31 @@ impl Plan {
                 Op::GlobalAvgPool => StepKind::GlobalAvgPool,
                 Op::Add => {
                     if input_shape(0) != input_shape(1) {
-                        return Err(unsupported(name, opname, "broadcasting add (only same-shape residual adds run privately)"));
+                        return Err(unsupported(
+                            name,
+                            opname,
+                            "broadcasting add (only same-shape residual adds run privately)",
+                        ));
                     }
                     StepKind::Add
                 }
-                Op::Slice(s) => StepKind::Slice { starts: s.starts.clone(), steps: s.steps.clone() },
-                Op::Pad(p) => StepKind::Pad { before: p.before.clone(), after: p.after.clone() },
+                Op::Slice(s) => StepKind::Slice {
+                    starts: s.starts.clone(),
+                    steps: s.steps.clone(),
+                },
+                Op::Pad(p) => StepKind::Pad {
+                    before: p.before.clone(),
+                    after: p.after.clone(),
+                },
                 Op::Reshape => StepKind::Reshape,
                 Op::Concat { axis } => StepKind::Concat { axis: *axis },
-                Op::Constant(_) | Op::Mul | Op::MatMul | Op::Transpose { .. } | Op::LayerNorm(_) | Op::Softmax | Op::Gelu => {
+                Op::Constant(_)
+                | Op::Mul
+                | Op::MatMul
+                | Op::Transpose { .. }
+                | Op::LayerNorm(_)
+                | Op::Softmax
+                | Op::Gelu => {
                     return Err(unsupported(name, opname, "no 2PC protocol for this op yet"));
                 }
             };
@@ -218,10 +280,18 @@ impl Plan {
         Ok(plan)
     }
 
-    fn linear_step(layer: LayerSpec, ring: linear::Ring, cfg: &PlanConfig) -> Result<StepKind, EngineError> {
+    fn linear_step(
+        layer: LayerSpec,
+        ring: linear::Ring,
+        cfg: &PlanConfig,
+    ) -> Result<StepKind, EngineError> {
         let choice = LinearChoice::Cheetah(cfg.cheetah);
         let cost = choice.protocol().cost(&layer, ring)?;
-        Ok(StepKind::Linear { choice, layer, cost })
+        Ok(StepKind::Linear {
+            choice,
+            layer,
+            cost,
+        })
     }
 
     /// SHA-256 of the canonical JSON of the plan, hex: the model digest of the handshake.
@@ -236,7 +306,10 @@ impl Plan {
     pub fn validate(&self) -> Result<(), EngineError> {
         let bad = |step: usize, reason: String| EngineError::InvalidPlan { step, reason };
         if self.version != PLAN_VERSION {
-            return Err(bad(0, format!("plan version {} (we read {PLAN_VERSION})", self.version)));
+            return Err(bad(
+                0,
+                format!("plan version {} (we read {PLAN_VERSION})", self.version),
+            ));
         }
         FixedConfig::new(self.ell, self.scale)?;
         if self.steps.is_empty() || self.steps.len() > MAX_STEPS {
@@ -247,9 +320,16 @@ impl Plan {
         }
         for (i, s) in self.steps.iter().enumerate() {
             if s.inputs.iter().any(|&j| j >= i) {
-                return Err(bad(i, "input index does not point to an earlier step".into()));
+                return Err(bad(
+                    i,
+                    "input index does not point to an earlier step".into(),
+                ));
             }
-            let n = s.shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).unwrap_or(usize::MAX);
+            let n = s
+                .shape
+                .iter()
+                .try_fold(1usize, |a, &d| a.checked_mul(d))
+                .unwrap_or(usize::MAX);
             if n == 0 || n > MAX_ELEMENTS {
                 return Err(bad(i, format!("shape {:?}", s.shape)));
             }
@@ -267,7 +347,10 @@ impl Plan {
                 StepKind::Linear { layer, .. } => {
                     layer.validate()?;
                     if layer.input_len() != in_len(0) || layer.output_len() != n {
-                        return Err(bad(i, "linear layer shape does not match its neighbours".into()));
+                        return Err(bad(
+                            i,
+                            "linear layer shape does not match its neighbours".into(),
+                        ));
                     }
                 }
                 StepKind::Relu | StepKind::Relu6 | StepKind::Reshape => {
@@ -276,14 +359,19 @@ impl Plan {
                     }
                 }
                 StepKind::Add => {
-                    if self.steps[s.inputs[0]].shape != s.shape || self.steps[s.inputs[1]].shape != s.shape {
+                    if self.steps[s.inputs[0]].shape != s.shape
+                        || self.steps[s.inputs[1]].shape != s.shape
+                    {
                         return Err(bad(i, "add operands differ in shape".into()));
                     }
                 }
                 StepKind::MaxPool { .. } | StepKind::AvgPool { .. } | StepKind::GlobalAvgPool => {
                     let is = &self.steps[s.inputs[0]].shape;
                     if is.len() != 4 || s.shape.len() != 4 || is[..2] != s.shape[..2] {
-                        return Err(bad(i, "pooling needs NCHW input and output with equal N, C".into()));
+                        return Err(bad(
+                            i,
+                            "pooling needs NCHW input and output with equal N, C".into(),
+                        ));
                     }
                 }
                 StepKind::Slice { starts, steps } => {
@@ -307,7 +395,12 @@ impl Plan {
                     let ok = before.len() == is.len()
                         && after.len() == is.len()
                         && s.shape.len() == is.len()
-                        && (0..is.len()).all(|a| is[a].checked_add(before[a]).and_then(|v| v.checked_add(after[a])) == Some(s.shape[a]));
+                        && (0..is.len()).all(|a| {
+                            is[a]
+                                .checked_add(before[a])
+                                .and_then(|v| v.checked_add(after[a]))
+                                == Some(s.shape[a])
+                        });
                     if !ok {
                         return Err(bad(i, "pad does not match shapes".into()));
                     }
@@ -316,9 +409,14 @@ impl Plan {
                     let ok = *axis < s.shape.len()
                         && s.inputs.iter().all(|&j| {
                             let js = &self.steps[j].shape;
-                            js.len() == s.shape.len() && (0..js.len()).all(|a| a == *axis || js[a] == s.shape[a])
+                            js.len() == s.shape.len()
+                                && (0..js.len()).all(|a| a == *axis || js[a] == s.shape[a])
                         })
-                        && s.inputs.iter().map(|&j| self.steps[j].shape[*axis]).sum::<usize>() == s.shape[*axis];
+                        && s.inputs
+                            .iter()
+                            .map(|&j| self.steps[j].shape[*axis])
+                            .sum::<usize>()
+                            == s.shape[*axis];
                     if !ok {
                         return Err(bad(i, "concat shapes do not add up".into()));
                     }

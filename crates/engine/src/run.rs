@@ -41,7 +41,10 @@ pub struct Report {
 impl Report {
     /// Sum over all steps (setup and output included).
     pub fn total(&self) -> StepReport {
-        let mut t = StepReport { layer: "total".into(), ..StepReport::default() };
+        let mut t = StepReport {
+            layer: "total".into(),
+            ..StepReport::default()
+        };
         for s in &self.steps {
             t.ms += s.ms;
             t.bytes_c2s += s.bytes_c2s;
@@ -64,7 +67,7 @@ impl ServerModel {
     pub fn new(model: &Model, cfg: &PlanConfig) -> Result<ServerModel, EngineError> {
         let plan = Plan::compile(model, cfg)?;
         let fixed = FixedConfig::new(cfg.ell, cfg.scale)?;
-        let fm = nn::FixedModel::new(model, fixed);
+        let fm = nn::fixed::FixedModel::new(model, fixed);
         let weights = model
             .nodes
             .iter()
@@ -72,7 +75,10 @@ impl ServerModel {
             .map(|(id, node)| match node.op {
                 Op::Conv(_) | Op::Linear(_) | Op::BatchNorm(_) => {
                     let (w, b) = fm.params(id);
-                    Some(LayerWeights { weights: w.to_vec(), bias: b.to_vec() })
+                    Some(LayerWeights {
+                        weights: w.to_vec(),
+                        bias: b.to_vec(),
+                    })
                 }
                 _ => None,
             })
@@ -92,8 +98,13 @@ pub enum Outcome {
 
 /// Which half this side runs.
 enum Side<'a> {
-    Server { model: &'a ServerModel, keys: ServerKeys },
-    Client { keys: ClientKeys },
+    Server {
+        model: &'a ServerModel,
+        keys: ServerKeys,
+    },
+    Client {
+        keys: ClientKeys,
+    },
 }
 
 fn delta(now: Stats, before: Stats, t0: Instant) -> (f64, Stats) {
@@ -130,50 +141,80 @@ fn run_side<C: Channel>(
     let shares = |data: Vec<u64>| Shares::new(ring, plan.scale, data);
     // t(y) = floor((y + 2^{s-1}) / 2^s): the server adds the rounding offset, then the exact
     // truncation for values in the fixed-point range [docs/fixed-point.md].
-    let rescale = |session: &mut Session, ch: &mut C, mut y: Vec<u64>| -> Result<Vec<u64>, EngineError> {
-        if is_server {
-            let half = 1u64 << (plan.scale - 1);
-            for v in &mut y {
-                *v = v.wrapping_add(half) & ring.mask();
+    let rescale =
+        |session: &mut Session, ch: &mut C, mut y: Vec<u64>| -> Result<Vec<u64>, EngineError> {
+            if is_server {
+                let half = 1u64 << (plan.scale - 1);
+                for v in &mut y {
+                    *v = v.wrapping_add(half) & ring.mask();
+                }
             }
-        }
-        Ok(session.trunc_known_sign(ch, &shares(y)?, plan.scale)?.data)
-    };
+            Ok(session.trunc_known_sign(ch, &shares(y)?, plan.scale)?.data)
+        };
 
     for (i, step) in plan.steps.iter().enumerate() {
         progress(i, plan.steps.len());
         let t0 = Instant::now();
         let before = ch.stats();
-        let inputs: Vec<&[u64]> = step.inputs.iter().map(|&j| values[j].as_deref().expect("inputs precede their users")).collect();
+        let inputs: Vec<&[u64]> = step
+            .inputs
+            .iter()
+            .map(|&j| values[j].as_deref().expect("inputs precede their users"))
+            .collect();
         let out = match &step.kind {
             StepKind::Input => input_share.clone(),
             StepKind::Linear { choice, layer, .. } => {
                 let proto = choice.protocol();
                 let y = match side {
                     Side::Server { model, keys } => {
-                        let w = model.weights[i].as_ref().ok_or(EngineError::InvalidPlan { step: i, reason: "no weights".into() })?;
+                        let w = model.weights[i].as_ref().ok_or(EngineError::InvalidPlan {
+                            step: i,
+                            reason: "no weights".into(),
+                        })?;
                         proto.server(layer, lring, keys, w, inputs[0], ch, rng)?
                     }
-                    Side::Client { keys } => proto.client(layer, lring, keys, inputs[0], ch, rng)?,
+                    Side::Client { keys } => {
+                        proto.client(layer, lring, keys, inputs[0], ch, rng)?
+                    }
                 };
                 rescale(session, ch, y)?
             }
             StepKind::Relu => session.relu(ch, &shares(inputs[0].to_vec())?)?.data,
             StepKind::Relu6 => session.relu6(ch, &shares(inputs[0].to_vec())?)?.data,
-            StepKind::MaxPool { kernel, stride, pads } => {
+            StepKind::MaxPool {
+                kernel,
+                stride,
+                pads,
+            } => {
                 let is = &plan.steps[step.inputs[0]].shape;
-                let shape = PoolShape { channels: is[0] * is[1], height: is[2], width: is[3] };
+                let shape = PoolShape {
+                    channels: is[0] * is[1],
+                    height: is[2],
+                    width: is[3],
+                };
                 let spec = PoolSpec {
                     kernel: (kernel[0], kernel[1]),
                     stride: (stride[0], stride[1]),
                     pads: (pads[0], pads[1], pads[2], pads[3]),
                 };
-                session.maxpool(ch, &shares(inputs[0].to_vec())?, shape, spec)?.data
+                session
+                    .maxpool(ch, &shares(inputs[0].to_vec())?, shape, spec)?
+                    .data
             }
-            StepKind::AvgPool { kernel, stride, pads, count_include_pad } => {
+            StepKind::AvgPool {
+                kernel,
+                stride,
+                pads,
+                count_include_pad,
+            } => {
                 let is = &plan.steps[step.inputs[0]].shape;
                 let os = &step.shape;
-                let pool = nn::ir::Pool { kernel: *kernel, stride: *stride, pads: *pads, count_include_pad: *count_include_pad };
+                let pool = nn::ir::Pool {
+                    kernel: *kernel,
+                    stride: *stride,
+                    pads: *pads,
+                    count_include_pad: *count_include_pad,
+                };
                 let wins = nn::kernels::pool_windows(&pool, is[1], is[2], is[3], os[2], os[3]);
                 let x = inputs[0];
                 let y = wins
@@ -193,17 +234,28 @@ fn run_side<C: Channel>(
                 let k = fixed.avg_constant(hw);
                 let y = x
                     .chunks_exact(hw)
-                    .map(|p| p.iter().fold(0u64, |a, &v| a.wrapping_add(v)).wrapping_mul(k) & ring.mask())
+                    .map(|p| {
+                        p.iter()
+                            .fold(0u64, |a, &v| a.wrapping_add(v))
+                            .wrapping_mul(k)
+                            & ring.mask()
+                    })
                     .collect();
                 rescale(session, ch, y)?
             }
-            StepKind::Add | StepKind::Slice { .. } | StepKind::Pad { .. } | StepKind::Reshape | StepKind::Concat { .. } => {
-                local::apply(plan, step, &inputs, ring.mask())
-            }
+            StepKind::Add
+            | StepKind::Slice { .. }
+            | StepKind::Pad { .. }
+            | StepKind::Reshape
+            | StepKind::Concat { .. } => local::apply(plan, step, &inputs, ring.mask()),
         };
         ch.flush()?;
         let (ms, d) = delta(ch.stats(), before, t0);
-        let (c2s, s2c) = if is_server { (d.bytes_received, d.bytes_sent) } else { (d.bytes_sent, d.bytes_received) };
+        let (c2s, s2c) = if is_server {
+            (d.bytes_received, d.bytes_sent)
+        } else {
+            (d.bytes_sent, d.bytes_received)
+        };
         report.steps.push(StepReport {
             layer: i.to_string(),
             name: step.name.clone(),
@@ -222,17 +274,28 @@ fn run_side<C: Channel>(
         }
     }
     progress(plan.steps.len(), plan.steps.len());
-    values[plan.output].take().ok_or(EngineError::InvalidPlan { step: plan.output, reason: "output never computed".into() })
+    values[plan.output].take().ok_or(EngineError::InvalidPlan {
+        step: plan.output,
+        reason: "output never computed".into(),
+    })
 }
 
 /// Setup shared by both sides: OT session and the linear layers' keys.
 fn setup_report(name: &str, ms: f64, d: Stats, is_server: bool) -> StepReport {
-    let (c2s, s2c) = if is_server { (d.bytes_received, d.bytes_sent) } else { (d.bytes_sent, d.bytes_received) };
+    let (c2s, s2c) = if is_server {
+        (d.bytes_received, d.bytes_sent)
+    } else {
+        (d.bytes_sent, d.bytes_received)
+    };
     StepReport {
         layer: name.into(),
         name: name.into(),
         op: name.into(),
-        protocol: if name == "setup" { "ot+keys".into() } else { "reveal".into() },
+        protocol: if name == "setup" {
+            "ot+keys".into()
+        } else {
+            "reveal".into()
+        },
         ms,
         bytes_c2s: c2s,
         bytes_s2c: s2c,
@@ -258,7 +321,16 @@ pub fn run_server<C: Channel>(
 
     let zero = vec![0u64; plan.steps[0].shape.iter().product()];
     let mut side = Side::Server { model, keys };
-    let out = run_side(plan, &mut side, &mut session, zero, ch, rng, &mut report, progress)?;
+    let out = run_side(
+        plan,
+        &mut side,
+        &mut session,
+        zero,
+        ch,
+        rng,
+        &mut report,
+        progress,
+    )?;
 
     let (t0, before) = (Instant::now(), ch.stats());
     if reveal_label {
@@ -286,7 +358,10 @@ pub fn run_client<C: Channel>(
     plan.validate()?;
     let expected: usize = plan.steps[0].shape.iter().product();
     if input.len() != expected {
-        return Err(EngineError::InputShape { expected: plan.steps[0].shape.clone(), got: input.len() });
+        return Err(EngineError::InputShape {
+            expected: plan.steps[0].shape.clone(),
+            got: input.len(),
+        });
     }
     let ring = mpc::Ring::new(plan.ell)?;
     ring.check("input", &input)?;
@@ -298,7 +373,16 @@ pub fn run_client<C: Channel>(
     report.steps.push(setup_report("setup", ms, d, false));
 
     let mut side = Side::Client { keys };
-    let out = run_side(plan, &mut side, &mut session, input, ch, rng, &mut report, progress)?;
+    let out = run_side(
+        plan,
+        &mut side,
+        &mut session,
+        input,
+        ch,
+        rng,
+        &mut report,
+        progress,
+    )?;
 
     let (t0, before) = (Instant::now(), ch.stats());
     let outcome = if reveal_label {
@@ -307,7 +391,10 @@ pub fn run_client<C: Channel>(
         let label = ring.add(idx[0], theirs[0]) as usize;
         let classes: usize = plan.steps[plan.output].shape.iter().product();
         if label >= classes {
-            return Err(EngineError::Malformed { what: "label share", reason: format!("label {label} of {classes} classes") });
+            return Err(EngineError::Malformed {
+                what: "label share",
+                reason: format!("label {label} of {classes} classes"),
+            });
         }
         Outcome::Label(label)
     } else {

@@ -23,7 +23,10 @@ pub struct ServerConfig {
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        ServerConfig { max_sessions: 4, tcp: TcpConfig::default() }
+        ServerConfig {
+            max_sessions: 4,
+            tcp: TcpConfig::default(),
+        }
     }
 }
 
@@ -52,15 +55,28 @@ impl Drop for ActiveGuard {
 
 impl Server {
     /// Binds `addr`.
-    pub fn bind(addr: impl ToSocketAddrs + std::fmt::Display, cfg: ServerConfig) -> Result<Server, EngineError> {
+    pub fn bind(
+        addr: impl ToSocketAddrs + std::fmt::Display,
+        cfg: ServerConfig,
+    ) -> Result<Server, EngineError> {
         let shown = addr.to_string();
-        let listener = TcpListener::bind(addr).map_err(|e| EngineError::Bind { addr: shown, source: e })?;
-        Ok(Server { listener, cfg, stop: Arc::new(AtomicBool::new(false)) })
+        let listener = TcpListener::bind(addr).map_err(|e| EngineError::Bind {
+            addr: shown,
+            source: e,
+        })?;
+        Ok(Server {
+            listener,
+            cfg,
+            stop: Arc::new(AtomicBool::new(false)),
+        })
     }
 
     /// The bound address (useful with port 0).
     pub fn local_addr(&self) -> Result<SocketAddr, EngineError> {
-        Ok(self.listener.local_addr().map_err(transport::TransportError::from)?)
+        Ok(self
+            .listener
+            .local_addr()
+            .map_err(transport::TransportError::from)?)
     }
 
     /// A flag that makes `run` return after the next accepted connection or poll tick.
@@ -70,11 +86,17 @@ impl Server {
 
     /// Accepts clients until stopped (or until `max_clients` connections were accepted, if given),
     /// serving each on its own thread. Returns after all started sessions have finished.
-    pub fn run<H: SessionHandler>(self, handler: Arc<H>, max_clients: Option<usize>) -> Result<(), EngineError> {
+    pub fn run<H: SessionHandler>(
+        self,
+        handler: Arc<H>,
+        max_clients: Option<usize>,
+    ) -> Result<(), EngineError> {
         let active = Arc::new(AtomicUsize::new(0));
         let mut workers = Vec::new();
         let mut accepted = 0usize;
-        self.listener.set_nonblocking(true).map_err(transport::TransportError::from)?;
+        self.listener
+            .set_nonblocking(true)
+            .map_err(transport::TransportError::from)?;
         while !self.stop.load(Ordering::SeqCst) && max_clients.is_none_or(|m| accepted < m) {
             let (stream, peer) = match self.listener.accept() {
                 Ok(x) => x,
