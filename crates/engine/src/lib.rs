@@ -12,10 +12,12 @@ mod local;
 pub mod plan;
 pub mod run;
 pub mod server;
+pub mod service;
 
 pub use plan::{LinearChoice, Plan, PlanConfig, Step, StepKind};
 pub use run::{run_client, run_server, Outcome, Report, ServerModel, StepReport};
 pub use server::{Server, ServerConfig, SessionHandler};
+pub use service::{infer, infer_channel, Inference, ModelService};
 
 /// Errors of planning and running a private inference session.
 #[derive(Debug, thiserror::Error)]
