@@ -89,6 +89,28 @@ impl BaseConverter {
         let l = self.from.len();
         assert_eq!(input.len(), l * n);
         assert_eq!(output.len(), self.to.len() * n);
+        if l == 1 {
+            // Q = q_0: x ∈ [0, q_0) is its own lift; the centered lift subtracts q_0 above q_0/2.
+            let q0 = self.from[0].value();
+            for (j, pj) in self.to.iter().enumerate() {
+                let out = &mut output[j * n..(j + 1) * n];
+                let q0_mod = pj.reduce(q0);
+                match mode {
+                    ConversionMode::Approx => {
+                        for (o, &x) in out.iter_mut().zip(input) {
+                            *o = pj.reduce(x);
+                        }
+                    }
+                    ConversionMode::Exact => {
+                        for (o, &x) in out.iter_mut().zip(input) {
+                            let r = pj.reduce(x);
+                            *o = if x > q0 / 2 { pj.sub(r, q0_mod) } else { r };
+                        }
+                    }
+                }
+            }
+            return;
+        }
         let mut y = vec![0u64; l * n];
         for i in 0..l {
             let (w, ws) = self.qhat_inv[i];
