@@ -411,6 +411,31 @@ impl Poly {
         Ok(())
     }
 
+    /// `self ⊙= o` where `o` may have more active primes than `self` (its first
+    /// `self.num_moduli()` residues are used), both in NTT form. Avoids
+    /// truncated copies of keys kept at the top level.
+    pub fn mul_assign_prefix(&mut self, o: &Poly) -> Result<(), MathError> {
+        if !Arc::ptr_eq(&self.ctx, &o.ctx) && *self.ctx != *o.ctx {
+            return Err(MathError::ContextMismatch);
+        }
+        if o.num_moduli < self.num_moduli {
+            return Err(MathError::ModuliCountMismatch {
+                lhs: self.num_moduli,
+                rhs: o.num_moduli,
+            });
+        }
+        self.require(Representation::Ntt)?;
+        o.require(Representation::Ntt)?;
+        let n = self.ctx.n;
+        let mut tmp = vec![0u64; n];
+        for i in 0..self.num_moduli {
+            let a = &mut self.data[i * n..(i + 1) * n];
+            self.ctx.plans[i].mul_into(&mut tmp, a, &o.data[i * n..(i + 1) * n]);
+            a.copy_from_slice(&tmp);
+        }
+        Ok(())
+    }
+
     /// `self += a ⊙ b` (all three in NTT form).
     pub fn mul_acc(&mut self, a: &Poly, b: &Poly) -> Result<(), MathError> {
         self.check(a)?;
