@@ -27,7 +27,6 @@ pub struct BaseConverter {
     qhat_inv: Vec<(u64, u64)>,
     /// `qhat_mod_p[j * L + i] = (Q / q_i) mod p_j`
     qhat_mod_p: Vec<u64>,
-    q_mod_p: Vec<u64>,
     /// `vq[j * (L + 1) + v] = −v·Q mod p_j` for `0 ≤ v ≤ L` (exact-mode correction).
     neg_vq: Vec<u64>,
     inv_q: Vec<f64>,
@@ -80,7 +79,6 @@ impl BaseConverter {
             to: to.to_vec(),
             qhat_inv,
             qhat_mod_p,
-            q_mod_p,
             neg_vq,
             inv_q: from.iter().map(|m| 1.0 / m.value() as f64).collect(),
         }
