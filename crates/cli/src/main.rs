@@ -2,12 +2,17 @@
 //!
 //! Each verb lives in its own module; this file only parses and dispatches.
 
+mod bench_ot;
 mod estimate;
 
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "privinfer", version, about = "Private neural-network inference (HE + 2PC, FHE)")]
+#[command(
+    name = "privinfer",
+    version,
+    about = "Private neural-network inference (HE + 2PC, FHE)"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -29,12 +34,17 @@ struct BenchArgs {
 
 /// Add one variant per benchmark verb, each implemented in its own module.
 #[derive(Subcommand)]
-enum BenchCommand {}
+enum BenchCommand {
+    /// Correlated-OT extension throughput and traffic (silent and IKNP).
+    Ot(bench_ot::Args),
+}
 
 fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Bench(b) => match b.what {},
+        Command::Bench(b) => match b.what {
+            BenchCommand::Ot(a) => bench_ot::run(a),
+        },
         Command::Estimate(a) => estimate::run(a),
     };
     if let Err(e) = result {
