@@ -48,17 +48,17 @@ pub struct LpnParams {
 }
 
 impl LpnParams {
-    /// Ferret's small set for 128-bit security with regular noise and d = 10: n = 649,728,
-    /// k = 36,288, t = 1,269, bins of 2^9 [Ferret §6 parameter table; the same constants ship with
-    /// emp-ot]. Net 602,019 COTs per iteration, 3.09 Mbit of traffic (≈ 5.1 bits per COT).
+    /// Ferret's small set (128-bit security, regular noise, d = 10), as in Ferret's reference
+    /// implementation (emp-ot `ferret/constants.h`): n = 649,728, k = 36,288, t = 1,269, bins of
+    /// 2^9. Net 602,019 COTs per iteration, 3.09 Mbit of traffic (≈ 5.1 bits per COT).
     pub const FERRET_SMALL: LpnParams = LpnParams {
         n: 649_728,
         k: 36_288,
         t: 1_269,
         log_bin: 9,
     };
-    /// Ferret's large set, 128-bit security: n = 10,608,640, k = 589,824, t = 1,295, bins of 2^13.
-    /// Net 10,001,981 COTs per iteration, 4.48 Mbit (≈ 0.45 bits per COT).
+    /// Ferret's large set (128-bit security, same source): n = 10,608,640, k = 589,824,
+    /// t = 1,295, bins of 2^13. Net 10,001,981 COTs per iteration, 4.48 Mbit (≈ 0.45 bits per COT).
     pub const FERRET_LARGE: LpnParams = LpnParams {
         n: 10_608_640,
         k: 589_824,
