@@ -100,6 +100,11 @@ impl Policy {
         large: LpnParams::FERRET_LARGE,
         threshold: LARGE_THRESHOLD,
     };
+    const FERRET_SMALL_ONLY: Policy = Policy {
+        small: LpnParams::FERRET_SMALL,
+        large: LpnParams::FERRET_SMALL,
+        threshold: usize::MAX,
+    };
 
     fn params_for(&self, shortfall: usize) -> LpnParams {
         if shortfall >= self.threshold {
@@ -274,6 +279,11 @@ impl FerretSender {
         Self::with_policy(iknp, seed, Policy::FERRET)
     }
 
+    /// As [`FerretSender::new`], refilling with [`LpnParams::FERRET_SMALL`] only.
+    pub fn new_small_only(iknp: IknpSender, seed: [u8; 32]) -> FerretSender {
+        Self::with_policy(iknp, seed, Policy::FERRET_SMALL_ONLY)
+    }
+
     fn with_policy(iknp: IknpSender, seed: [u8; 32], policy: Policy) -> FerretSender {
         FerretSender {
             iknp,
@@ -376,6 +386,11 @@ impl FerretReceiver {
     /// Wraps an IKNP receiver.
     pub fn new(iknp: IknpReceiver) -> FerretReceiver {
         Self::with_policy(iknp, Policy::FERRET)
+    }
+
+    /// As [`FerretReceiver::new`], refilling with [`LpnParams::FERRET_SMALL`] only.
+    pub fn new_small_only(iknp: IknpReceiver) -> FerretReceiver {
+        Self::with_policy(iknp, Policy::FERRET_SMALL_ONLY)
     }
 
     fn with_policy(iknp: IknpReceiver, policy: Policy) -> FerretReceiver {
