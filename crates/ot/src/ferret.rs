@@ -106,8 +106,10 @@ impl Policy {
         threshold: usize::MAX,
     };
 
-    fn params_for(&self, shortfall: usize) -> LpnParams {
-        if shortfall >= self.threshold {
+    /// The large set when this refill falls short by at least the threshold, or when the session
+    /// has already been served that many COTs (a heavy session amortizes large iterations).
+    fn params_for(&self, shortfall: usize, served: u64) -> LpnParams {
+        if shortfall >= self.threshold || served >= self.threshold as u64 {
             self.large
         } else {
             self.small
@@ -203,6 +205,8 @@ struct Pool {
     buffer: Vec<Block>,
     pos: usize,
     tweak: u128,
+    /// COTs handed out so far.
+    served: u64,
 }
 
 impl Pool {
@@ -212,6 +216,7 @@ impl Pool {
             buffer: Vec::new(),
             pos: 0,
             tweak: SPCOT_DOMAIN,
+            served: 0,
         }
     }
 
@@ -243,6 +248,7 @@ impl Pool {
     }
 
     fn serve(&mut self, n: usize) -> Vec<Block> {
+        self.served += n as u64;
         if self.pos == 0 && n == self.buffer.len() {
             return std::mem::take(&mut self.buffer);
         }
@@ -307,7 +313,9 @@ impl FerretSender {
     /// `n` COTs from the buffer, refilled by as many iterations as needed.
     pub fn extend<C: Channel + ?Sized>(&mut self, ch: &mut C, n: usize) -> Result<Vec<Block>> {
         while self.pool.available() < n {
-            let p = self.policy.params_for(n - self.pool.available());
+            let p = self
+                .policy
+                .params_for(n - self.pool.available(), self.pool.served);
             self.ensure_reserve(ch, &p)?;
             let out = self.iterate(ch, &p)?;
             self.pool.store(&p, out);
@@ -410,7 +418,9 @@ impl FerretReceiver {
     /// `n` COTs from the buffer, refilled by as many iterations as needed.
     pub fn extend<C: Channel + ?Sized>(&mut self, ch: &mut C, n: usize) -> Result<Vec<Block>> {
         while self.pool.available() < n {
-            let p = self.policy.params_for(n - self.pool.available());
+            let p = self
+                .policy
+                .params_for(n - self.pool.available(), self.pool.served);
             self.ensure_reserve(ch, &p)?;
             let out = self.iterate(ch, &p)?;
             self.pool.store(&p, out);
@@ -564,8 +574,9 @@ mod tests {
 
     #[test]
     fn refills_across_iterations_and_parameter_sets() {
-        // Small iterations, a buffer carried across calls, a switch to the large set (its reserve
-        // filled by a small iteration), and back.
+        // Small iterations, a buffer carried across calls, then the large set (its reserve filled
+        // by a small iteration) once a call falls short by the threshold and for every refill
+        // after the session has been served that many.
         session(TOY, &[1, 3000, 5000, 700, 20_000, 1, 40_000, 7, 9000]);
     }
 
