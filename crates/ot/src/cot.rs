@@ -24,7 +24,7 @@ pub enum CotBackend {
     #[default]
     Silent,
     /// Ferret with the small parameter set only (`LpnParams::FERRET_SMALL`): about 5.1 bits of
-    /// traffic per COT, but roughly half the CPU time per COT of the large set, whose LPN secret
+    /// traffic per COT, but 1.3–1.7× less CPU time per COT than the large set, whose LPN secret
     /// (9.4 MB) does not fit in the L2 cache. For fast networks where compute dominates.
     SilentSmall,
 }
