@@ -262,6 +262,13 @@ impl Pool {
     }
 }
 
+impl Drop for Pool {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.reserve);
+        zeroize::Zeroize::zeroize(&mut self.buffer);
+    }
+}
+
 /// Silent COT sender (holder of Δ).
 pub struct FerretSender {
     iknp: IknpSender,
