@@ -2,12 +2,17 @@
 //!
 //! Each verb lives in its own module; this file only parses and dispatches.
 
+mod bench_relu;
 mod estimate;
 
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "privinfer", version, about = "Private neural-network inference (HE + 2PC, FHE)")]
+#[command(
+    name = "privinfer",
+    version,
+    about = "Private neural-network inference (HE + 2PC, FHE)"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -29,12 +34,17 @@ struct BenchArgs {
 
 /// Add one variant per benchmark verb, each implemented in its own module.
 #[derive(Subcommand)]
-enum BenchCommand {}
+enum BenchCommand {
+    /// Non-linear protocols on secret shares (ReLU, truncation) over TCP loopback.
+    Relu(bench_relu::Args),
+}
 
 fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Bench(b) => match b.what {},
+        Command::Bench(b) => match b.what {
+            BenchCommand::Relu(a) => bench_relu::run(a),
+        },
         Command::Estimate(a) => estimate::run(a),
     };
     if let Err(e) = result {

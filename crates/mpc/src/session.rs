@@ -36,6 +36,21 @@ impl Party {
 pub struct Session {
     party: Party,
     cot: CotPair,
+    usage: OtUsage,
+}
+
+/// What this party's random-COT source consumed since setup (both directions), for reports that
+/// separate the OT layer's traffic from the protocols' own messages.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OtUsage {
+    /// COTs with this party as sender.
+    pub cots_sent: u64,
+    /// COTs with this party as receiver.
+    pub cots_received: u64,
+    /// Payload bytes this party sent inside COT extension.
+    pub bytes_sent: u64,
+    /// Payload bytes this party received inside COT extension.
+    pub bytes_received: u64,
 }
 
 impl Session {
@@ -65,7 +80,16 @@ impl Session {
         };
         let cot = CotPair::setup(ch, rng, role, cfg)?;
         ch.flush()?;
-        Ok(Session { party, cot })
+        Ok(Session {
+            party,
+            cot,
+            usage: OtUsage::default(),
+        })
+    }
+
+    /// COTs and COT-extension traffic used so far by this party (excluding setup).
+    pub fn ot_usage(&self) -> OtUsage {
+        self.usage
     }
 
     /// This side's party.
@@ -87,6 +111,7 @@ impl Session {
         };
         let s_base = self.cot.sender.consumed() as u128 | my_dir;
         let r_base = self.cot.receiver.consumed() as u128 | peer_dir;
+        let before = ch.stats();
         let (q, t) = match self.party {
             Party::P0 => {
                 let q = self.cot.sender.extend(ch, n_send)?;
@@ -100,6 +125,11 @@ impl Session {
             }
         };
         ch.flush()?;
+        let d = ch.stats().since(&before);
+        self.usage.cots_sent += n_send as u64;
+        self.usage.cots_received += n_recv as u64;
+        self.usage.bytes_sent += d.bytes_sent;
+        self.usage.bytes_received += d.bytes_received;
         Ok((
             SendCots::new(self.cot.sender.delta(), q, s_base),
             RecvCots::new(t, r_base),
