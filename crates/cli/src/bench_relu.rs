@@ -30,7 +30,16 @@ pub struct Args {
     json: bool,
 }
 
-const OPS: [&str; 4] = ["relu", "relu_approx", "trunc", "trunc_known_sign"];
+/// The four ops, then two extras: the fused exact truncation + ReLU, and Cheetah's
+/// one-bit-error known-sign truncation (not the binding semantics).
+const OPS: [&str; 6] = [
+    "relu",
+    "relu_approx",
+    "trunc",
+    "trunc_known_sign",
+    "trunc_relu",
+    "trunc_known_sign_approx",
+];
 
 /// One party's measurement of one op.
 struct Measure {
@@ -67,7 +76,9 @@ fn party(
                 "relu" => sess.relu(&mut ch, &xs)?,
                 "relu_approx" => sess.relu_approx(&mut ch, &xs)?,
                 "trunc" => sess.trunc(&mut ch, &xs, a.scale)?,
-                _ => sess.trunc_known_sign(&mut ch, &xs, a.scale)?,
+                "trunc_known_sign" => sess.trunc_known_sign(&mut ch, &xs, a.scale)?,
+                "trunc_relu" => sess.trunc_relu(&mut ch, &xs, a.scale)?,
+                _ => sess.trunc_known_sign_approx(&mut ch, &xs, a.scale)?,
             };
             out.extend(y.data);
         }
@@ -139,7 +150,7 @@ pub fn run(args: Args) -> Result<()> {
             setup0.rounds()
         );
         println!(
-            "{:<17} {:>9} {:>10} {:>12} {:>12} {:>7} {:>9} {:>9} {:>8}",
+            "{:<24} {:>9} {:>10} {:>12} {:>12} {:>7} {:>9} {:>9} {:>8}",
             "op",
             "elements",
             "ms",
@@ -159,6 +170,10 @@ pub fn run(args: Args) -> Result<()> {
             let ok = match *op {
                 "relu" => got == plain::relu(ring, x),
                 "relu_approx" => plain::relu_approx_allowed(ring, x, args.scale).contains(&got),
+                "trunc_relu" => got == plain::relu(ring, plain::trunc(ring, x, args.scale)),
+                "trunc_known_sign_approx" => {
+                    plain::trunc_approx_allowed(ring, x, args.scale).contains(&got)
+                }
                 _ => got == plain::trunc(ring, x, args.scale),
             };
             if !ok {
@@ -182,7 +197,7 @@ pub fn run(args: Args) -> Result<()> {
             );
         } else {
             println!(
-                "{:<17} {:>9} {:>10.1} {:>12} {:>12} {:>7} {:>9.2} {:>9.2} {:>8.2}",
+                "{:<24} {:>9} {:>10.1} {:>12} {:>12} {:>7} {:>9.2} {:>9.2} {:>8.2}",
                 op,
                 args.elements,
                 ms,
