@@ -2,6 +2,7 @@
 //!
 //! Each verb lives in its own module; this file only parses and dispatches.
 
+mod bench_ot;
 mod bench_relu;
 mod estimate;
 
@@ -35,6 +36,8 @@ struct BenchArgs {
 /// Add one variant per benchmark verb, each implemented in its own module.
 #[derive(Subcommand)]
 enum BenchCommand {
+    /// Correlated-OT extension throughput and traffic (silent and IKNP).
+    Ot(bench_ot::Args),
     /// Non-linear protocols on secret shares (ReLU, truncation) over TCP loopback.
     Relu(bench_relu::Args),
 }
@@ -43,6 +46,7 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Bench(b) => match b.what {
+            BenchCommand::Ot(a) => bench_ot::run(a),
             BenchCommand::Relu(a) => bench_relu::run(a),
         },
         Command::Estimate(a) => estimate::run(a),

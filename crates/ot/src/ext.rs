@@ -207,7 +207,7 @@ impl CotSender {
         check_bits(bits)?;
         check_log_n(log_n)?;
         let big_n = 1usize << log_n;
-        if msgs.len() % big_n != 0 {
+        if msgs.len() & (big_n - 1) != 0 {
             return Err(OtError::LengthMismatch {
                 what: "1-of-N messages (a multiple of N)",
                 left: msgs.len(),

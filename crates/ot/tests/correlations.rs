@@ -16,7 +16,7 @@ fn backends() -> Vec<CotConfig> {
             backend: CotBackend::Iknp,
         },
         CotConfig {
-            backend: CotBackend::Iknp,
+            backend: CotBackend::Silent,
         },
     ]
 }

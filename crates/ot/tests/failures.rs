@@ -18,7 +18,7 @@ fn backends() -> Vec<CotConfig> {
             backend: CotBackend::Iknp,
         },
         CotConfig {
-            backend: CotBackend::Iknp,
+            backend: CotBackend::Silent,
         },
     ]
 }
