@@ -25,6 +25,9 @@ pub struct Args {
     /// Elements per protocol call (larger batches use more memory, fewer rounds).
     #[arg(long, default_value_t = 1 << 17)]
     batch: usize,
+    /// Least COTs fetched from the OT layer per refill and direction.
+    #[arg(long, default_value_t = mpc::DEFAULT_REFILL)]
+    refill: usize,
     /// One JSON object per line.
     #[arg(long)]
     json: bool,
@@ -61,7 +64,11 @@ fn party(
     let ring = Ring::new(a.ell)?;
     let mut rng = ChaCha20Rng::from_entropy();
     let t0 = ch.stats();
-    let mut sess = Session::setup(&mut ch, p, &mut rng)?;
+    let cfg = mpc::SessionConfig {
+        refill: a.refill,
+        ..Default::default()
+    };
+    let mut sess = Session::setup_with(&mut ch, p, &mut rng, cfg)?;
     let setup = ch.stats().since(&t0);
     let mut res = Vec::new();
     for op in OPS {
@@ -100,6 +107,7 @@ fn party(
 
 #[derive(Clone, Copy)]
 struct ArgsCopy {
+    refill: usize,
     ell: u32,
     scale: u32,
     batch: usize,
@@ -111,6 +119,7 @@ pub fn run(args: Args) -> Result<()> {
         bail!("--elements and --batch must be positive");
     }
     let a = ArgsCopy {
+        refill: args.refill,
         ell: args.ell,
         scale: args.scale,
         batch: args.batch,
@@ -187,13 +196,14 @@ pub fn run(args: Args) -> Result<()> {
         let ms = p0.ms.max(p1.ms);
         if args.json {
             println!(
-                "{{\"op\":\"{op}\",\"elements\":{},\"ell\":{},\"scale\":{},\"ms\":{ms:.1},\"bytes_c2s\":{},\"bytes_s2c\":{},\"rounds\":{},\"bits_per_element\":{bits:.2},\"ot_bits_per_element\":{ot_bits:.2},\"cots_per_element\":{cots:.2}}}",
+                "{{\"op\":\"{op}\",\"elements\":{},\"ell\":{},\"scale\":{},\"ms\":{ms:.1},\"bytes_c2s\":{},\"bytes_s2c\":{},\"rounds\":{},\"bits_per_element\":{bits:.2},\"protocol_bits_per_element\":{:.2},\"ot_bits_per_element\":{ot_bits:.2},\"cots_per_element\":{cots:.2}}}",
                 args.elements,
                 args.ell,
                 args.scale,
                 p0.stats.bytes_received,
                 p0.stats.bytes_sent,
-                p0.stats.rounds()
+                p0.stats.rounds(),
+                bits - ot_bits
             );
         } else {
             println!(
@@ -209,6 +219,15 @@ pub fn run(args: Args) -> Result<()> {
                 cots
             );
         }
+    }
+    // Amortized silent-OT cost over the whole run (all ops): measured OT traffic / COTs used.
+    let ot_bytes: u64 = m0.iter().map(|m| m.ot_sent + m.ot_recv).sum();
+    let cots: u64 = m0.iter().map(|m| m.cots).sum();
+    let per_cot = ot_bytes as f64 * 8.0 / cots.max(1) as f64;
+    if args.json {
+        println!("{{\"op\":\"ot_total\",\"cots\":{cots},\"ot_bytes\":{ot_bytes},\"bits_per_cot\":{per_cot:.3}}}");
+    } else {
+        println!("OT over all ops: {cots} COTs, {ot_bytes} B, {per_cot:.3} bits/COT");
     }
     Ok(())
 }
