@@ -107,7 +107,10 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     );
     let start = Instant::now();
     // Per image: (label, float top-1, fixed top-1, overflows), and the outputs for --logits.
-    type Row = ((usize, usize, Option<usize>, u64), Option<(Vec<f32>, Option<Vec<f32>>)>);
+    type Row = (
+        (usize, usize, Option<usize>, u64),
+        Option<(Vec<f32>, Option<Vec<f32>>)>,
+    );
     let rows: Vec<Row> = data
         .par_iter()
         .map(|(x, label)| -> anyhow::Result<Row> {
@@ -122,7 +125,12 @@ pub fn run(a: Args) -> anyhow::Result<()> {
                 None
             };
             pb.inc(1);
-            let summary = (*label, pf, fx.as_ref().map(|v| nn::argmax(&v.0)), fx.as_ref().map_or(0, |v| v.1));
+            let summary = (
+                *label,
+                pf,
+                fx.as_ref().map(|v| nn::argmax(&v.0)),
+                fx.as_ref().map_or(0, |v| v.1),
+            );
             let outputs = a.logits.then(|| (f.data, fx.map(|v| v.0)));
             Ok((summary, outputs))
         })
