@@ -129,3 +129,19 @@ def test_pretrained_resnet20_on_lossless_images():
         o = ort_run(fixture, x)[0]
         assert t.argmax() == label and o.argmax() == label, fname
         assert np.abs(t - o).max() <= 1e-4 * np.abs(t).max()
+
+
+def test_training_smoke_run(tmp_path):
+    """One optimisation step of the training script on a few real training images; the
+    exported ONNX runs in onnxruntime and keeps the pretrained model's behaviour."""
+    _need_data()
+    from privinfer_models.train import main
+
+    out = tmp_path / "train"
+    main(["--model", "resnet20", "--epochs", "1", "--max-batches", "1", "--batch-size", "20",
+          "--lr", "0.001", "--train-limit", "40", "--test-limit", "50", "--out", str(out), "--data", DATA])
+    log = json.load(open(out / "train_log.json"))
+    assert len(log["epochs"]) == 1 and np.isfinite(log["epochs"][0]["loss"])
+    assert log["epochs"][0]["test_accuracy"] > 0.5  # one tiny step keeps the pretrained accuracy
+    x = D.normalize_chw(D.load_cifar_bin(os.path.join(DATA, "cifar10", "test_batch.bin"), 1)[0])
+    assert ort_run(str(out / "resnet20.onnx"), x).shape == (1, 10)
