@@ -80,6 +80,16 @@ impl EncapsulationKeys {
     }
 }
 
+/// Wall-clock time of each bootstrapping phase.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PhaseTimes {
+    /// Encapsulation, ModRaise and the switch back to the dense secret.
+    pub mod_raise: std::time::Duration,
+    pub coeffs_to_slots: std::time::Duration,
+    pub eval_mod: std::time::Duration,
+    pub slots_to_coeffs: std::time::Duration,
+}
+
 /// Precomputed bootstrapping circuit (public data only: no keys).
 pub struct Bootstrapper {
     params: Params,
@@ -336,6 +346,36 @@ impl Bootstrapper {
         encaps: Option<&EncapsulationKeys>,
         ct: &Ciphertext,
     ) -> Result<Ciphertext, CkksError> {
+        self.bootstrap_timed(eval, encaps, ct).map(|(c, _)| c)
+    }
+
+    /// As [`Bootstrapper::bootstrap`], also returning the time of each phase.
+    pub fn bootstrap_timed(
+        &self,
+        eval: &Evaluator,
+        encaps: Option<&EncapsulationKeys>,
+        ct: &Ciphertext,
+    ) -> Result<(Ciphertext, PhaseTimes), CkksError> {
+        self.run(eval, encaps, ct, &mut |_, _| {})
+    }
+
+    /// Runs the circuit, handing each intermediate ciphertext to `probe` (for precision analysis in
+    /// tests: `"raised"`, `"cts"`, `"re"`, `"im"`, `"re_mod"`, `"im_mod"`).
+    #[doc(hidden)]
+    pub fn run(
+        &self,
+        eval: &Evaluator,
+        encaps: Option<&EncapsulationKeys>,
+        ct: &Ciphertext,
+        probe: &mut dyn FnMut(&str, &Ciphertext),
+    ) -> Result<(Ciphertext, PhaseTimes), CkksError> {
+        let mut times = PhaseTimes::default();
+        let mut clock = std::time::Instant::now();
+        let mut lap = |slot: &mut std::time::Duration| {
+            let now = std::time::Instant::now();
+            *slot = now - clock;
+            clock = now;
+        };
         if ct.slots() != self.config.slots {
             return Err(CkksError::SlotsMismatch {
                 a: ct.slots(),
@@ -352,24 +392,34 @@ impl Bootstrapper {
         if let Some(k) = encaps.filter(|_| self.config.ephemeral_h.is_some()) {
             x = eval.switch_key(&x, &k.from_sparse)?;
         }
+        lap(&mut times.mod_raise);
+        probe("raised", &x);
         for lt in &self.cts {
             x = eval.rescale(&eval.linear_transform(&x, lt)?)?;
         }
+        lap(&mut times.coeffs_to_slots);
         let xc = eval.conjugate(&x)?;
         let re = eval.add(&x, &xc)?;
         let im = eval.mul_const(&eval.sub(&x, &xc)?, Complex::new(0.0, -1.0), 1.0)?;
+        probe("cts", &x);
+        probe("re", &re);
+        probe("im", &im);
         let re = self.eval_mod(eval, &re)?;
         let im = self.eval_mod(eval, &im)?;
+        probe("re_mod", &re);
+        probe("im_mod", &im);
         let mut y = eval.add(&re, &eval.mul_const(&im, Complex::I, 1.0)?)?;
+        lap(&mut times.eval_mod);
         let relabeled = y.scale() * 2.0 * PI * delta_in / self.params.q()[0] as f64;
         y.set_scale(relabeled);
         for lt in &self.stc {
             y = eval.rescale(&eval.linear_transform(&y, lt)?)?;
         }
+        lap(&mut times.slots_to_coeffs);
         if crate::scale_eq(y.scale(), delta_in) || (y.scale() / delta_in - 1.0).abs() < 1e-9 {
             y.set_scale(delta_in);
         }
-        Ok(y)
+        Ok((y, times))
     }
 }
 
