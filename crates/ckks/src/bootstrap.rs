@@ -244,16 +244,25 @@ impl Bootstrapper {
 
     /// Galois elements the circuit needs (rotations of both transforms and conjugation).
     pub fn galois_elements(&self) -> Vec<usize> {
-        let mut g: Vec<usize> = self
-            .cts
-            .iter()
-            .chain(&self.stc)
-            .flat_map(|lt| lt.galois_elements(&self.params))
-            .collect();
-        g.push(self.params.conjugation_element());
-        g.sort_unstable();
-        g.dedup();
-        g
+        self.galois_elements_at()
+            .into_iter()
+            .map(|(g, _)| g)
+            .collect()
+    }
+
+    /// Each Galois element with the highest level it is used at.
+    pub fn galois_elements_at(&self) -> Vec<(usize, usize)> {
+        let mut m: std::collections::BTreeMap<usize, usize> = Default::default();
+        for lt in self.cts.iter().chain(&self.stc) {
+            for g in lt.galois_elements(&self.params) {
+                let e = m.entry(g).or_insert(0);
+                *e = (*e).max(lt.level());
+            }
+        }
+        let conj_level = self.params.max_level() - self.cts.len();
+        let e = m.entry(self.params.conjugation_element()).or_insert(0);
+        *e = (*e).max(conj_level);
+        m.into_iter().collect()
     }
 
     /// Generates exactly the evaluation keys bootstrapping needs (client side).
@@ -263,7 +272,8 @@ impl Bootstrapper {
         rng: &mut R,
     ) -> Result<(EvaluationKeys, Option<EncapsulationKeys>), CkksError> {
         let kg = KeyGenerator::new(&self.params, sk)?;
-        let ek = kg.evaluation_keys(&self.galois_elements(), rng)?;
+        let mut ek = kg.evaluation_keys(&[], rng)?;
+        kg.extend_at(&mut ek, &self.galois_elements_at(), rng)?;
         let enc = match self.config.ephemeral_h {
             None => None,
             Some(h) => {
@@ -272,15 +282,9 @@ impl Bootstrapper {
                     math::sample::sparse_ternary(self.params.n(), h, rng),
                 );
                 let kg_sparse = KeyGenerator::new(&self.params, &sparse)?;
-                let mut to_sparse = kg_sparse.switching_key(sk, rng);
-                // Keep only the part modulo q_0·P: the sparse secret must never be exposed at a
-                // larger modulus [BTH22 §4].
-                to_sparse.parts.truncate(1);
-                for part in to_sparse.parts.iter_mut() {
-                    for (pq, _) in part.iter_mut() {
-                        pq.drop_to(1)?;
-                    }
-                }
+                // Only modulo q_0·P: the sparse secret must never be exposed at a larger modulus
+                // [BTH22 §4].
+                let to_sparse = kg_sparse.switching_key_at(sk, 0, rng);
                 let from_sparse = kg.switching_key(&sparse, rng);
                 Some(EncapsulationKeys {
                     to_sparse,

@@ -398,6 +398,12 @@ impl Evaluator {
             });
         }
         let key = self.keys.relin.as_ref().ok_or(CkksError::MissingRelinKey)?;
+        if key.max_level() < a.level {
+            return Err(CkksError::InvalidLevel {
+                level: a.level,
+                max: key.max_level(),
+            });
+        }
         let dec = self.decompose(&a.c[2], a.level);
         let (mut k0, k1) = self.key_switch_decomposed(&dec, key, None);
         ring::add_assign(&mut k0, &a.c[0]);

@@ -22,7 +22,7 @@ pub fn insecure_test_n11() -> ParamsLiteral {
 /// 58-bit CoeffsToSlots levels; `P` = 3 × 61 bits; uniform ternary secret with a weight-32
 /// ephemeral secret for bootstrapping. Use with [`insecure_boot_n12_config`].
 pub fn insecure_boot_n12() -> ParamsLiteral {
-    let mut log_q = vec![60, 45, 45, 50, 50];
+    let mut log_q = vec![58, 45, 45, 50, 50];
     log_q.extend([60; 9]);
     log_q.extend([58, 58]);
     ParamsLiteral {
