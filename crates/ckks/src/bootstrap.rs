@@ -16,7 +16,7 @@
 //!   coefficient.
 //! * **EvalMod**: `sin(2πKy) = sin(2π m/q_0) ≈ 2π m/q_0` as a Chebyshev interpolant of
 //!   `cos((2πKy − π/2)/2^r)` followed by `r` double angles `cos 2θ = 2cos²θ − 1`. The result is
-//!   relabeled to scale `q_0 s/(2π Δ_in)`, which makes its value `m/Δ_in` at no cost.
+//!   relabeled to scale `2π Δ_in s/q_0`, which makes its value `m/Δ_in` at no cost.
 //! * **SlotsToCoeffs**: `V·R` as the product of the forward butterfly stages, grouped likewise.
 //!
 //! Slot order inside the procedure is bit-reversed; EvalMod is slot-wise, so `R` cancels.
@@ -136,6 +136,27 @@ pub fn butterfly(params: &Params, n: usize, len: usize, inverse: bool) -> DiagMa
     m
 }
 
+/// Plaintext scales `Δ_i` for consecutive transforms at primes `q_i` such that
+/// `Π Δ_i/q_i = factor` and `Δ_i·max|M_i|` is the same for every `i`.
+fn balanced_scales(mats: &[DiagMatrix], qs: &[f64], factor: f64) -> Vec<f64> {
+    let maxes: Vec<f64> = mats
+        .iter()
+        .map(|m| {
+            m.diags
+                .values()
+                .flat_map(|d| d.iter())
+                .map(|x| x.abs())
+                .fold(0.0, f64::max)
+                .max(1e-300)
+        })
+        .collect();
+    let log_t = (factor.log2()
+        + qs.iter().map(|q| q.log2()).sum::<f64>()
+        + maxes.iter().map(|m| m.log2()).sum::<f64>())
+        / mats.len() as f64;
+    maxes.iter().map(|m| 2f64.powf(log_t - m.log2())).collect()
+}
+
 /// Groups of merged butterfly stages: CoeffsToSlots applies the inverse stages from the longest
 /// to the shortest; SlotsToCoeffs the forward stages from the shortest to the longest.
 fn grouped(
@@ -194,28 +215,36 @@ impl Bootstrapper {
             });
         }
         let q = |l: usize| params.q()[l] as f64;
-        // CoeffsToSlots: input declared at scale q_0; keep it, and land the last level at the
-        // scale of the first EvalMod prime.
+        // CoeffsToSlots: input declared at scale q_0, output at the scale of the first EvalMod
+        // prime. The plaintext scales are balanced so that every level's integer diagonals have
+        // the same magnitude (their rounding error, multiplied by the large `q_0·I`, dominates).
         let mut cts_m = grouped(params, n, &config.cts_stages, true)?;
         cts_m[0].scale(Complex::from(1.0 / (2.0 * config.k)));
+        let cts_levels: Vec<usize> = (0..cts_m.len()).map(|i| top - i).collect();
+        let cts_out = q(top - cts_m.len());
+        let cts_scales = balanced_scales(
+            &cts_m,
+            &cts_levels.iter().map(|&l| q(l)).collect::<Vec<_>>(),
+            cts_out / q(0),
+        );
         let mut cts = Vec::new();
-        let mut level = top;
-        let mut scale = q(0);
-        for (i, m) in cts_m.iter().enumerate() {
-            let last = i + 1 == cts_m.len();
-            let target = if last { q(level - 1) } else { scale };
-            let pt_scale = q(level) * target / scale;
-            cts.push(LinearTransform::new(params, m, level, pt_scale, None)?);
-            scale = target;
-            level -= 1;
+        for ((m, &l), &s) in cts_m.iter().zip(&cts_levels).zip(&cts_scales) {
+            cts.push(LinearTransform::new(params, m, l, s, None)?);
         }
-        // EvalMod occupies the next levels; SlotsToCoeffs keeps the scale (plaintexts at q_ℓ).
-        level -= config.eval_mod_depth();
+        // EvalMod occupies the next levels and ends at scale S_out = q_{ℓ+1}; the result is
+        // relabeled to S_out·2πΔ/q_0 (value m/Δ), and SlotsToCoeffs lands at Δ = default scale.
+        let level = top - cts_m.len() - config.eval_mod_depth();
         let stc_m = grouped(params, n, &config.stc_stages, false)?;
+        let stc_levels: Vec<usize> = (0..stc_m.len()).map(|i| level - i).collect();
+        let factor = q(0) / (2.0 * PI * q(level + 1));
+        let stc_scales = balanced_scales(
+            &stc_m,
+            &stc_levels.iter().map(|&l| q(l)).collect::<Vec<_>>(),
+            factor,
+        );
         let mut stc = Vec::new();
-        for m in &stc_m {
-            stc.push(LinearTransform::new(params, m, level, q(level), None)?);
-            level -= 1;
+        for ((m, &l), &s) in stc_m.iter().zip(&stc_levels).zip(&stc_scales) {
+            stc.push(LinearTransform::new(params, m, l, s, None)?);
         }
         let (k, r) = (config.k, config.double_angle);
         let series = ChebyshevSeries::interpolate(
@@ -322,13 +351,13 @@ impl Bootstrapper {
         }
     }
 
-    /// `(1/2π)·sin(2πKy)`-style modular reduction of one real-valued ciphertext: returns
-    /// `sin(2πKy)` at scale `q_0/(2π)`.
+    /// Modular reduction of one real-valued ciphertext: returns `sin(2πKy)` at scale
+    /// `q_{ℓ+1}` (`ℓ` its output level).
     fn eval_mod(&self, eval: &Evaluator, y: &Ciphertext) -> Result<Ciphertext, CkksError> {
         let r = self.config.double_angle as usize;
         let out_level = y.level() - self.config.eval_mod_depth();
         // Scales backwards from the wanted output q_0/(2π): s_{i} = sqrt(s_{i+1} · q_{level(i+1)+1}).
-        let mut s = self.params.q()[0] as f64 / (2.0 * PI);
+        let mut s = self.params.q()[out_level + 1] as f64;
         for i in 0..r {
             let lvl = out_level + i; // the double angle producing level `lvl` divides by q_{lvl+1}
             s = (s * self.params.q()[lvl + 1] as f64).sqrt();
@@ -420,7 +449,9 @@ impl Bootstrapper {
             y = eval.rescale(&eval.linear_transform(&y, lt)?)?;
         }
         lap(&mut times.slots_to_coeffs);
-        if crate::scale_eq(y.scale(), delta_in) || (y.scale() / delta_in - 1.0).abs() < 1e-9 {
+        // SlotsToCoeffs multiplies the scale by q_0/(2π S_out) (balanced over its levels), so
+        // the result is at Δ_in up to floating-point rounding of the bookkeeping.
+        if (y.scale() / delta_in - 1.0).abs() < 1e-9 {
             y.set_scale(delta_in);
         }
         Ok((y, times))
