@@ -2,6 +2,7 @@
 //!
 //! Each verb lives in its own module; this file only parses and dispatches.
 
+mod bench_he;
 mod estimate;
 
 use clap::{Parser, Subcommand};
@@ -33,12 +34,17 @@ struct BenchArgs {
 
 /// Add one variant per benchmark verb, each implemented in its own module.
 #[derive(Subcommand)]
-enum BenchCommand {}
+enum BenchCommand {
+    /// Lattice core (RLWE) operations: NTT, encryption, products, rotation, mod switch, serialization.
+    He(bench_he::Args),
+}
 
 fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Bench(b) => match b.what {},
+        Command::Bench(b) => match b.what {
+            BenchCommand::He(a) => bench_he::run(a),
+        },
         Command::Estimate(a) => estimate::run(a),
     };
     if let Err(e) = result {
