@@ -199,21 +199,26 @@ fn eval_rec<A: LeveledArith>(
     let d = c.len() - 1;
     if d <= (1 << l) {
         // Leaf: Σ_{j≥1} c_j T_j brought to (level, scale) in one rescale, then + c_0.
-        let mut idx: Vec<usize> = (1..=d).filter(|&j| c[j] != Complex::ZERO).collect();
+        // (a constant leaf multiplies T_1 by zero to land at the target level and scale)
+        let mut idx: Vec<(usize, Complex)> = (1..=d)
+            .filter(|&j| c[j] != Complex::ZERO)
+            .map(|j| (j, c[j]))
+            .collect();
         if idx.is_empty() {
-            idx.push(1);
+            idx.push((1, Complex::ZERO));
         }
         let ts: Vec<A::Value> = idx
             .iter()
-            .map(|&j| basis.get(ar, j))
+            .map(|&(j, _)| basis.get(ar, j))
             .collect::<Result<_, _>>()?;
         let terms: Vec<(&A::Value, Complex)> =
-            ts.iter().zip(&idx).map(|(t, &j)| (t, c[j])).collect();
+            ts.iter().zip(&idx).map(|(t, &(_, cj))| (t, cj)).collect();
         let acc = ar.lin_comb_to(&terms, level, scale)?;
         return ar.add_const(&acc, c[0]);
     }
-    let g = 1usize << (usize::BITS - 1 - d.leading_zeros()); // largest power of two ≤ d
-                                                             // p = q·T_g + r: q_0 = c_g, q_i = 2 c_{g+i}; r_{g−i} = c_{g−i} − c_{g+i}.
+    // g: the largest power of two ≤ d.
+    // p = q·T_g + r: q_0 = c_g, q_i = 2 c_{g+i}; r_{g−i} = c_{g−i} − c_{g+i}.
+    let g = 1usize << (usize::BITS - 1 - d.leading_zeros());
     let mut q = Vec::with_capacity(d - g + 1);
     q.push(c[g]);
     for &ci in &c[g + 1..=d] {
