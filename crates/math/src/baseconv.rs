@@ -357,6 +357,55 @@ mod tests {
     }
 
     #[test]
+    fn scale_round_matches_u128() {
+        let m = mods(40, 3, &[]);
+        let q = modulus_product(&m);
+        let qv = q[0] as u128 | (q[1] as u128) << 64;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(8);
+        for target in [2u64, 1 << 20, 65537, (1 << 61) - 1] {
+            let sr = ScaleRounder::new(&m, Modulus::new(target).unwrap());
+            let n = 200;
+            let xs: Vec<u128> = (0..n).map(|_| rng.gen::<u128>() % qv).collect();
+            let mut input = vec![0u64; 3 * n];
+            for (i, mi) in m.iter().enumerate() {
+                for c in 0..n {
+                    input[i * n + c] = mi.reduce_u128(xs[c]);
+                }
+            }
+            let mut out = vec![0u64; n];
+            sr.scale_round(n, &input, &mut out);
+            for c in 0..n {
+                // exact floor((2·target·x + Q) / 2Q) by binary long division (x < 2^120)
+                let num_hi = (xs[c] >> 64) * 2 * target as u128;
+                let num_lo = (xs[c] as u64 as u128) * 2 * target as u128;
+                // 256-bit numerator as (hi, lo)
+                let (lo, carry) = num_lo.overflowing_add(num_hi << 64);
+                let hi = (num_hi >> 64) + carry as u128;
+                let (lo, carry) = lo.overflowing_add(qv);
+                let hi = hi + carry as u128;
+                let d = 2 * qv;
+                let mut rem: u128 = 0;
+                let mut quo: u128 = 0;
+                for bit in (0..256).rev() {
+                    let b = if bit >= 128 {
+                        (hi >> (bit - 128)) & 1
+                    } else {
+                        (lo >> bit) & 1
+                    };
+                    let top = rem >> 127;
+                    rem = (rem << 1) | b;
+                    quo <<= 1;
+                    if top == 1 || rem >= d {
+                        rem = rem.wrapping_sub(d);
+                        quo |= 1;
+                    }
+                }
+                assert_eq!(out[c], (quo % target as u128) as u64, "target {target}");
+            }
+        }
+    }
+
+    #[test]
     fn centered_helpers() {
         let m = mods(50, 3, &[]);
         let q = modulus_product(&m);
@@ -369,6 +418,82 @@ mod tests {
                     (centered_log2(&limbs, &q) - (x.unsigned_abs() as f64).log2()).abs() < 1e-9
                 );
             }
+        }
+    }
+}
+
+/// `x ↦ round(target · x / Q) mod target` for `x ∈ [0, Q)` given by its
+/// residues modulo `Q = Π from` [HPS19 §2.4, "scale and round"]: with
+/// `y_i = [x_i (Q/q_i)^{-1}]_{q_i}`, `target·x/Q ≡ Σ_i y_i · target/q_i (mod target)`.
+/// Each `target/q_i = a_i + b_i/2^128` is stored with 128 fractional bits, so
+/// the total rounding error is below `L·2^-56` before the final rounding.
+/// Used for BFV decryption (`target = t`) and switching to a small modulus.
+#[derive(Clone, Debug)]
+pub struct ScaleRounder {
+    from: Vec<Modulus>,
+    target: Modulus,
+    qhat_inv: Vec<(u64, u64)>,
+    /// `(a_i mod target, b_i)`
+    frac: Vec<(u64, u128)>,
+}
+
+impl ScaleRounder {
+    /// `from` pairwise coprime primes; `2 ≤ target < 2^62`.
+    pub fn new(from: &[Modulus], target: Modulus) -> Self {
+        let conv = BaseConverter::new(from, &[]);
+        let frac = from
+            .iter()
+            .map(|m| {
+                let (t, q) = (target.value() as u128, m.value() as u128);
+                let a = t / q;
+                let mut r = t % q;
+                // long division for the 128 fractional bits of r/q (r < q < 2^62)
+                let mut b: u128 = 0;
+                for _ in 0..2 {
+                    let num = r << 64;
+                    b = (b << 64) | (num / q);
+                    r = num % q;
+                }
+                (target.reduce_u128(a), b)
+            })
+            .collect();
+        Self {
+            from: from.to_vec(),
+            target,
+            qhat_inv: conv.qhat_inv,
+            frac,
+        }
+    }
+
+    pub fn target(&self) -> &Modulus {
+        &self.target
+    }
+
+    /// `input`: `from.len()` residue vectors of length `n`; writes `n` values `< target`.
+    pub fn scale_round(&self, n: usize, input: &[u64], out: &mut [u64]) {
+        let l = self.from.len();
+        assert_eq!(input.len(), l * n);
+        assert_eq!(out.len(), n);
+        let t = &self.target;
+        const SHIFT: u32 = 8; // headroom: sums of up to 2^8 terms of < 2^126
+        const FRAC_BITS: u32 = 64 - SHIFT;
+        for (c, o) in out.iter_mut().enumerate() {
+            let mut int_part = 0u64;
+            let mut acc: u128 = 0;
+            for i in 0..l {
+                let (w, ws) = self.qhat_inv[i];
+                let y = self.from[i].mul_shoup(input[i * n + c], w, ws);
+                let (a, b) = self.frac[i];
+                int_part = t.add(int_part, t.mul(t.reduce(y), a));
+                let b_hi = (b >> 64) as u64;
+                let b_lo = b as u64;
+                let term = y as u128 * b_hi as u128 + ((y as u128 * b_lo as u128) >> 64);
+                acc += term >> SHIFT;
+            }
+            let whole = acc >> FRAC_BITS;
+            let round_bit = (acc >> (FRAC_BITS - 1)) & 1;
+            let v = t.reduce_u128(whole + round_bit);
+            *o = t.add(int_part, v);
         }
     }
 }

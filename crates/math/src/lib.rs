@@ -29,10 +29,10 @@ pub mod prime;
 pub mod rns;
 pub mod sample;
 
-pub use baseconv::{BaseConverter, ConversionMode};
+pub use baseconv::{BaseConverter, ConversionMode, ScaleRounder};
 pub use conv::{PolyMultiplier, Wrap};
 pub use modulus::{Modulus, MAX_MODULUS_BITS};
-pub use ntt::NttPlan;
+pub use ntt::{NttPlan, NttTable};
 pub use rns::{Poly, Representation, RnsContext};
 
 /// Errors of the math layer.

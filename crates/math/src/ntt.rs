@@ -109,6 +109,16 @@ impl NttTable {
         Self { exp, index_of }
     }
 
+    /// Odd exponent `e_i` of slot `i`: slot `i` holds `a(ψ^{e_i})`.
+    pub fn exponent(&self, i: usize) -> u32 {
+        self.exp[i]
+    }
+
+    /// Slot holding `a(ψ^e)` for odd `e < 2n`.
+    pub fn index_of_exponent(&self, e: usize) -> usize {
+        self.index_of[e] as usize
+    }
+
     /// Slot permutation for `X → X^k` (`k` odd): `out[i] = in[perm[i]]`.
     pub fn automorphism_permutation(&self, k: usize) -> Vec<u32> {
         let two_n = self.index_of.len();
