@@ -48,6 +48,18 @@ pub struct CheetahConfig {
     pub flood_bits: u32,
     /// Restrict planning to one parameter set (None: choose the cheapest secure one).
     pub params: Option<HeParamsId>,
+    /// Noise flooding of responses. Anything but [`Flooding::Gaussian`] leaks the weights.
+    pub flooding: Flooding,
+}
+
+/// How the server re-randomizes the noise of its responses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Flooding {
+    /// Gaussian flooding with `flood_bits` of statistical security (docs/security.md).
+    Gaussian,
+    /// No flooding: **insecure**, the response noise depends on the weights. Tests only (the
+    /// circuit-privacy test uses it as the control that must be distinguishable).
+    InsecureNoneForTests,
 }
 
 impl Default for CheetahConfig {
@@ -55,6 +67,7 @@ impl Default for CheetahConfig {
         CheetahConfig {
             flood_bits: 40,
             params: None,
+            flooding: Flooding::Gaussian,
         }
     }
 }
@@ -169,6 +182,94 @@ impl Cheetah {
             })
         })
     }
+
+    /// The client's half, also returning the noise of each decrypted output at modulus 2^k (its
+    /// own view of the response; used by the circuit-privacy test and noise measurements).
+    pub fn client_with_noise(
+        &self,
+        layer: &LayerSpec,
+        ring: Ring,
+        keys: &ClientKeys,
+        x: &[u64],
+        ch: &mut dyn Channel,
+        rng: &mut dyn CryptoRngCore,
+    ) -> Result<(Vec<u64>, Vec<i64>), LinearError> {
+        let plan = self.plan(layer, ring)?;
+        if x.len() != layer.input_len() {
+            return Err(LinearError::Length {
+                what: "client input share",
+                expected: layer.input_len(),
+                got: x.len(),
+            });
+        }
+        ring.check("client input share", x)?;
+        let sk = keys.get(plan.params)?;
+        let ctx = plan.params.context()?;
+        let n = ctx.n();
+        let layout = plan.layout;
+        let enc = DeltaEncoder::new(&ctx, ring)?;
+
+        let msg = encrypt_query(&plan, &ctx, sk, &enc, x, rng)?;
+        debug_assert_eq!(msg.len() as u64, plan.cost.bytes_c2s);
+        ch.send(&msg)?;
+        ch.flush()?;
+
+        // Response: per output ct, c₁ (N values) then its kept c₀ values, at k bits.
+        let k = plan.noise.response_bits;
+        let resp = ch.recv()?;
+        let kept_total: usize = (0..layout.output_cts()).map(|o| layout.kept(o)).sum();
+        let count = layout.output_cts() * n + kept_total;
+        let expected = packed_len(count, k);
+        if resp.len() != expected {
+            return Err(LinearError::MessageLength {
+                what: "linear response",
+                expected,
+                got: resp.len(),
+            });
+        }
+        let vals = unpack_bits(&resp, k, count).map_err(|_| LinearError::MessageRange {
+            what: "linear response",
+        })?;
+        let (p0, p1) = (ctx.moduli()[0], ctx.moduli()[1]);
+        let p0_inv = p1.inv(p1.reduce(p0.value())).expect("distinct primes");
+        let big_p = p0.value() as i128 * p1.value() as i128;
+        let kmask = (1u64 << k) - 1;
+        let shift = k - ring.bits();
+        let mut y = vec![0u64; layer.output_len()];
+        let mut noise = vec![0i64; layer.output_len()];
+        let mut off = 0;
+        for o in 0..layout.output_cts() {
+            let c1 = &vals[off..off + n];
+            off += n;
+            let pos = layout.positions(o);
+            let c0 = &vals[off..off + pos.len()];
+            off += pos.len();
+            // c₁·s exactly over the integers (|c₁·s| < N·2^k < q₀q₁/2), then mod 2^k.
+            let mut prod = Poly::from_unsigned(&ctx, 2, c1);
+            prod.ntt_forward();
+            prod.mul_assign(&sk.s_ntt2).map_err(math_err)?;
+            prod.ntt_inverse();
+            for (&(coef, out), &c0v) in pos.iter().zip(c0) {
+                let (r0, r1) = (prod.residue(0)[coef], prod.residue(1)[coef]);
+                let h = p1.mul(p1.sub(r1, p1.reduce(r0)), p0_inv);
+                let mut v = r0 as i128 + p0.value() as i128 * h as i128;
+                if v > big_p / 2 {
+                    v -= big_p;
+                }
+                let d = (c0v as i128 + v) as u64 & kmask;
+                let m = ring.reduce((d + (1u64 << (shift - 1))) >> shift);
+                y[out] = m;
+                // The client's view of the noise: the centered phase minus the scaled message.
+                let e = d.wrapping_sub(m << shift) & kmask;
+                noise[out] = if e >> (k - 1) == 1 {
+                    e as i64 - (1i64 << k)
+                } else {
+                    e as i64
+                };
+            }
+        }
+        Ok((y, noise))
+    }
 }
 
 /// Encodes plaintexts m ∈ Z_t as ⌊Q·m/t⌉ in RNS: ⌊Q/t⌋·m + ⌊R·m/t⌉ with R = Q mod t, and
@@ -247,6 +348,149 @@ fn switch_to_pow2(c: u64, q0: u64, k: u32) -> u64 {
     ((((c as u128) << k) + (q0 as u128 / 2)) / q0 as u128) as u64 & ((1u64 << k) - 1)
 }
 
+/// The client's query: `[tag][seed][c₀ of each input polynomial]` with
+/// c₀ = −a_i·s + e + ⌊Q·x̂_C,i/t⌉ and a_i expanded from the seed [Cheetah §3, seeded encryption].
+fn encrypt_query(
+    plan: &CheetahPlan,
+    ctx: &Arc<RnsContext>,
+    sk: &crate::keys::SecretKey,
+    enc: &DeltaEncoder,
+    x: &[u64],
+    rng: &mut dyn CryptoRngCore,
+) -> Result<Vec<u8>, LinearError> {
+    let n = ctx.n();
+    let mut seed = [0u8; 32];
+    rng.fill_bytes(&mut seed);
+    let mut msg = Vec::with_capacity(plan.cost.bytes_c2s as usize);
+    msg.push(plan.params.tag());
+    msg.extend_from_slice(&seed);
+    for idx in 0..plan.layout.input_cts() {
+        let mut c0 = expand_input_a(ctx, &seed, idx);
+        c0.mul_assign(&sk.s_ntt).map_err(math_err)?;
+        c0.neg_assign();
+        c0.ntt_inverse();
+        let e = Poly::from_signed(ctx, ctx.len(), &cbd(n, params::CBD_ETA, rng));
+        c0.add_assign(&e).map_err(math_err)?;
+        enc.add_to(&mut c0, &plan.layout.encode_input(x, idx));
+        write_poly(&c0, &mut msg);
+    }
+    Ok(msg)
+}
+
+/// Validates and parses a query, adds the server's share: (c₀, c₁) per input polynomial, NTT form,
+/// encrypting x̂_C,i + x̂_S,i.
+fn parse_query(
+    plan: &CheetahPlan,
+    ctx: &Arc<RnsContext>,
+    enc: &DeltaEncoder,
+    x: &[u64],
+    msg: &[u8],
+) -> Result<Vec<(Poly, Poly)>, LinearError> {
+    let layout = &plan.layout;
+    let pb = poly_bytes(plan.params);
+    let expected = 1 + 32 + layout.input_cts() * pb;
+    if msg.len() != expected {
+        return Err(LinearError::MessageLength {
+            what: "linear query",
+            expected,
+            got: msg.len(),
+        });
+    }
+    if msg[0] != plan.params.tag() {
+        return Err(LinearError::ParamsMismatch {
+            expected: plan.params.tag() as u32,
+            got: msg[0] as u32,
+        });
+    }
+    let seed: [u8; 32] = msg[1..33].try_into().expect("length checked");
+    let mut cts = Vec::with_capacity(layout.input_cts());
+    for idx in 0..layout.input_cts() {
+        let body = &msg[33 + idx * pb..33 + (idx + 1) * pb];
+        let mut c0 = read_poly(ctx, Representation::Coefficient, body, "linear query")?;
+        enc.add_to(&mut c0, &layout.encode_input(x, idx));
+        c0.ntt_forward();
+        cts.push((c0, expand_input_a(ctx, &seed, idx)));
+    }
+    Ok(cts)
+}
+
+/// The server's per-response work at the full modulus Q.
+struct Responder<'a> {
+    ctx: &'a Arc<RnsContext>,
+    enc: &'a DeltaEncoder,
+    pk: &'a crate::keys::PublicKey,
+    ring: Ring,
+    sigma: f64,
+}
+
+impl Responder<'_> {
+    /// Σ_i ct_i ⊙ ŵ_{o,i} (NTT form) for output polynomial `o`.
+    fn products(
+        &self,
+        layout: &Layout,
+        o: usize,
+        cts: &[(Poly, Poly)],
+        wpt: &[Option<Poly>],
+    ) -> Result<(Poly, Poly), LinearError> {
+        let mut acc0 = Poly::zero(self.ctx, self.ctx.len(), Representation::Ntt);
+        let mut acc1 = Poly::zero(self.ctx, self.ctx.len(), Representation::Ntt);
+        for (i, key) in layout.terms(o) {
+            let w = wpt[key]
+                .as_ref()
+                .expect("terms only name existing plaintexts");
+            acc0.mul_acc(&cts[i].0, w).map_err(math_err)?;
+            acc1.mul_acc(&cts[i].1, w).map_err(math_err)?;
+        }
+        Ok((acc0, acc1))
+    }
+
+    /// Re-randomizes an NTT-form response (returned in coefficient form), then adds the mask ⌊Q·r/t⌉ and the flooding
+    /// noise at the returned coefficients `pos`; returns the masks r.
+    fn finish(
+        &self,
+        acc0: &mut Poly,
+        acc1: &mut Poly,
+        pos: &[(usize, usize)],
+        rng: &mut dyn CryptoRngCore,
+    ) -> Result<Vec<u64>, LinearError> {
+        let (ctx, n) = (self.ctx, self.ctx.n());
+        // + (pk₀·u + e₁, a·u + e₂), u ternary: a fresh c₁ independent of the weights.
+        let mut u = Poly::from_signed(ctx, ctx.len(), &ternary(n, rng));
+        u.ntt_forward();
+        acc0.mul_acc(&self.pk.pk0, &u).map_err(math_err)?;
+        acc1.mul_acc(&self.pk.a, &u).map_err(math_err)?;
+        acc0.ntt_inverse();
+        acc1.ntt_inverse();
+        acc0.add_assign(&Poly::from_signed(
+            ctx,
+            ctx.len(),
+            &cbd(n, params::CBD_ETA, rng),
+        ))
+        .map_err(math_err)?;
+        acc1.add_assign(&Poly::from_signed(
+            ctx,
+            ctx.len(),
+            &cbd(n, params::CBD_ETA, rng),
+        ))
+        .map_err(math_err)?;
+        let mut masks = Vec::with_capacity(pos.len());
+        for &(coef, _) in pos {
+            let r = self.ring.reduce(rng.next_u64());
+            let f = gaussian_wide(self.sigma, rng);
+            for i in 0..ctx.len() {
+                let md: Modulus = ctx.moduli()[i];
+                let res = acc0.residue_mut(i);
+                res[coef] = md.add(
+                    md.add(res[coef], self.enc.encode_one(r, i)),
+                    md.reduce_i128(f),
+                );
+            }
+            masks.push(r);
+        }
+        Ok(masks)
+    }
+}
+
 impl LinearProtocol for Cheetah {
     fn name(&self) -> &'static str {
         "cheetah"
@@ -269,87 +513,7 @@ impl LinearProtocol for Cheetah {
         ch: &mut dyn Channel,
         rng: &mut dyn CryptoRngCore,
     ) -> Result<Vec<u64>, LinearError> {
-        let plan = self.plan(layer, ring)?;
-        if x.len() != layer.input_len() {
-            return Err(LinearError::Length {
-                what: "client input share",
-                expected: layer.input_len(),
-                got: x.len(),
-            });
-        }
-        ring.check("client input share", x)?;
-        let sk = keys.get(plan.params)?;
-        let ctx = plan.params.context()?;
-        let n = ctx.n();
-        let layout = plan.layout;
-        let enc = DeltaEncoder::new(&ctx, ring)?;
-
-        // [Cheetah §3, seeded symmetric encryption] c₀ = −a·s + e + ⌊Q·x̂/t⌉, a from the seed.
-        let mut seed = [0u8; 32];
-        rng.fill_bytes(&mut seed);
-        let mut msg = Vec::with_capacity(plan.cost.bytes_c2s as usize);
-        msg.push(plan.params.tag());
-        msg.extend_from_slice(&seed);
-        for idx in 0..layout.input_cts() {
-            let mut c0 = expand_input_a(&ctx, &seed, idx);
-            c0.mul_assign(&sk.s_ntt).map_err(math_err)?;
-            c0.neg_assign();
-            c0.ntt_inverse();
-            let e = Poly::from_signed(&ctx, ctx.len(), &cbd(n, params::CBD_ETA, rng));
-            c0.add_assign(&e).map_err(math_err)?;
-            enc.add_to(&mut c0, &layout.encode_input(x, idx));
-            write_poly(&c0, &mut msg);
-        }
-        debug_assert_eq!(msg.len() as u64, plan.cost.bytes_c2s);
-        ch.send(&msg)?;
-        ch.flush()?;
-
-        // Response: per output ct, c₁ (N values) then its kept c₀ values, at k bits.
-        let k = plan.noise.response_bits;
-        let resp = ch.recv()?;
-        let kept_total: usize = (0..layout.output_cts()).map(|o| layout.kept(o)).sum();
-        let count = layout.output_cts() * n + kept_total;
-        let expected = packed_len(count, k);
-        if resp.len() != expected {
-            return Err(LinearError::MessageLength {
-                what: "linear response",
-                expected,
-                got: resp.len(),
-            });
-        }
-        let vals = unpack_bits(&resp, k, count).map_err(|_| LinearError::MessageRange {
-            what: "linear response",
-        })?;
-        let (p0, p1) = (ctx.moduli()[0], ctx.moduli()[1]);
-        let p0_inv = p1.inv(p1.reduce(p0.value())).expect("distinct primes");
-        let big_p = p0.value() as i128 * p1.value() as i128;
-        let kmask = (1u64 << k) - 1;
-        let shift = k - ring.bits();
-        let mut y = vec![0u64; layer.output_len()];
-        let mut off = 0;
-        for o in 0..layout.output_cts() {
-            let c1 = &vals[off..off + n];
-            off += n;
-            let pos = layout.positions(o);
-            let c0 = &vals[off..off + pos.len()];
-            off += pos.len();
-            // c₁·s exactly over the integers (|c₁·s| < N·2^k < q₀q₁/2), then mod 2^k.
-            let mut prod = Poly::from_unsigned(&ctx, 2, c1);
-            prod.ntt_forward();
-            prod.mul_assign(&sk.s_ntt2).map_err(math_err)?;
-            prod.ntt_inverse();
-            for (&(coef, out), &c0v) in pos.iter().zip(c0) {
-                let (r0, r1) = (prod.residue(0)[coef], prod.residue(1)[coef]);
-                let h = p1.mul(p1.sub(r1, p1.reduce(r0)), p0_inv);
-                let mut v = r0 as i128 + p0.value() as i128 * h as i128;
-                if v > big_p / 2 {
-                    v -= big_p;
-                }
-                let d = (c0v as i128 + v) as u64 & kmask;
-                y[out] = ring.reduce((d + (1u64 << (shift - 1))) >> shift);
-            }
-        }
-        Ok(y)
+        Ok(self.client_with_noise(layer, ring, keys, x, ch, rng)?.0)
     }
 
     fn server(
@@ -390,35 +554,14 @@ impl LinearProtocol for Cheetah {
             .collect();
 
         // Client's ciphertexts; add the server's share: ct_i encrypts x̂_C,i + x̂_S,i = x̂_i.
-        let msg = ch.recv()?;
-        let pb = poly_bytes(plan.params);
-        let expected = 1 + 32 + layout.input_cts() * pb;
-        if msg.len() != expected {
-            return Err(LinearError::MessageLength {
-                what: "linear query",
-                expected,
-                got: msg.len(),
-            });
-        }
-        if msg[0] != plan.params.tag() {
-            return Err(LinearError::ParamsMismatch {
-                expected: plan.params.tag() as u32,
-                got: msg[0] as u32,
-            });
-        }
-        let seed: [u8; 32] = msg[1..33].try_into().expect("length checked");
-        let mut cts: Vec<(Poly, Poly)> = Vec::with_capacity(layout.input_cts());
-        for idx in 0..layout.input_cts() {
-            let body = &msg[33 + idx * pb..33 + (idx + 1) * pb];
-            let mut c0 = read_poly(&ctx, Representation::Coefficient, body, "linear query")?;
-            enc.add_to(&mut c0, &layout.encode_input(x, idx));
-            c0.ntt_forward();
-            cts.push((c0, expand_input_a(&ctx, &seed, idx)));
-        }
+        let cts = parse_query(&plan, &ctx, &enc, x, &ch.recv()?)?;
 
         let k = plan.noise.response_bits;
         let q0 = ctx.moduli()[0].value();
-        let sigma = plan.noise.flood_sigma;
+        let sigma = match self.config.flooding {
+            Flooding::Gaussian => plan.noise.flood_sigma,
+            Flooding::InsecureNoneForTests => 0.0,
+        };
         let mut share = vec![0u64; layer.output_len()];
         let plane = match layer.shape {
             LayerShape::Fc(_) => 1,
@@ -427,49 +570,21 @@ impl LinearProtocol for Cheetah {
                 c.out_h() * c.out_w()
             }
         };
+        let run = Responder {
+            ctx: &ctx,
+            enc: &enc,
+            pk,
+            ring,
+            sigma,
+        };
         let mut out_vals: Vec<u64> =
             Vec::with_capacity(layout.output_cts() * n + layer.output_len());
         for o in 0..layout.output_cts() {
-            let mut acc0 = Poly::zero(&ctx, ctx.len(), Representation::Ntt);
-            let mut acc1 = Poly::zero(&ctx, ctx.len(), Representation::Ntt);
-            for (i, key) in layout.terms(o) {
-                let w = wpt[key]
-                    .as_ref()
-                    .expect("terms only name existing plaintexts");
-                acc0.mul_acc(&cts[i].0, w).map_err(math_err)?;
-                acc1.mul_acc(&cts[i].1, w).map_err(math_err)?;
-            }
-            // Re-randomize: + (pk₀·u + e₁, a·u + e₂), u ternary [Cheetah §4, circuit privacy].
-            let mut u = Poly::from_signed(&ctx, ctx.len(), &ternary(n, rng));
-            u.ntt_forward();
-            acc0.mul_acc(&pk.pk0, &u).map_err(math_err)?;
-            acc1.mul_acc(&pk.a, &u).map_err(math_err)?;
-            acc0.ntt_inverse();
-            acc1.ntt_inverse();
-            acc0.add_assign(&Poly::from_signed(
-                &ctx,
-                ctx.len(),
-                &cbd(n, params::CBD_ETA, rng),
-            ))
-            .map_err(math_err)?;
-            acc1.add_assign(&Poly::from_signed(
-                &ctx,
-                ctx.len(),
-                &cbd(n, params::CBD_ETA, rng),
-            ))
-            .map_err(math_err)?;
-            // Mask and flood the returned coefficients.
+            let (mut acc0, mut acc1) = run.products(&layout, o, &cts, &wpt)?;
             let pos = layout.positions(o);
-            for &(coef, out) in &pos {
-                let r = ring.reduce(rng.next_u64());
-                let f = gaussian_wide(sigma, rng);
-                for i in 0..ctx.len() {
-                    let md: Modulus = ctx.moduli()[i];
-                    let res = acc0.residue_mut(i);
-                    res[coef] = md.add(md.add(res[coef], enc.encode_one(r, i)), md.reduce_i128(f));
-                }
-                let b = weights.bias[out / plane];
-                share[out] = ring.reduce(b.wrapping_sub(r));
+            let masks = run.finish(&mut acc0, &mut acc1, &pos, rng)?;
+            for (&(_, out), r) in pos.iter().zip(masks) {
+                share[out] = ring.reduce(weights.bias[out / plane].wrapping_sub(r));
             }
             // Switch Q → q₀ (exact RNS rescaling), then q₀ → 2^k.
             while acc0.num_moduli() > 1 {
@@ -488,5 +603,177 @@ impl LinearProtocol for Cheetah {
         ch.send(&resp)?;
         ch.flush()?;
         Ok(share)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::{ClientKeys, ServerKeys};
+    use rand_chacha::ChaCha20Rng;
+    use rand_core::{RngCore, SeedableRng};
+    use transport::MemoryChannel;
+
+    /// Two-sample Kolmogorov–Smirnov statistic.
+    pub(crate) fn ks(a: &mut [i128], b: &mut [i128]) -> f64 {
+        a.sort_unstable();
+        b.sort_unstable();
+        let (mut i, mut j, mut d) = (0usize, 0usize, 0f64);
+        while i < a.len() && j < b.len() {
+            let v = a[i].min(b[j]);
+            while i < a.len() && a[i] == v {
+                i += 1;
+            }
+            while j < b.len() && b[j] == v {
+                j += 1;
+            }
+            d = d.max((i as f64 / a.len() as f64 - j as f64 / b.len() as f64).abs());
+        }
+        d
+    }
+
+    /// Circuit privacy at the full modulus Q, where flooding is what hides the weights: same
+    /// input, same client randomness (so the same fresh noise e), two weight sets with the same
+    /// output. With flooding the response noise distributions agree (KS below the α = 10⁻³
+    /// critical value); without it (control) they are far apart.
+    #[test]
+    fn flooding_hides_weight_dependent_noise_at_q() {
+        const RUNS: usize = 300;
+        let ring = Ring::new(37).unwrap();
+        let layer = LayerSpec::fc(64, 16, 12);
+        let mut rng = ChaCha20Rng::seed_from_u64(7);
+        // x is zero on odd coordinates; W2 differs from W1 only there, so W1·x = W2·x, but the
+        // noise term e·W differs.
+        let x: Vec<u64> = (0..64)
+            .map(|i| {
+                if i % 2 == 0 {
+                    ring.reduce(rng.next_u64())
+                } else {
+                    0
+                }
+            })
+            .collect();
+        let w1: Vec<u64> = (0..64 * 16)
+            .map(|_| ring.from_signed((rng.next_u64() % 8191) as i64 - 4095))
+            .collect();
+        let mut w2 = w1.clone();
+        for (i, w) in w2.iter_mut().enumerate() {
+            if i % 2 == 1 {
+                *w = ring.from_signed(4095 - (i as i64 % 37) * 200);
+            }
+        }
+        let (mut cc, mut sc) = MemoryChannel::pair();
+        let req = [KeyRequest::Rlwe(HeParamsId::N4096Q109)];
+        let ck = ClientKeys::setup(&req, &mut cc, &mut ChaCha20Rng::seed_from_u64(1)).unwrap();
+        let sk_keys = ServerKeys::setup(&req, &mut sc).unwrap();
+        let sk = ck.get(HeParamsId::N4096Q109).unwrap();
+        let pk = sk_keys.get(HeParamsId::N4096Q109).unwrap();
+
+        let samples = |flooding: Flooding, w: &[u64], server_seed: u64| -> Vec<Vec<i128>> {
+            let cfg = CheetahConfig {
+                params: Some(HeParamsId::N4096Q109),
+                flooding,
+                ..CheetahConfig::default()
+            };
+            let plan = Cheetah::new(cfg).plan(&layer, ring).unwrap();
+            let ctx = plan.params.context().unwrap();
+            let enc = DeltaEncoder::new(&ctx, ring).unwrap();
+            // Same client randomness for both weight sets.
+            let msg = encrypt_query(
+                &plan,
+                &ctx,
+                sk,
+                &enc,
+                &x,
+                &mut ChaCha20Rng::seed_from_u64(99),
+            )
+            .unwrap();
+            let zero = vec![0u64; 64];
+            let cts = parse_query(&plan, &ctx, &enc, &zero, &msg).unwrap();
+            let wpt: Vec<Option<Poly>> = (0..plan.layout.weight_keys())
+                .map(|key| {
+                    plan.layout.encode_weights(ring, w, key).map(|v| {
+                        let mut p = Poly::from_signed(&ctx, ctx.len(), &v);
+                        p.ntt_forward();
+                        p
+                    })
+                })
+                .collect();
+            let sigma = if flooding == Flooding::Gaussian {
+                plan.noise.flood_sigma
+            } else {
+                0.0
+            };
+            let run = Responder {
+                ctx: &ctx,
+                enc: &enc,
+                pk,
+                ring,
+                sigma,
+            };
+            let (p0, p1) = (ctx.moduli()[0], ctx.moduli()[1]);
+            let q = p0.value() as i128 * p1.value() as i128;
+            let p0_inv = p1.inv(p1.reduce(p0.value())).unwrap();
+            let mut srng = ChaCha20Rng::seed_from_u64(server_seed);
+            let mut out = vec![Vec::new(); 16];
+            for _ in 0..RUNS {
+                let (mut c0, mut c1) = run.products(&plan.layout, 0, &cts, &wpt).unwrap();
+                let pos = plan.layout.positions(0);
+                let masks = run.finish(&mut c0, &mut c1, &pos, &mut srng).unwrap();
+                // phase = c₀ + c₁·s at Q; noise = phase − ⌊Q·(W·x + r)/t⌉.
+                c1.ntt_forward();
+                c1.mul_assign(&sk.s_ntt).unwrap();
+                c1.ntt_inverse();
+                c0.add_assign(&c1).unwrap();
+                let y = crate::layer::reference(
+                    &layer,
+                    ring,
+                    &LayerWeights {
+                        weights: w.to_vec(),
+                        bias: vec![0; 16],
+                    },
+                    &x,
+                );
+                for (&(coef, o), r) in pos.iter().zip(masks) {
+                    let m = ring.reduce(y[o].wrapping_add(r));
+                    let want = [enc.encode_one(m, 0), enc.encode_one(m, 1)];
+                    let d0 = p0.sub(c0.residue(0)[coef], want[0]);
+                    let d1 = p1.sub(c0.residue(1)[coef], want[1]);
+                    let h = p1.mul(p1.sub(d1, p1.reduce(d0)), p0_inv);
+                    let mut v = d0 as i128 + p0.value() as i128 * h as i128;
+                    if v > q / 2 {
+                        v -= q;
+                    }
+                    out[o].push(v);
+                }
+            }
+            out
+        };
+        // Per output coordinate, two-sample KS at α = 10⁻³ with a Bonferroni correction over the
+        // 16 outputs: c(α/16) = √(−ln(α/32)/2) = 2.28, critical value 2.28·√(2/RUNS).
+        let crit = 2.28 * (2.0 / RUNS as f64).sqrt();
+        let max_ks = |a: Vec<Vec<i128>>, b: Vec<Vec<i128>>| {
+            a.into_iter()
+                .zip(b)
+                .map(|(mut a, mut b)| ks(&mut a, &mut b))
+                .fold(0.0, f64::max)
+        };
+        let d_flood = max_ks(
+            samples(Flooding::Gaussian, &w1, 11),
+            samples(Flooding::Gaussian, &w2, 12),
+        );
+        let d_none = max_ks(
+            samples(Flooding::InsecureNoneForTests, &w1, 11),
+            samples(Flooding::InsecureNoneForTests, &w2, 12),
+        );
+        eprintln!("KS at Q: flooded {d_flood:.4}, unflooded {d_none:.4}, critical {crit:.4}");
+        assert!(
+            d_flood < crit,
+            "flooded noise distinguishable: KS {d_flood} ≥ {crit}"
+        );
+        assert!(
+            d_none > 0.9,
+            "control: unflooded noise should reveal the weights (KS {d_none})"
+        );
     }
 }
