@@ -2,6 +2,7 @@
 //!
 //! Each verb lives in its own module; this file only parses and dispatches.
 
+mod bench_linear;
 mod estimate;
 
 use clap::{Parser, Subcommand};
@@ -33,12 +34,17 @@ struct BenchArgs {
 
 /// Add one variant per benchmark verb, each implemented in its own module.
 #[derive(Subcommand)]
-enum BenchCommand {}
+enum BenchCommand {
+    /// Every linear layer of a model through the linear-layer protocol (HE on shares).
+    Linear(bench_linear::Args),
+}
 
 fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Bench(b) => match b.what {},
+        Command::Bench(b) => match b.what {
+            BenchCommand::Linear(a) => bench_linear::run(a),
+        },
         Command::Estimate(a) => estimate::run(a),
     };
     if let Err(e) = result {
