@@ -8,8 +8,8 @@ use std::time::Instant;
 
 use anyhow::Context;
 use linear::{
-    reference, shapes, Cheetah, ClientKeys, LayerSpec, LayerWeights, LinearProtocol, Ring,
-    ServerKeys,
+    reference, shapes, Cheetah, CheetahConfig, ClientKeys, LayerSpec, LayerWeights, LinearProtocol,
+    Ring, ServerKeys,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
@@ -30,6 +30,12 @@ pub struct Args {
     /// Run only the first K layers.
     #[arg(long)]
     limit: Option<usize>,
+    /// Bandwidth (Mbit/s) the planner assumes when trading bytes for key switches.
+    #[arg(long, default_value_t = 400.0)]
+    plan_mbps: f64,
+    /// Disable packed responses (run Cheetah's own protocol).
+    #[arg(long)]
+    no_packing: bool,
     /// Only predict costs (no HE is run).
     #[arg(long)]
     dry_run: bool,
@@ -66,8 +72,12 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         .take(a.limit.unwrap_or(usize::MAX))
         .collect();
     let ring = Ring::new(a.ell)?;
-    let proto = Cheetah::default();
-    let baseline = Cheetah::default(); // plain Cheetah: no packed responses
+    let proto = Cheetah::new(CheetahConfig {
+        packing: !a.no_packing,
+        bandwidth_bytes_per_s: a.plan_mbps * 1e6 / 8.0,
+        ..CheetahConfig::default()
+    });
+    let baseline = Cheetah::new(CheetahConfig::unpacked()); // Cheetah's own formula
     let mut requests = Vec::new();
     for (name, l) in &layers {
         requests.extend(
@@ -78,7 +88,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     }
     requests.sort();
     requests.dedup();
-    let setup = linear::setup_cost(&requests);
+    let setup = linear::setup_cost(&requests)?;
 
     let cfg = TcpConfig {
         max_message: 1 << 30,
@@ -115,6 +125,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             "op": match layer.shape { linear::LayerShape::Fc(_) => "fc", linear::LayerShape::Scale(_) => "scale", _ => "conv" },
             "protocol": proto.name(),
             "params": plan.params.name(),
+            "pack": plan.pack,
             "predicted_c2s": plan.cost.bytes_c2s,
             "predicted_s2c": plan.cost.bytes_s2c,
             "cheetah_bytes": cheetah_bytes,

@@ -42,7 +42,7 @@ pub use params::HeParamsId;
 pub const MAX_PLAINTEXT_BITS: u32 = 45;
 
 /// Tunable knobs of the Cheetah protocol.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct CheetahConfig {
     /// Statistical security of noise flooding per layer response, in bits.
     pub flood_bits: u32,
@@ -50,6 +50,20 @@ pub struct CheetahConfig {
     pub params: Option<HeParamsId>,
     /// Noise flooding of responses. Anything but [`Flooding::Gaussian`] leaks the weights.
     pub flooding: Flooding,
+    /// Allow packed responses (false: Cheetah's own protocol, the comparison baseline).
+    pub packing: bool,
+    /// Bandwidth assumed when ranking plans, bytes per second (default: WAN, 400 Mbit/s).
+    pub bandwidth_bytes_per_s: f64,
+}
+
+impl CheetahConfig {
+    /// Cheetah as published: no packed responses.
+    pub fn unpacked() -> CheetahConfig {
+        CheetahConfig {
+            packing: false,
+            ..CheetahConfig::default()
+        }
+    }
 }
 
 /// How the server re-randomizes the noise of its responses.
@@ -68,6 +82,8 @@ impl Default for CheetahConfig {
             flood_bits: 40,
             params: None,
             flooding: Flooding::Gaussian,
+            packing: true,
+            bandwidth_bytes_per_s: 400e6 / 8.0,
         }
     }
 }
@@ -77,6 +93,8 @@ impl Default for CheetahConfig {
 pub struct CheetahPlan {
     pub params: HeParamsId,
     pub layout: Layout,
+    /// Response polynomials packed per returned ciphertext (1: Cheetah's unpacked responses).
+    pub pack: usize,
     pub noise: ResponseNoise,
     pub cost: Cost,
 }
@@ -91,33 +109,60 @@ fn math_err(e: math::MathError) -> LinearError {
     LinearError::Math(e.to_string())
 }
 
-/// Predicted cost of running `layout` on `params` with response modulus 2^k.
-pub fn layout_cost(params: HeParamsId, layout: &Layout, response_bits: u32) -> Cost {
+/// Predicted cost of running `layout` on `params` with response modulus 2^k, packing `pack`
+/// response polynomials per returned ciphertext (1: none).
+pub fn layout_cost(params: HeParamsId, layout: &Layout, response_bits: u32, pack: usize) -> Cost {
     let n = params.n() as u64;
     let l = params.prime_bits().len() as u64;
     let ins = layout.input_cts() as u64;
     let outs = layout.output_cts() as u64;
+    let groups = if pack > 1 {
+        layout.response_groups(pack).len() as u64
+    } else {
+        outs
+    };
     let kept: u64 = (0..layout.output_cts())
         .map(|o| layout.kept(o) as u64)
         .sum();
     let products = layout.products() as u64;
     let weights = layout.used_weight_keys() as u64;
+    // Packing: G − 1 merges (one key switch and two monomial products each) per returned
+    // ciphertext; NTTs of the monomials X^D.
+    let (ks, pack_ntts, pack_mults) = if pack > 1 {
+        let merges = groups * (pack as u64 - 1);
+        (merges, pack.trailing_zeros() as u64 * l, 2 * merges)
+    } else {
+        (0, 0, 0)
+    };
     Cost {
         ciphertexts_c2s: ins,
-        ciphertexts_s2c: outs,
+        ciphertexts_s2c: groups,
         bytes_c2s: 1 + 32 + ins * poly_bytes(params) as u64,
-        bytes_s2c: packed_len((outs * n + kept) as usize, response_bits) as u64,
+        bytes_s2c: packed_len((groups * n + kept) as usize, response_bits) as u64,
         messages_c2s: 1,
         messages_s2c: 1,
         rounds: 1,
-        // Two products (c₀ and c₁) per (input, weight) pair, plus two for re-randomization.
-        ct_pt_mults: 2 * products + 2 * outs,
+        // Two products (c₀ and c₁) per (input, weight) pair, two for re-randomization per returned
+        // ciphertext, two per packed member (the monomial shift X^j in NTT form).
+        ct_pt_mults: 2 * products + 2 * groups + pack_mults,
         // Client: one inverse NTT per prime per input (c₀ = INTT(−a·ŝ) + ...), forward and inverse
-        // over two primes per output (c₁·s). Server: forward per input and per weight plaintext,
-        // forward of u and two inverses per output, per prime.
-        ntts: ins * l + outs * 4 + ins * l + weights * l + outs * 3 * l,
-        rotations: 0,
+        // over two primes per returned ciphertext (c₁·s). Server: forward per input and per weight
+        // plaintext, forward of u and two inverses per returned ciphertext, per prime; the NTT of
+        // the monomials X^j when packing. Key switches are counted in `rotations`.
+        ntts: ins * l + groups * 4 + ins * l + weights * l + groups * 3 * l + pack_ntts,
+        rotations: ks,
     }
+}
+
+/// Machine model used to rank plans: estimated seconds = bytes / bandwidth + compute, with the
+/// compute of one length-N NTT and of one hybrid key switch measured on the development machine
+/// (tfhe-ntt: ≈ 3.2 µs at N = 4096, 7 µs at N = 8192; a key switch at N = 8192 ≈ 30 NTTs).
+pub fn estimated_seconds(cost: &Cost, n: usize, bandwidth_bytes_per_s: f64) -> f64 {
+    let t_ntt = 3.2e-6 * (n as f64 / 4096.0) * ((n as f64).log2() / 12.0);
+    cost.bytes() as f64 / bandwidth_bytes_per_s
+        + cost.ntts as f64 * t_ntt
+        + cost.rotations as f64 * 30.0 * t_ntt
+        + cost.ct_pt_mults as f64 * t_ntt / 4.0
 }
 
 impl Cheetah {
@@ -125,8 +170,10 @@ impl Cheetah {
         Cheetah { config }
     }
 
-    /// Chooses parameters and encoding for a layer: among the secure presets where the flooded
-    /// response still decrypts exactly, the encoding with the fewest bytes (then fewest NTTs).
+    /// Chooses parameters, encoding and packing for a layer: among the secure presets where the
+    /// flooded response still decrypts exactly, the candidate with the lowest estimated time
+    /// ([`estimated_seconds`] at the configured bandwidth). With `packing` off this is Cheetah's
+    /// own protocol (unpacked responses).
     pub fn plan(&self, layer: &LayerSpec, ring: Ring) -> Result<CheetahPlan, LinearError> {
         layer.validate()?;
         if ring.bits() > MAX_PLAINTEXT_BITS {
@@ -139,44 +186,60 @@ impl Cheetah {
             Some(p) => vec![p],
             None => HeParamsId::ALL.to_vec(),
         };
-        let mut best: Option<CheetahPlan> = None;
+        let mut best: Option<(f64, CheetahPlan)> = None;
         let mut last_err = None;
         for p in presets {
-            let candidates = Layout::candidates(layer, p.n());
-            let Some(first) = candidates.first() else {
-                continue;
-            };
-            let inputs = noise::NoiseInputs {
-                ell: ring.bits(),
-                weight_bits: layer.weight_bits,
-                taps: first.taps(),
-                outputs: layer.output_len(),
-                flood_bits: self.config.flood_bits,
-            };
-            let nz = match noise::response_noise(p, &inputs) {
-                Ok(nz) => nz,
-                Err(e) => {
-                    last_err = Some(e);
-                    continue;
+            // (layout, pack) candidates: Cheetah's encodings unpacked; interleaved/shifted ones
+            // packed by every power of two dividing their output stride.
+            let mut cands: Vec<(Layout, usize)> = Layout::candidates(layer, p.n())
+                .into_iter()
+                .map(|l| (l, 1))
+                .collect();
+            if p.can_pack() && self.config.packing {
+                for l in Layout::packable_candidates(layer, p.n()) {
+                    let mut g = 2;
+                    while g <= l.output_stride() {
+                        cands.push((l, g));
+                        g *= 2;
+                    }
                 }
-            };
-            for layout in candidates {
-                let cost = layout_cost(p, &layout, nz.response_bits);
-                let better = match &best {
-                    None => true,
-                    Some(b) => (cost.bytes(), cost.ntts) < (b.cost.bytes(), b.cost.ntts),
+            }
+            let mut noise_by_pack: Vec<(usize, Result<ResponseNoise, ()>)> = Vec::new();
+            for (layout, pack) in cands {
+                let nz = match noise_by_pack.iter().find(|(g, _)| *g == pack) {
+                    Some((_, r)) => *r,
+                    None => {
+                        let inputs = noise::NoiseInputs {
+                            ell: ring.bits(),
+                            weight_bits: layer.weight_bits,
+                            taps: layout.taps(),
+                            outputs: layer.output_len(),
+                            flood_bits: self.config.flood_bits,
+                            pack,
+                        };
+                        let r = noise::response_noise(p, &inputs).map_err(|e| last_err = Some(e));
+                        noise_by_pack.push((pack, r));
+                        r
+                    }
                 };
-                if better {
-                    best = Some(CheetahPlan {
-                        params: p,
-                        layout,
-                        noise: nz,
-                        cost,
-                    });
+                let Ok(nz) = nz else { continue };
+                let cost = layout_cost(p, &layout, nz.response_bits, pack);
+                let score = estimated_seconds(&cost, p.n(), self.config.bandwidth_bytes_per_s);
+                if best.as_ref().is_none_or(|(b, _)| score < *b) {
+                    best = Some((
+                        score,
+                        CheetahPlan {
+                            params: p,
+                            layout,
+                            pack,
+                            noise: nz,
+                            cost,
+                        },
+                    ));
                 }
             }
         }
-        best.ok_or_else(|| {
+        best.map(|(_, plan)| plan).ok_or_else(|| {
             last_err.unwrap_or(LinearError::BadShape {
                 reason: "no encoding fits the ring degree",
             })
@@ -203,7 +266,7 @@ impl Cheetah {
             });
         }
         ring.check("client input share", x)?;
-        let sk = keys.get(plan.params)?;
+        let sk = keys.get(plan.params, ring.bits())?;
         let ctx = plan.params.context()?;
         let n = ctx.n();
         let layout = plan.layout;
@@ -217,8 +280,9 @@ impl Cheetah {
         // Response: per output ct, c₁ (N values) then its kept c₀ values, at k bits.
         let k = plan.noise.response_bits;
         let resp = ch.recv()?;
-        let kept_total: usize = (0..layout.output_cts()).map(|o| layout.kept(o)).sum();
-        let count = layout.output_cts() * n + kept_total;
+        let responses = responses(&layout, plan.pack);
+        let kept_total: usize = responses.iter().map(|r| r.1.len()).sum();
+        let count = responses.len() * n + kept_total;
         let expected = packed_len(count, k);
         if resp.len() != expected {
             return Err(LinearError::MessageLength {
@@ -238,10 +302,9 @@ impl Cheetah {
         let mut y = vec![0u64; layer.output_len()];
         let mut noise = vec![0i64; layer.output_len()];
         let mut off = 0;
-        for o in 0..layout.output_cts() {
+        for (_, pos) in &responses {
             let c1 = &vals[off..off + n];
             off += n;
-            let pos = layout.positions(o);
             let c0 = &vals[off..off + pos.len()];
             off += pos.len();
             // c₁·s exactly over the integers (|c₁·s| < N·2^k < q₀q₁/2), then mod 2^k.
@@ -414,6 +477,133 @@ fn parse_query(
     Ok(cts)
 }
 
+/// The returned ciphertexts: their member output polynomials (member j shifted by X^j) and their
+/// (coefficient, output index) pairs, in wire order.
+fn responses(layout: &Layout, pack: usize) -> Vec<(Vec<usize>, Vec<(usize, usize)>)> {
+    if pack <= 1 {
+        return (0..layout.output_cts())
+            .map(|o| (vec![o], layout.positions(o)))
+            .collect();
+    }
+    layout
+        .response_groups(pack)
+        .into_iter()
+        .map(|members| {
+            let pos = members
+                .iter()
+                .enumerate()
+                .flat_map(|(j, &o)| {
+                    layout
+                        .positions(o)
+                        .into_iter()
+                        .map(move |(c, out)| (c + j, out))
+                })
+                .collect();
+            (members, pos)
+        })
+        .collect()
+}
+
+/// Packs G = 2^g response polynomials whose outputs sit at multiples of G into one, member j's
+/// coefficient aG landing on aG + j [Chen–Dai–Kim–Song 2020, Alg. 2, adapted to keep every
+/// multiple of G; BumbleBee's interleaving]. One merge at distance D (data of A and B at
+/// multiples of 2D, garbage elsewhere):
+///   R = (A + X^D·B) + σ_{N/D+1}(A − X^D·B).
+/// σ_{N/D+1} fixes X^i for i ≡ 0 (mod 2D), negates it for i ≡ D (mod 2D), and maps the other
+/// positions among themselves (N/D + 1 is odd, a unit mod D), so R holds 2A at multiples of 2D,
+/// 2B at multiples of 2D plus D, and garbage only off the multiples of D. Merging recursively
+/// (D = G/2, …, 1) costs G − 1 key switches and multiplies every datum by G, cancelled by
+/// pre-scaling the weights by G⁻¹ mod Q (Q odd). Key-switching noise: ≤ (G − 1)·B_ks.
+struct Packer {
+    params: Arc<rlwe::Params>,
+    gk: rlwe::GaloisKeys,
+    g_inv: Vec<u64>,
+    /// X^D in NTT form for D = 1, 2, 4, …, G/2 (index log₂ D).
+    monomials: Vec<Poly>,
+}
+
+impl Packer {
+    fn new(p: HeParamsId, ell: u32, g: usize, gk: &rlwe::GaloisKeys) -> Result<Self, LinearError> {
+        let params = p.rlwe_params(ell)?;
+        let ctx = p.context()?;
+        if params.key_switcher().is_none() {
+            return Err(LinearError::MissingKey { params: p.name() });
+        }
+        let n = ctx.n();
+        for k in crate::keys::trace_elements(n, g.trailing_zeros()) {
+            if gk.get(k).is_none() {
+                return Err(LinearError::MissingKey {
+                    params: "Galois keys",
+                });
+            }
+        }
+        let g_inv = ctx
+            .moduli()
+            .iter()
+            .map(|m| m.inv(m.reduce(g as u64)).expect("Q odd"))
+            .collect();
+        let monomials = (0..g.trailing_zeros())
+            .map(|i| {
+                let d = 1usize << i;
+                let mut c = vec![0i64; d + 1];
+                c[d] = 1;
+                let mut p = Poly::from_signed(&ctx, ctx.len(), &c);
+                p.ntt_forward();
+                p
+            })
+            .collect();
+        Ok(Packer {
+            params,
+            gk: gk.clone(),
+            g_inv,
+            monomials,
+        })
+    }
+
+    /// Packs `leaves` (NTT form; a power-of-two count) so leaf j ends at offset j·step.
+    fn pack(
+        &self,
+        mut leaves: Vec<(Poly, Poly)>,
+        step: usize,
+    ) -> Result<(Poly, Poly), LinearError> {
+        if leaves.len() == 1 {
+            return Ok(leaves.pop().expect("one leaf"));
+        }
+        let odd: Vec<(Poly, Poly)> = leaves.iter().skip(1).step_by(2).cloned().collect();
+        let even: Vec<(Poly, Poly)> = leaves.into_iter().step_by(2).collect();
+        let (a0, a1) = self.pack(even, 2 * step)?;
+        let (b0, b1) = self.pack(odd, 2 * step)?;
+        let x = &self.monomials[step.trailing_zeros() as usize];
+        let n = a0.n();
+        // X^D·B, then A ± X^D·B.
+        let mut xb0 = Poly::zero(a0.context(), a0.num_moduli(), Representation::Ntt);
+        let mut xb1 = xb0.clone();
+        xb0.mul_acc(&b0, x).map_err(math_err)?;
+        xb1.mul_acc(&b1, x).map_err(math_err)?;
+        let (mut p0, mut p1) = (a0.clone(), a1.clone());
+        p0.add_assign(&xb0).map_err(math_err)?;
+        p1.add_assign(&xb1).map_err(math_err)?;
+        let (mut m0, mut m1) = (a0, a1);
+        m0.sub_assign(&xb0).map_err(math_err)?;
+        m1.sub_assign(&xb1).map_err(math_err)?;
+        // σ_k(m₀ + m₁·s) = σ_k(m₀) + σ_k(m₁)·σ_k(s); switch σ_k(s) back to s.
+        let k = n / step + 1;
+        let key = self.gk.get(k).ok_or(LinearError::MissingKey {
+            params: "Galois keys",
+        })?;
+        let ks = self.params.key_switcher().expect("checked in new");
+        let r0 = m0.automorphism(k).map_err(math_err)?;
+        let r1 = m1.automorphism(k).map_err(math_err)?;
+        let (u0, u1) = ks
+            .switch(&r1, key)
+            .map_err(|e| LinearError::Math(e.to_string()))?;
+        p0.add_assign(&r0).map_err(math_err)?;
+        p0.add_assign(&u0).map_err(math_err)?;
+        p1.add_assign(&u1).map_err(math_err)?;
+        Ok((p0, p1))
+    }
+}
+
 /// The server's per-response work at the full modulus Q.
 struct Responder<'a> {
     ctx: &'a Arc<RnsContext>,
@@ -501,7 +691,18 @@ impl LinearProtocol for Cheetah {
     }
 
     fn keys_needed(&self, layer: &LayerSpec, ring: Ring) -> Result<Vec<KeyRequest>, LinearError> {
-        Ok(vec![KeyRequest::Rlwe(self.plan(layer, ring)?.params)])
+        let plan = self.plan(layer, ring)?;
+        let mut req = vec![KeyRequest::Rlwe {
+            params: plan.params,
+            ell: ring.bits(),
+        }];
+        if plan.pack > 1 {
+            req.push(KeyRequest::Galois {
+                ell: ring.bits(),
+                log_g: plan.pack.trailing_zeros(),
+            });
+        }
+        Ok(req)
     }
 
     fn client(
@@ -536,10 +737,21 @@ impl LinearProtocol for Cheetah {
         }
         ring.check("server input share", x)?;
         weights.validate(layer, ring)?;
-        let pk = keys.get(plan.params)?;
+        let pk = keys.get(plan.params, ring.bits())?;
         let ctx = plan.params.context()?;
         let n = ctx.n();
         let layout = plan.layout;
+        // Packing: weights pre-scaled by G⁻¹ mod Q so the partial trace's factor G cancels.
+        let packer = if plan.pack > 1 {
+            Some(Packer::new(
+                plan.params,
+                ring.bits(),
+                plan.pack,
+                keys.galois(ring.bits())?,
+            )?)
+        } else {
+            None
+        };
         let enc = DeltaEncoder::new(&ctx, ring)?;
 
         // Weight plaintexts in NTT form, reusable across spatial tiles.
@@ -548,6 +760,9 @@ impl LinearProtocol for Cheetah {
                 layout.encode_weights(ring, &weights.weights, key).map(|w| {
                     let mut p = Poly::from_signed(&ctx, ctx.len(), &w);
                     p.ntt_forward();
+                    if let Some(pk) = &packer {
+                        p.mul_scalar_rns_assign(&pk.g_inv);
+                    }
                     p
                 })
             })
@@ -579,9 +794,22 @@ impl LinearProtocol for Cheetah {
         };
         let mut out_vals: Vec<u64> =
             Vec::with_capacity(layout.output_cts() * n + layer.output_len());
-        for o in 0..layout.output_cts() {
-            let (mut acc0, mut acc1) = run.products(&layout, o, &cts, &wpt)?;
-            let pos = layout.positions(o);
+        for (members, pos) in responses(&layout, plan.pack) {
+            let (mut acc0, mut acc1) = match &packer {
+                None => run.products(&layout, members[0], &cts, &wpt)?,
+                Some(pk) => {
+                    let mut leaves = Vec::with_capacity(plan.pack);
+                    for &o in &members {
+                        leaves.push(run.products(&layout, o, &cts, &wpt)?);
+                    }
+                    // A partial last group is padded with zeros so every datum gets the factor G.
+                    while leaves.len() < plan.pack {
+                        let z = Poly::zero(&ctx, ctx.len(), Representation::Ntt);
+                        leaves.push((z.clone(), z));
+                    }
+                    pk.pack(leaves, 1)?
+                }
+            };
             let masks = run.finish(&mut acc0, &mut acc1, &pos, rng)?;
             for (&(_, out), r) in pos.iter().zip(masks) {
                 share[out] = ring.reduce(weights.bias[out / plane].wrapping_sub(r));
@@ -663,11 +891,14 @@ mod tests {
             }
         }
         let (mut cc, mut sc) = MemoryChannel::pair();
-        let req = [KeyRequest::Rlwe(HeParamsId::N4096Q109)];
+        let req = [KeyRequest::Rlwe {
+            params: HeParamsId::N4096Q109,
+            ell: 37,
+        }];
         let ck = ClientKeys::setup(&req, &mut cc, &mut ChaCha20Rng::seed_from_u64(1)).unwrap();
         let sk_keys = ServerKeys::setup(&req, &mut sc).unwrap();
-        let sk = ck.get(HeParamsId::N4096Q109).unwrap();
-        let pk = sk_keys.get(HeParamsId::N4096Q109).unwrap();
+        let sk = ck.get(HeParamsId::N4096Q109, 37).unwrap();
+        let pk = sk_keys.get(HeParamsId::N4096Q109, 37).unwrap();
 
         let samples = |flooding: Flooding, w: &[u64], server_seed: u64| -> Vec<Vec<i128>> {
             let cfg = CheetahConfig {
