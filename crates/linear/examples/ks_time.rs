@@ -22,5 +22,21 @@ fn main() {
         c.ntt_inverse();
         c.ntt_forward();
     }
-    println!("ntt fwd+inv x3 primes: {:?}", t.elapsed() / 100);
+    println!(
+        "ntt fwd+inv x3 primes (N=8192, 60-bit): {:?}",
+        t.elapsed() / 100
+    );
+    let ctx = linear::HeParamsId::N4096Q109.context().unwrap();
+    let mut c = math::sample::uniform_poly(&ctx, 2, math::Representation::Ntt, &mut rng);
+    let t = std::time::Instant::now();
+    for _ in 0..100 {
+        c.ntt_inverse();
+        c.ntt_forward();
+    }
+    println!(
+        "ntt fwd+inv x2 primes (N=4096, 55-bit): {:?}",
+        t.elapsed() / 100
+    );
 }
+#[allow(dead_code)]
+fn unused() {}

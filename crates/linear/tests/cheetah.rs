@@ -98,8 +98,10 @@ fn mobilenet_v2_224_shapes() {
 fn packed_responses_conv_and_fc() {
     use linear::{CheetahConfig, HeParamsId};
     let ring = Ring::new(37).unwrap();
+    // A bandwidth-bound setting (1 MB/s) makes the planner trade key switches for bytes.
     let packed = Cheetah::new(CheetahConfig {
         params: Some(HeParamsId::N8192Q180P38),
+        bandwidth_bytes_per_s: 1e6,
         ..CheetahConfig::default()
     });
     let unpacked = Cheetah::new(CheetahConfig::unpacked());

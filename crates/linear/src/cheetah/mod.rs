@@ -154,16 +154,23 @@ pub fn layout_cost(params: HeParamsId, layout: &Layout, response_bits: u32, pack
     }
 }
 
-/// Machine model used to rank plans: estimated seconds = bytes / bandwidth + compute, with the
-/// compute of one length-N NTT and of one hybrid key switch measured on the development machine
-/// (tfhe-ntt: ≈ 3.2 µs at N = 4096, 7 µs at N = 8192; a key switch at N = 8192 ≈ 30 NTTs).
+/// Machine model used to rank plans: estimated seconds = bytes / bandwidth + compute. Compute
+/// counts length-N NTTs (one prime), a hybrid key switch as [`KEY_SWITCH_NTTS`] NTTs at N = 8192,
+/// and a pointwise product as a quarter NTT. Ratios measured on the development machine
+/// (2 cores, 2026-11-21, `cargo run --example ks_time -p privinfer-linear`): NTT(8192)/NTT(4096)
+/// ≈ 2.3, key switch ≈ 48 NTT(8192); the absolute NTT time is [`NTT_4096_SECONDS`].
 pub fn estimated_seconds(cost: &Cost, n: usize, bandwidth_bytes_per_s: f64) -> f64 {
-    let t_ntt = 3.2e-6 * (n as f64 / 4096.0) * ((n as f64).log2() / 12.0);
+    let t_ntt = NTT_4096_SECONDS * (n as f64 / 4096.0) * ((n as f64).log2() / 12.0);
     cost.bytes() as f64 / bandwidth_bytes_per_s
         + cost.ntts as f64 * t_ntt
-        + cost.rotations as f64 * 30.0 * t_ntt
+        + cost.rotations as f64 * KEY_SWITCH_NTTS * t_ntt
         + cost.ct_pt_mults as f64 * t_ntt / 4.0
 }
+
+/// Seconds of one length-4096 NTT over one prime assumed by [`estimated_seconds`].
+pub const NTT_4096_SECONDS: f64 = 20e-6;
+/// A hybrid key switch on the packing set, in NTTs of the same degree.
+pub const KEY_SWITCH_NTTS: f64 = 48.0;
 
 impl Cheetah {
     pub fn new(config: CheetahConfig) -> Cheetah {
