@@ -74,7 +74,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let ring = Ring::new(a.ell)?;
     let proto = Cheetah::new(CheetahConfig {
         packing: !a.no_packing,
-        bandwidth_bytes_per_s: a.plan_mbps * 1e6 / 8.0,
+        bandwidth_bytes_per_s: (a.plan_mbps * 1e6 / 8.0) as u64,
         ..CheetahConfig::default()
     });
     let baseline = Cheetah::new(CheetahConfig::unpacked()); // Cheetah's own formula

@@ -101,7 +101,7 @@ fn packed_responses_conv_and_fc() {
     // A bandwidth-bound setting (1 MB/s) makes the planner trade key switches for bytes.
     let packed = Cheetah::new(CheetahConfig {
         params: Some(HeParamsId::N8192Q180P38),
-        bandwidth_bytes_per_s: 1e6,
+        bandwidth_bytes_per_s: 1_000_000,
         ..CheetahConfig::default()
     });
     let unpacked = Cheetah::new(CheetahConfig::unpacked());

@@ -42,7 +42,7 @@ pub use params::HeParamsId;
 pub const MAX_PLAINTEXT_BITS: u32 = 45;
 
 /// Tunable knobs of the Cheetah protocol.
-#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CheetahConfig {
     /// Statistical security of noise flooding per layer response, in bits.
     pub flood_bits: u32,
@@ -53,7 +53,8 @@ pub struct CheetahConfig {
     /// Allow packed responses (false: Cheetah's own protocol, the comparison baseline).
     pub packing: bool,
     /// Bandwidth assumed when ranking plans, bytes per second (default: WAN, 400 Mbit/s).
-    pub bandwidth_bytes_per_s: f64,
+    /// A small value makes the planner trade compute (key switches) for bytes.
+    pub bandwidth_bytes_per_s: u64,
 }
 
 impl CheetahConfig {
@@ -83,7 +84,7 @@ impl Default for CheetahConfig {
             params: None,
             flooding: Flooding::Gaussian,
             packing: true,
-            bandwidth_bytes_per_s: 400e6 / 8.0,
+            bandwidth_bytes_per_s: 50_000_000,
         }
     }
 }
@@ -231,7 +232,8 @@ impl Cheetah {
                 };
                 let Ok(nz) = nz else { continue };
                 let cost = layout_cost(p, &layout, nz.response_bits, pack);
-                let score = estimated_seconds(&cost, p.n(), self.config.bandwidth_bytes_per_s);
+                let score =
+                    estimated_seconds(&cost, p.n(), self.config.bandwidth_bytes_per_s as f64);
                 if best.as_ref().is_none_or(|(b, _)| score < *b) {
                     best = Some((
                         score,
