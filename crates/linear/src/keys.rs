@@ -23,8 +23,17 @@ use crate::{Cost, LinearError};
     Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
 )]
 pub enum KeyRequest {
-    /// An RLWE secret key at the client, its public key at the server.
-    Rlwe(HeParamsId),
+    /// An RLWE secret key at the client, its public key at the server (`ell` matters only for
+    /// sets with Galois keys, whose `rlwe` parameters carry t = 2^ℓ).
+    Rlwe { params: HeParamsId, ell: u32 },
+    /// Galois keys for X → X^{2N/2^i + 1}, i = 1..=log_g (partial traces for packing G = 2^log_g
+    /// responses), on the key-switching set, for t = 2^ℓ. Implies the matching `Rlwe` key.
+    Galois { ell: u32, log_g: u32 },
+}
+
+/// The Galois elements a partial trace Tr_{K_N/K_{N/G}} uses: 2N/2^i + 1 for i = 1..=log₂ G.
+pub(crate) fn trace_elements(n: usize, log_g: u32) -> Vec<usize> {
+    (1..=log_g).map(|i| 2 * n / (1usize << i) + 1).collect()
 }
 
 fn math_err(e: math::MathError) -> LinearError {
@@ -85,6 +94,8 @@ pub(crate) struct SecretKey {
     pub(crate) s_ntt: Poly,
     /// s in NTT form over the first two primes (decryption of mod-2^k responses).
     pub(crate) s_ntt2: Poly,
+    /// The same key as an `rlwe` key (key-switching sets only; for Galois keys).
+    pub(crate) rlwe: Option<rlwe::SecretKey>,
 }
 
 impl Drop for SecretKey {
@@ -97,12 +108,13 @@ impl Drop for SecretKey {
 
 /// The client's keys of a session.
 pub struct ClientKeys {
-    sets: BTreeMap<HeParamsId, SecretKey>,
+    sets: BTreeMap<(HeParamsId, u32), SecretKey>,
 }
 
 /// The server's copy of the client's public keys.
 pub struct ServerKeys {
-    sets: BTreeMap<HeParamsId, PublicKey>,
+    sets: BTreeMap<(HeParamsId, u32), PublicKey>,
+    galois: BTreeMap<u32, rlwe::GaloisKeys>,
 }
 
 pub(crate) struct PublicKey {
@@ -110,38 +122,84 @@ pub(crate) struct PublicKey {
     pub(crate) a: Poly,
 }
 
-fn normalized(requests: &[KeyRequest]) -> Vec<HeParamsId> {
-    let mut ids: Vec<HeParamsId> = requests.iter().map(|KeyRequest::Rlwe(p)| *p).collect();
-    ids.sort();
-    ids.dedup();
-    ids
+/// Key sets of a list of requests: RLWE keys by (params, ℓ), Galois keys by ℓ with the largest
+/// log G, each implying its RLWE key.
+fn normalized(requests: &[KeyRequest]) -> (Vec<(HeParamsId, u32)>, Vec<(u32, u32)>) {
+    let mut rlwe = Vec::new();
+    let mut galois: BTreeMap<u32, u32> = BTreeMap::new();
+    for r in requests {
+        match *r {
+            KeyRequest::Rlwe { params, ell } => {
+                rlwe.push((params, if params.can_pack() { ell } else { 0 }))
+            }
+            KeyRequest::Galois { ell, log_g } => {
+                rlwe.push((HeParamsId::N8192Q180P38, ell));
+                let e = galois.entry(ell).or_insert(0);
+                *e = (*e).max(log_g);
+            }
+        }
+    }
+    rlwe.sort();
+    rlwe.dedup();
+    (rlwe, galois.into_iter().filter(|&(_, g)| g > 0).collect())
 }
 
-/// What [`ClientKeys::setup`] sends: one message per parameter set, client → server.
-pub fn setup_cost(requests: &[KeyRequest]) -> Cost {
-    let ids = normalized(requests);
-    let bytes: usize = ids.iter().map(|&p| 1 + 32 + poly_bytes(p)).sum();
-    Cost {
-        bytes_c2s: bytes as u64,
-        messages_c2s: ids.len() as u64,
-        rounds: u64::from(!ids.is_empty()),
-        ntts: ids.iter().map(|p| 2 * p.prime_bits().len() as u64).sum(),
-        ..Cost::default()
+/// Bytes of `rlwe`'s serialized Galois keys: 12-byte header, 4-byte count, per key a 4-byte
+/// element, a digit count byte and dnum pairs of polynomials over QP.
+fn galois_bytes(params: &rlwe::Params, log_g: u32) -> usize {
+    let n = params.n();
+    let qp: usize = params
+        .ctx_qp()
+        .moduli()
+        .iter()
+        .map(|m| packed_len(n, m.bits()))
+        .sum();
+    let dnum = params.key_switcher().map_or(0, |k| k.dnum());
+    12 + 4 + log_g as usize * (4 + 1 + dnum * 2 * qp)
+}
+
+/// What [`ClientKeys::setup`] sends: one message per RLWE key and one per Galois key set,
+/// client → server.
+pub fn setup_cost(requests: &[KeyRequest]) -> Result<Cost, LinearError> {
+    let (ids, galois) = normalized(requests);
+    let mut bytes: usize = ids.iter().map(|&(p, _)| 1 + 32 + poly_bytes(p)).sum();
+    for &(ell, log_g) in &galois {
+        bytes += galois_bytes(&*HeParamsId::N8192Q180P38.rlwe_params(ell)?, log_g);
     }
+    let messages = (ids.len() + galois.len()) as u64;
+    Ok(Cost {
+        bytes_c2s: bytes as u64,
+        messages_c2s: messages,
+        rounds: u64::from(messages > 0),
+        ntts: ids
+            .iter()
+            .map(|(p, _)| 2 * p.prime_bits().len() as u64)
+            .sum(),
+        rotations: galois.iter().map(|&(_, g)| g as u64).sum(),
+        ..Cost::default()
+    })
 }
 
 impl ClientKeys {
-    /// Generates a secret key per requested parameter set and sends the public keys.
+    /// Generates a secret key per requested parameter set, sends the public keys, then the Galois
+    /// keys (all client → server, one flight).
     pub fn setup(
         requests: &[KeyRequest],
         ch: &mut dyn Channel,
         rng: &mut dyn CryptoRngCore,
     ) -> Result<Self, LinearError> {
+        let (ids, galois) = normalized(requests);
         let mut sets = BTreeMap::new();
-        for p in normalized(requests) {
+        for (p, ell) in ids {
             let ctx = p.context()?;
             let n = ctx.n();
-            let s = ternary(n, rng);
+            // On the key-switching set the key is an `rlwe` key (its Galois keys need one).
+            let (s, rlwe_sk) = if p.can_pack() {
+                let sk = rlwe::SecretKey::generate(&p.rlwe_params(ell)?, rng);
+                (sk.coeffs().to_vec(), Some(sk))
+            } else {
+                (ternary(n, rng), None)
+            };
             let mut s_ntt = Poly::from_signed(&ctx, ctx.len(), &s);
             s_ntt.ntt_forward();
             let mut s_ntt2 = s_ntt.clone();
@@ -159,29 +217,51 @@ impl ClientKeys {
             msg.extend_from_slice(&seed);
             write_poly(&pk0, &mut msg);
             ch.send(&msg)?;
-            sets.insert(p, SecretKey { s, s_ntt, s_ntt2 });
+            sets.insert(
+                (p, ell),
+                SecretKey {
+                    s,
+                    s_ntt,
+                    s_ntt2,
+                    rlwe: rlwe_sk,
+                },
+            );
+        }
+        for (ell, log_g) in galois {
+            let sk = sets
+                .get(&(HeParamsId::N8192Q180P38, ell))
+                .and_then(|k| k.rlwe.as_ref())
+                .ok_or(LinearError::MissingKey {
+                    params: HeParamsId::N8192Q180P38.name(),
+                })?;
+            let els = trace_elements(sk.params().n(), log_g);
+            let gk = rlwe::GaloisKeys::generate(sk, &els, rng)
+                .map_err(|e| LinearError::Math(e.to_string()))?;
+            ch.send(&rlwe::serialize::galois_keys_to_bytes(&gk))?;
         }
         ch.flush()?;
         Ok(ClientKeys { sets })
     }
 
-    pub(crate) fn get(&self, p: HeParamsId) -> Result<&SecretKey, LinearError> {
+    pub(crate) fn get(&self, p: HeParamsId, ell: u32) -> Result<&SecretKey, LinearError> {
+        let ell = if p.can_pack() { ell } else { 0 };
         self.sets
-            .get(&p)
+            .get(&(p, ell))
             .ok_or(LinearError::MissingKey { params: p.name() })
     }
 
     /// Parameter sets this client holds keys for.
     pub fn params(&self) -> Vec<HeParamsId> {
-        self.sets.keys().copied().collect()
+        self.sets.keys().map(|k| k.0).collect()
     }
 }
 
 impl ServerKeys {
-    /// Receives and validates the public keys sent by [`ClientKeys::setup`] for the same requests.
+    /// Receives and validates the keys sent by [`ClientKeys::setup`] for the same requests.
     pub fn setup(requests: &[KeyRequest], ch: &mut dyn Channel) -> Result<Self, LinearError> {
+        let (ids, galois_req) = normalized(requests);
         let mut sets = BTreeMap::new();
-        for p in normalized(requests) {
+        for (p, ell) in ids {
             let ctx = p.context()?;
             let msg = ch.recv()?;
             let expected = 1 + 32 + poly_bytes(p);
@@ -201,14 +281,38 @@ impl ServerKeys {
             let seed: [u8; 32] = msg[1..33].try_into().expect("length checked");
             let a = expand_seed(&ctx, ctx.len(), &seed);
             let pk0 = read_poly(&ctx, Representation::Ntt, &msg[33..], "public key")?;
-            sets.insert(p, PublicKey { pk0, a });
+            sets.insert((p, ell), PublicKey { pk0, a });
         }
-        Ok(ServerKeys { sets })
+        let mut galois = BTreeMap::new();
+        for (ell, log_g) in galois_req {
+            let params = HeParamsId::N8192Q180P38.rlwe_params(ell)?;
+            let msg = ch.recv()?;
+            let gk = rlwe::serialize::galois_keys_from_bytes(&params, &msg).map_err(|_| {
+                LinearError::MessageRange {
+                    what: "Galois keys",
+                }
+            })?;
+            let want = trace_elements(params.n(), log_g);
+            if gk.elements().count() != want.len() || want.iter().any(|&k| gk.get(k).is_none()) {
+                return Err(LinearError::MessageRange {
+                    what: "Galois keys",
+                });
+            }
+            galois.insert(ell, gk);
+        }
+        Ok(ServerKeys { sets, galois })
     }
 
-    pub(crate) fn get(&self, p: HeParamsId) -> Result<&PublicKey, LinearError> {
+    pub(crate) fn get(&self, p: HeParamsId, ell: u32) -> Result<&PublicKey, LinearError> {
+        let ell = if p.can_pack() { ell } else { 0 };
         self.sets
-            .get(&p)
+            .get(&(p, ell))
             .ok_or(LinearError::MissingKey { params: p.name() })
+    }
+
+    pub(crate) fn galois(&self, ell: u32) -> Result<&rlwe::GaloisKeys, LinearError> {
+        self.galois.get(&ell).ok_or(LinearError::MissingKey {
+            params: "Galois keys",
+        })
     }
 }

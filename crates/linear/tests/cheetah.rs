@@ -4,7 +4,7 @@
 mod common;
 
 use common::{check_layer, conv};
-use linear::{shapes, Cheetah, LayerSpec, Ring};
+use linear::{shapes, Cheetah, LayerSpec, LinearProtocol, Ring};
 
 fn cheetah() -> Cheetah {
     Cheetah::default()
@@ -92,4 +92,32 @@ fn mobilenet_v2_224_shapes() {
         shapes::mobilenet_v2(224, 1000, 12),
         Ring::new(37).unwrap(),
     );
+}
+
+#[test]
+fn packed_responses_conv_and_fc() {
+    use linear::{CheetahConfig, HeParamsId};
+    let ring = Ring::new(37).unwrap();
+    // A bandwidth-bound setting (1 MB/s) makes the planner trade key switches for bytes.
+    let packed = Cheetah::new(CheetahConfig {
+        params: Some(HeParamsId::N8192Q180P38),
+        bandwidth_bytes_per_s: 1_000_000,
+        ..CheetahConfig::default()
+    });
+    let unpacked = Cheetah::new(CheetahConfig::unpacked());
+    for layer in [
+        LayerSpec::conv(conv(64, 8, 64, 3, 1, 1, 1), 12),
+        LayerSpec::conv(conv(32, 16, 64, 3, 2, 1, 1), 12),
+        LayerSpec::conv(conv(96, 4, 96, 3, 1, 1, 96), 12),
+        LayerSpec::fc(512, 100, 12),
+    ] {
+        let plan = packed.plan(&layer, ring).unwrap();
+        assert!(plan.pack > 1, "{layer:?}: packing not chosen");
+        let out = check_layer(&packed, &layer, ring, 9);
+        let base = unpacked.cost(&layer, ring).unwrap().bytes();
+        eprintln!(
+            "{layer:?}: pack {} → {} + {} bytes (Cheetah formula {base})",
+            plan.pack, out.predicted.bytes_c2s, out.predicted.bytes_s2c
+        );
+    }
 }

@@ -59,6 +59,10 @@ fn check_layout(layer: &LayerSpec, layout: &Layout, ring: Ring, seed: u64) {
         }
         let pos = layout.positions(o);
         assert_eq!(pos.len(), layout.kept(o));
+        assert!(
+            pos.iter().all(|&(c, _)| c % layout.output_stride() == 0),
+            "outputs not at multiples of the stride"
+        );
         for (coef, out) in pos {
             assert!(y[out].is_none(), "output {out} produced twice");
             y[out] = Some(ring.reduce(acc[coef]));
@@ -70,7 +74,8 @@ fn check_layout(layer: &LayerSpec, layout: &Layout, ring: Ring, seed: u64) {
 }
 
 fn check_all_layouts(layer: &LayerSpec, n: usize, ring: Ring, max: usize) {
-    let cands = Layout::candidates(layer, n);
+    let mut cands = Layout::candidates(layer, n);
+    cands.extend(Layout::packable_candidates(layer, n));
     assert!(!cands.is_empty(), "{layer:?}: no layout at N = {n}");
     let step = cands.len().div_ceil(max).max(1);
     for (i, l) in cands.iter().enumerate().step_by(step) {
@@ -140,7 +145,8 @@ proptest! {
         let spec = conv(g * cpg, h, g * mpg, k, stride, padding, g);
         let layer = LayerSpec::conv(spec, 9);
         let n = 1usize << logn;
-        let cands = Layout::candidates(&layer, n);
+        let mut cands = Layout::candidates(&layer, n);
+        cands.extend(Layout::packable_candidates(&layer, n));
         prop_assume!(!cands.is_empty());
         let pick = cands[(seed as usize) % cands.len()];
         check_layout(&layer, &pick, Ring::new(33).unwrap(), seed);
@@ -149,7 +155,8 @@ proptest! {
     #[test]
     fn random_fc_shapes(i in 1usize..=40, o in 1usize..=40, logn in 4u32..=7, seed in any::<u64>()) {
         let layer = LayerSpec::fc(i, o, 9);
-        let cands = Layout::candidates(&layer, 1usize << logn);
+        let mut cands = Layout::candidates(&layer, 1usize << logn);
+        cands.extend(Layout::packable_candidates(&layer, 1usize << logn));
         prop_assume!(!cands.is_empty());
         let pick = cands[(seed as usize) % cands.len()];
         check_layout(&layer, &pick, Ring::new(37).unwrap(), seed);

@@ -10,6 +10,15 @@
 //!   forces c = c′, r = i + l, q = j + l′ because |q − l′ − j| < w_t and |r − l − i| < h_t;
 //! * no product term wraps onto those coefficients: a + b ≥ N + O would need a ≥ N.
 //!
+//! Interleaved variant (channel-minor, as in BumbleBee's interleaving): x[(r·w_t + q)·c_t + c],
+//! w[(B − l·w_t − l′)·c_t − c] with B = w_t·(kh − 1) + kw − 1 (negative indices wrap with a sign,
+//! X^{−c} = −X^{N−c}); output (i, j) lands on coefficient (B + i·w_t + j)·c_t, a multiple of c_t:
+//! * equal sums force c = c′ since |c − c′| < c_t, then r = i + l, q = j + l′ as above;
+//! * a + b ≥ −(c_t − 1) while a target minus N is ≤ c_t·(h_t·w_t − 1) − N ≤ −c_t, and
+//!   a + b ≤ c_t·h_t·w_t − 1 + B·c_t < N + target: no wrapped term reaches a target.
+//! With c_t a power of two, the outputs of c_t such products can be packed into one ciphertext
+//! (a partial trace keeps multiples of c_t; see `cheetah::pack`).
+//!
 //! Tiles overlap by kh − 1 rows and kw − 1 columns, so stride-1 outputs are partitioned among
 //! spatial tiles; a stride-s layer keeps the outputs (i·s, j·s). Output channels of other groups
 //! have zero filter taps on this tile's channels (grouped and depthwise convolutions).
@@ -29,6 +38,8 @@ pub struct ConvTiling {
     pub n_c: usize,
     pub n_h: usize,
     pub n_w: usize,
+    /// Channel-minor (interleaved) encoding: outputs at multiples of c_t.
+    pub interleaved: bool,
 }
 
 /// Stride-1 output rows and columns that are needed: (out − 1)·stride + 1.
@@ -47,10 +58,17 @@ impl ConvTiling {
         c_t: usize,
         h_t: usize,
         w_t: usize,
+        interleaved: bool,
     ) -> Option<ConvTiling> {
         let (hf, wf) = needed(spec);
         let (hn, wn) = (hf + spec.kh - 1, wf + spec.kw - 1);
-        if c_t == 0 || c_t > spec.c || h_t < spec.kh || w_t < spec.kw || h_t > hn || w_t > wn {
+        if c_t == 0
+            || (c_t > spec.c && !interleaved)
+            || h_t < spec.kh
+            || w_t < spec.kw
+            || h_t > hn
+            || w_t > wn
+        {
             return None;
         }
         if c_t.checked_mul(h_t)?.checked_mul(w_t)? > n {
@@ -64,6 +82,7 @@ impl ConvTiling {
             n_c: spec.c.div_ceil(c_t),
             n_h: hf.div_ceil(h_t - spec.kh + 1),
             n_w: wf.div_ceil(w_t - spec.kw + 1),
+            interleaved,
         })
     }
 
@@ -114,8 +133,12 @@ impl ConvTiling {
                     if col < 0 || col >= spec.w as isize {
                         continue;
                     }
-                    poly[(cc * self.h_t + r) * self.w_t + q] =
-                        x[(ch * spec.h + row as usize) * spec.w + col as usize];
+                    let idx = if self.interleaved {
+                        (r * self.w_t + q) * self.c_t + cc
+                    } else {
+                        (cc * self.h_t + r) * self.w_t + q
+                    };
+                    poly[idx] = x[(ch * spec.h + row as usize) * spec.w + col as usize];
                 }
             }
         }
@@ -157,7 +180,18 @@ impl ConvTiling {
             for l in 0..spec.kh {
                 for l2 in 0..spec.kw {
                     let wv = weights[((m * cg + cin) * spec.kh + l) * spec.kw + l2];
-                    poly[o - cc * self.h_t * self.w_t - l * self.w_t - l2] = ring.signed(wv);
+                    let v = ring.signed(wv);
+                    if self.interleaved {
+                        let base = self.w_t * (spec.kh - 1) + spec.kw - 1;
+                        let idx = ((base - l * self.w_t - l2) * self.c_t) as isize - cc as isize;
+                        if idx >= 0 {
+                            poly[idx as usize] = v;
+                        } else {
+                            poly[(self.n as isize + idx) as usize] = v.wrapping_neg();
+                        }
+                    } else {
+                        poly[o - cc * self.h_t * self.w_t - l * self.w_t - l2] = v;
+                    }
                 }
             }
         }
@@ -188,7 +222,12 @@ impl ConvTiling {
             let r = i * spec.stride - hi * sh;
             for j in Self::kept_range(sw, spec.stride, wo, wi) {
                 let q = j * spec.stride - wi * sw;
-                out.push((o + r * self.w_t + q, i * wo + j));
+                let coef = if self.interleaved {
+                    (self.w_t * (spec.kh - 1) + spec.kw - 1 + r * self.w_t + q) * self.c_t
+                } else {
+                    o + r * self.w_t + q
+                };
+                out.push((coef, i * wo + j));
             }
         }
         out
@@ -212,10 +251,37 @@ impl ConvTiling {
                 // Balance the column split so the tiles are as even as possible.
                 let n_w = wf.div_ceil(w_max - spec.kw + 1);
                 let w_t = wf.div_ceil(n_w) + spec.kw - 1;
-                if let Some(t) = ConvTiling::new(spec, n, c_t, h_t, w_t) {
+                if let Some(t) = ConvTiling::new(spec, n, c_t, h_t, w_t, false) {
                     out.push(t);
                 }
             }
+        }
+        out
+    }
+
+    /// Candidate interleaved tilings: c_t a power of two (≥ 2), balanced row splits.
+    pub fn interleaved_candidates(spec: &Conv2dSpec, n: usize) -> Vec<ConvTiling> {
+        let (hf, wf) = needed(spec);
+        let mut h_ts: Vec<usize> = (1..=hf).map(|k| hf.div_ceil(k) + spec.kh - 1).collect();
+        h_ts.dedup();
+        let mut out = Vec::new();
+        let mut c_t = 2;
+        while c_t <= n / (spec.kh * spec.kw) && c_t < 2 * spec.c.max(spec.m) {
+            for &h_t in &h_ts {
+                let room = n / (c_t * h_t);
+                if room < spec.kw {
+                    continue;
+                }
+                let w_max = room.min(wf + spec.kw - 1);
+                let n_w = wf.div_ceil(w_max - spec.kw + 1);
+                let w_t = wf.div_ceil(n_w) + spec.kw - 1;
+                // c_t > C pads channels with zeros: it still lets c_t output channels share a
+                // response ciphertext.
+                if let Some(t) = ConvTiling::new(spec, n, c_t, h_t, w_t, true) {
+                    out.push(t);
+                }
+            }
+            c_t *= 2;
         }
         out
     }

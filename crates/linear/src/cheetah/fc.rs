@@ -4,6 +4,10 @@
 //! Σ_k W[i·d1 + r, j·d0 + k]·u[j·d0 + k]. Exactness: a + b = r·d0 + d0 − 1 with a = k′ < d0 and
 //! b = r′·d0 + d0 − 1 − k forces r = r′, k = k′; a wrapped term a + b − N < d0 − 1 never lands on
 //! a position ≥ d0 − 1. Summing the products over j gives output block i.
+//!
+//! Shifted variant (for packing): the block is multiplied by X^{−(d0−1)}, i.e.
+//! w[r·d0 − k] (index −k wraps to N − k with a sign), so output r lands on r·d0, a multiple of d0:
+//! a + b ∈ (−d0, N − d0 + d0 − 1] and targets are ≤ N − d0, so no wrapped term reaches one.
 
 use crate::layer::{FcSpec, Ring};
 
@@ -17,11 +21,18 @@ pub struct FcBlocks {
     pub d1: usize,
     pub n_in: usize,
     pub n_out: usize,
+    /// Outputs at multiples of d0 (for packing; d0 a power of two).
+    pub shifted: bool,
 }
 
 impl FcBlocks {
-    pub fn new(spec: &FcSpec, n: usize, d0: usize, d1: usize) -> Option<FcBlocks> {
-        if d0 == 0 || d1 == 0 || d0 > spec.inputs || d1 > spec.outputs || d0.checked_mul(d1)? > n {
+    pub fn new(spec: &FcSpec, n: usize, d0: usize, d1: usize, shifted: bool) -> Option<FcBlocks> {
+        if d0 == 0
+            || d1 == 0
+            || (d0 > spec.inputs && !shifted)
+            || d1 > spec.outputs
+            || d0.checked_mul(d1)? > n
+        {
             return None;
         }
         Some(FcBlocks {
@@ -30,7 +41,23 @@ impl FcBlocks {
             d1,
             n_in: spec.inputs.div_ceil(d0),
             n_out: spec.outputs.div_ceil(d1),
+            shifted,
         })
+    }
+
+    /// Shifted splits with d0 a power of two (≥ 2).
+    pub fn shifted_candidates(spec: &FcSpec, n: usize) -> Vec<FcBlocks> {
+        let mut out = Vec::new();
+        let mut d0 = 2;
+        while d0 <= n && d0 < 2 * spec.inputs.max(2) {
+            let d1_max = (n / d0).min(spec.outputs);
+            let d1 = spec.outputs.div_ceil(spec.outputs.div_ceil(d1_max));
+            if let Some(b) = FcBlocks::new(spec, n, d0, d1, true) {
+                out.push(b);
+            }
+            d0 *= 2;
+        }
+        out
     }
 
     /// Balanced splits: for every number of input chunks, the widest output blocks that fit.
@@ -44,7 +71,7 @@ impl FcBlocks {
             .filter_map(|d0| {
                 let d1_max = (n / d0).min(spec.outputs);
                 let d1 = spec.outputs.div_ceil(spec.outputs.div_ceil(d1_max));
-                FcBlocks::new(spec, n, d0, d1)
+                FcBlocks::new(spec, n, d0, d1, false)
             })
             .collect()
     }
@@ -76,7 +103,14 @@ impl FcBlocks {
                 if col >= spec.inputs {
                     break;
                 }
-                poly[r * self.d0 + self.d0 - 1 - k] = ring.signed(weights[row * spec.inputs + col]);
+                let v = ring.signed(weights[row * spec.inputs + col]);
+                if !self.shifted {
+                    poly[r * self.d0 + self.d0 - 1 - k] = v;
+                } else if r * self.d0 >= k {
+                    poly[r * self.d0 - k] = v;
+                } else {
+                    poly[self.n + r * self.d0 - k] = v.wrapping_neg();
+                }
             }
         }
         poly
@@ -89,8 +123,9 @@ impl FcBlocks {
 
     /// (coefficient index, output index) of every output of block i, increasing.
     pub fn output_positions(&self, spec: &FcSpec, i: usize) -> Vec<(usize, usize)> {
+        let off = if self.shifted { 0 } else { self.d0 - 1 };
         (0..self.kept(spec, i))
-            .map(|r| (r * self.d0 + self.d0 - 1, i * self.d1 + r))
+            .map(|r| (r * self.d0 + off, i * self.d1 + r))
             .collect()
     }
 }

@@ -36,6 +36,55 @@ impl Layout {
         }
     }
 
+    /// Candidate encodings whose outputs sit at multiples of a power of two G (see
+    /// [`Layout::output_stride`]): interleaved conv, shifted FC, so G responses pack into one.
+    pub fn packable_candidates(layer: &LayerSpec, n: usize) -> Vec<Layout> {
+        match layer.shape {
+            LayerShape::Fc(spec) => FcBlocks::shifted_candidates(&spec, n)
+                .into_iter()
+                .map(|blocks| Layout::Fc { spec, blocks })
+                .collect(),
+            _ => {
+                let spec = layer.as_conv().expect("conv or scale");
+                ConvTiling::interleaved_candidates(&spec, n)
+                    .into_iter()
+                    .map(|tiling| Layout::Conv { spec, tiling })
+                    .collect()
+            }
+        }
+    }
+
+    /// The power of two every output coefficient index is a multiple of (1 if none).
+    pub fn output_stride(&self) -> usize {
+        match self {
+            Layout::Conv { tiling, .. } if tiling.interleaved => tiling.c_t,
+            Layout::Fc { blocks, .. } if blocks.shifted => blocks.d0,
+            _ => 1,
+        }
+    }
+
+    /// Groups of output polynomials packed together with packing factor g (member j of a group
+    /// is shifted by X^j): conv groups g consecutive output channels of one spatial tile, FC g
+    /// consecutive output blocks.
+    pub fn response_groups(&self, g: usize) -> Vec<Vec<usize>> {
+        match self {
+            Layout::Conv { spec, tiling } => {
+                let s = tiling.spatial_tiles();
+                let mut out = Vec::new();
+                for st in 0..s {
+                    for m0 in (0..spec.m).step_by(g) {
+                        out.push((m0..(m0 + g).min(spec.m)).map(|m| m * s + st).collect());
+                    }
+                }
+                out
+            }
+            Layout::Fc { blocks, .. } => (0..blocks.n_out)
+                .step_by(g)
+                .map(|i0| (i0..(i0 + g).min(blocks.n_out)).collect())
+                .collect(),
+        }
+    }
+
     pub fn n(&self) -> usize {
         match self {
             Layout::Conv { tiling, .. } => tiling.n,

@@ -23,6 +23,17 @@ pub struct NoiseInputs {
     pub outputs: usize,
     /// Statistical security of flooding, in bits (≥ 40).
     pub flood_bits: u32,
+    /// Response ciphertexts packed per returned ciphertext (1: no packing; a power of two).
+    pub pack: usize,
+}
+
+/// Bound on the noise one hybrid key switch adds on the packing set: with digits d_j < q_j ≤ 2^60
+/// (one prime per digit, exact), key errors e_j ~ CBD, special prime P ≥ 2^37:
+/// |Σ_j d_j·e_j / P| ≤ z·σ·√(dnum·N)·2^60/2^37, plus the mod-down rounding τ₀ + τ₁·s.
+pub fn key_switch_bound(p: HeParamsId) -> f64 {
+    let n = p.n() as f64;
+    let dnum = p.prime_bits().len() as f64;
+    TAIL_Z * ERROR_SIGMA * (dnum * n).sqrt() * 2f64.powi(60 - 37) + 0.5 + TAIL_Z * (n / 18.0).sqrt()
 }
 
 /// The flooding width and the response modulus 2^k for one layer on one parameter set.
@@ -49,7 +60,14 @@ pub fn response_noise(p: HeParamsId, inp: &NoiseInputs) -> Result<ResponseNoise,
     let b_e = w * (TAIL_Z * ERROR_SIGMA * taps.sqrt() + taps);
     // Re-randomization by a public-key encryption of zero: e_pk·u + e₁ + e₂·s with u, s ternary.
     let b_pk = TAIL_Z * ERROR_SIGMA * (2.0 * n.sqrt() + 1.0);
-    let hide = b_e + b_pk;
+    // Packing G responses by log₂ G levels of merges: each level doubles the key-switching noise
+    // already there and adds one switch, so the packed ciphertext carries ≤ (G − 1)·B_ks.
+    let b_pack = if inp.pack > 1 {
+        (inp.pack as f64 - 1.0) * key_switch_bound(p)
+    } else {
+        0.0
+    };
+    let hide = b_e + b_pk + b_pack;
     // Gaussian flooding: KL(P + δ ‖ P) = Σ δᵢ²/(2σ_f²) over all returned coefficients, so
     // SD ≤ √(KL/2) ≤ √outputs · hide / (2σ_f) ≤ 2^-λ with σ_f = 2^{λ-1}·√outputs·hide.
     let sigma = 2f64.powi(inp.flood_bits as i32 - 1) * (inp.outputs as f64).sqrt() * hide;

@@ -2,7 +2,8 @@
 //! HomomorphicEncryption.org 128-bit bound for uniform ternary secrets
 //! (log₂ Q ≤ 109 at N = 4096, ≤ 218 at N = 8192), plaintext modulus t = 2^ℓ (the share ring).
 
-use std::sync::{Arc, OnceLock};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use math::{prime::generate_primes, RnsContext};
 use serde::{Deserialize, Serialize};
@@ -18,6 +19,10 @@ pub enum HeParamsId {
     N8192Q165,
     /// N = 8192, two 55-bit and two 54-bit NTT primes (log₂ Q < 218).
     N8192Q218,
+    /// N = 8192, Q = three 60-bit primes plus a 38-bit special prime P for hybrid key switching
+    /// (log₂ QP ≤ 218): `rlwe::presets::bfv_n8192_q180_t2l`. The only set with Galois keys, so
+    /// the only one that packs responses.
+    N8192Q180P38,
 }
 
 /// Error distribution of every fresh RLWE sample: centered binomial with η = 21
@@ -27,10 +32,11 @@ pub const CBD_ETA: u32 = 21;
 pub const ERROR_SIGMA: f64 = 3.2403703492039302;
 
 impl HeParamsId {
-    pub const ALL: [HeParamsId; 3] = [
+    pub const ALL: [HeParamsId; 4] = [
         HeParamsId::N4096Q109,
         HeParamsId::N8192Q165,
         HeParamsId::N8192Q218,
+        HeParamsId::N8192Q180P38,
     ];
 
     pub fn name(self) -> &'static str {
@@ -38,6 +44,7 @@ impl HeParamsId {
             HeParamsId::N4096Q109 => "N4096Q109",
             HeParamsId::N8192Q165 => "N8192Q165",
             HeParamsId::N8192Q218 => "N8192Q218",
+            HeParamsId::N8192Q180P38 => "N8192Q180P38",
         }
     }
 
@@ -47,6 +54,7 @@ impl HeParamsId {
             HeParamsId::N4096Q109 => 1,
             HeParamsId::N8192Q165 => 2,
             HeParamsId::N8192Q218 => 3,
+            HeParamsId::N8192Q180P38 => 4,
         }
     }
 
@@ -67,6 +75,7 @@ impl HeParamsId {
             HeParamsId::N4096Q109 => &[55, 54],
             HeParamsId::N8192Q165 => &[55, 55, 55],
             HeParamsId::N8192Q218 => &[55, 55, 54, 54],
+            HeParamsId::N8192Q180P38 => &[60, 60, 60],
         }
     }
 
@@ -83,8 +92,39 @@ impl HeParamsId {
         self.prime_bits().iter().sum()
     }
 
+    /// Whether the set has special primes (hybrid key switching, hence packed responses).
+    pub fn can_pack(self) -> bool {
+        self == HeParamsId::N8192Q180P38
+    }
+
+    /// The `rlwe` parameters of a key-switching set for t = 2^ℓ (checked by `rlwe`, cached).
+    pub fn rlwe_params(self, ell: u32) -> Result<Arc<rlwe::Params>, LinearError> {
+        static CACHE: OnceLock<Mutex<HashMap<u32, Arc<rlwe::Params>>>> = OnceLock::new();
+        if !self.can_pack() {
+            return Err(LinearError::MissingKey {
+                params: self.name(),
+            });
+        }
+        let mut map = CACHE
+            .get_or_init(Default::default)
+            .lock()
+            .expect("params cache");
+        if let Some(p) = map.get(&ell) {
+            return Ok(p.clone());
+        }
+        let lit =
+            rlwe::presets::bfv_n8192_q180_t2l(ell).map_err(|e| LinearError::Math(e.to_string()))?;
+        let p = rlwe::Params::new(lit).map_err(|e| LinearError::Math(e.to_string()))?;
+        map.insert(ell, p.clone());
+        Ok(p)
+    }
+
     /// The RNS context (primes generated deterministically, checked, cached).
     pub fn context(self) -> Result<Arc<RnsContext>, LinearError> {
+        if self.can_pack() {
+            // Q does not depend on t; any valid ℓ gives the same primes.
+            return Ok(self.rlwe_params(37)?.ctx_q().clone());
+        }
         static CACHE: [OnceLock<Arc<RnsContext>>; 3] =
             [OnceLock::new(), OnceLock::new(), OnceLock::new()];
         let slot = &CACHE[self.tag() as usize - 1];

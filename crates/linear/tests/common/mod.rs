@@ -66,7 +66,7 @@ pub fn run<P: LinearProtocol + Clone + 'static>(
     let keys = ClientKeys::setup(&req, &mut cc, &mut crng).expect("client setup");
     assert_eq!(
         cc.stats().bytes_sent,
-        setup_cost(&req).bytes_c2s,
+        setup_cost(&req).unwrap().bytes_c2s,
         "setup bytes"
     );
     let before = cc.stats();
