@@ -209,10 +209,12 @@ def party(model_path: str, x: np.ndarray, threads: int, counter_box: list):
     c.reset_communication_stats()
     counter["bytes_sent"] = 0
     t0 = time.perf_counter()
+    c0 = time.process_time()
     with crypten.no_grad():
         y = model(x_enc)
     logits = y.get_plain_text(dst=CLIENT)
     online_s = time.perf_counter() - t0
+    online_cpu_s = time.process_time() - c0
     stats = dict(c.get_communication_stats())
     return {
         "rank": rank,
@@ -220,6 +222,7 @@ def party(model_path: str, x: np.ndarray, threads: int, counter_box: list):
         "setup_bytes_sent": setup_sent,
         "setup_rounds": setup_stats["rounds"],
         "online_s": online_s,
+        "online_cpu_s": online_cpu_s,
         "bytes_sent": counter["bytes_sent"],
         "rounds": stats["rounds"],
         "crypten_stats": {k: float(v) for k, v in stats.items()},
@@ -278,6 +281,8 @@ def main():
         "bytes_c2s": c["bytes_sent"],
         "bytes_s2c": s["bytes_sent"],
         "rounds": max(s["rounds"], c["rounds"]),
+        "cpu_ms_server": 1000 * s["online_cpu_s"],
+        "cpu_ms_client": 1000 * c["online_cpu_s"],
         "setup_ms": 1000 * max(s["setup_s"], c["setup_s"]),
         "setup_bytes_c2s": c["setup_bytes_sent"],
         "setup_bytes_s2c": s["setup_bytes_sent"],

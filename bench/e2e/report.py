@@ -55,6 +55,10 @@ def privinfer_row(a):
             "setup_bytes_c2s": s.get("bytes_c2s"),
             "setup_bytes_s2c": s.get("bytes_s2c"),
         })
+    if a.cpu:
+        # CPU of the whole process: both parties, plus the model import and the plaintext
+        # fixed-point reference that `bench` checks against (an upper bound on the parties').
+        row["process_cpu_ms"] = 1000 * float(open(a.cpu).read())
     row.update(estimates(a.estimate))
     row.update(json.load(open(a.meta)))
     return row
@@ -95,23 +99,29 @@ def table(path):
         if r["model"] not in models:
             models.append(r["model"])
     out = [
-        "| model | system | latency s (loopback) | client→server MiB | server→client MiB | total MiB | rounds | LAN s | WAN s | check |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| model | system | latency s (loopback) | CPU s | client→server MiB | server→client MiB | total MiB | rounds | LAN s | WAN s | check |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for m in models:
         for r in rows:
             if r["model"] != m:
                 continue
             if "error" in r:
-                out.append(f"| {m} | {r['system']} | failed: `{r['error']}` | | | | | | | |")
+                out.append(f"| {m} | {r['system']} | failed: `{r['error']}` | | | | | | | | |")
                 continue
             total = r["bytes_c2s"] + r["bytes_s2c"]
+            # privinfer: the whole process (both parties, model import, plaintext reference);
+            # CrypTen: both parties' forward passes.
+            cpu = r.get("process_cpu_ms")
+            if cpu is None and "cpu_ms_server" in r:
+                cpu = r["cpu_ms_server"] + r["cpu_ms_client"]
+            cpu = "" if cpu is None else f"{cpu / 1e3:.2f}"
             if r["system"] == "privinfer":
                 check = "logits = fixed-point reference" if r["matches_reference"] else f"differs by {r['max_abs_diff_ulp']} ulp"
             else:
-                check = ("top-1 = onnxruntime" if r["matches_reference"] else "top-1 differs") + f", max |Δ| {r['max_abs_diff_float']:.3g}"
+                check = ("top-1 = onnxruntime" if r["matches_reference"] else "top-1 differs") + f", max abs diff {r['max_abs_diff_float']:.3g}"
             out.append(
-                f"| {m} | {r['system']} | {r['ms'] / 1e3:.2f} | {fmt_mib(r['bytes_c2s'])} | {fmt_mib(r['bytes_s2c'])} | "
+                f"| {m} | {r['system']} | {r['ms'] / 1e3:.2f} | {cpu} | {fmt_mib(r['bytes_c2s'])} | {fmt_mib(r['bytes_s2c'])} | "
                 f"{fmt_mib(total)} | {r['rounds']} | {r['lan_s']:.2f} | {r['wan_s']:.2f} | {check} |"
             )
     return "\n".join(out)
@@ -123,6 +133,7 @@ def main():
     p = sub.add_parser("privinfer-row")
     p.add_argument("--model", required=True)
     p.add_argument("--bench", required=True)
+    p.add_argument("--cpu")
     p.add_argument("--estimate", required=True)
     p.add_argument("--meta", required=True)
     p = sub.add_parser("crypten-row")
@@ -135,12 +146,25 @@ def main():
     p.add_argument("--model", required=True)
     p.add_argument("--error-file", required=True)
     p.add_argument("--meta", required=True)
+    p = sub.add_parser("run-timed", help="run a command, then write its CPU seconds (user+sys) to a file")
+    p.add_argument("cpu_file")
+    p.add_argument("argv", nargs=argparse.REMAINDER)
     p = sub.add_parser("table")
     p.add_argument("results")
     p = sub.add_parser("field")
     p.add_argument("file")
     p.add_argument("key")
     a = ap.parse_args()
+    if a.cmd == "run-timed":
+        import resource
+        import subprocess
+
+        argv = a.argv[1:] if a.argv and a.argv[0] == "--" else a.argv
+        rc = subprocess.call(argv)
+        ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+        with open(a.cpu_file, "w") as f:
+            f.write(f"{ru.ru_utime + ru.ru_stime}\n")
+        return rc
     if a.cmd == "privinfer-row":
         print(json.dumps(privinfer_row(a)))
     elif a.cmd == "crypten-row":

@@ -104,6 +104,7 @@ fi
 
 # ---------------------------------------------------------------- 4. measurements
 CPU="$(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -1)"
+grep -qw avx512f /proc/cpuinfo 2>/dev/null && CPU="$CPU (AVX-512)"
 COMMIT="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
 meta() {  # the context of one measurement, taken just before it
     "$PY" -c "
@@ -127,9 +128,10 @@ for m in ${MODELS//,/ }; do
         log "privinfer: $m"
         meta
         raw="$BUILD/raw/privinfer-$m.jsonl"
-        if "$BIN" bench --model "$model" --image "$img" --json > "$raw" 2> "$BUILD/raw/privinfer-$m.err"; then
+        if "$PY" "$HERE/report.py" run-timed "$BUILD/raw/privinfer-$m.cpu" -- \
+            "$BIN" bench --model "$model" --image "$img" --json > "$raw" 2> "$BUILD/raw/privinfer-$m.err"; then
             estimate "$raw" "$BUILD/raw/privinfer-$m.est"
-            "$PY" "$HERE/report.py" privinfer-row --model "$m" --bench "$raw" \
+            "$PY" "$HERE/report.py" privinfer-row --model "$m" --bench "$raw" --cpu "$BUILD/raw/privinfer-$m.cpu" \
                 --estimate "$BUILD/raw/privinfer-$m.est" --meta "$BUILD/meta.json" >> "$OUT"
         else
             "$PY" "$HERE/report.py" error-row --system privinfer --model "$m" \
