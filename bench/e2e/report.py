@@ -59,6 +59,7 @@ def privinfer_row(a):
         # CPU of the whole process: both parties, plus the model import and the plaintext
         # fixed-point reference that `bench` checks against (an upper bound on the parties').
         row["process_cpu_ms"] = 1000 * float(open(a.cpu).read())
+    add_lo(row, a.lo)
     row.update(estimates(a.estimate))
     row.update(json.load(open(a.meta)))
     return row
@@ -73,6 +74,7 @@ def crypten_row(a):
     if "error" in r:
         r.update(json.load(open(a.meta)))
         return r
+    add_lo(r, a.lo)
     r.update(estimates(a.estimate))
     r.update(json.load(open(a.meta)))
     return r
@@ -88,6 +90,25 @@ def error_row(a):
     return row
 
 
+def lo_bytes():
+    """Bytes sent on the loopback interface (/proc/net/dev): in a network namespace of its
+    own, all the traffic between the parties, with TCP/IP headers and connection set-up."""
+    with open("/proc/net/dev") as f:
+        for line in f:
+            name, _, rest = line.partition(":")
+            if name.strip() == "lo":
+                return int(rest.split()[8])  # transmit bytes
+    raise SystemExit("no loopback interface in /proc/net/dev")
+
+
+def add_lo(row, path):
+    if path:
+        try:
+            row["loopback_bytes"] = int(open(path).read())
+        except (OSError, ValueError):
+            pass
+
+
 def fmt_mib(b):
     return f"{b / MIB:,.2f}"
 
@@ -99,15 +120,15 @@ def table(path):
         if r["model"] not in models:
             models.append(r["model"])
     out = [
-        "| model | system | latency s (loopback) | CPU s | client→server MiB | server→client MiB | total MiB | rounds | LAN s | WAN s | check |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| model | system | latency s (loopback) | CPU s | client→server MiB | server→client MiB | total MiB | on loopback MiB | rounds | LAN s | WAN s | check |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for m in models:
         for r in rows:
             if r["model"] != m:
                 continue
             if "error" in r:
-                out.append(f"| {m} | {r['system']} | failed: `{r['error']}` | | | | | | | | |")
+                out.append(f"| {m} | {r['system']} | failed: `{r['error']}` | | | | | | | | | |")
                 continue
             total = r["bytes_c2s"] + r["bytes_s2c"]
             # privinfer: the whole process (both parties, model import, plaintext reference);
@@ -116,13 +137,14 @@ def table(path):
             if cpu is None and "cpu_ms_server" in r:
                 cpu = r["cpu_ms_server"] + r["cpu_ms_client"]
             cpu = "" if cpu is None else f"{cpu / 1e3:.2f}"
+            lo = fmt_mib(r["loopback_bytes"]) if "loopback_bytes" in r else ""
             if r["system"] == "privinfer":
                 check = "logits = fixed-point reference" if r["matches_reference"] else f"differs by {r['max_abs_diff_ulp']} ulp"
             else:
                 check = ("top-1 = onnxruntime" if r["matches_reference"] else "top-1 differs") + f", max abs diff {r['max_abs_diff_float']:.3g}"
             out.append(
                 f"| {m} | {r['system']} | {r['ms'] / 1e3:.2f} | {cpu} | {fmt_mib(r['bytes_c2s'])} | {fmt_mib(r['bytes_s2c'])} | "
-                f"{fmt_mib(total)} | {r['rounds']} | {r['lan_s']:.2f} | {r['wan_s']:.2f} | {check} |"
+                f"{fmt_mib(total)} | {lo} | {r['rounds']} | {r['lan_s']:.2f} | {r['wan_s']:.2f} | {check} |"
             )
     return "\n".join(out)
 
@@ -134,11 +156,13 @@ def main():
     p.add_argument("--model", required=True)
     p.add_argument("--bench", required=True)
     p.add_argument("--cpu")
+    p.add_argument("--lo")
     p.add_argument("--estimate", required=True)
     p.add_argument("--meta", required=True)
     p = sub.add_parser("crypten-row")
     p.add_argument("--model", required=True)
     p.add_argument("--out", required=True)
+    p.add_argument("--lo")
     p.add_argument("--estimate", required=True)
     p.add_argument("--meta", required=True)
     p = sub.add_parser("error-row")
@@ -147,6 +171,7 @@ def main():
     p.add_argument("--error-file", required=True)
     p.add_argument("--meta", required=True)
     p = sub.add_parser("run-timed", help="run a command, then write its CPU seconds (user+sys) to a file")
+    p.add_argument("--lo", help="also write the bytes the loopback interface carried (use in a fresh network namespace)")
     p.add_argument("cpu_file")
     p.add_argument("argv", nargs=argparse.REMAINDER)
     p = sub.add_parser("table")
@@ -160,10 +185,16 @@ def main():
         import subprocess
 
         argv = a.argv[1:] if a.argv and a.argv[0] == "--" else a.argv
+        if a.lo:
+            subprocess.check_call(["ip", "link", "set", "lo", "up"])
+            lo0 = lo_bytes()
         rc = subprocess.call(argv)
         ru = resource.getrusage(resource.RUSAGE_CHILDREN)
         with open(a.cpu_file, "w") as f:
             f.write(f"{ru.ru_utime + ru.ru_stime}\n")
+        if a.lo:
+            with open(a.lo, "w") as f:
+                f.write(f"{lo_bytes() - lo0}\n")
         return rc
     if a.cmd == "privinfer-row":
         print(json.dumps(privinfer_row(a)))

@@ -121,6 +121,23 @@ estimate() {  # estimate FILE_WITH_TOTAL OUT
     "$BIN" estimate --ms "$ms" --bytes "$bytes" --rounds "$rounds" --json > "$2"
 }
 
+# Each measurement runs in a network namespace of its own where one can be made (root, unshare):
+# its loopback counter then gives the bytes on the wire, an independent check of both systems'
+# own counts (it adds TCP/IP headers, acknowledgements and connection set-up).
+NETNS=()
+if [ "$(id -u)" = 0 ] && command -v unshare >/dev/null && command -v ip >/dev/null && unshare -n true 2>/dev/null; then
+    NETNS=(unshare -n --)
+fi
+timed() {  # timed NAME CMD...: CPU seconds to raw/NAME.cpu, loopback bytes to raw/NAME.lo
+    local name="$1"; shift
+    rm -f "$BUILD/raw/$name.lo"
+    if [ ${#NETNS[@]} -gt 0 ]; then
+        "${NETNS[@]}" "$PY" "$HERE/report.py" run-timed --lo "$BUILD/raw/$name.lo" "$BUILD/raw/$name.cpu" -- "$@"
+    else
+        "$PY" "$HERE/report.py" run-timed "$BUILD/raw/$name.cpu" -- "$@"
+    fi
+}
+
 for m in ${MODELS//,/ }; do
     model="$BUILD/models/$m.onnx"
     img="$IMG32"; [[ "$m" == *_64 ]] && img="$IMG64"
@@ -128,10 +145,9 @@ for m in ${MODELS//,/ }; do
         log "privinfer: $m"
         meta
         raw="$BUILD/raw/privinfer-$m.jsonl"
-        if "$PY" "$HERE/report.py" run-timed "$BUILD/raw/privinfer-$m.cpu" -- \
-            "$BIN" bench --model "$model" --image "$img" --json > "$raw" 2> "$BUILD/raw/privinfer-$m.err"; then
+        if timed "privinfer-$m" "$BIN" bench --model "$model" --image "$img" --json > "$raw" 2> "$BUILD/raw/privinfer-$m.err"; then
             estimate "$raw" "$BUILD/raw/privinfer-$m.est"
-            "$PY" "$HERE/report.py" privinfer-row --model "$m" --bench "$raw" --cpu "$BUILD/raw/privinfer-$m.cpu" \
+            "$PY" "$HERE/report.py" privinfer-row --model "$m" --bench "$raw" --cpu "$BUILD/raw/privinfer-$m.cpu" --lo "$BUILD/raw/privinfer-$m.lo" \
                 --estimate "$BUILD/raw/privinfer-$m.est" --meta "$BUILD/meta.json" >> "$OUT"
         else
             "$PY" "$HERE/report.py" error-row --system privinfer --model "$m" \
@@ -143,10 +159,10 @@ for m in ${MODELS//,/ }; do
         log "crypten: $m"
         meta
         raw="$BUILD/raw/crypten-$m.json"
-        if "$PY" "$HERE/crypten_bench.py" --model "$model" --name "$m" --image "$img" \
+        if timed "crypten-$m" "$PY" "$HERE/crypten_bench.py" --model "$model" --name "$m" --image "$img" \
             > "$raw" 2> "$BUILD/raw/crypten-$m.err"; then
             estimate "$raw" "$BUILD/raw/crypten-$m.est"
-            "$PY" "$HERE/report.py" crypten-row --model "$m" --out "$raw" \
+            "$PY" "$HERE/report.py" crypten-row --model "$m" --out "$raw" --lo "$BUILD/raw/crypten-$m.lo" \
                 --estimate "$BUILD/raw/crypten-$m.est" --meta "$BUILD/meta.json" >> "$OUT"
         else
             "$PY" "$HERE/report.py" error-row --system crypten --model "$m" \
