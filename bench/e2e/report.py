@@ -149,6 +149,31 @@ def table(path):
     return "\n".join(out)
 
 
+def breakdown(paths):
+    """Where privinfer's time and bytes go: its per-layer lines summed by op and protocol."""
+    out = [
+        "| model | op | protocol | layers | s | client→server MiB | server→client MiB | rounds |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for path in paths:
+        model = path.rsplit("/", 1)[-1].removeprefix("privinfer-").removesuffix(".jsonl")
+        agg = {}
+        for line in read_jsonl(path):
+            if line.get("layer") == "total":
+                continue
+            a = agg.setdefault((line["op"], line["protocol"]), [0, 0.0, 0, 0, 0])
+            a[0] += 1
+            a[1] += line["ms"]
+            a[2] += line["bytes_c2s"]
+            a[3] += line["bytes_s2c"]
+            a[4] += line["rounds"]
+        for (op, proto), a in sorted(agg.items(), key=lambda kv: -(kv[1][2] + kv[1][3])):
+            if a[2] + a[3] + a[4] == 0:
+                continue  # local steps
+            out.append(f"| {model} | {op} | {proto} | {a[0]} | {a[1] / 1e3:.2f} | {fmt_mib(a[2])} | {fmt_mib(a[3])} | {a[4]} |")
+    return "\n".join(out)
+
+
 def main():
     ap = argparse.ArgumentParser()
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -176,6 +201,8 @@ def main():
     p.add_argument("argv", nargs=argparse.REMAINDER)
     p = sub.add_parser("table")
     p.add_argument("results")
+    p = sub.add_parser("breakdown")
+    p.add_argument("raw", nargs="+")
     p = sub.add_parser("field")
     p.add_argument("file")
     p.add_argument("key")
@@ -204,6 +231,8 @@ def main():
         print(json.dumps(error_row(a)))
     elif a.cmd == "table":
         print(table(a.results))
+    elif a.cmd == "breakdown":
+        print(breakdown(a.raw))
     elif a.cmd == "field":
         # One field of the last JSON line of a file whose last line has a "layer": "total" or
         # is the CrypTen result: used to feed `privinfer estimate`.

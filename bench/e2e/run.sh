@@ -172,7 +172,21 @@ for m in ${MODELS//,/ }; do
     fi
 done
 
-# ---------------------------------------------------------------- 5. table
-echo "Machine: $CPU, $(nproc) cores; $(uptime | sed 's/^ *//'); commit $COMMIT, profile $PROFILE; $DATE"
-echo
-"$PY" "$HERE/report.py" table "$OUT"
+# ---------------------------------------------------------------- 5. tables
+{
+    echo "Machine: $CPU, $(nproc) cores, $(free -g | awk '/^Mem:/ {print $2}') GiB; $(uptime | sed 's/^ *//')"
+    echo "Commit $COMMIT, profile $PROFILE, $DATE; results in ${OUT#"$ROOT"/}"
+    echo
+    "$PY" "$HERE/report.py" table "$OUT"
+    raws=()
+    [[ ",$SYSTEMS," == *",privinfer,"* ]] && for m in ${MODELS//,/ }; do
+        [ -s "$BUILD/raw/privinfer-$m.jsonl" ] && grep -q '"total"' "$BUILD/raw/privinfer-$m.jsonl" \
+            && raws+=("$BUILD/raw/privinfer-$m.jsonl")
+    done
+    if [ ${#raws[@]} -gt 0 ]; then
+        echo
+        echo "privinfer per op (sum over the layers of each kind):"
+        echo
+        "$PY" "$HERE/report.py" breakdown "${raws[@]}"
+    fi
+} | tee "${OUT%.jsonl}.md"
