@@ -68,7 +68,7 @@ impl RnsContext {
             .collect::<Result<Vec<_>, _>>()?;
         let table = NttTable::new(&plans[0]);
         for p in &plans[1..] {
-            if NttTable::new(p) != table {
+            if !table.matches(p) {
                 return Err(MathError::NotNttFriendly {
                     modulus: p.modulus().value(),
                     degree: n,
@@ -133,7 +133,7 @@ impl RnsContext {
 }
 
 pub(crate) fn check_galois(k: usize, n: usize) -> Result<(), MathError> {
-    if k % 2 == 0 || k >= 2 * n {
+    if k.is_multiple_of(2) || k >= 2 * n {
         return Err(MathError::InvalidGaloisElement {
             element: k,
             degree: n,

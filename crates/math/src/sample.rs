@@ -207,7 +207,9 @@ mod tests {
             assert!(e.iter().all(|x| x.abs() <= 21));
         }
         let u = uniform_signed_bits(1000, 100, &mut rng);
-        assert!(u.iter().all(|&x| x >= -(1i128 << 100) && x < 1i128 << 100));
+        assert!(u
+            .iter()
+            .all(|&x| (-(1i128 << 100)..1i128 << 100).contains(&x)));
         assert!(u.iter().any(|&x| x.unsigned_abs() > 1u128 << 98));
     }
 

@@ -452,7 +452,7 @@ pub fn galois_keys_from_bytes(params: &Arc<Params>, bytes: &[u8]) -> Result<Galo
     let mut keys = BTreeMap::new();
     for _ in 0..count {
         let k = r.u32()? as usize;
-        if k % 2 == 0 || k >= 2 * n || keys.contains_key(&k) {
+        if k.is_multiple_of(2) || k >= 2 * n || keys.contains_key(&k) {
             return Err(RlweError::BadField {
                 field: "galois element",
                 value: k as u64,
