@@ -91,6 +91,53 @@ impl BaseConverter {
         &self.to
     }
 
+    /// First half of an approximate conversion: `y_i = x_i·(Q/q_i)^{-1} mod q_i`
+    /// (`input` and `y`: `from.len()` vectors of length `n`).
+    pub fn scale_inputs(&self, n: usize, input: &[u64], y: &mut [u64]) {
+        let l = self.from.len();
+        assert_eq!(input.len(), l * n);
+        assert_eq!(y.len(), l * n);
+        y.copy_from_slice(input);
+        for i in 0..l {
+            let (w, ws) = self.qhat_inv[i];
+            crate::simd::mul_shoup(&self.from[i], &mut y[i * n..(i + 1) * n], w, ws);
+        }
+    }
+
+    /// Second half, for the single target `to[j]`: `Σ_i y_i·(Q/q_i) mod p_j`
+    /// (= `x + u·Q`, `0 ≤ u < L`, as in [`ConversionMode::Approx`]).
+    pub fn convert_scaled_to(&self, n: usize, y: &[u64], j: usize, out: &mut [u64]) {
+        let l = self.from.len();
+        assert_eq!(y.len(), l * n);
+        assert_eq!(out.len(), n);
+        let pj = &self.to[j];
+        if l == 1 {
+            out.copy_from_slice(y);
+            crate::simd::mul_shoup(
+                pj,
+                out,
+                pj.reduce(self.qhat_mod_p[j]),
+                pj.shoup(pj.reduce(self.qhat_mod_p[j])),
+            );
+            return;
+        }
+        let coeffs = &self.qhat_mod_p[j * l..(j + 1) * l];
+        for (c, o) in out.iter_mut().enumerate() {
+            let mut r = 0u64;
+            let mut start = 0;
+            while start < l {
+                let end = (start + 16).min(l);
+                let mut acc: u128 = 0;
+                for i in start..end {
+                    acc += y[i * n + c] as u128 * coeffs[i] as u128;
+                }
+                r = pj.add(r, pj.reduce_u128(acc));
+                start = end;
+            }
+            *o = r;
+        }
+    }
+
     /// `input`: `from.len()` residue vectors of length `n` (prime-major, coefficient
     /// form); `output`: `to.len()` vectors of length `n`.
     pub fn convert(&self, n: usize, input: &[u64], output: &mut [u64], mode: ConversionMode) {
