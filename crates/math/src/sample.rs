@@ -80,6 +80,7 @@ pub fn ternary<R: RngCore + CryptoRng + ?Sized>(n: usize, rng: &mut R) -> Vec<i6
             }
         }
     }
+    zeroize::Zeroize::zeroize(&mut buf);
     out
 }
 

@@ -298,7 +298,7 @@ impl SelectedCiphertext {
         let k = self.indices.len();
         let mut c1s = self.c1.clone();
         c1s.ntt_forward();
-        c1s.mul_assign(&sk.poly_q_ntt(l))?;
+        c1s.mul_assign_prefix(sk.poly_q_ntt_top())?;
         c1s.ntt_inverse();
         let mut phase = vec![0u64; l * k];
         for (i, m) in self.c1.moduli().iter().enumerate() {
