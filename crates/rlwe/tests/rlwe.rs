@@ -270,15 +270,25 @@ fn key_switching_with_several_special_primes_at_every_level() {
     let v: Vec<u64> = (0..n).map(|_| r.gen_range(0..T_PRIME)).collect();
     let tm = Modulus::new(T_PRIME).unwrap();
     let half = n / 2;
-    let rot: Vec<u64> = (0..n).map(|s| v[(s / half) * half + (s % half + 1) % half]).collect();
+    let rot: Vec<u64> = (0..n)
+        .map(|s| v[(s / half) * half + (s % half + 1) % half])
+        .collect();
     let sq: Vec<u64> = v.iter().map(|&a| tm.mul(a, a)).collect();
     for l in 1..=p.max_level() {
         let ct = sk.encrypt_at(&enc.encode(&v).unwrap(), l, &mut r).unwrap();
         let c = ev.rotate_rows(&ct, 1, &gk).unwrap();
-        assert_eq!(enc.decode(&sk.decrypt(&c).unwrap()).unwrap(), rot, "rotation at level {l}");
+        assert_eq!(
+            enc.decode(&sk.decrypt(&c).unwrap()).unwrap(),
+            rot,
+            "rotation at level {l}"
+        );
         if l >= 2 {
             let c = ev.mul(&ct, &ct, &rk).unwrap();
-            assert_eq!(enc.decode(&sk.decrypt(&c).unwrap()).unwrap(), sq, "product at level {l}");
+            assert_eq!(
+                enc.decode(&sk.decrypt(&c).unwrap()).unwrap(),
+                sq,
+                "product at level {l}"
+            );
         }
     }
 }
