@@ -144,6 +144,7 @@ impl Prims {
     fn expand_level(&self, nodes: &mut [Block], size: usize) -> [Block; 2] {
         const B: usize = 64;
         let mut k = [Block::ZERO; 2];
+        let mut p = [Block::ZERO; B];
         let mut l = [Block::ZERO; B];
         let mut r = [Block::ZERO; B];
         let mut i = size;
@@ -152,10 +153,8 @@ impl Prims {
             let start = i - c;
             // Parents [start, i) are copied before children [2·start, 2·i) are written; parents
             // below `start` are untouched because 2·start ≥ start.
-            l[..c].copy_from_slice(&nodes[start..i]);
-            r[..c].copy_from_slice(&nodes[start..i]);
-            self.ggm[0].mmo_many(&mut l[..c]);
-            self.ggm[1].mmo_many(&mut r[..c]);
+            p[..c].copy_from_slice(&nodes[start..i]);
+            self.ggm[0].mmo_two(&self.ggm[1], &p[..c], &mut l[..c], &mut r[..c]);
             for (u, pair) in nodes[2 * start..2 * i].chunks_exact_mut(2).enumerate() {
                 pair[0] = l[u];
                 pair[1] = r[u];
@@ -182,9 +181,11 @@ impl Prims {
                 *c = Block(base + j as u128);
             }
             self.code.encrypt_many(&mut ctr[..5 * pairs]);
-            for (w, x) in idx[..20 * pairs].iter_mut().enumerate() {
-                let word = (ctr[w / 4].0 >> (32 * (w % 4))) as u32 as u64;
-                *x = ((word * k) >> 32) as u32;
+            for (c, ix) in ctr[..5 * pairs].iter().zip(idx.chunks_exact_mut(4)) {
+                let x = c.0;
+                for (q, i) in ix.iter_mut().enumerate() {
+                    *i = (((x >> (32 * q)) as u32 as u64 * k) >> 32) as u32;
+                }
             }
             for (o, x) in chunk.iter_mut().enumerate() {
                 let ix = &idx[o * LPN_D..(o + 1) * LPN_D];
