@@ -91,7 +91,7 @@ impl IknpSender {
     }
 
     /// As [`IknpSender::setup`] with a given Δ (whose lsb must be 1).
-    pub fn setup_with_delta<C, R>(ch: &mut C, rng: &mut R, delta: Block) -> Result<IknpSender>
+    fn setup_with_delta<C, R>(ch: &mut C, rng: &mut R, delta: Block) -> Result<IknpSender>
     where
         C: Channel + ?Sized,
         R: RngCore + CryptoRng,
