@@ -516,6 +516,6 @@ mod tests {
     fn chunk_crosses_block_boundaries() {
         let e = [Block(u128::MAX << 120), Block(0b101)];
         // Bits 120..127 are ones, 128 and 130 are ones: the 11-bit chunk at offset 121 (x = 11).
-        assert_eq!(chunk(&e, 11, 11), 0b101_1111_111);
+        assert_eq!(chunk(&e, 11, 11), 0b10_1111_1111);
     }
 }
