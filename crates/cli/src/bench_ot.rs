@@ -15,8 +15,8 @@ pub struct Args {
     /// log2 of the COT counts to measure (comma-separated).
     #[arg(long, value_delimiter = ',', default_values_t = vec![16u32, 18, 20, 22])]
     log_sizes: Vec<u32>,
-    /// Which extension to run: silent, iknp, or both.
-    #[arg(long, default_value = "both")]
+    /// Which extension to run: silent, silent-small, iknp, or all.
+    #[arg(long, default_value = "all")]
     backend: String,
     /// Also measure the silent steady state (one large LPN iteration after a warm-up).
     #[arg(long)]
@@ -154,12 +154,14 @@ fn report(json: bool, op: &str, n: usize, m: &Measure) {
 pub fn run(a: Args) -> anyhow::Result<()> {
     let backends: Vec<(&str, CotBackend)> = match a.backend.as_str() {
         "silent" => vec![("silent_cot", CotBackend::Silent)],
+        "silent-small" => vec![("silent_small_cot", CotBackend::SilentSmall)],
         "iknp" => vec![("iknp_cot", CotBackend::Iknp)],
-        "both" => vec![
+        "all" => vec![
             ("silent_cot", CotBackend::Silent),
+            ("silent_small_cot", CotBackend::SilentSmall),
             ("iknp_cot", CotBackend::Iknp),
         ],
-        other => anyhow::bail!("unknown --backend {other:?} (silent, iknp, both)"),
+        other => anyhow::bail!("unknown --backend {other:?} (silent, silent-small, iknp, all)"),
     };
     for &lg in &a.log_sizes {
         anyhow::ensure!(

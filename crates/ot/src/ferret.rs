@@ -48,17 +48,17 @@ pub struct LpnParams {
 }
 
 impl LpnParams {
-    /// Ferret's small set for 128-bit security with regular noise and d = 10: n = 649,728,
-    /// k = 36,288, t = 1,269, bins of 2^9 [Ferret §6 parameter table; the same constants ship with
-    /// emp-ot]. Net 602,019 COTs per iteration, 3.09 Mbit of traffic (≈ 5.1 bits per COT).
+    /// Ferret's small set (128-bit security, regular noise, d = 10), as in Ferret's reference
+    /// implementation (emp-ot `ferret/constants.h`): n = 649,728, k = 36,288, t = 1,269, bins of
+    /// 2^9. Net 602,019 COTs per iteration, 3.09 Mbit of traffic (≈ 5.1 bits per COT).
     pub const FERRET_SMALL: LpnParams = LpnParams {
         n: 649_728,
         k: 36_288,
         t: 1_269,
         log_bin: 9,
     };
-    /// Ferret's large set, 128-bit security: n = 10,608,640, k = 589,824, t = 1,295, bins of 2^13.
-    /// Net 10,001,981 COTs per iteration, 4.48 Mbit (≈ 0.45 bits per COT).
+    /// Ferret's large set (128-bit security, same source): n = 10,608,640, k = 589,824,
+    /// t = 1,295, bins of 2^13. Net 10,001,981 COTs per iteration, 4.48 Mbit (≈ 0.45 bits per COT).
     pub const FERRET_LARGE: LpnParams = LpnParams {
         n: 10_608_640,
         k: 589_824,
@@ -100,9 +100,16 @@ impl Policy {
         large: LpnParams::FERRET_LARGE,
         threshold: LARGE_THRESHOLD,
     };
+    const FERRET_SMALL_ONLY: Policy = Policy {
+        small: LpnParams::FERRET_SMALL,
+        large: LpnParams::FERRET_SMALL,
+        threshold: usize::MAX,
+    };
 
-    fn params_for(&self, shortfall: usize) -> LpnParams {
-        if shortfall >= self.threshold {
+    /// The large set when this refill falls short by at least the threshold, or when the session
+    /// has already been served that many COTs (a heavy session amortizes large iterations).
+    fn params_for(&self, shortfall: usize, served: u64) -> LpnParams {
+        if shortfall >= self.threshold || served >= self.threshold as u64 {
             self.large
         } else {
             self.small
@@ -137,6 +144,7 @@ impl Prims {
     fn expand_level(&self, nodes: &mut [Block], size: usize) -> [Block; 2] {
         const B: usize = 64;
         let mut k = [Block::ZERO; 2];
+        let mut p = [Block::ZERO; B];
         let mut l = [Block::ZERO; B];
         let mut r = [Block::ZERO; B];
         let mut i = size;
@@ -145,10 +153,8 @@ impl Prims {
             let start = i - c;
             // Parents [start, i) are copied before children [2·start, 2·i) are written; parents
             // below `start` are untouched because 2·start ≥ start.
-            l[..c].copy_from_slice(&nodes[start..i]);
-            r[..c].copy_from_slice(&nodes[start..i]);
-            self.ggm[0].mmo_many(&mut l[..c]);
-            self.ggm[1].mmo_many(&mut r[..c]);
+            p[..c].copy_from_slice(&nodes[start..i]);
+            self.ggm[0].mmo_two(&self.ggm[1], &p[..c], &mut l[..c], &mut r[..c]);
             for (u, pair) in nodes[2 * start..2 * i].chunks_exact_mut(2).enumerate() {
                 pair[0] = l[u];
                 pair[1] = r[u];
@@ -175,9 +181,11 @@ impl Prims {
                 *c = Block(base + j as u128);
             }
             self.code.encrypt_many(&mut ctr[..5 * pairs]);
-            for (w, x) in idx[..20 * pairs].iter_mut().enumerate() {
-                let word = (ctr[w / 4].0 >> (32 * (w % 4))) as u32 as u64;
-                *x = ((word * k) >> 32) as u32;
+            for (c, ix) in ctr[..5 * pairs].iter().zip(idx.chunks_exact_mut(4)) {
+                let x = c.0;
+                for (q, i) in ix.iter_mut().enumerate() {
+                    *i = (((x >> (32 * q)) as u32 as u64 * k) >> 32) as u32;
+                }
             }
             for (o, x) in chunk.iter_mut().enumerate() {
                 let ix = &idx[o * LPN_D..(o + 1) * LPN_D];
@@ -198,6 +206,8 @@ struct Pool {
     buffer: Vec<Block>,
     pos: usize,
     tweak: u128,
+    /// COTs handed out so far.
+    served: u64,
 }
 
 impl Pool {
@@ -207,6 +217,7 @@ impl Pool {
             buffer: Vec::new(),
             pos: 0,
             tweak: SPCOT_DOMAIN,
+            served: 0,
         }
     }
 
@@ -238,6 +249,7 @@ impl Pool {
     }
 
     fn serve(&mut self, n: usize) -> Vec<Block> {
+        self.served += n as u64;
         if self.pos == 0 && n == self.buffer.len() {
             return std::mem::take(&mut self.buffer);
         }
@@ -248,6 +260,13 @@ impl Pool {
             self.pos = 0;
         }
         v
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.reserve);
+        zeroize::Zeroize::zeroize(&mut self.buffer);
     }
 }
 
@@ -274,6 +293,11 @@ impl FerretSender {
         Self::with_policy(iknp, seed, Policy::FERRET)
     }
 
+    /// As [`FerretSender::new`], refilling with [`LpnParams::FERRET_SMALL`] only.
+    pub fn new_small_only(iknp: IknpSender, seed: [u8; 32]) -> FerretSender {
+        Self::with_policy(iknp, seed, Policy::FERRET_SMALL_ONLY)
+    }
+
     fn with_policy(iknp: IknpSender, seed: [u8; 32], policy: Policy) -> FerretSender {
         FerretSender {
             iknp,
@@ -297,7 +321,9 @@ impl FerretSender {
     /// `n` COTs from the buffer, refilled by as many iterations as needed.
     pub fn extend<C: Channel + ?Sized>(&mut self, ch: &mut C, n: usize) -> Result<Vec<Block>> {
         while self.pool.available() < n {
-            let p = self.policy.params_for(n - self.pool.available());
+            let p = self
+                .policy
+                .params_for(n - self.pool.available(), self.pool.served);
             self.ensure_reserve(ch, &p)?;
             let out = self.iterate(ch, &p)?;
             self.pool.store(&p, out);
@@ -378,6 +404,11 @@ impl FerretReceiver {
         Self::with_policy(iknp, Policy::FERRET)
     }
 
+    /// As [`FerretReceiver::new`], refilling with [`LpnParams::FERRET_SMALL`] only.
+    pub fn new_small_only(iknp: IknpReceiver) -> FerretReceiver {
+        Self::with_policy(iknp, Policy::FERRET_SMALL_ONLY)
+    }
+
     fn with_policy(iknp: IknpReceiver, policy: Policy) -> FerretReceiver {
         FerretReceiver {
             iknp,
@@ -395,7 +426,9 @@ impl FerretReceiver {
     /// `n` COTs from the buffer, refilled by as many iterations as needed.
     pub fn extend<C: Channel + ?Sized>(&mut self, ch: &mut C, n: usize) -> Result<Vec<Block>> {
         while self.pool.available() < n {
-            let p = self.policy.params_for(n - self.pool.available());
+            let p = self
+                .policy
+                .params_for(n - self.pool.available(), self.pool.served);
             self.ensure_reserve(ch, &p)?;
             let out = self.iterate(ch, &p)?;
             self.pool.store(&p, out);
@@ -549,8 +582,9 @@ mod tests {
 
     #[test]
     fn refills_across_iterations_and_parameter_sets() {
-        // Small iterations, a buffer carried across calls, a switch to the large set (its reserve
-        // filled by a small iteration), and back.
+        // Small iterations, a buffer carried across calls, then the large set (its reserve filled
+        // by a small iteration) once a call falls short by the threshold and for every refill
+        // after the session has been served that many.
         session(TOY, &[1, 3000, 5000, 700, 20_000, 1, 40_000, 7, 9000]);
     }
 

@@ -18,6 +18,9 @@ fn backends() -> Vec<CotConfig> {
         CotConfig {
             backend: CotBackend::Silent,
         },
+        CotConfig {
+            backend: CotBackend::SilentSmall,
+        },
     ]
 }
 
