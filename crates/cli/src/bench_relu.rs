@@ -51,6 +51,7 @@ struct Measure {
     ot_sent: u64,
     ot_recv: u64,
     cots: u64,
+    ot_ms: f64,
     out: Vec<u64>,
 }
 
@@ -99,6 +100,7 @@ fn party(
             ot_recv: ot.bytes_received - ot_before.bytes_received,
             cots: (ot.cots_sent - ot_before.cots_sent)
                 + (ot.cots_received - ot_before.cots_received),
+            ot_ms: (ot.time - ot_before.time).as_secs_f64() * 1e3,
             out,
         });
     }
@@ -159,10 +161,11 @@ pub fn run(args: Args) -> Result<()> {
             setup0.rounds()
         );
         println!(
-            "{:<24} {:>9} {:>10} {:>12} {:>12} {:>7} {:>9} {:>9} {:>8}",
+            "{:<24} {:>9} {:>10} {:>10} {:>12} {:>12} {:>7} {:>9} {:>9} {:>8}",
             "op",
             "elements",
             "ms",
+            "OT ms",
             "bytes_c2s",
             "bytes_s2c",
             "rounds",
@@ -196,10 +199,11 @@ pub fn run(args: Args) -> Result<()> {
         let ms = p0.ms.max(p1.ms);
         if args.json {
             println!(
-                "{{\"op\":\"{op}\",\"elements\":{},\"ell\":{},\"scale\":{},\"ms\":{ms:.1},\"bytes_c2s\":{},\"bytes_s2c\":{},\"rounds\":{},\"bits_per_element\":{bits:.2},\"protocol_bits_per_element\":{:.2},\"ot_bits_per_element\":{ot_bits:.2},\"cots_per_element\":{cots:.2}}}",
+                "{{\"op\":\"{op}\",\"elements\":{},\"ell\":{},\"scale\":{},\"ms\":{ms:.1},\"ot_ms\":{:.1},\"bytes_c2s\":{},\"bytes_s2c\":{},\"rounds\":{},\"bits_per_element\":{bits:.2},\"protocol_bits_per_element\":{:.2},\"ot_bits_per_element\":{ot_bits:.2},\"cots_per_element\":{cots:.2}}}",
                 args.elements,
                 args.ell,
                 args.scale,
+                p0.ot_ms.max(p1.ot_ms),
                 p0.stats.bytes_received,
                 p0.stats.bytes_sent,
                 p0.stats.rounds(),
@@ -207,10 +211,11 @@ pub fn run(args: Args) -> Result<()> {
             );
         } else {
             println!(
-                "{:<24} {:>9} {:>10.1} {:>12} {:>12} {:>7} {:>9.2} {:>9.2} {:>8.2}",
+                "{:<24} {:>9} {:>10.1} {:>10.1} {:>12} {:>12} {:>7} {:>9.2} {:>9.2} {:>8.2}",
                 op,
                 args.elements,
                 ms,
+                p0.ot_ms.max(p1.ot_ms),
                 p0.stats.bytes_received,
                 p0.stats.bytes_sent,
                 p0.stats.rounds(),

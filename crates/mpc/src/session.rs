@@ -119,6 +119,8 @@ pub struct OtUsage {
     pub bytes_sent: u64,
     /// Payload bytes this party received inside COT extension.
     pub bytes_received: u64,
+    /// Wall time spent inside COT extension (generation and its messages).
+    pub time: std::time::Duration,
 }
 
 impl Session {
@@ -200,6 +202,7 @@ impl Session {
             0
         };
         let before = ch.stats();
+        let t0 = std::time::Instant::now();
         match self.party {
             Party::P0 => {
                 if get_s > 0 {
@@ -228,6 +231,7 @@ impl Session {
         self.usage.cots_received += n_recv as u64;
         self.usage.bytes_sent += d.bytes_sent;
         self.usage.bytes_received += d.bytes_received;
+        self.usage.time += t0.elapsed();
         let (q, si) = self.send_pool.take(n_send);
         let (t, ri) = self.recv_pool.take(n_recv);
         Ok((
