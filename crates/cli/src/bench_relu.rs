@@ -176,9 +176,8 @@ pub fn run(args: Args) -> Result<()> {
     }
     for (i, op) in OPS.iter().enumerate() {
         let (p0, p1) = (&m0[i], &m1[i]);
-        for j in 0..args.elements {
+        for (j, &x) in values.iter().enumerate() {
             let got = ring.add(p0.out[j], p1.out[j]);
-            let x = values[j];
             let ok = match *op {
                 "relu" => got == plain::relu(ring, x),
                 "relu_approx" => plain::relu_approx_allowed(ring, x, args.scale).contains(&got),

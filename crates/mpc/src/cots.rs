@@ -53,7 +53,7 @@ impl Group {
 
     /// A pad from a 128-bit hash (for Z_p, statistically 2^{-66}-close to uniform).
     #[inline]
-    pub fn from_hash(self, h: u128) -> u64 {
+    pub fn pad(self, h: u128) -> u64 {
         match self {
             Group::Xor(w) | Group::Pow2(w) => (h as u64) & mask(w),
             Group::Odd(p) => (h % p as u128) as u64,
@@ -244,8 +244,8 @@ pub(crate) fn affine_send(
     };
     for i in 0..n {
         let g = group(i);
-        let p0 = g.from_hash(h0[i]);
-        let p1 = g.from_hash(h1[i]);
+        let p0 = g.pad(h0[i]);
+        let p1 = g.pad(h1[i]);
         let y = g.add(g.sub(p0, p1), g.sub(f1[i], f0[i]));
         out.put(y, g.width());
         st.pre.push(g.sub(f0[i], p0));
@@ -293,7 +293,7 @@ pub(crate) fn affine_choose(
     };
     for i in 0..n {
         let g = group(i);
-        st.pad.push(g.from_hash(h[i]));
+        st.pad.push(g.pad(h[i]));
         let e = (c[i] & 1) ^ st.b[i];
         out.put(e as u64, 1);
         st.e.push(e);
@@ -380,7 +380,7 @@ pub(crate) fn one_of_n_choose(
             pad.push(
                 chunk
                     .iter()
-                    .fold(0u64, |acc, &h| group.add(acc, group.from_hash(h))),
+                    .fold(0u64, |acc, &h| group.add(acc, group.pad(h))),
             );
         }
     }
@@ -430,9 +430,7 @@ pub(crate) fn one_of_n_send(
             let base = ii * nn * mk;
             for (j, pj) in pads.iter_mut().enumerate() {
                 let hs = &xs[base + j * mk..base + (j + 1) * mk];
-                *pj = hs
-                    .iter()
-                    .fold(0u64, |acc, &h| group.add(acc, group.from_hash(h)));
+                *pj = hs.iter().fold(0u64, |acc, &h| group.add(acc, group.pad(h)));
             }
             let e = r.get(m) as usize;
             let sigma = group.add(pads[e], table(i, 0));
@@ -509,8 +507,8 @@ mod tests {
         ] {
             let n = 300;
             let (mut s, mut r) = dealer::cots(n, 2);
-            let f0: Vec<u64> = (0..n).map(|_| g.from_hash(rng.gen())).collect();
-            let f1: Vec<u64> = (0..n).map(|_| g.from_hash(rng.gen())).collect();
+            let f0: Vec<u64> = (0..n).map(|_| g.pad(rng.gen())).collect();
+            let f1: Vec<u64> = (0..n).map(|_| g.pad(rng.gen())).collect();
             let c: Vec<u8> = (0..n).map(|_| rng.gen::<u8>() & 1).collect();
             let gf = |_| g;
             let mut ws = BitWriter::default();
@@ -543,7 +541,7 @@ mod tests {
             let n = 200;
             let (mut s, mut r) = dealer::cots(n * m as usize, 4);
             let tab: Vec<Vec<u64>> = (0..n)
-                .map(|_| (0..1 << m).map(|_| g.from_hash(rng.gen())).collect())
+                .map(|_| (0..1 << m).map(|_| g.pad(rng.gen())).collect())
                 .collect();
             let c: Vec<u64> = (0..n).map(|_| rng.gen_range(0..1u64 << m)).collect();
             let mut wr = BitWriter::default();

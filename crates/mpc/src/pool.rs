@@ -198,7 +198,7 @@ impl Session {
     ) -> Result<(Vec<u64>, Vec<u64>)> {
         let ring = x.ring;
         ring.check("argmax input", &x.data)?;
-        if rows == 0 || x.len() % rows != 0 || x.is_empty() {
+        if rows == 0 || !x.len().is_multiple_of(rows) || x.is_empty() {
             return Err(MpcError::LengthMismatch {
                 what: "argmax rows",
                 expected: rows,

@@ -1,3 +1,4 @@
+#![allow(clippy::needless_range_loop)]
 //! A peer that disconnects, stays silent, or sends malformed or oversized messages makes the
 //! other side return an error within its timeout: no panic, no hang. Also: the protocols over
 //! TCP loopback.

@@ -1,3 +1,4 @@
+#![allow(clippy::needless_range_loop)]
 //! Every protocol against its plaintext function (mpc::plain) on random and edge inputs, for
 //! ℓ ∈ {32, 37, 41, 64}, over the in-memory channel.
 
