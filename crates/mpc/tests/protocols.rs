@@ -378,3 +378,21 @@ fn field_ring_conversions() {
         }
     }
 }
+
+#[test]
+fn empty_inputs_and_bad_arguments() {
+    let ring = Ring::new(37).unwrap();
+    let (o0, _) = run(900, move |_, sess, ch| {
+        let x = Shares::new(ring, 12, vec![]).unwrap();
+        let a = sess.relu(ch, &x).unwrap().data.len() + sess.trunc(ch, &x, 12).unwrap().data.len();
+        let b = sess.trunc_known_sign(ch, &x, 12).unwrap().data.len()
+            + sess.relu_approx(ch, &x).unwrap().data.len();
+        // Invalid arguments fail locally, before any message, on both sides alike.
+        assert!(sess.trunc(ch, &x, 0).is_err());
+        assert!(sess.trunc(ch, &x, 36).is_err());
+        assert!(sess.millionaire(ch, &[4], 2).is_err());
+        assert!(Shares::new(ring, 12, vec![1 << 37]).is_err());
+        a + b
+    });
+    assert_eq!(o0, 0);
+}
