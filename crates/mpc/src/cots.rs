@@ -158,6 +158,18 @@ impl SendCots {
     pub fn is_exhausted(&self) -> bool {
         self.pos == self.q.len()
     }
+
+    /// Moves the next `n` COTs into a batch of their own (same tweaks).
+    pub fn split_front(&mut self, n: usize) -> SendCots {
+        let delta = self.delta;
+        let (q, tw) = self.take(n);
+        SendCots {
+            delta,
+            q: q.to_vec(),
+            base: tw,
+            pos: 0,
+        }
+    }
 }
 
 impl Drop for SendCots {
@@ -192,6 +204,16 @@ impl RecvCots {
 
     pub fn is_exhausted(&self) -> bool {
         self.pos == self.t.len()
+    }
+
+    /// Moves the next `n` COTs into a batch of their own (same tweaks).
+    pub fn split_front(&mut self, n: usize) -> RecvCots {
+        let (t, tw) = self.take(n);
+        RecvCots {
+            t: t.to_vec(),
+            base: tw,
+            pos: 0,
+        }
     }
 }
 

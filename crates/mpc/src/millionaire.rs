@@ -139,15 +139,42 @@ impl Session {
             });
         }
         let n = v.len();
-        let trees = plan(bits, split);
         let (_, cot0, cot1) = millionaire_cost(n, bits, split);
         let (mut s, mut r) = match self.party() {
             Party::P0 => self.cots(ch, cot0, cot1)?,
             Party::P1 => self.cots(ch, cot1, cot0)?,
         };
+        self.compare_with(ch, v, bits, split, &mut s, &mut r, None)
+    }
+
+    /// The comparison on COTs the caller fetched (exactly [`millionaire_cost`]'s counts at the
+    /// front of `s`, `r`), optionally followed by a `tail` step whose first message rides on the
+    /// comparison's last flight. Inputs must be validated by the caller.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn compare_with<C: Channel + ?Sized>(
+        &mut self,
+        ch: &mut C,
+        v: &[u64],
+        bits: u32,
+        split: u32,
+        s: &mut SendCots,
+        r: &mut RecvCots,
+        mut tail: Option<&mut dyn Tail>,
+    ) -> Result<(Vec<u8>, Vec<u8>)> {
+        let n = v.len();
+        let trees = plan(bits, split);
         if n == 0 {
             return Ok((Vec::new(), Vec::new()));
         }
+        let (_, cot0, cot1) = millionaire_cost(n, bits, split);
+        let (mut s, mut r) = match self.party() {
+            Party::P0 => (s.split_front(cot0), r.split_front(cot1)),
+            Party::P1 => (s.split_front(cot1), r.split_front(cot0)),
+        };
+        let tail_bits = tail.as_ref().map_or(0, |t| t.peer_bits());
+        // Whether this party sent the comparison's last flight (then its tail message went with
+        // it and it still has to read the peer's), and the reader over the last flight received.
+        let mut sent_last = false;
 
         // Leaves: P1 sends its 1-of-4 choices; P0 answers together with its first AND message.
         // From then on every flight carries the sender's message for the step the receiver is
@@ -177,7 +204,10 @@ impl Session {
                 }
                 let answer_bits: u64 = states.iter().map(|s| s.1).sum();
                 self.send(ch, w.finish())?;
-                let bits = answer_bits + steps.first().copied().unwrap_or(0);
+                let last = steps.is_empty();
+                let bits = answer_bits
+                    + steps.first().copied().unwrap_or(0)
+                    + if last { tail_bits } else { 0 };
                 let got = crate::bits::recv_bits(ch, bits, "millionaire leaves")?;
                 let mut rd = BitReader::new(&got, bits, "millionaire leaves")?;
                 let mut it = states.into_iter();
@@ -204,7 +234,23 @@ impl Session {
                     pending = Some(and_prepare(&mut s, &mut r, st.next_ops(), &mut w));
                     next_step += 1;
                 }
-                if !steps.is_empty() {
+                if last {
+                    // P0's answers were the last flight: run our tail step now.
+                    if let Some(t) = tail.as_deref_mut() {
+                        let (g, _) = st.peek_result();
+                        let mut w2 = BitWriter::default();
+                        t.prepare(&g, &mut w2);
+                        t.finish(&mut rd)?;
+                        self.send(ch, w2.finish())?;
+                    }
+                } else {
+                    if pending.is_none() {
+                        // Our flight is the last one: the tail message rides on it.
+                        if let Some(t) = tail.as_deref_mut() {
+                            t.prepare(&st.peek_result().0, &mut w);
+                        }
+                        sent_last = true;
+                    }
                     self.send(ch, w.finish())?;
                 }
             }
@@ -239,6 +285,12 @@ impl Session {
                 if next_step < steps.len() {
                     pending = Some(and_prepare(&mut s, &mut r, st.next_ops(), &mut w));
                     next_step += 1;
+                } else {
+                    // No tree steps: the leaf answers are the last flight.
+                    if let Some(t) = tail.as_deref_mut() {
+                        t.prepare(&st.peek_result().0, &mut w);
+                    }
+                    sent_last = true;
                 }
                 self.send(ch, w.finish())?;
             }
@@ -248,7 +300,12 @@ impl Session {
         while let Some(round) = pending.take() {
             let cur = next_step - 1;
             let has_next = next_step < steps.len();
-            let bits = steps[cur] + if has_next { steps[next_step] } else { 0 };
+            let bits = steps[cur]
+                + if has_next {
+                    steps[next_step]
+                } else {
+                    tail_bits
+                };
             let got = crate::bits::recv_bits(ch, bits, "millionaire AND")?;
             let mut rd = BitReader::new(&got, bits, "millionaire AND")?;
             st.apply(round.finish(&mut rd)?);
@@ -260,14 +317,42 @@ impl Session {
                 if next_step < steps.len() {
                     pending = Some(and_prepare(&mut s, &mut r, st.next_ops(), &mut w));
                     next_step += 1;
+                } else {
+                    if let Some(t) = tail.as_deref_mut() {
+                        t.prepare(&st.peek_result().0, &mut w);
+                    }
+                    sent_last = true;
                 }
                 self.send(ch, w.finish())?;
+            } else if let Some(t) = tail.as_deref_mut() {
+                // We received the last flight (with the peer's tail message).
+                let mut w = BitWriter::default();
+                t.prepare(&st.peek_result().0, &mut w);
+                t.finish(&mut rd)?;
+                self.send(ch, w.finish())?;
+            }
+        }
+        if sent_last {
+            if let Some(t) = tail.as_deref_mut() {
+                let got = crate::bits::recv_bits(ch, tail_bits, "tail")?;
+                t.finish(&mut BitReader::new(&got, tail_bits, "tail")?)?;
             }
         }
         debug_assert_eq!(next_step, steps.len());
         debug_assert!(s.is_exhausted() && r.is_exhausted());
         Ok(st.result())
     }
+}
+
+/// A step run right after a comparison, on its result: its first message travels with the
+/// comparison's last flight, saving a round trip.
+pub(crate) trait Tail {
+    /// Bits of the peer's message.
+    fn peer_bits(&self) -> u64;
+    /// Writes this party's message from its shares of the comparison result.
+    fn prepare(&mut self, gt: &[u8], w: &mut BitWriter);
+    /// Reads the peer's message.
+    fn finish(&mut self, rd: &mut BitReader<'_>) -> Result<()>;
 }
 
 /// The ANDs of one tree step: operand bits `xs[k]` and `w_k`-bit vectors `ys[k]`.
@@ -359,6 +444,15 @@ impl TreeState {
                 tn.push(top);
             }
         }
+    }
+
+    /// The result without consuming the state (after the last step).
+    fn peek_result(&self) -> (Vec<u8>, Vec<u8>) {
+        if self.nodes.len() == 1 {
+            let g = self.nodes[0][0].gt.clone();
+            return (g.clone(), g);
+        }
+        (self.nodes[1][0].gt.clone(), self.nodes[0][0].gt.clone())
     }
 
     /// (full result, low-part result).

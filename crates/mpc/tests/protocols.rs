@@ -396,3 +396,44 @@ fn empty_inputs_and_bad_arguments() {
     });
     assert_eq!(o0, 0);
 }
+
+#[test]
+fn relu_exhaustive_on_tiny_rings() {
+    // Rings of 2..=7 bits give comparisons with 1, 2 or 3 leaves and 0, 1 or 2 tree steps, so
+    // every party order of the last flight (and the MUX riding on it) occurs.
+    let mut r = rng(10);
+    for l in 2..=7u32 {
+        let ring = Ring::new(l).unwrap();
+        let vals: Vec<u64> = (0..1u64 << l).collect();
+        let (xs, s0, s1) = sharings(ring, &vals, &mut r);
+        let (o0, o1) = run(1000 + l as u64, move |p, sess, ch| {
+            let x = Shares::new(ring, 0, pick(p, &s0, &s1)).unwrap();
+            let am = sess.argmax(ch, &x, xs_rows(x.len())).unwrap().0;
+            (sess.relu(ch, &x).unwrap().data, am)
+        });
+        for i in 0..xs.len() {
+            assert_eq!(
+                ring.add(o0.0[i], o1.0[i]),
+                plain::relu(ring, xs[i]),
+                "l={l} x={}",
+                ring.to_signed(xs[i])
+            );
+        }
+        let k = xs.len() / xs_rows(xs.len());
+        for (j, row) in xs.chunks(k).enumerate() {
+            // Differences of tiny-ring values may wrap; compare only rows where they cannot.
+            let lim = 1i64 << (l - 2);
+            if row.iter().all(|&v| ring.to_signed(v).abs() < lim) {
+                assert_eq!(
+                    ring.add(o0.1[j], o1.1[j]),
+                    plain::argmax(ring, row) as u64,
+                    "argmax l={l}"
+                );
+            }
+        }
+    }
+}
+
+fn xs_rows(n: usize) -> usize {
+    n / 4
+}
