@@ -20,7 +20,8 @@
 //! choice bit); XOR combinations keep that, so choice bits never need a separate array.
 //!
 //! The first reserve comes from IKNP; afterwards each iteration sets aside `k + t·h` of its outputs
-//! for the next one. Traffic per iteration: one flight sender → receiver of `t·(2h + 1)` blocks.
+//! for the next one. Traffic per iteration: one flight sender → receiver of `t·(2h + 1)` blocks,
+//! cut into messages of [`TREES_PER_MESSAGE`] trees.
 
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
@@ -76,10 +77,19 @@ impl LpnParams {
         self.n - self.reserve()
     }
 
-    /// Bytes of the sender's message per iteration.
+    /// Bytes of the sender's flight per iteration (all its messages).
     pub const fn message_bytes(&self) -> usize {
         self.t * (2 * self.log_bin as usize + 1) * 16
     }
+}
+
+/// GGM trees per SPCOT message: an iteration's single flight is cut into messages of this many
+/// trees so that the receiver works on the first trees while the sender expands the rest.
+pub const TREES_PER_MESSAGE: usize = 128;
+
+/// Bytes one tree adds to the SPCOT flight: 2h level keys and the final correction word.
+const fn tree_bytes(p: &LpnParams) -> usize {
+    (2 * p.log_bin as usize + 1) * 16
 }
 
 /// Shortfall from which an iteration of the large set is run instead of small ones.
@@ -354,7 +364,7 @@ impl FerretSender {
         let bin = 1usize << h;
         let delta = self.delta();
         let mut out = vec![Block::ZERO; p.n];
-        let mut msg = Vec::with_capacity(p.message_bytes());
+        let mut msg = Vec::with_capacity(TREES_PER_MESSAGE * tree_bytes(p));
         let mut keys = vec![Block::ZERO; 2 * h];
         let mut hashed = vec![Block::ZERO; 2 * h];
         let mut masks = vec![Block::ZERO; 2 * h];
@@ -390,9 +400,13 @@ impl FerretSender {
             for v in leaves.iter_mut() {
                 *v = v.with_lsb(false);
             }
+            // Ship every TREES_PER_MESSAGE trees, so the receiver rebuilds while we expand.
+            if (j + 1) % TREES_PER_MESSAGE == 0 || j + 1 == p.t {
+                ch.send(&msg)?;
+                ch.flush()?;
+                msg.clear();
+            }
         }
-        ch.send(&msg)?;
-        ch.flush()?;
         self.prims.lpn_encode(secret, &mut out);
         Ok(out)
     }
@@ -456,21 +470,23 @@ impl FerretReceiver {
         let (secret, spcot) = r.split_at(p.k);
         let h = p.log_bin as usize;
         let bin = 1usize << h;
-        let msg = ch.recv()?;
-        if msg.len() != p.message_bytes() {
-            return Err(OtError::BadMessage {
-                what: "silent OT (SPCOT)",
-                expected: p.message_bytes(),
-                got: msg.len(),
-            });
-        }
+        let tb = tree_bytes(p);
         let mut out = vec![Block::ZERO; p.n];
         let mut hashed = vec![Block::ZERO; h];
-        for (j, (leaves, m)) in out
-            .chunks_exact_mut(bin)
-            .zip(msg.chunks_exact((2 * h + 1) * 16))
-            .enumerate()
-        {
+        let mut msg = Vec::new();
+        for (j, leaves) in out.chunks_exact_mut(bin).enumerate() {
+            if j % TREES_PER_MESSAGE == 0 {
+                msg = ch.recv()?;
+                let expected = TREES_PER_MESSAGE.min(p.t - j) * tb;
+                if msg.len() != expected {
+                    return Err(OtError::BadMessage {
+                        what: "silent OT (SPCOT)",
+                        expected,
+                        got: msg.len(),
+                    });
+                }
+            }
+            let m = &msg[(j % TREES_PER_MESSAGE) * tb..(j % TREES_PER_MESSAGE + 1) * tb];
             let word =
                 |i: usize| Block::from_bytes(m[16 * i..16 * i + 16].try_into().expect("16 bytes"));
             let t = &spcot[j * h..(j + 1) * h];
