@@ -44,6 +44,13 @@ const OPS: [&str; 6] = [
     "trunc_known_sign_approx",
 ];
 
+/// This thread's CPU time so far (Linux `/proc/thread-self/schedstat`, first field in ns), for
+/// per-party CPU figures that a loaded machine inflates far less than wall time.
+fn thread_cpu_ns() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    s.split_whitespace().next()?.parse().ok()
+}
+
 /// One party's measurement of one op.
 struct Measure {
     ms: f64,
@@ -52,6 +59,7 @@ struct Measure {
     ot_recv: u64,
     cots: u64,
     ot_ms: f64,
+    cpu_ms: Option<f64>,
     out: Vec<u64>,
 }
 
@@ -77,6 +85,7 @@ fn party(
         let before = ch.stats();
         let ot_before = sess.ot_usage();
         let t = Instant::now();
+        let cpu0 = thread_cpu_ns();
         let mut out = Vec::with_capacity(x.len());
         for chunk in x.chunks(a.batch) {
             let xs = Shares::new(ring, a.scale, chunk.to_vec())?;
@@ -92,6 +101,10 @@ fn party(
         }
         ch.flush()?;
         let ms = t.elapsed().as_secs_f64() * 1e3;
+        let cpu_ms = match (cpu0, thread_cpu_ns()) {
+            (Some(a), Some(b)) => Some((b - a) as f64 / 1e6),
+            _ => None,
+        };
         let ot = sess.ot_usage();
         res.push(Measure {
             ms,
@@ -101,6 +114,7 @@ fn party(
             cots: (ot.cots_sent - ot_before.cots_sent)
                 + (ot.cots_received - ot_before.cots_received),
             ot_ms: (ot.time - ot_before.time).as_secs_f64() * 1e3,
+            cpu_ms,
             out,
         });
     }
@@ -198,11 +212,13 @@ pub fn run(args: Args) -> Result<()> {
         let ms = p0.ms.max(p1.ms);
         if args.json {
             println!(
-                "{{\"op\":\"{op}\",\"elements\":{},\"ell\":{},\"scale\":{},\"ms\":{ms:.1},\"ot_ms\":{:.1},\"bytes_c2s\":{},\"bytes_s2c\":{},\"rounds\":{},\"bits_per_element\":{bits:.2},\"protocol_bits_per_element\":{:.2},\"ot_bits_per_element\":{ot_bits:.2},\"cots_per_element\":{cots:.2}}}",
+                "{{\"op\":\"{op}\",\"elements\":{},\"ell\":{},\"scale\":{},\"ms\":{ms:.1},\"ot_ms\":{:.1},\"cpu_ms_p0\":{},\"cpu_ms_p1\":{},\"bytes_c2s\":{},\"bytes_s2c\":{},\"rounds\":{},\"bits_per_element\":{bits:.2},\"protocol_bits_per_element\":{:.2},\"ot_bits_per_element\":{ot_bits:.2},\"cots_per_element\":{cots:.2}}}",
                 args.elements,
                 args.ell,
                 args.scale,
                 p0.ot_ms.max(p1.ot_ms),
+                fmt_opt(p0.cpu_ms),
+                fmt_opt(p1.cpu_ms),
                 p0.stats.bytes_received,
                 p0.stats.bytes_sent,
                 p0.stats.rounds(),
@@ -234,4 +250,8 @@ pub fn run(args: Args) -> Result<()> {
         println!("OT over all ops: {cots} COTs, {ot_bytes} B, {per_cot:.3} bits/COT");
     }
     Ok(())
+}
+
+fn fmt_opt(x: Option<f64>) -> String {
+    x.map_or_else(|| "null".to_string(), |v| format!("{v:.1}"))
 }

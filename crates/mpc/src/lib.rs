@@ -45,6 +45,7 @@
 //! ```
 
 mod bits;
+pub mod cost;
 mod cots;
 mod error;
 mod field;
