@@ -21,12 +21,18 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {
-    anyhow::ensure!(a.ms.is_finite() && a.ms >= 0.0, "--ms must be a finite, non-negative number");
+    anyhow::ensure!(
+        a.ms.is_finite() && a.ms >= 0.0,
+        "--ms must be a finite, non-negative number"
+    );
     let compute = Duration::from_secs_f64(a.ms / 1e3);
     for net in [NetworkModel::LAN, NetworkModel::WAN] {
         let e = net.estimate(compute, a.bytes, a.rounds);
         if a.json {
-            println!("{}", serde_json::json!({"network": e.network, "seconds": e.seconds}));
+            println!(
+                "{}",
+                serde_json::json!({"network": e.network, "seconds": e.seconds})
+            );
         } else {
             println!("{:>4}: {:.3} s", e.network, e.seconds);
         }

@@ -5,6 +5,7 @@
 mod estimate;
 mod eval;
 mod inspect;
+mod private;
 
 use clap::{Parser, Subcommand};
 
@@ -15,13 +16,22 @@ use clap::{Parser, Subcommand};
     about = "Private neural-network inference (HE + 2PC, FHE)"
 )]
 struct Cli {
+    /// More log output on stderr (-v: info, -vv: debug, -vvv: trace).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
 enum Command {
-    /// Benchmarks of one building block or of a whole model.
+    /// Private inference of the bundled ResNet-20 on a bundled image, both parties in one process.
+    Demo(private::DemoArgs),
+    /// Serve a model to private-inference clients.
+    Serve(private::ServeArgs),
+    /// Run a private inference against a server.
+    Infer(private::InferArgs),
+    /// Benchmarks of a whole model (`--model M`) or of one building block (subcommands).
     Bench(BenchArgs),
     /// LAN/WAN time estimate for a given compute time, traffic and rounds.
     Estimate(estimate::Args),
@@ -32,25 +42,66 @@ enum Command {
 }
 
 #[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
 struct BenchArgs {
     #[command(subcommand)]
-    what: BenchCommand,
+    what: Option<BenchCommand>,
+    #[command(flatten)]
+    model: private::BenchModelArgs,
 }
 
 /// Add one variant per benchmark verb, each implemented in its own module.
 #[derive(Subcommand)]
 enum BenchCommand {}
 
+fn init_logging(verbose: u8) {
+    let level = match verbose {
+        0 => tracing::Level::WARN,
+        1 => tracing::Level::INFO,
+        2 => tracing::Level::DEBUG,
+        _ => tracing::Level::TRACE,
+    };
+    tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
 fn main() {
     let cli = Cli::parse();
+    init_logging(cli.verbose);
     let result = match cli.command {
-        Command::Bench(b) => match b.what {},
+        Command::Demo(a) => private::demo(a),
+        Command::Serve(a) => private::serve(a),
+        Command::Infer(a) => private::infer(a),
+        Command::Bench(b) => match b.what {
+            None => private::bench_model(b.model),
+            Some(w) => match w {},
+        },
         Command::Estimate(a) => estimate::run(a),
         Command::Inspect(a) => inspect::run(a),
         Command::Eval(a) => eval::run(a),
     };
     if let Err(e) = result {
-        eprintln!("error: {e:#}");
+        eprintln!("error: {}", one_line(&e));
         std::process::exit(1);
     }
+}
+
+/// The error and its causes on one line, leaving out causes whose text the line already shows
+/// (library errors often print their source in their own message).
+fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string().replace('\n', " ");
+        if line.contains(text.as_str()) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }

@@ -108,12 +108,45 @@ impl Cifar10 {
 /// Decodes a PNG or JPEG file to planar RGB bytes `[3, H, W]` and its size `(H, W)`.
 pub fn read_image_rgb(path: impl AsRef<Path>) -> Result<(Vec<u8>, usize, usize)> {
     let path = path.as_ref();
-    let img = image::open(path)
-        .map_err(|source| NnError::Image {
-            path: path.display().to_string(),
-            source,
-        })?
-        .to_rgb8();
+    let img = image::open(path).map_err(|source| NnError::Image {
+        path: path.display().to_string(),
+        source,
+    })?;
+    Ok(planar_rgb(img))
+}
+
+/// Decodes PNG or JPEG bytes (named `origin` in errors) to planar RGB `[3, H, W]` and `(H, W)`.
+pub fn decode_image_rgb(bytes: &[u8], origin: &str) -> Result<(Vec<u8>, usize, usize)> {
+    let img = image::load_from_memory(bytes).map_err(|source| NnError::Image {
+        path: origin.to_string(),
+        source,
+    })?;
+    Ok(planar_rgb(img))
+}
+
+/// Decodes PNG or JPEG bytes of exactly `height × width` pixels to a normalized
+/// `[1, 3, height, width]` input.
+pub fn image_from_bytes(
+    bytes: &[u8],
+    origin: &str,
+    height: usize,
+    width: usize,
+) -> Result<Vec<f32>> {
+    let (rgb, h, w) = decode_image_rgb(bytes, origin)?;
+    if h != height || w != width {
+        return Err(NnError::ImageSize {
+            path: origin.to_string(),
+            width: w as u32,
+            height: h as u32,
+            expected_w: width,
+            expected_h: height,
+        });
+    }
+    Ok(normalize_chw(&rgb))
+}
+
+fn planar_rgb(img: image::DynamicImage) -> (Vec<u8>, usize, usize) {
+    let img = img.to_rgb8();
     let (w, h) = (img.width() as usize, img.height() as usize);
     let mut planar = vec![0u8; 3 * h * w];
     for (x, y, p) in img.enumerate_pixels() {
@@ -121,7 +154,7 @@ pub fn read_image_rgb(path: impl AsRef<Path>) -> Result<(Vec<u8>, usize, usize)>
             planar[c * h * w + y as usize * w + x as usize] = p[c];
         }
     }
-    Ok((planar, h, w))
+    (planar, h, w)
 }
 
 /// Loads a PNG or JPEG image of exactly `height × width` pixels as a normalized

@@ -214,7 +214,7 @@ pub(crate) fn matmul<T: Elem>(
 
 /// For each pooling window: the flat input indices of its valid (unpadded) positions, and the
 /// window size including padding.
-pub(crate) fn pool_windows(
+pub fn pool_windows(
     p: &Pool,
     c: usize,
     h: usize,

@@ -16,7 +16,7 @@ pub mod fixed;
 pub mod float;
 pub mod import;
 pub mod ir;
-mod kernels;
+pub mod kernels;
 
 #[allow(clippy::all, missing_docs, rustdoc::all)]
 mod onnx_proto;

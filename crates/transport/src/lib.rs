@@ -119,7 +119,10 @@ pub trait Channel {
     fn recv_exact(&mut self, len: usize) -> Result<Vec<u8>> {
         let msg = self.recv()?;
         if msg.len() != len {
-            return Err(TransportError::UnexpectedLength { expected: len, got: msg.len() });
+            return Err(TransportError::UnexpectedLength {
+                expected: len,
+                got: msg.len(),
+            });
         }
         Ok(msg)
     }
@@ -136,7 +139,10 @@ pub trait Channel {
     /// Receives exactly `n` little-endian `u64` words.
     fn recv_u64s(&mut self, n: usize) -> Result<Vec<u64>> {
         let msg = self.recv_exact(n * 8)?;
-        Ok(msg.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().expect("chunk of 8"))).collect())
+        Ok(msg
+            .chunks_exact(8)
+            .map(|c| u64::from_le_bytes(c.try_into().expect("chunk of 8")))
+            .collect())
     }
 }
 

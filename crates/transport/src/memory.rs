@@ -25,7 +25,13 @@ impl MemoryChannel {
     pub fn pair_with(max_message: usize, timeout: Duration) -> (MemoryChannel, MemoryChannel) {
         let (tx_a, rx_b) = mpsc::channel();
         let (tx_b, rx_a) = mpsc::channel();
-        let end = |tx, rx| MemoryChannel { tx, rx, meter: Meter::default(), max_message, timeout };
+        let end = |tx, rx| MemoryChannel {
+            tx,
+            rx,
+            meter: Meter::default(),
+            max_message,
+            timeout,
+        };
         (end(tx_a, rx_a), end(tx_b, rx_b))
     }
 }
@@ -33,9 +39,14 @@ impl MemoryChannel {
 impl Channel for MemoryChannel {
     fn send(&mut self, msg: &[u8]) -> Result<()> {
         if msg.len() > self.max_message {
-            return Err(TransportError::TooLarge { len: msg.len(), max: self.max_message });
+            return Err(TransportError::TooLarge {
+                len: msg.len(),
+                max: self.max_message,
+            });
         }
-        self.tx.send(msg.to_vec()).map_err(|_| TransportError::Closed)?;
+        self.tx
+            .send(msg.to_vec())
+            .map_err(|_| TransportError::Closed)?;
         self.meter.on_send(msg.len());
         Ok(())
     }
@@ -47,7 +58,10 @@ impl Channel for MemoryChannel {
             Err(RecvTimeoutError::Disconnected) => return Err(TransportError::Closed),
         };
         if msg.len() > self.max_message {
-            return Err(TransportError::TooLarge { len: msg.len(), max: self.max_message });
+            return Err(TransportError::TooLarge {
+                len: msg.len(),
+                max: self.max_message,
+            });
         }
         self.meter.on_recv(msg.len());
         Ok(msg)

@@ -19,7 +19,11 @@ pub struct TcpConfig {
 
 impl Default for TcpConfig {
     fn default() -> Self {
-        TcpConfig { max_message: DEFAULT_MAX_MESSAGE, timeout: DEFAULT_TIMEOUT, connect_timeout: Duration::from_secs(10) }
+        TcpConfig {
+            max_message: DEFAULT_MAX_MESSAGE,
+            timeout: DEFAULT_TIMEOUT,
+            connect_timeout: Duration::from_secs(10),
+        }
     }
 }
 
@@ -54,7 +58,13 @@ impl TcpChannel {
         let peer = stream.peer_addr().ok();
         let reader = BufReader::with_capacity(1 << 16, stream.try_clone()?);
         let writer = BufWriter::with_capacity(1 << 16, stream);
-        Ok(TcpChannel { reader, writer, meter: Meter::default(), cfg, peer })
+        Ok(TcpChannel {
+            reader,
+            writer,
+            meter: Meter::default(),
+            cfg,
+            peer,
+        })
     }
 
     /// Connects to `addr`, trying each resolved address once within `cfg.connect_timeout`.
@@ -66,9 +76,9 @@ impl TcpChannel {
                 Err(e) => last = Some(e),
             }
         }
-        Err(TransportError::Io(
-            last.unwrap_or_else(|| std::io::Error::new(ErrorKind::InvalidInput, "address resolved to nothing")),
-        ))
+        Err(TransportError::Io(last.unwrap_or_else(|| {
+            std::io::Error::new(ErrorKind::InvalidInput, "address resolved to nothing")
+        })))
     }
 
     /// Two channels connected over 127.0.0.1 on an ephemeral port (for benchmarks and tests).
@@ -77,7 +87,10 @@ impl TcpChannel {
         let addr = listener.local_addr()?;
         let client = TcpStream::connect_timeout(&addr, cfg.connect_timeout)?;
         let (server, _) = listener.accept()?;
-        Ok((Self::from_stream(server, cfg)?, Self::from_stream(client, cfg)?))
+        Ok((
+            Self::from_stream(server, cfg)?,
+            Self::from_stream(client, cfg)?,
+        ))
     }
 
     /// The peer's address, when known.
@@ -96,10 +109,15 @@ impl Channel for TcpChannel {
     fn send(&mut self, msg: &[u8]) -> Result<()> {
         let len = msg.len();
         if len > self.cfg.max_message || len > u32::MAX as usize {
-            return Err(TransportError::TooLarge { len, max: self.cfg.max_message.min(u32::MAX as usize) });
+            return Err(TransportError::TooLarge {
+                len,
+                max: self.cfg.max_message.min(u32::MAX as usize),
+            });
         }
         let t = self.cfg.timeout;
-        self.writer.write_all(&(len as u32).to_le_bytes()).map_err(|e| io_err(e, t))?;
+        self.writer
+            .write_all(&(len as u32).to_le_bytes())
+            .map_err(|e| io_err(e, t))?;
         self.writer.write_all(msg).map_err(|e| io_err(e, t))?;
         self.meter.on_send(len);
         Ok(())
@@ -113,11 +131,17 @@ impl Channel for TcpChannel {
         self.reader.read_exact(&mut hdr).map_err(|e| io_err(e, t))?;
         let len = u32::from_le_bytes(hdr) as usize;
         if len > self.cfg.max_message {
-            return Err(TransportError::TooLarge { len, max: self.cfg.max_message });
+            return Err(TransportError::TooLarge {
+                len,
+                max: self.cfg.max_message,
+            });
         }
         // Grow with the data actually received, so a lying header cannot force a huge allocation.
         let mut buf = Vec::with_capacity(len.min(1 << 20));
-        let got = (&mut self.reader).take(len as u64).read_to_end(&mut buf).map_err(|e| io_err(e, t))?;
+        let got = (&mut self.reader)
+            .take(len as u64)
+            .read_to_end(&mut buf)
+            .map_err(|e| io_err(e, t))?;
         if got != len {
             return Err(TransportError::Closed);
         }

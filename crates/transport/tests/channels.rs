@@ -1,7 +1,9 @@
 use std::thread;
 use std::time::{Duration, Instant};
 
-use privinfer_transport::{Channel, MemoryChannel, NetworkModel, TcpChannel, TcpConfig, TransportError};
+use privinfer_transport::{
+    Channel, MemoryChannel, NetworkModel, TcpChannel, TcpConfig, TransportError,
+};
 
 /// Ping-pong of three messages; both ends count the same bytes and rounds.
 fn exchange<C: Channel + Send + 'static>(mut a: C, mut b: C) {
@@ -46,7 +48,13 @@ fn tcp_exchange() {
 fn wrong_length_is_an_error() {
     let (mut a, mut b) = MemoryChannel::pair();
     a.send(&[0u8; 15]).unwrap();
-    assert!(matches!(b.recv_u64s(2), Err(TransportError::UnexpectedLength { expected: 16, got: 15 })));
+    assert!(matches!(
+        b.recv_u64s(2),
+        Err(TransportError::UnexpectedLength {
+            expected: 16,
+            got: 15
+        })
+    ));
 }
 
 #[test]
@@ -63,7 +71,10 @@ fn closed_peer_is_an_error() {
 
 #[test]
 fn silent_peer_times_out() {
-    let cfg = TcpConfig { timeout: Duration::from_millis(200), ..TcpConfig::default() };
+    let cfg = TcpConfig {
+        timeout: Duration::from_millis(200),
+        ..TcpConfig::default()
+    };
     let (_a, mut b) = TcpChannel::loopback_pair(cfg).unwrap();
     let t = Instant::now();
     assert!(matches!(b.recv(), Err(TransportError::Timeout(_))));
@@ -75,9 +86,18 @@ fn silent_peer_times_out() {
 
 #[test]
 fn oversized_message_is_refused_on_both_sides() {
-    let cfg = TcpConfig { max_message: 1000, ..TcpConfig::default() };
+    let cfg = TcpConfig {
+        max_message: 1000,
+        ..TcpConfig::default()
+    };
     let (mut a, mut b) = TcpChannel::loopback_pair(cfg).unwrap();
-    assert!(matches!(a.send(&[0u8; 1001]), Err(TransportError::TooLarge { len: 1001, max: 1000 })));
+    assert!(matches!(
+        a.send(&[0u8; 1001]),
+        Err(TransportError::TooLarge {
+            len: 1001,
+            max: 1000
+        })
+    ));
 
     // A peer that lies in the header (claims 4 GiB) is refused before any allocation.
     let raw_cfg = TcpConfig::default();
@@ -91,8 +111,18 @@ fn oversized_message_is_refused_on_both_sides() {
         thread::sleep(Duration::from_millis(100));
     });
     let (s, _) = listener.accept().unwrap();
-    let mut victim = TcpChannel::from_stream(s, TcpConfig { max_message: 1 << 20, ..raw_cfg }).unwrap();
-    assert!(matches!(victim.recv(), Err(TransportError::TooLarge { .. })));
+    let mut victim = TcpChannel::from_stream(
+        s,
+        TcpConfig {
+            max_message: 1 << 20,
+            ..raw_cfg
+        },
+    )
+    .unwrap();
+    assert!(matches!(
+        victim.recv(),
+        Err(TransportError::TooLarge { .. })
+    ));
     h.join().unwrap();
 
     // A truncated frame (header says 10 bytes, peer sends 3 and closes) is `Closed`.

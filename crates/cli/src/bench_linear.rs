@@ -1,0 +1,235 @@
+//! `privinfer bench linear`: every linear layer of a model through a linear-layer protocol, both
+//! parties in one process over TCP loopback, one JSON line per layer.
+//!
+//! Models are the built-in shape lists of `linear::shapes` (ONNX import is not wired here yet),
+//! with seeded random weights |w| < 2^weight_bits and random input shares.
+
+use std::time::Instant;
+
+use anyhow::Context;
+use linear::{
+    reference, shapes, Cheetah, CheetahConfig, ClientKeys, LayerSpec, LayerWeights, LinearProtocol,
+    Ring, ServerKeys,
+};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+use transport::{Channel, TcpChannel, TcpConfig};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Built-in model: resnet20, resnet32, resnet56, resnet18-64, resnet18-224, resnet50,
+    /// mobilenetv2-32, mobilenetv2-224.
+    #[arg(long)]
+    model: String,
+    /// Share ring bits ℓ.
+    #[arg(long, default_value_t = 37)]
+    ell: u32,
+    /// Public bound on the weights' magnitude: |w| < 2^weight_bits.
+    #[arg(long, default_value_t = 12)]
+    weight_bits: u32,
+    /// Run only the first K layers.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Bandwidth (Mbit/s) the planner assumes when trading bytes for key switches.
+    #[arg(long, default_value_t = 400.0)]
+    plan_mbps: f64,
+    /// Disable packed responses (run Cheetah's own protocol).
+    #[arg(long)]
+    no_packing: bool,
+    /// Only predict costs (no HE is run).
+    #[arg(long)]
+    dry_run: bool,
+    /// Seed of the weights and inputs.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// One JSON object per line.
+    #[arg(long)]
+    json: bool,
+}
+
+fn random_weights(layer: &LayerSpec, ring: Ring, rng: &mut ChaCha20Rng) -> LayerWeights {
+    let lim = (1i64 << layer.weight_bits) - 1;
+    LayerWeights {
+        weights: (0..layer.weight_len())
+            .map(|_| ring.from_signed(rng.gen_range(-lim..=lim)))
+            .collect(),
+        bias: (0..layer.bias_len())
+            .map(|_| ring.reduce(rng.gen()))
+            .collect(),
+    }
+}
+
+pub fn run(a: Args) -> anyhow::Result<()> {
+    let layers = shapes::by_name(&a.model, a.weight_bits).with_context(|| {
+        format!(
+            "unknown model {:?}; built-in models: {}",
+            a.model,
+            shapes::MODELS.join(", ")
+        )
+    })?;
+    let layers: Vec<_> = layers
+        .into_iter()
+        .take(a.limit.unwrap_or(usize::MAX))
+        .collect();
+    let ring = Ring::new(a.ell)?;
+    let proto = Cheetah::new(CheetahConfig {
+        packing: !a.no_packing,
+        bandwidth_bytes_per_s: (a.plan_mbps * 1e6 / 8.0) as u64,
+        ..CheetahConfig::default()
+    });
+    let baseline = Cheetah::new(CheetahConfig::unpacked()); // Cheetah's own formula
+    let mut requests = Vec::new();
+    for (name, l) in &layers {
+        requests.extend(
+            proto
+                .keys_needed(l, ring)
+                .with_context(|| format!("layer {name}"))?,
+        );
+    }
+    requests.sort();
+    requests.dedup();
+    let setup = linear::setup_cost(&requests)?;
+
+    let cfg = TcpConfig {
+        max_message: 1 << 30,
+        ..TcpConfig::default()
+    };
+    let (mut cc, mut sc) = TcpChannel::loopback_pair(cfg)?;
+    let mut rng = ChaCha20Rng::seed_from_u64(a.seed);
+    let (ck, sk) = if a.dry_run {
+        (None, None)
+    } else {
+        let (ck, sk) = std::thread::scope(|s| {
+            let h = s.spawn(|| ServerKeys::setup(&requests, &mut sc));
+            let ck = ClientKeys::setup(
+                &requests,
+                &mut cc,
+                &mut ChaCha20Rng::seed_from_u64(a.seed ^ 0xc1),
+            );
+            (ck, h.join().expect("server thread"))
+        });
+        (Some(ck?), Some(sk?))
+    };
+    emit(
+        a.json,
+        serde_json::json!({"setup": {"bytes_c2s": setup.bytes_c2s, "keys": requests.len()}}),
+    );
+
+    let (mut tot_ms, mut tot_c2s, mut tot_s2c, mut tot_cheetah, mut all_exact) =
+        (0.0, 0u64, 0u64, 0u64, true);
+    for (name, layer) in &layers {
+        let plan = proto.plan(layer, ring)?;
+        let cheetah_bytes = baseline.cost(layer, ring)?.bytes();
+        let mut row = serde_json::json!({
+            "layer": name,
+            "op": match layer.shape { linear::LayerShape::Fc(_) => "fc", linear::LayerShape::Scale(_) => "scale", _ => "conv" },
+            "protocol": proto.name(),
+            "params": plan.params.name(),
+            "pack": plan.pack,
+            "predicted_c2s": plan.cost.bytes_c2s,
+            "predicted_s2c": plan.cost.bytes_s2c,
+            "cheetah_bytes": cheetah_bytes,
+            "ct_c2s": plan.cost.ciphertexts_c2s,
+            "ct_s2c": plan.cost.ciphertexts_s2c,
+            "ct_pt_mults": plan.cost.ct_pt_mults,
+            "ntts": plan.cost.ntts,
+            "rounds": plan.cost.rounds,
+        });
+        tot_cheetah += cheetah_bytes;
+        if let (Some(ck), Some(sk)) = (&ck, &sk) {
+            let w = random_weights(layer, ring, &mut rng);
+            let x: Vec<u64> = (0..layer.input_len())
+                .map(|_| ring.from_signed(rng.gen_range(-(1 << 16)..(1 << 16))))
+                .collect();
+            let xc: Vec<u64> = (0..x.len()).map(|_| ring.reduce(rng.gen())).collect();
+            let xs: Vec<u64> = x
+                .iter()
+                .zip(&xc)
+                .map(|(&v, &c)| ring.reduce(v.wrapping_sub(c)))
+                .collect();
+            let (c0, s0) = (cc.stats(), sc.stats());
+            let mut srng = ChaCha20Rng::seed_from_u64(rng.gen());
+            let mut crng = ChaCha20Rng::seed_from_u64(rng.gen());
+            let t = Instant::now();
+            let (yc, ys) = std::thread::scope(|s| {
+                let h = s.spawn(|| proto.server(layer, ring, sk, &w, &xs, &mut sc, &mut srng));
+                let yc = proto.client(layer, ring, ck, &xc, &mut cc, &mut crng);
+                (yc, h.join().expect("server thread"))
+            });
+            let ms = t.elapsed().as_secs_f64() * 1e3;
+            let (yc, ys) = (
+                yc.with_context(|| format!("client, layer {name}"))?,
+                ys.with_context(|| format!("server, layer {name}"))?,
+            );
+            let y: Vec<u64> = yc
+                .iter()
+                .zip(&ys)
+                .map(|(&p, &q)| ring.reduce(p.wrapping_add(q)))
+                .collect();
+            let exact = y == reference(layer, ring, &w, &x);
+            let (cs, ss) = (cc.stats().since(&c0), sc.stats().since(&s0));
+            all_exact &= exact;
+            tot_ms += ms;
+            tot_c2s += cs.bytes_sent;
+            tot_s2c += ss.bytes_sent;
+            row["ms"] = serde_json::json!((ms * 100.0).round() / 100.0);
+            row["bytes_c2s"] = serde_json::json!(cs.bytes_sent);
+            row["bytes_s2c"] = serde_json::json!(ss.bytes_sent);
+            row["exact"] = serde_json::json!(exact);
+        } else {
+            tot_c2s += plan.cost.bytes_c2s;
+            tot_s2c += plan.cost.bytes_s2c;
+        }
+        emit(a.json, row);
+    }
+    emit(
+        a.json,
+        serde_json::json!({"total": {
+            "model": a.model, "layers": layers.len(), "ms": (tot_ms * 100.0f64).round() / 100.0,
+            "bytes_c2s": tot_c2s, "bytes_s2c": tot_s2c, "cheetah_bytes": tot_cheetah,
+            "setup_bytes": setup.bytes_c2s, "exact": all_exact, "measured": !a.dry_run,
+        }}),
+    );
+    anyhow::ensure!(
+        all_exact,
+        "some layer's reconstructed output differs from the reference"
+    );
+    Ok(())
+}
+
+fn emit(json: bool, v: serde_json::Value) {
+    if json {
+        println!("{v}");
+    } else if let Some(t) = v.get("total") {
+        println!(
+            "total: {} layers, {} ms, {:.2} MB c→s, {:.2} MB s→c, Cheetah formula {:.2} MB, exact: {}",
+            t["layers"], t["ms"],
+            t["bytes_c2s"].as_f64().unwrap_or(0.0) / 1e6,
+            t["bytes_s2c"].as_f64().unwrap_or(0.0) / 1e6,
+            t["cheetah_bytes"].as_f64().unwrap_or(0.0) / 1e6,
+            t["exact"]
+        );
+    } else if let Some(s) = v.get("setup") {
+        println!(
+            "setup: {} key set(s), {:.2} MB c→s",
+            s["keys"],
+            s["bytes_c2s"].as_f64().unwrap_or(0.0) / 1e6
+        );
+    } else {
+        println!(
+            "{:<24} {:<5} {:<10} {:>9} ms {:>12} B c→s {:>12} B s→c  (cheetah {:>12} B)  exact: {}",
+            v["layer"].as_str().unwrap_or(""),
+            v["op"].as_str().unwrap_or(""),
+            v["params"].as_str().unwrap_or(""),
+            v.get("ms")
+                .map(|m| m.to_string())
+                .unwrap_or_else(|| "-".into()),
+            v.get("bytes_c2s").unwrap_or(&v["predicted_c2s"]),
+            v.get("bytes_s2c").unwrap_or(&v["predicted_s2c"]),
+            v["cheetah_bytes"],
+            v.get("exact")
+                .map(|e| e.to_string())
+                .unwrap_or_else(|| "-".into()),
+        );
+    }
+}

@@ -1,0 +1,288 @@
+//! Cheetah's HomConv coefficient encoding [Cheetah §4.1], with channel and spatial partitioning.
+//!
+//! A tile of the zero-padded input, `c_t` channels × `h_t` rows × `w_t` columns, is one polynomial
+//! with x[c·h_t·w_t + r·w_t + q] = X[c, r, q]. The filter of output channel m restricted to the
+//! tile's channels is w[O − c·h_t·w_t − l·w_t − l′] = K[m, c, l, l′] with
+//! O = h_t·w_t·(c_t − 1) + w_t·(kh − 1) + kw − 1. Then coefficient O + i·w_t + j of x·w in
+//! Z[X]/(X^N + 1) is the stride-1 ("valid") convolution output (i, j) of the tile, for
+//! i ≤ h_t − kh, j ≤ w_t − kw, provided c_t·h_t·w_t ≤ N:
+//! * a + b = O + i·w_t + j with a = c·h_t·w_t + r·w_t + q and b = O − c′·h_t·w_t − l·w_t − l′
+//!   forces c = c′, r = i + l, q = j + l′ because |q − l′ − j| < w_t and |r − l − i| < h_t;
+//! * no product term wraps onto those coefficients: a + b ≥ N + O would need a ≥ N.
+//!
+//! Interleaved variant (channel-minor, as in BumbleBee's interleaving): x[(r·w_t + q)·c_t + c],
+//! w[(B − l·w_t − l′)·c_t − c] with B = w_t·(kh − 1) + kw − 1 (negative indices wrap with a sign,
+//! X^{−c} = −X^{N−c}); output (i, j) lands on coefficient (B + i·w_t + j)·c_t, a multiple of c_t:
+//! * equal sums force c = c′ since |c − c′| < c_t, then r = i + l, q = j + l′ as above;
+//! * a + b ≥ −(c_t − 1) while a target minus N is ≤ c_t·(h_t·w_t − 1) − N ≤ −c_t, and
+//!   a + b ≤ c_t·h_t·w_t − 1 + B·c_t < N + target: no wrapped term reaches a target.
+//! With c_t a power of two, the outputs of c_t such products can be packed into one ciphertext
+//! (a partial trace keeps multiples of c_t; see `cheetah::pack`).
+//!
+//! Tiles overlap by kh − 1 rows and kw − 1 columns, so stride-1 outputs are partitioned among
+//! spatial tiles; a stride-s layer keeps the outputs (i·s, j·s). Output channels of other groups
+//! have zero filter taps on this tile's channels (grouped and depthwise convolutions).
+
+use crate::layer::{Conv2dSpec, Ring};
+
+/// A partition of a convolution's padded input into polynomial-sized tiles.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ConvTiling {
+    pub n: usize,
+    /// Channels per tile.
+    pub c_t: usize,
+    /// Padded-input rows and columns per tile (including the kh − 1 / kw − 1 overlap).
+    pub h_t: usize,
+    pub w_t: usize,
+    /// Number of channel tiles and of spatial tiles along each axis.
+    pub n_c: usize,
+    pub n_h: usize,
+    pub n_w: usize,
+    /// Channel-minor (interleaved) encoding: outputs at multiples of c_t.
+    pub interleaved: bool,
+}
+
+/// Stride-1 output rows and columns that are needed: (out − 1)·stride + 1.
+fn needed(spec: &Conv2dSpec) -> (usize, usize) {
+    (
+        (spec.out_h() - 1) * spec.stride + 1,
+        (spec.out_w() - 1) * spec.stride + 1,
+    )
+}
+
+impl ConvTiling {
+    /// A tiling with the given tile sizes, or `None` if it does not fit N or the kernel.
+    pub fn new(
+        spec: &Conv2dSpec,
+        n: usize,
+        c_t: usize,
+        h_t: usize,
+        w_t: usize,
+        interleaved: bool,
+    ) -> Option<ConvTiling> {
+        let (hf, wf) = needed(spec);
+        let (hn, wn) = (hf + spec.kh - 1, wf + spec.kw - 1);
+        if c_t == 0
+            || (c_t > spec.c && !interleaved)
+            || h_t < spec.kh
+            || w_t < spec.kw
+            || h_t > hn
+            || w_t > wn
+        {
+            return None;
+        }
+        if c_t.checked_mul(h_t)?.checked_mul(w_t)? > n {
+            return None;
+        }
+        Some(ConvTiling {
+            n,
+            c_t,
+            h_t,
+            w_t,
+            n_c: spec.c.div_ceil(c_t),
+            n_h: hf.div_ceil(h_t - spec.kh + 1),
+            n_w: wf.div_ceil(w_t - spec.kw + 1),
+            interleaved,
+        })
+    }
+
+    /// Stride-1 output rows / columns computed per spatial tile.
+    pub fn step_h(&self, spec: &Conv2dSpec) -> usize {
+        self.h_t - spec.kh + 1
+    }
+    pub fn step_w(&self, spec: &Conv2dSpec) -> usize {
+        self.w_t - spec.kw + 1
+    }
+
+    /// O = h_t·w_t·(c_t − 1) + w_t·(kh − 1) + kw − 1 [Cheetah §4.1].
+    pub fn offset(&self, spec: &Conv2dSpec) -> usize {
+        self.h_t * self.w_t * (self.c_t - 1) + self.w_t * (spec.kh - 1) + spec.kw - 1
+    }
+
+    pub fn input_tiles(&self) -> usize {
+        self.n_c * self.n_h * self.n_w
+    }
+
+    pub fn spatial_tiles(&self) -> usize {
+        self.n_h * self.n_w
+    }
+
+    /// Input tile polynomial (ci, hi, wi) from the unpadded input x (C×H×W, in the ring).
+    pub fn encode_input(
+        &self,
+        spec: &Conv2dSpec,
+        x: &[u64],
+        ci: usize,
+        hi: usize,
+        wi: usize,
+    ) -> Vec<u64> {
+        let mut poly = vec![0u64; self.n];
+        let (r0, q0) = (hi * self.step_h(spec), wi * self.step_w(spec));
+        for cc in 0..self.c_t {
+            let ch = ci * self.c_t + cc;
+            if ch >= spec.c {
+                break;
+            }
+            for r in 0..self.h_t {
+                let row = (r0 + r) as isize - spec.padding as isize;
+                if row < 0 || row >= spec.h as isize {
+                    continue;
+                }
+                for q in 0..self.w_t {
+                    let col = (q0 + q) as isize - spec.padding as isize;
+                    if col < 0 || col >= spec.w as isize {
+                        continue;
+                    }
+                    let idx = if self.interleaved {
+                        (r * self.w_t + q) * self.c_t + cc
+                    } else {
+                        (cc * self.h_t + r) * self.w_t + q
+                    };
+                    poly[idx] = x[(ch * spec.h + row as usize) * spec.w + col as usize];
+                }
+            }
+        }
+        poly
+    }
+
+    /// Channels of tile `ci` that output channel m reads (its group), as a range of tile offsets.
+    fn group_overlap(&self, spec: &Conv2dSpec, m: usize, ci: usize) -> Option<(usize, usize)> {
+        let cg = spec.c_per_group();
+        let g = spec.group_of_output(m);
+        let (lo, hi) = (g * cg, (g + 1) * cg);
+        let (t_lo, t_hi) = (ci * self.c_t, ((ci + 1) * self.c_t).min(spec.c));
+        let (a, b) = (lo.max(t_lo), hi.min(t_hi));
+        (a < b).then(|| (a - t_lo, b - t_lo))
+    }
+
+    /// Whether output channel m has any filter tap on channel tile ci.
+    pub fn touches(&self, spec: &Conv2dSpec, m: usize, ci: usize) -> bool {
+        self.group_overlap(spec, m, ci).is_some()
+    }
+
+    /// Filter polynomial of output channel m on channel tile ci, as signed integers (the weights'
+    /// signed lift from the ring), or `None` when m has no tap on that tile.
+    pub fn encode_filter(
+        &self,
+        spec: &Conv2dSpec,
+        ring: Ring,
+        weights: &[u64],
+        m: usize,
+        ci: usize,
+    ) -> Option<Vec<i64>> {
+        let (a, b) = self.group_overlap(spec, m, ci)?;
+        let cg = spec.c_per_group();
+        let g = spec.group_of_output(m);
+        let o = self.offset(spec);
+        let mut poly = vec![0i64; self.n];
+        for cc in a..b {
+            let cin = ci * self.c_t + cc - g * cg; // channel index inside the group
+            for l in 0..spec.kh {
+                for l2 in 0..spec.kw {
+                    let wv = weights[((m * cg + cin) * spec.kh + l) * spec.kw + l2];
+                    let v = ring.signed(wv);
+                    if self.interleaved {
+                        let base = self.w_t * (spec.kh - 1) + spec.kw - 1;
+                        let idx = ((base - l * self.w_t - l2) * self.c_t) as isize - cc as isize;
+                        if idx >= 0 {
+                            poly[idx as usize] = v;
+                        } else {
+                            poly[(self.n as isize + idx) as usize] = v.wrapping_neg();
+                        }
+                    } else {
+                        poly[o - cc * self.h_t * self.w_t - l * self.w_t - l2] = v;
+                    }
+                }
+            }
+        }
+        Some(poly)
+    }
+
+    /// Output rows (stride-s indices i) whose stride-1 row i·s falls in spatial tile row hi.
+    fn kept_range(step: usize, stride: usize, out: usize, tile: usize) -> std::ops::Range<usize> {
+        let lo = (tile * step).div_ceil(stride);
+        let hi = ((tile + 1) * step).div_ceil(stride).min(out);
+        lo..hi.max(lo)
+    }
+
+    /// Number of outputs of one channel held by spatial tile (hi, wi).
+    pub fn kept(&self, spec: &Conv2dSpec, hi: usize, wi: usize) -> usize {
+        Self::kept_range(self.step_h(spec), spec.stride, spec.out_h(), hi).len()
+            * Self::kept_range(self.step_w(spec), spec.stride, spec.out_w(), wi).len()
+    }
+
+    /// (coefficient index, output index i·W_out + j within a channel) of every output held by
+    /// spatial tile (hi, wi), in increasing coefficient order.
+    pub fn output_positions(&self, spec: &Conv2dSpec, hi: usize, wi: usize) -> Vec<(usize, usize)> {
+        let (sh, sw) = (self.step_h(spec), self.step_w(spec));
+        let o = self.offset(spec);
+        let wo = spec.out_w();
+        let mut out = Vec::with_capacity(self.kept(spec, hi, wi));
+        for i in Self::kept_range(sh, spec.stride, spec.out_h(), hi) {
+            let r = i * spec.stride - hi * sh;
+            for j in Self::kept_range(sw, spec.stride, wo, wi) {
+                let q = j * spec.stride - wi * sw;
+                let coef = if self.interleaved {
+                    (self.w_t * (spec.kh - 1) + spec.kw - 1 + r * self.w_t + q) * self.c_t
+                } else {
+                    o + r * self.w_t + q
+                };
+                out.push((coef, i * wo + j));
+            }
+        }
+        out
+    }
+
+    /// Candidate tilings: balanced channel splits × balanced row splits, widest columns that fit.
+    pub fn candidates(spec: &Conv2dSpec, n: usize) -> Vec<ConvTiling> {
+        let (hf, wf) = needed(spec);
+        let mut c_ts: Vec<usize> = (1..=spec.c).map(|k| spec.c.div_ceil(k)).collect();
+        c_ts.dedup();
+        let mut h_ts: Vec<usize> = (1..=hf).map(|k| hf.div_ceil(k) + spec.kh - 1).collect();
+        h_ts.dedup();
+        let mut out = Vec::new();
+        for &c_t in &c_ts {
+            for &h_t in &h_ts {
+                let room = n / (c_t * h_t);
+                if room < spec.kw {
+                    continue;
+                }
+                let w_max = room.min(wf + spec.kw - 1);
+                // Balance the column split so the tiles are as even as possible.
+                let n_w = wf.div_ceil(w_max - spec.kw + 1);
+                let w_t = wf.div_ceil(n_w) + spec.kw - 1;
+                if let Some(t) = ConvTiling::new(spec, n, c_t, h_t, w_t, false) {
+                    out.push(t);
+                }
+            }
+        }
+        out
+    }
+
+    /// Candidate interleaved tilings: c_t a power of two (≥ 2), balanced row splits.
+    pub fn interleaved_candidates(spec: &Conv2dSpec, n: usize) -> Vec<ConvTiling> {
+        let (hf, wf) = needed(spec);
+        let mut h_ts: Vec<usize> = (1..=hf).map(|k| hf.div_ceil(k) + spec.kh - 1).collect();
+        h_ts.dedup();
+        let mut out = Vec::new();
+        let mut c_t = 2;
+        while c_t <= n / (spec.kh * spec.kw) && c_t < 2 * spec.c.max(spec.m) {
+            for &h_t in &h_ts {
+                let room = n / (c_t * h_t);
+                if room < spec.kw {
+                    continue;
+                }
+                let w_max = room.min(wf + spec.kw - 1);
+                let n_w = wf.div_ceil(w_max - spec.kw + 1);
+                let w_t = wf.div_ceil(n_w) + spec.kw - 1;
+                // c_t > C pads channels with zeros: it still lets c_t output channels share a
+                // response ciphertext.
+                if let Some(t) = ConvTiling::new(spec, n, c_t, h_t, w_t, true) {
+                    out.push(t);
+                }
+            }
+            c_t *= 2;
+        }
+        out
+    }
+}

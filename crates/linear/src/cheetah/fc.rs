@@ -1,0 +1,131 @@
+//! Cheetah's HomFC [Cheetah §4.2]: the out×in matrix is cut into blocks of d1 rows × d0 columns
+//! with d0·d1 ≤ N. Input chunk j is x[k] = u[j·d0 + k] (k < d0); the block (i, j) is the
+//! polynomial w[r·d0 + d0 − 1 − k] = W[i·d1 + r, j·d0 + k]; coefficient r·d0 + d0 − 1 of x·w is
+//! Σ_k W[i·d1 + r, j·d0 + k]·u[j·d0 + k]. Exactness: a + b = r·d0 + d0 − 1 with a = k′ < d0 and
+//! b = r′·d0 + d0 − 1 − k forces r = r′, k = k′; a wrapped term a + b − N < d0 − 1 never lands on
+//! a position ≥ d0 − 1. Summing the products over j gives output block i.
+//!
+//! Shifted variant (for packing): the block is multiplied by X^{−(d0−1)}, i.e.
+//! w[r·d0 − k] (index −k wraps to N − k with a sign), so output r lands on r·d0, a multiple of d0:
+//! a + b ∈ (−d0, N − d0 + d0 − 1] and targets are ≤ N − d0, so no wrapped term reaches one.
+
+use crate::layer::{FcSpec, Ring};
+
+/// A block split of an FC layer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FcBlocks {
+    pub n: usize,
+    /// Inputs per input ciphertext.
+    pub d0: usize,
+    /// Outputs per output ciphertext.
+    pub d1: usize,
+    pub n_in: usize,
+    pub n_out: usize,
+    /// Outputs at multiples of d0 (for packing; d0 a power of two).
+    pub shifted: bool,
+}
+
+impl FcBlocks {
+    pub fn new(spec: &FcSpec, n: usize, d0: usize, d1: usize, shifted: bool) -> Option<FcBlocks> {
+        if d0 == 0
+            || d1 == 0
+            || (d0 > spec.inputs && !shifted)
+            || d1 > spec.outputs
+            || d0.checked_mul(d1)? > n
+        {
+            return None;
+        }
+        Some(FcBlocks {
+            n,
+            d0,
+            d1,
+            n_in: spec.inputs.div_ceil(d0),
+            n_out: spec.outputs.div_ceil(d1),
+            shifted,
+        })
+    }
+
+    /// Shifted splits with d0 a power of two (≥ 2).
+    pub fn shifted_candidates(spec: &FcSpec, n: usize) -> Vec<FcBlocks> {
+        let mut out = Vec::new();
+        let mut d0 = 2;
+        while d0 <= n && d0 < 2 * spec.inputs.max(2) {
+            let d1_max = (n / d0).min(spec.outputs);
+            let d1 = spec.outputs.div_ceil(spec.outputs.div_ceil(d1_max));
+            if let Some(b) = FcBlocks::new(spec, n, d0, d1, true) {
+                out.push(b);
+            }
+            d0 *= 2;
+        }
+        out
+    }
+
+    /// Balanced splits: for every number of input chunks, the widest output blocks that fit.
+    pub fn candidates(spec: &FcSpec, n: usize) -> Vec<FcBlocks> {
+        let mut d0s: Vec<usize> = (1..=spec.inputs)
+            .map(|k| spec.inputs.div_ceil(k))
+            .filter(|&d| d <= n)
+            .collect();
+        d0s.dedup();
+        d0s.into_iter()
+            .filter_map(|d0| {
+                let d1_max = (n / d0).min(spec.outputs);
+                let d1 = spec.outputs.div_ceil(spec.outputs.div_ceil(d1_max));
+                FcBlocks::new(spec, n, d0, d1, false)
+            })
+            .collect()
+    }
+
+    pub fn encode_input(&self, spec: &FcSpec, u: &[u64], j: usize) -> Vec<u64> {
+        let mut poly = vec![0u64; self.n];
+        let lo = j * self.d0;
+        let hi = (lo + self.d0).min(spec.inputs);
+        poly[..hi - lo].copy_from_slice(&u[lo..hi]);
+        poly
+    }
+
+    pub fn encode_block(
+        &self,
+        spec: &FcSpec,
+        ring: Ring,
+        weights: &[u64],
+        i: usize,
+        j: usize,
+    ) -> Vec<i64> {
+        let mut poly = vec![0i64; self.n];
+        for r in 0..self.d1 {
+            let row = i * self.d1 + r;
+            if row >= spec.outputs {
+                break;
+            }
+            for k in 0..self.d0 {
+                let col = j * self.d0 + k;
+                if col >= spec.inputs {
+                    break;
+                }
+                let v = ring.signed(weights[row * spec.inputs + col]);
+                if !self.shifted {
+                    poly[r * self.d0 + self.d0 - 1 - k] = v;
+                } else if r * self.d0 >= k {
+                    poly[r * self.d0 - k] = v;
+                } else {
+                    poly[self.n + r * self.d0 - k] = v.wrapping_neg();
+                }
+            }
+        }
+        poly
+    }
+
+    /// Outputs held by output block i.
+    pub fn kept(&self, spec: &FcSpec, i: usize) -> usize {
+        (spec.outputs - i * self.d1).min(self.d1)
+    }
+
+    /// (coefficient index, output index) of every output of block i, increasing.
+    pub fn output_positions(&self, spec: &FcSpec, i: usize) -> Vec<(usize, usize)> {
+        let off = if self.shifted { 0 } else { self.d0 - 1 };
+        (0..self.kept(spec, i))
+            .map(|r| (r * self.d0 + off, i * self.d1 + r))
+            .collect()
+    }
+}

@@ -1,0 +1,232 @@
+//! One view over the conv and FC encodings: which input polynomials there are, which products
+//! make each output polynomial, and where its outputs sit.
+
+use super::conv::ConvTiling;
+use super::fc::FcBlocks;
+use crate::layer::{Conv2dSpec, FcSpec, LayerShape, LayerSpec, Ring};
+
+/// The encoding chosen for a layer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Layout {
+    Conv {
+        spec: Conv2dSpec,
+        tiling: ConvTiling,
+    },
+    Fc {
+        spec: FcSpec,
+        blocks: FcBlocks,
+    },
+}
+
+impl Layout {
+    /// Every candidate encoding of `layer` at ring degree n.
+    pub fn candidates(layer: &LayerSpec, n: usize) -> Vec<Layout> {
+        match layer.shape {
+            LayerShape::Fc(spec) => FcBlocks::candidates(&spec, n)
+                .into_iter()
+                .map(|blocks| Layout::Fc { spec, blocks })
+                .collect(),
+            _ => {
+                let spec = layer.as_conv().expect("conv or scale");
+                ConvTiling::candidates(&spec, n)
+                    .into_iter()
+                    .map(|tiling| Layout::Conv { spec, tiling })
+                    .collect()
+            }
+        }
+    }
+
+    /// Candidate encodings whose outputs sit at multiples of a power of two G (see
+    /// [`Layout::output_stride`]): interleaved conv, shifted FC, so G responses pack into one.
+    pub fn packable_candidates(layer: &LayerSpec, n: usize) -> Vec<Layout> {
+        match layer.shape {
+            LayerShape::Fc(spec) => FcBlocks::shifted_candidates(&spec, n)
+                .into_iter()
+                .map(|blocks| Layout::Fc { spec, blocks })
+                .collect(),
+            _ => {
+                let spec = layer.as_conv().expect("conv or scale");
+                ConvTiling::interleaved_candidates(&spec, n)
+                    .into_iter()
+                    .map(|tiling| Layout::Conv { spec, tiling })
+                    .collect()
+            }
+        }
+    }
+
+    /// The power of two every output coefficient index is a multiple of (1 if none).
+    pub fn output_stride(&self) -> usize {
+        match self {
+            Layout::Conv { tiling, .. } if tiling.interleaved => tiling.c_t,
+            Layout::Fc { blocks, .. } if blocks.shifted => blocks.d0,
+            _ => 1,
+        }
+    }
+
+    /// Groups of output polynomials packed together with packing factor g (member j of a group
+    /// is shifted by X^j): conv groups g consecutive output channels of one spatial tile, FC g
+    /// consecutive output blocks.
+    pub fn response_groups(&self, g: usize) -> Vec<Vec<usize>> {
+        match self {
+            Layout::Conv { spec, tiling } => {
+                let s = tiling.spatial_tiles();
+                let mut out = Vec::new();
+                for st in 0..s {
+                    for m0 in (0..spec.m).step_by(g) {
+                        out.push((m0..(m0 + g).min(spec.m)).map(|m| m * s + st).collect());
+                    }
+                }
+                out
+            }
+            Layout::Fc { blocks, .. } => (0..blocks.n_out)
+                .step_by(g)
+                .map(|i0| (i0..(i0 + g).min(blocks.n_out)).collect())
+                .collect(),
+        }
+    }
+
+    pub fn n(&self) -> usize {
+        match self {
+            Layout::Conv { tiling, .. } => tiling.n,
+            Layout::Fc { blocks, .. } => blocks.n,
+        }
+    }
+
+    pub fn input_cts(&self) -> usize {
+        match self {
+            Layout::Conv { tiling, .. } => tiling.input_tiles(),
+            Layout::Fc { blocks, .. } => blocks.n_in,
+        }
+    }
+
+    pub fn output_cts(&self) -> usize {
+        match self {
+            Layout::Conv { spec, tiling } => spec.m * tiling.spatial_tiles(),
+            Layout::Fc { blocks, .. } => blocks.n_out,
+        }
+    }
+
+    /// Number of distinct weight plaintexts (keys 0..weight_keys()).
+    pub fn weight_keys(&self) -> usize {
+        match self {
+            Layout::Conv { spec, tiling } => spec.m * tiling.n_c,
+            Layout::Fc { blocks, .. } => blocks.n_out * blocks.n_in,
+        }
+    }
+
+    /// Input polynomial `idx` (values in the ring) from a full input vector.
+    pub fn encode_input(&self, x: &[u64], idx: usize) -> Vec<u64> {
+        match self {
+            Layout::Conv { spec, tiling } => {
+                let wi = idx % tiling.n_w;
+                let hi = (idx / tiling.n_w) % tiling.n_h;
+                let ci = idx / (tiling.n_w * tiling.n_h);
+                tiling.encode_input(spec, x, ci, hi, wi)
+            }
+            Layout::Fc { spec, blocks } => blocks.encode_input(spec, x, idx),
+        }
+    }
+
+    /// Weight plaintext `key` as signed integers, or `None` when it is identically zero by structure.
+    pub fn encode_weights(&self, ring: Ring, weights: &[u64], key: usize) -> Option<Vec<i64>> {
+        match self {
+            Layout::Conv { spec, tiling } => {
+                let (m, ci) = (key / tiling.n_c, key % tiling.n_c);
+                tiling.encode_filter(spec, ring, weights, m, ci)
+            }
+            Layout::Fc { spec, blocks } => {
+                let (i, j) = (key / blocks.n_in, key % blocks.n_in);
+                Some(blocks.encode_block(spec, ring, weights, i, j))
+            }
+        }
+    }
+
+    /// Whether weight plaintext `key` exists (is not zero by structure).
+    pub fn weight_used(&self, key: usize) -> bool {
+        match self {
+            Layout::Conv { spec, tiling } => {
+                tiling.touches(spec, key / tiling.n_c, key % tiling.n_c)
+            }
+            Layout::Fc { .. } => true,
+        }
+    }
+
+    /// The products (input polynomial, weight key) summed into output polynomial `o`.
+    pub fn terms(&self, o: usize) -> Vec<(usize, usize)> {
+        match self {
+            Layout::Conv { spec, tiling } => {
+                let s = tiling.spatial_tiles();
+                let (m, st) = (o / s, o % s);
+                (0..tiling.n_c)
+                    .filter(|&ci| tiling.touches(spec, m, ci))
+                    .map(|ci| (ci * s + st, m * tiling.n_c + ci))
+                    .collect()
+            }
+            Layout::Fc { blocks, .. } => {
+                (0..blocks.n_in).map(|j| (j, o * blocks.n_in + j)).collect()
+            }
+        }
+    }
+
+    /// Outputs of polynomial `o`: (coefficient index, index into the layer's output vector).
+    pub fn positions(&self, o: usize) -> Vec<(usize, usize)> {
+        match self {
+            Layout::Conv { spec, tiling } => {
+                let s = tiling.spatial_tiles();
+                let (m, st) = (o / s, o % s);
+                let (hi, wi) = (st / tiling.n_w, st % tiling.n_w);
+                let plane = spec.out_h() * spec.out_w();
+                tiling
+                    .output_positions(spec, hi, wi)
+                    .into_iter()
+                    .map(|(c, i)| (c, m * plane + i))
+                    .collect()
+            }
+            Layout::Fc { spec, blocks } => blocks.output_positions(spec, o),
+        }
+    }
+
+    /// Number of outputs in polynomial `o`.
+    pub fn kept(&self, o: usize) -> usize {
+        match self {
+            Layout::Conv { spec, tiling } => {
+                let st = o % tiling.spatial_tiles();
+                tiling.kept(spec, st / tiling.n_w, st % tiling.n_w)
+            }
+            Layout::Fc { spec, blocks } => blocks.kept(spec, o),
+        }
+    }
+
+    /// Σ over output polynomials of the number of products.
+    pub fn products(&self) -> usize {
+        match self {
+            Layout::Conv { spec, tiling } => {
+                (0..spec.m)
+                    .map(|m| {
+                        (0..tiling.n_c)
+                            .filter(|&ci| tiling.touches(spec, m, ci))
+                            .count()
+                    })
+                    .sum::<usize>()
+                    * tiling.spatial_tiles()
+            }
+            Layout::Fc { blocks, .. } => blocks.n_in * blocks.n_out,
+        }
+    }
+
+    /// Number of weight plaintexts that exist.
+    pub fn used_weight_keys(&self) -> usize {
+        match self {
+            Layout::Conv { tiling, .. } => self.products() / tiling.spatial_tiles(),
+            Layout::Fc { .. } => self.weight_keys(),
+        }
+    }
+
+    /// Maximum number of weights meeting in one output.
+    pub fn taps(&self) -> usize {
+        match self {
+            Layout::Conv { spec, .. } => spec.c_per_group() * spec.kh * spec.kw,
+            Layout::Fc { spec, .. } => spec.inputs,
+        }
+    }
+}

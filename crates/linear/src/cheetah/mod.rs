@@ -1,0 +1,1019 @@
+//! Cheetah's linear layers (Huang et al., USENIX Security 2022, §4) on additive shares over
+//! Z_{2^ℓ}: coefficient-encoded HomConv / HomFC / element-wise scale, BFV-style RLWE with t = 2^ℓ.
+//!
+//! One execution, for shares x = x_C + x_S and the server's W, b:
+//! 1. Client: for each input polynomial x̂_C,i (encoding of its share) sends
+//!    c₀ = −a_i·s + e + ⌊Q·x̂_C,i/t⌉ with a_i expanded from a 32-byte seed (sent once).
+//! 2. Server: adds ⌊Q·x̂_S,i/t⌉ to c₀ (now an encryption of x̂_i), computes each output polynomial
+//!    Σ_i ct_i·ŵ_{o,i} in NTT form, re-randomizes with a public-key encryption of zero, adds the
+//!    mask ⌊Q·r/t⌉ and Gaussian flooding noise on the output coefficients, switches the modulus
+//!    down the RNS chain and then to 2^k, and returns c₁ in full and only the output coefficients
+//!    of c₀ (all bit-packed at k bits).
+//! 3. Client decrypts the output coefficients: its share is W·x + r; the server's is b − r.
+//!
+//! Bytes on the wire (both exact, see [`Cheetah::cost`]):
+//! c→s `[tag][seed][c₀ of each input ct, per prime packed at the prime's width]`,
+//! s→c `[c₁ (N values), kept c₀ values]` per output ct, all packed at k bits.
+
+pub mod conv;
+pub mod fc;
+pub mod layout;
+pub mod noise;
+pub mod params;
+
+use std::sync::Arc;
+
+use math::pack::{pack_bits, packed_len, unpack_bits};
+use math::sample::{cbd, ternary, uniform_poly};
+use math::{Modulus, Poly, Representation, RnsContext};
+use rand_chacha::ChaCha20Rng;
+use rand_core::{CryptoRngCore, SeedableRng};
+use transport::Channel;
+
+use crate::keys::{poly_bytes, read_poly, write_poly, ClientKeys, KeyRequest, ServerKeys};
+use crate::layer::{LayerShape, LayerSpec, LayerWeights, Ring};
+use crate::protocol::LinearProtocol;
+use crate::{Cost, LinearError};
+pub use layout::Layout;
+pub use noise::ResponseNoise;
+pub use params::HeParamsId;
+
+/// Largest share ring the presets can carry (t = 2^ℓ must leave room for flooding).
+pub const MAX_PLAINTEXT_BITS: u32 = 45;
+
+/// Tunable knobs of the Cheetah protocol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CheetahConfig {
+    /// Statistical security of noise flooding per layer response, in bits.
+    pub flood_bits: u32,
+    /// Restrict planning to one parameter set (None: choose the cheapest secure one).
+    pub params: Option<HeParamsId>,
+    /// Noise flooding of responses. Anything but [`Flooding::Gaussian`] leaks the weights.
+    pub flooding: Flooding,
+    /// Allow packed responses (false: Cheetah's own protocol, the comparison baseline).
+    pub packing: bool,
+    /// Bandwidth assumed when ranking plans, bytes per second (default: WAN, 400 Mbit/s).
+    /// A small value makes the planner trade compute (key switches) for bytes.
+    pub bandwidth_bytes_per_s: u64,
+}
+
+impl CheetahConfig {
+    /// Cheetah as published: no packed responses.
+    pub fn unpacked() -> CheetahConfig {
+        CheetahConfig {
+            packing: false,
+            ..CheetahConfig::default()
+        }
+    }
+}
+
+/// How the server re-randomizes the noise of its responses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Flooding {
+    /// Gaussian flooding with `flood_bits` of statistical security (docs/security.md).
+    Gaussian,
+    /// No flooding: **insecure**, the response noise depends on the weights. Tests only (the
+    /// circuit-privacy test uses it as the control that must be distinguishable).
+    InsecureNoneForTests,
+}
+
+impl Default for CheetahConfig {
+    fn default() -> Self {
+        CheetahConfig {
+            flood_bits: 40,
+            params: None,
+            flooding: Flooding::Gaussian,
+            packing: true,
+            bandwidth_bytes_per_s: 50_000_000,
+        }
+    }
+}
+
+/// Everything decided for one layer before running it: public and deterministic.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct CheetahPlan {
+    pub params: HeParamsId,
+    pub layout: Layout,
+    /// Response polynomials packed per returned ciphertext (1: Cheetah's unpacked responses).
+    pub pack: usize,
+    pub noise: ResponseNoise,
+    pub cost: Cost,
+}
+
+/// Cheetah's protocol with a given configuration.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Cheetah {
+    pub config: CheetahConfig,
+}
+
+fn math_err(e: math::MathError) -> LinearError {
+    LinearError::Math(e.to_string())
+}
+
+/// Predicted cost of running `layout` on `params` with response modulus 2^k, packing `pack`
+/// response polynomials per returned ciphertext (1: none).
+pub fn layout_cost(params: HeParamsId, layout: &Layout, response_bits: u32, pack: usize) -> Cost {
+    let n = params.n() as u64;
+    let l = params.prime_bits().len() as u64;
+    let ins = layout.input_cts() as u64;
+    let outs = layout.output_cts() as u64;
+    let groups = if pack > 1 {
+        layout.response_groups(pack).len() as u64
+    } else {
+        outs
+    };
+    let kept: u64 = (0..layout.output_cts())
+        .map(|o| layout.kept(o) as u64)
+        .sum();
+    let products = layout.products() as u64;
+    let weights = layout.used_weight_keys() as u64;
+    // Packing: G − 1 merges (one key switch and two monomial products each) per returned
+    // ciphertext; NTTs of the monomials X^D.
+    let (ks, pack_ntts, pack_mults) = if pack > 1 {
+        let merges = groups * (pack as u64 - 1);
+        (merges, pack.trailing_zeros() as u64 * l, 2 * merges)
+    } else {
+        (0, 0, 0)
+    };
+    Cost {
+        ciphertexts_c2s: ins,
+        ciphertexts_s2c: groups,
+        bytes_c2s: 1 + 32 + ins * poly_bytes(params) as u64,
+        bytes_s2c: packed_len((groups * n + kept) as usize, response_bits) as u64,
+        messages_c2s: 1,
+        messages_s2c: 1,
+        rounds: 1,
+        // Two products (c₀ and c₁) per (input, weight) pair, two for re-randomization per returned
+        // ciphertext, two per packed member (the monomial shift X^j in NTT form).
+        ct_pt_mults: 2 * products + 2 * groups + pack_mults,
+        // Client: one inverse NTT per prime per input (c₀ = INTT(−a·ŝ) + ...), forward and inverse
+        // over two primes per returned ciphertext (c₁·s). Server: forward per input and per weight
+        // plaintext, forward of u and two inverses per returned ciphertext, per prime; the NTT of
+        // the monomials X^j when packing. Key switches are counted in `rotations`.
+        ntts: ins * l + groups * 4 + ins * l + weights * l + groups * 3 * l + pack_ntts,
+        rotations: ks,
+    }
+}
+
+/// Machine model used to rank plans: estimated seconds = bytes / bandwidth + compute. Compute
+/// counts length-N NTTs (one prime), a hybrid key switch as [`KEY_SWITCH_NTTS`] NTTs at N = 8192,
+/// and a pointwise product as a quarter NTT. Ratios measured on the development machine
+/// (2 cores, 2026-11-21, `cargo run --example ks_time -p privinfer-linear`): NTT(8192)/NTT(4096)
+/// ≈ 2.3, key switch ≈ 48 NTT(8192); the absolute NTT time is [`NTT_4096_SECONDS`].
+pub fn estimated_seconds(cost: &Cost, n: usize, bandwidth_bytes_per_s: f64) -> f64 {
+    let t_ntt = NTT_4096_SECONDS * (n as f64 / 4096.0) * ((n as f64).log2() / 12.0);
+    cost.bytes() as f64 / bandwidth_bytes_per_s
+        + cost.ntts as f64 * t_ntt
+        + cost.rotations as f64 * KEY_SWITCH_NTTS * t_ntt
+        + cost.ct_pt_mults as f64 * t_ntt / 4.0
+}
+
+/// Seconds of one length-4096 NTT over one prime assumed by [`estimated_seconds`].
+pub const NTT_4096_SECONDS: f64 = 20e-6;
+/// A hybrid key switch on the packing set, in NTTs of the same degree.
+pub const KEY_SWITCH_NTTS: f64 = 48.0;
+
+impl Cheetah {
+    pub fn new(config: CheetahConfig) -> Cheetah {
+        Cheetah { config }
+    }
+
+    /// Chooses parameters, encoding and packing for a layer: among the secure presets where the
+    /// flooded response still decrypts exactly, the candidate with the lowest estimated time
+    /// ([`estimated_seconds`] at the configured bandwidth). With `packing` off this is Cheetah's
+    /// own protocol (unpacked responses).
+    pub fn plan(&self, layer: &LayerSpec, ring: Ring) -> Result<CheetahPlan, LinearError> {
+        layer.validate()?;
+        if ring.bits() > MAX_PLAINTEXT_BITS {
+            return Err(LinearError::PlaintextTooLarge {
+                ell: ring.bits(),
+                max: MAX_PLAINTEXT_BITS,
+            });
+        }
+        let presets: Vec<HeParamsId> = match self.config.params {
+            Some(p) => vec![p],
+            None => HeParamsId::ALL.to_vec(),
+        };
+        let mut best: Option<(f64, CheetahPlan)> = None;
+        let mut last_err = None;
+        for p in presets {
+            // (layout, pack) candidates: Cheetah's encodings unpacked; interleaved/shifted ones
+            // packed by every power of two dividing their output stride.
+            let mut cands: Vec<(Layout, usize)> = Layout::candidates(layer, p.n())
+                .into_iter()
+                .map(|l| (l, 1))
+                .collect();
+            if p.can_pack() && self.config.packing {
+                for l in Layout::packable_candidates(layer, p.n()) {
+                    let mut g = 2;
+                    while g <= l.output_stride() {
+                        cands.push((l, g));
+                        g *= 2;
+                    }
+                }
+            }
+            let mut noise_by_pack: Vec<(usize, Result<ResponseNoise, ()>)> = Vec::new();
+            for (layout, pack) in cands {
+                let nz = match noise_by_pack.iter().find(|(g, _)| *g == pack) {
+                    Some((_, r)) => *r,
+                    None => {
+                        let inputs = noise::NoiseInputs {
+                            ell: ring.bits(),
+                            weight_bits: layer.weight_bits,
+                            taps: layout.taps(),
+                            outputs: layer.output_len(),
+                            flood_bits: self.config.flood_bits,
+                            pack,
+                        };
+                        let r = noise::response_noise(p, &inputs).map_err(|e| last_err = Some(e));
+                        noise_by_pack.push((pack, r));
+                        r
+                    }
+                };
+                let Ok(nz) = nz else { continue };
+                let cost = layout_cost(p, &layout, nz.response_bits, pack);
+                let score =
+                    estimated_seconds(&cost, p.n(), self.config.bandwidth_bytes_per_s as f64);
+                if best.as_ref().is_none_or(|(b, _)| score < *b) {
+                    best = Some((
+                        score,
+                        CheetahPlan {
+                            params: p,
+                            layout,
+                            pack,
+                            noise: nz,
+                            cost,
+                        },
+                    ));
+                }
+            }
+        }
+        best.map(|(_, plan)| plan).ok_or_else(|| {
+            last_err.unwrap_or(LinearError::BadShape {
+                reason: "no encoding fits the ring degree",
+            })
+        })
+    }
+
+    /// The client's half, also returning the noise of each decrypted output at modulus 2^k (its
+    /// own view of the response; used by the circuit-privacy test and noise measurements).
+    pub fn client_with_noise(
+        &self,
+        layer: &LayerSpec,
+        ring: Ring,
+        keys: &ClientKeys,
+        x: &[u64],
+        ch: &mut dyn Channel,
+        rng: &mut dyn CryptoRngCore,
+    ) -> Result<(Vec<u64>, Vec<i64>), LinearError> {
+        let plan = self.plan(layer, ring)?;
+        if x.len() != layer.input_len() {
+            return Err(LinearError::Length {
+                what: "client input share",
+                expected: layer.input_len(),
+                got: x.len(),
+            });
+        }
+        ring.check("client input share", x)?;
+        let sk = keys.get(plan.params, ring.bits())?;
+        let ctx = plan.params.context()?;
+        let n = ctx.n();
+        let layout = plan.layout;
+        let enc = DeltaEncoder::new(&ctx, ring)?;
+
+        let msg = encrypt_query(&plan, &ctx, sk, &enc, x, rng)?;
+        debug_assert_eq!(msg.len() as u64, plan.cost.bytes_c2s);
+        ch.send(&msg)?;
+        ch.flush()?;
+
+        // Response: per output ct, c₁ (N values) then its kept c₀ values, at k bits.
+        let k = plan.noise.response_bits;
+        let resp = ch.recv()?;
+        let responses = responses(&layout, plan.pack);
+        let kept_total: usize = responses.iter().map(|r| r.1.len()).sum();
+        let count = responses.len() * n + kept_total;
+        let expected = packed_len(count, k);
+        if resp.len() != expected {
+            return Err(LinearError::MessageLength {
+                what: "linear response",
+                expected,
+                got: resp.len(),
+            });
+        }
+        let vals = unpack_bits(&resp, k, count).map_err(|_| LinearError::MessageRange {
+            what: "linear response",
+        })?;
+        let (p0, p1) = (ctx.moduli()[0], ctx.moduli()[1]);
+        let p0_inv = p1.inv(p1.reduce(p0.value())).expect("distinct primes");
+        let big_p = p0.value() as i128 * p1.value() as i128;
+        let kmask = (1u64 << k) - 1;
+        let shift = k - ring.bits();
+        let mut y = vec![0u64; layer.output_len()];
+        let mut noise = vec![0i64; layer.output_len()];
+        let mut off = 0;
+        for (_, pos) in &responses {
+            let c1 = &vals[off..off + n];
+            off += n;
+            let c0 = &vals[off..off + pos.len()];
+            off += pos.len();
+            // c₁·s exactly over the integers (|c₁·s| < N·2^k < q₀q₁/2), then mod 2^k.
+            let mut prod = Poly::from_unsigned(&ctx, 2, c1);
+            prod.ntt_forward();
+            prod.mul_assign(&sk.s_ntt2).map_err(math_err)?;
+            prod.ntt_inverse();
+            for (&(coef, out), &c0v) in pos.iter().zip(c0) {
+                let (r0, r1) = (prod.residue(0)[coef], prod.residue(1)[coef]);
+                let h = p1.mul(p1.sub(r1, p1.reduce(r0)), p0_inv);
+                let mut v = r0 as i128 + p0.value() as i128 * h as i128;
+                if v > big_p / 2 {
+                    v -= big_p;
+                }
+                let d = (c0v as i128 + v) as u64 & kmask;
+                let m = ring.reduce((d + (1u64 << (shift - 1))) >> shift);
+                y[out] = m;
+                // The client's view of the noise: the centered phase minus the scaled message.
+                let e = d.wrapping_sub(m << shift) & kmask;
+                noise[out] = if e >> (k - 1) == 1 {
+                    e as i64 - (1i64 << k)
+                } else {
+                    e as i64
+                };
+            }
+        }
+        Ok((y, noise))
+    }
+}
+
+/// Encodes plaintexts m ∈ Z_t as ⌊Q·m/t⌉ in RNS: ⌊Q/t⌋·m + ⌊R·m/t⌉ with R = Q mod t, and
+/// ⌊Q/t⌋ ≡ −R·t⁻¹ (mod qᵢ) because qᵢ | Q.
+struct DeltaEncoder {
+    ctx: Arc<RnsContext>,
+    ell: u32,
+    r: u128,
+    delta: Vec<u64>,
+}
+
+impl DeltaEncoder {
+    fn new(ctx: &Arc<RnsContext>, ring: Ring) -> Result<Self, LinearError> {
+        let ell = ring.bits();
+        let t_mask = ring.mask();
+        let r = ctx
+            .moduli()
+            .iter()
+            .fold(1u64, |acc, m| acc.wrapping_mul(m.value()))
+            & t_mask;
+        let mut delta = Vec::with_capacity(ctx.len());
+        for m in ctx.moduli() {
+            let t_inv = m
+                .inv(m.reduce_u128(1u128 << ell))
+                .ok_or(LinearError::Math("t not invertible".into()))?;
+            delta.push(m.neg(m.mul(m.reduce(r), t_inv)));
+        }
+        Ok(DeltaEncoder {
+            ctx: ctx.clone(),
+            ell,
+            r: r as u128,
+            delta,
+        })
+    }
+
+    /// ⌊Q·m/t⌉ for a single value, per prime.
+    fn encode_one(&self, m: u64, i: usize) -> u64 {
+        let md = &self.ctx.moduli()[i];
+        let frac = ((self.r * m as u128) + (1u128 << (self.ell - 1))) >> self.ell;
+        md.add(md.mul(self.delta[i], md.reduce(m)), md.reduce_u128(frac))
+    }
+
+    /// Adds ⌊Q·m/t⌉ coefficient-wise to a coefficient-form polynomial.
+    fn add_to(&self, p: &mut Poly, m: &[u64]) {
+        let n = self.ctx.n();
+        for i in 0..p.num_moduli() {
+            let md = self.ctx.moduli()[i];
+            let res = p.residue_mut(i);
+            for (j, &v) in m.iter().enumerate().take(n) {
+                if v != 0 {
+                    res[j] = md.add(res[j], self.encode_one(v, i));
+                }
+            }
+        }
+    }
+}
+
+/// Uniform polynomial a_i (NTT form) for input ciphertext `idx`, from the layer's seed.
+fn expand_input_a(ctx: &Arc<RnsContext>, seed: &[u8; 32], idx: usize) -> Poly {
+    let mut rng = ChaCha20Rng::from_seed(*seed);
+    rng.set_stream(idx as u64);
+    uniform_poly(ctx, ctx.len(), Representation::Ntt, &mut rng)
+}
+
+/// A sample of N(0, σ²) by Box–Muller with 53-bit uniforms in (0, 1]; |z| < 8.66.
+fn gaussian_wide(sigma: f64, rng: &mut dyn CryptoRngCore) -> i128 {
+    let unif =
+        |rng: &mut dyn CryptoRngCore| ((rng.next_u64() >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
+    let (u1, u2) = (unif(rng), unif(rng));
+    let z = (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos();
+    (sigma * z).round() as i128
+}
+
+/// round(c·2^k / q₀) mod 2^k for c ∈ [0, q₀).
+fn switch_to_pow2(c: u64, q0: u64, k: u32) -> u64 {
+    ((((c as u128) << k) + (q0 as u128 / 2)) / q0 as u128) as u64 & ((1u64 << k) - 1)
+}
+
+/// The client's query: `[tag][seed][c₀ of each input polynomial]` with
+/// c₀ = −a_i·s + e + ⌊Q·x̂_C,i/t⌉ and a_i expanded from the seed [Cheetah §3, seeded encryption].
+fn encrypt_query(
+    plan: &CheetahPlan,
+    ctx: &Arc<RnsContext>,
+    sk: &crate::keys::SecretKey,
+    enc: &DeltaEncoder,
+    x: &[u64],
+    rng: &mut dyn CryptoRngCore,
+) -> Result<Vec<u8>, LinearError> {
+    let n = ctx.n();
+    let mut seed = [0u8; 32];
+    rng.fill_bytes(&mut seed);
+    let mut msg = Vec::with_capacity(plan.cost.bytes_c2s as usize);
+    msg.push(plan.params.tag());
+    msg.extend_from_slice(&seed);
+    for idx in 0..plan.layout.input_cts() {
+        let mut c0 = expand_input_a(ctx, &seed, idx);
+        c0.mul_assign(&sk.s_ntt).map_err(math_err)?;
+        c0.neg_assign();
+        c0.ntt_inverse();
+        let e = Poly::from_signed(ctx, ctx.len(), &cbd(n, params::CBD_ETA, rng));
+        c0.add_assign(&e).map_err(math_err)?;
+        enc.add_to(&mut c0, &plan.layout.encode_input(x, idx));
+        write_poly(&c0, &mut msg);
+    }
+    Ok(msg)
+}
+
+/// Validates and parses a query, adds the server's share: (c₀, c₁) per input polynomial, NTT form,
+/// encrypting x̂_C,i + x̂_S,i.
+fn parse_query(
+    plan: &CheetahPlan,
+    ctx: &Arc<RnsContext>,
+    enc: &DeltaEncoder,
+    x: &[u64],
+    msg: &[u8],
+) -> Result<Vec<(Poly, Poly)>, LinearError> {
+    let layout = &plan.layout;
+    let pb = poly_bytes(plan.params);
+    let expected = 1 + 32 + layout.input_cts() * pb;
+    if msg.len() != expected {
+        return Err(LinearError::MessageLength {
+            what: "linear query",
+            expected,
+            got: msg.len(),
+        });
+    }
+    if msg[0] != plan.params.tag() {
+        return Err(LinearError::ParamsMismatch {
+            expected: plan.params.tag() as u32,
+            got: msg[0] as u32,
+        });
+    }
+    let seed: [u8; 32] = msg[1..33].try_into().expect("length checked");
+    let mut cts = Vec::with_capacity(layout.input_cts());
+    for idx in 0..layout.input_cts() {
+        let body = &msg[33 + idx * pb..33 + (idx + 1) * pb];
+        let mut c0 = read_poly(ctx, Representation::Coefficient, body, "linear query")?;
+        enc.add_to(&mut c0, &layout.encode_input(x, idx));
+        c0.ntt_forward();
+        cts.push((c0, expand_input_a(ctx, &seed, idx)));
+    }
+    Ok(cts)
+}
+
+/// The returned ciphertexts: their member output polynomials (member j shifted by X^j) and their
+/// (coefficient, output index) pairs, in wire order.
+fn responses(layout: &Layout, pack: usize) -> Vec<(Vec<usize>, Vec<(usize, usize)>)> {
+    if pack <= 1 {
+        return (0..layout.output_cts())
+            .map(|o| (vec![o], layout.positions(o)))
+            .collect();
+    }
+    layout
+        .response_groups(pack)
+        .into_iter()
+        .map(|members| {
+            let pos = members
+                .iter()
+                .enumerate()
+                .flat_map(|(j, &o)| {
+                    layout
+                        .positions(o)
+                        .into_iter()
+                        .map(move |(c, out)| (c + j, out))
+                })
+                .collect();
+            (members, pos)
+        })
+        .collect()
+}
+
+/// Packs G = 2^g response polynomials whose outputs sit at multiples of G into one, member j's
+/// coefficient aG landing on aG + j [Chen–Dai–Kim–Song 2020, Alg. 2, adapted to keep every
+/// multiple of G; BumbleBee's interleaving]. One merge at distance D (data of A and B at
+/// multiples of 2D, garbage elsewhere):
+///   R = (A + X^D·B) + σ_{N/D+1}(A − X^D·B).
+/// σ_{N/D+1} fixes X^i for i ≡ 0 (mod 2D), negates it for i ≡ D (mod 2D), and maps the other
+/// positions among themselves (N/D + 1 is odd, a unit mod D), so R holds 2A at multiples of 2D,
+/// 2B at multiples of 2D plus D, and garbage only off the multiples of D. Merging recursively
+/// (D = G/2, …, 1) costs G − 1 key switches and multiplies every datum by G, cancelled by
+/// pre-scaling the weights by G⁻¹ mod Q (Q odd). Key-switching noise: ≤ (G − 1)·B_ks.
+struct Packer {
+    params: Arc<rlwe::Params>,
+    gk: rlwe::GaloisKeys,
+    g_inv: Vec<u64>,
+    /// X^D in NTT form for D = 1, 2, 4, …, G/2 (index log₂ D).
+    monomials: Vec<Poly>,
+}
+
+impl Packer {
+    fn new(p: HeParamsId, ell: u32, g: usize, gk: &rlwe::GaloisKeys) -> Result<Self, LinearError> {
+        let params = p.rlwe_params(ell)?;
+        let ctx = p.context()?;
+        if params.key_switcher().is_none() {
+            return Err(LinearError::MissingKey { params: p.name() });
+        }
+        let n = ctx.n();
+        for k in crate::keys::trace_elements(n, g.trailing_zeros()) {
+            if gk.get(k).is_none() {
+                return Err(LinearError::MissingKey {
+                    params: "Galois keys",
+                });
+            }
+        }
+        let g_inv = ctx
+            .moduli()
+            .iter()
+            .map(|m| m.inv(m.reduce(g as u64)).expect("Q odd"))
+            .collect();
+        let monomials = (0..g.trailing_zeros())
+            .map(|i| {
+                let d = 1usize << i;
+                let mut c = vec![0i64; d + 1];
+                c[d] = 1;
+                let mut p = Poly::from_signed(&ctx, ctx.len(), &c);
+                p.ntt_forward();
+                p
+            })
+            .collect();
+        Ok(Packer {
+            params,
+            gk: gk.clone(),
+            g_inv,
+            monomials,
+        })
+    }
+
+    /// Packs `leaves` (NTT form; a power-of-two count) so leaf j ends at offset j·step.
+    fn pack(
+        &self,
+        mut leaves: Vec<(Poly, Poly)>,
+        step: usize,
+    ) -> Result<(Poly, Poly), LinearError> {
+        if leaves.len() == 1 {
+            return Ok(leaves.pop().expect("one leaf"));
+        }
+        let odd: Vec<(Poly, Poly)> = leaves.iter().skip(1).step_by(2).cloned().collect();
+        let even: Vec<(Poly, Poly)> = leaves.into_iter().step_by(2).collect();
+        let (a0, a1) = self.pack(even, 2 * step)?;
+        let (b0, b1) = self.pack(odd, 2 * step)?;
+        let x = &self.monomials[step.trailing_zeros() as usize];
+        let n = a0.n();
+        // X^D·B, then A ± X^D·B.
+        let mut xb0 = Poly::zero(a0.context(), a0.num_moduli(), Representation::Ntt);
+        let mut xb1 = xb0.clone();
+        xb0.mul_acc(&b0, x).map_err(math_err)?;
+        xb1.mul_acc(&b1, x).map_err(math_err)?;
+        let (mut p0, mut p1) = (a0.clone(), a1.clone());
+        p0.add_assign(&xb0).map_err(math_err)?;
+        p1.add_assign(&xb1).map_err(math_err)?;
+        let (mut m0, mut m1) = (a0, a1);
+        m0.sub_assign(&xb0).map_err(math_err)?;
+        m1.sub_assign(&xb1).map_err(math_err)?;
+        // σ_k(m₀ + m₁·s) = σ_k(m₀) + σ_k(m₁)·σ_k(s); switch σ_k(s) back to s.
+        let k = n / step + 1;
+        let key = self.gk.get(k).ok_or(LinearError::MissingKey {
+            params: "Galois keys",
+        })?;
+        let ks = self.params.key_switcher().expect("checked in new");
+        let r0 = m0.automorphism(k).map_err(math_err)?;
+        let r1 = m1.automorphism(k).map_err(math_err)?;
+        let (u0, u1) = ks
+            .switch(&r1, key)
+            .map_err(|e| LinearError::Math(e.to_string()))?;
+        p0.add_assign(&r0).map_err(math_err)?;
+        p0.add_assign(&u0).map_err(math_err)?;
+        p1.add_assign(&u1).map_err(math_err)?;
+        Ok((p0, p1))
+    }
+}
+
+/// The server's per-response work at the full modulus Q.
+struct Responder<'a> {
+    ctx: &'a Arc<RnsContext>,
+    enc: &'a DeltaEncoder,
+    pk: &'a crate::keys::PublicKey,
+    ring: Ring,
+    sigma: f64,
+}
+
+impl Responder<'_> {
+    /// Σ_i ct_i ⊙ ŵ_{o,i} (NTT form) for output polynomial `o`.
+    fn products(
+        &self,
+        layout: &Layout,
+        o: usize,
+        cts: &[(Poly, Poly)],
+        wpt: &[Option<Poly>],
+    ) -> Result<(Poly, Poly), LinearError> {
+        let mut acc0 = Poly::zero(self.ctx, self.ctx.len(), Representation::Ntt);
+        let mut acc1 = Poly::zero(self.ctx, self.ctx.len(), Representation::Ntt);
+        for (i, key) in layout.terms(o) {
+            let w = wpt[key]
+                .as_ref()
+                .expect("terms only name existing plaintexts");
+            acc0.mul_acc(&cts[i].0, w).map_err(math_err)?;
+            acc1.mul_acc(&cts[i].1, w).map_err(math_err)?;
+        }
+        Ok((acc0, acc1))
+    }
+
+    /// Re-randomizes an NTT-form response (returned in coefficient form), then adds the mask ⌊Q·r/t⌉ and the flooding
+    /// noise at the returned coefficients `pos`; returns the masks r.
+    fn finish(
+        &self,
+        acc0: &mut Poly,
+        acc1: &mut Poly,
+        pos: &[(usize, usize)],
+        rng: &mut dyn CryptoRngCore,
+    ) -> Result<Vec<u64>, LinearError> {
+        let (ctx, n) = (self.ctx, self.ctx.n());
+        // + (pk₀·u + e₁, a·u + e₂), u ternary: a fresh c₁ independent of the weights.
+        let mut u = Poly::from_signed(ctx, ctx.len(), &ternary(n, rng));
+        u.ntt_forward();
+        acc0.mul_acc(&self.pk.pk0, &u).map_err(math_err)?;
+        acc1.mul_acc(&self.pk.a, &u).map_err(math_err)?;
+        acc0.ntt_inverse();
+        acc1.ntt_inverse();
+        acc0.add_assign(&Poly::from_signed(
+            ctx,
+            ctx.len(),
+            &cbd(n, params::CBD_ETA, rng),
+        ))
+        .map_err(math_err)?;
+        acc1.add_assign(&Poly::from_signed(
+            ctx,
+            ctx.len(),
+            &cbd(n, params::CBD_ETA, rng),
+        ))
+        .map_err(math_err)?;
+        let mut masks = Vec::with_capacity(pos.len());
+        for &(coef, _) in pos {
+            let r = self.ring.reduce(rng.next_u64());
+            let f = gaussian_wide(self.sigma, rng);
+            for i in 0..ctx.len() {
+                let md: Modulus = ctx.moduli()[i];
+                let res = acc0.residue_mut(i);
+                res[coef] = md.add(
+                    md.add(res[coef], self.enc.encode_one(r, i)),
+                    md.reduce_i128(f),
+                );
+            }
+            masks.push(r);
+        }
+        Ok(masks)
+    }
+}
+
+impl LinearProtocol for Cheetah {
+    fn name(&self) -> &'static str {
+        "cheetah"
+    }
+
+    fn cost(&self, layer: &LayerSpec, ring: Ring) -> Result<Cost, LinearError> {
+        Ok(self.plan(layer, ring)?.cost)
+    }
+
+    fn keys_needed(&self, layer: &LayerSpec, ring: Ring) -> Result<Vec<KeyRequest>, LinearError> {
+        let plan = self.plan(layer, ring)?;
+        let mut req = vec![KeyRequest::Rlwe {
+            params: plan.params,
+            ell: ring.bits(),
+        }];
+        if plan.pack > 1 {
+            req.push(KeyRequest::Galois {
+                ell: ring.bits(),
+                log_g: plan.pack.trailing_zeros(),
+            });
+        }
+        Ok(req)
+    }
+
+    fn client(
+        &self,
+        layer: &LayerSpec,
+        ring: Ring,
+        keys: &ClientKeys,
+        x: &[u64],
+        ch: &mut dyn Channel,
+        rng: &mut dyn CryptoRngCore,
+    ) -> Result<Vec<u64>, LinearError> {
+        Ok(self.client_with_noise(layer, ring, keys, x, ch, rng)?.0)
+    }
+
+    fn server(
+        &self,
+        layer: &LayerSpec,
+        ring: Ring,
+        keys: &ServerKeys,
+        weights: &LayerWeights,
+        x: &[u64],
+        ch: &mut dyn Channel,
+        rng: &mut dyn CryptoRngCore,
+    ) -> Result<Vec<u64>, LinearError> {
+        let plan = self.plan(layer, ring)?;
+        if x.len() != layer.input_len() {
+            return Err(LinearError::Length {
+                what: "server input share",
+                expected: layer.input_len(),
+                got: x.len(),
+            });
+        }
+        ring.check("server input share", x)?;
+        weights.validate(layer, ring)?;
+        let pk = keys.get(plan.params, ring.bits())?;
+        let ctx = plan.params.context()?;
+        let n = ctx.n();
+        let layout = plan.layout;
+        // Packing: weights pre-scaled by G⁻¹ mod Q so the partial trace's factor G cancels.
+        let packer = if plan.pack > 1 {
+            Some(Packer::new(
+                plan.params,
+                ring.bits(),
+                plan.pack,
+                keys.galois(ring.bits())?,
+            )?)
+        } else {
+            None
+        };
+        let enc = DeltaEncoder::new(&ctx, ring)?;
+
+        // Weight plaintexts in NTT form, reusable across spatial tiles.
+        let wpt: Vec<Option<Poly>> = (0..layout.weight_keys())
+            .map(|key| {
+                layout.encode_weights(ring, &weights.weights, key).map(|w| {
+                    let mut p = Poly::from_signed(&ctx, ctx.len(), &w);
+                    p.ntt_forward();
+                    if let Some(pk) = &packer {
+                        p.mul_scalar_rns_assign(&pk.g_inv);
+                    }
+                    p
+                })
+            })
+            .collect();
+
+        // Client's ciphertexts; add the server's share: ct_i encrypts x̂_C,i + x̂_S,i = x̂_i.
+        let cts = parse_query(&plan, &ctx, &enc, x, &ch.recv()?)?;
+
+        let k = plan.noise.response_bits;
+        let q0 = ctx.moduli()[0].value();
+        let sigma = match self.config.flooding {
+            Flooding::Gaussian => plan.noise.flood_sigma,
+            Flooding::InsecureNoneForTests => 0.0,
+        };
+        let mut share = vec![0u64; layer.output_len()];
+        let plane = match layer.shape {
+            LayerShape::Fc(_) => 1,
+            _ => {
+                let c = layer.as_conv().expect("conv");
+                c.out_h() * c.out_w()
+            }
+        };
+        let run = Responder {
+            ctx: &ctx,
+            enc: &enc,
+            pk,
+            ring,
+            sigma,
+        };
+        let mut out_vals: Vec<u64> =
+            Vec::with_capacity(layout.output_cts() * n + layer.output_len());
+        for (members, pos) in responses(&layout, plan.pack) {
+            let (mut acc0, mut acc1) = match &packer {
+                None => run.products(&layout, members[0], &cts, &wpt)?,
+                Some(pk) => {
+                    let mut leaves = Vec::with_capacity(plan.pack);
+                    for &o in &members {
+                        leaves.push(run.products(&layout, o, &cts, &wpt)?);
+                    }
+                    // A partial last group is padded with zeros so every datum gets the factor G.
+                    while leaves.len() < plan.pack {
+                        let z = Poly::zero(&ctx, ctx.len(), Representation::Ntt);
+                        leaves.push((z.clone(), z));
+                    }
+                    pk.pack(leaves, 1)?
+                }
+            };
+            let masks = run.finish(&mut acc0, &mut acc1, &pos, rng)?;
+            for (&(_, out), r) in pos.iter().zip(masks) {
+                share[out] = ring.reduce(weights.bias[out / plane].wrapping_sub(r));
+            }
+            // Switch Q → q₀ (exact RNS rescaling), then q₀ → 2^k.
+            while acc0.num_moduli() > 1 {
+                acc0.rescale_last().map_err(math_err)?;
+                acc1.rescale_last().map_err(math_err)?;
+            }
+            out_vals.extend(acc1.residue(0).iter().map(|&c| switch_to_pow2(c, q0, k)));
+            out_vals.extend(
+                pos.iter()
+                    .map(|&(coef, _)| switch_to_pow2(acc0.residue(0)[coef], q0, k)),
+            );
+        }
+        let mut resp = Vec::with_capacity(plan.cost.bytes_s2c as usize);
+        pack_bits(&out_vals, k, &mut resp);
+        debug_assert_eq!(resp.len() as u64, plan.cost.bytes_s2c);
+        ch.send(&resp)?;
+        ch.flush()?;
+        Ok(share)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::{ClientKeys, ServerKeys};
+    use rand_chacha::ChaCha20Rng;
+    use rand_core::{RngCore, SeedableRng};
+    use transport::MemoryChannel;
+
+    /// Two-sample Kolmogorov–Smirnov statistic.
+    pub(crate) fn ks(a: &mut [i128], b: &mut [i128]) -> f64 {
+        a.sort_unstable();
+        b.sort_unstable();
+        let (mut i, mut j, mut d) = (0usize, 0usize, 0f64);
+        while i < a.len() && j < b.len() {
+            let v = a[i].min(b[j]);
+            while i < a.len() && a[i] == v {
+                i += 1;
+            }
+            while j < b.len() && b[j] == v {
+                j += 1;
+            }
+            d = d.max((i as f64 / a.len() as f64 - j as f64 / b.len() as f64).abs());
+        }
+        d
+    }
+
+    /// Circuit privacy at the full modulus Q, where flooding is what hides the weights: same
+    /// input, same client randomness (so the same fresh noise e), two weight sets with the same
+    /// output. With flooding the response noise distributions agree (KS below the α = 10⁻³
+    /// critical value); without it (control) they are far apart.
+    #[test]
+    fn flooding_hides_weight_dependent_noise_at_q() {
+        const RUNS: usize = 300;
+        let ring = Ring::new(37).unwrap();
+        let layer = LayerSpec::fc(64, 16, 12);
+        let mut rng = ChaCha20Rng::seed_from_u64(7);
+        // x is zero on odd coordinates; W2 differs from W1 only there, so W1·x = W2·x, but the
+        // noise term e·W differs.
+        let x: Vec<u64> = (0..64)
+            .map(|i| {
+                if i % 2 == 0 {
+                    ring.reduce(rng.next_u64())
+                } else {
+                    0
+                }
+            })
+            .collect();
+        let w1: Vec<u64> = (0..64 * 16)
+            .map(|_| ring.from_signed((rng.next_u64() % 8191) as i64 - 4095))
+            .collect();
+        let mut w2 = w1.clone();
+        for (i, w) in w2.iter_mut().enumerate() {
+            if i % 2 == 1 {
+                *w = ring.from_signed(4095 - (i as i64 % 37) * 200);
+            }
+        }
+        let (mut cc, mut sc) = MemoryChannel::pair();
+        let req = [KeyRequest::Rlwe {
+            params: HeParamsId::N4096Q109,
+            ell: 37,
+        }];
+        let ck = ClientKeys::setup(&req, &mut cc, &mut ChaCha20Rng::seed_from_u64(1)).unwrap();
+        let sk_keys = ServerKeys::setup(&req, &mut sc).unwrap();
+        let sk = ck.get(HeParamsId::N4096Q109, 37).unwrap();
+        let pk = sk_keys.get(HeParamsId::N4096Q109, 37).unwrap();
+
+        let samples = |flooding: Flooding, w: &[u64], server_seed: u64| -> Vec<Vec<i128>> {
+            let cfg = CheetahConfig {
+                params: Some(HeParamsId::N4096Q109),
+                flooding,
+                ..CheetahConfig::default()
+            };
+            let plan = Cheetah::new(cfg).plan(&layer, ring).unwrap();
+            let ctx = plan.params.context().unwrap();
+            let enc = DeltaEncoder::new(&ctx, ring).unwrap();
+            // Same client randomness for both weight sets.
+            let msg = encrypt_query(
+                &plan,
+                &ctx,
+                sk,
+                &enc,
+                &x,
+                &mut ChaCha20Rng::seed_from_u64(99),
+            )
+            .unwrap();
+            let zero = vec![0u64; 64];
+            let cts = parse_query(&plan, &ctx, &enc, &zero, &msg).unwrap();
+            let wpt: Vec<Option<Poly>> = (0..plan.layout.weight_keys())
+                .map(|key| {
+                    plan.layout.encode_weights(ring, w, key).map(|v| {
+                        let mut p = Poly::from_signed(&ctx, ctx.len(), &v);
+                        p.ntt_forward();
+                        p
+                    })
+                })
+                .collect();
+            let sigma = if flooding == Flooding::Gaussian {
+                plan.noise.flood_sigma
+            } else {
+                0.0
+            };
+            let run = Responder {
+                ctx: &ctx,
+                enc: &enc,
+                pk,
+                ring,
+                sigma,
+            };
+            let (p0, p1) = (ctx.moduli()[0], ctx.moduli()[1]);
+            let q = p0.value() as i128 * p1.value() as i128;
+            let p0_inv = p1.inv(p1.reduce(p0.value())).unwrap();
+            let mut srng = ChaCha20Rng::seed_from_u64(server_seed);
+            let mut out = vec![Vec::new(); 16];
+            for _ in 0..RUNS {
+                let (mut c0, mut c1) = run.products(&plan.layout, 0, &cts, &wpt).unwrap();
+                let pos = plan.layout.positions(0);
+                let masks = run.finish(&mut c0, &mut c1, &pos, &mut srng).unwrap();
+                // phase = c₀ + c₁·s at Q; noise = phase − ⌊Q·(W·x + r)/t⌉.
+                c1.ntt_forward();
+                c1.mul_assign(&sk.s_ntt).unwrap();
+                c1.ntt_inverse();
+                c0.add_assign(&c1).unwrap();
+                let y = crate::layer::reference(
+                    &layer,
+                    ring,
+                    &LayerWeights {
+                        weights: w.to_vec(),
+                        bias: vec![0; 16],
+                    },
+                    &x,
+                );
+                for (&(coef, o), r) in pos.iter().zip(masks) {
+                    let m = ring.reduce(y[o].wrapping_add(r));
+                    let want = [enc.encode_one(m, 0), enc.encode_one(m, 1)];
+                    let d0 = p0.sub(c0.residue(0)[coef], want[0]);
+                    let d1 = p1.sub(c0.residue(1)[coef], want[1]);
+                    let h = p1.mul(p1.sub(d1, p1.reduce(d0)), p0_inv);
+                    let mut v = d0 as i128 + p0.value() as i128 * h as i128;
+                    if v > q / 2 {
+                        v -= q;
+                    }
+                    out[o].push(v);
+                }
+            }
+            out
+        };
+        // Per output coordinate, two-sample KS at α = 10⁻³ with a Bonferroni correction over the
+        // 16 outputs: c(α/16) = √(−ln(α/32)/2) = 2.28, critical value 2.28·√(2/RUNS).
+        let crit = 2.28 * (2.0 / RUNS as f64).sqrt();
+        let max_ks = |a: Vec<Vec<i128>>, b: Vec<Vec<i128>>| {
+            a.into_iter()
+                .zip(b)
+                .map(|(mut a, mut b)| ks(&mut a, &mut b))
+                .fold(0.0, f64::max)
+        };
+        let d_flood = max_ks(
+            samples(Flooding::Gaussian, &w1, 11),
+            samples(Flooding::Gaussian, &w2, 12),
+        );
+        let d_none = max_ks(
+            samples(Flooding::InsecureNoneForTests, &w1, 11),
+            samples(Flooding::InsecureNoneForTests, &w2, 12),
+        );
+        eprintln!("KS at Q: flooded {d_flood:.4}, unflooded {d_none:.4}, critical {crit:.4}");
+        assert!(
+            d_flood < crit,
+            "flooded noise distinguishable: KS {d_flood} ≥ {crit}"
+        );
+        assert!(
+            d_none > 0.9,
+            "control: unflooded noise should reveal the weights (KS {d_none})"
+        );
+    }
+}

@@ -1,0 +1,157 @@
+//! The RLWE parameter sets Cheetah's linear layers may use: all within the
+//! HomomorphicEncryption.org 128-bit bound for uniform ternary secrets
+//! (log₂ Q ≤ 109 at N = 4096, ≤ 218 at N = 8192), plaintext modulus t = 2^ℓ (the share ring).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use math::{prime::generate_primes, RnsContext};
+use serde::{Deserialize, Serialize};
+
+use crate::LinearError;
+
+/// A named secure parameter set (never edited once released; add a new one instead).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum HeParamsId {
+    /// N = 4096, Q = q₀·q₁ with a 55-bit and a 54-bit NTT prime (log₂ Q < 109): Cheetah's own set.
+    N4096Q109,
+    /// N = 8192, three 55-bit NTT primes (log₂ Q < 165).
+    N8192Q165,
+    /// N = 8192, two 55-bit and two 54-bit NTT primes (log₂ Q < 218).
+    N8192Q218,
+    /// N = 8192, Q = three 60-bit primes plus a 38-bit special prime P for hybrid key switching
+    /// (log₂ QP ≤ 218): `rlwe::presets::bfv_n8192_q180_t2l`. The only set with Galois keys, so
+    /// the only one that packs responses.
+    N8192Q180P38,
+}
+
+/// Error distribution of every fresh RLWE sample: centered binomial with η = 21
+/// (σ² = 10.5, support bounded by 21), sub-Gaussian with variance proxy σ².
+pub const CBD_ETA: u32 = 21;
+/// √10.5: the error's standard deviation (and sub-Gaussian parameter).
+pub const ERROR_SIGMA: f64 = 3.2403703492039302;
+
+impl HeParamsId {
+    pub const ALL: [HeParamsId; 4] = [
+        HeParamsId::N4096Q109,
+        HeParamsId::N8192Q165,
+        HeParamsId::N8192Q218,
+        HeParamsId::N8192Q180P38,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            HeParamsId::N4096Q109 => "N4096Q109",
+            HeParamsId::N8192Q165 => "N8192Q165",
+            HeParamsId::N8192Q218 => "N8192Q218",
+            HeParamsId::N8192Q180P38 => "N8192Q180P38",
+        }
+    }
+
+    /// Byte tag on the wire.
+    pub fn tag(self) -> u8 {
+        match self {
+            HeParamsId::N4096Q109 => 1,
+            HeParamsId::N8192Q165 => 2,
+            HeParamsId::N8192Q218 => 3,
+            HeParamsId::N8192Q180P38 => 4,
+        }
+    }
+
+    pub fn from_tag(tag: u8) -> Option<HeParamsId> {
+        HeParamsId::ALL.into_iter().find(|p| p.tag() == tag)
+    }
+
+    pub fn n(self) -> usize {
+        match self {
+            HeParamsId::N4096Q109 => 4096,
+            _ => 8192,
+        }
+    }
+
+    /// Bit sizes of the primes, in the order of the RNS basis.
+    pub fn prime_bits(self) -> &'static [u32] {
+        match self {
+            HeParamsId::N4096Q109 => &[55, 54],
+            HeParamsId::N8192Q165 => &[55, 55, 55],
+            HeParamsId::N8192Q218 => &[55, 55, 54, 54],
+            HeParamsId::N8192Q180P38 => &[60, 60, 60],
+        }
+    }
+
+    /// The HomomorphicEncryption.org bound on log₂ Q for 128-bit security (ternary secret).
+    pub fn security_bound_bits(self) -> u32 {
+        match self.n() {
+            4096 => 109,
+            _ => 218,
+        }
+    }
+
+    /// Bits on the wire per coefficient of a full-modulus polynomial (residues packed per prime).
+    pub fn wire_bits(self) -> u32 {
+        self.prime_bits().iter().sum()
+    }
+
+    /// Whether the set has special primes (hybrid key switching, hence packed responses).
+    pub fn can_pack(self) -> bool {
+        self == HeParamsId::N8192Q180P38
+    }
+
+    /// The `rlwe` parameters of a key-switching set for t = 2^ℓ (checked by `rlwe`, cached).
+    pub fn rlwe_params(self, ell: u32) -> Result<Arc<rlwe::Params>, LinearError> {
+        static CACHE: OnceLock<Mutex<HashMap<u32, Arc<rlwe::Params>>>> = OnceLock::new();
+        if !self.can_pack() {
+            return Err(LinearError::MissingKey {
+                params: self.name(),
+            });
+        }
+        let mut map = CACHE
+            .get_or_init(Default::default)
+            .lock()
+            .expect("params cache");
+        if let Some(p) = map.get(&ell) {
+            return Ok(p.clone());
+        }
+        let lit =
+            rlwe::presets::bfv_n8192_q180_t2l(ell).map_err(|e| LinearError::Math(e.to_string()))?;
+        let p = rlwe::Params::new(lit).map_err(|e| LinearError::Math(e.to_string()))?;
+        map.insert(ell, p.clone());
+        Ok(p)
+    }
+
+    /// The RNS context (primes generated deterministically, checked, cached).
+    pub fn context(self) -> Result<Arc<RnsContext>, LinearError> {
+        if self.can_pack() {
+            // Q does not depend on t; any valid ℓ gives the same primes.
+            return Ok(self.rlwe_params(37)?.ctx_q().clone());
+        }
+        static CACHE: [OnceLock<Arc<RnsContext>>; 3] =
+            [OnceLock::new(), OnceLock::new(), OnceLock::new()];
+        let slot = &CACHE[self.tag() as usize - 1];
+        if let Some(c) = slot.get() {
+            return Ok(c.clone());
+        }
+        let n = self.n();
+        let mut primes: Vec<u64> = Vec::new();
+        for &b in self.prime_bits() {
+            let p =
+                generate_primes(b, n, 1, &primes).map_err(|e| LinearError::Math(e.to_string()))?;
+            primes.push(p[0]);
+        }
+        let ctx = RnsContext::new(n, &primes).map_err(|e| LinearError::Math(e.to_string()))?;
+        let log_q = ctx.log2_product(primes.len());
+        // Structural security check: the preset must stay within the standard's bound.
+        assert!(
+            log_q <= self.security_bound_bits() as f64,
+            "preset {} exceeds the 128-bit bound",
+            self.name()
+        );
+        Ok(slot.get_or_init(|| ctx).clone())
+    }
+
+    /// log₂ Q.
+    pub fn log_q(self) -> Result<f64, LinearError> {
+        let ctx = self.context()?;
+        Ok(ctx.log2_product(ctx.len()))
+    }
+}

@@ -1,0 +1,318 @@
+//! Long-lived key material of a session: the client's RLWE secret keys (never sent) and the public
+//! keys the server uses to re-randomize its responses.
+//!
+//! Setup message, client → server, one per parameter set:
+//! `[tag: u8][seed: 32 bytes][pk₀ in NTT form, residues bit-packed per prime]`, with
+//! pk = (pk₀, a) = (−a·s + e, a) and a expanded from the seed.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use math::pack::{pack_bits, packed_len, unpack_bits};
+use math::sample::{cbd, expand_seed, ternary};
+use math::{Poly, Representation, RnsContext};
+use rand_core::CryptoRngCore;
+use transport::Channel;
+use zeroize::Zeroize;
+
+use crate::cheetah::params::{HeParamsId, CBD_ETA};
+use crate::{Cost, LinearError};
+
+/// A piece of key material a layer needs.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+pub enum KeyRequest {
+    /// An RLWE secret key at the client, its public key at the server (`ell` matters only for
+    /// sets with Galois keys, whose `rlwe` parameters carry t = 2^ℓ).
+    Rlwe { params: HeParamsId, ell: u32 },
+    /// Galois keys for X → X^{2N/2^i + 1}, i = 1..=log_g (partial traces for packing G = 2^log_g
+    /// responses), on the key-switching set, for t = 2^ℓ. Implies the matching `Rlwe` key.
+    Galois { ell: u32, log_g: u32 },
+}
+
+/// The Galois elements a partial trace Tr_{K_N/K_{N/G}} uses: 2N/2^i + 1 for i = 1..=log₂ G.
+pub(crate) fn trace_elements(n: usize, log_g: u32) -> Vec<usize> {
+    (1..=log_g).map(|i| 2 * n / (1usize << i) + 1).collect()
+}
+
+fn math_err(e: math::MathError) -> LinearError {
+    LinearError::Math(e.to_string())
+}
+
+/// Appends an RNS polynomial's residues, each packed at its prime's bit width.
+pub(crate) fn write_poly(p: &Poly, out: &mut Vec<u8>) {
+    for (i, m) in p.moduli().iter().enumerate() {
+        pack_bits(p.residue(i), m.bits(), out);
+    }
+}
+
+/// Bytes of a full-modulus polynomial on the wire.
+pub(crate) fn poly_bytes(p: HeParamsId) -> usize {
+    p.prime_bits().iter().map(|&b| packed_len(p.n(), b)).sum()
+}
+
+/// Reads a polynomial written by [`write_poly`], validating every residue against its prime.
+pub(crate) fn read_poly(
+    ctx: &Arc<RnsContext>,
+    repr: Representation,
+    bytes: &[u8],
+    what: &'static str,
+) -> Result<Poly, LinearError> {
+    let n = ctx.n();
+    let mut data = Vec::with_capacity(n * ctx.len());
+    let mut off = 0;
+    for m in ctx.moduli() {
+        let len = packed_len(n, m.bits());
+        let chunk = bytes
+            .get(off..off + len)
+            .ok_or(LinearError::MessageLength {
+                what,
+                expected: off + len,
+                got: bytes.len(),
+            })?;
+        data.extend(
+            unpack_bits(chunk, m.bits(), n).map_err(|_| LinearError::MessageRange { what })?,
+        );
+        off += len;
+    }
+    if off != bytes.len() {
+        return Err(LinearError::MessageLength {
+            what,
+            expected: off,
+            got: bytes.len(),
+        });
+    }
+    Poly::from_residues(ctx, ctx.len(), repr, data).map_err(|_| LinearError::MessageRange { what })
+}
+
+/// The client's secret key for one parameter set. No `Debug`, no serialization; zeroized on drop.
+pub(crate) struct SecretKey {
+    /// Ternary coefficients.
+    pub(crate) s: Vec<i64>,
+    /// s in NTT form over every prime.
+    pub(crate) s_ntt: Poly,
+    /// s in NTT form over the first two primes (decryption of mod-2^k responses).
+    pub(crate) s_ntt2: Poly,
+    /// The same key as an `rlwe` key (key-switching sets only; for Galois keys).
+    pub(crate) rlwe: Option<rlwe::SecretKey>,
+}
+
+impl Drop for SecretKey {
+    fn drop(&mut self) {
+        self.s.zeroize();
+        self.s_ntt.zeroize();
+        self.s_ntt2.zeroize();
+    }
+}
+
+/// The client's keys of a session.
+pub struct ClientKeys {
+    sets: BTreeMap<(HeParamsId, u32), SecretKey>,
+}
+
+/// The server's copy of the client's public keys.
+pub struct ServerKeys {
+    sets: BTreeMap<(HeParamsId, u32), PublicKey>,
+    galois: BTreeMap<u32, rlwe::GaloisKeys>,
+}
+
+pub(crate) struct PublicKey {
+    pub(crate) pk0: Poly,
+    pub(crate) a: Poly,
+}
+
+/// Key sets of a list of requests: RLWE keys by (params, ℓ), Galois keys by ℓ with the largest
+/// log G, each implying its RLWE key.
+fn normalized(requests: &[KeyRequest]) -> (Vec<(HeParamsId, u32)>, Vec<(u32, u32)>) {
+    let mut rlwe = Vec::new();
+    let mut galois: BTreeMap<u32, u32> = BTreeMap::new();
+    for r in requests {
+        match *r {
+            KeyRequest::Rlwe { params, ell } => {
+                rlwe.push((params, if params.can_pack() { ell } else { 0 }))
+            }
+            KeyRequest::Galois { ell, log_g } => {
+                rlwe.push((HeParamsId::N8192Q180P38, ell));
+                let e = galois.entry(ell).or_insert(0);
+                *e = (*e).max(log_g);
+            }
+        }
+    }
+    rlwe.sort();
+    rlwe.dedup();
+    (rlwe, galois.into_iter().filter(|&(_, g)| g > 0).collect())
+}
+
+/// Bytes of `rlwe`'s serialized Galois keys: 12-byte header, 4-byte count, per key a 4-byte
+/// element, a digit count byte and dnum pairs of polynomials over QP.
+fn galois_bytes(params: &rlwe::Params, log_g: u32) -> usize {
+    let n = params.n();
+    let qp: usize = params
+        .ctx_qp()
+        .moduli()
+        .iter()
+        .map(|m| packed_len(n, m.bits()))
+        .sum();
+    let dnum = params.key_switcher().map_or(0, |k| k.dnum());
+    12 + 4 + log_g as usize * (4 + 1 + dnum * 2 * qp)
+}
+
+/// What [`ClientKeys::setup`] sends: one message per RLWE key and one per Galois key set,
+/// client → server.
+pub fn setup_cost(requests: &[KeyRequest]) -> Result<Cost, LinearError> {
+    let (ids, galois) = normalized(requests);
+    let mut bytes: usize = ids.iter().map(|&(p, _)| 1 + 32 + poly_bytes(p)).sum();
+    for &(ell, log_g) in &galois {
+        bytes += galois_bytes(&*HeParamsId::N8192Q180P38.rlwe_params(ell)?, log_g);
+    }
+    let messages = (ids.len() + galois.len()) as u64;
+    Ok(Cost {
+        bytes_c2s: bytes as u64,
+        messages_c2s: messages,
+        rounds: u64::from(messages > 0),
+        ntts: ids
+            .iter()
+            .map(|(p, _)| 2 * p.prime_bits().len() as u64)
+            .sum(),
+        rotations: galois.iter().map(|&(_, g)| g as u64).sum(),
+        ..Cost::default()
+    })
+}
+
+impl ClientKeys {
+    /// Generates a secret key per requested parameter set, sends the public keys, then the Galois
+    /// keys (all client → server, one flight).
+    pub fn setup(
+        requests: &[KeyRequest],
+        ch: &mut dyn Channel,
+        rng: &mut dyn CryptoRngCore,
+    ) -> Result<Self, LinearError> {
+        let (ids, galois) = normalized(requests);
+        let mut sets = BTreeMap::new();
+        for (p, ell) in ids {
+            let ctx = p.context()?;
+            let n = ctx.n();
+            // On the key-switching set the key is an `rlwe` key (its Galois keys need one).
+            let (s, rlwe_sk) = if p.can_pack() {
+                let sk = rlwe::SecretKey::generate(&p.rlwe_params(ell)?, rng);
+                (sk.coeffs().to_vec(), Some(sk))
+            } else {
+                (ternary(n, rng), None)
+            };
+            let mut s_ntt = Poly::from_signed(&ctx, ctx.len(), &s);
+            s_ntt.ntt_forward();
+            let mut s_ntt2 = s_ntt.clone();
+            s_ntt2.drop_to(2).map_err(math_err)?;
+            let mut seed = [0u8; 32];
+            rng.fill_bytes(&mut seed);
+            let a = expand_seed(&ctx, ctx.len(), &seed);
+            let mut pk0 = Poly::from_signed(&ctx, ctx.len(), &cbd(n, CBD_ETA, rng));
+            pk0.ntt_forward();
+            let mut as_ = a.clone();
+            as_.mul_assign(&s_ntt).map_err(math_err)?;
+            pk0.sub_assign(&as_).map_err(math_err)?;
+            let mut msg = Vec::with_capacity(1 + 32 + poly_bytes(p));
+            msg.push(p.tag());
+            msg.extend_from_slice(&seed);
+            write_poly(&pk0, &mut msg);
+            ch.send(&msg)?;
+            sets.insert(
+                (p, ell),
+                SecretKey {
+                    s,
+                    s_ntt,
+                    s_ntt2,
+                    rlwe: rlwe_sk,
+                },
+            );
+        }
+        for (ell, log_g) in galois {
+            let sk = sets
+                .get(&(HeParamsId::N8192Q180P38, ell))
+                .and_then(|k| k.rlwe.as_ref())
+                .ok_or(LinearError::MissingKey {
+                    params: HeParamsId::N8192Q180P38.name(),
+                })?;
+            let els = trace_elements(sk.params().n(), log_g);
+            let gk = rlwe::GaloisKeys::generate(sk, &els, rng)
+                .map_err(|e| LinearError::Math(e.to_string()))?;
+            ch.send(&rlwe::serialize::galois_keys_to_bytes(&gk))?;
+        }
+        ch.flush()?;
+        Ok(ClientKeys { sets })
+    }
+
+    pub(crate) fn get(&self, p: HeParamsId, ell: u32) -> Result<&SecretKey, LinearError> {
+        let ell = if p.can_pack() { ell } else { 0 };
+        self.sets
+            .get(&(p, ell))
+            .ok_or(LinearError::MissingKey { params: p.name() })
+    }
+
+    /// Parameter sets this client holds keys for.
+    pub fn params(&self) -> Vec<HeParamsId> {
+        self.sets.keys().map(|k| k.0).collect()
+    }
+}
+
+impl ServerKeys {
+    /// Receives and validates the keys sent by [`ClientKeys::setup`] for the same requests.
+    pub fn setup(requests: &[KeyRequest], ch: &mut dyn Channel) -> Result<Self, LinearError> {
+        let (ids, galois_req) = normalized(requests);
+        let mut sets = BTreeMap::new();
+        for (p, ell) in ids {
+            let ctx = p.context()?;
+            let msg = ch.recv()?;
+            let expected = 1 + 32 + poly_bytes(p);
+            if msg.len() != expected {
+                return Err(LinearError::MessageLength {
+                    what: "public key",
+                    expected,
+                    got: msg.len(),
+                });
+            }
+            if msg[0] != p.tag() {
+                return Err(LinearError::ParamsMismatch {
+                    expected: p.tag() as u32,
+                    got: msg[0] as u32,
+                });
+            }
+            let seed: [u8; 32] = msg[1..33].try_into().expect("length checked");
+            let a = expand_seed(&ctx, ctx.len(), &seed);
+            let pk0 = read_poly(&ctx, Representation::Ntt, &msg[33..], "public key")?;
+            sets.insert((p, ell), PublicKey { pk0, a });
+        }
+        let mut galois = BTreeMap::new();
+        for (ell, log_g) in galois_req {
+            let params = HeParamsId::N8192Q180P38.rlwe_params(ell)?;
+            let msg = ch.recv()?;
+            let gk = rlwe::serialize::galois_keys_from_bytes(&params, &msg).map_err(|_| {
+                LinearError::MessageRange {
+                    what: "Galois keys",
+                }
+            })?;
+            let want = trace_elements(params.n(), log_g);
+            if gk.elements().count() != want.len() || want.iter().any(|&k| gk.get(k).is_none()) {
+                return Err(LinearError::MessageRange {
+                    what: "Galois keys",
+                });
+            }
+            galois.insert(ell, gk);
+        }
+        Ok(ServerKeys { sets, galois })
+    }
+
+    pub(crate) fn get(&self, p: HeParamsId, ell: u32) -> Result<&PublicKey, LinearError> {
+        let ell = if p.can_pack() { ell } else { 0 };
+        self.sets
+            .get(&(p, ell))
+            .ok_or(LinearError::MissingKey { params: p.name() })
+    }
+
+    pub(crate) fn galois(&self, ell: u32) -> Result<&rlwe::GaloisKeys, LinearError> {
+        self.galois.get(&ell).ok_or(LinearError::MissingKey {
+            params: "Galois keys",
+        })
+    }
+}

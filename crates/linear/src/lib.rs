@@ -1,0 +1,31 @@
+//! # privinfer-linear
+//!
+//! Two-party linear layers on additive shares over Z_{2^ℓ}: the server holds the weights, both
+//! parties hold shares of the input, and each ends with a fresh share of y = W·x + b mod 2^ℓ
+//! (at scale 2^{2s}, no truncation; docs/fixed-point.md).
+//!
+//! * [`LinearProtocol`]: the interface every technique implements (cost model + client + server).
+//! * [`cheetah`]: Cheetah's coefficient-encoded HomConv / HomFC / element-wise scale.
+//! * [`LayerSpec`], [`LayerWeights`], [`reference`]: the crate-local layer description and the
+//!   direct integer oracle.
+//! * [`ClientKeys`] / [`ServerKeys`]: key material exchanged once per session.
+//!
+//! Layer: above `math` and `transport`; no I/O of its own (everything goes through a `Channel`).
+
+pub mod cheetah;
+mod cost;
+mod error;
+pub mod keys;
+pub mod layer;
+mod protocol;
+pub mod shapes;
+
+pub use cheetah::{Cheetah, CheetahConfig, CheetahPlan, Flooding, HeParamsId};
+pub use cost::Cost;
+pub use error::LinearError;
+pub use keys::{setup_cost, ClientKeys, KeyRequest, ServerKeys};
+pub use layer::{
+    reference, weight_bits_of, Conv2dSpec, FcSpec, LayerShape, LayerSpec, LayerWeights, Ring,
+    ScaleSpec,
+};
+pub use protocol::LinearProtocol;

@@ -1,0 +1,208 @@
+//! Built-in linear-layer shape lists of common CNNs (batch 1, NCHW), for tests and benchmarks
+//! when no ONNX model is at hand. Names follow the PyTorch modules.
+
+use crate::layer::{Conv2dSpec, LayerSpec};
+
+fn conv(
+    c: usize,
+    h: usize,
+    m: usize,
+    k: usize,
+    stride: usize,
+    padding: usize,
+    groups: usize,
+    wb: u32,
+) -> LayerSpec {
+    LayerSpec::conv(
+        Conv2dSpec {
+            c,
+            h,
+            w: h,
+            m,
+            kh: k,
+            kw: k,
+            stride,
+            padding,
+            groups,
+        },
+        wb,
+    )
+}
+
+/// CIFAR ResNet-(6n+2) (He et al. 2016, option-A shortcuts: no 1×1 convolutions): n = 3, 5, 9
+/// for ResNet-20, 32, 56.
+pub fn resnet_cifar(depth: usize, wb: u32) -> Vec<(String, LayerSpec)> {
+    let n = (depth - 2) / 6;
+    let mut out = vec![("conv1".to_string(), conv(3, 32, 16, 3, 1, 1, 1, wb))];
+    let mut c = 16;
+    let mut h = 32;
+    for (stage, &m) in [16usize, 32, 64].iter().enumerate() {
+        for b in 0..n {
+            let stride = if stage > 0 && b == 0 { 2 } else { 1 };
+            out.push((
+                format!("layer{}.{b}.conv1", stage + 1),
+                conv(c, h, m, 3, stride, 1, 1, wb),
+            ));
+            h /= stride;
+            out.push((
+                format!("layer{}.{b}.conv2", stage + 1),
+                conv(m, h, m, 3, 1, 1, 1, wb),
+            ));
+            c = m;
+        }
+    }
+    out.push(("fc".to_string(), LayerSpec::fc(64, 10, wb)));
+    out
+}
+
+/// ResNet-18 at a square input of `size` (64 for Tiny ImageNet with 200 classes, 224 for ImageNet).
+pub fn resnet18(size: usize, classes: usize, wb: u32) -> Vec<(String, LayerSpec)> {
+    let mut out = vec![("conv1".to_string(), conv(3, size, 64, 7, 2, 3, 1, wb))];
+    let mut h = size / 4; // conv1 stride 2, max-pool stride 2
+    let mut c = 64;
+    for (stage, &m) in [64usize, 128, 256, 512].iter().enumerate() {
+        for b in 0..2 {
+            let stride = if stage > 0 && b == 0 { 2 } else { 1 };
+            let name = format!("layer{}.{b}", stage + 1);
+            out.push((format!("{name}.conv1"), conv(c, h, m, 3, stride, 1, 1, wb)));
+            if stride != 1 || c != m {
+                out.push((
+                    format!("{name}.downsample"),
+                    conv(c, h, m, 1, stride, 0, 1, wb),
+                ));
+            }
+            h /= stride;
+            out.push((format!("{name}.conv2"), conv(m, h, m, 3, 1, 1, 1, wb)));
+            c = m;
+        }
+    }
+    out.push(("fc".to_string(), LayerSpec::fc(512, classes, wb)));
+    out
+}
+
+/// ResNet-50 at 224×224 (bottleneck blocks 3, 4, 6, 3; stride on the 3×3 convolution).
+pub fn resnet50(wb: u32) -> Vec<(String, LayerSpec)> {
+    let mut out = vec![("conv1".to_string(), conv(3, 224, 64, 7, 2, 3, 1, wb))];
+    let mut h = 56;
+    let mut c = 64;
+    for (stage, (&width, &blocks)) in [64usize, 128, 256, 512]
+        .iter()
+        .zip(&[3usize, 4, 6, 3])
+        .enumerate()
+    {
+        let m = width * 4;
+        for b in 0..blocks {
+            let stride = if stage > 0 && b == 0 { 2 } else { 1 };
+            let name = format!("layer{}.{b}", stage + 1);
+            out.push((format!("{name}.conv1"), conv(c, h, width, 1, 1, 0, 1, wb)));
+            out.push((
+                format!("{name}.conv2"),
+                conv(width, h, width, 3, stride, 1, 1, wb),
+            ));
+            if b == 0 {
+                out.push((
+                    format!("{name}.downsample"),
+                    conv(c, h, m, 1, stride, 0, 1, wb),
+                ));
+            }
+            h /= stride;
+            out.push((format!("{name}.conv3"), conv(width, h, m, 1, 1, 0, 1, wb)));
+            c = m;
+        }
+    }
+    out.push(("fc".to_string(), LayerSpec::fc(2048, 1000, wb)));
+    out
+}
+
+/// MobileNetV2 (Sandler et al. 2018, width 1.0). At 32×32 (CIFAR variant) the stem and the
+/// second stage use stride 1, so the final feature map is 4×4.
+pub fn mobilenet_v2(size: usize, classes: usize, wb: u32) -> Vec<(String, LayerSpec)> {
+    let cifar = size <= 32;
+    let stem_stride = if cifar { 1 } else { 2 };
+    let mut out = vec![(
+        "features.0".to_string(),
+        conv(3, size, 32, 3, stem_stride, 1, 1, wb),
+    )];
+    let mut h = size / stem_stride;
+    let mut c = 32;
+    let cfg: [(usize, usize, usize, usize); 7] = [
+        (1, 16, 1, 1),
+        (6, 24, 2, 2),
+        (6, 32, 3, 2),
+        (6, 64, 4, 2),
+        (6, 96, 3, 1),
+        (6, 160, 3, 2),
+        (6, 320, 1, 1),
+    ];
+    let mut idx = 1;
+    for (si, &(t, m, n, s)) in cfg.iter().enumerate() {
+        for b in 0..n {
+            let stride = if b == 0 {
+                if cifar && si == 1 {
+                    1
+                } else {
+                    s
+                }
+            } else {
+                1
+            };
+            let hidden = c * t;
+            let name = format!("features.{idx}");
+            if t != 1 {
+                out.push((format!("{name}.expand"), conv(c, h, hidden, 1, 1, 0, 1, wb)));
+            }
+            out.push((
+                format!("{name}.dw"),
+                conv(hidden, h, hidden, 3, stride, 1, hidden, wb),
+            ));
+            h = (h + 2 - 3) / stride + 1;
+            out.push((
+                format!("{name}.project"),
+                conv(hidden, h, m, 1, 1, 0, 1, wb),
+            ));
+            c = m;
+            idx += 1;
+        }
+    }
+    out.push((format!("features.{idx}"), conv(c, h, 1280, 1, 1, 0, 1, wb)));
+    out.push(("classifier".to_string(), LayerSpec::fc(1280, classes, wb)));
+    out
+}
+
+/// A built-in model by name: resnet20, resnet32, resnet56, resnet18-64, resnet18-224, resnet50,
+/// mobilenetv2-32, mobilenetv2-224.
+pub fn by_name(name: &str, wb: u32) -> Option<Vec<(String, LayerSpec)>> {
+    Some(match name {
+        "resnet20" => resnet_cifar(20, wb),
+        "resnet32" => resnet_cifar(32, wb),
+        "resnet56" => resnet_cifar(56, wb),
+        "resnet18-64" => resnet18(64, 200, wb),
+        "resnet18-224" | "resnet18" => resnet18(224, 1000, wb),
+        "resnet50" => resnet50(wb),
+        "mobilenetv2-32" => mobilenet_v2(32, 10, wb),
+        "mobilenetv2-224" | "mobilenetv2" => mobilenet_v2(224, 1000, wb),
+        _ => return None,
+    })
+}
+
+/// Names accepted by [`by_name`].
+pub const MODELS: [&str; 8] = [
+    "resnet20",
+    "resnet32",
+    "resnet56",
+    "resnet18-64",
+    "resnet18-224",
+    "resnet50",
+    "mobilenetv2-32",
+    "mobilenetv2-224",
+];
+
+/// Distinct layer shapes of a list, first occurrence kept.
+pub fn distinct(layers: &[(String, LayerSpec)]) -> Vec<(String, LayerSpec)> {
+    let mut seen = std::collections::HashSet::new();
+    layers
+        .iter()
+        .filter(|(_, l)| seen.insert(*l))
+        .cloned()
+        .collect()
+}

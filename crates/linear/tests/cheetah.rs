@@ -1,0 +1,123 @@
+//! Cheetah end to end: reconstructed output shares equal the integer oracle exactly, and the cost
+//! model's bytes equal the bytes counted on the channel.
+
+mod common;
+
+use common::{check_layer, conv};
+use linear::{shapes, Cheetah, LayerSpec, LinearProtocol, Ring};
+
+fn cheetah() -> Cheetah {
+    Cheetah::default()
+}
+
+#[test]
+fn small_conv_and_fc() {
+    let ring = Ring::new(37).unwrap();
+    check_layer(
+        &cheetah(),
+        &LayerSpec::conv(conv(3, 8, 4, 3, 1, 1, 1), 12),
+        ring,
+        1,
+    );
+    check_layer(&cheetah(), &LayerSpec::fc(100, 10, 12), ring, 2);
+    check_layer(&cheetah(), &LayerSpec::scale(4, 5, 5, 12), ring, 3);
+}
+
+fn check_model(name: &str, layers: Vec<(String, LayerSpec)>, ring: Ring) {
+    for (i, (lname, layer)) in shapes::distinct(&layers).iter().enumerate() {
+        let t = std::time::Instant::now();
+        let out = check_layer(&cheetah(), layer, ring, i as u64);
+        eprintln!(
+            "{name} {lname}: {} outputs exact, {} + {} bytes, {:.2?}",
+            out.y.len(),
+            out.predicted.bytes_c2s,
+            out.predicted.bytes_s2c,
+            t.elapsed()
+        );
+    }
+}
+
+#[test]
+fn resnet_cifar_shapes() {
+    // ResNet-20, -32 and -56 share the same distinct shapes; the table is checked for each depth.
+    for depth in [20, 32, 56] {
+        let layers = shapes::resnet_cifar(depth, 13);
+        assert_eq!(layers.len(), 6 * ((depth - 2) / 6) + 2);
+        if depth == 20 {
+            check_model("resnet20", layers, Ring::new(37).unwrap());
+        } else {
+            let d20 = shapes::distinct(&shapes::resnet_cifar(20, 13));
+            let dn = shapes::distinct(&layers);
+            assert_eq!(
+                dn.iter().map(|l| l.1).collect::<Vec<_>>(),
+                d20.iter().map(|l| l.1).collect::<Vec<_>>()
+            );
+        }
+    }
+}
+
+#[test]
+fn resnet18_64_shapes() {
+    check_model(
+        "resnet18-64",
+        shapes::resnet18(64, 200, 12),
+        Ring::new(37).unwrap(),
+    );
+}
+
+#[test]
+fn mobilenet_v2_32_shapes() {
+    check_model(
+        "mobilenetv2-32",
+        shapes::mobilenet_v2(32, 10, 12),
+        Ring::new(37).unwrap(),
+    );
+}
+
+#[test]
+#[ignore = "ImageNet-size layers: minutes; run with --ignored"]
+fn resnet18_224_shapes() {
+    check_model(
+        "resnet18-224",
+        shapes::resnet18(224, 1000, 12),
+        Ring::new(37).unwrap(),
+    );
+}
+
+#[test]
+#[ignore = "ImageNet-size layers: minutes; run with --ignored"]
+fn mobilenet_v2_224_shapes() {
+    check_model(
+        "mobilenetv2-224",
+        shapes::mobilenet_v2(224, 1000, 12),
+        Ring::new(37).unwrap(),
+    );
+}
+
+#[test]
+fn packed_responses_conv_and_fc() {
+    use linear::{CheetahConfig, HeParamsId};
+    let ring = Ring::new(37).unwrap();
+    // A bandwidth-bound setting (1 MB/s) makes the planner trade key switches for bytes.
+    let packed = Cheetah::new(CheetahConfig {
+        params: Some(HeParamsId::N8192Q180P38),
+        bandwidth_bytes_per_s: 1_000_000,
+        ..CheetahConfig::default()
+    });
+    let unpacked = Cheetah::new(CheetahConfig::unpacked());
+    for layer in [
+        LayerSpec::conv(conv(64, 8, 64, 3, 1, 1, 1), 12),
+        LayerSpec::conv(conv(32, 16, 64, 3, 2, 1, 1), 12),
+        LayerSpec::conv(conv(96, 4, 96, 3, 1, 1, 96), 12),
+        LayerSpec::fc(512, 100, 12),
+    ] {
+        let plan = packed.plan(&layer, ring).unwrap();
+        assert!(plan.pack > 1, "{layer:?}: packing not chosen");
+        let out = check_layer(&packed, &layer, ring, 9);
+        let base = unpacked.cost(&layer, ring).unwrap().bytes();
+        eprintln!(
+            "{layer:?}: pack {} → {} + {} bytes (Cheetah formula {base})",
+            plan.pack, out.predicted.bytes_c2s, out.predicted.bytes_s2c
+        );
+    }
+}

@@ -1,0 +1,160 @@
+//! Shared test harness: runs a protocol's two halves over an in-memory channel and checks the
+//! reconstructed output against the integer oracle and the predicted bytes against the channel.
+#![allow(dead_code)]
+
+use linear::{
+    reference, setup_cost, ClientKeys, Conv2dSpec, Cost, LayerSpec, LayerWeights, LinearProtocol,
+    Ring, ServerKeys,
+};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+use transport::{Channel, MemoryChannel, Stats};
+
+pub struct Outcome {
+    pub y: Vec<u64>,
+    pub expected: Vec<u64>,
+    pub predicted: Cost,
+    pub client: Stats,
+    pub server: Stats,
+}
+
+/// Random weights with |w| < 2^(bits-1)... 2^bits (signed), random biases, in the ring.
+pub fn random_weights(layer: &LayerSpec, ring: Ring, rng: &mut impl Rng) -> LayerWeights {
+    let b = layer.weight_bits;
+    let lim = (1i64 << b) - 1;
+    LayerWeights {
+        weights: (0..layer.weight_len())
+            .map(|_| ring.from_signed(rng.gen_range(-lim..=lim)))
+            .collect(),
+        bias: (0..layer.bias_len())
+            .map(|_| ring.reduce(rng.gen()))
+            .collect(),
+    }
+}
+
+/// Runs key setup and one layer, both parties in threads over a MemoryChannel.
+pub fn run<P: LinearProtocol + Clone + 'static>(
+    proto: &P,
+    layer: &LayerSpec,
+    ring: Ring,
+    w: &LayerWeights,
+    x: &[u64],
+    seed: u64,
+) -> Outcome {
+    let mut rng = ChaCha20Rng::seed_from_u64(seed);
+    // Random sharing of x.
+    let xc: Vec<u64> = (0..x.len()).map(|_| ring.reduce(rng.gen())).collect();
+    let xs: Vec<u64> = x
+        .iter()
+        .zip(&xc)
+        .map(|(&a, &b)| ring.reduce(a.wrapping_sub(b)))
+        .collect();
+    let req = proto.keys_needed(layer, ring).expect("keys");
+    let predicted = proto.cost(layer, ring).expect("cost");
+    let (mut cc, mut sc) = MemoryChannel::pair();
+    let (p2, l2, w2, req2) = (proto.clone(), *layer, w.clone(), req.clone());
+    let server = std::thread::spawn(move || {
+        let mut rng = ChaCha20Rng::seed_from_u64(seed ^ 0x5e);
+        let keys = ServerKeys::setup(&req2, &mut sc).expect("server setup");
+        let before = sc.stats();
+        let share = p2
+            .server(&l2, ring, &keys, &w2, &xs, &mut sc, &mut rng)
+            .expect("server");
+        (share, sc.stats().since(&before))
+    });
+    let mut crng = ChaCha20Rng::seed_from_u64(seed ^ 0xc1);
+    let keys = ClientKeys::setup(&req, &mut cc, &mut crng).expect("client setup");
+    assert_eq!(
+        cc.stats().bytes_sent,
+        setup_cost(&req).unwrap().bytes_c2s,
+        "setup bytes"
+    );
+    let before = cc.stats();
+    let yc = proto
+        .client(layer, ring, &keys, &xc, &mut cc, &mut crng)
+        .expect("client");
+    let client = cc.stats().since(&before);
+    let (ys, server) = server.join().expect("server thread");
+    let y = yc
+        .iter()
+        .zip(&ys)
+        .map(|(&a, &b)| ring.reduce(a.wrapping_add(b)))
+        .collect();
+    Outcome {
+        y,
+        expected: reference(layer, ring, w, x),
+        predicted,
+        client,
+        server,
+    }
+}
+
+/// Runs a layer with random data and asserts exactness and exact byte prediction.
+pub fn check_layer<P: LinearProtocol + Clone + 'static>(
+    proto: &P,
+    layer: &LayerSpec,
+    ring: Ring,
+    seed: u64,
+) -> Outcome {
+    let mut rng = ChaCha20Rng::seed_from_u64(seed);
+    let w = random_weights(layer, ring, &mut rng);
+    // Inputs: activations at scale 2^s in a realistic range, and some full-range values.
+    let x: Vec<u64> = (0..layer.input_len())
+        .map(|i| {
+            if i % 7 == 0 {
+                ring.reduce(rng.gen())
+            } else {
+                ring.from_signed(rng.gen_range(-(1i64 << 16)..(1i64 << 16)))
+            }
+        })
+        .collect();
+    let out = run(proto, layer, ring, &w, &x, seed);
+    assert_eq!(out.y.len(), out.expected.len());
+    let wrong = out
+        .y
+        .iter()
+        .zip(&out.expected)
+        .filter(|(a, b)| a != b)
+        .count();
+    assert_eq!(
+        wrong,
+        0,
+        "{layer:?}: {wrong} of {} outputs differ from the reference",
+        out.y.len()
+    );
+    assert_eq!(
+        out.client.bytes_sent, out.predicted.bytes_c2s,
+        "{layer:?}: c2s bytes"
+    );
+    assert_eq!(
+        out.server.bytes_sent, out.predicted.bytes_s2c,
+        "{layer:?}: s2c bytes"
+    );
+    assert_eq!(out.client.bytes_received, out.predicted.bytes_s2c);
+    assert_eq!(out.client.frames_sent, out.predicted.messages_c2s);
+    assert_eq!(out.server.frames_sent, out.predicted.messages_s2c);
+    assert_eq!(out.client.rounds(), out.predicted.rounds);
+    out
+}
+
+pub fn conv(
+    c: usize,
+    h: usize,
+    m: usize,
+    k: usize,
+    stride: usize,
+    padding: usize,
+    groups: usize,
+) -> Conv2dSpec {
+    Conv2dSpec {
+        c,
+        h,
+        w: h,
+        m,
+        kh: k,
+        kw: k,
+        stride,
+        padding,
+        groups,
+    }
+}

@@ -1,0 +1,627 @@
+//! Homomorphic operations on [`Ciphertext`]s: add/sub/negate, plaintext
+//! products, modulus switching, noise flooding, Galois automorphisms with key
+//! switching, and ct × ct with relinearization.
+
+use crate::core::same;
+use crate::keyswitch::KeySwitchingKey;
+use crate::{Ciphertext, Params, Plaintext, PlaintextNtt, PublicKey, RlweError, SecretKey};
+use math::prime::generate_primes;
+use math::sample::{poly_from_i128, uniform_signed_bits};
+use math::{BaseConverter, ConversionMode, Modulus, Poly, Representation, RnsContext};
+use rand_core::{CryptoRng, RngCore};
+use std::collections::BTreeMap;
+use std::sync::{Arc, OnceLock};
+
+/// Stateless evaluator bound to one parameter set.
+#[derive(Clone, Debug)]
+pub struct Evaluator {
+    params: Arc<Params>,
+    mul: Arc<OnceLock<Vec<MulLevel>>>,
+}
+
+/// Noise flooding configuration [Gen09 §21; Cheetah §4.3 "re-randomization"].
+///
+/// Adding `E` uniform on `[−2^b, 2^b)` to a noise `e` with `|e| ≤ 2^noise_bits`
+/// changes the distribution of one coefficient by statistical distance
+/// `≤ |e| / 2^(b+1)`; over `revealed_coeffs` coefficients the union bound gives
+/// `≤ revealed · 2^(noise_bits − b − 1)`. We take
+/// `b = ⌈noise_bits + stat_sec_bits + log2(revealed)⌉`, so the distance is `≤ 2^(−stat_sec−1)`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct FloodingConfig {
+    /// Statistical security parameter (≥ 40).
+    pub stat_sec_bits: u32,
+    /// Upper bound on `log2 ‖e‖_∞` of the ciphertext's current noise.
+    pub noise_bits: f64,
+    /// Number of coefficients the decryptor will see (`N` if all).
+    pub revealed_coeffs: usize,
+}
+
+impl FloodingConfig {
+    /// The flooding width `b` (noise is uniform on `[−2^b, 2^b)`).
+    pub fn flood_bits(&self) -> u32 {
+        (self.noise_bits + self.stat_sec_bits as f64 + (self.revealed_coeffs.max(1) as f64).log2())
+            .ceil() as u32
+    }
+}
+
+impl Evaluator {
+    pub fn new(params: &Arc<Params>) -> Self {
+        Self {
+            params: params.clone(),
+            mul: Arc::new(OnceLock::new()),
+        }
+    }
+
+    pub fn params(&self) -> &Arc<Params> {
+        &self.params
+    }
+
+    fn check(&self, ct: &Ciphertext) -> Result<(), RlweError> {
+        same(&self.params, &ct.params)
+    }
+
+    fn check_pair(&self, a: &Ciphertext, b: &Ciphertext) -> Result<(), RlweError> {
+        self.check(a)?;
+        self.check(b)?;
+        if a.num_moduli() != b.num_moduli() {
+            return Err(RlweError::LevelMismatch {
+                lhs: a.num_moduli(),
+                rhs: b.num_moduli(),
+            });
+        }
+        Ok(())
+    }
+
+    /// `a += b` (result in `a`'s representation).
+    pub fn add_assign(&self, a: &mut Ciphertext, b: &Ciphertext) -> Result<(), RlweError> {
+        self.add_sub(a, b, false)
+    }
+
+    /// `a −= b`.
+    pub fn sub_assign(&self, a: &mut Ciphertext, b: &Ciphertext) -> Result<(), RlweError> {
+        self.add_sub(a, b, true)
+    }
+
+    fn add_sub(&self, a: &mut Ciphertext, b: &Ciphertext, sub: bool) -> Result<(), RlweError> {
+        self.check_pair(a, b)?;
+        let repr = a.representation();
+        while a.polys.len() < b.polys.len() {
+            a.polys
+                .push(Poly::zero(self.params.ctx_q(), a.num_moduli(), repr));
+        }
+        a.seed = None;
+        for (x, y) in a.polys.iter_mut().zip(&b.polys) {
+            if y.representation() == repr {
+                if sub {
+                    x.sub_assign(y)?
+                } else {
+                    x.add_assign(y)?
+                }
+            } else {
+                let mut y2 = y.clone();
+                y2.to_representation(repr);
+                if sub {
+                    x.sub_assign(&y2)?
+                } else {
+                    x.add_assign(&y2)?
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn neg_assign(&self, a: &mut Ciphertext) -> Result<(), RlweError> {
+        self.check(a)?;
+        a.seed = None;
+        a.polys.iter_mut().for_each(|p| p.neg_assign());
+        Ok(())
+    }
+
+    fn scaled_in(&self, ct: &Ciphertext, pt: &Plaintext) -> Result<Poly, RlweError> {
+        same(&self.params, &pt.params)?;
+        let mut m = pt.scaled(ct.num_moduli())?;
+        m.to_representation(ct.representation());
+        Ok(m)
+    }
+
+    /// `ct += pt` (adds `⌊Q_l m/t⌉` to `c_0`; the seed stays valid).
+    pub fn add_plain_assign(&self, ct: &mut Ciphertext, pt: &Plaintext) -> Result<(), RlweError> {
+        self.check(ct)?;
+        let m = self.scaled_in(ct, pt)?;
+        ct.polys[0].add_assign(&m)?;
+        Ok(())
+    }
+
+    /// `ct −= pt`.
+    pub fn sub_plain_assign(&self, ct: &mut Ciphertext, pt: &Plaintext) -> Result<(), RlweError> {
+        self.check(ct)?;
+        let m = self.scaled_in(ct, pt)?;
+        ct.polys[0].sub_assign(&m)?;
+        Ok(())
+    }
+
+    fn check_pt(&self, ct: &Ciphertext, pt: &PlaintextNtt) -> Result<(), RlweError> {
+        same(&self.params, &pt.params)?;
+        if pt.num_moduli() != ct.num_moduli() {
+            return Err(RlweError::LevelMismatch {
+                lhs: ct.num_moduli(),
+                rhs: pt.num_moduli(),
+            });
+        }
+        Ok(())
+    }
+
+    /// `ct ×= pt` (the ciphertext is moved to NTT form if needed).
+    pub fn mul_plain_assign(
+        &self,
+        ct: &mut Ciphertext,
+        pt: &PlaintextNtt,
+    ) -> Result<(), RlweError> {
+        self.check(ct)?;
+        self.check_pt(ct, pt)?;
+        ct.to_representation(Representation::Ntt);
+        ct.seed = None;
+        for p in &mut ct.polys {
+            p.mul_assign(&pt.poly)?;
+        }
+        Ok(())
+    }
+
+    /// `acc += ct × pt` with `ct` already in NTT form (the inner loop of
+    /// matrix–vector and convolution products; no allocation).
+    pub fn mul_plain_acc(
+        &self,
+        acc: &mut Ciphertext,
+        ct: &Ciphertext,
+        pt: &PlaintextNtt,
+    ) -> Result<(), RlweError> {
+        self.check_pair(acc, ct)?;
+        self.check_pt(ct, pt)?;
+        if ct.representation() != Representation::Ntt || acc.representation() != Representation::Ntt
+        {
+            return Err(RlweError::Math(math::MathError::RepresentationMismatch {
+                expected: Representation::Ntt,
+                found: Representation::Coefficient,
+            }));
+        }
+        acc.seed = None;
+        for (a, c) in acc.polys.iter_mut().zip(&ct.polys) {
+            a.mul_acc(c, &pt.poly)?;
+        }
+        Ok(())
+    }
+
+    /// A zero ciphertext (trivial encryption of 0) to accumulate into.
+    pub fn zero(&self, num_moduli: usize, repr: Representation) -> Result<Ciphertext, RlweError> {
+        self.params.check_level(num_moduli)?;
+        let z = Poly::zero(self.params.ctx_q(), num_moduli, repr);
+        Ok(Ciphertext {
+            params: self.params.clone(),
+            polys: vec![z.clone(), z],
+            seed: None,
+        })
+    }
+
+    /// BFV modulus switching `Q_l → Q_{l−1}`: every part is divided by `q_{l−1}`
+    /// with rounding [BGV12 §4.2 / FV12 §5]. The message is unchanged; the noise
+    /// becomes `e/q_{l−1}` plus a rounding term `≤ (1 + ‖s‖_1)/2`.
+    pub fn mod_switch_to_next(&self, ct: &mut Ciphertext) -> Result<(), RlweError> {
+        self.check(ct)?;
+        if ct.num_moduli() < 2 {
+            return Err(RlweError::InvalidLevel {
+                level: 0,
+                max: self.params.max_level(),
+            });
+        }
+        ct.seed = None;
+        for p in &mut ct.polys {
+            p.rescale_last()?;
+        }
+        Ok(())
+    }
+
+    /// Switches down to `num_moduli` primes (repeated [`Self::mod_switch_to_next`]).
+    pub fn mod_switch_to(&self, ct: &mut Ciphertext, num_moduli: usize) -> Result<(), RlweError> {
+        self.params.check_level(num_moduli)?;
+        if num_moduli > ct.num_moduli() {
+            return Err(RlweError::InvalidLevel {
+                level: num_moduli,
+                max: ct.num_moduli(),
+            });
+        }
+        while ct.num_moduli() > num_moduli {
+            self.mod_switch_to_next(ct)?;
+        }
+        Ok(())
+    }
+
+    /// Re-randomizes `ct` so that its decryption reveals only the message:
+    /// adds a fresh public-key encryption of zero (fresh `c_1`) and flooding
+    /// noise uniform on `[−2^b, 2^b)` to `c_0` ([`FloodingConfig`]). Fails with
+    /// [`RlweError::FloodingExceedsBudget`] when `b` does not fit below `Q_l/(4t)`.
+    /// Returns `b`.
+    pub fn flood<R: RngCore + CryptoRng + ?Sized>(
+        &self,
+        ct: &mut Ciphertext,
+        pk: &PublicKey,
+        cfg: &FloodingConfig,
+        rng: &mut R,
+    ) -> Result<u32, RlweError> {
+        self.check(ct)?;
+        same(&self.params, &pk.params)?;
+        if cfg.stat_sec_bits < 40 {
+            return Err(RlweError::StatisticalSecurityTooLow {
+                bits: cfg.stat_sec_bits,
+            });
+        }
+        let l = ct.num_moduli();
+        let b = cfg.flood_bits();
+        let avail = self.params.log_q(l) - (self.params.t().value() as f64).log2() - 2.0;
+        if b as f64 >= avail || b > 126 {
+            return Err(RlweError::FloodingExceedsBudget {
+                needed_bits: b,
+                available_bits: avail.floor() as u32,
+            });
+        }
+        let zero = Poly::zero(self.params.ctx_q(), l, Representation::Coefficient);
+        let z = pk.encrypt_poly(&zero, rng)?;
+        let mut e = poly_from_i128(
+            self.params.ctx_q(),
+            l,
+            &uniform_signed_bits(self.params.n(), b, rng),
+        );
+        e.to_representation(ct.representation());
+        ct.seed = None;
+        ct.polys[0].add_assign(&e)?;
+        let repr = ct.representation();
+        for (x, mut y) in ct.polys.iter_mut().zip(z.polys) {
+            y.to_representation(repr);
+            x.add_assign(&y)?;
+        }
+        Ok(b)
+    }
+
+    // ---------- Galois automorphisms ----------
+
+    /// Applies `X → X^k` and switches the key back to `s` with `gk`'s key for `k`.
+    pub fn apply_galois(
+        &self,
+        ct: &Ciphertext,
+        k: usize,
+        gk: &GaloisKeys,
+    ) -> Result<Ciphertext, RlweError> {
+        self.check(ct)?;
+        same(&self.params, &gk.params)?;
+        if ct.size() != 2 {
+            return Err(RlweError::InvalidCiphertextSize { size: ct.size() });
+        }
+        let key = gk
+            .keys
+            .get(&k)
+            .ok_or(RlweError::MissingGaloisKey { element: k })?;
+        let ks = self
+            .params
+            .key_switcher()
+            .ok_or(RlweError::NoSpecialPrimes)?;
+        let c0 = ct.polys[0].automorphism(k)?;
+        let c1 = ct.polys[1].automorphism(k)?;
+        let (u0, u1) = ks.switch(&c1, key)?;
+        let mut c0 = c0;
+        c0.ntt_forward();
+        c0.add_assign(&u0)?;
+        Ok(Ciphertext {
+            params: self.params.clone(),
+            polys: vec![c0, u1],
+            seed: None,
+        })
+    }
+
+    /// Rotates both rows of the batching layout left by `steps` (negative: right).
+    pub fn rotate_rows(
+        &self,
+        ct: &Ciphertext,
+        steps: i64,
+        gk: &GaloisKeys,
+    ) -> Result<Ciphertext, RlweError> {
+        let k = galois_element_for_rotation(self.params.n(), steps);
+        self.apply_galois(ct, k, gk)
+    }
+
+    /// Swaps the two rows of the batching layout (`X → X^{2N−1}`).
+    pub fn rotate_columns(
+        &self,
+        ct: &Ciphertext,
+        gk: &GaloisKeys,
+    ) -> Result<Ciphertext, RlweError> {
+        self.apply_galois(ct, 2 * self.params.n() - 1, gk)
+    }
+
+    // ---------- ct × ct ----------
+
+    fn mul_levels(&self) -> Result<&Vec<MulLevel>, RlweError> {
+        if let Some(v) = self.mul.get() {
+            return Ok(v);
+        }
+        let v = (1..=self.params.max_level())
+            .map(|l| MulLevel::new(&self.params, l))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(self.mul.get_or_init(|| v))
+    }
+
+    /// BFV tensor product without relinearization: a size-3 ciphertext of
+    /// `⌊t/Q_l · (a ⊗ b)⌉` [FV12 §4, computed exactly in RNS as in HPS19 §4:
+    /// exact lift to an auxiliary basis `B > 4·t·N·Q_l`, products over `Q_l ∪ B`,
+    /// scale-and-round by `t/Q_l` in `B`, exact conversion back to `Q_l`].
+    pub fn mul_no_relin(&self, a: &Ciphertext, b: &Ciphertext) -> Result<Ciphertext, RlweError> {
+        self.check_pair(a, b)?;
+        if a.size() != 2 || b.size() != 2 {
+            return Err(RlweError::InvalidCiphertextSize {
+                size: a.size().max(b.size()),
+            });
+        }
+        let l = a.num_moduli();
+        let ml = &self.mul_levels()?[l - 1];
+        let n = self.params.n();
+        let nb = ml.ctx_b.len();
+        // lift each part to Q_l ∪ B, NTT form: (q residues as Poly, b residues as Poly)
+        let lift = |p: &Poly| -> (Poly, Poly) {
+            let mut pc = p.clone();
+            pc.ntt_inverse();
+            let mut pb = Poly::zero(&ml.ctx_b, nb, Representation::Coefficient);
+            ml.q_to_b
+                .convert(n, pc.data(), pb.data_mut(), ConversionMode::Exact);
+            pc.ntt_forward();
+            pb.ntt_forward();
+            (pc, pb)
+        };
+        let (a0, a1) = (lift(&a.polys[0]), lift(&a.polys[1]));
+        let (b0, b1) = (lift(&b.polys[0]), lift(&b.polys[1]));
+        let tensor = |x: &(Poly, Poly), y: &(Poly, Poly)| -> Result<(Poly, Poly), RlweError> {
+            let (mut q, mut bb) = (x.0.clone(), x.1.clone());
+            q.mul_assign(&y.0)?;
+            bb.mul_assign(&y.1)?;
+            Ok((q, bb))
+        };
+        let mut d0 = tensor(&a0, &b0)?;
+        let mut d1 = tensor(&a0, &b1)?;
+        d1.0.mul_acc(&a1.0, &b0.0)?;
+        d1.1.mul_acc(&a1.1, &b0.1)?;
+        let mut d2 = tensor(&a1, &b1)?;
+        let mut out = Vec::with_capacity(3);
+        for d in [&mut d0, &mut d1, &mut d2] {
+            d.0.ntt_inverse();
+            d.1.ntt_inverse();
+            out.push(ml.scale_round(&self.params, &d.0, &d.1)?);
+        }
+        Ok(Ciphertext {
+            params: self.params.clone(),
+            polys: out,
+            seed: None,
+        })
+    }
+
+    /// Relinearizes a size-3 ciphertext to size 2 with `rk` (NTT form result).
+    pub fn relinearize(&self, ct: &Ciphertext, rk: &RelinKey) -> Result<Ciphertext, RlweError> {
+        self.check(ct)?;
+        same(&self.params, &rk.params)?;
+        if ct.size() != 3 {
+            return Err(RlweError::InvalidCiphertextSize { size: ct.size() });
+        }
+        let ks = self
+            .params
+            .key_switcher()
+            .ok_or(RlweError::NoSpecialPrimes)?;
+        let (u0, u1) = ks.switch(&ct.polys[2], &rk.key)?;
+        let mut c0 = ct.polys[0].clone();
+        let mut c1 = ct.polys[1].clone();
+        c0.ntt_forward();
+        c1.ntt_forward();
+        c0.add_assign(&u0)?;
+        c1.add_assign(&u1)?;
+        Ok(Ciphertext {
+            params: self.params.clone(),
+            polys: vec![c0, c1],
+            seed: None,
+        })
+    }
+
+    /// `a × b` followed by relinearization.
+    pub fn mul(
+        &self,
+        a: &Ciphertext,
+        b: &Ciphertext,
+        rk: &RelinKey,
+    ) -> Result<Ciphertext, RlweError> {
+        let t = self.mul_no_relin(a, b)?;
+        self.relinearize(&t, rk)
+    }
+}
+
+/// Galois element `3^steps mod 2N` for a row rotation by `steps` (left).
+pub fn galois_element_for_rotation(n: usize, steps: i64) -> usize {
+    let half = (n / 2) as i64;
+    let r = steps.rem_euclid(half) as u64;
+    let m = Modulus::new(2 * n as u64).expect("2N ≥ 2");
+    m.pow(3, r) as usize
+}
+
+/// Per-level precomputation for BFV ct × ct.
+#[derive(Debug)]
+struct MulLevel {
+    ctx_b: Arc<RnsContext>,
+    q_to_b: BaseConverter,
+    b_to_q: BaseConverter,
+    /// `Q_l^{-1} mod b_j`
+    q_inv_b: Vec<u64>,
+    /// `t mod b_j`, `t mod q_i`
+    t_b: Vec<u64>,
+    t_q: Vec<u64>,
+    /// `⌊Q_l/2⌋ mod b_j`, `mod q_i`
+    half_b: Vec<u64>,
+    half_q: Vec<u64>,
+}
+
+impl MulLevel {
+    fn new(p: &Params, l: usize) -> Result<Self, RlweError> {
+        let n = p.n();
+        let log_q = p.log_q(l);
+        let need = log_q + (p.t().value() as f64).log2() + (n as f64).log2() + 3.0;
+        let count = (need / 61.0).ceil() as usize;
+        let mut exclude: Vec<u64> = p
+            .literal()
+            .q
+            .iter()
+            .chain(&p.literal().p)
+            .copied()
+            .collect();
+        exclude.push(p.t().value());
+        let primes = generate_primes(61, n, count, &exclude)?;
+        let ctx_b = RnsContext::new(n, &primes)?;
+        let qm = &p.ctx_q().moduli()[..l];
+        let bm = ctx_b.moduli();
+        let q_to_b = BaseConverter::new(qm, bm);
+        let b_to_q = BaseConverter::new(bm, qm);
+        let q_prod_mod = |m: &Modulus| qm.iter().fold(1u64, |a, q| m.mul(a, m.reduce(q.value())));
+        let q_inv_b = bm
+            .iter()
+            .map(|m| m.inv(q_prod_mod(m)).expect("coprime"))
+            .collect();
+        // ⌊Q/2⌋ = (Q − 1)/2 since Q is odd: mod a prime m: (Q mod m − 1)·2^{-1}
+        let half = |m: &Modulus| m.mul(m.sub(q_prod_mod(m), 1), m.inv(2).expect("odd"));
+        Ok(Self {
+            t_b: bm.iter().map(|m| m.reduce(p.t().value())).collect(),
+            t_q: qm.iter().map(|m| m.reduce(p.t().value())).collect(),
+            half_b: bm.iter().map(half).collect(),
+            half_q: qm.iter().map(half).collect(),
+            ctx_b,
+            q_to_b,
+            b_to_q,
+            q_inv_b,
+        })
+    }
+
+    /// `y = ⌊(t·d + ⌊Q/2⌋)/Q⌋` for `d` given over `Q_l ∪ B` (coefficient form),
+    /// returned over `Q_l`.
+    fn scale_round(&self, p: &Params, dq: &Poly, db: &Poly) -> Result<Poly, RlweError> {
+        let n = p.n();
+        let l = dq.num_moduli();
+        // e = t·d + ⌊Q/2⌋ over Q and B
+        let mut eq = dq.clone();
+        for i in 0..l {
+            let m = dq.moduli()[i];
+            let (w, h) = (self.t_q[i], self.half_q[i]);
+            let ws = m.shoup(w);
+            for x in eq.residue_mut(i) {
+                *x = m.add(m.mul_shoup(*x, w, ws), h);
+            }
+        }
+        let mut eb = db.clone();
+        let bm = self.ctx_b.moduli();
+        for (j, m) in bm.iter().enumerate() {
+            let (w, h) = (self.t_b[j], self.half_b[j]);
+            let ws = m.shoup(w);
+            for x in eb.residue_mut(j) {
+                *x = m.add(m.mul_shoup(*x, w, ws), h);
+            }
+        }
+        // r = [e]_Q lifted (centered) to B; y_B = (e_B − r_B)·Q^{-1}
+        let mut rb = vec![0u64; bm.len() * n];
+        self.q_to_b
+            .convert(n, eq.data(), &mut rb, ConversionMode::Exact);
+        for (j, m) in bm.iter().enumerate() {
+            let w = self.q_inv_b[j];
+            let ws = m.shoup(w);
+            let r = &rb[j * n..(j + 1) * n];
+            for (x, &rv) in eb.residue_mut(j).iter_mut().zip(r) {
+                *x = m.mul_shoup(m.sub(*x, rv), w, ws);
+            }
+        }
+        let mut y = Poly::zero(p.ctx_q(), l, Representation::Coefficient);
+        self.b_to_q
+            .convert(n, eb.data(), y.data_mut(), ConversionMode::Exact);
+        Ok(y)
+    }
+}
+
+/// Galois keys: one key switching key from `σ_k(s)` to `s` per element `k`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GaloisKeys {
+    pub(crate) params: Arc<Params>,
+    pub(crate) keys: BTreeMap<usize, KeySwitchingKey>,
+}
+
+impl GaloisKeys {
+    /// Keys for the given Galois elements (odd, `< 2N`).
+    pub fn generate<R: RngCore + CryptoRng + ?Sized>(
+        sk: &SecretKey,
+        elements: &[usize],
+        rng: &mut R,
+    ) -> Result<Self, RlweError> {
+        let p = sk.params();
+        let ks = p.key_switcher().ok_or(RlweError::NoSpecialPrimes)?;
+        let crate::params::ErrorDistribution::Cbd { eta } = p.literal().error;
+        let mut keys = BTreeMap::new();
+        for &k in elements {
+            let s_from = sk.poly_qp_ntt().automorphism(k)?;
+            keys.insert(
+                k,
+                KeySwitchingKey::generate(ks, sk.poly_qp_ntt(), &s_from, eta, rng)?,
+            );
+        }
+        Ok(Self {
+            params: p.clone(),
+            keys,
+        })
+    }
+
+    /// Keys for row rotations by the given steps plus the column swap.
+    pub fn for_rotations<R: RngCore + CryptoRng + ?Sized>(
+        sk: &SecretKey,
+        steps: &[i64],
+        column_swap: bool,
+        rng: &mut R,
+    ) -> Result<Self, RlweError> {
+        let n = sk.params().n();
+        let mut els: Vec<usize> = steps
+            .iter()
+            .map(|&s| galois_element_for_rotation(n, s))
+            .collect();
+        if column_swap {
+            els.push(2 * n - 1);
+        }
+        Self::generate(sk, &els, rng)
+    }
+
+    pub fn elements(&self) -> impl Iterator<Item = usize> + '_ {
+        self.keys.keys().copied()
+    }
+    pub fn get(&self, k: usize) -> Option<&KeySwitchingKey> {
+        self.keys.get(&k)
+    }
+}
+
+/// Relinearization key: switches `s²` to `s`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RelinKey {
+    pub(crate) params: Arc<Params>,
+    pub(crate) key: KeySwitchingKey,
+}
+
+impl RelinKey {
+    pub fn generate<R: RngCore + CryptoRng + ?Sized>(
+        sk: &SecretKey,
+        rng: &mut R,
+    ) -> Result<Self, RlweError> {
+        let p = sk.params();
+        let ks = p.key_switcher().ok_or(RlweError::NoSpecialPrimes)?;
+        let crate::params::ErrorDistribution::Cbd { eta } = p.literal().error;
+        let mut s2 = sk.poly_qp_ntt().clone();
+        s2.mul_assign(sk.poly_qp_ntt())?;
+        let key = KeySwitchingKey::generate(ks, sk.poly_qp_ntt(), &s2, eta, rng)?;
+        zeroize::Zeroize::zeroize(&mut s2);
+        Ok(Self {
+            params: p.clone(),
+            key,
+        })
+    }
+}
