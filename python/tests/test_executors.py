@@ -98,7 +98,7 @@ def test_float_executor_matches_onnxruntime(name, tmp_path):
         assert err <= 1e-4 * np.abs(ref).max(), f"{name} image {row['image']}: {err} vs {np.abs(ref).max()}"
 
 
-@pytest.mark.parametrize("name", ["resnet20", "resnet56", "mobilenetv2_32"])
+@pytest.mark.parametrize("name", ["resnet20", "resnet56", "mobilenetv2_32", "resnet18_224"])
 def test_fixed_point_executor_matches_numpy_reference(name, tmp_path):
     _need_data()
     _binary()
