@@ -53,14 +53,14 @@ def build(name: str, data_dir: str):
     return model.eval(), size, weights
 
 
-def export(name: str, data_dir: str, path: str, keep_bn: bool = False) -> str:
+def export(name: str, data_dir: str, path: str, keep_bn: bool = False, opset: int = OPSET) -> str:
     """Exports zoo model `name` to `path` (static batch-1 shape). With keep_bn the
     BatchNormalization nodes stay in the graph (the importer folds them)."""
     model, size, weights = build(name, data_dir)
     x = torch.zeros(1, 3, size, size)
     mode = torch.onnx.TrainingMode.PRESERVE if keep_bn else torch.onnx.TrainingMode.EVAL
     torch.onnx.export(
-        model, x, path, opset_version=OPSET, input_names=["input"], output_names=["logits"],
+        model, x, path, opset_version=opset, input_names=["input"], output_names=["logits"],
         training=mode, do_constant_folding=True,
     )
     m = onnx.load(path)
@@ -70,7 +70,7 @@ def export(name: str, data_dir: str, path: str, keep_bn: bool = False) -> str:
         "dataset": "CIFAR-10" if name.startswith(("resnet20", "resnet32", "resnet44", "resnet56")) or size == 32 else "ImageNet-shaped",
         "normalization": "pixels/255, mean (0.485, 0.456, 0.406), std (0.229, 0.224, 0.225)",
         "input_shape": f"1x3x{size}x{size}",
-        "source": "privinfer python/privinfer_models (torch %s, opset %d)" % (torch.__version__, OPSET),
+        "source": "privinfer python/privinfer_models (torch %s, opset %d)" % (torch.__version__, opset),
     }
     del m.metadata_props[:]
     for k, v in meta.items():
