@@ -613,12 +613,33 @@ impl Evaluator {
         xq
     }
 
+    fn galois_key(&self, g: usize, level: usize) -> Result<&SwitchingKey, CkksError> {
+        let key = self
+            .keys
+            .galois
+            .get(&g)
+            .ok_or(CkksError::MissingGaloisKey { galois: g })?;
+        if key.max_level() < level {
+            return Err(CkksError::InvalidLevel {
+                level,
+                max: key.max_level(),
+            });
+        }
+        Ok(key)
+    }
+
     /// Switches `a` (degree 1) with an arbitrary switching key: `(c_0, 0) + KS(c_1)`.
     pub fn switch_key(&self, a: &Ciphertext, key: &SwitchingKey) -> Result<Ciphertext, CkksError> {
         if a.degree() != 1 {
             return Err(CkksError::InvalidDegree {
                 degree: a.degree(),
                 expected: 1,
+            });
+        }
+        if key.max_level() < a.level {
+            return Err(CkksError::InvalidLevel {
+                level: a.level,
+                max: key.max_level(),
             });
         }
         let dec = self.decompose(&a.c[1], a.level);
@@ -644,11 +665,7 @@ impl Evaluator {
         if g == 1 {
             return Ok(a.clone());
         }
-        let key = self
-            .keys
-            .galois
-            .get(&g)
-            .ok_or(CkksError::MissingGaloisKey { galois: g })?;
+        let key = self.galois_key(g, a.level)?;
         let perm = self.params.ctx_q().automorphism_permutation(g)?;
         let dec = self.decompose(&a.c[1], a.level);
         let (mut d0, d1) = self.key_switch_decomposed(&dec, key, Some(&perm));
@@ -699,11 +716,7 @@ impl Evaluator {
         if g == 1 {
             return Ok(a.clone());
         }
-        let key = self
-            .keys
-            .galois
-            .get(&g)
-            .ok_or(CkksError::MissingGaloisKey { galois: g })?;
+        let key = self.galois_key(g, a.level)?;
         let perm = self.params.ctx_q().automorphism_permutation(g)?;
         let (mut d0, d1) = self.key_switch_decomposed(dec, key, Some(&perm));
         ring::add_assign(&mut d0, &permute(&a.c[0], &perm));

@@ -260,3 +260,27 @@ fn polynomial_evaluation_on_ciphertexts() {
     let want: Vec<Complex> = xs.iter().map(|x| Complex::from(comp.eval(x.re))).collect();
     check(&c, &y, &want, 16.0, "composite");
 }
+
+#[test]
+fn keys_below_the_ciphertext_level_are_refused() {
+    let params = Params::new(presets::insecure_test_n11()).unwrap();
+    let mut rng = ChaCha20Rng::seed_from_u64(9);
+    let sk = SecretKey::generate(&params, &mut rng);
+    let kg = KeyGenerator::new(&params, &sk).unwrap();
+    let mut keys = kg.evaluation_keys(&[], &mut rng).unwrap();
+    let g = params.galois_element(3);
+    kg.extend_at(&mut keys, &[(g, 2)], &mut rng).unwrap();
+    let eval = Evaluator::new(&params, keys).unwrap();
+    let enc = Encryptor::with_secret_key(&params, &sk).unwrap();
+    let x = rand_vec(&mut rng, 8);
+    let ct = enc.encrypt_values(&x, 8, &mut rng).unwrap();
+    assert!(matches!(
+        eval.rotate(&ct, 3),
+        Err(CkksError::InvalidLevel { .. })
+    ));
+    let low = eval.drop_to_level(&ct, 2).unwrap();
+    let r = eval.rotate(&low, 3).unwrap();
+    let dec = Decryptor::new(&params, &sk).unwrap();
+    let want: Vec<Complex> = (0..8).map(|i| x[(i + 3) % 8]).collect();
+    assert!(precision(&dec.decrypt(&r).unwrap(), &want) > 20.0);
+}

@@ -2,6 +2,7 @@
 //!
 //! Each verb lives in its own module; this file only parses and dispatches.
 
+mod bench_ckks;
 mod bench_he;
 mod estimate;
 
@@ -37,6 +38,8 @@ struct BenchArgs {
 enum BenchCommand {
     /// Lattice core (RLWE) operations: NTT, encryption, products, rotation, mod switch, serialization.
     He(bench_he::Args),
+    /// CKKS operations and bootstrapping (N = 2^16), single-threaded and with all cores.
+    Ckks(bench_ckks::Args),
 }
 
 fn main() {
@@ -44,6 +47,7 @@ fn main() {
     let result = match cli.command {
         Command::Bench(b) => match b.what {
             BenchCommand::He(a) => bench_he::run(a),
+            BenchCommand::Ckks(a) => bench_ckks::run(a),
         },
         Command::Estimate(a) => estimate::run(a),
     };

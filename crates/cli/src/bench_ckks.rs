@@ -1,0 +1,220 @@
+//! `privinfer bench ckks`: CKKS operation and bootstrapping timings, single-threaded and with all
+//! cores, at the secure `N = 2^16` preset `N16_LogQP1534_H192_H32` (or a small insecure test
+//! preset with `--preset test-n12`).
+//!
+//! With `--json`, one line per measurement: `{"op", "n", "threads", "ms", ...}`; the bootstrap
+//! line also carries `precision_bits` (mean over slots of −log2|error|), `min_precision_bits`,
+//! `levels_left` and `peak_mib` (the process's peak resident memory, keys included).
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use ckks::{
+    presets, BootstrapConfig, Bootstrapper, Ciphertext, Complex, Decryptor, Encryptor, Evaluator,
+    KeyGenerator, ParamsLiteral, SecretKey,
+};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// One JSON object per line.
+    #[arg(long)]
+    json: bool,
+    /// Thread counts to measure with, comma-separated (0 = all cores).
+    #[arg(long, value_delimiter = ',', default_value = "1,0")]
+    threads: Vec<usize>,
+    /// `n16` (128-bit, N = 2^16, full slots) or `test-n12` (INSECURE, N = 2^12).
+    #[arg(long, default_value = "n16")]
+    preset: String,
+    /// Skip bootstrapping (operations only).
+    #[arg(long)]
+    no_bootstrap: bool,
+    /// Repetitions per operation (the median is reported).
+    #[arg(long, default_value_t = 5)]
+    reps: usize,
+}
+
+fn preset(name: &str) -> anyhow::Result<(ParamsLiteral, BootstrapConfig)> {
+    Ok(match name {
+        "n16" => (
+            presets::n16_logqp1534_h192_h32(),
+            presets::n16_logqp1534_h192_h32_config(),
+        ),
+        "test-n12" => (
+            presets::insecure_boot_n12(),
+            presets::insecure_boot_n12_config(),
+        ),
+        _ => bail!("unknown preset {name} (n16, test-n12)"),
+    })
+}
+
+/// Peak resident set size of this process in MiB (Linux `VmHWM`).
+fn peak_mib() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024)
+}
+
+fn median_ms(reps: usize, mut f: impl FnMut() -> anyhow::Result<()>) -> anyhow::Result<f64> {
+    f()?; // warm-up
+    let mut t: Vec<Duration> = Vec::with_capacity(reps);
+    for _ in 0..reps.max(1) {
+        let s = Instant::now();
+        f()?;
+        t.push(s.elapsed());
+    }
+    t.sort_unstable();
+    Ok(t[t.len() / 2].as_secs_f64() * 1e3)
+}
+
+struct Out {
+    json: bool,
+    n: usize,
+}
+
+impl Out {
+    fn op(&self, op: &str, threads: usize, level: usize, ms: f64) {
+        if self.json {
+            println!(
+                "{}",
+                serde_json::json!({"op": op, "n": self.n, "threads": threads, "level": level, "ms": ms})
+            );
+        } else {
+            println!(
+                "{op:<22} N={} threads={threads:<2} level={level:<2} {ms:>10.2} ms",
+                self.n
+            );
+        }
+    }
+}
+
+pub fn run(a: Args) -> anyhow::Result<()> {
+    let (lit, cfg) = preset(&a.preset)?;
+    let params = ckks::Params::new(lit).context("parameters")?;
+    let out = Out {
+        json: a.json,
+        n: params.n(),
+    };
+    let all = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut rng = ChaCha20Rng::seed_from_u64(2026);
+    let sk = SecretKey::generate(&params, &mut rng);
+    let kg = KeyGenerator::new(&params, &sk)?;
+    let slots = params.max_slots();
+
+    // Keys: bootstrapping keys (which include relinearization and conjugation) plus rotation by 1
+    // and the eight rotations of the hoisting benchmark, all generated before timing.
+    let t = Instant::now();
+    let bs = if a.no_bootstrap {
+        None
+    } else {
+        Some(Bootstrapper::new(&params, cfg).context("bootstrapper")?)
+    };
+    let setup_ms = t.elapsed().as_secs_f64() * 1e3;
+    let t = Instant::now();
+    let (mut keys, encaps) = match &bs {
+        Some(b) => b.generate_keys(&sk, &mut rng)?,
+        None => (
+            kg.evaluation_keys(&[params.conjugation_element()], &mut rng)?,
+            None,
+        ),
+    };
+    let rots: Vec<isize> = (1..=8).collect();
+    let els: Vec<usize> = rots.iter().map(|&k| params.galois_element(k)).collect();
+    let els_at: Vec<(usize, usize)> = els.iter().map(|&g| (g, params.max_level())).collect();
+    kg.extend_at(&mut keys, &els_at, &mut rng)?;
+    let keygen_ms = t.elapsed().as_secs_f64() * 1e3;
+    let key_mib = (keys.memory_bytes() + encaps.as_ref().map_or(0, |e| e.memory_bytes())) >> 20;
+    if a.json {
+        println!(
+            "{}",
+            serde_json::json!({"op": "keygen", "n": params.n(), "threads": all, "ms": keygen_ms, "key_mib": key_mib, "galois_keys": keys.galois_elements().len(), "log_qp": params.log_qp()})
+        );
+        if bs.is_some() {
+            println!(
+                "{}",
+                serde_json::json!({"op": "bootstrap_setup", "n": params.n(), "threads": all, "ms": setup_ms})
+            );
+        }
+    } else {
+        println!("log QP = {:.1}, keygen {keygen_ms:.0} ms ({} Galois keys, {key_mib} MiB), bootstrapping setup {setup_ms:.0} ms", params.log_qp(), keys.galois_elements().len());
+    }
+    let eval = Evaluator::new(&params, keys)?;
+    let pk = kg.public_key(&mut rng);
+    let enc = Encryptor::with_public_key(&params, &pk)?;
+    let dec = Decryptor::new(&params, &sk)?;
+    let x: Vec<Complex> = (0..slots)
+        .map(|_| Complex::new(rng.gen_range(-1.0..1.0), rng.gen_range(-1.0..1.0)))
+        .collect();
+    // Operations run at the level a bootstrapped ciphertext has (where a network computes).
+    let level = bs.as_ref().map_or(params.max_level(), |b| b.output_level());
+    let scale = params.default_scale();
+
+    for &th in &a.threads {
+        let threads = if th == 0 { all } else { th };
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()?;
+        pool.install(|| -> anyhow::Result<()> {
+            let mut r = ChaCha20Rng::seed_from_u64(7);
+            let pt = params.encode(&x, slots, level, scale)?;
+            let ct: Ciphertext = enc.encrypt(&pt, &mut r)?;
+            let ct2 = enc.encrypt(&pt, &mut r)?;
+            let q = params.q()[level] as f64;
+            let ptq = params.encode(&x, slots, level, q)?;
+            out.op("encode", threads, level, median_ms(a.reps, || { params.encode(&x, slots, level, scale)?; Ok(()) })?);
+            out.op("encrypt_pk", threads, level, median_ms(a.reps, || { enc.encrypt(&pt, &mut r)?; Ok(()) })?);
+            out.op("decrypt_decode", threads, level, median_ms(a.reps, || { dec.decrypt(&ct)?; Ok(()) })?);
+            out.op("add", threads, level, median_ms(a.reps, || { eval.add(&ct, &ct2)?; Ok(()) })?);
+            out.op("ct_pt_mul_rescale", threads, level, median_ms(a.reps, || { eval.rescale(&eval.mul_plain(&ct, &ptq)?)?; Ok(()) })?);
+            out.op("ct_const_mul_rescale", threads, level, median_ms(a.reps, || { eval.mul_const_to(&ct, Complex::new(0.5, 0.25), level - 1, scale)?; Ok(()) })?);
+            out.op("ct_ct_mul_relin", threads, level, median_ms(a.reps, || { eval.relinearize(&eval.mul(&ct, &ct2)?)?; Ok(()) })?);
+            let m = eval.relinearize(&eval.mul(&ct, &ct2)?)?;
+            out.op("rescale", threads, level, median_ms(a.reps, || { eval.rescale(&m)?; Ok(()) })?);
+            out.op("rotate", threads, level, median_ms(a.reps, || { eval.rotate(&ct, 1)?; Ok(()) })?);
+            out.op("conjugate", threads, level, median_ms(a.reps, || { eval.conjugate(&ct)?; Ok(()) })?);
+            let h = median_ms(a.reps, || { eval.rotate_hoisted(&ct, &rots)?; Ok(()) })?;
+            out.op("rotate_hoisted_8", threads, level, h);
+            let top = params.max_level();
+            let ptt = params.encode(&x, slots, top, scale)?;
+            let ctt = enc.encrypt(&ptt, &mut r)?;
+            out.op("ct_ct_mul_relin", threads, top, median_ms(a.reps, || { eval.relinearize(&eval.mul(&ctt, &ctt)?)?; Ok(()) })?);
+            out.op("rotate", threads, top, median_ms(a.reps, || { eval.rotate(&ctt, 1)?; Ok(()) })?);
+
+            if let Some(b) = &bs {
+                let pt0 = params.encode(&x, slots, 0, scale)?;
+                let ct0 = enc.encrypt(&pt0, &mut r)?;
+                let t = Instant::now();
+                let (res, ph) = b.bootstrap_timed(&eval, encaps.as_ref(), &ct0)?;
+                let ms = t.elapsed().as_secs_f64() * 1e3;
+                let got = dec.decrypt(&res)?;
+                let errs: Vec<f64> = got.iter().zip(&x).map(|(g, w)| (*g - *w).abs().max(f64::MIN_POSITIVE)).collect();
+                let mean = -(errs.iter().map(|e| e.log2()).sum::<f64>() / errs.len() as f64);
+                let min = -errs.iter().cloned().fold(0.0, f64::max).log2();
+                let peak = peak_mib().unwrap_or(0);
+                if a.json {
+                    println!("{}", serde_json::json!({
+                        "op": "bootstrap", "n": params.n(), "threads": threads, "ms": ms,
+                        "precision_bits": mean, "min_precision_bits": min,
+                        "levels_left": res.level(), "peak_mib": peak, "slots": slots,
+                        "phases_ms": {
+                            "mod_raise": ph.mod_raise.as_secs_f64() * 1e3,
+                            "coeffs_to_slots": ph.coeffs_to_slots.as_secs_f64() * 1e3,
+                            "eval_mod": ph.eval_mod.as_secs_f64() * 1e3,
+                            "slots_to_coeffs": ph.slots_to_coeffs.as_secs_f64() * 1e3,
+                        }
+                    }));
+                } else {
+                    println!(
+                        "bootstrap              N={} threads={threads:<2} {ms:>10.0} ms, precision mean {mean:.1} / min {min:.1} bits, {} levels left, peak {peak} MiB ({ph:?})",
+                        params.n(),
+                        res.level()
+                    );
+                }
+            }
+            Ok(())
+        })?;
+    }
+    Ok(())
+}
