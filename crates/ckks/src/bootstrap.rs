@@ -229,7 +229,7 @@ impl Bootstrapper {
         );
         let mut cts = Vec::new();
         for ((m, &l), &s) in cts_m.iter().zip(&cts_levels).zip(&cts_scales) {
-            cts.push(LinearTransform::new(params, m, l, s, None)?);
+            cts.push(LinearTransform::new_horner(params, m, l, s, None)?);
         }
         // EvalMod occupies the next levels and ends at scale S_out = q_{ℓ+1}; the result is
         // relabeled to S_out·2πΔ/q_0 (value m/Δ), and SlotsToCoeffs lands at Δ = default scale.
@@ -244,7 +244,7 @@ impl Bootstrapper {
         );
         let mut stc = Vec::new();
         for ((m, &l), &s) in stc_m.iter().zip(&stc_levels).zip(&stc_scales) {
-            stc.push(LinearTransform::new(params, m, l, s, None)?);
+            stc.push(LinearTransform::new_horner(params, m, l, s, None)?);
         }
         let (k, r) = (config.k, config.double_angle);
         let series = ChebyshevSeries::interpolate(

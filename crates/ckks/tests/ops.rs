@@ -196,11 +196,20 @@ fn linear_transform_matches_dense_product() {
                     Complex::new(rng.gen_range(-1.0..1.0), rng.gen_range(-1.0..1.0));
             }
         }
-        for m in [dense, banded] {
+        for (m, horner) in [
+            (dense.clone(), false),
+            (banded.clone(), false),
+            (dense, true),
+            (banded, true),
+        ] {
             let dm = DiagMatrix::from_dense(&m).unwrap();
             let level = params.max_level();
-            let lt =
-                LinearTransform::new(&params, &dm, level, params.q()[level] as f64, None).unwrap();
+            let q = params.q()[level] as f64;
+            let lt = if horner {
+                LinearTransform::new_horner(&params, &dm, level, q, None).unwrap()
+            } else {
+                LinearTransform::new(&params, &dm, level, q, None).unwrap()
+            };
             let mut c = setup(presets::insecure_test_n11(), &lt.rotations());
             let x = rand_vec(&mut rng, slots);
             let cx = c.enc.encrypt_values(&x, slots, &mut c.rng).unwrap();
