@@ -53,7 +53,8 @@ pub struct BootstrapConfig {
     /// Hamming weight of the ephemeral secret (`None`: no encapsulation; the main secret must
     /// then be sparse enough for `K`).
     pub ephemeral_h: Option<usize>,
-    /// Slots (`N/2` for full packing).
+    /// Slots (`N/2` for full packing; fewer for sparse packing, which adds `log2(N/2/slots)`
+    /// rotations at the top level for the subring trace).
     pub slots: usize,
 }
 
@@ -199,13 +200,7 @@ impl Bootstrapper {
     /// `config.depth()` levels above the result level).
     pub fn new(params: &Params, config: BootstrapConfig) -> Result<Self, CkksError> {
         let n = config.slots;
-        if n != params.max_slots() {
-            // Sparse packing needs the subring trace first; only full packing is implemented.
-            return Err(CkksError::InvalidSlots {
-                slots: n,
-                max: params.max_slots(),
-            });
-        }
+        params.encoder().check_slots(n)?;
         let top = params.max_level();
         if top < config.depth() {
             return Err(CkksError::NotEnoughLevels {
@@ -219,7 +214,9 @@ impl Bootstrapper {
         // prime. The plaintext scales are balanced so that every level's integer diagonals have
         // the same magnitude (their rounding error, multiplied by the large `q_0·I`, dominates).
         let mut cts_m = grouped(params, n, &config.cts_stages, true)?;
-        cts_m[0].scale(Complex::from(1.0 / (2.0 * config.k)));
+        // 1/(2K), and 1/gap for the subring trace of sparse packing.
+        let gap = params.max_slots() / n;
+        cts_m[0].scale(Complex::from(1.0 / (2.0 * config.k * gap as f64)));
         let cts_levels: Vec<usize> = (0..cts_m.len()).map(|i| top - i).collect();
         let cts_out = q(top - cts_m.len());
         let cts_scales = balanced_scales(
@@ -287,6 +284,14 @@ impl Bootstrapper {
                 let e = m.entry(g).or_insert(0);
                 *e = (*e).max(lt.level());
             }
+        }
+        let mut step = self.config.slots;
+        while step < self.params.max_slots() {
+            m.insert(
+                self.params.galois_element(step as isize),
+                self.params.max_level(),
+            );
+            step *= 2;
         }
         let conj_level = self.params.max_level() - self.cts.len();
         let e = m.entry(self.params.conjugation_element()).or_insert(0);
@@ -424,6 +429,15 @@ impl Bootstrapper {
         let mut x = self.mod_raise(&x);
         if let Some(k) = encaps.filter(|_| self.config.ephemeral_h.is_some()) {
             x = eval.switch_key(&x, &k.from_sparse)?;
+        }
+        // Sparse packing: the trace to Z[X^{N/2n}] (Σ over the automorphisms X ↦ X^{5^{n·j}},
+        // log2(gap) rotations by n·2^i slots) keeps gap·(coefficients at multiples of N/2n) and
+        // cancels the overflow q_0·I elsewhere [CHKKS18 §4.3, SubSum].
+        let mut step = self.config.slots;
+        while step < self.params.max_slots() {
+            let r = eval.rotate(&x, step as isize)?;
+            eval.add_assign(&mut x, &r)?;
+            step *= 2;
         }
         lap(&mut times.mod_raise);
         probe("raised", &x);
