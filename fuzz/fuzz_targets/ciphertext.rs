@@ -16,4 +16,5 @@ fuzz_target!(|data: &[u8]| {
     let _ = serialize::selected_from_bytes(p, data, &[0, 3, 15]);
     let _ = serialize::plaintext_from_bytes(p, data);
     let _ = serialize::lwe_from_bytes(p, data);
+    let _ = rlwe::SmallModCiphertext::from_bytes(p, data, 1 << 20, &[0, 3, 15]);
 });

@@ -28,6 +28,7 @@ pub mod pack;
 pub mod prime;
 pub mod rns;
 pub mod sample;
+pub mod simd;
 
 pub use baseconv::{BaseConverter, ConversionMode, ScaleRounder};
 pub use conv::{PolyMultiplier, Wrap};

@@ -109,6 +109,27 @@ impl NttTable {
         Self { exp, index_of }
     }
 
+    /// Whether `plan` orders its slots by the same exponents (checked in O(N)
+    /// by evaluating `X` and comparing with powers of its slot-0 root).
+    pub fn matches(&self, plan: &NttPlan) -> bool {
+        let n = plan.n();
+        if n != self.exp.len() {
+            return false;
+        }
+        let m = plan.modulus();
+        let mut x = vec![0u64; n];
+        x[1] = 1;
+        plan.forward(&mut x);
+        let psi = x[0];
+        let mut pow = Vec::with_capacity(2 * n);
+        let mut p = 1u64;
+        for _ in 0..2 * n {
+            pow.push(p);
+            p = m.mul(p, psi);
+        }
+        x.iter().zip(&self.exp).all(|(&v, &e)| pow[e as usize] == v)
+    }
+
     /// Odd exponent `e_i` of slot `i`: slot `i` holds `a(ψ^{e_i})`.
     pub fn exponent(&self, i: usize) -> u32 {
         self.exp[i]

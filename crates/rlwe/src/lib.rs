@@ -50,6 +50,7 @@ pub mod lwe;
 pub mod noise;
 pub mod params;
 pub mod serialize;
+pub mod small;
 
 pub use crate::core::{
     max_centered_log2, Ciphertext, Plaintext, PlaintextNtt, PublicKey, SecretKey,
@@ -62,6 +63,7 @@ pub use math::{Poly, Representation};
 pub use params::{
     presets, ErrorDistribution, Params, ParamsLiteral, SecretDistribution, SecurityLevel,
 };
+pub use small::SmallModCiphertext;
 
 /// Errors of the RLWE layer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

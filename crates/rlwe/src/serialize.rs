@@ -30,6 +30,7 @@ pub mod kind {
     pub const GALOIS_KEYS: u8 = 6;
     pub const RELIN_KEY: u8 = 7;
     pub const LWE: u8 = 8;
+    pub const SMALL_MODULUS: u8 = 9;
 }
 
 /// Wire form of a ciphertext.
@@ -451,7 +452,7 @@ pub fn galois_keys_from_bytes(params: &Arc<Params>, bytes: &[u8]) -> Result<Galo
     let mut keys = BTreeMap::new();
     for _ in 0..count {
         let k = r.u32()? as usize;
-        if k % 2 == 0 || k >= 2 * n || keys.contains_key(&k) {
+        if k.is_multiple_of(2) || k >= 2 * n || keys.contains_key(&k) {
             return Err(RlweError::BadField {
                 field: "galois element",
                 value: k as u64,
