@@ -8,7 +8,7 @@
 //! by all rotations of one ciphertext, since automorphisms commute with it up to multiples of
 //! `Q_j` that the gadget annihilates.
 
-use math::{ConversionMode, Poly, Representation};
+use math::{Poly, Representation};
 use rayon::prelude::*;
 
 use crate::encoder::Complex;
@@ -471,42 +471,40 @@ impl Evaluator {
         let mut coeff = ring::truncated(c, k);
         ring::ntt_inverse(&mut coeff);
         let ntt_in = ring::truncated(c, k);
+        // Per digit: scale its residues once (y_i = x_i·(Q_j/q_i)^{-1}), then, in parallel over
+        // the target primes, convert into the limb and NTT it in place (no intermediate buffer).
+        let ctx_q = pr.ctx_q().clone();
+        let ctx_p = pr.ctx_p().clone();
         let digits: Vec<(Poly, Poly)> = (0..pr.digits_at(level))
-            .into_par_iter()
             .map(|j| {
                 let lo = j * alpha;
                 let hi = ((j + 1) * alpha).min(k);
                 let conv = &pr.0.modup[level][j];
-                let mut out = vec![0u64; (k - (hi - lo) + kp) * n];
-                conv.convert(
-                    n,
-                    &coeff.data()[lo * n..hi * n],
-                    &mut out,
-                    ConversionMode::Approx,
-                );
-                let mut eq = Poly::zero(pr.ctx_q(), k, Representation::Coefficient);
-                let mut ep = Poly::zero(pr.ctx_p(), kp, Representation::Coefficient);
-                let mut src = 0;
-                for i in 0..k {
-                    if i < lo || i >= hi {
-                        eq.residue_mut(i)
-                            .copy_from_slice(&out[src * n..(src + 1) * n]);
-                        src += 1;
-                    }
-                }
-                ep.data_mut().copy_from_slice(&out[src * n..]);
-                // NTT the converted residues; the digit's own residues are copied in NTT form.
-                let ctx = pr.ctx_q().clone();
+                let mut y = vec![0u64; (hi - lo) * n];
+                conv.scale_inputs(n, &coeff.data()[lo * n..hi * n], &mut y);
+                let mut eq = Poly::zero(&ctx_q, k, Representation::Ntt);
+                let mut ep = Poly::zero(&ctx_p, kp, Representation::Ntt);
                 let nd = ntt_in.data();
-                ring::for_limbs(&mut eq, |i, r| {
-                    if i >= lo && i < hi {
-                        r.copy_from_slice(&nd[i * n..(i + 1) * n]);
-                    } else {
-                        ctx.plan(i).forward(r);
-                    }
-                });
-                eq.set_representation_unchecked(Representation::Ntt);
-                ring::ntt_forward(&mut ep);
+                let y = &y;
+                rayon::join(
+                    || {
+                        ring::for_limbs(&mut eq, |i, r| {
+                            if i >= lo && i < hi {
+                                r.copy_from_slice(&nd[i * n..(i + 1) * n]);
+                            } else {
+                                let t = if i < lo { i } else { i - (hi - lo) };
+                                conv.convert_scaled_to(n, y, t, r);
+                                ctx_q.plan(i).forward(r);
+                            }
+                        })
+                    },
+                    || {
+                        ring::for_limbs(&mut ep, |i, r| {
+                            conv.convert_scaled_to(n, y, k - (hi - lo) + i, r);
+                            ctx_p.plan(i).forward(r);
+                        })
+                    },
+                );
                 (eq, ep)
             })
             .collect();
@@ -593,23 +591,23 @@ impl Evaluator {
         let n = pr.n();
         let k = level + 1;
         ring::ntt_inverse(&mut xp);
-        let mut t = vec![0u64; k * n];
-        pr.0.moddown[level].convert(n, xp.data(), &mut t, ConversionMode::Approx);
+        let conv = &pr.0.moddown[level];
+        let mut y = vec![0u64; xp.data().len()];
+        conv.scale_inputs(n, xp.data(), &mut y);
         let ctx = pr.ctx_q().clone();
         let pinv = &pr.0.p_inv_mod_q;
-        let td = &mut t;
-        xq.data_mut()
-            .par_chunks_exact_mut(n)
-            .zip(td.par_chunks_exact_mut(n))
-            .enumerate()
-            .for_each(|(i, (r, ti))| {
-                let m = ctx.moduli()[i];
-                ctx.plan(i).forward(ti);
-                let (w, ws) = pinv[i];
-                for (x, &y) in r.iter_mut().zip(ti.iter()) {
-                    *x = m.mul_shoup(m.sub(*x, y), w, ws);
-                }
-            });
+        let y = &y;
+        ring::for_limbs(&mut xq, |i, r| {
+            let m = ctx.moduli()[i];
+            let mut t = vec![0u64; n];
+            conv.convert_scaled_to(n, y, i, &mut t);
+            ctx.plan(i).forward(&mut t);
+            let (w, ws) = pinv[i];
+            for (x, &v) in r.iter_mut().zip(t.iter()) {
+                *x = m.mul_shoup(m.sub(*x, v), w, ws);
+            }
+        });
+        let _ = k;
         xq
     }
 
