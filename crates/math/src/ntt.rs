@@ -213,6 +213,32 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+        /// NTT∘INTT = id and NTT products = schoolbook negacyclic products, for
+        /// random degrees 2^4..2^8, prime sizes 20..62 bits and inputs.
+        #[test]
+        fn ntt_laws(log_n in 4u32..=8, bits in 20u32..=62, seed: u64) {
+            let n = 1usize << log_n;
+            let q = generate_primes(bits, n, 1, &[]).unwrap()[0];
+            let plan = NttPlan::new(n, q).unwrap();
+            let m = *plan.modulus();
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+            let a: Vec<u64> = (0..n).map(|_| rng.gen_range(0..q)).collect();
+            let b: Vec<u64> = (0..n).map(|_| rng.gen_range(0..q)).collect();
+            let (mut fa, mut fb) = (a.clone(), b.clone());
+            plan.forward(&mut fa);
+            plan.forward(&mut fb);
+            let mut back = fa.clone();
+            plan.inverse(&mut back);
+            proptest::prop_assert_eq!(&back, &a);
+            let mut prod = vec![0; n];
+            plan.mul_into(&mut prod, &fa, &fb);
+            plan.inverse(&mut prod);
+            proptest::prop_assert_eq!(prod, super::tests_support::schoolbook(&a, &b, &m));
+        }
+    }
+
     #[test]
     fn rejects_non_friendly() {
         assert!(NttPlan::new(1024, 97).is_err());

@@ -46,6 +46,44 @@ pub fn mul_shoup(m: &Modulus, x: &mut [u64], w: u64, w_shoup: u64) {
     }
 }
 
+/// `acc[i] = (acc[i] + x[i]·w) mod q` (`acc[i] < q`, any 64-bit `x[i]`).
+pub fn mul_shoup_acc(m: &Modulus, acc: &mut [u64], x: &[u64], w: u64, w_shoup: u64) {
+    assert_eq!(acc.len(), x.len());
+    #[cfg(target_arch = "x86_64")]
+    if avx512() {
+        // SAFETY: the CPU supports avx512f and avx512dq (checked just above).
+        unsafe { x86::mul_shoup_acc(m.value(), acc, x, w, w_shoup) };
+        return;
+    }
+    mul_shoup_acc_scalar(m, acc, x, w, w_shoup)
+}
+
+/// Scalar reference of [`mul_shoup_acc`].
+pub fn mul_shoup_acc_scalar(m: &Modulus, acc: &mut [u64], x: &[u64], w: u64, w_shoup: u64) {
+    for (a, &v) in acc.iter_mut().zip(x) {
+        *a = m.add(*a, m.mul_shoup(v, w, w_shoup));
+    }
+}
+
+/// `s[i] += x[i] as f64 · c` (the fractional sums of exact base conversion).
+pub fn fma_f64(s: &mut [f64], x: &[u64], c: f64) {
+    assert_eq!(s.len(), x.len());
+    #[cfg(target_arch = "x86_64")]
+    if avx512() {
+        // SAFETY: the CPU supports avx512f and avx512dq (checked just above).
+        unsafe { x86::fma_f64(s, x, c) };
+        return;
+    }
+    fma_f64_scalar(s, x, c)
+}
+
+#[inline(always)]
+fn fma_f64_scalar(s: &mut [f64], x: &[u64], c: f64) {
+    for (a, &v) in s.iter_mut().zip(x) {
+        *a += v as f64 * c;
+    }
+}
+
 /// `x[i] = x[i] mod q` for any 64-bit `x[i]`.
 pub fn reduce(m: &Modulus, x: &mut [u64]) {
     #[cfg(target_arch = "x86_64")]
@@ -184,6 +222,31 @@ mod x86 {
         }
     }
 
+    #[target_feature(enable = "avx512f,avx512dq")]
+    pub(super) unsafe fn mul_shoup_acc(q: u64, acc: &mut [u64], x: &[u64], w: u64, ws: u64) {
+        let (vq, vw, vws) = (
+            _mm512_set1_epi64(q as i64),
+            _mm512_set1_epi64(w as i64),
+            _mm512_set1_epi64(ws as i64),
+        );
+        let n8 = x.len() / 8 * 8;
+        for i in (0..n8).step_by(8) {
+            // SAFETY: i + 8 ≤ x.len() = acc.len(); unaligned loads/stores.
+            let xv = unsafe { _mm512_loadu_si512(x.as_ptr().add(i) as *const _) };
+            let av = unsafe { _mm512_loadu_si512(acc.as_ptr().add(i) as *const _) };
+            let r = csub(_mm512_add_epi64(av, shoup(xv, vw, vws, vq)), vq);
+            unsafe { _mm512_storeu_si512(acc.as_mut_ptr().add(i) as *mut _, r) };
+        }
+        let m = crate::Modulus::new(q).expect("valid modulus");
+        super::mul_shoup_acc_scalar(&m, &mut acc[n8..], &x[n8..], w, ws);
+    }
+
+    #[target_feature(enable = "avx512f,avx512dq")]
+    pub(super) unsafe fn fma_f64(s: &mut [f64], x: &[u64], c: f64) {
+        // the scalar loop compiled with AVX-512 (u64 → f64 conversion is vectorized with avx512dq)
+        super::fma_f64_scalar(s, x, c)
+    }
+
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn add_assign(q: u64, a: &mut [u64], b: &[u64]) {
         // the scalar loop, compiled with AVX-512 enabled (vectorized by LLVM)
@@ -225,6 +288,22 @@ mod tests {
                     .collect();
                 assert_eq!(a, want);
                 let raw: Vec<u64> = (0..len).map(|_| rng.gen()).collect();
+                let acc0: Vec<u64> = (0..len).map(|_| rng.gen_range(0..q)).collect();
+                let (mut a1, mut a2) = (acc0.clone(), acc0.clone());
+                mul_shoup_acc(&m, &mut a1, &raw, w, ws);
+                mul_shoup_acc_scalar(&m, &mut a2, &raw, w, ws);
+                assert_eq!(a1, a2);
+                let want: Vec<u64> = acc0
+                    .iter()
+                    .zip(&raw)
+                    .map(|(&a, &x)| ((a as u128 + x as u128 * w as u128) % q as u128) as u64)
+                    .collect();
+                assert_eq!(a1, want);
+                let mut f1 = vec![0.5f64; len];
+                let mut f2 = f1.clone();
+                fma_f64(&mut f1, &raw, 1.0 / q as f64);
+                fma_f64_scalar(&mut f2, &raw, 1.0 / q as f64);
+                assert_eq!(f1, f2);
                 let mut r = raw.clone();
                 reduce(&m, &mut r);
                 assert_eq!(r, raw.iter().map(|v| v % q).collect::<Vec<_>>());

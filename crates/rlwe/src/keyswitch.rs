@@ -211,6 +211,9 @@ impl KeySwitcher {
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct KeySwitchingKey {
     pub(crate) digits: Vec<(Poly, Poly)>,
+    /// `a_j` is the expansion of this seed with ChaCha20 stream `j`, so the key
+    /// travels as the `b_j` and 32 bytes.
+    pub(crate) seed: [u8; 32],
 }
 
 impl KeySwitchingKey {
@@ -236,8 +239,10 @@ impl KeySwitchingKey {
         let n = ctx.n();
         let big_l = ks.ctx_q.len();
         let mut digits = Vec::with_capacity(ks.dnum());
+        let mut seed = [0u8; 32];
+        rng.fill_bytes(&mut seed);
         for j in 0..ks.dnum() {
-            let a = math::sample::uniform_poly(ctx, all, Representation::Ntt, rng);
+            let a = math::sample::expand_seed_stream(ctx, all, &seed, j as u64);
             let e: Vec<i128> = cbd(n, eta, rng).into_iter().map(|x| x as i128).collect();
             let mut b = poly_from_i128(ctx, all, &e);
             b.ntt_forward();
@@ -256,7 +261,7 @@ impl KeySwitchingKey {
             }
             digits.push((b, a));
         }
-        Ok(Self { digits })
+        Ok(Self { digits, seed })
     }
 
     pub fn num_digits(&self) -> usize {
