@@ -371,15 +371,16 @@ impl Evaluator {
         let level = a.level.min(b.level);
         let k = level + 1;
         let ctx = self.params.ctx_q();
-        let (a0, a1) = (ring::truncated(&a.c[0], k), ring::truncated(&a.c[1], k));
-        let (b0, b1) = (ring::truncated(&b.c[0], k), ring::truncated(&b.c[1], k));
+        // The ring helpers read the first `k` residues of longer operands directly.
+        let (a0, a1) = (&a.c[0], &a.c[1]);
+        let (b0, b1) = (&b.c[0], &b.c[1]);
         let mut d0 = Poly::zero(ctx, k, Representation::Ntt);
         let mut d1 = Poly::zero(ctx, k, Representation::Ntt);
         let mut d2 = Poly::zero(ctx, k, Representation::Ntt);
-        ring::mul_into(&mut d0, &a0, &b0);
-        ring::mul_into(&mut d1, &a0, &b1);
-        ring::mul_acc(&mut d1, &a1, &b0);
-        ring::mul_into(&mut d2, &a1, &b1);
+        ring::mul_into(&mut d0, a0, b0);
+        ring::mul_into(&mut d1, a0, b1);
+        ring::mul_acc(&mut d1, a1, b0);
+        ring::mul_into(&mut d2, a1, b1);
         Ok(Ciphertext {
             c: vec![d0, d1, d2],
             level,
@@ -470,9 +471,9 @@ impl Evaluator {
         let alpha = pr.0.alpha;
         let mut coeff = ring::truncated(c, k);
         ring::ntt_inverse(&mut coeff);
-        let ntt_in = ring::truncated(c, k);
-        // Per digit: scale its residues once (y_i = x_i·(Q_j/q_i)^{-1}), then, in parallel over
-        // the target primes, convert into the limb and NTT it in place (no intermediate buffer).
+        let ntt_in = c; // its first k residues, NTT form
+                        // Per digit: scale its residues once (y_i = x_i·(Q_j/q_i)^{-1}), then, in parallel over
+                        // the target primes, convert into the limb and NTT it in place (no intermediate buffer).
         let ctx_q = pr.ctx_q().clone();
         let ctx_p = pr.ctx_p().clone();
         let digits: Vec<(Poly, Poly)> = (0..pr.digits_at(level))
