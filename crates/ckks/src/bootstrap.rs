@@ -14,8 +14,9 @@
 //!   `1/(2K)` is folded into the first group. Conjugation then splits real and imaginary parts:
 //!   `re = w + w̄`, `im = −i(w − w̄)`, each holding `y = (m + q_0 I)/(q_0 K) ∈ [−1, 1]` per
 //!   coefficient.
-//! * **EvalMod**: `sin(2πKy) = sin(2π m/q_0) ≈ 2π m/q_0` as a Chebyshev interpolant of
-//!   `cos((2πKy − π/2)/2^r)` followed by `r` double angles `cos 2θ = 2cos²θ − 1`. The result is
+//! * **EvalMod**: `sin(2πKy) = sin(2π m/q_0) ≈ 2π m/q_0` as a Chebyshev interpolant of the even
+//!   function `cos(2πKy'/2^r)`, `y' = y − 1/(4K)`, followed by `r` double angles
+//!   `cos 2θ = 2cos²θ − 1`. The result is
 //!   relabeled to scale `2π Δ_in s/q_0`, which makes its value `m/Δ_in` at no cost.
 //! * **SlotsToCoeffs**: `V·R` as the product of the forward butterfly stages, grouped likewise.
 //!
@@ -244,12 +245,19 @@ impl Bootstrapper {
             stc.push(LinearTransform::new_horner(params, m, l, s, None)?);
         }
         let (k, r) = (config.k, config.double_angle);
-        let series = ChebyshevSeries::interpolate(
-            move |y| ((2.0 * PI * k * y - PI / 2.0) / 2f64.powi(r as i32)).cos(),
+        // cos(2πK·y'/2^r) with y' = y − 1/(4K) ∈ [−1, 1] (|y| ≤ (h'+1)/(2K) < 1 − 1/(4K)): an even
+        // function, so only even Chebyshev coefficients (and even powers T_j) are needed.
+        let mut series = ChebyshevSeries::interpolate(
+            move |y| (2.0 * PI * k * y / 2f64.powi(r as i32)).cos(),
             -1.0,
             1.0,
             config.cheb_degree,
         )?;
+        for (j, c) in series.coeffs.iter_mut().enumerate() {
+            if j % 2 == 1 {
+                *c = Complex::ZERO;
+            }
+        }
         Ok(Bootstrapper {
             params: params.clone(),
             config,
@@ -451,8 +459,9 @@ impl Bootstrapper {
         probe("cts", &x);
         probe("re", &re);
         probe("im", &im);
-        let re = self.eval_mod(eval, &re)?;
-        let im = self.eval_mod(eval, &im)?;
+        let shift = Complex::from(-1.0 / (4.0 * self.config.k));
+        let re = self.eval_mod(eval, &eval.add_const(&re, shift)?)?;
+        let im = self.eval_mod(eval, &eval.add_const(&im, shift)?)?;
         probe("re_mod", &re);
         probe("im_mod", &im);
         let mut y = eval.add(&re, &eval.mul_const(&im, Complex::I, 1.0)?)?;
