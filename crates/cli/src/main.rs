@@ -4,6 +4,9 @@
 
 mod bench_linear;
 mod estimate;
+mod eval;
+mod inspect;
+mod private;
 
 use clap::{Parser, Subcommand};
 
@@ -14,22 +17,38 @@ use clap::{Parser, Subcommand};
     about = "Private neural-network inference (HE + 2PC, FHE)"
 )]
 struct Cli {
+    /// More log output on stderr (-v: info, -vv: debug, -vvv: trace).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
 enum Command {
-    /// Benchmarks of one building block or of a whole model.
+    /// Private inference of the bundled ResNet-20 on a bundled image, both parties in one process.
+    Demo(private::DemoArgs),
+    /// Serve a model to private-inference clients.
+    Serve(private::ServeArgs),
+    /// Run a private inference against a server.
+    Infer(private::InferArgs),
+    /// Benchmarks of a whole model (`--model M`) or of one building block (subcommands).
     Bench(BenchArgs),
     /// LAN/WAN time estimate for a given compute time, traffic and rounds.
     Estimate(estimate::Args),
+    /// Layer table of an ONNX model: ops, shapes, MACs, ReLUs, parameters.
+    Inspect(inspect::Args),
+    /// Top-1 accuracy of the float and fixed-point executors on CIFAR-10 or images.
+    Eval(eval::Args),
 }
 
 #[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
 struct BenchArgs {
     #[command(subcommand)]
-    what: BenchCommand,
+    what: Option<BenchCommand>,
+    #[command(flatten)]
+    model: private::BenchModelArgs,
 }
 
 /// Add one variant per benchmark verb, each implemented in its own module.
@@ -39,13 +58,34 @@ enum BenchCommand {
     Linear(bench_linear::Args),
 }
 
+fn init_logging(verbose: u8) {
+    let level = match verbose {
+        0 => tracing::Level::WARN,
+        1 => tracing::Level::INFO,
+        2 => tracing::Level::DEBUG,
+        _ => tracing::Level::TRACE,
+    };
+    tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
 fn main() {
     let cli = Cli::parse();
+    init_logging(cli.verbose);
     let result = match cli.command {
+        Command::Demo(a) => private::demo(a),
+        Command::Serve(a) => private::serve(a),
+        Command::Infer(a) => private::infer(a),
         Command::Bench(b) => match b.what {
-            BenchCommand::Linear(a) => bench_linear::run(a),
+            None => private::bench_model(b.model),
+            Some(BenchCommand::Linear(a)) => bench_linear::run(a),
         },
         Command::Estimate(a) => estimate::run(a),
+        Command::Inspect(a) => inspect::run(a),
+        Command::Eval(a) => eval::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -1,0 +1,429 @@
+//! CKKS bootstrapping [CHKKS18; Han–Ki 2020; Bossuat et al. Eurocrypt 2021 and 2022]:
+//! ModRaise → CoeffsToSlots → EvalMod → SlotsToCoeffs, with sparse-secret encapsulation.
+//!
+//! * **Encapsulation** [Bossuat–Troncoso-Pastoriza–Hubaux 2022]: at level 0 the ciphertext is
+//!   switched from the dense secret `s` to an ephemeral secret `s'` of Hamming weight `h'` (the
+//!   switching key lives only modulo `q_0·P`); after ModRaise it is switched back to `s` at the top
+//!   level. With `c_0, c_1 ∈ (−q_0/2, q_0/2]`, `|c_0 + c_1·s'| ≤ (h' + 1)·q_0/2`, so the overflow
+//!   `I` in `c_0 + c_1 s' = m + q_0·I` satisfies `|I| ≤ ⌊(h'+1)/2⌉` with certainty: with `h' = 32`,
+//!   `|I| ≤ 16`, and EvalMod on `[−K, K]`, `K = 17`, never fails (failure probability 0 from `I`).
+//! * **ModRaise**: the residues modulo `q_0`, centered, are read modulo the whole chain `Q_L`.
+//!   The ciphertext is declared at scale `q_0`, so its slots hold `V·fold(m + q_0 I)/q_0`.
+//! * **CoeffsToSlots**: `R·V^{-1}` (`R` the bit-reversal) as the product of the inverse butterfly
+//!   stages of the special FFT, grouped into a few levels, each a BSGS linear transform;
+//!   `1/(2K)` is folded into the first group. Conjugation then splits real and imaginary parts:
+//!   `re = w + w̄`, `im = −i(w − w̄)`, each holding `y = (m + q_0 I)/(q_0 K) ∈ [−1, 1]` per
+//!   coefficient.
+//! * **EvalMod**: `sin(2πKy) = sin(2π m/q_0) ≈ 2π m/q_0` as a Chebyshev interpolant of
+//!   `cos((2πKy − π/2)/2^r)` followed by `r` double angles `cos 2θ = 2cos²θ − 1`. The result is
+//!   relabeled to scale `q_0 s/(2π Δ_in)`, which makes its value `m/Δ_in` at no cost.
+//! * **SlotsToCoeffs**: `V·R` as the product of the forward butterfly stages, grouped likewise.
+//!
+//! Slot order inside the procedure is bit-reversed; EvalMod is slot-wise, so `R` cancels.
+
+use std::f64::consts::PI;
+
+use math::{Poly, Representation};
+use rand_core::{CryptoRng, RngCore};
+
+use crate::chebyshev::ChebyshevSeries;
+use crate::encoder::Complex;
+use crate::error::CkksError;
+use crate::evaluator::Evaluator;
+use crate::keys::{EvaluationKeys, KeyGenerator, SecretKey, SwitchingKey};
+use crate::linear::{DiagMatrix, LinearTransform};
+use crate::params::{Params, SecretDist};
+use crate::polyeval;
+use crate::ring;
+use crate::scheme::Ciphertext;
+
+/// How the bootstrapping circuit is laid out on the modulus chain.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BootstrapConfig {
+    /// Butterfly stages merged per CoeffsToSlots level, from the top level down (sum = log2 slots).
+    pub cts_stages: Vec<usize>,
+    /// Butterfly stages merged per SlotsToCoeffs level, in evaluation order (sum = log2 slots).
+    pub stc_stages: Vec<usize>,
+    /// EvalMod interval `[−K, K]` for `m/q_0 + I`.
+    pub k: f64,
+    /// Number of double-angle steps `r`.
+    pub double_angle: u32,
+    /// Degree of the Chebyshev interpolant of the scaled cosine.
+    pub cheb_degree: usize,
+    /// Hamming weight of the ephemeral secret (`None`: no encapsulation; the main secret must
+    /// then be sparse enough for `K`).
+    pub ephemeral_h: Option<usize>,
+    /// Slots (`N/2` for full packing).
+    pub slots: usize,
+}
+
+impl BootstrapConfig {
+    /// Levels consumed: CoeffsToSlots + EvalMod + SlotsToCoeffs.
+    pub fn depth(&self) -> usize {
+        self.cts_stages.len() + self.eval_mod_depth() + self.stc_stages.len()
+    }
+    pub fn eval_mod_depth(&self) -> usize {
+        polyeval::depth(self.cheb_degree) + self.double_angle as usize
+    }
+}
+
+/// Keys of the encapsulation: `s → s'` (modulo `q_0·P` only) and `s' → s`.
+#[derive(Clone)]
+pub struct EncapsulationKeys {
+    pub(crate) to_sparse: SwitchingKey,
+    pub(crate) from_sparse: SwitchingKey,
+}
+
+impl EncapsulationKeys {
+    pub fn memory_bytes(&self) -> usize {
+        self.to_sparse.memory_bytes() + self.from_sparse.memory_bytes()
+    }
+}
+
+/// Precomputed bootstrapping circuit (public data only: no keys).
+pub struct Bootstrapper {
+    params: Params,
+    config: BootstrapConfig,
+    cts: Vec<LinearTransform>,
+    stc: Vec<LinearTransform>,
+    series: ChebyshevSeries,
+}
+
+/// The butterfly stage of length `len` of the special FFT on `n` slots, or its inverse.
+pub fn butterfly(params: &Params, n: usize, len: usize, inverse: bool) -> DiagMatrix {
+    let h = len / 2;
+    let enc = params.encoder();
+    let mut m = DiagMatrix {
+        n,
+        diags: Default::default(),
+    };
+    let zero = vec![Complex::ZERO; n];
+    let mut put = |k: usize, p: usize, v: Complex| {
+        m.diags.entry(k % n).or_insert_with(|| zero.clone())[p] += v;
+    };
+    for p in 0..n {
+        let j = p % len;
+        if j < h {
+            let t = enc.twiddle(len, j);
+            if inverse {
+                put(0, p, Complex::new(0.5, 0.0));
+                put(h, p, Complex::new(0.5, 0.0));
+            } else {
+                put(0, p, Complex::ONE);
+                put(h, p, t);
+            }
+        } else {
+            let t = enc.twiddle(len, j - h);
+            if inverse {
+                put(0, p, -t.conj().scale(0.5));
+                put(n - h, p, t.conj().scale(0.5));
+            } else {
+                put(0, p, -t);
+                put(n - h, p, Complex::ONE);
+            }
+        }
+    }
+    m
+}
+
+/// Groups of merged butterfly stages: CoeffsToSlots applies the inverse stages from the longest
+/// to the shortest; SlotsToCoeffs the forward stages from the shortest to the longest.
+fn grouped(
+    params: &Params,
+    n: usize,
+    groups: &[usize],
+    inverse: bool,
+) -> Result<Vec<DiagMatrix>, CkksError> {
+    let log = n.trailing_zeros() as usize;
+    if groups.iter().sum::<usize>() != log || groups.contains(&0) {
+        return Err(CkksError::InvalidSlots {
+            slots: n,
+            max: params.max_slots(),
+        });
+    }
+    let mut lens: Vec<usize> = (1..=log).map(|i| 1usize << i).collect(); // 2, 4, …, n
+    if inverse {
+        lens.reverse();
+    }
+    let mut out = Vec::new();
+    let mut it = lens.into_iter();
+    for &g in groups {
+        let mut acc: Option<DiagMatrix> = None;
+        for _ in 0..g {
+            let len = it.next().expect("sum checked");
+            let b = butterfly(params, n, len, inverse);
+            // Applying b after acc: b · acc.
+            acc = Some(match acc {
+                None => b,
+                Some(a) => b.mul(&a),
+            });
+        }
+        out.push(acc.expect("g ≥ 1"));
+    }
+    Ok(out)
+}
+
+impl Bootstrapper {
+    /// Encodes the linear transforms for `params` (the chain must have at least
+    /// `config.depth()` levels above the result level).
+    pub fn new(params: &Params, config: BootstrapConfig) -> Result<Self, CkksError> {
+        let n = config.slots;
+        if n != params.max_slots() {
+            // Sparse packing needs the subring trace first; only full packing is implemented.
+            return Err(CkksError::InvalidSlots {
+                slots: n,
+                max: params.max_slots(),
+            });
+        }
+        let top = params.max_level();
+        if top < config.depth() {
+            return Err(CkksError::NotEnoughLevels {
+                degree: config.cheb_degree,
+                needed: config.depth(),
+                available: top,
+            });
+        }
+        let q = |l: usize| params.q()[l] as f64;
+        // CoeffsToSlots: input declared at scale q_0; keep it, and land the last level at the
+        // scale of the first EvalMod prime.
+        let mut cts_m = grouped(params, n, &config.cts_stages, true)?;
+        cts_m[0].scale(Complex::from(1.0 / (2.0 * config.k)));
+        let mut cts = Vec::new();
+        let mut level = top;
+        let mut scale = q(0);
+        for (i, m) in cts_m.iter().enumerate() {
+            let last = i + 1 == cts_m.len();
+            let target = if last { q(level - 1) } else { scale };
+            let pt_scale = q(level) * target / scale;
+            cts.push(LinearTransform::new(params, m, level, pt_scale, None)?);
+            scale = target;
+            level -= 1;
+        }
+        // EvalMod occupies the next levels; SlotsToCoeffs keeps the scale (plaintexts at q_ℓ).
+        level -= config.eval_mod_depth();
+        let stc_m = grouped(params, n, &config.stc_stages, false)?;
+        let mut stc = Vec::new();
+        for m in &stc_m {
+            stc.push(LinearTransform::new(params, m, level, q(level), None)?);
+            level -= 1;
+        }
+        let (k, r) = (config.k, config.double_angle);
+        let series = ChebyshevSeries::interpolate(
+            move |y| ((2.0 * PI * k * y - PI / 2.0) / 2f64.powi(r as i32)).cos(),
+            -1.0,
+            1.0,
+            config.cheb_degree,
+        )?;
+        Ok(Bootstrapper {
+            params: params.clone(),
+            config,
+            cts,
+            stc,
+            series,
+        })
+    }
+
+    pub fn config(&self) -> &BootstrapConfig {
+        &self.config
+    }
+
+    /// Level of a bootstrapped ciphertext.
+    pub fn output_level(&self) -> usize {
+        self.params.max_level() - self.config.depth()
+    }
+
+    /// Galois elements the circuit needs (rotations of both transforms and conjugation).
+    pub fn galois_elements(&self) -> Vec<usize> {
+        let mut g: Vec<usize> = self
+            .cts
+            .iter()
+            .chain(&self.stc)
+            .flat_map(|lt| lt.galois_elements(&self.params))
+            .collect();
+        g.push(self.params.conjugation_element());
+        g.sort_unstable();
+        g.dedup();
+        g
+    }
+
+    /// Generates exactly the evaluation keys bootstrapping needs (client side).
+    pub fn generate_keys<R: RngCore + CryptoRng>(
+        &self,
+        sk: &SecretKey,
+        rng: &mut R,
+    ) -> Result<(EvaluationKeys, Option<EncapsulationKeys>), CkksError> {
+        let kg = KeyGenerator::new(&self.params, sk)?;
+        let ek = kg.evaluation_keys(&self.galois_elements(), rng)?;
+        let enc = match self.config.ephemeral_h {
+            None => None,
+            Some(h) => {
+                let sparse = SecretKey::from_coeffs(
+                    &self.params,
+                    math::sample::sparse_ternary(self.params.n(), h, rng),
+                );
+                let kg_sparse = KeyGenerator::new(&self.params, &sparse)?;
+                let mut to_sparse = kg_sparse.switching_key(sk, rng);
+                // Keep only the part modulo q_0·P: the sparse secret must never be exposed at a
+                // larger modulus [BTH22 §4].
+                to_sparse.parts.truncate(1);
+                for part in to_sparse.parts.iter_mut() {
+                    for (pq, _) in part.iter_mut() {
+                        pq.drop_to(1)?;
+                    }
+                }
+                let from_sparse = kg.switching_key(&sparse, rng);
+                Some(EncapsulationKeys {
+                    to_sparse,
+                    from_sparse,
+                })
+            }
+        };
+        Ok((ek, enc))
+    }
+
+    /// `ModRaise`: centered residues modulo `q_0` read modulo `Q_L`.
+    fn mod_raise(&self, ct: &Ciphertext) -> Ciphertext {
+        let pr = &self.params;
+        let k = pr.max_level() + 1;
+        let n = pr.n();
+        let q0 = pr.ctx_q().moduli()[0];
+        let c =
+            ct.c.iter()
+                .map(|p| {
+                    let mut r0 = ring::truncated(p, 1);
+                    ring::ntt_inverse(&mut r0);
+                    let centered: Vec<i64> = r0.data()[..n].iter().map(|&x| q0.center(x)).collect();
+                    let mut out = Poly::from_signed(pr.ctx_q(), k, &centered);
+                    ring::ntt_forward(&mut out);
+                    debug_assert_eq!(out.representation(), Representation::Ntt);
+                    out
+                })
+                .collect();
+        Ciphertext {
+            c,
+            level: k - 1,
+            scale: q0.value() as f64,
+            slots: ct.slots,
+            params_id: ct.params_id,
+        }
+    }
+
+    /// `(1/2π)·sin(2πKy)`-style modular reduction of one real-valued ciphertext: returns
+    /// `sin(2πKy)` at scale `q_0/(2π)`.
+    fn eval_mod(&self, eval: &Evaluator, y: &Ciphertext) -> Result<Ciphertext, CkksError> {
+        let r = self.config.double_angle as usize;
+        let out_level = y.level() - self.config.eval_mod_depth();
+        // Scales backwards from the wanted output q_0/(2π): s_{i} = sqrt(s_{i+1} · q_{level(i+1)+1}).
+        let mut s = self.params.q()[0] as f64 / (2.0 * PI);
+        for i in 0..r {
+            let lvl = out_level + i; // the double angle producing level `lvl` divides by q_{lvl+1}
+            s = (s * self.params.q()[lvl + 1] as f64).sqrt();
+        }
+        let mut c = polyeval::evaluate_to(eval, y, &self.series, Some(s))?;
+        for _ in 0..r {
+            let sq = eval.mul_relin_rescale(&c, &c)?;
+            let two = eval.add(&sq, &sq)?;
+            c = eval.add_const(&two, Complex::from(-1.0))?;
+        }
+        Ok(c)
+    }
+
+    /// Refreshes `ct` (any level; only its level-0 part is used) to [`Bootstrapper::output_level`]
+    /// at the input scale.
+    pub fn bootstrap(
+        &self,
+        eval: &Evaluator,
+        encaps: Option<&EncapsulationKeys>,
+        ct: &Ciphertext,
+    ) -> Result<Ciphertext, CkksError> {
+        if ct.slots() != self.config.slots {
+            return Err(CkksError::SlotsMismatch {
+                a: ct.slots(),
+                b: self.config.slots,
+            });
+        }
+        let delta_in = ct.scale();
+        let mut x = eval.drop_to_level(ct, 0)?;
+        if self.config.ephemeral_h.is_some() {
+            let k = encaps.ok_or(CkksError::MissingRelinKey)?;
+            x = eval.switch_key(&x, &k.to_sparse)?;
+        }
+        let mut x = self.mod_raise(&x);
+        if let Some(k) = encaps.filter(|_| self.config.ephemeral_h.is_some()) {
+            x = eval.switch_key(&x, &k.from_sparse)?;
+        }
+        for lt in &self.cts {
+            x = eval.rescale(&eval.linear_transform(&x, lt)?)?;
+        }
+        let xc = eval.conjugate(&x)?;
+        let re = eval.add(&x, &xc)?;
+        let im = eval.mul_const(&eval.sub(&x, &xc)?, Complex::new(0.0, -1.0), 1.0)?;
+        let re = self.eval_mod(eval, &re)?;
+        let im = self.eval_mod(eval, &im)?;
+        let mut y = eval.add(&re, &eval.mul_const(&im, Complex::I, 1.0)?)?;
+        let relabeled = y.scale() * 2.0 * PI * delta_in / self.params.q()[0] as f64;
+        y.set_scale(relabeled);
+        for lt in &self.stc {
+            y = eval.rescale(&eval.linear_transform(&y, lt)?)?;
+        }
+        if crate::scale_eq(y.scale(), delta_in) || (y.scale() / delta_in - 1.0).abs() < 1e-9 {
+            y.set_scale(delta_in);
+        }
+        Ok(y)
+    }
+}
+
+impl Params {
+    /// Whether the main secret is sparse enough to bootstrap without encapsulation.
+    pub fn is_sparse(&self) -> bool {
+        matches!(self.secret_dist(), SecretDist::Sparse { .. })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::params::{ParamsLiteral, Security};
+    use rand::{Rng, SeedableRng};
+
+    #[test]
+    fn grouped_butterflies_are_the_special_fft() {
+        let params = Params::new(ParamsLiteral {
+            log_n: 7,
+            log_q: vec![40],
+            log_p: vec![40],
+            log_scale: 30,
+            secret: SecretDist::Ternary,
+            digits: None,
+            security: Security::InsecureForTests,
+        })
+        .unwrap();
+        let n = 64;
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(3);
+        let w: Vec<Complex> = (0..n)
+            .map(|_| Complex::new(rng.gen_range(-1.0..1.0), rng.gen_range(-1.0..1.0)))
+            .collect();
+        let mut vw = w.clone();
+        params.encoder().fft_special(&mut vw);
+        let mut rw = w.clone();
+        crate::encoder::bit_reverse(&mut rw);
+        for groups in [vec![6], vec![2, 2, 2], vec![3, 3], vec![1, 1, 1, 1, 1, 1]] {
+            let cts = grouped(&params, n, &groups, true).unwrap();
+            let mut x = vw.clone();
+            for m in &cts {
+                x = m.apply(&x);
+            }
+            for (a, b) in x.iter().zip(&rw) {
+                assert!((*a - *b).abs() < 1e-12);
+            }
+            let stc = grouped(&params, n, &groups, false).unwrap();
+            let mut x = rw.clone();
+            for m in &stc {
+                x = m.apply(&x);
+            }
+            for (a, b) in x.iter().zip(&vw) {
+                assert!((*a - *b).abs() < 1e-12);
+            }
+        }
+    }
+}

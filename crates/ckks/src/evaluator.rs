@@ -1,0 +1,687 @@
+//! Homomorphic operations: add, ct×pt, ct×const, ct×ct + relinearization, rescale, rotations and
+//! conjugation by hybrid key switching, hoisted rotations.
+//!
+//! Hybrid key switching [Han–Ki, CT-RSA 2020, §3]: for `d` modulo `Q_ℓ`, split into digits
+//! `[d]_{Q_j}`, ModUp each to `Q_ℓ·P` by fast base conversion, take the inner product with the key
+//! modulo `Q_ℓ·P`, ModDown by `P` (base conversion of the `P` part, subtract, multiply by
+//! `P^{-1}`). Hoisting [Halevi–Shoup 2018; Bossuat et al. 2021 §5]: the ModUp of `c_1` is shared
+//! by all rotations of one ciphertext, since automorphisms commute with it up to multiples of
+//! `Q_j` that the gadget annihilates.
+
+use math::{ConversionMode, Poly, Representation};
+use rayon::prelude::*;
+
+use crate::encoder::Complex;
+use crate::error::CkksError;
+use crate::keys::{EvaluationKeys, SwitchingKey};
+use crate::params::Params;
+use crate::polyeval::LeveledArith;
+use crate::ring;
+use crate::scale_eq;
+use crate::scheme::{Ciphertext, Plaintext};
+
+/// A ModUp-decomposed polynomial: per digit, its extension to `Q_ℓ` and `P` (NTT form).
+pub struct Decomposed {
+    pub(crate) digits: Vec<(Poly, Poly)>,
+    pub(crate) level: usize,
+}
+
+/// Evaluates on ciphertexts with a set of evaluation keys.
+pub struct Evaluator {
+    params: Params,
+    keys: EvaluationKeys,
+}
+
+impl Evaluator {
+    pub fn new(params: &Params, keys: EvaluationKeys) -> Result<Self, CkksError> {
+        if keys.params_id != params.id() {
+            return Err(CkksError::ParamsMismatch {
+                a: keys.params_id,
+                b: params.id(),
+            });
+        }
+        Ok(Evaluator {
+            params: params.clone(),
+            keys,
+        })
+    }
+
+    pub fn params(&self) -> &Params {
+        &self.params
+    }
+    pub fn keys(&self) -> &EvaluationKeys {
+        &self.keys
+    }
+    pub fn keys_mut(&mut self) -> &mut EvaluationKeys {
+        &mut self.keys
+    }
+
+    fn check_params(&self, id: u64) -> Result<(), CkksError> {
+        if id != self.params.id() {
+            return Err(CkksError::ParamsMismatch {
+                a: id,
+                b: self.params.id(),
+            });
+        }
+        Ok(())
+    }
+
+    fn check_pair(&self, a: &Ciphertext, b: &Ciphertext) -> Result<(), CkksError> {
+        self.check_params(a.params_id)?;
+        self.check_params(b.params_id)?;
+        if a.level != b.level {
+            return Err(CkksError::LevelMismatch {
+                a: a.level,
+                b: b.level,
+            });
+        }
+        if a.slots != b.slots {
+            return Err(CkksError::SlotsMismatch {
+                a: a.slots,
+                b: b.slots,
+            });
+        }
+        Ok(())
+    }
+
+    fn check_scale(a: f64, b: f64) -> Result<(), CkksError> {
+        if !scale_eq(a, b) {
+            return Err(CkksError::ScaleMismatch {
+                a_log2: a.log2(),
+                b_log2: b.log2(),
+            });
+        }
+        Ok(())
+    }
+
+    // ---------------------------------------------------------------- additive operations
+
+    pub fn add_assign(&self, a: &mut Ciphertext, b: &Ciphertext) -> Result<(), CkksError> {
+        self.check_pair(a, b)?;
+        Self::check_scale(a.scale, b.scale)?;
+        for (i, cb) in b.c.iter().enumerate() {
+            if i < a.c.len() {
+                ring::add_assign(&mut a.c[i], cb);
+            } else {
+                a.c.push(cb.clone());
+            }
+        }
+        Ok(())
+    }
+
+    pub fn add(&self, a: &Ciphertext, b: &Ciphertext) -> Result<Ciphertext, CkksError> {
+        let mut r = a.clone();
+        self.add_assign(&mut r, b)?;
+        Ok(r)
+    }
+
+    pub fn sub(&self, a: &Ciphertext, b: &Ciphertext) -> Result<Ciphertext, CkksError> {
+        let mut r = a.clone();
+        self.check_pair(a, b)?;
+        Self::check_scale(a.scale, b.scale)?;
+        for (i, cb) in b.c.iter().enumerate() {
+            if i < r.c.len() {
+                ring::sub_assign(&mut r.c[i], cb);
+            } else {
+                let mut t = cb.clone();
+                ring::neg_assign(&mut t);
+                r.c.push(t);
+            }
+        }
+        Ok(r)
+    }
+
+    pub fn neg(&self, a: &Ciphertext) -> Ciphertext {
+        let mut r = a.clone();
+        r.c.iter_mut().for_each(ring::neg_assign);
+        r
+    }
+
+    /// `a + pt` (the plaintext at a level `≥` the ciphertext's, same scale).
+    pub fn add_plain(&self, a: &Ciphertext, pt: &Plaintext) -> Result<Ciphertext, CkksError> {
+        self.check_params(pt.params_id)?;
+        if pt.level < a.level {
+            return Err(CkksError::LevelMismatch {
+                a: a.level,
+                b: pt.level,
+            });
+        }
+        Self::check_scale(a.scale, pt.scale)?;
+        let mut r = a.clone();
+        ring::add_assign(&mut r.c[0], &ring::truncated(&pt.poly, a.level + 1));
+        Ok(r)
+    }
+
+    /// The constant polynomial `round(re·s) + round(im·s)·X^{N/2}` (which is `c·s` in every slot,
+    /// since `X^{N/2}` evaluates to `i` at every `ζ^{5^j}`), NTT form at `level`.
+    fn const_poly(&self, c: Complex, s: f64, level: usize) -> Result<Poly, CkksError> {
+        let re = (c.re * s).round();
+        let im = (c.im * s).round();
+        if !(re.abs() < 2f64.powi(126) && im.abs() < 2f64.powi(126)) {
+            return Err(CkksError::ValueTooLarge {
+                value: c.abs(),
+                max_log2: 126,
+            });
+        }
+        let n = self.params.n();
+        let mut coeffs = vec![0i128; n];
+        coeffs[0] = re as i128;
+        coeffs[n / 2] = im as i128;
+        let mut p = ring::from_i128(self.params.ctx_q(), level + 1, &coeffs);
+        ring::ntt_forward(&mut p);
+        Ok(p)
+    }
+
+    /// `a + c` in every slot.
+    pub fn add_const(&self, a: &Ciphertext, c: Complex) -> Result<Ciphertext, CkksError> {
+        self.check_params(a.params_id)?;
+        let mut r = a.clone();
+        if c.im == 0.0 {
+            let v = (c.re * a.scale).round();
+            if v.abs() >= 2f64.powi(126) {
+                return Err(CkksError::ValueTooLarge {
+                    value: c.re,
+                    max_log2: 126,
+                });
+            }
+            let v = v as i128;
+            let ctx = self.params.ctx_q().clone();
+            ring::for_limbs(&mut r.c[0], |i, x| {
+                let m = ctx.moduli()[i];
+                let w = m.reduce_i128(v);
+                for y in x.iter_mut() {
+                    *y = m.add(*y, w);
+                }
+            });
+        } else {
+            let p = self.const_poly(c, a.scale, a.level)?;
+            ring::add_assign(&mut r.c[0], &p);
+        }
+        Ok(r)
+    }
+
+    // ---------------------------------------------------------------- multiplicative operations
+
+    /// `a ⊙ pt` without rescaling: scale `s_a·s_pt`.
+    pub fn mul_plain(&self, a: &Ciphertext, pt: &Plaintext) -> Result<Ciphertext, CkksError> {
+        self.check_params(a.params_id)?;
+        self.check_params(pt.params_id)?;
+        if pt.level < a.level {
+            return Err(CkksError::LevelMismatch {
+                a: a.level,
+                b: pt.level,
+            });
+        }
+        let mut r = a.clone();
+        for c in r.c.iter_mut() {
+            let src = c.clone();
+            ring::mul_into(c, &src, &pt.poly);
+        }
+        r.scale = a.scale * pt.scale;
+        Ok(r)
+    }
+
+    /// `a · c` without rescaling, the constant encoded as an integer at scale `const_scale`
+    /// (result scale `s_a·const_scale`).
+    pub fn mul_const(
+        &self,
+        a: &Ciphertext,
+        c: Complex,
+        const_scale: f64,
+    ) -> Result<Ciphertext, CkksError> {
+        self.check_params(a.params_id)?;
+        let mut r = a.clone();
+        if c.im == 0.0 {
+            let v = (c.re * const_scale).round();
+            if v.abs() >= 2f64.powi(126) {
+                return Err(CkksError::ValueTooLarge {
+                    value: c.re,
+                    max_log2: 126,
+                });
+            }
+            let v = v as i128;
+            let ctx = self.params.ctx_q();
+            let s: Vec<u64> = ctx.moduli()[..=a.level]
+                .iter()
+                .map(|m| m.reduce_i128(v))
+                .collect();
+            for p in r.c.iter_mut() {
+                ring::mul_scalar_rns(p, &s);
+            }
+        } else {
+            let p = self.const_poly(c, const_scale, a.level)?;
+            for x in r.c.iter_mut() {
+                let src = x.clone();
+                ring::mul_into(x, &src, &p);
+            }
+        }
+        r.scale = a.scale * const_scale;
+        Ok(r)
+    }
+
+    /// `c · a` delivered at exactly `(level, scale)` (one rescale; `level < level(a)`).
+    pub fn mul_const_to(
+        &self,
+        a: &Ciphertext,
+        c: Complex,
+        level: usize,
+        scale: f64,
+    ) -> Result<Ciphertext, CkksError> {
+        if level >= a.level {
+            return Err(CkksError::InvalidLevel {
+                level,
+                max: a.level.saturating_sub(1),
+            });
+        }
+        let mut t = self.drop_to_level(a, level + 1)?;
+        let q = self.params.q()[level + 1] as f64;
+        t = self.mul_const(&t, c, scale * q / a.scale)?;
+        self.rescale_assign(&mut t)?;
+        t.scale = scale;
+        Ok(t)
+    }
+
+    /// The tensor product `(a_0b_0, a_0b_1 + a_1b_0, a_1b_1)` (degree 2, scale `s_a·s_b`). Operands
+    /// at different levels are first brought to the lower one.
+    pub fn mul(&self, a: &Ciphertext, b: &Ciphertext) -> Result<Ciphertext, CkksError> {
+        self.check_params(a.params_id)?;
+        self.check_params(b.params_id)?;
+        if a.slots != b.slots {
+            return Err(CkksError::SlotsMismatch {
+                a: a.slots,
+                b: b.slots,
+            });
+        }
+        if a.degree() != 1 || b.degree() != 1 {
+            return Err(CkksError::InvalidDegree {
+                degree: a.degree().max(b.degree()),
+                expected: 1,
+            });
+        }
+        let level = a.level.min(b.level);
+        let k = level + 1;
+        let ctx = self.params.ctx_q();
+        let (a0, a1) = (ring::truncated(&a.c[0], k), ring::truncated(&a.c[1], k));
+        let (b0, b1) = (ring::truncated(&b.c[0], k), ring::truncated(&b.c[1], k));
+        let mut d0 = Poly::zero(ctx, k, Representation::Ntt);
+        let mut d1 = Poly::zero(ctx, k, Representation::Ntt);
+        let mut d2 = Poly::zero(ctx, k, Representation::Ntt);
+        ring::mul_into(&mut d0, &a0, &b0);
+        ring::mul_into(&mut d1, &a0, &b1);
+        ring::mul_acc(&mut d1, &a1, &b0);
+        ring::mul_into(&mut d2, &a1, &b1);
+        Ok(Ciphertext {
+            c: vec![d0, d1, d2],
+            level,
+            scale: a.scale * b.scale,
+            slots: a.slots,
+            params_id: a.params_id,
+        })
+    }
+
+    /// Degree 2 → 1 with the relinearization key.
+    pub fn relinearize(&self, a: &Ciphertext) -> Result<Ciphertext, CkksError> {
+        if a.degree() != 2 {
+            return Err(CkksError::InvalidDegree {
+                degree: a.degree(),
+                expected: 2,
+            });
+        }
+        let key = self.keys.relin.as_ref().ok_or(CkksError::MissingRelinKey)?;
+        let dec = self.decompose(&a.c[2], a.level);
+        let (mut k0, k1) = self.key_switch_decomposed(&dec, key, None);
+        ring::add_assign(&mut k0, &a.c[0]);
+        let mut c1 = k1;
+        ring::add_assign(&mut c1, &a.c[1]);
+        Ok(Ciphertext {
+            c: vec![k0, c1],
+            ..a.clone()
+        })
+    }
+
+    /// `a·b`, relinearized and rescaled.
+    pub fn mul_relin_rescale(
+        &self,
+        a: &Ciphertext,
+        b: &Ciphertext,
+    ) -> Result<Ciphertext, CkksError> {
+        let mut r = self.relinearize(&self.mul(a, b)?)?;
+        self.rescale_assign(&mut r)?;
+        Ok(r)
+    }
+
+    /// Divides by `q_level` (scale `s/q_level`, level − 1).
+    pub fn rescale_assign(&self, a: &mut Ciphertext) -> Result<(), CkksError> {
+        if a.level == 0 {
+            return Err(CkksError::NoLevelLeft);
+        }
+        let q = self.params.q()[a.level] as f64;
+        a.c.par_iter_mut().for_each(ring::rescale_ntt);
+        a.level -= 1;
+        a.scale /= q;
+        Ok(())
+    }
+
+    pub fn rescale(&self, a: &Ciphertext) -> Result<Ciphertext, CkksError> {
+        let mut r = a.clone();
+        self.rescale_assign(&mut r)?;
+        Ok(r)
+    }
+
+    /// Drops primes down to `level` (scale unchanged).
+    pub fn drop_to_level(&self, a: &Ciphertext, level: usize) -> Result<Ciphertext, CkksError> {
+        if level > a.level {
+            return Err(CkksError::InvalidLevel {
+                level,
+                max: a.level,
+            });
+        }
+        Ok(Ciphertext {
+            c: a.c.iter().map(|p| ring::truncated(p, level + 1)).collect(),
+            level,
+            ..a.clone()
+        })
+    }
+
+    // ---------------------------------------------------------------- key switching
+
+    /// ModUp decomposition of `c` (NTT form, level `ℓ`).
+    pub fn decompose(&self, c: &Poly, level: usize) -> Decomposed {
+        let pr = &self.params;
+        let n = pr.n();
+        let k = level + 1;
+        let kp = pr.p().len();
+        let alpha = pr.0.alpha;
+        let mut coeff = ring::truncated(c, k);
+        ring::ntt_inverse(&mut coeff);
+        let ntt_in = ring::truncated(c, k);
+        let digits: Vec<(Poly, Poly)> = (0..pr.digits_at(level))
+            .into_par_iter()
+            .map(|j| {
+                let lo = j * alpha;
+                let hi = ((j + 1) * alpha).min(k);
+                let conv = &pr.0.modup[level][j];
+                let mut out = vec![0u64; (k - (hi - lo) + kp) * n];
+                conv.convert(
+                    n,
+                    &coeff.data()[lo * n..hi * n],
+                    &mut out,
+                    ConversionMode::Approx,
+                );
+                let mut eq = Poly::zero(pr.ctx_q(), k, Representation::Coefficient);
+                let mut ep = Poly::zero(pr.ctx_p(), kp, Representation::Coefficient);
+                let mut src = 0;
+                for i in 0..k {
+                    if i < lo || i >= hi {
+                        eq.residue_mut(i)
+                            .copy_from_slice(&out[src * n..(src + 1) * n]);
+                        src += 1;
+                    }
+                }
+                ep.data_mut().copy_from_slice(&out[src * n..]);
+                // NTT the converted residues; the digit's own residues are copied in NTT form.
+                let ctx = pr.ctx_q().clone();
+                let nd = ntt_in.data();
+                ring::for_limbs(&mut eq, |i, r| {
+                    if i >= lo && i < hi {
+                        r.copy_from_slice(&nd[i * n..(i + 1) * n]);
+                    } else {
+                        ctx.plan(i).forward(r);
+                    }
+                });
+                eq.set_representation_unchecked(Representation::Ntt);
+                ring::ntt_forward(&mut ep);
+                (eq, ep)
+            })
+            .collect();
+        Decomposed { digits, level }
+    }
+
+    /// Inner product of a decomposition (optionally permuted by an automorphism in NTT form)
+    /// with a key, then ModDown: returns `(d_0, d_1)` modulo `Q_ℓ`, NTT form.
+    pub(crate) fn key_switch_decomposed(
+        &self,
+        dec: &Decomposed,
+        key: &SwitchingKey,
+        perm: Option<&[u32]>,
+    ) -> (Poly, Poly) {
+        let pr = &self.params;
+        let n = pr.n();
+        let k = dec.level + 1;
+        let kp = pr.p().len();
+        let ctx_q = pr.ctx_q().clone();
+        let ctx_p = pr.ctx_p().clone();
+        // Accumulate per residue: (ctx, residue index, is_p) over Q_ℓ then P, in parallel.
+        let mut acc_q = [
+            Poly::zero(&ctx_q, k, Representation::Ntt),
+            Poly::zero(&ctx_q, k, Representation::Ntt),
+        ];
+        let mut acc_p = [
+            Poly::zero(&ctx_p, kp, Representation::Ntt),
+            Poly::zero(&ctx_p, kp, Representation::Ntt),
+        ];
+        let [aq0, aq1] = &mut acc_q;
+        let [ap0, ap1] = &mut acc_p;
+        let inner = |is_p: bool, i: usize, r0: &mut [u64], r1: &mut [u64]| {
+            let plan = if is_p { ctx_p.plan(i) } else { ctx_q.plan(i) };
+            let mut tmp = vec![0u64; if perm.is_some() { n } else { 0 }];
+            for (j, (eq, ep)) in dec.digits.iter().enumerate() {
+                let src = if is_p {
+                    &ep.data()[i * n..(i + 1) * n]
+                } else {
+                    &eq.data()[i * n..(i + 1) * n]
+                };
+                let x: &[u64] = match perm {
+                    Some(p) => {
+                        for (t, &pi) in tmp.iter_mut().zip(p) {
+                            *t = src[pi as usize];
+                        }
+                        &tmp
+                    }
+                    None => src,
+                };
+                let [(bq, bp), (aq, ap)] = &key.parts[j];
+                let (b, a) = if is_p { (bp, ap) } else { (bq, aq) };
+                plan.mul_accumulate(r0, x, &b.data()[i * n..(i + 1) * n]);
+                plan.mul_accumulate(r1, x, &a.data()[i * n..(i + 1) * n]);
+            }
+        };
+        rayon::join(
+            || {
+                aq0.data_mut()
+                    .par_chunks_exact_mut(n)
+                    .zip(aq1.data_mut().par_chunks_exact_mut(n))
+                    .enumerate()
+                    .for_each(|(i, (r0, r1))| inner(false, i, r0, r1))
+            },
+            || {
+                ap0.data_mut()
+                    .par_chunks_exact_mut(n)
+                    .zip(ap1.data_mut().par_chunks_exact_mut(n))
+                    .enumerate()
+                    .for_each(|(i, (r0, r1))| inner(true, i, r0, r1))
+            },
+        );
+        let [q0, q1] = acc_q;
+        let [p0, p1] = acc_p;
+        let (d0, d1) = rayon::join(
+            || self.mod_down(q0, p0, dec.level),
+            || self.mod_down(q1, p1, dec.level),
+        );
+        (d0, d1)
+    }
+
+    /// `(x_Q − Conv_{P→Q}(x_P)) · P^{-1}` modulo `Q_ℓ` (NTT form in and out).
+    fn mod_down(&self, mut xq: Poly, mut xp: Poly, level: usize) -> Poly {
+        let pr = &self.params;
+        let n = pr.n();
+        let k = level + 1;
+        ring::ntt_inverse(&mut xp);
+        let mut t = vec![0u64; k * n];
+        pr.0.moddown[level].convert(n, xp.data(), &mut t, ConversionMode::Approx);
+        let ctx = pr.ctx_q().clone();
+        let pinv = &pr.0.p_inv_mod_q;
+        let td = &mut t;
+        xq.data_mut()
+            .par_chunks_exact_mut(n)
+            .zip(td.par_chunks_exact_mut(n))
+            .enumerate()
+            .for_each(|(i, (r, ti))| {
+                let m = ctx.moduli()[i];
+                ctx.plan(i).forward(ti);
+                let (w, ws) = pinv[i];
+                for (x, &y) in r.iter_mut().zip(ti.iter()) {
+                    *x = m.mul_shoup(m.sub(*x, y), w, ws);
+                }
+            });
+        xq
+    }
+
+    /// Switches `a` (degree 1) with an arbitrary switching key: `(c_0, 0) + KS(c_1)`.
+    pub fn switch_key(&self, a: &Ciphertext, key: &SwitchingKey) -> Result<Ciphertext, CkksError> {
+        if a.degree() != 1 {
+            return Err(CkksError::InvalidDegree {
+                degree: a.degree(),
+                expected: 1,
+            });
+        }
+        let dec = self.decompose(&a.c[1], a.level);
+        let (mut d0, d1) = self.key_switch_decomposed(&dec, key, None);
+        ring::add_assign(&mut d0, &a.c[0]);
+        Ok(Ciphertext {
+            c: vec![d0, d1],
+            ..a.clone()
+        })
+    }
+
+    // ---------------------------------------------------------------- automorphisms
+
+    /// `X ↦ X^g` followed by key switching back to `s`.
+    pub fn apply_galois(&self, a: &Ciphertext, g: usize) -> Result<Ciphertext, CkksError> {
+        self.check_params(a.params_id)?;
+        if a.degree() != 1 {
+            return Err(CkksError::InvalidDegree {
+                degree: a.degree(),
+                expected: 1,
+            });
+        }
+        if g == 1 {
+            return Ok(a.clone());
+        }
+        let key = self
+            .keys
+            .galois
+            .get(&g)
+            .ok_or(CkksError::MissingGaloisKey { galois: g })?;
+        let perm = self.params.ctx_q().automorphism_permutation(g)?;
+        let dec = self.decompose(&a.c[1], a.level);
+        let (mut d0, d1) = self.key_switch_decomposed(&dec, key, Some(&perm));
+        let c0 = permute(&a.c[0], &perm);
+        ring::add_assign(&mut d0, &c0);
+        Ok(Ciphertext {
+            c: vec![d0, d1],
+            ..a.clone()
+        })
+    }
+
+    /// Rotates the slots left by `k` (slot `i` receives slot `i + k`).
+    pub fn rotate(&self, a: &Ciphertext, k: isize) -> Result<Ciphertext, CkksError> {
+        self.apply_galois(a, self.params.galois_element(k))
+    }
+
+    /// Complex conjugation of every slot.
+    pub fn conjugate(&self, a: &Ciphertext) -> Result<Ciphertext, CkksError> {
+        self.apply_galois(a, self.params.conjugation_element())
+    }
+
+    /// Several rotations of one ciphertext sharing one ModUp decomposition (hoisting).
+    pub fn rotate_hoisted(
+        &self,
+        a: &Ciphertext,
+        ks: &[isize],
+    ) -> Result<Vec<Ciphertext>, CkksError> {
+        self.check_params(a.params_id)?;
+        if a.degree() != 1 {
+            return Err(CkksError::InvalidDegree {
+                degree: a.degree(),
+                expected: 1,
+            });
+        }
+        let dec = self.decompose(&a.c[1], a.level);
+        ks.iter()
+            .map(|&k| self.rotate_decomposed(a, &dec, self.params.galois_element(k)))
+            .collect()
+    }
+
+    /// One rotation of `a` given the decomposition of its `c_1`.
+    pub(crate) fn rotate_decomposed(
+        &self,
+        a: &Ciphertext,
+        dec: &Decomposed,
+        g: usize,
+    ) -> Result<Ciphertext, CkksError> {
+        if g == 1 {
+            return Ok(a.clone());
+        }
+        let key = self
+            .keys
+            .galois
+            .get(&g)
+            .ok_or(CkksError::MissingGaloisKey { galois: g })?;
+        let perm = self.params.ctx_q().automorphism_permutation(g)?;
+        let (mut d0, d1) = self.key_switch_decomposed(dec, key, Some(&perm));
+        ring::add_assign(&mut d0, &permute(&a.c[0], &perm));
+        Ok(Ciphertext {
+            c: vec![d0, d1],
+            ..a.clone()
+        })
+    }
+}
+
+/// NTT-domain automorphism: `out[i] = in[perm[i]]` on every residue.
+pub(crate) fn permute(p: &Poly, perm: &[u32]) -> Poly {
+    let mut out = Poly::zero(p.context(), p.num_moduli(), p.representation());
+    let n = p.n();
+    let src = p.data();
+    ring::for_limbs(&mut out, |i, r| {
+        let s = &src[i * n..(i + 1) * n];
+        for (d, &pi) in r.iter_mut().zip(perm) {
+            *d = s[pi as usize];
+        }
+    });
+    out
+}
+
+impl LeveledArith for Evaluator {
+    type Value = Ciphertext;
+    fn level(&self, x: &Ciphertext) -> usize {
+        x.level
+    }
+    fn scale(&self, x: &Ciphertext) -> f64 {
+        x.scale
+    }
+    fn prime(&self, level: usize) -> f64 {
+        self.params.q()[level] as f64
+    }
+    fn mul_rescale(&self, a: &Ciphertext, b: &Ciphertext) -> Result<Ciphertext, CkksError> {
+        self.mul_relin_rescale(a, b)
+    }
+    fn add(&self, a: &Ciphertext, b: &Ciphertext) -> Result<Ciphertext, CkksError> {
+        Evaluator::add(self, a, b)
+    }
+    fn sub(&self, a: &Ciphertext, b: &Ciphertext) -> Result<Ciphertext, CkksError> {
+        Evaluator::sub(self, a, b)
+    }
+    fn mul_const_to(
+        &self,
+        a: &Ciphertext,
+        c: Complex,
+        level: usize,
+        scale: f64,
+    ) -> Result<Ciphertext, CkksError> {
+        Evaluator::mul_const_to(self, a, c, level, scale)
+    }
+    fn add_const(&self, a: &Ciphertext, c: Complex) -> Result<Ciphertext, CkksError> {
+        Evaluator::add_const(self, a, c)
+    }
+}

@@ -1,0 +1,257 @@
+//! Linear transforms on slots in diagonal form, evaluated with baby-step/giant-step rotations
+//! [Halevi–Shoup 2014/2018; Bossuat et al. 2021 §6].
+//!
+//! With `R_k` the left rotation by `k` (`(R_k x)_p = x_{p+k}`), a matrix is
+//! `M = Σ_k diag(d_k)·R_k` with `d_k[p] = M[p][p+k]`. Writing `k = g + b` with `g` a multiple of
+//! the baby-step count `n1` and `b < n1`:
+//! `M·x = Σ_g R_g( Σ_b R_{−g}(d_{g+b}) ⊙ R_b(x) )`, so the baby rotations `R_b(x)` are computed
+//! once (hoisted) and only one giant rotation per `g` is needed.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::encoder::Complex;
+use crate::error::CkksError;
+use crate::evaluator::Evaluator;
+use crate::params::Params;
+use crate::ring;
+use crate::scheme::{Ciphertext, Plaintext};
+
+/// A matrix on `n` slots as a map from rotation offset `k ∈ [0, n)` to diagonal `d_k`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DiagMatrix {
+    pub n: usize,
+    pub diags: BTreeMap<usize, Vec<Complex>>,
+}
+
+fn rot_vec(v: &[Complex], k: usize) -> Vec<Complex> {
+    let n = v.len();
+    (0..n).map(|p| v[(p + k) % n]).collect()
+}
+
+impl DiagMatrix {
+    pub fn identity(n: usize) -> Self {
+        DiagMatrix {
+            n,
+            diags: BTreeMap::from([(0, vec![Complex::ONE; n])]),
+        }
+    }
+
+    /// Diagonals of a dense square matrix (zero diagonals omitted).
+    pub fn from_dense(m: &[Vec<Complex>]) -> Result<Self, CkksError> {
+        let n = m.len();
+        if m.iter().any(|r| r.len() != n) {
+            return Err(CkksError::MatrixShape {
+                rows: n,
+                cols: m.first().map_or(0, |r| r.len()),
+                slots: n,
+            });
+        }
+        let mut diags = BTreeMap::new();
+        for k in 0..n {
+            let d: Vec<Complex> = (0..n).map(|p| m[p][(p + k) % n]).collect();
+            if d.iter().any(|x| *x != Complex::ZERO) {
+                diags.insert(k, d);
+            }
+        }
+        Ok(DiagMatrix { n, diags })
+    }
+
+    /// `M·x` in the clear.
+    pub fn apply(&self, x: &[Complex]) -> Vec<Complex> {
+        let mut out = vec![Complex::ZERO; self.n];
+        for (&k, d) in &self.diags {
+            for p in 0..self.n {
+                out[p] += d[p] * x[(p + k) % self.n];
+            }
+        }
+        out
+    }
+
+    /// `self · other`: `diag(α)R_a · diag(β)R_b = diag(α ⊙ R_a β) R_{a+b}`.
+    pub fn mul(&self, other: &DiagMatrix) -> DiagMatrix {
+        let n = self.n;
+        let mut diags: BTreeMap<usize, Vec<Complex>> = BTreeMap::new();
+        for (&a, da) in &self.diags {
+            for (&b, db) in &other.diags {
+                let rb = rot_vec(db, a);
+                let e = diags
+                    .entry((a + b) % n)
+                    .or_insert_with(|| vec![Complex::ZERO; n]);
+                for p in 0..n {
+                    e[p] += da[p] * rb[p];
+                }
+            }
+        }
+        diags.retain(|_, d| d.iter().any(|x| x.abs() > 1e-300));
+        DiagMatrix { n, diags }
+    }
+
+    pub fn scale(&mut self, c: Complex) {
+        for d in self.diags.values_mut() {
+            d.iter_mut().for_each(|x| *x *= c);
+        }
+    }
+}
+
+/// A [`DiagMatrix`] encoded for evaluation at one level: plaintext diagonals pre-rotated for
+/// BSGS, the rotations it needs, and the scale shift it applies.
+pub struct LinearTransform {
+    slots: usize,
+    level: usize,
+    n1: usize,
+    /// giant step `g` → baby step `b` → `R_{−g}(d_{g+b})` encoded.
+    blocks: BTreeMap<usize, BTreeMap<usize, Plaintext>>,
+    /// Scale of the plaintexts.
+    pt_scale: f64,
+}
+
+impl LinearTransform {
+    /// Encodes `m` for ciphertexts at `level` with `m.n` slots. Plaintexts are encoded at
+    /// `pt_scale` (e.g. `q_level`, so that the following rescale restores the input scale).
+    /// `n1`: baby-step count (a power of two; `None` picks about `√(#diagonals)`).
+    pub fn new(
+        params: &Params,
+        m: &DiagMatrix,
+        level: usize,
+        pt_scale: f64,
+        n1: Option<usize>,
+    ) -> Result<Self, CkksError> {
+        let slots = m.n;
+        params.encoder().check_slots(slots)?;
+        let n1 = match n1 {
+            Some(x) => x.clamp(1, slots),
+            None => {
+                // Smallest power of two with n1 ≥ (#diagonals / n1) roughly balances the two step counts.
+                let span = m.diags.keys().max().copied().unwrap_or(0) + 1;
+                let mut x = 1usize;
+                while x * x < span.min(2 * m.diags.len().max(1) * 2) && x < slots {
+                    x *= 2;
+                }
+                x
+            }
+        };
+        let mut blocks: BTreeMap<usize, BTreeMap<usize, Plaintext>> = BTreeMap::new();
+        for (&k, d) in &m.diags {
+            let g = k / n1 * n1;
+            let b = k - g;
+            let shifted = rot_vec(d, (slots - g % slots) % slots);
+            let pt = params.encode(&shifted, slots, level, pt_scale)?;
+            blocks.entry(g).or_default().insert(b, pt);
+        }
+        Ok(LinearTransform {
+            slots,
+            level,
+            n1,
+            blocks,
+            pt_scale,
+        })
+    }
+
+    /// Rotations (in slots) this transform performs.
+    pub fn rotations(&self) -> Vec<isize> {
+        let mut r: BTreeSet<isize> = BTreeSet::new();
+        for (&g, bs) in &self.blocks {
+            if g != 0 {
+                r.insert(g as isize);
+            }
+            for &b in bs.keys() {
+                if b != 0 {
+                    r.insert(b as isize);
+                }
+            }
+        }
+        r.into_iter().collect()
+    }
+
+    /// Galois elements of [`LinearTransform::rotations`] (for lazy key generation).
+    pub fn galois_elements(&self, params: &Params) -> Vec<usize> {
+        self.rotations()
+            .into_iter()
+            .map(|k| params.galois_element(k))
+            .collect()
+    }
+
+    pub fn level(&self) -> usize {
+        self.level
+    }
+    pub fn pt_scale(&self) -> f64 {
+        self.pt_scale
+    }
+    pub fn baby_steps(&self) -> usize {
+        self.n1
+    }
+}
+
+impl Evaluator {
+    /// `M·x` (not rescaled: the result has scale `s_x · pt_scale`, at the level of `x`).
+    pub fn linear_transform(
+        &self,
+        x: &Ciphertext,
+        lt: &LinearTransform,
+    ) -> Result<Ciphertext, CkksError> {
+        if x.slots() != lt.slots {
+            return Err(CkksError::SlotsMismatch {
+                a: x.slots(),
+                b: lt.slots,
+            });
+        }
+        if x.level() > lt.level {
+            return Err(CkksError::LevelMismatch {
+                a: x.level(),
+                b: lt.level,
+            });
+        }
+        let babies: BTreeSet<usize> = lt.blocks.values().flat_map(|b| b.keys().copied()).collect();
+        let babies: Vec<usize> = babies.into_iter().collect();
+        let dec = self.decompose(&x.c[1], x.level());
+        let rotated: BTreeMap<usize, Ciphertext> = babies
+            .iter()
+            .map(|&b| {
+                Ok((
+                    b,
+                    self.rotate_decomposed(x, &dec, self.params().galois_element(b as isize))?,
+                ))
+            })
+            .collect::<Result<_, CkksError>>()?;
+        drop(dec);
+        let mut acc: Option<Ciphertext> = None;
+        for (&g, bs) in &lt.blocks {
+            let mut inner: Option<Ciphertext> = None;
+            for (b, pt) in bs {
+                let rb = &rotated[b];
+                let mut t = rb.clone();
+                for c in t.c.iter_mut() {
+                    let src = c.clone();
+                    ring::mul_into(c, &src, &ring::truncated(&pt.poly, x.level() + 1));
+                }
+                match &mut inner {
+                    None => inner = Some(t),
+                    Some(a) => {
+                        for (ca, ct) in a.c.iter_mut().zip(&t.c) {
+                            ring::add_assign(ca, ct);
+                        }
+                    }
+                }
+            }
+            let mut inner = inner.expect("non-empty block");
+            inner.scale = x.scale() * lt.pt_scale;
+            let r = if g == 0 {
+                inner
+            } else {
+                self.rotate(&inner, g as isize)?
+            };
+            match &mut acc {
+                None => acc = Some(r),
+                Some(a) => self.add_assign(a, &r)?,
+            }
+        }
+        match acc {
+            Some(a) => Ok(a),
+            None => Err(CkksError::MatrixShape {
+                rows: 0,
+                cols: 0,
+                slots: lt.slots,
+            }),
+        }
+    }
+}

@@ -1,0 +1,164 @@
+//! Limb-parallel helpers over `math::Poly` (rayon over RNS residues).
+
+use math::{Modulus, Poly, Representation, RnsContext};
+use rayon::prelude::*;
+use std::sync::Arc;
+
+/// `f(i, residue_i)` for every residue, in parallel.
+pub(crate) fn for_limbs(p: &mut Poly, f: impl Fn(usize, &mut [u64]) + Sync + Send) {
+    let n = p.n();
+    p.data_mut()
+        .par_chunks_exact_mut(n)
+        .enumerate()
+        .for_each(|(i, r)| f(i, r));
+}
+
+pub(crate) fn moduli(ctx: &RnsContext, k: usize) -> &[Modulus] {
+    &ctx.moduli()[..k]
+}
+
+/// `a += b` residue-wise (same context, same count of moduli, same representation).
+pub(crate) fn add_assign(a: &mut Poly, b: &Poly) {
+    debug_assert_eq!(a.num_moduli(), b.num_moduli());
+    let ctx = a.context().clone();
+    let n = a.n();
+    let bd = b.data();
+    for_limbs(a, |i, r| {
+        let q = ctx.moduli()[i].value();
+        for (x, &y) in r.iter_mut().zip(&bd[i * n..(i + 1) * n]) {
+            let s = *x + y;
+            *x = s.min(s.wrapping_sub(q));
+        }
+    });
+}
+
+/// `a −= b` residue-wise.
+pub(crate) fn sub_assign(a: &mut Poly, b: &Poly) {
+    debug_assert_eq!(a.num_moduli(), b.num_moduli());
+    let ctx = a.context().clone();
+    let n = a.n();
+    let bd = b.data();
+    for_limbs(a, |i, r| {
+        let q = ctx.moduli()[i].value();
+        for (x, &y) in r.iter_mut().zip(&bd[i * n..(i + 1) * n]) {
+            let s = *x + q - y;
+            *x = s.min(s.wrapping_sub(q));
+        }
+    });
+}
+
+/// `a = −a`.
+pub(crate) fn neg_assign(a: &mut Poly) {
+    let ctx = a.context().clone();
+    for_limbs(a, |i, r| {
+        let m = ctx.moduli()[i];
+        for x in r.iter_mut() {
+            *x = m.neg(*x);
+        }
+    });
+}
+
+/// `out = a ⊙ b` (NTT domain), using the first `out.num_moduli()` residues of `a` and `b`.
+pub(crate) fn mul_into(out: &mut Poly, a: &Poly, b: &Poly) {
+    let ctx = out.context().clone();
+    let n = out.n();
+    let (ad, bd) = (a.data(), b.data());
+    for_limbs(out, |i, r| {
+        ctx.plan(i)
+            .mul_into(r, &ad[i * n..(i + 1) * n], &bd[i * n..(i + 1) * n]);
+    });
+}
+
+/// `acc += a ⊙ b` (NTT domain), first `acc.num_moduli()` residues.
+pub(crate) fn mul_acc(acc: &mut Poly, a: &Poly, b: &Poly) {
+    let ctx = acc.context().clone();
+    let n = acc.n();
+    let (ad, bd) = (a.data(), b.data());
+    for_limbs(acc, |i, r| {
+        ctx.plan(i)
+            .mul_accumulate(r, &ad[i * n..(i + 1) * n], &bd[i * n..(i + 1) * n]);
+    });
+}
+
+/// `a *= s_i` residue-wise with a scalar given per residue (already reduced).
+pub(crate) fn mul_scalar_rns(a: &mut Poly, s: &[u64]) {
+    let ctx = a.context().clone();
+    for_limbs(a, |i, r| {
+        let m = ctx.moduli()[i];
+        let (w, ws) = (s[i], m.shoup(s[i]));
+        for x in r.iter_mut() {
+            *x = m.mul_shoup(*x, w, ws);
+        }
+    });
+}
+
+pub(crate) fn ntt_forward(a: &mut Poly) {
+    if a.representation() == Representation::Ntt {
+        return;
+    }
+    let ctx = a.context().clone();
+    for_limbs(a, |i, r| ctx.plan(i).forward(r));
+    a.set_representation_unchecked(Representation::Ntt);
+}
+
+pub(crate) fn ntt_inverse(a: &mut Poly) {
+    if a.representation() == Representation::Coefficient {
+        return;
+    }
+    let ctx = a.context().clone();
+    for_limbs(a, |i, r| ctx.plan(i).inverse(r));
+    a.set_representation_unchecked(Representation::Coefficient);
+}
+
+/// Copy of the first `k` residues.
+pub(crate) fn truncated(a: &Poly, k: usize) -> Poly {
+    let n = a.n();
+    Poly::from_residues(
+        a.context(),
+        k,
+        a.representation(),
+        a.data()[..k * n].to_vec(),
+    )
+    .expect("prefix of a valid polynomial is valid")
+}
+
+/// Residues of signed integer coefficients (`|c| < 2^127`), coefficient form.
+pub(crate) fn from_i128(ctx: &Arc<RnsContext>, k: usize, coeffs: &[i128]) -> Poly {
+    let mut p = Poly::zero(ctx, k, Representation::Coefficient);
+    let c2 = ctx.clone();
+    for_limbs(&mut p, |i, r| {
+        let m = c2.moduli()[i];
+        for (d, &c) in r.iter_mut().zip(coeffs) {
+            *d = m.reduce_i128(c);
+        }
+    });
+    p
+}
+
+/// Divide by the last prime with rounding (`⌊x/q_ℓ⌉`), NTT form in and out [CHKKS18 §3.2].
+/// `a` has `k ≥ 2` residues; the result has `k − 1`.
+pub(crate) fn rescale_ntt(a: &mut Poly) {
+    let k = a.num_moduli();
+    let n = a.n();
+    let ctx = a.context().clone();
+    let ql = ctx.moduli()[k - 1];
+    let half = ql.value() / 2;
+    let mut last = a.residue(k - 1).to_vec();
+    ctx.plan(k - 1).inverse(&mut last);
+    for v in last.iter_mut() {
+        *v = ql.add(*v, half);
+    }
+    a.drop_to(k - 1).expect("k ≥ 2");
+    for_limbs(a, |i, r| {
+        let m = ctx.moduli()[i];
+        let h = m.reduce(half);
+        let mut t: Vec<u64> = last.iter().map(|&x| m.sub(m.reduce(x), h)).collect();
+        ctx.plan(i).forward(&mut t);
+        let inv = m.inv(ql.value() % m.value()).expect("distinct primes");
+        let inv_s = m.shoup(inv);
+        for (x, &y) in r.iter_mut().zip(&t) {
+            *x = m.mul_shoup(m.sub(*x, y), inv, inv_s);
+        }
+    });
+    let _ = n;
+}

@@ -1,0 +1,317 @@
+//! Plaintexts, ciphertexts, encoding, encryption and decryption.
+
+use math::{Poly, Representation};
+use rand_core::{CryptoRng, RngCore};
+
+use crate::encoder::Complex;
+use crate::error::CkksError;
+use crate::keys::{PublicKey, SecretKey, SIGMA};
+use crate::params::Params;
+use crate::ring;
+
+/// An encoded message: NTT form modulo `q_0 ⋯ q_level`, with its scale and slot count.
+#[derive(Clone, Debug)]
+pub struct Plaintext {
+    pub(crate) poly: Poly,
+    pub(crate) level: usize,
+    pub(crate) scale: f64,
+    pub(crate) slots: usize,
+    pub(crate) params_id: u64,
+}
+
+impl Plaintext {
+    pub fn level(&self) -> usize {
+        self.level
+    }
+    pub fn scale(&self) -> f64 {
+        self.scale
+    }
+    pub fn slots(&self) -> usize {
+        self.slots
+    }
+}
+
+/// A CKKS ciphertext `(c_0, c_1[, c_2])`, NTT form modulo `q_0 ⋯ q_level`, decrypting to
+/// `Σ c_i s^i ≈ Δ·m` with `Δ` = `scale`.
+#[derive(Clone, Debug)]
+pub struct Ciphertext {
+    pub(crate) c: Vec<Poly>,
+    pub(crate) level: usize,
+    pub(crate) scale: f64,
+    pub(crate) slots: usize,
+    pub(crate) params_id: u64,
+}
+
+impl Ciphertext {
+    pub fn level(&self) -> usize {
+        self.level
+    }
+    pub fn scale(&self) -> f64 {
+        self.scale
+    }
+    pub fn slots(&self) -> usize {
+        self.slots
+    }
+    /// Degree (number of components minus one).
+    pub fn degree(&self) -> usize {
+        self.c.len() - 1
+    }
+    /// Overrides the tracked scale (for callers that know the exact factor, e.g. after
+    /// multiplying by an integer constant).
+    pub fn set_scale(&mut self, scale: f64) {
+        self.scale = scale;
+    }
+    pub fn memory_bytes(&self) -> usize {
+        self.c.iter().map(|p| 8 * p.data().len()).sum()
+    }
+}
+
+impl Params {
+    /// Encodes `values` into `slots` slots at `level` and `scale`.
+    pub fn encode(
+        &self,
+        values: &[Complex],
+        slots: usize,
+        level: usize,
+        scale: f64,
+    ) -> Result<Plaintext, CkksError> {
+        self.check_level(level)?;
+        let coeffs = self.encoder().embed(values, slots)?;
+        let poly = self.encode_coeffs(&coeffs, level, scale)?;
+        Ok(Plaintext {
+            poly,
+            level,
+            scale,
+            slots,
+            params_id: self.id(),
+        })
+    }
+
+    /// Scales real coefficients, rounds them and reduces them modulo `q_0 ⋯ q_level` (NTT form).
+    pub(crate) fn encode_coeffs(
+        &self,
+        coeffs: &[f64],
+        level: usize,
+        scale: f64,
+    ) -> Result<Poly, CkksError> {
+        if !(scale.is_finite() && scale >= 1.0) {
+            return Err(CkksError::InvalidScale { log2: scale.log2() });
+        }
+        let mut ints = Vec::with_capacity(coeffs.len());
+        for &c in coeffs {
+            let v = (c * scale).round();
+            if !v.is_finite() || v.abs() >= 2f64.powi(126) {
+                return Err(CkksError::ValueTooLarge {
+                    value: c,
+                    max_log2: 126,
+                });
+            }
+            ints.push(v as i128);
+        }
+        let mut p = ring::from_i128(self.ctx_q(), level + 1, &ints);
+        ring::ntt_forward(&mut p);
+        Ok(p)
+    }
+
+    /// Decodes a plaintext polynomial (coefficient form, `≥ 1` residues) to slot values.
+    pub(crate) fn decode_poly(
+        &self,
+        p: &Poly,
+        scale: f64,
+        slots: usize,
+    ) -> Result<Vec<Complex>, CkksError> {
+        let n = self.n();
+        let ctx = self.ctx_q();
+        let m0 = ctx.moduli()[0];
+        let coeffs: Vec<f64> = if p.num_moduli() >= 2 {
+            // Two-prime CRT (Garner): x = r0 + q0·((r1 − r0)·q0^{-1} mod q1), centered mod q0·q1.
+            let m1 = ctx.moduli()[1];
+            let q0 = m0.value();
+            let q0inv = m1.inv(q0 % m1.value()).expect("distinct primes");
+            let big = q0 as u128 * m1.value() as u128;
+            (0..n)
+                .map(|i| {
+                    let r0 = p.data()[i];
+                    let r1 = p.data()[n + i];
+                    let t = m1.mul(m1.sub(r1, m1.reduce(r0)), q0inv);
+                    let x = r0 as u128 + q0 as u128 * t as u128;
+                    let v = if x > big / 2 {
+                        -((big - x) as f64)
+                    } else {
+                        x as f64
+                    };
+                    v / scale
+                })
+                .collect()
+        } else {
+            p.data()[..n]
+                .iter()
+                .map(|&r| m0.center(r) as f64 / scale)
+                .collect()
+        };
+        self.encoder().project(&coeffs, slots)
+    }
+
+    pub fn decode(&self, pt: &Plaintext) -> Result<Vec<Complex>, CkksError> {
+        let mut p = ring::truncated(&pt.poly, (pt.level + 1).min(2));
+        ring::ntt_inverse(&mut p);
+        self.decode_poly(&p, pt.scale, pt.slots)
+    }
+}
+
+/// Encrypts with the secret key or a public key.
+pub struct Encryptor {
+    params: Params,
+    key: EncKey,
+}
+
+enum EncKey {
+    Public(PublicKey),
+    Secret(Poly),
+}
+
+impl Encryptor {
+    pub fn with_public_key(params: &Params, pk: &PublicKey) -> Result<Self, CkksError> {
+        if pk.params_id != params.id() {
+            return Err(CkksError::ParamsMismatch {
+                a: pk.params_id,
+                b: params.id(),
+            });
+        }
+        Ok(Encryptor {
+            params: params.clone(),
+            key: EncKey::Public(pk.clone()),
+        })
+    }
+
+    pub fn with_secret_key(params: &Params, sk: &SecretKey) -> Result<Self, CkksError> {
+        if sk.params_id != params.id() {
+            return Err(CkksError::ParamsMismatch {
+                a: sk.params_id,
+                b: params.id(),
+            });
+        }
+        Ok(Encryptor {
+            params: params.clone(),
+            key: EncKey::Secret(sk.s_q.clone()),
+        })
+    }
+
+    fn small<R: RngCore + CryptoRng>(&self, k: usize, rng: &mut R) -> Poly {
+        let e = math::sample::rounded_gaussian(self.params.n(), SIGMA, rng);
+        let mut p = Poly::from_signed(self.params.ctx_q(), k, &e);
+        ring::ntt_forward(&mut p);
+        p
+    }
+
+    /// Encrypts a plaintext at its level.
+    pub fn encrypt<R: RngCore + CryptoRng>(
+        &self,
+        pt: &Plaintext,
+        rng: &mut R,
+    ) -> Result<Ciphertext, CkksError> {
+        if pt.params_id != self.params.id() {
+            return Err(CkksError::ParamsMismatch {
+                a: pt.params_id,
+                b: self.params.id(),
+            });
+        }
+        let k = pt.level + 1;
+        let ctx = self.params.ctx_q();
+        let (c0, c1) = match &self.key {
+            EncKey::Secret(s) => {
+                let a = math::sample::uniform_poly(ctx, k, Representation::Ntt, rng);
+                let mut c0 = Poly::zero(ctx, k, Representation::Ntt);
+                ring::mul_into(&mut c0, &a, s);
+                ring::neg_assign(&mut c0);
+                ring::add_assign(&mut c0, &self.small(k, rng));
+                (c0, a)
+            }
+            EncKey::Public(pk) => {
+                let v = math::sample::ternary(self.params.n(), rng);
+                let mut v = Poly::from_signed(ctx, k, &v);
+                ring::ntt_forward(&mut v);
+                let mut c0 = Poly::zero(ctx, k, Representation::Ntt);
+                ring::mul_into(&mut c0, &v, &pk.b);
+                ring::add_assign(&mut c0, &self.small(k, rng));
+                let mut c1 = Poly::zero(ctx, k, Representation::Ntt);
+                ring::mul_into(&mut c1, &v, &pk.a);
+                ring::add_assign(&mut c1, &self.small(k, rng));
+                (c0, c1)
+            }
+        };
+        let mut c0 = c0;
+        ring::add_assign(&mut c0, &pt.poly);
+        Ok(Ciphertext {
+            c: vec![c0, c1],
+            level: pt.level,
+            scale: pt.scale,
+            slots: pt.slots,
+            params_id: self.params.id(),
+        })
+    }
+
+    /// Encodes at the top level with the default scale, then encrypts.
+    pub fn encrypt_values<R: RngCore + CryptoRng>(
+        &self,
+        values: &[Complex],
+        slots: usize,
+        rng: &mut R,
+    ) -> Result<Ciphertext, CkksError> {
+        let pt = self.params.encode(
+            values,
+            slots,
+            self.params.max_level(),
+            self.params.default_scale(),
+        )?;
+        self.encrypt(&pt, rng)
+    }
+}
+
+/// Decrypts with the secret key.
+pub struct Decryptor<'a> {
+    params: Params,
+    sk: &'a SecretKey,
+}
+
+impl<'a> Decryptor<'a> {
+    pub fn new(params: &Params, sk: &'a SecretKey) -> Result<Self, CkksError> {
+        if sk.params_id != params.id() {
+            return Err(CkksError::ParamsMismatch {
+                a: sk.params_id,
+                b: params.id(),
+            });
+        }
+        Ok(Decryptor {
+            params: params.clone(),
+            sk,
+        })
+    }
+
+    /// `Σ c_i s^i` modulo the first `min(level + 1, 2)` primes, coefficient form (enough for
+    /// messages below `q_0·q_1 / 2`).
+    pub fn decrypt_poly(&self, ct: &Ciphertext) -> Result<Poly, CkksError> {
+        if ct.params_id != self.params.id() {
+            return Err(CkksError::ParamsMismatch {
+                a: ct.params_id,
+                b: self.params.id(),
+            });
+        }
+        let k = (ct.level + 1).min(2);
+        let s = ring::truncated(&self.sk.s_q, k);
+        let mut acc = ring::truncated(&ct.c[ct.c.len() - 1], k);
+        for c in ct.c[..ct.c.len() - 1].iter().rev() {
+            let mut t = Poly::zero(self.params.ctx_q(), k, Representation::Ntt);
+            ring::mul_into(&mut t, &acc, &s);
+            ring::add_assign(&mut t, &ring::truncated(c, k));
+            acc = t;
+        }
+        ring::ntt_inverse(&mut acc);
+        Ok(acc)
+    }
+
+    pub fn decrypt(&self, ct: &Ciphertext) -> Result<Vec<Complex>, CkksError> {
+        let p = self.decrypt_poly(ct)?;
+        self.params.decode_poly(&p, ct.scale, ct.slots)
+    }
+}

@@ -1,0 +1,55 @@
+//! Bootstrapping at an INSECURE test preset restores a level-0 ciphertext to the documented level
+//! with the documented precision.
+
+use std::time::Instant;
+
+use ckks::*;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+
+#[test]
+fn bootstrap_restores_levels_and_precision() {
+    let params = Params::new(presets::insecure_boot_n12()).unwrap();
+    let cfg = presets::insecure_boot_n12_config();
+    let t = Instant::now();
+    let bs = Bootstrapper::new(&params, cfg).unwrap();
+    let mut rng = ChaCha20Rng::seed_from_u64(11);
+    let sk = SecretKey::generate(&params, &mut rng);
+    let (keys, encaps) = bs.generate_keys(&sk, &mut rng).unwrap();
+    eprintln!(
+        "setup {:?}, {} Galois keys, {} MiB",
+        t.elapsed(),
+        keys.galois_elements().len(),
+        keys.memory_bytes() >> 20
+    );
+    let eval = Evaluator::new(&params, keys).unwrap();
+    let enc = Encryptor::with_secret_key(&params, &sk).unwrap();
+    let dec = Decryptor::new(&params, &sk).unwrap();
+    let slots = params.max_slots();
+    let x: Vec<Complex> = (0..slots)
+        .map(|_| Complex::new(rng.gen_range(-1.0..1.0), rng.gen_range(-1.0..1.0)))
+        .collect();
+    let pt = params.encode(&x, slots, 0, params.default_scale()).unwrap();
+    let ct = enc.encrypt(&pt, &mut rng).unwrap();
+    let t = Instant::now();
+    let out = bs.bootstrap(&eval, encaps.as_ref(), &ct).unwrap();
+    eprintln!("bootstrap {:?}", t.elapsed());
+    assert_eq!(out.level(), bs.output_level());
+    assert_eq!(out.level(), 2);
+    assert!(scale_eq(out.scale(), ct.scale()));
+    let got = dec.decrypt(&out).unwrap();
+    let errs: Vec<f64> = got.iter().zip(&x).map(|(a, b)| (*a - *b).abs()).collect();
+    let mean_bits = -(errs.iter().map(|e| e.log2()).sum::<f64>() / errs.len() as f64);
+    let min_bits = -errs.iter().cloned().fold(0.0, f64::max).log2();
+    eprintln!("precision: mean {mean_bits:.1} bits, min {min_bits:.1} bits");
+    assert!(
+        mean_bits >= 20.0 && min_bits >= 15.0,
+        "mean {mean_bits:.1}, min {min_bits:.1}"
+    );
+    // The refreshed ciphertext computes: one more multiplication.
+    let sq = eval.mul_relin_rescale(&out, &out).unwrap();
+    let got = dec.decrypt(&sq).unwrap();
+    for (a, b) in got.iter().zip(&x) {
+        assert!((*a - *b * *b).abs() < 1e-3);
+    }
+}

@@ -1,0 +1,262 @@
+//! Precision of every operation against plaintext complex arithmetic at an INSECURE test preset.
+
+use ckks::*;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+
+struct Ctx {
+    params: Params,
+    sk: SecretKey,
+    enc: Encryptor,
+    eval: Evaluator,
+    rng: ChaCha20Rng,
+}
+
+fn setup(lit: ParamsLiteral, rots: &[isize]) -> Ctx {
+    let params = Params::new(lit).unwrap();
+    let mut rng = ChaCha20Rng::seed_from_u64(42);
+    let sk = SecretKey::generate(&params, &mut rng);
+    let kg = KeyGenerator::new(&params, &sk).unwrap();
+    let mut els: Vec<usize> = rots.iter().map(|&k| params.galois_element(k)).collect();
+    els.push(params.conjugation_element());
+    let keys = kg.evaluation_keys(&els, &mut rng).unwrap();
+    let pk = kg.public_key(&mut rng);
+    let enc = Encryptor::with_public_key(&params, &pk).unwrap();
+    let eval = Evaluator::new(&params, keys).unwrap();
+    Ctx {
+        params,
+        sk,
+        enc,
+        eval,
+        rng,
+    }
+}
+
+fn rand_vec(rng: &mut impl Rng, n: usize) -> Vec<Complex> {
+    (0..n)
+        .map(|_| Complex::new(rng.gen_range(-1.0..1.0), rng.gen_range(-1.0..1.0)))
+        .collect()
+}
+
+/// -log2 of the maximum absolute error.
+fn precision(got: &[Complex], want: &[Complex]) -> f64 {
+    let e = got
+        .iter()
+        .zip(want)
+        .map(|(a, b)| (*a - *b).abs())
+        .fold(0.0, f64::max);
+    -e.log2()
+}
+
+fn check(c: &Ctx, ct: &Ciphertext, want: &[Complex], min_bits: f64, what: &str) {
+    let dec = Decryptor::new(&c.params, &c.sk).unwrap();
+    let got = dec.decrypt(ct).unwrap();
+    let p = precision(&got, want);
+    assert!(p >= min_bits, "{what}: {p:.1} bits < {min_bits}");
+}
+
+#[test]
+fn encrypt_add_mul_rescale() {
+    let mut c = setup(presets::insecure_test_n11(), &[]);
+    let slots = c.params.max_slots();
+    let x = rand_vec(&mut c.rng, slots);
+    let y = rand_vec(&mut c.rng, slots);
+    let cx = c.enc.encrypt_values(&x, slots, &mut c.rng).unwrap();
+    let cy = c.enc.encrypt_values(&y, slots, &mut c.rng).unwrap();
+    check(&c, &cx, &x, 25.0, "fresh");
+    let ev = &c.eval;
+    let s: Vec<Complex> = x.iter().zip(&y).map(|(a, b)| *a + *b).collect();
+    check(&c, &ev.add(&cx, &cy).unwrap(), &s, 22.0, "add");
+    let d: Vec<Complex> = x.iter().zip(&y).map(|(a, b)| *a - *b).collect();
+    check(&c, &ev.sub(&cx, &cy).unwrap(), &d, 22.0, "sub");
+    let p: Vec<Complex> = x.iter().zip(&y).map(|(a, b)| *a * *b).collect();
+    let m = ev.mul_relin_rescale(&cx, &cy).unwrap();
+    assert_eq!(m.level(), c.params.max_level() - 1);
+    check(&c, &m, &p, 20.0, "mul+relin+rescale");
+    // ct × pt
+    let pt = c
+        .params
+        .encode(
+            &y,
+            slots,
+            c.params.max_level(),
+            c.params.q()[c.params.max_level()] as f64,
+        )
+        .unwrap();
+    let mp = ev.rescale(&ev.mul_plain(&cx, &pt).unwrap()).unwrap();
+    assert!(scale_eq(mp.scale(), cx.scale()));
+    check(&c, &mp, &p, 20.0, "ct*pt");
+    // ct × const (complex), ct + const
+    let k = Complex::new(0.75, -1.25);
+    let mk = ev
+        .mul_const_to(&cx, k, c.params.max_level() - 1, c.params.default_scale())
+        .unwrap();
+    let want: Vec<Complex> = x.iter().map(|a| *a * k).collect();
+    check(&c, &mk, &want, 20.0, "ct*const");
+    let ak = ev.add_const(&cx, k).unwrap();
+    let want: Vec<Complex> = x.iter().map(|a| *a + k).collect();
+    check(&c, &ak, &want, 22.0, "ct+const");
+    // depth: x^8 by repeated squaring, down to level max-3
+    let mut t = cx.clone();
+    let mut want = x.clone();
+    for _ in 0..3 {
+        t = ev.mul_relin_rescale(&t, &t).unwrap();
+        want = want.iter().map(|a| *a * *a).collect();
+    }
+    assert_eq!(t.level(), c.params.max_level() - 3);
+    check(&c, &t, &want, 16.0, "x^8");
+}
+
+#[test]
+fn mismatches_are_errors() {
+    let mut c = setup(presets::insecure_test_n11(), &[]);
+    let slots = 8;
+    let x = rand_vec(&mut c.rng, slots);
+    let cx = c.enc.encrypt_values(&x, slots, &mut c.rng).unwrap();
+    let low = c.eval.drop_to_level(&cx, 3).unwrap();
+    assert!(matches!(
+        c.eval.add(&cx, &low),
+        Err(CkksError::LevelMismatch { .. })
+    ));
+    let sq = c.eval.mul_relin_rescale(&cx, &cx).unwrap();
+    let cx2 = c.eval.drop_to_level(&cx, sq.level()).unwrap();
+    assert!(matches!(
+        c.eval.add(&sq, &cx2),
+        Err(CkksError::ScaleMismatch { .. })
+    ));
+    let other = c.enc.encrypt_values(&x, 16, &mut c.rng).unwrap();
+    assert!(matches!(
+        c.eval.add(&cx, &other),
+        Err(CkksError::SlotsMismatch { .. })
+    ));
+    assert!(matches!(
+        c.eval.rotate(&cx, 3),
+        Err(CkksError::MissingGaloisKey { .. })
+    ));
+    let mut z = c.eval.drop_to_level(&cx, 0).unwrap();
+    assert!(matches!(
+        c.eval.rescale_assign(&mut z),
+        Err(CkksError::NoLevelLeft)
+    ));
+}
+
+#[test]
+fn rotations_conjugation_hoisting() {
+    let mut bad = presets::insecure_test_n11();
+    bad.digits = Some(1);
+    assert!(matches!(
+        Params::new(bad),
+        Err(CkksError::InvalidModuli { .. })
+    ));
+    for digits in [4usize, 8] {
+        let mut lit = presets::insecure_test_n11();
+        lit.digits = Some(digits);
+        let rots = [1isize, 2, 5, -1, 100];
+        let mut c = setup(lit, &rots);
+        let slots = c.params.max_slots();
+        let x = rand_vec(&mut c.rng, slots);
+        let cx = c.enc.encrypt_values(&x, slots, &mut c.rng).unwrap();
+        for &k in &rots {
+            let r = c.eval.rotate(&cx, k).unwrap();
+            let want: Vec<Complex> = (0..slots)
+                .map(|i| x[(i as isize + k).rem_euclid(slots as isize) as usize])
+                .collect();
+            check(&c, &r, &want, 20.0, &format!("rotate {k} (dnum {digits})"));
+        }
+        let hs = c.eval.rotate_hoisted(&cx, &rots).unwrap();
+        for (&k, r) in rots.iter().zip(&hs) {
+            let want: Vec<Complex> = (0..slots)
+                .map(|i| x[(i as isize + k).rem_euclid(slots as isize) as usize])
+                .collect();
+            check(&c, r, &want, 20.0, &format!("hoisted rotate {k}"));
+        }
+        let cj = c.eval.conjugate(&cx).unwrap();
+        let want: Vec<Complex> = x.iter().map(|a| a.conj()).collect();
+        check(&c, &cj, &want, 20.0, "conjugate");
+        // sparse slots: rotation within 16 slots
+        let y = rand_vec(&mut c.rng, 16);
+        let cy = c.enc.encrypt_values(&y, 16, &mut c.rng).unwrap();
+        let r = c.eval.rotate(&cy, 5).unwrap();
+        let want: Vec<Complex> = (0..16).map(|i| y[(i + 5) % 16]).collect();
+        check(&c, &r, &want, 20.0, "sparse rotate");
+    }
+}
+
+#[test]
+fn linear_transform_matches_dense_product() {
+    let params = Params::new(presets::insecure_test_n11()).unwrap();
+    let mut rng = ChaCha20Rng::seed_from_u64(5);
+    for slots in [1024usize, 64] {
+        // A dense random matrix, and a sparse one with a few diagonals.
+        let dense: Vec<Vec<Complex>> = (0..slots).map(|_| rand_vec(&mut rng, slots)).collect();
+        let mut banded = vec![vec![Complex::ZERO; slots]; slots];
+        for p in 0..slots {
+            for k in [0usize, 1, 7, slots - 3] {
+                banded[p][(p + k) % slots] =
+                    Complex::new(rng.gen_range(-1.0..1.0), rng.gen_range(-1.0..1.0));
+            }
+        }
+        for m in [dense, banded] {
+            let dm = DiagMatrix::from_dense(&m).unwrap();
+            let level = params.max_level();
+            let lt =
+                LinearTransform::new(&params, &dm, level, params.q()[level] as f64, None).unwrap();
+            let mut c = setup(presets::insecure_test_n11(), &lt.rotations());
+            let x = rand_vec(&mut rng, slots);
+            let cx = c.enc.encrypt_values(&x, slots, &mut c.rng).unwrap();
+            let y = c
+                .eval
+                .rescale(&c.eval.linear_transform(&cx, &lt).unwrap())
+                .unwrap();
+            let want: Vec<Complex> = (0..slots)
+                .map(|p| (0..slots).fold(Complex::ZERO, |acc, j| acc + m[p][j] * x[j]))
+                .collect();
+            // Entries of M·x have magnitude up to ~√slots; compare relative to that.
+            let dec = Decryptor::new(&c.params, &c.sk).unwrap();
+            let got = dec.decrypt(&y).unwrap();
+            let p = precision(&got, &want);
+            assert!(p >= 15.0, "slots {slots}: {p:.1} bits");
+            assert!(scale_eq(y.scale(), cx.scale()));
+        }
+    }
+}
+
+#[test]
+fn diag_matrix_product_matches_dense() {
+    let mut rng = ChaCha20Rng::seed_from_u64(6);
+    let n = 16;
+    let a: Vec<Vec<Complex>> = (0..n).map(|_| rand_vec(&mut rng, n)).collect();
+    let b: Vec<Vec<Complex>> = (0..n).map(|_| rand_vec(&mut rng, n)).collect();
+    let ab = DiagMatrix::from_dense(&a)
+        .unwrap()
+        .mul(&DiagMatrix::from_dense(&b).unwrap());
+    let x = rand_vec(&mut rng, n);
+    let bx: Vec<Complex> = (0..n)
+        .map(|p| (0..n).fold(Complex::ZERO, |acc, j| acc + b[p][j] * x[j]))
+        .collect();
+    let abx: Vec<Complex> = (0..n)
+        .map(|p| (0..n).fold(Complex::ZERO, |acc, j| acc + a[p][j] * bx[j]))
+        .collect();
+    assert!(precision(&ab.apply(&x), &abx) > 40.0);
+}
+
+#[test]
+fn polynomial_evaluation_on_ciphertexts() {
+    let mut c = setup(presets::insecure_test_n11(), &[]);
+    let slots = 256;
+    let xs: Vec<Complex> = (0..slots)
+        .map(|_| Complex::from(c.rng.gen_range(-1.0..1.0)))
+        .collect();
+    let cx = c.enc.encrypt_values(&xs, slots, &mut c.rng).unwrap();
+    // Degree 7 sigmoid-like interpolant: depth 3 + 1 = 4 levels.
+    let s = ChebyshevSeries::interpolate(|x| 1.0 / (1.0 + (-4.0 * x).exp()), -1.0, 1.0, 7).unwrap();
+    let y = polyeval::evaluate(&c.eval, &cx, &s).unwrap();
+    assert_eq!(y.level(), c.params.max_level() - polyeval::depth(7));
+    let want: Vec<Complex> = xs.iter().map(|x| s.eval(x.re)).collect();
+    check(&c, &y, &want, 18.0, "chebyshev degree 7");
+    // Composite sign: degrees 3 ∘ 3 (fits in 7 levels).
+    let comp = Composite::sign(&[3, 3]).unwrap();
+    let y = polyeval::evaluate_composite(&c.eval, &cx, &comp).unwrap();
+    let want: Vec<Complex> = xs.iter().map(|x| Complex::from(comp.eval(x.re))).collect();
+    check(&c, &y, &want, 16.0, "composite");
+}

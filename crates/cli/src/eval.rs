@@ -1,0 +1,174 @@
+//! `privinfer eval --model M --data D [--fixed-point] [--limit K] [--json]`: top-1 accuracy of
+//! the float executor and, with `--fixed-point`, of the fixed-point reference executor and the
+//! fraction of images on which both predict the same class.
+//!
+//! `--data` is the CIFAR-10 binary file, or a directory of PNG/JPEG images whose names end in
+//! `_<label>.png` / `_<label>.jpg` (e.g. the lossless `cifar10_II_L.png` set).
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use nn::data::Cifar10;
+use nn::fixed::{FixedConfig, FixedModel};
+use rayon::prelude::*;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// ONNX model file.
+    #[arg(long)]
+    model: PathBuf,
+    /// CIFAR-10 binary file, or a directory of `*_<label>.png` images.
+    #[arg(long)]
+    data: PathBuf,
+    /// Also run the fixed-point reference executor and report agreement with float.
+    #[arg(long)]
+    fixed_point: bool,
+    /// Evaluate only the first K images.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Ring bit width ℓ of the fixed-point executor.
+    #[arg(long, default_value_t = 37)]
+    ell: u32,
+    /// Fractional bits s of the fixed-point executor.
+    #[arg(long, default_value_t = 12)]
+    scale: u32,
+    /// Print one JSON object (the last line).
+    #[arg(long)]
+    json: bool,
+}
+
+/// Inputs (normalized) and labels.
+fn load_data(
+    path: &Path,
+    shape: &[usize],
+    limit: Option<usize>,
+) -> anyhow::Result<Vec<(Vec<f32>, usize)>> {
+    let (h, w) = match shape {
+        [1, 3, h, w] => (*h, *w),
+        s => bail!("model input {s:?} is not a [1, 3, H, W] image"),
+    };
+    let mut out = Vec::new();
+    if path.is_dir() {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(path)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                matches!(
+                    p.extension().and_then(|e| e.to_str()),
+                    Some("png" | "jpg" | "jpeg")
+                )
+            })
+            .collect();
+        files.sort();
+        for f in files.into_iter().take(limit.unwrap_or(usize::MAX)) {
+            let stem = f.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+            let label: usize = stem
+                .rsplit('_')
+                .next()
+                .and_then(|l| l.parse().ok())
+                .with_context(|| format!("{}: name does not end in _<label>", f.display()))?;
+            out.push((nn::data::load_image(&f, h, w)?, label));
+        }
+    } else {
+        if (h, w) != (32, 32) {
+            bail!("CIFAR-10 images are 32x32; the model expects {h}x{w}");
+        }
+        let c = Cifar10::load(path)?;
+        let n = limit.unwrap_or(c.len()).min(c.len());
+        for i in 0..n {
+            out.push((c.image(i), c.label(i) as usize));
+        }
+    }
+    if out.is_empty() {
+        bail!("no images in {}", path.display());
+    }
+    Ok(out)
+}
+
+pub fn run(a: Args) -> anyhow::Result<()> {
+    let model = nn::load(&a.model).with_context(|| format!("importing {}", a.model.display()))?;
+    let cfg = FixedConfig::new(a.ell, a.scale)?;
+    let data = load_data(&a.data, model.input_shape(), a.limit)?;
+    let fixed = FixedModel::new(&model, cfg);
+    let pb = if a.json {
+        ProgressBar::with_draw_target(Some(data.len() as u64), ProgressDrawTarget::hidden())
+    } else {
+        ProgressBar::new(data.len() as u64)
+    };
+    pb.set_style(
+        ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} images [{elapsed_precise} < {eta_precise}]",
+        )
+        .expect("valid template"),
+    );
+    let start = Instant::now();
+    // Per image: (label, float top-1, fixed top-1, overflows).
+    let results: Vec<(usize, usize, Option<usize>, u64)> = data
+        .par_iter()
+        .map(|(x, label)| -> anyhow::Result<_> {
+            let f = nn::float::run(&model, x)?;
+            let pf = nn::argmax(&f.data);
+            let fx = if a.fixed_point {
+                let xq: Vec<u64> = x.iter().map(|&v| cfg.encode(v)).collect();
+                let t = fixed.run_trace(&xq)?;
+                let out = nn::fixed::decode_all(&t.values[model.output], cfg);
+                Some((nn::argmax(&out), t.total_overflows()))
+            } else {
+                None
+            };
+            pb.inc(1);
+            Ok((*label, pf, fx.map(|v| v.0), fx.map_or(0, |v| v.1)))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    pb.finish_and_clear();
+    let secs = start.elapsed().as_secs_f64();
+    let n = results.len() as f64;
+    let float_acc = results.iter().filter(|r| r.0 == r.1).count() as f64 / n;
+    let (fixed_acc, agreement, overflows) = if a.fixed_point {
+        (
+            Some(results.iter().filter(|r| r.2 == Some(r.0)).count() as f64 / n),
+            Some(results.iter().filter(|r| r.2 == Some(r.1)).count() as f64 / n),
+            results.iter().map(|r| r.3).sum::<u64>(),
+        )
+    } else {
+        (None, None, 0)
+    };
+    let accuracy = fixed_acc.unwrap_or(float_acc);
+    if a.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "model": a.model.display().to_string(),
+                "data": a.data.display().to_string(),
+                "ell": cfg.ell(),
+                "scale": cfg.scale(),
+                "float_accuracy": float_acc,
+                "fixed_accuracy": fixed_acc,
+                "overflows": overflows,
+                "seconds": secs,
+                "images": results.len(),
+                "accuracy": accuracy,
+                "agreement": agreement,
+            })
+        );
+    } else {
+        println!("images:          {}", results.len());
+        println!("float accuracy:  {:.2} %", 100.0 * float_acc);
+        if let (Some(fa), Some(ag)) = (fixed_acc, agreement) {
+            println!(
+                "fixed accuracy:  {:.2} % (ell = {}, s = {})",
+                100.0 * fa,
+                cfg.ell(),
+                cfg.scale()
+            );
+            println!(
+                "agreement:       {:.2} % (fixed vs float top-1)",
+                100.0 * ag
+            );
+            println!("overflows:       {overflows} (truncation range violations)");
+        }
+        println!("time:            {secs:.1} s");
+    }
+    Ok(())
+}

@@ -1,0 +1,446 @@
+//! The private-inference verbs: `demo`, `serve`, `infer` and `bench --model`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context};
+use engine::handshake::Reveal;
+use engine::{
+    EngineError, Inference, ModelService, Outcome, Plan, PlanConfig, Server, ServerConfig,
+    ServerModel,
+};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use nn::FixedConfig;
+use transport::{NetworkModel, TcpConfig};
+
+/// The bundled demo model: ResNet-20 for CIFAR-10 with its pretrained weights (models/README.md).
+const DEMO_MODEL: &[u8] = include_bytes!("../../../models/resnet20.onnx");
+/// The bundled demo image: CIFAR-10 test image 0 (a cat), lossless.
+const DEMO_IMAGE: &[u8] = include_bytes!("../../../models/samples/cifar10_00_3.png");
+const DEMO_IMAGE_NAME: &str = "cifar10_00_3.png";
+
+/// Options shared by the verbs that build a server model.
+#[derive(clap::Args, Clone)]
+pub struct ModelOpts {
+    /// Ring bit width ℓ of the shares.
+    #[arg(long, default_value_t = 37)]
+    ell: u32,
+    /// Fractional bits s of the fixed-point encoding.
+    #[arg(long, default_value_t = 12)]
+    scale: u32,
+    /// Reveal only the top-1 label to the client (private argmax), not the logits.
+    #[arg(long)]
+    label_only: bool,
+}
+
+impl ModelOpts {
+    fn plan_config(&self) -> PlanConfig {
+        PlanConfig {
+            ell: self.ell,
+            scale: self.scale,
+            ..PlanConfig::default()
+        }
+    }
+    fn reveal(&self) -> Reveal {
+        if self.label_only {
+            Reveal::Label
+        } else {
+            Reveal::Logits
+        }
+    }
+}
+
+fn load_model(path: Option<&Path>) -> anyhow::Result<(nn::Model, String)> {
+    match path {
+        Some(p) => Ok((
+            nn::load(p).with_context(|| format!("loading {}", p.display()))?,
+            p.display().to_string(),
+        )),
+        None => Ok((
+            nn::import::from_bytes(DEMO_MODEL, &nn::ImportOptions::default())
+                .context("bundled model")?,
+            "bundled ResNet-20 (CIFAR-10)".into(),
+        )),
+    }
+}
+
+/// Reads an image (or the bundled one) as a normalized input of the plan's input shape.
+fn load_input(image: Option<&Path>, shape: &[usize]) -> anyhow::Result<(Vec<f32>, String)> {
+    let (h, w) = match shape {
+        [1, 3, h, w] => (*h, *w),
+        s => bail!("the model input {s:?} is not a [1, 3, H, W] image"),
+    };
+    match image {
+        Some(p) => Ok((nn::data::load_image(p, h, w)?, p.display().to_string())),
+        None => Ok((
+            nn::data::image_from_bytes(DEMO_IMAGE, DEMO_IMAGE_NAME, h, w)?,
+            DEMO_IMAGE_NAME.into(),
+        )),
+    }
+}
+
+fn quantize(x: &[f32], plan: &Plan) -> Result<Vec<u64>, EngineError> {
+    let f = FixedConfig::new(plan.ell, plan.scale)?;
+    Ok(x.iter().map(|&v| f.encode(v)).collect())
+}
+
+fn progress_bar(quiet: bool, what: &str) -> ProgressBar {
+    let pb = if quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr())
+    };
+    pb.set_style(
+        ProgressStyle::with_template("{msg} [{bar:30}] layer {pos}/{len} {elapsed}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    pb.set_message(what.to_string());
+    pb
+}
+
+fn argmax(v: &[f64]) -> usize {
+    v.iter()
+        .enumerate()
+        .fold(0, |best, (i, &x)| if x > v[best] { i } else { best })
+}
+
+fn class_name(plan: &Plan, i: usize) -> String {
+    let classes: usize = plan.steps[plan.output].shape.iter().product();
+    if classes == 10 {
+        format!("{i} ({})", nn::data::CIFAR10_CLASSES[i])
+    } else {
+        i.to_string()
+    }
+}
+
+fn mib(b: u64) -> f64 {
+    b as f64 / (1024.0 * 1024.0)
+}
+
+/// Starts a server for one client on an ephemeral loopback port; returns its address and thread.
+fn loopback_server(
+    model: ServerModel,
+    reveal: Reveal,
+) -> anyhow::Result<(std::net::SocketAddr, thread::JoinHandle<anyhow::Result<()>>)> {
+    let server = Server::bind("127.0.0.1:0", ServerConfig::default())?;
+    let addr = server.local_addr()?;
+    let service = Arc::new(ModelService::new(model, reveal)?);
+    let h = thread::spawn(move || -> anyhow::Result<()> {
+        server.run(service, Some(1))?;
+        Ok(())
+    });
+    Ok((addr, h))
+}
+
+/// Runs one private inference against a fresh loopback server.
+fn private_run(
+    model: &nn::Model,
+    opts: &ModelOpts,
+    x: &[f32],
+    quiet: bool,
+) -> anyhow::Result<Inference> {
+    let server_model = ServerModel::new(model, &opts.plan_config())?;
+    let steps = server_model.plan.steps.len();
+    let (addr, server) = loopback_server(server_model, opts.reveal())?;
+    let pb = progress_bar(quiet, "private inference");
+    pb.set_length(steps as u64);
+    let result = engine::infer(
+        addr,
+        TcpConfig::default(),
+        None,
+        &mut |plan| quantize(x, plan),
+        &mut |i, _| pb.set_position(i as u64),
+    );
+    pb.finish_and_clear();
+    let inf = result?;
+    server
+        .join()
+        .map_err(|_| anyhow!("server thread panicked"))??;
+    Ok(inf)
+}
+
+fn print_table(inf: &Inference) {
+    println!(
+        "{:>6}  {:<28} {:<14} {:<8} {:>9} {:>11} {:>11} {:>6}",
+        "layer", "name", "op", "protocol", "ms", "c2s KiB", "s2c KiB", "rounds"
+    );
+    for s in &inf.report.steps {
+        let name: String = s.name.chars().take(28).collect();
+        println!(
+            "{:>6}  {:<28} {:<14} {:<8} {:>9.1} {:>11.1} {:>11.1} {:>6}",
+            s.layer,
+            name,
+            s.op,
+            s.protocol,
+            s.ms,
+            s.bytes_c2s as f64 / 1024.0,
+            s.bytes_s2c as f64 / 1024.0,
+            s.rounds
+        );
+    }
+}
+
+fn print_summary(inf: &Inference) {
+    let t = inf.report.total();
+    println!(
+        "latency {:.2} s (compute and loopback), client→server {:.2} MiB, server→client {:.2} MiB, {} rounds",
+        inf.seconds,
+        mib(t.bytes_c2s),
+        mib(t.bytes_s2c),
+        t.rounds
+    );
+    for net in [NetworkModel::LAN, NetworkModel::WAN] {
+        let e = net.estimate(
+            Duration::from_secs_f64(inf.seconds),
+            t.bytes_c2s + t.bytes_s2c,
+            t.rounds,
+        );
+        println!(
+            "{} estimate ({:.1} Gbps, {:.1} ms RTT): {:.2} s",
+            e.network,
+            net.bandwidth_bps / 1e9,
+            net.rtt.as_secs_f64() * 1e3,
+            e.seconds
+        );
+    }
+}
+
+#[derive(clap::Args)]
+pub struct DemoArgs {
+    /// ONNX model (default: the bundled ResNet-20).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// PNG/JPEG image (default: the bundled CIFAR-10 sample).
+    #[arg(long)]
+    image: Option<PathBuf>,
+    #[command(flatten)]
+    opts: ModelOpts,
+}
+
+/// `privinfer demo`: server and client in one process over TCP loopback.
+pub fn demo(a: DemoArgs) -> anyhow::Result<()> {
+    let (model, model_name) = load_model(a.model.as_deref())?;
+    let (x, image_name) = load_input(a.image.as_deref(), model.input_shape())?;
+    println!("privinfer demo: {model_name}, image {image_name}");
+    let plain = nn::float::run(&model, &x)?;
+    let plain: Vec<f64> = plain.data.iter().map(|&v| v as f64).collect();
+    let inf = private_run(&model, &a.opts, &x, false)?;
+    let fixed = FixedConfig::new(a.opts.ell, a.opts.scale)?;
+    let private = match &inf.outcome {
+        Outcome::Logits(l) => argmax(&l.iter().map(|&v| fixed.decode(v)).collect::<Vec<_>>()),
+        Outcome::Label(l) => *l,
+    };
+    let expected = argmax(&plain);
+    print_table(&inf);
+    println!();
+    println!("private prediction:   {}", class_name(&inf.plan, private));
+    println!("plaintext prediction: {}", class_name(&inf.plan, expected));
+    print_summary(&inf);
+    if private != expected {
+        bail!("the private prediction differs from the plaintext one");
+    }
+    Ok(())
+}
+
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    /// ONNX model to serve.
+    #[arg(long)]
+    model: PathBuf,
+    /// Address to listen on, e.g. 127.0.0.1:7000.
+    #[arg(long)]
+    listen: String,
+    /// Sessions served at the same time.
+    #[arg(long, default_value_t = 4)]
+    max_sessions: usize,
+    /// Stop after this many connections (default: serve until killed).
+    #[arg(long)]
+    max_clients: Option<usize>,
+    /// Seconds to wait for a silent client before dropping it.
+    #[arg(long, default_value_t = 60)]
+    timeout: u64,
+    #[command(flatten)]
+    opts: ModelOpts,
+}
+
+/// `privinfer serve`: serve a model to clients, one thread each.
+pub fn serve(a: ServeArgs) -> anyhow::Result<()> {
+    if a.max_sessions == 0 {
+        bail!("--max-sessions must be at least 1");
+    }
+    let (model, _) = load_model(Some(&a.model))?;
+    let server_model = ServerModel::new(&model, &a.opts.plan_config())?;
+    let service = Arc::new(ModelService::new(server_model, a.opts.reveal())?);
+    let tcp = TcpConfig {
+        timeout: Duration::from_secs(a.timeout.max(1)),
+        ..TcpConfig::default()
+    };
+    let server = Server::bind(
+        a.listen.as_str(),
+        ServerConfig {
+            max_sessions: a.max_sessions,
+            tcp,
+        },
+    )?;
+    eprintln!(
+        "serving {} on {} (model digest {})",
+        a.model.display(),
+        server.local_addr()?,
+        service.digest()
+    );
+    server.run(service, a.max_clients)?;
+    Ok(())
+}
+
+#[derive(clap::Args)]
+pub struct InferArgs {
+    /// Server address, e.g. 127.0.0.1:7000.
+    #[arg(long)]
+    connect: String,
+    /// PNG or JPEG image of the model's input size.
+    #[arg(long)]
+    image: PathBuf,
+    /// Refuse to run unless the server's model digest equals this (hex).
+    #[arg(long)]
+    expect_digest: Option<String>,
+    /// Seconds to wait for the server.
+    #[arg(long, default_value_t = 60)]
+    timeout: u64,
+    /// One JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `privinfer infer`: the client side against a running server.
+pub fn infer(a: InferArgs) -> anyhow::Result<()> {
+    // Decode the image before connecting so a bad file fails fast and offline.
+    let (rgb, h, w) = nn::data::read_image_rgb(&a.image)?;
+    let tcp = TcpConfig {
+        timeout: Duration::from_secs(a.timeout.max(1)),
+        connect_timeout: Duration::from_secs(a.timeout.clamp(1, 10)),
+        ..TcpConfig::default()
+    };
+    let pb = progress_bar(a.json, "private inference");
+    let inf = engine::infer(
+        a.connect.as_str(),
+        tcp,
+        a.expect_digest.as_deref(),
+        &mut |plan| {
+            let shape = &plan.steps[0].shape;
+            if shape.as_slice() != [1, 3, h, w] {
+                return Err(EngineError::InputShape {
+                    expected: shape.clone(),
+                    got: 3 * h * w,
+                });
+            }
+            pb.set_length(plan.steps.len() as u64);
+            quantize(&nn::data::normalize_chw(&rgb), plan)
+        },
+        &mut |i, _| pb.set_position(i as u64),
+    )
+    .with_context(|| format!("private inference with {}", a.connect))?;
+    pb.finish_and_clear();
+    let fixed = FixedConfig::new(inf.plan.ell, inf.plan.scale)?;
+    let (label, logits) = match &inf.outcome {
+        Outcome::Logits(l) => {
+            let f: Vec<f64> = l.iter().map(|&v| fixed.decode(v)).collect();
+            (argmax(&f), Some(f))
+        }
+        Outcome::Label(l) => (*l, None),
+    };
+    let t = inf.report.total();
+    if a.json {
+        println!(
+            "{}",
+            serde_json::json!({"label": label, "logits": logits, "model_digest": inf.digest, "ms": inf.seconds * 1e3,
+                "bytes_c2s": t.bytes_c2s, "bytes_s2c": t.bytes_s2c, "rounds": t.rounds})
+        );
+    } else {
+        println!("prediction: {}", class_name(&inf.plan, label));
+        print_summary(&inf);
+    }
+    Ok(())
+}
+
+#[derive(clap::Args)]
+pub struct BenchModelArgs {
+    /// ONNX model.
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// PNG/JPEG input (default: the bundled CIFAR-10 sample, or a seeded random image of the
+    /// model's input size when the sizes differ).
+    #[arg(long)]
+    image: Option<PathBuf>,
+    /// One JSON object per line.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    opts: ModelOpts,
+}
+
+/// `privinfer bench --model M`: per-layer costs of a private inference over loopback, checked
+/// against the fixed-point reference.
+pub fn bench_model(a: BenchModelArgs) -> anyhow::Result<()> {
+    let path = a
+        .model
+        .as_deref()
+        .ok_or_else(|| anyhow!("bench needs --model M.onnx or a subcommand (see --help)"))?;
+    let (model, _) = load_model(Some(path))?;
+    let x = match load_input(a.image.as_deref(), model.input_shape()) {
+        Ok((x, _)) => x,
+        Err(e) if a.image.is_some() => return Err(e),
+        Err(_) => {
+            // A deterministic pseudo-image of the model's input size (values in [-2, 2)).
+            let n: usize = model.input_shape().iter().product();
+            (0..n)
+                .map(|i| {
+                    ((i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40) as f32
+                        / (1u64 << 24) as f32
+                        * 4.0
+                        - 2.0
+                })
+                .collect()
+        }
+    };
+    let mut opts = a.opts.clone();
+    opts.label_only = false;
+    let inf = private_run(&model, &opts, &x, a.json)?;
+    let fixed = FixedConfig::new(opts.ell, opts.scale)?;
+    let reference = nn::fixed::run(&model, &x, fixed)?;
+    let Outcome::Logits(private) = &inf.outcome else {
+        bail!("expected logits")
+    };
+    let max_abs_diff = private
+        .iter()
+        .zip(&reference.data)
+        .map(|(&p, &r)| {
+            fixed
+                .signed(p.wrapping_sub(r) & fixed.mask())
+                .unsigned_abs()
+        })
+        .max()
+        .unwrap_or(0);
+    let t = inf.report.total();
+    if a.json {
+        for s in &inf.report.steps {
+            println!("{}", serde_json::to_string(s)?);
+        }
+        println!(
+            "{}",
+            serde_json::json!({"layer": "total", "ms": inf.seconds * 1e3, "bytes_c2s": t.bytes_c2s, "bytes_s2c": t.bytes_s2c,
+                "rounds": t.rounds, "matches_reference": max_abs_diff == 0, "max_abs_diff": max_abs_diff})
+        );
+    } else {
+        print_table(&inf);
+        println!();
+        print_summary(&inf);
+        println!(
+            "matches the fixed-point reference: {} (max |diff| {max_abs_diff} ulp)",
+            max_abs_diff == 0
+        );
+    }
+    Ok(())
+}

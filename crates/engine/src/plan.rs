@@ -1,0 +1,454 @@
+//! Planning: an imported model becomes a public, deterministic, serializable plan that names for
+//! every node the protocol that runs it and its predicted cost. No keys, no weights: the plan is
+//! what the server shows the client in the handshake, and its SHA-256 is the model digest.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use linear::{Conv2dSpec, Cost, LayerSpec, LinearProtocol};
+use nn::{FixedConfig, Model, Op};
+
+use crate::EngineError;
+
+/// Version of the plan format; part of the digest.
+pub const PLAN_VERSION: u32 = 1;
+/// Largest plan a client accepts (nodes), so a hostile server cannot make it allocate without bound.
+pub const MAX_STEPS: usize = 100_000;
+/// Largest tensor a plan may declare (elements).
+pub const MAX_ELEMENTS: usize = 1 << 28;
+
+/// The linear-layer techniques a plan can name. A new technique is a new variant and a new
+/// module in `linear`; the runner only calls the [`LinearProtocol`] trait.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LinearChoice {
+    Cheetah(linear::CheetahConfig),
+}
+
+impl LinearChoice {
+    /// The protocol object that runs this choice.
+    pub fn protocol(&self) -> Box<dyn LinearProtocol> {
+        match self {
+            LinearChoice::Cheetah(cfg) => Box::new(linear::Cheetah::new(*cfg)),
+        }
+    }
+    /// Name shown in reports.
+    pub fn name(&self) -> &'static str {
+        match self {
+            LinearChoice::Cheetah(_) => "cheetah",
+        }
+    }
+}
+
+/// How a step is computed on shares.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepKind {
+    /// The client's input (its share is the quantized image, the server's is zero).
+    Input,
+    /// A linear layer by a 2PC protocol, then the rescale t(·) (docs/fixed-point.md).
+    Linear {
+        choice: LinearChoice,
+        layer: LayerSpec,
+        cost: Cost,
+    },
+    Relu,
+    Relu6,
+    MaxPool {
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        pads: [usize; 4],
+    },
+    /// Sum over each window (local), times round(2^s / k) (local), then t(·).
+    AvgPool {
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        pads: [usize; 4],
+        count_include_pad: bool,
+    },
+    GlobalAvgPool,
+    /// Residual sum of two same-shape inputs (local).
+    Add,
+    /// Strided slice (local).
+    Slice {
+        starts: Vec<usize>,
+        steps: Vec<usize>,
+    },
+    /// Zero padding (local).
+    Pad {
+        before: Vec<usize>,
+        after: Vec<usize>,
+    },
+    /// Same data, new shape (local).
+    Reshape,
+    /// Concatenation along an axis (local).
+    Concat {
+        axis: usize,
+    },
+}
+
+impl StepKind {
+    /// Protocol name for reports.
+    pub fn protocol(&self) -> &'static str {
+        match self {
+            StepKind::Linear { choice, .. } => choice.name(),
+            StepKind::Relu | StepKind::Relu6 => "relu",
+            StepKind::MaxPool { .. } => "maxpool",
+            StepKind::AvgPool { .. } | StepKind::GlobalAvgPool => "trunc",
+            _ => "local",
+        }
+    }
+}
+
+/// One node of the model as the plan runs it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Step {
+    /// ONNX node name.
+    pub name: String,
+    /// Op name as in `privinfer inspect`.
+    pub op: String,
+    /// Indices of earlier steps whose outputs this step reads.
+    pub inputs: Vec<usize>,
+    /// Output shape (batch 1).
+    pub shape: Vec<usize>,
+    pub kind: StepKind,
+}
+
+/// What the server reveals at the end, and the fixed-point format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanConfig {
+    pub ell: u32,
+    pub scale: u32,
+    pub cheetah: linear::CheetahConfig,
+}
+
+impl Default for PlanConfig {
+    fn default() -> Self {
+        PlanConfig {
+            ell: 37,
+            scale: 12,
+            cheetah: linear::CheetahConfig::default(),
+        }
+    }
+}
+
+/// A compiled model: public, deterministic, serializable.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    pub version: u32,
+    pub model: String,
+    pub ell: u32,
+    pub scale: u32,
+    pub steps: Vec<Step>,
+    /// Index of the step whose value is the model output.
+    pub output: usize,
+}
+
+fn unsupported(node: &str, op: &str, reason: impl Into<String>) -> EngineError {
+    EngineError::Unsupported {
+        node: node.to_string(),
+        op: op.to_string(),
+        reason: reason.into(),
+    }
+}
+
+impl Plan {
+    /// Compiles `model` for 2PC inference: every linear layer by the cheapest available protocol
+    /// (today Cheetah), with its cost predicted from shapes alone.
+    pub fn compile(model: &Model, cfg: &PlanConfig) -> Result<Plan, EngineError> {
+        let fixed = FixedConfig::new(cfg.ell, cfg.scale)?;
+        let ring = linear::Ring::new(cfg.ell)?;
+        let fm = nn::fixed::FixedModel::new(model, fixed);
+        let mut steps = Vec::with_capacity(model.nodes.len());
+        for (id, node) in model.nodes.iter().enumerate() {
+            let name = node.name.as_str();
+            let opname = node.op.name();
+            let input_shape = |k: usize| &model.nodes[node.inputs[k]].shape;
+            let kind = match &node.op {
+                Op::Input => StepKind::Input,
+                Op::Conv(c) => {
+                    if c.stride[0] != c.stride[1] || c.pads.iter().any(|&p| p != c.pads[0]) {
+                        return Err(unsupported(name, opname, "asymmetric stride or padding"));
+                    }
+                    let [cin, h, w] = c.in_shape;
+                    let spec = Conv2dSpec {
+                        c: cin,
+                        h,
+                        w,
+                        m: c.out_shape[0],
+                        kh: c.kernel[0],
+                        kw: c.kernel[1],
+                        stride: c.stride[0],
+                        padding: c.pads[0],
+                        groups: c.groups,
+                    };
+                    let (wq, _) = fm.params(id);
+                    let layer = LayerSpec::conv(spec, linear::weight_bits_of(wq, ring));
+                    Self::linear_step(layer, ring, cfg)?
+                }
+                Op::Linear(l) => {
+                    if l.rows != 1 {
+                        return Err(unsupported(
+                            name,
+                            opname,
+                            "fully connected layer on more than one row",
+                        ));
+                    }
+                    let (wq, _) = fm.params(id);
+                    let layer = LayerSpec::fc(
+                        l.in_features,
+                        l.out_features,
+                        linear::weight_bits_of(wq, ring),
+                    );
+                    Self::linear_step(layer, ring, cfg)?
+                }
+                Op::BatchNorm(_) => {
+                    let s = &node.shape;
+                    if s.len() != 4 {
+                        return Err(unsupported(
+                            name,
+                            opname,
+                            "batch norm on a tensor that is not NCHW",
+                        ));
+                    }
+                    let (wq, _) = fm.params(id);
+                    let layer =
+                        LayerSpec::scale(s[1], s[2], s[3], linear::weight_bits_of(wq, ring));
+                    Self::linear_step(layer, ring, cfg)?
+                }
+                Op::Relu => StepKind::Relu,
+                Op::Relu6 => StepKind::Relu6,
+                Op::MaxPool(p) => StepKind::MaxPool {
+                    kernel: p.kernel,
+                    stride: p.stride,
+                    pads: p.pads,
+                },
+                Op::AvgPool(p) => StepKind::AvgPool {
+                    kernel: p.kernel,
+                    stride: p.stride,
+                    pads: p.pads,
+                    count_include_pad: p.count_include_pad,
+                },
+                Op::GlobalAvgPool => StepKind::GlobalAvgPool,
+                Op::Add => {
+                    if input_shape(0) != input_shape(1) {
+                        return Err(unsupported(
+                            name,
+                            opname,
+                            "broadcasting add (only same-shape residual adds run privately)",
+                        ));
+                    }
+                    StepKind::Add
+                }
+                Op::Slice(s) => StepKind::Slice {
+                    starts: s.starts.clone(),
+                    steps: s.steps.clone(),
+                },
+                Op::Pad(p) => StepKind::Pad {
+                    before: p.before.clone(),
+                    after: p.after.clone(),
+                },
+                Op::Reshape => StepKind::Reshape,
+                Op::Concat { axis } => StepKind::Concat { axis: *axis },
+                Op::Constant(_)
+                | Op::Mul
+                | Op::MatMul
+                | Op::Transpose { .. }
+                | Op::LayerNorm(_)
+                | Op::Softmax
+                | Op::Gelu => {
+                    return Err(unsupported(name, opname, "no 2PC protocol for this op yet"));
+                }
+            };
+            steps.push(Step {
+                name: node.name.clone(),
+                op: opname.to_string(),
+                inputs: node.inputs.clone(),
+                shape: node.shape.clone(),
+                kind,
+            });
+        }
+        let plan = Plan {
+            version: PLAN_VERSION,
+            model: model.name.clone(),
+            ell: cfg.ell,
+            scale: cfg.scale,
+            steps,
+            output: model.output,
+        };
+        plan.validate()?;
+        Ok(plan)
+    }
+
+    fn linear_step(
+        layer: LayerSpec,
+        ring: linear::Ring,
+        cfg: &PlanConfig,
+    ) -> Result<StepKind, EngineError> {
+        let choice = LinearChoice::Cheetah(cfg.cheetah);
+        let cost = choice.protocol().cost(&layer, ring)?;
+        Ok(StepKind::Linear {
+            choice,
+            layer,
+            cost,
+        })
+    }
+
+    /// SHA-256 of the canonical JSON of the plan, hex: the model digest of the handshake.
+    pub fn digest(&self) -> String {
+        let bytes = serde_json::to_vec(self).expect("a plan always serializes");
+        let d = Sha256::digest(&bytes);
+        d.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// Structural checks a client runs on a plan received from the server: every index in range
+    /// and pointing backwards, sizes bounded and consistent with each step's kind.
+    pub fn validate(&self) -> Result<(), EngineError> {
+        let bad = |step: usize, reason: String| EngineError::InvalidPlan { step, reason };
+        if self.version != PLAN_VERSION {
+            return Err(bad(
+                0,
+                format!("plan version {} (we read {PLAN_VERSION})", self.version),
+            ));
+        }
+        FixedConfig::new(self.ell, self.scale)?;
+        if self.steps.is_empty() || self.steps.len() > MAX_STEPS {
+            return Err(bad(0, format!("{} steps", self.steps.len())));
+        }
+        if self.output >= self.steps.len() {
+            return Err(bad(self.output, "output index out of range".into()));
+        }
+        for (i, s) in self.steps.iter().enumerate() {
+            if s.inputs.iter().any(|&j| j >= i) {
+                return Err(bad(
+                    i,
+                    "input index does not point to an earlier step".into(),
+                ));
+            }
+            let n = s
+                .shape
+                .iter()
+                .try_fold(1usize, |a, &d| a.checked_mul(d))
+                .unwrap_or(usize::MAX);
+            if n == 0 || n > MAX_ELEMENTS {
+                return Err(bad(i, format!("shape {:?}", s.shape)));
+            }
+            let arity = match &s.kind {
+                StepKind::Input => 0,
+                StepKind::Add => 2,
+                StepKind::Concat { .. } => s.inputs.len().max(1),
+                _ => 1,
+            };
+            if s.inputs.len() != arity || (i == 0) != matches!(s.kind, StepKind::Input) {
+                return Err(bad(i, format!("{} inputs for {}", s.inputs.len(), s.op)));
+            }
+            let in_len = |k: usize| -> usize { self.steps[s.inputs[k]].shape.iter().product() };
+            match &s.kind {
+                StepKind::Linear { layer, .. } => {
+                    layer.validate()?;
+                    if layer.input_len() != in_len(0) || layer.output_len() != n {
+                        return Err(bad(
+                            i,
+                            "linear layer shape does not match its neighbours".into(),
+                        ));
+                    }
+                }
+                StepKind::Relu | StepKind::Relu6 | StepKind::Reshape => {
+                    if in_len(0) != n {
+                        return Err(bad(i, "element count changes".into()));
+                    }
+                }
+                StepKind::Add => {
+                    if self.steps[s.inputs[0]].shape != s.shape
+                        || self.steps[s.inputs[1]].shape != s.shape
+                    {
+                        return Err(bad(i, "add operands differ in shape".into()));
+                    }
+                }
+                StepKind::MaxPool { .. } | StepKind::AvgPool { .. } | StepKind::GlobalAvgPool => {
+                    let is = &self.steps[s.inputs[0]].shape;
+                    if is.len() != 4 || s.shape.len() != 4 || is[..2] != s.shape[..2] {
+                        return Err(bad(
+                            i,
+                            "pooling needs NCHW input and output with equal N, C".into(),
+                        ));
+                    }
+                }
+                StepKind::Slice { starts, steps } => {
+                    let is = &self.steps[s.inputs[0]].shape;
+                    let ok = starts.len() == is.len()
+                        && steps.len() == is.len()
+                        && s.shape.len() == is.len()
+                        && (0..is.len()).all(|a| {
+                            steps[a] > 0
+                                && s.shape[a] > 0
+                                && starts[a]
+                                    .checked_add((s.shape[a] - 1).saturating_mul(steps[a]))
+                                    .is_some_and(|last| last < is[a])
+                        });
+                    if !ok {
+                        return Err(bad(i, "slice out of bounds".into()));
+                    }
+                }
+                StepKind::Pad { before, after } => {
+                    let is = &self.steps[s.inputs[0]].shape;
+                    let ok = before.len() == is.len()
+                        && after.len() == is.len()
+                        && s.shape.len() == is.len()
+                        && (0..is.len()).all(|a| {
+                            is[a]
+                                .checked_add(before[a])
+                                .and_then(|v| v.checked_add(after[a]))
+                                == Some(s.shape[a])
+                        });
+                    if !ok {
+                        return Err(bad(i, "pad does not match shapes".into()));
+                    }
+                }
+                StepKind::Concat { axis } => {
+                    let ok = *axis < s.shape.len()
+                        && s.inputs.iter().all(|&j| {
+                            let js = &self.steps[j].shape;
+                            js.len() == s.shape.len()
+                                && (0..js.len()).all(|a| a == *axis || js[a] == s.shape[a])
+                        })
+                        && s.inputs
+                            .iter()
+                            .map(|&j| self.steps[j].shape[*axis])
+                            .sum::<usize>()
+                            == s.shape[*axis];
+                    if !ok {
+                        return Err(bad(i, "concat shapes do not add up".into()));
+                    }
+                }
+                StepKind::Input => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Predicted communication of all linear layers (the non-linear layers are measured).
+    pub fn predicted_linear_cost(&self) -> Cost {
+        self.steps
+            .iter()
+            .filter_map(|s| match &s.kind {
+                StepKind::Linear { cost, .. } => Some(*cost),
+                _ => None,
+            })
+            .fold(Cost::default(), |a, c| a + c)
+    }
+
+    /// Key material the linear layers need, exchanged once per session.
+    pub fn key_requests(&self) -> Result<Vec<linear::KeyRequest>, EngineError> {
+        let ring = linear::Ring::new(self.ell)?;
+        let mut out = Vec::new();
+        for s in &self.steps {
+            if let StepKind::Linear { choice, layer, .. } = &s.kind {
+                out.extend(choice.protocol().keys_needed(layer, ring)?);
+            }
+        }
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+}

@@ -1,0 +1,425 @@
+//! Running a plan: one loop over the steps on each side. Nothing in the loop knows which
+//! technique a linear layer uses; it calls the [`linear::LinearProtocol`] the plan names.
+//!
+//! Roles: the server is `mpc::Party::P0` and holds the weights; the client is `P1`, holds the
+//! RLWE secret keys and the input. Shares are over Z_{2^ℓ} at scale 2^s, NCHW row-major, the
+//! layout of the fixed-point reference executor, which every run is tested against.
+
+use std::time::Instant;
+
+use rand_core::CryptoRngCore;
+use serde::Serialize;
+use transport::{Channel, Stats};
+
+use linear::{ClientKeys, LayerWeights, ServerKeys};
+use mpc::{Party, PoolShape, PoolSpec, Session, Shares};
+use nn::{FixedConfig, Model, Op};
+
+use crate::plan::{Plan, PlanConfig, StepKind};
+use crate::{local, EngineError};
+
+/// Cost of one step (or of the setup, or the total) as seen by the client.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct StepReport {
+    /// Step index, or "setup" / "output" / "total".
+    pub layer: String,
+    pub name: String,
+    pub op: String,
+    pub protocol: String,
+    pub ms: f64,
+    pub bytes_c2s: u64,
+    pub bytes_s2c: u64,
+    pub rounds: u64,
+}
+
+/// Per-step costs of one run.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Report {
+    pub steps: Vec<StepReport>,
+}
+
+impl Report {
+    /// Sum over all steps (setup and output included).
+    pub fn total(&self) -> StepReport {
+        let mut t = StepReport {
+            layer: "total".into(),
+            ..StepReport::default()
+        };
+        for s in &self.steps {
+            t.ms += s.ms;
+            t.bytes_c2s += s.bytes_c2s;
+            t.bytes_s2c += s.bytes_s2c;
+            t.rounds += s.rounds;
+        }
+        t
+    }
+}
+
+/// The server's half of a compiled model: the public plan and the quantized weights.
+pub struct ServerModel {
+    pub plan: Plan,
+    /// Weights of each linear step (None for other steps). Never leave the server.
+    weights: Vec<Option<LayerWeights>>,
+}
+
+impl ServerModel {
+    /// Compiles `model` and quantizes its weights (docs/fixed-point.md).
+    pub fn new(model: &Model, cfg: &PlanConfig) -> Result<ServerModel, EngineError> {
+        let plan = Plan::compile(model, cfg)?;
+        let fixed = FixedConfig::new(cfg.ell, cfg.scale)?;
+        let fm = nn::fixed::FixedModel::new(model, fixed);
+        let weights = model
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(id, node)| match node.op {
+                Op::Conv(_) | Op::Linear(_) | Op::BatchNorm(_) => {
+                    let (w, b) = fm.params(id);
+                    Some(LayerWeights {
+                        weights: w.to_vec(),
+                        bias: b.to_vec(),
+                    })
+                }
+                _ => None,
+            })
+            .collect();
+        Ok(ServerModel { plan, weights })
+    }
+}
+
+/// What the client learns at the end.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The output tensor (ring elements at scale 2^s).
+    Logits(Vec<u64>),
+    /// The index of the first largest output.
+    Label(usize),
+}
+
+/// Which half this side runs.
+enum Side<'a> {
+    Server {
+        model: &'a ServerModel,
+        keys: ServerKeys,
+    },
+    Client {
+        keys: ClientKeys,
+    },
+}
+
+fn delta(now: Stats, before: Stats, t0: Instant) -> (f64, Stats) {
+    (t0.elapsed().as_secs_f64() * 1e3, now.since(&before))
+}
+
+/// Runs one side of the plan from setup to the output shares. Returns this side's share of the
+/// output and the per-step report (bytes as seen from the client: c2s = client → server).
+#[allow(clippy::too_many_arguments)]
+fn run_side<C: Channel>(
+    plan: &Plan,
+    side: &mut Side<'_>,
+    session: &mut Session,
+    input_share: Vec<u64>,
+    ch: &mut C,
+    rng: &mut dyn CryptoRngCore,
+    report: &mut Report,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Vec<u64>, EngineError> {
+    let ring = mpc::Ring::new(plan.ell)?;
+    let lring = linear::Ring::new(plan.ell)?;
+    let fixed = FixedConfig::new(plan.ell, plan.scale)?;
+    let is_server = matches!(side, Side::Server { .. });
+    let mut values: Vec<Option<Vec<u64>>> = vec![None; plan.steps.len()];
+    // Last use of each value, so shares are dropped as soon as they are dead.
+    let mut last_use = vec![0usize; plan.steps.len()];
+    for (i, s) in plan.steps.iter().enumerate() {
+        for &j in &s.inputs {
+            last_use[j] = i;
+        }
+    }
+    last_use[plan.output] = usize::MAX;
+
+    let shares = |data: Vec<u64>| Shares::new(ring, plan.scale, data);
+    // t(y) = floor((y + 2^{s-1}) / 2^s): the server adds the rounding offset, then the exact
+    // truncation for values in the fixed-point range [docs/fixed-point.md].
+    let rescale =
+        |session: &mut Session, ch: &mut C, mut y: Vec<u64>| -> Result<Vec<u64>, EngineError> {
+            if is_server {
+                let half = 1u64 << (plan.scale - 1);
+                for v in &mut y {
+                    *v = v.wrapping_add(half) & ring.mask();
+                }
+            }
+            Ok(session.trunc_known_sign(ch, &shares(y)?, plan.scale)?.data)
+        };
+
+    for (i, step) in plan.steps.iter().enumerate() {
+        progress(i, plan.steps.len());
+        let t0 = Instant::now();
+        let before = ch.stats();
+        let inputs: Vec<&[u64]> = step
+            .inputs
+            .iter()
+            .map(|&j| values[j].as_deref().expect("inputs precede their users"))
+            .collect();
+        let out = match &step.kind {
+            StepKind::Input => input_share.clone(),
+            StepKind::Linear { choice, layer, .. } => {
+                let proto = choice.protocol();
+                let y = match side {
+                    Side::Server { model, keys } => {
+                        let w = model.weights[i].as_ref().ok_or(EngineError::InvalidPlan {
+                            step: i,
+                            reason: "no weights".into(),
+                        })?;
+                        proto.server(layer, lring, keys, w, inputs[0], ch, rng)?
+                    }
+                    Side::Client { keys } => {
+                        proto.client(layer, lring, keys, inputs[0], ch, rng)?
+                    }
+                };
+                rescale(session, ch, y)?
+            }
+            StepKind::Relu => session.relu(ch, &shares(inputs[0].to_vec())?)?.data,
+            StepKind::Relu6 => session.relu6(ch, &shares(inputs[0].to_vec())?)?.data,
+            StepKind::MaxPool {
+                kernel,
+                stride,
+                pads,
+            } => {
+                let is = &plan.steps[step.inputs[0]].shape;
+                let shape = PoolShape {
+                    channels: is[0] * is[1],
+                    height: is[2],
+                    width: is[3],
+                };
+                let spec = PoolSpec {
+                    kernel: (kernel[0], kernel[1]),
+                    stride: (stride[0], stride[1]),
+                    pads: (pads[0], pads[1], pads[2], pads[3]),
+                };
+                session
+                    .maxpool(ch, &shares(inputs[0].to_vec())?, shape, spec)?
+                    .data
+            }
+            StepKind::AvgPool {
+                kernel,
+                stride,
+                pads,
+                count_include_pad,
+            } => {
+                let is = &plan.steps[step.inputs[0]].shape;
+                let os = &step.shape;
+                let pool = nn::ir::Pool {
+                    kernel: *kernel,
+                    stride: *stride,
+                    pads: *pads,
+                    count_include_pad: *count_include_pad,
+                };
+                let wins = nn::kernels::pool_windows(&pool, is[1], is[2], is[3], os[2], os[3]);
+                let x = inputs[0];
+                let y = wins
+                    .iter()
+                    .map(|(idx, size)| {
+                        let k = if *count_include_pad { *size } else { idx.len() };
+                        let sum = idx.iter().fold(0u64, |a, &j| a.wrapping_add(x[j]));
+                        sum.wrapping_mul(fixed.avg_constant(k)) & ring.mask()
+                    })
+                    .collect();
+                rescale(session, ch, y)?
+            }
+            StepKind::GlobalAvgPool => {
+                let c = step.shape[1];
+                let x = inputs[0];
+                let hw = x.len() / c;
+                let k = fixed.avg_constant(hw);
+                let y = x
+                    .chunks_exact(hw)
+                    .map(|p| {
+                        p.iter()
+                            .fold(0u64, |a, &v| a.wrapping_add(v))
+                            .wrapping_mul(k)
+                            & ring.mask()
+                    })
+                    .collect();
+                rescale(session, ch, y)?
+            }
+            StepKind::Add
+            | StepKind::Slice { .. }
+            | StepKind::Pad { .. }
+            | StepKind::Reshape
+            | StepKind::Concat { .. } => local::apply(plan, step, &inputs, ring.mask()),
+        };
+        ch.flush()?;
+        let (ms, d) = delta(ch.stats(), before, t0);
+        let (c2s, s2c) = if is_server {
+            (d.bytes_received, d.bytes_sent)
+        } else {
+            (d.bytes_sent, d.bytes_received)
+        };
+        report.steps.push(StepReport {
+            layer: i.to_string(),
+            name: step.name.clone(),
+            op: step.op.clone(),
+            protocol: step.kind.protocol().to_string(),
+            ms,
+            bytes_c2s: c2s,
+            bytes_s2c: s2c,
+            rounds: d.rounds(),
+        });
+        values[i] = Some(out);
+        for &j in &step.inputs {
+            if last_use[j] == i {
+                values[j] = None;
+            }
+        }
+    }
+    progress(plan.steps.len(), plan.steps.len());
+    values[plan.output].take().ok_or(EngineError::InvalidPlan {
+        step: plan.output,
+        reason: "output never computed".into(),
+    })
+}
+
+/// Setup shared by both sides: OT session and the linear layers' keys.
+fn setup_report(name: &str, ms: f64, d: Stats, is_server: bool) -> StepReport {
+    let (c2s, s2c) = if is_server {
+        (d.bytes_received, d.bytes_sent)
+    } else {
+        (d.bytes_sent, d.bytes_received)
+    };
+    StepReport {
+        layer: name.into(),
+        name: name.into(),
+        op: name.into(),
+        protocol: if name == "setup" {
+            "ot+keys".into()
+        } else {
+            "reveal".into()
+        },
+        ms,
+        bytes_c2s: c2s,
+        bytes_s2c: s2c,
+        rounds: d.rounds(),
+    }
+}
+
+/// The server's side of one inference: setup, all steps, then the reveal.
+pub fn run_server<C: Channel>(
+    model: &ServerModel,
+    reveal_label: bool,
+    ch: &mut C,
+    rng: &mut dyn CryptoRngCore,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Report, EngineError> {
+    let plan = &model.plan;
+    let mut report = Report::default();
+    let (t0, before) = (Instant::now(), ch.stats());
+    let mut session = Session::setup(ch, Party::P0, &mut RngRef(rng))?;
+    let keys = ServerKeys::setup(&plan.key_requests()?, ch)?;
+    let (ms, d) = delta(ch.stats(), before, t0);
+    report.steps.push(setup_report("setup", ms, d, true));
+
+    let zero = vec![0u64; plan.steps[0].shape.iter().product()];
+    let mut side = Side::Server { model, keys };
+    let out = run_side(
+        plan,
+        &mut side,
+        &mut session,
+        zero,
+        ch,
+        rng,
+        &mut report,
+        progress,
+    )?;
+
+    let (t0, before) = (Instant::now(), ch.stats());
+    if reveal_label {
+        let ring = mpc::Ring::new(plan.ell)?;
+        let (idx, _) = session.argmax(ch, &Shares::new(ring, plan.scale, out)?, 1)?;
+        ch.send_u64s(&idx)?;
+    } else {
+        ch.send_u64s(&out)?;
+    }
+    ch.flush()?;
+    let (ms, d) = delta(ch.stats(), before, t0);
+    report.steps.push(setup_report("output", ms, d, true));
+    Ok(report)
+}
+
+/// The client's side of one inference on its quantized input (ring elements at scale 2^s).
+pub fn run_client<C: Channel>(
+    plan: &Plan,
+    reveal_label: bool,
+    input: Vec<u64>,
+    ch: &mut C,
+    rng: &mut dyn CryptoRngCore,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<(Outcome, Report), EngineError> {
+    plan.validate()?;
+    let expected: usize = plan.steps[0].shape.iter().product();
+    if input.len() != expected {
+        return Err(EngineError::InputShape {
+            expected: plan.steps[0].shape.clone(),
+            got: input.len(),
+        });
+    }
+    let ring = mpc::Ring::new(plan.ell)?;
+    ring.check("input", &input)?;
+    let mut report = Report::default();
+    let (t0, before) = (Instant::now(), ch.stats());
+    let mut session = Session::setup(ch, Party::P1, &mut RngRef(rng))?;
+    let keys = ClientKeys::setup(&plan.key_requests()?, ch, rng)?;
+    let (ms, d) = delta(ch.stats(), before, t0);
+    report.steps.push(setup_report("setup", ms, d, false));
+
+    let mut side = Side::Client { keys };
+    let out = run_side(
+        plan,
+        &mut side,
+        &mut session,
+        input,
+        ch,
+        rng,
+        &mut report,
+        progress,
+    )?;
+
+    let (t0, before) = (Instant::now(), ch.stats());
+    let outcome = if reveal_label {
+        let (idx, _) = session.argmax(ch, &Shares::new(ring, plan.scale, out)?, 1)?;
+        let theirs = ch.recv_u64s(1)?;
+        let label = ring.add(idx[0], theirs[0]) as usize;
+        let classes: usize = plan.steps[plan.output].shape.iter().product();
+        if label >= classes {
+            return Err(EngineError::Malformed {
+                what: "label share",
+                reason: format!("label {label} of {classes} classes"),
+            });
+        }
+        Outcome::Label(label)
+    } else {
+        let theirs = ch.recv_u64s(out.len())?;
+        Outcome::Logits(mpc::reconstruct(ring, &out, &theirs)?)
+    };
+    let (ms, d) = delta(ch.stats(), before, t0);
+    report.steps.push(setup_report("output", ms, d, false));
+    Ok((outcome, report))
+}
+
+/// Adapts `&mut dyn CryptoRngCore` to the `RngCore + CryptoRng` bound of the mpc crate.
+struct RngRef<'a>(&'a mut dyn CryptoRngCore);
+impl rand_core::RngCore for RngRef<'_> {
+    fn next_u32(&mut self) -> u32 {
+        self.0.next_u32()
+    }
+    fn next_u64(&mut self) -> u64 {
+        self.0.next_u64()
+    }
+    fn fill_bytes(&mut self, dest: &mut [u8]) {
+        self.0.fill_bytes(dest)
+    }
+    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand_core::Error> {
+        self.0.try_fill_bytes(dest)
+    }
+}
+impl rand_core::CryptoRng for RngRef<'_> {}

@@ -1,0 +1,165 @@
+//! Dense bit packing of protocol messages: every field is written with exactly its width, so the
+//! bytes on the wire equal the cost formulas of docs/protocols/nonlinear.md rounded up to a byte
+//! per message.
+
+use transport::Channel;
+
+use crate::{MpcError, Result};
+
+/// 2^w − 1 for 0 ≤ w ≤ 64.
+#[inline]
+pub(crate) fn mask(w: u32) -> u64 {
+    if w >= 64 {
+        u64::MAX
+    } else {
+        (1u64 << w) - 1
+    }
+}
+
+/// Appends fields of 0..=64 bits, least significant bit first.
+#[derive(Default)]
+pub(crate) struct BitWriter {
+    buf: Vec<u8>,
+    acc: u128,
+    n: u32,
+    total: u64,
+}
+
+impl BitWriter {
+    /// Writes the low `w` bits of `v`.
+    #[inline]
+    pub fn put(&mut self, v: u64, w: u32) {
+        if w == 0 {
+            return;
+        }
+        self.acc |= ((v & mask(w)) as u128) << self.n;
+        self.n += w;
+        self.total += w as u64;
+        while self.n >= 64 {
+            self.buf.extend_from_slice(&(self.acc as u64).to_le_bytes());
+            self.acc >>= 64;
+            self.n -= 64;
+        }
+    }
+
+    /// Number of bits written.
+    #[cfg(test)]
+    pub fn bits(&self) -> u64 {
+        self.total
+    }
+
+    pub fn finish(mut self) -> Vec<u8> {
+        let nbytes = self.n.div_ceil(8) as usize;
+        self.buf
+            .extend_from_slice(&(self.acc as u64).to_le_bytes()[..nbytes]);
+        self.buf
+    }
+}
+
+/// Reads fields written by [`BitWriter`] from a message whose length was validated against the
+/// number of bits the step expects.
+pub(crate) struct BitReader<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+    acc: u128,
+    n: u32,
+}
+
+impl<'a> BitReader<'a> {
+    /// Validates that `bytes` holds exactly `bits` bits (length and zero padding).
+    pub fn new(bytes: &'a [u8], bits: u64, what: &'static str) -> Result<BitReader<'a>> {
+        let expected = bits.div_ceil(8) as usize;
+        if bytes.len() != expected {
+            return Err(MpcError::BadMessage {
+                what,
+                expected,
+                got: bytes.len(),
+            });
+        }
+        let pad = (bits % 8) as u32;
+        if pad != 0 && (bytes[expected - 1] >> pad) != 0 {
+            return Err(MpcError::NonZeroPadding { what });
+        }
+        Ok(BitReader {
+            bytes,
+            pos: 0,
+            acc: 0,
+            n: 0,
+        })
+    }
+
+    /// The next `w`-bit field. Reading past the validated length yields zeros (callers read
+    /// exactly what they validated).
+    #[inline]
+    pub fn get(&mut self, w: u32) -> u64 {
+        if w == 0 {
+            return 0;
+        }
+        while self.n < w {
+            let take = (self.bytes.len() - self.pos).min(8);
+            let mut word = [0u8; 8];
+            word[..take].copy_from_slice(&self.bytes[self.pos..self.pos + take]);
+            self.pos += take;
+            self.acc |= (u64::from_le_bytes(word) as u128) << self.n;
+            self.n += 64;
+        }
+        let v = (self.acc as u64) & mask(w);
+        self.acc >>= w;
+        self.n -= w;
+        v
+    }
+}
+
+/// Receives one message that must hold exactly `bits` bits.
+pub(crate) fn recv_bits<C: Channel + ?Sized>(
+    ch: &mut C,
+    bits: u64,
+    what: &'static str,
+) -> Result<Vec<u8>> {
+    let msg = ch.recv()?;
+    let expected = bits.div_ceil(8) as usize;
+    if msg.len() != expected {
+        return Err(MpcError::BadMessage {
+            what,
+            expected,
+            got: msg.len(),
+        });
+    }
+    Ok(msg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_mixed_widths() {
+        let widths = [1u32, 2, 3, 37, 64, 5, 63, 1, 12];
+        let vals: Vec<u64> = widths
+            .iter()
+            .enumerate()
+            .map(|(i, &w)| (0x9e37_79b9_7f4a_7c15u64.rotate_left(i as u32)) & mask(w))
+            .collect();
+        let mut w = BitWriter::default();
+        for (&v, &b) in vals.iter().zip(&widths) {
+            w.put(v, b);
+        }
+        let total = w.bits();
+        let bytes = w.finish();
+        assert_eq!(bytes.len() as u64, total.div_ceil(8));
+        let mut r = BitReader::new(&bytes, total, "t").unwrap();
+        for (&v, &b) in vals.iter().zip(&widths) {
+            assert_eq!(r.get(b), v);
+        }
+        let mut bad = bytes.clone();
+        *bad.last_mut().unwrap() |= 0x80;
+        assert!(matches!(
+            BitReader::new(&bad, total, "t"),
+            Err(MpcError::NonZeroPadding { .. })
+        ));
+        assert!(matches!(
+            BitReader::new(&bytes[1..], total, "t"),
+            Err(MpcError::BadMessage { .. })
+        ));
+    }
+}

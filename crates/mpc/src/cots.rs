@@ -1,0 +1,572 @@
+//! Random correlated OTs held by one party, and the derandomized OTs built on them.
+//!
+//! A random COT gives the sender `q` and the global Δ, the receiver a random bit `b = lsb(t)` and
+//! `t = q ⊕ b·Δ`. Hashing with [`crate::hash::tccr_many`] turns it into a random OT with pads
+//! `p_0 = H(q)`, `p_1 = H(q ⊕ Δ)`, of which the receiver knows `p_b = H(t)`. Two kinds of chosen
+//! OT are built on that, each a sans-IO core: the caller moves the bytes.
+//!
+//! * **Affine 1-of-2 OT** (one COT): the receiver has a choice bit `c`, the sender a function `f`
+//!   on {0, 1} (any such function is affine over the group); they end with shares of `f(c)`. The
+//!   sender's single message `y = p_0 − p_1 + f(1) − f(0)` does not depend on the receiver's
+//!   derandomization bit `e = c ⊕ b`, so both messages travel in the same flight: the parties
+//!   first share `f(b)` and then fix the shares with `e` (`f(b ⊕ 1) = f(0) + f(1) − f(b)`).
+//!   Cost: 1 bit + one group element. [CrypTFlow2 §3 (COT); Gilboa's correlated OT]
+//! * **1-of-N OT**, N = 2^m, from m COTs: pads `P_j = Σ_k H(x_{k,j_k}, τ_k ‖ j)` with
+//!   `x_{k,0} = q_k`, `x_{k,1} = q_k ⊕ Δ` [Naor–Pinkas 1-out-of-N from 1-out-of-2, with the tweak
+//!   binding every pad to its index j]. The receiver sends `e = c ⊕ c'` (m bits, c' its random
+//!   index); the sender takes its share `σ = P_e + f(0)` and sends `y_v = P_{v⊕e} + f(v) − σ` for
+//!   v = 1..N−1 (`y_0 = 0` is implied). Cost: m bits + (N−1) group elements.
+//!
+//! The group is XOR on w-bit strings (Boolean shares) or addition mod 2^w or mod an odd p
+//! (arithmetic shares), see [`Group`].
+
+use ot::Block;
+
+use crate::bits::{mask, BitReader, BitWriter};
+use crate::hash::tccr_many;
+use crate::{MpcError, Result};
+
+/// Tweak bit marking COTs whose sender is P1 (P0's COTs have it clear), so the two directions
+/// never share a tweak.
+pub(crate) const DIR_P1: u128 = 1 << 127;
+
+/// The group of an OT message and of the shares it produces.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Group {
+    /// w-bit strings under XOR, 1 ≤ w ≤ 64.
+    Xor(u32),
+    /// Z_{2^w} under addition, 1 ≤ w ≤ 64.
+    Pow2(u32),
+    /// Z_p under addition, 3 ≤ p < 2^62.
+    Odd(u64),
+}
+
+impl Group {
+    /// Bits of one element on the wire.
+    #[inline]
+    pub fn width(self) -> u32 {
+        match self {
+            Group::Xor(w) | Group::Pow2(w) => w,
+            Group::Odd(p) => 64 - (p - 1).leading_zeros(),
+        }
+    }
+
+    /// A pad from a 128-bit hash (for Z_p, statistically 2^{-66}-close to uniform).
+    #[inline]
+    pub fn from_hash(self, h: u128) -> u64 {
+        match self {
+            Group::Xor(w) | Group::Pow2(w) => (h as u64) & mask(w),
+            Group::Odd(p) => (h % p as u128) as u64,
+        }
+    }
+
+    #[inline]
+    pub fn add(self, a: u64, b: u64) -> u64 {
+        match self {
+            Group::Xor(_) => a ^ b,
+            Group::Pow2(w) => a.wrapping_add(b) & mask(w),
+            Group::Odd(p) => {
+                let s = a + b;
+                if s >= p {
+                    s - p
+                } else {
+                    s
+                }
+            }
+        }
+    }
+
+    #[inline]
+    pub fn neg(self, a: u64) -> u64 {
+        match self {
+            Group::Xor(_) => a,
+            Group::Pow2(w) => a.wrapping_neg() & mask(w),
+            Group::Odd(p) => {
+                if a == 0 {
+                    0
+                } else {
+                    p - a
+                }
+            }
+        }
+    }
+
+    #[inline]
+    pub fn sub(self, a: u64, b: u64) -> u64 {
+        self.add(a, self.neg(b))
+    }
+
+    /// Reads one element sent by the peer, rejecting non-reduced values mod p.
+    #[inline]
+    fn read(self, r: &mut BitReader<'_>, what: &'static str, index: usize) -> Result<u64> {
+        let v = r.get(self.width());
+        if let Group::Odd(p) = self {
+            if v >= p {
+                return Err(MpcError::ValueOutOfRange {
+                    what,
+                    index,
+                    value: v,
+                    bits: self.width(),
+                });
+            }
+        }
+        Ok(v)
+    }
+}
+
+/// A batch of random COTs on the sender side, consumed front to back.
+pub(crate) struct SendCots {
+    delta: u128,
+    q: Vec<u128>,
+    /// Tweak of `q[0]`: the session-unique COT index plus the direction bit.
+    base: u128,
+    pos: usize,
+}
+
+/// A batch of random COTs on the receiver side, consumed front to back.
+pub(crate) struct RecvCots {
+    t: Vec<u128>,
+    base: u128,
+    pos: usize,
+}
+
+impl SendCots {
+    pub fn new(delta: Block, q: Vec<Block>, base: u128) -> SendCots {
+        SendCots {
+            delta: delta.0,
+            q: q.into_iter().map(|b| b.0).collect(),
+            base,
+            pos: 0,
+        }
+    }
+
+    /// The next `n` COTs: their `q` and the tweak of the first.
+    fn take(&mut self, n: usize) -> (&[u128], u128) {
+        assert!(
+            self.pos + n <= self.q.len(),
+            "COT pool exhausted: protocol cost accounting is wrong"
+        );
+        let s = &self.q[self.pos..self.pos + n];
+        let tw = self.base + self.pos as u128;
+        self.pos += n;
+        (s, tw)
+    }
+
+    pub fn is_exhausted(&self) -> bool {
+        self.pos == self.q.len()
+    }
+}
+
+impl Drop for SendCots {
+    fn drop(&mut self) {
+        // Secrets: the sender's COT strings and Δ.
+        for x in self.q.iter_mut() {
+            *x = 0;
+        }
+        self.delta = 0;
+    }
+}
+
+impl RecvCots {
+    pub fn new(t: Vec<Block>, base: u128) -> RecvCots {
+        RecvCots {
+            t: t.into_iter().map(|b| b.0).collect(),
+            base,
+            pos: 0,
+        }
+    }
+
+    fn take(&mut self, n: usize) -> (&[u128], u128) {
+        assert!(
+            self.pos + n <= self.t.len(),
+            "COT pool exhausted: protocol cost accounting is wrong"
+        );
+        let s = &self.t[self.pos..self.pos + n];
+        let tw = self.base + self.pos as u128;
+        self.pos += n;
+        (s, tw)
+    }
+
+    pub fn is_exhausted(&self) -> bool {
+        self.pos == self.t.len()
+    }
+}
+
+impl Drop for RecvCots {
+    fn drop(&mut self) {
+        for x in self.t.iter_mut() {
+            *x = 0;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Affine 1-of-2 OT.
+
+/// Sender state between its message and the receiver's derandomization bits.
+pub(crate) struct AffineSender {
+    group: Vec<Group>,
+    /// Share of f(b) for the receiver's random bit b: f(0) − p_0.
+    pre: Vec<u64>,
+    /// f(0) + f(1).
+    sum: Vec<u64>,
+}
+
+/// Receiver state between its derandomization bits and the sender's message.
+pub(crate) struct AffineReceiver {
+    group: Vec<Group>,
+    b: Vec<u8>,
+    pad: Vec<u64>,
+    e: Vec<u8>,
+}
+
+/// Sender: writes `y_i = p_0 − p_1 + f1_i − f0_i` for every instance.
+pub(crate) fn affine_send(
+    cots: &mut SendCots,
+    group: &dyn Fn(usize) -> Group,
+    f0: &[u64],
+    f1: &[u64],
+    out: &mut BitWriter,
+) -> AffineSender {
+    let n = f0.len();
+    debug_assert_eq!(n, f1.len());
+    let delta = cots.delta;
+    let (q, tw) = cots.take(n);
+    let mut h0: Vec<u128> = q.to_vec();
+    let mut h1: Vec<u128> = q.iter().map(|&x| x ^ delta).collect();
+    let tweaks: Vec<u128> = (0..n).map(|i| tw + i as u128).collect();
+    tccr_many(&mut h0, &tweaks);
+    tccr_many(&mut h1, &tweaks);
+    let mut st = AffineSender {
+        group: Vec::with_capacity(n),
+        pre: Vec::with_capacity(n),
+        sum: Vec::with_capacity(n),
+    };
+    for i in 0..n {
+        let g = group(i);
+        let p0 = g.from_hash(h0[i]);
+        let p1 = g.from_hash(h1[i]);
+        let y = g.add(g.sub(p0, p1), g.sub(f1[i], f0[i]));
+        out.put(y, g.width());
+        st.pre.push(g.sub(f0[i], p0));
+        st.sum.push(g.add(f0[i], f1[i]));
+        st.group.push(g);
+    }
+    st
+}
+
+impl AffineSender {
+    /// Reads the receiver's bits `e_i` and returns the sender's shares of `f_i(c_i)`.
+    pub fn finish(self, r: &mut BitReader<'_>) -> Vec<u64> {
+        (0..self.pre.len())
+            .map(|i| {
+                let e = r.get(1);
+                let g = self.group[i];
+                if e == 1 {
+                    g.sub(self.sum[i], self.pre[i])
+                } else {
+                    self.pre[i]
+                }
+            })
+            .collect()
+    }
+}
+
+/// Receiver: writes `e_i = c_i ⊕ b_i` for every instance.
+pub(crate) fn affine_choose(
+    cots: &mut RecvCots,
+    group: &dyn Fn(usize) -> Group,
+    c: &[u8],
+    out: &mut BitWriter,
+) -> AffineReceiver {
+    let n = c.len();
+    let (t, tw) = cots.take(n);
+    let b: Vec<u8> = t.iter().map(|&x| (x & 1) as u8).collect();
+    let mut h: Vec<u128> = t.to_vec();
+    let tweaks: Vec<u128> = (0..n).map(|i| tw + i as u128).collect();
+    tccr_many(&mut h, &tweaks);
+    let mut st = AffineReceiver {
+        group: Vec::with_capacity(n),
+        b,
+        pad: Vec::with_capacity(n),
+        e: Vec::with_capacity(n),
+    };
+    for i in 0..n {
+        let g = group(i);
+        st.pad.push(g.from_hash(h[i]));
+        let e = (c[i] & 1) ^ st.b[i];
+        out.put(e as u64, 1);
+        st.e.push(e);
+        st.group.push(g);
+    }
+    st
+}
+
+impl AffineReceiver {
+    /// Reads the sender's `y_i` and returns the receiver's shares of `f_i(c_i)`.
+    pub fn finish(self, r: &mut BitReader<'_>, what: &'static str) -> Result<Vec<u64>> {
+        let mut out = Vec::with_capacity(self.pad.len());
+        for i in 0..self.pad.len() {
+            let g = self.group[i];
+            let y = g.read(r, what, i)?;
+            let v = if self.b[i] == 1 {
+                g.add(self.pad[i], y)
+            } else {
+                self.pad[i]
+            };
+            out.push(if self.e[i] == 1 { g.neg(v) } else { v });
+        }
+        Ok(out)
+    }
+}
+
+/// Bits on the wire of the sender's messages for instances with these groups.
+pub(crate) fn affine_msg_bits(n: usize, group: &dyn Fn(usize) -> Group) -> u64 {
+    (0..n).map(|i| group(i).width() as u64).sum()
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1-of-N OT, N = 2^m.
+
+/// Tweak of COT `idx` for 1-of-N index `j` (j < 2^16, idx < 2^64).
+#[inline]
+fn tweak_j(tw: u128, j: usize) -> u128 {
+    tw | ((j as u128) << 96)
+}
+
+const CH: usize = 128;
+
+/// Receiver state of a 1-of-N batch between its choice message and the sender's answer.
+pub(crate) struct OneOfNReceiver {
+    m: u32,
+    group: Group,
+    c: Vec<u64>,
+    pad: Vec<u64>,
+}
+
+/// Receiver: writes `e_i = c_i ⊕ c'_i` (m bits each). `c_i < 2^m`.
+pub(crate) fn one_of_n_choose(
+    cots: &mut RecvCots,
+    m: u32,
+    group: Group,
+    c: &[u64],
+    out: &mut BitWriter,
+) -> OneOfNReceiver {
+    let n = c.len();
+    let mk = m as usize;
+    let (t, tw) = cots.take(n * mk);
+    let mut pad = Vec::with_capacity(n);
+    let mut xs = Vec::with_capacity(CH * mk);
+    let mut tws = Vec::with_capacity(CH * mk);
+    for start in (0..n).step_by(CH) {
+        let end = (start + CH).min(n);
+        xs.clear();
+        tws.clear();
+        for i in start..end {
+            let ts = &t[i * mk..(i + 1) * mk];
+            let cp: usize = ts
+                .iter()
+                .enumerate()
+                .map(|(k, &x)| ((x & 1) as usize) << k)
+                .sum();
+            for (k, &x) in ts.iter().enumerate() {
+                xs.push(x);
+                tws.push(tweak_j(tw + (i * mk + k) as u128, cp));
+            }
+            out.put(c[i] ^ cp as u64, m);
+        }
+        tccr_many(&mut xs, &tws);
+        for chunk in xs.chunks(mk) {
+            pad.push(
+                chunk
+                    .iter()
+                    .fold(0u64, |acc, &h| group.add(acc, group.from_hash(h))),
+            );
+        }
+    }
+    OneOfNReceiver {
+        m,
+        group,
+        c: c.to_vec(),
+        pad,
+    }
+}
+
+/// Sender: reads the receiver's `e_i` and writes `y_{i,v}` for v = 1..N−1; returns its shares.
+/// `table(i, v)` is f_i(v), an element of `group`.
+pub(crate) fn one_of_n_send(
+    cots: &mut SendCots,
+    m: u32,
+    group: Group,
+    n: usize,
+    r: &mut BitReader<'_>,
+    table: &dyn Fn(usize, u64) -> u64,
+    out: &mut BitWriter,
+) -> Vec<u64> {
+    let mk = m as usize;
+    let nn = 1usize << m;
+    let delta = cots.delta;
+    let (q, tw) = cots.take(n * mk);
+    let mut shares = Vec::with_capacity(n);
+    let mut xs = Vec::with_capacity(CH * nn * mk);
+    let mut tws = Vec::with_capacity(CH * nn * mk);
+    let mut pads = vec![0u64; nn];
+    for start in (0..n).step_by(CH) {
+        let end = (start + CH).min(n);
+        xs.clear();
+        tws.clear();
+        for i in start..end {
+            let qs = &q[i * mk..(i + 1) * mk];
+            for j in 0..nn {
+                for (k, &x) in qs.iter().enumerate() {
+                    let bit = (j >> k) & 1;
+                    xs.push(if bit == 1 { x ^ delta } else { x });
+                    tws.push(tweak_j(tw + (i * mk + k) as u128, j));
+                }
+            }
+        }
+        tccr_many(&mut xs, &tws);
+        for (ii, i) in (start..end).enumerate() {
+            let base = ii * nn * mk;
+            for (j, pj) in pads.iter_mut().enumerate() {
+                let hs = &xs[base + j * mk..base + (j + 1) * mk];
+                *pj = hs
+                    .iter()
+                    .fold(0u64, |acc, &h| group.add(acc, group.from_hash(h)));
+            }
+            let e = r.get(m) as usize;
+            let sigma = group.add(pads[e], table(i, 0));
+            for v in 1..nn {
+                let y = group.sub(group.add(pads[v ^ e], table(i, v as u64)), sigma);
+                out.put(y, group.width());
+            }
+            shares.push(sigma);
+        }
+    }
+    shares
+}
+
+impl OneOfNReceiver {
+    /// Reads the sender's answer and returns the receiver's shares of f_i(c_i).
+    pub fn finish(self, r: &mut BitReader<'_>, what: &'static str) -> Result<Vec<u64>> {
+        let nn = 1usize << self.m;
+        let g = self.group;
+        let mut out = Vec::with_capacity(self.c.len());
+        for i in 0..self.c.len() {
+            let mut yc = 0;
+            for v in 1..nn {
+                let y = g.read(r, what, i)?;
+                if v as u64 == self.c[i] {
+                    yc = y;
+                }
+            }
+            out.push(g.sub(yc, self.pad[i]));
+        }
+        Ok(out)
+    }
+}
+
+/// Bits of the sender's answer for `n` instances.
+pub(crate) fn one_of_n_answer_bits(n: usize, m: u32, group: Group) -> u64 {
+    n as u64 * ((1u64 << m) - 1) * group.width() as u64
+}
+
+#[cfg(test)]
+pub(crate) mod dealer {
+    //! Test-only source of COT correlations for unit tests of the sans-IO cores. The protocols
+    //! themselves always draw COTs from the `ot` crate.
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    pub fn cots(n: usize, seed: u64) -> (SendCots, RecvCots) {
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(seed);
+        let delta: u128 = rng.gen::<u128>() | 1;
+        let q: Vec<Block> = (0..n).map(|_| Block(rng.gen::<u128>() & !1)).collect();
+        let t: Vec<Block> = q
+            .iter()
+            .map(|x| Block(if rng.gen::<bool>() { x.0 ^ delta } else { x.0 }))
+            .collect();
+        (
+            SendCots::new(Block(delta), q, 5 << 20),
+            RecvCots::new(t, 5 << 20),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    #[test]
+    fn affine_ot_core_all_groups() {
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(1);
+        for g in [
+            Group::Xor(2),
+            Group::Pow2(37),
+            Group::Pow2(64),
+            Group::Odd((1 << 61) - 1),
+        ] {
+            let n = 300;
+            let (mut s, mut r) = dealer::cots(n, 2);
+            let f0: Vec<u64> = (0..n).map(|_| g.from_hash(rng.gen())).collect();
+            let f1: Vec<u64> = (0..n).map(|_| g.from_hash(rng.gen())).collect();
+            let c: Vec<u8> = (0..n).map(|_| rng.gen::<u8>() & 1).collect();
+            let gf = |_| g;
+            let mut ws = BitWriter::default();
+            let st_s = affine_send(&mut s, &gf, &f0, &f1, &mut ws);
+            let mut wr = BitWriter::default();
+            let st_r = affine_choose(&mut r, &gf, &c, &mut wr);
+            let (bs, bits_s) = (ws.bits(), ws.finish());
+            let (br, bits_r) = (wr.bits(), wr.finish());
+            let out_s = st_s.finish(&mut BitReader::new(&bits_r, br, "e").unwrap());
+            let out_r = st_r
+                .finish(&mut BitReader::new(&bits_s, bs, "y").unwrap(), "y")
+                .unwrap();
+            for i in 0..n {
+                let want = if c[i] == 1 { f1[i] } else { f0[i] };
+                assert_eq!(g.add(out_s[i], out_r[i]), want, "{g:?} {i}");
+            }
+        }
+    }
+
+    #[test]
+    fn one_of_n_core() {
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(3);
+        for (m, g) in [
+            (1, Group::Xor(2)),
+            (2, Group::Xor(2)),
+            (2, Group::Pow2(12)),
+            (3, Group::Odd(1_000_003)),
+            (4, Group::Xor(1)),
+        ] {
+            let n = 200;
+            let (mut s, mut r) = dealer::cots(n * m as usize, 4);
+            let tab: Vec<Vec<u64>> = (0..n)
+                .map(|_| (0..1 << m).map(|_| g.from_hash(rng.gen())).collect())
+                .collect();
+            let c: Vec<u64> = (0..n).map(|_| rng.gen_range(0..1u64 << m)).collect();
+            let mut wr = BitWriter::default();
+            let st = one_of_n_choose(&mut r, m, g, &c, &mut wr);
+            let (br, er) = (wr.bits(), wr.finish());
+            let mut ws = BitWriter::default();
+            let sh_s = one_of_n_send(
+                &mut s,
+                m,
+                g,
+                n,
+                &mut BitReader::new(&er, br, "e").unwrap(),
+                &|i, v| tab[i][v as usize],
+                &mut ws,
+            );
+            assert_eq!(ws.bits(), one_of_n_answer_bits(n, m, g));
+            let (bs, ys) = (ws.bits(), ws.finish());
+            let sh_r = st
+                .finish(&mut BitReader::new(&ys, bs, "y").unwrap(), "y")
+                .unwrap();
+            for i in 0..n {
+                assert_eq!(g.add(sh_s[i], sh_r[i]), tab[i][c[i] as usize]);
+            }
+        }
+    }
+}

@@ -1,0 +1,185 @@
+//! Truncation by s bits with exact floor semantics (docs/fixed-point.md: `floor(x / 2^s)` of the
+//! signed value, reduced mod 2^ℓ).
+//!
+//! Write `u = x + 2^{ℓ−1}` (exact) or `u = x + 2^{ℓ−2}` (known sign), an unsigned value with
+//! shares `u0 + u1 = u + w·2^ℓ`. Then [CrypTFlow2 §5.1, Cheetah §5.3]
+//!
+//! `floor(u / 2^s) = (u0 >> s) + (u1 >> s) + c − w·2^{ℓ−s}`,
+//!
+//! with `c = [u0 mod 2^s + u1 mod 2^s ≥ 2^s]` the carry of the low bits and `w` the wrap. Both
+//! are computed on shares and converted to arithmetic shares:
+//! * exact: one millionaire on the low ℓ−1 bits whose low s bits form their own subtree gives
+//!   XOR shares of `c` and of the carry `k` into bit ℓ−1; `w = maj(msb(u0), msb(u1), k)` comes
+//!   as arithmetic shares mod 2^s from one 1-of-4 OT (P1 chooses by `(msb(u1), k1)`), and `c`
+//!   through B2A. Only `w mod 2^s` matters, since it is multiplied by 2^{ℓ−s}.
+//! * known sign (|x| < 2^{ℓ−2}, so `msb(u) = 0`): `w = msb(u0) ∨ msb(u1)` [Cheetah §5.3] is one
+//!   affine OT mod 2^s, and `c` needs a millionaire on s bits only.
+
+use transport::Channel;
+
+use crate::bits::{mask, BitReader, BitWriter};
+use crate::cots::{
+    affine_choose, affine_send, one_of_n_answer_bits, one_of_n_choose, one_of_n_send, Group,
+};
+use crate::session::{Party, Session};
+use crate::{MpcError, Result, Ring, Shares};
+
+fn check_shift(ring: Ring, s: u32) -> Result<()> {
+    let l = ring.bits();
+    if s == 0 || s + 2 > l {
+        return Err(MpcError::InvalidShift {
+            shift: s,
+            bits: l,
+            max: l - 2,
+        });
+    }
+    Ok(())
+}
+
+impl Session {
+    /// Exact `floor(x / 2^s)` of signed values; the result has scale `x.scale − s` (saturating
+    /// at 0). Requires 1 ≤ s ≤ ℓ − 2.
+    pub fn trunc<C: Channel + ?Sized>(&mut self, ch: &mut C, x: &Shares, s: u32) -> Result<Shares> {
+        let ring = x.ring;
+        check_shift(ring, s)?;
+        ring.check("trunc input", &x.data)?;
+        let l = ring.bits();
+        let n = x.len();
+        let p0 = self.party() == Party::P0;
+        let half = 1u64 << (l - 1);
+        let u: Vec<u64> = if p0 {
+            x.data.iter().map(|&a| ring.add(a, half)).collect()
+        } else {
+            x.data.clone()
+        };
+        let low = mask(l - 1);
+        let v: Vec<u64> = if p0 {
+            u.iter().map(|&a| a & low).collect()
+        } else {
+            u.iter().map(|&b| !b & low).collect()
+        };
+        let (k, c) = self.compare(ch, &v, l - 1, s)?;
+
+        // One flight each way: P1 sends its 1-of-4 choices (msb(u1), k1) and its B2A bits; P0
+        // answers with the 1-of-4 table rows and the B2A messages.
+        let gw = Group::Pow2(s);
+        let gc = Group::Pow2(l - 1);
+        let (w_sh, c_prod) = match self.party() {
+            Party::P1 => {
+                let (_, mut r) = self.cots(ch, 0, 3 * n)?;
+                let mut wr = BitWriter::default();
+                let choice: Vec<u64> = u
+                    .iter()
+                    .zip(&k)
+                    .map(|(&a, &kk)| ring.msb(a) as u64 | (kk as u64) << 1)
+                    .collect();
+                let st4 = one_of_n_choose(&mut r, 2, gw, &choice, &mut wr);
+                let stc = affine_choose(&mut r, &|_| gc, &c, &mut wr);
+                self.send(ch, wr.finish())?;
+                let bits = one_of_n_answer_bits(n, 2, gw) + n as u64 * gc.width() as u64;
+                let got = crate::bits::recv_bits(ch, bits, "trunc answer")?;
+                let mut rd = BitReader::new(&got, bits, "trunc answer")?;
+                (
+                    st4.finish(&mut rd, "trunc answer")?,
+                    stc.finish(&mut rd, "trunc answer")?,
+                )
+            }
+            Party::P0 => {
+                let (mut sc, _) = self.cots(ch, 3 * n, 0)?;
+                let bits = 3 * n as u64;
+                let got = crate::bits::recv_bits(ch, bits, "trunc choices")?;
+                let mut rd = BitReader::new(&got, bits, "trunc choices")?;
+                let mut wr = BitWriter::default();
+                // f(v) = maj(m0, v0, k0 ⊕ v1) with v = (msb(u1), k1).
+                let table = |i: usize, v: u64| {
+                    let m0 = ring.msb(u[i]) as u64;
+                    let m1 = v & 1;
+                    let kk = (k[i] as u64 & 1) ^ (v >> 1);
+                    (m0 & m1) | (kk & (m0 ^ m1))
+                };
+                let w_sh = one_of_n_send(&mut sc, 2, gw, n, &mut rd, &table, &mut wr);
+                let zero = vec![0u64; n];
+                let f1: Vec<u64> = c.iter().map(|&b| b as u64).collect();
+                let stc = affine_send(&mut sc, &|_| gc, &zero, &f1, &mut wr);
+                self.send(ch, wr.finish())?;
+                let c_prod = stc.finish(&mut rd);
+                (w_sh, c_prod)
+            }
+        };
+        let off = if p0 { 1u64 << (l - 1 - s) } else { 0 };
+        let data = (0..n)
+            .map(|i| {
+                let c_arith = ring.sub(c[i] as u64, ring.mul(2, c_prod[i]));
+                let wterm = ring.reduce(w_sh[i] << (l - s));
+                ring.sub(ring.sub(ring.add(u[i] >> s, c_arith), wterm), off)
+            })
+            .collect();
+        Ok(Shares {
+            ring,
+            scale: x.scale.saturating_sub(s),
+            data,
+        })
+    }
+
+    /// Exact `floor(x / 2^s)` for signed values with |x| < 2^{ℓ−2} (the fixed-point range
+    /// assumption), cheaper than [`Session::trunc`]: outside that range the result is wrong.
+    /// Requires 1 ≤ s ≤ ℓ − 2.
+    pub fn trunc_known_sign<C: Channel + ?Sized>(
+        &mut self,
+        ch: &mut C,
+        x: &Shares,
+        s: u32,
+    ) -> Result<Shares> {
+        let ring = x.ring;
+        check_shift(ring, s)?;
+        ring.check("trunc input", &x.data)?;
+        let l = ring.bits();
+        let n = x.len();
+        let p0 = self.party() == Party::P0;
+        let quarter = 1u64 << (l - 2);
+        let u: Vec<u64> = if p0 {
+            x.data.iter().map(|&a| ring.add(a, quarter)).collect()
+        } else {
+            x.data.clone()
+        };
+        let lo = mask(s);
+        let v: Vec<u64> = if p0 {
+            u.iter().map(|&a| a & lo).collect()
+        } else {
+            u.iter().map(|&b| !b & lo).collect()
+        };
+        let c = self.millionaire(ch, &v, s)?;
+        // Instances [0, n): w = m0 ∨ m1 mod 2^s (P1 chooses by m1); [n, 2n): c0·c1 mod 2^{ℓ−1}.
+        let gw = Group::Pow2(s);
+        let gc = Group::Pow2(l - 1);
+        let group = |i: usize| if i < n { gw } else { gc };
+        let mut f0 = Vec::with_capacity(2 * n);
+        let mut f1 = Vec::with_capacity(2 * n);
+        let mut choice = Vec::with_capacity(2 * n);
+        for &a in &u {
+            let m = ring.msb(a);
+            f0.push(m as u64);
+            f1.push(1);
+            choice.push(m);
+        }
+        for &b in &c {
+            f0.push(0);
+            f1.push(b as u64);
+            choice.push(b);
+        }
+        let out = self.ot_p0_to_p1(ch, 2 * n, &group, &f0, &f1, &choice)?;
+        let off = if p0 { 1u64 << (l - 2 - s) } else { 0 };
+        let data = (0..n)
+            .map(|i| {
+                let c_arith = ring.sub(c[i] as u64, ring.mul(2, out[n + i]));
+                let wterm = ring.reduce(out[i] << (l - s));
+                ring.sub(ring.sub(ring.add(u[i] >> s, c_arith), wterm), off)
+            })
+            .collect();
+        Ok(Shares {
+            ring,
+            scale: x.scale.saturating_sub(s),
+            data,
+        })
+    }
+}

@@ -1,0 +1,163 @@
+//! A peer that disconnects, stays silent, or sends malformed or oversized messages makes the
+//! other side return an error within its timeout: no panic, no hang. Also: the protocols over
+//! TCP loopback.
+
+mod common;
+use privinfer_mpc as mpc;
+
+use std::net::{TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+use common::*;
+use mpc::{plain, MpcError, Party, Ring, Session, Shares};
+use transport::{Channel, MemoryChannel, TcpChannel, TcpConfig, TransportError};
+
+fn setup_pair<C: Channel + Send + 'static>(c0: C, c1: C) -> ((Session, C), (Session, C)) {
+    let h = std::thread::spawn(move || {
+        let mut c1 = c1;
+        let s = Session::setup(&mut c1, Party::P1, &mut rng(9)).unwrap();
+        (s, c1)
+    });
+    let mut c0 = c0;
+    let s0 = Session::setup(&mut c0, Party::P0, &mut rng(10)).unwrap();
+    ((s0, c0), h.join().unwrap())
+}
+
+fn input(ring: Ring, n: usize) -> Shares {
+    Shares::new(
+        ring,
+        12,
+        (0..n as u64)
+            .map(|i| ring.reduce(i.wrapping_mul(0x9e37_79b9_7f4a_7c15)))
+            .collect(),
+    )
+    .unwrap()
+}
+
+#[test]
+fn peer_disconnect_is_an_error() {
+    let ring = Ring::new(37).unwrap();
+    for step in 0..3 {
+        let (c0, c1) = MemoryChannel::pair_with(1 << 24, Duration::from_secs(5));
+        let ((mut s0, mut c0), (mut s1, mut c1)) = setup_pair(c0, c1);
+        let h = std::thread::spawn(move || {
+            // P1 runs part of a ReLU and vanishes.
+            match step {
+                0 => {}
+                1 => {
+                    let _ = s1.drelu(&mut c1, ring, &input(ring, 64).data);
+                }
+                _ => {
+                    let _ = c1.recv();
+                }
+            }
+            drop(c1);
+        });
+        let t = Instant::now();
+        let r = s0.relu(&mut c0, &input(ring, 64));
+        assert!(r.is_err(), "step {step}");
+        assert!(
+            t.elapsed() < Duration::from_secs(7),
+            "error only after the 5 s timeout"
+        );
+        h.join().unwrap();
+        let _ = &mut s0;
+    }
+}
+
+#[test]
+fn silent_peer_times_out() {
+    let ring = Ring::new(37).unwrap();
+    let (c0, c1) = MemoryChannel::pair_with(1 << 24, Duration::from_millis(300));
+    let ((mut s0, mut c0), (_s1, c1)) = setup_pair(c0, c1);
+    let t = Instant::now();
+    let r = s0.trunc(&mut c0, &input(ring, 16), 12);
+    assert!(
+        matches!(
+            r,
+            Err(MpcError::Transport(TransportError::Timeout(_))) | Err(MpcError::Ot(_))
+        ),
+        "{r:?}"
+    );
+    assert!(t.elapsed() < Duration::from_secs(3));
+    drop(c1);
+}
+
+#[test]
+fn garbage_from_peer_is_an_error() {
+    let ring = Ring::new(41).unwrap();
+    for garbage in [vec![], vec![0xffu8; 3], vec![7u8; 100_000]] {
+        let (c0, c1) = MemoryChannel::pair_with(1 << 24, Duration::from_secs(2));
+        let ((mut s0, mut c0), (_s1, mut c1)) = setup_pair(c0, c1);
+        let h = std::thread::spawn(move || {
+            // Answer every message with garbage until the other side gives up.
+            while c1.recv().is_ok() {
+                if c1.send(&garbage).is_err() {
+                    break;
+                }
+                let _ = c1.flush();
+            }
+        });
+        let r = s0.relu(&mut c0, &input(ring, 32));
+        assert!(r.is_err());
+        drop(c0);
+        h.join().unwrap();
+    }
+}
+
+#[test]
+fn oversized_message_is_refused() {
+    // P0 accepts at most 4 KiB per message; an honest P1's ReLU on 2^14 elements sends more.
+    let ring = Ring::new(37).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let small = TcpConfig {
+        max_message: 4096,
+        timeout: Duration::from_secs(3),
+        ..TcpConfig::default()
+    };
+    let big = TcpConfig {
+        timeout: Duration::from_secs(3),
+        ..TcpConfig::default()
+    };
+    let h = std::thread::spawn(move || {
+        let mut c1 = TcpChannel::from_stream(TcpStream::connect(addr).unwrap(), big).unwrap();
+        let mut s1 = Session::setup(&mut c1, Party::P1, &mut rng(1)).unwrap();
+        let _ = s1.relu(&mut c1, &input(ring, 1 << 14));
+    });
+    let mut c0 = TcpChannel::from_stream(listener.accept().unwrap().0, small).unwrap();
+    let mut s0 = Session::setup(&mut c0, Party::P0, &mut rng(2)).unwrap();
+    let r = s0.relu(&mut c0, &input(ring, 1 << 14));
+    assert!(r.is_err(), "{r:?}");
+    c0.shutdown();
+    h.join().unwrap();
+}
+
+#[test]
+fn protocols_over_tcp_loopback() {
+    let ring = Ring::new(37).unwrap();
+    let mut r = rng(11);
+    let vals = edge_values(ring, 12, 500, &mut r);
+    let (xs, s0, s1) = sharings(ring, &vals, &mut r);
+    let (c0, c1) = TcpChannel::loopback_pair(TcpConfig::default()).unwrap();
+    let (o0, o1) = run_on(c0, c1, 12, move |p, sess, ch| {
+        let x = Shares::new(
+            ring,
+            12,
+            if p == Party::P0 {
+                s0.clone()
+            } else {
+                s1.clone()
+            },
+        )
+        .unwrap();
+        (
+            sess.relu(ch, &x).unwrap().data,
+            sess.trunc(ch, &x, 12).unwrap().data,
+        )
+    });
+    for i in 0..xs.len() {
+        assert_eq!(ring.add(o0.0[i], o1.0[i]), plain::relu(ring, xs[i]));
+        assert_eq!(ring.add(o0.1[i], o1.1[i]), plain::trunc(ring, xs[i], 12));
+    }
+}

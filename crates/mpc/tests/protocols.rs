@@ -1,0 +1,379 @@
+//! Every protocol against its plaintext function (mpc::plain) on random and edge inputs, for
+//! ℓ ∈ {32, 37, 41, 64}, over the in-memory channel.
+
+mod common;
+use privinfer_mpc as mpc;
+
+use common::*;
+use mpc::{plain, reconstruct, FieldModulus, Party, PoolShape, PoolSpec, Ring, Shares};
+use rand::Rng;
+
+fn pick(p: Party, a: &[u64], b: &[u64]) -> Vec<u64> {
+    if p == Party::P0 {
+        a.to_vec()
+    } else {
+        b.to_vec()
+    }
+}
+
+#[test]
+fn millionaire_matches_comparison() {
+    let mut r = rng(1);
+    for bits in [1u32, 2, 3, 12, 31, 36, 63, 64] {
+        let m = if bits == 64 {
+            u64::MAX
+        } else {
+            (1u64 << bits) - 1
+        };
+        let mut a: Vec<u64> = (0..200).map(|_| r.gen::<u64>() & m).collect();
+        let mut b: Vec<u64> = (0..200).map(|_| r.gen::<u64>() & m).collect();
+        for (x, y) in [
+            (0, 0),
+            (m, m),
+            (0, m),
+            (m, 0),
+            (1, 0),
+            (0, 1),
+            (m - 1, m),
+            (m, m - 1),
+        ] {
+            a.push(x);
+            b.push(y);
+        }
+        for i in 0..50 {
+            // equal high parts, differing low bits
+            a.push((b[i] ^ (r.gen::<u64>() & 3)) & m);
+            b.push(b[i]);
+        }
+        let (aa, bb) = (a.clone(), b.clone());
+        let (g0, g1) = run(bits as u64, move |p, s, ch| {
+            s.millionaire(ch, &pick(p, &aa, &bb), bits).unwrap()
+        });
+        for i in 0..a.len() {
+            assert_eq!(
+                g0[i] ^ g1[i],
+                (a[i] > b[i]) as u8,
+                "bits {bits} a {:#x} b {:#x}",
+                a[i],
+                b[i]
+            );
+        }
+    }
+}
+
+#[test]
+fn relu_drelu_relu6_exact() {
+    let mut r = rng(2);
+    for l in RINGS {
+        let ring = Ring::new(l).unwrap();
+        let s = 12;
+        let vals = edge_values(ring, s, 300, &mut r);
+        let (xs, s0, s1) = sharings(ring, &vals, &mut r);
+        let (out0, out1) = run(l as u64, move |p, sess, ch| {
+            let x = Shares::new(ring, s, pick(p, &s0, &s1)).unwrap();
+            let d = sess.drelu(ch, ring, &x.data).unwrap();
+            let y = sess.relu(ch, &x).unwrap();
+            let y6 = sess.relu6(ch, &x).unwrap();
+            (d, y.data, y6.data)
+        });
+        for i in 0..xs.len() {
+            assert_eq!(
+                out0.0[i] ^ out1.0[i],
+                plain::drelu(ring, xs[i]),
+                "drelu l={l} x={:#x}",
+                xs[i]
+            );
+        }
+        assert_eq!(
+            reconstruct(ring, &out0.1, &out1.1).unwrap(),
+            xs.iter().map(|&x| plain::relu(ring, x)).collect::<Vec<_>>(),
+            "relu l={l}"
+        );
+        for i in 0..xs.len() {
+            if plain::in_known_sign_range(ring, xs[i]) {
+                assert_eq!(
+                    ring.add(out0.2[i], out1.2[i]),
+                    plain::relu6(ring, xs[i], s),
+                    "relu6 l={l} x={}",
+                    ring.to_signed(xs[i])
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn relu_approx_within_documented_set() {
+    let mut r = rng(3);
+    for l in RINGS {
+        let ring = Ring::new(l).unwrap();
+        let s = 12;
+        let mut vals = edge_values(ring, s, 300, &mut r);
+        vals.extend((0..200).map(|_| r.gen_range(0..1u64 << s)));
+        let (xs, s0, s1) = sharings(ring, &vals, &mut r);
+        let (o0, o1) = run(100 + l as u64, move |p, sess, ch| {
+            sess.relu_approx(ch, &Shares::new(ring, s, pick(p, &s0, &s1)).unwrap())
+                .unwrap()
+                .data
+        });
+        let mut inexact = 0;
+        for i in 0..xs.len() {
+            let got = ring.add(o0[i], o1[i]);
+            let allowed = plain::relu_approx_allowed(ring, xs[i], s);
+            assert!(
+                allowed.contains(&got),
+                "l={l} x={} got {}",
+                ring.to_signed(xs[i]),
+                ring.to_signed(got)
+            );
+            inexact += (got != plain::relu(ring, xs[i])) as usize;
+        }
+        // The approximation does occur (small positives whose shares carry), so the allowed set
+        // is not vacuous.
+        assert!(inexact > 0, "l={l}: no approximate output seen");
+    }
+}
+
+#[test]
+fn trunc_exact_floor() {
+    let mut r = rng(4);
+    for l in RINGS {
+        let ring = Ring::new(l).unwrap();
+        for s in [1, 12, l - 2] {
+            let vals = edge_values(ring, s.min(l - 3), 200, &mut r);
+            let (xs, s0, s1) = sharings(ring, &vals, &mut r);
+            let (o0, o1) = run(200 + l as u64 + s as u64, move |p, sess, ch| {
+                sess.trunc(ch, &Shares::new(ring, 24, pick(p, &s0, &s1)).unwrap(), s)
+                    .unwrap()
+                    .data
+            });
+            for i in 0..xs.len() {
+                assert_eq!(
+                    ring.add(o0[i], o1[i]),
+                    plain::trunc(ring, xs[i], s),
+                    "l={l} s={s} x={}",
+                    ring.to_signed(xs[i])
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn trunc_known_sign_exact_in_range() {
+    let mut r = rng(5);
+    for l in RINGS {
+        let ring = Ring::new(l).unwrap();
+        for s in [1, 12, l - 2] {
+            let vals: Vec<u64> = edge_values(ring, s.min(l - 3), 300, &mut r)
+                .into_iter()
+                .map(|x| {
+                    if plain::in_known_sign_range(ring, x) {
+                        x
+                    } else {
+                        x & (ring.mask() >> 3)
+                    }
+                })
+                .collect();
+            let (xs, s0, s1) = sharings(ring, &vals, &mut r);
+            let (o0, o1) = run(300 + l as u64 + s as u64, move |p, sess, ch| {
+                sess.trunc_known_sign(ch, &Shares::new(ring, 24, pick(p, &s0, &s1)).unwrap(), s)
+                    .unwrap()
+                    .data
+            });
+            for i in 0..xs.len() {
+                assert!(plain::in_known_sign_range(ring, xs[i]));
+                assert_eq!(
+                    ring.add(o0[i], o1[i]),
+                    plain::trunc(ring, xs[i], s),
+                    "l={l} s={s} x={}",
+                    ring.to_signed(xs[i])
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn mux_b2a_mul() {
+    let mut r = rng(6);
+    for l in RINGS {
+        let ring = Ring::new(l).unwrap();
+        let vals = edge_values(ring, 12, 100, &mut r);
+        let (xs, s0, s1) = sharings(ring, &vals, &mut r);
+        let n = xs.len();
+        let d0: Vec<u8> = (0..n).map(|_| r.gen::<u8>() & 1).collect();
+        let d1: Vec<u8> = (0..n).map(|_| r.gen::<u8>() & 1).collect();
+        let m = n / 4;
+        let ys: Vec<u64> = (0..m).map(|i| xs[(i * 7 + 3) % n]).collect();
+        let (y0, y1) = mpc::share(ring, &ys, &mut r);
+        let (dd0, dd1) = (d0.clone(), d1.clone());
+        let (s0c, s1c) = (s0.clone(), s1.clone());
+        let (o0, o1) = run(400 + l as u64, move |p, sess, ch| {
+            let d = if p == Party::P0 {
+                dd0.clone()
+            } else {
+                dd1.clone()
+            };
+            let x = pick(p, &s0c, &s1c);
+            let mx = sess.mux(ch, ring, &d, &x).unwrap();
+            let b = sess.b2a(ch, ring, &d).unwrap();
+            let xa = Shares::new(ring, 12, x[..m].to_vec()).unwrap();
+            let ya = Shares::new(ring, 12, pick(p, &y0, &y1)).unwrap();
+            let prod = sess.mul(ch, &xa, &ya).unwrap();
+            assert_eq!(prod.scale, 24);
+            (mx, b, prod.data)
+        });
+        for i in 0..n {
+            let d = d0[i] ^ d1[i];
+            assert_eq!(
+                ring.add(o0.0[i], o1.0[i]),
+                plain::mux(ring, d, xs[i]),
+                "mux l={l}"
+            );
+            assert_eq!(ring.add(o0.1[i], o1.1[i]), d as u64, "b2a l={l}");
+        }
+        for i in 0..o0.2.len() {
+            assert_eq!(
+                ring.add(o0.2[i], o1.2[i]),
+                ring.mul(xs[i], ys[i]),
+                "mul l={l}"
+            );
+        }
+    }
+}
+
+#[test]
+fn maxpool_and_argmax() {
+    let mut r = rng(7);
+    for l in RINGS {
+        let ring = Ring::new(l).unwrap();
+        let shape = PoolShape {
+            channels: 3,
+            height: 7,
+            width: 6,
+        };
+        let lim = 1i64 << (l - 3);
+        let vals: Vec<u64> = (0..shape.channels * shape.height * shape.width)
+            .map(|i| {
+                ring.from_signed(if i % 11 == 0 {
+                    5
+                } else {
+                    r.gen_range(-lim..lim)
+                })
+            })
+            .collect();
+        let (s0, s1) = mpc::share(ring, &vals, &mut r);
+        let specs = [
+            PoolSpec::square(2),
+            PoolSpec {
+                kernel: (3, 3),
+                stride: (2, 2),
+                pads: (1, 1, 1, 1),
+            },
+            PoolSpec {
+                kernel: (3, 2),
+                stride: (1, 2),
+                pads: (0, 0, 0, 0),
+            },
+        ];
+        let rows = 6;
+        let (a0, a1) = (s0.clone(), s1.clone());
+        let (o0, o1) = run(500 + l as u64, move |p, sess, ch| {
+            let x = Shares::new(ring, 12, pick(p, &a0, &a1)).unwrap();
+            let pools: Vec<Vec<u64>> = specs
+                .iter()
+                .map(|&sp| sess.maxpool(ch, &x, shape, sp).unwrap().data)
+                .collect();
+            let am = sess.argmax(ch, &x, rows).unwrap();
+            (pools, am)
+        });
+        for (k, sp) in specs.iter().enumerate() {
+            let wins = sp.windows(&shape).unwrap();
+            assert_eq!(o0.0[k].len(), wins.len());
+            for (j, w) in wins.iter().enumerate() {
+                let want = plain::max(ring, &w.iter().map(|&i| vals[i]).collect::<Vec<_>>());
+                assert_eq!(
+                    ring.add(o0.0[k][j], o1.0[k][j]),
+                    want,
+                    "pool {k} window {j}"
+                );
+            }
+        }
+        let k = vals.len() / rows;
+        for (i, row) in vals.chunks(k).enumerate() {
+            assert_eq!(
+                ring.add(o0.1 .0[i], o1.1 .0[i]),
+                plain::argmax(ring, row) as u64,
+                "argmax row {i}"
+            );
+            assert_eq!(ring.add(o0.1 .1[i], o1.1 .1[i]), plain::max(ring, row));
+        }
+    }
+    // Ties resolve to the first maximum.
+    let ring = Ring::new(37).unwrap();
+    let vals: Vec<u64> = [3i64, 9, -4, 9, 9, 1, 0]
+        .iter()
+        .map(|&v| ring.from_signed(v))
+        .collect();
+    let (s0, s1) = mpc::share(ring, &vals, &mut r);
+    let (o0, o1) = run(600, move |p, sess, ch| {
+        sess.argmax(ch, &Shares::new(ring, 0, pick(p, &s0, &s1)).unwrap(), 1)
+            .unwrap()
+            .0
+    });
+    assert_eq!(ring.add(o0[0], o1[0]), 1);
+}
+
+#[test]
+fn field_ring_conversions() {
+    let mut r = rng(8);
+    for l in RINGS {
+        let ring = Ring::new(l).unwrap();
+        for p in [65537u64, (1 << 61) - 1, 4_294_967_291] {
+            let fp = FieldModulus::new(p).unwrap();
+            let h = ((p - 1) / 2).min(ring.max_signed() as u64) as i64;
+            let mut signed: Vec<i64> = vec![0, 1, -1, h, -h, h - 1, -(h - 1)];
+            signed.extend((0..100).map(|_| r.gen_range(-h..=h)));
+            // Field shares of the signed values, including wrapping sharings.
+            let fv: Vec<u64> = signed
+                .iter()
+                .map(|&v| v.rem_euclid(p as i64) as u64)
+                .collect();
+            let mut f0 = Vec::new();
+            for (i, _) in fv.iter().enumerate() {
+                f0.push(match i % 3 {
+                    0 => r.gen_range(0..p),
+                    1 => p - 1,
+                    _ => 0,
+                });
+            }
+            let f1: Vec<u64> = fv.iter().zip(&f0).map(|(&v, &a)| (v + p - a) % p).collect();
+            let rv: Vec<u64> = signed.iter().map(|&v| ring.from_signed(v)).collect();
+            let (r0, r1) = mpc::share(ring, &rv, &mut r);
+            let (o0, o1) = run(700 + l as u64 + p % 97, move |pa, sess, ch| {
+                let a = sess
+                    .field_to_ring(ch, fp, &pick(pa, &f0, &f1), ring)
+                    .unwrap();
+                let b = sess
+                    .ring_to_field(ch, ring, &pick(pa, &r0, &r1), fp)
+                    .unwrap();
+                (a, b)
+            });
+            for i in 0..signed.len() {
+                assert_eq!(
+                    ring.add(o0.0[i], o1.0[i]),
+                    plain::field_to_ring(p, fv[i], ring),
+                    "Z_p->Z_2^l l={l} p={p} v={}",
+                    signed[i]
+                );
+                assert_eq!(
+                    (o0.1[i] + o1.1[i]) % p,
+                    plain::ring_to_field(ring, rv[i], p),
+                    "Z_2^l->Z_p l={l} p={p} v={}",
+                    signed[i]
+                );
+            }
+        }
+    }
+}

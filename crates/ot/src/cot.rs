@@ -1,0 +1,224 @@
+//! The session-level source of random correlated OT: [`CotSender`] and [`CotReceiver`].
+
+use rand_core::{CryptoRng, RngCore};
+use transport::Channel;
+
+use crate::iknp::{IknpReceiver, IknpSender};
+use crate::{Block, OtError, Result};
+
+/// Most COTs one `extend` call may return (2^26 blocks = 1 GiB per party).
+pub const MAX_EXTEND: usize = 1 << 26;
+
+/// Which extension protocol produces the COTs. Both parties must pick the same.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum CotBackend {
+    /// IKNP: 128 bits of traffic per COT, one flight per `extend` call. For comparison and
+    /// bootstrapping.
+    #[default]
+    Iknp,
+}
+
+/// Session options of a COT source. Both parties must use equal configurations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct CotConfig {
+    /// The extension protocol.
+    pub backend: CotBackend,
+}
+
+enum SenderEngine {
+    Iknp(IknpSender),
+}
+
+enum ReceiverEngine {
+    Iknp(IknpReceiver),
+}
+
+/// The sender of random correlated OT (holder of the global Δ).
+///
+/// After [`CotSender::setup`] (128 base OTs, run once per session and direction), every
+/// [`CotSender::extend`]`(ch, n)` returns `n` fresh blocks `q_i` such that the peer's
+/// [`CotReceiver::extend`]`(ch, n)` returns `t_i = q_i ⊕ b_i·Δ` for random choice bits `b_i` that
+/// only the receiver knows. Invariants: `lsb(Δ) = 1`, `lsb(q_i) = 0`, hence `b_i = lsb(t_i)`
+/// (point-and-permute). Calls must be paired one-to-one with the receiver's, with equal `n`.
+///
+/// The COT index `consumed()` before a call, plus `i`, is the session-unique tweak to use with
+/// [`crate::hash::tccr`] when turning COT `i` into a random OT.
+pub struct CotSender {
+    engine: SenderEngine,
+    consumed: u64,
+}
+
+/// The receiver of random correlated OT: see [`CotSender`].
+pub struct CotReceiver {
+    engine: ReceiverEngine,
+    consumed: u64,
+}
+
+impl CotSender {
+    /// Sets up a sender with the default configuration over `ch`, drawing all secrets
+    /// from `rng`. The peer runs [`CotReceiver::setup`] at the same time.
+    pub fn setup<C, R>(ch: &mut C, rng: &mut R) -> Result<CotSender>
+    where
+        C: Channel + ?Sized,
+        R: RngCore + CryptoRng,
+    {
+        Self::setup_with(ch, rng, CotConfig::default())
+    }
+
+    /// As [`CotSender::setup`] with an explicit configuration.
+    pub fn setup_with<C, R>(ch: &mut C, rng: &mut R, cfg: CotConfig) -> Result<CotSender>
+    where
+        C: Channel + ?Sized,
+        R: RngCore + CryptoRng,
+    {
+        let iknp = IknpSender::setup(ch, rng)?;
+        let engine = match cfg.backend {
+            CotBackend::Iknp => SenderEngine::Iknp(iknp),
+        };
+        Ok(CotSender {
+            engine,
+            consumed: 0,
+        })
+    }
+
+    /// The global correlation Δ (secret; `lsb(Δ) = 1`).
+    pub fn delta(&self) -> Block {
+        match &self.engine {
+            SenderEngine::Iknp(s) => s.delta(),
+        }
+    }
+
+    /// Number of COTs handed out so far in this session (the next COT's tweak).
+    pub fn consumed(&self) -> u64 {
+        self.consumed
+    }
+
+    /// `n` fresh random COTs `q_i` (with `lsb(q_i) = 0`). Pairs with the receiver's
+    /// `extend(ch, n)`.
+    pub fn extend<C: Channel + ?Sized>(&mut self, ch: &mut C, n: usize) -> Result<Vec<Block>> {
+        if n > MAX_EXTEND {
+            return Err(OtError::TooMany {
+                requested: n,
+                max: MAX_EXTEND,
+            });
+        }
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let out = match &mut self.engine {
+            SenderEngine::Iknp(s) => s.extend(ch, n)?,
+        };
+        self.consumed += n as u64;
+        Ok(out)
+    }
+}
+
+impl CotReceiver {
+    /// Sets up a receiver with the default configuration over `ch`, drawing all
+    /// secrets (including every future choice bit) from `rng`.
+    pub fn setup<C, R>(ch: &mut C, rng: &mut R) -> Result<CotReceiver>
+    where
+        C: Channel + ?Sized,
+        R: RngCore + CryptoRng,
+    {
+        Self::setup_with(ch, rng, CotConfig::default())
+    }
+
+    /// As [`CotReceiver::setup`] with an explicit configuration.
+    pub fn setup_with<C, R>(ch: &mut C, rng: &mut R, cfg: CotConfig) -> Result<CotReceiver>
+    where
+        C: Channel + ?Sized,
+        R: RngCore + CryptoRng,
+    {
+        let iknp = IknpReceiver::setup(ch, rng)?;
+        let engine = match cfg.backend {
+            CotBackend::Iknp => ReceiverEngine::Iknp(iknp),
+        };
+        Ok(CotReceiver {
+            engine,
+            consumed: 0,
+        })
+    }
+
+    /// Number of COTs handed out so far in this session (the next COT's tweak).
+    pub fn consumed(&self) -> u64 {
+        self.consumed
+    }
+
+    /// `n` fresh random COTs `t_i = q_i ⊕ b_i·Δ`; the choice bit is `b_i = lsb(t_i)` (see
+    /// [`crate::choice_bits`]). Pairs with the sender's `extend(ch, n)`.
+    pub fn extend<C: Channel + ?Sized>(&mut self, ch: &mut C, n: usize) -> Result<Vec<Block>> {
+        if n > MAX_EXTEND {
+            return Err(OtError::TooMany {
+                requested: n,
+                max: MAX_EXTEND,
+            });
+        }
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let out = match &mut self.engine {
+            ReceiverEngine::Iknp(r) => r.extend(ch, n)?,
+        };
+        self.consumed += n as u64;
+        Ok(out)
+    }
+}
+
+/// Which half of a two-directional OT session a party plays.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Sets up its [`CotSender`] first.
+    Leader,
+    /// Sets up its [`CotReceiver`] first.
+    Follower,
+}
+
+/// Both directions of correlated OT for one party: its own sender (its Δ) and its receiver (the
+/// peer's Δ). One party must be [`Role::Leader`], the other [`Role::Follower`].
+pub struct CotPair {
+    /// This party as COT sender.
+    pub sender: CotSender,
+    /// This party as COT receiver.
+    pub receiver: CotReceiver,
+}
+
+impl CotPair {
+    /// Sets up both directions (four flights of base OT) in an order fixed by `role`.
+    pub fn setup<C, R>(ch: &mut C, rng: &mut R, role: Role, cfg: CotConfig) -> Result<CotPair>
+    where
+        C: Channel + ?Sized,
+        R: RngCore + CryptoRng,
+    {
+        Ok(match role {
+            Role::Leader => {
+                let sender = CotSender::setup_with(ch, rng, cfg)?;
+                let receiver = CotReceiver::setup_with(ch, rng, cfg)?;
+                CotPair { sender, receiver }
+            }
+            Role::Follower => {
+                let receiver = CotReceiver::setup_with(ch, rng, cfg)?;
+                let sender = CotSender::setup_with(ch, rng, cfg)?;
+                CotPair { sender, receiver }
+            }
+        })
+    }
+}
+
+// Debug shows the public state only: Δ, seeds and buffered COTs are secrets.
+impl std::fmt::Debug for CotSender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CotSender")
+            .field("consumed", &self.consumed)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for CotReceiver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CotReceiver")
+            .field("consumed", &self.consumed)
+            .finish_non_exhaustive()
+    }
+}

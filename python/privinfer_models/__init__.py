@@ -1,0 +1,1 @@
+"""privinfer model zoo."""
