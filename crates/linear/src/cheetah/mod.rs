@@ -116,15 +116,9 @@ pub fn layout_cost(params: HeParamsId, layout: &Layout, response_bits: u32, pack
     let n = params.n() as u64;
     let l = params.prime_bits().len() as u64;
     let ins = layout.input_cts() as u64;
-    let outs = layout.output_cts() as u64;
-    let groups = if pack > 1 {
-        layout.response_groups(pack).len() as u64
-    } else {
-        outs
-    };
-    let kept: u64 = (0..layout.output_cts())
-        .map(|o| layout.kept(o) as u64)
-        .sum();
+    let groups = layout.response_count(pack) as u64;
+    // Every output is returned exactly once.
+    let kept = layout.outputs() as u64;
     let products = layout.products() as u64;
     let weights = layout.used_weight_keys() as u64;
     // Packing: G − 1 merges (one key switch and two monomial products each) per returned
