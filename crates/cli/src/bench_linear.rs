@@ -28,6 +28,9 @@ pub struct Args {
     /// Public bound on the weights' magnitude: |w| < 2^weight_bits.
     #[arg(long, default_value_t = 12)]
     weight_bits: u32,
+    /// Run each distinct layer shape once (first occurrence).
+    #[arg(long)]
+    distinct: bool,
     /// Run only the first K layers.
     #[arg(long)]
     limit: Option<usize>,
@@ -78,8 +81,10 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             .map(|(n, l)| (n, l, None))
             .collect()
     };
+    let mut seen = std::collections::HashSet::new();
     let layers: Vec<_> = layers
         .into_iter()
+        .filter(|(_, l, _)| !a.distinct || seen.insert(*l))
         .take(a.limit.unwrap_or(usize::MAX))
         .collect();
     let proto = Cheetah::new(CheetahConfig {
