@@ -107,7 +107,7 @@ pub struct Cheetah {
 }
 
 fn math_err(e: math::MathError) -> LinearError {
-    LinearError::Math(e.to_string())
+    LinearError::Math(e)
 }
 
 /// Predicted cost of running `layout` on `params` with response modulus 2^k, packing `pack`
@@ -360,7 +360,7 @@ impl DeltaEncoder {
         for m in ctx.moduli() {
             let t_inv = m
                 .inv(m.reduce_u128(1u128 << ell))
-                .ok_or(LinearError::Math("t not invertible".into()))?;
+                .expect("t = 2^l is invertible modulo an odd prime");
             delta.push(m.neg(m.mul(m.reduce(r), t_inv)));
         }
         Ok(DeltaEncoder {
@@ -597,9 +597,7 @@ impl Packer {
         let ks = self.params.key_switcher().expect("checked in new");
         let r0 = m0.automorphism(k).map_err(math_err)?;
         let r1 = m1.automorphism(k).map_err(math_err)?;
-        let (u0, u1) = ks
-            .switch(&r1, key)
-            .map_err(|e| LinearError::Math(e.to_string()))?;
+        let (u0, u1) = ks.switch(&r1, key).map_err(LinearError::from)?;
         p0.add_assign(&r0).map_err(math_err)?;
         p0.add_assign(&u0).map_err(math_err)?;
         p1.add_assign(&u1).map_err(math_err)?;
