@@ -48,13 +48,18 @@ def lossless_images(data_dir: str):
     return out
 
 
-def iter_train_jpeg(tar_path: str):
-    """Yields (uint8 [3, 32, 32], label) from train_jpeg.tar.gz (train/<class>/NNNN.jpg)."""
+def iter_train_jpeg(tar_path: str, per_class: int | None = None):
+    """Yields (uint8 [3, 32, 32], label) from train_jpeg.tar.gz (train/<class>/NNNN.jpg), at
+    most `per_class` images of each class when given (the archive is grouped by class)."""
+    counts = [0] * len(CLASSES)
     with tarfile.open(tar_path, "r:gz") as tar:
         for member in tar:
             if not member.isfile() or not member.name.endswith(".jpg"):
                 continue
             parts = member.name.split("/")
             label = CLASSES.index(parts[-2])
+            if per_class is not None and counts[label] >= per_class:
+                continue
+            counts[label] += 1
             img = Image.open(io.BytesIO(tar.extractfile(member).read())).convert("RGB")
             yield np.asarray(img).transpose(2, 0, 1).copy(), label

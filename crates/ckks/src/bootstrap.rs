@@ -16,7 +16,7 @@
 //!   coefficient.
 //! * **EvalMod**: `sin(2πKy) = sin(2π m/q_0) ≈ 2π m/q_0` as a Chebyshev interpolant of
 //!   `cos((2πKy − π/2)/2^r)` followed by `r` double angles `cos 2θ = 2cos²θ − 1`. The result is
-//!   relabeled to scale `q_0 s/(2π Δ_in)`, which makes its value `m/Δ_in` at no cost.
+//!   relabeled to scale `2π Δ_in s/q_0`, which makes its value `m/Δ_in` at no cost.
 //! * **SlotsToCoeffs**: `V·R` as the product of the forward butterfly stages, grouped likewise.
 //!
 //! Slot order inside the procedure is bit-reversed; EvalMod is slot-wise, so `R` cancels.
@@ -80,6 +80,16 @@ impl EncapsulationKeys {
     }
 }
 
+/// Wall-clock time of each bootstrapping phase.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PhaseTimes {
+    /// Encapsulation, ModRaise and the switch back to the dense secret.
+    pub mod_raise: std::time::Duration,
+    pub coeffs_to_slots: std::time::Duration,
+    pub eval_mod: std::time::Duration,
+    pub slots_to_coeffs: std::time::Duration,
+}
+
 /// Precomputed bootstrapping circuit (public data only: no keys).
 pub struct Bootstrapper {
     params: Params,
@@ -124,6 +134,27 @@ pub fn butterfly(params: &Params, n: usize, len: usize, inverse: bool) -> DiagMa
         }
     }
     m
+}
+
+/// Plaintext scales `Δ_i` for consecutive transforms at primes `q_i` such that
+/// `Π Δ_i/q_i = factor` and `Δ_i·max|M_i|` is the same for every `i`.
+fn balanced_scales(mats: &[DiagMatrix], qs: &[f64], factor: f64) -> Vec<f64> {
+    let maxes: Vec<f64> = mats
+        .iter()
+        .map(|m| {
+            m.diags
+                .values()
+                .flat_map(|d| d.iter())
+                .map(|x| x.abs())
+                .fold(0.0, f64::max)
+                .max(1e-300)
+        })
+        .collect();
+    let log_t = (factor.log2()
+        + qs.iter().map(|q| q.log2()).sum::<f64>()
+        + maxes.iter().map(|m| m.log2()).sum::<f64>())
+        / mats.len() as f64;
+    maxes.iter().map(|m| 2f64.powf(log_t - m.log2())).collect()
 }
 
 /// Groups of merged butterfly stages: CoeffsToSlots applies the inverse stages from the longest
@@ -184,28 +215,36 @@ impl Bootstrapper {
             });
         }
         let q = |l: usize| params.q()[l] as f64;
-        // CoeffsToSlots: input declared at scale q_0; keep it, and land the last level at the
-        // scale of the first EvalMod prime.
+        // CoeffsToSlots: input declared at scale q_0, output at the scale of the first EvalMod
+        // prime. The plaintext scales are balanced so that every level's integer diagonals have
+        // the same magnitude (their rounding error, multiplied by the large `q_0·I`, dominates).
         let mut cts_m = grouped(params, n, &config.cts_stages, true)?;
         cts_m[0].scale(Complex::from(1.0 / (2.0 * config.k)));
+        let cts_levels: Vec<usize> = (0..cts_m.len()).map(|i| top - i).collect();
+        let cts_out = q(top - cts_m.len());
+        let cts_scales = balanced_scales(
+            &cts_m,
+            &cts_levels.iter().map(|&l| q(l)).collect::<Vec<_>>(),
+            cts_out / q(0),
+        );
         let mut cts = Vec::new();
-        let mut level = top;
-        let mut scale = q(0);
-        for (i, m) in cts_m.iter().enumerate() {
-            let last = i + 1 == cts_m.len();
-            let target = if last { q(level - 1) } else { scale };
-            let pt_scale = q(level) * target / scale;
-            cts.push(LinearTransform::new(params, m, level, pt_scale, None)?);
-            scale = target;
-            level -= 1;
+        for ((m, &l), &s) in cts_m.iter().zip(&cts_levels).zip(&cts_scales) {
+            cts.push(LinearTransform::new(params, m, l, s, None)?);
         }
-        // EvalMod occupies the next levels; SlotsToCoeffs keeps the scale (plaintexts at q_ℓ).
-        level -= config.eval_mod_depth();
+        // EvalMod occupies the next levels and ends at scale S_out = q_{ℓ+1}; the result is
+        // relabeled to S_out·2πΔ/q_0 (value m/Δ), and SlotsToCoeffs lands at Δ = default scale.
+        let level = top - cts_m.len() - config.eval_mod_depth();
         let stc_m = grouped(params, n, &config.stc_stages, false)?;
+        let stc_levels: Vec<usize> = (0..stc_m.len()).map(|i| level - i).collect();
+        let factor = q(0) / (2.0 * PI * q(level + 1));
+        let stc_scales = balanced_scales(
+            &stc_m,
+            &stc_levels.iter().map(|&l| q(l)).collect::<Vec<_>>(),
+            factor,
+        );
         let mut stc = Vec::new();
-        for m in &stc_m {
-            stc.push(LinearTransform::new(params, m, level, q(level), None)?);
-            level -= 1;
+        for ((m, &l), &s) in stc_m.iter().zip(&stc_levels).zip(&stc_scales) {
+            stc.push(LinearTransform::new(params, m, l, s, None)?);
         }
         let (k, r) = (config.k, config.double_angle);
         let series = ChebyshevSeries::interpolate(
@@ -234,16 +273,25 @@ impl Bootstrapper {
 
     /// Galois elements the circuit needs (rotations of both transforms and conjugation).
     pub fn galois_elements(&self) -> Vec<usize> {
-        let mut g: Vec<usize> = self
-            .cts
-            .iter()
-            .chain(&self.stc)
-            .flat_map(|lt| lt.galois_elements(&self.params))
-            .collect();
-        g.push(self.params.conjugation_element());
-        g.sort_unstable();
-        g.dedup();
-        g
+        self.galois_elements_at()
+            .into_iter()
+            .map(|(g, _)| g)
+            .collect()
+    }
+
+    /// Each Galois element with the highest level it is used at.
+    pub fn galois_elements_at(&self) -> Vec<(usize, usize)> {
+        let mut m: std::collections::BTreeMap<usize, usize> = Default::default();
+        for lt in self.cts.iter().chain(&self.stc) {
+            for g in lt.galois_elements(&self.params) {
+                let e = m.entry(g).or_insert(0);
+                *e = (*e).max(lt.level());
+            }
+        }
+        let conj_level = self.params.max_level() - self.cts.len();
+        let e = m.entry(self.params.conjugation_element()).or_insert(0);
+        *e = (*e).max(conj_level);
+        m.into_iter().collect()
     }
 
     /// Generates exactly the evaluation keys bootstrapping needs (client side).
@@ -253,7 +301,8 @@ impl Bootstrapper {
         rng: &mut R,
     ) -> Result<(EvaluationKeys, Option<EncapsulationKeys>), CkksError> {
         let kg = KeyGenerator::new(&self.params, sk)?;
-        let ek = kg.evaluation_keys(&self.galois_elements(), rng)?;
+        let mut ek = kg.evaluation_keys(&[], rng)?;
+        kg.extend_at(&mut ek, &self.galois_elements_at(), rng)?;
         let enc = match self.config.ephemeral_h {
             None => None,
             Some(h) => {
@@ -262,15 +311,9 @@ impl Bootstrapper {
                     math::sample::sparse_ternary(self.params.n(), h, rng),
                 );
                 let kg_sparse = KeyGenerator::new(&self.params, &sparse)?;
-                let mut to_sparse = kg_sparse.switching_key(sk, rng);
-                // Keep only the part modulo q_0·P: the sparse secret must never be exposed at a
-                // larger modulus [BTH22 §4].
-                to_sparse.parts.truncate(1);
-                for part in to_sparse.parts.iter_mut() {
-                    for (pq, _) in part.iter_mut() {
-                        pq.drop_to(1)?;
-                    }
-                }
+                // Only modulo q_0·P: the sparse secret must never be exposed at a larger modulus
+                // [BTH22 §4].
+                let to_sparse = kg_sparse.switching_key_at(sk, 0, rng);
                 let from_sparse = kg.switching_key(&sparse, rng);
                 Some(EncapsulationKeys {
                     to_sparse,
@@ -308,13 +351,13 @@ impl Bootstrapper {
         }
     }
 
-    /// `(1/2π)·sin(2πKy)`-style modular reduction of one real-valued ciphertext: returns
-    /// `sin(2πKy)` at scale `q_0/(2π)`.
+    /// Modular reduction of one real-valued ciphertext: returns `sin(2πKy)` at scale
+    /// `q_{ℓ+1}` (`ℓ` its output level).
     fn eval_mod(&self, eval: &Evaluator, y: &Ciphertext) -> Result<Ciphertext, CkksError> {
         let r = self.config.double_angle as usize;
         let out_level = y.level() - self.config.eval_mod_depth();
         // Scales backwards from the wanted output q_0/(2π): s_{i} = sqrt(s_{i+1} · q_{level(i+1)+1}).
-        let mut s = self.params.q()[0] as f64 / (2.0 * PI);
+        let mut s = self.params.q()[out_level + 1] as f64;
         for i in 0..r {
             let lvl = out_level + i; // the double angle producing level `lvl` divides by q_{lvl+1}
             s = (s * self.params.q()[lvl + 1] as f64).sqrt();
@@ -336,6 +379,36 @@ impl Bootstrapper {
         encaps: Option<&EncapsulationKeys>,
         ct: &Ciphertext,
     ) -> Result<Ciphertext, CkksError> {
+        self.bootstrap_timed(eval, encaps, ct).map(|(c, _)| c)
+    }
+
+    /// As [`Bootstrapper::bootstrap`], also returning the time of each phase.
+    pub fn bootstrap_timed(
+        &self,
+        eval: &Evaluator,
+        encaps: Option<&EncapsulationKeys>,
+        ct: &Ciphertext,
+    ) -> Result<(Ciphertext, PhaseTimes), CkksError> {
+        self.run(eval, encaps, ct, &mut |_, _| {})
+    }
+
+    /// Runs the circuit, handing each intermediate ciphertext to `probe` (for precision analysis in
+    /// tests: `"raised"`, `"cts"`, `"re"`, `"im"`, `"re_mod"`, `"im_mod"`).
+    #[doc(hidden)]
+    pub fn run(
+        &self,
+        eval: &Evaluator,
+        encaps: Option<&EncapsulationKeys>,
+        ct: &Ciphertext,
+        probe: &mut dyn FnMut(&str, &Ciphertext),
+    ) -> Result<(Ciphertext, PhaseTimes), CkksError> {
+        let mut times = PhaseTimes::default();
+        let mut clock = std::time::Instant::now();
+        let mut lap = |slot: &mut std::time::Duration| {
+            let now = std::time::Instant::now();
+            *slot = now - clock;
+            clock = now;
+        };
         if ct.slots() != self.config.slots {
             return Err(CkksError::SlotsMismatch {
                 a: ct.slots(),
@@ -352,24 +425,36 @@ impl Bootstrapper {
         if let Some(k) = encaps.filter(|_| self.config.ephemeral_h.is_some()) {
             x = eval.switch_key(&x, &k.from_sparse)?;
         }
+        lap(&mut times.mod_raise);
+        probe("raised", &x);
         for lt in &self.cts {
             x = eval.rescale(&eval.linear_transform(&x, lt)?)?;
         }
+        lap(&mut times.coeffs_to_slots);
         let xc = eval.conjugate(&x)?;
         let re = eval.add(&x, &xc)?;
         let im = eval.mul_const(&eval.sub(&x, &xc)?, Complex::new(0.0, -1.0), 1.0)?;
+        probe("cts", &x);
+        probe("re", &re);
+        probe("im", &im);
         let re = self.eval_mod(eval, &re)?;
         let im = self.eval_mod(eval, &im)?;
+        probe("re_mod", &re);
+        probe("im_mod", &im);
         let mut y = eval.add(&re, &eval.mul_const(&im, Complex::I, 1.0)?)?;
+        lap(&mut times.eval_mod);
         let relabeled = y.scale() * 2.0 * PI * delta_in / self.params.q()[0] as f64;
         y.set_scale(relabeled);
         for lt in &self.stc {
             y = eval.rescale(&eval.linear_transform(&y, lt)?)?;
         }
-        if crate::scale_eq(y.scale(), delta_in) || (y.scale() / delta_in - 1.0).abs() < 1e-9 {
+        lap(&mut times.slots_to_coeffs);
+        // SlotsToCoeffs multiplies the scale by q_0/(2π S_out) (balanced over its levels), so
+        // the result is at Δ_in up to floating-point rounding of the bookkeeping.
+        if (y.scale() / delta_in - 1.0).abs() < 1e-9 {
             y.set_scale(delta_in);
         }
-        Ok(y)
+        Ok((y, times))
     }
 }
 

@@ -281,6 +281,76 @@ impl Evaluator {
         Ok(t)
     }
 
+    /// `Σ c_i·a_i` at exactly `(level, scale)`: each term is multiplied by the integer
+    /// `round(c_i·q_{level+1}·scale/s_i)` modulo `Q_{level+1}`, the terms are summed, and the sum is
+    /// rescaled once. Every `a_i` must be above `level`.
+    pub fn lin_comb_to(
+        &self,
+        terms: &[(&Ciphertext, Complex)],
+        level: usize,
+        scale: f64,
+    ) -> Result<Ciphertext, CkksError> {
+        let first = terms
+            .first()
+            .ok_or(CkksError::InvalidDegree {
+                degree: 0,
+                expected: 1,
+            })?
+            .0;
+        let k = level + 2;
+        let ctx = self.params.ctx_q().clone();
+        let q = self.params.q()[level + 1] as f64;
+        let mut acc = vec![
+            Poly::zero(&ctx, k, Representation::Ntt),
+            Poly::zero(&ctx, k, Representation::Ntt),
+        ];
+        for (a, c) in terms {
+            self.check_params(a.params_id)?;
+            if a.level <= level {
+                return Err(CkksError::InvalidLevel {
+                    level,
+                    max: a.level.saturating_sub(1),
+                });
+            }
+            if a.degree() != 1 || a.slots != first.slots {
+                return Err(CkksError::InvalidDegree {
+                    degree: a.degree(),
+                    expected: 1,
+                });
+            }
+            let f = q * scale / a.scale;
+            if c.im == 0.0 {
+                let v = (c.re * f).round();
+                if !(v.abs() < 2f64.powi(126)) {
+                    return Err(CkksError::ValueTooLarge {
+                        value: c.re,
+                        max_log2: 126,
+                    });
+                }
+                let v = v as i128;
+                let w: Vec<u64> = ctx.moduli()[..k].iter().map(|m| m.reduce_i128(v)).collect();
+                for (dst, src) in acc.iter_mut().zip(&a.c) {
+                    ring::mul_scalar_acc(dst, src, &w);
+                }
+            } else {
+                let p = self.const_poly(*c, f, level + 1)?;
+                for (dst, src) in acc.iter_mut().zip(&a.c) {
+                    ring::mul_acc(dst, src, &p);
+                }
+            }
+        }
+        let mut r = Ciphertext {
+            c: acc,
+            level: level + 1,
+            scale: scale * q,
+            slots: first.slots,
+            params_id: first.params_id,
+        };
+        self.rescale_assign(&mut r)?;
+        r.scale = scale;
+        Ok(r)
+    }
+
     /// The tensor product `(a_0b_0, a_0b_1 + a_1b_0, a_1b_1)` (degree 2, scale `s_a·s_b`). Operands
     /// at different levels are first brought to the lower one.
     pub fn mul(&self, a: &Ciphertext, b: &Ciphertext) -> Result<Ciphertext, CkksError> {
@@ -328,6 +398,12 @@ impl Evaluator {
             });
         }
         let key = self.keys.relin.as_ref().ok_or(CkksError::MissingRelinKey)?;
+        if key.max_level() < a.level {
+            return Err(CkksError::InvalidLevel {
+                level: a.level,
+                max: key.max_level(),
+            });
+        }
         let dec = self.decompose(&a.c[2], a.level);
         let (mut k0, k1) = self.key_switch_decomposed(&dec, key, None);
         ring::add_assign(&mut k0, &a.c[0]);
@@ -683,5 +759,13 @@ impl LeveledArith for Evaluator {
     }
     fn add_const(&self, a: &Ciphertext, c: Complex) -> Result<Ciphertext, CkksError> {
         Evaluator::add_const(self, a, c)
+    }
+    fn lin_comb_to(
+        &self,
+        terms: &[(&Ciphertext, Complex)],
+        level: usize,
+        scale: f64,
+    ) -> Result<Ciphertext, CkksError> {
+        Evaluator::lin_comb_to(self, terms, level, scale)
     }
 }

@@ -90,6 +90,11 @@ pub struct SwitchingKey {
 }
 
 impl SwitchingKey {
+    /// The highest ciphertext level this key switches.
+    pub fn max_level(&self) -> usize {
+        self.parts[0][0].0.num_moduli() - 1
+    }
+
     /// Bytes held in memory.
     pub fn memory_bytes(&self) -> usize {
         self.parts
@@ -184,12 +189,23 @@ impl<'a> KeyGenerator<'a> {
         from: &SecretKey,
         rng: &mut R,
     ) -> SwitchingKey {
+        self.switching_key_at(from, self.params.max_level(), rng)
+    }
+
+    /// A switching key usable for ciphertexts at levels `≤ level` (only the digits and primes of
+    /// `Q_level` are generated: smaller keys for operations known to run low in the chain).
+    pub(crate) fn switching_key_at<R: RngCore + CryptoRng>(
+        &self,
+        from: &SecretKey,
+        level: usize,
+        rng: &mut R,
+    ) -> SwitchingKey {
         let pr = &self.params;
-        let kq = pr.max_level() + 1;
+        let kq = level.min(pr.max_level()) + 1;
         let kp = pr.p().len();
         let alpha = pr.0.alpha;
         let mut parts = Vec::with_capacity(pr.digits());
-        for j in 0..pr.digits() {
+        for j in 0..pr.digits_at(kq - 1) {
             let a_q = math::sample::uniform_poly(pr.ctx_q(), kq, Representation::Ntt, rng);
             let a_p = math::sample::uniform_poly(pr.ctx_p(), kp, Representation::Ntt, rng);
             let e = math::sample::rounded_gaussian(pr.n(), SIGMA, rng);
@@ -260,8 +276,25 @@ impl<'a> KeyGenerator<'a> {
                 degree: self.params.n(),
             }));
         }
+        self.galois_key_at(g, self.params.max_level(), rng)
+    }
+
+    /// The Galois key for `X ↦ X^g`, usable up to `level`.
+    pub fn galois_key_at<R: RngCore + CryptoRng>(
+        &self,
+        g: usize,
+        level: usize,
+        rng: &mut R,
+    ) -> Result<SwitchingKey, CkksError> {
+        if g % 2 == 0 || g >= 2 * self.params.n() {
+            return Err(CkksError::Math(math::MathError::InvalidGaloisElement {
+                element: g,
+                degree: self.params.n(),
+            }));
+        }
+        self.params.check_level(level)?;
         let from = self.sk.automorphism(&self.params, g)?;
-        Ok(self.switching_key(&from, rng))
+        Ok(self.switching_key_at(&from, level, rng))
     }
 
     /// Evaluation keys with relinearization and the Galois keys for `elements`.
@@ -277,6 +310,26 @@ impl<'a> KeyGenerator<'a> {
         };
         self.extend(&mut ek, elements, rng)?;
         Ok(ek)
+    }
+
+    /// As [`KeyGenerator::extend`], each key generated only up to the level given with it (a key
+    /// already present at a lower level is regenerated at the higher one).
+    pub fn extend_at<R: RngCore + CryptoRng>(
+        &self,
+        keys: &mut EvaluationKeys,
+        elements: &[(usize, usize)],
+        rng: &mut R,
+    ) -> Result<usize, CkksError> {
+        let mut made = 0;
+        for &(g, level) in elements {
+            if g == 1 || keys.galois.get(&g).is_some_and(|k| k.max_level() >= level) {
+                continue;
+            }
+            let k = self.galois_key_at(g, level, rng)?;
+            keys.galois.insert(g, k);
+            made += 1;
+        }
+        Ok(made)
     }
 
     /// Generates only the Galois keys in `elements` that `keys` lacks (lazy key generation: a

@@ -9,6 +9,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use math::{Poly, Representation};
+
 use crate::encoder::Complex;
 use crate::error::CkksError;
 use crate::evaluator::Evaluator;
@@ -95,20 +97,34 @@ impl DiagMatrix {
 
 /// A [`DiagMatrix`] encoded for evaluation at one level: plaintext diagonals pre-rotated for
 /// BSGS, the rotations it needs, and the scale shift it applies.
+///
+/// Offsets are taken signed (`k − n` for `k ≥ n/2`) and as multiples `j·step` of their gcd, so
+/// that structured matrices (the FFT stages of bootstrapping, whose offsets are multiples of a
+/// power of two) get a dense baby/giant split: `j − j_min = g·n1 + b`, baby rotation `b·step`,
+/// giant rotation `(g·n1 + j_min)·step`.
 pub struct LinearTransform {
     slots: usize,
     level: usize,
     n1: usize,
-    /// giant step `g` → baby step `b` → `R_{−g}(d_{g+b})` encoded.
-    blocks: BTreeMap<usize, BTreeMap<usize, Plaintext>>,
+    /// giant rotation (signed, slots) → baby rotation (slots, ≥ 0) → `R_{−giant}(d_k)` encoded.
+    blocks: BTreeMap<isize, BTreeMap<usize, Plaintext>>,
     /// Scale of the plaintexts.
     pt_scale: f64,
+}
+
+fn gcd(a: usize, b: usize) -> usize {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
 }
 
 impl LinearTransform {
     /// Encodes `m` for ciphertexts at `level` with `m.n` slots. Plaintexts are encoded at
     /// `pt_scale` (e.g. `q_level`, so that the following rescale restores the input scale).
-    /// `n1`: baby-step count (a power of two; `None` picks about `√(#diagonals)`).
+    /// `n1`: baby-step count (`None` picks the power of two near `√span` that minimizes
+    /// `n1 + span/n1`).
     pub fn new(
         params: &Params,
         m: &DiagMatrix,
@@ -118,25 +134,45 @@ impl LinearTransform {
     ) -> Result<Self, CkksError> {
         let slots = m.n;
         params.encoder().check_slots(slots)?;
-        let n1 = match n1 {
-            Some(x) => x.clamp(1, slots),
-            None => {
-                // Smallest power of two with n1 ≥ (#diagonals / n1) roughly balances the two step counts.
-                let span = m.diags.keys().max().copied().unwrap_or(0) + 1;
-                let mut x = 1usize;
-                while x * x < span.min(2 * m.diags.len().max(1) * 2) && x < slots {
-                    x *= 2;
-                }
-                x
+        params.check_level(level)?;
+        let signed = |k: usize| -> isize {
+            if k >= slots / 2 && slots > 1 {
+                k as isize - slots as isize
+            } else {
+                k as isize
             }
         };
-        let mut blocks: BTreeMap<usize, BTreeMap<usize, Plaintext>> = BTreeMap::new();
-        for (&k, d) in &m.diags {
-            let g = k / n1 * n1;
-            let b = k - g;
-            let shifted = rot_vec(d, (slots - g % slots) % slots);
+        let step = m
+            .diags
+            .keys()
+            .fold(0usize, |g, &k| gcd(g, signed(k).unsigned_abs()))
+            .max(1);
+        let js: Vec<isize> = m.diags.keys().map(|&k| signed(k) / step as isize).collect();
+        let jmin = js.iter().copied().min().unwrap_or(0);
+        let span = js.iter().copied().max().unwrap_or(0) - jmin + 1;
+        let n1 = match n1 {
+            Some(x) => x.max(1),
+            None => {
+                let mut best = (usize::MAX, 1usize);
+                let mut x = 1usize;
+                while x <= span as usize {
+                    let cost = x + (span as usize).div_ceil(x);
+                    if cost < best.0 {
+                        best = (cost, x);
+                    }
+                    x *= 2;
+                }
+                best.1
+            }
+        };
+        let mut blocks: BTreeMap<isize, BTreeMap<usize, Plaintext>> = BTreeMap::new();
+        for ((_, d), &j) in m.diags.iter().zip(&js) {
+            let t = (j - jmin) as usize;
+            let b = t % n1;
+            let giant = ((t - b) as isize + jmin) * step as isize;
+            let shifted = rot_vec(d, (-giant).rem_euclid(slots as isize) as usize);
             let pt = params.encode(&shifted, slots, level, pt_scale)?;
-            blocks.entry(g).or_default().insert(b, pt);
+            blocks.entry(giant).or_default().insert(b * step, pt);
         }
         Ok(LinearTransform {
             slots,
@@ -151,11 +187,11 @@ impl LinearTransform {
     pub fn rotations(&self) -> Vec<isize> {
         let mut r: BTreeSet<isize> = BTreeSet::new();
         for (&g, bs) in &self.blocks {
-            if g != 0 {
-                r.insert(g as isize);
+            if g.rem_euclid(self.slots as isize) != 0 {
+                r.insert(g);
             }
             for &b in bs.keys() {
-                if b != 0 {
+                if b % self.slots != 0 {
                     r.insert(b as isize);
                 }
             }
@@ -179,6 +215,18 @@ impl LinearTransform {
     }
     pub fn baby_steps(&self) -> usize {
         self.n1
+    }
+    /// Number of plaintext diagonals.
+    pub fn diagonals(&self) -> usize {
+        self.blocks.values().map(|b| b.len()).sum()
+    }
+    /// Bytes held by the encoded diagonals.
+    pub fn memory_bytes(&self) -> usize {
+        self.blocks
+            .values()
+            .flat_map(|b| b.values())
+            .map(|p| 8 * p.poly.data().len())
+            .sum()
     }
 }
 
@@ -214,31 +262,28 @@ impl Evaluator {
             })
             .collect::<Result<_, CkksError>>()?;
         drop(dec);
+        let k = x.level() + 1;
+        let ctx = self.params().ctx_q().clone();
         let mut acc: Option<Ciphertext> = None;
         for (&g, bs) in &lt.blocks {
-            let mut inner: Option<Ciphertext> = None;
+            let mut c0 = Poly::zero(&ctx, k, Representation::Ntt);
+            let mut c1 = Poly::zero(&ctx, k, Representation::Ntt);
             for (b, pt) in bs {
                 let rb = &rotated[b];
-                let mut t = rb.clone();
-                for c in t.c.iter_mut() {
-                    let src = c.clone();
-                    ring::mul_into(c, &src, &ring::truncated(&pt.poly, x.level() + 1));
-                }
-                match &mut inner {
-                    None => inner = Some(t),
-                    Some(a) => {
-                        for (ca, ct) in a.c.iter_mut().zip(&t.c) {
-                            ring::add_assign(ca, ct);
-                        }
-                    }
-                }
+                ring::mul_acc(&mut c0, &rb.c[0], &pt.poly);
+                ring::mul_acc(&mut c1, &rb.c[1], &pt.poly);
             }
-            let mut inner = inner.expect("non-empty block");
-            inner.scale = x.scale() * lt.pt_scale;
-            let r = if g == 0 {
+            let inner = Ciphertext {
+                c: vec![c0, c1],
+                level: x.level(),
+                scale: x.scale() * lt.pt_scale,
+                slots: x.slots(),
+                params_id: x.params_id,
+            };
+            let r = if g.rem_euclid(lt.slots as isize) == 0 {
                 inner
             } else {
-                self.rotate(&inner, g as isize)?
+                self.rotate(&inner, g)?
             };
             match &mut acc {
                 None => acc = Some(r),

@@ -47,6 +47,28 @@ pub trait LeveledArith {
     ) -> Result<Self::Value, CkksError>;
     /// `a + c` (scale and level unchanged).
     fn add_const(&self, a: &Self::Value, c: Complex) -> Result<Self::Value, CkksError>;
+    /// `Σ c_i·a_i` delivered at exactly `(level, scale)` (every `a_i` above `level`). The default
+    /// rescales each term; implementations may accumulate first and rescale once.
+    fn lin_comb_to(
+        &self,
+        terms: &[(&Self::Value, Complex)],
+        level: usize,
+        scale: f64,
+    ) -> Result<Self::Value, CkksError> {
+        let mut acc: Option<Self::Value> = None;
+        for (a, c) in terms {
+            let t = self.mul_const_to(a, *c, level, scale)?;
+            acc = Some(match acc {
+                None => t,
+                Some(x) => self.add(&x, &t)?,
+            });
+        }
+        acc.ok_or(CkksError::NotEnoughLevels {
+            degree: 0,
+            needed: 0,
+            available: 0,
+        })
+    }
 }
 
 /// Levels consumed by [`evaluate`] for a series of degree `d` on `[-1, 1]`.
@@ -176,30 +198,27 @@ fn eval_rec<A: LeveledArith>(
 ) -> Result<A::Value, CkksError> {
     let d = c.len() - 1;
     if d <= (1 << l) {
-        // Leaf: Σ_{j≥1} c_j T_j brought to (level, scale) term by term, then + c_0.
-        let mut acc: Option<A::Value> = None;
-        for (j, &cj) in c.iter().enumerate().skip(1) {
-            if cj == Complex::ZERO && !(j == d && acc.is_none()) {
-                continue;
-            }
-            let tj = basis.get(ar, j)?;
-            let term = ar.mul_const_to(&tj, cj, level, scale)?;
-            acc = Some(match acc {
-                None => term,
-                Some(a) => ar.add(&a, &term)?,
-            });
+        // Leaf: Σ_{j≥1} c_j T_j brought to (level, scale) in one rescale, then + c_0.
+        // (a constant leaf multiplies T_1 by zero to land at the target level and scale)
+        let mut idx: Vec<(usize, Complex)> = (1..=d)
+            .filter(|&j| c[j] != Complex::ZERO)
+            .map(|j| (j, c[j]))
+            .collect();
+        if idx.is_empty() {
+            idx.push((1, Complex::ZERO));
         }
-        let acc = match acc {
-            Some(a) => a,
-            None => {
-                let t1 = basis.get(ar, 1)?;
-                ar.mul_const_to(&t1, Complex::ZERO, level, scale)?
-            }
-        };
+        let ts: Vec<A::Value> = idx
+            .iter()
+            .map(|&(j, _)| basis.get(ar, j))
+            .collect::<Result<_, _>>()?;
+        let terms: Vec<(&A::Value, Complex)> =
+            ts.iter().zip(&idx).map(|(t, &(_, cj))| (t, cj)).collect();
+        let acc = ar.lin_comb_to(&terms, level, scale)?;
         return ar.add_const(&acc, c[0]);
     }
-    let g = 1usize << (usize::BITS - 1 - d.leading_zeros()); // largest power of two ≤ d
-                                                             // p = q·T_g + r: q_0 = c_g, q_i = 2 c_{g+i}; r_{g−i} = c_{g−i} − c_{g+i}.
+    // g: the largest power of two ≤ d.
+    // p = q·T_g + r: q_0 = c_g, q_i = 2 c_{g+i}; r_{g−i} = c_{g−i} − c_{g+i}.
+    let g = 1usize << (usize::BITS - 1 - d.leading_zeros());
     let mut q = Vec::with_capacity(d - g + 1);
     q.push(c[g]);
     for &ci in &c[g + 1..=d] {

@@ -22,7 +22,7 @@ pub fn insecure_test_n11() -> ParamsLiteral {
 /// 58-bit CoeffsToSlots levels; `P` = 3 × 61 bits; uniform ternary secret with a weight-32
 /// ephemeral secret for bootstrapping. Use with [`insecure_boot_n12_config`].
 pub fn insecure_boot_n12() -> ParamsLiteral {
-    let mut log_q = vec![60, 45, 45, 50, 50];
+    let mut log_q = vec![58, 45, 45, 50, 50];
     log_q.extend([60; 9]);
     log_q.extend([58, 58]);
     ParamsLiteral {
@@ -48,5 +48,50 @@ pub fn insecure_boot_n12_config() -> BootstrapConfig {
         cheb_degree: 63,
         ephemeral_h: Some(32),
         slots: 1 << 11,
+    }
+}
+
+/// `N16_LogQP1534_H192_H32`: bootstrapping parameters with full packing (2^15 slots), secret of
+/// Hamming weight 192 and a weight-32 ephemeral secret for bootstrapping — the shape of Lattigo's
+/// `N16QP1546H192H32`, whose modulus (1546 bits) Bossuat et al. estimate at 128-bit security for
+/// h = 192; ours is 1534 bits (the check below allows sparse secrets up to 90% of the
+/// HomomorphicEncryption.org ternary bound, 1594 bits).
+///
+/// Chain from the bottom: `q_0` 50 bits; nine 40-bit computation levels (scale 2^40, message
+/// ratio `q_0/Δ = 2^10`); three 40-bit SlotsToCoeffs levels; nine 59-bit EvalMod levels; three
+/// 56-bit CoeffsToSlots levels. `P` = five 61-bit primes; five key-switching digits of five
+/// primes. With [`n16_logqp1534_h192_h32_config`] bootstrapping leaves **9 levels**. Failure
+/// probability from the modular-reduction range: 0 (`|I| ≤ 16 < K = 17` with certainty for a
+/// weight-32 ephemeral secret). Measured precision and time: `docs/ckks.md`, BENCHMARKS.md.
+pub fn n16_logqp1534_h192_h32() -> ParamsLiteral {
+    let mut log_q = vec![50];
+    log_q.extend([40; 9]);
+    log_q.extend([40; 3]);
+    log_q.extend([59; 9]);
+    log_q.extend([56; 3]);
+    ParamsLiteral {
+        log_n: 16,
+        log_q,
+        log_p: vec![61; 5],
+        log_scale: 40,
+        secret: SecretDist::Sparse { h: 192 },
+        digits: Some(5),
+        security: Security::Bits128,
+    }
+}
+
+/// Bootstrapping layout for [`n16_logqp1534_h192_h32`]: CoeffsToSlots 5 + 5 + 5 stages, EvalMod
+/// `K = 17` with a degree-63 Chebyshev cosine and two double angles (9 levels), SlotsToCoeffs
+/// 5 + 5 + 5 stages (the same rotations as CoeffsToSlots, so the keys are shared), ephemeral
+/// secret weight 32, 2^15 slots.
+pub fn n16_logqp1534_h192_h32_config() -> BootstrapConfig {
+    BootstrapConfig {
+        cts_stages: vec![5, 5, 5],
+        stc_stages: vec![5, 5, 5],
+        k: 17.0,
+        double_angle: 2,
+        cheb_degree: 63,
+        ephemeral_h: Some(32),
+        slots: 1 << 15,
     }
 }

@@ -1,6 +1,6 @@
 //! Limb-parallel helpers over `math::Poly` (rayon over RNS residues).
 
-use math::{Modulus, Poly, Representation, RnsContext};
+use math::{Poly, Representation, RnsContext};
 use rayon::prelude::*;
 use std::sync::Arc;
 
@@ -11,10 +11,6 @@ pub(crate) fn for_limbs(p: &mut Poly, f: impl Fn(usize, &mut [u64]) + Sync + Sen
         .par_chunks_exact_mut(n)
         .enumerate()
         .for_each(|(i, r)| f(i, r));
-}
-
-pub(crate) fn moduli(ctx: &RnsContext, k: usize) -> &[Modulus] {
-    &ctx.moduli()[..k]
 }
 
 /// `a += b` residue-wise (same context, same count of moduli, same representation).
@@ -88,6 +84,20 @@ pub(crate) fn mul_scalar_rns(a: &mut Poly, s: &[u64]) {
         let (w, ws) = (s[i], m.shoup(s[i]));
         for x in r.iter_mut() {
             *x = m.mul_shoup(*x, w, ws);
+        }
+    });
+}
+
+/// `acc += a · s_i` residue-wise (first `acc.num_moduli()` residues of `a`).
+pub(crate) fn mul_scalar_acc(acc: &mut Poly, a: &Poly, s: &[u64]) {
+    let ctx = acc.context().clone();
+    let n = acc.n();
+    let ad = a.data();
+    for_limbs(acc, |i, r| {
+        let m = ctx.moduli()[i];
+        let (w, ws) = (s[i], m.shoup(s[i]));
+        for (x, &y) in r.iter_mut().zip(&ad[i * n..(i + 1) * n]) {
+            *x = m.add(*x, m.mul_shoup(y, w, ws));
         }
     });
 }

@@ -32,8 +32,8 @@ fn bootstrap_restores_levels_and_precision() {
     let pt = params.encode(&x, slots, 0, params.default_scale()).unwrap();
     let ct = enc.encrypt(&pt, &mut rng).unwrap();
     let t = Instant::now();
-    let out = bs.bootstrap(&eval, encaps.as_ref(), &ct).unwrap();
-    eprintln!("bootstrap {:?}", t.elapsed());
+    let (out, phases) = bs.bootstrap_timed(&eval, encaps.as_ref(), &ct).unwrap();
+    eprintln!("bootstrap {:?} {phases:?}", t.elapsed());
     assert_eq!(out.level(), bs.output_level());
     assert_eq!(out.level(), 2);
     assert!(scale_eq(out.scale(), ct.scale()));

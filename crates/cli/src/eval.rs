@@ -37,6 +37,9 @@ pub struct Args {
     /// Print one JSON object (the last line).
     #[arg(long)]
     json: bool,
+    /// With --json: first print one line per image with its float (and fixed-point) outputs.
+    #[arg(long, requires = "json")]
+    logits: bool,
 }
 
 /// Inputs (normalized) and labels.
@@ -103,25 +106,46 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         .expect("valid template"),
     );
     let start = Instant::now();
-    // Per image: (label, float top-1, fixed top-1, overflows).
-    let results: Vec<(usize, usize, Option<usize>, u64)> = data
+    // Per image: (label, float top-1, fixed top-1, overflows), and the outputs for --logits.
+    type Row = (
+        (usize, usize, Option<usize>, u64),
+        Option<(Vec<f32>, Option<Vec<f32>>)>,
+    );
+    let rows: Vec<Row> = data
         .par_iter()
-        .map(|(x, label)| -> anyhow::Result<_> {
+        .map(|(x, label)| -> anyhow::Result<Row> {
             let f = nn::float::run(&model, x)?;
             let pf = nn::argmax(&f.data);
             let fx = if a.fixed_point {
                 let xq: Vec<u64> = x.iter().map(|&v| cfg.encode(v)).collect();
                 let t = fixed.run_trace(&xq)?;
                 let out = nn::fixed::decode_all(&t.values[model.output], cfg);
-                Some((nn::argmax(&out), t.total_overflows()))
+                Some((out, t.total_overflows()))
             } else {
                 None
             };
             pb.inc(1);
-            Ok((*label, pf, fx.map(|v| v.0), fx.map_or(0, |v| v.1)))
+            let summary = (
+                *label,
+                pf,
+                fx.as_ref().map(|v| nn::argmax(&v.0)),
+                fx.as_ref().map_or(0, |v| v.1),
+            );
+            let outputs = a.logits.then(|| (f.data, fx.map(|v| v.0)));
+            Ok((summary, outputs))
         })
         .collect::<anyhow::Result<_>>()?;
     pb.finish_and_clear();
+    if a.logits {
+        for (i, (s, o)) in rows.iter().enumerate() {
+            let (float, fixed) = o.as_ref().expect("outputs kept under --logits");
+            println!(
+                "{}",
+                serde_json::json!({"image": i, "label": s.0, "float": float, "fixed": fixed})
+            );
+        }
+    }
+    let results: Vec<(usize, usize, Option<usize>, u64)> = rows.into_iter().map(|r| r.0).collect();
     let secs = start.elapsed().as_secs_f64();
     let n = results.len() as f64;
     let float_acc = results.iter().filter(|r| r.0 == r.1).count() as f64 / n;

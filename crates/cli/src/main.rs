@@ -2,7 +2,10 @@
 //!
 //! Each verb lives in its own module; this file only parses and dispatches.
 
+mod bench_he;
 mod bench_linear;
+mod bench_ot;
+mod bench_relu;
 mod estimate;
 mod eval;
 mod inspect;
@@ -54,7 +57,13 @@ struct BenchArgs {
 /// Add one variant per benchmark verb, each implemented in its own module.
 #[derive(Subcommand)]
 enum BenchCommand {
-    /// Every linear layer of a model through the linear-layer protocol (HE on shares).
+    /// Lattice core (RLWE) operations: NTT, encryption, products, rotation, mod switch, serialization.
+    He(bench_he::Args),
+    /// Oblivious transfer: silent and IKNP correlated OT throughput and traffic.
+    Ot(bench_ot::Args),
+    /// Non-linear 2PC protocols: ReLU and truncation time, bytes and rounds.
+    Relu(bench_relu::Args),
+    /// Every linear layer of a model under the HE linear protocols.
     Linear(bench_linear::Args),
 }
 
@@ -81,6 +90,9 @@ fn main() {
         Command::Infer(a) => private::infer(a),
         Command::Bench(b) => match b.what {
             None => private::bench_model(b.model),
+            Some(BenchCommand::He(a)) => bench_he::run(a),
+            Some(BenchCommand::Ot(a)) => bench_ot::run(a),
+            Some(BenchCommand::Relu(a)) => bench_relu::run(a),
             Some(BenchCommand::Linear(a)) => bench_linear::run(a),
         },
         Command::Estimate(a) => estimate::run(a),
@@ -88,7 +100,24 @@ fn main() {
         Command::Eval(a) => eval::run(a),
     };
     if let Err(e) = result {
-        eprintln!("error: {e:#}");
+        eprintln!("error: {}", one_line(&e));
         std::process::exit(1);
     }
+}
+
+/// The error and its causes on one line, leaving out causes whose text the line already shows
+/// (library errors often print their source in their own message).
+fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string().replace('\n', " ");
+        if line.contains(text.as_str()) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }

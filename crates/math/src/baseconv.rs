@@ -27,13 +27,15 @@ pub struct BaseConverter {
     qhat_inv: Vec<(u64, u64)>,
     /// `qhat_mod_p[j * L + i] = (Q / q_i) mod p_j`
     qhat_mod_p: Vec<u64>,
-    q_mod_p: Vec<u64>,
+    /// `vq[j * (L + 1) + v] = −v·Q mod p_j` for `0 ≤ v ≤ L` (exact-mode correction).
+    neg_vq: Vec<u64>,
     inv_q: Vec<f64>,
 }
 
 impl BaseConverter {
-    /// `from` must be pairwise coprime; `to` may be any moduli.
+    /// `from` must be pairwise coprime (at most 255 moduli); `to` may be any moduli.
     pub fn new(from: &[Modulus], to: &[Modulus]) -> Self {
+        assert!(from.len() <= 255, "at most 255 source moduli");
         let qhat_inv = from
             .iter()
             .enumerate()
@@ -66,12 +68,18 @@ impl BaseConverter {
                 qhat_mod_p.push(prod);
             }
         }
+        let l = from.len() as u64;
+        let neg_vq = to
+            .iter()
+            .zip(&q_mod_p)
+            .flat_map(|(pj, &qm)| (0..=l).map(move |v| pj.neg(pj.mul(v % pj.value(), qm))))
+            .collect();
         Self {
             from: from.to_vec(),
             to: to.to_vec(),
             qhat_inv,
             qhat_mod_p,
-            q_mod_p,
+            neg_vq,
             inv_q: from.iter().map(|m| 1.0 / m.value() as f64).collect(),
         }
     }
@@ -89,6 +97,28 @@ impl BaseConverter {
         let l = self.from.len();
         assert_eq!(input.len(), l * n);
         assert_eq!(output.len(), self.to.len() * n);
+        if l == 1 {
+            // Q = q_0: x ∈ [0, q_0) is its own lift; the centered lift subtracts q_0 above q_0/2.
+            let q0 = self.from[0].value();
+            for (j, pj) in self.to.iter().enumerate() {
+                let out = &mut output[j * n..(j + 1) * n];
+                let q0_mod = pj.reduce(q0);
+                match mode {
+                    ConversionMode::Approx => {
+                        for (o, &x) in out.iter_mut().zip(input) {
+                            *o = pj.reduce(x);
+                        }
+                    }
+                    ConversionMode::Exact => {
+                        for (o, &x) in out.iter_mut().zip(input) {
+                            let r = pj.reduce(x);
+                            *o = if x > q0 / 2 { pj.sub(r, q0_mod) } else { r };
+                        }
+                    }
+                }
+            }
+            return;
+        }
         let mut y = vec![0u64; l * n];
         for i in 0..l {
             let (w, ws) = self.qhat_inv[i];
@@ -100,7 +130,8 @@ impl BaseConverter {
                 *d = m.mul_shoup(x, w, ws);
             }
         }
-        let v: Vec<u64> = match mode {
+        // v = round(Σ y_i / q_i) ∈ [0, L]: the multiple of Q to subtract for the centered lift.
+        let v: Vec<u8> = match mode {
             ConversionMode::Approx => Vec::new(),
             ConversionMode::Exact => (0..n)
                 .map(|c| {
@@ -108,28 +139,43 @@ impl BaseConverter {
                     for i in 0..l {
                         s += y[i * n + c] as f64 * self.inv_q[i];
                     }
-                    s.round() as u64
+                    s.round() as u8
                 })
                 .collect(),
         };
         for (j, pj) in self.to.iter().enumerate() {
             let coeffs = &self.qhat_mod_p[j * l..(j + 1) * l];
             let out = &mut output[j * n..(j + 1) * n];
-            for (c, o) in out.iter_mut().enumerate() {
-                let mut acc: u128 = 0;
-                let mut r = 0u64;
-                for i in 0..l {
-                    acc += y[i * n + c] as u128 * coeffs[i] as u128;
-                    if i % 8 == 7 {
-                        r = pj.add(r, pj.reduce_u128(acc));
-                        acc = 0;
+            if l <= 16 {
+                // Σ of ≤ 16 products < 2^124 fits in u128: one reduction per output.
+                for (c, o) in out.iter_mut().enumerate() {
+                    let mut acc: u128 = 0;
+                    for i in 0..l {
+                        acc += y[i * n + c] as u128 * coeffs[i] as u128;
                     }
+                    *o = pj.reduce_u128(acc);
                 }
-                r = pj.add(r, pj.reduce_u128(acc));
-                if mode == ConversionMode::Exact {
-                    r = pj.sub(r, pj.mul(pj.reduce(v[c]), self.q_mod_p[j]));
+            } else {
+                for (c, o) in out.iter_mut().enumerate() {
+                    let mut r = 0u64;
+                    let mut start = 0;
+                    while start < l {
+                        let end = (start + 16).min(l);
+                        let mut acc: u128 = 0;
+                        for i in start..end {
+                            acc += y[i * n + c] as u128 * coeffs[i] as u128;
+                        }
+                        r = pj.add(r, pj.reduce_u128(acc));
+                        start = end;
+                    }
+                    *o = r;
                 }
-                *o = r;
+            }
+            if mode == ConversionMode::Exact {
+                let tab = &self.neg_vq[j * (l + 1)..(j + 1) * (l + 1)];
+                for (o, &vc) in out.iter_mut().zip(&v) {
+                    *o = pj.add(*o, tab[vc as usize]);
+                }
             }
         }
     }
@@ -401,6 +447,31 @@ mod tests {
                     }
                 }
                 assert_eq!(out[c], (quo % target as u128) as u64, "target {target}");
+            }
+        }
+    }
+
+    #[test]
+    fn many_source_moduli() {
+        // 20 source primes exercise the chunked accumulation path
+        let from = mods(30, 20, &[]);
+        let to = mods(40, 2, &[]);
+        let conv = BaseConverter::new(&from, &to);
+        let n = 16;
+        let xs: Vec<i128> = (0..n as i128)
+            .map(|c| (c - 8) * 123456789012345678)
+            .collect();
+        let mut input = vec![0u64; from.len() * n];
+        for (i, m) in from.iter().enumerate() {
+            for c in 0..n {
+                input[i * n + c] = m.reduce_i128(xs[c]);
+            }
+        }
+        let mut out = vec![0u64; to.len() * n];
+        conv.convert(n, &input, &mut out, ConversionMode::Exact);
+        for (j, m) in to.iter().enumerate() {
+            for c in 0..n {
+                assert_eq!(out[j * n + c], m.reduce_i128(xs[c]));
             }
         }
     }

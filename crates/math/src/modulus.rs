@@ -16,6 +16,8 @@ pub const MAX_MODULUS_BITS: u32 = 62;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Modulus {
     q: u64,
+    /// `floor(2^64 / q)`: Shoup constant of 1, for branch-free word reduction.
+    one_shoup: u64,
     ratio_lo: u64,
     ratio_hi: u64,
 }
@@ -31,6 +33,7 @@ impl Modulus {
         let ratio = u128::MAX / q as u128;
         Ok(Self {
             q,
+            one_shoup: ((1u128 << 64) / q as u128) as u64,
             ratio_lo: ratio as u64,
             ratio_hi: (ratio >> 64) as u64,
         })
@@ -97,13 +100,12 @@ impl Modulus {
         r
     }
 
+    /// Reduction of any 64-bit word (Shoup multiplication by 1, branch-free).
     #[inline(always)]
     pub fn reduce(&self, x: u64) -> u64 {
-        if x < self.q {
-            x
-        } else {
-            self.reduce_u128(x as u128)
-        }
+        let qhat = ((x as u128 * self.one_shoup as u128) >> 64) as u64;
+        let r = x.wrapping_sub(qhat.wrapping_mul(self.q));
+        r.min(r.wrapping_sub(self.q))
     }
 
     /// Maps a signed integer to `[0, q)`.
@@ -219,6 +221,12 @@ mod tests {
             prop_assert_eq!(m.mul(a, b) as u128, a as u128 * b as u128 % q as u128);
             let ws = m.shoup(b);
             prop_assert_eq!(m.mul_shoup(a, b, ws), m.mul(a, b));
+        }
+
+        #[test]
+        fn reduce_u64_matches(q in 2u64..(1 << 62), x: u64) {
+            let m = Modulus::new(q).unwrap();
+            prop_assert_eq!(m.reduce(x), x % q);
         }
 
         #[test]

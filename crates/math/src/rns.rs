@@ -411,6 +411,31 @@ impl Poly {
         Ok(())
     }
 
+    /// `self ⊙= o` where `o` may have more active primes than `self` (its first
+    /// `self.num_moduli()` residues are used), both in NTT form. Avoids
+    /// truncated copies of keys kept at the top level.
+    pub fn mul_assign_prefix(&mut self, o: &Poly) -> Result<(), MathError> {
+        if !Arc::ptr_eq(&self.ctx, &o.ctx) && *self.ctx != *o.ctx {
+            return Err(MathError::ContextMismatch);
+        }
+        if o.num_moduli < self.num_moduli {
+            return Err(MathError::ModuliCountMismatch {
+                lhs: self.num_moduli,
+                rhs: o.num_moduli,
+            });
+        }
+        self.require(Representation::Ntt)?;
+        o.require(Representation::Ntt)?;
+        let n = self.ctx.n;
+        let mut tmp = vec![0u64; n];
+        for i in 0..self.num_moduli {
+            let a = &mut self.data[i * n..(i + 1) * n];
+            self.ctx.plans[i].mul_into(&mut tmp, a, &o.data[i * n..(i + 1) * n]);
+            a.copy_from_slice(&tmp);
+        }
+        Ok(())
+    }
+
     /// `self += a ⊙ b` (all three in NTT form).
     pub fn mul_acc(&mut self, a: &Poly, b: &Poly) -> Result<(), MathError> {
         self.check(a)?;
@@ -483,23 +508,30 @@ impl Poly {
         if self.repr == Representation::Ntt {
             self.ctx.plans[k - 1].inverse(&mut last);
         }
-        // y = x + floor(q_l/2); r = y mod q_l; result = (y - r) / q_l  [floor((x+h)/q_l) = round(x/q_l)]
+        // y = x + floor(q_l/2); r = y mod q_l; result = (y - r) / q_l = floor((x+h)/q_l) = round(x/q_l)
         for v in last.iter_mut() {
             *v = ql.add(*v, half);
         }
         let mut tmp = vec![0u64; n];
         for i in 0..k - 1 {
             let m = self.ctx.moduli[i];
+            let q = m.value();
             let h = m.reduce(half);
-            for (t, &r) in tmp.iter_mut().zip(&last) {
-                *t = m.sub(m.reduce(r), h);
-            }
-            if self.repr == Representation::Ntt {
-                self.ctx.plans[i].forward(&mut tmp);
-            }
             let (inv, inv_s) = self.ctx.inv_last[k][i];
-            for (x, &t) in self.data[i * n..(i + 1) * n].iter_mut().zip(&tmp) {
-                *x = m.mul_shoup(m.sub(*x, t), inv, inv_s);
+            let x = &mut self.data[i * n..(i + 1) * n];
+            if self.repr == Representation::Ntt {
+                for (t, &r) in tmp.iter_mut().zip(&last) {
+                    *t = m.sub(m.reduce(r), h);
+                }
+                self.ctx.plans[i].forward(&mut tmp);
+                for (x, &t) in x.iter_mut().zip(&tmp) {
+                    *x = m.mul_shoup(*x + q - t, inv, inv_s);
+                }
+            } else {
+                // (x − r + h) · q_l^{-1}, all in one pass; x + 2q < 2^64 since q < 2^62
+                for (x, &r) in x.iter_mut().zip(&last) {
+                    *x = m.mul_shoup(*x + q - m.reduce(r) + h, inv, inv_s);
+                }
             }
         }
         self.num_moduli = k - 1;

@@ -23,12 +23,39 @@ pub fn uniform_poly<R: RngCore + CryptoRng + ?Sized>(
 ) -> Poly {
     let mut p = Poly::zero(ctx, num_moduli, repr);
     let n = ctx.n();
+    let mut buf = Vec::new();
     for (i, m) in ctx.moduli()[..num_moduli].iter().enumerate() {
-        for x in p.data_mut()[i * n..(i + 1) * n].iter_mut() {
-            *x = m.sample_uniform(rng);
-        }
+        fill_uniform(m, &mut p.data_mut()[i * n..(i + 1) * n], &mut buf, rng);
     }
     p
+}
+
+/// Fills `out` with uniform residues mod `m`, reading `⌈bits/8⌉` random bytes
+/// per candidate and rejecting candidates `≥ q` (no bias).
+fn fill_uniform<R: RngCore + CryptoRng + ?Sized>(
+    m: &crate::Modulus,
+    out: &mut [u64],
+    buf: &mut Vec<u8>,
+    rng: &mut R,
+) {
+    let q = m.value();
+    let bits = m.bits();
+    let bytes = bits.div_ceil(8) as usize;
+    let mask = u64::MAX >> (64 - bits);
+    let mut filled = 0;
+    while filled < out.len() {
+        let need = out.len() - filled;
+        buf.resize(need * bytes + 8, 0);
+        rng.fill_bytes(&mut buf[..need * bytes]);
+        for k in 0..need {
+            let w: [u8; 8] = buf[k * bytes..k * bytes + 8].try_into().expect("8 bytes");
+            let x = u64::from_le_bytes(w) & mask;
+            if x < q {
+                out[filled] = x;
+                filled += 1;
+            }
+        }
+    }
 }
 
 /// Deterministic uniform polynomial from a 32-byte seed, returned in NTT form
@@ -79,18 +106,23 @@ pub fn sparse_ternary<R: RngCore + CryptoRng + ?Sized>(
 /// Centered binomial `Σ_{i<η} (a_i − b_i)`, `η ≤ 32`.
 pub fn cbd<R: RngCore + CryptoRng + ?Sized>(n: usize, eta: u32, rng: &mut R) -> Vec<i64> {
     assert!((1..=32).contains(&eta));
-    let mask = if eta == 32 {
-        u64::from(u32::MAX)
-    } else {
-        (1u64 << eta) - 1
-    };
-    (0..n)
-        .map(|_| {
-            let x = rng.next_u64();
-            let y = rng.next_u64();
-            (x & mask).count_ones() as i64 - (y & mask).count_ones() as i64
+    // 2η random bits per coefficient, read from a byte stream
+    let bytes_per = (2 * eta as usize).div_ceil(8);
+    let mask = (1u64 << eta) - 1;
+    // 8 spare bytes so that every coefficient can read one unaligned 8-byte window
+    let mut buf = vec![0u8; n * bytes_per + 8];
+    rng.fill_bytes(&mut buf[..n * bytes_per]);
+    let out = (0..n)
+        .map(|k| {
+            let w: [u8; 8] = buf[k * bytes_per..k * bytes_per + 8]
+                .try_into()
+                .expect("8 bytes");
+            let x = u64::from_le_bytes(w);
+            (x & mask).count_ones() as i64 - ((x >> eta) & mask).count_ones() as i64
         })
-        .collect()
+        .collect();
+    zeroize::Zeroize::zeroize(&mut buf);
+    out
 }
 
 /// Rounded Gaussian of standard deviation `sigma`, rejecting beyond `6σ`.

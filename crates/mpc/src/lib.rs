@@ -36,4 +36,4 @@ pub use error::{MpcError, Result};
 pub use field::FieldModulus;
 pub use pool::{PoolShape, PoolSpec};
 pub use ring::{reconstruct, share, Ring, Shares};
-pub use session::{Party, Session};
+pub use session::{OtUsage, Party, Session, SessionConfig, DEFAULT_REFILL};

@@ -220,7 +220,7 @@ mod tests {
     use rand_chacha::rand_core::SeedableRng;
     use transport::{Channel, MemoryChannel};
 
-    use crate::{MpcError, Party, Ring, Session};
+    use crate::{MpcError, Party, Ring, Session, SessionConfig};
 
     /// A peer that takes part in the COT extension of a MUX and then sends a message of the wrong
     /// length, or with non-zero padding, makes the honest side fail with a typed error.
@@ -232,7 +232,16 @@ mod tests {
             let (mut c0, mut c1) = MemoryChannel::pair_with(1 << 20, Duration::from_secs(2));
             let h = std::thread::spawn(move || {
                 let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(1);
-                let mut s = Session::setup(&mut c1, Party::P1, &mut rng).unwrap();
+                let mut s = Session::setup_with(
+                    &mut c1,
+                    Party::P1,
+                    &mut rng,
+                    SessionConfig {
+                        refill: 64,
+                        ..Default::default()
+                    },
+                )
+                .unwrap();
                 let _cots = s.cots(&mut c1, n, n).unwrap();
                 let _ = c1.recv();
                 let mut msg = vec![0u8; len];
@@ -242,7 +251,16 @@ mod tests {
                 c1.send(&msg).unwrap();
             });
             let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(2);
-            let mut s = Session::setup(&mut c0, Party::P0, &mut rng).unwrap();
+            let mut s = Session::setup_with(
+                &mut c0,
+                Party::P0,
+                &mut rng,
+                SessionConfig {
+                    refill: 64,
+                    ..Default::default()
+                },
+            )
+            .unwrap();
             let r = s.mux(&mut c0, ring, &[1; 10], &[5; 10]);
             match (pad, r) {
                 (

@@ -90,3 +90,10 @@ pub fn field_to_ring(p: u64, v: u64, ring: Ring) -> u64 {
 pub fn ring_to_field(ring: Ring, x: u64, p: u64) -> u64 {
     ring.to_signed(x).rem_euclid(p as i64) as u64
 }
+
+/// The outputs [`crate::Session::trunc_known_sign_approx`] may produce: `floor(x / 2^s)` and
+/// `floor(x / 2^s) − 1`.
+pub fn trunc_approx_allowed(ring: Ring, x: u64, s: u32) -> [u64; 2] {
+    let t = trunc(ring, x, s);
+    [t, ring.sub(t, 1)]
+}

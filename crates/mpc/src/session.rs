@@ -36,6 +36,89 @@ impl Party {
 pub struct Session {
     party: Party,
     cot: CotPair,
+    usage: OtUsage,
+    send_pool: Pool,
+    recv_pool: Pool,
+    refill: usize,
+}
+
+/// COTs fetched from the OT layer but not yet used, and the stream index (tweak) of the next one.
+#[derive(Default)]
+struct Pool {
+    blocks: Vec<ot::Block>,
+    pos: usize,
+    next_index: u64,
+}
+
+impl Pool {
+    fn available(&self) -> usize {
+        self.blocks.len() - self.pos
+    }
+
+    fn push(&mut self, more: Vec<ot::Block>) {
+        if self.pos > 0 {
+            self.blocks.drain(..self.pos);
+            self.pos = 0;
+        }
+        self.blocks.extend(more);
+    }
+
+    /// The next `n` COTs and the stream index of the first.
+    fn take(&mut self, n: usize) -> (Vec<ot::Block>, u64) {
+        let out = self.blocks[self.pos..self.pos + n].to_vec();
+        for b in &mut self.blocks[self.pos..self.pos + n] {
+            *b = ot::Block::ZERO;
+        }
+        self.pos += n;
+        let idx = self.next_index;
+        self.next_index += n as u64;
+        (out, idx)
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        for b in &mut self.blocks {
+            *b = ot::Block::ZERO;
+        }
+    }
+}
+
+/// Options of a session; both parties must use equal values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SessionConfig {
+    /// The correlated-OT backend (silent OT by default).
+    pub cot: CotConfig,
+    /// Least number of COTs fetched from the OT layer per refill and direction
+    /// ([`DEFAULT_REFILL`]). Smaller values save memory, larger ones amortize silent OT better.
+    pub refill: usize,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            cot: CotConfig::default(),
+            refill: DEFAULT_REFILL,
+        }
+    }
+}
+
+/// COTs fetched from the OT layer at least at a time, per direction: large enough that silent OT
+/// runs its large (cheapest per COT) parameter set.
+pub const DEFAULT_REFILL: usize = 1 << 23;
+
+/// What this party's random-COT source consumed since setup (both directions), for reports that
+/// separate the OT layer's traffic from the protocols' own messages.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OtUsage {
+    /// COTs with this party as sender.
+    pub cots_sent: u64,
+    /// COTs with this party as receiver.
+    pub cots_received: u64,
+    /// Payload bytes this party sent inside COT extension.
+    pub bytes_sent: u64,
+    /// Payload bytes this party received inside COT extension.
+    pub bytes_received: u64,
 }
 
 impl Session {
@@ -45,15 +128,15 @@ impl Session {
         C: Channel + ?Sized,
         R: RngCore + CryptoRng,
     {
-        Self::setup_with(ch, party, rng, CotConfig::default())
+        Self::setup_with(ch, party, rng, SessionConfig::default())
     }
 
-    /// As [`Session::setup`] with an explicit OT configuration (equal on both sides).
+    /// As [`Session::setup`] with an explicit configuration (equal on both sides).
     pub fn setup_with<C, R>(
         ch: &mut C,
         party: Party,
         rng: &mut R,
-        cfg: CotConfig,
+        cfg: SessionConfig,
     ) -> Result<Session>
     where
         C: Channel + ?Sized,
@@ -63,9 +146,26 @@ impl Session {
             Party::P0 => Role::Leader,
             Party::P1 => Role::Follower,
         };
-        let cot = CotPair::setup(ch, rng, role, cfg)?;
-        ch.flush()?;
-        Ok(Session { party, cot })
+        let cot = CotPair::setup(ch, rng, role, cfg.cot)?;
+        let mut sess = Session {
+            party,
+            cot,
+            usage: OtUsage::default(),
+            send_pool: Pool::default(),
+            recv_pool: Pool::default(),
+            refill: 1,
+        };
+        // Bootstrap both COT sources now (for silent OT: the IKNP reserve and a first
+        // iteration), so that one-time costs are part of setup, not of the first protocol.
+        drop(sess.cots(ch, 1, 1)?);
+        sess.usage = OtUsage::default();
+        sess.refill = cfg.refill.max(1);
+        Ok(sess)
+    }
+
+    /// COTs and COT-extension traffic used so far by this party (excluding setup).
+    pub fn ot_usage(&self) -> OtUsage {
+        self.usage
     }
 
     /// This side's party.
@@ -85,24 +185,54 @@ impl Session {
             Party::P0 => (0, DIR_P1),
             Party::P1 => (DIR_P1, 0),
         };
-        let s_base = self.cot.sender.consumed() as u128 | my_dir;
-        let r_base = self.cot.receiver.consumed() as u128 | peer_dir;
-        let (q, t) = match self.party {
+        // Refill both pools by the same deterministic rule on both sides, so the peer's extend
+        // calls mirror ours one-to-one.
+        let need_s = n_send.saturating_sub(self.send_pool.available());
+        let need_r = n_recv.saturating_sub(self.recv_pool.available());
+        let get_s = if need_s > 0 {
+            need_s.max(self.refill)
+        } else {
+            0
+        };
+        let get_r = if need_r > 0 {
+            need_r.max(self.refill)
+        } else {
+            0
+        };
+        let before = ch.stats();
+        match self.party {
             Party::P0 => {
-                let q = self.cot.sender.extend(ch, n_send)?;
-                let t = self.cot.receiver.extend(ch, n_recv)?;
-                (q, t)
+                if get_s > 0 {
+                    let q = self.cot.sender.extend(ch, get_s)?;
+                    self.send_pool.push(q);
+                }
+                if get_r > 0 {
+                    let t = self.cot.receiver.extend(ch, get_r)?;
+                    self.recv_pool.push(t);
+                }
             }
             Party::P1 => {
-                let t = self.cot.receiver.extend(ch, n_recv)?;
-                let q = self.cot.sender.extend(ch, n_send)?;
-                (q, t)
+                if get_r > 0 {
+                    let t = self.cot.receiver.extend(ch, get_r)?;
+                    self.recv_pool.push(t);
+                }
+                if get_s > 0 {
+                    let q = self.cot.sender.extend(ch, get_s)?;
+                    self.send_pool.push(q);
+                }
             }
-        };
+        }
         ch.flush()?;
+        let d = ch.stats().since(&before);
+        self.usage.cots_sent += n_send as u64;
+        self.usage.cots_received += n_recv as u64;
+        self.usage.bytes_sent += d.bytes_sent;
+        self.usage.bytes_received += d.bytes_received;
+        let (q, si) = self.send_pool.take(n_send);
+        let (t, ri) = self.recv_pool.take(n_recv);
         Ok((
-            SendCots::new(self.cot.sender.delta(), q, s_base),
-            RecvCots::new(t, r_base),
+            SendCots::new(self.cot.sender.delta(), q, si as u128 | my_dir),
+            RecvCots::new(t, ri as u128 | peer_dir),
         ))
     }
 

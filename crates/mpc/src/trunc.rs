@@ -40,6 +40,30 @@ impl Session {
     /// Exact `floor(x / 2^s)` of signed values; the result has scale `x.scale − s` (saturating
     /// at 0). Requires 1 ≤ s ≤ ℓ − 2.
     pub fn trunc<C: Channel + ?Sized>(&mut self, ch: &mut C, x: &Shares, s: u32) -> Result<Shares> {
+        Ok(self.trunc_inner(ch, x, s)?.0)
+    }
+
+    /// `ReLU(floor(x / 2^s))`, exact, for signed `x`: the truncation's millionaire already
+    /// yields the sign (`DReLU(floor(x/2^s)) = DReLU(x)`), so only a MUX is added — far cheaper
+    /// than [`Session::trunc`] followed by [`Session::relu`]. Requires 1 ≤ s ≤ ℓ − 2.
+    pub fn trunc_relu<C: Channel + ?Sized>(
+        &mut self,
+        ch: &mut C,
+        x: &Shares,
+        s: u32,
+    ) -> Result<Shares> {
+        let (t, d) = self.trunc_inner(ch, x, s)?;
+        let data = self.mux(ch, t.ring, &d, &t.data)?;
+        Ok(Shares { data, ..t })
+    }
+
+    /// Exact truncation, also returning XOR shares of `[x ≥ 0]`.
+    fn trunc_inner<C: Channel + ?Sized>(
+        &mut self,
+        ch: &mut C,
+        x: &Shares,
+        s: u32,
+    ) -> Result<(Shares, Vec<u8>)> {
         let ring = x.ring;
         check_shift(ring, s)?;
         ring.check("trunc input", &x.data)?;
@@ -114,11 +138,16 @@ impl Session {
                 ring.sub(ring.sub(ring.add(u[i] >> s, c_arith), wterm), off)
             })
             .collect();
-        Ok(Shares {
-            ring,
-            scale: x.scale.saturating_sub(s),
-            data,
-        })
+        // [x ≥ 0] = 1 ⊕ msb(x0) ⊕ msb(x1) ⊕ k, and msb(u0) = msb(x0) ⊕ 1 for P0.
+        let d: Vec<u8> = u.iter().zip(&k).map(|(&a, &kk)| ring.msb(a) ^ kk).collect();
+        Ok((
+            Shares {
+                ring,
+                scale: x.scale.saturating_sub(s),
+                data,
+            },
+            d,
+        ))
     }
 
     /// Exact `floor(x / 2^s)` for signed values with |x| < 2^{ℓ−2} (the fixed-point range
@@ -175,6 +204,47 @@ impl Session {
                 let wterm = ring.reduce(out[i] << (l - s));
                 ring.sub(ring.sub(ring.add(u[i] >> s, c_arith), wterm), off)
             })
+            .collect();
+        Ok(Shares {
+            ring,
+            scale: x.scale.saturating_sub(s),
+            data,
+        })
+    }
+}
+
+impl Session {
+    /// Cheetah's one-bit-error truncation for |x| < 2^{ℓ−2} [Cheetah §5.3]: drops the carry of
+    /// the low s bits, so the result is `floor(x / 2^s)` or `floor(x / 2^s) − 1` (which one
+    /// depends on the random shares; [`crate::plain::trunc_approx_allowed`]). Not the binding
+    /// fixed-point semantics — for planners that accept a 1-ulp error. One affine OT mod 2^s:
+    /// 1 + s bits per element.
+    pub fn trunc_known_sign_approx<C: Channel + ?Sized>(
+        &mut self,
+        ch: &mut C,
+        x: &Shares,
+        s: u32,
+    ) -> Result<Shares> {
+        let ring = x.ring;
+        check_shift(ring, s)?;
+        ring.check("trunc input", &x.data)?;
+        let l = ring.bits();
+        let n = x.len();
+        let p0 = self.party() == Party::P0;
+        let quarter = 1u64 << (l - 2);
+        let u: Vec<u64> = if p0 {
+            x.data.iter().map(|&a| ring.add(a, quarter)).collect()
+        } else {
+            x.data.clone()
+        };
+        let gw = Group::Pow2(s);
+        let m: Vec<u8> = u.iter().map(|&a| ring.msb(a)).collect();
+        let f0: Vec<u64> = m.iter().map(|&b| b as u64).collect();
+        let f1 = vec![1u64; n];
+        let w = self.ot_p0_to_p1(ch, n, &|_| gw, &f0, &f1, &m)?;
+        let off = if p0 { 1u64 << (l - 2 - s) } else { 0 };
+        let data = (0..n)
+            .map(|i| ring.sub(ring.sub(u[i] >> s, ring.reduce(w[i] << (l - s))), off))
             .collect();
         Ok(Shares {
             ring,

@@ -15,11 +15,11 @@ use transport::{Channel, MemoryChannel, TcpChannel, TcpConfig, TransportError};
 fn setup_pair<C: Channel + Send + 'static>(c0: C, c1: C) -> ((Session, C), (Session, C)) {
     let h = std::thread::spawn(move || {
         let mut c1 = c1;
-        let s = Session::setup(&mut c1, Party::P1, &mut rng(9)).unwrap();
+        let s = Session::setup_with(&mut c1, Party::P1, &mut rng(9), test_config()).unwrap();
         (s, c1)
     });
     let mut c0 = c0;
-    let s0 = Session::setup(&mut c0, Party::P0, &mut rng(10)).unwrap();
+    let s0 = Session::setup_with(&mut c0, Party::P0, &mut rng(10), test_config()).unwrap();
     ((s0, c0), h.join().unwrap())
 }
 
@@ -107,12 +107,12 @@ fn garbage_from_peer_is_an_error() {
 
 #[test]
 fn oversized_message_is_refused() {
-    // P0 accepts at most 4 KiB per message; an honest P1's ReLU on 2^14 elements sends more.
     let ring = Ring::new(37).unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
+    // P0 accepts at most 800 kB per message: enough for OT setup and refills.
     let small = TcpConfig {
-        max_message: 4096,
+        max_message: 800_000,
         timeout: Duration::from_secs(3),
         ..TcpConfig::default()
     };
@@ -122,13 +122,24 @@ fn oversized_message_is_refused() {
     };
     let h = std::thread::spawn(move || {
         let mut c1 = TcpChannel::from_stream(TcpStream::connect(addr).unwrap(), big).unwrap();
-        let mut s1 = Session::setup(&mut c1, Party::P1, &mut rng(1)).unwrap();
-        let _ = s1.relu(&mut c1, &input(ring, 1 << 14));
+        let _s1 = Session::setup_with(&mut c1, Party::P1, &mut rng(1), test_config()).unwrap();
+        // Instead of its next protocol message, send 2 MB.
+        let _ = c1.send(&vec![0u8; 2 << 20]);
+        let _ = c1.flush();
+        let _ = c1.recv();
     });
     let mut c0 = TcpChannel::from_stream(listener.accept().unwrap().0, small).unwrap();
-    let mut s0 = Session::setup(&mut c0, Party::P0, &mut rng(2)).unwrap();
-    let r = s0.relu(&mut c0, &input(ring, 1 << 14));
-    assert!(r.is_err(), "{r:?}");
+    let mut s0 = Session::setup_with(&mut c0, Party::P0, &mut rng(2), test_config()).unwrap();
+    // A small ReLU: its COTs come from the OT buffers, so P0 first waits for leaf choices.
+    let r = s0.relu(&mut c0, &input(ring, 16));
+    let too_large = |e: &MpcError| {
+        matches!(
+            e,
+            MpcError::Transport(TransportError::TooLarge { .. })
+                | MpcError::Ot(ot::OtError::Transport(TransportError::TooLarge { .. }))
+        )
+    };
+    assert!(r.as_ref().is_err_and(too_large), "{r:?}");
     c0.shutdown();
     h.join().unwrap();
 }

@@ -22,6 +22,19 @@ pub const MIN_OPSET: i64 = 13;
 /// Highest supported opset of the default ONNX domain.
 pub const MAX_OPSET: i64 = 20;
 
+/// Largest tensor (elements) the importer accepts.
+pub const MAX_ELEMENTS: usize = 1 << 28;
+/// Largest single dimension, pad, stride or kernel size the importer accepts.
+pub const MAX_DIM: usize = 1 << 24;
+
+/// Number of elements of a shape, `None` when it exceeds [`MAX_ELEMENTS`].
+fn checked_numel(shape: &[usize]) -> Option<usize> {
+    shape
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .filter(|&n| n <= MAX_ELEMENTS)
+}
+
 /// Options of [`load_with`] / [`from_bytes`].
 #[derive(Clone, Debug, Default)]
 pub struct ImportOptions {
@@ -140,7 +153,11 @@ enum Value {
 fn tensor_from_proto(t: &pb::TensorProto) -> Result<Const> {
     let name = t.name.clone().unwrap_or_default();
     let shape_i64 = t.dims.clone();
-    if shape_i64.iter().any(|&d| d < 0) {
+    if shape_i64
+        .iter()
+        .any(|&d| d < 0 || d as u64 > MAX_DIM as u64)
+        || checked_numel(&shape_i64.iter().map(|&d| d as usize).collect::<Vec<_>>()).is_none()
+    {
         return Err(NnError::TensorData {
             name,
             len: 0,
@@ -283,8 +300,8 @@ impl Ctx<'_> {
         match self.ints(name) {
             None => Ok(None),
             Some(v) => {
-                if v.iter().any(|&x| x < 0) {
-                    return Err(self.unsupported(format!("negative values in {name} = {v:?}")));
+                if v.iter().any(|&x| x < 0 || x as u64 > MAX_DIM as u64) {
+                    return Err(self.unsupported(format!("{name} = {v:?} out of range")));
                 }
                 Ok(Some(v.into_iter().map(|x| x as usize).collect()))
             }
@@ -350,7 +367,9 @@ impl Builder {
             use pb::tensor_shape_proto::dimension::Value as DV;
             let given = opts.input_shape.as_ref().and_then(|s| s.get(i).copied());
             match (&d.value, given) {
-                (Some(DV::DimValue(v)), _) if *v > 0 => shape.push(*v as usize),
+                (Some(DV::DimValue(v)), _) if *v > 0 && *v as u64 <= MAX_DIM as u64 => {
+                    shape.push(*v as usize)
+                }
                 (_, Some(g)) => shape.push(g),
                 (Some(DV::DimParam(p)), None) => {
                     return Err(NnError::DynamicShape {
@@ -367,6 +386,13 @@ impl Builder {
                     })
                 }
             }
+        }
+        if checked_numel(&shape).is_none() {
+            return Err(NnError::WrongInputShape {
+                input: input_name,
+                expected: vec![],
+                got: shape,
+            });
         }
         if let Some(given) = &opts.input_shape {
             if given != &shape || shape.first() != Some(&1) {
@@ -554,7 +580,26 @@ impl Builder {
             .unwrap_or(0)
     }
 
+    /// Lowers one ONNX node, then checks that every tensor it created has a bounded size.
     fn lower(&mut self, k: usize, node: &pb::NodeProto) -> Result<()> {
+        let before = self.nodes.len();
+        self.lower_node(k, node)?;
+        for n in &self.nodes[before..] {
+            if checked_numel(&n.shape).is_none_or(|e| e == 0) {
+                return Err(NnError::ShapeMismatch {
+                    node: n.name.clone(),
+                    op: node.op_type.clone().unwrap_or_default(),
+                    reason: format!(
+                        "output shape {:?} is empty or exceeds {MAX_ELEMENTS} elements",
+                        n.shape
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn lower_node(&mut self, k: usize, node: &pb::NodeProto) -> Result<()> {
         let op_type = node.op_type.clone().unwrap_or_default();
         let name = match node.name.as_deref() {
             Some(n) if !n.is_empty() => n.to_string(),
@@ -652,6 +697,9 @@ impl Builder {
                             .map_err(|_| ctx.shape_err(format!("negative dimension {d}")))
                     })
                     .collect::<Result<_>>()?;
+                if checked_numel(&shape).is_none() {
+                    return Err(ctx.shape_err(format!("shape {shape:?} too large")));
+                }
                 let fill = match ctx.attr("value").and_then(|a| a.t.as_ref()) {
                     Some(t) => tensor_from_proto(t)?,
                     None => Const::F32(Tensor::new(vec![1], vec![0.0])),
@@ -1140,14 +1188,7 @@ impl Builder {
             // [ONNX Slice]: clamp to [0, d] for positive steps, [−1, d − 1] for negative ones.
             let (s0, len) = if step > 0 {
                 let (s0, e0) = (wrap(starts[i]).clamp(0, d), wrap(ends[i]).clamp(0, d));
-                (
-                    s0,
-                    if e0 > s0 {
-                        (e0 - s0 + step - 1) / step
-                    } else {
-                        0
-                    },
-                )
+                (s0, if e0 > s0 { (e0 - s0 - 1) / step + 1 } else { 0 })
             } else {
                 let (s0, e0) = (
                     wrap(starts[i]).clamp(-1, d - 1),
@@ -1156,7 +1197,7 @@ impl Builder {
                 (
                     s0,
                     if s0 > e0 {
-                        (s0 - e0 - step - 1) / -step
+                        (s0 - e0 - 1) / step.saturating_neg() + 1
                     } else {
                         0
                     },
@@ -1216,7 +1257,7 @@ impl Builder {
         if pads.len() != 2 * axes.len() {
             return Err(ctx.shape_err(format!("{} pads for {} axes", pads.len(), axes.len())));
         }
-        if pads.iter().any(|&p| p < 0) {
+        if pads.iter().any(|&p| p < 0 || p as u64 > MAX_DIM as u64) {
             return Err(ctx.unsupported(format!("negative pads {pads:?}")));
         }
         let mut before = vec![0; r];
@@ -1294,12 +1335,12 @@ impl Builder {
                             infer = Some(i);
                             out.push(1);
                         }
-                        d if d > 0 => out.push(d as usize),
+                        d if d > 0 && d as u64 <= MAX_DIM as u64 => out.push(d as usize),
                         _ => return Err(ctx.shape_err(format!("invalid shape {spec:?}"))),
                     }
                 }
                 if let Some(i) = infer {
-                    let known = numel(&out);
+                    let known = checked_numel(&out).unwrap_or(0);
                     if known == 0 || numel(&s) % known != 0 {
                         return Err(ctx.shape_err(format!("cannot reshape {s:?} to {spec:?}")));
                     }
@@ -1455,7 +1496,10 @@ impl Builder {
                 Value::Const(c) => c.shape().to_vec(),
             })
             .collect();
-        let r = shapes.first().map(|s| s.len()).unwrap_or(0);
+        if shapes.is_empty() {
+            return Err(ctx.shape_err("no inputs"));
+        }
+        let r = shapes[0].len();
         let axis =
             norm_axis(ctx.int("axis", 0), r).ok_or_else(|| ctx.shape_err("axis out of range"))?;
         let mut out = shapes[0].clone();
@@ -1626,13 +1670,15 @@ fn norm_axis_incl(a: i64, r: usize) -> Option<usize> {
 }
 
 fn fold_binary(ctx: &Ctx, op: &str, a: &Const, b: &Const) -> Result<Const> {
-    let out = broadcast_shapes(a.shape(), b.shape()).ok_or_else(|| {
-        ctx.shape_err(format!(
-            "cannot broadcast {:?} and {:?}",
-            a.shape(),
-            b.shape()
-        ))
-    })?;
+    let out = broadcast_shapes(a.shape(), b.shape())
+        .filter(|s| checked_numel(s).is_some())
+        .ok_or_else(|| {
+            ctx.shape_err(format!(
+                "cannot broadcast {:?} and {:?}",
+                a.shape(),
+                b.shape()
+            ))
+        })?;
     let ma = broadcast_index_map(a.shape(), &out);
     let mb = broadcast_index_map(b.shape(), &out);
     if let (Const::I64(x), Const::I64(y)) = (a, b) {

@@ -250,6 +250,21 @@ impl Op {
     pub fn is_linear_layer(&self) -> bool {
         matches!(self, Op::Conv(_) | Op::Linear(_) | Op::BatchNorm(_))
     }
+
+    /// Whether the fixed-point executor applies the rescale t(·) to this op's result (its
+    /// result is at scale 2^{2s}); see docs/fixed-point.md.
+    pub fn truncates(&self) -> bool {
+        matches!(
+            self,
+            Op::Conv(_)
+                | Op::Linear(_)
+                | Op::BatchNorm(_)
+                | Op::Mul
+                | Op::MatMul
+                | Op::AvgPool(_)
+                | Op::GlobalAvgPool
+        )
+    }
 }
 
 /// One node: an op, its input values and its output shape.

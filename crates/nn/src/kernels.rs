@@ -45,9 +45,72 @@ fn valid_range(out: usize, stride: usize, k: usize, pad: usize, n: usize) -> (us
     (lo.min(out), hi.max(lo.min(out)))
 }
 
-/// Direct convolution `y = W * x + b` (NCHW, batch 1); `bias` may be empty (no bias).
-#[allow(clippy::needless_range_loop)]
+/// Convolution `y = W * x + b` (NCHW, batch 1); `bias` may be empty (no bias). Grouped
+/// convolutions with several input channels per group go through im2col and a row-major
+/// matrix product (long contiguous inner loops); depthwise ones run directly.
 pub(crate) fn conv2d<T: Elem>(c: &Conv2d, w: &[T], bias: &[T], x: &[T]) -> Vec<T> {
+    if c.channels_per_group() == 1 {
+        return conv2d_direct(c, w, bias, x);
+    }
+    let [ci, h, wd] = c.in_shape;
+    let [co, oh, ow] = c.out_shape;
+    let [kh, kw] = c.kernel;
+    let [sh, sw] = c.stride;
+    let [pt, pl, _, _] = c.pads;
+    let cpg = ci / c.groups;
+    let opg = co / c.groups;
+    let p = oh * ow;
+    let rows = cpg * kh * kw;
+    let mut y = vec![T::ZERO; co * p];
+    let pointwise = kh == 1 && kw == 1 && sh == 1 && sw == 1 && pt == 0 && pl == 0;
+    let mut cols = if pointwise {
+        Vec::new()
+    } else {
+        vec![T::ZERO; rows * p]
+    };
+    for g in 0..c.groups {
+        let xg = &x[g * cpg * h * wd..(g + 1) * cpg * h * wd];
+        if !pointwise {
+            // cols[(cc, ky, kx), (oy, ox)] = x[cc, oy·sh + ky − pt, ox·sw + kx − pl] (0 outside).
+            for cc in 0..cpg {
+                for ky in 0..kh {
+                    let (oy_lo, oy_hi) = valid_range(oh, sh, ky, pt, h);
+                    for kx in 0..kw {
+                        let (ox_lo, ox_hi) = valid_range(ow, sw, kx, pl, wd);
+                        let r = (cc * kh + ky) * kw + kx;
+                        let col = &mut cols[r * p..(r + 1) * p];
+                        col.iter_mut().for_each(|v| *v = T::ZERO);
+                        for oy in oy_lo..oy_hi {
+                            let iy = oy * sh + ky - pt;
+                            let xrow = &xg[(cc * h + iy) * wd..(cc * h + iy + 1) * wd];
+                            for ox in ox_lo..ox_hi {
+                                col[oy * ow + ox] = xrow[ox * sw + kx - pl];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let cols: &[T] = if pointwise { xg } else { &cols };
+        for o in g * opg..(g + 1) * opg {
+            let yo = &mut y[o * p..(o + 1) * p];
+            if !bias.is_empty() {
+                yo.iter_mut().for_each(|v| *v = bias[o]);
+            }
+            let wo = &w[o * rows..(o + 1) * rows];
+            for (r, &wv) in wo.iter().enumerate() {
+                for (yv, &xv) in yo.iter_mut().zip(&cols[r * p..(r + 1) * p]) {
+                    *yv = yv.madd(wv, xv);
+                }
+            }
+        }
+    }
+    y
+}
+
+/// Direct convolution (used for depthwise layers).
+#[allow(clippy::needless_range_loop)]
+fn conv2d_direct<T: Elem>(c: &Conv2d, w: &[T], bias: &[T], x: &[T]) -> Vec<T> {
     let [ci, h, wd] = c.in_shape;
     let [co, oh, ow] = c.out_shape;
     let [kh, kw] = c.kernel;
@@ -184,4 +247,148 @@ pub fn pool_windows(
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Schoolbook convolution over i128 with explicit zero padding: the oracle.
+    fn naive(c: &Conv2d, w: &[i64], b: &[i64], x: &[i64]) -> Vec<i128> {
+        let [ci, h, wd] = c.in_shape;
+        let [co, oh, ow] = c.out_shape;
+        let [kh, kw] = c.kernel;
+        let cpg = ci / c.groups;
+        let opg = co / c.groups;
+        let mut y = vec![0i128; co * oh * ow];
+        for o in 0..co {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let mut acc = b[o] as i128;
+                    for cc in 0..cpg {
+                        let cin = (o / opg) * cpg + cc;
+                        for ky in 0..kh {
+                            for kx in 0..kw {
+                                let iy = (oy * c.stride[0] + ky) as i64 - c.pads[0] as i64;
+                                let ix = (ox * c.stride[1] + kx) as i64 - c.pads[1] as i64;
+                                if iy < 0 || ix < 0 || iy >= h as i64 || ix >= wd as i64 {
+                                    continue;
+                                }
+                                let xv = x[(cin * h + iy as usize) * wd + ix as usize];
+                                acc +=
+                                    (w[((o * cpg + cc) * kh + ky) * kw + kx] as i128) * xv as i128;
+                            }
+                        }
+                    }
+                    y[(o * oh + oy) * ow + ox] = acc;
+                }
+            }
+        }
+        y
+    }
+
+    fn lcg(state: &mut u64) -> i64 {
+        *state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((*state >> 33) as i64 % 2001) - 1000
+    }
+
+    #[test]
+    fn conv_matches_schoolbook_over_the_ring() {
+        let mut st = 7u64;
+        // (C, H, W, O, k, stride, pads [t, l, b, r], groups)
+        let cases = [
+            (3, 8, 8, 4, 3, 1, [1, 1, 1, 1], 1),
+            (4, 9, 7, 6, 3, 2, [1, 1, 1, 1], 1),
+            (4, 6, 6, 4, 3, 1, [1, 1, 1, 1], 4), // depthwise
+            (6, 5, 5, 6, 3, 2, [0, 1, 2, 0], 3), // grouped, asymmetric padding
+            (8, 4, 4, 5, 1, 1, [0, 0, 0, 0], 1), // pointwise
+            (3, 10, 10, 2, 7, 2, [3, 3, 3, 3], 1),
+        ];
+        for (ci, h, wd, co, k, s, pads, groups) in cases {
+            let oh = (h + pads[0] + pads[2] - k) / s + 1;
+            let ow = (wd + pads[1] + pads[3] - k) / s + 1;
+            let conv = Conv2d {
+                in_shape: [ci, h, wd],
+                out_shape: [co, oh, ow],
+                kernel: [k, k],
+                stride: [s, s],
+                pads,
+                groups,
+                weight: vec![0.0; co * (ci / groups) * k * k],
+                bias: vec![0.0; co],
+            };
+            let w: Vec<i64> = (0..conv.weight.len()).map(|_| lcg(&mut st)).collect();
+            let b: Vec<i64> = (0..co).map(|_| lcg(&mut st) * 1000).collect();
+            let x: Vec<i64> = (0..ci * h * wd).map(|_| lcg(&mut st) * 1_000_000).collect();
+            let want = naive(&conv, &w, &b, &x);
+            let u = |v: &[i64]| v.iter().map(|&a| a as u64).collect::<Vec<u64>>();
+            let got = conv2d(&conv, &u(&w), &u(&b), &u(&x));
+            for (g, e) in got.iter().zip(&want) {
+                assert_eq!(*g, *e as u64, "case C={ci} O={co} k={k} s={s} g={groups}");
+            }
+            // The float path runs the same loops.
+            let f = |v: &[i64]| v.iter().map(|&a| a as f32 / 1e6).collect::<Vec<f32>>();
+            let wf: Vec<f32> = w.iter().map(|&a| a as f32).collect();
+            let bf: Vec<f32> = b.iter().map(|&a| a as f32 / 1e6).collect();
+            let gotf = conv2d(&conv, &wf, &bf, &f(&x));
+            for (g, e) in gotf.iter().zip(&want) {
+                let e = *e as f64 / 1e6;
+                assert!(
+                    (*g as f64 - e).abs() <= 1e-3 * e.abs().max(1.0),
+                    "{g} vs {e}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn linear_and_matmul_match_schoolbook() {
+        let mut st = 11u64;
+        let (rows, inf, outf) = (3, 7, 5);
+        let w: Vec<i64> = (0..inf * outf).map(|_| lcg(&mut st)).collect();
+        let b: Vec<i64> = (0..outf).map(|_| lcg(&mut st)).collect();
+        let x: Vec<i64> = (0..rows * inf).map(|_| lcg(&mut st) << 40).collect();
+        let u = |v: &[i64]| v.iter().map(|&a| a as u64).collect::<Vec<u64>>();
+        let y = linear(rows, inf, outf, &u(&w), &u(&b), &u(&x));
+        for r in 0..rows {
+            for o in 0..outf {
+                let e: i128 = b[o] as i128
+                    + (0..inf)
+                        .map(|i| w[o * inf + i] as i128 * x[r * inf + i] as i128)
+                        .sum::<i128>();
+                assert_eq!(y[r * outf + o], e as u64);
+            }
+        }
+        let (bt, m, k, n) = (2, 3, 4, 5);
+        let a: Vec<i64> = (0..bt * m * k).map(|_| lcg(&mut st)).collect();
+        let bb: Vec<i64> = (0..bt * k * n).map(|_| lcg(&mut st)).collect();
+        let y = matmul(bt, m, k, n, &u(&a), &u(&bb));
+        for q in 0..bt {
+            for i in 0..m {
+                for j in 0..n {
+                    let e: i64 = (0..k)
+                        .map(|t| a[(q * m + i) * k + t] * bb[(q * k + t) * n + j])
+                        .sum();
+                    assert_eq!(y[(q * m + i) * n + j], e as u64);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn pool_windows_skip_padding() {
+        let p = Pool {
+            kernel: [3, 3],
+            stride: [2, 2],
+            pads: [1, 1, 1, 1],
+            count_include_pad: false,
+        };
+        // 4x4 input -> 2x2 output; the top-left window covers rows/cols {-1, 0, 1}.
+        let w = pool_windows(&p, 1, 4, 4, 2, 2);
+        assert_eq!(w[0].0, vec![0, 1, 4, 5]);
+        assert_eq!(w[0].1, 9);
+        assert_eq!(w[3].0, vec![5, 6, 7, 9, 10, 11, 13, 14, 15]);
+    }
 }

@@ -194,3 +194,39 @@ fn truncated_and_non_onnx_files_are_rejected() {
     );
     assert!(err.to_string().contains("not an ONNX model"), "{err}");
 }
+
+#[test]
+fn corrupted_models_never_panic() {
+    // Seeded byte mutations of the fixture (structure and data): import either fails with an
+    // error or yields a model the executors can run.
+    let bytes = std::fs::read(models_dir().join("resnet20.onnx")).unwrap();
+    let mut st = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = || {
+        st ^= st << 13;
+        st ^= st >> 7;
+        st ^= st << 17;
+        st
+    };
+    // Non-data bytes: the graph structure (node list) is at the start, the initializers' raw
+    // data in the middle; mutate both regions.
+    for round in 0..300 {
+        let mut b = bytes.clone();
+        let flips = 1 + (next() % 4) as usize;
+        for _ in 0..flips {
+            let region = if round % 2 == 0 {
+                4096.min(b.len())
+            } else {
+                b.len()
+            };
+            let i = (next() as usize) % region;
+            b[i] = next() as u8;
+        }
+        let r = std::panic::catch_unwind(|| {
+            if let Ok(m) = nn::import::from_bytes(&b, &Default::default()) {
+                let x = vec![0.1f32; nn::ir::numel(m.input_shape()).min(1 << 20)];
+                let _ = nn::float::run(&m, &x);
+            }
+        });
+        assert!(r.is_ok(), "round {round} panicked");
+    }
+}

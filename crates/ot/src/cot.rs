@@ -3,6 +3,7 @@
 use rand_core::{CryptoRng, RngCore};
 use transport::Channel;
 
+use crate::ferret::{FerretReceiver, FerretSender};
 use crate::iknp::{IknpReceiver, IknpSender};
 use crate::{Block, OtError, Result};
 
@@ -15,8 +16,17 @@ pub const MAX_EXTEND: usize = 1 << 26;
 pub enum CotBackend {
     /// IKNP: 128 bits of traffic per COT, one flight per `extend` call. For comparison and
     /// bootstrapping.
-    #[default]
     Iknp,
+    /// Ferret-style silent OT (regular-noise LPN with a local linear code + GGM-tree single-point
+    /// COT), bootstrapped from IKNP: about 0.45 bits of traffic per COT with the large parameter set
+    /// (used once a call is 4 Mi COTs short), 5.1 with the small one. Keeps a buffer and refills it
+    /// lazily, one flight sender → receiver per refill; calls served from the buffer cost nothing.
+    #[default]
+    Silent,
+    /// Ferret with the small parameter set only (`LpnParams::FERRET_SMALL`): about 5.1 bits of
+    /// traffic per COT, but 1.3–1.7× less CPU time per COT than the large set, whose LPN secret
+    /// (9.4 MB) does not fit in the L2 cache. For fast networks where compute dominates.
+    SilentSmall,
 }
 
 /// Session options of a COT source. Both parties must use equal configurations.
@@ -28,10 +38,12 @@ pub struct CotConfig {
 
 enum SenderEngine {
     Iknp(IknpSender),
+    Silent(Box<FerretSender>),
 }
 
 enum ReceiverEngine {
-    Iknp(IknpReceiver),
+    Iknp(Box<IknpReceiver>),
+    Silent(Box<FerretReceiver>),
 }
 
 /// The sender of random correlated OT (holder of the global Δ).
@@ -56,7 +68,7 @@ pub struct CotReceiver {
 }
 
 impl CotSender {
-    /// Sets up a sender with the default configuration over `ch`, drawing all secrets
+    /// Sets up a sender with the default configuration (silent OT) over `ch`, drawing all secrets
     /// from `rng`. The peer runs [`CotReceiver::setup`] at the same time.
     pub fn setup<C, R>(ch: &mut C, rng: &mut R) -> Result<CotSender>
     where
@@ -75,6 +87,15 @@ impl CotSender {
         let iknp = IknpSender::setup(ch, rng)?;
         let engine = match cfg.backend {
             CotBackend::Iknp => SenderEngine::Iknp(iknp),
+            CotBackend::Silent | CotBackend::SilentSmall => {
+                let mut seed = [0u8; 32];
+                rng.fill_bytes(&mut seed);
+                SenderEngine::Silent(Box::new(if cfg.backend == CotBackend::SilentSmall {
+                    FerretSender::new_small_only(iknp, seed)
+                } else {
+                    FerretSender::new(iknp, seed)
+                }))
+            }
         };
         Ok(CotSender {
             engine,
@@ -86,12 +107,22 @@ impl CotSender {
     pub fn delta(&self) -> Block {
         match &self.engine {
             SenderEngine::Iknp(s) => s.delta(),
+            SenderEngine::Silent(s) => s.delta(),
         }
     }
 
     /// Number of COTs handed out so far in this session (the next COT's tweak).
     pub fn consumed(&self) -> u64 {
         self.consumed
+    }
+
+    /// COTs the next `extend` can serve without any traffic (silent backend's buffer; 0 for IKNP).
+    /// Equal on both sides.
+    pub fn buffered(&self) -> usize {
+        match &self.engine {
+            SenderEngine::Iknp(_) => 0,
+            SenderEngine::Silent(s) => s.buffered(),
+        }
     }
 
     /// `n` fresh random COTs `q_i` (with `lsb(q_i) = 0`). Pairs with the receiver's
@@ -108,6 +139,7 @@ impl CotSender {
         }
         let out = match &mut self.engine {
             SenderEngine::Iknp(s) => s.extend(ch, n)?,
+            SenderEngine::Silent(s) => s.extend(ch, n)?,
         };
         self.consumed += n as u64;
         Ok(out)
@@ -115,7 +147,7 @@ impl CotSender {
 }
 
 impl CotReceiver {
-    /// Sets up a receiver with the default configuration over `ch`, drawing all
+    /// Sets up a receiver with the default configuration (silent OT) over `ch`, drawing all
     /// secrets (including every future choice bit) from `rng`.
     pub fn setup<C, R>(ch: &mut C, rng: &mut R) -> Result<CotReceiver>
     where
@@ -133,7 +165,14 @@ impl CotReceiver {
     {
         let iknp = IknpReceiver::setup(ch, rng)?;
         let engine = match cfg.backend {
-            CotBackend::Iknp => ReceiverEngine::Iknp(iknp),
+            CotBackend::Iknp => ReceiverEngine::Iknp(Box::new(iknp)),
+            CotBackend::Silent | CotBackend::SilentSmall => {
+                ReceiverEngine::Silent(Box::new(if cfg.backend == CotBackend::SilentSmall {
+                    FerretReceiver::new_small_only(iknp)
+                } else {
+                    FerretReceiver::new(iknp)
+                }))
+            }
         };
         Ok(CotReceiver {
             engine,
@@ -144,6 +183,14 @@ impl CotReceiver {
     /// Number of COTs handed out so far in this session (the next COT's tweak).
     pub fn consumed(&self) -> u64 {
         self.consumed
+    }
+
+    /// COTs the next `extend` can serve without any traffic. Equal on both sides.
+    pub fn buffered(&self) -> usize {
+        match &self.engine {
+            ReceiverEngine::Iknp(_) => 0,
+            ReceiverEngine::Silent(r) => r.buffered(),
+        }
     }
 
     /// `n` fresh random COTs `t_i = q_i ⊕ b_i·Δ`; the choice bit is `b_i = lsb(t_i)` (see
@@ -160,6 +207,7 @@ impl CotReceiver {
         }
         let out = match &mut self.engine {
             ReceiverEngine::Iknp(r) => r.extend(ch, n)?,
+            ReceiverEngine::Silent(r) => r.extend(ch, n)?,
         };
         self.consumed += n as u64;
         Ok(out)

@@ -55,6 +55,21 @@ fn hash_one_side(t: &[Block], g0: u64) -> Vec<Block> {
     h
 }
 
+/// `if c { b } else { a }` without a branch or a secret-dependent index.
+#[inline]
+fn ct_select(a: u64, b: u64, c: bool) -> u64 {
+    let m = (c as u64).wrapping_neg();
+    (a & !m) | (b & m)
+}
+
+/// All ones if `x == c`, else zero, without a branch.
+#[inline]
+fn ct_eq_mask(x: usize, c: usize) -> u64 {
+    let d = (x ^ c) as u64;
+    // d | -d has its top bit set iff d ≠ 0.
+    ((d | d.wrapping_neg()) >> 63).wrapping_sub(1)
+}
+
 /// Bits `[x·bits, (x+1)·bits)` of the little-endian bit string `e`.
 #[inline]
 fn chunk(e: &[Block], x: usize, bits: u32) -> u64 {
@@ -207,7 +222,7 @@ impl CotSender {
         check_bits(bits)?;
         check_log_n(log_n)?;
         let big_n = 1usize << log_n;
-        if msgs.len() % big_n != 0 {
+        if msgs.len() & (big_n - 1) != 0 {
             return Err(OtError::LengthMismatch {
                 what: "1-of-N messages (a multiple of N)",
                 left: msgs.len(),
@@ -297,7 +312,7 @@ impl CotReceiver {
         let h = hash_one_side(&t, g0);
         let mk = mask(bits);
         Ok((0..n)
-            .map(|i| (ys[2 * i + choices[i] as usize] ^ h[i].low_u64()) & mk)
+            .map(|i| (ct_select(ys[2 * i], ys[2 * i + 1], choices[i]) ^ h[i].low_u64()) & mk)
             .collect())
     }
 
@@ -393,10 +408,49 @@ impl CotReceiver {
             for j in 0..m {
                 let idx = i * m + j;
                 tccr_expand(t[idx], (g0 + idx as u64) as u128, &mut e);
-                pad ^= chunk(&e, c, bits);
+                // Every chunk is read and the chosen one kept by a mask: no secret-indexed access.
+                for x in 0..big_n {
+                    pad ^= chunk(&e, x, bits) & ct_eq_mask(x, c);
+                }
             }
-            out.push(ys[i * big_n + c] ^ pad);
+            let mut y = 0u64;
+            for (x, &v) in ys[i * big_n..(i + 1) * big_n].iter().enumerate() {
+                y |= v & ct_eq_mask(x, c);
+            }
+            out.push(y ^ pad);
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn constant_time_helpers() {
+        for (x, c) in [
+            (0usize, 0usize),
+            (0, 1),
+            (1, 0),
+            (255, 255),
+            (17, 16),
+            (usize::MAX, usize::MAX),
+        ] {
+            assert_eq!(
+                ct_eq_mask(x, c),
+                if x == c { u64::MAX } else { 0 },
+                "({x}, {c})"
+            );
+        }
+        assert_eq!(ct_select(3, 9, false), 3);
+        assert_eq!(ct_select(3, 9, true), 9);
+    }
+
+    #[test]
+    fn chunk_crosses_block_boundaries() {
+        let e = [Block(u128::MAX << 120), Block(0b101)];
+        // Bits 120..127 are ones, 128 and 130 are ones: the 11-bit chunk at offset 121 (x = 11).
+        assert_eq!(chunk(&e, 11, 11), 0b101_1111_111);
     }
 }

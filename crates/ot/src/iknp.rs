@@ -154,6 +154,12 @@ impl IknpSender {
     }
 }
 
+impl Drop for IknpSender {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.delta);
+    }
+}
+
 impl IknpReceiver {
     /// Runs 128 base OTs as their sender.
     pub fn setup<C, R>(ch: &mut C, rng: &mut R) -> Result<IknpReceiver>
@@ -223,6 +229,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[allow(clippy::needless_range_loop)]
     fn transpose_matches_naive() {
         let mut a = [0u128; 128];
         let mut s = 0x1234_5678_9abc_def0u128;

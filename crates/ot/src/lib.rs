@@ -18,6 +18,7 @@ mod block;
 mod cot;
 mod error;
 mod ext;
+pub mod ferret;
 pub mod hash;
 pub mod iknp;
 

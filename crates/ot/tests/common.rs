@@ -39,3 +39,28 @@ where
     let rb = hb.join().expect("party B panicked");
     (ra, rb)
 }
+
+/// A peer played from a script: each `recv` returns the next scripted message (then `Closed`),
+/// every `send` is accepted and dropped. For feeding arbitrary bytes to one party.
+pub struct ScriptedPeer {
+    pub script: std::collections::VecDeque<Vec<u8>>,
+    pub stats: transport::Stats,
+}
+
+impl Channel for ScriptedPeer {
+    fn send(&mut self, msg: &[u8]) -> transport::Result<()> {
+        self.stats.bytes_sent += msg.len() as u64;
+        Ok(())
+    }
+    fn recv(&mut self) -> transport::Result<Vec<u8>> {
+        self.script
+            .pop_front()
+            .ok_or(transport::TransportError::Closed)
+    }
+    fn flush(&mut self) -> transport::Result<()> {
+        Ok(())
+    }
+    fn stats(&self) -> transport::Stats {
+        self.stats
+    }
+}

@@ -16,7 +16,10 @@ fn backends() -> Vec<CotConfig> {
             backend: CotBackend::Iknp,
         },
         CotConfig {
-            backend: CotBackend::Iknp,
+            backend: CotBackend::Silent,
+        },
+        CotConfig {
+            backend: CotBackend::SilentSmall,
         },
     ]
 }

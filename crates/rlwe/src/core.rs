@@ -116,15 +116,25 @@ impl Plaintext {
     pub fn scaled(&self, num_moduli: usize) -> Result<Poly, RlweError> {
         let p = &self.params;
         p.check_level(num_moduli)?;
-        let n = p.n();
         let t = p.t().value();
-        let rt = p.q_mod_t(num_moduli) as u128;
-        let half = (t / 2) as u128;
         let mut out = Poly::zero(p.ctx_q(), num_moduli, Representation::Coefficient);
+        let rt = p.q_mod_t(num_moduli);
+        let half = t / 2;
+        // ⌊(r_t·m + ⌊t/2⌋)/t⌋ without 128-bit division: ⌊r_t·m/t⌋ by Shoup's
+        // quotient estimate (off by at most one), then the remainder decides the rounding.
+        let w = ((rt as u128) << 64) / t as u128;
         let corr: Vec<u64> = self
             .coeffs
             .iter()
-            .map(|&m| ((rt * m as u128 + half) / t as u128) as u64)
+            .map(|&m| {
+                let mut q = ((m as u128 * w) >> 64) as u64;
+                let mut r = (rt as u128 * m as u128 - q as u128 * t as u128) as u64;
+                if r >= t {
+                    q += 1;
+                    r -= t;
+                }
+                q + (r + half >= t) as u64
+            })
             .collect();
         for (i, m) in p.ctx_q().moduli()[..num_moduli].iter().enumerate() {
             let d = p.delta(num_moduli)[i];
@@ -133,7 +143,6 @@ impl Plaintext {
                 *o = m.add(m.mul_shoup(v, d, ds), m.reduce(c));
             }
         }
-        let _ = n;
         Ok(out)
     }
 
@@ -364,7 +373,7 @@ impl SecretKey {
         c0.add_assign(&mc)?;
         c0.ntt_forward();
         let mut as_ = a.clone();
-        as_.mul_assign(&self.poly_q_ntt(l))?;
+        as_.mul_assign_prefix(&self.s_q)?;
         c0.sub_assign(&as_)?;
         Ok(Ciphertext {
             params: p.clone(),
@@ -377,11 +386,11 @@ impl SecretKey {
     pub fn phase(&self, ct: &Ciphertext) -> Result<Poly, RlweError> {
         same(&self.params, &ct.params)?;
         let l = ct.num_moduli();
-        let s = self.poly_q_ntt(l);
+        let _ = l;
         let mut acc = ct.polys[ct.size() - 1].clone();
         acc.ntt_forward();
         for i in (0..ct.size() - 1).rev() {
-            acc.mul_assign(&s)?;
+            acc.mul_assign_prefix(&self.s_q)?;
             let mut c = ct.polys[i].clone();
             c.ntt_forward();
             acc.add_assign(&c)?;

@@ -26,6 +26,9 @@
 //! ev.mul_plain_assign(&mut ct, &w).unwrap();
 //! let mask = Plaintext::from_unsigned(&params, &[11, 13, 17]).unwrap();
 //! ev.sub_plain_assign(&mut ct, &mask).unwrap();
+//! // re-randomize: fresh c1 and noise flooding hiding |noise| ≤ 2^8 at 40-bit statistical security
+//! let cfg = FloodingConfig { stat_sec_bits: 40, noise_bits: 8.0, revealed_coeffs: 3 };
+//! ev.flood(&mut ct, &pk, &cfg, &mut rng).unwrap();
 //! ev.mod_switch_to(&mut ct, 1).unwrap();
 //! let keep = [0usize, 1, 2];
 //! let resp = serialize::ciphertext_to_bytes_selected(&ct, &keep).unwrap();
@@ -35,17 +38,19 @@
 //! let t = 1u64 << 37;
 //! assert_eq!(y, vec![(15 + t - 11) % t, (5 + 21 + t - 13) % t, (7 + t - 17) % t]);
 //! ```
-//! (The real protocol also floods noise with [`Evaluator::flood`]; the
-//! `N = 4096` preset has too little room for 40-bit flooding of large
-//! products, see `docs/params.md`.)
+//! The `N = 4096` preset has room for 40-bit flooding only of small products
+//! (see `docs/params.md`); [`presets::bfv_n8192_q180_t2l`] has room for any
+//! Cheetah layer. [`noise`] gives the bound to pass as `noise_bits`.
 
 pub mod batch;
 mod core;
 pub mod eval;
 pub mod keyswitch;
 pub mod lwe;
+pub mod noise;
 pub mod params;
 pub mod serialize;
+pub mod small;
 
 pub use crate::core::{
     max_centered_log2, Ciphertext, Plaintext, PlaintextNtt, PublicKey, SecretKey,
@@ -58,6 +63,7 @@ pub use math::{Poly, Representation};
 pub use params::{
     presets, ErrorDistribution, Params, ParamsLiteral, SecretDistribution, SecurityLevel,
 };
+pub use small::SmallModCiphertext;
 
 /// Errors of the RLWE layer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

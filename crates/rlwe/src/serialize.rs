@@ -30,6 +30,7 @@ pub mod kind {
     pub const GALOIS_KEYS: u8 = 6;
     pub const RELIN_KEY: u8 = 7;
     pub const LWE: u8 = 8;
+    pub const SMALL_MODULUS: u8 = 9;
 }
 
 /// Wire form of a ciphertext.

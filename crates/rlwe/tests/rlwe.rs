@@ -415,7 +415,8 @@ fn corrupted_or_truncated_bytes_are_errors() {
             2 => serialize::plaintext_from_bytes(&p, b).is_ok(),
             3 => serialize::public_key_from_bytes(&p, b).is_ok(),
             4 => serialize::galois_keys_from_bytes(&p, b).is_ok(),
-            _ => serialize::lwe_from_bytes(&p, b).is_ok(),
+            5 => serialize::lwe_from_bytes(&p, b).is_ok(),
+            _ => SmallModCiphertext::from_bytes(&p, b, 1 << 20, &[1, 2]).is_ok(),
         }
     };
     for (blob, k) in &blobs {
@@ -446,6 +447,68 @@ fn corrupted_or_truncated_bytes_are_errors() {
         }
         assert!(!parse(&c, *k));
     }
+}
+
+#[test]
+fn cheetah_flow_with_small_modulus_response() {
+    // client share x, server share y and weights w: client learns (x + y)·w − mask mod 2^ℓ
+    let mut r = rng(12);
+    let ell = 37;
+    let t = 1u64 << ell;
+    let p = Params::new(presets::bfv_n8192_q180_t2l(ell).unwrap()).unwrap();
+    let n = p.n();
+    let sk = SecretKey::generate(&p, &mut r);
+    let pk = PublicKey::generate(&sk, &mut r).unwrap();
+    let ev = Evaluator::new(&p);
+    let x = random_pt(&p, &mut r);
+    let y = random_pt(&p, &mut r);
+    let mask = random_pt(&p, &mut r);
+    let w: Vec<i64> = (0..n).map(|_| r.gen_range(-2048..2048)).collect();
+    let bytes =
+        serialize::ciphertext_to_bytes(&sk.encrypt(&x, &mut r).unwrap(), Form::Seeded).unwrap();
+    assert!(bytes.len() < 3 * n * 60 / 8 + 100);
+    // server
+    let mut ct = serialize::ciphertext_from_bytes(&p, &bytes).unwrap();
+    ev.add_plain_assign(&mut ct, &y).unwrap();
+    let wn = PlaintextNtt::from_signed(&p, &w, ct.num_moduli()).unwrap();
+    ev.mul_plain_assign(&mut ct, &wn).unwrap();
+    ev.sub_plain_assign(&mut ct, &mask).unwrap();
+    let keep: Vec<usize> = (0..n).step_by(3).collect();
+    let noise_bits = noise::ct_pt(&p, noise::fresh_sk(&p), 2048.0 / 3f64.sqrt()).log2();
+    let cfg = FloodingConfig {
+        stat_sec_bits: 40,
+        noise_bits,
+        revealed_coeffs: keep.len(),
+    };
+    let b = ev.flood(&mut ct, &pk, &cfg, &mut r).unwrap();
+    assert!(b < 100);
+    let q_prime = 1u64 << 52;
+    let small = ev.switch_to_small_modulus(&ct, q_prime, &keep).unwrap();
+    let resp = small.to_bytes();
+    assert_eq!(resp.len(), 24 + (keep.len() * 52).div_ceil(8) + n * 52 / 8);
+    // client
+    let got = SmallModCiphertext::from_bytes(&p, &resp, q_prime, &keep)
+        .unwrap()
+        .decrypt(&sk)
+        .unwrap();
+    let tm = Modulus::new(t).unwrap();
+    let xy: Vec<u64> = (0..n)
+        .map(|i| tm.add(x.coeffs()[i], y.coeffs()[i]))
+        .collect();
+    let wpt = Plaintext::from_signed(&p, &w).unwrap();
+    let prod = negacyclic(&p, &xy, wpt.coeffs());
+    let want: Vec<u64> = keep
+        .iter()
+        .map(|&i| tm.sub(prod[i], mask.coeffs()[i]))
+        .collect();
+    assert_eq!(got, want);
+    // validation
+    assert!(SmallModCiphertext::from_bytes(&p, &resp, q_prime >> 1, &keep).is_err());
+    assert!(SmallModCiphertext::from_bytes(&p, &resp[..resp.len() - 1], q_prime, &keep).is_err());
+    assert!(SmallModCiphertext::from_bytes(&p, &resp, q_prime, &keep[1..]).is_err());
+    // too small a modulus loses the message
+    let tiny = ev.switch_to_small_modulus(&ct, t << 2, &keep).unwrap();
+    assert_ne!(tiny.decrypt(&sk).unwrap(), want);
 }
 
 #[test]

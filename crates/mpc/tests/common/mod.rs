@@ -3,7 +3,7 @@
 
 use privinfer_mpc as mpc;
 
-use mpc::{share, Party, Ring, Session};
+use mpc::{share, Party, Ring, Session, SessionConfig};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use transport::{Channel, MemoryChannel};
@@ -21,12 +21,13 @@ where
     let h = std::thread::spawn(move || {
         let mut c1 = c1;
         let mut rng = ChaCha20Rng::seed_from_u64(seed ^ 0xa5a5);
-        let mut s = Session::setup(&mut c1, Party::P1, &mut rng).expect("setup P1");
+        let mut s =
+            Session::setup_with(&mut c1, Party::P1, &mut rng, test_config()).expect("setup P1");
         f1(Party::P1, &mut s, &mut c1)
     });
     let mut c0 = c0;
     let mut rng = ChaCha20Rng::seed_from_u64(seed);
-    let mut s = Session::setup(&mut c0, Party::P0, &mut rng).expect("setup P0");
+    let mut s = Session::setup_with(&mut c0, Party::P0, &mut rng, test_config()).expect("setup P0");
     let a = f(Party::P0, &mut s, &mut c0);
     let b = h.join().expect("P1 thread");
     (a, b)
@@ -84,4 +85,12 @@ pub fn sharings(ring: Ring, values: &[u64], rng: &mut impl Rng) -> (Vec<u64>, Ve
 
 pub fn rng(seed: u64) -> ChaCha20Rng {
     ChaCha20Rng::seed_from_u64(seed)
+}
+
+/// Sessions for tests fetch COTs in small refills (fast setup, little memory).
+pub fn test_config() -> SessionConfig {
+    SessionConfig {
+        refill: 1 << 12,
+        ..SessionConfig::default()
+    }
 }

@@ -1,0 +1,233 @@
+//! `privinfer bench relu`: the non-linear protocols of the `mpc` crate with both parties in one
+//! process over TCP loopback, one thread each. P0 plays the server, P1 the client, so
+//! `bytes_c2s` is what P1 sent. Every result is checked against the plaintext function.
+
+use std::sync::{Arc, Barrier};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use mpc::{plain, Party, Ring, Session, Shares};
+use rand_chacha::ChaCha20Rng;
+use rand_core::{RngCore, SeedableRng};
+use transport::{Channel, Stats, TcpChannel, TcpConfig};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Number of elements.
+    #[arg(long, default_value_t = 1 << 16)]
+    elements: usize,
+    /// Ring bit width ℓ.
+    #[arg(long, default_value_t = 37)]
+    ell: u32,
+    /// Fixed-point scale s (truncation shift, approximate-ReLU cut).
+    #[arg(long, default_value_t = 12)]
+    scale: u32,
+    /// Elements per protocol call (larger batches use more memory, fewer rounds).
+    #[arg(long, default_value_t = 1 << 17)]
+    batch: usize,
+    /// Least COTs fetched from the OT layer per refill and direction.
+    #[arg(long, default_value_t = mpc::DEFAULT_REFILL)]
+    refill: usize,
+    /// One JSON object per line.
+    #[arg(long)]
+    json: bool,
+}
+
+/// The four ops, then two extras: the fused exact truncation + ReLU, and Cheetah's
+/// one-bit-error known-sign truncation (not the binding semantics).
+const OPS: [&str; 6] = [
+    "relu",
+    "relu_approx",
+    "trunc",
+    "trunc_known_sign",
+    "trunc_relu",
+    "trunc_known_sign_approx",
+];
+
+/// One party's measurement of one op.
+struct Measure {
+    ms: f64,
+    stats: Stats,
+    ot_sent: u64,
+    ot_recv: u64,
+    cots: u64,
+    out: Vec<u64>,
+}
+
+fn party(
+    p: Party,
+    mut ch: TcpChannel,
+    x: Vec<u64>,
+    a: &ArgsCopy,
+    bar: Arc<Barrier>,
+) -> Result<(Stats, Vec<Measure>)> {
+    let ring = Ring::new(a.ell)?;
+    let mut rng = ChaCha20Rng::from_entropy();
+    let t0 = ch.stats();
+    let cfg = mpc::SessionConfig {
+        refill: a.refill,
+        ..Default::default()
+    };
+    let mut sess = Session::setup_with(&mut ch, p, &mut rng, cfg)?;
+    let setup = ch.stats().since(&t0);
+    let mut res = Vec::new();
+    for op in OPS {
+        bar.wait();
+        let before = ch.stats();
+        let ot_before = sess.ot_usage();
+        let t = Instant::now();
+        let mut out = Vec::with_capacity(x.len());
+        for chunk in x.chunks(a.batch) {
+            let xs = Shares::new(ring, a.scale, chunk.to_vec())?;
+            let y = match op {
+                "relu" => sess.relu(&mut ch, &xs)?,
+                "relu_approx" => sess.relu_approx(&mut ch, &xs)?,
+                "trunc" => sess.trunc(&mut ch, &xs, a.scale)?,
+                "trunc_known_sign" => sess.trunc_known_sign(&mut ch, &xs, a.scale)?,
+                "trunc_relu" => sess.trunc_relu(&mut ch, &xs, a.scale)?,
+                _ => sess.trunc_known_sign_approx(&mut ch, &xs, a.scale)?,
+            };
+            out.extend(y.data);
+        }
+        ch.flush()?;
+        let ms = t.elapsed().as_secs_f64() * 1e3;
+        let ot = sess.ot_usage();
+        res.push(Measure {
+            ms,
+            stats: ch.stats().since(&before),
+            ot_sent: ot.bytes_sent - ot_before.bytes_sent,
+            ot_recv: ot.bytes_received - ot_before.bytes_received,
+            cots: (ot.cots_sent - ot_before.cots_sent)
+                + (ot.cots_received - ot_before.cots_received),
+            out,
+        });
+    }
+    Ok((setup, res))
+}
+
+#[derive(Clone, Copy)]
+struct ArgsCopy {
+    refill: usize,
+    ell: u32,
+    scale: u32,
+    batch: usize,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let ring = Ring::new(args.ell)?;
+    if args.elements == 0 || args.batch == 0 {
+        bail!("--elements and --batch must be positive");
+    }
+    let a = ArgsCopy {
+        refill: args.refill,
+        ell: args.ell,
+        scale: args.scale,
+        batch: args.batch,
+    };
+    // Inputs within the fixed-point range assumption |x| < 2^{ℓ−2}, randomly shared.
+    let mut rng = ChaCha20Rng::from_entropy();
+    let lim = 1u64 << (args.ell - 2);
+    let values: Vec<u64> = (0..args.elements)
+        .map(|_| ring.from_signed((rng.next_u64() % (2 * lim - 1)) as i64 - (lim as i64 - 1)))
+        .collect();
+    let (s0, s1) = mpc::share(ring, &values, &mut rng);
+
+    let (c0, c1) = TcpChannel::loopback_pair(TcpConfig::default()).context("TCP loopback")?;
+    let bar = Arc::new(Barrier::new(2));
+    let b1 = bar.clone();
+    let h = std::thread::spawn(move || party(Party::P1, c1, s1, &a, b1));
+    let r0 = party(Party::P0, c0, s0, &a, bar);
+    let r1 = h
+        .join()
+        .map_err(|_| anyhow::anyhow!("client thread panicked"))?;
+    let (setup0, m0) = r0?;
+    let (_, m1) = r1?;
+
+    let n = args.elements as f64;
+    if args.json {
+        println!(
+            "{{\"op\":\"setup\",\"bytes_c2s\":{},\"bytes_s2c\":{},\"rounds\":{}}}",
+            setup0.bytes_received,
+            setup0.bytes_sent,
+            setup0.rounds()
+        );
+    } else {
+        println!(
+            "setup: {} B c2s, {} B s2c, {} rounds",
+            setup0.bytes_received,
+            setup0.bytes_sent,
+            setup0.rounds()
+        );
+        println!(
+            "{:<24} {:>9} {:>10} {:>12} {:>12} {:>7} {:>9} {:>9} {:>8}",
+            "op",
+            "elements",
+            "ms",
+            "bytes_c2s",
+            "bytes_s2c",
+            "rounds",
+            "bits/el",
+            "OT bits",
+            "COTs/el"
+        );
+    }
+    for (i, op) in OPS.iter().enumerate() {
+        let (p0, p1) = (&m0[i], &m1[i]);
+        for j in 0..args.elements {
+            let got = ring.add(p0.out[j], p1.out[j]);
+            let x = values[j];
+            let ok = match *op {
+                "relu" => got == plain::relu(ring, x),
+                "relu_approx" => plain::relu_approx_allowed(ring, x, args.scale).contains(&got),
+                "trunc_relu" => got == plain::relu(ring, plain::trunc(ring, x, args.scale)),
+                "trunc_known_sign_approx" => {
+                    plain::trunc_approx_allowed(ring, x, args.scale).contains(&got)
+                }
+                _ => got == plain::trunc(ring, x, args.scale),
+            };
+            if !ok {
+                bail!("{op}: wrong result at element {j}");
+            }
+        }
+        let total = p0.stats.bytes_sent + p0.stats.bytes_received;
+        let bits = total as f64 * 8.0 / n;
+        let ot_bits = (p0.ot_sent + p0.ot_recv) as f64 * 8.0 / n;
+        let cots = p0.cots as f64 / n;
+        let ms = p0.ms.max(p1.ms);
+        if args.json {
+            println!(
+                "{{\"op\":\"{op}\",\"elements\":{},\"ell\":{},\"scale\":{},\"ms\":{ms:.1},\"bytes_c2s\":{},\"bytes_s2c\":{},\"rounds\":{},\"bits_per_element\":{bits:.2},\"protocol_bits_per_element\":{:.2},\"ot_bits_per_element\":{ot_bits:.2},\"cots_per_element\":{cots:.2}}}",
+                args.elements,
+                args.ell,
+                args.scale,
+                p0.stats.bytes_received,
+                p0.stats.bytes_sent,
+                p0.stats.rounds(),
+                bits - ot_bits
+            );
+        } else {
+            println!(
+                "{:<24} {:>9} {:>10.1} {:>12} {:>12} {:>7} {:>9.2} {:>9.2} {:>8.2}",
+                op,
+                args.elements,
+                ms,
+                p0.stats.bytes_received,
+                p0.stats.bytes_sent,
+                p0.stats.rounds(),
+                bits,
+                ot_bits,
+                cots
+            );
+        }
+    }
+    // Amortized silent-OT cost over the whole run (all ops): measured OT traffic / COTs used.
+    let ot_bytes: u64 = m0.iter().map(|m| m.ot_sent + m.ot_recv).sum();
+    let cots: u64 = m0.iter().map(|m| m.cots).sum();
+    let per_cot = ot_bytes as f64 * 8.0 / cots.max(1) as f64;
+    if args.json {
+        println!("{{\"op\":\"ot_total\",\"cots\":{cots},\"ot_bytes\":{ot_bytes},\"bits_per_cot\":{per_cot:.3}}}");
+    } else {
+        println!("OT over all ops: {cots} COTs, {ot_bytes} B, {per_cot:.3} bits/COT");
+    }
+    Ok(())
+}

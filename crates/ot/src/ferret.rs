@@ -1,0 +1,623 @@
+//! Silent correlated OT, Ferret-style [Yang–Weng–Lan–Zhang–Wang, "Ferret: Fast Extension for
+//! coRRElated oT with small communication", CCS 2020], semi-honest variant.
+//!
+//! One *iteration* with LPN parameters (n, k, t, h = log2(n/t)) turns `k + t·h` reserved COTs into
+//! `n` new ones with the same Δ:
+//! 1. **Regular-noise SPCOT** [Ferret §4, Fig. 6, without the malicious consistency check]: for each
+//!    of the t bins of 2^h positions the sender expands a GGM tree from a fresh seed (children
+//!    `AES_{k0}(s) ⊕ s`, `AES_{k1}(s) ⊕ s`) into leaves `v`, and for each level l sends
+//!    `K_l^0 ⊕ H(q_l)` and `K_l^1 ⊕ H(q_l ⊕ Δ)` (K^b = XOR of the level's b-children, q_l a
+//!    reserved COT) plus `Δ ⊕ ⊕_i v_i`. The receiver's reserved choice bits `b_l` *define* its
+//!    punctured point (`α_l = ¬b_l`), so no derandomization is sent; it rebuilds every leaf but
+//!    `α` and gets `w = v ⊕ e_α·Δ`.
+//! 2. **Primal LPN with a local linear code** [Ferret §5; d = 10 per column]: with the reserved
+//!    `k` COTs (`w_k = v_k ⊕ u·Δ`), output `i` is `y_i = v_i ⊕ ⊕_{j∈N(i)} v_k[j]` (sender) and
+//!    `z_i = w_i ⊕ ⊕_{j∈N(i)} w_k[j]` (receiver), so `z = y ⊕ (e ⊕ u·A)·Δ`; the receiver's new
+//!    choice vector `e ⊕ u·A` is pseudorandom under regular-noise LPN. `N(i)` is drawn from
+//!    fixed-key AES on `i` (a public code, the same every iteration).
+//!
+//! Every COT block is kept normalized (`lsb` of the sender's block 0, of the receiver's block its
+//! choice bit); XOR combinations keep that, so choice bits never need a separate array.
+//!
+//! The first reserve comes from IKNP; afterwards each iteration sets aside `k + t·h` of its outputs
+//! for the next one. Traffic per iteration: one flight sender → receiver of `t·(2h + 1)` blocks.
+
+use rand_chacha::ChaCha20Rng;
+use rand_core::{RngCore, SeedableRng};
+
+use transport::Channel;
+
+use crate::hash::{tccr, Aes};
+use crate::iknp::{IknpReceiver, IknpSender};
+use crate::{Block, OtError, Result};
+
+/// Non-zero entries per column of the local linear code [Ferret §5.2].
+pub const LPN_D: usize = 10;
+
+/// Regular-noise primal LPN parameters: `n` outputs in `t` bins of `2^log_bin`, secret length `k`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LpnParams {
+    /// Output COTs per iteration (`t · 2^log_bin`).
+    pub n: usize,
+    /// LPN secret length (reserved COTs consumed by the code).
+    pub k: usize,
+    /// Noise weight = number of bins.
+    pub t: usize,
+    /// log2 of the bin size (GGM tree depth).
+    pub log_bin: u32,
+}
+
+impl LpnParams {
+    /// Ferret's small set (128-bit security, regular noise, d = 10), as in Ferret's reference
+    /// implementation (emp-ot `ferret/constants.h`): n = 649,728, k = 36,288, t = 1,269, bins of
+    /// 2^9. Net 602,019 COTs per iteration, 3.09 Mbit of traffic (≈ 5.1 bits per COT).
+    pub const FERRET_SMALL: LpnParams = LpnParams {
+        n: 649_728,
+        k: 36_288,
+        t: 1_269,
+        log_bin: 9,
+    };
+    /// Ferret's large set (128-bit security, same source): n = 10,608,640, k = 589,824,
+    /// t = 1,295, bins of 2^13. Net 10,001,981 COTs per iteration, 4.48 Mbit (≈ 0.45 bits per COT).
+    pub const FERRET_LARGE: LpnParams = LpnParams {
+        n: 10_608_640,
+        k: 589_824,
+        t: 1_295,
+        log_bin: 13,
+    };
+
+    /// Reserved COTs one iteration consumes: `k + t·log_bin`.
+    pub const fn reserve(&self) -> usize {
+        self.k + self.t * self.log_bin as usize
+    }
+
+    /// New COTs one iteration adds beyond replacing its reserve.
+    pub const fn net(&self) -> usize {
+        self.n - self.reserve()
+    }
+
+    /// Bytes of the sender's message per iteration.
+    pub const fn message_bytes(&self) -> usize {
+        self.t * (2 * self.log_bin as usize + 1) * 16
+    }
+}
+
+/// Shortfall from which an iteration of the large set is run instead of small ones.
+pub const LARGE_THRESHOLD: usize = 4 << 20;
+
+/// Which parameter set a refill uses. Invariant: one iteration of `small` yields at least the
+/// reserve of `large`, and `small` yields more than its own reserve.
+#[derive(Clone, Copy, Debug)]
+struct Policy {
+    small: LpnParams,
+    large: LpnParams,
+    threshold: usize,
+}
+
+impl Policy {
+    const FERRET: Policy = Policy {
+        small: LpnParams::FERRET_SMALL,
+        large: LpnParams::FERRET_LARGE,
+        threshold: LARGE_THRESHOLD,
+    };
+    const FERRET_SMALL_ONLY: Policy = Policy {
+        small: LpnParams::FERRET_SMALL,
+        large: LpnParams::FERRET_SMALL,
+        threshold: usize::MAX,
+    };
+
+    /// The large set when this refill falls short by at least the threshold, or when the session
+    /// has already been served that many COTs (a heavy session amortizes large iterations).
+    fn params_for(&self, shortfall: usize, served: u64) -> LpnParams {
+        if shortfall >= self.threshold || served >= self.threshold as u64 {
+            self.large
+        } else {
+            self.small
+        }
+    }
+}
+
+/// Public keys of the GGM tree's two PRG halves and of the code's index generator.
+const GGM_KEYS: [u128; 2] = [
+    0x6a09_e667_f3bc_c908_bb67_ae85_84ca_a73b,
+    0x3c6e_f372_fe94_f82b_a54f_f53a_5f1d_36f1,
+];
+const CODE_KEY: u128 = 0x510e_527f_ade6_82d1_9b05_688c_2b3e_6c1f;
+/// Tweak domain of SPCOT hashes (derived OTs use tweaks below 2^64).
+const SPCOT_DOMAIN: u128 = 1 << 64;
+
+struct Prims {
+    ggm: [Aes; 2],
+    code: Aes,
+}
+
+impl Prims {
+    fn new() -> Prims {
+        Prims {
+            ggm: [Aes::new(Block(GGM_KEYS[0])), Aes::new(Block(GGM_KEYS[1]))],
+            code: Aes::new(Block(CODE_KEY)),
+        }
+    }
+
+    /// Expands level `l` (in `nodes[..size]`) into level `l+1` (in `nodes[..2·size]`), children of
+    /// node i at 2i (left) and 2i+1 (right); returns the XORs of left and right children.
+    fn expand_level(&self, nodes: &mut [Block], size: usize) -> [Block; 2] {
+        const B: usize = 64;
+        let mut k = [Block::ZERO; 2];
+        let mut l = [Block::ZERO; B];
+        let mut r = [Block::ZERO; B];
+        let mut i = size;
+        while i > 0 {
+            let c = i.min(B);
+            let start = i - c;
+            // Parents [start, i) are copied before children [2·start, 2·i) are written; parents
+            // below `start` are untouched because 2·start ≥ start.
+            l[..c].copy_from_slice(&nodes[start..i]);
+            r[..c].copy_from_slice(&nodes[start..i]);
+            self.ggm[0].mmo_many(&mut l[..c]);
+            self.ggm[1].mmo_many(&mut r[..c]);
+            for (u, pair) in nodes[2 * start..2 * i].chunks_exact_mut(2).enumerate() {
+                pair[0] = l[u];
+                pair[1] = r[u];
+                k[0] ^= l[u];
+                k[1] ^= r[u];
+            }
+            i = start;
+        }
+        k
+    }
+
+    /// `out[i] ^= ⊕_{j ∈ N(i)} secret[j]` for every output i (the local linear code): the 10
+    /// indices of output 2p + e are the 32-bit words 10e..10e+9 of `AES_code(5p), …, AES_code(5p+4)`,
+    /// each mapped to `[0, k)` by `(w·k) >> 32`.
+    fn lpn_encode(&self, secret: &[Block], out: &mut [Block]) {
+        let k = secret.len() as u64;
+        const PAIRS: usize = 64; // outputs per batch = 2·PAIRS
+        let mut ctr = [Block::ZERO; 5 * PAIRS];
+        let mut idx = [0u32; 2 * PAIRS * LPN_D];
+        for (p0, chunk) in out.chunks_mut(2 * PAIRS).enumerate() {
+            let pairs = chunk.len().div_ceil(2);
+            let base = (p0 * PAIRS) as u128 * 5;
+            for (j, c) in ctr[..5 * pairs].iter_mut().enumerate() {
+                *c = Block(base + j as u128);
+            }
+            self.code.encrypt_many(&mut ctr[..5 * pairs]);
+            for (w, x) in idx[..20 * pairs].iter_mut().enumerate() {
+                let word = (ctr[w / 4].0 >> (32 * (w % 4))) as u32 as u64;
+                *x = ((word * k) >> 32) as u32;
+            }
+            for (o, x) in chunk.iter_mut().enumerate() {
+                let ix = &idx[o * LPN_D..(o + 1) * LPN_D];
+                let mut acc = *x;
+                for &j in ix {
+                    acc ^= secret[j as usize];
+                }
+                *x = acc;
+            }
+        }
+    }
+}
+
+/// Reserve and buffer bookkeeping shared by both sides (identical on both, so both pick the same
+/// parameters and the same reserved COTs).
+struct Pool {
+    reserve: Vec<Block>,
+    buffer: Vec<Block>,
+    pos: usize,
+    tweak: u128,
+    /// COTs handed out so far.
+    served: u64,
+}
+
+impl Pool {
+    fn new() -> Pool {
+        Pool {
+            reserve: Vec::new(),
+            buffer: Vec::new(),
+            pos: 0,
+            tweak: SPCOT_DOMAIN,
+            served: 0,
+        }
+    }
+
+    fn available(&self) -> usize {
+        self.buffer.len() - self.pos
+    }
+
+    /// Takes `p.reserve()` COTs off the reserve: the code's secret (k) and the SPCOT COTs (t·h).
+    fn take(&mut self, p: &LpnParams) -> Vec<Block> {
+        let at = self.reserve.len() - p.reserve();
+        self.reserve.split_off(at)
+    }
+
+    /// Refills the reserve for the next iteration of `p` from the tail of `out` and queues the rest.
+    fn store(&mut self, p: &LpnParams, mut out: Vec<Block>) {
+        let need = p.reserve().saturating_sub(self.reserve.len());
+        let keep = out.len() - need;
+        self.reserve.extend_from_slice(&out[keep..]);
+        out.truncate(keep);
+        if self.pos > 0 {
+            self.buffer.drain(..self.pos);
+            self.pos = 0;
+        }
+        if self.buffer.is_empty() {
+            self.buffer = out;
+        } else {
+            self.buffer.extend_from_slice(&out);
+        }
+    }
+
+    fn serve(&mut self, n: usize) -> Vec<Block> {
+        self.served += n as u64;
+        if self.pos == 0 && n == self.buffer.len() {
+            return std::mem::take(&mut self.buffer);
+        }
+        let v = self.buffer[self.pos..self.pos + n].to_vec();
+        self.pos += n;
+        if self.pos == self.buffer.len() {
+            self.buffer.clear();
+            self.pos = 0;
+        }
+        v
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.reserve);
+        zeroize::Zeroize::zeroize(&mut self.buffer);
+    }
+}
+
+/// Silent COT sender (holder of Δ).
+pub struct FerretSender {
+    iknp: IknpSender,
+    policy: Policy,
+    prims: Prims,
+    pool: Pool,
+    rng: ChaCha20Rng,
+}
+
+/// Silent COT receiver.
+pub struct FerretReceiver {
+    iknp: IknpReceiver,
+    policy: Policy,
+    prims: Prims,
+    pool: Pool,
+}
+
+impl FerretSender {
+    /// Wraps an IKNP sender (whose Δ becomes the silent Δ) and a seed for the GGM trees.
+    pub fn new(iknp: IknpSender, seed: [u8; 32]) -> FerretSender {
+        Self::with_policy(iknp, seed, Policy::FERRET)
+    }
+
+    /// As [`FerretSender::new`], refilling with [`LpnParams::FERRET_SMALL`] only.
+    pub fn new_small_only(iknp: IknpSender, seed: [u8; 32]) -> FerretSender {
+        Self::with_policy(iknp, seed, Policy::FERRET_SMALL_ONLY)
+    }
+
+    fn with_policy(iknp: IknpSender, seed: [u8; 32], policy: Policy) -> FerretSender {
+        FerretSender {
+            iknp,
+            policy,
+            prims: Prims::new(),
+            pool: Pool::new(),
+            rng: ChaCha20Rng::from_seed(seed),
+        }
+    }
+
+    /// Δ.
+    pub fn delta(&self) -> Block {
+        self.iknp.delta()
+    }
+
+    /// COTs available without communication.
+    pub fn buffered(&self) -> usize {
+        self.pool.available()
+    }
+
+    /// `n` COTs from the buffer, refilled by as many iterations as needed.
+    pub fn extend<C: Channel + ?Sized>(&mut self, ch: &mut C, n: usize) -> Result<Vec<Block>> {
+        while self.pool.available() < n {
+            let p = self
+                .policy
+                .params_for(n - self.pool.available(), self.pool.served);
+            self.ensure_reserve(ch, &p)?;
+            let out = self.iterate(ch, &p)?;
+            self.pool.store(&p, out);
+        }
+        Ok(self.pool.serve(n))
+    }
+
+    fn ensure_reserve<C: Channel + ?Sized>(&mut self, ch: &mut C, p: &LpnParams) -> Result<()> {
+        let small = self.policy.small;
+        if self.pool.reserve.len() < small.reserve() {
+            let more = self
+                .iknp
+                .extend(ch, small.reserve() - self.pool.reserve.len())?;
+            self.pool.reserve.extend(more);
+        }
+        if self.pool.reserve.len() < p.reserve() {
+            // Only the large set gets here: one small iteration covers its reserve.
+            let out = self.iterate(ch, &small)?;
+            self.pool.reserve.extend(out);
+        }
+        Ok(())
+    }
+
+    fn iterate<C: Channel + ?Sized>(&mut self, ch: &mut C, p: &LpnParams) -> Result<Vec<Block>> {
+        let r = self.pool.take(p);
+        let (secret, spcot) = r.split_at(p.k);
+        let h = p.log_bin as usize;
+        let bin = 1usize << h;
+        let delta = self.delta();
+        let mut out = vec![Block::ZERO; p.n];
+        let mut msg = Vec::with_capacity(p.message_bytes());
+        let mut keys = vec![Block::ZERO; 2 * h];
+        let mut hashed = vec![Block::ZERO; 2 * h];
+        let mut masks = vec![Block::ZERO; 2 * h];
+        for (j, leaves) in out.chunks_exact_mut(bin).enumerate() {
+            let mut s = [0u8; 16];
+            self.rng.fill_bytes(&mut s);
+            leaves[0] = Block::from_bytes(s);
+            for l in 0..h {
+                let k = self.prims.expand_level(leaves, 1 << l);
+                keys[2 * l] = k[0];
+                keys[2 * l + 1] = k[1];
+            }
+            // [Ferret Fig. 6, step 3]: level keys under H(q_l), H(q_l ⊕ Δ), one tweak per COT.
+            let q = &spcot[j * h..(j + 1) * h];
+            for l in 0..h {
+                masks[2 * l] = q[l];
+                masks[2 * l + 1] = q[l] ^ delta;
+            }
+            let tw = self.pool.tweak;
+            for l in 0..h {
+                hashed[2 * l] = tccr(masks[2 * l], tw + l as u128);
+                hashed[2 * l + 1] = tccr(masks[2 * l + 1], tw + l as u128);
+            }
+            self.pool.tweak += h as u128;
+            for l in 0..2 * h {
+                msg.extend_from_slice(&(keys[l] ^ hashed[l]).to_bytes());
+            }
+            let mut sum = delta;
+            for v in leaves.iter() {
+                sum ^= *v;
+            }
+            msg.extend_from_slice(&sum.to_bytes());
+            for v in leaves.iter_mut() {
+                *v = v.with_lsb(false);
+            }
+        }
+        ch.send(&msg)?;
+        ch.flush()?;
+        self.prims.lpn_encode(secret, &mut out);
+        Ok(out)
+    }
+}
+
+impl FerretReceiver {
+    /// Wraps an IKNP receiver.
+    pub fn new(iknp: IknpReceiver) -> FerretReceiver {
+        Self::with_policy(iknp, Policy::FERRET)
+    }
+
+    /// As [`FerretReceiver::new`], refilling with [`LpnParams::FERRET_SMALL`] only.
+    pub fn new_small_only(iknp: IknpReceiver) -> FerretReceiver {
+        Self::with_policy(iknp, Policy::FERRET_SMALL_ONLY)
+    }
+
+    fn with_policy(iknp: IknpReceiver, policy: Policy) -> FerretReceiver {
+        FerretReceiver {
+            iknp,
+            policy,
+            prims: Prims::new(),
+            pool: Pool::new(),
+        }
+    }
+
+    /// COTs available without communication.
+    pub fn buffered(&self) -> usize {
+        self.pool.available()
+    }
+
+    /// `n` COTs from the buffer, refilled by as many iterations as needed.
+    pub fn extend<C: Channel + ?Sized>(&mut self, ch: &mut C, n: usize) -> Result<Vec<Block>> {
+        while self.pool.available() < n {
+            let p = self
+                .policy
+                .params_for(n - self.pool.available(), self.pool.served);
+            self.ensure_reserve(ch, &p)?;
+            let out = self.iterate(ch, &p)?;
+            self.pool.store(&p, out);
+        }
+        Ok(self.pool.serve(n))
+    }
+
+    fn ensure_reserve<C: Channel + ?Sized>(&mut self, ch: &mut C, p: &LpnParams) -> Result<()> {
+        let small = self.policy.small;
+        if self.pool.reserve.len() < small.reserve() {
+            let more = self
+                .iknp
+                .extend(ch, small.reserve() - self.pool.reserve.len())?;
+            self.pool.reserve.extend(more);
+        }
+        if self.pool.reserve.len() < p.reserve() {
+            let out = self.iterate(ch, &small)?;
+            self.pool.reserve.extend(out);
+        }
+        Ok(())
+    }
+
+    fn iterate<C: Channel + ?Sized>(&mut self, ch: &mut C, p: &LpnParams) -> Result<Vec<Block>> {
+        let r = self.pool.take(p);
+        let (secret, spcot) = r.split_at(p.k);
+        let h = p.log_bin as usize;
+        let bin = 1usize << h;
+        let msg = ch.recv()?;
+        if msg.len() != p.message_bytes() {
+            return Err(OtError::BadMessage {
+                what: "silent OT (SPCOT)",
+                expected: p.message_bytes(),
+                got: msg.len(),
+            });
+        }
+        let mut out = vec![Block::ZERO; p.n];
+        let mut hashed = vec![Block::ZERO; h];
+        for (j, (leaves, m)) in out
+            .chunks_exact_mut(bin)
+            .zip(msg.chunks_exact((2 * h + 1) * 16))
+            .enumerate()
+        {
+            let word =
+                |i: usize| Block::from_bytes(m[16 * i..16 * i + 16].try_into().expect("16 bytes"));
+            let t = &spcot[j * h..(j + 1) * h];
+            let tw = self.pool.tweak;
+            for l in 0..h {
+                hashed[l] = tccr(t[l], tw + l as u128);
+            }
+            self.pool.tweak += h as u128;
+            // Path from the root: α_l = ¬b_l, most significant bit first.
+            let mut path = 0usize;
+            leaves[0] = Block::ZERO;
+            for l in 0..h {
+                let b = t[l].lsb() as usize; // the side whose XOR we can decrypt: the sibling's
+                let k = self.prims.expand_level(leaves, 1 << l);
+                let got = word(2 * l + b) ^ hashed[l];
+                // Children of the (unknown, zero-filled) path node are garbage: remove them.
+                let garbage = leaves[2 * path + b];
+                let sibling = got ^ k[b] ^ garbage;
+                leaves[2 * path + b] = sibling;
+                leaves[2 * path + (1 - b)] = Block::ZERO;
+                path = 2 * path + (1 - b);
+            }
+            let mut sum = word(2 * h);
+            for v in leaves.iter() {
+                sum ^= *v;
+            }
+            leaves[path] = sum; // = v_α ⊕ Δ
+            for (i, v) in leaves.iter_mut().enumerate() {
+                *v = v.with_lsb(i == path);
+            }
+        }
+        self.prims.lpn_encode(secret, &mut out);
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Nanoseconds this thread has spent on a CPU (Linux), so probes ignore other load.
+    fn cpu_ns() -> u64 {
+        std::fs::read_to_string("/proc/thread-self/schedstat")
+            .ok()
+            .and_then(|s| s.split_whitespace().next().and_then(|x| x.parse().ok()))
+            .unwrap_or(0)
+    }
+
+    use crate::iknp::{IknpReceiver, IknpSender};
+    use rand_chacha::ChaCha20Rng;
+    use transport::MemoryChannel;
+
+    /// Insecure toy sets that exercise every path of the pool quickly (tests only).
+    const TOY: Policy = Policy {
+        small: LpnParams {
+            n: 64 << 6,
+            k: 600,
+            t: 64,
+            log_bin: 6,
+        },
+        large: LpnParams {
+            n: 96 << 8,
+            k: 2000,
+            t: 96,
+            log_bin: 8,
+        },
+        threshold: 10_000,
+    };
+
+    fn session(policy: Policy, sizes: &'static [usize]) {
+        assert!(
+            policy.large.reserve() <= policy.small.n && policy.small.reserve() < policy.small.n
+        );
+        let (mut c0, mut c1) = MemoryChannel::pair();
+        let h = std::thread::spawn(move || {
+            let mut rng = ChaCha20Rng::seed_from_u64(2);
+            let iknp = IknpReceiver::setup(&mut c1, &mut rng).unwrap();
+            let mut r = FerretReceiver::with_policy(iknp, policy);
+            sizes
+                .iter()
+                .map(|&n| r.extend(&mut c1, n).unwrap())
+                .collect::<Vec<_>>()
+        });
+        let mut rng = ChaCha20Rng::seed_from_u64(1);
+        let iknp = IknpSender::setup(&mut c0, &mut rng).unwrap();
+        let mut s = FerretSender::with_policy(iknp, [7; 32], policy);
+        let qs: Vec<Vec<Block>> = sizes
+            .iter()
+            .map(|&n| s.extend(&mut c0, n).unwrap())
+            .collect();
+        let ts = h.join().unwrap();
+        let delta = s.delta();
+        let mut ones = 0usize;
+        let mut total = 0usize;
+        for ((q, t), &n) in qs.iter().zip(&ts).zip(sizes) {
+            assert_eq!((q.len(), t.len()), (n, n));
+            for (a, b) in q.iter().zip(t) {
+                assert!(!a.lsb());
+                assert_eq!(*b, *a ^ delta.and_bit(b.lsb()));
+                ones += b.lsb() as usize;
+            }
+            total += n;
+        }
+        assert!(
+            ones > total * 2 / 5 && ones < total * 3 / 5,
+            "choice bits biased: {ones}/{total}"
+        );
+    }
+
+    #[test]
+    fn refills_across_iterations_and_parameter_sets() {
+        // Small iterations, a buffer carried across calls, then the large set (its reserve filled
+        // by a small iteration) once a call falls short by the threshold and for every refill
+        // after the session has been served that many.
+        session(TOY, &[1, 3000, 5000, 700, 20_000, 1, 40_000, 7, 9000]);
+    }
+
+    #[test]
+    #[ignore = "full-size Ferret parameters: ~0.5 GiB, seconds"]
+    fn full_size_parameters() {
+        session(Policy::FERRET, &[1000, LARGE_THRESHOLD + 1, 10]);
+    }
+
+    #[test]
+    #[ignore = "timing probe"]
+    fn probe_component_times() {
+        let aes = Aes::new(Block(1));
+        let mut v = vec![Block(3); 1 << 22];
+        let c = cpu_ns();
+        aes.encrypt_many(&mut v);
+        eprintln!(
+            "AES: {} ns per block (cpu)",
+            (cpu_ns() - c) as f64 / (1u64 << 22) as f64
+        );
+        let p = LpnParams::FERRET_LARGE;
+        let prims = Prims::new();
+        let mut out = vec![Block::ZERO; p.n];
+        let c = cpu_ns();
+        for leaves in out.chunks_exact_mut(1 << p.log_bin) {
+            leaves[0] = Block(12345);
+            for l in 0..p.log_bin as usize {
+                prims.expand_level(leaves, 1 << l);
+            }
+        }
+        eprintln!("GGM: {} ms cpu", (cpu_ns() - c) / 1_000_000);
+        let secret: Vec<Block> = (0..p.k as u128).map(Block).collect();
+        let c = cpu_ns();
+        prims.lpn_encode(&secret, &mut out);
+        eprintln!("LPN: {} ms cpu", (cpu_ns() - c) / 1_000_000);
+    }
+}
