@@ -121,3 +121,25 @@ fn packed_responses_conv_and_fc() {
         );
     }
 }
+
+#[test]
+#[ignore = "packed responses on every distinct ResNet-20 / MobileNetV2-32 shape: minutes"]
+fn cifar_shapes_packed() {
+    use linear::CheetahConfig;
+    let ring = Ring::new(37).unwrap();
+    let packed = Cheetah::new(CheetahConfig {
+        bandwidth_bytes_per_s: 1_000_000,
+        ..CheetahConfig::default()
+    });
+    let mut layers = shapes::distinct(&shapes::resnet_cifar(20, 12));
+    layers.extend(shapes::distinct(&shapes::mobilenet_v2(32, 10, 12)));
+    for (i, (name, layer)) in layers.iter().enumerate() {
+        let out = check_layer(&packed, layer, ring, 100 + i as u64);
+        let plan = packed.plan(layer, ring).unwrap();
+        eprintln!(
+            "{name}: pack {} · {} bytes exact",
+            plan.pack,
+            out.predicted.bytes()
+        );
+    }
+}
