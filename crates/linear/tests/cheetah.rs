@@ -143,3 +143,29 @@ fn cifar_shapes_packed() {
         );
     }
 }
+
+mod random_shapes {
+    use super::*;
+    use linear::CheetahConfig;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 8, .. ProptestConfig::default() })]
+        /// The full protocol (default and bandwidth-bound plans) on random conv shapes, strides,
+        /// paddings and groups: exact outputs and exact byte predictions.
+        #[test]
+        fn random_conv_through_the_protocol(
+            g in 1usize..=4, cpg in 1usize..=8, mpg in 1usize..=8, h in 1usize..=20, k in 1usize..=5,
+            stride in 1usize..=3, padding in 0usize..=2, packed in any::<bool>(), seed in any::<u64>(),
+        ) {
+            let k = k.min(h + 2 * padding);
+            let layer = LayerSpec::conv(conv(g * cpg, h, g * mpg, k, stride, padding, g), 10);
+            let cfg = if packed {
+                CheetahConfig { bandwidth_bytes_per_s: 100_000, ..CheetahConfig::default() }
+            } else {
+                CheetahConfig::default()
+            };
+            check_layer(&Cheetah::new(cfg), &layer, Ring::new(37).unwrap(), seed);
+        }
+    }
+}
