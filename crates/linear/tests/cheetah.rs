@@ -161,11 +161,18 @@ mod random_shapes {
             let k = k.min(h + 2 * padding);
             let layer = LayerSpec::conv(conv(g * cpg, h, g * mpg, k, stride, padding, g), 10);
             let cfg = if packed {
-                CheetahConfig { bandwidth_bytes_per_s: 100_000, ..CheetahConfig::default() }
+                CheetahConfig {
+                    bandwidth_bytes_per_s: 100_000,
+                    params: Some(linear::HeParamsId::N8192Q180P38),
+                    ..CheetahConfig::default()
+                }
             } else {
                 CheetahConfig::default()
             };
-            check_layer(&Cheetah::new(cfg), &layer, Ring::new(37).unwrap(), seed);
+            let proto = Cheetah::new(cfg);
+            let pack = proto.plan(&layer, Ring::new(37).unwrap()).unwrap().pack;
+            eprintln!("{layer:?}: pack {pack}");
+            check_layer(&proto, &layer, Ring::new(37).unwrap(), seed);
         }
     }
 }
