@@ -105,8 +105,10 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     requests.dedup();
     let setup = linear::setup_cost(&requests)?;
 
+    // A packed ImageNet-size layer can keep the server busy for minutes on a loaded machine.
     let cfg = TcpConfig {
         max_message: 1 << 30,
+        timeout: std::time::Duration::from_secs(3600),
         ..TcpConfig::default()
     };
     let (mut cc, mut sc) = TcpChannel::loopback_pair(cfg)?;
