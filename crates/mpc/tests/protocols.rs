@@ -311,6 +311,18 @@ fn maxpool_and_argmax() {
             assert_eq!(ring.add(o0.1 .1[i], o1.1 .1[i]), plain::max(ring, row));
         }
     }
+    // Opening to the client.
+    let ring = Ring::new(41).unwrap();
+    let vals: Vec<u64> = (0..50u64)
+        .map(|i| ring.reduce(i.wrapping_mul(0x1234_5678_9abc)))
+        .collect();
+    let (s0, s1) = mpc::share(ring, &vals, &mut r);
+    let (o0, o1) = run(601, move |p, sess, ch| {
+        sess.open_to(ch, ring, &pick(p, &s0, &s1), Party::P1)
+            .unwrap()
+    });
+    assert_eq!(o0, None);
+    assert_eq!(o1, Some(vals));
     // Ties resolve to the first maximum.
     let ring = Ring::new(37).unwrap();
     let vals: Vec<u64> = [3i64, 9, -4, 9, 9, 1, 0]
