@@ -14,7 +14,7 @@
 //! - [`Session::trunc`] (exact floor of signed values), [`Session::trunc_known_sign`] (exact,
 //!   under the range assumption |x| < 2^{ℓ−2});
 //! - [`Session::mux`], [`Session::b2a`], [`Session::mul`];
-//! - [`Session::maxpool`], [`Session::argmax`];
+//! - [`Session::maxpool`], [`Session::argmax`], [`Session::open_to`];
 //! - [`Session::field_to_ring`], [`Session::ring_to_field`].
 //!
 //! [`plain`] holds the plaintext functions every protocol is tested against.
@@ -52,6 +52,7 @@ mod field;
 mod hash;
 mod millionaire;
 mod nonlinear;
+mod open;
 pub mod plain;
 mod pool;
 mod ring;

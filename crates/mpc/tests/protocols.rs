@@ -311,6 +311,18 @@ fn maxpool_and_argmax() {
             assert_eq!(ring.add(o0.1 .1[i], o1.1 .1[i]), plain::max(ring, row));
         }
     }
+    // Opening to the client.
+    let ring = Ring::new(41).unwrap();
+    let vals: Vec<u64> = (0..50u64)
+        .map(|i| ring.reduce(i.wrapping_mul(0x1234_5678_9abc)))
+        .collect();
+    let (s0, s1) = mpc::share(ring, &vals, &mut r);
+    let (o0, o1) = run(601, move |p, sess, ch| {
+        sess.open_to(ch, ring, &pick(p, &s0, &s1), Party::P1)
+            .unwrap()
+    });
+    assert_eq!(o0, None);
+    assert_eq!(o1, Some(vals));
     // Ties resolve to the first maximum.
     let ring = Ring::new(37).unwrap();
     let vals: Vec<u64> = [3i64, 9, -4, 9, 9, 1, 0]
@@ -517,6 +529,63 @@ fn measured_traffic_equals_cost_model() {
                 "{name} l={l}: measured {got} bits, model {want}"
             );
             assert_eq!(cots, want_cots, "{name} l={l}: COTs");
+        }
+    }
+}
+
+#[test]
+fn random_rings_and_shifts() {
+    // Every ring width 4..=64 with a random shift: ReLU, approximate ReLU, exact and known-sign
+    // truncation, fused truncation + ReLU against the plaintext functions.
+    let mut r = rng(12);
+    let cases: Vec<(u32, u32)> = (4..=64u32).map(|l| (l, r.gen_range(1..=l - 2))).collect();
+    let inputs: Vec<(Vec<u64>, Vec<u64>, Vec<u64>)> = cases
+        .iter()
+        .map(|&(l, s)| {
+            let ring = Ring::new(l).unwrap();
+            let vals: Vec<u64> = edge_values(ring, s.min(l - 3), 20, &mut r)
+                .into_iter()
+                .map(|x| {
+                    if plain::in_known_sign_range(ring, x) {
+                        x
+                    } else {
+                        x & (ring.mask() >> 3)
+                    }
+                })
+                .collect();
+            sharings(ring, &vals, &mut r)
+        })
+        .collect();
+    let ins = inputs.clone();
+    let cs = cases.clone();
+    let (o0, o1) = run(1200, move |p, sess, ch| {
+        let mut out = Vec::new();
+        for (&(l, s), (_, s0, s1)) in cs.iter().zip(&ins) {
+            let ring = Ring::new(l).unwrap();
+            let x = Shares::new(ring, s, pick(p, s0, s1)).unwrap();
+            out.push(vec![
+                sess.relu(ch, &x).unwrap().data,
+                sess.relu_approx(ch, &x).unwrap().data,
+                sess.trunc(ch, &x, s).unwrap().data,
+                sess.trunc_known_sign(ch, &x, s).unwrap().data,
+                sess.trunc_relu(ch, &x, s).unwrap().data,
+            ]);
+        }
+        out
+    });
+    for (k, &(l, s)) in cases.iter().enumerate() {
+        let ring = Ring::new(l).unwrap();
+        for (i, &x) in inputs[k].0.iter().enumerate() {
+            let got = |j: usize| ring.add(o0[k][j][i], o1[k][j][i]);
+            let t = plain::trunc(ring, x, s);
+            assert_eq!(got(0), plain::relu(ring, x), "relu l={l}");
+            assert!(
+                plain::relu_approx_allowed(ring, x, s).contains(&got(1)),
+                "relu_approx l={l} s={s}"
+            );
+            assert_eq!(got(2), t, "trunc l={l} s={s}");
+            assert_eq!(got(3), t, "trunc_known_sign l={l} s={s}");
+            assert_eq!(got(4), plain::relu(ring, t), "trunc_relu l={l} s={s}");
         }
     }
 }
