@@ -95,6 +95,16 @@ fn run(params: Arc<Params>, seed: u64, pack: bool) {
         noise::add(s_pk, s_pk),
     );
 
+    // −ct: the noise is negated
+    let mut ng = c.clone();
+    ev.neg_assign(&mut ng).unwrap();
+    let want = pt_add(&params, &Plaintext::zero(&params), &m, true);
+    check(
+        "-ct",
+        sk.noise_log2(&ng, &want).unwrap(),
+        noise::fresh_pk(&params),
+    );
+
     // ct ± pt (worst-case bound from the measured input noise)
     let mut cp = c.clone();
     ev.add_plain_assign(&mut cp, &m2).unwrap();
@@ -175,6 +185,20 @@ fn run(params: Arc<Params>, seed: u64, pack: bool) {
         "ct x ct (tensor)",
         sk.noise_log2(&c3, &want_mul).unwrap(),
         noise::TAIL * noise::ct_ct_tensor_sigma(&params, s_pk, s_pk) + 0.5,
+    );
+
+    // tensor of secret-key encryptions: noise independent of s, so the
+    // bound's worst case (all noise of the form f·s) overestimates by √2
+    let (ca, cb) = (
+        sk.encrypt(&m, &mut r).unwrap(),
+        sk.encrypt(&m2, &mut r).unwrap(),
+    );
+    let s_sk = noise::fresh_sk_sigma(&params);
+    check(
+        "ct x ct (tensor, sk)",
+        sk.noise_log2(&ev.mul_no_relin(&ca, &cb).unwrap(), &want_mul)
+            .unwrap(),
+        noise::TAIL * noise::ct_ct_tensor_sigma(&params, s_sk, s_sk) + 0.5,
     );
 
     if params.num_special() > 0 {
