@@ -212,6 +212,27 @@ fn run(params: Arc<Params>, seed: u64, pack: bool) {
         );
         assert_eq!(sk.decrypt(&cm).unwrap(), want_mul);
 
+        // depth 2: both operands switched down one prime, multiplied again;
+        // input σ taken from the mod-switch bounds (σ = bound / 6)
+        let b_cm = noise::ct_ct(&params, l, s_pk, s_pk);
+        let mut a2 = cm.clone();
+        ev.mod_switch_to_next(&mut a2).unwrap();
+        let mut b2 = c2.clone();
+        ev.mod_switch_to_next(&mut b2).unwrap();
+        let want2 = negacyclic(&params, want_mul.coeffs(), m2.coeffs());
+        let c4 = ev.mul(&a2, &b2, &rk).unwrap();
+        check(
+            "ct x ct + relin, depth 2",
+            sk.noise_log2(&c4, &want2).unwrap(),
+            noise::ct_ct(
+                &params,
+                l - 1,
+                noise::mod_switch(&params, l, b_cm) / noise::TAIL,
+                noise::mod_switch(&params, l, noise::fresh_pk(&params)) / noise::TAIL,
+            ),
+        );
+        assert_eq!(sk.decrypt(&c4).unwrap(), want2);
+
         // key switching (X → X^3 on a fresh pk ciphertext)
         let gk = GaloisKeys::generate(&sk, &[3], &mut r).unwrap();
         let rot = ev.apply_galois(&c, 3, &gk).unwrap();
