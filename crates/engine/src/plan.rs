@@ -504,6 +504,37 @@ impl Plan {
                             "pooling needs NCHW input and output with equal N, C".into(),
                         ));
                     }
+                    let window = match &s.kind {
+                        StepKind::MaxPool {
+                            kernel,
+                            stride,
+                            pads,
+                        }
+                        | StepKind::AvgPool {
+                            kernel,
+                            stride,
+                            pads,
+                            ..
+                        } => Some((kernel, stride, pads)),
+                        _ => None,
+                    };
+                    let ok = match window {
+                        // Output size (H + pad_top + pad_bottom − k) / stride + 1 per axis, with
+                        // every window overlapping the unpadded input.
+                        Some((k, st, p)) => (0..2).all(|a| {
+                            let padded = is[2 + a] + p[a] + p[a + 2];
+                            k[a] >= 1
+                                && st[a] >= 1
+                                && k[a] <= padded
+                                && p[a] < k[a]
+                                && p[a + 2] < k[a]
+                                && (padded - k[a]) / st[a] + 1 == s.shape[2 + a]
+                        }),
+                        None => s.shape[2] == 1 && s.shape[3] == 1,
+                    };
+                    if !ok {
+                        return Err(bad(i, "pooling window does not match the shapes".into()));
+                    }
                 }
                 StepKind::Slice { starts, steps } => {
                     let is = &self.steps[s.inputs[0]].shape;
