@@ -321,7 +321,7 @@ impl Evaluator {
             let f = q * scale / a.scale;
             if c.im == 0.0 {
                 let v = (c.re * f).round();
-                if !(v.abs() < 2f64.powi(126)) {
+                if !v.is_finite() || v.abs() >= 2f64.powi(126) {
                     return Err(CkksError::ValueTooLarge {
                         value: c.re,
                         max_log2: 126,

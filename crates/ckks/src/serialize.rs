@@ -235,7 +235,7 @@ pub fn evaluation_keys_from_bytes(
     let mut galois = std::collections::BTreeMap::new();
     for _ in 0..count {
         let g = r.u32()? as usize;
-        if g % 2 == 0 || g >= 2 * params.n() || galois.contains_key(&g) {
+        if g.is_multiple_of(2) || g >= 2 * params.n() || galois.contains_key(&g) {
             return Err(err(DecodeProblem::Range));
         }
         galois.insert(g, read_swk(&mut r, params)?);
