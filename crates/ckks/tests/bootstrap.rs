@@ -16,6 +16,15 @@ fn bootstrap_restores_levels_and_precision() {
     let mut rng = ChaCha20Rng::seed_from_u64(11);
     let sk = SecretKey::generate(&params, &mut rng);
     let (keys, encaps) = bs.generate_keys(&sk, &mut rng).unwrap();
+    // Keys travel serialized from the client: round-trip them and bootstrap with the copies.
+    let keys = serialize::evaluation_keys_from_bytes(
+        &params,
+        &serialize::evaluation_keys_to_bytes(&params, &keys),
+    )
+    .unwrap();
+    let eb = serialize::encapsulation_keys_to_bytes(&params, encaps.as_ref().unwrap());
+    assert!(serialize::encapsulation_keys_from_bytes(&params, &eb[..eb.len() - 1]).is_err());
+    let encaps = Some(serialize::encapsulation_keys_from_bytes(&params, &eb).unwrap());
     eprintln!(
         "setup {:?}, {} Galois keys, {} MiB",
         t.elapsed(),
