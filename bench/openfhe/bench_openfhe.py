@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """OpenFHE CKKS bootstrapping at N = 2^16 with full slots, the closest OpenFHE configuration to
 privinfer's N16_LogQP1534_H192_H32 preset: 128-bit (HEStd_128_classic), FLEXIBLEAUTO scaling,
-47-bit scaling primes and 5 key-switching digits (59-bit primes need N = 2^17 at this depth), 60-bit first prime, level budget [3, 3] (three CoeffsToSlots and three
+47-bit scaling primes and 5 key-switching digits (59-bit primes need N = 2^17 at this depth), first prime 8 bits above the scaling primes (OpenFHE's limit), level budget [3, 3] (three CoeffsToSlots and three
 SlotsToCoeffs levels, as ours), 9 levels left for computation, uniform ternary secret
 (OpenFHE's default; its sparse option is not h = 192).
 
@@ -40,7 +40,8 @@ def main():
     # 59-bit scaling primes need N = 2^17 at this depth; 47 bits with 5 digits is the largest that keeps
     # N = 2^16 under OpenFHE's 128-bit check with 9 levels left (SCALE_BITS overrides).
     p.SetScalingModSize(int(os.environ.get("SCALE_BITS", "47")))
-    p.SetFirstModSize(60)
+    # OpenFHE's FLEXIBLEAUTO bootstrapping requires first-prime bits − scaling bits ≤ 8.
+    p.SetFirstModSize(int(os.environ.get("SCALE_BITS", "47")) + 8)
     p.SetNumLargeDigits(int(os.environ.get("NUM_DIGITS", "5")))
     depth = levels_after + CryptoContext.GetBootstrapDepth(level_budget, secret)
     p.SetMultiplicativeDepth(depth)

@@ -321,7 +321,7 @@ impl Evaluator {
             let f = q * scale / a.scale;
             if c.im == 0.0 {
                 let v = (c.re * f).round();
-                if !(v.abs() < 2f64.powi(126)) {
+                if !v.is_finite() || v.abs() >= 2f64.powi(126) {
                     return Err(CkksError::ValueTooLarge {
                         value: c.re,
                         max_log2: 126,
@@ -604,9 +604,8 @@ impl Evaluator {
             conv.convert_scaled_to(n, y, i, &mut t);
             ctx.plan(i).forward(&mut t);
             let (w, ws) = pinv[i];
-            for (x, &v) in r.iter_mut().zip(t.iter()) {
-                *x = m.mul_shoup(m.sub(*x, v), w, ws);
-            }
+            // t < q_i after the NTT, x < q_i: (x + q − t)·P^{-1} mod q_i.
+            math::simd::sub_mul_add(&m, r, &t, w, ws, 0);
         });
         let _ = k;
         xq

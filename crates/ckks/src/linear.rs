@@ -223,7 +223,7 @@ impl LinearTransform {
                     }
                 }
             }
-            if self.blocks.len() > 1 && (self.n1 * self.step) % self.slots != 0 {
+            if self.blocks.len() > 1 && !(self.n1 * self.step).is_multiple_of(self.slots) {
                 r.insert((self.n1 * self.step) as isize);
             }
             let shift = self.jmin * self.step as isize;

@@ -13,6 +13,7 @@ use math::pack::{pack_bits, packed_len, unpack_bits};
 use math::{Poly, Representation, RnsContext};
 use std::sync::Arc;
 
+use crate::bootstrap::EncapsulationKeys;
 use crate::error::{CkksError, DecodeProblem};
 use crate::keys::{EvaluationKeys, SwitchingKey};
 use crate::params::Params;
@@ -22,6 +23,7 @@ const VERSION: u8 = 1;
 const KIND_CT: u8 = 1;
 const KIND_SWK: u8 = 2;
 const KIND_EVK: u8 = 3;
+const KIND_ENCAPS: u8 = 4;
 
 fn err(p: DecodeProblem) -> CkksError {
     CkksError::Decode(p)
@@ -235,7 +237,7 @@ pub fn evaluation_keys_from_bytes(
     let mut galois = std::collections::BTreeMap::new();
     for _ in 0..count {
         let g = r.u32()? as usize;
-        if g % 2 == 0 || g >= 2 * params.n() || galois.contains_key(&g) {
+        if g.is_multiple_of(2) || g >= 2 * params.n() || galois.contains_key(&g) {
             return Err(err(DecodeProblem::Range));
         }
         galois.insert(g, read_swk(&mut r, params)?);
@@ -245,5 +247,34 @@ pub fn evaluation_keys_from_bytes(
         relin,
         galois,
         params_id: params.id(),
+    })
+}
+
+/// Serializes the bootstrapping encapsulation keys (`s → s'` modulo `q_0·P`, `s' → s`).
+pub fn encapsulation_keys_to_bytes(params: &Params, keys: &EncapsulationKeys) -> Vec<u8> {
+    let mut out = Vec::with_capacity(keys.memory_bytes() + 32);
+    header(&mut out, params, KIND_ENCAPS);
+    put_swk(&mut out, &keys.to_sparse);
+    put_swk(&mut out, &keys.from_sparse);
+    out
+}
+
+/// Reads and validates encapsulation keys; the `s → s'` key must be at level 0 (a sparse-secret
+/// key at a larger modulus would weaken security and is refused).
+pub fn encapsulation_keys_from_bytes(
+    params: &Params,
+    bytes: &[u8],
+) -> Result<EncapsulationKeys, CkksError> {
+    let mut r = Reader { b: bytes };
+    r.header(params, KIND_ENCAPS)?;
+    let to_sparse = read_swk(&mut r, params)?;
+    if to_sparse.max_level() != 0 {
+        return Err(err(DecodeProblem::Range));
+    }
+    let from_sparse = read_swk(&mut r, params)?;
+    r.finish()?;
+    Ok(EncapsulationKeys {
+        to_sparse,
+        from_sparse,
     })
 }

@@ -16,6 +16,15 @@ fn bootstrap_restores_levels_and_precision() {
     let mut rng = ChaCha20Rng::seed_from_u64(11);
     let sk = SecretKey::generate(&params, &mut rng);
     let (keys, encaps) = bs.generate_keys(&sk, &mut rng).unwrap();
+    // Keys travel serialized from the client: round-trip them and bootstrap with the copies.
+    let keys = serialize::evaluation_keys_from_bytes(
+        &params,
+        &serialize::evaluation_keys_to_bytes(&params, &keys),
+    )
+    .unwrap();
+    let eb = serialize::encapsulation_keys_to_bytes(&params, encaps.as_ref().unwrap());
+    assert!(serialize::encapsulation_keys_from_bytes(&params, &eb[..eb.len() - 1]).is_err());
+    let encaps = Some(serialize::encapsulation_keys_from_bytes(&params, &eb).unwrap());
     eprintln!(
         "setup {:?}, {} Galois keys, {} MiB",
         t.elapsed(),
@@ -34,6 +43,20 @@ fn bootstrap_restores_levels_and_precision() {
     let t = Instant::now();
     let (out, phases) = bs.bootstrap_timed(&eval, encaps.as_ref(), &ct).unwrap();
     eprintln!("bootstrap {:?} {phases:?}", t.elapsed());
+    // The EvalMod input y = (m + q_0·I)/(q_0·K) stays inside [−1, 1]: with the weight-32
+    // ephemeral secret |I| ≤ 16, so |y| ≤ 16.5/17 (the deterministic bound of docs/ckks.md).
+    let mut max_y: f64 = 0.0;
+    bs.run(&eval, encaps.as_ref(), &ct, &mut |name, c| {
+        if name == "re" || name == "im" {
+            for v in dec.decrypt(c).unwrap() {
+                max_y = max_y.max(v.re.abs());
+            }
+        }
+    })
+    .unwrap();
+    eprintln!("max |y| = {max_y:.4}");
+    assert!(max_y <= 16.5 / 17.0 + 1e-6, "max |y| = {max_y}");
+    assert!(max_y > 1.0 / 17.0, "the overflow I is not trivially zero");
     assert_eq!(out.level(), bs.output_level());
     assert_eq!(out.level(), 2);
     assert!(scale_eq(out.scale(), ct.scale()));

@@ -32,6 +32,10 @@ pub struct Args {
     /// Skip bootstrapping (operations only).
     #[arg(long)]
     no_bootstrap: bool,
+    /// Skip the operation benchmarks (bootstrapping only; its peak memory then excludes
+    /// anything the operation benchmarks left in the allocator).
+    #[arg(long)]
+    no_ops: bool,
     /// Repetitions per operation (the median is reported).
     #[arg(long, default_value_t = 5)]
     reps: usize,
@@ -163,7 +167,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let level = bs.as_ref().map_or(params.max_level(), |b| b.output_level());
 
     // 1. Operations, with their own keys (relinearization, conjugation, rotations 1..=8).
-    {
+    if !a.no_ops {
         let rots: Vec<isize> = (1..=8).collect();
         let t = Instant::now();
         let mut keys = kg.evaluation_keys(&[], &mut rng)?;

@@ -1,4 +1,7 @@
-//! Heavy bootstrapping runs (ignored by default): `cargo test -p privinfer-ckks --release --test exp -- --ignored --nocapture`.
+//! Heavy bootstrapping runs (ignored by default): `cargo test -p privinfer-ckks --release --test heavy -- --ignored --nocapture`.
+//! `n16_secure` runs the 128-bit N = 2^16 preset (about 8 GB of memory); `n14_scaled_like_n16`
+//! the same chain at N = 2^14. Environment: `PROBE=1` prints the error after CoeffsToSlots and of
+//! EvalMod, `CONST=1` bootstraps all-ones slots, `LOGQ0` overrides the base prime (N = 2^14 run).
 use ckks::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
