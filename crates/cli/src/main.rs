@@ -2,6 +2,11 @@
 //!
 //! Each verb lives in its own module; this file only parses and dispatches.
 
+mod bench_ckks;
+mod bench_he;
+mod bench_linear;
+mod bench_ot;
+mod bench_relu;
 mod estimate;
 mod eval;
 mod inspect;
@@ -52,7 +57,18 @@ struct BenchArgs {
 
 /// Add one variant per benchmark verb, each implemented in its own module.
 #[derive(Subcommand)]
-enum BenchCommand {}
+enum BenchCommand {
+    /// Lattice core (RLWE) operations: NTT, encryption, products, rotation, mod switch, serialization.
+    He(bench_he::Args),
+    /// Oblivious transfer: silent and IKNP correlated OT throughput and traffic.
+    Ot(bench_ot::Args),
+    /// Non-linear 2PC protocols: ReLU and truncation time, bytes and rounds.
+    Relu(bench_relu::Args),
+    /// Every linear layer of a model under the HE linear protocols.
+    Linear(bench_linear::Args),
+    /// CKKS operations and bootstrapping.
+    Ckks(bench_ckks::Args),
+}
 
 fn init_logging(verbose: u8) {
     let level = match verbose {
@@ -77,7 +93,11 @@ fn main() {
         Command::Infer(a) => private::infer(a),
         Command::Bench(b) => match b.what {
             None => private::bench_model(b.model),
-            Some(w) => match w {},
+            Some(BenchCommand::He(a)) => bench_he::run(a),
+            Some(BenchCommand::Ot(a)) => bench_ot::run(a),
+            Some(BenchCommand::Relu(a)) => bench_relu::run(a),
+            Some(BenchCommand::Linear(a)) => bench_linear::run(a),
+            Some(BenchCommand::Ckks(a)) => bench_ckks::run(a),
         },
         Command::Estimate(a) => estimate::run(a),
         Command::Inspect(a) => inspect::run(a),

@@ -37,7 +37,7 @@ pub(crate) fn trace_elements(n: usize, log_g: u32) -> Vec<usize> {
 }
 
 fn math_err(e: math::MathError) -> LinearError {
-    LinearError::Math(e.to_string())
+    LinearError::Math(e)
 }
 
 /// Appends an RNS polynomial's residues, each packed at its prime's bit width.
@@ -235,8 +235,7 @@ impl ClientKeys {
                     params: HeParamsId::N8192Q180P38.name(),
                 })?;
             let els = trace_elements(sk.params().n(), log_g);
-            let gk = rlwe::GaloisKeys::generate(sk, &els, rng)
-                .map_err(|e| LinearError::Math(e.to_string()))?;
+            let gk = rlwe::GaloisKeys::generate(sk, &els, rng).map_err(LinearError::from)?;
             ch.send(&rlwe::serialize::galois_keys_to_bytes(&gk))?;
         }
         ch.flush()?;
