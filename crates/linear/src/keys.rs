@@ -144,8 +144,10 @@ fn normalized(requests: &[KeyRequest]) -> (Vec<(HeParamsId, u32)>, Vec<(u32, u32
     (rlwe, galois.into_iter().filter(|&(_, g)| g > 0).collect())
 }
 
-/// Bytes of `rlwe`'s serialized Galois keys: 12-byte header, 4-byte count, per key a 4-byte
-/// element, a digit count byte and dnum pairs of polynomials over QP.
+/// Bytes of `rlwe`'s serialized Galois keys (`rlwe::serialize::galois_keys_to_bytes`, format
+/// version 1): 12-byte header, 4-byte count, per key a 4-byte element, a digit-count byte, dnum
+/// polynomials b_j over QP and the 32-byte seed of the a_j. The setup tests compare this with the
+/// bytes counted on the channel, so a format change shows up there.
 fn galois_bytes(params: &rlwe::Params, log_g: u32) -> usize {
     let n = params.n();
     let qp: usize = params
@@ -155,7 +157,7 @@ fn galois_bytes(params: &rlwe::Params, log_g: u32) -> usize {
         .map(|m| packed_len(n, m.bits()))
         .sum();
     let dnum = params.key_switcher().map_or(0, |k| k.dnum());
-    12 + 4 + log_g as usize * (4 + 1 + dnum * 2 * qp)
+    12 + 4 + log_g as usize * (4 + 1 + dnum * qp + 32)
 }
 
 /// What [`ClientKeys::setup`] sends: one message per RLWE key and one per Galois key set,

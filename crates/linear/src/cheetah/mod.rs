@@ -11,9 +11,14 @@
 //!    of c₀ (all bit-packed at k bits).
 //! 3. Client decrypts the output coefficients: its share is W·x + r; the server's is b − r.
 //!
-//! Bytes on the wire (both exact, see [`Cheetah::cost`]):
+//! Packed responses (on the key-switching set): G output polynomials whose outputs sit at
+//! multiples of G are merged into one before re-randomization (`Packer`), so G − 1 key switches
+//! replace G − 1 returned ciphertexts. The planner ([`Cheetah::plan`]) chooses parameters,
+//! encoding and G per layer by estimated time ([`estimated_seconds`]).
+//!
+//! Bytes on the wire (both exact, see [`Cheetah::plan`] and [`layout_cost`]):
 //! c→s `[tag][seed][c₀ of each input ct, per prime packed at the prime's width]`,
-//! s→c `[c₁ (N values), kept c₀ values]` per output ct, all packed at k bits.
+//! s→c `[c₁ (N values), kept c₀ values]` per returned ct, all packed at k bits.
 
 pub mod conv;
 pub mod fc;
