@@ -33,15 +33,24 @@ pub struct ModelOpts {
     /// Reveal only the top-1 label to the client (private argmax), not the logits.
     #[arg(long)]
     label_only: bool,
+    /// Bandwidth (Mbit/s) the planner assumes when it trades computation for bytes in the
+    /// linear layers: a small value chooses packed HE responses (fewer bytes, more key switches).
+    #[arg(long, default_value_t = 400)]
+    plan_mbps: u64,
 }
 
 impl ModelOpts {
-    fn plan_config(&self) -> PlanConfig {
-        PlanConfig {
+    fn plan_config(&self) -> anyhow::Result<PlanConfig> {
+        if self.plan_mbps == 0 {
+            bail!("--plan-mbps must be at least 1");
+        }
+        let mut cfg = PlanConfig {
             ell: self.ell,
             scale: self.scale,
             ..PlanConfig::default()
-        }
+        };
+        cfg.cheetah.bandwidth_bytes_per_s = self.plan_mbps.saturating_mul(1_000_000 / 8);
+        Ok(cfg)
     }
     fn reveal(&self) -> Reveal {
         if self.label_only {
@@ -142,7 +151,7 @@ fn private_run(
     x: &[f32],
     quiet: bool,
 ) -> anyhow::Result<Inference> {
-    let server_model = ServerModel::new(model, &opts.plan_config())?;
+    let server_model = ServerModel::new(model, &opts.plan_config()?)?;
     let steps = server_model.plan.steps.len();
     let (addr, server) = loopback_server(server_model, opts.reveal())?;
     let pb = progress_bar(quiet, "private inference");
@@ -272,7 +281,7 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<()> {
         bail!("--max-sessions must be at least 1");
     }
     let (model, _) = load_model(Some(&a.model))?;
-    let server_model = ServerModel::new(&model, &a.opts.plan_config())?;
+    let server_model = ServerModel::new(&model, &a.opts.plan_config()?)?;
     let service = Arc::new(ModelService::new(server_model, a.opts.reveal())?);
     let tcp = TcpConfig {
         timeout: Duration::from_secs(a.timeout.max(1)),
