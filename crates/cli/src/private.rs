@@ -134,7 +134,17 @@ fn loopback_server(
     model: ServerModel,
     reveal: Reveal,
 ) -> anyhow::Result<(std::net::SocketAddr, thread::JoinHandle<anyhow::Result<()>>)> {
-    let server = Server::bind("127.0.0.1:0", ServerConfig::default())?;
+    let tcp = TcpConfig {
+        timeout: Duration::from_secs(600),
+        ..TcpConfig::default()
+    };
+    let server = Server::bind(
+        "127.0.0.1:0",
+        ServerConfig {
+            max_sessions: 1,
+            tcp,
+        },
+    )?;
     let addr = server.local_addr()?;
     let service = Arc::new(ModelService::new(model, reveal)?);
     let h = thread::spawn(move || -> anyhow::Result<()> {
@@ -156,9 +166,13 @@ fn private_run(
     let (addr, server) = loopback_server(server_model, opts.reveal())?;
     let pb = progress_bar(quiet, "private inference");
     pb.set_length(steps as u64);
+    let tcp = TcpConfig {
+        timeout: Duration::from_secs(600),
+        ..TcpConfig::default()
+    };
     let result = engine::infer(
         addr,
-        TcpConfig::default(),
+        tcp,
         None,
         &mut |plan| quantize(x, plan),
         &mut |i, _| pb.set_position(i as u64),
@@ -269,7 +283,7 @@ pub struct ServeArgs {
     #[arg(long)]
     max_clients: Option<usize>,
     /// Seconds to wait for a silent client before dropping it.
-    #[arg(long, default_value_t = 60)]
+    #[arg(long, default_value_t = 300)]
     timeout: u64,
     #[command(flatten)]
     opts: ModelOpts,
@@ -315,8 +329,8 @@ pub struct InferArgs {
     /// Refuse to run unless the server's model digest equals this (hex).
     #[arg(long)]
     expect_digest: Option<String>,
-    /// Seconds to wait for the server.
-    #[arg(long, default_value_t = 60)]
+    /// Seconds to wait for the server (large layers take minutes on small machines).
+    #[arg(long, default_value_t = 300)]
     timeout: u64,
     /// One JSON object.
     #[arg(long)]
