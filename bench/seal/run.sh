@@ -14,8 +14,12 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 cargo build --release -q -p privinfer
 OUT="target/bench-he-$(date -u +%Y%m%dT%H%M%SZ).jsonl"
-./target/release/privinfer bench he --n "$NS" --json --budget-ms "$BUDGET" | sed 's/}$/,"impl":"privinfer"}/' > "$OUT"
-"$VENV/bin/python" bench/seal/bench_seal.py --n "$NS" --budget-ms "$BUDGET" >> "$OUT"
+: > "$OUT"
+# interleave the two implementations per N so that both see the same machine load
+for n in ${NS//,/ }; do
+  ./target/release/privinfer bench he --n "$n" --json --budget-ms "$BUDGET" | sed 's/}$/,"impl":"privinfer"}/' >> "$OUT"
+  "$VENV/bin/python" bench/seal/bench_seal.py --n "$n" --budget-ms "$BUDGET" >> "$OUT"
+done
 echo "# raw: $OUT"
 echo "# machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores; date: $(date -u +%Y-%m-%d)"
 "$VENV/bin/python" - "$OUT" <<'PY'

@@ -5,6 +5,7 @@
 
 use std::collections::VecDeque;
 
+use curve25519_dalek::RistrettoPoint;
 use libfuzzer_sys::fuzz_target;
 use ot::{CotBackend, CotConfig, CotReceiver, CotSender};
 use rand_chacha::rand_core::SeedableRng;
@@ -30,8 +31,9 @@ impl Channel for Scripted {
     }
 }
 
-/// Input layout: byte 0 selects role, backend and protocol; then messages, each a little-endian
-/// u16 length followed by that many bytes.
+/// Input layout: byte 0 selects role, backend and protocol (bit 4: start with a well-formed
+/// base-OT message so that later steps are reached); then messages, each a little-endian u16
+/// length followed by that many bytes.
 fn split(data: &[u8]) -> VecDeque<Vec<u8>> {
     let mut out = VecDeque::new();
     let mut rest = data;
@@ -47,7 +49,19 @@ fn split(data: &[u8]) -> VecDeque<Vec<u8>> {
 
 fuzz_target!(|data: &[u8]| {
     let Some((&sel, rest)) = data.split_first() else { return };
-    let mut ch = Scripted(split(rest), Stats::default());
+    let mut script = split(rest);
+    if sel & 16 != 0 {
+        // A well-formed base-OT message: one point for a COT sender (base-OT receiver), 128 for a
+        // COT receiver (base-OT sender).
+        let points = if sel & 2 == 0 { 128 } else { 1 };
+        let mut g = ChaCha20Rng::seed_from_u64(0x5eed ^ sel as u64);
+        let mut m = Vec::with_capacity(32 * points);
+        for _ in 0..points {
+            m.extend_from_slice(RistrettoPoint::random(&mut g).compress().as_bytes());
+        }
+        script.push_front(m);
+    }
+    let mut ch = Scripted(script, Stats::default());
     let cfg = CotConfig { backend: if sel & 1 == 0 { CotBackend::Iknp } else { CotBackend::Silent } };
     let mut rng = ChaCha20Rng::seed_from_u64(sel as u64);
     let n = 16;

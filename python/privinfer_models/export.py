@@ -53,14 +53,14 @@ def build(name: str, data_dir: str):
     return model.eval(), size, weights
 
 
-def export(name: str, data_dir: str, path: str, keep_bn: bool = False) -> str:
+def export(name: str, data_dir: str, path: str, keep_bn: bool = False, opset: int = OPSET) -> str:
     """Exports zoo model `name` to `path` (static batch-1 shape). With keep_bn the
     BatchNormalization nodes stay in the graph (the importer folds them)."""
     model, size, weights = build(name, data_dir)
     x = torch.zeros(1, 3, size, size)
     mode = torch.onnx.TrainingMode.PRESERVE if keep_bn else torch.onnx.TrainingMode.EVAL
     torch.onnx.export(
-        model, x, path, opset_version=OPSET, input_names=["input"], output_names=["logits"],
+        model, x, path, opset_version=opset, input_names=["input"], output_names=["logits"],
         training=mode, do_constant_folding=True,
     )
     m = onnx.load(path)
@@ -70,7 +70,7 @@ def export(name: str, data_dir: str, path: str, keep_bn: bool = False) -> str:
         "dataset": "CIFAR-10" if name.startswith(("resnet20", "resnet32", "resnet44", "resnet56")) or size == 32 else "ImageNet-shaped",
         "normalization": "pixels/255, mean (0.485, 0.456, 0.406), std (0.229, 0.224, 0.225)",
         "input_shape": f"1x3x{size}x{size}",
-        "source": "privinfer python/privinfer_models (torch %s, opset %d)" % (torch.__version__, OPSET),
+        "source": "privinfer python/privinfer_models (torch %s, opset %d)" % (torch.__version__, opset),
     }
     del m.metadata_props[:]
     for k, v in meta.items():
@@ -123,6 +123,39 @@ def write_fixtures(data_dir: str, out_dir: str) -> None:
         }, f, indent=1)
 
 
+def write_tiny_fixtures(out_dir: str, n: int = 3) -> None:
+    """models/tiny/: tiny_cnn.onnx and tiny_vit.onnx (BN kept), n seeded random inputs each and
+    tiny_expected.json with onnxruntime outputs (both) and numpy fixed-point outputs (CNN)."""
+    from .fixedpoint import run_fixed
+    from .tiny import tiny_cnn, tiny_vit
+
+    os.makedirs(out_dir, exist_ok=True)
+    rng = np.random.default_rng(1)
+    res = {"ell": 37, "scale": 12, "models": {}}
+    for name, model, shape, fixed in [("tiny_cnn", tiny_cnn(), (1, 3, 16, 16), True),
+                                      ("tiny_vit", tiny_vit(), (1, 3, 8, 8), False)]:
+        path = os.path.join(out_dir, f"{name}.onnx")
+        torch.onnx.export(model, torch.zeros(shape), path, opset_version=OPSET, input_names=["input"],
+                          output_names=["logits"], training=torch.onnx.TrainingMode.PRESERVE)
+        m = onnx.load(path)
+        p = m.metadata_props.add()
+        p.key, p.value = "weights", "random-seeded (seed 0); test fixture"
+        onnx.save(m, path)
+        cases = []
+        for _ in range(n):
+            x = rng.standard_normal(shape).astype(np.float32)
+            case = {"input": [float(v) for v in x.reshape(-1)],
+                    "float": [float(v) for v in ort_run(path, x).reshape(-1)]}
+            if fixed:
+                f = run_fixed(path, x, ell=37, scale=12)
+                case["fixed_q"] = [int(v) for v in f["output_q"]]
+                case["fixed_overflows"] = int(f["overflows"])
+            cases.append(case)
+        res["models"][name] = {"file": f"{name}.onnx", "input_shape": list(shape), "cases": cases}
+    with open(os.path.join(out_dir, "tiny_expected.json"), "w") as f:
+        json.dump(res, f)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", default=os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data"))
@@ -133,6 +166,7 @@ def main():
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     if a.fixtures:
         write_fixtures(a.data, a.fixtures)
+        write_tiny_fixtures(os.path.join(a.fixtures, "tiny"))
         return
     os.makedirs(a.out, exist_ok=True)
     names = list(ZOO) if a.models == "all" else a.models.split(",")

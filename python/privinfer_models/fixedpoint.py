@@ -155,8 +155,20 @@ def run_fixed(onnx_path: str, x: np.ndarray, ell: int = 37, scale: int = 12):
                 overflows += o
         elif op == "BatchNormalization":
             v = vals[ins[0]]
-            assert isinstance(v, tuple), "only BatchNorm folded into a Conv is supported here"
-            vals[out], o = R.trunc(v[1])
+            if isinstance(v, tuple):  # folded into the producing Conv
+                vals[out], o = R.trunc(v[1])
+            else:
+                # Unfolded: y = x * a + b per channel, a at 2^s, b at 2^{2s}; same float
+                # arithmetic as the Rust importer (f64 factors rounded to f32).
+                gamma, beta, mean, var = (consts[i] for i in ins[1:5])
+                eps = np.float64(np.float32(A.get("epsilon", 1e-5)))
+                a64 = gamma.astype(np.float64) / np.sqrt(var.astype(np.float64) + eps)
+                sh = (beta.astype(np.float64) - mean.astype(np.float64) * a64).astype(np.float32)
+                a_q = R.signed(R.encode(a64.astype(np.float32), scale))
+                b_q = R.signed(R.encode(sh, 2 * scale))
+                shape = (1, -1) + (1,) * (v.ndim - 2)
+                y = R.signed(v) * a_q.reshape(shape) + b_q.reshape(shape)
+                vals[out], o = R.trunc(y)
             overflows += o
         elif op == "Relu":
             v = vals[ins[0]]
@@ -184,6 +196,30 @@ def run_fixed(onnx_path: str, x: np.ndarray, ell: int = 37, scale: int = 12):
             c = int(np.floor((1 << scale) / k + 0.5))
             sums = R.red(v.reshape(v.shape[0], v.shape[1], -1).sum(axis=2))
             vals[out], o = R.trunc(R.red(sums * c).reshape(v.shape[0], v.shape[1], 1, 1))
+            overflows += o
+        elif op == "AveragePool":
+            v = vals[ins[0]][0]
+            kh, kw = A["kernel_shape"]
+            sh, sw = A.get("strides", [1, 1])
+            pt, pl, pb, pr = A.get("pads", [0, 0, 0, 0])
+            include = A.get("count_include_pad", 0)
+            c_, h, w = v.shape
+            oh = (h + pt + pb - kh) // sh + 1
+            ow = (w + pl + pr - kw) // sw + 1
+            y = np.zeros((c_, oh, ow), dtype=np.int64)
+            for oy in range(oh):
+                for ox in range(ow):
+                    y0, x0 = oy * sh - pt, ox * sw - pl
+                    ys, xs = max(y0, 0), max(x0, 0)
+                    ye, xe = min(y0 + kh, h), min(x0 + kw, w)
+                    win = v[:, ys:ye, xs:xe].reshape(c_, -1)
+                    if include:
+                        k = (min(y0 + kh, h + pb) - y0) * (min(x0 + kw, w + pr) - x0)
+                    else:
+                        k = win.shape[1]
+                    cst = int(np.floor((1 << scale) / k + 0.5))
+                    y[:, oy, ox] = R.red(R.red(win.sum(axis=1)) * cst)
+            vals[out], o = R.trunc(y[None])
             overflows += o
         elif op == "MaxPool":
             v = R.signed(vals[ins[0]])[0]

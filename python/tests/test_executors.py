@@ -98,7 +98,21 @@ def test_float_executor_matches_onnxruntime(name, tmp_path):
         assert err <= 1e-4 * np.abs(ref).max(), f"{name} image {row['image']}: {err} vs {np.abs(ref).max()}"
 
 
-@pytest.mark.parametrize("name", ["resnet20", "resnet56", "mobilenetv2_32"])
+@pytest.mark.parametrize("name,opset,keep_bn", [("resnet20", 13, True), ("mobilenetv2_32", 13, False), ("resnet20", 15, False)])
+def test_other_opsets_and_unfolded_export(name, opset, keep_bn, tmp_path):
+    """Exports at opsets 13 and 15 (the zoo uses 17), with and without BatchNorm nodes."""
+    _need_data()
+    _binary()
+    path = str(tmp_path / f"{name}_{opset}.onnx")
+    export(name, DATA, path, keep_bn=keep_bn, opset=opset)
+    img_dir, imgs = _images(tmp_path, ZOO[name][0])
+    per_image, _ = _rust(path, img_dir, fixed=False)
+    for row, px in zip(per_image, imgs):
+        ref = ort_run(path, D.normalize_chw(px)[None])[0]
+        assert np.abs(np.asarray(row["float"]) - ref).max() <= 1e-4 * np.abs(ref).max()
+
+
+@pytest.mark.parametrize("name", ["resnet20", "resnet56", "mobilenetv2_32", "resnet18_224"])
 def test_fixed_point_executor_matches_numpy_reference(name, tmp_path):
     _need_data()
     _binary()

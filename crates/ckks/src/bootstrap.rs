@@ -14,8 +14,9 @@
 //!   `1/(2K)` is folded into the first group. Conjugation then splits real and imaginary parts:
 //!   `re = w + w̄`, `im = −i(w − w̄)`, each holding `y = (m + q_0 I)/(q_0 K) ∈ [−1, 1]` per
 //!   coefficient.
-//! * **EvalMod**: `sin(2πKy) = sin(2π m/q_0) ≈ 2π m/q_0` as a Chebyshev interpolant of
-//!   `cos((2πKy − π/2)/2^r)` followed by `r` double angles `cos 2θ = 2cos²θ − 1`. The result is
+//! * **EvalMod**: `sin(2πKy) = sin(2π m/q_0) ≈ 2π m/q_0` as a Chebyshev interpolant of the even
+//!   function `cos(2πKy'/2^r)`, `y' = y − 1/(4K)`, followed by `r` double angles
+//!   `cos 2θ = 2cos²θ − 1`. The result is
 //!   relabeled to scale `2π Δ_in s/q_0`, which makes its value `m/Δ_in` at no cost.
 //! * **SlotsToCoeffs**: `V·R` as the product of the forward butterfly stages, grouped likewise.
 //!
@@ -53,7 +54,8 @@ pub struct BootstrapConfig {
     /// Hamming weight of the ephemeral secret (`None`: no encapsulation; the main secret must
     /// then be sparse enough for `K`).
     pub ephemeral_h: Option<usize>,
-    /// Slots (`N/2` for full packing).
+    /// Slots (`N/2` for full packing; fewer for sparse packing, which adds `log2(N/2/slots)`
+    /// rotations at the top level for the subring trace).
     pub slots: usize,
 }
 
@@ -199,13 +201,7 @@ impl Bootstrapper {
     /// `config.depth()` levels above the result level).
     pub fn new(params: &Params, config: BootstrapConfig) -> Result<Self, CkksError> {
         let n = config.slots;
-        if n != params.max_slots() {
-            // Sparse packing needs the subring trace first; only full packing is implemented.
-            return Err(CkksError::InvalidSlots {
-                slots: n,
-                max: params.max_slots(),
-            });
-        }
+        params.encoder().check_slots(n)?;
         let top = params.max_level();
         if top < config.depth() {
             return Err(CkksError::NotEnoughLevels {
@@ -219,7 +215,9 @@ impl Bootstrapper {
         // prime. The plaintext scales are balanced so that every level's integer diagonals have
         // the same magnitude (their rounding error, multiplied by the large `q_0·I`, dominates).
         let mut cts_m = grouped(params, n, &config.cts_stages, true)?;
-        cts_m[0].scale(Complex::from(1.0 / (2.0 * config.k)));
+        // 1/(2K), and 1/gap for the subring trace of sparse packing.
+        let gap = params.max_slots() / n;
+        cts_m[0].scale(Complex::from(1.0 / (2.0 * config.k * gap as f64)));
         let cts_levels: Vec<usize> = (0..cts_m.len()).map(|i| top - i).collect();
         let cts_out = q(top - cts_m.len());
         let cts_scales = balanced_scales(
@@ -229,7 +227,7 @@ impl Bootstrapper {
         );
         let mut cts = Vec::new();
         for ((m, &l), &s) in cts_m.iter().zip(&cts_levels).zip(&cts_scales) {
-            cts.push(LinearTransform::new(params, m, l, s, None)?);
+            cts.push(LinearTransform::new_horner(params, m, l, s, None)?);
         }
         // EvalMod occupies the next levels and ends at scale S_out = q_{ℓ+1}; the result is
         // relabeled to S_out·2πΔ/q_0 (value m/Δ), and SlotsToCoeffs lands at Δ = default scale.
@@ -244,15 +242,22 @@ impl Bootstrapper {
         );
         let mut stc = Vec::new();
         for ((m, &l), &s) in stc_m.iter().zip(&stc_levels).zip(&stc_scales) {
-            stc.push(LinearTransform::new(params, m, l, s, None)?);
+            stc.push(LinearTransform::new_horner(params, m, l, s, None)?);
         }
         let (k, r) = (config.k, config.double_angle);
-        let series = ChebyshevSeries::interpolate(
-            move |y| ((2.0 * PI * k * y - PI / 2.0) / 2f64.powi(r as i32)).cos(),
+        // cos(2πK·y'/2^r) with y' = y − 1/(4K) ∈ [−1, 1] (|y| ≤ (h'+1)/(2K) < 1 − 1/(4K)): an even
+        // function, so only even Chebyshev coefficients (and even powers T_j) are needed.
+        let mut series = ChebyshevSeries::interpolate(
+            move |y| (2.0 * PI * k * y / 2f64.powi(r as i32)).cos(),
             -1.0,
             1.0,
             config.cheb_degree,
         )?;
+        for (j, c) in series.coeffs.iter_mut().enumerate() {
+            if j % 2 == 1 {
+                *c = Complex::ZERO;
+            }
+        }
         Ok(Bootstrapper {
             params: params.clone(),
             config,
@@ -287,6 +292,14 @@ impl Bootstrapper {
                 let e = m.entry(g).or_insert(0);
                 *e = (*e).max(lt.level());
             }
+        }
+        let mut step = self.config.slots;
+        while step < self.params.max_slots() {
+            m.insert(
+                self.params.galois_element(step as isize),
+                self.params.max_level(),
+            );
+            step *= 2;
         }
         let conj_level = self.params.max_level() - self.cts.len();
         let e = m.entry(self.params.conjugation_element()).or_insert(0);
@@ -425,6 +438,15 @@ impl Bootstrapper {
         if let Some(k) = encaps.filter(|_| self.config.ephemeral_h.is_some()) {
             x = eval.switch_key(&x, &k.from_sparse)?;
         }
+        // Sparse packing: the trace to Z[X^{N/2n}] (Σ over the automorphisms X ↦ X^{5^{n·j}},
+        // log2(gap) rotations by n·2^i slots) keeps gap·(coefficients at multiples of N/2n) and
+        // cancels the overflow q_0·I elsewhere [CHKKS18 §4.3, SubSum].
+        let mut step = self.config.slots;
+        while step < self.params.max_slots() {
+            let r = eval.rotate(&x, step as isize)?;
+            eval.add_assign(&mut x, &r)?;
+            step *= 2;
+        }
         lap(&mut times.mod_raise);
         probe("raised", &x);
         for lt in &self.cts {
@@ -437,8 +459,9 @@ impl Bootstrapper {
         probe("cts", &x);
         probe("re", &re);
         probe("im", &im);
-        let re = self.eval_mod(eval, &re)?;
-        let im = self.eval_mod(eval, &im)?;
+        let shift = Complex::from(-1.0 / (4.0 * self.config.k));
+        let re = self.eval_mod(eval, &eval.add_const(&re, shift)?)?;
+        let im = self.eval_mod(eval, &eval.add_const(&im, shift)?)?;
         probe("re_mod", &re);
         probe("im_mod", &im);
         let mut y = eval.add(&re, &eval.mul_const(&im, Complex::I, 1.0)?)?;

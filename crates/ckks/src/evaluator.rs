@@ -8,7 +8,7 @@
 //! by all rotations of one ciphertext, since automorphisms commute with it up to multiples of
 //! `Q_j` that the gadget annihilates.
 
-use math::{ConversionMode, Poly, Representation};
+use math::{Poly, Representation};
 use rayon::prelude::*;
 
 use crate::encoder::Complex;
@@ -321,7 +321,7 @@ impl Evaluator {
             let f = q * scale / a.scale;
             if c.im == 0.0 {
                 let v = (c.re * f).round();
-                if !(v.abs() < 2f64.powi(126)) {
+                if !v.is_finite() || v.abs() >= 2f64.powi(126) {
                     return Err(CkksError::ValueTooLarge {
                         value: c.re,
                         max_log2: 126,
@@ -371,15 +371,16 @@ impl Evaluator {
         let level = a.level.min(b.level);
         let k = level + 1;
         let ctx = self.params.ctx_q();
-        let (a0, a1) = (ring::truncated(&a.c[0], k), ring::truncated(&a.c[1], k));
-        let (b0, b1) = (ring::truncated(&b.c[0], k), ring::truncated(&b.c[1], k));
+        // The ring helpers read the first `k` residues of longer operands directly.
+        let (a0, a1) = (&a.c[0], &a.c[1]);
+        let (b0, b1) = (&b.c[0], &b.c[1]);
         let mut d0 = Poly::zero(ctx, k, Representation::Ntt);
         let mut d1 = Poly::zero(ctx, k, Representation::Ntt);
         let mut d2 = Poly::zero(ctx, k, Representation::Ntt);
-        ring::mul_into(&mut d0, &a0, &b0);
-        ring::mul_into(&mut d1, &a0, &b1);
-        ring::mul_acc(&mut d1, &a1, &b0);
-        ring::mul_into(&mut d2, &a1, &b1);
+        ring::mul_into(&mut d0, a0, b0);
+        ring::mul_into(&mut d1, a0, b1);
+        ring::mul_acc(&mut d1, a1, b0);
+        ring::mul_into(&mut d2, a1, b1);
         Ok(Ciphertext {
             c: vec![d0, d1, d2],
             level,
@@ -470,43 +471,41 @@ impl Evaluator {
         let alpha = pr.0.alpha;
         let mut coeff = ring::truncated(c, k);
         ring::ntt_inverse(&mut coeff);
-        let ntt_in = ring::truncated(c, k);
+        let ntt_in = c; // its first k residues, NTT form
+                        // Per digit: scale its residues once (y_i = x_i·(Q_j/q_i)^{-1}), then, in parallel over
+                        // the target primes, convert into the limb and NTT it in place (no intermediate buffer).
+        let ctx_q = pr.ctx_q().clone();
+        let ctx_p = pr.ctx_p().clone();
         let digits: Vec<(Poly, Poly)> = (0..pr.digits_at(level))
-            .into_par_iter()
             .map(|j| {
                 let lo = j * alpha;
                 let hi = ((j + 1) * alpha).min(k);
                 let conv = &pr.0.modup[level][j];
-                let mut out = vec![0u64; (k - (hi - lo) + kp) * n];
-                conv.convert(
-                    n,
-                    &coeff.data()[lo * n..hi * n],
-                    &mut out,
-                    ConversionMode::Approx,
-                );
-                let mut eq = Poly::zero(pr.ctx_q(), k, Representation::Coefficient);
-                let mut ep = Poly::zero(pr.ctx_p(), kp, Representation::Coefficient);
-                let mut src = 0;
-                for i in 0..k {
-                    if i < lo || i >= hi {
-                        eq.residue_mut(i)
-                            .copy_from_slice(&out[src * n..(src + 1) * n]);
-                        src += 1;
-                    }
-                }
-                ep.data_mut().copy_from_slice(&out[src * n..]);
-                // NTT the converted residues; the digit's own residues are copied in NTT form.
-                let ctx = pr.ctx_q().clone();
+                let mut y = vec![0u64; (hi - lo) * n];
+                conv.scale_inputs(n, &coeff.data()[lo * n..hi * n], &mut y);
+                let mut eq = Poly::zero(&ctx_q, k, Representation::Ntt);
+                let mut ep = Poly::zero(&ctx_p, kp, Representation::Ntt);
                 let nd = ntt_in.data();
-                ring::for_limbs(&mut eq, |i, r| {
-                    if i >= lo && i < hi {
-                        r.copy_from_slice(&nd[i * n..(i + 1) * n]);
-                    } else {
-                        ctx.plan(i).forward(r);
-                    }
-                });
-                eq.set_representation_unchecked(Representation::Ntt);
-                ring::ntt_forward(&mut ep);
+                let y = &y;
+                rayon::join(
+                    || {
+                        ring::for_limbs(&mut eq, |i, r| {
+                            if i >= lo && i < hi {
+                                r.copy_from_slice(&nd[i * n..(i + 1) * n]);
+                            } else {
+                                let t = if i < lo { i } else { i - (hi - lo) };
+                                conv.convert_scaled_to(n, y, t, r);
+                                ctx_q.plan(i).forward(r);
+                            }
+                        })
+                    },
+                    || {
+                        ring::for_limbs(&mut ep, |i, r| {
+                            conv.convert_scaled_to(n, y, k - (hi - lo) + i, r);
+                            ctx_p.plan(i).forward(r);
+                        })
+                    },
+                );
                 (eq, ep)
             })
             .collect();
@@ -593,24 +592,38 @@ impl Evaluator {
         let n = pr.n();
         let k = level + 1;
         ring::ntt_inverse(&mut xp);
-        let mut t = vec![0u64; k * n];
-        pr.0.moddown[level].convert(n, xp.data(), &mut t, ConversionMode::Approx);
+        let conv = &pr.0.moddown[level];
+        let mut y = vec![0u64; xp.data().len()];
+        conv.scale_inputs(n, xp.data(), &mut y);
         let ctx = pr.ctx_q().clone();
         let pinv = &pr.0.p_inv_mod_q;
-        let td = &mut t;
-        xq.data_mut()
-            .par_chunks_exact_mut(n)
-            .zip(td.par_chunks_exact_mut(n))
-            .enumerate()
-            .for_each(|(i, (r, ti))| {
-                let m = ctx.moduli()[i];
-                ctx.plan(i).forward(ti);
-                let (w, ws) = pinv[i];
-                for (x, &y) in r.iter_mut().zip(ti.iter()) {
-                    *x = m.mul_shoup(m.sub(*x, y), w, ws);
-                }
-            });
+        let y = &y;
+        ring::for_limbs(&mut xq, |i, r| {
+            let m = ctx.moduli()[i];
+            let mut t = vec![0u64; n];
+            conv.convert_scaled_to(n, y, i, &mut t);
+            ctx.plan(i).forward(&mut t);
+            let (w, ws) = pinv[i];
+            // t < q_i after the NTT, x < q_i: (x + q − t)·P^{-1} mod q_i.
+            math::simd::sub_mul_add(&m, r, &t, w, ws, 0);
+        });
+        let _ = k;
         xq
+    }
+
+    fn galois_key(&self, g: usize, level: usize) -> Result<&SwitchingKey, CkksError> {
+        let key = self
+            .keys
+            .galois
+            .get(&g)
+            .ok_or(CkksError::MissingGaloisKey { galois: g })?;
+        if key.max_level() < level {
+            return Err(CkksError::InvalidLevel {
+                level,
+                max: key.max_level(),
+            });
+        }
+        Ok(key)
     }
 
     /// Switches `a` (degree 1) with an arbitrary switching key: `(c_0, 0) + KS(c_1)`.
@@ -619,6 +632,12 @@ impl Evaluator {
             return Err(CkksError::InvalidDegree {
                 degree: a.degree(),
                 expected: 1,
+            });
+        }
+        if key.max_level() < a.level {
+            return Err(CkksError::InvalidLevel {
+                level: a.level,
+                max: key.max_level(),
             });
         }
         let dec = self.decompose(&a.c[1], a.level);
@@ -644,11 +663,7 @@ impl Evaluator {
         if g == 1 {
             return Ok(a.clone());
         }
-        let key = self
-            .keys
-            .galois
-            .get(&g)
-            .ok_or(CkksError::MissingGaloisKey { galois: g })?;
+        let key = self.galois_key(g, a.level)?;
         let perm = self.params.ctx_q().automorphism_permutation(g)?;
         let dec = self.decompose(&a.c[1], a.level);
         let (mut d0, d1) = self.key_switch_decomposed(&dec, key, Some(&perm));
@@ -699,11 +714,7 @@ impl Evaluator {
         if g == 1 {
             return Ok(a.clone());
         }
-        let key = self
-            .keys
-            .galois
-            .get(&g)
-            .ok_or(CkksError::MissingGaloisKey { galois: g })?;
+        let key = self.galois_key(g, a.level)?;
         let perm = self.params.ctx_q().automorphism_permutation(g)?;
         let (mut d0, d1) = self.key_switch_decomposed(dec, key, Some(&perm));
         ring::add_assign(&mut d0, &permute(&a.c[0], &perm));

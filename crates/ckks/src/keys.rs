@@ -270,7 +270,7 @@ impl<'a> KeyGenerator<'a> {
         g: usize,
         rng: &mut R,
     ) -> Result<SwitchingKey, CkksError> {
-        if g % 2 == 0 || g >= 2 * self.params.n() {
+        if g.is_multiple_of(2) || g >= 2 * self.params.n() {
             return Err(CkksError::Math(math::MathError::InvalidGaloisElement {
                 element: g,
                 degree: self.params.n(),
@@ -286,7 +286,7 @@ impl<'a> KeyGenerator<'a> {
         level: usize,
         rng: &mut R,
     ) -> Result<SwitchingKey, CkksError> {
-        if g % 2 == 0 || g >= 2 * self.params.n() {
+        if g.is_multiple_of(2) || g >= 2 * self.params.n() {
             return Err(CkksError::Math(math::MathError::InvalidGaloisElement {
                 element: g,
                 degree: self.params.n(),

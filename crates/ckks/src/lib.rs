@@ -15,6 +15,7 @@ pub mod polyeval;
 pub mod presets;
 mod ring;
 pub mod scheme;
+pub mod serialize;
 
 pub use bootstrap::{BootstrapConfig, Bootstrapper, EncapsulationKeys};
 pub use chebyshev::{ChebyshevSeries, Composite};

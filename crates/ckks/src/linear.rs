@@ -110,6 +110,11 @@ pub struct LinearTransform {
     blocks: BTreeMap<isize, BTreeMap<usize, Plaintext>>,
     /// Scale of the plaintexts.
     pt_scale: f64,
+    /// Offset unit (gcd of the signed offsets) and the smallest offset index.
+    step: usize,
+    jmin: isize,
+    /// Giant steps by Horner's rule (see [`LinearTransform::new_horner`]).
+    horner: bool,
 }
 
 fn gcd(a: usize, b: usize) -> usize {
@@ -180,12 +185,53 @@ impl LinearTransform {
             n1,
             blocks,
             pt_scale,
+            step,
+            jmin,
+            horner: false,
         })
+    }
+
+    /// As [`LinearTransform::new`], with the giant steps evaluated by Horner's rule:
+    /// `Σ_G R_{(G·n1 + j_min)·step}(u_G) = R_{j_min·step}(u_0 + R_{n1·step}(u_1 + R_{n1·step}(…)))`.
+    /// Same number of key switches, but only two giant-step keys instead of one per giant step
+    /// (the memory of bootstrapping keys at `N = 2^16` is dominated by them).
+    pub fn new_horner(
+        params: &Params,
+        m: &DiagMatrix,
+        level: usize,
+        pt_scale: f64,
+        n1: Option<usize>,
+    ) -> Result<Self, CkksError> {
+        let mut lt = Self::new(params, m, level, pt_scale, n1)?;
+        lt.horner = true;
+        Ok(lt)
+    }
+
+    fn giant_index(&self, g: isize) -> isize {
+        (g / self.step as isize - self.jmin) / self.n1 as isize
     }
 
     /// Rotations (in slots) this transform performs.
     pub fn rotations(&self) -> Vec<isize> {
         let mut r: BTreeSet<isize> = BTreeSet::new();
+        if self.horner {
+            let n = self.slots as isize;
+            for bs in self.blocks.values() {
+                for &b in bs.keys() {
+                    if b % self.slots != 0 {
+                        r.insert(b as isize);
+                    }
+                }
+            }
+            if self.blocks.len() > 1 && !(self.n1 * self.step).is_multiple_of(self.slots) {
+                r.insert((self.n1 * self.step) as isize);
+            }
+            let shift = self.jmin * self.step as isize;
+            if shift.rem_euclid(n) != 0 {
+                r.insert(shift);
+            }
+            return r.into_iter().collect();
+        }
         for (&g, bs) in &self.blocks {
             if g.rem_euclid(self.slots as isize) != 0 {
                 r.insert(g);
@@ -264,8 +310,7 @@ impl Evaluator {
         drop(dec);
         let k = x.level() + 1;
         let ctx = self.params().ctx_q().clone();
-        let mut acc: Option<Ciphertext> = None;
-        for (&g, bs) in &lt.blocks {
+        let inner = |bs: &BTreeMap<usize, Plaintext>| -> Ciphertext {
             let mut c0 = Poly::zero(&ctx, k, Representation::Ntt);
             let mut c1 = Poly::zero(&ctx, k, Representation::Ntt);
             for (b, pt) in bs {
@@ -273,21 +318,57 @@ impl Evaluator {
                 ring::mul_acc(&mut c0, &rb.c[0], &pt.poly);
                 ring::mul_acc(&mut c1, &rb.c[1], &pt.poly);
             }
-            let inner = Ciphertext {
+            Ciphertext {
                 c: vec![c0, c1],
                 level: x.level(),
                 scale: x.scale() * lt.pt_scale,
                 slots: x.slots(),
                 params_id: x.params_id,
-            };
-            let r = if g.rem_euclid(lt.slots as isize) == 0 {
-                inner
-            } else {
-                self.rotate(&inner, g)?
-            };
-            match &mut acc {
-                None => acc = Some(r),
-                Some(a) => self.add_assign(a, &r)?,
+            }
+        };
+        let mut acc: Option<Ciphertext> = None;
+        if lt.horner {
+            // From the largest giant index down: acc ← u_G + R_{n1·step}^{G'−G}(acc).
+            let giant = (lt.n1 * lt.step) as isize;
+            let mut prev: Option<isize> = None;
+            for (&g, bs) in lt.blocks.iter().rev() {
+                let gi = lt.giant_index(g);
+                let u = inner(bs);
+                acc = Some(match (acc, prev) {
+                    (Some(mut a), Some(p)) => {
+                        for _ in 0..(p - gi) {
+                            a = self.rotate(&a, giant)?;
+                        }
+                        self.add_assign(&mut a, &u)?;
+                        a
+                    }
+                    _ => u,
+                });
+                prev = Some(gi);
+            }
+            // Remaining giant steps down to index 0, then the shift by j_min·step.
+            if let (Some(mut a), Some(p)) = (acc.take(), prev) {
+                for _ in 0..p {
+                    a = self.rotate(&a, giant)?;
+                }
+                let shift = lt.jmin * lt.step as isize;
+                if shift.rem_euclid(lt.slots as isize) != 0 {
+                    a = self.rotate(&a, shift)?;
+                }
+                acc = Some(a);
+            }
+        } else {
+            for (&g, bs) in &lt.blocks {
+                let u = inner(bs);
+                let r = if g.rem_euclid(lt.slots as isize) == 0 {
+                    u
+                } else {
+                    self.rotate(&u, g)?
+                };
+                match &mut acc {
+                    None => acc = Some(r),
+                    Some(a) => self.add_assign(a, &r)?,
+                }
             }
         }
         match acc {

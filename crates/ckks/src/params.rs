@@ -295,6 +295,10 @@ impl Params {
     pub fn default_scale(&self) -> f64 {
         self.0.default_scale
     }
+    /// Whether the parameters passed the 128-bit check (`false` for insecure test sets).
+    pub fn is_secure(&self) -> bool {
+        self.0.security == Security::Bits128
+    }
     pub fn digits(&self) -> usize {
         self.0.dnum
     }

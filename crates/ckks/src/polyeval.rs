@@ -175,15 +175,9 @@ pub fn evaluate_to<A: LeveledArith>(
     }
     let mut basis = PowerBasis::<A> { t: BTreeMap::new() };
     basis.t.insert(1, y);
+    // Baby and giant steps are computed on demand (memoized): for an even or odd series only
+    // the powers of that parity (and the giant powers of two) are ever formed.
     let l = baby_log(degree);
-    for j in 2..=(1usize << l).min(degree) {
-        basis.get(ar, j)?;
-    }
-    let mut g = 1usize << l;
-    while g <= degree {
-        basis.get(ar, g)?;
-        g *= 2;
-    }
     eval_rec(ar, &mut basis, coeffs, l, target_level, target_scale)
 }
 

@@ -37,7 +37,8 @@ pub fn insecure_boot_n12() -> ParamsLiteral {
 }
 
 /// Bootstrapping layout for [`insecure_boot_n12`]: 2^11 slots, CoeffsToSlots 6 + 5 stages,
-/// EvalMod `K = 17`, Chebyshev degree 63, two double angles (9 levels), SlotsToCoeffs 5 + 6.
+/// EvalMod `K = 17`, even Chebyshev cosine of degree 62 (interpolated at 64 nodes), two double
+/// angles (9 levels), SlotsToCoeffs 5 + 6.
 /// Leaves 2 levels.
 pub fn insecure_boot_n12_config() -> BootstrapConfig {
     BootstrapConfig {
@@ -81,7 +82,7 @@ pub fn n16_logqp1534_h192_h32() -> ParamsLiteral {
 }
 
 /// Bootstrapping layout for [`n16_logqp1534_h192_h32`]: CoeffsToSlots 5 + 5 + 5 stages, EvalMod
-/// `K = 17` with a degree-63 Chebyshev cosine and two double angles (9 levels), SlotsToCoeffs
+/// `K = 17` with an even degree-62 Chebyshev cosine and two double angles (9 levels), SlotsToCoeffs
 /// 5 + 5 + 5 stages (the same rotations as CoeffsToSlots, so the keys are shared), ephemeral
 /// secret weight 32, 2^15 slots.
 pub fn n16_logqp1534_h192_h32_config() -> BootstrapConfig {

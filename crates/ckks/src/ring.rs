@@ -20,11 +20,7 @@ pub(crate) fn add_assign(a: &mut Poly, b: &Poly) {
     let n = a.n();
     let bd = b.data();
     for_limbs(a, |i, r| {
-        let q = ctx.moduli()[i].value();
-        for (x, &y) in r.iter_mut().zip(&bd[i * n..(i + 1) * n]) {
-            let s = *x + y;
-            *x = s.min(s.wrapping_sub(q));
-        }
+        math::simd::add_assign(ctx.moduli()[i].value(), r, &bd[i * n..(i + 1) * n])
     });
 }
 
@@ -35,11 +31,7 @@ pub(crate) fn sub_assign(a: &mut Poly, b: &Poly) {
     let n = a.n();
     let bd = b.data();
     for_limbs(a, |i, r| {
-        let q = ctx.moduli()[i].value();
-        for (x, &y) in r.iter_mut().zip(&bd[i * n..(i + 1) * n]) {
-            let s = *x + q - y;
-            *x = s.min(s.wrapping_sub(q));
-        }
+        math::simd::sub_assign(ctx.moduli()[i].value(), r, &bd[i * n..(i + 1) * n])
     });
 }
 
@@ -81,10 +73,7 @@ pub(crate) fn mul_scalar_rns(a: &mut Poly, s: &[u64]) {
     let ctx = a.context().clone();
     for_limbs(a, |i, r| {
         let m = ctx.moduli()[i];
-        let (w, ws) = (s[i], m.shoup(s[i]));
-        for x in r.iter_mut() {
-            *x = m.mul_shoup(*x, w, ws);
-        }
+        math::simd::mul_shoup(&m, r, s[i], m.shoup(s[i]));
     });
 }
 
@@ -95,10 +84,7 @@ pub(crate) fn mul_scalar_acc(acc: &mut Poly, a: &Poly, s: &[u64]) {
     let ad = a.data();
     for_limbs(acc, |i, r| {
         let m = ctx.moduli()[i];
-        let (w, ws) = (s[i], m.shoup(s[i]));
-        for (x, &y) in r.iter_mut().zip(&ad[i * n..(i + 1) * n]) {
-            *x = m.add(*x, m.mul_shoup(y, w, ws));
-        }
+        math::simd::mul_shoup_acc(&m, r, &ad[i * n..(i + 1) * n], s[i], m.shoup(s[i]));
     });
 }
 
@@ -166,9 +152,7 @@ pub(crate) fn rescale_ntt(a: &mut Poly) {
         ctx.plan(i).forward(&mut t);
         let inv = m.inv(ql.value() % m.value()).expect("distinct primes");
         let inv_s = m.shoup(inv);
-        for (x, &y) in r.iter_mut().zip(&t) {
-            *x = m.mul_shoup(m.sub(*x, y), inv, inv_s);
-        }
+        math::simd::sub_mul_add(&m, r, &t, inv, inv_s, 0);
     });
     let _ = n;
 }

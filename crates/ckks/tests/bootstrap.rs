@@ -16,6 +16,15 @@ fn bootstrap_restores_levels_and_precision() {
     let mut rng = ChaCha20Rng::seed_from_u64(11);
     let sk = SecretKey::generate(&params, &mut rng);
     let (keys, encaps) = bs.generate_keys(&sk, &mut rng).unwrap();
+    // Keys travel serialized from the client: round-trip them and bootstrap with the copies.
+    let keys = serialize::evaluation_keys_from_bytes(
+        &params,
+        &serialize::evaluation_keys_to_bytes(&params, &keys),
+    )
+    .unwrap();
+    let eb = serialize::encapsulation_keys_to_bytes(&params, encaps.as_ref().unwrap());
+    assert!(serialize::encapsulation_keys_from_bytes(&params, &eb[..eb.len() - 1]).is_err());
+    let encaps = Some(serialize::encapsulation_keys_from_bytes(&params, &eb).unwrap());
     eprintln!(
         "setup {:?}, {} Galois keys, {} MiB",
         t.elapsed(),
@@ -34,6 +43,20 @@ fn bootstrap_restores_levels_and_precision() {
     let t = Instant::now();
     let (out, phases) = bs.bootstrap_timed(&eval, encaps.as_ref(), &ct).unwrap();
     eprintln!("bootstrap {:?} {phases:?}", t.elapsed());
+    // The EvalMod input y = (m + q_0·I)/(q_0·K) stays inside [−1, 1]: with the weight-32
+    // ephemeral secret |I| ≤ 16, so |y| ≤ 16.5/17 (the deterministic bound of docs/ckks.md).
+    let mut max_y: f64 = 0.0;
+    bs.run(&eval, encaps.as_ref(), &ct, &mut |name, c| {
+        if name == "re" || name == "im" {
+            for v in dec.decrypt(c).unwrap() {
+                max_y = max_y.max(v.re.abs());
+            }
+        }
+    })
+    .unwrap();
+    eprintln!("max |y| = {max_y:.4}");
+    assert!(max_y <= 16.5 / 17.0 + 1e-6, "max |y| = {max_y}");
+    assert!(max_y > 1.0 / 17.0, "the overflow I is not trivially zero");
     assert_eq!(out.level(), bs.output_level());
     assert_eq!(out.level(), 2);
     assert!(scale_eq(out.scale(), ct.scale()));
@@ -52,4 +75,38 @@ fn bootstrap_restores_levels_and_precision() {
     for (a, b) in got.iter().zip(&x) {
         assert!((*a - *b * *b).abs() < 1e-3);
     }
+}
+
+#[test]
+fn bootstrap_sparse_slots() {
+    let params = Params::new(presets::insecure_boot_n12()).unwrap();
+    let mut cfg = presets::insecure_boot_n12_config();
+    let slots = 1 << 8;
+    cfg.slots = slots;
+    cfg.cts_stages = vec![4, 4];
+    cfg.stc_stages = vec![4, 4];
+    let bs = Bootstrapper::new(&params, cfg).unwrap();
+    let mut rng = ChaCha20Rng::seed_from_u64(12);
+    let sk = SecretKey::generate(&params, &mut rng);
+    let (keys, encaps) = bs.generate_keys(&sk, &mut rng).unwrap();
+    let eval = Evaluator::new(&params, keys).unwrap();
+    let enc = Encryptor::with_secret_key(&params, &sk).unwrap();
+    let dec = Decryptor::new(&params, &sk).unwrap();
+    let x: Vec<Complex> = (0..slots)
+        .map(|_| Complex::new(rng.gen_range(-1.0..1.0), rng.gen_range(-1.0..1.0)))
+        .collect();
+    let pt = params.encode(&x, slots, 0, params.default_scale()).unwrap();
+    let ct = enc.encrypt(&pt, &mut rng).unwrap();
+    let out = bs.bootstrap(&eval, encaps.as_ref(), &ct).unwrap();
+    assert_eq!(out.level(), 2);
+    assert_eq!(out.slots(), slots);
+    let got = dec.decrypt(&out).unwrap();
+    let errs: Vec<f64> = got.iter().zip(&x).map(|(a, b)| (*a - *b).abs()).collect();
+    let mean_bits = -(errs.iter().map(|e| e.log2()).sum::<f64>() / errs.len() as f64);
+    let min_bits = -errs.iter().cloned().fold(0.0, f64::max).log2();
+    eprintln!("sparse {slots} slots: mean {mean_bits:.1} bits, min {min_bits:.1} bits");
+    assert!(
+        mean_bits >= 20.0 && min_bits >= 15.0,
+        "mean {mean_bits:.1}, min {min_bits:.1}"
+    );
 }

@@ -196,11 +196,20 @@ fn linear_transform_matches_dense_product() {
                     Complex::new(rng.gen_range(-1.0..1.0), rng.gen_range(-1.0..1.0));
             }
         }
-        for m in [dense, banded] {
+        for (m, horner) in [
+            (dense.clone(), false),
+            (banded.clone(), false),
+            (dense, true),
+            (banded, true),
+        ] {
             let dm = DiagMatrix::from_dense(&m).unwrap();
             let level = params.max_level();
-            let lt =
-                LinearTransform::new(&params, &dm, level, params.q()[level] as f64, None).unwrap();
+            let q = params.q()[level] as f64;
+            let lt = if horner {
+                LinearTransform::new_horner(&params, &dm, level, q, None).unwrap()
+            } else {
+                LinearTransform::new(&params, &dm, level, q, None).unwrap()
+            };
             let mut c = setup(presets::insecure_test_n11(), &lt.rotations());
             let x = rand_vec(&mut rng, slots);
             let cx = c.enc.encrypt_values(&x, slots, &mut c.rng).unwrap();
@@ -259,4 +268,78 @@ fn polynomial_evaluation_on_ciphertexts() {
     let y = polyeval::evaluate_composite(&c.eval, &cx, &comp).unwrap();
     let want: Vec<Complex> = xs.iter().map(|x| Complex::from(comp.eval(x.re))).collect();
     check(&c, &y, &want, 16.0, "composite");
+}
+
+#[test]
+fn keys_below_the_ciphertext_level_are_refused() {
+    let params = Params::new(presets::insecure_test_n11()).unwrap();
+    let mut rng = ChaCha20Rng::seed_from_u64(9);
+    let sk = SecretKey::generate(&params, &mut rng);
+    let kg = KeyGenerator::new(&params, &sk).unwrap();
+    let mut keys = kg.evaluation_keys(&[], &mut rng).unwrap();
+    let g = params.galois_element(3);
+    kg.extend_at(&mut keys, &[(g, 2)], &mut rng).unwrap();
+    let eval = Evaluator::new(&params, keys).unwrap();
+    let enc = Encryptor::with_secret_key(&params, &sk).unwrap();
+    let x = rand_vec(&mut rng, 8);
+    let ct = enc.encrypt_values(&x, 8, &mut rng).unwrap();
+    assert!(matches!(
+        eval.rotate(&ct, 3),
+        Err(CkksError::InvalidLevel { .. })
+    ));
+    let low = eval.drop_to_level(&ct, 2).unwrap();
+    let r = eval.rotate(&low, 3).unwrap();
+    let dec = Decryptor::new(&params, &sk).unwrap();
+    let want: Vec<Complex> = (0..8).map(|i| x[(i + 3) % 8]).collect();
+    assert!(precision(&dec.decrypt(&r).unwrap(), &want) > 20.0);
+}
+
+#[test]
+fn serialization_round_trips_and_rejects_bad_bytes() {
+    let mut c = setup(presets::insecure_test_n11(), &[1]);
+    let x = rand_vec(&mut c.rng, 64);
+    let ct = c.enc.encrypt_values(&x, 64, &mut c.rng).unwrap();
+    let ct = c.eval.drop_to_level(&ct, 3).unwrap();
+    let bytes = serialize::ciphertext_to_bytes(&c.params, &ct);
+    assert!(bytes.len() < ct.memory_bytes()); // bit-packed below 64 bits per residue
+    let back = serialize::ciphertext_from_bytes(&c.params, &bytes).unwrap();
+    check(&c, &back, &x, 22.0, "deserialized");
+    // Truncation, trailing bytes, wrong version, wrong params, out-of-range residue: errors.
+    for cut in [0, 1, 10, bytes.len() / 2, bytes.len() - 1] {
+        assert!(serialize::ciphertext_from_bytes(&c.params, &bytes[..cut]).is_err());
+    }
+    let mut long = bytes.clone();
+    long.push(0);
+    assert!(matches!(
+        serialize::ciphertext_from_bytes(&c.params, &long),
+        Err(CkksError::Decode(_))
+    ));
+    let mut v = bytes.clone();
+    v[0] = 9;
+    assert!(serialize::ciphertext_from_bytes(&c.params, &v).is_err());
+    let other = Params::new(presets::insecure_boot_n12()).unwrap();
+    assert!(serialize::ciphertext_from_bytes(&other, &bytes).is_err());
+    let mut big = bytes.clone();
+    let first_residue = 2 + 8 + 2 + 1 + 4 + 8;
+    for b in &mut big[first_residue..first_residue + 8] {
+        *b = 0xff; // first residue = 2^50 − 1 ≥ q_0
+    }
+    assert!(serialize::ciphertext_from_bytes(&c.params, &big).is_err());
+    // Random garbage never panics.
+    let mut rng = ChaCha20Rng::seed_from_u64(99);
+    for _ in 0..200 {
+        let len = rng.gen_range(0..64);
+        let junk: Vec<u8> = (0..len).map(|_| rng.gen()).collect();
+        let _ = serialize::ciphertext_from_bytes(&c.params, &junk);
+        let _ = serialize::evaluation_keys_from_bytes(&c.params, &junk);
+    }
+    // Evaluation keys round trip and still rotate.
+    let kb = serialize::evaluation_keys_to_bytes(&c.params, c.eval.keys());
+    let keys = serialize::evaluation_keys_from_bytes(&c.params, &kb).unwrap();
+    assert_eq!(keys.memory_bytes(), c.eval.keys().memory_bytes());
+    let ev2 = Evaluator::new(&c.params, keys).unwrap();
+    let r = ev2.rotate(&ct, 1).unwrap();
+    let want: Vec<Complex> = (0..64).map(|i| x[(i + 1) % 64]).collect();
+    check(&c, &r, &want, 20.0, "rotation with deserialized keys");
+    assert!(serialize::evaluation_keys_from_bytes(&c.params, &kb[..kb.len() - 3]).is_err());
 }

@@ -61,21 +61,28 @@ fn median<T>(budget: Duration, mut setup: impl FnMut() -> T, mut op: impl FnMut(
     times[reps / 2]
 }
 
-fn report(json: bool, op: &str, n: usize, log_q: u32, ns: u128) {
-    if json {
-        println!(
+fn report(out: &mut dyn std::io::Write, json: bool, op: &str, n: usize, log_q: u32, ns: u128) {
+    let r = if json {
+        writeln!(
+            out,
             "{}",
             serde_json::json!({"op": op, "n": n, "log_q": log_q, "ns": ns as u64})
-        );
+        )
     } else {
-        println!(
+        writeln!(
+            out,
             "{op:>22}  N={n:<6} log_q={log_q:<4} {:>12.3} us",
             ns as f64 / 1e3
-        );
-    }
+        )
+    };
+    r.expect("write report");
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {
+    run_to(a, &mut std::io::stdout().lock())
+}
+
+fn run_to(a: Args, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
     let budget = Duration::from_millis(a.budget_ms);
     let mut rng = ChaCha20Rng::seed_from_u64(0x5eed);
     for &n in &a.n {
@@ -104,7 +111,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
                 plan.inverse(&mut buf);
             },
         );
-        report(a.json, "ntt_fwd_inv", n, log_q, ns);
+        report(out, a.json, "ntt_fwd_inv", n, log_q, ns);
         let raw = tfhe_ntt::prime64::Plan::try_new(n, q0).context("tfhe-ntt plan")?;
         let ns = median(
             budget,
@@ -115,7 +122,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
                 raw.normalize(&mut buf);
             },
         );
-        report(a.json, "ntt_fwd_inv_raw_tfhe", n, log_q, ns);
+        report(out, a.json, "ntt_fwd_inv_raw_tfhe", n, log_q, ns);
 
         let ns = median(
             budget,
@@ -124,7 +131,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
                 std::hint::black_box(sk.encrypt(&pt, &mut rng).expect("encrypt"));
             },
         );
-        report(a.json, "encrypt_sk", n, log_q, ns);
+        report(out, a.json, "encrypt_sk", n, log_q, ns);
 
         let ct = sk.encrypt(&pt, &mut rng)?;
         let ptn = PlaintextNtt::new(&pt, l)?;
@@ -135,7 +142,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             || (),
             |_| ev.mul_plain_assign(&mut acc, &ptn).expect("mul"),
         );
-        report(a.json, "ct_pt_mul", n, log_q, ns);
+        report(out, a.json, "ct_pt_mul", n, log_q, ns);
         // from coefficient form and back (SEAL's default BFV path)
         let mut ctc = ct.clone();
         ctc.to_representation(Representation::Coefficient);
@@ -148,7 +155,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
                 std::hint::black_box(c);
             },
         );
-        report(a.json, "ct_pt_mul_coeff", n, log_q, ns);
+        report(out, a.json, "ct_pt_mul_coeff", n, log_q, ns);
 
         let rk = RelinKey::generate(&sk, &mut rng)?;
         let ns = median(
@@ -158,7 +165,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
                 std::hint::black_box(ev.mul(&ct, &ct, &rk).expect("mul"));
             },
         );
-        report(a.json, "ct_ct_mul_relin", n, log_q, ns);
+        report(out, a.json, "ct_ct_mul_relin", n, log_q, ns);
 
         let gk = GaloisKeys::for_rotations(&sk, &[1], false, &mut rng)?;
         let ns = median(
@@ -168,14 +175,22 @@ pub fn run(a: Args) -> anyhow::Result<()> {
                 std::hint::black_box(ev.rotate_rows(&ct, 1, &gk).expect("rotate"));
             },
         );
-        report(a.json, "rotate", n, log_q, ns);
+        report(out, a.json, "rotate", n, log_q, ns);
 
+        // BFV modulus switching Q_L → Q_{L−1}: from coefficient form (SEAL's native
+        // BFV form) and from NTT form (ours after ct × pt; includes the transforms)
+        let ns = median(
+            budget,
+            || ctc.clone(),
+            |mut c| ev.mod_switch_to_next(&mut c).expect("switch"),
+        );
+        report(out, a.json, "mod_switch", n, log_q, ns);
         let ns = median(
             budget,
             || ct.clone(),
             |mut c| ev.mod_switch_to_next(&mut c).expect("switch"),
         );
-        report(a.json, "mod_switch", n, log_q, ns);
+        report(out, a.json, "mod_switch_ntt", n, log_q, ns);
 
         let mut full = ct.clone();
         ev.add_assign(&mut full, &ct)?; // not seeded: both parts are written
@@ -188,7 +203,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
                 );
             },
         );
-        report(a.json, "serialize_ct", n, log_q, ns);
+        report(out, a.json, "serialize_ct", n, log_q, ns);
         let bytes = serialize::ciphertext_to_bytes(&full, Form::Full)?;
         let ns = median(
             budget,
@@ -199,7 +214,57 @@ pub fn run(a: Args) -> anyhow::Result<()> {
                 );
             },
         );
-        report(a.json, "deserialize_ct", n, log_q, ns);
+        report(out, a.json, "deserialize_ct", n, log_q, ns);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_lines_for_every_op() {
+        let mut buf = Vec::new();
+        run_to(
+            Args {
+                n: vec![4096],
+                json: true,
+                budget_ms: 1,
+            },
+            &mut buf,
+        )
+        .unwrap();
+        let lines: Vec<serde_json::Value> = String::from_utf8(buf)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        for op in [
+            "ntt_fwd_inv",
+            "encrypt_sk",
+            "ct_pt_mul",
+            "ct_ct_mul_relin",
+            "rotate",
+            "mod_switch",
+            "serialize_ct",
+        ] {
+            let l = lines
+                .iter()
+                .find(|l| l["op"] == op)
+                .unwrap_or_else(|| panic!("missing {op}"));
+            assert_eq!(l["n"], 4096);
+            assert_eq!(l["log_q"], 72);
+            assert!(l["ns"].as_u64().unwrap() > 0);
+        }
+        assert!(run_to(
+            Args {
+                n: vec![1000],
+                json: true,
+                budget_ms: 1
+            },
+            &mut Vec::new()
+        )
+        .is_err());
+    }
 }

@@ -1,8 +1,9 @@
 //! `privinfer bench linear`: every linear layer of a model through a linear-layer protocol, both
 //! parties in one process over TCP loopback, one JSON line per layer.
 //!
-//! Models are the built-in shape lists of `linear::shapes` (ONNX import is not wired here yet),
-//! with seeded random weights |w| < 2^weight_bits and random input shares.
+//! `--model` is an ONNX file (its linear layers with their real quantized weights, BN folded, via
+//! `nn` and the engine's plan compiler) or a built-in shape list of `linear::shapes` with seeded
+//! random weights |w| < 2^weight_bits. Input shares are random.
 
 use std::time::Instant;
 
@@ -27,6 +28,9 @@ pub struct Args {
     /// Public bound on the weights' magnitude: |w| < 2^weight_bits.
     #[arg(long, default_value_t = 12)]
     weight_bits: u32,
+    /// Run each distinct layer shape once (first occurrence).
+    #[arg(long)]
+    distinct: bool,
     /// Run only the first K layers.
     #[arg(long)]
     limit: Option<usize>,
@@ -60,18 +64,29 @@ fn random_weights(layer: &LayerSpec, ring: Ring, rng: &mut ChaCha20Rng) -> Layer
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {
-    let layers = shapes::by_name(&a.model, a.weight_bits).with_context(|| {
-        format!(
-            "unknown model {:?}; built-in models: {}",
-            a.model,
-            shapes::MODELS.join(", ")
-        )
-    })?;
+    let ring = Ring::new(a.ell)?;
+    let mut rng = ChaCha20Rng::seed_from_u64(a.seed);
+    let layers: Vec<(String, LayerSpec, Option<LayerWeights>)> = if a.model.ends_with(".onnx") {
+        onnx_layers(&a.model, a.ell)?
+    } else {
+        shapes::by_name(&a.model, a.weight_bits)
+            .with_context(|| {
+                format!(
+                    "unknown model {:?}; built-in models: {} (or a .onnx file)",
+                    a.model,
+                    shapes::MODELS.join(", ")
+                )
+            })?
+            .into_iter()
+            .map(|(n, l)| (n, l, None))
+            .collect()
+    };
+    let mut seen = std::collections::HashSet::new();
     let layers: Vec<_> = layers
         .into_iter()
+        .filter(|(_, l, _)| !a.distinct || seen.insert(*l))
         .take(a.limit.unwrap_or(usize::MAX))
         .collect();
-    let ring = Ring::new(a.ell)?;
     let proto = Cheetah::new(CheetahConfig {
         packing: !a.no_packing,
         bandwidth_bytes_per_s: (a.plan_mbps * 1e6 / 8.0) as u64,
@@ -79,7 +94,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     });
     let baseline = Cheetah::new(CheetahConfig::unpacked()); // Cheetah's own formula
     let mut requests = Vec::new();
-    for (name, l) in &layers {
+    for (name, l, _) in &layers {
         requests.extend(
             proto
                 .keys_needed(l, ring)
@@ -90,12 +105,13 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     requests.dedup();
     let setup = linear::setup_cost(&requests)?;
 
+    // A packed ImageNet-size layer can keep the server busy for minutes on a loaded machine.
     let cfg = TcpConfig {
         max_message: 1 << 30,
+        timeout: std::time::Duration::from_secs(3600),
         ..TcpConfig::default()
     };
     let (mut cc, mut sc) = TcpChannel::loopback_pair(cfg)?;
-    let mut rng = ChaCha20Rng::seed_from_u64(a.seed);
     let (ck, sk) = if a.dry_run {
         (None, None)
     } else {
@@ -117,7 +133,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
 
     let (mut tot_ms, mut tot_c2s, mut tot_s2c, mut tot_cheetah, mut all_exact) =
         (0.0, 0u64, 0u64, 0u64, true);
-    for (name, layer) in &layers {
+    for (name, layer, real) in &layers {
         let plan = proto.plan(layer, ring)?;
         let cheetah_bytes = baseline.cost(layer, ring)?.bytes();
         let mut row = serde_json::json!({
@@ -137,7 +153,10 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         });
         tot_cheetah += cheetah_bytes;
         if let (Some(ck), Some(sk)) = (&ck, &sk) {
-            let w = random_weights(layer, ring, &mut rng);
+            let w = match real {
+                Some(w) => w.clone(),
+                None => random_weights(layer, ring, &mut rng),
+            };
             let x: Vec<u64> = (0..layer.input_len())
                 .map(|_| ring.from_signed(rng.gen_range(-(1 << 16)..(1 << 16))))
                 .collect();
@@ -232,4 +251,37 @@ fn emit(json: bool, v: serde_json::Value) {
                 .unwrap_or_else(|| "-".into()),
         );
     }
+}
+
+/// The linear layers of an ONNX model with their quantized weights (docs/fixed-point.md).
+fn onnx_layers(
+    path: &str,
+    ell: u32,
+) -> anyhow::Result<Vec<(String, LayerSpec, Option<LayerWeights>)>> {
+    let model = nn::load(path).with_context(|| format!("loading {path}"))?;
+    let cfg = engine::PlanConfig {
+        ell,
+        ..engine::PlanConfig::default()
+    };
+    let plan = engine::Plan::compile(&model, &cfg)?;
+    let fm = nn::fixed::FixedModel::new(&model, nn::FixedConfig::new(ell, cfg.scale)?);
+    Ok(plan
+        .steps
+        .iter()
+        .enumerate()
+        .filter_map(|(id, step)| match &step.kind {
+            engine::StepKind::Linear { layer, .. } => {
+                let (w, b) = fm.params(id);
+                Some((
+                    step.name.clone(),
+                    *layer,
+                    Some(LayerWeights {
+                        weights: w.to_vec(),
+                        bias: b.to_vec(),
+                    }),
+                ))
+            }
+            _ => None,
+        })
+        .collect())
 }

@@ -44,6 +44,26 @@ const OPS: [&str; 6] = [
     "trunc_known_sign_approx",
 ];
 
+/// This thread's CPU time so far (Linux `/proc/thread-self/schedstat`, first field in ns), for
+/// per-party CPU figures that a loaded machine inflates far less than wall time.
+fn thread_cpu_ns() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    s.split_whitespace().next()?.parse().ok()
+}
+
+/// The cost model of one benchmarked op.
+fn op_cost(ring: Ring, s: u32, op: &str, n: usize) -> mpc::cost::Cost {
+    use mpc::cost;
+    match op {
+        "relu" => cost::relu(ring, n),
+        "relu_approx" => cost::relu_approx(ring, s, n),
+        "trunc" => cost::trunc(ring, s, n),
+        "trunc_known_sign" => cost::trunc_known_sign(ring, s, n),
+        "trunc_relu" => cost::trunc_relu(ring, s, n),
+        _ => cost::trunc_known_sign_approx(ring, s, n),
+    }
+}
+
 /// One party's measurement of one op.
 struct Measure {
     ms: f64,
@@ -51,6 +71,8 @@ struct Measure {
     ot_sent: u64,
     ot_recv: u64,
     cots: u64,
+    ot_ms: f64,
+    cpu_ms: Option<f64>,
     out: Vec<u64>,
 }
 
@@ -76,8 +98,18 @@ fn party(
         let before = ch.stats();
         let ot_before = sess.ot_usage();
         let t = Instant::now();
+        let cpu0 = thread_cpu_ns();
         let mut out = Vec::with_capacity(x.len());
+        // COT generation (silent-OT refills) is done ahead of each batch and timed apart, so
+        // `ms`/`cpu_ms` are the protocol's own and `ot_ms` the OT layer's.
+        let mut pre = std::time::Duration::ZERO;
+        let mut pre_cpu = 0u64;
         for chunk in x.chunks(a.batch) {
+            let (send, recv) = op_cost(ring, a.scale, op, chunk.len()).cots_for(p);
+            let (tp, cp) = (Instant::now(), thread_cpu_ns());
+            sess.prefetch(&mut ch, send, recv)?;
+            pre += tp.elapsed();
+            pre_cpu += thread_cpu_ns().zip(cp).map_or(0, |(b, a)| b - a);
             let xs = Shares::new(ring, a.scale, chunk.to_vec())?;
             let y = match op {
                 "relu" => sess.relu(&mut ch, &xs)?,
@@ -90,7 +122,11 @@ fn party(
             out.extend(y.data);
         }
         ch.flush()?;
-        let ms = t.elapsed().as_secs_f64() * 1e3;
+        let ms = (t.elapsed() - pre).as_secs_f64() * 1e3;
+        let cpu_ms = match (cpu0, thread_cpu_ns()) {
+            (Some(a), Some(b)) => Some((b - a - pre_cpu) as f64 / 1e6),
+            _ => None,
+        };
         let ot = sess.ot_usage();
         res.push(Measure {
             ms,
@@ -99,6 +135,8 @@ fn party(
             ot_recv: ot.bytes_received - ot_before.bytes_received,
             cots: (ot.cots_sent - ot_before.cots_sent)
                 + (ot.cots_received - ot_before.cots_received),
+            ot_ms: (ot.time - ot_before.time).as_secs_f64() * 1e3,
+            cpu_ms,
             out,
         });
     }
@@ -159,10 +197,11 @@ pub fn run(args: Args) -> Result<()> {
             setup0.rounds()
         );
         println!(
-            "{:<24} {:>9} {:>10} {:>12} {:>12} {:>7} {:>9} {:>9} {:>8}",
+            "{:<24} {:>9} {:>10} {:>10} {:>12} {:>12} {:>7} {:>9} {:>9} {:>8}",
             "op",
             "elements",
             "ms",
+            "OT ms",
             "bytes_c2s",
             "bytes_s2c",
             "rounds",
@@ -173,9 +212,8 @@ pub fn run(args: Args) -> Result<()> {
     }
     for (i, op) in OPS.iter().enumerate() {
         let (p0, p1) = (&m0[i], &m1[i]);
-        for j in 0..args.elements {
+        for (j, &x) in values.iter().enumerate() {
             let got = ring.add(p0.out[j], p1.out[j]);
-            let x = values[j];
             let ok = match *op {
                 "relu" => got == plain::relu(ring, x),
                 "relu_approx" => plain::relu_approx_allowed(ring, x, args.scale).contains(&got),
@@ -196,21 +234,26 @@ pub fn run(args: Args) -> Result<()> {
         let ms = p0.ms.max(p1.ms);
         if args.json {
             println!(
-                "{{\"op\":\"{op}\",\"elements\":{},\"ell\":{},\"scale\":{},\"ms\":{ms:.1},\"bytes_c2s\":{},\"bytes_s2c\":{},\"rounds\":{},\"bits_per_element\":{bits:.2},\"protocol_bits_per_element\":{:.2},\"ot_bits_per_element\":{ot_bits:.2},\"cots_per_element\":{cots:.2}}}",
+                "{{\"op\":\"{op}\",\"elements\":{},\"ell\":{},\"scale\":{},\"ms\":{ms:.1},\"ot_ms\":{:.1},\"cpu_ms_p0\":{},\"cpu_ms_p1\":{},\"bytes_c2s\":{},\"bytes_s2c\":{},\"rounds\":{},\"bits_per_element\":{bits:.2},\"protocol_bits_per_element\":{:.2},\"formula_bits_per_element\":{:.2},\"ot_bits_per_element\":{ot_bits:.2},\"cots_per_element\":{cots:.2}}}",
                 args.elements,
                 args.ell,
                 args.scale,
+                p0.ot_ms.max(p1.ot_ms),
+                fmt_opt(p0.cpu_ms),
+                fmt_opt(p1.cpu_ms),
                 p0.stats.bytes_received,
                 p0.stats.bytes_sent,
                 p0.stats.rounds(),
-                bits - ot_bits
+                bits - ot_bits,
+                op_cost(ring, args.scale, op, args.elements).bits as f64 / n
             );
         } else {
             println!(
-                "{:<24} {:>9} {:>10.1} {:>12} {:>12} {:>7} {:>9.2} {:>9.2} {:>8.2}",
+                "{:<24} {:>9} {:>10.1} {:>10.1} {:>12} {:>12} {:>7} {:>9.2} {:>9.2} {:>8.2}",
                 op,
                 args.elements,
                 ms,
+                p0.ot_ms.max(p1.ot_ms),
                 p0.stats.bytes_received,
                 p0.stats.bytes_sent,
                 p0.stats.rounds(),
@@ -230,4 +273,8 @@ pub fn run(args: Args) -> Result<()> {
         println!("OT over all ops: {cots} COTs, {ot_bytes} B, {per_cot:.3} bits/COT");
     }
     Ok(())
+}
+
+fn fmt_opt(x: Option<f64>) -> String {
+    x.map_or_else(|| "null".to_string(), |v| format!("{v:.1}"))
 }

@@ -1,5 +1,6 @@
-//! `privinfer inspect MODEL.onnx [--json]`: the layer table (op, shapes, MACs, ReLUs,
-//! parameters) and totals of an imported model.
+//! `privinfer inspect MODEL.onnx [--json] [--plan]`: the layer table (op, shapes, MACs, ReLUs,
+//! parameters) and totals of an imported model; with `--plan`, the 2PC plan instead: per layer
+//! the protocol chosen and the cost model's prediction, and the model digest.
 
 use std::path::PathBuf;
 
@@ -12,6 +13,86 @@ pub struct Args {
     /// One JSON object per line (one per layer, then `{"total": ...}`).
     #[arg(long)]
     json: bool,
+    /// Show the private-inference plan (protocol and predicted cost per layer).
+    #[arg(long)]
+    plan: bool,
+    /// Ring bit width ℓ for `--plan`.
+    #[arg(long, default_value_t = 37)]
+    ell: u32,
+    /// Fractional bits s for `--plan`.
+    #[arg(long, default_value_t = 12)]
+    scale: u32,
+}
+
+/// `--plan`: the plan as the server would show it to a client, with predicted linear-layer costs.
+fn show_plan(a: &Args, model: &nn::Model) -> anyhow::Result<()> {
+    let cfg = engine::PlanConfig {
+        ell: a.ell,
+        scale: a.scale,
+        ..engine::PlanConfig::default()
+    };
+    let plan = engine::Plan::compile(model, &cfg)?;
+    let digest = plan.digest();
+    let predicted = |k: &engine::StepKind| match k {
+        engine::StepKind::Linear { cost, .. } => Some(*cost),
+        _ => None,
+    };
+    if a.json {
+        for (i, s) in plan.steps.iter().enumerate() {
+            let c = predicted(&s.kind);
+            println!(
+                "{}",
+                serde_json::json!({"layer": i, "name": s.name, "op": s.op, "protocol": s.kind.protocol(),
+                    "shape": s.shape, "predicted": c})
+            );
+        }
+        let t = plan.predicted_linear_cost();
+        println!(
+            "{}",
+            serde_json::json!({"layer": "total", "model_digest": digest, "ell": plan.ell, "scale": plan.scale,
+                "predicted_linear": t})
+        );
+        return Ok(());
+    }
+    println!(
+        "plan for {} (ℓ = {}, s = {}), model digest {digest}",
+        a.model.display(),
+        plan.ell,
+        plan.scale
+    );
+    println!(
+        "{:>5}  {:<14} {:<9} {:<18} {:>11} {:>11} {:>6} {:>7}",
+        "layer", "op", "protocol", "output", "c2s bytes", "s2c bytes", "rounds", "ct×pt"
+    );
+    for (i, s) in plan.steps.iter().enumerate() {
+        let (c2s, s2c, r, m) = predicted(&s.kind)
+            .map(|c| {
+                (
+                    c.bytes_c2s.to_string(),
+                    c.bytes_s2c.to_string(),
+                    c.rounds.to_string(),
+                    c.ct_pt_mults.to_string(),
+                )
+            })
+            .unwrap_or_default();
+        println!(
+            "{:>5}  {:<14} {:<9} {:<18} {:>11} {:>11} {:>6} {:>7}",
+            i,
+            s.op,
+            s.kind.protocol(),
+            shape(&s.shape),
+            c2s,
+            s2c,
+            r,
+            m
+        );
+    }
+    let t = plan.predicted_linear_cost();
+    println!(
+        "linear layers (predicted): {} B client→server, {} B server→client, {} rounds; non-linear layers are measured by `privinfer bench --model`",
+        t.bytes_c2s, t.bytes_s2c, t.rounds
+    );
+    Ok(())
 }
 
 fn shape(s: &[usize]) -> String {
@@ -21,6 +102,9 @@ fn shape(s: &[usize]) -> String {
 
 pub fn run(a: Args) -> anyhow::Result<()> {
     let model = nn::load(&a.model).with_context(|| format!("importing {}", a.model.display()))?;
+    if a.plan {
+        return show_plan(&a, &model);
+    }
     let rows = model.layer_table();
     let total = model.total_counts();
     if a.json {

@@ -2,6 +2,7 @@
 //!
 //! Each verb lives in its own module; this file only parses and dispatches.
 
+mod bench_ckks;
 mod bench_he;
 mod bench_linear;
 mod bench_ot;
@@ -65,6 +66,8 @@ enum BenchCommand {
     Relu(bench_relu::Args),
     /// Every linear layer of a model under the HE linear protocols.
     Linear(bench_linear::Args),
+    /// CKKS operations and bootstrapping.
+    Ckks(bench_ckks::Args),
 }
 
 fn init_logging(verbose: u8) {
@@ -94,6 +97,7 @@ fn main() {
             Some(BenchCommand::Ot(a)) => bench_ot::run(a),
             Some(BenchCommand::Relu(a)) => bench_relu::run(a),
             Some(BenchCommand::Linear(a)) => bench_linear::run(a),
+            Some(BenchCommand::Ckks(a)) => bench_ckks::run(a),
         },
         Command::Estimate(a) => estimate::run(a),
         Command::Inspect(a) => inspect::run(a),

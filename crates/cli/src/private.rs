@@ -33,15 +33,24 @@ pub struct ModelOpts {
     /// Reveal only the top-1 label to the client (private argmax), not the logits.
     #[arg(long)]
     label_only: bool,
+    /// Bandwidth (Mbit/s) the planner assumes when it trades computation for bytes in the
+    /// linear layers: a small value chooses packed HE responses (fewer bytes, more key switches).
+    #[arg(long, default_value_t = 400)]
+    plan_mbps: u64,
 }
 
 impl ModelOpts {
-    fn plan_config(&self) -> PlanConfig {
-        PlanConfig {
+    fn plan_config(&self) -> anyhow::Result<PlanConfig> {
+        if self.plan_mbps == 0 {
+            bail!("--plan-mbps must be at least 1");
+        }
+        let mut cfg = PlanConfig {
             ell: self.ell,
             scale: self.scale,
             ..PlanConfig::default()
-        }
+        };
+        cfg.cheetah.bandwidth_bytes_per_s = self.plan_mbps.saturating_mul(1_000_000 / 8);
+        Ok(cfg)
     }
     fn reveal(&self) -> Reveal {
         if self.label_only {
@@ -125,7 +134,17 @@ fn loopback_server(
     model: ServerModel,
     reveal: Reveal,
 ) -> anyhow::Result<(std::net::SocketAddr, thread::JoinHandle<anyhow::Result<()>>)> {
-    let server = Server::bind("127.0.0.1:0", ServerConfig::default())?;
+    let tcp = TcpConfig {
+        timeout: Duration::from_secs(600),
+        ..TcpConfig::default()
+    };
+    let server = Server::bind(
+        "127.0.0.1:0",
+        ServerConfig {
+            max_sessions: 1,
+            tcp,
+        },
+    )?;
     let addr = server.local_addr()?;
     let service = Arc::new(ModelService::new(model, reveal)?);
     let h = thread::spawn(move || -> anyhow::Result<()> {
@@ -142,14 +161,18 @@ fn private_run(
     x: &[f32],
     quiet: bool,
 ) -> anyhow::Result<Inference> {
-    let server_model = ServerModel::new(model, &opts.plan_config())?;
+    let server_model = ServerModel::new(model, &opts.plan_config()?)?;
     let steps = server_model.plan.steps.len();
     let (addr, server) = loopback_server(server_model, opts.reveal())?;
     let pb = progress_bar(quiet, "private inference");
     pb.set_length(steps as u64);
+    let tcp = TcpConfig {
+        timeout: Duration::from_secs(600),
+        ..TcpConfig::default()
+    };
     let result = engine::infer(
         addr,
-        TcpConfig::default(),
+        tcp,
         None,
         &mut |plan| quantize(x, plan),
         &mut |i, _| pb.set_position(i as u64),
@@ -260,7 +283,7 @@ pub struct ServeArgs {
     #[arg(long)]
     max_clients: Option<usize>,
     /// Seconds to wait for a silent client before dropping it.
-    #[arg(long, default_value_t = 60)]
+    #[arg(long, default_value_t = 300)]
     timeout: u64,
     #[command(flatten)]
     opts: ModelOpts,
@@ -272,7 +295,7 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<()> {
         bail!("--max-sessions must be at least 1");
     }
     let (model, _) = load_model(Some(&a.model))?;
-    let server_model = ServerModel::new(&model, &a.opts.plan_config())?;
+    let server_model = ServerModel::new(&model, &a.opts.plan_config()?)?;
     let service = Arc::new(ModelService::new(server_model, a.opts.reveal())?);
     let tcp = TcpConfig {
         timeout: Duration::from_secs(a.timeout.max(1)),
@@ -306,8 +329,8 @@ pub struct InferArgs {
     /// Refuse to run unless the server's model digest equals this (hex).
     #[arg(long)]
     expect_digest: Option<String>,
-    /// Seconds to wait for the server.
-    #[arg(long, default_value_t = 60)]
+    /// Seconds to wait for the server (large layers take minutes on small machines).
+    #[arg(long, default_value_t = 300)]
     timeout: u64,
     /// One JSON object.
     #[arg(long)]

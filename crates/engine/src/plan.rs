@@ -40,18 +40,40 @@ impl LinearChoice {
     }
 }
 
+/// What runs right after a linear layer's protocol, on the same step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Epilogue {
+    /// The rescale t(·) back to scale 2^s (docs/fixed-point.md).
+    Rescale,
+    /// t(·) and ReLU in one protocol (`mpc::Session::trunc_relu`): the following ReLU step is
+    /// `Fused`.
+    RescaleRelu,
+    /// None: the output stays at scale 2^{2s} and is consumed by an `AddAligned` step.
+    Deferred,
+}
+
 /// How a step is computed on shares.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StepKind {
     /// The client's input (its share is the quantized image, the server's is zero).
     Input,
-    /// A linear layer by a 2PC protocol, then the rescale t(·) (docs/fixed-point.md).
+    /// A linear layer by a 2PC protocol, then its epilogue.
     Linear {
         choice: LinearChoice,
         layer: LayerSpec,
         cost: Cost,
+        epilogue: Epilogue,
     },
+    /// A ReLU already computed by the step it reads (a `RescaleRelu` epilogue): passes the value on.
+    Fused,
+    /// Residual sum of a linear layer's output at scale 2^{2s} (input 0, a `Deferred` epilogue)
+    /// and a value at scale 2^s (input 1) lifted by 2^s; local. Exact for the reference because
+    /// t(y + x·2^s) = t(y) + x.
+    AddAligned,
+    /// t(·) and ReLU in one protocol on an `AddAligned` output.
+    TruncRelu,
     Relu,
     Relu6,
     MaxPool {
@@ -92,6 +114,8 @@ impl StepKind {
     pub fn protocol(&self) -> &'static str {
         match self {
             StepKind::Linear { choice, .. } => choice.name(),
+            StepKind::TruncRelu => "trunc_relu",
+            StepKind::Fused => "fused",
             StepKind::Relu | StepKind::Relu6 => "relu",
             StepKind::MaxPool { .. } => "maxpool",
             StepKind::AvgPool { .. } | StepKind::GlobalAvgPool => "trunc",
@@ -120,6 +144,9 @@ pub struct PlanConfig {
     pub ell: u32,
     pub scale: u32,
     pub cheetah: linear::CheetahConfig,
+    /// Fuse each ReLU with the rescale before it (after a linear layer, or after a residual add of
+    /// a linear layer's output) into one `trunc_relu`: same result, fewer bits.
+    pub fuse_relu: bool,
 }
 
 impl Default for PlanConfig {
@@ -128,6 +155,7 @@ impl Default for PlanConfig {
             ell: 37,
             scale: 12,
             cheetah: linear::CheetahConfig::default(),
+            fuse_relu: true,
         }
     }
 }
@@ -268,6 +296,9 @@ impl Plan {
                 kind,
             });
         }
+        if cfg.fuse_relu {
+            Self::fuse_relus(&mut steps, model.output);
+        }
         let plan = Plan {
             version: PLAN_VERSION,
             model: model.name.clone(),
@@ -291,7 +322,56 @@ impl Plan {
             choice,
             layer,
             cost,
+            epilogue: Epilogue::Rescale,
         })
+    }
+
+    /// Rewrites `Linear → ReLU` into `Linear(RescaleRelu) → Fused`, and
+    /// `Linear → Add(·, x) → ReLU` into `Linear(Deferred) → AddAligned → TruncRelu`, where the
+    /// intermediate values have no other consumer (and are not the model output).
+    fn fuse_relus(steps: &mut [Step], output: usize) {
+        let mut consumers = vec![0usize; steps.len()];
+        for s in steps.iter() {
+            for &j in &s.inputs {
+                consumers[j] += 1;
+            }
+        }
+        let single = |j: usize, consumers: &[usize]| consumers[j] == 1 && j != output;
+        let is_plain_linear = |k: &StepKind| {
+            matches!(
+                k,
+                StepKind::Linear {
+                    epilogue: Epilogue::Rescale,
+                    ..
+                }
+            )
+        };
+        for r in 0..steps.len() {
+            if steps[r].kind != StepKind::Relu {
+                continue;
+            }
+            let i = steps[r].inputs[0];
+            if is_plain_linear(&steps[i].kind) && single(i, &consumers) {
+                if let StepKind::Linear { epilogue, .. } = &mut steps[i].kind {
+                    *epilogue = Epilogue::RescaleRelu;
+                }
+                steps[r].kind = StepKind::Fused;
+            } else if steps[i].kind == StepKind::Add && single(i, &consumers) {
+                let (a, b) = (steps[i].inputs[0], steps[i].inputs[1]);
+                let lin = [a, b]
+                    .into_iter()
+                    .find(|&j| is_plain_linear(&steps[j].kind) && single(j, &consumers));
+                if let Some(j) = lin {
+                    let other = if j == a { b } else { a };
+                    if let StepKind::Linear { epilogue, .. } = &mut steps[j].kind {
+                        *epilogue = Epilogue::Deferred;
+                    }
+                    steps[i].kind = StepKind::AddAligned;
+                    steps[i].inputs = vec![j, other];
+                    steps[r].kind = StepKind::TruncRelu;
+                }
+            }
+        }
     }
 
     /// SHA-256 of the canonical JSON of the plan, hex: the model digest of the handshake.
@@ -335,7 +415,7 @@ impl Plan {
             }
             let arity = match &s.kind {
                 StepKind::Input => 0,
-                StepKind::Add => 2,
+                StepKind::Add | StepKind::AddAligned => 2,
                 StepKind::Concat { .. } => s.inputs.len().max(1),
                 _ => 1,
             };
@@ -343,6 +423,22 @@ impl Plan {
                 return Err(bad(i, format!("{} inputs for {}", s.inputs.len(), s.op)));
             }
             let in_len = |k: usize| -> usize { self.steps[s.inputs[k]].shape.iter().product() };
+            // A value still at scale 2^{2s} may only feed the aligned add built for it.
+            for (k, &j) in s.inputs.iter().enumerate() {
+                let deferred = matches!(
+                    self.steps[j].kind,
+                    StepKind::Linear {
+                        epilogue: Epilogue::Deferred,
+                        ..
+                    }
+                );
+                if deferred && !(s.kind == StepKind::AddAligned && k == 0) {
+                    return Err(bad(
+                        i,
+                        "reads a linear output that has not been rescaled".into(),
+                    ));
+                }
+            }
             match &s.kind {
                 StepKind::Linear { layer, .. } => {
                     layer.validate()?;
@@ -353,9 +449,44 @@ impl Plan {
                         ));
                     }
                 }
-                StepKind::Relu | StepKind::Relu6 | StepKind::Reshape => {
+                StepKind::Relu | StepKind::Relu6 | StepKind::Reshape | StepKind::TruncRelu => {
+                    if matches!(s.kind, StepKind::TruncRelu)
+                        && self.steps[s.inputs[0]].kind != StepKind::AddAligned
+                    {
+                        return Err(bad(i, "trunc_relu must read an aligned add".into()));
+                    }
                     if in_len(0) != n {
                         return Err(bad(i, "element count changes".into()));
+                    }
+                }
+                StepKind::Fused => {
+                    let from = &self.steps[s.inputs[0]].kind;
+                    if !matches!(
+                        from,
+                        StepKind::Linear {
+                            epilogue: Epilogue::RescaleRelu,
+                            ..
+                        }
+                    ) || in_len(0) != n
+                    {
+                        return Err(bad(
+                            i,
+                            "a fused step must read a linear layer with a ReLU epilogue".into(),
+                        ));
+                    }
+                }
+                StepKind::AddAligned => {
+                    let from = &self.steps[s.inputs[0]].kind;
+                    if !matches!(
+                        from,
+                        StepKind::Linear {
+                            epilogue: Epilogue::Deferred,
+                            ..
+                        }
+                    ) || self.steps[s.inputs[0]].shape != s.shape
+                        || self.steps[s.inputs[1]].shape != s.shape
+                    {
+                        return Err(bad(i, "an aligned add must read a deferred linear layer and a same-shape value".into()));
                     }
                 }
                 StepKind::Add => {
@@ -372,6 +503,37 @@ impl Plan {
                             i,
                             "pooling needs NCHW input and output with equal N, C".into(),
                         ));
+                    }
+                    let window = match &s.kind {
+                        StepKind::MaxPool {
+                            kernel,
+                            stride,
+                            pads,
+                        }
+                        | StepKind::AvgPool {
+                            kernel,
+                            stride,
+                            pads,
+                            ..
+                        } => Some((kernel, stride, pads)),
+                        _ => None,
+                    };
+                    let ok = match window {
+                        // Output size (H + pad_top + pad_bottom − k) / stride + 1 per axis, with
+                        // every window overlapping the unpadded input.
+                        Some((k, st, p)) => (0..2).all(|a| {
+                            let padded = is[2 + a] + p[a] + p[a + 2];
+                            k[a] >= 1
+                                && st[a] >= 1
+                                && k[a] <= padded
+                                && p[a] < k[a]
+                                && p[a + 2] < k[a]
+                                && (padded - k[a]) / st[a] + 1 == s.shape[2 + a]
+                        }),
+                        None => s.shape[2] == 1 && s.shape[3] == 1,
+                    };
+                    if !ok {
+                        return Err(bad(i, "pooling window does not match the shapes".into()));
                     }
                 }
                 StepKind::Slice { starts, steps } => {

@@ -15,7 +15,7 @@ use linear::{ClientKeys, LayerWeights, ServerKeys};
 use mpc::{Party, PoolShape, PoolSpec, Session, Shares};
 use nn::{FixedConfig, Model, Op};
 
-use crate::plan::{Plan, PlanConfig, StepKind};
+use crate::plan::{Epilogue, Plan, PlanConfig, StepKind};
 use crate::{local, EngineError};
 
 /// Cost of one step (or of the setup, or the total) as seen by the client.
@@ -140,17 +140,27 @@ fn run_side<C: Channel>(
 
     let shares = |data: Vec<u64>| Shares::new(ring, plan.scale, data);
     // t(y) = floor((y + 2^{s-1}) / 2^s): the server adds the rounding offset, then the exact
-    // truncation for values in the fixed-point range [docs/fixed-point.md].
-    let rescale =
-        |session: &mut Session, ch: &mut C, mut y: Vec<u64>| -> Result<Vec<u64>, EngineError> {
-            if is_server {
-                let half = 1u64 << (plan.scale - 1);
-                for v in &mut y {
-                    *v = v.wrapping_add(half) & ring.mask();
-                }
+    // truncation for values in the fixed-point range [docs/fixed-point.md]; with `relu`, t(·)
+    // and ReLU run as one exact protocol.
+    let rescale = |session: &mut Session,
+                   ch: &mut C,
+                   mut y: Vec<u64>,
+                   relu: bool|
+     -> Result<Vec<u64>, EngineError> {
+        if is_server {
+            let half = 1u64 << (plan.scale - 1);
+            for v in &mut y {
+                *v = v.wrapping_add(half) & ring.mask();
             }
-            Ok(session.trunc_known_sign(ch, &shares(y)?, plan.scale)?.data)
+        }
+        let y = shares(y)?;
+        let out = if relu {
+            session.trunc_relu(ch, &y, plan.scale)?
+        } else {
+            session.trunc_known_sign(ch, &y, plan.scale)?
         };
+        Ok(out.data)
+    };
 
     for (i, step) in plan.steps.iter().enumerate() {
         progress(i, plan.steps.len());
@@ -163,7 +173,12 @@ fn run_side<C: Channel>(
             .collect();
         let out = match &step.kind {
             StepKind::Input => input_share.clone(),
-            StepKind::Linear { choice, layer, .. } => {
+            StepKind::Linear {
+                choice,
+                layer,
+                epilogue,
+                ..
+            } => {
                 let proto = choice.protocol();
                 let y = match side {
                     Side::Server { model, keys } => {
@@ -177,8 +192,21 @@ fn run_side<C: Channel>(
                         proto.client(layer, lring, keys, inputs[0], ch, rng)?
                     }
                 };
-                rescale(session, ch, y)?
+                match epilogue {
+                    Epilogue::Rescale => rescale(session, ch, y, false)?,
+                    Epilogue::RescaleRelu => rescale(session, ch, y, true)?,
+                    Epilogue::Deferred => y,
+                }
             }
+            StepKind::Fused => inputs[0].to_vec(),
+            StepKind::AddAligned => {
+                let (y, x) = (inputs[0], inputs[1]);
+                y.iter()
+                    .zip(x)
+                    .map(|(&a, &b)| a.wrapping_add(b << plan.scale) & ring.mask())
+                    .collect()
+            }
+            StepKind::TruncRelu => rescale(session, ch, inputs[0].to_vec(), true)?,
             StepKind::Relu => session.relu(ch, &shares(inputs[0].to_vec())?)?.data,
             StepKind::Relu6 => session.relu6(ch, &shares(inputs[0].to_vec())?)?.data,
             StepKind::MaxPool {
@@ -225,7 +253,7 @@ fn run_side<C: Channel>(
                         sum.wrapping_mul(fixed.avg_constant(k)) & ring.mask()
                     })
                     .collect();
-                rescale(session, ch, y)?
+                rescale(session, ch, y, false)?
             }
             StepKind::GlobalAvgPool => {
                 let c = step.shape[1];
@@ -241,7 +269,7 @@ fn run_side<C: Channel>(
                             & ring.mask()
                     })
                     .collect();
-                rescale(session, ch, y)?
+                rescale(session, ch, y, false)?
             }
             StepKind::Add
             | StepKind::Slice { .. }

@@ -1,3 +1,5 @@
+//! Times one automorphism + hybrid key switch and NTTs on the packing set (planner constants):
+//! `cargo run --example ks_time -p privinfer-linear`.
 use rand::SeedableRng;
 fn main() {
     let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(1);
@@ -38,5 +40,3 @@ fn main() {
         t.elapsed() / 100
     );
 }
-#[allow(dead_code)]
-fn unused() {}

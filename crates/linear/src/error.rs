@@ -48,7 +48,9 @@ pub enum LinearError {
     #[error("the peer announced parameter set {got}, expected {expected}")]
     ParamsMismatch { expected: u32, got: u32 },
     #[error("math layer: {0}")]
-    Math(String),
+    Math(#[from] math::MathError),
+    #[error("rlwe layer: {0}")]
+    Rlwe(#[from] rlwe::RlweError),
     #[error(transparent)]
     Transport(#[from] TransportError),
 }

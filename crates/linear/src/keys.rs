@@ -37,7 +37,7 @@ pub(crate) fn trace_elements(n: usize, log_g: u32) -> Vec<usize> {
 }
 
 fn math_err(e: math::MathError) -> LinearError {
-    LinearError::Math(e.to_string())
+    LinearError::Math(e)
 }
 
 /// Appends an RNS polynomial's residues, each packed at its prime's bit width.
@@ -144,8 +144,10 @@ fn normalized(requests: &[KeyRequest]) -> (Vec<(HeParamsId, u32)>, Vec<(u32, u32
     (rlwe, galois.into_iter().filter(|&(_, g)| g > 0).collect())
 }
 
-/// Bytes of `rlwe`'s serialized Galois keys: 12-byte header, 4-byte count, per key a 4-byte
-/// element, a digit count byte and dnum pairs of polynomials over QP.
+/// Bytes of `rlwe`'s serialized Galois keys (`rlwe::serialize::galois_keys_to_bytes`, format
+/// version 1): 12-byte header, 4-byte count, per key a 4-byte element, a digit-count byte, dnum
+/// polynomials b_j over QP and the 32-byte seed of the a_j. The setup tests compare this with the
+/// bytes counted on the channel, so a format change shows up there.
 fn galois_bytes(params: &rlwe::Params, log_g: u32) -> usize {
     let n = params.n();
     let qp: usize = params
@@ -155,7 +157,7 @@ fn galois_bytes(params: &rlwe::Params, log_g: u32) -> usize {
         .map(|m| packed_len(n, m.bits()))
         .sum();
     let dnum = params.key_switcher().map_or(0, |k| k.dnum());
-    12 + 4 + log_g as usize * (4 + 1 + dnum * 2 * qp)
+    12 + 4 + log_g as usize * (4 + 1 + dnum * qp + 32)
 }
 
 /// What [`ClientKeys::setup`] sends: one message per RLWE key and one per Galois key set,
@@ -235,8 +237,7 @@ impl ClientKeys {
                     params: HeParamsId::N8192Q180P38.name(),
                 })?;
             let els = trace_elements(sk.params().n(), log_g);
-            let gk = rlwe::GaloisKeys::generate(sk, &els, rng)
-                .map_err(|e| LinearError::Math(e.to_string()))?;
+            let gk = rlwe::GaloisKeys::generate(sk, &els, rng).map_err(LinearError::from)?;
             ch.send(&rlwe::serialize::galois_keys_to_bytes(&gk))?;
         }
         ch.flush()?;

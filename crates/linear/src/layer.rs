@@ -111,7 +111,7 @@ pub struct FcSpec {
     pub outputs: usize,
 }
 
-/// An element-wise per-channel scale y[c,h,w] = γ[c]·x[c,h,w] + β[c] (a batch norm that could not
+/// An element-wise per-channel scale `y[c,h,w] = γ[c]·x[c,h,w] + β[c]` (a batch norm that could not
 /// be folded into a convolution).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct ScaleSpec {
@@ -262,7 +262,7 @@ impl LayerSpec {
 }
 
 /// The server's secret weights of one layer, in Z_{2^ℓ}: conv weights laid out
-/// [M][C/groups][kh][kw], FC weights [out][in], scale factors [C]; biases at scale 2^{2s}.
+/// `[M][C/groups][kh][kw]`, FC weights `[out][in]`, scale factors `[C]`; biases at scale 2^{2s}.
 /// No `Debug`: the weights are the server's secret.
 #[derive(Clone)]
 pub struct LayerWeights {

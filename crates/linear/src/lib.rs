@@ -6,7 +6,7 @@
 //!
 //! * [`LinearProtocol`]: the interface every technique implements (cost model + client + server).
 //! * [`cheetah`]: Cheetah's coefficient-encoded HomConv / HomFC / element-wise scale.
-//! * [`LayerSpec`], [`LayerWeights`], [`reference`]: the crate-local layer description and the
+//! * [`LayerSpec`], [`LayerWeights`], [`reference()`]: the crate-local layer description and the
 //!   direct integer oracle.
 //! * [`ClientKeys`] / [`ServerKeys`]: key material exchanged once per session.
 //!

@@ -121,3 +121,58 @@ fn packed_responses_conv_and_fc() {
         );
     }
 }
+
+#[test]
+#[ignore = "packed responses on every distinct ResNet-20 / MobileNetV2-32 shape: minutes"]
+fn cifar_shapes_packed() {
+    use linear::CheetahConfig;
+    let ring = Ring::new(37).unwrap();
+    let packed = Cheetah::new(CheetahConfig {
+        bandwidth_bytes_per_s: 1_000_000,
+        ..CheetahConfig::default()
+    });
+    let mut layers = shapes::distinct(&shapes::resnet_cifar(20, 12));
+    layers.extend(shapes::distinct(&shapes::mobilenet_v2(32, 10, 12)));
+    for (i, (name, layer)) in layers.iter().enumerate() {
+        let out = check_layer(&packed, layer, ring, 100 + i as u64);
+        let plan = packed.plan(layer, ring).unwrap();
+        eprintln!(
+            "{name}: pack {} · {} bytes exact",
+            plan.pack,
+            out.predicted.bytes()
+        );
+    }
+}
+
+mod random_shapes {
+    use super::*;
+    use linear::CheetahConfig;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 8, .. ProptestConfig::default() })]
+        /// The full protocol (default and bandwidth-bound plans) on random conv shapes, strides,
+        /// paddings and groups: exact outputs and exact byte predictions.
+        #[test]
+        fn random_conv_through_the_protocol(
+            g in 1usize..=4, cpg in 1usize..=8, mpg in 1usize..=8, h in 1usize..=20, k in 1usize..=5,
+            stride in 1usize..=3, padding in 0usize..=2, packed in any::<bool>(), seed in any::<u64>(),
+        ) {
+            let k = k.min(h + 2 * padding);
+            let layer = LayerSpec::conv(conv(g * cpg, h, g * mpg, k, stride, padding, g), 10);
+            let cfg = if packed {
+                CheetahConfig {
+                    bandwidth_bytes_per_s: 100_000,
+                    params: Some(linear::HeParamsId::N8192Q180P38),
+                    ..CheetahConfig::default()
+                }
+            } else {
+                CheetahConfig::default()
+            };
+            let proto = Cheetah::new(cfg);
+            let pack = proto.plan(&layer, Ring::new(37).unwrap()).unwrap().pack;
+            eprintln!("{layer:?}: pack {pack}");
+            check_layer(&proto, &layer, Ring::new(37).unwrap(), seed);
+        }
+    }
+}

@@ -25,8 +25,9 @@ pub struct BaseConverter {
     from: Vec<Modulus>,
     to: Vec<Modulus>,
     qhat_inv: Vec<(u64, u64)>,
-    /// `qhat_mod_p[j * L + i] = (Q / q_i) mod p_j`
+    /// `qhat_mod_p[j * L + i] = (Q / q_i) mod p_j`, and its Shoup constants
     qhat_mod_p: Vec<u64>,
+    qhat_mod_p_shoup: Vec<u64>,
     /// `vq[j * (L + 1) + v] = −v·Q mod p_j` for `0 ≤ v ≤ L` (exact-mode correction).
     neg_vq: Vec<u64>,
     inv_q: Vec<f64>,
@@ -74,11 +75,17 @@ impl BaseConverter {
             .zip(&q_mod_p)
             .flat_map(|(pj, &qm)| (0..=l).map(move |v| pj.neg(pj.mul(v % pj.value(), qm))))
             .collect();
+        let qhat_mod_p_shoup = qhat_mod_p
+            .chunks(from.len().max(1))
+            .zip(to)
+            .flat_map(|(row, pj)| row.iter().map(move |&c| pj.shoup(c)))
+            .collect();
         Self {
             from: from.to_vec(),
             to: to.to_vec(),
             qhat_inv,
             qhat_mod_p,
+            qhat_mod_p_shoup,
             neg_vq,
             inv_q: from.iter().map(|m| 1.0 / m.value() as f64).collect(),
         }
@@ -89,6 +96,55 @@ impl BaseConverter {
     }
     pub fn to_moduli(&self) -> &[Modulus] {
         &self.to
+    }
+
+    /// First half of an approximate conversion: `y_i = x_i·(Q/q_i)^{-1} mod q_i`
+    /// (`input` and `y`: `from.len()` vectors of length `n`).
+    pub fn scale_inputs(&self, n: usize, input: &[u64], y: &mut [u64]) {
+        let l = self.from.len();
+        assert_eq!(input.len(), l * n);
+        assert_eq!(y.len(), l * n);
+        y.copy_from_slice(input);
+        for i in 0..l {
+            let (w, ws) = self.qhat_inv[i];
+            crate::simd::mul_shoup(&self.from[i], &mut y[i * n..(i + 1) * n], w, ws);
+        }
+    }
+
+    /// Second half, for the single target `to[j]`: `Σ_i y_i·(Q/q_i) mod p_j`
+    /// (= `x + u·Q`, `0 ≤ u < L`, as in [`ConversionMode::Approx`]).
+    pub fn convert_scaled_to(&self, n: usize, y: &[u64], j: usize, out: &mut [u64]) {
+        let l = self.from.len();
+        assert_eq!(y.len(), l * n);
+        assert_eq!(out.len(), n);
+        let pj = &self.to[j];
+        if l == 1 {
+            out.copy_from_slice(y);
+            crate::simd::mul_shoup(
+                pj,
+                out,
+                pj.reduce(self.qhat_mod_p[j]),
+                pj.shoup(pj.reduce(self.qhat_mod_p[j])),
+            );
+            return;
+        }
+        self.accumulate(n, y, j, out);
+    }
+
+    /// `out = Σ_i y_i·(Q/q_i) mod p_j`, one vectorized Shoup pass per source prime.
+    fn accumulate(&self, n: usize, y: &[u64], j: usize, out: &mut [u64]) {
+        let l = self.from.len();
+        let pj = &self.to[j];
+        out.fill(0);
+        for i in 0..l {
+            crate::simd::mul_shoup_acc(
+                pj,
+                out,
+                &y[i * n..(i + 1) * n],
+                self.qhat_mod_p[j * l + i],
+                self.qhat_mod_p_shoup[j * l + i],
+            );
+        }
     }
 
     /// `input`: `from.len()` residue vectors of length `n` (prime-major, coefficient
@@ -133,44 +189,17 @@ impl BaseConverter {
         // v = round(Σ y_i / q_i) ∈ [0, L]: the multiple of Q to subtract for the centered lift.
         let v: Vec<u8> = match mode {
             ConversionMode::Approx => Vec::new(),
-            ConversionMode::Exact => (0..n)
-                .map(|c| {
-                    let mut s = 0.0f64;
-                    for i in 0..l {
-                        s += y[i * n + c] as f64 * self.inv_q[i];
-                    }
-                    s.round() as u8
-                })
-                .collect(),
+            ConversionMode::Exact => {
+                let mut s = vec![0.0f64; n];
+                for i in 0..l {
+                    crate::simd::fma_f64(&mut s, &y[i * n..(i + 1) * n], self.inv_q[i]);
+                }
+                s.iter().map(|x| x.round() as u8).collect()
+            }
         };
         for (j, pj) in self.to.iter().enumerate() {
-            let coeffs = &self.qhat_mod_p[j * l..(j + 1) * l];
             let out = &mut output[j * n..(j + 1) * n];
-            if l <= 16 {
-                // Σ of ≤ 16 products < 2^124 fits in u128: one reduction per output.
-                for (c, o) in out.iter_mut().enumerate() {
-                    let mut acc: u128 = 0;
-                    for i in 0..l {
-                        acc += y[i * n + c] as u128 * coeffs[i] as u128;
-                    }
-                    *o = pj.reduce_u128(acc);
-                }
-            } else {
-                for (c, o) in out.iter_mut().enumerate() {
-                    let mut r = 0u64;
-                    let mut start = 0;
-                    while start < l {
-                        let end = (start + 16).min(l);
-                        let mut acc: u128 = 0;
-                        for i in start..end {
-                            acc += y[i * n + c] as u128 * coeffs[i] as u128;
-                        }
-                        r = pj.add(r, pj.reduce_u128(acc));
-                        start = end;
-                    }
-                    *o = r;
-                }
-            }
+            self.accumulate(n, &y, j, out);
             if mode == ConversionMode::Exact {
                 let tab = &self.neg_vq[j * (l + 1)..(j + 1) * (l + 1)];
                 for (o, &vc) in out.iter_mut().zip(&v) {

@@ -20,6 +20,7 @@
 //! assert_eq!(a, Poly::from_signed(&ctx, 2, &[0, 1, 2, 3]));
 //! ```
 
+pub mod alloc;
 pub mod baseconv;
 pub mod conv;
 pub mod modulus;
@@ -28,6 +29,7 @@ pub mod pack;
 pub mod prime;
 pub mod rns;
 pub mod sample;
+pub mod simd;
 
 pub use baseconv::{BaseConverter, ConversionMode, ScaleRounder};
 pub use conv::{PolyMultiplier, Wrap};

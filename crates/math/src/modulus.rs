@@ -88,7 +88,7 @@ impl Modulus {
         let p01 = x0 as u128 * self.ratio_hi as u128;
         let p10 = x1 as u128 * self.ratio_lo as u128;
         let mid = p00 + (p01 as u64 as u128) + (p10 as u64 as u128);
-        let hi = (x1 as u64)
+        let hi = x1
             .wrapping_mul(self.ratio_hi)
             .wrapping_add((p01 >> 64) as u64)
             .wrapping_add((p10 >> 64) as u64)

@@ -109,6 +109,27 @@ impl NttTable {
         Self { exp, index_of }
     }
 
+    /// Whether `plan` orders its slots by the same exponents (checked in O(N)
+    /// by evaluating `X` and comparing with powers of its slot-0 root).
+    pub fn matches(&self, plan: &NttPlan) -> bool {
+        let n = plan.n();
+        if n != self.exp.len() {
+            return false;
+        }
+        let m = plan.modulus();
+        let mut x = vec![0u64; n];
+        x[1] = 1;
+        plan.forward(&mut x);
+        let psi = x[0];
+        let mut pow = Vec::with_capacity(2 * n);
+        let mut p = 1u64;
+        for _ in 0..2 * n {
+            pow.push(p);
+            p = m.mul(p, psi);
+        }
+        x.iter().zip(&self.exp).all(|(&v, &e)| pow[e as usize] == v)
+    }
+
     /// Odd exponent `e_i` of slot `i`: slot `i` holds `a(ψ^{e_i})`.
     pub fn exponent(&self, i: usize) -> u32 {
         self.exp[i]
@@ -189,6 +210,32 @@ mod tests {
             plan.mul_into(&mut prod, &fa, &fb);
             plan.inverse(&mut prod);
             assert_eq!(prod, super::tests_support::schoolbook(&a, &b, &m));
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+        /// NTT∘INTT = id and NTT products = schoolbook negacyclic products, for
+        /// random degrees 2^4..2^8, prime sizes 20..62 bits and inputs.
+        #[test]
+        fn ntt_laws(log_n in 4u32..=8, bits in 20u32..=62, seed: u64) {
+            let n = 1usize << log_n;
+            let q = generate_primes(bits, n, 1, &[]).unwrap()[0];
+            let plan = NttPlan::new(n, q).unwrap();
+            let m = *plan.modulus();
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+            let a: Vec<u64> = (0..n).map(|_| rng.gen_range(0..q)).collect();
+            let b: Vec<u64> = (0..n).map(|_| rng.gen_range(0..q)).collect();
+            let (mut fa, mut fb) = (a.clone(), b.clone());
+            plan.forward(&mut fa);
+            plan.forward(&mut fb);
+            let mut back = fa.clone();
+            plan.inverse(&mut back);
+            proptest::prop_assert_eq!(&back, &a);
+            let mut prod = vec![0; n];
+            plan.mul_into(&mut prod, &fa, &fb);
+            plan.inverse(&mut prod);
+            proptest::prop_assert_eq!(prod, super::tests_support::schoolbook(&a, &b, &m));
         }
     }
 

@@ -28,7 +28,7 @@ pub fn is_prime(n: u64) -> bool {
         return false;
     }
     for &p in &W {
-        if n % p == 0 {
+        if n.is_multiple_of(p) {
             return n == p;
         }
     }
@@ -52,7 +52,7 @@ pub fn is_prime(n: u64) -> bool {
 
 /// Whether `q` is a prime with `q ≡ 1 (mod 2n)`, below 2^62.
 pub fn is_ntt_friendly(q: u64, n: usize) -> bool {
-    q < (1 << crate::MAX_MODULUS_BITS) && is_prime(q) && (q - 1) % (2 * n as u64) == 0
+    q < (1 << crate::MAX_MODULUS_BITS) && is_prime(q) && (q - 1).is_multiple_of(2 * n as u64)
 }
 
 /// The `count` largest primes `q < 2^bits` with `q ≡ 1 (mod 2n)`, in

@@ -68,7 +68,7 @@ impl RnsContext {
             .collect::<Result<Vec<_>, _>>()?;
         let table = NttTable::new(&plans[0]);
         for p in &plans[1..] {
-            if NttTable::new(p) != table {
+            if !table.matches(p) {
                 return Err(MathError::NotNttFriendly {
                     modulus: p.modulus().value(),
                     degree: n,
@@ -133,7 +133,7 @@ impl RnsContext {
 }
 
 pub(crate) fn check_galois(k: usize, n: usize) -> Result<(), MathError> {
-    if k % 2 == 0 || k >= 2 * n {
+    if k.is_multiple_of(2) || k >= 2 * n {
         return Err(MathError::InvalidGaloisElement {
             element: k,
             degree: n,
@@ -459,10 +459,7 @@ impl Poly {
         for (i, a) in self.data.chunks_exact_mut(n).enumerate() {
             let m = self.ctx.moduli[i];
             let w = m.reduce(scalars[i]);
-            let ws = m.shoup(w);
-            for x in a.iter_mut() {
-                *x = m.mul_shoup(*x, w, ws);
-            }
+            crate::simd::mul_shoup(&m, a, w, m.shoup(w));
         }
     }
 
@@ -515,24 +512,23 @@ impl Poly {
         let mut tmp = vec![0u64; n];
         for i in 0..k - 1 {
             let m = self.ctx.moduli[i];
-            let q = m.value();
-            let h = m.reduce(half);
             let (inv, inv_s) = self.ctx.inv_last[k][i];
-            let x = &mut self.data[i * n..(i + 1) * n];
-            if self.repr == Representation::Ntt {
-                for (t, &r) in tmp.iter_mut().zip(&last) {
-                    *t = m.sub(m.reduce(r), h);
+            // (x − r + h)·q_l^{-1} = (x − r)·q_l^{-1} + h·q_l^{-1}, with h = ⌊q_l/2⌋ mod q_i
+            let h_inv = m.mul(m.reduce(half), inv);
+            tmp.copy_from_slice(&last);
+            crate::simd::reduce(&m, &mut tmp);
+            let c = if self.repr == Representation::Ntt {
+                // h is added to every coefficient, so it goes through the NTT with r
+                let h = m.reduce(half);
+                for v in tmp.iter_mut() {
+                    *v = m.sub(*v, h);
                 }
                 self.ctx.plans[i].forward(&mut tmp);
-                for (x, &t) in x.iter_mut().zip(&tmp) {
-                    *x = m.mul_shoup(*x + q - t, inv, inv_s);
-                }
+                0
             } else {
-                // (x − r + h) · q_l^{-1}, all in one pass; x + 2q < 2^64 since q < 2^62
-                for (x, &r) in x.iter_mut().zip(&last) {
-                    *x = m.mul_shoup(*x + q - m.reduce(r) + h, inv, inv_s);
-                }
-            }
+                h_inv
+            };
+            crate::simd::sub_mul_add(&m, &mut self.data[i * n..(i + 1) * n], &tmp, inv, inv_s, c);
         }
         self.num_moduli = k - 1;
         self.data.truncate((k - 1) * n);

@@ -67,6 +67,19 @@ pub fn expand_seed(ctx: &Arc<RnsContext>, num_moduli: usize, seed: &[u8; 32]) ->
     uniform_poly(ctx, num_moduli, Representation::Ntt, &mut rng)
 }
 
+/// As [`expand_seed`] for the `stream`-th polynomial of a family sharing one
+/// seed (ChaCha20 stream id = `stream`), e.g. the `a_j` of a key switching key.
+pub fn expand_seed_stream(
+    ctx: &Arc<RnsContext>,
+    num_moduli: usize,
+    seed: &[u8; 32],
+    stream: u64,
+) -> Poly {
+    let mut rng = ChaCha20Rng::from_seed(*seed);
+    rng.set_stream(stream);
+    uniform_poly(ctx, num_moduli, Representation::Ntt, &mut rng)
+}
+
 /// Uniform ternary coefficients in {-1, 0, 1}.
 pub fn ternary<R: RngCore + CryptoRng + ?Sized>(n: usize, rng: &mut R) -> Vec<i64> {
     let mut out = Vec::with_capacity(n);
@@ -80,6 +93,7 @@ pub fn ternary<R: RngCore + CryptoRng + ?Sized>(n: usize, rng: &mut R) -> Vec<i6
             }
         }
     }
+    zeroize::Zeroize::zeroize(&mut buf);
     out
 }
 
@@ -207,7 +221,9 @@ mod tests {
             assert!(e.iter().all(|x| x.abs() <= 21));
         }
         let u = uniform_signed_bits(1000, 100, &mut rng);
-        assert!(u.iter().all(|&x| x >= -(1i128 << 100) && x < 1i128 << 100));
+        assert!(u
+            .iter()
+            .all(|&x| (-(1i128 << 100)..1i128 << 100).contains(&x)));
         assert!(u.iter().any(|&x| x.unsigned_abs() > 1u128 << 98));
     }
 
@@ -218,6 +234,8 @@ mod tests {
         let b = expand_seed(&ctx, 2, &[7; 32]);
         assert_eq!(&a.data()[..128], b.data());
         assert_ne!(expand_seed(&ctx, 3, &[8; 32]), a);
+        assert_ne!(expand_seed_stream(&ctx, 3, &[7; 32], 1), a);
+        assert_eq!(expand_seed_stream(&ctx, 3, &[7; 32], 0), a);
         assert_eq!(a.representation(), Representation::Ntt);
     }
 }

@@ -23,7 +23,10 @@
 use ot::Block;
 
 use crate::bits::{mask, BitReader, BitWriter};
-use crate::hash::tccr_many;
+use crate::hash::{tccr_many, tccr_seq};
+
+/// Instances hashed per chunk (stack buffers).
+const HCH: usize = 256;
 use crate::{MpcError, Result};
 
 /// Tweak bit marking COTs whose sender is P1 (P0's COTs have it clear), so the two directions
@@ -53,7 +56,7 @@ impl Group {
 
     /// A pad from a 128-bit hash (for Z_p, statistically 2^{-66}-close to uniform).
     #[inline]
-    pub fn from_hash(self, h: u128) -> u64 {
+    pub fn pad(self, h: u128) -> u64 {
         match self {
             Group::Xor(w) | Group::Pow2(w) => (h as u64) & mask(w),
             Group::Odd(p) => (h % p as u128) as u64,
@@ -155,6 +158,18 @@ impl SendCots {
     pub fn is_exhausted(&self) -> bool {
         self.pos == self.q.len()
     }
+
+    /// Moves the next `n` COTs into a batch of their own (same tweaks).
+    pub fn split_front(&mut self, n: usize) -> SendCots {
+        let delta = self.delta;
+        let (q, tw) = self.take(n);
+        SendCots {
+            delta,
+            q: q.to_vec(),
+            base: tw,
+            pos: 0,
+        }
+    }
 }
 
 impl Drop for SendCots {
@@ -189,6 +204,16 @@ impl RecvCots {
 
     pub fn is_exhausted(&self) -> bool {
         self.pos == self.t.len()
+    }
+
+    /// Moves the next `n` COTs into a batch of their own (same tweaks).
+    pub fn split_front(&mut self, n: usize) -> RecvCots {
+        let (t, tw) = self.take(n);
+        RecvCots {
+            t: t.to_vec(),
+            base: tw,
+            pos: 0,
+        }
     }
 }
 
@@ -232,25 +257,29 @@ pub(crate) fn affine_send(
     debug_assert_eq!(n, f1.len());
     let delta = cots.delta;
     let (q, tw) = cots.take(n);
-    let mut h0: Vec<u128> = q.to_vec();
-    let mut h1: Vec<u128> = q.iter().map(|&x| x ^ delta).collect();
-    let tweaks: Vec<u128> = (0..n).map(|i| tw + i as u128).collect();
-    tccr_many(&mut h0, &tweaks);
-    tccr_many(&mut h1, &tweaks);
     let mut st = AffineSender {
         group: Vec::with_capacity(n),
         pre: Vec::with_capacity(n),
         sum: Vec::with_capacity(n),
     };
-    for i in 0..n {
-        let g = group(i);
-        let p0 = g.from_hash(h0[i]);
-        let p1 = g.from_hash(h1[i]);
-        let y = g.add(g.sub(p0, p1), g.sub(f1[i], f0[i]));
-        out.put(y, g.width());
-        st.pre.push(g.sub(f0[i], p0));
-        st.sum.push(g.add(f0[i], f1[i]));
-        st.group.push(g);
+    let mut h0 = [0u128; HCH];
+    let mut h1 = [0u128; HCH];
+    for (c, qc) in q.chunks(HCH).enumerate() {
+        let k = qc.len();
+        let base = c * HCH;
+        tccr_seq(qc, 0, tw + base as u128, &mut h0[..k]);
+        tccr_seq(qc, delta, tw + base as u128, &mut h1[..k]);
+        for j in 0..k {
+            let i = base + j;
+            let g = group(i);
+            let p0 = g.pad(h0[j]);
+            let p1 = g.pad(h1[j]);
+            let y = g.add(g.sub(p0, p1), g.sub(f1[i], f0[i]));
+            out.put(y, g.width());
+            st.pre.push(g.sub(f0[i], p0));
+            st.sum.push(g.add(f0[i], f1[i]));
+            st.group.push(g);
+        }
     }
     st
 }
@@ -281,23 +310,28 @@ pub(crate) fn affine_choose(
 ) -> AffineReceiver {
     let n = c.len();
     let (t, tw) = cots.take(n);
-    let b: Vec<u8> = t.iter().map(|&x| (x & 1) as u8).collect();
-    let mut h: Vec<u128> = t.to_vec();
-    let tweaks: Vec<u128> = (0..n).map(|i| tw + i as u128).collect();
-    tccr_many(&mut h, &tweaks);
     let mut st = AffineReceiver {
         group: Vec::with_capacity(n),
-        b,
+        b: Vec::with_capacity(n),
         pad: Vec::with_capacity(n),
         e: Vec::with_capacity(n),
     };
-    for i in 0..n {
-        let g = group(i);
-        st.pad.push(g.from_hash(h[i]));
-        let e = (c[i] & 1) ^ st.b[i];
-        out.put(e as u64, 1);
-        st.e.push(e);
-        st.group.push(g);
+    let mut h = [0u128; HCH];
+    for (ci, tc) in t.chunks(HCH).enumerate() {
+        let k = tc.len();
+        let base = ci * HCH;
+        tccr_seq(tc, 0, tw + base as u128, &mut h[..k]);
+        for j in 0..k {
+            let i = base + j;
+            let g = group(i);
+            let b = (tc[j] & 1) as u8;
+            st.pad.push(g.pad(h[j]));
+            let e = (c[i] & 1) ^ b;
+            out.put(e as u64, 1);
+            st.b.push(b);
+            st.e.push(e);
+            st.group.push(g);
+        }
     }
     st
 }
@@ -380,7 +414,7 @@ pub(crate) fn one_of_n_choose(
             pad.push(
                 chunk
                     .iter()
-                    .fold(0u64, |acc, &h| group.add(acc, group.from_hash(h))),
+                    .fold(0u64, |acc, &h| group.add(acc, group.pad(h))),
             );
         }
     }
@@ -430,9 +464,7 @@ pub(crate) fn one_of_n_send(
             let base = ii * nn * mk;
             for (j, pj) in pads.iter_mut().enumerate() {
                 let hs = &xs[base + j * mk..base + (j + 1) * mk];
-                *pj = hs
-                    .iter()
-                    .fold(0u64, |acc, &h| group.add(acc, group.from_hash(h)));
+                *pj = hs.iter().fold(0u64, |acc, &h| group.add(acc, group.pad(h)));
             }
             let e = r.get(m) as usize;
             let sigma = group.add(pads[e], table(i, 0));
@@ -509,8 +541,8 @@ mod tests {
         ] {
             let n = 300;
             let (mut s, mut r) = dealer::cots(n, 2);
-            let f0: Vec<u64> = (0..n).map(|_| g.from_hash(rng.gen())).collect();
-            let f1: Vec<u64> = (0..n).map(|_| g.from_hash(rng.gen())).collect();
+            let f0: Vec<u64> = (0..n).map(|_| g.pad(rng.gen())).collect();
+            let f1: Vec<u64> = (0..n).map(|_| g.pad(rng.gen())).collect();
             let c: Vec<u8> = (0..n).map(|_| rng.gen::<u8>() & 1).collect();
             let gf = |_| g;
             let mut ws = BitWriter::default();
@@ -543,7 +575,7 @@ mod tests {
             let n = 200;
             let (mut s, mut r) = dealer::cots(n * m as usize, 4);
             let tab: Vec<Vec<u64>> = (0..n)
-                .map(|_| (0..1 << m).map(|_| g.from_hash(rng.gen())).collect())
+                .map(|_| (0..1 << m).map(|_| g.pad(rng.gen())).collect())
                 .collect();
             let c: Vec<u64> = (0..n).map(|_| rng.gen_range(0..1u64 << m)).collect();
             let mut wr = BitWriter::default();

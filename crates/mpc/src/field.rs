@@ -26,7 +26,7 @@ pub struct FieldModulus(u64);
 
 impl FieldModulus {
     pub fn new(p: u64) -> Result<FieldModulus> {
-        if p < 3 || p >= 1 << 62 || p % 2 == 0 {
+        if !(3..1 << 62).contains(&p) || p.is_multiple_of(2) {
             return Err(MpcError::InvalidModulus { p });
         }
         Ok(FieldModulus(p))

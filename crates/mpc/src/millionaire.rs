@@ -21,8 +21,8 @@ use transport::Channel;
 
 use crate::bits::{mask, BitReader, BitWriter};
 use crate::cots::{
-    affine_choose, affine_send, one_of_n_answer_bits, one_of_n_choose, one_of_n_send, Group,
-    RecvCots, SendCots,
+    affine_choose, affine_send, one_of_n_answer_bits, one_of_n_choose, one_of_n_send,
+    AffineReceiver, AffineSender, Group, RecvCots, SendCots,
 };
 use crate::session::{Party, Session};
 use crate::{MpcError, Result};
@@ -139,24 +139,60 @@ impl Session {
             });
         }
         let n = v.len();
-        let trees = plan(bits, split);
         let (_, cot0, cot1) = millionaire_cost(n, bits, split);
         let (mut s, mut r) = match self.party() {
             Party::P0 => self.cots(ch, cot0, cot1)?,
             Party::P1 => self.cots(ch, cot1, cot0)?,
         };
+        self.compare_with(ch, v, bits, split, &mut s, &mut r, None)
+    }
+
+    /// The comparison on COTs the caller fetched (exactly [`millionaire_cost`]'s counts at the
+    /// front of `s`, `r`), optionally followed by a `tail` step whose first message rides on the
+    /// comparison's last flight. Inputs must be validated by the caller.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn compare_with<C: Channel + ?Sized>(
+        &mut self,
+        ch: &mut C,
+        v: &[u64],
+        bits: u32,
+        split: u32,
+        s: &mut SendCots,
+        r: &mut RecvCots,
+        mut tail: Option<&mut dyn Tail>,
+    ) -> Result<(Vec<u8>, Vec<u8>)> {
+        let n = v.len();
+        let trees = plan(bits, split);
         if n == 0 {
             return Ok((Vec::new(), Vec::new()));
         }
+        let (_, cot0, cot1) = millionaire_cost(n, bits, split);
+        let (mut s, mut r) = match self.party() {
+            Party::P0 => (s.split_front(cot0), r.split_front(cot1)),
+            Party::P1 => (s.split_front(cot1), r.split_front(cot0)),
+        };
+        let tail_bits = tail.as_ref().map_or(0, |t| t.peer_bits());
+        // Whether this party sent the comparison's last flight (then its tail message went with
+        // it and it still has to read the peer's), and the reader over the last flight received.
+        let mut sent_last = false;
 
-        // Leaves: P1 sends its 1-of-4 choices, P0 answers.
-        let mut nodes: Vec<Vec<Node>> = Vec::with_capacity(trees.len());
+        // Leaves: P1 sends its 1-of-4 choices; P0 answers together with its first AND message.
+        // From then on every flight carries the sender's message for the step the receiver is
+        // waiting on plus the next one, so each flight completes one tree level (pipelined).
+        let steps = step_bits(n, &trees);
+        let mut st = TreeState {
+            trees,
+            nodes: Vec::new(),
+            joined: false,
+        };
         let chunk = |x: u64, lo: u32, m: u32| (x >> lo) & mask(m);
+        let mut pending: Option<AndRound>;
+        let mut next_step = 0usize; // index into `steps` of the next step to prepare
         match self.party() {
             Party::P1 => {
                 let mut w = BitWriter::default();
                 let mut states = Vec::new();
-                for t in &trees {
+                for t in &st.trees {
                     for (k, &(lo, m)) in t.leaves.iter().enumerate() {
                         let g = Group::Xor(1 + t.needs_eq(k) as u32);
                         let c: Vec<u64> = v.iter().map(|&x| chunk(x, lo, m)).collect();
@@ -168,23 +204,59 @@ impl Session {
                 }
                 let answer_bits: u64 = states.iter().map(|s| s.1).sum();
                 self.send(ch, w.finish())?;
-                let got = crate::bits::recv_bits(ch, answer_bits, "millionaire leaves")?;
-                let mut rd = BitReader::new(&got, answer_bits, "millionaire leaves")?;
+                let last = steps.is_empty();
+                let bits = answer_bits
+                    + steps.first().copied().unwrap_or(0)
+                    + if last { tail_bits } else { 0 };
+                let got = crate::bits::recv_bits(ch, bits, "millionaire leaves")?;
+                let mut rd = BitReader::new(&got, bits, "millionaire leaves")?;
                 let mut it = states.into_iter();
-                for t in &trees {
+                for t in &st.trees {
                     let mut tn = Vec::new();
                     for k in 0..t.leaves.len() {
-                        let (st, _) = it.next().expect("one state per leaf");
+                        let (os, _) = it.next().expect("one state per leaf");
                         tn.push(split_node(
-                            st.finish(&mut rd, "millionaire leaves")?,
+                            os.finish(&mut rd, "millionaire leaves")?,
                             t.needs_eq(k),
                         ));
                     }
-                    nodes.push(tn);
+                    st.nodes.push(tn);
+                }
+                // Step 0 (if any): prepare ours, finish with P0's, then prepare step 1.
+                let mut w = BitWriter::default();
+                if next_step < steps.len() {
+                    let round = and_prepare(&mut s, &mut r, st.next_ops(), &mut w);
+                    st.apply(round.finish(&mut rd)?);
+                    next_step += 1;
+                }
+                pending = None;
+                if next_step < steps.len() {
+                    pending = Some(and_prepare(&mut s, &mut r, st.next_ops(), &mut w));
+                    next_step += 1;
+                }
+                if last {
+                    // P0's answers were the last flight: run our tail step now.
+                    if let Some(t) = tail.as_deref_mut() {
+                        let (g, _) = st.peek_result();
+                        let mut w2 = BitWriter::default();
+                        t.prepare(&g, &mut w2);
+                        t.finish(&mut rd)?;
+                        self.send(ch, w2.finish())?;
+                    }
+                } else {
+                    if pending.is_none() {
+                        // Our flight is the last one: the tail message rides on it.
+                        if let Some(t) = tail.as_deref_mut() {
+                            t.prepare(&st.peek_result().0, &mut w);
+                        }
+                        sent_last = true;
+                    }
+                    self.send(ch, w.finish())?;
                 }
             }
             Party::P0 => {
-                let e_bits: u64 = trees
+                let e_bits: u64 = st
+                    .trees
                     .iter()
                     .flat_map(|t| t.leaves.iter())
                     .map(|&(_, m)| n as u64 * m as u64)
@@ -192,7 +264,7 @@ impl Session {
                 let got = crate::bits::recv_bits(ch, e_bits, "millionaire choices")?;
                 let mut rd = BitReader::new(&got, e_bits, "millionaire choices")?;
                 let mut w = BitWriter::default();
-                for t in &trees {
+                for t in &st.trees {
                     let mut tn = Vec::new();
                     for (k, &(lo, m)) in t.leaves.iter().enumerate() {
                         let eq = t.needs_eq(k);
@@ -207,23 +279,116 @@ impl Session {
                             eq,
                         ));
                     }
-                    nodes.push(tn);
+                    st.nodes.push(tn);
+                }
+                pending = None;
+                if next_step < steps.len() {
+                    pending = Some(and_prepare(&mut s, &mut r, st.next_ops(), &mut w));
+                    next_step += 1;
+                } else {
+                    // No tree steps: the leaf answers are the last flight.
+                    if let Some(t) = tail.as_deref_mut() {
+                        t.prepare(&st.peek_result().0, &mut w);
+                    }
+                    sent_last = true;
                 }
                 self.send(ch, w.finish())?;
             }
         }
 
-        // Tree levels, all trees in lockstep; one AND batch per level.
-        loop {
-            let mut xs: Vec<&[u8]> = Vec::new();
-            let mut ys: Vec<Vec<u64>> = Vec::new();
-            let mut ws: Vec<u32> = Vec::new();
-            for (t, tn) in trees.iter().zip(&nodes) {
+        // Generic pipelined loop: `pending` is our prepared step `next_step − 1`, already sent.
+        while let Some(round) = pending.take() {
+            let cur = next_step - 1;
+            let has_next = next_step < steps.len();
+            let bits = steps[cur]
+                + if has_next {
+                    steps[next_step]
+                } else {
+                    tail_bits
+                };
+            let got = crate::bits::recv_bits(ch, bits, "millionaire AND")?;
+            let mut rd = BitReader::new(&got, bits, "millionaire AND")?;
+            st.apply(round.finish(&mut rd)?);
+            if has_next {
+                let mut w = BitWriter::default();
+                let round = and_prepare(&mut s, &mut r, st.next_ops(), &mut w);
+                st.apply(round.finish(&mut rd)?);
+                next_step += 1;
+                if next_step < steps.len() {
+                    pending = Some(and_prepare(&mut s, &mut r, st.next_ops(), &mut w));
+                    next_step += 1;
+                } else {
+                    if let Some(t) = tail.as_deref_mut() {
+                        t.prepare(&st.peek_result().0, &mut w);
+                    }
+                    sent_last = true;
+                }
+                self.send(ch, w.finish())?;
+            } else if let Some(t) = tail.as_deref_mut() {
+                // We received the last flight (with the peer's tail message).
+                let mut w = BitWriter::default();
+                t.prepare(&st.peek_result().0, &mut w);
+                t.finish(&mut rd)?;
+                self.send(ch, w.finish())?;
+            }
+        }
+        if sent_last {
+            if let Some(t) = tail.as_deref_mut() {
+                let got = crate::bits::recv_bits(ch, tail_bits, "tail")?;
+                t.finish(&mut BitReader::new(&got, tail_bits, "tail")?)?;
+            }
+        }
+        debug_assert_eq!(next_step, steps.len());
+        debug_assert!(s.is_exhausted() && r.is_exhausted());
+        Ok(st.result())
+    }
+}
+
+/// A step run right after a comparison, on its result: its first message travels with the
+/// comparison's last flight, saving a round trip.
+pub(crate) trait Tail {
+    /// Bits of the peer's message.
+    fn peer_bits(&self) -> u64;
+    /// Writes this party's message from its shares of the comparison result.
+    fn prepare(&mut self, gt: &[u8], w: &mut BitWriter);
+    /// Reads the peer's message.
+    fn finish(&mut self, rd: &mut BitReader<'_>) -> Result<()>;
+}
+
+/// The ANDs of one tree step: operand bits `xs[k]` and `w_k`-bit vectors `ys[k]`.
+struct Ops {
+    xs: Vec<Vec<u8>>,
+    ys: Vec<Vec<u64>>,
+    ws: Vec<u32>,
+}
+
+/// Both trees' current nodes; a step combines pairs at one level of every tree in lockstep, and
+/// a final step joins the two trees of a split comparison.
+struct TreeState {
+    trees: Vec<Tree>,
+    nodes: Vec<Vec<Node>>,
+    joined: bool,
+}
+
+impl TreeState {
+    fn levels_left(&self) -> bool {
+        self.nodes.iter().any(|tn| tn.len() > 1)
+    }
+
+    /// The ANDs of the next step (callers only ask while steps remain).
+    fn next_ops(&self) -> Ops {
+        let mut ops = Ops {
+            xs: Vec::new(),
+            ys: Vec::new(),
+            ws: Vec::new(),
+        };
+        if self.levels_left() {
+            for (t, tn) in self.trees.iter().zip(&self.nodes) {
                 for i in 0..tn.len() / 2 {
                     let (hi, lo) = (&tn[2 * i + 1], &tn[2 * i]);
                     let want_eq = t.needs_eq(i);
-                    xs.push(hi.eq.as_deref().expect("a hi node always has eq"));
-                    ys.push(match (&lo.eq, want_eq) {
+                    ops.xs.push(hi.eq.clone().expect("a hi node always has eq"));
+                    ops.ys.push(match (&lo.eq, want_eq) {
                         (Some(e), true) => lo
                             .gt
                             .iter()
@@ -232,106 +397,149 @@ impl Session {
                             .collect(),
                         _ => lo.gt.iter().map(|&g| g as u64).collect(),
                     });
-                    ws.push(1 + want_eq as u32);
+                    ops.ws.push(1 + want_eq as u32);
                 }
             }
-            if xs.is_empty() {
-                break;
-            }
-            let z = self.and_batch(ch, &mut s, &mut r, &xs, &ys, &ws)?;
-            let mut zi = z.into_iter();
-            for (t, tn) in trees.iter().zip(nodes.iter_mut()) {
-                let old = std::mem::take(tn);
-                let count = old.len();
-                let mut it = old.into_iter();
-                for i in 0..count / 2 {
-                    let lo = it.next().expect("lo");
-                    let hi = it.next().expect("hi");
-                    drop(lo);
-                    let zz = zi.next().expect("one result per AND");
-                    let gt = hi
-                        .gt
-                        .iter()
-                        .zip(&zz)
-                        .map(|(&g, &q)| g ^ (q & 1) as u8)
-                        .collect();
-                    let eq = if t.needs_eq(i) {
-                        Some(zz.iter().map(|&q| (q >> 1) as u8 & 1).collect())
-                    } else {
-                        None
-                    };
-                    tn.push(Node { gt, eq });
-                }
-                if let Some(top) = it.next() {
-                    tn.push(top);
-                }
-            }
+        } else {
+            // Join: gt = gt_upper ⊕ eq_upper ∧ gt_lower.
+            let (lower, upper) = (&self.nodes[0][0], &self.nodes[1][0]);
+            ops.xs.push(upper.eq.clone().expect("upper root has eq"));
+            ops.ys.push(lower.gt.iter().map(|&g| g as u64).collect());
+            ops.ws.push(1);
         }
-
-        let mut roots: Vec<Node> = nodes
-            .into_iter()
-            .map(|mut tn| tn.pop().expect("root"))
-            .collect();
-        if roots.len() == 1 {
-            let g = roots.pop().expect("root").gt;
-            return Ok((g.clone(), g));
-        }
-        let upper = roots.pop().expect("upper root");
-        let lower = roots.pop().expect("lower root");
-        let y: Vec<u64> = lower.gt.iter().map(|&g| g as u64).collect();
-        let z = self.and_batch(
-            ch,
-            &mut s,
-            &mut r,
-            &[upper.eq.as_deref().expect("upper eq")],
-            &[y],
-            &[1],
-        )?;
-        let gt = upper
-            .gt
-            .iter()
-            .zip(&z[0])
-            .map(|(&g, &q)| g ^ q as u8)
-            .collect();
-        debug_assert!(s.is_exhausted() && r.is_exhausted());
-        Ok((gt, lower.gt))
+        ops
     }
 
-    /// Shares of `x_k ∧ y_k` for XOR-shared bits `x_k` and XOR-shared `w_k`-bit vectors `y_k`
-    /// (each a vector over the same elements): one affine OT per direction and element.
-    pub(crate) fn and_batch<C: Channel + ?Sized>(
-        &mut self,
-        ch: &mut C,
-        s: &mut SendCots,
-        r: &mut RecvCots,
-        xs: &[&[u8]],
-        ys: &[Vec<u64>],
-        ws: &[u32],
-    ) -> Result<Vec<Vec<u64>>> {
-        let x: Vec<u8> = xs.iter().flat_map(|v| v.iter().copied()).collect();
-        let y: Vec<u64> = ys.iter().flat_map(|v| v.iter().copied()).collect();
-        let wv: Vec<u32> = ys
-            .iter()
-            .zip(ws)
-            .flat_map(|(v, &w)| std::iter::repeat_n(w, v.len()))
-            .collect();
-        let total = x.len();
-        let group = |i: usize| Group::Xor(wv[i]);
-        let mut w = BitWriter::default();
-        let rs = affine_choose(r, &group, &x, &mut w);
-        let zero = vec![0u64; total];
-        let ss = affine_send(s, &group, &zero, &y, &mut w);
-        let peer_bits = total as u64 + wv.iter().map(|&w| w as u64).sum::<u64>();
-        let got = self.exchange(ch, w.finish(), peer_bits, "AND")?;
-        let mut rd = BitReader::new(&got, peer_bits, "AND")?;
-        let sv = ss.finish(&mut rd);
-        let rv = rs.finish(&mut rd, "AND")?;
-        let mut out = Vec::with_capacity(ys.len());
+    fn apply(&mut self, z: Vec<Vec<u64>>) {
+        let mut zi = z.into_iter();
+        if !self.levels_left() {
+            let zz = zi.next().expect("join result");
+            let upper = &mut self.nodes[1][0];
+            for (g, &q) in upper.gt.iter_mut().zip(&zz) {
+                *g ^= (q & 1) as u8;
+            }
+            self.joined = true;
+            return;
+        }
+        for (t, tn) in self.trees.iter().zip(self.nodes.iter_mut()) {
+            let old = std::mem::take(tn);
+            let count = old.len();
+            let mut it = old.into_iter();
+            for i in 0..count / 2 {
+                let _lo = it.next().expect("lo");
+                let hi = it.next().expect("hi");
+                let zz = zi.next().expect("one result per AND");
+                let gt = hi
+                    .gt
+                    .iter()
+                    .zip(&zz)
+                    .map(|(&g, &q)| g ^ (q & 1) as u8)
+                    .collect();
+                let eq = t
+                    .needs_eq(i)
+                    .then(|| zz.iter().map(|&q| (q >> 1) as u8 & 1).collect());
+                tn.push(Node { gt, eq });
+            }
+            if let Some(top) = it.next() {
+                tn.push(top);
+            }
+        }
+    }
+
+    /// The result without consuming the state (after the last step).
+    fn peek_result(&self) -> (Vec<u8>, Vec<u8>) {
+        if self.nodes.len() == 1 {
+            let g = self.nodes[0][0].gt.clone();
+            return (g.clone(), g);
+        }
+        (self.nodes[1][0].gt.clone(), self.nodes[0][0].gt.clone())
+    }
+
+    /// (full result, low-part result).
+    fn result(mut self) -> (Vec<u8>, Vec<u8>) {
+        if self.nodes.len() == 1 {
+            let g = self.nodes.pop().expect("root").pop().expect("root").gt;
+            return (g.clone(), g);
+        }
+        debug_assert!(self.joined);
+        let upper = self
+            .nodes
+            .pop()
+            .expect("upper")
+            .pop()
+            .expect("upper root")
+            .gt;
+        let lower = self
+            .nodes
+            .pop()
+            .expect("lower")
+            .pop()
+            .expect("lower root")
+            .gt;
+        (upper, lower)
+    }
+}
+
+/// Bits of one party's message for each tree step (both parties' are equal).
+fn step_bits(n: usize, trees: &[Tree]) -> Vec<u64> {
+    let mut counts: Vec<usize> = trees.iter().map(|t| t.leaves.len()).collect();
+    let mut out = Vec::new();
+    while counts.iter().any(|&c| c > 1) {
+        let mut bits = 0u64;
+        for (t, c) in trees.iter().zip(counts.iter_mut()) {
+            for i in 0..*c / 2 {
+                bits += n as u64 * (2 + t.needs_eq(i) as u64);
+            }
+            *c = c.div_ceil(2);
+        }
+        out.push(bits);
+    }
+    if trees.len() == 2 {
+        out.push(n as u64 * 2);
+    }
+    out
+}
+
+/// One party's half of an AND step between preparing its message and reading the peer's.
+struct AndRound {
+    rs: AffineReceiver,
+    ss: AffineSender,
+    x: Vec<u8>,
+    y: Vec<u64>,
+    lens: Vec<usize>,
+}
+
+/// Writes this party's message for `x_k ∧ y_k` (XOR-shared bit times XOR-shared `w_k`-bit
+/// vector): as OT receiver the bits `e` for its share of x, as OT sender `y` for its share of Y
+/// (affine OTs, both directions).
+fn and_prepare(s: &mut SendCots, r: &mut RecvCots, ops: Ops, w: &mut BitWriter) -> AndRound {
+    let lens: Vec<usize> = ops.ys.iter().map(|v| v.len()).collect();
+    let x: Vec<u8> = ops.xs.into_iter().flatten().collect();
+    let wv: Vec<u32> = ops
+        .ys
+        .iter()
+        .zip(&ops.ws)
+        .flat_map(|(v, &w)| std::iter::repeat_n(w, v.len()))
+        .collect();
+    let y: Vec<u64> = ops.ys.into_iter().flatten().collect();
+    let group = |i: usize| Group::Xor(wv[i]);
+    let rs = affine_choose(r, &group, &x, w);
+    let zero = vec![0u64; x.len()];
+    let ss = affine_send(s, &group, &zero, &y, w);
+    AndRound { rs, ss, x, y, lens }
+}
+
+impl AndRound {
+    /// Reads the peer's message for the same step and returns this party's shares of each AND.
+    fn finish(self, rd: &mut BitReader<'_>) -> Result<Vec<Vec<u64>>> {
+        let sv = self.ss.finish(rd);
+        let rv = self.rs.finish(rd, "millionaire AND")?;
+        let mut out = Vec::with_capacity(self.lens.len());
         let mut k = 0;
-        for v in ys {
-            let mut o = Vec::with_capacity(v.len());
-            for _ in 0..v.len() {
-                o.push(((x[k] & 1) as u64 * y[k]) ^ sv[k] ^ rv[k]);
+        for &len in &self.lens {
+            let mut o = Vec::with_capacity(len);
+            for _ in 0..len {
+                o.push(((self.x[k] & 1) as u64 * self.y[k]) ^ sv[k] ^ rv[k]);
                 k += 1;
             }
             out.push(o);

@@ -16,7 +16,10 @@
 use transport::Channel;
 
 use crate::bits::{mask, BitReader, BitWriter};
-use crate::cots::{affine_choose, affine_send, Group};
+use crate::cots::{
+    affine_choose, affine_send, AffineReceiver, AffineSender, Group, RecvCots, SendCots,
+};
+use crate::millionaire::Tail;
 use crate::session::{Party, Session};
 use crate::{MpcError, Result, Ring, Shares};
 
@@ -63,8 +66,7 @@ impl Session {
 
     /// Shares of `ReLU(x) = max(x, 0)` on signed values (exact).
     pub fn relu<C: Channel + ?Sized>(&mut self, ch: &mut C, x: &Shares) -> Result<Shares> {
-        let d = self.drelu(ch, x.ring, &x.data)?;
-        let data = self.mux(ch, x.ring, &d, &x.data)?;
+        let (_, data) = self.drelu_mux(ch, x.ring, &x.data, 0, &x.data, 1)?;
         Ok(Shares {
             ring: x.ring,
             scale: x.scale,
@@ -76,8 +78,7 @@ impl Session {
     /// `ReLU(x)` except that inputs `0 ≤ x ≤ 2^s − 2` may give 0 and inputs
     /// `x ≤ −2^{ℓ−1} + 2^s − 2` may give x ([`crate::plain::relu_approx_allowed`]).
     pub fn relu_approx<C: Channel + ?Sized>(&mut self, ch: &mut C, x: &Shares) -> Result<Shares> {
-        let d = self.drelu_high(ch, x.ring, &x.data, x.scale)?;
-        let data = self.mux(ch, x.ring, &d, &x.data)?;
+        let (_, data) = self.drelu_mux(ch, x.ring, &x.data, x.scale, &x.data, 1)?;
         Ok(Shares {
             ring: x.ring,
             scale: x.scale,
@@ -99,14 +100,86 @@ impl Session {
                 a
             }
         }));
-        let d = self.drelu(ch, ring, &both)?;
-        let m = self.mux(ch, ring, &d, &both)?;
+        let (_, m) = self.drelu_mux(ch, ring, &both, 0, &both, 1)?;
         let data = (0..n).map(|i| ring.sub(m[i], m[n + i])).collect();
         Ok(Shares {
             ring,
             scale: x.scale,
             data,
         })
+    }
+
+    /// DReLU of `x` (comparing bits `[drop, ℓ−1)`), then a MUX of `mux_x` (`rep` blocks of
+    /// `x.len()` values, each multiplied by the same bits) whose first message rides on the
+    /// comparison's last flight. Returns the DReLU shares and the MUX outputs.
+    pub(crate) fn drelu_mux<C: Channel + ?Sized>(
+        &mut self,
+        ch: &mut C,
+        ring: Ring,
+        x: &[u64],
+        drop: u32,
+        mux_x: &[u64],
+        rep: usize,
+    ) -> Result<(Vec<u8>, Vec<u64>)> {
+        ring.check("drelu input", x)?;
+        ring.check("mux input", mux_x)?;
+        if mux_x.len() != rep * x.len() {
+            return Err(MpcError::LengthMismatch {
+                what: "drelu_mux",
+                expected: rep * x.len(),
+                got: mux_x.len(),
+            });
+        }
+        let l = ring.bits();
+        if drop + 1 >= l {
+            return Err(MpcError::InvalidShift {
+                shift: drop,
+                bits: l,
+                max: l - 2,
+            });
+        }
+        let low = mask(l - 1);
+        let p0 = self.party() == Party::P0;
+        let v: Vec<u64> = if p0 {
+            x.iter().map(|&a| (a & low) >> drop).collect()
+        } else {
+            x.iter().map(|&b| (!b & low) >> drop).collect()
+        };
+        let bits = l - 1 - drop;
+        let n = x.len();
+        let m = mux_x.len();
+        let (_, cot0, cot1) = crate::millionaire::millionaire_cost(n, bits, 0);
+        let (mut s, mut r) = if p0 {
+            self.cots(ch, cot0 + m, cot1 + m)?
+        } else {
+            self.cots(ch, cot1 + m, cot0 + m)?
+        };
+        let one = p0 as u8;
+        let d_of = |carry: &[u8]| -> Vec<u8> {
+            x.iter()
+                .zip(carry)
+                .map(|(&a, &k)| ring.msb(a) ^ k ^ one)
+                .collect()
+        };
+        let (ms, mr) = if p0 { (cot0, cot1) } else { (cot1, cot0) };
+        let mut cs = s.split_front(ms);
+        let mut cr = r.split_front(mr);
+        let mut tail = MuxTail {
+            ring,
+            x: mux_x,
+            rep,
+            d_of: &d_of,
+            s,
+            r,
+            st: None,
+            d: Vec::new(),
+            out: Vec::new(),
+        };
+        if n == 0 {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        self.compare_with(ch, &v, bits, 0, &mut cs, &mut cr, Some(&mut tail))?;
+        Ok((tail.d, tail.out))
     }
 
     /// Shares of `d·x` for XOR-shared bits `d` and additive shares `x` over `ring`.
@@ -210,6 +283,56 @@ impl Session {
                 )
             }
         }
+    }
+}
+
+/// The MUX run as the tail of a DReLU comparison ([`Tail`]).
+struct MuxTail<'a> {
+    ring: Ring,
+    x: &'a [u64],
+    rep: usize,
+    d_of: &'a dyn Fn(&[u8]) -> Vec<u8>,
+    s: SendCots,
+    r: RecvCots,
+    st: Option<(AffineReceiver, AffineSender)>,
+    d: Vec<u8>,
+    out: Vec<u64>,
+}
+
+impl Tail for MuxTail<'_> {
+    fn peer_bits(&self) -> u64 {
+        self.x.len() as u64 * (1 + self.ring.bits() as u64)
+    }
+
+    fn prepare(&mut self, gt: &[u8], w: &mut BitWriter) {
+        self.d = (self.d_of)(gt);
+        let dd: Vec<u8> = (0..self.rep).flat_map(|_| self.d.iter().copied()).collect();
+        let g = Group::Pow2(self.ring.bits());
+        let rs = affine_choose(&mut self.r, &|_| g, &dd, w);
+        let f0: Vec<u64> = dd
+            .iter()
+            .zip(self.x)
+            .map(|(&b, &a)| if b & 1 == 1 { a } else { 0 })
+            .collect();
+        let f1: Vec<u64> = dd
+            .iter()
+            .zip(self.x)
+            .map(|(&b, &a)| if b & 1 == 1 { 0 } else { a })
+            .collect();
+        let ss = affine_send(&mut self.s, &|_| g, &f0, &f1, w);
+        self.st = Some((rs, ss));
+    }
+
+    fn finish(&mut self, rd: &mut BitReader<'_>) -> Result<()> {
+        let (rs, ss) = self.st.take().expect("prepare runs before finish");
+        let sv = ss.finish(rd);
+        let rv = rs.finish(rd, "mux")?;
+        self.out = sv
+            .iter()
+            .zip(&rv)
+            .map(|(&a, &b)| self.ring.add(a, b))
+            .collect();
+        Ok(())
     }
 }
 

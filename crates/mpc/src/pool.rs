@@ -198,7 +198,7 @@ impl Session {
     ) -> Result<(Vec<u64>, Vec<u64>)> {
         let ring = x.ring;
         ring.check("argmax input", &x.data)?;
-        if rows == 0 || x.len() % rows != 0 || x.is_empty() {
+        if rows == 0 || !x.len().is_multiple_of(rows) || x.is_empty() {
             return Err(MpcError::LengthMismatch {
                 what: "argmax rows",
                 expected: rows,
@@ -227,12 +227,10 @@ impl Session {
                     di.push(ring.sub(p[0].1, p[1].1));
                 }
             }
-            let d = self.drelu(ch, ring, &dv)?;
             let m = dv.len();
-            let mut dd = d.clone();
-            dd.extend_from_slice(&d);
-            dv.extend_from_slice(&di);
-            let sel = self.mux(ch, ring, &dd, &dv)?;
+            let mut both = dv.clone();
+            both.extend_from_slice(&di);
+            let (_, sel) = self.drelu_mux(ch, ring, &dv, 0, &both, 2)?;
             let mut j = 0;
             for g in groups.iter_mut() {
                 let mut next = Vec::with_capacity(g.len().div_ceil(2));

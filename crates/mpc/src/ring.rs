@@ -113,11 +113,22 @@ impl Ring {
 
 /// One party's additive shares of a fixed-point tensor: the value is the sum of both parties'
 /// `data` mod 2^ℓ, at scale 2^`scale`, laid out NCHW row-major like the reference executor.
-#[derive(Clone, Debug)]
+/// `Debug` shows the shape only, never the share values.
+#[derive(Clone)]
 pub struct Shares {
     pub ring: Ring,
     pub scale: u32,
     pub data: Vec<u64>,
+}
+
+impl std::fmt::Debug for Shares {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shares")
+            .field("ring", &self.ring)
+            .field("scale", &self.scale)
+            .field("len", &self.data.len())
+            .finish()
+    }
 }
 
 impl Shares {

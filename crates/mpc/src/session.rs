@@ -119,6 +119,8 @@ pub struct OtUsage {
     pub bytes_sent: u64,
     /// Payload bytes this party received inside COT extension.
     pub bytes_received: u64,
+    /// Wall time spent inside COT extension (generation and its messages).
+    pub time: std::time::Duration,
 }
 
 impl Session {
@@ -185,6 +187,35 @@ impl Session {
             Party::P0 => (0, DIR_P1),
             Party::P1 => (DIR_P1, 0),
         };
+        self.fill(ch, n_send, n_recv)?;
+        self.usage.cots_sent += n_send as u64;
+        self.usage.cots_received += n_recv as u64;
+        let (q, si) = self.send_pool.take(n_send);
+        let (t, ri) = self.recv_pool.take(n_recv);
+        Ok((
+            SendCots::new(self.cot.sender.delta(), q, si as u128 | my_dir),
+            RecvCots::new(t, ri as u128 | peer_dir),
+        ))
+    }
+
+    /// Makes sure at least `n_send` COTs with this party as sender and `n_recv` with it as
+    /// receiver are pooled, fetching from the OT layer now (the peer calls it with the mirror
+    /// image). Lets an application generate COTs ahead, e.g. while the other party computes.
+    pub fn prefetch<C: Channel + ?Sized>(
+        &mut self,
+        ch: &mut C,
+        n_send: usize,
+        n_recv: usize,
+    ) -> Result<()> {
+        self.fill(ch, n_send, n_recv)
+    }
+
+    fn fill<C: Channel + ?Sized>(
+        &mut self,
+        ch: &mut C,
+        n_send: usize,
+        n_recv: usize,
+    ) -> Result<()> {
         // Refill both pools by the same deterministic rule on both sides, so the peer's extend
         // calls mirror ours one-to-one.
         let need_s = n_send.saturating_sub(self.send_pool.available());
@@ -200,6 +231,7 @@ impl Session {
             0
         };
         let before = ch.stats();
+        let t0 = std::time::Instant::now();
         match self.party {
             Party::P0 => {
                 if get_s > 0 {
@@ -224,16 +256,10 @@ impl Session {
         }
         ch.flush()?;
         let d = ch.stats().since(&before);
-        self.usage.cots_sent += n_send as u64;
-        self.usage.cots_received += n_recv as u64;
         self.usage.bytes_sent += d.bytes_sent;
         self.usage.bytes_received += d.bytes_received;
-        let (q, si) = self.send_pool.take(n_send);
-        let (t, ri) = self.recv_pool.take(n_recv);
-        Ok((
-            SendCots::new(self.cot.sender.delta(), q, si as u128 | my_dir),
-            RecvCots::new(t, ri as u128 | peer_dir),
-        ))
+        self.usage.time += t0.elapsed();
+        Ok(())
     }
 
     /// Sends `mine` and receives the peer's message of exactly `peer_bits` bits. P0 sends first

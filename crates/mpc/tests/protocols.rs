@@ -1,3 +1,4 @@
+#![allow(clippy::needless_range_loop)]
 //! Every protocol against its plaintext function (mpc::plain) on random and edge inputs, for
 //! ℓ ∈ {32, 37, 41, 64}, over the in-memory channel.
 
@@ -310,6 +311,18 @@ fn maxpool_and_argmax() {
             assert_eq!(ring.add(o0.1 .1[i], o1.1 .1[i]), plain::max(ring, row));
         }
     }
+    // Opening to the client.
+    let ring = Ring::new(41).unwrap();
+    let vals: Vec<u64> = (0..50u64)
+        .map(|i| ring.reduce(i.wrapping_mul(0x1234_5678_9abc)))
+        .collect();
+    let (s0, s1) = mpc::share(ring, &vals, &mut r);
+    let (o0, o1) = run(601, move |p, sess, ch| {
+        sess.open_to(ch, ring, &pick(p, &s0, &s1), Party::P1)
+            .unwrap()
+    });
+    assert_eq!(o0, None);
+    assert_eq!(o1, Some(vals));
     // Ties resolve to the first maximum.
     let ring = Ring::new(37).unwrap();
     let vals: Vec<u64> = [3i64, 9, -4, 9, 9, 1, 0]
@@ -374,6 +387,205 @@ fn field_ring_conversions() {
                     signed[i]
                 );
             }
+        }
+    }
+}
+
+#[test]
+fn empty_inputs_and_bad_arguments() {
+    let ring = Ring::new(37).unwrap();
+    let (o0, _) = run(900, move |_, sess, ch| {
+        let x = Shares::new(ring, 12, vec![]).unwrap();
+        let a = sess.relu(ch, &x).unwrap().data.len() + sess.trunc(ch, &x, 12).unwrap().data.len();
+        let b = sess.trunc_known_sign(ch, &x, 12).unwrap().data.len()
+            + sess.relu_approx(ch, &x).unwrap().data.len();
+        // Invalid arguments fail locally, before any message, on both sides alike.
+        assert!(sess.trunc(ch, &x, 0).is_err());
+        assert!(sess.trunc(ch, &x, 36).is_err());
+        assert!(sess.millionaire(ch, &[4], 2).is_err());
+        assert!(Shares::new(ring, 12, vec![1 << 37]).is_err());
+        a + b
+    });
+    assert_eq!(o0, 0);
+}
+
+#[test]
+fn relu_exhaustive_on_tiny_rings() {
+    // Rings of 2..=7 bits give comparisons with 1, 2 or 3 leaves and 0, 1 or 2 tree steps, so
+    // every party order of the last flight (and the MUX riding on it) occurs.
+    let mut r = rng(10);
+    for l in 2..=7u32 {
+        let ring = Ring::new(l).unwrap();
+        let vals: Vec<u64> = (0..1u64 << l).collect();
+        let (xs, s0, s1) = sharings(ring, &vals, &mut r);
+        let (o0, o1) = run(1000 + l as u64, move |p, sess, ch| {
+            let x = Shares::new(ring, 0, pick(p, &s0, &s1)).unwrap();
+            let am = sess.argmax(ch, &x, xs_rows(x.len())).unwrap().0;
+            (sess.relu(ch, &x).unwrap().data, am)
+        });
+        for i in 0..xs.len() {
+            assert_eq!(
+                ring.add(o0.0[i], o1.0[i]),
+                plain::relu(ring, xs[i]),
+                "l={l} x={}",
+                ring.to_signed(xs[i])
+            );
+        }
+        let k = xs.len() / xs_rows(xs.len());
+        for (j, row) in xs.chunks(k).enumerate() {
+            // Differences of tiny-ring values may wrap; compare only rows where they cannot.
+            let lim = 1i64 << (l - 2);
+            if row.iter().all(|&v| ring.to_signed(v).abs() < lim) {
+                assert_eq!(
+                    ring.add(o0.1[j], o1.1[j]),
+                    plain::argmax(ring, row) as u64,
+                    "argmax l={l}"
+                );
+            }
+        }
+    }
+}
+
+fn xs_rows(n: usize) -> usize {
+    n / 4
+}
+
+#[test]
+fn measured_traffic_equals_cost_model() {
+    use mpc::cost;
+    use transport::Channel;
+    let mut r = rng(11);
+    for l in RINGS {
+        let ring = Ring::new(l).unwrap();
+        let n = 1000;
+        let vals: Vec<u64> = (0..n).map(|_| ring.random(&mut r) >> 3).collect();
+        let (s0, s1) = mpc::share(ring, &vals, &mut r);
+        let (o0, _) = run(1100 + l as u64, move |p, sess, ch| {
+            let x = Shares::new(ring, 12, pick(p, &s0, &s1)).unwrap();
+            let shape = PoolShape {
+                channels: 10,
+                height: 10,
+                width: 10,
+            };
+            let spec = PoolSpec {
+                kernel: (3, 3),
+                stride: (2, 2),
+                pads: (1, 1, 1, 1),
+            };
+            let wins: Vec<usize> = spec
+                .windows(&shape)
+                .unwrap()
+                .iter()
+                .map(|w| w.len())
+                .collect();
+            let ops: Vec<(&str, cost::Cost)> = vec![
+                ("relu", cost::relu(ring, n)),
+                ("relu_approx", cost::relu_approx(ring, 12, n)),
+                ("relu6", cost::relu6(ring, n)),
+                ("trunc", cost::trunc(ring, 12, n)),
+                ("trunc_known_sign", cost::trunc_known_sign(ring, 12, n)),
+                (
+                    "trunc_known_sign_approx",
+                    cost::trunc_known_sign_approx(ring, 12, n),
+                ),
+                ("trunc_relu", cost::trunc_relu(ring, 12, n)),
+                ("mul", cost::mul(ring, n)),
+                ("maxpool", cost::max_windows(ring, wins)),
+                ("argmax", cost::argmax(ring, 10, 100)),
+            ];
+            let mut out = Vec::new();
+            for (name, want) in ops {
+                let st = ch.stats();
+                let ot = sess.ot_usage();
+                match name {
+                    "relu" => drop(sess.relu(ch, &x).unwrap()),
+                    "relu_approx" => drop(sess.relu_approx(ch, &x).unwrap()),
+                    "relu6" => drop(sess.relu6(ch, &x).unwrap()),
+                    "trunc" => drop(sess.trunc(ch, &x, 12).unwrap()),
+                    "trunc_known_sign" => drop(sess.trunc_known_sign(ch, &x, 12).unwrap()),
+                    "trunc_known_sign_approx" => {
+                        drop(sess.trunc_known_sign_approx(ch, &x, 12).unwrap())
+                    }
+                    "trunc_relu" => drop(sess.trunc_relu(ch, &x, 12).unwrap()),
+                    "mul" => drop(sess.mul(ch, &x, &x).unwrap()),
+                    "maxpool" => drop(sess.maxpool(ch, &x, shape, spec).unwrap()),
+                    _ => drop(sess.argmax(ch, &x, 10).unwrap()),
+                }
+                let d = ch.stats().since(&st);
+                let o = sess.ot_usage();
+                let ot_bytes =
+                    (o.bytes_sent - ot.bytes_sent) + (o.bytes_received - ot.bytes_received);
+                let cots = (o.cots_sent - ot.cots_sent) + (o.cots_received - ot.cots_received);
+                let proto_bits = (d.bytes_sent + d.bytes_received - ot_bytes) * 8;
+                // Each message is rounded up to whole bytes; OT-extension frames are excluded.
+                let frames = d.frames_sent + d.frames_received;
+                out.push((name, proto_bits, want.bits, frames, cots, want.cots()));
+            }
+            out
+        });
+        for (name, got, want, frames, cots, want_cots) in o0 {
+            assert!(
+                got >= want && got < want + 8 * frames,
+                "{name} l={l}: measured {got} bits, model {want}"
+            );
+            assert_eq!(cots, want_cots, "{name} l={l}: COTs");
+        }
+    }
+}
+
+#[test]
+fn random_rings_and_shifts() {
+    // Every ring width 4..=64 with a random shift: ReLU, approximate ReLU, exact and known-sign
+    // truncation, fused truncation + ReLU against the plaintext functions.
+    let mut r = rng(12);
+    let cases: Vec<(u32, u32)> = (4..=64u32).map(|l| (l, r.gen_range(1..=l - 2))).collect();
+    let inputs: Vec<(Vec<u64>, Vec<u64>, Vec<u64>)> = cases
+        .iter()
+        .map(|&(l, s)| {
+            let ring = Ring::new(l).unwrap();
+            let vals: Vec<u64> = edge_values(ring, s.min(l - 3), 20, &mut r)
+                .into_iter()
+                .map(|x| {
+                    if plain::in_known_sign_range(ring, x) {
+                        x
+                    } else {
+                        x & (ring.mask() >> 3)
+                    }
+                })
+                .collect();
+            sharings(ring, &vals, &mut r)
+        })
+        .collect();
+    let ins = inputs.clone();
+    let cs = cases.clone();
+    let (o0, o1) = run(1200, move |p, sess, ch| {
+        let mut out = Vec::new();
+        for (&(l, s), (_, s0, s1)) in cs.iter().zip(&ins) {
+            let ring = Ring::new(l).unwrap();
+            let x = Shares::new(ring, s, pick(p, s0, s1)).unwrap();
+            out.push(vec![
+                sess.relu(ch, &x).unwrap().data,
+                sess.relu_approx(ch, &x).unwrap().data,
+                sess.trunc(ch, &x, s).unwrap().data,
+                sess.trunc_known_sign(ch, &x, s).unwrap().data,
+                sess.trunc_relu(ch, &x, s).unwrap().data,
+            ]);
+        }
+        out
+    });
+    for (k, &(l, s)) in cases.iter().enumerate() {
+        let ring = Ring::new(l).unwrap();
+        for (i, &x) in inputs[k].0.iter().enumerate() {
+            let got = |j: usize| ring.add(o0[k][j][i], o1[k][j][i]);
+            let t = plain::trunc(ring, x, s);
+            assert_eq!(got(0), plain::relu(ring, x), "relu l={l}");
+            assert!(
+                plain::relu_approx_allowed(ring, x, s).contains(&got(1)),
+                "relu_approx l={l} s={s}"
+            );
+            assert_eq!(got(2), t, "trunc l={l} s={s}");
+            assert_eq!(got(3), t, "trunc_known_sign l={l} s={s}");
+            assert_eq!(got(4), plain::relu(ring, t), "trunc_relu l={l} s={s}");
         }
     }
 }

@@ -126,6 +126,9 @@ impl FixedConfig {
 /// Convolution over Z_{2^ℓ} at scale 2^{2s}: `y = W·x + b mod 2^ℓ`, no truncation. `w_q` is
 /// [`Conv2d::weight_q`] (or any weights in that layout, e.g. one party's view), `b_q` the bias
 /// at scale 2^{2s} or `None`. This is exactly what the linear protocols return shares of.
+///
+/// # Panics
+/// If `w_q` or `x` does not have the layer's length (a caller bug, not input data).
 pub fn conv2d_ring(
     conv: &Conv2d,
     w_q: &[u64],
@@ -141,6 +144,9 @@ pub fn conv2d_ring(
 }
 
 /// Fully connected layer over Z_{2^ℓ} at scale 2^{2s}: `y[r, o] = Σ_i W[o, i] x[r, i] + b[o]`.
+///
+/// # Panics
+/// If `w_q` or `x` does not have the layer's length.
 pub fn linear_ring(
     l: &Linear,
     w_q: &[u64],

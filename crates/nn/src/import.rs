@@ -983,7 +983,18 @@ impl Builder {
         let lo = scalar(self.constant(ctx, 1)?);
         let hi = scalar(self.constant(ctx, 2)?);
         match (lo, hi) {
-            (Some(l), Some(h)) if l == 0.0 && h == 6.0 => self.unary(ctx, Op::Relu6),
+            (Some(l), Some(h)) if l == 0.0 && h == 6.0 => {
+                // PyTorch exports ReLU6 as Relu then Clip(0, 6); relu6(relu(x)) = relu6(x), so
+                // a Relu feeding only this Clip becomes the Relu6 (one comparison pair, not three).
+                let x = self.act(ctx, 0)?;
+                if matches!(self.nodes[x].op, Op::Relu) && self.uses_of_input(ctx, 0) == 1 {
+                    self.nodes[x].op = Op::Relu6;
+                    self.output(ctx, Value::Act(x));
+                    Ok(())
+                } else {
+                    self.unary(ctx, Op::Relu6)
+                }
+            }
             (Some(0.0), None) => self.unary(ctx, Op::Relu),
             _ => Err(ctx.unsupported(format!(
                 "Clip(min = {lo:?}, max = {hi:?}); only (0, 6) and (0, none)"

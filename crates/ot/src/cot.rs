@@ -19,8 +19,9 @@ pub enum CotBackend {
     Iknp,
     /// Ferret-style silent OT (regular-noise LPN with a local linear code + GGM-tree single-point
     /// COT), bootstrapped from IKNP: about 0.45 bits of traffic per COT with the large parameter set
-    /// (used once a call is 4 Mi COTs short), 5.1 with the small one. Keeps a buffer and refills it
-    /// lazily, one flight sender → receiver per refill; calls served from the buffer cost nothing.
+    /// (used once a call is 4 Mi COTs short or the session has been served 4 Mi), 5.1 with the
+    /// small one. Keeps a buffer and refills it lazily, one flight sender → receiver per refill;
+    /// calls served from the buffer cost nothing.
     #[default]
     Silent,
     /// Ferret with the small parameter set only (`LpnParams::FERRET_SMALL`): about 5.1 bits of

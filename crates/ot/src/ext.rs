@@ -19,6 +19,46 @@ pub const MAX_BITS: u32 = 64;
 /// Largest `log2 N` of the 1-of-N OT.
 pub const MAX_LOG_N: u32 = 8;
 
+/// Largest single message of a derived-OT step; longer payloads travel as several messages (same
+/// flight), so any channel limit of at least 4 MiB works for any batch size.
+pub const MAX_PAYLOAD_MESSAGE: usize = 1 << 22;
+
+/// Sends `bytes` as ⌈len / MAX_PAYLOAD_MESSAGE⌉ messages (one empty message when empty).
+fn send_chunked<C: Channel + ?Sized>(ch: &mut C, bytes: &[u8]) -> Result<()> {
+    if bytes.is_empty() {
+        ch.send(&[])?;
+    }
+    for c in bytes.chunks(MAX_PAYLOAD_MESSAGE) {
+        ch.send(c)?;
+    }
+    ch.flush()?;
+    Ok(())
+}
+
+/// Receives exactly `total` bytes sent by [`send_chunked`], checking every piece's length.
+fn recv_chunked<C: Channel + ?Sized>(
+    ch: &mut C,
+    total: usize,
+    what: &'static str,
+) -> Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(total);
+    loop {
+        let expected = (total - out.len()).min(MAX_PAYLOAD_MESSAGE);
+        let m = ch.recv()?;
+        if m.len() != expected {
+            return Err(OtError::BadMessage {
+                what,
+                expected,
+                got: m.len(),
+            });
+        }
+        out.extend_from_slice(&m);
+        if out.len() == total {
+            return Ok(out);
+        }
+    }
+}
+
 fn check_bits(bits: u32) -> Result<()> {
     if bits == 0 || bits > MAX_BITS {
         return Err(OtError::InvalidBitWidth {
@@ -135,7 +175,11 @@ impl CotSender {
         let n = m0.len();
         let g0 = self.consumed();
         let q = self.extend(ch, n)?;
-        let d = unpack_bools(&ch.recv()?, n, "chosen OT derandomization")?;
+        let d = unpack_bools(
+            &recv_chunked(ch, n.div_ceil(8), "chosen OT derandomization")?,
+            n,
+            "chosen OT derandomization",
+        )?;
         let (h0, h1) = hash_pairs(&q, self.delta(), g0);
         let mut out = Vec::with_capacity(packed_len(2 * n, bits));
         let ys = (0..n).flat_map(|i| {
@@ -143,8 +187,7 @@ impl CotSender {
             [m0[i] ^ k0.low_u64(), m1[i] ^ k1.low_u64()]
         });
         pack_into(ys, bits, &mut out);
-        ch.send(&out)?;
-        ch.flush()?;
+        send_chunked(ch, &out)?;
         Ok(())
     }
 
@@ -161,7 +204,11 @@ impl CotSender {
         let n = corr.len();
         let g0 = self.consumed();
         let q = self.extend(ch, n)?;
-        let d = unpack_bools(&ch.recv()?, n, "correlated OT derandomization")?;
+        let d = unpack_bools(
+            &recv_chunked(ch, n.div_ceil(8), "correlated OT derandomization")?,
+            n,
+            "correlated OT derandomization",
+        )?;
         let (h0, h1) = hash_pairs(&q, self.delta(), g0);
         let mk = mask(bits);
         let mut xs = Vec::with_capacity(n);
@@ -174,8 +221,7 @@ impl CotSender {
         }
         let mut out = Vec::with_capacity(packed_len(n, bits));
         pack_into(ys, bits, &mut out);
-        ch.send(&out)?;
-        ch.flush()?;
+        send_chunked(ch, &out)?;
         Ok(xs)
     }
 
@@ -198,8 +244,7 @@ impl CotSender {
         let ys = (0..n).map(|i| h1[i].low_u64().wrapping_sub(xs[i]).wrapping_sub(corr[i]) & mk);
         let mut out = Vec::with_capacity(packed_len(n, bits));
         pack_into(ys, bits, &mut out);
-        ch.send(&out)?;
-        ch.flush()?;
+        send_chunked(ch, &out)?;
         Ok(xs)
     }
 
@@ -239,7 +284,11 @@ impl CotSender {
         let m = log_n as usize;
         let g0 = self.consumed();
         let q = self.extend(ch, n * m)?;
-        let d = unpack_bools(&ch.recv()?, n * m, "1-of-N OT derandomization")?;
+        let d = unpack_bools(
+            &recv_chunked(ch, (n * m).div_ceil(8), "1-of-N OT derandomization")?,
+            n * m,
+            "1-of-N OT derandomization",
+        )?;
         let delta = self.delta();
         let blocks = (big_n * bits as usize).div_ceil(128);
         // e[(j·2 + b)·blocks ..] holds F(k_{j,b}) for the current OT.
@@ -268,8 +317,7 @@ impl CotSender {
         }
         let mut out = Vec::with_capacity(packed_len(n * big_n, bits));
         pack_into(ys, bits, &mut out);
-        ch.send(&out)?;
-        ch.flush()?;
+        send_chunked(ch, &out)?;
         Ok(())
     }
 }
@@ -306,9 +354,13 @@ impl CotReceiver {
         let g0 = self.consumed();
         let t = self.extend(ch, n)?;
         let d: Vec<bool> = t.iter().zip(choices).map(|(x, &c)| x.lsb() ^ c).collect();
-        ch.send(&pack_bools(&d))?;
-        ch.flush()?;
-        let ys = unpack(&ch.recv()?, 2 * n, bits, "chosen OT payload")?;
+        send_chunked(ch, &pack_bools(&d))?;
+        let ys = unpack(
+            &recv_chunked(ch, packed_len(2 * n, bits), "chosen OT payload")?,
+            2 * n,
+            bits,
+            "chosen OT payload",
+        )?;
         let h = hash_one_side(&t, g0);
         let mk = mask(bits);
         Ok((0..n)
@@ -329,9 +381,13 @@ impl CotReceiver {
         let g0 = self.consumed();
         let t = self.extend(ch, n)?;
         let d: Vec<bool> = t.iter().zip(choices).map(|(x, &c)| x.lsb() ^ c).collect();
-        ch.send(&pack_bools(&d))?;
-        ch.flush()?;
-        let ys = unpack(&ch.recv()?, n, bits, "correlated OT payload")?;
+        send_chunked(ch, &pack_bools(&d))?;
+        let ys = unpack(
+            &recv_chunked(ch, packed_len(n, bits), "correlated OT payload")?,
+            n,
+            bits,
+            "correlated OT payload",
+        )?;
         let h = hash_one_side(&t, g0);
         let mk = mask(bits);
         Ok((0..n)
@@ -354,7 +410,12 @@ impl CotReceiver {
         check_bits(bits)?;
         let g0 = self.consumed();
         let t = self.extend(ch, n)?;
-        let ys = unpack(&ch.recv()?, n, bits, "correlated OT payload")?;
+        let ys = unpack(
+            &recv_chunked(ch, packed_len(n, bits), "correlated OT payload")?,
+            n,
+            bits,
+            "correlated OT payload",
+        )?;
         let h = hash_one_side(&t, g0);
         let mk = mask(bits);
         let b: Vec<bool> = t.iter().map(|x| x.lsb()).collect();
@@ -396,9 +457,13 @@ impl CotReceiver {
         let d: Vec<bool> = (0..n * m)
             .map(|idx| t[idx].lsb() ^ ((choices[idx / m] >> (idx % m)) & 1 == 1))
             .collect();
-        ch.send(&pack_bools(&d))?;
-        ch.flush()?;
-        let ys = unpack(&ch.recv()?, n * big_n, bits, "1-of-N OT payload")?;
+        send_chunked(ch, &pack_bools(&d))?;
+        let ys = unpack(
+            &recv_chunked(ch, packed_len(n * big_n, bits), "1-of-N OT payload")?,
+            n * big_n,
+            bits,
+            "1-of-N OT payload",
+        )?;
         let blocks = (big_n * bits as usize).div_ceil(128);
         let mut e = vec![Block::ZERO; blocks];
         let mut out = Vec::with_capacity(n);
@@ -451,6 +516,6 @@ mod tests {
     fn chunk_crosses_block_boundaries() {
         let e = [Block(u128::MAX << 120), Block(0b101)];
         // Bits 120..127 are ones, 128 and 130 are ones: the 11-bit chunk at offset 121 (x = 11).
-        assert_eq!(chunk(&e, 11, 11), 0b101_1111_111);
+        assert_eq!(chunk(&e, 11, 11), 0b10_1111_1111);
     }
 }

@@ -20,7 +20,8 @@
 //! choice bit); XOR combinations keep that, so choice bits never need a separate array.
 //!
 //! The first reserve comes from IKNP; afterwards each iteration sets aside `k + t·h` of its outputs
-//! for the next one. Traffic per iteration: one flight sender → receiver of `t·(2h + 1)` blocks.
+//! for the next one. Traffic per iteration: one flight sender → receiver of `t·(2h + 1)` blocks,
+//! cut into messages of [`TREES_PER_MESSAGE`] trees.
 
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
@@ -76,10 +77,19 @@ impl LpnParams {
         self.n - self.reserve()
     }
 
-    /// Bytes of the sender's message per iteration.
+    /// Bytes of the sender's flight per iteration (all its messages).
     pub const fn message_bytes(&self) -> usize {
         self.t * (2 * self.log_bin as usize + 1) * 16
     }
+}
+
+/// GGM trees per SPCOT message: an iteration's single flight is cut into messages of this many
+/// trees so that the receiver works on the first trees while the sender expands the rest.
+pub const TREES_PER_MESSAGE: usize = 128;
+
+/// Bytes one tree adds to the SPCOT flight: 2h level keys and the final correction word.
+const fn tree_bytes(p: &LpnParams) -> usize {
+    (2 * p.log_bin as usize + 1) * 16
 }
 
 /// Shortfall from which an iteration of the large set is run instead of small ones.
@@ -144,6 +154,7 @@ impl Prims {
     fn expand_level(&self, nodes: &mut [Block], size: usize) -> [Block; 2] {
         const B: usize = 64;
         let mut k = [Block::ZERO; 2];
+        let mut p = [Block::ZERO; B];
         let mut l = [Block::ZERO; B];
         let mut r = [Block::ZERO; B];
         let mut i = size;
@@ -152,10 +163,8 @@ impl Prims {
             let start = i - c;
             // Parents [start, i) are copied before children [2·start, 2·i) are written; parents
             // below `start` are untouched because 2·start ≥ start.
-            l[..c].copy_from_slice(&nodes[start..i]);
-            r[..c].copy_from_slice(&nodes[start..i]);
-            self.ggm[0].mmo_many(&mut l[..c]);
-            self.ggm[1].mmo_many(&mut r[..c]);
+            p[..c].copy_from_slice(&nodes[start..i]);
+            self.ggm[0].mmo_two(&self.ggm[1], &p[..c], &mut l[..c], &mut r[..c]);
             for (u, pair) in nodes[2 * start..2 * i].chunks_exact_mut(2).enumerate() {
                 pair[0] = l[u];
                 pair[1] = r[u];
@@ -182,9 +191,11 @@ impl Prims {
                 *c = Block(base + j as u128);
             }
             self.code.encrypt_many(&mut ctr[..5 * pairs]);
-            for (w, x) in idx[..20 * pairs].iter_mut().enumerate() {
-                let word = (ctr[w / 4].0 >> (32 * (w % 4))) as u32 as u64;
-                *x = ((word * k) >> 32) as u32;
+            for (c, ix) in ctr[..5 * pairs].iter().zip(idx.chunks_exact_mut(4)) {
+                let x = c.0;
+                for (q, i) in ix.iter_mut().enumerate() {
+                    *i = (((x >> (32 * q)) as u32 as u64 * k) >> 32) as u32;
+                }
             }
             for (o, x) in chunk.iter_mut().enumerate() {
                 let ix = &idx[o * LPN_D..(o + 1) * LPN_D];
@@ -353,7 +364,7 @@ impl FerretSender {
         let bin = 1usize << h;
         let delta = self.delta();
         let mut out = vec![Block::ZERO; p.n];
-        let mut msg = Vec::with_capacity(p.message_bytes());
+        let mut msg = Vec::with_capacity(TREES_PER_MESSAGE * tree_bytes(p));
         let mut keys = vec![Block::ZERO; 2 * h];
         let mut hashed = vec![Block::ZERO; 2 * h];
         let mut masks = vec![Block::ZERO; 2 * h];
@@ -389,9 +400,13 @@ impl FerretSender {
             for v in leaves.iter_mut() {
                 *v = v.with_lsb(false);
             }
+            // Ship every TREES_PER_MESSAGE trees, so the receiver rebuilds while we expand.
+            if (j + 1) % TREES_PER_MESSAGE == 0 || j + 1 == p.t {
+                ch.send(&msg)?;
+                ch.flush()?;
+                msg.clear();
+            }
         }
-        ch.send(&msg)?;
-        ch.flush()?;
         self.prims.lpn_encode(secret, &mut out);
         Ok(out)
     }
@@ -455,21 +470,23 @@ impl FerretReceiver {
         let (secret, spcot) = r.split_at(p.k);
         let h = p.log_bin as usize;
         let bin = 1usize << h;
-        let msg = ch.recv()?;
-        if msg.len() != p.message_bytes() {
-            return Err(OtError::BadMessage {
-                what: "silent OT (SPCOT)",
-                expected: p.message_bytes(),
-                got: msg.len(),
-            });
-        }
+        let tb = tree_bytes(p);
         let mut out = vec![Block::ZERO; p.n];
         let mut hashed = vec![Block::ZERO; h];
-        for (j, (leaves, m)) in out
-            .chunks_exact_mut(bin)
-            .zip(msg.chunks_exact((2 * h + 1) * 16))
-            .enumerate()
-        {
+        let mut msg = Vec::new();
+        for (j, leaves) in out.chunks_exact_mut(bin).enumerate() {
+            if j % TREES_PER_MESSAGE == 0 {
+                msg = ch.recv()?;
+                let expected = TREES_PER_MESSAGE.min(p.t - j) * tb;
+                if msg.len() != expected {
+                    return Err(OtError::BadMessage {
+                        what: "silent OT (SPCOT)",
+                        expected,
+                        got: msg.len(),
+                    });
+                }
+            }
+            let m = &msg[(j % TREES_PER_MESSAGE) * tb..(j % TREES_PER_MESSAGE + 1) * tb];
             let word =
                 |i: usize| Block::from_bytes(m[16 * i..16 * i + 16].try_into().expect("16 bytes"));
             let t = &spcot[j * h..(j + 1) * h];

@@ -20,8 +20,9 @@ use transport::Channel;
 use crate::hash::Prg;
 use crate::{base, Block, OtError, Result};
 
-/// COTs per IKNP message (16 MiB of columns): larger requests are split.
-pub const MAX_BATCH: usize = 1 << 20;
+/// COTs per IKNP message (4 MiB of columns): larger requests are split into several messages of
+/// the same flight.
+pub const MAX_BATCH: usize = 1 << 18;
 
 /// Transposes a 128×128 bit matrix in place: afterwards bit `j` of `a[i]` is bit `i` of the
 /// original `a[j]` (recursive block swap, [Warren, Hacker's Delight §7-3]).
@@ -90,7 +91,7 @@ impl IknpSender {
     }
 
     /// As [`IknpSender::setup`] with a given Δ (whose lsb must be 1).
-    pub fn setup_with_delta<C, R>(ch: &mut C, rng: &mut R, delta: Block) -> Result<IknpSender>
+    fn setup_with_delta<C, R>(ch: &mut C, rng: &mut R, delta: Block) -> Result<IknpSender>
     where
         C: Channel + ?Sized,
         R: RngCore + CryptoRng,

@@ -231,3 +231,58 @@ fn cot_pair_both_directions() {
         assert_ne!(a.0, b.0);
     }
 }
+
+#[test]
+fn large_batches_fit_a_4_mib_message_limit() {
+    // 2^20 correlated OTs of 37 bits (4.85 MB of payload) and 2^20 IKNP COTs (16 MiB of columns)
+    // over a channel that refuses messages above 4 MiB + 1 KiB: both must be split.
+    const N: usize = 1 << 20;
+    let cfg = transport::TcpConfig {
+        max_message: privinfer_ot::MAX_PAYLOAD_MESSAGE + 1024,
+        timeout: Duration::from_secs(30),
+        connect_timeout: Duration::from_secs(5),
+    };
+    let pair = transport::TcpChannel::loopback_pair(cfg).unwrap();
+    let corr: Vec<u64> = (0..N as u64).map(|i| i.wrapping_mul(0x9e37_79b9)).collect();
+    let choices: Vec<bool> = (0..N).map(|i| (i * 7) % 3 == 0).collect();
+    let (c2, ch2) = (corr.clone(), choices.clone());
+    let ((xs, q, delta), (ys, t)) = run2(
+        pair,
+        move |ch| {
+            let mut s = CotSender::setup(ch, &mut rng(7)).unwrap();
+            let xs = s.send_correlated(ch, &c2, 37).unwrap();
+            let mut i = CotSender::setup_with(
+                ch,
+                &mut rng(9),
+                CotConfig {
+                    backend: CotBackend::Iknp,
+                },
+            )
+            .unwrap();
+            let q = i.extend(ch, N).unwrap();
+            (xs, q, i.delta())
+        },
+        move |ch| {
+            let mut r = CotReceiver::setup(ch, &mut rng(8)).unwrap();
+            let ys = r.recv_correlated(ch, &ch2, 37).unwrap();
+            let mut i = CotReceiver::setup_with(
+                ch,
+                &mut rng(10),
+                CotConfig {
+                    backend: CotBackend::Iknp,
+                },
+            )
+            .unwrap();
+            (ys, i.extend(ch, N).unwrap())
+        },
+    );
+    let mk = (1u64 << 37) - 1;
+    for k in 0..N {
+        assert_eq!(
+            ys[k],
+            xs[k].wrapping_add(if choices[k] { corr[k] } else { 0 }) & mk,
+            "index {k}"
+        );
+    }
+    check_cots(delta, &q, &t);
+}

@@ -62,7 +62,7 @@ fn random_peer_bytes_never_panic() {
     let mut g = rng(0xfa11);
     let n = 40usize;
     // Plausible lengths: base-OT points (32, 32·128), IKNP columns, derandomization bits, payloads,
-    // the small silent set's SPCOT message.
+    // the small silent set's SPCOT messages.
     let plausible = [
         32,
         32 * 128,
@@ -74,7 +74,9 @@ fn random_peer_bytes_never_panic() {
         160,
         320,
         640,
-        1269 * 19 * 16,
+        128 * 19 * 16,
+        117 * 19 * 16,
+        47_709usize.div_ceil(128) * 128 * 16,
     ];
     let mut past_setup = 0;
     for round in 0..30 {

@@ -3,19 +3,41 @@ use rand::SeedableRng;
 use rlwe::*;
 use std::time::Instant;
 
-fn best(mut f: impl FnMut()) -> f64 {
+/// Process CPU time (user + system) in microseconds, from /proc/self/stat.
+fn cpu_us() -> f64 {
+    let s = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let f: Vec<&str> = s
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks: f64 = f.get(11).and_then(|x| x.parse().ok()).unwrap_or(0.0)
+        + f.get(12).and_then(|x| x.parse().ok()).unwrap_or(0.0);
+    ticks * 1e4 // 100 ticks per second
+}
+
+/// Best wall time of 15 runs, and mean CPU time over the same runs (robust to a loaded machine).
+fn best(mut f: impl FnMut()) -> String {
     let mut b = f64::MAX;
-    for _ in 0..15 {
+    let c0 = cpu_us();
+    let reps = 15;
+    for _ in 0..reps {
         let t = Instant::now();
         f();
         b = b.min(t.elapsed().as_secs_f64() * 1e6);
     }
-    b
+    format!("{b:.0} (cpu {:.0})", (cpu_us() - c0) / reps as f64)
 }
 
 fn main() {
     let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(1);
-    let p = Params::new(presets::bfv_simd_n8192_q218(20).unwrap()).unwrap();
+    let p = Params::new(if std::env::var("N16K").is_ok() {
+        presets::bfv_simd_n16384_q438(20).unwrap()
+    } else {
+        presets::bfv_simd_n8192_q218(20).unwrap()
+    })
+    .unwrap();
     let sk = SecretKey::generate(&p, &mut rng);
     let rk = RelinKey::generate(&sk, &mut rng).unwrap();
     let gk = GaloisKeys::for_rotations(&sk, &[1], false, &mut rng).unwrap();
@@ -24,21 +46,21 @@ fn main() {
     let ct = sk.encrypt(&pt, &mut rng).unwrap();
     let c3 = ev.mul_no_relin(&ct, &ct).unwrap();
     println!(
-        "mul_no_relin {:.0} us",
+        "mul_no_relin {} us",
         best(|| drop(ev.mul_no_relin(&ct, &ct).unwrap()))
     );
     println!(
-        "relinearize  {:.0} us",
+        "relinearize  {} us",
         best(|| drop(ev.relinearize(&c3, &rk).unwrap()))
     );
     println!(
-        "rotate       {:.0} us",
+        "rotate       {} us",
         best(|| drop(ev.rotate_rows(&ct, 1, &gk).unwrap()))
     );
     let ks = p.key_switcher().unwrap();
     let k = gk.get(3).unwrap();
     println!(
-        "switch       {:.0} us",
+        "switch       {} us",
         best(|| drop(ks.switch(&ct.polys()[1], k).unwrap()))
     );
     let c = p.ctx_q().moduli().to_vec();
@@ -48,32 +70,32 @@ fn main() {
     let input = ct.polys()[0].data().to_vec();
     let mut out = vec![0u64; 4 * 8192];
     println!(
-        "conv 4->4 exact {:.0} us",
+        "conv 4->4 exact {} us",
         best(|| conv.convert(8192, &input, &mut out, math::ConversionMode::Exact))
     );
     let ctx = p.ctx_q().clone();
     println!(
-        "expand_seed {:.0} us",
+        "expand_seed {} us",
         best(|| drop(math::sample::expand_seed(&ctx, 4, &[1; 32])))
     );
     println!(
-        "cbd {:.0} us",
+        "cbd {} us",
         best(|| drop(math::sample::cbd(8192, 21, &mut rng)))
     );
     let big = Plaintext::from_unsigned(&p, &vec![12345; 8192]).unwrap();
-    println!("scaled {:.0} us", best(|| drop(big.scaled(4).unwrap())));
+    println!("scaled {} us", best(|| drop(big.scaled(4).unwrap())));
     println!(
-        "encrypt {:.0} us",
+        "encrypt {} us",
         best(|| drop(sk.encrypt(&pt, &mut rng).unwrap()))
     );
     let mut r2 = rand_chacha::ChaCha20Rng::seed_from_u64(3);
     let mut buf = vec![0u8; 8192 * 8 * 4];
     println!(
-        "chacha20 256KiB {:.0} us",
+        "chacha20 256KiB {} us",
         best(|| rand_core::RngCore::fill_bytes(&mut r2, &mut buf))
     );
     println!(
-        "conv 4->4 approx {:.0} us",
+        "conv 4->4 approx {} us",
         best(|| conv.convert(8192, &input, &mut out, math::ConversionMode::Approx))
     );
 }

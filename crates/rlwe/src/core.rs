@@ -15,7 +15,7 @@ use math::sample::{cbd, expand_seed, poly_from_i128, sparse_ternary, ternary};
 use math::{Poly, Representation};
 use rand_core::{CryptoRng, RngCore};
 use std::sync::Arc;
-use zeroize::Zeroize;
+use zeroize::{Zeroize, Zeroizing};
 
 use crate::params::{ErrorDistribution, SecretDistribution};
 
@@ -322,11 +322,17 @@ impl SecretKey {
     pub fn poly_qp_ntt(&self) -> &Poly {
         &self.s_qp
     }
-    /// `s` in NTT form over the first `num_moduli` primes of `Q`.
-    pub fn poly_q_ntt(&self, num_moduli: usize) -> Poly {
-        let mut s = self.s_q.clone();
+    /// `s` in NTT form over the first `num_moduli` primes of `Q` (a copy that
+    /// is zeroized when dropped).
+    pub fn poly_q_ntt(&self, num_moduli: usize) -> Zeroizing<Poly> {
+        let mut s = Zeroizing::new(self.s_q.clone());
         s.drop_to(num_moduli).expect("level checked by caller");
         s
+    }
+
+    /// `s` in NTT form over all of `Q` (top level).
+    pub fn poly_q_ntt_top(&self) -> &Poly {
+        &self.s_q
     }
 
     /// Seeded symmetric encryption of `pt` at the top level.

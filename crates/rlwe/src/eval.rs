@@ -562,7 +562,7 @@ impl GaloisKeys {
         let crate::params::ErrorDistribution::Cbd { eta } = p.literal().error;
         let mut keys = BTreeMap::new();
         for &k in elements {
-            let s_from = sk.poly_qp_ntt().automorphism(k)?;
+            let s_from = zeroize::Zeroizing::new(sk.poly_qp_ntt().automorphism(k)?);
             keys.insert(
                 k,
                 KeySwitchingKey::generate(ks, sk.poly_qp_ntt(), &s_from, eta, rng)?,

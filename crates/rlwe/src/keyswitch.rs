@@ -119,56 +119,50 @@ impl KeySwitcher {
         dc.ntt_inverse();
         let k = self.alpha;
         let ext = l + k; // primes of Q_l ∪ P, in that order
-                         // index of each extended prime in ctx_qp
-        let qp_index = |e: usize| if e < l { e } else { big_l + (e - l) };
+        let dnum_l = l.div_ceil(k);
+        // y_j = d_j · (D_j/q)^{-1} for every digit (first half of ModUp)
+        let mut y = vec![0u64; l * n];
+        for j in 0..dnum_l {
+            let (start, len) = (j * k, k.min(l - j * k));
+            let r = start * n..(start + len) * n;
+            self.mod_up[j][len - 1].scale_inputs(n, &dc.data()[r.clone()], &mut y[r]);
+        }
         let mut acc0 = vec![0u64; ext * n];
         let mut acc1 = vec![0u64; ext * n];
-        let mut lifted = vec![0u64; ext * n];
-        let dnum_l = l.div_ceil(k);
-        for j in 0..dnum_l {
-            let start = j * k;
-            let len = k.min(l - start);
-            let conv = &self.mod_up[j][len - 1];
-            // targets of the converter: Q \ D_j (ascending) then P; keep those < l and P.
-            let mut out = vec![0u64; conv.to_moduli().len() * n];
-            conv.convert(
-                n,
-                &dc.data()[start * n..(start + len) * n],
-                &mut out,
-                ConversionMode::Approx,
-            );
-            let mut t = 0;
-            for i in 0..big_l {
-                if i >= start && i < start + len {
-                    continue;
+        let mut x = vec![0u64; n];
+        // Prime-outer loop: the two accumulators of one prime stay in cache while
+        // every digit is lifted to it and multiplied by its key part.
+        for e in 0..ext {
+            let qi = if e < l { e } else { big_l + (e - l) };
+            let plan = self.ctx_qp.plan(qi);
+            let a0 = &mut acc0[e * n..(e + 1) * n];
+            let a1 = &mut acc1[e * n..(e + 1) * n];
+            for j in 0..dnum_l {
+                let (start, len) = (j * k, k.min(l - j * k));
+                if e >= start && e < start + len {
+                    x.copy_from_slice(dc.residue(e));
+                } else {
+                    // index of this prime among the converter's targets (Q \ D_j, then P)
+                    let target = if e < l {
+                        if e < start {
+                            e
+                        } else {
+                            e - len
+                        }
+                    } else {
+                        big_l - len + (e - l)
+                    };
+                    self.mod_up[j][len - 1].convert_scaled_to(
+                        n,
+                        &y[start * n..(start + len) * n],
+                        target,
+                        &mut x,
+                    );
                 }
-                if i < l {
-                    lifted[i * n..(i + 1) * n].copy_from_slice(&out[t * n..(t + 1) * n]);
-                }
-                t += 1;
-            }
-            for pi in 0..k {
-                lifted[(l + pi) * n..(l + pi + 1) * n]
-                    .copy_from_slice(&out[(t + pi) * n..(t + pi + 1) * n]);
-            }
-            lifted[start * n..(start + len) * n]
-                .copy_from_slice(&dc.data()[start * n..(start + len) * n]);
-            let (b, a) = &key.digits[j];
-            for e in 0..ext {
-                let qi = qp_index(e);
-                let plan = self.ctx_qp.plan(qi);
-                let x = &mut lifted[e * n..(e + 1) * n];
-                plan.forward(x);
-                plan.mul_accumulate(
-                    &mut acc0[e * n..(e + 1) * n],
-                    x,
-                    &b.data()[qi * n..(qi + 1) * n],
-                );
-                plan.mul_accumulate(
-                    &mut acc1[e * n..(e + 1) * n],
-                    x,
-                    &a.data()[qi * n..(qi + 1) * n],
-                );
+                plan.forward(&mut x);
+                let (b, a) = &key.digits[j];
+                plan.mul_accumulate(a0, &x, &b.data()[qi * n..(qi + 1) * n]);
+                plan.mul_accumulate(a1, &x, &a.data()[qi * n..(qi + 1) * n]);
             }
         }
         let u0 = self.mod_down(&mut acc0, l)?;
@@ -217,6 +211,9 @@ impl KeySwitcher {
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct KeySwitchingKey {
     pub(crate) digits: Vec<(Poly, Poly)>,
+    /// `a_j` is the expansion of this seed with ChaCha20 stream `j`, so the key
+    /// travels as the `b_j` and 32 bytes.
+    pub(crate) seed: [u8; 32],
 }
 
 impl KeySwitchingKey {
@@ -242,8 +239,10 @@ impl KeySwitchingKey {
         let n = ctx.n();
         let big_l = ks.ctx_q.len();
         let mut digits = Vec::with_capacity(ks.dnum());
+        let mut seed = [0u8; 32];
+        rng.fill_bytes(&mut seed);
         for j in 0..ks.dnum() {
-            let a = math::sample::uniform_poly(ctx, all, Representation::Ntt, rng);
+            let a = math::sample::expand_seed_stream(ctx, all, &seed, j as u64);
             let e: Vec<i128> = cbd(n, eta, rng).into_iter().map(|x| x as i128).collect();
             let mut b = poly_from_i128(ctx, all, &e);
             b.ntt_forward();
@@ -262,7 +261,7 @@ impl KeySwitchingKey {
             }
             digits.push((b, a));
         }
-        Ok(Self { digits })
+        Ok(Self { digits, seed })
     }
 
     pub fn num_digits(&self) -> usize {

@@ -10,7 +10,8 @@
 
 use crate::core::same;
 use crate::eval::{Evaluator, GaloisKeys};
-use crate::{Ciphertext, Params, RlweError, SecretKey};
+use crate::{Ciphertext, Params, Plaintext, RlweError, SecretKey};
+use math::baseconv::{centered_log2, crt_reconstruct, modulus_product};
 use math::{Poly, Representation};
 use rand_core::{CryptoRng, RngCore};
 use std::sync::Arc;
@@ -75,14 +76,14 @@ impl LweCiphertext {
             .collect())
     }
 
-    /// Decrypts to a value mod `t`.
-    pub fn decrypt(&self, sk: &SecretKey) -> Result<u64, RlweError> {
+    /// The phase `b + ⟨a, s⟩` over `Q_l`, one residue per prime.
+    fn phase(&self, sk: &SecretKey) -> Result<Vec<u64>, RlweError> {
         same(&self.params, &sk.params)?;
         let n = self.params.n();
         let l = self.num_moduli();
         let s = sk.coeffs();
         let mods = &self.params.ctx_q().moduli()[..l];
-        let phase: Vec<u64> = mods
+        Ok(mods
             .iter()
             .enumerate()
             .map(|(i, m)| {
@@ -98,12 +99,38 @@ impl LweCiphertext {
                 }
                 acc
             })
-            .collect();
+            .collect())
+    }
+
+    /// Decrypts to a value mod `t`.
+    pub fn decrypt(&self, sk: &SecretKey) -> Result<u64, RlweError> {
+        let phase = self.phase(sk)?;
         let mut out = [0u64];
         self.params
-            .decrypt_rounder(l)
+            .decrypt_rounder(self.num_moduli())
             .scale_round(1, &phase, &mut out);
         Ok(out[0])
+    }
+
+    /// `log2 |[b + ⟨a, s⟩ − ⌊Q_l·m/t⌉]_{Q_l}|` for the expected message `m`
+    /// (`< t`; a test/diagnostic helper, like [`SecretKey::noise_log2`]).
+    pub fn noise_log2(&self, sk: &SecretKey, expected: u64) -> Result<f64, RlweError> {
+        let l = self.num_moduli();
+        let mut m = vec![0u64; self.params.n()];
+        m[0] = expected;
+        let scaled = Plaintext::from_unsigned(&self.params, &m)?.scaled(l)?;
+        let mods = &self.params.ctx_q().moduli()[..l];
+        let v: Vec<u64> = self
+            .phase(sk)?
+            .iter()
+            .zip(mods)
+            .enumerate()
+            .map(|(i, (&ph, md))| md.sub(ph, scaled.residue(i)[0]))
+            .collect();
+        Ok(centered_log2(
+            &crt_reconstruct(mods, &v),
+            &modulus_product(mods),
+        ))
     }
 
     /// RLWE ciphertext whose phase has this LWE phase as constant coefficient

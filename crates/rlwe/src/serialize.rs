@@ -298,7 +298,7 @@ impl SelectedCiphertext {
         let k = self.indices.len();
         let mut c1s = self.c1.clone();
         c1s.ntt_forward();
-        c1s.mul_assign(&sk.poly_q_ntt(l))?;
+        c1s.mul_assign_prefix(sk.poly_q_ntt_top())?;
         c1s.ntt_inverse();
         let mut phase = vec![0u64; l * k];
         for (i, m) in self.c1.moduli().iter().enumerate() {
@@ -400,11 +400,12 @@ pub fn public_key_from_bytes(params: &Arc<Params>, bytes: &[u8]) -> Result<Publi
 }
 
 fn pack_ksk(out: &mut Vec<u8>, k: &KeySwitchingKey) {
+    // b_j packed; the a_j as their common seed
     out.push(k.digits.len() as u8);
-    for (b, a) in &k.digits {
+    for (b, _) in &k.digits {
         pack_poly(out, b);
-        pack_poly(out, a);
     }
+    out.extend_from_slice(&k.seed);
 }
 
 fn read_ksk(r: &mut Reader<'_>, params: &Params) -> Result<KeySwitchingKey, RlweError> {
@@ -417,15 +418,21 @@ fn read_ksk(r: &mut Reader<'_>, params: &Params) -> Result<KeySwitchingKey, Rlwe
         });
     }
     let ctx = params.ctx_qp();
-    let digits = (0..d)
-        .map(|_| {
-            Ok((
-                r.poly(ctx, ctx.len(), Representation::Ntt)?,
-                r.poly(ctx, ctx.len(), Representation::Ntt)?,
-            ))
-        })
+    let bs = (0..d)
+        .map(|_| r.poly(ctx, ctx.len(), Representation::Ntt))
         .collect::<Result<Vec<_>, RlweError>>()?;
-    Ok(KeySwitchingKey { digits })
+    let seed: [u8; 32] = r.take(32)?.try_into().expect("32 bytes");
+    let digits = bs
+        .into_iter()
+        .enumerate()
+        .map(|(j, b)| {
+            (
+                b,
+                math::sample::expand_seed_stream(ctx, ctx.len(), &seed, j as u64),
+            )
+        })
+        .collect();
+    Ok(KeySwitchingKey { digits, seed })
 }
 
 pub fn galois_keys_to_bytes(gk: &GaloisKeys) -> Vec<u8> {
@@ -452,7 +459,7 @@ pub fn galois_keys_from_bytes(params: &Arc<Params>, bytes: &[u8]) -> Result<Galo
     let mut keys = BTreeMap::new();
     for _ in 0..count {
         let k = r.u32()? as usize;
-        if k % 2 == 0 || k >= 2 * n || keys.contains_key(&k) {
+        if k.is_multiple_of(2) || k >= 2 * n || keys.contains_key(&k) {
             return Err(RlweError::BadField {
                 field: "galois element",
                 value: k as u64,

@@ -39,7 +39,8 @@ impl SmallModCiphertext {
         same(&self.params, sk.params())?;
         let q = &self.modulus;
         let n = self.params.n();
-        let s: Vec<u64> = sk.coeffs().iter().map(|&v| q.reduce_i64(v)).collect();
+        let s: zeroize::Zeroizing<Vec<u64>> =
+            zeroize::Zeroizing::new(sk.coeffs().iter().map(|&v| q.reduce_i64(v)).collect());
         let c1s = PolyMultiplier::new(n, q.value(), Wrap::Negacyclic)?.mul(&self.c1, &s)?;
         let t = self.params.t().value() as u128;
         let qv = q.value() as u128;

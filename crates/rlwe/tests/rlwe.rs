@@ -252,6 +252,48 @@ fn batching_rotations_and_products() {
 }
 
 #[test]
+fn key_switching_with_several_special_primes_at_every_level() {
+    // α = 2 special primes: digits {q0, q1}, {q2, q3}, {q4}; rotations and
+    // relinearization at every level (partial digits included)
+    let mut r = rng(13);
+    let lit = ParamsLiteral::from_bit_sizes(7, &[40, 40, 40, 40, 40], &[45, 45], T_PRIME)
+        .unwrap()
+        .insecure_test_only();
+    let p = Params::new(lit).unwrap();
+    assert_eq!(p.key_switcher().unwrap().dnum(), 3);
+    let n = p.n();
+    let enc = BatchEncoder::new(&p).unwrap();
+    let sk = SecretKey::generate(&p, &mut r);
+    let gk = GaloisKeys::for_rotations(&sk, &[1], false, &mut r).unwrap();
+    let rk = RelinKey::generate(&sk, &mut r).unwrap();
+    let ev = Evaluator::new(&p);
+    let v: Vec<u64> = (0..n).map(|_| r.gen_range(0..T_PRIME)).collect();
+    let tm = Modulus::new(T_PRIME).unwrap();
+    let half = n / 2;
+    let rot: Vec<u64> = (0..n)
+        .map(|s| v[(s / half) * half + (s % half + 1) % half])
+        .collect();
+    let sq: Vec<u64> = v.iter().map(|&a| tm.mul(a, a)).collect();
+    for l in 1..=p.max_level() {
+        let ct = sk.encrypt_at(&enc.encode(&v).unwrap(), l, &mut r).unwrap();
+        let c = ev.rotate_rows(&ct, 1, &gk).unwrap();
+        assert_eq!(
+            enc.decode(&sk.decrypt(&c).unwrap()).unwrap(),
+            rot,
+            "rotation at level {l}"
+        );
+        if l >= 2 {
+            let c = ev.mul(&ct, &ct, &rk).unwrap();
+            assert_eq!(
+                enc.decode(&sk.decrypt(&c).unwrap()).unwrap(),
+                sq,
+                "product at level {l}"
+            );
+        }
+    }
+}
+
+#[test]
 fn ct_ct_product_power_of_two_t() {
     // coefficient-encoded product for t = 2^ℓ (no batching): negacyclic product mod t
     let mut r = rng(7);

@@ -4,7 +4,7 @@
 //! with x[c·h_t·w_t + r·w_t + q] = X[c, r, q]. The filter of output channel m restricted to the
 //! tile's channels is w[O − c·h_t·w_t − l·w_t − l′] = K[m, c, l, l′] with
 //! O = h_t·w_t·(c_t − 1) + w_t·(kh − 1) + kw − 1. Then coefficient O + i·w_t + j of x·w in
-//! Z[X]/(X^N + 1) is the stride-1 ("valid") convolution output (i, j) of the tile, for
+//! `Z[X]/(X^N + 1)` is the stride-1 ("valid") convolution output (i, j) of the tile, for
 //! i ≤ h_t − kh, j ≤ w_t − kw, provided c_t·h_t·w_t ≤ N:
 //! * a + b = O + i·w_t + j with a = c·h_t·w_t + r·w_t + q and b = O − c′·h_t·w_t − l·w_t − l′
 //!   forces c = c′, r = i + l, q = j + l′ because |q − l′ − j| < w_t and |r − l − i| < h_t;

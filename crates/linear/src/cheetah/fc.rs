@@ -1,5 +1,5 @@
 //! Cheetah's HomFC [Cheetah §4.2]: the out×in matrix is cut into blocks of d1 rows × d0 columns
-//! with d0·d1 ≤ N. Input chunk j is x[k] = u[j·d0 + k] (k < d0); the block (i, j) is the
+//! with d0·d1 ≤ N. Input chunk j is `x[k] = u[j·d0 + k]` (k < d0); the block (i, j) is the
 //! polynomial w[r·d0 + d0 − 1 − k] = W[i·d1 + r, j·d0 + k]; coefficient r·d0 + d0 − 1 of x·w is
 //! Σ_k W[i·d1 + r, j·d0 + k]·u[j·d0 + k]. Exactness: a + b = r·d0 + d0 − 1 with a = k′ < d0 and
 //! b = r′·d0 + d0 − 1 − k forces r = r′, k = k′; a wrapped term a + b − N < d0 − 1 never lands on

@@ -63,6 +63,22 @@ impl Layout {
         }
     }
 
+    /// Number of returned ciphertexts with packing factor g (1: one per output polynomial).
+    pub fn response_count(&self, g: usize) -> usize {
+        match self {
+            Layout::Conv { spec, tiling } => tiling.spatial_tiles() * spec.m.div_ceil(g.max(1)),
+            Layout::Fc { blocks, .. } => blocks.n_out.div_ceil(g.max(1)),
+        }
+    }
+
+    /// Number of outputs of the layer.
+    pub fn outputs(&self) -> usize {
+        match self {
+            Layout::Conv { spec, .. } => spec.m * spec.out_h() * spec.out_w(),
+            Layout::Fc { spec, .. } => spec.outputs,
+        }
+    }
+
     /// Groups of output polynomials packed together with packing factor g (member j of a group
     /// is shifted by X^j): conv groups g consecutive output channels of one spatial tile, FC g
     /// consecutive output blocks.

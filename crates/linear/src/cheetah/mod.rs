@@ -11,9 +11,14 @@
 //!    of c₀ (all bit-packed at k bits).
 //! 3. Client decrypts the output coefficients: its share is W·x + r; the server's is b − r.
 //!
-//! Bytes on the wire (both exact, see [`Cheetah::cost`]):
+//! Packed responses (on the key-switching set): G output polynomials whose outputs sit at
+//! multiples of G are merged into one before re-randomization (`Packer`), so G − 1 key switches
+//! replace G − 1 returned ciphertexts. The planner ([`Cheetah::plan`]) chooses parameters,
+//! encoding and G per layer by estimated time ([`estimated_seconds`]).
+//!
+//! Bytes on the wire (both exact, see [`Cheetah::plan`] and [`layout_cost`]):
 //! c→s `[tag][seed][c₀ of each input ct, per prime packed at the prime's width]`,
-//! s→c `[c₁ (N values), kept c₀ values]` per output ct, all packed at k bits.
+//! s→c `[c₁ (N values), kept c₀ values]` per returned ct, all packed at k bits.
 
 pub mod conv;
 pub mod fc;
@@ -107,7 +112,7 @@ pub struct Cheetah {
 }
 
 fn math_err(e: math::MathError) -> LinearError {
-    LinearError::Math(e.to_string())
+    LinearError::Math(e)
 }
 
 /// Predicted cost of running `layout` on `params` with response modulus 2^k, packing `pack`
@@ -116,15 +121,9 @@ pub fn layout_cost(params: HeParamsId, layout: &Layout, response_bits: u32, pack
     let n = params.n() as u64;
     let l = params.prime_bits().len() as u64;
     let ins = layout.input_cts() as u64;
-    let outs = layout.output_cts() as u64;
-    let groups = if pack > 1 {
-        layout.response_groups(pack).len() as u64
-    } else {
-        outs
-    };
-    let kept: u64 = (0..layout.output_cts())
-        .map(|o| layout.kept(o) as u64)
-        .sum();
+    let groups = layout.response_count(pack) as u64;
+    // Every output is returned exactly once.
+    let kept = layout.outputs() as u64;
     let products = layout.products() as u64;
     let weights = layout.used_weight_keys() as u64;
     // Packing: G − 1 merges (one key switch and two monomial products each) per returned
@@ -366,7 +365,7 @@ impl DeltaEncoder {
         for m in ctx.moduli() {
             let t_inv = m
                 .inv(m.reduce_u128(1u128 << ell))
-                .ok_or(LinearError::Math("t not invertible".into()))?;
+                .expect("t = 2^l is invertible modulo an odd prime");
             delta.push(m.neg(m.mul(m.reduce(r), t_inv)));
         }
         Ok(DeltaEncoder {
@@ -603,9 +602,7 @@ impl Packer {
         let ks = self.params.key_switcher().expect("checked in new");
         let r0 = m0.automorphism(k).map_err(math_err)?;
         let r1 = m1.automorphism(k).map_err(math_err)?;
-        let (u0, u1) = ks
-            .switch(&r1, key)
-            .map_err(|e| LinearError::Math(e.to_string()))?;
+        let (u0, u1) = ks.switch(&r1, key).map_err(LinearError::from)?;
         p0.add_assign(&r0).map_err(math_err)?;
         p0.add_assign(&u0).map_err(math_err)?;
         p1.add_assign(&u1).map_err(math_err)?;

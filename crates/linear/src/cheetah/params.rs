@@ -112,9 +112,8 @@ impl HeParamsId {
         if let Some(p) = map.get(&ell) {
             return Ok(p.clone());
         }
-        let lit =
-            rlwe::presets::bfv_n8192_q180_t2l(ell).map_err(|e| LinearError::Math(e.to_string()))?;
-        let p = rlwe::Params::new(lit).map_err(|e| LinearError::Math(e.to_string()))?;
+        let lit = rlwe::presets::bfv_n8192_q180_t2l(ell).map_err(LinearError::from)?;
+        let p = rlwe::Params::new(lit).map_err(LinearError::from)?;
         map.insert(ell, p.clone());
         Ok(p)
     }
@@ -134,11 +133,10 @@ impl HeParamsId {
         let n = self.n();
         let mut primes: Vec<u64> = Vec::new();
         for &b in self.prime_bits() {
-            let p =
-                generate_primes(b, n, 1, &primes).map_err(|e| LinearError::Math(e.to_string()))?;
+            let p = generate_primes(b, n, 1, &primes).map_err(LinearError::from)?;
             primes.push(p[0]);
         }
-        let ctx = RnsContext::new(n, &primes).map_err(|e| LinearError::Math(e.to_string()))?;
+        let ctx = RnsContext::new(n, &primes).map_err(LinearError::from)?;
         let log_q = ctx.log2_product(primes.len());
         // Structural security check: the preset must stay within the standard's bound.
         assert!(

@@ -17,17 +17,26 @@ where
     T: Send + 'static,
     F: Fn(Party, &mut Session, &mut C) -> T + Send + Sync + Clone + 'static,
 {
+    run_with(c0, c1, seed, test_config(), f)
+}
+
+/// As [`run_on`] with an explicit session configuration.
+pub fn run_with<C, T, F>(c0: C, c1: C, seed: u64, cfg: SessionConfig, f: F) -> (T, T)
+where
+    C: Channel + Send + 'static,
+    T: Send + 'static,
+    F: Fn(Party, &mut Session, &mut C) -> T + Send + Sync + Clone + 'static,
+{
     let f1 = f.clone();
     let h = std::thread::spawn(move || {
         let mut c1 = c1;
         let mut rng = ChaCha20Rng::seed_from_u64(seed ^ 0xa5a5);
-        let mut s =
-            Session::setup_with(&mut c1, Party::P1, &mut rng, test_config()).expect("setup P1");
+        let mut s = Session::setup_with(&mut c1, Party::P1, &mut rng, cfg).expect("setup P1");
         f1(Party::P1, &mut s, &mut c1)
     });
     let mut c0 = c0;
     let mut rng = ChaCha20Rng::seed_from_u64(seed);
-    let mut s = Session::setup_with(&mut c0, Party::P0, &mut rng, test_config()).expect("setup P0");
+    let mut s = Session::setup_with(&mut c0, Party::P0, &mut rng, cfg).expect("setup P0");
     let a = f(Party::P0, &mut s, &mut c0);
     let b = h.join().expect("P1 thread");
     (a, b)
@@ -87,8 +96,19 @@ pub fn rng(seed: u64) -> ChaCha20Rng {
     ChaCha20Rng::seed_from_u64(seed)
 }
 
-/// Sessions for tests fetch COTs in small refills (fast setup, little memory).
+/// Sessions for most tests: IKNP COTs (cheap setup; protocol correctness does not depend on
+/// the COT backend) in small refills.
 pub fn test_config() -> SessionConfig {
+    SessionConfig {
+        refill: 1 << 12,
+        cot: ot::CotConfig {
+            backend: ot::CotBackend::Iknp,
+        },
+    }
+}
+
+/// Sessions on the default silent-OT backend, in small refills.
+pub fn silent_config() -> SessionConfig {
     SessionConfig {
         refill: 1 << 12,
         ..SessionConfig::default()

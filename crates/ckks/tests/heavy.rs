@@ -1,10 +1,23 @@
-//! Heavy bootstrapping runs (ignored by default): `cargo test -p privinfer-ckks --release --test exp -- --ignored --nocapture`.
+//! Heavy bootstrapping runs (ignored by default): `cargo test -p privinfer-ckks --release --test heavy -- --ignored --nocapture`.
+//! `n16_secure` runs the 128-bit N = 2^16 preset (about 8 GB of memory); `n14_scaled_like_n16`
+//! the same chain at N = 2^14. Environment: `PROBE=1` prints the error after CoeffsToSlots and of
+//! EvalMod, `CONST=1` bootstraps all-ones slots, `LOGQ0` overrides the base prime (N = 2^14 run).
 use ckks::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use std::time::Instant;
 
+fn cpu_ms() -> f64 {
+    let s = std::fs::read_to_string("/proc/self/stat").unwrap();
+    let rest = &s[s.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    (f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap()) * 10.0
+}
+
 fn run(lit: ParamsLiteral, cfg: BootstrapConfig) {
+    if std::env::var("NO_TUNING").is_err() {
+        math::alloc::retain_large_allocations();
+    }
     let t = Instant::now();
     let params = Params::new(lit).unwrap();
     eprintln!(
@@ -44,8 +57,13 @@ fn run(lit: ParamsLiteral, cfg: BootstrapConfig) {
     let pt = params.encode(&x, slots, 0, params.default_scale()).unwrap();
     let ct = enc.encrypt(&pt, &mut rng).unwrap();
     let t = Instant::now();
+    let c0 = cpu_ms();
     let (out, ph) = bs.bootstrap_timed(&eval, encaps.as_ref(), &ct).unwrap();
-    eprintln!("bootstrap {:?} {ph:?}", t.elapsed());
+    eprintln!(
+        "bootstrap {:?} (CPU {:.0} ms) {ph:?}",
+        t.elapsed(),
+        cpu_ms() - c0
+    );
     if std::env::var("PROBE").is_ok() {
         let k = bs.config().k;
         let mut stages: Vec<(String, Vec<Complex>)> = Vec::new();

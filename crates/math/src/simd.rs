@@ -1,0 +1,326 @@
+//! Element-wise modular kernels with an AVX-512 path chosen at run time and a
+//! portable scalar path that is always compiled and tested against it.
+//!
+//! All kernels take residues `< q` (or `< 2q` where stated) for a [`Modulus`]
+//! `q < 2^62` and return fully reduced residues.
+
+use crate::Modulus;
+
+#[cfg(target_arch = "x86_64")]
+fn avx512() -> bool {
+    // std caches the CPUID result; this is a load and a test.
+    std::arch::is_x86_feature_detected!("avx512f")
+        && std::arch::is_x86_feature_detected!("avx512dq")
+}
+
+/// `x[i] = ((x[i] + q − t[i])·w + c) mod q` with `w_shoup = m.shoup(w)`,
+/// `x[i] < 2q`, `t[i] ≤ q`, `c < q`.
+pub fn sub_mul_add(m: &Modulus, x: &mut [u64], t: &[u64], w: u64, w_shoup: u64, c: u64) {
+    assert_eq!(x.len(), t.len());
+    #[cfg(target_arch = "x86_64")]
+    if avx512() {
+        // SAFETY: the CPU supports avx512f and avx512dq (checked just above).
+        unsafe { x86::sub_mul_add(m.value(), x, t, w, w_shoup, c) };
+        return;
+    }
+    sub_mul_add_scalar(m, x, t, w, w_shoup, c)
+}
+
+/// Scalar reference of [`sub_mul_add`].
+pub fn sub_mul_add_scalar(m: &Modulus, x: &mut [u64], t: &[u64], w: u64, w_shoup: u64, c: u64) {
+    for (x, &t) in x.iter_mut().zip(t) {
+        *x = m.add(m.mul_shoup(*x + m.value() - t, w, w_shoup), c);
+    }
+}
+
+/// `x[i] = x[i]·w mod q` (`w_shoup = m.shoup(w)`, any 64-bit `x[i]`).
+pub fn mul_shoup(m: &Modulus, x: &mut [u64], w: u64, w_shoup: u64) {
+    #[cfg(target_arch = "x86_64")]
+    if avx512() {
+        // SAFETY: the CPU supports avx512f and avx512dq (checked just above).
+        unsafe { x86::mul_shoup(m.value(), x, w, w_shoup) };
+        return;
+    }
+    for v in x.iter_mut() {
+        *v = m.mul_shoup(*v, w, w_shoup);
+    }
+}
+
+/// `acc[i] = (acc[i] + x[i]·w) mod q` (`acc[i] < q`, any 64-bit `x[i]`).
+pub fn mul_shoup_acc(m: &Modulus, acc: &mut [u64], x: &[u64], w: u64, w_shoup: u64) {
+    assert_eq!(acc.len(), x.len());
+    #[cfg(target_arch = "x86_64")]
+    if avx512() {
+        // SAFETY: the CPU supports avx512f and avx512dq (checked just above).
+        unsafe { x86::mul_shoup_acc(m.value(), acc, x, w, w_shoup) };
+        return;
+    }
+    mul_shoup_acc_scalar(m, acc, x, w, w_shoup)
+}
+
+/// Scalar reference of [`mul_shoup_acc`].
+pub fn mul_shoup_acc_scalar(m: &Modulus, acc: &mut [u64], x: &[u64], w: u64, w_shoup: u64) {
+    for (a, &v) in acc.iter_mut().zip(x) {
+        *a = m.add(*a, m.mul_shoup(v, w, w_shoup));
+    }
+}
+
+/// `s[i] += x[i] as f64 · c` (the fractional sums of exact base conversion).
+pub fn fma_f64(s: &mut [f64], x: &[u64], c: f64) {
+    assert_eq!(s.len(), x.len());
+    #[cfg(target_arch = "x86_64")]
+    if avx512() {
+        // SAFETY: the CPU supports avx512f and avx512dq (checked just above).
+        unsafe { x86::fma_f64(s, x, c) };
+        return;
+    }
+    fma_f64_scalar(s, x, c)
+}
+
+#[inline(always)]
+fn fma_f64_scalar(s: &mut [f64], x: &[u64], c: f64) {
+    for (a, &v) in s.iter_mut().zip(x) {
+        *a += v as f64 * c;
+    }
+}
+
+/// `x[i] = x[i] mod q` for any 64-bit `x[i]`.
+pub fn reduce(m: &Modulus, x: &mut [u64]) {
+    #[cfg(target_arch = "x86_64")]
+    if avx512() {
+        let one_shoup = m.shoup(1);
+        // SAFETY: the CPU supports avx512f and avx512dq (checked just above).
+        unsafe { x86::mul_shoup(m.value(), x, 1, one_shoup) };
+        return;
+    }
+    reduce_scalar(m, x)
+}
+
+/// Scalar reference of [`reduce`].
+pub fn reduce_scalar(m: &Modulus, x: &mut [u64]) {
+    for v in x.iter_mut() {
+        *v = m.reduce(*v);
+    }
+}
+
+/// `a[i] = (a[i] + b[i]) mod q`.
+pub fn add_assign(q: u64, a: &mut [u64], b: &[u64]) {
+    assert_eq!(a.len(), b.len());
+    #[cfg(target_arch = "x86_64")]
+    if avx512() {
+        // SAFETY: the CPU supports avx512f (checked just above).
+        unsafe { x86::add_assign(q, a, b) };
+        return;
+    }
+    add_assign_scalar(q, a, b)
+}
+
+#[inline(always)]
+fn add_assign_scalar(q: u64, a: &mut [u64], b: &[u64]) {
+    for (x, &y) in a.iter_mut().zip(b) {
+        let s = *x + y;
+        *x = s.min(s.wrapping_sub(q));
+    }
+}
+
+/// `a[i] = (a[i] − b[i]) mod q`.
+pub fn sub_assign(q: u64, a: &mut [u64], b: &[u64]) {
+    assert_eq!(a.len(), b.len());
+    #[cfg(target_arch = "x86_64")]
+    if avx512() {
+        // SAFETY: the CPU supports avx512f (checked just above).
+        unsafe { x86::sub_assign(q, a, b) };
+        return;
+    }
+    sub_assign_scalar(q, a, b)
+}
+
+#[inline(always)]
+fn sub_assign_scalar(q: u64, a: &mut [u64], b: &[u64]) {
+    for (x, &y) in a.iter_mut().zip(b) {
+        let s = *x + q - y;
+        *x = s.min(s.wrapping_sub(q));
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    /// High 64 bits of the 64×64-bit lane products (four 32×32 multiplies).
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn mulhi(a: __m512i, b: __m512i) -> __m512i {
+        let mask = _mm512_set1_epi64(0xffff_ffff);
+        let a_hi = _mm512_srli_epi64::<32>(a);
+        let b_hi = _mm512_srli_epi64::<32>(b);
+        let lolo = _mm512_mul_epu32(a, b);
+        let lohi = _mm512_mul_epu32(a, b_hi);
+        let hilo = _mm512_mul_epu32(a_hi, b);
+        let hihi = _mm512_mul_epu32(a_hi, b_hi);
+        let t = _mm512_add_epi64(lohi, _mm512_srli_epi64::<32>(lolo));
+        let u = _mm512_add_epi64(hilo, _mm512_and_si512(t, mask));
+        _mm512_add_epi64(
+            hihi,
+            _mm512_add_epi64(_mm512_srli_epi64::<32>(t), _mm512_srli_epi64::<32>(u)),
+        )
+    }
+
+    /// `min(x, x − q)`: maps `[0, 2q)` to `[0, q)`.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn csub(x: __m512i, q: __m512i) -> __m512i {
+        _mm512_min_epu64(x, _mm512_sub_epi64(x, q))
+    }
+
+    /// Shoup product `a·w mod q` in `[0, q)` for any 64-bit `a`.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512dq")]
+    fn shoup(a: __m512i, w: __m512i, ws: __m512i, q: __m512i) -> __m512i {
+        let qhat = mulhi(a, ws);
+        let r = _mm512_sub_epi64(_mm512_mullo_epi64(a, w), _mm512_mullo_epi64(qhat, q));
+        csub(r, q)
+    }
+
+    #[target_feature(enable = "avx512f,avx512dq")]
+    pub(super) unsafe fn sub_mul_add(q: u64, x: &mut [u64], t: &[u64], w: u64, ws: u64, c: u64) {
+        let (vq, vw, vws, vc) = (
+            _mm512_set1_epi64(q as i64),
+            _mm512_set1_epi64(w as i64),
+            _mm512_set1_epi64(ws as i64),
+            _mm512_set1_epi64(c as i64),
+        );
+        let n8 = x.len() / 8 * 8;
+        for i in (0..n8).step_by(8) {
+            // SAFETY: i + 8 ≤ x.len() = t.len(); unaligned loads/stores.
+            let xv = unsafe { _mm512_loadu_si512(x.as_ptr().add(i) as *const _) };
+            let tv = unsafe { _mm512_loadu_si512(t.as_ptr().add(i) as *const _) };
+            let d = _mm512_sub_epi64(_mm512_add_epi64(xv, vq), tv);
+            let r = csub(_mm512_add_epi64(shoup(d, vw, vws, vq), vc), vq);
+            unsafe { _mm512_storeu_si512(x.as_mut_ptr().add(i) as *mut _, r) };
+        }
+        let m = crate::Modulus::new(q).expect("valid modulus");
+        super::sub_mul_add_scalar(&m, &mut x[n8..], &t[n8..], w, ws, c);
+    }
+
+    #[target_feature(enable = "avx512f,avx512dq")]
+    pub(super) unsafe fn mul_shoup(q: u64, x: &mut [u64], w: u64, ws: u64) {
+        let (vq, vw, vws) = (
+            _mm512_set1_epi64(q as i64),
+            _mm512_set1_epi64(w as i64),
+            _mm512_set1_epi64(ws as i64),
+        );
+        let n8 = x.len() / 8 * 8;
+        for i in (0..n8).step_by(8) {
+            // SAFETY: i + 8 ≤ x.len(); unaligned loads/stores.
+            let xv = unsafe { _mm512_loadu_si512(x.as_ptr().add(i) as *const _) };
+            unsafe { _mm512_storeu_si512(x.as_mut_ptr().add(i) as *mut _, shoup(xv, vw, vws, vq)) };
+        }
+        let m = crate::Modulus::new(q).expect("valid modulus");
+        for v in &mut x[n8..] {
+            *v = m.mul_shoup(*v, w, ws);
+        }
+    }
+
+    #[target_feature(enable = "avx512f,avx512dq")]
+    pub(super) unsafe fn mul_shoup_acc(q: u64, acc: &mut [u64], x: &[u64], w: u64, ws: u64) {
+        let (vq, vw, vws) = (
+            _mm512_set1_epi64(q as i64),
+            _mm512_set1_epi64(w as i64),
+            _mm512_set1_epi64(ws as i64),
+        );
+        let n8 = x.len() / 8 * 8;
+        for i in (0..n8).step_by(8) {
+            // SAFETY: i + 8 ≤ x.len() = acc.len(); unaligned loads/stores.
+            let xv = unsafe { _mm512_loadu_si512(x.as_ptr().add(i) as *const _) };
+            let av = unsafe { _mm512_loadu_si512(acc.as_ptr().add(i) as *const _) };
+            let r = csub(_mm512_add_epi64(av, shoup(xv, vw, vws, vq)), vq);
+            unsafe { _mm512_storeu_si512(acc.as_mut_ptr().add(i) as *mut _, r) };
+        }
+        let m = crate::Modulus::new(q).expect("valid modulus");
+        super::mul_shoup_acc_scalar(&m, &mut acc[n8..], &x[n8..], w, ws);
+    }
+
+    #[target_feature(enable = "avx512f,avx512dq")]
+    pub(super) unsafe fn fma_f64(s: &mut [f64], x: &[u64], c: f64) {
+        // the scalar loop compiled with AVX-512 (u64 → f64 conversion is vectorized with avx512dq)
+        super::fma_f64_scalar(s, x, c)
+    }
+
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn add_assign(q: u64, a: &mut [u64], b: &[u64]) {
+        // the scalar loop, compiled with AVX-512 enabled (vectorized by LLVM)
+        super::add_assign_scalar(q, a, b)
+    }
+
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn sub_assign(q: u64, a: &mut [u64], b: &[u64]) {
+        super::sub_assign_scalar(q, a, b)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    #[test]
+    fn simd_matches_scalar() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(21);
+        for q in [3u64, 65537, (1 << 44) - 21, (1 << 61) - 1, (1 << 62) - 57] {
+            let m = Modulus::new(q).unwrap();
+            for len in [0usize, 1, 7, 8, 9, 64, 101] {
+                let x: Vec<u64> = (0..len).map(|_| rng.gen_range(0..2 * q)).collect();
+                let t: Vec<u64> = (0..len).map(|_| rng.gen_range(0..=q)).collect();
+                let (w, c) = (rng.gen_range(0..q), rng.gen_range(0..q));
+                let ws = m.shoup(w);
+                let mut a = x.clone();
+                let mut b = x.clone();
+                sub_mul_add(&m, &mut a, &t, w, ws, c);
+                sub_mul_add_scalar(&m, &mut b, &t, w, ws, c);
+                assert_eq!(a, b);
+                let want: Vec<u64> = x
+                    .iter()
+                    .zip(&t)
+                    .map(|(&x, &t)| {
+                        ((((x + q - t) as u128 * w as u128) + c as u128) % q as u128) as u64
+                    })
+                    .collect();
+                assert_eq!(a, want);
+                let raw: Vec<u64> = (0..len).map(|_| rng.gen()).collect();
+                let acc0: Vec<u64> = (0..len).map(|_| rng.gen_range(0..q)).collect();
+                let (mut a1, mut a2) = (acc0.clone(), acc0.clone());
+                mul_shoup_acc(&m, &mut a1, &raw, w, ws);
+                mul_shoup_acc_scalar(&m, &mut a2, &raw, w, ws);
+                assert_eq!(a1, a2);
+                let want: Vec<u64> = acc0
+                    .iter()
+                    .zip(&raw)
+                    .map(|(&a, &x)| ((a as u128 + x as u128 * w as u128) % q as u128) as u64)
+                    .collect();
+                assert_eq!(a1, want);
+                let mut f1 = vec![0.5f64; len];
+                let mut f2 = f1.clone();
+                fma_f64(&mut f1, &raw, 1.0 / q as f64);
+                fma_f64_scalar(&mut f2, &raw, 1.0 / q as f64);
+                assert_eq!(f1, f2);
+                let mut r = raw.clone();
+                reduce(&m, &mut r);
+                assert_eq!(r, raw.iter().map(|v| v % q).collect::<Vec<_>>());
+                let y: Vec<u64> = (0..len).map(|_| rng.gen_range(0..q)).collect();
+                let z: Vec<u64> = (0..len).map(|_| rng.gen_range(0..q)).collect();
+                let mut s = y.clone();
+                add_assign(q, &mut s, &z);
+                assert_eq!(
+                    s,
+                    y.iter()
+                        .zip(&z)
+                        .map(|(a, b)| (a + b) % q)
+                        .collect::<Vec<_>>()
+                );
+                sub_assign(q, &mut s, &z);
+                assert_eq!(s, y);
+            }
+        }
+    }
+}

@@ -1,0 +1,179 @@
+//! The cost model: exact protocol traffic (bits, both directions) and COTs of every protocol, as
+//! derived in docs/protocols/nonlinear.md — computed, not measured, for planners and for checking
+//! benchmarks. COT-extension traffic is not included: multiply [`Cost::cots`] by the OT
+//! backend's bits per COT.
+
+use std::ops::Add;
+
+use crate::millionaire::millionaire_cost;
+use crate::{Party, Ring};
+
+/// Bits on the wire (both directions, excluding COT extension and length prefixes) and COTs
+/// consumed in each direction.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Cost {
+    pub bits: u64,
+    /// COTs with P0 as sender.
+    pub cots_p0_sends: u64,
+    /// COTs with P1 as sender.
+    pub cots_p1_sends: u64,
+}
+
+impl Add for Cost {
+    type Output = Cost;
+    fn add(self, o: Cost) -> Cost {
+        Cost {
+            bits: self.bits + o.bits,
+            cots_p0_sends: self.cots_p0_sends + o.cots_p0_sends,
+            cots_p1_sends: self.cots_p1_sends + o.cots_p1_sends,
+        }
+    }
+}
+
+impl Cost {
+    /// All COTs.
+    pub fn cots(&self) -> u64 {
+        self.cots_p0_sends + self.cots_p1_sends
+    }
+
+    /// (COTs as sender, COTs as receiver) for `party`: the arguments of
+    /// [`crate::Session::prefetch`].
+    pub fn cots_for(&self, party: Party) -> (usize, usize) {
+        match party {
+            Party::P0 => (self.cots_p0_sends as usize, self.cots_p1_sends as usize),
+            Party::P1 => (self.cots_p1_sends as usize, self.cots_p0_sends as usize),
+        }
+    }
+}
+
+fn m(n: usize, bits: u32, split: u32) -> Cost {
+    let (b, c0, c1) = millionaire_cost(n, bits, split);
+    Cost {
+        bits: b,
+        cots_p0_sends: c0 as u64,
+        cots_p1_sends: c1 as u64,
+    }
+}
+
+/// `n` affine OTs from P0 to P1 with `w`-bit messages.
+fn ot01(n: usize, w: u32) -> Cost {
+    Cost {
+        bits: n as u64 * (1 + w as u64),
+        cots_p0_sends: n as u64,
+        cots_p1_sends: 0,
+    }
+}
+
+/// [`crate::Session::millionaire`] on `bits`-bit inputs.
+pub fn millionaire(n: usize, bits: u32) -> Cost {
+    m(n, bits, 0)
+}
+
+/// [`crate::Session::mux`].
+pub fn mux(ring: Ring, n: usize) -> Cost {
+    Cost {
+        bits: 2 * n as u64 * (1 + ring.bits() as u64),
+        cots_p0_sends: n as u64,
+        cots_p1_sends: n as u64,
+    }
+}
+
+/// [`crate::Session::b2a`].
+pub fn b2a(ring: Ring, n: usize) -> Cost {
+    ot01(n, ring.bits() - 1)
+}
+
+/// [`crate::Session::drelu`].
+pub fn drelu(ring: Ring, n: usize) -> Cost {
+    m(n, ring.bits() - 1, 0)
+}
+
+/// [`crate::Session::relu`].
+pub fn relu(ring: Ring, n: usize) -> Cost {
+    drelu(ring, n) + mux(ring, n)
+}
+
+/// [`crate::Session::relu_approx`] with scale `s`.
+pub fn relu_approx(ring: Ring, s: u32, n: usize) -> Cost {
+    m(n, ring.bits() - 1 - s, 0) + mux(ring, n)
+}
+
+/// [`crate::Session::relu6`].
+pub fn relu6(ring: Ring, n: usize) -> Cost {
+    relu(ring, 2 * n)
+}
+
+/// [`crate::Session::trunc`] by `s` bits.
+pub fn trunc(ring: Ring, s: u32, n: usize) -> Cost {
+    let l = ring.bits();
+    // 1-of-4 OT of s-bit messages (2 COTs) for the wrap, B2A of the low carry.
+    m(n, l - 1, s)
+        + Cost {
+            bits: n as u64 * (2 + 3 * s as u64),
+            cots_p0_sends: 2 * n as u64,
+            cots_p1_sends: 0,
+        }
+        + ot01(n, l - 1)
+}
+
+/// [`crate::Session::trunc_known_sign`] by `s` bits.
+pub fn trunc_known_sign(ring: Ring, s: u32, n: usize) -> Cost {
+    m(n, s, 0) + ot01(n, s) + ot01(n, ring.bits() - 1)
+}
+
+/// [`crate::Session::trunc_known_sign_approx`] by `s` bits.
+pub fn trunc_known_sign_approx(_ring: Ring, s: u32, n: usize) -> Cost {
+    ot01(n, s)
+}
+
+/// [`crate::Session::trunc_relu`] by `s` bits.
+pub fn trunc_relu(ring: Ring, s: u32, n: usize) -> Cost {
+    trunc(ring, s, n) + mux(ring, n)
+}
+
+/// [`crate::Session::max_groups`] / [`crate::Session::maxpool`] for windows of these sizes.
+pub fn max_windows(ring: Ring, window_sizes: impl IntoIterator<Item = usize>) -> Cost {
+    relu(
+        ring,
+        window_sizes.into_iter().map(|k| k.saturating_sub(1)).sum(),
+    )
+}
+
+/// [`crate::Session::argmax`] over `rows` rows of `k` values.
+pub fn argmax(ring: Ring, rows: usize, k: usize) -> Cost {
+    let pairs = rows * k.saturating_sub(1);
+    drelu(ring, pairs) + mux(ring, 2 * pairs)
+}
+
+/// [`crate::Session::mul`].
+pub fn mul(ring: Ring, n: usize) -> Cost {
+    let l = ring.bits() as u64;
+    Cost {
+        bits: n as u64 * (2 * l + l * (l + 1)),
+        cots_p0_sends: n as u64 * l,
+        cots_p1_sends: n as u64 * l,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn documented_values_at_37_bits() {
+        let r = Ring::new(37).unwrap();
+        assert_eq!(millionaire(1, 36).bits, 233);
+        assert_eq!(millionaire(1, 24).bits, 151);
+        assert_eq!(millionaire(1, 12).bits, 69);
+        assert_eq!(relu(r, 1).bits, 309);
+        assert_eq!(relu(r, 1).cots(), 72);
+        assert_eq!(relu_approx(r, 12, 1).bits, 227);
+        assert_eq!(trunc(r, 12, 1).bits, 310);
+        assert_eq!(trunc(r, 12, 1).cots(), 73);
+        assert_eq!(trunc_known_sign(r, 12, 1).bits, 119);
+        assert_eq!(trunc_relu(r, 12, 1).bits, 386);
+        assert_eq!(trunc_known_sign_approx(r, 12, 1).bits, 13);
+        assert_eq!(mul(r, 1).bits, 1480);
+        assert_eq!(max_windows(r, [4]).bits, 3 * 309);
+    }
+}

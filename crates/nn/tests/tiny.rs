@@ -1,0 +1,110 @@
+//! Tiny committed models covering every IR op (models/tiny/, python/privinfer_models/tiny.py)
+//! against onnxruntime float outputs and, for the CNN, the numpy fixed-point reference.
+
+use std::path::PathBuf;
+
+use privinfer_nn as nn;
+use serde_json::Value;
+
+fn dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/tiny")
+}
+
+fn expected() -> Value {
+    serde_json::from_str(&std::fs::read_to_string(dir().join("tiny_expected.json")).unwrap())
+        .unwrap()
+}
+
+fn floats(v: &Value) -> Vec<f32> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap() as f32)
+        .collect()
+}
+
+#[test]
+fn float_executor_matches_onnxruntime() {
+    let exp = expected();
+    for name in ["tiny_cnn", "tiny_vit"] {
+        let e = &exp["models"][name];
+        let m = nn::load(dir().join(e["file"].as_str().unwrap())).unwrap();
+        for case in e["cases"].as_array().unwrap() {
+            let want = floats(&case["float"]);
+            let got = nn::float::run(&m, &floats(&case["input"])).unwrap();
+            let scale = want.iter().fold(0f32, |a, v| a.max(v.abs()));
+            let err = got
+                .data
+                .iter()
+                .zip(&want)
+                .fold(0f32, |a, (g, w)| a.max((g - w).abs()));
+            assert!(err <= 1e-4 * scale, "{name}: {err} vs {scale}");
+        }
+    }
+}
+
+#[test]
+fn tiny_cnn_lowering_and_fixed_point() {
+    let exp = expected();
+    let e = &exp["models"]["tiny_cnn"];
+    let m = nn::load(dir().join("tiny_cnn.onnx")).unwrap();
+    let ops: Vec<&str> = m.nodes.iter().map(|n| n.op.name()).collect();
+    // BN after a residual Add stays a BatchNorm; Relu + Clip(0, 6) become one Relu6.
+    for op in [
+        "BatchNorm",
+        "DepthwiseConv",
+        "Relu6",
+        "MaxPool",
+        "AvgPool",
+        "Slice",
+        "Pad",
+        "GlobalAvgPool",
+        "Linear",
+    ] {
+        assert!(ops.contains(&op), "{op} missing from {ops:?}");
+    }
+    assert_eq!(ops.iter().filter(|o| **o == "Relu6").count(), 2);
+    assert_eq!(ops.iter().filter(|o| **o == "Relu").count(), 1);
+    let cfg = nn::FixedConfig::default();
+    let fm = nn::fixed::FixedModel::new(&m, cfg);
+    for case in e["cases"].as_array().unwrap() {
+        let x: Vec<u64> = floats(&case["input"])
+            .iter()
+            .map(|&v| cfg.encode(v))
+            .collect();
+        let t = fm.run_trace(&x).unwrap();
+        let want: Vec<u64> = case["fixed_q"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap())
+            .collect();
+        assert_eq!(t.values[m.output], want);
+        assert_eq!(
+            t.total_overflows(),
+            case["fixed_overflows"].as_u64().unwrap()
+        );
+    }
+}
+
+#[test]
+fn tiny_vit_has_transformer_ops_and_no_fixed_point_yet() {
+    let m = nn::load(dir().join("tiny_vit.onnx")).unwrap();
+    let ops: Vec<&str> = m.nodes.iter().map(|n| n.op.name()).collect();
+    for op in [
+        "LayerNorm",
+        "Softmax",
+        "Gelu",
+        "MatMul",
+        "Transpose",
+        "Concat",
+        "Mul",
+        "Add",
+        "Linear",
+    ] {
+        assert!(ops.contains(&op), "{op} missing from {ops:?}");
+    }
+    let x = vec![0.5f32; 3 * 8 * 8];
+    let err = nn::fixed::run(&m, &x, nn::FixedConfig::default()).unwrap_err();
+    assert!(matches!(err, nn::NnError::NoFixedPoint { .. }), "{err}");
+}
