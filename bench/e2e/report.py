@@ -38,8 +38,9 @@ def privinfer_row(a):
     t = total[-1]
     setup = [line for line in lines if line.get("layer") == "setup"]
     row = {
-        "system": "privinfer",
+        "system": "privinfer" if a.plan_mbps == 400 else f"privinfer, plan {a.plan_mbps} Mbit/s",
         "model": a.model,
+        "plan_mbps": a.plan_mbps,
         "ms": t["ms"],
         "bytes_c2s": t["bytes_c2s"],
         "bytes_s2c": t["bytes_s2c"],
@@ -138,7 +139,7 @@ def table(path):
                 cpu = r["cpu_ms_server"] + r["cpu_ms_client"]
             cpu = "" if cpu is None else f"{cpu / 1e3:.2f}"
             lo = fmt_mib(r["loopback_bytes"]) if "loopback_bytes" in r else ""
-            if r["system"] == "privinfer":
+            if r["system"].startswith("privinfer"):
                 check = "logits = fixed-point reference" if r["matches_reference"] else f"differs by {r['max_abs_diff_ulp']} ulp"
             else:
                 check = ("top-1 = onnxruntime" if r["matches_reference"] else "top-1 differs") + f", max abs diff {r['max_abs_diff_float']:.3g}"
@@ -156,7 +157,7 @@ def breakdown(paths):
         "|---|---|---|---|---|---|---|---|",
     ]
     for path in paths:
-        model = path.rsplit("/", 1)[-1].removeprefix("privinfer-").removesuffix(".jsonl")
+        model = path.rsplit("/", 1)[-1].removeprefix("privinfer-").removesuffix(".jsonl").replace("-plan", ", plan ")
         agg = {}
         for line in read_jsonl(path):
             if line.get("layer") == "total":
@@ -181,6 +182,7 @@ def main():
     p.add_argument("--model", required=True)
     p.add_argument("--bench", required=True)
     p.add_argument("--cpu")
+    p.add_argument("--plan-mbps", type=int, default=400)
     p.add_argument("--lo")
     p.add_argument("--estimate", required=True)
     p.add_argument("--meta", required=True)

@@ -2,7 +2,7 @@
 # End-to-end benchmark: privinfer and CrypTen on the same models, in the same run.
 #
 #   bench/e2e/run.sh [--models resnet20,resnet56,resnet18_64,mobilenetv2_32]
-#                    [--systems privinfer,crypten] [--release] [--out FILE]
+#                    [--systems privinfer,crypten] [--plans 400,10] [--release] [--out FILE]
 #
 # On a fresh machine (Debian, Rust toolchain, ../shared/data beside the repo) it:
 #   1. builds bench/.venv: Debian's torch 1.13 (system site-packages), the repo's python export
@@ -13,7 +13,9 @@
 #      seeded random weights, BatchNorm calibrated on CIFAR-10 images);
 #   3. builds privinfer (`cargo build -p privinfer`, or --release);
 #   4. for each model: `privinfer bench --model M --json` (both parties in one process over TCP
-#      loopback, one thread each), `privinfer estimate` for LAN/WAN, then the same ONNX file
+#      loopback, one thread each; once per `--plans` bandwidth, passed as --plan-mbps: 400 is
+#      privinfer's default plan, 10 its bandwidth-bound plan with packed HE responses),
+#      `privinfer estimate` for LAN/WAN, then the same ONNX file
 #      under CrypTen (bench/e2e/crypten_bench.py: two processes, gloo over localhost, one torch
 #      thread each);
 #   5. writes one JSON line per model per system to bench/e2e/results-<date>.jsonl (or --out),
@@ -28,14 +30,16 @@ cd "$ROOT"
 MODELS="resnet20,resnet56,resnet18_64,mobilenetv2_32"
 SYSTEMS="privinfer,crypten"
 PROFILE=dev
+PLANS="400"
 OUT=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --models) MODELS="$2"; shift 2 ;;
         --systems) SYSTEMS="$2"; shift 2 ;;
         --release) PROFILE=release; shift ;;
+        --plans) PLANS="$2"; shift 2 ;;
         --out) OUT="$2"; shift 2 ;;
-        -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
         *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -142,18 +146,24 @@ for m in ${MODELS//,/ }; do
     model="$BUILD/models/$m.onnx"
     img="$IMG32"; [[ "$m" == *_64 ]] && img="$IMG64"
     if [[ ",$SYSTEMS," == *",privinfer,"* ]]; then
-        log "privinfer: $m"
-        meta
-        raw="$BUILD/raw/privinfer-$m.jsonl"
-        if timed "privinfer-$m" "$BIN" bench --model "$model" --image "$img" --json > "$raw" 2> "$BUILD/raw/privinfer-$m.err"; then
-            estimate "$raw" "$BUILD/raw/privinfer-$m.est"
-            "$PY" "$HERE/report.py" privinfer-row --model "$m" --bench "$raw" --cpu "$BUILD/raw/privinfer-$m.cpu" --lo "$BUILD/raw/privinfer-$m.lo" \
-                --estimate "$BUILD/raw/privinfer-$m.est" --meta "$BUILD/meta.json" >> "$OUT"
-        else
-            "$PY" "$HERE/report.py" error-row --system privinfer --model "$m" \
-                --error-file "$BUILD/raw/privinfer-$m.err" --meta "$BUILD/meta.json" >> "$OUT"
-        fi
-        tail -1 "$OUT" >&2
+        for plan in ${PLANS//,/ }; do
+            log "privinfer: $m (plan for $plan Mbit/s)"
+            meta
+            name="privinfer-$m"; sys="privinfer"
+            [ "$plan" = 400 ] || { name="privinfer-$m-plan$plan"; sys="privinfer, plan $plan Mbit/s"; }
+            raw="$BUILD/raw/$name.jsonl"
+            if timed "$name" "$BIN" bench --model "$model" --image "$img" --plan-mbps "$plan" --json \
+                > "$raw" 2> "$BUILD/raw/$name.err"; then
+                estimate "$raw" "$BUILD/raw/$name.est"
+                "$PY" "$HERE/report.py" privinfer-row --model "$m" --plan-mbps "$plan" --bench "$raw" \
+                    --cpu "$BUILD/raw/$name.cpu" --lo "$BUILD/raw/$name.lo" \
+                    --estimate "$BUILD/raw/$name.est" --meta "$BUILD/meta.json" >> "$OUT"
+            else
+                "$PY" "$HERE/report.py" error-row --system "$sys" --model "$m" \
+                    --error-file "$BUILD/raw/$name.err" --meta "$BUILD/meta.json" >> "$OUT"
+            fi
+            tail -1 "$OUT" >&2
+        done
     fi
     if [[ ",$SYSTEMS," == *",crypten,"* ]]; then
         log "crypten: $m"
@@ -180,8 +190,10 @@ done
     "$PY" "$HERE/report.py" table "$OUT"
     raws=()
     [[ ",$SYSTEMS," == *",privinfer,"* ]] && for m in ${MODELS//,/ }; do
-        [ -s "$BUILD/raw/privinfer-$m.jsonl" ] && grep -q '"total"' "$BUILD/raw/privinfer-$m.jsonl" \
-            && raws+=("$BUILD/raw/privinfer-$m.jsonl")
+        for plan in ${PLANS//,/ }; do
+            f="$BUILD/raw/privinfer-$m.jsonl"; [ "$plan" = 400 ] || f="$BUILD/raw/privinfer-$m-plan$plan.jsonl"
+            [ -s "$f" ] && grep -q '"total"' "$f" && raws+=("$f")
+        done
     done
     if [ ${#raws[@]} -gt 0 ]; then
         echo
