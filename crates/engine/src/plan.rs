@@ -185,8 +185,22 @@ impl Plan {
     /// (today Cheetah), with its cost predicted from shapes alone.
     pub fn compile(model: &Model, cfg: &PlanConfig) -> Result<Plan, EngineError> {
         let fixed = FixedConfig::new(cfg.ell, cfg.scale)?;
+        Self::compile_quantized(&nn::fixed::FixedModel::new(model, fixed), cfg)
+    }
+
+    /// As [`Plan::compile`], from a model already quantized with `cfg`'s ℓ and s.
+    pub fn compile_quantized(
+        fm: &nn::fixed::FixedModel<'_>,
+        cfg: &PlanConfig,
+    ) -> Result<Plan, EngineError> {
+        let model = fm.model();
+        if fm.config() != FixedConfig::new(cfg.ell, cfg.scale)? {
+            return Err(EngineError::InvalidPlan {
+                step: 0,
+                reason: "quantized with another ℓ or s".into(),
+            });
+        }
         let ring = linear::Ring::new(cfg.ell)?;
-        let fm = nn::fixed::FixedModel::new(model, fixed);
         let mut steps = Vec::with_capacity(model.nodes.len());
         for (id, node) in model.nodes.iter().enumerate() {
             let name = node.name.as_str();

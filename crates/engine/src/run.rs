@@ -65,9 +65,9 @@ pub struct ServerModel {
 impl ServerModel {
     /// Compiles `model` and quantizes its weights (docs/fixed-point.md).
     pub fn new(model: &Model, cfg: &PlanConfig) -> Result<ServerModel, EngineError> {
-        let plan = Plan::compile(model, cfg)?;
         let fixed = FixedConfig::new(cfg.ell, cfg.scale)?;
         let fm = nn::fixed::FixedModel::new(model, fixed);
+        let plan = Plan::compile_quantized(&fm, cfg)?;
         let weights = model
             .nodes
             .iter()
@@ -243,32 +243,11 @@ fn run_side<C: Channel>(
                     pads: *pads,
                     count_include_pad: *count_include_pad,
                 };
-                let wins = nn::kernels::pool_windows(&pool, is[1], is[2], is[3], os[2], os[3]);
-                let x = inputs[0];
-                let y = wins
-                    .iter()
-                    .map(|(idx, size)| {
-                        let k = if *count_include_pad { *size } else { idx.len() };
-                        let sum = idx.iter().fold(0u64, |a, &j| a.wrapping_add(x[j]));
-                        sum.wrapping_mul(fixed.avg_constant(k)) & ring.mask()
-                    })
-                    .collect();
+                let y = nn::fixed::avg_pool_ring(&pool, is, os, inputs[0], fixed);
                 rescale(session, ch, y, false)?
             }
             StepKind::GlobalAvgPool => {
-                let c = step.shape[1];
-                let x = inputs[0];
-                let hw = x.len() / c;
-                let k = fixed.avg_constant(hw);
-                let y = x
-                    .chunks_exact(hw)
-                    .map(|p| {
-                        p.iter()
-                            .fold(0u64, |a, &v| a.wrapping_add(v))
-                            .wrapping_mul(k)
-                            & ring.mask()
-                    })
-                    .collect();
+                let y = nn::fixed::global_avg_pool_ring(step.shape[1], inputs[0], fixed);
                 rescale(session, ch, y, false)?
             }
             StepKind::Add

@@ -13,7 +13,7 @@
 
 use crate::error::{NnError, Result};
 use crate::ir::{
-    broadcast_index_map, gather_map, numel, ChannelAffine, Conv2d, Linear, Model, NodeId, Op,
+    broadcast_index_map, gather_map, numel, ChannelAffine, Conv2d, Linear, Model, NodeId, Op, Pool,
     Tensor,
 };
 use crate::kernels;
@@ -381,36 +381,10 @@ impl<'m> FixedModel<'m> {
                             .collect(),
                     )
                 } else {
-                    truncated(
-                        wins.iter()
-                            .map(|(idx, size)| {
-                                let k = if p.count_include_pad {
-                                    *size
-                                } else {
-                                    idx.len()
-                                };
-                                let sum = idx.iter().fold(0u64, |a, &i| a.wrapping_add(x[i]));
-                                sum.wrapping_mul(cfg.avg_constant(k)) & cfg.mask()
-                            })
-                            .collect(),
-                    )
+                    truncated(avg_pool_ring(p, is, os, x, cfg))
                 }
             }
-            Op::GlobalAvgPool => {
-                let c = node.shape[1];
-                let hw = x.len() / c;
-                let k = cfg.avg_constant(hw);
-                truncated(
-                    x.chunks_exact(hw)
-                        .map(|ch| {
-                            ch.iter()
-                                .fold(0u64, |a, &v| a.wrapping_add(v))
-                                .wrapping_mul(k)
-                                & cfg.mask()
-                        })
-                        .collect(),
-                )
-            }
+            Op::GlobalAvgPool => truncated(global_avg_pool_ring(node.shape[1], x, cfg)),
             Op::Add | Op::Mul => {
                 let ma = broadcast_index_map(&model.nodes[node.inputs[0]].shape, &node.shape);
                 let mb = broadcast_index_map(&model.nodes[node.inputs[1]].shape, &node.shape);
@@ -459,6 +433,51 @@ impl<'m> FixedModel<'m> {
             }),
         }
     }
+}
+
+/// Average pooling before the rescale t(·): each window's sum times round(2^s / k), mod 2^ℓ
+/// (docs/fixed-point.md). Linear in `x`, so the 2PC engine applies it to additive shares.
+pub fn avg_pool_ring(
+    p: &Pool,
+    in_shape: &[usize],
+    out_shape: &[usize],
+    x: &[u64],
+    cfg: FixedConfig,
+) -> Vec<u64> {
+    let wins = kernels::pool_windows(
+        p,
+        in_shape[1],
+        in_shape[2],
+        in_shape[3],
+        out_shape[2],
+        out_shape[3],
+    );
+    wins.iter()
+        .map(|(idx, size)| {
+            let k = if p.count_include_pad {
+                *size
+            } else {
+                idx.len()
+            };
+            let sum = idx.iter().fold(0u64, |a, &i| a.wrapping_add(x[i]));
+            sum.wrapping_mul(cfg.avg_constant(k)) & cfg.mask()
+        })
+        .collect()
+}
+
+/// Global average pooling of `channels` planes before the rescale t(·); linear in `x` like
+/// [`avg_pool_ring`].
+pub fn global_avg_pool_ring(channels: usize, x: &[u64], cfg: FixedConfig) -> Vec<u64> {
+    let hw = x.len() / channels;
+    let k = cfg.avg_constant(hw);
+    x.chunks_exact(hw)
+        .map(|ch| {
+            ch.iter()
+                .fold(0u64, |a, &v| a.wrapping_add(v))
+                .wrapping_mul(k)
+                & cfg.mask()
+        })
+        .collect()
 }
 
 /// Encodes a float input, runs the model in fixed point and returns the output (ring elements).

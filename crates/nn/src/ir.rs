@@ -499,15 +499,31 @@ pub fn broadcast_index_map(shape: &[usize], out: &[usize]) -> Vec<usize> {
 /// exact ops are identical in float and fixed point.
 pub(crate) fn gather_map(model: &Model, id: NodeId) -> Vec<Option<(usize, usize)>> {
     let node = &model.nodes[id];
-    let out = &node.shape;
+    let in_shapes: Vec<&[usize]> = node
+        .inputs
+        .iter()
+        .map(|&i| model.nodes[i].shape.as_slice())
+        .collect();
+    gather_indices(&node.op, &in_shapes, &node.shape)
+}
+
+/// The gather of a data-movement op from shapes alone: for each output element of shape `out`,
+/// `(input, flat index)` of the element it copies, or `None` for zero padding. The map is linear,
+/// so applying it to additive shares of the inputs gives shares of the output.
+///
+/// Panics if `op` is not Slice, Pad, Concat or Transpose; shapes must be consistent with the op.
+pub fn gather_indices(
+    op: &Op,
+    in_shapes: &[&[usize]],
+    out: &[usize],
+) -> Vec<Option<(usize, usize)>> {
     let n = out.len();
     let total = numel(out);
     let mut res = Vec::with_capacity(total);
     let mut idx = vec![0usize; n];
-    let in_shapes: Vec<&Vec<usize>> = node.inputs.iter().map(|&i| &model.nodes[i].shape).collect();
     let in_strides: Vec<Vec<usize>> = in_shapes.iter().map(|s| strides(s)).collect();
     for _ in 0..total {
-        let m = match &node.op {
+        let m = match op {
             Op::Slice(sl) => {
                 let mut p = 0;
                 for a in 0..n {
@@ -548,7 +564,7 @@ pub(crate) fn gather_map(model: &Model, id: NodeId) -> Vec<Option<(usize, usize)
                 }
                 Some((0, p))
             }
-            _ => unreachable!("gather_map is only called for data-movement ops"),
+            _ => unreachable!("gather_indices is only called for data-movement ops"),
         };
         res.push(m);
         for a in (0..n).rev() {
