@@ -454,7 +454,8 @@ pub fn bench_model(a: BenchModelArgs) -> anyhow::Result<()> {
         println!(
             "{}",
             serde_json::json!({"layer": "total", "ms": inf.seconds * 1e3, "bytes_c2s": t.bytes_c2s, "bytes_s2c": t.bytes_s2c,
-                "rounds": t.rounds, "matches_reference": max_abs_diff == 0, "max_abs_diff": max_abs_diff})
+                "rounds": t.rounds, "matches_reference": max_abs_diff == 0, "max_abs_diff": max_abs_diff,
+                "ot_client": inf.report.ot})
         );
     } else {
         print_table(&inf);

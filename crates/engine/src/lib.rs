@@ -15,7 +15,7 @@ pub mod server;
 pub mod service;
 
 pub use plan::{LinearChoice, Plan, PlanConfig, Step, StepKind};
-pub use run::{run_client, run_server, Outcome, Report, ServerModel, StepReport};
+pub use run::{run_client, run_server, OtReport, Outcome, Report, ServerModel, StepReport};
 pub use server::{Server, ServerConfig, SessionHandler};
 pub use service::{infer, infer_channel, Inference, ModelService};
 

@@ -614,6 +614,61 @@ impl Plan {
             .fold(Cost::default(), |a, c| a + c)
     }
 
+    /// Exact cost of all non-linear protocols a run of this plan executes (rescales, ReLUs,
+    /// pools; the final argmax when only the label is revealed), from `mpc::cost`: its COT counts
+    /// are what the run consumes in each direction, so a session can generate exactly that many
+    /// during setup.
+    pub fn predicted_nonlinear_cost(
+        &self,
+        reveal_label: bool,
+    ) -> Result<mpc::cost::Cost, EngineError> {
+        use mpc::cost;
+        let ring = mpc::Ring::new(self.ell)?;
+        let s = self.scale;
+        let mut total = cost::Cost::default();
+        for step in &self.steps {
+            let n: usize = step.shape.iter().product();
+            let c = match &step.kind {
+                StepKind::Linear { epilogue, .. } => match epilogue {
+                    Epilogue::Rescale => cost::trunc_known_sign(ring, s, n),
+                    Epilogue::RescaleRelu => cost::trunc_relu(ring, s, n),
+                    Epilogue::Deferred => cost::Cost::default(),
+                },
+                StepKind::TruncRelu => cost::trunc_relu(ring, s, n),
+                StepKind::Relu => cost::relu(ring, n),
+                StepKind::Relu6 => cost::relu6(ring, n),
+                StepKind::AvgPool { .. } | StepKind::GlobalAvgPool => {
+                    cost::trunc_known_sign(ring, s, n)
+                }
+                StepKind::MaxPool {
+                    kernel,
+                    stride,
+                    pads,
+                } => {
+                    let is = &self.steps[step.inputs[0]].shape;
+                    let shape = mpc::PoolShape {
+                        channels: is[0] * is[1],
+                        height: is[2],
+                        width: is[3],
+                    };
+                    let spec = mpc::PoolSpec {
+                        kernel: (kernel[0], kernel[1]),
+                        stride: (stride[0], stride[1]),
+                        pads: (pads[0], pads[1], pads[2], pads[3]),
+                    };
+                    cost::max_windows(ring, spec.windows(&shape)?.iter().map(|w| w.len()))
+                }
+                _ => cost::Cost::default(),
+            };
+            total = total + c;
+        }
+        if reveal_label {
+            let classes: usize = self.steps[self.output].shape.iter().product();
+            total = total + cost::argmax(ring, 1, classes);
+        }
+        Ok(total)
+    }
+
     /// Key material the linear layers need, exchanged once per session.
     pub fn key_requests(&self) -> Result<Vec<linear::KeyRequest>, EngineError> {
         let ring = linear::Ring::new(self.ell)?;

@@ -36,6 +36,56 @@ pub struct StepReport {
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Report {
     pub steps: Vec<StepReport>,
+    /// This side's correlated-OT budget and where its generation time went.
+    pub ot: OtReport,
+}
+
+/// Correlated OT of one side over a run: what the plan predicts, what the protocols used, what
+/// silent OT generated (directions named from this side: `send` = this side is the COT sender).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct OtReport {
+    /// COTs the plan's non-linear protocols need (generated during setup).
+    pub predicted_send: u64,
+    pub predicted_recv: u64,
+    /// COTs the protocols consumed.
+    pub used_send: u64,
+    pub used_recv: u64,
+    /// COTs generated but left unused at the end.
+    pub left_send: u64,
+    pub left_recv: u64,
+    /// LPN iterations (both directions) by parameter set, GGM trees, IKNP bootstrap COTs.
+    pub iterations_small: u64,
+    pub iterations_large: u64,
+    pub bins: u64,
+    pub iknp_cots: u64,
+    /// Milliseconds (this side) in IKNP, SPCOT (GGM trees and their messages) and LPN encoding.
+    pub iknp_ms: f64,
+    pub spcot_ms: f64,
+    pub lpn_ms: f64,
+}
+
+impl OtReport {
+    fn new(session: &Session, predicted: (usize, usize)) -> OtReport {
+        let (gs, gr) = session.ot_generation();
+        let (ls, lr) = session.buffered();
+        let u = session.ot_usage();
+        let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+        OtReport {
+            predicted_send: predicted.0 as u64,
+            predicted_recv: predicted.1 as u64,
+            used_send: u.cots_sent,
+            used_recv: u.cots_received,
+            left_send: ls as u64,
+            left_recv: lr as u64,
+            iterations_small: gs.iterations_small + gr.iterations_small,
+            iterations_large: gs.iterations_large + gr.iterations_large,
+            bins: gs.bins + gr.bins,
+            iknp_cots: gs.iknp_cots + gr.iknp_cots,
+            iknp_ms: ms(gs.iknp_time + gr.iknp_time),
+            spcot_ms: ms(gs.spcot_time + gr.spcot_time),
+            lpn_ms: ms(gs.lpn_time + gr.lpn_time),
+        }
+    }
 }
 
 impl Report {
@@ -323,6 +373,11 @@ pub fn run_server<C: Channel>(
     let (t0, before) = (Instant::now(), ch.stats());
     let mut session = Session::setup(ch, Party::P0, &mut RngRef(rng))?;
     let keys = ServerKeys::setup(&plan.key_requests()?, ch)?;
+    // Every COT the run will use, generated now in right-sized LPN iterations.
+    let predicted = plan
+        .predicted_nonlinear_cost(reveal_label)?
+        .cots_for(Party::P0);
+    session.prefetch(ch, predicted.0, predicted.1)?;
     let (ms, d) = delta(ch.stats(), before, t0);
     report.steps.push(setup_report("setup", ms, d, true));
 
@@ -350,6 +405,7 @@ pub fn run_server<C: Channel>(
     ch.flush()?;
     let (ms, d) = delta(ch.stats(), before, t0);
     report.steps.push(setup_report("output", ms, d, true));
+    report.ot = OtReport::new(&session, predicted);
     Ok(report)
 }
 
@@ -376,6 +432,10 @@ pub fn run_client<C: Channel>(
     let (t0, before) = (Instant::now(), ch.stats());
     let mut session = Session::setup(ch, Party::P1, &mut RngRef(rng))?;
     let keys = ClientKeys::setup(&plan.key_requests()?, ch, rng)?;
+    let predicted = plan
+        .predicted_nonlinear_cost(reveal_label)?
+        .cots_for(Party::P1);
+    session.prefetch(ch, predicted.0, predicted.1)?;
     let (ms, d) = delta(ch.stats(), before, t0);
     report.steps.push(setup_report("setup", ms, d, false));
 
@@ -410,6 +470,7 @@ pub fn run_client<C: Channel>(
     };
     let (ms, d) = delta(ch.stats(), before, t0);
     report.steps.push(setup_report("output", ms, d, false));
+    report.ot = OtReport::new(&session, predicted);
     Ok((outcome, report))
 }
 

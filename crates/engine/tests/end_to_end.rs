@@ -22,9 +22,18 @@ fn private_logits(server: &ServerModel, input: Vec<u64>, label: bool, seed: u64)
             run_server(server, label, &mut cs, &mut rng, &mut |_, _| {}).unwrap()
         });
         let mut rng = ChaCha20Rng::seed_from_u64(seed + 1);
-        let (out, _report) =
+        let (out, report) =
             run_client(&plan, label, input, &mut cc, &mut rng, &mut |_, _| {}).unwrap();
-        h.join().unwrap();
+        let server_report = h.join().unwrap();
+        // The setup generated exactly the COTs the plan predicts, and the run used exactly those.
+        for ot in [report.ot, server_report.ot] {
+            assert_eq!(
+                (ot.used_send, ot.used_recv),
+                (ot.predicted_send, ot.predicted_recv)
+            );
+        }
+        assert_eq!(report.ot.used_send, server_report.ot.used_recv);
+        assert_eq!(report.ot.left_send, server_report.ot.left_recv);
         out
     })
 }

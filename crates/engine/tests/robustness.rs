@@ -134,6 +134,12 @@ fn good_client(
         },
         &mut |_, _| {},
     )?;
+    // Setup generated exactly the COTs the plan predicts (argmax included when only the label
+    // is revealed), and the run used exactly those.
+    assert_eq!(
+        (r.report.ot.used_send, r.report.ot.used_recv),
+        (r.report.ot.predicted_send, r.report.ot.predicted_recv)
+    );
     Ok(r.outcome)
 }
 

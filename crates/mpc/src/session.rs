@@ -37,51 +37,7 @@ pub struct Session {
     party: Party,
     cot: CotPair,
     usage: OtUsage,
-    send_pool: Pool,
-    recv_pool: Pool,
     refill: usize,
-}
-
-/// COTs fetched from the OT layer but not yet used, and the stream index (tweak) of the next one.
-#[derive(Default)]
-struct Pool {
-    blocks: Vec<ot::Block>,
-    pos: usize,
-    next_index: u64,
-}
-
-impl Pool {
-    fn available(&self) -> usize {
-        self.blocks.len() - self.pos
-    }
-
-    fn push(&mut self, more: Vec<ot::Block>) {
-        if self.pos > 0 {
-            self.blocks.drain(..self.pos);
-            self.pos = 0;
-        }
-        self.blocks.extend(more);
-    }
-
-    /// The next `n` COTs and the stream index of the first.
-    fn take(&mut self, n: usize) -> (Vec<ot::Block>, u64) {
-        let out = self.blocks[self.pos..self.pos + n].to_vec();
-        for b in &mut self.blocks[self.pos..self.pos + n] {
-            *b = ot::Block::ZERO;
-        }
-        self.pos += n;
-        let idx = self.next_index;
-        self.next_index += n as u64;
-        (out, idx)
-    }
-}
-
-impl Drop for Pool {
-    fn drop(&mut self) {
-        for b in &mut self.blocks {
-            *b = ot::Block::ZERO;
-        }
-    }
 }
 
 /// Options of a session; both parties must use equal values.
@@ -153,8 +109,6 @@ impl Session {
             party,
             cot,
             usage: OtUsage::default(),
-            send_pool: Pool::default(),
-            recv_pool: Pool::default(),
             refill: 1,
         };
         // Bootstrap both COT sources now (for silent OT: the IKNP reserve and a first
@@ -187,11 +141,21 @@ impl Session {
             Party::P0 => (0, DIR_P1),
             Party::P1 => (DIR_P1, 0),
         };
-        self.fill(ch, n_send, n_recv)?;
+        let (need_s, need_r) = (
+            n_send.saturating_sub(self.cot.sender.buffered()),
+            n_recv.saturating_sub(self.cot.receiver.buffered()),
+        );
+        // Refill by the same deterministic rule on both sides (the buffers mirror each other).
+        let more = |need: usize| if need > 0 { need.max(self.refill) } else { 0 };
+        let (more_s, more_r) = (more(need_s), more(need_r));
+        self.fill(ch, more_s, more_r)?;
         self.usage.cots_sent += n_send as u64;
         self.usage.cots_received += n_recv as u64;
-        let (q, si) = self.send_pool.take(n_send);
-        let (t, ri) = self.recv_pool.take(n_recv);
+        let si = self.cot.sender.consumed();
+        let ri = self.cot.receiver.consumed();
+        // Served from the buffers: no traffic.
+        let q = self.cot.sender.extend(ch, n_send)?;
+        let t = self.cot.receiver.extend(ch, n_recv)?;
         Ok((
             SendCots::new(self.cot.sender.delta(), q, si as u128 | my_dir),
             RecvCots::new(t, ri as u128 | peer_dir),
@@ -199,59 +163,54 @@ impl Session {
     }
 
     /// Makes sure at least `n_send` COTs with this party as sender and `n_recv` with it as
-    /// receiver are pooled, fetching from the OT layer now (the peer calls it with the mirror
-    /// image). Lets an application generate COTs ahead, e.g. while the other party computes.
+    /// receiver are buffered, generating exactly the shortfall now (the peer calls it with the
+    /// mirror image). With the counts a computation will use (e.g. from [`crate::cost`]), all
+    /// COT generation happens here and none is wasted.
     pub fn prefetch<C: Channel + ?Sized>(
         &mut self,
         ch: &mut C,
         n_send: usize,
         n_recv: usize,
     ) -> Result<()> {
-        self.fill(ch, n_send, n_recv)
+        let more_s = n_send.saturating_sub(self.cot.sender.buffered());
+        let more_r = n_recv.saturating_sub(self.cot.receiver.buffered());
+        self.fill(ch, more_s, more_r)
     }
 
+    /// COTs buffered (this party as sender, as receiver): generated and not yet used.
+    pub fn buffered(&self) -> (usize, usize) {
+        (self.cot.sender.buffered(), self.cot.receiver.buffered())
+    }
+
+    /// What the OT layer did since setup began (this party as sender, as receiver): LPN
+    /// iterations, COTs made and served, and where the time went.
+    pub fn ot_generation(&self) -> (ot::SilentStats, ot::SilentStats) {
+        (self.cot.sender.stats(), self.cot.receiver.stats())
+    }
+
+    /// Generates `more_s` COTs beyond those buffered with this party as sender and `more_r` as
+    /// receiver, in an order fixed by the party so the peer's calls mirror ours.
     fn fill<C: Channel + ?Sized>(
         &mut self,
         ch: &mut C,
-        n_send: usize,
-        n_recv: usize,
+        more_s: usize,
+        more_r: usize,
     ) -> Result<()> {
-        // Refill both pools by the same deterministic rule on both sides, so the peer's extend
-        // calls mirror ours one-to-one.
-        let need_s = n_send.saturating_sub(self.send_pool.available());
-        let need_r = n_recv.saturating_sub(self.recv_pool.available());
-        let get_s = if need_s > 0 {
-            need_s.max(self.refill)
-        } else {
-            0
-        };
-        let get_r = if need_r > 0 {
-            need_r.max(self.refill)
-        } else {
-            0
-        };
+        if more_s == 0 && more_r == 0 {
+            return Ok(());
+        }
+        let to_s = self.cot.sender.buffered() + more_s;
+        let to_r = self.cot.receiver.buffered() + more_r;
         let before = ch.stats();
         let t0 = std::time::Instant::now();
         match self.party {
             Party::P0 => {
-                if get_s > 0 {
-                    let q = self.cot.sender.extend(ch, get_s)?;
-                    self.send_pool.push(q);
-                }
-                if get_r > 0 {
-                    let t = self.cot.receiver.extend(ch, get_r)?;
-                    self.recv_pool.push(t);
-                }
+                self.cot.sender.fill(ch, to_s)?;
+                self.cot.receiver.fill(ch, to_r)?;
             }
             Party::P1 => {
-                if get_r > 0 {
-                    let t = self.cot.receiver.extend(ch, get_r)?;
-                    self.recv_pool.push(t);
-                }
-                if get_s > 0 {
-                    let q = self.cot.sender.extend(ch, get_s)?;
-                    self.send_pool.push(q);
-                }
+                self.cot.receiver.fill(ch, to_r)?;
+                self.cot.sender.fill(ch, to_s)?;
             }
         }
         ch.flush()?;

@@ -3,7 +3,7 @@
 use rand_core::{CryptoRng, RngCore};
 use transport::Channel;
 
-use crate::ferret::{FerretReceiver, FerretSender};
+use crate::ferret::{FerretReceiver, FerretSender, SilentStats};
 use crate::iknp::{IknpReceiver, IknpSender};
 use crate::{Block, OtError, Result};
 
@@ -38,12 +38,13 @@ pub struct CotConfig {
 }
 
 enum SenderEngine {
-    Iknp(IknpSender),
+    /// IKNP with COTs extended ahead by `fill` (served first).
+    Iknp(IknpSender, Vec<Block>, SilentStats),
     Silent(Box<FerretSender>),
 }
 
 enum ReceiverEngine {
-    Iknp(Box<IknpReceiver>),
+    Iknp(Box<IknpReceiver>, Vec<Block>, SilentStats),
     Silent(Box<FerretReceiver>),
 }
 
@@ -87,7 +88,7 @@ impl CotSender {
     {
         let iknp = IknpSender::setup(ch, rng)?;
         let engine = match cfg.backend {
-            CotBackend::Iknp => SenderEngine::Iknp(iknp),
+            CotBackend::Iknp => SenderEngine::Iknp(iknp, Vec::new(), SilentStats::default()),
             CotBackend::Silent | CotBackend::SilentSmall => {
                 let mut seed = [0u8; 32];
                 rng.fill_bytes(&mut seed);
@@ -107,7 +108,7 @@ impl CotSender {
     /// The global correlation Δ (secret; `lsb(Δ) = 1`).
     pub fn delta(&self) -> Block {
         match &self.engine {
-            SenderEngine::Iknp(s) => s.delta(),
+            SenderEngine::Iknp(s, ..) => s.delta(),
             SenderEngine::Silent(s) => s.delta(),
         }
     }
@@ -121,7 +122,7 @@ impl CotSender {
     /// Equal on both sides.
     pub fn buffered(&self) -> usize {
         match &self.engine {
-            SenderEngine::Iknp(_) => 0,
+            SenderEngine::Iknp(_, buf, _) => buf.len(),
             SenderEngine::Silent(s) => s.buffered(),
         }
     }
@@ -139,11 +140,36 @@ impl CotSender {
             return Ok(Vec::new());
         }
         let out = match &mut self.engine {
-            SenderEngine::Iknp(s) => s.extend(ch, n)?,
+            SenderEngine::Iknp(s, buf, st) => iknp_take(buf, st, n, |m| s.extend(ch, m))?,
             SenderEngine::Silent(s) => s.extend(ch, n)?,
         };
         self.consumed += n as u64;
         Ok(out)
+    }
+
+    /// Generates COTs ahead so that at least `n` are buffered (the peer makes the mirror call);
+    /// later `extend` calls up to that many send nothing. With the silent backend the LPN
+    /// iterations are sized to the shortfall, so asking for exactly what a session will use
+    /// wastes no generation.
+    pub fn fill<C: Channel + ?Sized>(&mut self, ch: &mut C, n: usize) -> Result<()> {
+        if n > MAX_EXTEND {
+            return Err(OtError::TooMany {
+                requested: n,
+                max: MAX_EXTEND,
+            });
+        }
+        match &mut self.engine {
+            SenderEngine::Iknp(s, buf, st) => iknp_fill(buf, st, n, |m| s.extend(ch, m)),
+            SenderEngine::Silent(s) => s.fill(ch, n),
+        }
+    }
+
+    /// Generation counts and timings since setup.
+    pub fn stats(&self) -> SilentStats {
+        match &self.engine {
+            SenderEngine::Iknp(_, _, st) => *st,
+            SenderEngine::Silent(s) => s.stats(),
+        }
     }
 }
 
@@ -166,7 +192,9 @@ impl CotReceiver {
     {
         let iknp = IknpReceiver::setup(ch, rng)?;
         let engine = match cfg.backend {
-            CotBackend::Iknp => ReceiverEngine::Iknp(Box::new(iknp)),
+            CotBackend::Iknp => {
+                ReceiverEngine::Iknp(Box::new(iknp), Vec::new(), SilentStats::default())
+            }
             CotBackend::Silent | CotBackend::SilentSmall => {
                 ReceiverEngine::Silent(Box::new(if cfg.backend == CotBackend::SilentSmall {
                     FerretReceiver::new_small_only(iknp)
@@ -189,7 +217,7 @@ impl CotReceiver {
     /// COTs the next `extend` can serve without any traffic. Equal on both sides.
     pub fn buffered(&self) -> usize {
         match &self.engine {
-            ReceiverEngine::Iknp(_) => 0,
+            ReceiverEngine::Iknp(_, buf, _) => buf.len(),
             ReceiverEngine::Silent(r) => r.buffered(),
         }
     }
@@ -207,12 +235,72 @@ impl CotReceiver {
             return Ok(Vec::new());
         }
         let out = match &mut self.engine {
-            ReceiverEngine::Iknp(r) => r.extend(ch, n)?,
+            ReceiverEngine::Iknp(r, buf, st) => iknp_take(buf, st, n, |m| r.extend(ch, m))?,
             ReceiverEngine::Silent(r) => r.extend(ch, n)?,
         };
         self.consumed += n as u64;
         Ok(out)
     }
+
+    /// Generates COTs ahead: see [`CotSender::fill`].
+    pub fn fill<C: Channel + ?Sized>(&mut self, ch: &mut C, n: usize) -> Result<()> {
+        if n > MAX_EXTEND {
+            return Err(OtError::TooMany {
+                requested: n,
+                max: MAX_EXTEND,
+            });
+        }
+        match &mut self.engine {
+            ReceiverEngine::Iknp(r, buf, st) => iknp_fill(buf, st, n, |m| r.extend(ch, m)),
+            ReceiverEngine::Silent(r) => r.fill(ch, n),
+        }
+    }
+
+    /// Generation counts and timings since setup.
+    pub fn stats(&self) -> SilentStats {
+        match &self.engine {
+            ReceiverEngine::Iknp(_, _, st) => *st,
+            ReceiverEngine::Silent(r) => r.stats(),
+        }
+    }
+}
+
+/// Extends an IKNP buffer to `n` COTs.
+fn iknp_fill(
+    buf: &mut Vec<Block>,
+    st: &mut SilentStats,
+    n: usize,
+    extend: impl FnOnce(usize) -> Result<Vec<Block>>,
+) -> Result<()> {
+    if buf.len() < n {
+        let t0 = std::time::Instant::now();
+        let m = n - buf.len();
+        buf.extend(extend(m)?);
+        st.iknp_cots += m as u64;
+        st.made += m as u64;
+        st.iknp_time += t0.elapsed();
+    }
+    Ok(())
+}
+
+/// `n` COTs from an IKNP buffer (extended first if short), oldest first.
+fn iknp_take(
+    buf: &mut Vec<Block>,
+    st: &mut SilentStats,
+    n: usize,
+    extend: impl FnOnce(usize) -> Result<Vec<Block>>,
+) -> Result<Vec<Block>> {
+    iknp_fill(buf, st, n, extend)?;
+    st.served += n as u64;
+    if buf.len() == n {
+        return Ok(std::mem::take(buf));
+    }
+    let out = buf[..n].to_vec();
+    buf.copy_within(n.., 0);
+    let left = buf.len() - n;
+    buf[left..].fill(Block::ZERO);
+    buf.truncate(left);
+    Ok(out)
 }
 
 /// Which half of a two-directional OT session a party plays.

@@ -92,8 +92,10 @@ const fn tree_bytes(p: &LpnParams) -> usize {
     (2 * p.log_bin as usize + 1) * 16
 }
 
-/// Shortfall from which an iteration of the large set is run instead of small ones.
-pub const LARGE_THRESHOLD: usize = 4 << 20;
+/// Shortfall from which iterations of the large set are run instead of small ones. From 1 Mi
+/// on, the large set's 11× less traffic per COT outweighs its one-time cost (a small iteration
+/// to fill its 606,659-COT reserve) and its slower LPN encoding (its secret does not fit in L2).
+pub const LARGE_THRESHOLD: usize = 1 << 20;
 
 /// Which parameter set a refill uses. Invariant: one iteration of `small` yields at least the
 /// reserve of `large`, and `small` yields more than its own reserve.
@@ -125,6 +127,50 @@ impl Policy {
             self.small
         }
     }
+}
+
+/// Bins an iteration of `p` runs so that, with `reserve` COTs reserved beforehand, it adds at
+/// least `shortfall` COTs to the buffer after setting aside a full reserve for the next one:
+/// each bin yields `2^h` outputs for `h` reserved COTs, and the code's secret costs `k`.
+/// At least 1 and at most `p.t`.
+///
+/// Running fewer than `t` bins keeps the security of the full set: the outputs are the first
+/// `bins·2^h` samples of the same regular-noise LPN instance (the same code rows, the noise of
+/// the first `bins` bins), and an attacker on the prefix is an attacker on the full instance
+/// that ignores the remaining samples [Ferret §5; fewer samples never help an LPN attacker].
+///
+/// A shortfall beyond one full iteration is split evenly over the iterations it needs, so the
+/// last one is not a sliver that pays the code's `k` for little output.
+fn bins_for(p: &LpnParams, shortfall: usize, reserve: usize) -> usize {
+    let h = p.log_bin as usize;
+    let iterations = shortfall.div_ceil(p.net()).max(1);
+    let target = shortfall.div_ceil(iterations);
+    let need = (target + p.reserve() + p.k).saturating_sub(reserve);
+    need.div_ceil((1 << h) - h).clamp(1, p.t)
+}
+
+/// What one side of silent OT has done since setup. Counts are equal on both sides; times are
+/// this side's own.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SilentStats {
+    /// LPN iterations of the small parameter set.
+    pub iterations_small: u64,
+    /// LPN iterations of the large parameter set.
+    pub iterations_large: u64,
+    /// GGM trees (bins) expanded over all iterations.
+    pub bins: u64,
+    /// COTs taken from IKNP to bootstrap the reserve.
+    pub iknp_cots: u64,
+    /// COTs the iterations made available to callers (beyond replacing their reserve).
+    pub made: u64,
+    /// COTs handed out; `made − served` are buffered.
+    pub served: u64,
+    /// Time spent in IKNP (bootstrap).
+    pub iknp_time: std::time::Duration,
+    /// Time spent in the SPCOT step: GGM trees, their hashes and messages (waiting included).
+    pub spcot_time: std::time::Duration,
+    /// Time spent in the LPN encoding.
+    pub lpn_time: std::time::Duration,
 }
 
 /// Public keys of the GGM tree's two PRG halves and of the code's index generator.
@@ -213,61 +259,82 @@ impl Prims {
 /// parameters and the same reserved COTs).
 struct Pool {
     reserve: Vec<Block>,
-    buffer: Vec<Block>,
+    /// Buffered COTs oldest first, whole iteration outputs (never copied into one buffer); the
+    /// front one is read from `pos`.
+    chunks: std::collections::VecDeque<Vec<Block>>,
     pos: usize,
+    available: usize,
     tweak: u128,
-    /// COTs handed out so far.
-    served: u64,
+    stats: SilentStats,
 }
 
 impl Pool {
     fn new() -> Pool {
         Pool {
             reserve: Vec::new(),
-            buffer: Vec::new(),
+            chunks: std::collections::VecDeque::new(),
             pos: 0,
+            available: 0,
             tweak: SPCOT_DOMAIN,
-            served: 0,
+            stats: SilentStats::default(),
         }
     }
 
     fn available(&self) -> usize {
-        self.buffer.len() - self.pos
+        self.available
     }
 
-    /// Takes `p.reserve()` COTs off the reserve: the code's secret (k) and the SPCOT COTs (t·h).
-    fn take(&mut self, p: &LpnParams) -> Vec<Block> {
-        let at = self.reserve.len() - p.reserve();
+    /// Takes the COTs an iteration of `p` with `bins` bins consumes off the reserve: the code's
+    /// secret (k) and the SPCOT COTs (bins·h).
+    fn take(&mut self, p: &LpnParams, bins: usize) -> Vec<Block> {
+        let at = self.reserve.len() - (p.k + bins * p.log_bin as usize);
         self.reserve.split_off(at)
     }
 
-    /// Refills the reserve for the next iteration of `p` from the tail of `out` and queues the rest.
+    /// Refills the reserve for a full iteration of `p` from the tail of `out` and queues the rest.
     fn store(&mut self, p: &LpnParams, mut out: Vec<Block>) {
-        let need = p.reserve().saturating_sub(self.reserve.len());
+        let need = p
+            .reserve()
+            .saturating_sub(self.reserve.len())
+            .min(out.len());
         let keep = out.len() - need;
         self.reserve.extend_from_slice(&out[keep..]);
+        out[keep..].fill(Block::ZERO);
         out.truncate(keep);
-        if self.pos > 0 {
-            self.buffer.drain(..self.pos);
-            self.pos = 0;
-        }
-        if self.buffer.is_empty() {
-            self.buffer = out;
-        } else {
-            self.buffer.extend_from_slice(&out);
+        self.stats.made += keep as u64;
+        if keep > 0 {
+            self.available += keep;
+            self.chunks.push_back(out);
         }
     }
 
-    fn serve(&mut self, n: usize) -> Vec<Block> {
-        self.served += n as u64;
-        if self.pos == 0 && n == self.buffer.len() {
-            return std::mem::take(&mut self.buffer);
+    fn count_iteration(&mut self, policy: &Policy, p: &LpnParams, bins: usize) {
+        if *p == policy.large && policy.large != policy.small {
+            self.stats.iterations_large += 1;
+        } else {
+            self.stats.iterations_small += 1;
         }
-        let v = self.buffer[self.pos..self.pos + n].to_vec();
-        self.pos += n;
-        if self.pos == self.buffer.len() {
-            self.buffer.clear();
-            self.pos = 0;
+        self.stats.bins += bins as u64;
+    }
+
+    fn serve(&mut self, n: usize) -> Vec<Block> {
+        debug_assert!(n <= self.available);
+        self.stats.served += n as u64;
+        self.available -= n;
+        if self.pos == 0 && self.chunks.front().is_some_and(|c| c.len() == n) {
+            return self.chunks.pop_front().expect("front exists");
+        }
+        let mut v = Vec::with_capacity(n);
+        while v.len() < n {
+            let front = self.chunks.front_mut().expect("enough buffered");
+            let m = (n - v.len()).min(front.len() - self.pos);
+            v.extend_from_slice(&front[self.pos..self.pos + m]);
+            self.pos += m;
+            if self.pos == front.len() {
+                let mut used = self.chunks.pop_front().expect("front exists");
+                zeroize::Zeroize::zeroize(&mut used);
+                self.pos = 0;
+            }
         }
         v
     }
@@ -276,7 +343,9 @@ impl Pool {
 impl Drop for Pool {
     fn drop(&mut self) {
         zeroize::Zeroize::zeroize(&mut self.reserve);
-        zeroize::Zeroize::zeroize(&mut self.buffer);
+        for c in &mut self.chunks {
+            zeroize::Zeroize::zeroize(c);
+        }
     }
 }
 
@@ -330,40 +399,69 @@ impl FerretSender {
 
     /// `n` COTs from the buffer, refilled by as many iterations as needed.
     pub fn extend<C: Channel + ?Sized>(&mut self, ch: &mut C, n: usize) -> Result<Vec<Block>> {
-        while self.pool.available() < n {
-            let p = self
-                .policy
-                .params_for(n - self.pool.available(), self.pool.served);
-            self.ensure_reserve(ch, &p)?;
-            let out = self.iterate(ch, &p)?;
-            self.pool.store(&p, out);
-        }
+        self.fill(ch, n)?;
         Ok(self.pool.serve(n))
     }
 
+    /// Runs LPN iterations until at least `n` COTs are buffered, each sized to the shortfall
+    /// ([`bins_for`]); the peer makes the mirror call. Nothing is sent when `n` are buffered.
+    pub fn fill<C: Channel + ?Sized>(&mut self, ch: &mut C, n: usize) -> Result<()> {
+        while self.pool.available() < n {
+            let shortfall = n - self.pool.available();
+            let p = self.policy.params_for(shortfall, self.pool.stats.served);
+            self.ensure_reserve(ch, &p)?;
+            let bins = bins_for(&p, shortfall, self.pool.reserve.len());
+            let out = self.iterate(ch, &p, bins)?;
+            self.pool.store(&p, out);
+        }
+        Ok(())
+    }
+
+    /// Counts and timings since setup.
+    pub fn stats(&self) -> SilentStats {
+        self.pool.stats
+    }
+
+    /// Makes the reserve hold a full iteration of `p`: IKNP tops it up to the small set's, and a
+    /// small iteration (sized to the need) covers the large set's.
     fn ensure_reserve<C: Channel + ?Sized>(&mut self, ch: &mut C, p: &LpnParams) -> Result<()> {
         let small = self.policy.small;
         if self.pool.reserve.len() < small.reserve() {
-            let more = self
-                .iknp
-                .extend(ch, small.reserve() - self.pool.reserve.len())?;
+            let t0 = std::time::Instant::now();
+            let m = small.reserve() - self.pool.reserve.len();
+            let more = self.iknp.extend(ch, m)?;
             self.pool.reserve.extend(more);
+            self.pool.stats.iknp_cots += m as u64;
+            self.pool.stats.iknp_time += t0.elapsed();
         }
         if self.pool.reserve.len() < p.reserve() {
             // Only the large set gets here: one small iteration covers its reserve.
-            let out = self.iterate(ch, &small)?;
+            let bins = bins_for(
+                &small,
+                p.reserve() - small.reserve(),
+                self.pool.reserve.len(),
+            );
+            let out = self.iterate(ch, &small, bins)?;
             self.pool.reserve.extend(out);
         }
         Ok(())
     }
 
-    fn iterate<C: Channel + ?Sized>(&mut self, ch: &mut C, p: &LpnParams) -> Result<Vec<Block>> {
-        let r = self.pool.take(p);
+    /// One iteration of `p` over its first `bins` bins.
+    fn iterate<C: Channel + ?Sized>(
+        &mut self,
+        ch: &mut C,
+        p: &LpnParams,
+        bins: usize,
+    ) -> Result<Vec<Block>> {
+        let t0 = std::time::Instant::now();
+        self.pool.count_iteration(&self.policy, p, bins);
+        let r = self.pool.take(p, bins);
         let (secret, spcot) = r.split_at(p.k);
         let h = p.log_bin as usize;
         let bin = 1usize << h;
         let delta = self.delta();
-        let mut out = vec![Block::ZERO; p.n];
+        let mut out = vec![Block::ZERO; bins << h];
         let mut msg = Vec::with_capacity(TREES_PER_MESSAGE * tree_bytes(p));
         let mut keys = vec![Block::ZERO; 2 * h];
         let mut hashed = vec![Block::ZERO; 2 * h];
@@ -401,13 +499,16 @@ impl FerretSender {
                 *v = v.with_lsb(false);
             }
             // Ship every TREES_PER_MESSAGE trees, so the receiver rebuilds while we expand.
-            if (j + 1) % TREES_PER_MESSAGE == 0 || j + 1 == p.t {
+            if (j + 1) % TREES_PER_MESSAGE == 0 || j + 1 == bins {
                 ch.send(&msg)?;
                 ch.flush()?;
                 msg.clear();
             }
         }
+        let t1 = std::time::Instant::now();
         self.prims.lpn_encode(secret, &mut out);
+        self.pool.stats.spcot_time += t1 - t0;
+        self.pool.stats.lpn_time += t1.elapsed();
         Ok(out)
     }
 }
@@ -439,45 +540,75 @@ impl FerretReceiver {
 
     /// `n` COTs from the buffer, refilled by as many iterations as needed.
     pub fn extend<C: Channel + ?Sized>(&mut self, ch: &mut C, n: usize) -> Result<Vec<Block>> {
-        while self.pool.available() < n {
-            let p = self
-                .policy
-                .params_for(n - self.pool.available(), self.pool.served);
-            self.ensure_reserve(ch, &p)?;
-            let out = self.iterate(ch, &p)?;
-            self.pool.store(&p, out);
-        }
+        self.fill(ch, n)?;
         Ok(self.pool.serve(n))
     }
 
+    /// Runs LPN iterations until at least `n` COTs are buffered, each sized to the shortfall
+    /// ([`bins_for`]); the peer makes the mirror call. Nothing is sent when `n` are buffered.
+    pub fn fill<C: Channel + ?Sized>(&mut self, ch: &mut C, n: usize) -> Result<()> {
+        while self.pool.available() < n {
+            let shortfall = n - self.pool.available();
+            let p = self.policy.params_for(shortfall, self.pool.stats.served);
+            self.ensure_reserve(ch, &p)?;
+            let bins = bins_for(&p, shortfall, self.pool.reserve.len());
+            let out = self.iterate(ch, &p, bins)?;
+            self.pool.store(&p, out);
+        }
+        Ok(())
+    }
+
+    /// Counts and timings since setup.
+    pub fn stats(&self) -> SilentStats {
+        self.pool.stats
+    }
+
+    /// Makes the reserve hold a full iteration of `p`: IKNP tops it up to the small set's, and a
+    /// small iteration (sized to the need) covers the large set's.
     fn ensure_reserve<C: Channel + ?Sized>(&mut self, ch: &mut C, p: &LpnParams) -> Result<()> {
         let small = self.policy.small;
         if self.pool.reserve.len() < small.reserve() {
-            let more = self
-                .iknp
-                .extend(ch, small.reserve() - self.pool.reserve.len())?;
+            let t0 = std::time::Instant::now();
+            let m = small.reserve() - self.pool.reserve.len();
+            let more = self.iknp.extend(ch, m)?;
             self.pool.reserve.extend(more);
+            self.pool.stats.iknp_cots += m as u64;
+            self.pool.stats.iknp_time += t0.elapsed();
         }
         if self.pool.reserve.len() < p.reserve() {
-            let out = self.iterate(ch, &small)?;
+            // Only the large set gets here: one small iteration covers its reserve.
+            let bins = bins_for(
+                &small,
+                p.reserve() - small.reserve(),
+                self.pool.reserve.len(),
+            );
+            let out = self.iterate(ch, &small, bins)?;
             self.pool.reserve.extend(out);
         }
         Ok(())
     }
 
-    fn iterate<C: Channel + ?Sized>(&mut self, ch: &mut C, p: &LpnParams) -> Result<Vec<Block>> {
-        let r = self.pool.take(p);
+    /// One iteration of `p` over its first `bins` bins.
+    fn iterate<C: Channel + ?Sized>(
+        &mut self,
+        ch: &mut C,
+        p: &LpnParams,
+        bins: usize,
+    ) -> Result<Vec<Block>> {
+        let t0 = std::time::Instant::now();
+        self.pool.count_iteration(&self.policy, p, bins);
+        let r = self.pool.take(p, bins);
         let (secret, spcot) = r.split_at(p.k);
         let h = p.log_bin as usize;
         let bin = 1usize << h;
         let tb = tree_bytes(p);
-        let mut out = vec![Block::ZERO; p.n];
+        let mut out = vec![Block::ZERO; bins << h];
         let mut hashed = vec![Block::ZERO; h];
         let mut msg = Vec::new();
         for (j, leaves) in out.chunks_exact_mut(bin).enumerate() {
             if j % TREES_PER_MESSAGE == 0 {
                 msg = ch.recv()?;
-                let expected = TREES_PER_MESSAGE.min(p.t - j) * tb;
+                let expected = TREES_PER_MESSAGE.min(bins - j) * tb;
                 if msg.len() != expected {
                     return Err(OtError::BadMessage {
                         what: "silent OT (SPCOT)",
@@ -518,7 +649,10 @@ impl FerretReceiver {
                 *v = v.with_lsb(i == path);
             }
         }
+        let t1 = std::time::Instant::now();
         self.prims.lpn_encode(secret, &mut out);
+        self.pool.stats.spcot_time += t1 - t0;
+        self.pool.stats.lpn_time += t1.elapsed();
         Ok(out)
     }
 }
@@ -604,6 +738,55 @@ mod tests {
         session(TOY, &[1, 3000, 5000, 700, 20_000, 1, 40_000, 7, 9000]);
     }
 
+    /// `fill(n)` runs iterations sized to the shortfall: whatever the request, what is left
+    /// buffered after serving it is less than one bin of each set used, plus the rounding of an
+    /// even split; and the COTs are still correct.
+    #[test]
+    fn fill_generates_what_is_asked_and_little_more() {
+        let policy = TOY;
+        let sizes = [1usize, 5_000, 9_999, 10_000, 31_000, 77_777];
+        let (mut c0, mut c1) = MemoryChannel::pair();
+        let h = std::thread::spawn(move || {
+            let mut rng = ChaCha20Rng::seed_from_u64(4);
+            let iknp = IknpReceiver::setup(&mut c1, &mut rng).unwrap();
+            let mut r = FerretReceiver::with_policy(iknp, policy);
+            let mut out = Vec::new();
+            for n in sizes {
+                r.fill(&mut c1, n).unwrap();
+                out.push((r.buffered(), r.extend(&mut c1, n).unwrap()));
+            }
+            (out, r.stats())
+        });
+        let mut rng = ChaCha20Rng::seed_from_u64(3);
+        let iknp = IknpSender::setup(&mut c0, &mut rng).unwrap();
+        let mut s = FerretSender::with_policy(iknp, [9; 32], policy);
+        let mut qs = Vec::new();
+        let mut seen = Vec::new();
+        for n in sizes {
+            s.fill(&mut c0, n).unwrap();
+            let buffered = s.buffered();
+            seen.push(buffered);
+            qs.push(s.extend(&mut c0, n).unwrap());
+            // Slack: one bin of the large set per iteration the request could need.
+            let slack = (1 << policy.large.log_bin) * (1 + n / policy.large.net());
+            assert!(
+                buffered >= n && buffered < n + slack,
+                "asked {n}, buffered {buffered}"
+            );
+        }
+        let (ts, st) = h.join().unwrap();
+        assert_eq!(st.served, sizes.iter().sum::<usize>() as u64);
+        assert_eq!(st.made - st.served, s.buffered() as u64);
+        assert!(st.iterations_large > 0 && st.iterations_small > 0);
+        let delta = s.delta();
+        for ((q, (b, t)), mine) in qs.iter().zip(&ts).zip(&seen) {
+            assert_eq!(b, mine, "both sides buffer the same count");
+            for (a, x) in q.iter().zip(t) {
+                assert_eq!(*x, *a ^ delta.and_bit(x.lsb()));
+            }
+        }
+    }
+
     #[test]
     #[ignore = "full-size Ferret parameters: ~0.5 GiB, seconds"]
     fn full_size_parameters() {
@@ -621,6 +804,24 @@ mod tests {
             "AES: {} ns per block (cpu)",
             (cpu_ns() - c) as f64 / (1u64 << 22) as f64
         );
+        let mut w = vec![Block(3); 4096];
+        let c = cpu_ns();
+        for _ in 0..1000 {
+            aes.encrypt_many(&mut w);
+        }
+        eprintln!(
+            "AES in L1: {} ns per block (cpu)",
+            (cpu_ns() - c) as f64 / (4096.0 * 1000.0)
+        );
+        let (mut l, mut r) = (vec![Block(0); 4096], vec![Block(0); 4096]);
+        let c = cpu_ns();
+        for _ in 0..1000 {
+            aes.mmo_two(&aes, &w, &mut l, &mut r);
+        }
+        eprintln!(
+            "mmo_two in L1: {} ns per block (cpu)",
+            (cpu_ns() - c) as f64 / (4096.0 * 1000.0 * 2.0)
+        );
         let p = LpnParams::FERRET_LARGE;
         let prims = Prims::new();
         let mut out = vec![Block::ZERO; p.n];
@@ -636,5 +837,9 @@ mod tests {
         let c = cpu_ns();
         prims.lpn_encode(&secret, &mut out);
         eprintln!("LPN: {} ms cpu", (cpu_ns() - c) / 1_000_000);
+        let small: Vec<Block> = (0..36_288u128).map(Block).collect();
+        let c = cpu_ns();
+        prims.lpn_encode(&small, &mut out);
+        eprintln!("LPN (small k): {} ms cpu", (cpu_ns() - c) / 1_000_000);
     }
 }
