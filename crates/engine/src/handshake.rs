@@ -9,7 +9,8 @@ use transport::Channel;
 use crate::EngineError;
 
 /// Version of the session protocol. Peers with different versions refuse each other.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// 2: all COTs of a run generated during setup (`Plan::predicted_nonlinear_cost`).
+pub const PROTOCOL_VERSION: u32 = 2;
 /// Magic string opening every hello, so a stray connection fails fast with a clear error.
 pub const MAGIC: &str = "privinfer";
 /// Largest hello accepted (the architecture description is small: no weights).

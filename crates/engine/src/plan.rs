@@ -10,8 +10,8 @@ use nn::{FixedConfig, Model, Op};
 
 use crate::EngineError;
 
-/// Version of the plan format; part of the digest.
-pub const PLAN_VERSION: u32 = 1;
+/// Version of the plan format; part of the digest. 2: the `rescale_relu6` epilogue.
+pub const PLAN_VERSION: u32 = 2;
 /// Largest plan a client accepts (nodes), so a hostile server cannot make it allocate without bound.
 pub const MAX_STEPS: usize = 100_000;
 /// Largest tensor a plan may declare (elements).
@@ -49,6 +49,9 @@ pub enum Epilogue {
     /// t(·) and ReLU in one protocol (`mpc::Session::trunc_relu`): the following ReLU step is
     /// `Fused`.
     RescaleRelu,
+    /// t(·) and ReLU6 in one protocol (`mpc::Session::trunc_relu6`): the following ReLU6 step
+    /// is `Fused`.
+    RescaleRelu6,
     /// None: the output stays at scale 2^{2s} and is consumed by an `AddAligned` step.
     Deferred,
 }
@@ -66,7 +69,8 @@ pub enum StepKind {
         cost: Cost,
         epilogue: Epilogue,
     },
-    /// A ReLU already computed by the step it reads (a `RescaleRelu` epilogue): passes the value on.
+    /// A ReLU or ReLU6 already computed by the step it reads (a `RescaleRelu` or `RescaleRelu6`
+    /// epilogue): passes the value on.
     Fused,
     /// Residual sum of a linear layer's output at scale 2^{2s} (input 0, a `Deferred` epilogue)
     /// and a value at scale 2^s (input 1) lifted by 2^s; local. Exact for the reference because
@@ -340,7 +344,8 @@ impl Plan {
         })
     }
 
-    /// Rewrites `Linear → ReLU` into `Linear(RescaleRelu) → Fused`, and
+    /// Rewrites `Linear → ReLU` into `Linear(RescaleRelu) → Fused`, `Linear → ReLU6` into
+    /// `Linear(RescaleRelu6) → Fused`, and
     /// `Linear → Add(·, x) → ReLU` into `Linear(Deferred) → AddAligned → TruncRelu`, where the
     /// intermediate values have no other consumer (and are not the model output).
     fn fuse_relus(steps: &mut [Step], output: usize) {
@@ -361,6 +366,16 @@ impl Plan {
             )
         };
         for r in 0..steps.len() {
+            if steps[r].kind == StepKind::Relu6 {
+                let i = steps[r].inputs[0];
+                if is_plain_linear(&steps[i].kind) && single(i, &consumers) {
+                    if let StepKind::Linear { epilogue, .. } = &mut steps[i].kind {
+                        *epilogue = Epilogue::RescaleRelu6;
+                    }
+                    steps[r].kind = StepKind::Fused;
+                }
+                continue;
+            }
             if steps[r].kind != StepKind::Relu {
                 continue;
             }
@@ -478,7 +493,7 @@ impl Plan {
                     if !matches!(
                         from,
                         StepKind::Linear {
-                            epilogue: Epilogue::RescaleRelu,
+                            epilogue: Epilogue::RescaleRelu | Epilogue::RescaleRelu6,
                             ..
                         }
                     ) || in_len(0) != n
@@ -632,6 +647,7 @@ impl Plan {
                 StepKind::Linear { epilogue, .. } => match epilogue {
                     Epilogue::Rescale => cost::trunc_known_sign(ring, s, n),
                     Epilogue::RescaleRelu => cost::trunc_relu(ring, s, n),
+                    Epilogue::RescaleRelu6 => cost::trunc_relu6(ring, s, n),
                     Epilogue::Deferred => cost::Cost::default(),
                 },
                 StepKind::TruncRelu => cost::trunc_relu(ring, s, n),

@@ -157,6 +157,14 @@ enum Side<'a> {
     },
 }
 
+/// The activation a rescale computes with it.
+#[derive(Clone, Copy)]
+enum Act {
+    None,
+    Relu,
+    Relu6,
+}
+
 fn delta(now: Stats, before: Stats, t0: Instant) -> (f64, Stats) {
     (t0.elapsed().as_secs_f64() * 1e3, now.since(&before))
 }
@@ -195,7 +203,7 @@ fn run_side<C: Channel>(
     let rescale = |session: &mut Session,
                    ch: &mut C,
                    mut y: Vec<u64>,
-                   relu: bool|
+                   act: Act|
      -> Result<Vec<u64>, EngineError> {
         if is_server {
             let half = 1u64 << (plan.scale - 1);
@@ -204,10 +212,10 @@ fn run_side<C: Channel>(
             }
         }
         let y = shares(y)?;
-        let out = if relu {
-            session.trunc_relu(ch, &y, plan.scale)?
-        } else {
-            session.trunc_known_sign(ch, &y, plan.scale)?
+        let out = match act {
+            Act::None => session.trunc_known_sign(ch, &y, plan.scale)?,
+            Act::Relu => session.trunc_relu(ch, &y, plan.scale)?,
+            Act::Relu6 => session.trunc_relu6(ch, &y, plan.scale)?,
         };
         Ok(out.data)
     };
@@ -243,8 +251,9 @@ fn run_side<C: Channel>(
                     }
                 };
                 match epilogue {
-                    Epilogue::Rescale => rescale(session, ch, y, false)?,
-                    Epilogue::RescaleRelu => rescale(session, ch, y, true)?,
+                    Epilogue::Rescale => rescale(session, ch, y, Act::None)?,
+                    Epilogue::RescaleRelu => rescale(session, ch, y, Act::Relu)?,
+                    Epilogue::RescaleRelu6 => rescale(session, ch, y, Act::Relu6)?,
                     Epilogue::Deferred => y,
                 }
             }
@@ -256,7 +265,7 @@ fn run_side<C: Channel>(
                     .map(|(&a, &b)| a.wrapping_add(b << plan.scale) & ring.mask())
                     .collect()
             }
-            StepKind::TruncRelu => rescale(session, ch, inputs[0].to_vec(), true)?,
+            StepKind::TruncRelu => rescale(session, ch, inputs[0].to_vec(), Act::Relu)?,
             StepKind::Relu => session.relu(ch, &shares(inputs[0].to_vec())?)?.data,
             StepKind::Relu6 => session.relu6(ch, &shares(inputs[0].to_vec())?)?.data,
             StepKind::MaxPool {
@@ -294,11 +303,11 @@ fn run_side<C: Channel>(
                     count_include_pad: *count_include_pad,
                 };
                 let y = nn::fixed::avg_pool_ring(&pool, is, os, inputs[0], fixed);
-                rescale(session, ch, y, false)?
+                rescale(session, ch, y, Act::None)?
             }
             StepKind::GlobalAvgPool => {
                 let y = nn::fixed::global_avg_pool_ring(step.shape[1], inputs[0], fixed);
-                rescale(session, ch, y, false)?
+                rescale(session, ch, y, Act::None)?
             }
             StepKind::Add
             | StepKind::Slice { .. }

@@ -78,3 +78,104 @@ fn resnet20_on_the_lossless_images_matches_the_fixed_point_reference() {
     }
     println!("private ResNet-20: {correct}/20 lossless images classified correctly");
 }
+
+/// A MobileNet-style stack (conv → ReLU6 → depthwise conv → ReLU6 → 1×1 conv → global average →
+/// FC) with weights large enough that both clamps of ReLU6 are hit: the plan fuses each ReLU6
+/// with the rescale before it, and the private logits equal the reference's exactly.
+#[test]
+fn fused_relu6_matches_the_fixed_point_reference() {
+    use nn::ir::{Conv2d, Linear};
+    use nn::{Model, Node, Op};
+    use privinfer_engine::plan::{Epilogue, StepKind};
+    let w = |n: usize, k: f32, a: f32| {
+        (0..n)
+            .map(|i| ((i as f32 * 0.37 + k).sin()) * a)
+            .collect::<Vec<f32>>()
+    };
+    let node = |name: &str, op: Op, inputs: Vec<usize>, shape: Vec<usize>| Node {
+        name: name.into(),
+        op,
+        inputs,
+        shape,
+    };
+    let conv = |cin: usize, cout: usize, k: usize, groups: usize, hw: usize, seed: f32| {
+        Op::Conv(Conv2d {
+            in_shape: [cin, hw, hw],
+            out_shape: [cout, hw, hw],
+            kernel: [k, k],
+            stride: [1, 1],
+            pads: [k / 2; 4],
+            groups,
+            weight: w(cout * cin / groups * k * k, seed, 1.5),
+            bias: w(cout, seed + 0.5, 2.0),
+        })
+    };
+    let model = Model {
+        name: "mini-mobilenet".into(),
+        input_name: "x".into(),
+        nodes: vec![
+            node("x", Op::Input, vec![], vec![1, 3, 8, 8]),
+            node("conv", conv(3, 8, 3, 1, 8, 0.1), vec![0], vec![1, 8, 8, 8]),
+            node("relu6", Op::Relu6, vec![1], vec![1, 8, 8, 8]),
+            node("dw", conv(8, 8, 3, 8, 8, 0.4), vec![2], vec![1, 8, 8, 8]),
+            node("relu6b", Op::Relu6, vec![3], vec![1, 8, 8, 8]),
+            node("pw", conv(8, 4, 1, 1, 8, 0.8), vec![4], vec![1, 4, 8, 8]),
+            node("gap", Op::GlobalAvgPool, vec![5], vec![1, 4, 1, 1]),
+            node("flat", Op::Reshape, vec![6], vec![1, 4]),
+            node(
+                "fc",
+                Op::Linear(Linear {
+                    in_features: 4,
+                    out_features: 3,
+                    rows: 1,
+                    weight: w(12, 0.3, 0.5),
+                    bias: w(3, 0.9, 0.5),
+                }),
+                vec![7],
+                vec![1, 3],
+            ),
+        ],
+        output: 8,
+        metadata: vec![],
+    };
+    let cfg = PlanConfig::default();
+    let fixed = nn::FixedConfig::new(cfg.ell, cfg.scale).unwrap();
+    let server = ServerModel::new(&model, &cfg).unwrap();
+    let fused = server
+        .plan
+        .steps
+        .iter()
+        .filter(|s| {
+            matches!(
+                s.kind,
+                StepKind::Linear {
+                    epilogue: Epilogue::RescaleRelu6,
+                    ..
+                }
+            )
+        })
+        .count();
+    assert_eq!(fused, 2);
+    let x: Vec<f32> = (0..3 * 64)
+        .map(|i| ((i * 7919) % 1000) as f32 / 250.0 - 2.0)
+        .collect();
+    // Both clamps occur in the reference: some ReLU6 inputs are negative, some above 6.
+    let xq: Vec<u64> = x.iter().map(|&v| fixed.encode(v)).collect();
+    let trace = nn::fixed::run_trace(&model, &xq, fixed).unwrap();
+    assert_eq!(trace.total_overflows(), 0);
+    let six = 6i64 << cfg.scale;
+    let (mut lo, mut hi) = (0, 0);
+    for id in [2usize, 4] {
+        for &v in &trace.values[id] {
+            let v = fixed.signed(v);
+            lo += usize::from(v == 0);
+            hi += usize::from(v == six);
+        }
+    }
+    assert!(lo > 0 && hi > 0, "clamps hit: {lo} at 0, {hi} at 6");
+    let reference = nn::fixed::run(&model, &x, fixed).unwrap();
+    let Outcome::Logits(l) = private_logits(&server, xq, false, 7) else {
+        panic!()
+    };
+    assert_eq!(l, reference.data);
+}

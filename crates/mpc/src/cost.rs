@@ -131,6 +131,12 @@ pub fn trunc_relu(ring: Ring, s: u32, n: usize) -> Cost {
     trunc(ring, s, n) + mux(ring, n)
 }
 
+/// [`crate::Session::trunc_relu6`] by `s` bits.
+pub fn trunc_relu6(ring: Ring, s: u32, n: usize) -> Cost {
+    let l = ring.bits();
+    trunc_known_sign(ring, s, n) + m(2 * n, l - s - 1, 0) + mux(ring, 2 * n)
+}
+
 /// [`crate::Session::max_groups`] / [`crate::Session::maxpool`] for windows of these sizes.
 pub fn max_windows(ring: Ring, window_sizes: impl IntoIterator<Item = usize>) -> Cost {
     relu(

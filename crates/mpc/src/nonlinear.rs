@@ -109,6 +109,50 @@ impl Session {
         })
     }
 
+    /// `ReLU6(floor(x / 2^s))` = `min(max(floor(x / 2^s), 0), 6·2^s)` for `x` at scale 2^{2s}
+    /// (a linear layer's output), exact when |x| < 2^{ℓ−2} (the fixed-point range assumption).
+    ///
+    /// Known-sign truncation gives `t` with |t| < 2^{ℓ−2−s}, so `t` and `t − 6·2^s` are exact as
+    /// signed values in the ring of `ℓ − s` bits; reducing the shares mod 2^{ℓ−s} (a ring
+    /// homomorphism, local) lets both comparisons run on ℓ−s−1 bits instead of ℓ−1, and then
+    /// `ReLU6(t) = ReLU(t) − ReLU(t − 6·2^s)` with one MUX of both over Z_{2^ℓ}.
+    /// Requires 1 ≤ s and 6·2^s < 2^{ℓ−2−s}.
+    pub fn trunc_relu6<C: Channel + ?Sized>(
+        &mut self,
+        ch: &mut C,
+        x: &Shares,
+        s: u32,
+    ) -> Result<Shares> {
+        let ring = x.ring;
+        let l = ring.bits();
+        if s == 0 || 2 * s + 5 > l {
+            return Err(MpcError::InvalidShift {
+                shift: s,
+                bits: l,
+                max: l.saturating_sub(5) / 2,
+            });
+        }
+        let t = self.trunc_known_sign(ch, x, s)?;
+        let cmp = Ring::new(l - s)?;
+        let six = 6u64 << s;
+        let n = t.len();
+        let p0 = self.party() == Party::P0;
+        let mut both = t.data.clone();
+        both.extend(
+            t.data
+                .iter()
+                .map(|&a| if p0 { ring.sub(a, six) } else { a }),
+        );
+        let reduced: Vec<u64> = both.iter().map(|&a| cmp.reduce(a)).collect();
+        let (_, m) = self.drelu_mux_in(ch, cmp, &reduced, 0, ring, &both, 1)?;
+        let data = (0..n).map(|i| ring.sub(m[i], m[n + i])).collect();
+        Ok(Shares {
+            ring,
+            scale: s,
+            data,
+        })
+    }
+
     /// DReLU of `x` (comparing bits `[drop, ℓ−1)`), then a MUX of `mux_x` (`rep` blocks of
     /// `x.len()` values, each multiplied by the same bits) whose first message rides on the
     /// comparison's last flight. Returns the DReLU shares and the MUX outputs.
@@ -121,7 +165,23 @@ impl Session {
         mux_x: &[u64],
         rep: usize,
     ) -> Result<(Vec<u8>, Vec<u64>)> {
-        ring.check("drelu input", x)?;
+        self.drelu_mux_in(ch, ring, x, drop, ring, mux_x, rep)
+    }
+
+    /// As [`Session::drelu_mux`] with the comparison on shares `x` over `cmp` (e.g. shares
+    /// reduced to a smaller ring when the values are known to be small) and the MUX over `ring`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn drelu_mux_in<C: Channel + ?Sized>(
+        &mut self,
+        ch: &mut C,
+        cmp: Ring,
+        x: &[u64],
+        drop: u32,
+        ring: Ring,
+        mux_x: &[u64],
+        rep: usize,
+    ) -> Result<(Vec<u8>, Vec<u64>)> {
+        cmp.check("drelu input", x)?;
         ring.check("mux input", mux_x)?;
         if mux_x.len() != rep * x.len() {
             return Err(MpcError::LengthMismatch {
@@ -130,7 +190,7 @@ impl Session {
                 got: mux_x.len(),
             });
         }
-        let l = ring.bits();
+        let l = cmp.bits();
         if drop + 1 >= l {
             return Err(MpcError::InvalidShift {
                 shift: drop,
@@ -158,7 +218,7 @@ impl Session {
         let d_of = |carry: &[u8]| -> Vec<u8> {
             x.iter()
                 .zip(carry)
-                .map(|(&a, &k)| ring.msb(a) ^ k ^ one)
+                .map(|(&a, &k)| cmp.msb(a) ^ k ^ one)
                 .collect()
         };
         let (ms, mr) = if p0 { (cot0, cot1) } else { (cot1, cot0) };

@@ -196,6 +196,57 @@ fn trunc_known_sign_exact_in_range() {
 }
 
 #[test]
+fn trunc_relu6_exact_in_range() {
+    // Values at scale 2^{2s} around the clamp points 0 and 6·2^s (after the shift), and at the
+    // ends of the known-sign range |x| < 2^{ℓ−2}.
+    let mut r = rng(13);
+    for l in RINGS {
+        let ring = Ring::new(l).unwrap();
+        for s in [1, 12, (l - 5) / 2] {
+            let mut vals = edge_values(ring, 2 * s, 200, &mut r);
+            for d in [-2i64, -1, 0, 1, 2] {
+                for base in [
+                    0i64,
+                    6 << (2 * s),
+                    6 << (2 * s) - 1,
+                    (6 << (2 * s)) + (1 << s),
+                ] {
+                    vals.push(ring.from_signed(base + d));
+                    vals.push(ring.from_signed(base + (d << s)));
+                }
+                vals.push(ring.from_signed((1i64 << (l - 2)) - 1 + d.min(0)));
+                vals.push(ring.from_signed(-(1i64 << (l - 2)) + d.max(0)));
+            }
+            let vals: Vec<u64> = vals
+                .into_iter()
+                .map(|x| {
+                    if plain::in_known_sign_range(ring, x) {
+                        x
+                    } else {
+                        x & (ring.mask() >> 3)
+                    }
+                })
+                .collect();
+            let (xs, s0, s1) = sharings(ring, &vals, &mut r);
+            let (o0, o1) = run(1300 + l as u64 + s as u64, move |p, sess, ch| {
+                sess.trunc_relu6(ch, &Shares::new(ring, 2 * s, pick(p, &s0, &s1)).unwrap(), s)
+                    .unwrap()
+                    .data
+            });
+            for i in 0..xs.len() {
+                assert!(plain::in_known_sign_range(ring, xs[i]));
+                assert_eq!(
+                    ring.add(o0[i], o1[i]),
+                    plain::relu6(ring, plain::trunc(ring, xs[i], s), s),
+                    "l={l} s={s} x={}",
+                    ring.to_signed(xs[i])
+                );
+            }
+        }
+    }
+}
+
+#[test]
 fn mux_b2a_mul() {
     let mut r = rng(6);
     for l in RINGS {
@@ -489,6 +540,7 @@ fn measured_traffic_equals_cost_model() {
                     cost::trunc_known_sign_approx(ring, 12, n),
                 ),
                 ("trunc_relu", cost::trunc_relu(ring, 12, n)),
+                ("trunc_relu6", cost::trunc_relu6(ring, 12, n)),
                 ("mul", cost::mul(ring, n)),
                 ("maxpool", cost::max_windows(ring, wins)),
                 ("argmax", cost::argmax(ring, 10, 100)),
@@ -507,6 +559,7 @@ fn measured_traffic_equals_cost_model() {
                         drop(sess.trunc_known_sign_approx(ch, &x, 12).unwrap())
                     }
                     "trunc_relu" => drop(sess.trunc_relu(ch, &x, 12).unwrap()),
+                    "trunc_relu6" => drop(sess.trunc_relu6(ch, &x, 12).unwrap()),
                     "mul" => drop(sess.mul(ch, &x, &x).unwrap()),
                     "maxpool" => drop(sess.maxpool(ch, &x, shape, spec).unwrap()),
                     _ => drop(sess.argmax(ch, &x, 10).unwrap()),
