@@ -631,16 +631,25 @@ impl Plan {
 
     /// Exact cost of all non-linear protocols a run of this plan executes (rescales, ReLUs,
     /// pools; the final argmax when only the label is revealed), from `mpc::cost`: its COT counts
-    /// are what the run consumes in each direction, so a session can generate exactly that many
-    /// during setup.
+    /// are what the run consumes in each direction.
     pub fn predicted_nonlinear_cost(
         &self,
         reveal_label: bool,
     ) -> Result<mpc::cost::Cost, EngineError> {
+        Ok(self
+            .nonlinear_costs(reveal_label)?
+            .into_iter()
+            .fold(mpc::cost::Cost::default(), |a, c| a + c))
+    }
+
+    /// [`Plan::predicted_nonlinear_cost`] per step, plus one last entry for the output (the
+    /// argmax when only the label is revealed). A run uses these to generate each step's COTs
+    /// ahead of it, exactly.
+    pub fn nonlinear_costs(&self, reveal_label: bool) -> Result<Vec<mpc::cost::Cost>, EngineError> {
         use mpc::cost;
         let ring = mpc::Ring::new(self.ell)?;
         let s = self.scale;
-        let mut total = cost::Cost::default();
+        let mut out = Vec::with_capacity(self.steps.len() + 1);
         for step in &self.steps {
             let n: usize = step.shape.iter().product();
             let c = match &step.kind {
@@ -676,13 +685,15 @@ impl Plan {
                 }
                 _ => cost::Cost::default(),
             };
-            total = total + c;
+            out.push(c);
         }
-        if reveal_label {
+        out.push(if reveal_label {
             let classes: usize = self.steps[self.output].shape.iter().product();
-            total = total + cost::argmax(ring, 1, classes);
-        }
-        Ok(total)
+            cost::argmax(ring, 1, classes)
+        } else {
+            cost::Cost::default()
+        });
+        Ok(out)
     }
 
     /// Key material the linear layers need, exchanged once per session.

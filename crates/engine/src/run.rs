@@ -44,7 +44,7 @@ pub struct Report {
 /// silent OT generated (directions named from this side: `send` = this side is the COT sender).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
 pub struct OtReport {
-    /// COTs the plan's non-linear protocols need (generated during setup).
+    /// COTs the plan's non-linear protocols need (each generated before the step using it).
     pub predicted_send: u64,
     pub predicted_recv: u64,
     /// COTs the protocols consumed.
@@ -157,6 +157,67 @@ enum Side<'a> {
     },
 }
 
+/// Most COTs generated at once per direction (16 Mi: 256 MiB per direction and party): a model
+/// whose non-linear layers need more gets them in several rounds of generation, each covering
+/// the next steps.
+pub const COT_CHUNK: usize = 1 << 24;
+
+/// Generates each step's COTs ahead of it, exactly as many as the plan predicts: during setup as
+/// many steps' worth as fit in [`COT_CHUNK`] per direction (all of them for ResNet-20), and again
+/// before any step the buffer cannot cover. Both sides follow the same rule on mirrored counts.
+struct CotSchedule {
+    /// (COTs as sender, as receiver) of each step, then of the output.
+    need: Vec<(usize, usize)>,
+    total: (usize, usize),
+}
+
+impl CotSchedule {
+    fn new(plan: &Plan, reveal_label: bool, party: Party) -> Result<CotSchedule, EngineError> {
+        let need: Vec<(usize, usize)> = plan
+            .nonlinear_costs(reveal_label)?
+            .iter()
+            .map(|c| c.cots_for(party))
+            .collect();
+        let total = need.iter().fold((0, 0), |(a, b), &(s, r)| (a + s, b + r));
+        Ok(CotSchedule { need, total })
+    }
+
+    /// Makes sure step `i`'s COTs (`i` = number of steps: the output's) are buffered.
+    fn before<C: Channel>(
+        &self,
+        i: usize,
+        session: &mut Session,
+        ch: &mut C,
+    ) -> Result<(), EngineError> {
+        let (bs, br) = session.buffered();
+        let (ns, nr) = self.need[i];
+        if bs >= ns && br >= nr {
+            return Ok(());
+        }
+        self.ahead(i, session, ch)
+    }
+
+    /// Generates the COTs of steps `i..` that fit in [`COT_CHUNK`] per direction (at least step
+    /// `i`'s), counting those already buffered.
+    fn ahead<C: Channel>(
+        &self,
+        i: usize,
+        session: &mut Session,
+        ch: &mut C,
+    ) -> Result<(), EngineError> {
+        let (mut ts, mut tr) = (0, 0);
+        for (k, &(a, b)) in self.need.iter().enumerate().skip(i) {
+            if k > i && (ts + a > COT_CHUNK || tr + b > COT_CHUNK) {
+                break;
+            }
+            ts += a;
+            tr += b;
+        }
+        session.prefetch(ch, ts, tr)?;
+        Ok(())
+    }
+}
+
 /// The activation a rescale computes with it.
 #[derive(Clone, Copy)]
 enum Act {
@@ -176,6 +237,7 @@ fn run_side<C: Channel>(
     plan: &Plan,
     side: &mut Side<'_>,
     session: &mut Session,
+    cots: &CotSchedule,
     input_share: Vec<u64>,
     ch: &mut C,
     rng: &mut dyn CryptoRngCore,
@@ -224,6 +286,7 @@ fn run_side<C: Channel>(
         progress(i, plan.steps.len());
         let t0 = Instant::now();
         let before = ch.stats();
+        cots.before(i, session, ch)?;
         let inputs: Vec<&[u64]> = step
             .inputs
             .iter()
@@ -382,11 +445,9 @@ pub fn run_server<C: Channel>(
     let (t0, before) = (Instant::now(), ch.stats());
     let mut session = Session::setup(ch, Party::P0, &mut RngRef(rng))?;
     let keys = ServerKeys::setup(&plan.key_requests()?, ch)?;
-    // Every COT the run will use, generated now in right-sized LPN iterations.
-    let predicted = plan
-        .predicted_nonlinear_cost(reveal_label)?
-        .cots_for(Party::P0);
-    session.prefetch(ch, predicted.0, predicted.1)?;
+    // The COTs of the first steps (all of them for small models), in right-sized iterations.
+    let cots = CotSchedule::new(plan, reveal_label, Party::P0)?;
+    cots.ahead(0, &mut session, ch)?;
     let (ms, d) = delta(ch.stats(), before, t0);
     report.steps.push(setup_report("setup", ms, d, true));
 
@@ -396,6 +457,7 @@ pub fn run_server<C: Channel>(
         plan,
         &mut side,
         &mut session,
+        &cots,
         zero,
         ch,
         rng,
@@ -404,6 +466,7 @@ pub fn run_server<C: Channel>(
     )?;
 
     let (t0, before) = (Instant::now(), ch.stats());
+    cots.before(plan.steps.len(), &mut session, ch)?;
     if reveal_label {
         let ring = mpc::Ring::new(plan.ell)?;
         let (idx, _) = session.argmax(ch, &Shares::new(ring, plan.scale, out)?, 1)?;
@@ -414,7 +477,7 @@ pub fn run_server<C: Channel>(
     ch.flush()?;
     let (ms, d) = delta(ch.stats(), before, t0);
     report.steps.push(setup_report("output", ms, d, true));
-    report.ot = OtReport::new(&session, predicted);
+    report.ot = OtReport::new(&session, cots.total);
     Ok(report)
 }
 
@@ -441,10 +504,8 @@ pub fn run_client<C: Channel>(
     let (t0, before) = (Instant::now(), ch.stats());
     let mut session = Session::setup(ch, Party::P1, &mut RngRef(rng))?;
     let keys = ClientKeys::setup(&plan.key_requests()?, ch, rng)?;
-    let predicted = plan
-        .predicted_nonlinear_cost(reveal_label)?
-        .cots_for(Party::P1);
-    session.prefetch(ch, predicted.0, predicted.1)?;
+    let cots = CotSchedule::new(plan, reveal_label, Party::P1)?;
+    cots.ahead(0, &mut session, ch)?;
     let (ms, d) = delta(ch.stats(), before, t0);
     report.steps.push(setup_report("setup", ms, d, false));
 
@@ -453,6 +514,7 @@ pub fn run_client<C: Channel>(
         plan,
         &mut side,
         &mut session,
+        &cots,
         input,
         ch,
         rng,
@@ -461,6 +523,7 @@ pub fn run_client<C: Channel>(
     )?;
 
     let (t0, before) = (Instant::now(), ch.stats());
+    cots.before(plan.steps.len(), &mut session, ch)?;
     let outcome = if reveal_label {
         let (idx, _) = session.argmax(ch, &Shares::new(ring, plan.scale, out)?, 1)?;
         let theirs = ch.recv_u64s(1)?;
@@ -479,7 +542,7 @@ pub fn run_client<C: Channel>(
     };
     let (ms, d) = delta(ch.stats(), before, t0);
     report.steps.push(setup_report("output", ms, d, false));
-    report.ot = OtReport::new(&session, predicted);
+    report.ot = OtReport::new(&session, cots.total);
     Ok((outcome, report))
 }
 

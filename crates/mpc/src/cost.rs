@@ -178,6 +178,8 @@ mod tests {
         assert_eq!(trunc(r, 12, 1).cots(), 73);
         assert_eq!(trunc_known_sign(r, 12, 1).bits, 119);
         assert_eq!(trunc_relu(r, 12, 1).bits, 386);
+        assert_eq!(trunc_relu6(r, 12, 1).bits, 573);
+        assert_eq!(trunc_relu6(r, 12, 1).cots(), 120);
         assert_eq!(trunc_known_sign_approx(r, 12, 1).bits, 13);
         assert_eq!(mul(r, 1).bits, 1480);
         assert_eq!(max_windows(r, [4]).bits, 3 * 309);
