@@ -33,16 +33,26 @@ pub struct Args {
     json: bool,
 }
 
-/// The four ops, then two extras: the fused exact truncation + ReLU, and Cheetah's
-/// one-bit-error known-sign truncation (not the binding semantics).
-const OPS: [&str; 6] = [
+/// The four ops, then extras: the fused exact truncation + ReLU, Cheetah's one-bit-error
+/// known-sign truncation (not the binding semantics), and the fused truncation + ReLU6 (inputs
+/// read at scale 2^{2s}; run when 2s + 5 ≤ ℓ, see [`ops`]).
+const OPS: [&str; 7] = [
     "relu",
     "relu_approx",
     "trunc",
     "trunc_known_sign",
     "trunc_relu",
     "trunc_known_sign_approx",
+    "trunc_relu6",
 ];
+
+/// The ops this ring and shift support.
+fn ops(ell: u32, s: u32) -> Vec<&'static str> {
+    OPS.iter()
+        .copied()
+        .filter(|&op| op != "trunc_relu6" || 2 * s + 5 <= ell)
+        .collect()
+}
 
 /// This thread's CPU time so far (Linux `/proc/thread-self/schedstat`, first field in ns), for
 /// per-party CPU figures that a loaded machine inflates far less than wall time.
@@ -60,6 +70,7 @@ fn op_cost(ring: Ring, s: u32, op: &str, n: usize) -> mpc::cost::Cost {
         "trunc" => cost::trunc(ring, s, n),
         "trunc_known_sign" => cost::trunc_known_sign(ring, s, n),
         "trunc_relu" => cost::trunc_relu(ring, s, n),
+        "trunc_relu6" => cost::trunc_relu6(ring, s, n),
         _ => cost::trunc_known_sign_approx(ring, s, n),
     }
 }
@@ -93,7 +104,7 @@ fn party(
     let mut sess = Session::setup_with(&mut ch, p, &mut rng, cfg)?;
     let setup = ch.stats().since(&t0);
     let mut res = Vec::new();
-    for op in OPS {
+    for op in ops(a.ell, a.scale) {
         bar.wait();
         let before = ch.stats();
         let ot_before = sess.ot_usage();
@@ -117,6 +128,7 @@ fn party(
                 "trunc" => sess.trunc(&mut ch, &xs, a.scale)?,
                 "trunc_known_sign" => sess.trunc_known_sign(&mut ch, &xs, a.scale)?,
                 "trunc_relu" => sess.trunc_relu(&mut ch, &xs, a.scale)?,
+                "trunc_relu6" => sess.trunc_relu6(&mut ch, &xs, a.scale)?,
                 _ => sess.trunc_known_sign_approx(&mut ch, &xs, a.scale)?,
             };
             out.extend(y.data);
@@ -210,7 +222,7 @@ pub fn run(args: Args) -> Result<()> {
             "COTs/el"
         );
     }
-    for (i, op) in OPS.iter().enumerate() {
+    for (i, op) in ops(args.ell, args.scale).iter().enumerate() {
         let (p0, p1) = (&m0[i], &m1[i]);
         for (j, &x) in values.iter().enumerate() {
             let got = ring.add(p0.out[j], p1.out[j]);
@@ -218,6 +230,9 @@ pub fn run(args: Args) -> Result<()> {
                 "relu" => got == plain::relu(ring, x),
                 "relu_approx" => plain::relu_approx_allowed(ring, x, args.scale).contains(&got),
                 "trunc_relu" => got == plain::relu(ring, plain::trunc(ring, x, args.scale)),
+                "trunc_relu6" => {
+                    got == plain::relu6(ring, plain::trunc(ring, x, args.scale), args.scale)
+                }
                 "trunc_known_sign_approx" => {
                     plain::trunc_approx_allowed(ring, x, args.scale).contains(&got)
                 }
