@@ -198,28 +198,7 @@ impl Prims {
     /// Expands level `l` (in `nodes[..size]`) into level `l+1` (in `nodes[..2·size]`), children of
     /// node i at 2i (left) and 2i+1 (right); returns the XORs of left and right children.
     fn expand_level(&self, nodes: &mut [Block], size: usize) -> [Block; 2] {
-        const B: usize = 64;
-        let mut k = [Block::ZERO; 2];
-        let mut p = [Block::ZERO; B];
-        let mut l = [Block::ZERO; B];
-        let mut r = [Block::ZERO; B];
-        let mut i = size;
-        while i > 0 {
-            let c = i.min(B);
-            let start = i - c;
-            // Parents [start, i) are copied before children [2·start, 2·i) are written; parents
-            // below `start` are untouched because 2·start ≥ start.
-            p[..c].copy_from_slice(&nodes[start..i]);
-            self.ggm[0].mmo_two(&self.ggm[1], &p[..c], &mut l[..c], &mut r[..c]);
-            for (u, pair) in nodes[2 * start..2 * i].chunks_exact_mut(2).enumerate() {
-                pair[0] = l[u];
-                pair[1] = r[u];
-                k[0] ^= l[u];
-                k[1] ^= r[u];
-            }
-            i = start;
-        }
-        k
+        self.ggm[0].ggm_level(&self.ggm[1], nodes, size)
     }
 
     /// `out[i] ^= ⊕_{j ∈ N(i)} secret[j]` for every output i (the local linear code): the 10
@@ -815,6 +794,32 @@ mod tests {
             for (a, x) in q.iter().zip(t) {
                 assert_eq!(*x, *a ^ delta.and_bit(x.lsb()));
             }
+        }
+    }
+
+    /// The in-place level expansion equals the plain definition (children of every parent by
+    /// `mmo_two`, left at 2i, right at 2i+1) and returns the XORs of each side.
+    #[test]
+    fn ggm_level_matches_its_definition() {
+        let prims = Prims::new();
+        for size in [1usize, 3, 31, 32, 33, 100, 256] {
+            let parents: Vec<Block> = (0..size as u128)
+                .map(|i| Block(i.wrapping_mul(0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C835) ^ 7))
+                .collect();
+            let (mut l, mut r) = (vec![Block::ZERO; size], vec![Block::ZERO; size]);
+            prims.ggm[0].mmo_two(&prims.ggm[1], &parents, &mut l, &mut r);
+            let mut nodes = vec![Block::ZERO; 2 * size];
+            nodes[..size].copy_from_slice(&parents);
+            let k = prims.expand_level(&mut nodes, size);
+            for i in 0..size {
+                assert_eq!(
+                    (nodes[2 * i], nodes[2 * i + 1]),
+                    (l[i], r[i]),
+                    "size {size}"
+                );
+            }
+            let x = |v: &[Block]| v.iter().fold(Block::ZERO, |a, &b| a ^ b);
+            assert_eq!(k, [x(&l), x(&r)]);
         }
     }
 

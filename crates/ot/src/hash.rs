@@ -107,6 +107,45 @@ impl Aes {
     }
 }
 
+impl Aes {
+    /// One GGM level in place: parents `nodes[..size]` become children `nodes[..2·size]`,
+    /// `nodes[2i] = AES_self(p_i) ⊕ p_i` and `nodes[2i+1] = AES_other(p_i) ⊕ p_i` (the same PRG as
+    /// [`Aes::mmo_two`]); returns the XORs of all left and of all right children. Parents are
+    /// read in chunks from the end, each chunk before its children overwrite anything it needs.
+    pub fn ggm_level(&self, other: &Aes, nodes: &mut [Block], size: usize) -> [Block; 2] {
+        const W: usize = 32;
+        assert!(nodes.len() >= 2 * size, "ggm_level: nodes too short");
+        let mut a = [GenericArray::default(); W];
+        let mut b = [GenericArray::default(); W];
+        let mut p = [Block::ZERO; W];
+        let (mut k0, mut k1) = (Block::ZERO, Block::ZERO);
+        let mut i = size;
+        while i > 0 {
+            let c = i.min(W);
+            let start = i - c;
+            // Children [2·start, 2·i) overwrite only parents ≥ 2·start ≥ start: those of this chunk
+            // (copied here first) and of chunks already done.
+            p[..c].copy_from_slice(&nodes[start..i]);
+            for j in 0..c {
+                a[j] = GenericArray::from(p[j].to_bytes());
+            }
+            b[..c].copy_from_slice(&a[..c]);
+            self.cipher.encrypt_blocks(&mut a[..c]);
+            other.cipher.encrypt_blocks(&mut b[..c]);
+            for (j, pair) in nodes[2 * start..2 * i].chunks_exact_mut(2).enumerate() {
+                let l = Block::from_bytes(a[j].into()) ^ p[j];
+                let r = Block::from_bytes(b[j].into()) ^ p[j];
+                pair[0] = l;
+                pair[1] = r;
+                k0 ^= l;
+                k1 ^= r;
+            }
+            i = start;
+        }
+        [k0, k1]
+    }
+}
+
 /// Public key of the fixed-key permutation π (any fixed value works; it is not a secret).
 const FIXED_KEY: u128 = 0x3243_f6a8_885a_308d_3131_98a2_e037_0734; // digits of π
 
