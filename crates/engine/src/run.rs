@@ -206,14 +206,21 @@ impl CotSchedule {
         ch: &mut C,
     ) -> Result<(), EngineError> {
         let (mut ts, mut tr) = (0, 0);
+        let mut to_end = true;
         for (k, &(a, b)) in self.need.iter().enumerate().skip(i) {
             if k > i && (ts + a > COT_CHUNK || tr + b > COT_CHUNK) {
+                to_end = false;
                 break;
             }
             ts += a;
             tr += b;
         }
-        session.prefetch(ch, ts, tr)?;
+        if to_end {
+            // The run needs nothing beyond these: no reserve for further LPN iterations.
+            session.prefetch_last(ch, ts, tr)?;
+        } else {
+            session.prefetch(ch, ts, tr)?;
+        }
         Ok(())
     }
 }

@@ -148,7 +148,7 @@ impl Session {
         // Refill by the same deterministic rule on both sides (the buffers mirror each other).
         let more = |need: usize| if need > 0 { need.max(self.refill) } else { 0 };
         let (more_s, more_r) = (more(need_s), more(need_r));
-        self.fill(ch, more_s, more_r)?;
+        self.fill(ch, more_s, more_r, false)?;
         self.usage.cots_sent += n_send as u64;
         self.usage.cots_received += n_recv as u64;
         let si = self.cot.sender.consumed();
@@ -174,7 +174,21 @@ impl Session {
     ) -> Result<()> {
         let more_s = n_send.saturating_sub(self.cot.sender.buffered());
         let more_r = n_recv.saturating_sub(self.cot.receiver.buffered());
-        self.fill(ch, more_s, more_r)
+        self.fill(ch, more_s, more_r, false)
+    }
+
+    /// As [`Session::prefetch`] when these are the last COTs the session will use: silent OT
+    /// then keeps no reserve for further iterations (about 0.6 M fewer COTs generated per
+    /// direction with its large set). Later requests still work; they rebuild the reserve.
+    pub fn prefetch_last<C: Channel + ?Sized>(
+        &mut self,
+        ch: &mut C,
+        n_send: usize,
+        n_recv: usize,
+    ) -> Result<()> {
+        let more_s = n_send.saturating_sub(self.cot.sender.buffered());
+        let more_r = n_recv.saturating_sub(self.cot.receiver.buffered());
+        self.fill(ch, more_s, more_r, true)
     }
 
     /// COTs buffered (this party as sender, as receiver): generated and not yet used.
@@ -195,6 +209,7 @@ impl Session {
         ch: &mut C,
         more_s: usize,
         more_r: usize,
+        last: bool,
     ) -> Result<()> {
         if more_s == 0 && more_r == 0 {
             return Ok(());
@@ -204,6 +219,14 @@ impl Session {
         let before = ch.stats();
         let t0 = std::time::Instant::now();
         match self.party {
+            Party::P0 if last => {
+                self.cot.sender.fill_last(ch, to_s)?;
+                self.cot.receiver.fill_last(ch, to_r)?;
+            }
+            Party::P1 if last => {
+                self.cot.receiver.fill_last(ch, to_r)?;
+                self.cot.sender.fill_last(ch, to_s)?;
+            }
             Party::P0 => {
                 self.cot.sender.fill(ch, to_s)?;
                 self.cot.receiver.fill(ch, to_r)?;

@@ -152,6 +152,17 @@ impl CotSender {
     /// iterations are sized to the shortfall, so asking for exactly what a session will use
     /// wastes no generation.
     pub fn fill<C: Channel + ?Sized>(&mut self, ch: &mut C, n: usize) -> Result<()> {
+        self.fill_with(ch, n, false)
+    }
+
+    /// As [`CotSender::fill`] for the last COTs a session needs: silent OT keeps no reserve for
+    /// further iterations (a later request rebuilds it from IKNP). Pairs with the receiver's
+    /// `fill_last`.
+    pub fn fill_last<C: Channel + ?Sized>(&mut self, ch: &mut C, n: usize) -> Result<()> {
+        self.fill_with(ch, n, true)
+    }
+
+    fn fill_with<C: Channel + ?Sized>(&mut self, ch: &mut C, n: usize, last: bool) -> Result<()> {
         if n > MAX_EXTEND {
             return Err(OtError::TooMany {
                 requested: n,
@@ -160,6 +171,7 @@ impl CotSender {
         }
         match &mut self.engine {
             SenderEngine::Iknp(s, buf, st) => iknp_fill(buf, st, n, |m| s.extend(ch, m)),
+            SenderEngine::Silent(s) if last => s.fill_last(ch, n),
             SenderEngine::Silent(s) => s.fill(ch, n),
         }
     }
@@ -244,6 +256,15 @@ impl CotReceiver {
 
     /// Generates COTs ahead: see [`CotSender::fill`].
     pub fn fill<C: Channel + ?Sized>(&mut self, ch: &mut C, n: usize) -> Result<()> {
+        self.fill_with(ch, n, false)
+    }
+
+    /// Generates the last COTs a session needs: see [`CotSender::fill_last`].
+    pub fn fill_last<C: Channel + ?Sized>(&mut self, ch: &mut C, n: usize) -> Result<()> {
+        self.fill_with(ch, n, true)
+    }
+
+    fn fill_with<C: Channel + ?Sized>(&mut self, ch: &mut C, n: usize, last: bool) -> Result<()> {
         if n > MAX_EXTEND {
             return Err(OtError::TooMany {
                 requested: n,
@@ -252,6 +273,7 @@ impl CotReceiver {
         }
         match &mut self.engine {
             ReceiverEngine::Iknp(r, buf, st) => iknp_fill(buf, st, n, |m| r.extend(ch, m)),
+            ReceiverEngine::Silent(r) if last => r.fill_last(ch, n),
             ReceiverEngine::Silent(r) => r.fill(ch, n),
         }
     }

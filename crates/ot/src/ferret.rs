@@ -149,6 +149,19 @@ fn bins_for(p: &LpnParams, shortfall: usize, reserve: usize) -> usize {
     need.div_ceil((1 << h) - h).clamp(1, p.t)
 }
 
+/// Bins of the next iteration of `p` and whether it refills the reserve: with `last` set and a
+/// shortfall one iteration covers, the iteration keeps no reserve and runs just the bins the
+/// shortfall needs (it consumes `k + bins·h ≤ p.reserve()` reserved COTs, which are there);
+/// otherwise [`bins_for`].
+fn plan_iteration(p: &LpnParams, shortfall: usize, reserve: usize, last: bool) -> (usize, bool) {
+    let bin = 1usize << p.log_bin;
+    if last && shortfall <= p.t * bin {
+        (shortfall.div_ceil(bin).max(1), false)
+    } else {
+        (bins_for(p, shortfall, reserve), true)
+    }
+}
+
 /// What one side of silent OT has done since setup. Counts are equal on both sides; times are
 /// this side's own.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -274,12 +287,16 @@ impl Pool {
         self.reserve.split_off(at)
     }
 
-    /// Refills the reserve for a full iteration of `p` from the tail of `out` and queues the rest.
-    fn store(&mut self, p: &LpnParams, mut out: Vec<Block>) {
-        let need = p
-            .reserve()
-            .saturating_sub(self.reserve.len())
-            .min(out.len());
+    /// Refills the reserve for a full iteration of `p` from the tail of `out` (when
+    /// `keep_reserve`) and queues the rest.
+    fn store(&mut self, p: &LpnParams, mut out: Vec<Block>, keep_reserve: bool) {
+        let need = if keep_reserve {
+            p.reserve()
+                .saturating_sub(self.reserve.len())
+                .min(out.len())
+        } else {
+            0
+        };
         let keep = out.len() - need;
         self.reserve.extend_from_slice(&out[keep..]);
         out[keep..].fill(Block::ZERO);
@@ -416,13 +433,24 @@ impl FerretSender {
     /// Runs LPN iterations until at least `n` COTs are buffered, each sized to the shortfall
     /// ([`bins_for`]); the peer makes the mirror call. Nothing is sent when `n` are buffered.
     pub fn fill<C: Channel + ?Sized>(&mut self, ch: &mut C, n: usize) -> Result<()> {
+        self.fill_with(ch, n, false)
+    }
+
+    /// As [`FerretSender::fill`] for the last COTs a session needs: the final iteration keeps
+    /// no reserve for a next one, so all its outputs are buffered (a later request rebuilds the
+    /// reserve from IKNP). The peer calls [`FerretReceiver::fill_last`].
+    pub fn fill_last<C: Channel + ?Sized>(&mut self, ch: &mut C, n: usize) -> Result<()> {
+        self.fill_with(ch, n, true)
+    }
+
+    fn fill_with<C: Channel + ?Sized>(&mut self, ch: &mut C, n: usize, last: bool) -> Result<()> {
         while self.pool.available() < n {
             let shortfall = n - self.pool.available();
             let p = self.policy.params_for(shortfall, self.pool.stats.served);
             self.ensure_reserve(ch, &p)?;
-            let bins = bins_for(&p, shortfall, self.pool.reserve.len());
+            let (bins, keep) = plan_iteration(&p, shortfall, self.pool.reserve.len(), last);
             let out = self.iterate(ch, &p, bins)?;
-            self.pool.store(&p, out);
+            self.pool.store(&p, out, keep);
         }
         Ok(())
     }
@@ -557,13 +585,23 @@ impl FerretReceiver {
     /// Runs LPN iterations until at least `n` COTs are buffered, each sized to the shortfall
     /// ([`bins_for`]); the peer makes the mirror call. Nothing is sent when `n` are buffered.
     pub fn fill<C: Channel + ?Sized>(&mut self, ch: &mut C, n: usize) -> Result<()> {
+        self.fill_with(ch, n, false)
+    }
+
+    /// As [`FerretReceiver::fill`] for the last COTs of a session: see
+    /// [`FerretSender::fill_last`].
+    pub fn fill_last<C: Channel + ?Sized>(&mut self, ch: &mut C, n: usize) -> Result<()> {
+        self.fill_with(ch, n, true)
+    }
+
+    fn fill_with<C: Channel + ?Sized>(&mut self, ch: &mut C, n: usize, last: bool) -> Result<()> {
         while self.pool.available() < n {
             let shortfall = n - self.pool.available();
             let p = self.policy.params_for(shortfall, self.pool.stats.served);
             self.ensure_reserve(ch, &p)?;
-            let bins = bins_for(&p, shortfall, self.pool.reserve.len());
+            let (bins, keep) = plan_iteration(&p, shortfall, self.pool.reserve.len(), last);
             let out = self.iterate(ch, &p, bins)?;
-            self.pool.store(&p, out);
+            self.pool.store(&p, out, keep);
         }
         Ok(())
     }
@@ -792,6 +830,48 @@ mod tests {
         for ((q, (b, t)), mine) in qs.iter().zip(&ts).zip(&seen) {
             assert_eq!(b, mine, "both sides buffer the same count");
             for (a, x) in q.iter().zip(t) {
+                assert_eq!(*x, *a ^ delta.and_bit(x.lsb()));
+            }
+        }
+    }
+
+    /// `fill_last` buffers less than one bin beyond the request and keeps no full reserve; a
+    /// request after it still works (the reserve is rebuilt from IKNP), and every COT is correct.
+    #[test]
+    fn fill_last_keeps_no_reserve_and_later_requests_work() {
+        let policy = TOY;
+        let (mut c0, mut c1) = MemoryChannel::pair();
+        let h = std::thread::spawn(move || {
+            let mut rng = ChaCha20Rng::seed_from_u64(6);
+            let iknp = IknpReceiver::setup(&mut c1, &mut rng).unwrap();
+            let mut r = FerretReceiver::with_policy(iknp, policy);
+            r.fill_last(&mut c1, 30_000).unwrap();
+            let a = r.extend(&mut c1, 30_000).unwrap();
+            let b = r.extend(&mut c1, 5_000).unwrap();
+            (a, b)
+        });
+        let mut rng = ChaCha20Rng::seed_from_u64(5);
+        let iknp = IknpSender::setup(&mut c0, &mut rng).unwrap();
+        let mut s = FerretSender::with_policy(iknp, [3; 32], policy);
+        s.fill_last(&mut c0, 30_000).unwrap();
+        let buffered = s.buffered();
+        assert!(
+            (30_000..30_000 + (1 << policy.large.log_bin)).contains(&buffered),
+            "buffered {buffered}"
+        );
+        assert!(s.pool.reserve.len() < policy.large.reserve());
+        let iknp_before = s.stats().iknp_cots;
+        let qa = s.extend(&mut c0, 30_000).unwrap();
+        let qb = s.extend(&mut c0, 5_000).unwrap();
+        assert!(
+            s.stats().iknp_cots > iknp_before,
+            "reserve rebuilt from IKNP"
+        );
+        let (ta, tb) = h.join().unwrap();
+        let delta = s.delta();
+        for (q, t) in [(qa, ta), (qb, tb)] {
+            assert_eq!(q.len(), t.len());
+            for (a, x) in q.iter().zip(&t) {
                 assert_eq!(*x, *a ^ delta.and_bit(x.lsb()));
             }
         }
