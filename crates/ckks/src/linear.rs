@@ -8,6 +8,7 @@
 //! once (hoisted) and only one giant rotation per `g` is needed.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use math::{Poly, Representation};
 
@@ -95,6 +96,146 @@ impl DiagMatrix {
     }
 }
 
+/// Maximal runs of consecutive NTT slots on which every polynomial in `X^{N/2d}` is constant.
+///
+/// A slot vector with period `d` (`v_{p+d} = v_p`) is fixed by the rotation by `d`, so its
+/// encoding lies in the subring `Z[X^{N/2d}]` (sparse packing with `d` slots, [CHKKS18 §4.3]).
+/// Such a polynomial `f(X^{N/2d})` takes at NTT slot `i` (evaluation at `ψ^{e_i}`) the value
+/// `f(ψ^{e_i·N/2d})`, which depends only on `e_i mod 4d`: `2d` classes. In the NTT order of the
+/// `math` layer the classes form few runs, so such a diagonal is stored as `2d` residues per prime
+/// and multiplied run by run with a constant.
+struct Runs {
+    classes: usize,
+    /// `(start, len, class)`.
+    runs: Vec<(u32, u32, u32)>,
+}
+
+impl Runs {
+    /// The runs for period `d`, or `None` when they are too fragmented to pay off.
+    fn new(params: &Params, d: usize) -> Option<Self> {
+        let n = params.n();
+        let table = params.ctx_q().ntt_table();
+        let m4 = 4 * d;
+        let mut runs: Vec<(u32, u32, u32)> = Vec::new();
+        for i in 0..n {
+            let c = ((table.exponent(i) as usize % m4) >> 1) as u32;
+            match runs.last_mut() {
+                Some((_, len, cl)) if *cl == c => *len += 1,
+                _ => {
+                    if runs.len() >= n / 16 {
+                        return None;
+                    }
+                    runs.push((i as u32, 1, c));
+                }
+            }
+        }
+        Some(Runs {
+            classes: 2 * d,
+            runs,
+        })
+    }
+}
+
+/// An encoded diagonal: every residue in NTT form, or (periodic diagonals) the `2d` distinct
+/// NTT values per residue.
+enum Diag {
+    Full(Plaintext),
+    Compact {
+        runs: Arc<Runs>,
+        /// `vals[i·2d + c]`: value of class `c` modulo `q_i`, and its Shoup constant.
+        vals: Vec<u64>,
+        shoup: Vec<u64>,
+    },
+}
+
+/// The smallest power-of-two period of `v` (its length when none is shorter).
+fn period(v: &[Complex]) -> usize {
+    let n = v.len();
+    let tol = v.iter().map(|x| x.abs()).fold(0.0, f64::max) * 1e-13;
+    let mut d = 1;
+    while d < n {
+        if (d..n).all(|p| (v[p] - v[p % d]).abs() <= tol) {
+            return d;
+        }
+        d *= 2;
+    }
+    n
+}
+
+impl Diag {
+    fn encode(
+        params: &Params,
+        v: &[Complex],
+        level: usize,
+        scale: f64,
+        cache: &mut BTreeMap<usize, Option<Arc<Runs>>>,
+    ) -> Result<Self, CkksError> {
+        let slots = v.len();
+        let d = period(v);
+        if 2 * d < params.n() {
+            let runs = cache
+                .entry(d)
+                .or_insert_with(|| Runs::new(params, d).map(Arc::new))
+                .clone();
+            if let Some(runs) = runs {
+                // The d-slot encoding is `f(X^{N/2d})`: constant on each run (checked).
+                let pt = params.encode(&v[..d], d, level, scale)?;
+                let n = params.n();
+                let k = level + 1;
+                let mut vals = vec![0u64; k * runs.classes];
+                let mut ok = true;
+                for i in 0..k {
+                    let r = &pt.poly.data()[i * n..(i + 1) * n];
+                    for &(s, len, c) in &runs.runs {
+                        let x = r[s as usize];
+                        ok &= r[s as usize..(s + len) as usize].iter().all(|&y| y == x);
+                        vals[i * runs.classes + c as usize] = x;
+                    }
+                }
+                if ok {
+                    let moduli = params.ctx_q().moduli();
+                    let shoup = vals
+                        .iter()
+                        .enumerate()
+                        .map(|(j, &x)| moduli[j / runs.classes].shoup(x))
+                        .collect();
+                    return Ok(Diag::Compact { runs, vals, shoup });
+                }
+            }
+        }
+        Ok(Diag::Full(params.encode(v, slots, level, scale)?))
+    }
+
+    fn memory_bytes(&self) -> usize {
+        match self {
+            Diag::Full(pt) => 8 * pt.poly.data().len(),
+            Diag::Compact { vals, shoup, .. } => 8 * (vals.len() + shoup.len()),
+        }
+    }
+
+    /// `acc += x ⊙ diag` on the first `acc.num_moduli()` residues (NTT form).
+    fn mul_acc(&self, acc: &mut Poly, x: &Poly) {
+        match self {
+            Diag::Full(pt) => ring::mul_acc(acc, x, &pt.poly),
+            Diag::Compact { runs, vals, shoup } => {
+                let ctx = acc.context().clone();
+                let n = acc.n();
+                let xd = x.data();
+                ring::for_limbs(acc, |i, r| {
+                    let m = ctx.moduli()[i];
+                    let xi = &xd[i * n..(i + 1) * n];
+                    let base = i * runs.classes;
+                    for &(s, len, c) in &runs.runs {
+                        let (s, e) = (s as usize, (s + len) as usize);
+                        let j = base + c as usize;
+                        math::simd::mul_shoup_acc(&m, &mut r[s..e], &xi[s..e], vals[j], shoup[j]);
+                    }
+                });
+            }
+        }
+    }
+}
+
 /// A [`DiagMatrix`] encoded for evaluation at one level: plaintext diagonals pre-rotated for
 /// BSGS, the rotations it needs, and the scale shift it applies.
 ///
@@ -107,7 +248,7 @@ pub struct LinearTransform {
     level: usize,
     n1: usize,
     /// giant rotation (signed, slots) → baby rotation (slots, ≥ 0) → `R_{−giant}(d_k)` encoded.
-    blocks: BTreeMap<isize, BTreeMap<usize, Plaintext>>,
+    blocks: BTreeMap<isize, BTreeMap<usize, Diag>>,
     /// Scale of the plaintexts.
     pt_scale: f64,
     /// Offset unit (gcd of the signed offsets) and the smallest offset index.
@@ -170,14 +311,15 @@ impl LinearTransform {
                 best.1
             }
         };
-        let mut blocks: BTreeMap<isize, BTreeMap<usize, Plaintext>> = BTreeMap::new();
+        let mut blocks: BTreeMap<isize, BTreeMap<usize, Diag>> = BTreeMap::new();
+        let mut runs: BTreeMap<usize, Option<Arc<Runs>>> = BTreeMap::new();
         for ((_, d), &j) in m.diags.iter().zip(&js) {
             let t = (j - jmin) as usize;
             let b = t % n1;
             let giant = ((t - b) as isize + jmin) * step as isize;
             let shifted = rot_vec(d, (-giant).rem_euclid(slots as isize) as usize);
-            let pt = params.encode(&shifted, slots, level, pt_scale)?;
-            blocks.entry(giant).or_default().insert(b * step, pt);
+            let diag = Diag::encode(params, &shifted, level, pt_scale, &mut runs)?;
+            blocks.entry(giant).or_default().insert(b * step, diag);
         }
         Ok(LinearTransform {
             slots,
@@ -271,8 +413,17 @@ impl LinearTransform {
         self.blocks
             .values()
             .flat_map(|b| b.values())
-            .map(|p| 8 * p.poly.data().len())
+            .map(Diag::memory_bytes)
             .sum()
+    }
+
+    /// Number of diagonals held in compact (periodic) form.
+    pub fn compact_diagonals(&self) -> usize {
+        self.blocks
+            .values()
+            .flat_map(|b| b.values())
+            .filter(|d| matches!(d, Diag::Compact { .. }))
+            .count()
     }
 }
 
@@ -310,13 +461,13 @@ impl Evaluator {
         drop(dec);
         let k = x.level() + 1;
         let ctx = self.params().ctx_q().clone();
-        let inner = |bs: &BTreeMap<usize, Plaintext>| -> Ciphertext {
+        let inner = |bs: &BTreeMap<usize, Diag>| -> Ciphertext {
             let mut c0 = Poly::zero(&ctx, k, Representation::Ntt);
             let mut c1 = Poly::zero(&ctx, k, Representation::Ntt);
-            for (b, pt) in bs {
+            for (b, diag) in bs {
                 let rb = &rotated[b];
-                ring::mul_acc(&mut c0, &rb.c[0], &pt.poly);
-                ring::mul_acc(&mut c1, &rb.c[1], &pt.poly);
+                diag.mul_acc(&mut c0, &rb.c[0]);
+                diag.mul_acc(&mut c1, &rb.c[1]);
             }
             Ciphertext {
                 c: vec![c0, c1],

@@ -196,11 +196,21 @@ fn linear_transform_matches_dense_product() {
                     Complex::new(rng.gen_range(-1.0..1.0), rng.gen_range(-1.0..1.0));
             }
         }
+        // Diagonals with period 8 in the slots (stored compactly: 16 NTT values per prime).
+        let mut periodic = vec![vec![Complex::ZERO; slots]; slots];
+        for k in [0usize, 2, 5, slots - 1] {
+            let v = rand_vec(&mut rng, 8);
+            for p in 0..slots {
+                periodic[p][(p + k) % slots] = v[p % 8];
+            }
+        }
         for (m, horner) in [
             (dense.clone(), false),
             (banded.clone(), false),
             (dense, true),
             (banded, true),
+            (periodic.clone(), false),
+            (periodic, true),
         ] {
             let dm = DiagMatrix::from_dense(&m).unwrap();
             let level = params.max_level();
@@ -210,6 +220,10 @@ fn linear_transform_matches_dense_product() {
             } else {
                 LinearTransform::new(&params, &dm, level, q, None).unwrap()
             };
+            // Slot counts below N/2 make every diagonal periodic in the full ring.
+            if slots < params.max_slots() || dm.diags.len() == 4 && m[0][0] == m[8][8] {
+                assert_eq!(lt.compact_diagonals(), lt.diagonals());
+            }
             let mut c = setup(presets::insecure_test_n11(), &lt.rotations());
             let x = rand_vec(&mut rng, slots);
             let cx = c.enc.encrypt_values(&x, slots, &mut c.rng).unwrap();
