@@ -406,7 +406,7 @@ impl Evaluator {
             });
         }
         let dec = self.decompose(&a.c[2], a.level);
-        let (mut k0, k1) = self.key_switch_decomposed(&dec, key, None);
+        let (mut k0, k1) = self.key_switch_decomposed(&dec, key);
         ring::add_assign(&mut k0, &a.c[0]);
         let mut c1 = k1;
         ring::add_assign(&mut c1, &a.c[1]);
@@ -512,13 +512,13 @@ impl Evaluator {
         Decomposed { digits, level }
     }
 
-    /// Inner product of a decomposition (optionally permuted by an automorphism in NTT form)
-    /// with a key, then ModDown: returns `(d_0, d_1)` modulo `Q_ℓ`, NTT form.
+    /// Inner product of a decomposition with a key, then ModDown: returns `(d_0, d_1)` modulo
+    /// `Q_ℓ`, NTT form. (For a Galois key, stored as `σ_g^{-1}(K)`, the caller applies `σ_g` to
+    /// the outputs.)
     pub(crate) fn key_switch_decomposed(
         &self,
         dec: &Decomposed,
         key: &SwitchingKey,
-        perm: Option<&[u32]>,
     ) -> (Poly, Poly) {
         let pr = &self.params;
         let n = pr.n();
@@ -539,21 +539,11 @@ impl Evaluator {
         let [ap0, ap1] = &mut acc_p;
         let inner = |is_p: bool, i: usize, r0: &mut [u64], r1: &mut [u64]| {
             let plan = if is_p { ctx_p.plan(i) } else { ctx_q.plan(i) };
-            let mut tmp = vec![0u64; if perm.is_some() { n } else { 0 }];
             for (j, (eq, ep)) in dec.digits.iter().enumerate() {
-                let src = if is_p {
+                let x = if is_p {
                     &ep.data()[i * n..(i + 1) * n]
                 } else {
                     &eq.data()[i * n..(i + 1) * n]
-                };
-                let x: &[u64] = match perm {
-                    Some(p) => {
-                        for (t, &pi) in tmp.iter_mut().zip(p) {
-                            *t = src[pi as usize];
-                        }
-                        &tmp
-                    }
-                    None => src,
                 };
                 let [(bq, bp), (aq, ap)] = &key.parts[j];
                 let (b, a) = if is_p { (bp, ap) } else { (bq, aq) };
@@ -641,7 +631,7 @@ impl Evaluator {
             });
         }
         let dec = self.decompose(&a.c[1], a.level);
-        let (mut d0, d1) = self.key_switch_decomposed(&dec, key, None);
+        let (mut d0, d1) = self.key_switch_decomposed(&dec, key);
         ring::add_assign(&mut d0, &a.c[0]);
         Ok(Ciphertext {
             c: vec![d0, d1],
@@ -663,16 +653,8 @@ impl Evaluator {
         if g == 1 {
             return Ok(a.clone());
         }
-        let key = self.galois_key(g, a.level)?;
-        let perm = self.params.ctx_q().automorphism_permutation(g)?;
         let dec = self.decompose(&a.c[1], a.level);
-        let (mut d0, d1) = self.key_switch_decomposed(&dec, key, Some(&perm));
-        let c0 = permute(&a.c[0], &perm);
-        ring::add_assign(&mut d0, &c0);
-        Ok(Ciphertext {
-            c: vec![d0, d1],
-            ..a.clone()
-        })
+        self.rotate_decomposed(a, &dec, g)
     }
 
     /// Rotates the slots left by `k` (slot `i` receives slot `i + k`).
@@ -716,8 +698,13 @@ impl Evaluator {
         }
         let key = self.galois_key(g, a.level)?;
         let perm = self.params.ctx_q().automorphism_permutation(g)?;
-        let (mut d0, d1) = self.key_switch_decomposed(dec, key, Some(&perm));
-        ring::add_assign(&mut d0, &permute(&a.c[0], &perm));
+        // σ_g(c_0) + σ_g(D) ⊙ K = σ_g(c_0 + D ⊙ σ_g^{-1}(K)) (the key is stored as σ_g^{-1}(K));
+        // σ_g commutes with ModDown up to an integer error below the number of special primes
+        // per coefficient (the base conversion of a negated coefficient), as small as ModDown's
+        // own rounding.
+        let (mut d0, d1) = self.key_switch_decomposed(dec, key);
+        ring::add_assign(&mut d0, &a.c[0]);
+        let (d0, d1) = rayon::join(|| permute(&d0, &perm), || permute(&d1, &perm));
         Ok(Ciphertext {
             c: vec![d0, d1],
             ..a.clone()

@@ -65,6 +65,32 @@ pub fn mul_shoup_acc_scalar(m: &Modulus, acc: &mut [u64], x: &[u64], w: u64, w_s
     }
 }
 
+/// `out[i] = Σ_j x_j[i]·w_j mod q` in one pass over the inputs (`x = [x_0, …]` of `out.len()`
+/// values each, any 64-bit; `ws[j] = m.shoup(w[j])`, `w[j] < q`): the sum of fast base
+/// conversion, without re-reading and re-writing `out` once per input.
+pub fn dot_shoup(m: &Modulus, out: &mut [u64], x: &[&[u64]], w: &[u64], ws: &[u64]) {
+    assert!(x.len() == w.len() && w.len() == ws.len());
+    assert!(x.iter().all(|v| v.len() == out.len()));
+    #[cfg(target_arch = "x86_64")]
+    if avx512() {
+        // SAFETY: the CPU supports avx512f and avx512dq (checked just above).
+        unsafe { x86::dot_shoup(m.value(), out, x, w, ws) };
+        return;
+    }
+    dot_shoup_scalar(m, out, x, w, ws)
+}
+
+/// Scalar reference of [`dot_shoup`].
+pub fn dot_shoup_scalar(m: &Modulus, out: &mut [u64], x: &[&[u64]], w: &[u64], ws: &[u64]) {
+    for (i, o) in out.iter_mut().enumerate() {
+        let mut acc = 0u64;
+        for ((xj, &wj), &wsj) in x.iter().zip(w).zip(ws) {
+            acc = m.add(acc, m.mul_shoup(xj[i], wj, wsj));
+        }
+        *o = acc;
+    }
+}
+
 /// `s[i] += x[i] as f64 · c` (the fractional sums of exact base conversion).
 pub fn fma_f64(s: &mut [f64], x: &[u64], c: f64) {
     assert_eq!(s.len(), x.len());
@@ -242,6 +268,35 @@ mod x86 {
     }
 
     #[target_feature(enable = "avx512f,avx512dq")]
+    pub(super) unsafe fn dot_shoup(q: u64, out: &mut [u64], x: &[&[u64]], w: &[u64], ws: &[u64]) {
+        let vq = _mm512_set1_epi64(q as i64);
+        let vq2 = _mm512_set1_epi64((2 * q) as i64);
+        let wv: Vec<(__m512i, __m512i)> = w
+            .iter()
+            .zip(ws)
+            .map(|(&a, &b)| (_mm512_set1_epi64(a as i64), _mm512_set1_epi64(b as i64)))
+            .collect();
+        let n8 = out.len() / 8 * 8;
+        for i in (0..n8).step_by(8) {
+            // Lazy Shoup products lie in [0, 2q); the running sum is kept in [0, 2q)
+            // (sums below 4q < 2^64 for q < 2^62).
+            let mut acc = _mm512_setzero_si512();
+            for (xj, &(vw, vws)) in x.iter().zip(&wv) {
+                // SAFETY: i + 8 ≤ out.len() = xj.len(); unaligned loads.
+                let xv = unsafe { _mm512_loadu_si512(xj.as_ptr().add(i) as *const _) };
+                let qhat = mulhi(xv, vws);
+                let r = _mm512_sub_epi64(_mm512_mullo_epi64(xv, vw), _mm512_mullo_epi64(qhat, vq));
+                acc = csub(_mm512_add_epi64(acc, r), vq2);
+            }
+            let r = csub(acc, vq);
+            unsafe { _mm512_storeu_si512(out.as_mut_ptr().add(i) as *mut _, r) };
+        }
+        let m = crate::Modulus::new(q).expect("valid modulus");
+        let tails: Vec<&[u64]> = x.iter().map(|v| &v[n8..]).collect();
+        super::dot_shoup_scalar(&m, &mut out[n8..], &tails, w, ws);
+    }
+
+    #[target_feature(enable = "avx512f,avx512dq")]
     pub(super) unsafe fn fma_f64(s: &mut [f64], x: &[u64], c: f64) {
         // the scalar loop compiled with AVX-512 (u64 → f64 conversion is vectorized with avx512dq)
         super::fma_f64_scalar(s, x, c)
@@ -299,6 +354,27 @@ mod tests {
                     .map(|(&a, &x)| ((a as u128 + x as u128 * w as u128) % q as u128) as u64)
                     .collect();
                 assert_eq!(a1, want);
+                for l in [0usize, 1, 2, 5, 9] {
+                    let xs: Vec<Vec<u64>> = (0..l)
+                        .map(|_| (0..len).map(|_| rng.gen()).collect())
+                        .collect();
+                    let ws_: Vec<u64> = (0..l).map(|_| rng.gen_range(0..q)).collect();
+                    let wss: Vec<u64> = ws_.iter().map(|&w| m.shoup(w)).collect();
+                    let refs: Vec<&[u64]> = xs.iter().map(|v| v.as_slice()).collect();
+                    let mut o1 = vec![7u64; len];
+                    let mut o2 = vec![9u64; len];
+                    dot_shoup(&m, &mut o1, &refs, &ws_, &wss);
+                    dot_shoup_scalar(&m, &mut o2, &refs, &ws_, &wss);
+                    assert_eq!(o1, o2);
+                    let want: Vec<u64> = (0..len)
+                        .map(|i| {
+                            (0..l).fold(0u128, |a, j| {
+                                (a + xs[j][i] as u128 * ws_[j] as u128) % q as u128
+                            }) as u64
+                        })
+                        .collect();
+                    assert_eq!(o1, want);
+                }
                 let mut f1 = vec![0.5f64; len];
                 let mut f2 = f1.clone();
                 fma_f64(&mut f1, &raw, 1.0 / q as f64);
