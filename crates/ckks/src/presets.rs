@@ -49,6 +49,7 @@ pub fn insecure_boot_n12_config() -> BootstrapConfig {
         cheb_degree: 63,
         ephemeral_h: Some(32),
         slots: 1 << 11,
+        arcsine_degree: None,
     }
 }
 
@@ -94,5 +95,6 @@ pub fn n16_logqp1534_h192_h32_config() -> BootstrapConfig {
         cheb_degree: 63,
         ephemeral_h: Some(32),
         slots: 1 << 15,
+        arcsine_degree: None,
     }
 }

@@ -2,7 +2,8 @@
 //! `n16_secure` runs the 128-bit N = 2^16 preset (about 8 GB of memory); `n14_scaled_like_n16`
 //! the same chain at N = 2^14. Environment: `PROBE=1` prints the error after CoeffsToSlots and of
 //! EvalMod, `CONST=1` bootstraps all-ones slots, `LOGQ0` overrides the base prime (N = 2^14 run),
-//! `REPS` repeats the bootstrapping (for profiling).
+//! `REPS` repeats the bootstrapping (for profiling), `ARCSINE=3` adds EvalMod's arcsine (fewer
+//! levels left), `SCALE` sets log2 of the input scale.
 use ckks::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
@@ -18,6 +19,10 @@ fn cpu_ms() -> f64 {
 fn run(lit: ParamsLiteral, cfg: BootstrapConfig) {
     if std::env::var("NO_TUNING").is_err() {
         math::alloc::retain_large_allocations();
+    }
+    let mut cfg = cfg;
+    if let Ok(d) = std::env::var("ARCSINE") {
+        cfg.arcsine_degree = Some(d.parse().unwrap());
     }
     let t = Instant::now();
     let params = Params::new(lit).unwrap();
@@ -55,7 +60,9 @@ fn run(lit: ParamsLiteral, cfg: BootstrapConfig) {
             .map(|_| Complex::new(rng.gen_range(-1.0..1.0), rng.gen_range(-1.0..1.0)))
             .collect()
     };
-    let pt = params.encode(&x, slots, 0, params.default_scale()).unwrap();
+    let scale =
+        std::env::var("SCALE").map_or(params.default_scale(), |v| 2f64.powi(v.parse().unwrap()));
+    let pt = params.encode(&x, slots, 0, scale).unwrap();
     let ct = enc.encrypt(&pt, &mut rng).unwrap();
     let reps: usize = std::env::var("REPS").map_or(1, |v| v.parse().unwrap());
     let mut out = None;
