@@ -84,6 +84,33 @@ pub struct EncapsulationKeys {
 }
 
 impl EncapsulationKeys {
+    /// Samples an ephemeral secret `s'` of Hamming weight `h` and the two switching keys
+    /// (client side). `s → s'` exists only modulo `q_0·P`: the sparse secret must never be
+    /// exposed at a larger modulus [BTH22 §4].
+    pub fn generate<R: RngCore + CryptoRng>(
+        params: &Params,
+        sk: &SecretKey,
+        h: usize,
+        rng: &mut R,
+    ) -> Result<Self, CkksError> {
+        if h == 0 || h > params.n() {
+            return Err(CkksError::InvalidModuli {
+                reason: crate::error::ModuliProblem::Digits {
+                    count: h,
+                    levels: params.n(),
+                },
+            });
+        }
+        let kg = KeyGenerator::new(params, sk)?;
+        let sparse =
+            SecretKey::from_coeffs(params, math::sample::sparse_ternary(params.n(), h, rng));
+        let kg_sparse = KeyGenerator::new(params, &sparse)?;
+        Ok(EncapsulationKeys {
+            to_sparse: kg_sparse.switching_key_at(sk, 0, rng),
+            from_sparse: kg.switching_key(&sparse, rng),
+        })
+    }
+
     pub fn memory_bytes(&self) -> usize {
         self.to_sparse.memory_bytes() + self.from_sparse.memory_bytes()
     }
@@ -356,21 +383,7 @@ impl Bootstrapper {
         kg.extend_at(&mut ek, &self.galois_elements_at(), rng)?;
         let enc = match self.config.ephemeral_h {
             None => None,
-            Some(h) => {
-                let sparse = SecretKey::from_coeffs(
-                    &self.params,
-                    math::sample::sparse_ternary(self.params.n(), h, rng),
-                );
-                let kg_sparse = KeyGenerator::new(&self.params, &sparse)?;
-                // Only modulo q_0·P: the sparse secret must never be exposed at a larger modulus
-                // [BTH22 §4].
-                let to_sparse = kg_sparse.switching_key_at(sk, 0, rng);
-                let from_sparse = kg.switching_key(&sparse, rng);
-                Some(EncapsulationKeys {
-                    to_sparse,
-                    from_sparse,
-                })
-            }
+            Some(h) => Some(EncapsulationKeys::generate(&self.params, sk, h, rng)?),
         };
         Ok((ek, enc))
     }

@@ -357,3 +357,69 @@ fn serialization_round_trips_and_rejects_bad_bytes() {
     check(&c, &r, &want, 20.0, "rotation with deserialized keys");
     assert!(serialize::evaluation_keys_from_bytes(&c.params, &kb[..kb.len() - 3]).is_err());
 }
+
+/// The deserializers of the fuzz target (`fuzz/fuzz_targets/ckks.rs`) on truncations, bit flips,
+/// byte overwrites and random bytes of valid objects of every kind: `Ok` or a typed error, never
+/// a panic (the stable counterpart of `cargo +nightly fuzz run ckks`).
+#[test]
+fn deserializers_survive_mutated_bytes() {
+    let params = Params::new(presets::insecure_fuzz_n6()).unwrap();
+    let mut rng = ChaCha20Rng::seed_from_u64(77);
+    let sk = SecretKey::generate(&params, &mut rng);
+    let kg = KeyGenerator::new(&params, &sk).unwrap();
+    let keys = kg
+        .evaluation_keys(&[params.galois_element(1)], &mut rng)
+        .unwrap();
+    let enc = Encryptor::with_secret_key(&params, &sk).unwrap();
+    let x = rand_vec(&mut rng, params.max_slots());
+    let ct = enc
+        .encrypt_values(&x, params.max_slots(), &mut rng)
+        .unwrap();
+    let encaps = EncapsulationKeys::generate(&params, &sk, 8, &mut rng).unwrap();
+    let relin = kg.relin_key(&mut rng);
+    let valid = [
+        serialize::ciphertext_to_bytes(&params, &ct),
+        serialize::evaluation_keys_to_bytes(&params, &keys),
+        serialize::switching_key_to_bytes(&params, &relin),
+        serialize::encapsulation_keys_to_bytes(&params, &encaps),
+    ];
+    let parse_all = |b: &[u8]| -> usize {
+        [
+            serialize::ciphertext_from_bytes(&params, b).is_ok(),
+            serialize::evaluation_keys_from_bytes(&params, b).is_ok(),
+            serialize::switching_key_from_bytes(&params, b).is_ok(),
+            serialize::encapsulation_keys_from_bytes(&params, b).is_ok(),
+        ]
+        .iter()
+        .filter(|&&ok| ok)
+        .count()
+    };
+    for v in &valid {
+        assert_eq!(
+            parse_all(v),
+            1,
+            "each valid object parses as exactly one kind"
+        );
+        for cut in 0..v.len().min(64) {
+            assert_eq!(parse_all(&v[..cut]), 0);
+        }
+        assert_eq!(parse_all(&v[..v.len() - 1]), 0);
+        for _ in 0..300 {
+            let mut m = v.clone();
+            for _ in 0..rng.gen_range(1..4) {
+                let i = rng.gen_range(0..m.len());
+                if rng.gen_bool(0.5) {
+                    m[i] ^= 1 << rng.gen_range(0..8);
+                } else {
+                    m[i] = rng.gen();
+                }
+            }
+            parse_all(&m);
+        }
+    }
+    for _ in 0..500 {
+        let len = rng.gen_range(0..200);
+        let junk: Vec<u8> = (0..len).map(|_| rng.gen()).collect();
+        assert_eq!(parse_all(&junk), 0);
+    }
+}
