@@ -514,7 +514,8 @@ impl Bootstrapper {
         lap(&mut times.mod_raise);
         probe("raised", &x);
         for lt in &self.cts {
-            x = eval.rescale(&eval.linear_transform(&x, lt)?)?;
+            x = eval.linear_transform(&x, lt)?;
+            eval.rescale_assign(&mut x)?;
         }
         lap(&mut times.coeffs_to_slots);
         let xc = eval.conjugate(&x)?;
@@ -533,7 +534,8 @@ impl Bootstrapper {
         let relabeled = y.scale() * 2.0 * PI * delta_in / self.params.q()[0] as f64;
         y.set_scale(relabeled);
         for lt in &self.stc {
-            y = eval.rescale(&eval.linear_transform(&y, lt)?)?;
+            y = eval.linear_transform(&y, lt)?;
+            eval.rescale_assign(&mut y)?;
         }
         lap(&mut times.slots_to_coeffs);
         // SlotsToCoeffs multiplies the scale by q_0/(2π S_out) (balanced over its levels), so

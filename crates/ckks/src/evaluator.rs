@@ -410,10 +410,7 @@ impl Evaluator {
         ring::add_assign(&mut k0, &a.c[0]);
         let mut c1 = k1;
         ring::add_assign(&mut c1, &a.c[1]);
-        Ok(Ciphertext {
-            c: vec![k0, c1],
-            ..a.clone()
-        })
+        Ok(Ciphertext::with_polys(a, vec![k0, c1]))
     }
 
     /// `a·b`, relinearized and rescaled.
@@ -453,11 +450,12 @@ impl Evaluator {
                 max: a.level,
             });
         }
-        Ok(Ciphertext {
-            c: a.c.iter().map(|p| ring::truncated(p, level + 1)).collect(),
-            level,
-            ..a.clone()
-        })
+        let mut r = Ciphertext::with_polys(
+            a,
+            a.c.iter().map(|p| ring::truncated(p, level + 1)).collect(),
+        );
+        r.level = level;
+        Ok(r)
     }
 
     // ---------------------------------------------------------------- key switching
@@ -633,10 +631,7 @@ impl Evaluator {
         let dec = self.decompose(&a.c[1], a.level);
         let (mut d0, d1) = self.key_switch_decomposed(&dec, key);
         ring::add_assign(&mut d0, &a.c[0]);
-        Ok(Ciphertext {
-            c: vec![d0, d1],
-            ..a.clone()
-        })
+        Ok(Ciphertext::with_polys(a, vec![d0, d1]))
     }
 
     // ---------------------------------------------------------------- automorphisms
@@ -705,10 +700,7 @@ impl Evaluator {
         let (mut d0, d1) = self.key_switch_decomposed(dec, key);
         ring::add_assign(&mut d0, &a.c[0]);
         let (d0, d1) = rayon::join(|| permute(&d0, &perm), || permute(&d1, &perm));
-        Ok(Ciphertext {
-            c: vec![d0, d1],
-            ..a.clone()
-        })
+        Ok(Ciphertext::with_polys(a, vec![d0, d1]))
     }
 }
 
