@@ -336,6 +336,15 @@ impl Bootstrapper {
         &self.config
     }
 
+    /// Bytes held by the encoded CoeffsToSlots and SlotsToCoeffs diagonals.
+    pub fn memory_bytes(&self) -> usize {
+        self.cts
+            .iter()
+            .chain(&self.stc)
+            .map(LinearTransform::memory_bytes)
+            .sum()
+    }
+
     /// Level of a bootstrapped ciphertext.
     pub fn output_level(&self) -> usize {
         self.params.max_level() - self.config.depth()

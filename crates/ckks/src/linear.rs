@@ -241,19 +241,20 @@ impl Diag {
 ///
 /// Offsets are taken signed (`k − n` for `k ≥ n/2`) and as multiples `j·step` of their gcd, so
 /// that structured matrices (the FFT stages of bootstrapping, whose offsets are multiples of a
-/// power of two) get a dense baby/giant split: `j − j_min = g·n1 + b`, baby rotation `b·step`,
-/// giant rotation `(g·n1 + j_min)·step`.
+/// power of two) get a dense baby/giant split: `j − j_min = G·n1 + b`, baby rotation
+/// `(c + b)·step`, giant rotation `(G − G_0)·n1·step`, with `G_0 = ⌊−j_min/n1⌋` (when `j_min ≤ 0`)
+/// and `c = j_min + G_0·n1 ∈ (−n1, 0]`: centered babies, so that a band of offsets around zero
+/// needs no final shift rotation.
 pub struct LinearTransform {
     slots: usize,
     level: usize,
     n1: usize,
     /// giant rotation (signed, slots) → baby rotation (slots, ≥ 0) → `R_{−giant}(d_k)` encoded.
-    blocks: BTreeMap<isize, BTreeMap<usize, Diag>>,
+    blocks: BTreeMap<isize, BTreeMap<isize, Diag>>,
     /// Scale of the plaintexts.
     pt_scale: f64,
-    /// Offset unit (gcd of the signed offsets) and the smallest offset index.
+    /// Offset unit (gcd of the signed offsets).
     step: usize,
-    jmin: isize,
     /// Giant steps by Horner's rule (see [`LinearTransform::new_horner`]).
     horner: bool,
 }
@@ -311,15 +312,18 @@ impl LinearTransform {
                 best.1
             }
         };
-        let mut blocks: BTreeMap<isize, BTreeMap<usize, Diag>> = BTreeMap::new();
+        let g0 = if jmin < 0 { -jmin / n1 as isize } else { 0 };
+        let c = jmin + g0 * n1 as isize;
+        let mut blocks: BTreeMap<isize, BTreeMap<isize, Diag>> = BTreeMap::new();
         let mut runs: BTreeMap<usize, Option<Arc<Runs>>> = BTreeMap::new();
         for ((_, d), &j) in m.diags.iter().zip(&js) {
             let t = (j - jmin) as usize;
             let b = t % n1;
-            let giant = ((t - b) as isize + jmin) * step as isize;
+            let giant = ((t / n1) as isize - g0) * (n1 * step) as isize;
+            let baby = (c + b as isize) * step as isize;
             let shifted = rot_vec(d, (-giant).rem_euclid(slots as isize) as usize);
             let diag = Diag::encode(params, &shifted, level, pt_scale, &mut runs)?;
-            blocks.entry(giant).or_default().insert(b * step, diag);
+            blocks.entry(giant).or_default().insert(baby, diag);
         }
         Ok(LinearTransform {
             slots,
@@ -328,13 +332,13 @@ impl LinearTransform {
             blocks,
             pt_scale,
             step,
-            jmin,
             horner: false,
         })
     }
 
     /// As [`LinearTransform::new`], with the giant steps evaluated by Horner's rule:
-    /// `Σ_G R_{(G·n1 + j_min)·step}(u_G) = R_{j_min·step}(u_0 + R_{n1·step}(u_1 + R_{n1·step}(…)))`.
+    /// `Σ_{G≥0} R_{G·n1·step}(u_G) = u_0 + R_{n1·step}(u_1 + R_{n1·step}(…))`, and likewise with
+    /// `R_{−n1·step}` for the blocks `G < 0`.
     /// Same number of key switches, but only two giant-step keys instead of one per giant step
     /// (the memory of bootstrapping keys at `N = 2^16` is dominated by them).
     pub fn new_horner(
@@ -349,38 +353,31 @@ impl LinearTransform {
         Ok(lt)
     }
 
-    fn giant_index(&self, g: isize) -> isize {
-        (g / self.step as isize - self.jmin) / self.n1 as isize
-    }
-
     /// Rotations (in slots) this transform performs.
     pub fn rotations(&self) -> Vec<isize> {
+        let n = self.slots as isize;
         let mut r: BTreeSet<isize> = BTreeSet::new();
-        if self.horner {
-            let n = self.slots as isize;
-            for bs in self.blocks.values() {
-                for &b in bs.keys() {
-                    if b % self.slots != 0 {
-                        r.insert(b as isize);
-                    }
+        for bs in self.blocks.values() {
+            for &b in bs.keys() {
+                if b.rem_euclid(n) != 0 {
+                    r.insert(b);
                 }
             }
-            if self.blocks.len() > 1 && !(self.n1 * self.step).is_multiple_of(self.slots) {
-                r.insert((self.n1 * self.step) as isize);
-            }
-            let shift = self.jmin * self.step as isize;
-            if shift.rem_euclid(n) != 0 {
-                r.insert(shift);
-            }
-            return r.into_iter().collect();
         }
-        for (&g, bs) in &self.blocks {
-            if g.rem_euclid(self.slots as isize) != 0 {
-                r.insert(g);
+        if self.horner {
+            let giant = (self.n1 * self.step) as isize;
+            if giant.rem_euclid(n) != 0 {
+                if self.blocks.keys().any(|&g| g > 0) {
+                    r.insert(giant);
+                }
+                if self.blocks.keys().any(|&g| g < 0) {
+                    r.insert(-giant);
+                }
             }
-            for &b in bs.keys() {
-                if b % self.slots != 0 {
-                    r.insert(b as isize);
+        } else {
+            for &g in self.blocks.keys() {
+                if g.rem_euclid(n) != 0 {
+                    r.insert(g);
                 }
             }
         }
@@ -446,22 +443,22 @@ impl Evaluator {
                 b: lt.level,
             });
         }
-        let babies: BTreeSet<usize> = lt.blocks.values().flat_map(|b| b.keys().copied()).collect();
-        let babies: Vec<usize> = babies.into_iter().collect();
+        let babies: BTreeSet<isize> = lt.blocks.values().flat_map(|b| b.keys().copied()).collect();
+        let babies: Vec<isize> = babies.into_iter().collect();
         let dec = self.decompose(&x.c[1], x.level());
-        let rotated: BTreeMap<usize, Ciphertext> = babies
+        let rotated: BTreeMap<isize, Ciphertext> = babies
             .iter()
             .map(|&b| {
                 Ok((
                     b,
-                    self.rotate_decomposed(x, &dec, self.params().galois_element(b as isize))?,
+                    self.rotate_decomposed(x, &dec, self.params().galois_element(b))?,
                 ))
             })
             .collect::<Result<_, CkksError>>()?;
         drop(dec);
         let k = x.level() + 1;
         let ctx = self.params().ctx_q().clone();
-        let inner = |bs: &BTreeMap<usize, Diag>| -> Ciphertext {
+        let inner = |bs: &BTreeMap<isize, Diag>| -> Ciphertext {
             let mut c0 = Poly::zero(&ctx, k, Representation::Ntt);
             let mut c1 = Poly::zero(&ctx, k, Representation::Ntt);
             for (b, diag) in bs {
@@ -479,35 +476,46 @@ impl Evaluator {
         };
         let mut acc: Option<Ciphertext> = None;
         if lt.horner {
-            // From the largest giant index down: acc ← u_G + R_{n1·step}^{G'−G}(acc).
+            // Blocks G ≥ 0 from the largest down: acc ← u_G + R_{n1·step}^{G'−G}(acc), then down to
+            // G = 0; blocks G < 0 likewise with R_{−n1·step}; the two sums are added.
             let giant = (lt.n1 * lt.step) as isize;
-            let mut prev: Option<isize> = None;
-            for (&g, bs) in lt.blocks.iter().rev() {
-                let gi = lt.giant_index(g);
-                let u = inner(bs);
-                acc = Some(match (acc, prev) {
-                    (Some(mut a), Some(p)) => {
-                        for _ in 0..(p - gi) {
-                            a = self.rotate(&a, giant)?;
+            let horner = |blocks: &mut dyn Iterator<Item = (&isize, &BTreeMap<isize, Diag>)>,
+                          rot: isize|
+             -> Result<Option<Ciphertext>, CkksError> {
+                let mut acc: Option<Ciphertext> = None;
+                let mut prev: Option<isize> = None;
+                for (&g, bs) in blocks {
+                    let gi = (g / giant).abs();
+                    let u = inner(bs);
+                    acc = Some(match (acc, prev) {
+                        (Some(mut a), Some(p)) => {
+                            for _ in 0..(p - gi) {
+                                a = self.rotate(&a, rot)?;
+                            }
+                            self.add_assign(&mut a, &u)?;
+                            a
                         }
-                        self.add_assign(&mut a, &u)?;
-                        a
+                        _ => u,
+                    });
+                    prev = Some(gi);
+                }
+                if let (Some(mut a), Some(p)) = (acc.take(), prev) {
+                    for _ in 0..p {
+                        a = self.rotate(&a, rot)?;
                     }
-                    _ => u,
-                });
-                prev = Some(gi);
-            }
-            // Remaining giant steps down to index 0, then the shift by j_min·step.
-            if let (Some(mut a), Some(p)) = (acc.take(), prev) {
-                for _ in 0..p {
-                    a = self.rotate(&a, giant)?;
+                    acc = Some(a);
                 }
-                let shift = lt.jmin * lt.step as isize;
-                if shift.rem_euclid(lt.slots as isize) != 0 {
-                    a = self.rotate(&a, shift)?;
+                Ok(acc)
+            };
+            let pos = horner(&mut lt.blocks.range(0..).rev(), giant)?;
+            let neg = horner(&mut lt.blocks.range(..0), -giant)?;
+            acc = match (pos, neg) {
+                (Some(mut a), Some(b)) => {
+                    self.add_assign(&mut a, &b)?;
+                    Some(a)
                 }
-                acc = Some(a);
-            }
+                (a, b) => a.or(b),
+            };
         } else {
             for (&g, bs) in &lt.blocks {
                 let u = inner(bs);
