@@ -534,8 +534,11 @@ impl Bootstrapper {
         probe("re", &re);
         probe("im", &im);
         let shift = Complex::from(-1.0 / (4.0 * self.config.k));
-        let re = self.eval_mod(eval, &eval.add_const(&re, shift)?)?;
-        let im = self.eval_mod(eval, &eval.add_const(&im, shift)?)?;
+        let (re, im) = (eval.add_const(&re, shift)?, eval.add_const(&im, shift)?);
+        // The two halves are independent: run them side by side (coarse-grained parallelism on
+        // top of the limb-parallel operations).
+        let (re, im) = rayon::join(|| self.eval_mod(eval, &re), || self.eval_mod(eval, &im));
+        let (re, im) = (re?, im?);
         probe("re_mod", &re);
         probe("im_mod", &im);
         let mut y = eval.add(&re, &eval.mul_const(&im, Complex::I, 1.0)?)?;

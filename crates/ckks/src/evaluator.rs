@@ -469,12 +469,15 @@ impl Evaluator {
         let alpha = pr.0.alpha;
         let mut coeff = ring::truncated(c, k);
         ring::ntt_inverse(&mut coeff);
-        let ntt_in = c; // its first k residues, NTT form
-                        // Per digit: scale its residues once (y_i = x_i·(Q_j/q_i)^{-1}), then, in parallel over
-                        // the target primes, convert into the limb and NTT it in place (no intermediate buffer).
+        // Its first k residues, NTT form.
+        let ntt_in = c;
+        // Per digit (digits in parallel): scale its residues once (y_i = x_i·(Q_j/q_i)^{-1}),
+        // then, in parallel over the target primes, convert into the limb and NTT it in place
+        // (no intermediate buffer).
         let ctx_q = pr.ctx_q().clone();
         let ctx_p = pr.ctx_p().clone();
         let digits: Vec<(Poly, Poly)> = (0..pr.digits_at(level))
+            .into_par_iter()
             .map(|j| {
                 let lo = j * alpha;
                 let hi = ((j + 1) * alpha).min(k);

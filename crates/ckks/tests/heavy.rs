@@ -185,6 +185,30 @@ fn n16_micro() {
     time("mul_shoup_acc (1 limb)", 20000, &mut || {
         math::simd::mul_shoup_acc(&m, &mut v, &w, 3, m.shoup(3))
     });
+    let ys: Vec<Vec<u64>> = (0..5)
+        .map(|j| (0..params.n() as u64).map(|i| i * 7 + j).collect())
+        .collect();
+    let yr: Vec<&[u64]> = ys.iter().map(|v| v.as_slice()).collect();
+    let ws5 = [3u64, 5, 7, 11, 13];
+    let wss: Vec<u64> = ws5.iter().map(|&w| m.shoup(w)).collect();
+    time("dot_shoup 5 sources (1 limb)", 5000, &mut || {
+        math::simd::dot_shoup(&m, &mut v, &yr, &ws5, &wss)
+    });
+    for li in [13usize, 24] {
+        let pl = params.ctx_q().plan(li);
+        let mm = params.ctx_q().moduli()[li];
+        let w2: Vec<u64> = w.iter().map(|&x| x % mm.value()).collect();
+        let mut v2 = w2.clone();
+        time(&format!("mul_accumulate (prime {li})"), 20000, &mut || {
+            pl.mul_accumulate(&mut v2, &w2, &w2)
+        });
+        time(&format!("mul_shoup_acc (prime {li})"), 20000, &mut || {
+            math::simd::mul_shoup_acc(&mm, &mut v2, &w2, 3, mm.shoup(3))
+        });
+        time(&format!("ntt forward (prime {li})"), 5000, &mut || {
+            pl.forward(&mut v2)
+        });
+    }
     if std::env::var("MICRO").as_deref() == Ok("hoisted") {
         let pt = params
             .encode(&x, slots, 24, params.default_scale())
