@@ -267,8 +267,30 @@ mod x86 {
         super::mul_shoup_acc_scalar(&m, &mut acc[n8..], &x[n8..], w, ws);
     }
 
+    /// `⌊a·b/2^64⌋` or one less: the high half without the `a_lo·b_lo` partial product (three
+    /// 32×32 multiplies); `b_hi = b >> 32` is passed precomputed.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn mulhi_approx(a: __m512i, b: __m512i, b_hi: __m512i) -> __m512i {
+        let mask = _mm512_set1_epi64(0xffff_ffff);
+        let a_hi = _mm512_srli_epi64::<32>(a);
+        let lohi = _mm512_mul_epu32(a, b_hi);
+        let hilo = _mm512_mul_epu32(a_hi, b);
+        let hihi = _mm512_mul_epu32(a_hi, b_hi);
+        let u = _mm512_add_epi64(hilo, _mm512_and_si512(lohi, mask));
+        _mm512_add_epi64(
+            hihi,
+            _mm512_add_epi64(_mm512_srli_epi64::<32>(lohi), _mm512_srli_epi64::<32>(u)),
+        )
+    }
+
     #[target_feature(enable = "avx512f,avx512dq")]
     pub(super) unsafe fn dot_shoup(q: u64, out: &mut [u64], x: &[&[u64]], w: &[u64], ws: &[u64]) {
+        if q < 1 << 61 {
+            // SAFETY: same CPU features as this function.
+            unsafe { dot_shoup_61(q, out, x, w, ws) };
+            return;
+        }
         let vq = _mm512_set1_epi64(q as i64);
         let vq2 = _mm512_set1_epi64((2 * q) as i64);
         let wv: Vec<(__m512i, __m512i)> = w
@@ -289,6 +311,42 @@ mod x86 {
                 acc = csub(_mm512_add_epi64(acc, r), vq2);
             }
             let r = csub(acc, vq);
+            unsafe { _mm512_storeu_si512(out.as_mut_ptr().add(i) as *mut _, r) };
+        }
+        let m = crate::Modulus::new(q).expect("valid modulus");
+        let tails: Vec<&[u64]> = x.iter().map(|v| &v[n8..]).collect();
+        super::dot_shoup_scalar(&m, &mut out[n8..], &tails, w, ws);
+    }
+
+    /// [`dot_shoup`] for `q < 2^61`: the quotient estimate may be one short, so each product lies
+    /// in `[0, 3q)` and the running sum is kept in `[0, 3q)` (sums below `6q < 2^64`).
+    #[target_feature(enable = "avx512f,avx512dq")]
+    unsafe fn dot_shoup_61(q: u64, out: &mut [u64], x: &[&[u64]], w: &[u64], ws: &[u64]) {
+        let vq = _mm512_set1_epi64(q as i64);
+        let vq2 = _mm512_set1_epi64((2 * q) as i64);
+        let vq3 = _mm512_set1_epi64((3 * q) as i64);
+        let wv: Vec<(__m512i, __m512i, __m512i)> = w
+            .iter()
+            .zip(ws)
+            .map(|(&a, &b)| {
+                (
+                    _mm512_set1_epi64(a as i64),
+                    _mm512_set1_epi64(b as i64),
+                    _mm512_set1_epi64((b >> 32) as i64),
+                )
+            })
+            .collect();
+        let n8 = out.len() / 8 * 8;
+        for i in (0..n8).step_by(8) {
+            let mut acc = _mm512_setzero_si512();
+            for (xj, &(vw, vws, vws_hi)) in x.iter().zip(&wv) {
+                // SAFETY: i + 8 ≤ out.len() = xj.len(); unaligned loads.
+                let xv = unsafe { _mm512_loadu_si512(xj.as_ptr().add(i) as *const _) };
+                let qhat = mulhi_approx(xv, vws, vws_hi);
+                let r = _mm512_sub_epi64(_mm512_mullo_epi64(xv, vw), _mm512_mullo_epi64(qhat, vq));
+                acc = csub(_mm512_add_epi64(acc, r), vq3);
+            }
+            let r = csub(csub(acc, vq2), vq);
             unsafe { _mm512_storeu_si512(out.as_mut_ptr().add(i) as *mut _, r) };
         }
         let m = crate::Modulus::new(q).expect("valid modulus");
@@ -322,7 +380,14 @@ mod tests {
     #[test]
     fn simd_matches_scalar() {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(21);
-        for q in [3u64, 65537, (1 << 44) - 21, (1 << 61) - 1, (1 << 62) - 57] {
+        for q in [
+            3u64,
+            65537,
+            (1 << 44) - 21,
+            (1 << 61) - 1,
+            2305843009211596801, // 61-bit NTT prime just below 2^61
+            (1 << 62) - 57,
+        ] {
             let m = Modulus::new(q).unwrap();
             for len in [0usize, 1, 7, 8, 9, 64, 101] {
                 let x: Vec<u64> = (0..len).map(|_| rng.gen_range(0..2 * q)).collect();
