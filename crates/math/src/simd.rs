@@ -217,12 +217,22 @@ mod x86 {
             _mm512_set1_epi64(c as i64),
         );
         let n8 = x.len() / 8 * 8;
+        let (vws_hi, vq2) = (
+            _mm512_set1_epi64((ws >> 32) as i64),
+            _mm512_set1_epi64((2 * q) as i64),
+        );
         for i in (0..n8).step_by(8) {
             // SAFETY: i + 8 ≤ x.len() = t.len(); unaligned loads/stores.
             let xv = unsafe { _mm512_loadu_si512(x.as_ptr().add(i) as *const _) };
             let tv = unsafe { _mm512_loadu_si512(t.as_ptr().add(i) as *const _) };
             let d = _mm512_sub_epi64(_mm512_add_epi64(xv, vq), tv);
-            let r = csub(_mm512_add_epi64(shoup(d, vw, vws, vq), vc), vq);
+            let r = if q < 1 << 61 {
+                // [0, 3q) + c < 4q → [0, q) (q < 2^61: no overflow).
+                let r = _mm512_add_epi64(shoup_lazy61(d, vw, vws, vws_hi, vq), vc);
+                csub(csub(r, vq2), vq)
+            } else {
+                csub(_mm512_add_epi64(shoup(d, vw, vws, vq), vc), vq)
+            };
             unsafe { _mm512_storeu_si512(x.as_mut_ptr().add(i) as *mut _, r) };
         }
         let m = crate::Modulus::new(q).expect("valid modulus");
@@ -237,10 +247,19 @@ mod x86 {
             _mm512_set1_epi64(ws as i64),
         );
         let n8 = x.len() / 8 * 8;
+        let (vws_hi, vq2) = (
+            _mm512_set1_epi64((ws >> 32) as i64),
+            _mm512_set1_epi64((2 * q) as i64),
+        );
         for i in (0..n8).step_by(8) {
             // SAFETY: i + 8 ≤ x.len(); unaligned loads/stores.
             let xv = unsafe { _mm512_loadu_si512(x.as_ptr().add(i) as *const _) };
-            unsafe { _mm512_storeu_si512(x.as_mut_ptr().add(i) as *mut _, shoup(xv, vw, vws, vq)) };
+            let r = if q < 1 << 61 {
+                csub(csub(shoup_lazy61(xv, vw, vws, vws_hi, vq), vq2), vq)
+            } else {
+                shoup(xv, vw, vws, vq)
+            };
+            unsafe { _mm512_storeu_si512(x.as_mut_ptr().add(i) as *mut _, r) };
         }
         let m = crate::Modulus::new(q).expect("valid modulus");
         for v in &mut x[n8..] {
@@ -256,15 +275,34 @@ mod x86 {
             _mm512_set1_epi64(ws as i64),
         );
         let n8 = x.len() / 8 * 8;
+        let (vws_hi, vq2) = (
+            _mm512_set1_epi64((ws >> 32) as i64),
+            _mm512_set1_epi64((2 * q) as i64),
+        );
         for i in (0..n8).step_by(8) {
             // SAFETY: i + 8 ≤ x.len() = acc.len(); unaligned loads/stores.
             let xv = unsafe { _mm512_loadu_si512(x.as_ptr().add(i) as *const _) };
             let av = unsafe { _mm512_loadu_si512(acc.as_ptr().add(i) as *const _) };
-            let r = csub(_mm512_add_epi64(av, shoup(xv, vw, vws, vq)), vq);
+            let r = if q < 1 << 61 {
+                // acc < q plus a product in [0, 3q): below 4q.
+                let s = _mm512_add_epi64(av, shoup_lazy61(xv, vw, vws, vws_hi, vq));
+                csub(csub(s, vq2), vq)
+            } else {
+                csub(_mm512_add_epi64(av, shoup(xv, vw, vws, vq)), vq)
+            };
             unsafe { _mm512_storeu_si512(acc.as_mut_ptr().add(i) as *mut _, r) };
         }
         let m = crate::Modulus::new(q).expect("valid modulus");
         super::mul_shoup_acc_scalar(&m, &mut acc[n8..], &x[n8..], w, ws);
+    }
+
+    /// `a·w mod q` in `[0, 3q)` for any 64-bit `a` (`w < q`, `ws = ⌊w·2^64/q⌋`,
+    /// `ws_hi = ws >> 32`): Shoup's product with the quotient estimate of [`mulhi_approx`].
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512dq")]
+    fn shoup_lazy61(a: __m512i, w: __m512i, ws: __m512i, ws_hi: __m512i, q: __m512i) -> __m512i {
+        let qhat = mulhi_approx(a, ws, ws_hi);
+        _mm512_sub_epi64(_mm512_mullo_epi64(a, w), _mm512_mullo_epi64(qhat, q))
     }
 
     /// `⌊a·b/2^64⌋` or one less: the high half without the `a_lo·b_lo` partial product (three
