@@ -235,8 +235,11 @@ mod x86 {
             };
             unsafe { _mm512_storeu_si512(x.as_mut_ptr().add(i) as *mut _, r) };
         }
-        let m = crate::Modulus::new(q).expect("valid modulus");
-        super::sub_mul_add_scalar(&m, &mut x[n8..], &t[n8..], w, ws, c);
+        if n8 < x.len() {
+            // (Modulus::new divides: only for a tail, not on every short call.)
+            let m = crate::Modulus::new(q).expect("valid modulus");
+            super::sub_mul_add_scalar(&m, &mut x[n8..], &t[n8..], w, ws, c);
+        }
     }
 
     #[target_feature(enable = "avx512f,avx512dq")]
@@ -261,9 +264,11 @@ mod x86 {
             };
             unsafe { _mm512_storeu_si512(x.as_mut_ptr().add(i) as *mut _, r) };
         }
-        let m = crate::Modulus::new(q).expect("valid modulus");
-        for v in &mut x[n8..] {
-            *v = m.mul_shoup(*v, w, ws);
+        if n8 < x.len() {
+            let m = crate::Modulus::new(q).expect("valid modulus");
+            for v in &mut x[n8..] {
+                *v = m.mul_shoup(*v, w, ws);
+            }
         }
     }
 
@@ -292,8 +297,10 @@ mod x86 {
             };
             unsafe { _mm512_storeu_si512(acc.as_mut_ptr().add(i) as *mut _, r) };
         }
-        let m = crate::Modulus::new(q).expect("valid modulus");
-        super::mul_shoup_acc_scalar(&m, &mut acc[n8..], &x[n8..], w, ws);
+        if n8 < x.len() {
+            let m = crate::Modulus::new(q).expect("valid modulus");
+            super::mul_shoup_acc_scalar(&m, &mut acc[n8..], &x[n8..], w, ws);
+        }
     }
 
     /// `a·w mod q` in `[0, 3q)` for any 64-bit `a` (`w < q`, `ws = ⌊w·2^64/q⌋`,
@@ -351,9 +358,11 @@ mod x86 {
             let r = csub(acc, vq);
             unsafe { _mm512_storeu_si512(out.as_mut_ptr().add(i) as *mut _, r) };
         }
-        let m = crate::Modulus::new(q).expect("valid modulus");
-        let tails: Vec<&[u64]> = x.iter().map(|v| &v[n8..]).collect();
-        super::dot_shoup_scalar(&m, &mut out[n8..], &tails, w, ws);
+        if n8 < out.len() {
+            let m = crate::Modulus::new(q).expect("valid modulus");
+            let tails: Vec<&[u64]> = x.iter().map(|v| &v[n8..]).collect();
+            super::dot_shoup_scalar(&m, &mut out[n8..], &tails, w, ws);
+        }
     }
 
     /// [`dot_shoup`] for `q < 2^61`: the quotient estimate may be one short, so each product lies
@@ -387,9 +396,11 @@ mod x86 {
             let r = csub(csub(acc, vq2), vq);
             unsafe { _mm512_storeu_si512(out.as_mut_ptr().add(i) as *mut _, r) };
         }
-        let m = crate::Modulus::new(q).expect("valid modulus");
-        let tails: Vec<&[u64]> = x.iter().map(|v| &v[n8..]).collect();
-        super::dot_shoup_scalar(&m, &mut out[n8..], &tails, w, ws);
+        if n8 < out.len() {
+            let m = crate::Modulus::new(q).expect("valid modulus");
+            let tails: Vec<&[u64]> = x.iter().map(|v| &v[n8..]).collect();
+            super::dot_shoup_scalar(&m, &mut out[n8..], &tails, w, ws);
+        }
     }
 
     #[target_feature(enable = "avx512f,avx512dq")]
