@@ -455,7 +455,7 @@ impl Evaluator {
                 ))
             })
             .collect::<Result<_, CkksError>>()?;
-        drop(dec);
+        self.recycle(dec);
         let k = x.level() + 1;
         let ctx = self.params().ctx_q().clone();
         let inner = |bs: &BTreeMap<isize, Diag>| -> Ciphertext {
