@@ -3,7 +3,8 @@
 //! the same chain at N = 2^14. Environment: `PROBE=1` prints the error after CoeffsToSlots and of
 //! EvalMod, `CONST=1` bootstraps all-ones slots, `LOGQ0` overrides the base prime (N = 2^14 run),
 //! `REPS` repeats the bootstrapping (for profiling), `ARCSINE=3` adds EvalMod's arcsine (fewer
-//! levels left), `SCALE` sets log2 of the input scale.
+//! levels left), `SCALE` sets log2 of the input scale. `n16_micro` times the kernels and the key
+//! switches at the N = 2^16 preset (`MICRO=hoisted`: kernels and hoisted rotations only).
 use ckks::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
