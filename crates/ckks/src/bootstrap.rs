@@ -57,6 +57,11 @@ pub struct BootstrapConfig {
     /// Slots (`N/2` for full packing; fewer for sparse packing, which adds `log2(N/2/slots)`
     /// rotations at the top level for the subring trace).
     pub slots: usize,
+    /// Optional arcsine after the sine (odd Taylor degree, e.g. 3 or 5): `EvalMod` then returns
+    /// `arcsin(sin(2πm/q_0)) = 2πm/q_0` instead of `sin(2πm/q_0)`, removing the relative error
+    /// `(2πm/q_0)²/6` of `sin x ≈ x`, at the cost of `depth(degree)` more levels. It matters only
+    /// for coefficients `m` that are a sizeable fraction of `q_0` (see docs/ckks.md).
+    pub arcsine_degree: Option<usize>,
 }
 
 impl BootstrapConfig {
@@ -65,7 +70,9 @@ impl BootstrapConfig {
         self.cts_stages.len() + self.eval_mod_depth() + self.stc_stages.len()
     }
     pub fn eval_mod_depth(&self) -> usize {
-        polyeval::depth(self.cheb_degree) + self.double_angle as usize
+        polyeval::depth(self.cheb_degree)
+            + self.double_angle as usize
+            + self.arcsine_degree.map_or(0, polyeval::depth)
     }
 }
 
@@ -77,6 +84,33 @@ pub struct EncapsulationKeys {
 }
 
 impl EncapsulationKeys {
+    /// Samples an ephemeral secret `s'` of Hamming weight `h` and the two switching keys
+    /// (client side). `s → s'` exists only modulo `q_0·P`: the sparse secret must never be
+    /// exposed at a larger modulus [BTH22 §4].
+    pub fn generate<R: RngCore + CryptoRng>(
+        params: &Params,
+        sk: &SecretKey,
+        h: usize,
+        rng: &mut R,
+    ) -> Result<Self, CkksError> {
+        if h == 0 || h > params.n() {
+            return Err(CkksError::InvalidModuli {
+                reason: crate::error::ModuliProblem::Digits {
+                    count: h,
+                    levels: params.n(),
+                },
+            });
+        }
+        let kg = KeyGenerator::new(params, sk)?;
+        let sparse =
+            SecretKey::from_coeffs(params, math::sample::sparse_ternary(params.n(), h, rng));
+        let kg_sparse = KeyGenerator::new(params, &sparse)?;
+        Ok(EncapsulationKeys {
+            to_sparse: kg_sparse.switching_key_at(sk, 0, rng),
+            from_sparse: kg.switching_key(&sparse, rng),
+        })
+    }
+
     pub fn memory_bytes(&self) -> usize {
         self.to_sparse.memory_bytes() + self.from_sparse.memory_bytes()
     }
@@ -99,6 +133,7 @@ pub struct Bootstrapper {
     cts: Vec<LinearTransform>,
     stc: Vec<LinearTransform>,
     series: ChebyshevSeries,
+    arcsine: Option<ChebyshevSeries>,
 }
 
 /// The butterfly stage of length `len` of the special FFT on `n` slots, or its inverse.
@@ -258,17 +293,56 @@ impl Bootstrapper {
                 *c = Complex::ZERO;
             }
         }
+        // arcsin(s) = Σ_k (2k)!/(4^k (k!)² (2k+1)) s^{2k+1}, truncated at the configured odd
+        // degree; as a polynomial it is carried exactly by the Chebyshev basis on [−1, 1]
+        // (no change of variable, so no extra level).
+        let arcsine = match config.arcsine_degree {
+            None => None,
+            Some(d) if d % 2 == 1 && d <= 15 => {
+                let mut p = vec![0.0; d + 1];
+                let mut c = 1.0; // (2k)!/(4^k (k!)²)
+                for k in 0..=(d - 1) / 2 {
+                    if k > 0 {
+                        c *= (2 * k - 1) as f64 / (2 * k) as f64;
+                    }
+                    p[2 * k + 1] = c / (2 * k + 1) as f64;
+                }
+                let mut s = ChebyshevSeries::from_power_basis(-1.0, 1.0, &p)?;
+                for (j, c) in s.coeffs.iter_mut().enumerate() {
+                    if j % 2 == 0 {
+                        *c = Complex::ZERO; // odd function: rounding residue only
+                    }
+                }
+                Some(s)
+            }
+            Some(d) => {
+                return Err(CkksError::InvalidDegree {
+                    degree: d,
+                    expected: 3,
+                })
+            }
+        };
         Ok(Bootstrapper {
             params: params.clone(),
             config,
             cts,
             stc,
             series,
+            arcsine,
         })
     }
 
     pub fn config(&self) -> &BootstrapConfig {
         &self.config
+    }
+
+    /// Bytes held by the encoded CoeffsToSlots and SlotsToCoeffs diagonals.
+    pub fn memory_bytes(&self) -> usize {
+        self.cts
+            .iter()
+            .chain(&self.stc)
+            .map(LinearTransform::memory_bytes)
+            .sum()
     }
 
     /// Level of a bootstrapped ciphertext.
@@ -318,21 +392,7 @@ impl Bootstrapper {
         kg.extend_at(&mut ek, &self.galois_elements_at(), rng)?;
         let enc = match self.config.ephemeral_h {
             None => None,
-            Some(h) => {
-                let sparse = SecretKey::from_coeffs(
-                    &self.params,
-                    math::sample::sparse_ternary(self.params.n(), h, rng),
-                );
-                let kg_sparse = KeyGenerator::new(&self.params, &sparse)?;
-                // Only modulo q_0·P: the sparse secret must never be exposed at a larger modulus
-                // [BTH22 §4].
-                let to_sparse = kg_sparse.switching_key_at(sk, 0, rng);
-                let from_sparse = kg.switching_key(&sparse, rng);
-                Some(EncapsulationKeys {
-                    to_sparse,
-                    from_sparse,
-                })
-            }
+            Some(h) => Some(EncapsulationKeys::generate(&self.params, sk, h, rng)?),
         };
         Ok((ek, enc))
     }
@@ -364,13 +424,22 @@ impl Bootstrapper {
         }
     }
 
-    /// Modular reduction of one real-valued ciphertext: returns `sin(2πKy)` at scale
-    /// `q_{ℓ+1}` (`ℓ` its output level).
+    /// Modular reduction of one real-valued ciphertext: returns `sin(2πKy)` (or, with the
+    /// arcsine, `2π·m/q_0`) at scale `q_{ℓ+1}` (`ℓ` its output level).
     fn eval_mod(&self, eval: &Evaluator, y: &Ciphertext) -> Result<Ciphertext, CkksError> {
         let r = self.config.double_angle as usize;
-        let out_level = y.level() - self.config.eval_mod_depth();
-        // Scales backwards from the wanted output q_0/(2π): s_{i} = sqrt(s_{i+1} · q_{level(i+1)+1}).
-        let mut s = self.params.q()[out_level + 1] as f64;
+        let final_level = y.level() - self.config.eval_mod_depth();
+        let asin_depth = self.config.arcsine_degree.map_or(0, polyeval::depth);
+        // The sine ends `asin_depth` levels above the final level, at the scale of its next prime.
+        let out_level = final_level + asin_depth;
+        // Scales backwards from the wanted output: s_{i} = sqrt(s_{i+1} · q_{level(i+1)+1}). The
+        // sine ends at q_{ℓ+1}, or, followed by the arcsine, at the prime its first product
+        // consumes, q_ℓ (so that T_2 of the arcsine keeps the scale).
+        let mut s = if self.arcsine.is_some() {
+            self.params.q()[out_level] as f64
+        } else {
+            self.params.q()[out_level + 1] as f64
+        };
         for i in 0..r {
             let lvl = out_level + i; // the double angle producing level `lvl` divides by q_{lvl+1}
             s = (s * self.params.q()[lvl + 1] as f64).sqrt();
@@ -380,6 +449,10 @@ impl Bootstrapper {
             let sq = eval.mul_relin_rescale(&c, &c)?;
             let two = eval.add(&sq, &sq)?;
             c = eval.add_const(&two, Complex::from(-1.0))?;
+        }
+        if let Some(asin) = &self.arcsine {
+            let target = self.params.q()[final_level + 1] as f64;
+            c = polyeval::evaluate_to(eval, &c, asin, Some(target))?;
         }
         Ok(c)
     }
@@ -450,7 +523,8 @@ impl Bootstrapper {
         lap(&mut times.mod_raise);
         probe("raised", &x);
         for lt in &self.cts {
-            x = eval.rescale(&eval.linear_transform(&x, lt)?)?;
+            x = eval.linear_transform(&x, lt)?;
+            eval.rescale_assign(&mut x)?;
         }
         lap(&mut times.coeffs_to_slots);
         let xc = eval.conjugate(&x)?;
@@ -460,8 +534,11 @@ impl Bootstrapper {
         probe("re", &re);
         probe("im", &im);
         let shift = Complex::from(-1.0 / (4.0 * self.config.k));
-        let re = self.eval_mod(eval, &eval.add_const(&re, shift)?)?;
-        let im = self.eval_mod(eval, &eval.add_const(&im, shift)?)?;
+        let (re, im) = (eval.add_const(&re, shift)?, eval.add_const(&im, shift)?);
+        // The two halves are independent: run them side by side (coarse-grained parallelism on
+        // top of the limb-parallel operations).
+        let (re, im) = rayon::join(|| self.eval_mod(eval, &re), || self.eval_mod(eval, &im));
+        let (re, im) = (re?, im?);
         probe("re_mod", &re);
         probe("im_mod", &im);
         let mut y = eval.add(&re, &eval.mul_const(&im, Complex::I, 1.0)?)?;
@@ -469,7 +546,8 @@ impl Bootstrapper {
         let relabeled = y.scale() * 2.0 * PI * delta_in / self.params.q()[0] as f64;
         y.set_scale(relabeled);
         for lt in &self.stc {
-            y = eval.rescale(&eval.linear_transform(&y, lt)?)?;
+            y = eval.linear_transform(&y, lt)?;
+            eval.rescale_assign(&mut y)?;
         }
         lap(&mut times.slots_to_coeffs);
         // SlotsToCoeffs multiplies the scale by q_0/(2π S_out) (balanced over its levels), so

@@ -30,7 +30,13 @@ pub struct Decomposed {
 pub struct Evaluator {
     params: Params,
     keys: EvaluationKeys,
+    /// Ring elements of finished decompositions, reused by the next ones (every residue of a
+    /// decomposition is overwritten, so reuse saves zeroing ~75 MiB per key switch at `N = 2^16`).
+    pool: std::sync::Mutex<Vec<Poly>>,
 }
+
+/// At most this many pooled ring elements (two decompositions of five digits).
+const POOL_MAX: usize = 20;
 
 impl Evaluator {
     pub fn new(params: &Params, keys: EvaluationKeys) -> Result<Self, CkksError> {
@@ -43,6 +49,7 @@ impl Evaluator {
         Ok(Evaluator {
             params: params.clone(),
             keys,
+            pool: std::sync::Mutex::new(Vec::new()),
         })
     }
 
@@ -406,14 +413,12 @@ impl Evaluator {
             });
         }
         let dec = self.decompose(&a.c[2], a.level);
-        let (mut k0, k1) = self.key_switch_decomposed(&dec, key, None);
+        let (mut k0, k1) = self.key_switch_decomposed(&dec, key);
+        self.recycle(dec);
         ring::add_assign(&mut k0, &a.c[0]);
         let mut c1 = k1;
         ring::add_assign(&mut c1, &a.c[1]);
-        Ok(Ciphertext {
-            c: vec![k0, c1],
-            ..a.clone()
-        })
+        Ok(Ciphertext::with_polys(a, vec![k0, c1]))
     }
 
     /// `a·b`, relinearized and rescaled.
@@ -453,14 +458,41 @@ impl Evaluator {
                 max: a.level,
             });
         }
-        Ok(Ciphertext {
-            c: a.c.iter().map(|p| ring::truncated(p, level + 1)).collect(),
-            level,
-            ..a.clone()
-        })
+        let mut r = Ciphertext::with_polys(
+            a,
+            a.c.iter().map(|p| ring::truncated(p, level + 1)).collect(),
+        );
+        r.level = level;
+        Ok(r)
     }
 
     // ---------------------------------------------------------------- key switching
+
+    /// A ring element with `k` residues of `ctx` whose contents are arbitrary (from the pool, or
+    /// zero): for outputs that are overwritten entirely.
+    fn scratch(&self, ctx: &std::sync::Arc<math::RnsContext>, k: usize) -> Poly {
+        let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(i) = pool
+            .iter()
+            .position(|p| std::sync::Arc::ptr_eq(p.context(), ctx) && p.num_moduli() == k)
+        {
+            return pool.swap_remove(i);
+        }
+        drop(pool);
+        Poly::zero(ctx, k, Representation::Ntt)
+    }
+
+    /// Returns a decomposition's ring elements to the pool.
+    pub(crate) fn recycle(&self, dec: Decomposed) {
+        let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
+        for (q, p) in dec.digits {
+            if pool.len() + 2 > POOL_MAX {
+                break;
+            }
+            pool.push(q);
+            pool.push(p);
+        }
+    }
 
     /// ModUp decomposition of `c` (NTT form, level `ℓ`).
     pub fn decompose(&self, c: &Poly, level: usize) -> Decomposed {
@@ -471,20 +503,24 @@ impl Evaluator {
         let alpha = pr.0.alpha;
         let mut coeff = ring::truncated(c, k);
         ring::ntt_inverse(&mut coeff);
-        let ntt_in = c; // its first k residues, NTT form
-                        // Per digit: scale its residues once (y_i = x_i·(Q_j/q_i)^{-1}), then, in parallel over
-                        // the target primes, convert into the limb and NTT it in place (no intermediate buffer).
+        // Its first k residues, NTT form.
+        let ntt_in = c;
+        // Per digit (digits in parallel): scale its residues once (y_i = x_i·(Q_j/q_i)^{-1}),
+        // then, in parallel over the target primes, convert into the limb and NTT it in place
+        // (no intermediate buffer).
         let ctx_q = pr.ctx_q().clone();
         let ctx_p = pr.ctx_p().clone();
         let digits: Vec<(Poly, Poly)> = (0..pr.digits_at(level))
+            .into_par_iter()
             .map(|j| {
                 let lo = j * alpha;
                 let hi = ((j + 1) * alpha).min(k);
                 let conv = &pr.0.modup[level][j];
                 let mut y = vec![0u64; (hi - lo) * n];
                 conv.scale_inputs(n, &coeff.data()[lo * n..hi * n], &mut y);
-                let mut eq = Poly::zero(&ctx_q, k, Representation::Ntt);
-                let mut ep = Poly::zero(&ctx_p, kp, Representation::Ntt);
+                // Every residue of both is overwritten below.
+                let mut eq = self.scratch(&ctx_q, k);
+                let mut ep = self.scratch(&ctx_p, kp);
                 let nd = ntt_in.data();
                 let y = &y;
                 rayon::join(
@@ -512,13 +548,13 @@ impl Evaluator {
         Decomposed { digits, level }
     }
 
-    /// Inner product of a decomposition (optionally permuted by an automorphism in NTT form)
-    /// with a key, then ModDown: returns `(d_0, d_1)` modulo `Q_ℓ`, NTT form.
+    /// Inner product of a decomposition with a key, then ModDown: returns `(d_0, d_1)` modulo
+    /// `Q_ℓ`, NTT form. (For a Galois key, stored as `σ_g^{-1}(K)`, the caller applies `σ_g` to
+    /// the outputs.)
     pub(crate) fn key_switch_decomposed(
         &self,
         dec: &Decomposed,
         key: &SwitchingKey,
-        perm: Option<&[u32]>,
     ) -> (Poly, Poly) {
         let pr = &self.params;
         let n = pr.n();
@@ -539,21 +575,11 @@ impl Evaluator {
         let [ap0, ap1] = &mut acc_p;
         let inner = |is_p: bool, i: usize, r0: &mut [u64], r1: &mut [u64]| {
             let plan = if is_p { ctx_p.plan(i) } else { ctx_q.plan(i) };
-            let mut tmp = vec![0u64; if perm.is_some() { n } else { 0 }];
             for (j, (eq, ep)) in dec.digits.iter().enumerate() {
-                let src = if is_p {
+                let x = if is_p {
                     &ep.data()[i * n..(i + 1) * n]
                 } else {
                     &eq.data()[i * n..(i + 1) * n]
-                };
-                let x: &[u64] = match perm {
-                    Some(p) => {
-                        for (t, &pi) in tmp.iter_mut().zip(p) {
-                            *t = src[pi as usize];
-                        }
-                        &tmp
-                    }
-                    None => src,
                 };
                 let [(bq, bp), (aq, ap)] = &key.parts[j];
                 let (b, a) = if is_p { (bp, ap) } else { (bq, aq) };
@@ -641,12 +667,10 @@ impl Evaluator {
             });
         }
         let dec = self.decompose(&a.c[1], a.level);
-        let (mut d0, d1) = self.key_switch_decomposed(&dec, key, None);
+        let (mut d0, d1) = self.key_switch_decomposed(&dec, key);
+        self.recycle(dec);
         ring::add_assign(&mut d0, &a.c[0]);
-        Ok(Ciphertext {
-            c: vec![d0, d1],
-            ..a.clone()
-        })
+        Ok(Ciphertext::with_polys(a, vec![d0, d1]))
     }
 
     // ---------------------------------------------------------------- automorphisms
@@ -663,16 +687,10 @@ impl Evaluator {
         if g == 1 {
             return Ok(a.clone());
         }
-        let key = self.galois_key(g, a.level)?;
-        let perm = self.params.ctx_q().automorphism_permutation(g)?;
         let dec = self.decompose(&a.c[1], a.level);
-        let (mut d0, d1) = self.key_switch_decomposed(&dec, key, Some(&perm));
-        let c0 = permute(&a.c[0], &perm);
-        ring::add_assign(&mut d0, &c0);
-        Ok(Ciphertext {
-            c: vec![d0, d1],
-            ..a.clone()
-        })
+        let r = self.rotate_decomposed(a, &dec, g);
+        self.recycle(dec);
+        r
     }
 
     /// Rotates the slots left by `k` (slot `i` receives slot `i + k`).
@@ -699,9 +717,12 @@ impl Evaluator {
             });
         }
         let dec = self.decompose(&a.c[1], a.level);
-        ks.iter()
+        let r = ks
+            .iter()
             .map(|&k| self.rotate_decomposed(a, &dec, self.params.galois_element(k)))
-            .collect()
+            .collect();
+        self.recycle(dec);
+        r
     }
 
     /// One rotation of `a` given the decomposition of its `c_1`.
@@ -716,12 +737,14 @@ impl Evaluator {
         }
         let key = self.galois_key(g, a.level)?;
         let perm = self.params.ctx_q().automorphism_permutation(g)?;
-        let (mut d0, d1) = self.key_switch_decomposed(dec, key, Some(&perm));
-        ring::add_assign(&mut d0, &permute(&a.c[0], &perm));
-        Ok(Ciphertext {
-            c: vec![d0, d1],
-            ..a.clone()
-        })
+        // σ_g(c_0) + σ_g(D) ⊙ K = σ_g(c_0 + D ⊙ σ_g^{-1}(K)) (the key is stored as σ_g^{-1}(K));
+        // σ_g commutes with ModDown up to an integer error below the number of special primes
+        // per coefficient (the base conversion of a negated coefficient), as small as ModDown's
+        // own rounding.
+        let (mut d0, d1) = self.key_switch_decomposed(dec, key);
+        ring::add_assign(&mut d0, &a.c[0]);
+        let (d0, d1) = rayon::join(|| permute(&d0, &perm), || permute(&d1, &perm));
+        Ok(Ciphertext::with_polys(a, vec![d0, d1]))
     }
 }
 

@@ -84,6 +84,8 @@ pub struct PublicKey {
 }
 
 /// A hybrid key-switching key (see module doc): `parts[j] = [(b_q, b_p), (a_q, a_p)]`, NTT form.
+/// A Galois key for `g` holds `σ_g^{-1}` of the key from `σ_g(s)` (its NTT slots permuted; see
+/// [`KeyGenerator::galois_key_at`]).
 #[derive(Clone)]
 pub struct SwitchingKey {
     pub(crate) parts: Vec<[(Poly, Poly); 2]>,
@@ -294,7 +296,23 @@ impl<'a> KeyGenerator<'a> {
         }
         self.params.check_level(level)?;
         let from = self.sk.automorphism(&self.params, g)?;
-        Ok(self.switching_key_at(&from, level, rng))
+        let mut key = self.switching_key_at(&from, level, rng);
+        // Stored as σ_g^{-1}(key) (NTT slots permuted), so that a rotation takes the inner product
+        // with the unpermuted decomposition and permutes only its two outputs:
+        // σ_g(D) ⊙ K = σ_g(D ⊙ σ_g^{-1}(K)).
+        let m = 2 * self.params.n();
+        let g_inv = (1..m)
+            .step_by(2)
+            .find(|&h| h * g % m == 1)
+            .expect("odd g is a unit");
+        let perm_q = self.params.ctx_q().automorphism_permutation(g_inv)?;
+        for part in key.parts.iter_mut() {
+            for (pq, pp) in part.iter_mut() {
+                *pq = crate::evaluator::permute(pq, &perm_q);
+                *pp = crate::evaluator::permute(pp, &perm_q);
+            }
+        }
+        Ok(key)
     }
 
     /// Evaluation keys with relinearization and the Galois keys for `elements`.

@@ -8,6 +8,7 @@
 //! once (hoisted) and only one giant rotation per `g` is needed.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use math::{Poly, Representation};
 
@@ -95,24 +96,165 @@ impl DiagMatrix {
     }
 }
 
+/// Maximal runs of consecutive NTT slots on which every polynomial in `X^{N/2d}` is constant.
+///
+/// A slot vector with period `d` (`v_{p+d} = v_p`) is fixed by the rotation by `d`, so its
+/// encoding lies in the subring `Z[X^{N/2d}]` (sparse packing with `d` slots, [CHKKS18 §4.3]).
+/// Such a polynomial `f(X^{N/2d})` takes at NTT slot `i` (evaluation at `ψ^{e_i}`) the value
+/// `f(ψ^{e_i·N/2d})`, which depends only on `e_i mod 4d`: `2d` classes. In the NTT order of the
+/// `math` layer the classes form few runs, so such a diagonal is stored as `2d` residues per prime
+/// and multiplied run by run with a constant.
+struct Runs {
+    classes: usize,
+    /// `(start, len, class)`.
+    runs: Vec<(u32, u32, u32)>,
+}
+
+impl Runs {
+    /// The runs for period `d`, or `None` when they are too fragmented to pay off.
+    fn new(params: &Params, d: usize) -> Option<Self> {
+        let n = params.n();
+        let table = params.ctx_q().ntt_table();
+        let m4 = 4 * d;
+        let mut runs: Vec<(u32, u32, u32)> = Vec::new();
+        for i in 0..n {
+            let c = ((table.exponent(i) as usize % m4) >> 1) as u32;
+            match runs.last_mut() {
+                Some((_, len, cl)) if *cl == c => *len += 1,
+                _ => {
+                    if runs.len() >= n / 16 {
+                        return None;
+                    }
+                    runs.push((i as u32, 1, c));
+                }
+            }
+        }
+        Some(Runs {
+            classes: 2 * d,
+            runs,
+        })
+    }
+}
+
+/// An encoded diagonal: every residue in NTT form, or (periodic diagonals) the `2d` distinct
+/// NTT values per residue.
+enum Diag {
+    Full(Plaintext),
+    Compact {
+        runs: Arc<Runs>,
+        /// `vals[i·2d + c]`: value of class `c` modulo `q_i`, and its Shoup constant.
+        vals: Vec<u64>,
+        shoup: Vec<u64>,
+    },
+}
+
+/// The smallest power-of-two period of `v` (its length when none is shorter).
+fn period(v: &[Complex]) -> usize {
+    let n = v.len();
+    let tol = v.iter().map(|x| x.abs()).fold(0.0, f64::max) * 1e-13;
+    let mut d = 1;
+    while d < n {
+        if (d..n).all(|p| (v[p] - v[p % d]).abs() <= tol) {
+            return d;
+        }
+        d *= 2;
+    }
+    n
+}
+
+impl Diag {
+    fn encode(
+        params: &Params,
+        v: &[Complex],
+        level: usize,
+        scale: f64,
+        cache: &mut BTreeMap<usize, Option<Arc<Runs>>>,
+    ) -> Result<Self, CkksError> {
+        let slots = v.len();
+        let d = period(v);
+        if 2 * d < params.n() {
+            let runs = cache
+                .entry(d)
+                .or_insert_with(|| Runs::new(params, d).map(Arc::new))
+                .clone();
+            if let Some(runs) = runs {
+                // The d-slot encoding is `f(X^{N/2d})`: constant on each run (checked).
+                let pt = params.encode(&v[..d], d, level, scale)?;
+                let n = params.n();
+                let k = level + 1;
+                let mut vals = vec![0u64; k * runs.classes];
+                let mut ok = true;
+                for i in 0..k {
+                    let r = &pt.poly.data()[i * n..(i + 1) * n];
+                    for &(s, len, c) in &runs.runs {
+                        let x = r[s as usize];
+                        ok &= r[s as usize..(s + len) as usize].iter().all(|&y| y == x);
+                        vals[i * runs.classes + c as usize] = x;
+                    }
+                }
+                if ok {
+                    let moduli = params.ctx_q().moduli();
+                    let shoup = vals
+                        .iter()
+                        .enumerate()
+                        .map(|(j, &x)| moduli[j / runs.classes].shoup(x))
+                        .collect();
+                    return Ok(Diag::Compact { runs, vals, shoup });
+                }
+            }
+        }
+        Ok(Diag::Full(params.encode(v, slots, level, scale)?))
+    }
+
+    fn memory_bytes(&self) -> usize {
+        match self {
+            Diag::Full(pt) => 8 * pt.poly.data().len(),
+            Diag::Compact { vals, shoup, .. } => 8 * (vals.len() + shoup.len()),
+        }
+    }
+
+    /// `acc += x ⊙ diag` on the first `acc.num_moduli()` residues (NTT form).
+    fn mul_acc(&self, acc: &mut Poly, x: &Poly) {
+        match self {
+            Diag::Full(pt) => ring::mul_acc(acc, x, &pt.poly),
+            Diag::Compact { runs, vals, shoup } => {
+                let ctx = acc.context().clone();
+                let n = acc.n();
+                let xd = x.data();
+                ring::for_limbs(acc, |i, r| {
+                    let m = ctx.moduli()[i];
+                    let xi = &xd[i * n..(i + 1) * n];
+                    let base = i * runs.classes;
+                    for &(s, len, c) in &runs.runs {
+                        let (s, e) = (s as usize, (s + len) as usize);
+                        let j = base + c as usize;
+                        math::simd::mul_shoup_acc(&m, &mut r[s..e], &xi[s..e], vals[j], shoup[j]);
+                    }
+                });
+            }
+        }
+    }
+}
+
 /// A [`DiagMatrix`] encoded for evaluation at one level: plaintext diagonals pre-rotated for
 /// BSGS, the rotations it needs, and the scale shift it applies.
 ///
 /// Offsets are taken signed (`k − n` for `k ≥ n/2`) and as multiples `j·step` of their gcd, so
 /// that structured matrices (the FFT stages of bootstrapping, whose offsets are multiples of a
-/// power of two) get a dense baby/giant split: `j − j_min = g·n1 + b`, baby rotation `b·step`,
-/// giant rotation `(g·n1 + j_min)·step`.
+/// power of two) get a dense baby/giant split: `j − j_min = G·n1 + b`, baby rotation
+/// `(c + b)·step`, giant rotation `(G − G_0)·n1·step`, with `G_0 = ⌊−j_min/n1⌋` (when `j_min ≤ 0`)
+/// and `c = j_min + G_0·n1 ∈ (−n1, 0]`: centered babies, so that a band of offsets around zero
+/// needs no final shift rotation.
 pub struct LinearTransform {
     slots: usize,
     level: usize,
     n1: usize,
     /// giant rotation (signed, slots) → baby rotation (slots, ≥ 0) → `R_{−giant}(d_k)` encoded.
-    blocks: BTreeMap<isize, BTreeMap<usize, Plaintext>>,
+    blocks: BTreeMap<isize, BTreeMap<isize, Diag>>,
     /// Scale of the plaintexts.
     pt_scale: f64,
-    /// Offset unit (gcd of the signed offsets) and the smallest offset index.
+    /// Offset unit (gcd of the signed offsets).
     step: usize,
-    jmin: isize,
     /// Giant steps by Horner's rule (see [`LinearTransform::new_horner`]).
     horner: bool,
 }
@@ -170,14 +312,18 @@ impl LinearTransform {
                 best.1
             }
         };
-        let mut blocks: BTreeMap<isize, BTreeMap<usize, Plaintext>> = BTreeMap::new();
+        let g0 = if jmin < 0 { -jmin / n1 as isize } else { 0 };
+        let c = jmin + g0 * n1 as isize;
+        let mut blocks: BTreeMap<isize, BTreeMap<isize, Diag>> = BTreeMap::new();
+        let mut runs: BTreeMap<usize, Option<Arc<Runs>>> = BTreeMap::new();
         for ((_, d), &j) in m.diags.iter().zip(&js) {
             let t = (j - jmin) as usize;
             let b = t % n1;
-            let giant = ((t - b) as isize + jmin) * step as isize;
+            let giant = ((t / n1) as isize - g0) * (n1 * step) as isize;
+            let baby = (c + b as isize) * step as isize;
             let shifted = rot_vec(d, (-giant).rem_euclid(slots as isize) as usize);
-            let pt = params.encode(&shifted, slots, level, pt_scale)?;
-            blocks.entry(giant).or_default().insert(b * step, pt);
+            let diag = Diag::encode(params, &shifted, level, pt_scale, &mut runs)?;
+            blocks.entry(giant).or_default().insert(baby, diag);
         }
         Ok(LinearTransform {
             slots,
@@ -186,13 +332,13 @@ impl LinearTransform {
             blocks,
             pt_scale,
             step,
-            jmin,
             horner: false,
         })
     }
 
     /// As [`LinearTransform::new`], with the giant steps evaluated by Horner's rule:
-    /// `Σ_G R_{(G·n1 + j_min)·step}(u_G) = R_{j_min·step}(u_0 + R_{n1·step}(u_1 + R_{n1·step}(…)))`.
+    /// `Σ_{G≥0} R_{G·n1·step}(u_G) = u_0 + R_{n1·step}(u_1 + R_{n1·step}(…))`, and likewise with
+    /// `R_{−n1·step}` for the blocks `G < 0`.
     /// Same number of key switches, but only two giant-step keys instead of one per giant step
     /// (the memory of bootstrapping keys at `N = 2^16` is dominated by them).
     pub fn new_horner(
@@ -207,38 +353,31 @@ impl LinearTransform {
         Ok(lt)
     }
 
-    fn giant_index(&self, g: isize) -> isize {
-        (g / self.step as isize - self.jmin) / self.n1 as isize
-    }
-
     /// Rotations (in slots) this transform performs.
     pub fn rotations(&self) -> Vec<isize> {
+        let n = self.slots as isize;
         let mut r: BTreeSet<isize> = BTreeSet::new();
-        if self.horner {
-            let n = self.slots as isize;
-            for bs in self.blocks.values() {
-                for &b in bs.keys() {
-                    if b % self.slots != 0 {
-                        r.insert(b as isize);
-                    }
+        for bs in self.blocks.values() {
+            for &b in bs.keys() {
+                if b.rem_euclid(n) != 0 {
+                    r.insert(b);
                 }
             }
-            if self.blocks.len() > 1 && !(self.n1 * self.step).is_multiple_of(self.slots) {
-                r.insert((self.n1 * self.step) as isize);
-            }
-            let shift = self.jmin * self.step as isize;
-            if shift.rem_euclid(n) != 0 {
-                r.insert(shift);
-            }
-            return r.into_iter().collect();
         }
-        for (&g, bs) in &self.blocks {
-            if g.rem_euclid(self.slots as isize) != 0 {
-                r.insert(g);
+        if self.horner {
+            let giant = (self.n1 * self.step) as isize;
+            if giant.rem_euclid(n) != 0 {
+                if self.blocks.keys().any(|&g| g > 0) {
+                    r.insert(giant);
+                }
+                if self.blocks.keys().any(|&g| g < 0) {
+                    r.insert(-giant);
+                }
             }
-            for &b in bs.keys() {
-                if b % self.slots != 0 {
-                    r.insert(b as isize);
+        } else {
+            for &g in self.blocks.keys() {
+                if g.rem_euclid(n) != 0 {
+                    r.insert(g);
                 }
             }
         }
@@ -271,8 +410,17 @@ impl LinearTransform {
         self.blocks
             .values()
             .flat_map(|b| b.values())
-            .map(|p| 8 * p.poly.data().len())
+            .map(Diag::memory_bytes)
             .sum()
+    }
+
+    /// Number of diagonals held in compact (periodic) form.
+    pub fn compact_diagonals(&self) -> usize {
+        self.blocks
+            .values()
+            .flat_map(|b| b.values())
+            .filter(|d| matches!(d, Diag::Compact { .. }))
+            .count()
     }
 }
 
@@ -295,28 +443,28 @@ impl Evaluator {
                 b: lt.level,
             });
         }
-        let babies: BTreeSet<usize> = lt.blocks.values().flat_map(|b| b.keys().copied()).collect();
-        let babies: Vec<usize> = babies.into_iter().collect();
+        let babies: BTreeSet<isize> = lt.blocks.values().flat_map(|b| b.keys().copied()).collect();
+        let babies: Vec<isize> = babies.into_iter().collect();
         let dec = self.decompose(&x.c[1], x.level());
-        let rotated: BTreeMap<usize, Ciphertext> = babies
+        let rotated: BTreeMap<isize, Ciphertext> = babies
             .iter()
             .map(|&b| {
                 Ok((
                     b,
-                    self.rotate_decomposed(x, &dec, self.params().galois_element(b as isize))?,
+                    self.rotate_decomposed(x, &dec, self.params().galois_element(b))?,
                 ))
             })
             .collect::<Result<_, CkksError>>()?;
-        drop(dec);
+        self.recycle(dec);
         let k = x.level() + 1;
         let ctx = self.params().ctx_q().clone();
-        let inner = |bs: &BTreeMap<usize, Plaintext>| -> Ciphertext {
+        let inner = |bs: &BTreeMap<isize, Diag>| -> Ciphertext {
             let mut c0 = Poly::zero(&ctx, k, Representation::Ntt);
             let mut c1 = Poly::zero(&ctx, k, Representation::Ntt);
-            for (b, pt) in bs {
+            for (b, diag) in bs {
                 let rb = &rotated[b];
-                ring::mul_acc(&mut c0, &rb.c[0], &pt.poly);
-                ring::mul_acc(&mut c1, &rb.c[1], &pt.poly);
+                diag.mul_acc(&mut c0, &rb.c[0]);
+                diag.mul_acc(&mut c1, &rb.c[1]);
             }
             Ciphertext {
                 c: vec![c0, c1],
@@ -328,35 +476,46 @@ impl Evaluator {
         };
         let mut acc: Option<Ciphertext> = None;
         if lt.horner {
-            // From the largest giant index down: acc ← u_G + R_{n1·step}^{G'−G}(acc).
+            // Blocks G ≥ 0 from the largest down: acc ← u_G + R_{n1·step}^{G'−G}(acc), then down to
+            // G = 0; blocks G < 0 likewise with R_{−n1·step}; the two sums are added.
             let giant = (lt.n1 * lt.step) as isize;
-            let mut prev: Option<isize> = None;
-            for (&g, bs) in lt.blocks.iter().rev() {
-                let gi = lt.giant_index(g);
-                let u = inner(bs);
-                acc = Some(match (acc, prev) {
-                    (Some(mut a), Some(p)) => {
-                        for _ in 0..(p - gi) {
-                            a = self.rotate(&a, giant)?;
+            let horner = |blocks: &mut dyn Iterator<Item = (&isize, &BTreeMap<isize, Diag>)>,
+                          rot: isize|
+             -> Result<Option<Ciphertext>, CkksError> {
+                let mut acc: Option<Ciphertext> = None;
+                let mut prev: Option<isize> = None;
+                for (&g, bs) in blocks {
+                    let gi = (g / giant).abs();
+                    let u = inner(bs);
+                    acc = Some(match (acc, prev) {
+                        (Some(mut a), Some(p)) => {
+                            for _ in 0..(p - gi) {
+                                a = self.rotate(&a, rot)?;
+                            }
+                            self.add_assign(&mut a, &u)?;
+                            a
                         }
-                        self.add_assign(&mut a, &u)?;
-                        a
+                        _ => u,
+                    });
+                    prev = Some(gi);
+                }
+                if let (Some(mut a), Some(p)) = (acc.take(), prev) {
+                    for _ in 0..p {
+                        a = self.rotate(&a, rot)?;
                     }
-                    _ => u,
-                });
-                prev = Some(gi);
-            }
-            // Remaining giant steps down to index 0, then the shift by j_min·step.
-            if let (Some(mut a), Some(p)) = (acc.take(), prev) {
-                for _ in 0..p {
-                    a = self.rotate(&a, giant)?;
+                    acc = Some(a);
                 }
-                let shift = lt.jmin * lt.step as isize;
-                if shift.rem_euclid(lt.slots as isize) != 0 {
-                    a = self.rotate(&a, shift)?;
+                Ok(acc)
+            };
+            let pos = horner(&mut lt.blocks.range(0..).rev(), giant)?;
+            let neg = horner(&mut lt.blocks.range(..0), -giant)?;
+            acc = match (pos, neg) {
+                (Some(mut a), Some(b)) => {
+                    self.add_assign(&mut a, &b)?;
+                    Some(a)
                 }
-                acc = Some(a);
-            }
+                (a, b) => a.or(b),
+            };
         } else {
             for (&g, bs) in &lt.blocks {
                 let u = inner(bs);

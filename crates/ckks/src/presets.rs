@@ -17,6 +17,21 @@ pub fn insecure_test_n11() -> ParamsLiteral {
     }
 }
 
+/// INSECURE (fuzzing only): N = 2^6, three 30-bit primes, one 31-bit special prime, three
+/// digits, so that a fuzzer parses whole objects quickly. `fuzz/fuzz_targets/ckks.rs` and the
+/// seed writer `examples/fuzz_seeds.rs` use it.
+pub fn insecure_fuzz_n6() -> ParamsLiteral {
+    ParamsLiteral {
+        log_n: 6,
+        log_q: vec![30, 30, 30],
+        log_p: vec![31],
+        log_scale: 25,
+        secret: SecretDist::Ternary,
+        digits: Some(3),
+        security: Security::InsecureForTests,
+    }
+}
+
 /// INSECURE (tests only): N = 2^12 bootstrapping set. Chain from the bottom: `q_0` 60 bits, two
 /// 45-bit computation levels, two 50-bit SlotsToCoeffs levels, nine 60-bit EvalMod levels, two
 /// 58-bit CoeffsToSlots levels; `P` = 3 × 61 bits; uniform ternary secret with a weight-32
@@ -49,6 +64,7 @@ pub fn insecure_boot_n12_config() -> BootstrapConfig {
         cheb_degree: 63,
         ephemeral_h: Some(32),
         slots: 1 << 11,
+        arcsine_degree: None,
     }
 }
 
@@ -94,5 +110,6 @@ pub fn n16_logqp1534_h192_h32_config() -> BootstrapConfig {
         cheb_degree: 63,
         ephemeral_h: Some(32),
         slots: 1 << 15,
+        arcsine_degree: None,
     }
 }

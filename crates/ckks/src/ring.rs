@@ -135,7 +135,6 @@ pub(crate) fn from_i128(ctx: &Arc<RnsContext>, k: usize, coeffs: &[i128]) -> Pol
 /// `a` has `k ≥ 2` residues; the result has `k − 1`.
 pub(crate) fn rescale_ntt(a: &mut Poly) {
     let k = a.num_moduli();
-    let n = a.n();
     let ctx = a.context().clone();
     let ql = ctx.moduli()[k - 1];
     let half = ql.value() / 2;
@@ -145,14 +144,45 @@ pub(crate) fn rescale_ntt(a: &mut Poly) {
         *v = ql.add(*v, half);
     }
     a.drop_to(k - 1).expect("k ≥ 2");
+    // x_i ← (x_i − NTT([last − half]_{q_i}))·q_ℓ^{-1}; `last + q_i − [half]_{q_i} < 2^63` is
+    // reduced in one vectorized pass.
     for_limbs(a, |i, r| {
         let m = ctx.moduli()[i];
-        let h = m.reduce(half);
-        let mut t: Vec<u64> = last.iter().map(|&x| m.sub(m.reduce(x), h)).collect();
+        let off = m.value() - m.reduce(half);
+        let mut t: Vec<u64> = last.iter().map(|&x| x + off).collect();
+        math::simd::reduce(&m, &mut t);
         ctx.plan(i).forward(&mut t);
         let inv = m.inv(ql.value() % m.value()).expect("distinct primes");
         let inv_s = m.shoup(inv);
         math::simd::sub_mul_add(&m, r, &t, inv, inv_s, 0);
     });
-    let _ = n;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rescale_divides_by_the_last_prime_with_rounding() {
+        let n = 16;
+        let primes = math::prime::generate_primes(40, n, 3, &[]).unwrap();
+        let ctx = RnsContext::new(n, &primes).unwrap();
+        let coeffs: Vec<i128> = (0..n as i128).map(|i| (i - 7) * 987_654_321_123).collect();
+        let mut p = from_i128(&ctx, 3, &coeffs);
+        ntt_forward(&mut p);
+        rescale_ntt(&mut p);
+        ntt_inverse(&mut p);
+        let ql = primes[2] as f64;
+        for (i, &c) in coeffs.iter().enumerate() {
+            let want = (c as f64 / ql).round() as i64;
+            for l in 0..2 {
+                let m = ctx.moduli()[l];
+                assert_eq!(
+                    m.center(p.data()[l * n + i]),
+                    want,
+                    "coefficient {i}, prime {l}"
+                );
+            }
+        }
+    }
 }

@@ -43,6 +43,17 @@ pub struct Ciphertext {
 }
 
 impl Ciphertext {
+    /// A ciphertext with `a`'s level, scale, slots and parameters and the polynomials `c`.
+    pub(crate) fn with_polys(a: &Ciphertext, c: Vec<Poly>) -> Ciphertext {
+        Ciphertext {
+            c,
+            level: a.level,
+            scale: a.scale,
+            slots: a.slots,
+            params_id: a.params_id,
+        }
+    }
+
     pub fn level(&self) -> usize {
         self.level
     }

@@ -8,6 +8,8 @@
 //! * ciphertext body: `level u16 | degree u8 | slots u32 | scale f64 | (degree+1) × poly(Q_level)`
 //! * switching key body: `level u16 | digits u8 | digits × [b_Q, b_P, a_Q, a_P]`
 //! * evaluation keys body: `has_relin u8 | [len u64 | key] | count u32 | count × (galois u32 | len u64 | key)`
+//!   (a Galois key for `g` is stored as `σ_g^{-1}` of the key from `σ_g(s)`, NTT slots permuted)
+//! * encapsulation keys body: `key (s → s', level 0) | key (s' → s)`
 
 use math::pack::{pack_bits, packed_len, unpack_bits};
 use math::{Poly, Representation, RnsContext};
@@ -19,7 +21,9 @@ use crate::keys::{EvaluationKeys, SwitchingKey};
 use crate::params::Params;
 use crate::scheme::Ciphertext;
 
-const VERSION: u8 = 1;
+/// Format version. 2: Galois keys hold `σ_g^{-1}(K)` (see `keys::SwitchingKey`); version-1 Galois
+/// keys would rotate wrongly, so version 1 is refused.
+const VERSION: u8 = 2;
 const KIND_CT: u8 = 1;
 const KIND_SWK: u8 = 2;
 const KIND_EVK: u8 = 3;

@@ -196,11 +196,21 @@ fn linear_transform_matches_dense_product() {
                     Complex::new(rng.gen_range(-1.0..1.0), rng.gen_range(-1.0..1.0));
             }
         }
+        // Diagonals with period 8 in the slots (stored compactly: 16 NTT values per prime).
+        let mut periodic = vec![vec![Complex::ZERO; slots]; slots];
+        for k in [0usize, 2, 5, slots - 1] {
+            let v = rand_vec(&mut rng, 8);
+            for p in 0..slots {
+                periodic[p][(p + k) % slots] = v[p % 8];
+            }
+        }
         for (m, horner) in [
             (dense.clone(), false),
             (banded.clone(), false),
             (dense, true),
             (banded, true),
+            (periodic.clone(), false),
+            (periodic, true),
         ] {
             let dm = DiagMatrix::from_dense(&m).unwrap();
             let level = params.max_level();
@@ -210,6 +220,10 @@ fn linear_transform_matches_dense_product() {
             } else {
                 LinearTransform::new(&params, &dm, level, q, None).unwrap()
             };
+            // Slot counts below N/2 make every diagonal periodic in the full ring.
+            if slots < params.max_slots() || dm.diags.len() == 4 && m[0][0] == m[8][8] {
+                assert_eq!(lt.compact_diagonals(), lt.diagonals());
+            }
             let mut c = setup(presets::insecure_test_n11(), &lt.rotations());
             let x = rand_vec(&mut rng, slots);
             let cx = c.enc.encrypt_values(&x, slots, &mut c.rng).unwrap();
@@ -342,4 +356,70 @@ fn serialization_round_trips_and_rejects_bad_bytes() {
     let want: Vec<Complex> = (0..64).map(|i| x[(i + 1) % 64]).collect();
     check(&c, &r, &want, 20.0, "rotation with deserialized keys");
     assert!(serialize::evaluation_keys_from_bytes(&c.params, &kb[..kb.len() - 3]).is_err());
+}
+
+/// The deserializers of the fuzz target (`fuzz/fuzz_targets/ckks.rs`) on truncations, bit flips,
+/// byte overwrites and random bytes of valid objects of every kind: `Ok` or a typed error, never
+/// a panic (the stable counterpart of `cargo +nightly fuzz run ckks`).
+#[test]
+fn deserializers_survive_mutated_bytes() {
+    let params = Params::new(presets::insecure_fuzz_n6()).unwrap();
+    let mut rng = ChaCha20Rng::seed_from_u64(77);
+    let sk = SecretKey::generate(&params, &mut rng);
+    let kg = KeyGenerator::new(&params, &sk).unwrap();
+    let keys = kg
+        .evaluation_keys(&[params.galois_element(1)], &mut rng)
+        .unwrap();
+    let enc = Encryptor::with_secret_key(&params, &sk).unwrap();
+    let x = rand_vec(&mut rng, params.max_slots());
+    let ct = enc
+        .encrypt_values(&x, params.max_slots(), &mut rng)
+        .unwrap();
+    let encaps = EncapsulationKeys::generate(&params, &sk, 8, &mut rng).unwrap();
+    let relin = kg.relin_key(&mut rng);
+    let valid = [
+        serialize::ciphertext_to_bytes(&params, &ct),
+        serialize::evaluation_keys_to_bytes(&params, &keys),
+        serialize::switching_key_to_bytes(&params, &relin),
+        serialize::encapsulation_keys_to_bytes(&params, &encaps),
+    ];
+    let parse_all = |b: &[u8]| -> usize {
+        [
+            serialize::ciphertext_from_bytes(&params, b).is_ok(),
+            serialize::evaluation_keys_from_bytes(&params, b).is_ok(),
+            serialize::switching_key_from_bytes(&params, b).is_ok(),
+            serialize::encapsulation_keys_from_bytes(&params, b).is_ok(),
+        ]
+        .iter()
+        .filter(|&&ok| ok)
+        .count()
+    };
+    for v in &valid {
+        assert_eq!(
+            parse_all(v),
+            1,
+            "each valid object parses as exactly one kind"
+        );
+        for cut in 0..v.len().min(64) {
+            assert_eq!(parse_all(&v[..cut]), 0);
+        }
+        assert_eq!(parse_all(&v[..v.len() - 1]), 0);
+        for _ in 0..300 {
+            let mut m = v.clone();
+            for _ in 0..rng.gen_range(1..4) {
+                let i = rng.gen_range(0..m.len());
+                if rng.gen_bool(0.5) {
+                    m[i] ^= 1 << rng.gen_range(0..8);
+                } else {
+                    m[i] = rng.gen();
+                }
+            }
+            parse_all(&m);
+        }
+    }
+    for _ in 0..500 {
+        let len = rng.gen_range(0..200);
+        let junk: Vec<u8> = (0..len).map(|_| rng.gen()).collect();
+        assert_eq!(parse_all(&junk), 0);
+    }
 }

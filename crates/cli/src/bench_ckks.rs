@@ -155,10 +155,13 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         if a.json {
             println!(
                 "{}",
-                serde_json::json!({"op": "bootstrap_setup", "n": params.n(), "threads": all, "ms": ms})
+                serde_json::json!({"op": "bootstrap_setup", "n": params.n(), "threads": all, "ms": ms, "transforms_mib": b.memory_bytes() >> 20})
             );
         } else {
-            println!("bootstrapping setup (encoded transforms) {ms:.0} ms");
+            println!(
+                "bootstrapping setup (encoded transforms, {} MiB) {ms:.0} ms",
+                b.memory_bytes() >> 20
+            );
         }
         Some(b)
     };

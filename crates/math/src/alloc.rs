@@ -6,7 +6,9 @@
 //! thresholds keeps freed buffers in the heap for reuse.
 
 /// Keeps large freed allocations in the process heap (glibc `mallopt`: mmap threshold 32 MiB,
-/// glibc's maximum on 64-bit; trim threshold 2 GiB; top pad 64 MiB). Returns whether the setting was applied; a no-op
+/// glibc's maximum on 64-bit; trim threshold 2 GiB; top pad 64 MiB; one arena, so that worker
+/// threads reuse the main heap instead of creating and unmapping per-thread heaps, whose pages
+/// the kernel zeroes again at every first touch). Returns whether the setting was applied; a no-op
 /// returning `false` on other C libraries. Call once at program start, before heavy work.
 pub fn retain_large_allocations() -> bool {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
@@ -17,7 +19,8 @@ pub fn retain_large_allocations() -> bool {
             let a = libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
             let b = libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
             let c = libc::mallopt(libc::M_TOP_PAD, 64 << 20);
-            a == 1 && b == 1 && c == 1
+            let d = libc::mallopt(libc::M_ARENA_MAX, 1);
+            a == 1 && b == 1 && c == 1 && d == 1
         }
     }
     #[cfg(not(all(target_os = "linux", target_env = "gnu")))]

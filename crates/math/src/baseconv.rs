@@ -131,20 +131,21 @@ impl BaseConverter {
         self.accumulate(n, y, j, out);
     }
 
-    /// `out = Σ_i y_i·(Q/q_i) mod p_j`, one vectorized Shoup pass per source prime.
+    /// `out = Σ_i y_i·(Q/q_i) mod p_j`, one vectorized pass over all source primes.
     fn accumulate(&self, n: usize, y: &[u64], j: usize, out: &mut [u64]) {
         let l = self.from.len();
         let pj = &self.to[j];
-        out.fill(0);
-        for i in 0..l {
-            crate::simd::mul_shoup_acc(
-                pj,
-                out,
-                &y[i * n..(i + 1) * n],
-                self.qhat_mod_p[j * l + i],
-                self.qhat_mod_p_shoup[j * l + i],
-            );
+        if n == 0 {
+            return;
         }
+        let ys: Vec<&[u64]> = y.chunks_exact(n).take(l).collect();
+        crate::simd::dot_shoup(
+            pj,
+            out,
+            &ys,
+            &self.qhat_mod_p[j * l..(j + 1) * l],
+            &self.qhat_mod_p_shoup[j * l..(j + 1) * l],
+        );
     }
 
     /// `input`: `from.len()` residue vectors of length `n` (prime-major, coefficient

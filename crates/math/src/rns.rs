@@ -125,6 +125,11 @@ impl RnsContext {
             .sum()
     }
 
+    /// The exponents of the NTT slots shared by every prime of the context (see [`crate::ntt`]).
+    pub fn ntt_table(&self) -> &NttTable {
+        &self.table
+    }
+
     /// NTT-slot permutation for `X → X^k`; see [`crate::ntt`].
     pub fn automorphism_permutation(&self, k: usize) -> Result<Vec<u32>, MathError> {
         check_galois(k, self.n)?;

@@ -65,6 +65,32 @@ pub fn mul_shoup_acc_scalar(m: &Modulus, acc: &mut [u64], x: &[u64], w: u64, w_s
     }
 }
 
+/// `out[i] = Σ_j x_j[i]·w_j mod q` in one pass over the inputs (`x = [x_0, …]` of `out.len()`
+/// values each, any 64-bit; `ws[j] = m.shoup(w[j])`, `w[j] < q`): the sum of fast base
+/// conversion, without re-reading and re-writing `out` once per input.
+pub fn dot_shoup(m: &Modulus, out: &mut [u64], x: &[&[u64]], w: &[u64], ws: &[u64]) {
+    assert!(x.len() == w.len() && w.len() == ws.len());
+    assert!(x.iter().all(|v| v.len() == out.len()));
+    #[cfg(target_arch = "x86_64")]
+    if avx512() {
+        // SAFETY: the CPU supports avx512f and avx512dq (checked just above).
+        unsafe { x86::dot_shoup(m.value(), out, x, w, ws) };
+        return;
+    }
+    dot_shoup_scalar(m, out, x, w, ws)
+}
+
+/// Scalar reference of [`dot_shoup`].
+pub fn dot_shoup_scalar(m: &Modulus, out: &mut [u64], x: &[&[u64]], w: &[u64], ws: &[u64]) {
+    for (i, o) in out.iter_mut().enumerate() {
+        let mut acc = 0u64;
+        for ((xj, &wj), &wsj) in x.iter().zip(w).zip(ws) {
+            acc = m.add(acc, m.mul_shoup(xj[i], wj, wsj));
+        }
+        *o = acc;
+    }
+}
+
 /// `s[i] += x[i] as f64 · c` (the fractional sums of exact base conversion).
 pub fn fma_f64(s: &mut [f64], x: &[u64], c: f64) {
     assert_eq!(s.len(), x.len());
@@ -191,16 +217,29 @@ mod x86 {
             _mm512_set1_epi64(c as i64),
         );
         let n8 = x.len() / 8 * 8;
+        let (vws_hi, vq2) = (
+            _mm512_set1_epi64((ws >> 32) as i64),
+            _mm512_set1_epi64((2 * q) as i64),
+        );
         for i in (0..n8).step_by(8) {
             // SAFETY: i + 8 ≤ x.len() = t.len(); unaligned loads/stores.
             let xv = unsafe { _mm512_loadu_si512(x.as_ptr().add(i) as *const _) };
             let tv = unsafe { _mm512_loadu_si512(t.as_ptr().add(i) as *const _) };
             let d = _mm512_sub_epi64(_mm512_add_epi64(xv, vq), tv);
-            let r = csub(_mm512_add_epi64(shoup(d, vw, vws, vq), vc), vq);
+            let r = if q < 1 << 61 {
+                // [0, 3q) + c < 4q → [0, q) (q < 2^61: no overflow).
+                let r = _mm512_add_epi64(shoup_lazy61(d, vw, vws, vws_hi, vq), vc);
+                csub(csub(r, vq2), vq)
+            } else {
+                csub(_mm512_add_epi64(shoup(d, vw, vws, vq), vc), vq)
+            };
             unsafe { _mm512_storeu_si512(x.as_mut_ptr().add(i) as *mut _, r) };
         }
-        let m = crate::Modulus::new(q).expect("valid modulus");
-        super::sub_mul_add_scalar(&m, &mut x[n8..], &t[n8..], w, ws, c);
+        if n8 < x.len() {
+            // (Modulus::new divides: only for a tail, not on every short call.)
+            let m = crate::Modulus::new(q).expect("valid modulus");
+            super::sub_mul_add_scalar(&m, &mut x[n8..], &t[n8..], w, ws, c);
+        }
     }
 
     #[target_feature(enable = "avx512f,avx512dq")]
@@ -211,14 +250,25 @@ mod x86 {
             _mm512_set1_epi64(ws as i64),
         );
         let n8 = x.len() / 8 * 8;
+        let (vws_hi, vq2) = (
+            _mm512_set1_epi64((ws >> 32) as i64),
+            _mm512_set1_epi64((2 * q) as i64),
+        );
         for i in (0..n8).step_by(8) {
             // SAFETY: i + 8 ≤ x.len(); unaligned loads/stores.
             let xv = unsafe { _mm512_loadu_si512(x.as_ptr().add(i) as *const _) };
-            unsafe { _mm512_storeu_si512(x.as_mut_ptr().add(i) as *mut _, shoup(xv, vw, vws, vq)) };
+            let r = if q < 1 << 61 {
+                csub(csub(shoup_lazy61(xv, vw, vws, vws_hi, vq), vq2), vq)
+            } else {
+                shoup(xv, vw, vws, vq)
+            };
+            unsafe { _mm512_storeu_si512(x.as_mut_ptr().add(i) as *mut _, r) };
         }
-        let m = crate::Modulus::new(q).expect("valid modulus");
-        for v in &mut x[n8..] {
-            *v = m.mul_shoup(*v, w, ws);
+        if n8 < x.len() {
+            let m = crate::Modulus::new(q).expect("valid modulus");
+            for v in &mut x[n8..] {
+                *v = m.mul_shoup(*v, w, ws);
+            }
         }
     }
 
@@ -230,15 +280,127 @@ mod x86 {
             _mm512_set1_epi64(ws as i64),
         );
         let n8 = x.len() / 8 * 8;
+        let (vws_hi, vq2) = (
+            _mm512_set1_epi64((ws >> 32) as i64),
+            _mm512_set1_epi64((2 * q) as i64),
+        );
         for i in (0..n8).step_by(8) {
             // SAFETY: i + 8 ≤ x.len() = acc.len(); unaligned loads/stores.
             let xv = unsafe { _mm512_loadu_si512(x.as_ptr().add(i) as *const _) };
             let av = unsafe { _mm512_loadu_si512(acc.as_ptr().add(i) as *const _) };
-            let r = csub(_mm512_add_epi64(av, shoup(xv, vw, vws, vq)), vq);
+            let r = if q < 1 << 61 {
+                // acc < q plus a product in [0, 3q): below 4q.
+                let s = _mm512_add_epi64(av, shoup_lazy61(xv, vw, vws, vws_hi, vq));
+                csub(csub(s, vq2), vq)
+            } else {
+                csub(_mm512_add_epi64(av, shoup(xv, vw, vws, vq)), vq)
+            };
             unsafe { _mm512_storeu_si512(acc.as_mut_ptr().add(i) as *mut _, r) };
         }
-        let m = crate::Modulus::new(q).expect("valid modulus");
-        super::mul_shoup_acc_scalar(&m, &mut acc[n8..], &x[n8..], w, ws);
+        if n8 < x.len() {
+            let m = crate::Modulus::new(q).expect("valid modulus");
+            super::mul_shoup_acc_scalar(&m, &mut acc[n8..], &x[n8..], w, ws);
+        }
+    }
+
+    /// `a·w mod q` in `[0, 3q)` for any 64-bit `a` (`w < q`, `ws = ⌊w·2^64/q⌋`,
+    /// `ws_hi = ws >> 32`): Shoup's product with the quotient estimate of [`mulhi_approx`].
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512dq")]
+    fn shoup_lazy61(a: __m512i, w: __m512i, ws: __m512i, ws_hi: __m512i, q: __m512i) -> __m512i {
+        let qhat = mulhi_approx(a, ws, ws_hi);
+        _mm512_sub_epi64(_mm512_mullo_epi64(a, w), _mm512_mullo_epi64(qhat, q))
+    }
+
+    /// `⌊a·b/2^64⌋` or one less: the high half without the `a_lo·b_lo` partial product (three
+    /// 32×32 multiplies); `b_hi = b >> 32` is passed precomputed.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn mulhi_approx(a: __m512i, b: __m512i, b_hi: __m512i) -> __m512i {
+        let mask = _mm512_set1_epi64(0xffff_ffff);
+        let a_hi = _mm512_srli_epi64::<32>(a);
+        let lohi = _mm512_mul_epu32(a, b_hi);
+        let hilo = _mm512_mul_epu32(a_hi, b);
+        let hihi = _mm512_mul_epu32(a_hi, b_hi);
+        let u = _mm512_add_epi64(hilo, _mm512_and_si512(lohi, mask));
+        _mm512_add_epi64(
+            hihi,
+            _mm512_add_epi64(_mm512_srli_epi64::<32>(lohi), _mm512_srli_epi64::<32>(u)),
+        )
+    }
+
+    #[target_feature(enable = "avx512f,avx512dq")]
+    pub(super) unsafe fn dot_shoup(q: u64, out: &mut [u64], x: &[&[u64]], w: &[u64], ws: &[u64]) {
+        if q < 1 << 61 {
+            // SAFETY: same CPU features as this function.
+            unsafe { dot_shoup_61(q, out, x, w, ws) };
+            return;
+        }
+        let vq = _mm512_set1_epi64(q as i64);
+        let vq2 = _mm512_set1_epi64((2 * q) as i64);
+        let wv: Vec<(__m512i, __m512i)> = w
+            .iter()
+            .zip(ws)
+            .map(|(&a, &b)| (_mm512_set1_epi64(a as i64), _mm512_set1_epi64(b as i64)))
+            .collect();
+        let n8 = out.len() / 8 * 8;
+        for i in (0..n8).step_by(8) {
+            // Lazy Shoup products lie in [0, 2q); the running sum is kept in [0, 2q)
+            // (sums below 4q < 2^64 for q < 2^62).
+            let mut acc = _mm512_setzero_si512();
+            for (xj, &(vw, vws)) in x.iter().zip(&wv) {
+                // SAFETY: i + 8 ≤ out.len() = xj.len(); unaligned loads.
+                let xv = unsafe { _mm512_loadu_si512(xj.as_ptr().add(i) as *const _) };
+                let qhat = mulhi(xv, vws);
+                let r = _mm512_sub_epi64(_mm512_mullo_epi64(xv, vw), _mm512_mullo_epi64(qhat, vq));
+                acc = csub(_mm512_add_epi64(acc, r), vq2);
+            }
+            let r = csub(acc, vq);
+            unsafe { _mm512_storeu_si512(out.as_mut_ptr().add(i) as *mut _, r) };
+        }
+        if n8 < out.len() {
+            let m = crate::Modulus::new(q).expect("valid modulus");
+            let tails: Vec<&[u64]> = x.iter().map(|v| &v[n8..]).collect();
+            super::dot_shoup_scalar(&m, &mut out[n8..], &tails, w, ws);
+        }
+    }
+
+    /// [`dot_shoup`] for `q < 2^61`: the quotient estimate may be one short, so each product lies
+    /// in `[0, 3q)` and the running sum is kept in `[0, 3q)` (sums below `6q < 2^64`).
+    #[target_feature(enable = "avx512f,avx512dq")]
+    unsafe fn dot_shoup_61(q: u64, out: &mut [u64], x: &[&[u64]], w: &[u64], ws: &[u64]) {
+        let vq = _mm512_set1_epi64(q as i64);
+        let vq2 = _mm512_set1_epi64((2 * q) as i64);
+        let vq3 = _mm512_set1_epi64((3 * q) as i64);
+        let wv: Vec<(__m512i, __m512i, __m512i)> = w
+            .iter()
+            .zip(ws)
+            .map(|(&a, &b)| {
+                (
+                    _mm512_set1_epi64(a as i64),
+                    _mm512_set1_epi64(b as i64),
+                    _mm512_set1_epi64((b >> 32) as i64),
+                )
+            })
+            .collect();
+        let n8 = out.len() / 8 * 8;
+        for i in (0..n8).step_by(8) {
+            let mut acc = _mm512_setzero_si512();
+            for (xj, &(vw, vws, vws_hi)) in x.iter().zip(&wv) {
+                // SAFETY: i + 8 ≤ out.len() = xj.len(); unaligned loads.
+                let xv = unsafe { _mm512_loadu_si512(xj.as_ptr().add(i) as *const _) };
+                let qhat = mulhi_approx(xv, vws, vws_hi);
+                let r = _mm512_sub_epi64(_mm512_mullo_epi64(xv, vw), _mm512_mullo_epi64(qhat, vq));
+                acc = csub(_mm512_add_epi64(acc, r), vq3);
+            }
+            let r = csub(csub(acc, vq2), vq);
+            unsafe { _mm512_storeu_si512(out.as_mut_ptr().add(i) as *mut _, r) };
+        }
+        if n8 < out.len() {
+            let m = crate::Modulus::new(q).expect("valid modulus");
+            let tails: Vec<&[u64]> = x.iter().map(|v| &v[n8..]).collect();
+            super::dot_shoup_scalar(&m, &mut out[n8..], &tails, w, ws);
+        }
     }
 
     #[target_feature(enable = "avx512f,avx512dq")]
@@ -267,7 +429,14 @@ mod tests {
     #[test]
     fn simd_matches_scalar() {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(21);
-        for q in [3u64, 65537, (1 << 44) - 21, (1 << 61) - 1, (1 << 62) - 57] {
+        for q in [
+            3u64,
+            65537,
+            (1 << 44) - 21,
+            (1 << 61) - 1,
+            2305843009211596801, // 61-bit NTT prime just below 2^61
+            (1 << 62) - 57,
+        ] {
             let m = Modulus::new(q).unwrap();
             for len in [0usize, 1, 7, 8, 9, 64, 101] {
                 let x: Vec<u64> = (0..len).map(|_| rng.gen_range(0..2 * q)).collect();
@@ -299,6 +468,27 @@ mod tests {
                     .map(|(&a, &x)| ((a as u128 + x as u128 * w as u128) % q as u128) as u64)
                     .collect();
                 assert_eq!(a1, want);
+                for l in [0usize, 1, 2, 5, 9] {
+                    let xs: Vec<Vec<u64>> = (0..l)
+                        .map(|_| (0..len).map(|_| rng.gen()).collect())
+                        .collect();
+                    let ws_: Vec<u64> = (0..l).map(|_| rng.gen_range(0..q)).collect();
+                    let wss: Vec<u64> = ws_.iter().map(|&w| m.shoup(w)).collect();
+                    let refs: Vec<&[u64]> = xs.iter().map(|v| v.as_slice()).collect();
+                    let mut o1 = vec![7u64; len];
+                    let mut o2 = vec![9u64; len];
+                    dot_shoup(&m, &mut o1, &refs, &ws_, &wss);
+                    dot_shoup_scalar(&m, &mut o2, &refs, &ws_, &wss);
+                    assert_eq!(o1, o2);
+                    let want: Vec<u64> = (0..len)
+                        .map(|i| {
+                            (0..l).fold(0u128, |a, j| {
+                                (a + xs[j][i] as u128 * ws_[j] as u128) % q as u128
+                            }) as u64
+                        })
+                        .collect();
+                    assert_eq!(o1, want);
+                }
                 let mut f1 = vec![0.5f64; len];
                 let mut f2 = f1.clone();
                 fma_f64(&mut f1, &raw, 1.0 / q as f64);
