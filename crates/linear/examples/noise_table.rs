@@ -9,20 +9,21 @@ fn main() {
     let ring = Ring::new(37).unwrap();
     let proto = Cheetah::default();
     println!(
-        "| layer | params | pack | log2 B_hide | log2 sigma_f | log2 total noise | log2 Q | k |"
+        "| layer | params | pack | log2 B_hide | log2 sigma_f | log2 total noise | log2 Q | k | b (c0) |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|");
     for (name, layer) in shapes::distinct(&shapes::by_name(model, wb).expect("model")) {
         match proto.plan(&layer, ring) {
             Ok(p) => println!(
-                "| {name} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {} |",
+                "| {name} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} |",
                 p.params.name(),
                 p.pack,
                 p.noise.hide_bound.log2(),
                 p.noise.flood_sigma.log2(),
                 p.noise.total_log2,
                 p.params.log_q().unwrap(),
-                p.noise.response_bits
+                p.noise.response_bits,
+                p.noise.c0_bits
             ),
             Err(e) => println!("| {name} | error: {e} |"),
         }

@@ -18,7 +18,8 @@
 //!
 //! Bytes on the wire (both exact, see [`Cheetah::plan`] and [`layout_cost`]):
 //! c→s `[tag][seed][c₀ of each input ct, per prime packed at the prime's width]`,
-//! s→c `[c₁ (N values), kept c₀ values]` per returned ct, all packed at k bits.
+//! s→c `[c₁ (N values) of every returned ct, at k bits][kept c₀ values of every returned ct, at
+//! b ≤ k bits]` (b: [`ResponseNoise::c0_bits`]; docs/security.md derives both).
 
 pub mod conv;
 pub mod fc;
@@ -115,9 +116,14 @@ fn math_err(e: math::MathError) -> LinearError {
     LinearError::Math(e)
 }
 
-/// Predicted cost of running `layout` on `params` with response modulus 2^k, packing `pack`
-/// response polynomials per returned ciphertext (1: none).
-pub fn layout_cost(params: HeParamsId, layout: &Layout, response_bits: u32, pack: usize) -> Cost {
+/// Predicted cost of running `layout` on `params` with response moduli `noise` (c₁ at k bits, c₀
+/// at b bits), packing `pack` response polynomials per returned ciphertext (1: none).
+pub fn layout_cost(
+    params: HeParamsId,
+    layout: &Layout,
+    noise: &ResponseNoise,
+    pack: usize,
+) -> Cost {
     let n = params.n() as u64;
     let l = params.prime_bits().len() as u64;
     let ins = layout.input_cts() as u64;
@@ -138,7 +144,8 @@ pub fn layout_cost(params: HeParamsId, layout: &Layout, response_bits: u32, pack
         ciphertexts_c2s: ins,
         ciphertexts_s2c: groups,
         bytes_c2s: 1 + 32 + ins * poly_bytes(params) as u64,
-        bytes_s2c: packed_len((groups * n + kept) as usize, response_bits) as u64,
+        bytes_s2c: (packed_len((groups * n) as usize, noise.response_bits)
+            + packed_len(kept as usize, noise.c0_bits)) as u64,
         messages_c2s: 1,
         messages_s2c: 1,
         rounds: 1,
@@ -155,22 +162,31 @@ pub fn layout_cost(params: HeParamsId, layout: &Layout, response_bits: u32, pack
 }
 
 /// Machine model used to rank plans: estimated seconds = bytes / bandwidth + compute. Compute
-/// counts length-N NTTs (one prime), a hybrid key switch as [`KEY_SWITCH_NTTS`] NTTs at N = 8192,
-/// and a pointwise product as a quarter NTT. Ratios measured on the development machine
-/// (2 cores, 2026-11-21, `cargo run --example ks_time -p privinfer-linear`): NTT(8192)/NTT(4096)
-/// ≈ 2.3, key switch ≈ 48 NTT(8192); the absolute NTT time is [`NTT_4096_SECONDS`].
-pub fn estimated_seconds(cost: &Cost, n: usize, bandwidth_bytes_per_s: f64) -> f64 {
-    let t_ntt = NTT_4096_SECONDS * (n as f64 / 4096.0) * ((n as f64).log2() / 12.0);
+/// counts length-N NTTs over one prime, a hybrid key switch as [`key_switch_ntts`] such NTTs, and
+/// a pointwise product as a quarter NTT. Constants measured on the development machine (2-core
+/// AMD EPYC with AVX-512, 2026-11-21, best of 20–50 runs,
+/// `cargo run --example ks_time -p privinfer-linear`): NTT(8192)/NTT(4096) ≈ 2.1; the absolute
+/// NTT time is [`NTT_4096_SECONDS`].
+pub fn estimated_seconds(cost: &Cost, params: HeParamsId, bandwidth_bytes_per_s: f64) -> f64 {
+    let n = params.n() as f64;
+    let t_ntt = NTT_4096_SECONDS * (n / 4096.0) * (n.log2() / 12.0);
     cost.bytes() as f64 / bandwidth_bytes_per_s
         + cost.ntts as f64 * t_ntt
-        + cost.rotations as f64 * KEY_SWITCH_NTTS * t_ntt
+        + cost.rotations as f64 * key_switch_ntts(params) * t_ntt
         + cost.ct_pt_mults as f64 * t_ntt / 4.0
 }
 
 /// Seconds of one length-4096 NTT over one prime assumed by [`estimated_seconds`].
-pub const NTT_4096_SECONDS: f64 = 20e-6;
-/// A hybrid key switch on the packing set, in NTTs of the same degree.
-pub const KEY_SWITCH_NTTS: f64 = 48.0;
+pub const NTT_4096_SECONDS: f64 = 35e-6;
+
+/// One automorphism + hybrid key switch on a packing set, in one-prime NTTs of the same degree
+/// (measured: N8192Q180P38 ≈ 2.9 ms, N8192Q120P60 ≈ 1.1–1.6 ms, one NTT(8192) ≈ 73 µs).
+pub fn key_switch_ntts(params: HeParamsId) -> f64 {
+    match params {
+        HeParamsId::N8192Q120P60 => 18.0,
+        _ => 40.0,
+    }
+}
 
 impl Cheetah {
     pub fn new(config: CheetahConfig) -> Cheetah {
@@ -230,9 +246,8 @@ impl Cheetah {
                     }
                 };
                 let Ok(nz) = nz else { continue };
-                let cost = layout_cost(p, &layout, nz.response_bits, pack);
-                let score =
-                    estimated_seconds(&cost, p.n(), self.config.bandwidth_bytes_per_s as f64);
+                let cost = layout_cost(p, &layout, &nz, pack);
+                let score = estimated_seconds(&cost, p, self.config.bandwidth_bytes_per_s as f64);
                 if best.as_ref().is_none_or(|(b, _)| score < *b) {
                     best = Some((
                         score,
@@ -285,13 +300,14 @@ impl Cheetah {
         ch.send(&msg)?;
         ch.flush()?;
 
-        // Response: per output ct, c₁ (N values) then its kept c₀ values, at k bits.
-        let k = plan.noise.response_bits;
+        // Response: c₁ (N values) of every returned ct at k bits, then their kept c₀ values at
+        // b bits.
+        let (k, b) = (plan.noise.response_bits, plan.noise.c0_bits);
         let resp = ch.recv()?;
         let responses = responses(&layout, plan.pack);
         let kept_total: usize = responses.iter().map(|r| r.1.len()).sum();
-        let count = responses.len() * n + kept_total;
-        let expected = packed_len(count, k);
+        let c1_len = packed_len(responses.len() * n, k);
+        let expected = c1_len + packed_len(kept_total, b);
         if resp.len() != expected {
             return Err(LinearError::MessageLength {
                 what: "linear response",
@@ -299,9 +315,11 @@ impl Cheetah {
                 got: resp.len(),
             });
         }
-        let vals = unpack_bits(&resp, k, count).map_err(|_| LinearError::MessageRange {
+        let bad = |_| LinearError::MessageRange {
             what: "linear response",
-        })?;
+        };
+        let c1_vals = unpack_bits(&resp[..c1_len], k, responses.len() * n).map_err(bad)?;
+        let c0_vals = unpack_bits(&resp[c1_len..], b, kept_total).map_err(bad)?;
         let (p0, p1) = (ctx.moduli()[0], ctx.moduli()[1]);
         let p0_inv = p1.inv(p1.reduce(p0.value())).expect("distinct primes");
         let big_p = p0.value() as i128 * p1.value() as i128;
@@ -310,10 +328,9 @@ impl Cheetah {
         let mut y = vec![0u64; layer.output_len()];
         let mut noise = vec![0i64; layer.output_len()];
         let mut off = 0;
-        for (_, pos) in &responses {
-            let c1 = &vals[off..off + n];
-            off += n;
-            let c0 = &vals[off..off + pos.len()];
+        for (r, (_, pos)) in responses.iter().enumerate() {
+            let c1 = &c1_vals[r * n..(r + 1) * n];
+            let c0 = &c0_vals[off..off + pos.len()];
             off += pos.len();
             // c₁·s exactly over the integers (|c₁·s| < N·2^k < q₀q₁/2), then mod 2^k.
             let mut prod = Poly::from_unsigned(&ctx, 2, c1);
@@ -327,7 +344,7 @@ impl Cheetah {
                 if v > big_p / 2 {
                     v -= big_p;
                 }
-                let d = (c0v as i128 + v) as u64 & kmask;
+                let d = (((c0v << (k - b)) as i128) + v) as u64 & kmask;
                 let m = ring.reduce((d + (1u64 << (shift - 1))) >> shift);
                 y[out] = m;
                 // The client's view of the noise: the centered phase minus the scaled message.
@@ -704,6 +721,7 @@ impl LinearProtocol for Cheetah {
         }];
         if plan.pack > 1 {
             req.push(KeyRequest::Galois {
+                params: plan.params,
                 ell: ring.bits(),
                 log_g: plan.pack.trailing_zeros(),
             });
@@ -753,7 +771,7 @@ impl LinearProtocol for Cheetah {
                 plan.params,
                 ring.bits(),
                 plan.pack,
-                keys.galois(ring.bits())?,
+                keys.galois(plan.params, ring.bits())?,
             )?)
         } else {
             None
@@ -777,7 +795,7 @@ impl LinearProtocol for Cheetah {
         // Client's ciphertexts; add the server's share: ct_i encrypts x̂_C,i + x̂_S,i = x̂_i.
         let cts = parse_query(&plan, &ctx, &enc, x, &ch.recv()?)?;
 
-        let k = plan.noise.response_bits;
+        let (k, b) = (plan.noise.response_bits, plan.noise.c0_bits);
         let q0 = ctx.moduli()[0].value();
         let sigma = match self.config.flooding {
             Flooding::Gaussian => plan.noise.flood_sigma,
@@ -798,8 +816,8 @@ impl LinearProtocol for Cheetah {
             ring,
             sigma,
         };
-        let mut out_vals: Vec<u64> =
-            Vec::with_capacity(layout.output_cts() * n + layer.output_len());
+        let mut c1_vals: Vec<u64> = Vec::with_capacity(layout.output_cts() * n);
+        let mut c0_vals: Vec<u64> = Vec::with_capacity(layer.output_len());
         for (members, pos) in responses(&layout, plan.pack) {
             let (mut acc0, mut acc1) = match &packer {
                 None => run.products(&layout, members[0], &cts, &wpt)?,
@@ -825,14 +843,15 @@ impl LinearProtocol for Cheetah {
                 acc0.rescale_last().map_err(math_err)?;
                 acc1.rescale_last().map_err(math_err)?;
             }
-            out_vals.extend(acc1.residue(0).iter().map(|&c| switch_to_pow2(c, q0, k)));
-            out_vals.extend(
+            c1_vals.extend(acc1.residue(0).iter().map(|&c| switch_to_pow2(c, q0, k)));
+            c0_vals.extend(
                 pos.iter()
-                    .map(|&(coef, _)| switch_to_pow2(acc0.residue(0)[coef], q0, k)),
+                    .map(|&(coef, _)| switch_to_pow2(acc0.residue(0)[coef], q0, b)),
             );
         }
         let mut resp = Vec::with_capacity(plan.cost.bytes_s2c as usize);
-        pack_bits(&out_vals, k, &mut resp);
+        pack_bits(&c1_vals, k, &mut resp);
+        pack_bits(&c0_vals, b, &mut resp);
         debug_assert_eq!(resp.len() as u64, plan.cost.bytes_s2c);
         ch.send(&resp)?;
         ch.flush()?;
