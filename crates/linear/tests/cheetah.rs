@@ -113,6 +113,11 @@ fn packed_responses_conv_and_fc() {
         let plan = packed.plan(&layer, ring).unwrap();
         assert!(plan.pack > 1, "{layer:?}: packing not chosen");
         let out = check_layer(&packed, &layer, ring, 9);
+        // Key switches: one per packed member beyond the first of its group (a partial last
+        // group, as for 12 channels in groups of 8, spends none on its padding).
+        let groups = plan.layout.response_groups(plan.pack);
+        let members: usize = groups.iter().map(Vec::len).sum();
+        assert_eq!(plan.cost.rotations as usize, members - groups.len());
         let base = unpacked.cost(&layer, ring).unwrap().bytes();
         eprintln!(
             "{} {layer:?}: pack {} → {} + {} bytes (Cheetah formula {base})",
@@ -130,6 +135,7 @@ fn packed_layers() -> Vec<LayerSpec> {
         LayerSpec::conv(conv(32, 16, 64, 3, 2, 1, 1), 12),
         LayerSpec::conv(conv(96, 4, 96, 3, 1, 1, 96), 12),
         LayerSpec::fc(512, 100, 12),
+        LayerSpec::conv(conv(16, 8, 12, 3, 1, 1, 1), 12),
     ]
 }
 

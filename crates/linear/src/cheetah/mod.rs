@@ -58,6 +58,9 @@ pub struct CheetahConfig {
     pub flooding: Flooding,
     /// Allow packed responses (false: Cheetah's own protocol, the comparison baseline).
     pub packing: bool,
+    /// Send each kept c₀ value at b < k bits ([`ResponseNoise::c0_bits`]; false: at k bits,
+    /// as Cheetah does).
+    pub short_c0: bool,
     /// Bandwidth assumed when ranking plans, bytes per second (default: WAN, 400 Mbit/s).
     /// A small value makes the planner trade compute (key switches) for bytes.
     pub bandwidth_bytes_per_s: u64,
@@ -68,6 +71,7 @@ impl CheetahConfig {
     pub fn unpacked() -> CheetahConfig {
         CheetahConfig {
             packing: false,
+            short_c0: false,
             ..CheetahConfig::default()
         }
     }
@@ -90,6 +94,7 @@ impl Default for CheetahConfig {
             params: None,
             flooding: Flooding::Gaussian,
             packing: true,
+            short_c0: true,
             bandwidth_bytes_per_s: 50_000_000,
         }
     }
@@ -135,7 +140,11 @@ pub fn layout_cost(
     // Packing: G − 1 merges (one key switch and two monomial products each) per returned
     // ciphertext; NTTs of the monomials X^D.
     let (ks, pack_ntts, pack_mults) = if pack > 1 {
-        let merges = groups * (pack as u64 - 1);
+        let merges: u64 = layout
+            .response_groups(pack)
+            .iter()
+            .map(|m| merge_count(m.len()) as u64)
+            .sum();
         (merges, pack.trailing_zeros() as u64 * l, 2 * merges)
     } else {
         (0, 0, 0)
@@ -159,6 +168,14 @@ pub fn layout_cost(
         ntts: ins * l + groups * 4 + ins * l + weights * l + groups * 3 * l + pack_ntts,
         rotations: ks,
     }
+}
+
+/// Key switches [`Packer::pack`] spends on a group of `members` ≤ G response polynomials
+/// (padded with absent leaves to G): one per merge of two halves that both hold a member, since
+/// merges with only padding on the odd side cost none. Each such merge joins two sets of members,
+/// so there are members − 1 of them.
+fn merge_count(members: usize) -> usize {
+    members.saturating_sub(1)
 }
 
 /// Machine model used to rank plans: estimated seconds = bytes / bandwidth + compute. Compute
@@ -245,7 +262,10 @@ impl Cheetah {
                         r
                     }
                 };
-                let Ok(nz) = nz else { continue };
+                let Ok(mut nz) = nz else { continue };
+                if !self.config.short_c0 {
+                    nz.c0_bits = nz.response_bits;
+                }
                 let cost = layout_cost(p, &layout, &nz, pack);
                 let score = estimated_seconds(&cost, p, self.config.bandwidth_bytes_per_s as f64);
                 if best.as_ref().is_none_or(|(b, _)| score < *b) {
@@ -585,19 +605,36 @@ impl Packer {
         })
     }
 
-    /// Packs `leaves` (NTT form; a power-of-two count) so leaf j ends at offset j·step.
+    /// Packs `leaves` (NTT form; a power-of-two count; `None`: padding, only after the members)
+    /// so leaf j ends at offset j·step. A merge whose odd half is all padding returns 2A without a
+    /// key switch: the slots ≡ D (mod 2D) it leaves unclean belong to padding and are never read,
+    /// and every later merge maps slots of the same residue class onto themselves.
     fn pack(
         &self,
-        mut leaves: Vec<(Poly, Poly)>,
+        mut leaves: Vec<Option<(Poly, Poly)>>,
         step: usize,
-    ) -> Result<(Poly, Poly), LinearError> {
+    ) -> Result<Option<(Poly, Poly)>, LinearError> {
         if leaves.len() == 1 {
             return Ok(leaves.pop().expect("one leaf"));
         }
-        let odd: Vec<(Poly, Poly)> = leaves.iter().skip(1).step_by(2).cloned().collect();
-        let even: Vec<(Poly, Poly)> = leaves.into_iter().step_by(2).collect();
-        let (a0, a1) = self.pack(even, 2 * step)?;
-        let (b0, b1) = self.pack(odd, 2 * step)?;
+        let mut odd = Vec::with_capacity(leaves.len() / 2);
+        let mut even = Vec::with_capacity(leaves.len() / 2);
+        for (j, leaf) in leaves.into_iter().enumerate() {
+            if j % 2 == 0 {
+                even.push(leaf);
+            } else {
+                odd.push(leaf);
+            }
+        }
+        let Some((a0, a1)) = self.pack(even, 2 * step)? else {
+            return Ok(None);
+        };
+        let Some((b0, b1)) = self.pack(odd, 2 * step)? else {
+            let (mut d0, mut d1) = (a0.clone(), a1.clone());
+            d0.add_assign(&a0).map_err(math_err)?;
+            d1.add_assign(&a1).map_err(math_err)?;
+            return Ok(Some((d0, d1)));
+        };
         let x = &self.monomials[step.trailing_zeros() as usize];
         let n = a0.n();
         // X^D·B, then A ± X^D·B.
@@ -623,7 +660,7 @@ impl Packer {
         p0.add_assign(&r0).map_err(math_err)?;
         p0.add_assign(&u0).map_err(math_err)?;
         p1.add_assign(&u1).map_err(math_err)?;
-        Ok((p0, p1))
+        Ok(Some((p0, p1)))
     }
 }
 
@@ -824,14 +861,12 @@ impl LinearProtocol for Cheetah {
                 Some(pk) => {
                     let mut leaves = Vec::with_capacity(plan.pack);
                     for &o in &members {
-                        leaves.push(run.products(&layout, o, &cts, &wpt)?);
+                        leaves.push(Some(run.products(&layout, o, &cts, &wpt)?));
                     }
-                    // A partial last group is padded with zeros so every datum gets the factor G.
-                    while leaves.len() < plan.pack {
-                        let z = Poly::zero(&ctx, ctx.len(), Representation::Ntt);
-                        leaves.push((z.clone(), z));
-                    }
-                    pk.pack(leaves, 1)?
+                    // A partial last group is padded with absent leaves (their slots are never
+                    // read); every datum still gets the factor G.
+                    leaves.resize(plan.pack, None);
+                    pk.pack(leaves, 1)?.expect("a group has a member")
                 }
             };
             let masks = run.finish(&mut acc0, &mut acc1, &pos, rng)?;
