@@ -142,6 +142,8 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             "protocol": proto.name(),
             "params": plan.params.name(),
             "pack": plan.pack,
+            "query_drop_bits": plan.query_drop_bits,
+            "response_bits": [plan.noise.response_bits, plan.noise.c0_bits],
             "predicted_c2s": plan.cost.bytes_c2s,
             "predicted_s2c": plan.cost.bytes_s2c,
             "cheetah_bytes": cheetah_bytes,

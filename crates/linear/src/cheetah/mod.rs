@@ -26,6 +26,7 @@ pub mod fc;
 pub mod layout;
 pub mod noise;
 pub mod params;
+pub mod query;
 
 use std::sync::Arc;
 
@@ -36,7 +37,7 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::{CryptoRngCore, SeedableRng};
 use transport::Channel;
 
-use crate::keys::{poly_bytes, read_poly, write_poly, ClientKeys, KeyRequest, ServerKeys};
+use crate::keys::{ClientKeys, KeyRequest, ServerKeys};
 use crate::layer::{LayerShape, LayerSpec, LayerWeights, Ring};
 use crate::protocol::LinearProtocol;
 use crate::{Cost, LinearError};
@@ -61,6 +62,9 @@ pub struct CheetahConfig {
     /// Send each kept c₀ value at b < k bits ([`ResponseNoise::c0_bits`]; false: at k bits,
     /// as Cheetah does).
     pub short_c0: bool,
+    /// Drop low bits of the query's c₀ where the noise budget allows ([`query`]; false: send
+    /// it in full, as Cheetah does).
+    pub short_query: bool,
     /// Bandwidth assumed when ranking plans, bytes per second (default: WAN, 400 Mbit/s).
     /// A small value makes the planner trade compute (key switches) for bytes.
     pub bandwidth_bytes_per_s: u64,
@@ -72,6 +76,7 @@ impl CheetahConfig {
         CheetahConfig {
             packing: false,
             short_c0: false,
+            short_query: false,
             ..CheetahConfig::default()
         }
     }
@@ -95,6 +100,7 @@ impl Default for CheetahConfig {
             flooding: Flooding::Gaussian,
             packing: true,
             short_c0: true,
+            short_query: true,
             bandwidth_bytes_per_s: 50_000_000,
         }
     }
@@ -108,6 +114,8 @@ pub struct CheetahPlan {
     /// Response polynomials packed per returned ciphertext (1: Cheetah's unpacked responses).
     pub pack: usize,
     pub noise: ResponseNoise,
+    /// Low bits of each query coefficient the client does not send ([`query`]).
+    pub query_drop_bits: u32,
     pub cost: Cost,
 }
 
@@ -127,6 +135,7 @@ pub fn layout_cost(
     params: HeParamsId,
     layout: &Layout,
     noise: &ResponseNoise,
+    query_drop_bits: u32,
     pack: usize,
 ) -> Cost {
     let n = params.n() as u64;
@@ -152,7 +161,7 @@ pub fn layout_cost(
     Cost {
         ciphertexts_c2s: ins,
         ciphertexts_s2c: groups,
-        bytes_c2s: 1 + 32 + ins * poly_bytes(params) as u64,
+        bytes_c2s: 1 + 32 + ins * query::query_poly_bytes(params, query_drop_bits) as u64,
         bytes_s2c: (packed_len((groups * n) as usize, noise.response_bits)
             + packed_len(kept as usize, noise.c0_bits)) as u64,
         messages_c2s: 1,
@@ -244,29 +253,22 @@ impl Cheetah {
                     }
                 }
             }
-            let mut noise_by_pack: Vec<(usize, Result<ResponseNoise, ()>)> = Vec::new();
+            let mut noise_by_pack: Vec<(usize, Result<(ResponseNoise, u32), ()>)> = Vec::new();
             for (layout, pack) in cands {
                 let nz = match noise_by_pack.iter().find(|(g, _)| *g == pack) {
                     Some((_, r)) => *r,
                     None => {
-                        let inputs = noise::NoiseInputs {
-                            ell: ring.bits(),
-                            weight_bits: layer.weight_bits,
-                            taps: layout.taps(),
-                            outputs: layer.output_len(),
-                            flood_bits: self.config.flood_bits,
-                            pack,
-                        };
-                        let r = noise::response_noise(p, &inputs).map_err(|e| last_err = Some(e));
+                        let r = self
+                            .response_noise(p, layer, ring, &layout, pack)
+                            .map_err(|e| last_err = Some(e));
                         noise_by_pack.push((pack, r));
                         r
                     }
                 };
-                let Ok(mut nz) = nz else { continue };
-                if !self.config.short_c0 {
-                    nz.c0_bits = nz.response_bits;
-                }
-                let cost = layout_cost(p, &layout, &nz, pack);
+                let Ok((nz, query_drop_bits)) = nz else {
+                    continue;
+                };
+                let cost = layout_cost(p, &layout, &nz, query_drop_bits, pack);
                 let score = estimated_seconds(&cost, p, self.config.bandwidth_bytes_per_s as f64);
                 if best.as_ref().is_none_or(|(b, _)| score < *b) {
                     best = Some((
@@ -276,6 +278,7 @@ impl Cheetah {
                             layout,
                             pack,
                             noise: nz,
+                            query_drop_bits,
                             cost,
                         },
                     ));
@@ -287,6 +290,60 @@ impl Cheetah {
                 reason: "no encoding fits the ring degree",
             })
         })
+    }
+
+    /// The response noise of `layout` packed by `pack` on `p`, and the query bits to drop: the
+    /// most that leave the response moduli k and b as they are without dropping
+    /// ([`query::drop_error_bound`] enters the hidden input noise; the bound grows with the drop,
+    /// so k and b are monotone in it and a bisection finds the largest).
+    fn response_noise(
+        &self,
+        p: HeParamsId,
+        layer: &LayerSpec,
+        ring: Ring,
+        layout: &Layout,
+        pack: usize,
+    ) -> Result<(ResponseNoise, u32), LinearError> {
+        let at = |drop: u32| -> Result<ResponseNoise, LinearError> {
+            let mut nz = noise::response_noise(
+                p,
+                &noise::NoiseInputs {
+                    ell: ring.bits(),
+                    weight_bits: layer.weight_bits,
+                    taps: layout.taps(),
+                    outputs: layer.output_len(),
+                    flood_bits: self.config.flood_bits,
+                    pack,
+                    query_drop: query::drop_error_bound(p, drop)?,
+                },
+            )?;
+            if !self.config.short_c0 {
+                nz.c0_bits = nz.response_bits;
+            }
+            Ok(nz)
+        };
+        let base = at(0)?;
+        if !self.config.short_query {
+            return Ok((base, 0));
+        }
+        let same = |d: u32| {
+            at(d).is_ok_and(|nz| {
+                nz.response_bits == base.response_bits && nz.c0_bits == base.c0_bits
+            })
+        };
+        let (mut lo, mut hi) = (0u32, query::max_drop_bits(p));
+        if same(hi) {
+            lo = hi;
+        }
+        while hi - lo > 1 {
+            let mid = (lo + hi) / 2;
+            if same(mid) {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        Ok((at(lo)?, lo))
     }
 
     /// The client's half, also returning the noise of each decrypted output at modulus 2^k (its
@@ -472,6 +529,7 @@ fn encrypt_query(
     let mut msg = Vec::with_capacity(plan.cost.bytes_c2s as usize);
     msg.push(plan.params.tag());
     msg.extend_from_slice(&seed);
+    let codec = query::QueryCodec::new(plan.params, plan.query_drop_bits)?;
     for idx in 0..plan.layout.input_cts() {
         let mut c0 = expand_input_a(ctx, &seed, idx);
         c0.mul_assign(&sk.s_ntt).map_err(math_err)?;
@@ -480,7 +538,7 @@ fn encrypt_query(
         let e = Poly::from_signed(ctx, ctx.len(), &cbd(n, params::CBD_ETA, rng));
         c0.add_assign(&e).map_err(math_err)?;
         enc.add_to(&mut c0, &plan.layout.encode_input(x, idx));
-        write_poly(&c0, &mut msg);
+        codec.encode(&c0, &mut msg);
     }
     Ok(msg)
 }
@@ -495,7 +553,8 @@ fn parse_query(
     msg: &[u8],
 ) -> Result<Vec<(Poly, Poly)>, LinearError> {
     let layout = &plan.layout;
-    let pb = poly_bytes(plan.params);
+    let pb = query::query_poly_bytes(plan.params, plan.query_drop_bits);
+    let codec = query::QueryCodec::new(plan.params, plan.query_drop_bits)?;
     let expected = 1 + 32 + layout.input_cts() * pb;
     if msg.len() != expected {
         return Err(LinearError::MessageLength {
@@ -514,7 +573,7 @@ fn parse_query(
     let mut cts = Vec::with_capacity(layout.input_cts());
     for idx in 0..layout.input_cts() {
         let body = &msg[33 + idx * pb..33 + (idx + 1) * pb];
-        let mut c0 = read_poly(ctx, Representation::Coefficient, body, "linear query")?;
+        let mut c0 = codec.decode(body, "linear query")?;
         enc.add_to(&mut c0, &layout.encode_input(x, idx));
         c0.ntt_forward();
         cts.push((c0, expand_input_a(ctx, &seed, idx)));

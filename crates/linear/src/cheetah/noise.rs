@@ -25,6 +25,8 @@ pub struct NoiseInputs {
     pub flood_bits: u32,
     /// Response ciphertexts packed per returned ciphertext (1: no packing; a power of two).
     pub pack: usize,
+    /// Bound on the query's rounding |δ| from dropped low bits (0: none; `super::query`).
+    pub query_drop: f64,
 }
 
 /// Bound on the noise one hybrid key switch adds on a packing set: with digits d_j < q_j ≤ 2^60
@@ -62,9 +64,10 @@ pub fn response_noise(p: HeParamsId, inp: &NoiseInputs) -> Result<ResponseNoise,
     let log_q = p.log_q()?;
     let w = 2f64.powi(inp.weight_bits as i32);
     let taps = inp.taps as f64;
-    // Input noise v = e + ε: e ~ CBD (sub-Gaussian σ), |ε| ≤ 1 (rounding of the client's and the
-    // server's Δ-encodings). E = v·w per output: sub-Gaussian part ‖w‖₂·σ·z, rounding part ‖w‖₁.
-    let b_e = w * (TAIL_Z * ERROR_SIGMA * taps.sqrt() + taps);
+    // Input noise v = e + ε + δ: e ~ CBD (sub-Gaussian σ), |ε| ≤ 1 (rounding of the client's and
+    // the server's Δ-encodings), |δ| ≤ query_drop (the query's dropped low bits). E = v·w per
+    // output: sub-Gaussian part ‖w‖₂·σ·z, bounded part ‖w‖₁·(1 + query_drop).
+    let b_e = w * (TAIL_Z * ERROR_SIGMA * taps.sqrt() + taps * (1.0 + inp.query_drop));
     // Re-randomization by a public-key encryption of zero: e_pk·u + e₁ + e₂·s with u, s ternary.
     let b_pk = TAIL_Z * ERROR_SIGMA * (2.0 * n.sqrt() + 1.0);
     // Packing G responses by log₂ G levels of merges: each level doubles the key-switching noise
