@@ -136,6 +136,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     for (name, layer, real) in &layers {
         let plan = proto.plan(layer, ring)?;
         let cheetah_bytes = baseline.cost(layer, ring)?.bytes();
+        let lb = linear::bytes_lower_bound(layer, ring, proto.config.flood_bits);
         let mut row = serde_json::json!({
             "layer": name,
             "op": match layer.shape { linear::LayerShape::Fc(_) => "fc", linear::LayerShape::Scale(_) => "scale", _ => "conv" },
@@ -147,6 +148,8 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             "predicted_c2s": plan.cost.bytes_c2s,
             "predicted_s2c": plan.cost.bytes_s2c,
             "cheetah_bytes": cheetah_bytes,
+            "lower_bound_query": lb.0,
+            "lower_bound_bytes": lb.1,
             "ct_c2s": plan.cost.ciphertexts_c2s,
             "ct_s2c": plan.cost.ciphertexts_s2c,
             "ct_pt_mults": plan.cost.ct_pt_mults,

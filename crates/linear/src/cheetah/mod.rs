@@ -187,6 +187,31 @@ fn merge_count(members: usize) -> usize {
     members.saturating_sub(1)
 }
 
+/// A lower bound on the bytes of any protocol of this shape — a coefficient-encoded RLWE query
+/// carrying every input once, 40-bit-style Gaussian flooding of every output as derived in
+/// docs/security.md, a response carrying every output's c₀ — returned as (query, query +
+/// responses' c₀). Per query coefficient: the query modulus must leave ℓ + 1 bits above the
+/// flooded noise, B_tot ≥ 8.66·2^{λ−1}·√n·B_hide, while the noise hidden includes the query's own
+/// rounding times ‖w‖₁ (≤ T·2^{weight_bits}), so bits(Q) − bits dropped ≥
+/// λ + ℓ + log₂ 8.66 + ½·log₂ n + log₂ T + weight_bits. Each output needs ≥ ℓ + 1 bits of c₀.
+/// The c₁ of the responses (≥ N·k bits each) is not counted, so the bound is not tight.
+pub fn bytes_lower_bound(layer: &LayerSpec, ring: Ring, flood_bits: u32) -> (u64, u64) {
+    let taps = match layer.shape {
+        LayerShape::Fc(f) => f.inputs,
+        LayerShape::Scale(_) => 1,
+        LayerShape::Conv2d(c) => c.c_per_group() * c.kh * c.kw,
+    } as f64;
+    let n_out = layer.output_len() as f64;
+    let bits_per_coef = (flood_bits + ring.bits()) as f64
+        + noise::FLOOD_Z_MAX.log2()
+        + 0.5 * n_out.log2()
+        + taps.log2()
+        + layer.weight_bits as f64;
+    let query = 33 + (layer.input_len() as f64 * bits_per_coef / 8.0).ceil() as u64;
+    let c0 = (n_out * (ring.bits() + 1) as f64 / 8.0).ceil() as u64;
+    (query, query + c0)
+}
+
 /// Machine model used to rank plans: estimated seconds = bytes / bandwidth + compute. Compute
 /// counts length-N NTTs over one prime, a hybrid key switch as [`key_switch_ntts`] such NTTs, and
 /// a pointwise product as a quarter NTT. Constants measured on the development machine (2-core
