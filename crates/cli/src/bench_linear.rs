@@ -154,6 +154,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             "ct_s2c": plan.cost.ciphertexts_s2c,
             "ct_pt_mults": plan.cost.ct_pt_mults,
             "ntts": plan.cost.ntts,
+            "key_switches": plan.cost.rotations,
             "rounds": plan.cost.rounds,
         });
         tot_cheetah += cheetah_bytes;
