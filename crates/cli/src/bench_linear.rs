@@ -37,7 +37,8 @@ pub struct Args {
     /// Bandwidth (Mbit/s) the planner assumes when trading bytes for key switches.
     #[arg(long, default_value_t = 400.0)]
     plan_mbps: f64,
-    /// Disable packed responses (run Cheetah's own protocol).
+    /// Run Cheetah's own protocol (no packed responses, c₀ of responses at k bits, the query in
+    /// full: `CheetahConfig::unpacked()`), the time baseline.
     #[arg(long)]
     no_packing: bool,
     /// Only predict costs (no HE is run).
@@ -87,10 +88,14 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         .filter(|(_, l, _)| !a.distinct || seen.insert(*l))
         .take(a.limit.unwrap_or(usize::MAX))
         .collect();
+    let base = if a.no_packing {
+        CheetahConfig::unpacked()
+    } else {
+        CheetahConfig::default()
+    };
     let proto = Cheetah::new(CheetahConfig {
-        packing: !a.no_packing,
         bandwidth_bytes_per_s: (a.plan_mbps * 1e6 / 8.0) as u64,
-        ..CheetahConfig::default()
+        ..base
     });
     let baseline = Cheetah::new(CheetahConfig::unpacked()); // Cheetah's own formula
     let mut requests = Vec::new();
