@@ -149,11 +149,8 @@ pub fn layout_cost(
     // Packing: G − 1 merges (one key switch and two monomial products each) per returned
     // ciphertext; NTTs of the monomials X^D.
     let (ks, pack_ntts, pack_mults) = if pack > 1 {
-        let merges: u64 = layout
-            .response_groups(pack)
-            .iter()
-            .map(|m| merge_count(m.len()) as u64)
-            .sum();
+        // Σ over groups of (members − 1): every output polynomial is a member of one group.
+        let merges = (layout.output_cts() - layout.response_count(pack)) as u64;
         (merges, pack.trailing_zeros() as u64 * l, 2 * merges)
     } else {
         (0, 0, 0)
@@ -177,14 +174,6 @@ pub fn layout_cost(
         ntts: ins * l + groups * 4 + ins * l + weights * l + groups * 3 * l + pack_ntts,
         rotations: ks,
     }
-}
-
-/// Key switches [`Packer::pack`] spends on a group of `members` ≤ G response polynomials
-/// (padded with absent leaves to G): one per merge of two halves that both hold a member, since
-/// merges with only padding on the odd side cost none. Each such merge joins two sets of members,
-/// so there are members − 1 of them.
-fn merge_count(members: usize) -> usize {
-    members.saturating_sub(1)
 }
 
 /// A lower bound on the bytes of any protocol of this shape — a coefficient-encoded RLWE query
