@@ -15,6 +15,10 @@ fn best(reps: usize, mut f: impl FnMut()) -> std::time::Duration {
 }
 
 fn main() {
+    // As `privinfer bench linear` does; `KS_TIME_DEFAULT_MALLOC=1` measures glibc's defaults.
+    if std::env::var_os("KS_TIME_DEFAULT_MALLOC").is_none() {
+        math::alloc::retain_large_allocations();
+    }
     let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(1);
     for id in [
         linear::HeParamsId::N8192Q180P38,
@@ -35,6 +39,16 @@ fn main() {
         let t_sw = best(20, || {
             let _ = ks.switch(&a, key).unwrap();
         });
+        let t_auto = best(20, || {
+            let _ = c.automorphism(8193).unwrap();
+        });
+        let t_perm = best(20, || {
+            let _ = p.ctx_q().automorphism_permutation(8193).unwrap();
+        });
+        println!(
+            "{}: automorphism {t_auto:?} (permutation table {t_perm:?})",
+            id.name()
+        );
         let mut c2 = c.clone();
         let t_ntt = best(50, || {
             c2.ntt_inverse();

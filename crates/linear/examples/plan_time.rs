@@ -10,6 +10,10 @@ use rand_chacha::ChaCha20Rng;
 use transport::MemoryChannel;
 
 fn main() {
+    // As `privinfer bench linear` does; `KS_TIME_DEFAULT_MALLOC=1` measures glibc's defaults.
+    if std::env::var_os("KS_TIME_DEFAULT_MALLOC").is_none() {
+        math::alloc::retain_large_allocations();
+    }
     let args: Vec<String> = std::env::args().collect();
     let model = args.get(1).map(String::as_str).unwrap_or("resnet50");
     let name = args

@@ -197,14 +197,10 @@ impl KeySwitcher {
             let c = &mut conv[i * n..(i + 1) * n];
             self.ctx_q.plan(i).forward(c);
             let (w, ws) = self.p_inv[i];
-            for ((o, &xv), &cv) in out
-                .residue_mut(i)
-                .iter_mut()
-                .zip(&x[i * n..(i + 1) * n])
-                .zip(c.iter())
-            {
-                *o = m.mul_shoup(m.sub(xv, cv), w, ws);
-            }
+            // (x − c)·P⁻¹ mod q_i, vectorized (x, c < q_i).
+            let o = out.residue_mut(i);
+            o.copy_from_slice(&x[i * n..(i + 1) * n]);
+            math::simd::sub_mul_add(&m, o, c, w, ws, 0);
         }
         Ok(out)
     }

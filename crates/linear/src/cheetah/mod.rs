@@ -212,9 +212,12 @@ pub fn bytes_lower_bound(layer: &LayerSpec, ring: Ring, flood_bits: u32) -> (u64
 /// packed/unpacked ratio matches the measured one within 7 % on ResNet-50 layer4.0.downsample
 /// (1.21 vs 1.20), ResNet-18 layer4.0.conv2 (1.20 vs 1.13), ResNet-50 layer1.0.conv2 (1.00 vs
 /// 0.98), ResNet-20 layer3.0.conv2 (1.02 vs 1.06) and layer1.0.conv1 (1.91 vs 2.0), and the
-/// absolute estimate within ±30 % at load average 3 (a bare NTT(4096) takes 5.6 µs in release,
-/// 37 µs in the dev profile with debug assertions; a bare `KeySwitcher::switch`,
-/// `examples/ks_time`, 0.35 ms on N8192Q120P60 and 1.2 ms on N8192Q180P38 in release).
+/// absolute estimate within ±30 % at load average 3, all with glibc's default malloc settings
+/// (a bare NTT(4096) takes 5.3 µs in release, 37 µs in the dev profile with debug assertions; an
+/// automorphism + key switch, `examples/ks_time`, 0.68 ms on N8192Q120P60 and 0.98 ms on
+/// N8192Q180P38, or 0.26 ms and 0.41 ms when `math::alloc::retain_large_allocations` keeps freed
+/// buffers in the heap, as `privinfer bench linear` does; the constants stay at the slower,
+/// conservative values).
 pub fn estimated_seconds(cost: &Cost, params: HeParamsId, bandwidth_bytes_per_s: f64) -> f64 {
     let n = params.n() as f64;
     let t_ntt = NTT_4096_SECONDS * (n / 4096.0) * (n.log2() / 12.0);
@@ -228,8 +231,8 @@ pub fn estimated_seconds(cost: &Cost, params: HeParamsId, bandwidth_bytes_per_s:
 pub const NTT_4096_SECONDS: f64 = 25e-6;
 
 /// One automorphism + hybrid key switch on a packing set, in effective NTTs of the same degree
-/// (N8192Q120P60: ≈ 0.5 ms in the protocol; N8192Q180P38: three digits and a 3.5× slower bare
-/// switch).
+/// (N8192Q120P60: ≈ 0.5 ms in the protocol with glibc's default malloc; N8192Q180P38: three
+/// digits).
 pub fn key_switch_ntts(params: HeParamsId) -> f64 {
     match params {
         HeParamsId::N8192Q120P60 => 10.0,
