@@ -37,7 +37,8 @@ pub struct Args {
     /// Bandwidth (Mbit/s) the planner assumes when trading bytes for key switches.
     #[arg(long, default_value_t = 400.0)]
     plan_mbps: f64,
-    /// Disable packed responses (run Cheetah's own protocol).
+    /// Run Cheetah's own protocol (no packed responses, c₀ of responses at k bits, the query in
+    /// full: `CheetahConfig::unpacked()`), the time baseline.
     #[arg(long)]
     no_packing: bool,
     /// Only predict costs (no HE is run).
@@ -64,6 +65,9 @@ fn random_weights(layer: &LayerSpec, ring: Ring, rng: &mut ChaCha20Rng) -> Layer
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {
+    // Keep freed polynomial buffers in the heap: without it glibc maps and unmaps every
+    // temporary above 128 KiB, which more than doubles a key switch (examples/ks_time).
+    math::alloc::retain_large_allocations();
     let ring = Ring::new(a.ell)?;
     let mut rng = ChaCha20Rng::seed_from_u64(a.seed);
     let layers: Vec<(String, LayerSpec, Option<LayerWeights>)> = if a.model.ends_with(".onnx") {
@@ -87,10 +91,14 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         .filter(|(_, l, _)| !a.distinct || seen.insert(*l))
         .take(a.limit.unwrap_or(usize::MAX))
         .collect();
+    let base = if a.no_packing {
+        CheetahConfig::unpacked()
+    } else {
+        CheetahConfig::default()
+    };
     let proto = Cheetah::new(CheetahConfig {
-        packing: !a.no_packing,
         bandwidth_bytes_per_s: (a.plan_mbps * 1e6 / 8.0) as u64,
-        ..CheetahConfig::default()
+        ..base
     });
     let baseline = Cheetah::new(CheetahConfig::unpacked()); // Cheetah's own formula
     let mut requests = Vec::new();
@@ -136,19 +144,25 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     for (name, layer, real) in &layers {
         let plan = proto.plan(layer, ring)?;
         let cheetah_bytes = baseline.cost(layer, ring)?.bytes();
+        let lb = linear::bytes_lower_bound(layer, ring, proto.config.flood_bits);
         let mut row = serde_json::json!({
             "layer": name,
             "op": match layer.shape { linear::LayerShape::Fc(_) => "fc", linear::LayerShape::Scale(_) => "scale", _ => "conv" },
             "protocol": proto.name(),
             "params": plan.params.name(),
             "pack": plan.pack,
+            "query_drop_bits": plan.query_drop_bits,
+            "response_bits": [plan.noise.response_bits, plan.noise.c0_bits],
             "predicted_c2s": plan.cost.bytes_c2s,
             "predicted_s2c": plan.cost.bytes_s2c,
             "cheetah_bytes": cheetah_bytes,
+            "lower_bound_query": lb.0,
+            "lower_bound_bytes": lb.1,
             "ct_c2s": plan.cost.ciphertexts_c2s,
             "ct_s2c": plan.cost.ciphertexts_s2c,
             "ct_pt_mults": plan.cost.ct_pt_mults,
             "ntts": plan.cost.ntts,
+            "key_switches": plan.cost.rotations,
             "rounds": plan.cost.rounds,
         });
         tot_cheetah += cheetah_bytes;

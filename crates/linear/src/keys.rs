@@ -27,8 +27,13 @@ pub enum KeyRequest {
     /// sets with Galois keys, whose `rlwe` parameters carry t = 2^ℓ).
     Rlwe { params: HeParamsId, ell: u32 },
     /// Galois keys for X → X^{2N/2^i + 1}, i = 1..=log_g (partial traces for packing G = 2^log_g
-    /// responses), on the key-switching set, for t = 2^ℓ. Implies the matching `Rlwe` key.
-    Galois { ell: u32, log_g: u32 },
+    /// responses), on a key-switching set ([`HeParamsId::can_pack`]), for t = 2^ℓ. Implies the
+    /// matching `Rlwe` key.
+    Galois {
+        params: HeParamsId,
+        ell: u32,
+        log_g: u32,
+    },
 }
 
 /// The Galois elements a partial trace Tr_{K_N/K_{N/G}} uses: 2N/2^i + 1 for i = 1..=log₂ G.
@@ -114,7 +119,7 @@ pub struct ClientKeys {
 /// The server's copy of the client's public keys.
 pub struct ServerKeys {
     sets: BTreeMap<(HeParamsId, u32), PublicKey>,
-    galois: BTreeMap<u32, rlwe::GaloisKeys>,
+    galois: BTreeMap<(HeParamsId, u32), rlwe::GaloisKeys>,
 }
 
 pub(crate) struct PublicKey {
@@ -122,26 +127,36 @@ pub(crate) struct PublicKey {
     pub(crate) a: Poly,
 }
 
-/// Key sets of a list of requests: RLWE keys by (params, ℓ), Galois keys by ℓ with the largest
-/// log G, each implying its RLWE key.
-fn normalized(requests: &[KeyRequest]) -> (Vec<(HeParamsId, u32)>, Vec<(u32, u32)>) {
+/// Galois key sets: (params, ℓ, log G).
+type GaloisSets = Vec<(HeParamsId, u32, u32)>;
+
+/// Key sets of a list of requests: RLWE keys by (params, ℓ), Galois keys by (params, ℓ) with the
+/// largest log G, each implying its RLWE key.
+fn normalized(requests: &[KeyRequest]) -> (Vec<(HeParamsId, u32)>, GaloisSets) {
     let mut rlwe = Vec::new();
-    let mut galois: BTreeMap<u32, u32> = BTreeMap::new();
+    let mut galois: BTreeMap<(HeParamsId, u32), u32> = BTreeMap::new();
     for r in requests {
         match *r {
             KeyRequest::Rlwe { params, ell } => {
                 rlwe.push((params, if params.can_pack() { ell } else { 0 }))
             }
-            KeyRequest::Galois { ell, log_g } => {
-                rlwe.push((HeParamsId::N8192Q180P38, ell));
-                let e = galois.entry(ell).or_insert(0);
+            KeyRequest::Galois { params, ell, log_g } => {
+                rlwe.push((params, ell));
+                let e = galois.entry((params, ell)).or_insert(0);
                 *e = (*e).max(log_g);
             }
         }
     }
     rlwe.sort();
     rlwe.dedup();
-    (rlwe, galois.into_iter().filter(|&(_, g)| g > 0).collect())
+    (
+        rlwe,
+        galois
+            .into_iter()
+            .filter(|&(_, g)| g > 0)
+            .map(|((p, ell), g)| (p, ell, g))
+            .collect(),
+    )
 }
 
 /// Bytes of `rlwe`'s serialized Galois keys (`rlwe::serialize::galois_keys_to_bytes`, format
@@ -165,8 +180,11 @@ fn galois_bytes(params: &rlwe::Params, log_g: u32) -> usize {
 pub fn setup_cost(requests: &[KeyRequest]) -> Result<Cost, LinearError> {
     let (ids, galois) = normalized(requests);
     let mut bytes: usize = ids.iter().map(|&(p, _)| 1 + 32 + poly_bytes(p)).sum();
-    for &(ell, log_g) in &galois {
-        bytes += galois_bytes(&*HeParamsId::N8192Q180P38.rlwe_params(ell)?, log_g);
+    for &(p, ell, log_g) in &galois {
+        if !p.can_pack() {
+            return Err(LinearError::MissingKey { params: p.name() });
+        }
+        bytes += galois_bytes(&*p.rlwe_params(ell)?, log_g);
     }
     let messages = (ids.len() + galois.len()) as u64;
     Ok(Cost {
@@ -177,7 +195,7 @@ pub fn setup_cost(requests: &[KeyRequest]) -> Result<Cost, LinearError> {
             .iter()
             .map(|(p, _)| 2 * p.prime_bits().len() as u64)
             .sum(),
-        rotations: galois.iter().map(|&(_, g)| g as u64).sum(),
+        rotations: galois.iter().map(|&(_, _, g)| g as u64).sum(),
         ..Cost::default()
     })
 }
@@ -229,13 +247,11 @@ impl ClientKeys {
                 },
             );
         }
-        for (ell, log_g) in galois {
+        for (p, ell, log_g) in galois {
             let sk = sets
-                .get(&(HeParamsId::N8192Q180P38, ell))
+                .get(&(p, ell))
                 .and_then(|k| k.rlwe.as_ref())
-                .ok_or(LinearError::MissingKey {
-                    params: HeParamsId::N8192Q180P38.name(),
-                })?;
+                .ok_or(LinearError::MissingKey { params: p.name() })?;
             let els = trace_elements(sk.params().n(), log_g);
             let gk = rlwe::GaloisKeys::generate(sk, &els, rng).map_err(LinearError::from)?;
             ch.send(&rlwe::serialize::galois_keys_to_bytes(&gk))?;
@@ -285,8 +301,8 @@ impl ServerKeys {
             sets.insert((p, ell), PublicKey { pk0, a });
         }
         let mut galois = BTreeMap::new();
-        for (ell, log_g) in galois_req {
-            let params = HeParamsId::N8192Q180P38.rlwe_params(ell)?;
+        for (p, ell, log_g) in galois_req {
+            let params = p.rlwe_params(ell)?;
             let msg = ch.recv()?;
             let gk = rlwe::serialize::galois_keys_from_bytes(&params, &msg).map_err(|_| {
                 LinearError::MessageRange {
@@ -299,7 +315,7 @@ impl ServerKeys {
                     what: "Galois keys",
                 });
             }
-            galois.insert(ell, gk);
+            galois.insert((p, ell), gk);
         }
         Ok(ServerKeys { sets, galois })
     }
@@ -311,8 +327,8 @@ impl ServerKeys {
             .ok_or(LinearError::MissingKey { params: p.name() })
     }
 
-    pub(crate) fn galois(&self, ell: u32) -> Result<&rlwe::GaloisKeys, LinearError> {
-        self.galois.get(&ell).ok_or(LinearError::MissingKey {
+    pub(crate) fn galois(&self, p: HeParamsId, ell: u32) -> Result<&rlwe::GaloisKeys, LinearError> {
+        self.galois.get(&(p, ell)).ok_or(LinearError::MissingKey {
             params: "Galois keys",
         })
     }

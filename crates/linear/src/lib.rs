@@ -20,7 +20,7 @@ pub mod layer;
 mod protocol;
 pub mod shapes;
 
-pub use cheetah::{Cheetah, CheetahConfig, CheetahPlan, Flooding, HeParamsId};
+pub use cheetah::{bytes_lower_bound, Cheetah, CheetahConfig, CheetahPlan, Flooding, HeParamsId};
 pub use cost::Cost;
 pub use error::LinearError;
 pub use keys::{setup_cost, ClientKeys, KeyRequest, ServerKeys};

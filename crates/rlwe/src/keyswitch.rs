@@ -115,6 +115,9 @@ impl KeySwitcher {
         if key.digits.len() != self.dnum() {
             return Err(RlweError::ParamsMismatch);
         }
+        // Over its own digit's primes the lifted digit is `d` itself: when `d` arrives in NTT
+        // form those residues are used as they are, saving one forward NTT per prime of Q_l.
+        let d_ntt = d.representation() == Representation::Ntt;
         let mut dc = d.clone();
         dc.ntt_inverse();
         let k = self.alpha;
@@ -140,7 +143,12 @@ impl KeySwitcher {
             for j in 0..dnum_l {
                 let (start, len) = (j * k, k.min(l - j * k));
                 if e >= start && e < start + len {
-                    x.copy_from_slice(dc.residue(e));
+                    if d_ntt {
+                        x.copy_from_slice(d.residue(e));
+                    } else {
+                        x.copy_from_slice(dc.residue(e));
+                        plan.forward(&mut x);
+                    }
                 } else {
                     // index of this prime among the converter's targets (Q \ D_j, then P)
                     let target = if e < l {
@@ -158,8 +166,8 @@ impl KeySwitcher {
                         target,
                         &mut x,
                     );
+                    plan.forward(&mut x);
                 }
-                plan.forward(&mut x);
                 let (b, a) = &key.digits[j];
                 plan.mul_accumulate(a0, &x, &b.data()[qi * n..(qi + 1) * n]);
                 plan.mul_accumulate(a1, &x, &a.data()[qi * n..(qi + 1) * n]);
@@ -189,14 +197,10 @@ impl KeySwitcher {
             let c = &mut conv[i * n..(i + 1) * n];
             self.ctx_q.plan(i).forward(c);
             let (w, ws) = self.p_inv[i];
-            for ((o, &xv), &cv) in out
-                .residue_mut(i)
-                .iter_mut()
-                .zip(&x[i * n..(i + 1) * n])
-                .zip(c.iter())
-            {
-                *o = m.mul_shoup(m.sub(xv, cv), w, ws);
-            }
+            // (x − c)·P⁻¹ mod q_i, vectorized (x, c < q_i).
+            let o = out.residue_mut(i);
+            o.copy_from_slice(&x[i * n..(i + 1) * n]);
+            math::simd::sub_mul_add(&m, o, c, w, ws, 0);
         }
         Ok(out)
     }

@@ -391,6 +391,19 @@ pub mod presets {
         ParamsLiteral::from_bit_sizes(13, &[60, 60, 60], &[38], 1 << ell)
     }
 
+    /// Fast key switching for 2^ℓ plaintexts: `N = 8192`, `Q` = two 60-bit primes (120
+    /// bits), one 60-bit special prime (`log QP = 180 ≤ 218`), `t = 2^ℓ`. With `P` as large as a
+    /// digit, a hybrid key switch adds noise ≈ `σ·√(2N)` only, and costs two digits instead of
+    /// three on [`bfv_n8192_q180_t2l`] (Cheetah's packed responses: many key switches per layer).
+    pub fn bfv_n8192_q120_p60_t2l(ell: u32) -> Result<ParamsLiteral, RlweError> {
+        if !(2..=58).contains(&ell) {
+            return Err(RlweError::InvalidPlaintextModulus {
+                t: 1u64.checked_shl(ell).unwrap_or(0),
+            });
+        }
+        ParamsLiteral::from_bit_sizes(13, &[60, 60], &[60], 1 << ell)
+    }
+
     /// BFV with SIMD batching: `N = 8192`, `Q` = four primes of 44, 44, 43, 43
     /// bits, one 44-bit special prime (`log QP = 218`, SEAL's default layout at
     /// this `N`), `t` = the largest `t_bits`-bit prime `≡ 1 mod 2N`
@@ -450,6 +463,13 @@ mod tests {
                 .literal()
                 .log_qp(),
             218
+        );
+        assert_eq!(
+            Params::new(presets::bfv_n8192_q120_p60_t2l(37).unwrap())
+                .unwrap()
+                .literal()
+                .log_qp(),
+            180
         );
         // one bit too many at N = 4096
         let bad = ParamsLiteral::from_bit_sizes(12, &[60, 50], &[], 1 << 20).unwrap();

@@ -291,6 +291,51 @@ fn noise_matches_documented_bounds_pow2_t() {
     );
 }
 
+/// The fast key-switching preset (P as large as a digit) is used for Galois automorphisms only
+/// (Cheetah's packed responses; no ct × ct at t = 2^37 fits two primes): the rotation noise on a
+/// fresh public-key encryption, and X → X^{N+1} (a partial-trace step), against the bound.
+#[test]
+fn noise_key_switch_q120_p60() {
+    let params = Params::new(presets::bfv_n8192_q120_p60_t2l(37).unwrap()).unwrap();
+    let mut r = ChaCha20Rng::seed_from_u64(5);
+    let n = params.n();
+    let sk = SecretKey::generate(&params, &mut r);
+    let pk = PublicKey::generate(&sk, &mut r).unwrap();
+    let ev = Evaluator::new(&params);
+    let l = params.max_level();
+    let m = random_pt(&params, &mut r);
+    let c = pk.encrypt(&m, &mut r).unwrap();
+    check(
+        "fresh pk",
+        sk.noise_log2(&c, &m).unwrap(),
+        noise::fresh_pk(&params),
+    );
+    let tm = Modulus::new(params.t().value()).unwrap();
+    for k in [3usize, n + 1] {
+        let gk = GaloisKeys::generate(&sk, &[k], &mut r).unwrap();
+        let rot = ev.apply_galois(&c, k, &gk).unwrap();
+        let mut v = vec![0u64; n];
+        for (j, &x) in m.coeffs().iter().enumerate() {
+            let e = (k * j) % (2 * n);
+            if e < n {
+                v[e] = x
+            } else {
+                v[e - n] = tm.neg(x)
+            }
+        }
+        let want = Plaintext::from_unsigned(&params, &v).unwrap();
+        check(
+            "rotation (key switch)",
+            sk.noise_log2(&rot, &want).unwrap(),
+            noise::add(
+                noise::fresh_pk_sigma(&params),
+                noise::key_switch_sigma(&params, l),
+            ),
+        );
+        assert_eq!(sk.decrypt(&rot).unwrap(), want);
+    }
+}
+
 #[test]
 fn noise_matches_documented_bounds_prime_t() {
     run(

@@ -216,6 +216,10 @@ impl Layout {
     /// Σ over output polynomials of the number of products.
     pub fn products(&self) -> usize {
         match self {
+            // Without groups every output channel meets every channel tile.
+            Layout::Conv { spec, tiling } if spec.groups == 1 => {
+                spec.m * tiling.n_c * tiling.spatial_tiles()
+            }
             Layout::Conv { spec, tiling } => {
                 (0..spec.m)
                     .map(|m| {

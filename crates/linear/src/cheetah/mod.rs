@@ -18,13 +18,15 @@
 //!
 //! Bytes on the wire (both exact, see [`Cheetah::plan`] and [`layout_cost`]):
 //! c→s `[tag][seed][c₀ of each input ct, per prime packed at the prime's width]`,
-//! s→c `[c₁ (N values), kept c₀ values]` per returned ct, all packed at k bits.
+//! s→c `[c₁ (N values) of every returned ct, at k bits][kept c₀ values of every returned ct, at
+//! b ≤ k bits]` (b: [`ResponseNoise::c0_bits`]; docs/security.md derives both).
 
 pub mod conv;
 pub mod fc;
 pub mod layout;
 pub mod noise;
 pub mod params;
+pub mod query;
 
 use std::sync::Arc;
 
@@ -35,7 +37,7 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::{CryptoRngCore, SeedableRng};
 use transport::Channel;
 
-use crate::keys::{poly_bytes, read_poly, write_poly, ClientKeys, KeyRequest, ServerKeys};
+use crate::keys::{ClientKeys, KeyRequest, ServerKeys};
 use crate::layer::{LayerShape, LayerSpec, LayerWeights, Ring};
 use crate::protocol::LinearProtocol;
 use crate::{Cost, LinearError};
@@ -57,6 +59,12 @@ pub struct CheetahConfig {
     pub flooding: Flooding,
     /// Allow packed responses (false: Cheetah's own protocol, the comparison baseline).
     pub packing: bool,
+    /// Send each kept c₀ value at b < k bits ([`ResponseNoise::c0_bits`]; false: at k bits,
+    /// as Cheetah does).
+    pub short_c0: bool,
+    /// Drop low bits of the query's c₀ where the noise budget allows ([`query`]; false: send
+    /// it in full, as Cheetah does).
+    pub short_query: bool,
     /// Bandwidth assumed when ranking plans, bytes per second (default: WAN, 400 Mbit/s).
     /// A small value makes the planner trade compute (key switches) for bytes.
     pub bandwidth_bytes_per_s: u64,
@@ -67,6 +75,8 @@ impl CheetahConfig {
     pub fn unpacked() -> CheetahConfig {
         CheetahConfig {
             packing: false,
+            short_c0: false,
+            short_query: false,
             ..CheetahConfig::default()
         }
     }
@@ -89,6 +99,8 @@ impl Default for CheetahConfig {
             params: None,
             flooding: Flooding::Gaussian,
             packing: true,
+            short_c0: true,
+            short_query: true,
             bandwidth_bytes_per_s: 50_000_000,
         }
     }
@@ -102,6 +114,8 @@ pub struct CheetahPlan {
     /// Response polynomials packed per returned ciphertext (1: Cheetah's unpacked responses).
     pub pack: usize,
     pub noise: ResponseNoise,
+    /// Low bits of each query coefficient the client does not send ([`query`]).
+    pub query_drop_bits: u32,
     pub cost: Cost,
 }
 
@@ -115,9 +129,15 @@ fn math_err(e: math::MathError) -> LinearError {
     LinearError::Math(e)
 }
 
-/// Predicted cost of running `layout` on `params` with response modulus 2^k, packing `pack`
-/// response polynomials per returned ciphertext (1: none).
-pub fn layout_cost(params: HeParamsId, layout: &Layout, response_bits: u32, pack: usize) -> Cost {
+/// Predicted cost of running `layout` on `params` with response moduli `noise` (c₁ at k bits, c₀
+/// at b bits), packing `pack` response polynomials per returned ciphertext (1: none).
+pub fn layout_cost(
+    params: HeParamsId,
+    layout: &Layout,
+    noise: &ResponseNoise,
+    query_drop_bits: u32,
+    pack: usize,
+) -> Cost {
     let n = params.n() as u64;
     let l = params.prime_bits().len() as u64;
     let ins = layout.input_cts() as u64;
@@ -129,7 +149,8 @@ pub fn layout_cost(params: HeParamsId, layout: &Layout, response_bits: u32, pack
     // Packing: G − 1 merges (one key switch and two monomial products each) per returned
     // ciphertext; NTTs of the monomials X^D.
     let (ks, pack_ntts, pack_mults) = if pack > 1 {
-        let merges = groups * (pack as u64 - 1);
+        // Σ over groups of (members − 1): every output polynomial is a member of one group.
+        let merges = (layout.output_cts() - layout.response_count(pack)) as u64;
         (merges, pack.trailing_zeros() as u64 * l, 2 * merges)
     } else {
         (0, 0, 0)
@@ -137,8 +158,9 @@ pub fn layout_cost(params: HeParamsId, layout: &Layout, response_bits: u32, pack
     Cost {
         ciphertexts_c2s: ins,
         ciphertexts_s2c: groups,
-        bytes_c2s: 1 + 32 + ins * poly_bytes(params) as u64,
-        bytes_s2c: packed_len((groups * n + kept) as usize, response_bits) as u64,
+        bytes_c2s: 1 + 32 + ins * query::query_poly_bytes(params, query_drop_bits) as u64,
+        bytes_s2c: (packed_len((groups * n) as usize, noise.response_bits)
+            + packed_len(kept as usize, noise.c0_bits)) as u64,
         messages_c2s: 1,
         messages_s2c: 1,
         rounds: 1,
@@ -154,23 +176,69 @@ pub fn layout_cost(params: HeParamsId, layout: &Layout, response_bits: u32, pack
     }
 }
 
+/// A lower bound on the bytes of any protocol of this shape — a coefficient-encoded RLWE query
+/// carrying every input once, 40-bit-style Gaussian flooding of every output as derived in
+/// docs/security.md, a response carrying every output's c₀ — returned as (query, query +
+/// responses' c₀). Per query coefficient: the query modulus must leave ℓ + 1 bits above the
+/// flooded noise, B_tot ≥ 8.66·2^{λ−1}·√n·B_hide, while the noise hidden includes the query's own
+/// rounding times ‖w‖₁ (≤ T·2^{weight_bits}), so bits(Q) − bits dropped ≥
+/// λ + ℓ + log₂ 8.66 + ½·log₂ n + log₂ T + weight_bits. Each output needs ≥ ℓ + 1 bits of c₀.
+/// The c₁ of the responses (≥ N·k bits each) is not counted, so the bound is not tight.
+pub fn bytes_lower_bound(layer: &LayerSpec, ring: Ring, flood_bits: u32) -> (u64, u64) {
+    let taps = match layer.shape {
+        LayerShape::Fc(f) => f.inputs,
+        LayerShape::Scale(_) => 1,
+        LayerShape::Conv2d(c) => c.c_per_group() * c.kh * c.kw,
+    } as f64;
+    let n_out = layer.output_len() as f64;
+    let bits_per_coef = (flood_bits + ring.bits()) as f64
+        + noise::FLOOD_Z_MAX.log2()
+        + 0.5 * n_out.log2()
+        + taps.log2()
+        + layer.weight_bits as f64;
+    let query = 33 + (layer.input_len() as f64 * bits_per_coef / 8.0).ceil() as u64;
+    let c0 = (n_out * (ring.bits() + 1) as f64 / 8.0).ceil() as u64;
+    (query, query + c0)
+}
+
 /// Machine model used to rank plans: estimated seconds = bytes / bandwidth + compute. Compute
-/// counts length-N NTTs (one prime), a hybrid key switch as [`KEY_SWITCH_NTTS`] NTTs at N = 8192,
-/// and a pointwise product as a quarter NTT. Ratios measured on the development machine
-/// (2 cores, 2026-11-21, `cargo run --example ks_time -p privinfer-linear`): NTT(8192)/NTT(4096)
-/// ≈ 2.3, key switch ≈ 48 NTT(8192); the absolute NTT time is [`NTT_4096_SECONDS`].
-pub fn estimated_seconds(cost: &Cost, n: usize, bandwidth_bytes_per_s: f64) -> f64 {
-    let t_ntt = NTT_4096_SECONDS * (n as f64 / 4096.0) * ((n as f64).log2() / 12.0);
+/// counts length-N NTTs over one prime, a hybrid key switch as [`key_switch_ntts`] such NTTs, and
+/// a pointwise product as a quarter NTT. The "NTT" is an effective unit: the protocol's other
+/// per-polynomial work (sampling, encoding, bit packing, allocation) scales with the NTT count and
+/// is folded into it. Calibrated on the development machine (2-core AMD EPYC with AVX-512,
+/// 2026-11-21, release build) with `cargo run --release --example plan_time -p privinfer-linear`,
+/// which prints measured and estimated compute of the unpacked and packed plans of a layer. With
+/// [`NTT_4096_SECONDS`] = 25 µs and 10 NTTs per key switch on N8192Q120P60 the estimated
+/// packed/unpacked ratio matches the measured one within 7 % on ResNet-50 layer4.0.downsample
+/// (1.21 vs 1.20), ResNet-18 layer4.0.conv2 (1.20 vs 1.13), ResNet-50 layer1.0.conv2 (1.00 vs
+/// 0.98), ResNet-20 layer3.0.conv2 (1.02 vs 1.06) and layer1.0.conv1 (1.91 vs 2.0), and the
+/// absolute estimate within ±30 % at load average 3, all with glibc's default malloc settings
+/// (a bare NTT(4096) takes 5.3 µs in release, 37 µs in the dev profile with debug assertions; an
+/// automorphism + key switch, `examples/ks_time`, 0.68 ms on N8192Q120P60 and 0.98 ms on
+/// N8192Q180P38, or 0.26 ms and 0.41 ms when `math::alloc::retain_large_allocations` keeps freed
+/// buffers in the heap, as `privinfer bench linear` does; the constants stay at the slower,
+/// conservative values).
+pub fn estimated_seconds(cost: &Cost, params: HeParamsId, bandwidth_bytes_per_s: f64) -> f64 {
+    let n = params.n() as f64;
+    let t_ntt = NTT_4096_SECONDS * (n / 4096.0) * (n.log2() / 12.0);
     cost.bytes() as f64 / bandwidth_bytes_per_s
         + cost.ntts as f64 * t_ntt
-        + cost.rotations as f64 * KEY_SWITCH_NTTS * t_ntt
+        + cost.rotations as f64 * key_switch_ntts(params) * t_ntt
         + cost.ct_pt_mults as f64 * t_ntt / 4.0
 }
 
-/// Seconds of one length-4096 NTT over one prime assumed by [`estimated_seconds`].
-pub const NTT_4096_SECONDS: f64 = 20e-6;
-/// A hybrid key switch on the packing set, in NTTs of the same degree.
-pub const KEY_SWITCH_NTTS: f64 = 48.0;
+/// Seconds of one length-4096 NTT over one prime (effective unit, see [`estimated_seconds`]).
+pub const NTT_4096_SECONDS: f64 = 25e-6;
+
+/// One automorphism + hybrid key switch on a packing set, in effective NTTs of the same degree
+/// (N8192Q120P60: ≈ 0.5 ms in the protocol with glibc's default malloc; N8192Q180P38: three
+/// digits).
+pub fn key_switch_ntts(params: HeParamsId) -> f64 {
+    match params {
+        HeParamsId::N8192Q120P60 => 10.0,
+        _ => 30.0,
+    }
+}
 
 impl Cheetah {
     pub fn new(config: CheetahConfig) -> Cheetah {
@@ -211,28 +279,23 @@ impl Cheetah {
                     }
                 }
             }
-            let mut noise_by_pack: Vec<(usize, Result<ResponseNoise, ()>)> = Vec::new();
+            let mut noise_by_pack: Vec<(usize, Result<(ResponseNoise, u32), ()>)> = Vec::new();
             for (layout, pack) in cands {
                 let nz = match noise_by_pack.iter().find(|(g, _)| *g == pack) {
                     Some((_, r)) => *r,
                     None => {
-                        let inputs = noise::NoiseInputs {
-                            ell: ring.bits(),
-                            weight_bits: layer.weight_bits,
-                            taps: layout.taps(),
-                            outputs: layer.output_len(),
-                            flood_bits: self.config.flood_bits,
-                            pack,
-                        };
-                        let r = noise::response_noise(p, &inputs).map_err(|e| last_err = Some(e));
+                        let r = self
+                            .response_noise(p, layer, ring, &layout, pack)
+                            .map_err(|e| last_err = Some(e));
                         noise_by_pack.push((pack, r));
                         r
                     }
                 };
-                let Ok(nz) = nz else { continue };
-                let cost = layout_cost(p, &layout, nz.response_bits, pack);
-                let score =
-                    estimated_seconds(&cost, p.n(), self.config.bandwidth_bytes_per_s as f64);
+                let Ok((nz, query_drop_bits)) = nz else {
+                    continue;
+                };
+                let cost = layout_cost(p, &layout, &nz, query_drop_bits, pack);
+                let score = estimated_seconds(&cost, p, self.config.bandwidth_bytes_per_s as f64);
                 if best.as_ref().is_none_or(|(b, _)| score < *b) {
                     best = Some((
                         score,
@@ -241,6 +304,7 @@ impl Cheetah {
                             layout,
                             pack,
                             noise: nz,
+                            query_drop_bits,
                             cost,
                         },
                     ));
@@ -252,6 +316,60 @@ impl Cheetah {
                 reason: "no encoding fits the ring degree",
             })
         })
+    }
+
+    /// The response noise of `layout` packed by `pack` on `p`, and the query bits to drop: the
+    /// most that leave the response moduli k and b as they are without dropping
+    /// ([`query::drop_error_bound`] enters the hidden input noise; the bound grows with the drop,
+    /// so k and b are monotone in it and a bisection finds the largest).
+    fn response_noise(
+        &self,
+        p: HeParamsId,
+        layer: &LayerSpec,
+        ring: Ring,
+        layout: &Layout,
+        pack: usize,
+    ) -> Result<(ResponseNoise, u32), LinearError> {
+        let at = |drop: u32| -> Result<ResponseNoise, LinearError> {
+            let mut nz = noise::response_noise(
+                p,
+                &noise::NoiseInputs {
+                    ell: ring.bits(),
+                    weight_bits: layer.weight_bits,
+                    taps: layout.taps(),
+                    outputs: layer.output_len(),
+                    flood_bits: self.config.flood_bits,
+                    pack,
+                    query_drop: query::drop_error_bound(p, drop)?,
+                },
+            )?;
+            if !self.config.short_c0 {
+                nz.c0_bits = nz.response_bits;
+            }
+            Ok(nz)
+        };
+        let base = at(0)?;
+        if !self.config.short_query {
+            return Ok((base, 0));
+        }
+        let same = |d: u32| {
+            at(d).is_ok_and(|nz| {
+                nz.response_bits == base.response_bits && nz.c0_bits == base.c0_bits
+            })
+        };
+        let (mut lo, mut hi) = (0u32, query::max_drop_bits(p));
+        if same(hi) {
+            lo = hi;
+        }
+        while hi - lo > 1 {
+            let mid = (lo + hi) / 2;
+            if same(mid) {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        Ok((at(lo)?, lo))
     }
 
     /// The client's half, also returning the noise of each decrypted output at modulus 2^k (its
@@ -285,13 +403,14 @@ impl Cheetah {
         ch.send(&msg)?;
         ch.flush()?;
 
-        // Response: per output ct, c₁ (N values) then its kept c₀ values, at k bits.
-        let k = plan.noise.response_bits;
+        // Response: c₁ (N values) of every returned ct at k bits, then their kept c₀ values at
+        // b bits.
+        let (k, b) = (plan.noise.response_bits, plan.noise.c0_bits);
         let resp = ch.recv()?;
         let responses = responses(&layout, plan.pack);
         let kept_total: usize = responses.iter().map(|r| r.1.len()).sum();
-        let count = responses.len() * n + kept_total;
-        let expected = packed_len(count, k);
+        let c1_len = packed_len(responses.len() * n, k);
+        let expected = c1_len + packed_len(kept_total, b);
         if resp.len() != expected {
             return Err(LinearError::MessageLength {
                 what: "linear response",
@@ -299,9 +418,11 @@ impl Cheetah {
                 got: resp.len(),
             });
         }
-        let vals = unpack_bits(&resp, k, count).map_err(|_| LinearError::MessageRange {
+        let bad = |_| LinearError::MessageRange {
             what: "linear response",
-        })?;
+        };
+        let c1_vals = unpack_bits(&resp[..c1_len], k, responses.len() * n).map_err(bad)?;
+        let c0_vals = unpack_bits(&resp[c1_len..], b, kept_total).map_err(bad)?;
         let (p0, p1) = (ctx.moduli()[0], ctx.moduli()[1]);
         let p0_inv = p1.inv(p1.reduce(p0.value())).expect("distinct primes");
         let big_p = p0.value() as i128 * p1.value() as i128;
@@ -310,10 +431,9 @@ impl Cheetah {
         let mut y = vec![0u64; layer.output_len()];
         let mut noise = vec![0i64; layer.output_len()];
         let mut off = 0;
-        for (_, pos) in &responses {
-            let c1 = &vals[off..off + n];
-            off += n;
-            let c0 = &vals[off..off + pos.len()];
+        for (r, (_, pos)) in responses.iter().enumerate() {
+            let c1 = &c1_vals[r * n..(r + 1) * n];
+            let c0 = &c0_vals[off..off + pos.len()];
             off += pos.len();
             // c₁·s exactly over the integers (|c₁·s| < N·2^k < q₀q₁/2), then mod 2^k.
             let mut prod = Poly::from_unsigned(&ctx, 2, c1);
@@ -327,7 +447,7 @@ impl Cheetah {
                 if v > big_p / 2 {
                     v -= big_p;
                 }
-                let d = (c0v as i128 + v) as u64 & kmask;
+                let d = (((c0v << (k - b)) as i128) + v) as u64 & kmask;
                 let m = ring.reduce((d + (1u64 << (shift - 1))) >> shift);
                 y[out] = m;
                 // The client's view of the noise: the centered phase minus the scaled message.
@@ -435,6 +555,7 @@ fn encrypt_query(
     let mut msg = Vec::with_capacity(plan.cost.bytes_c2s as usize);
     msg.push(plan.params.tag());
     msg.extend_from_slice(&seed);
+    let codec = query::QueryCodec::new(plan.params, plan.query_drop_bits)?;
     for idx in 0..plan.layout.input_cts() {
         let mut c0 = expand_input_a(ctx, &seed, idx);
         c0.mul_assign(&sk.s_ntt).map_err(math_err)?;
@@ -443,7 +564,7 @@ fn encrypt_query(
         let e = Poly::from_signed(ctx, ctx.len(), &cbd(n, params::CBD_ETA, rng));
         c0.add_assign(&e).map_err(math_err)?;
         enc.add_to(&mut c0, &plan.layout.encode_input(x, idx));
-        write_poly(&c0, &mut msg);
+        codec.encode(&c0, &mut msg);
     }
     Ok(msg)
 }
@@ -458,7 +579,8 @@ fn parse_query(
     msg: &[u8],
 ) -> Result<Vec<(Poly, Poly)>, LinearError> {
     let layout = &plan.layout;
-    let pb = poly_bytes(plan.params);
+    let pb = query::query_poly_bytes(plan.params, plan.query_drop_bits);
+    let codec = query::QueryCodec::new(plan.params, plan.query_drop_bits)?;
     let expected = 1 + 32 + layout.input_cts() * pb;
     if msg.len() != expected {
         return Err(LinearError::MessageLength {
@@ -477,7 +599,7 @@ fn parse_query(
     let mut cts = Vec::with_capacity(layout.input_cts());
     for idx in 0..layout.input_cts() {
         let body = &msg[33 + idx * pb..33 + (idx + 1) * pb];
-        let mut c0 = read_poly(ctx, Representation::Coefficient, body, "linear query")?;
+        let mut c0 = codec.decode(body, "linear query")?;
         enc.add_to(&mut c0, &layout.encode_input(x, idx));
         c0.ntt_forward();
         cts.push((c0, expand_input_a(ctx, &seed, idx)));
@@ -568,19 +690,36 @@ impl Packer {
         })
     }
 
-    /// Packs `leaves` (NTT form; a power-of-two count) so leaf j ends at offset j·step.
+    /// Packs `leaves` (NTT form; a power-of-two count; `None`: padding, only after the members)
+    /// so leaf j ends at offset j·step. A merge whose odd half is all padding returns 2A without a
+    /// key switch: the slots ≡ D (mod 2D) it leaves unclean belong to padding and are never read,
+    /// and every later merge maps slots of the same residue class onto themselves.
     fn pack(
         &self,
-        mut leaves: Vec<(Poly, Poly)>,
+        mut leaves: Vec<Option<(Poly, Poly)>>,
         step: usize,
-    ) -> Result<(Poly, Poly), LinearError> {
+    ) -> Result<Option<(Poly, Poly)>, LinearError> {
         if leaves.len() == 1 {
             return Ok(leaves.pop().expect("one leaf"));
         }
-        let odd: Vec<(Poly, Poly)> = leaves.iter().skip(1).step_by(2).cloned().collect();
-        let even: Vec<(Poly, Poly)> = leaves.into_iter().step_by(2).collect();
-        let (a0, a1) = self.pack(even, 2 * step)?;
-        let (b0, b1) = self.pack(odd, 2 * step)?;
+        let mut odd = Vec::with_capacity(leaves.len() / 2);
+        let mut even = Vec::with_capacity(leaves.len() / 2);
+        for (j, leaf) in leaves.into_iter().enumerate() {
+            if j % 2 == 0 {
+                even.push(leaf);
+            } else {
+                odd.push(leaf);
+            }
+        }
+        let Some((a0, a1)) = self.pack(even, 2 * step)? else {
+            return Ok(None);
+        };
+        let Some((b0, b1)) = self.pack(odd, 2 * step)? else {
+            let (mut d0, mut d1) = (a0.clone(), a1.clone());
+            d0.add_assign(&a0).map_err(math_err)?;
+            d1.add_assign(&a1).map_err(math_err)?;
+            return Ok(Some((d0, d1)));
+        };
         let x = &self.monomials[step.trailing_zeros() as usize];
         let n = a0.n();
         // X^D·B, then A ± X^D·B.
@@ -606,7 +745,7 @@ impl Packer {
         p0.add_assign(&r0).map_err(math_err)?;
         p0.add_assign(&u0).map_err(math_err)?;
         p1.add_assign(&u1).map_err(math_err)?;
-        Ok((p0, p1))
+        Ok(Some((p0, p1)))
     }
 }
 
@@ -704,6 +843,7 @@ impl LinearProtocol for Cheetah {
         }];
         if plan.pack > 1 {
             req.push(KeyRequest::Galois {
+                params: plan.params,
                 ell: ring.bits(),
                 log_g: plan.pack.trailing_zeros(),
             });
@@ -753,7 +893,7 @@ impl LinearProtocol for Cheetah {
                 plan.params,
                 ring.bits(),
                 plan.pack,
-                keys.galois(ring.bits())?,
+                keys.galois(plan.params, ring.bits())?,
             )?)
         } else {
             None
@@ -777,7 +917,7 @@ impl LinearProtocol for Cheetah {
         // Client's ciphertexts; add the server's share: ct_i encrypts x̂_C,i + x̂_S,i = x̂_i.
         let cts = parse_query(&plan, &ctx, &enc, x, &ch.recv()?)?;
 
-        let k = plan.noise.response_bits;
+        let (k, b) = (plan.noise.response_bits, plan.noise.c0_bits);
         let q0 = ctx.moduli()[0].value();
         let sigma = match self.config.flooding {
             Flooding::Gaussian => plan.noise.flood_sigma,
@@ -798,22 +938,20 @@ impl LinearProtocol for Cheetah {
             ring,
             sigma,
         };
-        let mut out_vals: Vec<u64> =
-            Vec::with_capacity(layout.output_cts() * n + layer.output_len());
+        let mut c1_vals: Vec<u64> = Vec::with_capacity(layout.output_cts() * n);
+        let mut c0_vals: Vec<u64> = Vec::with_capacity(layer.output_len());
         for (members, pos) in responses(&layout, plan.pack) {
             let (mut acc0, mut acc1) = match &packer {
                 None => run.products(&layout, members[0], &cts, &wpt)?,
                 Some(pk) => {
                     let mut leaves = Vec::with_capacity(plan.pack);
                     for &o in &members {
-                        leaves.push(run.products(&layout, o, &cts, &wpt)?);
+                        leaves.push(Some(run.products(&layout, o, &cts, &wpt)?));
                     }
-                    // A partial last group is padded with zeros so every datum gets the factor G.
-                    while leaves.len() < plan.pack {
-                        let z = Poly::zero(&ctx, ctx.len(), Representation::Ntt);
-                        leaves.push((z.clone(), z));
-                    }
-                    pk.pack(leaves, 1)?
+                    // A partial last group is padded with absent leaves (their slots are never
+                    // read); every datum still gets the factor G.
+                    leaves.resize(plan.pack, None);
+                    pk.pack(leaves, 1)?.expect("a group has a member")
                 }
             };
             let masks = run.finish(&mut acc0, &mut acc1, &pos, rng)?;
@@ -825,14 +963,15 @@ impl LinearProtocol for Cheetah {
                 acc0.rescale_last().map_err(math_err)?;
                 acc1.rescale_last().map_err(math_err)?;
             }
-            out_vals.extend(acc1.residue(0).iter().map(|&c| switch_to_pow2(c, q0, k)));
-            out_vals.extend(
+            c1_vals.extend(acc1.residue(0).iter().map(|&c| switch_to_pow2(c, q0, k)));
+            c0_vals.extend(
                 pos.iter()
-                    .map(|&(coef, _)| switch_to_pow2(acc0.residue(0)[coef], q0, k)),
+                    .map(|&(coef, _)| switch_to_pow2(acc0.residue(0)[coef], q0, b)),
             );
         }
         let mut resp = Vec::with_capacity(plan.cost.bytes_s2c as usize);
-        pack_bits(&out_vals, k, &mut resp);
+        pack_bits(&c1_vals, k, &mut resp);
+        pack_bits(&c0_vals, b, &mut resp);
         debug_assert_eq!(resp.len() as u64, plan.cost.bytes_s2c);
         ch.send(&resp)?;
         ch.flush()?;

@@ -25,15 +25,21 @@ pub struct NoiseInputs {
     pub flood_bits: u32,
     /// Response ciphertexts packed per returned ciphertext (1: no packing; a power of two).
     pub pack: usize,
+    /// Bound on the query's rounding |δ| from dropped low bits (0: none; `super::query`).
+    pub query_drop: f64,
 }
 
-/// Bound on the noise one hybrid key switch adds on the packing set: with digits d_j < q_j ≤ 2^60
-/// (one prime per digit, exact), key errors e_j ~ CBD, special prime P ≥ 2^37:
-/// |Σ_j d_j·e_j / P| ≤ z·σ·√(dnum·N)·2^60/2^37, plus the mod-down rounding τ₀ + τ₁·s.
+/// Bound on the noise one hybrid key switch adds on a packing set: with digits d_j < q_j ≤ 2^60
+/// (one prime per digit, exact), key errors e_j ~ CBD, special prime P ≥ 2^{p_min}
+/// ([`HeParamsId::special_log2_min`]): |Σ_j d_j·e_j / P| ≤ z·σ·√(dnum·N)·2^{60 − p_min}, plus
+/// the mod-down rounding τ₀ + τ₁·s [HK20 §3; docs/security.md].
 pub fn key_switch_bound(p: HeParamsId) -> f64 {
     let n = p.n() as f64;
     let dnum = p.prime_bits().len() as f64;
-    TAIL_Z * ERROR_SIGMA * (dnum * n).sqrt() * 2f64.powi(60 - 37) + 0.5 + TAIL_Z * (n / 18.0).sqrt()
+    let digit_bits = *p.prime_bits().iter().max().expect("non-empty") as f64;
+    TAIL_Z * ERROR_SIGMA * (dnum * n).sqrt() * 2f64.powf(digit_bits - p.special_log2_min())
+        + 0.5
+        + TAIL_Z * (n / 18.0).sqrt()
 }
 
 /// The flooding width and the response modulus 2^k for one layer on one parameter set.
@@ -45,8 +51,11 @@ pub struct ResponseNoise {
     pub flood_sigma: f64,
     /// log₂ of the bound on the total noise at modulus Q.
     pub total_log2: f64,
-    /// Response modulus bits k (responses are sent mod 2^k).
+    /// Response modulus bits k (c₁ of every response is sent mod 2^k).
     pub response_bits: u32,
+    /// Bits b ≤ k of each kept c₀ value: c₀ is switched to 2^b, the client scales it back by
+    /// 2^{k−b}; the extra rounding 2^{k−b−1} stays inside the decryption margin.
+    pub c0_bits: u32,
 }
 
 /// Computes the flooding width and the response modulus, or why no k works.
@@ -55,9 +64,10 @@ pub fn response_noise(p: HeParamsId, inp: &NoiseInputs) -> Result<ResponseNoise,
     let log_q = p.log_q()?;
     let w = 2f64.powi(inp.weight_bits as i32);
     let taps = inp.taps as f64;
-    // Input noise v = e + ε: e ~ CBD (sub-Gaussian σ), |ε| ≤ 1 (rounding of the client's and the
-    // server's Δ-encodings). E = v·w per output: sub-Gaussian part ‖w‖₂·σ·z, rounding part ‖w‖₁.
-    let b_e = w * (TAIL_Z * ERROR_SIGMA * taps.sqrt() + taps);
+    // Input noise v = e + ε + δ: e ~ CBD (sub-Gaussian σ), |ε| ≤ 1 (rounding of the client's and
+    // the server's Δ-encodings), |δ| ≤ query_drop (the query's dropped low bits). E = v·w per
+    // output: sub-Gaussian part ‖w‖₂·σ·z, bounded part ‖w‖₁·(1 + query_drop).
+    let b_e = w * (TAIL_Z * ERROR_SIGMA * taps.sqrt() + taps * (1.0 + inp.query_drop));
     // Re-randomization by a public-key encryption of zero: e_pk·u + e₁ + e₂·s with u, s ternary.
     let b_pk = TAIL_Z * ERROR_SIGMA * (2.0 * n.sqrt() + 1.0);
     // Packing G responses by log₂ G levels of merges: each level doubles the key-switching noise
@@ -99,10 +109,19 @@ pub fn response_noise(p: HeParamsId, inp: &NoiseInputs) -> Result<ResponseNoise,
             available_bits: log_q,
         });
     }
+    // c₀ at b = ℓ + d bits [docs/security.md, "Response size"]: rounding c₀ to 2^b adds
+    // |ε| ≤ 2^{k−b−1} at modulus 2^k, so decryption stays exact while
+    // ν·2^k/Q + 2·B_ms + 2^{k−b−1} < 2^{k−ℓ−1}, i.e. headroom − 2^{−b−1} ≥ 2·B_ms / 2^k. The
+    // smallest such b (k fixed: c₁ has N values per response, c₀ at most N).
+    let kf = 2f64.powi(k as i32);
+    let c0_bits = (inp.ell + 1..k)
+        .find(|&b| headroom - 2f64.powf(-(b as f64) - 1.0) >= b_ms / kf)
+        .unwrap_or(k);
     Ok(ResponseNoise {
         hide_bound: hide,
         flood_sigma: sigma,
         total_log2,
         response_bits: k,
+        c0_bits,
     })
 }
