@@ -120,9 +120,6 @@ fn pool(threads: usize) -> anyhow::Result<rayon::ThreadPool> {
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {
-    // Freed 15 MiB ring elements stay in the heap instead of being unmapped and page-faulted in
-    // again at every key switch.
-    math::alloc::retain_large_allocations();
     let (lit, cfg) = preset(&a.preset)?;
     let params = ckks::Params::new(lit).context("parameters")?;
     let out = Out {

@@ -65,9 +65,6 @@ fn random_weights(layer: &LayerSpec, ring: Ring, rng: &mut ChaCha20Rng) -> Layer
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {
-    // Keep freed polynomial buffers in the heap: without it glibc maps and unmaps every
-    // temporary above 128 KiB, which more than doubles a key switch (examples/ks_time).
-    math::alloc::retain_large_allocations();
     let ring = Ring::new(a.ell)?;
     let mut rng = ChaCha20Rng::seed_from_u64(a.seed);
     let layers: Vec<(String, LayerSpec, Option<LayerWeights>)> = if a.model.ends_with(".onnx") {

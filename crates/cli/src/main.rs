@@ -87,6 +87,9 @@ fn init_logging(verbose: u8) {
 fn main() {
     let cli = Cli::parse();
     init_logging(cli.verbose);
+    // Every verb churns through ring elements above glibc's mmap threshold; keeping freed ones
+    // in the heap avoids page-faulting them in again on every key switch (math::alloc).
+    math::alloc::retain_large_allocations();
     let result = match cli.command {
         Command::Demo(a) => private::demo(a),
         Command::Serve(a) => private::serve(a),
