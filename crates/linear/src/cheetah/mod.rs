@@ -711,16 +711,21 @@ fn responses(layout: &Layout, pack: usize) -> Vec<(Vec<usize>, Vec<(usize, usize
 /// 2B at multiples of 2D plus D, and garbage only off the multiples of D. Merging recursively
 /// (D = G/2, …, 1) costs G − 1 key switches and multiplies every datum by G, cancelled by
 /// pre-scaling the weights by G⁻¹ mod Q (Q odd). Key-switching noise: ≤ (G − 1)·B_ks.
-struct Packer {
+struct Packer<'k> {
     params: Arc<rlwe::Params>,
-    gk: rlwe::GaloisKeys,
+    gk: &'k rlwe::GaloisKeys,
     g_inv: Vec<u64>,
     /// X^D in NTT form for D = 1, 2, 4, …, G/2 (index log₂ D).
     monomials: Vec<Poly>,
 }
 
-impl Packer {
-    fn new(p: HeParamsId, ell: u32, g: usize, gk: &rlwe::GaloisKeys) -> Result<Self, LinearError> {
+impl<'k> Packer<'k> {
+    fn new(
+        p: HeParamsId,
+        ell: u32,
+        g: usize,
+        gk: &'k rlwe::GaloisKeys,
+    ) -> Result<Self, LinearError> {
         let params = p.rlwe_params(ell)?;
         let ctx = p.context()?;
         if params.key_switcher().is_none() {
@@ -751,37 +756,33 @@ impl Packer {
             .collect();
         Ok(Packer {
             params,
-            gk: gk.clone(),
+            gk,
             g_inv,
             monomials,
         })
     }
 
-    /// Packs `leaves` (NTT form; a power-of-two count; `None`: padding, only after the members)
-    /// so leaf j ends at offset j·step. A merge whose odd half is all padding returns 2A without a
+    /// Packs the leaves at positions `idx` (NTT form; a power-of-two count; `None`: padding, only
+    /// after the members) so the leaf at relative position j ends at offset j·step. A merge whose odd half is all padding returns 2A without a
     /// key switch: the slots ≡ D (mod 2D) it leaves unclean belong to padding and are never read,
-    /// and every later merge maps slots of the same residue class onto themselves.
+    /// and every later merge maps slots of the same residue class onto themselves. Leaves are
+    /// produced on demand by `leaf(j)` (j: position in the group; `None` past the members), depth
+    /// first, so at most O(log G) partial results are alive at a time.
     fn pack(
         &self,
-        mut leaves: Vec<Option<(Poly, Poly)>>,
+        idx: &[usize],
         step: usize,
+        leaf: &mut dyn FnMut(usize) -> Result<Option<(Poly, Poly)>, LinearError>,
     ) -> Result<Option<(Poly, Poly)>, LinearError> {
-        if leaves.len() == 1 {
-            return Ok(leaves.pop().expect("one leaf"));
+        if idx.len() == 1 {
+            return leaf(idx[0]);
         }
-        let mut odd = Vec::with_capacity(leaves.len() / 2);
-        let mut even = Vec::with_capacity(leaves.len() / 2);
-        for (j, leaf) in leaves.into_iter().enumerate() {
-            if j % 2 == 0 {
-                even.push(leaf);
-            } else {
-                odd.push(leaf);
-            }
-        }
-        let Some((a0, a1)) = self.pack(even, 2 * step)? else {
+        let even: Vec<usize> = idx.iter().copied().step_by(2).collect();
+        let odd: Vec<usize> = idx.iter().copied().skip(1).step_by(2).collect();
+        let Some((a0, a1)) = self.pack(&even, 2 * step, leaf)? else {
             return Ok(None);
         };
-        let Some((b0, b1)) = self.pack(odd, 2 * step)? else {
+        let Some((b0, b1)) = self.pack(&odd, 2 * step, leaf)? else {
             let (mut d0, mut d1) = (a0.clone(), a1.clone());
             d0.add_assign(&a0).map_err(math_err)?;
             d1.add_assign(&a1).map_err(math_err)?;
@@ -1020,14 +1021,14 @@ impl LinearProtocol for Cheetah {
             let (mut acc0, mut acc1) = match &packer {
                 None => run.products(&layout, members[0], &cts, &wpt)?,
                 Some(pk) => {
-                    let mut leaves = Vec::with_capacity(plan.pack);
-                    for &o in &members {
-                        leaves.push(Some(run.products(&layout, o, &cts, &wpt)?));
-                    }
                     // A partial last group is padded with absent leaves (their slots are never
                     // read); every datum still gets the factor G.
-                    leaves.resize(plan.pack, None);
-                    pk.pack(leaves, 1)?.expect("a group has a member")
+                    let idx: Vec<usize> = (0..plan.pack).collect();
+                    let mut leaf = |j: usize| match members.get(j) {
+                        Some(&o) => run.products(&layout, o, &cts, &wpt).map(Some),
+                        None => Ok(None),
+                    };
+                    pk.pack(&idx, 1, &mut leaf)?.expect("a group has a member")
                 }
             };
             let masks = run.finish(&mut acc0, &mut acc1, &pos, rng)?;
