@@ -41,6 +41,10 @@ pub struct Args {
     /// full: `CheetahConfig::unpacked()`), the time baseline.
     #[arg(long)]
     no_packing: bool,
+    /// Strided convs by space-to-depth: auto (planner chooses; default), off (direct, as Cheetah;
+    /// the default with --no-packing), force.
+    #[arg(long)]
+    polyphase: Option<String>,
     /// Only predict costs (no HE is run).
     #[arg(long)]
     dry_run: bool,
@@ -93,8 +97,16 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     } else {
         CheetahConfig::default()
     };
+    let polyphase = match a.polyphase.as_deref() {
+        None => base.polyphase,
+        Some("auto") => linear::Polyphase::Auto,
+        Some("off") => linear::Polyphase::Off,
+        Some("force") => linear::Polyphase::Force,
+        Some(other) => anyhow::bail!("--polyphase {other:?}: expected auto, off or force"),
+    };
     let proto = Cheetah::new(CheetahConfig {
         bandwidth_bytes_per_s: (a.plan_mbps * 1e6 / 8.0) as u64,
+        polyphase,
         ..base
     });
     let baseline = Cheetah::new(CheetahConfig::unpacked()); // Cheetah's own formula
@@ -148,6 +160,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             "protocol": proto.name(),
             "params": plan.params.name(),
             "pack": plan.pack,
+            "polyphase": plan.polyphase.is_some(),
             "query_drop_bits": plan.query_drop_bits,
             "response_bits": [plan.noise.response_bits, plan.noise.c0_bits],
             "predicted_c2s": plan.cost.bytes_c2s,

@@ -20,7 +20,9 @@ pub mod layer;
 mod protocol;
 pub mod shapes;
 
-pub use cheetah::{bytes_lower_bound, Cheetah, CheetahConfig, CheetahPlan, Flooding, HeParamsId};
+pub use cheetah::{
+    bytes_lower_bound, Cheetah, CheetahConfig, CheetahPlan, Flooding, HeParamsId, Polyphase,
+};
 pub use cost::Cost;
 pub use error::LinearError;
 pub use keys::{setup_cost, ClientKeys, KeyRequest, ServerKeys};

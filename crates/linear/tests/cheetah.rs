@@ -197,3 +197,145 @@ mod random_shapes {
         }
     }
 }
+
+/// Strided convolutions by space-to-depth ([`linear::cheetah::polyphase`]).
+mod strided {
+    use super::*;
+    use linear::{CheetahConfig, LayerShape, Polyphase};
+    use proptest::prelude::*;
+
+    fn forced() -> Cheetah {
+        Cheetah::new(CheetahConfig {
+            polyphase: Polyphase::Force,
+            ..CheetahConfig::default()
+        })
+    }
+
+    fn strided(layers: Vec<(String, LayerSpec)>) -> Vec<(String, LayerSpec)> {
+        shapes::distinct(&layers)
+            .into_iter()
+            .filter(|(_, l)| matches!(l.shape, LayerShape::Conv2d(c) if c.stride > 1))
+            .collect()
+    }
+
+    /// Every strided conv of the model, with the rewrite forced and as chosen by the planner:
+    /// exact outputs, predicted bytes equal to the channel's.
+    fn check_strided(name: &str, layers: Vec<(String, LayerSpec)>) {
+        let ring = Ring::new(37).unwrap();
+        let layers = strided(layers);
+        assert!(!layers.is_empty(), "{name}: no strided conv");
+        let (auto, off) = (
+            Cheetah::default(),
+            Cheetah::new(CheetahConfig {
+                polyphase: Polyphase::Off,
+                ..CheetahConfig::default()
+            }),
+        );
+        for (i, (lname, layer)) in layers.iter().enumerate() {
+            let fp = forced().plan(layer, ring).unwrap();
+            assert!(fp.polyphase.is_some(), "{lname}: rewrite not applied");
+            let out = check_layer(&forced(), layer, ring, 300 + i as u64);
+            let ap = auto.plan(layer, ring).unwrap();
+            if ap.polyphase.is_some() {
+                check_layer(&auto, layer, ring, 400 + i as u64);
+            }
+            eprintln!(
+                "{name} {lname}: forced {} bytes, planner {} ({}), direct {} bytes",
+                out.predicted.bytes(),
+                ap.cost.bytes(),
+                if ap.polyphase.is_some() {
+                    "polyphase"
+                } else {
+                    "direct"
+                },
+                off.cost(layer, ring).unwrap().bytes()
+            );
+        }
+    }
+
+    #[test]
+    fn resnet_cifar_strided() {
+        for depth in [20, 32, 56] {
+            check_strided(&format!("resnet{depth}"), shapes::resnet_cifar(depth, 13));
+        }
+    }
+
+    #[test]
+    fn resnet18_64_strided() {
+        check_strided("resnet18-64", shapes::resnet18(64, 200, 12));
+    }
+
+    #[test]
+    fn mobilenet_v2_32_strided() {
+        check_strided("mobilenetv2-32", shapes::mobilenet_v2(32, 10, 12));
+    }
+
+    #[test]
+    #[ignore = "ImageNet-size layers: minutes; run with --ignored"]
+    fn resnet18_224_strided() {
+        check_strided("resnet18-224", shapes::resnet18(224, 1000, 12));
+    }
+
+    #[test]
+    #[ignore = "ImageNet-size layers: minutes; run with --ignored"]
+    fn mobilenet_v2_224_strided() {
+        check_strided("mobilenetv2-224", shapes::mobilenet_v2(224, 1000, 12));
+    }
+
+    /// The planner takes the faster of the direct and the rewritten plan; on ResNet-18 (224) it
+    /// takes the rewrite for the 7×7 stride-2 conv1 and the 1×1 stride-2 downsample convs (one
+    /// phase of four).
+    #[test]
+    fn planner_chooses_polyphase_where_cheaper() {
+        let ring = Ring::new(37).unwrap();
+        let auto = Cheetah::default();
+        let off = Cheetah::new(CheetahConfig {
+            polyphase: Polyphase::Off,
+            ..CheetahConfig::default()
+        });
+        let bw = auto.config.bandwidth_bytes_per_s as f64;
+        for (name, layer) in strided(shapes::resnet_cifar(20, 12))
+            .into_iter()
+            .chain(strided(shapes::resnet18(224, 1000, 12)))
+        {
+            let (a, d, f) = (
+                auto.plan(&layer, ring).unwrap(),
+                off.plan(&layer, ring).unwrap(),
+                forced().plan(&layer, ring).unwrap(),
+            );
+            let t =
+                |p: &linear::CheetahPlan| linear::cheetah::estimated_seconds(&p.cost, p.params, bw);
+            // The chosen plan is the faster of the direct and the rewritten one.
+            assert!(t(&a) <= t(&d) && t(&a) <= t(&f), "{name}");
+            assert_eq!(a.polyphase.is_some(), t(&f) < t(&d), "{name}");
+        }
+        // ResNet-18 (224): conv1 (7×7) and the 1×1 downsample convs.
+        for (name, layer) in strided(shapes::resnet18(224, 1000, 12)) {
+            if name == "conv1" || name.ends_with("downsample") {
+                let (a, d) = (
+                    auto.plan(&layer, ring).unwrap(),
+                    off.plan(&layer, ring).unwrap(),
+                );
+                assert!(a.polyphase.is_some(), "{name}: rewrite not chosen");
+                assert!(a.cost.bytes() < d.cost.bytes(), "{name}");
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 10, .. ProptestConfig::default() })]
+        /// Random stride-2/3 convs, kernels 1–7, paddings, groups, with the rewrite forced and as
+        /// planned: exact outputs and exact byte predictions.
+        #[test]
+        fn random_strided_conv(
+            g in 1usize..=3, cpg in 1usize..=6, mpg in 1usize..=6, h in 1usize..=20,
+            k in 1usize..=7, stride in 2usize..=3, padding in 0usize..=3, seed in any::<u64>(),
+        ) {
+            let k = k.min(h + 2 * padding);
+            let layer = LayerSpec::conv(common::conv(g * cpg, h, g * mpg, k, stride, padding, g), 10);
+            let ring = Ring::new(37).unwrap();
+            check_layer(&forced(), &layer, ring, seed);
+            check_layer(&Cheetah::default(), &layer, ring, seed ^ 1);
+        }
+    }
+}

@@ -26,6 +26,7 @@ pub mod fc;
 pub mod layout;
 pub mod noise;
 pub mod params;
+pub mod polyphase;
 pub mod query;
 
 use std::sync::Arc;
@@ -68,6 +69,23 @@ pub struct CheetahConfig {
     /// Bandwidth assumed when ranking plans, bytes per second (default: WAN, 400 Mbit/s).
     /// A small value makes the planner trade compute (key switches) for bytes.
     pub bandwidth_bytes_per_s: u64,
+    /// Strided convolutions by space-to-depth ([`polyphase`]): when the planner may run a
+    /// stride-s conv as a stride-1 conv on its s² input phases.
+    #[serde(default)]
+    pub polyphase: Polyphase,
+}
+
+/// When a strided convolution runs as the stride-1 convolution of its input phases
+/// ([`polyphase`]). Both parties derive the choice from the public layer shape and config.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Polyphase {
+    /// When its estimated time ([`estimated_seconds`]) is lower than the direct plan's.
+    #[default]
+    Auto,
+    /// Never (Cheetah as published: all stride-1 outputs computed, 1 in s² kept).
+    Off,
+    /// Always, for every conv with stride > 1.
+    Force,
 }
 
 impl CheetahConfig {
@@ -77,6 +95,7 @@ impl CheetahConfig {
             packing: false,
             short_c0: false,
             short_query: false,
+            polyphase: Polyphase::Off,
             ..CheetahConfig::default()
         }
     }
@@ -102,6 +121,7 @@ impl Default for CheetahConfig {
             short_c0: true,
             short_query: true,
             bandwidth_bytes_per_s: 50_000_000,
+            polyphase: Polyphase::Auto,
         }
     }
 }
@@ -116,6 +136,9 @@ pub struct CheetahPlan {
     pub noise: ResponseNoise,
     /// Low bits of each query coefficient the client does not send ([`query`]).
     pub query_drop_bits: u32,
+    /// The stride-1 convolution actually run when a strided conv is computed by space-to-depth
+    /// ([`polyphase`]); `layout`, `noise` and `cost` are then those of this layer.
+    pub polyphase: Option<LayerSpec>,
     pub cost: Cost,
 }
 
@@ -248,8 +271,37 @@ impl Cheetah {
     /// Chooses parameters, encoding and packing for a layer: among the secure presets where the
     /// flooded response still decrypts exactly, the candidate with the lowest estimated time
     /// ([`estimated_seconds`] at the configured bandwidth). With `packing` off this is Cheetah's
-    /// own protocol (unpacked responses).
+    /// own protocol (unpacked responses). A strided conv is also planned as the stride-1 conv of
+    /// its input phases ([`polyphase`], per [`CheetahConfig::polyphase`]) and the faster of the two
+    /// kept.
     pub fn plan(&self, layer: &LayerSpec, ring: Ring) -> Result<CheetahPlan, LinearError> {
+        layer.validate()?;
+        let direct = self.plan_direct(layer, ring);
+        let rw = match (self.config.polyphase, polyphase::rewrite(layer)) {
+            (Polyphase::Off, _) | (_, None) => return direct,
+            (_, Some(rw)) => rw,
+        };
+        let via = self.plan_direct(&rw, ring).map(|mut p| {
+            p.polyphase = Some(rw);
+            p
+        });
+        if self.config.polyphase == Polyphase::Force {
+            return via;
+        }
+        let bw = self.config.bandwidth_bytes_per_s as f64;
+        match (direct, via) {
+            (Ok(d), Ok(v)) => {
+                let score = |p: &CheetahPlan| estimated_seconds(&p.cost, p.params, bw);
+                Ok(if score(&v) < score(&d) { v } else { d })
+            }
+            (Ok(d), Err(_)) => Ok(d),
+            (Err(_), Ok(v)) => Ok(v),
+            (Err(e), Err(_)) => Err(e),
+        }
+    }
+
+    /// [`Cheetah::plan`] without the space-to-depth rewrite.
+    fn plan_direct(&self, layer: &LayerSpec, ring: Ring) -> Result<CheetahPlan, LinearError> {
         layer.validate()?;
         if ring.bits() > MAX_PLAINTEXT_BITS {
             return Err(LinearError::PlaintextTooLarge {
@@ -305,6 +357,7 @@ impl Cheetah {
                             pack,
                             noise: nz,
                             query_drop_bits,
+                            polyphase: None,
                             cost,
                         },
                     ));
@@ -392,6 +445,12 @@ impl Cheetah {
             });
         }
         ring.check("client input share", x)?;
+        if let Some(rw) = plan.polyphase {
+            // [space-to-depth] the client rewrites its own share; the rewritten layer's plan is
+            // `plan` (stride 1, so planned directly).
+            let xr = rewrite_share(layer, &rw, x);
+            return self.client_with_noise(&rw, ring, keys, &xr, ch, rng);
+        }
         let sk = keys.get(plan.params, ring.bits())?;
         let ctx = plan.params.context()?;
         let n = ctx.n();
@@ -460,6 +519,14 @@ impl Cheetah {
             }
         }
         Ok((y, noise))
+    }
+}
+
+/// One party's share of the input of `rw` (the space-to-depth rewrite of the conv `layer`).
+fn rewrite_share(layer: &LayerSpec, rw: &LayerSpec, x: &[u64]) -> Vec<u64> {
+    match (layer.shape, rw.shape) {
+        (LayerShape::Conv2d(c), LayerShape::Conv2d(r)) => polyphase::rewrite_input(&c, &r, x),
+        _ => unreachable!("polyphase plans only rewrite convolutions"),
     }
 }
 
@@ -644,16 +711,21 @@ fn responses(layout: &Layout, pack: usize) -> Vec<(Vec<usize>, Vec<(usize, usize
 /// 2B at multiples of 2D plus D, and garbage only off the multiples of D. Merging recursively
 /// (D = G/2, …, 1) costs G − 1 key switches and multiplies every datum by G, cancelled by
 /// pre-scaling the weights by G⁻¹ mod Q (Q odd). Key-switching noise: ≤ (G − 1)·B_ks.
-struct Packer {
+struct Packer<'k> {
     params: Arc<rlwe::Params>,
-    gk: rlwe::GaloisKeys,
+    gk: &'k rlwe::GaloisKeys,
     g_inv: Vec<u64>,
     /// X^D in NTT form for D = 1, 2, 4, …, G/2 (index log₂ D).
     monomials: Vec<Poly>,
 }
 
-impl Packer {
-    fn new(p: HeParamsId, ell: u32, g: usize, gk: &rlwe::GaloisKeys) -> Result<Self, LinearError> {
+impl<'k> Packer<'k> {
+    fn new(
+        p: HeParamsId,
+        ell: u32,
+        g: usize,
+        gk: &'k rlwe::GaloisKeys,
+    ) -> Result<Self, LinearError> {
         let params = p.rlwe_params(ell)?;
         let ctx = p.context()?;
         if params.key_switcher().is_none() {
@@ -684,37 +756,33 @@ impl Packer {
             .collect();
         Ok(Packer {
             params,
-            gk: gk.clone(),
+            gk,
             g_inv,
             monomials,
         })
     }
 
-    /// Packs `leaves` (NTT form; a power-of-two count; `None`: padding, only after the members)
-    /// so leaf j ends at offset j·step. A merge whose odd half is all padding returns 2A without a
+    /// Packs the leaves at positions `idx` (NTT form; a power-of-two count; `None`: padding, only
+    /// after the members) so the leaf at relative position j ends at offset j·step. A merge whose odd half is all padding returns 2A without a
     /// key switch: the slots ≡ D (mod 2D) it leaves unclean belong to padding and are never read,
-    /// and every later merge maps slots of the same residue class onto themselves.
+    /// and every later merge maps slots of the same residue class onto themselves. Leaves are
+    /// produced on demand by `leaf(j)` (j: position in the group; `None` past the members), depth
+    /// first, so at most O(log G) partial results are alive at a time.
     fn pack(
         &self,
-        mut leaves: Vec<Option<(Poly, Poly)>>,
+        idx: &[usize],
         step: usize,
+        leaf: &mut dyn FnMut(usize) -> Result<Option<(Poly, Poly)>, LinearError>,
     ) -> Result<Option<(Poly, Poly)>, LinearError> {
-        if leaves.len() == 1 {
-            return Ok(leaves.pop().expect("one leaf"));
+        if idx.len() == 1 {
+            return leaf(idx[0]);
         }
-        let mut odd = Vec::with_capacity(leaves.len() / 2);
-        let mut even = Vec::with_capacity(leaves.len() / 2);
-        for (j, leaf) in leaves.into_iter().enumerate() {
-            if j % 2 == 0 {
-                even.push(leaf);
-            } else {
-                odd.push(leaf);
-            }
-        }
-        let Some((a0, a1)) = self.pack(even, 2 * step)? else {
+        let even: Vec<usize> = idx.iter().copied().step_by(2).collect();
+        let odd: Vec<usize> = idx.iter().copied().skip(1).step_by(2).collect();
+        let Some((a0, a1)) = self.pack(&even, 2 * step, leaf)? else {
             return Ok(None);
         };
-        let Some((b0, b1)) = self.pack(odd, 2 * step)? else {
+        let Some((b0, b1)) = self.pack(&odd, 2 * step, leaf)? else {
             let (mut d0, mut d1) = (a0.clone(), a1.clone());
             d0.add_assign(&a0).map_err(math_err)?;
             d1.add_assign(&a1).map_err(math_err)?;
@@ -883,6 +951,15 @@ impl LinearProtocol for Cheetah {
         }
         ring.check("server input share", x)?;
         weights.validate(layer, ring)?;
+        if let Some(rw) = plan.polyphase {
+            // [space-to-depth] the server rewrites its share and its weights.
+            let (LayerShape::Conv2d(c), LayerShape::Conv2d(r)) = (layer.shape, rw.shape) else {
+                unreachable!("polyphase plans only rewrite convolutions")
+            };
+            let wr = polyphase::rewrite_weights(&c, &r, weights);
+            let xr = rewrite_share(layer, &rw, x);
+            return self.server(&rw, ring, keys, &wr, &xr, ch, rng);
+        }
         let pk = keys.get(plan.params, ring.bits())?;
         let ctx = plan.params.context()?;
         let n = ctx.n();
@@ -944,14 +1021,14 @@ impl LinearProtocol for Cheetah {
             let (mut acc0, mut acc1) = match &packer {
                 None => run.products(&layout, members[0], &cts, &wpt)?,
                 Some(pk) => {
-                    let mut leaves = Vec::with_capacity(plan.pack);
-                    for &o in &members {
-                        leaves.push(Some(run.products(&layout, o, &cts, &wpt)?));
-                    }
                     // A partial last group is padded with absent leaves (their slots are never
                     // read); every datum still gets the factor G.
-                    leaves.resize(plan.pack, None);
-                    pk.pack(leaves, 1)?.expect("a group has a member")
+                    let idx: Vec<usize> = (0..plan.pack).collect();
+                    let mut leaf = |j: usize| match members.get(j) {
+                        Some(&o) => run.products(&layout, o, &cts, &wpt).map(Some),
+                        None => Ok(None),
+                    };
+                    pk.pack(&idx, 1, &mut leaf)?.expect("a group has a member")
                 }
             };
             let masks = run.finish(&mut acc0, &mut acc1, &pos, rng)?;
