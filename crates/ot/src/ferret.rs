@@ -376,6 +376,70 @@ impl Drop for Pool {
     }
 }
 
+/// What the refill driver needs from either side of silent OT; the two sides run the same
+/// iteration schedule (mirror calls), differing only in IKNP's role and one iteration's messages.
+trait Side {
+    fn pool(&mut self) -> &mut Pool;
+    fn policy(&self) -> Policy;
+    fn iknp_extend<C: Channel + ?Sized>(&mut self, ch: &mut C, m: usize) -> Result<Vec<Block>>;
+    fn iterate<C: Channel + ?Sized>(
+        &mut self,
+        ch: &mut C,
+        p: &LpnParams,
+        bins: usize,
+    ) -> Result<Vec<Block>>;
+}
+
+/// Runs LPN iterations until at least `n` COTs are buffered, each sized to the shortfall
+/// ([`bins_for`]); `last`: the final iteration keeps no reserve for a next one.
+fn fill_with<S: Side, C: Channel + ?Sized>(
+    s: &mut S,
+    ch: &mut C,
+    n: usize,
+    last: bool,
+) -> Result<()> {
+    while s.pool().available() < n {
+        let shortfall = n - s.pool().available();
+        let served = s.pool().stats.served;
+        let p = s.policy().params_for(shortfall, served);
+        ensure_reserve(s, ch, &p)?;
+        let (bins, keep) = plan_iteration(&p, shortfall, s.pool().reserve.len(), last);
+        let out = s.iterate(ch, &p, bins)?;
+        s.pool().store(&p, out, keep);
+    }
+    Ok(())
+}
+
+/// Makes the reserve hold a full iteration of `p`: IKNP tops it up to the small set's, and a
+/// small iteration (sized to the need) covers the large set's.
+fn ensure_reserve<S: Side, C: Channel + ?Sized>(
+    s: &mut S,
+    ch: &mut C,
+    p: &LpnParams,
+) -> Result<()> {
+    let small = s.policy().small;
+    if s.pool().reserve.len() < small.reserve() {
+        let t0 = std::time::Instant::now();
+        let m = small.reserve() - s.pool().reserve.len();
+        let more = s.iknp_extend(ch, m)?;
+        let pool = s.pool();
+        pool.reserve.extend(more);
+        pool.stats.iknp_cots += m as u64;
+        pool.stats.iknp_time += t0.elapsed();
+    }
+    if s.pool().reserve.len() < p.reserve() {
+        // Only the large set gets here: one small iteration covers its reserve.
+        let bins = bins_for(
+            &small,
+            p.reserve() - small.reserve(),
+            s.pool().reserve.len(),
+        );
+        let out = s.iterate(ch, &small, bins)?;
+        s.pool().reserve.extend(out);
+    }
+    Ok(())
+}
+
 /// Silent COT sender (holder of Δ).
 pub struct FerretSender {
     iknp: IknpSender,
@@ -391,6 +455,26 @@ pub struct FerretReceiver {
     policy: Policy,
     prims: Prims,
     pool: Pool,
+}
+
+impl Side for FerretSender {
+    fn pool(&mut self) -> &mut Pool {
+        &mut self.pool
+    }
+    fn policy(&self) -> Policy {
+        self.policy
+    }
+    fn iknp_extend<C: Channel + ?Sized>(&mut self, ch: &mut C, m: usize) -> Result<Vec<Block>> {
+        self.iknp.extend(ch, m)
+    }
+    fn iterate<C: Channel + ?Sized>(
+        &mut self,
+        ch: &mut C,
+        p: &LpnParams,
+        bins: usize,
+    ) -> Result<Vec<Block>> {
+        self.iterate_bins(ch, p, bins)
+    }
 }
 
 impl FerretSender {
@@ -433,26 +517,14 @@ impl FerretSender {
     /// Runs LPN iterations until at least `n` COTs are buffered, each sized to the shortfall
     /// ([`bins_for`]); the peer makes the mirror call. Nothing is sent when `n` are buffered.
     pub fn fill<C: Channel + ?Sized>(&mut self, ch: &mut C, n: usize) -> Result<()> {
-        self.fill_with(ch, n, false)
+        fill_with(self, ch, n, false)
     }
 
     /// As [`FerretSender::fill`] for the last COTs a session needs: the final iteration keeps
     /// no reserve for a next one, so all its outputs are buffered (a later request rebuilds the
     /// reserve from IKNP). The peer calls [`FerretReceiver::fill_last`].
     pub fn fill_last<C: Channel + ?Sized>(&mut self, ch: &mut C, n: usize) -> Result<()> {
-        self.fill_with(ch, n, true)
-    }
-
-    fn fill_with<C: Channel + ?Sized>(&mut self, ch: &mut C, n: usize, last: bool) -> Result<()> {
-        while self.pool.available() < n {
-            let shortfall = n - self.pool.available();
-            let p = self.policy.params_for(shortfall, self.pool.stats.served);
-            self.ensure_reserve(ch, &p)?;
-            let (bins, keep) = plan_iteration(&p, shortfall, self.pool.reserve.len(), last);
-            let out = self.iterate(ch, &p, bins)?;
-            self.pool.store(&p, out, keep);
-        }
-        Ok(())
+        fill_with(self, ch, n, true)
     }
 
     /// Counts and timings since setup.
@@ -460,33 +532,8 @@ impl FerretSender {
         self.pool.stats
     }
 
-    /// Makes the reserve hold a full iteration of `p`: IKNP tops it up to the small set's, and a
-    /// small iteration (sized to the need) covers the large set's.
-    fn ensure_reserve<C: Channel + ?Sized>(&mut self, ch: &mut C, p: &LpnParams) -> Result<()> {
-        let small = self.policy.small;
-        if self.pool.reserve.len() < small.reserve() {
-            let t0 = std::time::Instant::now();
-            let m = small.reserve() - self.pool.reserve.len();
-            let more = self.iknp.extend(ch, m)?;
-            self.pool.reserve.extend(more);
-            self.pool.stats.iknp_cots += m as u64;
-            self.pool.stats.iknp_time += t0.elapsed();
-        }
-        if self.pool.reserve.len() < p.reserve() {
-            // Only the large set gets here: one small iteration covers its reserve.
-            let bins = bins_for(
-                &small,
-                p.reserve() - small.reserve(),
-                self.pool.reserve.len(),
-            );
-            let out = self.iterate(ch, &small, bins)?;
-            self.pool.reserve.extend(out);
-        }
-        Ok(())
-    }
-
     /// One iteration of `p` over its first `bins` bins.
-    fn iterate<C: Channel + ?Sized>(
+    fn iterate_bins<C: Channel + ?Sized>(
         &mut self,
         ch: &mut C,
         p: &LpnParams,
@@ -551,6 +598,26 @@ impl FerretSender {
     }
 }
 
+impl Side for FerretReceiver {
+    fn pool(&mut self) -> &mut Pool {
+        &mut self.pool
+    }
+    fn policy(&self) -> Policy {
+        self.policy
+    }
+    fn iknp_extend<C: Channel + ?Sized>(&mut self, ch: &mut C, m: usize) -> Result<Vec<Block>> {
+        self.iknp.extend(ch, m)
+    }
+    fn iterate<C: Channel + ?Sized>(
+        &mut self,
+        ch: &mut C,
+        p: &LpnParams,
+        bins: usize,
+    ) -> Result<Vec<Block>> {
+        self.iterate_bins(ch, p, bins)
+    }
+}
+
 impl FerretReceiver {
     /// Wraps an IKNP receiver.
     pub fn new(iknp: IknpReceiver) -> FerretReceiver {
@@ -585,25 +652,13 @@ impl FerretReceiver {
     /// Runs LPN iterations until at least `n` COTs are buffered, each sized to the shortfall
     /// ([`bins_for`]); the peer makes the mirror call. Nothing is sent when `n` are buffered.
     pub fn fill<C: Channel + ?Sized>(&mut self, ch: &mut C, n: usize) -> Result<()> {
-        self.fill_with(ch, n, false)
+        fill_with(self, ch, n, false)
     }
 
     /// As [`FerretReceiver::fill`] for the last COTs of a session: see
     /// [`FerretSender::fill_last`].
     pub fn fill_last<C: Channel + ?Sized>(&mut self, ch: &mut C, n: usize) -> Result<()> {
-        self.fill_with(ch, n, true)
-    }
-
-    fn fill_with<C: Channel + ?Sized>(&mut self, ch: &mut C, n: usize, last: bool) -> Result<()> {
-        while self.pool.available() < n {
-            let shortfall = n - self.pool.available();
-            let p = self.policy.params_for(shortfall, self.pool.stats.served);
-            self.ensure_reserve(ch, &p)?;
-            let (bins, keep) = plan_iteration(&p, shortfall, self.pool.reserve.len(), last);
-            let out = self.iterate(ch, &p, bins)?;
-            self.pool.store(&p, out, keep);
-        }
-        Ok(())
+        fill_with(self, ch, n, true)
     }
 
     /// Counts and timings since setup.
@@ -611,33 +666,8 @@ impl FerretReceiver {
         self.pool.stats
     }
 
-    /// Makes the reserve hold a full iteration of `p`: IKNP tops it up to the small set's, and a
-    /// small iteration (sized to the need) covers the large set's.
-    fn ensure_reserve<C: Channel + ?Sized>(&mut self, ch: &mut C, p: &LpnParams) -> Result<()> {
-        let small = self.policy.small;
-        if self.pool.reserve.len() < small.reserve() {
-            let t0 = std::time::Instant::now();
-            let m = small.reserve() - self.pool.reserve.len();
-            let more = self.iknp.extend(ch, m)?;
-            self.pool.reserve.extend(more);
-            self.pool.stats.iknp_cots += m as u64;
-            self.pool.stats.iknp_time += t0.elapsed();
-        }
-        if self.pool.reserve.len() < p.reserve() {
-            // Only the large set gets here: one small iteration covers its reserve.
-            let bins = bins_for(
-                &small,
-                p.reserve() - small.reserve(),
-                self.pool.reserve.len(),
-            );
-            let out = self.iterate(ch, &small, bins)?;
-            self.pool.reserve.extend(out);
-        }
-        Ok(())
-    }
-
     /// One iteration of `p` over its first `bins` bins.
-    fn iterate<C: Channel + ?Sized>(
+    fn iterate_bins<C: Channel + ?Sized>(
         &mut self,
         ch: &mut C,
         p: &LpnParams,
