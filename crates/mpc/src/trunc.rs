@@ -71,11 +71,7 @@ impl Session {
         let n = x.len();
         let p0 = self.party() == Party::P0;
         let half = 1u64 << (l - 1);
-        let u: Vec<u64> = if p0 {
-            x.data.iter().map(|&a| ring.add(a, half)).collect()
-        } else {
-            x.data.clone()
-        };
+        let u = offset_by_p0(x, p0, half);
         let low = mask(l - 1);
         let v: Vec<u64> = if p0 {
             u.iter().map(|&a| a & low).collect()
@@ -166,11 +162,7 @@ impl Session {
         let n = x.len();
         let p0 = self.party() == Party::P0;
         let quarter = 1u64 << (l - 2);
-        let u: Vec<u64> = if p0 {
-            x.data.iter().map(|&a| ring.add(a, quarter)).collect()
-        } else {
-            x.data.clone()
-        };
+        let u = offset_by_p0(x, p0, quarter);
         let lo = mask(s);
         let v: Vec<u64> = if p0 {
             u.iter().map(|&a| a & lo).collect()
@@ -232,11 +224,7 @@ impl Session {
         let n = x.len();
         let p0 = self.party() == Party::P0;
         let quarter = 1u64 << (l - 2);
-        let u: Vec<u64> = if p0 {
-            x.data.iter().map(|&a| ring.add(a, quarter)).collect()
-        } else {
-            x.data.clone()
-        };
+        let u = offset_by_p0(x, p0, quarter);
         let gw = Group::Pow2(s);
         let m: Vec<u8> = u.iter().map(|&a| ring.msb(a)).collect();
         let f0: Vec<u64> = m.iter().map(|&b| b as u64).collect();
@@ -251,5 +239,14 @@ impl Session {
             scale: x.scale.saturating_sub(s),
             data,
         })
+    }
+}
+
+/// Shares of x + c: P0 adds the public constant c to its share, P1 keeps its own.
+fn offset_by_p0(x: &Shares, p0: bool, c: u64) -> Vec<u64> {
+    if p0 {
+        x.data.iter().map(|&a| x.ring.add(a, c)).collect()
+    } else {
+        x.data.clone()
     }
 }
