@@ -37,15 +37,123 @@ pub struct CotConfig {
     pub backend: CotBackend,
 }
 
-enum SenderEngine {
-    /// IKNP with COTs extended ahead by `fill` (served first).
-    Iknp(IknpSender, Vec<Block>, SilentStats),
-    Silent(Box<FerretSender>),
+/// The extension step of an IKNP endpoint (sender or receiver).
+trait IknpSide {
+    fn extend<C: Channel + ?Sized>(&mut self, ch: &mut C, n: usize) -> Result<Vec<Block>>;
 }
 
-enum ReceiverEngine {
-    Iknp(Box<IknpReceiver>, Vec<Block>, SilentStats),
-    Silent(Box<FerretReceiver>),
+impl IknpSide for IknpSender {
+    fn extend<C: Channel + ?Sized>(&mut self, ch: &mut C, n: usize) -> Result<Vec<Block>> {
+        IknpSender::extend(self, ch, n)
+    }
+}
+
+impl IknpSide for IknpReceiver {
+    fn extend<C: Channel + ?Sized>(&mut self, ch: &mut C, n: usize) -> Result<Vec<Block>> {
+        IknpReceiver::extend(self, ch, n)
+    }
+}
+
+/// What a silent-OT endpoint (sender or receiver) offers the session layer.
+trait SilentSide {
+    fn buffered(&self) -> usize;
+    fn extend<C: Channel + ?Sized>(&mut self, ch: &mut C, n: usize) -> Result<Vec<Block>>;
+    fn fill<C: Channel + ?Sized>(&mut self, ch: &mut C, n: usize) -> Result<()>;
+    fn fill_last<C: Channel + ?Sized>(&mut self, ch: &mut C, n: usize) -> Result<()>;
+    fn stats(&self) -> SilentStats;
+}
+
+macro_rules! silent_side {
+    ($t:ty) => {
+        impl SilentSide for $t {
+            fn buffered(&self) -> usize {
+                <$t>::buffered(self)
+            }
+            fn extend<C: Channel + ?Sized>(&mut self, ch: &mut C, n: usize) -> Result<Vec<Block>> {
+                <$t>::extend(self, ch, n)
+            }
+            fn fill<C: Channel + ?Sized>(&mut self, ch: &mut C, n: usize) -> Result<()> {
+                <$t>::fill(self, ch, n)
+            }
+            fn fill_last<C: Channel + ?Sized>(&mut self, ch: &mut C, n: usize) -> Result<()> {
+                <$t>::fill_last(self, ch, n)
+            }
+            fn stats(&self) -> SilentStats {
+                <$t>::stats(self)
+            }
+        }
+    };
+}
+silent_side!(FerretSender);
+silent_side!(FerretReceiver);
+
+/// One side's COT engine: IKNP with COTs extended ahead by `fill` (served first), or silent OT.
+enum Engine<I, S> {
+    Iknp(Box<I>, Vec<Block>, SilentStats),
+    Silent(Box<S>),
+}
+
+/// The session bookkeeping shared by [`CotSender`] and [`CotReceiver`]: request limits, the
+/// COT index, and dispatch to the engine. Sender and receiver calls are mirror images, so one
+/// implementation serves both.
+struct Endpoint<I, S> {
+    engine: Engine<I, S>,
+    consumed: u64,
+}
+
+impl<I: IknpSide, S: SilentSide> Endpoint<I, S> {
+    fn new(engine: Engine<I, S>) -> Self {
+        Endpoint {
+            engine,
+            consumed: 0,
+        }
+    }
+
+    fn buffered(&self) -> usize {
+        match &self.engine {
+            Engine::Iknp(_, buf, _) => buf.len(),
+            Engine::Silent(s) => s.buffered(),
+        }
+    }
+
+    fn extend<C: Channel + ?Sized>(&mut self, ch: &mut C, n: usize) -> Result<Vec<Block>> {
+        check_request(n)?;
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let out = match &mut self.engine {
+            Engine::Iknp(s, buf, st) => iknp_take(buf, st, n, |m| s.extend(ch, m))?,
+            Engine::Silent(s) => s.extend(ch, n)?,
+        };
+        self.consumed += n as u64;
+        Ok(out)
+    }
+
+    fn fill<C: Channel + ?Sized>(&mut self, ch: &mut C, n: usize, last: bool) -> Result<()> {
+        check_request(n)?;
+        match &mut self.engine {
+            Engine::Iknp(s, buf, st) => iknp_fill(buf, st, n, |m| s.extend(ch, m)),
+            Engine::Silent(s) if last => s.fill_last(ch, n),
+            Engine::Silent(s) => s.fill(ch, n),
+        }
+    }
+
+    fn stats(&self) -> SilentStats {
+        match &self.engine {
+            Engine::Iknp(_, _, st) => *st,
+            Engine::Silent(s) => s.stats(),
+        }
+    }
+}
+
+fn check_request(n: usize) -> Result<()> {
+    if n > MAX_EXTEND {
+        return Err(OtError::TooMany {
+            requested: n,
+            max: MAX_EXTEND,
+        });
+    }
+    Ok(())
 }
 
 /// The sender of random correlated OT (holder of the global Δ).
@@ -58,16 +166,10 @@ enum ReceiverEngine {
 ///
 /// The COT index `consumed()` before a call, plus `i`, is the session-unique tweak to use with
 /// [`crate::hash::tccr`] when turning COT `i` into a random OT.
-pub struct CotSender {
-    engine: SenderEngine,
-    consumed: u64,
-}
+pub struct CotSender(Endpoint<IknpSender, FerretSender>);
 
 /// The receiver of random correlated OT: see [`CotSender`].
-pub struct CotReceiver {
-    engine: ReceiverEngine,
-    consumed: u64,
-}
+pub struct CotReceiver(Endpoint<IknpReceiver, FerretReceiver>);
 
 impl CotSender {
     /// Sets up a sender with the default configuration (silent OT) over `ch`, drawing all secrets
@@ -88,63 +190,43 @@ impl CotSender {
     {
         let iknp = IknpSender::setup(ch, rng)?;
         let engine = match cfg.backend {
-            CotBackend::Iknp => SenderEngine::Iknp(iknp, Vec::new(), SilentStats::default()),
+            CotBackend::Iknp => Engine::Iknp(Box::new(iknp), Vec::new(), SilentStats::default()),
             CotBackend::Silent | CotBackend::SilentSmall => {
                 let mut seed = [0u8; 32];
                 rng.fill_bytes(&mut seed);
-                SenderEngine::Silent(Box::new(if cfg.backend == CotBackend::SilentSmall {
+                Engine::Silent(Box::new(if cfg.backend == CotBackend::SilentSmall {
                     FerretSender::new_small_only(iknp, seed)
                 } else {
                     FerretSender::new(iknp, seed)
                 }))
             }
         };
-        Ok(CotSender {
-            engine,
-            consumed: 0,
-        })
+        Ok(CotSender(Endpoint::new(engine)))
     }
 
     /// The global correlation Δ (secret; `lsb(Δ) = 1`).
     pub fn delta(&self) -> Block {
-        match &self.engine {
-            SenderEngine::Iknp(s, ..) => s.delta(),
-            SenderEngine::Silent(s) => s.delta(),
+        match &self.0.engine {
+            Engine::Iknp(s, ..) => s.delta(),
+            Engine::Silent(s) => s.delta(),
         }
     }
 
     /// Number of COTs handed out so far in this session (the next COT's tweak).
     pub fn consumed(&self) -> u64 {
-        self.consumed
+        self.0.consumed
     }
 
     /// COTs the next `extend` can serve without any traffic (silent backend's buffer; 0 for IKNP).
     /// Equal on both sides.
     pub fn buffered(&self) -> usize {
-        match &self.engine {
-            SenderEngine::Iknp(_, buf, _) => buf.len(),
-            SenderEngine::Silent(s) => s.buffered(),
-        }
+        self.0.buffered()
     }
 
     /// `n` fresh random COTs `q_i` (with `lsb(q_i) = 0`). Pairs with the receiver's
     /// `extend(ch, n)`.
     pub fn extend<C: Channel + ?Sized>(&mut self, ch: &mut C, n: usize) -> Result<Vec<Block>> {
-        if n > MAX_EXTEND {
-            return Err(OtError::TooMany {
-                requested: n,
-                max: MAX_EXTEND,
-            });
-        }
-        if n == 0 {
-            return Ok(Vec::new());
-        }
-        let out = match &mut self.engine {
-            SenderEngine::Iknp(s, buf, st) => iknp_take(buf, st, n, |m| s.extend(ch, m))?,
-            SenderEngine::Silent(s) => s.extend(ch, n)?,
-        };
-        self.consumed += n as u64;
-        Ok(out)
+        self.0.extend(ch, n)
     }
 
     /// Generates COTs ahead so that at least `n` are buffered (the peer makes the mirror call);
@@ -152,36 +234,19 @@ impl CotSender {
     /// iterations are sized to the shortfall, so asking for exactly what a session will use
     /// wastes no generation.
     pub fn fill<C: Channel + ?Sized>(&mut self, ch: &mut C, n: usize) -> Result<()> {
-        self.fill_with(ch, n, false)
+        self.0.fill(ch, n, false)
     }
 
     /// As [`CotSender::fill`] for the last COTs a session needs: silent OT keeps no reserve for
     /// further iterations (a later request rebuilds it from IKNP). Pairs with the receiver's
     /// `fill_last`.
     pub fn fill_last<C: Channel + ?Sized>(&mut self, ch: &mut C, n: usize) -> Result<()> {
-        self.fill_with(ch, n, true)
-    }
-
-    fn fill_with<C: Channel + ?Sized>(&mut self, ch: &mut C, n: usize, last: bool) -> Result<()> {
-        if n > MAX_EXTEND {
-            return Err(OtError::TooMany {
-                requested: n,
-                max: MAX_EXTEND,
-            });
-        }
-        match &mut self.engine {
-            SenderEngine::Iknp(s, buf, st) => iknp_fill(buf, st, n, |m| s.extend(ch, m)),
-            SenderEngine::Silent(s) if last => s.fill_last(ch, n),
-            SenderEngine::Silent(s) => s.fill(ch, n),
-        }
+        self.0.fill(ch, n, true)
     }
 
     /// Generation counts and timings since setup.
     pub fn stats(&self) -> SilentStats {
-        match &self.engine {
-            SenderEngine::Iknp(_, _, st) => *st,
-            SenderEngine::Silent(s) => s.stats(),
-        }
+        self.0.stats()
     }
 }
 
@@ -204,86 +269,47 @@ impl CotReceiver {
     {
         let iknp = IknpReceiver::setup(ch, rng)?;
         let engine = match cfg.backend {
-            CotBackend::Iknp => {
-                ReceiverEngine::Iknp(Box::new(iknp), Vec::new(), SilentStats::default())
-            }
+            CotBackend::Iknp => Engine::Iknp(Box::new(iknp), Vec::new(), SilentStats::default()),
             CotBackend::Silent | CotBackend::SilentSmall => {
-                ReceiverEngine::Silent(Box::new(if cfg.backend == CotBackend::SilentSmall {
+                Engine::Silent(Box::new(if cfg.backend == CotBackend::SilentSmall {
                     FerretReceiver::new_small_only(iknp)
                 } else {
                     FerretReceiver::new(iknp)
                 }))
             }
         };
-        Ok(CotReceiver {
-            engine,
-            consumed: 0,
-        })
+        Ok(CotReceiver(Endpoint::new(engine)))
     }
 
     /// Number of COTs handed out so far in this session (the next COT's tweak).
     pub fn consumed(&self) -> u64 {
-        self.consumed
+        self.0.consumed
     }
 
     /// COTs the next `extend` can serve without any traffic. Equal on both sides.
     pub fn buffered(&self) -> usize {
-        match &self.engine {
-            ReceiverEngine::Iknp(_, buf, _) => buf.len(),
-            ReceiverEngine::Silent(r) => r.buffered(),
-        }
+        self.0.buffered()
     }
 
     /// `n` fresh random COTs `t_i = q_i ⊕ b_i·Δ`; the choice bit is `b_i = lsb(t_i)` (see
     /// [`crate::choice_bits`]). Pairs with the sender's `extend(ch, n)`.
     pub fn extend<C: Channel + ?Sized>(&mut self, ch: &mut C, n: usize) -> Result<Vec<Block>> {
-        if n > MAX_EXTEND {
-            return Err(OtError::TooMany {
-                requested: n,
-                max: MAX_EXTEND,
-            });
-        }
-        if n == 0 {
-            return Ok(Vec::new());
-        }
-        let out = match &mut self.engine {
-            ReceiverEngine::Iknp(r, buf, st) => iknp_take(buf, st, n, |m| r.extend(ch, m))?,
-            ReceiverEngine::Silent(r) => r.extend(ch, n)?,
-        };
-        self.consumed += n as u64;
-        Ok(out)
+        self.0.extend(ch, n)
     }
 
     /// Generates COTs ahead: see [`CotSender::fill`].
     pub fn fill<C: Channel + ?Sized>(&mut self, ch: &mut C, n: usize) -> Result<()> {
-        self.fill_with(ch, n, false)
+        self.0.fill(ch, n, false)
     }
 
     /// Generates the last COTs a session needs: see [`CotSender::fill_last`].
     pub fn fill_last<C: Channel + ?Sized>(&mut self, ch: &mut C, n: usize) -> Result<()> {
-        self.fill_with(ch, n, true)
-    }
-
-    fn fill_with<C: Channel + ?Sized>(&mut self, ch: &mut C, n: usize, last: bool) -> Result<()> {
-        if n > MAX_EXTEND {
-            return Err(OtError::TooMany {
-                requested: n,
-                max: MAX_EXTEND,
-            });
-        }
-        match &mut self.engine {
-            ReceiverEngine::Iknp(r, buf, st) => iknp_fill(buf, st, n, |m| r.extend(ch, m)),
-            ReceiverEngine::Silent(r) if last => r.fill_last(ch, n),
-            ReceiverEngine::Silent(r) => r.fill(ch, n),
-        }
+        self.0.fill(ch, n, true)
     }
 
     /// Generation counts and timings since setup.
     pub fn stats(&self) -> SilentStats {
-        match &self.engine {
-            ReceiverEngine::Iknp(_, _, st) => *st,
-            ReceiverEngine::Silent(r) => r.stats(),
-        }
+        self.0.stats()
     }
 }
 
@@ -369,7 +395,7 @@ impl CotPair {
 impl std::fmt::Debug for CotSender {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CotSender")
-            .field("consumed", &self.consumed)
+            .field("consumed", &self.consumed())
             .finish_non_exhaustive()
     }
 }
@@ -377,7 +403,7 @@ impl std::fmt::Debug for CotSender {
 impl std::fmt::Debug for CotReceiver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CotReceiver")
-            .field("consumed", &self.consumed)
+            .field("consumed", &self.consumed())
             .finish_non_exhaustive()
     }
 }
