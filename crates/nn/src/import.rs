@@ -179,71 +179,50 @@ fn tensor_from_proto(t: &pb::TensorProto) -> Result<Const> {
         len,
         shape: shape_i64.clone(),
     };
+    // Element values come from `raw_data` (little-endian, W bytes each) when present, else from
+    // the typed repeated field; either way exactly `n` of them.
+    fn elements<T, const W: usize>(
+        raw: Option<&[u8]>,
+        n: usize,
+        from_le: impl Fn([u8; W]) -> T,
+        typed: impl FnOnce() -> Vec<T>,
+    ) -> std::result::Result<Vec<T>, usize> {
+        let data: Vec<T> = match raw {
+            Some(r) if r.len() != W * n => return Err(r.len() / W),
+            Some(r) => r
+                .chunks_exact(W)
+                .map(|c| from_le(c.try_into().expect("chunk of W bytes")))
+                .collect(),
+            None => typed(),
+        };
+        if data.len() != n {
+            return Err(data.len());
+        }
+        Ok(data)
+    }
     use pb::tensor_proto::DataType as D;
     let c = if dt == D::Float as i32 {
-        let data: Vec<f32> = match raw {
-            Some(r) => {
-                if r.len() != 4 * n {
-                    return Err(bad_len(r.len() / 4));
-                }
-                r.chunks_exact(4)
-                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                    .collect()
-            }
-            None => t.float_data.clone(),
-        };
-        if data.len() != n {
-            return Err(bad_len(data.len()));
-        }
-        Const::F32(Tensor::new(shape, data))
+        let data = elements(raw, n, f32::from_le_bytes, || t.float_data.clone());
+        Const::F32(Tensor::new(shape, data.map_err(bad_len)?))
     } else if dt == D::Double as i32 {
-        let data: Vec<f32> = match raw {
-            Some(r) => {
-                if r.len() != 8 * n {
-                    return Err(bad_len(r.len() / 8));
-                }
-                r.chunks_exact(8)
-                    .map(|c| f64::from_le_bytes(c.try_into().expect("chunk of 8")) as f32)
-                    .collect()
-            }
-            None => t.double_data.iter().map(|&v| v as f32).collect(),
-        };
-        if data.len() != n {
-            return Err(bad_len(data.len()));
-        }
-        Const::F32(Tensor::new(shape, data))
+        let data = elements(
+            raw,
+            n,
+            |b| f64::from_le_bytes(b) as f32,
+            || t.double_data.iter().map(|&v| v as f32).collect(),
+        );
+        Const::F32(Tensor::new(shape, data.map_err(bad_len)?))
     } else if dt == D::Int64 as i32 {
-        let data: Vec<i64> = match raw {
-            Some(r) => {
-                if r.len() != 8 * n {
-                    return Err(bad_len(r.len() / 8));
-                }
-                r.chunks_exact(8)
-                    .map(|c| i64::from_le_bytes(c.try_into().expect("chunk of 8")))
-                    .collect()
-            }
-            None => t.int64_data.clone(),
-        };
-        if data.len() != n {
-            return Err(bad_len(data.len()));
-        }
-        Const::I64(Tensor::new(shape, data))
+        let data = elements(raw, n, i64::from_le_bytes, || t.int64_data.clone());
+        Const::I64(Tensor::new(shape, data.map_err(bad_len)?))
     } else if dt == D::Int32 as i32 {
-        let data: Vec<i64> = match raw {
-            Some(r) => {
-                if r.len() != 4 * n {
-                    return Err(bad_len(r.len() / 4));
-                }
-                r.chunks_exact(4)
-                    .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as i64)
-                    .collect()
-            }
-            None => t.int32_data.iter().map(|&v| v as i64).collect(),
-        };
-        if data.len() != n {
-            return Err(bad_len(data.len()));
-        }
-        Const::I64(Tensor::new(shape, data))
+        let data = elements(
+            raw,
+            n,
+            |b| i32::from_le_bytes(b) as i64,
+            || t.int32_data.iter().map(|&v| v as i64).collect(),
+        );
+        Const::I64(Tensor::new(shape, data.map_err(bad_len)?))
     } else {
         return Err(NnError::TensorType {
             name,
@@ -2076,5 +2055,83 @@ mod tests {
         }
         // GELU at x = 1 is 0.8413447460685429 (Φ(1)).
         assert!((gelu(1.0) - 0.841_344_746_068_542_9).abs() < 1e-12);
+    }
+
+    fn tensor(
+        dt: pb::tensor_proto::DataType,
+        dims: &[i64],
+        raw: Option<Vec<u8>>,
+    ) -> pb::TensorProto {
+        pb::TensorProto {
+            name: Some("w".into()),
+            dims: dims.to_vec(),
+            data_type: Some(dt as i32),
+            raw_data: raw,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn tensor_elements_decode_from_raw_and_typed_fields_and_reject_bad_lengths() {
+        use pb::tensor_proto::DataType as D;
+        let vals = [1.5f64, -2.25, 3.0, 0.125];
+        // raw little-endian bytes of each type against the values they were made from
+        let f32_raw: Vec<u8> = vals
+            .iter()
+            .flat_map(|&v| (v as f32).to_le_bytes())
+            .collect();
+        let f64_raw: Vec<u8> = vals.iter().flat_map(|&v| v.to_le_bytes()).collect();
+        let i64_raw: Vec<u8> = [7i64, -9, 1 << 40, 0]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        let i32_raw: Vec<u8> = [7i32, -9, 1 << 30, 0]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        let want_f: Vec<f32> = vals.iter().map(|&v| v as f32).collect();
+        for (dt, raw) in [(D::Float, f32_raw.clone()), (D::Double, f64_raw.clone())] {
+            match tensor_from_proto(&tensor(dt, &[2, 2], Some(raw))).unwrap() {
+                Const::F32(t) => assert_eq!(t.data, &want_f[..]),
+                Const::I64(_) => panic!("float tensor decoded as integers"),
+            }
+        }
+        for (dt, raw, want) in [
+            (D::Int64, i64_raw.clone(), vec![7i64, -9, 1 << 40, 0]),
+            (D::Int32, i32_raw.clone(), vec![7i64, -9, 1 << 30, 0]),
+        ] {
+            match tensor_from_proto(&tensor(dt, &[4], Some(raw))).unwrap() {
+                Const::I64(t) => assert_eq!(t.data, &want[..]),
+                Const::F32(_) => panic!("integer tensor decoded as floats"),
+            }
+        }
+        // typed repeated fields
+        let mut t = tensor(D::Int32, &[2], None);
+        t.int32_data = vec![-3, 4];
+        match tensor_from_proto(&t).unwrap() {
+            Const::I64(t) => assert_eq!(t.data, &[-3, 4]),
+            Const::F32(_) => panic!("integer tensor decoded as floats"),
+        }
+        // one byte short, one element too many, a typed field of the wrong length
+        for (dt, mut raw) in [
+            (D::Float, f32_raw),
+            (D::Double, f64_raw),
+            (D::Int64, i64_raw),
+            (D::Int32, i32_raw),
+        ] {
+            raw.pop();
+            let e = tensor_from_proto(&tensor(dt, &[4], Some(raw))).err();
+            assert!(
+                matches!(e, Some(NnError::TensorData { .. })),
+                "{dt:?}: {e:?}"
+            );
+        }
+        let mut t = tensor(D::Float, &[3], None);
+        t.float_data = vec![1.0, 2.0];
+        let e = tensor_from_proto(&t).err();
+        assert!(
+            matches!(e, Some(NnError::TensorData { len: 2, .. })),
+            "{e:?}"
+        );
     }
 }
