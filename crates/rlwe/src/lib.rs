@@ -43,6 +43,7 @@
 //! Cheetah layer. [`noise`] gives the bound to pass as `noise_bits`.
 
 pub mod batch;
+pub mod compact;
 mod core;
 pub mod eval;
 pub mod keyswitch;
@@ -56,7 +57,11 @@ pub use crate::core::{
     max_centered_log2, Ciphertext, Plaintext, PlaintextNtt, PublicKey, SecretKey,
 };
 pub use batch::BatchEncoder;
-pub use eval::{galois_element_for_rotation, Evaluator, FloodingConfig, GaloisKeys, RelinKey};
+pub use compact::{compact_response_len, Pow2Response};
+pub use eval::{
+    galois_element_for_rotation, sample_flooding_gaussian, Evaluator, FloodingConfig, GaloisKeys,
+    RelinKey,
+};
 pub use keyswitch::{KeySwitcher, KeySwitchingKey};
 pub use lwe::{LweCiphertext, PackingKeys};
 pub use math::{Poly, Representation};
@@ -110,6 +115,12 @@ pub enum RlweError {
     NoSpecialPrimes,
     #[error("no Galois key for element {element}")]
     MissingGaloisKey { element: usize },
+    #[error("flooding width sigma must lie in [0, 2^{max_log2}]")]
+    FloodingSigmaOutOfRange { max_log2: u32 },
+    #[error("compact response widths: need 1 <= ell < k, ell <= b <= k <= 62 (k = {k}, b = {b}, ell = {ell})")]
+    InvalidResponseWidths { k: u32, b: u32, ell: u32 },
+    #[error("compact response decryption needs the key's first two primes above 2N·2^k (k = {k})")]
+    ResponseTooWideForKey { k: u32 },
     #[error("statistical security {bits} < 40 bits")]
     StatisticalSecurityTooLow { bits: u32 },
     #[error(
