@@ -22,11 +22,13 @@ pub struct Evaluator {
 /// Largest `|z|` of the flooding sampler: Box–Muller with uniforms `u₁ ≥ 2^-54` gives
 /// `|z| ≤ √(2·54·ln 2) < 8.66`, so a flooding sample is bounded by `8.66·σ` (rounded).
 pub const FLOOD_GAUSSIAN_Z_MAX: f64 = 8.66;
-/// Largest flooding width accepted: `σ ≤ 2^80`, so `|sample| < 2^84` fits an `i128` exactly.
-pub const FLOOD_GAUSSIAN_MAX_SIGMA_LOG2: u32 = 80;
+/// Largest flooding width accepted, `σ ≤ 2^200`: beyond the flooding any 128-bit-secure `Q`
+/// up to `N = 2^14` can carry (Cheetah's responses flood with σ from 2^60 to beyond 2^130 on the
+/// larger sets, so samples do not fit a 64- or 128-bit integer).
+pub const FLOOD_GAUSSIAN_MAX_SIGMA_LOG2: u32 = 200;
 
 fn check_flooding_sigma(sigma: f64) -> Result<(), RlweError> {
-    // NaN fails both comparisons' negation: rejected.
+    // NaN fails the range test: rejected.
     if !(0.0..=2f64.powi(FLOOD_GAUSSIAN_MAX_SIGMA_LOG2 as i32)).contains(&sigma) {
         return Err(RlweError::FloodingSigmaOutOfRange {
             max_log2: FLOOD_GAUSSIAN_MAX_SIGMA_LOG2,
@@ -37,23 +39,48 @@ fn check_flooding_sigma(sigma: f64) -> Result<(), RlweError> {
 
 /// One sample of the rounded Gaussian `⌊σ·z⌉`, `z ~ N(0, 1)` by Box–Muller
 /// `z = √(−2 ln u₁)·cos(2π u₂)` with 53-bit uniforms `uᵢ = (x + ½)/2^53 ∈ (0, 1)` drawn from two
-/// `next_u64` (top 53 bits each). The tail is bounded: `|z| < ` [`FLOOD_GAUSSIAN_Z_MAX`]. The
-/// precision (53-bit `z`) makes this a flooding sampler, not an exact discrete Gaussian: its
-/// statistical use is to hide a bounded noise (docs/security.md). `0 ≤ σ ≤ 2^80`.
+/// `next_u64` (top 53 bits each), returned as an integer-valued `f64` (exact: every `f64` of
+/// magnitude `≥ 2^52` is an integer; reduce it with [`reduce_flooding_sample`]). The tail is
+/// bounded: `|z| < ` [`FLOOD_GAUSSIAN_Z_MAX`]. `0 ≤ σ ≤ 2^200`.
+///
+/// Precision: `σ·z` is an `f64`, so for `σ > 2^53` the samples lie on a grid of spacing
+/// `≤ 2^{−52}·|σ·z|` (`< 2^{−48}·σ`) — a flooding sampler, not an exact discrete Gaussian. Used
+/// as in Cheetah, the flooded ciphertext is switched from `Q` down to a modulus `2^k` with
+/// `Q/2^k ≫ 2^{−48}·σ`, so the decryptor only sees the sample rounded far above that grid, where
+/// its distribution is the Gaussian's up to a relative `2^{−48}` (docs/security.md).
 pub fn sample_flooding_gaussian<R: RngCore + ?Sized>(
     sigma: f64,
     rng: &mut R,
-) -> Result<i128, RlweError> {
+) -> Result<f64, RlweError> {
     check_flooding_sigma(sigma)?;
     Ok(gaussian_unchecked(sigma, rng))
 }
 
 #[inline]
-fn gaussian_unchecked<R: RngCore + ?Sized>(sigma: f64, rng: &mut R) -> i128 {
+fn gaussian_unchecked<R: RngCore + ?Sized>(sigma: f64, rng: &mut R) -> f64 {
     let mut unif = || ((rng.next_u64() >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
     let (u1, u2) = (unif(), unif());
     let z = (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos();
-    (sigma * z).round() as i128
+    (sigma * z).round()
+}
+
+/// `v mod q` for a finite integer-valued `f64` `v` (a [`sample_flooding_gaussian`] output),
+/// exactly: `|v| < 2^126` through `i128`; otherwise `v = ±m·2^e` (53-bit `m`, `e > 0`) gives
+/// `±(m mod q)·(2^e mod q)`.
+pub fn reduce_flooding_sample(v: f64, q: &Modulus) -> u64 {
+    if v.abs() < 2f64.powi(126) {
+        return q.reduce_i128(v as i128);
+    }
+    let bits = v.to_bits();
+    let exp = ((bits >> 52) & 0x7ff) as i64 - 1075;
+    let mant = (bits & ((1u64 << 52) - 1)) | (1u64 << 52);
+    // |v| ≥ 2^126, so exp ≥ 74 > 0.
+    let r = q.mul(q.reduce(mant), q.pow(q.reduce(2), exp as u64));
+    if bits >> 63 == 1 {
+        q.neg(r)
+    } else {
+        r
+    }
 }
 
 /// Noise flooding configuration [Gen09 §21; Cheetah §4.3 "re-randomization"].
@@ -382,7 +409,7 @@ impl Evaluator {
             let f = gaussian_unchecked(sigma, rng);
             for (i, m) in moduli.iter().enumerate() {
                 let r = &mut c0.residue_mut(i)[j];
-                *r = m.add(*r, m.reduce_i128(f));
+                *r = m.add(*r, reduce_flooding_sample(f, m));
             }
         }
         Ok(())

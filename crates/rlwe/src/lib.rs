@@ -59,8 +59,8 @@ pub use crate::core::{
 pub use batch::BatchEncoder;
 pub use compact::{compact_response_len, Pow2Response};
 pub use eval::{
-    galois_element_for_rotation, sample_flooding_gaussian, Evaluator, FloodingConfig, GaloisKeys,
-    RelinKey,
+    galois_element_for_rotation, reduce_flooding_sample, sample_flooding_gaussian, Evaluator,
+    FloodingConfig, GaloisKeys, RelinKey,
 };
 pub use keyswitch::{KeySwitcher, KeySwitchingKey};
 pub use lwe::{LweCiphertext, PackingKeys};

@@ -104,10 +104,10 @@ fn add_scaled_matches_big_integer_oracle() {
 #[test]
 fn flooding_gaussian_moments_and_tail() {
     let mut rng = ChaCha20Rng::seed_from_u64(2);
-    for sigma in [3.0f64, 2f64.powi(40), 2f64.powi(80)] {
+    for sigma in [3.0f64, 2f64.powi(40), 2f64.powi(140)] {
         const S: usize = 40_000;
         let xs: Vec<f64> = (0..S)
-            .map(|_| sample_flooding_gaussian(sigma, &mut rng).unwrap() as f64 / sigma)
+            .map(|_| sample_flooding_gaussian(sigma, &mut rng).unwrap() / sigma)
             .collect();
         let mean = xs.iter().sum::<f64>() / S as f64;
         let var = xs.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / S as f64;
@@ -139,13 +139,57 @@ fn flooding_gaussian_moments_and_tail() {
         }
     }
     let v = sample_flooding_gaussian(1e6, &mut Zero).unwrap();
-    assert!(v as f64 <= eval::FLOOD_GAUSSIAN_Z_MAX * 1e6 && v as f64 > 8.6 * 1e6);
-    for bad in [-1.0, f64::NAN, 2f64.powi(81), f64::INFINITY] {
+    assert!(v <= eval::FLOOD_GAUSSIAN_Z_MAX * 1e6 && v > 8.6 * 1e6 && v.fract() == 0.0);
+    for bad in [-1.0, f64::NAN, 2f64.powi(201), f64::INFINITY] {
         assert!(matches!(
             sample_flooding_gaussian(bad, &mut rng),
             Err(RlweError::FloodingSigmaOutOfRange { .. })
         ));
     }
+}
+
+/// Reduction of integer-valued samples of any size against u128 limb arithmetic: v = ±m·2^e
+/// reduced by repeated doubling mod q.
+#[test]
+fn reduce_flooding_sample_oracle() {
+    let q = math::Modulus::new(generate_primes(55, 4096, 1, &[]).unwrap()[0]).unwrap();
+    let mut rng = ChaCha20Rng::seed_from_u64(6);
+    let oracle = |v: f64| -> u64 {
+        let (neg, a) = (v < 0.0, v.abs());
+        let e = a.log2().floor() as i32 - 52;
+        let (m, e) = if e > 0 {
+            ((a / 2f64.powi(e)) as u128, e)
+        } else {
+            (a as u128, 0)
+        };
+        let mut r = m % q.value() as u128;
+        for _ in 0..e {
+            r = (r * 2) % q.value() as u128;
+        }
+        let r = r as u64;
+        if neg && r != 0 {
+            q.value() - r
+        } else {
+            r
+        }
+    };
+    for sigma in [
+        1e3,
+        2f64.powi(70),
+        2f64.powi(125),
+        2f64.powi(135),
+        2f64.powi(200),
+    ] {
+        for _ in 0..200 {
+            let v = sample_flooding_gaussian(sigma, &mut rng).unwrap();
+            if v == 0.0 {
+                continue;
+            }
+            assert_eq!(reduce_flooding_sample(v, &q), oracle(v), "{v:e}");
+        }
+    }
+    assert_eq!(reduce_flooding_sample(-0.0, &q), 0);
+    assert_eq!(reduce_flooding_sample(-1.0, &q), q.value() - 1);
 }
 
 /// Re-randomization and flooding change only the noise, by exactly what was added: the phase
@@ -185,7 +229,7 @@ fn rerandomize_and_flood_against_plaintext() {
     let mut replay = ChaCha20Rng::seed_from_u64(9);
     let f: Vec<i128> = idx
         .iter()
-        .map(|_| sample_flooding_gaussian(sigma, &mut replay).unwrap())
+        .map(|_| sample_flooding_gaussian(sigma, &mut replay).unwrap() as i128)
         .collect();
     for (i, md) in p.ctx_q().moduli().iter().enumerate() {
         for j in 0..p.n() {
