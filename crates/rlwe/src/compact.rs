@@ -3,7 +3,7 @@
 //!
 //! A single-prime ciphertext `(c_0, c_1)` mod `q_0` with `c_0 + c_1·s = (q_0/t)·m + ν` is
 //! switched to `c_1' = ⌊2^k·c_1/q_0⌉ mod 2^k` (all `N` coefficients) and, at the kept indices
-//! only, `c_0' = ⌊2^b·c_0/q_0⌉ mod 2^b` with `b ≤ k` ([`Evaluator::mod_switch_to_pow2`]). For
+//! only, `c_0' = ⌊2^b·c_0/q_0⌉ mod 2^b` with `b ≤ k` ([`Evaluator::switch_to_compact`]). For
 //! `t = 2^ℓ` the decryptor computes
 //!
 //! `m = ⌊(2^{k−b}·c_0' + c_1'·s mod 2^k) / 2^{k−ℓ}⌉ mod 2^ℓ`,
@@ -245,7 +245,7 @@ impl Evaluator {
     /// `c_1` in full at `k` bits and `c_0` at `indices` at `b ≤ k` bits, each switched directly
     /// from `q_0` (module documentation; `1 ≤ b ≤ k ≤ 62`). Bring a ciphertext down to one prime
     /// first with [`Evaluator::mod_switch_to`]`(ct, 1)`.
-    pub fn mod_switch_to_pow2(
+    pub fn switch_to_compact(
         &self,
         ct: &Ciphertext,
         k: u32,
@@ -325,7 +325,7 @@ mod tests {
                 .unwrap();
             ev.mod_switch_to(&mut ct, 1).unwrap();
             let idx: Vec<usize> = (0..p.n()).step_by(7 + r).collect();
-            let resp = ev.mod_switch_to_pow2(&ct, k, b, &idx).unwrap();
+            let resp = ev.switch_to_compact(&ct, k, b, &idx).unwrap();
             // Oracle for the switch.
             let q0 = ct.polys()[0].moduli()[0].value() as u128;
             for (&j, &v) in idx.iter().zip(resp.c0()) {

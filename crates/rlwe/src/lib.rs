@@ -38,6 +38,12 @@
 //! let t = 1u64 << 37;
 //! assert_eq!(y, vec![(15 + t - 11) % t, (5 + 21 + t - 13) % t, (7 + t - 17) % t]);
 //! ```
+//! The most compact response, as `privinfer-linear` sends it: Δ-encoded masks added in place
+//! ([`Params::add_scaled_at`]), [`Evaluator::rerandomize`], Gaussian flooding of the returned
+//! coefficients only ([`Evaluator::flood_gaussian`]), [`Evaluator::mod_switch_to`] one prime,
+//! then [`Evaluator::switch_to_compact`] (c₁ at k bits, kept c₀ at b ≤ k bits) and the
+//! headerless many-ciphertext codec of [`compact`] with its decryption.
+//!
 //! The `N = 4096` preset has room for 40-bit flooding only of small products
 //! (see `docs/params.md`); [`presets::bfv_n8192_q180_t2l`] has room for any
 //! Cheetah layer. [`noise`] gives the bound to pass as `noise_bits`.

@@ -813,7 +813,7 @@ impl<'a> Responder<'a> {
         let coefs: Vec<usize> = pos.iter().map(|&(c, _)| c).collect();
         Ok(self
             .ev
-            .mod_switch_to_pow2(&ct, noise.response_bits, noise.c0_bits, &coefs)?)
+            .switch_to_compact(&ct, noise.response_bits, noise.c0_bits, &coefs)?)
     }
 }
 
