@@ -385,9 +385,9 @@ impl Evaluator {
 
     /// Gaussian noise flooding of chosen coefficients [Cheetah §4.1 "noise flooding"; the
     /// Rényi/KL argument of docs/security.md]: adds an independent
-    /// [`sample_flooding_gaussian`]`(sigma)` to `c_0` at every index (in order; an index may
-    /// repeat). `ct` is returned in coefficient form. Flooding only the coefficients the decryptor
-    /// reads is enough: the others are never revealed (the server drops them).
+    /// [`sample_flooding_gaussian`]`(sigma)` to `c_0` at every index (drawn in index order; an
+    /// index may repeat). `ct` is returned in coefficient form. Flooding only the coefficients the
+    /// decryptor reads is enough: the others are never revealed (the server drops them).
     pub fn flood_gaussian<R: RngCore + CryptoRng + ?Sized>(
         &self,
         ct: &mut Ciphertext,
@@ -395,8 +395,34 @@ impl Evaluator {
         indices: &[usize],
         rng: &mut R,
     ) -> Result<(), RlweError> {
-        self.check(ct)?;
         check_flooding_sigma(sigma)?;
+        let f: Vec<f64> = indices
+            .iter()
+            .map(|_| gaussian_unchecked(sigma, rng))
+            .collect();
+        self.add_flooding_at(ct, indices, &f)
+    }
+
+    /// Adds flooding samples drawn by the caller ([`sample_flooding_gaussian`], e.g. interleaved
+    /// with other randomness) to `c_0`: `c_0[indices[j]] += samples[j]`, reduced exactly modulo
+    /// every prime ([`reduce_flooding_sample`]). Each sample must be a finite integer-valued `f64`.
+    /// `ct` is returned in coefficient form.
+    pub fn add_flooding_at(
+        &self,
+        ct: &mut Ciphertext,
+        indices: &[usize],
+        samples: &[f64],
+    ) -> Result<(), RlweError> {
+        self.check(ct)?;
+        if indices.len() != samples.len() {
+            return Err(RlweError::BadLength {
+                expected: indices.len(),
+                found: samples.len(),
+            });
+        }
+        if samples.iter().any(|v| !v.is_finite() || v.fract() != 0.0) {
+            return Err(RlweError::InvalidFloodingSample);
+        }
         let n = self.params.n();
         if let Some(&i) = indices.iter().find(|&&i| i >= n) {
             return Err(RlweError::IndexOutOfRange { index: i, n });
@@ -405,11 +431,10 @@ impl Evaluator {
         ct.to_representation(Representation::Coefficient);
         let c0 = &mut ct.polys[0];
         let moduli: Vec<Modulus> = c0.moduli().to_vec();
-        for &j in indices {
-            let f = gaussian_unchecked(sigma, rng);
-            for (i, m) in moduli.iter().enumerate() {
-                let r = &mut c0.residue_mut(i)[j];
-                *r = m.add(*r, reduce_flooding_sample(f, m));
+        for (i, m) in moduli.iter().enumerate() {
+            let res = c0.residue_mut(i);
+            for (&j, &f) in indices.iter().zip(samples) {
+                res[j] = m.add(res[j], reduce_flooding_sample(f, m));
             }
         }
         Ok(())

@@ -123,6 +123,8 @@ pub enum RlweError {
     MissingGaloisKey { element: usize },
     #[error("flooding width sigma must lie in [0, 2^{max_log2}]")]
     FloodingSigmaOutOfRange { max_log2: u32 },
+    #[error("a flooding sample must be a finite integer-valued f64")]
+    InvalidFloodingSample,
     #[error("compact response widths: need 1 <= ell < k, ell <= b <= k <= 62 (k = {k}, b = {b}, ell = {ell})")]
     InvalidResponseWidths { k: u32, b: u32, ell: u32 },
     #[error("compact response decryption needs the key's first two primes above 2N·2^k (k = {k})")]

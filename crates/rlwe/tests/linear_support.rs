@@ -246,6 +246,9 @@ fn rerandomize_and_flood_against_plaintext() {
     assert!(ev
         .flood_gaussian(&mut ct, sigma, &[p.n()], &mut rng)
         .is_err());
+    assert!(ev.add_flooding_at(&mut ct, &[0], &[0.5]).is_err());
+    assert!(ev.add_flooding_at(&mut ct, &[0], &[f64::NAN]).is_err());
+    assert!(ev.add_flooding_at(&mut ct, &[0, 1], &[1.0]).is_err());
     // Keys of another ℓ are refused.
     let p2 = Params::new(presets::cheetah_n8192_q165_t2l(31).unwrap()).unwrap();
     let sk2 = SecretKey::generate(&p2, &mut rng);

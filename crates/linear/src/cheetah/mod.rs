@@ -791,13 +791,16 @@ impl<'a> Responder<'a> {
         let mut ct = rlwe::Ciphertext::from_polys(self.params, vec![acc0, acc1])?;
         self.ev.rerandomize(&mut ct, self.pk, rng)?;
         let coefs: Vec<usize> = pos.iter().map(|&(c, _)| c).collect();
-        let masks: Vec<u64> = pos
-            .iter()
-            .map(|_| self.ring.reduce(rng.next_u64()))
-            .collect();
+        // Per returned coefficient: its mask, then its flooding sample.
+        let mut masks = Vec::with_capacity(pos.len());
+        let mut flood = Vec::with_capacity(pos.len());
+        for _ in pos {
+            masks.push(self.ring.reduce(rng.next_u64()));
+            flood.push(rlwe::sample_flooding_gaussian(self.sigma, rng)?);
+        }
         self.params
             .add_scaled_at(&mut ct.polys_mut()[0], &coefs, &masks)?;
-        self.ev.flood_gaussian(&mut ct, self.sigma, &coefs, rng)?;
+        self.ev.add_flooding_at(&mut ct, &coefs, &flood)?;
         Ok((ct, masks))
     }
 
