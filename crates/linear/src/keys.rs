@@ -1,21 +1,21 @@
 //! Long-lived key material of a session: the client's RLWE secret keys (never sent) and the public
 //! keys the server uses to re-randomize its responses.
 //!
-//! Setup message, client → server, one per parameter set:
-//! `[tag: u8][seed: 32 bytes][pk₀ in NTT form, residues bit-packed per prime]`, with
-//! pk = (pk₀, a) = (−a·s + e, a) and a expanded from the seed.
+//! Both are `rlwe` keys on every parameter set (`HeParamsId::rlwe_params`, t = 2^ℓ): the secret
+//! key s ternary, the public key pk = (pk₀, a) = (−a·s + e, a) with a expanded from a seed
+//! [FV12 §4]. Setup message, client → server, one per (parameter set, ℓ):
+//! `[tag: u8][rlwe::serialize::public_key_to_raw: seed (32 bytes), pk₀ in NTT form, residues
+//! bit-packed per prime]`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use math::pack::{pack_bits, packed_len, unpack_bits};
-use math::sample::{cbd, expand_seed, ternary};
+use math::pack::{packed_len, unpack_bits};
 use math::{Poly, Representation, RnsContext};
 use rand_core::CryptoRngCore;
 use transport::Channel;
-use zeroize::Zeroize;
 
-use crate::cheetah::params::{HeParamsId, CBD_ETA};
+use crate::cheetah::params::HeParamsId;
 use crate::{Cost, LinearError};
 
 /// A piece of key material a layer needs.
@@ -23,8 +23,8 @@ use crate::{Cost, LinearError};
     Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
 )]
 pub enum KeyRequest {
-    /// An RLWE secret key at the client, its public key at the server (`ell` matters only for
-    /// sets with Galois keys, whose `rlwe` parameters carry t = 2^ℓ).
+    /// An RLWE secret key at the client, its public key at the server, for the set's `rlwe`
+    /// parameters with t = 2^ℓ.
     Rlwe { params: HeParamsId, ell: u32 },
     /// Galois keys for X → X^{2N/2^i + 1}, i = 1..=log_g (partial traces for packing G = 2^log_g
     /// responses), on a key-switching set ([`HeParamsId::can_pack`]), for t = 2^ℓ. Implies the
@@ -41,23 +41,8 @@ pub(crate) fn trace_elements(n: usize, log_g: u32) -> Vec<usize> {
     (1..=log_g).map(|i| 2 * n / (1usize << i) + 1).collect()
 }
 
-fn math_err(e: math::MathError) -> LinearError {
-    LinearError::Math(e)
-}
-
-/// Appends an RNS polynomial's residues, each packed at its prime's bit width.
-pub(crate) fn write_poly(p: &Poly, out: &mut Vec<u8>) {
-    for (i, m) in p.moduli().iter().enumerate() {
-        pack_bits(p.residue(i), m.bits(), out);
-    }
-}
-
-/// Bytes of a full-modulus polynomial on the wire.
-pub(crate) fn poly_bytes(p: HeParamsId) -> usize {
-    p.prime_bits().iter().map(|&b| packed_len(p.n(), b)).sum()
-}
-
-/// Reads a polynomial written by [`write_poly`], validating every residue against its prime.
+/// Reads an RNS polynomial written residue by residue, each bit-packed at its prime's width
+/// (the query codec's full-width form), validating every residue against its prime.
 pub(crate) fn read_poly(
     ctx: &Arc<RnsContext>,
     repr: Representation,
@@ -91,40 +76,15 @@ pub(crate) fn read_poly(
     Poly::from_residues(ctx, ctx.len(), repr, data).map_err(|_| LinearError::MessageRange { what })
 }
 
-/// The client's secret key for one parameter set. No `Debug`, no serialization; zeroized on drop.
-pub(crate) struct SecretKey {
-    /// Ternary coefficients.
-    pub(crate) s: Vec<i64>,
-    /// s in NTT form over every prime.
-    pub(crate) s_ntt: Poly,
-    /// s in NTT form over the first two primes (decryption of mod-2^k responses).
-    pub(crate) s_ntt2: Poly,
-    /// The same key as an `rlwe` key (key-switching sets only; for Galois keys).
-    pub(crate) rlwe: Option<rlwe::SecretKey>,
-}
-
-impl Drop for SecretKey {
-    fn drop(&mut self) {
-        self.s.zeroize();
-        self.s_ntt.zeroize();
-        self.s_ntt2.zeroize();
-    }
-}
-
 /// The client's keys of a session.
 pub struct ClientKeys {
-    sets: BTreeMap<(HeParamsId, u32), SecretKey>,
+    sets: BTreeMap<(HeParamsId, u32), rlwe::SecretKey>,
 }
 
 /// The server's copy of the client's public keys.
 pub struct ServerKeys {
-    sets: BTreeMap<(HeParamsId, u32), PublicKey>,
+    sets: BTreeMap<(HeParamsId, u32), rlwe::PublicKey>,
     galois: BTreeMap<(HeParamsId, u32), rlwe::GaloisKeys>,
-}
-
-pub(crate) struct PublicKey {
-    pub(crate) pk0: Poly,
-    pub(crate) a: Poly,
 }
 
 /// Galois key sets: (params, ℓ, log G).
@@ -137,9 +97,7 @@ fn normalized(requests: &[KeyRequest]) -> (Vec<(HeParamsId, u32)>, GaloisSets) {
     let mut galois: BTreeMap<(HeParamsId, u32), u32> = BTreeMap::new();
     for r in requests {
         match *r {
-            KeyRequest::Rlwe { params, ell } => {
-                rlwe.push((params, if params.can_pack() { ell } else { 0 }))
-            }
+            KeyRequest::Rlwe { params, ell } => rlwe.push((params, ell)),
             KeyRequest::Galois { params, ell, log_g } => {
                 rlwe.push((params, ell));
                 let e = galois.entry((params, ell)).or_insert(0);
@@ -179,7 +137,11 @@ fn galois_bytes(params: &rlwe::Params, log_g: u32) -> usize {
 /// client → server.
 pub fn setup_cost(requests: &[KeyRequest]) -> Result<Cost, LinearError> {
     let (ids, galois) = normalized(requests);
-    let mut bytes: usize = ids.iter().map(|&(p, _)| 1 + 32 + poly_bytes(p)).sum();
+    let mut bytes = 0usize;
+    for &(p, ell) in &ids {
+        let params = p.rlwe_params(ell)?;
+        bytes += 1 + rlwe::serialize::public_key_raw_len(&params);
+    }
     for &(p, ell, log_g) in &galois {
         if !p.can_pack() {
             return Err(LinearError::MissingKey { params: p.name() });
@@ -211,46 +173,18 @@ impl ClientKeys {
         let (ids, galois) = normalized(requests);
         let mut sets = BTreeMap::new();
         for (p, ell) in ids {
-            let ctx = p.context()?;
-            let n = ctx.n();
-            // On the key-switching set the key is an `rlwe` key (its Galois keys need one).
-            let (s, rlwe_sk) = if p.can_pack() {
-                let sk = rlwe::SecretKey::generate(&p.rlwe_params(ell)?, rng);
-                (sk.coeffs().to_vec(), Some(sk))
-            } else {
-                (ternary(n, rng), None)
-            };
-            let mut s_ntt = Poly::from_signed(&ctx, ctx.len(), &s);
-            s_ntt.ntt_forward();
-            let mut s_ntt2 = s_ntt.clone();
-            s_ntt2.drop_to(2).map_err(math_err)?;
-            let mut seed = [0u8; 32];
-            rng.fill_bytes(&mut seed);
-            let a = expand_seed(&ctx, ctx.len(), &seed);
-            let mut pk0 = Poly::from_signed(&ctx, ctx.len(), &cbd(n, CBD_ETA, rng));
-            pk0.ntt_forward();
-            let mut as_ = a.clone();
-            as_.mul_assign(&s_ntt).map_err(math_err)?;
-            pk0.sub_assign(&as_).map_err(math_err)?;
-            let mut msg = Vec::with_capacity(1 + 32 + poly_bytes(p));
+            let params = p.rlwe_params(ell)?;
+            let sk = rlwe::SecretKey::generate(&params, rng);
+            let pk = rlwe::PublicKey::generate(&sk, rng)?;
+            let mut msg = Vec::with_capacity(1 + rlwe::serialize::public_key_raw_len(&params));
             msg.push(p.tag());
-            msg.extend_from_slice(&seed);
-            write_poly(&pk0, &mut msg);
+            rlwe::serialize::public_key_to_raw(&pk, &mut msg);
             ch.send(&msg)?;
-            sets.insert(
-                (p, ell),
-                SecretKey {
-                    s,
-                    s_ntt,
-                    s_ntt2,
-                    rlwe: rlwe_sk,
-                },
-            );
+            sets.insert((p, ell), sk);
         }
         for (p, ell, log_g) in galois {
             let sk = sets
                 .get(&(p, ell))
-                .and_then(|k| k.rlwe.as_ref())
                 .ok_or(LinearError::MissingKey { params: p.name() })?;
             let els = trace_elements(sk.params().n(), log_g);
             let gk = rlwe::GaloisKeys::generate(sk, &els, rng).map_err(LinearError::from)?;
@@ -260,8 +194,7 @@ impl ClientKeys {
         Ok(ClientKeys { sets })
     }
 
-    pub(crate) fn get(&self, p: HeParamsId, ell: u32) -> Result<&SecretKey, LinearError> {
-        let ell = if p.can_pack() { ell } else { 0 };
+    pub(crate) fn get(&self, p: HeParamsId, ell: u32) -> Result<&rlwe::SecretKey, LinearError> {
         self.sets
             .get(&(p, ell))
             .ok_or(LinearError::MissingKey { params: p.name() })
@@ -279,9 +212,9 @@ impl ServerKeys {
         let (ids, galois_req) = normalized(requests);
         let mut sets = BTreeMap::new();
         for (p, ell) in ids {
-            let ctx = p.context()?;
+            let params = p.rlwe_params(ell)?;
             let msg = ch.recv()?;
-            let expected = 1 + 32 + poly_bytes(p);
+            let expected = 1 + rlwe::serialize::public_key_raw_len(&params);
             if msg.len() != expected {
                 return Err(LinearError::MessageLength {
                     what: "public key",
@@ -295,10 +228,9 @@ impl ServerKeys {
                     got: msg[0] as u32,
                 });
             }
-            let seed: [u8; 32] = msg[1..33].try_into().expect("length checked");
-            let a = expand_seed(&ctx, ctx.len(), &seed);
-            let pk0 = read_poly(&ctx, Representation::Ntt, &msg[33..], "public key")?;
-            sets.insert((p, ell), PublicKey { pk0, a });
+            let pk = rlwe::serialize::public_key_from_raw(&params, &msg[1..])
+                .map_err(|_| LinearError::MessageRange { what: "public key" })?;
+            sets.insert((p, ell), pk);
         }
         let mut galois = BTreeMap::new();
         for (p, ell, log_g) in galois_req {
@@ -320,8 +252,7 @@ impl ServerKeys {
         Ok(ServerKeys { sets, galois })
     }
 
-    pub(crate) fn get(&self, p: HeParamsId, ell: u32) -> Result<&PublicKey, LinearError> {
-        let ell = if p.can_pack() { ell } else { 0 };
+    pub(crate) fn get(&self, p: HeParamsId, ell: u32) -> Result<&rlwe::PublicKey, LinearError> {
         self.sets
             .get(&(p, ell))
             .ok_or(LinearError::MissingKey { params: p.name() })

@@ -116,26 +116,9 @@ impl Plaintext {
     pub fn scaled(&self, num_moduli: usize) -> Result<Poly, RlweError> {
         let p = &self.params;
         p.check_level(num_moduli)?;
-        let t = p.t().value();
         let mut out = Poly::zero(p.ctx_q(), num_moduli, Representation::Coefficient);
-        let rt = p.q_mod_t(num_moduli);
-        let half = t / 2;
-        // ⌊(r_t·m + ⌊t/2⌋)/t⌋ without 128-bit division: ⌊r_t·m/t⌋ by Shoup's
-        // quotient estimate (off by at most one), then the remainder decides the rounding.
-        let w = ((rt as u128) << 64) / t as u128;
-        let corr: Vec<u64> = self
-            .coeffs
-            .iter()
-            .map(|&m| {
-                let mut q = ((m as u128 * w) >> 64) as u64;
-                let mut r = (rt as u128 * m as u128 - q as u128 * t as u128) as u64;
-                if r >= t {
-                    q += 1;
-                    r -= t;
-                }
-                q + (r + half >= t) as u64
-            })
-            .collect();
+        let carry = ScaleCarry::new(p, num_moduli);
+        let corr: Vec<u64> = self.coeffs.iter().map(|&m| carry.of(m)).collect();
         for (i, m) in p.ctx_q().moduli()[..num_moduli].iter().enumerate() {
             let d = p.delta(num_moduli)[i];
             let ds = m.shoup(d);
@@ -154,6 +137,123 @@ impl Plaintext {
             num_moduli,
             &self.to_signed(),
         ))
+    }
+}
+
+/// The rounding carry of the Δ-encoding at level `l`: `⌊Q_l·m/t⌉ = Δ_l·m + c(m)` with
+/// `Δ_l = ⌊Q_l/t⌋`, `r_t = Q_l mod t` and `c(m) = ⌊(r_t·m + ⌊t/2⌋)/t⌋` for `m ∈ [0, t)`
+/// [FV12 §4, SEAL's rounding of the scaled message]. Exact: `Q_l·m/t = Δ_l·m + r_t·m/t`.
+struct ScaleCarry {
+    rt: u64,
+    t: u64,
+    half: u64,
+    /// `⌊2^64·r_t/t⌋`: Shoup's quotient estimate of `⌊r_t·m/t⌋` (off by at most one).
+    w: u128,
+}
+
+impl ScaleCarry {
+    fn new(p: &Params, num_moduli: usize) -> Self {
+        let t = p.t().value();
+        let rt = p.q_mod_t(num_moduli);
+        Self {
+            rt,
+            t,
+            half: t / 2,
+            w: ((rt as u128) << 64) / t as u128,
+        }
+    }
+
+    /// `c(m)` for `m < t < 2^62` (so `m·w < 2^126` and `r_t·m < 2^124`).
+    #[inline]
+    fn of(&self, m: u64) -> u64 {
+        let t = self.t;
+        let mut q = ((m as u128 * self.w) >> 64) as u64;
+        let mut r = (self.rt as u128 * m as u128 - q as u128 * t as u128) as u64;
+        if r >= t {
+            q += 1;
+            r -= t;
+        }
+        q + (r + self.half >= t) as u64
+    }
+}
+
+impl Params {
+    /// Δ-encoding added in place [FV12 §4]: `poly[positions[j]] += ⌊Q_l·values[j]/t⌉ (mod Q_l)`
+    /// for every `j`, where `poly` is in coefficient form over the first `l` primes of `Q`.
+    /// The same arithmetic as [`Plaintext::scaled`]; positions may repeat (the encodings add).
+    /// Errors: `poly` not over `Q` or in NTT form, a position `≥ N`, a value `≥ t`, or
+    /// `positions` and `values` of different lengths.
+    pub fn add_scaled_at(
+        &self,
+        poly: &mut Poly,
+        positions: &[usize],
+        values: &[u64],
+    ) -> Result<(), RlweError> {
+        let l = self.check_scaled_target(poly, values)?;
+        if positions.len() != values.len() {
+            return Err(RlweError::BadLength {
+                expected: values.len(),
+                found: positions.len(),
+            });
+        }
+        if let Some(&i) = positions.iter().find(|&&i| i >= self.n()) {
+            return Err(RlweError::IndexOutOfRange {
+                index: i,
+                n: self.n(),
+            });
+        }
+        let carry = ScaleCarry::new(self, l);
+        let corr: Vec<u64> = values.iter().map(|&m| carry.of(m)).collect();
+        for (i, m) in self.ctx_q().moduli()[..l].iter().enumerate() {
+            let d = self.delta(l)[i];
+            let ds = m.shoup(d);
+            let res = poly.residue_mut(i);
+            for ((&j, &v), &c) in positions.iter().zip(values).zip(&corr) {
+                res[j] = m.add(res[j], m.add(m.mul_shoup(v, d, ds), m.reduce(c)));
+            }
+        }
+        Ok(())
+    }
+
+    /// [`Self::add_scaled_at`] at positions `0, 1, …, values.len() − 1` (`values.len() ≤ N`);
+    /// zero values are skipped (their encoding is 0).
+    pub fn add_scaled(&self, poly: &mut Poly, values: &[u64]) -> Result<(), RlweError> {
+        let l = self.check_scaled_target(poly, values)?;
+        if values.len() > self.n() {
+            return Err(RlweError::TooManyValues {
+                count: values.len(),
+                max: self.n(),
+            });
+        }
+        let carry = ScaleCarry::new(self, l);
+        let corr: Vec<u64> = values.iter().map(|&m| carry.of(m)).collect();
+        for (i, m) in self.ctx_q().moduli()[..l].iter().enumerate() {
+            let d = self.delta(l)[i];
+            let ds = m.shoup(d);
+            let res = poly.residue_mut(i);
+            for ((r, &v), &c) in res.iter_mut().zip(values).zip(&corr) {
+                if v != 0 {
+                    *r = m.add(*r, m.add(m.mul_shoup(v, d, ds), m.reduce(c)));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Level of a Δ-encoding target, after checking its context, form and the values.
+    fn check_scaled_target(&self, poly: &Poly, values: &[u64]) -> Result<usize, RlweError> {
+        if **poly.context() != **self.ctx_q()
+            || poly.representation() != Representation::Coefficient
+        {
+            return Err(RlweError::ParamsMismatch);
+        }
+        let l = poly.num_moduli();
+        self.check_level(l)?;
+        let t = self.t().value();
+        if let Some(&v) = values.iter().find(|&&v| v >= t) {
+            return Err(RlweError::PlaintextOutOfRange { value: v, t });
+        }
+        Ok(l)
     }
 }
 

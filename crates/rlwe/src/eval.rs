@@ -19,6 +19,70 @@ pub struct Evaluator {
     mul: Arc<OnceLock<Vec<MulLevel>>>,
 }
 
+/// Largest `|z|` of the flooding sampler: Box–Muller with uniforms `u₁ ≥ 2^-54` gives
+/// `|z| ≤ √(2·54·ln 2) < 8.66`, so a flooding sample is bounded by `8.66·σ` (rounded).
+pub const FLOOD_GAUSSIAN_Z_MAX: f64 = 8.66;
+/// Largest flooding width accepted, `σ ≤ 2^200`: beyond the flooding any 128-bit-secure `Q`
+/// up to `N = 2^14` can carry (Cheetah's responses flood with σ from 2^60 to beyond 2^130 on the
+/// larger sets, so samples do not fit a 64- or 128-bit integer).
+pub const FLOOD_GAUSSIAN_MAX_SIGMA_LOG2: u32 = 200;
+
+fn check_flooding_sigma(sigma: f64) -> Result<(), RlweError> {
+    // NaN fails the range test: rejected.
+    if !(0.0..=2f64.powi(FLOOD_GAUSSIAN_MAX_SIGMA_LOG2 as i32)).contains(&sigma) {
+        return Err(RlweError::FloodingSigmaOutOfRange {
+            max_log2: FLOOD_GAUSSIAN_MAX_SIGMA_LOG2,
+        });
+    }
+    Ok(())
+}
+
+/// One sample of the rounded Gaussian `⌊σ·z⌉`, `z ~ N(0, 1)` by Box–Muller
+/// `z = √(−2 ln u₁)·cos(2π u₂)` with 53-bit uniforms `uᵢ = (x + ½)/2^53 ∈ (0, 1)` drawn from two
+/// `next_u64` (top 53 bits each), returned as an integer-valued `f64` (exact: every `f64` of
+/// magnitude `≥ 2^52` is an integer; reduce it with [`reduce_flooding_sample`]). The tail is
+/// bounded: `|z| < ` [`FLOOD_GAUSSIAN_Z_MAX`]. `0 ≤ σ ≤ 2^200`.
+///
+/// Precision: `σ·z` is an `f64`, so for `σ > 2^53` the samples lie on a grid of spacing
+/// `≤ 2^{−52}·|σ·z|` (`< 2^{−48}·σ`) — a flooding sampler, not an exact discrete Gaussian. Used
+/// as in Cheetah, the flooded ciphertext is switched from `Q` down to a modulus `2^k` with
+/// `Q/2^k ≫ 2^{−48}·σ`, so the decryptor only sees the sample rounded far above that grid, where
+/// its distribution is the Gaussian's up to a relative `2^{−48}` (docs/security.md).
+pub fn sample_flooding_gaussian<R: RngCore + ?Sized>(
+    sigma: f64,
+    rng: &mut R,
+) -> Result<f64, RlweError> {
+    check_flooding_sigma(sigma)?;
+    Ok(gaussian_unchecked(sigma, rng))
+}
+
+#[inline]
+fn gaussian_unchecked<R: RngCore + ?Sized>(sigma: f64, rng: &mut R) -> f64 {
+    let mut unif = || ((rng.next_u64() >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
+    let (u1, u2) = (unif(), unif());
+    let z = (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos();
+    (sigma * z).round()
+}
+
+/// `v mod q` for a finite integer-valued `f64` `v` (a [`sample_flooding_gaussian`] output),
+/// exactly: `|v| < 2^126` through `i128`; otherwise `v = ±m·2^e` (53-bit `m`, `e > 0`) gives
+/// `±(m mod q)·(2^e mod q)`.
+pub fn reduce_flooding_sample(v: f64, q: &Modulus) -> u64 {
+    if v.abs() < 2f64.powi(126) {
+        return q.reduce_i128(v as i128);
+    }
+    let bits = v.to_bits();
+    let exp = ((bits >> 52) & 0x7ff) as i64 - 1075;
+    let mant = (bits & ((1u64 << 52) - 1)) | (1u64 << 52);
+    // |v| ≥ 2^126, so exp ≥ 74 > 0.
+    let r = q.mul(q.reduce(mant), q.pow(q.reduce(2), exp as u64));
+    if bits >> 63 == 1 {
+        q.neg(r)
+    } else {
+        r
+    }
+}
+
 /// Noise flooding configuration [Gen09 §21; Cheetah §4.3 "re-randomization"].
 ///
 /// Adding `E` uniform on `[−2^b, 2^b)` to a noise `e` with `|e| ≤ 2^noise_bits`
@@ -279,6 +343,101 @@ impl Evaluator {
             x.add_assign(&y)?;
         }
         Ok(b)
+    }
+
+    /// Re-randomization by a fresh public-key encryption of zero [FV12 §4; Cheetah §4.1]:
+    /// `c_0 += p_0·u + e_0`, `c_1 += p_1·u + e_1` with `u` ternary and `e_0, e_1` from the error
+    /// distribution (drawn in that order). Afterwards `c_1` is independent of how `ct` was
+    /// computed and the noise grows by `e_pk·u + e_0 + e_1·s` ([`crate::noise::fresh_pk`]).
+    /// `ct` (size 2) may be in either form; it is returned in coefficient form, and an NTT-form
+    /// input costs no extra transform (the products are taken in NTT form before the inverse).
+    pub fn rerandomize<R: RngCore + CryptoRng + ?Sized>(
+        &self,
+        ct: &mut Ciphertext,
+        pk: &PublicKey,
+        rng: &mut R,
+    ) -> Result<(), RlweError> {
+        self.check(ct)?;
+        same(&self.params, &pk.params)?;
+        if ct.size() != 2 {
+            return Err(RlweError::InvalidCiphertextSize { size: ct.size() });
+        }
+        let (p, l) = (&self.params, ct.num_moduli());
+        ct.seed = None;
+        ct.to_representation(Representation::Ntt);
+        let mut u = Poly::from_signed(p.ctx_q(), l, &math::sample::ternary(p.n(), rng));
+        u.ntt_forward();
+        for (c, key) in ct.polys.iter_mut().zip([&pk.p0, &pk.p1]) {
+            if key.num_moduli() == l {
+                c.mul_acc(key, &u)?;
+            } else {
+                let mut k = key.clone();
+                k.drop_to(l)?;
+                c.mul_acc(&k, &u)?;
+            }
+            c.ntt_inverse();
+        }
+        for c in ct.polys.iter_mut() {
+            c.add_assign(&crate::core::error_poly(p, p.ctx_q(), l, rng))?;
+        }
+        Ok(())
+    }
+
+    /// Gaussian noise flooding of chosen coefficients [Cheetah §4.1 "noise flooding"; the
+    /// Rényi/KL argument of docs/security.md]: adds an independent
+    /// [`sample_flooding_gaussian`]`(sigma)` to `c_0` at every index (drawn in index order; an
+    /// index may repeat). `ct` is returned in coefficient form. Flooding only the coefficients the
+    /// decryptor reads is enough: the others are never revealed (the server drops them).
+    pub fn flood_gaussian<R: RngCore + CryptoRng + ?Sized>(
+        &self,
+        ct: &mut Ciphertext,
+        sigma: f64,
+        indices: &[usize],
+        rng: &mut R,
+    ) -> Result<(), RlweError> {
+        check_flooding_sigma(sigma)?;
+        let f: Vec<f64> = indices
+            .iter()
+            .map(|_| gaussian_unchecked(sigma, rng))
+            .collect();
+        self.add_flooding_at(ct, indices, &f)
+    }
+
+    /// Adds flooding samples drawn by the caller ([`sample_flooding_gaussian`], e.g. interleaved
+    /// with other randomness) to `c_0`: `c_0[indices[j]] += samples[j]`, reduced exactly modulo
+    /// every prime ([`reduce_flooding_sample`]). Each sample must be a finite integer-valued `f64`.
+    /// `ct` is returned in coefficient form.
+    pub fn add_flooding_at(
+        &self,
+        ct: &mut Ciphertext,
+        indices: &[usize],
+        samples: &[f64],
+    ) -> Result<(), RlweError> {
+        self.check(ct)?;
+        if indices.len() != samples.len() {
+            return Err(RlweError::BadLength {
+                expected: indices.len(),
+                found: samples.len(),
+            });
+        }
+        if samples.iter().any(|v| !v.is_finite() || v.fract() != 0.0) {
+            return Err(RlweError::InvalidFloodingSample);
+        }
+        let n = self.params.n();
+        if let Some(&i) = indices.iter().find(|&&i| i >= n) {
+            return Err(RlweError::IndexOutOfRange { index: i, n });
+        }
+        ct.seed = None;
+        ct.to_representation(Representation::Coefficient);
+        let c0 = &mut ct.polys[0];
+        let moduli: Vec<Modulus> = c0.moduli().to_vec();
+        for (i, m) in moduli.iter().enumerate() {
+            let res = c0.residue_mut(i);
+            for (&j, &f) in indices.iter().zip(samples) {
+                res[j] = m.add(res[j], reduce_flooding_sample(f, m));
+            }
+        }
+        Ok(())
     }
 
     // ---------- Galois automorphisms ----------

@@ -38,11 +38,18 @@
 //! let t = 1u64 << 37;
 //! assert_eq!(y, vec![(15 + t - 11) % t, (5 + 21 + t - 13) % t, (7 + t - 17) % t]);
 //! ```
+//! The most compact response, as `privinfer-linear` sends it: Δ-encoded masks added in place
+//! ([`Params::add_scaled_at`]), [`Evaluator::rerandomize`], Gaussian flooding of the returned
+//! coefficients only ([`Evaluator::flood_gaussian`]), [`Evaluator::mod_switch_to`] one prime,
+//! then [`Evaluator::switch_to_compact`] (c₁ at k bits, kept c₀ at b ≤ k bits) and the
+//! headerless many-ciphertext codec of [`compact`] with its decryption.
+//!
 //! The `N = 4096` preset has room for 40-bit flooding only of small products
 //! (see `docs/params.md`); [`presets::bfv_n8192_q180_t2l`] has room for any
 //! Cheetah layer. [`noise`] gives the bound to pass as `noise_bits`.
 
 pub mod batch;
+pub mod compact;
 mod core;
 pub mod eval;
 pub mod keyswitch;
@@ -56,7 +63,11 @@ pub use crate::core::{
     max_centered_log2, Ciphertext, Plaintext, PlaintextNtt, PublicKey, SecretKey,
 };
 pub use batch::BatchEncoder;
-pub use eval::{galois_element_for_rotation, Evaluator, FloodingConfig, GaloisKeys, RelinKey};
+pub use compact::{compact_response_len, Pow2Response};
+pub use eval::{
+    galois_element_for_rotation, reduce_flooding_sample, sample_flooding_gaussian, Evaluator,
+    FloodingConfig, GaloisKeys, RelinKey,
+};
 pub use keyswitch::{KeySwitcher, KeySwitchingKey};
 pub use lwe::{LweCiphertext, PackingKeys};
 pub use math::{Poly, Representation};
@@ -110,6 +121,14 @@ pub enum RlweError {
     NoSpecialPrimes,
     #[error("no Galois key for element {element}")]
     MissingGaloisKey { element: usize },
+    #[error("flooding width sigma must lie in [0, 2^{max_log2}]")]
+    FloodingSigmaOutOfRange { max_log2: u32 },
+    #[error("a flooding sample must be a finite integer-valued f64")]
+    InvalidFloodingSample,
+    #[error("compact response widths: need 1 <= ell < k, ell <= b <= k <= 62 (k = {k}, b = {b}, ell = {ell})")]
+    InvalidResponseWidths { k: u32, b: u32, ell: u32 },
+    #[error("compact response decryption needs the key's first two primes above 2N·2^k (k = {k})")]
+    ResponseTooWideForKey { k: u32 },
     #[error("statistical security {bits} < 40 bits")]
     StatisticalSecurityTooLow { bits: u32 },
     #[error(

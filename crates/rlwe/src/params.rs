@@ -404,6 +404,40 @@ pub mod presets {
         ParamsLiteral::from_bit_sizes(13, &[60, 60], &[60], 1 << ell)
     }
 
+    /// Cheetah's linear layers with both primes near 2^54.5 (the set `privinfer-linear` calls
+    /// `N4096Q109`): `N = 4096`, `Q` = the largest 55-bit and 54-bit NTT primes
+    /// (`log QP = 109`, the 128-bit bound at this `N`), no special primes, `t = 2^ℓ`
+    /// (`2 ≤ ℓ ≤ 45`). Balanced primes keep `q_0` (the last modulus of a response) large.
+    pub fn cheetah_n4096_q55_54_t2l(ell: u32) -> Result<ParamsLiteral, RlweError> {
+        check_ell(ell, 45)?;
+        ParamsLiteral::from_bit_sizes(12, &[55, 54], &[], 1 << ell)
+    }
+
+    /// Coefficient-encoded linear layers at `N = 8192` without key switching (`N8192Q165` in
+    /// `privinfer-linear`): `Q` = the three largest 55-bit NTT primes (`log QP = 165 ≤ 218`),
+    /// `t = 2^ℓ` (`2 ≤ ℓ ≤ 45`).
+    pub fn cheetah_n8192_q165_t2l(ell: u32) -> Result<ParamsLiteral, RlweError> {
+        check_ell(ell, 45)?;
+        ParamsLiteral::from_bit_sizes(13, &[55, 55, 55], &[], 1 << ell)
+    }
+
+    /// The largest `N = 8192` ciphertext modulus without special primes (`N8192Q218` in
+    /// `privinfer-linear`): `Q` = two 55-bit and two 54-bit NTT primes (`log QP = 218`, the
+    /// 128-bit bound), `t = 2^ℓ` (`2 ≤ ℓ ≤ 45`).
+    pub fn cheetah_n8192_q218_t2l(ell: u32) -> Result<ParamsLiteral, RlweError> {
+        check_ell(ell, 45)?;
+        ParamsLiteral::from_bit_sizes(13, &[55, 55, 54, 54], &[], 1 << ell)
+    }
+
+    fn check_ell(ell: u32, max: u32) -> Result<(), RlweError> {
+        if !(2..=max).contains(&ell) {
+            return Err(RlweError::InvalidPlaintextModulus {
+                t: 1u64.checked_shl(ell).unwrap_or(0),
+            });
+        }
+        Ok(())
+    }
+
     /// BFV with SIMD batching: `N = 8192`, `Q` = four primes of 44, 44, 43, 43
     /// bits, one 44-bit special prime (`log QP = 218`, SEAL's default layout at
     /// this `N`), `t` = the largest `t_bits`-bit prime `≡ 1 mod 2N`
@@ -471,6 +505,15 @@ mod tests {
                 .log_qp(),
             180
         );
+        for (lit, bits) in [
+            (presets::cheetah_n4096_q55_54_t2l(37).unwrap(), 109),
+            (presets::cheetah_n8192_q165_t2l(37).unwrap(), 165),
+            (presets::cheetah_n8192_q218_t2l(37).unwrap(), 218),
+        ] {
+            assert_eq!(Params::new(lit).unwrap().literal().log_qp(), bits);
+        }
+        assert!(presets::cheetah_n8192_q218_t2l(46).is_err());
+        assert!(presets::cheetah_n8192_q165_t2l(1).is_err());
         // one bit too many at N = 4096
         let bad = ParamsLiteral::from_bit_sizes(12, &[60, 50], &[], 1 << 20).unwrap();
         match Params::new(bad.clone()) {

@@ -399,6 +399,48 @@ pub fn public_key_from_bytes(params: &Arc<Params>, bytes: &[u8]) -> Result<Publi
     })
 }
 
+/// Bytes of [`public_key_to_raw`]'s output: the 32-byte seed and `p_0` over all of `Q`.
+pub fn public_key_raw_len(params: &Params) -> usize {
+    32 + params
+        .ctx_q()
+        .moduli()
+        .iter()
+        .map(|m| packed_len(params.n(), m.bits()))
+        .sum::<usize>()
+}
+
+/// Headerless public key, for protocols whose own framing fixes the parameters: the 32-byte
+/// seed of `p_1`, then `p_0` (NTT form, all of `Q`, residues bit-packed at `bits(q_i)` per
+/// prime). Exactly [`public_key_raw_len`] bytes.
+pub fn public_key_to_raw(pk: &PublicKey, out: &mut Vec<u8>) {
+    out.extend_from_slice(&pk.seed);
+    pack_poly(out, &pk.p0);
+}
+
+/// Reads [`public_key_to_raw`] output for `params`: exact length, every residue below its
+/// prime, zero padding bits; `p_1` is re-expanded from the seed.
+pub fn public_key_from_raw(params: &Arc<Params>, bytes: &[u8]) -> Result<PublicKey, RlweError> {
+    let want = public_key_raw_len(params);
+    if bytes.len() != want {
+        return Err(RlweError::BadLength {
+            expected: want,
+            found: bytes.len(),
+        });
+    }
+    let mut r = Reader { buf: bytes, pos: 0 };
+    let seed: [u8; 32] = r.take(32)?.try_into().expect("32 bytes");
+    let l = params.max_level();
+    let p0 = r.poly(params.ctx_q(), l, Representation::Ntt)?;
+    r.finish()?;
+    let p1 = expand_seed(params.ctx_q(), l, &seed);
+    Ok(PublicKey {
+        params: params.clone(),
+        p0,
+        p1,
+        seed,
+    })
+}
+
 fn pack_ksk(out: &mut Vec<u8>, k: &KeySwitchingKey) {
     // b_j packed; the a_j as their common seed
     out.push(k.digits.len() as u8);

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use math::{prime::generate_primes, RnsContext};
+use math::RnsContext;
 use serde::{Deserialize, Serialize};
 
 use crate::LinearError;
@@ -13,11 +13,13 @@ use crate::LinearError;
 /// A named secure parameter set (never edited once released; add a new one instead).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum HeParamsId {
-    /// N = 4096, Q = q₀·q₁ with a 55-bit and a 54-bit NTT prime (log₂ Q < 109): Cheetah's own set.
+    /// N = 4096, Q = q₀·q₁ with a 55-bit and a 54-bit NTT prime (log₂ Q < 109): Cheetah's own set
+    /// (`rlwe::presets::cheetah_n4096_q55_54_t2l`).
     N4096Q109,
-    /// N = 8192, three 55-bit NTT primes (log₂ Q < 165).
+    /// N = 8192, three 55-bit NTT primes (log₂ Q < 165): `rlwe::presets::cheetah_n8192_q165_t2l`.
     N8192Q165,
-    /// N = 8192, two 55-bit and two 54-bit NTT primes (log₂ Q < 218).
+    /// N = 8192, two 55-bit and two 54-bit NTT primes (log₂ Q < 218):
+    /// `rlwe::presets::cheetah_n8192_q218_t2l`.
     N8192Q218,
     /// N = 8192, Q = three 60-bit primes plus a 38-bit special prime P for hybrid key switching
     /// (log₂ QP ≤ 218): `rlwe::presets::bfv_n8192_q180_t2l`. Packs responses (Galois keys).
@@ -27,6 +29,9 @@ pub enum HeParamsId {
     /// (not three) and adds ≈ 2^22 times less noise than on N8192Q180P38 (P as large as a digit).
     N8192Q120P60,
 }
+
+/// Any ℓ valid on every set: [`HeParamsId::context`] takes Q from its parameters.
+const CONTEXT_ELL: u32 = 20;
 
 /// Error distribution of every fresh RLWE sample: centered binomial with η = 21
 /// (σ² = 10.5, support bounded by 21), sub-Gaussian with variance proxy σ².
@@ -113,15 +118,12 @@ impl HeParamsId {
         }
     }
 
-    /// The `rlwe` parameters of a key-switching set for t = 2^ℓ (checked by `rlwe`, cached).
+    /// The `rlwe` parameters of the set for t = 2^ℓ (checked by `rlwe`, 128-bit by the
+    /// HomomorphicEncryption.org table; cached): keys, Δ-encoding, re-randomization, flooding and
+    /// the compact response all come from them.
     pub fn rlwe_params(self, ell: u32) -> Result<Arc<rlwe::Params>, LinearError> {
         static CACHE: OnceLock<Mutex<HashMap<(HeParamsId, u32), Arc<rlwe::Params>>>> =
             OnceLock::new();
-        if !self.can_pack() {
-            return Err(LinearError::MissingKey {
-                params: self.name(),
-            });
-        }
         let mut map = CACHE
             .get_or_init(Default::default)
             .lock()
@@ -130,41 +132,33 @@ impl HeParamsId {
             return Ok(p.clone());
         }
         let lit = match self {
+            HeParamsId::N4096Q109 => rlwe::presets::cheetah_n4096_q55_54_t2l(ell),
+            HeParamsId::N8192Q165 => rlwe::presets::cheetah_n8192_q165_t2l(ell),
+            HeParamsId::N8192Q218 => rlwe::presets::cheetah_n8192_q218_t2l(ell),
             HeParamsId::N8192Q120P60 => rlwe::presets::bfv_n8192_q120_p60_t2l(ell),
-            _ => rlwe::presets::bfv_n8192_q180_t2l(ell),
+            HeParamsId::N8192Q180P38 => rlwe::presets::bfv_n8192_q180_t2l(ell),
         }
         .map_err(LinearError::from)?;
         let p = rlwe::Params::new(lit).map_err(LinearError::from)?;
+        debug_assert_eq!(p.ctx_q().len(), self.prime_bits().len());
         map.insert((self, ell), p.clone());
         Ok(p)
     }
 
-    /// The RNS context (primes generated deterministically, checked, cached).
+    /// The RNS context of Q (the same for every ℓ: the primes do not depend on t).
     pub fn context(self) -> Result<Arc<RnsContext>, LinearError> {
-        if self.can_pack() {
-            // Q does not depend on t; any valid ℓ gives the same primes.
-            return Ok(self.rlwe_params(37)?.ctx_q().clone());
-        }
-        static CACHE: [OnceLock<Arc<RnsContext>>; 3] =
-            [OnceLock::new(), OnceLock::new(), OnceLock::new()];
+        static CACHE: [OnceLock<Arc<RnsContext>>; 5] = [
+            OnceLock::new(),
+            OnceLock::new(),
+            OnceLock::new(),
+            OnceLock::new(),
+            OnceLock::new(),
+        ];
         let slot = &CACHE[self.tag() as usize - 1];
         if let Some(c) = slot.get() {
             return Ok(c.clone());
         }
-        let n = self.n();
-        let mut primes: Vec<u64> = Vec::new();
-        for &b in self.prime_bits() {
-            let p = generate_primes(b, n, 1, &primes).map_err(LinearError::from)?;
-            primes.push(p[0]);
-        }
-        let ctx = RnsContext::new(n, &primes).map_err(LinearError::from)?;
-        let log_q = ctx.log2_product(primes.len());
-        // Structural security check: the preset must stay within the standard's bound.
-        assert!(
-            log_q <= self.security_bound_bits() as f64,
-            "preset {} exceeds the 128-bit bound",
-            self.name()
-        );
+        let ctx = self.rlwe_params(CONTEXT_ELL)?.ctx_q().clone();
         Ok(slot.get_or_init(|| ctx).clone())
     }
 
@@ -172,5 +166,34 @@ impl HeParamsId {
     pub fn log_q(self) -> Result<f64, LinearError> {
         let ctx = self.context()?;
         Ok(ctx.log2_product(ctx.len()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use math::prime::generate_primes;
+
+    /// Every set's Q is the chain of largest NTT primes of `prime_bits` (each excluding the ones
+    /// before), the same for every ℓ, and within the 128-bit bound.
+    #[test]
+    fn rlwe_params_have_the_sets_primes() {
+        for p in HeParamsId::ALL {
+            let mut want: Vec<u64> = Vec::new();
+            for &b in p.prime_bits() {
+                let q = generate_primes(b, p.n(), 1, &want).unwrap()[0];
+                want.push(q);
+            }
+            let ctx = p.context().unwrap();
+            let got: Vec<u64> = ctx.moduli().iter().map(|m| m.value()).collect();
+            assert_eq!(got, want, "{}", p.name());
+            for ell in [13, 37, 45] {
+                let rp = p.rlwe_params(ell).unwrap();
+                assert_eq!(**rp.ctx_q(), *ctx);
+                assert_eq!(rp.t().value(), 1 << ell);
+                assert_eq!(rp.n(), p.n());
+            }
+            assert!(p.log_q().unwrap() <= p.security_bound_bits() as f64);
+        }
     }
 }
