@@ -50,6 +50,20 @@ fn needed(spec: &Conv2dSpec) -> (usize, usize) {
     )
 }
 
+/// The balanced row splits `h_ts` plus the tallest full-width tile that fits N with c_t
+/// channels: its last spatial tile is short, which costs nothing extra in a truncated query
+/// (only the rows its outputs read are sent).
+fn with_tallest(h_ts: &[usize], spec: &Conv2dSpec, n: usize, c_t: usize) -> Vec<usize> {
+    let (hf, wf) = needed(spec);
+    let (hn, wn) = (hf + spec.kh - 1, wf + spec.kw - 1);
+    let mut out = h_ts.to_vec();
+    let tallest = (n / (c_t * wn)).min(hn);
+    if tallest >= spec.kh && !out.contains(&tallest) {
+        out.push(tallest);
+    }
+    out
+}
+
 impl ConvTiling {
     /// A tiling with the given tile sizes, or `None` if it does not fit N or the kernel.
     pub fn new(
@@ -233,6 +247,83 @@ impl ConvTiling {
         out
     }
 
+    /// Tile-local padded rows (or columns, with the column arguments) that some kept output of
+    /// spatial tile `tile` reads: ∪ over its kept stride-1 rows r of [r, r + k), increasing.
+    fn read_lines(step: usize, stride: usize, out: usize, tile: usize, k: usize) -> Vec<usize> {
+        let mut hit = vec![false; step + k - 1];
+        for i in Self::kept_range(step, stride, out, tile) {
+            let r = i * stride - tile * step;
+            hit[r..r + k].iter_mut().for_each(|h| *h = true);
+        }
+        (0..hit.len()).filter(|&r| hit[r]).collect()
+    }
+
+    /// Channel offsets of tile `ci` that some filter reads (the union of its groups' overlaps).
+    fn read_channels(&self, spec: &Conv2dSpec, ci: usize) -> Vec<usize> {
+        let mut hit = vec![false; self.c_t];
+        for g in 0..spec.groups {
+            if let Some((a, b)) = self.group_overlap(spec, g * spec.m_per_group(), ci) {
+                hit[a..b].iter_mut().for_each(|h| *h = true);
+            }
+        }
+        (0..self.c_t).filter(|&c| hit[c]).collect()
+    }
+
+    /// The query support S of input tile (ci, hi, wi), increasing: the coefficients of the
+    /// input polynomial that some kept output of the tile depends on.
+    ///
+    /// [truncated queries] Output (r, q) of a filter of this tile sits at O + r·w_t + q (plain)
+    /// or (B + r·w_t + q)·c_t (interleaved), and the filter's structural support is
+    /// O − c·h_t·w_t − l·w_t − l′ resp. (B − l·w_t − l′)·c_t − c (mod N) for its group's
+    /// channels c, l < kh, l′ < kw. Their difference, the input position a kept output reads
+    /// through that tap, is c·h_t·w_t + (r + l)·w_t + (q + l′) resp. ((r + l)·w_t + q + l′)·c_t + c,
+    /// in [0, c_t·h_t·w_t) ⊆ [0, N) (no wrap). So S = {channels some filter reads} × {rows r + l}
+    /// × {columns q + l′} over the kept (r, q), padding positions included, and it is exactly
+    /// ∪_m K ⊖ supp(ŵ_m): minimal for any weights that may be nonzero at every tap.
+    pub fn query_support(&self, spec: &Conv2dSpec, ci: usize, hi: usize, wi: usize) -> Vec<usize> {
+        let chans = self.read_channels(spec, ci);
+        let rows = Self::read_lines(self.step_h(spec), spec.stride, spec.out_h(), hi, spec.kh);
+        let cols = Self::read_lines(self.step_w(spec), spec.stride, spec.out_w(), wi, spec.kw);
+        let mut out = Vec::with_capacity(chans.len() * rows.len() * cols.len());
+        for &c in &chans {
+            for &r in &rows {
+                for &q in &cols {
+                    out.push(if self.interleaved {
+                        (r * self.w_t + q) * self.c_t + c
+                    } else {
+                        (c * self.h_t + r) * self.w_t + q
+                    });
+                }
+            }
+        }
+        out.sort_unstable();
+        out
+    }
+
+    /// |S| of every input tile, in input order (ci-major, then hi, then wi), without listing S.
+    pub fn query_support_lens(&self, spec: &Conv2dSpec) -> Vec<usize> {
+        let rows: Vec<usize> = (0..self.n_h)
+            .map(|hi| {
+                Self::read_lines(self.step_h(spec), spec.stride, spec.out_h(), hi, spec.kh).len()
+            })
+            .collect();
+        let cols: Vec<usize> = (0..self.n_w)
+            .map(|wi| {
+                Self::read_lines(self.step_w(spec), spec.stride, spec.out_w(), wi, spec.kw).len()
+            })
+            .collect();
+        let mut out = Vec::with_capacity(self.input_tiles());
+        for ci in 0..self.n_c {
+            let ch = self.read_channels(spec, ci).len();
+            for &r in &rows {
+                for &q in &cols {
+                    out.push(ch * r * q);
+                }
+            }
+        }
+        out
+    }
+
     /// Candidate tilings: balanced channel splits × balanced row splits, widest columns that fit.
     pub fn candidates(spec: &Conv2dSpec, n: usize) -> Vec<ConvTiling> {
         let (hf, wf) = needed(spec);
@@ -242,7 +333,7 @@ impl ConvTiling {
         h_ts.dedup();
         let mut out = Vec::new();
         for &c_t in &c_ts {
-            for &h_t in &h_ts {
+            for h_t in with_tallest(&h_ts, spec, n, c_t) {
                 let room = n / (c_t * h_t);
                 if room < spec.kw {
                     continue;
@@ -267,7 +358,7 @@ impl ConvTiling {
         let mut out = Vec::new();
         let mut c_t = 2;
         while c_t <= n / (spec.kh * spec.kw) && c_t < 2 * spec.c.max(spec.m) {
-            for &h_t in &h_ts {
+            for h_t in with_tallest(&h_ts, spec, n, c_t) {
                 let room = n / (c_t * h_t);
                 if room < spec.kw {
                     continue;

@@ -8,6 +8,18 @@
 //! Shifted variant (for packing): the block is multiplied by X^{−(d0−1)}, i.e.
 //! w[r·d0 − k] (index −k wraps to N − k with a sign), so output r lands on r·d0, a multiple of d0:
 //! a + b ∈ (−d0, N − d0 + d0 − 1] and targets are ≤ N − d0, so no wrapped term reaches one.
+//!
+//! Strided variant (for truncated queries): input chunk j at stride d1, x[k·d1] = u[j·d0 + k];
+//! block w[(d0 − 1 − k)·d1 + r] = W[i·d1 + r, j·d0 + k]; output r at (d0 − 1)·d1 + r, contiguous.
+//! Exactness: a + b = (d0 − 1 + k′ − k)·d1 + r with a = k′·d1, b = (d0 − 1 − k)·d1 + r equals
+//! (d0 − 1)·d1 + r″ (r, r″ < d1) only for k = k′, r = r″; a + b ≤ (2d0 − 1)·d1 − 1 < N + (d0 − 1)·d1
+//! (d0·d1 ≤ N), so no wrapped term reaches a target.
+//!
+//! Query support [truncated queries]: output r′ of block i reads input position
+//! target − support = (r′ − r)·d0 + k (block / shifted; r, r′ < rows of block i, k < columns of
+//! chunk j, mod N) or k·d1 + (r′ − r) (strided). Over every block: the first block has the most
+//! rows K, so S_j = {δ·d0 + k : |δ| < K, k < C_j} (≈ (2K − 1)·d0 coefficients) resp.
+//! {k·d1 + ρ : |ρ| < K, k < C_j} ((C_j − 1)·d1 + 2K − 1 when C_j·d1 ≤ N): about half as many.
 
 use crate::layer::{FcSpec, Ring};
 
@@ -23,6 +35,9 @@ pub struct FcBlocks {
     pub n_out: usize,
     /// Outputs at multiples of d0 (for packing; d0 a power of two).
     pub shifted: bool,
+    /// Input at stride d1, outputs contiguous (the strided variant; never with `shifted`).
+    #[serde(default)]
+    pub strided: bool,
 }
 
 impl FcBlocks {
@@ -42,7 +57,62 @@ impl FcBlocks {
             n_in: spec.inputs.div_ceil(d0),
             n_out: spec.outputs.div_ceil(d1),
             shifted,
+            strided: false,
         })
+    }
+
+    /// The strided variant of the block split (d0, d1) (see the module comment).
+    pub fn new_strided(spec: &FcSpec, n: usize, d0: usize, d1: usize) -> Option<FcBlocks> {
+        FcBlocks::new(spec, n, d0, d1, false).map(|b| FcBlocks { strided: true, ..b })
+    }
+
+    /// The strided variant of every balanced split ([`FcBlocks::candidates`]).
+    pub fn strided_candidates(spec: &FcSpec, n: usize) -> Vec<FcBlocks> {
+        FcBlocks::candidates(spec, n)
+            .into_iter()
+            .map(|b| FcBlocks { strided: true, ..b })
+            .collect()
+    }
+
+    /// Columns of input chunk j.
+    fn cols(&self, spec: &FcSpec, j: usize) -> usize {
+        (spec.inputs - j * self.d0).min(self.d0)
+    }
+
+    /// The query support S_j of input chunk j, increasing (module comment; exactly
+    /// ∪_i K_i ⊖ supp(ŵ_{i,j}) mod N, so minimal for weights nonzero at every entry).
+    pub fn query_support(&self, spec: &FcSpec, j: usize) -> Vec<usize> {
+        let (rows, cols, n) = (
+            self.kept(spec, 0) as isize,
+            self.cols(spec, j),
+            self.n as isize,
+        );
+        let mut hit = vec![false; self.n];
+        for k in 0..cols as isize {
+            for delta in 1 - rows..rows {
+                let p = if self.strided {
+                    k * self.d1 as isize + delta
+                } else {
+                    delta * self.d0 as isize + k
+                };
+                hit[p.rem_euclid(n) as usize] = true;
+            }
+        }
+        (0..self.n).filter(|&p| hit[p]).collect()
+    }
+
+    /// |S_j| of every input chunk, in input order.
+    pub fn query_support_lens(&self, spec: &FcSpec) -> Vec<usize> {
+        let full = self.query_support(spec, 0).len();
+        let last = self.n_in - 1;
+        let tail = if self.cols(spec, last) == self.cols(spec, 0) {
+            full
+        } else {
+            self.query_support(spec, last).len()
+        };
+        (0..self.n_in)
+            .map(|j| if j == last { tail } else { full })
+            .collect()
     }
 
     /// Shifted splits with d0 a power of two (≥ 2).
@@ -80,7 +150,13 @@ impl FcBlocks {
         let mut poly = vec![0u64; self.n];
         let lo = j * self.d0;
         let hi = (lo + self.d0).min(spec.inputs);
-        poly[..hi - lo].copy_from_slice(&u[lo..hi]);
+        if self.strided {
+            for (k, &v) in u[lo..hi].iter().enumerate() {
+                poly[k * self.d1] = v;
+            }
+        } else {
+            poly[..hi - lo].copy_from_slice(&u[lo..hi]);
+        }
         poly
     }
 
@@ -104,7 +180,9 @@ impl FcBlocks {
                     break;
                 }
                 let v = ring.signed(weights[row * spec.inputs + col]);
-                if !self.shifted {
+                if self.strided {
+                    poly[(self.d0 - 1 - k) * self.d1 + r] = v;
+                } else if !self.shifted {
                     poly[r * self.d0 + self.d0 - 1 - k] = v;
                 } else if r * self.d0 >= k {
                     poly[r * self.d0 - k] = v;
@@ -123,6 +201,12 @@ impl FcBlocks {
 
     /// (coefficient index, output index) of every output of block i, increasing.
     pub fn output_positions(&self, spec: &FcSpec, i: usize) -> Vec<(usize, usize)> {
+        if self.strided {
+            let off = (self.d0 - 1) * self.d1;
+            return (0..self.kept(spec, i))
+                .map(|r| (off + r, i * self.d1 + r))
+                .collect();
+        }
         let off = if self.shifted { 0 } else { self.d0 - 1 };
         (0..self.kept(spec, i))
             .map(|r| (r * self.d0 + off, i * self.d1 + r))

@@ -73,6 +73,34 @@ pub struct CheetahConfig {
     /// stride-s conv as a stride-1 conv on its s² input phases.
     #[serde(default)]
     pub polyphase: Polyphase,
+    /// Send the query's c₀ only at the coefficients some returned output depends on
+    /// ([`Layout::query_support`]; false: all N coefficients of every input polynomial, as
+    /// Cheetah does).
+    #[serde(default = "default_true")]
+    pub truncate_query: bool,
+    /// What the server puts in c₀ outside the query's support (test hook; anything but
+    /// [`OutsideSupport::Zero`] is for tests only).
+    #[serde(default)]
+    pub outside_support: OutsideSupport,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// The server's fill of the query's c₀ outside the sent support S_i. No returned coefficient
+/// depends on those positions, so any fill gives the same response; the test variants show it
+/// (random fill: still exact) and that S_i is needed (one position of S_i replaced: not exact).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum OutsideSupport {
+    /// Zeros (the protocol).
+    #[default]
+    Zero,
+    /// Uniform values mod Q from a ChaCha20 stream seeded with `seed`. Tests only.
+    RandomForTests { seed: u64 },
+    /// As `RandomForTests`, and also a uniform value in place of the received one at the
+    /// `nth` position of S_poly (input polynomial `poly`). Tests only.
+    RandomAndOneReplacedForTests { seed: u64, poly: usize, nth: usize },
 }
 
 /// When a strided convolution runs as the stride-1 convolution of its input phases
@@ -96,6 +124,7 @@ impl CheetahConfig {
             short_c0: false,
             short_query: false,
             polyphase: Polyphase::Off,
+            truncate_query: false,
             ..CheetahConfig::default()
         }
     }
@@ -122,6 +151,8 @@ impl Default for CheetahConfig {
             short_query: true,
             bandwidth_bytes_per_s: 50_000_000,
             polyphase: Polyphase::Auto,
+            truncate_query: true,
+            outside_support: OutsideSupport::Zero,
         }
     }
 }
@@ -136,6 +167,10 @@ pub struct CheetahPlan {
     pub noise: ResponseNoise,
     /// Low bits of each query coefficient the client does not send ([`query`]).
     pub query_drop_bits: u32,
+    /// The query carries c₀ only at each input polynomial's support
+    /// ([`Layout::query_support`]).
+    #[serde(default)]
+    pub truncated_query: bool,
     /// The stride-1 convolution actually run when a strided conv is computed by space-to-depth
     /// ([`polyphase`]); `layout`, `noise` and `cost` are then those of this layer.
     pub polyphase: Option<LayerSpec>,
@@ -153,13 +188,16 @@ fn math_err(e: math::MathError) -> LinearError {
 }
 
 /// Predicted cost of running `layout` on `params` with response moduli `noise` (c₁ at k bits, c₀
-/// at b bits), packing `pack` response polynomials per returned ciphertext (1: none).
+/// at b bits), packing `pack` response polynomials per returned ciphertext (1: none); with
+/// `truncated_query` the query carries |S_i| coefficients of input polynomial i
+/// ([`Layout::query_support_lens`]), otherwise N.
 pub fn layout_cost(
     params: HeParamsId,
     layout: &Layout,
     noise: &ResponseNoise,
     query_drop_bits: u32,
     pack: usize,
+    truncated_query: bool,
 ) -> Cost {
     let n = params.n() as u64;
     let l = params.prime_bits().len() as u64;
@@ -181,7 +219,7 @@ pub fn layout_cost(
     Cost {
         ciphertexts_c2s: ins,
         ciphertexts_s2c: groups,
-        bytes_c2s: 1 + 32 + ins * query::query_poly_bytes(params, query_drop_bits) as u64,
+        bytes_c2s: 1 + 32 + query_body_bytes(params, layout, query_drop_bits, truncated_query),
         bytes_s2c: (packed_len((groups * n) as usize, noise.response_bits)
             + packed_len(kept as usize, noise.c0_bits)) as u64,
         messages_c2s: 1,
@@ -197,6 +235,19 @@ pub fn layout_cost(
         ntts: ins * l + groups * 4 + ins * l + weights * l + groups * 3 * l + pack_ntts,
         rotations: ks,
     }
+}
+
+/// Bytes of the query after its tag and seed: Σ_i bytes(|S_i| coefficients) when truncated,
+/// #in · bytes(N) otherwise ([`query::query_bytes`]).
+fn query_body_bytes(params: HeParamsId, layout: &Layout, drop: u32, truncated: bool) -> u64 {
+    if !truncated {
+        return layout.input_cts() as u64 * query::query_poly_bytes(params, drop) as u64;
+    }
+    layout
+        .query_support_lens()
+        .into_iter()
+        .map(|c| query::query_bytes(params, drop, c) as u64)
+        .sum()
 }
 
 /// A lower bound on the bytes of any protocol of this shape — a coefficient-encoded RLWE query
@@ -318,10 +369,21 @@ impl Cheetah {
         for p in presets {
             // (layout, pack) candidates: Cheetah's encodings unpacked; interleaved/shifted ones
             // packed by every power of two dividing their output stride.
+            let trunc = self.config.truncate_query;
             let mut cands: Vec<(Layout, usize)> = Layout::candidates(layer, p.n())
                 .into_iter()
+                .filter(|l| trunc || !l.needs_truncation())
                 .map(|l| (l, 1))
                 .collect();
+            if trunc {
+                // With truncated queries an interleaved tiling with c_t above the real channel
+                // count costs no query bytes for its empty channels: a candidate even unpacked.
+                cands.extend(
+                    Layout::packable_candidates(layer, p.n())
+                        .into_iter()
+                        .map(|l| (l, 1)),
+                );
+            }
             if p.can_pack() && self.config.packing {
                 for l in Layout::packable_candidates(layer, p.n()) {
                     let mut g = 2;
@@ -346,7 +408,7 @@ impl Cheetah {
                 let Ok((nz, query_drop_bits)) = nz else {
                     continue;
                 };
-                let cost = layout_cost(p, &layout, &nz, query_drop_bits, pack);
+                let cost = layout_cost(p, &layout, &nz, query_drop_bits, pack, trunc);
                 let score = estimated_seconds(&cost, p, self.config.bandwidth_bytes_per_s as f64);
                 if best.as_ref().is_none_or(|(b, _)| score < *b) {
                     best = Some((
@@ -357,6 +419,7 @@ impl Cheetah {
                             pack,
                             noise: nz,
                             query_drop_bits,
+                            truncated_query: trunc,
                             polyphase: None,
                             cost,
                         },
@@ -624,6 +687,7 @@ fn encrypt_query(
     msg.extend_from_slice(&seed);
     let codec = query::QueryCodec::new(plan.params, plan.query_drop_bits)?;
     for idx in 0..plan.layout.input_cts() {
+        let support = plan.truncated_query.then(|| plan.layout.query_support(idx));
         let mut c0 = expand_input_a(ctx, &seed, idx);
         c0.mul_assign(&sk.s_ntt).map_err(math_err)?;
         c0.neg_assign();
@@ -631,24 +695,34 @@ fn encrypt_query(
         let e = Poly::from_signed(ctx, ctx.len(), &cbd(n, params::CBD_ETA, rng));
         c0.add_assign(&e).map_err(math_err)?;
         enc.add_to(&mut c0, &plan.layout.encode_input(x, idx));
-        codec.encode(&c0, &mut msg);
+        codec.encode(&c0, support.as_deref(), &mut msg);
     }
     Ok(msg)
 }
 
 /// Validates and parses a query, adds the server's share: (c₀, c₁) per input polynomial, NTT form,
-/// encrypting x̂_C,i + x̂_S,i.
+/// encrypting x̂_C,i + x̂_S,i at every coefficient of its support (c₀ is `fill` elsewhere, zero
+/// in the protocol: no returned output depends on those coefficients).
 fn parse_query(
     plan: &CheetahPlan,
     ctx: &Arc<RnsContext>,
     enc: &DeltaEncoder,
     x: &[u64],
     msg: &[u8],
+    fill: OutsideSupport,
 ) -> Result<Vec<(Poly, Poly)>, LinearError> {
     let layout = &plan.layout;
-    let pb = query::query_poly_bytes(plan.params, plan.query_drop_bits);
     let codec = query::QueryCodec::new(plan.params, plan.query_drop_bits)?;
-    let expected = 1 + 32 + layout.input_cts() * pb;
+    let lens: Vec<usize> = if plan.truncated_query {
+        layout.query_support_lens()
+    } else {
+        vec![ctx.n(); layout.input_cts()]
+    };
+    let sizes: Vec<usize> = lens
+        .iter()
+        .map(|&c| query::query_bytes(plan.params, plan.query_drop_bits, c))
+        .collect();
+    let expected = 1 + 32 + sizes.iter().sum::<usize>();
     if msg.len() != expected {
         return Err(LinearError::MessageLength {
             what: "linear query",
@@ -663,15 +737,58 @@ fn parse_query(
         });
     }
     let seed: [u8; 32] = msg[1..33].try_into().expect("length checked");
+    let mut fill_rng = match fill {
+        OutsideSupport::Zero => None,
+        OutsideSupport::RandomForTests { seed }
+        | OutsideSupport::RandomAndOneReplacedForTests { seed, .. } => {
+            Some(ChaCha20Rng::seed_from_u64(seed))
+        }
+    };
     let mut cts = Vec::with_capacity(layout.input_cts());
-    for idx in 0..layout.input_cts() {
-        let body = &msg[33 + idx * pb..33 + (idx + 1) * pb];
-        let mut c0 = codec.decode(body, "linear query")?;
+    let mut off = 33;
+    for (idx, &size) in sizes.iter().enumerate() {
+        let body = &msg[off..off + size];
+        off += size;
+        let support = plan.truncated_query.then(|| layout.query_support(idx));
+        let mut c0 = codec.decode(body, support.as_deref(), "linear query")?;
+        if let (Some(rng), Some(sup)) = (fill_rng.as_mut(), support.as_deref()) {
+            fill_outside(ctx, &mut c0, sup, fill, idx, rng);
+        }
         enc.add_to(&mut c0, &layout.encode_input(x, idx));
         c0.ntt_forward();
         cts.push((c0, expand_input_a(ctx, &seed, idx)));
     }
     Ok(cts)
+}
+
+/// Test hook ([`OutsideSupport`]): uniform residues at every coefficient outside `support`, and
+/// at its `nth` position for input polynomial `poly` when asked.
+fn fill_outside(
+    ctx: &Arc<RnsContext>,
+    c0: &mut Poly,
+    support: &[usize],
+    fill: OutsideSupport,
+    idx: usize,
+    rng: &mut ChaCha20Rng,
+) {
+    let n = ctx.n();
+    let mut inside = vec![false; n];
+    support.iter().for_each(|&c| inside[c] = true);
+    if let OutsideSupport::RandomAndOneReplacedForTests { poly, nth, .. } = fill {
+        if poly == idx {
+            if let Some(&c) = support.get(nth) {
+                inside[c] = false;
+            }
+        }
+    }
+    let r = uniform_poly(ctx, ctx.len(), Representation::Coefficient, rng);
+    for i in 0..ctx.len() {
+        let src = r.residue(i).to_vec();
+        let dst = c0.residue_mut(i);
+        for c in (0..n).filter(|&c| !inside[c]) {
+            dst[c] = src[c];
+        }
+    }
 }
 
 /// The returned ciphertexts: their member output polynomials (member j shifted by X^j) and their
@@ -992,7 +1109,14 @@ impl LinearProtocol for Cheetah {
             .collect();
 
         // Client's ciphertexts; add the server's share: ct_i encrypts x̂_C,i + x̂_S,i = x̂_i.
-        let cts = parse_query(&plan, &ctx, &enc, x, &ch.recv()?)?;
+        let cts = parse_query(
+            &plan,
+            &ctx,
+            &enc,
+            x,
+            &ch.recv()?,
+            self.config.outside_support,
+        )?;
 
         let (k, b) = (plan.noise.response_bits, plan.noise.c0_bits);
         let q0 = ctx.moduli()[0].value();
@@ -1142,7 +1266,7 @@ mod tests {
             )
             .unwrap();
             let zero = vec![0u64; 64];
-            let cts = parse_query(&plan, &ctx, &enc, &zero, &msg).unwrap();
+            let cts = parse_query(&plan, &ctx, &enc, &zero, &msg, OutsideSupport::Zero).unwrap();
             let wpt: Vec<Option<Poly>> = (0..plan.layout.weight_keys())
                 .map(|key| {
                     plan.layout.encode_weights(ring, w, key).map(|v| {
