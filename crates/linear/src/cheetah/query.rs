@@ -314,4 +314,41 @@ mod tests {
             }
         }
     }
+
+    /// A sparse support: the coefficients at the support come back as with the full codec
+    /// (within the drop bound), zero elsewhere; bytes match `query_bytes`; wrong lengths and
+    /// out-of-range digits are rejected.
+    #[test]
+    fn support_round_trip() {
+        let mut rng = ChaCha20Rng::seed_from_u64(4);
+        for p in [HeParamsId::N4096Q109, HeParamsId::N8192Q120P60] {
+            let ctx = p.context().unwrap();
+            let c0 =
+                math::sample::uniform_poly(&ctx, ctx.len(), Representation::Coefficient, &mut rng);
+            let support: Vec<usize> = (0..ctx.n()).filter(|c| c % 7 == 3 || *c < 5).collect();
+            for drop in [0u32, 13, 61] {
+                let codec = QueryCodec::new(p, drop).unwrap();
+                let (mut full, mut part) = (Vec::new(), Vec::new());
+                codec.encode(&c0, None, &mut full);
+                codec.encode(&c0, Some(&support), &mut part);
+                assert_eq!(part.len(), query_bytes(p, drop, support.len()));
+                let a = codec.decode(&full, None, "test").unwrap();
+                let b = codec.decode(&part, Some(&support), "test").unwrap();
+                let mut inside = vec![false; ctx.n()];
+                support.iter().for_each(|&c| inside[c] = true);
+                for i in 0..ctx.len() {
+                    for c in 0..ctx.n() {
+                        let want = if inside[c] { a.residue(i)[c] } else { 0 };
+                        assert_eq!(b.residue(i)[c], want, "{} drop {drop}", p.name());
+                    }
+                }
+                assert!(codec.decode(&part[1..], Some(&support), "test").is_err());
+                assert!(codec.decode(&part, None, "test").is_err());
+                let mut bad = part.clone();
+                let len = bad.len();
+                bad[len - 8..].fill(0xff);
+                assert!(codec.decode(&bad, Some(&support), "test").is_err());
+            }
+        }
+    }
 }
