@@ -212,6 +212,16 @@ fn check_supports(layer: &LayerSpec, n: usize) -> usize {
         let brute = brute_support(layer, l, ring);
         let lens = l.query_support_lens();
         assert_eq!(lens.len(), l.input_cts());
+        // The cost model's (size, multiplicity) pairs are the same multiset.
+        let mut from_counts: Vec<usize> = l
+            .query_support_counts()
+            .into_iter()
+            .flat_map(|(c, m)| std::iter::repeat_n(c, m))
+            .collect();
+        let mut sorted = lens.clone();
+        from_counts.sort_unstable();
+        sorted.sort_unstable();
+        assert_eq!(from_counts, sorted, "{layer:?} {l:?}: counts");
         for (i, want) in brute.iter().enumerate() {
             let got = l.query_support(i);
             assert_eq!(&got, want, "{layer:?} {l:?}: input {i}");

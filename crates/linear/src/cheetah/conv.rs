@@ -64,6 +64,18 @@ fn with_tallest(h_ts: &[usize], spec: &Conv2dSpec, n: usize, c_t: usize) -> Vec<
     out
 }
 
+/// (value, multiplicity) of the values in `v`.
+fn histogram(v: &[usize]) -> Vec<(usize, usize)> {
+    let mut out: Vec<(usize, usize)> = Vec::new();
+    for &x in v {
+        match out.iter_mut().find(|e| e.0 == x) {
+            Some(e) => e.1 += 1,
+            None => out.push((x, 1)),
+        }
+    }
+    out
+}
+
 impl ConvTiling {
     /// A tiling with the given tile sizes, or `None` if it does not fit N or the kernel.
     pub fn new(
@@ -300,24 +312,63 @@ impl ConvTiling {
         out
     }
 
-    /// |S| of every input tile, in input order (ci-major, then hi, then wi), without listing S.
+    /// Number of lines [`Self::read_lines`] returns, in closed form: the cnt kept lines r₀ + j·s
+    /// read [r₀ + j·s, r₀ + j·s + k), contiguous when s ≤ k, disjoint otherwise.
+    fn read_len(step: usize, stride: usize, out: usize, tile: usize, k: usize) -> usize {
+        match Self::kept_range(step, stride, out, tile).len() {
+            0 => 0,
+            cnt => (cnt - 1) * stride.min(k) + k,
+        }
+    }
+
+    /// Number of channels [`Self::read_channels`] returns: every real channel of the tile (each
+    /// channel belongs to a group, and every group has an output channel).
+    fn read_channel_count(&self, spec: &Conv2dSpec, ci: usize) -> usize {
+        self.c_t.min(spec.c - ci * self.c_t)
+    }
+
+    /// |S| of every input tile, in input order (ci-major, then hi, then wi), in closed form.
     pub fn query_support_lens(&self, spec: &Conv2dSpec) -> Vec<usize> {
-        let rows: Vec<usize> = (0..self.n_h)
-            .map(|hi| {
-                Self::read_lines(self.step_h(spec), spec.stride, spec.out_h(), hi, spec.kh).len()
-            })
-            .collect();
-        let cols: Vec<usize> = (0..self.n_w)
-            .map(|wi| {
-                Self::read_lines(self.step_w(spec), spec.stride, spec.out_w(), wi, spec.kw).len()
-            })
-            .collect();
+        let (rows, cols) = self.line_counts(spec);
         let mut out = Vec::with_capacity(self.input_tiles());
         for ci in 0..self.n_c {
-            let ch = self.read_channels(spec, ci).len();
+            let ch = self.read_channel_count(spec, ci);
             for &r in &rows {
                 for &q in &cols {
                     out.push(ch * r * q);
+                }
+            }
+        }
+        out
+    }
+
+    /// Rows read per spatial tile row and columns read per spatial tile column.
+    fn line_counts(&self, spec: &Conv2dSpec) -> (Vec<usize>, Vec<usize>) {
+        let rows = (0..self.n_h)
+            .map(|hi| Self::read_len(self.step_h(spec), spec.stride, spec.out_h(), hi, spec.kh))
+            .collect();
+        let cols = (0..self.n_w)
+            .map(|wi| Self::read_len(self.step_w(spec), spec.stride, spec.out_w(), wi, spec.kw))
+            .collect();
+        (rows, cols)
+    }
+
+    /// The multiset {|S|} over the input tiles as (size, multiplicity) pairs, without visiting
+    /// every tile: channel, row and column counts each take few distinct values.
+    pub fn query_support_counts(&self, spec: &Conv2dSpec) -> Vec<(usize, usize)> {
+        let (rows, cols) = self.line_counts(spec);
+        let last = spec.c - (self.n_c - 1) * self.c_t;
+        let chans = if last == self.c_t {
+            vec![(self.c_t, self.n_c)]
+        } else {
+            vec![(self.c_t, self.n_c - 1), (last, 1)]
+        };
+        let (rows, cols) = (histogram(&rows), histogram(&cols));
+        let mut out = Vec::new();
+        for &(ch, a) in chans.iter().filter(|c| c.1 > 0) {
+            for &(r, b) in &rows {
+                for &(q, c) in &cols {
+                    out.push((ch * r * q, a * b * c));
                 }
             }
         }

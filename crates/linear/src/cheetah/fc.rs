@@ -101,18 +101,49 @@ impl FcBlocks {
         (0..self.n).filter(|&p| hit[p]).collect()
     }
 
+    /// |S_j| without listing S_j. Over the integers S_j is a union of equally spaced runs:
+    /// 2K − 1 runs of C_j values spaced d0 (block, shifted) or C_j runs of 2K − 1 values spaced
+    /// d1 (strided); when the span fits N nothing collides mod N, otherwise count on a bitmap.
+    fn support_len(&self, spec: &FcSpec, j: usize) -> usize {
+        let (rows, cols) = (self.kept(spec, 0), self.cols(spec, j));
+        // C runs of 2K − 1 values spaced d1 (strided), or 2K − 1 runs of C values spaced d0.
+        let (runs, len, spacing) = if self.strided {
+            (cols, 2 * rows - 1, self.d1)
+        } else {
+            (2 * rows - 1, cols, self.d0)
+        };
+        let span = (runs - 1) * spacing + len;
+        if span <= self.n {
+            (runs - 1) * spacing.min(len) + len
+        } else {
+            self.query_support(spec, j).len()
+        }
+    }
+
     /// |S_j| of every input chunk, in input order.
     pub fn query_support_lens(&self, spec: &FcSpec) -> Vec<usize> {
-        let full = self.query_support(spec, 0).len();
+        let (full, tail) = self.support_counts_full_tail(spec);
+        (0..self.n_in)
+            .map(|j| if j + 1 == self.n_in { tail } else { full })
+            .collect()
+    }
+
+    /// (|S_j| of a full chunk, |S_j| of the last chunk).
+    fn support_counts_full_tail(&self, spec: &FcSpec) -> (usize, usize) {
+        let full = self.support_len(spec, 0);
         let last = self.n_in - 1;
         let tail = if self.cols(spec, last) == self.cols(spec, 0) {
             full
         } else {
-            self.query_support(spec, last).len()
+            self.support_len(spec, last)
         };
-        (0..self.n_in)
-            .map(|j| if j == last { tail } else { full })
-            .collect()
+        (full, tail)
+    }
+
+    /// The multiset {|S_j|} as (size, multiplicity) pairs.
+    pub fn query_support_counts(&self, spec: &FcSpec) -> Vec<(usize, usize)> {
+        let (full, tail) = self.support_counts_full_tail(spec);
+        vec![(full, self.n_in - 1), (tail, 1)]
     }
 
     /// Shifted splits with d0 a power of two (≥ 2).

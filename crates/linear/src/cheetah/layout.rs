@@ -167,6 +167,15 @@ impl Layout {
         }
     }
 
+    /// The multiset {|S_i|} as (size, multiplicity) pairs (for the cost model: few pairs, found
+    /// without visiting every input polynomial).
+    pub fn query_support_counts(&self) -> Vec<(usize, usize)> {
+        match self {
+            Layout::Conv { spec, tiling } => tiling.query_support_counts(spec),
+            Layout::Fc { spec, blocks } => blocks.query_support_counts(spec),
+        }
+    }
+
     /// Whether this encoding only pays off with truncated queries (the strided FC variant:
     /// the same bytes as the block split otherwise).
     pub fn needs_truncation(&self) -> bool {

@@ -244,9 +244,9 @@ fn query_body_bytes(params: HeParamsId, layout: &Layout, drop: u32, truncated: b
         return layout.input_cts() as u64 * query::query_poly_bytes(params, drop) as u64;
     }
     layout
-        .query_support_lens()
+        .query_support_counts()
         .into_iter()
-        .map(|c| query::query_bytes(params, drop, c) as u64)
+        .map(|(c, mult)| mult as u64 * query::query_bytes(params, drop, c) as u64)
         .sum()
 }
 
