@@ -40,6 +40,28 @@ pub struct FcBlocks {
     pub strided: bool,
 }
 
+/// |{r·spacing + v mod n : r < runs, v < len}| on a bitmap (runs with gaps that wrap past n),
+/// memoized: the planner asks for the same few shapes for every parameter set and every call.
+fn wrapped_runs_len(n: usize, runs: usize, len: usize, spacing: usize) -> usize {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static CACHE: OnceLock<Mutex<HashMap<[usize; 4], usize>>> = OnceLock::new();
+    let key = [n, runs, len, spacing];
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some(&v) = cache.lock().expect("support cache").get(&key) {
+        return v;
+    }
+    let mut hit = vec![false; n];
+    for r in 0..runs {
+        for v in 0..len {
+            hit[(r * spacing + v) % n] = true;
+        }
+    }
+    let count = hit.iter().filter(|&&h| h).count();
+    cache.lock().expect("support cache").insert(key, count);
+    count
+}
+
 impl FcBlocks {
     pub fn new(spec: &FcSpec, n: usize, d0: usize, d1: usize, shifted: bool) -> Option<FcBlocks> {
         if d0 == 0
@@ -115,8 +137,11 @@ impl FcBlocks {
         let span = (runs - 1) * spacing + len;
         if span <= self.n {
             (runs - 1) * spacing.min(len) + len
+        } else if spacing <= len {
+            // One interval longer than N: everything.
+            self.n
         } else {
-            self.query_support(spec, j).len()
+            wrapped_runs_len(self.n, runs, len, spacing)
         }
     }
 
