@@ -50,7 +50,7 @@ pub use params::HeParamsId;
 pub const MAX_PLAINTEXT_BITS: u32 = 45;
 
 /// Tunable knobs of the Cheetah protocol.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct CheetahConfig {
     /// Statistical security of noise flooding per layer response, in bits.
     pub flood_bits: u32,
@@ -91,7 +91,9 @@ fn default_true() -> bool {
 /// The server's fill of the query's c₀ outside the sent support S_i. No returned coefficient
 /// depends on those positions, so any fill gives the same response; the test variants show it
 /// (random fill: still exact) and that S_i is needed (one position of S_i replaced: not exact).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub enum OutsideSupport {
     /// Zeros (the protocol).
     #[default]
@@ -105,7 +107,9 @@ pub enum OutsideSupport {
 
 /// When a strided convolution runs as the stride-1 convolution of its input phases
 /// ([`polyphase`]). Both parties derive the choice from the public layer shape and config.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub enum Polyphase {
     /// When its estimated time ([`estimated_seconds`]) is lower than the direct plan's.
     #[default]
@@ -131,7 +135,7 @@ impl CheetahConfig {
 }
 
 /// How the server re-randomizes the noise of its responses.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Flooding {
     /// Gaussian flooding with `flood_bits` of statistical security (docs/security.md).
     Gaussian,
@@ -326,6 +330,23 @@ impl Cheetah {
     /// its input phases ([`polyphase`], per [`CheetahConfig::polyphase`]) and the faster of the two
     /// kept.
     pub fn plan(&self, layer: &LayerSpec, ring: Ring) -> Result<CheetahPlan, LinearError> {
+        // Plans are a pure function of (config, layer, ring); both parties and the cost model
+        // ask for the same ones repeatedly, so they are memoized (errors are not).
+        type Key = (CheetahConfig, LayerSpec, Ring);
+        static CACHE: std::sync::OnceLock<
+            std::sync::Mutex<std::collections::HashMap<Key, CheetahPlan>>,
+        > = std::sync::OnceLock::new();
+        let key = (self.config, *layer, ring);
+        let cache = CACHE.get_or_init(Default::default);
+        if let Some(p) = cache.lock().expect("plan cache").get(&key) {
+            return Ok(*p);
+        }
+        let plan = self.plan_uncached(layer, ring)?;
+        cache.lock().expect("plan cache").insert(key, plan);
+        Ok(plan)
+    }
+
+    fn plan_uncached(&self, layer: &LayerSpec, ring: Ring) -> Result<CheetahPlan, LinearError> {
         layer.validate()?;
         let direct = self.plan_direct(layer, ring);
         let rw = match (self.config.polyphase, polyphase::rewrite(layer)) {
