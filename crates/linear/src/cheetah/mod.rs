@@ -16,8 +16,22 @@
 //! replace G − 1 returned ciphertexts. The planner ([`Cheetah::plan`]) chooses parameters,
 //! encoding and G per layer by estimated time ([`estimated_seconds`]).
 //!
+//! Truncated queries ([`CheetahConfig::truncate_query`]): output polynomial o returns only its
+//! coefficients K_o, and coefficient k of c₀,i·ŵ_{o,i} in Z_Q[X]/(X^N + 1) is
+//! Σ_p ±c₀,i[p]·ŵ_{o,i}[(k − p) mod N], so it reads c₀,i only at K_o ⊖ supp(ŵ_{o,i}). The client
+//! sends c₀,i only at S_i = ∪_o K_o ⊖ supp(ŵ_{o,i}) ([`Layout::query_support`], from the
+//! structural support of the encoder, never the weights' values); the server puts 0 elsewhere
+//! (c₁ = a_i is complete, from the seed). Every product is then the same element of Z_Q at every
+//! kept coefficient, so noise, mask, flooding and response are unchanged. Packing preserves
+//! this: a merge R = (A + X^D·B) + σ(A − X^D·B) has R[i] = 2A[i] for i ≡ 0 and R[i] = 2B[i − D]
+//! for i ≡ D (mod 2D) (σ fixes resp. negates those classes and the other term cancels), so a
+//! kept c₀ coefficient of a packed response is a fixed linear function of kept c₀ coefficients
+//! of its members (the key switch reads c₁ only); re-randomization adds terms independent of
+//! the query, and the modulus switches act coefficient-wise.
+//!
 //! Bytes on the wire (both exact, see [`Cheetah::plan`] and [`layout_cost`]):
-//! c→s `[tag][seed][c₀ of each input ct, per prime packed at the prime's width]`,
+//! c→s `[tag][seed][c₀ of each input ct at its support S_i (all N untruncated), per prime packed
+//! at the prime's width]`,
 //! s→c `[c₁ (N values) of every returned ct, at k bits][kept c₀ values of every returned ct, at
 //! b ≤ k bits]` (b: [`ResponseNoise::c0_bits`]; docs/security.md derives both).
 
