@@ -337,8 +337,8 @@ mod tests {
                 let mut inside = vec![false; ctx.n()];
                 support.iter().for_each(|&c| inside[c] = true);
                 for i in 0..ctx.len() {
-                    for c in 0..ctx.n() {
-                        let want = if inside[c] { a.residue(i)[c] } else { 0 };
+                    for (c, &kept) in inside.iter().enumerate() {
+                        let want = if kept { a.residue(i)[c] } else { 0 };
                         assert_eq!(b.residue(i)[c], want, "{} drop {drop}", p.name());
                     }
                 }
