@@ -1,33 +1,74 @@
 //! `linear`'s parsers of the other party's bytes, never a panic whatever the bytes:
-//! the server's query codec on every parameter set and dropped-bit count, the server's whole step
-//! of a small FC layer on a fuzzed query, the client's step on a fuzzed response, and the server's
-//! key setup on fuzzed key messages.
+//! the server's query codec on every parameter set, dropped-bit count and a sparse support (a
+//! truncated query), the server's whole step on a fuzzed query and the client's on a fuzzed
+//! response for several layouts (FC block and strided splits, one-tile and multi-tile convs, a
+//! strided conv: truncated queries of different supports), and the server's key setup on fuzzed
+//! key messages.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use linear::cheetah::params::HeParamsId;
 use linear::cheetah::query::{max_drop_bits, QueryCodec};
-use linear::{Cheetah, ClientKeys, LayerSpec, LayerWeights, LinearProtocol, Ring, ServerKeys};
+use linear::{
+    Cheetah, ClientKeys, Conv2dSpec, KeyRequest, LayerSpec, LayerWeights, LinearProtocol, Ring,
+    ServerKeys,
+};
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use transport::{Channel, MemoryChannel};
 
+/// The layers the server and client steps run (data[1] picks one); keep in step with
+/// `crates/linear/examples/linear_fuzz_seeds.rs`.
+pub fn layers() -> Vec<LayerSpec> {
+    let conv = |c, h, m, k, stride, padding| Conv2dSpec {
+        c,
+        h,
+        w: h,
+        m,
+        kh: k,
+        kw: k,
+        stride,
+        padding,
+        groups: 1,
+    };
+    vec![
+        LayerSpec::fc(20, 5, 8),
+        LayerSpec::fc(64, 10, 8),
+        LayerSpec::conv(conv(3, 8, 4, 3, 1, 1), 8),
+        LayerSpec::conv(conv(4, 12, 4, 3, 2, 1), 8),
+        LayerSpec::conv(conv(12, 18, 2, 3, 1, 1), 8),
+    ]
+}
+
 struct Fixture {
     proto: Cheetah,
-    layer: LayerSpec,
+    layers: Vec<LayerSpec>,
     ring: Ring,
+    req: Vec<KeyRequest>,
     ck: ClientKeys,
     sk: ServerKeys,
 }
 
 fn fixture() -> Fixture {
     let ring = Ring::new(37).unwrap();
-    let layer = LayerSpec::fc(20, 5, 8);
     let proto = Cheetah::default();
-    let req = proto.keys_needed(&layer, ring).unwrap();
+    let layers = layers();
+    let mut req: Vec<KeyRequest> = layers
+        .iter()
+        .flat_map(|l| proto.keys_needed(l, ring).unwrap())
+        .collect();
+    req.sort();
+    req.dedup();
     let (mut a, mut b) = MemoryChannel::pair();
     let ck = ClientKeys::setup(&req, &mut a, &mut ChaCha20Rng::seed_from_u64(1)).unwrap();
     let sk = ServerKeys::setup(&req, &mut b).unwrap();
-    Fixture { proto, layer, ring, ck, sk }
+    Fixture {
+        proto,
+        layers,
+        ring,
+        req,
+        ck,
+        sk,
+    }
 }
 
 thread_local! {
@@ -41,54 +82,58 @@ fuzz_target!(|data: &[u8]| {
     let (sel, body) = (data[0], &data[2..]);
     match sel % 4 {
         0 => {
-            // The query codec alone, any set and drop.
+            // The query codec alone, any set and drop, on every s-th coefficient (s from data[0]).
             let p = HeParamsId::ALL[(data[1] as usize) % HeParamsId::ALL.len()];
             let drop = (data[1] as u32 >> 3) % (max_drop_bits(p) + 1);
+            let step = 1 + (sel as usize >> 2) % 8;
+            let support: Vec<usize> = (0..p.n()).step_by(step).collect();
             if let Ok(codec) = QueryCodec::new(p, drop) {
-                let _ = codec.decode(body, "fuzz query");
+                let _ = codec.decode(body, Some(&support), "fuzz query");
+                let _ = codec.decode(body, None, "fuzz query");
             }
         }
         1 => FX.with(|f| {
             // The server's step on a fuzzed query.
+            let layer = f.layers[data[1] as usize % f.layers.len()];
             let (mut c, mut s) = MemoryChannel::pair();
             c.send(body).unwrap();
             drop(c);
             let w = LayerWeights {
-                weights: vec![1; 100],
-                bias: vec![0; 5],
+                weights: vec![1; layer.weight_len()],
+                bias: vec![0; layer.bias_len()],
             };
             let _ = f.proto.server(
-                &f.layer,
+                &layer,
                 f.ring,
                 &f.sk,
                 &w,
-                &[0u64; 20],
+                &vec![0u64; layer.input_len()],
                 &mut s,
                 &mut ChaCha20Rng::seed_from_u64(2),
             );
         }),
         2 => FX.with(|f| {
             // The client's step on a fuzzed response.
+            let layer = f.layers[data[1] as usize % f.layers.len()];
             let (mut c, mut s) = MemoryChannel::pair();
             s.send(body).unwrap();
             let _ = f.proto.client(
-                &f.layer,
+                &layer,
                 f.ring,
                 &f.ck,
-                &[0u64; 20],
+                &vec![0u64; layer.input_len()],
                 &mut c,
                 &mut ChaCha20Rng::seed_from_u64(3),
             );
         }),
         _ => FX.with(|f| {
             // The server's key setup on fuzzed key messages (split at data[1]).
-            let req = f.proto.keys_needed(&f.layer, f.ring).unwrap();
             let (mut c, mut s) = MemoryChannel::pair();
             let cut = (data[1] as usize).min(body.len());
             c.send(&body[..cut]).unwrap();
             c.send(&body[cut..]).unwrap();
             drop(c);
-            let _ = ServerKeys::setup(&req, &mut s);
+            let _ = ServerKeys::setup(&f.req, &mut s);
         }),
     }
 });

@@ -45,6 +45,10 @@ pub struct Args {
     /// the default with --no-packing), force.
     #[arg(long)]
     polyphase: Option<String>,
+    /// Send every query polynomial in full (no truncation to the coefficients the outputs
+    /// read; Cheetah's own query). The default truncates unless --no-packing.
+    #[arg(long)]
+    full_query: bool,
     /// Only predict costs (no HE is run).
     #[arg(long)]
     dry_run: bool,
@@ -107,6 +111,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let proto = Cheetah::new(CheetahConfig {
         bandwidth_bytes_per_s: (a.plan_mbps * 1e6 / 8.0) as u64,
         polyphase,
+        truncate_query: base.truncate_query && !a.full_query,
         ..base
     });
     let baseline = Cheetah::new(CheetahConfig::unpacked()); // Cheetah's own formula
@@ -162,6 +167,14 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             "pack": plan.pack,
             "polyphase": plan.polyphase.is_some(),
             "query_drop_bits": plan.query_drop_bits,
+            "truncated_query": plan.truncated_query,
+            // Query coefficients sent (Σ_i |S_i|, or #in·N untruncated) of #in·N.
+            "query_coefs": if plan.truncated_query {
+                plan.layout.query_support_lens().iter().sum::<usize>()
+            } else {
+                plan.layout.input_cts() * plan.layout.n()
+            },
+            "query_capacity": plan.layout.input_cts() * plan.layout.n(),
             "response_bits": [plan.noise.response_bits, plan.noise.c0_bits],
             "predicted_c2s": plan.cost.bytes_c2s,
             "predicted_s2c": plan.cost.bytes_s2c,

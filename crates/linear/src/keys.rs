@@ -8,10 +8,8 @@
 //! bit-packed per prime]`.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
-use math::pack::{packed_len, unpack_bits};
-use math::{Poly, Representation, RnsContext};
+use math::pack::packed_len;
 use rand_core::CryptoRngCore;
 use transport::Channel;
 
@@ -39,41 +37,6 @@ pub enum KeyRequest {
 /// The Galois elements a partial trace Tr_{K_N/K_{N/G}} uses: 2N/2^i + 1 for i = 1..=log₂ G.
 pub(crate) fn trace_elements(n: usize, log_g: u32) -> Vec<usize> {
     (1..=log_g).map(|i| 2 * n / (1usize << i) + 1).collect()
-}
-
-/// Reads an RNS polynomial written residue by residue, each bit-packed at its prime's width
-/// (the query codec's full-width form), validating every residue against its prime.
-pub(crate) fn read_poly(
-    ctx: &Arc<RnsContext>,
-    repr: Representation,
-    bytes: &[u8],
-    what: &'static str,
-) -> Result<Poly, LinearError> {
-    let n = ctx.n();
-    let mut data = Vec::with_capacity(n * ctx.len());
-    let mut off = 0;
-    for m in ctx.moduli() {
-        let len = packed_len(n, m.bits());
-        let chunk = bytes
-            .get(off..off + len)
-            .ok_or(LinearError::MessageLength {
-                what,
-                expected: off + len,
-                got: bytes.len(),
-            })?;
-        data.extend(
-            unpack_bits(chunk, m.bits(), n).map_err(|_| LinearError::MessageRange { what })?,
-        );
-        off += len;
-    }
-    if off != bytes.len() {
-        return Err(LinearError::MessageLength {
-            what,
-            expected: off,
-            got: bytes.len(),
-        });
-    }
-    Poly::from_residues(ctx, ctx.len(), repr, data).map_err(|_| LinearError::MessageRange { what })
 }
 
 /// The client's keys of a session.

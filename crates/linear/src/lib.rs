@@ -21,7 +21,8 @@ mod protocol;
 pub mod shapes;
 
 pub use cheetah::{
-    bytes_lower_bound, Cheetah, CheetahConfig, CheetahPlan, Flooding, HeParamsId, Polyphase,
+    bytes_lower_bound, Cheetah, CheetahConfig, CheetahPlan, Flooding, HeParamsId, OutsideSupport,
+    Polyphase,
 };
 pub use cost::Cost;
 pub use error::LinearError;

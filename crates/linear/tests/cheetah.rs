@@ -339,3 +339,127 @@ mod strided {
         }
     }
 }
+
+/// Truncated queries ([`linear::cheetah::Layout::query_support`]): the server's fill of c₀
+/// outside each input polynomial's support S_i does not matter, and S_i is not "everything".
+mod truncated {
+    use super::*;
+    use common::{random_weights, run};
+    use linear::{CheetahConfig, HeParamsId, OutsideSupport};
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha20Rng;
+
+    fn layers() -> Vec<LayerSpec> {
+        vec![
+            // ResNet-20 conv1 and FC, a strided conv (direct), a grouped conv, a multi-tile conv.
+            LayerSpec::conv(conv(3, 32, 16, 3, 1, 1, 1), 12),
+            LayerSpec::fc(64, 10, 12),
+            LayerSpec::conv(conv(8, 15, 8, 3, 2, 1, 1), 12),
+            LayerSpec::conv(conv(8, 9, 8, 3, 1, 1, 4), 12),
+            LayerSpec::conv(conv(16, 40, 4, 3, 1, 1, 1), 12),
+        ]
+    }
+
+    fn with(fill: OutsideSupport, params: Option<HeParamsId>, bw: u64) -> Cheetah {
+        Cheetah::new(CheetahConfig {
+            outside_support: fill,
+            params,
+            bandwidth_bytes_per_s: bw,
+            polyphase: linear::Polyphase::Off,
+            ..CheetahConfig::default()
+        })
+    }
+
+    /// Uniform values outside S_i (instead of zeros): every output still exact, bytes as
+    /// predicted — unpacked on N4096Q109 and packed on N8192Q120P60.
+    #[test]
+    fn random_fill_outside_the_support_is_exact() {
+        let ring = Ring::new(37).unwrap();
+        for (i, layer) in layers().iter().enumerate() {
+            for (params, bw) in [
+                (Some(HeParamsId::N4096Q109), 50_000_000),
+                (Some(HeParamsId::N8192Q120P60), 100_000),
+            ] {
+                let proto = with(
+                    OutsideSupport::RandomForTests {
+                        seed: 77 + i as u64,
+                    },
+                    params,
+                    bw,
+                );
+                let plan = proto.plan(layer, ring).unwrap();
+                assert!(plan.truncated_query);
+                let full = plan.layout.input_cts() * plan.layout.n();
+                let sent: usize = plan.layout.query_support_lens().iter().sum();
+                assert!(sent < full, "{layer:?}: nothing truncated");
+                check_layer(&proto, layer, ring, 500 + i as u64);
+            }
+        }
+    }
+
+    /// A uniform value in place of the received c₀ at one position of S_0 (its first, middle
+    /// and last) breaks exactness: every position of S_i reaches some output.
+    #[test]
+    fn replacing_one_support_position_breaks_exactness() {
+        let ring = Ring::new(37).unwrap();
+        for (i, layer) in layers().iter().enumerate() {
+            let plan = with(OutsideSupport::Zero, None, 50_000_000)
+                .plan(layer, ring)
+                .unwrap();
+            let s0 = plan.layout.query_support(0).len();
+            let mut rng = ChaCha20Rng::seed_from_u64(600 + i as u64);
+            let w = random_weights(layer, ring, &mut rng);
+            let x: Vec<u64> = (0..layer.input_len())
+                .map(|_| ring.reduce(rng.gen()))
+                .collect();
+            for nth in [0, s0 / 2, s0 - 1] {
+                let proto = with(
+                    OutsideSupport::RandomAndOneReplacedForTests {
+                        seed: 5,
+                        poly: 0,
+                        nth,
+                    },
+                    None,
+                    50_000_000,
+                );
+                let out = run(&proto, layer, ring, &w, &x, 700 + i as u64);
+                let wrong = out
+                    .y
+                    .iter()
+                    .zip(&out.expected)
+                    .filter(|(a, b)| a != b)
+                    .count();
+                assert!(wrong > 0, "{layer:?}: position {nth} of S_0 not needed");
+            }
+        }
+    }
+
+    /// The query is the only message that shrinks: the response bytes equal those of the same
+    /// plan without truncation, and the query is 33 + Σ_i bytes(|S_i|).
+    #[test]
+    fn only_the_query_shrinks() {
+        let ring = Ring::new(37).unwrap();
+        for layer in layers() {
+            let on = with(OutsideSupport::Zero, None, 50_000_000)
+                .plan(&layer, ring)
+                .unwrap();
+            let cost = linear::cheetah::layout_cost(
+                on.params,
+                &on.layout,
+                &on.noise,
+                on.query_drop_bits,
+                on.pack,
+                false,
+            );
+            assert_eq!(cost.bytes_s2c, on.cost.bytes_s2c);
+            let q: usize = on
+                .layout
+                .query_support_lens()
+                .into_iter()
+                .map(|c| linear::cheetah::query::query_bytes(on.params, on.query_drop_bits, c))
+                .sum();
+            assert_eq!(on.cost.bytes_c2s, 33 + q as u64);
+            assert!(on.cost.bytes_c2s < cost.bytes_c2s, "{layer:?}");
+        }
+    }
+}

@@ -43,8 +43,22 @@ fn check_layout(layer: &LayerSpec, layout: &Layout, ring: Ring, seed: u64) {
         .map(|_| ring.reduce(rng.gen()))
         .collect();
     let expected = reference(layer, ring, &w, &x);
+    // [truncated queries] garbage outside each input's support S_i must not reach an output.
     let inputs: Vec<Vec<u64>> = (0..layout.input_cts())
-        .map(|i| layout.encode_input(&x, i))
+        .map(|i| {
+            let mut p = layout.encode_input(&x, i);
+            let mut inside = vec![false; p.len()];
+            layout
+                .query_support(i)
+                .into_iter()
+                .for_each(|c| inside[c] = true);
+            for (c, v) in p.iter_mut().enumerate() {
+                if !inside[c] {
+                    *v = rng.gen();
+                }
+            }
+            p
+        })
         .collect();
     let mut y = vec![None; layer.output_len()];
     for o in 0..layout.output_cts() {
@@ -160,5 +174,109 @@ proptest! {
         prop_assume!(!cands.is_empty());
         let pick = cands[(seed as usize) % cands.len()];
         check_layout(&layer, &pick, Ring::new(37).unwrap(), seed);
+    }
+}
+
+/// Brute-force query support: ∪ over the output polynomials o reading input i of
+/// K_o ⊖ supp(ŵ_{o,i}) mod N, with ŵ the real encoder's plaintext of an all-ones weight tensor
+/// (every structurally possible position nonzero).
+fn brute_support(layer: &LayerSpec, layout: &Layout, ring: Ring) -> Vec<Vec<usize>> {
+    let n = layout.n();
+    let ones = vec![1u64; layer.weight_len()];
+    let mut hit = vec![vec![false; n]; layout.input_cts()];
+    for o in 0..layout.output_cts() {
+        let ks: Vec<usize> = layout.positions(o).into_iter().map(|(c, _)| c).collect();
+        for (i, key) in layout.terms(o) {
+            let w = layout
+                .encode_weights(ring, &ones, key)
+                .expect("term has a plaintext");
+            for (p, _) in w.iter().enumerate().filter(|(_, &v)| v != 0) {
+                for &k in &ks {
+                    hit[i][(k + n - p) % n] = true;
+                }
+            }
+        }
+    }
+    hit.into_iter()
+        .map(|h| (0..n).filter(|&c| h[c]).collect())
+        .collect()
+}
+
+/// The closed-form supports equal the brute force (so they are both sufficient and minimal)
+/// and their closed-form sizes match, for every candidate layout.
+fn check_supports(layer: &LayerSpec, n: usize) -> usize {
+    let ring = Ring::new(37).unwrap();
+    let mut cands = Layout::candidates(layer, n);
+    cands.extend(Layout::packable_candidates(layer, n));
+    for l in &cands {
+        let brute = brute_support(layer, l, ring);
+        let lens = l.query_support_lens();
+        assert_eq!(lens.len(), l.input_cts());
+        // The cost model's (size, multiplicity) pairs are the same multiset.
+        let mut from_counts: Vec<usize> = l
+            .query_support_counts()
+            .into_iter()
+            .flat_map(|(c, m)| std::iter::repeat_n(c, m))
+            .collect();
+        let mut sorted = lens.clone();
+        from_counts.sort_unstable();
+        sorted.sort_unstable();
+        assert_eq!(from_counts, sorted, "{layer:?} {l:?}: counts");
+        for (i, want) in brute.iter().enumerate() {
+            let got = l.query_support(i);
+            assert_eq!(&got, want, "{layer:?} {l:?}: input {i}");
+            assert_eq!(lens[i], got.len(), "{layer:?} {l:?}: |S_{i}|");
+        }
+    }
+    cands.len()
+}
+
+#[test]
+fn supports_on_fixed_shapes() {
+    // Channel + spatial split, strides 2 and 3, groups, FC with partial chunks and blocks.
+    let mut total = 0;
+    total += check_supports(&LayerSpec::conv(conv(4, 10, 3, 3, 1, 1, 1), 8), 128);
+    total += check_supports(&LayerSpec::conv(conv(3, 11, 2, 3, 2, 1, 1), 8), 128);
+    total += check_supports(&LayerSpec::conv(conv(2, 13, 2, 5, 3, 2, 1), 8), 256);
+    total += check_supports(&LayerSpec::conv(conv(5, 6, 4, 1, 2, 0, 1), 8), 64);
+    total += check_supports(&LayerSpec::conv(conv(6, 7, 4, 3, 2, 1, 2), 8), 128);
+    total += check_supports(&LayerSpec::fc(50, 13, 10), 64);
+    total += check_supports(&LayerSpec::fc(64, 10, 10), 1024);
+    assert!(total > 50, "{total} layouts");
+}
+
+#[test]
+fn truncation_shrinks_the_cifar_queries() {
+    // ResNet-20's conv1 (3×32×32 padded to 3×34×34 = 3468 of 8192) and its 64→10 FC, whose
+    // strided encoding reads 63·10 + 2·10 − 1 = 649 coefficients of 4096 (block: 19·64).
+    let l = LayerSpec::conv(conv(3, 32, 16, 3, 1, 1, 1), 12);
+    let one = Layout::candidates(&l, 8192)
+        .into_iter()
+        .find(|c| c.input_cts() == 1)
+        .unwrap();
+    assert_eq!(one.query_support_lens(), vec![3 * 34 * 34]);
+    let fc = LayerSpec::fc(64, 10, 12);
+    let lens: Vec<(bool, usize)> = Layout::candidates(&fc, 4096)
+        .into_iter()
+        .filter(|c| c.input_cts() == 1)
+        .map(|c| (c.needs_truncation(), c.query_support_lens()[0]))
+        .collect();
+    assert!(lens.contains(&(false, 19 * 64)), "{lens:?}");
+    assert!(lens.contains(&(true, 63 * 10 + 2 * 10 - 1)), "{lens:?}");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, .. ProptestConfig::default() })]
+    /// Closed-form query supports = brute force on random conv shapes (strides, paddings, groups,
+    /// plain and interleaved tilings) and FC shapes (block, shifted, strided).
+    #[test]
+    fn random_supports(
+        g in 1usize..=3, cpg in 1usize..=3, mpg in 1usize..=2, h in 1usize..=9, k in 1usize..=4,
+        stride in 1usize..=3, padding in 0usize..=2, logn in 5u32..=8,
+        fi in 1usize..=40, fo in 1usize..=20, flogn in 4u32..=7,
+    ) {
+        let k = k.min(h + 2 * padding);
+        check_supports(&LayerSpec::conv(conv(g * cpg, h, g * mpg, k, stride, padding, g), 9), 1 << logn);
+        check_supports(&LayerSpec::fc(fi, fo, 9), 1 << flogn);
     }
 }

@@ -50,6 +50,32 @@ fn needed(spec: &Conv2dSpec) -> (usize, usize) {
     )
 }
 
+/// The balanced row splits `h_ts` plus the tallest full-width tile that fits N with c_t
+/// channels: its last spatial tile is short, which costs nothing extra in a truncated query
+/// (only the rows its outputs read are sent).
+fn with_tallest(h_ts: &[usize], spec: &Conv2dSpec, n: usize, c_t: usize) -> Vec<usize> {
+    let (hf, wf) = needed(spec);
+    let (hn, wn) = (hf + spec.kh - 1, wf + spec.kw - 1);
+    let mut out = h_ts.to_vec();
+    let tallest = (n / (c_t * wn)).min(hn);
+    if tallest >= spec.kh && !out.contains(&tallest) {
+        out.push(tallest);
+    }
+    out
+}
+
+/// (value, multiplicity) of the values in `v`.
+fn histogram(v: &[usize]) -> Vec<(usize, usize)> {
+    let mut out: Vec<(usize, usize)> = Vec::new();
+    for &x in v {
+        match out.iter_mut().find(|e| e.0 == x) {
+            Some(e) => e.1 += 1,
+            None => out.push((x, 1)),
+        }
+    }
+    out
+}
+
 impl ConvTiling {
     /// A tiling with the given tile sizes, or `None` if it does not fit N or the kernel.
     pub fn new(
@@ -233,6 +259,122 @@ impl ConvTiling {
         out
     }
 
+    /// Tile-local padded rows (or columns, with the column arguments) that some kept output of
+    /// spatial tile `tile` reads: ∪ over its kept stride-1 rows r of [r, r + k), increasing.
+    fn read_lines(step: usize, stride: usize, out: usize, tile: usize, k: usize) -> Vec<usize> {
+        let mut hit = vec![false; step + k - 1];
+        for i in Self::kept_range(step, stride, out, tile) {
+            let r = i * stride - tile * step;
+            hit[r..r + k].iter_mut().for_each(|h| *h = true);
+        }
+        (0..hit.len()).filter(|&r| hit[r]).collect()
+    }
+
+    /// Channel offsets of tile `ci` that some filter reads (the union of its groups' overlaps).
+    fn read_channels(&self, spec: &Conv2dSpec, ci: usize) -> Vec<usize> {
+        let mut hit = vec![false; self.c_t];
+        for g in 0..spec.groups {
+            if let Some((a, b)) = self.group_overlap(spec, g * spec.m_per_group(), ci) {
+                hit[a..b].iter_mut().for_each(|h| *h = true);
+            }
+        }
+        (0..self.c_t).filter(|&c| hit[c]).collect()
+    }
+
+    /// The query support S of input tile (ci, hi, wi), increasing: the coefficients of the
+    /// input polynomial that some kept output of the tile depends on.
+    ///
+    /// [truncated queries] Output (r, q) of a filter of this tile sits at O + r·w_t + q (plain)
+    /// or (B + r·w_t + q)·c_t (interleaved), and the filter's structural support is
+    /// O − c·h_t·w_t − l·w_t − l′ resp. (B − l·w_t − l′)·c_t − c (mod N) for its group's
+    /// channels c, l < kh, l′ < kw. Their difference, the input position a kept output reads
+    /// through that tap, is c·h_t·w_t + (r + l)·w_t + (q + l′) resp. ((r + l)·w_t + q + l′)·c_t + c,
+    /// in [0, c_t·h_t·w_t) ⊆ [0, N) (no wrap). So S = {channels some filter reads} × {rows r + l}
+    /// × {columns q + l′} over the kept (r, q), padding positions included, and it is exactly
+    /// ∪_m K ⊖ supp(ŵ_m): minimal for any weights that may be nonzero at every tap.
+    pub fn query_support(&self, spec: &Conv2dSpec, ci: usize, hi: usize, wi: usize) -> Vec<usize> {
+        let chans = self.read_channels(spec, ci);
+        let rows = Self::read_lines(self.step_h(spec), spec.stride, spec.out_h(), hi, spec.kh);
+        let cols = Self::read_lines(self.step_w(spec), spec.stride, spec.out_w(), wi, spec.kw);
+        let mut out = Vec::with_capacity(chans.len() * rows.len() * cols.len());
+        for &c in &chans {
+            for &r in &rows {
+                for &q in &cols {
+                    out.push(if self.interleaved {
+                        (r * self.w_t + q) * self.c_t + c
+                    } else {
+                        (c * self.h_t + r) * self.w_t + q
+                    });
+                }
+            }
+        }
+        out.sort_unstable();
+        out
+    }
+
+    /// Number of lines [`Self::read_lines`] returns, in closed form: the cnt kept lines r₀ + j·s
+    /// read [r₀ + j·s, r₀ + j·s + k), contiguous when s ≤ k, disjoint otherwise.
+    fn read_len(step: usize, stride: usize, out: usize, tile: usize, k: usize) -> usize {
+        match Self::kept_range(step, stride, out, tile).len() {
+            0 => 0,
+            cnt => (cnt - 1) * stride.min(k) + k,
+        }
+    }
+
+    /// Number of channels [`Self::read_channels`] returns: every real channel of the tile (each
+    /// channel belongs to a group, and every group has an output channel).
+    fn read_channel_count(&self, spec: &Conv2dSpec, ci: usize) -> usize {
+        self.c_t.min(spec.c - ci * self.c_t)
+    }
+
+    /// |S| of every input tile, in input order (ci-major, then hi, then wi), in closed form.
+    pub fn query_support_lens(&self, spec: &Conv2dSpec) -> Vec<usize> {
+        let (rows, cols) = self.line_counts(spec);
+        let mut out = Vec::with_capacity(self.input_tiles());
+        for ci in 0..self.n_c {
+            let ch = self.read_channel_count(spec, ci);
+            for &r in &rows {
+                for &q in &cols {
+                    out.push(ch * r * q);
+                }
+            }
+        }
+        out
+    }
+
+    /// Rows read per spatial tile row and columns read per spatial tile column.
+    fn line_counts(&self, spec: &Conv2dSpec) -> (Vec<usize>, Vec<usize>) {
+        let rows = (0..self.n_h)
+            .map(|hi| Self::read_len(self.step_h(spec), spec.stride, spec.out_h(), hi, spec.kh))
+            .collect();
+        let cols = (0..self.n_w)
+            .map(|wi| Self::read_len(self.step_w(spec), spec.stride, spec.out_w(), wi, spec.kw))
+            .collect();
+        (rows, cols)
+    }
+
+    /// The multiset {|S|} over the input tiles as (size, multiplicity) pairs, without visiting
+    /// every tile: channel, row and column counts each take few distinct values.
+    pub fn query_support_counts(&self, spec: &Conv2dSpec) -> Vec<(usize, usize)> {
+        let (rows, cols) = self.line_counts(spec);
+        let last = spec.c - (self.n_c - 1) * self.c_t;
+        let chans = if last == self.c_t {
+            vec![(self.c_t, self.n_c)]
+        } else {
+            vec![(self.c_t, self.n_c - 1), (last, 1)]
+        };
+        let (rows, cols) = (histogram(&rows), histogram(&cols));
+        let mut out = Vec::new();
+        for &(ch, a) in chans.iter().filter(|c| c.1 > 0) {
+            for &(r, b) in &rows {
+                for &(q, c) in &cols {
+                    out.push((ch * r * q, a * b * c));
+                }
+            }
+        }
+        out
+    }
+
     /// Candidate tilings: balanced channel splits × balanced row splits, widest columns that fit.
     pub fn candidates(spec: &Conv2dSpec, n: usize) -> Vec<ConvTiling> {
         let (hf, wf) = needed(spec);
@@ -242,7 +384,7 @@ impl ConvTiling {
         h_ts.dedup();
         let mut out = Vec::new();
         for &c_t in &c_ts {
-            for &h_t in &h_ts {
+            for h_t in with_tallest(&h_ts, spec, n, c_t) {
                 let room = n / (c_t * h_t);
                 if room < spec.kw {
                     continue;
@@ -267,7 +409,7 @@ impl ConvTiling {
         let mut out = Vec::new();
         let mut c_t = 2;
         while c_t <= n / (spec.kh * spec.kw) && c_t < 2 * spec.c.max(spec.m) {
-            for &h_t in &h_ts {
+            for h_t in with_tallest(&h_ts, spec, n, c_t) {
                 let room = n / (c_t * h_t);
                 if room < spec.kw {
                     continue;

@@ -24,6 +24,7 @@ impl Layout {
         match layer.shape {
             LayerShape::Fc(spec) => FcBlocks::candidates(&spec, n)
                 .into_iter()
+                .chain(FcBlocks::strided_candidates(&spec, n))
                 .map(|blocks| Layout::Fc { spec, blocks })
                 .collect(),
             _ => {
@@ -141,6 +142,44 @@ impl Layout {
             }
             Layout::Fc { spec, blocks } => blocks.encode_input(spec, x, idx),
         }
+    }
+
+    /// The query support S_i of input polynomial `idx`, increasing: every coefficient some
+    /// returned output depends on through a structurally possible weight position
+    /// (`ConvTiling::query_support`, `FcBlocks::query_support`). Only c₀ at S_i is sent.
+    pub fn query_support(&self, idx: usize) -> Vec<usize> {
+        match self {
+            Layout::Conv { spec, tiling } => {
+                let wi = idx % tiling.n_w;
+                let hi = (idx / tiling.n_w) % tiling.n_h;
+                let ci = idx / (tiling.n_w * tiling.n_h);
+                tiling.query_support(spec, ci, hi, wi)
+            }
+            Layout::Fc { spec, blocks } => blocks.query_support(spec, idx),
+        }
+    }
+
+    /// |S_i| for every input polynomial, in input order (closed form for conv).
+    pub fn query_support_lens(&self) -> Vec<usize> {
+        match self {
+            Layout::Conv { spec, tiling } => tiling.query_support_lens(spec),
+            Layout::Fc { spec, blocks } => blocks.query_support_lens(spec),
+        }
+    }
+
+    /// The multiset {|S_i|} as (size, multiplicity) pairs (for the cost model: few pairs, found
+    /// without visiting every input polynomial).
+    pub fn query_support_counts(&self) -> Vec<(usize, usize)> {
+        match self {
+            Layout::Conv { spec, tiling } => tiling.query_support_counts(spec),
+            Layout::Fc { spec, blocks } => blocks.query_support_counts(spec),
+        }
+    }
+
+    /// Whether this encoding only pays off with truncated queries (the strided FC variant:
+    /// the same bytes as the block split otherwise).
+    pub fn needs_truncation(&self) -> bool {
+        matches!(self, Layout::Fc { blocks, .. } if blocks.strided)
     }
 
     /// Weight plaintext `key` as signed integers, or `None` when it is identically zero by structure.

@@ -16,8 +16,22 @@
 //! replace G − 1 returned ciphertexts. The planner ([`Cheetah::plan`]) chooses parameters,
 //! encoding and G per layer by estimated time ([`estimated_seconds`]).
 //!
+//! Truncated queries ([`CheetahConfig::truncate_query`]): output polynomial o returns only its
+//! coefficients K_o, and coefficient k of c₀,i·ŵ_{o,i} in Z_Q[X]/(X^N + 1) is
+//! Σ_p ±c₀,i[p]·ŵ_{o,i}[(k − p) mod N], so it reads c₀,i only at K_o ⊖ supp(ŵ_{o,i}). The client
+//! sends c₀,i only at S_i = ∪_o K_o ⊖ supp(ŵ_{o,i}) ([`Layout::query_support`], from the
+//! structural support of the encoder, never the weights' values); the server puts 0 elsewhere
+//! (c₁ = a_i is complete, from the seed). Every product is then the same element of Z_Q at every
+//! kept coefficient, so noise, mask, flooding and response are unchanged. Packing preserves
+//! this: a merge R = (A + X^D·B) + σ(A − X^D·B) has R[i] = 2A[i] for i ≡ 0 and R[i] = 2B[i − D]
+//! for i ≡ D (mod 2D) (σ fixes resp. negates those classes and the other term cancels), so a
+//! kept c₀ coefficient of a packed response is a fixed linear function of kept c₀ coefficients
+//! of its members (the key switch reads c₁ only); re-randomization adds terms independent of
+//! the query, and the modulus switches act coefficient-wise.
+//!
 //! Bytes on the wire (both exact, see [`Cheetah::plan`] and [`layout_cost`]):
-//! c→s `[tag][seed][c₀ of each input ct, per prime packed at the prime's width]`,
+//! c→s `[tag][seed][c₀ of each input ct at its support S_i (all N untruncated), per prime packed
+//! at the prime's width]`,
 //! s→c `[c₁ (N values) of every returned ct, at k bits][kept c₀ values of every returned ct, at
 //! b ≤ k bits]` (b: [`ResponseNoise::c0_bits`]; docs/security.md derives both).
 
@@ -49,7 +63,7 @@ pub use params::HeParamsId;
 pub const MAX_PLAINTEXT_BITS: u32 = 45;
 
 /// Tunable knobs of the Cheetah protocol.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct CheetahConfig {
     /// Statistical security of noise flooding per layer response, in bits.
     pub flood_bits: u32,
@@ -72,11 +86,43 @@ pub struct CheetahConfig {
     /// stride-s conv as a stride-1 conv on its s² input phases.
     #[serde(default)]
     pub polyphase: Polyphase,
+    /// Send the query's c₀ only at the coefficients some returned output depends on
+    /// ([`Layout::query_support`]; false: all N coefficients of every input polynomial, as
+    /// Cheetah does).
+    #[serde(default = "default_true")]
+    pub truncate_query: bool,
+    /// What the server puts in c₀ outside the query's support (test hook; anything but
+    /// [`OutsideSupport::Zero`] is for tests only).
+    #[serde(default)]
+    pub outside_support: OutsideSupport,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// The server's fill of the query's c₀ outside the sent support S_i. No returned coefficient
+/// depends on those positions, so any fill gives the same response; the test variants show it
+/// (random fill: still exact) and that S_i is needed (one position of S_i replaced: not exact).
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
+pub enum OutsideSupport {
+    /// Zeros (the protocol).
+    #[default]
+    Zero,
+    /// Uniform values mod Q from a ChaCha20 stream seeded with `seed`. Tests only.
+    RandomForTests { seed: u64 },
+    /// As `RandomForTests`, and also a uniform value in place of the received one at the
+    /// `nth` position of S_poly (input polynomial `poly`). Tests only.
+    RandomAndOneReplacedForTests { seed: u64, poly: usize, nth: usize },
 }
 
 /// When a strided convolution runs as the stride-1 convolution of its input phases
 /// ([`polyphase`]). Both parties derive the choice from the public layer shape and config.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub enum Polyphase {
     /// When its estimated time ([`estimated_seconds`]) is lower than the direct plan's.
     #[default]
@@ -95,13 +141,14 @@ impl CheetahConfig {
             short_c0: false,
             short_query: false,
             polyphase: Polyphase::Off,
+            truncate_query: false,
             ..CheetahConfig::default()
         }
     }
 }
 
 /// How the server re-randomizes the noise of its responses.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Flooding {
     /// Gaussian flooding with `flood_bits` of statistical security (docs/security.md).
     Gaussian,
@@ -121,6 +168,8 @@ impl Default for CheetahConfig {
             short_query: true,
             bandwidth_bytes_per_s: 50_000_000,
             polyphase: Polyphase::Auto,
+            truncate_query: true,
+            outside_support: OutsideSupport::Zero,
         }
     }
 }
@@ -135,6 +184,10 @@ pub struct CheetahPlan {
     pub noise: ResponseNoise,
     /// Low bits of each query coefficient the client does not send ([`query`]).
     pub query_drop_bits: u32,
+    /// The query carries c₀ only at each input polynomial's support
+    /// ([`Layout::query_support`]).
+    #[serde(default)]
+    pub truncated_query: bool,
     /// The stride-1 convolution actually run when a strided conv is computed by space-to-depth
     /// ([`polyphase`]); `layout`, `noise` and `cost` are then those of this layer.
     pub polyphase: Option<LayerSpec>,
@@ -152,13 +205,16 @@ fn math_err(e: math::MathError) -> LinearError {
 }
 
 /// Predicted cost of running `layout` on `params` with response moduli `noise` (c₁ at k bits, c₀
-/// at b bits), packing `pack` response polynomials per returned ciphertext (1: none).
+/// at b bits), packing `pack` response polynomials per returned ciphertext (1: none); with
+/// `truncated_query` the query carries |S_i| coefficients of input polynomial i
+/// ([`Layout::query_support_lens`]), otherwise N.
 pub fn layout_cost(
     params: HeParamsId,
     layout: &Layout,
     noise: &ResponseNoise,
     query_drop_bits: u32,
     pack: usize,
+    truncated_query: bool,
 ) -> Cost {
     let n = params.n() as u64;
     let l = params.prime_bits().len() as u64;
@@ -180,7 +236,7 @@ pub fn layout_cost(
     Cost {
         ciphertexts_c2s: ins,
         ciphertexts_s2c: groups,
-        bytes_c2s: 1 + 32 + ins * query::query_poly_bytes(params, query_drop_bits) as u64,
+        bytes_c2s: 1 + 32 + query_body_bytes(params, layout, query_drop_bits, truncated_query),
         bytes_s2c: rlwe::compact_response_len(
             n as usize,
             groups as usize,
@@ -201,6 +257,19 @@ pub fn layout_cost(
         ntts: ins * l + groups * 4 + ins * l + weights * l + groups * 3 * l + pack_ntts,
         rotations: ks,
     }
+}
+
+/// Bytes of the query after its tag and seed: Σ_i bytes(|S_i| coefficients) when truncated,
+/// #in · bytes(N) otherwise ([`query::query_bytes`]).
+fn query_body_bytes(params: HeParamsId, layout: &Layout, drop: u32, truncated: bool) -> u64 {
+    if !truncated {
+        return layout.input_cts() as u64 * query::query_poly_bytes(params, drop) as u64;
+    }
+    layout
+        .query_support_counts()
+        .into_iter()
+        .map(|(c, mult)| mult as u64 * query::query_bytes(params, drop, c) as u64)
+        .sum()
 }
 
 /// A lower bound on the bytes of any protocol of this shape — a coefficient-encoded RLWE query
@@ -279,6 +348,23 @@ impl Cheetah {
     /// its input phases ([`polyphase`], per [`CheetahConfig::polyphase`]) and the faster of the two
     /// kept.
     pub fn plan(&self, layer: &LayerSpec, ring: Ring) -> Result<CheetahPlan, LinearError> {
+        // Plans are a pure function of (config, layer, ring); both parties and the cost model
+        // ask for the same ones repeatedly, so they are memoized (errors are not).
+        type Key = (CheetahConfig, LayerSpec, Ring);
+        static CACHE: std::sync::OnceLock<
+            std::sync::Mutex<std::collections::HashMap<Key, CheetahPlan>>,
+        > = std::sync::OnceLock::new();
+        let key = (self.config, *layer, ring);
+        let cache = CACHE.get_or_init(Default::default);
+        if let Some(p) = cache.lock().expect("plan cache").get(&key) {
+            return Ok(*p);
+        }
+        let plan = self.plan_uncached(layer, ring)?;
+        cache.lock().expect("plan cache").insert(key, plan);
+        Ok(plan)
+    }
+
+    fn plan_uncached(&self, layer: &LayerSpec, ring: Ring) -> Result<CheetahPlan, LinearError> {
         layer.validate()?;
         let direct = self.plan_direct(layer, ring);
         let rw = match (self.config.polyphase, polyphase::rewrite(layer)) {
@@ -322,10 +408,21 @@ impl Cheetah {
         for p in presets {
             // (layout, pack) candidates: Cheetah's encodings unpacked; interleaved/shifted ones
             // packed by every power of two dividing their output stride.
+            let trunc = self.config.truncate_query;
             let mut cands: Vec<(Layout, usize)> = Layout::candidates(layer, p.n())
                 .into_iter()
+                .filter(|l| trunc || !l.needs_truncation())
                 .map(|l| (l, 1))
                 .collect();
+            if trunc {
+                // With truncated queries an interleaved tiling with c_t above the real channel
+                // count costs no query bytes for its empty channels: a candidate even unpacked.
+                cands.extend(
+                    Layout::packable_candidates(layer, p.n())
+                        .into_iter()
+                        .map(|l| (l, 1)),
+                );
+            }
             if p.can_pack() && self.config.packing {
                 for l in Layout::packable_candidates(layer, p.n()) {
                     let mut g = 2;
@@ -350,7 +447,7 @@ impl Cheetah {
                 let Ok((nz, query_drop_bits)) = nz else {
                     continue;
                 };
-                let cost = layout_cost(p, &layout, &nz, query_drop_bits, pack);
+                let cost = layout_cost(p, &layout, &nz, query_drop_bits, pack, trunc);
                 let score = estimated_seconds(&cost, p, self.config.bandwidth_bytes_per_s as f64);
                 if best.as_ref().is_none_or(|(b, _)| score < *b) {
                     best = Some((
@@ -361,6 +458,7 @@ impl Cheetah {
                             pack,
                             noise: nz,
                             query_drop_bits,
+                            truncated_query: trunc,
                             polyphase: None,
                             cost,
                         },
@@ -535,6 +633,7 @@ fn encrypt_query(
     msg.extend_from_slice(&seed);
     let codec = query::QueryCodec::new(plan.params, plan.query_drop_bits)?;
     for idx in 0..plan.layout.input_cts() {
+        let support = plan.truncated_query.then(|| plan.layout.query_support(idx));
         let mut c0 = expand_input_a(ctx, &seed, idx);
         c0.mul_assign(sk.poly_q_ntt_top()).map_err(math_err)?;
         c0.neg_assign();
@@ -542,24 +641,34 @@ fn encrypt_query(
         let e = Poly::from_signed(ctx, ctx.len(), &cbd(n, params::CBD_ETA, rng));
         c0.add_assign(&e).map_err(math_err)?;
         enc.add_scaled(&mut c0, &plan.layout.encode_input(x, idx))?;
-        codec.encode(&c0, &mut msg);
+        codec.encode(&c0, support.as_deref(), &mut msg);
     }
     Ok(msg)
 }
 
 /// Validates and parses a query, adds the server's share: (c₀, c₁) per input polynomial, NTT form,
-/// encrypting x̂_C,i + x̂_S,i.
+/// encrypting x̂_C,i + x̂_S,i at every coefficient of its support (c₀ is `fill` elsewhere, zero
+/// in the protocol: no returned output depends on those coefficients).
 fn parse_query(
     plan: &CheetahPlan,
     ctx: &Arc<RnsContext>,
     enc: &rlwe::Params,
     x: &[u64],
     msg: &[u8],
+    fill: OutsideSupport,
 ) -> Result<Vec<(Poly, Poly)>, LinearError> {
     let layout = &plan.layout;
-    let pb = query::query_poly_bytes(plan.params, plan.query_drop_bits);
     let codec = query::QueryCodec::new(plan.params, plan.query_drop_bits)?;
-    let expected = 1 + 32 + layout.input_cts() * pb;
+    let lens: Vec<usize> = if plan.truncated_query {
+        layout.query_support_lens()
+    } else {
+        vec![ctx.n(); layout.input_cts()]
+    };
+    let sizes: Vec<usize> = lens
+        .iter()
+        .map(|&c| query::query_bytes(plan.params, plan.query_drop_bits, c))
+        .collect();
+    let expected = 1 + 32 + sizes.iter().sum::<usize>();
     if msg.len() != expected {
         return Err(LinearError::MessageLength {
             what: "linear query",
@@ -574,15 +683,58 @@ fn parse_query(
         });
     }
     let seed: [u8; 32] = msg[1..33].try_into().expect("length checked");
+    let mut fill_rng = match fill {
+        OutsideSupport::Zero => None,
+        OutsideSupport::RandomForTests { seed }
+        | OutsideSupport::RandomAndOneReplacedForTests { seed, .. } => {
+            Some(ChaCha20Rng::seed_from_u64(seed))
+        }
+    };
     let mut cts = Vec::with_capacity(layout.input_cts());
-    for idx in 0..layout.input_cts() {
-        let body = &msg[33 + idx * pb..33 + (idx + 1) * pb];
-        let mut c0 = codec.decode(body, "linear query")?;
+    let mut off = 33;
+    for (idx, &size) in sizes.iter().enumerate() {
+        let body = &msg[off..off + size];
+        off += size;
+        let support = plan.truncated_query.then(|| layout.query_support(idx));
+        let mut c0 = codec.decode(body, support.as_deref(), "linear query")?;
+        if let (Some(rng), Some(sup)) = (fill_rng.as_mut(), support.as_deref()) {
+            fill_outside(ctx, &mut c0, sup, fill, idx, rng);
+        }
         enc.add_scaled(&mut c0, &layout.encode_input(x, idx))?;
         c0.ntt_forward();
         cts.push((c0, expand_input_a(ctx, &seed, idx)));
     }
     Ok(cts)
+}
+
+/// Test hook ([`OutsideSupport`]): uniform residues at every coefficient outside `support`, and
+/// at its `nth` position for input polynomial `poly` when asked.
+fn fill_outside(
+    ctx: &Arc<RnsContext>,
+    c0: &mut Poly,
+    support: &[usize],
+    fill: OutsideSupport,
+    idx: usize,
+    rng: &mut ChaCha20Rng,
+) {
+    let n = ctx.n();
+    let mut inside = vec![false; n];
+    support.iter().for_each(|&c| inside[c] = true);
+    if let OutsideSupport::RandomAndOneReplacedForTests { poly, nth, .. } = fill {
+        if poly == idx {
+            if let Some(&c) = support.get(nth) {
+                inside[c] = false;
+            }
+        }
+    }
+    let r = uniform_poly(ctx, ctx.len(), Representation::Coefficient, rng);
+    for i in 0..ctx.len() {
+        let src = r.residue(i).to_vec();
+        let dst = c0.residue_mut(i);
+        for c in (0..n).filter(|&c| !inside[c]) {
+            dst[c] = src[c];
+        }
+    }
 }
 
 /// The returned ciphertexts: their member output polynomials (member j shifted by X^j) and their
@@ -917,7 +1069,14 @@ impl LinearProtocol for Cheetah {
             .collect();
 
         // Client's ciphertexts; add the server's share: ct_i encrypts x̂_C,i + x̂_S,i = x̂_i.
-        let cts = parse_query(&plan, &ctx, &enc, x, &ch.recv()?)?;
+        let cts = parse_query(
+            &plan,
+            &ctx,
+            &enc,
+            x,
+            &ch.recv()?,
+            self.config.outside_support,
+        )?;
 
         let sigma = match self.config.flooding {
             Flooding::Gaussian => plan.noise.flood_sigma,
@@ -1048,7 +1207,7 @@ mod tests {
             )
             .unwrap();
             let zero = vec![0u64; 64];
-            let cts = parse_query(&plan, &ctx, &enc, &zero, &msg).unwrap();
+            let cts = parse_query(&plan, &ctx, &enc, &zero, &msg, OutsideSupport::Zero).unwrap();
             let wpt: Vec<Option<Poly>> = (0..plan.layout.weight_keys())
                 .map(|key| {
                     plan.layout.encode_weights(ring, w, key).map(|v| {

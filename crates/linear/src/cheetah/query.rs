@@ -28,17 +28,22 @@ fn split(bits: &[u32], drop_bits: u32) -> (usize, u32) {
 
 /// Bytes of one input polynomial's c₀ with `drop_bits` low bits dropped.
 pub fn query_poly_bytes(p: HeParamsId, drop_bits: u32) -> usize {
+    query_bytes(p, drop_bits, p.n())
+}
+
+/// Bytes of `count` coefficients of c₀ with `drop_bits` low bits dropped (a truncated query
+/// sends the coefficients of its support S only: `count` = |S|).
+pub fn query_bytes(p: HeParamsId, drop_bits: u32, count: usize) -> usize {
     let bits = p.prime_bits();
-    let n = p.n();
     let (j0, d) = split(bits, drop_bits);
     let partial = bits[j0] - d;
     (if partial > 0 {
-        packed_len(n, partial)
+        packed_len(count, partial)
     } else {
         0
     }) + bits[j0 + 1..]
         .iter()
-        .map(|&b| packed_len(n, b))
+        .map(|&b| packed_len(count, b))
         .sum::<usize>()
 }
 
@@ -112,109 +117,149 @@ impl QueryCodec {
         })
     }
 
-    /// Appends c₀ (coefficient form, all primes) with the low bits dropped.
-    pub fn encode(&self, c0: &Poly, out: &mut Vec<u8>) {
-        let (ms, n, l) = (self.ctx.moduli(), self.ctx.n(), self.ctx.len());
+    /// Appends c₀ (coefficient form, all primes) with the low bits dropped, at the coefficients
+    /// `support` (increasing; `None`: all N), in that order.
+    pub fn encode(&self, c0: &Poly, support: Option<&[usize]>, out: &mut Vec<u8>) {
+        let (ms, l) = (self.ctx.moduli(), self.ctx.len());
+        let all: Vec<usize>;
+        let coefs = match support {
+            Some(s) => s,
+            None => {
+                all = (0..self.ctx.n()).collect();
+                &all
+            }
+        };
+        let cnt = coefs.len();
         if self.j0 == 0 && self.d == 0 {
             for (i, m) in ms.iter().enumerate() {
-                pack_bits(c0.residue(i), m.bits(), out);
+                let res = c0.residue(i);
+                let vals: Vec<u64> = coefs.iter().map(|&c| res[c]).collect();
+                pack_bits(&vals, m.bits(), out);
             }
             return;
         }
         // Mixed-radix digits, digit-major: x_i = (…((r_i − x₀)q₀⁻¹ − x₁)q₁⁻¹ − …)q_{i−1}⁻¹ mod q_i.
-        let mut x = vec![0u64; l * n];
-        for c in 0..n {
+        let mut x = vec![0u64; l * cnt];
+        for (t, &c) in coefs.iter().enumerate() {
             for i in 0..l {
                 let m = ms[i];
                 let mut v = c0.residue(i)[c];
                 for a in 0..i {
-                    v = m.mul(m.sub(v, m.reduce(x[a * n + c])), self.inv[i][a]);
+                    v = m.mul(m.sub(v, m.reduce(x[a * cnt + t])), self.inv[i][a]);
                 }
-                x[i * n + c] = v;
+                x[i * cnt + t] = v;
             }
         }
         let partial = ms[self.j0].bits() - self.d;
         if partial > 0 {
-            let top: Vec<u64> = x[self.j0 * n..(self.j0 + 1) * n]
+            let top: Vec<u64> = x[self.j0 * cnt..(self.j0 + 1) * cnt]
                 .iter()
                 .map(|&v| v >> self.d)
                 .collect();
             pack_bits(&top, partial, out);
         }
         for (i, m) in ms.iter().enumerate().skip(self.j0 + 1) {
-            pack_bits(&x[i * n..(i + 1) * n], m.bits(), out);
+            pack_bits(&x[i * cnt..(i + 1) * cnt], m.bits(), out);
         }
     }
 
-    /// Reads [`Self::encode`] output (exact length), validating every digit, and returns c₀'
-    /// in coefficient form.
-    pub fn decode(&self, bytes: &[u8], what: &'static str) -> Result<Poly, LinearError> {
-        if self.j0 == 0 && self.d == 0 {
-            // Nothing dropped: the residues themselves, as `encode` wrote them.
-            return crate::keys::read_poly(&self.ctx, Representation::Coefficient, bytes, what);
-        }
+    /// Reads [`Self::encode`] output (exact length) for the same `support`, validating every
+    /// digit, and returns c₀' in coefficient form: zero outside the support.
+    pub fn decode(
+        &self,
+        bytes: &[u8],
+        support: Option<&[usize]>,
+        what: &'static str,
+    ) -> Result<Poly, LinearError> {
         let (ms, n, l) = (self.ctx.moduli(), self.ctx.n(), self.ctx.len());
+        let all: Vec<usize>;
+        let coefs = match support {
+            Some(s) => s,
+            None => {
+                all = (0..n).collect();
+                &all
+            }
+        };
+        let cnt = coefs.len();
         let bad = || LinearError::MessageRange { what };
+        let expected = query_bytes_for(ms.iter().map(|m| m.bits()), self.j0, self.d, cnt);
+        if bytes.len() != expected {
+            return Err(LinearError::MessageLength {
+                what,
+                expected,
+                got: bytes.len(),
+            });
+        }
         let partial = ms[self.j0].bits() - self.d;
-        let mut x = vec![0u64; l * n];
+        let mut x = vec![0u64; l * cnt];
         let mut off = 0;
-        let mut take = |len: usize| -> Result<&[u8], LinearError> {
-            let s = bytes
-                .get(off..off + len)
-                .ok_or(LinearError::MessageLength {
-                    what,
-                    expected: off + len,
-                    got: bytes.len(),
-                })?;
+        let mut take = |len: usize| -> &[u8] {
+            let s = &bytes[off..off + len];
             off += len;
-            Ok(s)
+            s
         };
         // Dropped digits: the midpoint; the partial digit: its top bits and the midpoint below.
         for i in 0..self.j0 {
-            x[i * n..(i + 1) * n].fill(ms[i].value() / 2);
+            x[i * cnt..(i + 1) * cnt].fill(ms[i].value() / 2);
         }
         if partial > 0 {
-            let top = unpack_bits(take(packed_len(n, partial))?, partial, n).map_err(|_| bad())?;
+            let top =
+                unpack_bits(take(packed_len(cnt, partial)), partial, cnt).map_err(|_| bad())?;
             let max_top = (ms[self.j0].value() - 1) >> self.d;
             let half = if self.d > 0 { 1u64 << (self.d - 1) } else { 0 };
-            for (dst, t) in x[self.j0 * n..(self.j0 + 1) * n].iter_mut().zip(top) {
+            for (dst, t) in x[self.j0 * cnt..(self.j0 + 1) * cnt].iter_mut().zip(top) {
                 if t > max_top {
                     return Err(bad());
                 }
                 *dst = (t << self.d) + half;
             }
         } else {
-            x[self.j0 * n..(self.j0 + 1) * n].fill(ms[self.j0].value() / 2);
+            x[self.j0 * cnt..(self.j0 + 1) * cnt].fill(ms[self.j0].value() / 2);
         }
         for i in self.j0 + 1..l {
             let m = ms[i];
-            let v = unpack_bits(take(packed_len(n, m.bits()))?, m.bits(), n).map_err(|_| bad())?;
+            let v =
+                unpack_bits(take(packed_len(cnt, m.bits())), m.bits(), cnt).map_err(|_| bad())?;
             if v.iter().any(|&d| d >= m.value()) {
                 return Err(bad());
             }
-            x[i * n..(i + 1) * n].copy_from_slice(&v);
+            x[i * cnt..(i + 1) * cnt].copy_from_slice(&v);
         }
-        if off != bytes.len() {
-            return Err(LinearError::MessageLength {
-                what,
-                expected: off,
-                got: bytes.len(),
-            });
-        }
-        // c₀' mod q_m = Σ_i x_i·(q₀⋯q_{i−1} mod q_m).
         let mut data = vec![0u64; l * n];
-        for (mi, m) in ms.iter().enumerate() {
-            let pre = &self.prefix[mi];
-            for c in 0..n {
-                let mut acc = 0u64;
-                for i in 0..l {
-                    acc = m.add(acc, m.mul(m.reduce(x[i * n + c]), pre[i]));
+        if self.j0 == 0 && self.d == 0 {
+            // Nothing dropped: the digits are the residues themselves, as `encode` wrote them.
+            for mi in 0..l {
+                for (t, &c) in coefs.iter().enumerate() {
+                    data[mi * n + c] = x[mi * cnt + t];
                 }
-                data[mi * n + c] = acc;
+            }
+        } else {
+            // c₀' mod q_m = Σ_i x_i·(q₀⋯q_{i−1} mod q_m).
+            for (mi, m) in ms.iter().enumerate() {
+                let pre = &self.prefix[mi];
+                for (t, &c) in coefs.iter().enumerate() {
+                    let mut acc = 0u64;
+                    for i in 0..l {
+                        acc = m.add(acc, m.mul(m.reduce(x[i * cnt + t]), pre[i]));
+                    }
+                    data[mi * n + c] = acc;
+                }
             }
         }
         Poly::from_residues(&self.ctx, l, Representation::Coefficient, data).map_err(|_| bad())
     }
+}
+
+/// [`query_bytes`] from the prime widths and the split (j₀, d).
+fn query_bytes_for(bits: impl Iterator<Item = u32>, j0: usize, d: u32, count: usize) -> usize {
+    bits.enumerate()
+        .map(|(i, b)| match i.cmp(&j0) {
+            std::cmp::Ordering::Less => 0,
+            std::cmp::Ordering::Equal if b > d => packed_len(count, b - d),
+            std::cmp::Ordering::Equal => 0,
+            std::cmp::Ordering::Greater => packed_len(count, b),
+        })
+        .sum()
 }
 
 #[cfg(test)]
@@ -235,9 +280,9 @@ mod tests {
             for drop in [0u32, 1, 13, 59, 60, 61, 75] {
                 let codec = QueryCodec::new(p, drop).unwrap();
                 let mut bytes = Vec::new();
-                codec.encode(&c0, &mut bytes);
+                codec.encode(&c0, None, &mut bytes);
                 assert_eq!(bytes.len(), query_poly_bytes(p, drop));
-                let back = codec.decode(&bytes, "test").unwrap();
+                let back = codec.decode(&bytes, None, "test").unwrap();
                 let bound = drop_error_bound(p, drop).unwrap();
                 let ms = ctx.moduli();
                 if drop == 0 {
@@ -264,8 +309,45 @@ mod tests {
                 let mut bad = bytes.clone();
                 let len = bad.len();
                 bad[len - 8..].fill(0xff);
-                assert!(codec.decode(&bad, "test").is_err());
-                assert!(codec.decode(&bytes[1..], "test").is_err());
+                assert!(codec.decode(&bad, None, "test").is_err());
+                assert!(codec.decode(&bytes[1..], None, "test").is_err());
+            }
+        }
+    }
+
+    /// A sparse support: the coefficients at the support come back as with the full codec
+    /// (within the drop bound), zero elsewhere; bytes match `query_bytes`; wrong lengths and
+    /// out-of-range digits are rejected.
+    #[test]
+    fn support_round_trip() {
+        let mut rng = ChaCha20Rng::seed_from_u64(4);
+        for p in [HeParamsId::N4096Q109, HeParamsId::N8192Q120P60] {
+            let ctx = p.context().unwrap();
+            let c0 =
+                math::sample::uniform_poly(&ctx, ctx.len(), Representation::Coefficient, &mut rng);
+            let support: Vec<usize> = (0..ctx.n()).filter(|c| c % 7 == 3 || *c < 5).collect();
+            for drop in [0u32, 13, 61] {
+                let codec = QueryCodec::new(p, drop).unwrap();
+                let (mut full, mut part) = (Vec::new(), Vec::new());
+                codec.encode(&c0, None, &mut full);
+                codec.encode(&c0, Some(&support), &mut part);
+                assert_eq!(part.len(), query_bytes(p, drop, support.len()));
+                let a = codec.decode(&full, None, "test").unwrap();
+                let b = codec.decode(&part, Some(&support), "test").unwrap();
+                let mut inside = vec![false; ctx.n()];
+                support.iter().for_each(|&c| inside[c] = true);
+                for i in 0..ctx.len() {
+                    for (c, &kept) in inside.iter().enumerate() {
+                        let want = if kept { a.residue(i)[c] } else { 0 };
+                        assert_eq!(b.residue(i)[c], want, "{} drop {drop}", p.name());
+                    }
+                }
+                assert!(codec.decode(&part[1..], Some(&support), "test").is_err());
+                assert!(codec.decode(&part, None, "test").is_err());
+                let mut bad = part.clone();
+                let len = bad.len();
+                bad[len - 8..].fill(0xff);
+                assert!(codec.decode(&bad, Some(&support), "test").is_err());
             }
         }
     }
