@@ -1,5 +1,6 @@
 //! `privinfer bench linear`: every linear layer of a model through a linear-layer protocol, both
-//! parties in one process over TCP loopback, one JSON line per layer.
+//! parties in one process over TCP loopback (optionally through an emulated LAN/WAN link,
+//! `--net`), one JSON line per layer.
 //!
 //! `--model` is an ONNX file (its linear layers with their real quantized weights, BN folded, via
 //! `nn` and the engine's plan compiler) or a built-in shape list of `linear::shapes` with seeded
@@ -14,7 +15,7 @@ use linear::{
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
-use transport::{Channel, TcpChannel, TcpConfig};
+use transport::{Channel, NetworkModel, TcpChannel, TcpConfig};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -55,6 +56,11 @@ pub struct Args {
     /// Seed of the weights and inputs.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Run both parties over an emulated link (transport::emulate): lan (3 Gbit/s, 0.3 ms RTT),
+    /// wan (400 Mbit/s, 40 ms RTT; Cheetah's settings) or <mbit/s>:<rtt_ms>. `ms` is then the wall
+    /// time on that link. Default: plain loopback.
+    #[arg(long)]
+    net: Option<String>,
     /// One JSON object per line.
     #[arg(long)]
     json: bool,
@@ -133,7 +139,17 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         timeout: std::time::Duration::from_secs(3600),
         ..TcpConfig::default()
     };
-    let (mut cc, mut sc) = TcpChannel::loopback_pair(cfg)?;
+    let net = a.net.as_deref().map(NetworkModel::parse).transpose()?;
+    let net_name = a.net.as_deref().unwrap_or("loopback").to_ascii_lowercase();
+    let (cc, sc) = TcpChannel::loopback_pair(cfg)?;
+    // Both ends share one link state and clock (one process); without --net, plain loopback.
+    let (mut cc, mut sc): (Box<dyn Channel + Send>, Box<dyn Channel + Send>) = match &net {
+        Some(n) => {
+            let (c, s) = transport::emulate(cc, sc, n);
+            (Box::new(c), Box::new(s))
+        }
+        None => (Box::new(cc), Box::new(sc)),
+    };
     let (ck, sk) = if a.dry_run {
         (None, None)
     } else {
@@ -150,7 +166,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     };
     emit(
         a.json,
-        serde_json::json!({"setup": {"bytes_c2s": setup.bytes_c2s, "keys": requests.len()}}),
+        serde_json::json!({"setup": {"bytes_c2s": setup.bytes_c2s, "keys": requests.len(), "net": net_name}}),
     );
 
     let (mut tot_ms, mut tot_c2s, mut tot_s2c, mut tot_cheetah, mut all_exact) =
@@ -163,6 +179,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             "layer": name,
             "op": match layer.shape { linear::LayerShape::Fc(_) => "fc", linear::LayerShape::Scale(_) => "scale", _ => "conv" },
             "protocol": proto.name(),
+            "net": net_name,
             "params": plan.params.name(),
             "pack": plan.pack,
             "polyphase": plan.polyphase.is_some(),
@@ -241,7 +258,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     emit(
         a.json,
         serde_json::json!({"total": {
-            "model": a.model, "layers": layers.len(), "ms": (tot_ms * 100.0f64).round() / 100.0,
+            "model": a.model, "net": net_name, "layers": layers.len(), "ms": (tot_ms * 100.0f64).round() / 100.0,
             "bytes_c2s": tot_c2s, "bytes_s2c": tot_s2c, "cheetah_bytes": tot_cheetah,
             "setup_bytes": setup.bytes_c2s, "exact": all_exact, "measured": !a.dry_run,
         }}),

@@ -4,10 +4,12 @@
 //! Bytes from the peer are untrusted: `recv` enforces a maximum message size, and the typed helpers
 //! (`recv_u64s`, `recv_exact`) check lengths before anything is parsed.
 
+mod emulated;
 mod memory;
 mod network;
 mod tcp;
 
+pub use emulated::{emulate, emulate_with, Clock, Direction, EmulatedChannel, LinkSpec, RealClock};
 pub use memory::MemoryChannel;
 pub use network::{Estimate, NetworkModel};
 pub use tcp::{TcpChannel, TcpConfig};
@@ -30,6 +32,8 @@ pub enum TransportError {
     TooLarge { len: usize, max: usize },
     #[error("expected a message of {expected} bytes, got {got}")]
     UnexpectedLength { expected: usize, got: usize },
+    #[error("network {spec:?}: expected lan, wan or <mbit/s>:<rtt ms> with a positive bandwidth and a finite, non-negative RTT")]
+    InvalidNetwork { spec: String },
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
 }

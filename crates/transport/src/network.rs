@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::TransportError;
+
 /// A network described by its bandwidth and round-trip time.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct NetworkModel {
@@ -32,6 +34,37 @@ impl NetworkModel {
         bandwidth_bps: 400e6,
         rtt: Duration::from_millis(40),
     };
+
+    /// A network of `mbps` Mbit/s each way and `rtt_ms` ms round trip (named "custom").
+    pub fn custom(mbps: f64, rtt_ms: f64) -> Result<NetworkModel, TransportError> {
+        if !(mbps.is_finite() && mbps > 0.0 && rtt_ms.is_finite() && rtt_ms >= 0.0) {
+            return Err(TransportError::InvalidNetwork {
+                spec: format!("{mbps}:{rtt_ms}"),
+            });
+        }
+        Ok(NetworkModel {
+            name: "custom",
+            bandwidth_bps: mbps * 1e6,
+            rtt: Duration::from_secs_f64(rtt_ms / 1e3),
+        })
+    }
+
+    /// `lan` ([`Self::LAN`]), `wan` ([`Self::WAN`]) or `<mbit/s>:<rtt ms>` (e.g. `100:20`).
+    pub fn parse(spec: &str) -> Result<NetworkModel, TransportError> {
+        let bad = || TransportError::InvalidNetwork {
+            spec: spec.to_string(),
+        };
+        match spec.to_ascii_lowercase().as_str() {
+            "lan" => Ok(Self::LAN),
+            "wan" => Ok(Self::WAN),
+            s => {
+                let (b, r) = s.split_once(':').ok_or_else(bad)?;
+                let b: f64 = b.trim().parse().map_err(|_| bad())?;
+                let r: f64 = r.trim().parse().map_err(|_| bad())?;
+                Self::custom(b, r).map_err(|_| bad())
+            }
+        }
+    }
 
     /// compute + (bytes each way, added) / bandwidth + rounds × RTT.
     pub fn estimate(&self, compute: Duration, bytes: u64, rounds: u64) -> Estimate {
