@@ -2,9 +2,13 @@
 """Markdown tables from bench/linear/run.sh output: per layer, Cheetah's own protocol, the default
 and the bandwidth-bound plan, their fractions of Cheetah's bytes, the lower bound of any
 coefficient-encoded protocol with this flooding (`lower_bound_bytes`, docs/protocols/cheetah.md),
-and whether ½ is reachable at all (lower bound ≤ ½ of Cheetah's own bytes). "WAN" adds the
-measured bytes at 400 Mbit/s and one 40 ms round trip to the measured compute (Cheetah's WAN
-setting, transport::NetworkModel::WAN)."""
+and whether ½ is reachable at all (lower bound ≤ ½ of Cheetah's own bytes).
+
+"WAN ms": wall time measured over the emulated WAN link (`bench linear --net wan`, files
+TAG.cheetah-wan.jsonl / TAG.default-wan.jsonl from `run.sh --wan`). Where no such run exists the
+cell is a model, marked "(model)": the loopback ms plus the measured bytes at 400 Mbit/s plus one
+40 ms round trip (transport::NetworkModel::WAN). Runs on other emulated links (`run.sh --net
+100:20`, files TAG.cheetah-100_20.jsonl ...) get a measured column each."""
 import json, os, sys
 from collections import OrderedDict
 
@@ -28,10 +32,23 @@ def mb(b):
 def wan_ms(r):
     return r["ms"] + (r["bytes_c2s"] + r["bytes_s2c"]) * 8 / 400e6 * 1e3 + 40.0
 
+def nets_of(d, tag):
+    """Emulated links with a run for this model: the suffixes of TAG.{cheetah,default}-NET.jsonl."""
+    out = set()
+    for f in os.listdir(d):
+        parts = f.split(".")
+        if len(parts) == 3 and parts[0] == tag and parts[2] == "jsonl":
+            for p in ("cheetah-", "default-"):
+                if parts[1].startswith(p):
+                    out.add(parts[1][len(p):])
+    return sorted(out, key=lambda n: (n != "wan", n))
+
 def report(d):
     tags = sorted({f.split(".")[0] for f in os.listdir(d) if f.endswith(".jsonl")})
     for tag in tags:
-        runs = {n: load(os.path.join(d, f"{tag}.{n}.jsonl")) for n in ("cheetah", "default", "bound")
+        nets = nets_of(d, tag)
+        names = ["cheetah", "default", "bound"] + [f"{p}-{n}" for n in nets for p in ("cheetah", "default")]
+        runs = {n: load(os.path.join(d, f"{tag}.{n}.jsonl")) for n in names
                 if os.path.exists(os.path.join(d, f"{tag}.{n}.jsonl"))}
         if "default" not in runs:
             continue
@@ -39,8 +56,12 @@ def report(d):
         for n, (_, _, up) in runs.items():
             print(f"- {n}: load average before / after: {' / '.join(up)}")
         print()
-        print("| layer | Cheetah: params · MB · ms | default: params · G · MB · ms | bound: params · G · MB · ms | default / Cheetah | bound / Cheetah | lower bound / Cheetah | ½ reachable | WAN ms Cheetah · default |")
-        print("|---|---|---|---|---:|---:|---:|---|---|")
+        empty = (OrderedDict(), None, [])
+        net_cols = nets if "wan" in nets else ["wan (model)"] + nets
+        heads = [f"{n.replace('_', ':').replace('wan', 'WAN').replace('lan', 'LAN')} ms Cheetah · default" + (" (measured)" if n in nets else "") for n in net_cols]
+        print("| layer | Cheetah: params · MB · ms | default: params · G · MB · ms | bound: params · G · MB · ms | default / Cheetah | bound / Cheetah | lower bound / Cheetah | ½ reachable | " + " | ".join(heads) + " |")
+        print("|---|---|---|---|---:|---:|---:|---|" + "---|" * len(heads))
+        net_tot = {n: [0.0, 0.0, True] for n in net_cols}
         ch = runs.get("cheetah", (OrderedDict(), None, []))[0]
         de = runs["default"][0]
         bo = runs.get("bound", (OrderedDict(), None, []))[0]
@@ -71,11 +92,38 @@ def report(d):
             for x in (c, r, b):
                 if x and not (x["exact"] and x["bytes_c2s"] == x["predicted_c2s"] and x["bytes_s2c"] == x["predicted_s2c"]):
                     print(f"<!-- WARNING {layer}: not exact or bytes != prediction -->")
-            wc = f"{wan_ms(c):.0f}" if c else "—"
-            print(f"| {layer} | {cell(c)} | {cell(r)} | {cell(b)} | {fd:.2f} | {fb:.2f} | {lb:.2f} | {'yes' if ok else 'no'} | {wc} · {wan_ms(r):.0f} |")
+            cells = []
+            for n in net_cols:
+                pair = []
+                for i, (p, loop) in enumerate((("cheetah", c), ("default", r))):
+                    x = runs.get(f"{p}-{n}", empty)[0].get(layer)
+                    if x is not None:
+                        if not x["exact"]:
+                            print(f"<!-- WARNING {layer} on {n}: not exact -->")
+                        v = x["ms"]
+                    elif loop is not None and n in ("wan", "wan (model)"):
+                        v, net_tot[n][2] = wan_ms(loop), False
+                        pair.append(f"{v:.0f} (model)")
+                        net_tot[n][i] += v
+                        continue
+                    else:
+                        pair.append("—")
+                        net_tot[n][2] = False
+                        continue
+                    net_tot[n][i] += v
+                    pair.append(f"{v:.0f}")
+                cells.append(" · ".join(pair))
+            print(f"| {layer} | {cell(c)} | {cell(r)} | {cell(b)} | {fd:.2f} | {fb:.2f} | {lb:.2f} | {'yes' if ok else 'no'} | " + " | ".join(cells) + " |")
         cbt = tot["cheetah"][0] or sum(r["cheetah_bytes"] for r in de.values())
-        print(f"| **total** | **{mb(tot['cheetah'][0]):.2f} MB · {tot['cheetah'][1]/1e3:.2f} s** | **{mb(tot['default'][0]):.2f} MB · {tot['default'][1]/1e3:.2f} s** | **{mb(tot['bound'][0]):.2f} MB · {tot['bound'][1]/1e3:.2f} s** | **{tot['default'][0]/cbt:.2f}** | **{tot['bound'][0]/cbt:.2f}** | | | **{tot['cheetah'][2]:.0f} · {tot['default'][2]:.0f}** |")
+        print(f"| **total** | **{mb(tot['cheetah'][0]):.2f} MB · {tot['cheetah'][1]/1e3:.2f} s** | **{mb(tot['default'][0]):.2f} MB · {tot['default'][1]/1e3:.2f} s** | **{mb(tot['bound'][0]):.2f} MB · {tot['bound'][1]/1e3:.2f} s** | **{tot['default'][0]/cbt:.2f}** | **{tot['bound'][0]/cbt:.2f}** | | | " + " | ".join(f"**{t[0]:.0f} · {t[1]:.0f}**" + ("" if t[2] or n == "wan (model)" else " (partly model)") for n, t in net_tot.items()) + " |")
         print()
+        for n in nets:
+            for p in ("cheetah", "default"):
+                t = runs.get(f"{p}-{n}", empty)[1]
+                if t:
+                    print(f"- measured on `--net {n.replace('_', ':')}`, {p}: {t['layers']} layers, {t['ms']/1e3:.2f} s, exact: {t['exact']}")
+        if nets:
+            print()
         print(f"Layers at ≤ ½ of Cheetah's bytes: default plan {n_half['default']}, bandwidth-bound plan {n_half['bound']}, of {len(de)}; ½ reachable by the lower bound on {reach}.\n")
 
 report(sys.argv[1])

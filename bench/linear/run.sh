@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Runs `privinfer bench linear` three ways for each model — Cheetah's own protocol
 # (--no-packing), the default plan (400 Mbit/s) and the bandwidth-bound plan (--plan-mbps 10) —
-# and writes one JSONL per run plus a markdown report (report.py).
+# and writes one JSONL per run plus a markdown report (report.py). With --wan, Cheetah's own
+# protocol and the default plan also run over an emulated WAN link (`--net wan`: 400 Mbit/s each
+# way, 40 ms RTT, transport::emulate), files TAG.cheetah-wan.jsonl and TAG.default-wan.jsonl; their
+# `ms` is wall time on that link. --net SPEC (lan, wan or <mbit/s>:<rtt_ms>) picks another link.
 #
-#   bench/linear/run.sh [--out DIR] [MODEL ...]
+#   bench/linear/run.sh [--out DIR] [--wan | --net SPEC] [--wan-only] [MODEL ...]
 #
 # MODEL: models/resnet20.onnx (all layers) or a built-in name (resnet18-224, resnet50, ...: each
 # distinct layer once). Timing runs take /work/bench.lock when it exists so they never overlap
@@ -11,7 +14,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 out=bench/linear/results-$(date -u +%F)
-if [ "${1:-}" = "--out" ]; then out=$2; shift 2; fi
+net=""; loopback=1
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --out) out=$2; shift 2 ;;
+    --wan) net=wan; shift ;;
+    --net) net=$2; shift 2 ;;
+    --wan-only) loopback=0; [ -n "$net" ] || net=wan; shift ;;
+    *) break ;;
+  esac
+done
 models=("$@")
 [ ${#models[@]} -gt 0 ] || models=(models/resnet20.onnx resnet18-224)
 mkdir -p "$out"
@@ -22,12 +34,18 @@ for m in "${models[@]}"; do
   tag=$(basename "$m" .onnx)
   extra=()
   case "$m" in *.onnx) ;; *) extra=(--distinct) ;; esac
-  for name in cheetah default bound; do
+  runs=()
+  [ $loopback = 1 ] && runs+=(cheetah default bound)
+  [ -n "$net" ] && runs+=(cheetah-net default-net)
+  for name in "${runs[@]}"; do
     case $name in
       cheetah) args=(--no-packing) ;;
       default) args=() ;;
       bound) args=(--plan-mbps 10) ;;
+      cheetah-net) args=(--no-packing --net "$net") ;;
+      default-net) args=(--net "$net") ;;
     esac
+    name=${name/-net/-$(echo "$net" | tr ':.' '__')}
     f="$out/$tag.$name.jsonl"
     { echo "{\"uptime_before\": \"$(uptime)\"}"
       lock "$bin" bench linear --model "$m" --json "${extra[@]}" "${args[@]}"

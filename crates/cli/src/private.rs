@@ -154,15 +154,41 @@ fn loopback_server(
     Ok((addr, h))
 }
 
-/// Runs one private inference against a fresh loopback server.
+/// Runs one private inference against a fresh loopback server, or, with `net`, both parties over
+/// an emulated link (transport::emulate) around a TCP loopback pair.
 fn private_run(
     model: &nn::Model,
     opts: &ModelOpts,
     x: &[f32],
     quiet: bool,
+    net: Option<&NetworkModel>,
 ) -> anyhow::Result<Inference> {
     let server_model = ServerModel::new(model, &opts.plan_config()?)?;
     let steps = server_model.plan.steps.len();
+    if let Some(net) = net {
+        let service = ModelService::new(server_model, opts.reveal())?;
+        let tcp = TcpConfig {
+            timeout: Duration::from_secs(600),
+            ..TcpConfig::default()
+        };
+        let (sc, cc) = transport::TcpChannel::loopback_pair(tcp)?;
+        let (mut sc, mut cc) = transport::emulate(sc, cc, net);
+        let pb = progress_bar(quiet, "private inference");
+        pb.set_length(steps as u64);
+        let (inf, served) = thread::scope(|s| {
+            // Both ends stay open until both parties are done (dropped on return).
+            let h = s.spawn(|| service.serve_channel(&mut sc));
+            let inf =
+                engine::infer_channel(&mut cc, None, &mut |plan| quantize(x, plan), &mut |i, _| {
+                    pb.set_position(i as u64)
+                });
+            (inf, h.join())
+        });
+        pb.finish_and_clear();
+        let inf = inf?;
+        served.map_err(|_| anyhow!("server thread panicked"))??;
+        return Ok(inf);
+    }
     let (addr, server) = loopback_server(server_model, opts.reveal())?;
     let pb = progress_bar(quiet, "private inference");
     pb.set_length(steps as u64);
@@ -250,7 +276,7 @@ pub fn demo(a: DemoArgs) -> anyhow::Result<()> {
     println!("privinfer demo: {model_name}, image {image_name}");
     let plain = nn::float::run(&model, &x)?;
     let plain: Vec<f64> = plain.data.iter().map(|&v| v as f64).collect();
-    let inf = private_run(&model, &a.opts, &x, false)?;
+    let inf = private_run(&model, &a.opts, &x, false, None)?;
     let fixed = FixedConfig::new(a.opts.ell, a.opts.scale)?;
     let private = match &inf.outcome {
         Outcome::Logits(l) => argmax(&l.iter().map(|&v| fixed.decode(v)).collect::<Vec<_>>()),
@@ -400,6 +426,10 @@ pub struct BenchModelArgs {
     /// One JSON object per line.
     #[arg(long)]
     json: bool,
+    /// Run both parties over an emulated link (transport::emulate): lan, wan or
+    /// <mbit/s>:<rtt_ms>; `ms` is then the wall time on that link. Default: plain loopback.
+    #[arg(long)]
+    net: Option<String>,
     #[command(flatten)]
     opts: ModelOpts,
 }
@@ -430,7 +460,8 @@ pub fn bench_model(a: BenchModelArgs) -> anyhow::Result<()> {
     };
     let mut opts = a.opts.clone();
     opts.label_only = false;
-    let inf = private_run(&model, &opts, &x, a.json)?;
+    let net = a.net.as_deref().map(NetworkModel::parse).transpose()?;
+    let inf = private_run(&model, &opts, &x, a.json, net.as_ref())?;
     let fixed = FixedConfig::new(opts.ell, opts.scale)?;
     let reference = nn::fixed::run(&model, &x, fixed)?;
     let Outcome::Logits(private) = &inf.outcome else {
@@ -453,7 +484,7 @@ pub fn bench_model(a: BenchModelArgs) -> anyhow::Result<()> {
         }
         println!(
             "{}",
-            serde_json::json!({"layer": "total", "ms": inf.seconds * 1e3, "bytes_c2s": t.bytes_c2s, "bytes_s2c": t.bytes_s2c,
+            serde_json::json!({"layer": "total", "net": a.net.as_deref().unwrap_or("loopback").to_ascii_lowercase(), "ms": inf.seconds * 1e3, "bytes_c2s": t.bytes_c2s, "bytes_s2c": t.bytes_s2c,
                 "rounds": t.rounds, "matches_reference": max_abs_diff == 0, "max_abs_diff": max_abs_diff,
                 "ot_client": inf.report.ot})
         );
