@@ -175,3 +175,42 @@ fn image_64(path: &std::path::Path) {
     }
     img.save(path).unwrap();
 }
+
+/// `bench linear --net`: the layer runs over the emulated link (its JSON lines name it, the output
+/// is still exact, and its wall time is at least what the link alone takes), and a bad link spec is
+/// a one-line error.
+#[test]
+fn bench_linear_over_an_emulated_link() {
+    let out = bin()
+        .args([
+            "bench", "linear", "--model", "resnet20", "--limit", "1", "--net", "80:10", "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let row = lines.iter().find(|v| v.get("layer").is_some()).unwrap();
+    assert_eq!(row["net"], "80:10");
+    assert_eq!(row["exact"], true);
+    // ResNet-20's conv1 is one query ciphertext answered in one round: the response cannot leave
+    // before the query has arrived, so at least one round trip (10 ms) plus every measured byte at
+    // 80 Mbit/s; compute comes on top.
+    let bytes = row["bytes_c2s"].as_f64().unwrap() + row["bytes_s2c"].as_f64().unwrap();
+    let floor_ms = 10.0 + bytes * 8.0 / 80e6 * 1e3;
+    let ms = row["ms"].as_f64().unwrap();
+    assert!(ms >= floor_ms - 0.5, "{ms} ms < {floor_ms} ms");
+    assert_eq!(lines.last().unwrap()["total"]["net"], "80:10");
+
+    let out = bin()
+        .args(["bench", "linear", "--model", "resnet20", "--net", "fast"])
+        .output()
+        .unwrap();
+    one_line_error(&out, "\"fast\"");
+}
