@@ -4,9 +4,11 @@
 # and writes one JSONL per run plus a markdown report (report.py). With --wan, Cheetah's own
 # protocol and the default plan also run over an emulated WAN link (`--net wan`: 400 Mbit/s each
 # way, 40 ms RTT, transport::emulate), files TAG.cheetah-wan.jsonl and TAG.default-wan.jsonl; their
-# `ms` is wall time on that link. --net SPEC (lan, wan or <mbit/s>:<rtt_ms>) picks another link.
+# `ms` is wall time on that link. --net SPEC (lan, wan or <mbit/s>:<rtt_ms>; repeatable) adds runs
+# on other links; --net-only skips the loopback runs; --repeat K runs each layer K times and
+# reports the median ms.
 #
-#   bench/linear/run.sh [--out DIR] [--wan | --net SPEC] [--wan-only] [MODEL ...]
+#   bench/linear/run.sh [--out DIR] [--wan] [--net SPEC]... [--net-only] [--repeat K] [MODEL ...]
 #
 # MODEL: models/resnet20.onnx (all layers) or a built-in name (resnet18-224, resnet50, ...: each
 # distinct layer once). Timing runs take /work/bench.lock when it exists so they never overlap
@@ -14,13 +16,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 out=bench/linear/results-$(date -u +%F)
-net=""; loopback=1
+nets=(); loopback=1; repeat=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --out) out=$2; shift 2 ;;
-    --wan) net=wan; shift ;;
-    --net) net=$2; shift 2 ;;
-    --wan-only) loopback=0; [ -n "$net" ] || net=wan; shift ;;
+    --wan) nets+=(wan); shift ;;
+    --net) nets+=("$2"); shift 2 ;;
+    --net-only) loopback=0; shift ;;
+    --repeat) repeat=$2; shift 2 ;;
     *) break ;;
   esac
 done
@@ -36,16 +39,18 @@ for m in "${models[@]}"; do
   case "$m" in *.onnx) ;; *) extra=(--distinct) ;; esac
   runs=()
   [ $loopback = 1 ] && runs+=(cheetah default bound)
-  [ -n "$net" ] && runs+=(cheetah-net default-net)
-  for name in "${runs[@]}"; do
+  for n in ${nets[@]+"${nets[@]}"}; do runs+=("cheetah@$n" "default@$n"); done
+  for run in "${runs[@]}"; do
+    name=${run%%@*}; args=()
     case $name in
       cheetah) args=(--no-packing) ;;
-      default) args=() ;;
+      default) ;;
       bound) args=(--plan-mbps 10) ;;
-      cheetah-net) args=(--no-packing --net "$net") ;;
-      default-net) args=(--net "$net") ;;
     esac
-    name=${name/-net/-$(echo "$net" | tr ':.' '__')}
+    case $run in
+      *@*) net=${run#*@}; args+=(--net "$net"); name=$name-$(echo "$net" | tr ':.' '__') ;;
+    esac
+    args+=(--repeat "$repeat")
     f="$out/$tag.$name.jsonl"
     { echo "{\"uptime_before\": \"$(uptime)\"}"
       lock "$bin" bench linear --model "$m" --json "${extra[@]}" "${args[@]}"

@@ -61,6 +61,10 @@ pub struct Args {
     /// time on that link. Default: plain loopback.
     #[arg(long)]
     net: Option<String>,
+    /// Run each layer K times (same shares, fresh protocol randomness); `ms` is the median and
+    /// `ms_runs` lists every run.
+    #[arg(long, default_value_t = 1)]
+    repeat: u64,
     /// One JSON object per line.
     #[arg(long)]
     json: bool,
@@ -220,31 +224,47 @@ pub fn run(a: Args) -> anyhow::Result<()> {
                 .zip(&xc)
                 .map(|(&v, &c)| ring.reduce(v.wrapping_sub(c)))
                 .collect();
-            let (c0, s0) = (cc.stats(), sc.stats());
-            let mut srng = ChaCha20Rng::seed_from_u64(rng.gen());
-            let mut crng = ChaCha20Rng::seed_from_u64(rng.gen());
-            let t = Instant::now();
-            let (yc, ys) = std::thread::scope(|s| {
-                let h = s.spawn(|| proto.server(layer, ring, sk, &w, &xs, &mut sc, &mut srng));
-                let yc = proto.client(layer, ring, ck, &xc, &mut cc, &mut crng);
-                (yc, h.join().expect("server thread"))
-            });
-            let ms = t.elapsed().as_secs_f64() * 1e3;
-            let (yc, ys) = (
-                yc.with_context(|| format!("client, layer {name}"))?,
-                ys.with_context(|| format!("server, layer {name}"))?,
-            );
-            let y: Vec<u64> = yc
-                .iter()
-                .zip(&ys)
-                .map(|(&p, &q)| ring.reduce(p.wrapping_add(q)))
-                .collect();
-            let exact = y == reference(layer, ring, &w, &x);
-            let (cs, ss) = (cc.stats().since(&c0), sc.stats().since(&s0));
+            // Each repetition runs the layer again on the same shares with fresh protocol
+            // randomness; `ms` is the median, bytes are those of the last run (all equal: the
+            // byte counts depend only on the plan).
+            let (s_seed, c_seed): (u64, u64) = (rng.gen(), rng.gen());
+            let mut runs_ms = Vec::new();
+            let (mut cs, mut ss) = Default::default();
+            let mut exact = true;
+            for rep in 0..a.repeat.max(1) {
+                let (c0, s0) = (cc.stats(), sc.stats());
+                let mut srng = ChaCha20Rng::seed_from_u64(s_seed.wrapping_add(rep));
+                let mut crng = ChaCha20Rng::seed_from_u64(c_seed.wrapping_add(rep));
+                let t = Instant::now();
+                let (yc, ys) = std::thread::scope(|s| {
+                    let h = s.spawn(|| proto.server(layer, ring, sk, &w, &xs, &mut sc, &mut srng));
+                    let yc = proto.client(layer, ring, ck, &xc, &mut cc, &mut crng);
+                    (yc, h.join().expect("server thread"))
+                });
+                runs_ms.push(t.elapsed().as_secs_f64() * 1e3);
+                let (yc, ys) = (
+                    yc.with_context(|| format!("client, layer {name}"))?,
+                    ys.with_context(|| format!("server, layer {name}"))?,
+                );
+                let y: Vec<u64> = yc
+                    .iter()
+                    .zip(&ys)
+                    .map(|(&p, &q)| ring.reduce(p.wrapping_add(q)))
+                    .collect();
+                exact &= y == reference(layer, ring, &w, &x);
+                (cs, ss) = (cc.stats().since(&c0), sc.stats().since(&s0));
+            }
+            let ms = median(&runs_ms);
             all_exact &= exact;
             tot_ms += ms;
             tot_c2s += cs.bytes_sent;
             tot_s2c += ss.bytes_sent;
+            if runs_ms.len() > 1 {
+                row["ms_runs"] = serde_json::json!(runs_ms
+                    .iter()
+                    .map(|m| (m * 100.0).round() / 100.0)
+                    .collect::<Vec<_>>());
+            }
             row["ms"] = serde_json::json!((ms * 100.0).round() / 100.0);
             row["bytes_c2s"] = serde_json::json!(cs.bytes_sent);
             row["bytes_s2c"] = serde_json::json!(ss.bytes_sent);
@@ -260,7 +280,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         serde_json::json!({"total": {
             "model": a.model, "net": net_name, "layers": layers.len(), "ms": (tot_ms * 100.0f64).round() / 100.0,
             "bytes_c2s": tot_c2s, "bytes_s2c": tot_s2c, "cheetah_bytes": tot_cheetah,
-            "setup_bytes": setup.bytes_c2s, "exact": all_exact, "measured": !a.dry_run,
+            "setup_bytes": setup.bytes_c2s, "repeat": a.repeat.max(1), "exact": all_exact, "measured": !a.dry_run,
         }}),
     );
     anyhow::ensure!(
@@ -268,6 +288,17 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         "some layer's reconstructed output differs from the reference"
     );
     Ok(())
+}
+
+/// The median (mean of the middle two for an even count); 0 for none.
+fn median(xs: &[f64]) -> f64 {
+    let mut v = xs.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
 }
 
 fn emit(json: bool, v: serde_json::Value) {
