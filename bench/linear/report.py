@@ -121,7 +121,12 @@ def report(d):
             for p in ("cheetah", "default"):
                 t = runs.get(f"{p}-{n}", empty)[1]
                 if t:
-                    print(f"- measured on `--net {n.replace('_', ':')}`, {p}: {t['layers']} layers, {t['ms']/1e3:.2f} s, exact: {t['exact']}")
+                    print(f"- measured on `--net {n.replace('_', ':')}`, {p}: {t['layers']} layers, {t['ms']/1e3:.2f} s (median of {t.get('repeat', 1)} per layer), exact: {t['exact']}")
+            cw, dw = runs.get(f"cheetah-{n}", empty)[0], runs.get(f"default-{n}", empty)[0]
+            both = [l for l in de if l in cw and l in dw]
+            if both:
+                faster = sum(dw[l]["ms"] <= cw[l]["ms"] for l in both)
+                print(f"- on `--net {n.replace('_', ':')}` the default plan is at equal or lower time than Cheetah's own protocol on {faster} of {len(both)} layers; total {sum(dw[l]['ms'] for l in both)/1e3:.2f} s vs {sum(cw[l]['ms'] for l in both)/1e3:.2f} s")
         if nets:
             print()
         print(f"Layers at ≤ ½ of Cheetah's bytes: default plan {n_half['default']}, bandwidth-bound plan {n_half['bound']}, of {len(de)}; ½ reachable by the lower bound on {reach}.\n")

@@ -3,6 +3,10 @@
 //! Every protocol takes `&mut impl Channel` (or `&mut dyn Channel`) and never opens sockets itself.
 //! Bytes from the peer are untrusted: `recv` enforces a maximum message size, and the typed helpers
 //! (`recv_u64s`, `recv_exact`) check lengths before anything is parsed.
+//!
+//! [`emulate`] wraps a connected pair (in-process or TCP loopback) in an emulated link with a
+//! bandwidth and one-way latency per direction (e.g. [`NetworkModel::WAN`]), so that wall time
+//! measured over it is the time on that network; see the `emulated` module and README.
 
 mod emulated;
 mod memory;
