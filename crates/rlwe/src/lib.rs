@@ -51,11 +51,13 @@
 pub mod batch;
 pub mod compact;
 mod core;
+pub mod dropped;
 pub mod eval;
 pub mod keyswitch;
 pub mod lwe;
 pub mod noise;
 pub mod params;
+pub mod seeded;
 pub mod serialize;
 pub mod small;
 
@@ -64,6 +66,7 @@ pub use crate::core::{
 };
 pub use batch::BatchEncoder;
 pub use compact::{compact_response_len, Pow2Response};
+pub use dropped::{dropped_len, DroppedCodec};
 pub use eval::{
     galois_element_for_rotation, reduce_flooding_sample, sample_flooding_gaussian, Evaluator,
     FloodingConfig, GaloisKeys, RelinKey,
@@ -74,6 +77,7 @@ pub use math::{Poly, Representation};
 pub use params::{
     presets, ErrorDistribution, Params, ParamsLiteral, SecretDistribution, SecurityLevel,
 };
+pub use seeded::{expand_seeded_a, SeededEncryptor};
 pub use small::SmallModCiphertext;
 
 /// Errors of the RLWE layer.
@@ -140,6 +144,12 @@ pub enum RlweError {
     },
     #[error("batching needs a prime t = 1 mod 2N (t = {t}, N = {n})")]
     BatchingUnsupported { t: u64, n: usize },
+    #[error(
+        "dropping {drop_bits} low bits: at most {max_bits} (the top prime's digit is always sent)"
+    )]
+    DropTooLarge { drop_bits: u32, max_bits: u32 },
+    #[error("indices not strictly increasing at position {position}")]
+    UnsortedIndices { position: usize },
     #[error("coefficient index {index} out of range (N = {n})")]
     IndexOutOfRange { index: usize, n: usize },
     #[error("PackLWEs: {count} ciphertexts (need a power of two <= N)")]
