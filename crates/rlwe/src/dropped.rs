@@ -3,7 +3,7 @@
 //!
 //! A coefficient `c ∈ [0, Q_l)` of `c_0` is written in mixed radix over the primes,
 //! `c = x_0 + q_0·x_1 + q_0q_1·x_2 + …` with `x_i ∈ [0, q_i)`. Dropping `D` low bits splits
-//! `D = Σ_{i<j_0} bits(q_i) + d` with `d < bits(q_{j_0})` ([`split`]): the digits below `j_0` are
+//! `D = Σ_{i<j_0} bits(q_i) + d` with `d < bits(q_{j_0})`: the digits below `j_0` are
 //! not sent, `x_{j_0}` loses its `d` low bits, the digits above go in full (the top digit is
 //! always sent, so `D ≤` [`max_drop_bits`]). The reader puts each missing part at its midpoint
 //! (`⌊q_i/2⌋` for a dropped digit, `2^{d−1}` below the kept bits), so it gets `c + δ` with

@@ -43,6 +43,11 @@
 //! coefficients only ([`Evaluator::flood_gaussian`]), [`Evaluator::mod_switch_to`] one prime,
 //! then [`Evaluator::switch_to_compact`] (c₁ at k bits, kept c₀ at b ≤ k bits) and the
 //! headerless many-ciphertext codec of [`compact`] with its decryption.
+//! The query that precedes it: [`SeededEncryptor`] encrypts many inputs under one 32-byte seed
+//! (ChaCha20 stream `i` for input `i`, handed out in order so no `(seed, stream)` is reused; the
+//! receiver re-expands `a_i` with [`expand_seeded_a`]), and [`DroppedCodec`] writes and reads
+//! each `c_0` headerless with `D` low bits dropped over an optional public support
+//! ([`dropped_len`] counts its bytes from the prime widths alone).
 //!
 //! The `N = 4096` preset has room for 40-bit flooding only of small products
 //! (see `docs/params.md`); [`presets::bfv_n8192_q180_t2l`] has room for any
