@@ -1,5 +1,5 @@
 //! `linear`'s parsers of the other party's bytes, never a panic whatever the bytes:
-//! the server's query codec on every parameter set, dropped-bit count and a sparse support (a
+//! the server's query codec (`rlwe::DroppedCodec` on linear's sets) on every parameter set, dropped-bit count and a sparse support (a
 //! truncated query), the server's whole step on a fuzzed query and the client's on a fuzzed
 //! response for several layouts (FC block and strided splits, one-tile and multi-tile convs, a
 //! strided conv: truncated queries of different supports), and the server's key setup on fuzzed
@@ -7,7 +7,7 @@
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use linear::cheetah::params::HeParamsId;
-use linear::cheetah::query::{max_drop_bits, QueryCodec};
+use linear::cheetah::query::{codec, max_drop_bits};
 use linear::{
     Cheetah, ClientKeys, Conv2dSpec, KeyRequest, LayerSpec, LayerWeights, LinearProtocol, Ring,
     ServerKeys,
@@ -87,9 +87,9 @@ fuzz_target!(|data: &[u8]| {
             let drop = (data[1] as u32 >> 3) % (max_drop_bits(p) + 1);
             let step = 1 + (sel as usize >> 2) % 8;
             let support: Vec<usize> = (0..p.n()).step_by(step).collect();
-            if let Ok(codec) = QueryCodec::new(p, drop) {
-                let _ = codec.decode(body, Some(&support), "fuzz query");
-                let _ = codec.decode(body, None, "fuzz query");
+            if let Ok(codec) = codec(p, drop) {
+                let _ = codec.decode(body, Some(&support));
+                let _ = codec.decode(body, None);
             }
         }
         1 => FX.with(|f| {

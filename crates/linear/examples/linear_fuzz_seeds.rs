@@ -67,7 +67,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         assert_eq!((b1 as u32 >> 3) % (max + 1), drop, "drop encodable");
         let count = p.n().div_ceil(step);
         let mut m = vec![4 * (step - 1) as u8, b1];
-        m.resize(2 + query_bytes(p, drop, count), 0);
+        m.resize(2 + query_bytes(p, drop, count)?, 0);
         std::fs::write(
             format!("{dir}/query_{}_drop{drop}_step{step}", p.name()),
             &m,

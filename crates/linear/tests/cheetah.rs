@@ -450,13 +450,16 @@ mod truncated {
                 on.query_drop_bits,
                 on.pack,
                 false,
-            );
+            )
+            .unwrap();
             assert_eq!(cost.bytes_s2c, on.cost.bytes_s2c);
             let q: usize = on
                 .layout
                 .query_support_lens()
                 .into_iter()
-                .map(|c| linear::cheetah::query::query_bytes(on.params, on.query_drop_bits, c))
+                .map(|c| {
+                    linear::cheetah::query::query_bytes(on.params, on.query_drop_bits, c).unwrap()
+                })
                 .sum();
             assert_eq!(on.cost.bytes_c2s, 33 + q as u64);
             assert!(on.cost.bytes_c2s < cost.bytes_c2s, "{layer:?}");

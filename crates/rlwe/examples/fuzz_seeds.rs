@@ -1,6 +1,7 @@
 //! Writes valid serialized objects for the fuzz targets' parameters
 //! (`presets::insecure_test_only(4, 17)`) as seed inputs, so that libFuzzer
-//! starts past the header checks:
+//! starts past the header checks, and real dropped-low-bits query bodies for `dropped_query`
+//! (its input layout in `fuzz/fuzz_targets/dropped_query.rs`):
 //! `cargo run -p privinfer-rlwe --example fuzz_seeds -- fuzz/seeds`.
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
@@ -57,5 +58,44 @@ fn main() {
     write(dir, k, "galois_keys", &serialize::galois_keys_to_bytes(&gk));
     let rk = RelinKey::generate(&sk, &mut r).expect("relin key");
     write(dir, k, "relin_key", &serialize::relin_key_to_bytes(&rk));
+
+    // dropped_query: [set][level − 1][drop][support][payload]; set indices as in the target.
+    let sets = [
+        presets::cheetah_n4096_q55_54_t2l(37),
+        presets::cheetah_n8192_q165_t2l(37),
+        presets::cheetah_n8192_q218_t2l(37),
+        presets::bfv_n8192_q120_p60_t2l(37),
+        presets::bfv_n8192_q180_t2l(37),
+    ];
+    for (set, level, drop, step) in [
+        (0u8, 1u8, 0u8, 0u8),
+        (0, 2, 13, 7),
+        (3, 2, 12, 1),
+        (4, 3, 61, 5),
+        (2, 4, 100, 9),
+    ] {
+        let q = Params::new(sets[set as usize].clone().expect("literal")).expect("params");
+        let ctx = q.ctx_q();
+        let codec = DroppedCodec::new(ctx, level as usize, drop as u32).expect("codec");
+        let c0 =
+            math::sample::uniform_poly(ctx, level as usize, Representation::Coefficient, &mut r);
+        let support: Option<Vec<usize>> =
+            (step > 0).then(|| (0..ctx.n()).step_by(step as usize).collect());
+        let mut msg = vec![set, level - 1, drop, step];
+        codec
+            .encode(&c0, support.as_deref(), &mut msg)
+            .expect("encode");
+        let name = format!("set{set}_l{level}_drop{drop}_step{step}");
+        write(dir, "dropped_query", &name, &msg);
+    }
+    // An explicit support of three indices (support byte 6: 3 big-endian u16 follow).
+    let q = Params::new(sets[0].clone().expect("literal")).expect("params");
+    let codec = DroppedCodec::new(q.ctx_q(), 2, 4).expect("codec");
+    let c0 = math::sample::uniform_poly(q.ctx_q(), 2, Representation::Coefficient, &mut r);
+    let mut msg = vec![0u8, 1, 4, 6, 0, 1, 0, 5, 15, 255];
+    codec
+        .encode(&c0, Some(&[1, 5, 4095]), &mut msg)
+        .expect("encode");
+    write(dir, "dropped_query", "set0_l2_drop4_explicit3", &msg);
     println!("seeds written under {}", dir.display());
 }

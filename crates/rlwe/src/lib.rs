@@ -43,6 +43,11 @@
 //! coefficients only ([`Evaluator::flood_gaussian`]), [`Evaluator::mod_switch_to`] one prime,
 //! then [`Evaluator::switch_to_compact`] (c₁ at k bits, kept c₀ at b ≤ k bits) and the
 //! headerless many-ciphertext codec of [`compact`] with its decryption.
+//! The query that precedes it: [`SeededEncryptor`] encrypts many inputs under one 32-byte seed
+//! (ChaCha20 stream `i` for input `i`, handed out in order so no `(seed, stream)` is reused; the
+//! receiver re-expands `a_i` with [`expand_seeded_a`]), and [`DroppedCodec`] writes and reads
+//! each `c_0` headerless with `D` low bits dropped over an optional public support
+//! ([`dropped_len`] counts its bytes from the prime widths alone).
 //!
 //! The `N = 4096` preset has room for 40-bit flooding only of small products
 //! (see `docs/params.md`); [`presets::bfv_n8192_q180_t2l`] has room for any
@@ -51,11 +56,13 @@
 pub mod batch;
 pub mod compact;
 mod core;
+pub mod dropped;
 pub mod eval;
 pub mod keyswitch;
 pub mod lwe;
 pub mod noise;
 pub mod params;
+pub mod seeded;
 pub mod serialize;
 pub mod small;
 
@@ -64,6 +71,7 @@ pub use crate::core::{
 };
 pub use batch::BatchEncoder;
 pub use compact::{compact_response_len, Pow2Response};
+pub use dropped::{dropped_len, DroppedCodec};
 pub use eval::{
     galois_element_for_rotation, reduce_flooding_sample, sample_flooding_gaussian, Evaluator,
     FloodingConfig, GaloisKeys, RelinKey,
@@ -74,6 +82,7 @@ pub use math::{Poly, Representation};
 pub use params::{
     presets, ErrorDistribution, Params, ParamsLiteral, SecretDistribution, SecurityLevel,
 };
+pub use seeded::{expand_seeded_a, SeededEncryptor};
 pub use small::SmallModCiphertext;
 
 /// Errors of the RLWE layer.
@@ -140,6 +149,12 @@ pub enum RlweError {
     },
     #[error("batching needs a prime t = 1 mod 2N (t = {t}, N = {n})")]
     BatchingUnsupported { t: u64, n: usize },
+    #[error(
+        "dropping {drop_bits} low bits: at most {max_bits} (the top prime's digit is always sent)"
+    )]
+    DropTooLarge { drop_bits: u32, max_bits: u32 },
+    #[error("indices not strictly increasing at position {position}")]
+    UnsortedIndices { position: usize },
     #[error("coefficient index {index} out of range (N = {n})")]
     IndexOutOfRange { index: usize, n: usize },
     #[error("PackLWEs: {count} ciphertexts (need a power of two <= N)")]

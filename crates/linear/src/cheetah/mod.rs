@@ -45,7 +45,7 @@ pub mod query;
 
 use std::sync::Arc;
 
-use math::sample::{cbd, uniform_poly};
+use math::sample::uniform_poly;
 use math::{Poly, Representation, RnsContext};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{CryptoRngCore, SeedableRng};
@@ -215,7 +215,7 @@ pub fn layout_cost(
     query_drop_bits: u32,
     pack: usize,
     truncated_query: bool,
-) -> Cost {
+) -> Result<Cost, LinearError> {
     let n = params.n() as u64;
     let l = params.prime_bits().len() as u64;
     let ins = layout.input_cts() as u64;
@@ -233,10 +233,10 @@ pub fn layout_cost(
     } else {
         (0, 0, 0)
     };
-    Cost {
+    Ok(Cost {
         ciphertexts_c2s: ins,
         ciphertexts_s2c: groups,
-        bytes_c2s: 1 + 32 + query_body_bytes(params, layout, query_drop_bits, truncated_query),
+        bytes_c2s: 1 + 32 + query_body_bytes(params, layout, query_drop_bits, truncated_query)?,
         bytes_s2c: rlwe::compact_response_len(
             n as usize,
             groups as usize,
@@ -256,20 +256,25 @@ pub fn layout_cost(
         // the monomials X^j when packing. Key switches are counted in `rotations`.
         ntts: ins * l + groups * 4 + ins * l + weights * l + groups * 3 * l + pack_ntts,
         rotations: ks,
-    }
+    })
 }
 
 /// Bytes of the query after its tag and seed: Σ_i bytes(|S_i| coefficients) when truncated,
 /// #in · bytes(N) otherwise ([`query::query_bytes`]).
-fn query_body_bytes(params: HeParamsId, layout: &Layout, drop: u32, truncated: bool) -> u64 {
+fn query_body_bytes(
+    params: HeParamsId,
+    layout: &Layout,
+    drop: u32,
+    truncated: bool,
+) -> Result<u64, LinearError> {
     if !truncated {
-        return layout.input_cts() as u64 * query::query_poly_bytes(params, drop) as u64;
+        return Ok(layout.input_cts() as u64 * query::query_poly_bytes(params, drop)? as u64);
     }
-    layout
-        .query_support_counts()
-        .into_iter()
-        .map(|(c, mult)| mult as u64 * query::query_bytes(params, drop, c) as u64)
-        .sum()
+    let mut total = 0u64;
+    for (c, mult) in layout.query_support_counts() {
+        total += mult as u64 * query::query_bytes(params, drop, c)? as u64;
+    }
+    Ok(total)
 }
 
 /// A lower bound on the bytes of any protocol of this shape — a coefficient-encoded RLWE query
@@ -447,7 +452,7 @@ impl Cheetah {
                 let Ok((nz, query_drop_bits)) = nz else {
                     continue;
                 };
-                let cost = layout_cost(p, &layout, &nz, query_drop_bits, pack, trunc);
+                let cost = layout_cost(p, &layout, &nz, query_drop_bits, pack, trunc)?;
                 let score = estimated_seconds(&cost, p, self.config.bandwidth_bytes_per_s as f64);
                 if best.as_ref().is_none_or(|(b, _)| score < *b) {
                     best = Some((
@@ -557,9 +562,8 @@ impl Cheetah {
         let ctx = plan.params.context()?;
         let n = ctx.n();
         let layout = plan.layout;
-        let enc = plan.params.rlwe_params(ring.bits())?;
 
-        let msg = encrypt_query(&plan, &ctx, sk, &enc, x, rng)?;
+        let msg = encrypt_query(&plan, sk, x, rng)?;
         debug_assert_eq!(msg.len() as u64, plan.cost.bytes_c2s);
         ch.send(&msg)?;
         ch.flush()?;
@@ -608,40 +612,26 @@ fn rewrite_share(layer: &LayerSpec, rw: &LayerSpec, x: &[u64]) -> Vec<u64> {
     }
 }
 
-/// Uniform polynomial a_i (NTT form) for input ciphertext `idx`, from the layer's seed.
-fn expand_input_a(ctx: &Arc<RnsContext>, seed: &[u8; 32], idx: usize) -> Poly {
-    let mut rng = ChaCha20Rng::from_seed(*seed);
-    rng.set_stream(idx as u64);
-    uniform_poly(ctx, ctx.len(), Representation::Ntt, &mut rng)
-}
-
 /// The client's query: `[tag][seed][c₀ of each input polynomial]` with
-/// c₀ = −a_i·s + e + ⌊Q·x̂_C,i/t⌉ and a_i expanded from the seed [Cheetah §3, seeded encryption].
+/// c₀ = −a_i·s + e + ⌊Q·x̂_C,i/t⌉, a_i from the seed's stream i ([`rlwe::SeededEncryptor`]), each
+/// c₀ with the plan's low bits dropped at its support ([`rlwe::DroppedCodec`])
+/// [Cheetah §3, seeded encryption].
 fn encrypt_query(
     plan: &CheetahPlan,
-    ctx: &Arc<RnsContext>,
     sk: &rlwe::SecretKey,
-    enc: &rlwe::Params,
     x: &[u64],
     rng: &mut dyn CryptoRngCore,
 ) -> Result<Vec<u8>, LinearError> {
-    let n = ctx.n();
-    let mut seed = [0u8; 32];
-    rng.fill_bytes(&mut seed);
+    let mut enc = rlwe::SeededEncryptor::new(sk, rng);
     let mut msg = Vec::with_capacity(plan.cost.bytes_c2s as usize);
     msg.push(plan.params.tag());
-    msg.extend_from_slice(&seed);
-    let codec = query::QueryCodec::new(plan.params, plan.query_drop_bits)?;
+    msg.extend_from_slice(enc.seed());
+    let codec = query::codec(plan.params, plan.query_drop_bits)?;
     for idx in 0..plan.layout.input_cts() {
+        debug_assert_eq!(enc.next_stream(), idx as u64);
         let support = plan.truncated_query.then(|| plan.layout.query_support(idx));
-        let mut c0 = expand_input_a(ctx, &seed, idx);
-        c0.mul_assign(sk.poly_q_ntt_top()).map_err(math_err)?;
-        c0.neg_assign();
-        c0.ntt_inverse();
-        let e = Poly::from_signed(ctx, ctx.len(), &cbd(n, params::CBD_ETA, rng));
-        c0.add_assign(&e).map_err(math_err)?;
-        enc.add_scaled(&mut c0, &plan.layout.encode_input(x, idx))?;
-        codec.encode(&c0, support.as_deref(), &mut msg);
+        let c0 = enc.encrypt_next(&plan.layout.encode_input(x, idx), rng)?;
+        codec.encode(&c0, support.as_deref(), &mut msg)?;
     }
     Ok(msg)
 }
@@ -652,22 +642,19 @@ fn encrypt_query(
 fn parse_query(
     plan: &CheetahPlan,
     ctx: &Arc<RnsContext>,
-    enc: &rlwe::Params,
+    enc: &Arc<rlwe::Params>,
     x: &[u64],
     msg: &[u8],
     fill: OutsideSupport,
 ) -> Result<Vec<(Poly, Poly)>, LinearError> {
     let layout = &plan.layout;
-    let codec = query::QueryCodec::new(plan.params, plan.query_drop_bits)?;
+    let codec = query::codec(plan.params, plan.query_drop_bits)?;
     let lens: Vec<usize> = if plan.truncated_query {
         layout.query_support_lens()
     } else {
         vec![ctx.n(); layout.input_cts()]
     };
-    let sizes: Vec<usize> = lens
-        .iter()
-        .map(|&c| query::query_bytes(plan.params, plan.query_drop_bits, c))
-        .collect();
+    let sizes: Vec<usize> = lens.iter().map(|&c| codec.len(c)).collect();
     let expected = 1 + 32 + sizes.iter().sum::<usize>();
     if msg.len() != expected {
         return Err(LinearError::MessageLength {
@@ -696,13 +683,18 @@ fn parse_query(
         let body = &msg[off..off + size];
         off += size;
         let support = plan.truncated_query.then(|| layout.query_support(idx));
-        let mut c0 = codec.decode(body, support.as_deref(), "linear query")?;
+        let mut c0 =
+            codec
+                .decode(body, support.as_deref())
+                .map_err(|_| LinearError::MessageRange {
+                    what: "linear query",
+                })?;
         if let (Some(rng), Some(sup)) = (fill_rng.as_mut(), support.as_deref()) {
             fill_outside(ctx, &mut c0, sup, fill, idx, rng);
         }
         enc.add_scaled(&mut c0, &layout.encode_input(x, idx))?;
         c0.ntt_forward();
-        cts.push((c0, expand_input_a(ctx, &seed, idx)));
+        cts.push((c0, rlwe::expand_seeded_a(enc, &seed, idx as u64)));
     }
     Ok(cts)
 }
@@ -1197,15 +1189,7 @@ mod tests {
             let ctx = plan.params.context().unwrap();
             let enc = plan.params.rlwe_params(ring.bits()).unwrap();
             // Same client randomness for both weight sets.
-            let msg = encrypt_query(
-                &plan,
-                &ctx,
-                sk,
-                &enc,
-                &x,
-                &mut ChaCha20Rng::seed_from_u64(99),
-            )
-            .unwrap();
+            let msg = encrypt_query(&plan, sk, &x, &mut ChaCha20Rng::seed_from_u64(99)).unwrap();
             let zero = vec![0u64; 64];
             let cts = parse_query(&plan, &ctx, &enc, &zero, &msg, OutsideSupport::Zero).unwrap();
             let wpt: Vec<Option<Poly>> = (0..plan.layout.weight_keys())
