@@ -3,6 +3,8 @@
 
 use crate::layer::{Conv2dSpec, LayerSpec};
 
+// One positional row per layer keeps the shape tables below readable as tables.
+#[allow(clippy::too_many_arguments)]
 fn conv(
     c: usize,
     h: usize,

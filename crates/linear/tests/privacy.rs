@@ -89,7 +89,7 @@ fn responses_do_not_reveal_the_weights() {
         .collect();
 
     let noise = |w: &LayerWeights, server_seed: u64| -> Vec<Vec<i64>> {
-        let mut per_output = vec![Vec::with_capacity(RUNS); 16];
+        let mut per_output: Vec<Vec<i64>> = (0..16).map(|_| Vec::with_capacity(RUNS)).collect();
         for r in 0..RUNS {
             let (mut cc, mut sc) = MemoryChannel::pair();
             let (yc, n) = std::thread::scope(|s| {

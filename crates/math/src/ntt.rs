@@ -173,10 +173,10 @@ pub(crate) mod tests_support {
     pub(crate) fn schoolbook_cyclic(a: &[u64], b: &[u64], m: &Modulus) -> Vec<u64> {
         let n = a.len();
         let mut out = vec![0u64; n];
-        for i in 0..n {
-            for j in 0..n {
+        for (i, &ai) in a.iter().enumerate() {
+            for (j, &bj) in b.iter().enumerate() {
                 let k = (i + j) % n;
-                out[k] = m.add(out[k], m.mul(a[i], b[j]));
+                out[k] = m.add(out[k], m.mul(ai, bj));
             }
         }
         out

@@ -333,7 +333,7 @@ impl Session {
             }
         }
         if sent_last {
-            if let Some(t) = tail.as_deref_mut() {
+            if let Some(t) = tail {
                 let got = crate::bits::recv_bits(ch, tail_bits, "tail")?;
                 t.finish(&mut BitReader::new(&got, tail_bits, "tail")?)?;
             }

@@ -16,6 +16,7 @@
 //! * equal sums force c = c′ since |c − c′| < c_t, then r = i + l, q = j + l′ as above;
 //! * a + b ≥ −(c_t − 1) while a target minus N is ≤ c_t·(h_t·w_t − 1) − N ≤ −c_t, and
 //!   a + b ≤ c_t·h_t·w_t − 1 + B·c_t < N + target: no wrapped term reaches a target.
+//!
 //! With c_t a power of two, the outputs of c_t such products can be packed into one ciphertext
 //! (a partial trace keeps multiples of c_t; see `cheetah::pack`).
 //!

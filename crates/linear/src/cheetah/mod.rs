@@ -437,7 +437,9 @@ impl Cheetah {
                     }
                 }
             }
-            let mut noise_by_pack: Vec<(usize, Result<(ResponseNoise, u32), ()>)> = Vec::new();
+            // Per packing factor: the response noise and query drop, or why none fits.
+            type NoiseFor = Result<(ResponseNoise, u32), ()>;
+            let mut noise_by_pack: Vec<(usize, NoiseFor)> = Vec::new();
             for (layout, pack) in cands {
                 let nz = match noise_by_pack.iter().find(|(g, _)| *g == pack) {
                     Some((_, r)) => *r,
@@ -729,9 +731,12 @@ fn fill_outside(
     }
 }
 
-/// The returned ciphertexts: their member output polynomials (member j shifted by X^j) and their
-/// (coefficient, output index) pairs, in wire order.
-fn responses(layout: &Layout, pack: usize) -> Vec<(Vec<usize>, Vec<(usize, usize)>)> {
+/// One returned ciphertext: its member output polynomials (member j shifted by X^j) and its
+/// (coefficient, output index) pairs.
+type Response = (Vec<usize>, Vec<(usize, usize)>);
+
+/// The returned ciphertexts, in wire order.
+fn responses(layout: &Layout, pack: usize) -> Vec<Response> {
     if pack <= 1 {
         return (0..layout.output_cts())
             .map(|o| (vec![o], layout.positions(o)))

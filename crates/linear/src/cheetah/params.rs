@@ -37,7 +37,7 @@ const CONTEXT_ELL: u32 = 20;
 /// (σ² = 10.5, support bounded by 21), sub-Gaussian with variance proxy σ².
 pub const CBD_ETA: u32 = 21;
 /// √10.5: the error's standard deviation (and sub-Gaussian parameter).
-pub const ERROR_SIGMA: f64 = 3.2403703492039302;
+pub const ERROR_SIGMA: f64 = 3.240_370_349_203_93;
 
 impl HeParamsId {
     pub const ALL: [HeParamsId; 5] = [
@@ -122,8 +122,8 @@ impl HeParamsId {
     /// HomomorphicEncryption.org table; cached): keys, Δ-encoding, re-randomization, flooding and
     /// the compact response all come from them.
     pub fn rlwe_params(self, ell: u32) -> Result<Arc<rlwe::Params>, LinearError> {
-        static CACHE: OnceLock<Mutex<HashMap<(HeParamsId, u32), Arc<rlwe::Params>>>> =
-            OnceLock::new();
+        type Cache = Mutex<HashMap<(HeParamsId, u32), Arc<rlwe::Params>>>;
+        static CACHE: OnceLock<Cache> = OnceLock::new();
         let mut map = CACHE
             .get_or_init(Default::default)
             .lock()
