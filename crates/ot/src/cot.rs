@@ -3,7 +3,7 @@
 use rand_core::{CryptoRng, RngCore};
 use transport::Channel;
 
-use crate::ferret::{FerretReceiver, FerretSender, SilentStats};
+use crate::ferret::{FerretReceiver, FerretSender, Side, SilentStats};
 use crate::iknp::{IknpReceiver, IknpSender};
 use crate::{Block, OtError, Result};
 
@@ -54,39 +54,6 @@ impl IknpSide for IknpReceiver {
     }
 }
 
-/// What a silent-OT endpoint (sender or receiver) offers the session layer.
-trait SilentSide {
-    fn buffered(&self) -> usize;
-    fn extend<C: Channel + ?Sized>(&mut self, ch: &mut C, n: usize) -> Result<Vec<Block>>;
-    fn fill<C: Channel + ?Sized>(&mut self, ch: &mut C, n: usize) -> Result<()>;
-    fn fill_last<C: Channel + ?Sized>(&mut self, ch: &mut C, n: usize) -> Result<()>;
-    fn stats(&self) -> SilentStats;
-}
-
-macro_rules! silent_side {
-    ($t:ty) => {
-        impl SilentSide for $t {
-            fn buffered(&self) -> usize {
-                <$t>::buffered(self)
-            }
-            fn extend<C: Channel + ?Sized>(&mut self, ch: &mut C, n: usize) -> Result<Vec<Block>> {
-                <$t>::extend(self, ch, n)
-            }
-            fn fill<C: Channel + ?Sized>(&mut self, ch: &mut C, n: usize) -> Result<()> {
-                <$t>::fill(self, ch, n)
-            }
-            fn fill_last<C: Channel + ?Sized>(&mut self, ch: &mut C, n: usize) -> Result<()> {
-                <$t>::fill_last(self, ch, n)
-            }
-            fn stats(&self) -> SilentStats {
-                <$t>::stats(self)
-            }
-        }
-    };
-}
-silent_side!(FerretSender);
-silent_side!(FerretReceiver);
-
 /// One side's COT engine: IKNP with COTs extended ahead by `fill` (served first), or silent OT.
 enum Engine<I, S> {
     Iknp(Box<I>, Vec<Block>, SilentStats),
@@ -101,7 +68,7 @@ struct Endpoint<I, S> {
     consumed: u64,
 }
 
-impl<I: IknpSide, S: SilentSide> Endpoint<I, S> {
+impl<I: IknpSide, S: Side> Endpoint<I, S> {
     fn new(engine: Engine<I, S>) -> Self {
         Endpoint {
             engine,

@@ -100,7 +100,7 @@ pub const LARGE_THRESHOLD: usize = 1 << 20;
 /// Which parameter set a refill uses. Invariant: one iteration of `small` yields at least the
 /// reserve of `large`, and `small` yields more than its own reserve.
 #[derive(Clone, Copy, Debug)]
-struct Policy {
+pub(crate) struct Policy {
     small: LpnParams,
     large: LpnParams,
     threshold: usize,
@@ -249,7 +249,7 @@ impl Prims {
 
 /// Reserve and buffer bookkeeping shared by both sides (identical on both, so both pick the same
 /// parameters and the same reserved COTs).
-struct Pool {
+pub(crate) struct Pool {
     reserve: Vec<Block>,
     /// Buffered COTs oldest first, whole iteration outputs (never copied into one buffer); the
     /// front one is read from `pos`.
@@ -376,9 +376,11 @@ impl Drop for Pool {
     }
 }
 
-/// What the refill driver needs from either side of silent OT; the two sides run the same
-/// iteration schedule (mirror calls), differing only in IKNP's role and one iteration's messages.
-trait Side {
+/// Either side of silent OT. The two sides run the same iteration schedule (mirror calls),
+/// differing only in IKNP's role and one iteration's messages, so the buffer, refill and
+/// serving logic is written once here; each side supplies the required methods.
+pub(crate) trait Side: Sized {
+    fn pool_ref(&self) -> &Pool;
     fn pool(&mut self) -> &mut Pool;
     fn policy(&self) -> Policy;
     fn iknp_extend<C: Channel + ?Sized>(&mut self, ch: &mut C, m: usize) -> Result<Vec<Block>>;
@@ -388,6 +390,35 @@ trait Side {
         p: &LpnParams,
         bins: usize,
     ) -> Result<Vec<Block>>;
+
+    /// COTs available without communication.
+    fn buffered(&self) -> usize {
+        self.pool_ref().available()
+    }
+
+    /// `n` COTs from the buffer, refilled by as many iterations as needed.
+    fn extend<C: Channel + ?Sized>(&mut self, ch: &mut C, n: usize) -> Result<Vec<Block>> {
+        self.fill(ch, n)?;
+        Ok(self.pool().serve(n))
+    }
+
+    /// Runs LPN iterations until at least `n` COTs are buffered, each sized to the shortfall
+    /// ([`bins_for`]); the peer makes the mirror call. Nothing is sent when `n` are buffered.
+    fn fill<C: Channel + ?Sized>(&mut self, ch: &mut C, n: usize) -> Result<()> {
+        fill_with(self, ch, n, false)
+    }
+
+    /// As [`Side::fill`] for the last COTs a session needs: the final iteration keeps no reserve
+    /// for a next one, so all its outputs are buffered (a later request rebuilds the reserve from
+    /// IKNP). The peer makes the mirror call.
+    fn fill_last<C: Channel + ?Sized>(&mut self, ch: &mut C, n: usize) -> Result<()> {
+        fill_with(self, ch, n, true)
+    }
+
+    /// Counts and timings since setup.
+    fn stats(&self) -> SilentStats {
+        self.pool_ref().stats
+    }
 }
 
 /// Runs LPN iterations until at least `n` COTs are buffered, each sized to the shortfall
@@ -458,6 +489,9 @@ pub struct FerretReceiver {
 }
 
 impl Side for FerretSender {
+    fn pool_ref(&self) -> &Pool {
+        &self.pool
+    }
     fn pool(&mut self) -> &mut Pool {
         &mut self.pool
     }
@@ -501,35 +535,6 @@ impl FerretSender {
     /// Δ.
     pub fn delta(&self) -> Block {
         self.iknp.delta()
-    }
-
-    /// COTs available without communication.
-    pub fn buffered(&self) -> usize {
-        self.pool.available()
-    }
-
-    /// `n` COTs from the buffer, refilled by as many iterations as needed.
-    pub fn extend<C: Channel + ?Sized>(&mut self, ch: &mut C, n: usize) -> Result<Vec<Block>> {
-        self.fill(ch, n)?;
-        Ok(self.pool.serve(n))
-    }
-
-    /// Runs LPN iterations until at least `n` COTs are buffered, each sized to the shortfall
-    /// ([`bins_for`]); the peer makes the mirror call. Nothing is sent when `n` are buffered.
-    pub fn fill<C: Channel + ?Sized>(&mut self, ch: &mut C, n: usize) -> Result<()> {
-        fill_with(self, ch, n, false)
-    }
-
-    /// As [`FerretSender::fill`] for the last COTs a session needs: the final iteration keeps
-    /// no reserve for a next one, so all its outputs are buffered (a later request rebuilds the
-    /// reserve from IKNP). The peer calls [`FerretReceiver::fill_last`].
-    pub fn fill_last<C: Channel + ?Sized>(&mut self, ch: &mut C, n: usize) -> Result<()> {
-        fill_with(self, ch, n, true)
-    }
-
-    /// Counts and timings since setup.
-    pub fn stats(&self) -> SilentStats {
-        self.pool.stats
     }
 
     /// One iteration of `p` over its first `bins` bins.
@@ -599,6 +604,9 @@ impl FerretSender {
 }
 
 impl Side for FerretReceiver {
+    fn pool_ref(&self) -> &Pool {
+        &self.pool
+    }
     fn pool(&mut self) -> &mut Pool {
         &mut self.pool
     }
@@ -636,34 +644,6 @@ impl FerretReceiver {
             prims: Prims::new(),
             pool: Pool::new(),
         }
-    }
-
-    /// COTs available without communication.
-    pub fn buffered(&self) -> usize {
-        self.pool.available()
-    }
-
-    /// `n` COTs from the buffer, refilled by as many iterations as needed.
-    pub fn extend<C: Channel + ?Sized>(&mut self, ch: &mut C, n: usize) -> Result<Vec<Block>> {
-        self.fill(ch, n)?;
-        Ok(self.pool.serve(n))
-    }
-
-    /// Runs LPN iterations until at least `n` COTs are buffered, each sized to the shortfall
-    /// ([`bins_for`]); the peer makes the mirror call. Nothing is sent when `n` are buffered.
-    pub fn fill<C: Channel + ?Sized>(&mut self, ch: &mut C, n: usize) -> Result<()> {
-        fill_with(self, ch, n, false)
-    }
-
-    /// As [`FerretReceiver::fill`] for the last COTs of a session: see
-    /// [`FerretSender::fill_last`].
-    pub fn fill_last<C: Channel + ?Sized>(&mut self, ch: &mut C, n: usize) -> Result<()> {
-        fill_with(self, ch, n, true)
-    }
-
-    /// Counts and timings since setup.
-    pub fn stats(&self) -> SilentStats {
-        self.pool.stats
     }
 
     /// One iteration of `p` over its first `bins` bins.
