@@ -9,34 +9,20 @@ use libfuzzer_sys::fuzz_target;
 use linear::cheetah::params::HeParamsId;
 use linear::cheetah::query::{codec, max_drop_bits};
 use linear::{
-    Cheetah, ClientKeys, Conv2dSpec, KeyRequest, LayerSpec, LayerWeights, LinearProtocol, Ring,
+    Cheetah, ClientKeys, KeyRequest, LayerSpec, LayerWeights, LinearProtocol, Ring,
     ServerKeys,
 };
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use transport::{Channel, MemoryChannel};
 
-/// The layers the server and client steps run (data[1] picks one); keep in step with
-/// `crates/linear/examples/linear_fuzz_seeds.rs`.
+/// The layers the server and client steps run (data[1] picks one): `linear::shapes::fuzz_layers`,
+/// the list the seeds are written from.
 pub fn layers() -> Vec<LayerSpec> {
-    let conv = |c, h, m, k, stride, padding| Conv2dSpec {
-        c,
-        h,
-        w: h,
-        m,
-        kh: k,
-        kw: k,
-        stride,
-        padding,
-        groups: 1,
-    };
-    vec![
-        LayerSpec::fc(20, 5, 8),
-        LayerSpec::fc(64, 10, 8),
-        LayerSpec::conv(conv(3, 8, 4, 3, 1, 1), 8),
-        LayerSpec::conv(conv(4, 12, 4, 3, 2, 1), 8),
-        LayerSpec::conv(conv(12, 18, 2, 3, 1, 1), 8),
-    ]
+    linear::shapes::fuzz_layers()
+        .into_iter()
+        .map(|(_, l)| l)
+        .collect()
 }
 
 struct Fixture {

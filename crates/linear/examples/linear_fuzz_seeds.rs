@@ -6,29 +6,7 @@
 //!     cargo run -p privinfer-linear --example linear_fuzz_seeds -- fuzz/seeds/linear_messages
 
 use linear::cheetah::query::query_bytes;
-use linear::{Cheetah, Conv2dSpec, HeParamsId, LayerSpec, Ring};
-
-/// The target's layers (fuzz/fuzz_targets/linear_messages.rs).
-fn layers() -> Vec<(&'static str, LayerSpec)> {
-    let conv = |c, h, m, k, stride, padding| Conv2dSpec {
-        c,
-        h,
-        w: h,
-        m,
-        kh: k,
-        kw: k,
-        stride,
-        padding,
-        groups: 1,
-    };
-    vec![
-        ("fc20x5", LayerSpec::fc(20, 5, 8)),
-        ("fc64x10", LayerSpec::fc(64, 10, 8)),
-        ("conv3x8", LayerSpec::conv(conv(3, 8, 4, 3, 1, 1), 8)),
-        ("conv4x12s2", LayerSpec::conv(conv(4, 12, 4, 3, 2, 1), 8)),
-        ("conv12x18", LayerSpec::conv(conv(12, 18, 2, 3, 1, 1), 8)),
-    ]
-}
+use linear::{Cheetah, HeParamsId, Ring};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = std::env::args()
@@ -37,7 +15,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     std::fs::create_dir_all(&dir)?;
     let ring = Ring::new(37)?;
     let proto = Cheetah::default();
-    for (i, (name, layer)) in layers().into_iter().enumerate() {
+    for (i, (name, layer)) in linear::shapes::fuzz_layers().into_iter().enumerate() {
         let plan = proto.plan(&layer, ring)?;
         let mut q = vec![1u8, i as u8, plan.params.tag()];
         q.resize(2 + plan.cost.bytes_c2s as usize, 0);

@@ -94,17 +94,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .unwrap_or_else(|| "/tmp/wire".into());
     std::fs::create_dir_all(&dir)?;
     let ring = Ring::new(37)?;
-    let conv = |c, h, m, k, stride, padding| Conv2dSpec {
-        c,
-        h,
-        w: h,
-        m,
-        kh: k,
-        kw: k,
-        stride,
-        padding,
-        groups: 1,
-    };
+    let conv = |c, h, m, k, stride, padding| Conv2dSpec::square(c, h, m, k, stride, padding, 1);
     let cases = [
         ("fc", LayerSpec::fc(300, 40, 12), None, 50_000_000u64),
         (

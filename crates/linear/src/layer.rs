@@ -85,6 +85,29 @@ pub struct Conv2dSpec {
 }
 
 impl Conv2dSpec {
+    /// A conv on a square C×H×H input with a square k×k kernel.
+    pub fn square(
+        c: usize,
+        h: usize,
+        m: usize,
+        k: usize,
+        stride: usize,
+        padding: usize,
+        groups: usize,
+    ) -> Conv2dSpec {
+        Conv2dSpec {
+            c,
+            h,
+            w: h,
+            m,
+            kh: k,
+            kw: k,
+            stride,
+            padding,
+            groups,
+        }
+    }
+
     pub fn out_h(&self) -> usize {
         (self.h + 2 * self.padding - self.kh) / self.stride + 1
     }

@@ -15,20 +15,20 @@ fn conv(
     groups: usize,
     wb: u32,
 ) -> LayerSpec {
-    LayerSpec::conv(
-        Conv2dSpec {
-            c,
-            h,
-            w: h,
-            m,
-            kh: k,
-            kw: k,
-            stride,
-            padding,
-            groups,
-        },
-        wb,
-    )
+    LayerSpec::conv(Conv2dSpec::square(c, h, m, k, stride, padding, groups), wb)
+}
+
+/// The small layers the `linear_messages` fuzz target runs (its seeds are written by
+/// `examples/linear_fuzz_seeds.rs` from the same list): FC 20→5 and 64→10 (strided split), a
+/// one-tile conv, a stride-2 conv and a conv over two channel tiles, weights below 2^8.
+pub fn fuzz_layers() -> Vec<(&'static str, LayerSpec)> {
+    vec![
+        ("fc20x5", LayerSpec::fc(20, 5, 8)),
+        ("fc64x10", LayerSpec::fc(64, 10, 8)),
+        ("conv3x8", conv(3, 8, 4, 3, 1, 1, 1, 8)),
+        ("conv4x12s2", conv(4, 12, 4, 3, 2, 1, 1, 8)),
+        ("conv12x18", conv(12, 18, 2, 3, 1, 1, 1, 8)),
+    ]
 }
 
 /// CIFAR ResNet-(6n+2) (He et al. 2016, option-A shortcuts: no 1×1 convolutions): n = 3, 5, 9

@@ -146,15 +146,5 @@ pub fn conv(
     padding: usize,
     groups: usize,
 ) -> Conv2dSpec {
-    Conv2dSpec {
-        c,
-        h,
-        w: h,
-        m,
-        kh: k,
-        kw: k,
-        stride,
-        padding,
-        groups,
-    }
+    Conv2dSpec::square(c, h, m, k, stride, padding, groups)
 }
