@@ -202,16 +202,11 @@ impl Params {
                 n: self.n(),
             });
         }
-        let carry = ScaleCarry::new(self, l);
-        let corr: Vec<u64> = values.iter().map(|&m| carry.of(m)).collect();
-        for (i, m) in self.ctx_q().moduli()[..l].iter().enumerate() {
-            let d = self.delta(l)[i];
-            let ds = m.shoup(d);
-            let res = poly.residue_mut(i);
-            for ((&j, &v), &c) in positions.iter().zip(values).zip(&corr) {
-                res[j] = m.add(res[j], m.add(m.mul_shoup(v, d, ds), m.reduce(c)));
-            }
-        }
+        self.add_scaled_pairs(
+            poly,
+            l,
+            positions.iter().copied().zip(values.iter().copied()),
+        );
         Ok(())
     }
 
@@ -225,19 +220,31 @@ impl Params {
                 max: self.n(),
             });
         }
+        self.add_scaled_pairs(poly, l, values.iter().copied().enumerate());
+        Ok(())
+    }
+
+    /// `poly[j] += ⌊Q_l·v/t⌉` for every (checked) pair `(j, v)`: ⌊Q_l/t⌋·v + c(v) per prime,
+    /// c(v) = ⌊(r_t·v + ⌊t/2⌋)/t⌋ computed once per value; zero values encode to 0 and are skipped.
+    fn add_scaled_pairs(
+        &self,
+        poly: &mut Poly,
+        l: usize,
+        pairs: impl Iterator<Item = (usize, u64)>,
+    ) {
         let carry = ScaleCarry::new(self, l);
-        let corr: Vec<u64> = values.iter().map(|&m| carry.of(m)).collect();
+        let items: Vec<(usize, u64, u64)> = pairs
+            .filter(|&(_, v)| v != 0)
+            .map(|(j, v)| (j, v, carry.of(v)))
+            .collect();
         for (i, m) in self.ctx_q().moduli()[..l].iter().enumerate() {
             let d = self.delta(l)[i];
             let ds = m.shoup(d);
             let res = poly.residue_mut(i);
-            for ((r, &v), &c) in res.iter_mut().zip(values).zip(&corr) {
-                if v != 0 {
-                    *r = m.add(*r, m.add(m.mul_shoup(v, d, ds), m.reduce(c)));
-                }
+            for &(j, v, c) in &items {
+                res[j] = m.add(res[j], m.add(m.mul_shoup(v, d, ds), m.reduce(c)));
             }
         }
-        Ok(())
     }
 
     /// Level of a Δ-encoding target, after checking its context, form and the values.
