@@ -32,6 +32,8 @@ pub enum TransportError {
     Closed,
     #[error("timed out after {0:?} waiting for the peer")]
     Timeout(Duration),
+    #[error("the connection's overall deadline of {0:?} has passed")]
+    Deadline(Duration),
     #[error("message of {len} bytes exceeds the limit of {max} bytes")]
     TooLarge { len: usize, max: usize },
     #[error("expected a message of {expected} bytes, got {got}")]

@@ -1,8 +1,14 @@
 //! TCP channel: 4-byte little-endian length prefix, then the payload.
+//!
+//! Time bounds: each message (one `recv`, counted from when it starts waiting to its last byte, or
+//! one `send`/`flush`) must complete within [`TcpConfig::timeout`], and all I/O fails once the
+//! optional overall deadline ([`TcpChannel::set_deadline`]) has passed. Both are enforced on every
+//! socket read and write with the time that remains, so a peer trickling one byte at a time cannot
+//! stretch a message past its bound.
 
 use std::io::{BufReader, BufWriter, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::{Channel, Meter, Result, Stats, TransportError, DEFAULT_MAX_MESSAGE, DEFAULT_TIMEOUT};
 
@@ -11,7 +17,8 @@ use crate::{Channel, Meter, Result, Stats, TransportError, DEFAULT_MAX_MESSAGE, 
 pub struct TcpConfig {
     /// Largest message accepted or sent, in bytes.
     pub max_message: usize,
-    /// Read and write timeout: a silent peer makes `recv` fail after this long.
+    /// Per-message bound: one `recv` (waiting included) or one `send`/`flush` fails after this
+    /// long, however the bytes trickle in.
     pub timeout: Duration,
     /// Timeout for establishing a connection.
     pub connect_timeout: Duration,
@@ -27,13 +34,54 @@ impl Default for TcpConfig {
     }
 }
 
+/// A socket whose every read and write is bounded by `until`: the socket timeout is set to the
+/// time that remains before each call, and a call after `until` fails with `TimedOut`.
+struct Timed {
+    stream: TcpStream,
+    until: Option<Instant>,
+}
+
+impl Timed {
+    fn remaining(&self) -> std::io::Result<Option<Duration>> {
+        match self.until {
+            None => Ok(None),
+            Some(t) => match t.checked_duration_since(Instant::now()) {
+                // A zero socket timeout means "block forever": never pass one.
+                Some(d) if d >= Duration::from_millis(1) => Ok(Some(d)),
+                _ => Err(std::io::Error::from(ErrorKind::TimedOut)),
+            },
+        }
+    }
+}
+
+impl Read for Timed {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let d = self.remaining()?;
+        self.stream.set_read_timeout(d)?;
+        self.stream.read(buf)
+    }
+}
+
+impl Write for Timed {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let d = self.remaining()?;
+        self.stream.set_write_timeout(d)?;
+        self.stream.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.stream.flush()
+    }
+}
+
 /// A buffered TCP connection to the other party, with `TCP_NODELAY` set.
 pub struct TcpChannel {
-    reader: BufReader<TcpStream>,
-    writer: BufWriter<TcpStream>,
+    reader: BufReader<Timed>,
+    writer: BufWriter<Timed>,
     meter: Meter,
     cfg: TcpConfig,
     peer: Option<SocketAddr>,
+    /// Overall deadline and the bound it was set from (for the error message).
+    deadline: Option<(Instant, Duration)>,
 }
 
 /// Maps socket errors to the transport's typed errors.
@@ -56,15 +104,72 @@ impl TcpChannel {
         stream.set_read_timeout(Some(cfg.timeout))?;
         stream.set_write_timeout(Some(cfg.timeout))?;
         let peer = stream.peer_addr().ok();
-        let reader = BufReader::with_capacity(1 << 16, stream.try_clone()?);
-        let writer = BufWriter::with_capacity(1 << 16, stream);
+        let reader = BufReader::with_capacity(
+            1 << 16,
+            Timed {
+                stream: stream.try_clone()?,
+                until: None,
+            },
+        );
+        let writer = BufWriter::with_capacity(
+            1 << 16,
+            Timed {
+                stream,
+                until: None,
+            },
+        );
         Ok(TcpChannel {
             reader,
             writer,
             meter: Meter::default(),
             cfg,
             peer,
+            deadline: None,
         })
+    }
+
+    /// Sets (or clears) the overall deadline: every later read and write fails once `bound` has
+    /// passed from now, whatever the per-message timeout.
+    pub fn set_deadline(&mut self, bound: Option<Duration>) {
+        self.deadline = bound.map(|b| (Instant::now() + b, b));
+    }
+
+    /// Changes the per-message bound (see [`TcpConfig::timeout`]).
+    pub fn set_timeout(&mut self, timeout: Duration) {
+        self.cfg.timeout = timeout;
+    }
+
+    /// Changes the largest message accepted or sent.
+    pub fn set_max_message(&mut self, max: usize) {
+        self.cfg.max_message = max;
+    }
+
+    /// The channel's current limits.
+    pub fn config(&self) -> TcpConfig {
+        self.cfg
+    }
+
+    /// The instant the operation starting now must end by: the per-message bound, or the overall
+    /// deadline when it comes first.
+    fn op_until(&self) -> Instant {
+        let msg = Instant::now() + self.cfg.timeout;
+        match self.deadline {
+            Some((d, _)) if d < msg => d,
+            _ => msg,
+        }
+    }
+
+    /// Maps an I/O error, telling an overall-deadline expiry from a per-message timeout.
+    fn err(&self, e: std::io::Error) -> TransportError {
+        match self.deadline {
+            Some((d, bound))
+                if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)
+                    && Instant::now() + Duration::from_millis(1) >= d =>
+            {
+                TransportError::Deadline(bound)
+            }
+            _ => io_err(e, self.cfg.timeout),
+        }
     }
 
     /// Connects to `addr`, trying each resolved address once within `cfg.connect_timeout`.
@@ -100,8 +205,11 @@ impl TcpChannel {
 
     /// Shuts both directions down; the peer's next `recv` fails with `Closed`.
     pub fn shutdown(&mut self) {
+        // Bounded like any write, so a peer that stopped reading cannot hold us here.
+        let until = self.op_until();
+        self.writer.get_mut().until = Some(until);
         let _ = self.writer.flush();
-        let _ = self.writer.get_ref().shutdown(std::net::Shutdown::Both);
+        let _ = self.writer.get_ref().stream.shutdown(std::net::Shutdown::Both);
     }
 }
 
@@ -114,11 +222,14 @@ impl Channel for TcpChannel {
                 max: self.cfg.max_message.min(u32::MAX as usize),
             });
         }
-        let t = self.cfg.timeout;
-        self.writer
+        self.writer.get_mut().until = Some(self.op_until());
+        if let Err(e) = self
+            .writer
             .write_all(&(len as u32).to_le_bytes())
-            .map_err(|e| io_err(e, t))?;
-        self.writer.write_all(msg).map_err(|e| io_err(e, t))?;
+            .and_then(|()| self.writer.write_all(msg))
+        {
+            return Err(self.err(e));
+        }
         self.meter.on_send(len);
         Ok(())
     }
@@ -126,9 +237,11 @@ impl Channel for TcpChannel {
     fn recv(&mut self) -> Result<Vec<u8>> {
         // Whatever we queued must reach the peer before we wait for its answer.
         self.flush()?;
-        let t = self.cfg.timeout;
+        self.reader.get_mut().until = Some(self.op_until());
         let mut hdr = [0u8; 4];
-        self.reader.read_exact(&mut hdr).map_err(|e| io_err(e, t))?;
+        if let Err(e) = self.reader.read_exact(&mut hdr) {
+            return Err(self.err(e));
+        }
         let len = u32::from_le_bytes(hdr) as usize;
         if len > self.cfg.max_message {
             return Err(TransportError::TooLarge {
@@ -138,10 +251,10 @@ impl Channel for TcpChannel {
         }
         // Grow with the data actually received, so a lying header cannot force a huge allocation.
         let mut buf = Vec::with_capacity(len.min(1 << 20));
-        let got = (&mut self.reader)
-            .take(len as u64)
-            .read_to_end(&mut buf)
-            .map_err(|e| io_err(e, t))?;
+        let got = match (&mut self.reader).take(len as u64).read_to_end(&mut buf) {
+            Ok(n) => n,
+            Err(e) => return Err(self.err(e)),
+        };
         if got != len {
             return Err(TransportError::Closed);
         }
@@ -150,8 +263,11 @@ impl Channel for TcpChannel {
     }
 
     fn flush(&mut self) -> Result<()> {
-        let t = self.cfg.timeout;
-        self.writer.flush().map_err(|e| io_err(e, t))
+        if self.writer.buffer().is_empty() {
+            return Ok(());
+        }
+        self.writer.get_mut().until = Some(self.op_until());
+        self.writer.flush().map_err(|e| self.err(e))
     }
 
     fn stats(&self) -> Stats {

@@ -141,3 +141,83 @@ fn estimates_follow_the_formula() {
     let l = NetworkModel::LAN.estimate(Duration::ZERO, 0, 100);
     assert!((l.seconds - 0.03).abs() < 1e-9);
 }
+
+/// A peer that sends one byte every `gap`, forever (until the socket breaks).
+fn trickle(mut s: std::net::TcpStream, gap: Duration) {
+    use std::io::Write;
+    // A frame header announcing 1000 bytes, then the payload one byte at a time.
+    let _ = s.write_all(&1000u32.to_le_bytes());
+    while s.write_all(&[7u8]).is_ok() {
+        thread::sleep(gap);
+    }
+}
+
+fn trickled_channel(cfg: TcpConfig) -> TcpChannel {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        let (s, _) = listener.accept().unwrap();
+        trickle(s, Duration::from_millis(50));
+    });
+    TcpChannel::connect(addr, cfg).unwrap()
+}
+
+#[test]
+fn trickling_peer_hits_the_per_message_bound() {
+    // Every read gets a byte well within 400 ms, but the whole message may not take longer.
+    let cfg = TcpConfig {
+        timeout: Duration::from_millis(400),
+        ..TcpConfig::default()
+    };
+    let mut ch = trickled_channel(cfg);
+    let t0 = Instant::now();
+    let e = ch.recv().unwrap_err();
+    let dt = t0.elapsed();
+    assert!(matches!(e, TransportError::Timeout(_)), "{e}");
+    assert!(dt >= Duration::from_millis(380) && dt < Duration::from_secs(3), "{dt:?}");
+}
+
+#[test]
+fn overall_deadline_ends_a_session_whatever_the_message_bound() {
+    let cfg = TcpConfig {
+        timeout: Duration::from_secs(30),
+        ..TcpConfig::default()
+    };
+    let mut ch = trickled_channel(cfg);
+    ch.set_deadline(Some(Duration::from_millis(300)));
+    let t0 = Instant::now();
+    let e = ch.recv().unwrap_err();
+    let dt = t0.elapsed();
+    assert!(matches!(e, TransportError::Deadline(_)), "{e}");
+    assert!(e.to_string().contains("overall deadline"), "{e}");
+    assert!(dt >= Duration::from_millis(280) && dt < Duration::from_secs(3), "{dt:?}");
+    // Once passed, every operation fails at once.
+    assert!(matches!(ch.recv(), Err(TransportError::Deadline(_))));
+    // Cleared, the channel reads again (the trickle goes on).
+    ch.set_deadline(None);
+    ch.set_timeout(Duration::from_millis(100));
+    assert!(matches!(ch.recv(), Err(TransportError::Timeout(_))));
+}
+
+#[test]
+fn a_peer_that_never_reads_cannot_block_a_sender_past_the_bound() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let h = thread::spawn(move || {
+        let (s, _) = listener.accept().unwrap();
+        thread::sleep(Duration::from_secs(4));
+        drop(s);
+    });
+    let cfg = TcpConfig {
+        timeout: Duration::from_millis(300),
+        max_message: 1 << 30,
+        ..TcpConfig::default()
+    };
+    let mut ch = TcpChannel::connect(addr, cfg).unwrap();
+    let big = vec![0u8; 64 << 20];
+    let t0 = Instant::now();
+    let e = ch.send(&big).and_then(|()| ch.flush()).unwrap_err();
+    assert!(matches!(e, TransportError::Timeout(_)), "{e}");
+    assert!(t0.elapsed() < Duration::from_secs(3));
+    h.join().unwrap();
+}
