@@ -187,12 +187,15 @@ class _Attention(nn.Module):
         self.scale = 1.0 / math.sqrt(self.dh)
 
     def forward(self, x):
+        # Batch 1 (export) keeps literal shapes so the ONNX graph has no Shape/Gather ops;
+        # training batches take the leading dimension from the input.
+        b = 1 if x.shape[0] == 1 else x.shape[0]
         t, h, dh = self.tokens, self.heads, self.dh
-        q = self.q(x).reshape(1, t, h, dh).transpose(1, 2)
-        k = self.k(x).reshape(1, t, h, dh).permute(0, 2, 3, 1)
-        v = self.v(x).reshape(1, t, h, dh).transpose(1, 2)
+        q = self.q(x).reshape(b, t, h, dh).transpose(1, 2)
+        k = self.k(x).reshape(b, t, h, dh).permute(0, 2, 3, 1)
+        v = self.v(x).reshape(b, t, h, dh).transpose(1, 2)
         att = torch.softmax(torch.matmul(q, k) * self.scale, dim=-1)
-        out = torch.matmul(att, v).transpose(1, 2).reshape(1, t, h * dh)
+        out = torch.matmul(att, v).transpose(1, 2).reshape(b, t, h * dh)
         return self.proj(out)
 
 
@@ -224,8 +227,13 @@ class ViT(nn.Module):
         self.head = nn.Linear(dim, num_classes)
 
     def forward(self, x):
-        x = self.patch(x).reshape(1, self.dim, self.n).transpose(1, 2)
-        x = torch.cat([self.cls, x], dim=1) + self.pos
+        if x.shape[0] == 1:
+            x = self.patch(x).reshape(1, self.dim, self.n).transpose(1, 2)
+            x = torch.cat([self.cls, x], dim=1) + self.pos
+        else:
+            b = x.shape[0]
+            x = self.patch(x).reshape(b, self.dim, self.n).transpose(1, 2)
+            x = torch.cat([self.cls.expand(b, -1, -1), x], dim=1) + self.pos
         x = self.ln(self.blocks(x))
         return self.head(x[:, 0])
 
