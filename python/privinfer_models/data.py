@@ -31,6 +31,25 @@ def load_cifar_bin(path: str, limit: int | None = None):
     return rec[:, 1:].reshape(-1, 3, 32, 32), rec[:, 0].astype(np.int64)
 
 
+def fit_image(img: Image.Image, out_h: int, out_w: int) -> Image.Image:
+    """The preprocessing for an image of another size than the model's input (the same rule as
+    the Rust loader, crates/nn/src/data.rs `fit_planar`): RGB (grayscale replicated, alpha
+    dropped), a bilinear resize to the smallest size with the image's aspect ratio that covers
+    out_h x out_w (for a square target torchvision's Resize(int): shorter side to the target,
+    longer side floor(target * long / short)), then a centre crop with torchvision's rounding."""
+    img = img.convert("RGB")
+    w, h = img.size
+    if (h, w) == (out_h, out_w):
+        return img
+    if h * out_w <= w * out_h:
+        sh, sw = out_h, max(out_w, out_h * w // h)
+    else:
+        sh, sw = max(out_h, out_w * h // w), out_w
+    img = img.resize((sw, sh), Image.BILINEAR)
+    top, left = int(round((sh - out_h) / 2.0)), int(round((sw - out_w) / 2.0))
+    return img.crop((left, top, left + out_w, top + out_h))
+
+
 def load_png_chw(path: str) -> np.ndarray:
     """A PNG/JPEG as uint8 [3, H, W] (RGB)."""
     return np.asarray(Image.open(path).convert("RGB")).transpose(2, 0, 1).copy()
@@ -63,3 +82,32 @@ def iter_train_jpeg(tar_path: str, per_class: int | None = None):
             counts[label] += 1
             img = Image.open(io.BytesIO(tar.extractfile(member).read())).convert("RGB")
             yield np.asarray(img).transpose(2, 0, 1).copy(), label
+
+
+def write_fit_fixtures(out_dir: str, size: int = 32) -> None:
+    """crates/nn/tests/fixtures/fit/: seeded images of other sizes and modes (RGB, grayscale,
+    RGBA; down- and up-scaling) as PNG, each with PIL's `fit_image` result at size x size as raw
+    planar RGB bytes (`NAME.fit32.bin`), the oracle of the Rust loader's `fit_planar`.
+
+        python -c "from privinfer_models.data import write_fit_fixtures as w; w('../crates/nn/tests/fixtures/fit')"
+    """
+    import os
+
+    rng = np.random.default_rng(7)
+
+    def smooth(h, w, c):
+        y, x = np.mgrid[0:h, 0:w]
+        base = np.stack([(128 + 100 * np.sin(x / 5.0 + k) * np.cos(y / 7.0 - k)) for k in range(c)], -1)
+        return np.clip(base + rng.normal(0, 12, base.shape), 0, 255).astype(np.uint8)
+
+    cases = [("rgb_45x37.png", Image.fromarray(smooth(37, 45, 3), "RGB")),
+             ("gray_40x64.png", Image.fromarray(smooth(64, 40, 1)[:, :, 0], "L")),
+             ("rgba_50x50.png", Image.fromarray(smooth(50, 50, 4), "RGBA")),
+             ("rgb_200x120.png", Image.fromarray(smooth(120, 200, 3), "RGB")),
+             ("rgb_17x17.png", Image.fromarray(smooth(17, 17, 3), "RGB"))]
+    os.makedirs(out_dir, exist_ok=True)
+    for name, img in cases:
+        path = os.path.join(out_dir, name)
+        img.save(path)
+        fitted = np.asarray(fit_image(Image.open(path), size, size)).transpose(2, 0, 1).copy()
+        fitted.tofile(path.replace(".png", f".fit{size}.bin"))

@@ -126,14 +126,125 @@ pub fn decode_image_rgb(bytes: &[u8], origin: &str) -> Result<(Vec<u8>, usize, u
 
 /// Decodes PNG or JPEG bytes of exactly `height × width` pixels to a normalized
 /// `[1, 3, height, width]` input.
-pub fn image_from_bytes(
+pub fn image_from_bytes(bytes: &[u8], origin: &str, height: usize, width: usize) -> Result<Vec<f32>> {
+    Ok(image_from_bytes_as(bytes, origin, height, width, Resize::Strict)?.0)
+}
+
+/// How an image of another size was brought to the model's input: scaled from `from` to
+/// `scaled` (height, width), then cropped at (`top`, `left`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fit {
+    pub from: (usize, usize),
+    pub scaled: (usize, usize),
+    pub top: usize,
+    pub left: usize,
+}
+
+impl std::fmt::Display for Fit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "resized {}×{} to {}×{} (bilinear) and centre-cropped",
+            self.from.1, self.from.0, self.scaled.1, self.scaled.0
+        )
+    }
+}
+
+/// What to do with an image whose size differs from the model's input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Resize {
+    /// Scale and centre-crop it ([`fit_planar`]).
+    Fit,
+    /// Refuse it ([`NnError::ImageSize`]).
+    Strict,
+}
+
+/// The scaled size before the centre crop: the smallest size with the image's aspect ratio that
+/// covers `out_h × out_w` (for a square target, the shorter side becomes the target and the
+/// longer one `⌊target · long / short⌋`, torchvision's `Resize(int)`).
+fn cover(h: usize, w: usize, out_h: usize, out_w: usize) -> (usize, usize) {
+    if h * out_w <= w * out_h {
+        (out_h, (out_h * w / h).max(out_w))
+    } else {
+        ((out_w * h / w).max(out_h), out_w)
+    }
+}
+
+/// Python's `round` of `n / 2` (halves to even), as torchvision's `CenterCrop` computes offsets.
+fn half_round_even(n: usize) -> usize {
+    let q = n / 2;
+    if n % 2 == 1 && q % 2 == 1 {
+        q + 1
+    } else {
+        q
+    }
+}
+
+/// Brings planar RGB bytes `[3, h, w]` to `[3, out_h, out_w]` as the toolkit prepares images
+/// (python/privinfer_models/data.py `fit_image`): a bilinear (triangle-filter, antialiased)
+/// resize to the covering size of [`cover`], then a centre crop. Equal sizes are returned as they
+/// are. The result matches PIL's within ±2 levels per pixel (the two libraries round their
+/// separable passes differently; tested against PIL's output).
+pub fn fit_planar(rgb: &[u8], h: usize, w: usize, out_h: usize, out_w: usize) -> (Vec<u8>, Option<Fit>) {
+    if (h, w) == (out_h, out_w) || h == 0 || w == 0 || out_h == 0 || out_w == 0 {
+        return (rgb.to_vec(), None);
+    }
+    let mut img = image::RgbImage::new(w as u32, h as u32);
+    for (x, y, p) in img.enumerate_pixels_mut() {
+        let i = y as usize * w + x as usize;
+        *p = image::Rgb([rgb[i], rgb[h * w + i], rgb[2 * h * w + i]]);
+    }
+    let (sh, sw) = cover(h, w, out_h, out_w);
+    let scaled = image::imageops::resize(&img, sw as u32, sh as u32, image::imageops::FilterType::Triangle);
+    let (top, left) = (half_round_even(sh - out_h), half_round_even(sw - out_w));
+    let crop = image::imageops::crop_imm(&scaled, left as u32, top as u32, out_w as u32, out_h as u32).to_image();
+    let (planar, _, _) = planar_rgb(image::DynamicImage::ImageRgb8(crop));
+    (
+        planar,
+        Some(Fit {
+            from: (h, w),
+            scaled: (sh, sw),
+            top,
+            left,
+        }),
+    )
+}
+
+/// Loads a PNG or JPEG image as a normalized `[1, 3, height, width]` input; an image of another
+/// size is fitted ([`fit_planar`]) or refused, as `resize` says. Returns what fitting did.
+pub fn load_image_as(
+    path: impl AsRef<Path>,
+    height: usize,
+    width: usize,
+    resize: Resize,
+) -> Result<(Vec<f32>, Option<Fit>)> {
+    let path = path.as_ref();
+    let (rgb, h, w) = read_image_rgb(path)?;
+    prepare(rgb, h, w, &path.display().to_string(), height, width, resize)
+}
+
+/// As [`load_image_as`], from PNG or JPEG bytes (named `origin` in errors).
+pub fn image_from_bytes_as(
     bytes: &[u8],
     origin: &str,
     height: usize,
     width: usize,
-) -> Result<Vec<f32>> {
+    resize: Resize,
+) -> Result<(Vec<f32>, Option<Fit>)> {
     let (rgb, h, w) = decode_image_rgb(bytes, origin)?;
-    if h != height || w != width {
+    prepare(rgb, h, w, origin, height, width, resize)
+}
+
+fn prepare(
+    rgb: Vec<u8>,
+    h: usize,
+    w: usize,
+    origin: &str,
+    height: usize,
+    width: usize,
+    resize: Resize,
+) -> Result<(Vec<f32>, Option<Fit>)> {
+    if (h, w) != (height, width) && resize == Resize::Strict {
         return Err(NnError::ImageSize {
             path: origin.to_string(),
             width: w as u32,
@@ -142,7 +253,8 @@ pub fn image_from_bytes(
             expected_h: height,
         });
     }
-    Ok(normalize_chw(&rgb))
+    let (rgb, fit) = fit_planar(&rgb, h, w, height, width);
+    Ok((normalize_chw(&rgb), fit))
 }
 
 fn planar_rgb(img: image::DynamicImage) -> (Vec<u8>, usize, usize) {
@@ -160,18 +272,7 @@ fn planar_rgb(img: image::DynamicImage) -> (Vec<u8>, usize, usize) {
 /// Loads a PNG or JPEG image of exactly `height × width` pixels as a normalized
 /// `[1, 3, height, width]` input.
 pub fn load_image(path: impl AsRef<Path>, height: usize, width: usize) -> Result<Vec<f32>> {
-    let path = path.as_ref();
-    let (rgb, h, w) = read_image_rgb(path)?;
-    if h != height || w != width {
-        return Err(NnError::ImageSize {
-            path: path.display().to_string(),
-            width: w as u32,
-            height: h as u32,
-            expected_w: width,
-            expected_h: height,
-        });
-    }
-    Ok(normalize_chw(&rgb))
+    Ok(load_image_as(path, height, width, Resize::Strict)?.0)
 }
 
 #[cfg(test)]
