@@ -75,19 +75,36 @@ fn load_model(path: Option<&Path>) -> anyhow::Result<(nn::Model, String)> {
     }
 }
 
-/// Reads an image (or the bundled one) as a normalized input of the plan's input shape.
-fn load_input(image: Option<&Path>, shape: &[usize]) -> anyhow::Result<(Vec<f32>, String)> {
+/// Reads an image (or the bundled one) as a normalized input of the model's input shape,
+/// fitting other sizes unless `strict` (and saying so on stderr).
+fn load_input(
+    image: Option<&Path>,
+    shape: &[usize],
+    strict: bool,
+) -> anyhow::Result<(Vec<f32>, String)> {
     let (h, w) = match shape {
         [1, 3, h, w] => (*h, *w),
         s => bail!("the model input {s:?} is not a [1, 3, H, W] image"),
     };
-    match image {
-        Some(p) => Ok((nn::data::load_image(p, h, w)?, p.display().to_string())),
-        None => Ok((
-            nn::data::image_from_bytes(DEMO_IMAGE, DEMO_IMAGE_NAME, h, w)?,
-            DEMO_IMAGE_NAME.into(),
-        )),
+    let mode = if strict {
+        nn::data::Resize::Strict
+    } else {
+        nn::data::Resize::Fit
+    };
+    let (x, fit, name) = match image {
+        Some(p) => {
+            let (x, fit) = nn::data::load_image_as(p, h, w, mode)?;
+            (x, fit, p.display().to_string())
+        }
+        None => {
+            let (x, fit) = nn::data::image_from_bytes_as(DEMO_IMAGE, DEMO_IMAGE_NAME, h, w, mode)?;
+            (x, fit, DEMO_IMAGE_NAME.to_string())
+        }
+    };
+    if let Some(f) = fit {
+        eprintln!("{name}: {f} to the model's {w}×{h} input (--no-resize refuses instead)");
     }
+    Ok((x, name))
 }
 
 fn quantize(x: &[f32], plan: &Plan) -> Result<Vec<u64>, EngineError> {
@@ -142,7 +159,10 @@ fn loopback_server(
         "127.0.0.1:0",
         ServerConfig {
             max_sessions: 1,
+            // Large models plan and set up for a while on small machines.
+            handshake_timeout: Duration::from_secs(600),
             tcp,
+            ..ServerConfig::default()
         },
     )?;
     let addr = server.local_addr()?;
@@ -262,9 +282,13 @@ pub struct DemoArgs {
     /// ONNX model (default: the bundled ResNet-20).
     #[arg(long)]
     model: Option<PathBuf>,
-    /// PNG/JPEG image (default: the bundled CIFAR-10 sample).
+    /// PNG/JPEG image (default: the bundled CIFAR-10 sample); other sizes are resized and
+    /// centre-cropped to the model's input.
     #[arg(long)]
     image: Option<PathBuf>,
+    /// Refuse an image whose size is not the model's input size instead of resizing it.
+    #[arg(long)]
+    no_resize: bool,
     #[command(flatten)]
     opts: ModelOpts,
 }
@@ -272,7 +296,7 @@ pub struct DemoArgs {
 /// `privinfer demo`: server and client in one process over TCP loopback.
 pub fn demo(a: DemoArgs) -> anyhow::Result<()> {
     let (model, model_name) = load_model(a.model.as_deref())?;
-    let (x, image_name) = load_input(a.image.as_deref(), model.input_shape())?;
+    let (x, image_name) = load_input(a.image.as_deref(), model.input_shape(), a.no_resize)?;
     println!("privinfer demo: {model_name}, image {image_name}");
     let plain = nn::float::run(&model, &x)?;
     let plain: Vec<f64> = plain.data.iter().map(|&v| v as f64).collect();
@@ -305,40 +329,110 @@ pub struct ServeArgs {
     /// Sessions served at the same time.
     #[arg(long, default_value_t = 4)]
     max_sessions: usize,
+    /// Clients that may wait for a session slot (told their position); one more is refused as
+    /// busy with a retry hint.
+    #[arg(long, default_value_t = 32)]
+    max_queue: usize,
+    /// Seconds a client may wait in the queue before it is refused as busy.
+    #[arg(long, default_value_t = 300)]
+    queue_wait: u64,
+    /// Seconds from connect to a complete, valid client hello; slower connections are dropped
+    /// without ever holding a session slot.
+    #[arg(long, default_value_t = 10)]
+    handshake_timeout: u64,
+    /// Seconds one message of a running session may take (waiting for the peer included).
+    #[arg(long, default_value_t = 300)]
+    timeout: u64,
+    /// Seconds one whole session may take.
+    #[arg(long, default_value_t = 3600)]
+    session_timeout: u64,
+    /// Connections open at once from one IP address.
+    #[arg(long, default_value_t = 16)]
+    max_per_address: usize,
+    /// Connections open at once in total.
+    #[arg(long, default_value_t = 256)]
+    max_connections: usize,
+    /// Memory the server may use in all, e.g. 2G or 512M: its idle size plus each running
+    /// session's predicted peak; clients wait in the queue until their session fits.
+    #[arg(long, value_parser = parse_size)]
+    memory_budget: Option<u64>,
     /// Stop after this many connections (default: serve until killed).
     #[arg(long)]
     max_clients: Option<usize>,
-    /// Seconds to wait for a silent client before dropping it.
-    #[arg(long, default_value_t = 300)]
-    timeout: u64,
     #[command(flatten)]
     opts: ModelOpts,
 }
 
-/// `privinfer serve`: serve a model to clients, one thread each.
-pub fn serve(a: ServeArgs) -> anyhow::Result<()> {
-    if a.max_sessions == 0 {
-        bail!("--max-sessions must be at least 1");
+/// A byte count with an optional K, M, G or T suffix (powers of 1024), e.g. `512M`, `2G`.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let (num, mul) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let shift = match c.to_ascii_uppercase() {
+                'K' => 10,
+                'M' => 20,
+                'G' => 30,
+                'T' => 40,
+                _ => return Err(format!("{s:?}: unknown size suffix (use K, M, G or T)")),
+            };
+            (&t[..i], 1u64 << shift)
+        }
+        _ => (t, 1),
+    };
+    let v: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size such as 512M or 2G"))?;
+    if !(v.is_finite() && v > 0.0) {
+        return Err(format!("{s:?}: a size must be positive"));
     }
+    Ok((v * mul as f64) as u64)
+}
+
+/// `privinfer serve`: serve a model to clients (see engine::server for the phases and limits).
+pub fn serve(a: ServeArgs) -> anyhow::Result<()> {
     let (model, _) = load_model(Some(&a.model))?;
     let server_model = ServerModel::new(&model, &a.opts.plan_config()?)?;
     let service = Arc::new(ModelService::new(server_model, a.opts.reveal())?);
-    let tcp = TcpConfig {
-        timeout: Duration::from_secs(a.timeout.max(1)),
-        ..TcpConfig::default()
-    };
-    let server = Server::bind(
-        a.listen.as_str(),
-        ServerConfig {
-            max_sessions: a.max_sessions,
-            tcp,
+    let secs = |s: u64| Duration::from_secs(s.max(1));
+    let cfg = ServerConfig {
+        max_sessions: a.max_sessions,
+        max_queue: a.max_queue,
+        queue_wait: Duration::from_secs(a.queue_wait),
+        handshake_timeout: secs(a.handshake_timeout),
+        session_timeout: secs(a.session_timeout),
+        max_per_address: a.max_per_address,
+        max_connections: a.max_connections,
+        memory_budget: a.memory_budget,
+        tcp: TcpConfig {
+            timeout: secs(a.timeout),
+            ..TcpConfig::default()
         },
-    )?;
+        ..ServerConfig::default()
+    };
+    let session = service.session_memory();
+    let idle = math::alloc::resident_bytes().unwrap_or(0);
+    let memory_slots = Server::memory_slots(&cfg, idle, session)?;
+    let server = Server::bind(a.listen.as_str(), cfg)?;
     eprintln!(
         "serving {} on {} (model digest {})",
         a.model.display(),
         server.local_addr()?,
         service.digest()
+    );
+    let limit = match (memory_slots, a.memory_budget) {
+        (Some(m), Some(b)) if m < a.max_sessions => format!(
+            "; memory budget {:.0} MiB (idle {:.0} MiB) allows {m}",
+            mib(b),
+            mib(idle)
+        ),
+        _ => String::new(),
+    };
+    eprintln!(
+        "{} sessions at once{limit}, {} queued at most; one session's predicted peak {:.0} MiB",
+        a.max_sessions.min(memory_slots.unwrap_or(usize::MAX)),
+        a.max_queue,
+        mib(session)
     );
     server.run(service, a.max_clients)?;
     Ok(())
@@ -349,18 +443,31 @@ pub struct InferArgs {
     /// Server address, e.g. 127.0.0.1:7000.
     #[arg(long)]
     connect: String,
-    /// PNG or JPEG image of the model's input size.
+    /// PNG or JPEG image; other sizes than the model's input are resized and centre-cropped.
     #[arg(long)]
     image: PathBuf,
+    /// Refuse an image whose size is not the model's input size instead of resizing it.
+    #[arg(long)]
+    no_resize: bool,
     /// Refuse to run unless the server's model digest equals this (hex).
     #[arg(long)]
     expect_digest: Option<String>,
     /// Seconds to wait for the server (large layers take minutes on small machines).
     #[arg(long, default_value_t = 300)]
     timeout: u64,
+    /// When the server is busy, try again up to this many times, waiting as it suggests (at
+    /// least 1, 2, 4, … s, at most 60 s).
+    #[arg(long, default_value_t = 0)]
+    retry: u32,
     /// One JSON object.
     #[arg(long)]
     json: bool,
+}
+
+/// Seconds to wait before retry `attempt` (1-based) after a busy answer that suggested `hint`.
+fn backoff_s(attempt: u32, hint: u64) -> u64 {
+    let exp = 1u64 << (attempt.saturating_sub(1)).min(6);
+    hint.max(exp).min(60)
 }
 
 /// `privinfer infer`: the client side against a running server.
@@ -372,26 +479,73 @@ pub fn infer(a: InferArgs) -> anyhow::Result<()> {
         connect_timeout: Duration::from_secs(a.timeout.clamp(1, 10)),
         ..TcpConfig::default()
     };
-    let pb = progress_bar(a.json, "private inference");
-    let inf = engine::infer(
-        a.connect.as_str(),
-        tcp,
-        a.expect_digest.as_deref(),
-        &mut |plan| {
-            let shape = &plan.steps[0].shape;
-            if shape.as_slice() != [1, 3, h, w] {
-                return Err(EngineError::InputShape {
-                    expected: shape.clone(),
-                    got: 3 * h * w,
-                });
+    let mut attempt = 0u32;
+    let inf = loop {
+        let pb = progress_bar(a.json, "private inference");
+        let mut last_pos = 0usize;
+        let r = engine::infer_queued(
+            a.connect.as_str(),
+            tcp,
+            a.expect_digest.as_deref(),
+            &mut |plan| {
+                let shape = &plan.steps[0].shape;
+                let (mh, mw) = match shape.as_slice() {
+                    [1, 3, mh, mw] => (*mh, *mw),
+                    _ => {
+                        return Err(EngineError::InputShape {
+                            expected: shape.clone(),
+                            got: 3 * h * w,
+                        })
+                    }
+                };
+                if (mh, mw) != (h, w) && a.no_resize {
+                    return Err(EngineError::InputShape {
+                        expected: shape.clone(),
+                        got: 3 * h * w,
+                    });
+                }
+                let (pixels, fit) = nn::data::fit_planar(&rgb, h, w, mh, mw);
+                if let Some(f) = fit {
+                    pb.suspend(|| {
+                        eprintln!(
+                            "{}: {f} to the model's {mw}×{mh} input (--no-resize refuses instead)",
+                            a.image.display()
+                        )
+                    });
+                }
+                pb.set_length(plan.steps.len() as u64);
+                quantize(&nn::data::normalize_chw(&pixels), plan)
+            },
+            &mut |i, _| pb.set_position(i as u64),
+            &mut |q| {
+                if q.queued != last_pos {
+                    last_pos = q.queued;
+                    pb.suspend(|| {
+                        eprintln!(
+                            "queued: position {} ({} sessions running)",
+                            q.queued, q.sessions
+                        )
+                    });
+                }
+            },
+        );
+        pb.finish_and_clear();
+        match r {
+            Err(EngineError::Busy {
+                reason,
+                retry_after_s,
+            }) if attempt < a.retry => {
+                attempt += 1;
+                let wait = backoff_s(attempt, retry_after_s);
+                eprintln!(
+                    "server busy ({reason}); retry {attempt} of {} in {wait} s",
+                    a.retry
+                );
+                thread::sleep(Duration::from_secs(wait));
             }
-            pb.set_length(plan.steps.len() as u64);
-            quantize(&nn::data::normalize_chw(&rgb), plan)
-        },
-        &mut |i, _| pb.set_position(i as u64),
-    )
-    .with_context(|| format!("private inference with {}", a.connect))?;
-    pb.finish_and_clear();
+            r => break r.with_context(|| format!("private inference with {}", a.connect))?,
+        }
+    };
     let fixed = FixedConfig::new(inf.plan.ell, inf.plan.scale)?;
     let (label, logits) = match &inf.outcome {
         Outcome::Logits(l) => {
@@ -419,10 +573,14 @@ pub struct BenchModelArgs {
     /// ONNX model.
     #[arg(long)]
     model: Option<PathBuf>,
-    /// PNG/JPEG input (default: the bundled CIFAR-10 sample, or a seeded random image of the
-    /// model's input size when the sizes differ).
+    /// PNG/JPEG input, resized and centre-cropped to the model's input when its size differs
+    /// (default: the bundled CIFAR-10 sample, or a seeded random image of the model's input size
+    /// when the sizes differ).
     #[arg(long)]
     image: Option<PathBuf>,
+    /// Refuse an image whose size is not the model's input size instead of resizing it.
+    #[arg(long)]
+    no_resize: bool,
     /// One JSON object per line.
     #[arg(long)]
     json: bool,
@@ -442,7 +600,9 @@ pub fn bench_model(a: BenchModelArgs) -> anyhow::Result<()> {
         .as_deref()
         .ok_or_else(|| anyhow!("bench needs --model M.onnx or a subcommand (see --help)"))?;
     let (model, _) = load_model(Some(path))?;
-    let x = match load_input(a.image.as_deref(), model.input_shape()) {
+    // The bundled sample is not resized: benchmarks of other input sizes keep their seeded input.
+    let strict = a.no_resize || a.image.is_none();
+    let x = match load_input(a.image.as_deref(), model.input_shape(), strict) {
         Ok((x, _)) => x,
         Err(e) if a.image.is_some() => return Err(e),
         Err(_) => {

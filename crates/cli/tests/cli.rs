@@ -112,7 +112,7 @@ fn bad_inputs_give_one_line_errors() {
         .unwrap();
     one_line_error(&out, "notes.png");
 
-    let (mut server, addr) = serve(&["--max-clients", "3"]);
+    let (mut server, addr) = serve(&["--max-clients", "4"]);
     // Port in use.
     let out = bin()
         .args(["serve", "--listen", &addr, "--model"])
@@ -120,15 +120,29 @@ fn bad_inputs_give_one_line_errors() {
         .output()
         .unwrap();
     one_line_error(&out, "cannot listen on");
-    // Wrong image size: a 64×64 image for a 32×32 model.
+    // Another image size: a 64×64 image for a 32×32 model is refused with --no-resize...
     let big = tmp.join("big.png");
     image_64(&big);
     let out = bin()
-        .args(["infer", "--connect", &addr, "--image"])
+        .args(["infer", "--no-resize", "--connect", &addr, "--image"])
         .arg(&big)
         .output()
         .unwrap();
     one_line_error(&out, "[1, 3, 32, 32]");
+    // ... and resized (saying so) without it.
+    let out = bin()
+        .args(["infer", "--json", "--connect", &addr, "--image"])
+        .arg(&big)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("resized 64×64 to 32×32 (bilinear) and centre-cropped"),
+        "{err}"
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["label"].as_u64().unwrap() < 10);
     // Digest mismatch.
     let out = bin()
         .args([
@@ -158,6 +172,75 @@ fn bad_inputs_give_one_line_errors() {
     assert_eq!(v["label"], 8);
     assert!(server.wait().unwrap().success());
     std::fs::remove_dir_all(&tmp).ok();
+}
+
+/// `serve --memory-budget` below one session is refused at start with the sizes; a busy server
+/// makes `infer --retry` wait as told and try again until it is served.
+#[test]
+fn memory_budget_and_busy_retries() {
+    let out = bin()
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--memory-budget",
+            "1M",
+            "--model",
+        ])
+        .arg(repo().join("models/resnet20.onnx"))
+        .output()
+        .unwrap();
+    one_line_error(&out, "memory budget of 1 MiB is below");
+    let out = bin()
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--memory-budget",
+            "12Q",
+            "--model",
+        ])
+        .arg(repo().join("models/resnet20.onnx"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown size suffix"));
+
+    // One slot and no queue: the second client is refused as busy until the first is done.
+    let (mut server, addr) = serve(&["--max-sessions", "1", "--max-queue", "0"]);
+    let image = repo().join("models/samples/cifar10_01_8.png");
+    let first = bin()
+        .args(["infer", "--json", "--connect", &addr, "--image"])
+        .arg(&image)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let out = bin()
+        .args([
+            "infer",
+            "--json",
+            "--retry",
+            "4",
+            "--connect",
+            &addr,
+            "--image",
+        ])
+        .arg(&image)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("server busy (1 running, 0 waiting (queue limit 0)); retry 1 of 4 in"),
+        "{err}"
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["label"], 8);
+    assert!(first.wait_with_output().unwrap().status.success());
+    server.kill().ok();
+    server.wait().ok();
 }
 
 /// Writes a 64×64 PNG (a valid image of the wrong size).

@@ -16,8 +16,10 @@ pub mod service;
 
 pub use plan::{LinearChoice, Plan, PlanConfig, Step, StepKind};
 pub use run::{run_client, run_server, OtReport, Outcome, Report, ServerModel, StepReport};
-pub use server::{Server, ServerConfig, SessionHandler};
-pub use service::{infer, infer_channel, Inference, ModelService};
+pub use server::{Server, ServerConfig, ServerStats, SessionHandler, StatsHandle};
+pub use service::{
+    infer, infer_channel, infer_channel_queued, infer_queued, Inference, ModelService,
+};
 
 /// Errors of planning and running a private inference session.
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +45,8 @@ pub enum EngineError {
     DigestMismatch { expected: String, offered: String },
     #[error("the server refused the session: {0}")]
     Refused(String),
+    #[error("the server is busy: {reason}; retry after {retry_after_s} s")]
+    Busy { reason: String, retry_after_s: u64 },
     #[error("node {node} ({op}) cannot run privately: {reason}")]
     Unsupported {
         node: String,
@@ -51,6 +55,14 @@ pub enum EngineError {
     },
     #[error("invalid plan at step {step}: {reason}")]
     InvalidPlan { step: usize, reason: String },
+    #[error("server limits: {what}")]
+    Config { what: &'static str },
+    #[error("memory budget of {} MiB is below the server's idle {} MiB plus one session's predicted {} MiB", budget >> 20, idle >> 20, session >> 20)]
+    MemoryBudget {
+        budget: u64,
+        idle: u64,
+        session: u64,
+    },
     #[error("input has {got} elements, the model expects shape {expected:?}")]
     InputShape { expected: Vec<usize>, got: usize },
 }

@@ -10,6 +10,16 @@ use nn::{FixedConfig, Model, Op};
 
 use crate::EngineError;
 
+/// Fixed part of a server session's memory (see [`Plan::predicted_session_memory`]).
+pub const SESSION_BASE: u64 = 24 << 20;
+/// Silent OT's LPN secret and iteration state, both directions (2 × 589,824 reserved COTs of
+/// Ferret's large set at 16 bytes, rounded up).
+pub const SESSION_OT_SLACK: u64 = 24 << 20;
+/// Memory of a linear layer's HE working set per byte it sends and receives.
+pub const SESSION_HE_FACTOR: u64 = 16;
+/// Memory of a non-linear step per 16-byte COT it uses.
+pub const SESSION_STEP_FACTOR: u64 = 4;
+
 /// Version of the plan format; part of the digest. 2: the `rescale_relu6` epilogue.
 pub const PLAN_VERSION: u32 = 2;
 /// Largest plan a client accepts (nodes), so a hostile server cannot make it allocate without bound.
@@ -616,6 +626,53 @@ impl Plan {
             }
         }
         Ok(())
+    }
+
+    /// Predicted peak memory of one server session of this plan, in bytes: what a server adds to
+    /// its idle footprint while it runs the session (the admission check of
+    /// `ServerConfig::memory_budget`). From the plan alone:
+    /// * silent-OT buffers: 16 bytes per COT at the most COTs held at once in each direction
+    ///   (the run's prefetch schedule, `run::peak_cot_buffer`), twice that in a direction that
+    ///   refills during the run (consumed chunks are kept for reuse while new ones are made),
+    ///   plus the LPN state of both directions ([`SESSION_OT_SLACK`]);
+    /// * the largest non-linear step: [`SESSION_STEP_FACTOR`] × 16 bytes per COT it uses (its
+    ///   COTs served as a copy, and the OT messages derived from them), plus its messages twice;
+    /// * the largest linear layer's HE working set: [`SESSION_HE_FACTOR`] times its wire bytes
+    ///   (ciphertexts expand from their compact wire form to 8-byte RNS words; the encoded
+    ///   weights, products and packing keys sit beside them);
+    /// * every step's output shares (8 bytes per element), and [`SESSION_BASE`].
+    ///
+    /// The constants are upper bounds calibrated against measured peaks of five models, from a
+    /// tiny CNN to ResNet-18 (64×64): predicted is 1.2–2.0× measured (BENCHMARKS.md § Serving).
+    /// A plan whose costs cannot be computed predicts `u64::MAX`, which no budget admits.
+    pub fn predicted_session_memory(&self, reveal_label: bool) -> u64 {
+        let Ok(costs) = self.nonlinear_costs(reveal_label) else {
+            return u64::MAX;
+        };
+        let need: Vec<(usize, usize)> = costs.iter().map(|c| c.cots_for(mpc::Party::P0)).collect();
+        let (ps, pr) = crate::run::peak_cot_buffer(&need);
+        let (ts, tr) = need.iter().fold((0, 0), |(a, b), &(s, r)| (a + s, b + r));
+        let held = |peak: usize, total: usize| if total > peak { 2 * peak } else { peak } as u64;
+        let step_cots = need.iter().map(|&(a, b)| a + b).max().unwrap_or(0) as u64;
+        let ot = 16 * (held(ps, ts) + held(pr, tr)) + SESSION_OT_SLACK;
+        let step = SESSION_STEP_FACTOR * 16 * step_cots
+            + 2 * costs.iter().map(|c| c.bits / 8).max().unwrap_or(0);
+        let he = self
+            .steps
+            .iter()
+            .filter_map(|s| match &s.kind {
+                StepKind::Linear { cost, .. } => Some(cost.bytes()),
+                _ => None,
+            })
+            .max()
+            .unwrap_or(0)
+            * SESSION_HE_FACTOR;
+        let shares: u64 = self
+            .steps
+            .iter()
+            .map(|s| 8 * s.shape.iter().product::<usize>() as u64)
+            .sum();
+        SESSION_BASE + ot + step + he + shares
     }
 
     /// Predicted communication of all linear layers (the non-linear layers are measured).

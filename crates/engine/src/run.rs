@@ -205,16 +205,7 @@ impl CotSchedule {
         session: &mut Session,
         ch: &mut C,
     ) -> Result<(), EngineError> {
-        let (mut ts, mut tr) = (0, 0);
-        let mut to_end = true;
-        for (k, &(a, b)) in self.need.iter().enumerate().skip(i) {
-            if k > i && (ts + a > COT_CHUNK || tr + b > COT_CHUNK) {
-                to_end = false;
-                break;
-            }
-            ts += a;
-            tr += b;
-        }
+        let (ts, tr, to_end) = prefetch_span(&self.need, i);
         if to_end {
             // The run needs nothing beyond these: no reserve for further LPN iterations.
             session.prefetch_last(ch, ts, tr)?;
@@ -223,6 +214,39 @@ impl CotSchedule {
         }
         Ok(())
     }
+}
+
+/// COTs (as sender, as receiver) buffered by a prefetch before step `i`: the steps from `i` on
+/// that fit in [`COT_CHUNK`] per direction (at least step `i`'s), and whether they run to the end.
+fn prefetch_span(need: &[(usize, usize)], i: usize) -> (usize, usize, bool) {
+    let (mut ts, mut tr) = (0, 0);
+    for (k, &(a, b)) in need.iter().enumerate().skip(i) {
+        if k > i && (ts + a > COT_CHUNK || tr + b > COT_CHUNK) {
+            return (ts, tr, false);
+        }
+        ts += a;
+        tr += b;
+    }
+    (ts, tr, true)
+}
+
+/// The most COTs (as sender, as receiver) a party holds at once when it follows [`CotSchedule`]
+/// on per-step needs `need` (the output's last): the memory model of `Plan::predicted_session_memory`.
+pub(crate) fn peak_cot_buffer(need: &[(usize, usize)]) -> (usize, usize) {
+    let (mut bs, mut br) = (0usize, 0usize);
+    let (mut ps, mut pr) = (0usize, 0usize);
+    for (i, &(ns, nr)) in need.iter().enumerate() {
+        if i == 0 || bs < ns || br < nr {
+            let (ts, tr, _) = prefetch_span(need, i);
+            bs = bs.max(ts);
+            br = br.max(tr);
+        }
+        ps = ps.max(bs);
+        pr = pr.max(br);
+        bs -= ns.min(bs);
+        br -= nr.min(br);
+    }
+    (ps, pr)
 }
 
 /// The activation a rescale computes with it.

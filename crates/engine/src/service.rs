@@ -9,7 +9,7 @@ use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use transport::{Channel, TcpChannel, TcpConfig};
 
-use crate::handshake::{self, Reveal, ServerHello};
+use crate::handshake::{self, Queued, Reveal, ServerHello};
 use crate::run::{run_client, run_server, Outcome, Report, ServerModel};
 use crate::server::SessionHandler;
 use crate::{EngineError, Plan};
@@ -49,9 +49,21 @@ impl ModelService {
         &self.hello.model_digest
     }
 
-    /// Serves one client on an established channel.
+    /// Predicted peak memory of one server session (`Plan::predicted_session_memory`).
+    pub fn session_memory(&self) -> u64 {
+        self.model
+            .plan
+            .predicted_session_memory(self.reveal == Reveal::Label)
+    }
+
+    /// Serves one client on an established channel: its hello, then the session.
     pub fn serve_channel(&self, ch: &mut impl Channel) -> Result<Report, EngineError> {
         handshake::server_read_hello(ch)?;
+        self.serve_admitted(ch)
+    }
+
+    /// Serves a client whose hello was read and checked: the server's hello, then the session.
+    pub fn serve_admitted(&self, ch: &mut impl Channel) -> Result<Report, EngineError> {
         handshake::server_send_hello(ch, &self.hello)?;
         // A fresh CSPRNG per session, seeded from the OS.
         let mut rng = ChaCha20Rng::from_entropy();
@@ -66,20 +78,18 @@ impl ModelService {
 }
 
 impl SessionHandler for ModelService {
-    fn serve_one(&self, ch: &mut TcpChannel) -> Result<(), EngineError> {
-        let r = self.serve_channel(ch)?;
+    fn hello(&self, ch: &mut TcpChannel) -> Result<(), EngineError> {
+        handshake::server_read_hello(ch).map(|_| ())
+    }
+    fn serve(&self, ch: &mut TcpChannel) -> Result<(), EngineError> {
+        let r = self.serve_admitted(ch)?;
         if let Ok(mut f) = self.finished.lock() {
             f.push(r);
         }
         Ok(())
     }
-    fn refuse_busy(&self, ch: &mut TcpChannel) {
-        // Read the client's hello first so it sees the refusal rather than a reset.
-        let _ = ch.recv();
-        let _ = handshake::refuse(
-            ch,
-            "server busy: too many concurrent sessions, try again later",
-        );
+    fn session_memory(&self) -> u64 {
+        ModelService::session_memory(self)
     }
 }
 
@@ -100,8 +110,20 @@ pub fn infer_channel(
     input: &mut dyn FnMut(&Plan) -> Result<Vec<u64>, EngineError>,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Inference, EngineError> {
+    infer_channel_queued(ch, expect_digest, input, progress, &mut |_| {})
+}
+
+/// As [`infer_channel`], reporting each queue position the server sends while the client waits
+/// for a session slot.
+pub fn infer_channel_queued(
+    ch: &mut impl Channel,
+    expect_digest: Option<&str>,
+    input: &mut dyn FnMut(&Plan) -> Result<Vec<u64>, EngineError>,
+    progress: &mut dyn FnMut(usize, usize),
+    on_queued: &mut dyn FnMut(&Queued),
+) -> Result<Inference, EngineError> {
     let t0 = Instant::now();
-    let hello = handshake::client_handshake(ch)?;
+    let hello = handshake::client_handshake(ch, on_queued)?;
     let plan: Plan = serde_json::from_value(hello.plan).map_err(|e| EngineError::Malformed {
         what: "plan",
         reason: e.to_string(),
@@ -149,8 +171,20 @@ pub fn infer(
     input: &mut dyn FnMut(&Plan) -> Result<Vec<u64>, EngineError>,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Inference, EngineError> {
+    infer_queued(addr, cfg, expect_digest, input, progress, &mut |_| {})
+}
+
+/// As [`infer`], reporting queue positions (see [`infer_channel_queued`]).
+pub fn infer_queued(
+    addr: impl ToSocketAddrs,
+    cfg: TcpConfig,
+    expect_digest: Option<&str>,
+    input: &mut dyn FnMut(&Plan) -> Result<Vec<u64>, EngineError>,
+    progress: &mut dyn FnMut(usize, usize),
+    on_queued: &mut dyn FnMut(&Queued),
+) -> Result<Inference, EngineError> {
     let mut ch = TcpChannel::connect(addr, cfg)?;
-    let r = infer_channel(&mut ch, expect_digest, input, progress);
+    let r = infer_channel_queued(&mut ch, expect_digest, input, progress, on_queued);
     ch.shutdown();
     r
 }

@@ -3,145 +3,18 @@
 
 use std::io::Write;
 use std::net::TcpStream;
-use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use nn::ir::{Conv2d, Linear, Pool};
-use nn::{FixedConfig, Model, Node, Op};
+use nn::FixedConfig;
 use privinfer_engine::handshake::{self, ClientHello, Reveal};
 use privinfer_engine::{
-    infer, infer_channel, EngineError, ModelService, Outcome, PlanConfig, Server, ServerConfig,
-    ServerModel,
+    infer, infer_channel, EngineError, Outcome, PlanConfig, Server, ServerConfig,
 };
 use transport::{Channel, TcpChannel, TcpConfig};
 
-/// A small CNN: conv 3→4 (3×3, pad 1) → ReLU → max-pool 2 → global average → FC 4→3.
-fn tiny_model() -> Model {
-    let w = |n: usize, k: f32| {
-        (0..n)
-            .map(|i| ((i as f32 * 0.37 + k).sin()) * 0.5)
-            .collect::<Vec<f32>>()
-    };
-    let node = |name: &str, op: Op, inputs: Vec<usize>, shape: Vec<usize>| Node {
-        name: name.into(),
-        op,
-        inputs,
-        shape,
-    };
-    Model {
-        name: "tiny".into(),
-        input_name: "x".into(),
-        nodes: vec![
-            node("x", Op::Input, vec![], vec![1, 3, 8, 8]),
-            node(
-                "conv",
-                Op::Conv(Conv2d {
-                    in_shape: [3, 8, 8],
-                    out_shape: [4, 8, 8],
-                    kernel: [3, 3],
-                    stride: [1, 1],
-                    pads: [1, 1, 1, 1],
-                    groups: 1,
-                    weight: w(4 * 3 * 9, 0.1),
-                    bias: w(4, 0.7),
-                }),
-                vec![0],
-                vec![1, 4, 8, 8],
-            ),
-            node("relu", Op::Relu, vec![1], vec![1, 4, 8, 8]),
-            node(
-                "pool",
-                Op::MaxPool(Pool {
-                    kernel: [2, 2],
-                    stride: [2, 2],
-                    pads: [0; 4],
-                    count_include_pad: false,
-                }),
-                vec![2],
-                vec![1, 4, 4, 4],
-            ),
-            node("gap", Op::GlobalAvgPool, vec![3], vec![1, 4, 1, 1]),
-            node("flat", Op::Reshape, vec![4], vec![1, 4]),
-            node(
-                "fc",
-                Op::Linear(Linear {
-                    in_features: 4,
-                    out_features: 3,
-                    rows: 1,
-                    weight: w(12, 0.3),
-                    bias: w(3, 0.9),
-                }),
-                vec![5],
-                vec![1, 3],
-            ),
-        ],
-        output: 6,
-        metadata: vec![],
-    }
-}
-
-fn input(model: &Model) -> Vec<f32> {
-    let n: usize = model.input_shape().iter().product();
-    (0..n)
-        .map(|i| ((i * 7919) % 1000) as f32 / 250.0 - 2.0)
-        .collect()
-}
-
-fn short() -> TcpConfig {
-    TcpConfig {
-        timeout: Duration::from_secs(3),
-        connect_timeout: Duration::from_secs(3),
-        ..TcpConfig::default()
-    }
-}
-
-fn start_server(
-    model: &Model,
-    reveal: Reveal,
-    max_clients: usize,
-    max_sessions: usize,
-) -> (std::net::SocketAddr, thread::JoinHandle<()>, String) {
-    let sm = ServerModel::new(model, &PlanConfig::default()).unwrap();
-    let service = Arc::new(ModelService::new(sm, reveal).unwrap());
-    let digest = service.digest().to_string();
-    let server = Server::bind(
-        "127.0.0.1:0",
-        ServerConfig {
-            max_sessions,
-            tcp: short(),
-        },
-    )
-    .unwrap();
-    let addr = server.local_addr().unwrap();
-    let h = thread::spawn(move || server.run(service, Some(max_clients)).unwrap());
-    (addr, h, digest)
-}
-
-fn good_client(
-    addr: std::net::SocketAddr,
-    model: &Model,
-    digest: Option<&str>,
-) -> Result<Outcome, EngineError> {
-    let x = input(model);
-    let r = infer(
-        addr,
-        short(),
-        digest,
-        &mut |plan| {
-            let f = FixedConfig::new(plan.ell, plan.scale)?;
-            Ok(x.iter().map(|&v| f.encode(v)).collect())
-        },
-        &mut |_, _| {},
-    )?;
-    // Setup generated exactly the COTs the plan predicts (argmax included when only the label
-    // is revealed), and the run used exactly those.
-    assert_eq!(
-        (r.report.ot.used_send, r.report.ot.used_recv),
-        (r.report.ot.predicted_send, r.report.ot.predicted_recv)
-    );
-    Ok(r.outcome)
-}
+mod common;
+use common::{good_client, input, short, start_server, tiny_model};
 
 #[test]
 fn server_survives_misbehaving_clients_and_keeps_serving() {
@@ -300,20 +173,4 @@ fn plans_are_deterministic_and_tampering_is_detected() {
     let mut bad = a;
     bad.output = 100;
     assert!(bad.validate().is_err());
-}
-
-#[test]
-fn a_full_server_refuses_with_a_reason() {
-    let model = tiny_model();
-    let (addr, server, _) = start_server(&model, Reveal::Logits, 2, 1);
-    // The first client holds the only session slot without saying anything.
-    let idle = TcpStream::connect(addr).unwrap();
-    thread::sleep(Duration::from_millis(300));
-    let e = good_client(addr, &model, None).unwrap_err();
-    assert!(
-        matches!(&e, EngineError::Refused(r) if r.contains("busy")),
-        "{e}"
-    );
-    drop(idle);
-    server.join().unwrap();
 }

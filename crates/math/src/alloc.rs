@@ -29,6 +29,31 @@ pub fn retain_large_allocations() -> bool {
     }
 }
 
+/// Hands freed heap memory back to the operating system (glibc `malloc_trim`), undoing what
+/// [`retain_large_allocations`] keeps; for a long-running server when it becomes idle. Returns
+/// whether any memory was released; a no-op returning `false` on other C libraries.
+pub fn release_free_memory() -> bool {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: `malloc_trim` only releases free pages of the allocator's own arenas (it takes
+        // their locks itself); no live allocation is touched.
+        unsafe { libc::malloc_trim(0) == 1 }
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    {
+        false
+    }
+}
+
+/// The process's resident memory now, in bytes (Linux `/proc/self/statm`); `None` elsewhere.
+pub fn resident_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    // SAFETY: sysconf only reads a system constant.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    Some(pages * u64::try_from(page).ok()?)
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -37,5 +62,19 @@ mod tests {
         assert_eq!(applied, cfg!(all(target_os = "linux", target_env = "gnu")));
         let v = vec![1u64; 4 << 20]; // 32 MiB: still allocates and frees normally
         assert_eq!(v.iter().sum::<u64>(), 4 << 20);
+    }
+
+    #[test]
+    fn resident_size_follows_touched_memory() {
+        if cfg!(not(target_os = "linux")) {
+            return;
+        }
+        let before = super::resident_bytes().unwrap();
+        let v = vec![3u8; 64 << 20];
+        let during = super::resident_bytes().unwrap();
+        assert!(during >= before + (48 << 20), "{before} -> {during}");
+        assert_eq!(v[12345], 3);
+        drop(v);
+        super::release_free_memory();
     }
 }

@@ -126,7 +126,12 @@ pub fn decode_image_rgb(bytes: &[u8], origin: &str) -> Result<(Vec<u8>, usize, u
 
 /// Decodes PNG or JPEG bytes of exactly `height × width` pixels to a normalized
 /// `[1, 3, height, width]` input.
-pub fn image_from_bytes(bytes: &[u8], origin: &str, height: usize, width: usize) -> Result<Vec<f32>> {
+pub fn image_from_bytes(
+    bytes: &[u8],
+    origin: &str,
+    height: usize,
+    width: usize,
+) -> Result<Vec<f32>> {
     Ok(image_from_bytes_as(bytes, origin, height, width, Resize::Strict)?.0)
 }
 
@@ -185,7 +190,13 @@ fn half_round_even(n: usize) -> usize {
 /// resize to the covering size of [`cover`], then a centre crop. Equal sizes are returned as they
 /// are. The result matches PIL's within ±2 levels per pixel (the two libraries round their
 /// separable passes differently; tested against PIL's output).
-pub fn fit_planar(rgb: &[u8], h: usize, w: usize, out_h: usize, out_w: usize) -> (Vec<u8>, Option<Fit>) {
+pub fn fit_planar(
+    rgb: &[u8],
+    h: usize,
+    w: usize,
+    out_h: usize,
+    out_w: usize,
+) -> (Vec<u8>, Option<Fit>) {
     if (h, w) == (out_h, out_w) || h == 0 || w == 0 || out_h == 0 || out_w == 0 {
         return (rgb.to_vec(), None);
     }
@@ -195,9 +206,16 @@ pub fn fit_planar(rgb: &[u8], h: usize, w: usize, out_h: usize, out_w: usize) ->
         *p = image::Rgb([rgb[i], rgb[h * w + i], rgb[2 * h * w + i]]);
     }
     let (sh, sw) = cover(h, w, out_h, out_w);
-    let scaled = image::imageops::resize(&img, sw as u32, sh as u32, image::imageops::FilterType::Triangle);
+    let scaled = image::imageops::resize(
+        &img,
+        sw as u32,
+        sh as u32,
+        image::imageops::FilterType::Triangle,
+    );
     let (top, left) = (half_round_even(sh - out_h), half_round_even(sw - out_w));
-    let crop = image::imageops::crop_imm(&scaled, left as u32, top as u32, out_w as u32, out_h as u32).to_image();
+    let crop =
+        image::imageops::crop_imm(&scaled, left as u32, top as u32, out_w as u32, out_h as u32)
+            .to_image();
     let (planar, _, _) = planar_rgb(image::DynamicImage::ImageRgb8(crop));
     (
         planar,
@@ -220,7 +238,15 @@ pub fn load_image_as(
 ) -> Result<(Vec<f32>, Option<Fit>)> {
     let path = path.as_ref();
     let (rgb, h, w) = read_image_rgb(path)?;
-    prepare(rgb, h, w, &path.display().to_string(), height, width, resize)
+    prepare(
+        rgb,
+        h,
+        w,
+        &path.display().to_string(),
+        height,
+        width,
+        resize,
+    )
 }
 
 /// As [`load_image_as`], from PNG or JPEG bytes (named `origin` in errors).

@@ -12,7 +12,13 @@ fn fixtures() -> PathBuf {
 
 #[test]
 fn fitted_images_match_pil_within_two_levels() {
-    for name in ["rgb_45x37", "gray_40x64", "rgba_50x50", "rgb_200x120", "rgb_17x17"] {
+    for name in [
+        "rgb_45x37",
+        "gray_40x64",
+        "rgba_50x50",
+        "rgb_200x120",
+        "rgb_17x17",
+    ] {
         let png = fixtures().join(format!("{name}.png"));
         let want = std::fs::read(fixtures().join(format!("{name}.fit32.bin"))).unwrap();
         let (rgb, h, w) = data::read_image_rgb(&png).unwrap();
@@ -59,5 +65,8 @@ fn strict_mode_refuses_other_sizes_with_a_clear_error() {
     let png = fixtures().join("rgb_45x37.png");
     let e = data::load_image_as(&png, 32, 32, Resize::Strict).unwrap_err();
     let msg = e.to_string();
-    assert!(msg.contains("45") && msg.contains("37") && msg.contains("32"), "{msg}");
+    assert!(
+        msg.contains("45") && msg.contains("37") && msg.contains("32"),
+        "{msg}"
+    );
 }

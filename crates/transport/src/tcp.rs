@@ -209,7 +209,11 @@ impl TcpChannel {
         let until = self.op_until();
         self.writer.get_mut().until = Some(until);
         let _ = self.writer.flush();
-        let _ = self.writer.get_ref().stream.shutdown(std::net::Shutdown::Both);
+        let _ = self
+            .writer
+            .get_ref()
+            .stream
+            .shutdown(std::net::Shutdown::Both);
     }
 }
 

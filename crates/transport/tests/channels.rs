@@ -174,7 +174,10 @@ fn trickling_peer_hits_the_per_message_bound() {
     let e = ch.recv().unwrap_err();
     let dt = t0.elapsed();
     assert!(matches!(e, TransportError::Timeout(_)), "{e}");
-    assert!(dt >= Duration::from_millis(380) && dt < Duration::from_secs(3), "{dt:?}");
+    assert!(
+        dt >= Duration::from_millis(380) && dt < Duration::from_secs(3),
+        "{dt:?}"
+    );
 }
 
 #[test]
@@ -190,7 +193,10 @@ fn overall_deadline_ends_a_session_whatever_the_message_bound() {
     let dt = t0.elapsed();
     assert!(matches!(e, TransportError::Deadline(_)), "{e}");
     assert!(e.to_string().contains("overall deadline"), "{e}");
-    assert!(dt >= Duration::from_millis(280) && dt < Duration::from_secs(3), "{dt:?}");
+    assert!(
+        dt >= Duration::from_millis(280) && dt < Duration::from_secs(3),
+        "{dt:?}"
+    );
     // Once passed, every operation fails at once.
     assert!(matches!(ch.recv(), Err(TransportError::Deadline(_))));
     // Cleared, the channel reads again (the trickle goes on).
