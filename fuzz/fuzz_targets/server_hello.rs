@@ -10,6 +10,8 @@ fn check(plan: Plan) {
         let _ = plan.key_requests();
         let _ = plan.digest();
         let _ = plan.predicted_linear_cost();
+        let _ = plan.predicted_session_memory(false);
+        let _ = plan.predicted_session_memory(true);
     }
 }
 

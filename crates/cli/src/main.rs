@@ -5,8 +5,9 @@
 mod bench_ckks;
 mod bench_he;
 mod bench_linear;
+mod bench_nonlinear;
 mod bench_ot;
-mod bench_relu;
+mod bench_serve;
 mod estimate;
 mod eval;
 mod inspect;
@@ -62,12 +63,16 @@ enum BenchCommand {
     He(bench_he::Args),
     /// Oblivious transfer: silent and IKNP correlated OT throughput and traffic.
     Ot(bench_ot::Args),
-    /// Non-linear 2PC protocols: ReLU and truncation time, bytes and rounds.
-    Relu(bench_relu::Args),
+    /// Non-linear 2PC protocols: ReLU, truncation and the ring/field share conversions: time,
+    /// bytes, rounds and exactness.
+    #[command(alias = "relu")]
+    Nonlinear(bench_nonlinear::Args),
     /// Every linear layer of a model under the HE linear protocols.
     Linear(bench_linear::Args),
     /// CKKS operations and bootstrapping.
     Ckks(bench_ckks::Args),
+    /// Soak: a served model under concurrent honest clients and abusive connections.
+    Serve(bench_serve::Args),
 }
 
 fn init_logging(verbose: u8) {
@@ -98,9 +103,10 @@ fn main() {
             None => private::bench_model(b.model),
             Some(BenchCommand::He(a)) => bench_he::run(a),
             Some(BenchCommand::Ot(a)) => bench_ot::run(a),
-            Some(BenchCommand::Relu(a)) => bench_relu::run(a),
+            Some(BenchCommand::Nonlinear(a)) => bench_nonlinear::run(a),
             Some(BenchCommand::Linear(a)) => bench_linear::run(a),
             Some(BenchCommand::Ckks(a)) => bench_ckks::run(a),
+            Some(BenchCommand::Serve(a)) => bench_serve::run(a),
         },
         Command::Estimate(a) => estimate::run(a),
         Command::Inspect(a) => inspect::run(a),

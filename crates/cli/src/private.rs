@@ -18,7 +18,7 @@ use transport::{NetworkModel, TcpConfig};
 /// The bundled demo model: ResNet-20 for CIFAR-10 with its pretrained weights (models/README.md).
 const DEMO_MODEL: &[u8] = include_bytes!("../../../models/resnet20.onnx");
 /// The bundled demo image: CIFAR-10 test image 0 (a cat), lossless.
-const DEMO_IMAGE: &[u8] = include_bytes!("../../../models/samples/cifar10_00_3.png");
+pub(crate) const DEMO_IMAGE: &[u8] = include_bytes!("../../../models/samples/cifar10_00_3.png");
 const DEMO_IMAGE_NAME: &str = "cifar10_00_3.png";
 
 /// Options shared by the verbs that build a server model.

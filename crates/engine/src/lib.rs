@@ -13,6 +13,7 @@ pub mod plan;
 pub mod run;
 pub mod server;
 pub mod service;
+pub mod soak;
 
 pub use plan::{LinearChoice, Plan, PlanConfig, Step, StepKind};
 pub use run::{run_client, run_server, OtReport, Outcome, Report, ServerModel, StepReport};

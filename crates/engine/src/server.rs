@@ -181,8 +181,54 @@ impl Admission {
     }
 }
 
+/// The limits whose triggers are logged.
+#[derive(Clone, Copy, Debug)]
+enum Limit {
+    Connections,
+    Address,
+    Handshake,
+    Sessions,
+    Memory,
+    QueueFull,
+    QueueWait,
+    Session,
+}
+
+const LIMITS: usize = 8;
+
+/// Logs each limit when it triggers, at warn level (visible by default), at most one line per
+/// limit per second: the triggers in between are counted into the next line, so an attack cannot
+/// flood the log.
+#[derive(Default)]
+struct LimitLog {
+    last: Mutex<[(Option<Instant>, u64); LIMITS]>,
+}
+
+impl LimitLog {
+    fn hit(&self, kind: Limit, line: impl FnOnce() -> String) {
+        let mut last = lock(&self.last);
+        let (at, suppressed) = &mut last[kind as usize];
+        if at.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
+            *suppressed += 1;
+            return;
+        }
+        let more = std::mem::take(suppressed);
+        *at = Some(Instant::now());
+        drop(last);
+        if more > 0 {
+            tracing::warn!(
+                "{} (and {more} more like it since the last such line)",
+                line()
+            );
+        } else {
+            tracing::warn!("{}", line());
+        }
+    }
+}
+
 struct Shared {
     cfg: ServerConfig,
+    log: LimitLog,
     adm: Mutex<Admission>,
     freed: Condvar,
     /// Open connections per client IP, and in total.
@@ -252,10 +298,12 @@ impl Shared {
             let (ra, active, queued) = (a.retry_after_s(), a.active, a.queue.len());
             drop(a);
             bump(&self.counters.refused_busy);
-            tracing::info!(
-                "{peer}: refused as busy ({active} sessions, {queued} queued, queue limit {})",
-                cfg.max_queue
-            );
+            self.log.hit(Limit::QueueFull, || {
+                format!(
+                    "{peer}: refused as busy ({active} sessions, {queued} queued, queue limit {})",
+                    cfg.max_queue
+                )
+            });
             let why = format!(
                 "{active} running, {queued} waiting (queue limit {})",
                 cfg.max_queue
@@ -271,16 +319,15 @@ impl Shared {
             .memory_slots
             .filter(|&m| a.active >= m && m < cfg.max_sessions)
         {
-            tracing::info!(
-                "{peer}: memory budget allows {m} sessions, {} running: queued",
-                a.active
-            );
+            let active = a.active;
+            self.log.hit(Limit::Memory, || {
+                format!("{peer}: memory budget allows {m} sessions, {active} running: queued")
+            });
         } else {
-            tracing::info!(
-                "{peer}: {} sessions running: queued at position {}",
-                a.active,
-                a.queue.len()
-            );
+            let (active, pos) = (a.active, a.queue.len());
+            self.log.hit(Limit::Sessions, || {
+                format!("{peer}: {active} sessions running (the limit): queued at position {pos}")
+            });
         }
         let until = Instant::now() + cfg.queue_wait;
         let (mut told, mut told_at) = (0usize, Instant::now());
@@ -301,10 +348,12 @@ impl Shared {
                 drop(a);
                 self.freed.notify_all();
                 bump(&self.counters.refused_busy);
-                tracing::info!(
-                    "{peer}: waited {:?} in the queue: refused as busy",
-                    cfg.queue_wait
-                );
+                self.log.hit(Limit::QueueWait, || {
+                    format!(
+                        "{peer}: waited {:?} in the queue: refused as busy",
+                        cfg.queue_wait
+                    )
+                });
                 let why = format!(
                     "no session slot freed within {} s",
                     cfg.queue_wait.as_secs()
@@ -349,18 +398,24 @@ impl Shared {
         let mut o = lock(&self.open);
         if o.1 >= self.cfg.max_connections {
             bump(&self.counters.refused_connections);
-            return Err(format!(
+            let why = format!(
                 "server at its limit of {} open connections",
                 self.cfg.max_connections
-            ));
+            );
+            self.log
+                .hit(Limit::Connections, || format!("{ip}: refused: {why}"));
+            return Err(why);
         }
         let n = o.0.entry(ip).or_insert(0);
         if *n >= self.cfg.max_per_address {
             bump(&self.counters.refused_address);
-            return Err(format!(
+            let why = format!(
                 "too many connections from {ip} (limit {})",
                 self.cfg.max_per_address
-            ));
+            );
+            self.log
+                .hit(Limit::Address, || format!("{ip}: refused: {why}"));
+            return Err(why);
         }
         *n += 1;
         o.1 += 1;
@@ -524,6 +579,7 @@ impl Server {
         }
         let shared = Arc::new(Shared {
             cfg: self.cfg,
+            log: LimitLog::default(),
             adm: Mutex::new(Admission {
                 active: 0,
                 queue: VecDeque::new(),
@@ -565,7 +621,6 @@ impl Server {
             let conn = match shared.open(peer.ip()) {
                 Ok(c) => c,
                 Err(why) => {
-                    tracing::info!("{peer}: refused: {why}");
                     drain.refuse(stream, &why);
                     continue;
                 }
@@ -612,7 +667,9 @@ fn connection<H: SessionHandler>(
     ch.set_deadline(Some(cfg.handshake_timeout));
     if let Err(e) = handler.hello(&mut ch) {
         bump(&shared.counters.handshakes_failed);
-        tracing::info!("{peer}: handshake failed: {e}");
+        shared.log.hit(Limit::Handshake, || {
+            format!("{peer}: handshake failed: {e}")
+        });
         ch.shutdown();
         return;
     }
@@ -633,7 +690,9 @@ fn connection<H: SessionHandler>(
         }
         Err(e) => {
             bump(&shared.counters.sessions_failed);
-            tracing::warn!("{peer}: session ended with an error: {e}");
+            shared.log.hit(Limit::Session, || {
+                format!("{peer}: session ended with an error: {e}")
+            });
         }
     }
     ch.shutdown();

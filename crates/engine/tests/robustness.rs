@@ -174,3 +174,66 @@ fn plans_are_deterministic_and_tampering_is_detected() {
     bad.output = 100;
     assert!(bad.validate().is_err());
 }
+
+/// The client's handshake loop on mutated server replies (queue updates, busy refusals, hellos):
+/// a typed error or a hello, never a panic or a hang. The fuzz target `handshake` runs the same
+/// parsers on arbitrary bytes.
+#[test]
+fn client_handshake_survives_mutated_replies() {
+    use privinfer_engine::handshake::{refusal, Queued, MAGIC};
+    use transport::MemoryChannel;
+    let queued = serde_json::to_vec(&Queued {
+        magic: MAGIC.into(),
+        queued: 2,
+        sessions: 1,
+    })
+    .unwrap();
+    let busy = serde_json::to_vec(&refusal("busy", Some(7))).unwrap();
+    let mut rng = 0x1234_5678_9abc_def0u64;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let mut parsed = 0;
+    for round in 0..400 {
+        let mut msgs = vec![queued.clone(), queued.clone(), busy.clone()];
+        let m = (next() % 3) as usize;
+        let msg = &mut msgs[m];
+        match round % 3 {
+            0 => {
+                let i = (next() as usize) % msg.len();
+                msg[i] ^= 1 << (next() % 8);
+            }
+            1 => msg.truncate((next() as usize) % msg.len()),
+            _ => msg.insert((next() as usize) % msg.len(), next() as u8),
+        }
+        // The peer stays open (the client's own hello must go out); once the replies run out
+        // the client's recv times out.
+        let (mut peer, mut me) = MemoryChannel::pair_with(1 << 20, Duration::from_millis(5));
+        for f in &msgs {
+            peer.send(f).unwrap();
+        }
+        let mut positions = Vec::new();
+        let r = handshake::client_handshake(&mut me, &mut |q| positions.push(q.queued));
+        assert!(r.is_err(), "no hello was sent");
+        assert!(positions.iter().all(|&p| p > 0));
+        parsed += positions.len();
+        assert!(peer.recv().is_ok(), "the client's hello went out");
+    }
+    // Most rounds leave the first update intact, so the loop did read past it.
+    assert!(parsed > 200, "{parsed}");
+    // Unmutated: two positions heard, then the busy refusal with its hint.
+    let (mut peer, mut me) = MemoryChannel::pair();
+    for f in [&queued, &queued, &busy] {
+        peer.send(f).unwrap();
+    }
+    let mut positions = Vec::new();
+    let e = handshake::client_handshake(&mut me, &mut |q| positions.push(q.queued)).unwrap_err();
+    assert_eq!(positions, vec![2, 2]);
+    assert!(
+        matches!(&e, EngineError::Busy { reason, retry_after_s: 7 } if reason == "busy"),
+        "{e}"
+    );
+}

@@ -295,3 +295,26 @@ fn connections_beyond_the_per_address_limit_are_refused_with_the_reason() {
     stop.store(true, Ordering::SeqCst);
     server.join().unwrap();
 }
+
+#[test]
+fn connections_beyond_the_total_limit_are_refused_with_the_reason() {
+    let model = tiny_model();
+    let config = ServerConfig {
+        max_connections: 2,
+        ..cfg(4)
+    };
+    let (addr, server, _, stop, stats) = start_server_with(&model, Reveal::Logits, None, config);
+    let idle: Vec<TcpStream> = (0..2).map(|_| TcpStream::connect(addr).unwrap()).collect();
+    thread::sleep(Duration::from_millis(200));
+    let e = good_client(addr, &model, None).unwrap_err();
+    assert!(
+        matches!(&e, EngineError::Busy { reason, retry_after_s: 2 } if reason == "server at its limit of 2 open connections"),
+        "{e}"
+    );
+    drop(idle);
+    thread::sleep(Duration::from_millis(300));
+    exact(good_client(addr, &model, None).unwrap(), &reference(&model));
+    stop.store(true, Ordering::SeqCst);
+    server.join().unwrap();
+    assert_eq!(stats.get().refused_connections, 1);
+}

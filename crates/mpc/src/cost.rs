@@ -151,6 +151,26 @@ pub fn argmax(ring: Ring, rows: usize, k: usize) -> Cost {
     drelu(ring, pairs) + mux(ring, 2 * pairs)
 }
 
+/// [`crate::Session::ring_to_field`] into Z_p with p of `p_bits` bits.
+pub fn ring_to_field(ring: Ring, p_bits: u32, n: usize) -> Cost {
+    m(n, ring.bits(), 0) + ot01(n, p_bits)
+}
+
+/// [`crate::Session::field_to_ring`] from Z_p with p of `p_bits` bits.
+pub fn field_to_ring(ring: Ring, p_bits: u32, n: usize) -> Cost {
+    m(n, p_bits, 0) + b2a(ring, n)
+}
+
+/// [`crate::Session::ring_to_field_in_range`] into Z_p with p of `p_bits` bits.
+pub fn ring_to_field_in_range(_ring: Ring, p_bits: u32, n: usize) -> Cost {
+    ot01(n, p_bits)
+}
+
+/// [`crate::Session::field_to_ring_in_range`].
+pub fn field_to_ring_in_range(ring: Ring, n: usize) -> Cost {
+    ot01(n, ring.bits())
+}
+
 /// [`crate::Session::mul`].
 pub fn mul(ring: Ring, n: usize) -> Cost {
     let l = ring.bits() as u64;

@@ -35,6 +35,9 @@ pub enum MpcError {
     /// A field modulus outside 3..2^62.
     #[error("field modulus {p} is outside 3..2^62")]
     InvalidModulus { p: u64 },
+    /// An in-range conversion whose field is too small for the ring's fixed-point range.
+    #[error("in-range conversion between a {ell}-bit ring and a {p_bits}-bit prime: needs 3 <= ell and p >= 2^ell - 1 (ring to field: p > 2^(ell-1))")]
+    ConversionRange { ell: u32, p_bits: u32 },
     /// Two shared operands (or an operand and the session's expectation) disagree on the ring.
     #[error("ring mismatch: {left}-bit vs {right}-bit")]
     RingMismatch { left: u32, right: u32 },

@@ -20,6 +20,12 @@ use crate::cots::{affine_choose, affine_send, Group};
 use crate::session::{Party, Session};
 use crate::{MpcError, Result, Ring, Shares};
 
+/// Offset that lifts a value of the fixed-point range |x| < 2^{ℓ−2} into [0, 2^{ℓ−1}) (the
+/// in-range conversions below).
+fn range_offset(ring: Ring) -> u64 {
+    1u64 << (ring.bits() - 2)
+}
+
 /// An odd modulus p, 3 ≤ p < 2^62, of Z_p shares.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct FieldModulus(u64);
@@ -129,6 +135,117 @@ impl Session {
                 let t = g.sub(ui, ((wa[i] as u128 * two_l as u128) % pv) as u64);
                 if p0 {
                     g.sub(t, half_p)
+                } else {
+                    t
+                }
+            })
+            .collect())
+    }
+
+    /// As [`Session::ring_to_field`] for values in the fixed-point range |x| < 2^{ℓ−2}, which
+    /// needs p > 2^{ℓ−1}: one affine OT per element instead of a millionaire.
+    ///
+    /// With `u = x + 2^{ℓ−2}` (P0 adds the offset) known to lie in [0, 2^{ℓ−1}), the wrap of the
+    /// shares, `w = [u0 + u1 ≥ 2^ℓ]`, is `m0 ∨ m1` for `m_i` the top bit of `u_i`: both clear, the
+    /// sum is below 2^ℓ; both set, it is at least 2^ℓ; one set and no wrap would make
+    /// `u = u0 + u1 ≥ 2^{ℓ−1}`. P0 offers `f(c) = m0 ∨ c`, P1 chooses `c = m1`, both get Z_p
+    /// shares of `w`, and `x = u0 + u1 − w·2^ℓ − 2^{ℓ−2}` mod p. Out of range the result is
+    /// wrong (by ±2^ℓ mod p), never an error; docs/protocols/nonlinear.md.
+    pub fn ring_to_field_in_range<C: Channel + ?Sized>(
+        &mut self,
+        ch: &mut C,
+        ring: Ring,
+        x: &[u64],
+        p: FieldModulus,
+    ) -> Result<Vec<u64>> {
+        ring.check("ring_to_field input", x)?;
+        let l = ring.bits();
+        if l < 3 || p.bits() < l {
+            return Err(MpcError::ConversionRange {
+                ell: l,
+                p_bits: p.bits(),
+            });
+        }
+        let pv = p.value();
+        let p0 = self.party() == Party::P0;
+        let off = range_offset(ring);
+        let u: Vec<u64> = if p0 {
+            x.iter().map(|&a| ring.add(a, off)).collect()
+        } else {
+            x.to_vec()
+        };
+        let top: Vec<u8> = u.iter().map(|&v| (v >> (l - 1)) as u8).collect();
+        let g = Group::Odd(pv);
+        let (f0, f1): (Vec<u64>, Vec<u64>) = if p0 {
+            (top.iter().map(|&m| m as u64).collect(), vec![1; x.len()])
+        } else {
+            (Vec::new(), Vec::new())
+        };
+        let w = self.ot_p0_to_p1(ch, x.len(), &|_| g, &f0, &f1, &top)?;
+        let two_l = ((1u128 << l) % pv as u128) as u64;
+        let off_p = off % pv;
+        Ok((0..x.len())
+            .map(|i| {
+                let t = g.sub(
+                    u[i] % pv,
+                    ((w[i] as u128 * two_l as u128) % pv as u128) as u64,
+                );
+                if p0 {
+                    g.sub(t, off_p)
+                } else {
+                    t
+                }
+            })
+            .collect())
+    }
+
+    /// As [`Session::field_to_ring`] for values in the fixed-point range |v| < 2^{ℓ−2} of the
+    /// target ring, which needs p ≥ 2^ℓ − 1: one affine OT per element instead of a millionaire.
+    ///
+    /// With `u = v + 2^{ℓ−2}` mod p (P0 adds the offset) known to lie in [0, 2^{ℓ−1}) ⊆
+    /// [0, h], h = (p − 1)/2, the wrap `w = [u0 + u1 ≥ p]` is `m0 ∨ m1` for `m_i = [u_i > h]`:
+    /// both clear, the sum is at most p − 1; both set, at least p + 1; one set and no wrap would
+    /// make `u ≥ u_i > h`. Then `x = u0 + u1 − w·p − 2^{ℓ−2}` mod 2^ℓ.
+    pub fn field_to_ring_in_range<C: Channel + ?Sized>(
+        &mut self,
+        ch: &mut C,
+        p: FieldModulus,
+        x: &[u64],
+        ring: Ring,
+    ) -> Result<Vec<u64>> {
+        p.check(x)?;
+        let l = ring.bits();
+        let pv = p.value();
+        if l < 3 || (pv as u128) < (1u128 << l) - 1 {
+            return Err(MpcError::ConversionRange {
+                ell: l,
+                p_bits: p.bits(),
+            });
+        }
+        let h = (pv - 1) / 2;
+        let p0 = self.party() == Party::P0;
+        let off = range_offset(ring);
+        let u: Vec<u64> = if p0 {
+            x.iter()
+                .map(|&a| ((a as u128 + off as u128) % pv as u128) as u64)
+                .collect()
+        } else {
+            x.to_vec()
+        };
+        let top: Vec<u8> = u.iter().map(|&v| (v > h) as u8).collect();
+        let g = Group::Pow2(l);
+        let (f0, f1): (Vec<u64>, Vec<u64>) = if p0 {
+            (top.iter().map(|&m| m as u64).collect(), vec![1; x.len()])
+        } else {
+            (Vec::new(), Vec::new())
+        };
+        let w = self.ot_p0_to_p1(ch, x.len(), &|_| g, &f0, &f1, &top)?;
+        let pr = ring.reduce(pv);
+        Ok((0..x.len())
+            .map(|i| {
+                let t = ring.sub(ring.reduce(u[i]), ring.mul(w[i], pr));
+                if p0 {
+                    ring.sub(t, off)
                 } else {
                     t
                 }

@@ -437,6 +437,85 @@ fn field_ring_conversions() {
     }
 }
 
+/// The one-OT conversions for values of the fixed-point range |x| < 2^{ℓ−2}: exact at the edges
+/// of the range and on random values, for every sharing (wrapping or not), and refused when the
+/// prime is too small for the ring.
+#[test]
+fn in_range_conversions_are_exact_at_the_edges() {
+    let mut r = rng(9);
+    for l in RINGS {
+        let ring = Ring::new(l).unwrap();
+        // Primes at least 2^ℓ − 1 (field → ring) and above 2^{ℓ−1} (ring → field).
+        let primes: Vec<u64> = [(1u64 << 61) - 1, 4_294_967_291, 0x3fff_ffff_ffff_ffc5]
+            .into_iter()
+            .filter(|&p| (p as u128) >= (1u128 << l) - 1)
+            .collect();
+        for p in primes {
+            let fp = FieldModulus::new(p).unwrap();
+            let b = (1i64 << (l.min(63) - 2)) - 1;
+            let mut signed: Vec<i64> = vec![0, 1, -1, b, -b, b - 1, -(b - 1), b / 2, -b / 2];
+            signed.extend((0..200).map(|_| r.gen_range(-b..=b)));
+            let fv: Vec<u64> = signed
+                .iter()
+                .map(|&v| v.rem_euclid(p as i64) as u64)
+                .collect();
+            // Field sharings: random, and the extremes p − 1 and 0 for P0.
+            let f0: Vec<u64> = (0..fv.len())
+                .map(|i| match i % 3 {
+                    0 => r.gen_range(0..p),
+                    1 => p - 1,
+                    _ => 0,
+                })
+                .collect();
+            let f1: Vec<u64> = fv.iter().zip(&f0).map(|(&v, &a)| (v + p - a) % p).collect();
+            let rv: Vec<u64> = signed.iter().map(|&v| ring.from_signed(v)).collect();
+            // Ring sharings: random, and P0 holding 0 or the ring's top value.
+            let mut r0: Vec<u64> = mpc::share(ring, &rv, &mut r).0;
+            for (i, s) in r0.iter_mut().enumerate() {
+                match i % 3 {
+                    1 => *s = ring.mask(),
+                    2 => *s = 0,
+                    _ => {}
+                }
+            }
+            let r1: Vec<u64> = rv.iter().zip(&r0).map(|(&v, &a)| ring.sub(v, a)).collect();
+            let (o0, o1) = run(800 + l as u64 + p % 89, move |pa, sess, ch| {
+                let a = sess
+                    .field_to_ring_in_range(ch, fp, &pick(pa, &f0, &f1), ring)
+                    .unwrap();
+                let b = sess
+                    .ring_to_field_in_range(ch, ring, &pick(pa, &r0, &r1), fp)
+                    .unwrap();
+                (a, b)
+            });
+            for i in 0..signed.len() {
+                assert_eq!(
+                    ring.add(o0.0[i], o1.0[i]),
+                    ring.from_signed(signed[i]),
+                    "Z_p->Z_2^l l={l} p={p} v={}",
+                    signed[i]
+                );
+                assert_eq!(
+                    (o0.1[i] + o1.1[i]) % p,
+                    fv[i],
+                    "Z_2^l->Z_p l={l} p={p} v={}",
+                    signed[i]
+                );
+            }
+        }
+    }
+    // A prime below the ring's range is refused, not silently wrong.
+    let ring = Ring::new(37).unwrap();
+    let small = FieldModulus::new(65537).unwrap();
+    let (o0, _) = run(890, move |_, sess, ch| {
+        (
+            sess.field_to_ring_in_range(ch, small, &[1], ring).is_err(),
+            sess.ring_to_field_in_range(ch, ring, &[1], small).is_err(),
+        )
+    });
+    assert_eq!(o0, (true, true));
+}
+
 #[test]
 fn empty_inputs_and_bad_arguments() {
     let ring = Ring::new(37).unwrap();
@@ -524,7 +603,7 @@ fn measured_traffic_equals_cost_model() {
                 .iter()
                 .map(|w| w.len())
                 .collect();
-            let ops: Vec<(&str, cost::Cost)> = vec![
+            let mut ops: Vec<(&str, cost::Cost)> = vec![
                 ("relu", cost::relu(ring, n)),
                 ("relu_approx", cost::relu_approx(ring, 12, n)),
                 ("relu6", cost::relu6(ring, n)),
@@ -539,7 +618,22 @@ fn measured_traffic_equals_cost_model() {
                 ("mul", cost::mul(ring, n)),
                 ("maxpool", cost::max_windows(ring, wins)),
                 ("argmax", cost::argmax(ring, 10, 100)),
+                ("ring_to_field", cost::ring_to_field(ring, 61, n)),
+                ("field_to_ring", cost::field_to_ring(ring, 61, n)),
             ];
+            // The in-range conversions need p ≥ 2^ℓ − 1.
+            if l <= 61 {
+                ops.push((
+                    "ring_to_field_in_range",
+                    cost::ring_to_field_in_range(ring, 61, n),
+                ));
+                ops.push((
+                    "field_to_ring_in_range",
+                    cost::field_to_ring_in_range(ring, n),
+                ));
+            }
+            let p61 = FieldModulus::new((1 << 61) - 1).unwrap();
+            let xf: Vec<u64> = x.data.iter().map(|&v| v % p61.value()).collect();
             let mut out = Vec::new();
             for (name, want) in ops {
                 let st = ch.stats();
@@ -557,6 +651,14 @@ fn measured_traffic_equals_cost_model() {
                     "trunc_relu6" => drop(sess.trunc_relu6(ch, &x, 12).unwrap()),
                     "mul" => drop(sess.mul(ch, &x, &x).unwrap()),
                     "maxpool" => drop(sess.maxpool(ch, &x, shape, spec).unwrap()),
+                    "ring_to_field" => drop(sess.ring_to_field(ch, ring, &x.data, p61).unwrap()),
+                    "field_to_ring" => drop(sess.field_to_ring(ch, p61, &xf, ring).unwrap()),
+                    "ring_to_field_in_range" => {
+                        drop(sess.ring_to_field_in_range(ch, ring, &x.data, p61).unwrap())
+                    }
+                    "field_to_ring_in_range" => {
+                        drop(sess.field_to_ring_in_range(ch, p61, &xf, ring).unwrap())
+                    }
                     _ => drop(sess.argmax(ch, &x, 10).unwrap()),
                 }
                 let d = ch.stats().since(&st);

@@ -1,12 +1,14 @@
-//! `privinfer bench relu`: the non-linear protocols of the `mpc` crate with both parties in one
-//! process over TCP loopback, one thread each. P0 plays the server, P1 the client, so
-//! `bytes_c2s` is what P1 sent. Every result is checked against the plaintext function.
+//! `privinfer bench nonlinear` (alias `relu`): the non-linear protocols of the `mpc` crate with
+//! both parties in one process over TCP loopback, one thread each. P0 plays the server, P1 the
+//! client, so `bytes_c2s` is what P1 sent. Every result is checked against the plaintext function
+//! (`exact` in the rows). `ring_to_field` / `field_to_ring` are the share conversions between
+//! Z_{2^ℓ} and a batching prime Z_p for values of the fixed-point range (one OT per element).
 
 use std::sync::{Arc, Barrier};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use mpc::{plain, Party, Ring, Session, Shares};
+use mpc::{plain, FieldModulus, Party, Ring, Session, Shares};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 use transport::{Channel, Stats, TcpChannel, TcpConfig};
@@ -25,6 +27,10 @@ pub struct Args {
     /// Elements per protocol call (larger batches use more memory, fewer rounds).
     #[arg(long, default_value_t = 1 << 17)]
     batch: usize,
+    /// Bits of the prime p of the conversions: the largest prime below 2^bits with
+    /// p ≡ 1 (mod 2·8192), a batching prime for N = 8192 (default ℓ + 1).
+    #[arg(long)]
+    prime_bits: Option<u32>,
     /// Least COTs fetched from the OT layer per refill and direction.
     #[arg(long, default_value_t = mpc::DEFAULT_REFILL)]
     refill: usize,
@@ -36,7 +42,7 @@ pub struct Args {
 /// The four ops, then extras: the fused exact truncation + ReLU, Cheetah's one-bit-error
 /// known-sign truncation (not the binding semantics), and the fused truncation + ReLU6 (inputs
 /// read at scale 2^{2s}; run when 2s + 5 ≤ ℓ, see [`ops`]).
-const OPS: [&str; 7] = [
+const OPS: [&str; 9] = [
     "relu",
     "relu_approx",
     "trunc",
@@ -44,6 +50,8 @@ const OPS: [&str; 7] = [
     "trunc_relu",
     "trunc_known_sign_approx",
     "trunc_relu6",
+    "ring_to_field",
+    "field_to_ring",
 ];
 
 /// The ops this ring and shift support.
@@ -62,9 +70,11 @@ fn thread_cpu_ns() -> Option<u64> {
 }
 
 /// The cost model of one benchmarked op.
-fn op_cost(ring: Ring, s: u32, op: &str, n: usize) -> mpc::cost::Cost {
+fn op_cost(ring: Ring, s: u32, p: FieldModulus, op: &str, n: usize) -> mpc::cost::Cost {
     use mpc::cost;
     match op {
+        "ring_to_field" => cost::ring_to_field_in_range(ring, p.bits(), n),
+        "field_to_ring" => cost::field_to_ring_in_range(ring, n),
         "relu" => cost::relu(ring, n),
         "relu_approx" => cost::relu_approx(ring, s, n),
         "trunc" => cost::trunc(ring, s, n),
@@ -91,6 +101,7 @@ fn party(
     p: Party,
     mut ch: TcpChannel,
     x: Vec<u64>,
+    xf: Vec<u64>,
     a: &ArgsCopy,
     bar: Arc<Barrier>,
 ) -> Result<(Stats, Vec<Measure>)> {
@@ -115,13 +126,22 @@ fn party(
         // `ms`/`cpu_ms` are the protocol's own and `ot_ms` the OT layer's.
         let mut pre = std::time::Duration::ZERO;
         let mut pre_cpu = 0u64;
-        for chunk in x.chunks(a.batch) {
-            let (send, recv) = op_cost(ring, a.scale, op, chunk.len()).cots_for(p);
+        for (k, chunk) in x.chunks(a.batch).enumerate() {
+            let (send, recv) = op_cost(ring, a.scale, a.p, op, chunk.len()).cots_for(p);
             let (tp, cp) = (Instant::now(), thread_cpu_ns());
             sess.prefetch(&mut ch, send, recv)?;
             pre += tp.elapsed();
             pre_cpu += thread_cpu_ns().zip(cp).map_or(0, |(b, a)| b - a);
             let xs = Shares::new(ring, a.scale, chunk.to_vec())?;
+            if op == "ring_to_field" {
+                out.extend(sess.ring_to_field_in_range(&mut ch, ring, chunk, a.p)?);
+                continue;
+            }
+            if op == "field_to_ring" {
+                let fc = &xf[k * a.batch..(k * a.batch + chunk.len())];
+                out.extend(sess.field_to_ring_in_range(&mut ch, a.p, fc, ring)?);
+                continue;
+            }
             let y = match op {
                 "relu" => sess.relu(&mut ch, &xs)?,
                 "relu_approx" => sess.relu_approx(&mut ch, &xs)?,
@@ -161,6 +181,7 @@ struct ArgsCopy {
     ell: u32,
     scale: u32,
     batch: usize,
+    p: FieldModulus,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -168,11 +189,23 @@ pub fn run(args: Args) -> Result<()> {
     if args.elements == 0 || args.batch == 0 {
         bail!("--elements and --batch must be positive");
     }
+    let bits = args.prime_bits.unwrap_or(args.ell + 1);
+    let p = math::prime::generate_primes(bits, 8192, 1, &[])
+        .ok()
+        .and_then(|v| v.first().copied())
+        .filter(|&p| (p as u128) >= (1u128 << args.ell) - 1)
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "--prime-bits {bits}: no batching prime p ≥ 2^ℓ − 1 below 2^{bits} (ℓ = {})",
+                args.ell
+            )
+        })?;
     let a = ArgsCopy {
         refill: args.refill,
         ell: args.ell,
         scale: args.scale,
         batch: args.batch,
+        p: FieldModulus::new(p)?,
     };
     // Inputs within the fixed-point range assumption |x| < 2^{ℓ−2}, randomly shared.
     let mut rng = ChaCha20Rng::from_entropy();
@@ -181,12 +214,23 @@ pub fn run(args: Args) -> Result<()> {
         .map(|_| ring.from_signed((rng.next_u64() % (2 * lim - 1)) as i64 - (lim as i64 - 1)))
         .collect();
     let (s0, s1) = mpc::share(ring, &values, &mut rng);
+    // The same values over Z_p, randomly shared there.
+    let fvals: Vec<u64> = values
+        .iter()
+        .map(|&v| ring.to_signed(v).rem_euclid(p as i64) as u64)
+        .collect();
+    let f0: Vec<u64> = (0..fvals.len()).map(|_| rng.next_u64() % p).collect();
+    let f1: Vec<u64> = fvals
+        .iter()
+        .zip(&f0)
+        .map(|(&v, &a)| (v + p - a) % p)
+        .collect();
 
     let (c0, c1) = TcpChannel::loopback_pair(TcpConfig::default()).context("TCP loopback")?;
     let bar = Arc::new(Barrier::new(2));
     let b1 = bar.clone();
-    let h = std::thread::spawn(move || party(Party::P1, c1, s1, &a, b1));
-    let r0 = party(Party::P0, c0, s0, &a, bar);
+    let h = std::thread::spawn(move || party(Party::P1, c1, s1, f1, &a, b1));
+    let r0 = party(Party::P0, c0, s0, f0, &a, bar);
     let r1 = h
         .join()
         .map_err(|_| anyhow::anyhow!("client thread panicked"))?;
@@ -225,8 +269,14 @@ pub fn run(args: Args) -> Result<()> {
     for (i, op) in ops(args.ell, args.scale).iter().enumerate() {
         let (p0, p1) = (&m0[i], &m1[i]);
         for (j, &x) in values.iter().enumerate() {
-            let got = ring.add(p0.out[j], p1.out[j]);
+            let got = if *op == "ring_to_field" {
+                (p0.out[j] + p1.out[j]) % p
+            } else {
+                ring.add(p0.out[j], p1.out[j])
+            };
             let ok = match *op {
+                "ring_to_field" => got == fvals[j],
+                "field_to_ring" => got == x,
                 "relu" => got == plain::relu(ring, x),
                 "relu_approx" => plain::relu_approx_allowed(ring, x, args.scale).contains(&got),
                 "trunc_relu" => got == plain::relu(ring, plain::trunc(ring, x, args.scale)),
@@ -249,10 +299,13 @@ pub fn run(args: Args) -> Result<()> {
         let ms = p0.ms.max(p1.ms);
         if args.json {
             println!(
-                "{{\"op\":\"{op}\",\"elements\":{},\"ell\":{},\"scale\":{},\"ms\":{ms:.1},\"ot_ms\":{:.1},\"cpu_ms_p0\":{},\"cpu_ms_p1\":{},\"bytes_c2s\":{},\"bytes_s2c\":{},\"rounds\":{},\"bits_per_element\":{bits:.2},\"protocol_bits_per_element\":{:.2},\"formula_bits_per_element\":{:.2},\"ot_bits_per_element\":{ot_bits:.2},\"cots_per_element\":{cots:.2}}}",
+                "{{\"op\":\"{op}\",\"elements\":{},\"ell\":{},\"scale\":{},\"exact\":{},\"ms\":{ms:.1},\"ot_ms\":{:.1},\"cpu_ms_p0\":{},\"cpu_ms_p1\":{},\"bytes_c2s\":{},\"bytes_s2c\":{},\"rounds\":{},\"bits_per_element\":{bits:.2},\"protocol_bits_per_element\":{:.2},\"formula_bits_per_element\":{:.2},\"ot_bits_per_element\":{ot_bits:.2},\"cots_per_element\":{cots:.2}}}",
                 args.elements,
                 args.ell,
                 args.scale,
+                // Every element was checked: equal to the plaintext function, or for the
+                // approximate ops within their documented set (not exact).
+                !op.ends_with("_approx"),
                 p0.ot_ms.max(p1.ot_ms),
                 fmt_opt(p0.cpu_ms),
                 fmt_opt(p1.cpu_ms),
@@ -260,7 +313,7 @@ pub fn run(args: Args) -> Result<()> {
                 p0.stats.bytes_sent,
                 p0.stats.rounds(),
                 bits - ot_bits,
-                op_cost(ring, args.scale, op, args.elements).bits as f64 / n
+                op_cost(ring, args.scale, a.p, op, args.elements).bits as f64 / n
             );
         } else {
             println!(
