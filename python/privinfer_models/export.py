@@ -63,14 +63,21 @@ def export(name: str, data_dir: str, path: str, keep_bn: bool = False, opset: in
         model, x, path, opset_version=opset, input_names=["input"], output_names=["logits"],
         training=mode, do_constant_folding=True,
     )
+    dataset = "CIFAR-10" if name.startswith(("resnet20", "resnet32", "resnet44", "resnet56")) or size == 32 else "ImageNet-shaped"
+    return set_metadata(path, name, weights, dataset, size, "privinfer python/privinfer_models (torch %s, opset %d)" % (torch.__version__, opset))
+
+
+def set_metadata(path: str, name: str, weights: str, dataset: str, size: int, source: str) -> str:
+    """Replaces the metadata_props of the ONNX file at `path` (name, weights, dataset,
+    normalization, input shape, source), names its graph, checks and saves it."""
     m = onnx.load(path)
     meta = {
         "name": name,
         "weights": weights,
-        "dataset": "CIFAR-10" if name.startswith(("resnet20", "resnet32", "resnet44", "resnet56")) or size == 32 else "ImageNet-shaped",
+        "dataset": dataset,
         "normalization": "pixels/255, mean (0.485, 0.456, 0.406), std (0.229, 0.224, 0.225)",
         "input_shape": f"1x3x{size}x{size}",
-        "source": "privinfer python/privinfer_models (torch %s, opset %d)" % (torch.__version__, opset),
+        "source": source,
     }
     del m.metadata_props[:]
     for k, v in meta.items():

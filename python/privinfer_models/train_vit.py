@@ -82,30 +82,13 @@ def evaluate(model, x: torch.Tensor, y: torch.Tensor, batch: int = 1000) -> floa
 
 
 def export(model: ViT, path: str, note: str) -> str:
-    import onnx
-
-    from .export import OPSET
+    from .export import OPSET, set_metadata
 
     model = model.cpu().eval()
     torch.onnx.export(model, torch.zeros(1, 3, 32, 32), path, opset_version=OPSET, input_names=["input"],
                       output_names=["logits"], do_constant_folding=True)
-    m = onnx.load(path)
-    meta = {
-        "name": NAME,
-        "weights": note,
-        "dataset": "CIFAR-10",
-        "normalization": "pixels/255, mean (0.485, 0.456, 0.406), std (0.229, 0.224, 0.225)",
-        "input_shape": "1x3x32x32",
-        "source": "privinfer python/privinfer_models/train_vit.py (torch %s, opset %d)" % (torch.__version__, OPSET),
-    }
-    del m.metadata_props[:]
-    for k, v in meta.items():
-        p = m.metadata_props.add()
-        p.key, p.value = k, v
-    m.graph.name = NAME
-    onnx.checker.check_model(m)
-    onnx.save(m, path)
-    return path
+    return set_metadata(path, NAME, note, "CIFAR-10", 32,
+                        "privinfer python/privinfer_models/train_vit.py (torch %s, opset %d)" % (torch.__version__, OPSET))
 
 
 def main(argv=None):

@@ -123,17 +123,7 @@ fn honest(
         ..Default::default()
     };
     let mut ch = soak::channel_from(src, addr, cfg)?;
-    let mut heard = 0usize;
-    let inf = engine::infer_channel_queued(
-        &mut ch,
-        None,
-        &mut |plan| {
-            let f = FixedConfig::new(plan.ell, plan.scale)?;
-            Ok(x.iter().map(|&v| f.encode(v)).collect())
-        },
-        &mut |_, _| {},
-        &mut |_| heard += 1,
-    )?;
+    let (inf, heard) = soak::infer_input(&mut ch, x)?;
     ch.shutdown();
     let exact = matches!(&inf.outcome, engine::Outcome::Logits(l) if l == want);
     Ok((t0.elapsed(), exact, heard))
@@ -215,16 +205,7 @@ pub fn run(a: Args) -> Result<()> {
                         return false;
                     };
                     let mut ch = CutAfter::new(ch, 6 + 5 * k);
-                    engine::infer_channel(
-                        &mut ch,
-                        None,
-                        &mut |plan| {
-                            let f = FixedConfig::new(plan.ell, plan.scale)?;
-                            Ok(x.iter().map(|&v| f.encode(v)).collect())
-                        },
-                        &mut |_, _| {},
-                    )
-                    .is_err()
+                    soak::infer_input(&mut ch, &x).is_err()
                 })
             })
             .collect();

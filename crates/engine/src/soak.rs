@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use transport::{Channel, Stats, TcpChannel, TcpConfig, TransportError};
 
 use crate::handshake::{self, ClientHello};
+use crate::{EngineError, Inference};
 
 /// Opens a TCP connection to `addr` from the local address `src` (any port), e.g. one of the
 /// loopback range 127.0.0.0/8, so that a test can act as several client hosts.
@@ -249,4 +250,21 @@ pub fn process_memory(pid: u32) -> Option<(u64, u64)> {
             .map(|v| v * 1024)
     };
     Some((kb("VmRSS:")?, kb("VmHWM:")?))
+}
+
+/// One inference over `ch` on the normalized float input `x`, quantized with the fixed point the
+/// server's plan names; returns it and how many queue updates the client heard.
+pub fn infer_input<C: Channel>(ch: &mut C, x: &[f32]) -> Result<(Inference, usize), EngineError> {
+    let mut heard = 0usize;
+    let inf = crate::infer_channel_queued(
+        ch,
+        None,
+        &mut |plan| {
+            let f = nn::FixedConfig::new(plan.ell, plan.scale)?;
+            Ok(x.iter().map(|&v| f.encode(v)).collect())
+        },
+        &mut |_, _| {},
+        &mut |_| heard += 1,
+    )?;
+    Ok((inf, heard))
 }

@@ -7,14 +7,14 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use nn::FixedConfig;
-use privinfer_engine::handshake::{self, ClientHello, Reveal};
+use privinfer_engine::handshake::{self, Reveal};
 use privinfer_engine::{
     infer, infer_channel, EngineError, Outcome, PlanConfig, Server, ServerConfig,
 };
 use transport::{Channel, TcpChannel, TcpConfig};
 
 mod common;
-use common::{good_client, input, short, start_server, tiny_model};
+use common::{good_client, hello_bytes, input, short, start_server, tiny_model};
 
 #[test]
 fn server_survives_misbehaving_clients_and_keeps_serving() {
@@ -34,28 +34,14 @@ fn server_survives_misbehaving_clients_and_keeps_serving() {
     drop(s);
     // 3. A valid hello, then disconnect in the middle of the session.
     let mut ch = TcpChannel::connect(addr, short()).unwrap();
-    ch.send(
-        &serde_json::to_vec(&ClientHello {
-            magic: handshake::MAGIC.into(),
-            version: handshake::PROTOCOL_VERSION,
-        })
-        .unwrap(),
-    )
-    .unwrap();
+    ch.send(&hello_bytes(handshake::PROTOCOL_VERSION)).unwrap();
     ch.flush().unwrap();
     let _hello = ch.recv().unwrap();
     ch.send(b"not an OT message").unwrap();
     drop(ch);
     // 4. A client speaking another protocol version is refused with a reason.
     let mut ch = TcpChannel::connect(addr, short()).unwrap();
-    ch.send(
-        &serde_json::to_vec(&ClientHello {
-            magic: handshake::MAGIC.into(),
-            version: 99,
-        })
-        .unwrap(),
-    )
-    .unwrap();
+    ch.send(&hello_bytes(99)).unwrap();
     ch.flush().unwrap();
     let reply: serde_json::Value = serde_json::from_slice(&ch.recv().unwrap()).unwrap();
     assert!(reply["refused"].as_str().unwrap().contains("version 99"));

@@ -3,18 +3,21 @@
 //! refused with the stated message).
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use privinfer_engine::handshake::{self, ClientHello, Reveal};
+use privinfer_engine::handshake::{self, Reveal};
 use privinfer_engine::{EngineError, Outcome, ServerConfig};
-use transport::{Channel, TcpChannel, TcpConfig};
+use transport::{Channel, TcpConfig};
 
 mod common;
-use common::{good_client, good_client_queued, reference, short, start_server_with, tiny_model};
+use common::{
+    good_client, good_client_queued, hello_bytes, reference, short, stalled_session,
+    start_server_with, tiny_model,
+};
 
 fn cfg(max_sessions: usize) -> ServerConfig {
     ServerConfig {
@@ -44,23 +47,6 @@ fn closed_within(s: &mut TcpStream, within: Duration) -> bool {
     }
 }
 
-/// A client that sends its hello, takes the server's hello and then says nothing: it holds a
-/// session slot until a server deadline ends its session.
-fn stalled_session(addr: SocketAddr) -> TcpChannel {
-    let mut ch = TcpChannel::connect(addr, short()).unwrap();
-    ch.send(
-        &serde_json::to_vec(&ClientHello {
-            magic: handshake::MAGIC.into(),
-            version: handshake::PROTOCOL_VERSION,
-        })
-        .unwrap(),
-    )
-    .unwrap();
-    let hello: serde_json::Value = serde_json::from_slice(&ch.recv().unwrap()).unwrap();
-    assert!(hello.get("model_digest").is_some(), "{hello}");
-    ch
-}
-
 fn exact(o: Outcome, want: &[u64]) {
     match o {
         Outcome::Logits(l) => assert_eq!(l, want),
@@ -79,11 +65,7 @@ fn idle_slow_and_garbage_connections_hold_no_slot_and_are_dropped_at_the_handsha
     let slow_writer = slow.try_clone().unwrap();
     let trickle = thread::spawn(move || {
         let mut w = slow_writer;
-        let hello = serde_json::to_vec(&ClientHello {
-            magic: handshake::MAGIC.into(),
-            version: handshake::PROTOCOL_VERSION,
-        })
-        .unwrap();
+        let hello = hello_bytes(handshake::PROTOCOL_VERSION);
         let mut frame = (hello.len() as u32).to_le_bytes().to_vec();
         frame.extend(hello);
         for b in frame {
@@ -242,11 +224,7 @@ fn running_sessions_are_bounded_per_message_and_overall() {
     };
     let (addr, server, _, stop, stats) = start_server_with(&model, Reveal::Logits, None, config);
     let mut s = TcpStream::connect(addr).unwrap();
-    let hello = serde_json::to_vec(&ClientHello {
-        magic: handshake::MAGIC.into(),
-        version: handshake::PROTOCOL_VERSION,
-    })
-    .unwrap();
+    let hello = hello_bytes(handshake::PROTOCOL_VERSION);
     s.write_all(&(hello.len() as u32).to_le_bytes()).unwrap();
     s.write_all(&hello).unwrap();
     let t0 = Instant::now();
@@ -273,48 +251,44 @@ fn running_sessions_are_bounded_per_message_and_overall() {
 }
 
 #[test]
-fn connections_beyond_the_per_address_limit_are_refused_with_the_reason() {
+fn connections_beyond_the_per_address_and_total_limits_are_refused_with_the_reason() {
     let model = tiny_model();
-    let config = ServerConfig {
-        max_per_address: 2,
-        ..cfg(4)
-    };
-    let (addr, server, _, stop, stats) = start_server_with(&model, Reveal::Logits, None, config);
-    let idle: Vec<TcpStream> = (0..2).map(|_| TcpStream::connect(addr).unwrap()).collect();
-    thread::sleep(Duration::from_millis(200));
-    let e = good_client(addr, &model, None).unwrap_err();
-    assert!(
-        matches!(&e, EngineError::Busy { reason, .. } if reason.contains("too many connections from 127.0.0.1 (limit 2)")),
-        "{e}"
-    );
-    // Once the idle ones are dropped at the handshake deadline, the client is served.
-    thread::sleep(Duration::from_millis(1300));
-    exact(good_client(addr, &model, None).unwrap(), &reference(&model));
-    drop(idle);
-    assert_eq!(stats.get().refused_address, 1);
-    stop.store(true, Ordering::SeqCst);
-    server.join().unwrap();
-}
-
-#[test]
-fn connections_beyond_the_total_limit_are_refused_with_the_reason() {
-    let model = tiny_model();
-    let config = ServerConfig {
-        max_connections: 2,
-        ..cfg(4)
-    };
-    let (addr, server, _, stop, stats) = start_server_with(&model, Reveal::Logits, None, config);
-    let idle: Vec<TcpStream> = (0..2).map(|_| TcpStream::connect(addr).unwrap()).collect();
-    thread::sleep(Duration::from_millis(200));
-    let e = good_client(addr, &model, None).unwrap_err();
-    assert!(
-        matches!(&e, EngineError::Busy { reason, retry_after_s: 2 } if reason == "server at its limit of 2 open connections"),
-        "{e}"
-    );
-    drop(idle);
-    thread::sleep(Duration::from_millis(300));
-    exact(good_client(addr, &model, None).unwrap(), &reference(&model));
-    stop.store(true, Ordering::SeqCst);
-    server.join().unwrap();
-    assert_eq!(stats.get().refused_connections, 1);
+    let limits = [
+        (
+            ServerConfig {
+                max_per_address: 2,
+                ..cfg(4)
+            },
+            "too many connections from 127.0.0.1 (limit 2)",
+        ),
+        (
+            ServerConfig {
+                max_connections: 2,
+                ..cfg(4)
+            },
+            "server at its limit of 2 open connections",
+        ),
+    ];
+    for (k, (config, why)) in limits.into_iter().enumerate() {
+        let (addr, server, _, stop, stats) =
+            start_server_with(&model, Reveal::Logits, None, config);
+        let idle: Vec<TcpStream> = (0..2).map(|_| TcpStream::connect(addr).unwrap()).collect();
+        thread::sleep(Duration::from_millis(200));
+        let e = good_client(addr, &model, None).unwrap_err();
+        assert!(
+            matches!(&e, EngineError::Busy { reason, retry_after_s: 2 } if reason == why),
+            "{e}"
+        );
+        // Once the idle ones are gone, the client is served.
+        drop(idle);
+        thread::sleep(Duration::from_millis(300));
+        exact(good_client(addr, &model, None).unwrap(), &reference(&model));
+        stop.store(true, Ordering::SeqCst);
+        server.join().unwrap();
+        let st = stats.get();
+        assert_eq!(
+            (st.refused_address, st.refused_connections),
+            [(1, 0), (0, 1)][k]
+        );
+    }
 }

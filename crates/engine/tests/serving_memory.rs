@@ -1,32 +1,17 @@
 //! The memory budget over real sockets (its own test binary: the budget is checked against this
 //! process's resident size, which other tests running beside it would change).
 
-use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::thread;
 use std::time::Duration;
 
-use privinfer_engine::handshake::{self, ClientHello, Reveal};
+use privinfer_engine::handshake::Reveal;
 use privinfer_engine::{Outcome, ServerConfig};
-use transport::{Channel, TcpChannel};
 
 mod common;
-use common::{good_client_queued, reference, short, start_server_with, tiny_model};
-
-fn stalled_session(addr: SocketAddr) -> TcpChannel {
-    let mut ch = TcpChannel::connect(addr, short()).unwrap();
-    ch.send(
-        &serde_json::to_vec(&ClientHello {
-            magic: handshake::MAGIC.into(),
-            version: handshake::PROTOCOL_VERSION,
-        })
-        .unwrap(),
-    )
-    .unwrap();
-    let hello: serde_json::Value = serde_json::from_slice(&ch.recv().unwrap()).unwrap();
-    assert!(hello.get("model_digest").is_some(), "{hello}");
-    ch
-}
+use common::{
+    good_client_queued, reference, short, stalled_session, start_server_with, tiny_model,
+};
 
 #[test]
 fn the_memory_budget_queues_sessions_that_do_not_fit_and_refuses_a_budget_below_one() {

@@ -9,10 +9,9 @@ use std::sync::atomic::Ordering;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use nn::FixedConfig;
 use privinfer_engine::handshake::Reveal;
 use privinfer_engine::soak::{self, Abuse, AbuseLoad, CutAfter};
-use privinfer_engine::{infer_channel, infer_channel_queued, Outcome, ServerConfig};
+use privinfer_engine::{Outcome, ServerConfig};
 
 mod common;
 use common::{input, reference, short, start_server_with, tiny_model};
@@ -50,17 +49,7 @@ fn honest_clients_are_all_served_exactly_under_abuse_and_nothing_leaks() {
             thread::spawn(move || {
                 let ch = soak::channel_from(ip(&format!("127.0.2.{k}")), addr, short()).unwrap();
                 let mut ch = CutAfter::new(ch, 4 + 3 * k);
-                let x = input(&model);
-                infer_channel(
-                    &mut ch,
-                    None,
-                    &mut |plan| {
-                        let f = FixedConfig::new(plan.ell, plan.scale)?;
-                        Ok(x.iter().map(|&v| f.encode(v)).collect())
-                    },
-                    &mut |_, _| {},
-                )
-                .is_err()
+                soak::infer_input(&mut ch, &input(&model)).is_err()
             })
         })
         .collect();
@@ -70,17 +59,7 @@ fn honest_clients_are_all_served_exactly_under_abuse_and_nothing_leaks() {
             thread::spawn(move || {
                 let mut ch =
                     soak::channel_from(ip(&format!("127.0.1.{k}")), addr, short()).unwrap();
-                let x = input(&model);
-                infer_channel_queued(
-                    &mut ch,
-                    None,
-                    &mut |plan| {
-                        let f = FixedConfig::new(plan.ell, plan.scale)?;
-                        Ok(x.iter().map(|&v| f.encode(v)).collect())
-                    },
-                    &mut |_, _| {},
-                    &mut |_| {},
-                )
+                soak::infer_input(&mut ch, &input(&model)).map(|(inf, _)| inf)
             })
         })
         .collect();

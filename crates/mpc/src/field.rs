@@ -26,6 +26,39 @@ fn range_offset(ring: Ring) -> u64 {
     1u64 << (ring.bits() - 2)
 }
 
+/// This party's share of `u − w·m − off` in Z_p (`off` subtracted by P0 only) from its shares of
+/// the lifted value `u` and of the wrap `w` (`m` = the source modulus reduced mod p).
+fn unwrap_mod_p(u: &[u64], w: &[u64], m: u64, off: u64, p0: bool, p: u64) -> Vec<u64> {
+    let g = Group::Odd(p);
+    let (m, off) = (m % p, off % p);
+    u.iter()
+        .zip(w)
+        .map(|(&ui, &wi)| {
+            let t = g.sub(ui % p, ((wi as u128 * m as u128) % p as u128) as u64);
+            if p0 {
+                g.sub(t, off)
+            } else {
+                t
+            }
+        })
+        .collect()
+}
+
+/// As [`unwrap_mod_p`] in `ring`.
+fn unwrap_mod_ring(u: &[u64], w: &[u64], m: u64, off: u64, p0: bool, ring: Ring) -> Vec<u64> {
+    u.iter()
+        .zip(w)
+        .map(|(&ui, &wi)| {
+            let t = ring.sub(ring.reduce(ui), ring.mul(wi, ring.reduce(m)));
+            if p0 {
+                ring.sub(t, ring.reduce(off))
+            } else {
+                t
+            }
+        })
+        .collect()
+}
+
 /// An odd modulus p, 3 ≤ p < 2^62, of Z_p shares.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct FieldModulus(u64);
@@ -85,17 +118,7 @@ impl Session {
         };
         let w = self.millionaire(ch, &v, p.bits())?;
         let wa = self.b2a(ch, ring, &w)?;
-        let pr = ring.reduce(pv);
-        Ok((0..x.len())
-            .map(|i| {
-                let t = ring.sub(ring.reduce(u[i]), ring.mul(wa[i], pr));
-                if p0 {
-                    ring.sub(t, ring.reduce(h))
-                } else {
-                    t
-                }
-            })
-            .collect())
+        Ok(unwrap_mod_ring(&u, &wa, pv, h, p0, ring))
     }
 
     /// Z_p shares of the signed value of shares `x` over `ring` (meaningful when |x| < p/2).
@@ -128,18 +151,7 @@ impl Session {
         let f1: Vec<u64> = w.iter().map(|&b| 1 - b as u64).collect();
         let wa = self.ot_p0_to_p1(ch, x.len(), &|_| g, &f0, &f1, &w)?;
         let two_l = ((1u128 << l) % pv) as u64;
-        let half_p = (half as u128 % pv) as u64;
-        Ok((0..x.len())
-            .map(|i| {
-                let ui = (u[i] as u128 % pv) as u64;
-                let t = g.sub(ui, ((wa[i] as u128 * two_l as u128) % pv) as u64);
-                if p0 {
-                    g.sub(t, half_p)
-                } else {
-                    t
-                }
-            })
-            .collect())
+        Ok(unwrap_mod_p(&u, &wa, two_l, half, p0, p.value()))
     }
 
     /// As [`Session::ring_to_field`] for values in the fixed-point range |x| < 2^{ℓ−2}, which
@@ -175,28 +187,9 @@ impl Session {
             x.to_vec()
         };
         let top: Vec<u8> = u.iter().map(|&v| (v >> (l - 1)) as u8).collect();
-        let g = Group::Odd(pv);
-        let (f0, f1): (Vec<u64>, Vec<u64>) = if p0 {
-            (top.iter().map(|&m| m as u64).collect(), vec![1; x.len()])
-        } else {
-            (Vec::new(), Vec::new())
-        };
-        let w = self.ot_p0_to_p1(ch, x.len(), &|_| g, &f0, &f1, &top)?;
+        let w = self.or_shares(ch, &top, Group::Odd(pv))?;
         let two_l = ((1u128 << l) % pv as u128) as u64;
-        let off_p = off % pv;
-        Ok((0..x.len())
-            .map(|i| {
-                let t = g.sub(
-                    u[i] % pv,
-                    ((w[i] as u128 * two_l as u128) % pv as u128) as u64,
-                );
-                if p0 {
-                    g.sub(t, off_p)
-                } else {
-                    t
-                }
-            })
-            .collect())
+        Ok(unwrap_mod_p(&u, &w, two_l, off, p0, pv))
     }
 
     /// As [`Session::field_to_ring`] for values in the fixed-point range |v| < 2^{ℓ−2} of the
@@ -233,24 +226,24 @@ impl Session {
             x.to_vec()
         };
         let top: Vec<u8> = u.iter().map(|&v| (v > h) as u8).collect();
-        let g = Group::Pow2(l);
-        let (f0, f1): (Vec<u64>, Vec<u64>) = if p0 {
-            (top.iter().map(|&m| m as u64).collect(), vec![1; x.len()])
+        let w = self.or_shares(ch, &top, Group::Pow2(l))?;
+        Ok(unwrap_mod_ring(&u, &w, pv, off, p0, ring))
+    }
+
+    /// Additive shares in `g` of `m0 ∨ m1`, P_i holding the bits `m` (one affine OT each: P0
+    /// offers `f(c) = m0 ∨ c`, P1 chooses `c = m1`).
+    fn or_shares<C: Channel + ?Sized>(
+        &mut self,
+        ch: &mut C,
+        m: &[u8],
+        g: Group,
+    ) -> Result<Vec<u64>> {
+        let (f0, f1): (Vec<u64>, Vec<u64>) = if self.party() == Party::P0 {
+            (m.iter().map(|&b| b as u64).collect(), vec![1; m.len()])
         } else {
             (Vec::new(), Vec::new())
         };
-        let w = self.ot_p0_to_p1(ch, x.len(), &|_| g, &f0, &f1, &top)?;
-        let pr = ring.reduce(pv);
-        Ok((0..x.len())
-            .map(|i| {
-                let t = ring.sub(ring.reduce(u[i]), ring.mul(w[i], pr));
-                if p0 {
-                    ring.sub(t, off)
-                } else {
-                    t
-                }
-            })
-            .collect())
+        self.ot_p0_to_p1(ch, m.len(), &|_| g, &f0, &f1, m)
     }
 
     /// Shares of the product `x·y` mod 2^ℓ of two shared tensors; the result has scale

@@ -9,12 +9,12 @@ use std::time::Duration;
 
 use nn::ir::{Conv2d, Linear, Pool};
 use nn::{FixedConfig, Model, Node, Op};
-use privinfer_engine::handshake::{Queued, Reveal};
+use privinfer_engine::handshake::{self, ClientHello, Queued, Reveal};
 use privinfer_engine::{
     infer_queued, EngineError, ModelService, Outcome, PlanConfig, Server, ServerConfig,
     ServerModel, StatsHandle,
 };
-use transport::TcpConfig;
+use transport::{Channel, TcpChannel, TcpConfig};
 
 /// A small CNN: conv 3→4 (3×3, pad 1) → ReLU → max-pool 2 → global average → FC 4→3.
 pub fn tiny_model() -> Model {
@@ -175,4 +175,23 @@ pub fn reference(model: &Model) -> Vec<u64> {
     nn::fixed::run(model, &input(model), FixedConfig::new(37, 12).unwrap())
         .unwrap()
         .data
+}
+
+/// A client hello of protocol `version`, serialized.
+pub fn hello_bytes(version: u32) -> Vec<u8> {
+    serde_json::to_vec(&ClientHello {
+        magic: handshake::MAGIC.into(),
+        version,
+    })
+    .unwrap()
+}
+
+/// A client that sends its hello, takes the server's hello and then says nothing: it holds a
+/// session slot until a server deadline ends its session.
+pub fn stalled_session(addr: SocketAddr) -> TcpChannel {
+    let mut ch = TcpChannel::connect(addr, short()).unwrap();
+    ch.send(&hello_bytes(handshake::PROTOCOL_VERSION)).unwrap();
+    let hello: serde_json::Value = serde_json::from_slice(&ch.recv().unwrap()).unwrap();
+    assert!(hello.get("model_digest").is_some(), "{hello}");
+    ch
 }
