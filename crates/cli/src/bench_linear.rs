@@ -207,6 +207,9 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             "ct_pt_mults": plan.cost.ct_pt_mults,
             "ntts": plan.cost.ntts,
             "key_switches": plan.cost.rotations,
+            // Automorphisms with key switching (issue 12's name; Cheetah's only ones pack responses).
+            "rotations": plan.cost.rotations,
+            "weight_bytes": proto.weight_bytes(layer, ring)?,
             "rounds": plan.cost.rounds,
         });
         tot_cheetah += cheetah_bytes;

@@ -23,6 +23,11 @@ pub trait LinearProtocol: Send + Sync {
     /// Predicted cost of one execution on `layer`, computed without running anything.
     fn cost(&self, layer: &LayerSpec, ring: Ring) -> Result<Cost, LinearError>;
 
+    /// Bytes of the weight plaintexts the server prepares for the layer, in the form its products
+    /// read them (Hyena's storage metric, comparable across protocols): what a server holds per
+    /// layer while it serves it, or keeps if it caches them between sessions.
+    fn weight_bytes(&self, layer: &LayerSpec, ring: Ring) -> Result<u64, LinearError>;
+
     /// Key material the layer needs (exchanged once per session).
     fn keys_needed(&self, layer: &LayerSpec, ring: Ring) -> Result<Vec<KeyRequest>, LinearError>;
 

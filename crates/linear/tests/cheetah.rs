@@ -466,3 +466,37 @@ mod truncated {
         }
     }
 }
+
+/// `weight_bytes` counts exactly the weight plaintexts the server encodes: the keys for which the
+/// layout yields a polynomial (zero-overlap keys of grouped convs yield none), each an NTT-form
+/// polynomial over every prime of the set.
+#[test]
+fn weight_bytes_count_the_encoded_plaintexts() {
+    let ring = Ring::new(37).unwrap();
+    let mut layers: Vec<LayerSpec> = shapes::fuzz_layers().into_iter().map(|(_, l)| l).collect();
+    layers.extend(
+        shapes::mobilenet_v2(32, 10, 8)
+            .into_iter()
+            .map(|(_, l)| l)
+            .take(12),
+    );
+    for layer in layers {
+        let p = cheetah();
+        let plan = p.plan(&layer, ring).unwrap();
+        let n_weights = match layer.shape {
+            linear::LayerShape::Conv2d(c) => c.m * c.c_per_group() * c.kh * c.kw,
+            linear::LayerShape::Fc(f) => f.inputs * f.outputs,
+            linear::LayerShape::Scale(s) => s.c,
+        };
+        let w = vec![1u64; n_weights];
+        let encoded = (0..plan.layout.weight_keys())
+            .filter(|&k| plan.layout.encode_weights(ring, &w, k).is_some())
+            .count() as u64;
+        let words = plan.params.n() as u64 * plan.params.prime_bits().len() as u64;
+        assert_eq!(
+            p.weight_bytes(&layer, ring).unwrap(),
+            encoded * words * 8,
+            "{layer:?}"
+        );
+    }
+}

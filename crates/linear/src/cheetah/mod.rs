@@ -978,6 +978,14 @@ impl LinearProtocol for Cheetah {
         Ok(self.plan(layer, ring)?.cost)
     }
 
+    /// One NTT-form polynomial over every prime of the set per weight plaintext that exists
+    /// ([`Layout::used_weight_keys`]: spatial tiles reuse them), 8 bytes a word.
+    fn weight_bytes(&self, layer: &LayerSpec, ring: Ring) -> Result<u64, LinearError> {
+        let plan = self.plan(layer, ring)?;
+        let words = plan.params.n() as u64 * plan.params.prime_bits().len() as u64;
+        Ok(plan.layout.used_weight_keys() as u64 * words * 8)
+    }
+
     fn keys_needed(&self, layer: &LayerSpec, ring: Ring) -> Result<Vec<KeyRequest>, LinearError> {
         let plan = self.plan(layer, ring)?;
         let mut req = vec![KeyRequest::Rlwe {
