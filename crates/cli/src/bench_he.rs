@@ -177,6 +177,36 @@ fn run_to(a: Args, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
         );
         report(out, a.json, "rotate", n, log_q, ns);
 
+        // Eight rotations of one ciphertext, one by one and hoisted (one ModUp shared), per
+        // rotation: what a BSGS baby step or a convolution tap costs.
+        let steps: Vec<i64> = (1..=8).collect();
+        let gk8 = GaloisKeys::for_rotations(&sk, &steps, false, &mut rng)?;
+        let ns = median(
+            budget,
+            || (),
+            |_| {
+                for &st in &steps {
+                    std::hint::black_box(ev.rotate_rows(&ct, st, &gk8).expect("rotate"));
+                }
+            },
+        );
+        report(out, a.json, "rotate_x8_per_rotation", n, log_q, ns / 8);
+        let ns = median(
+            budget,
+            || (),
+            |_| {
+                std::hint::black_box(ev.rotate_rows_hoisted(&ct, &steps, &gk8).expect("rotate"));
+            },
+        );
+        report(
+            out,
+            a.json,
+            "rotate_hoisted_x8_per_rotation",
+            n,
+            log_q,
+            ns / 8,
+        );
+
         // BFV modulus switching Q_L → Q_{L−1}: from coefficient form (SEAL's native
         // BFV form) and from NTT form (ours after ct × pt; includes the transforms)
         let ns = median(
@@ -246,6 +276,7 @@ mod tests {
             "ct_pt_mul",
             "ct_ct_mul_relin",
             "rotate",
+            "rotate_hoisted_x8_per_rotation",
             "mod_switch",
             "serialize_ct",
         ] {

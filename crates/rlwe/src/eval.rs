@@ -486,6 +486,61 @@ impl Evaluator {
         self.apply_galois(ct, k, gk)
     }
 
+    /// Rotations of both batching rows of `ct` left by each of `steps`, sharing one ModUp of c₁
+    /// (hoisting [Halevi–Shoup 2018, §5]): one decomposition
+    /// ([`crate::keyswitch::KeySwitcher::decompose`]), then per rotation a permutation of the
+    /// lifted digits, the key products and ModDown. Each result decrypts as [`Self::rotate_rows`]
+    /// does, with key-switching noise of the same bound. A step of 0 (mod N/2) returns `ct`.
+    pub fn rotate_rows_hoisted(
+        &self,
+        ct: &Ciphertext,
+        steps: &[i64],
+        gk: &GaloisKeys,
+    ) -> Result<Vec<Ciphertext>, RlweError> {
+        self.check(ct)?;
+        same(&self.params, &gk.params)?;
+        if ct.size() != 2 {
+            return Err(RlweError::InvalidCiphertextSize { size: ct.size() });
+        }
+        let ks = self
+            .params
+            .key_switcher()
+            .ok_or(RlweError::NoSpecialPrimes)?;
+        let n = self.params.n();
+        // Every key needed is checked before the decomposition is paid for.
+        let elements: Vec<usize> = steps
+            .iter()
+            .map(|&s| galois_element_for_rotation(n, s))
+            .collect();
+        if let Some(&k) = elements
+            .iter()
+            .find(|&&k| k != 1 && !gk.keys.contains_key(&k))
+        {
+            return Err(RlweError::MissingGaloisKey { element: k });
+        }
+        let dec = ks.decompose(&ct.polys[1])?;
+        let mut c0 = ct.polys[0].clone();
+        c0.ntt_forward();
+        elements
+            .iter()
+            .map(|&k| {
+                if k == 1 {
+                    return Ok(ct.clone());
+                }
+                let perm = self.params.ctx_q().automorphism_permutation(k)?;
+                let (u0, u1) = ks.switch_decomposed(&dec, &gk.keys[&k], Some(&perm))?;
+                let mut r0 = Poly::zero(c0.context(), c0.num_moduli(), Representation::Ntt);
+                c0.automorphism_ntt_into(&perm, &mut r0)?;
+                r0.add_assign(&u0)?;
+                Ok(Ciphertext {
+                    params: self.params.clone(),
+                    polys: vec![r0, u1],
+                    seed: None,
+                })
+            })
+            .collect()
+    }
+
     /// Swaps the two rows of the batching layout (`X → X^{2N−1}`).
     pub fn rotate_columns(
         &self,

@@ -106,13 +106,18 @@ impl KeySwitcher {
     /// Switches `d` (over `Q_l`, either representation) with `key`; returns
     /// `(u_0, u_1)` over `Q_l` in NTT form with `u_0 + u_1·s ≈ d·s'`.
     pub fn switch(&self, d: &Poly, key: &KeySwitchingKey) -> Result<(Poly, Poly), RlweError> {
+        let dec = self.decompose(d)?;
+        self.switch_decomposed(&dec, key, None)
+    }
+
+    /// ModUp of `d` (over `Q_l`, either representation): every digit lifted to `Q_l ∪ P`, NTT
+    /// form. One decomposition serves any number of key switches of `d` and of its images under
+    /// automorphisms ([`KeySwitcher::switch_decomposed`]: hoisting).
+    pub fn decompose(&self, d: &Poly) -> Result<Decomposed, RlweError> {
         let n = self.ctx_q.n();
         let l = d.num_moduli();
         let big_l = self.ctx_q.len();
         if l > big_l || **d.context() != *self.ctx_q {
-            return Err(RlweError::ParamsMismatch);
-        }
-        if key.digits.len() != self.dnum() {
             return Err(RlweError::ParamsMismatch);
         }
         // Over its own digit's primes the lifted digit is `d` itself: when `d` arrives in NTT
@@ -130,24 +135,20 @@ impl KeySwitcher {
             let r = start * n..(start + len) * n;
             self.mod_up[j][len - 1].scale_inputs(n, &dc.data()[r.clone()], &mut y[r]);
         }
-        let mut acc0 = vec![0u64; ext * n];
-        let mut acc1 = vec![0u64; ext * n];
-        let mut x = vec![0u64; n];
-        // Prime-outer loop: the two accumulators of one prime stay in cache while
-        // every digit is lifted to it and multiplied by its key part.
+        // lifted[(j·ext + e)·n ..]: digit j at prime e of Q_l ∪ P, NTT form.
+        let mut lifted = vec![0u64; dnum_l * ext * n];
         for e in 0..ext {
             let qi = if e < l { e } else { big_l + (e - l) };
             let plan = self.ctx_qp.plan(qi);
-            let a0 = &mut acc0[e * n..(e + 1) * n];
-            let a1 = &mut acc1[e * n..(e + 1) * n];
             for j in 0..dnum_l {
                 let (start, len) = (j * k, k.min(l - j * k));
+                let x = &mut lifted[(j * ext + e) * n..(j * ext + e + 1) * n];
                 if e >= start && e < start + len {
                     if d_ntt {
                         x.copy_from_slice(d.residue(e));
                     } else {
                         x.copy_from_slice(dc.residue(e));
-                        plan.forward(&mut x);
+                        plan.forward(x);
                     }
                 } else {
                     // index of this prime among the converter's targets (Q \ D_j, then P)
@@ -164,13 +165,59 @@ impl KeySwitcher {
                         n,
                         &y[start * n..(start + len) * n],
                         target,
-                        &mut x,
+                        x,
                     );
-                    plan.forward(&mut x);
+                    plan.forward(x);
                 }
+            }
+        }
+        Ok(Decomposed { l, lifted })
+    }
+
+    /// The key switch of a decomposed `d` with `key`, or, given the NTT-slot permutation of an
+    /// automorphism σ ([`math::RnsContext::automorphism_permutation`]), of σ(d): each lifted
+    /// digit is permuted before its product. σ commutes with the lift up to multiples of the
+    /// digit's modulus D_j per coefficient (the base conversion of a negated coefficient), which
+    /// the key's `g_j·P` factor annihilates mod `Q·P`: the same error class as ModUp's own.
+    pub fn switch_decomposed(
+        &self,
+        dec: &Decomposed,
+        key: &KeySwitchingKey,
+        perm: Option<&[u32]>,
+    ) -> Result<(Poly, Poly), RlweError> {
+        let n = self.ctx_q.n();
+        let big_l = self.ctx_q.len();
+        let l = dec.l;
+        if key.digits.len() != self.dnum() {
+            return Err(RlweError::ParamsMismatch);
+        }
+        let k = self.alpha;
+        let ext = l + k;
+        let dnum_l = l.div_ceil(k);
+        let mut acc0 = vec![0u64; ext * n];
+        let mut acc1 = vec![0u64; ext * n];
+        let mut x = vec![0u64; n];
+        // Prime-outer loop: the two accumulators of one prime stay in cache while every digit
+        // is multiplied by its key part.
+        for e in 0..ext {
+            let qi = if e < l { e } else { big_l + (e - l) };
+            let plan = self.ctx_qp.plan(qi);
+            let a0 = &mut acc0[e * n..(e + 1) * n];
+            let a1 = &mut acc1[e * n..(e + 1) * n];
+            for j in 0..dnum_l {
+                let src = &dec.lifted[(j * ext + e) * n..(j * ext + e + 1) * n];
+                let x: &[u64] = match perm {
+                    None => src,
+                    Some(p) => {
+                        for (d, &pi) in x.iter_mut().zip(p) {
+                            *d = src[pi as usize];
+                        }
+                        &x
+                    }
+                };
                 let (b, a) = &key.digits[j];
-                plan.mul_accumulate(a0, &x, &b.data()[qi * n..(qi + 1) * n]);
-                plan.mul_accumulate(a1, &x, &a.data()[qi * n..(qi + 1) * n]);
+                plan.mul_accumulate(a0, x, &b.data()[qi * n..(qi + 1) * n]);
+                plan.mul_accumulate(a1, x, &a.data()[qi * n..(qi + 1) * n]);
             }
         }
         let u0 = self.mod_down(&mut acc0, l)?;
@@ -209,6 +256,13 @@ impl KeySwitcher {
     pub fn p_mod_q(&self) -> &[u64] {
         &self.p_mod_q
     }
+}
+
+/// A polynomial over `Q_l` after ModUp: its digits lifted to `Q_l ∪ P`, NTT form
+/// ([`KeySwitcher::decompose`]).
+pub struct Decomposed {
+    l: usize,
+    lifted: Vec<u64>,
 }
 
 /// A key switching key (one `(b_j, a_j)` pair over `Q ∪ P`, NTT form, per digit).

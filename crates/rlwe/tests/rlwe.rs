@@ -226,6 +226,41 @@ fn batching_rotations_and_products() {
         ev.rotate_rows(&ct, 2, &gk),
         Err(RlweError::MissingGaloisKey { .. })
     ));
+    // Hoisted: one decomposition for several rotations, each decrypting like the plain one, at
+    // the top level and one level down, for a ciphertext in either representation.
+    let gk_h = GaloisKeys::for_rotations(&sk, &[1, 3, -1, 5, -7], false, &mut r).unwrap();
+    let steps = [1i64, 3, -1, 0, 5, -7, 3];
+    let mut lower = ct.clone();
+    ev.mod_switch_to_next(&mut lower).unwrap();
+    for c in [&ct, &lower] {
+        let hoisted = ev.rotate_rows_hoisted(c, &steps, &gk_h).unwrap();
+        for (&st, h) in steps.iter().zip(&hoisted) {
+            let want: Vec<u64> = (0..n)
+                .map(|s| {
+                    let (row, col) = (s / half, s % half);
+                    v[row * half + (col as i64 + st).rem_euclid(half as i64) as usize]
+                })
+                .collect();
+            assert_eq!(
+                enc.decode(&sk.decrypt(h).unwrap()).unwrap(),
+                want,
+                "steps {st}"
+            );
+            if st != 0 {
+                // Key-switching noise of the same size as the plain rotation's.
+                let pw = enc.encode(&want).unwrap();
+                let a = sk.noise_log2(h, &pw).unwrap();
+                let b = sk
+                    .noise_log2(&ev.rotate_rows(c, st, &gk_h).unwrap(), &pw)
+                    .unwrap();
+                assert!(a <= b + 1.0, "steps {st}: hoisted 2^{a:.1}, plain 2^{b:.1}");
+            }
+        }
+    }
+    assert!(matches!(
+        ev.rotate_rows_hoisted(&ct, &[1, 2], &gk_h),
+        Err(RlweError::MissingGaloisKey { .. })
+    ));
     // slot-wise products: ct × pt and ct × ct + relinearization
     let tm = Modulus::new(T_PRIME).unwrap();
     let want: Vec<u64> = v.iter().zip(&u).map(|(&a, &b)| tm.mul(a, b)).collect();
