@@ -19,6 +19,7 @@ pub mod keys;
 pub mod layer;
 mod protocol;
 pub mod shapes;
+pub mod simd;
 
 pub use cheetah::{
     bytes_lower_bound, Cheetah, CheetahConfig, CheetahPlan, Flooding, HeParamsId, OutsideSupport,
