@@ -159,3 +159,256 @@ impl MatVec {
         })
     }
 }
+
+/// The conventional slot-encoded convolution [Gazelle §5; SCI-HE], groups = 1.
+///
+/// Layout: each channel's map, zero-padded by the layer's padding p to H' × W'
+/// (H' = H + 2p, W' = W + 2p; the padding is public, so each party writes its share this way),
+/// fills one block of S = n/c_n slots (c_n, a power of two, maps per ciphertext row; S ≥ H'·W');
+/// ⌈C/c_n⌉ input ciphertexts. Tap (a, b) is the rotation of the input by a·W' + b (hoisted: one
+/// ModUp per input ciphertext for its k_h·k_w − 1 rotations). The stride-1 "valid" output
+/// (h, w), h ≤ H' − k_h, w ≤ W' − k_w, lands in slot h·W' + w of its block, reading only its own
+/// block (w + b < W', so no row wraps into the next one). Output channels rotate in
+/// (Gazelle's diagonal arrangement): plaintext (v, u, r, tap) holds in block c the weight
+/// `W[v·c_n + (c − r) mod c_n][u·c_n + c][tap]`, and output ciphertext v is
+/// `Σ_r rot_{r·S}( Σ_u Σ_tap pt ⊙ rot_tap(x_u) )`: c_n − 1 rotations per output ciphertext.
+/// Stride s keeps the slots (i·s)·W' + j·s. Slots outside the valid outputs hold garbage, which
+/// the layer protocol masks like every returned slot.
+pub struct Conv {
+    spec: crate::Conv2dSpec,
+    c_n: usize,
+    block: usize,
+    in_cts: usize,
+    out_cts: usize,
+    /// `pts[v][u][r][tap]` (`None` when the whole plaintext is zero: channels past C or M).
+    pts: Vec<Vec<Vec<Vec<Option<PlaintextNtt>>>>>,
+}
+
+impl Conv {
+    fn padded(spec: &crate::Conv2dSpec) -> (usize, usize) {
+        (spec.h + 2 * spec.padding, spec.w + 2 * spec.padding)
+    }
+
+    /// Maps per ciphertext row for `spec` in rows of `n` slots, or an error when one padded map
+    /// does not fit a row (larger maps need spatial splitting, not built yet).
+    pub fn channels_per_ct(spec: &crate::Conv2dSpec, n: usize) -> Result<usize, LinearError> {
+        let (hp, wp) = Self::padded(spec);
+        let per = n / (hp * wp);
+        if per == 0 {
+            return Err(LinearError::BadShape {
+                reason: "simd conv: a padded channel map does not fit one ciphertext row",
+            });
+        }
+        // The largest power of two not above `per`, and no more than the channels need.
+        let mut c_n = 1;
+        while c_n * 2 <= per && c_n < spec.c.max(spec.m) {
+            c_n *= 2;
+        }
+        Ok(c_n)
+    }
+
+    /// Prepares the weights `w` (M × C × k_h × k_w, entries < t) of `spec` for ciphertexts of
+    /// `num_moduli` primes.
+    pub fn new(
+        enc: &BatchEncoder,
+        spec: crate::Conv2dSpec,
+        w: &[u64],
+        num_moduli: usize,
+    ) -> Result<Conv, LinearError> {
+        let bad = |reason: &'static str| Err(LinearError::BadShape { reason });
+        if spec.groups != 1 {
+            return bad("simd conv: grouped convolutions are not built yet");
+        }
+        let taps = spec.kh * spec.kw;
+        if w.len() != spec.m * spec.c * taps {
+            return bad("simd conv: need M*C*kh*kw weights");
+        }
+        let n = enc.slots() / 2;
+        let c_n = Self::channels_per_ct(&spec, n)?;
+        let block = n / c_n;
+        let (in_cts, out_cts) = (spec.c.div_ceil(c_n), spec.m.div_ceil(c_n));
+        let mut pts = Vec::with_capacity(out_cts);
+        for v in 0..out_cts {
+            let mut pu = Vec::with_capacity(in_cts);
+            for u in 0..in_cts {
+                let mut pr = Vec::with_capacity(c_n);
+                for r in 0..c_n {
+                    let mut pt_taps = Vec::with_capacity(taps);
+                    for tap in 0..taps {
+                        let weight = |c: usize| {
+                            let (o, ci) = (v * c_n + (c + c_n - r) % c_n, u * c_n + c);
+                            if o < spec.m && ci < spec.c {
+                                w[(o * spec.c + ci) * taps + tap]
+                            } else {
+                                0
+                            }
+                        };
+                        if (0..c_n).all(|c| weight(c) == 0) {
+                            pt_taps.push(None);
+                            continue;
+                        }
+                        let values: Vec<u64> =
+                            (0..2 * n).map(|s| weight((s % n) / block)).collect();
+                        pt_taps.push(Some(PlaintextNtt::new(&enc.encode(&values)?, num_moduli)?));
+                    }
+                    pr.push(pt_taps);
+                }
+                pu.push(pr);
+            }
+            pts.push(pu);
+        }
+        Ok(Conv {
+            spec,
+            c_n,
+            block,
+            in_cts,
+            out_cts,
+            pts,
+        })
+    }
+
+    /// Input ciphertexts' slot values (both rows alike) from C × H × W values, zero-padded.
+    pub fn pack_input(&self, x: &[u64]) -> Vec<Vec<u64>> {
+        let s = &self.spec;
+        let (hp, wp) = Self::padded(s);
+        let n = self.c_n * self.block;
+        (0..self.in_cts)
+            .map(|u| {
+                let mut row = vec![0u64; n];
+                for c in 0..self.c_n {
+                    let ci = u * self.c_n + c;
+                    if ci >= s.c {
+                        break;
+                    }
+                    for h in 0..s.h {
+                        for w in 0..s.w {
+                            let slot = c * self.block + (h + s.padding) * wp + (w + s.padding);
+                            row[slot] = x[(ci * s.h + h) * s.w + w];
+                        }
+                    }
+                }
+                debug_assert!(hp * wp <= self.block);
+                let mut both = row.clone();
+                both.extend_from_slice(&row);
+                both
+            })
+            .collect()
+    }
+
+    /// M × H_out × W_out values from the output ciphertexts' decoded slots.
+    pub fn unpack_output(&self, slots: &[Vec<u64>]) -> Vec<u64> {
+        let s = &self.spec;
+        let (_, wp) = Self::padded(s);
+        let (ho, wo) = (s.out_h(), s.out_w());
+        let mut y = vec![0u64; s.m * ho * wo];
+        for o in 0..s.m {
+            let (v, c) = (o / self.c_n, o % self.c_n);
+            for i in 0..ho {
+                for j in 0..wo {
+                    y[(o * ho + i) * wo + j] =
+                        slots[v][c * self.block + i * s.stride * wp + j * s.stride];
+                }
+            }
+        }
+        y
+    }
+
+    fn tap_steps(&self) -> Vec<i64> {
+        let (_, wp) = Self::padded(&self.spec);
+        (0..self.spec.kh)
+            .flat_map(|a| (0..self.spec.kw).map(move |b| (a * wp + b) as i64))
+            .collect()
+    }
+
+    /// The row-rotation steps [`Conv::apply`] uses: the nonzero tap offsets and r·S, 0 < r < c_n.
+    pub fn rotation_steps(&self) -> Vec<i64> {
+        let mut s: Vec<i64> = self.tap_steps().into_iter().filter(|&d| d != 0).collect();
+        s.extend((1..self.c_n).map(|r| (r * self.block) as i64));
+        s.sort_unstable();
+        s.dedup();
+        s
+    }
+
+    /// Key-switched rotations one application costs: (k_h·k_w − 1) hoisted per input
+    /// ciphertext, c_n − 1 per output ciphertext.
+    pub fn rotations(&self) -> usize {
+        self.in_cts * (self.spec.kh * self.spec.kw - 1) + self.out_cts * (self.c_n - 1)
+    }
+
+    /// Plaintexts held (the conventional convolution's weight storage, in plaintexts of N slots).
+    pub fn plaintexts(&self) -> usize {
+        self.pts
+            .iter()
+            .flatten()
+            .flatten()
+            .flatten()
+            .filter(|p| p.is_some())
+            .count()
+    }
+
+    /// Input and output ciphertext counts.
+    pub fn ciphertexts(&self) -> (usize, usize) {
+        (self.in_cts, self.out_cts)
+    }
+
+    /// The output ciphertexts from the packed input ciphertexts.
+    pub fn apply(
+        &self,
+        ev: &Evaluator,
+        cts: &[Ciphertext],
+        gk: &GaloisKeys,
+    ) -> Result<Vec<Ciphertext>, LinearError> {
+        if cts.len() != self.in_cts {
+            return Err(LinearError::BadShape {
+                reason: "simd conv: wrong number of input ciphertexts",
+            });
+        }
+        let steps = self.tap_steps();
+        let mut rotated = Vec::with_capacity(self.in_cts);
+        for ct in cts {
+            let mut r = ev.rotate_rows_hoisted(ct, &steps, gk)?;
+            for c in &mut r {
+                c.to_representation(math::Representation::Ntt);
+            }
+            rotated.push(r);
+        }
+        let mut outs = Vec::with_capacity(self.out_cts);
+        for pv in &self.pts {
+            let mut out: Option<Ciphertext> = None;
+            for r in 0..self.c_n {
+                let mut inner: Option<Ciphertext> = None;
+                for (u, pu) in pv.iter().enumerate() {
+                    for (tap, pt) in pu[r].iter().enumerate() {
+                        let Some(pt) = pt else { continue };
+                        match inner.as_mut() {
+                            None => {
+                                let mut c = rotated[u][tap].clone();
+                                ev.mul_plain_assign(&mut c, pt)?;
+                                inner = Some(c);
+                            }
+                            Some(acc) => ev.mul_plain_acc(acc, &rotated[u][tap], pt)?,
+                        }
+                    }
+                }
+                let Some(inner) = inner else { continue };
+                let shifted = if r == 0 {
+                    inner
+                } else {
+                    ev.rotate_rows(&inner, (r * self.block) as i64, gk)?
+                };
+                match out.as_mut() {
+                    None => out = Some(shifted),
+                    Some(o) => ev.add_assign(o, &shifted)?,
+                }
+            }
+            // All-zero weights for a whole output group: an encryption of zero (trivial; the
+            // layer protocol re-randomizes every response).
+            let out = match out {
+                Some(o) => o,
+                None => ev.zero(cts[0].num_moduli(), math::Representation::Ntt)?,
+            };
+            outs.push(out);
+        }
+        Ok(outs)
+    }
+}

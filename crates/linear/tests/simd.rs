@@ -78,3 +78,95 @@ fn bad_shapes_are_refused() {
         "n_in > N/2"
     );
 }
+
+/// The conventional convolution against a direct convolution mod t (zero padding, any stride),
+/// with its rotation count ((k² − 1) hoisted per input ciphertext + (c_n − 1) per output
+/// ciphertext) and its plaintext count (one per output group, input ciphertext, rotation, tap).
+fn check_conv(p: &Arc<Params>, spec: linear::Conv2dSpec, seed: u64) {
+    use linear::simd::Conv;
+    let mut r = ChaCha20Rng::seed_from_u64(seed);
+    let t = p.t().value();
+    let enc = BatchEncoder::new(p).unwrap();
+    let sk = SecretKey::generate(p, &mut r);
+    let ev = Evaluator::new(p);
+    let taps = spec.kh * spec.kw;
+    let w: Vec<u64> = (0..spec.m * spec.c * taps)
+        .map(|_| r.gen_range(0..t))
+        .collect();
+    let x: Vec<u64> = (0..spec.c * spec.h * spec.w)
+        .map(|_| r.gen_range(0..t))
+        .collect();
+    let level = p.max_level();
+    let conv = Conv::new(&enc, spec, &w, level).unwrap();
+    let cts: Vec<_> = conv
+        .pack_input(&x)
+        .iter()
+        .map(|v| sk.encrypt(&enc.encode(v).unwrap(), &mut r).unwrap())
+        .collect();
+    let gk = GaloisKeys::for_rotations(&sk, &conv.rotation_steps(), false, &mut r).unwrap();
+    let outs = conv.apply(&ev, &cts, &gk).unwrap();
+    let slots: Vec<Vec<u64>> = outs
+        .iter()
+        .map(|c| enc.decode(&sk.decrypt(c).unwrap()).unwrap())
+        .collect();
+    let got = conv.unpack_output(&slots);
+    let (ho, wo, pd) = (spec.out_h(), spec.out_w(), spec.padding as isize);
+    for o in 0..spec.m {
+        for i in 0..ho {
+            for j in 0..wo {
+                let mut acc = 0u128;
+                for c in 0..spec.c {
+                    for a in 0..spec.kh {
+                        for b in 0..spec.kw {
+                            let (h, v) = (
+                                (i * spec.stride + a) as isize - pd,
+                                (j * spec.stride + b) as isize - pd,
+                            );
+                            if h < 0 || v < 0 || h >= spec.h as isize || v >= spec.w as isize {
+                                continue;
+                            }
+                            let xv = x[(c * spec.h + h as usize) * spec.w + v as usize];
+                            let wv = w[((o * spec.c + c) * spec.kh + a) * spec.kw + b];
+                            acc = (acc + xv as u128 * wv as u128) % t as u128;
+                        }
+                    }
+                }
+                assert_eq!(
+                    got[(o * ho + i) * wo + j],
+                    acc as u64,
+                    "{spec:?} o={o} i={i} j={j}"
+                );
+            }
+        }
+    }
+    let c_n = Conv::channels_per_ct(&spec, p.n() / 2).unwrap();
+    let (ins, outs_n) = (spec.c.div_ceil(c_n), spec.m.div_ceil(c_n));
+    assert_eq!(conv.ciphertexts(), (ins, outs_n));
+    assert_eq!(conv.rotations(), ins * (taps - 1) + outs_n * (c_n - 1));
+    assert!(conv.plaintexts() <= outs_n * ins * c_n * taps);
+}
+
+#[test]
+fn conventional_conv_matches_a_direct_convolution() {
+    use linear::Conv2dSpec;
+    let p = Params::new(presets::insecure_test_only(11, 65537).unwrap()).unwrap();
+    for (k, spec) in [
+        Conv2dSpec::square(2, 5, 3, 3, 1, 1, 1), // same padding, C and M below c_n
+        Conv2dSpec::square(6, 4, 5, 3, 2, 1, 1), // stride 2
+        Conv2dSpec::square(3, 6, 2, 1, 1, 0, 1), // 1×1
+        Conv2dSpec::square(40, 4, 36, 3, 1, 2, 1), // padding 2, several input and output ciphertexts
+        Conv2dSpec::square(1, 7, 1, 5, 1, 0, 1),   // 5×5, no padding
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        check_conv(&p, spec, 60 + k as u64);
+    }
+}
+
+#[test]
+fn conventional_conv_on_the_secure_simd_preset() {
+    // ResNet-20's layer1 conv shape (16 → 16, 3×3, 32×32, pad 1) at N = 8192.
+    let p = Params::new(presets::bfv_simd_n8192_q218(40).unwrap()).unwrap();
+    check_conv(&p, linear::Conv2dSpec::square(16, 32, 16, 3, 1, 1, 1), 9);
+}
