@@ -174,15 +174,28 @@ impl MatVec {
 /// `Σ_r rot_{r·S}( Σ_u Σ_tap pt ⊙ rot_tap(x_u) )`: c_n − 1 rotations per output ciphertext.
 /// Stride s keeps the slots (i·s)·W' + j·s. Slots outside the valid outputs hold garbage, which
 /// the layer protocol masks like every returned slot.
+///
+/// BSGS form of the output rotations (B baby steps, G = c_n/B giant steps, r = g·B + b):
+/// `rot_{r·S}(pt ⊙ y) = rot_{g·B·S}(rot_{b·S}(pt) ⊙ rot_{b·S}(y))`, so the baby steps move to the
+/// input side, where they join the hoisted tap rotations (offsets tap + b·S), and each output
+/// ciphertext needs G − 1 rotations instead of c_n − 1: in all
+/// in_cts·(k_h·k_w·B − 1) hoisted + out_cts·(G − 1) rotations. B = 1 is the plain form;
+/// [`Conv::new`] takes the B that minimises the predicted rotation time.
 pub struct Conv {
     spec: crate::Conv2dSpec,
     c_n: usize,
     block: usize,
     in_cts: usize,
     out_cts: usize,
-    /// `pts[v][u][r][tap]` (`None` when the whole plaintext is zero: channels past C or M).
+    baby: usize,
+    /// `pts[v][u][r][tap]`, already rotated by b·S for r = g·B + b (`None` when the whole
+    /// plaintext is zero: channels past C or M).
     pts: Vec<Vec<Vec<Vec<Option<PlaintextNtt>>>>>,
 }
+
+/// A hoisted rotation's time relative to a plain one (measured: 2.60 against 5.01 ms at
+/// N = 8192, BENCHMARKS.md § Lattice core), for choosing the baby-step count.
+const HOISTED_COST: f64 = 0.52;
 
 impl Conv {
     fn padded(spec: &crate::Conv2dSpec) -> (usize, usize) {
@@ -207,13 +220,46 @@ impl Conv {
         Ok(c_n)
     }
 
+    /// The baby-step count (a power of two dividing c_n) minimising the predicted rotation time
+    /// in_cts·(k·B − 1)·[`HOISTED_COST`] + out_cts·(c_n/B − 1), k the taps.
+    pub fn best_baby(c_n: usize, in_cts: usize, out_cts: usize, taps: usize) -> usize {
+        let cost = |b: usize| {
+            in_cts as f64 * (taps * b - 1) as f64 * HOISTED_COST
+                + out_cts as f64 * (c_n / b - 1) as f64
+        };
+        let mut best = 1;
+        let mut b = 2;
+        while b <= c_n {
+            if cost(b) < cost(best) {
+                best = b;
+            }
+            b *= 2;
+        }
+        best
+    }
+
     /// Prepares the weights `w` (M × C × k_h × k_w, entries < t) of `spec` for ciphertexts of
-    /// `num_moduli` primes.
+    /// `num_moduli` primes, with the cheapest baby-step count ([`Conv::best_baby`]).
     pub fn new(
         enc: &BatchEncoder,
         spec: crate::Conv2dSpec,
         w: &[u64],
         num_moduli: usize,
+    ) -> Result<Conv, LinearError> {
+        let n = enc.slots() / 2;
+        let c_n = Self::channels_per_ct(&spec, n)?;
+        let taps = spec.kh * spec.kw;
+        let baby = Self::best_baby(c_n, spec.c.div_ceil(c_n), spec.m.div_ceil(c_n), taps);
+        Self::with_baby(enc, spec, w, num_moduli, baby)
+    }
+
+    /// As [`Conv::new`] with `baby` baby steps (a power of two dividing c_n; 1: no BSGS).
+    pub fn with_baby(
+        enc: &BatchEncoder,
+        spec: crate::Conv2dSpec,
+        w: &[u64],
+        num_moduli: usize,
+        baby: usize,
     ) -> Result<Conv, LinearError> {
         let bad = |reason: &'static str| Err(LinearError::BadShape { reason });
         if spec.groups != 1 {
@@ -225,6 +271,9 @@ impl Conv {
         }
         let n = enc.slots() / 2;
         let c_n = Self::channels_per_ct(&spec, n)?;
+        if !baby.is_power_of_two() || baby > c_n {
+            return bad("simd conv: baby steps must be a power of two dividing c_n");
+        }
         let block = n / c_n;
         let (in_cts, out_cts) = (spec.c.div_ceil(c_n), spec.m.div_ceil(c_n));
         let mut pts = Vec::with_capacity(out_cts);
@@ -247,8 +296,11 @@ impl Conv {
                             pt_taps.push(None);
                             continue;
                         }
-                        let values: Vec<u64> =
-                            (0..2 * n).map(|s| weight((s % n) / block)).collect();
+                        // Rotated left by b·S for its baby step b = r mod B.
+                        let shift = (r % baby) * block;
+                        let values: Vec<u64> = (0..2 * n)
+                            .map(|s| weight(((s % n + shift) % n) / block))
+                            .collect();
                         pt_taps.push(Some(PlaintextNtt::new(&enc.encode(&values)?, num_moduli)?));
                     }
                     pr.push(pt_taps);
@@ -263,6 +315,7 @@ impl Conv {
             block,
             in_cts,
             out_cts,
+            baby,
             pts,
         })
     }
@@ -313,26 +366,37 @@ impl Conv {
         y
     }
 
-    fn tap_steps(&self) -> Vec<i64> {
+    /// Input rotations, baby step major: offset a·W' + b' of tap (a, b') plus b·S.
+    fn input_steps(&self) -> Vec<i64> {
         let (_, wp) = Self::padded(&self.spec);
-        (0..self.spec.kh)
-            .flat_map(|a| (0..self.spec.kw).map(move |b| (a * wp + b) as i64))
+        let (kh, kw, block) = (self.spec.kh, self.spec.kw, self.block);
+        (0..self.baby)
+            .flat_map(|b| {
+                (0..kh).flat_map(move |a| (0..kw).map(move |c| (a * wp + c + b * block) as i64))
+            })
             .collect()
     }
 
-    /// The row-rotation steps [`Conv::apply`] uses: the nonzero tap offsets and r·S, 0 < r < c_n.
+    /// The row-rotation steps [`Conv::apply`] uses: the nonzero input offsets and the giant
+    /// steps g·B·S, 0 < g < c_n/B.
     pub fn rotation_steps(&self) -> Vec<i64> {
-        let mut s: Vec<i64> = self.tap_steps().into_iter().filter(|&d| d != 0).collect();
-        s.extend((1..self.c_n).map(|r| (r * self.block) as i64));
+        let mut s: Vec<i64> = self.input_steps().into_iter().filter(|&d| d != 0).collect();
+        s.extend((1..self.c_n / self.baby).map(|g| (g * self.baby * self.block) as i64));
         s.sort_unstable();
         s.dedup();
         s
     }
 
-    /// Key-switched rotations one application costs: (k_h·k_w − 1) hoisted per input
-    /// ciphertext, c_n − 1 per output ciphertext.
+    /// Key-switched rotations one application costs: k_h·k_w·B − 1 hoisted per input
+    /// ciphertext, c_n/B − 1 per output ciphertext.
     pub fn rotations(&self) -> usize {
-        self.in_cts * (self.spec.kh * self.spec.kw - 1) + self.out_cts * (self.c_n - 1)
+        self.in_cts * (self.spec.kh * self.spec.kw * self.baby - 1)
+            + self.out_cts * (self.c_n / self.baby - 1)
+    }
+
+    /// The baby-step count in use.
+    pub fn baby_steps(&self) -> usize {
+        self.baby
     }
 
     /// Plaintexts held (the conventional convolution's weight storage, in plaintexts of N slots).
@@ -363,7 +427,9 @@ impl Conv {
                 reason: "simd conv: wrong number of input ciphertexts",
             });
         }
-        let steps = self.tap_steps();
+        let steps = self.input_steps();
+        let taps = self.spec.kh * self.spec.kw;
+        // rotated[u][b·taps + tap]: input u rotated by tap offset + b·S.
         let mut rotated = Vec::with_capacity(self.in_cts);
         for ct in cts {
             let mut r = ev.rotate_rows_hoisted(ct, &steps, gk)?;
@@ -375,26 +441,30 @@ impl Conv {
         let mut outs = Vec::with_capacity(self.out_cts);
         for pv in &self.pts {
             let mut out: Option<Ciphertext> = None;
-            for r in 0..self.c_n {
+            for g in 0..self.c_n / self.baby {
                 let mut inner: Option<Ciphertext> = None;
-                for (u, pu) in pv.iter().enumerate() {
-                    for (tap, pt) in pu[r].iter().enumerate() {
-                        let Some(pt) = pt else { continue };
-                        match inner.as_mut() {
-                            None => {
-                                let mut c = rotated[u][tap].clone();
-                                ev.mul_plain_assign(&mut c, pt)?;
-                                inner = Some(c);
+                for b in 0..self.baby {
+                    let r = g * self.baby + b;
+                    for (u, pu) in pv.iter().enumerate() {
+                        for (tap, pt) in pu[r].iter().enumerate() {
+                            let Some(pt) = pt else { continue };
+                            let y = &rotated[u][b * taps + tap];
+                            match inner.as_mut() {
+                                None => {
+                                    let mut c = y.clone();
+                                    ev.mul_plain_assign(&mut c, pt)?;
+                                    inner = Some(c);
+                                }
+                                Some(acc) => ev.mul_plain_acc(acc, y, pt)?,
                             }
-                            Some(acc) => ev.mul_plain_acc(acc, &rotated[u][tap], pt)?,
                         }
                     }
                 }
                 let Some(inner) = inner else { continue };
-                let shifted = if r == 0 {
+                let shifted = if g == 0 {
                     inner
                 } else {
-                    ev.rotate_rows(&inner, (r * self.block) as i64, gk)?
+                    ev.rotate_rows(&inner, (g * self.baby * self.block) as i64, gk)?
                 };
                 match out.as_mut() {
                     None => out = Some(shifted),

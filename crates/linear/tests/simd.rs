@@ -80,9 +80,10 @@ fn bad_shapes_are_refused() {
 }
 
 /// The conventional convolution against a direct convolution mod t (zero padding, any stride),
-/// with its rotation count ((k² − 1) hoisted per input ciphertext + (c_n − 1) per output
-/// ciphertext) and its plaintext count (one per output group, input ciphertext, rotation, tap).
-fn check_conv(p: &Arc<Params>, spec: linear::Conv2dSpec, seed: u64) {
+/// plain (B = 1) and in BSGS form, with its rotation count ((k²·B − 1) hoisted per input
+/// ciphertext + (c_n/B − 1) per output ciphertext) and its plaintext count (at most one per output
+/// group, input ciphertext, output rotation and tap).
+fn check_conv(p: &Arc<Params>, spec: linear::Conv2dSpec, seed: u64, baby: Option<usize>) {
     use linear::simd::Conv;
     let mut r = ChaCha20Rng::seed_from_u64(seed);
     let t = p.t().value();
@@ -97,7 +98,10 @@ fn check_conv(p: &Arc<Params>, spec: linear::Conv2dSpec, seed: u64) {
         .map(|_| r.gen_range(0..t))
         .collect();
     let level = p.max_level();
-    let conv = Conv::new(&enc, spec, &w, level).unwrap();
+    let conv = match baby {
+        Some(b) => Conv::with_baby(&enc, spec, &w, level, b).unwrap(),
+        None => Conv::new(&enc, spec, &w, level).unwrap(),
+    };
     let cts: Vec<_> = conv
         .pack_input(&x)
         .iter()
@@ -142,7 +146,11 @@ fn check_conv(p: &Arc<Params>, spec: linear::Conv2dSpec, seed: u64) {
     let c_n = Conv::channels_per_ct(&spec, p.n() / 2).unwrap();
     let (ins, outs_n) = (spec.c.div_ceil(c_n), spec.m.div_ceil(c_n));
     assert_eq!(conv.ciphertexts(), (ins, outs_n));
-    assert_eq!(conv.rotations(), ins * (taps - 1) + outs_n * (c_n - 1));
+    let b = conv.baby_steps();
+    assert_eq!(
+        conv.rotations(),
+        ins * (taps * b - 1) + outs_n * (c_n / b - 1)
+    );
     assert!(conv.plaintexts() <= outs_n * ins * c_n * taps);
 }
 
@@ -160,13 +168,34 @@ fn conventional_conv_matches_a_direct_convolution() {
     .into_iter()
     .enumerate()
     {
-        check_conv(&p, spec, 60 + k as u64);
+        let c_n = linear::simd::Conv::channels_per_ct(&spec, p.n() / 2).unwrap();
+        for baby in [Some(1), Some(c_n), None] {
+            check_conv(&p, spec, 60 + k as u64, baby);
+        }
     }
+}
+
+#[test]
+fn bsgs_output_rotations_cut_rotations_where_maps_are_small() {
+    use linear::simd::Conv;
+    // ResNet-20's last stage, 64 → 64 on 8×8 (10×10 padded): 32 maps per row of 4096 slots.
+    let spec = linear::Conv2dSpec::square(64, 8, 64, 3, 1, 1, 1);
+    let c_n = Conv::channels_per_ct(&spec, 4096).unwrap();
+    assert_eq!(c_n, 32);
+    let b = Conv::best_baby(c_n, 2, 2, 9);
+    let plain = 2 * (9 - 1) + 2 * (c_n - 1);
+    let bsgs = 2 * (9 * b - 1) + 2 * (c_n / b - 1);
+    assert!(b > 1 && bsgs < plain, "B = {b}: {bsgs} vs {plain}");
 }
 
 #[test]
 fn conventional_conv_on_the_secure_simd_preset() {
     // ResNet-20's layer1 conv shape (16 → 16, 3×3, 32×32, pad 1) at N = 8192.
     let p = Params::new(presets::bfv_simd_n8192_q218(40).unwrap()).unwrap();
-    check_conv(&p, linear::Conv2dSpec::square(16, 32, 16, 3, 1, 1, 1), 9);
+    check_conv(
+        &p,
+        linear::Conv2dSpec::square(16, 32, 16, 3, 1, 1, 1),
+        9,
+        None,
+    );
 }
