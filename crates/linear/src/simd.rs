@@ -249,7 +249,12 @@ impl Conv {
         let n = enc.slots() / 2;
         let c_n = Self::channels_per_ct(&spec, n)?;
         let taps = spec.kh * spec.kw;
-        let baby = Self::best_baby(c_n, spec.c.div_ceil(c_n), spec.m.div_ceil(c_n), taps);
+        // Grouped convs use few output rotations (a depthwise one none): no baby steps.
+        let baby = if spec.groups > 1 {
+            1
+        } else {
+            Self::best_baby(c_n, spec.c.div_ceil(c_n), spec.m.div_ceil(c_n), taps)
+        };
         Self::with_baby(enc, spec, w, num_moduli, baby)
     }
 
@@ -262,12 +267,13 @@ impl Conv {
         baby: usize,
     ) -> Result<Conv, LinearError> {
         let bad = |reason: &'static str| Err(LinearError::BadShape { reason });
-        if spec.groups != 1 {
-            return bad("simd conv: grouped convolutions are not built yet");
+        if spec.groups == 0 || spec.c % spec.groups != 0 || spec.m % spec.groups != 0 {
+            return bad("simd conv: groups must divide C and M");
         }
         let taps = spec.kh * spec.kw;
-        if w.len() != spec.m * spec.c * taps {
-            return bad("simd conv: need M*C*kh*kw weights");
+        let cg = spec.c_per_group();
+        if w.len() != spec.m * cg * taps {
+            return bad("simd conv: need M*(C/groups)*kh*kw weights");
         }
         let n = enc.slots() / 2;
         let c_n = Self::channels_per_ct(&spec, n)?;
@@ -284,15 +290,19 @@ impl Conv {
                 for r in 0..c_n {
                     let mut pt_taps = Vec::with_capacity(taps);
                     for tap in 0..taps {
-                        let weight = |c: usize| {
+                        // Index of the weight block c meets under output rotation r, if the
+                        // pair (output o, input ci) exists and shares a group. Which plaintexts
+                        // exist depends on the shape only, never on the weights' values.
+                        let index = |c: usize| {
                             let (o, ci) = (v * c_n + (c + c_n - r) % c_n, u * c_n + c);
-                            if o < spec.m && ci < spec.c {
-                                w[(o * spec.c + ci) * taps + tap]
-                            } else {
-                                0
+                            if o >= spec.m || ci >= spec.c {
+                                return None;
                             }
+                            let g = spec.group_of_output(o);
+                            (ci / cg == g).then(|| (o * cg + ci - g * cg) * taps + tap)
                         };
-                        if (0..c_n).all(|c| weight(c) == 0) {
+                        let weight = |c: usize| index(c).map_or(0, |i| w[i]);
+                        if (0..c_n).all(|c| index(c).is_none()) {
                             pt_taps.push(None);
                             continue;
                         }
@@ -377,21 +387,42 @@ impl Conv {
             .collect()
     }
 
+    /// Whether output ciphertext `v` has plaintexts for giant step `g` (shape only: a grouped
+    /// conv leaves the rotations between channels of different groups out).
+    fn giant_used(&self, v: usize, g: usize) -> bool {
+        (0..self.baby).any(|b| {
+            self.pts[v]
+                .iter()
+                .any(|pu| pu[g * self.baby + b].iter().any(|p| p.is_some()))
+        })
+    }
+
     /// The row-rotation steps [`Conv::apply`] uses: the nonzero input offsets and the giant
-    /// steps g·B·S, 0 < g < c_n/B.
+    /// steps g·B·S, 0 < g < c_n/B, that some output ciphertext uses.
     pub fn rotation_steps(&self) -> Vec<i64> {
         let mut s: Vec<i64> = self.input_steps().into_iter().filter(|&d| d != 0).collect();
-        s.extend((1..self.c_n / self.baby).map(|g| (g * self.baby * self.block) as i64));
+        s.extend(
+            (1..self.c_n / self.baby)
+                .filter(|&g| (0..self.out_cts).any(|v| self.giant_used(v, g)))
+                .map(|g| (g * self.baby * self.block) as i64),
+        );
         s.sort_unstable();
         s.dedup();
         s
     }
 
     /// Key-switched rotations one application costs: k_h·k_w·B − 1 hoisted per input
-    /// ciphertext, c_n/B − 1 per output ciphertext.
+    /// ciphertext, and per output ciphertext one per giant step it uses (c_n/B − 1 without
+    /// groups).
     pub fn rotations(&self) -> usize {
-        self.in_cts * (self.spec.kh * self.spec.kw * self.baby - 1)
-            + self.out_cts * (self.c_n / self.baby - 1)
+        let giant: usize = (0..self.out_cts)
+            .map(|v| {
+                (1..self.c_n / self.baby)
+                    .filter(|&g| self.giant_used(v, g))
+                    .count()
+            })
+            .sum();
+        self.in_cts * (self.spec.kh * self.spec.kw * self.baby - 1) + giant
     }
 
     /// The baby-step count in use.

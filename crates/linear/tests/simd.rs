@@ -91,9 +91,8 @@ fn check_conv(p: &Arc<Params>, spec: linear::Conv2dSpec, seed: u64, baby: Option
     let sk = SecretKey::generate(p, &mut r);
     let ev = Evaluator::new(p);
     let taps = spec.kh * spec.kw;
-    let w: Vec<u64> = (0..spec.m * spec.c * taps)
-        .map(|_| r.gen_range(0..t))
-        .collect();
+    let cg = spec.c_per_group();
+    let w: Vec<u64> = (0..spec.m * cg * taps).map(|_| r.gen_range(0..t)).collect();
     let x: Vec<u64> = (0..spec.c * spec.h * spec.w)
         .map(|_| r.gen_range(0..t))
         .collect();
@@ -119,7 +118,8 @@ fn check_conv(p: &Arc<Params>, spec: linear::Conv2dSpec, seed: u64, baby: Option
         for i in 0..ho {
             for j in 0..wo {
                 let mut acc = 0u128;
-                for c in 0..spec.c {
+                let g = spec.group_of_output(o);
+                for c in g * cg..(g + 1) * cg {
                     for a in 0..spec.kh {
                         for b in 0..spec.kw {
                             let (h, v) = (
@@ -130,7 +130,7 @@ fn check_conv(p: &Arc<Params>, spec: linear::Conv2dSpec, seed: u64, baby: Option
                                 continue;
                             }
                             let xv = x[(c * spec.h + h as usize) * spec.w + v as usize];
-                            let wv = w[((o * spec.c + c) * spec.kh + a) * spec.kw + b];
+                            let wv = w[((o * cg + c - g * cg) * spec.kh + a) * spec.kw + b];
                             acc = (acc + xv as u128 * wv as u128) % t as u128;
                         }
                     }
