@@ -267,7 +267,10 @@ impl Conv {
         baby: usize,
     ) -> Result<Conv, LinearError> {
         let bad = |reason: &'static str| Err(LinearError::BadShape { reason });
-        if spec.groups == 0 || spec.c % spec.groups != 0 || spec.m % spec.groups != 0 {
+        if spec.groups == 0
+            || !spec.c.is_multiple_of(spec.groups)
+            || !spec.m.is_multiple_of(spec.groups)
+        {
             return bad("simd conv: groups must divide C and M");
         }
         let taps = spec.kh * spec.kw;
