@@ -233,7 +233,7 @@ struct Shared {
     freed: Condvar,
     /// Open connections per client IP, and in total.
     open: Mutex<(HashMap<IpAddr, usize>, usize)>,
-    counters: Counters,
+    counters: Arc<Counters>,
     /// Memory limit on the slots, for the log line when it is what holds a client back.
     memory_slots: Option<usize>,
 }
@@ -297,18 +297,11 @@ impl Shared {
         if a.queue.len() >= cfg.max_queue {
             let (ra, active, queued) = (a.retry_after_s(), a.active, a.queue.len());
             drop(a);
-            bump(&self.counters.refused_busy);
-            self.log.hit(Limit::QueueFull, || {
-                format!(
-                    "{peer}: refused as busy ({active} sessions, {queued} queued, queue limit {})",
-                    cfg.max_queue
-                )
-            });
             let why = format!(
                 "{active} running, {queued} waiting (queue limit {})",
                 cfg.max_queue
             );
-            let _ = handshake::refuse_busy(ch, &why, ra);
+            self.refuse_busy(ch, peer, Limit::QueueFull, &why, ra);
             return None;
         }
         let ticket = a.next_ticket;
@@ -343,22 +336,14 @@ impl Shared {
             }
             let now = Instant::now();
             if now >= until {
-                a.remove(ticket);
                 let ra = a.retry_after_s();
                 drop(a);
-                self.freed.notify_all();
-                bump(&self.counters.refused_busy);
-                self.log.hit(Limit::QueueWait, || {
-                    format!(
-                        "{peer}: waited {:?} in the queue: refused as busy",
-                        cfg.queue_wait
-                    )
-                });
+                self.leave_queue(ticket);
                 let why = format!(
                     "no session slot freed within {} s",
                     cfg.queue_wait.as_secs()
                 );
-                let _ = handshake::refuse_busy(ch, &why, ra);
+                self.refuse_busy(ch, peer, Limit::QueueWait, &why, ra);
                 return None;
             }
             if pos != told || now >= told_at + cfg.queue_heartbeat {
@@ -367,10 +352,7 @@ impl Shared {
                 // Also detects a client that hung up while waiting.
                 if let Err(e) = handshake::send_queued(ch, pos, sessions) {
                     tracing::info!("{peer}: left the queue: {e}");
-                    let mut a = lock(&self.adm);
-                    a.remove(ticket);
-                    drop(a);
-                    self.freed.notify_all();
+                    self.leave_queue(ticket);
                     return None;
                 }
                 (told, told_at) = (pos, Instant::now());
@@ -384,6 +366,27 @@ impl Shared {
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
         }
+    }
+
+    /// Takes a waiting client out of the queue and wakes the others (their positions moved).
+    fn leave_queue(&self, ticket: u64) {
+        lock(&self.adm).remove(ticket);
+        self.freed.notify_all();
+    }
+
+    /// Refuses a client with a valid hello as busy, with a retry hint; counted and logged.
+    fn refuse_busy(
+        &self,
+        ch: &mut TcpChannel,
+        peer: SocketAddr,
+        limit: Limit,
+        why: &str,
+        retry_after_s: u64,
+    ) {
+        bump(&self.counters.refused_busy);
+        self.log
+            .hit(limit, || format!("{peer}: refused as busy: {why}"));
+        let _ = handshake::refuse_busy(ch, why, retry_after_s);
     }
 
     fn slot(self: &Arc<Self>) -> Slot {
@@ -478,20 +481,17 @@ pub struct Server {
     listener: TcpListener,
     cfg: ServerConfig,
     stop: Arc<AtomicBool>,
-    counters: Arc<Mutex<Option<Arc<Shared>>>>,
+    counters: Arc<Counters>,
 }
 
 /// Reads the server's counters while it runs (see [`Server::stats_handle`]).
 #[derive(Clone)]
-pub struct StatsHandle(Arc<Mutex<Option<Arc<Shared>>>>);
+pub struct StatsHandle(Arc<Counters>);
 
 impl StatsHandle {
     /// The counters so far (all zero before `run` starts).
     pub fn get(&self) -> ServerStats {
-        lock(&self.0)
-            .as_ref()
-            .map(|s| s.counters.snapshot())
-            .unwrap_or_default()
+        self.0.snapshot()
     }
 }
 
@@ -511,7 +511,7 @@ impl Server {
             listener,
             cfg,
             stop: Arc::new(AtomicBool::new(false)),
-            counters: Arc::new(Mutex::new(None)),
+            counters: Arc::default(),
         })
     }
 
@@ -589,10 +589,9 @@ impl Server {
             }),
             freed: Condvar::new(),
             open: Mutex::new((HashMap::new(), 0)),
-            counters: Counters::default(),
+            counters: self.counters.clone(),
             memory_slots,
         });
-        *lock(&self.counters) = Some(shared.clone());
         let mut workers: Vec<thread::JoinHandle<()>> = Vec::new();
         let mut drain = Drain {
             conns: VecDeque::new(),
