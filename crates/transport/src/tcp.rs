@@ -144,11 +144,6 @@ impl TcpChannel {
         self.cfg.max_message = max;
     }
 
-    /// The channel's current limits.
-    pub fn config(&self) -> TcpConfig {
-        self.cfg
-    }
-
     /// The instant the operation starting now must end by: the per-message bound, or the overall
     /// deadline when it comes first.
     fn op_until(&self) -> Instant {
