@@ -95,11 +95,6 @@ impl AbuseLoad {
         }
     }
 
-    /// Connections opened so far.
-    pub fn opened(&self) -> u64 {
-        self.opened.load(Ordering::Relaxed)
-    }
-
     /// Stops every connection and waits for the threads; returns the connections opened.
     pub fn stop(self) -> u64 {
         self.stop.store(true, Ordering::Relaxed);

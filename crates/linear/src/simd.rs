@@ -23,7 +23,6 @@ use crate::LinearError;
 /// batch-encoded in NTT form at the ciphertexts' level.
 pub struct MatVec {
     n_in: usize,
-    n_out: usize,
     baby: usize,
     giant: usize,
     /// `diags[g][b]`, `None` where the diagonal index g·B + b ≥ n_in.
@@ -88,7 +87,6 @@ impl MatVec {
         }
         Ok(MatVec {
             n_in,
-            n_out,
             baby,
             giant,
             diags,
@@ -111,10 +109,6 @@ impl MatVec {
     /// ct × pt products one application costs.
     pub fn products(&self) -> usize {
         self.n_in
-    }
-
-    pub fn n_out(&self) -> usize {
-        self.n_out
     }
 
     /// `Enc(W·x)` from `Enc(x)` in the layout above.
