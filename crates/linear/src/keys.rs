@@ -14,6 +14,7 @@ use rand_core::CryptoRngCore;
 use transport::Channel;
 
 use crate::cheetah::params::HeParamsId;
+use crate::simd::SimdParamsId;
 use crate::{Cost, LinearError};
 
 /// A piece of key material a layer needs.
@@ -32,6 +33,16 @@ pub enum KeyRequest {
         ell: u32,
         log_g: u32,
     },
+    /// An RLWE secret key at the client, its public key at the server, for a SIMD set with
+    /// t the batching prime of ℓ + 1 bits.
+    SimdRlwe { params: SimdParamsId, ell: u32 },
+    /// The Galois key of the slot rotation by `step` on a SIMD set (one per distinct step the
+    /// layers use, all sent in one message). Implies the matching `SimdRlwe` key.
+    SimdRotation {
+        params: SimdParamsId,
+        ell: u32,
+        step: i64,
+    },
 }
 
 /// The Galois elements a partial trace Tr_{K_N/K_{N/G}} uses: 2N/2^i + 1 for i = 1..=log₂ G.
@@ -42,12 +53,14 @@ pub(crate) fn trace_elements(n: usize, log_g: u32) -> Vec<usize> {
 /// The client's keys of a session.
 pub struct ClientKeys {
     sets: BTreeMap<(HeParamsId, u32), rlwe::SecretKey>,
+    simd: BTreeMap<(SimdParamsId, u32), rlwe::SecretKey>,
 }
 
 /// The server's copy of the client's public keys.
 pub struct ServerKeys {
     sets: BTreeMap<(HeParamsId, u32), rlwe::PublicKey>,
     galois: BTreeMap<(HeParamsId, u32), rlwe::GaloisKeys>,
+    simd: BTreeMap<(SimdParamsId, u32), (rlwe::PublicKey, rlwe::GaloisKeys)>,
 }
 
 /// Galois key sets: (params, ℓ, log G).
@@ -66,6 +79,7 @@ fn normalized(requests: &[KeyRequest]) -> (Vec<(HeParamsId, u32)>, GaloisSets) {
                 let e = galois.entry((params, ell)).or_insert(0);
                 *e = (*e).max(log_g);
             }
+            KeyRequest::SimdRlwe { .. } | KeyRequest::SimdRotation { .. } => {}
         }
     }
     rlwe.sort();
@@ -80,11 +94,33 @@ fn normalized(requests: &[KeyRequest]) -> (Vec<(HeParamsId, u32)>, GaloisSets) {
     )
 }
 
+/// SIMD key sets: (params, ℓ) → the distinct Galois elements of its rotation steps.
+fn simd_sets(requests: &[KeyRequest]) -> BTreeMap<(SimdParamsId, u32), Vec<usize>> {
+    let mut out: BTreeMap<(SimdParamsId, u32), Vec<usize>> = BTreeMap::new();
+    for r in requests {
+        match *r {
+            KeyRequest::SimdRlwe { params, ell } => {
+                out.entry((params, ell)).or_default();
+            }
+            KeyRequest::SimdRotation { params, ell, step } => {
+                let el = rlwe::eval::galois_element_for_rotation(params.n(), step);
+                out.entry((params, ell)).or_default().push(el);
+            }
+            _ => {}
+        }
+    }
+    for els in out.values_mut() {
+        els.sort_unstable();
+        els.dedup();
+    }
+    out
+}
+
 /// Bytes of `rlwe`'s serialized Galois keys (`rlwe::serialize::galois_keys_to_bytes`, format
 /// version 1): 12-byte header, 4-byte count, per key a 4-byte element, a digit-count byte, dnum
 /// polynomials b_j over QP and the 32-byte seed of the a_j. The setup tests compare this with the
 /// bytes counted on the channel, so a format change shows up there.
-fn galois_bytes(params: &rlwe::Params, log_g: u32) -> usize {
+fn galois_bytes(params: &rlwe::Params, count: u32) -> usize {
     let n = params.n();
     let qp: usize = params
         .ctx_qp()
@@ -93,7 +129,7 @@ fn galois_bytes(params: &rlwe::Params, log_g: u32) -> usize {
         .map(|m| packed_len(n, m.bits()))
         .sum();
     let dnum = params.key_switcher().map_or(0, |k| k.dnum());
-    12 + 4 + log_g as usize * (4 + 1 + dnum * qp + 32)
+    12 + 4 + count as usize * (4 + 1 + dnum * qp + 32)
 }
 
 /// What [`ClientKeys::setup`] sends: one message per RLWE key and one per Galois key set,
@@ -111,7 +147,22 @@ pub fn setup_cost(requests: &[KeyRequest]) -> Result<Cost, LinearError> {
         }
         bytes += galois_bytes(&*p.rlwe_params(ell)?, log_g);
     }
-    let messages = (ids.len() + galois.len()) as u64;
+    let simd = simd_sets(requests);
+    let mut simd_messages = 0;
+    let mut simd_rotations = 0;
+    let mut simd_ntts = 0;
+    for (&(p, ell), els) in &simd {
+        let params = p.rlwe_params(ell)?;
+        bytes += 1 + rlwe::serialize::public_key_raw_len(&params);
+        simd_messages += 1;
+        simd_ntts += 2 * params.max_level() as u64;
+        if !els.is_empty() {
+            bytes += galois_bytes(&params, els.len() as u32);
+            simd_messages += 1;
+            simd_rotations += els.len() as u64;
+        }
+    }
+    let messages = (ids.len() + galois.len()) as u64 + simd_messages;
     Ok(Cost {
         bytes_c2s: bytes as u64,
         messages_c2s: messages,
@@ -119,8 +170,9 @@ pub fn setup_cost(requests: &[KeyRequest]) -> Result<Cost, LinearError> {
         ntts: ids
             .iter()
             .map(|(p, _)| 2 * p.prime_bits().len() as u64)
-            .sum(),
-        rotations: galois.iter().map(|&(_, _, g)| g as u64).sum(),
+            .sum::<u64>()
+            + simd_ntts,
+        rotations: galois.iter().map(|&(_, _, g)| g as u64).sum::<u64>() + simd_rotations,
         ..Cost::default()
     })
 }
@@ -153,8 +205,29 @@ impl ClientKeys {
             let gk = rlwe::GaloisKeys::generate(sk, &els, rng).map_err(LinearError::from)?;
             ch.send(&rlwe::serialize::galois_keys_to_bytes(&gk))?;
         }
+        let mut simd = BTreeMap::new();
+        for ((p, ell), els) in simd_sets(requests) {
+            let params = p.rlwe_params(ell)?;
+            let sk = rlwe::SecretKey::generate(&params, rng);
+            let pk = rlwe::PublicKey::generate(&sk, rng)?;
+            let mut msg = Vec::with_capacity(1 + rlwe::serialize::public_key_raw_len(&params));
+            msg.push(p.tag());
+            rlwe::serialize::public_key_to_raw(&pk, &mut msg);
+            ch.send(&msg)?;
+            if !els.is_empty() {
+                let gk = rlwe::GaloisKeys::generate(&sk, &els, rng)?;
+                ch.send(&rlwe::serialize::galois_keys_to_bytes(&gk))?;
+            }
+            simd.insert((p, ell), sk);
+        }
         ch.flush()?;
-        Ok(ClientKeys { sets })
+        Ok(ClientKeys { sets, simd })
+    }
+
+    pub(crate) fn simd(&self, p: SimdParamsId, ell: u32) -> Result<&rlwe::SecretKey, LinearError> {
+        self.simd
+            .get(&(p, ell))
+            .ok_or(LinearError::MissingKey { params: p.name() })
     }
 
     pub(crate) fn get(&self, p: HeParamsId, ell: u32) -> Result<&rlwe::SecretKey, LinearError> {
@@ -212,7 +285,56 @@ impl ServerKeys {
             }
             galois.insert((p, ell), gk);
         }
-        Ok(ServerKeys { sets, galois })
+        let mut simd = BTreeMap::new();
+        for ((p, ell), els) in simd_sets(requests) {
+            let params = p.rlwe_params(ell)?;
+            let msg = ch.recv()?;
+            let expected = 1 + rlwe::serialize::public_key_raw_len(&params);
+            if msg.len() != expected {
+                return Err(LinearError::MessageLength {
+                    what: "public key",
+                    expected,
+                    got: msg.len(),
+                });
+            }
+            if msg[0] != p.tag() {
+                return Err(LinearError::ParamsMismatch {
+                    expected: p.tag() as u32,
+                    got: msg[0] as u32,
+                });
+            }
+            let pk = rlwe::serialize::public_key_from_raw(&params, &msg[1..])
+                .map_err(|_| LinearError::MessageRange { what: "public key" })?;
+            let gk = if els.is_empty() {
+                rlwe::GaloisKeys::empty(&params)
+            } else {
+                let msg = ch.recv()?;
+                let gk = rlwe::serialize::galois_keys_from_bytes(&params, &msg).map_err(|_| {
+                    LinearError::MessageRange {
+                        what: "Galois keys",
+                    }
+                })?;
+                if gk.elements().count() != els.len() || els.iter().any(|&k| gk.get(k).is_none()) {
+                    return Err(LinearError::MessageRange {
+                        what: "Galois keys",
+                    });
+                }
+                gk
+            };
+            simd.insert((p, ell), (pk, gk));
+        }
+        Ok(ServerKeys { sets, galois, simd })
+    }
+
+    pub(crate) fn simd(
+        &self,
+        p: SimdParamsId,
+        ell: u32,
+    ) -> Result<(&rlwe::PublicKey, &rlwe::GaloisKeys), LinearError> {
+        self.simd
+            .get(&(p, ell))
+            .map(|(pk, gk)| (pk, gk))
+            .ok_or(LinearError::MissingKey { params: p.name() })
     }
 
     pub(crate) fn get(&self, p: HeParamsId, ell: u32) -> Result<&rlwe::PublicKey, LinearError> {

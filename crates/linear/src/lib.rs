@@ -6,6 +6,8 @@
 //!
 //! * [`LinearProtocol`]: the interface every technique implements (cost model + client + server).
 //! * [`cheetah`]: Cheetah's coefficient-encoded HomConv / HomFC / element-wise scale.
+//! * [`simd`]: slot-encoded (Gazelle / SCI-HE / Bolt) convolutions and matrix products on
+//!   shares over a batching prime field Z_t.
 //! * [`LayerSpec`], [`LayerWeights`], [`reference()`]: the crate-local layer description and the
 //!   direct integer oracle.
 //! * [`ClientKeys`] / [`ServerKeys`]: key material exchanged once per session.
@@ -33,3 +35,4 @@ pub use layer::{
     ScaleSpec,
 };
 pub use protocol::LinearProtocol;
+pub use simd::{Simd, SimdConfig, SimdParamsId};

@@ -7,8 +7,9 @@ use crate::keys::{ClientKeys, KeyRequest, ServerKeys};
 use crate::layer::{LayerSpec, LayerWeights, Ring};
 use crate::{Cost, LinearError};
 
-/// A two-party protocol turning additive shares of x (over Z_{2^ℓ}) into additive shares of
-/// y = W·x + b mod 2^ℓ, the server holding W and b.
+/// A two-party protocol turning additive shares of x (over Z_{2^ℓ}, or Z_t for a field-domain
+/// protocol: [`share_modulus`](LinearProtocol::share_modulus)) into additive shares of
+/// y = W·x + b, the server holding W and b.
 ///
 /// * [`cost`](LinearProtocol::cost) predicts, from public data only, what one call costs; its
 ///   `bytes_*` equal the bytes counted on the channel exactly, so a planner can choose per layer.
@@ -19,6 +20,14 @@ use crate::{Cost, LinearError};
 pub trait LinearProtocol: Send + Sync {
     /// Short name used in reports (`"cheetah"`, ...).
     fn name(&self) -> &'static str;
+
+    /// The modulus of the shares the protocol reads and writes: `None` for Z_{2^ℓ} (the
+    /// network's ring), `Some(t)` for a protocol over the field Z_t (the SIMD family). The
+    /// engine converts the shares around a field-domain layer
+    /// (`mpc::Session::{ring_to_field,field_to_ring}_in_range`).
+    fn share_modulus(&self, _layer: &LayerSpec, _ring: Ring) -> Result<Option<u64>, LinearError> {
+        Ok(None)
+    }
 
     /// Predicted cost of one execution on `layer`, computed without running anything.
     fn cost(&self, layer: &LayerSpec, ring: Ring) -> Result<Cost, LinearError>;

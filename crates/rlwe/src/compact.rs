@@ -9,7 +9,9 @@
 //! `m = ⌊(2^{k−b}·c_0' + c_1'·s mod 2^k) / 2^{k−ℓ}⌉ mod 2^ℓ`,
 //!
 //! exact while `|ν|·2^k/q_0 + |τ_0 + τ_1·s| + 2^{k−b−1} < 2^{k−ℓ−1}` (`|τ_i| ≤ ½` the roundings of
-//! the switch, `2^{k−b−1}` the extra rounding of `c_0` at `b` bits).
+//! the switch, `2^{k−b−1}` the extra rounding of `c_0` at `b` bits). For any other `t` (a
+//! batching prime) it computes `m = ⌊t·d/2^k⌉ mod t`, `d` the numerator above, exact while the
+//! same sum is below `2^k/(2t)`.
 //!
 //! Wire form, headerless (both parties know `N`, `k`, `b` and the indices from public data): for
 //! `R` responses, all `c_1'` first (`R·N` values at `k` bits, response after response), then all
@@ -84,8 +86,9 @@ impl Pow2Response {
         &self.c1
     }
 
-    /// Decrypts the kept coefficients with a key whose parameters have `t = 2^ℓ` (`ℓ < k`,
-    /// `ℓ ≤ b`): messages mod `2^ℓ`, in `indices` order.
+    /// Decrypts the kept coefficients: messages mod `t`, in `indices` order, `m = ⌊t·d/2^k⌉ mod t`
+    /// for `d = 2^{k−b}·c_0' + c_1'·s mod 2^k` (for `t = 2^ℓ`: `⌊d/2^{k−ℓ}⌉`). Needs `ℓ < k` and
+    /// `ℓ ≤ b` for `ℓ` the bits of `t` (`t = 2^ℓ`, or `2^{ℓ−1} < t < 2^ℓ`).
     pub fn decrypt(&self, sk: &SecretKey) -> Result<Vec<u64>, RlweError> {
         Ok(self.decrypt_with_noise(sk)?.0)
     }
@@ -107,10 +110,12 @@ impl Pow2Response {
             });
         }
         let t = params.t().value();
-        if !t.is_power_of_two() {
-            return Err(RlweError::InvalidPlaintextModulus { t });
-        }
-        let ell = t.trailing_zeros();
+        // ℓ: bits of the largest message (t = 2^ℓ, or t < 2^ℓ for any other t).
+        let ell = if t.is_power_of_two() {
+            t.trailing_zeros()
+        } else {
+            64 - t.leading_zeros()
+        };
         if ell >= k || ell > b {
             return Err(RlweError::InvalidResponseWidths { k, b, ell });
         }
@@ -131,7 +136,6 @@ impl Pow2Response {
             .expect("distinct primes are coprime");
         let big = p0.value() as i128 * p1.value() as i128;
         let kmask = (1u64 << k) - 1;
-        let shift = k - ell;
         let mut msgs = Vec::with_capacity(self.indices.len());
         let mut noise = Vec::with_capacity(self.indices.len());
         for (&j, &c0) in self.indices.iter().zip(&self.c0) {
@@ -143,8 +147,10 @@ impl Pow2Response {
                 v -= big;
             }
             let d = ((c0 << (k - b)) as i128 + v) as u64 & kmask;
-            let m = ((d + (1u64 << (shift - 1))) >> shift) & (t - 1);
-            let e = d.wrapping_sub(m << shift) & kmask;
+            // m = ⌊t·d/2^k⌉ mod t, noise d − ⌊2^k·m/t⌉ (for t = 2^ℓ: ⌊d/2^{k−ℓ}⌉ and m·2^{k−ℓ}).
+            let m = ((((d as u128) * t as u128 + (1u128 << (k - 1))) >> k) % t as u128) as u64;
+            let scaled = ((((m as u128) << k) + t as u128 / 2) / t as u128) as u64;
+            let e = d.wrapping_sub(scaled) & kmask;
             msgs.push(m);
             noise.push(if e >> (k - 1) == 1 {
                 e as i64 - (1i64 << k)

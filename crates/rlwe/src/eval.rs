@@ -765,6 +765,14 @@ pub struct GaloisKeys {
 }
 
 impl GaloisKeys {
+    /// No keys (for a computation that rotates nothing).
+    pub fn empty(params: &Arc<Params>) -> Self {
+        Self {
+            params: params.clone(),
+            keys: BTreeMap::new(),
+        }
+    }
+
     /// Keys for the given Galois elements (odd, `< 2N`).
     pub fn generate<R: RngCore + CryptoRng + ?Sized>(
         sk: &SecretKey,

@@ -461,6 +461,20 @@ pub mod presets {
         ParamsLiteral::from_bit_sizes(14, &[54; 7], &[60], t)
     }
 
+    /// BFV with SIMD batching for two-party linear layers with responses at one prime
+    /// (`privinfer-linear`'s `simd` protocol): `N = 2^log_n` (13 or 14), `Q` = primes of 60, 33,
+    /// 33 and 32 bits (158), one 60-bit special prime (`log QP = 218`, within the 128-bit bound
+    /// at `N = 8192`), `t` = the largest `t_bits`-bit prime `≡ 1 mod 2N` (`17 ≤ t_bits ≤ 45`).
+    /// Every digit of `Q` is below `P`, so a key switch adds little noise; `q_0` = 60 bits is
+    /// wide enough to return a response at one prime.
+    pub fn bfv_simd_q158_p60(log_n: u32, t_bits: u32) -> Result<ParamsLiteral, RlweError> {
+        if !(13..=14).contains(&log_n) || !(17..=45).contains(&t_bits) {
+            return Err(RlweError::InvalidPlaintextModulus { t: 0 });
+        }
+        let t = generate_primes(t_bits, 1 << log_n, 1, &[])?[0];
+        ParamsLiteral::from_bit_sizes(log_n, &[60, 33, 33, 32], &[60], t)
+    }
+
     /// Small, fast, **insecure** parameters for unit tests: `N = 2^log_n`,
     /// three 50-bit `Q` primes and one 50-bit special prime.
     pub fn insecure_test_only(log_n: u32, t: u64) -> Result<ParamsLiteral, RlweError> {

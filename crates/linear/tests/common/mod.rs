@@ -148,3 +148,129 @@ pub fn conv(
 ) -> Conv2dSpec {
     Conv2dSpec::square(c, h, m, k, stride, padding, groups)
 }
+
+/// Runs key setup and one layer of a field-domain protocol (shares over Z_t,
+/// [`LinearProtocol::share_modulus`]): x (ring values in the fixed-point range) is shared mod t,
+/// the output shares are added mod t and lifted to the ring by their centered value.
+pub fn run_field<P: LinearProtocol + Clone + 'static>(
+    proto: &P,
+    layer: &LayerSpec,
+    ring: Ring,
+    w: &LayerWeights,
+    x: &[u64],
+    seed: u64,
+) -> Outcome {
+    let t = proto
+        .share_modulus(layer, ring)
+        .expect("share modulus")
+        .expect("a field-domain protocol");
+    let to_t = |v: u64| (ring.signed(v) as i128).rem_euclid(t as i128) as u64;
+    let mut rng = ChaCha20Rng::seed_from_u64(seed);
+    let xc: Vec<u64> = (0..x.len()).map(|_| rng.gen_range(0..t)).collect();
+    let xs: Vec<u64> = x
+        .iter()
+        .zip(&xc)
+        .map(|(&a, &b)| (to_t(a) + t - b) % t)
+        .collect();
+    let req = proto.keys_needed(layer, ring).expect("keys");
+    let predicted = proto.cost(layer, ring).expect("cost");
+    let (mut cc, mut sc) = MemoryChannel::pair();
+    let (p2, l2, w2, req2) = (proto.clone(), *layer, w.clone(), req.clone());
+    let server = std::thread::spawn(move || {
+        let mut rng = ChaCha20Rng::seed_from_u64(seed ^ 0x5e);
+        let keys = ServerKeys::setup(&req2, &mut sc).expect("server setup");
+        let before = sc.stats();
+        let share = p2
+            .server(&l2, ring, &keys, &w2, &xs, &mut sc, &mut rng)
+            .expect("server");
+        (share, sc.stats().since(&before))
+    });
+    let mut crng = ChaCha20Rng::seed_from_u64(seed ^ 0xc1);
+    let keys = ClientKeys::setup(&req, &mut cc, &mut crng).expect("client setup");
+    assert_eq!(
+        cc.stats().bytes_sent,
+        setup_cost(&req).unwrap().bytes_c2s,
+        "setup bytes"
+    );
+    let before = cc.stats();
+    let yc = proto
+        .client(layer, ring, &keys, &xc, &mut cc, &mut crng)
+        .expect("client");
+    let client = cc.stats().since(&before);
+    let (ys, server) = server.join().expect("server thread");
+    assert!(yc.iter().chain(&ys).all(|&v| v < t), "shares reduced mod t");
+    let y = yc
+        .iter()
+        .zip(&ys)
+        .map(|(&a, &b)| {
+            let v = (a + b) % t;
+            let s = if v > t / 2 {
+                v as i64 - t as i64
+            } else {
+                v as i64
+            };
+            ring.from_signed(s)
+        })
+        .collect();
+    Outcome {
+        y,
+        expected: reference(layer, ring, w, x),
+        predicted,
+        client,
+        server,
+    }
+}
+
+/// As [`check_layer`] for a field-domain protocol: weights |w| < 2^weight_bits, inputs and
+/// biases small enough that every output satisfies the fixed-point range |y| < 2^{ℓ−2}
+/// (docs/fixed-point.md), which the conversion back to the ring needs.
+pub fn check_layer_field<P: LinearProtocol + Clone + 'static>(
+    proto: &P,
+    layer: &LayerSpec,
+    ring: Ring,
+    seed: u64,
+) -> Outcome {
+    let mut rng = ChaCha20Rng::seed_from_u64(seed);
+    let lim = (1i64 << layer.weight_bits) - 1;
+    let w = LayerWeights {
+        weights: (0..layer.weight_len())
+            .map(|_| ring.from_signed(rng.gen_range(-lim..=lim)))
+            .collect(),
+        bias: (0..layer.bias_len())
+            .map(|_| ring.from_signed(rng.gen_range(-(1i64 << 24)..(1i64 << 24))))
+            .collect(),
+    };
+    let taps = (layer.macs() / layer.output_len() as u64).max(1) as f64;
+    // |x| ≤ 2^{ℓ−3} / (taps·2^wb), so |y| < 2^{ℓ−2}; at least 2^12, at most 2^16.
+    let xb = ((ring.bits() as f64 - 3.0 - taps.log2() - layer.weight_bits as f64).floor() as i64)
+        .clamp(12, 16);
+    let x: Vec<u64> = (0..layer.input_len())
+        .map(|_| ring.from_signed(rng.gen_range(-(1i64 << xb)..(1i64 << xb))))
+        .collect();
+    let out = run_field(proto, layer, ring, &w, &x, seed);
+    let wrong = out
+        .y
+        .iter()
+        .zip(&out.expected)
+        .filter(|(a, b)| a != b)
+        .count();
+    assert_eq!(
+        wrong,
+        0,
+        "{layer:?}: {wrong} of {} outputs differ from the reference",
+        out.y.len()
+    );
+    assert_eq!(
+        out.client.bytes_sent, out.predicted.bytes_c2s,
+        "{layer:?}: c2s bytes"
+    );
+    assert_eq!(
+        out.server.bytes_sent, out.predicted.bytes_s2c,
+        "{layer:?}: s2c bytes"
+    );
+    assert_eq!(out.client.bytes_received, out.predicted.bytes_s2c);
+    assert_eq!(out.client.frames_sent, out.predicted.messages_c2s);
+    assert_eq!(out.server.frames_sent, out.predicted.messages_s2c);
+    assert_eq!(out.client.rounds(), out.predicted.rounds);
+    out
+}

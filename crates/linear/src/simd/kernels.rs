@@ -1,9 +1,9 @@
-//! Slot-encoded (SIMD) HE kernels of the Gazelle / Bolt protocol family (docs/protocols/simd.md).
-//! Built so far: the matrix–vector product by the diagonal method with baby-step/giant-step and
-//! hoisted baby steps [Halevi–Shoup 2018]. The layer protocol around it (shares over Z_t,
-//! conversions as plan steps, masking and flooding, cost model) is not built yet.
+//! Slot-encoded (SIMD) HE kernels of the Gazelle / Bolt protocol family (docs/protocols/simd.md):
+//! the matrix–vector product by the diagonal method with baby-step/giant-step and hoisted baby
+//! steps [Halevi–Shoup 2018] ([`MatVec`]) and the conventional convolution ([`Conv`]). Each
+//! kernel's operation counts come from the shape alone ([`ConvLayout`], [`MatVec::counts`]).
 //!
-//! Layout: one batching row of n = N/2 slots (both rows carry the same values), the input
+//! Matrix layout: one batching row of n = N/2 slots (both rows carry the same values), the input
 //! x ∈ Z_t^{n_i} repeated with period n_i (n_i a power of two dividing n), so a row rotation by d
 //! is a cyclic rotation of x by d. For W ∈ Z_t^{n_o × n_i}, n_o ≤ n_i, padded to n_i × n_i with zero
 //! rows, diagonal d holds `diag_d[s] = W[s mod n_i][(s + d) mod n_i]` and
@@ -24,7 +24,6 @@ use crate::LinearError;
 pub struct MatVec {
     n_in: usize,
     baby: usize,
-    giant: usize,
     /// `diags[g][b]`, `None` where the diagonal index g·B + b ≥ n_in.
     diags: Vec<Vec<Option<PlaintextNtt>>>,
 }
@@ -85,25 +84,26 @@ impl MatVec {
             }
             diags.push(row);
         }
-        Ok(MatVec {
-            n_in,
-            baby,
-            giant,
-            diags,
-        })
+        Ok(MatVec { n_in, baby, diags })
     }
 
     /// The row-rotation steps [`MatVec::apply`] uses (the Galois keys to generate): baby steps
     /// 1..B, giant steps g·B for 1 ≤ g < G.
     pub fn rotation_steps(&self) -> Vec<i64> {
-        let mut s: Vec<i64> = (1..self.baby.min(self.n_in)).map(|b| b as i64).collect();
-        s.extend((1..self.giant).map(|g| (g * self.baby) as i64));
+        Self::steps_for(self.n_in)
+    }
+
+    /// [`MatVec::rotation_steps`] for `n_in` diagonals, from the shape alone.
+    pub fn steps_for(n_in: usize) -> Vec<i64> {
+        let baby = baby_steps(n_in);
+        let mut s: Vec<i64> = (1..baby.min(n_in)).map(|b| b as i64).collect();
+        s.extend((1..n_in.div_ceil(baby)).map(|g| (g * baby) as i64));
         s
     }
 
     /// Key-switched rotations one application costs: (B − 1) hoisted + (G − 1).
     pub fn rotations(&self) -> usize {
-        self.baby.min(self.n_in) - 1 + self.giant - 1
+        Self::steps_for(self.n_in).len()
     }
 
     /// ct × pt products one application costs.
@@ -175,15 +175,21 @@ impl MatVec {
 /// ciphertext needs G − 1 rotations instead of c_n − 1: in all
 /// in_cts·(k_h·k_w·B − 1) hoisted + out_cts·(G − 1) rotations. B = 1 is the plain form;
 /// [`Conv::new`] takes the B that minimises the predicted rotation time.
-pub struct Conv {
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConvLayout {
     spec: crate::Conv2dSpec,
     c_n: usize,
     block: usize,
     in_cts: usize,
     out_cts: usize,
     baby: usize,
-    /// `pts[v][u][r][tap]`, already rotated by b·S for r = g·B + b (`None` when the whole
-    /// plaintext is zero: channels past C or M).
+}
+
+/// A [`ConvLayout`] with its plaintexts: `pts[v][u][r][tap]`, already rotated by b·S for
+/// r = g·B + b (`None` when the whole plaintext is zero: channels past C or M, or channel pairs
+/// of different groups; decided by the shape, never by the weights' values).
+pub struct Conv {
+    layout: ConvLayout,
     pts: Vec<Vec<Vec<Vec<Option<PlaintextNtt>>>>>,
 }
 
@@ -191,7 +197,7 @@ pub struct Conv {
 /// N = 8192, BENCHMARKS.md § Lattice core), for choosing the baby-step count.
 const HOISTED_COST: f64 = 0.52;
 
-impl Conv {
+impl ConvLayout {
     fn padded(spec: &crate::Conv2dSpec) -> (usize, usize) {
         (spec.h + 2 * spec.padding, spec.w + 2 * spec.padding)
     }
@@ -232,34 +238,30 @@ impl Conv {
         best
     }
 
-    /// Prepares the weights `w` (M × C × k_h × k_w, entries < t) of `spec` for ciphertexts of
-    /// `num_moduli` primes, with the cheapest baby-step count ([`Conv::best_baby`]).
-    pub fn new(
-        enc: &BatchEncoder,
-        spec: crate::Conv2dSpec,
-        w: &[u64],
-        num_moduli: usize,
-    ) -> Result<Conv, LinearError> {
-        let n = enc.slots() / 2;
+    /// The layout of `spec` in rows of `n` slots with the cheapest baby-step count
+    /// ([`ConvLayout::best_baby`]; grouped convs use few output rotations, a depthwise one none:
+    /// no baby steps).
+    pub fn new(spec: crate::Conv2dSpec, n: usize) -> Result<ConvLayout, LinearError> {
         let c_n = Self::channels_per_ct(&spec, n)?;
-        let taps = spec.kh * spec.kw;
-        // Grouped convs use few output rotations (a depthwise one none): no baby steps.
         let baby = if spec.groups > 1 {
             1
         } else {
-            Self::best_baby(c_n, spec.c.div_ceil(c_n), spec.m.div_ceil(c_n), taps)
+            Self::best_baby(
+                c_n,
+                spec.c.div_ceil(c_n),
+                spec.m.div_ceil(c_n),
+                spec.kh * spec.kw,
+            )
         };
-        Self::with_baby(enc, spec, w, num_moduli, baby)
+        Self::with_baby(spec, n, baby)
     }
 
-    /// As [`Conv::new`] with `baby` baby steps (a power of two dividing c_n; 1: no BSGS).
+    /// As [`ConvLayout::new`] with `baby` baby steps (a power of two dividing c_n; 1: no BSGS).
     pub fn with_baby(
-        enc: &BatchEncoder,
         spec: crate::Conv2dSpec,
-        w: &[u64],
-        num_moduli: usize,
+        n: usize,
         baby: usize,
-    ) -> Result<Conv, LinearError> {
+    ) -> Result<ConvLayout, LinearError> {
         let bad = |reason: &'static str| Err(LinearError::BadShape { reason });
         if spec.groups == 0
             || !spec.c.is_multiple_of(spec.groups)
@@ -267,110 +269,41 @@ impl Conv {
         {
             return bad("simd conv: groups must divide C and M");
         }
-        let taps = spec.kh * spec.kw;
-        let cg = spec.c_per_group();
-        if w.len() != spec.m * cg * taps {
-            return bad("simd conv: need M*(C/groups)*kh*kw weights");
-        }
-        let n = enc.slots() / 2;
         let c_n = Self::channels_per_ct(&spec, n)?;
         if !baby.is_power_of_two() || baby > c_n {
             return bad("simd conv: baby steps must be a power of two dividing c_n");
         }
-        let block = n / c_n;
-        let (in_cts, out_cts) = (spec.c.div_ceil(c_n), spec.m.div_ceil(c_n));
-        let mut pts = Vec::with_capacity(out_cts);
-        for v in 0..out_cts {
-            let mut pu = Vec::with_capacity(in_cts);
-            for u in 0..in_cts {
-                let mut pr = Vec::with_capacity(c_n);
-                for r in 0..c_n {
-                    let mut pt_taps = Vec::with_capacity(taps);
-                    for tap in 0..taps {
-                        // Index of the weight block c meets under output rotation r, if the
-                        // pair (output o, input ci) exists and shares a group. Which plaintexts
-                        // exist depends on the shape only, never on the weights' values.
-                        let index = |c: usize| {
-                            let (o, ci) = (v * c_n + (c + c_n - r) % c_n, u * c_n + c);
-                            if o >= spec.m || ci >= spec.c {
-                                return None;
-                            }
-                            let g = spec.group_of_output(o);
-                            (ci / cg == g).then(|| (o * cg + ci - g * cg) * taps + tap)
-                        };
-                        let weight = |c: usize| index(c).map_or(0, |i| w[i]);
-                        if (0..c_n).all(|c| index(c).is_none()) {
-                            pt_taps.push(None);
-                            continue;
-                        }
-                        // Rotated left by b·S for its baby step b = r mod B.
-                        let shift = (r % baby) * block;
-                        let values: Vec<u64> = (0..2 * n)
-                            .map(|s| weight(((s % n + shift) % n) / block))
-                            .collect();
-                        pt_taps.push(Some(PlaintextNtt::new(&enc.encode(&values)?, num_moduli)?));
-                    }
-                    pr.push(pt_taps);
-                }
-                pu.push(pr);
-            }
-            pts.push(pu);
-        }
-        Ok(Conv {
+        Ok(ConvLayout {
             spec,
             c_n,
-            block,
-            in_cts,
-            out_cts,
+            block: n / c_n,
+            in_cts: spec.c.div_ceil(c_n),
+            out_cts: spec.m.div_ceil(c_n),
             baby,
-            pts,
         })
     }
 
-    /// Input ciphertexts' slot values (both rows alike) from C × H × W values, zero-padded.
-    pub fn pack_input(&self, x: &[u64]) -> Vec<Vec<u64>> {
-        let s = &self.spec;
-        let (hp, wp) = Self::padded(s);
-        let n = self.c_n * self.block;
-        (0..self.in_cts)
-            .map(|u| {
-                let mut row = vec![0u64; n];
-                for c in 0..self.c_n {
-                    let ci = u * self.c_n + c;
-                    if ci >= s.c {
-                        break;
-                    }
-                    for h in 0..s.h {
-                        for w in 0..s.w {
-                            let slot = c * self.block + (h + s.padding) * wp + (w + s.padding);
-                            row[slot] = x[(ci * s.h + h) * s.w + w];
-                        }
-                    }
-                }
-                debug_assert!(hp * wp <= self.block);
-                let mut both = row.clone();
-                both.extend_from_slice(&row);
-                both
-            })
-            .collect()
+    /// Index into the weights (M × C/groups × taps) of the weight block `c` of plaintext
+    /// (v, u, r, tap) holds, if the pair (output o, input ci) exists and shares a group.
+    fn weight_index(&self, v: usize, u: usize, r: usize, tap: usize, c: usize) -> Option<usize> {
+        let (s, c_n) = (&self.spec, self.c_n);
+        let (o, ci) = (v * c_n + (c + c_n - r) % c_n, u * c_n + c);
+        if o >= s.m || ci >= s.c {
+            return None;
+        }
+        let cg = s.c_per_group();
+        let g = s.group_of_output(o);
+        (ci / cg == g).then(|| (o * cg + ci - g * cg) * s.kh * s.kw + tap)
     }
 
-    /// M × H_out × W_out values from the output ciphertexts' decoded slots.
-    pub fn unpack_output(&self, slots: &[Vec<u64>]) -> Vec<u64> {
-        let s = &self.spec;
-        let (_, wp) = Self::padded(s);
-        let (ho, wo) = (s.out_h(), s.out_w());
-        let mut y = vec![0u64; s.m * ho * wo];
-        for o in 0..s.m {
-            let (v, c) = (o / self.c_n, o % self.c_n);
-            for i in 0..ho {
-                for j in 0..wo {
-                    y[(o * ho + i) * wo + j] =
-                        slots[v][c * self.block + i * s.stride * wp + j * s.stride];
-                }
-            }
-        }
-        y
+    /// Whether plaintext (v, u, r, ·) is nonzero for some weights (the same for every tap).
+    fn present(&self, v: usize, u: usize, r: usize) -> bool {
+        (0..self.c_n).any(|c| self.weight_index(v, u, r, 0, c).is_some())
+    }
+
+    /// Whether output ciphertext `v` has plaintexts for giant step `g`.
+    fn giant_used(&self, v: usize, g: usize) -> bool {
+        (0..self.baby).any(|b| (0..self.in_cts).any(|u| self.present(v, u, g * self.baby + b)))
     }
 
     /// Input rotations, baby step major: offset a·W' + b' of tap (a, b') plus b·S.
@@ -382,16 +315,6 @@ impl Conv {
                 (0..kh).flat_map(move |a| (0..kw).map(move |c| (a * wp + c + b * block) as i64))
             })
             .collect()
-    }
-
-    /// Whether output ciphertext `v` has plaintexts for giant step `g` (shape only: a grouped
-    /// conv leaves the rotations between channels of different groups out).
-    fn giant_used(&self, v: usize, g: usize) -> bool {
-        (0..self.baby).any(|b| {
-            self.pts[v]
-                .iter()
-                .any(|pu| pu[g * self.baby + b].iter().any(|p| p.is_some()))
-        })
     }
 
     /// The row-rotation steps [`Conv::apply`] uses: the nonzero input offsets and the giant
@@ -422,25 +345,228 @@ impl Conv {
         self.in_cts * (self.spec.kh * self.spec.kw * self.baby - 1) + giant
     }
 
+    /// Plaintexts held (the conventional convolution's weight storage, in plaintexts of N
+    /// slots); one application multiplies each once (ct × pt products).
+    pub fn plaintexts(&self) -> usize {
+        let mut n = 0;
+        for v in 0..self.out_cts {
+            for u in 0..self.in_cts {
+                for r in 0..self.c_n {
+                    if self.present(v, u, r) {
+                        n += self.spec.kh * self.spec.kw;
+                    }
+                }
+            }
+        }
+        n
+    }
+
+    /// Sums of products per output ciphertext, the largest (for the noise bound).
+    pub fn max_products_per_output(&self) -> usize {
+        (0..self.out_cts)
+            .map(|v| {
+                (0..self.in_cts)
+                    .map(|u| (0..self.c_n).filter(|&r| self.present(v, u, r)).count())
+                    .sum::<usize>()
+                    * self.spec.kh
+                    * self.spec.kw
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
     /// The baby-step count in use.
     pub fn baby_steps(&self) -> usize {
         self.baby
     }
 
-    /// Plaintexts held (the conventional convolution's weight storage, in plaintexts of N slots).
-    pub fn plaintexts(&self) -> usize {
-        self.pts
-            .iter()
-            .flatten()
-            .flatten()
-            .flatten()
-            .filter(|p| p.is_some())
-            .count()
+    /// Maps per ciphertext row.
+    pub fn channels(&self) -> usize {
+        self.c_n
     }
 
     /// Input and output ciphertext counts.
     pub fn ciphertexts(&self) -> (usize, usize) {
         (self.in_cts, self.out_cts)
+    }
+
+    /// Input ciphertexts' slot values (both rows alike) from C × H × W values, zero-padded.
+    pub fn pack_input(&self, x: &[u64]) -> Vec<Vec<u64>> {
+        let s = &self.spec;
+        let (_, wp) = Self::padded(s);
+        let n = self.c_n * self.block;
+        (0..self.in_cts)
+            .map(|u| {
+                let mut row = vec![0u64; n];
+                for c in 0..self.c_n {
+                    let ci = u * self.c_n + c;
+                    if ci >= s.c {
+                        break;
+                    }
+                    for h in 0..s.h {
+                        for w in 0..s.w {
+                            let slot = c * self.block + (h + s.padding) * wp + (w + s.padding);
+                            row[slot] = x[(ci * s.h + h) * s.w + w];
+                        }
+                    }
+                }
+                let mut both = row.clone();
+                both.extend_from_slice(&row);
+                both
+            })
+            .collect()
+    }
+
+    /// The slot (of its output ciphertext's first row) of each of the M × H_out × W_out outputs.
+    pub fn output_slots(&self) -> Vec<(usize, usize)> {
+        let s = &self.spec;
+        let (_, wp) = Self::padded(s);
+        let (ho, wo) = (s.out_h(), s.out_w());
+        let mut out = Vec::with_capacity(s.m * ho * wo);
+        for o in 0..s.m {
+            let (v, c) = (o / self.c_n, o % self.c_n);
+            for i in 0..ho {
+                for j in 0..wo {
+                    out.push((v, c * self.block + i * s.stride * wp + j * s.stride));
+                }
+            }
+        }
+        out
+    }
+
+    /// M × H_out × W_out values from the output ciphertexts' decoded slots.
+    pub fn unpack_output(&self, slots: &[Vec<u64>]) -> Vec<u64> {
+        self.output_slots()
+            .into_iter()
+            .map(|(v, s)| slots[v][s])
+            .collect()
+    }
+}
+
+impl Conv {
+    /// Maps per ciphertext row ([`ConvLayout::channels_per_ct`]).
+    pub fn channels_per_ct(spec: &crate::Conv2dSpec, n: usize) -> Result<usize, LinearError> {
+        ConvLayout::channels_per_ct(spec, n)
+    }
+
+    /// [`ConvLayout::best_baby`].
+    pub fn best_baby(c_n: usize, in_cts: usize, out_cts: usize, taps: usize) -> usize {
+        ConvLayout::best_baby(c_n, in_cts, out_cts, taps)
+    }
+
+    /// Prepares the weights `w` (M × C/groups × k_h × k_w, entries < t) of `spec` for
+    /// ciphertexts of `num_moduli` primes, in the layout of [`ConvLayout::new`].
+    pub fn new(
+        enc: &BatchEncoder,
+        spec: crate::Conv2dSpec,
+        w: &[u64],
+        num_moduli: usize,
+    ) -> Result<Conv, LinearError> {
+        Self::prepare(enc, ConvLayout::new(spec, enc.slots() / 2)?, w, num_moduli)
+    }
+
+    /// As [`Conv::new`] with `baby` baby steps (a power of two dividing c_n; 1: no BSGS).
+    pub fn with_baby(
+        enc: &BatchEncoder,
+        spec: crate::Conv2dSpec,
+        w: &[u64],
+        num_moduli: usize,
+        baby: usize,
+    ) -> Result<Conv, LinearError> {
+        let layout = ConvLayout::with_baby(spec, enc.slots() / 2, baby)?;
+        Self::prepare(enc, layout, w, num_moduli)
+    }
+
+    /// Encodes the plaintexts of `layout` from the weights `w`.
+    pub fn prepare(
+        enc: &BatchEncoder,
+        layout: ConvLayout,
+        w: &[u64],
+        num_moduli: usize,
+    ) -> Result<Conv, LinearError> {
+        let spec = layout.spec;
+        let taps = spec.kh * spec.kw;
+        if w.len() != spec.m * spec.c_per_group() * taps {
+            return Err(LinearError::BadShape {
+                reason: "simd conv: need M*(C/groups)*kh*kw weights",
+            });
+        }
+        let n = enc.slots() / 2;
+        if layout.c_n * layout.block != n {
+            return Err(LinearError::BadShape {
+                reason: "simd conv: layout made for another ring degree",
+            });
+        }
+        let (block, baby) = (layout.block, layout.baby);
+        let mut pts = Vec::with_capacity(layout.out_cts);
+        for v in 0..layout.out_cts {
+            let mut pu = Vec::with_capacity(layout.in_cts);
+            for u in 0..layout.in_cts {
+                let mut pr = Vec::with_capacity(layout.c_n);
+                for r in 0..layout.c_n {
+                    let mut pt_taps = Vec::with_capacity(taps);
+                    let present = layout.present(v, u, r);
+                    for tap in 0..taps {
+                        if !present {
+                            pt_taps.push(None);
+                            continue;
+                        }
+                        let weight =
+                            |c: usize| layout.weight_index(v, u, r, tap, c).map_or(0, |i| w[i]);
+                        // Rotated left by b·S for its baby step b = r mod B.
+                        let shift = (r % baby) * block;
+                        let values: Vec<u64> = (0..2 * n)
+                            .map(|s| weight(((s % n + shift) % n) / block))
+                            .collect();
+                        pt_taps.push(Some(PlaintextNtt::new(&enc.encode(&values)?, num_moduli)?));
+                    }
+                    pr.push(pt_taps);
+                }
+                pu.push(pr);
+            }
+            pts.push(pu);
+        }
+        Ok(Conv { layout, pts })
+    }
+
+    /// The layout (operation counts, packing).
+    pub fn layout(&self) -> &ConvLayout {
+        &self.layout
+    }
+
+    /// [`ConvLayout::pack_input`].
+    pub fn pack_input(&self, x: &[u64]) -> Vec<Vec<u64>> {
+        self.layout.pack_input(x)
+    }
+
+    /// [`ConvLayout::unpack_output`].
+    pub fn unpack_output(&self, slots: &[Vec<u64>]) -> Vec<u64> {
+        self.layout.unpack_output(slots)
+    }
+
+    /// [`ConvLayout::rotation_steps`].
+    pub fn rotation_steps(&self) -> Vec<i64> {
+        self.layout.rotation_steps()
+    }
+
+    /// [`ConvLayout::rotations`].
+    pub fn rotations(&self) -> usize {
+        self.layout.rotations()
+    }
+
+    /// [`ConvLayout::baby_steps`].
+    pub fn baby_steps(&self) -> usize {
+        self.layout.baby
+    }
+
+    /// [`ConvLayout::plaintexts`].
+    pub fn plaintexts(&self) -> usize {
+        self.layout.plaintexts()
+    }
+
+    /// [`ConvLayout::ciphertexts`].
+    pub fn ciphertexts(&self) -> (usize, usize) {
+        self.layout.ciphertexts()
     }
 
     /// The output ciphertexts from the packed input ciphertexts.
@@ -450,15 +576,16 @@ impl Conv {
         cts: &[Ciphertext],
         gk: &GaloisKeys,
     ) -> Result<Vec<Ciphertext>, LinearError> {
-        if cts.len() != self.in_cts {
+        let l = &self.layout;
+        if cts.len() != l.in_cts {
             return Err(LinearError::BadShape {
                 reason: "simd conv: wrong number of input ciphertexts",
             });
         }
-        let steps = self.input_steps();
-        let taps = self.spec.kh * self.spec.kw;
+        let steps = l.input_steps();
+        let taps = l.spec.kh * l.spec.kw;
         // rotated[u][b·taps + tap]: input u rotated by tap offset + b·S.
-        let mut rotated = Vec::with_capacity(self.in_cts);
+        let mut rotated = Vec::with_capacity(l.in_cts);
         for ct in cts {
             let mut r = ev.rotate_rows_hoisted(ct, &steps, gk)?;
             for c in &mut r {
@@ -466,13 +593,13 @@ impl Conv {
             }
             rotated.push(r);
         }
-        let mut outs = Vec::with_capacity(self.out_cts);
+        let mut outs = Vec::with_capacity(l.out_cts);
         for pv in &self.pts {
             let mut out: Option<Ciphertext> = None;
-            for g in 0..self.c_n / self.baby {
+            for g in 0..l.c_n / l.baby {
                 let mut inner: Option<Ciphertext> = None;
-                for b in 0..self.baby {
-                    let r = g * self.baby + b;
+                for b in 0..l.baby {
+                    let r = g * l.baby + b;
                     for (u, pu) in pv.iter().enumerate() {
                         for (tap, pt) in pu[r].iter().enumerate() {
                             let Some(pt) = pt else { continue };
@@ -492,7 +619,7 @@ impl Conv {
                 let shifted = if g == 0 {
                     inner
                 } else {
-                    ev.rotate_rows(&inner, (g * self.baby * self.block) as i64, gk)?
+                    ev.rotate_rows(&inner, (g * l.baby * l.block) as i64, gk)?
                 };
                 match out.as_mut() {
                     None => out = Some(shifted),

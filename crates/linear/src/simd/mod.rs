@@ -1,0 +1,607 @@
+//! Slot-encoded (SIMD) linear layers of the Gazelle / SCI-HE / Bolt family on additive shares
+//! over Z_t, t a batching prime (docs/protocols/simd.md).
+//!
+//! One execution, for shares x = x_C + x_S mod t and the server's W, b:
+//! 1. Client: packs its share into slot vectors (the kernel's layout: [`ConvLayout::pack_input`],
+//!    the FC input repeated with period n_i, or channel maps side by side for a scale) and
+//!    sends each as a seeded secret-key encryption at the top level (c₀ plus a 32-byte seed).
+//! 2. Server: adds its own packed share (now Enc(x)), runs the kernel ([`Conv`] or [`MatVec`]),
+//!    subtracts a uniform mask r (every slot of both rows), re-randomizes with a public-key
+//!    encryption of zero, adds Gaussian flooding noise to every coefficient of c₀, switches
+//!    down to q₀ and then to 2^k, and returns c₁ at k bits and c₀ at b ≤ k bits.
+//! 3. Client decrypts every coefficient, decodes the slots and reads its outputs: its share is
+//!    (W·x − r) at the output slots; the server's is r + b there.
+//!
+//! Bytes on the wire (exact, [`Simd::cost`]): c→s `in_cts ×` `rlwe::serialize` seeded
+//! ciphertext (14-byte header, c₀ bit-packed per prime, 32-byte seed); s→c
+//! `rlwe::write_compact_responses` of `out_cts` responses with all N coefficients of c₀ kept.
+
+mod kernels;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+pub use kernels::{baby_steps, Conv, ConvLayout, MatVec};
+
+use math::pack::packed_len;
+use rand_core::CryptoRngCore;
+use rlwe::{BatchEncoder, Evaluator, Plaintext};
+use transport::Channel;
+
+use crate::cheetah::noise::{FLOOD_Z_MAX, TAIL_Z};
+use crate::cheetah::params::ERROR_SIGMA;
+use crate::keys::{ClientKeys, KeyRequest, ServerKeys};
+use crate::layer::{LayerShape, LayerSpec, LayerWeights, Ring};
+use crate::protocol::LinearProtocol;
+use crate::{Cost, LinearError};
+
+/// Knobs of the SIMD protocol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct SimdConfig {
+    /// Statistical security of noise flooding per layer response, in bits (≥ 40).
+    pub flood_bits: u32,
+}
+
+impl Default for SimdConfig {
+    fn default() -> Self {
+        SimdConfig { flood_bits: 40 }
+    }
+}
+
+/// The SIMD parameter sets: `rlwe::presets::bfv_simd_q158_p60` at N = 8192 or 16384, with t
+/// the largest (ℓ + 1)-bit batching prime, so that 2^ℓ < t < 2^{ℓ+1}: the share conversions
+/// of the fixed-point range need t ≥ 2^ℓ − 1 (`mpc::Session::field_to_ring_in_range`).
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+pub enum SimdParamsId {
+    N8192,
+    N16384,
+}
+
+/// Largest share ring ℓ the SIMD presets carry (t of ℓ + 1 ≤ 45 bits).
+pub const MAX_SIMD_RING_BITS: u32 = 44;
+
+impl SimdParamsId {
+    pub const ALL: [SimdParamsId; 2] = [SimdParamsId::N8192, SimdParamsId::N16384];
+
+    pub fn log_n(self) -> u32 {
+        match self {
+            SimdParamsId::N8192 => 13,
+            SimdParamsId::N16384 => 14,
+        }
+    }
+
+    pub fn n(self) -> usize {
+        1 << self.log_n()
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            SimdParamsId::N8192 => "SIMD-N8192Q158P60",
+            SimdParamsId::N16384 => "SIMD-N16384Q158P60",
+        }
+    }
+
+    /// Byte tag on the wire (disjoint from `HeParamsId::tag`).
+    pub fn tag(self) -> u8 {
+        match self {
+            SimdParamsId::N8192 => 0x41,
+            SimdParamsId::N16384 => 0x42,
+        }
+    }
+
+    /// The `rlwe` parameters for the share ring Z_{2^ℓ} (cached).
+    pub fn rlwe_params(self, ell: u32) -> Result<Arc<rlwe::Params>, LinearError> {
+        type Cache = Mutex<HashMap<(SimdParamsId, u32), Arc<rlwe::Params>>>;
+        static CACHE: OnceLock<Cache> = OnceLock::new();
+        if !(16..=MAX_SIMD_RING_BITS).contains(&ell) {
+            return Err(LinearError::PlaintextTooLarge {
+                ell,
+                max: MAX_SIMD_RING_BITS,
+            });
+        }
+        let mut map = CACHE
+            .get_or_init(Default::default)
+            .lock()
+            .expect("params cache");
+        if let Some(p) = map.get(&(self, ell)) {
+            return Ok(p.clone());
+        }
+        let lit = rlwe::presets::bfv_simd_q158_p60(self.log_n(), ell + 1)?;
+        let p = rlwe::Params::new(lit)?;
+        map.insert((self, ell), p.clone());
+        Ok(p)
+    }
+}
+
+/// How a layer sits in the slots.
+#[derive(Clone, Debug)]
+enum Geometry {
+    /// Convolutions and scales (a scale is a depthwise 1×1 convolution).
+    Conv(ConvLayout),
+    /// y = W·x for W of n_out × n_in padded to n_i × n_i (n_i a power of two ≤ N/2).
+    Fc {
+        n_in: usize,
+        n_out: usize,
+        n_i: usize,
+    },
+}
+
+/// Everything about one layer's execution that follows from public data.
+#[derive(Clone, Debug)]
+struct LayerPlan {
+    params: SimdParamsId,
+    geometry: Geometry,
+    in_cts: usize,
+    out_cts: usize,
+    rotations: usize,
+    products: usize,
+    steps: Vec<i64>,
+    noise: SimdNoise,
+}
+
+/// The flooding width and the response widths of one layer (docs/security.md § SIMD).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SimdNoise {
+    /// Bound on the noise that depends on the weights (products, rotations) plus the
+    /// re-randomization's, at modulus Q.
+    pub hide_bound: f64,
+    /// Standard deviation of the Gaussian flooding noise added to every coefficient of c₀.
+    pub flood_sigma: f64,
+    /// Response modulus bits k (c₁ mod 2^k).
+    pub response_bits: u32,
+    /// Bits b ≤ k of each c₀ value.
+    pub c0_bits: u32,
+}
+
+/// Computes [`SimdNoise`] for a layer: `products` ct × pt products summed into one output
+/// ciphertext at most, `rotations` key switches on its path at most, `out_cts` responses.
+fn simd_noise(
+    p: &rlwe::Params,
+    products: usize,
+    rotations: usize,
+    out_cts: usize,
+    flood_bits: u32,
+) -> Result<SimdNoise, LinearError> {
+    let n = p.n() as f64;
+    let t = p.t().value() as f64;
+    let levels = p.max_level();
+    let sigma_ks = rlwe::noise::key_switch_sigma(p, levels);
+    // Noise at a product's input: the client's fresh error and, on a baby-step rotation, one key
+    // switch (both sub-Gaussian, random and independent of the weights: σ_in), plus the two
+    // Δ-encodings' roundings (bounded by 1 in all, fixed by the data).
+    let sigma_in = (ERROR_SIGMA * ERROR_SIGMA + sigma_ks * sigma_ks).sqrt();
+    // Each product multiplies it by a plaintext p with centered coefficients |p_j| ≤ t/2; the
+    // carries of m·p beyond t cost nothing with the ⌊Q·m/t⌉ encoding (`rlwe::noise::ct_pt`).
+    // Random part: a linear map of sub-Gaussian vectors whose rows have ‖·‖₂ ≤ ‖p‖₂ ≤ √N·t/2
+    // per product; the products of one output may read the same input (rotated), so their
+    // parameters add (no √ over products). Bounded part: ‖p‖₁ ≤ N·t/2 per product. Giant-step
+    // and output rotations each add one key switch.
+    let b_rand = TAIL_Z * sigma_in * products as f64 * n.sqrt() * t / 2.0;
+    let b_round = products as f64 * n * t / 2.0;
+    let b_prod = b_rand + b_round + rotations as f64 * TAIL_Z * sigma_ks;
+    // Re-randomization: e_pk·u + e₁ + e₂·s, u and s ternary.
+    let b_pk = TAIL_Z * ERROR_SIGMA * (2.0 * n.sqrt() + 1.0);
+    let hide = b_prod + b_pk + 1.0;
+    // Gaussian flooding of every returned coefficient (N per response): KL ≤ Σ δ²/(2σ_f²), so
+    // SD ≤ √(N·out_cts)·hide/(2σ_f) ≤ 2^-λ (as for Cheetah, docs/security.md).
+    let sigma = 2f64.powi(flood_bits as i32 - 1) * (n * out_cts as f64).sqrt() * hide;
+    let total = FLOOD_Z_MAX * sigma + hide;
+    let log_q = p.log_q(levels);
+    let q0 = p.ctx_q().moduli()[0].value() as f64;
+    // Switching Q → q₀ → 2^k: the noise ratio stays total/Q, each switch adds a rounding
+    // τ₀ + τ₁·s bounded by B_ms = ½ + z·√(N/18) (at most twice in all per modulus).
+    let b_ms = 2.0 * (0.5 + TAIL_Z * (n / 18.0).sqrt());
+    // Decryption m = ⌊t·d/2^k⌉ is exact while the noise at 2^k is below 2^k/(2t):
+    // headroom h = 1/(2t) − total/Q − B_ms/q₀ must cover B_ms/2^k + 2^{−b−1}.
+    let headroom = 1.0 / (2.0 * t) - (total.log2() - log_q).exp2() - b_ms / q0;
+    let t_bits = 64 - p.t().value().leading_zeros();
+    let unfit = |needed: f64| LinearError::NoParameters {
+        ell: t_bits - 1,
+        weight_bits: 0,
+        needed_bits: needed,
+        available_bits: log_q,
+    };
+    if headroom <= 0.0 {
+        return Err(unfit(total.log2() + t_bits as f64 + 1.0));
+    }
+    let k = (2.0 * b_ms / headroom)
+        .log2()
+        .ceil()
+        .max(t_bits as f64 + 1.0) as u32;
+    if k + 2 > q0.log2() as u32 {
+        return Err(unfit(total.log2() + t_bits as f64 + 1.0));
+    }
+    let kf = 2f64.powi(k as i32);
+    let c0_bits = (t_bits..k)
+        .find(|&b| headroom - 2f64.powf(-(b as f64) - 1.0) >= b_ms / kf)
+        .unwrap_or(k);
+    Ok(SimdNoise {
+        hide_bound: hide,
+        flood_sigma: sigma,
+        response_bits: k,
+        c0_bits,
+    })
+}
+
+/// The SIMD protocol (slot encoding, shares over Z_t).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Simd {
+    cfg: SimdConfig,
+}
+
+/// Bytes of one seeded query ciphertext (`rlwe::serialize::ciphertext_to_bytes`, `Seeded`):
+/// 12-byte header, level and form bytes, c₀ bit-packed per prime, the 32-byte seed.
+fn query_ct_bytes(p: &rlwe::Params) -> usize {
+    let n = p.n();
+    14 + p
+        .ctx_q()
+        .moduli()
+        .iter()
+        .map(|m| packed_len(n, m.bits()))
+        .sum::<usize>()
+        + 32
+}
+
+/// A value of Z_{2^ℓ} (two's complement) as the same signed integer mod t.
+fn ring_to_t(ring: Ring, v: u64, t: u64) -> u64 {
+    (ring.signed(v) as i128).rem_euclid(t as i128) as u64
+}
+
+impl Simd {
+    pub fn new(cfg: SimdConfig) -> Simd {
+        Simd { cfg }
+    }
+
+    pub fn config(&self) -> SimdConfig {
+        self.cfg
+    }
+
+    /// The geometry of `layer` in rows of `n` slots, if it fits.
+    fn geometry(layer: &LayerSpec, n: usize) -> Result<Geometry, LinearError> {
+        match layer.shape {
+            LayerShape::Fc(f) => {
+                let n_i = f.inputs.max(f.outputs).next_power_of_two();
+                if n_i > n {
+                    return Err(LinearError::BadShape {
+                        reason: "simd fc: more than N/2 inputs or outputs (blocking not built)",
+                    });
+                }
+                Ok(Geometry::Fc {
+                    n_in: f.inputs,
+                    n_out: f.outputs,
+                    n_i,
+                })
+            }
+            LayerShape::Conv2d(_) | LayerShape::Scale(_) => {
+                let c = layer.as_conv().expect("conv or scale");
+                Ok(Geometry::Conv(ConvLayout::new(c, n)?))
+            }
+        }
+    }
+
+    /// The public execution plan of `layer`: the smallest parameter set it fits.
+    fn plan(&self, layer: &LayerSpec, ring: Ring) -> Result<LayerPlan, LinearError> {
+        layer.validate()?;
+        if self.cfg.flood_bits < 40 {
+            return Err(LinearError::BadShape {
+                reason: "simd: flooding below 40 bits of statistical security",
+            });
+        }
+        let mut last = None;
+        for params in SimdParamsId::ALL {
+            let p = params.rlwe_params(ring.bits())?;
+            let geometry = match Self::geometry(layer, p.n() / 2) {
+                Ok(g) => g,
+                Err(e) => {
+                    last = Some(e);
+                    continue;
+                }
+            };
+            let (in_cts, out_cts, rotations, products, per_output, path_rot, steps) =
+                match &geometry {
+                    Geometry::Conv(l) => {
+                        let (i, o) = l.ciphertexts();
+                        let giant = l.channels() / l.baby_steps();
+                        (
+                            i,
+                            o,
+                            l.rotations(),
+                            l.plaintexts(),
+                            l.max_products_per_output(),
+                            giant,
+                            l.rotation_steps(),
+                        )
+                    }
+                    Geometry::Fc { n_i, .. } => {
+                        let steps = MatVec::steps_for(*n_i);
+                        let giant = n_i.div_ceil(baby_steps(*n_i));
+                        (1, 1, steps.len(), *n_i, *n_i, giant, steps)
+                    }
+                };
+            let noise = simd_noise(&p, per_output, path_rot, out_cts, self.cfg.flood_bits)?;
+            return Ok(LayerPlan {
+                params,
+                geometry,
+                in_cts,
+                out_cts,
+                rotations,
+                products,
+                steps,
+                noise,
+            });
+        }
+        Err(last.unwrap_or(LinearError::BadShape {
+            reason: "simd: no parameter set fits the layer",
+        }))
+    }
+
+    /// The flooding width and response widths the layer uses (for the security tests).
+    pub fn noise(&self, layer: &LayerSpec, ring: Ring) -> Result<SimdNoise, LinearError> {
+        Ok(self.plan(layer, ring)?.noise)
+    }
+
+    /// The parameter set the layer runs on.
+    pub fn params_for(&self, layer: &LayerSpec, ring: Ring) -> Result<SimdParamsId, LinearError> {
+        Ok(self.plan(layer, ring)?.params)
+    }
+
+    /// Slot vectors (2·n values each, both rows alike) of a share of the layer's input.
+    fn pack(plan: &LayerPlan, x: &[u64], n: usize) -> Vec<Vec<u64>> {
+        match &plan.geometry {
+            Geometry::Conv(l) => l.pack_input(x),
+            Geometry::Fc { n_in, n_i, .. } => {
+                let v: Vec<u64> = (0..2 * n)
+                    .map(|s| {
+                        let j = s % n_i;
+                        if j < *n_in {
+                            x[j]
+                        } else {
+                            0
+                        }
+                    })
+                    .collect();
+                vec![v]
+            }
+        }
+    }
+
+    /// Output values from the decoded slot vectors of the responses.
+    fn unpack(plan: &LayerPlan, slots: &[Vec<u64>]) -> Vec<u64> {
+        match &plan.geometry {
+            Geometry::Conv(l) => l.unpack_output(slots),
+            Geometry::Fc { n_out, .. } => slots[0][..*n_out].to_vec(),
+        }
+    }
+
+    fn check_field(what: &'static str, xs: &[u64], t: u64, len: usize) -> Result<(), LinearError> {
+        if xs.len() != len {
+            return Err(LinearError::Length {
+                what,
+                expected: len,
+                got: xs.len(),
+            });
+        }
+        if xs.iter().any(|&v| v >= t) {
+            return Err(LinearError::BadShape {
+                reason: "simd: a share is not reduced mod t",
+            });
+        }
+        Ok(())
+    }
+}
+
+impl LinearProtocol for Simd {
+    fn name(&self) -> &'static str {
+        "simd"
+    }
+
+    fn share_modulus(&self, layer: &LayerSpec, ring: Ring) -> Result<Option<u64>, LinearError> {
+        let p = self.plan(layer, ring)?.params.rlwe_params(ring.bits())?;
+        Ok(Some(p.t().value()))
+    }
+
+    fn cost(&self, layer: &LayerSpec, ring: Ring) -> Result<Cost, LinearError> {
+        let plan = self.plan(layer, ring)?;
+        let p = plan.params.rlwe_params(ring.bits())?;
+        let n = p.n();
+        let levels = p.max_level() as u64;
+        let (k, b) = (plan.noise.response_bits, plan.noise.c0_bits);
+        let out = plan.out_cts;
+        Ok(Cost {
+            ciphertexts_c2s: plan.in_cts as u64,
+            ciphertexts_s2c: out as u64,
+            bytes_c2s: (plan.in_cts * query_ct_bytes(&p)) as u64,
+            bytes_s2c: rlwe::compact_response_len(n, out, out * n, k, b) as u64,
+            messages_c2s: 1,
+            messages_s2c: 1,
+            rounds: 1,
+            ct_pt_mults: plan.products as u64,
+            // Client: encode (1 inverse NTT over Z_t, not counted) and encrypt (one per prime),
+            // decrypt (2 per response); server: its share, products and rotations in NTT form,
+            // re-randomization (2 per prime and response).
+            ntts: plan.in_cts as u64 * levels + out as u64 * (2 + 2 * levels),
+            rotations: plan.rotations as u64,
+        })
+    }
+
+    fn weight_bytes(&self, layer: &LayerSpec, ring: Ring) -> Result<u64, LinearError> {
+        let plan = self.plan(layer, ring)?;
+        let p = plan.params.rlwe_params(ring.bits())?;
+        // Each plaintext in NTT form at the top level: N words per prime.
+        Ok((plan.products * p.n() * p.max_level() * 8) as u64)
+    }
+
+    fn keys_needed(&self, layer: &LayerSpec, ring: Ring) -> Result<Vec<KeyRequest>, LinearError> {
+        let plan = self.plan(layer, ring)?;
+        let ell = ring.bits();
+        let mut out = vec![KeyRequest::SimdRlwe {
+            params: plan.params,
+            ell,
+        }];
+        out.extend(plan.steps.iter().map(|&step| KeyRequest::SimdRotation {
+            params: plan.params,
+            ell,
+            step,
+        }));
+        Ok(out)
+    }
+
+    fn client(
+        &self,
+        layer: &LayerSpec,
+        ring: Ring,
+        keys: &ClientKeys,
+        x: &[u64],
+        ch: &mut dyn Channel,
+        rng: &mut dyn CryptoRngCore,
+    ) -> Result<Vec<u64>, LinearError> {
+        let plan = self.plan(layer, ring)?;
+        let sk = keys.simd(plan.params, ring.bits())?;
+        let p = sk.params().clone();
+        let t = p.t().value();
+        Self::check_field("input share", x, t, layer.input_len())?;
+        let enc = BatchEncoder::new(&p)?;
+        let n = p.n() / 2;
+        let mut msg = Vec::with_capacity(plan.in_cts * query_ct_bytes(&p));
+        for v in Self::pack(&plan, x, n) {
+            let ct = sk.encrypt(&enc.encode(&v)?, rng)?;
+            msg.extend(rlwe::serialize::ciphertext_to_bytes(
+                &ct,
+                rlwe::serialize::Form::Seeded,
+            )?);
+        }
+        ch.send(&msg)?;
+        ch.flush()?;
+        let resp = ch.recv()?;
+        let (k, b) = (plan.noise.response_bits, plan.noise.c0_bits);
+        let all: Vec<usize> = (0..p.n()).collect();
+        let expected = rlwe::compact_response_len(p.n(), plan.out_cts, plan.out_cts * p.n(), k, b);
+        if resp.len() != expected {
+            return Err(LinearError::MessageLength {
+                what: "simd response",
+                expected,
+                got: resp.len(),
+            });
+        }
+        let indices = vec![all; plan.out_cts];
+        let responses = rlwe::compact::read_compact_responses(&resp, p.n(), k, b, &indices)
+            .map_err(|_| LinearError::MessageRange {
+                what: "simd response",
+            })?;
+        let mut slots = Vec::with_capacity(responses.len());
+        for r in &responses {
+            let coeffs = r.decrypt(sk)?;
+            slots.push(enc.decode(&Plaintext::from_unsigned(&p, &coeffs)?)?);
+        }
+        Ok(Self::unpack(&plan, &slots))
+    }
+
+    fn server(
+        &self,
+        layer: &LayerSpec,
+        ring: Ring,
+        keys: &ServerKeys,
+        weights: &LayerWeights,
+        x: &[u64],
+        ch: &mut dyn Channel,
+        rng: &mut dyn CryptoRngCore,
+    ) -> Result<Vec<u64>, LinearError> {
+        let plan = self.plan(layer, ring)?;
+        weights.validate(layer, ring)?;
+        let (pk, gk) = keys.simd(plan.params, ring.bits())?;
+        let p = pk.params().clone();
+        let t = p.t().value();
+        Self::check_field("input share", x, t, layer.input_len())?;
+        let enc = BatchEncoder::new(&p)?;
+        let ev = Evaluator::new(&p);
+        let n = p.n() / 2;
+        let levels = p.max_level();
+        let wt: Vec<u64> = weights
+            .weights
+            .iter()
+            .map(|&w| ring_to_t(ring, w, t))
+            .collect();
+        let bias: Vec<u64> = weights
+            .bias
+            .iter()
+            .map(|&w| ring_to_t(ring, w, t))
+            .collect();
+
+        let msg = ch.recv()?;
+        let per = query_ct_bytes(&p);
+        if msg.len() != plan.in_cts * per {
+            return Err(LinearError::MessageLength {
+                what: "simd query",
+                expected: plan.in_cts * per,
+                got: msg.len(),
+            });
+        }
+        let mut cts = Vec::with_capacity(plan.in_cts);
+        for (chunk, mine) in msg.chunks(per).zip(Self::pack(&plan, x, n)) {
+            let mut ct = rlwe::serialize::ciphertext_from_bytes(&p, chunk)
+                .map_err(|_| LinearError::MessageRange { what: "simd query" })?;
+            if ct.num_moduli() != levels || ct.seed().is_none() {
+                return Err(LinearError::MessageRange { what: "simd query" });
+            }
+            ev.add_plain_assign(&mut ct, &enc.encode(&mine)?)?;
+            cts.push(ct);
+        }
+        let outs = match &plan.geometry {
+            Geometry::Conv(l) => {
+                Conv::prepare(&enc, l.clone(), &wt, levels)?.apply(&ev, &cts, gk)?
+            }
+            Geometry::Fc { n_in, n_out, n_i } => {
+                let mut w = vec![0u64; n_out * n_i];
+                for o in 0..*n_out {
+                    w[o * n_i..o * n_i + n_in].copy_from_slice(&wt[o * n_in..(o + 1) * n_in]);
+                }
+                vec![MatVec::new(&enc, &w, *n_out, *n_i, levels)?.apply(&ev, &cts[0], gk)?]
+            }
+        };
+        let (k, b) = (plan.noise.response_bits, plan.noise.c0_bits);
+        let all: Vec<usize> = (0..p.n()).collect();
+        let mut masks = Vec::with_capacity(outs.len());
+        let mut responses = Vec::with_capacity(outs.len());
+        for mut ct in outs {
+            let r: Vec<u64> = (0..p.n()).map(|_| uniform_below(rng, t)).collect();
+            ev.sub_plain_assign(&mut ct, &enc.encode(&r)?)?;
+            ev.rerandomize(&mut ct, pk, rng)?;
+            ev.flood_gaussian(&mut ct, plan.noise.flood_sigma, &all, rng)?;
+            ev.mod_switch_to(&mut ct, 1)?;
+            responses.push(ev.switch_to_compact(&ct, k, b, &all)?);
+            masks.push(r);
+        }
+        let mut out = Vec::new();
+        rlwe::compact::write_compact_responses(&responses, &mut out)?;
+        ch.send(&out)?;
+        ch.flush()?;
+        // Server's share: r + b at the output slots.
+        let y = Self::unpack(&plan, &masks);
+        let per_bias = layer.output_len() / bias.len();
+        Ok(y.iter()
+            .enumerate()
+            .map(|(i, &r)| {
+                let v = r as u128 + bias[i / per_bias] as u128;
+                (v % t as u128) as u64
+            })
+            .collect())
+    }
+}
+
+/// A uniform value in [0, t) by rejection sampling.
+fn uniform_below(rng: &mut dyn CryptoRngCore, t: u64) -> u64 {
+    let bits = 64 - t.leading_zeros();
+    let mask = if bits == 64 {
+        u64::MAX
+    } else {
+        (1u64 << bits) - 1
+    };
+    loop {
+        let v = rng.next_u64() & mask;
+        if v < t {
+            return v;
+        }
+    }
+}
