@@ -11,7 +11,7 @@ use std::time::Instant;
 use anyhow::Context;
 use linear::{
     reference, shapes, Cheetah, CheetahConfig, ClientKeys, LayerSpec, LayerWeights, LinearProtocol,
-    Ring, ServerKeys,
+    Ring, ServerKeys, Simd,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
@@ -50,6 +50,11 @@ pub struct Args {
     /// read; Cheetah's own query). The default truncates unless --no-packing.
     #[arg(long)]
     full_query: bool,
+    /// Linear-layer protocol: cheetah (coefficient encoding over Z_{2^ℓ}; default) or simd
+    /// (slot encoding over a batching prime field, the Gazelle / SCI-HE / Bolt kernels;
+    /// `linear::simd`). Every row names the protocol it ran.
+    #[arg(long, default_value = "cheetah")]
+    protocol: String,
     /// Only predict costs (no HE is run).
     #[arg(long)]
     dry_run: bool,
@@ -76,8 +81,9 @@ fn random_weights(layer: &LayerSpec, ring: Ring, rng: &mut ChaCha20Rng) -> Layer
         weights: (0..layer.weight_len())
             .map(|_| ring.from_signed(rng.gen_range(-lim..=lim)))
             .collect(),
+        // At scale 2^{2s}: |b| < 2^24, inside the fixed-point range.
         bias: (0..layer.bias_len())
-            .map(|_| ring.reduce(rng.gen()))
+            .map(|_| ring.from_signed(rng.gen_range(-(1i64 << 24)..(1i64 << 24))))
             .collect(),
     }
 }
@@ -125,10 +131,16 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         ..base
     });
     let baseline = Cheetah::new(CheetahConfig::unpacked()); // Cheetah's own formula
+    let simd = Simd::default();
+    let active: &dyn LinearProtocol = match a.protocol.as_str() {
+        "cheetah" => &proto,
+        "simd" => &simd,
+        other => anyhow::bail!("--protocol {other:?}: expected cheetah or simd"),
+    };
     let mut requests = Vec::new();
     for (name, l, _) in &layers {
         requests.extend(
-            proto
+            active
                 .keys_needed(l, ring)
                 .with_context(|| format!("layer {name}"))?,
         );
@@ -176,12 +188,171 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let (mut tot_ms, mut tot_c2s, mut tot_s2c, mut tot_cheetah, mut all_exact) =
         (0.0, 0u64, 0u64, 0u64, true);
     for (name, layer, real) in &layers {
-        let plan = proto.plan(layer, ring)?;
         let cheetah_bytes = baseline.cost(layer, ring)?.bytes();
-        let lb = linear::bytes_lower_bound(layer, ring, proto.config.flood_bits);
-        let mut row = serde_json::json!({
+        let cost = active.cost(layer, ring)?;
+        let field = active.share_modulus(layer, ring)?;
+        let mut row = if field.is_some() {
+            simd_row(&simd, name, layer, ring, &net_name, cheetah_bytes)?
+        } else {
+            cheetah_row(&proto, name, layer, ring, &net_name, cheetah_bytes)?
+        };
+        tot_cheetah += cheetah_bytes;
+        if let (Some(ck), Some(sk)) = (&ck, &sk) {
+            let w = match real {
+                Some(w) => w.clone(),
+                None => random_weights(layer, ring, &mut rng),
+            };
+            // Activations in the fixed-point range: |y| < 2^{ℓ−3} for |w| < 2^weight_bits
+            // (a field-domain protocol is exact there, docs/protocols/simd.md).
+            let taps = (layer.macs() / layer.output_len() as u64).max(1) as f64;
+            let xb = ((a.ell as f64 - 3.0 - taps.log2() - layer.weight_bits as f64).floor()
+                as i64)
+                .clamp(4, 16);
+            let x: Vec<u64> = (0..layer.input_len())
+                .map(|_| ring.from_signed(rng.gen_range(-(1 << xb)..(1 << xb))))
+                .collect();
+            // Shares over Z_{2^ℓ}, or over Z_t for a field-domain protocol.
+            let modulus = field.map_or(1u128 << a.ell, |t| t as u128);
+            let to_m = |v: u64| (ring.signed(v) as i128).rem_euclid(modulus as i128) as u128;
+            let xc: Vec<u64> = (0..x.len())
+                .map(|_| (rng.gen::<u128>() % modulus) as u64)
+                .collect();
+            let xs: Vec<u64> = x
+                .iter()
+                .zip(&xc)
+                .map(|(&v, &c)| ((to_m(v) + modulus - c as u128) % modulus) as u64)
+                .collect();
+            // Each repetition runs the layer again on the same shares with fresh protocol
+            // randomness; `ms` is the median, bytes are those of the last run (all equal: the
+            // byte counts depend only on the plan).
+            let (s_seed, c_seed): (u64, u64) = (rng.gen(), rng.gen());
+            let mut runs_ms = Vec::new();
+            let (mut cs, mut ss) = Default::default();
+            let mut exact = true;
+            for rep in 0..a.repeat.max(1) {
+                let (c0, s0) = (cc.stats(), sc.stats());
+                let mut srng = ChaCha20Rng::seed_from_u64(s_seed.wrapping_add(rep));
+                let mut crng = ChaCha20Rng::seed_from_u64(c_seed.wrapping_add(rep));
+                let t = Instant::now();
+                let (yc, ys) = std::thread::scope(|s| {
+                    let h =
+                        s.spawn(|| active.server(layer, ring, sk, &w, &xs, &mut sc, &mut srng));
+                    let yc = active.client(layer, ring, ck, &xc, &mut cc, &mut crng);
+                    (yc, h.join().expect("server thread"))
+                });
+                runs_ms.push(t.elapsed().as_secs_f64() * 1e3);
+                let (yc, ys) = (
+                    yc.with_context(|| format!("client, layer {name}"))?,
+                    ys.with_context(|| format!("server, layer {name}"))?,
+                );
+                let y: Vec<u64> = yc
+                    .iter()
+                    .zip(&ys)
+                    .map(|(&p, &q)| {
+                        let v = (p as u128 + q as u128) % modulus;
+                        let signed = if v > modulus / 2 {
+                            v as i128 - modulus as i128
+                        } else {
+                            v as i128
+                        };
+                        ring.from_signed(signed as i64)
+                    })
+                    .collect();
+                exact &= y == reference(layer, ring, &w, &x);
+                (cs, ss) = (cc.stats().since(&c0), sc.stats().since(&s0));
+            }
+            let ms = median(&runs_ms);
+            all_exact &= exact;
+            tot_ms += ms;
+            tot_c2s += cs.bytes_sent;
+            tot_s2c += ss.bytes_sent;
+            if runs_ms.len() > 1 {
+                row["ms_runs"] = serde_json::json!(runs_ms
+                    .iter()
+                    .map(|m| (m * 100.0).round() / 100.0)
+                    .collect::<Vec<_>>());
+            }
+            row["ms"] = serde_json::json!((ms * 100.0).round() / 100.0);
+            row["bytes_c2s"] = serde_json::json!(cs.bytes_sent);
+            row["bytes_s2c"] = serde_json::json!(ss.bytes_sent);
+            row["exact"] = serde_json::json!(exact);
+        } else {
+            tot_c2s += cost.bytes_c2s;
+            tot_s2c += cost.bytes_s2c;
+        }
+        emit(a.json, row);
+    }
+    emit(
+        a.json,
+        serde_json::json!({"total": {
+            "model": a.model, "protocol": active.name(), "net": net_name, "layers": layers.len(), "ms": (tot_ms * 100.0f64).round() / 100.0,
+            "bytes_c2s": tot_c2s, "bytes_s2c": tot_s2c, "cheetah_bytes": tot_cheetah,
+            "setup_bytes": setup.bytes_c2s, "repeat": a.repeat.max(1), "exact": all_exact, "measured": !a.dry_run,
+        }}),
+    );
+    anyhow::ensure!(
+        all_exact,
+        "some layer's reconstructed output differs from the reference"
+    );
+    Ok(())
+}
+
+fn op_name(layer: &LayerSpec) -> &'static str {
+    match layer.shape {
+        linear::LayerShape::Fc(_) => "fc",
+        linear::LayerShape::Scale(_) => "scale",
+        _ => "conv",
+    }
+}
+
+/// A report row's predicted fields for the SIMD protocol.
+fn simd_row(
+    simd: &Simd,
+    name: &str,
+    layer: &LayerSpec,
+    ring: Ring,
+    net_name: &str,
+    cheetah_bytes: u64,
+) -> anyhow::Result<serde_json::Value> {
+    let cost = simd.cost(layer, ring)?;
+    let noise = simd.noise(layer, ring)?;
+    Ok(serde_json::json!({
+        "layer": name,
+        "op": op_name(layer),
+        "protocol": simd.name(),
+        "net": net_name,
+        "params": simd.params_for(layer, ring)?.name(),
+        "baby_steps": simd.baby_steps(layer, ring)?,
+        "response_bits": [noise.response_bits, noise.c0_bits],
+        "predicted_c2s": cost.bytes_c2s,
+        "predicted_s2c": cost.bytes_s2c,
+        "cheetah_bytes": cheetah_bytes,
+        "ct_c2s": cost.ciphertexts_c2s,
+        "ct_s2c": cost.ciphertexts_s2c,
+        "ct_pt_mults": cost.ct_pt_mults,
+        "ntts": cost.ntts,
+        "key_switches": cost.rotations,
+        "rotations": cost.rotations,
+        "rotation_formula": simd.rotation_formula(layer, ring)?,
+        "weight_bytes": simd.weight_bytes(layer, ring)?,
+        "rounds": cost.rounds,
+    }))
+}
+
+/// A report row's predicted fields for Cheetah.
+fn cheetah_row(
+    proto: &Cheetah,
+    name: &str,
+    layer: &LayerSpec,
+    ring: Ring,
+    net_name: &str,
+    cheetah_bytes: u64,
+) -> anyhow::Result<serde_json::Value> {
+    let plan = proto.plan(layer, ring)?;
+    let lb = linear::bytes_lower_bound(layer, ring, proto.config.flood_bits);
+    let row = serde_json::json!({
             "layer": name,
-            "op": match layer.shape { linear::LayerShape::Fc(_) => "fc", linear::LayerShape::Scale(_) => "scale", _ => "conv" },
+            "op": op_name(layer),
             "protocol": proto.name(),
             "net": net_name,
             "params": plan.params.name(),
@@ -211,86 +382,8 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             "rotations": plan.cost.rotations,
             "weight_bytes": proto.weight_bytes(layer, ring)?,
             "rounds": plan.cost.rounds,
-        });
-        tot_cheetah += cheetah_bytes;
-        if let (Some(ck), Some(sk)) = (&ck, &sk) {
-            let w = match real {
-                Some(w) => w.clone(),
-                None => random_weights(layer, ring, &mut rng),
-            };
-            let x: Vec<u64> = (0..layer.input_len())
-                .map(|_| ring.from_signed(rng.gen_range(-(1 << 16)..(1 << 16))))
-                .collect();
-            let xc: Vec<u64> = (0..x.len()).map(|_| ring.reduce(rng.gen())).collect();
-            let xs: Vec<u64> = x
-                .iter()
-                .zip(&xc)
-                .map(|(&v, &c)| ring.reduce(v.wrapping_sub(c)))
-                .collect();
-            // Each repetition runs the layer again on the same shares with fresh protocol
-            // randomness; `ms` is the median, bytes are those of the last run (all equal: the
-            // byte counts depend only on the plan).
-            let (s_seed, c_seed): (u64, u64) = (rng.gen(), rng.gen());
-            let mut runs_ms = Vec::new();
-            let (mut cs, mut ss) = Default::default();
-            let mut exact = true;
-            for rep in 0..a.repeat.max(1) {
-                let (c0, s0) = (cc.stats(), sc.stats());
-                let mut srng = ChaCha20Rng::seed_from_u64(s_seed.wrapping_add(rep));
-                let mut crng = ChaCha20Rng::seed_from_u64(c_seed.wrapping_add(rep));
-                let t = Instant::now();
-                let (yc, ys) = std::thread::scope(|s| {
-                    let h = s.spawn(|| proto.server(layer, ring, sk, &w, &xs, &mut sc, &mut srng));
-                    let yc = proto.client(layer, ring, ck, &xc, &mut cc, &mut crng);
-                    (yc, h.join().expect("server thread"))
-                });
-                runs_ms.push(t.elapsed().as_secs_f64() * 1e3);
-                let (yc, ys) = (
-                    yc.with_context(|| format!("client, layer {name}"))?,
-                    ys.with_context(|| format!("server, layer {name}"))?,
-                );
-                let y: Vec<u64> = yc
-                    .iter()
-                    .zip(&ys)
-                    .map(|(&p, &q)| ring.reduce(p.wrapping_add(q)))
-                    .collect();
-                exact &= y == reference(layer, ring, &w, &x);
-                (cs, ss) = (cc.stats().since(&c0), sc.stats().since(&s0));
-            }
-            let ms = median(&runs_ms);
-            all_exact &= exact;
-            tot_ms += ms;
-            tot_c2s += cs.bytes_sent;
-            tot_s2c += ss.bytes_sent;
-            if runs_ms.len() > 1 {
-                row["ms_runs"] = serde_json::json!(runs_ms
-                    .iter()
-                    .map(|m| (m * 100.0).round() / 100.0)
-                    .collect::<Vec<_>>());
-            }
-            row["ms"] = serde_json::json!((ms * 100.0).round() / 100.0);
-            row["bytes_c2s"] = serde_json::json!(cs.bytes_sent);
-            row["bytes_s2c"] = serde_json::json!(ss.bytes_sent);
-            row["exact"] = serde_json::json!(exact);
-        } else {
-            tot_c2s += plan.cost.bytes_c2s;
-            tot_s2c += plan.cost.bytes_s2c;
-        }
-        emit(a.json, row);
-    }
-    emit(
-        a.json,
-        serde_json::json!({"total": {
-            "model": a.model, "net": net_name, "layers": layers.len(), "ms": (tot_ms * 100.0f64).round() / 100.0,
-            "bytes_c2s": tot_c2s, "bytes_s2c": tot_s2c, "cheetah_bytes": tot_cheetah,
-            "setup_bytes": setup.bytes_c2s, "repeat": a.repeat.max(1), "exact": all_exact, "measured": !a.dry_run,
-        }}),
-    );
-    anyhow::ensure!(
-        all_exact,
-        "some layer's reconstructed output differs from the reference"
-    );
-    Ok(())
+    });
+    Ok(row)
 }
 
 /// The median (mean of the middle two for an even count); 0 for none.

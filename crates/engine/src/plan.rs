@@ -33,6 +33,9 @@ pub const MAX_ELEMENTS: usize = 1 << 28;
 #[serde(rename_all = "snake_case")]
 pub enum LinearChoice {
     Cheetah(linear::CheetahConfig),
+    /// Slot-encoded HE on shares over Z_t, the shares converted from and back to Z_{2^ℓ} around
+    /// the layer (`linear::simd`).
+    Simd(linear::SimdConfig),
 }
 
 impl LinearChoice {
@@ -40,12 +43,41 @@ impl LinearChoice {
     pub fn protocol(&self) -> Box<dyn LinearProtocol> {
         match self {
             LinearChoice::Cheetah(cfg) => Box::new(linear::Cheetah::new(*cfg)),
+            LinearChoice::Simd(cfg) => Box::new(linear::Simd::new(*cfg)),
         }
     }
     /// Name shown in reports.
     pub fn name(&self) -> &'static str {
         match self {
             LinearChoice::Cheetah(_) => "cheetah",
+            LinearChoice::Simd(_) => "simd",
+        }
+    }
+}
+
+/// Which linear-layer protocols the planner may choose from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LinearPolicy {
+    /// Per layer, the protocol with the lowest estimated time
+    /// ([`linear::LinearProtocol::estimated_seconds`] plus the share conversions a field-domain
+    /// protocol needs, at the Cheetah configuration's bandwidth).
+    #[default]
+    Auto,
+    /// Cheetah on every layer.
+    Cheetah,
+    /// SIMD wherever it applies (Cheetah elsewhere).
+    Simd,
+}
+
+impl std::str::FromStr for LinearPolicy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(LinearPolicy::Auto),
+            "cheetah" => Ok(LinearPolicy::Cheetah),
+            "simd" => Ok(LinearPolicy::Simd),
+            other => Err(format!("unknown protocol {other:?}: expected auto, cheetah or simd")),
         }
     }
 }
@@ -161,6 +193,12 @@ pub struct PlanConfig {
     /// Fuse each ReLU with the rescale before it (after a linear layer, or after a residual add of
     /// a linear layer's output) into one `trunc_relu`: same result, fewer bits.
     pub fuse_relu: bool,
+    /// The linear protocols the planner chooses from.
+    #[serde(default)]
+    pub linear: LinearPolicy,
+    /// Knobs of the SIMD protocol.
+    #[serde(default)]
+    pub simd: linear::SimdConfig,
 }
 
 impl Default for PlanConfig {
@@ -170,8 +208,30 @@ impl Default for PlanConfig {
             scale: 12,
             cheetah: linear::CheetahConfig::default(),
             fuse_relu: true,
+            linear: LinearPolicy::Auto,
+            simd: linear::SimdConfig::default(),
         }
     }
+}
+
+/// Estimated seconds of one layer under `choice`: the protocol's own estimate plus, for a
+/// field-domain protocol, the bytes of the two share conversions at `bandwidth` bytes/s.
+pub fn estimated_seconds(
+    choice: &LinearChoice,
+    layer: &LayerSpec,
+    ring: linear::Ring,
+    bandwidth: f64,
+) -> Result<f64, EngineError> {
+    let proto = choice.protocol();
+    let mut s = proto.estimated_seconds(layer, ring, bandwidth)?;
+    if let Some(t) = proto.share_modulus(layer, ring)? {
+        let mring = mpc::Ring::new(ring.bits())?;
+        let p_bits = 64 - t.leading_zeros();
+        let bits = mpc::cost::ring_to_field_in_range(mring, p_bits, layer.input_len()).bits
+            + mpc::cost::field_to_ring_in_range(mring, layer.output_len()).bits;
+        s += bits as f64 / 8.0 / bandwidth;
+    }
+    Ok(s)
 }
 
 /// A compiled model: public, deterministic, serializable.
@@ -344,7 +404,27 @@ impl Plan {
         ring: linear::Ring,
         cfg: &PlanConfig,
     ) -> Result<StepKind, EngineError> {
-        let choice = LinearChoice::Cheetah(cfg.cheetah);
+        let cheetah = LinearChoice::Cheetah(cfg.cheetah);
+        let simd = LinearChoice::Simd(cfg.simd);
+        let choice = match cfg.linear {
+            LinearPolicy::Cheetah => cheetah,
+            LinearPolicy::Simd => {
+                if simd.protocol().cost(&layer, ring).is_ok() {
+                    simd
+                } else {
+                    cheetah
+                }
+            }
+            LinearPolicy::Auto => {
+                let bw = cfg.cheetah.bandwidth_bytes_per_s as f64;
+                let time = |c: &LinearChoice| estimated_seconds(c, &layer, ring, bw).ok();
+                match (time(&cheetah), time(&simd)) {
+                    (Some(a), Some(b)) if b < a => simd,
+                    (None, Some(_)) => simd,
+                    _ => cheetah,
+                }
+            }
+        };
         let cost = choice.protocol().cost(&layer, ring)?;
         Ok(StepKind::Linear {
             choice,
@@ -710,12 +790,31 @@ impl Plan {
         for step in &self.steps {
             let n: usize = step.shape.iter().product();
             let c = match &step.kind {
-                StepKind::Linear { epilogue, .. } => match epilogue {
-                    Epilogue::Rescale => cost::trunc_known_sign(ring, s, n),
-                    Epilogue::RescaleRelu => cost::trunc_relu(ring, s, n),
-                    Epilogue::RescaleRelu6 => cost::trunc_relu6(ring, s, n),
-                    Epilogue::Deferred => cost::Cost::default(),
-                },
+                StepKind::Linear {
+                    epilogue,
+                    choice,
+                    layer,
+                    ..
+                } => {
+                    let lring = linear::Ring::new(self.ell)?;
+                    let convert = match choice.protocol().share_modulus(layer, lring)? {
+                        Some(t) => {
+                            cost::ring_to_field_in_range(
+                                ring,
+                                64 - t.leading_zeros(),
+                                layer.input_len(),
+                            ) + cost::field_to_ring_in_range(ring, layer.output_len())
+                        }
+                        None => cost::Cost::default(),
+                    };
+                    convert
+                        + match epilogue {
+                            Epilogue::Rescale => cost::trunc_known_sign(ring, s, n),
+                            Epilogue::RescaleRelu => cost::trunc_relu(ring, s, n),
+                            Epilogue::RescaleRelu6 => cost::trunc_relu6(ring, s, n),
+                            Epilogue::Deferred => cost::Cost::default(),
+                        }
+                }
                 StepKind::TruncRelu => cost::trunc_relu(ring, s, n),
                 StepKind::Relu => cost::relu(ring, n),
                 StepKind::Relu6 => cost::relu6(ring, n),

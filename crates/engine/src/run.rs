@@ -332,17 +332,29 @@ fn run_side<C: Channel>(
                 ..
             } => {
                 let proto = choice.protocol();
+                // A field-domain protocol reads and writes shares mod t: convert around it
+                // (exact in the fixed-point range, docs/protocols/simd.md).
+                let field = proto
+                    .share_modulus(layer, lring)?
+                    .map(mpc::FieldModulus::new)
+                    .transpose()?;
+                let x = match field {
+                    Some(p) => session.ring_to_field_in_range(ch, ring, inputs[0], p)?,
+                    None => inputs[0].to_vec(),
+                };
                 let y = match side {
                     Side::Server { model, keys } => {
                         let w = model.weights[i].as_ref().ok_or(EngineError::InvalidPlan {
                             step: i,
                             reason: "no weights".into(),
                         })?;
-                        proto.server(layer, lring, keys, w, inputs[0], ch, rng)?
+                        proto.server(layer, lring, keys, w, &x, ch, rng)?
                     }
-                    Side::Client { keys } => {
-                        proto.client(layer, lring, keys, inputs[0], ch, rng)?
-                    }
+                    Side::Client { keys } => proto.client(layer, lring, keys, &x, ch, rng)?,
+                };
+                let y = match field {
+                    Some(p) => session.field_to_ring_in_range(ch, p, &y, ring)?,
+                    None => y,
                 };
                 match epilogue {
                     Epilogue::Rescale => rescale(session, ch, y, Act::None)?,

@@ -32,6 +32,15 @@ pub trait LinearProtocol: Send + Sync {
     /// Predicted cost of one execution on `layer`, computed without running anything.
     fn cost(&self, layer: &LayerSpec, ring: Ring) -> Result<Cost, LinearError>;
 
+    /// Estimated seconds of one execution at `bandwidth` bytes/s (wire time plus computation
+    /// from the cost's operation counts), for choosing a protocol per layer.
+    fn estimated_seconds(
+        &self,
+        layer: &LayerSpec,
+        ring: Ring,
+        bandwidth: f64,
+    ) -> Result<f64, LinearError>;
+
     /// Bytes of the weight plaintexts the server prepares for the layer, in the form its products
     /// read them (Hyena's storage metric, comparable across protocols): what a server holds per
     /// layer while it serves it, or keeps if it caches them between sessions.

@@ -978,6 +978,16 @@ impl LinearProtocol for Cheetah {
         Ok(self.plan(layer, ring)?.cost)
     }
 
+    fn estimated_seconds(
+        &self,
+        layer: &LayerSpec,
+        ring: Ring,
+        bandwidth: f64,
+    ) -> Result<f64, LinearError> {
+        let plan = self.plan(layer, ring)?;
+        Ok(estimated_seconds(&plan.cost, plan.params, bandwidth))
+    }
+
     /// One NTT-form polynomial over every prime of the set per weight plaintext that exists
     /// ([`Layout::used_weight_keys`]: spatial tiles reuse them), 8 bytes a word.
     fn weight_bytes(&self, layer: &LayerSpec, ring: Ring) -> Result<u64, LinearError> {

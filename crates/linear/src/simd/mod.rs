@@ -225,6 +225,10 @@ fn simd_noise(
     })
 }
 
+/// One rotation (automorphism + hybrid key switch over 4 digits and 5 primes) in NTTs of the
+/// same degree per prime of Q, for [`Simd`]'s time estimate.
+pub const SIMD_KEY_SWITCH_NTTS: f64 = 12.0;
+
 /// The SIMD protocol (slot encoding, shares over Z_t).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Simd {
@@ -342,6 +346,37 @@ impl Simd {
         Ok(self.plan(layer, ring)?.noise)
     }
 
+    /// The baby-step count of the layer's kernel.
+    pub fn baby_steps(&self, layer: &LayerSpec, ring: Ring) -> Result<usize, LinearError> {
+        Ok(match self.plan(layer, ring)?.geometry {
+            Geometry::Conv(l) => l.baby_steps(),
+            Geometry::Fc { n_i, .. } => baby_steps(n_i).min(n_i),
+        })
+    }
+
+    /// The published rotation count of the layer's kernel with this layer's numbers in it:
+    /// conv (Gazelle, hoisted BSGS) `in_cts·(k_h·k_w·B − 1) + out_cts·(c_n/B − 1)`, which a
+    /// grouped conv undercuts by leaving out unused giant steps; FC (Halevi–Shoup BSGS)
+    /// `(B − 1) + (⌈n_i/B⌉ − 1)`.
+    pub fn rotation_formula(&self, layer: &LayerSpec, ring: Ring) -> Result<String, LinearError> {
+        Ok(match self.plan(layer, ring)?.geometry {
+            Geometry::Conv(l) => {
+                let (i, o) = l.ciphertexts();
+                let (b, c) = (l.baby_steps(), l.channels());
+                let k = layer.as_conv().map_or(1, |c| c.kh * c.kw);
+                format!(
+                    "in_cts*(k*B-1)+out_cts*(c_n/B-1) = {i}*({k}*{b}-1)+{o}*({c}/{b}-1) = {}",
+                    i * (k * b - 1) + o * (c / b - 1)
+                )
+            }
+            Geometry::Fc { n_i, .. } => {
+                let b = baby_steps(n_i).min(n_i);
+                let g = n_i.div_ceil(b);
+                format!("(B-1)+(n_i/B-1) = ({b}-1)+({g}-1) = {}", b - 1 + g - 1)
+            }
+        })
+    }
+
     /// The parameter set the layer runs on.
     pub fn params_for(&self, layer: &LayerSpec, ring: Ring) -> Result<SimdParamsId, LinearError> {
         Ok(self.plan(layer, ring)?.params)
@@ -424,6 +459,26 @@ impl LinearProtocol for Simd {
             ntts: plan.in_cts as u64 * levels + out as u64 * (2 + 2 * levels),
             rotations: plan.rotations as u64,
         })
+    }
+
+    /// Wire time plus NTT-equivalent work as in `cheetah::estimated_seconds`: per prime of Q,
+    /// an NTT per counted transform, a quarter NTT per ct × pt product, and
+    /// [`SIMD_KEY_SWITCH_NTTS`] per prime for a rotation (hoisted or not, conservatively).
+    fn estimated_seconds(
+        &self,
+        layer: &LayerSpec,
+        ring: Ring,
+        bandwidth: f64,
+    ) -> Result<f64, LinearError> {
+        let plan = self.plan(layer, ring)?;
+        let c = self.cost(layer, ring)?;
+        let n = plan.params.n() as f64;
+        let levels = plan.params.rlwe_params(ring.bits())?.max_level() as f64;
+        let t_ntt = crate::cheetah::NTT_4096_SECONDS * (n / 4096.0) * (n.log2() / 12.0);
+        Ok(c.bytes() as f64 / bandwidth
+            + c.ntts as f64 * t_ntt
+            + c.ct_pt_mults as f64 * levels * t_ntt / 4.0
+            + c.rotations as f64 * SIMD_KEY_SWITCH_NTTS * levels * t_ntt)
     }
 
     fn weight_bytes(&self, layer: &LayerSpec, ring: Ring) -> Result<u64, LinearError> {
