@@ -205,8 +205,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             // Activations in the fixed-point range: |y| < 2^{ℓ−3} for |w| < 2^weight_bits
             // (a field-domain protocol is exact there, docs/protocols/simd.md).
             let taps = (layer.macs() / layer.output_len() as u64).max(1) as f64;
-            let xb = ((a.ell as f64 - 3.0 - taps.log2() - layer.weight_bits as f64).floor()
-                as i64)
+            let xb = ((a.ell as f64 - 3.0 - taps.log2() - layer.weight_bits as f64).floor() as i64)
                 .clamp(4, 16);
             let x: Vec<u64> = (0..layer.input_len())
                 .map(|_| ring.from_signed(rng.gen_range(-(1 << xb)..(1 << xb))))
@@ -235,8 +234,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
                 let mut crng = ChaCha20Rng::seed_from_u64(c_seed.wrapping_add(rep));
                 let t = Instant::now();
                 let (yc, ys) = std::thread::scope(|s| {
-                    let h =
-                        s.spawn(|| active.server(layer, ring, sk, &w, &xs, &mut sc, &mut srng));
+                    let h = s.spawn(|| active.server(layer, ring, sk, &w, &xs, &mut sc, &mut srng));
                     let yc = active.client(layer, ring, ck, &xc, &mut cc, &mut crng);
                     (yc, h.join().expect("server thread"))
                 });

@@ -37,6 +37,10 @@ pub struct ModelOpts {
     /// linear layers: a small value chooses packed HE responses (fewer bytes, more key switches).
     #[arg(long, default_value_t = 400)]
     plan_mbps: u64,
+    /// Linear-layer protocols: auto (per layer, the lowest estimated time), cheetah, or simd
+    /// (slot encoding over a prime field wherever it applies, Cheetah elsewhere).
+    #[arg(long, default_value = "auto")]
+    protocol: engine::LinearPolicy,
 }
 
 impl ModelOpts {
@@ -47,6 +51,7 @@ impl ModelOpts {
         let mut cfg = PlanConfig {
             ell: self.ell,
             scale: self.scale,
+            linear: self.protocol,
             ..PlanConfig::default()
         };
         cfg.cheetah.bandwidth_bytes_per_s = self.plan_mbps.saturating_mul(1_000_000 / 8);

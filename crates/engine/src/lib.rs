@@ -15,7 +15,7 @@ pub mod server;
 pub mod service;
 pub mod soak;
 
-pub use plan::{LinearChoice, Plan, PlanConfig, Step, StepKind};
+pub use plan::{LinearChoice, LinearPolicy, Plan, PlanConfig, Step, StepKind};
 pub use run::{run_client, run_server, OtReport, Outcome, Report, ServerModel, StepReport};
 pub use server::{Server, ServerConfig, ServerStats, SessionHandler, StatsHandle};
 pub use service::{

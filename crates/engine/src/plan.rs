@@ -77,7 +77,9 @@ impl std::str::FromStr for LinearPolicy {
             "auto" => Ok(LinearPolicy::Auto),
             "cheetah" => Ok(LinearPolicy::Cheetah),
             "simd" => Ok(LinearPolicy::Simd),
-            other => Err(format!("unknown protocol {other:?}: expected auto, cheetah or simd")),
+            other => Err(format!(
+                "unknown protocol {other:?}: expected auto, cheetah or simd"
+            )),
         }
     }
 }

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::thread;
 
-use privinfer_engine::{run_client, run_server, Outcome, PlanConfig, ServerModel};
+use privinfer_engine::{run_client, run_server, LinearPolicy, Outcome, PlanConfig, ServerModel};
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use transport::MemoryChannel;
@@ -86,7 +86,6 @@ fn resnet20_on_the_lossless_images_matches_the_fixed_point_reference() {
 fn fused_relu6_matches_the_fixed_point_reference() {
     use nn::ir::{Conv2d, Linear};
     use nn::{Model, Node, Op};
-    use privinfer_engine::plan::{Epilogue, StepKind};
     let w = |n: usize, k: f32, a: f32| {
         (0..n)
             .map(|i| ((i as f32 * 0.37 + k).sin()) * a)
@@ -138,9 +137,25 @@ fn fused_relu6_matches_the_fixed_point_reference() {
         output: 8,
         metadata: vec![],
     };
-    let cfg = PlanConfig::default();
+    for linear in [LinearPolicy::Auto, LinearPolicy::Simd] {
+        check_mini_mobilenet(&model, linear);
+    }
+}
+
+fn check_mini_mobilenet(model: &nn::Model, linear: LinearPolicy) {
+    use privinfer_engine::plan::{Epilogue, StepKind};
+    let cfg = PlanConfig {
+        linear,
+        ..PlanConfig::default()
+    };
     let fixed = nn::FixedConfig::new(cfg.ell, cfg.scale).unwrap();
-    let server = ServerModel::new(&model, &cfg).unwrap();
+    let server = ServerModel::new(model, &cfg).unwrap();
+    if linear == LinearPolicy::Simd {
+        assert!(server.plan.steps.iter().all(|s| match &s.kind {
+            StepKind::Linear { choice, .. } => choice.name() == "simd",
+            _ => true,
+        }));
+    }
     let fused = server
         .plan
         .steps
@@ -161,7 +176,7 @@ fn fused_relu6_matches_the_fixed_point_reference() {
         .collect();
     // Both clamps occur in the reference: some ReLU6 inputs are negative, some above 6.
     let xq: Vec<u64> = x.iter().map(|&v| fixed.encode(v)).collect();
-    let trace = nn::fixed::run_trace(&model, &xq, fixed).unwrap();
+    let trace = nn::fixed::run_trace(model, &xq, fixed).unwrap();
     assert_eq!(trace.total_overflows(), 0);
     let six = 6i64 << cfg.scale;
     let (mut lo, mut hi) = (0, 0);
@@ -173,8 +188,29 @@ fn fused_relu6_matches_the_fixed_point_reference() {
         }
     }
     assert!(lo > 0 && hi > 0, "clamps hit: {lo} at 0, {hi} at 6");
-    let reference = nn::fixed::run(&model, &x, fixed).unwrap();
+    let reference = nn::fixed::run(model, &x, fixed).unwrap();
     let Outcome::Logits(l) = private_logits(&server, xq, false, 7) else {
+        panic!()
+    };
+    assert_eq!(l, reference.data, "{linear:?}");
+}
+
+/// ResNet-20 with every linear layer by the SIMD protocol (shares converted to Z_t and back
+/// around each): the private logits equal the fixed-point reference's exactly.
+#[test]
+fn resnet20_through_simd_matches_the_fixed_point_reference() {
+    let model = nn::load(repo().join("models/resnet20.onnx")).unwrap();
+    let cfg = PlanConfig {
+        linear: LinearPolicy::Simd,
+        ..PlanConfig::default()
+    };
+    let fixed = nn::FixedConfig::new(cfg.ell, cfg.scale).unwrap();
+    let server = ServerModel::new(&model, &cfg).unwrap();
+    let img = repo().join("models/samples/cifar10_00_3.png");
+    let x = nn::data::load_image(&img, 32, 32).unwrap();
+    let xq: Vec<u64> = x.iter().map(|&v| fixed.encode(v)).collect();
+    let reference = nn::fixed::run(&model, &x, fixed).unwrap();
+    let Outcome::Logits(l) = private_logits(&server, xq, false, 11) else {
         panic!()
     };
     assert_eq!(l, reference.data);
