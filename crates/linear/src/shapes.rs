@@ -31,6 +31,18 @@ pub fn fuzz_layers() -> Vec<(&'static str, LayerSpec)> {
     ]
 }
 
+/// The layers of the `simd_messages` fuzz target and its seeds: a conv, a strided conv, a
+/// depthwise conv, an FC and a scale, each one ciphertext in and out on the SIMD sets.
+pub fn simd_fuzz_layers() -> Vec<(&'static str, LayerSpec)> {
+    vec![
+        ("conv2x4", conv(2, 6, 4, 3, 1, 1, 1, 8)),
+        ("conv3x4s2", conv(3, 8, 4, 3, 2, 1, 1, 8)),
+        ("dw4", conv(4, 6, 4, 3, 1, 1, 4, 8)),
+        ("fc20x5", LayerSpec::fc(20, 5, 8)),
+        ("scale3", LayerSpec::scale(3, 4, 4, 8)),
+    ]
+}
+
 /// CIFAR ResNet-(6n+2) (He et al. 2016, option-A shortcuts: no 1×1 convolutions): n = 3, 5, 9
 /// for ResNet-20, 32, 56.
 pub fn resnet_cifar(depth: usize, wb: u32) -> Vec<(String, LayerSpec)> {

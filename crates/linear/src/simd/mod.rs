@@ -597,7 +597,12 @@ impl LinearProtocol for Simd {
         for (chunk, mine) in msg.chunks(per).zip(Self::pack(&plan, x, n)) {
             let mut ct = rlwe::serialize::ciphertext_from_bytes(&p, chunk)
                 .map_err(|_| LinearError::MessageRange { what: "simd query" })?;
-            if ct.num_moduli() != levels || ct.seed().is_none() {
+            // Exactly what an honest client sends: a fresh seeded encryption at the top level,
+            // c₀ in NTT form.
+            if ct.num_moduli() != levels
+                || ct.seed().is_none()
+                || ct.representation() != math::Representation::Ntt
+            {
                 return Err(LinearError::MessageRange { what: "simd query" });
             }
             ev.add_plain_assign(&mut ct, &enc.encode(&mine)?)?;
