@@ -128,6 +128,32 @@ pub fn resnet50(wb: u32) -> Vec<(String, LayerSpec)> {
     out
 }
 
+/// VGG-16 on 32×32 inputs (Simonyan & Zisserman 2015, configuration D; the CIFAR variant:
+/// 13 3×3 convs with 2×2 max pools after blocks of 2, 2, 3, 3, 3, then one FC 512 → 10).
+pub fn vgg16_32(wb: u32) -> Vec<(String, LayerSpec)> {
+    let blocks: [&[usize]; 5] = [
+        &[64, 64],
+        &[128, 128],
+        &[256, 256, 256],
+        &[512, 512, 512],
+        &[512, 512, 512],
+    ];
+    let (mut c, mut h) = (3usize, 32usize);
+    let mut out = Vec::new();
+    for (b, widths) in blocks.iter().enumerate() {
+        for (i, &m) in widths.iter().enumerate() {
+            out.push((
+                format!("features.{}.{}", b + 1, i + 1),
+                conv(c, h, m, 3, 1, 1, 1, wb),
+            ));
+            c = m;
+        }
+        h /= 2;
+    }
+    out.push(("classifier".into(), LayerSpec::fc(512, 10, wb)));
+    out
+}
+
 /// MobileNetV2 (Sandler et al. 2018, width 1.0). At 32×32 (CIFAR variant) the stem and the
 /// second stage use stride 1, so the final feature map is 4×4.
 pub fn mobilenet_v2(size: usize, classes: usize, wb: u32) -> Vec<(String, LayerSpec)> {
@@ -195,12 +221,13 @@ pub fn by_name(name: &str, wb: u32) -> Option<Vec<(String, LayerSpec)>> {
         "resnet50" => resnet50(wb),
         "mobilenetv2-32" => mobilenet_v2(32, 10, wb),
         "mobilenetv2-224" | "mobilenetv2" => mobilenet_v2(224, 1000, wb),
+        "vgg16-32" | "vgg16" => vgg16_32(wb),
         _ => return None,
     })
 }
 
 /// Names accepted by [`by_name`].
-pub const MODELS: [&str; 8] = [
+pub const MODELS: [&str; 9] = [
     "resnet20",
     "resnet32",
     "resnet56",
@@ -209,6 +236,7 @@ pub const MODELS: [&str; 8] = [
     "resnet50",
     "mobilenetv2-32",
     "mobilenetv2-224",
+    "vgg16-32",
 ];
 
 /// Distinct layer shapes of a list, first occurrence kept.

@@ -19,13 +19,15 @@ use rlwe::{BatchEncoder, Ciphertext, Evaluator, GaloisKeys, PlaintextNtt};
 
 use crate::LinearError;
 
-/// A matrix prepared for [`MatVec::apply`]: its diagonals, pre-rotated for their giant step and
-/// batch-encoded in NTT form at the ciphertexts' level.
+/// A matrix bound for [`MatVec::apply`], which encodes each diagonal (pre-rotated for its giant
+/// step, batch-encoded in NTT form at the ciphertexts' level) right before its product.
 pub struct MatVec {
     n_in: usize,
+    n_out: usize,
     baby: usize,
-    /// `diags[g][b]`, `None` where the diagonal index g·B + b ≥ n_in.
-    diags: Vec<Vec<Option<PlaintextNtt>>>,
+    enc: BatchEncoder,
+    w: Vec<u64>,
+    num_moduli: usize,
 }
 
 /// Baby-step count B for `n_in` diagonals: the power of two nearest √n_in from above, which
@@ -39,7 +41,7 @@ pub fn baby_steps(n_in: usize) -> usize {
 }
 
 impl MatVec {
-    /// Prepares `w` (row-major n_out × n_in, entries < t) for ciphertexts of `num_moduli` primes.
+    /// Binds `w` (row-major n_out × n_in, entries < t) for ciphertexts of `num_moduli` primes.
     /// `n_in` must be a power of two at most N/2, and `n_out ≤ n_in`.
     pub fn new(
         enc: &BatchEncoder,
@@ -56,35 +58,34 @@ impl MatVec {
         if n_out == 0 || n_out > n_in || w.len() != n_out * n_in {
             return bad("matvec: need 1 <= n_out <= n_in and n_out*n_in weights");
         }
-        let baby = baby_steps(n_in);
-        let giant = n_in.div_ceil(baby);
-        let mut diags = Vec::with_capacity(giant);
-        for g in 0..giant {
-            let mut row = Vec::with_capacity(baby);
-            for b in 0..baby {
-                let d = g * baby + b;
-                if d >= n_in {
-                    row.push(None);
-                    continue;
-                }
-                // rot_{−g·B}(diag_d)[s] = diag_d[s − g·B], over the whole row (period n_in).
-                let shift = g * baby;
-                let slot = |s: usize| {
-                    let s = (s + n - shift % n) % n;
-                    let (i, j) = (s % n_in, (s + d) % n_in);
-                    if i < n_out {
-                        w[i * n_in + j]
-                    } else {
-                        0
-                    }
-                };
-                let values: Vec<u64> = (0..2 * n).map(|s| slot(s % n)).collect();
-                let pt = enc.encode(&values)?;
-                row.push(Some(PlaintextNtt::new(&pt, num_moduli)?));
+        Ok(MatVec {
+            n_in,
+            n_out,
+            baby: baby_steps(n_in),
+            enc: enc.clone(),
+            w: w.to_vec(),
+            num_moduli,
+        })
+    }
+
+    /// rot_{−g·B}(diag_d) for d = g·B + b, over the whole row (period n_in), both rows alike.
+    fn diagonal(&self, g: usize, d: usize) -> Result<PlaintextNtt, LinearError> {
+        let (n, n_in) = (self.enc.slots() / 2, self.n_in);
+        let shift = g * self.baby;
+        let slot = |s: usize| {
+            let s = (s + n - shift % n) % n;
+            let (i, j) = (s % n_in, (s + d) % n_in);
+            if i < self.n_out {
+                self.w[i * n_in + j]
+            } else {
+                0
             }
-            diags.push(row);
-        }
-        Ok(MatVec { n_in, baby, diags })
+        };
+        let values: Vec<u64> = (0..2 * n).map(|s| slot(s % n)).collect();
+        Ok(PlaintextNtt::new(
+            &self.enc.encode(&values)?,
+            self.num_moduli,
+        )?)
     }
 
     /// The row-rotation steps [`MatVec::apply`] uses (the Galois keys to generate): baby steps
@@ -118,23 +119,28 @@ impl MatVec {
         ct: &Ciphertext,
         gk: &GaloisKeys,
     ) -> Result<Ciphertext, LinearError> {
-        let steps: Vec<i64> = (0..self.baby.min(self.n_in)).map(|b| b as i64).collect();
+        let baby = self.baby.min(self.n_in);
+        let steps: Vec<i64> = (0..baby).map(|b| b as i64).collect();
         let mut babies = ev.rotate_rows_hoisted(ct, &steps, gk)?;
         for c in &mut babies {
             c.to_representation(math::Representation::Ntt);
         }
         let mut out: Option<Ciphertext> = None;
-        for (g, row) in self.diags.iter().enumerate() {
+        for g in 0..self.n_in.div_ceil(self.baby) {
             let mut inner: Option<Ciphertext> = None;
-            for (b, pt) in row.iter().enumerate() {
-                let Some(pt) = pt else { continue };
+            for (b, y) in babies.iter().enumerate() {
+                let d = g * self.baby + b;
+                if d >= self.n_in {
+                    break;
+                }
+                let pt = self.diagonal(g, d)?;
                 match inner.as_mut() {
                     None => {
-                        let mut c = babies[b].clone();
-                        ev.mul_plain_assign(&mut c, pt)?;
+                        let mut c = y.clone();
+                        ev.mul_plain_assign(&mut c, &pt)?;
                         inner = Some(c);
                     }
-                    Some(acc) => ev.mul_plain_acc(acc, &babies[b], pt)?,
+                    Some(acc) => ev.mul_plain_acc(acc, y, &pt)?,
                 }
             }
             let Some(inner) = inner else { continue };
@@ -185,12 +191,16 @@ pub struct ConvLayout {
     baby: usize,
 }
 
-/// A [`ConvLayout`] with its plaintexts: `pts[v][u][r][tap]`, already rotated by b·S for
-/// r = g·B + b (`None` when the whole plaintext is zero: channels past C or M, or channel pairs
-/// of different groups; decided by the shape, never by the weights' values).
+/// A [`ConvLayout`] with its weights. Plaintext (v, u, r, tap), already rotated by b·S for
+/// r = g·B + b, exists where [`ConvLayout`] says (channel pairs of one group: decided by the
+/// shape, never by the weights' values); [`Conv::apply`] encodes each one right before its
+/// product, so the server never holds the layer's plaintexts at once (a ResNet-18 conv1 at
+/// 64×64 would need 4.7 GB; `Simd::weight_bytes` reports what caching them takes).
 pub struct Conv {
     layout: ConvLayout,
-    pts: Vec<Vec<Vec<Vec<Option<PlaintextNtt>>>>>,
+    enc: BatchEncoder,
+    w: Vec<u64>,
+    num_moduli: usize,
 }
 
 /// A hoisted rotation's time relative to a plain one (measured: 2.60 against 5.01 ms at
@@ -477,7 +487,7 @@ impl Conv {
         Self::prepare(enc, layout, w, num_moduli)
     }
 
-    /// Encodes the plaintexts of `layout` from the weights `w`.
+    /// Binds the weights `w` (M × C/groups × k_h × k_w, entries < t) to `layout`.
     pub fn prepare(
         enc: &BatchEncoder,
         layout: ConvLayout,
@@ -485,48 +495,46 @@ impl Conv {
         num_moduli: usize,
     ) -> Result<Conv, LinearError> {
         let spec = layout.spec;
-        let taps = spec.kh * spec.kw;
-        if w.len() != spec.m * spec.c_per_group() * taps {
+        if w.len() != spec.m * spec.c_per_group() * spec.kh * spec.kw {
             return Err(LinearError::BadShape {
                 reason: "simd conv: need M*(C/groups)*kh*kw weights",
             });
         }
-        let n = enc.slots() / 2;
-        if layout.c_n * layout.block != n {
+        if layout.c_n * layout.block != enc.slots() / 2 {
             return Err(LinearError::BadShape {
                 reason: "simd conv: layout made for another ring degree",
             });
         }
-        let (block, baby) = (layout.block, layout.baby);
-        let mut pts = Vec::with_capacity(layout.out_cts);
-        for v in 0..layout.out_cts {
-            let mut pu = Vec::with_capacity(layout.in_cts);
-            for u in 0..layout.in_cts {
-                let mut pr = Vec::with_capacity(layout.c_n);
-                for r in 0..layout.c_n {
-                    let mut pt_taps = Vec::with_capacity(taps);
-                    let present = layout.present(v, u, r);
-                    for tap in 0..taps {
-                        if !present {
-                            pt_taps.push(None);
-                            continue;
-                        }
-                        let weight =
-                            |c: usize| layout.weight_index(v, u, r, tap, c).map_or(0, |i| w[i]);
-                        // Rotated left by b·S for its baby step b = r mod B.
-                        let shift = (r % baby) * block;
-                        let values: Vec<u64> = (0..2 * n)
-                            .map(|s| weight(((s % n + shift) % n) / block))
-                            .collect();
-                        pt_taps.push(Some(PlaintextNtt::new(&enc.encode(&values)?, num_moduli)?));
-                    }
-                    pr.push(pt_taps);
-                }
-                pu.push(pr);
-            }
-            pts.push(pu);
-        }
-        Ok(Conv { layout, pts })
+        Ok(Conv {
+            layout,
+            enc: enc.clone(),
+            w: w.to_vec(),
+            num_moduli,
+        })
+    }
+
+    /// Plaintext (v, u, r, tap): in block c the weight of the pair (output, input) block c
+    /// meets under output rotation r, rotated left by b·S for its baby step b = r mod B.
+    fn plaintext(
+        &self,
+        v: usize,
+        u: usize,
+        r: usize,
+        tap: usize,
+    ) -> Result<PlaintextNtt, LinearError> {
+        let l = &self.layout;
+        let n = l.c_n * l.block;
+        let shift = (r % l.baby) * l.block;
+        let per_block: Vec<u64> = (0..l.c_n)
+            .map(|c| l.weight_index(v, u, r, tap, c).map_or(0, |i| self.w[i]))
+            .collect();
+        let values: Vec<u64> = (0..2 * n)
+            .map(|s| per_block[((s % n + shift) % n) / l.block])
+            .collect();
+        Ok(PlaintextNtt::new(
+            &self.enc.encode(&values)?,
+            self.num_moduli,
+        )?)
     }
 
     /// The layout (operation counts, packing).
@@ -594,15 +602,18 @@ impl Conv {
             rotated.push(r);
         }
         let mut outs = Vec::with_capacity(l.out_cts);
-        for pv in &self.pts {
+        for v in 0..l.out_cts {
             let mut out: Option<Ciphertext> = None;
             for g in 0..l.c_n / l.baby {
                 let mut inner: Option<Ciphertext> = None;
                 for b in 0..l.baby {
                     let r = g * l.baby + b;
-                    for (u, pu) in pv.iter().enumerate() {
-                        for (tap, pt) in pu[r].iter().enumerate() {
-                            let Some(pt) = pt else { continue };
+                    for u in 0..l.in_cts {
+                        if !l.present(v, u, r) {
+                            continue;
+                        }
+                        for tap in 0..taps {
+                            let pt = &self.plaintext(v, u, r, tap)?;
                             let y = &rotated[u][b * taps + tap];
                             match inner.as_mut() {
                                 None => {
