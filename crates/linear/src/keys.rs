@@ -36,12 +36,13 @@ pub enum KeyRequest {
     /// An RLWE secret key at the client, its public key at the server, for a SIMD set with
     /// t the batching prime of ℓ + 1 bits.
     SimdRlwe { params: SimdParamsId, ell: u32 },
-    /// The Galois key of the slot rotation by `step` on a SIMD set (one per distinct step the
-    /// layers use, all sent in one message). Implies the matching `SimdRlwe` key.
-    SimdRotation {
+    /// The Galois key of X → X^element on a SIMD set: a row rotation, the row swap, or both
+    /// (one per distinct element the layers use, all sent in one message). Implies the matching
+    /// `SimdRlwe` key.
+    SimdGalois {
         params: SimdParamsId,
         ell: u32,
-        step: i64,
+        element: usize,
     },
 }
 
@@ -79,7 +80,7 @@ fn normalized(requests: &[KeyRequest]) -> (Vec<(HeParamsId, u32)>, GaloisSets) {
                 let e = galois.entry((params, ell)).or_insert(0);
                 *e = (*e).max(log_g);
             }
-            KeyRequest::SimdRlwe { .. } | KeyRequest::SimdRotation { .. } => {}
+            KeyRequest::SimdRlwe { .. } | KeyRequest::SimdGalois { .. } => {}
         }
     }
     rlwe.sort();
@@ -102,9 +103,12 @@ fn simd_sets(requests: &[KeyRequest]) -> BTreeMap<(SimdParamsId, u32), Vec<usize
             KeyRequest::SimdRlwe { params, ell } => {
                 out.entry((params, ell)).or_default();
             }
-            KeyRequest::SimdRotation { params, ell, step } => {
-                let el = rlwe::eval::galois_element_for_rotation(params.n(), step);
-                out.entry((params, ell)).or_default().push(el);
+            KeyRequest::SimdGalois {
+                params,
+                ell,
+                element,
+            } => {
+                out.entry((params, ell)).or_default().push(element);
             }
             _ => {}
         }

@@ -80,11 +80,17 @@ fn bad_shapes_are_refused() {
 }
 
 /// The conventional convolution against a direct convolution mod t (zero padding, any stride),
-/// plain (B = 1) and in BSGS form, with its rotation count ((k²·B − 1) hoisted per input
-/// ciphertext + (c_n/B − 1) per output ciphertext) and its plaintext count (at most one per output
-/// group, input ciphertext, output rotation and tap).
-fn check_conv(p: &Arc<Params>, spec: linear::Conv2dSpec, seed: u64, baby: Option<usize>) {
-    use linear::simd::Conv;
+/// plain (B = 1) and in BSGS form, one or two channel sets per ciphertext, with its rotation
+/// count ((k²·rows·B − 1) hoisted per input ciphertext + (c_n/B − 1) per output ciphertext) and
+/// its plaintext count (at most one per output ciphertext, input copy, output rotation and tap).
+fn check_conv(
+    p: &Arc<Params>,
+    spec: linear::Conv2dSpec,
+    seed: u64,
+    baby: Option<usize>,
+    rows: Option<usize>,
+) {
+    use linear::simd::{Conv, ConvLayout};
     let mut r = ChaCha20Rng::seed_from_u64(seed);
     let t = p.t().value();
     let enc = BatchEncoder::new(p).unwrap();
@@ -97,16 +103,21 @@ fn check_conv(p: &Arc<Params>, spec: linear::Conv2dSpec, seed: u64, baby: Option
         .map(|_| r.gen_range(0..t))
         .collect();
     let level = p.max_level();
-    let conv = match baby {
-        Some(b) => Conv::with_baby(&enc, spec, &w, level, b).unwrap(),
-        None => Conv::new(&enc, spec, &w, level).unwrap(),
-    };
+    let auto = ConvLayout::new(spec, p.n() / 2).unwrap();
+    let layout = ConvLayout::with(
+        spec,
+        p.n() / 2,
+        rows.unwrap_or(auto.rows()),
+        baby.unwrap_or(auto.baby_steps()),
+    )
+    .unwrap();
+    let conv = Conv::prepare(&enc, layout.clone(), &w, level).unwrap();
     let cts: Vec<_> = conv
         .pack_input(&x)
         .iter()
         .map(|v| sk.encrypt(&enc.encode(v).unwrap(), &mut r).unwrap())
         .collect();
-    let gk = GaloisKeys::for_rotations(&sk, &conv.rotation_steps(), false, &mut r).unwrap();
+    let gk = GaloisKeys::generate(&sk, &layout.galois_elements(p.n()), &mut r).unwrap();
     let outs = conv.apply(&ev, &cts, &gk).unwrap();
     let slots: Vec<Vec<u64>> = outs
         .iter()
@@ -144,14 +155,17 @@ fn check_conv(p: &Arc<Params>, spec: linear::Conv2dSpec, seed: u64, baby: Option
         }
     }
     let c_n = Conv::channels_per_ct(&spec, p.n() / 2).unwrap();
-    let (ins, outs_n) = (spec.c.div_ceil(c_n), spec.m.div_ceil(c_n));
-    assert_eq!(conv.ciphertexts(), (ins, outs_n));
-    let b = conv.baby_steps();
-    assert_eq!(
-        conv.rotations(),
-        ins * (taps * b - 1) + outs_n * (c_n / b - 1)
-    );
-    assert!(conv.plaintexts() <= outs_n * ins * c_n * taps);
+    let rw = layout.rows();
+    let (ins, outs_n) = (spec.c.div_ceil(rw * c_n), spec.m.div_ceil(rw * c_n));
+    assert_eq!(layout.ciphertexts(), (ins, outs_n));
+    let b = layout.baby_steps();
+    if spec.groups == 1 {
+        assert_eq!(
+            layout.rotations(),
+            ins * (taps * rw * b - 1) + outs_n * (c_n / b - 1)
+        );
+    }
+    assert!(layout.plaintexts() <= outs_n * ins * rw * c_n * taps);
 }
 
 #[test]
@@ -164,13 +178,17 @@ fn conventional_conv_matches_a_direct_convolution() {
         Conv2dSpec::square(3, 6, 2, 1, 1, 0, 1), // 1×1
         Conv2dSpec::square(40, 4, 36, 3, 1, 2, 1), // padding 2, several input and output ciphertexts
         Conv2dSpec::square(1, 7, 1, 5, 1, 0, 1),   // 5×5, no padding
+        Conv2dSpec::square(8, 5, 8, 3, 1, 1, 8),   // depthwise
+        Conv2dSpec::square(8, 5, 12, 3, 2, 1, 4),  // grouped, stride 2
     ]
     .into_iter()
     .enumerate()
     {
         let c_n = linear::simd::Conv::channels_per_ct(&spec, p.n() / 2).unwrap();
         for baby in [Some(1), Some(c_n), None] {
-            check_conv(&p, spec, 60 + k as u64, baby);
+            for rows in [Some(1), Some(2), None] {
+                check_conv(&p, spec, 60 + k as u64, baby, rows);
+            }
         }
     }
 }
@@ -197,5 +215,31 @@ fn conventional_conv_on_the_secure_simd_preset() {
         linear::Conv2dSpec::square(16, 32, 16, 3, 1, 1, 1),
         9,
         None,
+        None,
     );
+}
+
+mod random_shapes {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+        /// Random shapes, kernels, strides, paddings and groups, in the layout the planner picks
+        /// (rows and baby steps), against the direct convolution mod t.
+        #[test]
+        fn conv_matches_direct(
+            g in 1usize..4, cpg in 1usize..6, mpg in 1usize..6, h in 2usize..9,
+            k in prop::sample::select(vec![1usize, 3, 5]), stride in 1usize..3, pad in 0usize..3,
+            seed in 0u64..1000,
+        ) {
+            let pad = pad.min(k / 2 + 1);
+            prop_assume!(h + 2 * pad >= k);
+            let p = Params::new(presets::insecure_test_only(10, 65537).unwrap()).unwrap();
+            let spec = linear::Conv2dSpec::square(g * cpg, h, g * mpg, k, stride, pad, g);
+            prop_assume!((h + 2 * pad) * (h + 2 * pad) <= p.n() / 2);
+            check_conv(&p, spec, seed, None, None);
+        }
+    }
 }

@@ -497,6 +497,23 @@ impl Evaluator {
         steps: &[i64],
         gk: &GaloisKeys,
     ) -> Result<Vec<Ciphertext>, RlweError> {
+        let n = self.params.n();
+        let elements: Vec<usize> = steps
+            .iter()
+            .map(|&s| galois_element_for_rotation(n, s))
+            .collect();
+        self.apply_galois_hoisted(ct, &elements, gk)
+    }
+
+    /// [`Self::apply_galois`] for each of `elements` (odd, `< 2N`; 1 returns `ct`), sharing one
+    /// ModUp of c₁ as [`Self::rotate_rows_hoisted`] does: row rotations, the row swap
+    /// `2N − 1`, and their compositions.
+    pub fn apply_galois_hoisted(
+        &self,
+        ct: &Ciphertext,
+        elements: &[usize],
+        gk: &GaloisKeys,
+    ) -> Result<Vec<Ciphertext>, RlweError> {
         self.check(ct)?;
         same(&self.params, &gk.params)?;
         if ct.size() != 2 {
@@ -506,12 +523,7 @@ impl Evaluator {
             .params
             .key_switcher()
             .ok_or(RlweError::NoSpecialPrimes)?;
-        let n = self.params.n();
         // Every key needed is checked before the decomposition is paid for.
-        let elements: Vec<usize> = steps
-            .iter()
-            .map(|&s| galois_element_for_rotation(n, s))
-            .collect();
         if let Some(&k) = elements
             .iter()
             .find(|&&k| k != 1 && !gk.keys.contains_key(&k))

@@ -186,16 +186,19 @@ pub struct ConvLayout {
     spec: crate::Conv2dSpec,
     c_n: usize,
     block: usize,
+    /// 2: row ρ of a ciphertext carries channels ρ·c_n.. of its 2·c_n (cross-row pairs read a
+    /// row-swapped copy of the input); 1: both rows carry the same c_n channels.
+    rows: usize,
     in_cts: usize,
     out_cts: usize,
     baby: usize,
 }
 
-/// A [`ConvLayout`] with its weights. Plaintext (v, u, r, tap), already rotated by b·S for
+/// A [`ConvLayout`] with its weights. Plaintext (v, u, s, r, tap), already rotated by b·S for
 /// r = g·B + b, exists where [`ConvLayout`] says (channel pairs of one group: decided by the
 /// shape, never by the weights' values); [`Conv::apply`] encodes each one right before its
 /// product, so the server never holds the layer's plaintexts at once (a ResNet-18 conv1 at
-/// 64×64 would need 4.7 GB; `Simd::weight_bytes` reports what caching them takes).
+/// 64×64 would need GBs; `Simd::weight_bytes` reports what caching them takes).
 pub struct Conv {
     layout: ConvLayout,
     enc: BatchEncoder,
@@ -206,6 +209,11 @@ pub struct Conv {
 /// A hoisted rotation's time relative to a plain one (measured: 2.60 against 5.01 ms at
 /// N = 8192, BENCHMARKS.md § Lattice core), for choosing the baby-step count.
 const HOISTED_COST: f64 = 0.52;
+
+/// The Galois element of X → X^{2N−1}, which swaps the two batching rows.
+fn swap_element(n_total: usize) -> usize {
+    2 * n_total - 1
+}
 
 impl ConvLayout {
     fn padded(spec: &crate::Conv2dSpec) -> (usize, usize) {
@@ -231,10 +239,20 @@ impl ConvLayout {
     }
 
     /// The baby-step count (a power of two dividing c_n) minimising the predicted rotation time
-    /// in_cts·(k·B − 1)·[`HOISTED_COST`] + out_cts·(c_n/B − 1), k the taps.
+    /// in_cts·(k·rows·B − 1)·[`HOISTED_COST`] + out_cts·(c_n/B − 1), k the taps.
     pub fn best_baby(c_n: usize, in_cts: usize, out_cts: usize, taps: usize) -> usize {
+        Self::best_baby_rows(c_n, in_cts, out_cts, taps, 1)
+    }
+
+    fn best_baby_rows(
+        c_n: usize,
+        in_cts: usize,
+        out_cts: usize,
+        taps: usize,
+        rows: usize,
+    ) -> usize {
         let cost = |b: usize| {
-            in_cts as f64 * (taps * b - 1) as f64 * HOISTED_COST
+            in_cts as f64 * (taps * rows * b - 1) as f64 * HOISTED_COST
                 + out_cts as f64 * (c_n / b - 1) as f64
         };
         let mut best = 1;
@@ -248,28 +266,33 @@ impl ConvLayout {
         best
     }
 
-    /// The layout of `spec` in rows of `n` slots with the cheapest baby-step count
-    /// ([`ConvLayout::best_baby`]; grouped convs use few output rotations, a depthwise one none:
-    /// no baby steps).
+    /// The layout of `spec` in rows of `n` slots: both rows used for different channels when
+    /// the channels fill more than one row (never more products, half the ciphertexts), and the
+    /// cheapest baby-step count ([`ConvLayout::best_baby`]; grouped convs use few output
+    /// rotations, a depthwise one none: no baby steps).
     pub fn new(spec: crate::Conv2dSpec, n: usize) -> Result<ConvLayout, LinearError> {
         let c_n = Self::channels_per_ct(&spec, n)?;
+        let rows = if spec.c.max(spec.m) > c_n { 2 } else { 1 };
         let baby = if spec.groups > 1 {
             1
         } else {
-            Self::best_baby(
+            Self::best_baby_rows(
                 c_n,
-                spec.c.div_ceil(c_n),
-                spec.m.div_ceil(c_n),
+                spec.c.div_ceil(rows * c_n),
+                spec.m.div_ceil(rows * c_n),
                 spec.kh * spec.kw,
+                rows,
             )
         };
-        Self::with_baby(spec, n, baby)
+        Self::with(spec, n, rows, baby)
     }
 
-    /// As [`ConvLayout::new`] with `baby` baby steps (a power of two dividing c_n; 1: no BSGS).
-    pub fn with_baby(
+    /// As [`ConvLayout::new`] with `baby` baby steps (a power of two dividing c_n; 1: no BSGS)
+    /// and `rows` (1 or 2) channel sets per ciphertext.
+    pub fn with(
         spec: crate::Conv2dSpec,
         n: usize,
+        rows: usize,
         baby: usize,
     ) -> Result<ConvLayout, LinearError> {
         let bad = |reason: &'static str| Err(LinearError::BadShape { reason });
@@ -283,37 +306,68 @@ impl ConvLayout {
         if !baby.is_power_of_two() || baby > c_n {
             return bad("simd conv: baby steps must be a power of two dividing c_n");
         }
+        if !(1..=2).contains(&rows) {
+            return bad("simd conv: one or two channel sets per ciphertext");
+        }
         Ok(ConvLayout {
             spec,
             c_n,
             block: n / c_n,
-            in_cts: spec.c.div_ceil(c_n),
-            out_cts: spec.m.div_ceil(c_n),
+            rows,
+            in_cts: spec.c.div_ceil(rows * c_n),
+            out_cts: spec.m.div_ceil(rows * c_n),
             baby,
         })
     }
 
-    /// Index into the weights (M × C/groups × taps) of the weight block `c` of plaintext
-    /// (v, u, r, tap) holds, if the pair (output o, input ci) exists and shares a group.
-    fn weight_index(&self, v: usize, u: usize, r: usize, tap: usize, c: usize) -> Option<usize> {
-        let (s, c_n) = (&self.spec, self.c_n);
-        let (o, ci) = (v * c_n + (c + c_n - r) % c_n, u * c_n + c);
-        if o >= s.m || ci >= s.c {
-            return None;
-        }
-        let cg = s.c_per_group();
-        let g = s.group_of_output(o);
-        (ci / cg == g).then(|| (o * cg + ci - g * cg) * s.kh * s.kw + tap)
+    /// Copies of each input ciphertext: as sent, and row-swapped when both rows are used.
+    fn swaps(&self) -> usize {
+        self.rows
     }
 
-    /// Whether plaintext (v, u, r, ·) is nonzero for some weights (the same for every tap).
-    fn present(&self, v: usize, u: usize, r: usize) -> bool {
-        (0..self.c_n).any(|c| self.weight_index(v, u, r, 0, c).is_some())
+    /// Index into the weights (M × C/groups × taps) that plaintext (v, u, s, r, tap) holds in
+    /// row ρ, block c: the pair (output (v, ρ, (c + r) mod c_n), input (u, ρ ⊕ s, c)), if both
+    /// exist and share a group.
+    #[allow(clippy::too_many_arguments)]
+    fn weight_index(
+        &self,
+        v: usize,
+        u: usize,
+        s: usize,
+        r: usize,
+        tap: usize,
+        rho: usize,
+        c: usize,
+    ) -> Option<usize> {
+        let (sp, c_n) = (&self.spec, self.c_n);
+        let (rho, rho_in) = if self.rows == 1 {
+            (0, 0)
+        } else {
+            (rho, rho ^ s)
+        };
+        let per = self.rows * c_n;
+        let o = v * per + rho * c_n + (c + c_n - r) % c_n;
+        let ci = u * per + rho_in * c_n + c;
+        if o >= sp.m || ci >= sp.c {
+            return None;
+        }
+        let cg = sp.c_per_group();
+        let g = sp.group_of_output(o);
+        (ci / cg == g).then(|| (o * cg + ci - g * cg) * sp.kh * sp.kw + tap)
+    }
+
+    /// Whether plaintext (v, u, s, r, ·) is nonzero for some weights (the same for every tap).
+    fn present(&self, v: usize, u: usize, s: usize, r: usize) -> bool {
+        (0..self.rows)
+            .any(|rho| (0..self.c_n).any(|c| self.weight_index(v, u, s, r, 0, rho, c).is_some()))
     }
 
     /// Whether output ciphertext `v` has plaintexts for giant step `g`.
     fn giant_used(&self, v: usize, g: usize) -> bool {
-        (0..self.baby).any(|b| (0..self.in_cts).any(|u| self.present(v, u, g * self.baby + b)))
+        (0..self.baby).any(|b| {
+            (0..self.in_cts)
+                .any(|u| (0..self.swaps()).any(|s| self.present(v, u, s, g * self.baby + b)))
+        })
     }
 
     /// Input rotations, baby step major: offset a·W' + b' of tap (a, b') plus b·S.
@@ -327,21 +381,48 @@ impl ConvLayout {
             .collect()
     }
 
-    /// The row-rotation steps [`Conv::apply`] uses: the nonzero input offsets and the giant
-    /// steps g·B·S, 0 < g < c_n/B, that some output ciphertext uses.
-    pub fn rotation_steps(&self) -> Vec<i64> {
-        let mut s: Vec<i64> = self.input_steps().into_iter().filter(|&d| d != 0).collect();
-        s.extend(
-            (1..self.c_n / self.baby)
-                .filter(|&g| (0..self.out_cts).any(|v| self.giant_used(v, g)))
-                .map(|g| (g * self.baby * self.block) as i64),
-        );
-        s.sort_unstable();
-        s.dedup();
-        s
+    /// Galois elements of the input copies, swap major: the input steps, then (two rows) the
+    /// same steps composed with the row swap.
+    fn input_elements(&self, n_total: usize) -> Vec<usize> {
+        let steps = self.input_steps();
+        let mut out: Vec<usize> = steps
+            .iter()
+            .map(|&d| rlwe::eval::galois_element_for_rotation(n_total, d))
+            .collect();
+        if self.rows == 2 {
+            let sw = swap_element(n_total);
+            out.extend(steps.iter().map(|&d| {
+                rlwe::eval::galois_element_for_rotation(n_total, d) * sw % (2 * n_total)
+            }));
+        }
+        out
     }
 
-    /// Key-switched rotations one application costs: k_h·k_w·B − 1 hoisted per input
+    /// The Galois elements [`Conv::apply`] uses (the keys to generate), for ring degree
+    /// `n_total` = 2·(slots per row): the input copies' elements other than the identity and
+    /// the giant steps g·B·S, 0 < g < c_n/B, that some output ciphertext uses.
+    pub fn galois_elements(&self, n_total: usize) -> Vec<usize> {
+        let mut e: Vec<usize> = self
+            .input_elements(n_total)
+            .into_iter()
+            .filter(|&k| k != 1)
+            .collect();
+        e.extend(
+            (1..self.c_n / self.baby)
+                .filter(|&g| (0..self.out_cts).any(|v| self.giant_used(v, g)))
+                .map(|g| {
+                    rlwe::eval::galois_element_for_rotation(
+                        n_total,
+                        (g * self.baby * self.block) as i64,
+                    )
+                }),
+        );
+        e.sort_unstable();
+        e.dedup();
+        e
+    }
+
+    /// Key-switched rotations one application costs: k_h·k_w·B·rows − 1 hoisted per input
     /// ciphertext, and per output ciphertext one per giant step it uses (c_n/B − 1 without
     /// groups).
     pub fn rotations(&self) -> usize {
@@ -352,35 +433,30 @@ impl ConvLayout {
                     .count()
             })
             .sum();
-        self.in_cts * (self.spec.kh * self.spec.kw * self.baby - 1) + giant
+        self.in_cts * (self.spec.kh * self.spec.kw * self.baby * self.rows - 1) + giant
+    }
+
+    /// Products summed into output ciphertext `v`.
+    fn products_of(&self, v: usize) -> usize {
+        let mut n = 0;
+        for u in 0..self.in_cts {
+            for s in 0..self.swaps() {
+                n += (0..self.c_n).filter(|&r| self.present(v, u, s, r)).count();
+            }
+        }
+        n * self.spec.kh * self.spec.kw
     }
 
     /// Plaintexts held (the conventional convolution's weight storage, in plaintexts of N
     /// slots); one application multiplies each once (ct × pt products).
     pub fn plaintexts(&self) -> usize {
-        let mut n = 0;
-        for v in 0..self.out_cts {
-            for u in 0..self.in_cts {
-                for r in 0..self.c_n {
-                    if self.present(v, u, r) {
-                        n += self.spec.kh * self.spec.kw;
-                    }
-                }
-            }
-        }
-        n
+        (0..self.out_cts).map(|v| self.products_of(v)).sum()
     }
 
     /// Sums of products per output ciphertext, the largest (for the noise bound).
     pub fn max_products_per_output(&self) -> usize {
         (0..self.out_cts)
-            .map(|v| {
-                (0..self.in_cts)
-                    .map(|u| (0..self.c_n).filter(|&r| self.present(v, u, r)).count())
-                    .sum::<usize>()
-                    * self.spec.kh
-                    * self.spec.kw
-            })
+            .map(|v| self.products_of(v))
             .max()
             .unwrap_or(0)
     }
@@ -395,49 +471,67 @@ impl ConvLayout {
         self.c_n
     }
 
+    /// Channel sets per ciphertext (1: both rows alike, 2: one per row).
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
     /// Input and output ciphertext counts.
     pub fn ciphertexts(&self) -> (usize, usize) {
         (self.in_cts, self.out_cts)
     }
 
-    /// Input ciphertexts' slot values (both rows alike) from C × H × W values, zero-padded.
+    /// Input ciphertexts' slot values (2·n each) from C × H × W values, zero-padded.
     pub fn pack_input(&self, x: &[u64]) -> Vec<Vec<u64>> {
         let s = &self.spec;
         let (_, wp) = Self::padded(s);
         let n = self.c_n * self.block;
+        let per = self.rows * self.c_n;
         (0..self.in_cts)
             .map(|u| {
-                let mut row = vec![0u64; n];
-                for c in 0..self.c_n {
-                    let ci = u * self.c_n + c;
-                    if ci >= s.c {
-                        break;
-                    }
-                    for h in 0..s.h {
-                        for w in 0..s.w {
-                            let slot = c * self.block + (h + s.padding) * wp + (w + s.padding);
-                            row[slot] = x[(ci * s.h + h) * s.w + w];
+                let mut slots = vec![0u64; 2 * n];
+                for rho in 0..self.rows {
+                    for c in 0..self.c_n {
+                        let ci = u * per + rho * self.c_n + c;
+                        if ci >= s.c {
+                            break;
+                        }
+                        for h in 0..s.h {
+                            for w in 0..s.w {
+                                let slot = rho * n
+                                    + c * self.block
+                                    + (h + s.padding) * wp
+                                    + (w + s.padding);
+                                slots[slot] = x[(ci * s.h + h) * s.w + w];
+                            }
                         }
                     }
                 }
-                let mut both = row.clone();
-                both.extend_from_slice(&row);
-                both
+                if self.rows == 1 {
+                    let (a, b) = slots.split_at_mut(n);
+                    b.copy_from_slice(a);
+                }
+                slots
             })
             .collect()
     }
 
-    /// The slot (of its output ciphertext's first row) of each of the M × H_out × W_out outputs.
+    /// The slot (of its output ciphertext's 2·n) of each of the M × H_out × W_out outputs.
     pub fn output_slots(&self) -> Vec<(usize, usize)> {
         let s = &self.spec;
         let (_, wp) = Self::padded(s);
         let (ho, wo) = (s.out_h(), s.out_w());
+        let n = self.c_n * self.block;
+        let per = self.rows * self.c_n;
         let mut out = Vec::with_capacity(s.m * ho * wo);
         for o in 0..s.m {
-            let (v, c) = (o / self.c_n, o % self.c_n);
+            let (v, rho, c) = (o / per, (o % per) / self.c_n, o % self.c_n);
             for i in 0..ho {
                 for j in 0..wo {
-                    out.push((v, c * self.block + i * s.stride * wp + j * s.stride));
+                    out.push((
+                        v,
+                        rho * n + c * self.block + i * s.stride * wp + j * s.stride,
+                    ));
                 }
             }
         }
@@ -464,8 +558,8 @@ impl Conv {
         ConvLayout::best_baby(c_n, in_cts, out_cts, taps)
     }
 
-    /// Prepares the weights `w` (M × C/groups × k_h × k_w, entries < t) of `spec` for
-    /// ciphertexts of `num_moduli` primes, in the layout of [`ConvLayout::new`].
+    /// Binds the weights `w` (M × C/groups × k_h × k_w, entries < t) of `spec` for ciphertexts
+    /// of `num_moduli` primes, in the layout of [`ConvLayout::new`].
     pub fn new(
         enc: &BatchEncoder,
         spec: crate::Conv2dSpec,
@@ -473,18 +567,6 @@ impl Conv {
         num_moduli: usize,
     ) -> Result<Conv, LinearError> {
         Self::prepare(enc, ConvLayout::new(spec, enc.slots() / 2)?, w, num_moduli)
-    }
-
-    /// As [`Conv::new`] with `baby` baby steps (a power of two dividing c_n; 1: no BSGS).
-    pub fn with_baby(
-        enc: &BatchEncoder,
-        spec: crate::Conv2dSpec,
-        w: &[u64],
-        num_moduli: usize,
-        baby: usize,
-    ) -> Result<Conv, LinearError> {
-        let layout = ConvLayout::with_baby(spec, enc.slots() / 2, baby)?;
-        Self::prepare(enc, layout, w, num_moduli)
     }
 
     /// Binds the weights `w` (M × C/groups × k_h × k_w, entries < t) to `layout`.
@@ -513,23 +595,31 @@ impl Conv {
         })
     }
 
-    /// Plaintext (v, u, r, tap): in block c the weight of the pair (output, input) block c
-    /// meets under output rotation r, rotated left by b·S for its baby step b = r mod B.
+    /// Plaintext (v, u, s, r, tap): in row ρ, block c, the weight of the pair
+    /// [`ConvLayout::weight_index`] names, rotated left by b·S for its baby step b = r mod B.
     fn plaintext(
         &self,
         v: usize,
         u: usize,
+        sw: usize,
         r: usize,
         tap: usize,
     ) -> Result<PlaintextNtt, LinearError> {
         let l = &self.layout;
         let n = l.c_n * l.block;
         let shift = (r % l.baby) * l.block;
-        let per_block: Vec<u64> = (0..l.c_n)
-            .map(|c| l.weight_index(v, u, r, tap, c).map_or(0, |i| self.w[i]))
+        let per_block: Vec<Vec<u64>> = (0..2)
+            .map(|rho| {
+                (0..l.c_n)
+                    .map(|c| {
+                        l.weight_index(v, u, sw, r, tap, rho, c)
+                            .map_or(0, |i| self.w[i])
+                    })
+                    .collect()
+            })
             .collect();
         let values: Vec<u64> = (0..2 * n)
-            .map(|s| per_block[((s % n + shift) % n) / l.block])
+            .map(|s| per_block[s / n][((s % n + shift) % n) / l.block])
             .collect();
         Ok(PlaintextNtt::new(
             &self.enc.encode(&values)?,
@@ -552,31 +642,6 @@ impl Conv {
         self.layout.unpack_output(slots)
     }
 
-    /// [`ConvLayout::rotation_steps`].
-    pub fn rotation_steps(&self) -> Vec<i64> {
-        self.layout.rotation_steps()
-    }
-
-    /// [`ConvLayout::rotations`].
-    pub fn rotations(&self) -> usize {
-        self.layout.rotations()
-    }
-
-    /// [`ConvLayout::baby_steps`].
-    pub fn baby_steps(&self) -> usize {
-        self.layout.baby
-    }
-
-    /// [`ConvLayout::plaintexts`].
-    pub fn plaintexts(&self) -> usize {
-        self.layout.plaintexts()
-    }
-
-    /// [`ConvLayout::ciphertexts`].
-    pub fn ciphertexts(&self) -> (usize, usize) {
-        self.layout.ciphertexts()
-    }
-
     /// The output ciphertexts from the packed input ciphertexts.
     pub fn apply(
         &self,
@@ -590,12 +655,15 @@ impl Conv {
                 reason: "simd conv: wrong number of input ciphertexts",
             });
         }
-        let steps = l.input_steps();
+        let n_total = 2 * l.c_n * l.block;
+        let elements = l.input_elements(n_total);
         let taps = l.spec.kh * l.spec.kw;
-        // rotated[u][b·taps + tap]: input u rotated by tap offset + b·S.
+        let per_swap = taps * l.baby;
+        // rotated[u][s·B·taps + b·taps + tap]: input u (row-swapped if s = 1) rotated by tap
+        // offset + b·S, all from one decomposition of u.
         let mut rotated = Vec::with_capacity(l.in_cts);
         for ct in cts {
-            let mut r = ev.rotate_rows_hoisted(ct, &steps, gk)?;
+            let mut r = ev.apply_galois_hoisted(ct, &elements, gk)?;
             for c in &mut r {
                 c.to_representation(math::Representation::Ntt);
             }
@@ -608,20 +676,22 @@ impl Conv {
                 let mut inner: Option<Ciphertext> = None;
                 for b in 0..l.baby {
                     let r = g * l.baby + b;
-                    for u in 0..l.in_cts {
-                        if !l.present(v, u, r) {
-                            continue;
-                        }
-                        for tap in 0..taps {
-                            let pt = &self.plaintext(v, u, r, tap)?;
-                            let y = &rotated[u][b * taps + tap];
-                            match inner.as_mut() {
-                                None => {
-                                    let mut c = y.clone();
-                                    ev.mul_plain_assign(&mut c, pt)?;
-                                    inner = Some(c);
+                    for (u, copies) in rotated.iter().enumerate() {
+                        for s in 0..l.swaps() {
+                            if !l.present(v, u, s, r) {
+                                continue;
+                            }
+                            for tap in 0..taps {
+                                let pt = &self.plaintext(v, u, s, r, tap)?;
+                                let y = &copies[s * per_swap + b * taps + tap];
+                                match inner.as_mut() {
+                                    None => {
+                                        let mut c = y.clone();
+                                        ev.mul_plain_assign(&mut c, pt)?;
+                                        inner = Some(c);
+                                    }
+                                    Some(acc) => ev.mul_plain_acc(acc, y, pt)?,
                                 }
-                                Some(acc) => ev.mul_plain_acc(acc, y, pt)?,
                             }
                         }
                     }

@@ -137,7 +137,8 @@ struct LayerPlan {
     out_cts: usize,
     rotations: usize,
     products: usize,
-    steps: Vec<i64>,
+    /// Galois elements of the keys the kernel uses.
+    elements: Vec<usize>,
     noise: SimdNoise,
 }
 
@@ -303,7 +304,8 @@ impl Simd {
                     continue;
                 }
             };
-            let (in_cts, out_cts, rotations, products, per_output, path_rot, steps) =
+            let n_total = p.n();
+            let (in_cts, out_cts, rotations, products, per_output, path_rot, elements) =
                 match &geometry {
                     Geometry::Conv(l) => {
                         let (i, o) = l.ciphertexts();
@@ -315,13 +317,17 @@ impl Simd {
                             l.plaintexts(),
                             l.max_products_per_output(),
                             giant,
-                            l.rotation_steps(),
+                            l.galois_elements(n_total),
                         )
                     }
                     Geometry::Fc { n_i, .. } => {
                         let steps = MatVec::steps_for(*n_i);
                         let giant = n_i.div_ceil(baby_steps(*n_i));
-                        (1, 1, steps.len(), *n_i, *n_i, giant, steps)
+                        let elements = steps
+                            .iter()
+                            .map(|&d| rlwe::eval::galois_element_for_rotation(n_total, d))
+                            .collect();
+                        (1, 1, steps.len(), *n_i, *n_i, giant, elements)
                     }
                 };
             let noise = simd_noise(&p, per_output, path_rot, out_cts, self.cfg.flood_bits)?;
@@ -332,7 +338,7 @@ impl Simd {
                 out_cts,
                 rotations,
                 products,
-                steps,
+                elements,
                 noise,
             });
         }
@@ -355,18 +361,20 @@ impl Simd {
     }
 
     /// The published rotation count of the layer's kernel with this layer's numbers in it:
-    /// conv (Gazelle, hoisted BSGS) `in_cts·(k_h·k_w·B − 1) + out_cts·(c_n/B − 1)`, which a
-    /// grouped conv undercuts by leaving out unused giant steps; FC (Halevi–Shoup BSGS)
+    /// conv (Gazelle, hoisted BSGS; rows = 2 when both batching rows carry channels, the second
+    /// copy of each tap rotation reading the row-swapped input)
+    /// `in_cts·(k_h·k_w·rows·B − 1) + out_cts·(c_n/B − 1)`, which a grouped conv undercuts by
+    /// leaving out unused giant steps; FC (Halevi–Shoup BSGS)
     /// `(B − 1) + (⌈n_i/B⌉ − 1)`.
     pub fn rotation_formula(&self, layer: &LayerSpec, ring: Ring) -> Result<String, LinearError> {
         Ok(match self.plan(layer, ring)?.geometry {
             Geometry::Conv(l) => {
                 let (i, o) = l.ciphertexts();
-                let (b, c) = (l.baby_steps(), l.channels());
+                let (b, c, r) = (l.baby_steps(), l.channels(), l.rows());
                 let k = layer.as_conv().map_or(1, |c| c.kh * c.kw);
                 format!(
-                    "in_cts*(k*B-1)+out_cts*(c_n/B-1) = {i}*({k}*{b}-1)+{o}*({c}/{b}-1) = {}",
-                    i * (k * b - 1) + o * (c / b - 1)
+                    "in_cts*(k*rows*B-1)+out_cts*(c_n/B-1) = {i}*({k}*{r}*{b}-1)+{o}*({c}/{b}-1) = {}",
+                    i * (k * r * b - 1) + o * (c / b - 1)
                 )
             }
             Geometry::Fc { n_i, .. } => {
@@ -495,10 +503,10 @@ impl LinearProtocol for Simd {
             params: plan.params,
             ell,
         }];
-        out.extend(plan.steps.iter().map(|&step| KeyRequest::SimdRotation {
+        out.extend(plan.elements.iter().map(|&element| KeyRequest::SimdGalois {
             params: plan.params,
             ell,
-            step,
+            element,
         }));
         Ok(out)
     }
