@@ -30,20 +30,34 @@ fn check(p: &Arc<Params>, n_out: usize, n_in: usize, seed: u64) {
         }) as u64;
         assert_eq!(got[i], want, "row {i} of {n_out}x{n_in}");
     }
-    // Rotations: (B − 1) hoisted baby steps + (G − 1) giant steps, with B = the power of two
-    // nearest √n_in from above (Halevi–Shoup BSGS count), and one product per diagonal.
-    let b = baby_steps(n_in).min(n_in);
-    assert_eq!(mv.rotations(), (b - 1) + (n_in.div_ceil(b) - 1));
+    // Rotations: (B − 1) hoisted baby steps + (G − 1) giant steps over the D = next_pow2(n_out)
+    // extended diagonals, with B = the power of two nearest √D from above (Halevi–Shoup BSGS
+    // count), then log₂(n_in/D) for Gazelle's rotate-and-sum; one product per diagonal.
+    let d = n_out.next_power_of_two().min(n_in);
+    let b = baby_steps(d).min(d);
+    assert_eq!(
+        mv.rotations(),
+        (b - 1) + (d.div_ceil(b) - 1) + (n_in / d).trailing_zeros() as usize
+    );
     assert_eq!(mv.rotation_steps().len(), mv.rotations());
-    assert_eq!(mv.products(), n_in);
+    assert_eq!(mv.products(), d);
 }
 
 #[test]
 fn matvec_matches_plaintext_products() {
     let p = Params::new(presets::insecure_test_only(10, 65537).unwrap()).unwrap();
-    for (k, (n_out, n_in)) in [(1, 1), (3, 4), (8, 8), (10, 64), (64, 64), (5, 512)]
-        .into_iter()
-        .enumerate()
+    for (k, (n_out, n_in)) in [
+        (1, 1),
+        (3, 4),
+        (8, 8),
+        (10, 64),
+        (64, 64),
+        (5, 512),
+        (1, 256),
+        (100, 128),
+    ]
+    .into_iter()
+    .enumerate()
     {
         check(&p, n_out, n_in, 40 + k as u64);
     }
@@ -159,11 +173,12 @@ fn check_conv(
     let (ins, outs_n) = (spec.c.div_ceil(rw * c_n), spec.m.div_ceil(rw * c_n));
     assert_eq!(layout.ciphertexts(), (ins, outs_n));
     let b = layout.baby_steps();
-    if spec.groups == 1 {
-        assert_eq!(
-            layout.rotations(),
-            ins * (taps * rw * b - 1) + outs_n * (c_n / b - 1)
-        );
+    // The published count; fewer when some giant steps meet no channel pair (few outputs,
+    // groups), equal when every output ciphertext is full.
+    let formula = ins * (taps * layout.copies() * b - 1) + outs_n * (c_n / b - 1);
+    assert!(layout.rotations() <= formula);
+    if spec.groups == 1 && spec.m.is_multiple_of(rw * c_n) && spec.c >= c_n {
+        assert_eq!(layout.rotations(), formula, "{spec:?}");
     }
     assert!(layout.plaintexts() <= outs_n * ins * rw * c_n * taps);
 }

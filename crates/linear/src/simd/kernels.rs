@@ -24,23 +24,29 @@ use crate::LinearError;
 pub struct MatVec {
     n_in: usize,
     n_out: usize,
+    diags: usize,
     baby: usize,
     enc: BatchEncoder,
     w: Vec<u64>,
     num_moduli: usize,
 }
 
-/// Baby-step count B for `n_in` diagonals: the power of two nearest √n_in from above, which
-/// minimises (B − 1) + (⌈n_in/B⌉ − 1) rotations among powers of two.
-pub fn baby_steps(n_in: usize) -> usize {
+/// Baby-step count B for `n` diagonals: the power of two nearest √n from above, which minimises
+/// (B − 1) + (⌈n/B⌉ − 1) rotations among powers of two.
+pub fn baby_steps(n: usize) -> usize {
     let mut b = 1;
-    while b * b < n_in {
+    while b * b < n {
         b *= 2;
     }
     b
 }
 
 impl MatVec {
+    /// Diagonals of an n_out × n_in product (n_in a power of two): D = next_pow2(n_out) ≤ n_in.
+    pub fn diagonals_for(n_out: usize, n_in: usize) -> usize {
+        n_out.next_power_of_two().min(n_in)
+    }
+
     /// Binds `w` (row-major n_out × n_in, entries < t) for ciphertexts of `num_moduli` primes.
     /// `n_in` must be a power of two at most N/2, and `n_out ≤ n_in`.
     pub fn new(
@@ -58,23 +64,26 @@ impl MatVec {
         if n_out == 0 || n_out > n_in || w.len() != n_out * n_in {
             return bad("matvec: need 1 <= n_out <= n_in and n_out*n_in weights");
         }
+        let diags = Self::diagonals_for(n_out, n_in);
         Ok(MatVec {
             n_in,
             n_out,
-            baby: baby_steps(n_in),
+            diags,
+            baby: baby_steps(diags),
             enc: enc.clone(),
             w: w.to_vec(),
             num_moduli,
         })
     }
 
-    /// rot_{−g·B}(diag_d) for d = g·B + b, over the whole row (period n_in), both rows alike.
+    /// rot_{−g·B}(diag_d) for d = g·B + b, over the whole row (period n_in), both rows alike:
+    /// the extended diagonal `diag_d[j] = W[j mod D][(j + d) mod n_in]` (rows ≥ n_out zero).
     fn diagonal(&self, g: usize, d: usize) -> Result<PlaintextNtt, LinearError> {
         let (n, n_in) = (self.enc.slots() / 2, self.n_in);
         let shift = g * self.baby;
         let slot = |s: usize| {
             let s = (s + n - shift % n) % n;
-            let (i, j) = (s % n_in, (s + d) % n_in);
+            let (i, j) = ((s % n_in) % self.diags, (s + d) % n_in);
             if i < self.n_out {
                 self.w[i * n_in + j]
             } else {
@@ -88,49 +97,61 @@ impl MatVec {
         )?)
     }
 
-    /// The row-rotation steps [`MatVec::apply`] uses (the Galois keys to generate): baby steps
-    /// 1..B, giant steps g·B for 1 ≤ g < G.
+    /// The row-rotation steps [`MatVec::apply`] uses (the Galois keys to generate).
     pub fn rotation_steps(&self) -> Vec<i64> {
-        Self::steps_for(self.n_in)
+        Self::steps_for(self.n_out, self.n_in)
     }
 
-    /// [`MatVec::rotation_steps`] for `n_in` diagonals, from the shape alone.
-    pub fn steps_for(n_in: usize) -> Vec<i64> {
-        let baby = baby_steps(n_in);
-        let mut s: Vec<i64> = (1..baby.min(n_in)).map(|b| b as i64).collect();
-        s.extend((1..n_in.div_ceil(baby)).map(|g| (g * baby) as i64));
+    /// [`MatVec::rotation_steps`] from the shape alone: baby steps 1..B and giant steps g·B
+    /// (1 ≤ g < ⌈D/B⌉) over the D diagonals, then the rotate-and-sum steps n_in/2, …, D.
+    pub fn steps_for(n_out: usize, n_in: usize) -> Vec<i64> {
+        let d = Self::diagonals_for(n_out, n_in);
+        let baby = baby_steps(d);
+        let mut s: Vec<i64> = (1..baby.min(d)).map(|b| b as i64).collect();
+        s.extend((1..d.div_ceil(baby)).map(|g| (g * baby) as i64));
+        let mut step = n_in / 2;
+        while step >= d {
+            s.push(step as i64);
+            step /= 2;
+        }
         s
     }
 
-    /// Key-switched rotations one application costs: (B − 1) hoisted + (G − 1).
+    /// Key-switched rotations one application costs: (B − 1) hoisted + (G − 1) +
+    /// log₂(n_in/D).
     pub fn rotations(&self) -> usize {
-        Self::steps_for(self.n_in).len()
+        self.rotation_steps().len()
     }
 
-    /// ct × pt products one application costs.
+    /// ct × pt products one application costs: D.
     pub fn products(&self) -> usize {
-        self.n_in
+        self.diags
     }
 
-    /// `Enc(W·x)` from `Enc(x)` in the layout above.
+    /// `Enc(W·x)` from `Enc(x)` in the layout above: y_i in slot i < n_out of both rows.
+    ///
+    /// z = Σ_{d<D} diag_d ⊙ rot_d(x) (BSGS: d = g·B + b) has z[j] = Σ_d W[j mod D][j + d]·x[j + d];
+    /// summing z over j ≡ i (mod D), j < n_in (rotate-and-sum by n_in/2, …, D) meets every
+    /// column of row i once [Gazelle §5.2, the hybrid method]; D = n_in is the square diagonal
+    /// method and needs no sum.
     pub fn apply(
         &self,
         ev: &Evaluator,
         ct: &Ciphertext,
         gk: &GaloisKeys,
     ) -> Result<Ciphertext, LinearError> {
-        let baby = self.baby.min(self.n_in);
+        let baby = self.baby.min(self.diags);
         let steps: Vec<i64> = (0..baby).map(|b| b as i64).collect();
         let mut babies = ev.rotate_rows_hoisted(ct, &steps, gk)?;
         for c in &mut babies {
             c.to_representation(math::Representation::Ntt);
         }
         let mut out: Option<Ciphertext> = None;
-        for g in 0..self.n_in.div_ceil(self.baby) {
+        for g in 0..self.diags.div_ceil(self.baby) {
             let mut inner: Option<Ciphertext> = None;
             for (b, y) in babies.iter().enumerate() {
                 let d = g * self.baby + b;
-                if d >= self.n_in {
+                if d >= self.diags {
                     break;
                 }
                 let pt = self.diagonal(g, d)?;
@@ -154,9 +175,16 @@ impl MatVec {
                 Some(o) => ev.add_assign(o, &shifted)?,
             }
         }
-        out.ok_or(LinearError::BadShape {
+        let mut z = out.ok_or(LinearError::BadShape {
             reason: "matvec: empty matrix",
-        })
+        })?;
+        let mut step = self.n_in / 2;
+        while step >= self.diags {
+            let r = ev.rotate_rows(&z, step as i64, gk)?;
+            ev.add_assign(&mut z, &r)?;
+            step /= 2;
+        }
+        Ok(z)
     }
 }
 
@@ -189,6 +217,9 @@ pub struct ConvLayout {
     /// 2: row ρ of a ciphertext carries channels ρ·c_n.. of its 2·c_n (cross-row pairs read a
     /// row-swapped copy of the input); 1: both rows carry the same c_n channels.
     rows: usize,
+    /// Whether some output reads an input of the other row (then each input ciphertext is
+    /// also used row-swapped); never for a depthwise conv.
+    cross: bool,
     in_cts: usize,
     out_cts: usize,
     baby: usize,
@@ -309,20 +340,30 @@ impl ConvLayout {
         if !(1..=2).contains(&rows) {
             return bad("simd conv: one or two channel sets per ciphertext");
         }
-        Ok(ConvLayout {
+        let mut l = ConvLayout {
             spec,
             c_n,
             block: n / c_n,
             rows,
+            cross: rows == 2,
             in_cts: spec.c.div_ceil(rows * c_n),
             out_cts: spec.m.div_ceil(rows * c_n),
             baby,
-        })
+        };
+        if rows == 2 {
+            l.cross = (0..l.out_cts)
+                .any(|v| (0..l.in_cts).any(|u| (0..c_n).any(|r| l.present(v, u, 1, r))));
+        }
+        Ok(l)
     }
 
-    /// Copies of each input ciphertext: as sent, and row-swapped when both rows are used.
+    /// Copies of each input ciphertext: as sent, and row-swapped when some pair crosses rows.
+    pub fn copies(&self) -> usize {
+        1 + usize::from(self.cross)
+    }
+
     fn swaps(&self) -> usize {
-        self.rows
+        self.copies()
     }
 
     /// Index into the weights (M × C/groups × taps) that plaintext (v, u, s, r, tap) holds in
@@ -389,7 +430,7 @@ impl ConvLayout {
             .iter()
             .map(|&d| rlwe::eval::galois_element_for_rotation(n_total, d))
             .collect();
-        if self.rows == 2 {
+        if self.cross {
             let sw = swap_element(n_total);
             out.extend(steps.iter().map(|&d| {
                 rlwe::eval::galois_element_for_rotation(n_total, d) * sw % (2 * n_total)
@@ -422,7 +463,7 @@ impl ConvLayout {
         e
     }
 
-    /// Key-switched rotations one application costs: k_h·k_w·B·rows − 1 hoisted per input
+    /// Key-switched rotations one application costs: k_h·k_w·B·copies − 1 hoisted per input
     /// ciphertext, and per output ciphertext one per giant step it uses (c_n/B − 1 without
     /// groups).
     pub fn rotations(&self) -> usize {
@@ -433,7 +474,7 @@ impl ConvLayout {
                     .count()
             })
             .sum();
-        self.in_cts * (self.spec.kh * self.spec.kw * self.baby * self.rows - 1) + giant
+        self.in_cts * (self.spec.kh * self.spec.kw * self.baby * self.copies() - 1) + giant
     }
 
     /// Products summed into output ciphertext `v`.

@@ -320,14 +320,16 @@ impl Simd {
                             l.galois_elements(n_total),
                         )
                     }
-                    Geometry::Fc { n_i, .. } => {
-                        let steps = MatVec::steps_for(*n_i);
-                        let giant = n_i.div_ceil(baby_steps(*n_i));
+                    Geometry::Fc { n_out, n_i, .. } => {
+                        let steps = MatVec::steps_for(*n_out, *n_i);
+                        let diags = MatVec::diagonals_for(*n_out, *n_i);
+                        // On an output's path: the giant steps and the rotate-and-sum.
+                        let path = steps.len() - (baby_steps(diags).min(diags) - 1);
                         let elements = steps
                             .iter()
                             .map(|&d| rlwe::eval::galois_element_for_rotation(n_total, d))
                             .collect();
-                        (1, 1, steps.len(), *n_i, *n_i, giant, elements)
+                        (1, 1, steps.len(), diags, diags, path, elements)
                     }
                 };
             let noise = simd_noise(&p, per_output, path_rot, out_cts, self.cfg.flood_bits)?;
@@ -356,31 +358,40 @@ impl Simd {
     pub fn baby_steps(&self, layer: &LayerSpec, ring: Ring) -> Result<usize, LinearError> {
         Ok(match self.plan(layer, ring)?.geometry {
             Geometry::Conv(l) => l.baby_steps(),
-            Geometry::Fc { n_i, .. } => baby_steps(n_i).min(n_i),
+            Geometry::Fc { n_out, n_i, .. } => {
+                let d = MatVec::diagonals_for(n_out, n_i);
+                baby_steps(d).min(d)
+            }
         })
     }
 
     /// The published rotation count of the layer's kernel with this layer's numbers in it:
-    /// conv (Gazelle, hoisted BSGS; rows = 2 when both batching rows carry channels, the second
-    /// copy of each tap rotation reading the row-swapped input)
-    /// `in_cts·(k_h·k_w·rows·B − 1) + out_cts·(c_n/B − 1)`, which a grouped conv undercuts by
-    /// leaving out unused giant steps; FC (Halevi–Shoup BSGS)
-    /// `(B − 1) + (⌈n_i/B⌉ − 1)`.
+    /// conv (Gazelle, hoisted BSGS; copies = 2 when both batching rows carry channels and some
+    /// pair crosses rows, the second copy of each tap rotation reading the row-swapped input)
+    /// `in_cts·(k_h·k_w·copies·B − 1) + out_cts·(c_n/B − 1)`, which a grouped conv undercuts by
+    /// leaving out unused giant steps and row-swapped copies; FC (Halevi–Shoup BSGS over the
+    /// D = next_pow2(n_out) extended diagonals of Gazelle's hybrid method, then its
+    /// rotate-and-sum) `(B − 1) + (⌈D/B⌉ − 1) + log₂(n_i/D)`.
     pub fn rotation_formula(&self, layer: &LayerSpec, ring: Ring) -> Result<String, LinearError> {
         Ok(match self.plan(layer, ring)?.geometry {
             Geometry::Conv(l) => {
                 let (i, o) = l.ciphertexts();
-                let (b, c, r) = (l.baby_steps(), l.channels(), l.rows());
+                let (b, c, r) = (l.baby_steps(), l.channels(), l.copies());
                 let k = layer.as_conv().map_or(1, |c| c.kh * c.kw);
                 format!(
-                    "in_cts*(k*rows*B-1)+out_cts*(c_n/B-1) = {i}*({k}*{r}*{b}-1)+{o}*({c}/{b}-1) = {}",
+                    "in_cts*(k*copies*B-1)+out_cts*(c_n/B-1) = {i}*({k}*{r}*{b}-1)+{o}*({c}/{b}-1) = {}",
                     i * (k * r * b - 1) + o * (c / b - 1)
                 )
             }
-            Geometry::Fc { n_i, .. } => {
-                let b = baby_steps(n_i).min(n_i);
-                let g = n_i.div_ceil(b);
-                format!("(B-1)+(n_i/B-1) = ({b}-1)+({g}-1) = {}", b - 1 + g - 1)
+            Geometry::Fc { n_out, n_i, .. } => {
+                let d = MatVec::diagonals_for(n_out, n_i);
+                let b = baby_steps(d).min(d);
+                let g = d.div_ceil(b);
+                let sum = (n_i / d).trailing_zeros() as usize;
+                format!(
+                    "(B-1)+(D/B-1)+log2(n_i/D) = ({b}-1)+({g}-1)+{sum} = {}",
+                    b - 1 + g - 1 + sum
+                )
             }
         })
     }
