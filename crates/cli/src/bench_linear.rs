@@ -50,9 +50,10 @@ pub struct Args {
     /// read; Cheetah's own query). The default truncates unless --no-packing.
     #[arg(long)]
     full_query: bool,
-    /// Linear-layer protocol: cheetah (coefficient encoding over Z_{2^ℓ}; default) or simd
+    /// Linear-layer protocol: cheetah (coefficient encoding over Z_{2^ℓ}; default), simd
     /// (slot encoding over a batching prime field, the Gazelle / SCI-HE / Bolt kernels;
-    /// `linear::simd`). Every row names the protocol it ran.
+    /// `linear::simd`), or auto (per layer the one the engine's planner picks: lowest estimated
+    /// time at --plan-mbps, the share conversions included). Every row names the protocol it ran.
     #[arg(long, default_value = "cheetah")]
     protocol: String,
     /// Only predict costs (no HE is run).
@@ -132,13 +133,29 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     });
     let baseline = Cheetah::new(CheetahConfig::unpacked()); // Cheetah's own formula
     let simd = Simd::default();
-    let active: &dyn LinearProtocol = match a.protocol.as_str() {
-        "cheetah" => &proto,
-        "simd" => &simd,
-        other => anyhow::bail!("--protocol {other:?}: expected cheetah or simd"),
-    };
+    let bw = a.plan_mbps * 1e6 / 8.0;
+    // Per layer: the protocol that runs it.
+    let mut chosen: Vec<&dyn LinearProtocol> = Vec::with_capacity(layers.len());
+    for (_, l, _) in &layers {
+        chosen.push(match a.protocol.as_str() {
+            "cheetah" => &proto,
+            "simd" => &simd,
+            "auto" => {
+                let est = |c: &engine::LinearChoice| {
+                    engine::plan::estimated_seconds(c, l, ring, bw).unwrap_or(f64::INFINITY)
+                };
+                let simd_t = est(&engine::LinearChoice::Simd(simd.config()));
+                if simd_t < est(&engine::LinearChoice::Cheetah(proto.config)) {
+                    &simd
+                } else {
+                    &proto
+                }
+            }
+            other => anyhow::bail!("--protocol {other:?}: expected cheetah, simd or auto"),
+        });
+    }
     let mut requests = Vec::new();
-    for (name, l, _) in &layers {
+    for ((name, l, _), active) in layers.iter().zip(&chosen) {
         requests.extend(
             active
                 .keys_needed(l, ring)
@@ -187,7 +204,8 @@ pub fn run(a: Args) -> anyhow::Result<()> {
 
     let (mut tot_ms, mut tot_c2s, mut tot_s2c, mut tot_cheetah, mut all_exact) =
         (0.0, 0u64, 0u64, 0u64, true);
-    for (name, layer, real) in &layers {
+    let mut conversion_bytes = 0u64;
+    for ((name, layer, real), &active) in layers.iter().zip(&chosen) {
         let cheetah_bytes = baseline.cost(layer, ring)?.bytes();
         let cost = active.cost(layer, ring)?;
         let field = active.share_modulus(layer, ring)?;
@@ -196,6 +214,20 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         } else {
             cheetah_row(&proto, name, layer, ring, &net_name, cheetah_bytes)?
         };
+        // The planner's compute estimate (wire time left out), to compare with `ms` on loopback.
+        let est = active.estimated_seconds(layer, ring, f64::INFINITY)?;
+        row["estimated_compute_ms"] = serde_json::json!((est * 1e5).round() / 100.0);
+        if let Some(t) = field {
+            // The share conversions the engine runs around a field-domain layer (exact
+            // formula bits, `mpc::cost`; measured by `bench nonlinear`), not part of `ms`.
+            let mring = mpc::Ring::new(a.ell)?;
+            let bits =
+                mpc::cost::ring_to_field_in_range(mring, 64 - t.leading_zeros(), layer.input_len())
+                    .bits
+                    + mpc::cost::field_to_ring_in_range(mring, layer.output_len()).bits;
+            row["conversion_bytes"] = serde_json::json!(bits.div_ceil(8));
+            conversion_bytes += bits.div_ceil(8);
+        }
         tot_cheetah += cheetah_bytes;
         if let (Some(ck), Some(sk)) = (&ck, &sk) {
             let w = match real {
@@ -283,7 +315,8 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     emit(
         a.json,
         serde_json::json!({"total": {
-            "model": a.model, "protocol": active.name(), "net": net_name, "layers": layers.len(), "ms": (tot_ms * 100.0f64).round() / 100.0,
+            "model": a.model, "protocol": a.protocol, "net": net_name, "conversion_bytes": conversion_bytes,
+            "simd_layers": chosen.iter().filter(|p| p.name() == "simd").count(), "layers": layers.len(), "ms": (tot_ms * 100.0f64).round() / 100.0,
             "bytes_c2s": tot_c2s, "bytes_s2c": tot_s2c, "cheetah_bytes": tot_cheetah,
             "setup_bytes": setup.bytes_c2s, "repeat": a.repeat.max(1), "exact": all_exact, "measured": !a.dry_run,
         }}),

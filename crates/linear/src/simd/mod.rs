@@ -226,9 +226,19 @@ fn simd_noise(
     })
 }
 
-/// One rotation (automorphism + hybrid key switch over 4 digits and 5 primes) in NTTs of the
-/// same degree per prime of Q, for [`Simd`]'s time estimate.
-pub const SIMD_KEY_SWITCH_NTTS: f64 = 12.0;
+/// One rotation (automorphism + hybrid key switch over 4 digits and 5 primes, and its share of
+/// the layer's fixed work) in effective NTTs of the same degree per prime of Q, for [`Simd`]'s
+/// time estimate. Calibrated with [`SIMD_PRODUCT_NTTS`] so that estimated/measured compute is
+/// what it is for Cheetah's `estimated_seconds` on the same machine (0.36, median over the
+/// distinct layers of ResNet-20, MobileNetV2 and ResNet-18 at 64×64; a least-squares fit of the
+/// measured SIMD times gave 3.4 ms per rotation and 0.58 ms per product at N = 8192 on a 2-core
+/// EPYC without AVX-512, within 0.74–1.08× per layer; BENCHMARKS.md § SIMD linear layers).
+pub const SIMD_KEY_SWITCH_NTTS: f64 = 5.7;
+
+/// One ct × pt product with its plaintext encoded on the fly (an inverse NTT mod t, the lift
+/// and forward NTTs over Q, the product) in effective NTTs per prime of Q; see
+/// [`SIMD_KEY_SWITCH_NTTS`].
+pub const SIMD_PRODUCT_NTTS: f64 = 0.97;
 
 /// The SIMD protocol (slot encoding, shares over Z_t).
 #[derive(Clone, Copy, Debug, Default)]
@@ -480,9 +490,9 @@ impl LinearProtocol for Simd {
         })
     }
 
-    /// Wire time plus NTT-equivalent work as in `cheetah::estimated_seconds`: per prime of Q,
-    /// an NTT per counted transform, a quarter NTT per ct × pt product, and
-    /// [`SIMD_KEY_SWITCH_NTTS`] per prime for a rotation (hoisted or not, conservatively).
+    /// Wire time plus NTT-equivalent work in the units of `cheetah::estimated_seconds`: an NTT
+    /// per counted transform, and per prime of Q [`SIMD_PRODUCT_NTTS`] per ct × pt product
+    /// (mostly encoding its plaintext) and [`SIMD_KEY_SWITCH_NTTS`] per rotation.
     fn estimated_seconds(
         &self,
         layer: &LayerSpec,
@@ -496,7 +506,7 @@ impl LinearProtocol for Simd {
         let t_ntt = crate::cheetah::NTT_4096_SECONDS * (n / 4096.0) * (n.log2() / 12.0);
         Ok(c.bytes() as f64 / bandwidth
             + c.ntts as f64 * t_ntt
-            + c.ct_pt_mults as f64 * levels * t_ntt / 4.0
+            + c.ct_pt_mults as f64 * SIMD_PRODUCT_NTTS * levels * t_ntt
             + c.rotations as f64 * SIMD_KEY_SWITCH_NTTS * levels * t_ntt)
     }
 
