@@ -386,6 +386,9 @@ impl Plan {
                 kind,
             });
         }
+        if cfg.linear == LinearPolicy::Auto {
+            Self::weigh_key_setup(&mut steps, ring, cfg)?;
+        }
         if cfg.fuse_relu {
             Self::fuse_relus(&mut steps, model.output);
         }
@@ -434,6 +437,62 @@ impl Plan {
             cost,
             epilogue: Epilogue::Rescale,
         })
+    }
+
+    /// The per-layer choice ignores key material, which is exchanged once per session and
+    /// shared by layers: a field-domain (SIMD) layer needs Galois keys the Cheetah path does not
+    /// (tens of MB). Keeps the SIMD choices only if their estimated time saving exceeds the
+    /// transfer time of the extra setup bytes at the planning bandwidth; otherwise every such
+    /// layer goes back to Cheetah.
+    fn weigh_key_setup(
+        steps: &mut [Step],
+        ring: linear::Ring,
+        cfg: &PlanConfig,
+    ) -> Result<(), EngineError> {
+        let bw = cfg.cheetah.bandwidth_bytes_per_s as f64;
+        let cheetah = LinearChoice::Cheetah(cfg.cheetah);
+        let (mut saving, mut any, mut with, mut without) = (0.0, false, Vec::new(), Vec::new());
+        for s in steps.iter() {
+            if let StepKind::Linear { choice, layer, .. } = &s.kind {
+                let req = choice.protocol().keys_needed(layer, ring)?;
+                if matches!(choice, LinearChoice::Simd(_)) {
+                    any = true;
+                    saving += estimated_seconds(&cheetah, layer, ring, bw)?
+                        - estimated_seconds(choice, layer, ring, bw)?;
+                    without.extend(cheetah.protocol().keys_needed(layer, ring)?);
+                } else {
+                    without.extend(req.iter().copied());
+                }
+                with.extend(req);
+            }
+        }
+        if !any {
+            return Ok(());
+        }
+        for v in [&mut with, &mut without] {
+            v.sort();
+            v.dedup();
+        }
+        let extra = linear::setup_cost(&with)?.bytes_c2s as f64
+            - linear::setup_cost(&without)?.bytes_c2s as f64;
+        if extra / bw < saving {
+            return Ok(());
+        }
+        for s in steps.iter_mut() {
+            if let StepKind::Linear {
+                choice,
+                layer,
+                cost,
+                ..
+            } = &mut s.kind
+            {
+                if matches!(choice, LinearChoice::Simd(_)) {
+                    *choice = cheetah;
+                    *cost = cheetah.protocol().cost(layer, ring)?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Rewrites `Linear → ReLU` into `Linear(RescaleRelu) → Fused`, `Linear → ReLU6` into

@@ -215,3 +215,83 @@ fn resnet20_through_simd_matches_the_fixed_point_reference() {
     };
     assert_eq!(l, reference.data);
 }
+
+/// The planner's choice (`LinearPolicy::Auto`) on 40 parallel 1×1 stride-2 convs 256 → 512 on
+/// 8×8 (ResNet-18's layer4 downsample, where the slot-encoded kernel is measured faster than
+/// Cheetah's packed responses, BENCHMARKS.md § SIMD linear layers), summed: at 400 Mbit/s their
+/// estimated saving (≈ 0.06 s each) outweighs the one set of Galois keys they share (≈ 50 MB,
+/// 1 s) and they go to `simd`; at 100 Mbit/s the keys cost more than the layers save and the
+/// plan keeps Cheetah; a single such layer never pays for its keys. Forced policies are obeyed.
+#[test]
+fn auto_policy_weighs_layer_time_against_key_setup() {
+    use nn::ir::Conv2d;
+    use nn::{Model, Node, Op};
+    use privinfer_engine::plan::StepKind;
+    let model = |branches: usize| {
+        let mut nodes = vec![Node {
+            name: "x".into(),
+            op: Op::Input,
+            inputs: vec![],
+            shape: vec![1, 256, 8, 8],
+        }];
+        for b in 0..branches {
+            nodes.push(Node {
+                name: format!("ds{b}"),
+                op: Op::Conv(Conv2d {
+                    in_shape: [256, 8, 8],
+                    out_shape: [512, 4, 4],
+                    kernel: [1, 1],
+                    stride: [2, 2],
+                    pads: [0; 4],
+                    groups: 1,
+                    weight: (0..512 * 256)
+                        .map(|i| (((i + b) % 7) as f32 - 3.0) / 8.0)
+                        .collect(),
+                    bias: vec![0.0; 512],
+                }),
+                inputs: vec![0],
+                shape: vec![1, 512, 4, 4],
+            });
+        }
+        let mut last = 1;
+        for b in 1..branches {
+            nodes.push(Node {
+                name: format!("add{b}"),
+                op: Op::Add,
+                inputs: vec![last, b + 1],
+                shape: vec![1, 512, 4, 4],
+            });
+            last = nodes.len() - 1;
+        }
+        Model {
+            name: "downsamples".into(),
+            input_name: "x".into(),
+            nodes,
+            output: last,
+            metadata: vec![],
+        }
+    };
+    let protocols = |branches: usize, linear: LinearPolicy, mbps: u64| {
+        let mut cfg = PlanConfig {
+            linear,
+            ..PlanConfig::default()
+        };
+        cfg.cheetah.bandwidth_bytes_per_s = mbps * 1_000_000 / 8;
+        let plan = privinfer_engine::Plan::compile(&model(branches), &cfg).unwrap();
+        let mut names: Vec<&str> = plan
+            .steps
+            .iter()
+            .filter_map(|s| match &s.kind {
+                StepKind::Linear { choice, .. } => Some(choice.name()),
+                _ => None,
+            })
+            .collect();
+        names.dedup();
+        names
+    };
+    assert_eq!(protocols(40, LinearPolicy::Auto, 400), ["simd"]);
+    assert_eq!(protocols(40, LinearPolicy::Auto, 100), ["cheetah"]);
+    assert_eq!(protocols(1, LinearPolicy::Auto, 400), ["cheetah"]);
+    assert_eq!(protocols(1, LinearPolicy::Cheetah, 400), ["cheetah"]);
+    assert_eq!(protocols(1, LinearPolicy::Simd, 400), ["simd"]);
+}
