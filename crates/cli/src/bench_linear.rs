@@ -20,7 +20,7 @@ use transport::{Channel, NetworkModel, TcpChannel, TcpConfig};
 #[derive(clap::Args)]
 pub struct Args {
     /// Built-in model: resnet20, resnet32, resnet56, resnet18-64, resnet18-224, resnet50,
-    /// mobilenetv2-32, mobilenetv2-224, vgg16-32.
+    /// mobilenetv2-32, mobilenetv2-224, vgg16-32, vit-cifar.
     #[arg(long)]
     model: String,
     /// Share ring bits ℓ.
@@ -331,6 +331,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
 fn op_name(layer: &LayerSpec) -> &'static str {
     match layer.shape {
         linear::LayerShape::Fc(_) => "fc",
+        linear::LayerShape::MatMul(_) => "matmul",
         linear::LayerShape::Scale(_) => "scale",
         _ => "conv",
     }

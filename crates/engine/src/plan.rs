@@ -305,19 +305,15 @@ impl Plan {
                     Self::linear_step(layer, ring, cfg)?
                 }
                 Op::Linear(l) => {
-                    if l.rows != 1 {
-                        return Err(unsupported(
-                            name,
-                            opname,
-                            "fully connected layer on more than one row",
-                        ));
-                    }
                     let (wq, _) = fm.params(id);
-                    let layer = LayerSpec::fc(
-                        l.in_features,
-                        l.out_features,
-                        linear::weight_bits_of(wq, ring),
-                    );
+                    let bits = linear::weight_bits_of(wq, ring);
+                    // One row: a matrix–vector product; more (a transformer's tokens): the
+                    // token × weight product, rows × in row-major like the reference's.
+                    let layer = if l.rows == 1 {
+                        LayerSpec::fc(l.in_features, l.out_features, bits)
+                    } else {
+                        LayerSpec::matmul(l.rows, l.in_features, l.out_features, bits)
+                    };
                     Self::linear_step(layer, ring, cfg)?
                 }
                 Op::BatchNorm(_) => {

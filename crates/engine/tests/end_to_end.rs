@@ -295,3 +295,61 @@ fn auto_policy_weighs_layer_time_against_key_setup() {
     assert_eq!(protocols(1, LinearPolicy::Cheetah, 400), ["cheetah"]);
     assert_eq!(protocols(1, LinearPolicy::Simd, 400), ["simd"]);
 }
+
+/// A transformer's token × weight products (a Linear node on 5 rows, as the ViT exports have):
+/// two of them with a ReLU between, under Cheetah and under SIMD, equal the fixed-point
+/// reference exactly.
+#[test]
+fn token_by_weight_products_match_the_fixed_point_reference() {
+    use nn::ir::Linear;
+    use nn::{Model, Node, Op};
+    let w = |n: usize, k: f32| {
+        (0..n)
+            .map(|i| ((i as f32 * 0.61 + k).sin()) * 0.8)
+            .collect::<Vec<f32>>()
+    };
+    let lin = |i: usize, o: usize, k: f32| {
+        Op::Linear(Linear {
+            in_features: i,
+            out_features: o,
+            rows: 5,
+            weight: w(i * o, k),
+            bias: w(o, k + 0.3),
+        })
+    };
+    let node = |name: &str, op: Op, inputs: Vec<usize>, shape: Vec<usize>| Node {
+        name: name.into(),
+        op,
+        inputs,
+        shape,
+    };
+    let model = Model {
+        name: "tokens".into(),
+        input_name: "x".into(),
+        nodes: vec![
+            node("x", Op::Input, vec![], vec![1, 5, 8]),
+            node("fc1", lin(8, 6, 0.2), vec![0], vec![1, 5, 6]),
+            node("relu", Op::Relu, vec![1], vec![1, 5, 6]),
+            node("fc2", lin(6, 3, 0.7), vec![2], vec![1, 5, 3]),
+        ],
+        output: 3,
+        metadata: vec![],
+    };
+    for linear in [LinearPolicy::Cheetah, LinearPolicy::Simd] {
+        let cfg = PlanConfig {
+            linear,
+            ..PlanConfig::default()
+        };
+        let fixed = nn::FixedConfig::new(cfg.ell, cfg.scale).unwrap();
+        let server = ServerModel::new(&model, &cfg).unwrap();
+        let x: Vec<f32> = (0..40)
+            .map(|i| ((i * 37) % 17) as f32 / 4.0 - 2.0)
+            .collect();
+        let xq: Vec<u64> = x.iter().map(|&v| fixed.encode(v)).collect();
+        let reference = nn::fixed::run(&model, &x, fixed).unwrap();
+        let Outcome::Logits(l) = private_logits(&server, xq, false, 13) else {
+            panic!()
+        };
+        assert_eq!(l, reference.data, "{linear:?}");
+    }
+}

@@ -143,12 +143,22 @@ pub struct ScaleSpec {
     pub w: usize,
 }
 
+/// A token × weight product Y = X·Wᵀ + b (a transformer's linear layer): X of `rows` × `inputs`
+/// (row-major, one row per token), W of `outputs` × `inputs`, Y of `rows` × `outputs`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct MatMulSpec {
+    pub rows: usize,
+    pub inputs: usize,
+    pub outputs: usize,
+}
+
 /// The shape of a linear layer: public (the architecture is public in the threat model).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum LayerShape {
     Conv2d(Conv2dSpec),
     Fc(FcSpec),
     Scale(ScaleSpec),
+    MatMul(MatMulSpec),
 }
 
 /// A linear layer as the protocols see it: its shape, plus the public bound on the weights'
@@ -175,6 +185,42 @@ impl LayerSpec {
             weight_bits,
         }
     }
+    pub fn matmul(rows: usize, inputs: usize, outputs: usize, weight_bits: u32) -> LayerSpec {
+        LayerSpec {
+            shape: LayerShape::MatMul(MatMulSpec {
+                rows,
+                inputs,
+                outputs,
+            }),
+            weight_bits,
+        }
+    }
+
+    /// A token × weight product as the 1×1 convolution that computes it on the transposed input:
+    /// feature i of token r is pixel r of channel i (C = inputs, H = rows, W = 1, M = outputs),
+    /// the weights and biases laid out alike. The protocols run this and transpose the shares
+    /// before and after ([`transpose`]: a public permutation, each party applies it to its own
+    /// share).
+    pub fn matmul_as_conv(&self) -> Option<LayerSpec> {
+        match self.shape {
+            LayerShape::MatMul(m) => Some(LayerSpec::conv(
+                Conv2dSpec {
+                    c: m.inputs,
+                    h: m.rows,
+                    w: 1,
+                    m: m.outputs,
+                    kh: 1,
+                    kw: 1,
+                    stride: 1,
+                    padding: 0,
+                    groups: 1,
+                },
+                self.weight_bits,
+            )),
+            _ => None,
+        }
+    }
+
     pub fn scale(c: usize, h: usize, w: usize, weight_bits: u32) -> LayerSpec {
         LayerSpec {
             shape: LayerShape::Scale(ScaleSpec { c, h, w }),
@@ -216,6 +262,12 @@ impl LayerSpec {
                 }
                 Ok(())
             }
+            LayerShape::MatMul(m) => {
+                if m.rows == 0 || m.inputs == 0 || m.outputs == 0 {
+                    return bad("matmul dimensions must be positive");
+                }
+                Ok(())
+            }
         }
     }
 
@@ -224,6 +276,7 @@ impl LayerSpec {
             LayerShape::Conv2d(c) => c.c * c.h * c.w,
             LayerShape::Fc(f) => f.inputs,
             LayerShape::Scale(s) => s.c * s.h * s.w,
+            LayerShape::MatMul(m) => m.rows * m.inputs,
         }
     }
 
@@ -232,6 +285,7 @@ impl LayerSpec {
             LayerShape::Conv2d(c) => c.m * c.out_h() * c.out_w(),
             LayerShape::Fc(f) => f.outputs,
             LayerShape::Scale(s) => s.c * s.h * s.w,
+            LayerShape::MatMul(m) => m.rows * m.outputs,
         }
     }
 
@@ -241,6 +295,7 @@ impl LayerSpec {
             LayerShape::Conv2d(c) => c.m * c.c_per_group() * c.kh * c.kw,
             LayerShape::Fc(f) => f.inputs * f.outputs,
             LayerShape::Scale(s) => s.c,
+            LayerShape::MatMul(m) => m.inputs * m.outputs,
         }
     }
 
@@ -250,6 +305,7 @@ impl LayerSpec {
             LayerShape::Conv2d(c) => c.m,
             LayerShape::Fc(f) => f.outputs,
             LayerShape::Scale(s) => s.c,
+            LayerShape::MatMul(m) => m.outputs,
         }
     }
 
@@ -261,6 +317,7 @@ impl LayerSpec {
             }
             LayerShape::Fc(f) => (f.inputs * f.outputs) as u64,
             LayerShape::Scale(s) => (s.c * s.h * s.w) as u64,
+            LayerShape::MatMul(m) => (m.rows * m.inputs * m.outputs) as u64,
         }
     }
 
@@ -279,13 +336,25 @@ impl LayerSpec {
                 padding: 0,
                 groups: s.c,
             }),
-            LayerShape::Fc(_) => None,
+            LayerShape::Fc(_) | LayerShape::MatMul(_) => None,
         }
     }
 }
 
+/// `x` (row-major `rows` × `cols`) transposed to row-major `cols` × `rows`.
+pub fn transpose(x: &[u64], rows: usize, cols: usize) -> Vec<u64> {
+    let mut y = vec![0u64; x.len()];
+    for r in 0..rows {
+        for c in 0..cols {
+            y[c * rows + r] = x[r * cols + c];
+        }
+    }
+    y
+}
+
 /// The server's secret weights of one layer, in Z_{2^ℓ}: conv weights laid out
-/// `[M][C/groups][kh][kw]`, FC weights `[out][in]`, scale factors `[C]`; biases at scale 2^{2s}.
+/// `[M][C/groups][kh][kw]`, FC and matmul weights `[out][in]`, scale factors `[C]`; biases at
+/// scale 2^{2s}.
 /// No `Debug`: the weights are the server's secret.
 #[derive(Clone)]
 pub struct LayerWeights {
@@ -337,6 +406,17 @@ pub fn weight_bits_of(weights: &[u64], ring: Ring) -> u32 {
 /// (independent of any encoding), equal to the fixed-point reference's linear kernels.
 pub fn reference(layer: &LayerSpec, ring: Ring, w: &LayerWeights, x: &[u64]) -> Vec<u64> {
     match layer.shape {
+        LayerShape::MatMul(m) => (0..m.rows * m.outputs)
+            .map(|k| {
+                let (r, o) = (k / m.outputs, k % m.outputs);
+                let row = &w.weights[o * m.inputs..(o + 1) * m.inputs];
+                let xr = &x[r * m.inputs..(r + 1) * m.inputs];
+                let acc = row.iter().zip(xr).fold(w.bias[o], |a, (&wi, &xi)| {
+                    a.wrapping_add(wi.wrapping_mul(xi))
+                });
+                ring.reduce(acc)
+            })
+            .collect(),
         LayerShape::Fc(f) => (0..f.outputs)
             .map(|o| {
                 let row = &w.weights[o * f.inputs..(o + 1) * f.inputs];

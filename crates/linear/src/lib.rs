@@ -31,8 +31,8 @@ pub use cost::Cost;
 pub use error::LinearError;
 pub use keys::{setup_cost, ClientKeys, KeyRequest, ServerKeys};
 pub use layer::{
-    reference, weight_bits_of, Conv2dSpec, FcSpec, LayerShape, LayerSpec, LayerWeights, Ring,
-    ScaleSpec,
+    reference, transpose, weight_bits_of, Conv2dSpec, FcSpec, LayerShape, LayerSpec, LayerWeights,
+    MatMulSpec, Ring, ScaleSpec,
 };
 pub use protocol::LinearProtocol;
 pub use simd::{Simd, SimdConfig, SimdParamsId};

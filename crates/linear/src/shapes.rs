@@ -154,6 +154,26 @@ pub fn vgg16_32(wb: u32) -> Vec<(String, LayerSpec)> {
     out
 }
 
+/// The toolkit's CIFAR ViT (`python/privinfer_models/zoo.py`: 4×4 patches, 65 tokens with the
+/// class token, width 128, 6 blocks, MLP 256): the patch embedding, per block the token × weight
+/// products q/k/v, the attention projection and the two MLP layers, and the head on the class
+/// token. The activation × activation products of attention are not linear layers.
+pub fn vit_cifar(wb: u32) -> Vec<(String, LayerSpec)> {
+    let (t, d, mlp) = (65, 128, 256);
+    let mut out = vec![("patch".to_string(), conv(3, 32, d, 4, 4, 0, 1, wb))];
+    for b in 0..6 {
+        out.push((
+            format!("blocks.{b}.qkv"),
+            LayerSpec::matmul(t, d, 3 * d, wb),
+        ));
+        out.push((format!("blocks.{b}.proj"), LayerSpec::matmul(t, d, d, wb)));
+        out.push((format!("blocks.{b}.fc1"), LayerSpec::matmul(t, d, mlp, wb)));
+        out.push((format!("blocks.{b}.fc2"), LayerSpec::matmul(t, mlp, d, wb)));
+    }
+    out.push(("head".into(), LayerSpec::fc(d, 10, wb)));
+    out
+}
+
 /// MobileNetV2 (Sandler et al. 2018, width 1.0). At 32×32 (CIFAR variant) the stem and the
 /// second stage use stride 1, so the final feature map is 4×4.
 pub fn mobilenet_v2(size: usize, classes: usize, wb: u32) -> Vec<(String, LayerSpec)> {
@@ -222,12 +242,13 @@ pub fn by_name(name: &str, wb: u32) -> Option<Vec<(String, LayerSpec)>> {
         "mobilenetv2-32" => mobilenet_v2(32, 10, wb),
         "mobilenetv2-224" | "mobilenetv2" => mobilenet_v2(224, 1000, wb),
         "vgg16-32" | "vgg16" => vgg16_32(wb),
+        "vit-cifar" | "vit" => vit_cifar(wb),
         _ => return None,
     })
 }
 
 /// Names accepted by [`by_name`].
-pub const MODELS: [&str; 9] = [
+pub const MODELS: [&str; 10] = [
     "resnet20",
     "resnet32",
     "resnet56",
@@ -237,6 +258,7 @@ pub const MODELS: [&str; 9] = [
     "mobilenetv2-32",
     "mobilenetv2-224",
     "vgg16-32",
+    "vit-cifar",
 ];
 
 /// Distinct layer shapes of a list, first occurrence kept.

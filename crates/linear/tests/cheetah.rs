@@ -21,6 +21,8 @@ fn small_conv_and_fc() {
     );
     check_layer(&cheetah(), &LayerSpec::fc(100, 10, 12), ring, 2);
     check_layer(&cheetah(), &LayerSpec::scale(4, 5, 5, 12), ring, 3);
+    check_layer(&cheetah(), &LayerSpec::matmul(65, 128, 384, 12), ring, 4);
+    check_layer(&cheetah(), &LayerSpec::matmul(7, 20, 9, 12), ring, 5);
 }
 
 fn check_model(name: &str, layers: Vec<(String, LayerSpec)>, ring: Ring) {
@@ -487,6 +489,7 @@ fn weight_bytes_count_the_encoded_plaintexts() {
             linear::LayerShape::Conv2d(c) => c.m * c.c_per_group() * c.kh * c.kw,
             linear::LayerShape::Fc(f) => f.inputs * f.outputs,
             linear::LayerShape::Scale(s) => s.c,
+            linear::LayerShape::MatMul(m) => m.inputs * m.outputs,
         };
         let w = vec![1u64; n_weights];
         let encoded = (0..plan.layout.weight_keys())

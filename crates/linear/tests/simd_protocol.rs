@@ -17,6 +17,8 @@ fn small_conv_fc_and_scale() {
         LayerSpec::fc(100, 10, 8),
         LayerSpec::fc(10, 40, 8),
         LayerSpec::scale(4, 5, 5, 8),
+        LayerSpec::matmul(65, 128, 384, 8),
+        LayerSpec::matmul(7, 20, 9, 8),
     ]
     .iter()
     .enumerate()

@@ -52,12 +52,24 @@ use rand_core::{CryptoRngCore, SeedableRng};
 use transport::Channel;
 
 use crate::keys::{ClientKeys, KeyRequest, ServerKeys};
-use crate::layer::{LayerShape, LayerSpec, LayerWeights, Ring};
+use crate::layer::{transpose, LayerShape, LayerSpec, LayerWeights, Ring};
 use crate::protocol::LinearProtocol;
 use crate::{Cost, LinearError};
 pub use layout::Layout;
 pub use noise::ResponseNoise;
 pub use params::HeParamsId;
+
+/// `LinearError::Length` unless `x` has `len` elements.
+pub(crate) fn check_len(what: &'static str, x: &[u64], len: usize) -> Result<(), LinearError> {
+    if x.len() != len {
+        return Err(LinearError::Length {
+            what,
+            expected: len,
+            got: x.len(),
+        });
+    }
+    Ok(())
+}
 
 /// Largest share ring the presets can carry (t = 2^ℓ must leave room for flooding).
 pub const MAX_PLAINTEXT_BITS: u32 = 45;
@@ -288,6 +300,7 @@ fn query_body_bytes(
 pub fn bytes_lower_bound(layer: &LayerSpec, ring: Ring, flood_bits: u32) -> (u64, u64) {
     let taps = match layer.shape {
         LayerShape::Fc(f) => f.inputs,
+        LayerShape::MatMul(m) => m.inputs,
         LayerShape::Scale(_) => 1,
         LayerShape::Conv2d(c) => c.c_per_group() * c.kh * c.kw,
     } as f64;
@@ -359,6 +372,10 @@ impl Cheetah {
         static CACHE: std::sync::OnceLock<
             std::sync::Mutex<std::collections::HashMap<Key, CheetahPlan>>,
         > = std::sync::OnceLock::new();
+        // A token × weight product runs as its 1×1 convolution ([`LayerSpec::matmul_as_conv`]).
+        if let Some(conv) = layer.matmul_as_conv() {
+            return self.plan(&conv, ring);
+        }
         let key = (self.config, *layer, ring);
         let cache = CACHE.get_or_init(Default::default);
         if let Some(p) = cache.lock().expect("plan cache").get(&key) {
@@ -1021,6 +1038,11 @@ impl LinearProtocol for Cheetah {
         ch: &mut dyn Channel,
         rng: &mut dyn CryptoRngCore,
     ) -> Result<Vec<u64>, LinearError> {
+        if let (LayerShape::MatMul(m), Some(conv)) = (layer.shape, layer.matmul_as_conv()) {
+            check_len("client input share", x, layer.input_len())?;
+            let y = self.client(&conv, ring, keys, &transpose(x, m.rows, m.inputs), ch, rng)?;
+            return Ok(transpose(&y, m.outputs, m.rows));
+        }
         Ok(self.client_with_noise(layer, ring, keys, x, ch, rng)?.0)
     }
 
@@ -1034,14 +1056,14 @@ impl LinearProtocol for Cheetah {
         ch: &mut dyn Channel,
         rng: &mut dyn CryptoRngCore,
     ) -> Result<Vec<u64>, LinearError> {
-        let plan = self.plan(layer, ring)?;
-        if x.len() != layer.input_len() {
-            return Err(LinearError::Length {
-                what: "server input share",
-                expected: layer.input_len(),
-                got: x.len(),
-            });
+        if let (LayerShape::MatMul(m), Some(conv)) = (layer.shape, layer.matmul_as_conv()) {
+            check_len("server input share", x, layer.input_len())?;
+            let xt = transpose(x, m.rows, m.inputs);
+            let y = self.server(&conv, ring, keys, weights, &xt, ch, rng)?;
+            return Ok(transpose(&y, m.outputs, m.rows));
         }
+        let plan = self.plan(layer, ring)?;
+        check_len("server input share", x, layer.input_len())?;
         ring.check("server input share", x)?;
         weights.validate(layer, ring)?;
         if let Some(rw) = plan.polyphase {

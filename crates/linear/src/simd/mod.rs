@@ -31,7 +31,7 @@ use transport::Channel;
 use crate::cheetah::noise::{FLOOD_Z_MAX, TAIL_Z};
 use crate::cheetah::params::ERROR_SIGMA;
 use crate::keys::{ClientKeys, KeyRequest, ServerKeys};
-use crate::layer::{LayerShape, LayerSpec, LayerWeights, Ring};
+use crate::layer::{transpose, LayerShape, LayerSpec, LayerWeights, Ring};
 use crate::protocol::LinearProtocol;
 use crate::{Cost, LinearError};
 
@@ -293,12 +293,20 @@ impl Simd {
                 let c = layer.as_conv().expect("conv or scale");
                 Ok(Geometry::Conv(ConvLayout::new(c, n)?))
             }
+            LayerShape::MatMul(_) => {
+                let conv = layer.matmul_as_conv().expect("a matmul");
+                Self::geometry(&conv, n)
+            }
         }
     }
 
     /// The public execution plan of `layer`: the smallest parameter set it fits.
     fn plan(&self, layer: &LayerSpec, ring: Ring) -> Result<LayerPlan, LinearError> {
         layer.validate()?;
+        // A token × weight product runs as its 1×1 convolution ([`LayerSpec::matmul_as_conv`]).
+        if let Some(conv) = layer.matmul_as_conv() {
+            return self.plan(&conv, ring);
+        }
         if self.cfg.flood_bits < 40 {
             return Err(LinearError::BadShape {
                 reason: "simd: flooding below 40 bits of statistical security",
@@ -541,6 +549,11 @@ impl LinearProtocol for Simd {
         ch: &mut dyn Channel,
         rng: &mut dyn CryptoRngCore,
     ) -> Result<Vec<u64>, LinearError> {
+        if let (LayerShape::MatMul(m), Some(conv)) = (layer.shape, layer.matmul_as_conv()) {
+            crate::cheetah::check_len("client input share", x, layer.input_len())?;
+            let y = self.client(&conv, ring, keys, &transpose(x, m.rows, m.inputs), ch, rng)?;
+            return Ok(transpose(&y, m.outputs, m.rows));
+        }
         let plan = self.plan(layer, ring)?;
         let sk = keys.simd(plan.params, ring.bits())?;
         let p = sk.params().clone();
@@ -592,6 +605,12 @@ impl LinearProtocol for Simd {
         ch: &mut dyn Channel,
         rng: &mut dyn CryptoRngCore,
     ) -> Result<Vec<u64>, LinearError> {
+        if let (LayerShape::MatMul(m), Some(conv)) = (layer.shape, layer.matmul_as_conv()) {
+            crate::cheetah::check_len("server input share", x, layer.input_len())?;
+            let xt = transpose(x, m.rows, m.inputs);
+            let y = self.server(&conv, ring, keys, weights, &xt, ch, rng)?;
+            return Ok(transpose(&y, m.outputs, m.rows));
+        }
         let plan = self.plan(layer, ring)?;
         weights.validate(layer, ring)?;
         let (pk, gk) = keys.simd(plan.params, ring.bits())?;
