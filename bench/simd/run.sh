@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 bin=target/release/privinfer
-for m in resnet20 resnet18-64 vgg16-32 resnet32 mobilenetv2-32; do
+for m in resnet20 resnet18-64 vgg16-32 resnet32 mobilenetv2-32 vit-cifar; do
   for p in cheetah simd auto; do
     $bin bench linear --model "$m" --protocol "$p" --distinct --json > "bench/simd/${m}_${p}.jsonl"
   done
