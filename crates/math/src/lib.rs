@@ -23,6 +23,7 @@
 pub mod alloc;
 pub mod baseconv;
 pub mod conv;
+pub mod lazy;
 pub mod modulus;
 pub mod ntt;
 pub mod pack;
@@ -77,4 +78,8 @@ pub enum MathError {
     InvalidBitWidth { bits: u32 },
     #[error("non-zero padding bits in packed data")]
     NonZeroPadding,
+    #[error(
+        "lazy accumulator: scalar {scalar} outside ±2^{max_bits}, or more than 2^{max_bits} terms"
+    )]
+    LazyOverflow { scalar: i64, max_bits: u32 },
 }
