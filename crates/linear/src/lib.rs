@@ -17,6 +17,7 @@
 pub mod cheetah;
 mod cost;
 mod error;
+pub mod hyena;
 pub mod keys;
 pub mod layer;
 mod protocol;

@@ -362,7 +362,7 @@ impl ConvLayout {
         1 + usize::from(self.cross)
     }
 
-    fn swaps(&self) -> usize {
+    pub(crate) fn swaps(&self) -> usize {
         self.copies()
     }
 
@@ -370,7 +370,7 @@ impl ConvLayout {
     /// row ρ, block c: the pair (output (v, ρ, (c + r) mod c_n), input (u, ρ ⊕ s, c)), if both
     /// exist and share a group.
     #[allow(clippy::too_many_arguments)]
-    fn weight_index(
+    pub(crate) fn weight_index(
         &self,
         v: usize,
         u: usize,
@@ -398,13 +398,13 @@ impl ConvLayout {
     }
 
     /// Whether plaintext (v, u, s, r, ·) is nonzero for some weights (the same for every tap).
-    fn present(&self, v: usize, u: usize, s: usize, r: usize) -> bool {
+    pub(crate) fn present(&self, v: usize, u: usize, s: usize, r: usize) -> bool {
         (0..self.rows)
             .any(|rho| (0..self.c_n).any(|c| self.weight_index(v, u, s, r, 0, rho, c).is_some()))
     }
 
     /// Whether output ciphertext `v` has plaintexts for giant step `g`.
-    fn giant_used(&self, v: usize, g: usize) -> bool {
+    pub(crate) fn giant_used(&self, v: usize, g: usize) -> bool {
         (0..self.baby).any(|b| {
             (0..self.in_cts)
                 .any(|u| (0..self.swaps()).any(|s| self.present(v, u, s, g * self.baby + b)))
@@ -424,7 +424,7 @@ impl ConvLayout {
 
     /// Galois elements of the input copies, swap major: the input steps, then (two rows) the
     /// same steps composed with the row swap.
-    fn input_elements(&self, n_total: usize) -> Vec<usize> {
+    pub(crate) fn input_elements(&self, n_total: usize) -> Vec<usize> {
         let steps = self.input_steps();
         let mut out: Vec<usize> = steps
             .iter()
@@ -510,6 +510,16 @@ impl ConvLayout {
     /// Maps per ciphertext row.
     pub fn channels(&self) -> usize {
         self.c_n
+    }
+
+    /// Slots per channel block (S = n/c_n).
+    pub fn block(&self) -> usize {
+        self.block
+    }
+
+    /// The convolution this layout packs.
+    pub fn spec(&self) -> crate::Conv2dSpec {
+        self.spec
     }
 
     /// Channel sets per ciphertext (1: both rows alike, 2: one per row).

@@ -1,0 +1,129 @@
+//! The scalar-weight (padded, Hyena-style) convolution kernel against a direct convolution mod t,
+//! on every layout the conventional kernel supports: one and two channel sets per ciphertext,
+//! BSGS output rotations, strides, paddings and groups.
+
+use std::sync::Arc;
+
+use linear::hyena::PaddedConv;
+use linear::simd::ConvLayout;
+use linear::Conv2dSpec;
+use proptest::prelude::*;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+use rlwe::{presets, BatchEncoder, Evaluator, GaloisKeys, Params, SecretKey};
+
+fn check(p: &Arc<Params>, spec: Conv2dSpec, seed: u64, rows: Option<usize>, baby: Option<usize>) {
+    let mut r = ChaCha20Rng::seed_from_u64(seed);
+    let t = p.t().value();
+    let enc = BatchEncoder::new(p).unwrap();
+    let sk = SecretKey::generate(p, &mut r);
+    let ev = Evaluator::new(p);
+    let taps = spec.kh * spec.kw;
+    let cg = spec.c_per_group();
+    let w: Vec<i64> = (0..spec.m * cg * taps).map(|_| r.gen_range(-200..=200)).collect();
+    let x: Vec<u64> = (0..spec.c * spec.h * spec.w)
+        .map(|_| r.gen_range(0..t))
+        .collect();
+    let auto = ConvLayout::new(spec, p.n() / 2).unwrap();
+    let layout = ConvLayout::with(
+        spec,
+        p.n() / 2,
+        rows.unwrap_or(auto.rows()),
+        baby.unwrap_or(auto.baby_steps()),
+    )
+    .unwrap();
+    let conv = PaddedConv::new(layout.clone(), &w).unwrap();
+    let cts: Vec<_> = layout
+        .pack_input(&x)
+        .iter()
+        .map(|v| sk.encrypt(&enc.encode(v).unwrap(), &mut r).unwrap())
+        .collect();
+    let gk = GaloisKeys::generate(&sk, &layout.galois_elements(p.n()), &mut r).unwrap();
+    let outs = conv.apply(&enc, &ev, &cts, &gk).unwrap();
+    let slots: Vec<Vec<u64>> = outs
+        .iter()
+        .map(|c| enc.decode(&sk.decrypt(c).unwrap()).unwrap())
+        .collect();
+    let got = layout.unpack_output(&slots);
+    let (ho, wo, pd) = (spec.out_h(), spec.out_w(), spec.padding as isize);
+    for o in 0..spec.m {
+        let g = spec.group_of_output(o);
+        for i in 0..ho {
+            for j in 0..wo {
+                let mut acc = 0i128;
+                for c in g * cg..(g + 1) * cg {
+                    for a in 0..spec.kh {
+                        for b in 0..spec.kw {
+                            let (h, v) = (
+                                (i * spec.stride + a) as isize - pd,
+                                (j * spec.stride + b) as isize - pd,
+                            );
+                            if h < 0 || v < 0 || h >= spec.h as isize || v >= spec.w as isize {
+                                continue;
+                            }
+                            let xv = x[(c * spec.h + h as usize) * spec.w + v as usize];
+                            let wv = w[((o * cg + c - g * cg) * spec.kh + a) * spec.kw + b];
+                            acc += xv as i128 * wv as i128;
+                        }
+                    }
+                }
+                let want = acc.rem_euclid(t as i128) as u64;
+                assert_eq!(
+                    got[(o * ho + i) * wo + j],
+                    want,
+                    "{spec:?} rows {:?} baby {:?} o={o} i={i} j={j}",
+                    layout.rows(),
+                    layout.baby_steps()
+                );
+            }
+        }
+    }
+    // K products per (output ciphertext, giant step) at most; a scalar MAC per weight and block.
+    assert!(conv.macs() <= layout.plaintexts() * conv.patterns());
+}
+
+#[test]
+fn matches_a_direct_convolution() {
+    let p = Params::new(presets::insecure_test_only(11, 65537).unwrap()).unwrap();
+    for (k, spec) in [
+        Conv2dSpec::square(2, 5, 3, 3, 1, 1, 1),
+        Conv2dSpec::square(6, 4, 5, 3, 2, 1, 1),
+        Conv2dSpec::square(40, 4, 36, 3, 1, 2, 1),
+        Conv2dSpec::square(8, 5, 8, 3, 1, 1, 8),
+        Conv2dSpec::square(8, 5, 12, 3, 2, 1, 4),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let c_n = ConvLayout::channels_per_ct(&spec, p.n() / 2).unwrap();
+        for rows in [Some(1), Some(2)] {
+            for baby in [Some(1), Some(c_n), None] {
+                check(&p, spec, 80 + k as u64, rows, baby);
+            }
+        }
+    }
+}
+
+#[test]
+fn on_the_secure_simd_preset() {
+    // ResNet-20's 16 → 16 conv at 32×32 on N = 8192 with t of 38 bits.
+    let p = Params::new(presets::bfv_simd_q158_p60(13, 38).unwrap()).unwrap();
+    check(&p, Conv2dSpec::square(16, 32, 16, 3, 1, 1, 1), 9, None, None);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 16, ..ProptestConfig::default() })]
+
+    #[test]
+    fn random_shapes(
+        g in 1usize..4, cpg in 1usize..6, mpg in 1usize..6, h in 2usize..9,
+        k in prop::sample::select(vec![1usize, 3, 5]), stride in 1usize..3, pad in 0usize..3,
+        seed in 0u64..1000,
+    ) {
+        let pad = pad.min(k / 2 + 1);
+        prop_assume!(h + 2 * pad >= k);
+        let p = Params::new(presets::insecure_test_only(10, 65537).unwrap()).unwrap();
+        prop_assume!((h + 2 * pad) * (h + 2 * pad) <= p.n() / 2);
+        check(&p, Conv2dSpec::square(g * cpg, h, g * mpg, k, stride, pad, g), seed, None, None);
+    }
+}
