@@ -52,8 +52,10 @@ pub struct Args {
     full_query: bool,
     /// Linear-layer protocol: cheetah (coefficient encoding over Z_{2^ℓ}; default), simd
     /// (slot encoding over a batching prime field, the Gazelle / SCI-HE / Bolt kernels;
-    /// `linear::simd`), or auto (per layer the one the engine's planner picks: lowest estimated
-    /// time at --plan-mbps, the share conversions included). Every row names the protocol it ran.
+    /// `linear::simd`), hyena (scalar-weight convolution on the same encoding, `linear::hyena`;
+    /// simd and hyena run where they apply, Cheetah elsewhere), or auto (per layer the one the
+    /// engine's planner picks: lowest estimated time at --plan-mbps, the share conversions
+    /// included). Every row names the protocol it ran.
     #[arg(long, default_value = "cheetah")]
     protocol: String,
     /// Only predict costs (no HE is run).
@@ -133,25 +135,33 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     });
     let baseline = Cheetah::new(CheetahConfig::unpacked()); // Cheetah's own formula
     let simd = Simd::default();
+    let hyena = Simd::new(linear::SimdConfig::hyena());
     let bw = a.plan_mbps * 1e6 / 8.0;
     // Per layer: the protocol that runs it.
     let mut chosen: Vec<&dyn LinearProtocol> = Vec::with_capacity(layers.len());
     for (_, l, _) in &layers {
         chosen.push(match a.protocol.as_str() {
             "cheetah" => &proto,
-            "simd" => &simd,
+            // Forced where it applies, Cheetah elsewhere (as the engine's policies do).
+            "simd" if simd.cost(l, ring).is_ok() => &simd,
+            "hyena" if hyena.cost(l, ring).is_ok() => &hyena,
+            "simd" | "hyena" => &proto,
             "auto" => {
                 let est = |c: &engine::LinearChoice| {
                     engine::plan::estimated_seconds(c, l, ring, bw).unwrap_or(f64::INFINITY)
                 };
-                let simd_t = est(&engine::LinearChoice::Simd(simd.config()));
-                if simd_t < est(&engine::LinearChoice::Cheetah(proto.config)) {
-                    &simd
-                } else {
-                    &proto
-                }
+                let candidates: [(&dyn LinearProtocol, f64); 3] = [
+                    (&proto, est(&engine::LinearChoice::Cheetah(proto.config))),
+                    (&simd, est(&engine::LinearChoice::Simd(simd.config()))),
+                    (&hyena, est(&engine::LinearChoice::Hyena(hyena.config()))),
+                ];
+                candidates
+                    .into_iter()
+                    .min_by(|a, b| a.1.total_cmp(&b.1))
+                    .map(|c| c.0)
+                    .expect("three candidates")
             }
-            other => anyhow::bail!("--protocol {other:?}: expected cheetah, simd or auto"),
+            other => anyhow::bail!("--protocol {other:?}: expected cheetah, simd, hyena or auto"),
         });
     }
     let mut requests = Vec::new();
@@ -210,7 +220,12 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         let cost = active.cost(layer, ring)?;
         let field = active.share_modulus(layer, ring)?;
         let mut row = if field.is_some() {
-            simd_row(&simd, name, layer, ring, &net_name, cheetah_bytes)?
+            let s = if active.name() == "hyena" {
+                &hyena
+            } else {
+                &simd
+            };
+            simd_row(s, name, layer, ring, &net_name, cheetah_bytes)?
         } else {
             cheetah_row(&proto, name, layer, ring, &net_name, cheetah_bytes)?
         };
@@ -316,7 +331,8 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         a.json,
         serde_json::json!({"total": {
             "model": a.model, "protocol": a.protocol, "net": net_name, "conversion_bytes": conversion_bytes,
-            "simd_layers": chosen.iter().filter(|p| p.name() == "simd").count(), "layers": layers.len(), "ms": (tot_ms * 100.0f64).round() / 100.0,
+            "simd_layers": chosen.iter().filter(|p| p.name() == "simd").count(),
+            "hyena_layers": chosen.iter().filter(|p| p.name() == "hyena").count(), "layers": layers.len(), "ms": (tot_ms * 100.0f64).round() / 100.0,
             "bytes_c2s": tot_c2s, "bytes_s2c": tot_s2c, "cheetah_bytes": tot_cheetah,
             "setup_bytes": setup.bytes_c2s, "repeat": a.repeat.max(1), "exact": all_exact, "measured": !a.dry_run,
         }}),
@@ -366,6 +382,7 @@ fn simd_row(
         "key_switches": cost.rotations,
         "rotations": cost.rotations,
         "rotation_formula": simd.rotation_formula(layer, ring)?,
+        "macs": simd.macs(layer, ring)?,
         "weight_bytes": simd.weight_bytes(layer, ring)?,
         "rounds": cost.rounds,
     }))

@@ -37,8 +37,9 @@ pub struct ModelOpts {
     /// linear layers: a small value chooses packed HE responses (fewer bytes, more key switches).
     #[arg(long, default_value_t = 400)]
     plan_mbps: u64,
-    /// Linear-layer protocols: auto (per layer, the lowest estimated time), cheetah, or simd
-    /// (slot encoding over a prime field wherever it applies, Cheetah elsewhere).
+    /// Linear-layer protocols: auto (per layer, the lowest estimated time), cheetah, simd (slot
+    /// encoding over a prime field) or hyena (its scalar-weight convolution); simd and hyena run
+    /// wherever they apply, Cheetah elsewhere.
     #[arg(long, default_value = "auto")]
     protocol: engine::LinearPolicy,
 }

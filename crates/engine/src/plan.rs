@@ -36,6 +36,9 @@ pub enum LinearChoice {
     /// Slot-encoded HE on shares over Z_t, the shares converted from and back to Z_{2^ℓ} around
     /// the layer (`linear::simd`).
     Simd(linear::SimdConfig),
+    /// The scalar-weight convolution over fixed slot patterns (`linear::hyena`; Hyena's idea) on
+    /// the same shares and messages as `Simd`.
+    Hyena(linear::SimdConfig),
 }
 
 impl LinearChoice {
@@ -43,7 +46,14 @@ impl LinearChoice {
     pub fn protocol(&self) -> Box<dyn LinearProtocol> {
         match self {
             LinearChoice::Cheetah(cfg) => Box::new(linear::Cheetah::new(*cfg)),
-            LinearChoice::Simd(cfg) => Box::new(linear::Simd::new(*cfg)),
+            LinearChoice::Simd(cfg) => Box::new(linear::Simd::new(linear::SimdConfig {
+                kernel: linear::ConvKernel::Conventional,
+                ..*cfg
+            })),
+            LinearChoice::Hyena(cfg) => Box::new(linear::Simd::new(linear::SimdConfig {
+                kernel: linear::ConvKernel::Padded,
+                ..*cfg
+            })),
         }
     }
     /// Name shown in reports.
@@ -51,6 +61,7 @@ impl LinearChoice {
         match self {
             LinearChoice::Cheetah(_) => "cheetah",
             LinearChoice::Simd(_) => "simd",
+            LinearChoice::Hyena(_) => "hyena",
         }
     }
 }
@@ -68,6 +79,8 @@ pub enum LinearPolicy {
     Cheetah,
     /// SIMD wherever it applies (Cheetah elsewhere).
     Simd,
+    /// The scalar-weight convolution wherever it applies (Cheetah elsewhere).
+    Hyena,
 }
 
 impl std::str::FromStr for LinearPolicy {
@@ -77,8 +90,9 @@ impl std::str::FromStr for LinearPolicy {
             "auto" => Ok(LinearPolicy::Auto),
             "cheetah" => Ok(LinearPolicy::Cheetah),
             "simd" => Ok(LinearPolicy::Simd),
+            "hyena" => Ok(LinearPolicy::Hyena),
             other => Err(format!(
-                "unknown protocol {other:?}: expected auto, cheetah or simd"
+                "unknown protocol {other:?}: expected auto, cheetah, simd or hyena"
             )),
         }
     }
@@ -407,23 +421,21 @@ impl Plan {
     ) -> Result<StepKind, EngineError> {
         let cheetah = LinearChoice::Cheetah(cfg.cheetah);
         let simd = LinearChoice::Simd(cfg.simd);
+        let hyena = LinearChoice::Hyena(cfg.simd);
+        let applies = |c: LinearChoice| c.protocol().cost(&layer, ring).is_ok();
         let choice = match cfg.linear {
             LinearPolicy::Cheetah => cheetah,
-            LinearPolicy::Simd => {
-                if simd.protocol().cost(&layer, ring).is_ok() {
-                    simd
-                } else {
-                    cheetah
-                }
-            }
+            LinearPolicy::Simd if applies(simd) => simd,
+            LinearPolicy::Hyena if applies(hyena) => hyena,
+            LinearPolicy::Simd | LinearPolicy::Hyena => cheetah,
             LinearPolicy::Auto => {
                 let bw = cfg.cheetah.bandwidth_bytes_per_s as f64;
                 let time = |c: &LinearChoice| estimated_seconds(c, &layer, ring, bw).ok();
-                match (time(&cheetah), time(&simd)) {
-                    (Some(a), Some(b)) if b < a => simd,
-                    (None, Some(_)) => simd,
-                    _ => cheetah,
-                }
+                [cheetah, simd, hyena]
+                    .into_iter()
+                    .filter_map(|c| time(&c).map(|t| (t, c)))
+                    .min_by(|a, b| a.0.total_cmp(&b.0))
+                    .map_or(cheetah, |(_, c)| c)
             }
         };
         let cost = choice.protocol().cost(&layer, ring)?;
@@ -451,7 +463,7 @@ impl Plan {
         for s in steps.iter() {
             if let StepKind::Linear { choice, layer, .. } = &s.kind {
                 let req = choice.protocol().keys_needed(layer, ring)?;
-                if matches!(choice, LinearChoice::Simd(_)) {
+                if !matches!(choice, LinearChoice::Cheetah(_)) {
                     any = true;
                     saving += estimated_seconds(&cheetah, layer, ring, bw)?
                         - estimated_seconds(choice, layer, ring, bw)?;
@@ -482,7 +494,7 @@ impl Plan {
                 ..
             } = &mut s.kind
             {
-                if matches!(choice, LinearChoice::Simd(_)) {
+                if !matches!(choice, LinearChoice::Cheetah(_)) {
                     *choice = cheetah;
                     *cost = cheetah.protocol().cost(layer, ring)?;
                 }

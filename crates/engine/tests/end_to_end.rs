@@ -137,7 +137,7 @@ fn fused_relu6_matches_the_fixed_point_reference() {
         output: 8,
         metadata: vec![],
     };
-    for linear in [LinearPolicy::Auto, LinearPolicy::Simd] {
+    for linear in [LinearPolicy::Auto, LinearPolicy::Simd, LinearPolicy::Hyena] {
         check_mini_mobilenet(&model, linear);
     }
 }
@@ -155,6 +155,15 @@ fn check_mini_mobilenet(model: &nn::Model, linear: LinearPolicy) {
             StepKind::Linear { choice, .. } => choice.name() == "simd",
             _ => true,
         }));
+    }
+    if linear == LinearPolicy::Hyena {
+        // Every conv by hyena; the FC (not a convolution) by Cheetah.
+        for s in &server.plan.steps {
+            if let StepKind::Linear { choice, layer, .. } = &s.kind {
+                let fc = matches!(layer.shape, linear::LayerShape::Fc(_));
+                assert_eq!(choice.name(), if fc { "cheetah" } else { "hyena" });
+            }
+        }
     }
     let fused = server
         .plan

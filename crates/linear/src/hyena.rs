@@ -21,6 +21,60 @@ use rlwe::{BatchEncoder, Ciphertext, Evaluator, GaloisKeys, PlaintextNtt};
 use crate::simd::ConvLayout;
 use crate::LinearError;
 
+/// Operation counts of [`PaddedConv::apply`] on a layout, from the shape alone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PaddedCounts {
+    /// ct × pt products with the fixed indicators: Σ over (output ciphertext, giant step) of
+    /// the blocks that receive a weight.
+    pub products: usize,
+    /// Scalar multiply-accumulates (each over 2·L·N words).
+    pub macs: usize,
+    /// The most (block, term) pairs summed into one output ciphertext: its noise is at most
+    /// this many times 2^weight_bits·‖ν‖ times an indicator's norm.
+    pub max_terms_per_output: usize,
+}
+
+/// [`PaddedCounts`] of `layout`.
+pub fn counts(layout: &ConvLayout) -> PaddedCounts {
+    let l = layout;
+    let (in_cts, out_cts) = l.ciphertexts();
+    let (c_n, baby) = (l.channels(), l.baby_steps());
+    let taps = l.spec().kh * l.spec().kw;
+    let k_all = l.rows() * c_n;
+    let (mut products, mut macs, mut max_terms) = (0, 0, 0);
+    for v in 0..out_cts {
+        let mut terms_v = 0;
+        for g in 0..c_n / baby {
+            let mut used = vec![false; k_all];
+            for b in 0..baby {
+                let r = g * baby + b;
+                for u in 0..in_cts {
+                    for s in 0..l.swaps() {
+                        if !l.present(v, u, s, r) {
+                            continue;
+                        }
+                        for (kappa, seen) in used.iter_mut().enumerate() {
+                            let (rho, p) = (kappa / c_n, kappa % c_n);
+                            if l.weight_index(v, u, s, r, 0, rho, (p + b) % c_n).is_some() {
+                                *seen = true;
+                                macs += taps;
+                                terms_v += taps;
+                            }
+                        }
+                    }
+                }
+            }
+            products += used.iter().filter(|&&x| x).count();
+        }
+        max_terms = max_terms.max(terms_v);
+    }
+    PaddedCounts {
+        products,
+        macs,
+        max_terms_per_output: max_terms,
+    }
+}
+
 /// A [`ConvLayout`] with its weights as small signed integers (|w| < 2^31).
 pub struct PaddedConv {
     layout: ConvLayout,
@@ -80,24 +134,9 @@ impl PaddedConv {
             .collect()
     }
 
-    /// Scalar MACs one application costs (each of 2·L·N word multiply-adds).
-    pub fn macs(&self) -> usize {
-        let l = &self.layout;
-        let (in_cts, out_cts) = l.ciphertexts();
-        let taps = l.spec().kh * l.spec().kw;
-        let mut n = 0;
-        for v in 0..out_cts {
-            for r in 0..l.channels() {
-                for u in 0..in_cts {
-                    for s in 0..l.swaps() {
-                        if l.present(v, u, s, r) {
-                            n += taps * self.patterns();
-                        }
-                    }
-                }
-            }
-        }
-        n
+    /// Operation counts ([`counts`]).
+    pub fn counts(&self) -> PaddedCounts {
+        counts(&self.layout)
     }
 
     /// The output ciphertexts from the packed input ciphertexts (the layout's packing).

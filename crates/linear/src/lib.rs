@@ -36,4 +36,4 @@ pub use layer::{
     MatMulSpec, Ring, ScaleSpec,
 };
 pub use protocol::LinearProtocol;
-pub use simd::{Simd, SimdConfig, SimdParamsId};
+pub use simd::{ConvKernel, Simd, SimdConfig, SimdParamsId};

@@ -20,7 +20,9 @@ fn check(p: &Arc<Params>, spec: Conv2dSpec, seed: u64, rows: Option<usize>, baby
     let ev = Evaluator::new(p);
     let taps = spec.kh * spec.kw;
     let cg = spec.c_per_group();
-    let w: Vec<i64> = (0..spec.m * cg * taps).map(|_| r.gen_range(-200..=200)).collect();
+    let w: Vec<i64> = (0..spec.m * cg * taps)
+        .map(|_| r.gen_range(-200..=200))
+        .collect();
     let x: Vec<u64> = (0..spec.c * spec.h * spec.w)
         .map(|_| r.gen_range(0..t))
         .collect();
@@ -78,8 +80,13 @@ fn check(p: &Arc<Params>, spec: Conv2dSpec, seed: u64, rows: Option<usize>, baby
             }
         }
     }
-    // K products per (output ciphertext, giant step) at most; a scalar MAC per weight and block.
-    assert!(conv.macs() <= layout.plaintexts() * conv.patterns());
+    // At most K products per (output ciphertext, giant step); a scalar MAC per (plaintext of
+    // the conventional kernel, block that receives a weight).
+    let c = conv.counts();
+    let (_, outs) = layout.ciphertexts();
+    assert!(c.products <= outs * (layout.channels() / layout.baby_steps()) * conv.patterns());
+    assert!(c.macs <= layout.plaintexts() * conv.patterns());
+    assert!(c.max_terms_per_output * outs >= c.macs);
 }
 
 #[test]
@@ -108,7 +115,13 @@ fn matches_a_direct_convolution() {
 fn on_the_secure_simd_preset() {
     // ResNet-20's 16 → 16 conv at 32×32 on N = 8192 with t of 38 bits.
     let p = Params::new(presets::bfv_simd_q158_p60(13, 38).unwrap()).unwrap();
-    check(&p, Conv2dSpec::square(16, 32, 16, 3, 1, 1, 1), 9, None, None);
+    check(
+        &p,
+        Conv2dSpec::square(16, 32, 16, 3, 1, 1, 1),
+        9,
+        None,
+        None,
+    );
 }
 
 proptest! {

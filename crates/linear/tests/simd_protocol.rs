@@ -4,7 +4,7 @@
 mod common;
 
 use common::{check_layer_field, conv};
-use linear::{shapes, LayerSpec, Ring, Simd};
+use linear::{shapes, LayerSpec, LinearProtocol, Ring, Simd};
 
 #[test]
 fn small_conv_fc_and_scale() {
@@ -29,6 +29,33 @@ fn small_conv_fc_and_scale() {
             out.predicted.bytes_c2s, out.predicted.bytes_s2c, out.predicted.rotations
         );
     }
+}
+
+/// The scalar-weight kernel (`hyena`) on the same messages: exact, predicted = measured bytes.
+#[test]
+fn hyena_small_shapes() {
+    let ring = Ring::new(37).unwrap();
+    let p = Simd::new(linear::SimdConfig::hyena());
+    for (i, layer) in [
+        LayerSpec::conv(conv(3, 8, 4, 3, 1, 1, 1), 6),
+        LayerSpec::conv(conv(5, 7, 6, 3, 2, 1, 1), 6),
+        LayerSpec::conv(conv(8, 6, 8, 3, 1, 1, 8), 6),
+        LayerSpec::scale(4, 5, 5, 6),
+        LayerSpec::matmul(9, 12, 5, 6),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let out = check_layer_field(&p, layer, ring, 20 + i as u64);
+        eprintln!(
+            "hyena {layer:?}: exact, {} + {} bytes",
+            out.predicted.bytes_c2s, out.predicted.bytes_s2c
+        );
+    }
+    assert!(
+        p.cost(&LayerSpec::fc(10, 4, 6), ring).is_err(),
+        "no FC kernel"
+    );
 }
 
 #[test]

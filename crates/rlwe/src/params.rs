@@ -475,18 +475,6 @@ pub mod presets {
         ParamsLiteral::from_bit_sizes(log_n, &[60, 33, 33, 32], &[60], t)
     }
 
-    /// As [`bfv_simd_q158_p60`] with 10 more bits of Q for kernels whose noise grows with the
-    /// weights' magnitude (scalar-weight convolutions): `N = 2^log_n` (13 or 14), `Q` = primes of
-    /// 50, 40, 40 and 38 bits (168), one 50-bit special prime (`log QP = 218`); every digit at
-    /// most P; `q_0` = 50 bits still returns a response at one prime for `t` up to 2^45.
-    pub fn bfv_simd_q168_p50(log_n: u32, t_bits: u32) -> Result<ParamsLiteral, RlweError> {
-        if !(13..=14).contains(&log_n) || !(17..=45).contains(&t_bits) {
-            return Err(RlweError::InvalidPlaintextModulus { t: 0 });
-        }
-        let t = generate_primes(t_bits, 1 << log_n, 1, &[])?[0];
-        ParamsLiteral::from_bit_sizes(log_n, &[50, 40, 40, 38], &[50], t)
-    }
-
     /// `N = 16384` with a long chain for the noisiest SIMD kernels: `Q` = one 60-bit and five
     /// 54-bit primes (330), one 60-bit special prime (`log QP = 390 ≤ 438`, the 128-bit bound at
     /// this `N`), `t` as for [`bfv_simd_q158_p60`] (`17 ≤ t_bits ≤ 45`).

@@ -40,11 +40,41 @@ use crate::{Cost, LinearError};
 pub struct SimdConfig {
     /// Statistical security of noise flooding per layer response, in bits (≥ 40).
     pub flood_bits: u32,
+    /// How convolutions multiply by their weights.
+    #[serde(default)]
+    pub kernel: ConvKernel,
+}
+
+/// The convolution kernel of the SIMD protocol family.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum ConvKernel {
+    /// Gazelle / SCI-HE: one encoded weight plaintext per product (`simd`).
+    #[default]
+    Conventional,
+    /// Scalar weights over fixed block indicators with lazy reduction (`hyena`,
+    /// [`crate::hyena`]); convolutions, scales and token × weight products only.
+    Padded,
 }
 
 impl Default for SimdConfig {
     fn default() -> Self {
-        SimdConfig { flood_bits: 40 }
+        SimdConfig {
+            flood_bits: 40,
+            kernel: ConvKernel::Conventional,
+        }
+    }
+}
+
+impl SimdConfig {
+    /// The scalar-weight kernel (`hyena`).
+    pub fn hyena() -> SimdConfig {
+        SimdConfig {
+            kernel: ConvKernel::Padded,
+            ..SimdConfig::default()
+        }
     }
 }
 
@@ -57,18 +87,25 @@ impl Default for SimdConfig {
 pub enum SimdParamsId {
     N8192,
     N16384,
+    /// `bfv_simd_n16384_q330_p60`.
+    N16384Q330,
 }
 
 /// Largest share ring ℓ the SIMD presets carry (t of ℓ + 1 ≤ 45 bits).
 pub const MAX_SIMD_RING_BITS: u32 = 44;
 
 impl SimdParamsId {
-    pub const ALL: [SimdParamsId; 2] = [SimdParamsId::N8192, SimdParamsId::N16384];
+    /// In the order a layer tries them (cheapest first).
+    pub const ALL: [SimdParamsId; 3] = [
+        SimdParamsId::N8192,
+        SimdParamsId::N16384,
+        SimdParamsId::N16384Q330,
+    ];
 
     pub fn log_n(self) -> u32 {
         match self {
             SimdParamsId::N8192 => 13,
-            SimdParamsId::N16384 => 14,
+            SimdParamsId::N16384 | SimdParamsId::N16384Q330 => 14,
         }
     }
 
@@ -80,6 +117,7 @@ impl SimdParamsId {
         match self {
             SimdParamsId::N8192 => "SIMD-N8192Q158P60",
             SimdParamsId::N16384 => "SIMD-N16384Q158P60",
+            SimdParamsId::N16384Q330 => "SIMD-N16384Q330P60",
         }
     }
 
@@ -88,6 +126,7 @@ impl SimdParamsId {
         match self {
             SimdParamsId::N8192 => 0x41,
             SimdParamsId::N16384 => 0x42,
+            SimdParamsId::N16384Q330 => 0x44,
         }
     }
 
@@ -108,7 +147,12 @@ impl SimdParamsId {
         if let Some(p) = map.get(&(self, ell)) {
             return Ok(p.clone());
         }
-        let lit = rlwe::presets::bfv_simd_q158_p60(self.log_n(), ell + 1)?;
+        let lit = match self {
+            SimdParamsId::N8192 | SimdParamsId::N16384 => {
+                rlwe::presets::bfv_simd_q158_p60(self.log_n(), ell + 1)
+            }
+            SimdParamsId::N16384Q330 => rlwe::presets::bfv_simd_n16384_q330_p60(ell + 1),
+        }?;
         let p = rlwe::Params::new(lit)?;
         map.insert((self, ell), p.clone());
         Ok(p)
@@ -157,10 +201,12 @@ pub struct SimdNoise {
 }
 
 /// Computes [`SimdNoise`] for a layer: `products` ct × pt products summed into one output
-/// ciphertext at most, `rotations` key switches on its path at most, `out_cts` responses.
+/// ciphertext at most (for the scalar-weight kernel: Σ over the indicators of the scalar terms
+/// times 2^weight_bits, since E_κ ⊙ Σ_j w_j·X_j has the norm of Σ_j |w_j| products),
+/// `rotations` key switches on its path at most, `out_cts` responses.
 fn simd_noise(
     p: &rlwe::Params,
-    products: usize,
+    products: f64,
     rotations: usize,
     out_cts: usize,
     flood_bits: u32,
@@ -179,8 +225,8 @@ fn simd_noise(
     // per product; the products of one output may read the same input (rotated), so their
     // parameters add (no √ over products). Bounded part: ‖p‖₁ ≤ N·t/2 per product. Giant-step
     // and output rotations each add one key switch.
-    let b_rand = TAIL_Z * sigma_in * products as f64 * n.sqrt() * t / 2.0;
-    let b_round = products as f64 * n * t / 2.0;
+    let b_rand = TAIL_Z * sigma_in * products * n.sqrt() * t / 2.0;
+    let b_round = products * n * t / 2.0;
     let b_prod = b_rand + b_round + rotations as f64 * TAIL_Z * sigma_ks;
     // Re-randomization: e_pk·u + e₁ + e₂·s, u and s ternary.
     let b_pk = TAIL_Z * ERROR_SIGMA * (2.0 * n.sqrt() + 1.0);
@@ -234,6 +280,14 @@ fn simd_noise(
 /// measured SIMD times gave 3.4 ms per rotation and 0.58 ms per product at N = 8192 on a 2-core
 /// EPYC without AVX-512, within 0.74–1.08× per layer; BENCHMARKS.md § SIMD linear layers).
 pub const SIMD_KEY_SWITCH_NTTS: f64 = 5.7;
+
+/// A product with a fixed, pre-encoded plaintext (the scalar-weight kernel's indicators), in
+/// effective NTTs per prime of Q; see [`SIMD_KEY_SWITCH_NTTS`].
+pub const SIMD_FIXED_PRODUCT_NTTS: f64 = 0.25;
+
+/// One scalar multiply-accumulate over a ciphertext (2·N words per prime into 128-bit sums), in
+/// effective NTTs per prime of Q; see [`SIMD_KEY_SWITCH_NTTS`].
+pub const SIMD_MAC_NTTS: f64 = 0.17;
 
 /// One ct × pt product with its plaintext encoded on the fly (an inverse NTT mod t, the lift
 /// and forward NTTs over Q, the product) in effective NTTs per prime of Q; see
@@ -325,6 +379,26 @@ impl Simd {
             let n_total = p.n();
             let (in_cts, out_cts, rotations, products, per_output, path_rot, elements) =
                 match &geometry {
+                    Geometry::Conv(l) if self.cfg.kernel == ConvKernel::Padded => {
+                        if layer.weight_bits > 31 {
+                            return Err(LinearError::BadShape {
+                                reason: "hyena: weights need |w| < 2^31",
+                            });
+                        }
+                        let (i, o) = l.ciphertexts();
+                        let c = crate::hyena::counts(l);
+                        let factor =
+                            c.max_terms_per_output as f64 * 2f64.powi(layer.weight_bits as i32);
+                        (
+                            i,
+                            o,
+                            l.rotations(),
+                            c.products,
+                            factor,
+                            l.channels() / l.baby_steps(),
+                            l.galois_elements(n_total),
+                        )
+                    }
                     Geometry::Conv(l) => {
                         let (i, o) = l.ciphertexts();
                         let giant = l.channels() / l.baby_steps();
@@ -333,10 +407,15 @@ impl Simd {
                             o,
                             l.rotations(),
                             l.plaintexts(),
-                            l.max_products_per_output(),
+                            l.max_products_per_output() as f64,
                             giant,
                             l.galois_elements(n_total),
                         )
+                    }
+                    Geometry::Fc { .. } if self.cfg.kernel == ConvKernel::Padded => {
+                        return Err(LinearError::BadShape {
+                            reason: "hyena: convolutions and token x weight products only",
+                        });
                     }
                     Geometry::Fc { n_out, n_i, .. } => {
                         let steps = MatVec::steps_for(*n_out, *n_i);
@@ -347,10 +426,16 @@ impl Simd {
                             .iter()
                             .map(|&d| rlwe::eval::galois_element_for_rotation(n_total, d))
                             .collect();
-                        (1, 1, steps.len(), diags, diags, path, elements)
+                        (1, 1, steps.len(), diags, diags as f64, path, elements)
                     }
                 };
-            let noise = simd_noise(&p, per_output, path_rot, out_cts, self.cfg.flood_bits)?;
+            let noise = match simd_noise(&p, per_output, path_rot, out_cts, self.cfg.flood_bits) {
+                Ok(n) => n,
+                Err(e) => {
+                    last = Some(e);
+                    continue;
+                }
+            };
             return Ok(LayerPlan {
                 params,
                 geometry,
@@ -370,6 +455,15 @@ impl Simd {
     /// The flooding width and response widths the layer uses (for the security tests).
     pub fn noise(&self, layer: &LayerSpec, ring: Ring) -> Result<SimdNoise, LinearError> {
         Ok(self.plan(layer, ring)?.noise)
+    }
+
+    /// Scalar multiply-accumulates of the layer (each over 2·L·N words; 0 for the conventional
+    /// kernel).
+    pub fn macs(&self, layer: &LayerSpec, ring: Ring) -> Result<usize, LinearError> {
+        Ok(match (self.plan(layer, ring)?.geometry, self.cfg.kernel) {
+            (Geometry::Conv(l), ConvKernel::Padded) => crate::hyena::counts(&l).macs,
+            _ => 0,
+        })
     }
 
     /// The baby-step count of the layer's kernel.
@@ -466,7 +560,10 @@ impl Simd {
 
 impl LinearProtocol for Simd {
     fn name(&self) -> &'static str {
-        "simd"
+        match self.cfg.kernel {
+            ConvKernel::Conventional => "simd",
+            ConvKernel::Padded => "hyena",
+        }
     }
 
     fn share_modulus(&self, layer: &LayerSpec, ring: Ring) -> Result<Option<u64>, LinearError> {
@@ -512,17 +609,31 @@ impl LinearProtocol for Simd {
         let n = plan.params.n() as f64;
         let levels = plan.params.rlwe_params(ring.bits())?.max_level() as f64;
         let t_ntt = crate::cheetah::NTT_4096_SECONDS * (n / 4096.0) * (n.log2() / 12.0);
+        // The scalar-weight kernel's products use fixed, pre-encoded plaintexts; its work is
+        // in the multiply-accumulates.
+        let (product, macs) = match self.cfg.kernel {
+            ConvKernel::Conventional => (SIMD_PRODUCT_NTTS, 0),
+            ConvKernel::Padded => (SIMD_FIXED_PRODUCT_NTTS, self.macs(layer, ring)?),
+        };
         Ok(c.bytes() as f64 / bandwidth
             + c.ntts as f64 * t_ntt
-            + c.ct_pt_mults as f64 * SIMD_PRODUCT_NTTS * levels * t_ntt
+            + c.ct_pt_mults as f64 * product * levels * t_ntt
+            + macs as f64 * SIMD_MAC_NTTS * levels * t_ntt
             + c.rotations as f64 * SIMD_KEY_SWITCH_NTTS * levels * t_ntt)
     }
 
     fn weight_bytes(&self, layer: &LayerSpec, ring: Ring) -> Result<u64, LinearError> {
         let plan = self.plan(layer, ring)?;
         let p = plan.params.rlwe_params(ring.bits())?;
-        // Each plaintext in NTT form at the top level: N words per prime.
-        Ok((plan.products * p.n() * p.max_level() * 8) as u64)
+        // Each plaintext in NTT form at the top level: N words per prime. The scalar-weight
+        // kernel holds only its K indicators and the weights as 8-byte scalars.
+        let pt = (p.n() * p.max_level() * 8) as u64;
+        Ok(match (&plan.geometry, self.cfg.kernel) {
+            (Geometry::Conv(l), ConvKernel::Padded) => {
+                (l.rows() * l.channels()) as u64 * pt + 8 * layer.weight_len() as u64
+            }
+            _ => plan.products as u64 * pt,
+        })
     }
 
     fn keys_needed(&self, layer: &LayerSpec, ring: Ring) -> Result<Vec<KeyRequest>, LinearError> {
@@ -657,6 +768,10 @@ impl LinearProtocol for Simd {
             cts.push(ct);
         }
         let outs = match &plan.geometry {
+            Geometry::Conv(l) if self.cfg.kernel == ConvKernel::Padded => {
+                let signed: Vec<i64> = weights.weights.iter().map(|&w| ring.signed(w)).collect();
+                crate::hyena::PaddedConv::new(l.clone(), &signed)?.apply(&enc, &ev, &cts, gk)?
+            }
             Geometry::Conv(l) => {
                 Conv::prepare(&enc, l.clone(), &wt, levels)?.apply(&ev, &cts, gk)?
             }
