@@ -806,16 +806,32 @@ impl Plan {
         let ot = 16 * (held(ps, ts) + held(pr, tr)) + SESSION_OT_SLACK;
         let step = SESSION_STEP_FACTOR * 16 * step_cots
             + 2 * costs.iter().map(|c| c.bits / 8).max().unwrap_or(0);
+        let Ok(ring) = linear::Ring::new(self.ell) else {
+            return u64::MAX;
+        };
+        // A protocol that holds more than its wire bytes suggest (the SIMD family's rotated input
+        // copies and accumulators) says so in `working_set_bytes`.
         let he = self
             .steps
             .iter()
             .filter_map(|s| match &s.kind {
-                StepKind::Linear { cost, .. } => Some(cost.bytes()),
+                StepKind::Linear {
+                    cost,
+                    choice,
+                    layer,
+                    ..
+                } => Some(
+                    (cost.bytes() * SESSION_HE_FACTOR).max(
+                        choice
+                            .protocol()
+                            .working_set_bytes(layer, ring)
+                            .unwrap_or(u64::MAX),
+                    ),
+                ),
                 _ => None,
             })
             .max()
-            .unwrap_or(0)
-            * SESSION_HE_FACTOR;
+            .unwrap_or(0);
         let shares: u64 = self
             .steps
             .iter()

@@ -46,6 +46,13 @@ pub trait LinearProtocol: Send + Sync {
     /// layer while it serves it, or keeps if it caches them between sessions.
     fn weight_bytes(&self, layer: &LayerSpec, ring: Ring) -> Result<u64, LinearError>;
 
+    /// A bound on the memory one execution holds at its peak beyond what its wire bytes
+    /// suggest (ciphertexts computed on, accumulators), for a server's memory budget; 0 when the
+    /// wire bytes are the measure (the engine takes a multiple of them anyway).
+    fn working_set_bytes(&self, _layer: &LayerSpec, _ring: Ring) -> Result<u64, LinearError> {
+        Ok(0)
+    }
+
     /// Key material the layer needs (exchanged once per session).
     fn keys_needed(&self, layer: &LayerSpec, ring: Ring) -> Result<Vec<KeyRequest>, LinearError>;
 

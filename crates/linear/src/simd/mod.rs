@@ -622,6 +622,36 @@ impl LinearProtocol for Simd {
             + c.rotations as f64 * SIMD_KEY_SWITCH_NTTS * levels * t_ntt)
     }
 
+    /// The server's peak: the input ciphertexts and their hoisted rotated copies (one per Galois
+    /// element of the input side, and the decomposition they share), the output ciphertexts,
+    /// and for the scalar-weight kernel its K lazy accumulators (32 bytes a word) and K
+    /// indicators; each ciphertext 2·L·N words.
+    fn working_set_bytes(&self, layer: &LayerSpec, ring: Ring) -> Result<u64, LinearError> {
+        let plan = self.plan(layer, ring)?;
+        let p = plan.params.rlwe_params(ring.bits())?;
+        let (n, l) = (p.n() as u64, p.max_level() as u64);
+        let ct = 2 * l * n * 8;
+        let digits = (p.max_level() + p.num_special()) as u64;
+        let (copies, extra) = match (&plan.geometry, self.cfg.kernel) {
+            (Geometry::Conv(c), kernel) => {
+                let taps = (c.spec().kh * c.spec().kw * c.baby_steps() * c.copies()) as u64;
+                let k = (c.rows() * c.channels()) as u64;
+                let extra = if kernel == ConvKernel::Padded {
+                    k * (2 * l * n * 32 + l * n * 8)
+                } else {
+                    l * n * 8
+                };
+                (plan.in_cts as u64 * taps, extra)
+            }
+            (Geometry::Fc { n_out, n_i, .. }, _) => {
+                let d = MatVec::diagonals_for(*n_out, *n_i);
+                (baby_steps(d).min(d) as u64, l * n * 8)
+            }
+        };
+        let decomposition = digits * (l + p.num_special() as u64) * n * 8;
+        Ok((plan.in_cts as u64 + copies + plan.out_cts as u64 + 2) * ct + decomposition + extra)
+    }
+
     fn weight_bytes(&self, layer: &LayerSpec, ring: Ring) -> Result<u64, LinearError> {
         let plan = self.plan(layer, ring)?;
         let p = plan.params.rlwe_params(ring.bits())?;
