@@ -5,7 +5,8 @@
 //! rotation steps), for the layers of `linear::shapes::simd_fuzz_layers` at ℓ = 37.
 //!
 //! Input: `[selector][layer][payload…]`: selector % 3 = 1 server, 2 client, 0 keys (payload:
-//! the first message's length as u32 little-endian, then both messages).
+//! the first message's length as u32 little-endian, then both messages); selector bit 3 runs
+//! the server and client with the scalar-weight kernel (`hyena`) where it applies.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use linear::{
@@ -16,7 +17,8 @@ use rand_chacha::ChaCha20Rng;
 use transport::{Channel, MemoryChannel};
 
 struct Fixture {
-    proto: Simd,
+    /// The conventional kernel (`simd`) and the scalar-weight one (`hyena`), same messages.
+    protos: [Simd; 2],
     layers: Vec<LayerSpec>,
     ring: Ring,
     req: Vec<KeyRequest>,
@@ -26,14 +28,15 @@ struct Fixture {
 
 fn fixture() -> Fixture {
     let ring = Ring::new(37).unwrap();
-    let proto = Simd::default();
+    let protos = [Simd::default(), Simd::new(linear::SimdConfig::hyena())];
     let layers: Vec<LayerSpec> = linear::shapes::simd_fuzz_layers()
         .into_iter()
         .map(|(_, l)| l)
         .collect();
-    let mut req: Vec<KeyRequest> = layers
+    let mut req: Vec<KeyRequest> = protos
         .iter()
-        .flat_map(|l| proto.keys_needed(l, ring).unwrap())
+        .flat_map(|p| layers.iter().filter_map(|l| p.keys_needed(l, ring).ok()))
+        .flatten()
         .collect();
     req.sort();
     req.dedup();
@@ -41,13 +44,17 @@ fn fixture() -> Fixture {
     let ck = ClientKeys::setup(&req, &mut a, &mut ChaCha20Rng::seed_from_u64(1)).unwrap();
     let sk = ServerKeys::setup(&req, &mut b).unwrap();
     Fixture {
-        proto,
+        protos,
         layers,
         ring,
         req,
         ck,
         sk,
     }
+}
+
+fn proto_applies(p: &Simd, l: &LayerSpec, ring: Ring) -> bool {
+    p.cost(l, ring).is_ok()
 }
 
 thread_local! {
@@ -61,6 +68,8 @@ fuzz_target!(|data: &[u8]| {
     let (sel, body) = (data[0], &data[2..]);
     FX.with(|f| {
         let layer = f.layers[data[1] as usize % f.layers.len()];
+        // Bit 3 of the selector: the scalar-weight kernel (where it applies: not the FC).
+        let proto = &f.protos[usize::from(sel & 8 != 0 && proto_applies(&f.protos[1], &layer, f.ring))];
         match sel % 3 {
             1 => {
                 let (mut c, mut s) = MemoryChannel::pair();
@@ -70,7 +79,7 @@ fuzz_target!(|data: &[u8]| {
                     weights: vec![1; layer.weight_len()],
                     bias: vec![0; layer.bias_len()],
                 };
-                let _ = f.proto.server(
+                let _ = proto.server(
                     &layer,
                     f.ring,
                     &f.sk,
@@ -83,7 +92,7 @@ fuzz_target!(|data: &[u8]| {
             2 => {
                 let (mut c, mut s) = MemoryChannel::pair();
                 s.send(body).unwrap();
-                let _ = f.proto.client(
+                let _ = proto.client(
                     &layer,
                     f.ring,
                     &f.ck,
