@@ -69,7 +69,8 @@ fuzz_target!(|data: &[u8]| {
     FX.with(|f| {
         let layer = f.layers[data[1] as usize % f.layers.len()];
         // Bit 3 of the selector: the scalar-weight kernel (where it applies: not the FC).
-        let proto = &f.protos[usize::from(sel & 8 != 0 && proto_applies(&f.protos[1], &layer, f.ring))];
+        let proto =
+            &f.protos[usize::from(sel & 8 != 0 && proto_applies(&f.protos[1], &layer, f.ring))];
         match sel % 3 {
             1 => {
                 let (mut c, mut s) = MemoryChannel::pair();
