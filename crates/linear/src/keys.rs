@@ -120,6 +120,11 @@ fn simd_sets(requests: &[KeyRequest]) -> BTreeMap<(SimdParamsId, u32), Vec<usize
     out
 }
 
+/// Galois keys per setup message of a SIMD set (the set travels in ⌈keys/16⌉ messages, each
+/// ≤ 16 keys: ≤ 18 MB at N = 8192 and ≤ 80 MB on the N = 16384 sets, below the transport's
+/// default message bound of 256 MiB, where one message for a ResNet-18's 300+ keys would not be).
+pub const SIMD_KEYS_PER_MESSAGE: usize = 16;
+
 /// Bytes of `rlwe`'s serialized Galois keys (`rlwe::serialize::galois_keys_to_bytes`, format
 /// version 1): 12-byte header, 4-byte count, per key a 4-byte element, a digit-count byte, dnum
 /// polynomials b_j over QP and the 32-byte seed of the a_j. The setup tests compare this with the
@@ -160,11 +165,11 @@ pub fn setup_cost(requests: &[KeyRequest]) -> Result<Cost, LinearError> {
         bytes += 1 + rlwe::serialize::public_key_raw_len(&params);
         simd_messages += 1;
         simd_ntts += 2 * params.max_level() as u64;
-        if !els.is_empty() {
-            bytes += galois_bytes(&params, els.len() as u32);
+        for chunk in els.chunks(SIMD_KEYS_PER_MESSAGE) {
+            bytes += galois_bytes(&params, chunk.len() as u32);
             simd_messages += 1;
-            simd_rotations += els.len() as u64;
         }
+        simd_rotations += els.len() as u64;
     }
     let messages = (ids.len() + galois.len()) as u64 + simd_messages;
     Ok(Cost {
@@ -218,8 +223,8 @@ impl ClientKeys {
             msg.push(p.tag());
             rlwe::serialize::public_key_to_raw(&pk, &mut msg);
             ch.send(&msg)?;
-            if !els.is_empty() {
-                let gk = rlwe::GaloisKeys::generate(&sk, &els, rng)?;
+            for chunk in els.chunks(SIMD_KEYS_PER_MESSAGE) {
+                let gk = rlwe::GaloisKeys::generate(&sk, chunk, rng)?;
                 ch.send(&rlwe::serialize::galois_keys_to_bytes(&gk))?;
             }
             simd.insert((p, ell), sk);
@@ -309,22 +314,26 @@ impl ServerKeys {
             }
             let pk = rlwe::serialize::public_key_from_raw(&params, &msg[1..])
                 .map_err(|_| LinearError::MessageRange { what: "public key" })?;
-            let gk = if els.is_empty() {
-                rlwe::GaloisKeys::empty(&params)
-            } else {
+            let mut gk = rlwe::GaloisKeys::empty(&params);
+            for chunk in els.chunks(SIMD_KEYS_PER_MESSAGE) {
                 let msg = ch.recv()?;
-                let gk = rlwe::serialize::galois_keys_from_bytes(&params, &msg).map_err(|_| {
-                    LinearError::MessageRange {
-                        what: "Galois keys",
-                    }
-                })?;
-                if gk.elements().count() != els.len() || els.iter().any(|&k| gk.get(k).is_none()) {
+                let part =
+                    rlwe::serialize::galois_keys_from_bytes(&params, &msg).map_err(|_| {
+                        LinearError::MessageRange {
+                            what: "Galois keys",
+                        }
+                    })?;
+                if part.elements().count() != chunk.len()
+                    || chunk.iter().any(|&k| part.get(k).is_none())
+                {
                     return Err(LinearError::MessageRange {
                         what: "Galois keys",
                     });
                 }
-                gk
-            };
+                gk.merge(part).map_err(|_| LinearError::MessageRange {
+                    what: "Galois keys",
+                })?;
+            }
             simd.insert((p, ell), (pk, gk));
         }
         Ok(ServerKeys { sets, galois, simd })

@@ -832,6 +832,18 @@ impl GaloisKeys {
     pub fn get(&self, k: usize) -> Option<&KeySwitchingKey> {
         self.keys.get(&k)
     }
+
+    /// Moves the keys of `other` (same parameters) into `self`, for key sets that travel in
+    /// several messages. Refuses an element already present.
+    pub fn merge(&mut self, other: GaloisKeys) -> Result<(), RlweError> {
+        same(&self.params, &other.params)?;
+        for (k, key) in other.keys {
+            if self.keys.insert(k, key).is_some() {
+                return Err(RlweError::DuplicateGaloisKey { element: k });
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Relinearization key: switches `s²` to `s`.

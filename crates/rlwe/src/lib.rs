@@ -138,6 +138,8 @@ pub enum RlweError {
     InvalidResponseWidths { k: u32, b: u32, ell: u32 },
     #[error("compact response decryption needs the key's first two primes above 2N·2^k (k = {k})")]
     ResponseTooWideForKey { k: u32 },
+    #[error("Galois key for element {element} given twice")]
+    DuplicateGaloisKey { element: usize },
     #[error("statistical security {bits} < 40 bits")]
     StatisticalSecurityTooLow { bits: u32 },
     #[error(
