@@ -186,6 +186,64 @@ pub fn setup_cost(requests: &[KeyRequest]) -> Result<Cost, LinearError> {
     })
 }
 
+/// Generates a secret key on `params` and sends its public key: `[tag][public_key_to_raw]`.
+fn send_new_key(
+    params: &std::sync::Arc<rlwe::Params>,
+    tag: u8,
+    ch: &mut dyn Channel,
+    rng: &mut dyn CryptoRngCore,
+) -> Result<rlwe::SecretKey, LinearError> {
+    let sk = rlwe::SecretKey::generate(params, rng);
+    let pk = rlwe::PublicKey::generate(&sk, rng)?;
+    let mut msg = Vec::with_capacity(1 + rlwe::serialize::public_key_raw_len(params));
+    msg.push(tag);
+    rlwe::serialize::public_key_to_raw(&pk, &mut msg);
+    ch.send(&msg)?;
+    Ok(sk)
+}
+
+/// Receives what [`send_new_key`] sent, checking length, tag and every residue.
+fn recv_public_key(
+    params: &std::sync::Arc<rlwe::Params>,
+    tag: u8,
+    ch: &mut dyn Channel,
+) -> Result<rlwe::PublicKey, LinearError> {
+    let msg = ch.recv()?;
+    let expected = 1 + rlwe::serialize::public_key_raw_len(params);
+    if msg.len() != expected {
+        return Err(LinearError::MessageLength {
+            what: "public key",
+            expected,
+            got: msg.len(),
+        });
+    }
+    if msg[0] != tag {
+        return Err(LinearError::ParamsMismatch {
+            expected: tag as u32,
+            got: msg[0] as u32,
+        });
+    }
+    rlwe::serialize::public_key_from_raw(params, &msg[1..])
+        .map_err(|_| LinearError::MessageRange { what: "public key" })
+}
+
+/// Receives one message of Galois keys holding exactly the elements `want`.
+fn recv_galois_keys(
+    params: &std::sync::Arc<rlwe::Params>,
+    want: &[usize],
+    ch: &mut dyn Channel,
+) -> Result<rlwe::GaloisKeys, LinearError> {
+    let bad = || LinearError::MessageRange {
+        what: "Galois keys",
+    };
+    let msg = ch.recv()?;
+    let gk = rlwe::serialize::galois_keys_from_bytes(params, &msg).map_err(|_| bad())?;
+    if gk.elements().count() != want.len() || want.iter().any(|&k| gk.get(k).is_none()) {
+        return Err(bad());
+    }
+    Ok(gk)
+}
+
 impl ClientKeys {
     /// Generates a secret key per requested parameter set, sends the public keys, then the Galois
     /// keys (all client → server, one flight).
@@ -197,13 +255,7 @@ impl ClientKeys {
         let (ids, galois) = normalized(requests);
         let mut sets = BTreeMap::new();
         for (p, ell) in ids {
-            let params = p.rlwe_params(ell)?;
-            let sk = rlwe::SecretKey::generate(&params, rng);
-            let pk = rlwe::PublicKey::generate(&sk, rng)?;
-            let mut msg = Vec::with_capacity(1 + rlwe::serialize::public_key_raw_len(&params));
-            msg.push(p.tag());
-            rlwe::serialize::public_key_to_raw(&pk, &mut msg);
-            ch.send(&msg)?;
+            let sk = send_new_key(&p.rlwe_params(ell)?, p.tag(), ch, rng)?;
             sets.insert((p, ell), sk);
         }
         for (p, ell, log_g) in galois {
@@ -216,13 +268,7 @@ impl ClientKeys {
         }
         let mut simd = BTreeMap::new();
         for ((p, ell), els) in simd_sets(requests) {
-            let params = p.rlwe_params(ell)?;
-            let sk = rlwe::SecretKey::generate(&params, rng);
-            let pk = rlwe::PublicKey::generate(&sk, rng)?;
-            let mut msg = Vec::with_capacity(1 + rlwe::serialize::public_key_raw_len(&params));
-            msg.push(p.tag());
-            rlwe::serialize::public_key_to_raw(&pk, &mut msg);
-            ch.send(&msg)?;
+            let sk = send_new_key(&p.rlwe_params(ell)?, p.tag(), ch, rng)?;
             for chunk in els.chunks(SIMD_KEYS_PER_MESSAGE) {
                 let gk = rlwe::GaloisKeys::generate(&sk, chunk, rng)?;
                 ch.send(&rlwe::serialize::galois_keys_to_bytes(&gk))?;
@@ -257,82 +303,25 @@ impl ServerKeys {
         let (ids, galois_req) = normalized(requests);
         let mut sets = BTreeMap::new();
         for (p, ell) in ids {
-            let params = p.rlwe_params(ell)?;
-            let msg = ch.recv()?;
-            let expected = 1 + rlwe::serialize::public_key_raw_len(&params);
-            if msg.len() != expected {
-                return Err(LinearError::MessageLength {
-                    what: "public key",
-                    expected,
-                    got: msg.len(),
-                });
-            }
-            if msg[0] != p.tag() {
-                return Err(LinearError::ParamsMismatch {
-                    expected: p.tag() as u32,
-                    got: msg[0] as u32,
-                });
-            }
-            let pk = rlwe::serialize::public_key_from_raw(&params, &msg[1..])
-                .map_err(|_| LinearError::MessageRange { what: "public key" })?;
+            let pk = recv_public_key(&p.rlwe_params(ell)?, p.tag(), ch)?;
             sets.insert((p, ell), pk);
         }
         let mut galois = BTreeMap::new();
         for (p, ell, log_g) in galois_req {
             let params = p.rlwe_params(ell)?;
-            let msg = ch.recv()?;
-            let gk = rlwe::serialize::galois_keys_from_bytes(&params, &msg).map_err(|_| {
-                LinearError::MessageRange {
-                    what: "Galois keys",
-                }
-            })?;
-            let want = trace_elements(params.n(), log_g);
-            if gk.elements().count() != want.len() || want.iter().any(|&k| gk.get(k).is_none()) {
-                return Err(LinearError::MessageRange {
-                    what: "Galois keys",
-                });
-            }
+            let gk = recv_galois_keys(&params, &trace_elements(params.n(), log_g), ch)?;
             galois.insert((p, ell), gk);
         }
         let mut simd = BTreeMap::new();
         for ((p, ell), els) in simd_sets(requests) {
             let params = p.rlwe_params(ell)?;
-            let msg = ch.recv()?;
-            let expected = 1 + rlwe::serialize::public_key_raw_len(&params);
-            if msg.len() != expected {
-                return Err(LinearError::MessageLength {
-                    what: "public key",
-                    expected,
-                    got: msg.len(),
-                });
-            }
-            if msg[0] != p.tag() {
-                return Err(LinearError::ParamsMismatch {
-                    expected: p.tag() as u32,
-                    got: msg[0] as u32,
-                });
-            }
-            let pk = rlwe::serialize::public_key_from_raw(&params, &msg[1..])
-                .map_err(|_| LinearError::MessageRange { what: "public key" })?;
+            let pk = recv_public_key(&params, p.tag(), ch)?;
             let mut gk = rlwe::GaloisKeys::empty(&params);
             for chunk in els.chunks(SIMD_KEYS_PER_MESSAGE) {
-                let msg = ch.recv()?;
-                let part =
-                    rlwe::serialize::galois_keys_from_bytes(&params, &msg).map_err(|_| {
-                        LinearError::MessageRange {
-                            what: "Galois keys",
-                        }
-                    })?;
-                if part.elements().count() != chunk.len()
-                    || chunk.iter().any(|&k| part.get(k).is_none())
-                {
-                    return Err(LinearError::MessageRange {
+                gk.merge(recv_galois_keys(&params, chunk, ch)?)
+                    .map_err(|_| LinearError::MessageRange {
                         what: "Galois keys",
-                    });
-                }
-                gk.merge(part).map_err(|_| LinearError::MessageRange {
-                    what: "Galois keys",
-                })?;
+                    })?;
             }
             simd.insert((p, ell), (pk, gk));
         }

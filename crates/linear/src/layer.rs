@@ -341,6 +341,27 @@ impl LayerSpec {
     }
 }
 
+/// For a token × weight product, one protocol half run as its 1×1 convolution
+/// ([`LayerSpec::matmul_as_conv`]): `x` (this party's share, rows × inputs) is transposed for
+/// `half`, and its output (outputs × rows) transposed back. `None` for any other layer.
+pub(crate) fn via_matmul_conv(
+    layer: &LayerSpec,
+    x: &[u64],
+    half: impl FnOnce(&LayerSpec, &[u64]) -> Result<Vec<u64>, LinearError>,
+) -> Option<Result<Vec<u64>, LinearError>> {
+    let (LayerShape::MatMul(m), Some(conv)) = (layer.shape, layer.matmul_as_conv()) else {
+        return None;
+    };
+    if x.len() != layer.input_len() {
+        return Some(Err(LinearError::Length {
+            what: "input share",
+            expected: layer.input_len(),
+            got: x.len(),
+        }));
+    }
+    Some(half(&conv, &transpose(x, m.rows, m.inputs)).map(|y| transpose(&y, m.outputs, m.rows)))
+}
+
 /// `x` (row-major `rows` × `cols`) transposed to row-major `cols` × `rows`.
 pub fn transpose(x: &[u64], rows: usize, cols: usize) -> Vec<u64> {
     let mut y = vec![0u64; x.len()];

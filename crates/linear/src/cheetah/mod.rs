@@ -52,7 +52,7 @@ use rand_core::{CryptoRngCore, SeedableRng};
 use transport::Channel;
 
 use crate::keys::{ClientKeys, KeyRequest, ServerKeys};
-use crate::layer::{transpose, LayerShape, LayerSpec, LayerWeights, Ring};
+use crate::layer::{via_matmul_conv, LayerShape, LayerSpec, LayerWeights, Ring};
 use crate::protocol::LinearProtocol;
 use crate::{Cost, LinearError};
 pub use layout::Layout;
@@ -1038,10 +1038,10 @@ impl LinearProtocol for Cheetah {
         ch: &mut dyn Channel,
         rng: &mut dyn CryptoRngCore,
     ) -> Result<Vec<u64>, LinearError> {
-        if let (LayerShape::MatMul(m), Some(conv)) = (layer.shape, layer.matmul_as_conv()) {
-            check_len("client input share", x, layer.input_len())?;
-            let y = self.client(&conv, ring, keys, &transpose(x, m.rows, m.inputs), ch, rng)?;
-            return Ok(transpose(&y, m.outputs, m.rows));
+        if let Some(y) = via_matmul_conv(layer, x, |conv, xt| {
+            self.client(conv, ring, keys, xt, ch, rng)
+        }) {
+            return y;
         }
         Ok(self.client_with_noise(layer, ring, keys, x, ch, rng)?.0)
     }
@@ -1056,11 +1056,10 @@ impl LinearProtocol for Cheetah {
         ch: &mut dyn Channel,
         rng: &mut dyn CryptoRngCore,
     ) -> Result<Vec<u64>, LinearError> {
-        if let (LayerShape::MatMul(m), Some(conv)) = (layer.shape, layer.matmul_as_conv()) {
-            check_len("server input share", x, layer.input_len())?;
-            let xt = transpose(x, m.rows, m.inputs);
-            let y = self.server(&conv, ring, keys, weights, &xt, ch, rng)?;
-            return Ok(transpose(&y, m.outputs, m.rows));
+        if let Some(y) = via_matmul_conv(layer, x, |conv, xt| {
+            self.server(conv, ring, keys, weights, xt, ch, rng)
+        }) {
+            return y;
         }
         let plan = self.plan(layer, ring)?;
         check_len("server input share", x, layer.input_len())?;

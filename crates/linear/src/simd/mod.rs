@@ -31,7 +31,7 @@ use transport::Channel;
 use crate::cheetah::noise::{FLOOD_Z_MAX, TAIL_Z};
 use crate::cheetah::params::ERROR_SIGMA;
 use crate::keys::{ClientKeys, KeyRequest, ServerKeys};
-use crate::layer::{transpose, LayerShape, LayerSpec, LayerWeights, Ring};
+use crate::layer::{via_matmul_conv, LayerShape, LayerSpec, LayerWeights, Ring};
 use crate::protocol::LinearProtocol;
 use crate::{Cost, LinearError};
 
@@ -690,10 +690,10 @@ impl LinearProtocol for Simd {
         ch: &mut dyn Channel,
         rng: &mut dyn CryptoRngCore,
     ) -> Result<Vec<u64>, LinearError> {
-        if let (LayerShape::MatMul(m), Some(conv)) = (layer.shape, layer.matmul_as_conv()) {
-            crate::cheetah::check_len("client input share", x, layer.input_len())?;
-            let y = self.client(&conv, ring, keys, &transpose(x, m.rows, m.inputs), ch, rng)?;
-            return Ok(transpose(&y, m.outputs, m.rows));
+        if let Some(y) = via_matmul_conv(layer, x, |conv, xt| {
+            self.client(conv, ring, keys, xt, ch, rng)
+        }) {
+            return y;
         }
         let plan = self.plan(layer, ring)?;
         let sk = keys.simd(plan.params, ring.bits())?;
@@ -746,11 +746,10 @@ impl LinearProtocol for Simd {
         ch: &mut dyn Channel,
         rng: &mut dyn CryptoRngCore,
     ) -> Result<Vec<u64>, LinearError> {
-        if let (LayerShape::MatMul(m), Some(conv)) = (layer.shape, layer.matmul_as_conv()) {
-            crate::cheetah::check_len("server input share", x, layer.input_len())?;
-            let xt = transpose(x, m.rows, m.inputs);
-            let y = self.server(&conv, ring, keys, weights, &xt, ch, rng)?;
-            return Ok(transpose(&y, m.outputs, m.rows));
+        if let Some(y) = via_matmul_conv(layer, x, |conv, xt| {
+            self.server(conv, ring, keys, weights, xt, ch, rng)
+        }) {
+            return y;
         }
         let plan = self.plan(layer, ring)?;
         weights.validate(layer, ring)?;
