@@ -2,6 +2,8 @@
 //! on every layout the conventional kernel supports: one and two channel sets per ciphertext,
 //! BSGS output rotations, strides, paddings and groups.
 
+mod common;
+
 use std::sync::Arc;
 
 use linear::hyena::PaddedConv;
@@ -47,39 +49,13 @@ fn check(p: &Arc<Params>, spec: Conv2dSpec, seed: u64, rows: Option<usize>, baby
         .map(|c| enc.decode(&sk.decrypt(c).unwrap()).unwrap())
         .collect();
     let got = layout.unpack_output(&slots);
-    let (ho, wo, pd) = (spec.out_h(), spec.out_w(), spec.padding as isize);
-    for o in 0..spec.m {
-        let g = spec.group_of_output(o);
-        for i in 0..ho {
-            for j in 0..wo {
-                let mut acc = 0i128;
-                for c in g * cg..(g + 1) * cg {
-                    for a in 0..spec.kh {
-                        for b in 0..spec.kw {
-                            let (h, v) = (
-                                (i * spec.stride + a) as isize - pd,
-                                (j * spec.stride + b) as isize - pd,
-                            );
-                            if h < 0 || v < 0 || h >= spec.h as isize || v >= spec.w as isize {
-                                continue;
-                            }
-                            let xv = x[(c * spec.h + h as usize) * spec.w + v as usize];
-                            let wv = w[((o * cg + c - g * cg) * spec.kh + a) * spec.kw + b];
-                            acc += xv as i128 * wv as i128;
-                        }
-                    }
-                }
-                let want = acc.rem_euclid(t as i128) as u64;
-                assert_eq!(
-                    got[(o * ho + i) * wo + j],
-                    want,
-                    "{spec:?} rows {:?} baby {:?} o={o} i={i} j={j}",
-                    layout.rows(),
-                    layout.baby_steps()
-                );
-            }
-        }
-    }
+    assert_eq!(
+        got,
+        common::direct_conv_mod_t(&spec, &x, &w, t),
+        "{spec:?} rows {} baby {}",
+        layout.rows(),
+        layout.baby_steps()
+    );
     // At most K products per (output ciphertext, giant step); a scalar MAC per (plaintext of
     // the conventional kernel, block that receives a weight).
     let c = conv.counts();

@@ -1,6 +1,8 @@
 //! The slot-encoded matrix–vector product (diagonal method, BSGS, hoisted baby steps) against
 //! plaintext arithmetic mod t, with its rotation and product counts.
 
+mod common;
+
 use std::sync::Arc;
 
 use linear::simd::{baby_steps, MatVec};
@@ -138,36 +140,18 @@ fn check_conv(
         .map(|c| enc.decode(&sk.decrypt(c).unwrap()).unwrap())
         .collect();
     let got = conv.unpack_output(&slots);
-    let (ho, wo, pd) = (spec.out_h(), spec.out_w(), spec.padding as isize);
-    for o in 0..spec.m {
-        for i in 0..ho {
-            for j in 0..wo {
-                let mut acc = 0u128;
-                let g = spec.group_of_output(o);
-                for c in g * cg..(g + 1) * cg {
-                    for a in 0..spec.kh {
-                        for b in 0..spec.kw {
-                            let (h, v) = (
-                                (i * spec.stride + a) as isize - pd,
-                                (j * spec.stride + b) as isize - pd,
-                            );
-                            if h < 0 || v < 0 || h >= spec.h as isize || v >= spec.w as isize {
-                                continue;
-                            }
-                            let xv = x[(c * spec.h + h as usize) * spec.w + v as usize];
-                            let wv = w[((o * cg + c - g * cg) * spec.kh + a) * spec.kw + b];
-                            acc = (acc + xv as u128 * wv as u128) % t as u128;
-                        }
-                    }
-                }
-                assert_eq!(
-                    got[(o * ho + i) * wo + j],
-                    acc as u64,
-                    "{spec:?} o={o} i={i} j={j}"
-                );
-            }
-        }
-    }
+    assert_eq!(
+        got,
+        common::direct_conv_mod_t(
+            &spec,
+            &x,
+            &w.iter().map(|&v| v as i64).collect::<Vec<_>>(),
+            t
+        ),
+        "{spec:?} rows {} baby {}",
+        layout.rows(),
+        layout.baby_steps()
+    );
     let c_n = Conv::channels_per_ct(&spec, p.n() / 2).unwrap();
     let rw = layout.rows();
     let (ins, outs_n) = (spec.c.div_ceil(rw * c_n), spec.m.div_ceil(rw * c_n));

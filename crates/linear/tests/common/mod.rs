@@ -32,7 +32,10 @@ pub fn random_weights(layer: &LayerSpec, ring: Ring, rng: &mut impl Rng) -> Laye
     }
 }
 
-/// Runs key setup and one layer, both parties in threads over a MemoryChannel.
+/// Runs key setup and one layer, both parties in threads over a MemoryChannel. x (ring values)
+/// is shared over the protocol's share modulus ([`LinearProtocol::share_modulus`]: Z_{2^ℓ}, or
+/// Z_t for a field-domain protocol, x then in the fixed-point range) and the output shares are
+/// added there and lifted to the ring by their centered value.
 pub fn run<P: LinearProtocol + Clone + 'static>(
     proto: &P,
     layer: &LayerSpec,
@@ -41,13 +44,19 @@ pub fn run<P: LinearProtocol + Clone + 'static>(
     x: &[u64],
     seed: u64,
 ) -> Outcome {
+    let m: u128 = match proto.share_modulus(layer, ring).expect("share modulus") {
+        Some(t) => t as u128,
+        None => 1 << ring.bits(),
+    };
+    let lift = |v: u64| (ring.signed(v) as i128).rem_euclid(m as i128) as u128;
     let mut rng = ChaCha20Rng::seed_from_u64(seed);
-    // Random sharing of x.
-    let xc: Vec<u64> = (0..x.len()).map(|_| ring.reduce(rng.gen())).collect();
+    let xc: Vec<u64> = (0..x.len())
+        .map(|_| (rng.gen::<u128>() % m) as u64)
+        .collect();
     let xs: Vec<u64> = x
         .iter()
         .zip(&xc)
-        .map(|(&a, &b)| ring.reduce(a.wrapping_sub(b)))
+        .map(|(&a, &b)| ((lift(a) + m - b as u128) % m) as u64)
         .collect();
     let req = proto.keys_needed(layer, ring).expect("keys");
     let predicted = proto.cost(layer, ring).expect("cost");
@@ -75,10 +84,22 @@ pub fn run<P: LinearProtocol + Clone + 'static>(
         .expect("client");
     let client = cc.stats().since(&before);
     let (ys, server) = server.join().expect("server thread");
+    assert!(
+        yc.iter().chain(&ys).all(|&v| (v as u128) < m),
+        "shares reduced"
+    );
     let y = yc
         .iter()
         .zip(&ys)
-        .map(|(&a, &b)| ring.reduce(a.wrapping_add(b)))
+        .map(|(&a, &b)| {
+            let v = (a as u128 + b as u128) % m;
+            let c = if v > m / 2 {
+                v as i128 - m as i128
+            } else {
+                v as i128
+            };
+            ring.from_signed(c as i64)
+        })
         .collect();
     Outcome {
         y,
@@ -149,78 +170,6 @@ pub fn conv(
     Conv2dSpec::square(c, h, m, k, stride, padding, groups)
 }
 
-/// Runs key setup and one layer of a field-domain protocol (shares over Z_t,
-/// [`LinearProtocol::share_modulus`]): x (ring values in the fixed-point range) is shared mod t,
-/// the output shares are added mod t and lifted to the ring by their centered value.
-pub fn run_field<P: LinearProtocol + Clone + 'static>(
-    proto: &P,
-    layer: &LayerSpec,
-    ring: Ring,
-    w: &LayerWeights,
-    x: &[u64],
-    seed: u64,
-) -> Outcome {
-    let t = proto
-        .share_modulus(layer, ring)
-        .expect("share modulus")
-        .expect("a field-domain protocol");
-    let to_t = |v: u64| (ring.signed(v) as i128).rem_euclid(t as i128) as u64;
-    let mut rng = ChaCha20Rng::seed_from_u64(seed);
-    let xc: Vec<u64> = (0..x.len()).map(|_| rng.gen_range(0..t)).collect();
-    let xs: Vec<u64> = x
-        .iter()
-        .zip(&xc)
-        .map(|(&a, &b)| (to_t(a) + t - b) % t)
-        .collect();
-    let req = proto.keys_needed(layer, ring).expect("keys");
-    let predicted = proto.cost(layer, ring).expect("cost");
-    let (mut cc, mut sc) = MemoryChannel::pair();
-    let (p2, l2, w2, req2) = (proto.clone(), *layer, w.clone(), req.clone());
-    let server = std::thread::spawn(move || {
-        let mut rng = ChaCha20Rng::seed_from_u64(seed ^ 0x5e);
-        let keys = ServerKeys::setup(&req2, &mut sc).expect("server setup");
-        let before = sc.stats();
-        let share = p2
-            .server(&l2, ring, &keys, &w2, &xs, &mut sc, &mut rng)
-            .expect("server");
-        (share, sc.stats().since(&before))
-    });
-    let mut crng = ChaCha20Rng::seed_from_u64(seed ^ 0xc1);
-    let keys = ClientKeys::setup(&req, &mut cc, &mut crng).expect("client setup");
-    assert_eq!(
-        cc.stats().bytes_sent,
-        setup_cost(&req).unwrap().bytes_c2s,
-        "setup bytes"
-    );
-    let before = cc.stats();
-    let yc = proto
-        .client(layer, ring, &keys, &xc, &mut cc, &mut crng)
-        .expect("client");
-    let client = cc.stats().since(&before);
-    let (ys, server) = server.join().expect("server thread");
-    assert!(yc.iter().chain(&ys).all(|&v| v < t), "shares reduced mod t");
-    let y = yc
-        .iter()
-        .zip(&ys)
-        .map(|(&a, &b)| {
-            let v = (a + b) % t;
-            let s = if v > t / 2 {
-                v as i64 - t as i64
-            } else {
-                v as i64
-            };
-            ring.from_signed(s)
-        })
-        .collect();
-    Outcome {
-        y,
-        expected: reference(layer, ring, w, x),
-        predicted,
-        client,
-        server,
-    }
-}
-
 /// As [`check_layer`] for a field-domain protocol: weights |w| < 2^weight_bits, inputs and
 /// biases small enough that every output satisfies the fixed-point range |y| < 2^{ℓ−2}
 /// (docs/fixed-point.md), which the conversion back to the ring needs.
@@ -247,7 +196,7 @@ pub fn check_layer_field<P: LinearProtocol + Clone + 'static>(
     let x: Vec<u64> = (0..layer.input_len())
         .map(|_| ring.from_signed(rng.gen_range(-(1i64 << xb)..(1i64 << xb))))
         .collect();
-    let out = run_field(proto, layer, ring, &w, &x, seed);
+    let out = run(proto, layer, ring, &w, &x, seed);
     let wrong = out
         .y
         .iter()
@@ -273,4 +222,38 @@ pub fn check_layer_field<P: LinearProtocol + Clone + 'static>(
     assert_eq!(out.server.frames_sent, out.predicted.messages_s2c);
     assert_eq!(out.client.rounds(), out.predicted.rounds);
     out
+}
+
+/// Direct convolution mod t (zero padding, stride, groups) of C × H × W values `x` with signed
+/// weights `w` (M × C/groups × k_h × k_w): M × H_out × W_out values in [0, t).
+pub fn direct_conv_mod_t(spec: &Conv2dSpec, x: &[u64], w: &[i64], t: u64) -> Vec<u64> {
+    let (ho, wo, pd) = (spec.out_h(), spec.out_w(), spec.padding as isize);
+    let cg = spec.c_per_group();
+    let mut y = Vec::with_capacity(spec.m * ho * wo);
+    for o in 0..spec.m {
+        let g = spec.group_of_output(o);
+        for i in 0..ho {
+            for j in 0..wo {
+                let mut acc = 0i128;
+                for c in g * cg..(g + 1) * cg {
+                    for a in 0..spec.kh {
+                        for b in 0..spec.kw {
+                            let (h, v) = (
+                                (i * spec.stride + a) as isize - pd,
+                                (j * spec.stride + b) as isize - pd,
+                            );
+                            if h < 0 || v < 0 || h >= spec.h as isize || v >= spec.w as isize {
+                                continue;
+                            }
+                            let xv = x[(c * spec.h + h as usize) * spec.w + v as usize];
+                            let wv = w[((o * cg + c - g * cg) * spec.kh + a) * spec.kw + b];
+                            acc = (acc + xv as i128 * wv as i128).rem_euclid(t as i128);
+                        }
+                    }
+                }
+                y.push(acc as u64);
+            }
+        }
+    }
+    y
 }
