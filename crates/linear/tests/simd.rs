@@ -152,7 +152,7 @@ fn check_conv(
         layout.rows(),
         layout.baby_steps()
     );
-    let c_n = Conv::channels_per_ct(&spec, p.n() / 2).unwrap();
+    let c_n = ConvLayout::channels_per_ct(&spec, p.n() / 2).unwrap();
     let rw = layout.rows();
     let (ins, outs_n) = (spec.c.div_ceil(rw * c_n), spec.m.div_ceil(rw * c_n));
     assert_eq!(layout.ciphertexts(), (ins, outs_n));
@@ -183,7 +183,7 @@ fn conventional_conv_matches_a_direct_convolution() {
     .into_iter()
     .enumerate()
     {
-        let c_n = linear::simd::Conv::channels_per_ct(&spec, p.n() / 2).unwrap();
+        let c_n = linear::simd::ConvLayout::channels_per_ct(&spec, p.n() / 2).unwrap();
         for baby in [Some(1), Some(c_n), None] {
             for rows in [Some(1), Some(2), None] {
                 check_conv(&p, spec, 60 + k as u64, baby, rows);
@@ -194,12 +194,12 @@ fn conventional_conv_matches_a_direct_convolution() {
 
 #[test]
 fn bsgs_output_rotations_cut_rotations_where_maps_are_small() {
-    use linear::simd::Conv;
+    use linear::simd::ConvLayout;
     // ResNet-20's last stage, 64 → 64 on 8×8 (10×10 padded): 32 maps per row of 4096 slots.
     let spec = linear::Conv2dSpec::square(64, 8, 64, 3, 1, 1, 1);
-    let c_n = Conv::channels_per_ct(&spec, 4096).unwrap();
+    let c_n = ConvLayout::channels_per_ct(&spec, 4096).unwrap();
     assert_eq!(c_n, 32);
-    let b = Conv::best_baby(c_n, 2, 2, 9);
+    let b = ConvLayout::best_baby(c_n, 2, 2, 9);
     let plain = 2 * (9 - 1) + 2 * (c_n - 1);
     let bsgs = 2 * (9 * b - 1) + 2 * (c_n / b - 1);
     assert!(b > 1 && bsgs < plain, "B = {b}: {bsgs} vs {plain}");

@@ -599,16 +599,6 @@ impl ConvLayout {
 }
 
 impl Conv {
-    /// Maps per ciphertext row ([`ConvLayout::channels_per_ct`]).
-    pub fn channels_per_ct(spec: &crate::Conv2dSpec, n: usize) -> Result<usize, LinearError> {
-        ConvLayout::channels_per_ct(spec, n)
-    }
-
-    /// [`ConvLayout::best_baby`].
-    pub fn best_baby(c_n: usize, in_cts: usize, out_cts: usize, taps: usize) -> usize {
-        ConvLayout::best_baby(c_n, in_cts, out_cts, taps)
-    }
-
     /// Binds the weights `w` (M × C/groups × k_h × k_w, entries < t) of `spec` for ciphertexts
     /// of `num_moduli` primes, in the layout of [`ConvLayout::new`].
     pub fn new(
