@@ -6,6 +6,7 @@
 //!
 //! * [`LinearProtocol`]: the interface every technique implements (cost model + client + server).
 //! * [`cheetah`]: Cheetah's coefficient-encoded HomConv / HomFC / element-wise scale.
+//! * [`falcon`]: dense packing of grouped and depthwise convolutions in Cheetah's encoding.
 //! * [`simd`]: slot-encoded (Gazelle / SCI-HE / Bolt) convolutions and matrix products on
 //!   shares over a batching prime field Z_t.
 //! * [`LayerSpec`], [`LayerWeights`], [`reference()`]: the crate-local layer description and the
@@ -17,6 +18,7 @@
 pub mod cheetah;
 mod cost;
 mod error;
+pub mod falcon;
 pub mod hyena;
 pub mod keys;
 pub mod layer;
@@ -30,6 +32,7 @@ pub use cheetah::{
 };
 pub use cost::Cost;
 pub use error::LinearError;
+pub use falcon::Falcon;
 pub use keys::{setup_cost, ClientKeys, KeyRequest, ServerKeys};
 pub use layer::{
     reference, transpose, weight_bits_of, Conv2dSpec, FcSpec, LayerShape, LayerSpec, LayerWeights,

@@ -3,6 +3,7 @@
 
 use super::conv::ConvTiling;
 use super::fc::FcBlocks;
+use crate::falcon::DenseTiling;
 use crate::layer::{Conv2dSpec, FcSpec, LayerShape, LayerSpec, Ring};
 
 /// The encoding chosen for a layer.
@@ -15,6 +16,11 @@ pub enum Layout {
     Fc {
         spec: FcSpec,
         blocks: FcBlocks,
+    },
+    /// Several groups per input and several filters per weight polynomial ([`crate::falcon`]).
+    Dense {
+        spec: Conv2dSpec,
+        tiling: DenseTiling,
     },
 }
 
@@ -34,6 +40,18 @@ impl Layout {
                     .map(|tiling| Layout::Conv { spec, tiling })
                     .collect()
             }
+        }
+    }
+
+    /// The dense encodings of a grouped convolution (or a scale) at ring degree n
+    /// ([`crate::falcon`]); none for other layers.
+    pub fn dense_candidates(layer: &LayerSpec, n: usize) -> Vec<Layout> {
+        match (layer.shape, layer.as_conv()) {
+            (LayerShape::Fc(_), _) | (_, None) => Vec::new(),
+            (_, Some(spec)) => DenseTiling::candidates(&spec, n)
+                .into_iter()
+                .map(|tiling| Layout::Dense { spec, tiling })
+                .collect(),
         }
     }
 
@@ -60,6 +78,7 @@ impl Layout {
         match self {
             Layout::Conv { tiling, .. } if tiling.interleaved => tiling.c_t,
             Layout::Fc { blocks, .. } if blocks.shifted => blocks.d0,
+            Layout::Dense { tiling, .. } => tiling.output_stride(),
             _ => 1,
         }
     }
@@ -69,6 +88,7 @@ impl Layout {
         match self {
             Layout::Conv { spec, tiling } => tiling.spatial_tiles() * spec.m.div_ceil(g.max(1)),
             Layout::Fc { blocks, .. } => blocks.n_out.div_ceil(g.max(1)),
+            Layout::Dense { .. } => self.output_cts().div_ceil(g.max(1)),
         }
     }
 
@@ -77,6 +97,7 @@ impl Layout {
         match self {
             Layout::Conv { spec, .. } => spec.m * spec.out_h() * spec.out_w(),
             Layout::Fc { spec, .. } => spec.outputs,
+            Layout::Dense { spec, .. } => spec.m * spec.out_h() * spec.out_w(),
         }
     }
 
@@ -99,6 +120,13 @@ impl Layout {
                 .step_by(g)
                 .map(|i0| (i0..(i0 + g).min(blocks.n_out)).collect())
                 .collect(),
+            Layout::Dense { .. } => {
+                let outs = self.output_cts();
+                (0..outs)
+                    .step_by(g)
+                    .map(|i0| (i0..(i0 + g).min(outs)).collect())
+                    .collect()
+            }
         }
     }
 
@@ -106,6 +134,7 @@ impl Layout {
         match self {
             Layout::Conv { tiling, .. } => tiling.n,
             Layout::Fc { blocks, .. } => blocks.n,
+            Layout::Dense { tiling, .. } => tiling.n,
         }
     }
 
@@ -113,6 +142,7 @@ impl Layout {
         match self {
             Layout::Conv { tiling, .. } => tiling.input_tiles(),
             Layout::Fc { blocks, .. } => blocks.n_in,
+            Layout::Dense { spec, tiling } => tiling.input_cts(spec),
         }
     }
 
@@ -120,6 +150,7 @@ impl Layout {
         match self {
             Layout::Conv { spec, tiling } => spec.m * tiling.spatial_tiles(),
             Layout::Fc { blocks, .. } => blocks.n_out,
+            Layout::Dense { spec, tiling } => tiling.output_cts(spec),
         }
     }
 
@@ -128,6 +159,7 @@ impl Layout {
         match self {
             Layout::Conv { spec, tiling } => spec.m * tiling.n_c,
             Layout::Fc { blocks, .. } => blocks.n_out * blocks.n_in,
+            Layout::Dense { spec, tiling } => tiling.weight_keys(spec),
         }
     }
 
@@ -141,6 +173,7 @@ impl Layout {
                 tiling.encode_input(spec, x, ci, hi, wi)
             }
             Layout::Fc { spec, blocks } => blocks.encode_input(spec, x, idx),
+            Layout::Dense { spec, tiling } => tiling.encode_input(spec, x, idx),
         }
     }
 
@@ -156,6 +189,7 @@ impl Layout {
                 tiling.query_support(spec, ci, hi, wi)
             }
             Layout::Fc { spec, blocks } => blocks.query_support(spec, idx),
+            Layout::Dense { spec, tiling } => tiling.query_support(spec, idx),
         }
     }
 
@@ -164,6 +198,7 @@ impl Layout {
         match self {
             Layout::Conv { spec, tiling } => tiling.query_support_lens(spec),
             Layout::Fc { spec, blocks } => blocks.query_support_lens(spec),
+            Layout::Dense { spec, tiling } => tiling.query_support_lens(spec),
         }
     }
 
@@ -173,6 +208,7 @@ impl Layout {
         match self {
             Layout::Conv { spec, tiling } => tiling.query_support_counts(spec),
             Layout::Fc { spec, blocks } => blocks.query_support_counts(spec),
+            Layout::Dense { spec, tiling } => tiling.query_support_counts(spec),
         }
     }
 
@@ -193,6 +229,7 @@ impl Layout {
                 let (i, j) = (key / blocks.n_in, key % blocks.n_in);
                 Some(blocks.encode_block(spec, ring, weights, i, j))
             }
+            Layout::Dense { spec, tiling } => Some(tiling.encode_filters(spec, ring, weights, key)),
         }
     }
 
@@ -202,7 +239,7 @@ impl Layout {
             Layout::Conv { spec, tiling } => {
                 tiling.touches(spec, key / tiling.n_c, key % tiling.n_c)
             }
-            Layout::Fc { .. } => true,
+            Layout::Fc { .. } | Layout::Dense { .. } => true,
         }
     }
 
@@ -219,6 +256,13 @@ impl Layout {
             }
             Layout::Fc { blocks, .. } => {
                 (0..blocks.n_in).map(|j| (j, o * blocks.n_in + j)).collect()
+            }
+            // One product per output polynomial: weight key o / n_b on the key's input
+            // polynomial in the same band.
+            Layout::Dense { spec, tiling } => {
+                let key = o / tiling.n_b;
+                let (ip, _, _) = tiling.key_filters(spec, key);
+                vec![(ip * tiling.n_b + o % tiling.n_b, key)]
             }
         }
     }
@@ -238,6 +282,7 @@ impl Layout {
                     .collect()
             }
             Layout::Fc { spec, blocks } => blocks.output_positions(spec, o),
+            Layout::Dense { spec, tiling } => tiling.output_positions(spec, o),
         }
     }
 
@@ -249,6 +294,7 @@ impl Layout {
                 tiling.kept(spec, st / tiling.n_w, st % tiling.n_w)
             }
             Layout::Fc { spec, blocks } => blocks.kept(spec, o),
+            Layout::Dense { spec, tiling } => tiling.kept(spec, o),
         }
     }
 
@@ -270,6 +316,7 @@ impl Layout {
                     * tiling.spatial_tiles()
             }
             Layout::Fc { blocks, .. } => blocks.n_in * blocks.n_out,
+            Layout::Dense { .. } => self.output_cts(),
         }
     }
 
@@ -277,7 +324,7 @@ impl Layout {
     pub fn used_weight_keys(&self) -> usize {
         match self {
             Layout::Conv { tiling, .. } => self.products() / tiling.spatial_tiles(),
-            Layout::Fc { .. } => self.weight_keys(),
+            Layout::Fc { .. } | Layout::Dense { .. } => self.weight_keys(),
         }
     }
 
@@ -286,6 +333,7 @@ impl Layout {
         match self {
             Layout::Conv { spec, .. } => spec.c_per_group() * spec.kh * spec.kw,
             Layout::Fc { spec, .. } => spec.inputs,
+            Layout::Dense { spec, tiling } => tiling.taps(spec),
         }
     }
 }

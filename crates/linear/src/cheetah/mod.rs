@@ -107,6 +107,11 @@ pub struct CheetahConfig {
     /// [`OutsideSupport::Zero`] is for tests only).
     #[serde(default)]
     pub outside_support: OutsideSupport,
+    /// Grouped and depthwise convolutions (and scales) by dense packing only ([`crate::falcon`]:
+    /// several groups per input and several filters per weight polynomial); other layers as
+    /// before. The `falcon` protocol is Cheetah with this set.
+    #[serde(default)]
+    pub dense: bool,
 }
 
 fn default_true() -> bool {
@@ -182,6 +187,7 @@ impl Default for CheetahConfig {
             polyphase: Polyphase::Auto,
             truncate_query: true,
             outside_support: OutsideSupport::Zero,
+            dense: false,
         }
     }
 }
@@ -431,12 +437,31 @@ impl Cheetah {
             // (layout, pack) candidates: Cheetah's encodings unpacked; interleaved/shifted ones
             // packed by every power of two dividing their output stride.
             let trunc = self.config.truncate_query;
-            let mut cands: Vec<(Layout, usize)> = Layout::candidates(layer, p.n())
-                .into_iter()
-                .filter(|l| trunc || !l.needs_truncation())
-                .map(|l| (l, 1))
-                .collect();
-            if trunc {
+            let dense = if self.config.dense {
+                Layout::dense_candidates(layer, p.n())
+            } else {
+                Vec::new()
+            };
+            let use_dense = !dense.is_empty();
+            let mut cands: Vec<(Layout, usize)> = if !use_dense {
+                Layout::candidates(layer, p.n())
+            } else {
+                Vec::new()
+            }
+            .into_iter()
+            .filter(|l| trunc || !l.needs_truncation())
+            .map(|l| (l, 1))
+            .collect();
+            if use_dense {
+                for l in dense {
+                    cands.push((l, 1));
+                    let mut g = 2;
+                    while p.can_pack() && self.config.packing && g <= l.output_stride() {
+                        cands.push((l, g));
+                        g *= 2;
+                    }
+                }
+            } else if trunc {
                 // With truncated queries an interleaved tiling with c_t above the real channel
                 // count costs no query bytes for its empty channels: a candidate even unpacked.
                 cands.extend(
@@ -445,7 +470,7 @@ impl Cheetah {
                         .map(|l| (l, 1)),
                 );
             }
-            if p.can_pack() && self.config.packing {
+            if p.can_pack() && self.config.packing && !use_dense {
                 for l in Layout::packable_candidates(layer, p.n()) {
                     let mut g = 2;
                     while g <= l.output_stride() {
