@@ -10,8 +10,8 @@ use std::time::Instant;
 
 use anyhow::Context;
 use linear::{
-    reference, shapes, Cheetah, CheetahConfig, ClientKeys, LayerSpec, LayerWeights, LinearProtocol,
-    Ring, ServerKeys, Simd,
+    reference, shapes, Cheetah, CheetahConfig, ClientKeys, Falcon, LayerSpec, LayerWeights,
+    LinearProtocol, Ring, ServerKeys, Simd,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
@@ -53,7 +53,8 @@ pub struct Args {
     /// Linear-layer protocol: cheetah (coefficient encoding over Z_{2^ℓ}; default), simd
     /// (slot encoding over a batching prime field, the Gazelle / SCI-HE / Bolt kernels;
     /// `linear::simd`), hyena (scalar-weight convolution on the same encoding, `linear::hyena`;
-    /// simd and hyena run where they apply, Cheetah elsewhere), or auto (per layer the one the
+    /// falcon (Cheetah with dense packing of grouped and depthwise convs, `linear::falcon`;
+    /// simd, hyena and falcon run where they apply, Cheetah elsewhere), or auto (per layer the one the
     /// engine's planner picks: lowest estimated time at --plan-mbps, the share conversions
     /// included). Every row names the protocol it ran.
     #[arg(long, default_value = "cheetah")]
@@ -136,6 +137,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let baseline = Cheetah::new(CheetahConfig::unpacked()); // Cheetah's own formula
     let simd = Simd::default();
     let hyena = Simd::new(linear::SimdConfig::hyena());
+    let falcon = Falcon::new(proto.config);
     let bw = a.plan_mbps * 1e6 / 8.0;
     // Per layer: the protocol that runs it.
     let mut chosen: Vec<&dyn LinearProtocol> = Vec::with_capacity(layers.len());
@@ -145,23 +147,27 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             // Forced where it applies, Cheetah elsewhere (as the engine's policies do).
             "simd" if simd.cost(l, ring).is_ok() => &simd,
             "hyena" if hyena.cost(l, ring).is_ok() => &hyena,
-            "simd" | "hyena" => &proto,
+            "falcon" if falcon.cost(l, ring).is_ok() => &falcon,
+            "simd" | "hyena" | "falcon" => &proto,
             "auto" => {
                 let est = |c: &engine::LinearChoice| {
                     engine::plan::estimated_seconds(c, l, ring, bw).unwrap_or(f64::INFINITY)
                 };
-                let candidates: [(&dyn LinearProtocol, f64); 3] = [
+                let candidates: [(&dyn LinearProtocol, f64); 4] = [
                     (&proto, est(&engine::LinearChoice::Cheetah(proto.config))),
                     (&simd, est(&engine::LinearChoice::Simd(simd.config()))),
                     (&hyena, est(&engine::LinearChoice::Hyena(hyena.config()))),
+                    (&falcon, est(&engine::LinearChoice::Falcon(falcon.config()))),
                 ];
                 candidates
                     .into_iter()
                     .min_by(|a, b| a.1.total_cmp(&b.1))
                     .map(|c| c.0)
-                    .expect("three candidates")
+                    .expect("four candidates")
             }
-            other => anyhow::bail!("--protocol {other:?}: expected cheetah, simd, hyena or auto"),
+            other => {
+                anyhow::bail!("--protocol {other:?}: expected cheetah, simd, hyena, falcon or auto")
+            }
         });
     }
     let mut requests = Vec::new();
@@ -226,8 +232,28 @@ pub fn run(a: Args) -> anyhow::Result<()> {
                 &simd
             };
             simd_row(s, name, layer, ring, &net_name, cheetah_bytes)?
+        } else if active.name() == "falcon" {
+            cheetah_row(
+                &falcon.plan(layer, ring)?,
+                &falcon,
+                proto.config.flood_bits,
+                name,
+                layer,
+                ring,
+                &net_name,
+                cheetah_bytes,
+            )?
         } else {
-            cheetah_row(&proto, name, layer, ring, &net_name, cheetah_bytes)?
+            cheetah_row(
+                &proto.plan(layer, ring)?,
+                &proto,
+                proto.config.flood_bits,
+                name,
+                layer,
+                ring,
+                &net_name,
+                cheetah_bytes,
+            )?
         };
         // The planner's compute estimate (wire time left out), to compare with `ms` on loopback.
         let est = active.estimated_seconds(layer, ring, f64::INFINITY)?;
@@ -332,7 +358,8 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         serde_json::json!({"total": {
             "model": a.model, "protocol": a.protocol, "net": net_name, "conversion_bytes": conversion_bytes,
             "simd_layers": chosen.iter().filter(|p| p.name() == "simd").count(),
-            "hyena_layers": chosen.iter().filter(|p| p.name() == "hyena").count(), "layers": layers.len(), "ms": (tot_ms * 100.0f64).round() / 100.0,
+            "hyena_layers": chosen.iter().filter(|p| p.name() == "hyena").count(),
+            "falcon_layers": chosen.iter().filter(|p| p.name() == "falcon").count(), "layers": layers.len(), "ms": (tot_ms * 100.0f64).round() / 100.0,
             "bytes_c2s": tot_c2s, "bytes_s2c": tot_s2c, "cheetah_bytes": tot_cheetah,
             "setup_bytes": setup.bytes_c2s, "repeat": a.repeat.max(1), "exact": all_exact, "measured": !a.dry_run,
         }}),
@@ -388,18 +415,19 @@ fn simd_row(
     }))
 }
 
-/// A report row's predicted fields for Cheetah.
+/// A report row's predicted fields for a plan of Cheetah's family (`cheetah`, `falcon`).
 fn cheetah_row(
-    proto: &Cheetah,
+    plan: &linear::CheetahPlan,
+    proto: &dyn LinearProtocol,
+    flood_bits: u32,
     name: &str,
     layer: &LayerSpec,
     ring: Ring,
     net_name: &str,
     cheetah_bytes: u64,
 ) -> anyhow::Result<serde_json::Value> {
-    let plan = proto.plan(layer, ring)?;
-    let lb = linear::bytes_lower_bound(layer, ring, proto.config.flood_bits);
-    let row = serde_json::json!({
+    let lb = linear::bytes_lower_bound(layer, ring, flood_bits);
+    let mut row = serde_json::json!({
             "layer": name,
             "op": op_name(layer),
             "protocol": proto.name(),
@@ -432,6 +460,11 @@ fn cheetah_row(
             "weight_bytes": proto.weight_bytes(layer, ring)?,
             "rounds": plan.cost.rounds,
     });
+    if let linear::cheetah::Layout::Dense { tiling, .. } = plan.layout {
+        // Units per input, filters per weight polynomial, channel slots per unit, bands.
+        row["dense"] =
+            serde_json::json!({"m": tiling.m, "k": tiling.k, "g": tiling.g, "bands": tiling.n_b});
+    }
     Ok(row)
 }
 

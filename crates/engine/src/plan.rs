@@ -39,6 +39,8 @@ pub enum LinearChoice {
     /// The scalar-weight convolution over fixed slot patterns (`linear::hyena`; Hyena's idea) on
     /// the same shares and messages as `Simd`.
     Hyena(linear::SimdConfig),
+    /// Cheetah with dense packing of grouped and depthwise convolutions (`linear::falcon`).
+    Falcon(linear::CheetahConfig),
 }
 
 impl LinearChoice {
@@ -54,14 +56,22 @@ impl LinearChoice {
                 kernel: linear::ConvKernel::Padded,
                 ..*cfg
             })),
+            LinearChoice::Falcon(cfg) => Box::new(linear::Falcon::new(*cfg)),
         }
     }
+    /// Whether it runs on shares over a prime field (the share conversions and the SIMD key
+    /// sets come with it).
+    pub fn is_field_domain(&self) -> bool {
+        matches!(self, LinearChoice::Simd(_) | LinearChoice::Hyena(_))
+    }
+
     /// Name shown in reports.
     pub fn name(&self) -> &'static str {
         match self {
             LinearChoice::Cheetah(_) => "cheetah",
             LinearChoice::Simd(_) => "simd",
             LinearChoice::Hyena(_) => "hyena",
+            LinearChoice::Falcon(_) => "falcon",
         }
     }
 }
@@ -81,6 +91,8 @@ pub enum LinearPolicy {
     Simd,
     /// The scalar-weight convolution wherever it applies (Cheetah elsewhere).
     Hyena,
+    /// Dense packing on grouped and depthwise convolutions (Cheetah elsewhere).
+    Falcon,
 }
 
 impl std::str::FromStr for LinearPolicy {
@@ -91,8 +103,9 @@ impl std::str::FromStr for LinearPolicy {
             "cheetah" => Ok(LinearPolicy::Cheetah),
             "simd" => Ok(LinearPolicy::Simd),
             "hyena" => Ok(LinearPolicy::Hyena),
+            "falcon" => Ok(LinearPolicy::Falcon),
             other => Err(format!(
-                "unknown protocol {other:?}: expected auto, cheetah, simd or hyena"
+                "unknown protocol {other:?}: expected auto, cheetah, simd, hyena or falcon"
             )),
         }
     }
@@ -422,16 +435,18 @@ impl Plan {
         let cheetah = LinearChoice::Cheetah(cfg.cheetah);
         let simd = LinearChoice::Simd(cfg.simd);
         let hyena = LinearChoice::Hyena(cfg.simd);
+        let falcon = LinearChoice::Falcon(cfg.cheetah);
         let applies = |c: LinearChoice| c.protocol().cost(&layer, ring).is_ok();
         let choice = match cfg.linear {
             LinearPolicy::Cheetah => cheetah,
             LinearPolicy::Simd if applies(simd) => simd,
             LinearPolicy::Hyena if applies(hyena) => hyena,
-            LinearPolicy::Simd | LinearPolicy::Hyena => cheetah,
+            LinearPolicy::Falcon if applies(falcon) => falcon,
+            LinearPolicy::Simd | LinearPolicy::Hyena | LinearPolicy::Falcon => cheetah,
             LinearPolicy::Auto => {
                 let bw = cfg.cheetah.bandwidth_bytes_per_s as f64;
                 let time = |c: &LinearChoice| estimated_seconds(c, &layer, ring, bw).ok();
-                [cheetah, simd, hyena]
+                [cheetah, simd, hyena, falcon]
                     .into_iter()
                     .filter_map(|c| time(&c).map(|t| (t, c)))
                     .min_by(|a, b| a.0.total_cmp(&b.0))
@@ -463,7 +478,7 @@ impl Plan {
         for s in steps.iter() {
             if let StepKind::Linear { choice, layer, .. } = &s.kind {
                 let req = choice.protocol().keys_needed(layer, ring)?;
-                if !matches!(choice, LinearChoice::Cheetah(_)) {
+                if choice.is_field_domain() {
                     any = true;
                     saving += estimated_seconds(&cheetah, layer, ring, bw)?
                         - estimated_seconds(choice, layer, ring, bw)?;
@@ -494,7 +509,7 @@ impl Plan {
                 ..
             } = &mut s.kind
             {
-                if !matches!(choice, LinearChoice::Cheetah(_)) {
+                if choice.is_field_domain() {
                     *choice = cheetah;
                     *cost = cheetah.protocol().cost(layer, ring)?;
                 }
