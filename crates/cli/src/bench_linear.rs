@@ -20,7 +20,8 @@ use transport::{Channel, NetworkModel, TcpChannel, TcpConfig};
 #[derive(clap::Args)]
 pub struct Args {
     /// Built-in model: resnet20, resnet32, resnet56, resnet18-64, resnet18-224, resnet50,
-    /// mobilenetv2-32, mobilenetv2-224, vgg16-32, vit-cifar.
+    /// mobilenetv2-32, mobilenetv2-224, mobilenetv2-32-w<width> (e.g. -w1.4), efficientnet-b0-32,
+    /// efficientnet-b0-224, vgg16-32, vit-cifar.
     #[arg(long)]
     model: String,
     /// Share ring bits ℓ.
@@ -35,6 +36,10 @@ pub struct Args {
     /// Run only the first K layers.
     #[arg(long)]
     limit: Option<usize>,
+    /// Only the layers whose name ends with this suffix (e.g. `.dw` for MobileNetV2's and
+    /// EfficientNet's depthwise convolutions).
+    #[arg(long)]
+    only: Option<String>,
     /// Bandwidth (Mbit/s) the planner assumes when trading bytes for key switches.
     #[arg(long, default_value_t = 400.0)]
     plan_mbps: f64,
@@ -59,6 +64,10 @@ pub struct Args {
     /// included). Every row names the protocol it ran.
     #[arg(long, default_value = "cheetah")]
     protocol: String,
+    /// Bytes a falcon layer may send: free (what the estimated time at --plan-mbps favours) or
+    /// cheetah (no more than the Cheetah plan of the same layer).
+    #[arg(long, default_value = "free", value_parser = crate::parse_dense_bytes)]
+    dense_bytes: linear::DenseBytes,
     /// Only predict costs (no HE is run).
     #[arg(long)]
     dry_run: bool,
@@ -113,6 +122,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let mut seen = std::collections::HashSet::new();
     let layers: Vec<_> = layers
         .into_iter()
+        .filter(|(n, _, _)| a.only.as_deref().is_none_or(|s| n.ends_with(s)))
         .filter(|(_, l, _)| !a.distinct || seen.insert(*l))
         .take(a.limit.unwrap_or(usize::MAX))
         .collect();
@@ -137,7 +147,10 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let baseline = Cheetah::new(CheetahConfig::unpacked()); // Cheetah's own formula
     let simd = Simd::default();
     let hyena = Simd::new(linear::SimdConfig::hyena());
-    let falcon = Falcon::new(proto.config);
+    let falcon = Falcon::new(CheetahConfig {
+        dense_bytes: a.dense_bytes,
+        ..proto.config
+    });
     let bw = a.plan_mbps * 1e6 / 8.0;
     // Per layer: the protocol that runs it.
     let mut chosen: Vec<&dyn LinearProtocol> = Vec::with_capacity(layers.len());

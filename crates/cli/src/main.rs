@@ -134,3 +134,12 @@ fn one_line(e: &anyhow::Error) -> String {
     }
     line
 }
+
+/// `--dense-bytes`: free or cheetah.
+fn parse_dense_bytes(s: &str) -> Result<linear::DenseBytes, String> {
+    match s {
+        "free" => Ok(linear::DenseBytes::Free),
+        "cheetah" => Ok(linear::DenseBytes::AtMostCheetah),
+        other => Err(format!("{other:?}: expected free or cheetah")),
+    }
+}

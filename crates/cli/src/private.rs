@@ -38,10 +38,15 @@ pub struct ModelOpts {
     #[arg(long, default_value_t = 400)]
     plan_mbps: u64,
     /// Linear-layer protocols: auto (per layer, the lowest estimated time), cheetah, simd (slot
-    /// encoding over a prime field) or hyena (its scalar-weight convolution); simd and hyena run
-    /// wherever they apply, Cheetah elsewhere.
+    /// encoding over a prime field), hyena (its scalar-weight convolution) or falcon (dense
+    /// packing of depthwise and grouped convs); simd, hyena and falcon run wherever they apply,
+    /// Cheetah elsewhere.
     #[arg(long, default_value = "auto")]
     protocol: engine::LinearPolicy,
+    /// Bytes a falcon layer may send: free (what the estimated time favours) or cheetah (no
+    /// more than the Cheetah plan of the same layer).
+    #[arg(long, default_value = "free", value_parser = crate::parse_dense_bytes)]
+    dense_bytes: linear::DenseBytes,
 }
 
 impl ModelOpts {
@@ -56,6 +61,7 @@ impl ModelOpts {
             ..PlanConfig::default()
         };
         cfg.cheetah.bandwidth_bytes_per_s = self.plan_mbps.saturating_mul(1_000_000 / 8);
+        cfg.cheetah.dense_bytes = self.dense_bytes;
         Ok(cfg)
     }
     fn reveal(&self) -> Reveal {

@@ -29,16 +29,17 @@
 use rand_core::CryptoRngCore;
 use transport::Channel;
 
-use crate::cheetah::{Cheetah, CheetahConfig, CheetahPlan, Layout};
+use crate::cheetah::{Cheetah, CheetahConfig, CheetahPlan};
 use crate::keys::{ClientKeys, KeyRequest, ServerKeys};
-use crate::layer::{Conv2dSpec, LayerSpec, LayerWeights, Ring};
+use crate::layer::{Conv2dSpec, LayerShape, LayerSpec, LayerWeights, Ring};
 use crate::{Cost, LinearError, LinearProtocol};
 
 /// Cheetah's protocol with dense packing for grouped and depthwise convolutions: everything
 /// (seeded truncated queries, flooding, packed responses, the planner) is Cheetah's; only the
-/// encoding differs ([`DenseTiling`], chosen by the planner among the dense tilings and their
-/// response packings by estimated time). Applies to the layers with a dense tiling; the `cost`
-/// of any other layer is an error, so a planner falls back to another protocol there.
+/// encoding differs ([`DenseTiling`], chosen by the planner among the dense tilings, their
+/// response packings and Cheetah's own encodings by estimated time). Applies to grouped and
+/// depthwise convolutions and scales; the `cost` of any other layer is an error, so a planner
+/// falls back to another protocol there.
 #[derive(Clone, Copy, Debug)]
 pub struct Falcon {
     cheetah: Cheetah,
@@ -64,15 +65,22 @@ impl Falcon {
         self.cheetah.config
     }
 
-    /// The plan of a layer it applies to.
+    /// Whether it applies: grouped and depthwise convolutions and scales (not token × weight
+    /// products, which run as dense 1×1 convolutions).
+    pub fn applies(layer: &LayerSpec) -> bool {
+        !matches!(layer.shape, LayerShape::MatMul(_))
+            && layer.as_conv().is_some_and(|c| c.groups > 1)
+    }
+
+    /// The plan of a layer it applies to: the fastest of the dense tilings and Cheetah's own
+    /// encodings (a dense tiling wins where it pays off; `plan.layout` says which).
     pub fn plan(&self, layer: &LayerSpec, ring: Ring) -> Result<CheetahPlan, LinearError> {
-        let plan = self.cheetah.plan(layer, ring)?;
-        match plan.layout {
-            Layout::Dense { .. } => Ok(plan),
-            _ => Err(LinearError::BadShape {
-                reason: "falcon: only grouped or depthwise convolutions (and scales) with a dense tiling",
-            }),
+        if !Self::applies(layer) {
+            return Err(LinearError::BadShape {
+                reason: "falcon: only grouped or depthwise convolutions and scales",
+            });
         }
+        self.cheetah.plan(layer, ring)
     }
 }
 

@@ -27,8 +27,8 @@ pub mod shapes;
 pub mod simd;
 
 pub use cheetah::{
-    bytes_lower_bound, Cheetah, CheetahConfig, CheetahPlan, Flooding, HeParamsId, OutsideSupport,
-    Polyphase,
+    bytes_lower_bound, Cheetah, CheetahConfig, CheetahPlan, DenseBytes, Flooding, HeParamsId,
+    OutsideSupport, Polyphase,
 };
 pub use cost::Cost;
 pub use error::LinearError;

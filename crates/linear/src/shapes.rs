@@ -177,14 +177,37 @@ pub fn vit_cifar(wb: u32) -> Vec<(String, LayerSpec)> {
 /// MobileNetV2 (Sandler et al. 2018, width 1.0). At 32×32 (CIFAR variant) the stem and the
 /// second stage use stride 1, so the final feature map is 4×4.
 pub fn mobilenet_v2(size: usize, classes: usize, wb: u32) -> Vec<(String, LayerSpec)> {
+    mobilenet_v2_width(size, classes, 1.0, wb)
+}
+
+/// Channels × width, rounded to a multiple of 8 (at least 8), as torchvision's `_make_divisible`.
+fn scaled(c: usize, width: f64) -> usize {
+    let v = c as f64 * width;
+    let r = ((v + 4.0) as usize / 8 * 8).max(8);
+    if (r as f64) < 0.9 * v {
+        r + 8
+    } else {
+        r
+    }
+}
+
+/// MobileNetV2 with width multiplier `width` (every stage's channels scaled, the last conv's
+/// 1280 only when widened, as in the paper).
+pub fn mobilenet_v2_width(
+    size: usize,
+    classes: usize,
+    width: f64,
+    wb: u32,
+) -> Vec<(String, LayerSpec)> {
     let cifar = size <= 32;
     let stem_stride = if cifar { 1 } else { 2 };
+    let stem = scaled(32, width);
     let mut out = vec![(
         "features.0".to_string(),
-        conv(3, size, 32, 3, stem_stride, 1, 1, wb),
+        conv(3, size, stem, 3, stem_stride, 1, 1, wb),
     )];
     let mut h = size / stem_stride;
-    let mut c = 32;
+    let mut c = stem;
     let cfg: [(usize, usize, usize, usize); 7] = [
         (1, 16, 1, 1),
         (6, 24, 2, 2),
@@ -196,6 +219,7 @@ pub fn mobilenet_v2(size: usize, classes: usize, wb: u32) -> Vec<(String, LayerS
     ];
     let mut idx = 1;
     for (si, &(t, m, n, s)) in cfg.iter().enumerate() {
+        let m = scaled(m, width);
         for b in 0..n {
             let stride = if b == 0 {
                 if cifar && si == 1 {
@@ -224,13 +248,66 @@ pub fn mobilenet_v2(size: usize, classes: usize, wb: u32) -> Vec<(String, LayerS
             idx += 1;
         }
     }
-    out.push((format!("features.{idx}"), conv(c, h, 1280, 1, 1, 0, 1, wb)));
+    let last = scaled(1280, width.max(1.0));
+    out.push((format!("features.{idx}"), conv(c, h, last, 1, 1, 0, 1, wb)));
+    out.push(("classifier".to_string(), LayerSpec::fc(last, classes, wb)));
+    out
+}
+
+/// EfficientNet-B0 (Tan & Le 2019): MBConv blocks with 3×3 and 5×5 depthwise kernels and
+/// squeeze-and-excitation (its two FCs on the pooled channels, ratio 0.25 of the block input).
+/// At 32×32 the stem and the second stage use stride 1 (as the CIFAR MobileNetV2), so the final
+/// map is 2×2.
+pub fn efficientnet_b0(size: usize, classes: usize, wb: u32) -> Vec<(String, LayerSpec)> {
+    let cifar = size <= 32;
+    let stem_stride = if cifar { 1 } else { 2 };
+    let mut out = vec![(
+        "stem".to_string(),
+        conv(3, size, 32, 3, stem_stride, 1, 1, wb),
+    )];
+    let mut h = size / stem_stride;
+    let mut c = 32;
+    // (expansion, kernel, channels, repeats, stride)
+    let cfg: [(usize, usize, usize, usize, usize); 7] = [
+        (1, 3, 16, 1, 1),
+        (6, 3, 24, 2, 2),
+        (6, 5, 40, 2, 2),
+        (6, 3, 80, 3, 2),
+        (6, 5, 112, 3, 1),
+        (6, 5, 192, 4, 2),
+        (6, 3, 320, 1, 1),
+    ];
+    for (si, &(t, k, m, n, s)) in cfg.iter().enumerate() {
+        for b in 0..n {
+            let stride = if b > 0 || (cifar && si == 1) { 1 } else { s };
+            let hidden = c * t;
+            let name = format!("blocks.{si}.{b}");
+            if t != 1 {
+                out.push((format!("{name}.expand"), conv(c, h, hidden, 1, 1, 0, 1, wb)));
+            }
+            out.push((
+                format!("{name}.dw"),
+                conv(hidden, h, hidden, k, stride, k / 2, hidden, wb),
+            ));
+            h = (h + 2 * (k / 2) - k) / stride + 1;
+            let se = (c / 4).max(1);
+            out.push((format!("{name}.se_reduce"), LayerSpec::fc(hidden, se, wb)));
+            out.push((format!("{name}.se_expand"), LayerSpec::fc(se, hidden, wb)));
+            out.push((
+                format!("{name}.project"),
+                conv(hidden, h, m, 1, 1, 0, 1, wb),
+            ));
+            c = m;
+        }
+    }
+    out.push(("head".to_string(), conv(c, h, 1280, 1, 1, 0, 1, wb)));
     out.push(("classifier".to_string(), LayerSpec::fc(1280, classes, wb)));
     out
 }
 
 /// A built-in model by name: resnet20, resnet32, resnet56, resnet18-64, resnet18-224, resnet50,
-/// mobilenetv2-32, mobilenetv2-224.
+/// mobilenetv2-32, mobilenetv2-224, mobilenetv2-32-w<width>, efficientnet-b0-32,
+/// efficientnet-b0-224, vgg16-32, vit-cifar.
 pub fn by_name(name: &str, wb: u32) -> Option<Vec<(String, LayerSpec)>> {
     Some(match name {
         "resnet20" => resnet_cifar(20, wb),
@@ -241,6 +318,15 @@ pub fn by_name(name: &str, wb: u32) -> Option<Vec<(String, LayerSpec)>> {
         "resnet50" => resnet50(wb),
         "mobilenetv2-32" => mobilenet_v2(32, 10, wb),
         "mobilenetv2-224" | "mobilenetv2" => mobilenet_v2(224, 1000, wb),
+        "efficientnet-b0-32" => efficientnet_b0(32, 10, wb),
+        "efficientnet-b0-224" | "efficientnet-b0" => efficientnet_b0(224, 1000, wb),
+        w if w.starts_with("mobilenetv2-32-w") => {
+            let width: f64 = w["mobilenetv2-32-w".len()..].parse().ok()?;
+            if !(0.25..=4.0).contains(&width) {
+                return None;
+            }
+            mobilenet_v2_width(32, 10, width, wb)
+        }
         "vgg16-32" | "vgg16" => vgg16_32(wb),
         "vit-cifar" | "vit" => vit_cifar(wb),
         _ => return None,
@@ -248,7 +334,7 @@ pub fn by_name(name: &str, wb: u32) -> Option<Vec<(String, LayerSpec)>> {
 }
 
 /// Names accepted by [`by_name`].
-pub const MODELS: [&str; 10] = [
+pub const MODELS: [&str; 12] = [
     "resnet20",
     "resnet32",
     "resnet56",
@@ -257,6 +343,8 @@ pub const MODELS: [&str; 10] = [
     "resnet50",
     "mobilenetv2-32",
     "mobilenetv2-224",
+    "efficientnet-b0-32",
+    "efficientnet-b0-224",
     "vgg16-32",
     "vit-cifar",
 ];

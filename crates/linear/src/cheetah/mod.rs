@@ -107,11 +107,28 @@ pub struct CheetahConfig {
     /// [`OutsideSupport::Zero`] is for tests only).
     #[serde(default)]
     pub outside_support: OutsideSupport,
-    /// Grouped and depthwise convolutions (and scales) by dense packing only ([`crate::falcon`]:
-    /// several groups per input and several filters per weight polynomial); other layers as
-    /// before. The `falcon` protocol is Cheetah with this set.
+    /// Also plan grouped and depthwise convolutions (and scales) by dense packing
+    /// ([`crate::falcon`]: several groups per input and several filters per weight polynomial),
+    /// the fastest by estimated time kept. The `falcon` protocol is Cheetah with this set.
     #[serde(default)]
     pub dense: bool,
+    /// With `dense`: the bytes a dense plan may send (a dense layout trades query bytes, k times
+    /// its data, for products and key switches, see [`crate::falcon`]).
+    #[serde(default)]
+    pub dense_bytes: DenseBytes,
+}
+
+/// The byte budget of a dense plan ([`CheetahConfig::dense_bytes`]).
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
+pub enum DenseBytes {
+    /// Whatever the estimated time ([`estimated_seconds`] at the configured bandwidth) favours.
+    #[default]
+    Free,
+    /// No more than the plan without dense layouts sends on the same layer (none fits: no dense
+    /// plan).
+    AtMostCheetah,
 }
 
 fn default_true() -> bool {
@@ -188,6 +205,7 @@ impl Default for CheetahConfig {
             truncate_query: true,
             outside_support: OutsideSupport::Zero,
             dense: false,
+            dense_bytes: DenseBytes::Free,
         }
     }
 }
@@ -394,12 +412,22 @@ impl Cheetah {
 
     fn plan_uncached(&self, layer: &LayerSpec, ring: Ring) -> Result<CheetahPlan, LinearError> {
         layer.validate()?;
-        let direct = self.plan_direct(layer, ring);
+        let cap = match (self.config.dense, self.config.dense_bytes) {
+            (true, DenseBytes::AtMostCheetah) => {
+                let plain = Cheetah::new(CheetahConfig {
+                    dense: false,
+                    ..self.config
+                });
+                Some(plain.plan(layer, ring)?.cost.bytes())
+            }
+            _ => None,
+        };
+        let direct = self.plan_direct(layer, ring, cap);
         let rw = match (self.config.polyphase, polyphase::rewrite(layer)) {
             (Polyphase::Off, _) | (_, None) => return direct,
             (_, Some(rw)) => rw,
         };
-        let via = self.plan_direct(&rw, ring).map(|mut p| {
+        let via = self.plan_direct(&rw, ring, cap).map(|mut p| {
             p.polyphase = Some(rw);
             p
         });
@@ -419,7 +447,13 @@ impl Cheetah {
     }
 
     /// [`Cheetah::plan`] without the space-to-depth rewrite.
-    fn plan_direct(&self, layer: &LayerSpec, ring: Ring) -> Result<CheetahPlan, LinearError> {
+    /// With `cap`, candidates sending more bytes are skipped.
+    fn plan_direct(
+        &self,
+        layer: &LayerSpec,
+        ring: Ring,
+        cap: Option<u64>,
+    ) -> Result<CheetahPlan, LinearError> {
         layer.validate()?;
         if ring.bits() > MAX_PLAINTEXT_BITS {
             return Err(LinearError::PlaintextTooLarge {
@@ -442,26 +476,20 @@ impl Cheetah {
             } else {
                 Vec::new()
             };
-            let use_dense = !dense.is_empty();
-            let mut cands: Vec<(Layout, usize)> = if !use_dense {
-                Layout::candidates(layer, p.n())
-            } else {
-                Vec::new()
-            }
-            .into_iter()
-            .filter(|l| trunc || !l.needs_truncation())
-            .map(|l| (l, 1))
-            .collect();
-            if use_dense {
-                for l in dense {
-                    cands.push((l, 1));
-                    let mut g = 2;
-                    while p.can_pack() && self.config.packing && g <= l.output_stride() {
-                        cands.push((l, g));
-                        g *= 2;
-                    }
+            let mut cands: Vec<(Layout, usize)> = Layout::candidates(layer, p.n())
+                .into_iter()
+                .filter(|l| trunc || !l.needs_truncation())
+                .map(|l| (l, 1))
+                .collect();
+            for l in dense {
+                cands.push((l, 1));
+                let mut g = 2;
+                while p.can_pack() && self.config.packing && g <= l.output_stride() {
+                    cands.push((l, g));
+                    g *= 2;
                 }
-            } else if trunc {
+            }
+            if trunc {
                 // With truncated queries an interleaved tiling with c_t above the real channel
                 // count costs no query bytes for its empty channels: a candidate even unpacked.
                 cands.extend(
@@ -470,7 +498,7 @@ impl Cheetah {
                         .map(|l| (l, 1)),
                 );
             }
-            if p.can_pack() && self.config.packing && !use_dense {
+            if p.can_pack() && self.config.packing {
                 for l in Layout::packable_candidates(layer, p.n()) {
                     let mut g = 2;
                     while g <= l.output_stride() {
@@ -497,6 +525,9 @@ impl Cheetah {
                     continue;
                 };
                 let cost = layout_cost(p, &layout, &nz, query_drop_bits, pack, trunc)?;
+                if cap.is_some_and(|c| cost.bytes() > c) {
+                    continue;
+                }
                 let score = estimated_seconds(&cost, p, self.config.bandwidth_bytes_per_s as f64);
                 if best.as_ref().is_none_or(|(b, _)| score < *b) {
                     best = Some((
