@@ -2,14 +2,14 @@
 //! the server's query codec (`rlwe::DroppedCodec` on linear's sets) on every parameter set, dropped-bit count and a sparse support (a
 //! truncated query), the server's whole step on a fuzzed query and the client's on a fuzzed
 //! response for several layouts (FC block and strided splits, one-tile and multi-tile convs, a
-//! strided conv: truncated queries of different supports), and the server's key setup on fuzzed
-//! key messages.
+//! strided conv: truncated queries of different supports; depthwise convs by `Falcon`'s dense
+//! tilings), and the server's key setup on fuzzed key messages.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use linear::cheetah::params::HeParamsId;
 use linear::cheetah::query::{codec, max_drop_bits};
 use linear::{
-    Cheetah, ClientKeys, KeyRequest, LayerSpec, LayerWeights, LinearProtocol, Ring,
+    Cheetah, ClientKeys, Falcon, KeyRequest, LayerSpec, LayerWeights, LinearProtocol, Ring,
     ServerKeys,
 };
 use rand_chacha::rand_core::SeedableRng;
@@ -26,7 +26,8 @@ pub fn layers() -> Vec<LayerSpec> {
 }
 
 struct Fixture {
-    proto: Cheetah,
+    /// Per layer: `Falcon` where it applies, `Cheetah` elsewhere (as the seeds are written).
+    protos: Vec<Box<dyn LinearProtocol>>,
     layers: Vec<LayerSpec>,
     ring: Ring,
     req: Vec<KeyRequest>,
@@ -36,11 +37,21 @@ struct Fixture {
 
 fn fixture() -> Fixture {
     let ring = Ring::new(37).unwrap();
-    let proto = Cheetah::default();
     let layers = layers();
+    let protos: Vec<Box<dyn LinearProtocol>> = layers
+        .iter()
+        .map(|l| -> Box<dyn LinearProtocol> {
+            if Falcon::applies(l) {
+                Box::new(Falcon::default())
+            } else {
+                Box::new(Cheetah::default())
+            }
+        })
+        .collect();
     let mut req: Vec<KeyRequest> = layers
         .iter()
-        .flat_map(|l| proto.keys_needed(l, ring).unwrap())
+        .zip(&protos)
+        .flat_map(|(l, p)| p.keys_needed(l, ring).unwrap())
         .collect();
     req.sort();
     req.dedup();
@@ -48,7 +59,7 @@ fn fixture() -> Fixture {
     let ck = ClientKeys::setup(&req, &mut a, &mut ChaCha20Rng::seed_from_u64(1)).unwrap();
     let sk = ServerKeys::setup(&req, &mut b).unwrap();
     Fixture {
-        proto,
+        protos,
         layers,
         ring,
         req,
@@ -80,7 +91,8 @@ fuzz_target!(|data: &[u8]| {
         }
         1 => FX.with(|f| {
             // The server's step on a fuzzed query.
-            let layer = f.layers[data[1] as usize % f.layers.len()];
+            let i = data[1] as usize % f.layers.len();
+            let layer = f.layers[i];
             let (mut c, mut s) = MemoryChannel::pair();
             c.send(body).unwrap();
             drop(c);
@@ -88,7 +100,7 @@ fuzz_target!(|data: &[u8]| {
                 weights: vec![1; layer.weight_len()],
                 bias: vec![0; layer.bias_len()],
             };
-            let _ = f.proto.server(
+            let _ = f.protos[i].server(
                 &layer,
                 f.ring,
                 &f.sk,
@@ -100,10 +112,11 @@ fuzz_target!(|data: &[u8]| {
         }),
         2 => FX.with(|f| {
             // The client's step on a fuzzed response.
-            let layer = f.layers[data[1] as usize % f.layers.len()];
+            let i = data[1] as usize % f.layers.len();
+            let layer = f.layers[i];
             let (mut c, mut s) = MemoryChannel::pair();
             s.send(body).unwrap();
-            let _ = f.proto.client(
+            let _ = f.protos[i].client(
                 &layer,
                 f.ring,
                 &f.ck,

@@ -14,9 +14,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .unwrap_or_else(|| "fuzz/seeds/linear_messages".into());
     std::fs::create_dir_all(&dir)?;
     let ring = Ring::new(37)?;
-    let proto = Cheetah::default();
+    let (proto, falcon) = (Cheetah::default(), linear::Falcon::default());
     for (i, (name, layer)) in linear::shapes::fuzz_layers().into_iter().enumerate() {
-        let plan = proto.plan(&layer, ring)?;
+        // As the fuzz target runs them: Falcon where it applies.
+        let plan = if linear::Falcon::applies(&layer) {
+            falcon.plan(&layer, ring)?
+        } else {
+            proto.plan(&layer, ring)?
+        };
         let mut q = vec![1u8, i as u8, plan.params.tag()];
         q.resize(2 + plan.cost.bytes_c2s as usize, 0);
         std::fs::write(format!("{dir}/server_{name}_query"), &q)?;

@@ -98,7 +98,10 @@ fn byte_cap_holds() {
     let free = Falcon::default();
     let cheetah = linear::Cheetah::default();
     let mut freer = 0;
-    for (i, l) in [dw(960, 4, 3, 1), dw(384, 8, 3, 1), dw(192, 16, 3, 1)].iter().enumerate() {
+    for (i, l) in [dw(960, 4, 3, 1), dw(384, 8, 3, 1), dw(192, 16, 3, 1)]
+        .iter()
+        .enumerate()
+    {
         let c = cheetah.cost(l, ring).unwrap().bytes();
         assert!(capped.cost(l, ring).unwrap().bytes() <= c);
         freer += usize::from(free.cost(l, ring).unwrap().bytes() > c);

@@ -26,6 +26,8 @@
 //! onto the top ones) as long as L ≥ (rows − min(top pad, bottom pad))·w_s, w_s ≥ W + p and
 //! p < min(kh, kw).
 
+pub mod placement;
+
 use rand_core::CryptoRngCore;
 use transport::Channel;
 

@@ -1,0 +1,57 @@
+#!/usr/bin/env python3
+"""Tables for BENCHMARKS.md § Falcon from bench/falcon/<model>_<run>.jsonl.
+
+Usage: bench/falcon/report.py <model>  (runs: falcon, falcon-capped, cheetah, nopacking)"""
+import json
+import sys
+
+RUNS = ["falcon", "falcon-capped", "cheetah", "nopacking"]
+
+
+def load(model, run):
+    rows, total = [], None
+    with open(f"bench/falcon/{model}_{run}.jsonl") as f:
+        for line in f:
+            r = json.loads(line)
+            if "layer" in r:
+                rows.append(r)
+            elif "total" in r:
+                total = r["total"]
+    return rows, total
+
+
+def main():
+    model = sys.argv[1]
+    data = {r: load(model, r)[0] for r in RUNS}
+    names = [r["layer"] for r in data["cheetah"]]
+    print("| layer | shape | ms falcon / capped / cheetah / no-packing | KB falcon / capped / cheetah / no-packing "
+          "| ct×pt falcon / cheetah | NTTs falcon / cheetah | key sw. falcon / cheetah | falcon tiling | speed-up vs cheetah |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    tot = {r: [0.0, 0] for r in RUNS}
+    for i, n in enumerate(names):
+        row = {r: data[r][i] for r in RUNS}
+        assert all(row[r]["layer"] == n for r in RUNS)
+        assert all(row[r]["exact"] for r in RUNS), n
+        for r in RUNS:
+            tot[r][0] += row[r]["ms"]
+            tot[r][1] += row[r]["bytes_c2s"] + row[r]["bytes_s2c"]
+        f, c = row["falcon"], row["cheetah"]
+        d = f.get("dense")
+        til = (f"m={d['m']} k={d['k']} g={d['g']} bands={d['bands']}, {f['params']}, G={f['pack']}"
+               if d else f"cheetah layout, {f['params']}, G={f['pack']}")
+        if f["polyphase"]:
+            til += ", s2d"
+        kb = lambda r: (row[r]["bytes_c2s"] + row[r]["bytes_s2c"]) / 1e3
+        print(f"| {n} | {f.get('shape', '')} | {f['ms']:.0f} / {row['falcon-capped']['ms']:.0f} / {c['ms']:.0f} / "
+              f"{row['nopacking']['ms']:.0f} | {kb('falcon'):.0f} / {kb('falcon-capped'):.0f} / {kb('cheetah'):.0f} / "
+              f"{kb('nopacking'):.0f} | {f['ct_pt_mults']} / {c['ct_pt_mults']} | {f['ntts']} / {c['ntts']} | "
+              f"{f['key_switches']} / {c['key_switches']} | {til} | {c['ms'] / f['ms']:.2f}× |")
+    t = {r: tot[r] for r in RUNS}
+    print(f"| **total ({len(names)} layers)** | | **{t['falcon'][0]:.0f} / {t['falcon-capped'][0]:.0f} / "
+          f"{t['cheetah'][0]:.0f} / {t['nopacking'][0]:.0f}** | **{t['falcon'][1] / 1e3:.0f} / "
+          f"{t['falcon-capped'][1] / 1e3:.0f} / {t['cheetah'][1] / 1e3:.0f} / {t['nopacking'][1] / 1e3:.0f}** | | | | | "
+          f"**{t['cheetah'][0] / t['falcon'][0]:.2f}× (capped {t['cheetah'][0] / t['falcon-capped'][0]:.2f}×)** |")
+
+
+if __name__ == "__main__":
+    main()

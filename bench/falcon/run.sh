@@ -1,0 +1,18 @@
+#!/bin/bash
+# Falcon (dense depthwise packing) against Cheetah on every depthwise layer: each model's `.dw`
+# layers under --protocol falcon, falcon with --dense-bytes cheetah, cheetah (today's default)
+# and Cheetah's own protocol (--no-packing). Seeded weights; outputs checked against the
+# reference in every row ("exact"). Usage: bench/falcon/run.sh [models...]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+cargo build --release -q -p privinfer
+BIN=target/release/privinfer
+MODELS=${*:-mobilenetv2-32 mobilenetv2-224 efficientnet-b0-32}
+for m in $MODELS; do
+  # ImageNet-size models: each distinct depthwise shape once.
+  case $m in *224) D=--distinct ;; *) D= ;; esac
+  $BIN bench linear --model $m --only .dw $D --protocol falcon --json > bench/falcon/${m}_falcon.jsonl
+  $BIN bench linear --model $m --only .dw $D --protocol falcon --dense-bytes cheetah --json > bench/falcon/${m}_falcon-capped.jsonl
+  $BIN bench linear --model $m --only .dw $D --protocol cheetah --json > bench/falcon/${m}_cheetah.jsonl
+  $BIN bench linear --model $m --only .dw $D --protocol cheetah --no-packing --json > bench/falcon/${m}_nopacking.jsonl
+done

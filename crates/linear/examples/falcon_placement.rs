@@ -1,0 +1,28 @@
+//! Dense-packing placements on S residue classes (`linear::falcon::placement`): filters per
+//! product (outputs of that many channels) and classes the query must carry, for the grid used
+//! by `linear::falcon::DenseTiling`, a greedy placement and the exhaustive optimum.
+//!
+//!     cargo run --release -p privinfer-linear --example falcon_placement
+
+use linear::falcon::placement::{exhaustive, greedy, grid};
+
+fn main() {
+    println!("| S | m | grid k / read | greedy k / read | exhaustive k / read | exhaustive units, residues |");
+    println!("|---|---|---|---|---|---|");
+    for s in [8usize, 16] {
+        for m in 2..=8usize.min(s) {
+            let (g, gr, ex) = (grid(s, m), greedy(s, m), exhaustive(s, m));
+            println!(
+                "| {s} | {m} | {} / {} | {} / {} | {} / {} | {:?}, {:?} |",
+                g.filters.len(),
+                g.classes_read(),
+                gr.filters.len(),
+                gr.classes_read(),
+                ex.filters.len(),
+                ex.classes_read(),
+                ex.units,
+                ex.filters,
+            );
+        }
+    }
+}
