@@ -429,6 +429,7 @@ fn simd_row(
 }
 
 /// A report row's predicted fields for a plan of Cheetah's family (`cheetah`, `falcon`).
+#[allow(clippy::too_many_arguments)]
 fn cheetah_row(
     plan: &linear::CheetahPlan,
     proto: &dyn LinearProtocol,
