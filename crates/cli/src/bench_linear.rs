@@ -64,10 +64,12 @@ pub struct Args {
     /// included). Every row names the protocol it ran.
     #[arg(long, default_value = "cheetah")]
     protocol: String,
-    /// Bytes a falcon layer may send: free (what the estimated time at --plan-mbps favours) or
-    /// cheetah (no more than the Cheetah plan of the same layer).
-    #[arg(long, default_value = "free", value_parser = crate::parse_dense_bytes)]
-    dense_bytes: linear::DenseBytes,
+    /// Bytes the falcon layers may send: free (what the estimated time at --plan-mbps favours),
+    /// cheetah (each layer no more than the Cheetah plan of the same layer) or cheetah-total
+    /// (all falcon layers together no more than Cheetah's plans of them: the planner's
+    /// bandwidth for those layers lowered until they fit, `falcon::bandwidth_for_budget`).
+    #[arg(long, default_value = "free")]
+    dense_bytes: String,
     /// Only predict costs (no HE is run).
     #[arg(long)]
     dry_run: bool,
@@ -147,10 +149,30 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let baseline = Cheetah::new(CheetahConfig::unpacked()); // Cheetah's own formula
     let simd = Simd::default();
     let hyena = Simd::new(linear::SimdConfig::hyena());
-    let falcon = Falcon::new(CheetahConfig {
-        dense_bytes: a.dense_bytes,
+    let mut falcon = Falcon::new(CheetahConfig {
+        dense_bytes: if a.dense_bytes == "cheetah-total" {
+            linear::DenseBytes::Free
+        } else {
+            crate::parse_dense_bytes(&a.dense_bytes)
+                .map_err(|e| anyhow::anyhow!("--dense-bytes {e}"))?
+        },
         ..proto.config
     });
+    let mut falcon_mbps = None;
+    if a.dense_bytes == "cheetah-total" {
+        let ls: Vec<LayerSpec> = layers.iter().map(|(_, l, _)| *l).collect();
+        let mut budget = 0;
+        for l in ls.iter().filter(|l| Falcon::applies(l)) {
+            budget += proto.cost(l, ring)?.bytes();
+        }
+        let bw = linear::falcon::bandwidth_for_budget(&ls, ring, falcon.config(), budget)?
+            .context("--dense-bytes cheetah-total: no falcon plan fits Cheetah's bytes")?;
+        falcon = Falcon::new(CheetahConfig {
+            bandwidth_bytes_per_s: bw,
+            ..falcon.config()
+        });
+        falcon_mbps = Some(bw as f64 * 8e-6);
+    }
     let bw = a.plan_mbps * 1e6 / 8.0;
     // Per layer: the protocol that runs it.
     let mut chosen: Vec<&dyn LinearProtocol> = Vec::with_capacity(layers.len());
@@ -372,7 +394,8 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             "model": a.model, "protocol": a.protocol, "net": net_name, "conversion_bytes": conversion_bytes,
             "simd_layers": chosen.iter().filter(|p| p.name() == "simd").count(),
             "hyena_layers": chosen.iter().filter(|p| p.name() == "hyena").count(),
-            "falcon_layers": chosen.iter().filter(|p| p.name() == "falcon").count(), "layers": layers.len(), "ms": (tot_ms * 100.0f64).round() / 100.0,
+            "falcon_layers": chosen.iter().filter(|p| p.name() == "falcon").count(),
+            "falcon_plan_mbps": falcon_mbps, "layers": layers.len(), "ms": (tot_ms * 100.0f64).round() / 100.0,
             "bytes_c2s": tot_c2s, "bytes_s2c": tot_s2c, "cheetah_bytes": tot_cheetah,
             "setup_bytes": setup.bytes_c2s, "repeat": a.repeat.max(1), "exact": all_exact, "measured": !a.dry_run,
         }}),

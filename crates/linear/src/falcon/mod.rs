@@ -86,6 +86,49 @@ impl Falcon {
     }
 }
 
+/// The largest planning bandwidth (bytes/s, at most `config`'s) at which Falcon's plans of
+/// `layers` (those it applies to) send at most `budget` bytes in total: the network profile
+/// under which the dense tilings spend bytes only where they buy the most time, found by
+/// bisection on log-bandwidth (total bytes fall as bandwidth falls, not strictly). `None` if
+/// even 1 kB/s exceeds the budget.
+pub fn bandwidth_for_budget(
+    layers: &[LayerSpec],
+    ring: Ring,
+    config: CheetahConfig,
+    budget: u64,
+) -> Result<Option<u64>, LinearError> {
+    let bytes = |bw: u64| -> Result<u64, LinearError> {
+        let f = Falcon::new(CheetahConfig {
+            bandwidth_bytes_per_s: bw,
+            ..config
+        });
+        let mut total = 0;
+        for l in layers.iter().filter(|l| Falcon::applies(l)) {
+            total += f.cost(l, ring)?.bytes();
+        }
+        Ok(total)
+    };
+    let (mut lo, mut hi) = (
+        1_000f64.ln(),
+        (config.bandwidth_bytes_per_s.max(1_000) as f64).ln(),
+    );
+    if bytes(hi.exp() as u64)? <= budget {
+        return Ok(Some(hi.exp() as u64));
+    }
+    if bytes(lo.exp() as u64)? > budget {
+        return Ok(None);
+    }
+    for _ in 0..14 {
+        let mid = 0.5 * (lo + hi);
+        if bytes(mid.exp() as u64)? <= budget {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    Ok(Some(lo.exp() as u64))
+}
+
 impl LinearProtocol for Falcon {
     fn name(&self) -> &'static str {
         "falcon"
