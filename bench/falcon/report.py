@@ -51,7 +51,7 @@ def main():
             tot[r][1] += mult[i] * (row[r]["bytes_c2s"] + row[r]["bytes_s2c"])
         f, c = row["falcon"], row["cheetah"]
         d = f.get("dense")
-        til = (f"m={d['m']} k={d['k']} g={d['g']} bands={d['bands']}, {f['params']}, G={f['pack']}"
+        til = (f"{'searched ' if d.get('searched') else ''}m={d['m']} k={d['k']} g={d['g']} bands={d['bands']}, {f['params']}, G={f['pack']}"
                if d else f"cheetah layout, {f['params']}, G={f['pack']}")
         if f["polyphase"]:
             til += ", s2d"

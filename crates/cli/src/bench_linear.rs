@@ -499,8 +499,8 @@ fn cheetah_row(
     });
     if let linear::cheetah::Layout::Dense { tiling, .. } = plan.layout {
         // Units per input, filters per weight polynomial, channel slots per unit, bands.
-        row["dense"] =
-            serde_json::json!({"m": tiling.m, "k": tiling.k, "g": tiling.g, "bands": tiling.n_b});
+        row["dense"] = serde_json::json!({"m": tiling.m, "k": tiling.k, "g": tiling.g, "bands": tiling.n_b,
+            "classes": tiling.classes(), "searched": tiling.searched});
     }
     Ok(row)
 }

@@ -7,6 +7,22 @@
 use linear::falcon::placement::{exhaustive, greedy, grid};
 
 fn main() {
+    if std::env::args().nth(1).as_deref() == Some("searched") {
+        for (s, m, k) in [
+            (16, 8, 4),
+            (16, 8, 2),
+            (32, 16, 4),
+            (8, 4, 2),
+            (16, 12, 2),
+            (32, 24, 4),
+        ] {
+            println!(
+                "S={s} m={m} k={k}: {:?}",
+                linear::falcon::placement::searched(s, m, k).map(|p| p.reads)
+            );
+        }
+        return;
+    }
     println!("| S | m | grid k / read | greedy k / read | exhaustive k / read | exhaustive units, residues |");
     println!("|---|---|---|---|---|---|");
     for s in [8usize, 16] {

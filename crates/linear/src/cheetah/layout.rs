@@ -261,7 +261,7 @@ impl Layout {
             // polynomial in the same band.
             Layout::Dense { spec, tiling } => {
                 let key = o / tiling.n_b;
-                let (ip, _, _) = tiling.key_filters(spec, key);
+                let ip = tiling.key_input(spec, key);
                 vec![(ip * tiling.n_b + o % tiling.n_b, key)]
             }
         }

@@ -202,6 +202,22 @@ pub struct DenseTiling {
     /// Stride-1 output rows per band and number of bands.
     pub step: usize,
     pub n_b: usize,
+    /// Residue classes S: m·k for the grid, a power of two ≥ m for a searched placement.
+    #[serde(default)]
+    pub s: usize,
+    /// Units and filters placed by [`placement::searched`] (fewer classes read, outputs not at
+    /// multiples of a power of two: responses unpacked) instead of the grid.
+    #[serde(default)]
+    pub searched: bool,
+}
+
+/// One filter of a weight polynomial: output channel f, the class of its unit, its residue.
+/// Its outputs sit at class + residue (≥ 0, < 2S) above the spatial offset.
+#[derive(Clone, Copy, Debug)]
+struct Slot {
+    f: usize,
+    class: usize,
+    residue: i64,
 }
 
 /// Stride-1 output rows and columns needed: (out − 1)·stride + 1.
@@ -273,7 +289,39 @@ impl DenseTiling {
             w_s,
             step,
             n_b,
+            s: m * k,
+            searched: false,
         })
+    }
+
+    /// The tiling with a searched placement of m units and weight polynomials of at most k
+    /// filters on S classes ([`placement::searched`]); depthwise layers (one filter per group)
+    /// with S ≤ 32 only.
+    pub fn new_searched(
+        spec: &Conv2dSpec,
+        n: usize,
+        step: usize,
+        s: usize,
+        m: usize,
+        k: usize,
+    ) -> Option<DenseTiling> {
+        let grid = DenseTiling::new(spec, n, step, 1)?;
+        if spec.m_per_group() != 1 || s > 32 || s > grid.m || m > spec.groups || k < 2 {
+            return None;
+        }
+        placement::searched(s, m, k)?;
+        let t = DenseTiling {
+            m,
+            k,
+            l: n / (s * grid.g),
+            s,
+            searched: true,
+            ..grid
+        };
+        // Outputs sit at (T·g)·S + class + residue < (T·g + 2)·S: below N for every kept T.
+        let (_, wf) = needed(spec);
+        let t_max = (t.step - 1) * t.w_s + wf - 1;
+        ((t_max * t.g + 2) * s <= n).then_some(t)
     }
 
     /// Candidate tilings: balanced row bands × k ∈ {1, 2, 4, …}.
@@ -295,13 +343,79 @@ impl DenseTiling {
                 }
                 k *= 2;
             }
+            // Searched placements on the classes the grid with k = 1 would use (S ≤ 32).
+            if let Some(t1) = DenseTiling::new(spec, n, step, 1) {
+                let s = t1.m;
+                for k in [2, 4] {
+                    for m in (2 * k..=s * 3 / 4).step_by(k) {
+                        if let Some(t) = DenseTiling::new_searched(spec, n, step, s, m, k) {
+                            out.push(t);
+                        }
+                    }
+                }
+            }
         }
         out
     }
 
     /// S = m·k residue classes.
     pub fn classes(&self) -> usize {
-        self.m * self.k
+        if self.s == 0 {
+            self.m * self.k // plans serialized before `s` existed
+        } else {
+            self.s
+        }
+    }
+
+    /// The class of unit u.
+    fn unit_class(&self, u: usize) -> usize {
+        if self.searched {
+            placement::searched(self.classes(), self.m, self.k)
+                .expect("checked in new_searched")
+                .units[u]
+        } else {
+            u
+        }
+    }
+
+    /// The weight polynomials of input polynomial ip, each as its filters' slots (none empty).
+    fn chunks(&self, spec: &Conv2dSpec, ip: usize) -> Vec<Vec<Slot>> {
+        let (a, e) = self.filters_of(spec, ip);
+        if self.searched {
+            let pl = placement::searched(self.classes(), self.m, self.k).expect("checked");
+            let units = spec.groups.min((ip + 1) * self.m) - ip * self.m;
+            return pl
+                .chunks
+                .iter()
+                .map(|c| {
+                    c.iter()
+                        .filter(|&&(u, _)| u < units)
+                        .map(|&(u, r)| Slot {
+                            f: ip * self.m + u,
+                            class: pl.units[u],
+                            residue: r as i64,
+                        })
+                        .collect::<Vec<_>>()
+                })
+                .filter(|c| !c.is_empty())
+                .collect();
+        }
+        (a..e)
+            .step_by(self.k)
+            .map(|c0| {
+                (c0..(c0 + self.k).min(e))
+                    .enumerate()
+                    .map(|(kappa, f)| {
+                        let unit = spec.group_of_output(f) - ip * self.m;
+                        Slot {
+                            f,
+                            class: unit,
+                            residue: (kappa * self.m) as i64 - unit as i64,
+                        }
+                    })
+                    .collect()
+            })
+            .collect()
     }
 
     /// Input polynomials per band.
@@ -320,30 +434,24 @@ impl DenseTiling {
         (first, ((ip + 1) * self.m * mpg).min(spec.m))
     }
 
-    /// Weight polynomials of input polynomial `ip`.
-    fn chunks_of(&self, spec: &Conv2dSpec, ip: usize) -> usize {
-        let (a, b) = self.filters_of(spec, ip);
-        (b - a).div_ceil(self.k)
-    }
-
-    /// Weight polynomials per full input polynomial.
-    fn chunks_per_full(&self, spec: &Conv2dSpec) -> usize {
-        (self.m * spec.m_per_group()).div_ceil(self.k)
-    }
-
-    /// Number of weight polynomials (keys 0..weight_keys()).
+    /// Number of weight polynomials (keys 0..weight_keys()): those of the full input
+    /// polynomials, then of the last.
     pub fn weight_keys(&self, spec: &Conv2dSpec) -> usize {
         let ips = self.unit_polys(spec);
-        (ips - 1) * self.chunks_per_full(spec) + self.chunks_of(spec, ips - 1)
+        (ips - 1) * self.chunks(spec, 0).len() + self.chunks(spec, ips - 1).len()
     }
 
-    /// (input polynomial, filters [first, end)) of weight key `key`.
-    pub fn key_filters(&self, spec: &Conv2dSpec, key: usize) -> (usize, usize, usize) {
-        let per = self.chunks_per_full(spec);
+    /// (input polynomial, filter slots) of weight key `key`.
+    fn key_slots(&self, spec: &Conv2dSpec, key: usize) -> (usize, Vec<Slot>) {
+        let per = self.chunks(spec, 0).len();
         let (ip, j) = (key / per, key % per);
-        let (first, end) = self.filters_of(spec, ip);
-        let a = first + j * self.k;
-        (ip, a, (a + self.k).min(end))
+        let mut c = self.chunks(spec, ip);
+        (ip, c.swap_remove(j))
+    }
+
+    /// The input polynomial weight key `key` multiplies.
+    pub fn key_input(&self, spec: &Conv2dSpec, key: usize) -> usize {
+        key / self.chunks(spec, 0).len()
     }
 
     /// Output polynomial o = key·n_b + band; input polynomial idx = ip·n_b + band.
@@ -365,6 +473,7 @@ impl DenseTiling {
             if grp >= spec.groups {
                 break;
             }
+            let class = self.unit_class(u);
             for cc in 0..cpg {
                 let ch = grp * cpg + cc;
                 for rho in 0..hb {
@@ -375,7 +484,7 @@ impl DenseTiling {
                     for q in 0..spec.w {
                         let pos = rho * self.w_s + q;
                         debug_assert!(pos < self.l);
-                        poly[((pos * self.g) + cc) * s + u] =
+                        poly[((pos * self.g) + cc) * s + class] =
                             x[(ch * spec.h + row as usize) * spec.w + q];
                     }
                 }
@@ -392,13 +501,12 @@ impl DenseTiling {
         weights: &[u64],
         key: usize,
     ) -> Vec<i64> {
-        let (ip, a, e) = self.key_filters(spec, key);
+        let (_, slots) = self.key_slots(spec, key);
         let (s, cpg) = (self.classes() as i64, spec.c_per_group());
         let (g, w_s, p) = (self.g as i64, self.w_s as i64, spec.padding as i64);
         let mut poly = vec![0i64; self.n];
-        for (kappa, f) in (a..e).enumerate() {
-            let unit = (spec.group_of_output(f) - ip * self.m) as i64;
-            let rho = (kappa * self.m) as i64 - unit;
+        for slot in slots {
+            let (f, rho) = (slot.f, slot.residue);
             for cc in 0..cpg {
                 for l in 0..spec.kh {
                     for l2 in 0..spec.kw {
@@ -439,25 +547,23 @@ impl DenseTiling {
     /// Outputs of output polynomial o: (coefficient, index into the layer's output), increasing.
     pub fn output_positions(&self, spec: &Conv2dSpec, o: usize) -> Vec<(usize, usize)> {
         let (key, b) = (o / self.n_b, o % self.n_b);
-        let (_, a, e) = self.key_filters(spec, key);
+        let (_, slots) = self.key_slots(spec, key);
         let plane = spec.out_h() * spec.out_w();
         let mut out = Vec::new();
         for (i, j, t) in self.kept_outputs(spec, b) {
-            for (kappa, f) in (a..e).enumerate() {
-                out.push((
-                    t * self.g * self.classes() + kappa * self.m,
-                    f * plane + i * spec.out_w() + j,
-                ));
+            for slot in &slots {
+                let at = (t * self.g * self.classes()) as i64 + slot.class as i64 + slot.residue;
+                out.push((at as usize, slot.f * plane + i * spec.out_w() + j));
             }
         }
+        out.sort_unstable();
         out
     }
 
     /// Number of outputs of output polynomial o.
     pub fn kept(&self, spec: &Conv2dSpec, o: usize) -> usize {
         let (key, b) = (o / self.n_b, o % self.n_b);
-        let (_, a, e) = self.key_filters(spec, key);
-        (e - a) * self.kept_per_filter(spec, b)
+        self.key_slots(spec, key).1.len() * self.kept_per_filter(spec, b)
     }
 
     /// Spatial positions (mod L) some kept output of band b reads, increasing.
@@ -475,18 +581,16 @@ impl DenseTiling {
         (0..self.l).filter(|&a| hit[a]).collect()
     }
 
-    /// Class offsets the kept outputs of input polynomial ip's products read: filter κ′ of a
-    /// weight polynomial maps the kept class κ·m to (κ − κ′)·m + u_κ′, a signed offset in
-    /// (−S, S) (a negative one borrows from the spatial index).
+    /// Class offsets the kept outputs of input polynomial ip's products read: through filter κ′
+    /// of its weight polynomial, the kept offset U_κ = class + residue reads U_κ − r_κ′ (grid:
+    /// (κ − κ′)·m + u_κ′), a signed offset in (−S, 2S) (a negative one borrows from the spatial
+    /// index, one ≥ S carries into it).
     fn read_offsets(&self, spec: &Conv2dSpec, ip: usize) -> Vec<i64> {
         let mut out = Vec::new();
-        let per = self.chunks_per_full(spec);
-        for j in 0..self.chunks_of(spec, ip) {
-            let (_, a, e) = self.key_filters(spec, ip * per + j);
-            for kp in 0..e - a {
-                let unit = (spec.group_of_output(a + kp) - ip * self.m) as i64;
-                for kappa in 0..e - a {
-                    out.push((kappa as i64 - kp as i64) * self.m as i64 + unit);
+        for c in self.chunks(spec, ip) {
+            for kept in &c {
+                for other in &c {
+                    out.push(kept.class as i64 + kept.residue - other.residue);
                 }
             }
         }
@@ -549,7 +653,9 @@ impl DenseTiling {
 
     /// The power of two all output coefficients are multiples of.
     pub fn output_stride(&self) -> usize {
-        if self.k > 1 {
+        if self.searched {
+            1
+        } else if self.k > 1 {
             self.m
         } else {
             self.classes() * self.g
@@ -620,7 +726,7 @@ mod tests {
     /// Every candidate tiling of `spec` at degree n computes the convolution exactly (as a plain
     /// polynomial product over Z_{2^64}), every output exactly once, and every coefficient a
     /// kept output reads through a nonzero weight lies in the input's query support.
-    fn check(spec: &Conv2dSpec, n: usize, seed: u64) -> usize {
+    fn check(spec: &Conv2dSpec, n: usize, seed: u64) -> (usize, usize) {
         let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(seed);
         let x: Vec<u64> = (0..spec.c * spec.h * spec.w).map(|_| rng.gen()).collect();
         let wl = spec.m * spec.c_per_group() * spec.kh * spec.kw;
@@ -638,7 +744,7 @@ mod tests {
                 .collect();
             for o in 0..t.output_cts(spec) {
                 let key = o / t.n_b;
-                let (ip, _, _) = t.key_filters(spec, key);
+                let ip = t.key_input(spec, key);
                 let idx = ip * t.n_b + o % t.n_b;
                 let wp = t.encode_filters(spec, ring, &w, key);
                 let prod = negacyclic(&inputs[idx], &wp);
@@ -676,7 +782,7 @@ mod tests {
             counts.sort();
             assert_eq!(got, counts, "{t:?}");
         }
-        cands.len()
+        (cands.len(), cands.iter().filter(|t| t.searched).count())
     }
 
     #[test]
@@ -694,9 +800,14 @@ mod tests {
             Conv2dSpec::square(8, 5, 12, 3, 1, 1, 4),
             Conv2dSpec::square(16, 4, 4, 2, 1, 0, 4),
         ];
+        let mut searched = 0;
         for (i, s) in shapes.iter().enumerate() {
-            assert!(check(s, 256, i as u64) > 0, "{s:?}: no candidate");
+            let (all, se) = check(s, 256, i as u64);
+            assert!(all > 0, "{s:?}: no candidate");
+            searched += se;
         }
+        // Searched placements are among the candidates checked (depthwise shapes).
+        assert!(searched >= 4, "{searched}");
     }
 
     #[test]
@@ -715,10 +826,10 @@ mod tests {
         // padding 3 ≥ kh: no dense tiling.
         assert_eq!(DenseTiling::candidates(&s, 512).len(), 0);
         let s = Conv2dSpec { padding: 2, ..s };
-        assert!(check(&s, 512, 6) > 0);
+        assert!(check(&s, 512, 6).0 > 0);
         let s = Conv2dSpec { padding: 1, ..s };
-        assert!(check(&s, 512, 7) > 0);
+        assert!(check(&s, 512, 7).0 > 0);
         let s = Conv2dSpec { stride: 2, ..s };
-        assert!(check(&s, 128, 8) > 0);
+        assert!(check(&s, 128, 8).0 > 0);
     }
 }

@@ -137,9 +137,145 @@ fn search(p: &mut Placement, u: usize, best: &mut Placement, key: &mut (usize, u
     search(p, u + 1, best, key);
 }
 
+/// A placement of m units on S classes and their filters (one per unit) in weight polynomials of
+/// at most k filters, every weight polynomial clean against all m units.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Searched {
+    /// Class of unit u.
+    pub units: Vec<usize>,
+    /// Weight polynomials: (unit, residue) per filter.
+    pub chunks: Vec<Vec<(usize, usize)>>,
+    /// Classes the query carries (the union over weight polynomials).
+    pub reads: usize,
+}
+
+/// Classes read by a weight polynomial's kept outputs: U_κ − r_κ′ (mod S).
+fn chunk_reads(s: usize, units: &[usize], chunk: &[(usize, usize)], hit: &mut [bool]) {
+    for &(u, r) in chunk {
+        for &(_, r2) in chunk {
+            hit[(units[u] + r + s - r2) % s] = true;
+        }
+    }
+}
+
+/// A placement with few classes read, deterministic in (S, m, k) (both parties derive it):
+/// randomized greedy — units on a random m-subset (the first try: 0..m), then each weight
+/// polynomial's residues one filter at a time, the residue adding the fewest classes read among
+/// those that keep it clean — best of 96 tries. `None` if no try places every filter. Memoized.
+pub fn searched(s: usize, m: usize, k: usize) -> Option<std::sync::Arc<Searched>> {
+    use rand_core::{RngCore, SeedableRng};
+    /// Fisher–Yates with the seeded stream (the placement must not depend on a library's
+    /// shuffle algorithm: both parties derive it).
+    fn shuffle(v: &mut [usize], rng: &mut impl RngCore) {
+        for i in (1..v.len()).rev() {
+            v.swap(i, (rng.next_u64() % (i as u64 + 1)) as usize);
+        }
+    }
+    type Cache = std::sync::Mutex<
+        std::collections::HashMap<(usize, usize, usize), Option<std::sync::Arc<Searched>>>,
+    >;
+    static CACHE: std::sync::OnceLock<Cache> = std::sync::OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some(v) = cache.lock().expect("placement cache").get(&(s, m, k)) {
+        return v.clone();
+    }
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64((s * 1_000_003 + m * 1_009 + k) as u64);
+    let mut best: Option<Searched> = None;
+    for t in 0..96 {
+        if m > s || k == 0 {
+            break;
+        }
+        let mut classes: Vec<usize> = (0..s).collect();
+        if t > 0 {
+            shuffle(&mut classes, &mut rng);
+        }
+        let mut units: Vec<usize> = classes[..m].to_vec();
+        units.sort_unstable();
+        let mut order: Vec<usize> = (0..m).collect();
+        shuffle(&mut order, &mut rng);
+        let p = Placement {
+            s,
+            units: units.clone(),
+            filters: Vec::new(),
+        };
+        let mut hit = vec![false; s];
+        let mut chunks = Vec::new();
+        let mut ok = true;
+        for c in order.chunks(k) {
+            let mut chunk: Vec<(usize, usize)> = Vec::new();
+            for &u in c {
+                let mut choice: Option<(usize, u64, usize)> = None;
+                for r in 0..s {
+                    chunk.push((u, r));
+                    let trial = Placement {
+                        filters: chunk.clone(),
+                        ..p.clone()
+                    };
+                    if trial.is_clean() {
+                        let mut h = hit.clone();
+                        chunk_reads(s, &units, &chunk, &mut h);
+                        let key = (h.iter().filter(|&&x| x).count(), rng.next_u64(), r);
+                        if choice.is_none_or(|c| (key.0, key.1) < (c.0, c.1)) {
+                            choice = Some(key);
+                        }
+                    }
+                    chunk.pop();
+                }
+                match choice {
+                    Some((_, _, r)) => chunk.push((u, r)),
+                    None => {
+                        ok = false;
+                        break;
+                    }
+                }
+            }
+            if !ok {
+                break;
+            }
+            chunk_reads(s, &units, &chunk, &mut hit);
+            chunks.push(chunk);
+        }
+        let reads = hit.iter().filter(|&&x| x).count();
+        if ok && best.as_ref().is_none_or(|b| reads < b.reads) {
+            best = Some(Searched {
+                units,
+                chunks,
+                reads,
+            });
+        }
+    }
+    let out = best.map(std::sync::Arc::new);
+    cache
+        .lock()
+        .expect("placement cache")
+        .insert((s, m, k), out.clone());
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn searched_placements_are_clean_and_read_fewer_classes_than_the_grid() {
+        // The grid reads all S classes of an input polynomial (k per unit).
+        for (s, m, k) in [(16, 8, 4), (16, 8, 2), (32, 16, 2), (8, 4, 2)] {
+            let pl = searched(s, m, k).expect("placement");
+            assert_eq!(pl.units.len(), m);
+            assert_eq!(pl.chunks.iter().map(|c| c.len()).sum::<usize>(), m);
+            for c in &pl.chunks {
+                assert!(c.len() <= k);
+                let p = Placement {
+                    s,
+                    units: pl.units.clone(),
+                    filters: c.clone(),
+                };
+                assert!(p.is_clean());
+            }
+            assert!(pl.reads < m * k, "S={s} m={m} k={k}: {} classes", pl.reads);
+            assert_eq!(searched(s, m, k), Some(pl), "deterministic");
+        }
+    }
 
     #[test]
     fn grid_is_clean_and_reads_k_squared_classes() {
