@@ -31,6 +31,7 @@ pub fn fuzz_layers() -> Vec<(&'static str, LayerSpec)> {
         // Depthwise: run by `Falcon` (dense tilings, packed), the rest by `Cheetah`.
         ("dw64x4", conv(64, 4, 64, 3, 1, 1, 64, 8)),
         ("dw32x6s2", conv(32, 6, 32, 3, 2, 1, 32, 8)),
+        ("dw96x8", conv(96, 8, 96, 3, 1, 1, 96, 8)),
     ]
 }
 
