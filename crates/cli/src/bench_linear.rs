@@ -68,8 +68,8 @@ pub struct Args {
     /// cheetah (each layer no more than the Cheetah plan of the same layer) or cheetah-total
     /// (all falcon layers together no more than Cheetah's plans of them: the planner's
     /// bandwidth for those layers lowered until they fit, `falcon::bandwidth_for_budget`).
-    #[arg(long, default_value = "free")]
-    dense_bytes: String,
+    #[arg(long, default_value = "free", value_parser = crate::parse_dense_bytes)]
+    dense_bytes: linear::DenseBytes,
     /// Only predict costs (no HE is run).
     #[arg(long)]
     dry_run: bool,
@@ -150,16 +150,11 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let simd = Simd::default();
     let hyena = Simd::new(linear::SimdConfig::hyena());
     let mut falcon = Falcon::new(CheetahConfig {
-        dense_bytes: if a.dense_bytes == "cheetah-total" {
-            linear::DenseBytes::Free
-        } else {
-            crate::parse_dense_bytes(&a.dense_bytes)
-                .map_err(|e| anyhow::anyhow!("--dense-bytes {e}"))?
-        },
+        dense_bytes: a.dense_bytes,
         ..proto.config
     });
     let mut falcon_mbps = None;
-    if a.dense_bytes == "cheetah-total" {
+    if a.dense_bytes == linear::DenseBytes::AtMostCheetahTotal {
         let ls: Vec<LayerSpec> = layers.iter().map(|(_, l, _)| *l).collect();
         let mut budget = 0;
         for l in ls.iter().filter(|l| Falcon::applies(l)) {

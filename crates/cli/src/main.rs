@@ -135,11 +135,14 @@ fn one_line(e: &anyhow::Error) -> String {
     line
 }
 
-/// `--dense-bytes`: free or cheetah.
+/// `--dense-bytes`: free, cheetah or cheetah-total.
 fn parse_dense_bytes(s: &str) -> Result<linear::DenseBytes, String> {
     match s {
         "free" => Ok(linear::DenseBytes::Free),
         "cheetah" => Ok(linear::DenseBytes::AtMostCheetah),
-        other => Err(format!("{other:?}: expected free or cheetah")),
+        "cheetah-total" => Ok(linear::DenseBytes::AtMostCheetahTotal),
+        other => Err(format!(
+            "{other:?}: expected free, cheetah or cheetah-total"
+        )),
     }
 }

@@ -43,8 +43,9 @@ pub struct ModelOpts {
     /// Cheetah elsewhere.
     #[arg(long, default_value = "auto")]
     protocol: engine::LinearPolicy,
-    /// Bytes a falcon layer may send: free (what the estimated time favours) or cheetah (no
-    /// more than the Cheetah plan of the same layer).
+    /// Bytes the falcon layers may send: free (what the estimated time favours), cheetah (each
+    /// no more than the Cheetah plan of the same layer) or cheetah-total (together no more than
+    /// Cheetah's plans of them).
     #[arg(long, default_value = "free", value_parser = crate::parse_dense_bytes)]
     dense_bytes: linear::DenseBytes,
 }

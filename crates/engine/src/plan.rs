@@ -409,6 +409,9 @@ impl Plan {
                 kind,
             });
         }
+        if cfg.cheetah.dense_bytes == linear::DenseBytes::AtMostCheetahTotal {
+            Self::fit_dense_budget(&mut steps, ring, cfg)?;
+        }
         if cfg.linear == LinearPolicy::Auto {
             Self::weigh_key_setup(&mut steps, ring, cfg)?;
         }
@@ -460,6 +463,56 @@ impl Plan {
             cost,
             epilogue: Epilogue::Rescale,
         })
+    }
+
+    /// `DenseBytes::AtMostCheetahTotal`: the falcon steps together send no more than Cheetah's
+    /// plans of the same layers. Their planning bandwidth is lowered until they fit
+    /// (`linear::falcon::bandwidth_for_budget`); if even the lowest does not, they run by
+    /// Cheetah.
+    fn fit_dense_budget(
+        steps: &mut [Step],
+        ring: linear::Ring,
+        cfg: &PlanConfig,
+    ) -> Result<(), EngineError> {
+        let cheetah = linear::Cheetah::new(cfg.cheetah);
+        let mut layers = Vec::new();
+        let mut budget = 0;
+        for s in steps.iter() {
+            if let StepKind::Linear {
+                choice: LinearChoice::Falcon(_),
+                layer,
+                ..
+            } = &s.kind
+            {
+                layers.push(*layer);
+                budget += cheetah.cost(layer, ring)?.bytes();
+            }
+        }
+        if layers.is_empty() {
+            return Ok(());
+        }
+        let bw = linear::falcon::bandwidth_for_budget(&layers, ring, cfg.cheetah, budget)?;
+        for s in steps.iter_mut() {
+            if let StepKind::Linear {
+                choice,
+                layer,
+                cost,
+                ..
+            } = &mut s.kind
+            {
+                if let LinearChoice::Falcon(c) = *choice {
+                    *choice = match bw {
+                        Some(bw) => LinearChoice::Falcon(linear::CheetahConfig {
+                            bandwidth_bytes_per_s: bw,
+                            ..c
+                        }),
+                        None => LinearChoice::Cheetah(cfg.cheetah),
+                    };
+                    *cost = choice.protocol().cost(layer, ring)?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The per-layer choice ignores key material, which is exchanged once per session and

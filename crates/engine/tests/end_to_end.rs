@@ -137,17 +137,32 @@ fn fused_relu6_matches_the_fixed_point_reference() {
         output: 8,
         metadata: vec![],
     };
-    for linear in [LinearPolicy::Auto, LinearPolicy::Simd, LinearPolicy::Hyena] {
-        check_mini_mobilenet(&model, linear);
+    for linear in [
+        LinearPolicy::Auto,
+        LinearPolicy::Simd,
+        LinearPolicy::Hyena,
+        LinearPolicy::Falcon,
+    ] {
+        check_mini_mobilenet(
+            &model,
+            PlanConfig {
+                linear,
+                ..PlanConfig::default()
+            },
+        );
     }
-}
-
-fn check_mini_mobilenet(model: &nn::Model, linear: LinearPolicy) {
-    use privinfer_engine::plan::{Epilogue, StepKind};
-    let cfg = PlanConfig {
-        linear,
+    // Falcon within Cheetah's bytes over the plan's falcon steps.
+    let mut cfg = PlanConfig {
+        linear: LinearPolicy::Falcon,
         ..PlanConfig::default()
     };
+    cfg.cheetah.dense_bytes = linear::DenseBytes::AtMostCheetahTotal;
+    check_mini_mobilenet(&model, cfg);
+}
+
+fn check_mini_mobilenet(model: &nn::Model, cfg: PlanConfig) {
+    use privinfer_engine::plan::{Epilogue, StepKind};
+    let linear = cfg.linear;
     let fixed = nn::FixedConfig::new(cfg.ell, cfg.scale).unwrap();
     let server = ServerModel::new(model, &cfg).unwrap();
     if linear == LinearPolicy::Simd {
@@ -155,6 +170,27 @@ fn check_mini_mobilenet(model: &nn::Model, linear: LinearPolicy) {
             StepKind::Linear { choice, .. } => choice.name() == "simd",
             _ => true,
         }));
+    }
+    if linear == LinearPolicy::Falcon {
+        // The depthwise conv by falcon, the rest by Cheetah; within the byte budget if asked.
+        use linear::LinearProtocol;
+        let cheetah = linear::Cheetah::new(cfg.cheetah);
+        for s in &server.plan.steps {
+            if let StepKind::Linear {
+                choice,
+                layer,
+                cost,
+                ..
+            } = &s.kind
+            {
+                let grouped = matches!(layer.shape, linear::LayerShape::Conv2d(c) if c.groups > 1);
+                assert_eq!(choice.name(), if grouped { "falcon" } else { "cheetah" });
+                if grouped && cfg.cheetah.dense_bytes == linear::DenseBytes::AtMostCheetahTotal {
+                    let ring = linear::Ring::new(cfg.ell).unwrap();
+                    assert!(cost.bytes() <= cheetah.cost(layer, ring).unwrap().bytes());
+                }
+            }
+        }
     }
     if linear == LinearPolicy::Hyena {
         // Every conv by hyena; the FC (not a convolution) by Cheetah.

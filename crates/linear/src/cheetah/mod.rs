@@ -129,6 +129,11 @@ pub enum DenseBytes {
     /// No more than the plan without dense layouts sends on the same layer (none fits: no dense
     /// plan).
     AtMostCheetah,
+    /// The dense layers of a whole plan together no more than their plans without dense layouts:
+    /// the planner of the network (`engine`, `privinfer bench linear`) lowers the bandwidth of
+    /// those layers until they fit (`falcon::bandwidth_for_budget`); per layer this plans as
+    /// [`DenseBytes::Free`] at that bandwidth.
+    AtMostCheetahTotal,
 }
 
 fn default_true() -> bool {
