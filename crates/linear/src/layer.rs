@@ -132,6 +132,15 @@ impl Conv2dSpec {
 pub struct FcSpec {
     pub inputs: usize,
     pub outputs: usize,
+    /// Public structure: every `block`×`block` block of W is circulant (PrivCirNet's
+    /// block-circulant layers, `linear::circulant`); 1 for a dense W. Protocols that ignore it
+    /// are correct for any W; those that use it check the weights.
+    #[serde(default = "one")]
+    pub block: usize,
+}
+
+fn one() -> usize {
+    1
 }
 
 /// An element-wise per-channel scale `y[c,h,w] = γ[c]·x[c,h,w] + β[c]` (a batch norm that could not
@@ -181,7 +190,23 @@ impl LayerSpec {
     }
     pub fn fc(inputs: usize, outputs: usize, weight_bits: u32) -> LayerSpec {
         LayerSpec {
-            shape: LayerShape::Fc(FcSpec { inputs, outputs }),
+            shape: LayerShape::Fc(FcSpec {
+                inputs,
+                outputs,
+                block: 1,
+            }),
+            weight_bits,
+        }
+    }
+    /// An FC whose `block`×`block` weight blocks are circulant (`block` a power of two dividing
+    /// both dimensions).
+    pub fn circulant_fc(inputs: usize, outputs: usize, block: usize, weight_bits: u32) -> LayerSpec {
+        LayerSpec {
+            shape: LayerShape::Fc(FcSpec {
+                inputs,
+                outputs,
+                block,
+            }),
             weight_bits,
         }
     }
@@ -253,6 +278,10 @@ impl LayerSpec {
             LayerShape::Fc(f) => {
                 if f.inputs == 0 || f.outputs == 0 {
                     return bad("fc dimensions must be positive");
+                }
+                if !f.block.is_power_of_two() || f.inputs % f.block != 0 || f.outputs % f.block != 0
+                {
+                    return bad("fc circulant block must be a power of two dividing both dimensions");
                 }
                 Ok(())
             }

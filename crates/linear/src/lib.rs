@@ -6,6 +6,7 @@
 //!
 //! * [`LinearProtocol`]: the interface every technique implements (cost model + client + server).
 //! * [`cheetah`]: Cheetah's coefficient-encoded HomConv / HomFC / element-wise scale.
+//! * [`circulant`]: block-circulant FC layers as Cheetah convolutions (PrivCirNet's structure).
 //! * [`falcon`]: dense packing of grouped and depthwise convolutions in Cheetah's encoding.
 //! * [`simd`]: slot-encoded (Gazelle / SCI-HE / Bolt) convolutions and matrix products on
 //!   shares over a batching prime field Z_t.
@@ -16,6 +17,7 @@
 //! Layer: above `math` and `transport`; no I/O of its own (everything goes through a `Channel`).
 
 pub mod cheetah;
+pub mod circulant;
 mod cost;
 mod error;
 pub mod falcon;
@@ -30,6 +32,7 @@ pub use cheetah::{
     bytes_lower_bound, Cheetah, CheetahConfig, CheetahPlan, DenseBytes, Flooding, HeParamsId,
     OutsideSupport, Polyphase,
 };
+pub use circulant::Circulant;
 pub use cost::Cost;
 pub use error::LinearError;
 pub use falcon::Falcon;

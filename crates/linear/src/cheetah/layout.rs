@@ -328,11 +328,15 @@ impl Layout {
         }
     }
 
-    /// Maximum number of weights meeting in one output.
+    /// Maximum number of nonzero weight coefficients an output coefficient meets, summed over
+    /// the products that make it: each pairs the client's fresh noise at one position with one
+    /// weight (docs/security.md, B_E). A conv filter polynomial holds one output channel's taps;
+    /// an FC block polynomial holds d1 rows of its chunk's inputs, and every row's weights meet
+    /// every kept coefficient through the noise of the positions outside the chunk.
     pub fn taps(&self) -> usize {
         match self {
             Layout::Conv { spec, .. } => spec.c_per_group() * spec.kh * spec.kw,
-            Layout::Fc { spec, .. } => spec.inputs,
+            Layout::Fc { spec, blocks } => spec.inputs * blocks.d1.min(spec.outputs),
             Layout::Dense { spec, tiling } => tiling.taps(spec),
         }
     }
