@@ -181,9 +181,9 @@ impl LinearProtocol for Circulant {
         weights.validate(layer, ring)?;
         let f = circulant_fc(layer).expect("checked by conv");
         let kernels = conv_weights(&f, weights)?;
-        let mut y = self
-            .cheetah
-            .server(&conv, ring, keys, &kernels, &extend_input(&f, x), ch, rng)?;
+        let mut y =
+            self.cheetah
+                .server(&conv, ring, keys, &kernels, &extend_input(&f, x), ch, rng)?;
         for (v, &b) in y.iter_mut().zip(&weights.bias) {
             *v = ring.reduce(v.wrapping_add(b));
         }

@@ -200,7 +200,12 @@ impl LayerSpec {
     }
     /// An FC whose `block`×`block` weight blocks are circulant (`block` a power of two dividing
     /// both dimensions).
-    pub fn circulant_fc(inputs: usize, outputs: usize, block: usize, weight_bits: u32) -> LayerSpec {
+    pub fn circulant_fc(
+        inputs: usize,
+        outputs: usize,
+        block: usize,
+        weight_bits: u32,
+    ) -> LayerSpec {
         LayerSpec {
             shape: LayerShape::Fc(FcSpec {
                 inputs,
@@ -281,7 +286,9 @@ impl LayerSpec {
                 }
                 if !f.block.is_power_of_two() || f.inputs % f.block != 0 || f.outputs % f.block != 0
                 {
-                    return bad("fc circulant block must be a power of two dividing both dimensions");
+                    return bad(
+                        "fc circulant block must be a power of two dividing both dimensions",
+                    );
                 }
                 Ok(())
             }

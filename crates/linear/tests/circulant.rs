@@ -5,9 +5,7 @@
 mod common;
 
 use common::run;
-use linear::{
-    circulant, Cheetah, Circulant, LayerSpec, LayerWeights, LinearProtocol, Ring,
-};
+use linear::{circulant, Cheetah, Circulant, LayerSpec, LayerWeights, LinearProtocol, Ring};
 use proptest::prelude::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
@@ -56,9 +54,15 @@ fn check(inputs: usize, outputs: usize, block: usize, seed: u64) {
 
 #[test]
 fn block_circulant_fcs_are_exact() {
-    for (i, &(n, m, b)) in [(64, 32, 8), (256, 128, 16), (512, 512, 64), (96, 48, 16), (8, 8, 8)]
-        .iter()
-        .enumerate()
+    for (i, &(n, m, b)) in [
+        (64, 32, 8),
+        (256, 128, 16),
+        (512, 512, 64),
+        (96, 48, 16),
+        (8, 8, 8),
+    ]
+    .iter()
+    .enumerate()
     {
         check(n, m, b, i as u64);
     }
@@ -77,7 +81,9 @@ fn kernels_hold_b_times_fewer_weights() {
         let k = circulant::conv_weights(&f, &w).unwrap();
         assert_eq!(k.weights.len() * b, n * m);
         assert!(Circulant::default().cost(&layer, ring).is_ok());
-        assert!(Cheetah::default().cost(&LayerSpec::fc(n, m, 8), ring).is_ok());
+        assert!(Cheetah::default()
+            .cost(&LayerSpec::fc(n, m, 8), ring)
+            .is_ok());
     }
 }
 
@@ -93,7 +99,9 @@ fn non_circulant_weights_and_other_layers_are_refused() {
     w.weights[5] = w.weights[5].wrapping_add(1) % (1 << 37);
     assert!(!circulant::is_block_circulant(&f, &w.weights));
     assert!(circulant::conv_weights(&f, &w).is_err());
-    assert!(Circulant::default().cost(&LayerSpec::fc(32, 16, 8), ring).is_err());
+    assert!(Circulant::default()
+        .cost(&LayerSpec::fc(32, 16, 8), ring)
+        .is_err());
     assert!(LayerSpec::circulant_fc(32, 16, 3, 8).validate().is_err());
     assert!(LayerSpec::circulant_fc(32, 12, 8, 8).validate().is_err());
 }

@@ -81,9 +81,12 @@ fn grouped_and_packed_on_every_packing_set() {
 fn scales_are_exact() {
     let ring = Ring::new(37).unwrap();
     let proto = Falcon::default();
-    for (i, l) in [LayerSpec::scale(96, 8, 8, 8), LayerSpec::scale(640, 2, 2, 8)]
-        .iter()
-        .enumerate()
+    for (i, l) in [
+        LayerSpec::scale(96, 8, 8, 8),
+        LayerSpec::scale(640, 2, 2, 8),
+    ]
+    .iter()
+    .enumerate()
     {
         check_layer(&proto, l, ring, 400 + i as u64);
     }
