@@ -21,7 +21,7 @@ use transport::{Channel, NetworkModel, TcpChannel, TcpConfig};
 pub struct Args {
     /// Built-in model: resnet20, resnet32, resnet56, resnet18-64, resnet18-224, resnet50,
     /// mobilenetv2-32, mobilenetv2-224, mobilenetv2-32-w<width> (e.g. -w1.4), efficientnet-b0-32,
-    /// efficientnet-b0-224, vgg16-32, vit-cifar.
+    /// efficientnet-b0-224, circulant-mlp-b<b> (block-circulant FCs), vgg16-32, vit-cifar.
     #[arg(long)]
     model: String,
     /// Share ring bits ℓ.
@@ -58,8 +58,9 @@ pub struct Args {
     /// Linear-layer protocol: cheetah (coefficient encoding over Z_{2^ℓ}; default), simd
     /// (slot encoding over a batching prime field, the Gazelle / SCI-HE / Bolt kernels;
     /// `linear::simd`), hyena (scalar-weight convolution on the same encoding, `linear::hyena`;
-    /// falcon (Cheetah with dense packing of grouped and depthwise convs, `linear::falcon`;
-    /// simd, hyena and falcon run where they apply, Cheetah elsewhere), or auto (per layer the one the
+    /// falcon (Cheetah with dense packing of grouped and depthwise convs, `linear::falcon`),
+    /// circulant (block-circulant FCs as Cheetah convolutions, `linear::circulant`; simd, hyena,
+    /// falcon and circulant run where they apply, Cheetah elsewhere), or auto (per layer the one the
     /// engine's planner picks: lowest estimated time at --plan-mbps, the share conversions
     /// included). Every row names the protocol it ran.
     #[arg(long, default_value = "cheetah")]
@@ -92,10 +93,17 @@ pub struct Args {
 
 fn random_weights(layer: &LayerSpec, ring: Ring, rng: &mut ChaCha20Rng) -> LayerWeights {
     let lim = (1i64 << layer.weight_bits) - 1;
+    let mut weights: Vec<u64> = (0..layer.weight_len())
+        .map(|_| ring.from_signed(rng.gen_range(-lim..=lim)))
+        .collect();
+    // A layer declared block-circulant gets block-circulant weights.
+    if let linear::LayerShape::Fc(f) = layer.shape {
+        if f.block > 1 {
+            weights = linear::circulant::project(&f, &weights);
+        }
+    }
     LayerWeights {
-        weights: (0..layer.weight_len())
-            .map(|_| ring.from_signed(rng.gen_range(-lim..=lim)))
-            .collect(),
+        weights,
         // At scale 2^{2s}: |b| < 2^24, inside the fixed-point range.
         bias: (0..layer.bias_len())
             .map(|_| ring.from_signed(rng.gen_range(-(1i64 << 24)..(1i64 << 24))))
@@ -149,6 +157,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let baseline = Cheetah::new(CheetahConfig::unpacked()); // Cheetah's own formula
     let simd = Simd::default();
     let hyena = Simd::new(linear::SimdConfig::hyena());
+    let circulant = linear::Circulant::new(proto.config);
     let mut falcon = Falcon::new(CheetahConfig {
         dense_bytes: a.dense_bytes,
         ..proto.config
@@ -178,25 +187,32 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             "simd" if simd.cost(l, ring).is_ok() => &simd,
             "hyena" if hyena.cost(l, ring).is_ok() => &hyena,
             "falcon" if falcon.cost(l, ring).is_ok() => &falcon,
-            "simd" | "hyena" | "falcon" => &proto,
+            "circulant" if circulant.cost(l, ring).is_ok() => &circulant,
+            "simd" | "hyena" | "falcon" | "circulant" => &proto,
             "auto" => {
                 let est = |c: &engine::LinearChoice| {
                     engine::plan::estimated_seconds(c, l, ring, bw).unwrap_or(f64::INFINITY)
                 };
-                let candidates: [(&dyn LinearProtocol, f64); 4] = [
+                let candidates: [(&dyn LinearProtocol, f64); 5] = [
                     (&proto, est(&engine::LinearChoice::Cheetah(proto.config))),
                     (&simd, est(&engine::LinearChoice::Simd(simd.config()))),
                     (&hyena, est(&engine::LinearChoice::Hyena(hyena.config()))),
                     (&falcon, est(&engine::LinearChoice::Falcon(falcon.config()))),
+                    (
+                        &circulant,
+                        est(&engine::LinearChoice::Circulant(circulant.config())),
+                    ),
                 ];
                 candidates
                     .into_iter()
                     .min_by(|a, b| a.1.total_cmp(&b.1))
                     .map(|c| c.0)
-                    .expect("four candidates")
+                    .expect("five candidates")
             }
             other => {
-                anyhow::bail!("--protocol {other:?}: expected cheetah, simd, hyena, falcon or auto")
+                anyhow::bail!(
+                    "--protocol {other:?}: expected cheetah, simd, hyena, falcon, circulant or auto"
+                )
             }
         });
     }
@@ -262,6 +278,17 @@ pub fn run(a: Args) -> anyhow::Result<()> {
                 &simd
             };
             simd_row(s, name, layer, ring, &net_name, cheetah_bytes)?
+        } else if active.name() == "circulant" {
+            cheetah_row(
+                &circulant.plan(layer, ring)?,
+                &circulant,
+                proto.config.flood_bits,
+                name,
+                layer,
+                ring,
+                &net_name,
+                cheetah_bytes,
+            )?
         } else if active.name() == "falcon" {
             cheetah_row(
                 &falcon.plan(layer, ring)?,
@@ -390,6 +417,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             "simd_layers": chosen.iter().filter(|p| p.name() == "simd").count(),
             "hyena_layers": chosen.iter().filter(|p| p.name() == "hyena").count(),
             "falcon_layers": chosen.iter().filter(|p| p.name() == "falcon").count(),
+            "circulant_layers": chosen.iter().filter(|p| p.name() == "circulant").count(),
             "falcon_plan_mbps": falcon_mbps, "layers": layers.len(), "ms": (tot_ms * 100.0f64).round() / 100.0,
             "bytes_c2s": tot_c2s, "bytes_s2c": tot_s2c, "cheetah_bytes": tot_cheetah,
             "setup_bytes": setup.bytes_c2s, "repeat": a.repeat.max(1), "exact": all_exact, "measured": !a.dry_run,

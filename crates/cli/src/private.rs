@@ -38,9 +38,9 @@ pub struct ModelOpts {
     #[arg(long, default_value_t = 400)]
     plan_mbps: u64,
     /// Linear-layer protocols: auto (per layer, the lowest estimated time), cheetah, simd (slot
-    /// encoding over a prime field), hyena (its scalar-weight convolution) or falcon (dense
-    /// packing of depthwise and grouped convs); simd, hyena and falcon run wherever they apply,
-    /// Cheetah elsewhere.
+    /// encoding over a prime field), hyena (its scalar-weight convolution), falcon (dense
+    /// packing of depthwise and grouped convs) or circulant (block-circulant FCs, found in the
+    /// weights); simd, hyena, falcon and circulant run wherever they apply, Cheetah elsewhere.
     #[arg(long, default_value = "auto")]
     protocol: engine::LinearPolicy,
     /// Bytes the falcon layers may send: free (what the estimated time favours), cheetah (each

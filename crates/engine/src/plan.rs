@@ -22,6 +22,8 @@ pub const SESSION_STEP_FACTOR: u64 = 4;
 
 /// Version of the plan format; part of the digest. 2: the `rescale_relu6` epilogue.
 pub const PLAN_VERSION: u32 = 2;
+/// Largest circulant block size looked for in FC weights.
+pub const MAX_CIRCULANT_BLOCK: usize = 256;
 /// Largest plan a client accepts (nodes), so a hostile server cannot make it allocate without bound.
 pub const MAX_STEPS: usize = 100_000;
 /// Largest tensor a plan may declare (elements).
@@ -41,6 +43,8 @@ pub enum LinearChoice {
     Hyena(linear::SimdConfig),
     /// Cheetah with dense packing of grouped and depthwise convolutions (`linear::falcon`).
     Falcon(linear::CheetahConfig),
+    /// Block-circulant FC layers as Cheetah convolutions (`linear::circulant`).
+    Circulant(linear::CheetahConfig),
 }
 
 impl LinearChoice {
@@ -57,6 +61,7 @@ impl LinearChoice {
                 ..*cfg
             })),
             LinearChoice::Falcon(cfg) => Box::new(linear::Falcon::new(*cfg)),
+            LinearChoice::Circulant(cfg) => Box::new(linear::Circulant::new(*cfg)),
         }
     }
     /// Whether it runs on shares over a prime field (the share conversions and the SIMD key
@@ -72,6 +77,7 @@ impl LinearChoice {
             LinearChoice::Simd(_) => "simd",
             LinearChoice::Hyena(_) => "hyena",
             LinearChoice::Falcon(_) => "falcon",
+            LinearChoice::Circulant(_) => "circulant",
         }
     }
 }
@@ -93,6 +99,8 @@ pub enum LinearPolicy {
     Hyena,
     /// Dense packing on grouped and depthwise convolutions (Cheetah elsewhere).
     Falcon,
+    /// Block-circulant FC layers by `linear::circulant` (Cheetah elsewhere).
+    Circulant,
 }
 
 impl std::str::FromStr for LinearPolicy {
@@ -104,8 +112,9 @@ impl std::str::FromStr for LinearPolicy {
             "simd" => Ok(LinearPolicy::Simd),
             "hyena" => Ok(LinearPolicy::Hyena),
             "falcon" => Ok(LinearPolicy::Falcon),
+            "circulant" => Ok(LinearPolicy::Circulant),
             other => Err(format!(
-                "unknown protocol {other:?}: expected auto, cheetah, simd, hyena or falcon"
+                "unknown protocol {other:?}: expected auto, cheetah, simd, hyena, falcon or circulant"
             )),
         }
     }
@@ -337,7 +346,15 @@ impl Plan {
                     // One row: a matrix–vector product; more (a transformer's tokens): the
                     // token × weight product, rows × in row-major like the reference's.
                     let layer = if l.rows == 1 {
-                        LayerSpec::fc(l.in_features, l.out_features, bits)
+                        // Block-circulant weights (PrivCirNet) are found in the weights
+                        // themselves, whatever exported them; b is public like a shape.
+                        let b = linear::circulant::detect_block(
+                            l.in_features,
+                            l.out_features,
+                            wq,
+                            MAX_CIRCULANT_BLOCK,
+                        );
+                        LayerSpec::circulant_fc(l.in_features, l.out_features, b, bits)
                     } else {
                         LayerSpec::matmul(l.rows, l.in_features, l.out_features, bits)
                     };
@@ -439,17 +456,22 @@ impl Plan {
         let simd = LinearChoice::Simd(cfg.simd);
         let hyena = LinearChoice::Hyena(cfg.simd);
         let falcon = LinearChoice::Falcon(cfg.cheetah);
+        let circulant = LinearChoice::Circulant(cfg.cheetah);
         let applies = |c: LinearChoice| c.protocol().cost(&layer, ring).is_ok();
         let choice = match cfg.linear {
             LinearPolicy::Cheetah => cheetah,
             LinearPolicy::Simd if applies(simd) => simd,
             LinearPolicy::Hyena if applies(hyena) => hyena,
             LinearPolicy::Falcon if applies(falcon) => falcon,
-            LinearPolicy::Simd | LinearPolicy::Hyena | LinearPolicy::Falcon => cheetah,
+            LinearPolicy::Circulant if applies(circulant) => circulant,
+            LinearPolicy::Simd
+            | LinearPolicy::Hyena
+            | LinearPolicy::Falcon
+            | LinearPolicy::Circulant => cheetah,
             LinearPolicy::Auto => {
                 let bw = cfg.cheetah.bandwidth_bytes_per_s as f64;
                 let time = |c: &LinearChoice| estimated_seconds(c, &layer, ring, bw).ok();
-                [cheetah, simd, hyena, falcon]
+                [cheetah, simd, hyena, falcon, circulant]
                     .into_iter()
                     .filter_map(|c| time(&c).map(|t| (t, c)))
                     .min_by(|a, b| a.0.total_cmp(&b.0))

@@ -398,3 +398,102 @@ fn token_by_weight_products_match_the_fixed_point_reference() {
         assert_eq!(l, reference.data, "{linear:?}");
     }
 }
+
+/// An MLP whose first FC has block-circulant weights (b = 8, every 8×8 block circulant): the
+/// planner finds b in the weights, `circulant` runs that layer (Cheetah the dense classifier) and
+/// the private logits equal the fixed-point reference's.
+#[test]
+fn block_circulant_fc_found_in_the_weights_matches_the_reference() {
+    use nn::ir::Linear;
+    use nn::{Model, Node, Op};
+    use privinfer_engine::plan::StepKind;
+    let (n, m, b) = (64usize, 32usize, 8usize);
+    // W[ib + r][jb + c] = v[i][j][(c − r) mod b]: circulant blocks.
+    let v = |i: usize, j: usize, d: usize| ((i * 31 + j * 17 + d * 7) as f32 * 0.37).sin() * 0.5;
+    let mut w1 = vec![0f32; m * n];
+    for row in 0..m {
+        for col in 0..n {
+            w1[row * n + col] = v(row / b, col / b, (col % b + b - row % b) % b);
+        }
+    }
+    let lin = |inf: usize, outf: usize, weight: Vec<f32>, bias: Vec<f32>| {
+        Op::Linear(Linear {
+            in_features: inf,
+            out_features: outf,
+            rows: 1,
+            weight,
+            bias,
+        })
+    };
+    let node = |name: &str, op: Op, inputs: Vec<usize>, shape: Vec<usize>| Node {
+        name: name.into(),
+        op,
+        inputs,
+        shape,
+    };
+    let model = Model {
+        name: "circulant-mlp".into(),
+        input_name: "x".into(),
+        nodes: vec![
+            node("x", Op::Input, vec![], vec![1, n]),
+            node(
+                "fc1",
+                lin(n, m, w1, (0..m).map(|i| (i as f32 * 0.3).cos()).collect()),
+                vec![0],
+                vec![1, m],
+            ),
+            node("relu", Op::Relu, vec![1], vec![1, m]),
+            node(
+                "fc2",
+                lin(
+                    m,
+                    10,
+                    (0..10 * m).map(|i| (i as f32 * 0.11).sin() * 0.4).collect(),
+                    vec![0.1; 10],
+                ),
+                vec![2],
+                vec![1, 10],
+            ),
+        ],
+        output: 3,
+        metadata: vec![],
+    };
+    for policy in [LinearPolicy::Circulant, LinearPolicy::Cheetah] {
+        let cfg = PlanConfig {
+            linear: policy,
+            ..PlanConfig::default()
+        };
+        let fixed = nn::FixedConfig::new(cfg.ell, cfg.scale).unwrap();
+        let server = ServerModel::new(&model, &cfg).unwrap();
+        let names: Vec<&str> = server
+            .plan
+            .steps
+            .iter()
+            .filter_map(|s| match &s.kind {
+                StepKind::Linear { choice, layer, .. } => {
+                    if let linear::LayerShape::Fc(f) = layer.shape {
+                        // b is found in fc1's weights (8 here: 16 would need 16×16 circulant blocks).
+                        assert_eq!(f.block, if s.name == "fc1" { b } else { 1 }, "{}", s.name);
+                    }
+                    Some(choice.name())
+                }
+                _ => None,
+            })
+            .collect();
+        let want = if policy == LinearPolicy::Circulant {
+            vec!["circulant", "cheetah"]
+        } else {
+            vec!["cheetah", "cheetah"]
+        };
+        assert_eq!(names, want);
+        let x: Vec<f32> = (0..n)
+            .map(|i| ((i * 7919) % 1000) as f32 / 250.0 - 2.0)
+            .collect();
+        let xq: Vec<u64> = x.iter().map(|&v| fixed.encode(v)).collect();
+        let reference = nn::fixed::run(&model, &x, fixed).unwrap();
+        let Outcome::Logits(l) = private_logits(&server, xq, false, 21) else {
+            panic!()
+        };
+        assert_eq!(l, reference.data, "{policy:?}");
+    }
+}

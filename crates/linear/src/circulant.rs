@@ -71,7 +71,44 @@ pub fn is_block_circulant(f: &FcSpec, w: &[u64]) -> bool {
     })
 }
 
-/// The kernels K[i][j][0][l] = W[ib][jb + l] (zero bias), or `BadWeights` if W is not
+/// The largest power-of-two block b ≤ `max_block` (b > 1) dividing both dimensions for which
+/// W (`[outputs][inputs]`) is block-circulant, or 1: the structure a model's weights carry
+/// whatever tool exported them.
+pub fn detect_block(inputs: usize, outputs: usize, w: &[u64], max_block: usize) -> usize {
+    let mut b = max_block.min(inputs).min(outputs);
+    if b == 0 || w.len() != inputs * outputs {
+        return 1;
+    }
+    b = 1 << b.ilog2();
+    while b > 1 {
+        let f = FcSpec {
+            inputs,
+            outputs,
+            block: b,
+        };
+        if inputs % b == 0 && outputs % b == 0 && is_block_circulant(&f, w) {
+            return b;
+        }
+        b /= 2;
+    }
+    1
+}
+
+/// W made block-circulant by copying row 0 of every block (for seeded benchmark weights).
+pub fn project(f: &FcSpec, w: &[u64]) -> Vec<u64> {
+    let (b, n) = (f.block, f.inputs);
+    let mut out = vec![0u64; w.len()];
+    for row in 0..f.outputs {
+        let (i, r) = (row / b, row % b);
+        for col in 0..n {
+            let (j, c) = (col / b, col % b);
+            out[row * n + col] = w[i * b * n + j * b + (c + b - r) % b];
+        }
+    }
+    out
+}
+
+/// The kernels K[i][j][0][l] = W[ib][jb + l] (zero bias), or an error if W is not
 /// block-circulant.
 pub fn conv_weights(f: &FcSpec, w: &LayerWeights) -> Result<LayerWeights, LinearError> {
     if !is_block_circulant(f, &w.weights) {

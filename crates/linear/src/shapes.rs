@@ -258,6 +258,17 @@ pub fn mobilenet_v2_width(
     out
 }
 
+/// An MLP on a flattened CIFAR image with block-circulant hidden layers (block b; PrivCirNet's
+/// structure) and a dense classifier: 3072 → 1024 → 1024 → 1024 → 10.
+pub fn circulant_mlp(b: usize, wb: u32) -> Vec<(String, LayerSpec)> {
+    vec![
+        ("fc1".into(), LayerSpec::circulant_fc(3072, 1024, b, wb)),
+        ("fc2".into(), LayerSpec::circulant_fc(1024, 1024, b, wb)),
+        ("fc3".into(), LayerSpec::circulant_fc(1024, 1024, b, wb)),
+        ("classifier".into(), LayerSpec::fc(1024, 10, wb)),
+    ]
+}
+
 /// EfficientNet-B0 (Tan & Le 2019): MBConv blocks with 3×3 and 5×5 depthwise kernels and
 /// squeeze-and-excitation (its two FCs on the pooled channels, ratio 0.25 of the block input).
 /// At 32×32 the stem and the second stage use stride 1 (as the CIFAR MobileNetV2), so the final
@@ -311,7 +322,7 @@ pub fn efficientnet_b0(size: usize, classes: usize, wb: u32) -> Vec<(String, Lay
 
 /// A built-in model by name: resnet20, resnet32, resnet56, resnet18-64, resnet18-224, resnet50,
 /// mobilenetv2-32, mobilenetv2-224, mobilenetv2-32-w<width>, efficientnet-b0-32,
-/// efficientnet-b0-224, vgg16-32, vit-cifar.
+/// efficientnet-b0-224, circulant-mlp-b<b>, vgg16-32, vit-cifar.
 pub fn by_name(name: &str, wb: u32) -> Option<Vec<(String, LayerSpec)>> {
     Some(match name {
         "resnet20" => resnet_cifar(20, wb),
@@ -324,6 +335,13 @@ pub fn by_name(name: &str, wb: u32) -> Option<Vec<(String, LayerSpec)>> {
         "mobilenetv2-224" | "mobilenetv2" => mobilenet_v2(224, 1000, wb),
         "efficientnet-b0-32" => efficientnet_b0(32, 10, wb),
         "efficientnet-b0-224" | "efficientnet-b0" => efficientnet_b0(224, 1000, wb),
+        w if w.starts_with("circulant-mlp-b") => {
+            let b: usize = w["circulant-mlp-b".len()..].parse().ok()?;
+            if !b.is_power_of_two() || !(2..=1024).contains(&b) {
+                return None;
+            }
+            circulant_mlp(b, wb)
+        }
         w if w.starts_with("mobilenetv2-32-w") => {
             let width: f64 = w["mobilenetv2-32-w".len()..].parse().ok()?;
             if !(0.25..=4.0).contains(&width) {
