@@ -3,13 +3,14 @@
 //! truncated query), the server's whole step on a fuzzed query and the client's on a fuzzed
 //! response for several layouts (FC block and strided splits, one-tile and multi-tile convs, a
 //! strided conv: truncated queries of different supports; depthwise convs by `Falcon`'s dense
-//! tilings), and the server's key setup on fuzzed key messages.
+//! tilings; a block-circulant FC by `Circulant`), and the server's key setup on fuzzed key
+//! messages.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use linear::cheetah::params::HeParamsId;
 use linear::cheetah::query::{codec, max_drop_bits};
 use linear::{
-    Cheetah, ClientKeys, Falcon, KeyRequest, LayerSpec, LayerWeights, LinearProtocol, Ring,
+    Cheetah, Circulant, ClientKeys, Falcon, KeyRequest, LayerSpec, LayerWeights, LinearProtocol, Ring,
     ServerKeys,
 };
 use rand_chacha::rand_core::SeedableRng;
@@ -26,7 +27,8 @@ pub fn layers() -> Vec<LayerSpec> {
 }
 
 struct Fixture {
-    /// Per layer: `Falcon` where it applies, `Cheetah` elsewhere (as the seeds are written).
+    /// Per layer: `Falcon` or `Circulant` where they apply, `Cheetah` elsewhere (as the seeds are
+    /// written).
     protos: Vec<Box<dyn LinearProtocol>>,
     layers: Vec<LayerSpec>,
     ring: Ring,
@@ -43,6 +45,8 @@ fn fixture() -> Fixture {
         .map(|l| -> Box<dyn LinearProtocol> {
             if Falcon::applies(l) {
                 Box::new(Falcon::default())
+            } else if Circulant::default().cost(l, ring).is_ok() {
+                Box::new(Circulant::default())
             } else {
                 Box::new(Cheetah::default())
             }

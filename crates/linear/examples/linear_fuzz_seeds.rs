@@ -17,8 +17,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (proto, falcon) = (Cheetah::default(), linear::Falcon::default());
     for (i, (name, layer)) in linear::shapes::fuzz_layers().into_iter().enumerate() {
         // As the fuzz target runs them: Falcon where it applies.
+        let circ = linear::Circulant::default();
         let plan = if linear::Falcon::applies(&layer) {
             falcon.plan(&layer, ring)?
+        } else if let Ok(p) = circ.plan(&layer, ring) {
+            p
         } else {
             proto.plan(&layer, ring)?
         };

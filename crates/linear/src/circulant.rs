@@ -86,7 +86,7 @@ pub fn detect_block(inputs: usize, outputs: usize, w: &[u64], max_block: usize) 
             outputs,
             block: b,
         };
-        if inputs % b == 0 && outputs % b == 0 && is_block_circulant(&f, w) {
+        if inputs.is_multiple_of(b) && outputs.is_multiple_of(b) && is_block_circulant(&f, w) {
             return b;
         }
         b /= 2;

@@ -28,10 +28,12 @@ pub fn fuzz_layers() -> Vec<(&'static str, LayerSpec)> {
         ("conv3x8", conv(3, 8, 4, 3, 1, 1, 1, 8)),
         ("conv4x12s2", conv(4, 12, 4, 3, 2, 1, 1, 8)),
         ("conv12x18", conv(12, 18, 2, 3, 1, 1, 1, 8)),
-        // Depthwise: run by `Falcon` (dense tilings, packed), the rest by `Cheetah`.
+        // Depthwise: run by `Falcon` (dense tilings, packed, searched), the rest by `Cheetah`.
         ("dw64x4", conv(64, 4, 64, 3, 1, 1, 64, 8)),
         ("dw32x6s2", conv(32, 6, 32, 3, 2, 1, 32, 8)),
         ("dw96x8", conv(96, 8, 96, 3, 1, 1, 96, 8)),
+        // Block-circulant FC: run by `Circulant`.
+        ("circ64x32b8", LayerSpec::circulant_fc(64, 32, 8, 8)),
     ]
 }
 
