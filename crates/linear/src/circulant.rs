@@ -127,11 +127,19 @@ pub fn conv_weights(f: &FcSpec, w: &LayerWeights) -> Result<LayerWeights, Linear
     })
 }
 
-/// Cheetah on the 1-D convolution of a block-circulant FC (module docs). Applies to FC layers
-/// with block > 1; the `cost` of any other layer is an error.
+/// A block-circulant FC by Cheetah, either as the 1-D convolution of the extended input (module
+/// docs) or directly with several output blocks per product ([`CircTiling`]), whichever has the
+/// lower estimated time. Applies to FC layers with block > 1; the `cost` of any other layer is
+/// an error.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Circulant {
     cheetah: Cheetah,
+}
+
+/// How a layer runs.
+enum Path {
+    Conv(LayerSpec),
+    Blocks,
 }
 
 impl Circulant {
@@ -139,6 +147,27 @@ impl Circulant {
         Circulant {
             cheetah: Cheetah::new(config),
         }
+    }
+
+    /// Cheetah planning the FC itself with the several-blocks encodings among its candidates.
+    fn direct(&self) -> Cheetah {
+        Cheetah::new(CheetahConfig {
+            circulant: true,
+            ..self.cheetah.config
+        })
+    }
+
+    fn path(&self, layer: &LayerSpec, ring: Ring) -> Result<Path, LinearError> {
+        let conv = Self::conv(layer)?;
+        let bw = self.cheetah.config.bandwidth_bytes_per_s as f64;
+        let by_conv = self.cheetah.estimated_seconds(&conv, ring, bw)?;
+        let plan = self.direct().plan(layer, ring)?;
+        let by_blocks = crate::cheetah::estimated_seconds(&plan.cost, plan.params, bw);
+        Ok(if by_blocks < by_conv {
+            Path::Blocks
+        } else {
+            Path::Conv(conv)
+        })
     }
 
     pub fn config(&self) -> CheetahConfig {
@@ -154,9 +183,12 @@ impl Circulant {
         Ok(LayerSpec::conv(as_conv(&f), layer.weight_bits))
     }
 
-    /// Cheetah's plan of the convolution that runs `layer`.
+    /// The plan that runs `layer` (of its convolution, or of the FC itself).
     pub fn plan(&self, layer: &LayerSpec, ring: Ring) -> Result<CheetahPlan, LinearError> {
-        self.cheetah.plan(&Self::conv(layer)?, ring)
+        match self.path(layer, ring)? {
+            Path::Conv(conv) => self.cheetah.plan(&conv, ring),
+            Path::Blocks => self.direct().plan(layer, ring),
+        }
     }
 }
 
@@ -166,7 +198,7 @@ impl LinearProtocol for Circulant {
     }
 
     fn cost(&self, layer: &LayerSpec, ring: Ring) -> Result<Cost, LinearError> {
-        self.cheetah.cost(&Self::conv(layer)?, ring)
+        Ok(self.plan(layer, ring)?.cost)
     }
 
     fn estimated_seconds(
@@ -175,16 +207,26 @@ impl LinearProtocol for Circulant {
         ring: Ring,
         bandwidth: f64,
     ) -> Result<f64, LinearError> {
-        self.cheetah
-            .estimated_seconds(&Self::conv(layer)?, ring, bandwidth)
+        let plan = self.plan(layer, ring)?;
+        Ok(crate::cheetah::estimated_seconds(
+            &plan.cost,
+            plan.params,
+            bandwidth,
+        ))
     }
 
     fn weight_bytes(&self, layer: &LayerSpec, ring: Ring) -> Result<u64, LinearError> {
-        self.cheetah.weight_bytes(&Self::conv(layer)?, ring)
+        match self.path(layer, ring)? {
+            Path::Conv(conv) => self.cheetah.weight_bytes(&conv, ring),
+            Path::Blocks => self.direct().weight_bytes(layer, ring),
+        }
     }
 
     fn keys_needed(&self, layer: &LayerSpec, ring: Ring) -> Result<Vec<KeyRequest>, LinearError> {
-        self.cheetah.keys_needed(&Self::conv(layer)?, ring)
+        match self.path(layer, ring)? {
+            Path::Conv(conv) => self.cheetah.keys_needed(&conv, ring),
+            Path::Blocks => self.direct().keys_needed(layer, ring),
+        }
     }
 
     fn client(
@@ -196,11 +238,16 @@ impl LinearProtocol for Circulant {
         ch: &mut dyn Channel,
         rng: &mut dyn CryptoRngCore,
     ) -> Result<Vec<u64>, LinearError> {
-        let conv = Self::conv(layer)?;
+        let path = self.path(layer, ring)?;
         crate::cheetah::check_len("client input share", x, layer.input_len())?;
-        let f = circulant_fc(layer).expect("checked by conv");
-        self.cheetah
-            .client(&conv, ring, keys, &extend_input(&f, x), ch, rng)
+        let f = circulant_fc(layer).expect("checked by path");
+        match path {
+            Path::Conv(conv) => {
+                self.cheetah
+                    .client(&conv, ring, keys, &extend_input(&f, x), ch, rng)
+            }
+            Path::Blocks => self.direct().client(layer, ring, keys, x, ch, rng),
+        }
     }
 
     fn server(
@@ -213,11 +260,16 @@ impl LinearProtocol for Circulant {
         ch: &mut dyn Channel,
         rng: &mut dyn CryptoRngCore,
     ) -> Result<Vec<u64>, LinearError> {
-        let conv = Self::conv(layer)?;
+        let path = self.path(layer, ring)?;
         crate::cheetah::check_len("server input share", x, layer.input_len())?;
         weights.validate(layer, ring)?;
-        let f = circulant_fc(layer).expect("checked by conv");
+        let f = circulant_fc(layer).expect("checked by path");
         let kernels = conv_weights(&f, weights)?;
+        let conv = match path {
+            // The encoding reads row 0 of every block: the check above makes that W.
+            Path::Blocks => return self.direct().server(layer, ring, keys, weights, x, ch, rng),
+            Path::Conv(conv) => conv,
+        };
         let mut y =
             self.cheetah
                 .server(&conv, ring, keys, &kernels, &extend_input(&f, x), ch, rng)?;
@@ -225,5 +277,213 @@ impl LinearProtocol for Circulant {
             *v = ring.reduce(v.wrapping_add(b));
         }
         Ok(y)
+    }
+}
+
+/// Several output blocks per weight polynomial (the "b× fewer products" encoding): input tile
+/// ci holds c_t circularly extended channels of length L = 2b − 1 at stride L; the weight
+/// polynomial (og, ci) holds, for each of n_o output blocks oo, the kernels of its c_t channels
+/// at period P = c_t·L: K[i][j][l] at oo·P + O − jj·L − l with O = (c_t − 1)·L + b − 1; output
+/// (i, q) of block oo lands on oo·P + O + q.
+///
+/// Non-interference: within block oo, Cheetah's conv argument (|t − l − q| < L forces the same
+/// channel and t = q + l); block oo's terms occupy oo·P + [0, (2c_t − 1)·L + b − 2], which ends
+/// one before block oo + 1's first output ((oo + 1)·P + O) and starts after block oo − 1's last
+/// ((oo − 1)·P + O + b − 1 = oo·P − L + 2b − 2 < oo·P); with n_o·P ≤ N a wrapped term lands below
+/// O, under block 0's outputs, and every output stays below N (no sign flip).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct CircTiling {
+    pub n: usize,
+    /// Channels (input blocks) per input polynomial and output blocks per weight polynomial.
+    pub c_t: usize,
+    pub n_o: usize,
+    /// Channel tiles and output groups.
+    pub n_c: usize,
+    pub n_g: usize,
+}
+
+impl CircTiling {
+    /// Balanced channel tiles × the most output blocks that fit, at degree n.
+    pub fn candidates(f: &FcSpec, n: usize) -> Vec<CircTiling> {
+        let b = f.block;
+        if b < 2 {
+            return Vec::new();
+        }
+        let (chans, blocks, l) = (f.inputs / b, f.outputs / b, 2 * b - 1);
+        let mut out = Vec::new();
+        let mut last = 0;
+        for n_c in 1..=chans {
+            let c_t = chans.div_ceil(n_c);
+            if c_t == last || c_t * l > n {
+                continue;
+            }
+            last = c_t;
+            let max_o = (n / (c_t * l)).min(blocks);
+            let n_g = blocks.div_ceil(max_o);
+            out.push(CircTiling {
+                n,
+                c_t,
+                n_o: blocks.div_ceil(n_g),
+                n_c: chans.div_ceil(c_t),
+                n_g,
+            });
+        }
+        out
+    }
+
+    fn len(b: usize) -> usize {
+        2 * b - 1
+    }
+
+    /// Input polynomial ci from the FC input x (not extended).
+    pub fn encode_input(&self, f: &FcSpec, x: &[u64], ci: usize) -> Vec<u64> {
+        let (b, l) = (f.block, Self::len(f.block));
+        let mut poly = vec![0u64; self.n];
+        for jj in 0..self.c_t {
+            let j = ci * self.c_t + jj;
+            if j >= f.inputs / b {
+                break;
+            }
+            for t in 0..l {
+                poly[jj * l + t] = x[j * b + t % b];
+            }
+        }
+        poly
+    }
+
+    /// Weight polynomial key = og·n_c + ci from the dense W (row 0 of each block), signed.
+    pub fn encode_weights(&self, f: &FcSpec, ring: Ring, w: &[u64], key: usize) -> Vec<i64> {
+        let (b, l, n) = (f.block, Self::len(f.block), f.inputs);
+        let (og, ci) = (key / self.n_c, key % self.n_c);
+        let (p, o) = (self.c_t * l, (self.c_t - 1) * l + b - 1);
+        let mut poly = vec![0i64; self.n];
+        for oo in 0..self.n_o {
+            let i = og * self.n_o + oo;
+            if i >= f.outputs / b {
+                break;
+            }
+            for jj in 0..self.c_t {
+                let j = ci * self.c_t + jj;
+                if j >= n / b {
+                    break;
+                }
+                for ll in 0..b {
+                    poly[oo * p + o - jj * l - ll] = ring.signed(w[i * b * n + j * b + ll]);
+                }
+            }
+        }
+        poly
+    }
+
+    /// Output blocks of group og.
+    fn blocks_of(&self, f: &FcSpec, og: usize) -> usize {
+        self.n_o.min(f.outputs / f.block - og * self.n_o)
+    }
+
+    /// (coefficient, output index) of output polynomial og, increasing.
+    pub fn output_positions(&self, f: &FcSpec, og: usize) -> Vec<(usize, usize)> {
+        let (b, l) = (f.block, Self::len(f.block));
+        let (p, o) = (self.c_t * l, (self.c_t - 1) * l + b - 1);
+        let mut out = Vec::new();
+        for oo in 0..self.blocks_of(f, og) {
+            let i = og * self.n_o + oo;
+            for q in 0..b {
+                out.push((oo * p + o + q, i * b + q));
+            }
+        }
+        out
+    }
+
+    /// Outputs of output polynomial og.
+    pub fn kept(&self, f: &FcSpec, og: usize) -> usize {
+        self.blocks_of(f, og) * f.block
+    }
+
+    /// Query support of input polynomial ci: target − weight position over every output block
+    /// pair of a group, (d·P + v) mod N for |d| < n_o and v < (channels of the tile)·L.
+    pub fn query_support(&self, f: &FcSpec, ci: usize) -> Vec<usize> {
+        let l = Self::len(f.block);
+        let chans = self.c_t.min(f.inputs / f.block - ci * self.c_t);
+        let p = (self.c_t * l) as i64;
+        let mut hit = vec![false; self.n];
+        for d in -(self.n_o as i64 - 1)..self.n_o as i64 {
+            for v in 0..chans * l {
+                hit[(d * p + v as i64).rem_euclid(self.n as i64) as usize] = true;
+            }
+        }
+        (0..self.n).filter(|&c| hit[c]).collect()
+    }
+
+    /// Nonzero weights an output meets over its products: n_o blocks × all inputs.
+    pub fn taps(&self, f: &FcSpec) -> usize {
+        self.n_o * f.inputs
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    /// Every candidate CircTiling of block-circulant FCs computes W·x exactly as plain negacyclic
+    /// products over Z_{2^64} summed over channel tiles, and reads only inside the query support.
+    #[test]
+    fn several_blocks_per_product_are_exact() {
+        let ring = Ring::new(40).unwrap();
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(5);
+        for (inputs, outputs, b, n) in [
+            (32, 16, 4, 64),
+            (48, 64, 8, 128),
+            (64, 64, 16, 256),
+            (8, 24, 2, 32),
+        ] {
+            let f = FcSpec {
+                inputs,
+                outputs,
+                block: b,
+            };
+            let raw: Vec<u64> = (0..inputs * outputs)
+                .map(|_| ring.reduce(rng.gen_range(-100i64..100) as u64))
+                .collect();
+            let w = project(&f, &raw);
+            let x: Vec<u64> = (0..inputs).map(|_| rng.gen()).collect();
+            let want: Vec<u64> = (0..outputs)
+                .map(|r| {
+                    (0..inputs).fold(0u64, |a, c| {
+                        a.wrapping_add(x[c].wrapping_mul(ring.signed(w[r * inputs + c]) as u64))
+                    })
+                })
+                .collect();
+            let cands = CircTiling::candidates(&f, n);
+            assert!(cands.iter().any(|t| t.n_o > 1), "{f:?}");
+            for t in cands {
+                for og in 0..t.n_g {
+                    let mut acc = vec![0u64; n];
+                    for ci in 0..t.n_c {
+                        let xi = t.encode_input(&f, &x, ci);
+                        let wp = t.encode_weights(&f, ring, &w, og * t.n_c + ci);
+                        let support = t.query_support(&f, ci);
+                        for (bpos, &wv) in wp.iter().enumerate().filter(|(_, v)| **v != 0) {
+                            for (a, &xv) in xi.iter().enumerate() {
+                                let p = xv.wrapping_mul(wv as u64);
+                                let (k, neg) = ((a + bpos) % n, a + bpos >= n);
+                                acc[k] = if neg {
+                                    acc[k].wrapping_sub(p)
+                                } else {
+                                    acc[k].wrapping_add(p)
+                                };
+                            }
+                            for &(c, _) in &t.output_positions(&f, og) {
+                                let a = (c + n - bpos) % n;
+                                assert!(support.binary_search(&a).is_ok(), "{t:?}");
+                            }
+                        }
+                    }
+                    for (c, out) in t.output_positions(&f, og) {
+                        assert_eq!(acc[c], want[out], "{t:?} output {out}");
+                    }
+                }
+            }
+        }
     }
 }

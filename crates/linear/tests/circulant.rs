@@ -116,3 +116,34 @@ proptest! {
         }
     }
 }
+
+/// Both paths run exactly: several output blocks per product (the planner's choice at the
+/// default bandwidth) and the 1-D convolution (chosen when bytes are dear).
+#[test]
+fn both_paths_are_exact() {
+    use linear::cheetah::Layout;
+    let ring = Ring::new(37).unwrap();
+    let layer = LayerSpec::circulant_fc(1024, 512, 16, 8);
+    let mut kinds = Vec::new();
+    for bw in [50_000_000u64, 10_000] {
+        let proto = Circulant::new(linear::CheetahConfig {
+            bandwidth_bytes_per_s: bw,
+            ..linear::CheetahConfig::default()
+        });
+        kinds.push(match proto.plan(&layer, ring).unwrap().layout {
+            Layout::Circ { .. } => "blocks",
+            Layout::Conv { .. } => "conv",
+            _ => "other",
+        });
+        let mut rng = ChaCha20Rng::seed_from_u64(bw);
+        let w = circulant_weights(&layer, ring, &mut rng);
+        let x: Vec<u64> = (0..1024)
+            .map(|_| ring.from_signed(rng.gen_range(-(1i64 << 16)..(1i64 << 16))))
+            .collect();
+        let out = run(&proto, &layer, ring, &w, &x, bw);
+        assert_eq!(out.y, out.expected);
+        assert_eq!(out.client.bytes_sent, out.predicted.bytes_c2s);
+        assert_eq!(out.server.bytes_sent, out.predicted.bytes_s2c);
+    }
+    assert_eq!(kinds, ["blocks", "conv"]);
+}

@@ -3,6 +3,7 @@
 
 use super::conv::ConvTiling;
 use super::fc::FcBlocks;
+use crate::circulant::CircTiling;
 use crate::falcon::DenseTiling;
 use crate::layer::{Conv2dSpec, FcSpec, LayerShape, LayerSpec, Ring};
 
@@ -21,6 +22,11 @@ pub enum Layout {
     Dense {
         spec: Conv2dSpec,
         tiling: DenseTiling,
+    },
+    /// A block-circulant FC with several output blocks per product ([`crate::circulant`]).
+    Circ {
+        spec: FcSpec,
+        tiling: CircTiling,
     },
 }
 
@@ -52,6 +58,17 @@ impl Layout {
                 .into_iter()
                 .map(|tiling| Layout::Dense { spec, tiling })
                 .collect(),
+        }
+    }
+
+    /// The several-blocks-per-product encodings of a block-circulant FC; none for other layers.
+    pub fn circ_candidates(layer: &LayerSpec, n: usize) -> Vec<Layout> {
+        match layer.shape {
+            LayerShape::Fc(spec) if spec.block > 1 => CircTiling::candidates(&spec, n)
+                .into_iter()
+                .map(|tiling| Layout::Circ { spec, tiling })
+                .collect(),
+            _ => Vec::new(),
         }
     }
 
@@ -88,7 +105,7 @@ impl Layout {
         match self {
             Layout::Conv { spec, tiling } => tiling.spatial_tiles() * spec.m.div_ceil(g.max(1)),
             Layout::Fc { blocks, .. } => blocks.n_out.div_ceil(g.max(1)),
-            Layout::Dense { .. } => self.output_cts().div_ceil(g.max(1)),
+            Layout::Dense { .. } | Layout::Circ { .. } => self.output_cts().div_ceil(g.max(1)),
         }
     }
 
@@ -98,6 +115,7 @@ impl Layout {
             Layout::Conv { spec, .. } => spec.m * spec.out_h() * spec.out_w(),
             Layout::Fc { spec, .. } => spec.outputs,
             Layout::Dense { spec, .. } => spec.m * spec.out_h() * spec.out_w(),
+            Layout::Circ { spec, .. } => spec.outputs,
         }
     }
 
@@ -120,7 +138,7 @@ impl Layout {
                 .step_by(g)
                 .map(|i0| (i0..(i0 + g).min(blocks.n_out)).collect())
                 .collect(),
-            Layout::Dense { .. } => {
+            Layout::Dense { .. } | Layout::Circ { .. } => {
                 let outs = self.output_cts();
                 (0..outs)
                     .step_by(g)
@@ -135,6 +153,7 @@ impl Layout {
             Layout::Conv { tiling, .. } => tiling.n,
             Layout::Fc { blocks, .. } => blocks.n,
             Layout::Dense { tiling, .. } => tiling.n,
+            Layout::Circ { tiling, .. } => tiling.n,
         }
     }
 
@@ -143,6 +162,7 @@ impl Layout {
             Layout::Conv { tiling, .. } => tiling.input_tiles(),
             Layout::Fc { blocks, .. } => blocks.n_in,
             Layout::Dense { spec, tiling } => tiling.input_cts(spec),
+            Layout::Circ { tiling, .. } => tiling.n_c,
         }
     }
 
@@ -151,6 +171,7 @@ impl Layout {
             Layout::Conv { spec, tiling } => spec.m * tiling.spatial_tiles(),
             Layout::Fc { blocks, .. } => blocks.n_out,
             Layout::Dense { spec, tiling } => tiling.output_cts(spec),
+            Layout::Circ { tiling, .. } => tiling.n_g,
         }
     }
 
@@ -160,6 +181,7 @@ impl Layout {
             Layout::Conv { spec, tiling } => spec.m * tiling.n_c,
             Layout::Fc { blocks, .. } => blocks.n_out * blocks.n_in,
             Layout::Dense { spec, tiling } => tiling.weight_keys(spec),
+            Layout::Circ { tiling, .. } => tiling.n_g * tiling.n_c,
         }
     }
 
@@ -174,6 +196,7 @@ impl Layout {
             }
             Layout::Fc { spec, blocks } => blocks.encode_input(spec, x, idx),
             Layout::Dense { spec, tiling } => tiling.encode_input(spec, x, idx),
+            Layout::Circ { spec, tiling } => tiling.encode_input(spec, x, idx),
         }
     }
 
@@ -190,6 +213,7 @@ impl Layout {
             }
             Layout::Fc { spec, blocks } => blocks.query_support(spec, idx),
             Layout::Dense { spec, tiling } => tiling.query_support(spec, idx),
+            Layout::Circ { spec, tiling } => tiling.query_support(spec, idx),
         }
     }
 
@@ -199,6 +223,9 @@ impl Layout {
             Layout::Conv { spec, tiling } => tiling.query_support_lens(spec),
             Layout::Fc { spec, blocks } => blocks.query_support_lens(spec),
             Layout::Dense { spec, tiling } => tiling.query_support_lens(spec),
+            Layout::Circ { spec, tiling } => (0..tiling.n_c)
+                .map(|ci| tiling.query_support(spec, ci).len())
+                .collect(),
         }
     }
 
@@ -209,6 +236,16 @@ impl Layout {
             Layout::Conv { spec, tiling } => tiling.query_support_counts(spec),
             Layout::Fc { spec, blocks } => blocks.query_support_counts(spec),
             Layout::Dense { spec, tiling } => tiling.query_support_counts(spec),
+            Layout::Circ { .. } => {
+                let mut out: Vec<(usize, usize)> = Vec::new();
+                for len in self.query_support_lens() {
+                    match out.iter_mut().find(|e| e.0 == len) {
+                        Some(e) => e.1 += 1,
+                        None => out.push((len, 1)),
+                    }
+                }
+                out
+            }
         }
     }
 
@@ -230,6 +267,7 @@ impl Layout {
                 Some(blocks.encode_block(spec, ring, weights, i, j))
             }
             Layout::Dense { spec, tiling } => Some(tiling.encode_filters(spec, ring, weights, key)),
+            Layout::Circ { spec, tiling } => Some(tiling.encode_weights(spec, ring, weights, key)),
         }
     }
 
@@ -239,7 +277,7 @@ impl Layout {
             Layout::Conv { spec, tiling } => {
                 tiling.touches(spec, key / tiling.n_c, key % tiling.n_c)
             }
-            Layout::Fc { .. } | Layout::Dense { .. } => true,
+            Layout::Fc { .. } | Layout::Dense { .. } | Layout::Circ { .. } => true,
         }
     }
 
@@ -264,6 +302,10 @@ impl Layout {
                 let ip = tiling.key_input(spec, key);
                 vec![(ip * tiling.n_b + o % tiling.n_b, key)]
             }
+            // Output group o sums its channel tiles' products.
+            Layout::Circ { tiling, .. } => (0..tiling.n_c)
+                .map(|ci| (ci, o * tiling.n_c + ci))
+                .collect(),
         }
     }
 
@@ -283,6 +325,7 @@ impl Layout {
             }
             Layout::Fc { spec, blocks } => blocks.output_positions(spec, o),
             Layout::Dense { spec, tiling } => tiling.output_positions(spec, o),
+            Layout::Circ { spec, tiling } => tiling.output_positions(spec, o),
         }
     }
 
@@ -295,6 +338,7 @@ impl Layout {
             }
             Layout::Fc { spec, blocks } => blocks.kept(spec, o),
             Layout::Dense { spec, tiling } => tiling.kept(spec, o),
+            Layout::Circ { spec, tiling } => tiling.kept(spec, o),
         }
     }
 
@@ -317,6 +361,7 @@ impl Layout {
             }
             Layout::Fc { blocks, .. } => blocks.n_in * blocks.n_out,
             Layout::Dense { .. } => self.output_cts(),
+            Layout::Circ { tiling, .. } => tiling.n_g * tiling.n_c,
         }
     }
 
@@ -324,7 +369,7 @@ impl Layout {
     pub fn used_weight_keys(&self) -> usize {
         match self {
             Layout::Conv { tiling, .. } => self.products() / tiling.spatial_tiles(),
-            Layout::Fc { .. } | Layout::Dense { .. } => self.weight_keys(),
+            Layout::Fc { .. } | Layout::Dense { .. } | Layout::Circ { .. } => self.weight_keys(),
         }
     }
 
@@ -338,6 +383,7 @@ impl Layout {
             Layout::Conv { spec, .. } => spec.c_per_group() * spec.kh * spec.kw,
             Layout::Fc { spec, blocks } => spec.inputs * blocks.d1.min(spec.outputs),
             Layout::Dense { spec, tiling } => tiling.taps(spec),
+            Layout::Circ { spec, tiling } => tiling.taps(spec),
         }
     }
 }

@@ -116,6 +116,11 @@ pub struct CheetahConfig {
     /// its data, for products and key switches, see [`crate::falcon`]).
     #[serde(default)]
     pub dense_bytes: DenseBytes,
+    /// Also plan block-circulant FC layers by several output blocks per product
+    /// ([`crate::circulant::CircTiling`]); only correct for block-circulant weights, which the
+    /// `circulant` protocol checks.
+    #[serde(default)]
+    pub circulant: bool,
 }
 
 /// The byte budget of a dense plan ([`CheetahConfig::dense_bytes`]).
@@ -211,6 +216,7 @@ impl Default for CheetahConfig {
             outside_support: OutsideSupport::Zero,
             dense: false,
             dense_bytes: DenseBytes::Free,
+            circulant: false,
         }
     }
 }
@@ -486,6 +492,13 @@ impl Cheetah {
                 .filter(|l| trunc || !l.needs_truncation())
                 .map(|l| (l, 1))
                 .collect();
+            if self.config.circulant {
+                cands.extend(
+                    Layout::circ_candidates(layer, p.n())
+                        .into_iter()
+                        .map(|l| (l, 1)),
+                );
+            }
             for l in dense {
                 cands.push((l, 1));
                 let mut g = 2;
