@@ -68,7 +68,7 @@ pub struct Args {
     /// Bytes the falcon layers may send: free (what the estimated time at --plan-mbps favours),
     /// cheetah (each layer no more than the Cheetah plan of the same layer) or cheetah-total
     /// (all falcon layers together no more than Cheetah's plans of them: the planner's
-    /// bandwidth for those layers lowered until they fit, `falcon::bandwidth_for_budget`).
+    /// bandwidth for those layers lowered until they fit, `falcon::bandwidth_at_cheetah_bytes`).
     #[arg(long, default_value = "free", value_parser = crate::parse_dense_bytes)]
     dense_bytes: linear::DenseBytes,
     /// Only predict costs (no HE is run).
@@ -165,11 +165,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let mut falcon_mbps = None;
     if a.dense_bytes == linear::DenseBytes::AtMostCheetahTotal {
         let ls: Vec<LayerSpec> = layers.iter().map(|(_, l, _)| *l).collect();
-        let mut budget = 0;
-        for l in ls.iter().filter(|l| Falcon::applies(l)) {
-            budget += proto.cost(l, ring)?.bytes();
-        }
-        let bw = linear::falcon::bandwidth_for_budget(&ls, ring, falcon.config(), budget)?
+        let bw = linear::falcon::bandwidth_at_cheetah_bytes(&ls, ring, falcon.config())?
             .context("--dense-bytes cheetah-total: no falcon plan fits Cheetah's bytes")?;
         falcon = Falcon::new(CheetahConfig {
             bandwidth_bytes_per_s: bw,
@@ -278,32 +274,16 @@ pub fn run(a: Args) -> anyhow::Result<()> {
                 &simd
             };
             simd_row(s, name, layer, ring, &net_name, cheetah_bytes)?
-        } else if active.name() == "circulant" {
-            cheetah_row(
-                &circulant.plan(layer, ring)?,
-                &circulant,
-                proto.config.flood_bits,
-                name,
-                layer,
-                ring,
-                &net_name,
-                cheetah_bytes,
-            )?
-        } else if active.name() == "falcon" {
-            cheetah_row(
-                &falcon.plan(layer, ring)?,
-                &falcon,
-                proto.config.flood_bits,
-                name,
-                layer,
-                ring,
-                &net_name,
-                cheetah_bytes,
-            )?
         } else {
+            // Cheetah's family: the plan of the protocol that runs the layer.
+            let plan = match active.name() {
+                "circulant" => circulant.plan(layer, ring)?,
+                "falcon" => falcon.plan(layer, ring)?,
+                _ => proto.plan(layer, ring)?,
+            };
             cheetah_row(
-                &proto.plan(layer, ring)?,
-                &proto,
+                &plan,
+                active,
                 proto.config.flood_bits,
                 name,
                 layer,

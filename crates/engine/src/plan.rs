@@ -489,31 +489,28 @@ impl Plan {
 
     /// `DenseBytes::AtMostCheetahTotal`: the falcon steps together send no more than Cheetah's
     /// plans of the same layers. Their planning bandwidth is lowered until they fit
-    /// (`linear::falcon::bandwidth_for_budget`); if even the lowest does not, they run by
+    /// (`linear::falcon::bandwidth_at_cheetah_bytes`); if even the lowest does not, they run by
     /// Cheetah.
     fn fit_dense_budget(
         steps: &mut [Step],
         ring: linear::Ring,
         cfg: &PlanConfig,
     ) -> Result<(), EngineError> {
-        let cheetah = linear::Cheetah::new(cfg.cheetah);
-        let mut layers = Vec::new();
-        let mut budget = 0;
-        for s in steps.iter() {
-            if let StepKind::Linear {
-                choice: LinearChoice::Falcon(_),
-                layer,
-                ..
-            } = &s.kind
-            {
-                layers.push(*layer);
-                budget += cheetah.cost(layer, ring)?.bytes();
-            }
-        }
+        let layers: Vec<LayerSpec> = steps
+            .iter()
+            .filter_map(|s| match &s.kind {
+                StepKind::Linear {
+                    choice: LinearChoice::Falcon(_),
+                    layer,
+                    ..
+                } => Some(*layer),
+                _ => None,
+            })
+            .collect();
         if layers.is_empty() {
             return Ok(());
         }
-        let bw = linear::falcon::bandwidth_for_budget(&layers, ring, cfg.cheetah, budget)?;
+        let bw = linear::falcon::bandwidth_at_cheetah_bytes(&layers, ring, cfg.cheetah)?;
         for s in steps.iter_mut() {
             if let StepKind::Linear {
                 choice,

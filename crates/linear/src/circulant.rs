@@ -108,14 +108,22 @@ pub fn project(f: &FcSpec, w: &[u64]) -> Vec<u64> {
     out
 }
 
+/// An error unless W is block-circulant with the layer's block size (both encodings read only
+/// row 0 of every block).
+fn check_circulant(f: &FcSpec, w: &LayerWeights) -> Result<(), LinearError> {
+    if is_block_circulant(f, &w.weights) {
+        Ok(())
+    } else {
+        Err(LinearError::BadShape {
+            reason: "circulant: the weights are not block-circulant with the layer's block size",
+        })
+    }
+}
+
 /// The kernels K[i][j][0][l] = W[ib][jb + l] (zero bias), or an error if W is not
 /// block-circulant.
 pub fn conv_weights(f: &FcSpec, w: &LayerWeights) -> Result<LayerWeights, LinearError> {
-    if !is_block_circulant(f, &w.weights) {
-        return Err(LinearError::BadShape {
-            reason: "circulant: the weights are not block-circulant with the layer's block size",
-        });
-    }
+    check_circulant(f, w)?;
     let (b, n) = (f.block, f.inputs);
     let mut k = Vec::with_capacity(f.outputs / b * n);
     for i in 0..f.outputs / b {
@@ -264,12 +272,14 @@ impl LinearProtocol for Circulant {
         crate::cheetah::check_len("server input share", x, layer.input_len())?;
         weights.validate(layer, ring)?;
         let f = circulant_fc(layer).expect("checked by path");
-        let kernels = conv_weights(&f, weights)?;
         let conv = match path {
-            // The encoding reads row 0 of every block: the check above makes that W.
-            Path::Blocks => return self.direct().server(layer, ring, keys, weights, x, ch, rng),
+            Path::Blocks => {
+                check_circulant(&f, weights)?;
+                return self.direct().server(layer, ring, keys, weights, x, ch, rng);
+            }
             Path::Conv(conv) => conv,
         };
+        let kernels = conv_weights(&f, weights)?;
         let mut y =
             self.cheetah
                 .server(&conv, ring, keys, &kernels, &extend_input(&f, x), ch, rng)?;
@@ -423,6 +433,7 @@ impl CircTiling {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testutil::negacyclic;
     use rand::{Rng, SeedableRng};
 
     /// Every candidate CircTiling of block-circulant FCs computes W·x exactly as plain negacyclic
@@ -462,17 +473,11 @@ mod tests {
                     for ci in 0..t.n_c {
                         let xi = t.encode_input(&f, &x, ci);
                         let wp = t.encode_weights(&f, ring, &w, og * t.n_c + ci);
+                        for (k, v) in negacyclic(&xi, &wp).into_iter().enumerate() {
+                            acc[k] = acc[k].wrapping_add(v);
+                        }
                         let support = t.query_support(&f, ci);
-                        for (bpos, &wv) in wp.iter().enumerate().filter(|(_, v)| **v != 0) {
-                            for (a, &xv) in xi.iter().enumerate() {
-                                let p = xv.wrapping_mul(wv as u64);
-                                let (k, neg) = ((a + bpos) % n, a + bpos >= n);
-                                acc[k] = if neg {
-                                    acc[k].wrapping_sub(p)
-                                } else {
-                                    acc[k].wrapping_add(p)
-                                };
-                            }
+                        for (bpos, _) in wp.iter().enumerate().filter(|(_, v)| **v != 0) {
                             for &(c, _) in &t.output_positions(&f, og) {
                                 let a = (c + n - bpos) % n;
                                 assert!(support.binary_search(&a).is_ok(), "{t:?}");

@@ -27,6 +27,8 @@ pub mod layer;
 mod protocol;
 pub mod shapes;
 pub mod simd;
+#[cfg(test)]
+mod testutil;
 
 pub use cheetah::{
     bytes_lower_bound, Cheetah, CheetahConfig, CheetahPlan, DenseBytes, Flooding, HeParamsId,

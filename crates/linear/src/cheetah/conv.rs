@@ -66,7 +66,7 @@ fn with_tallest(h_ts: &[usize], spec: &Conv2dSpec, n: usize, c_t: usize) -> Vec<
 }
 
 /// (value, multiplicity) of the values in `v`.
-fn histogram(v: &[usize]) -> Vec<(usize, usize)> {
+pub(crate) fn histogram(v: &[usize]) -> Vec<(usize, usize)> {
     let mut out: Vec<(usize, usize)> = Vec::new();
     for &x in v {
         match out.iter_mut().find(|e| e.0 == x) {

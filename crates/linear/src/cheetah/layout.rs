@@ -236,16 +236,7 @@ impl Layout {
             Layout::Conv { spec, tiling } => tiling.query_support_counts(spec),
             Layout::Fc { spec, blocks } => blocks.query_support_counts(spec),
             Layout::Dense { spec, tiling } => tiling.query_support_counts(spec),
-            Layout::Circ { .. } => {
-                let mut out: Vec<(usize, usize)> = Vec::new();
-                for len in self.query_support_lens() {
-                    match out.iter_mut().find(|e| e.0 == len) {
-                        Some(e) => e.1 += 1,
-                        None => out.push((len, 1)),
-                    }
-                }
-                out
-            }
+            Layout::Circ { .. } => super::conv::histogram(&self.query_support_lens()),
         }
     }
 

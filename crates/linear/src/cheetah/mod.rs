@@ -136,7 +136,7 @@ pub enum DenseBytes {
     AtMostCheetah,
     /// The dense layers of a whole plan together no more than their plans without dense layouts:
     /// the planner of the network (`engine`, `privinfer bench linear`) lowers the bandwidth of
-    /// those layers until they fit (`falcon::bandwidth_for_budget`); per layer this plans as
+    /// those layers until they fit (`falcon::bandwidth_at_cheetah_bytes`); per layer this plans as
     /// [`DenseBytes::Free`] at that bandwidth.
     AtMostCheetahTotal,
 }

@@ -87,16 +87,23 @@ impl Falcon {
 }
 
 /// The largest planning bandwidth (bytes/s, at most `config`'s) at which Falcon's plans of
-/// `layers` (those it applies to) send at most `budget` bytes in total: the network profile
-/// under which the dense tilings spend bytes only where they buy the most time, found by
-/// bisection on log-bandwidth (total bytes fall as bandwidth falls, not strictly). `None` if
-/// even 1 kB/s exceeds the budget.
-pub fn bandwidth_for_budget(
+/// `layers` (those it applies to) send in total no more than Cheetah's plans of the same layers
+/// (`DenseBytes::AtMostCheetahTotal`): the network profile under which the dense tilings spend
+/// bytes only where they buy the most time, found by bisection on log-bandwidth (total bytes
+/// fall as bandwidth falls, not strictly). `None` if even 1 kB/s exceeds the budget.
+pub fn bandwidth_at_cheetah_bytes(
     layers: &[LayerSpec],
     ring: Ring,
     config: CheetahConfig,
-    budget: u64,
 ) -> Result<Option<u64>, LinearError> {
+    let cheetah = Cheetah::new(CheetahConfig {
+        dense: false,
+        ..config
+    });
+    let mut budget = 0;
+    for l in layers.iter().filter(|l| Falcon::applies(l)) {
+        budget += cheetah.cost(l, ring)?.bytes();
+    }
     let bytes = |bw: u64| -> Result<u64, LinearError> {
         let f = Falcon::new(CheetahConfig {
             bandwidth_bytes_per_s: bw,
@@ -203,11 +210,9 @@ pub struct DenseTiling {
     pub step: usize,
     pub n_b: usize,
     /// Residue classes S: m·k for the grid, a power of two ≥ m for a searched placement.
-    #[serde(default)]
     pub s: usize,
     /// Units and filters placed by [`placement::searched`] (fewer classes read, outputs not at
     /// multiples of a power of two: responses unpacked) instead of the grid.
-    #[serde(default)]
     pub searched: bool,
 }
 
@@ -360,11 +365,7 @@ impl DenseTiling {
 
     /// S = m·k residue classes.
     pub fn classes(&self) -> usize {
-        if self.s == 0 {
-            self.m * self.k // plans serialized before `s` existed
-        } else {
-            self.s
-        }
+        self.s
     }
 
     /// The class of unit u.
@@ -438,12 +439,26 @@ impl DenseTiling {
     /// polynomials, then of the last.
     pub fn weight_keys(&self, spec: &Conv2dSpec) -> usize {
         let ips = self.unit_polys(spec);
-        (ips - 1) * self.chunks(spec, 0).len() + self.chunks(spec, ips - 1).len()
+        (ips - 1) * self.chunks_per_full(spec) + self.chunks(spec, ips - 1).len()
+    }
+
+    /// Weight polynomials of a full input polynomial (at least those of any input polynomial),
+    /// without listing them: keys are numbered input polynomial by input polynomial at this
+    /// stride.
+    fn chunks_per_full(&self, spec: &Conv2dSpec) -> usize {
+        if self.searched {
+            placement::searched(self.classes(), self.m, self.k)
+                .expect("checked in new_searched")
+                .chunks
+                .len()
+        } else {
+            (self.m * spec.m_per_group()).div_ceil(self.k)
+        }
     }
 
     /// (input polynomial, filter slots) of weight key `key`.
     fn key_slots(&self, spec: &Conv2dSpec, key: usize) -> (usize, Vec<Slot>) {
-        let per = self.chunks(spec, 0).len();
+        let per = self.chunks_per_full(spec);
         let (ip, j) = (key / per, key % per);
         let mut c = self.chunks(spec, ip);
         (ip, c.swap_remove(j))
@@ -451,7 +466,7 @@ impl DenseTiling {
 
     /// The input polynomial weight key `key` multiplies.
     pub fn key_input(&self, spec: &Conv2dSpec, key: usize) -> usize {
-        key / self.chunks(spec, 0).len()
+        key / self.chunks_per_full(spec)
     }
 
     /// Output polynomial o = key·n_b + band; input polynomial idx = ip·n_b + band.
@@ -641,14 +656,7 @@ impl DenseTiling {
 
     /// The multiset of support sizes as (size, multiplicity) pairs.
     pub fn query_support_counts(&self, spec: &Conv2dSpec) -> Vec<(usize, usize)> {
-        let mut out: Vec<(usize, usize)> = Vec::new();
-        for len in self.query_support_lens(spec) {
-            match out.iter_mut().find(|e| e.0 == len) {
-                Some(e) => e.1 += 1,
-                None => out.push((len, 1)),
-            }
-        }
-        out
+        crate::cheetah::conv::histogram(&self.query_support_lens(spec))
     }
 
     /// The power of two all output coefficients are multiples of.
@@ -672,6 +680,7 @@ impl DenseTiling {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testutil::negacyclic;
     use rand::{Rng, SeedableRng};
 
     /// Direct grouped convolution with wrapping u64 arithmetic (exact mod 2^64).
@@ -704,23 +713,6 @@ mod tests {
             }
         }
         y
-    }
-
-    /// x·w in Z_{2^64}[X]/(X^N + 1), w sparse.
-    fn negacyclic(x: &[u64], w: &[i64]) -> Vec<u64> {
-        let n = x.len();
-        let mut out = vec![0u64; n];
-        for (b, &wv) in w.iter().enumerate().filter(|(_, v)| **v != 0) {
-            for (a, &xv) in x.iter().enumerate() {
-                let p = xv.wrapping_mul(wv as u64);
-                if a + b < n {
-                    out[a + b] = out[a + b].wrapping_add(p);
-                } else {
-                    out[a + b - n] = out[a + b - n].wrapping_sub(p);
-                }
-            }
-        }
-        out
     }
 
     /// Every candidate tiling of `spec` at degree n computes the convolution exactly (as a plain
