@@ -166,8 +166,10 @@ fn abuse_one(mut s: TcpStream, kind: Abuse, stop: &AtomicBool, until: Instant, s
     }
 }
 
-/// A channel that fails after `left` more messages (sent or received): a client killed in the
-/// middle of a session. Dropping it closes the connection.
+/// A channel that fails after sending `left` more messages: a client killed in the middle of a
+/// session. Only sends count: a client waiting in the server's queue receives heartbeats but
+/// sends nothing after its hello, so a cut after k ≥ 2 sends always falls inside the session,
+/// whatever the queueing. Dropping it closes the connection.
 pub struct CutAfter {
     inner: TcpChannel,
     left: usize,
@@ -196,7 +198,10 @@ impl Channel for CutAfter {
         self.inner.send(msg)
     }
     fn recv(&mut self) -> transport::Result<Vec<u8>> {
-        self.tick()?;
+        if self.left == 0 {
+            self.inner.shutdown();
+            return Err(TransportError::Closed);
+        }
         self.inner.recv()
     }
     fn flush(&mut self) -> transport::Result<()> {
