@@ -43,7 +43,6 @@ impl BitWriter {
     }
 
     /// Number of bits written.
-    #[cfg(test)]
     pub fn bits(&self) -> u64 {
         self.total
     }

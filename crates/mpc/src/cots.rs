@@ -143,8 +143,13 @@ impl SendCots {
         }
     }
 
+    /// Δ, the correlation of every COT of the batch.
+    pub fn delta(&self) -> u128 {
+        self.delta
+    }
+
     /// The next `n` COTs: their `q` and the tweak of the first.
-    fn take(&mut self, n: usize) -> (&[u128], u128) {
+    pub fn take(&mut self, n: usize) -> (&[u128], u128) {
         assert!(
             self.pos + n <= self.q.len(),
             "COT pool exhausted: protocol cost accounting is wrong"
@@ -191,7 +196,8 @@ impl RecvCots {
         }
     }
 
-    fn take(&mut self, n: usize) -> (&[u128], u128) {
+    /// The next `n` COTs: their `t` and the tweak of the first.
+    pub fn take(&mut self, n: usize) -> (&[u128], u128) {
         assert!(
             self.pos + n <= self.t.len(),
             "COT pool exhausted: protocol cost accounting is wrong"
