@@ -22,6 +22,10 @@ pub struct Cost {
     pub ntts: u64,
     /// Automorphisms with key switching (rotations); Cheetah's encoding needs none.
     pub rotations: u64,
+    /// Correlated OTs drawn from the session, the server sending (OT-based protocols; their
+    /// generation traffic is the OT layer's, not counted in `bytes_*`).
+    #[serde(default)]
+    pub cots: u64,
 }
 
 impl Cost {
@@ -44,6 +48,7 @@ impl std::ops::Add for Cost {
             ct_pt_mults: self.ct_pt_mults + o.ct_pt_mults,
             ntts: self.ntts + o.ntts,
             rotations: self.rotations + o.rotations,
+            cots: self.cots + o.cots,
         }
     }
 }

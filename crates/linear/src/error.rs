@@ -53,4 +53,13 @@ pub enum LinearError {
     Rlwe(#[from] rlwe::RlweError),
     #[error(transparent)]
     Transport(#[from] TransportError),
+    #[error("2PC layer: {0}")]
+    Mpc(#[from] mpc::MpcError),
+    #[error("the {protocol} protocol draws correlated OTs: run it with a session (client_in / server_in)")]
+    NeedsSession { protocol: &'static str },
+    #[error("{protocol} does not apply to this layer: {reason}")]
+    NotApplicable {
+        protocol: &'static str,
+        reason: &'static str,
+    },
 }

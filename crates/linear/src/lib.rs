@@ -8,6 +8,8 @@
 //! * [`cheetah`]: Cheetah's coefficient-encoded HomConv / HomFC / element-wise scale.
 //! * [`circulant`]: block-circulant FC layers as Cheetah convolutions (PrivCirNet's structure).
 //! * [`falcon`]: dense packing of grouped and depthwise convolutions in Cheetah's encoding.
+//! * [`ot`]: OT-based matrix products (CrypTFlow2's linear layers) for every layer shape.
+//! * [`winograd`]: Winograd F(2×2,3×3) / F(4×4,3×3) convolutions with OT products (CoPriv).
 //! * [`simd`]: slot-encoded (Gazelle / SCI-HE / Bolt) convolutions and matrix products on
 //!   shares over a batching prime field Z_t.
 //! * [`LayerSpec`], [`LayerWeights`], [`reference()`]: the crate-local layer description and the
@@ -24,11 +26,13 @@ pub mod falcon;
 pub mod hyena;
 pub mod keys;
 pub mod layer;
+pub mod ot;
 mod protocol;
 pub mod shapes;
 pub mod simd;
 #[cfg(test)]
 mod testutil;
+pub mod winograd;
 
 pub use cheetah::{
     bytes_lower_bound, Cheetah, CheetahConfig, CheetahPlan, DenseBytes, Flooding, HeParamsId,
@@ -43,5 +47,7 @@ pub use layer::{
     reference, transpose, weight_bits_of, Conv2dSpec, FcSpec, LayerShape, LayerSpec, LayerWeights,
     MatMulSpec, Ring, ScaleSpec,
 };
+pub use ot::OtLinear;
 pub use protocol::LinearProtocol;
 pub use simd::{ConvKernel, Simd, SimdConfig, SimdParamsId};
+pub use winograd::Winograd;

@@ -6,6 +6,7 @@ use transport::Channel;
 use crate::keys::{ClientKeys, KeyRequest, ServerKeys};
 use crate::layer::{LayerSpec, LayerWeights, Ring};
 use crate::{Cost, LinearError};
+use mpc::Session;
 
 /// A two-party protocol turning additive shares of x (over Z_{2^ℓ}, or Z_t for a field-domain
 /// protocol: [`share_modulus`](LinearProtocol::share_modulus)) into additive shares of
@@ -57,6 +58,8 @@ pub trait LinearProtocol: Send + Sync {
     fn keys_needed(&self, layer: &LayerSpec, ring: Ring) -> Result<Vec<KeyRequest>, LinearError>;
 
     /// The client's half: `x` is the client's share of the input; returns its share of the output.
+    /// A protocol that needs correlated OTs fails here with [`LinearError::NeedsSession`]; run it
+    /// by [`client_in`](LinearProtocol::client_in).
     fn client(
         &self,
         layer: &LayerSpec,
@@ -79,4 +82,44 @@ pub trait LinearProtocol: Send + Sync {
         ch: &mut dyn Channel,
         rng: &mut dyn CryptoRngCore,
     ) -> Result<Vec<u64>, LinearError>;
+
+    /// Extra power of two in the output: the protocol returns shares of 2^e·(W·x + b), to be
+    /// removed by the truncation that follows (Winograd's transform denominators,
+    /// docs/protocols/copriv.md). 0 for every protocol that returns W·x + b itself.
+    fn output_shift(&self, _layer: &LayerSpec) -> u32 {
+        0
+    }
+
+    /// The client's half as the engine runs it, with the session's correlated OTs at hand (an
+    /// OT-based protocol draws [`Cost::cots`] of them, the client receiving). The default, for
+    /// the HE protocols, ignores the session.
+    #[allow(clippy::too_many_arguments)]
+    fn client_in(
+        &self,
+        layer: &LayerSpec,
+        ring: Ring,
+        keys: &ClientKeys,
+        x: &[u64],
+        _session: &mut Session,
+        ch: &mut dyn Channel,
+        rng: &mut dyn CryptoRngCore,
+    ) -> Result<Vec<u64>, LinearError> {
+        self.client(layer, ring, keys, x, ch, rng)
+    }
+
+    /// The server's half as the engine runs it (see [`client_in`](LinearProtocol::client_in)).
+    #[allow(clippy::too_many_arguments)]
+    fn server_in(
+        &self,
+        layer: &LayerSpec,
+        ring: Ring,
+        keys: &ServerKeys,
+        weights: &LayerWeights,
+        x: &[u64],
+        _session: &mut Session,
+        ch: &mut dyn Channel,
+        rng: &mut dyn CryptoRngCore,
+    ) -> Result<Vec<u64>, LinearError> {
+        self.server(layer, ring, keys, weights, x, ch, rng)
+    }
 }

@@ -303,6 +303,7 @@ pub fn layout_cost(
         // the monomials X^j when packing. Key switches are counted in `rotations`.
         ntts: ins * l + groups * 4 + ins * l + weights * l + groups * 3 * l + pack_ntts,
         rotations: ks,
+        cots: 0,
     })
 }
 

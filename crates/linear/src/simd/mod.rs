@@ -592,6 +592,7 @@ impl LinearProtocol for Simd {
             // re-randomization (2 per prime and response).
             ntts: plan.in_cts as u64 * levels + out as u64 * (2 + 2 * levels),
             rotations: plan.rotations as u64,
+            cots: 0,
         })
     }
 
