@@ -62,7 +62,9 @@ pub struct Args {
     /// circulant (block-circulant FCs as Cheetah convolutions, `linear::circulant`; simd, hyena,
     /// falcon and circulant run where they apply, Cheetah elsewhere), or auto (per layer the one the
     /// engine's planner picks: lowest estimated time at --plan-mbps, the share conversions
-    /// included). Every row names the protocol it ran.
+    /// included); ot (every layer by correlated OT, CrypTFlow2's linear layers, `linear::ot`),
+    /// winograd2 / winograd4 (Winograd F(2×2,3×3) / F(4×4,3×3) on the OT product for 3×3
+    /// stride-1 convs, ot elsewhere; `linear::winograd`). Every row names the protocol it ran.
     #[arg(long, default_value = "cheetah")]
     protocol: String,
     /// Bytes the falcon layers may send: free (what the estimated time at --plan-mbps favours),
@@ -173,6 +175,8 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         });
         falcon_mbps = Some(bw as f64 * 8e-6);
     }
+    let ot = linear::OtLinear;
+    let (wino2, wino4) = (linear::Winograd { m: 2 }, linear::Winograd { m: 4 });
     let bw = a.plan_mbps * 1e6 / 8.0;
     // Per layer: the protocol that runs it.
     let mut chosen: Vec<&dyn LinearProtocol> = Vec::with_capacity(layers.len());
@@ -185,6 +189,10 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             "falcon" if falcon.cost(l, ring).is_ok() => &falcon,
             "circulant" if circulant.cost(l, ring).is_ok() => &circulant,
             "simd" | "hyena" | "falcon" | "circulant" => &proto,
+            "ot" => &ot,
+            "winograd2" if linear::Winograd::applies(l) => &wino2,
+            "winograd4" if linear::Winograd::applies(l) => &wino4,
+            "winograd2" | "winograd4" => &ot,
             "auto" => {
                 let est = |c: &engine::LinearChoice| {
                     engine::plan::estimated_seconds(c, l, ring, bw).unwrap_or(f64::INFINITY)
@@ -207,7 +215,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             }
             other => {
                 anyhow::bail!(
-                    "--protocol {other:?}: expected cheetah, simd, hyena, falcon, circulant or auto"
+                    "--protocol {other:?}: expected cheetah, simd, hyena, falcon, circulant, ot, winograd2, winograd4 or auto"
                 )
             }
         });
@@ -255,6 +263,25 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         });
         (Some(ck?), Some(sk?))
     };
+    // OT-based layers draw correlated OTs from a 2PC session (silent OT), set up once.
+    let needs_ot = layers
+        .iter()
+        .zip(&chosen)
+        .any(|((_, l, _), p)| p.cost(l, ring).is_ok_and(|c| c.cots > 0));
+    let mut sessions = if needs_ot && !a.dry_run {
+        let (s0, s1) = std::thread::scope(|s| {
+            let h = s.spawn(|| {
+                let mut r = ChaCha20Rng::seed_from_u64(a.seed ^ 0x50);
+                mpc::Session::setup(&mut sc, mpc::Party::P0, &mut r)
+            });
+            let mut r = ChaCha20Rng::seed_from_u64(a.seed ^ 0x51);
+            let s1 = mpc::Session::setup(&mut cc, mpc::Party::P1, &mut r);
+            (h.join().expect("server thread"), s1)
+        });
+        Some((s0?, s1?))
+    } else {
+        None
+    };
     emit(
         a.json,
         serde_json::json!({"setup": {"bytes_c2s": setup.bytes_c2s, "keys": requests.len(), "net": net_name}}),
@@ -267,7 +294,9 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         let cheetah_bytes = baseline.cost(layer, ring)?.bytes();
         let cost = active.cost(layer, ring)?;
         let field = active.share_modulus(layer, ring)?;
-        let mut row = if field.is_some() {
+        let mut row = if cost.cots > 0 {
+            ot_row(active, name, layer, ring, &net_name, cheetah_bytes)?
+        } else if field.is_some() {
             let s = if active.name() == "hyena" {
                 &hyena
             } else {
@@ -336,19 +365,52 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             // byte counts depend only on the plan).
             let (s_seed, c_seed): (u64, u64) = (rng.gen(), rng.gen());
             let mut runs_ms = Vec::new();
+            let (mut cot_ms, mut cot_bytes) = (Vec::new(), 0u64);
             let (mut cs, mut ss) = Default::default();
             let mut exact = true;
             for rep in 0..a.repeat.max(1) {
-                let (c0, s0) = (cc.stats(), sc.stats());
+                let (mut c0, mut s0_stats) = (cc.stats(), sc.stats());
                 let mut srng = ChaCha20Rng::seed_from_u64(s_seed.wrapping_add(rep));
                 let mut crng = ChaCha20Rng::seed_from_u64(c_seed.wrapping_add(rep));
-                let t = Instant::now();
-                let (yc, ys) = std::thread::scope(|s| {
-                    let h = s.spawn(|| active.server(layer, ring, sk, &w, &xs, &mut sc, &mut srng));
-                    let yc = active.client(layer, ring, ck, &xc, &mut cc, &mut crng);
-                    (yc, h.join().expect("server thread"))
-                });
-                runs_ms.push(t.elapsed().as_secs_f64() * 1e3);
+                let (yc, ys) = match &mut sessions {
+                    Some((s0, s1)) => {
+                        // COT generation (the OT layer's traffic) ahead of the timed run.
+                        let n = cost.cots as usize;
+                        let (g0, g1) = (cc.stats(), sc.stats());
+                        let tg = Instant::now();
+                        std::thread::scope(|s| {
+                            let h = s.spawn(|| s0.prefetch(&mut sc, n, 0));
+                            let r = s1.prefetch(&mut cc, 0, n);
+                            h.join().expect("server thread").and(r)
+                        })?;
+                        cot_ms.push(tg.elapsed().as_secs_f64() * 1e3);
+                        cot_bytes =
+                            cc.stats().since(&g0).bytes_sent + sc.stats().since(&g1).bytes_sent;
+                        (c0, s0_stats) = (cc.stats(), sc.stats());
+                        let t = Instant::now();
+                        let r = std::thread::scope(|s| {
+                            let h = s.spawn(|| {
+                                active.server_in(layer, ring, sk, &w, &xs, s0, &mut sc, &mut srng)
+                            });
+                            let yc = active.client_in(layer, ring, ck, &xc, s1, &mut cc, &mut crng);
+                            (yc, h.join().expect("server thread"))
+                        });
+                        runs_ms.push(t.elapsed().as_secs_f64() * 1e3);
+                        r
+                    }
+                    None => {
+                        let t = Instant::now();
+                        let r = std::thread::scope(|s| {
+                            let h = s.spawn(|| {
+                                active.server(layer, ring, sk, &w, &xs, &mut sc, &mut srng)
+                            });
+                            let yc = active.client(layer, ring, ck, &xc, &mut cc, &mut crng);
+                            (yc, h.join().expect("server thread"))
+                        });
+                        runs_ms.push(t.elapsed().as_secs_f64() * 1e3);
+                        r
+                    }
+                };
                 let (yc, ys) = (
                     yc.with_context(|| format!("client, layer {name}"))?,
                     ys.with_context(|| format!("server, layer {name}"))?,
@@ -366,8 +428,14 @@ pub fn run(a: Args) -> anyhow::Result<()> {
                         ring.from_signed(signed as i64)
                     })
                     .collect();
-                exact &= y == reference(layer, ring, &w, &x);
-                (cs, ss) = (cc.stats().since(&c0), sc.stats().since(&s0));
+                // Winograd returns 2^e·(W·x + b), the rescale's to remove.
+                let e = active.output_shift(layer);
+                exact &= y
+                    == reference(layer, ring, &w, &x)
+                        .iter()
+                        .map(|&v| ring.reduce(v << e))
+                        .collect::<Vec<_>>();
+                (cs, ss) = (cc.stats().since(&c0), sc.stats().since(&s0_stats));
             }
             let ms = median(&runs_ms);
             all_exact &= exact;
@@ -381,6 +449,11 @@ pub fn run(a: Args) -> anyhow::Result<()> {
                     .collect::<Vec<_>>());
             }
             row["ms"] = serde_json::json!((ms * 100.0).round() / 100.0);
+            if !cot_ms.is_empty() {
+                // Silent-OT generation of the layer's COTs, outside `ms` and the bytes.
+                row["cot_ms"] = serde_json::json!((median(&cot_ms) * 100.0).round() / 100.0);
+                row["cot_bytes"] = serde_json::json!(cot_bytes);
+            }
             row["bytes_c2s"] = serde_json::json!(cs.bytes_sent);
             row["bytes_s2c"] = serde_json::json!(ss.bytes_sent);
             row["exact"] = serde_json::json!(exact);
@@ -398,6 +471,8 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             "hyena_layers": chosen.iter().filter(|p| p.name() == "hyena").count(),
             "falcon_layers": chosen.iter().filter(|p| p.name() == "falcon").count(),
             "circulant_layers": chosen.iter().filter(|p| p.name() == "circulant").count(),
+            "ot_layers": chosen.iter().filter(|p| p.name() == "ot").count(),
+            "winograd_layers": chosen.iter().filter(|p| p.name().starts_with("winograd")).count(),
             "falcon_plan_mbps": falcon_mbps, "layers": layers.len(), "ms": (tot_ms * 100.0f64).round() / 100.0,
             "bytes_c2s": tot_c2s, "bytes_s2c": tot_s2c, "cheetah_bytes": tot_cheetah,
             "setup_bytes": setup.bytes_c2s, "repeat": a.repeat.max(1), "exact": all_exact, "measured": !a.dry_run,
@@ -417,6 +492,34 @@ fn op_name(layer: &LayerSpec) -> &'static str {
         linear::LayerShape::Scale(_) => "scale",
         _ => "conv",
     }
+}
+
+/// A report row's predicted fields for an OT-based protocol (`ot`, `winograd2`, `winograd4`).
+fn ot_row(
+    proto: &dyn LinearProtocol,
+    name: &str,
+    layer: &LayerSpec,
+    ring: Ring,
+    net_name: &str,
+    cheetah_bytes: u64,
+) -> anyhow::Result<serde_json::Value> {
+    let cost = proto.cost(layer, ring)?;
+    let ot_bytes = linear::OtLinear.cost(layer, ring)?.bytes();
+    Ok(serde_json::json!({
+        "layer": name,
+        "op": op_name(layer),
+        "protocol": proto.name(),
+        "net": net_name,
+        "predicted_c2s": cost.bytes_c2s,
+        "predicted_s2c": cost.bytes_s2c,
+        "cheetah_bytes": cheetah_bytes,
+        // The comparison row of CoPriv: the same layer by the OT layer (im2col's pairs).
+        "ot_bytes": ot_bytes,
+        "cots": cost.cots,
+        "output_shift": proto.output_shift(layer),
+        "weight_bytes": proto.weight_bytes(layer, ring)?,
+        "rounds": cost.rounds,
+    }))
 }
 
 /// A report row's predicted fields for the SIMD protocol.

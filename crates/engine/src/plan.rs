@@ -45,6 +45,10 @@ pub enum LinearChoice {
     Falcon(linear::CheetahConfig),
     /// Block-circulant FC layers as Cheetah convolutions (`linear::circulant`).
     Circulant(linear::CheetahConfig),
+    /// The layer's matrix product by correlated OT (`linear::ot`, CrypTFlow2's OT layers).
+    Ot,
+    /// Winograd F(m×m, 3×3) on the OT product, m ∈ {2, 4} (`linear::winograd`, CoPriv).
+    Winograd(u8),
 }
 
 impl LinearChoice {
@@ -62,6 +66,10 @@ impl LinearChoice {
             })),
             LinearChoice::Falcon(cfg) => Box::new(linear::Falcon::new(*cfg)),
             LinearChoice::Circulant(cfg) => Box::new(linear::Circulant::new(*cfg)),
+            LinearChoice::Ot => Box::new(linear::OtLinear),
+            LinearChoice::Winograd(m) => Box::new(linear::Winograd {
+                m: if *m == 4 { 4 } else { 2 },
+            }),
         }
     }
     /// Whether it runs on shares over a prime field (the share conversions and the SIMD key
@@ -78,6 +86,9 @@ impl LinearChoice {
             LinearChoice::Hyena(_) => "hyena",
             LinearChoice::Falcon(_) => "falcon",
             LinearChoice::Circulant(_) => "circulant",
+            LinearChoice::Ot => "ot",
+            LinearChoice::Winograd(4) => "winograd4",
+            LinearChoice::Winograd(_) => "winograd2",
         }
     }
 }
@@ -101,6 +112,11 @@ pub enum LinearPolicy {
     Falcon,
     /// Block-circulant FC layers by `linear::circulant` (Cheetah elsewhere).
     Circulant,
+    /// Every layer by correlated OT (`linear::ot`).
+    Ot,
+    /// 3×3 stride-1 convolutions by Winograd with the largest tile the ring's headroom allows
+    /// ([`winograd_tile`]), every other layer by correlated OT: the all-OT row of CoPriv.
+    Winograd,
 }
 
 impl std::str::FromStr for LinearPolicy {
@@ -113,8 +129,10 @@ impl std::str::FromStr for LinearPolicy {
             "hyena" => Ok(LinearPolicy::Hyena),
             "falcon" => Ok(LinearPolicy::Falcon),
             "circulant" => Ok(LinearPolicy::Circulant),
+            "ot" => Ok(LinearPolicy::Ot),
+            "winograd" => Ok(LinearPolicy::Winograd),
             other => Err(format!(
-                "unknown protocol {other:?}: expected auto, cheetah, simd, hyena, falcon or circulant"
+                "unknown protocol {other:?}: expected auto, cheetah, simd, hyena, falcon, circulant, ot or winograd"
             )),
         }
     }
@@ -250,6 +268,22 @@ impl Default for PlanConfig {
             simd: linear::SimdConfig::default(),
         }
     }
+}
+
+/// Integer bits a pre-rescale value keeps above the scale 2^{2s} after Winograd's extra 2^e
+/// for the planner to use it: values up to 2^8 = 256 in real terms (the largest pre-activation
+/// of the CIFAR ResNets is below 2^6, docs/protocols/copriv.md § ring width).
+pub const WINOGRAD_MIN_INTEGER_BITS: u32 = 8;
+
+/// The largest Winograd output tile m the ring's range assumption leaves room for: the
+/// rescale reads 2^e·(y + 2^{s−1}) with |·| < 2^{ℓ−2}, y at scale 2^{2s}, so
+/// ℓ − 2 − 2s − e ≥ [`WINOGRAD_MIN_INTEGER_BITS`] (e = 6 for m = 4, 2 for m = 2).
+pub fn winograd_tile(ell: u32, scale: u32) -> Option<u8> {
+    let room = ell.saturating_sub(2 + 2 * scale);
+    [(4u8, 6u32), (2, 2)]
+        .into_iter()
+        .find(|&(_, e)| room >= e + WINOGRAD_MIN_INTEGER_BITS)
+        .map(|(m, _)| m)
 }
 
 /// Estimated seconds of one layer under `choice`: the protocol's own estimate plus, for a
@@ -457,6 +491,10 @@ impl Plan {
         let hyena = LinearChoice::Hyena(cfg.simd);
         let falcon = LinearChoice::Falcon(cfg.cheetah);
         let circulant = LinearChoice::Circulant(cfg.cheetah);
+        let ot = LinearChoice::Ot;
+        let winograd = winograd_tile(cfg.ell, cfg.scale)
+            .map(LinearChoice::Winograd)
+            .filter(|_| linear::Winograd::applies(&layer));
         let applies = |c: LinearChoice| c.protocol().cost(&layer, ring).is_ok();
         let choice = match cfg.linear {
             LinearPolicy::Cheetah => cheetah,
@@ -464,6 +502,8 @@ impl Plan {
             LinearPolicy::Hyena if applies(hyena) => hyena,
             LinearPolicy::Falcon if applies(falcon) => falcon,
             LinearPolicy::Circulant if applies(circulant) => circulant,
+            LinearPolicy::Ot => ot,
+            LinearPolicy::Winograd => winograd.unwrap_or(ot),
             LinearPolicy::Simd
             | LinearPolicy::Hyena
             | LinearPolicy::Falcon
@@ -471,8 +511,9 @@ impl Plan {
             LinearPolicy::Auto => {
                 let bw = cfg.cheetah.bandwidth_bytes_per_s as f64;
                 let time = |c: &LinearChoice| estimated_seconds(c, &layer, ring, bw).ok();
-                [cheetah, simd, hyena, falcon, circulant]
+                [cheetah, simd, hyena, falcon, circulant, ot]
                     .into_iter()
+                    .chain(winograd)
                     .filter_map(|c| time(&c).map(|t| (t, c)))
                     .min_by(|a, b| a.0.total_cmp(&b.0))
                     .map_or(cheetah, |(_, c)| c)
@@ -951,23 +992,44 @@ impl Plan {
             .fold(mpc::cost::Cost::default(), |a, c| a + c))
     }
 
+    /// Extra power of two (Winograd's 2^e, `LinearProtocol::output_shift`) in the value step
+    /// `i` produces before its rescale: a linear step's, passed on by an `AddAligned` step from
+    /// its first input; 0 for everything else.
+    pub fn extra_bits(&self, i: usize) -> u32 {
+        match &self.steps[i].kind {
+            StepKind::Linear { choice, layer, .. } => choice.protocol().output_shift(layer),
+            StepKind::AddAligned => self.extra_bits(self.steps[i].inputs[0]),
+            _ => 0,
+        }
+    }
+
     /// [`Plan::predicted_nonlinear_cost`] per step, plus one last entry for the output (the
     /// argmax when only the label is revealed). A run uses these to generate each step's COTs
     /// ahead of it, exactly.
     pub fn nonlinear_costs(&self, reveal_label: bool) -> Result<Vec<mpc::cost::Cost>, EngineError> {
         use mpc::cost;
         let ring = mpc::Ring::new(self.ell)?;
-        let s = self.scale;
         let mut out = Vec::with_capacity(self.steps.len() + 1);
-        for step in &self.steps {
+        for (i, step) in self.steps.iter().enumerate() {
             let n: usize = step.shape.iter().product();
+            // The rescale's shift: s, plus Winograd's 2^e where the value carries it.
+            let s = self.scale
+                + match step.kind {
+                    StepKind::TruncRelu => self.extra_bits(step.inputs[0]),
+                    _ => self.extra_bits(i),
+                };
             let c = match &step.kind {
                 StepKind::Linear {
                     epilogue,
                     choice,
                     layer,
-                    ..
+                    cost: lcost,
                 } => {
+                    // An OT-based protocol's COTs, the server (P0) sending.
+                    let ot = cost::Cost {
+                        cots_p0_sends: lcost.cots,
+                        ..cost::Cost::default()
+                    };
                     let lring = linear::Ring::new(self.ell)?;
                     let convert = match choice.protocol().share_modulus(layer, lring)? {
                         Some(t) => {
@@ -979,7 +1041,7 @@ impl Plan {
                         }
                         None => cost::Cost::default(),
                     };
-                    convert
+                    ot + convert
                         + match epilogue {
                             Epilogue::Rescale => cost::trunc_known_sign(ring, s, n),
                             Epilogue::RescaleRelu => cost::trunc_relu(ring, s, n),

@@ -293,22 +293,25 @@ fn run_side<C: Channel>(
     // t(y) = floor((y + 2^{s-1}) / 2^s): the server adds the rounding offset, then the exact
     // truncation for values in the fixed-point range [docs/fixed-point.md]; with `relu`, t(·)
     // and ReLU run as one exact protocol.
+    // `shift` is s, plus e where the value carries Winograd's 2^e (`Plan::extra_bits`): the
+    // same t(·) of the value divided by 2^e, exactly.
     let rescale = |session: &mut Session,
                    ch: &mut C,
                    mut y: Vec<u64>,
-                   act: Act|
+                   act: Act,
+                   shift: u32|
      -> Result<Vec<u64>, EngineError> {
         if is_server {
-            let half = 1u64 << (plan.scale - 1);
+            let half = 1u64 << (shift - 1);
             for v in &mut y {
                 *v = v.wrapping_add(half) & ring.mask();
             }
         }
         let y = shares(y)?;
         let out = match act {
-            Act::None => session.trunc_known_sign(ch, &y, plan.scale)?,
-            Act::Relu => session.trunc_relu(ch, &y, plan.scale)?,
-            Act::Relu6 => session.trunc_relu6(ch, &y, plan.scale)?,
+            Act::None => session.trunc_known_sign(ch, &y, shift)?,
+            Act::Relu => session.trunc_relu(ch, &y, shift)?,
+            Act::Relu6 => session.trunc_relu6(ch, &y, shift)?,
         };
         Ok(out.data)
     };
@@ -348,30 +351,37 @@ fn run_side<C: Channel>(
                             step: i,
                             reason: "no weights".into(),
                         })?;
-                        proto.server(layer, lring, keys, w, &x, ch, rng)?
+                        proto.server_in(layer, lring, keys, w, &x, session, ch, rng)?
                     }
-                    Side::Client { keys } => proto.client(layer, lring, keys, &x, ch, rng)?,
+                    Side::Client { keys } => {
+                        proto.client_in(layer, lring, keys, &x, session, ch, rng)?
+                    }
                 };
+                let shift = plan.scale + proto.output_shift(layer);
                 let y = match field {
                     Some(p) => session.field_to_ring_in_range(ch, p, &y, ring)?,
                     None => y,
                 };
                 match epilogue {
-                    Epilogue::Rescale => rescale(session, ch, y, Act::None)?,
-                    Epilogue::RescaleRelu => rescale(session, ch, y, Act::Relu)?,
-                    Epilogue::RescaleRelu6 => rescale(session, ch, y, Act::Relu6)?,
+                    Epilogue::Rescale => rescale(session, ch, y, Act::None, shift)?,
+                    Epilogue::RescaleRelu => rescale(session, ch, y, Act::Relu, shift)?,
+                    Epilogue::RescaleRelu6 => rescale(session, ch, y, Act::Relu6, shift)?,
                     Epilogue::Deferred => y,
                 }
             }
             StepKind::Fused => inputs[0].to_vec(),
             StepKind::AddAligned => {
                 let (y, x) = (inputs[0], inputs[1]);
+                let shift = plan.scale + plan.extra_bits(i);
                 y.iter()
                     .zip(x)
-                    .map(|(&a, &b)| a.wrapping_add(b << plan.scale) & ring.mask())
+                    .map(|(&a, &b)| a.wrapping_add(b << shift) & ring.mask())
                     .collect()
             }
-            StepKind::TruncRelu => rescale(session, ch, inputs[0].to_vec(), Act::Relu)?,
+            StepKind::TruncRelu => {
+                let shift = plan.scale + plan.extra_bits(step.inputs[0]);
+                rescale(session, ch, inputs[0].to_vec(), Act::Relu, shift)?
+            }
             StepKind::Relu => session.relu(ch, &shares(inputs[0].to_vec())?)?.data,
             StepKind::Relu6 => session.relu6(ch, &shares(inputs[0].to_vec())?)?.data,
             StepKind::MaxPool {
@@ -409,11 +419,11 @@ fn run_side<C: Channel>(
                     count_include_pad: *count_include_pad,
                 };
                 let y = nn::fixed::avg_pool_ring(&pool, is, os, inputs[0], fixed);
-                rescale(session, ch, y, Act::None)?
+                rescale(session, ch, y, Act::None, plan.scale)?
             }
             StepKind::GlobalAvgPool => {
                 let y = nn::fixed::global_avg_pool_ring(step.shape[1], inputs[0], fixed);
-                rescale(session, ch, y, Act::None)?
+                rescale(session, ch, y, Act::None, plan.scale)?
             }
             StepKind::Add
             | StepKind::Slice { .. }

@@ -497,3 +497,115 @@ fn block_circulant_fc_found_in_the_weights_matches_the_reference() {
         assert_eq!(l, reference.data, "{policy:?}");
     }
 }
+
+/// A residual stack (conv → ReLU → conv → + x → ReLU → strided conv → ReLU → global average →
+/// FC) under the all-OT plans: `ot` on every layer, and `winograd` (Winograd F(2,3) on the
+/// 3×3 stride-1 convs at ℓ = 37, F(4,3) at ℓ = 44, `ot` elsewhere), its 2^e carried through
+/// the deferred residual sum into the fused truncation. The private logits equal the
+/// fixed-point reference's exactly, and the plan's COT prediction is what the run used.
+#[test]
+fn ot_and_winograd_plans_match_the_fixed_point_reference() {
+    use nn::ir::{Conv2d, Linear};
+    use nn::{Model, Node, Op};
+    use privinfer_engine::plan::StepKind;
+    let w = |n: usize, k: f32, a: f32| {
+        (0..n)
+            .map(|i| ((i as f32 * 0.37 + k).sin()) * a)
+            .collect::<Vec<f32>>()
+    };
+    let node = |name: &str, op: Op, inputs: Vec<usize>, shape: Vec<usize>| Node {
+        name: name.into(),
+        op,
+        inputs,
+        shape,
+    };
+    let conv = |cin: usize, cout: usize, stride: usize, hw: usize, seed: f32| {
+        Op::Conv(Conv2d {
+            in_shape: [cin, hw, hw],
+            out_shape: [cout, hw / stride, hw / stride],
+            kernel: [3, 3],
+            stride: [stride, stride],
+            pads: [1; 4],
+            groups: 1,
+            weight: w(cout * cin * 9, seed, 0.4),
+            bias: w(cout, seed + 0.5, 0.5),
+        })
+    };
+    let model = Model {
+        name: "mini-resnet".into(),
+        input_name: "x".into(),
+        nodes: vec![
+            node("x", Op::Input, vec![], vec![1, 3, 8, 8]),
+            node("c1", conv(3, 6, 1, 8, 0.1), vec![0], vec![1, 6, 8, 8]),
+            node("r1", Op::Relu, vec![1], vec![1, 6, 8, 8]),
+            node("c2", conv(6, 6, 1, 8, 0.3), vec![2], vec![1, 6, 8, 8]),
+            node("add", Op::Add, vec![3, 2], vec![1, 6, 8, 8]),
+            node("r2", Op::Relu, vec![4], vec![1, 6, 8, 8]),
+            node("c3", conv(6, 5, 2, 8, 0.7), vec![5], vec![1, 5, 4, 4]),
+            node("r3", Op::Relu, vec![6], vec![1, 5, 4, 4]),
+            node("gap", Op::GlobalAvgPool, vec![7], vec![1, 5, 1, 1]),
+            node("flat", Op::Reshape, vec![8], vec![1, 5]),
+            node(
+                "fc",
+                Op::Linear(Linear {
+                    in_features: 5,
+                    out_features: 3,
+                    rows: 1,
+                    weight: w(15, 0.3, 0.5),
+                    bias: w(3, 0.9, 0.5),
+                }),
+                vec![9],
+                vec![1, 3],
+            ),
+        ],
+        output: 10,
+        metadata: vec![],
+    };
+    let x: Vec<f32> = (0..3 * 64)
+        .map(|i| ((i * 7919) % 1000) as f32 / 250.0 - 2.0)
+        .collect();
+    for (linear, ell, want) in [
+        (LinearPolicy::Ot, 37, ["ot", "ot", "ot", "ot"]),
+        (
+            LinearPolicy::Winograd,
+            37,
+            ["winograd2", "winograd2", "ot", "ot"],
+        ),
+        (
+            LinearPolicy::Winograd,
+            44,
+            ["winograd4", "winograd4", "ot", "ot"],
+        ),
+    ] {
+        let cfg = PlanConfig {
+            linear,
+            ell,
+            ..PlanConfig::default()
+        };
+        let fixed = nn::FixedConfig::new(cfg.ell, cfg.scale).unwrap();
+        let server = ServerModel::new(&model, &cfg).unwrap();
+        let names: Vec<&str> = server
+            .plan
+            .steps
+            .iter()
+            .filter_map(|s| match &s.kind {
+                StepKind::Linear { choice, .. } => Some(choice.name()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(names, want, "{linear:?} at ell {ell}");
+        assert!(server
+            .plan
+            .steps
+            .iter()
+            .any(|s| s.kind == StepKind::AddAligned));
+        let xq: Vec<u64> = x.iter().map(|&v| fixed.encode(v)).collect();
+        let trace = nn::fixed::run_trace(&model, &xq, fixed).unwrap();
+        assert_eq!(trace.total_overflows(), 0);
+        let reference = nn::fixed::run(&model, &x, fixed).unwrap();
+        let Outcome::Logits(l) = private_logits(&server, xq, false, 21) else {
+            panic!()
+        };
+        assert_eq!(l, reference.data, "{linear:?} at ell {ell}");
+    }
+}

@@ -15,14 +15,17 @@ use crate::keys::{ClientKeys, KeyRequest, ServerKeys};
 use crate::layer::{Conv2dSpec, LayerShape, LayerSpec, LayerWeights, Ring};
 use crate::{Cost, LinearError, LinearProtocol};
 
-/// Seconds per byte the server sends (pad expansion with AES on both sides, packing and
-/// accumulation), measured with `privinfer bench linear --protocol ot` on the reference machine
-/// (BENCHMARKS.md § OT and Winograd linear layers).
-pub const SECONDS_PER_BYTE: f64 = 4e-9;
+/// Compute per byte the server sends (pad expansion with AES, packing, accumulation) and per
+/// COT consumed (hashing the COT strings, the per-column work), fitted on the OT and Winograd
+/// rows of `privinfer bench linear --model resnet20 --only layer1.0.conv1` (2-core EPYC:
+/// 806 ms for 606 k COTs and 199 MB, 633 ms for 2.42 M COTs and 92 MB; BENCHMARKS.md § OT and
+/// Winograd linear layers).
+pub const SECONDS_PER_BYTE: f64 = 3.7e-9;
+pub const SECONDS_PER_COT: f64 = 120e-9;
 
-/// Silent-OT generation per COT (large LPN set: ≈ 0.45 bits on the wire; time measured by
-/// `privinfer bench ot`).
-pub const COT_SECONDS: f64 = 25e-9;
+/// Silent-OT generation per COT (large LPN set: ≈ 0.45 bits on the wire; 85–180 ns per COT in
+/// the same runs, by where the LPN iterations fall).
+pub const COT_GENERATION_SECONDS: f64 = 150e-9;
 pub const COT_BITS: f64 = 0.45;
 
 /// The column structure of a layer: which outputs each input element reaches, and with which
@@ -151,7 +154,7 @@ pub(crate) fn product_seconds(c: &Cost, bandwidth: f64) -> f64 {
     let cot_bytes = c.cots as f64 * COT_BITS / 8.0;
     (c.bytes() as f64 + cot_bytes) / bandwidth
         + c.bytes_s2c as f64 * SECONDS_PER_BYTE
-        + c.cots as f64 * COT_SECONDS
+        + c.cots as f64 * (SECONDS_PER_COT + COT_GENERATION_SECONDS)
 }
 
 pub(crate) fn mpc_ring(ring: Ring) -> Result<mpc::Ring, LinearError> {

@@ -75,10 +75,17 @@ pub fn resnet_cifar(depth: usize, wb: u32) -> Vec<(String, LayerSpec)> {
     out
 }
 
-/// ResNet-18 at a square input of `size` (64 for Tiny ImageNet with 200 classes, 224 for ImageNet).
-pub fn resnet18(size: usize, classes: usize, wb: u32) -> Vec<(String, LayerSpec)> {
-    let mut out = vec![("conv1".to_string(), conv(3, size, 64, 7, 2, 3, 1, wb))];
-    let mut h = size / 4; // conv1 stride 2, max-pool stride 2
+/// ResNet-18 for 32×32 inputs (the CIFAR variant: a 3×3 stride-1 stem, no max-pool; maps 32,
+/// 16, 8, 4), 10 classes.
+pub fn resnet18_cifar(wb: u32) -> Vec<(String, LayerSpec)> {
+    let mut out = vec![("conv1".to_string(), conv(3, 32, 64, 3, 1, 1, 1, wb))];
+    resnet18_stages(&mut out, 32, wb);
+    out.push(("fc".to_string(), LayerSpec::fc(512, 10, wb)));
+    out
+}
+
+/// ResNet-18's four stages of two basic blocks from a 64-channel map of side `h`.
+fn resnet18_stages(out: &mut Vec<(String, LayerSpec)>, mut h: usize, wb: u32) {
     let mut c = 64;
     for (stage, &m) in [64usize, 128, 256, 512].iter().enumerate() {
         for b in 0..2 {
@@ -96,6 +103,13 @@ pub fn resnet18(size: usize, classes: usize, wb: u32) -> Vec<(String, LayerSpec)
             c = m;
         }
     }
+}
+
+/// ResNet-18 at a square input of `size` (64 for Tiny ImageNet with 200 classes, 224 for ImageNet).
+pub fn resnet18(size: usize, classes: usize, wb: u32) -> Vec<(String, LayerSpec)> {
+    let mut out = vec![("conv1".to_string(), conv(3, size, 64, 7, 2, 3, 1, wb))];
+    // conv1 stride 2, max-pool stride 2
+    resnet18_stages(&mut out, size / 4, wb);
     out.push(("fc".to_string(), LayerSpec::fc(512, classes, wb)));
     out
 }
@@ -322,7 +336,7 @@ pub fn efficientnet_b0(size: usize, classes: usize, wb: u32) -> Vec<(String, Lay
     out
 }
 
-/// A built-in model by name: resnet20, resnet32, resnet56, resnet18-64, resnet18-224, resnet50,
+/// A built-in model by name: resnet20, resnet32, resnet56, resnet18-32, resnet18-64, resnet18-224, resnet50,
 /// mobilenetv2-32, mobilenetv2-224, mobilenetv2-32-w<width>, efficientnet-b0-32,
 /// efficientnet-b0-224, circulant-mlp-b<b>, vgg16-32, vit-cifar.
 pub fn by_name(name: &str, wb: u32) -> Option<Vec<(String, LayerSpec)>> {
@@ -330,6 +344,7 @@ pub fn by_name(name: &str, wb: u32) -> Option<Vec<(String, LayerSpec)>> {
         "resnet20" => resnet_cifar(20, wb),
         "resnet32" => resnet_cifar(32, wb),
         "resnet56" => resnet_cifar(56, wb),
+        "resnet18-32" => resnet18_cifar(wb),
         "resnet18-64" => resnet18(64, 200, wb),
         "resnet18-224" | "resnet18" => resnet18(224, 1000, wb),
         "resnet50" => resnet50(wb),
@@ -358,10 +373,11 @@ pub fn by_name(name: &str, wb: u32) -> Option<Vec<(String, LayerSpec)>> {
 }
 
 /// Names accepted by [`by_name`].
-pub const MODELS: [&str; 12] = [
+pub const MODELS: [&str; 13] = [
     "resnet20",
     "resnet32",
     "resnet56",
+    "resnet18-32",
     "resnet18-64",
     "resnet18-224",
     "resnet50",
