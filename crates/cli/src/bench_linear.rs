@@ -515,6 +515,8 @@ fn ot_row(
         "cheetah_bytes": cheetah_bytes,
         // The comparison row of CoPriv: the same layer by the OT layer (im2col's pairs).
         "ot_bytes": ot_bytes,
+        // CrypTFlow2's im2col OT convolution (zero padding included).
+        "im2col_bytes": linear::ot::im2col_cost(layer, ring)?.map(|c| c.bytes()),
         "cots": cost.cots,
         "output_shift": proto.output_shift(layer),
         "weight_bytes": proto.weight_bytes(layer, ring)?,

@@ -1,6 +1,7 @@
 //! `privinfer inspect MODEL.onnx [--json] [--plan]`: the layer table (op, shapes, MACs, ReLUs,
 //! parameters) and totals of an imported model; with `--plan`, the 2PC plan instead: per layer
-//! the protocol chosen and the cost model's prediction, and the model digest.
+//! the protocol chosen, the cost model's prediction, the estimated time of every protocol that
+//! applies (why the planner chose as it did), and the model digest.
 
 use std::path::PathBuf;
 
@@ -22,16 +23,39 @@ pub struct Args {
     /// Fractional bits s for `--plan`.
     #[arg(long, default_value_t = 12)]
     scale: u32,
+    /// Linear-layer protocols for `--plan` (as `privinfer bench --protocol`).
+    #[arg(long, default_value = "auto")]
+    protocol: engine::LinearPolicy,
+    /// Bandwidth (Mbit/s) the planner assumes for `--plan`.
+    #[arg(long, default_value_t = 400)]
+    plan_mbps: u64,
 }
 
 /// `--plan`: the plan as the server would show it to a client, with predicted linear-layer costs.
 fn show_plan(a: &Args, model: &nn::Model) -> anyhow::Result<()> {
-    let cfg = engine::PlanConfig {
+    let mut cfg = engine::PlanConfig {
         ell: a.ell,
         scale: a.scale,
+        linear: a.protocol,
         ..engine::PlanConfig::default()
     };
+    cfg.cheetah.bandwidth_bytes_per_s = a.plan_mbps * 1_000_000 / 8;
     let plan = engine::Plan::compile(model, &cfg)?;
+    let ring = linear::Ring::new(a.ell)?;
+    // Per linear step: every applicable protocol's estimated ms at the planning bandwidth.
+    let estimates = |k: &engine::StepKind| -> Vec<(&'static str, f64)> {
+        match k {
+            engine::StepKind::Linear { layer, .. } => {
+                let mut v: Vec<(&'static str, f64)> = engine::plan::candidates(layer, ring, &cfg)
+                    .into_iter()
+                    .map(|(c, t)| (c.name(), t * 1e3))
+                    .collect();
+                v.sort_by(|x, y| x.1.total_cmp(&y.1));
+                v
+            }
+            _ => Vec::new(),
+        }
+    };
     let digest = plan.digest();
     let predicted = |k: &engine::StepKind| match k {
         engine::StepKind::Linear { cost, .. } => Some(*cost),
@@ -40,10 +64,19 @@ fn show_plan(a: &Args, model: &nn::Model) -> anyhow::Result<()> {
     if a.json {
         for (i, s) in plan.steps.iter().enumerate() {
             let c = predicted(&s.kind);
+            let est: serde_json::Map<String, serde_json::Value> = estimates(&s.kind)
+                .into_iter()
+                .map(|(n, ms)| {
+                    (
+                        n.to_string(),
+                        serde_json::json!((ms * 100.0).round() / 100.0),
+                    )
+                })
+                .collect();
             println!(
                 "{}",
                 serde_json::json!({"layer": i, "name": s.name, "op": s.op, "protocol": s.kind.protocol(),
-                    "shape": s.shape, "predicted": c})
+                    "shape": s.shape, "predicted": c, "estimated_ms": est})
             );
         }
         let t = plan.predicted_linear_cost();
@@ -61,8 +94,16 @@ fn show_plan(a: &Args, model: &nn::Model) -> anyhow::Result<()> {
         plan.scale
     );
     println!(
-        "{:>5}  {:<14} {:<9} {:<18} {:>11} {:>11} {:>6} {:>7}",
-        "layer", "op", "protocol", "output", "c2s bytes", "s2c bytes", "rounds", "ct×pt"
+        "{:>5}  {:<14} {:<9} {:<18} {:>11} {:>11} {:>6} {:>7}  {}",
+        "layer",
+        "op",
+        "protocol",
+        "output",
+        "c2s bytes",
+        "s2c bytes",
+        "rounds",
+        "ct×pt",
+        format!("estimated ms at {} Mbit/s, fastest first", a.plan_mbps)
     );
     for (i, s) in plan.steps.iter().enumerate() {
         let (c2s, s2c, r, m) = predicted(&s.kind)
@@ -75,8 +116,12 @@ fn show_plan(a: &Args, model: &nn::Model) -> anyhow::Result<()> {
                 )
             })
             .unwrap_or_default();
+        let est: Vec<String> = estimates(&s.kind)
+            .iter()
+            .map(|(n, ms)| format!("{n} {ms:.1}"))
+            .collect();
         println!(
-            "{:>5}  {:<14} {:<9} {:<18} {:>11} {:>11} {:>6} {:>7}",
+            "{:>5}  {:<14} {:<9} {:<18} {:>11} {:>11} {:>6} {:>7}  {}",
             i,
             s.op,
             s.kind.protocol(),
@@ -84,7 +129,8 @@ fn show_plan(a: &Args, model: &nn::Model) -> anyhow::Result<()> {
             c2s,
             s2c,
             r,
-            m
+            m,
+            est.join(", ")
         );
     }
     let t = plan.predicted_linear_cost();

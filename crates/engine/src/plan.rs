@@ -286,6 +286,36 @@ pub fn winograd_tile(ell: u32, scale: u32) -> Option<u8> {
         .map(|(m, _)| m)
 }
 
+/// Winograd with the largest tile the ring admits, where the layer is a 3×3 stride-1 conv.
+fn winograd_choice(layer: &LayerSpec, cfg: &PlanConfig) -> Option<LinearChoice> {
+    winograd_tile(cfg.ell, cfg.scale)
+        .map(LinearChoice::Winograd)
+        .filter(|_| linear::Winograd::applies(layer))
+}
+
+/// Every protocol that applies to `layer` with its estimated seconds ([`estimated_seconds`] at
+/// the Cheetah configuration's bandwidth): what `LinearPolicy::Auto` chooses the minimum of, and
+/// what `privinfer inspect --plan` shows as the reason for a choice.
+pub fn candidates(
+    layer: &LayerSpec,
+    ring: linear::Ring,
+    cfg: &PlanConfig,
+) -> Vec<(LinearChoice, f64)> {
+    let bw = cfg.cheetah.bandwidth_bytes_per_s as f64;
+    [
+        LinearChoice::Cheetah(cfg.cheetah),
+        LinearChoice::Simd(cfg.simd),
+        LinearChoice::Hyena(cfg.simd),
+        LinearChoice::Falcon(cfg.cheetah),
+        LinearChoice::Circulant(cfg.cheetah),
+        LinearChoice::Ot,
+    ]
+    .into_iter()
+    .chain(winograd_choice(layer, cfg))
+    .filter_map(|c| estimated_seconds(&c, layer, ring, bw).ok().map(|t| (c, t)))
+    .collect()
+}
+
 /// Estimated seconds of one layer under `choice`: the protocol's own estimate plus, for a
 /// field-domain protocol, the bytes of the two share conversions at `bandwidth` bytes/s.
 pub fn estimated_seconds(
@@ -492,9 +522,7 @@ impl Plan {
         let falcon = LinearChoice::Falcon(cfg.cheetah);
         let circulant = LinearChoice::Circulant(cfg.cheetah);
         let ot = LinearChoice::Ot;
-        let winograd = winograd_tile(cfg.ell, cfg.scale)
-            .map(LinearChoice::Winograd)
-            .filter(|_| linear::Winograd::applies(&layer));
+        let winograd = winograd_choice(&layer, cfg);
         let applies = |c: LinearChoice| c.protocol().cost(&layer, ring).is_ok();
         let choice = match cfg.linear {
             LinearPolicy::Cheetah => cheetah,
@@ -508,16 +536,10 @@ impl Plan {
             | LinearPolicy::Hyena
             | LinearPolicy::Falcon
             | LinearPolicy::Circulant => cheetah,
-            LinearPolicy::Auto => {
-                let bw = cfg.cheetah.bandwidth_bytes_per_s as f64;
-                let time = |c: &LinearChoice| estimated_seconds(c, &layer, ring, bw).ok();
-                [cheetah, simd, hyena, falcon, circulant, ot]
-                    .into_iter()
-                    .chain(winograd)
-                    .filter_map(|c| time(&c).map(|t| (t, c)))
-                    .min_by(|a, b| a.0.total_cmp(&b.0))
-                    .map_or(cheetah, |(_, c)| c)
-            }
+            LinearPolicy::Auto => candidates(&layer, ring, cfg)
+                .into_iter()
+                .min_by(|a, b| a.1.total_cmp(&b.1))
+                .map_or(cheetah, |(c, _)| c),
         };
         let cost = choice.protocol().cost(&layer, ring)?;
         Ok(StepKind::Linear {

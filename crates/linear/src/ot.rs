@@ -135,6 +135,48 @@ impl mpc::Columns for LayerColumns {
     }
 }
 
+/// The im2col matrix of a convolution as an OT product's columns (CrypTFlow2's OT convolution:
+/// one element per (input channel, tap, output pixel), zero padding included, each reaching the
+/// outputs of its group at that pixel). Only for comparison rows: [`OtLinear`] skips the
+/// padding entries, which are public zeros.
+struct Im2col(Conv2dSpec);
+
+impl mpc::Columns for Im2col {
+    fn n_in(&self) -> usize {
+        let c = self.0;
+        c.c * c.kh * c.kw * c.out_h() * c.out_w()
+    }
+    fn n_out(&self) -> usize {
+        let c = self.0;
+        c.m * c.out_h() * c.out_w()
+    }
+    fn nnz(&self, _j: usize) -> usize {
+        self.0.m_per_group()
+    }
+    fn rows(&self, j: usize, out: &mut Vec<usize>) {
+        let c = self.0;
+        let pix = c.out_h() * c.out_w();
+        let (ch, p) = (j / (c.kh * c.kw * pix), j % pix);
+        let g = ch / c.c_per_group();
+        let mg = c.m_per_group();
+        out.clear();
+        out.extend((g * mg..(g + 1) * mg).map(|o| o * pix + p));
+    }
+}
+
+/// What CrypTFlow2's im2col OT convolution costs on a conv layer (`None` for other shapes):
+/// the comparison row of CoPriv's Winograd (docs/protocols/copriv.md).
+pub fn im2col_cost(layer: &LayerSpec, ring: Ring) -> Result<Option<Cost>, LinearError> {
+    layer.validate()?;
+    Ok(match layer.shape {
+        LayerShape::Conv2d(c) => Some(product_layer_cost(mpc::product_cost(
+            &Im2col(c),
+            ring.bits(),
+        ))),
+        _ => None,
+    })
+}
+
 /// The cost of an OT product with `p` (bytes, messages, COTs) as a layer cost: one round trip.
 pub(crate) fn product_layer_cost(p: mpc::ProductCost) -> Cost {
     Cost {

@@ -210,6 +210,13 @@ fn winograd_byte_ratios_against_the_ot_layer() {
         .unwrap()
         .bytes_s2c as f64;
     let pairs = 94.0 * 94.0;
+    // Against CrypTFlow2's im2col (padding entries included): exactly 2.25× and 4×.
+    let im2col = linear::ot::im2col_cost(&layer, ring)
+        .unwrap()
+        .unwrap()
+        .bytes_s2c as f64;
+    assert!((im2col / f2 / 2.25 - 1.0).abs() < 1e-6, "{}", im2col / f2);
+    assert!((im2col / f4 / 4.0 - 1.0).abs() < 1e-6, "{}", im2col / f4);
     assert!(
         (ot / f2 / (pairs / (16.0 * 16.0 * 16.0)) - 1.0).abs() < 1e-3,
         "{}",

@@ -830,3 +830,50 @@ fn ot_product_matches_plain_matrix_product_and_its_cost() {
         assert_eq!(s0.frames_sent, cost.messages_s2c);
     }
 }
+
+/// A peer's malformed product messages are errors: a short, a long and a padded answer from
+/// P0, and a short bit message from P1.
+#[test]
+fn ot_product_rejects_malformed_messages() {
+    let ring = Ring::new(37).unwrap();
+    // 3 inputs × 2 outputs: P0 answers 3·2·703 = 4218 bits (528 bytes, 2 padding bits).
+    for case in 0..4u8 {
+        let map = std::sync::Arc::new(Sparse {
+            n_out: 2,
+            rows: vec![vec![0, 1]; 3],
+        });
+        let ((r0, _), (r1, _)) = run(40 + case as u64, move |p, s, ch| {
+            let n = (3 * 37, 0);
+            let (ns, nr) = if p == Party::P0 { n } else { (n.1, n.0) };
+            s.prefetch(ch, ns, nr).unwrap();
+            let r = if p == Party::P0 {
+                if case == 3 {
+                    s.product_server(
+                        ch,
+                        ring,
+                        map.as_ref(),
+                        &|_, o: &mut Vec<u64>| o.clone_from(&vec![1, 2]),
+                        &[0; 3],
+                    )
+                    .map(drop)
+                } else {
+                    let _ = transport::Channel::recv(ch);
+                    let mut m = vec![0u8; 528];
+                    match case {
+                        0 => m.truncate(527),
+                        1 => m.push(0),
+                        _ => m[527] = 0x80,
+                    }
+                    transport::Channel::send(ch, &m).map_err(Into::into)
+                }
+            } else if case == 3 {
+                transport::Channel::send(ch, &[0u8; 13]).map_err(Into::into)
+            } else {
+                s.product_client(ch, ring, map.as_ref(), &[1; 3]).map(drop)
+            };
+            (r.is_ok(), r.err().map(|e| e.to_string()))
+        });
+        let bad = if case == 3 { r0 } else { r1 };
+        assert!(!bad, "case {case} accepted");
+    }
+}
