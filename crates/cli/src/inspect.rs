@@ -94,16 +94,8 @@ fn show_plan(a: &Args, model: &nn::Model) -> anyhow::Result<()> {
         plan.scale
     );
     println!(
-        "{:>5}  {:<14} {:<9} {:<18} {:>11} {:>11} {:>6} {:>7}  {}",
-        "layer",
-        "op",
-        "protocol",
-        "output",
-        "c2s bytes",
-        "s2c bytes",
-        "rounds",
-        "ct×pt",
-        format!("estimated ms at {} Mbit/s, fastest first", a.plan_mbps)
+        "{:>5}  {:<14} {:<9} {:<18} {:>11} {:>11} {:>6} {:>7}  estimated ms at {} Mbit/s, fastest first",
+        "layer", "op", "protocol", "output", "c2s bytes", "s2c bytes", "rounds", "ct×pt", a.plan_mbps
     );
     for (i, s) in plan.steps.iter().enumerate() {
         let (c2s, s2c, r, m) = predicted(&s.kind)
