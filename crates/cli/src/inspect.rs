@@ -62,8 +62,12 @@ fn show_plan(a: &Args, model: &nn::Model) -> anyhow::Result<()> {
         _ => None,
     };
     if a.json {
+        // Non-linear traffic per step (exact bits, COTs), the output's last: what a network
+        // optimization weighs (python/privinfer_models/copriv.py).
+        let nonlinear = plan.nonlinear_costs(false)?;
         for (i, s) in plan.steps.iter().enumerate() {
             let c = predicted(&s.kind);
+            let nl = nonlinear[i];
             let est: serde_json::Map<String, serde_json::Value> = estimates(&s.kind)
                 .into_iter()
                 .map(|(n, ms)| {
@@ -76,7 +80,8 @@ fn show_plan(a: &Args, model: &nn::Model) -> anyhow::Result<()> {
             println!(
                 "{}",
                 serde_json::json!({"layer": i, "name": s.name, "op": s.op, "protocol": s.kind.protocol(),
-                    "shape": s.shape, "predicted": c, "estimated_ms": est})
+                    "shape": s.shape, "predicted": c, "estimated_ms": est,
+                    "nonlinear": {"bytes": nl.bits.div_ceil(8), "cots": nl.cots()}})
             );
         }
         let t = plan.predicted_linear_cost();
