@@ -13,7 +13,8 @@ re-parameterization of the linear layers it leaves adjacent (docs/protocols/copr
    act(x) = g·relu(x) + (1 − g)·x, trained with distillation from the unoptimized model and the
    penalty λ·Σ g_l·bytes_l / Σ bytes_l. Gates are then ranked, and the lowest are linearized until
    the predicted communication of the whole inference falls to `--target` of the unoptimized
-   model's.
+   model's; an annealing phase takes the chosen gates to 0 (and the others to 1) while the
+   weights follow by distillation.
 3. Re-parameterization: a linearized block computes relu(conv2(conv1(x)) + shortcut(x)) with BN
    folded; conv2 ∘ conv1 is one (3 + 2s)×(3 + 2s) conv of stride s (s = conv1's stride) and
    padding 1 + s, and the shortcut (identity, or option A's subsample-and-pad) is a 1 at the
@@ -90,8 +91,12 @@ class GatedBlock(nn.Module):
         super().__init__()
         self.b = block
         self.theta = nn.Parameter(torch.tensor(3.0))
+        # During annealing: the gate's value, set by the schedule instead of θ.
+        self.fixed: float | None = None
 
     def gate(self):
+        if self.fixed is not None:
+            return torch.tensor(self.fixed)
         return torch.sigmoid(self.theta)
 
     def forward(self, x):
@@ -146,7 +151,8 @@ def distill_loss(student_logits, teacher_logits, y, t: float = 4.0, alpha: float
     return alpha * kd + (1 - alpha) * F.cross_entropy(student_logits, y)
 
 
-def run_epochs(model, teacher, xtr, ytr, params, lr, epochs, max_batches, batch, gen, penalty=None, log=print):
+def run_epochs(model, teacher, xtr, ytr, params, lr, epochs, max_batches, batch, gen, penalty=None, log=print,
+               on_step=None):
     opt = torch.optim.SGD(params, lr=lr, momentum=0.9, nesterov=True, weight_decay=5e-4)
     steps = -(-len(xtr) // batch)
     if max_batches:
@@ -157,6 +163,8 @@ def run_epochs(model, teacher, xtr, ytr, params, lr, epochs, max_batches, batch,
         perm = torch.randperm(len(xtr), generator=gen)
         t0 = time.time()
         for step in range(steps):
+            if on_step is not None:
+                on_step(step, steps)
             idx = perm[step * batch:(step + 1) * batch]
             xb = augment(xtr[idx], gen)
             with torch.no_grad():
@@ -167,6 +175,8 @@ def run_epochs(model, teacher, xtr, ytr, params, lr, epochs, max_batches, batch,
                 loss = loss + penalty()
             opt.zero_grad()
             loss.backward()
+            # Removing ReLUs can make early steps steep: bounded updates.
+            torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], 5.0)
             opt.step()
             sched.step()
             if step % 50 == 0:
@@ -183,6 +193,7 @@ def main(argv=None):
     ap.add_argument("--target", type=float, default=0.5, help="predicted communication to reach, as a fraction of the unoptimized model's")
     ap.add_argument("--lam", type=float, default=2.0, help="weight of the communication penalty on the gates")
     ap.add_argument("--gate-batches", type=int, default=200)
+    ap.add_argument("--anneal-batches", type=int, default=400)
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--max-batches", type=int, help="batches per fine-tuning epoch (default: all)")
     ap.add_argument("--lr", type=float, default=0.02)
@@ -263,7 +274,24 @@ def main(argv=None):
         predicted -= saving[k]
     log(f"linearized blocks {chosen}: predicted {predicted / 1e6:.2f} MB ({predicted / total:.2f} of unoptimized)")
 
-    # 3. Merge: from the gate-trained weights (the gates of kept blocks go back to a plain ReLU).
+    # Annealing: the chosen blocks' gates go linearly to 0 over the first half of
+    # `--anneal-batches` and stay there, the kept ones back to 1 (a plain ReLU), while the
+    # weights follow by distillation; merging then changes the function at the border only.
+    start = {k: gates[k] for k in names}
+
+    def schedule(step, steps):
+        f = min(1.0, step / max(1, a.anneal_batches // 2))
+        for k in names:
+            end = 0.0 if k in chosen else 1.0
+            gated[k].fixed = start[k] + (end - start[k]) * f
+
+    log(f"annealing: {a.anneal_batches} batches")
+    run_epochs(student, teacher, xtr_f, ytr_t, others, a.lr, 1, a.anneal_batches, a.batch_size, gen, None, log,
+               on_step=schedule)
+    acc_annealed = evaluate(student, xte, yte, "cpu")
+    log(f"annealed (chosen blocks linear, unmerged): {100 * acc_annealed:.2f} %")
+
+    # 3. Merge: from the annealed weights.
     model, _ = builder(a.data)
     model.load_state_dict({k.replace(".b.", ".", 1) if ".b." in k else k: v
                            for k, v in student.state_dict().items() if not k.endswith("theta")})
@@ -291,8 +319,9 @@ def main(argv=None):
     summary = {
         "model": a.model, "linearized": [f"layer{si}.{bi}" for si, bi in chosen], "gates": {f"layer{si}.{bi}": g for (si, bi), g in gates.items()},
         "predicted_bytes_base": total, "predicted_bytes_copriv": total_opt, "plan_mbps": a.plan_mbps,
-        "accuracy_base": acc_base, "accuracy_merged_before_finetune": acc_merged, "accuracy": acc,
-        "test_images": len(xte), "epochs": a.epochs, "gate_batches": a.gate_batches, "lr": a.lr, "target": a.target,
+        "accuracy_base": acc_base, "accuracy_annealed": acc_annealed, "accuracy_merged_before_finetune": acc_merged, "accuracy": acc,
+        "command": "python -m privinfer_models.copriv " + " ".join(argv if argv is not None else __import__("sys").argv[1:]),
+        "test_images": len(xte), "epochs": a.epochs, "gate_batches": a.gate_batches, "anneal_batches": a.anneal_batches, "lr": a.lr, "target": a.target,
     }
     json.dump(summary, open(os.path.join(a.out, "copriv.json"), "w"), indent=1)
     log(json.dumps(summary))
