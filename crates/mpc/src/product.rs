@@ -20,6 +20,7 @@ use ot::hash::Aes;
 use ot::Block;
 use std::sync::OnceLock;
 use transport::Channel;
+use zeroize::Zeroize;
 
 use crate::bits::{mask, recv_bits, BitReader, BitWriter};
 use crate::ring::Ring;
@@ -136,6 +137,13 @@ impl PadBits<'_> {
     }
 }
 
+/// Overwrites pad blocks with zeros (volatile writes: not elided before the buffer is freed).
+fn wipe(blocks: &mut [Block]) {
+    for b in blocks.iter_mut() {
+        b.0.zeroize();
+    }
+}
+
 fn check_len(what: &'static str, expected: usize, got: usize) -> Result<()> {
     if expected != got {
         return Err(MpcError::LengthMismatch {
@@ -234,6 +242,9 @@ impl Session {
             ch.send(&out.finish())?;
         }
         ch.flush()?;
+        // The pads are secrets of the COTs (as `SendCots` clears its strings on drop).
+        wipe(&mut p0);
+        wipe(&mut p1);
         Ok(y.into_iter().map(|v| v & ring.mask()).collect())
     }
 
@@ -299,6 +310,7 @@ impl Session {
                 }
             }
         }
+        wipe(&mut pad);
         Ok(y.into_iter().map(|v| v & ring.mask()).collect())
     }
 }
