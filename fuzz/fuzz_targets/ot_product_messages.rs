@@ -41,8 +41,8 @@ fuzz_target!(|data: &[u8]| {
     let (proto, layer): (Box<dyn LinearProtocol>, LayerSpec) = match which % 4 {
         0 => (Box::new(OtLinear), LayerSpec::fc(5, 3, 4)),
         1 => (Box::new(OtLinear), conv),
-        2 => (Box::new(Winograd { m: 2 }), conv),
-        _ => (Box::new(Winograd { m: 4 }), conv),
+        2 => (Box::new(Winograd::F2), conv),
+        _ => (Box::new(Winograd::F4), conv),
     };
     let ring = Ring::new(37).unwrap();
     let cots = proto.cost(&layer, ring).unwrap().cots as usize;

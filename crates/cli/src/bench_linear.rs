@@ -176,7 +176,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         falcon_mbps = Some(bw as f64 * 8e-6);
     }
     let ot = linear::OtLinear;
-    let (wino2, wino4) = (linear::Winograd { m: 2 }, linear::Winograd { m: 4 });
+    let (wino2, wino4) = (linear::Winograd::F2, linear::Winograd::F4);
     let bw = a.plan_mbps * 1e6 / 8.0;
     // Per layer: the protocol that runs it.
     let mut chosen: Vec<&dyn LinearProtocol> = Vec::with_capacity(layers.len());

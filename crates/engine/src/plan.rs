@@ -67,9 +67,8 @@ impl LinearChoice {
             LinearChoice::Falcon(cfg) => Box::new(linear::Falcon::new(*cfg)),
             LinearChoice::Circulant(cfg) => Box::new(linear::Circulant::new(*cfg)),
             LinearChoice::Ot => Box::new(linear::OtLinear),
-            LinearChoice::Winograd(m) => Box::new(linear::Winograd {
-                m: if *m == 4 { 4 } else { 2 },
-            }),
+            LinearChoice::Winograd(4) => Box::new(linear::Winograd::F4),
+            LinearChoice::Winograd(_) => Box::new(linear::Winograd::F2),
         }
     }
     /// Whether it runs on shares over a prime field (the share conversions and the SIMD key
@@ -778,8 +777,11 @@ impl Plan {
                 }
             }
             match &s.kind {
-                StepKind::Linear { layer, .. } => {
+                StepKind::Linear { layer, choice, .. } => {
                     layer.validate()?;
+                    if matches!(choice, LinearChoice::Winograd(m) if *m != 2 && *m != 4) {
+                        return Err(bad(i, "Winograd tile must be 2 or 4".into()));
+                    }
                     if layer.input_len() != in_len(0) || layer.output_len() != n {
                         return Err(bad(
                             i,

@@ -92,10 +92,10 @@ fn inv_odd(a: u64) -> u64 {
     x
 }
 
-/// Winograd F(m×m, 3×3) for m ∈ {2, 4}.
+/// Winograd F(m×m, 3×3) for m ∈ {2, 4} ([`Winograd::F2`], [`Winograd::F4`], [`Winograd::new`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Winograd {
-    pub m: usize,
+    m: usize,
 }
 
 /// The layer's tiling: output tiles of m×m, input tiles of α×α.
@@ -141,6 +141,16 @@ impl mpc::Columns for WinoColumns {
 }
 
 impl Winograd {
+    /// F(2×2, 3×3).
+    pub const F2: Winograd = Winograd { m: 2 };
+    /// F(4×4, 3×3).
+    pub const F4: Winograd = Winograd { m: 4 };
+
+    /// The output tile m.
+    pub fn tile(&self) -> usize {
+        self.m
+    }
+
     pub fn new(m: usize) -> Result<Winograd, LinearError> {
         match m {
             2 | 4 => Ok(Winograd { m }),
