@@ -197,7 +197,9 @@ pub fn run(a: Args) -> anyhow::Result<()> {
                 let est = |c: &engine::LinearChoice| {
                     engine::plan::estimated_seconds(c, l, ring, bw).unwrap_or(f64::INFINITY)
                 };
-                let candidates: [(&dyn LinearProtocol, f64); 5] = [
+                // The engine planner's candidates (`engine::plan::candidates`), with this
+                // bench's configurations; Winograd with the tile the ring admits at s = 12.
+                let mut candidates: Vec<(&dyn LinearProtocol, f64)> = vec![
                     (&proto, est(&engine::LinearChoice::Cheetah(proto.config))),
                     (&simd, est(&engine::LinearChoice::Simd(simd.config()))),
                     (&hyena, est(&engine::LinearChoice::Hyena(hyena.config()))),
@@ -206,12 +208,17 @@ pub fn run(a: Args) -> anyhow::Result<()> {
                         &circulant,
                         est(&engine::LinearChoice::Circulant(circulant.config())),
                     ),
+                    (&ot, est(&engine::LinearChoice::Ot)),
                 ];
+                if let Some(m) = engine::plan::winograd_tile(a.ell, 12) {
+                    let w: &dyn LinearProtocol = if m == 4 { &wino4 } else { &wino2 };
+                    candidates.push((w, est(&engine::LinearChoice::Winograd(m))));
+                }
                 candidates
                     .into_iter()
                     .min_by(|a, b| a.1.total_cmp(&b.1))
                     .map(|c| c.0)
-                    .expect("five candidates")
+                    .expect("six candidates at least")
             }
             other => {
                 anyhow::bail!(
@@ -372,9 +379,11 @@ pub fn run(a: Args) -> anyhow::Result<()> {
                 let (mut c0, mut s0_stats) = (cc.stats(), sc.stats());
                 let mut srng = ChaCha20Rng::seed_from_u64(s_seed.wrapping_add(rep));
                 let mut crng = ChaCha20Rng::seed_from_u64(c_seed.wrapping_add(rep));
-                let (yc, ys) = match &mut sessions {
+                // An OT-based layer runs with the sessions; its COTs are generated (the OT
+                // layer's traffic) ahead of the timed run.
+                let ot_sessions = sessions.as_mut().filter(|_| cost.cots > 0);
+                let (s0, s1) = match ot_sessions {
                     Some((s0, s1)) => {
-                        // COT generation (the OT layer's traffic) ahead of the timed run.
                         let n = cost.cots as usize;
                         let (g0, g1) = (cc.stats(), sc.stats());
                         let tg = Instant::now();
@@ -387,30 +396,25 @@ pub fn run(a: Args) -> anyhow::Result<()> {
                         cot_bytes =
                             cc.stats().since(&g0).bytes_sent + sc.stats().since(&g1).bytes_sent;
                         (c0, s0_stats) = (cc.stats(), sc.stats());
-                        let t = Instant::now();
-                        let r = std::thread::scope(|s| {
-                            let h = s.spawn(|| {
-                                active.server_in(layer, ring, sk, &w, &xs, s0, &mut sc, &mut srng)
-                            });
-                            let yc = active.client_in(layer, ring, ck, &xc, s1, &mut cc, &mut crng);
-                            (yc, h.join().expect("server thread"))
-                        });
-                        runs_ms.push(t.elapsed().as_secs_f64() * 1e3);
-                        r
+                        (Some(s0), Some(s1))
                     }
-                    None => {
-                        let t = Instant::now();
-                        let r = std::thread::scope(|s| {
-                            let h = s.spawn(|| {
-                                active.server(layer, ring, sk, &w, &xs, &mut sc, &mut srng)
-                            });
-                            let yc = active.client(layer, ring, ck, &xc, &mut cc, &mut crng);
-                            (yc, h.join().expect("server thread"))
-                        });
-                        runs_ms.push(t.elapsed().as_secs_f64() * 1e3);
-                        r
-                    }
+                    None => (None, None),
                 };
+                let t = Instant::now();
+                let (yc, ys) = std::thread::scope(|s| {
+                    let h = s.spawn(|| match s0 {
+                        Some(s0) => {
+                            active.server_in(layer, ring, sk, &w, &xs, s0, &mut sc, &mut srng)
+                        }
+                        None => active.server(layer, ring, sk, &w, &xs, &mut sc, &mut srng),
+                    });
+                    let yc = match s1 {
+                        Some(s1) => active.client_in(layer, ring, ck, &xc, s1, &mut cc, &mut crng),
+                        None => active.client(layer, ring, ck, &xc, &mut cc, &mut crng),
+                    };
+                    (yc, h.join().expect("server thread"))
+                });
+                runs_ms.push(t.elapsed().as_secs_f64() * 1e3);
                 let (yc, ys) = (
                     yc.with_context(|| format!("client, layer {name}"))?,
                     ys.with_context(|| format!("server, layer {name}"))?,

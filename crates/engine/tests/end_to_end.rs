@@ -12,6 +12,21 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// A graph node of a hand-built model.
+fn node(name: &str, op: nn::Op, inputs: Vec<usize>, shape: Vec<usize>) -> nn::Node {
+    nn::Node {
+        name: name.into(),
+        op,
+        inputs,
+        shape,
+    }
+}
+
+/// `n` deterministic weights of amplitude `a` (a sine with phase `k`).
+fn wave(n: usize, k: f32, a: f32) -> Vec<f32> {
+    (0..n).map(|i| ((i as f32 * 0.37 + k).sin()) * a).collect()
+}
+
 /// Runs both parties over an in-memory channel and returns what the client learns.
 fn private_logits(server: &ServerModel, input: Vec<u64>, label: bool, seed: u64) -> Outcome {
     let (mut cs, mut cc) = MemoryChannel::pair();
@@ -85,18 +100,7 @@ fn resnet20_on_the_lossless_images_matches_the_fixed_point_reference() {
 #[test]
 fn fused_relu6_matches_the_fixed_point_reference() {
     use nn::ir::{Conv2d, Linear};
-    use nn::{Model, Node, Op};
-    let w = |n: usize, k: f32, a: f32| {
-        (0..n)
-            .map(|i| ((i as f32 * 0.37 + k).sin()) * a)
-            .collect::<Vec<f32>>()
-    };
-    let node = |name: &str, op: Op, inputs: Vec<usize>, shape: Vec<usize>| Node {
-        name: name.into(),
-        op,
-        inputs,
-        shape,
-    };
+    use nn::{Model, Op};
     let conv = |cin: usize, cout: usize, k: usize, groups: usize, hw: usize, seed: f32| {
         Op::Conv(Conv2d {
             in_shape: [cin, hw, hw],
@@ -105,8 +109,8 @@ fn fused_relu6_matches_the_fixed_point_reference() {
             stride: [1, 1],
             pads: [k / 2; 4],
             groups,
-            weight: w(cout * cin / groups * k * k, seed, 1.5),
-            bias: w(cout, seed + 0.5, 2.0),
+            weight: wave(cout * cin / groups * k * k, seed, 1.5),
+            bias: wave(cout, seed + 0.5, 2.0),
         })
     };
     let model = Model {
@@ -127,8 +131,8 @@ fn fused_relu6_matches_the_fixed_point_reference() {
                     in_features: 4,
                     out_features: 3,
                     rows: 1,
-                    weight: w(12, 0.3, 0.5),
-                    bias: w(3, 0.9, 0.5),
+                    weight: wave(12, 0.3, 0.5),
+                    bias: wave(3, 0.9, 0.5),
                 }),
                 vec![7],
                 vec![1, 3],
@@ -347,7 +351,7 @@ fn auto_policy_weighs_layer_time_against_key_setup() {
 #[test]
 fn token_by_weight_products_match_the_fixed_point_reference() {
     use nn::ir::Linear;
-    use nn::{Model, Node, Op};
+    use nn::{Model, Op};
     let w = |n: usize, k: f32| {
         (0..n)
             .map(|i| ((i as f32 * 0.61 + k).sin()) * 0.8)
@@ -361,12 +365,6 @@ fn token_by_weight_products_match_the_fixed_point_reference() {
             weight: w(i * o, k),
             bias: w(o, k + 0.3),
         })
-    };
-    let node = |name: &str, op: Op, inputs: Vec<usize>, shape: Vec<usize>| Node {
-        name: name.into(),
-        op,
-        inputs,
-        shape,
     };
     let model = Model {
         name: "tokens".into(),
@@ -405,7 +403,7 @@ fn token_by_weight_products_match_the_fixed_point_reference() {
 #[test]
 fn block_circulant_fc_found_in_the_weights_matches_the_reference() {
     use nn::ir::Linear;
-    use nn::{Model, Node, Op};
+    use nn::{Model, Op};
     use privinfer_engine::plan::StepKind;
     let (n, m, b) = (64usize, 32usize, 8usize);
     // W[ib + r][jb + c] = v[i][j][(c − r) mod b]: circulant blocks.
@@ -424,12 +422,6 @@ fn block_circulant_fc_found_in_the_weights_matches_the_reference() {
             weight,
             bias,
         })
-    };
-    let node = |name: &str, op: Op, inputs: Vec<usize>, shape: Vec<usize>| Node {
-        name: name.into(),
-        op,
-        inputs,
-        shape,
     };
     let model = Model {
         name: "circulant-mlp".into(),
@@ -506,19 +498,8 @@ fn block_circulant_fc_found_in_the_weights_matches_the_reference() {
 #[test]
 fn ot_and_winograd_plans_match_the_fixed_point_reference() {
     use nn::ir::{Conv2d, Linear};
-    use nn::{Model, Node, Op};
+    use nn::{Model, Op};
     use privinfer_engine::plan::StepKind;
-    let w = |n: usize, k: f32, a: f32| {
-        (0..n)
-            .map(|i| ((i as f32 * 0.37 + k).sin()) * a)
-            .collect::<Vec<f32>>()
-    };
-    let node = |name: &str, op: Op, inputs: Vec<usize>, shape: Vec<usize>| Node {
-        name: name.into(),
-        op,
-        inputs,
-        shape,
-    };
     let conv = |cin: usize, cout: usize, stride: usize, hw: usize, seed: f32| {
         Op::Conv(Conv2d {
             in_shape: [cin, hw, hw],
@@ -527,8 +508,8 @@ fn ot_and_winograd_plans_match_the_fixed_point_reference() {
             stride: [stride, stride],
             pads: [1; 4],
             groups: 1,
-            weight: w(cout * cin * 9, seed, 0.4),
-            bias: w(cout, seed + 0.5, 0.5),
+            weight: wave(cout * cin * 9, seed, 0.4),
+            bias: wave(cout, seed + 0.5, 0.5),
         })
     };
     let model = Model {
@@ -551,8 +532,8 @@ fn ot_and_winograd_plans_match_the_fixed_point_reference() {
                     in_features: 5,
                     out_features: 3,
                     rows: 1,
-                    weight: w(15, 0.3, 0.5),
-                    bias: w(3, 0.9, 0.5),
+                    weight: wave(15, 0.3, 0.5),
+                    bias: wave(3, 0.9, 0.5),
                 }),
                 vec![9],
                 vec![1, 3],

@@ -235,31 +235,6 @@ impl LinearProtocol for OtLinear {
         Ok(Vec::new())
     }
 
-    fn client(
-        &self,
-        _layer: &LayerSpec,
-        _ring: Ring,
-        _keys: &ClientKeys,
-        _x: &[u64],
-        _ch: &mut dyn Channel,
-        _rng: &mut dyn CryptoRngCore,
-    ) -> Result<Vec<u64>, LinearError> {
-        Err(LinearError::NeedsSession { protocol: "ot" })
-    }
-
-    fn server(
-        &self,
-        _layer: &LayerSpec,
-        _ring: Ring,
-        _keys: &ServerKeys,
-        _weights: &LayerWeights,
-        _x: &[u64],
-        _ch: &mut dyn Channel,
-        _rng: &mut dyn CryptoRngCore,
-    ) -> Result<Vec<u64>, LinearError> {
-        Err(LinearError::NeedsSession { protocol: "ot" })
-    }
-
     fn client_in(
         &self,
         layer: &LayerSpec,

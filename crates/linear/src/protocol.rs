@@ -57,31 +57,41 @@ pub trait LinearProtocol: Send + Sync {
     /// Key material the layer needs (exchanged once per session).
     fn keys_needed(&self, layer: &LayerSpec, ring: Ring) -> Result<Vec<KeyRequest>, LinearError>;
 
-    /// The client's half: `x` is the client's share of the input; returns its share of the output.
-    /// A protocol that needs correlated OTs fails here with [`LinearError::NeedsSession`]; run it
-    /// by [`client_in`](LinearProtocol::client_in).
+    /// The client's half without a session: `x` is the client's share of the input; returns its
+    /// share of the output. Every HE protocol implements it. An OT-based protocol cannot run
+    /// without the session's COTs and keeps this default, [`LinearError::NeedsSession`]; it is
+    /// run by [`client_in`](LinearProtocol::client_in).
     fn client(
         &self,
-        layer: &LayerSpec,
-        ring: Ring,
-        keys: &ClientKeys,
-        x: &[u64],
-        ch: &mut dyn Channel,
-        rng: &mut dyn CryptoRngCore,
-    ) -> Result<Vec<u64>, LinearError>;
+        _layer: &LayerSpec,
+        _ring: Ring,
+        _keys: &ClientKeys,
+        _x: &[u64],
+        _ch: &mut dyn Channel,
+        _rng: &mut dyn CryptoRngCore,
+    ) -> Result<Vec<u64>, LinearError> {
+        Err(LinearError::NeedsSession {
+            protocol: self.name(),
+        })
+    }
 
-    /// The server's half: `x` is the server's share of the input; returns its share of the output.
+    /// The server's half without a session: `x` is the server's share of the input; returns its
+    /// share of the output (as [`client`](LinearProtocol::client)).
     #[allow(clippy::too_many_arguments)]
     fn server(
         &self,
-        layer: &LayerSpec,
-        ring: Ring,
-        keys: &ServerKeys,
-        weights: &LayerWeights,
-        x: &[u64],
-        ch: &mut dyn Channel,
-        rng: &mut dyn CryptoRngCore,
-    ) -> Result<Vec<u64>, LinearError>;
+        _layer: &LayerSpec,
+        _ring: Ring,
+        _keys: &ServerKeys,
+        _weights: &LayerWeights,
+        _x: &[u64],
+        _ch: &mut dyn Channel,
+        _rng: &mut dyn CryptoRngCore,
+    ) -> Result<Vec<u64>, LinearError> {
+        Err(LinearError::NeedsSession {
+            protocol: self.name(),
+        })
+    }
 
     /// Extra power of two in the output: the protocol returns shares of 2^e·(W·x + b), to be
     /// removed by the truncation that follows (Winograd's transform denominators,

@@ -19,9 +19,10 @@
 use rand_core::CryptoRngCore;
 use transport::Channel;
 
+use crate::cheetah::check_len;
 use crate::keys::{ClientKeys, KeyRequest, ServerKeys};
 use crate::layer::{Conv2dSpec, LayerShape, LayerSpec, LayerWeights, Ring};
-use crate::ot::{mpc_ring, product_layer_cost, product_seconds};
+use crate::ot::{add_bias, mpc_ring, product_layer_cost, product_seconds};
 use crate::{Cost, LinearError, LinearProtocol};
 
 /// The transform matrices of F(m×m, 3×3), integer: `g` is D·G.
@@ -340,7 +341,7 @@ impl Winograd {
             }
         }
         let mut y = self.output_transform(&t, ring, &mp);
-        self.add_bias(&t, ring, &w.bias, &mut y);
+        self.add_bias(layer, ring, &w.bias, &mut y);
         Ok(y)
     }
 
@@ -356,12 +357,11 @@ impl Winograd {
         out.extend((g * mg..(g + 1) * mg).map(|o| u[(p * c.m + o) * cg + ch % cg]));
     }
 
-    fn add_bias(&self, t: &Tiles, ring: Ring, bias: &[u64], y: &mut [u64]) {
-        let per = t.c.out_h() * t.c.out_w();
+    /// y += 2^e·b: the bias at the output's scale.
+    fn add_bias(&self, layer: &LayerSpec, ring: Ring, bias: &[u64], y: &mut [u64]) {
         let e = self.tf().e;
-        for (k, v) in y.iter_mut().enumerate() {
-            *v = ring.reduce(v.wrapping_add(bias[k / per] << e));
-        }
+        let scaled: Vec<u64> = bias.iter().map(|&b| b << e).collect();
+        add_bias(layer, ring, &scaled, y);
     }
 }
 
@@ -415,35 +415,6 @@ impl LinearProtocol for Winograd {
         self.extra_bits()
     }
 
-    fn client(
-        &self,
-        _layer: &LayerSpec,
-        _ring: Ring,
-        _keys: &ClientKeys,
-        _x: &[u64],
-        _ch: &mut dyn Channel,
-        _rng: &mut dyn CryptoRngCore,
-    ) -> Result<Vec<u64>, LinearError> {
-        Err(LinearError::NeedsSession {
-            protocol: "winograd",
-        })
-    }
-
-    fn server(
-        &self,
-        _layer: &LayerSpec,
-        _ring: Ring,
-        _keys: &ServerKeys,
-        _weights: &LayerWeights,
-        _x: &[u64],
-        _ch: &mut dyn Channel,
-        _rng: &mut dyn CryptoRngCore,
-    ) -> Result<Vec<u64>, LinearError> {
-        Err(LinearError::NeedsSession {
-            protocol: "winograd",
-        })
-    }
-
     fn client_in(
         &self,
         layer: &LayerSpec,
@@ -456,7 +427,7 @@ impl LinearProtocol for Winograd {
     ) -> Result<Vec<u64>, LinearError> {
         let t = self.tiles(layer)?;
         ring.check("input share", x)?;
-        check_input(layer, x)?;
+        check_len("input share", x, layer.input_len())?;
         let v = self.input_transform(&t, ring, x);
         let mp = session.product_client(ch, mpc_ring(ring)?, &self.columns(&t), &v)?;
         Ok(self.output_transform(&t, ring, &mp))
@@ -476,26 +447,15 @@ impl LinearProtocol for Winograd {
         let t = self.tiles(layer)?;
         weights.validate(layer, ring)?;
         ring.check("input share", x)?;
-        check_input(layer, x)?;
+        check_len("input share", x, layer.input_len())?;
         let v = self.input_transform(&t, ring, x);
         let u = self.filter_transform(&t, ring, &weights.weights);
         let column = |j: usize, out: &mut Vec<u64>| self.column_weights(&t, &u, j, out);
         let mp = session.product_server(ch, mpc_ring(ring)?, &self.columns(&t), &column, &v)?;
         let mut y = self.output_transform(&t, ring, &mp);
-        self.add_bias(&t, ring, &weights.bias, &mut y);
+        self.add_bias(layer, ring, &weights.bias, &mut y);
         Ok(y)
     }
-}
-
-fn check_input(layer: &LayerSpec, x: &[u64]) -> Result<(), LinearError> {
-    if x.len() != layer.input_len() {
-        return Err(LinearError::Length {
-            what: "input share",
-            expected: layer.input_len(),
-            got: x.len(),
-        });
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -2,9 +2,11 @@
 //! against the integer oracle (Winograd: 2^e times it, removed by the rescale that follows),
 //! and the predicted bytes, messages and COTs equal to what the channel counts.
 
+mod common;
+
 use linear::{
-    reference, ClientKeys, Conv2dSpec, LayerSpec, LayerWeights, LinearProtocol, OtLinear, Ring,
-    ServerKeys, Winograd,
+    reference, ClientKeys, Conv2dSpec, LayerSpec, LinearProtocol, OtLinear, Ring, ServerKeys,
+    Winograd,
 };
 use mpc::{Party, Session, SessionConfig};
 use proptest::prelude::*;
@@ -21,22 +23,10 @@ fn config() -> SessionConfig {
     }
 }
 
-fn weights(layer: &LayerSpec, ring: Ring, rng: &mut ChaCha20Rng) -> LayerWeights {
-    let lim = (1i64 << layer.weight_bits) - 1;
-    LayerWeights {
-        weights: (0..layer.weight_len())
-            .map(|_| ring.from_signed(rng.gen_range(-lim..=lim)))
-            .collect(),
-        bias: (0..layer.bias_len())
-            .map(|_| ring.reduce(rng.gen()))
-            .collect(),
-    }
-}
-
 /// Runs `proto` on random weights and inputs; asserts the output and the byte prediction.
 fn check(proto: &dyn LinearProtocol, layer: &LayerSpec, ring: Ring, seed: u64) {
     let mut rng = ChaCha20Rng::seed_from_u64(seed);
-    let w = weights(layer, ring, &mut rng);
+    let w = common::random_weights(layer, ring, &mut rng);
     let x: Vec<u64> = (0..layer.input_len())
         .map(|_| ring.reduce(rng.gen()))
         .collect();

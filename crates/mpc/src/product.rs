@@ -170,19 +170,10 @@ impl Session {
         let (n, ell) = (cols.n_in(), ring.bits());
         check_len("product input", n, x0.len())?;
         let mut y = vec![0u64; cols.n_out()];
-        let (mut rows, mut w) = (Vec::new(), Vec::new());
-        // M·x0, locally.
-        for (j, &xj) in x0.iter().enumerate() {
-            cols.rows(j, &mut rows);
-            weights(j, &mut w);
-            check_len("product column weights", rows.len(), w.len())?;
-            for (&r, &wk) in rows.iter().zip(&w) {
-                y[r] = y[r].wrapping_add(wk.wrapping_mul(xj));
-            }
-        }
         if n == 0 {
-            return Ok(y.into_iter().map(|v| v & ring.mask()).collect());
+            return Ok(y);
         }
+        let (mut rows, mut w) = (Vec::new(), Vec::new());
         let (mut cots, _) = self.cots(ch, n * ell as usize, 0)?;
         let e_msg = recv_bits(
             ch,
@@ -199,8 +190,9 @@ impl Session {
                 cols.rows(j, &mut rows);
                 weights(j, &mut w);
                 check_len("product column weights", rows.len(), w.len())?;
+                // M[·, j]·x0[j], P0's own term, then its shares of the cross term.
                 acc.clear();
-                acc.resize(rows.len(), 0u64);
+                acc.extend(w.iter().map(|&wk| wk.wrapping_mul(x0[j])));
                 let (q, tw) = cots.take(ell as usize);
                 for i in 0..ell {
                     let g = ell - i;
