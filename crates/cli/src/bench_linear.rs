@@ -91,6 +91,40 @@ pub struct Args {
     /// One JSON object per line.
     #[arg(long)]
     json: bool,
+    /// Make every conv (groups 1) and FC layer whose channel counts B divides block-circulant
+    /// with block B (a power of two): the layer declares B and its weights (seeded, or the
+    /// model's) are projected onto the structure (row 0 of every block copied; PrivCirNet).
+    #[arg(long)]
+    circulant: Option<usize>,
+    /// As --circulant, per layer: a JSON object {"layer name": B, ...} (the toolkit's block
+    /// choice, `python -m privinfer_models.circulant`); layers not named stay dense.
+    #[arg(long, conflicts_with = "circulant")]
+    circulant_blocks: Option<std::path::PathBuf>,
+}
+
+/// `layer` declared block-circulant with block b where b fits it (conv with groups 1, FC; b a
+/// power of two dividing both channel counts), else unchanged.
+fn with_block(layer: LayerSpec, b: usize) -> LayerSpec {
+    let fits = |x: usize, y: usize| b > 1 && b.is_power_of_two() && x % b == 0 && y % b == 0;
+    let shape = match layer.shape {
+        linear::LayerShape::Conv2d(c) if c.groups == 1 && fits(c.c, c.m) => {
+            linear::LayerShape::Conv2d(linear::Conv2dSpec { block: b, ..c })
+        }
+        linear::LayerShape::Fc(f) if fits(f.inputs, f.outputs) => {
+            linear::LayerShape::Fc(linear::FcSpec { block: b, ..f })
+        }
+        other => other,
+    };
+    LayerSpec { shape, ..layer }
+}
+
+/// (outputs, inputs, taps, block) of a block-circulant layer, if it is one.
+fn circulant_dims(layer: &LayerSpec) -> Option<(usize, usize, usize, usize)> {
+    match layer.shape {
+        linear::LayerShape::Conv2d(c) if c.block > 1 => Some((c.m, c.c, c.kh * c.kw, c.block)),
+        linear::LayerShape::Fc(f) if f.block > 1 => Some((f.outputs, f.inputs, 1, f.block)),
+        _ => None,
+    }
 }
 
 fn random_weights(layer: &LayerSpec, ring: Ring, rng: &mut ChaCha20Rng) -> LayerWeights {
@@ -99,10 +133,8 @@ fn random_weights(layer: &LayerSpec, ring: Ring, rng: &mut ChaCha20Rng) -> Layer
         .map(|_| ring.from_signed(rng.gen_range(-lim..=lim)))
         .collect();
     // A layer declared block-circulant gets block-circulant weights.
-    if let linear::LayerShape::Fc(f) = layer.shape {
-        if f.block > 1 {
-            weights = linear::circulant::project(&f, &weights);
-        }
+    if let Some((m, c, taps, b)) = circulant_dims(layer) {
+        weights = linear::circulant::project(m, c, taps, b, &weights);
     }
     LayerWeights {
         weights,
@@ -131,6 +163,50 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             .map(|(n, l)| (n, l, None))
             .collect()
     };
+    let blocks: std::collections::HashMap<String, usize> = match &a.circulant_blocks {
+        Some(p) => serde_json::from_str(
+            &std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
+        )
+        .with_context(|| {
+            format!(
+                "{}: expected a JSON object of layer name -> block",
+                p.display()
+            )
+        })?,
+        None => Default::default(),
+    };
+    for (name, &b) in &blocks {
+        anyhow::ensure!(
+            b.is_power_of_two(),
+            "--circulant-blocks: block {b} of {name:?} is not a power of two"
+        );
+        anyhow::ensure!(
+            layers.iter().any(|(n, _, _)| n == name),
+            "--circulant-blocks: no layer named {name:?}"
+        );
+    }
+    if let Some(b) = a.circulant {
+        anyhow::ensure!(
+            b >= 2 && b.is_power_of_two(),
+            "--circulant {b}: expected a power of two ≥ 2"
+        );
+    }
+    let layers: Vec<_> = layers
+        .into_iter()
+        .map(|(n, l, w)| {
+            let b = blocks.get(&n).copied().or(a.circulant).unwrap_or(1);
+            let l2 = with_block(l, b);
+            // A model's own weights are projected onto the declared structure.
+            let w = match (w, circulant_dims(&l2)) {
+                (Some(mut w), Some((m, c, taps, b))) if l2 != l => {
+                    w.weights = linear::circulant::project(m, c, taps, b, &w.weights);
+                    Some(w)
+                }
+                (w, _) => w,
+            };
+            (n, l2, w)
+        })
+        .collect::<Vec<_>>();
     let mut seen = std::collections::HashSet::new();
     let layers: Vec<_> = layers
         .into_iter()

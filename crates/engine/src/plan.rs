@@ -20,9 +20,10 @@ pub const SESSION_HE_FACTOR: u64 = 16;
 /// Memory of a non-linear step per 16-byte COT it uses.
 pub const SESSION_STEP_FACTOR: u64 = 4;
 
-/// Version of the plan format; part of the digest. 2: the `rescale_relu6` epilogue.
-pub const PLAN_VERSION: u32 = 2;
-/// Largest circulant block size looked for in FC weights.
+/// Version of the plan format; part of the digest. 2: the `rescale_relu6` epilogue; 3: the
+/// circulant block of conv layers.
+pub const PLAN_VERSION: u32 = 3;
+/// Largest circulant block size looked for in conv and FC weights.
 pub const MAX_CIRCULANT_BLOCK: usize = 256;
 /// Largest plan a client accepts (nodes), so a hostile server cannot make it allocate without bound.
 pub const MAX_STEPS: usize = 100_000;
@@ -388,18 +389,27 @@ impl Plan {
                         return Err(unsupported(name, opname, "asymmetric stride or padding"));
                     }
                     let [cin, h, w] = c.in_shape;
+                    let (wq, _) = fm.params(id);
+                    let (m, taps) = (c.out_shape[0], c.kernel[0] * c.kernel[1]);
+                    // Block-circulant weights (PrivCirNet) are found in the weights themselves,
+                    // whatever exported them; b is public like a shape.
+                    let block = if c.groups == 1 {
+                        linear::circulant::detect_block(m, cin, taps, wq, MAX_CIRCULANT_BLOCK)
+                    } else {
+                        1
+                    };
                     let spec = Conv2dSpec {
                         c: cin,
                         h,
                         w,
-                        m: c.out_shape[0],
+                        m,
                         kh: c.kernel[0],
                         kw: c.kernel[1],
                         stride: c.stride[0],
                         padding: c.pads[0],
                         groups: c.groups,
+                        block,
                     };
-                    let (wq, _) = fm.params(id);
                     let layer = LayerSpec::conv(spec, linear::weight_bits_of(wq, ring));
                     Self::linear_step(layer, ring, cfg)?
                 }
@@ -412,8 +422,9 @@ impl Plan {
                         // Block-circulant weights (PrivCirNet) are found in the weights
                         // themselves, whatever exported them; b is public like a shape.
                         let b = linear::circulant::detect_block(
-                            l.in_features,
                             l.out_features,
+                            l.in_features,
+                            1,
                             wq,
                             MAX_CIRCULANT_BLOCK,
                         );

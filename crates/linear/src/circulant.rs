@@ -1,24 +1,27 @@
-//! Block-circulant FC layers in Cheetah's coefficient encoding over Z_{2^ℓ} (PrivCirNet's
-//! structure, our own ring: issue 13's "variant on our own ring"; docs/protocols/privcirnet.md).
+//! Block-circulant FC and convolution layers in Cheetah's coefficient encoding over Z_{2^ℓ}
+//! (PrivCirNet's structure, our own ring: issue 13's "variant on our own ring";
+//! docs/protocols/privcirnet.md).
 //!
-//! W (out × in) is made of b×b circulant blocks C_ij, C_ij[r][c] = W[ib][jb + (c − r) mod b]
-//! (row 0 of the block determines it), so y_i = Σ_j C_ij·x_j is a sum of length-b **cyclic
-//! convolutions**. With each input block extended circularly to length 2b − 1,
-//! x̃_j[t] = x_j[t mod b], and the kernel K[i][j][l] = W[ib][jb + l]:
+//! W (out × in, for every kernel tap) is made of b×b circulant blocks C_ij,
+//! C_ij[r][c] = W[ib][jb + (c − r) mod b] (row 0 of the block determines it), so
+//! y_i = Σ_j C_ij·x_j is a sum of length-b **cyclic convolutions** along the channel axis. With
+//! each input block extended circularly to length 2b − 1, x̃_j[t] = x_j[t mod b], and the kernel
+//! K[i][j][l] = W[ib][jb + l]:
 //!
 //!   Σ_l K[i][j][l]·x̃_j[q + l] = Σ_l W[ib][jb + l]·x_j[(q + l) mod b] = Σ_c C_ij[q][c]·x_j[c]
 //!
-//! (substitute c = (q + l) mod b: l = (c − q) mod b). So the layer is the valid 1-D convolution of
-//! in/b channels of length 2b − 1 with (out/b) × (in/b) kernels of width b, output (i, q) at
-//! index i·b + q as in the FC — Cheetah's HomConv with no new encoding. Each party extends its own
-//! share (the map is linear); the server builds the kernels from row 0 of each block after
-//! checking every block is circulant, and adds the FC bias to its output share. A product then
-//! covers b·b weights per kernel instead of one row of a dense block: b times fewer weights to
-//! encode and multiply, for a query b·(2b − 1)/b² ≈ 2× the input (the circular extension).
+//! (substitute c = (q + l) mod b: l = (c − q) mod b). So the channel axis becomes one more
+//! *valid convolution* axis: a product of polynomials computes b output channels at once
+//! ([`CircTiling`]). For FC layers it is also the valid 1-D convolution of in/b channels of
+//! length 2b − 1 with (out/b) × (in/b) kernels of width b, output (i, q) at index i·b + q —
+//! Cheetah's HomConv with no new encoding ([`as_conv`]). Each party extends its own share (the
+//! map is linear); the server builds the kernels from row 0 of each block after checking every
+//! block is circulant, and adds the bias to its output share.
 
 use rand_core::CryptoRngCore;
 use transport::Channel;
 
+use crate::cheetah::conv::{needed, with_tallest, ConvTiling};
 use crate::cheetah::{Cheetah, CheetahConfig, CheetahPlan};
 use crate::keys::{ClientKeys, KeyRequest, ServerKeys};
 use crate::layer::{Conv2dSpec, FcSpec, LayerShape, LayerSpec, LayerWeights, Ring};
@@ -29,6 +32,31 @@ fn circulant_fc(layer: &LayerSpec) -> Option<FcSpec> {
     match layer.shape {
         LayerShape::Fc(f) if f.block > 1 => Some(f),
         _ => None,
+    }
+}
+
+/// The block-circulant conv `layer`'s spec, if it is one (block > 1).
+fn circulant_conv(layer: &LayerSpec) -> Option<Conv2dSpec> {
+    match layer.shape {
+        LayerShape::Conv2d(c) if c.block > 1 => Some(c),
+        _ => None,
+    }
+}
+
+/// The FC `f` as the 1×1 convolution on a 1×1 input with the same weights, block kept: the form
+/// [`CircTiling`] encodes.
+pub fn fc_as_1x1(f: &FcSpec) -> Conv2dSpec {
+    Conv2dSpec {
+        c: f.inputs,
+        h: 1,
+        w: 1,
+        m: f.outputs,
+        kh: 1,
+        kw: 1,
+        stride: 1,
+        padding: 0,
+        groups: 1,
+        block: f.block,
     }
 }
 
@@ -45,6 +73,7 @@ pub fn as_conv(f: &FcSpec) -> Conv2dSpec {
         stride: 1,
         padding: 0,
         groups: 1,
+        block: 1,
     }
 }
 
@@ -58,35 +87,43 @@ pub fn extend_input(f: &FcSpec, x: &[u64]) -> Vec<u64> {
     out
 }
 
-/// Whether every b×b block of W (`[out][in]`) is circulant: W[ib + r][jb + c] equals
-/// W[ib][jb + (c − r) mod b].
-pub fn is_block_circulant(f: &FcSpec, w: &[u64]) -> bool {
-    let (b, n) = (f.block, f.inputs);
-    (0..f.outputs).all(|row| {
+/// Whether, for each of the `taps` kernel taps, every b×b block of the `outputs` × `inputs`
+/// matrix is circulant: W[ib + r][jb + c][k] equals W[ib][jb + (c − r) mod b][k] (weights
+/// `[outputs][inputs][taps]`, the conv layout; taps = 1 for an FC).
+pub fn is_block_circulant(outputs: usize, inputs: usize, taps: usize, b: usize, w: &[u64]) -> bool {
+    if b == 0 || w.len() != outputs * inputs * taps {
+        return false;
+    }
+    let at = |row: usize, col: usize, k: usize| w[(row * inputs + col) * taps + k];
+    (0..outputs).all(|row| {
         let (i, r) = (row / b, row % b);
-        (0..n).all(|col| {
+        (0..inputs).all(|col| {
             let (j, c) = (col / b, col % b);
-            w[row * n + col] == w[i * b * n + j * b + (c + b - r) % b]
+            (0..taps).all(|k| at(row, col, k) == at(i * b, j * b + (c + b - r) % b, k))
         })
     })
 }
 
 /// The largest power-of-two block b ≤ `max_block` (b > 1) dividing both dimensions for which
-/// W (`[outputs][inputs]`) is block-circulant, or 1: the structure a model's weights carry
+/// W (`[outputs][inputs][taps]`) is block-circulant, or 1: the structure a model's weights carry
 /// whatever tool exported them.
-pub fn detect_block(inputs: usize, outputs: usize, w: &[u64], max_block: usize) -> usize {
-    let mut b = max_block.min(inputs).min(outputs);
-    if b == 0 || w.len() != inputs * outputs {
+pub fn detect_block(
+    outputs: usize,
+    inputs: usize,
+    taps: usize,
+    w: &[u64],
+    max_block: usize,
+) -> usize {
+    let b = max_block.min(inputs).min(outputs);
+    if b < 2 || w.len() != inputs * outputs * taps {
         return 1;
     }
-    b = 1 << b.ilog2();
+    let mut b = 1 << b.ilog2();
     while b > 1 {
-        let f = FcSpec {
-            inputs,
-            outputs,
-            block: b,
-        };
-        if inputs.is_multiple_of(b) && outputs.is_multiple_of(b) && is_block_circulant(&f, w) {
+        if inputs.is_multiple_of(b)
+            && outputs.is_multiple_of(b)
+            && is_block_circulant(outputs, inputs, taps, b, w)
+        {
             return b;
         }
         b /= 2;
@@ -94,24 +131,32 @@ pub fn detect_block(inputs: usize, outputs: usize, w: &[u64], max_block: usize) 
     1
 }
 
-/// W made block-circulant by copying row 0 of every block (for seeded benchmark weights).
-pub fn project(f: &FcSpec, w: &[u64]) -> Vec<u64> {
-    let (b, n) = (f.block, f.inputs);
+/// W (`[outputs][inputs][taps]`) made block-circulant by copying row 0 of every block, for
+/// seeded benchmark weights.
+pub fn project(outputs: usize, inputs: usize, taps: usize, b: usize, w: &[u64]) -> Vec<u64> {
     let mut out = vec![0u64; w.len()];
-    for row in 0..f.outputs {
+    for row in 0..outputs {
         let (i, r) = (row / b, row % b);
-        for col in 0..n {
+        for col in 0..inputs {
             let (j, c) = (col / b, col % b);
-            out[row * n + col] = w[i * b * n + j * b + (c + b - r) % b];
+            for k in 0..taps {
+                out[(row * inputs + col) * taps + k] =
+                    w[((i * b) * inputs + j * b + (c + b - r) % b) * taps + k];
+            }
         }
     }
     out
 }
 
-/// An error unless W is block-circulant with the layer's block size (both encodings read only
-/// row 0 of every block).
-fn check_circulant(f: &FcSpec, w: &LayerWeights) -> Result<(), LinearError> {
-    if is_block_circulant(f, &w.weights) {
+/// An error unless the weights of `layer` are block-circulant with its block size (the
+/// encodings read only row 0 of every block).
+fn check_circulant(layer: &LayerSpec, w: &LayerWeights) -> Result<(), LinearError> {
+    let ok = match layer.shape {
+        LayerShape::Fc(f) => is_block_circulant(f.outputs, f.inputs, 1, f.block, &w.weights),
+        LayerShape::Conv2d(c) => is_block_circulant(c.m, c.c, c.kh * c.kw, c.block, &w.weights),
+        _ => false,
+    };
+    if ok {
         Ok(())
     } else {
         Err(LinearError::BadShape {
@@ -120,10 +165,13 @@ fn check_circulant(f: &FcSpec, w: &LayerWeights) -> Result<(), LinearError> {
     }
 }
 
-/// The kernels K[i][j][0][l] = W[ib][jb + l] (zero bias), or an error if W is not
-/// block-circulant.
+/// The kernels K[i][j][0][l] = W[ib][jb + l] of the FC's 1-D convolution (zero bias), or an
+/// error if W is not block-circulant.
 pub fn conv_weights(f: &FcSpec, w: &LayerWeights) -> Result<LayerWeights, LinearError> {
-    check_circulant(f, w)?;
+    check_circulant(
+        &LayerSpec::circulant_fc(f.inputs, f.outputs, f.block, 62),
+        w,
+    )?;
     let (b, n) = (f.block, f.inputs);
     let mut k = Vec::with_capacity(f.outputs / b * n);
     for i in 0..f.outputs / b {
@@ -166,6 +214,10 @@ impl Circulant {
     }
 
     fn path(&self, layer: &LayerSpec, ring: Ring) -> Result<Path, LinearError> {
+        if circulant_conv(layer).is_some() {
+            layer.validate()?;
+            return Ok(Path::Blocks);
+        }
         let conv = Self::conv(layer)?;
         let bw = self.cheetah.config.bandwidth_bytes_per_s as f64;
         let by_conv = self.cheetah.estimated_seconds(&conv, ring, bw)?;
@@ -185,7 +237,7 @@ impl Circulant {
     /// The convolution layer that runs `layer`.
     fn conv(layer: &LayerSpec) -> Result<LayerSpec, LinearError> {
         let f = circulant_fc(layer).ok_or(LinearError::BadShape {
-            reason: "circulant: only FC layers with a circulant block size > 1",
+            reason: "circulant: only FC and conv layers with a circulant block size > 1",
         })?;
         layer.validate()?;
         Ok(LayerSpec::conv(as_conv(&f), layer.weight_bits))
@@ -248,9 +300,9 @@ impl LinearProtocol for Circulant {
     ) -> Result<Vec<u64>, LinearError> {
         let path = self.path(layer, ring)?;
         crate::cheetah::check_len("client input share", x, layer.input_len())?;
-        let f = circulant_fc(layer).expect("checked by path");
         match path {
             Path::Conv(conv) => {
+                let f = circulant_fc(layer).expect("the 1-D convolution path is FC only");
                 self.cheetah
                     .client(&conv, ring, keys, &extend_input(&f, x), ch, rng)
             }
@@ -271,14 +323,12 @@ impl LinearProtocol for Circulant {
         let path = self.path(layer, ring)?;
         crate::cheetah::check_len("server input share", x, layer.input_len())?;
         weights.validate(layer, ring)?;
-        let f = circulant_fc(layer).expect("checked by path");
+        check_circulant(layer, weights)?;
         let conv = match path {
-            Path::Blocks => {
-                check_circulant(&f, weights)?;
-                return self.direct().server(layer, ring, keys, weights, x, ch, rng);
-            }
+            Path::Blocks => return self.direct().server(layer, ring, keys, weights, x, ch, rng),
             Path::Conv(conv) => conv,
         };
+        let f = circulant_fc(layer).expect("the 1-D convolution path is FC only");
         let kernels = conv_weights(&f, weights)?;
         let mut y =
             self.cheetah
@@ -290,53 +340,86 @@ impl LinearProtocol for Circulant {
     }
 }
 
-/// Several output blocks per weight polynomial (the "b× fewer products" encoding): input tile
-/// ci holds c_t circularly extended channels of length L = 2b − 1 at stride L; the weight
-/// polynomial (og, ci) holds, for each of n_o output blocks oo, the kernels of its c_t channels
-/// at period P = c_t·L: K[i][j][l] at oo·P + O − jj·L − l with O = (c_t − 1)·L + b − 1; output
-/// (i, q) of block oo lands on oo·P + O + q.
+/// Block-circulant layers with the channel axis as a valid-convolution axis and several output
+/// blocks per weight polynomial (the "b× fewer products" encoding; FC layers as 1×1 convolutions,
+/// [`fc_as_1x1`]).
 ///
-/// Non-interference: within block oo, Cheetah's conv argument (|t − l − q| < L forces the same
-/// channel and t = q + l); block oo's terms occupy oo·P + [0, (2c_t − 1)·L + b − 2], which ends
-/// one before block oo + 1's first output ((oo + 1)·P + O) and starts after block oo − 1's last
-/// ((oo − 1)·P + O + b − 1 = oo·P − L + 2b − 2 < oo·P); with n_o·P ≤ N a wrapped term lands below
-/// O, under block 0's outputs, and every output stays below N (no sign flip).
+/// A tile of the zero-padded input holds c_t input blocks, each extended circularly to
+/// L = 2b − 1 channels, × h_t rows × w_t columns: x̃[(jj·L + t)·A + r·w_t + q] with A = h_t·w_t.
+/// Weight polynomial (og, ci) holds, for each of n_o output blocks oo at period P = c_t·L·A,
+/// K[i][j][l][dh][dw] = W[ib][jb + l][dh][dw] at oo·P + O − (jj·L + l)·A − dh·w_t − dw, with
+/// O = ((c_t − 1)·L + b − 1)·A + (kh − 1)·w_t + kw − 1. Output channel ib + q, stride-1 pixel
+/// (r, q′) of the tile, lands on oo·P + O + q·A + r·w_t + q′.
+///
+/// Non-interference (docs/protocols/privcirnet.md § Convolutions):
+/// * inside block oo, Cheetah's conv argument on three axes: a term x̃[(jj·L + t)·A + r′·w_t + q″]
+///   times the tap (jj′, l, dh, dw) lands on O + ((jj − jj′)·L + t − l)·A + (r′ − dh)·w_t
+///   + (q″ − dw); equal to a kept output forces q″ − dw = q′ and r′ − dh = r (the column and row
+///   remainders lie in (−w_t, w_t) and (−A, A)), then (jj − jj′)·L = q − t + l ∈ [−(2b − 2), 2b − 2]
+///   forces jj = jj′ (L = 2b − 1) and t = q + l: exactly the cyclic product above;
+/// * block oo's terms occupy oo·P + [0, P − 1 + O]: below block oo + 1's first output
+///   (oo + 1)·P + O, and above block oo − 1's last output (oo − 1)·P + P − 1;
+/// * with n_o·P ≤ N a wrapped term lands below O, under block 0's outputs, and every output stays
+///   below N (no sign flip).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct CircTiling {
     pub n: usize,
-    /// Channels (input blocks) per input polynomial and output blocks per weight polynomial.
+    /// Input blocks per input polynomial and output blocks per weight polynomial.
     pub c_t: usize,
     pub n_o: usize,
-    /// Channel tiles and output groups.
+    /// Padded-input rows and columns per tile (including the kh − 1 / kw − 1 overlap).
+    pub h_t: usize,
+    pub w_t: usize,
+    /// Channel tiles, output groups and spatial tiles along each axis.
     pub n_c: usize,
     pub n_g: usize,
+    pub n_h: usize,
+    pub n_w: usize,
 }
 
 impl CircTiling {
-    /// Balanced channel tiles × the most output blocks that fit, at degree n.
-    pub fn candidates(f: &FcSpec, n: usize) -> Vec<CircTiling> {
-        let b = f.block;
-        if b < 2 {
+    /// Balanced block tiles × balanced row splits, widest columns that fit, the most output
+    /// blocks per product that fit, at degree n.
+    pub fn candidates(spec: &Conv2dSpec, n: usize) -> Vec<CircTiling> {
+        let b = spec.block;
+        if b < 2 || spec.groups != 1 {
             return Vec::new();
         }
-        let (chans, blocks, l) = (f.inputs / b, f.outputs / b, 2 * b - 1);
+        let (chans, blocks, l) = (spec.c / b, spec.m / b, 2 * b - 1);
+        let (hf, wf) = needed(spec);
+        let mut h_ts: Vec<usize> = (1..=hf).map(|k| hf.div_ceil(k) + spec.kh - 1).collect();
+        h_ts.dedup();
         let mut out = Vec::new();
         let mut last = 0;
-        for n_c in 1..=chans {
-            let c_t = chans.div_ceil(n_c);
-            if c_t == last || c_t * l > n {
+        for k in 1..=chans {
+            let c_t = chans.div_ceil(k);
+            if c_t == last {
                 continue;
             }
             last = c_t;
-            let max_o = (n / (c_t * l)).min(blocks);
-            let n_g = blocks.div_ceil(max_o);
-            out.push(CircTiling {
-                n,
-                c_t,
-                n_o: blocks.div_ceil(n_g),
-                n_c: chans.div_ceil(c_t),
-                n_g,
-            });
+            for h_t in with_tallest(&h_ts, spec, n, c_t * l) {
+                let room = n / (c_t * l * h_t);
+                if room < spec.kw {
+                    continue;
+                }
+                let w_max = room.min(wf + spec.kw - 1);
+                let n_w = wf.div_ceil(w_max - spec.kw + 1);
+                let w_t = wf.div_ceil(n_w) + spec.kw - 1;
+                let p = c_t * l * h_t * w_t;
+                let max_o = (n / p).min(blocks);
+                let n_g = blocks.div_ceil(max_o);
+                out.push(CircTiling {
+                    n,
+                    c_t,
+                    n_o: blocks.div_ceil(n_g),
+                    h_t,
+                    w_t,
+                    n_c: chans.div_ceil(c_t),
+                    n_g,
+                    n_h: hf.div_ceil(h_t - spec.kh + 1),
+                    n_w,
+                });
+            }
         }
         out
     }
@@ -345,40 +428,99 @@ impl CircTiling {
         2 * b - 1
     }
 
-    /// Input polynomial ci from the FC input x (not extended).
-    pub fn encode_input(&self, f: &FcSpec, x: &[u64], ci: usize) -> Vec<u64> {
-        let (b, l) = (f.block, Self::len(f.block));
+    fn area(&self) -> usize {
+        self.h_t * self.w_t
+    }
+
+    /// Period of the output blocks in a weight polynomial: P = c_t·L·A.
+    fn period(&self, spec: &Conv2dSpec) -> usize {
+        self.c_t * Self::len(spec.block) * self.area()
+    }
+
+    /// O = ((c_t − 1)·L + b − 1)·A + (kh − 1)·w_t + kw − 1.
+    fn offset(&self, spec: &Conv2dSpec) -> usize {
+        let l = Self::len(spec.block);
+        ((self.c_t - 1) * l + spec.block - 1) * self.area() + (spec.kh - 1) * self.w_t + spec.kw - 1
+    }
+
+    fn step_h(&self, spec: &Conv2dSpec) -> usize {
+        self.h_t - spec.kh + 1
+    }
+
+    fn step_w(&self, spec: &Conv2dSpec) -> usize {
+        self.w_t - spec.kw + 1
+    }
+
+    pub fn spatial_tiles(&self) -> usize {
+        self.n_h * self.n_w
+    }
+
+    pub fn input_cts(&self) -> usize {
+        self.n_c * self.spatial_tiles()
+    }
+
+    pub fn output_cts(&self) -> usize {
+        self.n_g * self.spatial_tiles()
+    }
+
+    /// Input blocks present in channel tile ci.
+    fn blocks_in(&self, spec: &Conv2dSpec, ci: usize) -> usize {
+        self.c_t.min(spec.c / spec.block - ci * self.c_t)
+    }
+
+    /// Input polynomial idx = (ci·n_h + hi)·n_w + wi from the unpadded input x (C×H×W).
+    pub fn encode_input(&self, spec: &Conv2dSpec, x: &[u64], idx: usize) -> Vec<u64> {
+        let (b, l, a) = (spec.block, Self::len(spec.block), self.area());
+        let (wi, hi, ci) = (
+            idx % self.n_w,
+            (idx / self.n_w) % self.n_h,
+            idx / (self.n_w * self.n_h),
+        );
+        let (r0, q0) = (hi * self.step_h(spec), wi * self.step_w(spec));
         let mut poly = vec![0u64; self.n];
-        for jj in 0..self.c_t {
+        for jj in 0..self.blocks_in(spec, ci) {
             let j = ci * self.c_t + jj;
-            if j >= f.inputs / b {
-                break;
-            }
             for t in 0..l {
-                poly[jj * l + t] = x[j * b + t % b];
+                let ch = j * b + t % b;
+                for r in 0..self.h_t {
+                    let row = (r0 + r) as isize - spec.padding as isize;
+                    if row < 0 || row >= spec.h as isize {
+                        continue;
+                    }
+                    for q in 0..self.w_t {
+                        let col = (q0 + q) as isize - spec.padding as isize;
+                        if col < 0 || col >= spec.w as isize {
+                            continue;
+                        }
+                        poly[(jj * l + t) * a + r * self.w_t + q] =
+                            x[(ch * spec.h + row as usize) * spec.w + col as usize];
+                    }
+                }
             }
         }
         poly
     }
 
-    /// Weight polynomial key = og·n_c + ci from the dense W (row 0 of each block), signed.
-    pub fn encode_weights(&self, f: &FcSpec, ring: Ring, w: &[u64], key: usize) -> Vec<i64> {
-        let (b, l, n) = (f.block, Self::len(f.block), f.inputs);
+    /// Weight polynomial key = og·n_c + ci from the dense weights `[M][C][kh][kw]` (row 0 of each
+    /// block), signed.
+    pub fn encode_weights(&self, spec: &Conv2dSpec, ring: Ring, w: &[u64], key: usize) -> Vec<i64> {
+        let (b, l, a) = (spec.block, Self::len(spec.block), self.area());
         let (og, ci) = (key / self.n_c, key % self.n_c);
-        let (p, o) = (self.c_t * l, (self.c_t - 1) * l + b - 1);
+        let (p, o) = (self.period(spec), self.offset(spec));
+        let taps = spec.kh * spec.kw;
         let mut poly = vec![0i64; self.n];
-        for oo in 0..self.n_o {
+        for oo in 0..self.blocks_of(spec, og) {
             let i = og * self.n_o + oo;
-            if i >= f.outputs / b {
-                break;
-            }
-            for jj in 0..self.c_t {
+            for jj in 0..self.blocks_in(spec, ci) {
                 let j = ci * self.c_t + jj;
-                if j >= n / b {
-                    break;
-                }
                 for ll in 0..b {
-                    poly[oo * p + o - jj * l - ll] = ring.signed(w[i * b * n + j * b + ll]);
+                    let base = ((i * b) * spec.c + j * b + ll) * taps;
+                    for dh in 0..spec.kh {
+                        for dw in 0..spec.kw {
+                            let pos = oo * p + o - (jj * l + ll) * a - dh * self.w_t - dw;
+                            poly[pos] = ring.signed(w[base + dh * spec.kw + dw]);
+                        }
+                    }
                 }
             }
         }
@@ -386,47 +528,145 @@ impl CircTiling {
     }
 
     /// Output blocks of group og.
-    fn blocks_of(&self, f: &FcSpec, og: usize) -> usize {
-        self.n_o.min(f.outputs / f.block - og * self.n_o)
+    fn blocks_of(&self, spec: &Conv2dSpec, og: usize) -> usize {
+        self.n_o.min(spec.m / spec.block - og * self.n_o)
     }
 
-    /// (coefficient, output index) of output polynomial og, increasing.
-    pub fn output_positions(&self, f: &FcSpec, og: usize) -> Vec<(usize, usize)> {
-        let (b, l) = (f.block, Self::len(f.block));
-        let (p, o) = (self.c_t * l, (self.c_t - 1) * l + b - 1);
-        let mut out = Vec::new();
-        for oo in 0..self.blocks_of(f, og) {
+    /// (coefficient, output index) of output polynomial o = og·(n_h·n_w) + spatial tile,
+    /// increasing.
+    pub fn output_positions(&self, spec: &Conv2dSpec, o: usize) -> Vec<(usize, usize)> {
+        let (b, a) = (spec.block, self.area());
+        let s = self.spatial_tiles();
+        let (og, st) = (o / s, o % s);
+        let (hi, wi) = (st / self.n_w, st % self.n_w);
+        let (p, off) = (self.period(spec), self.offset(spec));
+        let (sh, sw) = (self.step_h(spec), self.step_w(spec));
+        let (ho, wo) = (spec.out_h(), spec.out_w());
+        let rows = ConvTiling::kept_range(sh, spec.stride, ho, hi);
+        let cols = ConvTiling::kept_range(sw, spec.stride, wo, wi);
+        let mut out = Vec::with_capacity(self.kept(spec, o));
+        for oo in 0..self.blocks_of(spec, og) {
             let i = og * self.n_o + oo;
             for q in 0..b {
-                out.push((oo * p + o + q, i * b + q));
+                for oi in rows.clone() {
+                    let r = oi * spec.stride - hi * sh;
+                    for oj in cols.clone() {
+                        let c = oj * spec.stride - wi * sw;
+                        out.push((
+                            oo * p + off + q * a + r * self.w_t + c,
+                            ((i * b + q) * ho + oi) * wo + oj,
+                        ));
+                    }
+                }
             }
         }
         out
     }
 
-    /// Outputs of output polynomial og.
-    pub fn kept(&self, f: &FcSpec, og: usize) -> usize {
-        self.blocks_of(f, og) * f.block
+    /// Outputs of output polynomial o.
+    pub fn kept(&self, spec: &Conv2dSpec, o: usize) -> usize {
+        let s = self.spatial_tiles();
+        let (og, st) = (o / s, o % s);
+        let (hi, wi) = (st / self.n_w, st % self.n_w);
+        self.blocks_of(spec, og)
+            * spec.block
+            * ConvTiling::kept_range(self.step_h(spec), spec.stride, spec.out_h(), hi).len()
+            * ConvTiling::kept_range(self.step_w(spec), spec.stride, spec.out_w(), wi).len()
     }
 
-    /// Query support of input polynomial ci: target − weight position over every output block
-    /// pair of a group, (d·P + v) mod N for |d| < n_o and v < (channels of the tile)·L.
-    pub fn query_support(&self, f: &FcSpec, ci: usize) -> Vec<usize> {
-        let l = Self::len(f.block);
-        let chans = self.c_t.min(f.inputs / f.block - ci * self.c_t);
-        let p = (self.c_t * l) as i64;
-        let mut hit = vec![false; self.n];
-        for d in -(self.n_o as i64 - 1)..self.n_o as i64 {
-            for v in 0..chans * l {
-                hit[(d * p + v as i64).rem_euclid(self.n as i64) as usize] = true;
-            }
-        }
+    /// The products (input polynomial, weight key) summed into output polynomial o: its group's
+    /// channel tiles on its spatial tile.
+    pub fn terms(&self, o: usize) -> Vec<(usize, usize)> {
+        let s = self.spatial_tiles();
+        let (og, st) = (o / s, o % s);
+        (0..self.n_c)
+            .map(|ci| (ci * s + st, og * self.n_c + ci))
+            .collect()
+    }
+
+    /// Query support of input polynomial idx, increasing: a kept output at
+    /// oo·P + O + q·A + r·w_t + q′ reads, through tap (jj, l, dh, dw) of block oo′, the input
+    /// position (oo − oo′)·P + (jj·L + q + l)·A + (r + dh)·w_t + (q′ + dw) (mod N), so
+    /// S = ∪_{|d| < n_o} (d·P + V) mod N with V = {blocks of the tile} × {L extended channels}
+    /// × {rows read} × {columns read}.
+    pub fn query_support(&self, spec: &Conv2dSpec, idx: usize) -> Vec<usize> {
+        let (hit, _) = self.support_of(spec, idx);
         (0..self.n).filter(|&c| hit[c]).collect()
     }
 
-    /// Nonzero weights an output meets over its products: n_o blocks × all inputs.
-    pub fn taps(&self, f: &FcSpec) -> usize {
-        self.n_o * f.inputs
+    /// The query support of input polynomial idx as a mask over the N coefficients, with its
+    /// size.
+    fn support_of(&self, spec: &Conv2dSpec, idx: usize) -> (Vec<bool>, usize) {
+        let (blocks, rows, cols) = self.reads(spec, idx);
+        self.support_from(spec, blocks, &rows, &cols)
+    }
+
+    /// (blocks, rows, columns) input polynomial idx's kept outputs read.
+    fn reads(&self, spec: &Conv2dSpec, idx: usize) -> (usize, Vec<usize>, Vec<usize>) {
+        let (wi, hi, ci) = (
+            idx % self.n_w,
+            (idx / self.n_w) % self.n_h,
+            idx / (self.n_w * self.n_h),
+        );
+        let rows =
+            ConvTiling::read_lines(self.step_h(spec), spec.stride, spec.out_h(), hi, spec.kh);
+        let cols =
+            ConvTiling::read_lines(self.step_w(spec), spec.stride, spec.out_w(), wi, spec.kw);
+        (self.blocks_in(spec, ci), rows, cols)
+    }
+
+    fn support_from(
+        &self,
+        spec: &Conv2dSpec,
+        blocks: usize,
+        rows: &[usize],
+        cols: &[usize],
+    ) -> (Vec<bool>, usize) {
+        let (l, a) = (Self::len(spec.block), self.area());
+        let p = self.period(spec) as i64;
+        let mut hit = vec![false; self.n];
+        let mut count = 0;
+        for t in 0..blocks * l {
+            for &r in rows {
+                for &q in cols {
+                    let v = (t * a + r * self.w_t + q) as i64;
+                    for d in -(self.n_o as i64 - 1)..self.n_o as i64 {
+                        let h = &mut hit[(d * p + v).rem_euclid(self.n as i64) as usize];
+                        count += usize::from(!*h);
+                        *h = true;
+                    }
+                }
+            }
+        }
+        (hit, count)
+    }
+
+    /// |S| of every input polynomial, in input order. n_o = 1: S = V, whose points are distinct
+    /// and below N; (2·n_o − 1)·P ≤ N: the 2·n_o − 1 translates of V ⊆ [0, P) are disjoint;
+    /// otherwise counted once per distinct (blocks, rows, columns) read.
+    pub fn query_support_lens(&self, spec: &Conv2dSpec) -> Vec<usize> {
+        let l = Self::len(spec.block);
+        let disjoint = (2 * self.n_o - 1) * self.period(spec) <= self.n;
+        let mut counted: Vec<((usize, Vec<usize>, Vec<usize>), usize)> = Vec::new();
+        (0..self.input_cts())
+            .map(|idx| {
+                let key = self.reads(spec, idx);
+                if disjoint {
+                    return (2 * self.n_o - 1) * key.0 * l * key.1.len() * key.2.len();
+                }
+                if let Some((_, len)) = counted.iter().find(|(k, _)| *k == key) {
+                    return *len;
+                }
+                let (_, len) = self.support_from(spec, key.0, &key.1, &key.2);
+                counted.push((key, len));
+                len
+            })
+            .collect()
+    }
+
+    /// Nonzero weights an output meets over its products: n_o blocks × all C·kh·kw taps.
+    pub fn taps(&self, spec: &Conv2dSpec) -> usize {
+        self.n_o * spec.c * spec.kh * spec.kw
     }
 }
 
@@ -436,59 +676,121 @@ mod tests {
     use crate::testutil::negacyclic;
     use rand::{Rng, SeedableRng};
 
-    /// Every candidate CircTiling of block-circulant FCs computes W·x exactly as plain negacyclic
+    /// The plain convolution (dense weights) over Z_{2^64}, outputs `[M][Ho][Wo]`.
+    fn plain_conv(spec: &Conv2dSpec, ring: Ring, w: &[u64], x: &[u64]) -> Vec<u64> {
+        let (ho, wo) = (spec.out_h(), spec.out_w());
+        let mut y = vec![0u64; spec.m * ho * wo];
+        for m in 0..spec.m {
+            for i in 0..ho {
+                for j in 0..wo {
+                    let mut acc = 0u64;
+                    for c in 0..spec.c {
+                        for dh in 0..spec.kh {
+                            for dw in 0..spec.kw {
+                                let r = (i * spec.stride + dh) as isize - spec.padding as isize;
+                                let q = (j * spec.stride + dw) as isize - spec.padding as isize;
+                                if r < 0 || q < 0 || r >= spec.h as isize || q >= spec.w as isize {
+                                    continue;
+                                }
+                                let wv = w[((m * spec.c + c) * spec.kh + dh) * spec.kw + dw];
+                                let xv = x[(c * spec.h + r as usize) * spec.w + q as usize];
+                                acc = acc.wrapping_add(xv.wrapping_mul(ring.signed(wv) as u64));
+                            }
+                        }
+                    }
+                    y[(m * ho + i) * wo + j] = acc;
+                }
+            }
+        }
+        y
+    }
+
+    /// Every candidate CircTiling of block-circulant FCs (as 1×1 convolutions) and convolutions
+    /// (kernels 1–5, strides 1–2, paddings 0–2) computes the layer exactly as plain negacyclic
     /// products over Z_{2^64} summed over channel tiles, and reads only inside the query support.
     #[test]
     fn several_blocks_per_product_are_exact() {
         let ring = Ring::new(40).unwrap();
         let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(5);
-        for (inputs, outputs, b, n) in [
-            (32, 16, 4, 64),
-            (48, 64, 8, 128),
-            (64, 64, 16, 256),
-            (8, 24, 2, 32),
-        ] {
-            let f = FcSpec {
+        let fc = |inputs, outputs, block| {
+            fc_as_1x1(&FcSpec {
                 inputs,
                 outputs,
-                block: b,
-            };
-            let raw: Vec<u64> = (0..inputs * outputs)
+                block,
+            })
+        };
+        let conv = |c, h, m, k, stride, padding, block| Conv2dSpec {
+            block,
+            ..Conv2dSpec::square(c, h, m, k, stride, padding, 1)
+        };
+        let cases = [
+            (fc(32, 16, 4), 64),
+            (fc(48, 64, 8), 128),
+            (fc(64, 64, 16), 256),
+            (fc(8, 24, 2), 32),
+            (conv(8, 6, 8, 3, 1, 1, 4), 256),
+            (conv(8, 7, 16, 3, 2, 1, 2), 512),
+            (conv(16, 5, 8, 1, 1, 0, 8), 1024),
+            (conv(4, 9, 4, 5, 1, 2, 2), 256),
+            (conv(8, 8, 8, 1, 2, 0, 4), 128),
+        ];
+        for (spec, n) in cases {
+            let taps = spec.kh * spec.kw;
+            let raw: Vec<u64> = (0..spec.m * spec.c * taps)
                 .map(|_| ring.reduce(rng.gen_range(-100i64..100) as u64))
                 .collect();
-            let w = project(&f, &raw);
-            let x: Vec<u64> = (0..inputs).map(|_| rng.gen()).collect();
-            let want: Vec<u64> = (0..outputs)
-                .map(|r| {
-                    (0..inputs).fold(0u64, |a, c| {
-                        a.wrapping_add(x[c].wrapping_mul(ring.signed(w[r * inputs + c]) as u64))
-                    })
-                })
-                .collect();
-            let cands = CircTiling::candidates(&f, n);
-            assert!(cands.iter().any(|t| t.n_o > 1), "{f:?}");
+            let w = project(spec.m, spec.c, taps, spec.block, &raw);
+            assert!(is_block_circulant(spec.m, spec.c, taps, spec.block, &w));
+            let x: Vec<u64> = (0..spec.c * spec.h * spec.w).map(|_| rng.gen()).collect();
+            let want = plain_conv(&spec, ring, &w, &x);
+            let cands = CircTiling::candidates(&spec, n);
+            assert!(!cands.is_empty(), "{spec:?}");
             for t in cands {
-                for og in 0..t.n_g {
+                let mut seen = 0;
+                for o in 0..t.output_cts() {
                     let mut acc = vec![0u64; n];
-                    for ci in 0..t.n_c {
-                        let xi = t.encode_input(&f, &x, ci);
-                        let wp = t.encode_weights(&f, ring, &w, og * t.n_c + ci);
+                    let positions = t.output_positions(&spec, o);
+                    assert_eq!(positions.len(), t.kept(&spec, o));
+                    assert!(positions.windows(2).all(|p| p[0].0 < p[1].0));
+                    for (ip, key) in t.terms(o) {
+                        let xi = t.encode_input(&spec, &x, ip);
+                        let wp = t.encode_weights(&spec, ring, &w, key);
                         for (k, v) in negacyclic(&xi, &wp).into_iter().enumerate() {
                             acc[k] = acc[k].wrapping_add(v);
                         }
-                        let support = t.query_support(&f, ci);
+                        let support = t.query_support(&spec, ip);
+                        assert_eq!(support.len(), t.query_support_lens(&spec)[ip], "{t:?}");
                         for (bpos, _) in wp.iter().enumerate().filter(|(_, v)| **v != 0) {
-                            for &(c, _) in &t.output_positions(&f, og) {
+                            for &(c, _) in &positions {
                                 let a = (c + n - bpos) % n;
                                 assert!(support.binary_search(&a).is_ok(), "{t:?}");
                             }
                         }
                     }
-                    for (c, out) in t.output_positions(&f, og) {
-                        assert_eq!(acc[c], want[out], "{t:?} output {out}");
+                    for (c, out) in positions {
+                        assert_eq!(acc[c], want[out], "{spec:?} {t:?} output {out}");
+                        seen += 1;
                     }
                 }
+                assert_eq!(seen, want.len(), "{t:?}: every output once");
             }
         }
+    }
+
+    #[test]
+    fn detection_finds_the_largest_block() {
+        let ring = Ring::new(30).unwrap();
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(9);
+        let raw: Vec<u64> = (0..16 * 32 * 9)
+            .map(|_| ring.reduce(rng.gen_range(-50i64..50) as u64))
+            .collect();
+        assert_eq!(detect_block(16, 32, 9, &raw, 64), 1);
+        for b in [2, 4, 8, 16] {
+            let w = project(16, 32, 9, b, &raw);
+            assert_eq!(detect_block(16, 32, 9, &w, 64), b);
+            // A b-circulant matrix's b/2 sub-blocks are Toeplitz, not circulant.
+            assert_eq!(detect_block(16, 32, 9, &w, b / 2), 1);
+        }
+        assert_eq!(detect_block(16, 32, 9, &raw[1..], 64), 1);
     }
 }

@@ -82,6 +82,12 @@ pub struct Conv2dSpec {
     pub stride: usize,
     pub padding: usize,
     pub groups: usize,
+    /// Public structure: for every kernel tap, every `block`×`block` block of the (M, C) weight
+    /// matrix is circulant (PrivCirNet's block-circulant convolutions, `linear::circulant`);
+    /// 1 for dense weights. Only with groups = 1. Protocols that ignore it are correct for any
+    /// weights; those that use it check them.
+    #[serde(default = "one")]
+    pub block: usize,
 }
 
 impl Conv2dSpec {
@@ -105,6 +111,7 @@ impl Conv2dSpec {
             stride,
             padding,
             groups,
+            block: 1,
         }
     }
 
@@ -244,6 +251,7 @@ impl LayerSpec {
                     stride: 1,
                     padding: 0,
                     groups: 1,
+                    block: 1,
                 },
                 self.weight_bits,
             )),
@@ -277,6 +285,15 @@ impl LayerSpec {
                 }
                 if c.h + 2 * c.padding < c.kh || c.w + 2 * c.padding < c.kw {
                     return bad("conv kernel larger than the padded input");
+                }
+                if !c.block.is_power_of_two()
+                    || c.c % c.block != 0
+                    || c.m % c.block != 0
+                    || (c.block > 1 && c.groups != 1)
+                {
+                    return bad(
+                        "conv circulant block must be a power of two dividing C and M, groups 1",
+                    );
                 }
                 Ok(())
             }
@@ -371,6 +388,7 @@ impl LayerSpec {
                 stride: 1,
                 padding: 0,
                 groups: s.c,
+                block: 1,
             }),
             LayerShape::Fc(_) | LayerShape::MatMul(_) => None,
         }

@@ -497,6 +497,7 @@ mod tests {
                         stride: 1,
                         padding: pad,
                         groups,
+                        block: 1,
                     },
                     10,
                 );

@@ -1,6 +1,6 @@
-//! Block-circulant FC layers by Cheetah's convolution (`linear::circulant`): exact against the
-//! integer reference (which multiplies by the dense W), predicted bytes = measured, fewer
-//! weights to encode than the dense FC, and non-circulant weights refused.
+//! Block-circulant FC and conv layers (`linear::circulant`): exact against the integer
+//! reference (which multiplies by the dense W), predicted bytes = measured, fewer weights to
+//! encode and fewer products than the dense layer, and non-circulant weights refused.
 
 mod common;
 
@@ -9,28 +9,121 @@ use linear::{circulant, Cheetah, Circulant, LayerSpec, LayerWeights, LinearProto
 use proptest::prelude::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
+use transport::Channel;
 
-/// Random block-circulant weights (|w| < 2^bits) in the ring, dense `[out][in]`.
+/// (outputs, inputs, taps, block) of a circulant FC or conv.
+fn dims(layer: &LayerSpec) -> (usize, usize, usize, usize) {
+    match layer.shape {
+        linear::LayerShape::Fc(f) => (f.outputs, f.inputs, 1, f.block),
+        linear::LayerShape::Conv2d(c) => (c.m, c.c, c.kh * c.kw, c.block),
+        _ => panic!("not a circulant layer"),
+    }
+}
+
+/// Random block-circulant weights (|w| < 2^bits) in the ring, dense `[out][in][taps]`: random
+/// weights with every block replaced by its row 0 made circulant (built here, not by the
+/// crate's projection).
 fn circulant_weights(layer: &LayerSpec, ring: Ring, rng: &mut impl Rng) -> LayerWeights {
-    let linear::LayerShape::Fc(f) = layer.shape else {
-        panic!()
-    };
-    let (b, n) = (f.block, f.inputs);
+    let (m, n, taps, b) = dims(layer);
     let lim = (1i64 << layer.weight_bits) - 1;
-    let rows0: Vec<u64> = (0..f.outputs / b * n)
+    let rows0: Vec<u64> = (0..m / b * n * taps)
         .map(|_| ring.from_signed(rng.gen_range(-lim..=lim)))
         .collect();
-    let mut w = vec![0u64; f.outputs * n];
-    for row in 0..f.outputs {
+    let mut w = vec![0u64; m * n * taps];
+    for row in 0..m {
         let (i, r) = (row / b, row % b);
         for col in 0..n {
             let (j, c) = (col / b, col % b);
-            w[row * n + col] = rows0[i * n + j * b + (c + b - r) % b];
+            for k in 0..taps {
+                w[(row * n + col) * taps + k] = rows0[(i * n + j * b + (c + b - r) % b) * taps + k];
+            }
         }
     }
     LayerWeights {
         weights: w,
-        bias: (0..f.outputs).map(|_| ring.reduce(rng.gen())).collect(),
+        bias: (0..m).map(|_| ring.reduce(rng.gen())).collect(),
+    }
+}
+
+/// Runs a circulant layer under `Circulant` and checks it against the reference and the cost
+/// model; returns the products it used.
+fn check_layer(proto: &Circulant, layer: &LayerSpec, seed: u64) -> u64 {
+    let ring = Ring::new(37).unwrap();
+    let mut rng = ChaCha20Rng::seed_from_u64(seed);
+    let w = circulant_weights(layer, ring, &mut rng);
+    let (m, n, taps, b) = dims(layer);
+    assert!(circulant::is_block_circulant(m, n, taps, b, &w.weights));
+    let x: Vec<u64> = (0..layer.input_len())
+        .map(|_| ring.from_signed(rng.gen_range(-(1i64 << 14)..(1i64 << 14))))
+        .collect();
+    let out = run(proto, layer, ring, &w, &x, seed);
+    assert_eq!(out.y, out.expected, "{layer:?}");
+    assert_eq!(out.client.bytes_sent, out.predicted.bytes_c2s, "{layer:?}");
+    assert_eq!(out.server.bytes_sent, out.predicted.bytes_s2c, "{layer:?}");
+    out.predicted.ct_pt_mults
+}
+
+fn circ_conv(
+    c: usize,
+    h: usize,
+    m: usize,
+    k: usize,
+    stride: usize,
+    padding: usize,
+    block: usize,
+) -> LayerSpec {
+    LayerSpec::conv(
+        linear::Conv2dSpec {
+            block,
+            ..linear::Conv2dSpec::square(c, h, m, k, stride, padding, 1)
+        },
+        8,
+    )
+}
+
+/// ResNet-20's conv shapes (32×32 CIFAR) for b ∈ {2, 4, 8, 16}: exact, bytes as predicted, and
+/// fewer products than Cheetah on the dense layer.
+#[test]
+fn block_circulant_convs_are_exact() {
+    let proto = Circulant::default();
+    for (i, &(c, h, m, k, s, p)) in [
+        (16, 32, 16, 3, 1, 1),
+        (16, 32, 32, 3, 2, 1),
+        (32, 16, 32, 3, 1, 1),
+        (16, 32, 32, 1, 2, 0),
+        (64, 8, 64, 3, 1, 1),
+    ]
+    .iter()
+    .enumerate()
+    {
+        for b in [2, 4, 8, 16] {
+            let layer = circ_conv(c, h, m, k, s, p, b);
+            let products = check_layer(&proto, &layer, (i * 16 + b) as u64);
+            let dense = LayerSpec::conv(linear::Conv2dSpec::square(c, h, m, k, s, p, 1), 8);
+            let dense_products = Cheetah::default()
+                .cost(&dense, Ring::new(37).unwrap())
+                .unwrap()
+                .ct_pt_mults;
+            if b >= 4 {
+                assert!(
+                    products < dense_products,
+                    "{layer:?}: {products} vs {dense_products}"
+                );
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 8, .. ProptestConfig::default() })]
+    #[test]
+    fn random_block_circulant_convs(lb in 1u32..=3, nc in 1usize..=3, nm in 1usize..=3,
+                                    h in 3usize..=12, k in prop::sample::select(vec![1usize, 3, 5]),
+                                    s in 1usize..=2, p in 0usize..=2, seed in any::<u64>()) {
+        let b = 1usize << lb;
+        let layer = circ_conv(nc * b, h.max(k), nm * b, k, s, p, b);
+        prop_assume!(layer.validate().is_ok());
+        check_layer(&Circulant::default(), &layer, seed);
     }
 }
 
@@ -42,7 +135,9 @@ fn check(inputs: usize, outputs: usize, block: usize, seed: u64) {
     let linear::LayerShape::Fc(f) = layer.shape else {
         panic!()
     };
-    assert!(circulant::is_block_circulant(&f, &w.weights));
+    assert!(circulant::is_block_circulant(
+        f.outputs, f.inputs, 1, f.block, &w.weights
+    ));
     let x: Vec<u64> = (0..inputs)
         .map(|_| ring.from_signed(rng.gen_range(-(1i64 << 16)..(1i64 << 16))))
         .collect();
@@ -97,8 +192,32 @@ fn non_circulant_weights_and_other_layers_are_refused() {
         panic!()
     };
     w.weights[5] = w.weights[5].wrapping_add(1) % (1 << 37);
-    assert!(!circulant::is_block_circulant(&f, &w.weights));
+    assert!(!circulant::is_block_circulant(
+        f.outputs, f.inputs, 1, f.block, &w.weights
+    ));
     assert!(circulant::conv_weights(&f, &w).is_err());
+    // A conv: one changed weight of a 4-circulant conv is refused before anything is sent.
+    let conv = circ_conv(8, 6, 8, 3, 1, 1, 4);
+    let mut w = circulant_weights(&conv, ring, &mut rng);
+    w.weights[40] = ring.reduce(w.weights[40].wrapping_add(1));
+    let proto = Circulant::default();
+    let req = proto.keys_needed(&conv, ring).unwrap();
+    let (mut cc, mut sc) = transport::MemoryChannel::pair();
+    let req2 = req.clone();
+    let client = std::thread::spawn(move || {
+        let mut rng = ChaCha20Rng::seed_from_u64(1);
+        linear::ClientKeys::setup(&req2, &mut cc, &mut rng).unwrap();
+        cc
+    });
+    let keys = linear::ServerKeys::setup(&req, &mut sc).unwrap();
+    let _cc = client.join().unwrap();
+    let before = sc.stats();
+    let x = vec![0u64; conv.input_len()];
+    let res = proto.server(&conv, ring, &keys, &w, &x, &mut sc, &mut rng);
+    assert!(res.is_err(), "non-circulant conv weights must be refused");
+    assert_eq!(sc.stats().since(&before).bytes_sent, 0);
+    assert!(circ_conv(8, 6, 8, 3, 1, 1, 3).validate().is_err());
+    assert!(circ_conv(8, 6, 12, 3, 1, 1, 8).validate().is_err());
     assert!(Circulant::default()
         .cost(&LayerSpec::fc(32, 16, 8), ring)
         .is_err());

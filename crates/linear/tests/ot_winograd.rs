@@ -108,6 +108,7 @@ fn conv(
             stride,
             padding,
             groups,
+            block: 1,
         },
         8,
     )

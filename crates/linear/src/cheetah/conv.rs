@@ -44,7 +44,7 @@ pub struct ConvTiling {
 }
 
 /// Stride-1 output rows and columns that are needed: (out − 1)·stride + 1.
-fn needed(spec: &Conv2dSpec) -> (usize, usize) {
+pub(crate) fn needed(spec: &Conv2dSpec) -> (usize, usize) {
     (
         (spec.out_h() - 1) * spec.stride + 1,
         (spec.out_w() - 1) * spec.stride + 1,
@@ -54,7 +54,7 @@ fn needed(spec: &Conv2dSpec) -> (usize, usize) {
 /// The balanced row splits `h_ts` plus the tallest full-width tile that fits N with c_t
 /// channels: its last spatial tile is short, which costs nothing extra in a truncated query
 /// (only the rows its outputs read are sent).
-fn with_tallest(h_ts: &[usize], spec: &Conv2dSpec, n: usize, c_t: usize) -> Vec<usize> {
+pub(crate) fn with_tallest(h_ts: &[usize], spec: &Conv2dSpec, n: usize, c_t: usize) -> Vec<usize> {
     let (hf, wf) = needed(spec);
     let (hn, wn) = (hf + spec.kh - 1, wf + spec.kw - 1);
     let mut out = h_ts.to_vec();
@@ -226,7 +226,12 @@ impl ConvTiling {
     }
 
     /// Output rows (stride-s indices i) whose stride-1 row i·s falls in spatial tile row hi.
-    fn kept_range(step: usize, stride: usize, out: usize, tile: usize) -> std::ops::Range<usize> {
+    pub(crate) fn kept_range(
+        step: usize,
+        stride: usize,
+        out: usize,
+        tile: usize,
+    ) -> std::ops::Range<usize> {
         let lo = (tile * step).div_ceil(stride);
         let hi = ((tile + 1) * step).div_ceil(stride).min(out);
         lo..hi.max(lo)
@@ -262,7 +267,13 @@ impl ConvTiling {
 
     /// Tile-local padded rows (or columns, with the column arguments) that some kept output of
     /// spatial tile `tile` reads: ∪ over its kept stride-1 rows r of [r, r + k), increasing.
-    fn read_lines(step: usize, stride: usize, out: usize, tile: usize, k: usize) -> Vec<usize> {
+    pub(crate) fn read_lines(
+        step: usize,
+        stride: usize,
+        out: usize,
+        tile: usize,
+        k: usize,
+    ) -> Vec<usize> {
         let mut hit = vec![false; step + k - 1];
         for i in Self::kept_range(step, stride, out, tile) {
             let r = i * stride - tile * step;
@@ -315,7 +326,7 @@ impl ConvTiling {
 
     /// Number of lines [`Self::read_lines`] returns, in closed form: the cnt kept lines r₀ + j·s
     /// read [r₀ + j·s, r₀ + j·s + k), contiguous when s ≤ k, disjoint otherwise.
-    fn read_len(step: usize, stride: usize, out: usize, tile: usize, k: usize) -> usize {
+    pub(crate) fn read_len(step: usize, stride: usize, out: usize, tile: usize, k: usize) -> usize {
         match Self::kept_range(step, stride, out, tile).len() {
             0 => 0,
             cnt => (cnt - 1) * stride.min(k) + k,

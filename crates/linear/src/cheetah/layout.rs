@@ -23,9 +23,10 @@ pub enum Layout {
         spec: Conv2dSpec,
         tiling: DenseTiling,
     },
-    /// A block-circulant FC with several output blocks per product ([`crate::circulant`]).
+    /// A block-circulant FC (as a 1×1 convolution) or convolution with the channel axis as a
+    /// convolution axis and several output blocks per product ([`crate::circulant`]).
     Circ {
-        spec: FcSpec,
+        spec: Conv2dSpec,
         tiling: CircTiling,
     },
 }
@@ -61,15 +62,18 @@ impl Layout {
         }
     }
 
-    /// The several-blocks-per-product encodings of a block-circulant FC; none for other layers.
+    /// The block-circulant encodings of a block-circulant FC or convolution; none for other
+    /// layers.
     pub fn circ_candidates(layer: &LayerSpec, n: usize) -> Vec<Layout> {
-        match layer.shape {
-            LayerShape::Fc(spec) if spec.block > 1 => CircTiling::candidates(&spec, n)
-                .into_iter()
-                .map(|tiling| Layout::Circ { spec, tiling })
-                .collect(),
-            _ => Vec::new(),
-        }
+        let spec = match layer.shape {
+            LayerShape::Fc(f) if f.block > 1 => crate::circulant::fc_as_1x1(&f),
+            LayerShape::Conv2d(c) if c.block > 1 => c,
+            _ => return Vec::new(),
+        };
+        CircTiling::candidates(&spec, n)
+            .into_iter()
+            .map(|tiling| Layout::Circ { spec, tiling })
+            .collect()
     }
 
     /// Candidate encodings whose outputs sit at multiples of a power of two G (see
@@ -115,7 +119,7 @@ impl Layout {
             Layout::Conv { spec, .. } => spec.m * spec.out_h() * spec.out_w(),
             Layout::Fc { spec, .. } => spec.outputs,
             Layout::Dense { spec, .. } => spec.m * spec.out_h() * spec.out_w(),
-            Layout::Circ { spec, .. } => spec.outputs,
+            Layout::Circ { spec, .. } => spec.m * spec.out_h() * spec.out_w(),
         }
     }
 
@@ -162,7 +166,7 @@ impl Layout {
             Layout::Conv { tiling, .. } => tiling.input_tiles(),
             Layout::Fc { blocks, .. } => blocks.n_in,
             Layout::Dense { spec, tiling } => tiling.input_cts(spec),
-            Layout::Circ { tiling, .. } => tiling.n_c,
+            Layout::Circ { tiling, .. } => tiling.input_cts(),
         }
     }
 
@@ -171,7 +175,7 @@ impl Layout {
             Layout::Conv { spec, tiling } => spec.m * tiling.spatial_tiles(),
             Layout::Fc { blocks, .. } => blocks.n_out,
             Layout::Dense { spec, tiling } => tiling.output_cts(spec),
-            Layout::Circ { tiling, .. } => tiling.n_g,
+            Layout::Circ { tiling, .. } => tiling.output_cts(),
         }
     }
 
@@ -223,9 +227,7 @@ impl Layout {
             Layout::Conv { spec, tiling } => tiling.query_support_lens(spec),
             Layout::Fc { spec, blocks } => blocks.query_support_lens(spec),
             Layout::Dense { spec, tiling } => tiling.query_support_lens(spec),
-            Layout::Circ { spec, tiling } => (0..tiling.n_c)
-                .map(|ci| tiling.query_support(spec, ci).len())
-                .collect(),
+            Layout::Circ { spec, tiling } => tiling.query_support_lens(spec),
         }
     }
 
@@ -293,10 +295,8 @@ impl Layout {
                 let ip = tiling.key_input(spec, key);
                 vec![(ip * tiling.n_b + o % tiling.n_b, key)]
             }
-            // Output group o sums its channel tiles' products.
-            Layout::Circ { tiling, .. } => (0..tiling.n_c)
-                .map(|ci| (ci, o * tiling.n_c + ci))
-                .collect(),
+            // Output group and spatial tile o sums its channel tiles' products.
+            Layout::Circ { tiling, .. } => tiling.terms(o),
         }
     }
 
@@ -352,7 +352,7 @@ impl Layout {
             }
             Layout::Fc { blocks, .. } => blocks.n_in * blocks.n_out,
             Layout::Dense { .. } => self.output_cts(),
-            Layout::Circ { tiling, .. } => tiling.n_g * tiling.n_c,
+            Layout::Circ { tiling, .. } => tiling.output_cts() * tiling.n_c,
         }
     }
 

@@ -35,9 +35,24 @@ pub fn rewrite(layer: &LayerSpec) -> Option<LayerSpec> {
             stride: 1,
             padding: 0,
             groups: c.groups,
+            block: c.block,
         }),
         weight_bits: layer.weight_bits,
     })
+}
+
+/// Channel of the rewritten layer holding phase (a, b) of channel c: channel-major
+/// (c·pa + a)·pb + b, so each group's channels stay contiguous; phase-major (a·pb + b)·C + c for
+/// a block-circulant layer (groups = 1), so each phase's (M, C) matrix keeps its b×b circulant
+/// blocks and the rewrite keeps `block`.
+fn phase_channel(orig: &Conv2dSpec, c: usize, a: usize, b: usize) -> usize {
+    let s = orig.stride;
+    let (pa, pb) = (s.min(orig.kh), s.min(orig.kw));
+    if orig.block > 1 {
+        (a * pb + b) * orig.c + c
+    } else {
+        (c * pa + a) * pb + b
+    }
 }
 
 /// Phases of one party's share `x` (C×H×W of `orig`) laid out as the input of `rw`.
@@ -50,7 +65,7 @@ pub fn rewrite_input(orig: &Conv2dSpec, rw: &Conv2dSpec, x: &[u64]) -> Vec<u64> 
         let plane = &x[c * orig.h * orig.w..(c + 1) * orig.h * orig.w];
         for a in 0..pa {
             for b in 0..pb {
-                let ch = (c * pa + a) * pb + b;
+                let ch = phase_channel(orig, c, a, b);
                 let dst = &mut out[ch * rw.h * rw.w..(ch + 1) * rw.h * rw.w];
                 for i in 0..rw.h {
                     let r = (s * i + a) as isize - p;
@@ -82,7 +97,7 @@ pub fn rewrite_weights(orig: &Conv2dSpec, rw: &Conv2dSpec, w: &LayerWeights) -> 
         for cc in 0..cg {
             for a in 0..pa {
                 for b in 0..pb {
-                    let ch = (cc * pa + a) * pb + b;
+                    let ch = phase_channel(orig, cc, a, b);
                     for u in 0..rw.kh {
                         let l = s * u + a;
                         if l >= orig.kh {
@@ -115,7 +130,8 @@ mod tests {
     use rand_core::{RngCore, SeedableRng};
 
     /// The rewritten plaintext convolution equals the original one on every small shape with
-    /// stride 2 and 3, kernels 1–7, paddings 0–3 and groups (independent of any HE).
+    /// stride 2 and 3, kernels 1–7, paddings 0–3, groups and circulant blocks (independent of any
+    /// HE); a block-circulant layer's rewrite is block-circulant with the same block.
     #[test]
     fn rewrite_equals_reference_in_the_clear() {
         let ring = Ring::new(37).unwrap();
@@ -124,7 +140,9 @@ mod tests {
         for s in 2..=3 {
             for k in 1..=7 {
                 for pad in 0..=3 {
-                    for (g, cpg, mpg) in [(1, 3, 2), (2, 2, 3), (3, 1, 1)] {
+                    for (g, cpg, mpg, blk) in
+                        [(1, 3, 2, 1), (2, 2, 3, 1), (3, 1, 1, 1), (1, 4, 8, 4)]
+                    {
                         for (h, w) in [(7, 9), (11, 8), (k, k + 1)] {
                             let c = Conv2dSpec {
                                 c: g * cpg,
@@ -136,6 +154,7 @@ mod tests {
                                 stride: s,
                                 padding: pad,
                                 groups: g,
+                                block: blk,
                             };
                             let layer = LayerSpec::conv(c, 10);
                             if layer.validate().is_err() {
@@ -146,12 +165,16 @@ mod tests {
                             let LayerShape::Conv2d(rw) = rwl.shape else {
                                 unreachable!()
                             };
+                            let taps = c.kh * c.kw;
+                            let raw: Vec<u64> = (0..layer.weight_len())
+                                .map(|_| ring.from_signed((rng.next_u64() % 2001) as i64 - 1000))
+                                .collect();
                             let w = LayerWeights {
-                                weights: (0..layer.weight_len())
-                                    .map(|_| {
-                                        ring.from_signed((rng.next_u64() % 2001) as i64 - 1000)
-                                    })
-                                    .collect(),
+                                weights: if blk > 1 {
+                                    crate::circulant::project(c.m, c.c, taps, blk, &raw)
+                                } else {
+                                    raw
+                                },
                                 bias: (0..layer.bias_len())
                                     .map(|_| ring.reduce(rng.next_u64()))
                                     .collect(),
@@ -167,6 +190,17 @@ mod tests {
                                 &rewrite_input(&c, &rw, &x),
                             );
                             assert_eq!(got, want, "{c:?}");
+                            assert_eq!(rw.block, blk);
+                            assert!(
+                                blk == 1
+                                    || crate::circulant::is_block_circulant(
+                                        rw.m,
+                                        rw.c,
+                                        rw.kh * rw.kw,
+                                        blk,
+                                        &rewrite_weights(&c, &rw, &w).weights
+                                    )
+                            );
                             n += 1;
                         }
                     }

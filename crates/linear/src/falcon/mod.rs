@@ -814,6 +814,7 @@ mod tests {
             stride: 1,
             padding: 3,
             groups: 12,
+            block: 1,
         };
         // padding 3 ≥ kh: no dense tiling.
         assert_eq!(DenseTiling::candidates(&s, 512).len(), 0);
