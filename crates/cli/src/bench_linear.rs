@@ -105,7 +105,9 @@ pub struct Args {
 /// `layer` declared block-circulant with block b where b fits it (conv with groups 1, FC; b a
 /// power of two dividing both channel counts), else unchanged.
 fn with_block(layer: LayerSpec, b: usize) -> LayerSpec {
-    let fits = |x: usize, y: usize| b > 1 && b.is_power_of_two() && x % b == 0 && y % b == 0;
+    let fits = |x: usize, y: usize| {
+        b > 1 && b.is_power_of_two() && x.is_multiple_of(b) && y.is_multiple_of(b)
+    };
     let shape = match layer.shape {
         linear::LayerShape::Conv2d(c) if c.groups == 1 && fits(c.c, c.m) => {
             linear::LayerShape::Conv2d(linear::Conv2dSpec { block: b, ..c })

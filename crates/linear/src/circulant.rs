@@ -353,10 +353,10 @@ impl LinearProtocol for Circulant {
 ///
 /// Non-interference (docs/protocols/privcirnet.md § Convolutions):
 /// * inside block oo, Cheetah's conv argument on three axes: a term x̃[(jj·L + t)·A + r′·w_t + q″]
-///   times the tap (jj′, l, dh, dw) lands on O + ((jj − jj′)·L + t − l)·A + (r′ − dh)·w_t
-///   + (q″ − dw); equal to a kept output forces q″ − dw = q′ and r′ − dh = r (the column and row
-///   remainders lie in (−w_t, w_t) and (−A, A)), then (jj − jj′)·L = q − t + l ∈ [−(2b − 2), 2b − 2]
-///   forces jj = jj′ (L = 2b − 1) and t = q + l: exactly the cyclic product above;
+///   times the tap (jj′, l, dh, dw) lands on O + ((jj − jj′)·L + t − l)·A + (r′ − dh)·w_t +
+///   (q″ − dw); equal to a kept output forces q″ − dw = q′ and r′ − dh = r (the column and row
+///   remainders lie in (−w_t, w_t) and (−A, A)), then (jj − jj′)·L = q − t + l, which lies in
+///   [−(2b − 2), 2b − 2], forces jj = jj′ (L = 2b − 1) and t = q + l: the cyclic product above;
 /// * block oo's terms occupy oo·P + [0, P − 1 + O]: below block oo + 1's first output
 ///   (oo + 1)·P + O, and above block oo − 1's last output (oo − 1)·P + P − 1;
 /// * with n_o·P ≤ N a wrapped term lands below O, under block 0's outputs, and every output stays
@@ -647,7 +647,8 @@ impl CircTiling {
     pub fn query_support_lens(&self, spec: &Conv2dSpec) -> Vec<usize> {
         let l = Self::len(spec.block);
         let disjoint = (2 * self.n_o - 1) * self.period(spec) <= self.n;
-        let mut counted: Vec<((usize, Vec<usize>, Vec<usize>), usize)> = Vec::new();
+        type Reads = (usize, Vec<usize>, Vec<usize>);
+        let mut counted: Vec<(Reads, usize)> = Vec::new();
         (0..self.input_cts())
             .map(|idx| {
                 let key = self.reads(spec, idx);
