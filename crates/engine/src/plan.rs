@@ -377,6 +377,30 @@ impl Plan {
             });
         }
         let ring = linear::Ring::new(cfg.ell)?;
+        let declared = model.circulant_blocks()?;
+        // A block-circulant layer's b: the one the model declares (checked against the
+        // quantized weights), else found in the weights themselves, whatever exported the
+        // model. b is public like a shape; the weights stay secret.
+        let block_of = |id: usize, name: &str, m: usize, c: usize, taps: usize, wq: &[u64]| {
+            match declared
+            .get(name)
+        {
+            Some(&b) if linear::circulant::is_block_circulant(m, c, taps, b, wq) => Ok(b),
+            Some(&b) => Err(EngineError::InvalidPlan {
+                step: id,
+                reason: format!(
+                    "layer {name}: the model declares circulant block {b} but its weights are not block-circulant"
+                ),
+            }),
+            None => Ok(linear::circulant::detect_block(
+                m,
+                c,
+                taps,
+                wq,
+                MAX_CIRCULANT_BLOCK,
+            )),
+        }
+        };
         let mut steps = Vec::with_capacity(model.nodes.len());
         for (id, node) in model.nodes.iter().enumerate() {
             let name = node.name.as_str();
@@ -391,10 +415,8 @@ impl Plan {
                     let [cin, h, w] = c.in_shape;
                     let (wq, _) = fm.params(id);
                     let (m, taps) = (c.out_shape[0], c.kernel[0] * c.kernel[1]);
-                    // Block-circulant weights (PrivCirNet) are found in the weights themselves,
-                    // whatever exported them; b is public like a shape.
                     let block = if c.groups == 1 {
-                        linear::circulant::detect_block(m, cin, taps, wq, MAX_CIRCULANT_BLOCK)
+                        block_of(id, name, m, cin, taps, wq)?
                     } else {
                         1
                     };
@@ -419,15 +441,7 @@ impl Plan {
                     // One row: a matrix–vector product; more (a transformer's tokens): the
                     // token × weight product, rows × in row-major like the reference's.
                     let layer = if l.rows == 1 {
-                        // Block-circulant weights (PrivCirNet) are found in the weights
-                        // themselves, whatever exported them; b is public like a shape.
-                        let b = linear::circulant::detect_block(
-                            l.out_features,
-                            l.in_features,
-                            1,
-                            wq,
-                            MAX_CIRCULANT_BLOCK,
-                        );
+                        let b = block_of(id, name, l.out_features, l.in_features, 1, wq)?;
                         LayerSpec::circulant_fc(l.in_features, l.out_features, b, bits)
                     } else {
                         LayerSpec::matmul(l.rows, l.in_features, l.out_features, bits)

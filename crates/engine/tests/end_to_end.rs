@@ -590,3 +590,126 @@ fn ot_and_winograd_plans_match_the_fixed_point_reference() {
         assert_eq!(l, reference.data, "{linear:?} at ell {ell}");
     }
 }
+
+/// Two block-circulant convolutions: conv1 (8 → 16, 3×3, b = 4) carries no metadata and is found
+/// in its weights; conv2 (16 → 16, 3×3, stride 2, b = 8) is declared in the model's
+/// `privinfer.circulant_blocks` metadata, as the python toolkit writes it. Under `circulant` and
+/// under the planner's own choice the private output equals the fixed-point reference; a
+/// declaration the weights do not satisfy, or a malformed one, is refused with its reason.
+#[test]
+fn block_circulant_convs_match_the_reference_with_and_without_metadata() {
+    use nn::ir::Conv2d;
+    use nn::{Model, Op};
+    use privinfer_engine::plan::StepKind;
+    // W[ib + r][jb + c][k] = v(i, j, (c − r) mod b, k): circulant blocks for every tap.
+    let circulant = |o: usize, c: usize, b: usize, seed: f32| {
+        let mut w = vec![0f32; o * c * 9];
+        for row in 0..o {
+            for col in 0..c {
+                for k in 0..9 {
+                    let d = (col % b + b - row % b) % b;
+                    let z = ((row / b) * 131 + (col / b) * 37 + d * 11 + k * 3) as f32;
+                    w[(row * c + col) * 9 + k] = (z * 0.173 + seed).sin() * 0.3;
+                }
+            }
+        }
+        w
+    };
+    let conv = |c: usize, h: usize, o: usize, stride: usize, weight: Vec<f32>| {
+        Op::Conv(Conv2d {
+            in_shape: [c, h, h],
+            out_shape: [o, (h + 2 - 3) / stride + 1, (h + 2 - 3) / stride + 1],
+            kernel: [3, 3],
+            stride: [stride, stride],
+            pads: [1; 4],
+            groups: 1,
+            weight,
+            bias: (0..o).map(|i| (i as f32 * 0.7).cos() * 0.2).collect(),
+        })
+    };
+    let model = |meta: Option<&str>| Model {
+        name: "circulant-convs".into(),
+        input_name: "x".into(),
+        nodes: vec![
+            node("x", Op::Input, vec![], vec![1, 8, 8, 8]),
+            node(
+                "conv1",
+                conv(8, 8, 16, 1, circulant(16, 8, 4, 0.1)),
+                vec![0],
+                vec![1, 16, 8, 8],
+            ),
+            node("relu", Op::Relu, vec![1], vec![1, 16, 8, 8]),
+            node(
+                "conv2",
+                conv(16, 8, 16, 2, circulant(16, 16, 8, 0.9)),
+                vec![2],
+                vec![1, 16, 4, 4],
+            ),
+        ],
+        output: 3,
+        metadata: meta
+            .map(|m| vec![(nn::CIRCULANT_BLOCKS_KEY.to_string(), m.to_string())])
+            .unwrap_or_default(),
+    };
+    let declared = model(Some(r#"{"conv2": 8}"#));
+    assert_eq!(declared.circulant_blocks().unwrap().get("conv2"), Some(&8));
+    for policy in [LinearPolicy::Circulant, LinearPolicy::Auto] {
+        let cfg = PlanConfig {
+            linear: policy,
+            ..PlanConfig::default()
+        };
+        let fixed = nn::FixedConfig::new(cfg.ell, cfg.scale).unwrap();
+        let server = ServerModel::new(&declared, &cfg).unwrap();
+        let blocks: Vec<(usize, &str)> = server
+            .plan
+            .steps
+            .iter()
+            .filter_map(|s| match &s.kind {
+                StepKind::Linear { choice, layer, .. } => match layer.shape {
+                    linear::LayerShape::Conv2d(c) => Some((c.block, choice.name())),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .collect();
+        assert_eq!(blocks.iter().map(|b| b.0).collect::<Vec<_>>(), [4, 8]);
+        if policy == LinearPolicy::Circulant {
+            assert!(blocks.iter().all(|b| b.1 == "circulant"), "{blocks:?}");
+        }
+        let x: Vec<f32> = (0..512)
+            .map(|i| ((i * 7919) % 1000) as f32 / 250.0 - 2.0)
+            .collect();
+        let xq: Vec<u64> = x.iter().map(|&v| fixed.encode(v)).collect();
+        let reference = nn::fixed::run(&declared, &x, fixed).unwrap();
+        let Outcome::Logits(l) = private_logits(&server, xq, false, 23) else {
+            panic!()
+        };
+        assert_eq!(l, reference.data, "{policy:?}");
+    }
+    // conv2's weights are 8-circulant, not 16-circulant: refused with the layer named.
+    let cfg = PlanConfig::default();
+    let err = ServerModel::new(&model(Some(r#"{"conv2": 16}"#)), &cfg)
+        .err()
+        .expect("a wrong declaration is refused")
+        .to_string();
+    assert!(
+        err.contains("conv2") && err.contains("not block-circulant"),
+        "{err}"
+    );
+    for bad in [
+        r#"{"conv9": 4}"#,
+        r#"{"conv1": 3}"#,
+        r#"{"relu": 2}"#,
+        "[4]",
+        "{",
+    ] {
+        let err = model(Some(bad))
+            .circulant_blocks()
+            .expect_err(bad)
+            .to_string();
+        assert!(
+            err.starts_with("metadata privinfer.circulant_blocks"),
+            "{err}"
+        );
+    }
+}

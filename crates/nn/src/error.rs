@@ -27,6 +27,8 @@ pub enum NnError {
         min: i64,
         max: i64,
     },
+    #[error("metadata {key}: {reason}")]
+    BadMetadata { key: &'static str, reason: String },
     #[error("node {node} ({op}): unsupported op")]
     UnsupportedOp { node: String, op: String },
     #[error("node {node} ({op}): unsupported: {reason}")]

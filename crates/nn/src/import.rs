@@ -105,6 +105,7 @@ pub fn from_bytes(bytes: &[u8], opts: &ImportOptions) -> Result<Model> {
             )
         })
         .collect();
+    m.circulant_blocks()?;
     Ok(m)
 }
 

@@ -304,6 +304,9 @@ impl std::ops::AddAssign for OpCounts {
     }
 }
 
+/// Metadata key of a model's block-circulant block sizes ([`Model::circulant_blocks`]).
+pub const CIRCULANT_BLOCKS_KEY: &str = "privinfer.circulant_blocks";
+
 /// A whole model: the DAG, its input and output, and the ONNX metadata.
 #[derive(Clone, Debug)]
 pub struct Model {
@@ -334,6 +337,47 @@ impl Model {
             .iter()
             .find(|(k, _)| k == key)
             .map(|(_, v)| v.as_str())
+    }
+
+    /// The block-circulant block sizes the model declares (PrivCirNet; written by the python
+    /// toolkit, `privinfer_models.circulant`): metadata key [`CIRCULANT_BLOCKS_KEY`], a JSON
+    /// object of node name -> b. Checked: every b is a power of two ≥ 2 dividing both channel
+    /// counts of a Conv (groups 1) or a single-row Linear node of that name. The weights are
+    /// checked by whoever uses the structure. Empty when the key is absent.
+    pub fn circulant_blocks(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, usize>, crate::NnError> {
+        let key = CIRCULANT_BLOCKS_KEY;
+        let Some(text) = self.metadata_value(key) else {
+            return Ok(Default::default());
+        };
+        let bad = |reason: String| crate::NnError::BadMetadata { key, reason };
+        let map: std::collections::BTreeMap<String, usize> = serde_json::from_str(text)
+            .map_err(|e| bad(format!("expected a JSON object of node name -> block: {e}")))?;
+        for (name, &b) in &map {
+            let node = self
+                .nodes
+                .iter()
+                .find(|n| &n.name == name)
+                .ok_or_else(|| bad(format!("no node named {name:?}")))?;
+            let dims = match &node.op {
+                Op::Conv(c) if c.groups == 1 => Some((c.in_shape[0], c.out_shape[0])),
+                Op::Linear(l) if l.rows == 1 => Some((l.in_features, l.out_features)),
+                _ => None,
+            }
+            .ok_or_else(|| {
+                bad(format!(
+                    "node {name:?} is not a conv (groups 1) or FC layer"
+                ))
+            })?;
+            if b < 2 || !b.is_power_of_two() || dims.0 % b != 0 || dims.1 % b != 0 {
+                return Err(bad(format!(
+                    "block {b} of {name:?} is not a power of two ≥ 2 dividing its {} input and {} output channels",
+                    dims.0, dims.1
+                )));
+            }
+        }
+        Ok(map)
     }
 
     /// Costs of node `id`.

@@ -24,7 +24,7 @@ mod onnx_proto;
 pub use error::{NnError, Result};
 pub use fixed::FixedConfig;
 pub use import::{load, load_with, ImportOptions};
-pub use ir::{Model, Node, NodeId, Op, OpCounts, Tensor};
+pub use ir::{Model, Node, NodeId, Op, OpCounts, Tensor, CIRCULANT_BLOCKS_KEY};
 
 /// Index of the largest value (first one on ties): the predicted class.
 pub fn argmax(v: &[f32]) -> usize {

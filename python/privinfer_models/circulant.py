@@ -1,0 +1,354 @@
+"""PrivCirNet's training side for the CIFAR ResNets: block-circulant layers, per-layer block
+sizes from second-order sensitivity and our own latency model by an integer program, and
+distillation fine-tuning (docs/protocols/privcirnet.md § Toolkit).
+
+    python -m privinfer_models.circulant --model resnet20 --out build/circulant/r20 --epochs 6
+
+1. The pretrained model's BatchNorms are folded into its convolutions (conv with bias): the
+   fused layer is what the private protocol sees, so it is the layer made block-circulant, and
+   it stays exactly block-circulant in the exported graph (no per-channel BN scale afterwards;
+   PrivCirNet's fusion after training is only approximate).
+2. Candidates b ∈ {1, 2, 4, 8, 16} per conv and FC layer (b a power of two dividing both channel
+   counts; the 3-channel stem stays dense). The projection onto block-circulant weights keeps
+   the mean of every wrapped diagonal of every b×b block (the Frobenius-nearest circulant).
+3. Sensitivity Ω_{l,b} = Σ (W − W_b)² ⊙ (∂L/∂W)², the squared gradients averaged over
+   `--fisher-batches` training batches of the dense model (PrivCirNet's second-order proxy).
+4. Latency T_{l,b} from our own cost model: `privinfer bench linear --model <folded>.onnx
+   --dry-run --json` with `--protocol cheetah` (b = 1, our dense plan) and `--protocol circulant
+   --circulant b`: the planner's estimated compute time plus the predicted bytes at
+   `--plan-mbps`.
+5. The integer program (PuLP/CBC): one b per layer, minimize Σ Ω under Σ T ≤ the latency of the
+   uniform choice b = `--budget-block` (4 by default; each layer at the largest candidate ≤ it).
+6. Fine-tuning with distillation from the pretrained model, then ONNX export with plain Conv /
+   Gemm nodes holding the expanded weights and the chosen blocks in the metadata key
+   `privinfer.circulant_blocks` (JSON: ONNX node name -> b), which `nn` reads (and checks
+   against the weights).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import subprocess
+
+import numpy as np
+import onnx
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from . import data as D
+from .copriv import fold_bn, run_epochs
+from .export import OPSET, set_metadata
+from .train import DEFAULT_DATA, evaluate, load_train
+from .zoo import ZOO
+
+METADATA_KEY = "privinfer.circulant_blocks"
+CANDIDATES = (1, 2, 4, 8, 16)
+
+
+def _diag_index(b: int) -> torch.Tensor:
+    """idx[r][c] = (c − r) mod b: entry (r, c) of a circulant block is row 0's entry idx[r][c]."""
+    r = torch.arange(b)
+    return (r[None, :] - r[:, None]) % b
+
+
+def project_rows(w: torch.Tensor, b: int) -> torch.Tensor:
+    """Row 0 of every b×b block of the nearest block-circulant matrix: w is (O, I, *taps); the
+    result is (O/b, I/b, b, *taps) with entry l the mean of the block's wrapped diagonal l,
+    {(r, (r + l) mod b)}."""
+    o, i = w.shape[:2]
+    k = w.shape[2:]
+    wb = w.reshape(o // b, b, i // b, b, *k)
+    r = torch.arange(b)
+    cols = (r[:, None] + r[None, :]) % b  # [r, l]
+    diag = wb[:, r[:, None], :, cols]  # [r, l, O/b, I/b, *k]
+    return diag.mean(0).movedim(0, 2).contiguous()
+
+
+def expand(rows: torch.Tensor, b: int) -> torch.Tensor:
+    """The dense (O, I, *taps) weights of row-0 parameters (O/b, I/b, b, *taps)."""
+    ob, ib = rows.shape[:2]
+    k = rows.shape[3:]
+    full = rows[:, :, _diag_index(b)]  # [O/b, I/b, r, c, *k]
+    return full.permute(0, 2, 1, 3, *range(4, 4 + len(k))).reshape(ob * b, ib * b, *k)
+
+
+def project(w: torch.Tensor, b: int) -> torch.Tensor:
+    return w.clone() if b == 1 else expand(project_rows(w, b), b)
+
+
+def is_block_circulant(w: torch.Tensor, b: int) -> bool:
+    return bool(torch.equal(w, project(w, b))) if b > 1 else True
+
+
+class CirConv2d(nn.Module):
+    """A convolution whose (out, in) weight matrix is block-circulant with block b for every
+    kernel tap: the parameters are row 0 of each block."""
+
+    def __init__(self, conv: nn.Conv2d, b: int):
+        super().__init__()
+        assert conv.groups == 1 and conv.in_channels % b == 0 and conv.out_channels % b == 0
+        self.b, self.stride, self.padding = b, conv.stride, conv.padding
+        self.rows = nn.Parameter(project_rows(conv.weight.detach(), b))
+        self.bias = None if conv.bias is None else nn.Parameter(conv.bias.detach().clone())
+
+    def weight(self) -> torch.Tensor:
+        return expand(self.rows, self.b)
+
+    def forward(self, x):
+        return F.conv2d(x, self.weight(), self.bias, self.stride, self.padding)
+
+    def to_dense(self) -> nn.Conv2d:
+        w = self.weight().detach()
+        conv = nn.Conv2d(w.shape[1], w.shape[0], tuple(w.shape[2:]), self.stride, self.padding, bias=self.bias is not None)
+        conv.weight.data.copy_(w)
+        if self.bias is not None:
+            conv.bias.data.copy_(self.bias.detach())
+        return conv
+
+
+class CirLinear(nn.Module):
+    """A fully connected layer with a block-circulant weight matrix (row 0 of each block)."""
+
+    def __init__(self, fc: nn.Linear, b: int):
+        super().__init__()
+        assert fc.in_features % b == 0 and fc.out_features % b == 0
+        self.b = b
+        self.rows = nn.Parameter(project_rows(fc.weight.detach(), b))
+        self.bias = None if fc.bias is None else nn.Parameter(fc.bias.detach().clone())
+
+    def weight(self) -> torch.Tensor:
+        return expand(self.rows, self.b)
+
+    def forward(self, x):
+        return F.linear(x, self.weight(), self.bias)
+
+    def to_dense(self) -> nn.Linear:
+        w = self.weight().detach()
+        fc = nn.Linear(w.shape[1], w.shape[0], bias=self.bias is not None)
+        fc.weight.data.copy_(w)
+        if self.bias is not None:
+            fc.bias.data.copy_(self.bias.detach())
+        return fc
+
+
+def folded(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
+    """conv followed by inference-mode bn as one conv with bias."""
+    w, b = fold_bn(conv, bn)
+    out = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, bias=True)
+    out.weight.data.copy_(w)
+    out.bias.data.copy_(b)
+    return out
+
+
+def fold_model(model: nn.Module) -> nn.Module:
+    """A copy of a CIFAR ResNet with every BatchNorm folded into the conv before it."""
+    m = copy.deepcopy(model).eval()
+    m.conv1, m.bn1 = folded(m.conv1, m.bn1), nn.Identity()
+    for si in (1, 2, 3):
+        for blk in getattr(m, f"layer{si}"):
+            blk.conv1, blk.bn1 = folded(blk.conv1, blk.bn1), nn.Identity()
+            blk.conv2, blk.bn2 = folded(blk.conv2, blk.bn2), nn.Identity()
+    for p in m.parameters():
+        p.requires_grad_(True)
+    return m
+
+
+def linear_layers(model: nn.Module):
+    """(module path, module) of every Conv2d and Linear, in forward order."""
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+
+
+def onnx_name(path: str, module: nn.Module) -> str:
+    """The ONNX node name torch's exporter gives module `path` ("layer1.0.conv1" ->
+    "/layer1/layer1.0/conv1/Conv")."""
+    parts = path.split(".")
+    # torch names a nested scope by its dotted prefix, the leaf by its own name.
+    scopes = [parts[0]] + [".".join(parts[:k + 1]) for k in range(1, len(parts) - 1)] + ([parts[-1]] if len(parts) > 1 else [])
+    op = "Conv" if isinstance(module, nn.Conv2d) else "Gemm"
+    return "/" + "/".join(scopes) + "/" + op
+
+
+def candidates(module: nn.Module):
+    if isinstance(module, nn.Conv2d):
+        i, o, ok = module.in_channels, module.out_channels, module.groups == 1
+    else:
+        i, o, ok = module.in_features, module.out_features, True
+    return [b for b in CANDIDATES if b == 1 or (ok and i % b == 0 and o % b == 0)]
+
+
+def set_module(model: nn.Module, path: str, new: nn.Module) -> None:
+    parent, _, leaf = path.rpartition(".")
+    setattr(model.get_submodule(parent) if parent else model, leaf, new)
+
+
+def sensitivities(model, layers, xtr, ytr, batches: int, batch: int, gen) -> dict:
+    """Ω[path][b] = Σ (W − W_b)² ⊙ E[(∂L/∂W)²] over `batches` training batches."""
+    model.eval()
+    sq = {p: torch.zeros_like(m.weight) for p, m in layers}
+    perm = torch.randperm(len(xtr), generator=gen)
+    for k in range(batches):
+        idx = perm[k * batch:(k + 1) * batch]
+        model.zero_grad()
+        F.cross_entropy(model(xtr[idx]), ytr[idx]).backward()
+        for p, m in layers:
+            sq[p] += m.weight.grad.detach() ** 2 / batches
+    out = {}
+    for p, m in layers:
+        w = m.weight.detach()
+        out[p] = {b: float(((w - project(w, b)) ** 2 * sq[p]).sum()) for b in candidates(m)}
+    return out
+
+
+def latencies(privinfer: str, onnx_path: str, blocks, mbps: float) -> dict:
+    """T[onnx node name][b] in ms from `privinfer bench linear --dry-run --json`."""
+    out: dict = {}
+    for b in blocks:
+        cmd = [privinfer, "bench", "linear", "--model", onnx_path, "--dry-run", "--json", "--plan-mbps", str(mbps)]
+        cmd += ["--protocol", "cheetah"] if b == 1 else ["--protocol", "circulant", "--circulant", str(b)]
+        res = subprocess.run(cmd, check=True, capture_output=True, text=True)
+        for line in res.stdout.splitlines():
+            r = json.loads(line)
+            if "layer" not in r:
+                continue
+            bytes_ = r["predicted_c2s"] + r["predicted_s2c"]
+            out.setdefault(r["layer"], {})[b] = r["estimated_compute_ms"] + bytes_ * 8 / (mbps * 1e3)
+    return out
+
+
+def solve(omega: dict, lat: dict, budget: float) -> dict:
+    """One b per layer minimizing Σ Ω subject to Σ T ≤ budget (PuLP/CBC)."""
+    import pulp
+
+    prob = pulp.LpProblem("block_sizes", pulp.LpMinimize)
+    x = {(l, b): pulp.LpVariable(f"x_{k}_{b}", cat="Binary") for k, l in enumerate(omega) for b in omega[l]}
+    scale = max(1e-30, max(v for l in omega for v in omega[l].values()))
+    prob += pulp.lpSum(omega[l][b] / scale * x[l, b] for (l, b) in x)
+    for l in omega:
+        prob += pulp.lpSum(x[l, b] for b in omega[l]) == 1
+    prob += pulp.lpSum(lat[l][b] * x[l, b] for (l, b) in x) <= budget
+    status = prob.solve(pulp.PULP_CBC_CMD(msg=0))
+    if pulp.LpStatus[status] != "Optimal":
+        raise SystemExit(f"block-size ILP: {pulp.LpStatus[status]} (budget {budget:.1f} ms)")
+    return {l: b for (l, b), v in x.items() if v.value() > 0.5}
+
+
+def export(model: nn.Module, path: str, blocks_by_node: dict, name: str, weights: str) -> None:
+    m = copy.deepcopy(model).eval()
+    for p, mod in list(m.named_modules()):
+        if isinstance(mod, (CirConv2d, CirLinear)):
+            set_module(m, p, mod.to_dense())
+    torch.onnx.export(m, torch.zeros(1, 3, 32, 32), path, opset_version=OPSET,
+                      input_names=["input"], output_names=["logits"])
+    set_metadata(path, name, weights, "CIFAR-10", 32, "privinfer python/privinfer_models/circulant.py")
+    om = onnx.load(path)
+    nodes = {n.name: n for n in om.graph.node}
+    missing = [n for n in blocks_by_node if n not in nodes]
+    if missing:
+        raise SystemExit(f"export: no ONNX node named {missing}")
+    p = om.metadata_props.add()
+    p.key, p.value = METADATA_KEY, json.dumps({k: v for k, v in blocks_by_node.items() if v > 1}, sort_keys=True)
+    onnx.checker.check_model(om)
+    onnx.save(om, path)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="resnet20", choices=["resnet20", "resnet32", "resnet44", "resnet56"])
+    ap.add_argument("--data", default=DEFAULT_DATA)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--privinfer", default=os.path.join(os.path.dirname(__file__), "..", "..", "target", "release", "privinfer"))
+    ap.add_argument("--plan-mbps", type=float, default=400.0, help="network profile of the latency model")
+    ap.add_argument("--budget-block", type=int, default=4, help="latency budget: the uniform choice of this block size")
+    ap.add_argument("--blocks", help="skip the ILP: JSON file of module path -> b (e.g. uniform)")
+    ap.add_argument("--fisher-batches", type=int, default=20)
+    ap.add_argument("--epochs", type=int, default=6)
+    ap.add_argument("--max-batches", type=int, help="batches per fine-tuning epoch (default: all)")
+    ap.add_argument("--lr", type=float, default=0.01)
+    ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument("--test-limit", type=int)
+    ap.add_argument("--seed", type=int, default=0)
+    a = ap.parse_args(argv)
+    torch.manual_seed(a.seed)
+    torch.set_num_threads(os.cpu_count() or 1)
+    os.makedirs(a.out, exist_ok=True)
+    logf = open(os.path.join(a.out, "log.txt"), "a")
+
+    def log(msg):
+        print(msg, flush=True)
+        logf.write(msg + "\n")
+        logf.flush()
+
+    size, builder = ZOO[a.model]
+    teacher, weights = builder(a.data)
+    teacher.eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    dense = fold_model(teacher)
+    layers = linear_layers(dense)
+    names = {p: onnx_name(p, m) for p, m in layers}
+
+    cache = os.path.join(os.path.dirname(os.path.abspath(a.out)), "cifar10_train_uint8.npz")
+    xtr, ytr = load_train(a.data, cache, None)
+    xte, yte = D.load_cifar_bin(os.path.join(a.data, "cifar10", "test_batch.bin"))
+    if a.test_limit:
+        pick = np.linspace(0, len(xte) - 1, a.test_limit).astype(int)
+        xte, yte = xte[pick], yte[pick]
+    xtr_f, ytr_t = torch.from_numpy(D.normalize_chw(xtr)), torch.from_numpy(ytr)
+    gen = torch.Generator().manual_seed(a.seed)
+    acc_base = evaluate(teacher, xte, yte, "cpu")
+    log(f"{a.model}: test accuracy {100 * acc_base:.2f} % on {len(xte)} images")
+
+    omega = latency = None
+    if a.blocks:
+        choice = json.load(open(a.blocks))
+        budget = None
+    else:
+        # Latency per (layer, b) from our cost model, on the folded dense model.
+        dense_onnx = os.path.join(a.out, f"{a.model}_folded.onnx")
+        export(dense, dense_onnx, {}, f"{a.model}_folded", weights)
+        lat_by_node = latencies(a.privinfer, dense_onnx, CANDIDATES, a.plan_mbps)
+        missing = [names[p] for p, _ in layers if names[p] not in lat_by_node]
+        if missing:
+            raise SystemExit(f"latency model has no rows for {missing}")
+        omega = sensitivities(dense, layers, xtr_f, ytr_t, a.fisher_batches, a.batch_size, gen)
+        latency = {p: {b: lat_by_node[names[p]][b] for b in omega[p]} for p in omega}
+        budget = sum(lat[max(b for b in lat if b <= a.budget_block)] for lat in latency.values())
+        choice = solve(omega, latency, budget)
+        log(f"ILP: budget {budget:.1f} ms (uniform b={a.budget_block}), chosen "
+            f"{sum(latency[p][choice[p]] for p in choice):.1f} ms (dense {sum(l[1] for l in latency.values()):.1f} ms)")
+    log("blocks " + ", ".join(f"{p}:{choice.get(p, 1)}" for p, _ in layers))
+
+    student = copy.deepcopy(dense)
+    for p, m in layers:
+        b = choice.get(p, 1)
+        if b > 1:
+            set_module(student, p, CirConv2d(m, b) if isinstance(m, nn.Conv2d) else CirLinear(m, b))
+    acc_proj = evaluate(student, xte, yte, "cpu")
+    log(f"projected, before fine-tuning: {100 * acc_proj:.2f} %")
+    acc = acc_proj
+    for e in range(a.epochs):
+        run_epochs(student, teacher, xtr_f, ytr_t, student.parameters(), a.lr * 0.5 * (1 + np.cos(np.pi * e / a.epochs)),
+                   1, a.max_batches, a.batch_size, gen, None, log)
+        acc = evaluate(student, xte, yte, "cpu")
+        log(f"fine-tuning epoch {e + 1}: {100 * acc:.2f} %")
+    path = os.path.join(a.out, f"{a.model}_circulant.onnx")
+    export(student, path, {names[p]: choice.get(p, 1) for p, _ in layers}, f"{a.model}_circulant",
+           f"block-circulant fine-tuned from {weights}")
+    summary = {
+        "model": a.model, "blocks": {p: choice.get(p, 1) for p, _ in layers},
+        "onnx_blocks": {names[p]: choice.get(p, 1) for p, _ in layers},
+        "sensitivity": omega, "latency_ms": latency, "budget_ms": budget, "plan_mbps": a.plan_mbps,
+        "accuracy_base": acc_base, "accuracy_projected": acc_proj, "accuracy": acc,
+        "command": "python -m privinfer_models.circulant " + " ".join(argv if argv is not None else __import__("sys").argv[1:]),
+        "test_images": len(xte), "epochs": a.epochs, "lr": a.lr,
+    }
+    json.dump(summary, open(os.path.join(a.out, "circulant.json"), "w"), indent=1)
+    log(json.dumps({k: summary[k] for k in ("blocks", "accuracy_base", "accuracy_projected", "accuracy")}))
+
+
+if __name__ == "__main__":
+    main()
