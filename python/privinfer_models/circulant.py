@@ -4,10 +4,11 @@ distillation fine-tuning (docs/protocols/privcirnet.md § Toolkit).
 
     python -m privinfer_models.circulant --model resnet20 --out build/circulant/r20 --epochs 6
 
-1. The pretrained model's BatchNorms are folded into its convolutions (conv with bias): the
-   fused layer is what the private protocol sees, so it is the layer made block-circulant, and
-   it stays exactly block-circulant in the exported graph (no per-channel BN scale afterwards;
-   PrivCirNet's fusion after training is only approximate).
+1. Conv + BN fusion that stays exactly block-circulant: the BatchNorm after a circulant conv is
+   trained with one scale per group of b channels (γ and the variance shared by the group,
+   `TiedBatchNorm2d`), so the scale γ/√(var + ε) that `nn` folds into the conv is bitwise equal
+   within each group and the fused conv keeps its circulant blocks (PrivCirNet's fusion after
+   training is only approximate). Latencies and sensitivities use the BN-folded dense model.
 2. Candidates b ∈ {1, 2, 4, 8, 16} per conv and FC layer (b a power of two dividing both channel
    counts; the 3-channel stem stays dense). The projection onto block-circulant weights keeps
    the mean of every wrapped diagonal of every b×b block (the Frobenius-nearest circulant).
@@ -81,7 +82,12 @@ def project(w: torch.Tensor, b: int) -> torch.Tensor:
 
 
 def is_block_circulant(w: torch.Tensor, b: int) -> bool:
-    return bool(torch.equal(w, project(w, b))) if b > 1 else True
+    """Whether every b×b block of w (O, I, *taps) equals the circulant matrix of its row 0."""
+    if b == 1:
+        return True
+    o, i = w.shape[:2]
+    row0 = w.reshape(o // b, b, i // b, b, *w.shape[2:])[:, 0]  # [O/b, I/b, b, *k]
+    return bool(torch.equal(w, expand(row0, b)))
 
 
 class CirConv2d(nn.Module):
@@ -135,6 +141,47 @@ class CirLinear(nn.Module):
         return fc
 
 
+class TiedBatchNorm2d(nn.Module):
+    """The BatchNorm after a block-circulant conv, with one scale per group of b channels: γ and
+    the variance are shared by the group (the variance pooled over its channels, each around
+    its own mean), the mean and β stay per channel. Folded into the conv, the scale γ/√(var + ε)
+    is then bitwise equal within each group, so the fused conv stays exactly block-circulant
+    (the bias absorbs the means and β)."""
+
+    def __init__(self, bn: nn.BatchNorm2d, b: int):
+        super().__init__()
+        c = bn.num_features
+        self.b, self.eps, self.momentum = b, bn.eps, 0.1
+        var_g = bn.running_var.detach().reshape(c // b, b).mean(1)
+        scale = (bn.weight.detach() / torch.sqrt(bn.running_var.detach() + bn.eps)).reshape(c // b, b).mean(1)
+        self.weight = nn.Parameter(scale * torch.sqrt(var_g + bn.eps))
+        self.bias = nn.Parameter(bn.bias.detach().clone())
+        self.register_buffer("running_mean", bn.running_mean.detach().clone())
+        self.register_buffer("running_var", var_g.clone())
+
+    def forward(self, x):
+        if self.training:
+            mu = x.mean((0, 2, 3))
+            var_c = ((x - mu[None, :, None, None]) ** 2).mean((0, 2, 3))
+            var_g = var_c.reshape(-1, self.b).mean(1)
+            n = x.numel() / x.shape[1] * self.b
+            with torch.no_grad():
+                self.running_mean.mul_(1 - self.momentum).add_(self.momentum * mu)
+                self.running_var.mul_(1 - self.momentum).add_(self.momentum * var_g * n / max(1.0, n - 1))
+        else:
+            mu, var_g = self.running_mean, self.running_var
+        scale = (self.weight / torch.sqrt(var_g + self.eps)).repeat_interleave(self.b)
+        return (x - mu[None, :, None, None]) * scale[None, :, None, None] + self.bias[None, :, None, None]
+
+    def to_bn(self) -> nn.BatchNorm2d:
+        bn = nn.BatchNorm2d(self.bias.numel(), eps=self.eps).eval()
+        bn.weight.data.copy_(self.weight.detach().repeat_interleave(self.b))
+        bn.bias.data.copy_(self.bias.detach())
+        bn.running_mean.copy_(self.running_mean)
+        bn.running_var.copy_(self.running_var.repeat_interleave(self.b))
+        return bn
+
+
 def folded(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
     """conv followed by inference-mode bn as one conv with bias."""
     w, b = fold_bn(conv, bn)
@@ -164,12 +211,19 @@ def linear_layers(model: nn.Module):
 
 def onnx_name(path: str, module: nn.Module) -> str:
     """The ONNX node name torch's exporter gives module `path` ("layer1.0.conv1" ->
-    "/layer1/layer1.0/conv1/Conv")."""
+    "/layer1/layer1.0/conv1/Conv"): one scope per enclosing module, each named by the last atom
+    of its dotted path together with the numeric atoms just before it (torch's unqualified
+    variable name: "layer1.0" stays whole)."""
     parts = path.split(".")
-    # torch names a nested scope by its dotted prefix, the leaf by its own name.
-    scopes = [parts[0]] + [".".join(parts[:k + 1]) for k in range(1, len(parts) - 1)] + ([parts[-1]] if len(parts) > 1 else [])
+
+    def unqualified(k: int) -> str:
+        start = k
+        while start > 0 and parts[start].isdigit():
+            start -= 1
+        return ".".join(parts[start:k + 1])
+
     op = "Conv" if isinstance(module, nn.Conv2d) else "Gemm"
-    return "/" + "/".join(scopes) + "/" + op
+    return "/" + "/".join(unqualified(k) for k in range(len(parts))) + "/" + op
 
 
 def candidates(module: nn.Module):
@@ -241,8 +295,11 @@ def export(model: nn.Module, path: str, blocks_by_node: dict, name: str, weights
     for p, mod in list(m.named_modules()):
         if isinstance(mod, (CirConv2d, CirLinear)):
             set_module(m, p, mod.to_dense())
+        elif isinstance(mod, TiedBatchNorm2d):
+            set_module(m, p, mod.to_bn())
+    # BatchNormalization nodes kept: `nn` folds them (the tied scales keep the fold circulant).
     torch.onnx.export(m, torch.zeros(1, 3, 32, 32), path, opset_version=OPSET,
-                      input_names=["input"], output_names=["logits"])
+                      input_names=["input"], output_names=["logits"], training=torch.onnx.TrainingMode.PRESERVE)
     set_metadata(path, name, weights, "CIFAR-10", 32, "privinfer python/privinfer_models/circulant.py")
     om = onnx.load(path)
     nodes = {n.name: n for n in om.graph.node}
@@ -255,9 +312,109 @@ def export(model: nn.Module, path: str, blocks_by_node: dict, name: str, weights
     onnx.save(om, path)
 
 
+def conv_bn_pairs(model: nn.Module, size: int):
+    """{conv module path: its BatchNorm2d} for every BN applied directly to a conv's output (found
+    by tracing one forward pass)."""
+    outputs, pairs, paths = {}, {}, {m: p for p, m in model.named_modules()}
+    hooks = []
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            hooks.append(m.register_forward_hook(lambda mod, i, o: outputs.__setitem__(id(o), mod)))
+        elif isinstance(m, nn.BatchNorm2d):
+            hooks.append(m.register_forward_hook(
+                lambda mod, i, o: pairs.__setitem__(paths[outputs[id(i[0])]], mod) if id(i[0]) in outputs else None))
+    with torch.no_grad():
+        model.eval()(torch.zeros(1, 3, size, size))
+    for h in hooks:
+        h.remove()
+    return pairs
+
+
+def project_model(model: nn.Module, choice: dict, size: int) -> None:
+    """Projects the chosen layers' weights in place; a conv's BatchNorm gets, per group of b
+    channels, one γ and one running variance (their means), so the folded scale γ/√(var + ε) is
+    bitwise equal within each group and the folded conv stays exactly block-circulant (means
+    and β, which only move the bias, stay per channel). For cost benchmarks of seeded models."""
+    pairs = conv_bn_pairs(model, size)
+    mods = dict(model.named_modules())
+    with torch.no_grad():
+        for p, b in choice.items():
+            if b == 1:
+                continue
+            m = mods[p]
+            m.weight.copy_(project(m.weight, b))
+            bn = pairs.get(p)
+            if bn is not None:
+                for t in (bn.weight, bn.running_var):
+                    t.copy_(t.reshape(-1, b).mean(1, keepdim=True).expand(-1, b).reshape(-1))
+
+
+@torch.no_grad()
+def recalibrate(model: nn.Module, x: torch.Tensor, batch: int, batches: int, gen) -> None:
+    """Re-estimates every BatchNorm's running statistics as the average over `batches` training
+    batches (the projection changed what each BN sees)."""
+    bns = [m for m in model.modules() if isinstance(m, (nn.BatchNorm2d, TiedBatchNorm2d))]
+    perm = torch.randperm(len(x), generator=gen)
+    model.train()
+    for k in range(batches):
+        for m in bns:
+            m.momentum = 1.0 / (k + 1)
+        model(x[perm[k * batch:(k + 1) * batch]])
+    for m in bns:
+        m.momentum = 0.1
+    model.eval()
+
+
+def solve_only(a, log) -> None:
+    """Steps 2-5 on any zoo model (BN as exported, seeded weights as built): blocks.json."""
+    from . import export as E
+
+    model, size, weights = E.build(a.model, a.data)
+    onnx_path = os.path.join(a.out, f"{a.model}.onnx")
+    E.export(a.model, a.data, onnx_path)
+    layers = linear_layers(model)
+    names = {p: onnx_name(p, m) for p, m in layers}
+    lat_by_node = latencies(a.privinfer, onnx_path, CANDIDATES, a.plan_mbps)
+    layers = [(p, m) for p, m in layers if names[p] in lat_by_node]
+    xtr, ytr = load_train(a.data, None, a.fisher_images)
+    x = torch.from_numpy(D.normalize_chw(xtr))
+    if size != 32:
+        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+    for p in model.parameters():
+        p.requires_grad_(True)
+    gen = torch.Generator().manual_seed(a.seed)
+    omega = sensitivities(model, layers, x, torch.from_numpy(ytr), a.fisher_batches, min(a.batch_size, len(x) // max(1, a.fisher_batches)), gen)
+    latency = {p: {b: lat_by_node[names[p]][b] for b in omega[p]} for p in omega}
+    budget = sum(lat[max(b for b in lat if b <= a.budget_block)] for lat in latency.values())
+    choice = solve(omega, latency, budget) if a.uniform is None else \
+        {p: max(b for b in lat if b <= a.uniform) for p, lat in latency.items()}
+    blocks = {names[p]: b for p, b in choice.items() if b > 1}
+    json.dump(blocks, open(os.path.join(a.out, "blocks.json"), "w"), indent=1, sort_keys=True)
+    # The seeded model projected onto the choice, with the blocks declared (cost benchmarks).
+    project_model(model, choice, size)
+    path = os.path.join(a.out, f"{a.model}_circulant_projected.onnx")
+    torch.onnx.export(model.eval(), torch.zeros(1, 3, size, size), path, opset_version=OPSET,
+                      input_names=["input"], output_names=["logits"], training=torch.onnx.TrainingMode.PRESERVE)
+    set_metadata(path, f"{a.model}_circulant_projected", f"{weights}; projected onto block-circulant weights",
+                 "ImageNet-shaped" if size != 32 else "CIFAR-10", size, "privinfer python/privinfer_models/circulant.py --solve-only")
+    om = onnx.load(path)
+    p = om.metadata_props.add()
+    p.key, p.value = METADATA_KEY, json.dumps(blocks, sort_keys=True)
+    onnx.save(om, path)
+    log(f"{a.model} ({weights}): ILP budget {budget:.1f} ms (uniform b={a.budget_block}), chosen "
+        f"{sum(latency[p][choice[p]] for p in choice):.1f} ms, dense {sum(l[1] for l in latency.values()):.1f} ms; "
+        f"blocks " + ", ".join(f"{p}:{choice[p]}" for p, _ in layers))
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default="resnet20", choices=["resnet20", "resnet32", "resnet44", "resnet56"])
+    ap.add_argument("--model", default="resnet20", choices=sorted(ZOO),
+                    help="a CIFAR ResNet to fine-tune, or any zoo model with --solve-only")
+    ap.add_argument("--solve-only", action="store_true",
+                    help="stop after the ILP: write blocks.json (ONNX node name -> b) for "
+                         "`privinfer bench linear --circulant-blocks` (cost benchmarks of seeded models)")
+    ap.add_argument("--uniform", type=int, help="with --solve-only: every layer at its largest candidate ≤ this b, no ILP")
+    ap.add_argument("--fisher-images", type=int, default=2560, help="training images for the sensitivities with --solve-only")
     ap.add_argument("--data", default=DEFAULT_DATA)
     ap.add_argument("--out", required=True)
     ap.add_argument("--privinfer", default=os.path.join(os.path.dirname(__file__), "..", "..", "target", "release", "privinfer"))
@@ -282,6 +439,10 @@ def main(argv=None):
         logf.write(msg + "\n")
         logf.flush()
 
+    if a.solve_only:
+        return solve_only(a, log)
+    if not a.model.startswith("resnet") or a.model.startswith("resnet18"):
+        raise SystemExit(f"--model {a.model}: fine-tuning supports the CIFAR ResNets; use --solve-only")
     size, builder = ZOO[a.model]
     teacher, weights = builder(a.data)
     teacher.eval()
@@ -322,13 +483,28 @@ def main(argv=None):
             f"{sum(latency[p][choice[p]] for p in choice):.1f} ms (dense {sum(l[1] for l in latency.values()):.1f} ms)")
     log("blocks " + ", ".join(f"{p}:{choice.get(p, 1)}" for p, _ in layers))
 
-    student = copy.deepcopy(dense)
-    for p, m in layers:
+    # The student keeps its BatchNorms (tied per group after a circulant conv) for training.
+    student = copy.deepcopy(teacher)
+    for p in student.parameters():
+        p.requires_grad_(True)
+    bn_of = conv_bn_pairs(student, size)
+    paths = {m: q for q, m in student.named_modules()}
+    mods = dict(student.named_modules())
+    for p, _ in layers:
         b = choice.get(p, 1)
-        if b > 1:
-            set_module(student, p, CirConv2d(m, b) if isinstance(m, nn.Conv2d) else CirLinear(m, b))
+        if b == 1:
+            continue
+        m = mods[p]
+        if isinstance(m, nn.Conv2d):
+            set_module(student, p, CirConv2d(m, b))
+            if p in bn_of:
+                set_module(student, paths[bn_of[p]], TiedBatchNorm2d(bn_of[p], b))
+        else:
+            set_module(student, p, CirLinear(m, b))
     acc_proj = evaluate(student, xte, yte, "cpu")
-    log(f"projected, before fine-tuning: {100 * acc_proj:.2f} %")
+    recalibrate(student, xtr_f, a.batch_size, 30, gen)
+    acc_cal = evaluate(student, xte, yte, "cpu")
+    log(f"projected, before fine-tuning: {100 * acc_proj:.2f} %; BN statistics recalibrated: {100 * acc_cal:.2f} %")
     acc = acc_proj
     for e in range(a.epochs):
         run_epochs(student, teacher, xtr_f, ytr_t, student.parameters(), a.lr * 0.5 * (1 + np.cos(np.pi * e / a.epochs)),

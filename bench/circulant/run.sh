@@ -1,0 +1,53 @@
+#!/bin/bash
+# PrivCirNet's block-circulant layers on our ring (--protocol circulant, linear::circulant)
+# against our dense plan (--protocol cheetah) and the SIMD (Bolt-style) dense baseline
+# (--protocol simd). Seeded weights are projected onto the structure by --circulant B (or a
+# per-layer choice, --circulant-blocks FILE); every measured row is checked against the integer
+# reference ("exact") and its bytes against the prediction.
+# Usage: bench/circulant/run.sh [sweep|r20|r18|mnv2|e2e]...  (default: all)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+cargo build --release -q -p privinfer
+BIN=target/release/privinfer
+OUT=bench/circulant
+PY=python/.venv/bin/python
+STEPS=${*:-sweep r20 r18 mnv2 e2e}
+for step in $STEPS; do
+  case $step in
+  sweep) # Exactness: each distinct circulant conv / FC shape for b = 2, 4, 8, 16.
+    for m in resnet20 resnet32 resnet18-64 mobilenetv2-32; do
+      for b in 2 4 8 16; do
+        $BIN bench linear --model $m --circulant $b --protocol circulant --distinct --json > $OUT/sweep_${m}_b$b.jsonl
+      done
+    done ;;
+  r20) # ResNet-20: the trained circulant model against the dense one, same run; seeded b = 4.
+    for p in cheetah circulant; do
+      $BIN bench linear --model models/resnet20.onnx --protocol $p --repeat 3 --json > $OUT/r20_dense_$p.jsonl
+      $BIN bench linear --model models/resnet20_circulant.onnx --protocol $p --repeat 3 --json > $OUT/r20_circulant_$p.jsonl
+    done
+    $BIN bench linear --model resnet20 --circulant 4 --protocol circulant --repeat 3 --json > $OUT/r20_seeded_b4.jsonl ;;
+  r18) # ResNet-18 (64x64), seeded: uniform b = 8 and the ILP mix at the uniform-b=4 budget.
+    mkdir -p python/build/circulant/r18
+    (cd python && .venv/bin/python -m privinfer_models.circulant --model resnet18_64 --solve-only \
+       --fisher-batches 8 --batch-size 32 --fisher-images 256 --out build/circulant/r18)
+    cp python/build/circulant/r18/blocks.json $OUT/r18_ilp_blocks.json
+    $BIN bench linear --model resnet18-64 --protocol cheetah --json > $OUT/r18_cheetah.jsonl
+    $BIN bench linear --model resnet18-64 --protocol simd --json > $OUT/r18_simd.jsonl
+    $BIN bench linear --model resnet18-64 --protocol circulant --circulant 8 --json > $OUT/r18_circulant_b8.jsonl
+    $BIN bench linear --model python/build/circulant/r18/resnet18_64.onnx --protocol circulant \
+      --circulant-blocks $OUT/r18_ilp_blocks.json --json > $OUT/r18_circulant_ilp.jsonl ;;
+  mnv2) # MobileNetV2 (32x32), seeded: the 1x1 convs and the classifier at b = 4 and 8.
+    $BIN bench linear --model mobilenetv2-32 --protocol cheetah --json > $OUT/mnv2_cheetah.jsonl
+    for b in 4 8; do
+      $BIN bench linear --model mobilenetv2-32 --protocol circulant --circulant $b --json > $OUT/mnv2_circulant_b$b.jsonl
+    done ;;
+  e2e) # Whole private inference, same run: ResNet-20 trained, ResNet-18 (64x64) projected b = 8.
+    $BIN bench --model models/resnet20.onnx --protocol auto --json > $OUT/e2e_r20_dense.jsonl
+    $BIN bench --model models/resnet20_circulant.onnx --protocol auto --json > $OUT/e2e_r20_circulant.jsonl
+    (cd python && .venv/bin/python -m privinfer_models.circulant --model resnet18_64 --solve-only --uniform 8 \
+       --fisher-batches 1 --batch-size 8 --fisher-images 16 --out build/circulant/r18u8)
+    $BIN bench --model python/build/circulant/r18u8/resnet18_64.onnx --protocol auto --json > $OUT/e2e_r18_dense.jsonl
+    $BIN bench --model python/build/circulant/r18u8/resnet18_64_circulant_projected.onnx --protocol auto --json > $OUT/e2e_r18_circulant.jsonl ;;
+  *) echo "unknown step $step" >&2; exit 2 ;;
+  esac
+done
