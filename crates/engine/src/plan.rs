@@ -44,7 +44,7 @@ pub enum LinearChoice {
     Hyena(linear::SimdConfig),
     /// Cheetah with dense packing of grouped and depthwise convolutions (`linear::falcon`).
     Falcon(linear::CheetahConfig),
-    /// Block-circulant FC layers as Cheetah convolutions (`linear::circulant`).
+    /// Block-circulant conv and FC layers (`linear::circulant`).
     Circulant(linear::CheetahConfig),
     /// The layer's matrix product by correlated OT (`linear::ot`, CrypTFlow2's OT layers).
     Ot,
@@ -110,7 +110,7 @@ pub enum LinearPolicy {
     Hyena,
     /// Dense packing on grouped and depthwise convolutions (Cheetah elsewhere).
     Falcon,
-    /// Block-circulant FC layers by `linear::circulant` (Cheetah elsewhere).
+    /// Block-circulant conv and FC layers by `linear::circulant` (Cheetah elsewhere).
     Circulant,
     /// Every layer by correlated OT (`linear::ot`).
     Ot,

@@ -183,10 +183,10 @@ pub fn conv_weights(f: &FcSpec, w: &LayerWeights) -> Result<LayerWeights, Linear
     })
 }
 
-/// A block-circulant FC by Cheetah, either as the 1-D convolution of the extended input (module
-/// docs) or directly with several output blocks per product ([`CircTiling`]), whichever has the
-/// lower estimated time. Applies to FC layers with block > 1; the `cost` of any other layer is
-/// an error.
+/// Block-circulant layers by Cheetah: a conv by [`CircTiling`] (Cheetah's planner choosing the
+/// tiling, the polyphase rewrite included); an FC either as the 1-D convolution of the extended
+/// input (module docs) or by [`CircTiling`], whichever has the lower estimated time. Applies to
+/// conv and FC layers with block > 1; the `cost` of any other layer is an error.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Circulant {
     cheetah: Cheetah,

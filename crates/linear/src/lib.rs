@@ -6,7 +6,7 @@
 //!
 //! * [`LinearProtocol`]: the interface every technique implements (cost model + client + server).
 //! * [`cheetah`]: Cheetah's coefficient-encoded HomConv / HomFC / element-wise scale.
-//! * [`circulant`]: block-circulant FC layers as Cheetah convolutions (PrivCirNet's structure).
+//! * [`circulant`]: block-circulant conv and FC layers in Cheetah's encoding (PrivCirNet's structure).
 //! * [`falcon`]: dense packing of grouped and depthwise convolutions in Cheetah's encoding.
 //! * [`ot`]: OT-based matrix products (CrypTFlow2's linear layers) for every layer shape.
 //! * [`winograd`]: Winograd F(2×2,3×3) / F(4×4,3×3) convolutions with OT products (CoPriv).
