@@ -31,15 +31,19 @@ for step in $STEPS; do
     (cd python && .venv/bin/python -m privinfer_models.circulant --model resnet18_64 --solve-only \
        --fisher-batches 8 --batch-size 32 --fisher-images 256 --out build/circulant/r18)
     cp python/build/circulant/r18/blocks.json $OUT/r18_ilp_blocks.json
-    $BIN bench linear --model resnet18-64 --protocol cheetah --json > $OUT/r18_cheetah.jsonl
-    $BIN bench linear --model resnet18-64 --protocol simd --json > $OUT/r18_simd.jsonl
-    $BIN bench linear --model resnet18-64 --protocol circulant --circulant 8 --json > $OUT/r18_circulant_b8.jsonl
-    $BIN bench linear --model python/build/circulant/r18/resnet18_64.onnx --protocol circulant \
-      --circulant-blocks $OUT/r18_ilp_blocks.json --json > $OUT/r18_circulant_ilp.jsonl ;;
-  mnv2) # MobileNetV2 (32x32), seeded: the 1x1 convs and the classifier at b = 4 and 8.
-    $BIN bench linear --model mobilenetv2-32 --protocol cheetah --json > $OUT/mnv2_cheetah.jsonl
-    for b in 4 8; do
-      $BIN bench linear --model mobilenetv2-32 --protocol circulant --circulant $b --json > $OUT/mnv2_circulant_b$b.jsonl
+    M18=python/build/circulant/r18/resnet18_64.onnx
+    $BIN bench linear --model $M18 --protocol cheetah --json > $OUT/r18_cheetah.jsonl
+    $BIN bench linear --model $M18 --protocol simd --json > $OUT/r18_simd.jsonl
+    $BIN bench linear --model $M18 --protocol circulant --circulant 8 --json > $OUT/r18_circulant_b8.jsonl
+    $BIN bench linear --model $M18 --protocol circulant --circulant-blocks $OUT/r18_ilp_blocks.json \
+      --json > $OUT/r18_circulant_ilp.jsonl ;;
+  mnv2) # MobileNetV2 (32x32), seeded: the 1x1 convs and the classifier at b = 8 (depthwise layers
+        # stay dense): forced, and the planner's choice (falcon may take the depthwise layers).
+    for p in cheetah auto; do
+      $BIN bench linear --model mobilenetv2-32 --protocol $p --json > $OUT/mnv2_dense_$p.jsonl
+    done
+    for p in circulant auto; do
+      $BIN bench linear --model mobilenetv2-32 --protocol $p --circulant 8 --json > $OUT/mnv2_circulant_b8_$p.jsonl
     done ;;
   e2e) # Whole private inference, same run: ResNet-20 trained, ResNet-18 (64x64) projected b = 8.
     $BIN bench --model models/resnet20.onnx --protocol auto --json > $OUT/e2e_r20_dense.jsonl

@@ -238,6 +238,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let simd = Simd::default();
     let hyena = Simd::new(linear::SimdConfig::hyena());
     let circulant = linear::Circulant::new(proto.config);
+    let cirencode = linear::CirEncode::default();
     let mut falcon = Falcon::new(CheetahConfig {
         dense_bytes: a.dense_bytes,
         ..proto.config
@@ -266,7 +267,8 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             "hyena" if hyena.cost(l, ring).is_ok() => &hyena,
             "falcon" if falcon.cost(l, ring).is_ok() => &falcon,
             "circulant" if circulant.cost(l, ring).is_ok() => &circulant,
-            "simd" | "hyena" | "falcon" | "circulant" => &proto,
+            "cirencode" if cirencode.cost(l, ring).is_ok() => &cirencode,
+            "simd" | "hyena" | "falcon" | "circulant" | "cirencode" => &proto,
             "ot" => &ot,
             "winograd2" if linear::Winograd::applies(l) => &wino2,
             "winograd4" if linear::Winograd::applies(l) => &wino4,
@@ -286,6 +288,10 @@ pub fn run(a: Args) -> anyhow::Result<()> {
                         &circulant,
                         est(&engine::LinearChoice::Circulant(circulant.config())),
                     ),
+                    (
+                        &cirencode,
+                        est(&engine::LinearChoice::CirEncode(cirencode.config())),
+                    ),
                     (&ot, est(&engine::LinearChoice::Ot)),
                 ];
                 if let Some(m) = engine::plan::winograd_tile(a.ell, 12) {
@@ -300,7 +306,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             }
             other => {
                 anyhow::bail!(
-                    "--protocol {other:?}: expected cheetah, simd, hyena, falcon, circulant, ot, winograd2, winograd4 or auto"
+                    "--protocol {other:?}: expected cheetah, simd, hyena, falcon, circulant, cirencode, ot, winograd2, winograd4 or auto"
                 )
             }
         });
@@ -381,6 +387,13 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         let field = active.share_modulus(layer, ring)?;
         let mut row = if cost.cots > 0 {
             ot_row(active, name, layer, ring, &net_name, cheetah_bytes)?
+        } else if active.name() == "cirencode" {
+            // The grouped SIMD layer between the per-block NTTs is what runs.
+            let g = linear::cirencode::grouped_layer(layer)?;
+            let mut row = simd_row(&simd, name, &g, ring, &net_name, cheetah_bytes)?;
+            row["protocol"] = "cirencode".into();
+            row["op"] = op_name(layer).into();
+            row
         } else if field.is_some() {
             let s = if active.name() == "hyena" {
                 &hyena
@@ -553,6 +566,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             "hyena_layers": chosen.iter().filter(|p| p.name() == "hyena").count(),
             "falcon_layers": chosen.iter().filter(|p| p.name() == "falcon").count(),
             "circulant_layers": chosen.iter().filter(|p| p.name() == "circulant").count(),
+            "cirencode_layers": chosen.iter().filter(|p| p.name() == "cirencode").count(),
             "ot_layers": chosen.iter().filter(|p| p.name() == "ot").count(),
             "winograd_layers": chosen.iter().filter(|p| p.name().starts_with("winograd")).count(),
             "falcon_plan_mbps": falcon_mbps, "layers": layers.len(), "ms": (tot_ms * 100.0f64).round() / 100.0,

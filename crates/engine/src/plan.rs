@@ -46,6 +46,9 @@ pub enum LinearChoice {
     Falcon(linear::CheetahConfig),
     /// Block-circulant conv and FC layers (`linear::circulant`).
     Circulant(linear::CheetahConfig),
+    /// Block-circulant conv and FC layers by PrivCirNet's CirEncode: per-block NTTs around a
+    /// grouped SIMD layer, on shares over Z_t (`linear::cirencode`).
+    CirEncode(linear::SimdConfig),
     /// The layer's matrix product by correlated OT (`linear::ot`, CrypTFlow2's OT layers).
     Ot,
     /// Winograd F(m×m, 3×3) on the OT product, m ∈ {2, 4} (`linear::winograd`, CoPriv).
@@ -67,6 +70,10 @@ impl LinearChoice {
             })),
             LinearChoice::Falcon(cfg) => Box::new(linear::Falcon::new(*cfg)),
             LinearChoice::Circulant(cfg) => Box::new(linear::Circulant::new(*cfg)),
+            LinearChoice::CirEncode(cfg) => Box::new(linear::CirEncode::new(linear::SimdConfig {
+                kernel: linear::ConvKernel::Conventional,
+                ..*cfg
+            })),
             LinearChoice::Ot => Box::new(linear::OtLinear),
             LinearChoice::Winograd(4) => Box::new(linear::Winograd::F4),
             LinearChoice::Winograd(_) => Box::new(linear::Winograd::F2),
@@ -75,7 +82,10 @@ impl LinearChoice {
     /// Whether it runs on shares over a prime field (the share conversions and the SIMD key
     /// sets come with it).
     pub fn is_field_domain(&self) -> bool {
-        matches!(self, LinearChoice::Simd(_) | LinearChoice::Hyena(_))
+        matches!(
+            self,
+            LinearChoice::Simd(_) | LinearChoice::Hyena(_) | LinearChoice::CirEncode(_)
+        )
     }
 
     /// Name shown in reports.
@@ -86,6 +96,7 @@ impl LinearChoice {
             LinearChoice::Hyena(_) => "hyena",
             LinearChoice::Falcon(_) => "falcon",
             LinearChoice::Circulant(_) => "circulant",
+            LinearChoice::CirEncode(_) => "cirencode",
             LinearChoice::Ot => "ot",
             LinearChoice::Winograd(4) => "winograd4",
             LinearChoice::Winograd(_) => "winograd2",
@@ -112,6 +123,8 @@ pub enum LinearPolicy {
     Falcon,
     /// Block-circulant conv and FC layers by `linear::circulant` (Cheetah elsewhere).
     Circulant,
+    /// Block-circulant conv and FC layers by CirEncode, `linear::cirencode` (Cheetah elsewhere).
+    CirEncode,
     /// Every layer by correlated OT (`linear::ot`).
     Ot,
     /// 3×3 stride-1 convolutions by Winograd with the largest tile the ring's headroom allows
@@ -129,10 +142,11 @@ impl std::str::FromStr for LinearPolicy {
             "hyena" => Ok(LinearPolicy::Hyena),
             "falcon" => Ok(LinearPolicy::Falcon),
             "circulant" => Ok(LinearPolicy::Circulant),
+            "cirencode" => Ok(LinearPolicy::CirEncode),
             "ot" => Ok(LinearPolicy::Ot),
             "winograd" => Ok(LinearPolicy::Winograd),
             other => Err(format!(
-                "unknown protocol {other:?}: expected auto, cheetah, simd, hyena, falcon, circulant, ot or winograd"
+                "unknown protocol {other:?}: expected auto, cheetah, simd, hyena, falcon, circulant, cirencode, ot or winograd"
             )),
         }
     }
@@ -308,6 +322,7 @@ pub fn candidates(
         LinearChoice::Hyena(cfg.simd),
         LinearChoice::Falcon(cfg.cheetah),
         LinearChoice::Circulant(cfg.cheetah),
+        LinearChoice::CirEncode(cfg.simd),
         LinearChoice::Ot,
     ]
     .into_iter()
@@ -545,6 +560,7 @@ impl Plan {
         let hyena = LinearChoice::Hyena(cfg.simd);
         let falcon = LinearChoice::Falcon(cfg.cheetah);
         let circulant = LinearChoice::Circulant(cfg.cheetah);
+        let cirencode = LinearChoice::CirEncode(cfg.simd);
         let ot = LinearChoice::Ot;
         let winograd = winograd_choice(&layer, cfg);
         let applies = |c: LinearChoice| c.protocol().cost(&layer, ring).is_ok();
@@ -554,12 +570,14 @@ impl Plan {
             LinearPolicy::Hyena if applies(hyena) => hyena,
             LinearPolicy::Falcon if applies(falcon) => falcon,
             LinearPolicy::Circulant if applies(circulant) => circulant,
+            LinearPolicy::CirEncode if applies(cirencode) => cirencode,
             LinearPolicy::Ot => ot,
             LinearPolicy::Winograd => winograd.unwrap_or(ot),
             LinearPolicy::Simd
             | LinearPolicy::Hyena
             | LinearPolicy::Falcon
-            | LinearPolicy::Circulant => cheetah,
+            | LinearPolicy::Circulant
+            | LinearPolicy::CirEncode => cheetah,
             LinearPolicy::Auto => candidates(&layer, ring, cfg)
                 .into_iter()
                 .min_by(|a, b| a.1.total_cmp(&b.1))

@@ -593,8 +593,8 @@ fn ot_and_winograd_plans_match_the_fixed_point_reference() {
 
 /// Two block-circulant convolutions: conv1 (8 → 16, 3×3, b = 4) carries no metadata and is found
 /// in its weights; conv2 (16 → 16, 3×3, stride 2, b = 8) is declared in the model's
-/// `privinfer.circulant_blocks` metadata, as the python toolkit writes it. Under `circulant` and
-/// under the planner's own choice the private output equals the fixed-point reference; a
+/// `privinfer.circulant_blocks` metadata, as the python toolkit writes it. Under `circulant`,
+/// `cirencode` and the planner's own choice the private output equals the fixed-point reference; a
 /// declaration the weights do not satisfy, or a malformed one, is refused with its reason.
 #[test]
 fn block_circulant_convs_match_the_reference_with_and_without_metadata() {
@@ -653,7 +653,11 @@ fn block_circulant_convs_match_the_reference_with_and_without_metadata() {
     };
     let declared = model(Some(r#"{"conv2": 8}"#));
     assert_eq!(declared.circulant_blocks().unwrap().get("conv2"), Some(&8));
-    for policy in [LinearPolicy::Circulant, LinearPolicy::Auto] {
+    for policy in [
+        LinearPolicy::Circulant,
+        LinearPolicy::CirEncode,
+        LinearPolicy::Auto,
+    ] {
         let cfg = PlanConfig {
             linear: policy,
             ..PlanConfig::default()
@@ -673,8 +677,10 @@ fn block_circulant_convs_match_the_reference_with_and_without_metadata() {
             })
             .collect();
         assert_eq!(blocks.iter().map(|b| b.0).collect::<Vec<_>>(), [4, 8]);
-        if policy == LinearPolicy::Circulant {
-            assert!(blocks.iter().all(|b| b.1 == "circulant"), "{blocks:?}");
+        match policy {
+            LinearPolicy::Circulant => assert!(blocks.iter().all(|b| b.1 == "circulant")),
+            LinearPolicy::CirEncode => assert!(blocks.iter().all(|b| b.1 == "cirencode")),
+            _ => {}
         }
         let x: Vec<f32> = (0..512)
             .map(|i| ((i * 7919) % 1000) as f32 / 250.0 - 2.0)

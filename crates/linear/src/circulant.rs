@@ -150,7 +150,7 @@ pub fn project(outputs: usize, inputs: usize, taps: usize, b: usize, w: &[u64]) 
 
 /// An error unless the weights of `layer` are block-circulant with its block size (the
 /// encodings read only row 0 of every block).
-fn check_circulant(layer: &LayerSpec, w: &LayerWeights) -> Result<(), LinearError> {
+pub(crate) fn check_circulant(layer: &LayerSpec, w: &LayerWeights) -> Result<(), LinearError> {
     let ok = match layer.shape {
         LayerShape::Fc(f) => is_block_circulant(f.outputs, f.inputs, 1, f.block, &w.weights),
         LayerShape::Conv2d(c) => is_block_circulant(c.m, c.c, c.kh * c.kw, c.block, &w.weights),

@@ -7,6 +7,8 @@
 //! * [`LinearProtocol`]: the interface every technique implements (cost model + client + server).
 //! * [`cheetah`]: Cheetah's coefficient-encoded HomConv / HomFC / element-wise scale.
 //! * [`circulant`]: block-circulant conv and FC layers in Cheetah's encoding (PrivCirNet's structure).
+//! * [`cirencode`]: the same layers by PrivCirNet's CirEncode: per-block NTTs over Z_t around a
+//!   grouped SIMD layer.
 //! * [`falcon`]: dense packing of grouped and depthwise convolutions in Cheetah's encoding.
 //! * [`ot`]: OT-based matrix products (CrypTFlow2's linear layers) for every layer shape.
 //! * [`winograd`]: Winograd F(2×2,3×3) / F(4×4,3×3) convolutions with OT products (CoPriv).
@@ -20,6 +22,7 @@
 
 pub mod cheetah;
 pub mod circulant;
+pub mod cirencode;
 mod cost;
 mod error;
 pub mod falcon;
@@ -39,6 +42,7 @@ pub use cheetah::{
     OutsideSupport, Polyphase,
 };
 pub use circulant::Circulant;
+pub use cirencode::CirEncode;
 pub use cost::Cost;
 pub use error::LinearError;
 pub use falcon::Falcon;

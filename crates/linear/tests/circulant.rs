@@ -266,3 +266,39 @@ fn both_paths_are_exact() {
     }
     assert_eq!(kinds, ["blocks", "conv"]);
 }
+
+/// CirEncode (per-block NTTs around a grouped SIMD layer, shares over Z_t): ResNet-20 shapes and
+/// FCs for b ∈ {2, 4, 8, 16} equal the integer reference, bytes as predicted; non-circulant
+/// weights are refused.
+#[test]
+fn cirencode_layers_are_exact() {
+    let proto = linear::CirEncode::default();
+    let ring = Ring::new(37).unwrap();
+    let mut layers = Vec::new();
+    for b in [2, 4, 8, 16] {
+        layers.push(circ_conv(16, 32, 16, 3, 1, 1, b));
+        layers.push(circ_conv(32, 16, 64, 3, 2, 1, b));
+        layers.push(circ_conv(64, 8, 64, 1, 1, 0, b));
+        layers.push(LayerSpec::circulant_fc(64, 32, b, 8));
+    }
+    for (i, layer) in layers.iter().enumerate() {
+        let mut rng = ChaCha20Rng::seed_from_u64(i as u64);
+        let w = circulant_weights(layer, ring, &mut rng);
+        let x: Vec<u64> = (0..layer.input_len())
+            .map(|_| ring.from_signed(rng.gen_range(-(1i64 << 12)..(1i64 << 12))))
+            .collect();
+        let w = LayerWeights {
+            bias: w
+                .bias
+                .iter()
+                .map(|&v| ring.from_signed(ring.signed(v) >> 16))
+                .collect(),
+            ..w
+        };
+        let out = run(&proto, layer, ring, &w, &x, i as u64);
+        assert_eq!(out.y, out.expected, "{layer:?}");
+        assert_eq!(out.client.bytes_sent, out.predicted.bytes_c2s, "{layer:?}");
+        assert_eq!(out.server.bytes_sent, out.predicted.bytes_s2c, "{layer:?}");
+    }
+    assert!(proto.cost(&LayerSpec::fc(64, 32, 8), ring).is_err());
+}

@@ -752,16 +752,8 @@ impl LinearProtocol for Simd {
         }) {
             return y;
         }
-        let plan = self.plan(layer, ring)?;
         weights.validate(layer, ring)?;
-        let (pk, gk) = keys.simd(plan.params, ring.bits())?;
-        let p = pk.params().clone();
-        let t = p.t().value();
-        Self::check_field("input share", x, t, layer.input_len())?;
-        let enc = BatchEncoder::new(&p)?;
-        let ev = Evaluator::new(&p);
-        let n = p.n() / 2;
-        let levels = p.max_level();
+        let t = self.share_modulus(layer, ring)?.expect("a field protocol");
         let wt: Vec<u64> = weights
             .weights
             .iter()
@@ -772,6 +764,41 @@ impl LinearProtocol for Simd {
             .iter()
             .map(|&w| ring_to_t(ring, w, t))
             .collect();
+        let signed: Vec<i64> = weights.weights.iter().map(|&w| ring.signed(w)).collect();
+        self.serve(layer, ring, keys, &wt, &bias, &signed, x, ch, rng)
+    }
+}
+
+impl Simd {
+    /// The server's side with the weights and biases already in Z_t (`wt`, `bias`; `signed`:
+    /// the weights as signed integers, read by the scalar-weight kernel only). Weights other
+    /// than small ring values (the circulant layers' transformed weights, [`crate::circulant`])
+    /// are any residues mod t: the noise bound already takes every plaintext coefficient up
+    /// to t/2.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn serve(
+        &self,
+        layer: &LayerSpec,
+        ring: Ring,
+        keys: &ServerKeys,
+        wt: &[u64],
+        bias: &[u64],
+        signed: &[i64],
+        x: &[u64],
+        ch: &mut dyn Channel,
+        rng: &mut dyn CryptoRngCore,
+    ) -> Result<Vec<u64>, LinearError> {
+        let plan = self.plan(layer, ring)?;
+        let (pk, gk) = keys.simd(plan.params, ring.bits())?;
+        let p = pk.params().clone();
+        let t = p.t().value();
+        Self::check_field("input share", x, t, layer.input_len())?;
+        Self::check_field("weights", wt, t, layer.weight_len())?;
+        Self::check_field("bias", bias, t, layer.bias_len())?;
+        let enc = BatchEncoder::new(&p)?;
+        let ev = Evaluator::new(&p);
+        let n = p.n() / 2;
+        let levels = p.max_level();
 
         let msg = ch.recv()?;
         let per = query_ct_bytes(&p);
@@ -799,11 +826,10 @@ impl LinearProtocol for Simd {
         }
         let outs = match &plan.geometry {
             Geometry::Conv(l) if self.cfg.kernel == ConvKernel::Padded => {
-                let signed: Vec<i64> = weights.weights.iter().map(|&w| ring.signed(w)).collect();
-                crate::hyena::PaddedConv::new(l.clone(), &signed)?.apply(&enc, &ev, &cts, gk)?
+                crate::hyena::PaddedConv::new(l.clone(), signed)?.apply(&enc, &ev, &cts, gk)?
             }
             Geometry::Conv(l) => {
-                Conv::prepare(&enc, l.clone(), &wt, levels)?.apply(&ev, &cts, gk)?
+                Conv::prepare(&enc, l.clone(), wt, levels)?.apply(&ev, &cts, gk)?
             }
             Geometry::Fc { n_in, n_out, n_i } => {
                 let mut w = vec![0u64; n_out * n_i];
