@@ -49,7 +49,7 @@ fn pow(mut a: u64, mut e: u64, t: u64) -> u64 {
 /// smallest a^((t−1)/b) with (a^((t−1)/b))^(b/2) = −1.
 pub fn root_of_unity(b: usize, t: u64) -> Result<u64, LinearError> {
     let b = b as u64;
-    if b < 2 || !b.is_power_of_two() || (t - 1) % b != 0 {
+    if b < 2 || !b.is_power_of_two() || !(t - 1).is_multiple_of(b) {
         return Err(LinearError::BadShape {
             reason: "cirencode: the block must be a power of two dividing t - 1",
         });
