@@ -25,7 +25,7 @@ def summary(name):
     layers, total = got
     ms = sum(r["ms"] for r in layers if r.get("ms") is not None)
     mb = sum(r["bytes_c2s"] + r["bytes_s2c"] for r in layers) / 1e6
-    circ = sum(r["protocol"] == "circulant" for r in layers)
+    circ = sum(r["protocol"] in ("circulant", "cirencode") for r in layers)
     exact = all(r.get("exact") is not False for r in layers)
     predicted = all(r["bytes_c2s"] == r["predicted_c2s"] and r["bytes_s2c"] == r["predicted_s2c"] for r in layers)
     products = sum(r.get("ct_pt_mults", 0) for r in layers)
@@ -43,19 +43,24 @@ def line(label, s, base=None):
 
 HEAD = "| run | linear ms | speed-up | MB both ways | ct×pt | circulant layers | exact | bytes = predicted |\n|---|---|---|---|---|---|---|---|"
 
-print("Sweep (each distinct shape, --protocol circulant --circulant b):\n")
-print("| model | b | layers | circulant | exact | bytes = predicted |\n|---|---|---|---|---|---|")
+print("Sweep (each distinct shape, --circulant b):\n")
+print("| protocol | model | b | layers | circulant | exact | bytes = predicted |\n|---|---|---|---|---|---|---|")
 for path in sorted(glob.glob(os.path.join(D, "sweep_*.jsonl"))):
     name = os.path.basename(path)[:-6]
     s = summary(name)
-    model, b = name[len("sweep_"):].rsplit("_b", 1)
-    print(f"| {model} | {b} | {s['n']} | {s['circ']} | {'yes' if s['exact'] else 'NO'} | {'yes' if s['predicted'] else 'NO'} |")
+    rest = name[len("sweep_"):]
+    proto = "circulant"
+    if rest.startswith("cirencode_"):
+        proto, rest = "cirencode", rest[len("cirencode_"):]
+    model, b = rest.rsplit("_b", 1)
+    print(f"| {proto} | {model} | {b} | {s['n']} | {s['circ']} | {'yes' if s['exact'] else 'NO'} | {'yes' if s['predicted'] else 'NO'} |")
 
 groups = {
     "ResNet-20 (32×32)": [("dense model, cheetah", "r20_dense_cheetah"), ("circulant model, cheetah", "r20_circulant_cheetah"),
                           ("circulant model, circulant", "r20_circulant_circulant"), ("seeded, uniform b = 4, circulant", "r20_seeded_b4")],
     "ResNet-18 (64×64)": [("cheetah (our dense plan)", "r18_cheetah"), ("simd (Bolt-style dense)", "r18_simd"),
-                          ("circulant, uniform b = 8", "r18_circulant_b8"), ("circulant, ILP mix", "r18_circulant_ilp")],
+                          ("circulant, uniform b = 8", "r18_circulant_b8"), ("cirencode, uniform b = 8", "r18_cirencode_b8"),
+                          ("circulant, ILP mix", "r18_circulant_ilp")],
     "MobileNetV2 (32×32)": [("dense, cheetah", "mnv2_dense_cheetah"), ("dense, auto", "mnv2_dense_auto"),
                             ("b = 8, circulant", "mnv2_circulant_b8_circulant"), ("b = 8, auto", "mnv2_circulant_b8_auto")],
 }

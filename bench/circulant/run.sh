@@ -1,6 +1,6 @@
 #!/bin/bash
-# PrivCirNet's block-circulant layers on our ring (--protocol circulant, linear::circulant)
-# against our dense plan (--protocol cheetah) and the SIMD (Bolt-style) dense baseline
+# PrivCirNet's block-circulant layers on our ring (--protocol circulant, linear::circulant) and
+# by CirEncode on the SIMD substrate (--protocol cirencode, linear::cirencode) against our dense plan (--protocol cheetah) and the SIMD (Bolt-style) dense baseline
 # (--protocol simd). Seeded weights are projected onto the structure by --circulant B (or a
 # per-layer choice, --circulant-blocks FILE); every measured row is checked against the integer
 # reference ("exact") and its bytes against the prediction.
@@ -14,10 +14,11 @@ PY=python/.venv/bin/python
 STEPS=${*:-sweep r20 r18 mnv2 e2e}
 for step in $STEPS; do
   case $step in
-  sweep) # Exactness: each distinct circulant conv / FC shape for b = 2, 4, 8, 16.
+  sweep) # Exactness: each distinct circulant conv / FC shape for b = 2, 4, 8, 16, both protocols.
     for m in resnet20 resnet32 resnet18-64 mobilenetv2-32; do
       for b in 2 4 8 16; do
         $BIN bench linear --model $m --circulant $b --protocol circulant --distinct --json > $OUT/sweep_${m}_b$b.jsonl
+        $BIN bench linear --model $m --circulant $b --protocol cirencode --distinct --json > $OUT/sweep_cirencode_${m}_b$b.jsonl
       done
     done ;;
   r20) # ResNet-20: the trained circulant model against the dense one, same run; seeded b = 4.
@@ -35,6 +36,7 @@ for step in $STEPS; do
     $BIN bench linear --model $M18 --protocol cheetah --json > $OUT/r18_cheetah.jsonl
     $BIN bench linear --model $M18 --protocol simd --json > $OUT/r18_simd.jsonl
     $BIN bench linear --model $M18 --protocol circulant --circulant 8 --json > $OUT/r18_circulant_b8.jsonl
+    $BIN bench linear --model $M18 --protocol cirencode --circulant 8 --json > $OUT/r18_cirencode_b8.jsonl
     $BIN bench linear --model $M18 --protocol circulant --circulant-blocks $OUT/r18_ilp_blocks.json \
       --json > $OUT/r18_circulant_ilp.jsonl ;;
   mnv2) # MobileNetV2 (32x32), seeded: the 1x1 convs and the classifier at b = 8 (depthwise layers
