@@ -209,11 +209,11 @@ def linear_layers(model: nn.Module):
     return [(n, m) for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
 
 
-def onnx_name(path: str, module: nn.Module) -> str:
-    """The ONNX node name torch's exporter gives module `path` ("layer1.0.conv1" ->
-    "/layer1/layer1.0/conv1/Conv"): one scope per enclosing module, each named by the last atom
-    of its dotted path together with the numeric atoms just before it (torch's unqualified
-    variable name: "layer1.0" stays whole)."""
+def onnx_scope(path: str) -> str:
+    """The scope torch's exporter gives module `path` ("layer1.0.conv1" ->
+    "/layer1/layer1.0/conv1"): one scope per enclosing module, each named by the last atom of its
+    dotted path together with the numeric atoms just before it (torch's unqualified variable
+    name: "layer1.0" stays whole)."""
     parts = path.split(".")
 
     def unqualified(k: int) -> str:
@@ -222,8 +222,12 @@ def onnx_name(path: str, module: nn.Module) -> str:
             start -= 1
         return ".".join(parts[start:k + 1])
 
-    op = "Conv" if isinstance(module, nn.Conv2d) else "Gemm"
-    return "/" + "/".join(unqualified(k) for k in range(len(parts))) + "/" + op
+    return "/" + "/".join(unqualified(k) for k in range(len(parts)))
+
+
+def onnx_name(path: str, module: nn.Module) -> str:
+    """The ONNX node name of conv or FC module `path` ("/layer1/layer1.0/conv1/Conv")."""
+    return onnx_scope(path) + ("/Conv" if isinstance(module, (nn.Conv2d, CirConv2d)) else "/Gemm")
 
 
 def candidates(module: nn.Module):
@@ -350,6 +354,46 @@ def project_model(model: nn.Module, choice: dict, size: int) -> None:
 
 
 @torch.no_grad()
+def load_onnx_weights(model: nn.Module, path: str) -> None:
+    """Loads an exported model's Conv/Gemm/BatchNormalization initializers into `model` (the
+    structure `export` was given: circulant layers take row 0 of each block, tied BatchNorms one
+    scale and variance per group)."""
+    from onnx import numpy_helper
+
+    om = onnx.load(path)
+    init = {t.name: torch.from_numpy(numpy_helper.to_array(t).copy()) for t in om.graph.initializer}
+    for n in om.graph.node:  # the exporter shares equal initializers through Identity nodes
+        if n.op_type == "Identity" and n.input[0] in init:
+            init[n.output[0]] = init[n.input[0]]
+    by_name = {n.name: [init.get(i) for i in n.input] for n in om.graph.node}
+    for p, m in model.named_modules():
+        scope = onnx_scope(p) if p else ""
+        if isinstance(m, (nn.Conv2d, CirConv2d)):
+            w, *bias = by_name[scope + "/Conv"][1:]
+            if isinstance(m, CirConv2d):
+                o, i = w.shape[:2]
+                m.rows.copy_(w.reshape(o // m.b, m.b, i // m.b, m.b, *w.shape[2:])[:, 0])
+            else:
+                m.weight.copy_(w)
+            if bias and bias[0] is not None and m.bias is not None:
+                m.bias.copy_(bias[0])
+        elif isinstance(m, (nn.Linear, CirLinear)):
+            w, b = by_name[scope + "/Gemm"][1:3]
+            if isinstance(m, CirLinear):
+                m.rows.copy_(w.reshape(w.shape[0] // m.b, m.b, w.shape[1] // m.b, m.b)[:, 0])
+            else:
+                m.weight.copy_(w)
+            m.bias.copy_(b)
+        elif isinstance(m, (nn.BatchNorm2d, TiedBatchNorm2d)):
+            g, b, mu, var = by_name[scope + "/BatchNormalization"][1:5]
+            step = m.b if isinstance(m, TiedBatchNorm2d) else 1
+            m.weight.copy_(g[::step])
+            m.bias.copy_(b)
+            m.running_mean.copy_(mu)
+            m.running_var.copy_(var[::step])
+
+
+@torch.no_grad()
 def recalibrate(model: nn.Module, x: torch.Tensor, batch: int, batches: int, gen) -> None:
     """Re-estimates every BatchNorm's running statistics as the average over `batches` training
     batches (the projection changed what each BN sees)."""
@@ -421,6 +465,7 @@ def main(argv=None):
     ap.add_argument("--plan-mbps", type=float, default=400.0, help="network profile of the latency model")
     ap.add_argument("--budget-block", type=int, default=4, help="latency budget: the uniform choice of this block size")
     ap.add_argument("--blocks", help="skip the ILP: JSON file of module path -> b (e.g. uniform)")
+    ap.add_argument("--resume", help="continue fine-tuning the student of an earlier --out directory (its blocks and weights)")
     ap.add_argument("--fisher-batches", type=int, default=20)
     ap.add_argument("--epochs", type=int, default=6)
     ap.add_argument("--max-batches", type=int, help="batches per fine-tuning epoch (default: all)")
@@ -464,7 +509,11 @@ def main(argv=None):
     log(f"{a.model}: test accuracy {100 * acc_base:.2f} % on {len(xte)} images")
 
     omega = latency = None
-    if a.blocks:
+    prev = None
+    if a.resume:
+        prev = json.load(open(os.path.join(a.resume, "circulant.json")))
+        choice, omega, latency, budget = prev["blocks"], prev["sensitivity"], prev["latency_ms"], prev["budget_ms"]
+    elif a.blocks:
         choice = json.load(open(a.blocks))
         budget = None
     else:
@@ -501,16 +550,26 @@ def main(argv=None):
                 set_module(student, paths[bn_of[p]], TiedBatchNorm2d(bn_of[p], b))
         else:
             set_module(student, p, CirLinear(m, b))
-    acc_proj = evaluate(student, xte, yte, "cpu")
-    recalibrate(student, xtr_f, a.batch_size, 30, gen)
-    acc_cal = evaluate(student, xte, yte, "cpu")
-    log(f"projected, before fine-tuning: {100 * acc_proj:.2f} %; BN statistics recalibrated: {100 * acc_cal:.2f} %")
+    if prev is not None:
+        pt = os.path.join(a.resume, "student.pt")
+        if os.path.exists(pt):
+            student.load_state_dict(torch.load(pt))
+        else:
+            load_onnx_weights(student, os.path.join(a.resume, f"{a.model}_circulant.onnx"))
+        acc_proj = prev["accuracy_projected"]
+        log(f"resumed from {a.resume} ({100 * prev['accuracy']:.2f} % after {prev['epochs']} epochs)")
+    else:
+        acc_proj = evaluate(student, xte, yte, "cpu")
+        recalibrate(student, xtr_f, a.batch_size, 30, gen)
+        acc_cal = evaluate(student, xte, yte, "cpu")
+        log(f"projected, before fine-tuning: {100 * acc_proj:.2f} %; BN statistics recalibrated: {100 * acc_cal:.2f} %")
     acc = acc_proj
     for e in range(a.epochs):
         run_epochs(student, teacher, xtr_f, ytr_t, student.parameters(), a.lr * 0.5 * (1 + np.cos(np.pi * e / a.epochs)),
                    1, a.max_batches, a.batch_size, gen, None, log)
         acc = evaluate(student, xte, yte, "cpu")
         log(f"fine-tuning epoch {e + 1}: {100 * acc:.2f} %")
+    torch.save(student.state_dict(), os.path.join(a.out, "student.pt"))
     path = os.path.join(a.out, f"{a.model}_circulant.onnx")
     export(student, path, {names[p]: choice.get(p, 1) for p, _ in layers}, f"{a.model}_circulant",
            f"block-circulant fine-tuned from {weights}")
@@ -520,7 +579,8 @@ def main(argv=None):
         "sensitivity": omega, "latency_ms": latency, "budget_ms": budget, "plan_mbps": a.plan_mbps,
         "accuracy_base": acc_base, "accuracy_projected": acc_proj, "accuracy": acc,
         "command": "python -m privinfer_models.circulant " + " ".join(argv if argv is not None else __import__("sys").argv[1:]),
-        "test_images": len(xte), "epochs": a.epochs, "lr": a.lr,
+        "test_images": len(xte), "epochs": a.epochs + (prev["epochs"] if prev else 0), "lr": a.lr,
+        "resumed_from": prev["command"] if prev else None,
     }
     json.dump(summary, open(os.path.join(a.out, "circulant.json"), "w"), indent=1)
     log(json.dumps({k: summary[k] for k in ("blocks", "accuracy_base", "accuracy_projected", "accuracy")}))

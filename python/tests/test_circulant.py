@@ -106,3 +106,36 @@ def test_tied_batchnorm_folds_into_a_block_circulant_conv():
     # The fold W·γ/√(var + ε), per output channel as `nn` computes it, stays block-circulant.
     s = ref.weight / torch.sqrt(ref.running_var + ref.eps)
     assert C.is_block_circulant((cc.to_dense().weight * s[:, None, None, None]).detach(), 4)
+
+
+def test_exported_weights_load_back(tmp_path):
+    torch.manual_seed(3)
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 8, 3, 1, 1, bias=False)
+            self.bn = nn.BatchNorm2d(8)
+            self.layer = nn.Sequential(nn.Conv2d(8, 8, 3, 1, 1, bias=False), nn.BatchNorm2d(8))
+            self.fc = nn.Linear(8, 4)
+
+        def forward(self, x):
+            return self.fc(self.layer(torch.relu(self.bn(self.conv(x)))).mean((2, 3)))
+
+    def circ(net):
+        C.set_module(net, "layer.1", C.TiedBatchNorm2d(net.layer[1], 4))
+        C.set_module(net, "layer.0", C.CirConv2d(net.layer[0], 4))
+        C.set_module(net, "fc", C.CirLinear(net.fc, 4))
+        return net
+
+    a = circ(Net()).eval()
+    a.bn.running_mean.uniform_(-1, 1)
+    a.layer[1].running_var.uniform_(0.5, 2)
+    names = {p: C.onnx_name(p, m) for p, m in C.linear_layers(Net())}
+    path = str(tmp_path / "n.onnx")
+    C.export(a, path, {names["layer.0"]: 4, names["fc"]: 4}, "n", "test")
+    torch.manual_seed(4)
+    b = circ(Net()).eval()
+    C.load_onnx_weights(b, path)
+    x = torch.randn(2, 3, 6, 6)
+    assert torch.allclose(a(x), b(x), atol=1e-5)
