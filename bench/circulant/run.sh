@@ -27,12 +27,13 @@ for step in $STEPS; do
       $BIN bench linear --model models/resnet20_circulant.onnx --protocol $p --repeat 3 --json > $OUT/r20_circulant_$p.jsonl
     done
     $BIN bench linear --model resnet20 --circulant 4 --protocol circulant --repeat 3 --json > $OUT/r20_seeded_b4.jsonl ;;
-  r18) # ResNet-18 (64x64), seeded: uniform b = 8 and the ILP mix at the uniform-b=4 budget.
+  r18) # ResNet-18 (64x64, ImageNet stem: bench linear's resnet18-64 shapes), seeded: uniform b = 8
+       # and the ILP mix at the uniform-b=4 budget.
     mkdir -p python/build/circulant/r18
-    (cd python && .venv/bin/python -m privinfer_models.circulant --model resnet18_64 --solve-only \
+    (cd python && .venv/bin/python -m privinfer_models.circulant --model resnet18_64_imagenet --solve-only \
        --fisher-batches 8 --batch-size 32 --fisher-images 256 --out build/circulant/r18)
     cp python/build/circulant/r18/blocks.json $OUT/r18_ilp_blocks.json
-    M18=python/build/circulant/r18/resnet18_64.onnx
+    M18=python/build/circulant/r18/resnet18_64_imagenet.onnx
     $BIN bench linear --model $M18 --protocol cheetah --json > $OUT/r18_cheetah.jsonl
     $BIN bench linear --model $M18 --protocol simd --json > $OUT/r18_simd.jsonl
     $BIN bench linear --model $M18 --protocol circulant --circulant 8 --json > $OUT/r18_circulant_b8.jsonl

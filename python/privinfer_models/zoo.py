@@ -270,6 +270,8 @@ ZOO = {
     "resnet44": (32, _cifar(44)),
     "resnet56": (32, _cifar(56)),
     "resnet18_64": (64, _random(lambda: ResNet18(200, imagenet_stem=False))),
+    # The ImageNet stem (7x7 stride 2, max-pool) at 64x64: `privinfer bench linear`'s resnet18-64 shapes.
+    "resnet18_64_imagenet": (64, _random(lambda: ResNet18(200, imagenet_stem=True))),
     "resnet18_224": (224, _random(lambda: ResNet18(1000, imagenet_stem=True))),
     "mobilenetv2_32": (32, _random(lambda: MobileNetV2(10, cifar=True))),
     "mobilenetv2_224": (224, _random(lambda: MobileNetV2(1000, cifar=False))),
