@@ -59,7 +59,8 @@ pub struct Args {
     /// (slot encoding over a batching prime field, the Gazelle / SCI-HE / Bolt kernels;
     /// `linear::simd`), hyena (scalar-weight convolution on the same encoding, `linear::hyena`;
     /// falcon (Cheetah with dense packing of grouped and depthwise convs, `linear::falcon`),
-    /// circulant (block-circulant convs and FCs, `linear::circulant`, see --circulant; simd, hyena,
+    /// circulant (block-circulant convs and FCs, `linear::circulant`, see --circulant), cirencode
+    /// (the same by PrivCirNet's NTT encoding on simd, `linear::cirencode`; simd, hyena, cirencode,
     /// falcon and circulant run where they apply, Cheetah elsewhere), or auto (per layer the one the
     /// engine's planner picks: lowest estimated time at --plan-mbps, the share conversions
     /// included); ot (every layer by correlated OT, CrypTFlow2's linear layers, `linear::ot`),

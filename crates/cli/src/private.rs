@@ -40,9 +40,10 @@ pub struct ModelOpts {
     /// Linear-layer protocols: auto (per layer, the lowest estimated time), cheetah, simd (slot
     /// encoding over a prime field), hyena (its scalar-weight convolution), falcon (dense
     /// packing of depthwise and grouped convs), circulant (block-circulant convs and FCs,
-    /// declared by the model or found in the weights), ot (every layer by correlated OT) or winograd (3×3 stride-1 convs by Winograd on
+    /// declared by the model or found in the weights), cirencode (the same layers by PrivCirNet's
+    /// NTT encoding on simd), ot (every layer by correlated OT) or winograd (3×3 stride-1 convs by Winograd on
     /// the OT product, the largest tile the ring's headroom allows; ot elsewhere); simd, hyena,
-    /// falcon and circulant run wherever they apply, Cheetah elsewhere.
+    /// falcon, circulant and cirencode run wherever they apply, Cheetah elsewhere.
     #[arg(long, default_value = "auto")]
     protocol: engine::LinearPolicy,
     /// Bytes the falcon layers may send: free (what the estimated time favours), cheetah (each
