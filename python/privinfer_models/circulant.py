@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from . import data as D
 from .copriv import fold_bn, run_epochs
 from .export import OPSET, set_metadata
-from .train import DEFAULT_DATA, evaluate, load_train
+from .train import DEFAULT_DATA, cifar_splits, evaluate, load_train, run_logger
 from .zoo import ZOO
 
 METADATA_KEY = "privinfer.circulant_blocks"
@@ -476,13 +476,7 @@ def main(argv=None):
     a = ap.parse_args(argv)
     torch.manual_seed(a.seed)
     torch.set_num_threads(os.cpu_count() or 1)
-    os.makedirs(a.out, exist_ok=True)
-    logf = open(os.path.join(a.out, "log.txt"), "a")
-
-    def log(msg):
-        print(msg, flush=True)
-        logf.write(msg + "\n")
-        logf.flush()
+    log = run_logger(a.out)
 
     if a.solve_only:
         return solve_only(a, log)
@@ -497,13 +491,7 @@ def main(argv=None):
     layers = linear_layers(dense)
     names = {p: onnx_name(p, m) for p, m in layers}
 
-    cache = os.path.join(os.path.dirname(os.path.abspath(a.out)), "cifar10_train_uint8.npz")
-    xtr, ytr = load_train(a.data, cache, None)
-    xte, yte = D.load_cifar_bin(os.path.join(a.data, "cifar10", "test_batch.bin"))
-    if a.test_limit:
-        pick = np.linspace(0, len(xte) - 1, a.test_limit).astype(int)
-        xte, yte = xte[pick], yte[pick]
-    xtr_f, ytr_t = torch.from_numpy(D.normalize_chw(xtr)), torch.from_numpy(ytr)
+    xtr_f, ytr_t, xte, yte = cifar_splits(a.data, a.out, a.test_limit)
     gen = torch.Generator().manual_seed(a.seed)
     acc_base = evaluate(teacher, xte, yte, "cpu")
     log(f"{a.model}: test accuracy {100 * acc_base:.2f} % on {len(xte)} images")

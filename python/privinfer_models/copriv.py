@@ -33,14 +33,12 @@ import os
 import subprocess
 import time
 
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from . import data as D
 from .export import OPSET, set_metadata
-from .train import DEFAULT_DATA, augment, evaluate, load_train
+from .train import DEFAULT_DATA, augment, cifar_splits, evaluate, run_logger
 from .zoo import ZOO, _BasicBlockA, _ShortcutA
 
 COT_BITS = 0.45  # silent OT's traffic per COT (linear::ot::COT_BITS)
@@ -203,13 +201,7 @@ def main(argv=None):
     a = ap.parse_args(argv)
     torch.manual_seed(a.seed)
     torch.set_num_threads(os.cpu_count() or 1)
-    os.makedirs(a.out, exist_ok=True)
-    logf = open(os.path.join(a.out, "log.txt"), "a")
-
-    def log(msg):
-        print(msg, flush=True)
-        logf.write(msg + "\n")
-        logf.flush()
+    log = run_logger(a.out)
 
     size, builder = ZOO[a.model]
     teacher, weights = builder(a.data)
@@ -233,13 +225,7 @@ def main(argv=None):
         f"per-block saving {', '.join(f'{si}.{bi}:{saving[(si, bi)] / 1e6:.2f}' for si, bi in names)} MB")
 
     # Data.
-    cache = os.path.join(os.path.dirname(os.path.abspath(a.out)), "cifar10_train_uint8.npz")
-    xtr, ytr = load_train(a.data, cache, None)
-    xte, yte = D.load_cifar_bin(os.path.join(a.data, "cifar10", "test_batch.bin"))
-    if a.test_limit:
-        pick = np.linspace(0, len(xte) - 1, a.test_limit).astype(int)
-        xte, yte = xte[pick], yte[pick]
-    xtr_f, ytr_t = torch.from_numpy(D.normalize_chw(xtr)), torch.from_numpy(ytr)
+    xtr_f, ytr_t, xte, yte = cifar_splits(a.data, a.out, a.test_limit)
     gen = torch.Generator().manual_seed(a.seed)
     acc_base = evaluate(teacher, xte, yte, "cpu")
     log(f"unoptimized test accuracy {100 * acc_base:.2f} % on {len(xte)} images")

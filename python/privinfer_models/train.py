@@ -72,6 +72,31 @@ def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return out
 
 
+def run_logger(out: str):
+    """Creates `out` and returns log(msg): printed and appended to out/log.txt."""
+    os.makedirs(out, exist_ok=True)
+    logf = open(os.path.join(out, "log.txt"), "a")
+
+    def log(msg):
+        print(msg, flush=True)
+        logf.write(msg + "\n")
+        logf.flush()
+
+    return log
+
+
+def cifar_splits(data_dir: str, out: str, test_limit: int | None):
+    """All training images as normalized tensors with their labels (cached next to `out`), and
+    the test set as uint8 with labels (or `test_limit` images spread over it)."""
+    cache = os.path.join(os.path.dirname(os.path.abspath(out)), "cifar10_train_uint8.npz")
+    xtr, ytr = load_train(data_dir, cache, None)
+    xte, yte = D.load_cifar_bin(os.path.join(data_dir, "cifar10", "test_batch.bin"))
+    if test_limit:
+        pick = np.linspace(0, len(xte) - 1, test_limit).astype(int)
+        xte, yte = xte[pick], yte[pick]
+    return torch.from_numpy(D.normalize_chw(xtr)), torch.from_numpy(ytr), xte, yte
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, x: np.ndarray, y: np.ndarray, device, batch: int = 500) -> float:
     model.eval()

@@ -94,21 +94,40 @@ fn grouped(spec: &Conv2dSpec, weight_bits: u32) -> LayerSpec {
     )
 }
 
-/// The per-block NTT of a share along the channel axis (`plane` values per channel):
-/// out[(k·(C/b) + j)·plane + p] = Σ_c x[(jb + c)·plane + p]·w^{ck} mod t (frequency-major).
-fn forward(x: &[u64], channels: usize, plane: usize, b: usize, w: u64, t: u64) -> Vec<u64> {
+/// One transform of a share along the channel axis, `plane` values per channel, per block j of
+/// b channels: out[dst(j, u)] = Σ_v x[src(j, v)]·f[(u·v) mod b] mod t. Forward (f = powers of ω):
+/// src (j, c) = channel jb + c, dst (j, k) = channel k·(C/b) + j (frequency-major). Inverse
+/// (f = b⁻¹·powers of ω⁻¹): the other way round.
+fn transform(
+    x: &[u64],
+    channels: usize,
+    plane: usize,
+    f: &[u64],
+    t: u64,
+    inverse: bool,
+) -> Vec<u64> {
+    let b = f.len();
     let blocks = channels / b;
-    let pw: Vec<u64> = (0..b as u64).map(|e| pow(w, e, t)).collect();
+    let natural = |j: usize, c: usize| (j * b + c) * plane;
+    let by_frequency = |j: usize, k: usize| (k * blocks + j) * plane;
     let mut out = vec![0u64; x.len()];
     for j in 0..blocks {
-        for k in 0..b {
-            let dst = (k * blocks + j) * plane;
-            for c in 0..b {
-                let f = pw[(c * k) % b];
-                let src = (j * b + c) * plane;
+        for u in 0..b {
+            let dst = if inverse {
+                natural(j, u)
+            } else {
+                by_frequency(j, u)
+            };
+            for v in 0..b {
+                let src = if inverse {
+                    by_frequency(j, v)
+                } else {
+                    natural(j, v)
+                };
+                let w = f[(u * v) % b] as u128;
                 for p in 0..plane {
-                    out[dst + p] = ((out[dst + p] as u128 + x[src + p] as u128 * f as u128)
-                        % t as u128) as u64;
+                    out[dst + p] =
+                        ((out[dst + p] as u128 + x[src + p] as u128 * w) % t as u128) as u64;
                 }
             }
         }
@@ -116,29 +135,19 @@ fn forward(x: &[u64], channels: usize, plane: usize, b: usize, w: u64, t: u64) -
     out
 }
 
+/// The per-block NTT of a share (frequency-major output).
+fn forward(x: &[u64], channels: usize, plane: usize, b: usize, w: u64, t: u64) -> Vec<u64> {
+    let f: Vec<u64> = (0..b as u64).map(|e| pow(w, e, t)).collect();
+    transform(x, channels, plane, &f, t, false)
+}
+
 /// The inverse of [`forward`] (with ω): y[(ib + q)·plane + p] = b⁻¹·Σ_k ŷ[(k·(M/b) + i)·plane + p]·ω^{−qk}.
 fn inverse(y: &[u64], channels: usize, plane: usize, b: usize, w: u64, t: u64) -> Vec<u64> {
-    let blocks = channels / b;
-    let w_inv = pow(w, t - 2, t);
-    let b_inv = pow(b as u64, t - 2, t);
-    let pw: Vec<u64> = (0..b as u64)
+    let (w_inv, b_inv) = (pow(w, t - 2, t), pow(b as u64, t - 2, t));
+    let f: Vec<u64> = (0..b as u64)
         .map(|e| mul(pow(w_inv, e, t), b_inv, t))
         .collect();
-    let mut out = vec![0u64; y.len()];
-    for i in 0..blocks {
-        for q in 0..b {
-            let dst = (i * b + q) * plane;
-            for k in 0..b {
-                let f = pw[(q * k) % b];
-                let src = (k * blocks + i) * plane;
-                for p in 0..plane {
-                    out[dst + p] = ((out[dst + p] as u128 + y[src + p] as u128 * f as u128)
-                        % t as u128) as u64;
-                }
-            }
-        }
-    }
-    out
+    transform(y, channels, plane, &f, t, true)
 }
 
 impl CirEncode {
