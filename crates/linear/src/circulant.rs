@@ -21,7 +21,7 @@
 use rand_core::CryptoRngCore;
 use transport::Channel;
 
-use crate::cheetah::conv::{needed, with_tallest, ConvTiling};
+use crate::cheetah::conv::{needed, read_tile, with_tallest, ConvTiling};
 use crate::cheetah::{Cheetah, CheetahConfig, CheetahPlan};
 use crate::keys::{ClientKeys, KeyRequest, ServerKeys};
 use crate::layer::{Conv2dSpec, FcSpec, LayerShape, LayerSpec, LayerWeights, Ring};
@@ -481,21 +481,17 @@ impl CircTiling {
         for jj in 0..self.blocks_in(spec, ci) {
             let j = ci * self.c_t + jj;
             for t in 0..l {
-                let ch = j * b + t % b;
-                for r in 0..self.h_t {
-                    let row = (r0 + r) as isize - spec.padding as isize;
-                    if row < 0 || row >= spec.h as isize {
-                        continue;
-                    }
-                    for q in 0..self.w_t {
-                        let col = (q0 + q) as isize - spec.padding as isize;
-                        if col < 0 || col >= spec.w as isize {
-                            continue;
-                        }
-                        poly[(jj * l + t) * a + r * self.w_t + q] =
-                            x[(ch * spec.h + row as usize) * spec.w + col as usize];
-                    }
-                }
+                let base = (jj * l + t) * a;
+                read_tile(
+                    spec,
+                    x,
+                    j * b + t % b,
+                    (r0, q0),
+                    (self.h_t, self.w_t),
+                    |r, q, v| {
+                        poly[base + r * self.w_t + q] = v;
+                    },
+                );
             }
         }
         poly

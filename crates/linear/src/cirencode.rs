@@ -20,7 +20,7 @@ use transport::Channel;
 
 use crate::keys::{ClientKeys, KeyRequest, ServerKeys};
 use crate::layer::{Conv2dSpec, LayerShape, LayerSpec, LayerWeights, Ring};
-use crate::simd::{Simd, SimdConfig};
+use crate::simd::{ring_to_t, Simd, SimdConfig};
 use crate::{Cost, LinearError, LinearProtocol};
 
 /// CirEncode: block-circulant layers as per-block NTTs around a grouped SIMD layer.
@@ -166,6 +166,21 @@ impl CirEncode {
         Ok((spec, grouped(&spec, layer.weight_bits)))
     }
 
+    /// (spec, grouped layer, t, ω) of one execution.
+    fn setup(
+        &self,
+        layer: &LayerSpec,
+        ring: Ring,
+    ) -> Result<(Conv2dSpec, LayerSpec, u64, u64), LinearError> {
+        let (spec, g) = self.inner(layer)?;
+        let t = self
+            .simd
+            .share_modulus(&g, ring)?
+            .expect("a field protocol");
+        let root = root_of_unity(spec.block, t)?;
+        Ok((spec, g, t, root))
+    }
+
     /// The grouped layer's weights (M × C/b × taps, residues mod t): for output block i, input
     /// block j and tap, λ[k] = Σ_l r[l]·ω^{−lk} at output channel k·(M/b) + i, in-group
     /// channel j, with r[l] = W[ib][jb + l][tap] (signed).
@@ -187,9 +202,9 @@ impl CirEncode {
                     for k in 0..b {
                         let mut acc = 0u128;
                         for l in 0..b {
-                            let r = (ring.signed(w[((i * b) * spec.c + j * b + l) * taps + tap])
-                                as i128)
-                                .rem_euclid(t as i128) as u128;
+                            let r =
+                                ring_to_t(ring, w[((i * b) * spec.c + j * b + l) * taps + tap], t)
+                                    as u128;
                             acc = (acc + r * pw[(l * k) % b] as u128) % t as u128;
                         }
                         out[((k * ib + i) * jb + j) * taps + tap] = acc as u64;
@@ -250,13 +265,8 @@ impl LinearProtocol for CirEncode {
         ch: &mut dyn Channel,
         rng: &mut dyn CryptoRngCore,
     ) -> Result<Vec<u64>, LinearError> {
-        let (spec, g) = self.inner(layer)?;
-        let t = self
-            .simd
-            .share_modulus(&g, ring)?
-            .expect("a field protocol");
+        let (spec, g, t, root) = self.setup(layer, ring)?;
         crate::cheetah::check_len("client input share", x, layer.input_len())?;
-        let root = root_of_unity(spec.block, t)?;
         let xh = forward(x, spec.c, spec.h * spec.w, spec.block, root, t);
         let yh = self.simd.client(&g, ring, keys, &xh, ch, rng)?;
         Ok(inverse(
@@ -279,15 +289,10 @@ impl LinearProtocol for CirEncode {
         ch: &mut dyn Channel,
         rng: &mut dyn CryptoRngCore,
     ) -> Result<Vec<u64>, LinearError> {
-        let (spec, g) = self.inner(layer)?;
-        let t = self
-            .simd
-            .share_modulus(&g, ring)?
-            .expect("a field protocol");
+        let (spec, g, t, root) = self.setup(layer, ring)?;
         crate::cheetah::check_len("server input share", x, layer.input_len())?;
         weights.validate(layer, ring)?;
         crate::circulant::check_circulant(layer, weights)?;
-        let root = root_of_unity(spec.block, t)?;
         let wt = Self::transformed_weights(&spec, ring, &weights.weights, root, t);
         let xh = forward(x, spec.c, spec.h * spec.w, spec.block, root, t);
         let zero = vec![0u64; g.bias_len()];
@@ -298,7 +303,7 @@ impl LinearProtocol for CirEncode {
         let plane = spec.out_h() * spec.out_w();
         let mut y = inverse(&yh, spec.m, plane, spec.block, root, t);
         for (i, v) in y.iter_mut().enumerate() {
-            let b = (ring.signed(weights.bias[i / plane]) as i128).rem_euclid(t as i128) as u64;
+            let b = ring_to_t(ring, weights.bias[i / plane], t);
             *v = ((*v as u128 + b as u128) % t as u128) as u64;
         }
         Ok(y)

@@ -65,6 +65,26 @@ pub(crate) fn with_tallest(h_ts: &[usize], spec: &Conv2dSpec, n: usize, c_t: usi
     out
 }
 
+/// Calls put(r, q, value) for every position (r, q) < (h_t, w_t) of an input tile of channel
+/// `ch` whose top-left corner is padded position (r0, q0) and which lies inside the unpadded
+/// input x (C×H×W); zero-padding positions are skipped.
+pub(crate) fn read_tile(
+    spec: &Conv2dSpec,
+    x: &[u64],
+    ch: usize,
+    (r0, q0): (usize, usize),
+    (h_t, w_t): (usize, usize),
+    mut put: impl FnMut(usize, usize, u64),
+) {
+    let p = spec.padding;
+    for r in (p.saturating_sub(r0)..h_t).take_while(|r| r0 + r < p + spec.h) {
+        let row = &x[(ch * spec.h + r0 + r - p) * spec.w..][..spec.w];
+        for q in (p.saturating_sub(q0)..w_t).take_while(|q| q0 + q < p + spec.w) {
+            put(r, q, row[q0 + q - p]);
+        }
+    }
+}
+
 /// (value, multiplicity) of the values in `v`.
 pub(crate) fn histogram(v: &[usize]) -> Vec<(usize, usize)> {
     let mut out: Vec<(usize, usize)> = Vec::new();
@@ -150,24 +170,14 @@ impl ConvTiling {
             if ch >= spec.c {
                 break;
             }
-            for r in 0..self.h_t {
-                let row = (r0 + r) as isize - spec.padding as isize;
-                if row < 0 || row >= spec.h as isize {
-                    continue;
-                }
-                for q in 0..self.w_t {
-                    let col = (q0 + q) as isize - spec.padding as isize;
-                    if col < 0 || col >= spec.w as isize {
-                        continue;
-                    }
-                    let idx = if self.interleaved {
-                        (r * self.w_t + q) * self.c_t + cc
-                    } else {
-                        (cc * self.h_t + r) * self.w_t + q
-                    };
-                    poly[idx] = x[(ch * spec.h + row as usize) * spec.w + col as usize];
-                }
-            }
+            read_tile(spec, x, ch, (r0, q0), (self.h_t, self.w_t), |r, q, v| {
+                let idx = if self.interleaved {
+                    (r * self.w_t + q) * self.c_t + cc
+                } else {
+                    (cc * self.h_t + r) * self.w_t + q
+                };
+                poly[idx] = v;
+            });
         }
         poly
     }

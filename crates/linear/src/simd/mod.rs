@@ -314,7 +314,7 @@ fn query_ct_bytes(p: &rlwe::Params) -> usize {
 }
 
 /// A value of Z_{2^ℓ} (two's complement) as the same signed integer mod t.
-fn ring_to_t(ring: Ring, v: u64, t: u64) -> u64 {
+pub(crate) fn ring_to_t(ring: Ring, v: u64, t: u64) -> u64 {
     (ring.signed(v) as i128).rem_euclid(t as i128) as u64
 }
 
