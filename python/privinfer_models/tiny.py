@@ -5,6 +5,9 @@
   option-A-style strided slice + channel zero padding, global average pool, linear.
 - TinyViT (3x8x8): patch conv, class-token Concat, position Add, LayerNorm, attention
   (MatMul of activations, Transpose, Softmax, scaling Mul), GELU, Gather of the class token.
+- TinyFHE (3x8x8): an AESPA-style ResNet for FHE mode: per-channel x·(a·x + b) + c
+  activations, a BatchNorm after a residual Add (a degree-1 polynomial), a stride-2 block with
+  an option-A shortcut, global average pool, linear.
 Weights are random (seeded).
 """
 
@@ -36,6 +39,47 @@ class TinyCNN(nn.Module):
         y = F.avg_pool2d(y, 3, 2, 1, count_include_pad=False)  # 4x4
         y = F.adaptive_avg_pool2d(y, 1)
         return self.fc(torch.flatten(y, 1))
+
+
+class _Poly(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.a = nn.Parameter(torch.empty(1, c, 1, 1).uniform_(0.05, 0.3))
+        self.b = nn.Parameter(torch.empty(1, c, 1, 1).uniform_(0.3, 0.7))
+        self.c = nn.Parameter(torch.empty(1, c, 1, 1).uniform_(-0.2, 0.2))
+
+    def forward(self, x):
+        return x * (self.a * x + self.b) + self.c
+
+
+class TinyFHE(nn.Module):
+    def __init__(self):
+        super().__init__()
+        cbn = lambda i, o, s: nn.Sequential(nn.Conv2d(i, o, 3, s, 1, bias=False), nn.BatchNorm2d(o))
+        self.stem, self.p0 = cbn(3, 4, 1), _Poly(4)
+        self.c1, self.p1, self.c2, self.p2 = cbn(4, 4, 1), _Poly(4), cbn(4, 4, 1), _Poly(4)
+        self.bn = nn.BatchNorm2d(4)
+        self.c3, self.p3, self.c4, self.p4 = cbn(4, 8, 2), _Poly(8), cbn(8, 8, 1), _Poly(8)
+        self.fc = nn.Linear(8, 5)
+
+    def forward(self, x):
+        x = self.p0(self.stem(x))
+        x = self.p2(self.bn(self.c2(self.p1(self.c1(x))) + x))   # BN after Add: a degree-1 poly
+        s = F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, 2, 2))
+        x = self.p4(self.c4(self.p3(self.c3(x))) + s)
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+
+
+def tiny_fhe(seed=0):
+    torch.manual_seed(seed)
+    m = TinyFHE()
+    with torch.no_grad():
+        for bn in [mod for mod in m.modules() if isinstance(mod, nn.BatchNorm2d)]:
+            bn.running_mean.uniform_(-0.3, 0.3)
+            bn.running_var.uniform_(0.5, 2.0)
+            bn.weight.uniform_(0.5, 1.0)
+            bn.bias.uniform_(-0.3, 0.3)
+    return m.eval()
 
 
 def tiny_cnn(seed=0):

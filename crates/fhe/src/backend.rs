@@ -1,0 +1,249 @@
+//! The operations a lowered network needs, on two backends: [`Sim`] (slot vectors in the clear
+//! with the level bookkeeping of the real scheme: the layout oracle, and the dry run that
+//! counts operations and lists the rotation keys) and [`Ckks`] (ciphertexts).
+//!
+//! Every multiplicative op keeps the ciphertext scale at exactly `Δ`: plaintexts multiplied into
+//! a level-`ℓ` ciphertext are encoded at scale `q_ℓ`, and the one ciphertext product of a
+//! degree-2 polynomial is prepared so that its rescale lands on `Δ` (see [`Backend::poly2`]).
+
+use ckks::{Bootstrapper, Ciphertext, Complex, EncapsulationKeys, Evaluator, Params};
+use rayon::prelude::*;
+
+use crate::error::{FheError, Result};
+
+pub trait Backend {
+    type Ct: Clone + Send + Sync;
+    /// Slots per ciphertext.
+    fn slots(&self) -> usize;
+    fn level(&self, x: &Self::Ct) -> usize;
+    /// Rotations left by each `k` (slot `i` receives slot `i + k`), sharing one decomposition.
+    fn rotate_many(&self, x: &Self::Ct, ks: &[isize]) -> Result<Vec<Self::Ct>>;
+    fn rotate(&self, x: &Self::Ct, k: isize) -> Result<Self::Ct> {
+        Ok(self.rotate_many(x, &[k])?.pop().expect("one rotation"))
+    }
+    /// `Σ_i pt_i ⊙ x_i`, one rescale: level `ℓ − 1` (all `x_i` at level `ℓ`), scale kept.
+    fn dot_plain(&self, terms: &[(&Self::Ct, &[f64])]) -> Result<Self::Ct>;
+    /// `a + b`, the higher operand dropped to the lower level.
+    fn add(&self, a: &Self::Ct, b: &Self::Ct) -> Result<Self::Ct>;
+    fn add_plain(&self, a: &Self::Ct, v: &[f64]) -> Result<Self::Ct>;
+    /// `x ⊙ (a ⊙ x + b) + c`: two levels.
+    fn poly2(&self, x: &Self::Ct, a: &[f64], b: &[f64], c: &[f64]) -> Result<Self::Ct>;
+    fn drop_to(&self, x: &Self::Ct, level: usize) -> Result<Self::Ct>;
+    /// Refreshes `x` to [`Backend::boot_level`].
+    fn bootstrap(&self, x: &Self::Ct) -> Result<Self::Ct>;
+    /// Level of a bootstrapped ciphertext.
+    fn boot_level(&self) -> usize;
+}
+
+/// Clear slot vectors with levels: `(values, level)`.
+#[derive(Clone, Debug)]
+pub struct SimCt {
+    pub v: Vec<f64>,
+    pub level: usize,
+}
+
+/// The clear-text backend. A bootstrap checks the `|x| ≤ 1` precondition of the real one.
+pub struct Sim {
+    pub n: usize,
+    pub boot_level: usize,
+    /// Largest `|x|` seen at a bootstrap input.
+    pub max_boot_input: std::sync::Mutex<f64>,
+}
+
+impl Sim {
+    pub fn new(n: usize, boot_level: usize) -> Self {
+        Sim {
+            n,
+            boot_level,
+            max_boot_input: std::sync::Mutex::new(0.0),
+        }
+    }
+    fn need(&self, x: &SimCt, levels: usize) -> Result<()> {
+        if x.level < levels {
+            return Err(ckks::CkksError::NoLevelLeft.into());
+        }
+        Ok(())
+    }
+}
+
+impl Backend for Sim {
+    type Ct = SimCt;
+    fn slots(&self) -> usize {
+        self.n
+    }
+    fn level(&self, x: &SimCt) -> usize {
+        x.level
+    }
+    fn rotate_many(&self, x: &SimCt, ks: &[isize]) -> Result<Vec<SimCt>> {
+        let n = self.n as isize;
+        Ok(ks
+            .iter()
+            .map(|&k| {
+                let k = k.rem_euclid(n) as usize;
+                let mut v = x.v.clone();
+                v.rotate_left(k);
+                SimCt { v, level: x.level }
+            })
+            .collect())
+    }
+    fn dot_plain(&self, terms: &[(&SimCt, &[f64])]) -> Result<SimCt> {
+        let level = terms[0].0.level;
+        self.need(terms[0].0, 1)?;
+        let mut v = vec![0.0; self.n];
+        for (x, p) in terms {
+            if x.level != level {
+                return Err(FheError::BadInput(
+                    "dot_plain operands at different levels".into(),
+                ));
+            }
+            for ((o, a), b) in v.iter_mut().zip(&x.v).zip(p.iter()) {
+                *o += a * b;
+            }
+        }
+        Ok(SimCt {
+            v,
+            level: level - 1,
+        })
+    }
+    fn add(&self, a: &SimCt, b: &SimCt) -> Result<SimCt> {
+        Ok(SimCt {
+            v: a.v.iter().zip(&b.v).map(|(x, y)| x + y).collect(),
+            level: a.level.min(b.level),
+        })
+    }
+    fn add_plain(&self, a: &SimCt, p: &[f64]) -> Result<SimCt> {
+        Ok(SimCt {
+            v: a.v.iter().zip(p).map(|(x, y)| x + y).collect(),
+            level: a.level,
+        })
+    }
+    fn poly2(&self, x: &SimCt, a: &[f64], b: &[f64], c: &[f64]) -> Result<SimCt> {
+        self.need(x, 2)?;
+        let v = (0..self.n)
+            .map(|i| x.v[i] * (a[i] * x.v[i] + b[i]) + c[i])
+            .collect();
+        Ok(SimCt {
+            v,
+            level: x.level - 2,
+        })
+    }
+    fn drop_to(&self, x: &SimCt, level: usize) -> Result<SimCt> {
+        Ok(SimCt {
+            v: x.v.clone(),
+            level: level.min(x.level),
+        })
+    }
+    fn bootstrap(&self, x: &SimCt) -> Result<SimCt> {
+        let m = x.v.iter().fold(0f64, |m, v| m.max(v.abs()));
+        let mut g = self.max_boot_input.lock().expect("not poisoned");
+        *g = g.max(m);
+        Ok(SimCt {
+            v: x.v.clone(),
+            level: self.boot_level,
+        })
+    }
+    fn boot_level(&self) -> usize {
+        self.boot_level
+    }
+}
+
+/// Ciphertexts under the evaluation keys (server side: no secret).
+pub struct Ckks<'a> {
+    pub params: &'a Params,
+    pub eval: &'a Evaluator,
+    pub boot: Option<(&'a Bootstrapper, Option<&'a EncapsulationKeys>)>,
+    /// Slots per ciphertext (`N/2` for the network).
+    pub n: usize,
+}
+
+impl Ckks<'_> {
+    fn encode(&self, v: &[f64], level: usize, scale: f64) -> Result<ckks::Plaintext> {
+        let z: Vec<Complex> = v.iter().map(|&x| Complex::from(x)).collect();
+        Ok(self.params.encode(&z, self.n, level, scale)?)
+    }
+}
+
+impl Backend for Ckks<'_> {
+    type Ct = Ciphertext;
+    fn slots(&self) -> usize {
+        self.n
+    }
+    fn level(&self, x: &Ciphertext) -> usize {
+        x.level()
+    }
+    fn rotate_many(&self, x: &Ciphertext, ks: &[isize]) -> Result<Vec<Ciphertext>> {
+        let n = self.n as isize;
+        if ks.len() == 1 {
+            let k = ks[0].rem_euclid(n);
+            return Ok(vec![if k == 0 {
+                x.clone()
+            } else {
+                self.eval.rotate(x, k)?
+            }]);
+        }
+        let ks: Vec<isize> = ks.iter().map(|k| k.rem_euclid(n)).collect();
+        Ok(self.eval.rotate_hoisted(x, &ks)?)
+    }
+    fn dot_plain(&self, terms: &[(&Ciphertext, &[f64])]) -> Result<Ciphertext> {
+        let level = terms[0].0.level();
+        if level == 0 {
+            return Err(ckks::CkksError::NoLevelLeft.into());
+        }
+        let q = self.params.q()[level] as f64;
+        let prods: Vec<Ciphertext> = terms
+            .par_iter()
+            .map(|(x, p)| {
+                let pt = self.encode(p, level, q)?;
+                Ok(self.eval.mul_plain(x, &pt)?)
+            })
+            .collect::<Result<_>>()?;
+        let mut acc = prods[0].clone();
+        for p in &prods[1..] {
+            self.eval.add_assign(&mut acc, p)?;
+        }
+        self.eval.rescale_assign(&mut acc)?;
+        acc.set_scale(terms[0].0.scale());
+        Ok(acc)
+    }
+    fn add(&self, a: &Ciphertext, b: &Ciphertext) -> Result<Ciphertext> {
+        let l = a.level().min(b.level());
+        let a = self.eval.drop_to_level(a, l)?;
+        let b = self.eval.drop_to_level(b, l)?;
+        Ok(self.eval.add(&a, &b)?)
+    }
+    fn add_plain(&self, a: &Ciphertext, v: &[f64]) -> Result<Ciphertext> {
+        let pt = self.encode(v, a.level(), a.scale())?;
+        Ok(self.eval.add_plain(a, &pt)?)
+    }
+    fn poly2(&self, x: &Ciphertext, a: &[f64], b: &[f64], c: &[f64]) -> Result<Ciphertext> {
+        let l = x.level();
+        if l < 2 {
+            return Err(ckks::CkksError::NoLevelLeft.into());
+        }
+        let q = self.params.q();
+        let delta = x.scale();
+        // t = a ⊙ x + b at scale q_{ℓ−1}, so that x·t rescaled by q_{ℓ−1} is at scale Δ.
+        let s_t = q[l - 1] as f64;
+        let pa = self.encode(a, l, s_t * q[l] as f64 / delta)?;
+        let mut t = self.eval.mul_plain(x, &pa)?;
+        self.eval.rescale_assign(&mut t)?;
+        t.set_scale(s_t);
+        let t = self.eval.add_plain(&t, &self.encode(b, l - 1, s_t)?)?;
+        let xl = self.eval.drop_to_level(x, l - 1)?;
+        let mut y = self.eval.mul_relin_rescale(&xl, &t)?;
+        y.set_scale(delta);
+        Ok(self.eval.add_plain(&y, &self.encode(c, l - 2, delta)?)?)
+    }
+    fn drop_to(&self, x: &Ciphertext, level: usize) -> Result<Ciphertext> {
+        Ok(self.eval.drop_to_level(x, level.min(x.level()))?)
+    }
+    fn bootstrap(&self, x: &Ciphertext) -> Result<Ciphertext> {
+        let (bs, enc) = self.boot.ok_or_else(|| {
+            FheError::BadInput("the plan bootstraps but no bootstrapper was given".into())
+        })?;
+        Ok(bs.bootstrap(self.eval, enc, x)?)
+    }
+    fn boot_level(&self) -> usize {
+        self.boot.map_or(0, |(b, _)| b.output_level())
+    }
+}

@@ -1,0 +1,555 @@
+//! Evaluation of a [`Program`] on a [`Backend`] (docs/protocols/hyphen.md § Convolutions).
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::backend::Backend;
+use crate::error::{FheError, Result};
+use crate::layout::Layout;
+use crate::lower::{Kind, Program};
+
+/// Homomorphic operations of one step (or of a whole run).
+#[derive(Clone, Copy, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct Counts {
+    /// Key-switched rotations (hoisted ones included).
+    pub rotations: usize,
+    /// Plaintext × ciphertext products.
+    pub pt_mults: usize,
+    /// Ciphertext × ciphertext products.
+    pub ct_mults: usize,
+    pub bootstraps: usize,
+}
+
+impl std::ops::AddAssign for Counts {
+    fn add_assign(&mut self, o: Counts) {
+        self.rotations += o.rotations;
+        self.pt_mults += o.pt_mults;
+        self.ct_mults += o.ct_mults;
+        self.bootstraps += o.bootstraps;
+    }
+}
+
+/// One executed step.
+#[derive(Clone, Debug, Serialize)]
+pub struct StepReport {
+    pub layer: String,
+    pub op: &'static str,
+    pub layout_in: String,
+    pub layout_out: String,
+    pub level_in: usize,
+    pub level_out: usize,
+    pub ciphertexts_out: usize,
+    #[serde(flatten)]
+    pub counts: Counts,
+    pub ms: f64,
+}
+
+/// Counters shared by the kernels, and the rotation keys used (rotation mod n → highest level).
+struct Ctx<'b, B: Backend> {
+    b: &'b B,
+    n: usize,
+    counts: Mutex<Counts>,
+    keys: Mutex<BTreeMap<usize, usize>>,
+}
+
+impl<B: Backend> Ctx<'_, B> {
+    fn note_rot(&self, level: usize, ks: &[isize]) {
+        let mut keys = self.keys.lock().expect("not poisoned");
+        let mut c = 0;
+        for &k in ks {
+            let k = k.rem_euclid(self.n as isize) as usize;
+            if k != 0 {
+                c += 1;
+                let e = keys.entry(k).or_insert(level);
+                *e = (*e).max(level);
+            }
+        }
+        self.counts.lock().expect("not poisoned").rotations += c;
+    }
+    fn rot(&self, x: &B::Ct, k: isize) -> Result<B::Ct> {
+        self.note_rot(self.b.level(x), &[k]);
+        self.b.rotate(x, k)
+    }
+    fn rot_many(&self, x: &B::Ct, ks: &[isize]) -> Result<Vec<B::Ct>> {
+        self.note_rot(self.b.level(x), ks);
+        self.b.rotate_many(x, ks)
+    }
+    fn dot(&self, terms: &[(&B::Ct, &[f64])]) -> Result<B::Ct> {
+        self.counts.lock().expect("not poisoned").pt_mults += terms.len();
+        self.b.dot_plain(terms)
+    }
+    /// `x + rot(x, step) + rot(x, 2·step) + …` over `count` (a power of two) steps, by doubling.
+    fn rot_sum(&self, mut x: B::Ct, step: isize, count: usize) -> Result<B::Ct> {
+        let mut s = step;
+        let mut c = 1;
+        while c < count {
+            let r = self.rot(&x, s)?;
+            x = self.b.add(&x, &r)?;
+            s *= 2;
+            c *= 2;
+        }
+        Ok(x)
+    }
+}
+
+fn log2(x: usize) -> usize {
+    x.trailing_zeros() as usize
+}
+
+/// Result of a run: the output ciphertexts, per-step reports, and the rotation keys used.
+pub struct Run<C> {
+    pub output: Vec<C>,
+    pub steps: Vec<StepReport>,
+    /// Rotation amount (mod slots) → highest level it is used at.
+    pub rotation_keys: BTreeMap<usize, usize>,
+}
+
+/// Runs `prog` on `input` (the image ciphertexts in `prog.layouts[0]`).
+pub fn run<B: Backend>(prog: &Program, b: &B, input: Vec<B::Ct>) -> Result<Run<B::Ct>> {
+    if input.len() != prog.layouts[0].cts() {
+        return Err(FheError::BadInput(format!(
+            "{} input ciphertexts, the layout has {}",
+            input.len(),
+            prog.layouts[0].cts()
+        )));
+    }
+    let ctx = Ctx {
+        b,
+        n: prog.n,
+        counts: Mutex::new(Counts::default()),
+        keys: Mutex::new(BTreeMap::new()),
+    };
+    let mut vals: Vec<Option<Vec<B::Ct>>> = vec![None; prog.layouts.len()];
+    vals[0] = Some(input);
+    // Last use of each value, to free it.
+    let mut last_use = vec![0usize; prog.layouts.len()];
+    for (si, s) in prog.steps.iter().enumerate() {
+        for &i in &s.inputs {
+            last_use[i] = si;
+        }
+    }
+    last_use[prog.output] = usize::MAX;
+    let mut reports = vec![];
+    for (si, s) in prog.steps.iter().enumerate() {
+        let t0 = Instant::now();
+        let before = *ctx.counts.lock().expect("not poisoned");
+        let ins: Vec<&Vec<B::Ct>> = s
+            .inputs
+            .iter()
+            .map(|&i| vals[i].as_ref().expect("values are computed in order"))
+            .collect();
+        let lin = &prog.layouts[s.inputs[0]];
+        let lout = &prog.layouts[s.output];
+        let level_in = ins
+            .iter()
+            .flat_map(|v| v.iter())
+            .map(|c| b.level(c))
+            .min()
+            .unwrap_or(0);
+        let out = match &s.kind {
+            Kind::ConvA(cv) => conv_a(&ctx, &ins[0][0], cv, lin, lout, prog.range)?,
+            Kind::ConvB(cv) => vec![conv_b(&ctx, ins[0], cv, lin, lout, prog.range)?],
+            Kind::Poly(p) => {
+                let deg = p.degree();
+                let sg = prog.range;
+                ins[0]
+                    .iter()
+                    .enumerate()
+                    .map(|(t, x)| {
+                        let cvec = lin.per_channel(t, prog.n, |c| p.c[c] / sg);
+                        let bvec = lin.per_channel(t, prog.n, |c| p.b[c]);
+                        match deg {
+                            2 => {
+                                ctx.counts.lock().expect("not poisoned").ct_mults += 1;
+                                ctx.counts.lock().expect("not poisoned").pt_mults += 1;
+                                let avec = lin.per_channel(t, prog.n, |c| p.a[c] * sg);
+                                b.poly2(x, &avec, &bvec, &cvec)
+                            }
+                            1 => {
+                                let y = ctx.dot(&[(x, &bvec)])?;
+                                b.add_plain(&y, &cvec)
+                            }
+                            _ => {
+                                // A constant: zero the ciphertext's slots by a 0-product is
+                                // wasteful; the lowering never emits degree 0 from a network.
+                                Err(FheError::Unsupported {
+                                    node: s.name.clone(),
+                                    reason: "constant activation".into(),
+                                })
+                            }
+                        }
+                    })
+                    .collect::<Result<_>>()?
+            }
+            Kind::Add => ins[0]
+                .iter()
+                .zip(ins[1].iter())
+                .map(|(x, y)| b.add(x, y))
+                .collect::<Result<_>>()?,
+            Kind::Remap { step, before } => {
+                vec![remap(&ctx, &ins[0][0], *step, *before, lin, lout)?]
+            }
+            Kind::PoolFc(lin_layer) => vec![pool_fc(&ctx, &ins[0][0], lin_layer, lin, prog.range)?],
+            Kind::Bootstrap => {
+                ctx.counts.lock().expect("not poisoned").bootstraps += ins[0].len();
+                ins[0]
+                    .iter()
+                    .map(|x| b.bootstrap(x))
+                    .collect::<Result<_>>()?
+            }
+        };
+        let after = *ctx.counts.lock().expect("not poisoned");
+        let counts = Counts {
+            rotations: after.rotations - before.rotations,
+            pt_mults: after.pt_mults - before.pt_mults,
+            ct_mults: after.ct_mults - before.ct_mults,
+            bootstraps: after.bootstraps - before.bootstraps,
+        };
+        reports.push(StepReport {
+            layer: s.name.clone(),
+            op: s.kind.name(),
+            layout_in: lin.describe(),
+            layout_out: lout.describe(),
+            level_in,
+            level_out: out.iter().map(|c| b.level(c)).min().unwrap_or(0),
+            ciphertexts_out: out.len(),
+            counts,
+            ms: t0.elapsed().as_secs_f64() * 1e3,
+        });
+        vals[s.output] = Some(out);
+        for &i in &s.inputs {
+            if last_use[i] == si {
+                vals[i] = None;
+            }
+        }
+    }
+    let output = vals[prog.output].take().expect("output computed");
+    Ok(Run {
+        output,
+        steps: reports,
+        rotation_keys: ctx.keys.into_inner().expect("not poisoned"),
+    })
+}
+
+/// Kernel taps: `(ky, kx, dy, dx)`.
+fn taps(cv: &nn::ir::Conv2d) -> Vec<(usize, usize, isize, isize)> {
+    let mut v = vec![];
+    for ky in 0..cv.kernel[0] {
+        for kx in 0..cv.kernel[1] {
+            v.push((
+                ky,
+                kx,
+                ky as isize - cv.pads[0] as isize,
+                kx as isize - cv.pads[1] as isize,
+            ));
+        }
+    }
+    v
+}
+
+fn weight(cv: &nn::ir::Conv2d, o: usize, c: usize, ky: usize, kx: usize) -> f64 {
+    let [kh, kw] = cv.kernel;
+    cv.weight[((o * cv.in_channels() + c) * kh + ky) * kw + kx] as f64
+}
+
+/// ConvA: `P(g, r)` at gap `k` → `I(r, g)` at gap `k·stride` (docs/protocols/hyphen.md).
+fn conv_a<B: Backend>(
+    ctx: &Ctx<B>,
+    x: &B::Ct,
+    cv: &nn::ir::Conv2d,
+    lin: &Layout,
+    lout: &Layout,
+    range: f64,
+) -> Result<Vec<B::Ct>> {
+    let n = ctx.n;
+    let Layout::P { grid, g, r, .. } = *lin else {
+        unreachable!("lowering")
+    };
+    let Layout::I { grid: og, .. } = *lout else {
+        unreachable!("lowering")
+    };
+    let st = cv.stride[0];
+    let (h, w, k, wb, block) = (
+        grid.h as isize,
+        grid.w as isize,
+        grid.k as isize,
+        grid.wb() as isize,
+        grid.block(),
+    );
+    let o_count = cv.out_channels();
+    let tp = taps(cv);
+    let shifts: Vec<isize> = tp
+        .iter()
+        .map(|&(_, _, dy, dx)| k * (dy * wb + dx))
+        .collect();
+    let zs = ctx.rot_many(x, &shifts)?;
+    let passes = lout.cts();
+    (0..passes)
+        .map(|t| {
+            let pts: Vec<Vec<f64>> = tp
+                .par_iter()
+                .map(|&(ky, kx, dy, dx)| {
+                    (0..n)
+                        .map(|s| {
+                            let Some((c, i, j)) = lin.at(0, s) else {
+                                return 0.0;
+                            };
+                            let o = t * r + (s / block) % r;
+                            let (ii, jj) = (i as isize + dy, j as isize + dx);
+                            if o >= o_count
+                                || i % st != 0
+                                || j % st != 0
+                                || ii < 0
+                                || jj < 0
+                                || ii >= h
+                                || jj >= w
+                            {
+                                0.0
+                            } else {
+                                weight(cv, o, c, ky, kx)
+                            }
+                        })
+                        .collect()
+                })
+                .collect();
+            let terms: Vec<(&B::Ct, &[f64])> = zs
+                .iter()
+                .zip(&pts)
+                .map(|(z, p)| (z, p.as_slice()))
+                .collect();
+            let mut u = ctx.dot(&terms)?;
+            // Sum the k² phases of each cell into its phase (0, 0), then the g groups (cyclic).
+            u = ctx.rot_sum(u, 1, grid.k)?;
+            u = ctx.rot_sum(u, wb, grid.k)?;
+            u = ctx.rot_sum(u, (r * block) as isize, g)?;
+            // Keep phase (0, 0) of the output cells of this pass's channels.
+            let mask: Vec<f64> = (0..n)
+                .map(|s| {
+                    let (i, j, a, bb) = grid.decode(s % block);
+                    let o = t * r + (s / block) % r;
+                    (a == 0 && bb == 0 && i % st == 0 && j % st == 0 && o < o_count) as u8 as f64
+                })
+                .collect();
+            u = ctx.dot(&[(&u, &mask)])?;
+            // Replicate over the output cell's phases.
+            u = ctx.rot_sum(u, -1, og.k)?;
+            u = ctx.rot_sum(u, -(og.wb() as isize), og.k)?;
+            let bias = lout.per_channel(t, n, |o| cv.bias[o] as f64 / range);
+            ctx.b.add_plain(&u, &bias)
+        })
+        .collect()
+}
+
+/// ConvB: `I(r, g)` at gap `k` → `P(g', r')` at gap `k` (stride 1).
+fn conv_b<B: Backend>(
+    ctx: &Ctx<B>,
+    xs: &[B::Ct],
+    cv: &nn::ir::Conv2d,
+    lin: &Layout,
+    lout: &Layout,
+    range: f64,
+) -> Result<B::Ct> {
+    let n = ctx.n;
+    let Layout::I { grid, r, .. } = *lin else {
+        unreachable!("lowering")
+    };
+    let Layout::P { r: r2, .. } = *lout else {
+        unreachable!("lowering")
+    };
+    let (h, w, k, wb, block) = (
+        grid.h as isize,
+        grid.w as isize,
+        grid.k as isize,
+        grid.wb() as isize,
+        grid.block(),
+    );
+    let c_count = cv.in_channels();
+    let tp = taps(cv);
+    let level = xs.iter().map(|c| ctx.b.level(c)).min().unwrap_or(0);
+    let xs: Vec<B::Ct> = xs
+        .iter()
+        .map(|c| ctx.b.drop_to(c, level))
+        .collect::<Result<_>>()?;
+    // acc_τ = Σ_t pt_{t,τ} ⊙ x_t, with pt_{t,τ}[P + τ] the weight that output slot P needs.
+    let accs: Vec<(isize, B::Ct)> = tp
+        .iter()
+        .map(|&(ky, kx, dy, dx)| {
+            let tau = k * (dy * wb + dx);
+            let pts: Vec<Vec<f64>> = (0..xs.len())
+                .into_par_iter()
+                .map(|t| {
+                    let mut pt = vec![0.0; n];
+                    for p in 0..n {
+                        let Some((o, i, j)) = lout.at(0, p) else {
+                            continue;
+                        };
+                        let (ii, jj) = (i as isize + dy, j as isize + dx);
+                        if ii < 0 || jj < 0 || ii >= h || jj >= w {
+                            continue;
+                        }
+                        let c = t * r + (p / block) % r;
+                        if c >= c_count {
+                            continue;
+                        }
+                        let q = (p as isize + tau).rem_euclid(n as isize) as usize;
+                        pt[q] = weight(cv, o, c, ky, kx);
+                    }
+                    pt
+                })
+                .collect();
+            let terms: Vec<(&B::Ct, &[f64])> = xs
+                .iter()
+                .zip(&pts)
+                .map(|(x, p)| (x, p.as_slice()))
+                .collect();
+            Ok((tau, ctx.dot(&terms)?))
+        })
+        .collect::<Result<_>>()?;
+    let mut y: Option<B::Ct> = None;
+    for (tau, acc) in accs {
+        let z = if tau == 0 { acc } else { ctx.rot(&acc, tau)? };
+        y = Some(match y {
+            None => z,
+            Some(a) => ctx.b.add(&a, &z)?,
+        });
+    }
+    let mut y = y.expect("a kernel has taps");
+    // Sum the r channel blocks of each output group, keep one copy, replicate r' times.
+    y = ctx.rot_sum(y, block as isize, r)?;
+    let mask: Vec<f64> = (0..n)
+        .map(|s| ((s / block).is_multiple_of(r2) && lout.at(0, s).is_some()) as u8 as f64)
+        .collect();
+    y = ctx.dot(&[(&y, &mask)])?;
+    y = ctx.rot_sum(y, -(block as isize), r2)?;
+    let bias = lout.per_channel(0, n, |o| cv.bias[o] as f64 / range);
+    ctx.b.add_plain(&y, &bias)
+}
+
+/// Option-A shortcut: output slot `P` takes the input slot holding channel `c − before` at
+/// pixel `(step·i, step·j)`; rotations grouped by offset, the input copy chosen per slot to
+/// reuse offsets.
+fn remap<B: Backend>(
+    ctx: &Ctx<B>,
+    x: &B::Ct,
+    step: usize,
+    before: usize,
+    lin: &Layout,
+    lout: &Layout,
+) -> Result<B::Ct> {
+    let n = ctx.n;
+    let Layout::P {
+        grid, c: c_in, r, ..
+    } = *lin
+    else {
+        unreachable!("lowering")
+    };
+    let m = grid.phases();
+    let mut by_rho: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
+    for p in 0..n {
+        let Some((o, i, j)) = lout.at(0, p) else {
+            continue;
+        };
+        if o < before || o - before >= c_in {
+            continue;
+        }
+        let c = o - before;
+        let (gi, ph) = (c / m, c % m);
+        let off = grid.offset(step * i, step * j, ph / grid.k, ph % grid.k);
+        let rhos: Vec<usize> = (0..r)
+            .map(|s| {
+                (((gi * r + s) * grid.block() + off) as isize - p as isize).rem_euclid(n as isize)
+                    as usize
+            })
+            .collect();
+        let rho = rhos
+            .iter()
+            .copied()
+            .find(|q| by_rho.contains_key(q))
+            .unwrap_or(rhos[0]);
+        by_rho.entry(rho).or_insert_with(|| vec![0.0; n])[p] = 1.0;
+    }
+    let ks: Vec<isize> = by_rho.keys().map(|&k| k as isize).collect();
+    let zs = ctx.rot_many(x, &ks)?;
+    let terms: Vec<(&B::Ct, &[f64])> = zs
+        .iter()
+        .zip(by_rho.values())
+        .map(|(z, p)| (z, p.as_slice()))
+        .collect();
+    ctx.dot(&terms)
+}
+
+/// Global average pooling and FC: pass `t` weights copy `s` of every group for output
+/// `t·r + s`, sums pixels, phases and groups, and keeps group `t`: logit `o` lands in slot
+/// `o·B`.
+fn pool_fc<B: Backend>(
+    ctx: &Ctx<B>,
+    x: &B::Ct,
+    fc: &nn::ir::Linear,
+    lin: &Layout,
+    range: f64,
+) -> Result<B::Ct> {
+    let n = ctx.n;
+    let Layout::P { grid, g, r, .. } = *lin else {
+        unreachable!("lowering")
+    };
+    let block = grid.block();
+    let hw = (grid.h * grid.w) as f64;
+    let passes = fc.out_features.div_ceil(r);
+    let mut outs = vec![];
+    let mut masks = vec![];
+    for t in 0..passes {
+        let pt: Vec<f64> = (0..n)
+            .map(|s| {
+                let Some((c, _, _)) = lin.at(0, s) else {
+                    return 0.0;
+                };
+                let o = t * r + (s / block) % r;
+                if o < fc.out_features {
+                    fc.weight[o * fc.in_features + c] as f64 / hw
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        let mut u = ctx.dot(&[(x, &pt)])?;
+        u = ctx.rot_sum(u, grid.k as isize, grid.w)?;
+        u = ctx.rot_sum(u, (grid.k * grid.wb()) as isize, grid.h)?;
+        u = ctx.rot_sum(u, 1, grid.k)?;
+        u = ctx.rot_sum(u, grid.wb() as isize, grid.k)?;
+        u = ctx.rot_sum(u, (r * block) as isize, g)?;
+        outs.push(u);
+        masks.push(
+            (0..n)
+                .map(|s| {
+                    (s % block == 0 && s / block / r == t && s / block < fc.out_features) as u8
+                        as f64
+                })
+                .collect::<Vec<f64>>(),
+        );
+    }
+    let terms: Vec<(&B::Ct, &[f64])> = outs
+        .iter()
+        .zip(&masks)
+        .map(|(u, m)| (u, m.as_slice()))
+        .collect();
+    let y = ctx.dot(&terms)?;
+    let bias: Vec<f64> = (0..n)
+        .map(|s| {
+            if s % block == 0 && s / block < fc.out_features {
+                fc.bias[s / block] as f64 / range
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    ctx.b.add_plain(&y, &bias)
+}
+
+/// Log2 helper exported for reports.
+pub fn log2_ceil(x: usize) -> usize {
+    log2(x.next_power_of_two())
+}

@@ -1,0 +1,851 @@
+//! Lowering of an imported model to a CKKS program (docs/protocols/hyphen.md § Lowering).
+//!
+//! Convolutions alternate between the two layouts: a convolution reading `P` runs as
+//! [`Kind::ConvA`] and writes `I`; one reading `I` runs as [`Kind::ConvB`] and writes `P`. The
+//! image is encrypted in `I` when its first consumer is a convolution, so the stem is a
+//! `ConvB` and every residual block (`ConvA`, then `ConvB`) starts and ends in `P`, where its
+//! shortcut lives. Polynomial subgraphs of one tensor (Mul / Add / BatchNorm with constants,
+//! e.g. AESPA's `x·(a·x + b) + c`) become one per-channel polynomial of degree ≤ 2.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use nn::ir::{Conv2d, Linear, Op};
+use nn::{Model, NodeId};
+use serde::Serialize;
+
+use crate::error::{FheError, Result};
+use crate::layout::{Grid, Layout};
+
+/// A per-channel polynomial `a·x² + b·x + c` (real units, before range scaling).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PolyCoeffs {
+    pub a: Vec<f64>,
+    pub b: Vec<f64>,
+    pub c: Vec<f64>,
+}
+
+impl PolyCoeffs {
+    pub fn degree(&self) -> usize {
+        if self.a.iter().any(|&v| v != 0.0) {
+            2
+        } else if self.b.iter().any(|&v| v != 0.0) {
+            1
+        } else {
+            0
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub enum Kind {
+    /// `P(g, r)` → `I(r, g)`: hoisted tap rotations, products, sums over phases and groups,
+    /// a mask at the output cells, replication over the output phases.
+    ConvA(Conv2d),
+    /// `I(r, g)` → `P(g', r')`: products per tap over all input ciphertexts, the tap rotations
+    /// after the products, a sum over the `r` channel blocks, a mask, replication to `r'` copies.
+    ConvB(Conv2d),
+    Poly(PolyCoeffs),
+    Add,
+    /// Option-A shortcut: spatial subsampling by `step` and `before` zero channels in front.
+    Remap {
+        step: usize,
+        before: usize,
+    },
+    /// Global average pooling followed by a fully connected layer.
+    PoolFc(Linear),
+    Bootstrap,
+}
+
+impl Kind {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Kind::ConvA(_) => "conv-a",
+            Kind::ConvB(_) => "conv-b",
+            Kind::Poly(_) => "poly",
+            Kind::Add => "add",
+            Kind::Remap { .. } => "remap",
+            Kind::PoolFc(_) => "pool-fc",
+            Kind::Bootstrap => "bootstrap",
+        }
+    }
+    /// Levels the step consumes.
+    pub fn depth(&self) -> usize {
+        match self {
+            Kind::ConvA(_) | Kind::ConvB(_) | Kind::PoolFc(_) => 2,
+            Kind::Poly(p) => p.degree(),
+            Kind::Remap { .. } => 1,
+            Kind::Add | Kind::Bootstrap => 0,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Step {
+    /// The ONNX node the step computes.
+    pub name: String,
+    pub kind: Kind,
+    pub inputs: Vec<usize>,
+    pub output: usize,
+}
+
+/// A lowered network: steps over values (value 0 is the encrypted image).
+#[derive(Clone, Debug)]
+pub struct Program {
+    /// Slots per ciphertext.
+    pub n: usize,
+    /// Every value is held divided by `range` (docs/protocols/hyphen.md § Range).
+    pub range: f64,
+    pub input_shape: [usize; 3],
+    pub layouts: Vec<Layout>,
+    pub steps: Vec<Step>,
+    pub output: usize,
+    /// Level the client encrypts at.
+    pub input_level: usize,
+}
+
+#[derive(Clone, Debug)]
+enum Val {
+    Ct(usize),
+    /// A polynomial of a materialized value.
+    Sym {
+        base: usize,
+        p: PolyCoeffs,
+    },
+    /// A per-channel (or scalar, length 1) constant.
+    Const(Vec<f64>),
+    /// A subsampled value awaiting its channel padding (steps on H and W).
+    Sub {
+        v: usize,
+        sh: usize,
+        sw: usize,
+    },
+    /// Globally average-pooled (and maybe flattened) value awaiting its FC layer.
+    Pooled(usize),
+    /// The image before its first consumer chose its layout.
+    Image,
+}
+
+struct Lowerer<'a> {
+    model: &'a Model,
+    n: usize,
+    layouts: Vec<Layout>,
+    steps: Vec<Step>,
+    vals: Vec<Option<Val>>,
+}
+
+fn unsupported(model: &Model, id: NodeId, reason: impl Into<String>) -> FheError {
+    FheError::Unsupported {
+        node: model.nodes[id].name.clone(),
+        reason: reason.into(),
+    }
+}
+
+impl<'a> Lowerer<'a> {
+    fn push(&mut self, name: &str, kind: Kind, inputs: Vec<usize>, layout: Layout) -> usize {
+        let output = self.layouts.len();
+        self.layouts.push(layout);
+        self.steps.push(Step {
+            name: name.to_string(),
+            kind,
+            inputs,
+            output,
+        });
+        output
+    }
+
+    fn channels_of(&self, v: usize) -> usize {
+        self.layouts[v].channels()
+    }
+
+    /// The materialized value of node `id`.
+    fn ct(&mut self, id: NodeId, consumer: NodeId) -> Result<usize> {
+        let model = self.model;
+        match self.vals[id].clone() {
+            Some(Val::Ct(v)) => Ok(v),
+            Some(Val::Image) => {
+                // Any consumer other than a convolution reads the image in P.
+                let l = self.image_layout(None)?;
+                self.layouts[0] = l;
+                self.vals[0] = Some(Val::Ct(0));
+                Ok(0)
+            }
+            Some(Val::Sym { base, p }) => {
+                let layout = self.layouts[base].clone();
+                let v = self.push(&model.nodes[id].name, Kind::Poly(p), vec![base], layout);
+                self.vals[id] = Some(Val::Ct(v));
+                Ok(v)
+            }
+            Some(Val::Sub { v, sh, sw }) => {
+                if sh != sw {
+                    return Err(unsupported(model, id, "unequal subsampling steps"));
+                }
+                let c = self.channels_of(v);
+                self.remap(id, v, sh, 0, c)
+            }
+            Some(Val::Const(_)) => Err(unsupported(
+                model,
+                consumer,
+                "a constant operand outside a per-channel polynomial",
+            )),
+            Some(Val::Pooled(_)) => Err(unsupported(
+                model,
+                consumer,
+                "global average pooling must feed a fully connected layer",
+            )),
+            None => Err(unsupported(model, consumer, "input not lowered")),
+        }
+    }
+
+    fn image_layout(&self, conv: Option<&Conv2d>) -> Result<Layout> {
+        let [c, h, w] = image_shape(self.model)?;
+        let grid = Grid { h, w, k: 1 };
+        let too_large = || FheError::TooLarge {
+            node: self.model.nodes[0].name.clone(),
+            values: c * h * w,
+            gap: 1,
+            needed: c.next_power_of_two() * h * w,
+            slots: self.n,
+        };
+        match conv {
+            Some(cv) => {
+                // I(r, g) with r ≤ the copies of the stem's output, so that ConvB can sum
+                // its r channel blocks inside one output group.
+                let out = Layout::dense_p(cv.out_channels(), grid, self.n).ok_or_else(too_large)?;
+                let Layout::P { r: r_out, .. } = out else {
+                    unreachable!()
+                };
+                let r = c.next_power_of_two().min(r_out);
+                Ok(Layout::I {
+                    c,
+                    grid,
+                    r,
+                    g: self.n / (r * grid.block()),
+                })
+            }
+            None => Layout::dense_p(c, grid, self.n).ok_or_else(too_large),
+        }
+    }
+
+    fn remap(
+        &mut self,
+        id: NodeId,
+        v: usize,
+        step: usize,
+        before: usize,
+        c_out: usize,
+    ) -> Result<usize> {
+        let model = self.model;
+        let Layout::P { grid, .. } = self.layouts[v] else {
+            return Err(unsupported(
+                model,
+                id,
+                "a strided slice of a value not in layout P",
+            ));
+        };
+        if !grid.h.is_multiple_of(step) || !grid.w.is_multiple_of(step) {
+            return Err(unsupported(model, id, "slice step does not divide the map"));
+        }
+        let g2 = Grid {
+            h: grid.h / step,
+            w: grid.w / step,
+            k: grid.k * step,
+        };
+        let l = Layout::dense_p(c_out, g2, self.n).ok_or_else(|| FheError::TooLarge {
+            node: model.nodes[id].name.clone(),
+            values: c_out * g2.h * g2.w,
+            gap: g2.k,
+            needed: c_out.div_ceil(g2.phases()).next_power_of_two() * g2.block(),
+            slots: self.n,
+        })?;
+        let out = self.push(
+            &model.nodes[id].name,
+            Kind::Remap { step, before },
+            vec![v],
+            l,
+        );
+        self.vals[id] = Some(Val::Ct(out));
+        Ok(out)
+    }
+
+    /// The symbolic polynomial view of node `id` (materialized values are the identity).
+    fn sym(&self, id: NodeId) -> Option<(Option<usize>, PolyCoeffs)> {
+        match self.vals[id].as_ref()? {
+            Val::Ct(v) => {
+                let c = self.channels_of(*v);
+                Some((
+                    Some(*v),
+                    PolyCoeffs {
+                        a: vec![0.0; c],
+                        b: vec![1.0; c],
+                        c: vec![0.0; c],
+                    },
+                ))
+            }
+            Val::Sym { base, p } => Some((Some(*base), p.clone())),
+            Val::Const(k) => Some((
+                None,
+                PolyCoeffs {
+                    a: vec![0.0; k.len()],
+                    b: vec![0.0; k.len()],
+                    c: k.clone(),
+                },
+            )),
+            _ => None,
+        }
+    }
+
+    fn lower_node(&mut self, id: NodeId) -> Result<()> {
+        let model = self.model;
+        let node = &model.nodes[id];
+        let val = match &node.op {
+            Op::Input => Val::Image,
+            Op::Constant(t) => {
+                let numel = t.data.len();
+                let big: Vec<usize> = (0..t.shape.len()).filter(|&a| t.shape[a] != 1).collect();
+                // A scalar, or a vector on the channel axis ([C, 1, 1] or [1, C, 1, 1]).
+                let per_channel = numel == 1 || (big.len() == 1 && t.shape.len() - big[0] == 3);
+                if !per_channel {
+                    // Kept as a constant; an error arises only if a consumer needs it.
+                    Val::Const(vec![f64::NAN])
+                } else {
+                    Val::Const(t.data.iter().map(|&x| x as f64).collect())
+                }
+            }
+            Op::Conv(cv) => {
+                if cv.groups != 1 {
+                    return Err(unsupported(
+                        model,
+                        id,
+                        "grouped and depthwise convolutions are not built in FHE mode",
+                    ));
+                }
+                let x = if matches!(self.vals[node.inputs[0]], Some(Val::Image)) {
+                    let l = self.image_layout(Some(cv))?;
+                    self.layouts[0] = l;
+                    self.vals[0] = Some(Val::Ct(0));
+                    0
+                } else {
+                    self.ct(node.inputs[0], id)?
+                };
+                let [_, h, w] = cv.in_shape;
+                let [o, oh, ow] = cv.out_shape;
+                let (sh, sw) = (cv.stride[0], cv.stride[1]);
+                if sh != sw || !h.is_multiple_of(sh) || oh != h / sh || ow != w / sw {
+                    return Err(unsupported(
+                        model,
+                        id,
+                        "only 'same' convolutions (output = input / stride) are built",
+                    ));
+                }
+                match self.layouts[x].clone() {
+                    Layout::P { grid, g, r, .. } => {
+                        let og = Grid {
+                            h: oh,
+                            w: ow,
+                            k: grid.k * sh,
+                        };
+                        let l = Layout::I {
+                            c: o,
+                            grid: og,
+                            r,
+                            g,
+                        };
+                        Val::Ct(self.push(&node.name, Kind::ConvA(cv.clone()), vec![x], l))
+                    }
+                    Layout::I { grid, r, .. } => {
+                        if sh != 1 {
+                            return Err(unsupported(model, id, "a strided convolution must read layout P (it follows a ConvB or a residual add)"));
+                        }
+                        let l =
+                            Layout::dense_p(o, grid, self.n).ok_or_else(|| FheError::TooLarge {
+                                node: node.name.clone(),
+                                values: o * oh * ow,
+                                gap: grid.k,
+                                needed: o.div_ceil(grid.phases()).next_power_of_two()
+                                    * grid.block(),
+                                slots: self.n,
+                            })?;
+                        let Layout::P { r: r2, .. } = l else {
+                            unreachable!()
+                        };
+                        if r2 < r {
+                            return Err(unsupported(
+                                model,
+                                id,
+                                format!("output copies {r2} < input channel blocks {r}"),
+                            ));
+                        }
+                        Val::Ct(self.push(&node.name, Kind::ConvB(cv.clone()), vec![x], l))
+                    }
+                    Layout::Vector { .. } => {
+                        return Err(unsupported(model, id, "convolution of a vector"))
+                    }
+                }
+            }
+            Op::Add | Op::Mul => {
+                let (a, b) = (node.inputs[0], node.inputs[1]);
+                let both_cts = matches!(self.vals[a], Some(Val::Ct(_)))
+                    && matches!(self.vals[b], Some(Val::Ct(_)));
+                let sa = self.sym(a);
+                let sb = self.sym(b);
+                match (sa, sb) {
+                    (Some((ba, pa)), Some((bb, pb)))
+                        if !(matches!(node.op, Op::Add) && both_cts && ba != bb) =>
+                    {
+                        let base = match (ba, bb) {
+                            (Some(x), Some(y)) if x != y => {
+                                return Err(unsupported(
+                                    model,
+                                    id,
+                                    "product of two different activations",
+                                ));
+                            }
+                            (Some(x), _) | (_, Some(x)) => Some(x),
+                            (None, None) => None,
+                        };
+                        let p = if matches!(node.op, Op::Add) {
+                            combine(&pa, &pb, |x, y| x + y)
+                        } else {
+                            multiply(&pa, &pb)
+                                .ok_or_else(|| unsupported(model, id, "polynomial of degree > 2"))?
+                        };
+                        if p.c.iter().any(|v| v.is_nan()) {
+                            return Err(unsupported(
+                                model,
+                                id,
+                                "a constant that is not per-channel",
+                            ));
+                        }
+                        match base {
+                            Some(base) => {
+                                let ch = self.channels_of(base);
+                                Val::Sym {
+                                    base,
+                                    p: broadcast(p, ch).ok_or_else(|| {
+                                        unsupported(
+                                            model,
+                                            id,
+                                            "constant length does not match the channels",
+                                        )
+                                    })?,
+                                }
+                            }
+                            None => Val::Const(p.c),
+                        }
+                    }
+                    _ if matches!(node.op, Op::Add) => {
+                        let x = self.ct(a, id)?;
+                        let y = self.ct(b, id)?;
+                        if self.layouts[x] != self.layouts[y] {
+                            return Err(unsupported(
+                                model,
+                                id,
+                                format!(
+                                    "residual add of layouts {} and {}",
+                                    self.layouts[x].describe(),
+                                    self.layouts[y].describe()
+                                ),
+                            ));
+                        }
+                        let l = self.layouts[x].clone();
+                        Val::Ct(self.push(&node.name, Kind::Add, vec![x, y], l))
+                    }
+                    _ => return Err(unsupported(model, id, "product of two activations")),
+                }
+            }
+            Op::BatchNorm(bn) => {
+                let (base, p) = self
+                    .sym(node.inputs[0])
+                    .ok_or_else(|| unsupported(model, id, "BatchNorm of this value"))?;
+                let s: Vec<f64> = bn.scale.iter().map(|&v| v as f64).collect();
+                let t: Vec<f64> = bn.shift.iter().map(|&v| v as f64).collect();
+                let q = PolyCoeffs {
+                    a: vec![0.0; s.len()],
+                    b: s,
+                    c: t,
+                };
+                let p = multiply_affine(&p, &q);
+                match base {
+                    Some(base) => Val::Sym { base, p },
+                    None => Val::Const(p.c),
+                }
+            }
+            Op::Slice(sl) => {
+                let st = &sl.steps;
+                let ok =
+                    sl.starts.iter().all(|&s| s == 0) && st.len() == 4 && st[0] == 1 && st[1] == 1;
+                if !ok {
+                    return Err(unsupported(
+                        model,
+                        id,
+                        "only a spatial subsampling slice (x[:, :, ::s, ::s]) is built",
+                    ));
+                }
+                let (v, sh, sw) = match self.vals[node.inputs[0]].clone() {
+                    Some(Val::Sub { v, sh, sw }) => (v, sh, sw),
+                    _ => (self.ct(node.inputs[0], id)?, 1, 1),
+                };
+                Val::Sub {
+                    v,
+                    sh: sh * st[2],
+                    sw: sw * st[3],
+                }
+            }
+            Op::Pad(p) => {
+                let Some(Val::Sub { v, sh: step, sw }) = self.vals[node.inputs[0]].clone() else {
+                    return Err(unsupported(
+                        model,
+                        id,
+                        "padding other than option A's channel padding of a subsampled map",
+                    ));
+                };
+                if step != sw {
+                    return Err(unsupported(model, id, "unequal subsampling steps"));
+                }
+                if p.before.len() != 4
+                    || p.before[0]
+                        + p.after[0]
+                        + p.before[2]
+                        + p.after[2]
+                        + p.before[3]
+                        + p.after[3]
+                        != 0
+                {
+                    return Err(unsupported(model, id, "only channel padding is built"));
+                }
+                let c = self.channels_of(v) + p.before[1] + p.after[1];
+                Val::Ct(self.remap(id, v, step, p.before[1], c)?)
+            }
+            Op::GlobalAvgPool => {
+                let x = self.ct(node.inputs[0], id)?;
+                if !matches!(self.layouts[x], Layout::P { .. }) {
+                    return Err(unsupported(
+                        model,
+                        id,
+                        "global average pooling of a value not in layout P",
+                    ));
+                }
+                Val::Pooled(x)
+            }
+            Op::Reshape => match self.vals[node.inputs[0]].clone() {
+                Some(Val::Pooled(x)) => Val::Pooled(x),
+                _ => return Err(unsupported(model, id, "reshape of a feature map")),
+            },
+            Op::Linear(lin) => {
+                let Some(Val::Pooled(x)) = self.vals[node.inputs[0]].clone() else {
+                    return Err(unsupported(
+                        model,
+                        id,
+                        "a fully connected layer must follow global average pooling",
+                    ));
+                };
+                let Layout::P { g, r, grid, .. } = self.layouts[x] else {
+                    unreachable!()
+                };
+                if lin.rows != 1 || lin.in_features != self.channels_of(x) {
+                    return Err(unsupported(
+                        model,
+                        id,
+                        "FC input is not the pooled channels",
+                    ));
+                }
+                if lin.out_features.div_ceil(r) > g {
+                    return Err(unsupported(model, id, "more outputs than blocks"));
+                }
+                let l = Layout::Vector {
+                    len: lin.out_features,
+                    stride: grid.block(),
+                };
+                Val::Ct(self.push(&node.name, Kind::PoolFc(lin.clone()), vec![x], l))
+            }
+            Op::Relu | Op::Relu6 => {
+                return Err(unsupported(model, id, "ReLU in FHE mode needs a polynomial activation (train AESPA: python -m privinfer_models.aespa); the composite minimax ReLU is not built"));
+            }
+            other => {
+                return Err(unsupported(
+                    model,
+                    id,
+                    format!("op {} is not built in FHE mode", other.name()),
+                ))
+            }
+        };
+        self.vals[id] = Some(val);
+        Ok(())
+    }
+}
+
+fn image_shape(model: &Model) -> Result<[usize; 3]> {
+    match *model.input_shape() {
+        [1, c, h, w] => Ok([c, h, w]),
+        _ => Err(unsupported(
+            model,
+            0,
+            "FHE mode takes one [1, C, H, W] image",
+        )),
+    }
+}
+
+fn combine(a: &PolyCoeffs, b: &PolyCoeffs, f: impl Fn(f64, f64) -> f64) -> PolyCoeffs {
+    let n = a.a.len().max(b.a.len());
+    let get = |v: &Vec<f64>, i: usize| if v.len() == 1 { v[0] } else { v[i] };
+    let z = |x: &Vec<f64>, y: &Vec<f64>| (0..n).map(|i| f(get(x, i), get(y, i))).collect();
+    PolyCoeffs {
+        a: z(&a.a, &b.a),
+        b: z(&a.b, &b.b),
+        c: z(&a.c, &b.c),
+    }
+}
+
+/// Product of two polynomials of one variable, `None` above degree 2.
+fn multiply(p: &PolyCoeffs, q: &PolyCoeffs) -> Option<PolyCoeffs> {
+    let n = p.a.len().max(q.a.len());
+    let get = |v: &Vec<f64>, i: usize| if v.len() == 1 { v[0] } else { v[i] };
+    let mut out = PolyCoeffs {
+        a: vec![0.0; n],
+        b: vec![0.0; n],
+        c: vec![0.0; n],
+    };
+    for i in 0..n {
+        let (pa, pb, pc) = (get(&p.a, i), get(&p.b, i), get(&p.c, i));
+        let (qa, qb, qc) = (get(&q.a, i), get(&q.b, i), get(&q.c, i));
+        // Degree 3 and 4 terms must vanish.
+        if pa * qb + pb * qa != 0.0 || pa * qa != 0.0 {
+            return None;
+        }
+        out.a[i] = pa * qc + pb * qb + pc * qa;
+        out.b[i] = pb * qc + pc * qb;
+        out.c[i] = pc * qc;
+    }
+    Some(out)
+}
+
+fn multiply_affine(p: &PolyCoeffs, q: &PolyCoeffs) -> PolyCoeffs {
+    // q(x) = s·x + t applied after p: s·p + t.
+    let n = p.a.len().max(q.b.len());
+    let get = |v: &Vec<f64>, i: usize| if v.len() == 1 { v[0] } else { v[i] };
+    PolyCoeffs {
+        a: (0..n).map(|i| get(&q.b, i) * get(&p.a, i)).collect(),
+        b: (0..n).map(|i| get(&q.b, i) * get(&p.b, i)).collect(),
+        c: (0..n)
+            .map(|i| get(&q.b, i) * get(&p.c, i) + get(&q.c, i))
+            .collect(),
+    }
+}
+
+fn broadcast(p: PolyCoeffs, ch: usize) -> Option<PolyCoeffs> {
+    let f = |v: Vec<f64>| match v.len() {
+        1 => Some(vec![v[0]; ch]),
+        l if l == ch => Some(v),
+        _ => None,
+    };
+    Some(PolyCoeffs {
+        a: f(p.a)?,
+        b: f(p.b)?,
+        c: f(p.c)?,
+    })
+}
+
+/// Options of the lowering.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Slots per ciphertext.
+    pub slots: usize,
+    /// Range: every value of the network divided by it must lie in [−1, 1] at bootstrapping.
+    pub range: f64,
+    /// Level of a bootstrapped ciphertext; `None`: the plan must not bootstrap.
+    pub boot_level: Option<usize>,
+    /// Level the client encrypts at (default: `boot_level`).
+    pub input_level: usize,
+}
+
+impl Program {
+    /// Lowers `model` and places the bootstraps.
+    pub fn lower(model: &Model, opts: &Options) -> Result<Program> {
+        let input_shape = image_shape(model)?;
+        if !(opts.range > 0.0 && opts.range.is_finite()) {
+            return Err(FheError::BadInput(format!(
+                "range {} must be positive",
+                opts.range
+            )));
+        }
+        let mut lw = Lowerer {
+            model,
+            n: opts.slots,
+            layouts: vec![Layout::Vector { len: 0, stride: 1 }],
+            steps: vec![],
+            vals: vec![None; model.nodes.len()],
+        };
+        for id in 0..model.nodes.len() {
+            lw.lower_node(id)?;
+        }
+        let output = lw.ct(model.output, model.output)?;
+        let mut prog = Program {
+            n: opts.slots,
+            range: opts.range,
+            input_shape,
+            layouts: lw.layouts,
+            steps: lw.steps,
+            output,
+            input_level: opts.input_level,
+        };
+        prog.place_bootstraps(opts.boot_level)?;
+        Ok(prog)
+    }
+
+    /// Levels of every value without bootstraps at the marked values `boot`; `Err(step)` for
+    /// the first step that lacks levels.
+    fn simulate(
+        &self,
+        boot: &BTreeSet<usize>,
+        boot_level: usize,
+    ) -> std::result::Result<Vec<usize>, usize> {
+        let mut lv = vec![0usize; self.layouts.len()];
+        lv[0] = if boot.contains(&0) {
+            boot_level
+        } else {
+            self.input_level
+        };
+        for (si, s) in self.steps.iter().enumerate() {
+            let lin = s.inputs.iter().map(|&i| lv[i]).min().unwrap_or(0);
+            let d = s.kind.depth();
+            if lin < d {
+                return Err(si);
+            }
+            lv[s.output] = if boot.contains(&s.output) {
+                boot_level
+            } else {
+                lin - d
+            };
+        }
+        Ok(lv)
+    }
+
+    /// Greedy placement: whenever a step lacks levels, bootstrap its latest single-ciphertext
+    /// ancestor (layout `P`) not yet refreshed, and start over.
+    fn place_bootstraps(&mut self, boot_level: Option<usize>) -> Result<()> {
+        let mut boot = BTreeSet::new();
+        let producer: BTreeMap<usize, usize> = self
+            .steps
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.output, i))
+            .collect();
+        loop {
+            let failing = match self.simulate(&boot, boot_level.unwrap_or(0)) {
+                Ok(_) => break,
+                Err(si) => si,
+            };
+            let s = &self.steps[failing];
+            let err = FheError::Levels {
+                node: s.name.clone(),
+                needed: s.kind.depth(),
+                available: boot_level.unwrap_or(self.input_level),
+            };
+            let Some(bl) = boot_level else {
+                return Err(err);
+            };
+            // Ancestors of the failing step.
+            let mut anc = BTreeSet::new();
+            let mut stack: Vec<usize> = s.inputs.clone();
+            while let Some(v) = stack.pop() {
+                if anc.insert(v) {
+                    if let Some(&p) = producer.get(&v) {
+                        stack.extend(self.steps[p].inputs.iter().copied());
+                    }
+                }
+            }
+            let cand = anc
+                .iter()
+                .rev()
+                .find(|&&v| matches!(self.layouts[v], Layout::P { .. }) && !boot.contains(&v));
+            match cand {
+                Some(&v) if bl >= s.kind.depth() => {
+                    boot.insert(v);
+                }
+                _ => return Err(err),
+            }
+        }
+        // Materialize: a Bootstrap step right after each marked value's producer; consumers
+        // read the refreshed value.
+        let mut steps = Vec::with_capacity(self.steps.len() + boot.len());
+        let mut rename: BTreeMap<usize, usize> = BTreeMap::new();
+        let mut pending: Vec<usize> = vec![];
+        if boot.contains(&0) {
+            pending.push(0);
+        }
+        let old = std::mem::take(&mut self.steps);
+        let emit = |steps: &mut Vec<Step>,
+                    layouts: &mut Vec<Layout>,
+                    rename: &mut BTreeMap<usize, usize>,
+                    v: usize,
+                    name: String| {
+            let nv = layouts.len();
+            layouts.push(layouts[v].clone());
+            steps.push(Step {
+                name,
+                kind: Kind::Bootstrap,
+                inputs: vec![v],
+                output: nv,
+            });
+            rename.insert(v, nv);
+        };
+        for v in pending {
+            emit(
+                &mut steps,
+                &mut self.layouts,
+                &mut rename,
+                v,
+                "input".into(),
+            );
+        }
+        for mut s in old {
+            for i in s.inputs.iter_mut() {
+                if let Some(&r) = rename.get(i) {
+                    *i = r;
+                }
+            }
+            let out = s.output;
+            let name = s.name.clone();
+            steps.push(s);
+            if boot.contains(&out) {
+                emit(&mut steps, &mut self.layouts, &mut rename, out, name);
+            }
+        }
+        if let Some(&r) = rename.get(&self.output) {
+            self.output = r;
+        }
+        self.steps = steps;
+        Ok(())
+    }
+
+    /// Number of bootstraps in the program.
+    pub fn bootstraps(&self) -> usize {
+        self.steps
+            .iter()
+            .filter(|s| matches!(s.kind, Kind::Bootstrap))
+            .count()
+    }
+}
+
+/// MPCNN's rotation count for a convolution (Lee et al., ICML 2022, multiplexed parallel
+/// convolution): `(f_h·f_w − 1) + q·(2·log2 k_i + log2 t_i) + c_o + (p_o − 1)` with
+/// `q = ⌈c_o / p_i⌉`, for the layer's input gap `k_i` at `n` slots.
+pub fn mpcnn_rotations(cv: &Conv2d, k_in: usize, n: usize) -> usize {
+    let [ci, hi, wi] = cv.in_shape;
+    let [co, ho, wo] = cv.out_shape;
+    let k_out = k_in * cv.stride[0];
+    let ti = ci.div_ceil(k_in * k_in);
+    let to = co.div_ceil(k_out * k_out);
+    let pow2_floor = |x: usize| {
+        if x == 0 {
+            1
+        } else {
+            1usize << (usize::BITS - 1 - x.leading_zeros())
+        }
+    };
+    let pi = pow2_floor(n / (k_in * k_in * hi * wi * ti).max(1)).max(1);
+    let po = pow2_floor(n / (k_out * k_out * ho * wo * to).max(1)).max(1);
+    let q = co.div_ceil(pi);
+    let log2 = |x: usize| x.next_power_of_two().trailing_zeros() as usize;
+    (cv.kernel[0] * cv.kernel[1] - 1) + q * (2 * log2(k_in) + log2(ti)) + co + (po - 1)
+}

@@ -1,0 +1,155 @@
+//! The lowered program on clear slot vectors ([`fhe::backend::Sim`]) equals the float executor:
+//! the layouts, the convolution kernels, the polynomial activations, the option-A shortcut,
+//! pooling + FC and the bootstrap placement are exact up to float rounding.
+
+use fhe::backend::{Backend, Sim, SimCt};
+use fhe::lower::Kind;
+use fhe::{Layout, Options, Program};
+
+fn tiny() -> (nn::Model, serde_json::Value) {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../models/tiny/");
+    let m = nn::load(format!("{dir}tiny_fhe.onnx")).unwrap();
+    let j: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(format!("{dir}tiny_expected.json")).unwrap())
+            .unwrap();
+    (m, j["models"]["tiny_fhe"].clone())
+}
+
+fn max_abs_trace(m: &nn::Model, x: &[f32]) -> f64 {
+    nn::float::run_trace(m, x)
+        .unwrap()
+        .iter()
+        .flatten()
+        .fold(0f64, |a, &v| a.max((v as f64).abs()))
+}
+
+fn run_sim(prog: &Program, x: &[f32], boot_level: usize) -> (Vec<f64>, fhe::Run<SimCt>, f64) {
+    let sim = Sim::new(prog.n, boot_level);
+    let xs: Vec<f64> = x.iter().map(|&v| v as f64 / prog.range).collect();
+    let input: Vec<SimCt> = prog.layouts[0]
+        .pack(&xs, prog.n)
+        .into_iter()
+        .map(|v| SimCt {
+            v,
+            level: prog.input_level,
+        })
+        .collect();
+    let run = fhe::run(prog, &sim, input).unwrap();
+    let out_layout = &prog.layouts[prog.output];
+    let v: Vec<Vec<f64>> = run.output.iter().map(|c| c.v.clone()).collect();
+    let y: Vec<f64> = out_layout
+        .unpack(&v)
+        .iter()
+        .map(|v| v * prog.range)
+        .collect();
+    let mb = *sim.max_boot_input.lock().unwrap();
+    let _ = sim.boot_level();
+    (y, run, mb)
+}
+
+#[test]
+fn tiny_fhe_program_on_clear_slots_equals_float() {
+    let (m, fx) = tiny();
+    for case in fx["cases"].as_array().unwrap() {
+        let x: Vec<f32> = case["input"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap() as f32)
+            .collect();
+        let want: Vec<f64> = case["float"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        let range = 2.0 * max_abs_trace(&m, &x);
+        for (slots, boot) in [(1024, Some(6)), (4096, Some(7)), (1024, None)] {
+            let opts = Options {
+                slots,
+                range,
+                boot_level: boot,
+                input_level: boot.unwrap_or(40),
+            };
+            let prog = Program::lower(&m, &opts).unwrap();
+            // Alternating layouts: every ConvA reads P, every ConvB reads I.
+            for s in &prog.steps {
+                match s.kind {
+                    Kind::ConvA(_) => {
+                        assert!(matches!(prog.layouts[s.inputs[0]], Layout::P { .. }))
+                    }
+                    Kind::ConvB(_) => {
+                        assert!(matches!(prog.layouts[s.inputs[0]], Layout::I { .. }))
+                    }
+                    Kind::Bootstrap => assert_eq!(prog.layouts[s.inputs[0]].cts(), 1),
+                    _ => {}
+                }
+            }
+            let (y, run, mb) = run_sim(&prog, &x, boot.unwrap_or(0));
+            let err = y
+                .iter()
+                .zip(&want)
+                .fold(0f64, |a, (p, q)| a.max((p - q).abs()));
+            assert!(
+                err < 1e-4,
+                "slots {slots} boot {boot:?}: max error {err}: {y:?} vs {want:?}"
+            );
+            assert!(mb <= 1.0, "bootstrap input {mb} > 1");
+            if boot.is_some() {
+                assert!(prog.bootstraps() > 0, "levels force bootstraps");
+                assert_eq!(
+                    run.steps.iter().map(|s| s.counts.bootstraps).sum::<usize>(),
+                    prog.bootstraps()
+                );
+            } else {
+                assert_eq!(prog.bootstraps(), 0);
+            }
+        }
+    }
+}
+
+#[test]
+fn too_few_levels_and_unsupported_ops_are_refused() {
+    let (m, _) = tiny();
+    // One level after bootstrapping cannot hold a 2-level convolution.
+    let e = Program::lower(
+        &m,
+        &Options {
+            slots: 1024,
+            range: 8.0,
+            boot_level: Some(1),
+            input_level: 1,
+        },
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("levels"), "{e}");
+    // Too few slots for one copy of the stem's output.
+    let e = Program::lower(
+        &m,
+        &Options {
+            slots: 64,
+            range: 8.0,
+            boot_level: Some(9),
+            input_level: 9,
+        },
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("slots"), "{e}");
+    // ReLU networks need the composite approximation.
+    let r20 = nn::load(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../models/resnet20.onnx"
+    ))
+    .unwrap();
+    let e = Program::lower(
+        &r20,
+        &Options {
+            slots: 1 << 15,
+            range: 8.0,
+            boot_level: Some(9),
+            input_level: 9,
+        },
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("ReLU"), "{e}");
+}
