@@ -51,6 +51,18 @@ pub fn insecure_boot_n12() -> ParamsLiteral {
     }
 }
 
+/// INSECURE (tests only): [`insecure_boot_n12`] with eight 45-bit computation levels instead of
+/// two, so that a bootstrapped ciphertext has room for a residual block of a network (FHE-mode
+/// tests). Use with [`insecure_boot_n12_config`]; bootstrapping leaves 8 levels.
+pub fn insecure_boot_n12_deep() -> ParamsLiteral {
+    let mut lit = insecure_boot_n12();
+    let mut log_q = vec![58];
+    log_q.extend([45; 8]);
+    log_q.extend_from_slice(&lit.log_q[3..]);
+    lit.log_q = log_q;
+    lit
+}
+
 /// Bootstrapping layout for [`insecure_boot_n12`]: 2^11 slots, CoeffsToSlots 6 + 5 stages,
 /// EvalMod `K = 17`, even Chebyshev cosine of degree 62 (interpolated at 64 nodes), two double
 /// angles (9 levels), SlotsToCoeffs 5 + 6.
