@@ -95,7 +95,7 @@ class AespaBlock(nn.Module):
         self.conv1, self.conv2, self.bn2, self.shortcut = block.conv1, block.conv2, block.bn2, block.shortcut
         self.act1 = Aespa(block.conv1.out_channels)
         self.act2 = Aespa(block.conv2.out_channels)
-        self.act1.teacher_bn = block.bn1
+        object.__setattr__(self.act1, "teacher_bn", block.bn1)  # not a submodule
 
     def forward(self, x):
         out = self.act1(self.conv1(x))
@@ -108,7 +108,7 @@ class AespaResNet(nn.Module):
         super().__init__()
         self.conv1 = base.conv1
         self.act1 = Aespa(base.conv1.out_channels)
-        self.act1.teacher_bn = base.bn1
+        object.__setattr__(self.act1, "teacher_bn", base.bn1)  # not a submodule
         self.layer1 = nn.Sequential(*[AespaBlock(b) for b in base.layer1])
         self.layer2 = nn.Sequential(*[AespaBlock(b) for b in base.layer2])
         self.layer3 = nn.Sequential(*[AespaBlock(b) for b in base.layer3])
@@ -167,6 +167,33 @@ def recalibrate(model, x, batches: int = 40, batch: int = 256):
     model.eval()
 
 
+@torch.no_grad()
+def value_range(model, x) -> float:
+    """Largest |value| entering or leaving any module of `model` on the images `x` (the FHE
+    mode divides every value by a range that must bound it at the bootstrapping points)."""
+    m = [0.0]
+
+    def hook(mod, inp, out):
+        for t in list(inp) + [out]:
+            if torch.is_tensor(t):
+                m[0] = max(m[0], float(t.abs().max()))
+
+    hs = [mod.register_forward_hook(hook) for mod in model.modules()]
+    model.eval()
+    model(x)
+    for h in hs:
+        h.remove()
+    return m[0]
+
+
+def add_metadata(path: str, key: str, value: str) -> None:
+    import onnx
+    mo = onnx.load(path)
+    p = mo.metadata_props.add()
+    p.key, p.value = key, value
+    onnx.save(mo, path)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="resnet20", choices=["resnet20", "resnet32", "resnet44", "resnet56"])
@@ -179,6 +206,7 @@ def main(argv=None):
     ap.add_argument("--test-limit", type=int)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--export-only", action="store_true", help="fold and export OUT/student.pt without training")
     a = ap.parse_args(argv)
     torch.manual_seed(a.seed)
     torch.set_num_threads(a.threads)
@@ -195,12 +223,13 @@ def main(argv=None):
     log(f"ReLU {a.model}: {100 * acc_relu:.2f} % on {len(xte)} test images")
 
     student = AespaResNet(builder(a.data)[0])
-    calib = xtr[torch.randperm(len(xtr), generator=gen)]
-    least_squares_start(student, calib[:512])
-    for m in student.modules():
-        if isinstance(m, Aespa):
-            m.teacher_bn = None
-    log(f"AESPA, least-squares start, before fine-tuning: {100 * evaluate(student, xte, yte, 'cpu'):.2f} %")
+    if a.export_only:
+        student.load_state_dict(torch.load(os.path.join(a.out, "student.pt"), map_location="cpu"))
+        a.epochs = 0
+    else:
+        calib = xtr[torch.randperm(len(xtr), generator=gen)]
+        least_squares_start(student, calib[:512])
+    log(f"AESPA, {'trained' if a.export_only else 'least-squares start, before fine-tuning'}: {100 * evaluate(student, xte, yte, 'cpu'):.2f} %")
     for e in range(a.epochs):
         run_epochs(student, teacher, xtr, ytr, student.parameters(), a.lr * (0.5 ** e), 1, a.max_batches,
                    a.batch_size, gen, None, log)
@@ -216,7 +245,14 @@ def main(argv=None):
                       input_names=["input"], output_names=["logits"])
     set_metadata(path, f"{a.model}_aespa", f"AESPA fine-tuned from {weights}", "CIFAR-10", 32,
                  "privinfer python/privinfer_models/aespa.py")
+    # FHE mode's range: 1.5 × the largest |value| on 1,000 training images, rounded up to a
+    # power of two (docs/protocols/hyphen.md § Range).
+    vmax = value_range(folded, xtr[:1000])
+    fhe_range = float(2 ** math.ceil(math.log2(1.5 * vmax)))
+    add_metadata(path, "privinfer.fhe_range", f"{fhe_range:g}")
+    log(f"largest |value| on 1000 training images {vmax:.2f}: privinfer.fhe_range = {fhe_range:g}")
     summary = {"model": a.model, "accuracy_relu": acc_relu, "accuracy": acc_folded, "epochs": a.epochs,
+               "fhe_range": fhe_range, "max_abs_value": vmax,
                "lr": a.lr, "test_images": len(xte),
                "command": "python -m privinfer_models.aespa " + " ".join(argv if argv is not None else __import__("sys").argv[1:])}
     json.dump(summary, open(os.path.join(a.out, "aespa.json"), "w"), indent=1)

@@ -222,6 +222,20 @@ pub fn evaluation_keys_to_bytes(params: &Params, keys: &EvaluationKeys) -> Vec<u
     out
 }
 
+/// Length of [`evaluation_keys_to_bytes`]'s output, serializing one key at a time (the keys of
+/// a network can be gigabytes).
+pub fn evaluation_keys_len(params: &Params, keys: &EvaluationKeys) -> usize {
+    let mut buf = Vec::new();
+    header(&mut buf, params, KIND_EVK);
+    let mut len = buf.len() + 1 + 4;
+    for k in keys.relin.iter().chain(keys.galois.values()) {
+        buf.clear();
+        put_swk(&mut buf, k);
+        len += buf.len();
+    }
+    len + 4 * keys.galois.len()
+}
+
 /// Reads and validates evaluation keys.
 pub fn evaluation_keys_from_bytes(
     params: &Params,

@@ -349,6 +349,10 @@ fn serialization_round_trips_and_rejects_bad_bytes() {
     }
     // Evaluation keys round trip and still rotate.
     let kb = serialize::evaluation_keys_to_bytes(&c.params, c.eval.keys());
+    assert_eq!(
+        kb.len(),
+        serialize::evaluation_keys_len(&c.params, c.eval.keys())
+    );
     let keys = serialize::evaluation_keys_from_bytes(&c.params, &kb).unwrap();
     assert_eq!(keys.memory_bytes(), c.eval.keys().memory_bytes());
     let ev2 = Evaluator::new(&c.params, keys).unwrap();

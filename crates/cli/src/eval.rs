@@ -40,6 +40,12 @@ pub struct Args {
     /// With --json: first print one line per image with its float (and fixed-point) outputs.
     #[arg(long, requires = "json")]
     logits: bool,
+    /// `fhe`: encrypted inference of every image (CKKS, crate `fhe`): accuracy and agreement
+    /// with the float executor.
+    #[arg(long, value_enum, default_value = "2pc")]
+    mode: crate::fhe_mode::Mode,
+    #[command(flatten)]
+    fhe: crate::fhe_mode::FheOpts,
 }
 
 /// Inputs (normalized) and labels.
@@ -93,6 +99,9 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let model = nn::load(&a.model).with_context(|| format!("importing {}", a.model.display()))?;
     let cfg = FixedConfig::new(a.ell, a.scale)?;
     let data = load_data(&a.data, model.input_shape(), a.limit)?;
+    if a.mode == crate::fhe_mode::Mode::Fhe {
+        return crate::fhe_mode::eval(&model, &data, &a.fhe, a.json);
+    }
     let fixed = FixedModel::new(&model, cfg);
     let pb = if a.json {
         ProgressBar::with_draw_target(Some(data.len() as u64), ProgressDrawTarget::hidden())

@@ -29,6 +29,12 @@ pub struct Args {
     /// Bandwidth (Mbit/s) the planner assumes for `--plan`.
     #[arg(long, default_value_t = 400)]
     plan_mbps: u64,
+    /// `fhe`: the FHE-mode program (layouts, levels, rotations against MPCNN's formula,
+    /// bootstraps) from a dry run on clear slots.
+    #[arg(long, value_enum, default_value = "2pc")]
+    mode: crate::fhe_mode::Mode,
+    #[command(flatten)]
+    fhe: crate::fhe_mode::FheOpts,
 }
 
 /// `--plan`: the plan as the server would show it to a client, with predicted linear-layer costs.
@@ -145,6 +151,9 @@ fn shape(s: &[usize]) -> String {
 
 pub fn run(a: Args) -> anyhow::Result<()> {
     let model = nn::load(&a.model).with_context(|| format!("importing {}", a.model.display()))?;
+    if a.mode == crate::fhe_mode::Mode::Fhe {
+        return crate::fhe_mode::inspect(&model, &a.fhe, a.json);
+    }
     if a.plan {
         return show_plan(&a, &model);
     }

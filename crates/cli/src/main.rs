@@ -10,6 +10,7 @@ mod bench_ot;
 mod bench_serve;
 mod estimate;
 mod eval;
+mod fhe_mode;
 mod inspect;
 mod private;
 

@@ -604,6 +604,11 @@ pub struct BenchModelArgs {
     /// <mbit/s>:<rtt_ms>; `ms` is then the wall time on that link. Default: plain loopback.
     #[arg(long)]
     net: Option<String>,
+    /// `2pc` (hybrid HE/2PC, the default) or `fhe` (non-interactive CKKS, crate `fhe`).
+    #[arg(long, value_enum, default_value = "2pc")]
+    mode: crate::fhe_mode::Mode,
+    #[command(flatten)]
+    fhe: crate::fhe_mode::FheOpts,
     #[command(flatten)]
     opts: ModelOpts,
 }
@@ -634,6 +639,9 @@ pub fn bench_model(a: BenchModelArgs) -> anyhow::Result<()> {
                 .collect()
         }
     };
+    if a.mode == crate::fhe_mode::Mode::Fhe {
+        return crate::fhe_mode::bench(&model, &x, &a.fhe, a.json);
+    }
     let mut opts = a.opts.clone();
     opts.label_only = false;
     let net = a.net.as_deref().map(NetworkModel::parse).transpose()?;

@@ -75,3 +75,103 @@ fn bad_inputs_fail_with_a_message() {
     ]);
     assert!(!ok && err.contains("CIFAR-10"), "{err}");
 }
+
+/// FHE mode on the tiny AESPA-style ResNet (INSECURE test parameters): `inspect` and `bench`
+/// report the program, the encrypted logits match the float executor, `eval` agrees with float,
+/// and a ReLU network is refused with a one-line reason.
+#[test]
+fn fhe_mode_inspect_bench_eval() {
+    let m = "models/tiny/tiny_fhe.onnx";
+    let (ok, out, err) = run(&[
+        "inspect",
+        m,
+        "--mode",
+        "fhe",
+        "--fhe-params",
+        "test-n12",
+        "--json",
+    ]);
+    assert!(ok, "{err}");
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let total = &lines.last().unwrap()["total"];
+    let rows = &lines[..lines.len() - 1];
+    let rot: u64 = rows.iter().map(|r| r["rotations"].as_u64().unwrap()).sum();
+    assert_eq!(total["rotations"].as_u64().unwrap(), rot);
+    let boots = rows.iter().filter(|r| r["op"] == "bootstrap").count() as u64;
+    assert!(boots >= 1);
+    assert_eq!(total["bootstraps"].as_u64().unwrap(), boots);
+    assert!(
+        total["conv_rotations"].as_u64().unwrap() < total["mpcnn_conv_rotations"].as_u64().unwrap()
+    );
+
+    let (ok, out, err) = run(&[
+        "bench",
+        "--model",
+        m,
+        "--mode",
+        "fhe",
+        "--fhe-params",
+        "test-n12",
+        "--json",
+    ]);
+    assert!(ok, "{err}");
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let total = &lines.last().unwrap()["total"];
+    for key in [
+        "ms",
+        "bootstraps",
+        "rotations",
+        "eval_key_bytes",
+        "ciphertext_bytes_c2s",
+        "ciphertext_bytes_s2c",
+        "peak_rss_bytes",
+        "precision_bits",
+        "matches_float",
+    ] {
+        assert!(!total[key].is_null(), "{key} missing: {total}");
+    }
+    assert_eq!(total["matches_float"], true);
+    assert!(total["precision_bits"].as_f64().unwrap() > 12.0, "{total}");
+    assert_eq!(total["bootstraps"].as_u64().unwrap(), boots);
+    assert!(lines[..lines.len() - 1]
+        .iter()
+        .all(|r| r["protocol"] == "fhe"));
+
+    // Two 8×8 images for the tiny model.
+    let dir = std::env::temp_dir().join(format!("privinfer-fhe-eval-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (i, label) in [(0u8, 3), (1, 7)] {
+        let img = image::RgbImage::from_fn(8, 8, |x, y| {
+            image::Rgb([(x * 30) as u8, (y * 30) as u8, 90 + 60 * i])
+        });
+        img.save(dir.join(format!("img{i}_{label}.png"))).unwrap();
+    }
+    let d = dir.to_string_lossy().into_owned();
+    let (ok, out, err) = run(&[
+        "eval",
+        "--model",
+        m,
+        "--data",
+        &d,
+        "--mode",
+        "fhe",
+        "--fhe-params",
+        "test-n12",
+        "--json",
+    ]);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    assert_eq!(v["images"], 2);
+    assert_eq!(v["agreement"], 1.0, "{v}");
+
+    let (ok, _, err) = run(&["inspect", "models/resnet20.onnx", "--mode", "fhe"]);
+    assert!(!ok);
+    assert!(err.contains("ReLU") && err.lines().count() == 1, "{err}");
+}

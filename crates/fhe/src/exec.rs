@@ -421,7 +421,7 @@ fn conv_b<B: Backend>(
     // Sum the r channel blocks of each output group, keep one copy, replicate r' times.
     y = ctx.rot_sum(y, block as isize, r)?;
     let mask: Vec<f64> = (0..n)
-        .map(|s| ((s / block).is_multiple_of(r2) && lout.at(0, s).is_some()) as u8 as f64)
+        .map(|s| (((s / block) % r2 == 0) && lout.at(0, s).is_some()) as u8 as f64)
         .collect();
     y = ctx.dot(&[(&y, &mask)])?;
     y = ctx.rot_sum(y, -(block as isize), r2)?;

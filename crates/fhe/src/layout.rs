@@ -75,7 +75,7 @@ impl Layout {
     pub fn dense_p(c: usize, grid: Grid, n: usize) -> Option<Layout> {
         let g = c.div_ceil(grid.phases()).next_power_of_two();
         let used = g * grid.block();
-        (used <= n && n.is_multiple_of(used)).then(|| Layout::P {
+        (used <= n && (n % used == 0)).then(|| Layout::P {
             c,
             grid,
             g,
@@ -122,8 +122,9 @@ impl Layout {
                 let ch = ct * r + beta % r;
                 (ch < c).then_some((ch, i, j))
             }
-            Layout::Vector { len, stride } => (slot.is_multiple_of(stride) && slot / stride < len)
-                .then_some((slot / stride, 0, 0)),
+            Layout::Vector { len, stride } => {
+                ((slot % stride == 0) && slot / stride < len).then_some((slot / stride, 0, 0))
+            }
         }
     }
 

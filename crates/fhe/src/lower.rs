@@ -242,7 +242,7 @@ impl<'a> Lowerer<'a> {
                 "a strided slice of a value not in layout P",
             ));
         };
-        if !grid.h.is_multiple_of(step) || !grid.w.is_multiple_of(step) {
+        if grid.h % step != 0 || grid.w % step != 0 {
             return Err(unsupported(model, id, "slice step does not divide the map"));
         }
         let g2 = Grid {
@@ -330,7 +330,7 @@ impl<'a> Lowerer<'a> {
                 let [_, h, w] = cv.in_shape;
                 let [o, oh, ow] = cv.out_shape;
                 let (sh, sw) = (cv.stride[0], cv.stride[1]);
-                if sh != sw || !h.is_multiple_of(sh) || oh != h / sh || ow != w / sw {
+                if sh != sw || h % sh != 0 || oh != h / sh || ow != w / sw {
                     return Err(unsupported(
                         model,
                         id,

@@ -1,0 +1,384 @@
+//! `--mode fhe` of `bench`, `inspect` and `eval`: HyPHEN-style non-interactive inference on CKKS
+//! (crate `fhe`, docs/protocols/hyphen.md).
+
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use ckks::{presets, serialize, BootstrapConfig, ParamsLiteral};
+use fhe::lower::Kind;
+use fhe::{mpcnn_rotations, Deployment};
+use rand::SeedableRng;
+use rand_chacha::ChaCha20Rng;
+use serde_json::json;
+
+/// Which kind of private inference.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// Hybrid HE/2PC (the default).
+    #[default]
+    #[value(name = "2pc")]
+    TwoPc,
+    /// Non-interactive FHE (CKKS with bootstrapping).
+    Fhe,
+}
+
+/// Options of FHE mode.
+#[derive(clap::Args, Clone, Debug)]
+pub struct FheOpts {
+    /// CKKS parameters of FHE mode: `n16` (128-bit, N = 2^16, 9 levels after bootstrapping) or
+    /// `test-n12` (INSECURE, N = 2^12, 8 levels: quick checks only).
+    #[arg(long, default_value = "n16")]
+    pub fhe_params: String,
+    /// Every value of the network is held divided by this range, which must bound |x| at the
+    /// bootstrapping points (default: the model's `privinfer.fhe_range` metadata, else twice the
+    /// largest |value| of the float executor on the input).
+    #[arg(long)]
+    pub fhe_range: Option<f64>,
+}
+
+/// Metadata key of the range the toolkit measured on training images.
+pub const RANGE_KEY: &str = "privinfer.fhe_range";
+
+fn params(name: &str) -> anyhow::Result<(ParamsLiteral, BootstrapConfig)> {
+    Ok(match name {
+        "n16" => (
+            presets::n16_logqp1534_h192_h32(),
+            presets::n16_logqp1534_h192_h32_config(),
+        ),
+        "test-n12" => (
+            presets::insecure_boot_n12_deep(),
+            presets::insecure_boot_n12_config(),
+        ),
+        _ => bail!("unknown --fhe-params {name} (n16, test-n12)"),
+    })
+}
+
+/// The range: option, metadata, or from the float trace of `x`.
+pub fn range(
+    model: &nn::Model,
+    opts: &FheOpts,
+    x: Option<&[f32]>,
+) -> anyhow::Result<(f64, &'static str)> {
+    if let Some(r) = opts.fhe_range {
+        return Ok((r, "option"));
+    }
+    if let Some(v) = model.metadata_value(RANGE_KEY) {
+        let r: f64 = v
+            .trim()
+            .parse()
+            .with_context(|| format!("metadata {RANGE_KEY} = {v:?} is not a number"))?;
+        return Ok((r, "metadata"));
+    }
+    match x {
+        Some(x) => {
+            let m = nn::float::run_trace(model, x)?
+                .iter()
+                .flatten()
+                .fold(0f64, |a, &v| a.max((v as f64).abs()));
+            Ok((2.0 * m, "2 × max |value| on the input"))
+        }
+        None => Ok((32.0, "default")),
+    }
+}
+
+pub fn deployment(model: &nn::Model, opts: &FheOpts, r: f64) -> anyhow::Result<Deployment> {
+    let (lit, cfg) = params(&opts.fhe_params)?;
+    Ok(Deployment::new(model, lit, Some(cfg), r)?)
+}
+
+/// Input gap of a convolution step (for MPCNN's formula).
+fn conv_gap(dep: &Deployment, s: &fhe::lower::Step) -> Option<(usize, usize)> {
+    let (Kind::ConvA(cv) | Kind::ConvB(cv)) = &s.kind else {
+        return None;
+    };
+    let k = dep.prog.layouts[s.inputs[0]].grid()?.k;
+    Some((k, mpcnn_rotations(cv, k, dep.prog.n)))
+}
+
+/// `privinfer inspect M --mode fhe`: the lowered program from a dry run (no keys).
+pub fn inspect(model: &nn::Model, opts: &FheOpts, json_out: bool) -> anyhow::Result<()> {
+    let (r, src) = range(model, opts, None)?;
+    let dep = deployment(model, opts, r)?;
+    let zeros = vec![0f32; dep.prog.input_shape.iter().product()];
+    let sim = fhe::backend::Sim::new(
+        dep.prog.n,
+        dep.boot.as_ref().map_or(0, |b| b.output_level()),
+    );
+    let input: Vec<fhe::backend::SimCt> = dep.prog.layouts[0]
+        .pack(
+            &zeros.iter().map(|&v| v as f64).collect::<Vec<_>>(),
+            dep.prog.n,
+        )
+        .into_iter()
+        .map(|v| fhe::backend::SimCt {
+            v,
+            level: dep.prog.input_level,
+        })
+        .collect();
+    let run = fhe::run(&dep.prog, &sim, input)?;
+    let mut tot = fhe::Counts::default();
+    let (mut ours_conv, mut mpcnn_conv) = (0usize, 0usize);
+    if !json_out {
+        println!(
+            "{:<34} {:<9} {:<22} {:<22} {:>5} {:>5} {:>5} {:>6} {:>6}",
+            "layer", "op", "layout in", "layout out", "lv in", "lvout", "rot", "mpcnn", "ptmul"
+        );
+    }
+    for (s, rep) in dep.prog.steps.iter().zip(&run.steps) {
+        tot += rep.counts;
+        let mp = conv_gap(&dep, s).map(|(_, m)| m);
+        if let Some(m) = mp {
+            ours_conv += rep.counts.rotations;
+            mpcnn_conv += m;
+        }
+        if json_out {
+            let mut v = serde_json::to_value(rep)?;
+            v["protocol"] = json!("fhe");
+            v["mpcnn_rotations"] = json!(mp);
+            v.as_object_mut().map(|o| o.remove("ms"));
+            println!("{v}");
+        } else {
+            println!(
+                "{:<34} {:<9} {:<22} {:<22} {:>5} {:>5} {:>5} {:>6} {:>6}",
+                rep.layer,
+                rep.op,
+                rep.layout_in,
+                rep.layout_out,
+                rep.level_in,
+                rep.level_out,
+                rep.counts.rotations,
+                mp.map_or(String::new(), |m| m.to_string()),
+                rep.counts.pt_mults
+            );
+        }
+    }
+    let summary = json!({
+        "params": opts.fhe_params, "slots": dep.prog.n, "range": r, "range_source": src,
+        "input_level": dep.prog.input_level, "bootstraps": tot.bootstraps, "rotations": tot.rotations,
+        "pt_mults": tot.pt_mults, "ct_mults": tot.ct_mults, "rotation_keys": dep.rotations.len(),
+        "conv_rotations": ours_conv, "mpcnn_conv_rotations": mpcnn_conv,
+    });
+    if json_out {
+        println!("{}", json!({ "total": summary }));
+    } else {
+        println!(
+            "total: {} bootstraps, {} rotations ({} in convolutions; MPCNN's formula: {}), {} pt×ct, {} ct×ct, {} rotation keys; range {r} ({src}), slots {}",
+            tot.bootstraps, tot.rotations, ours_conv, mpcnn_conv, tot.pt_mults, tot.ct_mults, dep.rotations.len(), dep.prog.n
+        );
+    }
+    Ok(())
+}
+
+fn peak_rss_bytes() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// One encrypted inference with its costs.
+pub struct Inference {
+    pub logits: Vec<f64>,
+    pub run: fhe::Run<ckks::Ciphertext>,
+    pub server_ms: f64,
+    pub encrypt_ms: f64,
+    pub decrypt_ms: f64,
+    pub c2s: usize,
+    pub s2c: usize,
+}
+
+pub fn infer_once(
+    dep: &Deployment,
+    keys: &fhe::ClientKeys,
+    eval: &ckks::Evaluator,
+    x: &[f32],
+    rng: &mut ChaCha20Rng,
+) -> anyhow::Result<Inference> {
+    let t = Instant::now();
+    let input = dep.encrypt(&keys.sk, x, rng)?;
+    let encrypt_ms = t.elapsed().as_secs_f64() * 1e3;
+    // The client's ciphertexts travel serialized; the server validates them.
+    let wire: Vec<Vec<u8>> = input
+        .iter()
+        .map(|c| serialize::ciphertext_to_bytes(&dep.params, c))
+        .collect();
+    let c2s = wire.iter().map(Vec::len).sum();
+    let input = wire
+        .iter()
+        .map(|b| serialize::ciphertext_from_bytes(&dep.params, b))
+        .collect::<Result<Vec<_>, _>>()?;
+    let t = Instant::now();
+    let run = dep.evaluate(eval, keys.encaps.as_ref(), input)?;
+    let server_ms = t.elapsed().as_secs_f64() * 1e3;
+    let back: Vec<Vec<u8>> = run
+        .output
+        .iter()
+        .map(|c| serialize::ciphertext_to_bytes(&dep.params, c))
+        .collect();
+    let s2c = back.iter().map(Vec::len).sum();
+    let t = Instant::now();
+    let out = back
+        .iter()
+        .map(|b| serialize::ciphertext_from_bytes(&dep.params, b))
+        .collect::<Result<Vec<_>, _>>()?;
+    let logits = dep.decrypt(&keys.sk, &out)?;
+    let decrypt_ms = t.elapsed().as_secs_f64() * 1e3;
+    Ok(Inference {
+        logits,
+        run,
+        server_ms,
+        encrypt_ms,
+        decrypt_ms,
+        c2s,
+        s2c,
+    })
+}
+
+/// `privinfer bench --model M --mode fhe`.
+pub fn bench(model: &nn::Model, x: &[f32], opts: &FheOpts, json_out: bool) -> anyhow::Result<()> {
+    let (r, src) = range(model, opts, Some(x))?;
+    let t = Instant::now();
+    let dep = deployment(model, opts, r)?;
+    let plan_ms = t.elapsed().as_secs_f64() * 1e3;
+    let mut rng = ChaCha20Rng::from_entropy();
+    let t = Instant::now();
+    let mut keys = dep.keygen(&mut rng)?;
+    let keygen_ms = t.elapsed().as_secs_f64() * 1e3;
+    let eval_key_bytes = serialize::evaluation_keys_len(&dep.params, &keys.eval)
+        + keys.encaps.as_ref().map_or(0, |e| {
+            serialize::encapsulation_keys_to_bytes(&dep.params, e).len()
+        });
+    // The keys move to the server's evaluator (one copy in memory).
+    let eval = ckks::Evaluator::new(&dep.params, std::mem::take(&mut keys.eval))?;
+    let inf = infer_once(&dep, &keys, &eval, x, &mut rng)?;
+    let float = nn::float::run(model, x)?.data;
+    let err = inf
+        .logits
+        .iter()
+        .zip(&float)
+        .fold(0f64, |a, (p, &q)| a.max((p - q as f64).abs()));
+    let fmax = float
+        .iter()
+        .fold(0f64, |a, &v| a.max((v as f64).abs()))
+        .max(f64::MIN_POSITIVE);
+    let precision_bits = -(err / fmax).log2();
+    let ours: Vec<f32> = inf.logits.iter().map(|&v| v as f32).collect();
+    let matches_float = nn::argmax(&ours) == nn::argmax(&float);
+    let mut tot = fhe::Counts::default();
+    let (mut conv_rot, mut mpcnn_rot) = (0, 0);
+    for (s, rep) in dep.prog.steps.iter().zip(&inf.run.steps) {
+        tot += rep.counts;
+        let mp = conv_gap(&dep, s).map(|(_, m)| m);
+        if let Some(m) = mp {
+            conv_rot += rep.counts.rotations;
+            mpcnn_rot += m;
+        }
+        if json_out {
+            let mut v = serde_json::to_value(rep)?;
+            v["protocol"] = json!("fhe");
+            v["mpcnn_rotations"] = json!(mp);
+            println!("{v}");
+        } else {
+            println!(
+                "{:<34} {:<9} {:<22} lv {:>2}→{:<2} rot {:>4}{} ptmul {:>4} {:>9.1} ms",
+                rep.layer,
+                rep.op,
+                rep.layout_out,
+                rep.level_in,
+                rep.level_out,
+                rep.counts.rotations,
+                mp.map_or(String::new(), |m| format!(" (mpcnn {m})")),
+                rep.counts.pt_mults,
+                rep.ms
+            );
+        }
+    }
+    let total = json!({
+        "protocol": "fhe", "params": opts.fhe_params, "ms": inf.server_ms, "bootstraps": tot.bootstraps,
+        "rotations": tot.rotations, "conv_rotations": conv_rot, "mpcnn_conv_rotations": mpcnn_rot,
+        "pt_mults": tot.pt_mults, "ct_mults": tot.ct_mults, "rotation_keys": dep.rotations.len(),
+        "eval_key_bytes": eval_key_bytes, "ciphertext_bytes_c2s": inf.c2s, "ciphertext_bytes_s2c": inf.s2c,
+        "peak_rss_bytes": peak_rss_bytes(), "precision_bits": precision_bits, "matches_float": matches_float,
+        "max_abs_err": err, "range": r, "range_source": src, "plan_ms": plan_ms, "keygen_ms": keygen_ms,
+        "encrypt_ms": inf.encrypt_ms, "decrypt_ms": inf.decrypt_ms, "logits": inf.logits, "float_logits": float,
+    });
+    if json_out {
+        println!("{}", json!({ "total": total }));
+    } else {
+        println!(
+            "total: {:.1} s server, {} bootstraps, {} rotations ({} in convolutions, MPCNN's formula {}), eval keys {:.1} MiB, c2s {:.1} MiB, s2c {:.1} MiB, peak RSS {:.2} GiB, precision {:.1} bits, top-1 {} float",
+            inf.server_ms / 1e3,
+            tot.bootstraps,
+            tot.rotations,
+            conv_rot,
+            mpcnn_rot,
+            eval_key_bytes as f64 / 1048576.0,
+            inf.c2s as f64 / 1048576.0,
+            inf.s2c as f64 / 1048576.0,
+            peak_rss_bytes().unwrap_or(0) as f64 / (1u64 << 30) as f64,
+            precision_bits,
+            if matches_float { "=" } else { "≠" }
+        );
+    }
+    Ok(())
+}
+
+/// `privinfer eval --mode fhe`: accuracy and agreement with the float executor.
+pub fn eval(
+    model: &nn::Model,
+    data: &[(Vec<f32>, usize)],
+    opts: &FheOpts,
+    json_out: bool,
+) -> anyhow::Result<()> {
+    let (r, src) = range(model, opts, data.first().map(|d| d.0.as_slice()))?;
+    let dep = deployment(model, opts, r)?;
+    let mut rng = ChaCha20Rng::from_entropy();
+    let mut keys = dep.keygen(&mut rng)?;
+    let eval = ckks::Evaluator::new(&dep.params, std::mem::take(&mut keys.eval))?;
+    let (mut correct, mut float_correct, mut agree) = (0usize, 0usize, 0usize);
+    let mut worst_bits = f64::INFINITY;
+    let t = Instant::now();
+    for (i, (x, label)) in data.iter().enumerate() {
+        let inf = infer_once(&dep, &keys, &eval, x, &mut rng)?;
+        let f = nn::float::run(model, x)?.data;
+        let ours: Vec<f32> = inf.logits.iter().map(|&v| v as f32).collect();
+        let (p, pf) = (nn::argmax(&ours), nn::argmax(&f));
+        correct += (p == *label) as usize;
+        float_correct += (pf == *label) as usize;
+        agree += (p == pf) as usize;
+        let err = ours
+            .iter()
+            .zip(&f)
+            .fold(0f64, |a, (x, y)| a.max((x - y).abs() as f64));
+        let fmax = f
+            .iter()
+            .fold(0f64, |a, v| a.max(v.abs() as f64))
+            .max(f64::MIN_POSITIVE);
+        worst_bits = worst_bits.min(-(err / fmax).log2());
+        if !json_out {
+            eprintln!(
+                "image {i}: label {label}, fhe {p}, float {pf}, {:.1} s",
+                inf.server_ms / 1e3
+            );
+        }
+    }
+    let n = data.len() as f64;
+    let out = json!({
+        "images": data.len(), "accuracy": correct as f64 / n, "float_accuracy": float_correct as f64 / n,
+        "agreement": agree as f64 / n, "min_precision_bits": worst_bits, "range": r, "range_source": src,
+        "seconds": t.elapsed().as_secs_f64(), "mode": "fhe", "params": opts.fhe_params,
+    });
+    if json_out {
+        println!("{out}");
+    } else {
+        println!(
+            "{} images: FHE top-1 {:.2} %, float {:.2} %, agreement {:.2} %, worst precision {:.1} bits",
+            data.len(),
+            100.0 * correct as f64 / n,
+            100.0 * float_correct as f64 / n,
+            100.0 * agree as f64 / n,
+            worst_bits
+        );
+    }
+    Ok(())
+}
