@@ -110,10 +110,7 @@ pub fn inspect(model: &nn::Model, opts: &FheOpts, json_out: bool) -> anyhow::Res
             dep.prog.n,
         )
         .into_iter()
-        .map(|v| fhe::backend::SimCt {
-            v,
-            level: dep.prog.input_level,
-        })
+        .map(|v| fhe::backend::SimCt::real(v, dep.prog.input_level))
         .collect();
     let run = fhe::run(&dep.prog, &sim, input)?;
     let mut tot = fhe::Counts::default();

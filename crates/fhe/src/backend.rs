@@ -23,6 +23,10 @@ pub trait Backend {
     }
     /// `Σ_i pt_i ⊙ x_i`, one rescale: level `ℓ − 1` (all `x_i` at level `ℓ`), scale kept.
     fn dot_plain(&self, terms: &[(&Self::Ct, &[f64])]) -> Result<Self::Ct>;
+    /// As [`Backend::dot_plain`] with complex plaintexts `re + i·im`.
+    fn dot_complex(&self, terms: &[(&Self::Ct, &[f64], &[f64])]) -> Result<Self::Ct>;
+    /// Splits `z` into `(z + z̄, −i·(z − z̄))`, i.e. `(2·Re z, 2·Im z)`: one conjugation, no level.
+    fn split_complex(&self, z: &Self::Ct) -> Result<(Self::Ct, Self::Ct)>;
     /// `a + b`, the higher operand dropped to the lower level.
     fn add(&self, a: &Self::Ct, b: &Self::Ct) -> Result<Self::Ct>;
     fn add_plain(&self, a: &Self::Ct, v: &[f64]) -> Result<Self::Ct>;
@@ -35,11 +39,29 @@ pub trait Backend {
     fn boot_level(&self) -> usize;
 }
 
-/// Clear slot vectors with levels: `(values, level)`.
+/// Clear slot vectors with levels: real parts `v`, imaginary parts `im` (empty: all zero).
 #[derive(Clone, Debug)]
 pub struct SimCt {
     pub v: Vec<f64>,
+    pub im: Vec<f64>,
     pub level: usize,
+}
+
+impl SimCt {
+    pub fn real(v: Vec<f64>, level: usize) -> Self {
+        SimCt {
+            v,
+            im: vec![],
+            level,
+        }
+    }
+    fn imag(&self, n: usize) -> Vec<f64> {
+        if self.im.is_empty() {
+            vec![0.0; n]
+        } else {
+            self.im.clone()
+        }
+    }
 }
 
 /// The clear-text backend. A bootstrap checks the `|x| ≤ 1` precondition of the real one.
@@ -82,64 +104,100 @@ impl Backend for Sim {
                 let k = k.rem_euclid(n) as usize;
                 let mut v = x.v.clone();
                 v.rotate_left(k);
-                SimCt { v, level: x.level }
+                let mut im = x.im.clone();
+                if !im.is_empty() {
+                    im.rotate_left(k);
+                }
+                SimCt {
+                    v,
+                    im,
+                    level: x.level,
+                }
             })
             .collect())
     }
     fn dot_plain(&self, terms: &[(&SimCt, &[f64])]) -> Result<SimCt> {
+        let zero = vec![0.0; self.n];
+        let t: Vec<(&SimCt, &[f64], &[f64])> = terms
+            .iter()
+            .map(|(x, p)| (*x, *p, zero.as_slice()))
+            .collect();
+        self.dot_complex(&t)
+    }
+    fn dot_complex(&self, terms: &[(&SimCt, &[f64], &[f64])]) -> Result<SimCt> {
         let level = terms[0].0.level;
         self.need(terms[0].0, 1)?;
         let mut v = vec![0.0; self.n];
-        for (x, p) in terms {
+        let mut im = vec![0.0; self.n];
+        for (x, p, q) in terms {
             if x.level != level {
                 return Err(FheError::BadInput(
                     "dot_plain operands at different levels".into(),
                 ));
             }
-            for ((o, a), b) in v.iter_mut().zip(&x.v).zip(p.iter()) {
-                *o += a * b;
+            let xi = x.imag(self.n);
+            for i in 0..self.n {
+                v[i] += x.v[i] * p[i] - xi[i] * q[i];
+                im[i] += x.v[i] * q[i] + xi[i] * p[i];
             }
         }
         Ok(SimCt {
             v,
+            im,
             level: level - 1,
         })
     }
+    fn split_complex(&self, z: &SimCt) -> Result<(SimCt, SimCt)> {
+        Ok((
+            SimCt::real(z.v.iter().map(|x| 2.0 * x).collect(), z.level),
+            SimCt::real(z.imag(self.n).iter().map(|x| 2.0 * x).collect(), z.level),
+        ))
+    }
     fn add(&self, a: &SimCt, b: &SimCt) -> Result<SimCt> {
+        let (ai, bi) = (a.imag(self.n), b.imag(self.n));
+        let im = if a.im.is_empty() && b.im.is_empty() {
+            vec![]
+        } else {
+            ai.iter().zip(&bi).map(|(x, y)| x + y).collect()
+        };
         Ok(SimCt {
             v: a.v.iter().zip(&b.v).map(|(x, y)| x + y).collect(),
+            im,
             level: a.level.min(b.level),
         })
     }
     fn add_plain(&self, a: &SimCt, p: &[f64]) -> Result<SimCt> {
         Ok(SimCt {
             v: a.v.iter().zip(p).map(|(x, y)| x + y).collect(),
+            im: a.im.clone(),
             level: a.level,
         })
     }
     fn poly2(&self, x: &SimCt, a: &[f64], b: &[f64], c: &[f64]) -> Result<SimCt> {
         self.need(x, 2)?;
+        if x.im.iter().any(|&v| v != 0.0) {
+            return Err(FheError::BadInput(
+                "a polynomial activation of a complex value".into(),
+            ));
+        }
         let v = (0..self.n)
             .map(|i| x.v[i] * (a[i] * x.v[i] + b[i]) + c[i])
             .collect();
-        Ok(SimCt {
-            v,
-            level: x.level - 2,
-        })
+        Ok(SimCt::real(v, x.level - 2))
     }
     fn drop_to(&self, x: &SimCt, level: usize) -> Result<SimCt> {
         Ok(SimCt {
-            v: x.v.clone(),
             level: level.min(x.level),
+            ..x.clone()
         })
     }
     fn bootstrap(&self, x: &SimCt) -> Result<SimCt> {
-        let m = x.v.iter().fold(0f64, |m, v| m.max(v.abs()));
+        let m = x.v.iter().chain(&x.im).fold(0f64, |m, v| m.max(v.abs()));
         let mut g = self.max_boot_input.lock().expect("not poisoned");
         *g = g.max(m);
         Ok(SimCt {
-            v: x.v.clone(),
             level: self.boot_level,
+            ..x.clone()
         })
     }
     fn boot_level(&self) -> usize {
@@ -160,6 +218,32 @@ impl Ckks<'_> {
     fn encode(&self, v: &[f64], level: usize, scale: f64) -> Result<ckks::Plaintext> {
         let z: Vec<Complex> = v.iter().map(|&x| Complex::from(x)).collect();
         Ok(self.params.encode(&z, self.n, level, scale)?)
+    }
+    fn encode_complex(
+        &self,
+        re: &[f64],
+        im: &[f64],
+        level: usize,
+        scale: f64,
+    ) -> Result<ckks::Plaintext> {
+        let z: Vec<Complex> = re
+            .iter()
+            .zip(im)
+            .map(|(&a, &b)| Complex::new(a, b))
+            .collect();
+        Ok(self.params.encode(&z, self.n, level, scale)?)
+    }
+    fn sum_rescale(&self, prods: Vec<Ciphertext>, scale: f64) -> Result<Ciphertext> {
+        let mut it = prods.into_iter();
+        let mut acc = it
+            .next()
+            .ok_or_else(|| FheError::BadInput("empty product".into()))?;
+        for p in it {
+            self.eval.add_assign(&mut acc, &p)?;
+        }
+        self.eval.rescale_assign(&mut acc)?;
+        acc.set_scale(scale);
+        Ok(acc)
     }
 }
 
@@ -197,13 +281,30 @@ impl Backend for Ckks<'_> {
                 Ok(self.eval.mul_plain(x, &pt)?)
             })
             .collect::<Result<_>>()?;
-        let mut acc = prods[0].clone();
-        for p in &prods[1..] {
-            self.eval.add_assign(&mut acc, p)?;
+        self.sum_rescale(prods, terms[0].0.scale())
+    }
+    fn dot_complex(&self, terms: &[(&Ciphertext, &[f64], &[f64])]) -> Result<Ciphertext> {
+        let level = terms[0].0.level();
+        if level == 0 {
+            return Err(ckks::CkksError::NoLevelLeft.into());
         }
-        self.eval.rescale_assign(&mut acc)?;
-        acc.set_scale(terms[0].0.scale());
-        Ok(acc)
+        let q = self.params.q()[level] as f64;
+        let prods: Vec<Ciphertext> = terms
+            .par_iter()
+            .map(|(x, re, im)| {
+                let pt = self.encode_complex(re, im, level, q)?;
+                Ok(self.eval.mul_plain(x, &pt)?)
+            })
+            .collect::<Result<_>>()?;
+        self.sum_rescale(prods, terms[0].0.scale())
+    }
+    fn split_complex(&self, z: &Ciphertext) -> Result<(Ciphertext, Ciphertext)> {
+        let c = self.eval.conjugate(z)?;
+        let re = self.eval.add(z, &c)?;
+        // −i·(z − z̄): multiplying by the monomial −X^{N/2} is exact and costs no level.
+        let d = self.eval.sub(z, &c)?;
+        let im = self.eval.mul_const(&d, Complex::new(0.0, -1.0), 1.0)?;
+        Ok((re, im))
     }
     fn add(&self, a: &Ciphertext, b: &Ciphertext) -> Result<Ciphertext> {
         let l = a.level().min(b.level());

@@ -54,6 +54,7 @@ struct Ctx<'b, B: Backend> {
     n: usize,
     counts: Mutex<Counts>,
     keys: Mutex<BTreeMap<usize, usize>>,
+    conj: Mutex<Option<usize>>,
 }
 
 impl<B: Backend> Ctx<'_, B> {
@@ -78,9 +79,21 @@ impl<B: Backend> Ctx<'_, B> {
         self.note_rot(self.b.level(x), ks);
         self.b.rotate_many(x, ks)
     }
+    /// `(2·Re z, 2·Im z)`: one conjugation (a key switch, counted as a rotation).
+    fn split(&self, z: &B::Ct) -> Result<(B::Ct, B::Ct)> {
+        let l = self.b.level(z);
+        let mut c = self.conj.lock().expect("not poisoned");
+        *c = Some(c.map_or(l, |m| m.max(l)));
+        self.counts.lock().expect("not poisoned").rotations += 1;
+        self.b.split_complex(z)
+    }
     fn dot(&self, terms: &[(&B::Ct, &[f64])]) -> Result<B::Ct> {
         self.counts.lock().expect("not poisoned").pt_mults += terms.len();
         self.b.dot_plain(terms)
+    }
+    fn dot_complex(&self, terms: &[(&B::Ct, &[f64], &[f64])]) -> Result<B::Ct> {
+        self.counts.lock().expect("not poisoned").pt_mults += terms.len();
+        self.b.dot_complex(terms)
     }
     /// `x + rot(x, step) + rot(x, 2·step) + …` over `count` (a power of two) steps, by doubling.
     fn rot_sum(&self, mut x: B::Ct, step: isize, count: usize) -> Result<B::Ct> {
@@ -106,6 +119,8 @@ pub struct Run<C> {
     pub steps: Vec<StepReport>,
     /// Rotation amount (mod slots) → highest level it is used at.
     pub rotation_keys: BTreeMap<usize, usize>,
+    /// Highest level of a conjugation, if any.
+    pub conjugation_level: Option<usize>,
 }
 
 /// Runs `prog` on `input` (the image ciphertexts in `prog.layouts[0]`).
@@ -122,6 +137,7 @@ pub fn run<B: Backend>(prog: &Program, b: &B, input: Vec<B::Ct>) -> Result<Run<B
         n: prog.n,
         counts: Mutex::new(Counts::default()),
         keys: Mutex::new(BTreeMap::new()),
+        conj: Mutex::new(None),
     };
     let mut vals: Vec<Option<Vec<B::Ct>>> = vec![None; prog.layouts.len()];
     vals[0] = Some(input);
@@ -232,6 +248,7 @@ pub fn run<B: Backend>(prog: &Program, b: &B, input: Vec<B::Ct>) -> Result<Run<B
         output,
         steps: reports,
         rotation_keys: ctx.keys.into_inner().expect("not poisoned"),
+        conjugation_level: ctx.conj.into_inner().expect("not poisoned"),
     })
 }
 
@@ -287,61 +304,96 @@ fn conv_a<B: Backend>(
         .map(|&(_, _, dy, dx)| k * (dy * wb + dx))
         .collect();
     let zs = ctx.rot_many(x, &shifts)?;
-    let passes = lout.cts();
-    (0..passes)
-        .map(|t| {
-            let pts: Vec<Vec<f64>> = tp
-                .par_iter()
-                .map(|&(ky, kx, dy, dx)| {
-                    (0..n)
-                        .map(|s| {
-                            let Some((c, i, j)) = lin.at(0, s) else {
-                                return 0.0;
-                            };
-                            let o = t * r + (s / block) % r;
-                            let (ii, jj) = (i as isize + dy, j as isize + dx);
-                            if o >= o_count
-                                || i % st != 0
-                                || j % st != 0
-                                || ii < 0
-                                || jj < 0
-                                || ii >= h
-                                || jj >= w
-                            {
-                                0.0
-                            } else {
-                                weight(cv, o, c, ky, kx)
-                            }
-                        })
-                        .collect()
-                })
+    // Pass t computes output ciphertexts 2t (real parts of the slots) and 2t + 1 (imaginary
+    // parts) with complex weights: every rotation and the mask serve both.
+    let cts = lout.cts();
+    let weights = |t_out: usize, tap: (usize, usize, isize, isize)| -> Vec<f64> {
+        let (ky, kx, dy, dx) = tap;
+        (0..n)
+            .map(|s| {
+                let Some((c, i, j)) = lin.at(0, s) else {
+                    return 0.0;
+                };
+                let o = t_out * r + (s / block) % r;
+                let (ii, jj) = (i as isize + dy, j as isize + dx);
+                if o >= o_count
+                    || i % st != 0
+                    || j % st != 0
+                    || ii < 0
+                    || jj < 0
+                    || ii >= h
+                    || jj >= w
+                {
+                    0.0
+                } else {
+                    weight(cv, o, c, ky, kx)
+                }
+            })
+            .collect()
+    };
+    let mut out = Vec::with_capacity(cts);
+    for t in (0..cts).step_by(2) {
+        let paired = t + 1 < cts;
+        let pts: Vec<(Vec<f64>, Vec<f64>)> = tp
+            .par_iter()
+            .map(|&tap| {
+                let re = weights(t, tap);
+                let im = if paired {
+                    weights(t + 1, tap)
+                } else {
+                    vec![0.0; n]
+                };
+                (re, im)
+            })
+            .collect();
+        let mut u = if paired {
+            let terms: Vec<(&B::Ct, &[f64], &[f64])> = zs
+                .iter()
+                .zip(&pts)
+                .map(|(z, (re, im))| (z, re.as_slice(), im.as_slice()))
                 .collect();
+            ctx.dot_complex(&terms)?
+        } else {
             let terms: Vec<(&B::Ct, &[f64])> = zs
                 .iter()
                 .zip(&pts)
-                .map(|(z, p)| (z, p.as_slice()))
+                .map(|(z, (re, _))| (z, re.as_slice()))
                 .collect();
-            let mut u = ctx.dot(&terms)?;
-            // Sum the k² phases of each cell into its phase (0, 0), then the g groups (cyclic).
-            u = ctx.rot_sum(u, 1, grid.k)?;
-            u = ctx.rot_sum(u, wb, grid.k)?;
-            u = ctx.rot_sum(u, (r * block) as isize, g)?;
-            // Keep phase (0, 0) of the output cells of this pass's channels.
-            let mask: Vec<f64> = (0..n)
-                .map(|s| {
-                    let (i, j, a, bb) = grid.decode(s % block);
-                    let o = t * r + (s / block) % r;
-                    (a == 0 && bb == 0 && i % st == 0 && j % st == 0 && o < o_count) as u8 as f64
-                })
-                .collect();
-            u = ctx.dot(&[(&u, &mask)])?;
-            // Replicate over the output cell's phases.
-            u = ctx.rot_sum(u, -1, og.k)?;
-            u = ctx.rot_sum(u, -(og.wb() as isize), og.k)?;
-            let bias = lout.per_channel(t, n, |o| cv.bias[o] as f64 / range);
-            ctx.b.add_plain(&u, &bias)
-        })
-        .collect()
+            ctx.dot(&terms)?
+        };
+        // Sum the k² phases of each cell into its phase (0, 0), then the g groups (cyclic).
+        u = ctx.rot_sum(u, 1, grid.k)?;
+        u = ctx.rot_sum(u, wb, grid.k)?;
+        u = ctx.rot_sum(u, (r * block) as isize, g)?;
+        // Keep phase (0, 0) of the output cells (both channel sets share the cells; a channel
+        // past O has zero weights). ½ when paired: the split doubles.
+        let keep = if paired { 0.5 } else { 1.0 };
+        let mask: Vec<f64> = (0..n)
+            .map(|s| {
+                let (i, j, a, bb) = grid.decode(s % block);
+                if a == 0 && bb == 0 && i % st == 0 && j % st == 0 {
+                    keep
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        u = ctx.dot(&[(&u, &mask)])?;
+        // Replicate over the output cell's phases.
+        u = ctx.rot_sum(u, -1, og.k)?;
+        u = ctx.rot_sum(u, -(og.wb() as isize), og.k)?;
+        let parts = if paired {
+            let (re, im) = ctx.split(&u)?;
+            vec![re, im]
+        } else {
+            vec![u]
+        };
+        for (d, p) in parts.into_iter().enumerate() {
+            let bias = lout.per_channel(t + d, n, |o| cv.bias[o] as f64 / range);
+            out.push(ctx.b.add_plain(&p, &bias)?);
+        }
+    }
+    Ok(out)
 }
 
 /// ConvB: `I(r, g)` at gap `k` → `P(g', r')` at gap `k` (stride 1).

@@ -54,17 +54,17 @@ impl Deployment {
         let prog = Program::lower(model, &opts)?;
         let sim = Sim::new(n, boot_level.unwrap_or(0));
         let input: Vec<SimCt> = (0..prog.layouts[0].cts())
-            .map(|_| SimCt {
-                v: vec![0.0; n],
-                level: prog.input_level,
-            })
+            .map(|_| SimCt::real(vec![0.0; n], prog.input_level))
             .collect();
         let dry = run(&prog, &sim, input)?;
-        let galois = dry
+        let mut galois: Vec<(usize, usize)> = dry
             .rotation_keys
             .iter()
             .map(|(&k, &l)| (params.galois_element(k as isize), l))
             .collect();
+        if let Some(l) = dry.conjugation_level {
+            galois.push((params.conjugation_element(), l));
+        }
         Ok(Deployment {
             params,
             boot,

@@ -62,3 +62,39 @@ fn tiny_fhe_network_on_ciphertexts_matches_float() {
     assert!(dep.encrypt(&keys.sk, &x[1..], &mut rng).is_err());
     assert!(dep.decrypt(&keys.sk, &[]).is_err());
 }
+
+/// Without bootstrapping, on a deep INSECURE chain at 2^10 slots: the stride-2 ConvA there has
+/// two output ciphertexts, computed as one complex pass and split by a conjugation.
+#[test]
+fn tiny_fhe_network_without_bootstrapping_with_complex_passes() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../models/tiny/");
+    let m = nn::load(format!("{dir}tiny_fhe.onnx")).unwrap();
+    let j: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(format!("{dir}tiny_expected.json")).unwrap()).unwrap();
+    let case = &j["models"]["tiny_fhe"]["cases"][1];
+    let x: Vec<f32> = case["input"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
+    let want: Vec<f64> = case["float"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    let mut log_q = vec![50];
+    log_q.extend([40; 26]);
+    let lit = ckks::ParamsLiteral {
+        log_n: 11,
+        log_q,
+        log_p: vec![50, 50],
+        log_scale: 40,
+        secret: ckks::SecretDist::Ternary,
+        digits: None,
+        security: ckks::Security::InsecureForTests,
+    };
+    let dep = Deployment::new(&m, lit, None, 16.0).unwrap();
+    assert_eq!(dep.prog.bootstraps(), 0);
+    assert!(dep.galois.iter().any(|&(g, _)| g == dep.params.conjugation_element()), "a complex pass");
+    let mut rng = ChaCha20Rng::seed_from_u64(6);
+    let keys = dep.keygen(&mut rng).unwrap();
+    let input = dep.encrypt(&keys.sk, &x, &mut rng).unwrap();
+    let eval = ckks::Evaluator::new(&dep.params, keys.eval).unwrap();
+    let run = dep.evaluate(&eval, None, input).unwrap();
+    let y = dep.decrypt(&keys.sk, &run.output).unwrap();
+    let err = y.iter().zip(&want).fold(0f64, |a, (p, q)| a.max((p - q).abs()));
+    eprintln!("max error {err:.2e}");
+    assert!(err < 1e-4, "max error {err}: {y:?} vs {want:?}");
+}

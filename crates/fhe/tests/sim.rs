@@ -29,10 +29,7 @@ fn run_sim(prog: &Program, x: &[f32], boot_level: usize) -> (Vec<f64>, fhe::Run<
     let input: Vec<SimCt> = prog.layouts[0]
         .pack(&xs, prog.n)
         .into_iter()
-        .map(|v| SimCt {
-            v,
-            level: prog.input_level,
-        })
+        .map(|v| SimCt::real(v, prog.input_level))
         .collect();
     let run = fhe::run(prog, &sim, input).unwrap();
     let out_layout = &prog.layouts[prog.output];
