@@ -45,13 +45,34 @@ impl Deployment {
         let boot = boot.map(|c| Bootstrapper::new(&params, c)).transpose()?;
         let n = params.max_slots();
         let boot_level = boot.as_ref().map(|b| b.output_level());
-        let opts = Options {
-            slots: n,
-            range,
-            boot_level,
-            input_level: boot_level.unwrap_or(params.max_level()),
+        let lower = |input_level: usize| {
+            Program::lower(
+                model,
+                &Options {
+                    slots: n,
+                    range,
+                    boot_level,
+                    input_level,
+                },
+            )
         };
-        let prog = Program::lower(model, &opts)?;
+        // The client may encrypt above the bootstrapping output level, on the primes that
+        // SlotsToCoeffs uses (up to three levels here): the fewest bootstraps, then the lowest
+        // level (smaller upload and rotation keys).
+        let prog = match boot_level {
+            None => lower(params.max_level())?,
+            Some(bl) => {
+                let mut best = lower(bl)?;
+                for l in bl + 1..=(bl + 3).min(params.max_level()) {
+                    if let Ok(p) = lower(l) {
+                        if p.bootstraps() < best.bootstraps() {
+                            best = p;
+                        }
+                    }
+                }
+                best
+            }
+        };
         let sim = Sim::new(n, boot_level.unwrap_or(0));
         let input: Vec<SimCt> = (0..prog.layouts[0].cts())
             .map(|_| SimCt::real(vec![0.0; n], prog.input_level))
