@@ -126,6 +126,26 @@ impl EvaluationKeys {
     pub fn has_galois(&self, g: usize) -> bool {
         self.galois.contains_key(&g)
     }
+    /// Keys received one at a time (a network's keys exceed one message): the relinearization
+    /// key and Galois keys for `params` (each already validated by
+    /// [`crate::serialize::switching_key_from_bytes`]).
+    pub fn from_parts(
+        params: &crate::Params,
+        relin: Option<SwitchingKey>,
+        galois: BTreeMap<usize, SwitchingKey>,
+    ) -> Self {
+        EvaluationKeys {
+            relin,
+            galois,
+            params_id: params.id(),
+        }
+    }
+    pub fn relin_key(&self) -> Option<&SwitchingKey> {
+        self.relin.as_ref()
+    }
+    pub fn galois_key(&self, g: usize) -> Option<&SwitchingKey> {
+        self.galois.get(&g)
+    }
     /// Bytes held by all keys.
     pub fn memory_bytes(&self) -> usize {
         self.relin.as_ref().map_or(0, |k| k.memory_bytes())

@@ -379,3 +379,129 @@ pub fn eval(
     }
     Ok(())
 }
+
+/// Digest of an FHE deployment: SHA-256 of the parameter preset's name and the offer (shapes,
+/// layouts, levels, key list — all public), hex.
+pub fn digest(params: &str, dep: &Deployment) -> String {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    h.update(params.as_bytes());
+    h.update(serde_json::to_vec(&dep.offer).expect("an offer serializes"));
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `privinfer serve --mode fhe`: one session at a time (each holds the client's evaluation
+/// keys, gigabytes at N = 2^16); a failed session is reported and the server keeps serving.
+pub fn serve(
+    model: &nn::Model,
+    listen: &str,
+    opts: &FheOpts,
+    timeout: std::time::Duration,
+) -> anyhow::Result<()> {
+    let (r, src) = range(model, opts, None)?;
+    let dep = deployment(model, opts, r)?;
+    let d = digest(&opts.fhe_params, &dep);
+    let listener =
+        std::net::TcpListener::bind(listen).with_context(|| format!("binding {listen}"))?;
+    eprintln!(
+        "serving FHE mode on {} (params {}, range {r} from {src}, {} bootstraps, {} keys, digest {d})",
+        listener.local_addr()?,
+        opts.fhe_params,
+        dep.prog.bootstraps(),
+        dep.offer.galois.len()
+    );
+    let cfg = transport::TcpConfig {
+        max_message: fhe::party::MAX_MESSAGE,
+        timeout,
+        ..transport::TcpConfig::default()
+    };
+    for conn in listener.incoming() {
+        let stream = match conn {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("accept: {e}");
+                continue;
+            }
+        };
+        let peer = stream
+            .peer_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        let mut ch = match transport::TcpChannel::from_stream(stream, cfg) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("{peer}: {e}");
+                continue;
+            }
+        };
+        match fhe::party::serve(&dep, &opts.fhe_params, &d, &mut ch) {
+            Ok(rep) => eprintln!("{peer}: {}", serde_json::to_string(&rep)?),
+            Err(e) => eprintln!(
+                "{peer}: session failed: {}",
+                e.to_string().replace('\n', " ")
+            ),
+        }
+    }
+    Ok(())
+}
+
+/// `privinfer infer --mode fhe`: the client; parameters from its own presets by name.
+pub fn infer(
+    addr: &str,
+    image: &std::path::Path,
+    no_resize: bool,
+    expect_digest: Option<&str>,
+    timeout: std::time::Duration,
+    json_out: bool,
+) -> anyhow::Result<()> {
+    let cfg = transport::TcpConfig {
+        max_message: fhe::party::MAX_MESSAGE,
+        timeout,
+        connect_timeout: timeout.min(std::time::Duration::from_secs(10)),
+    };
+    let mut ch = transport::TcpChannel::connect(addr, cfg)
+        .with_context(|| format!("connecting to {addr}"))?;
+    let mut rng = ChaCha20Rng::from_entropy();
+    let params_of = |name: &str| -> fhe::Result<ckks::Params> {
+        let (lit, _) = params(name).map_err(|e| fhe::FheError::BadInput(e.to_string()))?;
+        Ok(ckks::Params::new(lit)?)
+    };
+    let t = Instant::now();
+    let (rgb, h, w) = nn::data::read_image_rgb(image)?;
+    let fit = |[c, mh, mw]: [usize; 3]| -> fhe::Result<Vec<f32>> {
+        if c != 3 || ((mh, mw) != (h, w) && no_resize) {
+            return Err(fhe::FheError::BadInput(format!(
+                "the model takes {c}×{mh}×{mw}, the image is 3×{h}×{w}"
+            )));
+        }
+        let (pixels, note) = nn::data::fit_planar(&rgb, h, w, mh, mw);
+        if let Some(f) = note {
+            eprintln!(
+                "{}: {f} to the model's {mw}×{mh} input (--no-resize refuses instead)",
+                image.display()
+            );
+        }
+        Ok(nn::data::normalize_chw(&pixels))
+    };
+    let rep = fhe::party::infer(&mut ch, fit, params_of, expect_digest, &mut rng)?;
+    let ms = t.elapsed().as_secs_f64() * 1e3;
+    let logits: Vec<f32> = rep.logits.iter().map(|&v| v as f32).collect();
+    let class = nn::argmax(&logits);
+    if json_out {
+        let mut v = serde_json::to_value(&rep)?;
+        v["class"] = json!(class);
+        v["ms"] = json!(ms);
+        v["mode"] = json!("fhe");
+        println!("{v}");
+    } else {
+        println!(
+            "class {class} (FHE mode, {:.1} s; keys {:.1} MiB up, image {:.1} MiB up, logits {:.1} MiB down; model digest {})",
+            ms / 1e3,
+            rep.eval_key_bytes as f64 / 1048576.0,
+            rep.ciphertext_bytes_c2s as f64 / 1048576.0,
+            rep.ciphertext_bytes_s2c as f64 / 1048576.0,
+            rep.digest
+        );
+    }
+    Ok(())
+}

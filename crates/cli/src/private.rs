@@ -375,6 +375,12 @@ pub struct ServeArgs {
     /// Stop after this many connections (default: serve until killed).
     #[arg(long)]
     max_clients: Option<usize>,
+    /// `fhe`: serve the non-interactive FHE mode (one session at a time; the 2PC limits
+    /// above do not apply).
+    #[arg(long, value_enum, default_value = "2pc")]
+    mode: crate::fhe_mode::Mode,
+    #[command(flatten)]
+    fhe: crate::fhe_mode::FheOpts,
     #[command(flatten)]
     opts: ModelOpts,
 }
@@ -408,6 +414,14 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 /// `privinfer serve`: serve a model to clients (see engine::server for the phases and limits).
 pub fn serve(a: ServeArgs) -> anyhow::Result<()> {
     let (model, _) = load_model(Some(&a.model))?;
+    if a.mode == crate::fhe_mode::Mode::Fhe {
+        return crate::fhe_mode::serve(
+            &model,
+            &a.listen,
+            &a.fhe,
+            Duration::from_secs(a.timeout.max(1)),
+        );
+    }
     let server_model = ServerModel::new(&model, &a.opts.plan_config()?)?;
     let service = Arc::new(ModelService::new(server_model, a.opts.reveal())?);
     let secs = |s: u64| Duration::from_secs(s.max(1));
@@ -478,6 +492,9 @@ pub struct InferArgs {
     /// One JSON object.
     #[arg(long)]
     json: bool,
+    /// `fhe`: against a server started with `serve --mode fhe`.
+    #[arg(long, value_enum, default_value = "2pc")]
+    mode: crate::fhe_mode::Mode,
 }
 
 /// Seconds to wait before retry `attempt` (1-based) after a busy answer that suggested `hint`.
@@ -488,6 +505,16 @@ fn backoff_s(attempt: u32, hint: u64) -> u64 {
 
 /// `privinfer infer`: the client side against a running server.
 pub fn infer(a: InferArgs) -> anyhow::Result<()> {
+    if a.mode == crate::fhe_mode::Mode::Fhe {
+        return crate::fhe_mode::infer(
+            &a.connect,
+            &a.image,
+            a.no_resize,
+            a.expect_digest.as_deref(),
+            Duration::from_secs(a.timeout.max(1)),
+            a.json,
+        );
+    }
     // Decode the image before connecting so a bad file fails fast and offline.
     let (rgb, h, w) = nn::data::read_image_rgb(&a.image)?;
     let tcp = TcpConfig {

@@ -14,10 +14,10 @@
 //! Slots that hold no value are zero in every layout (each producer masks), which the
 //! convolutions rely on only through zero weights, and the output's circuit privacy relies on.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The slot grid of a feature map: logical `h × w`, gap `k`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Grid {
     pub h: usize,
     pub w: usize,
@@ -49,7 +49,7 @@ impl Grid {
 }
 
 /// Where a value lives in the ciphertexts.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Layout {
     P {
         c: usize,

@@ -15,10 +15,11 @@ pub mod error;
 pub mod exec;
 pub mod layout;
 pub mod lower;
+pub mod party;
 pub mod session;
 
 pub use error::{FheError, Result};
 pub use exec::{run, Counts, Run, StepReport};
 pub use layout::{Grid, Layout};
 pub use lower::{mpcnn_rotations, Options, Program};
-pub use session::{ClientKeys, Deployment};
+pub use session::{Client, ClientKeys, Deployment, Offer};

@@ -1,5 +1,7 @@
-//! The two parties of FHE mode over one [`Deployment`]: the client generates keys, encrypts the
-//! image and decrypts the logits; the server evaluates with evaluation keys only.
+//! The two parties of FHE mode. The server lowers the model ([`Deployment`]) and publishes an
+//! [`Offer`]: everything the client needs to generate keys, encrypt and decrypt, and nothing
+//! about the weights. The client ([`Client`]) generates exactly the keys the offer lists,
+//! encrypts the image and decrypts the logits; the server evaluates with evaluation keys only.
 
 use std::collections::BTreeMap;
 
@@ -8,21 +10,38 @@ use ckks::{
     EvaluationKeys, Evaluator, KeyGenerator, Params, ParamsLiteral, SecretKey,
 };
 use rand_core::{CryptoRng, RngCore};
+use serde::{Deserialize, Serialize};
 
 use crate::backend::{Ckks, Sim, SimCt};
 use crate::error::{FheError, Result};
 use crate::exec::{run, Run};
+use crate::layout::Layout;
 use crate::lower::{Options, Program};
 
-/// A model lowered for one parameter set, with the rotation keys its program uses.
+/// What the server tells the client (public: shapes, layouts, levels, key list).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Offer {
+    pub input_shape: [usize; 3],
+    pub slots: usize,
+    pub range: f64,
+    pub input_level: usize,
+    pub input: Layout,
+    pub output: Layout,
+    /// (Galois element, highest level) of every key the evaluation uses, bootstrapping's
+    /// included.
+    pub galois: Vec<(usize, usize)>,
+    /// Hamming weight of bootstrapping's ephemeral secret, when it encapsulates.
+    pub ephemeral_h: Option<usize>,
+}
+
+/// A model lowered for one parameter set.
 pub struct Deployment {
     pub params: Params,
     pub boot: Option<Bootstrapper>,
     pub prog: Program,
-    /// (Galois element, highest level) of every rotation of the program.
-    pub galois: Vec<(usize, usize)>,
-    /// Rotation amounts of the program (for reports).
+    /// Rotation amounts of the program (mod slots) → highest level (for reports).
     pub rotations: BTreeMap<usize, usize>,
+    pub offer: Offer,
 }
 
 /// The client's keys: the secret key stays with the client; the rest is sent once.
@@ -42,6 +61,7 @@ impl Deployment {
         range: f64,
     ) -> Result<Self> {
         let params = Params::new(lit)?;
+        let ephemeral_h = boot.as_ref().and_then(|c| c.ephemeral_h);
         let boot = boot.map(|c| Bootstrapper::new(&params, c)).transpose()?;
         let n = params.max_slots();
         let boot_level = boot.as_ref().map(|b| b.output_level());
@@ -78,65 +98,123 @@ impl Deployment {
             .map(|_| SimCt::real(vec![0.0; n], prog.input_level))
             .collect();
         let dry = run(&prog, &sim, input)?;
-        let mut galois: Vec<(usize, usize)> = dry
-            .rotation_keys
-            .iter()
-            .map(|(&k, &l)| (params.galois_element(k as isize), l))
-            .collect();
-        if let Some(l) = dry.conjugation_level {
-            galois.push((params.conjugation_element(), l));
+        let mut galois: BTreeMap<usize, usize> = BTreeMap::new();
+        let mut need = |g: usize, l: usize| {
+            let e = galois.entry(g).or_insert(l);
+            *e = (*e).max(l);
+        };
+        for (&k, &l) in &dry.rotation_keys {
+            need(params.galois_element(k as isize), l);
         }
+        if let Some(l) = dry.conjugation_level {
+            need(params.conjugation_element(), l);
+        }
+        if let Some(b) = &boot {
+            for (g, l) in b.galois_elements_at() {
+                need(g, l);
+            }
+        }
+        let offer = Offer {
+            input_shape: prog.input_shape,
+            slots: n,
+            range,
+            input_level: prog.input_level,
+            input: prog.layouts[0].clone(),
+            output: prog.layouts[prog.output].clone(),
+            galois: galois.into_iter().collect(),
+            ephemeral_h: if boot.is_some() { ephemeral_h } else { None },
+        };
         Ok(Deployment {
             params,
             boot,
             prog,
-            galois,
             rotations: dry.rotation_keys,
+            offer,
         })
     }
 
-    /// Client: a secret key and exactly the evaluation keys the program and bootstrapping use.
-    pub fn keygen<R: RngCore + CryptoRng>(&self, rng: &mut R) -> Result<ClientKeys> {
-        let sk = SecretKey::generate(&self.params, rng);
-        let kg = KeyGenerator::new(&self.params, &sk)?;
-        let (mut eval, encaps) = match &self.boot {
-            Some(b) => b.generate_keys(&sk, rng)?,
-            None => (kg.evaluation_keys(&[], rng)?, None),
-        };
-        kg.extend_at(&mut eval, &self.galois, rng)?;
-        Ok(ClientKeys { sk, eval, encaps })
+    /// The client side of this deployment (same process).
+    pub fn client(&self) -> Client {
+        Client {
+            params: self.params.clone(),
+            offer: self.offer.clone(),
+        }
     }
 
-    /// Client: the image `[C, H, W]` (normalized floats) encrypted in the program's input layout.
+    pub fn keygen<R: RngCore + CryptoRng>(&self, rng: &mut R) -> Result<ClientKeys> {
+        self.client().keygen(rng)
+    }
     pub fn encrypt<R: RngCore + CryptoRng>(
         &self,
         sk: &SecretKey,
         image: &[f32],
         rng: &mut R,
     ) -> Result<Vec<Ciphertext>> {
-        let [c, h, w] = self.prog.input_shape;
-        if image.len() != c * h * w {
+        self.client().encrypt(sk, image, rng)
+    }
+    pub fn decrypt(&self, sk: &SecretKey, out: &[Ciphertext]) -> Result<Vec<f64>> {
+        self.client().decrypt(sk, out)
+    }
+
+    /// Server: checks that `keys` hold every key of the offer, each up to its level.
+    pub fn check_keys(
+        &self,
+        keys: &EvaluationKeys,
+        encaps: Option<&EncapsulationKeys>,
+    ) -> Result<()> {
+        if keys.relin_key().is_none() {
+            return Err(FheError::BadInput("no relinearization key".into()));
+        }
+        for &(g, l) in &self.offer.galois {
+            match keys.galois_key(g) {
+                Some(k) if k.max_level() >= l => {}
+                Some(k) => {
+                    return Err(FheError::BadInput(format!(
+                        "Galois key {g} reaches level {}, the evaluation uses it at level {l}",
+                        k.max_level()
+                    )))
+                }
+                None => return Err(FheError::BadInput(format!("missing Galois key {g}"))),
+            }
+        }
+        if self.offer.ephemeral_h.is_some() && encaps.is_none() {
+            return Err(FheError::BadInput(
+                "missing the bootstrapping encapsulation keys".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Server: checks the client's ciphertexts against the offer.
+    pub fn check_input(&self, input: &[Ciphertext]) -> Result<()> {
+        if input.len() != self.offer.input.cts() {
             return Err(FheError::BadInput(format!(
-                "image has {} values, the model takes {c}×{h}×{w}",
-                image.len()
+                "{} input ciphertexts, the layout has {}",
+                input.len(),
+                self.offer.input.cts()
             )));
         }
-        let x: Vec<f64> = image.iter().map(|&v| v as f64 / self.prog.range).collect();
-        let enc = Encryptor::with_secret_key(&self.params, sk)?;
-        self.prog.layouts[0]
-            .pack(&x, self.prog.n)
-            .into_iter()
-            .map(|v| {
-                let z: Vec<Complex> = v.into_iter().map(Complex::from).collect();
-                let pt = self.params.encode(
-                    &z,
-                    self.prog.n,
-                    self.prog.input_level,
-                    self.params.default_scale(),
-                )?;
-                Ok(enc.encrypt(&pt, rng)?)
-            })
-            .collect()
+        for c in input {
+            if c.level() != self.offer.input_level
+                || c.slots() != self.offer.slots
+                || c.degree() != 1
+            {
+                return Err(FheError::BadInput(format!(
+                    "input ciphertext at level {} with {} slots, expected level {} with {}",
+                    c.level(),
+                    c.slots(),
+                    self.offer.input_level,
+                    self.offer.slots
+                )));
+            }
+            if !ckks::scale_eq(c.scale(), self.params.default_scale()) {
+                return Err(FheError::BadInput(format!(
+                    "input ciphertext at scale {}",
+                    c.scale()
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Server: evaluates the program on the client's ciphertexts.
@@ -146,6 +224,7 @@ impl Deployment {
         encaps: Option<&EncapsulationKeys>,
         input: Vec<Ciphertext>,
     ) -> Result<Run<Ciphertext>> {
+        self.check_input(&input)?;
         let backend = Ckks {
             params: &self.params,
             eval,
@@ -154,10 +233,65 @@ impl Deployment {
         };
         run(&self.prog, &backend, input)
     }
+}
 
-    /// Client: the model output (logits) from the returned ciphertexts.
+/// The client of an [`Offer`].
+pub struct Client {
+    pub params: Params,
+    pub offer: Offer,
+}
+
+impl Client {
+    /// A secret key and exactly the evaluation keys the offer lists.
+    pub fn keygen<R: RngCore + CryptoRng>(&self, rng: &mut R) -> Result<ClientKeys> {
+        let sk = SecretKey::generate(&self.params, rng);
+        let kg = KeyGenerator::new(&self.params, &sk)?;
+        let mut eval = kg.evaluation_keys(&[], rng)?;
+        kg.extend_at(&mut eval, &self.offer.galois, rng)?;
+        let encaps = self
+            .offer
+            .ephemeral_h
+            .map(|h| EncapsulationKeys::generate(&self.params, &sk, h, rng))
+            .transpose()?;
+        Ok(ClientKeys { sk, eval, encaps })
+    }
+
+    /// The image `[C, H, W]` (normalized floats) encrypted in the offer's input layout.
+    pub fn encrypt<R: RngCore + CryptoRng>(
+        &self,
+        sk: &SecretKey,
+        image: &[f32],
+        rng: &mut R,
+    ) -> Result<Vec<Ciphertext>> {
+        let [c, h, w] = self.offer.input_shape;
+        if image.len() != c * h * w {
+            return Err(FheError::BadInput(format!(
+                "image has {} values, the model takes {c}×{h}×{w}",
+                image.len()
+            )));
+        }
+        let x: Vec<f64> = image.iter().map(|&v| v as f64 / self.offer.range).collect();
+        let enc = Encryptor::with_secret_key(&self.params, sk)?;
+        self.offer
+            .input
+            .pack(&x, self.offer.slots)
+            .into_iter()
+            .map(|v| {
+                let z: Vec<Complex> = v.into_iter().map(Complex::from).collect();
+                let pt = self.params.encode(
+                    &z,
+                    self.offer.slots,
+                    self.offer.input_level,
+                    self.params.default_scale(),
+                )?;
+                Ok(enc.encrypt(&pt, rng)?)
+            })
+            .collect()
+    }
+
+    /// The model output (logits) from the returned ciphertexts.
     pub fn decrypt(&self, sk: &SecretKey, out: &[Ciphertext]) -> Result<Vec<f64>> {
-        let layout = &self.prog.layouts[self.prog.output];
+        let layout = &self.offer.output;
         if out.len() != layout.cts() {
             return Err(FheError::BadInput(format!(
                 "{} output ciphertexts, expected {}",
@@ -173,7 +307,7 @@ impl Deployment {
         Ok(layout
             .unpack(&v)
             .into_iter()
-            .map(|y| y * self.prog.range)
+            .map(|y| y * self.offer.range)
             .collect())
     }
 }

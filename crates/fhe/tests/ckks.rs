@@ -70,10 +70,21 @@ fn tiny_fhe_network_without_bootstrapping_with_complex_passes() {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../models/tiny/");
     let m = nn::load(format!("{dir}tiny_fhe.onnx")).unwrap();
     let j: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(format!("{dir}tiny_expected.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(format!("{dir}tiny_expected.json")).unwrap())
+            .unwrap();
     let case = &j["models"]["tiny_fhe"]["cases"][1];
-    let x: Vec<f32> = case["input"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
-    let want: Vec<f64> = case["float"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    let x: Vec<f32> = case["input"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap() as f32)
+        .collect();
+    let want: Vec<f64> = case["float"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
     let mut log_q = vec![50];
     log_q.extend([40; 26]);
     let lit = ckks::ParamsLiteral {
@@ -87,14 +98,112 @@ fn tiny_fhe_network_without_bootstrapping_with_complex_passes() {
     };
     let dep = Deployment::new(&m, lit, None, 16.0).unwrap();
     assert_eq!(dep.prog.bootstraps(), 0);
-    assert!(dep.galois.iter().any(|&(g, _)| g == dep.params.conjugation_element()), "a complex pass");
+    assert!(
+        dep.offer
+            .galois
+            .iter()
+            .any(|&(g, _)| g == dep.params.conjugation_element()),
+        "a complex pass"
+    );
     let mut rng = ChaCha20Rng::seed_from_u64(6);
     let keys = dep.keygen(&mut rng).unwrap();
     let input = dep.encrypt(&keys.sk, &x, &mut rng).unwrap();
     let eval = ckks::Evaluator::new(&dep.params, keys.eval).unwrap();
     let run = dep.evaluate(&eval, None, input).unwrap();
     let y = dep.decrypt(&keys.sk, &run.output).unwrap();
-    let err = y.iter().zip(&want).fold(0f64, |a, (p, q)| a.max((p - q).abs()));
+    let err = y
+        .iter()
+        .zip(&want)
+        .fold(0f64, |a, (p, q)| a.max((p - q).abs()));
     eprintln!("max error {err:.2e}");
     assert!(err < 1e-4, "max error {err}: {y:?} vs {want:?}");
+}
+
+/// The two parties over a channel: offer, keys one message each, ciphertexts, logits; a client
+/// that sends a garbled key gets the server's one-line reason, and a client expecting another
+/// model digest stops before sending anything.
+#[test]
+fn parties_over_a_channel() {
+    use std::time::Duration;
+    use transport::MemoryChannel;
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../models/tiny/");
+    let m = nn::load(format!("{dir}tiny_fhe.onnx")).unwrap();
+    let j: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(format!("{dir}tiny_expected.json")).unwrap())
+            .unwrap();
+    let case = &j["models"]["tiny_fhe"]["cases"][2];
+    let x: Vec<f32> = case["input"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap() as f32)
+        .collect();
+    let want: Vec<f64> = case["float"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    let dep = std::sync::Arc::new(
+        Deployment::new(
+            &m,
+            ckks::presets::insecure_boot_n12_deep(),
+            Some(ckks::presets::insecure_boot_n12_config()),
+            16.0,
+        )
+        .unwrap(),
+    );
+    let params_of = |name: &str| -> fhe::Result<ckks::Params> {
+        assert_eq!(name, "test-n12");
+        Ok(ckks::Params::new(ckks::presets::insecure_boot_n12_deep())?)
+    };
+    // Honest session.
+    let (mut cs, mut ss) =
+        MemoryChannel::pair_with(fhe::party::MAX_MESSAGE, Duration::from_secs(120));
+    let d2 = dep.clone();
+    let server = std::thread::spawn(move || fhe::party::serve(&d2, "test-n12", "abc", &mut ss));
+    let mut rng = ChaCha20Rng::seed_from_u64(7);
+    let rep =
+        fhe::party::infer(&mut cs, |_| Ok(x.clone()), params_of, Some("ABC"), &mut rng).unwrap();
+    let srep = server.join().unwrap().unwrap();
+    let err = rep
+        .logits
+        .iter()
+        .zip(&want)
+        .fold(0f64, |a, (p, q)| a.max((p - q).abs()));
+    assert!(err < 1e-4, "max error {err}");
+    assert_eq!(srep.eval_key_bytes, rep.eval_key_bytes);
+    assert_eq!(srep.ciphertext_bytes_c2s, rep.ciphertext_bytes_c2s);
+    assert_eq!(srep.ciphertext_bytes_s2c, rep.ciphertext_bytes_s2c);
+    assert!(srep.bootstraps >= 1);
+    // Wrong digest: the client stops after the hello.
+    let (mut cs, mut ss) =
+        MemoryChannel::pair_with(fhe::party::MAX_MESSAGE, Duration::from_secs(5));
+    let d2 = dep.clone();
+    let server = std::thread::spawn(move || fhe::party::serve(&d2, "test-n12", "abc", &mut ss));
+    let e = fhe::party::infer(
+        &mut cs,
+        |_| Ok(x.clone()),
+        params_of,
+        Some("0123"),
+        &mut rng,
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("digest"), "{e}");
+    drop(cs);
+    assert!(server.join().unwrap().is_err());
+    // Garbled relinearization key: the server refuses with its reason.
+    use transport::Channel;
+    let (mut cs, mut ss) =
+        MemoryChannel::pair_with(fhe::party::MAX_MESSAGE, Duration::from_secs(20));
+    let d2 = dep.clone();
+    let server = std::thread::spawn(move || fhe::party::serve(&d2, "test-n12", "abc", &mut ss));
+    let _hello = cs.recv().unwrap();
+    cs.send(br#"{"galois": 1, "encaps": false}"#).unwrap();
+    cs.send(&[1, 2, 3]).unwrap();
+    cs.flush().unwrap();
+    let reply = cs.recv().unwrap();
+    assert_eq!(reply[0], 1, "an error message");
+    assert!(!String::from_utf8_lossy(&reply[1..]).contains('\n'));
+    assert!(server.join().unwrap().is_err());
 }
