@@ -40,6 +40,58 @@ struct KeysHeader {
     encaps: bool,
 }
 
+/// Reads and validates a server hello (untrusted bytes from the server, after the tag): the
+/// layouts must describe the offered input shape and slot count, the key list be bounded.
+pub fn parse_hello(bytes: &[u8]) -> Result<Hello> {
+    let h: Hello = serde_json::from_slice(bytes).map_err(|e| bad(format!("server hello: {e}")))?;
+    let o = &h.offer;
+    let n = o.slots;
+    let [c, hh, ww] = o.input_shape;
+    let sane = n.is_power_of_two()
+        && n <= 1 << 20
+        && o.range.is_finite()
+        && o.range > 0.0
+        && o.input_level <= 64
+        && o.galois.len() <= 4096
+        && c >= 1
+        && c <= 4096
+        && hh.is_power_of_two()
+        && ww.is_power_of_two()
+        && c * hh * ww <= n;
+    if !sane {
+        return Err(bad("server offer out of range"));
+    }
+    let fits = |l: &crate::layout::Layout| match *l {
+        crate::layout::Layout::P { c, grid, g, r } => {
+            grid.k.is_power_of_two()
+                && g.checked_mul(r).and_then(|x| x.checked_mul(grid.block())) == Some(n)
+                && g * grid.phases() >= c
+        }
+        crate::layout::Layout::I { c, grid, r, g } => {
+            grid.k.is_power_of_two()
+                && r >= 1
+                && g.checked_mul(r).and_then(|x| x.checked_mul(grid.block())) == Some(n)
+                && c <= 4096
+        }
+        crate::layout::Layout::Vector { len, stride } => {
+            stride >= 1 && len <= 4096 && len.checked_mul(stride).is_some_and(|x| x <= n)
+        }
+    };
+    let input_ok = match o.input {
+        crate::layout::Layout::P { c: ci, grid, .. }
+        | crate::layout::Layout::I { c: ci, grid, .. } => {
+            ci == c && grid.h == hh && grid.w == ww && grid.k == 1
+        }
+        crate::layout::Layout::Vector { .. } => false,
+    };
+    if !(fits(&o.input) && fits(&o.output) && input_ok && o.output.cts() <= 4096) {
+        return Err(bad(
+            "server offer: layouts do not match the input shape and slots",
+        ));
+    }
+    Ok(h)
+}
+
 /// What one served session cost.
 #[derive(Clone, Debug, Serialize)]
 pub struct ServerReport {
@@ -197,8 +249,7 @@ pub fn infer<C: Channel, R: RngCore + CryptoRng>(
     expect_digest: Option<&str>,
     rng: &mut R,
 ) -> Result<ClientReport> {
-    let hello: Hello =
-        serde_json::from_slice(&server_msg(ch)?).map_err(|e| bad(format!("server hello: {e}")))?;
+    let hello = parse_hello(&server_msg(ch)?)?;
     if hello.version != VERSION {
         return Err(bad(format!(
             "server speaks FHE protocol {}, this client {VERSION}",
@@ -214,11 +265,7 @@ pub fn infer<C: Channel, R: RngCore + CryptoRng>(
         }
     }
     let params = params_of(&hello.params)?;
-    if params.max_slots() < hello.offer.slots
-        || hello.offer.galois.len() > 4096
-        || !hello.offer.range.is_finite()
-        || hello.offer.range <= 0.0
-    {
+    if params.max_slots() < hello.offer.slots || hello.offer.input_level > params.max_level() {
         return Err(bad("server offer does not fit its parameters"));
     }
     let client = Client {

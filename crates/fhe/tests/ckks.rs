@@ -207,3 +207,38 @@ fn parties_over_a_channel() {
     assert!(!String::from_utf8_lossy(&reply[1..]).contains('\n'));
     assert!(server.join().unwrap().is_err());
 }
+
+/// The client's parser of the server hello refuses malformed and inconsistent offers.
+#[test]
+fn hello_parser_refuses_bad_offers() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../models/tiny/");
+    let m = nn::load(format!("{dir}tiny_fhe.onnx")).unwrap();
+    let dep = Deployment::new(
+        &m,
+        ckks::presets::insecure_boot_n12_deep(),
+        Some(ckks::presets::insecure_boot_n12_config()),
+        16.0,
+    )
+    .unwrap();
+    let hello = fhe::party::Hello {
+        version: 1,
+        params: "test-n12".into(),
+        digest: "d".into(),
+        offer: dep.offer.clone(),
+    };
+    let good = serde_json::to_vec(&hello).unwrap();
+    assert!(fhe::party::parse_hello(&good).is_ok());
+    assert!(fhe::party::parse_hello(&good[..good.len() - 1]).is_err());
+    let mut v: serde_json::Value = serde_json::from_slice(&good).unwrap();
+    for (path, bad) in [
+        ("/offer/slots", serde_json::json!(1000)),
+        ("/offer/range", serde_json::json!(-1.0)),
+        ("/offer/input_shape", serde_json::json!([3, 16, 16])),
+    ] {
+        let old = v.pointer(path).unwrap().clone();
+        *v.pointer_mut(path).unwrap() = bad;
+        let e = fhe::party::parse_hello(&serde_json::to_vec(&v).unwrap()).unwrap_err();
+        assert!(e.to_string().contains("offer"), "{path}: {e}");
+        *v.pointer_mut(path).unwrap() = old;
+    }
+}
