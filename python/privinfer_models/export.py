@@ -141,7 +141,8 @@ def write_tiny_fixtures(out_dir: str, n: int = 3) -> None:
     res = {"ell": 37, "scale": 12, "models": {}}
     for name, model, shape, fixed in [("tiny_cnn", tiny_cnn(), (1, 3, 16, 16), True),
                                       ("tiny_vit", tiny_vit(), (1, 3, 8, 8), False),
-                                      ("tiny_fhe", tiny_fhe(), (1, 3, 8, 8), False)]:
+                                      ("tiny_fhe", tiny_fhe(), (1, 3, 8, 8), False),
+                                      ("tiny_fhe_relu", tiny_fhe(relu=True), (1, 3, 8, 8), False)]:
         path = os.path.join(out_dir, f"{name}.onnx")
         torch.onnx.export(model, torch.zeros(shape), path, opset_version=OPSET, input_names=["input"],
                           output_names=["logits"], training=torch.onnx.TrainingMode.PRESERVE)

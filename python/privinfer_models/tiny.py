@@ -7,7 +7,7 @@
   (MatMul of activations, Transpose, Softmax, scaling Mul), GELU, Gather of the class token.
 - TinyFHE (3x8x8): an AESPA-style ResNet for FHE mode: per-channel x·(a·x + b) + c
   activations, a BatchNorm after a residual Add (a degree-1 polynomial), a stride-2 block with
-  an option-A shortcut, global average pool, linear.
+  an option-A shortcut, global average pool, linear; `tiny_fhe_relu`: the same with ReLUs.
 Weights are random (seeded).
 """
 
@@ -53,13 +53,14 @@ class _Poly(nn.Module):
 
 
 class TinyFHE(nn.Module):
-    def __init__(self):
+    def __init__(self, relu: bool = False):
         super().__init__()
         cbn = lambda i, o, s: nn.Sequential(nn.Conv2d(i, o, 3, s, 1, bias=False), nn.BatchNorm2d(o))
-        self.stem, self.p0 = cbn(3, 4, 1), _Poly(4)
-        self.c1, self.p1, self.c2, self.p2 = cbn(4, 4, 1), _Poly(4), cbn(4, 4, 1), _Poly(4)
+        act = (lambda c: nn.ReLU()) if relu else _Poly
+        self.stem, self.p0 = cbn(3, 4, 1), act(4)
+        self.c1, self.p1, self.c2, self.p2 = cbn(4, 4, 1), act(4), cbn(4, 4, 1), act(4)
         self.bn = nn.BatchNorm2d(4)
-        self.c3, self.p3, self.c4, self.p4 = cbn(4, 8, 2), _Poly(8), cbn(8, 8, 1), _Poly(8)
+        self.c3, self.p3, self.c4, self.p4 = cbn(4, 8, 2), act(8), cbn(8, 8, 1), act(8)
         self.fc = nn.Linear(8, 5)
 
     def forward(self, x):
@@ -70,9 +71,9 @@ class TinyFHE(nn.Module):
         return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
 
 
-def tiny_fhe(seed=0):
+def tiny_fhe(seed=0, relu=False):
     torch.manual_seed(seed)
-    m = TinyFHE()
+    m = TinyFHE(relu)
     with torch.no_grad():
         for bn in [mod for mod in m.modules() if isinstance(mod, nn.BatchNorm2d)]:
             bn.running_mean.uniform_(-0.3, 0.3)

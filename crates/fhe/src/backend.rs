@@ -32,6 +32,18 @@ pub trait Backend {
     fn add_plain(&self, a: &Self::Ct, v: &[f64]) -> Result<Self::Ct>;
     /// `x ⊙ (a ⊙ x + b) + c`: two levels.
     fn poly2(&self, x: &Self::Ct, a: &[f64], b: &[f64], c: &[f64]) -> Result<Self::Ct>;
+    /// A Chebyshev series on `[−1, 1]` in every slot (`polyeval::depth` levels). With
+    /// `for_product`, the result is at scale `q_ℓ` of its level `ℓ`, so that a product with a
+    /// scale-`Δ` ciphertext rescales to exactly `Δ` ([`Backend::mul`]); otherwise at `Δ`.
+    fn series(
+        &self,
+        x: &Self::Ct,
+        s: &ckks::ChebyshevSeries,
+        for_product: bool,
+    ) -> Result<Self::Ct>;
+    /// `a ⊙ b` of two ciphertexts (`b` prepared by [`Backend::series`] with `for_product`),
+    /// relinearized and rescaled: one level below the lower operand, scale `Δ`.
+    fn mul(&self, a: &Self::Ct, b: &Self::Ct) -> Result<Self::Ct>;
     fn drop_to(&self, x: &Self::Ct, level: usize) -> Result<Self::Ct>;
     /// Refreshes `x` to [`Backend::boot_level`].
     fn bootstrap(&self, x: &Self::Ct) -> Result<Self::Ct>;
@@ -64,7 +76,8 @@ impl SimCt {
     }
 }
 
-/// The clear-text backend. A bootstrap checks the `|x| ≤ 1` precondition of the real one.
+/// The clear-text backend. It records the largest `|x|` entering a bootstrap or a series on
+/// `[−1, 1]` (both need `|x| ≤ 1`).
 pub struct Sim {
     pub n: usize,
     pub boot_level: usize,
@@ -184,6 +197,29 @@ impl Backend for Sim {
             .map(|i| x.v[i] * (a[i] * x.v[i] + b[i]) + c[i])
             .collect();
         Ok(SimCt::real(v, x.level - 2))
+    }
+    fn series(&self, x: &SimCt, sr: &ckks::ChebyshevSeries, _for_product: bool) -> Result<SimCt> {
+        let d = ckks::polyeval::depth(sr.degree());
+        self.need(x, d)?;
+        let m = x.v.iter().fold(0f64, |m, v| m.max(v.abs()));
+        {
+            let mut g = self.max_boot_input.lock().expect("not poisoned");
+            *g = g.max(m);
+        }
+        Ok(SimCt::real(
+            x.v.iter().map(|&v| sr.eval(v).re).collect(),
+            x.level - d,
+        ))
+    }
+    fn mul(&self, a: &SimCt, b: &SimCt) -> Result<SimCt> {
+        let l = a.level.min(b.level);
+        if l == 0 {
+            return Err(ckks::CkksError::NoLevelLeft.into());
+        }
+        Ok(SimCt::real(
+            a.v.iter().zip(&b.v).map(|(x, y)| x * y).collect(),
+            l - 1,
+        ))
     }
     fn drop_to(&self, x: &SimCt, level: usize) -> Result<SimCt> {
         Ok(SimCt {
@@ -334,6 +370,34 @@ impl Backend for Ckks<'_> {
         let mut y = self.eval.mul_relin_rescale(&xl, &t)?;
         y.set_scale(delta);
         Ok(self.eval.add_plain(&y, &self.encode(c, l - 2, delta)?)?)
+    }
+    fn series(
+        &self,
+        x: &Ciphertext,
+        sr: &ckks::ChebyshevSeries,
+        for_product: bool,
+    ) -> Result<Ciphertext> {
+        let d = ckks::polyeval::depth(sr.degree());
+        if x.level() < d {
+            return Err(ckks::CkksError::NoLevelLeft.into());
+        }
+        let target = if for_product {
+            self.params.q()[x.level() - d] as f64
+        } else {
+            x.scale()
+        };
+        let mut y = ckks::polyeval::evaluate_to(self.eval, x, sr, Some(target))?;
+        y.set_scale(target);
+        Ok(y)
+    }
+    fn mul(&self, a: &Ciphertext, b: &Ciphertext) -> Result<Ciphertext> {
+        let l = a.level().min(b.level());
+        let delta = a.scale();
+        let a = self.eval.drop_to_level(a, l)?;
+        let b = self.eval.drop_to_level(b, l)?;
+        let mut y = self.eval.mul_relin_rescale(&a, &b)?;
+        y.set_scale(delta);
+        Ok(y)
     }
     fn drop_to(&self, x: &Ciphertext, level: usize) -> Result<Ciphertext> {
         Ok(self.eval.drop_to_level(x, level.min(x.level()))?)

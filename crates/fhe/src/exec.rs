@@ -201,6 +201,21 @@ pub fn run<B: Backend>(prog: &Program, b: &B, input: Vec<B::Ct>) -> Result<Run<B
                     })
                     .collect::<Result<_>>()?
             }
+            Kind::Series {
+                series,
+                for_product,
+            } => ins[0]
+                .iter()
+                .map(|x| b.series(x, series, *for_product))
+                .collect::<Result<_>>()?,
+            Kind::Mul => {
+                ctx.counts.lock().expect("not poisoned").ct_mults += ins[0].len();
+                ins[0]
+                    .iter()
+                    .zip(ins[1].iter())
+                    .map(|(x, y)| b.mul(x, y))
+                    .collect::<Result<_>>()?
+            }
             Kind::Add => ins[0]
                 .iter()
                 .zip(ins[1].iter())

@@ -53,6 +53,14 @@ pub enum Kind {
     },
     /// Global average pooling followed by a fully connected layer.
     PoolFc(Linear),
+    /// One stage of a composite approximation, a Chebyshev series on `[−1, 1]` in every slot
+    /// (`for_product`: delivered ready for [`Kind::Mul`]).
+    Series {
+        series: ckks::ChebyshevSeries,
+        for_product: bool,
+    },
+    /// Product of two values of one layout (ReLU's `x · (1 + sign x)/2`).
+    Mul,
     Bootstrap,
 }
 
@@ -65,6 +73,8 @@ impl Kind {
             Kind::Add => "add",
             Kind::Remap { .. } => "remap",
             Kind::PoolFc(_) => "pool-fc",
+            Kind::Series { .. } => "series",
+            Kind::Mul => "mul",
             Kind::Bootstrap => "bootstrap",
         }
     }
@@ -73,6 +83,8 @@ impl Kind {
         match self {
             Kind::ConvA(_) | Kind::ConvB(_) | Kind::PoolFc(_) => 2,
             Kind::Poly(p) => p.degree(),
+            Kind::Series { series, .. } => ckks::polyeval::depth(series.degree()),
+            Kind::Mul => 1,
             Kind::Remap { .. } => 1,
             Kind::Add | Kind::Bootstrap => 0,
         }
@@ -128,6 +140,7 @@ enum Val {
 struct Lowerer<'a> {
     model: &'a Model,
     n: usize,
+    relu_degrees: Vec<usize>,
     layouts: Vec<Layout>,
     steps: Vec<Step>,
     vals: Vec<Option<Val>>,
@@ -558,8 +571,43 @@ impl<'a> Lowerer<'a> {
                 };
                 Val::Ct(self.push(&node.name, Kind::PoolFc(lin.clone()), vec![x], l))
             }
-            Op::Relu | Op::Relu6 => {
-                return Err(unsupported(model, id, "ReLU in FHE mode needs a polynomial activation (train AESPA: python -m privinfer_models.aespa); the composite minimax ReLU is not built"));
+            Op::Relu => {
+                // relu(x) = x · (1 + sign x)/2, sign by the composite of the lowering's degrees
+                // (Cheon et al.'s f_n; MPCNN's degrees by default), the last stage returning
+                // (1 + sign)/2 directly.
+                let x = self.ct(node.inputs[0], id)?;
+                let comp = ckks::Composite::sign(&self.relu_degrees)
+                    .map_err(|e| unsupported(model, id, format!("composite sign: {e}")))?;
+                let last = comp.stages.len() - 1;
+                let layout = self.layouts[x].clone();
+                let mut v = x;
+                for (i, st) in comp.stages.iter().enumerate() {
+                    let series = if i == last {
+                        let d = st.degree();
+                        ckks::ChebyshevSeries::interpolate(
+                            |t| 0.5 + 0.5 * st.eval(t).re,
+                            -1.0,
+                            1.0,
+                            d,
+                        )
+                        .map_err(|e| unsupported(model, id, e.to_string()))?
+                    } else {
+                        st.clone()
+                    };
+                    v = self.push(
+                        &node.name,
+                        Kind::Series {
+                            series,
+                            for_product: i == last,
+                        },
+                        vec![v],
+                        layout.clone(),
+                    );
+                }
+                Val::Ct(self.push(&node.name, Kind::Mul, vec![x, v], layout))
+            }
+            Op::Relu6 => {
+                return Err(unsupported(model, id, "ReLU6 is not built in FHE mode"));
             }
             other => {
                 return Err(unsupported(
@@ -656,7 +704,12 @@ pub struct Options {
     pub boot_level: Option<usize>,
     /// Level the client encrypts at (default: `boot_level`).
     pub input_level: usize,
+    /// Odd degrees of the composite sign behind ReLU (MPCNN's 15, 15, 27 by default).
+    pub relu_degrees: Vec<usize>,
 }
+
+/// MPCNN's composite degrees for ReLU (Lee et al., ICML 2022).
+pub const RELU_DEGREES: [usize; 3] = [15, 15, 27];
 
 impl Program {
     /// Lowers `model` and places the bootstraps.
@@ -671,6 +724,7 @@ impl Program {
         let mut lw = Lowerer {
             model,
             n: opts.slots,
+            relu_degrees: opts.relu_degrees.clone(),
             layouts: vec![Layout::Vector { len: 0, stride: 1 }],
             steps: vec![],
             vals: vec![None; model.nodes.len()],
@@ -720,6 +774,29 @@ impl Program {
         Ok(lv)
     }
 
+    /// Levels of every value as far as the walk gets (0 beyond the first failing step).
+    fn simulate_levels(&self, boot: &BTreeSet<usize>, boot_level: usize) -> Vec<usize> {
+        let mut lv = vec![0usize; self.layouts.len()];
+        lv[0] = if boot.contains(&0) {
+            boot_level
+        } else {
+            self.input_level
+        };
+        for s in &self.steps {
+            let lin = s.inputs.iter().map(|&i| lv[i]).min().unwrap_or(0);
+            let d = s.kind.depth();
+            if lin < d {
+                break;
+            }
+            lv[s.output] = if boot.contains(&s.output) {
+                boot_level
+            } else {
+                lin - d
+            };
+        }
+        lv
+    }
+
     /// Greedy placement: whenever a step lacks levels, bootstrap its latest single-ciphertext
     /// ancestor (layout `P`) not yet refreshed, and start over.
     fn place_bootstraps(&mut self, boot_level: Option<usize>) -> Result<()> {
@@ -754,12 +831,26 @@ impl Program {
                     }
                 }
             }
+            // The latest single-ciphertext ancestor after the latest refreshed one; failing
+            // that, the failing step's least-leveled input whatever its layout (an activation
+            // deeper than a bootstrap's levels, in layout I, refreshes every ciphertext).
+            let floor = anc.iter().rev().find(|v| boot.contains(v)).copied();
+            let lv = self.simulate_levels(&boot, bl);
             let cand = anc
                 .iter()
                 .rev()
-                .find(|&&v| matches!(self.layouts[v], Layout::P { .. }) && !boot.contains(&v));
+                .take_while(|&&v| Some(v) != floor)
+                .find(|&&v| matches!(self.layouts[v], Layout::P { .. }))
+                .copied()
+                .or_else(|| {
+                    s.inputs
+                        .iter()
+                        .copied()
+                        .filter(|v| !boot.contains(v))
+                        .min_by_key(|&v| lv.get(v).copied().unwrap_or(0))
+                });
             match cand {
-                Some(&v) if bl >= s.kind.depth() => {
+                Some(v) if bl >= s.kind.depth() => {
                     boot.insert(v);
                 }
                 _ => return Err(err),

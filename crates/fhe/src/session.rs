@@ -73,6 +73,7 @@ impl Deployment {
                     range,
                     boot_level,
                     input_level,
+                    relu_degrees: crate::lower::RELU_DEGREES.to_vec(),
                 },
             )
         };

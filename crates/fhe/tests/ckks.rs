@@ -242,3 +242,58 @@ fn hello_parser_refuses_bad_offers() {
         *v.pointer_mut(path).unwrap() = old;
     }
 }
+
+/// ReLU through the composite sign on ciphertexts (bootstraps inside the activations): the
+/// logits agree with onnxruntime up to the approximation's error, as on clear slots.
+#[test]
+fn tiny_relu_network_on_ciphertexts() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../models/tiny/");
+    let m = nn::load(format!("{dir}tiny_fhe_relu.onnx")).unwrap();
+    let j: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(format!("{dir}tiny_expected.json")).unwrap())
+            .unwrap();
+    let case = &j["models"]["tiny_fhe_relu"]["cases"][0];
+    let x: Vec<f32> = case["input"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap() as f32)
+        .collect();
+    let want: Vec<f64> = case["float"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    let range = 1.25
+        * nn::float::run_trace(&m, &x)
+            .unwrap()
+            .iter()
+            .flatten()
+            .fold(0f64, |a, &v| a.max((v as f64).abs()));
+    let dep = Deployment::new(
+        &m,
+        ckks::presets::insecure_boot_n12_deep(),
+        Some(ckks::presets::insecure_boot_n12_config()),
+        range,
+    )
+    .unwrap();
+    let mut rng = ChaCha20Rng::seed_from_u64(8);
+    let keys = dep.keygen(&mut rng).unwrap();
+    let input = dep.encrypt(&keys.sk, &x, &mut rng).unwrap();
+    let eval = ckks::Evaluator::new(&dep.params, keys.eval).unwrap();
+    let run = dep.evaluate(&eval, keys.encaps.as_ref(), input).unwrap();
+    let y = dep.decrypt(&keys.sk, &run.output).unwrap();
+    let err = y
+        .iter()
+        .zip(&want)
+        .fold(0f64, |a, (p, q)| a.max((p - q).abs()));
+    eprintln!(
+        "composite ReLU on ciphertexts: max error {err:.2e}, {} bootstraps",
+        dep.prog.bootstraps()
+    );
+    assert!(
+        err < 2e-2 * want.iter().fold(1f64, |a, v| a.max(v.abs())),
+        "max error {err}: {y:?} vs {want:?}"
+    );
+}

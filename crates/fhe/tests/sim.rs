@@ -67,6 +67,7 @@ fn tiny_fhe_program_on_clear_slots_equals_float() {
                 range,
                 boot_level: boot,
                 input_level: boot.unwrap_or(40),
+                relu_degrees: fhe::lower::RELU_DEGREES.to_vec(),
             };
             let prog = Program::lower(&m, &opts).unwrap();
             // Alternating layouts: every ConvA reads P, every ConvB reads I.
@@ -116,6 +117,7 @@ fn too_few_levels_and_unsupported_ops_are_refused() {
             range: 8.0,
             boot_level: Some(1),
             input_level: 1,
+            relu_degrees: fhe::lower::RELU_DEGREES.to_vec(),
         },
     )
     .unwrap_err();
@@ -128,25 +130,88 @@ fn too_few_levels_and_unsupported_ops_are_refused() {
             range: 8.0,
             boot_level: Some(9),
             input_level: 9,
+            relu_degrees: fhe::lower::RELU_DEGREES.to_vec(),
         },
     )
     .unwrap_err();
     assert!(e.to_string().contains("slots"), "{e}");
-    // ReLU networks need the composite approximation.
-    let r20 = nn::load(concat!(
+    // ReLU6, max pooling and depthwise convolutions are refused with their reason.
+    let cnn = nn::load(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../models/resnet20.onnx"
+        "/../../models/tiny/tiny_cnn.onnx"
     ))
     .unwrap();
     let e = Program::lower(
-        &r20,
+        &cnn,
         &Options {
-            slots: 1 << 15,
+            slots: 1 << 12,
             range: 8.0,
             boot_level: Some(9),
             input_level: 9,
+            relu_degrees: fhe::lower::RELU_DEGREES.to_vec(),
         },
     )
     .unwrap_err();
-    assert!(e.to_string().contains("ReLU"), "{e}");
+    assert!(e.to_string().contains("FHE mode cannot lower"), "{e}");
+}
+
+/// ReLU through the composite sign (MPCNN's degrees 15, 15, 27): the program on clear slots is
+/// close to onnxruntime (the composite's error near 0 is the approximation, measured here), with
+/// bootstraps inside the activations, also on multi-ciphertext layouts.
+#[test]
+fn relu_network_through_the_composite_sign() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../models/tiny/");
+    let m = nn::load(format!("{dir}tiny_fhe_relu.onnx")).unwrap();
+    let j: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(format!("{dir}tiny_expected.json")).unwrap())
+            .unwrap();
+    for case in j["models"]["tiny_fhe_relu"]["cases"].as_array().unwrap() {
+        let x: Vec<f32> = case["input"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap() as f32)
+            .collect();
+        let want: Vec<f64> = case["float"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        let range = 1.25 * max_abs_trace(&m, &x);
+        let prog = Program::lower(
+            &m,
+            &Options {
+                slots: 1024,
+                range,
+                boot_level: Some(9),
+                input_level: 9,
+                relu_degrees: fhe::lower::RELU_DEGREES.to_vec(),
+            },
+        )
+        .unwrap();
+        let series = prog
+            .steps
+            .iter()
+            .filter(|s| matches!(s.kind, Kind::Series { .. }))
+            .count();
+        assert_eq!(series, 3 * 5, "three stages per ReLU");
+        // A ReLU needs 17 levels: at least two bootstraps each.
+        assert!(prog.bootstraps() >= 10, "{} bootstraps", prog.bootstraps());
+        let (y, _, mb) = run_sim(&prog, &x, 9);
+        assert!(mb <= 1.0, "series or bootstrap input {mb} > 1");
+        let err = y
+            .iter()
+            .zip(&want)
+            .fold(0f64, |a, (p, q)| a.max((p - q).abs()));
+        let scale = want.iter().fold(0f64, |a, v| a.max(v.abs()));
+        eprintln!(
+            "composite ReLU: max logit error {err:.2e} (max |logit| {scale:.2}), {} bootstraps",
+            prog.bootstraps()
+        );
+        assert!(
+            err < 2e-2 * scale.max(1.0),
+            "max error {err}: {y:?} vs {want:?}"
+        );
+    }
 }
