@@ -53,8 +53,7 @@ pub fn parse_hello(bytes: &[u8]) -> Result<Hello> {
         && o.range > 0.0
         && o.input_level <= 64
         && o.galois.len() <= 4096
-        && c >= 1
-        && c <= 4096
+        && (1..=4096).contains(&c)
         && hh.is_power_of_two()
         && ww.is_power_of_two()
         && c * hh * ww <= n;
