@@ -297,3 +297,50 @@ fn tiny_relu_network_on_ciphertexts() {
         "max error {err}: {y:?} vs {want:?}"
     );
 }
+
+/// ResNet-20 with AESPA activations at the 128-bit N = 2^16 preset, end to end (minutes and
+/// about 13 GiB): the encrypted logits give the float executor's top-1 on the bundled sample.
+/// `cargo test --release -p privinfer-fhe --test ckks -- --ignored resnet20`
+#[test]
+#[ignore]
+fn resnet20_aespa_end_to_end_n16() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../");
+    let m = nn::load(format!("{root}models/resnet20_aespa.onnx")).unwrap();
+    let x = nn::data::load_image(format!("{root}models/samples/cifar10_00_3.png"), 32, 32).unwrap();
+    let range: f64 = m
+        .metadata_value("privinfer.fhe_range")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let dep = Deployment::new(
+        &m,
+        ckks::presets::n16_logqp1534_h192_h32(),
+        Some(ckks::presets::n16_logqp1534_h192_h32_config()),
+        range,
+    )
+    .unwrap();
+    assert!(
+        dep.prog.bootstraps() <= 10,
+        "{} bootstraps",
+        dep.prog.bootstraps()
+    );
+    let mut rng = ChaCha20Rng::seed_from_u64(9);
+    let keys = dep.keygen(&mut rng).unwrap();
+    let input = dep.encrypt(&keys.sk, &x, &mut rng).unwrap();
+    let eval = ckks::Evaluator::new(&dep.params, keys.eval).unwrap();
+    let run = dep.evaluate(&eval, keys.encaps.as_ref(), input).unwrap();
+    let y: Vec<f32> = dep
+        .decrypt(&keys.sk, &run.output)
+        .unwrap()
+        .iter()
+        .map(|&v| v as f32)
+        .collect();
+    let f = nn::float::run(&m, &x).unwrap().data;
+    let err = y
+        .iter()
+        .zip(&f)
+        .fold(0f32, |a, (p, q)| a.max((p - q).abs()));
+    eprintln!("logits {y:?}\nfloat  {f:?}\nmax error {err:.2e}");
+    assert_eq!(nn::argmax(&y), nn::argmax(&f));
+    assert!(err < 1e-2 * f.iter().fold(1f32, |a, v| a.max(v.abs())));
+}
