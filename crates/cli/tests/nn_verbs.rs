@@ -78,7 +78,7 @@ fn bad_inputs_fail_with_a_message() {
 
 /// FHE mode on the tiny AESPA-style ResNet (INSECURE test parameters): `inspect` and `bench`
 /// report the program, the encrypted logits match the float executor, `eval` agrees with float,
-/// and a ReLU network is refused with a one-line reason.
+/// and a model with ops FHE mode does not lower is refused with a one-line reason.
 #[test]
 fn fhe_mode_inspect_bench_eval() {
     let m = "models/tiny/tiny_fhe.onnx";
@@ -171,7 +171,7 @@ fn fhe_mode_inspect_bench_eval() {
     assert_eq!(v["images"], 2);
     assert_eq!(v["agreement"], 1.0, "{v}");
 
-    let (ok, _, err) = run(&["inspect", "models/resnet20.onnx", "--mode", "fhe"]);
+    let (ok, _, err) = run(&["inspect", "models/tiny/tiny_cnn.onnx", "--mode", "fhe", "--fhe-params", "test-n12"]);
     assert!(!ok);
-    assert!(err.contains("ReLU") && err.lines().count() == 1, "{err}");
+    assert!(err.contains("FHE mode cannot lower") && err.lines().count() == 1, "{err}");
 }
