@@ -34,6 +34,16 @@ pub struct FheOpts {
     /// largest |value| of the float executor on the input).
     #[arg(long)]
     pub fhe_range: Option<f64>,
+    /// Convolutions: `pair` (ConvA/ConvB alternating, the default) or `mpcnn` (MPCNN's
+    /// multiplexed parallel convolution, P → P, the baseline).
+    #[arg(long, value_enum, default_value = "pair")]
+    pub fhe_conv: ConvArg,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConvArg {
+    Pair,
+    Mpcnn,
 }
 
 /// Metadata key of the range the toolkit measured on training images.
@@ -83,12 +93,16 @@ pub fn range(
 
 pub fn deployment(model: &nn::Model, opts: &FheOpts, r: f64) -> anyhow::Result<Deployment> {
     let (lit, cfg) = params(&opts.fhe_params)?;
-    Ok(Deployment::new(model, lit, Some(cfg), r)?)
+    let conv = match opts.fhe_conv {
+        ConvArg::Pair => fhe::lower::ConvAlgo::Pair,
+        ConvArg::Mpcnn => fhe::lower::ConvAlgo::Mpcnn,
+    };
+    Ok(Deployment::with_conv(model, lit, Some(cfg), r, conv)?)
 }
 
 /// Input gap of a convolution step (for MPCNN's formula).
 fn conv_gap(dep: &Deployment, s: &fhe::lower::Step) -> Option<(usize, usize)> {
-    let (Kind::ConvA(cv) | Kind::ConvB(cv)) = &s.kind else {
+    let (Kind::ConvA(cv) | Kind::ConvB(cv) | Kind::ConvMpcnn(cv)) = &s.kind else {
         return None;
     };
     let k = dep.prog.layouts[s.inputs[0]].grid()?.k;
@@ -291,7 +305,7 @@ pub fn bench(model: &nn::Model, x: &[f32], opts: &FheOpts, json_out: bool) -> an
         }
     }
     let total = json!({
-        "protocol": "fhe", "params": opts.fhe_params, "ms": inf.server_ms, "bootstraps": tot.bootstraps,
+        "protocol": "fhe", "conv": format!("{:?}", opts.fhe_conv).to_lowercase(), "params": opts.fhe_params, "ms": inf.server_ms, "bootstraps": tot.bootstraps,
         "rotations": tot.rotations, "conv_rotations": conv_rot, "mpcnn_conv_rotations": mpcnn_rot,
         "pt_mults": tot.pt_mults, "ct_mults": tot.ct_mults, "rotation_keys": dep.rotations.len(),
         "eval_key_bytes": eval_key_bytes, "ciphertext_bytes_c2s": inf.c2s, "ciphertext_bytes_s2c": inf.s2c,

@@ -171,7 +171,17 @@ fn fhe_mode_inspect_bench_eval() {
     assert_eq!(v["images"], 2);
     assert_eq!(v["agreement"], 1.0, "{v}");
 
-    let (ok, _, err) = run(&["inspect", "models/tiny/tiny_cnn.onnx", "--mode", "fhe", "--fhe-params", "test-n12"]);
+    let (ok, _, err) = run(&[
+        "inspect",
+        "models/tiny/tiny_cnn.onnx",
+        "--mode",
+        "fhe",
+        "--fhe-params",
+        "test-n12",
+    ]);
     assert!(!ok);
-    assert!(err.contains("FHE mode cannot lower") && err.lines().count() == 1, "{err}");
+    assert!(
+        err.contains("FHE mode cannot lower") && err.lines().count() == 1,
+        "{err}"
+    );
 }

@@ -169,6 +169,7 @@ pub fn run<B: Backend>(prog: &Program, b: &B, input: Vec<B::Ct>) -> Result<Run<B
         let out = match &s.kind {
             Kind::ConvA(cv) => conv_a(&ctx, &ins[0][0], cv, lin, lout, prog.range)?,
             Kind::ConvB(cv) => vec![conv_b(&ctx, ins[0], cv, lin, lout, prog.range)?],
+            Kind::ConvMpcnn(cv) => vec![conv_mpcnn(&ctx, &ins[0][0], cv, lin, lout, prog.range)?],
             Kind::Poly(p) => {
                 let deg = p.degree();
                 let sg = prog.range;
@@ -409,6 +410,108 @@ fn conv_a<B: Backend>(
         }
     }
     Ok(out)
+}
+
+/// MPCNN's convolution: `P(g, r)` at gap `k` → dense `P(g', r')` at gap `k·stride`. Pass `t`
+/// computes output channels `t·r + s` in copy `s` as ConvA does (real slots only), then each
+/// channel is masked out of block `s` and rotated to its group and phase in the output
+/// (MPCNN's `c_o` rotations), and copy 0 is replicated to `r'` copies by doubling.
+fn conv_mpcnn<B: Backend>(
+    ctx: &Ctx<B>,
+    x: &B::Ct,
+    cv: &nn::ir::Conv2d,
+    lin: &Layout,
+    lout: &Layout,
+    range: f64,
+) -> Result<B::Ct> {
+    let n = ctx.n;
+    let Layout::P { grid, g, r, .. } = *lin else {
+        unreachable!("lowering")
+    };
+    let Layout::P {
+        grid: og, r: r2, ..
+    } = *lout
+    else {
+        unreachable!("lowering")
+    };
+    let st = cv.stride[0];
+    let (h, w, k, wb, block) = (
+        grid.h as isize,
+        grid.w as isize,
+        grid.k as isize,
+        grid.wb() as isize,
+        grid.block(),
+    );
+    let o_count = cv.out_channels();
+    let tp = taps(cv);
+    let shifts: Vec<isize> = tp
+        .iter()
+        .map(|&(_, _, dy, dx)| k * (dy * wb + dx))
+        .collect();
+    let zs = ctx.rot_many(x, &shifts)?;
+    let mut pieces: Vec<B::Ct> = vec![];
+    for t in 0..o_count.div_ceil(r) {
+        let pts: Vec<Vec<f64>> = tp
+            .par_iter()
+            .map(|&(ky, kx, dy, dx)| {
+                (0..n)
+                    .map(|s| {
+                        let Some((c, i, j)) = lin.at(0, s) else {
+                            return 0.0;
+                        };
+                        let o = t * r + (s / block) % r;
+                        let (ii, jj) = (i as isize + dy, j as isize + dx);
+                        if o >= o_count
+                            || i % st != 0
+                            || j % st != 0
+                            || ii < 0
+                            || jj < 0
+                            || ii >= h
+                            || jj >= w
+                        {
+                            0.0
+                        } else {
+                            weight(cv, o, c, ky, kx)
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+        let terms: Vec<(&B::Ct, &[f64])> = zs
+            .iter()
+            .zip(&pts)
+            .map(|(z, p)| (z, p.as_slice()))
+            .collect();
+        let mut u = ctx.dot(&terms)?;
+        u = ctx.rot_sum(u, 1, grid.k)?;
+        u = ctx.rot_sum(u, wb, grid.k)?;
+        u = ctx.rot_sum(u, (r * block) as isize, g)?;
+        for s in 0..r {
+            let o = t * r + s;
+            if o >= o_count {
+                break;
+            }
+            // Channel o: block s (group 0, copy s), phase (0, 0) of the output cells.
+            let mask: Vec<f64> = (0..n)
+                .map(|q| {
+                    let (i, j, a, bb) = grid.decode(q % block);
+                    (q / block == s && a == 0 && bb == 0 && i % st == 0 && j % st == 0) as u8 as f64
+                })
+                .collect();
+            let m = ctx.dot(&[(&u, &mask)])?;
+            let (gp, ph) = (o / og.phases(), o % og.phases());
+            let dst = gp * r2 * og.block() + (ph / og.k) * og.wb() + ph % og.k;
+            let rho = (s * block) as isize - dst as isize;
+            pieces.push(if rho == 0 { m } else { ctx.rot(&m, rho)? });
+        }
+    }
+    let mut y = pieces.pop().expect("a convolution has an output channel");
+    for p in &pieces {
+        y = ctx.b.add(&y, p)?;
+    }
+    y = ctx.rot_sum(y, -(og.block() as isize), r2)?;
+    let bias = lout.per_channel(0, n, |o| cv.bias[o] as f64 / range);
+    ctx.b.add_plain(&y, &bias)
 }
 
 /// ConvB: `I(r, g)` at gap `k` → `P(g', r')` at gap `k` (stride 1).

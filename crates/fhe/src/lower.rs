@@ -46,6 +46,10 @@ pub enum Kind {
     ConvB(Conv2d),
     Poly(PolyCoeffs),
     Add,
+    /// MPCNN's multiplexed parallel convolution, `P → P` (the baseline; Lee et al., ICML 2022):
+    /// per pass the products and the phase and group sums of ConvA, then each output channel
+    /// masked out of its copy and rotated to its place in the output, then replication.
+    ConvMpcnn(Conv2d),
     /// Option-A shortcut: spatial subsampling by `step` and `before` zero channels in front.
     Remap {
         step: usize,
@@ -69,6 +73,7 @@ impl Kind {
         match self {
             Kind::ConvA(_) => "conv-a",
             Kind::ConvB(_) => "conv-b",
+            Kind::ConvMpcnn(_) => "conv-mpcnn",
             Kind::Poly(_) => "poly",
             Kind::Add => "add",
             Kind::Remap { .. } => "remap",
@@ -81,7 +86,7 @@ impl Kind {
     /// Levels the step consumes.
     pub fn depth(&self) -> usize {
         match self {
-            Kind::ConvA(_) | Kind::ConvB(_) | Kind::PoolFc(_) => 2,
+            Kind::ConvA(_) | Kind::ConvB(_) | Kind::ConvMpcnn(_) | Kind::PoolFc(_) => 2,
             Kind::Poly(p) => p.degree(),
             Kind::Series { series, .. } => ckks::polyeval::depth(series.degree()),
             Kind::Mul => 1,
@@ -140,6 +145,7 @@ enum Val {
 struct Lowerer<'a> {
     model: &'a Model,
     n: usize,
+    conv: ConvAlgo,
     relu_degrees: Vec<usize>,
     layouts: Vec<Layout>,
     steps: Vec<Step>,
@@ -333,7 +339,7 @@ impl<'a> Lowerer<'a> {
                     ));
                 }
                 let x = if matches!(self.vals[node.inputs[0]], Some(Val::Image)) {
-                    let l = self.image_layout(Some(cv))?;
+                    let l = self.image_layout((self.conv == ConvAlgo::Pair).then_some(cv))?;
                     self.layouts[0] = l;
                     self.vals[0] = Some(Val::Ct(0));
                     0
@@ -351,6 +357,22 @@ impl<'a> Lowerer<'a> {
                     ));
                 }
                 match self.layouts[x].clone() {
+                    Layout::P { grid, .. } if self.conv == ConvAlgo::Mpcnn => {
+                        let og = Grid {
+                            h: oh,
+                            w: ow,
+                            k: grid.k * sh,
+                        };
+                        let l =
+                            Layout::dense_p(o, og, self.n).ok_or_else(|| FheError::TooLarge {
+                                node: node.name.clone(),
+                                values: o * oh * ow,
+                                gap: og.k,
+                                needed: o.div_ceil(og.phases()).next_power_of_two() * og.block(),
+                                slots: self.n,
+                            })?;
+                        Val::Ct(self.push(&node.name, Kind::ConvMpcnn(cv.clone()), vec![x], l))
+                    }
                     Layout::P { grid, g, r, .. } => {
                         let og = Grid {
                             h: oh,
@@ -706,6 +728,18 @@ pub struct Options {
     pub input_level: usize,
     /// Odd degrees of the composite sign behind ReLU (MPCNN's 15, 15, 27 by default).
     pub relu_degrees: Vec<usize>,
+    /// Convolution algorithm.
+    pub conv: ConvAlgo,
+}
+
+/// How convolutions are evaluated.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub enum ConvAlgo {
+    /// The alternating pair ConvA (`P → I`) / ConvB (`I → P`).
+    #[default]
+    Pair,
+    /// MPCNN's multiplexed parallel convolution, `P → P` for every layer.
+    Mpcnn,
 }
 
 /// MPCNN's composite degrees for ReLU (Lee et al., ICML 2022).
@@ -724,6 +758,7 @@ impl Program {
         let mut lw = Lowerer {
             model,
             n: opts.slots,
+            conv: opts.conv,
             relu_degrees: opts.relu_degrees.clone(),
             layouts: vec![Layout::Vector { len: 0, stride: 1 }],
             steps: vec![],

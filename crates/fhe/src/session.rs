@@ -16,7 +16,7 @@ use crate::backend::{Ckks, Sim, SimCt};
 use crate::error::{FheError, Result};
 use crate::exec::{run, Run};
 use crate::layout::Layout;
-use crate::lower::{Options, Program};
+use crate::lower::{ConvAlgo, Options, Program};
 
 /// What the server tells the client (public: shapes, layouts, levels, key list).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -60,6 +60,17 @@ impl Deployment {
         boot: Option<BootstrapConfig>,
         range: f64,
     ) -> Result<Self> {
+        Self::with_conv(model, lit, boot, range, ConvAlgo::Pair)
+    }
+
+    /// As [`Deployment::new`] with the convolution algorithm chosen.
+    pub fn with_conv(
+        model: &nn::Model,
+        lit: ParamsLiteral,
+        boot: Option<BootstrapConfig>,
+        range: f64,
+        conv: ConvAlgo,
+    ) -> Result<Self> {
         let params = Params::new(lit)?;
         let ephemeral_h = boot.as_ref().and_then(|c| c.ephemeral_h);
         let boot = boot.map(|c| Bootstrapper::new(&params, c)).transpose()?;
@@ -74,6 +85,7 @@ impl Deployment {
                     boot_level,
                     input_level,
                     relu_degrees: crate::lower::RELU_DEGREES.to_vec(),
+                    conv,
                 },
             )
         };

@@ -61,18 +61,31 @@ fn tiny_fhe_program_on_clear_slots_equals_float() {
             .map(|v| v.as_f64().unwrap())
             .collect();
         let range = 2.0 * max_abs_trace(&m, &x);
-        for (slots, boot) in [(1024, Some(6)), (4096, Some(7)), (1024, None)] {
+        for (slots, boot, conv) in [
+            (1024, Some(6), fhe::lower::ConvAlgo::Pair),
+            (4096, Some(7), fhe::lower::ConvAlgo::Pair),
+            (1024, None, fhe::lower::ConvAlgo::Pair),
+            (1024, Some(6), fhe::lower::ConvAlgo::Mpcnn),
+            (4096, None, fhe::lower::ConvAlgo::Mpcnn),
+        ] {
             let opts = Options {
                 slots,
                 range,
                 boot_level: boot,
                 input_level: boot.unwrap_or(40),
                 relu_degrees: fhe::lower::RELU_DEGREES.to_vec(),
+                conv,
             };
             let prog = Program::lower(&m, &opts).unwrap();
-            // Alternating layouts: every ConvA reads P, every ConvB reads I.
+            // Alternating layouts: every ConvA reads P, every ConvB reads I; MPCNN's reads and
+            // writes P.
             for s in &prog.steps {
                 match s.kind {
+                    Kind::ConvMpcnn(_) => {
+                        assert_eq!(conv, fhe::lower::ConvAlgo::Mpcnn);
+                        assert!(matches!(prog.layouts[s.inputs[0]], Layout::P { .. }));
+                        assert!(matches!(prog.layouts[s.output], Layout::P { .. }));
+                    }
                     Kind::ConvA(_) => {
                         assert!(matches!(prog.layouts[s.inputs[0]], Layout::P { .. }))
                     }
@@ -118,6 +131,7 @@ fn too_few_levels_and_unsupported_ops_are_refused() {
             boot_level: Some(1),
             input_level: 1,
             relu_degrees: fhe::lower::RELU_DEGREES.to_vec(),
+            conv: fhe::lower::ConvAlgo::Pair,
         },
     )
     .unwrap_err();
@@ -131,6 +145,7 @@ fn too_few_levels_and_unsupported_ops_are_refused() {
             boot_level: Some(9),
             input_level: 9,
             relu_degrees: fhe::lower::RELU_DEGREES.to_vec(),
+            conv: fhe::lower::ConvAlgo::Pair,
         },
     )
     .unwrap_err();
@@ -149,6 +164,7 @@ fn too_few_levels_and_unsupported_ops_are_refused() {
             boot_level: Some(9),
             input_level: 9,
             relu_degrees: fhe::lower::RELU_DEGREES.to_vec(),
+            conv: fhe::lower::ConvAlgo::Pair,
         },
     )
     .unwrap_err();
@@ -187,6 +203,7 @@ fn relu_network_through_the_composite_sign() {
                 boot_level: Some(9),
                 input_level: 9,
                 relu_degrees: fhe::lower::RELU_DEGREES.to_vec(),
+                conv: fhe::lower::ConvAlgo::Pair,
             },
         )
         .unwrap();
