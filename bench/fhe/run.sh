@@ -3,14 +3,14 @@
 # (models/resnet20_aespa.onnx) end to end at the 128-bit N = 2^16 preset, the programs'
 # operation counts against MPCNN's formula, and the pretrained ReLU ResNet-20's plan with the
 # composite ReLU.
-# Usage: bench/fhe/run.sh [plan|bench|eval]...  (default: all). Run on a quiet machine.
+# Usage: bench/fhe/run.sh [plan|bench|mpcnn|eval]...  (default: all). Run on a quiet machine.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 cargo build --release -q -p privinfer
 BIN=target/release/privinfer
 OUT=bench/fhe
 DATA=${DATA:-../shared/data/cifar10/test_batch.bin}
-STEPS=${*:-plan bench eval}
+STEPS=${*:-plan bench mpcnn eval}
 for step in $STEPS; do
   case $step in
   plan) # Dry runs: layouts, levels, rotations per step (MPCNN's formula beside each conv).
@@ -19,6 +19,10 @@ for step in $STEPS; do
   bench) # One encrypted inference of the bundled sample, both parties in one process.
     /usr/bin/time -v $BIN bench --model models/resnet20_aespa.onnx --mode fhe --json \
       > $OUT/bench_resnet20_aespa.jsonl 2> $OUT/bench_resnet20_aespa.time ;;
+  mpcnn) # The same inference with MPCNN's convolution for every layer (the baseline).
+    $BIN inspect models/resnet20_aespa.onnx --mode fhe --fhe-conv mpcnn --json > $OUT/plan_resnet20_aespa_mpcnn.jsonl
+    /usr/bin/time -v $BIN bench --model models/resnet20_aespa.onnx --mode fhe --fhe-conv mpcnn --json \
+      > $OUT/bench_resnet20_aespa_mpcnn.jsonl 2> $OUT/bench_resnet20_aespa_mpcnn.time ;;
   eval) # Encrypted inference of the first K test images (minutes each on 2 cores).
     $BIN eval --model models/resnet20_aespa.onnx --data "$DATA" --limit "${K:-3}" --mode fhe --json \
       > $OUT/eval_resnet20_aespa.json ;;
