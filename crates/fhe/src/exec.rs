@@ -289,6 +289,92 @@ fn weight(cv: &nn::ir::Conv2d, o: usize, c: usize, ky: usize, kx: usize) -> f64 
     cv.weight[((o * cv.in_channels() + c) * kh + ky) * kw + kx] as f64
 }
 
+/// Weights of pass `t` of a convolution reading `P(g, r)` (ConvA, MPCNN) for one tap: at the
+/// slot of input channel `c`, copy `s`, pixel `(i, j)`, the weight of output `t·r + s` when the
+/// tap's pixel is inside the map and the stride keeps `(i, j)`; 0 elsewhere.
+fn pass_weights(
+    cv: &nn::ir::Conv2d,
+    lin: &Layout,
+    n: usize,
+    t: usize,
+    tap: (usize, usize, isize, isize),
+) -> Vec<f64> {
+    let Layout::P { grid, r, .. } = *lin else {
+        unreachable!("lowering")
+    };
+    let (ky, kx, dy, dx) = tap;
+    let (h, w, st, block) = (grid.h as isize, grid.w as isize, cv.stride[0], grid.block());
+    (0..n)
+        .map(|s| {
+            let Some((c, i, j)) = lin.at(0, s) else {
+                return 0.0;
+            };
+            let o = t * r + (s / block) % r;
+            let (ii, jj) = (i as isize + dy, j as isize + dx);
+            if o >= cv.out_channels()
+                || i % st != 0
+                || j % st != 0
+                || ii < 0
+                || jj < 0
+                || ii >= h
+                || jj >= w
+            {
+                0.0
+            } else {
+                weight(cv, o, c, ky, kx)
+            }
+        })
+        .collect()
+}
+
+/// The hoisted tap rotations of a `P` input.
+fn tap_rotations<B: Backend>(
+    ctx: &Ctx<B>,
+    x: &B::Ct,
+    cv: &nn::ir::Conv2d,
+    lin: &Layout,
+) -> Result<Vec<B::Ct>> {
+    let grid = lin.grid().expect("a feature map");
+    let (k, wb) = (grid.k as isize, grid.wb() as isize);
+    let shifts: Vec<isize> = taps(cv)
+        .iter()
+        .map(|&(_, _, dy, dx)| k * (dy * wb + dx))
+        .collect();
+    ctx.rot_many(x, &shifts)
+}
+
+/// Sums the `k²` phases of each cell into its phase (0, 0) (garbage in the others), then the
+/// `g` groups (cyclic over the whole ciphertext: every group gets the total).
+fn sum_phases_and_groups<B: Backend>(ctx: &Ctx<B>, u: B::Ct, lin: &Layout) -> Result<B::Ct> {
+    let Layout::P { grid, g, r, .. } = *lin else {
+        unreachable!("lowering")
+    };
+    let u = ctx.rot_sum(u, 1, grid.k)?;
+    let u = ctx.rot_sum(u, grid.wb() as isize, grid.k)?;
+    ctx.rot_sum(u, (r * grid.block()) as isize, g)
+}
+
+/// Phase (0, 0) of the output cells (`stride | i, j`), with value `keep`.
+fn cell_mask(
+    grid: crate::layout::Grid,
+    n: usize,
+    st: usize,
+    keep: f64,
+    block_filter: impl Fn(usize) -> bool,
+) -> Vec<f64> {
+    let block = grid.block();
+    (0..n)
+        .map(|q| {
+            let (i, j, a, bb) = grid.decode(q % block);
+            if block_filter(q / block) && a == 0 && bb == 0 && i % st == 0 && j % st == 0 {
+                keep
+            } else {
+                0.0
+            }
+        })
+        .collect()
+}
+
 /// ConvA: `P(g, r)` at gap `k` → `I(r, g)` at gap `k·stride` (docs/protocols/hyphen.md).
 fn conv_a<B: Backend>(
     ctx: &Ctx<B>,
@@ -299,70 +385,31 @@ fn conv_a<B: Backend>(
     range: f64,
 ) -> Result<Vec<B::Ct>> {
     let n = ctx.n;
-    let Layout::P { grid, g, r, .. } = *lin else {
-        unreachable!("lowering")
-    };
+    let grid = lin.grid().expect("a feature map");
     let Layout::I { grid: og, .. } = *lout else {
         unreachable!("lowering")
     };
-    let st = cv.stride[0];
-    let (h, w, k, wb, block) = (
-        grid.h as isize,
-        grid.w as isize,
-        grid.k as isize,
-        grid.wb() as isize,
-        grid.block(),
-    );
-    let o_count = cv.out_channels();
     let tp = taps(cv);
-    let shifts: Vec<isize> = tp
-        .iter()
-        .map(|&(_, _, dy, dx)| k * (dy * wb + dx))
-        .collect();
-    let zs = ctx.rot_many(x, &shifts)?;
+    let zs = tap_rotations(ctx, x, cv, lin)?;
     // Pass t computes output ciphertexts 2t (real parts of the slots) and 2t + 1 (imaginary
     // parts) with complex weights: every rotation and the mask serve both.
     let cts = lout.cts();
-    let weights = |t_out: usize, tap: (usize, usize, isize, isize)| -> Vec<f64> {
-        let (ky, kx, dy, dx) = tap;
-        (0..n)
-            .map(|s| {
-                let Some((c, i, j)) = lin.at(0, s) else {
-                    return 0.0;
-                };
-                let o = t_out * r + (s / block) % r;
-                let (ii, jj) = (i as isize + dy, j as isize + dx);
-                if o >= o_count
-                    || i % st != 0
-                    || j % st != 0
-                    || ii < 0
-                    || jj < 0
-                    || ii >= h
-                    || jj >= w
-                {
-                    0.0
-                } else {
-                    weight(cv, o, c, ky, kx)
-                }
-            })
-            .collect()
-    };
     let mut out = Vec::with_capacity(cts);
     for t in (0..cts).step_by(2) {
         let paired = t + 1 < cts;
         let pts: Vec<(Vec<f64>, Vec<f64>)> = tp
             .par_iter()
             .map(|&tap| {
-                let re = weights(t, tap);
+                let re = pass_weights(cv, lin, n, t, tap);
                 let im = if paired {
-                    weights(t + 1, tap)
+                    pass_weights(cv, lin, n, t + 1, tap)
                 } else {
                     vec![0.0; n]
                 };
                 (re, im)
             })
             .collect();
-        let mut u = if paired {
+        let u = if paired {
             let terms: Vec<(&B::Ct, &[f64], &[f64])> = zs
                 .iter()
                 .zip(&pts)
@@ -377,24 +424,17 @@ fn conv_a<B: Backend>(
                 .collect();
             ctx.dot(&terms)?
         };
-        // Sum the k² phases of each cell into its phase (0, 0), then the g groups (cyclic).
-        u = ctx.rot_sum(u, 1, grid.k)?;
-        u = ctx.rot_sum(u, wb, grid.k)?;
-        u = ctx.rot_sum(u, (r * block) as isize, g)?;
-        // Keep phase (0, 0) of the output cells (both channel sets share the cells; a channel
-        // past O has zero weights). ½ when paired: the split doubles.
-        let keep = if paired { 0.5 } else { 1.0 };
-        let mask: Vec<f64> = (0..n)
-            .map(|s| {
-                let (i, j, a, bb) = grid.decode(s % block);
-                if a == 0 && bb == 0 && i % st == 0 && j % st == 0 {
-                    keep
-                } else {
-                    0.0
-                }
-            })
-            .collect();
-        u = ctx.dot(&[(&u, &mask)])?;
+        let u = sum_phases_and_groups(ctx, u, lin)?;
+        // Keep phase (0, 0) of the output cells (a channel past O has zero weights); ½ when
+        // paired: the split doubles.
+        let mask = cell_mask(
+            grid,
+            n,
+            cv.stride[0],
+            if paired { 0.5 } else { 1.0 },
+            |_| true,
+        );
+        let mut u = ctx.dot(&[(&u, &mask)])?;
         // Replicate over the output cell's phases.
         u = ctx.rot_sum(u, -1, og.k)?;
         u = ctx.rot_sum(u, -(og.wb() as isize), og.k)?;
@@ -425,7 +465,7 @@ fn conv_mpcnn<B: Backend>(
     range: f64,
 ) -> Result<B::Ct> {
     let n = ctx.n;
-    let Layout::P { grid, g, r, .. } = *lin else {
+    let Layout::P { grid, r, .. } = *lin else {
         unreachable!("lowering")
     };
     let Layout::P {
@@ -434,70 +474,26 @@ fn conv_mpcnn<B: Backend>(
     else {
         unreachable!("lowering")
     };
-    let st = cv.stride[0];
-    let (h, w, k, wb, block) = (
-        grid.h as isize,
-        grid.w as isize,
-        grid.k as isize,
-        grid.wb() as isize,
-        grid.block(),
-    );
+    let block = grid.block();
     let o_count = cv.out_channels();
     let tp = taps(cv);
-    let shifts: Vec<isize> = tp
-        .iter()
-        .map(|&(_, _, dy, dx)| k * (dy * wb + dx))
-        .collect();
-    let zs = ctx.rot_many(x, &shifts)?;
+    let zs = tap_rotations(ctx, x, cv, lin)?;
     let mut pieces: Vec<B::Ct> = vec![];
     for t in 0..o_count.div_ceil(r) {
         let pts: Vec<Vec<f64>> = tp
             .par_iter()
-            .map(|&(ky, kx, dy, dx)| {
-                (0..n)
-                    .map(|s| {
-                        let Some((c, i, j)) = lin.at(0, s) else {
-                            return 0.0;
-                        };
-                        let o = t * r + (s / block) % r;
-                        let (ii, jj) = (i as isize + dy, j as isize + dx);
-                        if o >= o_count
-                            || i % st != 0
-                            || j % st != 0
-                            || ii < 0
-                            || jj < 0
-                            || ii >= h
-                            || jj >= w
-                        {
-                            0.0
-                        } else {
-                            weight(cv, o, c, ky, kx)
-                        }
-                    })
-                    .collect()
-            })
+            .map(|&tap| pass_weights(cv, lin, n, t, tap))
             .collect();
         let terms: Vec<(&B::Ct, &[f64])> = zs
             .iter()
             .zip(&pts)
             .map(|(z, p)| (z, p.as_slice()))
             .collect();
-        let mut u = ctx.dot(&terms)?;
-        u = ctx.rot_sum(u, 1, grid.k)?;
-        u = ctx.rot_sum(u, wb, grid.k)?;
-        u = ctx.rot_sum(u, (r * block) as isize, g)?;
-        for s in 0..r {
+        let u = sum_phases_and_groups(ctx, ctx.dot(&terms)?, lin)?;
+        for s in 0..r.min(o_count - t * r) {
             let o = t * r + s;
-            if o >= o_count {
-                break;
-            }
             // Channel o: block s (group 0, copy s), phase (0, 0) of the output cells.
-            let mask: Vec<f64> = (0..n)
-                .map(|q| {
-                    let (i, j, a, bb) = grid.decode(q % block);
-                    (q / block == s && a == 0 && bb == 0 && i % st == 0 && j % st == 0) as u8 as f64
-                })
-                .collect();
+            let mask = cell_mask(grid, n, cv.stride[0], 1.0, |b| b == s);
             let m = ctx.dot(&[(&u, &mask)])?;
             let (gp, ph) = (o / og.phases(), o % og.phases());
             let dst = gp * r2 * og.block() + (ph / og.k) * og.wb() + ph % og.k;

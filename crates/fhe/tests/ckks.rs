@@ -2,36 +2,17 @@
 //! AESPA-style ResNet's logits match the float executor (onnxruntime's outputs) within the
 //! stated precision, with the planned bootstraps.
 
+mod common;
+
 use fhe::Deployment;
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 
 #[test]
 fn tiny_fhe_network_on_ciphertexts_matches_float() {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../models/tiny/");
-    let m = nn::load(format!("{dir}tiny_fhe.onnx")).unwrap();
-    let j: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(format!("{dir}tiny_expected.json")).unwrap())
-            .unwrap();
-    let case = &j["models"]["tiny_fhe"]["cases"][0];
-    let x: Vec<f32> = case["input"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_f64().unwrap() as f32)
-        .collect();
-    let want: Vec<f64> = case["float"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_f64().unwrap())
-        .collect();
-    let range = 2.0
-        * nn::float::run_trace(&m, &x)
-            .unwrap()
-            .iter()
-            .flatten()
-            .fold(0f64, |a, &v| a.max((v as f64).abs()));
+    let (m, cases) = common::tiny("tiny_fhe");
+    let (x, want) = cases[0].clone();
+    let range = 2.0 * common::max_abs_trace(&m, &x);
     let dep = Deployment::new(
         &m,
         ckks::presets::insecure_boot_n12_deep(),
@@ -46,10 +27,7 @@ fn tiny_fhe_network_on_ciphertexts_matches_float() {
     let eval = ckks::Evaluator::new(&dep.params, keys.eval).unwrap();
     let run = dep.evaluate(&eval, keys.encaps.as_ref(), input).unwrap();
     let y = dep.decrypt(&keys.sk, &run.output).unwrap();
-    let err = y
-        .iter()
-        .zip(&want)
-        .fold(0f64, |a, (p, q)| a.max((p - q).abs()));
+    let err = common::max_err(&y, &want);
     let scale = want.iter().fold(0f64, |a, v| a.max(v.abs()));
     eprintln!("logits {y:?}\nfloat  {want:?}\nmax error {err:.2e} (max |logit| {scale:.2})");
     // Measured: 1.6e-7 (2^-22 of the logits) with two bootstraps.
@@ -67,24 +45,8 @@ fn tiny_fhe_network_on_ciphertexts_matches_float() {
 /// two output ciphertexts, computed as one complex pass and split by a conjugation.
 #[test]
 fn tiny_fhe_network_without_bootstrapping_with_complex_passes() {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../models/tiny/");
-    let m = nn::load(format!("{dir}tiny_fhe.onnx")).unwrap();
-    let j: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(format!("{dir}tiny_expected.json")).unwrap())
-            .unwrap();
-    let case = &j["models"]["tiny_fhe"]["cases"][1];
-    let x: Vec<f32> = case["input"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_f64().unwrap() as f32)
-        .collect();
-    let want: Vec<f64> = case["float"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_f64().unwrap())
-        .collect();
+    let (m, cases) = common::tiny("tiny_fhe");
+    let (x, want) = cases[1].clone();
     let mut log_q = vec![50];
     log_q.extend([40; 26]);
     let lit = ckks::ParamsLiteral {
@@ -111,10 +73,7 @@ fn tiny_fhe_network_without_bootstrapping_with_complex_passes() {
     let eval = ckks::Evaluator::new(&dep.params, keys.eval).unwrap();
     let run = dep.evaluate(&eval, None, input).unwrap();
     let y = dep.decrypt(&keys.sk, &run.output).unwrap();
-    let err = y
-        .iter()
-        .zip(&want)
-        .fold(0f64, |a, (p, q)| a.max((p - q).abs()));
+    let err = common::max_err(&y, &want);
     eprintln!("max error {err:.2e}");
     assert!(err < 1e-4, "max error {err}: {y:?} vs {want:?}");
 }
@@ -126,24 +85,8 @@ fn tiny_fhe_network_without_bootstrapping_with_complex_passes() {
 fn parties_over_a_channel() {
     use std::time::Duration;
     use transport::MemoryChannel;
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../models/tiny/");
-    let m = nn::load(format!("{dir}tiny_fhe.onnx")).unwrap();
-    let j: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(format!("{dir}tiny_expected.json")).unwrap())
-            .unwrap();
-    let case = &j["models"]["tiny_fhe"]["cases"][2];
-    let x: Vec<f32> = case["input"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_f64().unwrap() as f32)
-        .collect();
-    let want: Vec<f64> = case["float"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_f64().unwrap())
-        .collect();
+    let (m, cases) = common::tiny("tiny_fhe");
+    let (x, want) = cases[2].clone();
     let dep = std::sync::Arc::new(
         Deployment::new(
             &m,
@@ -247,30 +190,9 @@ fn hello_parser_refuses_bad_offers() {
 /// logits agree with onnxruntime up to the approximation's error, as on clear slots.
 #[test]
 fn tiny_relu_network_on_ciphertexts() {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../models/tiny/");
-    let m = nn::load(format!("{dir}tiny_fhe_relu.onnx")).unwrap();
-    let j: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(format!("{dir}tiny_expected.json")).unwrap())
-            .unwrap();
-    let case = &j["models"]["tiny_fhe_relu"]["cases"][0];
-    let x: Vec<f32> = case["input"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_f64().unwrap() as f32)
-        .collect();
-    let want: Vec<f64> = case["float"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_f64().unwrap())
-        .collect();
-    let range = 1.25
-        * nn::float::run_trace(&m, &x)
-            .unwrap()
-            .iter()
-            .flatten()
-            .fold(0f64, |a, &v| a.max((v as f64).abs()));
+    let (m, cases) = common::tiny("tiny_fhe_relu");
+    let (x, want) = cases[0].clone();
+    let range = 1.25 * common::max_abs_trace(&m, &x);
     let dep = Deployment::new(
         &m,
         ckks::presets::insecure_boot_n12_deep(),
@@ -284,10 +206,7 @@ fn tiny_relu_network_on_ciphertexts() {
     let eval = ckks::Evaluator::new(&dep.params, keys.eval).unwrap();
     let run = dep.evaluate(&eval, keys.encaps.as_ref(), input).unwrap();
     let y = dep.decrypt(&keys.sk, &run.output).unwrap();
-    let err = y
-        .iter()
-        .zip(&want)
-        .fold(0f64, |a, (p, q)| a.max((p - q).abs()));
+    let err = common::max_err(&y, &want);
     eprintln!(
         "composite ReLU on ciphertexts: max error {err:.2e}, {} bootstraps",
         dep.prog.bootstraps()

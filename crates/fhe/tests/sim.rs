@@ -2,26 +2,12 @@
 //! the layouts, the convolution kernels, the polynomial activations, the option-A shortcut,
 //! pooling + FC and the bootstrap placement are exact up to float rounding.
 
+mod common;
+
+use common::{max_abs_trace, max_err};
 use fhe::backend::{Backend, Sim, SimCt};
 use fhe::lower::Kind;
 use fhe::{Layout, Options, Program};
-
-fn tiny() -> (nn::Model, serde_json::Value) {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../models/tiny/");
-    let m = nn::load(format!("{dir}tiny_fhe.onnx")).unwrap();
-    let j: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(format!("{dir}tiny_expected.json")).unwrap())
-            .unwrap();
-    (m, j["models"]["tiny_fhe"].clone())
-}
-
-fn max_abs_trace(m: &nn::Model, x: &[f32]) -> f64 {
-    nn::float::run_trace(m, x)
-        .unwrap()
-        .iter()
-        .flatten()
-        .fold(0f64, |a, &v| a.max((v as f64).abs()))
-}
 
 fn run_sim(prog: &Program, x: &[f32], boot_level: usize) -> (Vec<f64>, fhe::Run<SimCt>, f64) {
     let sim = Sim::new(prog.n, boot_level);
@@ -46,21 +32,9 @@ fn run_sim(prog: &Program, x: &[f32], boot_level: usize) -> (Vec<f64>, fhe::Run<
 
 #[test]
 fn tiny_fhe_program_on_clear_slots_equals_float() {
-    let (m, fx) = tiny();
-    for case in fx["cases"].as_array().unwrap() {
-        let x: Vec<f32> = case["input"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_f64().unwrap() as f32)
-            .collect();
-        let want: Vec<f64> = case["float"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_f64().unwrap())
-            .collect();
-        let range = 2.0 * max_abs_trace(&m, &x);
+    let (m, cases) = common::tiny("tiny_fhe");
+    for (x, want) in &cases {
+        let range = 2.0 * max_abs_trace(&m, x);
         for (slots, boot, conv) in [
             (1024, Some(6), fhe::lower::ConvAlgo::Pair),
             (4096, Some(7), fhe::lower::ConvAlgo::Pair),
@@ -96,11 +70,8 @@ fn tiny_fhe_program_on_clear_slots_equals_float() {
                     _ => {}
                 }
             }
-            let (y, run, mb) = run_sim(&prog, &x, boot.unwrap_or(0));
-            let err = y
-                .iter()
-                .zip(&want)
-                .fold(0f64, |a, (p, q)| a.max((p - q).abs()));
+            let (y, run, mb) = run_sim(&prog, x, boot.unwrap_or(0));
+            let err = max_err(&y, want);
             assert!(
                 err < 1e-4,
                 "slots {slots} boot {boot:?}: max error {err}: {y:?} vs {want:?}"
@@ -121,7 +92,7 @@ fn tiny_fhe_program_on_clear_slots_equals_float() {
 
 #[test]
 fn too_few_levels_and_unsupported_ops_are_refused() {
-    let (m, _) = tiny();
+    let (m, _) = common::tiny("tiny_fhe");
     // One level after bootstrapping cannot hold a 2-level convolution.
     let e = Program::lower(
         &m,
@@ -176,25 +147,9 @@ fn too_few_levels_and_unsupported_ops_are_refused() {
 /// bootstraps inside the activations, also on multi-ciphertext layouts.
 #[test]
 fn relu_network_through_the_composite_sign() {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../models/tiny/");
-    let m = nn::load(format!("{dir}tiny_fhe_relu.onnx")).unwrap();
-    let j: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(format!("{dir}tiny_expected.json")).unwrap())
-            .unwrap();
-    for case in j["models"]["tiny_fhe_relu"]["cases"].as_array().unwrap() {
-        let x: Vec<f32> = case["input"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_f64().unwrap() as f32)
-            .collect();
-        let want: Vec<f64> = case["float"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_f64().unwrap())
-            .collect();
-        let range = 1.25 * max_abs_trace(&m, &x);
+    let (m, cases) = common::tiny("tiny_fhe_relu");
+    for (x, want) in &cases {
+        let range = 1.25 * max_abs_trace(&m, x);
         let prog = Program::lower(
             &m,
             &Options {
@@ -215,12 +170,9 @@ fn relu_network_through_the_composite_sign() {
         assert_eq!(series, 3 * 5, "three stages per ReLU");
         // A ReLU needs 17 levels: at least two bootstraps each.
         assert!(prog.bootstraps() >= 10, "{} bootstraps", prog.bootstraps());
-        let (y, _, mb) = run_sim(&prog, &x, 9);
+        let (y, _, mb) = run_sim(&prog, x, 9);
         assert!(mb <= 1.0, "series or bootstrap input {mb} > 1");
-        let err = y
-            .iter()
-            .zip(&want)
-            .fold(0f64, |a, (p, q)| a.max((p - q).abs()));
+        let err = max_err(&y, want);
         let scale = want.iter().fold(0f64, |a, v| a.max(v.abs()));
         eprintln!(
             "composite ReLU: max logit error {err:.2e} (max |logit| {scale:.2}), {} bootstraps",
