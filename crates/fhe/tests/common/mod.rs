@@ -2,8 +2,11 @@
 //! inputs and onnxruntime outputs (`tiny_expected.json`).
 #![allow(dead_code)]
 
-/// The model `models/tiny/{name}.onnx` and its cases `(input, onnxruntime output)`.
-pub fn tiny(name: &str) -> (nn::Model, Vec<(Vec<f32>, Vec<f64>)>) {
+/// One seeded input and onnxruntime's output for it.
+pub type Case = (Vec<f32>, Vec<f64>);
+
+/// The model `models/tiny/{name}.onnx` and its cases.
+pub fn tiny(name: &str) -> (nn::Model, Vec<Case>) {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../models/tiny/");
     let m = nn::load(format!("{dir}{name}.onnx")).unwrap();
     let j: serde_json::Value =
