@@ -96,6 +96,12 @@ fn main() {
     // Every verb churns through ring elements above glibc's mmap threshold; keeping freed ones
     // in the heap avoids page-faulting them in again on every key switch (math::alloc).
     math::alloc::retain_large_allocations();
+    if matches!(
+        cli.command,
+        Command::Inspect(_) | Command::Eval(_) | Command::Estimate(_)
+    ) {
+        quiet_on_closed_stdout();
+    }
     let result = match cli.command {
         Command::Demo(a) => private::demo(a),
         Command::Serve(a) => private::serve(a),
@@ -116,6 +122,18 @@ fn main() {
     if let Err(e) = result {
         eprintln!("error: {}", one_line(&e));
         std::process::exit(1);
+    }
+}
+
+/// Verbs that only print reports (no sockets) end quietly when their reader goes away (`privinfer
+/// inspect M | head`), as other command-line tools do, instead of panicking in `println!`. Not
+/// for verbs with sockets: there a peer that disconnects must give an error, not kill the process.
+fn quiet_on_closed_stdout() {
+    #[cfg(unix)]
+    // SAFETY: called before any thread is started; it only restores the default disposition of
+    // SIGPIPE, which the Rust runtime set to "ignore".
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 
