@@ -77,7 +77,29 @@ pub fn dot_shoup(m: &Modulus, out: &mut [u64], x: &[&[u64]], w: &[u64], ws: &[u6
         unsafe { x86::dot_shoup(m.value(), out, x, w, ws) };
         return;
     }
-    dot_shoup_scalar(m, out, x, w, ws)
+    let _ = ws;
+    dot_wide(m, out, x, w)
+}
+
+/// The portable path of [`dot_shoup`]: each `Σ_j x_j[i]·w_j` accumulated exactly in 192 bits
+/// (a 128-bit sum and a carry count) and reduced once, `2^128 ≡ r (mod q)` folding the carries:
+/// one widening multiplication per term instead of Shoup's three multiplications and two
+/// conditional subtractions (the fallback on machines without AVX-512).
+pub fn dot_wide(m: &Modulus, out: &mut [u64], x: &[&[u64]], w: &[u64]) {
+    assert!(x.len() == w.len());
+    assert!(x.iter().all(|v| v.len() == out.len()));
+    // 2^128 mod q = ((2^128 − 1) mod q) + 1 mod q.
+    let r128 = m.add(m.reduce_u128(u128::MAX), 1);
+    for (i, o) in out.iter_mut().enumerate() {
+        let mut lo = 0u128;
+        let mut carries = 0u64;
+        for (xj, &wj) in x.iter().zip(w) {
+            let (s, c) = lo.overflowing_add(xj[i] as u128 * wj as u128);
+            lo = s;
+            carries += c as u64;
+        }
+        *o = m.add(m.reduce_u128(lo), m.mul(m.reduce(carries), r128));
+    }
 }
 
 /// Scalar reference of [`dot_shoup`].
@@ -423,6 +445,39 @@ mod x86 {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn dot_wide_matches_the_shoup_reference() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(3);
+        for &q in &[
+            (1u64 << 61) - 1,
+            0x3fff_ffff_fffe_0001,
+            65537,
+            (1 << 50) + 55,
+        ] {
+            let Ok(m) = Modulus::new(q) else { continue };
+            for terms in [1usize, 2, 3, 5, 17, 40] {
+                let n = 37;
+                let xs: Vec<Vec<u64>> = (0..terms)
+                    .map(|_| {
+                        (0..n)
+                            .map(|k| if k == 0 { u64::MAX } else { rng.gen() })
+                            .collect()
+                    })
+                    .collect();
+                let w: Vec<u64> = (0..terms)
+                    .map(|j| if j == 0 { q - 1 } else { rng.gen_range(0..q) })
+                    .collect();
+                let ws: Vec<u64> = w.iter().map(|&v| m.shoup(v)).collect();
+                let refs: Vec<&[u64]> = xs.iter().map(|v| v.as_slice()).collect();
+                let (mut a, mut b) = (vec![0; n], vec![0; n]);
+                dot_shoup_scalar(&m, &mut a, &refs, &w, &ws);
+                dot_wide(&m, &mut b, &refs, &w);
+                assert_eq!(a, b, "q {q} terms {terms}");
+            }
+        }
+    }
     use super::*;
     use rand::{Rng, SeedableRng};
 
