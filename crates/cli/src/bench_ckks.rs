@@ -57,10 +57,7 @@ fn preset(name: &str) -> anyhow::Result<(ParamsLiteral, BootstrapConfig)> {
 
 /// Peak resident set size of this process in MiB (Linux `VmHWM`).
 fn peak_mib() -> Option<u64> {
-    let s = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb / 1024)
+    math::alloc::peak_resident_bytes().map(|b| b >> 20)
 }
 
 /// CPU time (user + system, all threads) of this process in milliseconds (Linux

@@ -180,13 +180,6 @@ pub fn inspect(model: &nn::Model, opts: &FheOpts, json_out: bool) -> anyhow::Res
     Ok(())
 }
 
-fn peak_rss_bytes() -> Option<u64> {
-    let s = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
-}
-
 /// One encrypted inference with its costs.
 pub struct Inference {
     pub logits: Vec<f64>,
@@ -309,7 +302,7 @@ pub fn bench(model: &nn::Model, x: &[f32], opts: &FheOpts, json_out: bool) -> an
         "rotations": tot.rotations, "conv_rotations": conv_rot, "mpcnn_conv_rotations": mpcnn_rot,
         "pt_mults": tot.pt_mults, "ct_mults": tot.ct_mults, "rotation_keys": dep.rotations.len(),
         "eval_key_bytes": eval_key_bytes, "ciphertext_bytes_c2s": inf.c2s, "ciphertext_bytes_s2c": inf.s2c,
-        "peak_rss_bytes": peak_rss_bytes(), "precision_bits": precision_bits, "matches_float": matches_float,
+        "peak_rss_bytes": math::alloc::peak_resident_bytes(), "precision_bits": precision_bits, "matches_float": matches_float,
         "max_abs_err": err, "range": r, "range_source": src, "plan_ms": plan_ms, "keygen_ms": keygen_ms,
         "encrypt_ms": inf.encrypt_ms, "decrypt_ms": inf.decrypt_ms, "logits": inf.logits, "float_logits": float,
     });
@@ -326,7 +319,7 @@ pub fn bench(model: &nn::Model, x: &[f32], opts: &FheOpts, json_out: bool) -> an
             eval_key_bytes as f64 / 1048576.0,
             inf.c2s as f64 / 1048576.0,
             inf.s2c as f64 / 1048576.0,
-            peak_rss_bytes().unwrap_or(0) as f64 / (1u64 << 30) as f64,
+            math::alloc::peak_resident_bytes().unwrap_or(0) as f64 / (1u64 << 30) as f64,
             precision_bits,
             if matches_float { "=" } else { "≠" }
         );

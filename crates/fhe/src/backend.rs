@@ -22,7 +22,14 @@ pub trait Backend {
         Ok(self.rotate_many(x, &[k])?.pop().expect("one rotation"))
     }
     /// `Σ_i pt_i ⊙ x_i`, one rescale: level `ℓ − 1` (all `x_i` at level `ℓ`), scale kept.
-    fn dot_plain(&self, terms: &[(&Self::Ct, &[f64])]) -> Result<Self::Ct>;
+    fn dot_plain(&self, terms: &[(&Self::Ct, &[f64])]) -> Result<Self::Ct> {
+        let zero = vec![0.0; self.slots()];
+        let t: Vec<(&Self::Ct, &[f64], &[f64])> = terms
+            .iter()
+            .map(|(x, p)| (*x, *p, zero.as_slice()))
+            .collect();
+        self.dot_complex(&t)
+    }
     /// As [`Backend::dot_plain`] with complex plaintexts `re + i·im`.
     fn dot_complex(&self, terms: &[(&Self::Ct, &[f64], &[f64])]) -> Result<Self::Ct>;
     /// Splits `z` into `(z + z̄, −i·(z − z̄))`, i.e. `(2·Re z, 2·Im z)`: one conjugation, no level.
@@ -128,14 +135,6 @@ impl Backend for Sim {
                 }
             })
             .collect())
-    }
-    fn dot_plain(&self, terms: &[(&SimCt, &[f64])]) -> Result<SimCt> {
-        let zero = vec![0.0; self.n];
-        let t: Vec<(&SimCt, &[f64], &[f64])> = terms
-            .iter()
-            .map(|(x, p)| (*x, *p, zero.as_slice()))
-            .collect();
-        self.dot_complex(&t)
     }
     fn dot_complex(&self, terms: &[(&SimCt, &[f64], &[f64])]) -> Result<SimCt> {
         let level = terms[0].0.level;
@@ -303,21 +302,6 @@ impl Backend for Ckks<'_> {
         }
         let ks: Vec<isize> = ks.iter().map(|k| k.rem_euclid(n)).collect();
         Ok(self.eval.rotate_hoisted(x, &ks)?)
-    }
-    fn dot_plain(&self, terms: &[(&Ciphertext, &[f64])]) -> Result<Ciphertext> {
-        let level = terms[0].0.level();
-        if level == 0 {
-            return Err(ckks::CkksError::NoLevelLeft.into());
-        }
-        let q = self.params.q()[level] as f64;
-        let prods: Vec<Ciphertext> = terms
-            .par_iter()
-            .map(|(x, p)| {
-                let pt = self.encode(p, level, q)?;
-                Ok(self.eval.mul_plain(x, &pt)?)
-            })
-            .collect::<Result<_>>()?;
-        self.sum_rescale(prods, terms[0].0.scale())
     }
     fn dot_complex(&self, terms: &[(&Ciphertext, &[f64], &[f64])]) -> Result<Ciphertext> {
         let level = terms[0].0.level();

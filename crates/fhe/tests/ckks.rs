@@ -21,12 +21,7 @@ fn tiny_fhe_network_on_ciphertexts_matches_float() {
     )
     .unwrap();
     assert!(dep.prog.bootstraps() >= 1, "the plan bootstraps");
-    let mut rng = ChaCha20Rng::seed_from_u64(5);
-    let keys = dep.keygen(&mut rng).unwrap();
-    let input = dep.encrypt(&keys.sk, &x, &mut rng).unwrap();
-    let eval = ckks::Evaluator::new(&dep.params, keys.eval).unwrap();
-    let run = dep.evaluate(&eval, keys.encaps.as_ref(), input).unwrap();
-    let y = dep.decrypt(&keys.sk, &run.output).unwrap();
+    let (y, _) = common::run_encrypted(&dep, &x, 5);
     let err = common::max_err(&y, &want);
     let scale = want.iter().fold(0f64, |a, v| a.max(v.abs()));
     eprintln!("logits {y:?}\nfloat  {want:?}\nmax error {err:.2e} (max |logit| {scale:.2})");
@@ -37,12 +32,15 @@ fn tiny_fhe_network_on_ciphertexts_matches_float() {
         nn::argmax(&want.iter().map(|&v| v as f32).collect::<Vec<_>>())
     );
     // Bad input is refused.
+    let mut rng = ChaCha20Rng::seed_from_u64(5);
+    let keys = dep.keygen(&mut rng).unwrap();
     assert!(dep.encrypt(&keys.sk, &x[1..], &mut rng).is_err());
     assert!(dep.decrypt(&keys.sk, &[]).is_err());
 }
 
 /// Without bootstrapping, on a deep INSECURE chain at 2^10 slots: the stride-2 ConvA there has
-/// two output ciphertexts, computed as one complex pass and split by a conjugation.
+/// two output ciphertexts, computed as one complex pass and split by a conjugation; and the
+/// same network with MPCNN's convolution.
 #[test]
 fn tiny_fhe_network_without_bootstrapping_with_complex_passes() {
     let (m, cases) = common::tiny("tiny_fhe");
@@ -58,7 +56,7 @@ fn tiny_fhe_network_without_bootstrapping_with_complex_passes() {
         digits: None,
         security: ckks::Security::InsecureForTests,
     };
-    let dep = Deployment::new(&m, lit, None, 16.0).unwrap();
+    let dep = Deployment::new(&m, lit.clone(), None, 16.0).unwrap();
     assert_eq!(dep.prog.bootstraps(), 0);
     assert!(
         dep.offer
@@ -67,15 +65,16 @@ fn tiny_fhe_network_without_bootstrapping_with_complex_passes() {
             .any(|&(g, _)| g == dep.params.conjugation_element()),
         "a complex pass"
     );
-    let mut rng = ChaCha20Rng::seed_from_u64(6);
-    let keys = dep.keygen(&mut rng).unwrap();
-    let input = dep.encrypt(&keys.sk, &x, &mut rng).unwrap();
-    let eval = ckks::Evaluator::new(&dep.params, keys.eval).unwrap();
-    let run = dep.evaluate(&eval, None, input).unwrap();
-    let y = dep.decrypt(&keys.sk, &run.output).unwrap();
+    let (y, _) = common::run_encrypted(&dep, &x, 6);
     let err = common::max_err(&y, &want);
     eprintln!("max error {err:.2e}");
     assert!(err < 1e-4, "max error {err}: {y:?} vs {want:?}");
+    // MPCNN's convolution (P → P for every layer) on the same parameters.
+    let mp = Deployment::with_conv(&m, lit, None, 16.0, fhe::lower::ConvAlgo::Mpcnn).unwrap();
+    let (y, run) = common::run_encrypted(&mp, &x, 16);
+    assert!(run.steps.iter().any(|s| s.op == "conv-mpcnn"));
+    let err = common::max_err(&y, &want);
+    assert!(err < 1e-4, "MPCNN's convolution: max error {err}");
 }
 
 /// The two parties over a channel: offer, keys one message each, ciphertexts, logits; a client
@@ -200,12 +199,7 @@ fn tiny_relu_network_on_ciphertexts() {
         range,
     )
     .unwrap();
-    let mut rng = ChaCha20Rng::seed_from_u64(8);
-    let keys = dep.keygen(&mut rng).unwrap();
-    let input = dep.encrypt(&keys.sk, &x, &mut rng).unwrap();
-    let eval = ckks::Evaluator::new(&dep.params, keys.eval).unwrap();
-    let run = dep.evaluate(&eval, keys.encaps.as_ref(), input).unwrap();
-    let y = dep.decrypt(&keys.sk, &run.output).unwrap();
+    let (y, _) = common::run_encrypted(&dep, &x, 8);
     let err = common::max_err(&y, &want);
     eprintln!(
         "composite ReLU on ciphertexts: max error {err:.2e}, {} bootstraps",

@@ -46,3 +46,19 @@ pub fn max_abs_trace(m: &nn::Model, x: &[f32]) -> f64 {
 pub fn max_err(a: &[f64], b: &[f64]) -> f64 {
     a.iter().zip(b).fold(0f64, |m, (p, q)| m.max((p - q).abs()))
 }
+
+/// One encrypted inference of `x` under `dep` with fresh keys from `seed`: the decrypted output
+/// and the run's report.
+pub fn run_encrypted(
+    dep: &fhe::Deployment,
+    x: &[f32],
+    seed: u64,
+) -> (Vec<f64>, fhe::Run<ckks::Ciphertext>) {
+    use rand::SeedableRng;
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(seed);
+    let keys = dep.keygen(&mut rng).unwrap();
+    let input = dep.encrypt(&keys.sk, x, &mut rng).unwrap();
+    let eval = ckks::Evaluator::new(&dep.params, keys.eval).unwrap();
+    let run = dep.evaluate(&eval, keys.encaps.as_ref(), input).unwrap();
+    (dep.decrypt(&keys.sk, &run.output).unwrap(), run)
+}
