@@ -64,6 +64,20 @@ fn ot01(n: usize, w: u32) -> Cost {
     }
 }
 
+/// `n` ORs of private bits as shares in a group of `w` bits (one affine OT each).
+pub fn or_bits(n: usize, w: u32) -> Cost {
+    ot01(n, w)
+}
+
+/// A millionaire on `bits`-bit inputs that also yields the comparison of the low `split` bits.
+pub fn millionaire_split(n: usize, bits: u32, split: u32) -> Cost {
+    m(n, bits, split)
+}
+
+pub use crate::approx::{
+    gelu_cost as gelu, lut_cost as lut, softmax_cost as softmax, trunc_nonneg_cost as trunc_nonneg,
+};
+
 /// [`crate::Session::millionaire`] on `bits`-bit inputs.
 pub fn millionaire(n: usize, bits: u32) -> Cost {
     m(n, bits, 0)

@@ -59,6 +59,12 @@ pub enum MpcError {
     /// A pooling window or tensor shape that is empty or inconsistent.
     #[error("invalid pooling: {what} (value {value})")]
     InvalidPool { what: &'static str, value: usize },
+    /// A GELU or softmax specification whose parameters or tables do not fit together.
+    #[error("invalid {what} specification: {reason}")]
+    InvalidSpec {
+        what: &'static str,
+        reason: &'static str,
+    },
 }
 
 /// Result with [`MpcError`].

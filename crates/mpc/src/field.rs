@@ -232,7 +232,7 @@ impl Session {
 
     /// Additive shares in `g` of `m0 ∨ m1`, P_i holding the bits `m` (one affine OT each: P0
     /// offers `f(c) = m0 ∨ c`, P1 chooses `c = m1`).
-    fn or_shares<C: Channel + ?Sized>(
+    pub(crate) fn or_shares<C: Channel + ?Sized>(
         &mut self,
         ch: &mut C,
         m: &[u8],

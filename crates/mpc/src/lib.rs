@@ -44,6 +44,7 @@
 //! # Ok::<(), privinfer_mpc::MpcError>(())
 //! ```
 
+mod approx;
 mod bits;
 pub mod cost;
 mod cots;
@@ -60,6 +61,7 @@ mod ring;
 mod session;
 mod trunc;
 
+pub use approx::{GeluSpec, SoftmaxSpec};
 pub use error::{MpcError, Result};
 pub use field::FieldModulus;
 pub use pool::{PoolShape, PoolSpec};

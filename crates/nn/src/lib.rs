@@ -10,6 +10,7 @@
 //!
 //! This crate depends on no cryptographic crate (docs/architecture.md).
 
+pub mod approx;
 pub mod data;
 pub mod error;
 pub mod fixed;

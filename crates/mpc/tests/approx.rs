@@ -1,0 +1,201 @@
+//! GELU and softmax on shares against their fixed-point definitions (`nn::approx`), over the
+//! whole input range and at the edges of the reduced rings, and their traffic against the cost
+//! model.
+mod common;
+
+use common::*;
+use mpc::{cost, reconstruct, GeluSpec, Party, Ring, Shares, SoftmaxSpec};
+use nn::approx::{Gelu, Softmax};
+use privinfer_mpc as mpc;
+use rand::Rng;
+use transport::Channel;
+
+fn pick(p: Party, a: &[u64], b: &[u64]) -> Vec<u64> {
+    match p {
+        Party::P0 => a.to_vec(),
+        Party::P1 => b.to_vec(),
+    }
+}
+
+fn gelu_spec(g: &Gelu) -> GeluSpec<'_> {
+    GeluSpec {
+        s: g.s,
+        m: g.m,
+        f: g.f,
+        j: g.j,
+        e: g.e,
+        product_bits: g.product_bits(),
+        h_bits: g.h_bits(),
+        a: &g.a,
+        b: &g.b,
+    }
+}
+
+fn softmax_spec(t: &Softmax) -> SoftmaxSpec<'_> {
+    SoftmaxSpec {
+        s: t.s,
+        m: t.m,
+        f: t.f,
+        j: t.j,
+        k: t.k,
+        big_k: t.big_k,
+        eh: &t.eh,
+        el: &t.el,
+    }
+}
+
+/// Values at the edges of GELU's segments, clip point and reduced ring, plus random ones of
+/// every magnitude.
+fn gelu_inputs(ring: Ring, s: u32, rng: &mut impl Rng) -> Vec<u64> {
+    let mut v: Vec<i64> = Vec::new();
+    for base in [0i64, 1 << (s - 4), 4 << s, 64 << s, 128 << s, 1 << (s + 8)] {
+        for d in -2i64..=2 {
+            v.push(base + d);
+            v.push(-base + d);
+        }
+    }
+    for _ in 0..300 {
+        v.push(rng.gen_range(-(8i64 << s)..(8i64 << s)));
+    }
+    let mut out: Vec<u64> = v.into_iter().map(|x| ring.from_signed(x)).collect();
+    out.extend((0..100).map(|_| ring.random(rng)));
+    out
+}
+
+#[test]
+fn gelu_equals_reference_on_every_ring() {
+    let mut r = rng(41);
+    for (l, s) in [(37u32, 12u32), (32, 10), (41, 12), (64, 16)] {
+        let ring = Ring::new(l).unwrap();
+        let g = Gelu::new(s);
+        let vals = gelu_inputs(ring, s, &mut r);
+        let (xs, s0, s1) = sharings(ring, &vals, &mut r);
+        let gg = g.clone();
+        let (o0, o1) = run(4100 + l as u64, move |p, sess, ch| {
+            let x = Shares::new(ring, s, pick(p, &s0, &s1)).unwrap();
+            sess.gelu(ch, &x, &gelu_spec(&gg)).unwrap().data
+        });
+        let y = reconstruct(ring, &o0, &o1).unwrap();
+        for (i, &x) in xs.iter().enumerate() {
+            assert_eq!(y[i], g.eval(l, x), "l={l} s={s} x={}", ring.to_signed(x));
+        }
+    }
+}
+
+#[test]
+fn softmax_equals_reference() {
+    let mut r = rng(42);
+    for (l, s, row) in [
+        (37u32, 12u32, 65usize),
+        (37, 12, 1),
+        (37, 12, 7),
+        (41, 12, 257),
+        (32, 10, 16),
+    ] {
+        let ring = Ring::new(l).unwrap();
+        let t = Softmax::new(s);
+        let rows = if row > 100 { 2 } else { 6 };
+        let mut vals = Vec::new();
+        for k in 0..rows {
+            // Typical rows, rows with a huge common offset, a constant row, and rows whose
+            // spread wraps the reduced ring (defined, not meaningful).
+            let spread: i64 = match k % 3 {
+                0 => 10 << s,
+                1 => 200 << s,
+                _ => 1,
+            };
+            let off: i64 = if k % 2 == 0 { 0 } else { 3000 << s };
+            for _ in 0..row {
+                vals.push(ring.from_signed(off + r.gen_range(-spread..=spread)));
+            }
+        }
+        if row > 1 {
+            vals.truncate((vals.len() / row - 1) * row);
+            vals.extend((0..row).map(|_| ring.random(&mut r)));
+        }
+        let (s0, s1) = mpc::share(ring, &vals, &mut r);
+        let tt = t.clone();
+        let (o0, o1) = run(4200 + row as u64, move |p, sess, ch| {
+            let x = Shares::new(ring, s, pick(p, &s0, &s1)).unwrap();
+            sess.softmax(ch, &x, row, &softmax_spec(&tt)).unwrap().data
+        });
+        let y = reconstruct(ring, &o0, &o1).unwrap();
+        for (c, (got, x)) in y.chunks(row).zip(vals.chunks(row)).enumerate() {
+            assert_eq!(
+                got,
+                t.eval_row(l, x).as_slice(),
+                "l={l} row={row} chunk {c}"
+            );
+        }
+    }
+}
+
+#[test]
+fn traffic_equals_cost_model() {
+    let ring = Ring::new(37).unwrap();
+    let g = Gelu::new(12);
+    let t = Softmax::new(12);
+    let mut r = rng(43);
+    let n = 130;
+    let vals: Vec<u64> = (0..n)
+        .map(|_| ring.from_signed(r.gen_range(-(1i64 << 16)..1 << 16)))
+        .collect();
+    let (s0, s1) = mpc::share(ring, &vals, &mut r);
+    let want_g = cost::gelu(&gelu_spec(&g), 37, n).unwrap();
+    let want_s = cost::softmax(&softmax_spec(&t), 37, n, 65).unwrap();
+    let (o0, _) = run(4300, move |p, sess, ch| {
+        let x = Shares::new(ring, 12, pick(p, &s0, &s1)).unwrap();
+        let mut out = Vec::new();
+        for op in ["gelu", "softmax"] {
+            let st = ch.stats();
+            let ot = sess.ot_usage();
+            if op == "gelu" {
+                sess.gelu(ch, &x, &gelu_spec(&g)).unwrap();
+            } else {
+                sess.softmax(ch, &x, 65, &softmax_spec(&t)).unwrap();
+            }
+            let d = ch.stats().since(&st);
+            let o = sess.ot_usage();
+            let ot_bytes = (o.bytes_sent - ot.bytes_sent) + (o.bytes_received - ot.bytes_received);
+            let cots = (o.cots_sent - ot.cots_sent) + (o.cots_received - ot.cots_received);
+            let bits = (d.bytes_sent + d.bytes_received - ot_bytes) * 8;
+            out.push((op, bits, d.frames_sent + d.frames_received, cots));
+        }
+        out
+    });
+    for ((op, got, frames, cots), want) in o0.into_iter().zip([want_g, want_s]) {
+        assert!(
+            got >= want.bits && got < want.bits + 8 * frames,
+            "{op}: measured {got} bits, model {}",
+            want.bits
+        );
+        assert_eq!(cots, want.cots(), "{op}: COTs");
+    }
+}
+
+#[test]
+fn bad_specs_are_errors() {
+    let ring = Ring::new(37).unwrap();
+    let g = Gelu::new(12);
+    let t = Softmax::new(12);
+    let (o0, _) = run(4400, move |_, sess, ch| {
+        let x = Shares::new(ring, 12, vec![0; 10]).unwrap();
+        let bad_g = GeluSpec {
+            a: &g.a[..10],
+            ..gelu_spec(&g)
+        };
+        let e1 = sess.gelu(ch, &x, &bad_g).unwrap_err().to_string();
+        let e2 = sess
+            .softmax(ch, &x, 3, &softmax_spec(&t))
+            .unwrap_err()
+            .to_string();
+        let e3 = sess
+            .softmax(ch, &x, 0, &softmax_spec(&t))
+            .unwrap_err()
+            .to_string();
+        (e1, e2, e3)
+    });
+    assert!(o0.0.contains("GELU"), "{}", o0.0);
+    assert!(o0.1.contains("softmax rows"), "{}", o0.1);
+    assert!(o0.2.contains("softmax"), "{}", o0.2);
+}

@@ -1,0 +1,339 @@
+//! Fixed-point definitions of the transformer non-linearities (GELU, softmax): the exact integer
+//! semantics every private protocol must reproduce bit for bit (docs/fixed-point.md § Transformer
+//! non-linearities, docs/protocols/transformer.md for the protocols).
+//!
+//! Inputs and outputs are elements of Z_{2^ℓ} at scale 2^s. Each function first reduces its
+//! input to a small ring Z_{2^m} (m = s + 8 for GELU, s + 9 for softmax): a ring homomorphism the
+//! parties apply to their shares locally. Inputs with |x| < 2^{m−s−1} (GELU: |x| < 128; softmax:
+//! max − min of a row < 256, whatever the values themselves) get the intended function; larger
+//! ones a defined wrap-around result, like every fixed-point overflow.
+//!
+//! The tables are functions of s only, computed here in f64 and rounded; both parties and the
+//! oracle build them with this code.
+
+/// Signed value of the low `bits` bits of `x` (two's complement).
+fn signed(x: u64, bits: u32) -> i64 {
+    let sh = 64 - bits;
+    ((x << sh) as i64) >> sh
+}
+
+fn mask(bits: u32) -> u64 {
+    if bits == 64 {
+        u64::MAX
+    } else {
+        (1u64 << bits) - 1
+    }
+}
+
+/// `relu` in Z_{2^bits}: `v` if its signed value is ≥ 0, else 0.
+fn relu_mod(v: u64, bits: u32) -> u64 {
+    if signed(v, bits) >= 0 {
+        v & mask(bits)
+    } else {
+        0
+    }
+}
+
+/// GELU(x) = x·Φ(x) as `ReLU(x) − h(|x|)` with h(a) = a·Φ(−a), h read from a piecewise-linear
+/// table on [0, 2^{j−f}) with segments of width 2^{−f} (0 beyond: h(4) < 1.3·10^{−4}).
+///
+/// Integer semantics of [`Gelu::eval`] (all values are plain integers unless reduced):
+/// ```text
+/// xm = x mod 2^m;  d = [signed_m(xm) ≥ 0];  r = d ? x : 0              (r in Z_{2^ℓ})
+/// a  = (2r − x) mod 2^m                                                (|x| in Z_{2^m})
+/// q  = a >> (s − f);  frac = a mod 2^{s−f}
+/// g  = [signed_{m−s+f}(q − 2^j) < 0];  i = q mod 2^j
+/// t  = (B[i] · frac) >> (s − f + e)            (B[i] = slope + 2^{s−f+e} ≥ 0)
+/// h  = A[i] + t − frac
+/// y  = r − g·h  mod 2^ℓ
+/// ```
+/// `A[i]` is h's minimax line on segment i at scale 2^s, `B[i]` its slope at scale 2^{s+e}
+/// per segment, offset by 2^{s−f+e} so that it is non-negative; `t − frac` undoes the offset
+/// exactly (2^{s−f+e}·frac / 2^{s−f+e} = frac).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Gelu {
+    /// Fractional bits s of input and output.
+    pub s: u32,
+    /// Bits of the reduced ring (s + 8).
+    pub m: u32,
+    /// Segments per unit: 2^f.
+    pub f: u32,
+    /// Index bits: the table covers |x| < 2^{j−f}.
+    pub j: u32,
+    /// Extra fractional bits of the slopes.
+    pub e: u32,
+    /// Intercepts at scale 2^s (2^j entries, each in [−2^{10}, 2^{10}) for s ≤ 12).
+    pub a: Vec<i64>,
+    /// Offset slopes at scale 2^{s+e}, each in [0, 2^{s−f+e+1}).
+    pub b: Vec<u64>,
+}
+
+/// h(a) = a·Φ(−a) = a·erfc(a/√2)/2.
+fn gelu_h(a: f64) -> f64 {
+    a * 0.5 * libm::erfc(a / std::f64::consts::SQRT_2)
+}
+
+impl Gelu {
+    /// The tables for scale 2^s (4 ≤ s ≤ 20): 16 segments per unit on [0, 4), slopes with
+    /// 4 extra bits.
+    pub fn new(s: u32) -> Gelu {
+        assert!((4..=20).contains(&s), "GELU tables for 4 <= s <= 20");
+        let (f, j, e) = (4u32, 6u32, 4u32);
+        let delta = 1.0 / (1u64 << f) as f64;
+        let mut a = Vec::with_capacity(1 << j);
+        let mut b = Vec::with_capacity(1 << j);
+        for i in 0..1u64 << j {
+            let x0 = i as f64 * delta;
+            let (h0, h1) = (gelu_h(x0), gelu_h(x0 + delta));
+            let slope = h1 - h0;
+            // Minimax line parallel to the chord: shift by the mean of the extreme deviations.
+            let (mut lo, mut hi) = (0f64, 0f64);
+            for k in 0..=64 {
+                let u = k as f64 / 64.0;
+                let dev = gelu_h(x0 + u * delta) - (h0 + slope * u);
+                lo = lo.min(dev);
+                hi = hi.max(dev);
+            }
+            let intercept = h0 + (lo + hi) / 2.0;
+            a.push((intercept * (1u64 << s) as f64).round() as i64);
+            let off = 1u64 << (s - f + e);
+            let sl = (slope * (1u64 << (s + e)) as f64).round() as i64 + off as i64;
+            b.push(u64::try_from(sl).expect("GELU slope offset keeps B non-negative"));
+        }
+        Gelu {
+            s,
+            m: s + 8,
+            f,
+            j,
+            e,
+            a,
+            b,
+        }
+    }
+
+    /// Bits of the ring in which the slope product `B[i]·frac` is computed (it stays below
+    /// 2^{bits−1}).
+    pub fn product_bits(&self) -> u32 {
+        let bmax = *self.b.iter().max().expect("non-empty table");
+        let p = bmax * (mask(self.s - self.f));
+        64 - p.leading_zeros() + 1
+    }
+
+    /// Bits of the small ring in which h is formed (|h| < 2^{bits−2}).
+    pub fn h_bits(&self) -> u32 {
+        self.s + 1
+    }
+
+    /// GELU of one element of Z_{2^ℓ} at scale 2^s.
+    pub fn eval(&self, ell: u32, x: u64) -> u64 {
+        let (s, m, f, j, e) = (self.s, self.m, self.f, self.j, self.e);
+        let lm = mask(ell);
+        let xm = x & mask(m);
+        let r = if signed(xm, m) >= 0 { x & lm } else { 0 };
+        let a = (2u64.wrapping_mul(r)).wrapping_sub(x) & mask(m);
+        let q = a >> (s - f);
+        let frac = a & mask(s - f);
+        let g = signed(q.wrapping_sub(1 << j), m - s + f) < 0;
+        let i = (q & mask(j)) as usize;
+        let t = (self.b[i] * frac) >> (s - f + e);
+        let h = self.a[i] + t as i64 - frac as i64;
+        let gh = if g { h } else { 0 };
+        r.wrapping_sub(gh as u64) & lm
+    }
+}
+
+/// Softmax over rows: max by a pairwise tree, e^{−u} of u = max − x from two tables (high and
+/// low digit of u at 2^{−f} resolution, clipped at u ≥ 2^{j−f}), and one exact integer division
+/// per row.
+///
+/// Integer semantics of [`Softmax::eval_row`]:
+/// ```text
+/// xm_i = x_i mod 2^m
+/// mx   = tree max of xm in Z_{2^m}: pairs (0,1), (2,3), …, an odd last value passes;
+///        max2(p, q) = q + relu_m(p − q) mod 2^m
+/// u_i  = (mx − xm_i) mod 2^m;  q_i = u_i >> (s − f)
+/// g_i  = [signed_{m−s+f}(q_i − 2^j) < 0];  lo = q_i mod 2^k;  hi = (q_i mod 2^j) >> k
+/// E_i  = g_i · ((EH[hi] · EL[lo]) >> s)                       (E ≤ 2^s)
+/// S    = Σ E_i;  R = floor(2^K / S) by K − s + 1 restoring-division steps (below)
+/// y_i  = (E_i · R) >> (K − s)
+/// ```
+/// EH[h] = round(2^s·e^{−h·2^{k−f}}), EL[l] = round(2^s·e^{−(l + 1/2)·2^{−f}}).
+/// Division: rem = 2^K, R = 0; for t = Q−1 … 0 (Q = K − s + 1): if rem ≥ S·2^t then
+/// rem −= S·2^t and R += 2^t. It equals floor(2^K / S) when that is below 2^Q, which holds
+/// whenever S ≥ 2^{s−1} — always, unless the row's range wraps the reduced ring (then the
+/// maximal element need not have u = 0 and S may be small; R is still what the steps give).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Softmax {
+    pub s: u32,
+    pub m: u32,
+    pub f: u32,
+    pub j: u32,
+    pub k: u32,
+    /// Scale of the reciprocal: R = floor(2^K / S).
+    pub big_k: u32,
+    pub eh: Vec<u64>,
+    pub el: Vec<u64>,
+}
+
+impl Softmax {
+    /// The tables for scale 2^s (4 ≤ s ≤ 14): resolution 2^{−6}, clipped at u ≥ 16, digits of
+    /// 5 bits, K = s + 19.
+    pub fn new(s: u32) -> Softmax {
+        assert!((4..=14).contains(&s), "softmax tables for 4 <= s <= 14");
+        let (f, j, k) = (6u32, 10u32, 5u32);
+        let one = (1u64 << s) as f64;
+        let eh = (0..1u64 << (j - k))
+            .map(|h| (one * (-((h << k) as f64) / (1u64 << f) as f64).exp()).round() as u64)
+            .collect();
+        let el = (0..1u64 << k)
+            .map(|l| (one * (-(l as f64 + 0.5) / (1u64 << f) as f64).exp()).round() as u64)
+            .collect();
+        Softmax {
+            s,
+            m: s + 9,
+            f,
+            j,
+            k,
+            big_k: s + 19,
+            eh,
+            el,
+        }
+    }
+
+    /// Quotient bits of the division.
+    pub fn quotient_bits(&self) -> u32 {
+        self.big_k - self.s + 1
+    }
+
+    /// Bits of the ring of the division's comparisons: rem ≤ 2^K and S·2^t < 2^{s+10+Q−1}
+    /// (rows up to 512) both fit with a sign bit to spare.
+    pub fn division_bits(&self) -> u32 {
+        self.big_k.max(self.s + 10 + self.quotient_bits()) + 2
+    }
+
+    /// Softmax of one row of Z_{2^ℓ} elements at scale 2^s (rows of 1 to 512 values).
+    pub fn eval_row(&self, ell: u32, x: &[u64]) -> Vec<u64> {
+        let (s, m, f, j, k) = (self.s, self.m, self.f, self.j, self.k);
+        assert!(!x.is_empty() && x.len() <= 512, "rows of 1 to 512 values");
+        let mm = mask(m);
+        let xm: Vec<u64> = x.iter().map(|&v| v & mm).collect();
+        let mut level = xm.clone();
+        while level.len() > 1 {
+            level = level
+                .chunks(2)
+                .map(|p| {
+                    if p.len() == 2 {
+                        p[1].wrapping_add(relu_mod(p[0].wrapping_sub(p[1]) & mm, m)) & mm
+                    } else {
+                        p[0]
+                    }
+                })
+                .collect();
+        }
+        let mx = level[0];
+        let e: Vec<u64> = xm
+            .iter()
+            .map(|&v| {
+                let u = mx.wrapping_sub(v) & mm;
+                let q = u >> (s - f);
+                let g = signed(q.wrapping_sub(1 << j), m - s + f) < 0;
+                let lo = (q & mask(k)) as usize;
+                let hi = ((q & mask(j)) >> k) as usize;
+                if g {
+                    (self.eh[hi] * self.el[lo]) >> s
+                } else {
+                    0
+                }
+            })
+            .collect();
+        let sum: u64 = e.iter().sum();
+        let r = self.divide(sum);
+        let lm = mask(ell);
+        e.iter()
+            .map(|&v| ((v * r) >> (self.big_k - s)) & lm)
+            .collect()
+    }
+
+    /// The restoring division of [`Softmax`]: floor(2^K / S) when that is below 2^Q.
+    pub fn divide(&self, sum: u64) -> u64 {
+        let mut rem = 1u128 << self.big_k;
+        let mut r = 0u64;
+        for t in (0..self.quotient_bits()).rev() {
+            let d = (sum as u128) << t;
+            if rem >= d {
+                rem -= d;
+                r += 1 << t;
+            }
+        }
+        r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gelu_f(x: f64) -> f64 {
+        0.5 * x * libm::erfc(-x / std::f64::consts::SQRT_2)
+    }
+
+    #[test]
+    fn gelu_error_against_float() {
+        let g = Gelu::new(12);
+        let mut worst = 0f64;
+        for v in -40_000i64..40_000 {
+            let x = (v as u64) & mask(37);
+            let y = signed(g.eval(37, x), 37) as f64 / 4096.0;
+            worst = worst.max((y - gelu_f(v as f64 / 4096.0)).abs());
+        }
+        // Segment fit ≈ 2·10^{−4}, table and product rounding ≤ 2 ulps of 2^{−12}.
+        assert!(worst < 7e-4, "max |GELU error| = {worst}");
+        assert!(g.product_bits() <= 24 && g.b.iter().all(|&b| b < 1 << 14));
+        assert!(g.a.iter().all(|&a| a.abs() < 1 << 10));
+    }
+
+    #[test]
+    fn gelu_large_inputs_are_relu() {
+        let g = Gelu::new(12);
+        for v in [5i64 << 12, 60 << 12, -(5 << 12), -(60 << 12)] {
+            let x = (v as u64) & mask(37);
+            assert_eq!(signed(g.eval(37, x), 37), v.max(0));
+        }
+    }
+
+    #[test]
+    fn softmax_error_against_float() {
+        let sm = Softmax::new(12);
+        let mut state = 7u64;
+        let mut worst = 0f64;
+        for n in [1usize, 2, 3, 65, 257] {
+            for _ in 0..20 {
+                let row: Vec<i64> = (0..n)
+                    .map(|_| {
+                        state = state
+                            .wrapping_mul(6364136223846793005)
+                            .wrapping_add(1442695040888963407);
+                        ((state >> 33) % (24 << 12)) as i64 - (12 << 12)
+                    })
+                    .collect();
+                let x: Vec<u64> = row.iter().map(|&v| (v as u64) & mask(37)).collect();
+                let y = sm.eval_row(37, &x);
+                let mx = row.iter().copied().max().unwrap() as f64 / 4096.0;
+                let z: f64 = row.iter().map(|&v| (v as f64 / 4096.0 - mx).exp()).sum();
+                for (i, &v) in row.iter().enumerate() {
+                    let p = (v as f64 / 4096.0 - mx).exp() / z;
+                    worst = worst.max((signed(y[i], 37) as f64 / 4096.0 - p).abs());
+                }
+            }
+        }
+        assert!(worst < 2.5e-3, "max |softmax error| = {worst}");
+    }
+
+    #[test]
+    fn division_is_floor_in_range() {
+        let sm = Softmax::new(12);
+        for sum in [2049u64, 4064, 4096, 65 * 4096, 257 * 4096, 512 * 4096 - 1] {
+            assert_eq!(sm.divide(sum), (1u64 << sm.big_k) / sum);
+        }
+    }
+}
