@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-OPS = ["relu", "gelu", "softmax65", "softmax257", "layernorm256"]
+OPS = ["relu", "gelu", "gelu_tanh", "softmax65", "softmax257", "layernorm256"]
 
 
 def child(op: str, n: int, seed: int) -> None:
@@ -30,12 +30,14 @@ def child(op: str, n: int, seed: int) -> None:
     if op == "relu":
         x = rng.normal(0, 4, n).astype(np.float32)
         f = jax.nn.relu
-    elif op == "gelu":
-        x = rng.normal(0, 2, n).astype(np.float32)
-        f = lambda v: jax.nn.gelu(v, approximate=False)
+    elif op in ("gelu", "gelu_tanh"):
+        # Inputs and reference as in `privinfer bench nonlinear`: uniform in [-8, 8), erf GELU.
+        x = rng.uniform(-8, 8, n).astype(np.float32)
+        f = lambda v: jax.nn.gelu(v, approximate=op == "gelu_tanh")
+        ref = lambda v: jax.nn.gelu(v, approximate=False)
     elif op.startswith("softmax"):
         w = int(op[len("softmax"):])
-        x = rng.normal(0, 3, (n // w, w)).astype(np.float32)
+        x = rng.uniform(-12, 12, (n // w, w)).astype(np.float32)
         f = lambda v: jax.nn.softmax(v, axis=-1)
     else:
         w = int(op[len("layernorm"):])
@@ -49,7 +51,7 @@ def child(op: str, n: int, seed: int) -> None:
     t = time.time()
     got = np.asarray(spsim.sim_jax(sim, f)(x))
     secs = time.time() - t
-    want = np.asarray(f(x))
+    want = np.asarray((ref if op.startswith("gelu") else f)(x.astype(np.float64)))
     err = float(np.max(np.abs(got - want)))
     print(json.dumps({"elements": int(x.size), "max_abs_err": err, "s": secs}))
 

@@ -3,12 +3,17 @@
 //! client, so `bytes_c2s` is what P1 sent. Every result is checked against the plaintext function
 //! (`exact` in the rows). `ring_to_field` / `field_to_ring` are the share conversions between
 //! Z_{2^ℓ} and a batching prime Z_p for values of the fixed-point range (one OT per element).
+//! `gelu` and `softmax65` / `softmax257` (rows of 65 and 257) are the transformer functions of
+//! `nn::approx`, checked against that fixed-point definition and measured against float
+//! (`max_abs_err`); their inputs are typical ones (GELU uniform in [−8, 8), softmax rows uniform
+//! in [−12, 12)), the others uniform over the fixed-point range.
 
 use std::sync::{Arc, Barrier};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use mpc::{plain, FieldModulus, Party, Ring, Session, Shares};
+use mpc::{plain, FieldModulus, GeluSpec, Party, Ring, Session, Shares, SoftmaxSpec};
+use nn::approx::{Gelu, Softmax};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 use transport::{Channel, Stats, TcpChannel, TcpConfig};
@@ -42,7 +47,7 @@ pub struct Args {
 /// The four ops, then extras: the fused exact truncation + ReLU, Cheetah's one-bit-error
 /// known-sign truncation (not the binding semantics), and the fused truncation + ReLU6 (inputs
 /// read at scale 2^{2s}; run when 2s + 5 ≤ ℓ, see [`ops`]).
-const OPS: [&str; 9] = [
+const OPS: [&str; 12] = [
     "relu",
     "relu_approx",
     "trunc",
@@ -52,13 +57,61 @@ const OPS: [&str; 9] = [
     "trunc_relu6",
     "ring_to_field",
     "field_to_ring",
+    "gelu",
+    "softmax65",
+    "softmax257",
 ];
+
+/// Row length of a softmax op (`softmax65` → 65), 1 for the element-wise ops.
+fn row_len(op: &str) -> usize {
+    op.strip_prefix("softmax")
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(1)
+}
+
+/// The transformer functions' tables (public, built by both parties from `nn::approx`).
+struct Tables {
+    gelu: Gelu,
+    softmax: Softmax,
+}
+
+impl Tables {
+    fn gelu_spec(&self) -> GeluSpec<'_> {
+        let g = &self.gelu;
+        GeluSpec {
+            s: g.s,
+            m: g.m,
+            f: g.f,
+            j: g.j,
+            e: g.e,
+            product_bits: g.product_bits(),
+            h_bits: g.h_bits(),
+            a: &g.a,
+            b: &g.b,
+        }
+    }
+    fn softmax_spec(&self) -> SoftmaxSpec<'_> {
+        let t = &self.softmax;
+        SoftmaxSpec {
+            s: t.s,
+            m: t.m,
+            f: t.f,
+            j: t.j,
+            k: t.k,
+            big_k: t.big_k,
+            eh: &t.eh,
+            el: &t.el,
+        }
+    }
+}
 
 /// The ops this ring and shift support.
 fn ops(ell: u32, s: u32) -> Vec<&'static str> {
     OPS.iter()
         .copied()
         .filter(|&op| op != "trunc_relu6" || 2 * s + 5 <= ell)
+        .filter(|&op| op != "gelu" || ((4..=20).contains(&s) && s + 8 <= ell))
+        .filter(|&op| !op.starts_with("softmax") || ((4..=14).contains(&s) && s + 9 <= ell))
         .collect()
 }
 
@@ -70,9 +123,20 @@ fn thread_cpu_ns() -> Option<u64> {
 }
 
 /// The cost model of one benchmarked op.
-fn op_cost(ring: Ring, s: u32, p: FieldModulus, op: &str, n: usize) -> mpc::cost::Cost {
+fn op_cost(
+    ring: Ring,
+    s: u32,
+    p: FieldModulus,
+    tables: &Tables,
+    op: &str,
+    n: usize,
+) -> Result<mpc::cost::Cost> {
     use mpc::cost;
-    match op {
+    Ok(match op {
+        "gelu" => cost::gelu(&tables.gelu_spec(), ring.bits(), n)?,
+        o if o.starts_with("softmax") => {
+            cost::softmax(&tables.softmax_spec(), ring.bits(), n, row_len(o))?
+        }
         "ring_to_field" => cost::ring_to_field_in_range(ring, p.bits(), n),
         "field_to_ring" => cost::field_to_ring_in_range(ring, n),
         "relu" => cost::relu(ring, n),
@@ -82,7 +146,7 @@ fn op_cost(ring: Ring, s: u32, p: FieldModulus, op: &str, n: usize) -> mpc::cost
         "trunc_relu" => cost::trunc_relu(ring, s, n),
         "trunc_relu6" => cost::trunc_relu6(ring, s, n),
         _ => cost::trunc_known_sign_approx(ring, s, n),
-    }
+    })
 }
 
 /// One party's measurement of one op.
@@ -100,9 +164,10 @@ struct Measure {
 fn party(
     p: Party,
     mut ch: TcpChannel,
-    x: Vec<u64>,
+    inputs: Vec<Vec<u64>>,
     xf: Vec<u64>,
     a: &ArgsCopy,
+    tables: &Tables,
     bar: Arc<Barrier>,
 ) -> Result<(Stats, Vec<Measure>)> {
     let ring = Ring::new(a.ell)?;
@@ -115,7 +180,11 @@ fn party(
     let mut sess = Session::setup_with(&mut ch, p, &mut rng, cfg)?;
     let setup = ch.stats().since(&t0);
     let mut res = Vec::new();
-    for op in ops(a.ell, a.scale) {
+    for (oi, op) in ops(a.ell, a.scale).into_iter().enumerate() {
+        let x = &inputs[oi];
+        // Softmax batches hold whole rows.
+        let row = row_len(op);
+        let batch = (a.batch / row).max(1) * row;
         bar.wait();
         let before = ch.stats();
         let ot_before = sess.ot_usage();
@@ -126,8 +195,8 @@ fn party(
         // `ms`/`cpu_ms` are the protocol's own and `ot_ms` the OT layer's.
         let mut pre = std::time::Duration::ZERO;
         let mut pre_cpu = 0u64;
-        for (k, chunk) in x.chunks(a.batch).enumerate() {
-            let (send, recv) = op_cost(ring, a.scale, a.p, op, chunk.len()).cots_for(p);
+        for (k, chunk) in x.chunks(batch).enumerate() {
+            let (send, recv) = op_cost(ring, a.scale, a.p, tables, op, chunk.len())?.cots_for(p);
             let (tp, cp) = (Instant::now(), thread_cpu_ns());
             sess.prefetch(&mut ch, send, recv)?;
             pre += tp.elapsed();
@@ -149,6 +218,10 @@ fn party(
                 "trunc_known_sign" => sess.trunc_known_sign(&mut ch, &xs, a.scale)?,
                 "trunc_relu" => sess.trunc_relu(&mut ch, &xs, a.scale)?,
                 "trunc_relu6" => sess.trunc_relu6(&mut ch, &xs, a.scale)?,
+                "gelu" => sess.gelu(&mut ch, &xs, &tables.gelu_spec())?,
+                o if o.starts_with("softmax") => {
+                    sess.softmax(&mut ch, &xs, row, &tables.softmax_spec())?
+                }
                 _ => sess.trunc_known_sign_approx(&mut ch, &xs, a.scale)?,
             };
             out.extend(y.data);
@@ -213,7 +286,33 @@ pub fn run(args: Args) -> Result<()> {
     let values: Vec<u64> = (0..args.elements)
         .map(|_| ring.from_signed((rng.next_u64() % (2 * lim - 1)) as i64 - (lim as i64 - 1)))
         .collect();
-    let (s0, s1) = mpc::share(ring, &values, &mut rng);
+    // Typical transformer inputs for GELU and softmax (module documentation).
+    let one = (1u64 << args.scale) as f64;
+    let uniform = |rng: &mut ChaCha20Rng, lo: f64, hi: f64| {
+        let u = (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+        ring.from_signed(((lo + (hi - lo) * u) * one).round() as i64)
+    };
+    let op_list = ops(args.ell, args.scale);
+    let op_values: Vec<Vec<u64>> = op_list
+        .iter()
+        .map(|&op| {
+            let row = row_len(op);
+            let n = (args.elements / row).max(1) * row;
+            match op {
+                "gelu" => (0..n).map(|_| uniform(&mut rng, -8.0, 8.0)).collect(),
+                o if o.starts_with("softmax") => {
+                    (0..n).map(|_| uniform(&mut rng, -12.0, 12.0)).collect()
+                }
+                _ => values.clone(),
+            }
+        })
+        .collect();
+    let (mut in0, mut in1) = (Vec::new(), Vec::new());
+    for v in &op_values {
+        let (a, b) = mpc::share(ring, v, &mut rng);
+        in0.push(a);
+        in1.push(b);
+    }
     // The same values over Z_p, randomly shared there.
     let fvals: Vec<u64> = values
         .iter()
@@ -225,19 +324,23 @@ pub fn run(args: Args) -> Result<()> {
         .zip(&f0)
         .map(|(&v, &a)| (v + p - a) % p)
         .collect();
+    let tables = Arc::new(Tables {
+        gelu: Gelu::new(args.scale.clamp(4, 20)),
+        softmax: Softmax::new(args.scale.clamp(4, 14)),
+    });
 
     let (c0, c1) = TcpChannel::loopback_pair(TcpConfig::default()).context("TCP loopback")?;
     let bar = Arc::new(Barrier::new(2));
     let b1 = bar.clone();
-    let h = std::thread::spawn(move || party(Party::P1, c1, s1, f1, &a, b1));
-    let r0 = party(Party::P0, c0, s0, f0, &a, bar);
+    let t1 = tables.clone();
+    let h = std::thread::spawn(move || party(Party::P1, c1, in1, f1, &a, &t1, b1));
+    let r0 = party(Party::P0, c0, in0, f0, &a, &tables, bar);
     let r1 = h
         .join()
         .map_err(|_| anyhow::anyhow!("client thread panicked"))?;
     let (setup0, m0) = r0?;
     let (_, m1) = r1?;
 
-    let n = args.elements as f64;
     if args.json {
         println!(
             "{{\"op\":\"setup\",\"bytes_c2s\":{},\"bytes_s2c\":{},\"rounds\":{}}}",
@@ -266,15 +369,47 @@ pub fn run(args: Args) -> Result<()> {
             "COTs/el"
         );
     }
-    for (i, op) in ops(args.ell, args.scale).iter().enumerate() {
+    for (i, op) in op_list.iter().enumerate() {
         let (p0, p1) = (&m0[i], &m1[i]);
-        for (j, &x) in values.iter().enumerate() {
-            let got = if *op == "ring_to_field" {
-                (p0.out[j] + p1.out[j]) % p
-            } else {
-                ring.add(p0.out[j], p1.out[j])
-            };
+        let vals = &op_values[i];
+        let got: Vec<u64> = (0..vals.len())
+            .map(|j| {
+                if *op == "ring_to_field" {
+                    (p0.out[j] + p1.out[j]) % p
+                } else {
+                    ring.add(p0.out[j], p1.out[j])
+                }
+            })
+            .collect();
+        // Largest |output − float function| of the transformer ops (real values).
+        let mut max_err: Option<f64> = None;
+        if *op == "gelu" {
+            for (j, &x) in vals.iter().enumerate() {
+                if got[j] != tables.gelu.eval(args.ell, x) {
+                    bail!("{op}: wrong result at element {j}");
+                }
+                let want = nn::approx::gelu_f64(ring.to_signed(x) as f64 / one);
+                let e = (ring.to_signed(got[j]) as f64 / one - want).abs();
+                max_err = Some(max_err.unwrap_or(0f64).max(e));
+            }
+        } else if op.starts_with("softmax") {
+            let row = row_len(op);
+            for (r, (g, x)) in got.chunks(row).zip(vals.chunks(row)).enumerate() {
+                if g != tables.softmax.eval_row(args.ell, x).as_slice() {
+                    bail!("{op}: wrong result in row {r}");
+                }
+                let xf: Vec<f64> = x.iter().map(|&v| ring.to_signed(v) as f64 / one).collect();
+                for (gv, want) in g.iter().zip(nn::approx::softmax_f64(&xf)) {
+                    let e = (ring.to_signed(*gv) as f64 / one - want).abs();
+                    max_err = Some(max_err.unwrap_or(0f64).max(e));
+                }
+            }
+        }
+        for (j, &x) in vals.iter().enumerate() {
+            let got = got[j];
             let ok = match *op {
+                "gelu" => true,
+                o if o.starts_with("softmax") => true,
                 "ring_to_field" => got == fvals[j],
                 "field_to_ring" => got == x,
                 "relu" => got == plain::relu(ring, x),
@@ -292,6 +427,7 @@ pub fn run(args: Args) -> Result<()> {
                 bail!("{op}: wrong result at element {j}");
             }
         }
+        let n = vals.len() as f64;
         let total = p0.stats.bytes_sent + p0.stats.bytes_received;
         let bits = total as f64 * 8.0 / n;
         let ot_bits = (p0.ot_sent + p0.ot_recv) as f64 * 8.0 / n;
@@ -299,8 +435,8 @@ pub fn run(args: Args) -> Result<()> {
         let ms = p0.ms.max(p1.ms);
         if args.json {
             println!(
-                "{{\"op\":\"{op}\",\"elements\":{},\"ell\":{},\"scale\":{},\"exact\":{},\"ms\":{ms:.1},\"ot_ms\":{:.1},\"cpu_ms_p0\":{},\"cpu_ms_p1\":{},\"bytes_c2s\":{},\"bytes_s2c\":{},\"rounds\":{},\"bits_per_element\":{bits:.2},\"protocol_bits_per_element\":{:.2},\"formula_bits_per_element\":{:.2},\"ot_bits_per_element\":{ot_bits:.2},\"cots_per_element\":{cots:.2}}}",
-                args.elements,
+                "{{\"op\":\"{op}\",\"elements\":{},\"ell\":{},\"scale\":{},\"exact\":{},\"ms\":{ms:.1},\"ot_ms\":{:.1},\"cpu_ms_p0\":{},\"cpu_ms_p1\":{},\"bytes_c2s\":{},\"bytes_s2c\":{},\"rounds\":{},\"bits_per_element\":{bits:.2},\"protocol_bits_per_element\":{:.2},\"formula_bits_per_element\":{:.2},\"ot_bits_per_element\":{ot_bits:.2},\"cots_per_element\":{cots:.2},\"max_abs_err\":{}}}",
+                vals.len(),
                 args.ell,
                 args.scale,
                 // Every element was checked: equal to the plaintext function, or for the
@@ -313,13 +449,14 @@ pub fn run(args: Args) -> Result<()> {
                 p0.stats.bytes_sent,
                 p0.stats.rounds(),
                 bits - ot_bits,
-                op_cost(ring, args.scale, a.p, op, args.elements).bits as f64 / n
+                op_cost(ring, args.scale, a.p, &tables, op, vals.len())?.bits as f64 / n,
+                max_err.map_or_else(|| "null".to_string(), |e| format!("{e:.3e}"))
             );
         } else {
             println!(
                 "{:<24} {:>9} {:>10.1} {:>10.1} {:>12} {:>12} {:>7} {:>9.2} {:>9.2} {:>8.2}",
                 op,
-                args.elements,
+                vals.len(),
                 ms,
                 p0.ot_ms.max(p1.ot_ms),
                 p0.stats.bytes_received,

@@ -365,7 +365,7 @@ impl Session {
         let lr = x.ring;
         spec.check(lr.bits(), row)?;
         lr.check("softmax input", &x.data)?;
-        if x.len() % row != 0 {
+        if !x.len().is_multiple_of(row) {
             return Err(MpcError::LengthMismatch {
                 what: "softmax rows",
                 expected: x.len().div_ceil(row) * row,
@@ -520,7 +520,7 @@ pub fn softmax_cost(spec: &SoftmaxSpec<'_>, ell: u32, n: usize, row: usize) -> R
     for _ in 0..spec.quotient_bits() {
         division = division + step;
     }
-    Ok(cost::max_windows(rm, std::iter::repeat(row).take(rows))
+    Ok(cost::max_windows(rm, std::iter::repeat_n(row, rows))
         + cost::millionaire_split(n, sh + k, sh)
         + cost::b2a(rq, n)
         + cost::b2a(rhi, n)

@@ -68,6 +68,19 @@ pub struct Gelu {
     pub b: Vec<u64>,
 }
 
+/// GELU in f64 (the erf form), the float function the fixed-point one approximates.
+pub fn gelu_f64(x: f64) -> f64 {
+    0.5 * x * libm::erfc(-x / std::f64::consts::SQRT_2)
+}
+
+/// Softmax of a row in f64.
+pub fn softmax_f64(x: &[f64]) -> Vec<f64> {
+    let mx = x.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let e: Vec<f64> = x.iter().map(|&v| (v - mx).exp()).collect();
+    let z: f64 = e.iter().sum();
+    e.iter().map(|&v| v / z).collect()
+}
+
 /// h(a) = a·Φ(−a) = a·erfc(a/√2)/2.
 fn gelu_h(a: f64) -> f64 {
     a * 0.5 * libm::erfc(a / std::f64::consts::SQRT_2)
@@ -273,10 +286,6 @@ impl Softmax {
 mod tests {
     use super::*;
 
-    fn gelu_f(x: f64) -> f64 {
-        0.5 * x * libm::erfc(-x / std::f64::consts::SQRT_2)
-    }
-
     #[test]
     fn gelu_error_against_float() {
         let g = Gelu::new(12);
@@ -284,7 +293,7 @@ mod tests {
         for v in -40_000i64..40_000 {
             let x = (v as u64) & mask(37);
             let y = signed(g.eval(37, x), 37) as f64 / 4096.0;
-            worst = worst.max((y - gelu_f(v as f64 / 4096.0)).abs());
+            worst = worst.max((y - gelu_f64(v as f64 / 4096.0)).abs());
         }
         // Segment fit ≈ 2·10^{−4}, table and product rounding ≤ 2 ulps of 2^{−12}.
         assert!(worst < 7e-4, "max |GELU error| = {worst}");
@@ -318,10 +327,8 @@ mod tests {
                     .collect();
                 let x: Vec<u64> = row.iter().map(|&v| (v as u64) & mask(37)).collect();
                 let y = sm.eval_row(37, &x);
-                let mx = row.iter().copied().max().unwrap() as f64 / 4096.0;
-                let z: f64 = row.iter().map(|&v| (v as f64 / 4096.0 - mx).exp()).sum();
-                for (i, &v) in row.iter().enumerate() {
-                    let p = (v as f64 / 4096.0 - mx).exp() / z;
+                let xf: Vec<f64> = row.iter().map(|&v| v as f64 / 4096.0).collect();
+                for (i, p) in softmax_f64(&xf).into_iter().enumerate() {
                     worst = worst.max((signed(y[i], 37) as f64 / 4096.0 - p).abs());
                 }
             }
