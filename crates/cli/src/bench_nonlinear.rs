@@ -6,14 +6,18 @@
 //! `gelu` and `softmax65` / `softmax257` (rows of 65 and 257) are the transformer functions of
 //! `nn::approx`, checked against that fixed-point definition and measured against float
 //! (`max_abs_err`); their inputs are typical ones (GELU uniform in [−8, 8), softmax rows uniform
-//! in [−12, 12)), the others uniform over the fixed-point range.
+//! in [−12, 12), LayerNorm rows of 256 uniform in [−3, 4)), the others uniform over the
+//! fixed-point range. `layernorm256` is the normalization without γ, β (a channel-affine linear
+//! op).
 
 use std::sync::{Arc, Barrier};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use mpc::{plain, FieldModulus, GeluSpec, Party, Ring, Session, Shares, SoftmaxSpec};
-use nn::approx::{Gelu, Softmax};
+use mpc::{
+    plain, FieldModulus, GeluSpec, LayerNormSpec, Party, Ring, Session, Shares, SoftmaxSpec,
+};
+use nn::approx::{Gelu, LayerNorm, Softmax};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 use transport::{Channel, Stats, TcpChannel, TcpConfig};
@@ -47,7 +51,7 @@ pub struct Args {
 /// The four ops, then extras: the fused exact truncation + ReLU, Cheetah's one-bit-error
 /// known-sign truncation (not the binding semantics), and the fused truncation + ReLU6 (inputs
 /// read at scale 2^{2s}; run when 2s + 5 ≤ ℓ, see [`ops`]).
-const OPS: [&str; 12] = [
+const OPS: [&str; 13] = [
     "relu",
     "relu_approx",
     "trunc",
@@ -60,11 +64,13 @@ const OPS: [&str; 12] = [
     "gelu",
     "softmax65",
     "softmax257",
+    "layernorm256",
 ];
 
-/// Row length of a softmax op (`softmax65` → 65), 1 for the element-wise ops.
+/// Row length of a softmax or LayerNorm op (`softmax65` → 65), 1 for the element-wise ops.
 fn row_len(op: &str) -> usize {
     op.strip_prefix("softmax")
+        .or_else(|| op.strip_prefix("layernorm"))
         .and_then(|r| r.parse().ok())
         .unwrap_or(1)
 }
@@ -73,6 +79,7 @@ fn row_len(op: &str) -> usize {
 struct Tables {
     gelu: Gelu,
     softmax: Softmax,
+    layernorm: LayerNorm,
 }
 
 impl Tables {
@@ -88,6 +95,20 @@ impl Tables {
             h_bits: g.h_bits(),
             a: &g.a,
             b: &g.b,
+        }
+    }
+    fn layernorm_spec(&self) -> LayerNormSpec {
+        let l = &self.layernorm;
+        LayerNormSpec {
+            s: l.s,
+            m: l.m,
+            v: l.v,
+            d: l.d,
+            t: l.t,
+            mul: l.mul,
+            t2: l.t2,
+            mul2: l.mul2,
+            eps: l.eps,
         }
     }
     fn softmax_spec(&self) -> SoftmaxSpec<'_> {
@@ -111,7 +132,8 @@ fn ops(ell: u32, s: u32) -> Vec<&'static str> {
         .copied()
         .filter(|&op| op != "trunc_relu6" || 2 * s + 5 <= ell)
         .filter(|&op| op != "gelu" || ((4..=20).contains(&s) && s + 8 <= ell))
-        .filter(|&op| !op.starts_with("softmax") || ((4..=14).contains(&s) && s + 9 <= ell))
+        .filter(|&op| !op.starts_with("softmax") || ((8..=14).contains(&s) && s + 9 <= ell))
+        .filter(|&op| !op.starts_with("layernorm") || ((8..=16).contains(&s) && s + 20 <= ell))
         .collect()
 }
 
@@ -134,6 +156,9 @@ fn op_cost(
     use mpc::cost;
     Ok(match op {
         "gelu" => cost::gelu(&tables.gelu_spec(), ring.bits(), n)?,
+        o if o.starts_with("layernorm") => {
+            cost::layernorm(&tables.layernorm_spec(), ring.bits(), n)?
+        }
         o if o.starts_with("softmax") => {
             cost::softmax(&tables.softmax_spec(), ring.bits(), n, row_len(o))?
         }
@@ -219,6 +244,9 @@ fn party(
                 "trunc_relu" => sess.trunc_relu(&mut ch, &xs, a.scale)?,
                 "trunc_relu6" => sess.trunc_relu6(&mut ch, &xs, a.scale)?,
                 "gelu" => sess.gelu(&mut ch, &xs, &tables.gelu_spec())?,
+                o if o.starts_with("layernorm") => {
+                    sess.layernorm(&mut ch, &xs, &tables.layernorm_spec())?
+                }
                 o if o.starts_with("softmax") => {
                     sess.softmax(&mut ch, &xs, row, &tables.softmax_spec())?
                 }
@@ -303,6 +331,9 @@ pub fn run(args: Args) -> Result<()> {
                 o if o.starts_with("softmax") => {
                     (0..n).map(|_| uniform(&mut rng, -12.0, 12.0)).collect()
                 }
+                o if o.starts_with("layernorm") => {
+                    (0..n).map(|_| uniform(&mut rng, -3.0, 4.0)).collect()
+                }
                 _ => values.clone(),
             }
         })
@@ -326,7 +357,8 @@ pub fn run(args: Args) -> Result<()> {
         .collect();
     let tables = Arc::new(Tables {
         gelu: Gelu::new(args.scale.clamp(4, 20)),
-        softmax: Softmax::new(args.scale.clamp(4, 14)),
+        softmax: Softmax::new(args.scale.clamp(8, 14)),
+        layernorm: LayerNorm::new(args.scale.clamp(8, 16), args.ell.max(28), 256, 1e-5),
     });
 
     let (c0, c1) = TcpChannel::loopback_pair(TcpConfig::default()).context("TCP loopback")?;
@@ -392,6 +424,21 @@ pub fn run(args: Args) -> Result<()> {
                 let e = (ring.to_signed(got[j]) as f64 / one - want).abs();
                 max_err = Some(max_err.unwrap_or(0f64).max(e));
             }
+        } else if op.starts_with("layernorm") {
+            let row = row_len(op);
+            for (r, (g, x)) in got.chunks(row).zip(vals.chunks(row)).enumerate() {
+                if g != tables.layernorm.eval_row(args.ell, x).as_slice() {
+                    bail!("{op}: wrong result in row {r}");
+                }
+                let xf: Vec<f64> = x.iter().map(|&v| ring.to_signed(v) as f64 / one).collect();
+                let mu = xf.iter().sum::<f64>() / row as f64;
+                let var = xf.iter().map(|v| (v - mu) * (v - mu)).sum::<f64>() / row as f64;
+                for (gv, xv) in g.iter().zip(&xf) {
+                    let want = (xv - mu) / (var + 1e-5).sqrt();
+                    let e = (ring.to_signed(*gv) as f64 / one - want).abs();
+                    max_err = Some(max_err.unwrap_or(0f64).max(e));
+                }
+            }
         } else if op.starts_with("softmax") {
             let row = row_len(op);
             for (r, (g, x)) in got.chunks(row).zip(vals.chunks(row)).enumerate() {
@@ -409,7 +456,7 @@ pub fn run(args: Args) -> Result<()> {
             let got = got[j];
             let ok = match *op {
                 "gelu" => true,
-                o if o.starts_with("softmax") => true,
+                o if o.starts_with("softmax") || o.starts_with("layernorm") => true,
                 "ring_to_field" => got == fvals[j],
                 "field_to_ring" => got == x,
                 "relu" => got == plain::relu(ring, x),

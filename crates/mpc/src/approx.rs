@@ -16,7 +16,9 @@ use transport::Channel;
 
 use crate::bits::{mask, BitReader, BitWriter};
 use crate::cost::{self, Cost};
-use crate::cots::{one_of_n_answer_bits, one_of_n_choose, one_of_n_send, Group};
+use crate::cots::{
+    affine_choose, affine_send, one_of_n_answer_bits, one_of_n_choose, one_of_n_send, Group,
+};
 use crate::session::{Party, Session};
 use crate::{MpcError, Result, Ring, Shares};
 
@@ -48,6 +50,58 @@ pub struct SoftmaxSpec<'a> {
     pub big_k: u32,
     pub eh: &'a [u64],
     pub el: &'a [u64],
+}
+
+/// The parameters of layer normalization (`nn::approx::LayerNorm`; the constants
+/// `nn::approx::LN_*` are fixed by the protocol).
+#[derive(Clone, Copy, Debug)]
+pub struct LayerNormSpec {
+    pub s: u32,
+    pub m: u32,
+    pub v: u32,
+    pub d: usize,
+    pub t: u32,
+    pub mul: u64,
+    pub t2: u32,
+    pub mul2: u64,
+    pub eps: u64,
+}
+
+/// Integer square root result bits, division quotient bits, K, final shift (nn::approx::LN_*).
+const LN_ROOT_BITS: u32 = 20;
+const LN_QUOTIENT_BITS: u32 = 25;
+const LN_K: u32 = 32;
+const LN_SHIFT: u32 = 18;
+/// Rings of the per-row steps and of the final product.
+const LN_SQRT_RING: u32 = 43;
+const LN_DIV_RING: u32 = 46;
+const LN_PRODUCT_RING: u32 = LN_SHIFT + 19;
+const LN_WIDE_RING: u32 = 64;
+
+impl LayerNormSpec {
+    fn square_ring(&self) -> u32 {
+        // ct² < 2^{2(m−2−v)}, summed over D ≤ 512 rows, non-negative.
+        2 * (self.m - 2 - self.v) + 11
+    }
+    fn check(&self, ell: u32) -> Result<()> {
+        let w = "LayerNorm";
+        if self.d == 0 || self.d > 512 {
+            return Err(bad(w, "rows of 1 to 512 values"));
+        }
+        if self.v == 0 || self.v >= self.s || self.s + 8 != self.m || self.m + 2 > ell {
+            return Err(bad(w, "need 0 < v < s, m = s + 8 and m + 2 <= ell"));
+        }
+        if self.t != 40 || self.t2 != 16 || self.mul > 1 << 40 || self.mul2 > 1 << 24 {
+            return Err(bad(
+                w,
+                "mean and variance scales must be those of nn::approx",
+            ));
+        }
+        if self.square_ring() > 62 || self.m - self.v < 4 {
+            return Err(bad(w, "square ring out of range"));
+        }
+        Ok(())
+    }
 }
 
 fn bad(what: &'static str, reason: &'static str) -> MpcError {
@@ -328,6 +382,16 @@ impl Session {
                 data: frac.clone(),
             },
         )?;
+        // Round to nearest: P0 adds half of the dropped unit (B·frac + 2^{sh+e−1} < 2^{pb−1}).
+        let half = 1u64 << (sh + e - 1);
+        let prod = Shares {
+            data: prod
+                .data
+                .iter()
+                .map(|&v| if p0 { rp.add(v, half) } else { v })
+                .collect(),
+            ..prod
+        };
         let t = self.trunc_nonneg(ch, &prod, sh + e, rh)?;
         let h: Vec<u64> = (0..x.len())
             .map(|i| rh.sub(rh.add(av[i], t.data[i]), rh.reduce(frac[i])))
@@ -418,7 +482,7 @@ impl Session {
             .chunks(row)
             .map(|c| c.iter().fold(0, |a, &v| rd.add(a, v)))
             .collect();
-        let recip = self.divide_rows(ch, &sums, spec, rd, ry)?;
+        let recip = self.divide_by(ch, &sums, 1u64 << spec.big_k, spec.quotient_bits(), rd, ry)?;
         let ey = Shares {
             ring: ry,
             scale: s,
@@ -434,32 +498,334 @@ impl Session {
         y.scale = s;
         Ok(y)
     }
+}
 
-    /// Restoring division `floor(2^K / S)` of each shared `S` (ring `rd`), quotient shares in
-    /// `ry` (the steps of `nn::approx::Softmax::divide`).
-    fn divide_rows<C: Channel + ?Sized>(
+impl Session {
+    /// Affine OTs in both directions in one flight each way: this party receives on its
+    /// instances (`recv_c`, `recv_g`) and sends on the peer's (`send_g`, with f(0) = `f0` and
+    /// f(1) = `f1`). Returns (receiver shares, sender shares).
+    fn affine_both<C: Channel + ?Sized>(
         &mut self,
         ch: &mut C,
-        sums: &[u64],
-        spec: &SoftmaxSpec<'_>,
-        rd: Ring,
-        ry: Ring,
+        recv_c: &[u8],
+        recv_g: &[Group],
+        send: (&[Group], &[u64], &[u64]),
+        what: &'static str,
+    ) -> Result<(Vec<u64>, Vec<u64>)> {
+        let (send_g, f0, f1) = send;
+        let (mut s, mut r) = self.cots(ch, send_g.len(), recv_g.len())?;
+        let mut w = BitWriter::default();
+        let rs = affine_choose(&mut r, &|i| recv_g[i], recv_c, &mut w);
+        let ss = affine_send(&mut s, &|i| send_g[i], f0, f1, &mut w);
+        let peer_bits = send_g.len() as u64 + recv_g.iter().map(|g| g.width() as u64).sum::<u64>();
+        let got = self.exchange(ch, w.finish(), peer_bits, what)?;
+        let mut rd = BitReader::new(&got, peer_bits, what)?;
+        let sv = ss.finish(&mut rd);
+        let rv = rs.finish(&mut rd, what)?;
+        Ok((rv, sv))
+    }
+
+    /// For 0 ≤ x < 2^{w−1} shared mod 2^w: shares mod 2^b of x² and of x itself. With
+    /// x = x0 + x1 − W·2^w, W = msb(x0) ∨ msb(x1):
+    /// x² = x0² + x1² + 2·x0·x1 − 2^{w+1}·W·(x0 + x1) + 2^{2w}·W — one Gilboa cross term on x1's
+    /// w bits and three one-bit affine OTs.
+    fn square_nonneg<C: Channel + ?Sized>(
+        &mut self,
+        ch: &mut C,
+        x: &Shares,
+        out: Ring,
+    ) -> Result<(Vec<u64>, Vec<u64>)> {
+        let (wx, b) = (x.ring.bits(), out.bits());
+        let n = x.len();
+        let per = wx as usize + 2;
+        let gw1 = Group::Pow2(b - wx - 1);
+        let gw = Group::Pow2(b - wx);
+        let big: Vec<Group> = (0..n * per)
+            .map(|k| match k % per {
+                i if i < wx as usize => Group::Pow2(b - i as u32),
+                i if i == wx as usize => gw1,
+                _ => gw,
+            })
+            .collect();
+        let small = vec![gw1; n];
+        let msb: Vec<u8> = x.data.iter().map(|&v| x.ring.msb(v)).collect();
+        let (cross, wx0, wx1, wsh) = match self.party() {
+            Party::P0 => {
+                let (mut f0, mut f1) = (Vec::with_capacity(n * per), Vec::with_capacity(n * per));
+                for (&a, &m) in x.data.iter().zip(&msb) {
+                    for i in 0..wx {
+                        f0.push(0);
+                        f1.push(a & mask(b - i));
+                    }
+                    f0.push((m as u64 * a) & mask(b - wx - 1));
+                    f1.push(a & mask(b - wx - 1));
+                    f0.push(m as u64);
+                    f1.push(1);
+                }
+                let (rv, sv) = self.affine_both(ch, &msb, &small, (&big, &f0, &f1), "square")?;
+                let cross: Vec<u64> = (0..n)
+                    .map(|j| {
+                        (0..wx as usize)
+                            .fold(0, |a, i| out.add(a, out.reduce(sv[j * per + i] << i)))
+                    })
+                    .collect();
+                let wx0: Vec<u64> = (0..n).map(|j| sv[j * per + wx as usize]).collect();
+                let wsh: Vec<u64> = (0..n).map(|j| sv[j * per + wx as usize + 1]).collect();
+                (cross, wx0, rv, wsh)
+            }
+            Party::P1 => {
+                let mut c = Vec::with_capacity(n * per);
+                for (&a, &m) in x.data.iter().zip(&msb) {
+                    c.extend((0..wx).map(|i| ((a >> i) & 1) as u8));
+                    c.push(m);
+                    c.push(m);
+                }
+                let f0: Vec<u64> = x
+                    .data
+                    .iter()
+                    .zip(&msb)
+                    .map(|(&a, &m)| (m as u64 * a) & mask(b - wx - 1))
+                    .collect();
+                let f1: Vec<u64> = x.data.iter().map(|&a| a & mask(b - wx - 1)).collect();
+                let (rv, sv) = self.affine_both(ch, &c, &big, (&small, &f0, &f1), "square")?;
+                let cross: Vec<u64> = (0..n)
+                    .map(|j| {
+                        (0..wx as usize)
+                            .fold(0, |a, i| out.add(a, out.reduce(rv[j * per + i] << i)))
+                    })
+                    .collect();
+                let wx0: Vec<u64> = (0..n).map(|j| rv[j * per + wx as usize]).collect();
+                let wsh: Vec<u64> = (0..n).map(|j| rv[j * per + wx as usize + 1]).collect();
+                (cross, wx0, sv, wsh)
+            }
+        };
+        let sq = (0..n)
+            .map(|j| {
+                let a = x.data[j];
+                let mut v = out.add(out.mul(a, a), out.mul(2, cross[j]));
+                v = out.sub(v, out.reduce(out.add(wx0[j], wx1[j]) << (wx + 1)));
+                if 2 * wx < b {
+                    v = out.add(v, out.reduce(wsh[j] << (2 * wx)));
+                }
+                v
+            })
+            .collect();
+        let xi = (0..n)
+            .map(|j| out.sub(out.reduce(x.data[j]), out.reduce(wsh[j] << wx)))
+            .collect();
+        Ok((sq, xi))
+    }
+
+    /// `x·y mod 2^b` for 0 ≤ x < 2^{w−1} shared mod 2^w and any y shared mod 2^b: the Gilboa
+    /// cross terms on the w bits of each party's x share, and W·y for the wrap
+    /// W = msb(x0) ∨ msb(x1) of x = x0 + x1 − W·2^w.
+    fn mul_nonneg_small<C: Channel + ?Sized>(
+        &mut self,
+        ch: &mut C,
+        x: &Shares,
+        y: &Shares,
+    ) -> Result<Vec<u64>> {
+        let (wx, out) = (x.ring.bits(), y.ring);
+        let b = out.bits();
+        let n = x.len();
+        let per = wx as usize + 1;
+        let groups: Vec<Group> = (0..n * per)
+            .map(|k| match k % per {
+                i if i < wx as usize => Group::Pow2(b - i as u32),
+                _ => Group::Pow2(b - wx),
+            })
+            .collect();
+        let mut c = Vec::with_capacity(n * per);
+        let (mut f0, mut f1) = (Vec::with_capacity(n * per), Vec::with_capacity(n * per));
+        for j in 0..n {
+            let (a, yv) = (x.data[j], y.data[j]);
+            let m = x.ring.msb(a);
+            c.extend((0..wx).map(|i| ((a >> i) & 1) as u8));
+            c.push(m);
+            for i in 0..wx {
+                f0.push(0);
+                f1.push(yv & mask(b - i));
+            }
+            f0.push((m as u64 * yv) & mask(b - wx));
+            f1.push(yv & mask(b - wx));
+        }
+        let (rv, sv) = self.affine_both(ch, &c, &groups, (&groups, &f0, &f1), "product")?;
+        Ok((0..n)
+            .map(|j| {
+                let mut v = out.mul(out.reduce(x.data[j]), y.data[j]);
+                for i in 0..wx as usize {
+                    let k = j * per + i;
+                    v = out.add(v, out.reduce(rv[k].wrapping_add(sv[k]) << i));
+                }
+                let k = j * per + wx as usize;
+                out.sub(v, out.reduce(rv[k].wrapping_add(sv[k]) << wx))
+            })
+            .collect())
+    }
+
+    /// Layer normalization without its affine part of each row of `spec.d` values, shares at
+    /// scale 2^s in and out, equal to `nn::approx::LayerNorm::eval_row` when every
+    /// |x − μ| < 2^{m−2−s} (its range assumption).
+    pub fn layernorm<C: Channel + ?Sized>(
+        &mut self,
+        ch: &mut C,
+        x: &Shares,
+        spec: &LayerNormSpec,
+    ) -> Result<Shares> {
+        let lr = x.ring;
+        spec.check(lr.bits())?;
+        lr.check("layernorm input", &x.data)?;
+        let d = spec.d;
+        if !x.len().is_multiple_of(d) {
+            return Err(MpcError::LengthMismatch {
+                what: "layernorm rows",
+                expected: x.len().div_ceil(d) * d,
+                got: x.len(),
+            });
+        }
+        let p0 = self.party() == Party::P0;
+        let n = x.len();
+        let (m, v) = (spec.m, spec.v);
+        let (rm, rut, rsq) = (ring(m)?, ring(m - v)?, ring(spec.square_ring())?);
+        let (rwide, rsqrt, rdiv, rprod) = (
+            ring(LN_WIDE_RING)?,
+            ring(LN_SQRT_RING)?,
+            ring(LN_DIV_RING)?,
+            ring(LN_PRODUCT_RING)?,
+        );
+        let add0 = |r: Ring, a: u64, c: u64| if p0 { r.add(a, r.reduce(c)) } else { a };
+        // μ: row sums sign-extended to 64 bits, times M, rounded, exact floor by 2^T.
+        let sums: Vec<u64> = x
+            .data
+            .chunks(d)
+            .map(|c| c.iter().fold(0, |a, &b| lr.add(a, b)))
+            .collect();
+        let wide = self.extend_signed(ch, &Shares::new(lr, 0, sums)?, rwide)?;
+        let scaled: Vec<u64> = wide
+            .data
+            .iter()
+            .map(|&a| add0(rwide, rwide.mul(a, spec.mul), 1 << (spec.t - 1)))
+            .collect();
+        let mu = self
+            .trunc(ch, &Shares::new(rwide, 0, scaled)?, spec.t)?
+            .data;
+        let cm: Vec<u64> = (0..n)
+            .map(|i| rm.reduce(lr.sub(x.data[i], lr.reduce(mu[i / d]))))
+            .collect();
+        // Deviations rounded to 2^{−(s−v)}: ut = (cm + 2^{m−2} + 2^{v−1}) >> v, then Σ ct².
+        let u: Vec<u64> = cm
+            .iter()
+            .map(|&c| add0(rm, c, (1 << (m - 2)) + (1 << (v - 1))))
+            .collect();
+        let ut = self.trunc_nonneg(ch, &Shares::new(rm, 0, u)?, v, rut)?;
+        let (sq, uti) = self.square_nonneg(ch, &ut, rsq)?;
+        let off = 1u64 << (m - 2 - v);
+        let q2: Vec<u64> = sq
+            .chunks(d)
+            .zip(uti.chunks(d))
+            .map(|(a, b)| {
+                let mut acc = 0;
+                for (&s2, &u1) in a.iter().zip(b) {
+                    let ct2 = rsq.sub(s2, rsq.mul(2 * off, u1));
+                    acc = rsq.add(acc, add0(rsq, ct2, off * off));
+                }
+                acc
+            })
+            .collect();
+        // Per row: V = (Q2·M2) >> 16 + ε, σ = isqrt(V·2^8), rs = floor(2^32 / σ).
+        let q2w = self.trunc_nonneg(ch, &Shares::new(rsq, 0, q2)?, 0, rwide)?;
+        let q2m: Vec<u64> = q2w.data.iter().map(|&a| rwide.mul(a, spec.mul2)).collect();
+        let var = self.trunc_nonneg(ch, &Shares::new(rwide, 0, q2m)?, spec.t2, rsqrt)?;
+        let rem: Vec<u64> = var
+            .data
+            .iter()
+            .map(|&a| rsqrt.reduce(add0(rsqrt, a, spec.eps) << 8))
+            .collect();
+        let sigma = self.isqrt_rows(ch, rem, rsqrt, rdiv)?;
+        let rs = self.divide_by(ch, &sigma, 1u64 << LN_K, LN_QUOTIENT_BITS, rdiv, rprod)?;
+        // y = (c·rs + 2^17) >> 18 with c·rs = (cm + 2^{m−2})·rs − 2^{m−2}·rs.
+        let uc: Vec<u64> = cm.iter().map(|&c| add0(rm, c, 1 << (m - 2))).collect();
+        let rsn: Vec<u64> = (0..n).map(|i| rs[i / d]).collect();
+        let pr = self.mul_nonneg_small(
+            ch,
+            &Shares::new(rm, 0, uc)?,
+            &Shares::new(rprod, 0, rsn.clone())?,
+        )?;
+        let pc: Vec<u64> = pr
+            .iter()
+            .zip(&rsn)
+            .map(|(&a, &r)| {
+                let c = rprod.sub(a, rprod.reduce(r << (m - 2)));
+                add0(rprod, c, 1 << (LN_SHIFT - 1))
+            })
+            .collect();
+        // Carry-only truncation: floor(P / 2^18) mod 2^19 needs no wrap bit, for any sign.
+        let yr = ring(LN_PRODUCT_RING - LN_SHIFT)?;
+        let y = self.trunc_nonneg(ch, &Shares::new(rprod, 0, pc)?, LN_SHIFT, yr)?;
+        let mut out = self.extend_signed(ch, &y, lr)?;
+        out.scale = x.scale;
+        Ok(out)
+    }
+
+    /// Digit-by-digit floor(√V) of each shared V (ring `rs`, V < 2^{2·LN_ROOT_BITS}): root
+    /// shares returned in `out`.
+    fn isqrt_rows<C: Channel + ?Sized>(
+        &mut self,
+        ch: &mut C,
+        mut rem: Vec<u64>,
+        rs: Ring,
+        out: Ring,
     ) -> Result<Vec<u64>> {
         let p0 = self.party() == Party::P0;
-        let mut rem: Vec<u64> = sums
-            .iter()
-            .map(|_| if p0 { 1u64 << spec.big_k } else { 0 })
-            .collect();
-        let mut quo = vec![0u64; sums.len()];
-        for t in (0..spec.quotient_bits()).rev() {
-            let sub: Vec<u64> = sums.iter().map(|&v| rd.reduce(v << t)).collect();
+        let mut root = vec![0u64; rem.len()];
+        for t in (0..LN_ROOT_BITS).rev() {
+            // cand = (root << (t+1)) + 2^{2t}: linear in the root's shares.
+            let cand: Vec<u64> = root
+                .iter()
+                .map(|&r| {
+                    let c = rs.reduce(r << (t + 1));
+                    if p0 {
+                        rs.add(c, 1 << (2 * t))
+                    } else {
+                        c
+                    }
+                })
+                .collect();
+            let diff: Vec<u64> = rem.iter().zip(&cand).map(|(&a, &b)| rs.sub(a, b)).collect();
+            let dd = self.drelu(ch, rs, &diff)?;
+            let taken = self.mux(ch, rs, &dd, &cand)?;
+            let da = self.b2a(ch, out, &dd)?;
+            for i in 0..rem.len() {
+                rem[i] = rs.sub(rem[i], taken[i]);
+                root[i] = out.add(root[i], out.reduce(da[i] << t));
+            }
+        }
+        Ok(root)
+    }
+
+    /// Restoring division floor(num / den) of a public numerator by shared denominators (ring
+    /// `rd`, values below 2^{bits}): quotient shares in `out`.
+    fn divide_by<C: Channel + ?Sized>(
+        &mut self,
+        ch: &mut C,
+        den: &[u64],
+        num: u64,
+        bits: u32,
+        rd: Ring,
+        out: Ring,
+    ) -> Result<Vec<u64>> {
+        let p0 = self.party() == Party::P0;
+        let mut rem: Vec<u64> = den.iter().map(|_| if p0 { num } else { 0 }).collect();
+        let mut quo = vec![0u64; den.len()];
+        for t in (0..bits).rev() {
+            let sub: Vec<u64> = den.iter().map(|&v| rd.reduce(v << t)).collect();
             let diff: Vec<u64> = rem.iter().zip(&sub).map(|(&a, &b)| rd.sub(a, b)).collect();
             let d = self.drelu(ch, rd, &diff)?;
             let taken = self.mux(ch, rd, &d, &sub)?;
-            let da = self.b2a(ch, ry, &d)?;
-            for i in 0..sums.len() {
+            let da = self.b2a(ch, out, &d)?;
+            for i in 0..den.len() {
                 rem[i] = rd.sub(rem[i], taken[i]);
-                quo[i] = ry.add(quo[i], ry.reduce(da[i] << t));
+                quo[i] = out.add(quo[i], out.reduce(da[i] << t));
             }
         }
         Ok(quo)
@@ -534,4 +900,50 @@ pub fn softmax_cost(spec: &SoftmaxSpec<'_>, ell: u32, n: usize, row: usize) -> R
         + division
         + cost::mul(ry, n)
         + trunc_nonneg_cost(n, ry.bits(), spec.big_k - s, lr))
+}
+
+/// [`Session::layernorm`] on `n` elements (rows of `spec.d`) of a ring of `ell` bits.
+pub fn layernorm_cost(spec: &LayerNormSpec, ell: u32, n: usize) -> Result<Cost> {
+    spec.check(ell)?;
+    let rows = n / spec.d;
+    let (m, v) = (spec.m, spec.v);
+    let lr = ring(ell)?;
+    let (rwide, rsqrt, rdiv, rprod) = (
+        ring(LN_WIDE_RING)?,
+        ring(LN_SQRT_RING)?,
+        ring(LN_DIV_RING)?,
+        ring(LN_PRODUCT_RING)?,
+    );
+    let (wx, b) = (m - v, spec.square_ring());
+    let n64 = n as u64;
+    let cross = |w: u32, b: u32| (0..w).map(|i| 1 + (b - i) as u64).sum::<u64>();
+    let square = Cost {
+        bits: n64 * (cross(wx, b) + (b - wx) as u64 + (1 + b - wx) as u64 + (b - wx) as u64),
+        cots_p0_sends: n64 * (wx as u64 + 2),
+        cots_p1_sends: n64,
+    };
+    let pw = LN_PRODUCT_RING;
+    let product = Cost {
+        bits: 2 * n64 * (cross(m, pw) + (1 + pw - m) as u64),
+        cots_p0_sends: n64 * (m as u64 + 1),
+        cots_p1_sends: n64 * (m as u64 + 1),
+    };
+    let mut rowwise = trunc_nonneg_cost(rows, ell, 0, rwide)
+        + cost::trunc(rwide, spec.t, rows)
+        + trunc_nonneg_cost(rows, b, 0, rwide)
+        + trunc_nonneg_cost(rows, LN_WIDE_RING, spec.t2, rsqrt);
+    for _ in 0..LN_ROOT_BITS {
+        rowwise =
+            rowwise + cost::drelu(rsqrt, rows) + cost::mux(rsqrt, rows) + cost::b2a(rdiv, rows);
+    }
+    for _ in 0..LN_QUOTIENT_BITS {
+        rowwise =
+            rowwise + cost::drelu(rdiv, rows) + cost::mux(rdiv, rows) + cost::b2a(rprod, rows);
+    }
+    Ok(rowwise
+        + trunc_nonneg_cost(n, m, v, ring(m - v)?)
+        + square
+        + product
+        + trunc_nonneg_cost(n, pw, LN_SHIFT, ring(pw - LN_SHIFT)?)
+        + trunc_nonneg_cost(n, pw - LN_SHIFT, 0, lr))
 }

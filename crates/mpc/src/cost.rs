@@ -75,7 +75,8 @@ pub fn millionaire_split(n: usize, bits: u32, split: u32) -> Cost {
 }
 
 pub use crate::approx::{
-    gelu_cost as gelu, lut_cost as lut, softmax_cost as softmax, trunc_nonneg_cost as trunc_nonneg,
+    gelu_cost as gelu, layernorm_cost as layernorm, lut_cost as lut, softmax_cost as softmax,
+    trunc_nonneg_cost as trunc_nonneg,
 };
 
 /// [`crate::Session::millionaire`] on `bits`-bit inputs.

@@ -199,3 +199,87 @@ fn bad_specs_are_errors() {
     assert!(o0.1.contains("softmax rows"), "{}", o0.1);
     assert!(o0.2.contains("softmax"), "{}", o0.2);
 }
+
+fn ln_spec(l: &nn::approx::LayerNorm) -> mpc::LayerNormSpec {
+    mpc::LayerNormSpec {
+        s: l.s,
+        m: l.m,
+        v: l.v,
+        d: l.d,
+        t: l.t,
+        mul: l.mul,
+        t2: l.t2,
+        mul2: l.mul2,
+        eps: l.eps,
+    }
+}
+
+#[test]
+fn layernorm_equals_reference_within_its_range() {
+    let mut r = rng(44);
+    for (l, s, d) in [
+        (37u32, 12u32, 256usize),
+        (37, 12, 5),
+        (41, 12, 192),
+        (64, 16, 64),
+    ] {
+        let ring = Ring::new(l).unwrap();
+        let ln = nn::approx::LayerNorm::new(s, l, d, 1e-5);
+        let mut vals = Vec::new();
+        // Rows of every spread the range assumption |x − μ| < 64 allows, large means, a
+        // constant row (variance ε only) and a row at the edge.
+        for k in 0..6 {
+            let mean: i64 = [0, 300 << s, -(5 << s), 7, 0, 0][k];
+            let spread: i64 = [2 << s, 30 << s, 1 << (s - 4), 0, 60 << s, 1][k];
+            for _ in 0..d {
+                vals.push(ring.from_signed(mean + r.gen_range(-spread..=spread)));
+            }
+        }
+        let (s0, s1) = mpc::share(ring, &vals, &mut r);
+        let sp = ln_spec(&ln);
+        let (o0, o1) = run(4500 + d as u64, move |p, sess, ch| {
+            let x = Shares::new(ring, s, pick(p, &s0, &s1)).unwrap();
+            sess.layernorm(ch, &x, &sp).unwrap().data
+        });
+        let y = reconstruct(ring, &o0, &o1).unwrap();
+        for (c, (got, x)) in y.chunks(d).zip(vals.chunks(d)).enumerate() {
+            assert_eq!(got, ln.eval_row(l, x).as_slice(), "l={l} d={d} row {c}");
+        }
+    }
+}
+
+#[test]
+fn layernorm_traffic_equals_cost_model() {
+    let ring = Ring::new(37).unwrap();
+    let ln = nn::approx::LayerNorm::new(12, 37, 64, 1e-5);
+    let mut r = rng(45);
+    let n = 128;
+    let vals: Vec<u64> = (0..n)
+        .map(|_| ring.from_signed(r.gen_range(-(1i64 << 14)..1 << 14)))
+        .collect();
+    let (s0, s1) = mpc::share(ring, &vals, &mut r);
+    let sp = ln_spec(&ln);
+    let want = cost::layernorm(&sp, 37, n).unwrap();
+    let (o0, _) = run(4600, move |p, sess, ch| {
+        let x = Shares::new(ring, 12, pick(p, &s0, &s1)).unwrap();
+        let st = ch.stats();
+        let ot = sess.ot_usage();
+        sess.layernorm(ch, &x, &sp).unwrap();
+        let d = ch.stats().since(&st);
+        let o = sess.ot_usage();
+        let ot_bytes = (o.bytes_sent - ot.bytes_sent) + (o.bytes_received - ot.bytes_received);
+        let cots = (o.cots_sent - ot.cots_sent) + (o.cots_received - ot.cots_received);
+        (
+            (d.bytes_sent + d.bytes_received - ot_bytes) * 8,
+            d.frames_sent + d.frames_received,
+            cots,
+        )
+    });
+    let (got, frames, cots) = o0;
+    assert!(
+        got >= want.bits && got < want.bits + 8 * frames,
+        "measured {got} bits, model {}",
+        want.bits
+    );
+    assert_eq!(cots, want.cots());
+}
