@@ -250,6 +250,14 @@ impl<'m> FixedModel<'m> {
         self.model
     }
 
+    fn no_fixed_point(&self, id: NodeId) -> NnError {
+        let node = &self.model.nodes[id];
+        NnError::NoFixedPoint {
+            node: node.name.clone(),
+            op: node.op.name(),
+        }
+    }
+
     pub fn config(&self) -> FixedConfig {
         self.cfg
     }
@@ -427,10 +435,63 @@ impl<'m> FixedModel<'m> {
                     cfg,
                 ))
             }
-            Op::LayerNorm(_) | Op::Softmax | Op::Gelu => Err(NnError::NoFixedPoint {
-                node: node.name.clone(),
-                op: node.op.name(),
-            }),
+            Op::Gelu => {
+                let s = cfg.scale();
+                if !(4..=20).contains(&s) || s + 8 > cfg.ell() {
+                    return Err(self.no_fixed_point(id));
+                }
+                let g = crate::approx::Gelu::new(s);
+                let lim = 1i64 << (g.m - 1);
+                let overflows = x.iter().filter(|&&v| cfg.signed(v).abs() >= lim).count() as u64;
+                let value = x.iter().map(|&v| g.eval(cfg.ell(), v)).collect();
+                Ok(NodeOutput { value, overflows })
+            }
+            Op::Softmax => {
+                let s = cfg.scale();
+                let d = *node.shape.last().unwrap_or(&1);
+                if !(8..=14).contains(&s) || s + 9 > cfg.ell() || d == 0 || d > 512 {
+                    return Err(self.no_fixed_point(id));
+                }
+                let sm = crate::approx::Softmax::new(s);
+                let mut value = Vec::with_capacity(x.len());
+                let mut overflows = 0;
+                for row in x.chunks(d) {
+                    let v: Vec<i64> = row.iter().map(|&e| cfg.signed(e)).collect();
+                    let spread = v.iter().max().unwrap_or(&0) - v.iter().min().unwrap_or(&0);
+                    overflows += (spread >= 1i64 << (sm.m - 1)) as u64 * row.len() as u64;
+                    value.extend(sm.eval_row(cfg.ell(), row));
+                }
+                Ok(NodeOutput { value, overflows })
+            }
+            Op::LayerNorm(l) => {
+                let s = cfg.scale();
+                let d = *node.shape.last().unwrap_or(&1);
+                if !(8..=16).contains(&s) || s + 20 > cfg.ell() || d == 0 || d > 512 {
+                    return Err(self.no_fixed_point(id));
+                }
+                let ln = crate::approx::LayerNorm::new(s, cfg.ell(), d, l.epsilon);
+                let lim = 1i64 << (ln.m - 2);
+                let mut value = Vec::with_capacity(x.len());
+                let mut overflows = 0;
+                for row in x.chunks(d) {
+                    let v: Vec<i64> = row.iter().map(|&e| cfg.signed(e)).collect();
+                    let mean = v.iter().sum::<i64>() / d as i64;
+                    overflows += v.iter().filter(|&&e| (e - mean).abs() >= lim - 2).count() as u64;
+                    value.extend(ln.eval_row(cfg.ell(), row));
+                }
+                if l.is_identity() {
+                    return Ok(NodeOutput { value, overflows });
+                }
+                // γ·n + β at scale 2^{2s}, then t(·): the channel-affine layer the 2PC engine
+                // needs folded into the next linear layer (nn::import folds it when it can).
+                let (w, b) = (&self.params[id].0, &self.params[id].1);
+                let mut y = channel_affine_last(w, b, &value, cfg);
+                let more = cfg.truncate_in_place(&mut y);
+                Ok(NodeOutput {
+                    value: y,
+                    overflows: overflows + more,
+                })
+            }
         }
     }
 }
@@ -514,8 +575,21 @@ fn quantize_node(model: &Model, id: NodeId, cfg: FixedConfig) -> (Vec<u64>, Vec<
             shift.iter().map(|&b| cfg.quantize_bias(b)).collect(),
         ),
         Op::Constant(t) => (t.data.iter().map(|&v| cfg.encode(v)).collect(), vec![]),
+        Op::LayerNorm(l) => (
+            l.gamma.iter().map(|&a| cfg.quantize_weight(a)).collect(),
+            l.beta.iter().map(|&b| cfg.quantize_bias(b)).collect(),
+        ),
         _ => (vec![], vec![]),
     }
+}
+
+/// `γ_j·x + β_j` for the last axis index j of each element, mod 2^ℓ (scale 2^{2s}).
+fn channel_affine_last(w: &[u64], b: &[u64], x: &[u64], cfg: FixedConfig) -> Vec<u64> {
+    let d = w.len();
+    x.iter()
+        .enumerate()
+        .map(|(i, &v)| v.wrapping_mul(w[i % d]).wrapping_add(b[i % d]) & cfg.mask())
+        .collect()
 }
 
 /// Decodes ring elements to reals, `signed(x) / 2^s`.

@@ -438,30 +438,33 @@ impl Builder {
                 })
             }
         };
-        let n = self.nodes.len();
+        let mut nodes = self.nodes;
+        fold_layernorm_affines(&mut nodes);
+        fold_attention_scales(&mut nodes);
+        let n = nodes.len();
         let mut live = vec![false; n];
         live[0] = true;
         live[out] = true;
         for i in (0..n).rev() {
             if live[i] {
-                for &j in &self.nodes[i].inputs {
+                for &j in &nodes[i].inputs {
                     live[j] = true;
                 }
             }
         }
         let mut remap = vec![usize::MAX; n];
-        let mut nodes = Vec::with_capacity(n);
-        for (i, mut node) in self.nodes.into_iter().enumerate() {
+        let mut kept = Vec::with_capacity(n);
+        for (i, mut node) in nodes.into_iter().enumerate() {
             if live[i] {
                 node.inputs = node.inputs.iter().map(|&j| remap[j]).collect();
-                remap[i] = nodes.len();
-                nodes.push(node);
+                remap[i] = kept.len();
+                kept.push(node);
             }
         }
         Ok(Model {
             name: graph.name.clone().unwrap_or_default(),
             input_name: self.input_name,
-            nodes,
+            nodes: kept,
             output: remap[out],
             metadata: vec![],
         })
@@ -1633,6 +1636,124 @@ impl Builder {
         let id = self.push(&ctx.name, Op::LayerNorm(ln), vec![x], xs);
         self.output(ctx, Value::Act(id));
         Ok(())
+    }
+}
+
+/// Consumers of every node.
+fn consumers(nodes: &[Node]) -> Vec<Vec<NodeId>> {
+    let mut c = vec![Vec::new(); nodes.len()];
+    for (i, n) in nodes.iter().enumerate() {
+        for &j in &n.inputs {
+            c[j].push(i);
+        }
+    }
+    c
+}
+
+/// The Linear layers that read node `id` through ops that keep each row's last axis intact
+/// (Reshape with the same last dimension, Slice that leaves the last axis whole), if every
+/// path from `id` ends in one; None otherwise.
+fn row_linear_readers(nodes: &[Node], cons: &[Vec<NodeId>], id: NodeId) -> Option<Vec<NodeId>> {
+    let d = *nodes[id].shape.last()?;
+    let mut out = Vec::new();
+    let mut stack = vec![id];
+    while let Some(v) = stack.pop() {
+        if cons[v].is_empty() {
+            return None;
+        }
+        for &c in &cons[v] {
+            let keeps_rows = nodes[c].shape.last() == Some(&d)
+                && match &nodes[c].op {
+                    Op::Reshape => true,
+                    Op::Slice(s) => {
+                        let a = s.starts.len() - 1;
+                        s.starts[a] == 0 && s.steps[a] == 1
+                    }
+                    _ => false,
+                };
+            match &nodes[c].op {
+                Op::Linear(l) if l.in_features == d => out.push(c),
+                _ if keeps_rows => stack.push(c),
+                _ => return None,
+            }
+        }
+    }
+    Some(out)
+}
+
+/// LayerNorm's γ, β folded into the Linear layers that read it (W·(γ⊙n + β) + b =
+/// (W·diag γ)·n + (W·β + b)), so that the normalization alone remains: the 2PC engine runs
+/// it on shares and the affine part costs nothing. Left as is where a reader is not linear.
+fn fold_layernorm_affines(nodes: &mut [Node]) {
+    let cons = consumers(nodes);
+    for id in 0..nodes.len() {
+        let (gamma, beta) = match &nodes[id].op {
+            Op::LayerNorm(l) if !l.is_identity() => (l.gamma.clone(), l.beta.clone()),
+            _ => continue,
+        };
+        let Some(readers) = row_linear_readers(nodes, &cons, id) else {
+            continue;
+        };
+        for r in readers {
+            if let Op::Linear(l) = &mut nodes[r].op {
+                let k = l.in_features;
+                for o in 0..l.out_features {
+                    let row = &mut l.weight[o * k..(o + 1) * k];
+                    let shift: f32 = row.iter().zip(&beta).map(|(w, b)| w * b).sum();
+                    row.iter_mut().zip(&gamma).for_each(|(w, g)| *w *= g);
+                    l.bias[o] += shift;
+                }
+            }
+        }
+        if let Op::LayerNorm(l) = &mut nodes[id].op {
+            l.gamma.iter_mut().for_each(|g| *g = 1.0);
+            l.beta.iter_mut().for_each(|b| *b = 0.0);
+        }
+    }
+}
+
+/// A scalar constant multiplying an attention product (Q·Kᵀ · 1/√d) folded into the Linear
+/// that produces one operand (through Reshape / Transpose only, each read once): the product
+/// then needs no multiplication by a server constant. The Mul becomes a Reshape.
+fn fold_attention_scales(nodes: &mut [Node]) {
+    let cons = consumers(nodes);
+    for id in 0..nodes.len() {
+        if !matches!(nodes[id].op, Op::Mul) || nodes[id].inputs.len() != 2 {
+            continue;
+        }
+        let (a, b) = (nodes[id].inputs[0], nodes[id].inputs[1]);
+        let scalar = |k: NodeId| match &nodes[k].op {
+            Op::Constant(t) if t.data.len() == 1 => Some(t.data[0]),
+            _ => None,
+        };
+        let (prod, c) = match (scalar(a), scalar(b)) {
+            (None, Some(c)) => (a, c),
+            (Some(c), None) => (b, c),
+            _ => continue,
+        };
+        if !matches!(nodes[prod].op, Op::MatMul) || cons[prod].len() != 1 {
+            continue;
+        }
+        let source = nodes[prod].inputs.iter().find_map(|&start| {
+            let mut v = start;
+            loop {
+                if cons[v].len() != 1 {
+                    return None;
+                }
+                match &nodes[v].op {
+                    Op::Linear(_) => return Some(v),
+                    Op::Reshape | Op::Transpose { .. } => v = nodes[v].inputs[0],
+                    _ => return None,
+                }
+            }
+        });
+        let Some(lin) = source else { continue };
+        if let Op::Linear(l) = &mut nodes[lin].op {
+            l.weight.iter_mut().for_each(|w| *w *= c);
+            l.bias.iter_mut().for_each(|w| *w *= c);
+        }
+        nodes[id].op = Op::Reshape;
+        nodes[id].inputs = vec![prod];
     }
 }
 

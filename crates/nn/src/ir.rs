@@ -174,6 +174,14 @@ pub struct LayerNorm {
     pub beta: Vec<f32>,
 }
 
+impl LayerNorm {
+    /// γ = 1 and β = 0: the normalization alone (after the import folded the affine part into
+    /// the linear layers that read it).
+    pub fn is_identity(&self) -> bool {
+        self.gamma.iter().all(|&g| g == 1.0) && self.beta.iter().all(|&b| b == 0.0)
+    }
+}
+
 /// The op of a node. Each op's shape rules are checked at import; the node's output shape is
 /// in [`Node::shape`].
 #[derive(Clone, Debug)]
