@@ -84,45 +84,13 @@ struct Tables {
 
 impl Tables {
     fn gelu_spec(&self) -> GeluSpec<'_> {
-        let g = &self.gelu;
-        GeluSpec {
-            s: g.s,
-            m: g.m,
-            f: g.f,
-            j: g.j,
-            e: g.e,
-            product_bits: g.product_bits(),
-            h_bits: g.h_bits(),
-            a: &g.a,
-            b: &g.b,
-        }
+        engine::approx::gelu_spec(&self.gelu)
     }
     fn layernorm_spec(&self) -> LayerNormSpec {
-        let l = &self.layernorm;
-        LayerNormSpec {
-            s: l.s,
-            m: l.m,
-            v: l.v,
-            d: l.d,
-            t: l.t,
-            mul: l.mul,
-            t2: l.t2,
-            mul2: l.mul2,
-            eps: l.eps,
-        }
+        engine::approx::layernorm_spec(&self.layernorm)
     }
     fn softmax_spec(&self) -> SoftmaxSpec<'_> {
-        let t = &self.softmax;
-        SoftmaxSpec {
-            s: t.s,
-            m: t.m,
-            f: t.f,
-            j: t.j,
-            k: t.k,
-            big_k: t.big_k,
-            eh: &t.eh,
-            el: &t.el,
-        }
+        engine::approx::softmax_spec(&self.softmax)
     }
 }
 

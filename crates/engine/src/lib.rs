@@ -7,6 +7,7 @@
 //! - [`run_server`] / [`run_client`]: one inference, each side over any `Channel`.
 //! - [`handshake`], [`Server`]: sessions over TCP with version and digest checks.
 
+pub mod approx;
 pub mod handshake;
 mod local;
 pub mod plan;

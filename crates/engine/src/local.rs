@@ -32,8 +32,25 @@ pub(crate) fn apply(plan: &Plan, step: &Step, inputs: &[&[u64]], mask: u64) -> V
             inputs,
         ),
         StepKind::Concat { axis } => gather(&nn::Op::Concat { axis: *axis }, plan, step, inputs),
+        StepKind::Transpose { perm } => gather(
+            &nn::Op::Transpose { perm: perm.clone() },
+            plan,
+            step,
+            inputs,
+        ),
         _ => unreachable!("not a local step: {}", step.op),
     }
+}
+
+/// The transpose of a row-major `r × c` matrix.
+pub(crate) fn transpose2(x: &[u64], r: usize, c: usize) -> Vec<u64> {
+    let mut t = vec![0; x.len()];
+    for i in 0..r {
+        for j in 0..c {
+            t[j * r + i] = x[i * c + j];
+        }
+    }
+    t
 }
 
 /// Data movement by the reference executor's own index map, applied to this party's shares.

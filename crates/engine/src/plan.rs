@@ -223,6 +223,37 @@ pub enum StepKind {
     Concat {
         axis: usize,
     },
+    /// A constant the server holds (a class token, a position embedding): the server's share is
+    /// its value at scale 2^s, the client's is 0.
+    Constant,
+    /// Permutation of the axes (local).
+    Transpose {
+        perm: Vec<usize>,
+    },
+    /// GELU on shares, exactly `nn::approx::Gelu` (docs/protocols/transformer.md).
+    Gelu,
+    /// Softmax over the last axis on shares, exactly `nn::approx::Softmax`.
+    Softmax,
+    /// LayerNorm's normalization over the last axis on shares, exactly
+    /// `nn::approx::LayerNorm`; its γ, β are folded into the linear layers that read it.
+    LayerNorm {
+        epsilon: f32,
+    },
+    /// Product of two shared activations `[.., M, K] × [.., K, N]` for each of `batch` leading
+    /// indices (attention's Q·Kᵀ and softmax·V): A·B = A0·B0 + A1·B1 + A0·B1 + (B0ᵀ·A1ᵀ)ᵀ, the
+    /// two cross terms by a linear protocol with the server's share as its weights (`left`:
+    /// N rows of B1ᵀ times A0; `right`: M rows of A1 times B0ᵀ; BumbleBee's two ciphertext ×
+    /// plaintext products), then t(·). `cost` covers all 2·batch products.
+    SharedMatMul {
+        batch: usize,
+        m: usize,
+        k: usize,
+        n: usize,
+        choice: LinearChoice,
+        left: LayerSpec,
+        right: LayerSpec,
+        cost: Cost,
+    },
 }
 
 impl StepKind {
@@ -235,6 +266,13 @@ impl StepKind {
             StepKind::Relu | StepKind::Relu6 => "relu",
             StepKind::MaxPool { .. } => "maxpool",
             StepKind::AvgPool { .. } | StepKind::GlobalAvgPool => "trunc",
+            StepKind::Gelu => "gelu",
+            StepKind::Softmax => "softmax",
+            StepKind::LayerNorm { .. } => "layernorm",
+            StepKind::SharedMatMul { choice, .. } => match choice {
+                LinearChoice::Cheetah(_) => "cheetah_shared",
+                _ => "shared",
+            },
             _ => "local",
         }
     }
@@ -511,14 +549,77 @@ impl Plan {
                 },
                 Op::Reshape => StepKind::Reshape,
                 Op::Concat { axis } => StepKind::Concat { axis: *axis },
-                Op::Constant(_)
-                | Op::Mul
-                | Op::MatMul
-                | Op::Transpose { .. }
-                | Op::LayerNorm(_)
-                | Op::Softmax
-                | Op::Gelu => {
-                    return Err(unsupported(name, opname, "no 2PC protocol for this op yet"));
+                Op::Constant(_) => StepKind::Constant,
+                Op::Transpose { perm } => StepKind::Transpose { perm: perm.clone() },
+                Op::Gelu => {
+                    if !(4..=20).contains(&cfg.scale) || cfg.scale + 8 > cfg.ell {
+                        return Err(unsupported(
+                            name,
+                            opname,
+                            "GELU needs 4 <= s <= 20 and s + 8 <= ell",
+                        ));
+                    }
+                    StepKind::Gelu
+                }
+                Op::Softmax | Op::LayerNorm(_) => {
+                    let d = *node.shape.last().unwrap_or(&0);
+                    let (lo, hi, extra) = if matches!(node.op, Op::Softmax) {
+                        (8, 14, 9)
+                    } else {
+                        (8, 16, 20)
+                    };
+                    if d == 0
+                        || d > 512
+                        || !(lo..=hi).contains(&cfg.scale)
+                        || cfg.scale + extra > cfg.ell
+                    {
+                        return Err(unsupported(
+                            name,
+                            opname,
+                            format!("needs rows of 1 to 512 values, {lo} <= s <= {hi} and s + {extra} <= ell"),
+                        ));
+                    }
+                    match &node.op {
+                        Op::LayerNorm(l) if !l.is_identity() => {
+                            return Err(unsupported(
+                                name,
+                                opname,
+                                "γ/β not folded: a reader of this LayerNorm is not a linear layer",
+                            ));
+                        }
+                        Op::LayerNorm(l) => StepKind::LayerNorm { epsilon: l.epsilon },
+                        _ => StepKind::Softmax,
+                    }
+                }
+                Op::MatMul => {
+                    let (a, b) = (input_shape(0), input_shape(1));
+                    let r = a.len();
+                    let (m, k, n) = (a[r - 2], a[r - 1], b[r - 1]);
+                    let batch: usize = a[..r - 2].iter().product();
+                    // The weights of the cross terms are shares: any element of Z_{2^ℓ}.
+                    let left = LayerSpec::matmul(n, k, m, cfg.ell);
+                    let right = LayerSpec::matmul(m, k, n, cfg.ell);
+                    let choice = LinearChoice::Cheetah(cfg.cheetah);
+                    let one = choice.protocol().cost(&left, ring)?
+                        + choice.protocol().cost(&right, ring)?;
+                    let cost = (0..batch).fold(Cost::default(), |acc, _| acc + one);
+                    StepKind::SharedMatMul {
+                        batch,
+                        m,
+                        k,
+                        n,
+                        choice,
+                        left,
+                        right,
+                        cost,
+                    }
+                }
+                Op::Mul => {
+                    return Err(unsupported(
+                        name,
+                        opname,
+                        "product with a server constant the import could not fold into a linear layer",
+                    ));
                 }
             };
             steps.push(Step {
@@ -794,8 +895,8 @@ impl Plan {
                 return Err(bad(i, format!("shape {:?}", s.shape)));
             }
             let arity = match &s.kind {
-                StepKind::Input => 0,
-                StepKind::Add | StepKind::AddAligned => 2,
+                StepKind::Input | StepKind::Constant => 0,
+                StepKind::Add | StepKind::AddAligned | StepKind::SharedMatMul { .. } => 2,
                 StepKind::Concat { .. } => s.inputs.len().max(1),
                 _ => 1,
             };
@@ -966,7 +1067,61 @@ impl Plan {
                         return Err(bad(i, "concat shapes do not add up".into()));
                     }
                 }
-                StepKind::Input => {}
+                StepKind::Input | StepKind::Constant => {}
+                StepKind::Gelu | StepKind::Softmax | StepKind::LayerNorm { .. } => {
+                    let d = *s.shape.last().unwrap_or(&0);
+                    if in_len(0) != n || d == 0 || d > 512 {
+                        return Err(bad(
+                            i,
+                            "element count changes or rows outside 1..=512".into(),
+                        ));
+                    }
+                    // The ranges of nn::approx's tables.
+                    let (lo, hi, extra) = match s.kind {
+                        StepKind::Gelu => (4, 20, 8),
+                        StepKind::Softmax => (8, 14, 9),
+                        _ => (8, 16, 20),
+                    };
+                    if !(lo..=hi).contains(&self.scale) || self.scale + extra > self.ell {
+                        return Err(bad(
+                            i,
+                            format!("{} needs {lo} <= s <= {hi}, s + {extra} <= ell", s.op),
+                        ));
+                    }
+                }
+                StepKind::Transpose { perm } => {
+                    let is = &self.steps[s.inputs[0]].shape;
+                    let mut seen = vec![false; is.len()];
+                    let ok = perm.len() == is.len()
+                        && s.shape.len() == is.len()
+                        && perm
+                            .iter()
+                            .all(|&p| p < is.len() && !std::mem::replace(&mut seen[p], true))
+                        && (0..is.len()).all(|a| s.shape[a] == is[perm[a]]);
+                    if !ok {
+                        return Err(bad(i, "transpose does not permute the shape".into()));
+                    }
+                }
+                StepKind::SharedMatMul {
+                    batch,
+                    m,
+                    k,
+                    n: cols,
+                    left,
+                    right,
+                    ..
+                } => {
+                    left.validate()?;
+                    right.validate()?;
+                    let ok = in_len(0) == batch * m * k
+                        && in_len(1) == batch * k * cols
+                        && n == batch * m * cols
+                        && *left == LayerSpec::matmul(*cols, *k, *m, self.ell)
+                        && *right == LayerSpec::matmul(*m, *k, *cols, self.ell);
+                    if !ok {
+                        return Err(bad(i, "shared matmul shapes do not match".into()));
+                    }
+                }
             }
         }
         Ok(())
@@ -1023,6 +1178,9 @@ impl Plan {
                             .unwrap_or(u64::MAX),
                     ),
                 ),
+                StepKind::SharedMatMul { cost, batch, .. } => {
+                    Some(cost.bytes() / (*batch as u64).max(1) * SESSION_HE_FACTOR)
+                }
                 _ => None,
             })
             .max()
@@ -1040,7 +1198,7 @@ impl Plan {
         self.steps
             .iter()
             .filter_map(|s| match &s.kind {
-                StepKind::Linear { cost, .. } => Some(*cost),
+                StepKind::Linear { cost, .. } | StepKind::SharedMatMul { cost, .. } => Some(*cost),
                 _ => None,
             })
             .fold(Cost::default(), |a, c| a + c)
@@ -1117,6 +1275,21 @@ impl Plan {
                         }
                 }
                 StepKind::TruncRelu => cost::trunc_relu(ring, s, n),
+                StepKind::SharedMatMul { .. } => cost::trunc_known_sign(ring, s, n),
+                StepKind::Gelu => {
+                    let g = nn::approx::Gelu::new(self.scale);
+                    cost::gelu(&crate::approx::gelu_spec(&g), self.ell, n)?
+                }
+                StepKind::Softmax => {
+                    let t = nn::approx::Softmax::new(self.scale);
+                    let row = *step.shape.last().unwrap_or(&1);
+                    cost::softmax(&crate::approx::softmax_spec(&t), self.ell, n, row)?
+                }
+                StepKind::LayerNorm { epsilon } => {
+                    let d = *step.shape.last().unwrap_or(&1);
+                    let l = nn::approx::LayerNorm::new(self.scale, self.ell, d, *epsilon);
+                    cost::layernorm(&crate::approx::layernorm_spec(&l), self.ell, n)?
+                }
                 StepKind::Relu => cost::relu(ring, n),
                 StepKind::Relu6 => cost::relu6(ring, n),
                 StepKind::AvgPool { .. } | StepKind::GlobalAvgPool => {
@@ -1158,8 +1331,20 @@ impl Plan {
         let ring = linear::Ring::new(self.ell)?;
         let mut out = Vec::new();
         for s in &self.steps {
-            if let StepKind::Linear { choice, layer, .. } = &s.kind {
-                out.extend(choice.protocol().keys_needed(layer, ring)?);
+            match &s.kind {
+                StepKind::Linear { choice, layer, .. } => {
+                    out.extend(choice.protocol().keys_needed(layer, ring)?)
+                }
+                StepKind::SharedMatMul {
+                    choice,
+                    left,
+                    right,
+                    ..
+                } => {
+                    out.extend(choice.protocol().keys_needed(left, ring)?);
+                    out.extend(choice.protocol().keys_needed(right, ring)?);
+                }
+                _ => {}
             }
         }
         out.sort();

@@ -123,7 +123,7 @@ impl ServerModel {
             .iter()
             .enumerate()
             .map(|(id, node)| match node.op {
-                Op::Conv(_) | Op::Linear(_) | Op::BatchNorm(_) => {
+                Op::Conv(_) | Op::Linear(_) | Op::BatchNorm(_) | Op::Constant(_) => {
                     let (w, b) = fm.params(id);
                     Some(LayerWeights {
                         weights: w.to_vec(),
@@ -429,7 +429,107 @@ fn run_side<C: Channel>(
             | StepKind::Slice { .. }
             | StepKind::Pad { .. }
             | StepKind::Reshape
+            | StepKind::Transpose { .. }
             | StepKind::Concat { .. } => local::apply(plan, step, &inputs, ring.mask()),
+            StepKind::Constant => match side {
+                Side::Server { model, .. } => model.weights[i]
+                    .as_ref()
+                    .ok_or(EngineError::InvalidPlan {
+                        step: i,
+                        reason: "no constant".into(),
+                    })?
+                    .weights
+                    .clone(),
+                Side::Client { .. } => vec![0; step.shape.iter().product()],
+            },
+            StepKind::Gelu => {
+                let g = nn::approx::Gelu::new(plan.scale);
+                let spec = crate::approx::gelu_spec(&g);
+                session.gelu(ch, &shares(inputs[0].to_vec())?, &spec)?.data
+            }
+            StepKind::Softmax => {
+                let t = nn::approx::Softmax::new(plan.scale);
+                let spec = crate::approx::softmax_spec(&t);
+                let row = *step.shape.last().unwrap_or(&1);
+                session
+                    .softmax(ch, &shares(inputs[0].to_vec())?, row, &spec)?
+                    .data
+            }
+            StepKind::LayerNorm { epsilon } => {
+                let d = *step.shape.last().unwrap_or(&1);
+                let l = nn::approx::LayerNorm::new(plan.scale, plan.ell, d, *epsilon);
+                let spec = crate::approx::layernorm_spec(&l);
+                session
+                    .layernorm(ch, &shares(inputs[0].to_vec())?, &spec)?
+                    .data
+            }
+            StepKind::SharedMatMul {
+                batch,
+                m,
+                k,
+                n,
+                choice,
+                left,
+                right,
+                ..
+            } => {
+                let proto = choice.protocol();
+                let (m, k, n) = (*m, *k, *n);
+                let mut y = Vec::with_capacity(batch * m * n);
+                for h in 0..*batch {
+                    let a = &inputs[0][h * m * k..(h + 1) * m * k];
+                    let b = &inputs[1][h * k * n..(h + 1) * k * n];
+                    // This party's own product A_P·B_P, local.
+                    let own = nn::fixed::matmul_ring(1, m, k, n, a, b, fixed);
+                    let bt = local::transpose2(b, k, n);
+                    // A0·B1 (as N rows of B1ᵀ times A0) and A1·B0 (M rows of A1 times B0ᵀ):
+                    // the server's shares are the weights, the client's the inputs.
+                    let (c1, c2) = match side {
+                        Side::Server { keys, .. } => {
+                            let w1 = LayerWeights {
+                                weights: a.to_vec(),
+                                bias: vec![0; m],
+                            };
+                            let c1 = proto.server_in(
+                                left,
+                                lring,
+                                keys,
+                                &w1,
+                                &vec![0; n * k],
+                                session,
+                                ch,
+                                rng,
+                            )?;
+                            let w2 = LayerWeights {
+                                weights: bt,
+                                bias: vec![0; n],
+                            };
+                            let c2 = proto.server_in(
+                                right,
+                                lring,
+                                keys,
+                                &w2,
+                                &vec![0; m * k],
+                                session,
+                                ch,
+                                rng,
+                            )?;
+                            (c1, c2)
+                        }
+                        Side::Client { keys } => {
+                            let c1 = proto.client_in(left, lring, keys, &bt, session, ch, rng)?;
+                            let c2 = proto.client_in(right, lring, keys, a, session, ch, rng)?;
+                            (c1, c2)
+                        }
+                    };
+                    let c1t = local::transpose2(&c1, n, m);
+                    y.extend(
+                        (0..m * n)
+                            .map(|e| own[e].wrapping_add(c1t[e]).wrapping_add(c2[e]) & ring.mask()),
+                    );
+                }
+                rescale(session, ch, y, Act::None, plan.scale)?
+            }
         };
         ch.flush()?;
         let (ms, d) = delta(ch.stats(), before, t0);

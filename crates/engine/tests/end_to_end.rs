@@ -719,3 +719,41 @@ fn block_circulant_convs_match_the_reference_with_and_without_metadata() {
         );
     }
 }
+
+/// The tiny ViT fixture (patch embedding, class token, position embedding, pre-norm attention
+/// with two heads, GELU MLP, class-token head): privately, with LayerNorm, softmax and GELU on
+/// shares and the attention products as two ciphertext × plaintext cross terms, the logits
+/// equal the fixed-point reference's.
+#[test]
+fn tiny_vit_matches_the_fixed_point_reference() {
+    use privinfer_engine::plan::StepKind;
+    let model = nn::load(repo().join("models/tiny/tiny_vit.onnx")).unwrap();
+    let cfg = PlanConfig::default();
+    let fixed = nn::FixedConfig::new(cfg.ell, cfg.scale).unwrap();
+    let server = ServerModel::new(&model, &cfg).unwrap();
+    let kinds: Vec<&str> = server
+        .plan
+        .steps
+        .iter()
+        .map(|s| s.kind.protocol())
+        .collect();
+    for p in ["gelu", "softmax", "layernorm", "cheetah_shared"] {
+        assert!(kinds.contains(&p), "{p} missing from {kinds:?}");
+    }
+    assert!(server
+        .plan
+        .steps
+        .iter()
+        .any(|s| matches!(s.kind, StepKind::Constant)));
+    for seed in 0..2u64 {
+        let x: Vec<f32> = (0..3 * 8 * 8)
+            .map(|i| ((i as u64 * 37 + seed * 11) % 23) as f32 / 6.0 - 1.9)
+            .collect();
+        let xq: Vec<u64> = x.iter().map(|&v| fixed.encode(v)).collect();
+        let reference = nn::fixed::run(&model, &x, fixed).unwrap();
+        let Outcome::Logits(l) = private_logits(&server, xq, false, 21 + seed) else {
+            panic!()
+        };
+        assert_eq!(l, reference.data, "seed {seed}");
+    }
+}

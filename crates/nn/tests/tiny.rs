@@ -124,7 +124,10 @@ fn tiny_vit_runs_in_fixed_point_close_to_float() {
         let got = nn::fixed::decode_all(&t.values[m.output], cfg);
         let scale = want.iter().fold(0f32, |a, v| a.max(v.abs()));
         for (g, w) in got.iter().zip(&want) {
-            assert!((g - w).abs() <= 0.02 * scale + 0.01, "fixed {g} vs float {w}");
+            assert!(
+                (g - w).abs() <= 0.02 * scale + 0.01,
+                "fixed {g} vs float {w}"
+            );
         }
     }
 }

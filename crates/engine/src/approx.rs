@@ -1,0 +1,47 @@
+//! The transformer non-linearities' fixed-point definitions (`nn::approx`) as the parameter
+//! sets of their protocols (`mpc`): one mapping, used by the planner's cost model, the run
+//! loop and the benchmarks.
+
+/// GELU's tables as the protocol reads them.
+pub fn gelu_spec(g: &nn::approx::Gelu) -> mpc::GeluSpec<'_> {
+    mpc::GeluSpec {
+        s: g.s,
+        m: g.m,
+        f: g.f,
+        j: g.j,
+        e: g.e,
+        product_bits: g.product_bits(),
+        h_bits: g.h_bits(),
+        a: &g.a,
+        b: &g.b,
+    }
+}
+
+/// Softmax's tables as the protocol reads them.
+pub fn softmax_spec(t: &nn::approx::Softmax) -> mpc::SoftmaxSpec<'_> {
+    mpc::SoftmaxSpec {
+        s: t.s,
+        m: t.m,
+        f: t.f,
+        j: t.j,
+        k: t.k,
+        big_k: t.big_k,
+        eh: &t.eh,
+        el: &t.el,
+    }
+}
+
+/// LayerNorm's parameters as the protocol reads them.
+pub fn layernorm_spec(l: &nn::approx::LayerNorm) -> mpc::LayerNormSpec {
+    mpc::LayerNormSpec {
+        s: l.s,
+        m: l.m,
+        v: l.v,
+        d: l.d,
+        t: l.t,
+        mul: l.mul,
+        t2: l.t2,
+        mul2: l.mul2,
+        eps: l.eps,
+    }
+}
