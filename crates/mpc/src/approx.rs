@@ -69,12 +69,12 @@ pub struct LayerNormSpec {
 
 /// Integer square root result bits, division quotient bits, K, final shift (nn::approx::LN_*).
 const LN_ROOT_BITS: u32 = 20;
-const LN_QUOTIENT_BITS: u32 = 25;
+const LN_QUOTIENT_BITS: u32 = 26;
 const LN_K: u32 = 32;
 const LN_SHIFT: u32 = 18;
 /// Rings of the per-row steps and of the final product.
 const LN_SQRT_RING: u32 = 43;
-const LN_DIV_RING: u32 = 46;
+const LN_DIV_RING: u32 = 48;
 const LN_PRODUCT_RING: u32 = LN_SHIFT + 19;
 const LN_WIDE_RING: u32 = 64;
 
@@ -767,8 +767,102 @@ impl Session {
         Ok(out)
     }
 
-    /// Digit-by-digit floor(√V) of each shared V (ring `rs`, V < 2^{2·LN_ROOT_BITS}): root
-    /// shares returned in `out`.
+    /// Shares of `d·x` (over `rx`) and of `d` (over `rb`) for XOR-shared bits `d`: the MUX and
+    /// the B2A in one flight each way (their affine OTs side by side).
+    fn mux_b2a<C: Channel + ?Sized>(
+        &mut self,
+        ch: &mut C,
+        rx: Ring,
+        d: &[u8],
+        x: &[u64],
+        rb: Ring,
+    ) -> Result<(Vec<u64>, Vec<u64>)> {
+        let n = d.len();
+        let gm = Group::Pow2(rx.bits());
+        let gb = Group::Pow2(rb.bits() - 1);
+        let mux_f = |j: usize| {
+            let (b, a) = (d[j] & 1, x[j]);
+            if b == 1 {
+                (a, 0)
+            } else {
+                (0, a)
+            }
+        };
+        let (mux, bb) = match self.party() {
+            Party::P0 => {
+                let recv_g = vec![gm; n];
+                let send_g: Vec<Group> = (0..2 * n)
+                    .map(|k| if k % 2 == 0 { gm } else { gb })
+                    .collect();
+                let (mut f0, mut f1) = (Vec::with_capacity(2 * n), Vec::with_capacity(2 * n));
+                for (j, &bit) in d.iter().enumerate() {
+                    let (a, b) = mux_f(j);
+                    f0.extend([a, 0]);
+                    f1.extend([b, (bit & 1) as u64]);
+                }
+                let (rv, sv) = self.affine_both(ch, d, &recv_g, (&send_g, &f0, &f1), "mux")?;
+                let mux: Vec<u64> = (0..n).map(|j| rx.add(rv[j], sv[2 * j])).collect();
+                let bb: Vec<u64> = (0..n)
+                    .map(|j| rb.sub((d[j] & 1) as u64, rb.mul(2, sv[2 * j + 1])))
+                    .collect();
+                (mux, bb)
+            }
+            Party::P1 => {
+                let recv_g: Vec<Group> = (0..2 * n)
+                    .map(|k| if k % 2 == 0 { gm } else { gb })
+                    .collect();
+                let c: Vec<u8> = d.iter().flat_map(|&b| [b & 1, b & 1]).collect();
+                let send_g = vec![gm; n];
+                let (f0, f1): (Vec<u64>, Vec<u64>) = (0..n).map(mux_f).unzip();
+                let (rv, sv) = self.affine_both(ch, &c, &recv_g, (&send_g, &f0, &f1), "mux")?;
+                let mux: Vec<u64> = (0..n).map(|j| rx.add(rv[2 * j], sv[j])).collect();
+                let bb: Vec<u64> = (0..n)
+                    .map(|j| rb.sub((d[j] & 1) as u64, rb.mul(2, rv[2 * j + 1])))
+                    .collect();
+                (mux, bb)
+            }
+        };
+        Ok((mux, bb))
+    }
+
+    /// One radix-4 digit of a digit-by-digit loop on each row: with the row's remainder `rem`
+    /// and the three candidate amounts `cand[d−1]` (increasing in d), takes the largest digit
+    /// d ≤ 3 with rem ≥ cand(d): three comparisons side by side, then
+    /// rem −= Σ_d c_d·(cand(d) − cand(d−1)) and digit = Σ_d c_d (monotone comparisons, so the
+    /// c_d are 1 up to the digit). Returns the digit's shares over `out`.
+    fn radix4_digit<C: Channel + ?Sized>(
+        &mut self,
+        ch: &mut C,
+        rem: &mut [u64],
+        cand: [Vec<u64>; 3],
+        rr: Ring,
+        out: Ring,
+    ) -> Result<Vec<u64>> {
+        let rows = rem.len();
+        let mut diff = Vec::with_capacity(3 * rows);
+        let mut step = Vec::with_capacity(3 * rows);
+        for dd in 0..3 {
+            for i in 0..rows {
+                diff.push(rr.sub(rem[i], cand[dd][i]));
+                let prev = if dd == 0 { 0 } else { cand[dd - 1][i] };
+                step.push(rr.sub(cand[dd][i], prev));
+            }
+        }
+        let c = self.drelu(ch, rr, &diff)?;
+        let (taken, ca) = self.mux_b2a(ch, rr, &c, &step, out)?;
+        let mut digit = vec![0u64; rows];
+        for dd in 0..3 {
+            for i in 0..rows {
+                rem[i] = rr.sub(rem[i], taken[dd * rows + i]);
+                digit[i] = out.add(digit[i], ca[dd * rows + i]);
+            }
+        }
+        Ok(digit)
+    }
+
+    /// Digit-by-digit floor(√V) of each shared V (ring `rs`, V < 2^{2·LN_ROOT_BITS}), radix 4:
+    /// digit d at position t raises the root R by d·4^t and costs
+    /// (R + d·4^t)² − R² = 2·d·R·4^t + d²·4^{2t}, linear in R's shares. Root shares in `out`.
     fn isqrt_rows<C: Channel + ?Sized>(
         &mut self,
         ch: &mut C,
@@ -778,33 +872,29 @@ impl Session {
     ) -> Result<Vec<u64>> {
         let p0 = self.party() == Party::P0;
         let mut root = vec![0u64; rem.len()];
-        for t in (0..LN_ROOT_BITS).rev() {
-            // cand = (root << (t+1)) + 2^{2t}: linear in the root's shares.
-            let cand: Vec<u64> = root
-                .iter()
-                .map(|&r| {
-                    let c = rs.reduce(r << (t + 1));
-                    if p0 {
-                        rs.add(c, 1 << (2 * t))
-                    } else {
-                        c
-                    }
-                })
-                .collect();
-            let diff: Vec<u64> = rem.iter().zip(&cand).map(|(&a, &b)| rs.sub(a, b)).collect();
-            let dd = self.drelu(ch, rs, &diff)?;
-            let taken = self.mux(ch, rs, &dd, &cand)?;
-            let da = self.b2a(ch, out, &dd)?;
-            for i in 0..rem.len() {
-                rem[i] = rs.sub(rem[i], taken[i]);
-                root[i] = out.add(root[i], out.reduce(da[i] << t));
+        for t in (0..LN_ROOT_BITS / 2).rev() {
+            let cand = [1u64, 2, 3].map(|d| {
+                root.iter()
+                    .map(|&r| {
+                        let c = rs.reduce(rs.mul(rs.reduce(r), 2 * d) << (2 * t));
+                        if p0 {
+                            rs.add(c, rs.reduce((d * d) << (4 * t)))
+                        } else {
+                            c
+                        }
+                    })
+                    .collect::<Vec<u64>>()
+            });
+            let digit = self.radix4_digit(ch, &mut rem, cand, rs, out)?;
+            for (r, dg) in root.iter_mut().zip(digit) {
+                *r = out.add(*r, out.reduce(dg << (2 * t)));
             }
         }
         Ok(root)
     }
 
     /// Restoring division floor(num / den) of a public numerator by shared denominators (ring
-    /// `rd`, values below 2^{bits}): quotient shares in `out`.
+    /// `rd`), radix 4 over `bits` (even) quotient bits: quotient shares in `out`.
     fn divide_by<C: Channel + ?Sized>(
         &mut self,
         ch: &mut C,
@@ -817,19 +907,25 @@ impl Session {
         let p0 = self.party() == Party::P0;
         let mut rem: Vec<u64> = den.iter().map(|_| if p0 { num } else { 0 }).collect();
         let mut quo = vec![0u64; den.len()];
-        for t in (0..bits).rev() {
-            let sub: Vec<u64> = den.iter().map(|&v| rd.reduce(v << t)).collect();
-            let diff: Vec<u64> = rem.iter().zip(&sub).map(|(&a, &b)| rd.sub(a, b)).collect();
-            let d = self.drelu(ch, rd, &diff)?;
-            let taken = self.mux(ch, rd, &d, &sub)?;
-            let da = self.b2a(ch, out, &d)?;
-            for i in 0..den.len() {
-                rem[i] = rd.sub(rem[i], taken[i]);
-                quo[i] = out.add(quo[i], out.reduce(da[i] << t));
+        for t in (0..bits / 2).rev() {
+            let cand = [1u64, 2, 3].map(|d| {
+                den.iter()
+                    .map(|&v| rd.reduce(rd.mul(rd.reduce(v), d) << (2 * t)))
+                    .collect::<Vec<u64>>()
+            });
+            let digit = self.radix4_digit(ch, &mut rem, cand, rd, out)?;
+            for (q, dg) in quo.iter_mut().zip(digit) {
+                *q = out.add(*q, out.reduce(dg << (2 * t)));
             }
         }
         Ok(quo)
     }
+}
+
+/// One radix-4 digit on `rows` rows: three DReLUs, MUXes and B2As (the MUX and B2A in one
+/// flight, the same bits as apart).
+fn radix4_digit_cost(rows: usize, rr: Ring, out: Ring) -> Cost {
+    cost::drelu(rr, 3 * rows) + cost::mux(rr, 3 * rows) + cost::b2a(out, 3 * rows)
 }
 
 /// [`Session::lut`] on `n` indices of `k` bits with outputs in `out`.
@@ -881,10 +977,9 @@ pub fn softmax_cost(spec: &SoftmaxSpec<'_>, ell: u32, n: usize, row: usize) -> R
     let (lr, rm, rq) = (ring(ell)?, ring(spec.m)?, ring(spec.m - sh)?);
     let (rd, ry) = (ring(spec.division_bits())?, ring(spec.product_bits())?);
     let (rt, rhi, rpe) = (ring(s + 2)?, ring(j - k)?, ring(2 * s + 2)?);
-    let step = cost::drelu(rd, rows) + cost::mux(rd, rows) + cost::b2a(ry, rows);
     let mut division = Cost::default();
-    for _ in 0..spec.quotient_bits() {
-        division = division + step;
+    for _ in 0..spec.quotient_bits() / 2 {
+        division = division + radix4_digit_cost(rows, rd, ry);
     }
     Ok(cost::max_windows(rm, std::iter::repeat_n(row, rows))
         + cost::millionaire_split(n, sh + k, sh)
@@ -932,13 +1027,11 @@ pub fn layernorm_cost(spec: &LayerNormSpec, ell: u32, n: usize) -> Result<Cost> 
         + cost::trunc(rwide, spec.t, rows)
         + trunc_nonneg_cost(rows, b, 0, rwide)
         + trunc_nonneg_cost(rows, LN_WIDE_RING, spec.t2, rsqrt);
-    for _ in 0..LN_ROOT_BITS {
-        rowwise =
-            rowwise + cost::drelu(rsqrt, rows) + cost::mux(rsqrt, rows) + cost::b2a(rdiv, rows);
+    for _ in 0..LN_ROOT_BITS / 2 {
+        rowwise = rowwise + radix4_digit_cost(rows, rsqrt, rdiv);
     }
-    for _ in 0..LN_QUOTIENT_BITS {
-        rowwise =
-            rowwise + cost::drelu(rdiv, rows) + cost::mux(rdiv, rows) + cost::b2a(rprod, rows);
+    for _ in 0..LN_QUOTIENT_BITS / 2 {
+        rowwise = rowwise + radix4_digit_cost(rows, rdiv, rprod);
     }
     Ok(rowwise
         + trunc_nonneg_cost(n, m, v, ring(m - v)?)
