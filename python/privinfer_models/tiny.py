@@ -5,6 +5,9 @@
   option-A-style strided slice + channel zero padding, global average pool, linear.
 - TinyViT (3x8x8): patch conv, class-token Concat, position Add, LayerNorm, attention
   (MatMul of activations, Transpose, Softmax, scaling Mul), GELU, Gather of the class token.
+- TinyTEViT (3x8x8): the same built on torch.nn.TransformerEncoderLayer (norm-first, GELU,
+  batch-first): a packed q/k/v projection split by Slice, sequence-first transposes, the scaled
+  query, Gemm, and the class-token expand as Shape/Equal/Where/Expand arithmetic.
 - TinyFHE (3x8x8): an AESPA-style ResNet for FHE mode: per-channel x·(a·x + b) + c
   activations, a BatchNorm after a residual Add (a degree-1 polynomial), a stride-2 block with
   an option-A shortcut, global average pool, linear; `tiny_fhe_relu`: the same with ReLUs.
@@ -97,3 +100,28 @@ def tiny_cnn(seed=0):
 def tiny_vit(seed=0):
     torch.manual_seed(seed)
     return ViT(image=8, patch=2, dim=16, depth=1, heads=2, mlp=32, num_classes=5).eval()
+
+
+class TinyTEViT(nn.Module):
+    """A ViT on torch.nn.TransformerEncoderLayer, as users write one."""
+
+    def __init__(self, dim=16, heads=2, mlp=32, depth=1, classes=4):
+        super().__init__()
+        self.patch = nn.Conv2d(3, dim, 4, 4)
+        self.cls = nn.Parameter(torch.randn(1, 1, dim) * 0.1)
+        self.pos = nn.Parameter(torch.randn(1, 5, dim) * 0.1)
+        layer = nn.TransformerEncoderLayer(dim, heads, mlp, dropout=0.0, activation="gelu",
+                                           norm_first=True, batch_first=True)
+        self.enc = nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, classes)
+
+    def forward(self, x):
+        x = self.patch(x).flatten(2).transpose(1, 2)
+        x = torch.cat([self.cls.expand(x.shape[0], -1, -1), x], 1) + self.pos
+        return self.head(self.norm(self.enc(x))[:, 0])
+
+
+def tiny_te_vit(seed=0):
+    torch.manual_seed(seed)
+    return TinyTEViT().eval()

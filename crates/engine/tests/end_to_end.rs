@@ -724,10 +724,18 @@ fn block_circulant_convs_match_the_reference_with_and_without_metadata() {
 /// with two heads, GELU MLP, class-token head): privately, with LayerNorm, softmax and GELU on
 /// shares and the attention products as two ciphertext × plaintext cross terms, the logits
 /// equal the fixed-point reference's.
+/// `tiny_te_vit` is a ViT written with torch.nn.TransformerEncoderLayer (norm-first, GELU) and
+/// exported with opset 17 by the toolkit.
 #[test]
 fn tiny_vit_matches_the_fixed_point_reference() {
+    for name in ["tiny_vit", "tiny_te_vit"] {
+        vit_matches(name);
+    }
+}
+
+fn vit_matches(name: &str) {
     use privinfer_engine::plan::StepKind;
-    let model = nn::load(repo().join("models/tiny/tiny_vit.onnx")).unwrap();
+    let model = nn::load(repo().join(format!("models/tiny/{name}.onnx"))).unwrap();
     let cfg = PlanConfig::default();
     let fixed = nn::FixedConfig::new(cfg.ell, cfg.scale).unwrap();
     let server = ServerModel::new(&model, &cfg).unwrap();
@@ -754,6 +762,6 @@ fn tiny_vit_matches_the_fixed_point_reference() {
         let Outcome::Logits(l) = private_logits(&server, xq, false, 21 + seed) else {
             panic!()
         };
-        assert_eq!(l, reference.data, "seed {seed}");
+        assert_eq!(l, reference.data, "{name} seed {seed}");
     }
 }

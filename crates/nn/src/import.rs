@@ -670,6 +670,24 @@ impl Builder {
                 Ok(())
             }
             "Gather" => self.gather(&ctx),
+            // Shape arithmetic of exported graphs (PyTorch's expand of a class token, the
+            // split points of a packed projection): folded when every operand is constant.
+            "Equal" | "Where" | "Expand" => {
+                let mut cs = Vec::with_capacity(ctx.node.input.len());
+                for k in 0..ctx.node.input.len() {
+                    match self.constant(&ctx, k)? {
+                        Some(c) => cs.push(c),
+                        None => {
+                            return Err(ctx.unsupported(
+                                "only on constants (shape arithmetic), not on activations",
+                            ))
+                        }
+                    }
+                }
+                let c = fold_select(&ctx, &cs)?;
+                self.output(&ctx, Value::Const(c));
+                Ok(())
+            }
             "ConstantOfShape" => {
                 let shape: Vec<usize> = self
                     .required_constant(&ctx, 0)?
@@ -1275,11 +1293,8 @@ impl Builder {
                         ctx.shape_err(format!("cannot reshape {:?} to {out:?}", self.shape(x)))
                     );
                 }
-                if out.first() != Some(&1) {
-                    return Err(
-                        ctx.unsupported(format!("reshape to {out:?} moves the batch dimension"))
-                    );
-                }
+                // Any leading dimension: attention reshapes tokens × heads into the leading axes
+                // (batch 1 stays implicit; the image ops check their own NCHW inputs).
                 let id = self.push(&ctx.name, Op::Reshape, vec![x], out);
                 self.output(ctx, Value::Act(id));
             }
@@ -1595,10 +1610,13 @@ impl Builder {
             }
             Value::Act(x) => x,
         };
-        if perm.len() != r || perm[0] != 0 {
-            return Err(ctx.unsupported(format!(
-                "permutation {perm:?} (the batch axis must stay first)"
-            )));
+        // A permutation that only moves axes of size 1 keeps the data order: a reshape (e.g.
+        // nn.MultiheadAttention's batch-first ↔ sequence-first swap at batch 1).
+        let moved: Vec<usize> = perm.iter().copied().filter(|&p| xs[p] != 1).collect();
+        if moved.windows(2).all(|w| w[0] < w[1]) {
+            let id = self.push(&ctx.name, Op::Reshape, vec![x], out);
+            self.output(ctx, Value::Act(id));
+            return Ok(());
         }
         let id = self.push(&ctx.name, Op::Transpose { perm }, vec![x], out);
         self.output(ctx, Value::Act(id));
@@ -1731,29 +1749,74 @@ fn fold_attention_scales(nodes: &mut [Node]) {
             (Some(c), None) => (b, c),
             _ => continue,
         };
-        if !matches!(nodes[prod].op, Op::MatMul) || cons[prod].len() != 1 {
-            continue;
-        }
-        let source = nodes[prod].inputs.iter().find_map(|&start| {
-            let mut v = start;
-            loop {
-                if cons[v].len() != 1 {
-                    return None;
-                }
-                match &nodes[v].op {
-                    Op::Linear(_) => return Some(v),
-                    Op::Reshape | Op::Transpose { .. } => v = nodes[v].inputs[0],
-                    _ => return None,
-                }
+        // After the product (Q·Kᵀ·c): fold into either operand's projection; before it
+        // ((c·Q)·Kᵀ, nn.MultiheadAttention's scaled query): into the operand's own projection.
+        let (starts, keep): (Vec<NodeId>, NodeId) = if matches!(nodes[prod].op, Op::MatMul) {
+            if cons[prod].len() != 1 {
+                continue;
             }
-        });
-        let Some(lin) = source else { continue };
+            (nodes[prod].inputs.clone(), prod)
+        } else {
+            if cons[id].len() != 1 || !matches!(nodes[cons[id][0]].op, Op::MatMul) {
+                continue;
+            }
+            (vec![prod], prod)
+        };
+        let Some((lin, lo, hi)) = starts
+            .iter()
+            .find_map(|&s| scaled_projection(nodes, &cons, s))
+        else {
+            continue;
+        };
         if let Op::Linear(l) = &mut nodes[lin].op {
-            l.weight.iter_mut().for_each(|w| *w *= c);
-            l.bias.iter_mut().for_each(|w| *w *= c);
+            let k = l.in_features;
+            l.weight[lo * k..hi * k].iter_mut().for_each(|w| *w *= c);
+            l.bias[lo..hi].iter_mut().for_each(|w| *w *= c);
         }
         nodes[id].op = Op::Reshape;
-        nodes[id].inputs = vec![prod];
+        nodes[id].inputs = vec![keep];
+    }
+}
+
+/// The Linear whose outputs `v` is (through single-reader Reshape / Transpose, and at most one
+/// Slice of whole rows taking features [lo, hi) of a Linear whose other readers take disjoint
+/// feature ranges), with that range: scaling those outputs scales `v` and nothing else.
+fn scaled_projection(
+    nodes: &[Node],
+    cons: &[Vec<NodeId>],
+    mut v: NodeId,
+) -> Option<(NodeId, usize, usize)> {
+    // Feature range of a whole-row slice of `src`'s last axis.
+    let range = |s: NodeId| -> Option<(usize, usize)> {
+        let Op::Slice(sl) = &nodes[s].op else {
+            return None;
+        };
+        let src = &nodes[nodes[s].inputs[0]].shape;
+        let out = &nodes[s].shape;
+        let a = src.len() - 1;
+        let whole = (0..a).all(|i| sl.starts[i] == 0 && sl.steps[i] == 1 && out[i] == src[i]);
+        (whole && sl.steps[a] == 1).then(|| (sl.starts[a], sl.starts[a] + out[a]))
+    };
+    loop {
+        if cons[v].len() != 1 {
+            return None;
+        }
+        match &nodes[v].op {
+            Op::Linear(l) => return Some((v, 0, l.out_features)),
+            Op::Reshape | Op::Transpose { .. } => v = nodes[v].inputs[0],
+            Op::Slice(_) => {
+                let (lo, hi) = range(v)?;
+                let p = nodes[v].inputs[0];
+                if !matches!(nodes[p].op, Op::Linear(_)) {
+                    return None;
+                }
+                let disjoint = cons[p]
+                    .iter()
+                    .all(|&o| o == v || range(o).is_some_and(|(a, b)| b <= lo || a >= hi));
+                return disjoint.then_some((p, lo, hi));
+            }
+            _ => return None,
+        }
     }
 }
 
@@ -1827,6 +1890,88 @@ fn fold_binary(ctx: &Ctx, op: &str, a: &Const, b: &Const) -> Result<Const> {
         })
         .collect();
     Ok(Const::F32(Tensor::new(out, data)))
+}
+
+/// Equal (as 0/1 integers), Where and Expand on constants, with numpy broadcasting.
+fn fold_select(ctx: &Ctx, cs: &[Const]) -> Result<Const> {
+    let op = ctx.node.op_type.as_deref().unwrap_or_default();
+    let arity = if op == "Where" { 3 } else { 2 };
+    if cs.len() != arity {
+        return Err(ctx.shape_err(format!("{op} needs {arity} inputs")));
+    }
+    let shapes: Vec<Vec<usize>> = if op == "Expand" {
+        let target: Vec<usize> = cs[1]
+            .to_i64()
+            .iter()
+            .map(|&d| usize::try_from(d).map_err(|_| ctx.shape_err(format!("dimension {d}"))))
+            .collect::<Result<_>>()?;
+        vec![cs[0].shape().to_vec(), target]
+    } else {
+        cs.iter().map(|c| c.shape().to_vec()).collect()
+    };
+    let out = shapes
+        .iter()
+        .skip(1)
+        .try_fold(shapes[0].clone(), |acc, s| broadcast_shapes(&acc, s))
+        .filter(|s| checked_numel(s).is_some())
+        .ok_or_else(|| ctx.shape_err(format!("cannot broadcast {shapes:?}")))?;
+    let maps: Vec<Vec<usize>> = shapes
+        .iter()
+        .map(|s| broadcast_index_map(s, &out))
+        .collect();
+    let n = numel(&out);
+    Ok(match op {
+        "Equal" => {
+            let (a, b) = (cs[0].to_f32(), cs[1].to_f32());
+            let v = (0..n)
+                .map(|i| (a.data[maps[0][i]] == b.data[maps[1][i]]) as i64)
+                .collect();
+            Const::I64(Tensor::new(out, v))
+        }
+        "Where" => {
+            let cond = cs[0].to_i64();
+            let pick = |i: usize| cond[maps[0][i]] != 0;
+            match (&cs[1], &cs[2]) {
+                (Const::I64(x), Const::I64(y)) => Const::I64(Tensor::new(
+                    out,
+                    (0..n)
+                        .map(|i| {
+                            if pick(i) {
+                                x.data[maps[1][i]]
+                            } else {
+                                y.data[maps[2][i]]
+                            }
+                        })
+                        .collect(),
+                )),
+                (x, y) => {
+                    let (x, y) = (x.to_f32(), y.to_f32());
+                    Const::F32(Tensor::new(
+                        out,
+                        (0..n)
+                            .map(|i| {
+                                if pick(i) {
+                                    x.data[maps[1][i]]
+                                } else {
+                                    y.data[maps[2][i]]
+                                }
+                            })
+                            .collect(),
+                    ))
+                }
+            }
+        }
+        _ => match &cs[0] {
+            Const::I64(x) => Const::I64(Tensor::new(
+                out,
+                (0..n).map(|i| x.data[maps[0][i]]).collect(),
+            )),
+            Const::F32(x) => Const::F32(Tensor::new(
+                out,
+                (0..n).map(|i| x.data[maps[0][i]]).collect(),
+            )),
+        },
+    })
 }
 
 fn fold_slice(c: &Const, starts: &[i64], steps: &[i64], out: &[usize]) -> Const {

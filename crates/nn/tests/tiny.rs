@@ -26,7 +26,7 @@ fn floats(v: &Value) -> Vec<f32> {
 #[test]
 fn float_executor_matches_onnxruntime() {
     let exp = expected();
-    for name in ["tiny_cnn", "tiny_vit"] {
+    for name in ["tiny_cnn", "tiny_vit", "tiny_te_vit"] {
         let e = &exp["models"][name];
         let m = nn::load(dir().join(e["file"].as_str().unwrap())).unwrap();
         for case in e["cases"].as_array().unwrap() {
@@ -92,8 +92,16 @@ fn tiny_cnn_lowering_and_fixed_point() {
 /// softmax and LayerNorm by `nn::approx`) follows the onnxruntime float output.
 #[test]
 fn tiny_vit_runs_in_fixed_point_close_to_float() {
+    for name in ["tiny_vit", "tiny_te_vit"] {
+        vit_fixed_close_to_float(name);
+    }
+}
+
+/// `tiny_te_vit` is the same kind of model written with torch.nn.TransformerEncoderLayer
+/// (packed q/k/v split by Slice, sequence-first transposes, scaled query before the product).
+fn vit_fixed_close_to_float(name: &str) {
     let e = expected();
-    let m = nn::load(dir().join("tiny_vit.onnx")).unwrap();
+    let m = nn::load(dir().join(format!("{name}.onnx"))).unwrap();
     let ops: Vec<&str> = m.nodes.iter().map(|n| n.op.name()).collect();
     for op in [
         "LayerNorm",
@@ -115,7 +123,7 @@ fn tiny_vit_runs_in_fixed_point_close_to_float() {
     }
     let cfg = nn::FixedConfig::default();
     let fm = nn::fixed::FixedModel::new(&m, cfg);
-    for case in e["models"]["tiny_vit"]["cases"].as_array().unwrap() {
+    for case in e["models"][name]["cases"].as_array().unwrap() {
         let x = floats(&case["input"]);
         let want = floats(&case["float"]);
         let xq: Vec<u64> = x.iter().map(|&v| cfg.encode(v)).collect();
