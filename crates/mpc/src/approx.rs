@@ -69,12 +69,15 @@ pub struct LayerNormSpec {
 
 /// Integer square root result bits, division quotient bits, K, final shift (nn::approx::LN_*).
 const LN_ROOT_BITS: u32 = 20;
-const LN_QUOTIENT_BITS: u32 = 26;
+const LN_QUOTIENT_BITS: u32 = 28;
+/// Bits per digit of the per-row square root and divisions (radix 16: a quarter of the
+/// sequential steps of binary, for 15 comparisons per step on each row).
+const DIGIT_BITS: u32 = 4;
 const LN_K: u32 = 32;
 const LN_SHIFT: u32 = 18;
 /// Rings of the per-row steps and of the final product.
 const LN_SQRT_RING: u32 = 43;
-const LN_DIV_RING: u32 = 48;
+const LN_DIV_RING: u32 = 50;
 const LN_PRODUCT_RING: u32 = LN_SHIFT + 19;
 const LN_WIDE_RING: u32 = 64;
 
@@ -175,6 +178,9 @@ impl SoftmaxSpec<'_> {
         }
         if self.eh.iter().chain(self.el).any(|&v| v > 1 << self.s) {
             return Err(bad(w, "table entries must be at most 2^s"));
+        }
+        if !(self.big_k - self.s + 1).is_multiple_of(DIGIT_BITS) {
+            return Err(bad(w, "the quotient's bits must be whole digits"));
         }
         if self.big_k < self.s || self.division_bits() > 64 || self.big_k - self.s >= ell {
             return Err(bad(w, "reciprocal scale K out of range"));
@@ -825,23 +831,24 @@ impl Session {
         Ok((mux, bb))
     }
 
-    /// One radix-4 digit of a digit-by-digit loop on each row: with the row's remainder `rem`
-    /// and the three candidate amounts `cand[d−1]` (increasing in d), takes the largest digit
-    /// d ≤ 3 with rem ≥ cand(d): three comparisons side by side, then
-    /// rem −= Σ_d c_d·(cand(d) − cand(d−1)) and digit = Σ_d c_d (monotone comparisons, so the
-    /// c_d are 1 up to the digit). Returns the digit's shares over `out`.
-    fn radix4_digit<C: Channel + ?Sized>(
+    /// One digit of radix 2^r of a digit-by-digit loop on each row: with the row's remainder
+    /// `rem` and the candidate amounts `cand[d−1]` for d = 1 … 2^r − 1 (increasing in d), takes
+    /// the largest digit d with rem ≥ cand(d): all comparisons side by side, then
+    /// rem −= Σ_d c_d·(cand(d) − cand(d−1)) and digit = Σ_d c_d (the comparisons are monotone,
+    /// so the c_d are 1 up to the digit). Returns the digit's shares over `out`.
+    fn radix_digit<C: Channel + ?Sized>(
         &mut self,
         ch: &mut C,
         rem: &mut [u64],
-        cand: [Vec<u64>; 3],
+        cand: &[Vec<u64>],
         rr: Ring,
         out: Ring,
     ) -> Result<Vec<u64>> {
         let rows = rem.len();
-        let mut diff = Vec::with_capacity(3 * rows);
-        let mut step = Vec::with_capacity(3 * rows);
-        for dd in 0..3 {
+        let k = cand.len();
+        let mut diff = Vec::with_capacity(k * rows);
+        let mut step = Vec::with_capacity(k * rows);
+        for dd in 0..k {
             for i in 0..rows {
                 diff.push(rr.sub(rem[i], cand[dd][i]));
                 let prev = if dd == 0 { 0 } else { cand[dd - 1][i] };
@@ -851,7 +858,7 @@ impl Session {
         let c = self.drelu(ch, rr, &diff)?;
         let (taken, ca) = self.mux_b2a(ch, rr, &c, &step, out)?;
         let mut digit = vec![0u64; rows];
-        for dd in 0..3 {
+        for dd in 0..k {
             for i in 0..rows {
                 rem[i] = rr.sub(rem[i], taken[dd * rows + i]);
                 digit[i] = out.add(digit[i], ca[dd * rows + i]);
@@ -860,9 +867,10 @@ impl Session {
         Ok(digit)
     }
 
-    /// Digit-by-digit floor(√V) of each shared V (ring `rs`, V < 2^{2·LN_ROOT_BITS}), radix 4:
-    /// digit d at position t raises the root R by d·4^t and costs
-    /// (R + d·4^t)² − R² = 2·d·R·4^t + d²·4^{2t}, linear in R's shares. Root shares in `out`.
+    /// Digit-by-digit floor(√V) of each shared V (ring `rs`, V < 2^{2·LN_ROOT_BITS}), radix
+    /// 2^DIGIT_BITS: digit d at position t (B = 2^DIGIT_BITS) raises the root R by d·B^t and
+    /// costs (R + d·B^t)² − R² = 2·d·R·B^t + d²·B^{2t}, linear in R's shares. Root shares in
+    /// `out`.
     fn isqrt_rows<C: Channel + ?Sized>(
         &mut self,
         ch: &mut C,
@@ -871,30 +879,34 @@ impl Session {
         out: Ring,
     ) -> Result<Vec<u64>> {
         let p0 = self.party() == Party::P0;
+        let r = DIGIT_BITS;
         let mut root = vec![0u64; rem.len()];
-        for t in (0..LN_ROOT_BITS / 2).rev() {
-            let cand = [1u64, 2, 3].map(|d| {
-                root.iter()
-                    .map(|&r| {
-                        let c = rs.reduce(rs.mul(rs.reduce(r), 2 * d) << (2 * t));
-                        if p0 {
-                            rs.add(c, rs.reduce((d * d) << (4 * t)))
-                        } else {
-                            c
-                        }
-                    })
-                    .collect::<Vec<u64>>()
-            });
-            let digit = self.radix4_digit(ch, &mut rem, cand, rs, out)?;
-            for (r, dg) in root.iter_mut().zip(digit) {
-                *r = out.add(*r, out.reduce(dg << (2 * t)));
+        for t in (0..LN_ROOT_BITS / r).rev() {
+            let cand: Vec<Vec<u64>> = (1..1u64 << r)
+                .map(|d| {
+                    root.iter()
+                        .map(|&v| {
+                            let c = rs.reduce(rs.mul(rs.reduce(v), 2 * d) << (r * t));
+                            if p0 {
+                                rs.add(c, rs.reduce((d * d) << (2 * r * t)))
+                            } else {
+                                c
+                            }
+                        })
+                        .collect()
+                })
+                .collect();
+            let digit = self.radix_digit(ch, &mut rem, &cand, rs, out)?;
+            for (v, dg) in root.iter_mut().zip(digit) {
+                *v = out.add(*v, out.reduce(dg << (r * t)));
             }
         }
         Ok(root)
     }
 
     /// Restoring division floor(num / den) of a public numerator by shared denominators (ring
-    /// `rd`), radix 4 over `bits` (even) quotient bits: quotient shares in `out`.
+    /// `rd`), radix 2^DIGIT_BITS over `bits` (a multiple of DIGIT_BITS) quotient bits:
+    /// quotient shares in `out`.
     fn divide_by<C: Channel + ?Sized>(
         &mut self,
         ch: &mut C,
@@ -905,27 +917,31 @@ impl Session {
         out: Ring,
     ) -> Result<Vec<u64>> {
         let p0 = self.party() == Party::P0;
+        let r = DIGIT_BITS;
         let mut rem: Vec<u64> = den.iter().map(|_| if p0 { num } else { 0 }).collect();
         let mut quo = vec![0u64; den.len()];
-        for t in (0..bits / 2).rev() {
-            let cand = [1u64, 2, 3].map(|d| {
-                den.iter()
-                    .map(|&v| rd.reduce(rd.mul(rd.reduce(v), d) << (2 * t)))
-                    .collect::<Vec<u64>>()
-            });
-            let digit = self.radix4_digit(ch, &mut rem, cand, rd, out)?;
+        for t in (0..bits / r).rev() {
+            let cand: Vec<Vec<u64>> = (1..1u64 << r)
+                .map(|d| {
+                    den.iter()
+                        .map(|&v| rd.reduce(rd.mul(rd.reduce(v), d) << (r * t)))
+                        .collect()
+                })
+                .collect();
+            let digit = self.radix_digit(ch, &mut rem, &cand, rd, out)?;
             for (q, dg) in quo.iter_mut().zip(digit) {
-                *q = out.add(*q, out.reduce(dg << (2 * t)));
+                *q = out.add(*q, out.reduce(dg << (r * t)));
             }
         }
         Ok(quo)
     }
 }
 
-/// One radix-4 digit on `rows` rows: three DReLUs, MUXes and B2As (the MUX and B2A in one
-/// flight, the same bits as apart).
-fn radix4_digit_cost(rows: usize, rr: Ring, out: Ring) -> Cost {
-    cost::drelu(rr, 3 * rows) + cost::mux(rr, 3 * rows) + cost::b2a(out, 3 * rows)
+/// One radix-2^DIGIT_BITS digit on `rows` rows: 2^DIGIT_BITS − 1 DReLUs, MUXes and B2As each
+/// (the MUX and B2A in one flight, the same bits as apart).
+fn radix_digit_cost(rows: usize, rr: Ring, out: Ring) -> Cost {
+    let k = ((1usize << DIGIT_BITS) - 1) * rows;
+    cost::drelu(rr, k) + cost::mux(rr, k) + cost::b2a(out, k)
 }
 
 /// [`Session::lut`] on `n` indices of `k` bits with outputs in `out`.
@@ -978,8 +994,8 @@ pub fn softmax_cost(spec: &SoftmaxSpec<'_>, ell: u32, n: usize, row: usize) -> R
     let (rd, ry) = (ring(spec.division_bits())?, ring(spec.product_bits())?);
     let (rt, rhi, rpe) = (ring(s + 2)?, ring(j - k)?, ring(2 * s + 2)?);
     let mut division = Cost::default();
-    for _ in 0..spec.quotient_bits() / 2 {
-        division = division + radix4_digit_cost(rows, rd, ry);
+    for _ in 0..spec.quotient_bits() / DIGIT_BITS {
+        division = division + radix_digit_cost(rows, rd, ry);
     }
     Ok(cost::max_windows(rm, std::iter::repeat_n(row, rows))
         + cost::millionaire_split(n, sh + k, sh)
@@ -1027,11 +1043,11 @@ pub fn layernorm_cost(spec: &LayerNormSpec, ell: u32, n: usize) -> Result<Cost> 
         + cost::trunc(rwide, spec.t, rows)
         + trunc_nonneg_cost(rows, b, 0, rwide)
         + trunc_nonneg_cost(rows, LN_WIDE_RING, spec.t2, rsqrt);
-    for _ in 0..LN_ROOT_BITS / 2 {
-        rowwise = rowwise + radix4_digit_cost(rows, rsqrt, rdiv);
+    for _ in 0..LN_ROOT_BITS / DIGIT_BITS {
+        rowwise = rowwise + radix_digit_cost(rows, rsqrt, rdiv);
     }
-    for _ in 0..LN_QUOTIENT_BITS / 2 {
-        rowwise = rowwise + radix4_digit_cost(rows, rdiv, rprod);
+    for _ in 0..LN_QUOTIENT_BITS / DIGIT_BITS {
+        rowwise = rowwise + radix_digit_cost(rows, rdiv, rprod);
     }
     Ok(rowwise
         + trunc_nonneg_cost(n, m, v, ring(m - v)?)

@@ -286,7 +286,7 @@ impl Softmax {
 /// ct_i = ut_i − 2^{m−2−v}                                    (round(c_i / 2^v))
 /// V    = floor(Σ ct_i² · M2 / 2^16) + round(ε·2^20)          (M2 = round(2^20 / D): scale 2^20)
 /// σ    = isqrt(V · 2^8)                                      (σ at scale 2^14)
-/// rs   = floor(2^32 / σ) (restoring division, 26 quotient bits)
+/// rs   = floor(2^32 / σ) (restoring division, 28 quotient bits)
 /// y_i  = floor((signed_m(cm_i) · rs + 2^17) / 2^18)  mod 2^ℓ
 /// ```
 /// Exact semantics when every |x_i − μ| < 2^{m−2−s} = 64 (the protocol's range assumption, like
@@ -308,7 +308,7 @@ pub struct LayerNorm {
 
 /// Bits of the integer square root's result and of the division's quotient.
 pub const LN_ROOT_BITS: u32 = 20;
-pub const LN_QUOTIENT_BITS: u32 = 26;
+pub const LN_QUOTIENT_BITS: u32 = 28;
 /// rs = floor(2^LN_K / σ), y = (c · rs) >> LN_SHIFT.
 pub const LN_K: u32 = 32;
 pub const LN_SHIFT: u32 = 18;
