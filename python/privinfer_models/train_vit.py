@@ -6,6 +6,9 @@ then export it with the zoo's batch-1 graph (the one `privinfer` imports).
     # export a trained state_dict here (torch 1.13's tracing exporter, opset 17)
     python -m privinfer_models.train_vit --export-only build/train/vit/vit_cifar10.pt \\
         --out build/train/vit
+    # the CPU run that made models/vit_cifar10.onnx (2 cores, no GPU; models/README.md)
+    python -m privinfer_models.train_vit --patch 8 --dim 64 --depth 4 --heads 4 --mlp 128 \\
+        --epochs 40 --warmup 1 --time-budget 3000 --out build/train/vit_cpu
     # smoke run on CPU
     python -m privinfer_models.train_vit --epochs 1 --max-batches 2 --batch-size 32 \\
         --train-limit 256 --test-limit 64 --out /tmp/vit_smoke
@@ -38,7 +41,7 @@ NAME = "vit_cifar10"
 
 
 def build(a) -> ViT:
-    return ViT(image=32, patch=4, dim=a.dim, depth=a.depth, heads=a.heads, mlp=a.mlp, num_classes=10)
+    return ViT(image=32, patch=a.patch, dim=a.dim, depth=a.depth, heads=a.heads, mlp=a.mlp, num_classes=10)
 
 
 def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
@@ -95,6 +98,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=DEFAULT_DATA)
     ap.add_argument("--out", required=True)
+    ap.add_argument("--patch", type=int, default=4, help="patch size (4: 65 tokens; 8: 17 tokens)")
     ap.add_argument("--dim", type=int, default=128)
     ap.add_argument("--depth", type=int, default=6)
     ap.add_argument("--heads", type=int, default=4)
