@@ -1088,6 +1088,14 @@ impl Plan {
                             format!("{} needs {lo} <= s <= {hi}, s + {extra} <= ell", s.op),
                         ));
                     }
+                    if let StepKind::LayerNorm { epsilon } = s.kind {
+                        if !(0.0..1.0).contains(&epsilon) {
+                            return Err(bad(
+                                i,
+                                format!("LayerNorm epsilon {epsilon} outside [0, 1)"),
+                            ));
+                        }
+                    }
                 }
                 StepKind::Transpose { perm } => {
                     let is = &self.steps[s.inputs[0]].shape;
