@@ -326,7 +326,8 @@ impl LayerNorm {
         let mul = ((1u64 << t) as f64 / d as f64).round() as u64;
         // V at scale 2^20 from squares at scale 2^{2·LN_CT_BITS}.
         let mul2 = ((1u64 << (t2 + 20 - 2 * LN_CT_BITS)) as f64 / d as f64).round() as u64;
-        let eps = ((eps as f64 * (1u64 << 20) as f64).round() as u64).max(1);
+        // ε at scale 2^20, at least one unit; a nonsensical ε (≥ 2^20) is capped.
+        let eps = ((eps as f64 * (1u64 << 20) as f64).round() as u64).clamp(1, 1 << 40);
         LayerNorm {
             s,
             m: s + 8,
