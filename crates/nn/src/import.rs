@@ -1930,33 +1930,30 @@ fn fold_select(ctx: &Ctx, cs: &[Const]) -> Result<Const> {
         }
         "Where" => {
             let cond = cs[0].to_i64();
+            // Element i of the result: x or y at their broadcast positions.
+            fn select<T: Copy>(
+                n: usize,
+                c: &dyn Fn(usize) -> bool,
+                x: &[T],
+                y: &[T],
+                mx: &[usize],
+                my: &[usize],
+            ) -> Vec<T> {
+                (0..n)
+                    .map(|i| if c(i) { x[mx[i]] } else { y[my[i]] })
+                    .collect()
+            }
             let pick = |i: usize| cond[maps[0][i]] != 0;
             match (&cs[1], &cs[2]) {
                 (Const::I64(x), Const::I64(y)) => Const::I64(Tensor::new(
                     out,
-                    (0..n)
-                        .map(|i| {
-                            if pick(i) {
-                                x.data[maps[1][i]]
-                            } else {
-                                y.data[maps[2][i]]
-                            }
-                        })
-                        .collect(),
+                    select(n, &pick, &x.data, &y.data, &maps[1], &maps[2]),
                 )),
                 (x, y) => {
                     let (x, y) = (x.to_f32(), y.to_f32());
                     Const::F32(Tensor::new(
                         out,
-                        (0..n)
-                            .map(|i| {
-                                if pick(i) {
-                                    x.data[maps[1][i]]
-                                } else {
-                                    y.data[maps[2][i]]
-                                }
-                            })
-                            .collect(),
+                        select(n, &pick, &x.data, &y.data, &maps[1], &maps[2]),
                     ))
                 }
             }
@@ -1964,11 +1961,11 @@ fn fold_select(ctx: &Ctx, cs: &[Const]) -> Result<Const> {
         _ => match &cs[0] {
             Const::I64(x) => Const::I64(Tensor::new(
                 out,
-                (0..n).map(|i| x.data[maps[0][i]]).collect(),
+                maps[0].iter().map(|&i| x.data[i]).collect(),
             )),
             Const::F32(x) => Const::F32(Tensor::new(
                 out,
-                (0..n).map(|i| x.data[maps[0][i]]).collect(),
+                maps[0].iter().map(|&i| x.data[i]).collect(),
             )),
         },
     })
