@@ -551,33 +551,11 @@ impl Plan {
                 Op::Concat { axis } => StepKind::Concat { axis: *axis },
                 Op::Constant(_) => StepKind::Constant,
                 Op::Transpose { perm } => StepKind::Transpose { perm: perm.clone() },
-                Op::Gelu => {
-                    if !(4..=20).contains(&cfg.scale) || cfg.scale + 8 > cfg.ell {
-                        return Err(unsupported(
-                            name,
-                            opname,
-                            "GELU needs 4 <= s <= 20 and s + 8 <= ell",
-                        ));
-                    }
-                    StepKind::Gelu
-                }
-                Op::Softmax | Op::LayerNorm(_) => {
+                Op::Gelu | Op::Softmax | Op::LayerNorm(_) => {
+                    let f = nn::approx::Function::of(&node.op).expect("a transformer op");
                     let d = *node.shape.last().unwrap_or(&0);
-                    let (lo, hi, extra) = if matches!(node.op, Op::Softmax) {
-                        (8, 14, 9)
-                    } else {
-                        (8, 16, 20)
-                    };
-                    if d == 0
-                        || d > 512
-                        || !(lo..=hi).contains(&cfg.scale)
-                        || cfg.scale + extra > cfg.ell
-                    {
-                        return Err(unsupported(
-                            name,
-                            opname,
-                            format!("needs rows of 1 to 512 values, {lo} <= s <= {hi} and s + {extra} <= ell"),
-                        ));
+                    if let Some(why) = f.unsupported(cfg.scale, cfg.ell, d) {
+                        return Err(unsupported(name, opname, why));
                     }
                     match &node.op {
                         Op::LayerNorm(l) if !l.is_identity() => {
@@ -588,7 +566,8 @@ impl Plan {
                             ));
                         }
                         Op::LayerNorm(l) => StepKind::LayerNorm { epsilon: l.epsilon },
-                        _ => StepKind::Softmax,
+                        Op::Softmax => StepKind::Softmax,
+                        _ => StepKind::Gelu,
                     }
                 }
                 Op::MatMul => {
@@ -1069,24 +1048,17 @@ impl Plan {
                 }
                 StepKind::Input | StepKind::Constant => {}
                 StepKind::Gelu | StepKind::Softmax | StepKind::LayerNorm { .. } => {
-                    let d = *s.shape.last().unwrap_or(&0);
-                    if in_len(0) != n || d == 0 || d > 512 {
-                        return Err(bad(
-                            i,
-                            "element count changes or rows outside 1..=512".into(),
-                        ));
+                    if in_len(0) != n {
+                        return Err(bad(i, "element count changes".into()));
                     }
-                    // The ranges of nn::approx's tables.
-                    let (lo, hi, extra) = match s.kind {
-                        StepKind::Gelu => (4, 20, 8),
-                        StepKind::Softmax => (8, 14, 9),
-                        _ => (8, 16, 20),
+                    let f = match s.kind {
+                        StepKind::Gelu => nn::approx::Function::Gelu,
+                        StepKind::Softmax => nn::approx::Function::Softmax,
+                        _ => nn::approx::Function::LayerNorm,
                     };
-                    if !(lo..=hi).contains(&self.scale) || self.scale + extra > self.ell {
-                        return Err(bad(
-                            i,
-                            format!("{} needs {lo} <= s <= {hi}, s + {extra} <= ell", s.op),
-                        ));
+                    let d = *s.shape.last().unwrap_or(&0);
+                    if let Some(why) = f.unsupported(self.scale, self.ell, d) {
+                        return Err(bad(i, format!("{}: {why}", s.op)));
                     }
                     if let StepKind::LayerNorm { epsilon } = s.kind {
                         if !(0.0..1.0).contains(&epsilon) {

@@ -484,45 +484,24 @@ fn run_side<C: Channel>(
                     let bt = local::transpose2(b, k, n);
                     // A0·B1 (as N rows of B1ᵀ times A0) and A1·B0 (M rows of A1 times B0ᵀ):
                     // the server's shares are the weights, the client's the inputs.
-                    let (c1, c2) = match side {
-                        Side::Server { keys, .. } => {
-                            let w1 = LayerWeights {
-                                weights: a.to_vec(),
-                                bias: vec![0; m],
-                            };
-                            let c1 = proto.server_in(
-                                left,
-                                lring,
-                                keys,
-                                &w1,
-                                &vec![0; n * k],
-                                session,
-                                ch,
-                                rng,
-                            )?;
-                            let w2 = LayerWeights {
-                                weights: bt,
-                                bias: vec![0; n],
-                            };
-                            let c2 = proto.server_in(
-                                right,
-                                lring,
-                                keys,
-                                &w2,
-                                &vec![0; m * k],
-                                session,
-                                ch,
-                                rng,
-                            )?;
-                            (c1, c2)
-                        }
-                        Side::Client { keys } => {
-                            let c1 = proto.client_in(left, lring, keys, &bt, session, ch, rng)?;
-                            let c2 = proto.client_in(right, lring, keys, a, session, ch, rng)?;
-                            (c1, c2)
-                        }
-                    };
-                    let c1t = local::transpose2(&c1, n, m);
+                    let mut cross = Vec::with_capacity(2);
+                    for (layer, outputs, w, x) in [(left, m, a, &bt[..]), (right, n, &bt[..], a)] {
+                        cross.push(match side {
+                            Side::Server { keys, .. } => {
+                                let w = LayerWeights {
+                                    weights: w.to_vec(),
+                                    bias: vec![0; outputs],
+                                };
+                                let zero = vec![0; x.len()];
+                                proto.server_in(layer, lring, keys, &w, &zero, session, ch, rng)?
+                            }
+                            Side::Client { keys } => {
+                                proto.client_in(layer, lring, keys, x, session, ch, rng)?
+                            }
+                        });
+                    }
+                    let (c1, c2) = (&cross[0], &cross[1]);
+                    let c1t = local::transpose2(c1, n, m);
                     y.extend(
                         (0..m * n)
                             .map(|e| own[e].wrapping_add(c1t[e]).wrapping_add(c2[e]) & ring.mask()),

@@ -1,5 +1,5 @@
-//! GELU and softmax on shares, exactly equal to the fixed-point definitions of `nn::approx`
-//! (docs/protocols/transformer.md gives the derivations and costs).
+//! GELU, softmax and LayerNorm on shares, exactly equal to the fixed-point definitions of
+//! `nn::approx` (docs/protocols/transformer.md gives the derivations and costs).
 //!
 //! Building blocks, all on additive shares:
 //! * **ring reduction**: `x mod 2^m` is a ring homomorphism, so shares reduce locally; the
@@ -11,6 +11,9 @@
 //! * **non-negative truncation / extension** ([`Session::trunc_nonneg`]): for 0 ≤ x < 2^{b−1}
 //!   shared mod 2^b, `floor(x / 2^k) = (x0 >> k) + (x1 >> k) + c − W·2^{b−k}` with `c` the low
 //!   carry and `W = msb(x0) ∨ msb(x1)` the wrap [Cheetah §5.3], into any output ring.
+//! * **squares and small × wide products** of values in a small ring: Gilboa cross terms on the
+//!   small ring's bits, the wrap W handled by one-bit affine OTs.
+//! * **digit recurrences** in radix 16 for the per-row square root and divisions.
 
 use transport::Channel;
 
@@ -20,6 +23,7 @@ use crate::cots::{
     affine_choose, affine_send, one_of_n_answer_bits, one_of_n_choose, one_of_n_send, Group,
 };
 use crate::session::{Party, Session};
+use crate::trunc::offset_by_p0;
 use crate::{MpcError, Result, Ring, Shares};
 
 /// The parameters and tables of GELU (`nn::approx::Gelu`, whose documentation gives the
@@ -111,10 +115,6 @@ fn bad(what: &'static str, reason: &'static str) -> MpcError {
     MpcError::InvalidSpec { what, reason }
 }
 
-fn ring(bits: u32) -> Result<Ring> {
-    Ring::new(bits)
-}
-
 impl GeluSpec<'_> {
     fn check(&self, ell: u32) -> Result<()> {
         let w = "GELU";
@@ -133,8 +133,10 @@ impl GeluSpec<'_> {
         if self.product_bits > 64 || self.product_bits < self.s - self.f + self.e + 2 {
             return Err(bad(w, "product ring too small or above 64 bits"));
         }
-        let pmax =
-            self.b.iter().max().copied().unwrap_or(0) as u128 * mask(self.s - self.f) as u128;
+        // B·frac plus the rounding half of the truncation that follows (`Session::gelu`).
+        let pmax = self.b.iter().max().copied().unwrap_or(0) as u128
+            * mask(self.s - self.f) as u128
+            + (1u128 << (self.s - self.f + self.e - 1));
         if pmax >= 1u128 << (self.product_bits - 1) {
             return Err(bad(w, "slope table overflows the product ring"));
         }
@@ -254,6 +256,27 @@ impl Session {
         self.compare(ch, &v, bits, split)
     }
 
+    /// XOR shares of `[q < bound]` for shares `q` over `r` whose signed value `q − bound` does
+    /// not wrap: 1 ⊕ DReLU(q − bound).
+    fn below<C: Channel + ?Sized>(
+        &mut self,
+        ch: &mut C,
+        r: Ring,
+        q: &[u64],
+        bound: u64,
+    ) -> Result<Vec<u8>> {
+        let p0 = self.party() == Party::P0;
+        let shifted: Vec<u64> = q
+            .iter()
+            .map(|&v| if p0 { r.sub(v, r.reduce(bound)) } else { v })
+            .collect();
+        Ok(self
+            .drelu(ch, r, &shifted)?
+            .into_iter()
+            .map(|b| b ^ p0 as u8)
+            .collect())
+    }
+
     /// Shares in `out` of `floor(x / 2^k)` for values known to lie in [0, 2^{b−1}), b the bits
     /// of `x.ring` (`k = 0`: an extension to a wider ring). The scale drops by k.
     pub fn trunc_nonneg<C: Channel + ?Sized>(
@@ -302,15 +325,10 @@ impl Session {
         x: &Shares,
         out: Ring,
     ) -> Result<Shares> {
-        let w = x.ring.bits();
-        let off = 1u64 << (w - 2);
+        let off = 1u64 << (x.ring.bits() - 2);
         let p0 = self.party() == Party::P0;
         let u = Shares {
-            data: x
-                .data
-                .iter()
-                .map(|&v| if p0 { x.ring.add(v, off) } else { v })
-                .collect(),
+            data: offset_by_p0(x, p0, off),
             ..*x
         };
         let mut e = self.trunc_nonneg(ch, &u, 0, out)?;
@@ -334,10 +352,10 @@ impl Session {
         let (s, m, f, j, e) = (spec.s, spec.m, spec.f, spec.j, spec.e);
         let sh = s - f;
         let (rm, rq, rp, rh) = (
-            ring(m)?,
-            ring(m - sh)?,
-            ring(spec.product_bits)?,
-            ring(spec.h_bits)?,
+            Ring::new(m)?,
+            Ring::new(m - sh)?,
+            Ring::new(spec.product_bits)?,
+            Ring::new(spec.h_bits)?,
         );
         // Sign on the reduced ring, ReLU in Z_{2^ℓ}, |x| mod 2^m = 2·ReLU(x) − x.
         let xm: Vec<u64> = x.data.iter().map(|&v| rm.reduce(v)).collect();
@@ -361,16 +379,7 @@ impl Session {
             .zip(&cp)
             .map(|(&ai, &ci)| rp.sub(ai & mask(sh), rp.reduce(ci << sh)))
             .collect();
-        // g = [q < 2^j] = 1 ⊕ DReLU(q − 2^j).
-        let qs: Vec<u64> = q
-            .iter()
-            .map(|&v| if p0 { rq.sub(v, 1 << j) } else { v })
-            .collect();
-        let g: Vec<u8> = self
-            .drelu(ch, rq, &qs)?
-            .into_iter()
-            .map(|b| b ^ p0 as u8)
-            .collect();
+        let g = self.below(ch, rq, &q, 1 << j)?;
         let idx: Vec<u64> = q.iter().map(|&v| v & mask(j)).collect();
         let ta: Vec<u64> = spec.a.iter().map(|&v| rh.from_signed(v)).collect();
         let av = self.lut(ch, &idx, j, &ta, rh)?;
@@ -391,11 +400,7 @@ impl Session {
         // Round to nearest: P0 adds half of the dropped unit (B·frac + 2^{sh+e−1} < 2^{pb−1}).
         let half = 1u64 << (sh + e - 1);
         let prod = Shares {
-            data: prod
-                .data
-                .iter()
-                .map(|&v| if p0 { rp.add(v, half) } else { v })
-                .collect(),
+            data: offset_by_p0(&prod, p0, half),
             ..prod
         };
         let t = self.trunc_nonneg(ch, &prod, sh + e, rh)?;
@@ -442,17 +447,16 @@ impl Session {
                 got: x.len(),
             });
         }
-        let p0 = self.party() == Party::P0;
         let n = x.len();
         let (s, m, f, j, k) = (spec.s, spec.m, spec.f, spec.j, spec.k);
         let sh = s - f;
         let (rm, rq, rd, ry) = (
-            ring(m)?,
-            ring(m - sh)?,
-            ring(spec.division_bits())?,
-            ring(spec.product_bits())?,
+            Ring::new(m)?,
+            Ring::new(m - sh)?,
+            Ring::new(spec.division_bits())?,
+            Ring::new(spec.product_bits())?,
         );
-        let (rt, rhi, rpe) = (ring(s + 2)?, ring(j - k)?, ring(2 * s + 2)?);
+        let (rt, rhi, rpe) = (Ring::new(s + 2)?, Ring::new(j - k)?, Ring::new(2 * s + 2)?);
         // Row max on the reduced ring, u = max − x ≥ 0.
         let xm: Vec<u64> = x.data.iter().map(|&v| rm.reduce(v)).collect();
         let mx = self.max_groups(ch, rm, xm.chunks(row).map(|c| c.to_vec()).collect())?;
@@ -462,15 +466,7 @@ impl Session {
         let c1q = self.b2a(ch, rq, &c1)?;
         let c2h = self.b2a(ch, rhi, &c2)?;
         let q: Vec<u64> = (0..n).map(|i| rq.add(u[i] >> sh, c1q[i])).collect();
-        let qs: Vec<u64> = q
-            .iter()
-            .map(|&v| if p0 { rq.sub(v, 1 << j) } else { v })
-            .collect();
-        let g: Vec<u8> = self
-            .drelu(ch, rq, &qs)?
-            .into_iter()
-            .map(|b| b ^ p0 as u8)
-            .collect();
+        let g = self.below(ch, rq, &q, 1 << j)?;
         let lo: Vec<u64> = q.iter().map(|&v| v & mask(k)).collect();
         let hi: Vec<u64> = (0..n)
             .map(|i| rhi.add(rhi.reduce(u[i] >> (sh + k)), c2h[i]))
@@ -555,7 +551,9 @@ impl Session {
             .collect();
         let small = vec![gw1; n];
         let msb: Vec<u8> = x.data.iter().map(|&v| x.ring.msb(v)).collect();
-        let (cross, wx0, wx1, wsh) = match self.party() {
+        // P0 sends on the `big` instances (bits of x1, W·x0, W) and receives W·x1; P1 the
+        // reverse. `big` and `small` are this party's shares of those instances.
+        let (big_sh, small_sh) = match self.party() {
             Party::P0 => {
                 let (mut f0, mut f1) = (Vec::with_capacity(n * per), Vec::with_capacity(n * per));
                 for (&a, &m) in x.data.iter().zip(&msb) {
@@ -569,15 +567,7 @@ impl Session {
                     f1.push(1);
                 }
                 let (rv, sv) = self.affine_both(ch, &msb, &small, (&big, &f0, &f1), "square")?;
-                let cross: Vec<u64> = (0..n)
-                    .map(|j| {
-                        (0..wx as usize)
-                            .fold(0, |a, i| out.add(a, out.reduce(sv[j * per + i] << i)))
-                    })
-                    .collect();
-                let wx0: Vec<u64> = (0..n).map(|j| sv[j * per + wx as usize]).collect();
-                let wsh: Vec<u64> = (0..n).map(|j| sv[j * per + wx as usize + 1]).collect();
-                (cross, wx0, rv, wsh)
+                (sv, rv)
             }
             Party::P1 => {
                 let mut c = Vec::with_capacity(n * per);
@@ -594,17 +584,16 @@ impl Session {
                     .collect();
                 let f1: Vec<u64> = x.data.iter().map(|&a| a & mask(b - wx - 1)).collect();
                 let (rv, sv) = self.affine_both(ch, &c, &big, (&small, &f0, &f1), "square")?;
-                let cross: Vec<u64> = (0..n)
-                    .map(|j| {
-                        (0..wx as usize)
-                            .fold(0, |a, i| out.add(a, out.reduce(rv[j * per + i] << i)))
-                    })
-                    .collect();
-                let wx0: Vec<u64> = (0..n).map(|j| rv[j * per + wx as usize]).collect();
-                let wsh: Vec<u64> = (0..n).map(|j| rv[j * per + wx as usize + 1]).collect();
-                (cross, wx0, sv, wsh)
+                (rv, sv)
             }
         };
+        let w = wx as usize;
+        let cross: Vec<u64> = (0..n)
+            .map(|j| (0..w).fold(0, |a, i| out.add(a, out.reduce(big_sh[j * per + i] << i))))
+            .collect();
+        let wx0: Vec<u64> = (0..n).map(|j| big_sh[j * per + w]).collect();
+        let wsh: Vec<u64> = (0..n).map(|j| big_sh[j * per + w + 1]).collect();
+        let wx1 = small_sh;
         let sq = (0..n)
             .map(|j| {
                 let a = x.data[j];
@@ -692,12 +681,16 @@ impl Session {
         let p0 = self.party() == Party::P0;
         let n = x.len();
         let (m, v) = (spec.m, spec.v);
-        let (rm, rut, rsq) = (ring(m)?, ring(m - v)?, ring(spec.square_ring())?);
+        let (rm, rut, rsq) = (
+            Ring::new(m)?,
+            Ring::new(m - v)?,
+            Ring::new(spec.square_ring())?,
+        );
         let (rwide, rsqrt, rdiv, rprod) = (
-            ring(LN_WIDE_RING)?,
-            ring(LN_SQRT_RING)?,
-            ring(LN_DIV_RING)?,
-            ring(LN_PRODUCT_RING)?,
+            Ring::new(LN_WIDE_RING)?,
+            Ring::new(LN_SQRT_RING)?,
+            Ring::new(LN_DIV_RING)?,
+            Ring::new(LN_PRODUCT_RING)?,
         );
         let add0 = |r: Ring, a: u64, c: u64| if p0 { r.add(a, r.reduce(c)) } else { a };
         // μ: row sums sign-extended to 64 bits, times M, rounded, exact floor by 2^T.
@@ -766,7 +759,7 @@ impl Session {
             })
             .collect();
         // Carry-only truncation: floor(P / 2^18) mod 2^19 needs no wrap bit, for any sign.
-        let yr = ring(LN_PRODUCT_RING - LN_SHIFT)?;
+        let yr = Ring::new(LN_PRODUCT_RING - LN_SHIFT)?;
         let y = self.trunc_nonneg(ch, &Shares::new(rprod, 0, pc)?, LN_SHIFT, yr)?;
         let mut out = self.extend_signed(ch, &y, lr)?;
         out.scale = x.scale;
@@ -969,8 +962,8 @@ pub fn trunc_nonneg_cost(n: usize, b: u32, k: u32, out: Ring) -> Cost {
 pub fn gelu_cost(spec: &GeluSpec<'_>, ell: u32, n: usize) -> Result<Cost> {
     spec.check(ell)?;
     let sh = spec.s - spec.f;
-    let (lr, rm, rq) = (ring(ell)?, ring(spec.m)?, ring(spec.m - sh)?);
-    let (rp, rh) = (ring(spec.product_bits)?, ring(spec.h_bits)?);
+    let (lr, rm, rq) = (Ring::new(ell)?, Ring::new(spec.m)?, Ring::new(spec.m - sh)?);
+    let (rp, rh) = (Ring::new(spec.product_bits)?, Ring::new(spec.h_bits)?);
     Ok(cost::drelu(rm, n)
         + cost::mux(lr, n)
         + cost::millionaire(n, sh)
@@ -990,9 +983,12 @@ pub fn softmax_cost(spec: &SoftmaxSpec<'_>, ell: u32, n: usize, row: usize) -> R
     let rows = n / row;
     let (s, j, k) = (spec.s, spec.j, spec.k);
     let sh = s - spec.f;
-    let (lr, rm, rq) = (ring(ell)?, ring(spec.m)?, ring(spec.m - sh)?);
-    let (rd, ry) = (ring(spec.division_bits())?, ring(spec.product_bits())?);
-    let (rt, rhi, rpe) = (ring(s + 2)?, ring(j - k)?, ring(2 * s + 2)?);
+    let (lr, rm, rq) = (Ring::new(ell)?, Ring::new(spec.m)?, Ring::new(spec.m - sh)?);
+    let (rd, ry) = (
+        Ring::new(spec.division_bits())?,
+        Ring::new(spec.product_bits())?,
+    );
+    let (rt, rhi, rpe) = (Ring::new(s + 2)?, Ring::new(j - k)?, Ring::new(2 * s + 2)?);
     let mut division = Cost::default();
     for _ in 0..spec.quotient_bits() / DIGIT_BITS {
         division = division + radix_digit_cost(rows, rd, ry);
@@ -1018,12 +1014,12 @@ pub fn layernorm_cost(spec: &LayerNormSpec, ell: u32, n: usize) -> Result<Cost> 
     spec.check(ell)?;
     let rows = n / spec.d;
     let (m, v) = (spec.m, spec.v);
-    let lr = ring(ell)?;
+    let lr = Ring::new(ell)?;
     let (rwide, rsqrt, rdiv, rprod) = (
-        ring(LN_WIDE_RING)?,
-        ring(LN_SQRT_RING)?,
-        ring(LN_DIV_RING)?,
-        ring(LN_PRODUCT_RING)?,
+        Ring::new(LN_WIDE_RING)?,
+        Ring::new(LN_SQRT_RING)?,
+        Ring::new(LN_DIV_RING)?,
+        Ring::new(LN_PRODUCT_RING)?,
     );
     let (wx, b) = (m - v, spec.square_ring());
     let n64 = n as u64;
@@ -1050,9 +1046,9 @@ pub fn layernorm_cost(spec: &LayerNormSpec, ell: u32, n: usize) -> Result<Cost> 
         rowwise = rowwise + radix_digit_cost(rows, rdiv, rprod);
     }
     Ok(rowwise
-        + trunc_nonneg_cost(n, m, v, ring(m - v)?)
+        + trunc_nonneg_cost(n, m, v, Ring::new(m - v)?)
         + square
         + product
-        + trunc_nonneg_cost(n, pw, LN_SHIFT, ring(pw - LN_SHIFT)?)
+        + trunc_nonneg_cost(n, pw, LN_SHIFT, Ring::new(pw - LN_SHIFT)?)
         + trunc_nonneg_cost(n, pw - LN_SHIFT, 0, lr))
 }

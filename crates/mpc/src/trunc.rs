@@ -243,7 +243,7 @@ impl Session {
 }
 
 /// Shares of x + c: P0 adds the public constant c to its share, P1 keeps its own.
-fn offset_by_p0(x: &Shares, p0: bool, c: u64) -> Vec<u64> {
+pub(crate) fn offset_by_p0(x: &Shares, p0: bool, c: u64) -> Vec<u64> {
     if p0 {
         x.data.iter().map(|&a| x.ring.add(a, c)).collect()
     } else {

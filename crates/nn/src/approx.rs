@@ -11,6 +11,45 @@
 //! The tables are functions of s only, computed here in f64 and rounded; both parties and the
 //! oracle build them with this code.
 
+/// The functions defined here, for [`Function::unsupported`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Function {
+    Gelu,
+    Softmax,
+    LayerNorm,
+}
+
+impl Function {
+    /// The function of a transformer op of the IR, None for the others.
+    pub fn of(op: &crate::ir::Op) -> Option<Function> {
+        use crate::ir::Op;
+        match op {
+            Op::Gelu => Some(Function::Gelu),
+            Op::Softmax => Some(Function::Softmax),
+            Op::LayerNorm(_) => Some(Function::LayerNorm),
+            _ => None,
+        }
+    }
+
+    /// Why `self` has no definition at scale 2^s in a ring of ℓ bits on rows of `d` values
+    /// (its last axis; GELU is element-wise), or None: the one check behind the constructors,
+    /// the fixed-point executor, the planner and the plan validation.
+    pub fn unsupported(self, s: u32, ell: u32, d: usize) -> Option<String> {
+        let (lo, hi, extra, rows) = match self {
+            Function::Gelu => (4, 20, 8, false),
+            Function::Softmax => (8, 14, 9, true),
+            Function::LayerNorm => (8, 16, 20, true),
+        };
+        if !(lo..=hi).contains(&s) || s + extra > ell {
+            return Some(format!("needs {lo} <= s <= {hi} and s + {extra} <= ell"));
+        }
+        if rows && !(1..=512).contains(&d) {
+            return Some("needs rows of 1 to 512 values".into());
+        }
+        None
+    }
+}
+
 /// Signed value of the low `bits` bits of `x` (two's complement).
 fn signed(x: u64, bits: u32) -> i64 {
     let sh = 64 - bits;
@@ -81,16 +120,27 @@ pub fn softmax_f64(x: &[f64]) -> Vec<f64> {
     e.iter().map(|&v| v / z).collect()
 }
 
+/// `(x − μ) / √(var + ε)` of a row in f64 (LayerNorm without γ, β).
+pub fn layernorm_f64(x: &[f64], eps: f64) -> Vec<f64> {
+    let d = x.len() as f64;
+    let mu = x.iter().sum::<f64>() / d;
+    let var = x.iter().map(|v| (v - mu) * (v - mu)).sum::<f64>() / d;
+    x.iter().map(|v| (v - mu) / (var + eps).sqrt()).collect()
+}
+
 /// h(a) = a·Φ(−a) = a·erfc(a/√2)/2.
 fn gelu_h(a: f64) -> f64 {
     a * 0.5 * libm::erfc(a / std::f64::consts::SQRT_2)
 }
 
 impl Gelu {
-    /// The tables for scale 2^s (4 ≤ s ≤ 20): 16 segments per unit on [0, 4), slopes with
-    /// 4 extra bits.
+    /// The tables for scale 2^s (4 ≤ s ≤ 20, [`Function::unsupported`]): 16 segments per unit
+    /// on [0, 4), slopes with 4 extra bits.
     pub fn new(s: u32) -> Gelu {
-        assert!((4..=20).contains(&s), "GELU tables for 4 <= s <= 20");
+        assert!(
+            Function::Gelu.unsupported(s, 64, 1).is_none(),
+            "GELU tables for 4 <= s <= 20"
+        );
         let (f, j, e) = (4u32, 6u32, 4u32);
         let delta = 1.0 / (1u64 << f) as f64;
         let mut a = Vec::with_capacity(1 << j);
@@ -189,10 +239,13 @@ pub struct Softmax {
 }
 
 impl Softmax {
-    /// The tables for scale 2^s (8 ≤ s ≤ 14): resolution 2^{−7}, clipped at u ≥ 16, digits of
-    /// 5 (high) and 6 (low) bits, K = s + 19.
+    /// The tables for scale 2^s (8 ≤ s ≤ 14, [`Function::unsupported`]): resolution 2^{−7},
+    /// clipped at u ≥ 16, digits of 5 (high) and 6 (low) bits, K = s + 19.
     pub fn new(s: u32) -> Softmax {
-        assert!((8..=14).contains(&s), "softmax tables for 8 <= s <= 14");
+        assert!(
+            Function::Softmax.unsupported(s, 64, 1).is_none(),
+            "softmax tables for 8 <= s <= 14"
+        );
         let (f, j, k) = (7u32, 11u32, 6u32);
         let one = (1u64 << s) as f64;
         let eh = (0..1u64 << (j - k))
@@ -317,10 +370,12 @@ pub const LN_CT_BITS: u32 = 8;
 
 impl LayerNorm {
     /// The parameters for scale 2^s (8 ≤ s ≤ 16), rows of D (1 ≤ D ≤ 512), ring of ℓ bits
-    /// (ℓ ≥ s + 20) and ε.
+    /// (ℓ ≥ s + 20; [`Function::unsupported`]) and ε.
     pub fn new(s: u32, ell: u32, d: usize, eps: f32) -> LayerNorm {
-        assert!((8..=16).contains(&s) && (1..=512).contains(&d) && ell >= s + 20);
-        let _ = ell;
+        assert!(
+            Function::LayerNorm.unsupported(s, ell, d).is_none(),
+            "LayerNorm parameters"
+        );
         let t = 40;
         let t2 = 16;
         let mul = ((1u64 << t) as f64 / d as f64).round() as u64;
@@ -480,8 +535,7 @@ mod tests {
                 let xr: Vec<f64> = x.iter().map(|&v| signed(v, 37) as f64 / 4096.0).collect();
                 let mu = xr.iter().sum::<f64>() / d as f64;
                 let var = xr.iter().map(|v| (v - mu) * (v - mu)).sum::<f64>() / d as f64;
-                for (i, &v) in xr.iter().enumerate() {
-                    let want = (v - mu) / (var + 1e-5).sqrt();
+                for (i, want) in layernorm_f64(&xr, 1e-5).into_iter().enumerate() {
                     let err = (signed(y[i], 37) as f64 / 4096.0 - want).abs();
                     worst = worst.max(err);
                     if var > 1.0 {
