@@ -106,7 +106,7 @@ impl Tables {
     fn gelu_spec(&self) -> GeluSpec<'_> {
         engine::approx::gelu_spec(self.gelu())
     }
-    fn layernorm_spec(&self) -> LayerNormSpec {
+    fn layernorm_spec(&self) -> LayerNormSpec<'_> {
         engine::approx::layernorm_spec(self.layernorm())
     }
     fn softmax_spec(&self) -> SoftmaxSpec<'_> {

@@ -32,7 +32,7 @@ pub fn softmax_spec(t: &nn::approx::Softmax) -> mpc::SoftmaxSpec<'_> {
 }
 
 /// LayerNorm's parameters as the protocol reads them.
-pub fn layernorm_spec(l: &nn::approx::LayerNorm) -> mpc::LayerNormSpec {
+pub fn layernorm_spec(l: &nn::approx::LayerNorm) -> mpc::LayerNormSpec<'_> {
     mpc::LayerNormSpec {
         s: l.s,
         m: l.m,
@@ -43,5 +43,7 @@ pub fn layernorm_spec(l: &nn::approx::LayerNorm) -> mpc::LayerNormSpec {
         t2: l.t2,
         mul2: l.mul2,
         eps: l.eps,
+        rt: &l.rt,
+        rd: &l.rd,
     }
 }

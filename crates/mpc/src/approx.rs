@@ -56,10 +56,10 @@ pub struct SoftmaxSpec<'a> {
     pub el: &'a [u64],
 }
 
-/// The parameters of layer normalization (`nn::approx::LayerNorm`; the constants
+/// The parameters and tables of layer normalization (`nn::approx::LayerNorm`; the constants
 /// `nn::approx::LN_*` are fixed by the protocol).
 #[derive(Clone, Copy, Debug)]
-pub struct LayerNormSpec {
+pub struct LayerNormSpec<'a> {
     pub s: u32,
     pub m: u32,
     pub v: u32,
@@ -69,23 +69,32 @@ pub struct LayerNormSpec {
     pub t2: u32,
     pub mul2: u64,
     pub eps: u64,
+    /// The inverse square root's tables (2^{LN_IDX + 1} entries each, below 2^LN_TABLE + 1).
+    pub rt: &'a [u64],
+    pub rd: &'a [u64],
 }
 
-/// Integer square root result bits, division quotient bits, K, final shift (nn::approx::LN_*).
-const LN_ROOT_BITS: u32 = 20;
-const LN_QUOTIENT_BITS: u32 = 28;
-/// Bits per digit of the per-row square root and divisions (radix 16: a quarter of the
-/// sequential steps of binary, for 15 comparisons per step on each row).
-const DIGIT_BITS: u32 = 4;
-const LN_K: u32 = 32;
+/// The inverse square root (nn::approx::LN_*): index bits t, interpolation bits f, table
+/// scale A, V < 2^LN_V, H = LN_V/2 − 1, R = (U·2^{H−h} + 2^{k−1}) >> k with
+/// k = f + 1 + A + H − 10 − LN_SHIFT, final shift.
+const LN_IDX: u32 = 7;
+const LN_FRAC: u32 = 7;
+const LN_TABLE: u32 = 18;
+const LN_V: u32 = 34;
+const LN_H: u32 = LN_V / 2 - 1;
 const LN_SHIFT: u32 = 18;
-/// Rings of the per-row steps and of the final product.
-const LN_SQRT_RING: u32 = 43;
-const LN_DIV_RING: u32 = 50;
+const LN_DROP: u32 = LN_FRAC + 1 + LN_TABLE + LN_H - 10 - LN_SHIFT;
+/// Bits of the digit-by-digit divisions (softmax's reciprocal).
+const DIGIT_BITS: u32 = 4;
+/// Rings: V (two bits above its bound, so V − 2^i does not wrap), the interpolation
+/// U = RT·2^{f+1} − RD·(2φ + 1) < 2^{A+f+1}, U·2^{H−h}, R < 2^28, and the final product.
+const LN_V_RING: u32 = LN_V + 2;
+const LN_U_RING: u32 = LN_TABLE + LN_FRAC + 3;
+const LN_UQ_RING: u32 = LN_U_RING + LN_H;
 const LN_PRODUCT_RING: u32 = LN_SHIFT + 19;
 const LN_WIDE_RING: u32 = 64;
 
-impl LayerNormSpec {
+impl LayerNormSpec<'_> {
     fn square_ring(&self) -> u32 {
         // ct² < 2^{2(m−2−v)}, summed over D ≤ 512 rows, non-negative.
         2 * (self.m - 2 - self.v) + 11
@@ -106,6 +115,18 @@ impl LayerNormSpec {
         }
         if self.square_ring() > 62 || self.m - self.v < 4 {
             return Err(bad(w, "square ring out of range"));
+        }
+        let entries = 1usize << (LN_IDX + 1);
+        if self.rt.len() != entries || self.rd.len() != entries {
+            return Err(bad(w, "tables must have 2^(t+1) entries"));
+        }
+        if self.eps == 0 || self.eps > 1 << 31 {
+            return Err(bad(w, "eps must be 1 to 2^31 units of 2^-20"));
+        }
+        // U = RT·2^{f+1} − RD·(2φ + 1) must stay in [0, 2^{A+f+1}].
+        let top = 1u64 << LN_TABLE;
+        if self.rt.iter().zip(self.rd).any(|(&t, &d)| t > top || d > t) {
+            return Err(bad(w, "table entries out of range"));
         }
         Ok(())
     }
@@ -208,6 +229,24 @@ impl Session {
                 "need 1 <= k <= 12 and a table of 2^k entries",
             ));
         }
+        self.lut_with(ch, idx, k, out, &|_, j| table[j])
+    }
+
+    /// [`Session::lut`] with element i reading `table(i, ·)`.
+    fn lut_with<C: Channel + ?Sized>(
+        &mut self,
+        ch: &mut C,
+        idx: &[u64],
+        k: u32,
+        out: Ring,
+        table: &dyn Fn(usize, usize) -> u64,
+    ) -> Result<Vec<u64>> {
+        if !(1..=12).contains(&k) {
+            return Err(bad(
+                "lookup",
+                "need 1 <= k <= 12 and a table of 2^k entries",
+            ));
+        }
         let n = idx.len();
         let g = Group::Pow2(out.bits());
         let km = mask(k);
@@ -231,7 +270,7 @@ impl Session {
                 let got = crate::bits::recv_bits(ch, bits, "lookup choices")?;
                 let mut rd = BitReader::new(&got, bits, "lookup choices")?;
                 let mut wr = BitWriter::default();
-                let tab = |i: usize, v: u64| out.reduce(table[((idx[i] + v) & km) as usize]);
+                let tab = |i: usize, v: u64| out.reduce(table(i, ((idx[i] + v) & km) as usize));
                 let sh = one_of_n_send(&mut sc, k, g, n, &mut rd, &tab, &mut wr);
                 self.send(ch, wr.finish())?;
                 Ok(sh)
@@ -686,10 +725,9 @@ impl Session {
             Ring::new(m - v)?,
             Ring::new(spec.square_ring())?,
         );
-        let (rwide, rsqrt, rdiv, rprod) = (
+        let (rwide, rv, rprod) = (
             Ring::new(LN_WIDE_RING)?,
-            Ring::new(LN_SQRT_RING)?,
-            Ring::new(LN_DIV_RING)?,
+            Ring::new(LN_V_RING)?,
             Ring::new(LN_PRODUCT_RING)?,
         );
         let add0 = |r: Ring, a: u64, c: u64| if p0 { r.add(a, r.reduce(c)) } else { a };
@@ -731,17 +769,12 @@ impl Session {
                 acc
             })
             .collect();
-        // Per row: V = (Q2·M2) >> 16 + ε, σ = isqrt(V·2^8), rs = floor(2^32 / σ).
+        // Per row: V = (Q2·M2) >> 16 + ε, R = inverse_root(V).
         let q2w = self.trunc_nonneg(ch, &Shares::new(rsq, 0, q2)?, 0, rwide)?;
         let q2m: Vec<u64> = q2w.data.iter().map(|&a| rwide.mul(a, spec.mul2)).collect();
-        let var = self.trunc_nonneg(ch, &Shares::new(rwide, 0, q2m)?, spec.t2, rsqrt)?;
-        let rem: Vec<u64> = var
-            .data
-            .iter()
-            .map(|&a| rsqrt.reduce(add0(rsqrt, a, spec.eps) << 8))
-            .collect();
-        let sigma = self.isqrt_rows(ch, rem, rsqrt, rdiv)?;
-        let rs = self.divide_by(ch, &sigma, 1u64 << LN_K, LN_QUOTIENT_BITS, rdiv, rprod)?;
+        let var = self.trunc_nonneg(ch, &Shares::new(rwide, 0, q2m)?, spec.t2, rv)?;
+        let vv: Vec<u64> = var.data.iter().map(|&a| add0(rv, a, spec.eps)).collect();
+        let rs = self.inverse_root_rows(ch, &vv, spec, rprod)?;
         // y = (c·rs + 2^17) >> 18 with c·rs = (cm + 2^{m−2})·rs − 2^{m−2}·rs.
         let uc: Vec<u64> = cm.iter().map(|&c| add0(rm, c, 1 << (m - 2))).collect();
         let rsn: Vec<u64> = (0..n).map(|i| rs[i / d]).collect();
@@ -860,41 +893,156 @@ impl Session {
         Ok(digit)
     }
 
-    /// Digit-by-digit floor(√V) of each shared V (ring `rs`, V < 2^{2·LN_ROOT_BITS}), radix
-    /// 2^DIGIT_BITS: digit d at position t (B = 2^DIGIT_BITS) raises the root R by d·B^t and
-    /// costs (R + d·B^t)² − R² = 2·d·R·B^t + d²·B^{2t}, linear in R's shares. Root shares in
-    /// `out`.
-    fn isqrt_rows<C: Channel + ?Sized>(
+    /// Shares in `out` of R = `nn::approx::LayerNorm::inverse_root(V)` for each shared V
+    /// (ring of LN_V_RING bits, 1 ≤ V < 2^LN_V), in six steps:
+    /// 1. one batch of carries on LN_V_RING − 1 bits: `[V ≥ 2^i]` for 1 ≤ i < LN_V (DReLU of
+    ///    V − 2^i), and for every candidate exponent e > t the carries into bits e − t and
+    ///    e − t − f of V0 + V1 (each window shifted to the top of the comparison, the lower
+    ///    carry as its split);
+    /// 2. the one-hot h_e = [V ≥ 2^e] ⊕ [V ≥ 2^{e+1}] locally, the window carries to
+    ///    arithmetic shares;
+    /// 3. one flight of MUXes by h_e selects the index i_e, the offset φ_e (each formed from
+    ///    the shares and the window's carries exactly as the floor of V · 2^{t+f−e}) and the
+    ///    public 2^{H − e/2};
+    /// 4. the two tables at i (one OT each, one flight);
+    /// 5. U = RT·2^{f+1} − RD·(2φ + 1) by one product, then U·2^{H−h} by another;
+    /// 6. R by an exact truncation of that non-negative product.
+    fn inverse_root_rows<C: Channel + ?Sized>(
         &mut self,
         ch: &mut C,
-        mut rem: Vec<u64>,
-        rs: Ring,
+        v: &[u64],
+        spec: &LayerNormSpec<'_>,
         out: Ring,
     ) -> Result<Vec<u64>> {
         let p0 = self.party() == Party::P0;
-        let r = DIGIT_BITS;
-        let mut root = vec![0u64; rem.len()];
-        for t in (0..LN_ROOT_BITS / r).rev() {
-            let cand: Vec<Vec<u64>> = (1..1u64 << r)
-                .map(|d| {
-                    root.iter()
-                        .map(|&v| {
-                            let c = rs.reduce(rs.mul(rs.reduce(v), 2 * d) << (r * t));
-                            if p0 {
-                                rs.add(c, rs.reduce((d * d) << (2 * r * t)))
-                            } else {
-                                c
-                            }
-                        })
-                        .collect()
-                })
-                .collect();
-            let digit = self.radix_digit(ch, &mut rem, &cand, rs, out)?;
-            for (v, dg) in root.iter_mut().zip(digit) {
-                *v = out.add(*v, out.reduce(dg << (r * t)));
+        let rows = v.len();
+        let (t, f) = (LN_IDX, LN_FRAC);
+        let (rv, ri, ru, ruq) = (
+            Ring::new(LN_V_RING)?,
+            Ring::new(t + 1)?,
+            Ring::new(LN_U_RING)?,
+            Ring::new(LN_UQ_RING)?,
+        );
+        let cb = rv.bits() - 1;
+        let ne = LN_V as usize; // candidate exponents 0..LN_V
+        let nw = (LN_V - t - 1) as usize; // windows for e = t+1 .. LN_V−1
+        let per = (ne - 1) + nw;
+        // Step 1: DReLU(V − 2^i) is 1 ⊕ msb(V − 2^i), msb = msb(x0) ⊕ msb(x1) ⊕ the carry.
+        let mut vals = Vec::with_capacity(rows * per);
+        for &x in v {
+            for i in 1..LN_V {
+                vals.push(if p0 { rv.sub(x, 1 << i) } else { x });
+            }
+            for e in t + 1..LN_V {
+                let top = e - t;
+                vals.push((x & mask(top)) << (cb - top));
             }
         }
-        Ok(root)
+        let (hi, lo) = self.carries(ch, &vals, cb, cb - f)?;
+        // Step 2.
+        let mut h = Vec::with_capacity(rows * ne);
+        let mut wc = Vec::with_capacity(rows * 2 * nw);
+        for r in 0..rows {
+            let at = |i: usize| r * per + i;
+            // c_e = [V ≥ 2^e]: c_0 = 1 (V ≥ 1), c_LN_V = 0.
+            let c = |e: usize| -> u8 {
+                if e == 0 {
+                    p0 as u8
+                } else if e == ne {
+                    0
+                } else {
+                    rv.msb(vals[at(e - 1)]) ^ hi[at(e - 1)] ^ p0 as u8
+                }
+            };
+            h.extend((0..ne).map(|e| c(e) ^ c(e + 1)));
+            for w in 0..nw {
+                wc.extend([hi[at(ne - 1 + w)], lo[at(ne - 1 + w)]]);
+            }
+        }
+        let wa = self.b2a(ch, ru, &wc)?;
+        // Step 3: per candidate e, W = floor(V·2^{t+f−e}) ∈ [2^{t+f}, 2^{t+f+1}) when e is
+        // V's exponent; i_e = (W >> f) − 2^t + (e mod 2)·2^t, φ_e = W mod 2^f.
+        let (mut xs, mut rings) = (Vec::new(), Vec::new());
+        let mut sel = Vec::new();
+        for (r, &x) in v.iter().enumerate() {
+            for e in 0..LN_V {
+                let hb = h[r * ne + e as usize];
+                let lead = if p0 {
+                    (e as u64 % 2).wrapping_sub(1) << t
+                } else {
+                    0
+                };
+                let (idx, phi) = if e <= t {
+                    (x << (t - e), None)
+                } else {
+                    let w = (r * nw + (e - t - 1) as usize) * 2;
+                    let (chi, clo) = (wa[w], wa[w + 1]);
+                    let top = e - t;
+                    let bot = top.saturating_sub(f);
+                    let low = (x & mask(top)) >> bot;
+                    let phi = ru.sub(ru.add(low, clo), ru.reduce(chi << (top - bot)));
+                    let phi = ru.reduce(phi << (bot + f - top));
+                    (ru.add(x >> top, chi), Some(phi))
+                };
+                sel.push(hb);
+                xs.push(ri.reduce(idx.wrapping_add(lead)));
+                rings.push(ri);
+                if let Some(phi) = phi {
+                    sel.push(hb);
+                    xs.push(phi);
+                    rings.push(ru);
+                }
+                sel.push(hb);
+                xs.push(if p0 { 1 << (LN_H - e / 2) } else { 0 });
+                rings.push(ruq);
+            }
+        }
+        let picked = self.mux_rings(ch, &sel, &xs, &|i| rings[i])?;
+        let (mut idx, mut phi, mut q) = (vec![0; rows], vec![0; rows], vec![0; rows]);
+        let mut k = 0;
+        for r in 0..rows {
+            for e in 0..LN_V {
+                idx[r] = ri.add(idx[r], picked[k]);
+                k += 1;
+                if e > t {
+                    phi[r] = ru.add(phi[r], picked[k]);
+                    k += 1;
+                }
+                q[r] = ruq.add(q[r], picked[k]);
+                k += 1;
+            }
+        }
+        // Step 4: RT and RD at i, side by side.
+        let both: Vec<u64> = idx.iter().chain(&idx).copied().collect();
+        let tv = self.lut_with(ch, &both, t + 1, ru, &|i, j| {
+            if i < rows {
+                spec.rt[j]
+            } else {
+                spec.rd[j]
+            }
+        })?;
+        // Step 5: U = RT·2^{f+1} − RD·(2φ + 1), then U·2^{H−h} (U ≥ 0 below 2^{A+f+1}).
+        let odd: Vec<u64> = phi
+            .iter()
+            .map(|&p| add0r(ru, p0, ru.mul(2, p), 1))
+            .collect();
+        let dphi = self.mul(
+            ch,
+            &Shares::new(ru, 0, tv[rows..].to_vec())?,
+            &Shares::new(ru, 0, odd)?,
+        )?;
+        let u: Vec<u64> = (0..rows)
+            .map(|r| ru.sub(ru.reduce(tv[r] << (f + 1)), dphi.data[r]))
+            .collect();
+        let uq = self.mul_nonneg_small(ch, &Shares::new(ru, 0, u)?, &Shares::new(ruq, 0, q)?)?;
+        // Step 6: R = (U·2^{H−h} + 2^{k−1}) >> k.
+        let uq: Vec<u64> = uq
+            .iter()
+            .map(|&a| add0r(ruq, p0, a, 1 << (LN_DROP - 1)))
+            .collect();
+        Ok(self
+            .trunc_nonneg(ch, &Shares::new(ruq, 0, uq)?, LN_DROP, out)?
+            .data)
     }
 
     /// Restoring division floor(num / den) of a public numerator by shared denominators (ring
@@ -927,6 +1075,15 @@ impl Session {
             }
         }
         Ok(quo)
+    }
+}
+
+/// `a + c` for P0, `a` for P1 (a public constant added once).
+fn add0r(r: Ring, p0: bool, a: u64, c: u64) -> u64 {
+    if p0 {
+        r.add(a, r.reduce(c))
+    } else {
+        a
     }
 }
 
@@ -1009,16 +1166,48 @@ pub fn softmax_cost(spec: &SoftmaxSpec<'_>, ell: u32, n: usize, row: usize) -> R
         + trunc_nonneg_cost(n, ry.bits(), spec.big_k - s, lr))
 }
 
+/// [`Session::mul_nonneg_small`] of `n` values of `wx` bits by values of a `b`-bit ring.
+fn mul_nonneg_small_cost(n: usize, wx: u32, b: u32) -> Cost {
+    let n64 = n as u64;
+    let cross = (0..wx).map(|i| 1 + (b - i) as u64).sum::<u64>();
+    Cost {
+        bits: 2 * n64 * (cross + (1 + b - wx) as u64),
+        cots_p0_sends: n64 * (wx as u64 + 1),
+        cots_p1_sends: n64 * (wx as u64 + 1),
+    }
+}
+
+/// [`Session::inverse_root_rows`] on `rows` values into `out`.
+fn inverse_root_cost(rows: usize, out: Ring) -> Result<Cost> {
+    let (t, f) = (LN_IDX, LN_FRAC);
+    let (rv, ri, ru, ruq) = (
+        Ring::new(LN_V_RING)?,
+        Ring::new(t + 1)?,
+        Ring::new(LN_U_RING)?,
+        Ring::new(LN_UQ_RING)?,
+    );
+    let cb = rv.bits() - 1;
+    let (ne, nw) = (LN_V as usize, (LN_V - t - 1) as usize);
+    Ok(cost::millionaire_split(rows * (ne - 1 + nw), cb, cb - f)
+        + cost::b2a(ru, rows * 2 * nw)
+        + cost::mux(ri, rows * ne)
+        + cost::mux(ru, rows * nw)
+        + cost::mux(ruq, rows * ne)
+        + lut_cost(2 * rows, t + 1, ru)
+        + cost::mul(ru, rows)
+        + mul_nonneg_small_cost(rows, ru.bits(), ruq.bits())
+        + trunc_nonneg_cost(rows, ruq.bits(), LN_DROP, out))
+}
+
 /// [`Session::layernorm`] on `n` elements (rows of `spec.d`) of a ring of `ell` bits.
-pub fn layernorm_cost(spec: &LayerNormSpec, ell: u32, n: usize) -> Result<Cost> {
+pub fn layernorm_cost(spec: &LayerNormSpec<'_>, ell: u32, n: usize) -> Result<Cost> {
     spec.check(ell)?;
     let rows = n / spec.d;
     let (m, v) = (spec.m, spec.v);
     let lr = Ring::new(ell)?;
-    let (rwide, rsqrt, rdiv, rprod) = (
+    let (rwide, rv, rprod) = (
         Ring::new(LN_WIDE_RING)?,
-        Ring::new(LN_SQRT_RING)?,
-        Ring::new(LN_DIV_RING)?,
+        Ring::new(LN_V_RING)?,
         Ring::new(LN_PRODUCT_RING)?,
     );
     let (wx, b) = (m - v, spec.square_ring());
@@ -1030,25 +1219,15 @@ pub fn layernorm_cost(spec: &LayerNormSpec, ell: u32, n: usize) -> Result<Cost> 
         cots_p1_sends: n64,
     };
     let pw = LN_PRODUCT_RING;
-    let product = Cost {
-        bits: 2 * n64 * (cross(m, pw) + (1 + pw - m) as u64),
-        cots_p0_sends: n64 * (m as u64 + 1),
-        cots_p1_sends: n64 * (m as u64 + 1),
-    };
-    let mut rowwise = trunc_nonneg_cost(rows, ell, 0, rwide)
+    let rowwise = trunc_nonneg_cost(rows, ell, 0, rwide)
         + cost::trunc(rwide, spec.t, rows)
         + trunc_nonneg_cost(rows, b, 0, rwide)
-        + trunc_nonneg_cost(rows, LN_WIDE_RING, spec.t2, rsqrt);
-    for _ in 0..LN_ROOT_BITS / DIGIT_BITS {
-        rowwise = rowwise + radix_digit_cost(rows, rsqrt, rdiv);
-    }
-    for _ in 0..LN_QUOTIENT_BITS / DIGIT_BITS {
-        rowwise = rowwise + radix_digit_cost(rows, rdiv, rprod);
-    }
+        + trunc_nonneg_cost(rows, LN_WIDE_RING, spec.t2, rv)
+        + inverse_root_cost(rows, rprod)?;
     Ok(rowwise
         + trunc_nonneg_cost(n, m, v, Ring::new(m - v)?)
         + square
-        + product
+        + mul_nonneg_small_cost(n, m, pw)
         + trunc_nonneg_cost(n, pw, LN_SHIFT, Ring::new(pw - LN_SHIFT)?)
         + trunc_nonneg_cost(n, pw - LN_SHIFT, 0, lr))
 }

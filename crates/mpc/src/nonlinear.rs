@@ -251,6 +251,18 @@ impl Session {
         x: &[u64],
     ) -> Result<Vec<u64>> {
         ring.check("mux input", x)?;
+        self.mux_rings(ch, d, x, &|_| ring)
+    }
+
+    /// [`Session::mux`] with element i over `ring(i)` (one flight each way for all of them;
+    /// `x[i]` already reduced into its ring).
+    pub(crate) fn mux_rings<C: Channel + ?Sized>(
+        &mut self,
+        ch: &mut C,
+        d: &[u8],
+        x: &[u64],
+        ring: &dyn Fn(usize) -> Ring,
+    ) -> Result<Vec<u64>> {
         if d.len() != x.len() {
             return Err(MpcError::LengthMismatch {
                 what: "mux",
@@ -260,8 +272,7 @@ impl Session {
         }
         let n = x.len();
         let (mut s, mut r) = self.cots(ch, n, n)?;
-        let g = Group::Pow2(ring.bits());
-        let group = |_| g;
+        let group = |i| Group::Pow2(ring(i).bits());
         let mut w = BitWriter::default();
         let rs = affine_choose(&mut r, &group, d, &mut w);
         let f0: Vec<u64> = d
@@ -275,12 +286,12 @@ impl Session {
             .map(|(&b, &a)| if b & 1 == 1 { 0 } else { a })
             .collect();
         let ss = affine_send(&mut s, &group, &f0, &f1, &mut w);
-        let peer_bits = n as u64 * (1 + ring.bits() as u64);
+        let peer_bits = (0..n).map(|i| 1 + ring(i).bits() as u64).sum();
         let got = self.exchange(ch, w.finish(), peer_bits, "mux")?;
         let mut rd = BitReader::new(&got, peer_bits, "mux")?;
         let sv = ss.finish(&mut rd);
         let rv = rs.finish(&mut rd, "mux")?;
-        Ok(sv.iter().zip(&rv).map(|(&a, &b)| ring.add(a, b)).collect())
+        Ok((0..n).map(|i| ring(i).add(sv[i], rv[i])).collect())
     }
 
     /// Additive shares over `ring` of XOR-shared bits `d`.

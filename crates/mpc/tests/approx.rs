@@ -200,7 +200,7 @@ fn bad_specs_are_errors() {
     assert!(o0.2.contains("softmax"), "{}", o0.2);
 }
 
-fn ln_spec(l: &nn::approx::LayerNorm) -> mpc::LayerNormSpec {
+fn ln_spec(l: &nn::approx::LayerNorm) -> mpc::LayerNormSpec<'_> {
     mpc::LayerNormSpec {
         s: l.s,
         m: l.m,
@@ -211,6 +211,8 @@ fn ln_spec(l: &nn::approx::LayerNorm) -> mpc::LayerNormSpec {
         t2: l.t2,
         mul2: l.mul2,
         eps: l.eps,
+        rt: &l.rt,
+        rd: &l.rd,
     }
 }
 
@@ -236,15 +238,47 @@ fn layernorm_equals_reference_within_its_range() {
             }
         }
         let (s0, s1) = mpc::share(ring, &vals, &mut r);
-        let sp = ln_spec(&ln);
+        let lc = ln.clone();
         let (o0, o1) = run(4500 + d as u64, move |p, sess, ch| {
             let x = Shares::new(ring, s, pick(p, &s0, &s1)).unwrap();
-            sess.layernorm(ch, &x, &sp).unwrap().data
+            sess.layernorm(ch, &x, &ln_spec(&lc)).unwrap().data
         });
         let y = reconstruct(ring, &o0, &o1).unwrap();
         for (c, (got, x)) in y.chunks(d).zip(vals.chunks(d)).enumerate() {
             assert_eq!(got, ln.eval_row(l, x).as_slice(), "l={l} d={d} row {c}");
         }
+    }
+}
+
+/// Rows whose variances sweep every exponent of V the per-row inverse square root selects
+/// (V = 1 for a constant row with ε = 10^{−6} up to V ≈ 2^32 at the range's edge).
+#[test]
+fn layernorm_inverse_root_at_every_exponent() {
+    let mut r = rng(46);
+    let (l, s, d) = (37u32, 12u32, 8usize);
+    let ring = Ring::new(l).unwrap();
+    let ln = nn::approx::LayerNorm::new(s, l, d, 1e-6);
+    let mut vals = Vec::new();
+    for k in 0..=19u32 {
+        for half in [false, true] {
+            let spread = (1i64 << k) + if half { 1i64 << k >> 1 } else { 0 };
+            for i in 0..d {
+                let sign = if i % 2 == 0 { 1 } else { -1 };
+                let jitter = r.gen_range(0..=spread / 8);
+                vals.push(ring.from_signed(sign * (spread - jitter).min((63 << s) - 1)));
+            }
+        }
+    }
+    vals.extend(std::iter::repeat_n(ring.from_signed(5), d));
+    let (s0, s1) = mpc::share(ring, &vals, &mut r);
+    let lc = ln.clone();
+    let (o0, o1) = run(4700, move |p, sess, ch| {
+        let x = Shares::new(ring, s, pick(p, &s0, &s1)).unwrap();
+        sess.layernorm(ch, &x, &ln_spec(&lc)).unwrap().data
+    });
+    let y = reconstruct(ring, &o0, &o1).unwrap();
+    for (c, (got, x)) in y.chunks(d).zip(vals.chunks(d)).enumerate() {
+        assert_eq!(got, ln.eval_row(l, x).as_slice(), "row {c}");
     }
 }
 
@@ -258,13 +292,12 @@ fn layernorm_traffic_equals_cost_model() {
         .map(|_| ring.from_signed(r.gen_range(-(1i64 << 14)..1 << 14)))
         .collect();
     let (s0, s1) = mpc::share(ring, &vals, &mut r);
-    let sp = ln_spec(&ln);
-    let want = cost::layernorm(&sp, 37, n).unwrap();
+    let want = cost::layernorm(&ln_spec(&ln), 37, n).unwrap();
     let (o0, _) = run(4600, move |p, sess, ch| {
         let x = Shares::new(ring, 12, pick(p, &s0, &s1)).unwrap();
         let st = ch.stats();
         let ot = sess.ot_usage();
-        sess.layernorm(ch, &x, &sp).unwrap();
+        sess.layernorm(ch, &x, &ln_spec(&ln)).unwrap();
         let d = ch.stats().since(&st);
         let o = sess.ot_usage();
         let ot_bytes = (o.bytes_sent - ot.bytes_sent) + (o.bytes_received - ot.bytes_received);
