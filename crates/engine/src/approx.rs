@@ -28,6 +28,8 @@ pub fn softmax_spec(t: &nn::approx::Softmax) -> mpc::SoftmaxSpec<'_> {
         big_k: t.big_k,
         eh: &t.eh,
         el: &t.el,
+        rt: &t.rt,
+        rd: &t.rd,
     }
 }
 

@@ -54,6 +54,9 @@ pub struct SoftmaxSpec<'a> {
     pub big_k: u32,
     pub eh: &'a [u64],
     pub el: &'a [u64],
+    /// The reciprocal's tables (`nn::approx::lookup_tables` of 1/x, 2^LOOKUP_IDX entries).
+    pub rt: &'a [u64],
+    pub rd: &'a [u64],
 }
 
 /// The parameters and tables of layer normalization (`nn::approx::LayerNorm`; the constants
@@ -69,28 +72,25 @@ pub struct LayerNormSpec<'a> {
     pub t2: u32,
     pub mul2: u64,
     pub eps: u64,
-    /// The inverse square root's tables (2^{LN_IDX + 1} entries each, below 2^LN_TABLE + 1).
+    /// The inverse square root's tables (`nn::approx::lookup_tables` of x^{−1/2} with parity,
+    /// 2^{LOOKUP_IDX + 1} entries each).
     pub rt: &'a [u64],
     pub rd: &'a [u64],
 }
 
-/// The inverse square root (nn::approx::LN_*): index bits t, interpolation bits f, table
-/// scale A, V < 2^LN_V, H = LN_V/2 − 1, R = (U·2^{H−h} + 2^{k−1}) >> k with
-/// k = f + 1 + A + H − 10 − LN_SHIFT, final shift.
-const LN_IDX: u32 = 7;
-const LN_FRAC: u32 = 7;
-const LN_TABLE: u32 = 18;
+/// The normalized lookup (`nn::approx::normalized_lookup`): index bits t, interpolation bits
+/// f, table scale A; U = RT·2^{f+1} − RD·(2φ + 1) ≤ 2^{A+f+1} lives in a ring of A + f + 3 bits.
+const LOOKUP_IDX: u32 = 7;
+const LOOKUP_FRAC: u32 = 7;
+const LOOKUP_TABLE: u32 = 18;
+const LOOKUP_U_RING: u32 = LOOKUP_TABLE + LOOKUP_FRAC + 3;
+/// LayerNorm's inverse square root (nn::approx::LN_*): V < 2^LN_V, H = LN_V/2 − 1,
+/// R = (U·2^{H−e/2} + 2^{k−1}) >> k with k = f + 1 + A + H − 10 − LN_SHIFT; y = (c·R) >> LN_SHIFT.
 const LN_V: u32 = 34;
 const LN_H: u32 = LN_V / 2 - 1;
 const LN_SHIFT: u32 = 18;
-const LN_DROP: u32 = LN_FRAC + 1 + LN_TABLE + LN_H - 10 - LN_SHIFT;
-/// Bits of the digit-by-digit divisions (softmax's reciprocal).
-const DIGIT_BITS: u32 = 4;
-/// Rings: V (two bits above its bound, so V − 2^i does not wrap), the interpolation
-/// U = RT·2^{f+1} − RD·(2φ + 1) < 2^{A+f+1}, U·2^{H−h}, R < 2^28, and the final product.
-const LN_V_RING: u32 = LN_V + 2;
-const LN_U_RING: u32 = LN_TABLE + LN_FRAC + 3;
-const LN_UQ_RING: u32 = LN_U_RING + LN_H;
+const LN_DROP: u32 = LOOKUP_FRAC + 1 + LOOKUP_TABLE + LN_H - 10 - LN_SHIFT;
+/// Rings of the final product (R < 2^28) and of the mean's product.
 const LN_PRODUCT_RING: u32 = LN_SHIFT + 19;
 const LN_WIDE_RING: u32 = 64;
 
@@ -116,7 +116,7 @@ impl LayerNormSpec<'_> {
         if self.square_ring() > 62 || self.m - self.v < 4 {
             return Err(bad(w, "square ring out of range"));
         }
-        let entries = 1usize << (LN_IDX + 1);
+        let entries = 1usize << (LOOKUP_IDX + 1);
         if self.rt.len() != entries || self.rd.len() != entries {
             return Err(bad(w, "tables must have 2^(t+1) entries"));
         }
@@ -124,16 +124,72 @@ impl LayerNormSpec<'_> {
             return Err(bad(w, "eps must be 1 to 2^31 units of 2^-20"));
         }
         // U = RT·2^{f+1} − RD·(2φ + 1) must stay in [0, 2^{A+f+1}].
-        let top = 1u64 << LN_TABLE;
-        if self.rt.iter().zip(self.rd).any(|(&t, &d)| t > top || d > t) {
-            return Err(bad(w, "table entries out of range"));
+        check_tables(w, self.rt, self.rd, entries)
+    }
+
+    /// The inverse square root as a normalized lookup.
+    fn norm(&self) -> Norm<'_> {
+        Norm {
+            bits: LN_V,
+            e_lo: 0,
+            parity: true,
+            rt: self.rt,
+            rd: self.rd,
+            q_top: LN_H,
+            drop: LN_DROP,
         }
-        Ok(())
     }
 }
 
 fn bad(what: &'static str, reason: &'static str) -> MpcError {
     MpcError::InvalidSpec { what, reason }
+}
+
+/// Tables of a normalized lookup: `entries` each, RT ≤ 2^A and RD ≤ RT (so that
+/// 0 ≤ U ≤ 2^{A+f+1}).
+fn check_tables(what: &'static str, rt: &[u64], rd: &[u64], entries: usize) -> Result<()> {
+    if rt.len() != entries || rd.len() != entries {
+        return Err(bad(
+            what,
+            "lookup tables must have 2^t entries (2^(t+1) with parity)",
+        ));
+    }
+    if rt
+        .iter()
+        .zip(rd)
+        .any(|(&t, &d)| t > 1 << LOOKUP_TABLE || d > t)
+    {
+        return Err(bad(what, "lookup table entries out of range"));
+    }
+    Ok(())
+}
+
+/// A normalized lookup (`nn::approx::normalized_lookup`) followed by the scaling
+/// R = (U·2^{q(e)} + 2^{drop−1}) >> drop, q(e) = q_top − e/2 with `parity`, q_top − e without.
+struct Norm<'a> {
+    /// The inputs lie in [0, 2^bits); e is clamped below at e_lo.
+    bits: u32,
+    e_lo: u32,
+    parity: bool,
+    rt: &'a [u64],
+    rd: &'a [u64],
+    q_top: u32,
+    drop: u32,
+}
+
+impl Norm<'_> {
+    fn q_log(&self, e: u32) -> u32 {
+        self.q_top - if self.parity { e / 2 } else { e }
+    }
+    /// Rings: the inputs' comparisons (V − 2^i does not wrap), the index, U, U·2^{q(e)}.
+    fn rings(&self) -> Result<(Ring, Ring, Ring, Ring)> {
+        Ok((
+            Ring::new(self.bits + 2)?,
+            Ring::new(LOOKUP_IDX + self.parity as u32)?,
+            Ring::new(LOOKUP_U_RING)?,
+            Ring::new(LOOKUP_U_RING + self.q_log(self.e_lo))?,
+        ))
+    }
 }
 
 impl GeluSpec<'_> {
@@ -169,14 +225,22 @@ impl GeluSpec<'_> {
 }
 
 impl SoftmaxSpec<'_> {
-    fn quotient_bits(&self) -> u32 {
-        self.big_k - self.s + 1
-    }
-    fn division_bits(&self) -> u32 {
-        self.big_k.max(self.s + 10 + self.quotient_bits()) + 2
-    }
+    /// Ring of E, of the row sums and of E·R (R ≤ 2^{K−s+1}, E < 2^s).
     fn product_bits(&self) -> u32 {
-        self.s + self.quotient_bits() + 1
+        self.big_k + 2
+    }
+    /// The reciprocal as a normalized lookup: S < 2^{s+10}, e ≥ s − 1,
+    /// R = (U·2^{s+9−e} + 2^{k−1}) >> k ≈ 2^K / S.
+    fn norm(&self) -> Norm<'_> {
+        Norm {
+            bits: self.s + 10,
+            e_lo: self.s - 1,
+            parity: false,
+            rt: self.rt,
+            rd: self.rd,
+            q_top: self.s + 9,
+            drop: LOOKUP_TABLE + LOOKUP_FRAC + 1 + 9 - (self.big_k - self.s),
+        }
     }
     fn check(&self, ell: u32, row: usize) -> Result<()> {
         let w = "softmax";
@@ -202,12 +266,10 @@ impl SoftmaxSpec<'_> {
         if self.eh.iter().chain(self.el).any(|&v| v > 1 << self.s) {
             return Err(bad(w, "table entries must be at most 2^s"));
         }
-        if !(self.big_k - self.s + 1).is_multiple_of(DIGIT_BITS) {
-            return Err(bad(w, "the quotient's bits must be whole digits"));
+        if self.big_k < self.s + 10 || self.big_k - self.s > 30 || self.big_k + 2 > 64 {
+            return Err(bad(w, "reciprocal scale K must be s + 10 to s + 30"));
         }
-        if self.big_k < self.s || self.division_bits() > 64 || self.big_k - self.s >= ell {
-            return Err(bad(w, "reciprocal scale K out of range"));
-        }
+        check_tables(w, self.rt, self.rd, 1 << LOOKUP_IDX)?;
         Ok(())
     }
 }
@@ -241,37 +303,69 @@ impl Session {
         out: Ring,
         table: &dyn Fn(usize, usize) -> u64,
     ) -> Result<Vec<u64>> {
-        if !(1..=12).contains(&k) {
+        Ok(self.luts(ch, &[(idx, k, out, table)])?.remove(0))
+    }
+
+    /// Several lookups (index shares, index bits, output ring, table) in one flight each way.
+    fn luts<C: Channel + ?Sized>(
+        &mut self,
+        ch: &mut C,
+        reqs: &[Lookup<'_>],
+    ) -> Result<Vec<Vec<u64>>> {
+        if reqs.iter().any(|r| !(1..=12).contains(&r.1)) {
             return Err(bad(
                 "lookup",
                 "need 1 <= k <= 12 and a table of 2^k entries",
             ));
         }
-        let n = idx.len();
-        let g = Group::Pow2(out.bits());
-        let km = mask(k);
+        let choice_bits: u64 = reqs.iter().map(|r| r.0.len() as u64 * r.1 as u64).sum();
+        let cots = choice_bits as usize;
+        let group = |r: &Lookup<'_>| Group::Pow2(r.2.bits());
         match self.party() {
             Party::P1 => {
-                let (_, mut r) = self.cots(ch, 0, n * k as usize)?;
+                let (_, mut rc) = self.cots(ch, 0, cots)?;
                 let mut wr = BitWriter::default();
-                let c: Vec<u64> = idx.iter().map(|&v| v & km).collect();
-                let st = one_of_n_choose(&mut r, k, g, &c, &mut wr);
+                let states: Vec<_> = reqs
+                    .iter()
+                    .map(|r| {
+                        let c: Vec<u64> = r.0.iter().map(|&v| v & mask(r.1)).collect();
+                        one_of_n_choose(&mut rc, r.1, group(r), &c, &mut wr)
+                    })
+                    .collect();
                 self.send(ch, wr.finish())?;
-                let bits = one_of_n_answer_bits(n, k, g);
+                let bits: u64 = reqs
+                    .iter()
+                    .map(|r| one_of_n_answer_bits(r.0.len(), r.1, group(r)))
+                    .sum();
                 let got = crate::bits::recv_bits(ch, bits, "lookup answer")?;
-                st.finish(
-                    &mut BitReader::new(&got, bits, "lookup answer")?,
-                    "lookup answer",
-                )
+                let mut rd = BitReader::new(&got, bits, "lookup answer")?;
+                states
+                    .into_iter()
+                    .map(|st| st.finish(&mut rd, "lookup answer"))
+                    .collect()
             }
             Party::P0 => {
-                let (mut sc, _) = self.cots(ch, n * k as usize, 0)?;
-                let bits = n as u64 * k as u64;
-                let got = crate::bits::recv_bits(ch, bits, "lookup choices")?;
-                let mut rd = BitReader::new(&got, bits, "lookup choices")?;
+                let (mut sc, _) = self.cots(ch, cots, 0)?;
+                let got = crate::bits::recv_bits(ch, choice_bits, "lookup choices")?;
+                let mut rd = BitReader::new(&got, choice_bits, "lookup choices")?;
                 let mut wr = BitWriter::default();
-                let tab = |i: usize, v: u64| out.reduce(table(i, ((idx[i] + v) & km) as usize));
-                let sh = one_of_n_send(&mut sc, k, g, n, &mut rd, &tab, &mut wr);
+                let sh = reqs
+                    .iter()
+                    .map(|&(idx, k, out, table)| {
+                        let tab = |i: usize, v: u64| {
+                            out.reduce(table(i, ((idx[i] + v) & mask(k)) as usize))
+                        };
+                        one_of_n_send(
+                            &mut sc,
+                            k,
+                            group(&(idx, k, out, table)),
+                            idx.len(),
+                            &mut rd,
+                            &tab,
+                            &mut wr,
+                        )
+                    })
+                    .collect();
                 self.send(ch, wr.finish())?;
                 Ok(sh)
             }
@@ -420,9 +514,11 @@ impl Session {
             .collect();
         let g = self.below(ch, rq, &q, 1 << j)?;
         let idx: Vec<u64> = q.iter().map(|&v| v & mask(j)).collect();
-        let ta: Vec<u64> = spec.a.iter().map(|&v| rh.from_signed(v)).collect();
-        let av = self.lut(ch, &idx, j, &ta, rh)?;
-        let bv = self.lut(ch, &idx, j, spec.b, rp)?;
+        // Both tables at the same index in one flight.
+        let ta = |_, v: usize| rh.from_signed(spec.a[v]);
+        let tb = |_, v: usize| spec.b[v];
+        let mut tab = self.luts(ch, &[(&idx, j, rh, &ta), (&idx, j, rp, &tb)])?;
+        let (bv, av) = (tab.pop().unwrap_or_default(), tab.pop().unwrap_or_default());
         let prod = self.mul(
             ch,
             &Shares {
@@ -489,10 +585,9 @@ impl Session {
         let n = x.len();
         let (s, m, f, j, k) = (spec.s, spec.m, spec.f, spec.j, spec.k);
         let sh = s - f;
-        let (rm, rq, rd, ry) = (
+        let (rm, rq, ry) = (
             Ring::new(m)?,
             Ring::new(m - sh)?,
-            Ring::new(spec.division_bits())?,
             Ring::new(spec.product_bits())?,
         );
         let (rt, rhi, rpe) = (Ring::new(s + 2)?, Ring::new(j - k)?, Ring::new(2 * s + 2)?);
@@ -500,34 +595,42 @@ impl Session {
         let xm: Vec<u64> = x.data.iter().map(|&v| rm.reduce(v)).collect();
         let mx = self.max_groups(ch, rm, xm.chunks(row).map(|c| c.to_vec()).collect())?;
         let u: Vec<u64> = (0..n).map(|i| rm.sub(mx[i / row], xm[i])).collect();
-        // Carries into bits sh and sh + k of u0 + u1: q = u >> sh and its digits.
+        // Carries into bits sh and sh + k of u0 + u1: q = u >> sh and its digits (both B2As in
+        // one flight, over rq ⊇ rhi).
         let (c2, c1) = self.carries(ch, &u, sh + k, sh)?;
-        let c1q = self.b2a(ch, rq, &c1)?;
-        let c2h = self.b2a(ch, rhi, &c2)?;
-        let q: Vec<u64> = (0..n).map(|i| rq.add(u[i] >> sh, c1q[i])).collect();
+        let both: Vec<u8> = c1.iter().chain(&c2).copied().collect();
+        let ca = self.b2a(ch, rq, &both)?;
+        let q: Vec<u64> = (0..n).map(|i| rq.add(u[i] >> sh, ca[i])).collect();
         let g = self.below(ch, rq, &q, 1 << j)?;
         let lo: Vec<u64> = q.iter().map(|&v| v & mask(k)).collect();
         let hi: Vec<u64> = (0..n)
-            .map(|i| rhi.add(rhi.reduce(u[i] >> (sh + k)), c2h[i]))
+            .map(|i| rhi.add(rhi.reduce(u[i] >> (sh + k)), rhi.reduce(ca[n + i])))
             .collect();
-        // e^{−u} ≈ EH[hi]·EL[lo] / 2^s.
-        let ehv = self.lut(ch, &hi, j - k, spec.eh, rt)?;
-        let elv = self.lut(ch, &lo, k, spec.el, rt)?;
-        let ehw = self.trunc_nonneg(ch, &Shares::new(rt, s, ehv)?, 0, rpe)?;
-        let elw = self.trunc_nonneg(ch, &Shares::new(rt, s, elv)?, 0, rpe)?;
-        let pe = self.mul(ch, &ehw, &elw)?;
-        let ev = self.trunc_nonneg(ch, &pe, s, rd)?;
-        let ge = self.mux(ch, rd, &g, &ev.data)?;
-        // One exact division per row, then y = (E·R) >> (K − s).
+        // e^{−u} ≈ EH[hi]·EL[lo] / 2^s: both lookups in one flight, both extensions in one.
+        let (teh, tel) = (|_, v: usize| spec.eh[v], |_, v: usize| spec.el[v]);
+        let mut tab = self.luts(ch, &[(&hi, j - k, rt, &teh), (&lo, k, rt, &tel)])?;
+        let (elv, ehv) = (tab.pop().unwrap_or_default(), tab.pop().unwrap_or_default());
+        let ext = self.trunc_nonneg(ch, &Shares::new(rt, s, [ehv, elv].concat())?, 0, rpe)?;
+        let (ehw, elw) = ext.data.split_at(n);
+        let pe = self.mul(
+            ch,
+            &Shares::new(rpe, s, ehw.to_vec())?,
+            &Shares::new(rpe, s, elw.to_vec())?,
+        )?;
+        let ev = self.trunc_nonneg(ch, &pe, s, ry)?;
+        let ge = self.mux(ch, ry, &g, &ev.data)?;
+        // One reciprocal per row (nn::approx::Softmax::reciprocal), then y = (E·R) >> (K − s).
+        let norm = spec.norm();
+        let rs = norm.rings()?.0;
         let sums: Vec<u64> = ge
             .chunks(row)
-            .map(|c| c.iter().fold(0, |a, &v| rd.add(a, v)))
+            .map(|c| rs.reduce(c.iter().fold(0, |a, &v| ry.add(a, v))))
             .collect();
-        let recip = self.divide_by(ch, &sums, 1u64 << spec.big_k, spec.quotient_bits(), rd, ry)?;
+        let recip = self.normalized_rows(ch, &sums, &norm, ry)?;
         let ey = Shares {
             ring: ry,
             scale: s,
-            data: ge.iter().map(|&v| ry.reduce(v)).collect(),
+            data: ge,
         };
         let ry_rows = Shares {
             ring: ry,
@@ -727,7 +830,7 @@ impl Session {
         );
         let (rwide, rv, rprod) = (
             Ring::new(LN_WIDE_RING)?,
-            Ring::new(LN_V_RING)?,
+            Ring::new(LN_V + 2)?,
             Ring::new(LN_PRODUCT_RING)?,
         );
         let add0 = |r: Ring, a: u64, c: u64| if p0 { r.add(a, r.reduce(c)) } else { a };
@@ -769,12 +872,12 @@ impl Session {
                 acc
             })
             .collect();
-        // Per row: V = (Q2·M2) >> 16 + ε, R = inverse_root(V).
+        // Per row: V = (Q2·M2) >> 16 + ε, R = inverse_root(V) (nn::approx::LayerNorm).
         let q2w = self.trunc_nonneg(ch, &Shares::new(rsq, 0, q2)?, 0, rwide)?;
         let q2m: Vec<u64> = q2w.data.iter().map(|&a| rwide.mul(a, spec.mul2)).collect();
         let var = self.trunc_nonneg(ch, &Shares::new(rwide, 0, q2m)?, spec.t2, rv)?;
         let vv: Vec<u64> = var.data.iter().map(|&a| add0(rv, a, spec.eps)).collect();
-        let rs = self.inverse_root_rows(ch, &vv, spec, rprod)?;
+        let rs = self.normalized_rows(ch, &vv, &spec.norm(), rprod)?;
         // y = (c·rs + 2^17) >> 18 with c·rs = (cm + 2^{m−2})·rs − 2^{m−2}·rs.
         let uc: Vec<u64> = cm.iter().map(|&c| add0(rm, c, 1 << (m - 2))).collect();
         let rsn: Vec<u64> = (0..n).map(|i| rs[i / d]).collect();
@@ -799,183 +902,83 @@ impl Session {
         Ok(out)
     }
 
-    /// Shares of `d·x` (over `rx`) and of `d` (over `rb`) for XOR-shared bits `d`: the MUX and
-    /// the B2A in one flight each way (their affine OTs side by side).
-    fn mux_b2a<C: Channel + ?Sized>(
-        &mut self,
-        ch: &mut C,
-        rx: Ring,
-        d: &[u8],
-        x: &[u64],
-        rb: Ring,
-    ) -> Result<(Vec<u64>, Vec<u64>)> {
-        let n = d.len();
-        let gm = Group::Pow2(rx.bits());
-        let gb = Group::Pow2(rb.bits() - 1);
-        let mux_f = |j: usize| {
-            let (b, a) = (d[j] & 1, x[j]);
-            if b == 1 {
-                (a, 0)
-            } else {
-                (0, a)
-            }
-        };
-        let (mux, bb) = match self.party() {
-            Party::P0 => {
-                let recv_g = vec![gm; n];
-                let send_g: Vec<Group> = (0..2 * n)
-                    .map(|k| if k % 2 == 0 { gm } else { gb })
-                    .collect();
-                let (mut f0, mut f1) = (Vec::with_capacity(2 * n), Vec::with_capacity(2 * n));
-                for (j, &bit) in d.iter().enumerate() {
-                    let (a, b) = mux_f(j);
-                    f0.extend([a, 0]);
-                    f1.extend([b, (bit & 1) as u64]);
-                }
-                let (rv, sv) = self.affine_both(ch, d, &recv_g, (&send_g, &f0, &f1), "mux")?;
-                let mux: Vec<u64> = (0..n).map(|j| rx.add(rv[j], sv[2 * j])).collect();
-                let bb: Vec<u64> = (0..n)
-                    .map(|j| rb.sub((d[j] & 1) as u64, rb.mul(2, sv[2 * j + 1])))
-                    .collect();
-                (mux, bb)
-            }
-            Party::P1 => {
-                let recv_g: Vec<Group> = (0..2 * n)
-                    .map(|k| if k % 2 == 0 { gm } else { gb })
-                    .collect();
-                let c: Vec<u8> = d.iter().flat_map(|&b| [b & 1, b & 1]).collect();
-                let send_g = vec![gm; n];
-                let (f0, f1): (Vec<u64>, Vec<u64>) = (0..n).map(mux_f).unzip();
-                let (rv, sv) = self.affine_both(ch, &c, &recv_g, (&send_g, &f0, &f1), "mux")?;
-                let mux: Vec<u64> = (0..n).map(|j| rx.add(rv[2 * j], sv[j])).collect();
-                let bb: Vec<u64> = (0..n)
-                    .map(|j| rb.sub((d[j] & 1) as u64, rb.mul(2, rv[2 * j + 1])))
-                    .collect();
-                (mux, bb)
-            }
-        };
-        Ok((mux, bb))
-    }
-
-    /// One digit of radix 2^r of a digit-by-digit loop on each row: with the row's remainder
-    /// `rem` and the candidate amounts `cand[d−1]` for d = 1 … 2^r − 1 (increasing in d), takes
-    /// the largest digit d with rem ≥ cand(d): all comparisons side by side, then
-    /// rem −= Σ_d c_d·(cand(d) − cand(d−1)) and digit = Σ_d c_d (the comparisons are monotone,
-    /// so the c_d are 1 up to the digit). Returns the digit's shares over `out`.
-    fn radix_digit<C: Channel + ?Sized>(
-        &mut self,
-        ch: &mut C,
-        rem: &mut [u64],
-        cand: &[Vec<u64>],
-        rr: Ring,
-        out: Ring,
-    ) -> Result<Vec<u64>> {
-        let rows = rem.len();
-        let k = cand.len();
-        let mut diff = Vec::with_capacity(k * rows);
-        let mut step = Vec::with_capacity(k * rows);
-        for dd in 0..k {
-            for i in 0..rows {
-                diff.push(rr.sub(rem[i], cand[dd][i]));
-                let prev = if dd == 0 { 0 } else { cand[dd - 1][i] };
-                step.push(rr.sub(cand[dd][i], prev));
-            }
-        }
-        let c = self.drelu(ch, rr, &diff)?;
-        let (taken, ca) = self.mux_b2a(ch, rr, &c, &step, out)?;
-        let mut digit = vec![0u64; rows];
-        for dd in 0..k {
-            for i in 0..rows {
-                rem[i] = rr.sub(rem[i], taken[dd * rows + i]);
-                digit[i] = out.add(digit[i], ca[dd * rows + i]);
-            }
-        }
-        Ok(digit)
-    }
-
-    /// Shares in `out` of R = `nn::approx::LayerNorm::inverse_root(V)` for each shared V
-    /// (ring of LN_V_RING bits, 1 ≤ V < 2^LN_V), in six steps:
-    /// 1. one batch of carries on LN_V_RING − 1 bits: `[V ≥ 2^i]` for 1 ≤ i < LN_V (DReLU of
-    ///    V − 2^i), and for every candidate exponent e > t the carries into bits e − t and
-    ///    e − t − f of V0 + V1 (each window shifted to the top of the comparison, the lower
-    ///    carry as its split);
-    /// 2. the one-hot h_e = [V ≥ 2^e] ⊕ [V ≥ 2^{e+1}] locally, the window carries to
-    ///    arithmetic shares;
+    /// Shares in `out` of R = (U·2^{q(e)} + 2^{drop−1}) >> drop with (e, U) =
+    /// `nn::approx::normalized_lookup` of each shared v (ring of `norm.bits + 2` bits,
+    /// 0 ≤ v < 2^bits), in six steps:
+    /// 1. one batch of carries: `[v ≥ 2^i]` for e_lo < i < bits (DReLU of v − 2^i), and for every
+    ///    candidate exponent e > t the carries into bits e − t and e − t − f of v0 + v1 (each
+    ///    window shifted to the top of the comparison, the lower carry as its split);
+    /// 2. the one-hot h_e = [v ≥ 2^e] ⊕ [v ≥ 2^{e+1}] locally ([v ≥ 2^{e_lo}] taken as 1: the
+    ///    clamp), the window carries to arithmetic shares;
     /// 3. one flight of MUXes by h_e selects the index i_e, the offset φ_e (each formed from
-    ///    the shares and the window's carries exactly as the floor of V · 2^{t+f−e}) and the
-    ///    public 2^{H − e/2};
+    ///    the shares and the window's carries exactly as the floor of v · 2^{t+f−e}) and the
+    ///    public 2^{q(e)};
     /// 4. the two tables at i (one OT each, one flight);
-    /// 5. U = RT·2^{f+1} − RD·(2φ + 1) by one product, then U·2^{H−h} by another;
+    /// 5. U = RT·2^{f+1} − RD·(2φ + 1) by one product, then U·2^{q(e)} by another;
     /// 6. R by an exact truncation of that non-negative product.
-    fn inverse_root_rows<C: Channel + ?Sized>(
+    fn normalized_rows<C: Channel + ?Sized>(
         &mut self,
         ch: &mut C,
         v: &[u64],
-        spec: &LayerNormSpec<'_>,
+        norm: &Norm<'_>,
         out: Ring,
     ) -> Result<Vec<u64>> {
         let p0 = self.party() == Party::P0;
         let rows = v.len();
-        let (t, f) = (LN_IDX, LN_FRAC);
-        let (rv, ri, ru, ruq) = (
-            Ring::new(LN_V_RING)?,
-            Ring::new(t + 1)?,
-            Ring::new(LN_U_RING)?,
-            Ring::new(LN_UQ_RING)?,
-        );
+        let (t, f) = (LOOKUP_IDX, LOOKUP_FRAC);
+        let (rv, ri, ru, ruq) = norm.rings()?;
         let cb = rv.bits() - 1;
-        let ne = LN_V as usize; // candidate exponents 0..LN_V
-        let nw = (LN_V - t - 1) as usize; // windows for e = t+1 .. LN_V−1
-        let per = (ne - 1) + nw;
-        // Step 1: DReLU(V − 2^i) is 1 ⊕ msb(V − 2^i), msb = msb(x0) ⊕ msb(x1) ⊕ the carry.
+        let (lo_e, hi_e) = (norm.e_lo, norm.bits);
+        let first_w = lo_e.max(t + 1);
+        let nc = (hi_e - lo_e - 1) as usize; // comparisons for i = e_lo+1 .. bits−1
+        let nw = hi_e.saturating_sub(first_w) as usize; // windows for e = first_w .. bits−1
+        let per = nc + nw;
+        // Step 1: DReLU(v − 2^i) is 1 ⊕ msb(v − 2^i), msb = msb(x0) ⊕ msb(x1) ⊕ the carry.
         let mut vals = Vec::with_capacity(rows * per);
         for &x in v {
-            for i in 1..LN_V {
+            for i in lo_e + 1..hi_e {
                 vals.push(if p0 { rv.sub(x, 1 << i) } else { x });
             }
-            for e in t + 1..LN_V {
+            for e in first_w..hi_e {
                 let top = e - t;
                 vals.push((x & mask(top)) << (cb - top));
             }
         }
         let (hi, lo) = self.carries(ch, &vals, cb, cb - f)?;
         // Step 2.
+        let ne = (hi_e - lo_e) as usize;
         let mut h = Vec::with_capacity(rows * ne);
         let mut wc = Vec::with_capacity(rows * 2 * nw);
         for r in 0..rows {
             let at = |i: usize| r * per + i;
-            // c_e = [V ≥ 2^e]: c_0 = 1 (V ≥ 1), c_LN_V = 0.
-            let c = |e: usize| -> u8 {
-                if e == 0 {
+            // c_k = [v ≥ 2^{e_lo + k}]: c_0 = 1 (the clamp), c_ne = 0 (v < 2^bits).
+            let c = |k: usize| -> u8 {
+                if k == 0 {
                     p0 as u8
-                } else if e == ne {
+                } else if k == ne {
                     0
                 } else {
-                    rv.msb(vals[at(e - 1)]) ^ hi[at(e - 1)] ^ p0 as u8
+                    rv.msb(vals[at(k - 1)]) ^ hi[at(k - 1)] ^ p0 as u8
                 }
             };
-            h.extend((0..ne).map(|e| c(e) ^ c(e + 1)));
+            h.extend((0..ne).map(|k| c(k) ^ c(k + 1)));
             for w in 0..nw {
-                wc.extend([hi[at(ne - 1 + w)], lo[at(ne - 1 + w)]]);
+                wc.extend([hi[at(nc + w)], lo[at(nc + w)]]);
             }
         }
         let wa = self.b2a(ch, ru, &wc)?;
-        // Step 3: per candidate e, W = floor(V·2^{t+f−e}) ∈ [2^{t+f}, 2^{t+f+1}) when e is
-        // V's exponent; i_e = (W >> f) − 2^t + (e mod 2)·2^t, φ_e = W mod 2^f.
-        let (mut xs, mut rings) = (Vec::new(), Vec::new());
-        let mut sel = Vec::new();
+        // Step 3: per candidate e, W = floor(v·2^{t+f−e}); i_e = (W >> f) − 2^t + p·2^t,
+        // φ_e = W mod 2^f.
+        let (mut xs, mut rings, mut sel) = (Vec::new(), Vec::new(), Vec::new());
         for (r, &x) in v.iter().enumerate() {
-            for e in 0..LN_V {
-                let hb = h[r * ne + e as usize];
-                let lead = if p0 {
-                    (e as u64 % 2).wrapping_sub(1) << t
-                } else {
-                    0
-                };
+            for e in lo_e..hi_e {
+                let hb = h[r * ne + (e - lo_e) as usize];
+                let p = if norm.parity { e as u64 % 2 } else { 0 };
+                let lead = if p0 { (p << t).wrapping_sub(1 << t) } else { 0 };
                 let (idx, phi) = if e <= t {
                     (x << (t - e), None)
                 } else {
-                    let w = (r * nw + (e - t - 1) as usize) * 2;
+                    let w = (r * nw + (e - first_w) as usize) * 2;
                     let (chi, clo) = (wa[w], wa[w + 1]);
                     let top = e - t;
                     let bot = top.saturating_sub(f);
@@ -993,7 +996,7 @@ impl Session {
                     rings.push(ru);
                 }
                 sel.push(hb);
-                xs.push(if p0 { 1 << (LN_H - e / 2) } else { 0 });
+                xs.push(if p0 { 1 << norm.q_log(e) } else { 0 });
                 rings.push(ruq);
             }
         }
@@ -1001,7 +1004,7 @@ impl Session {
         let (mut idx, mut phi, mut q) = (vec![0; rows], vec![0; rows], vec![0; rows]);
         let mut k = 0;
         for r in 0..rows {
-            for e in 0..LN_V {
+            for e in lo_e..hi_e {
                 idx[r] = ri.add(idx[r], picked[k]);
                 k += 1;
                 if e > t {
@@ -1014,14 +1017,14 @@ impl Session {
         }
         // Step 4: RT and RD at i, side by side.
         let both: Vec<u64> = idx.iter().chain(&idx).copied().collect();
-        let tv = self.lut_with(ch, &both, t + 1, ru, &|i, j| {
+        let tv = self.lut_with(ch, &both, ri.bits(), ru, &|i, j| {
             if i < rows {
-                spec.rt[j]
+                norm.rt[j]
             } else {
-                spec.rd[j]
+                norm.rd[j]
             }
         })?;
-        // Step 5: U = RT·2^{f+1} − RD·(2φ + 1), then U·2^{H−h} (U ≥ 0 below 2^{A+f+1}).
+        // Step 5: U = RT·2^{f+1} − RD·(2φ + 1) ∈ [0, 2^{A+f+1}], then U·2^{q(e)}.
         let odd: Vec<u64> = phi
             .iter()
             .map(|&p| add0r(ru, p0, ru.mul(2, p), 1))
@@ -1035,48 +1038,19 @@ impl Session {
             .map(|r| ru.sub(ru.reduce(tv[r] << (f + 1)), dphi.data[r]))
             .collect();
         let uq = self.mul_nonneg_small(ch, &Shares::new(ru, 0, u)?, &Shares::new(ruq, 0, q)?)?;
-        // Step 6: R = (U·2^{H−h} + 2^{k−1}) >> k.
+        // Step 6.
         let uq: Vec<u64> = uq
             .iter()
-            .map(|&a| add0r(ruq, p0, a, 1 << (LN_DROP - 1)))
+            .map(|&a| add0r(ruq, p0, a, 1 << (norm.drop - 1)))
             .collect();
         Ok(self
-            .trunc_nonneg(ch, &Shares::new(ruq, 0, uq)?, LN_DROP, out)?
+            .trunc_nonneg(ch, &Shares::new(ruq, 0, uq)?, norm.drop, out)?
             .data)
     }
-
-    /// Restoring division floor(num / den) of a public numerator by shared denominators (ring
-    /// `rd`), radix 2^DIGIT_BITS over `bits` (a multiple of DIGIT_BITS) quotient bits:
-    /// quotient shares in `out`.
-    fn divide_by<C: Channel + ?Sized>(
-        &mut self,
-        ch: &mut C,
-        den: &[u64],
-        num: u64,
-        bits: u32,
-        rd: Ring,
-        out: Ring,
-    ) -> Result<Vec<u64>> {
-        let p0 = self.party() == Party::P0;
-        let r = DIGIT_BITS;
-        let mut rem: Vec<u64> = den.iter().map(|_| if p0 { num } else { 0 }).collect();
-        let mut quo = vec![0u64; den.len()];
-        for t in (0..bits / r).rev() {
-            let cand: Vec<Vec<u64>> = (1..1u64 << r)
-                .map(|d| {
-                    den.iter()
-                        .map(|&v| rd.reduce(rd.mul(rd.reduce(v), d) << (r * t)))
-                        .collect()
-                })
-                .collect();
-            let digit = self.radix_digit(ch, &mut rem, &cand, rd, out)?;
-            for (q, dg) in quo.iter_mut().zip(digit) {
-                *q = out.add(*q, out.reduce(dg << (r * t)));
-            }
-        }
-        Ok(quo)
-    }
 }
+
+/// One request of [`Session::luts`]: index shares, index bits, output ring, table.
+type Lookup<'a> = (&'a [u64], u32, Ring, &'a dyn Fn(usize, usize) -> u64);
 
 /// `a + c` for P0, `a` for P1 (a public constant added once).
 fn add0r(r: Ring, p0: bool, a: u64, c: u64) -> u64 {
@@ -1085,13 +1059,6 @@ fn add0r(r: Ring, p0: bool, a: u64, c: u64) -> u64 {
     } else {
         a
     }
-}
-
-/// One radix-2^DIGIT_BITS digit on `rows` rows: 2^DIGIT_BITS − 1 DReLUs, MUXes and B2As each
-/// (the MUX and B2A in one flight, the same bits as apart).
-fn radix_digit_cost(rows: usize, rr: Ring, out: Ring) -> Cost {
-    let k = ((1usize << DIGIT_BITS) - 1) * rows;
-    cost::drelu(rr, k) + cost::mux(rr, k) + cost::b2a(out, k)
 }
 
 /// [`Session::lut`] on `n` indices of `k` bits with outputs in `out`.
@@ -1141,27 +1108,19 @@ pub fn softmax_cost(spec: &SoftmaxSpec<'_>, ell: u32, n: usize, row: usize) -> R
     let (s, j, k) = (spec.s, spec.j, spec.k);
     let sh = s - spec.f;
     let (lr, rm, rq) = (Ring::new(ell)?, Ring::new(spec.m)?, Ring::new(spec.m - sh)?);
-    let (rd, ry) = (
-        Ring::new(spec.division_bits())?,
-        Ring::new(spec.product_bits())?,
-    );
-    let (rt, rhi, rpe) = (Ring::new(s + 2)?, Ring::new(j - k)?, Ring::new(2 * s + 2)?);
-    let mut division = Cost::default();
-    for _ in 0..spec.quotient_bits() / DIGIT_BITS {
-        division = division + radix_digit_cost(rows, rd, ry);
-    }
+    let ry = Ring::new(spec.product_bits())?;
+    let (rt, rpe) = (Ring::new(s + 2)?, Ring::new(2 * s + 2)?);
     Ok(cost::max_windows(rm, std::iter::repeat_n(row, rows))
         + cost::millionaire_split(n, sh + k, sh)
-        + cost::b2a(rq, n)
-        + cost::b2a(rhi, n)
+        + cost::b2a(rq, 2 * n)
         + cost::drelu(rq, n)
         + lut_cost(n, j - k, rt)
         + lut_cost(n, k, rt)
         + trunc_nonneg_cost(2 * n, rt.bits(), 0, rpe)
         + cost::mul(rpe, n)
-        + trunc_nonneg_cost(n, rpe.bits(), s, rd)
-        + cost::mux(rd, n)
-        + division
+        + trunc_nonneg_cost(n, rpe.bits(), s, ry)
+        + cost::mux(ry, n)
+        + normalized_cost(rows, &spec.norm(), ry)?
         + cost::mul(ry, n)
         + trunc_nonneg_cost(n, ry.bits(), spec.big_k - s, lr))
 }
@@ -1177,26 +1136,25 @@ fn mul_nonneg_small_cost(n: usize, wx: u32, b: u32) -> Cost {
     }
 }
 
-/// [`Session::inverse_root_rows`] on `rows` values into `out`.
-fn inverse_root_cost(rows: usize, out: Ring) -> Result<Cost> {
-    let (t, f) = (LN_IDX, LN_FRAC);
-    let (rv, ri, ru, ruq) = (
-        Ring::new(LN_V_RING)?,
-        Ring::new(t + 1)?,
-        Ring::new(LN_U_RING)?,
-        Ring::new(LN_UQ_RING)?,
-    );
+/// [`Session::normalized_rows`] on `rows` values into `out`.
+fn normalized_cost(rows: usize, norm: &Norm<'_>, out: Ring) -> Result<Cost> {
+    let (rv, ri, ru, ruq) = norm.rings()?;
     let cb = rv.bits() - 1;
-    let (ne, nw) = (LN_V as usize, (LN_V - t - 1) as usize);
-    Ok(cost::millionaire_split(rows * (ne - 1 + nw), cb, cb - f)
-        + cost::b2a(ru, rows * 2 * nw)
-        + cost::mux(ri, rows * ne)
-        + cost::mux(ru, rows * nw)
-        + cost::mux(ruq, rows * ne)
-        + lut_cost(2 * rows, t + 1, ru)
-        + cost::mul(ru, rows)
-        + mul_nonneg_small_cost(rows, ru.bits(), ruq.bits())
-        + trunc_nonneg_cost(rows, ruq.bits(), LN_DROP, out))
+    let first_w = norm.e_lo.max(LOOKUP_IDX + 1);
+    let nc = (norm.bits - norm.e_lo - 1) as usize;
+    let nw = norm.bits.saturating_sub(first_w) as usize;
+    let ne = (norm.bits - norm.e_lo) as usize;
+    Ok(
+        cost::millionaire_split(rows * (nc + nw), cb, cb - LOOKUP_FRAC)
+            + cost::b2a(ru, rows * 2 * nw)
+            + cost::mux(ri, rows * ne)
+            + cost::mux(ru, rows * nw)
+            + cost::mux(ruq, rows * ne)
+            + lut_cost(2 * rows, ri.bits(), ru)
+            + cost::mul(ru, rows)
+            + mul_nonneg_small_cost(rows, ru.bits(), ruq.bits())
+            + trunc_nonneg_cost(rows, ruq.bits(), norm.drop, out),
+    )
 }
 
 /// [`Session::layernorm`] on `n` elements (rows of `spec.d`) of a ring of `ell` bits.
@@ -1207,7 +1165,7 @@ pub fn layernorm_cost(spec: &LayerNormSpec<'_>, ell: u32, n: usize) -> Result<Co
     let lr = Ring::new(ell)?;
     let (rwide, rv, rprod) = (
         Ring::new(LN_WIDE_RING)?,
-        Ring::new(LN_V_RING)?,
+        Ring::new(LN_V + 2)?,
         Ring::new(LN_PRODUCT_RING)?,
     );
     let (wx, b) = (m - v, spec.square_ring());
@@ -1223,7 +1181,7 @@ pub fn layernorm_cost(spec: &LayerNormSpec<'_>, ell: u32, n: usize) -> Result<Co
         + cost::trunc(rwide, spec.t, rows)
         + trunc_nonneg_cost(rows, b, 0, rwide)
         + trunc_nonneg_cost(rows, LN_WIDE_RING, spec.t2, rv)
-        + inverse_root_cost(rows, rprod)?;
+        + normalized_cost(rows, &spec.norm(), rprod)?;
     Ok(rowwise
         + trunc_nonneg_cost(n, m, v, Ring::new(m - v)?)
         + square

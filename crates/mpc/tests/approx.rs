@@ -41,6 +41,8 @@ fn softmax_spec(t: &Softmax) -> SoftmaxSpec<'_> {
         big_k: t.big_k,
         eh: &t.eh,
         el: &t.el,
+        rt: &t.rt,
+        rd: &t.rd,
     }
 }
 

@@ -206,8 +206,8 @@ impl Gelu {
 }
 
 /// Softmax over rows: max by a pairwise tree, e^{−u} of u = max − x from two tables (high and
-/// low digit of u at 2^{−f} resolution, clipped at u ≥ 2^{j−f}), and one exact integer division
-/// per row.
+/// low digit of u at 2^{−f} resolution, clipped at u ≥ 2^{j−f}), and one reciprocal per row by
+/// [`normalized_lookup`] (a table of 1/x with linear interpolation at the sum's leading bits).
 ///
 /// Integer semantics of [`Softmax::eval_row`]:
 /// ```text
@@ -217,14 +217,15 @@ impl Gelu {
 /// u_i  = (mx − xm_i) mod 2^m;  q_i = u_i >> (s − f)
 /// g_i  = [signed_{m−s+f}(q_i − 2^j) < 0];  lo = q_i mod 2^k;  hi = (q_i mod 2^j) >> k
 /// E_i  = g_i · ((EH[hi] · EL[lo]) >> s)                       (E ≤ 2^s)
-/// S    = Σ E_i;  R = floor(2^K / S) by K − s + 1 restoring-division steps (below)
+/// S    = Σ E_i                                               (S < 2^{s+10})
+/// (e, U) = normalized_lookup(S, e_lo = s − 1, no parity, RT, RD)
+/// R    = floor((U · 2^{s+9−e} + 2^{k−1}) / 2^k)              (≈ 2^K / S, k = A + f + 10 − (K − s))
 /// y_i  = (E_i · R) >> (K − s)
 /// ```
-/// EH[h] = round(2^s·e^{−h·2^{k−f}}), EL[l] = round(2^s·e^{−(l + 1/2)·2^{−f}}) (f = 7, k = 6).
-/// Division: rem = 2^K, R = 0; for t = Q−1 … 0 (Q = K − s + 1): if rem ≥ S·2^t then
-/// rem −= S·2^t and R += 2^t. It equals floor(2^K / S) when that is below 2^Q, which holds
-/// whenever S ≥ 2^{s−1} — always, unless the row's range wraps the reduced ring (then the
-/// maximal element need not have u = 0 and S may be small; R is still what the steps give).
+/// EH[h] = round(2^s·e^{−h·2^{k−f}}), EL[l] = round(2^s·e^{−(l + 1/2)·2^{−f}}) (f = 7, k = 6);
+/// RT[i] = round(2^A / x_i), RD[i] = round(2^A·(1/x_i − 1/x_{i+1})), x_i = 1 + i/2^t.
+/// S ≥ 2^{s−1} always (the maximal element has u = 0 and E = EL[0] ≥ 2^{s−1}) unless the row's
+/// range wraps the reduced ring; then e is clamped to s − 1 and R is what the formula gives.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Softmax {
     pub s: u32,
@@ -232,10 +233,13 @@ pub struct Softmax {
     pub f: u32,
     pub j: u32,
     pub k: u32,
-    /// Scale of the reciprocal: R = floor(2^K / S).
+    /// Scale of the reciprocal: R ≈ 2^K / S.
     pub big_k: u32,
     pub eh: Vec<u64>,
     pub el: Vec<u64>,
+    /// The reciprocal's tables (2^LOOKUP_IDX_BITS entries each).
+    pub rt: Vec<u64>,
+    pub rd: Vec<u64>,
 }
 
 impl Softmax {
@@ -254,6 +258,7 @@ impl Softmax {
         let el = (0..1u64 << k)
             .map(|l| (one * (-(l as f64 + 0.5) / (1u64 << f) as f64).exp()).round() as u64)
             .collect();
+        let (rt, rd) = lookup_tables(false, |x| 1.0 / x);
         Softmax {
             s,
             m: s + 9,
@@ -263,18 +268,20 @@ impl Softmax {
             big_k: s + 19,
             eh,
             el,
+            rt,
+            rd,
         }
     }
 
-    /// Quotient bits of the division.
-    pub fn quotient_bits(&self) -> u32 {
-        self.big_k - self.s + 1
+    /// Bits of the ring of the row sums: S ≤ 512·2^s with a sign bit to spare for the
+    /// comparisons S − 2^i.
+    pub fn sum_bits(&self) -> u32 {
+        self.s + 12
     }
 
-    /// Bits of the ring of the division's comparisons: rem ≤ 2^K and S·2^t < 2^{s+10+Q−1}
-    /// (rows up to 512) both fit with a sign bit to spare.
-    pub fn division_bits(&self) -> u32 {
-        self.big_k.max(self.s + 10 + self.quotient_bits()) + 2
+    /// Bits dropped from U · 2^{s+9−e} to form R ≈ 2^K / S.
+    pub fn reciprocal_drop(&self) -> u32 {
+        LOOKUP_TABLE_BITS + LOOKUP_FRAC_BITS + 1 + 9 - (self.big_k - self.s)
     }
 
     /// Softmax of one row of Z_{2^ℓ} elements at scale 2^s (rows of 1 to 512 values).
@@ -313,16 +320,18 @@ impl Softmax {
             })
             .collect();
         let sum: u64 = e.iter().sum();
-        let r = self.divide(sum);
+        let r = self.reciprocal(sum);
         let lm = mask(ell);
         e.iter()
             .map(|&v| ((v * r) >> (self.big_k - s)) & lm)
             .collect()
     }
 
-    /// The restoring division of [`Softmax`]: floor(2^K / S) when that is below 2^Q.
-    pub fn divide(&self, sum: u64) -> u64 {
-        restoring_divide(1u128 << self.big_k, sum, self.quotient_bits())
+    /// R ≈ 2^K / S for 0 ≤ S < 2^{s+10} (the type's documentation).
+    pub fn reciprocal(&self, sum: u64) -> u64 {
+        let (e, u) = normalized_lookup(sum, self.s - 1, self.s + 10, false, &self.rt, &self.rd);
+        let k = self.reciprocal_drop();
+        ((u << (self.s + 9 - e)) + (1 << (k - 1))) >> k
     }
 }
 
@@ -369,17 +378,11 @@ pub struct LayerNorm {
     pub t2: u32,
     pub mul2: u64,
     pub eps: u64,
-    /// The inverse square root's tables RT, RD (2^{LN_IDX_BITS + 1} entries each).
+    /// The inverse square root's tables RT, RD (2^{LOOKUP_IDX_BITS + 1} entries each).
     pub rt: Vec<u64>,
     pub rd: Vec<u64>,
 }
 
-/// Index bits t of the inverse square root's tables (one more selects the exponent's parity).
-pub const LN_IDX_BITS: u32 = 7;
-/// Bits f of the interpolation offset φ.
-pub const LN_FRAC_BITS: u32 = 7;
-/// Scale 2^A of the tables.
-pub const LN_TABLE_BITS: u32 = 18;
 /// V < 2^LN_V_BITS; h = floor(log2 V) / 2 ≤ LN_V_BITS / 2 − 1 = H.
 pub const LN_V_BITS: u32 = 34;
 /// y = (c · R) >> LN_SHIFT.
@@ -396,7 +399,7 @@ pub const fn ln_half_range() -> u32 {
 
 /// Bits dropped from U · 2^{H−h} to form R: f + 1 + A + H − V_SCALE/2 − SHIFT.
 pub const fn ln_root_drop() -> u32 {
-    LN_FRAC_BITS + 1 + LN_TABLE_BITS + ln_half_range() - LN_V_SCALE / 2 - LN_SHIFT
+    LOOKUP_FRAC_BITS + 1 + LOOKUP_TABLE_BITS + ln_half_range() - LN_V_SCALE / 2 - LN_SHIFT
 }
 
 impl LayerNorm {
@@ -415,16 +418,7 @@ impl LayerNorm {
         // ε at scale 2^20, at least one unit and at most 2^31 (ε ≤ 2048), so that with
         // Σ ct²·M2 / 2^16 ≤ 2^32 + 2^20 the sum V stays below 2^LN_V_BITS.
         let eps = ((eps as f64 * (1u64 << LN_V_SCALE) as f64).round() as u64).clamp(1, 1 << 31);
-        let g = |x: f64| 1.0 / x.sqrt();
-        let one = (1u64 << LN_TABLE_BITS) as f64;
-        let (mut rt, mut rd) = (Vec::new(), Vec::new());
-        for p in 0..2 {
-            for mi in 0..1u64 << LN_IDX_BITS {
-                let x = |k: u64| (1.0 + k as f64 / (1u64 << LN_IDX_BITS) as f64) * (1 << p) as f64;
-                rt.push((one * g(x(mi))).round() as u64);
-                rd.push((one * (g(x(mi)) - g(x(mi + 1)))).round() as u64);
-            }
-        }
+        let (rt, rd) = lookup_tables(true, |x| 1.0 / x.sqrt());
         LayerNorm {
             s,
             m: s + 8,
@@ -471,34 +465,69 @@ impl LayerNorm {
 
     /// R ≈ 2^{LN_SHIFT + 10} / √V for 1 ≤ V < 2^LN_V_BITS (the type's documentation).
     pub fn inverse_root(&self, var: u64) -> u64 {
-        assert!((1..1u64 << LN_V_BITS).contains(&var), "V out of range");
-        let (t, f) = (LN_IDX_BITS, LN_FRAC_BITS);
-        let e = 63 - var.leading_zeros();
-        let (h, p) = (e / 2, (e % 2) as u64);
-        let w = if e >= t + f {
-            var >> (e - t - f)
-        } else {
-            var << (t + f - e)
-        };
-        let i = ((w >> f) - (1 << t) + (p << t)) as usize;
-        let u = (self.rt[i] << (f + 1)) - self.rd[i] * (2 * (w & mask(f)) + 1);
+        let (e, u) = normalized_lookup(var, 0, LN_V_BITS, true, &self.rt, &self.rd);
         let k = ln_root_drop();
-        ((u << (ln_half_range() - h)) + (1 << (k - 1))) >> k
+        ((u << (ln_half_range() - e / 2)) + (1 << (k - 1))) >> k
     }
 }
 
-/// The restoring division's steps: floor(num / den) when that is below 2^bits, else 2^bits − 1.
-pub fn restoring_divide(num: u128, den: u64, bits: u32) -> u64 {
-    let mut rem = num;
-    let mut r = 0u64;
-    for t in (0..bits).rev() {
-        let d = (den as u128) << t;
-        if rem >= d {
-            rem -= d;
-            r += 1 << t;
+/// Index bits t of the tables of [`normalized_lookup`] (with `parity`, one more bit selects the
+/// exponent's parity).
+pub const LOOKUP_IDX_BITS: u32 = 7;
+/// Bits f of the interpolation offset φ.
+pub const LOOKUP_FRAC_BITS: u32 = 7;
+/// Scale 2^A of the tables.
+pub const LOOKUP_TABLE_BITS: u32 = 18;
+
+/// The tables of g on x ∈ [1, 2) (with `parity` also [2, 4), entries p·2^t + i):
+/// RT[i] = round(2^A·g(x_i)), RD[i] = round(2^A·(g(x_i) − g(x_{i+1}))), x_i = (1 + i/2^t)·2^p.
+pub fn lookup_tables(parity: bool, g: impl Fn(f64) -> f64) -> (Vec<u64>, Vec<u64>) {
+    let one = (1u64 << LOOKUP_TABLE_BITS) as f64;
+    let (mut rt, mut rd) = (Vec::new(), Vec::new());
+    for p in 0..=parity as u32 {
+        let x = |k: u64| (1.0 + k as f64 / (1u64 << LOOKUP_IDX_BITS) as f64) * (1 << p) as f64;
+        for i in 0..1u64 << LOOKUP_IDX_BITS {
+            rt.push((one * g(x(i))).round() as u64);
+            rd.push((one * (g(x(i)) - g(x(i + 1)))).round() as u64);
         }
     }
-    r
+    (rt, rd)
+}
+
+/// A decreasing g at the leading bits of v (0 ≤ v < 2^{bits}) by a table and linear
+/// interpolation, with the exponent e it is scaled by (t = LOOKUP_IDX_BITS, f =
+/// LOOKUP_FRAC_BITS):
+/// ```text
+/// e = max(floor(log2 v), e_lo)   (v = 0: e_lo);  p = e mod 2 with `parity`, else 0
+/// W = floor(v · 2^{t+f−e})                       (in [2^{t+f}, 2^{t+f+1}) unless e = e_lo > log2 v)
+/// i = ((W >> f) − 2^t + p·2^t) mod 2^{t+parity},  φ = W mod 2^f
+/// U = RT[i]·2^{f+1} − RD[i]·(2φ + 1)             (≈ 2^{A+f+1}·g(W/2^{t+f}·2^p), interpolated
+///                                                 at φ's midpoint)
+/// ```
+/// Returns (e, U).
+pub fn normalized_lookup(
+    v: u64,
+    e_lo: u32,
+    bits: u32,
+    parity: bool,
+    rt: &[u64],
+    rd: &[u64],
+) -> (u32, u64) {
+    assert!(v < 1u64 << bits, "lookup input out of range");
+    let (t, f) = (LOOKUP_IDX_BITS, LOOKUP_FRAC_BITS);
+    let e = if v == 0 {
+        e_lo
+    } else {
+        (63 - v.leading_zeros()).max(e_lo)
+    };
+    let p = if parity { (e % 2) as u64 } else { 0 };
+    let w = if e >= t + f {
+        v >> (e - t - f)
+    } else {
+        v << (t + f - e)
+    };
+    let i = ((w >> f).wrapping_sub(1 << t).wrapping_add(p << t) & mask(t + parity as u32)) as usize;
+    (e, (rt[i] << (f + 1)) - rd[i] * (2 * (w & mask(f)) + 1))
 }
 
 #[cfg(test)]
@@ -619,16 +648,28 @@ mod tests {
             v *= 2;
         }
         assert!(worst < 1.0, "inverse root error {worst}");
-        assert_eq!(ln.rt.len(), 1 << (LN_IDX_BITS + 1));
+        assert_eq!(ln.rt.len(), 1 << (LOOKUP_IDX_BITS + 1));
         assert!(ln.inverse_root((1 << LN_V_BITS) - 1) >= 1);
         assert!(ln.inverse_root(1) < 1 << 28);
     }
 
     #[test]
-    fn division_is_floor_in_range() {
+    fn reciprocal_tracks_the_float_quotient() {
         let sm = Softmax::new(12);
-        for sum in [2049u64, 4064, 4096, 65 * 4096, 257 * 4096, 512 * 4096 - 1] {
-            assert_eq!(sm.divide(sum), (1u64 << sm.big_k) / sum);
+        for sum in (2048u64..512 * 4096)
+            .step_by(997)
+            .chain([2048, 4096, 257 * 4096])
+        {
+            let want = (1u64 << sm.big_k) as f64 / sum as f64;
+            let got = sm.reciprocal(sum) as f64;
+            // Chord 2^{-15}, φ's grid 2^{-15}, tables 2^{-17} relative; R rounded to a unit.
+            assert!(
+                (got - want).abs() <= want * 7e-5 + 0.5,
+                "1/{sum}: {got} vs {want}"
+            );
         }
+        // Below the range (a wrapped row) the value is defined, not a panic.
+        let _ = sm.reciprocal(0);
+        let _ = sm.reciprocal(5);
     }
 }
