@@ -22,7 +22,7 @@ pub const SESSION_STEP_FACTOR: u64 = 4;
 
 /// Version of the plan format; part of the digest. 2: the `rescale_relu6` epilogue; 3: the
 /// circulant block of conv layers.
-pub const PLAN_VERSION: u32 = 3;
+pub const PLAN_VERSION: u32 = 4;
 /// Largest circulant block size looked for in conv and FC weights.
 pub const MAX_CIRCULANT_BLOCK: usize = 256;
 /// Largest plan a client accepts (nodes), so a hostile server cannot make it allocate without bound.
@@ -241,9 +241,10 @@ pub enum StepKind {
     },
     /// Product of two shared activations `[.., M, K] × [.., K, N]` for each of `batch` leading
     /// indices (attention's Q·Kᵀ and softmax·V): A·B = A0·B0 + A1·B1 + A0·B1 + (B0ᵀ·A1ᵀ)ᵀ, the
-    /// two cross terms by a linear protocol with the server's share as its weights (`left`:
-    /// N rows of B1ᵀ times A0; `right`: M rows of A1 times B0ᵀ; BumbleBee's two ciphertext ×
-    /// plaintext products), then t(·). `cost` covers all 2·batch products.
+    /// two cross terms by a linear protocol with the server's share as its weights (BumbleBee's
+    /// two ciphertext × plaintext products), each for all `batch` indices at once as one
+    /// grouped 1×1 convolution ([`LayerSpec::batched_matmul`]; `left`: N rows of B1ᵀ times A0,
+    /// `right`: M rows of A1 times B0ᵀ), then t(·). `cost` covers both.
     SharedMatMul {
         batch: usize,
         m: usize,
@@ -271,6 +272,7 @@ impl StepKind {
             StepKind::LayerNorm { .. } => "layernorm",
             StepKind::SharedMatMul { choice, .. } => match choice {
                 LinearChoice::Cheetah(_) => "cheetah_shared",
+                LinearChoice::Falcon(_) => "falcon_shared",
                 _ => "shared",
             },
             _ => "local",
@@ -576,12 +578,11 @@ impl Plan {
                     let (m, k, n) = (a[r - 2], a[r - 1], b[r - 1]);
                     let batch: usize = a[..r - 2].iter().product();
                     // The weights of the cross terms are shares: any element of Z_{2^ℓ}.
-                    let left = LayerSpec::matmul(n, k, m, cfg.ell);
-                    let right = LayerSpec::matmul(m, k, n, cfg.ell);
-                    let choice = LinearChoice::Cheetah(cfg.cheetah);
-                    let one = choice.protocol().cost(&left, ring)?
+                    let left = LayerSpec::batched_matmul(batch, n, k, m, cfg.ell);
+                    let right = LayerSpec::batched_matmul(batch, m, k, n, cfg.ell);
+                    let choice = Self::shared_choice(&left, &right, ring, cfg)?;
+                    let cost = choice.protocol().cost(&left, ring)?
                         + choice.protocol().cost(&right, ring)?;
-                    let cost = (0..batch).fold(Cost::default(), |acc, _| acc + one);
                     StepKind::SharedMatMul {
                         batch,
                         m,
@@ -628,6 +629,30 @@ impl Plan {
         };
         plan.validate()?;
         Ok(plan)
+    }
+
+    /// The protocol of both cross terms of a shared product: one that runs on Z_{2^ℓ} shares
+    /// with the server's share as weights — Cheetah, or Falcon's dense packing of the grouped
+    /// convolution (several heads per product) — the faster by estimated time unless the
+    /// policy names one.
+    fn shared_choice(
+        left: &LayerSpec,
+        right: &LayerSpec,
+        ring: linear::Ring,
+        cfg: &PlanConfig,
+    ) -> Result<LinearChoice, EngineError> {
+        let cheetah = LinearChoice::Cheetah(cfg.cheetah);
+        let falcon = LinearChoice::Falcon(cfg.cheetah);
+        let bw = cfg.cheetah.bandwidth_bytes_per_s as f64;
+        let time = |c: &LinearChoice| -> Result<f64, EngineError> {
+            Ok(estimated_seconds(c, left, ring, bw)? + estimated_seconds(c, right, ring, bw)?)
+        };
+        Ok(match cfg.linear {
+            LinearPolicy::Cheetah => cheetah,
+            LinearPolicy::Falcon => falcon,
+            _ if time(&falcon)? < time(&cheetah)? => falcon,
+            _ => cheetah,
+        })
     }
 
     fn linear_step(
@@ -1089,15 +1114,19 @@ impl Plan {
                     n: cols,
                     left,
                     right,
+                    choice,
                     ..
                 } => {
+                    if !matches!(choice, LinearChoice::Cheetah(_) | LinearChoice::Falcon(_)) {
+                        return Err(bad(i, "a shared product runs by cheetah or falcon".into()));
+                    }
                     left.validate()?;
                     right.validate()?;
                     let ok = in_len(0) == batch * m * k
                         && in_len(1) == batch * k * cols
                         && n == batch * m * cols
-                        && *left == LayerSpec::matmul(*cols, *k, *m, self.ell)
-                        && *right == LayerSpec::matmul(*m, *k, *cols, self.ell);
+                        && *left == LayerSpec::batched_matmul(*batch, *cols, *k, *m, self.ell)
+                        && *right == LayerSpec::batched_matmul(*batch, *m, *k, *cols, self.ell);
                     if !ok {
                         return Err(bad(i, "shared matmul shapes do not match".into()));
                     }
@@ -1158,9 +1187,7 @@ impl Plan {
                             .unwrap_or(u64::MAX),
                     ),
                 ),
-                StepKind::SharedMatMul { cost, batch, .. } => {
-                    Some(cost.bytes() / (*batch as u64).max(1) * SESSION_HE_FACTOR)
-                }
+                StepKind::SharedMatMul { cost, .. } => Some(cost.bytes() * SESSION_HE_FACTOR),
                 _ => None,
             })
             .max()

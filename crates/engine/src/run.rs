@@ -474,38 +474,57 @@ fn run_side<C: Channel>(
                 ..
             } => {
                 let proto = choice.protocol();
-                let (m, k, n) = (*m, *k, *n);
+                let (batch, m, k, n) = (*batch, *m, *k, *n);
+                let (a, b) = (inputs[0], inputs[1]);
+                // Per index h: A_h (m × k), B_h (k × n). The left term's input is B_h itself
+                // (N pixels of K channels), its weights A_h (M × K), its output A_h·B_h (M × N);
+                // the right term's input is A_hᵀ, its weights B_hᵀ, its output (A_h·B_h)ᵀ.
+                let per = |v: &[u64], r: usize, c: usize| -> Vec<u64> {
+                    v.chunks(r * c)
+                        .flat_map(|blk| local::transpose2(blk, r, c))
+                        .collect()
+                };
+                let (at, bt) = (per(a, m, k), per(b, k, n));
+                let mut cross = Vec::with_capacity(2);
+                for (layer, w, x) in [(left, a, b), (right, &bt[..], &at[..])] {
+                    let outputs = match layer.shape {
+                        linear::LayerShape::Conv2d(c) => c.m,
+                        _ => 0,
+                    };
+                    cross.push(match side {
+                        Side::Server { keys, .. } => {
+                            let w = LayerWeights {
+                                weights: w.to_vec(),
+                                bias: vec![0; outputs],
+                            };
+                            let zero = vec![0; x.len()];
+                            proto.server_in(layer, lring, keys, &w, &zero, session, ch, rng)?
+                        }
+                        Side::Client { keys } => {
+                            proto.client_in(layer, lring, keys, x, session, ch, rng)?
+                        }
+                    });
+                }
+                let c2 = per(&cross[1], n, m);
                 let mut y = Vec::with_capacity(batch * m * n);
-                for h in 0..*batch {
-                    let a = &inputs[0][h * m * k..(h + 1) * m * k];
-                    let b = &inputs[1][h * k * n..(h + 1) * k * n];
+                for h in 0..batch {
                     // This party's own product A_P·B_P, local.
-                    let own = nn::fixed::matmul_ring(1, m, k, n, a, b, fixed);
-                    let bt = local::transpose2(b, k, n);
-                    // A0·B1 (as N rows of B1ᵀ times A0) and A1·B0 (M rows of A1 times B0ᵀ):
-                    // the server's shares are the weights, the client's the inputs.
-                    let mut cross = Vec::with_capacity(2);
-                    for (layer, outputs, w, x) in [(left, m, a, &bt[..]), (right, n, &bt[..], a)] {
-                        cross.push(match side {
-                            Side::Server { keys, .. } => {
-                                let w = LayerWeights {
-                                    weights: w.to_vec(),
-                                    bias: vec![0; outputs],
-                                };
-                                let zero = vec![0; x.len()];
-                                proto.server_in(layer, lring, keys, &w, &zero, session, ch, rng)?
-                            }
-                            Side::Client { keys } => {
-                                proto.client_in(layer, lring, keys, x, session, ch, rng)?
-                            }
-                        });
-                    }
-                    let (c1, c2) = (&cross[0], &cross[1]);
-                    let c1t = local::transpose2(c1, n, m);
-                    y.extend(
-                        (0..m * n)
-                            .map(|e| own[e].wrapping_add(c1t[e]).wrapping_add(c2[e]) & ring.mask()),
+                    let own = nn::fixed::matmul_ring(
+                        1,
+                        m,
+                        k,
+                        n,
+                        &a[h * m * k..(h + 1) * m * k],
+                        &b[h * k * n..(h + 1) * k * n],
+                        fixed,
                     );
+                    let at = h * m * n;
+                    y.extend((0..m * n).map(|e| {
+                        own[e]
+                            .wrapping_add(cross[0][at + e])
+                            .wrapping_add(c2[at + e])
+                            & ring.mask()
+                    }));
                 }
                 rescale(session, ch, y, Act::None, plan.scale)?
             }

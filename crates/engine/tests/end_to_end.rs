@@ -736,24 +736,32 @@ fn tiny_vit_matches_the_fixed_point_reference() {
 fn vit_matches(name: &str) {
     use privinfer_engine::plan::StepKind;
     let model = nn::load(repo().join(format!("models/tiny/{name}.onnx"))).unwrap();
-    let cfg = PlanConfig::default();
-    let fixed = nn::FixedConfig::new(cfg.ell, cfg.scale).unwrap();
-    let server = ServerModel::new(&model, &cfg).unwrap();
-    let kinds: Vec<&str> = server
-        .plan
-        .steps
-        .iter()
-        .map(|s| s.kind.protocol())
-        .collect();
-    for p in ["gelu", "softmax", "layernorm", "cheetah_shared"] {
-        assert!(kinds.contains(&p), "{p} missing from {kinds:?}");
-    }
-    assert!(server
-        .plan
-        .steps
-        .iter()
-        .any(|s| matches!(s.kind, StepKind::Constant)));
-    for seed in 0..2u64 {
+    // The shared attention products under both protocols that run them (the default plan
+    // picks one of them by estimated time).
+    for (seed, policy, shared) in [
+        (0u64, LinearPolicy::Cheetah, "cheetah_shared"),
+        (1, LinearPolicy::Falcon, "falcon_shared"),
+    ] {
+        let cfg = PlanConfig {
+            linear: policy,
+            ..PlanConfig::default()
+        };
+        let fixed = nn::FixedConfig::new(cfg.ell, cfg.scale).unwrap();
+        let server = ServerModel::new(&model, &cfg).unwrap();
+        let kinds: Vec<&str> = server
+            .plan
+            .steps
+            .iter()
+            .map(|s| s.kind.protocol())
+            .collect();
+        for p in ["gelu", "softmax", "layernorm", shared] {
+            assert!(kinds.contains(&p), "{p} missing from {kinds:?}");
+        }
+        assert!(server
+            .plan
+            .steps
+            .iter()
+            .any(|s| matches!(s.kind, StepKind::Constant)));
         let x: Vec<f32> = (0..3 * 8 * 8)
             .map(|i| ((i as u64 * 37 + seed * 11) % 23) as f32 / 6.0 - 1.9)
             .collect();
@@ -762,6 +770,6 @@ fn vit_matches(name: &str) {
         let Outcome::Logits(l) = private_logits(&server, xq, false, 21 + seed) else {
             panic!()
         };
-        assert_eq!(l, reference.data, "{name} seed {seed}");
+        assert_eq!(l, reference.data, "{name} {shared}");
     }
 }

@@ -233,6 +233,35 @@ impl LayerSpec {
         }
     }
 
+    /// `batch` independent token × weight products (rows × inputs times outputs × inputs
+    /// weights each) as one grouped 1×1 convolution: group h holds product h, its input channel
+    /// i at pixel r is feature i of token r (the input is each product's transposed input,
+    /// stacked), its output channel o at pixel r is output o of token r (the output is each
+    /// product's transposed output, stacked); weights `[batch·outputs][inputs]`.
+    pub fn batched_matmul(
+        batch: usize,
+        rows: usize,
+        inputs: usize,
+        outputs: usize,
+        weight_bits: u32,
+    ) -> LayerSpec {
+        LayerSpec::conv(
+            Conv2dSpec {
+                c: batch * inputs,
+                h: rows,
+                w: 1,
+                m: batch * outputs,
+                kh: 1,
+                kw: 1,
+                stride: 1,
+                padding: 0,
+                groups: batch,
+                block: 1,
+            },
+            weight_bits,
+        )
+    }
+
     /// A token × weight product as the 1×1 convolution that computes it on the transposed input:
     /// feature i of token r is pixel r of channel i (C = inputs, H = rows, W = 1, M = outputs),
     /// the weights and biases laid out alike. The protocols run this and transpose the shares
