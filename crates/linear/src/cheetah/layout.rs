@@ -5,7 +5,7 @@ use super::conv::ConvTiling;
 use super::fc::FcBlocks;
 use crate::circulant::CircTiling;
 use crate::falcon::DenseTiling;
-use crate::layer::{Conv2dSpec, FcSpec, LayerShape, LayerSpec, Ring};
+use crate::layer::{Conv2dSpec, FcSpec, LayerShape, LayerSpec, MatMulSpec, Ring};
 
 /// The encoding chosen for a layer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -22,6 +22,20 @@ pub enum Layout {
     Dense {
         spec: Conv2dSpec,
         tiling: DenseTiling,
+    },
+    /// A token × weight product with every row (token) an FC of the same block split, `tw`
+    /// rows stacked per polynomial at offsets τ·S (S = d0·d1, tw·S ≤ N; Iron's packing of a
+    /// matrix product): input polynomial a·n_in + j holds chunk j of rows a·tw … a·tw + tw − 1,
+    /// output polynomial a·n_out + i their block i, weight key i·n_in + j shared by all tiles.
+    /// Exactness (docs/protocols/transformer.md § Token × weight products): a term of row τ′
+    /// and a target of row τ differ by (τ′ − τ)·S plus FcBlocks' in-block offset, which is
+    /// below S in magnitude and nonzero off the target, so only τ′ = τ terms reach a target;
+    /// wrapped terms land below every target (block, strided) or above every target (shifted).
+    Rows {
+        rows: usize,
+        tw: usize,
+        spec: FcSpec,
+        blocks: FcBlocks,
     },
     /// A block-circulant FC (as a 1×1 convolution) or convolution with the channel axis as a
     /// convolution axis and several output blocks per product ([`crate::circulant`]).
@@ -40,6 +54,21 @@ impl Layout {
                 .chain(FcBlocks::strided_candidates(&spec, n))
                 .map(|blocks| Layout::Fc { spec, blocks })
                 .collect(),
+            LayerShape::MatMul(m) => {
+                let spec = row_fc(&m);
+                let narrow = narrow_splits(&spec, n, false);
+                let blocks = FcBlocks::candidates(&spec, n)
+                    .into_iter()
+                    .chain(narrow.iter().copied());
+                let strided = blocks
+                    .clone()
+                    .map(|b| FcBlocks { strided: true, ..b })
+                    .collect::<Vec<_>>();
+                blocks
+                    .chain(strided)
+                    .map(|blocks| rows_layout(&m, spec, blocks))
+                    .collect()
+            }
             _ => {
                 let spec = layer.as_conv().expect("conv or scale");
                 ConvTiling::candidates(&spec, n)
@@ -84,6 +113,14 @@ impl Layout {
                 .into_iter()
                 .map(|blocks| Layout::Fc { spec, blocks })
                 .collect(),
+            LayerShape::MatMul(m) => {
+                let spec = row_fc(&m);
+                FcBlocks::shifted_candidates(&spec, n)
+                    .into_iter()
+                    .chain(narrow_splits(&spec, n, true))
+                    .map(|blocks| rows_layout(&m, spec, blocks))
+                    .collect()
+            }
             _ => {
                 let spec = layer.as_conv().expect("conv or scale");
                 ConvTiling::interleaved_candidates(&spec, n)
@@ -98,7 +135,7 @@ impl Layout {
     pub fn output_stride(&self) -> usize {
         match self {
             Layout::Conv { tiling, .. } if tiling.interleaved => tiling.c_t,
-            Layout::Fc { blocks, .. } if blocks.shifted => blocks.d0,
+            Layout::Fc { blocks, .. } | Layout::Rows { blocks, .. } if blocks.shifted => blocks.d0,
             Layout::Dense { tiling, .. } => tiling.output_stride(),
             _ => 1,
         }
@@ -109,6 +146,9 @@ impl Layout {
         match self {
             Layout::Conv { spec, tiling } => tiling.spatial_tiles() * spec.m.div_ceil(g.max(1)),
             Layout::Fc { blocks, .. } => blocks.n_out.div_ceil(g.max(1)),
+            Layout::Rows {
+                rows, tw, blocks, ..
+            } => rows.div_ceil(*tw) * blocks.n_out.div_ceil(g.max(1)),
             Layout::Dense { .. } | Layout::Circ { .. } => self.output_cts().div_ceil(g.max(1)),
         }
     }
@@ -118,6 +158,7 @@ impl Layout {
         match self {
             Layout::Conv { spec, .. } => spec.m * spec.out_h() * spec.out_w(),
             Layout::Fc { spec, .. } => spec.outputs,
+            Layout::Rows { rows, spec, .. } => rows * spec.outputs,
             Layout::Dense { spec, .. } => spec.m * spec.out_h() * spec.out_w(),
             Layout::Circ { spec, .. } => spec.m * spec.out_h() * spec.out_w(),
         }
@@ -142,6 +183,17 @@ impl Layout {
                 .step_by(g)
                 .map(|i0| (i0..(i0 + g).min(blocks.n_out)).collect())
                 .collect(),
+            // g consecutive output blocks of one row tile.
+            Layout::Rows {
+                rows, tw, blocks, ..
+            } => (0..rows.div_ceil(*tw))
+                .flat_map(|r| {
+                    let base = r * blocks.n_out;
+                    (0..blocks.n_out)
+                        .step_by(g)
+                        .map(move |i0| (base + i0..base + (i0 + g).min(blocks.n_out)).collect())
+                })
+                .collect(),
             Layout::Dense { .. } | Layout::Circ { .. } => {
                 let outs = self.output_cts();
                 (0..outs)
@@ -155,7 +207,7 @@ impl Layout {
     pub fn n(&self) -> usize {
         match self {
             Layout::Conv { tiling, .. } => tiling.n,
-            Layout::Fc { blocks, .. } => blocks.n,
+            Layout::Fc { blocks, .. } | Layout::Rows { blocks, .. } => blocks.n,
             Layout::Dense { tiling, .. } => tiling.n,
             Layout::Circ { tiling, .. } => tiling.n,
         }
@@ -165,6 +217,9 @@ impl Layout {
         match self {
             Layout::Conv { tiling, .. } => tiling.input_tiles(),
             Layout::Fc { blocks, .. } => blocks.n_in,
+            Layout::Rows {
+                rows, tw, blocks, ..
+            } => rows.div_ceil(*tw) * blocks.n_in,
             Layout::Dense { spec, tiling } => tiling.input_cts(spec),
             Layout::Circ { tiling, .. } => tiling.input_cts(),
         }
@@ -174,6 +229,9 @@ impl Layout {
         match self {
             Layout::Conv { spec, tiling } => spec.m * tiling.spatial_tiles(),
             Layout::Fc { blocks, .. } => blocks.n_out,
+            Layout::Rows {
+                rows, tw, blocks, ..
+            } => rows.div_ceil(*tw) * blocks.n_out,
             Layout::Dense { spec, tiling } => tiling.output_cts(spec),
             Layout::Circ { tiling, .. } => tiling.output_cts(),
         }
@@ -183,7 +241,7 @@ impl Layout {
     pub fn weight_keys(&self) -> usize {
         match self {
             Layout::Conv { spec, tiling } => spec.m * tiling.n_c,
-            Layout::Fc { blocks, .. } => blocks.n_out * blocks.n_in,
+            Layout::Fc { blocks, .. } | Layout::Rows { blocks, .. } => blocks.n_out * blocks.n_in,
             Layout::Dense { spec, tiling } => tiling.weight_keys(spec),
             Layout::Circ { tiling, .. } => tiling.n_g * tiling.n_c,
         }
@@ -199,6 +257,25 @@ impl Layout {
                 tiling.encode_input(spec, x, ci, hi, wi)
             }
             Layout::Fc { spec, blocks } => blocks.encode_input(spec, x, idx),
+            Layout::Rows {
+                rows,
+                tw,
+                spec,
+                blocks,
+            } => {
+                let (a, j) = (idx / blocks.n_in, idx % blocks.n_in);
+                let stride = blocks.d0 * blocks.d1;
+                let mut poly = vec![0u64; blocks.n];
+                for tau in 0..(*rows - a * tw).min(*tw) {
+                    let r = a * tw + tau;
+                    let one =
+                        blocks.encode_input(spec, &x[r * spec.inputs..(r + 1) * spec.inputs], j);
+                    for (p, v) in one.into_iter().enumerate().filter(|(_, v)| *v != 0) {
+                        poly[tau * stride + p] = v;
+                    }
+                }
+                poly
+            }
             Layout::Dense { spec, tiling } => tiling.encode_input(spec, x, idx),
             Layout::Circ { spec, tiling } => tiling.encode_input(spec, x, idx),
         }
@@ -216,6 +293,7 @@ impl Layout {
                 tiling.query_support(spec, ci, hi, wi)
             }
             Layout::Fc { spec, blocks } => blocks.query_support(spec, idx),
+            Layout::Rows { .. } => self.rows_support(idx),
             Layout::Dense { spec, tiling } => tiling.query_support(spec, idx),
             Layout::Circ { spec, tiling } => tiling.query_support(spec, idx),
         }
@@ -226,6 +304,9 @@ impl Layout {
         match self {
             Layout::Conv { spec, tiling } => tiling.query_support_lens(spec),
             Layout::Fc { spec, blocks } => blocks.query_support_lens(spec),
+            Layout::Rows { .. } => (0..self.input_cts())
+                .map(|i| self.rows_support(i).len())
+                .collect(),
             Layout::Dense { spec, tiling } => tiling.query_support_lens(spec),
             Layout::Circ { spec, tiling } => tiling.query_support_lens(spec),
         }
@@ -237,6 +318,7 @@ impl Layout {
         match self {
             Layout::Conv { spec, tiling } => tiling.query_support_counts(spec),
             Layout::Fc { spec, blocks } => blocks.query_support_counts(spec),
+            Layout::Rows { .. } => super::conv::histogram(&self.query_support_lens()),
             Layout::Dense { spec, tiling } => tiling.query_support_counts(spec),
             Layout::Circ { .. } => super::conv::histogram(&self.query_support_lens()),
         }
@@ -245,7 +327,7 @@ impl Layout {
     /// Whether this encoding only pays off with truncated queries (the strided FC variant:
     /// the same bytes as the block split otherwise).
     pub fn needs_truncation(&self) -> bool {
-        matches!(self, Layout::Fc { blocks, .. } if blocks.strided)
+        matches!(self, Layout::Fc { blocks, .. } | Layout::Rows { blocks, .. } if blocks.strided)
     }
 
     /// Weight plaintext `key` as signed integers, or `None` when it is identically zero by structure.
@@ -255,7 +337,7 @@ impl Layout {
                 let (m, ci) = (key / tiling.n_c, key % tiling.n_c);
                 tiling.encode_filter(spec, ring, weights, m, ci)
             }
-            Layout::Fc { spec, blocks } => {
+            Layout::Fc { spec, blocks } | Layout::Rows { spec, blocks, .. } => {
                 let (i, j) = (key / blocks.n_in, key % blocks.n_in);
                 Some(blocks.encode_block(spec, ring, weights, i, j))
             }
@@ -270,7 +352,10 @@ impl Layout {
             Layout::Conv { spec, tiling } => {
                 tiling.touches(spec, key / tiling.n_c, key % tiling.n_c)
             }
-            Layout::Fc { .. } | Layout::Dense { .. } | Layout::Circ { .. } => true,
+            Layout::Fc { .. }
+            | Layout::Rows { .. }
+            | Layout::Dense { .. }
+            | Layout::Circ { .. } => true,
         }
     }
 
@@ -287,6 +372,12 @@ impl Layout {
             }
             Layout::Fc { blocks, .. } => {
                 (0..blocks.n_in).map(|j| (j, o * blocks.n_in + j)).collect()
+            }
+            Layout::Rows { blocks, .. } => {
+                let (a, i) = (o / blocks.n_out, o % blocks.n_out);
+                (0..blocks.n_in)
+                    .map(|j| (a * blocks.n_in + j, i * blocks.n_in + j))
+                    .collect()
             }
             // One product per output polynomial: weight key o / n_b on the key's input
             // polynomial in the same band.
@@ -315,6 +406,23 @@ impl Layout {
                     .collect()
             }
             Layout::Fc { spec, blocks } => blocks.output_positions(spec, o),
+            Layout::Rows {
+                rows,
+                tw,
+                spec,
+                blocks,
+            } => {
+                let (a, i) = (o / blocks.n_out, o % blocks.n_out);
+                let stride = blocks.d0 * blocks.d1;
+                let one = blocks.output_positions(spec, i);
+                (0..(*rows - a * tw).min(*tw))
+                    .flat_map(|tau| {
+                        let r = a * tw + tau;
+                        one.iter()
+                            .map(move |&(c, k)| (tau * stride + c, r * spec.outputs + k))
+                    })
+                    .collect()
+            }
             Layout::Dense { spec, tiling } => tiling.output_positions(spec, o),
             Layout::Circ { spec, tiling } => tiling.output_positions(spec, o),
         }
@@ -328,6 +436,15 @@ impl Layout {
                 tiling.kept(spec, st / tiling.n_w, st % tiling.n_w)
             }
             Layout::Fc { spec, blocks } => blocks.kept(spec, o),
+            Layout::Rows {
+                rows,
+                tw,
+                spec,
+                blocks,
+            } => {
+                let a = o / blocks.n_out;
+                (*rows - a * tw).min(*tw) * blocks.kept(spec, o % blocks.n_out)
+            }
             Layout::Dense { spec, tiling } => tiling.kept(spec, o),
             Layout::Circ { spec, tiling } => tiling.kept(spec, o),
         }
@@ -351,6 +468,9 @@ impl Layout {
                     * tiling.spatial_tiles()
             }
             Layout::Fc { blocks, .. } => blocks.n_in * blocks.n_out,
+            Layout::Rows {
+                rows, tw, blocks, ..
+            } => rows.div_ceil(*tw) * blocks.n_in * blocks.n_out,
             Layout::Dense { .. } => self.output_cts(),
             Layout::Circ { tiling, .. } => tiling.output_cts() * tiling.n_c,
         }
@@ -360,7 +480,10 @@ impl Layout {
     pub fn used_weight_keys(&self) -> usize {
         match self {
             Layout::Conv { tiling, .. } => self.products() / tiling.spatial_tiles(),
-            Layout::Fc { .. } | Layout::Dense { .. } | Layout::Circ { .. } => self.weight_keys(),
+            Layout::Fc { .. }
+            | Layout::Rows { .. }
+            | Layout::Dense { .. }
+            | Layout::Circ { .. } => self.weight_keys(),
         }
     }
 
@@ -372,9 +495,158 @@ impl Layout {
     pub fn taps(&self) -> usize {
         match self {
             Layout::Conv { spec, .. } => spec.c_per_group() * spec.kh * spec.kw,
-            Layout::Fc { spec, blocks } => spec.inputs * blocks.d1.min(spec.outputs),
+            Layout::Fc { spec, blocks } | Layout::Rows { spec, blocks, .. } => {
+                spec.inputs * blocks.d1.min(spec.outputs)
+            }
             Layout::Dense { spec, tiling } => tiling.taps(spec),
             Layout::Circ { spec, tiling } => tiling.taps(spec),
+        }
+    }
+}
+
+impl Layout {
+    /// The query support of input polynomial `idx` of a [`Layout::Rows`]: FcBlocks' support of
+    /// its chunk translated by τ·S for every row τ of the tile, mod N.
+    fn rows_support(&self, idx: usize) -> Vec<usize> {
+        let Layout::Rows {
+            rows,
+            tw,
+            spec,
+            blocks,
+        } = self
+        else {
+            return Vec::new();
+        };
+        let (a, j) = (idx / blocks.n_in, idx % blocks.n_in);
+        let stride = blocks.d0 * blocks.d1;
+        let one = blocks.query_support(spec, j);
+        let mut hit = vec![false; blocks.n];
+        for tau in 0..(*rows - a * tw).min(*tw) {
+            for &p in &one {
+                hit[(tau * stride + p) % blocks.n] = true;
+            }
+        }
+        (0..blocks.n).filter(|&p| hit[p]).collect()
+    }
+}
+
+/// A [`Layout::Rows`] of `blocks` with as many rows per polynomial as fit, balanced over the
+/// tiles.
+fn rows_layout(m: &MatMulSpec, spec: FcSpec, blocks: FcBlocks) -> Layout {
+    let fit = (blocks.n / (blocks.d0 * blocks.d1)).clamp(1, m.rows);
+    let tw = m.rows.div_ceil(m.rows.div_ceil(fit));
+    Layout::Rows {
+        rows: m.rows,
+        tw,
+        spec,
+        blocks,
+    }
+}
+
+/// Block splits with narrower output blocks than the widest that fit, so that several rows
+/// share a polynomial: every input chunking of [`FcBlocks::candidates`] with d1 a power of two
+/// below its widest (`shifted`: d0 a power of two, as [`FcBlocks::shifted_candidates`]).
+fn narrow_splits(spec: &FcSpec, n: usize, shifted: bool) -> Vec<FcBlocks> {
+    let wide = if shifted {
+        FcBlocks::shifted_candidates(spec, n)
+    } else {
+        FcBlocks::candidates(spec, n)
+    };
+    let mut out = Vec::new();
+    for b in wide {
+        let mut d1 = 1;
+        while d1 < b.d1 {
+            if let Some(nb) = FcBlocks::new(spec, n, b.d0, d1, shifted) {
+                out.push(nb);
+            }
+            d1 *= 2;
+        }
+    }
+    out
+}
+
+/// The FC every row of a token × weight product computes.
+fn row_fc(m: &MatMulSpec) -> FcSpec {
+    FcSpec {
+        inputs: m.inputs,
+        outputs: m.outputs,
+        block: 1,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::negacyclic;
+    use rand::{Rng, SeedableRng};
+
+    /// Every row-stacked encoding of token × weight products (block, shifted, strided splits,
+    /// wide and narrow output blocks, one to many rows per polynomial) computes X·Wᵀ exactly as
+    /// plain negacyclic products over Z_{2^64} summed over input chunks, and every input
+    /// coefficient a kept output reads through a nonzero weight lies in the query support.
+    #[test]
+    fn stacked_rows_are_exact() {
+        let ring = Ring::new(40).unwrap();
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(9);
+        for (rows, inputs, outputs, n) in [
+            (17usize, 16usize, 16usize, 256usize),
+            (5, 8, 12, 64),
+            (9, 20, 6, 128),
+            (3, 64, 64, 1024),
+            (33, 4, 4, 64),
+        ] {
+            let layer = LayerSpec::matmul(rows, inputs, outputs, 12);
+            let w: Vec<u64> = (0..inputs * outputs)
+                .map(|_| ring.reduce(rng.gen_range(-100i64..100) as u64))
+                .collect();
+            let x: Vec<u64> = (0..rows * inputs).map(|_| rng.gen()).collect();
+            let mut want = vec![0u64; rows * outputs];
+            for r in 0..rows {
+                for o in 0..outputs {
+                    want[r * outputs + o] = (0..inputs).fold(0u64, |a, i| {
+                        a.wrapping_add(
+                            x[r * inputs + i].wrapping_mul(ring.signed(w[o * inputs + i]) as u64),
+                        )
+                    });
+                }
+            }
+            let cands: Vec<Layout> = Layout::candidates(&layer, n)
+                .into_iter()
+                .chain(Layout::packable_candidates(&layer, n))
+                .collect();
+            assert!(cands
+                .iter()
+                .any(|l| matches!(l, Layout::Rows { tw, .. } if *tw > 1)));
+            for l in cands {
+                let mut seen = 0;
+                let lens = l.query_support_lens();
+                for o in 0..l.output_cts() {
+                    let mut acc = vec![0u64; n];
+                    let positions = l.positions(o);
+                    assert_eq!(positions.len(), l.kept(o), "{l:?}");
+                    for (ip, key) in l.terms(o) {
+                        let xi = l.encode_input(&x, ip);
+                        let wp = l.encode_weights(ring, &w, key).unwrap();
+                        for (k, v) in negacyclic(&xi, &wp).into_iter().enumerate() {
+                            acc[k] = acc[k].wrapping_add(v);
+                        }
+                        let support = l.query_support(ip);
+                        assert_eq!(support.len(), lens[ip]);
+                        for (b, _) in wp.iter().enumerate().filter(|(_, v)| **v != 0) {
+                            for &(c, _) in &positions {
+                                let p = (c + n - b) % n;
+                                assert!(support.binary_search(&p).is_ok(), "{l:?} reads {p}");
+                            }
+                        }
+                    }
+                    for (c, out) in positions {
+                        assert_eq!(acc[c], want[out], "{l:?} output {out}");
+                        seen += 1;
+                    }
+                }
+                assert_eq!(seen, rows * outputs, "{l:?}");
+                assert_eq!(l.outputs(), rows * outputs);
+            }
         }
     }
 }

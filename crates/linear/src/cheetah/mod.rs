@@ -395,6 +395,13 @@ impl Cheetah {
         Cheetah { config }
     }
 
+    /// Whether `layer` is a token × weight product planned row by row ([`Layout::Rows`]) rather
+    /// than as its 1×1 convolution.
+    fn runs_rows(&self, layer: &LayerSpec, ring: Ring) -> Result<bool, LinearError> {
+        Ok(matches!(layer.shape, LayerShape::MatMul(_))
+            && matches!(self.plan(layer, ring)?.layout, Layout::Rows { .. }))
+    }
+
     /// Chooses parameters, encoding and packing for a layer: among the secure presets where the
     /// flooded response still decrypts exactly, the candidate with the lowest estimated time
     /// ([`estimated_seconds`] at the configured bandwidth). With `packing` off this is Cheetah's
@@ -408,10 +415,6 @@ impl Cheetah {
         static CACHE: std::sync::OnceLock<
             std::sync::Mutex<std::collections::HashMap<Key, CheetahPlan>>,
         > = std::sync::OnceLock::new();
-        // A token × weight product runs as its 1×1 convolution ([`LayerSpec::matmul_as_conv`]).
-        if let Some(conv) = layer.matmul_as_conv() {
-            return self.plan(&conv, ring);
-        }
         let key = (self.config, *layer, ring);
         let cache = CACHE.get_or_init(Default::default);
         if let Some(p) = cache.lock().expect("plan cache").get(&key) {
@@ -424,6 +427,19 @@ impl Cheetah {
 
     fn plan_uncached(&self, layer: &LayerSpec, ring: Ring) -> Result<CheetahPlan, LinearError> {
         layer.validate()?;
+        // A token × weight product runs row by row as FCs ([`Layout::Rows`]) or as its 1×1
+        // convolution on the transposed input ([`LayerSpec::matmul_as_conv`]), the faster.
+        if let Some(conv) = layer.matmul_as_conv() {
+            let rows = self.plan_direct(layer, ring, None);
+            let conv = self.plan(&conv, ring);
+            let bw = self.config.bandwidth_bytes_per_s as f64;
+            let score = |p: &CheetahPlan| estimated_seconds(&p.cost, p.params, bw);
+            return match (rows, conv) {
+                (Ok(r), Ok(c)) => Ok(if score(&r) <= score(&c) { r } else { c }),
+                (Ok(r), Err(_)) => Ok(r),
+                (Err(_), c) => c,
+            };
+        }
         let cap = match (self.config.dense, self.config.dense_bytes) {
             (true, DenseBytes::AtMostCheetah) => {
                 let plain = Cheetah::new(CheetahConfig {
@@ -1113,10 +1129,12 @@ impl LinearProtocol for Cheetah {
         ch: &mut dyn Channel,
         rng: &mut dyn CryptoRngCore,
     ) -> Result<Vec<u64>, LinearError> {
-        if let Some(y) = via_matmul_conv(layer, x, |conv, xt| {
-            self.client(conv, ring, keys, xt, ch, rng)
-        }) {
-            return y;
+        if !self.runs_rows(layer, ring)? {
+            if let Some(y) = via_matmul_conv(layer, x, |conv, xt| {
+                self.client(conv, ring, keys, xt, ch, rng)
+            }) {
+                return y;
+            }
         }
         Ok(self.client_with_noise(layer, ring, keys, x, ch, rng)?.0)
     }
@@ -1131,10 +1149,12 @@ impl LinearProtocol for Cheetah {
         ch: &mut dyn Channel,
         rng: &mut dyn CryptoRngCore,
     ) -> Result<Vec<u64>, LinearError> {
-        if let Some(y) = via_matmul_conv(layer, x, |conv, xt| {
-            self.server(conv, ring, keys, weights, xt, ch, rng)
-        }) {
-            return y;
+        if !self.runs_rows(layer, ring)? {
+            if let Some(y) = via_matmul_conv(layer, x, |conv, xt| {
+                self.server(conv, ring, keys, weights, xt, ch, rng)
+            }) {
+                return y;
+            }
         }
         let plan = self.plan(layer, ring)?;
         check_len("server input share", x, layer.input_len())?;
@@ -1194,11 +1214,13 @@ impl LinearProtocol for Cheetah {
             Flooding::InsecureNoneForTests => 0.0,
         };
         let mut share = vec![0u64; layer.output_len()];
-        let plane = match layer.shape {
-            LayerShape::Fc(_) => 1,
+        // Output o's bias: FC o, token × weight product o mod outputs, conv o / plane.
+        let bias_of = |o: usize| match layer.shape {
+            LayerShape::Fc(_) => o,
+            LayerShape::MatMul(m) => o % m.outputs,
             _ => {
                 let c = layer.as_conv().expect("conv");
-                c.out_h() * c.out_w()
+                o / (c.out_h() * c.out_w())
             }
         };
         let run = Responder::new(&ctx, &enc, pk, ring, sigma);
@@ -1219,7 +1241,7 @@ impl LinearProtocol for Cheetah {
             };
             let (ct, masks) = run.finish(acc0, acc1, &pos, rng)?;
             for (&(_, o), r) in pos.iter().zip(masks) {
-                share[o] = ring.reduce(weights.bias[o / plane].wrapping_sub(r));
+                share[o] = ring.reduce(weights.bias[bias_of(o)].wrapping_sub(r));
             }
             out.push(run.compact(ct, &pos, &plan.noise)?);
         }
