@@ -268,15 +268,21 @@ fn print_table(inf: &Inference) {
     }
 }
 
-fn print_summary(inf: &Inference) {
+/// The totals; over loopback (`link` None) also the LAN and WAN estimates from them (over an
+/// emulated or real link the latency already includes its delays).
+fn print_summary(inf: &Inference, link: Option<String>) {
     let t = inf.report.total();
     println!(
-        "latency {:.2} s (compute and loopback), client→server {:.2} MiB, server→client {:.2} MiB, {} rounds",
+        "latency {:.2} s (compute and {}), client→server {:.2} MiB, server→client {:.2} MiB, {} rounds",
         inf.seconds,
+        link.as_deref().unwrap_or("loopback"),
         mib(t.bytes_c2s),
         mib(t.bytes_s2c),
         t.rounds
     );
+    if link.is_some() {
+        return;
+    }
     for net in [NetworkModel::LAN, NetworkModel::WAN] {
         let e = net.estimate(
             Duration::from_secs_f64(inf.seconds),
@@ -327,7 +333,7 @@ pub fn demo(a: DemoArgs) -> anyhow::Result<()> {
     println!();
     println!("private prediction:   {}", class_name(&inf.plan, private));
     println!("plaintext prediction: {}", class_name(&inf.plan, expected));
-    print_summary(&inf);
+    print_summary(&inf, None);
     if private != expected {
         bail!("the private prediction differs from the plaintext one");
     }
@@ -606,7 +612,7 @@ pub fn infer(a: InferArgs) -> anyhow::Result<()> {
         );
     } else {
         println!("prediction: {}", class_name(&inf.plan, label));
-        print_summary(&inf);
+        print_summary(&inf, Some("the network".into()));
     }
     Ok(())
 }
@@ -702,7 +708,7 @@ pub fn bench_model(a: BenchModelArgs) -> anyhow::Result<()> {
     } else {
         print_table(&inf);
         println!();
-        print_summary(&inf);
+        print_summary(&inf, a.net.as_ref().map(|n| format!("emulated {n}")));
         println!(
             "matches the fixed-point reference: {} (max |diff| {max_abs_diff} ulp)",
             max_abs_diff == 0
