@@ -13,7 +13,9 @@
 //!   carry and `W = msb(x0) ∨ msb(x1)` the wrap [Cheetah §5.3], into any output ring.
 //! * **squares and small × wide products** of values in a small ring: Gilboa cross terms on the
 //!   small ring's bits, the wrap W handled by one-bit affine OTs.
-//! * **digit recurrences** in radix 16 for the per-row square root and divisions.
+//! * **the normalized lookup** for the per-row reciprocal and inverse square root: one batch of
+//!   comparisons finds the leading bit, one flight selects the table index and offset, a table
+//!   pair and a product interpolate ([`Session::normalized_rows`]).
 
 use transport::Channel;
 
