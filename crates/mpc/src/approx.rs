@@ -86,12 +86,14 @@ const LOOKUP_IDX: u32 = 7;
 const LOOKUP_FRAC: u32 = 7;
 const LOOKUP_TABLE: u32 = 18;
 const LOOKUP_U_RING: u32 = LOOKUP_TABLE + LOOKUP_FRAC + 3;
-/// LayerNorm's inverse square root (nn::approx::LN_*): V < 2^LN_V, H = LN_V/2 − 1,
-/// R = (U·2^{H−e/2} + 2^{k−1}) >> k with k = f + 1 + A + H − 10 − LN_SHIFT; y = (c·R) >> LN_SHIFT.
-const LN_V: u32 = 34;
+/// LayerNorm's inverse square root (nn::approx::LN_*): 2^LN_V_LO ≤ V < 2^LN_V at scale 2^36,
+/// H = LN_V/2 − 1, R = (U·2^{H−e/2} + 2^{k−1}) >> k with k = f + 1 + A + H − 18 − LN_SHIFT;
+/// y = (c·R) >> LN_SHIFT.
+const LN_V: u32 = 50;
+const LN_V_LO: u32 = 16;
 const LN_H: u32 = LN_V / 2 - 1;
 const LN_SHIFT: u32 = 18;
-const LN_DROP: u32 = LOOKUP_FRAC + 1 + LOOKUP_TABLE + LN_H - 10 - LN_SHIFT;
+const LN_DROP: u32 = LOOKUP_FRAC + 1 + LOOKUP_TABLE + LN_H - 18 - LN_SHIFT;
 /// Rings of the final product (R < 2^28) and of the mean's product.
 const LN_PRODUCT_RING: u32 = LN_SHIFT + 19;
 const LN_WIDE_RING: u32 = 64;
@@ -109,7 +111,7 @@ impl LayerNormSpec<'_> {
         if self.v == 0 || self.v >= self.s || self.s + 8 != self.m || self.m + 2 > ell {
             return Err(bad(w, "need 0 < v < s, m = s + 8 and m + 2 <= ell"));
         }
-        if self.t != 40 || self.t2 != 16 || self.mul > 1 << 40 || self.mul2 > 1 << 24 {
+        if self.t != 40 || self.t2 != LN_V_LO || self.mul > 1 << 40 || self.mul2 > 1 << 20 {
             return Err(bad(
                 w,
                 "mean and variance scales must be those of nn::approx",
@@ -133,7 +135,7 @@ impl LayerNormSpec<'_> {
     fn norm(&self) -> Norm<'_> {
         Norm {
             bits: LN_V,
-            e_lo: 0,
+            e_lo: LN_V_LO,
             parity: true,
             rt: self.rt,
             rd: self.rd,
@@ -836,21 +838,35 @@ impl Session {
             Ring::new(LN_PRODUCT_RING)?,
         );
         let add0 = |r: Ring, a: u64, c: u64| if p0 { r.add(a, r.reduce(c)) } else { a };
-        // μ: row sums sign-extended to 64 bits, times M, rounded, exact floor by 2^T.
         let sums: Vec<u64> = x
             .data
             .chunks(d)
             .map(|c| c.iter().fold(0, |a, &b| lr.add(a, b)))
             .collect();
-        let wide = self.extend_signed(ch, &Shares::new(lr, 0, sums)?, rwide)?;
-        let scaled: Vec<u64> = wide
-            .data
-            .iter()
-            .map(|&a| add0(rwide, rwide.mul(a, spec.mul), 1 << (spec.t - 1)))
-            .collect();
-        let mu = self
-            .trunc(ch, &Shares::new(rwide, 0, scaled)?, spec.t)?
-            .data;
+        let mu = if d.is_power_of_two() {
+            // μ = floor((Σ + D/2) / D): P0 adds 2^{ℓ−2} + D/2 (non-negative below 2^{ℓ−1}),
+            // an exact non-negative truncation, P0 removes 2^{ℓ−2}/D.
+            let k = d.trailing_zeros();
+            let off: Vec<u64> = sums
+                .iter()
+                .map(|&a| add0(lr, a, (1 << (lr.bits() - 2)) + (d as u64 >> 1)))
+                .collect();
+            let q = self.trunc_nonneg(ch, &Shares::new(lr, 0, off)?, k, lr)?;
+            q.data
+                .iter()
+                .map(|&a| lr.sub(a, if p0 { 1 << (lr.bits() - 2 - k) } else { 0 }))
+                .collect::<Vec<u64>>()
+        } else {
+            // Sign-extended to 64 bits, times M, rounded, exact floor by 2^T.
+            let wide = self.extend_signed(ch, &Shares::new(lr, 0, sums)?, rwide)?;
+            let scaled: Vec<u64> = wide
+                .data
+                .iter()
+                .map(|&a| add0(rwide, rwide.mul(a, spec.mul), 1 << (spec.t - 1)))
+                .collect();
+            self.trunc(ch, &Shares::new(rwide, 0, scaled)?, spec.t)?
+                .data
+        };
         let cm: Vec<u64> = (0..n)
             .map(|i| rm.reduce(lr.sub(x.data[i], lr.reduce(mu[i / d]))))
             .collect();
@@ -875,10 +891,12 @@ impl Session {
             })
             .collect();
         // Per row: V = (Q2·M2) >> 16 + ε, R = inverse_root(V) (nn::approx::LayerNorm).
-        let q2w = self.trunc_nonneg(ch, &Shares::new(rsq, 0, q2)?, 0, rwide)?;
-        let q2m: Vec<u64> = q2w.data.iter().map(|&a| rwide.mul(a, spec.mul2)).collect();
-        let var = self.trunc_nonneg(ch, &Shares::new(rwide, 0, q2m)?, spec.t2, rv)?;
-        let vv: Vec<u64> = var.data.iter().map(|&a| add0(rv, a, spec.eps)).collect();
+        let q2w = self.trunc_nonneg(ch, &Shares::new(rsq, 0, q2)?, 0, rv)?;
+        let vv: Vec<u64> = q2w
+            .data
+            .iter()
+            .map(|&a| add0(rv, rv.mul(a, spec.mul2), spec.eps << spec.t2))
+            .collect();
         let rs = self.normalized_rows(ch, &vv, &spec.norm(), rprod)?;
         // y = (c·rs + 2^17) >> 18 with c·rs = (cm + 2^{m−2})·rs − 2^{m−2}·rs.
         let uc: Vec<u64> = cm.iter().map(|&c| add0(rm, c, 1 << (m - 2))).collect();
@@ -1179,11 +1197,13 @@ pub fn layernorm_cost(spec: &LayerNormSpec<'_>, ell: u32, n: usize) -> Result<Co
         cots_p1_sends: n64,
     };
     let pw = LN_PRODUCT_RING;
-    let rowwise = trunc_nonneg_cost(rows, ell, 0, rwide)
-        + cost::trunc(rwide, spec.t, rows)
-        + trunc_nonneg_cost(rows, b, 0, rwide)
-        + trunc_nonneg_cost(rows, LN_WIDE_RING, spec.t2, rv)
-        + normalized_cost(rows, &spec.norm(), rprod)?;
+    let mean = if spec.d.is_power_of_two() {
+        trunc_nonneg_cost(rows, ell, spec.d.trailing_zeros(), lr)
+    } else {
+        trunc_nonneg_cost(rows, ell, 0, rwide) + cost::trunc(rwide, spec.t, rows)
+    };
+    let rowwise =
+        mean + trunc_nonneg_cost(rows, b, 0, rv) + normalized_cost(rows, &spec.norm(), rprod)?;
     Ok(rowwise
         + trunc_nonneg_cost(n, m, v, Ring::new(m - v)?)
         + square

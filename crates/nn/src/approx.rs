@@ -336,36 +336,30 @@ impl Softmax {
 }
 
 /// Layer normalization without its affine part, `(x − μ) / √(var + ε)` over rows of D values:
-/// mean by a public multiply and exact floor, variance from the deviations rounded to 2^{−8},
-/// then one inverse square root per row by a table and linear interpolation at the leading
-/// bits of V, and one product per element.
+/// mean by an exact shift (D a power of two) or a public multiply and exact floor, variance from
+/// the deviations rounded to 2^{−8}, then one inverse square root per row by a table and linear
+/// interpolation at the leading bits of V, and one product per element.
 ///
 /// Integer semantics of [`LayerNorm::eval_row`] (the affine γ, β is a separate channel-affine
 /// linear op):
 /// ```text
-/// μ    = floor(signed_64(signed_ℓ(Σ x_i) · M + 2^39) / 2^40)  mod 2^ℓ  (M = round(2^40 / D))
+/// μ    = floor((signed_ℓ(Σ x_i) + D/2) / D)  mod 2^ℓ            (D a power of two), else
+///        floor(signed_64(signed_ℓ(Σ x_i) · M + 2^39) / 2^40)  mod 2^ℓ  (M = round(2^40 / D))
 /// c_i  = x_i − μ;  cm_i = c_i mod 2^m                        (m = s + 8)
 /// ut_i = ((cm_i + 2^{m−2} + 2^{v−1}) mod 2^m) >> v           (v = s − 8)
 /// ct_i = ut_i − 2^{m−2−v}                                    (round(c_i / 2^v))
-/// V    = floor(Σ ct_i² · M2 / 2^16) + round(ε·2^20)          (M2 = round(2^20 / D): scale 2^20)
-/// R    = inverse_root(V)                                     (≈ 2^{18+10} / √V)
+/// V    = Σ ct_i² · M2 + round(ε·2^20)·2^16                   (M2 = round(2^20 / D): scale 2^36)
+/// R    = inverse_root(V)                                     (≈ 2^{18+18} / √V)
 /// y_i  = floor((signed_m(cm_i) · R + 2^17) / 2^18)  mod 2^ℓ
 /// ```
-/// and [`LayerNorm::inverse_root`] (t = 7 index bits, f = 7 interpolation bits, tables at scale
-/// 2^A = 2^18, 1 ≤ V < 2^34):
+/// and [`LayerNorm::inverse_root`] = [`normalized_lookup`] of g = x^{−½} with parity and
+/// e ≥ 16 (V ≥ 2^16 as ε ≥ 1 unit; V < 2^50), then, h = e >> 1,
 /// ```text
-/// e = floor(log2 V), h = e >> 1, p = e & 1
-/// W = floor(V · 2^{t+f−e})                                   (in [2^{t+f}, 2^{t+f+1}))
-/// i = (W >> f) − 2^t + p·2^t,  φ = W mod 2^f
-/// U = RT[i]·2^{f+1} − RD[i]·(2φ + 1)                         (2^{A+f+1} / √(x), x = mantissa·2^p,
-///                                                             interpolated at φ's midpoint)
-/// R = floor((U · 2^{16−h} + 2^{k−1}) / 2^k)                  (k = f + 1 + A + 16 − 10 − 18)
+/// R = floor((U · 2^{24−h} + 2^{k−1}) / 2^k)                  (k = f + 1 + A + 24 − 18 − 18 = 14)
 /// ```
-/// with RT[i] = round(2^A·g(x_i)), RD[i] = round(2^A·(g(x_i) − g(x_i + 2^{p−t}))),
-/// g(x) = x^{−1/2}, x_i = (1 + mi/2^t)·2^p for i = p·2^t + mi.
 /// Exact semantics when every |x_i − μ| < 2^{m−2−s} = 64 (the protocol's range assumption, like
-/// the ring-wide |x| < 2^{ℓ−2}) and |Σ x_i| < 2^{ℓ−2}; the mean's product is formed in a
-/// 64-bit ring (|mean| < 2^{21−s}·… ≤ 2^{9} at s = 12).
+/// the ring-wide |x| < 2^{ℓ−2}) and |Σ x_i| < 2^{ℓ−2} − D; for D not a power of two the mean's
+/// product is formed in a 64-bit ring (|mean| < 2^{21−s}·… ≤ 2^{9} at s = 12).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LayerNorm {
     pub s: u32,
@@ -383,14 +377,16 @@ pub struct LayerNorm {
     pub rd: Vec<u64>,
 }
 
-/// V < 2^LN_V_BITS; h = floor(log2 V) / 2 ≤ LN_V_BITS / 2 − 1 = H.
-pub const LN_V_BITS: u32 = 34;
+/// 2^16 ≤ V < 2^LN_V_BITS; h = floor(log2 V) / 2 ≤ LN_V_BITS / 2 − 1 = H.
+pub const LN_V_BITS: u32 = 50;
+/// V ≥ 2^LN_V_LO (ε is at least one unit of 2^{−20}, times 2^16).
+pub const LN_V_LO: u32 = 16;
 /// y = (c · R) >> LN_SHIFT.
 pub const LN_SHIFT: u32 = 18;
 /// Fractional bits of the deviations whose squares give the variance.
 pub const LN_CT_BITS: u32 = 8;
-/// Scale of V (2^20), so √V carries half of it.
-pub const LN_V_SCALE: u32 = 20;
+/// Scale of V (2^36), so √V carries half of it.
+pub const LN_V_SCALE: u32 = 36;
 
 /// H: the largest h, the exponent of the power of two R is scaled by.
 pub const fn ln_half_range() -> u32 {
@@ -413,11 +409,12 @@ impl LayerNorm {
         let t = 40;
         let t2 = 16;
         let mul = ((1u64 << t) as f64 / d as f64).round() as u64;
-        // V at scale 2^20 from squares at scale 2^{2·LN_CT_BITS}.
-        let mul2 = ((1u64 << (t2 + LN_V_SCALE - 2 * LN_CT_BITS)) as f64 / d as f64).round() as u64;
-        // ε at scale 2^20, at least one unit and at most 2^31 (ε ≤ 2048), so that with
-        // Σ ct²·M2 / 2^16 ≤ 2^32 + 2^20 the sum V stays below 2^LN_V_BITS.
-        let eps = ((eps as f64 * (1u64 << LN_V_SCALE) as f64).round() as u64).clamp(1, 1 << 31);
+        // V at scale 2^36 from squares at scale 2^{2·LN_CT_BITS}.
+        let mul2 = ((1u64 << (LN_V_SCALE - 2 * LN_CT_BITS)) as f64 / d as f64).round() as u64;
+        // ε at scale 2^20 (V adds it times 2^t2), at least one unit and at most 2^31 (ε ≤ 2048),
+        // so that with Σ ct²·M2 ≤ 2^48 + 2^36 the sum V stays below 2^LN_V_BITS.
+        let eps =
+            ((eps as f64 * (1u64 << (LN_V_SCALE - t2)) as f64).round() as u64).clamp(1, 1 << 31);
         let (rt, rd) = lookup_tables(true, |x| 1.0 / x.sqrt());
         LayerNorm {
             s,
@@ -439,12 +436,16 @@ impl LayerNorm {
         assert_eq!(x.len(), self.d, "row length");
         let (m, v) = (self.m, self.v);
         let lm = mask(ell);
-        // The mean's product is formed mod 2^64 (the protocol's ring for it).
         let sum = signed(x.iter().fold(0u64, |a, &b| a.wrapping_add(b)) & lm, ell);
-        let prod = sum
-            .wrapping_mul(self.mul as i64)
-            .wrapping_add(1i64 << (self.t - 1));
-        let mu = (prod >> self.t) as u64 & lm;
+        let mu = if self.d.is_power_of_two() {
+            ((sum + (self.d as i64 >> 1)) >> self.d.trailing_zeros()) as u64 & lm
+        } else {
+            // The mean's product is formed mod 2^64 (the protocol's ring for it).
+            let prod = sum
+                .wrapping_mul(self.mul as i64)
+                .wrapping_add(1i64 << (self.t - 1));
+            (prod >> self.t) as u64 & lm
+        };
         let cm: Vec<u64> = x.iter().map(|&xi| xi.wrapping_sub(mu) & mask(m)).collect();
         let q2: u64 = cm
             .iter()
@@ -454,7 +455,7 @@ impl LayerNorm {
                 (ct * ct) as u64
             })
             .sum();
-        let var = ((q2 as u128 * self.mul2 as u128) >> self.t2) as u64 + self.eps;
+        let var = q2 * self.mul2 + (self.eps << self.t2);
         let r = self.inverse_root(var);
         cm.iter()
             .map(|&c| {
@@ -463,9 +464,9 @@ impl LayerNorm {
             .collect()
     }
 
-    /// R ≈ 2^{LN_SHIFT + 10} / √V for 1 ≤ V < 2^LN_V_BITS (the type's documentation).
+    /// R ≈ 2^{LN_SHIFT + 18} / √V for 2^16 ≤ V < 2^LN_V_BITS (the type's documentation).
     pub fn inverse_root(&self, var: u64) -> u64 {
-        let (e, u) = normalized_lookup(var, 0, LN_V_BITS, true, &self.rt, &self.rd);
+        let (e, u) = normalized_lookup(var, LN_V_LO, LN_V_BITS, true, &self.rt, &self.rd);
         let k = ln_root_drop();
         ((u << (ln_half_range() - e / 2)) + (1 << (k - 1))) >> k
     }
@@ -633,7 +634,7 @@ mod tests {
     fn inverse_root_tracks_the_float_root() {
         let ln = LayerNorm::new(12, 37, 64, 1e-5);
         let mut worst = 0f64;
-        let mut v = 1u64;
+        let mut v = 1u64 << LN_V_LO;
         while v < 1 << LN_V_BITS {
             for x in [v, v + v / 3, v + v / 2 + 1, 2 * v - 1] {
                 if x >= 1 << LN_V_BITS {
@@ -650,7 +651,7 @@ mod tests {
         assert!(worst < 1.0, "inverse root error {worst}");
         assert_eq!(ln.rt.len(), 1 << (LOOKUP_IDX_BITS + 1));
         assert!(ln.inverse_root((1 << LN_V_BITS) - 1) >= 1);
-        assert!(ln.inverse_root(1) < 1 << 28);
+        assert!(ln.inverse_root(1 << LN_V_LO) < 1 << 28);
     }
 
     #[test]
