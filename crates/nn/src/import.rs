@@ -441,6 +441,7 @@ impl Builder {
         let mut nodes = self.nodes;
         fold_layernorm_affines(&mut nodes);
         fold_attention_scales(&mut nodes);
+        let (nodes, out) = merge_sibling_linears(nodes, out);
         let n = nodes.len();
         let mut live = vec![false; n];
         live[0] = true;
@@ -1658,6 +1659,100 @@ impl Builder {
 }
 
 /// Consumers of every node.
+/// Token × weight products (Linear with rows > 1) that read the same node — a transformer's q,
+/// k, v projections — merged into one with their outputs side by side, each replaced by a Slice
+/// (of the same name) of its part of the last axis: the same values (every output is its own
+/// row · weight product), one private linear step instead of several, so one round trip and one
+/// rescale. Returns the nodes and the new output index.
+fn merge_sibling_linears(nodes: Vec<Node>, out: NodeId) -> (Vec<Node>, NodeId) {
+    let cons = consumers(&nodes);
+    // First sibling → (all siblings, in order); other siblings → first.
+    let mut group: Vec<Option<Vec<NodeId>>> = vec![None; nodes.len()];
+    let mut merged_into = vec![None; nodes.len()];
+    for c in &cons {
+        let lin: Vec<NodeId> = c
+            .iter()
+            .copied()
+            .filter(|&i| matches!(&nodes[i].op, Op::Linear(l) if l.rows > 1))
+            .collect();
+        if lin.len() < 2 {
+            continue;
+        }
+        for &i in &lin[1..] {
+            merged_into[i] = Some(lin[0]);
+        }
+        let first = lin[0];
+        group[first] = Some(lin);
+    }
+    let mut remap = vec![usize::MAX; nodes.len()];
+    let mut merged_at = vec![usize::MAX; nodes.len()];
+    let mut offset = vec![0usize; nodes.len()];
+    let mut kept: Vec<Node> = Vec::with_capacity(nodes.len() + 4);
+    for (i, node) in nodes.iter().enumerate() {
+        let slice_of = |at: NodeId, start: usize, shape: &[usize], name: &str| Node {
+            name: name.to_string(),
+            op: Op::Slice(crate::ir::Slice {
+                starts: (0..shape.len())
+                    .map(|a| if a + 1 == shape.len() { start } else { 0 })
+                    .collect(),
+                steps: vec![1; shape.len()],
+            }),
+            inputs: vec![at],
+            shape: shape.to_vec(),
+        };
+        if let Some(g) = &group[i] {
+            let parts: Vec<&crate::ir::Linear> = g
+                .iter()
+                .map(|&j| match &nodes[j].op {
+                    Op::Linear(l) => l,
+                    _ => unreachable!("grouped nodes are Linear"),
+                })
+                .collect();
+            let mut start = 0;
+            for (&j, l) in g.iter().zip(&parts) {
+                offset[j] = start;
+                start += l.out_features;
+            }
+            let merged = crate::ir::Linear {
+                in_features: parts[0].in_features,
+                out_features: start,
+                rows: parts[0].rows,
+                weight: parts
+                    .iter()
+                    .flat_map(|l| l.weight.iter().copied())
+                    .collect(),
+                bias: parts.iter().flat_map(|l| l.bias.iter().copied()).collect(),
+            };
+            let mut shape = node.shape.clone();
+            if let Some(last) = shape.last_mut() {
+                *last = start;
+            }
+            let names: Vec<&str> = g.iter().map(|&j| nodes[j].name.as_str()).collect();
+            kept.push(Node {
+                name: names.join("+"),
+                op: Op::Linear(merged),
+                inputs: vec![remap[node.inputs[0]]],
+                shape,
+            });
+            merged_at[i] = kept.len() - 1;
+            kept.push(slice_of(merged_at[i], 0, &node.shape, &node.name));
+        } else if let Some(first) = merged_into[i] {
+            kept.push(slice_of(
+                merged_at[first],
+                offset[i],
+                &node.shape,
+                &node.name,
+            ));
+        } else {
+            let mut n = node.clone();
+            n.inputs = n.inputs.iter().map(|&j| remap[j]).collect();
+            kept.push(n);
+        }
+        remap[i] = kept.len() - 1;
+    }
+    (kept, remap[out])
+}
+
 fn consumers(nodes: &[Node]) -> Vec<Vec<NodeId>> {
     let mut c = vec![Vec::new(); nodes.len()];
     for (i, n) in nodes.iter().enumerate() {

@@ -139,3 +139,31 @@ fn vit_fixed_close_to_float(name: &str) {
         }
     }
 }
+
+/// The zoo ViT's q, k and v projections read the same LayerNorm: the import merges them into
+/// one token × weight product (outputs side by side) and slices it back under their names, so
+/// the private run has one linear step per attention input instead of three; the float
+/// executor still matches onnxruntime (`float_executor_matches_onnxruntime`).
+#[test]
+fn sibling_token_products_are_merged() {
+    let m = nn::load(dir().join("tiny_vit.onnx")).unwrap();
+    let merged: Vec<&nn::ir::Node> = m
+        .nodes
+        .iter()
+        .filter(|n| matches!(&n.op, nn::ir::Op::Linear(l) if l.rows > 1 && n.name.contains('+')))
+        .collect();
+    assert!(!merged.is_empty(), "no merged projection");
+    for n in merged {
+        let nn::ir::Op::Linear(l) = &n.op else {
+            unreachable!()
+        };
+        let parts: Vec<&str> = n.name.split('+').collect();
+        assert!(parts.len() >= 2);
+        for p in &parts {
+            let s = m.nodes.iter().find(|x| x.name == *p).unwrap();
+            assert!(matches!(s.op, nn::ir::Op::Slice(_)), "{p} is not a slice");
+        }
+        assert_eq!(l.out_features % parts.len(), 0);
+        assert_eq!(l.weight.len(), l.in_features * l.out_features);
+    }
+}
