@@ -597,7 +597,7 @@ impl Session {
         let (rt, rhi, rpe) = (Ring::new(s + 2)?, Ring::new(j - k)?, Ring::new(2 * s + 2)?);
         // Row max on the reduced ring, u = max − x ≥ 0.
         let xm: Vec<u64> = x.data.iter().map(|&v| rm.reduce(v)).collect();
-        let mx = self.max_groups(ch, rm, xm.chunks(row).map(|c| c.to_vec()).collect())?;
+        let mx = self.tournament_max(ch, rm, &xm, row)?;
         let u: Vec<u64> = (0..n).map(|i| rm.sub(mx[i / row], xm[i])).collect();
         // Carries into bits sh and sh + k of u0 + u1: q = u >> sh and its digits (both B2As in
         // one flight, over rq ⊇ rhi).
@@ -649,6 +649,156 @@ impl Session {
 }
 
 impl Session {
+    /// Shares of the maximum of each row of `row` values over `ring`, exactly
+    /// `nn::approx::tournament_max`: per level, one batch of DReLUs for every pair of a chunk
+    /// (≤ 5 values), then for every member i the product w_i·x_i — w_i an AND of its k − 1
+    /// comparison bits (some negated) — by two 1-of-2^{k−1} OTs, P0 offering w(b0 ⊕ v)·x0 and P1
+    /// w(v ⊕ b1)·x1 (choices in one flight, answers in the next), summed over the chunk. Two
+    /// flights and a comparison per level for up to five values, against a comparison and a MUX
+    /// per halving for a pairwise tree.
+    pub fn tournament_max<C: Channel + ?Sized>(
+        &mut self,
+        ch: &mut C,
+        ring: Ring,
+        x: &[u64],
+        row: usize,
+    ) -> Result<Vec<u64>> {
+        ring.check("tournament input", x)?;
+        if row == 0 || !x.len().is_multiple_of(row) {
+            return Err(MpcError::LengthMismatch {
+                what: "tournament rows",
+                expected: x.len().div_ceil(row.max(1)) * row.max(1),
+                got: x.len(),
+            });
+        }
+        let g = Group::Pow2(ring.bits());
+        let rows = x.len() / row;
+        let mut level: Vec<u64> = x.to_vec();
+        let mut len = row;
+        while len > 1 {
+            let chunks = tournament_chunks(len);
+            // Every pair (i < j) of every chunk of every row: x_i − x_j.
+            let mut diffs = Vec::new();
+            for r in 0..rows {
+                let base = r * len;
+                for &(start, k) in &chunks {
+                    for i in 0..k {
+                        for j in i + 1..k {
+                            let (a, b) = (level[base + start + i], level[base + start + j]);
+                            diffs.push(ring.sub(a, b));
+                        }
+                    }
+                }
+            }
+            let d = self.drelu(ch, ring, &diffs)?;
+            // Per member: its k − 1 bits (j < i: d_ji negated, j > i: d_ij) as a choice index,
+            // grouped by k − 1 (the OT width).
+            let mut by_width: Vec<Vec<(usize, u64, u64)>> = vec![Vec::new(); TOURNAMENT + 1];
+            let mut at = 0;
+            let mut members = Vec::new();
+            for r in 0..rows {
+                let base = r * len;
+                for &(start, k) in &chunks {
+                    let pair = |i: usize, j: usize| {
+                        // index of (i, j), i < j, in this chunk's pair list
+                        at + i * (2 * k - i - 1) / 2 + (j - i - 1)
+                    };
+                    for i in 0..k {
+                        if k == 1 {
+                            members.push((members.len(), 0usize, level[base + start]));
+                            continue;
+                        }
+                        let (mut bits, mut neg) = (0u64, 0u64);
+                        for (pos, j) in (0..k).filter(|&j| j != i).enumerate() {
+                            let bit = if j < i { d[pair(j, i)] } else { d[pair(i, j)] };
+                            bits |= ((bit & 1) as u64) << pos;
+                            if j < i {
+                                neg |= 1 << pos;
+                            }
+                        }
+                        let id = members.len();
+                        members.push((id, k - 1, level[base + start + i]));
+                        by_width[k - 1].push((id, bits, neg));
+                    }
+                    at += k * (k - 1) / 2;
+                }
+            }
+            let total: usize = (1..=TOURNAMENT).map(|w| w * by_width[w].len()).sum();
+            let (mut sc, mut rc) = self.cots(ch, total, total)?;
+            // Flight 1: this party's choices (its bits) for the peer's OTs.
+            let mut w1 = BitWriter::default();
+            let mut states = Vec::new();
+            for (w, list) in by_width.iter().enumerate().skip(1) {
+                if list.is_empty() {
+                    continue;
+                }
+                let c: Vec<u64> = list.iter().map(|&(_, b, _)| b).collect();
+                states.push((w, one_of_n_choose(&mut rc, w as u32, g, &c, &mut w1)));
+            }
+            let choice_bits = total as u64;
+            let got = self.exchange(ch, w1.finish(), choice_bits, "tournament choices")?;
+            let mut rd = BitReader::new(&got, choice_bits, "tournament choices")?;
+            // Flight 2: answers: w(own bits ⊕ v ⊕ neg)·x_own for every v.
+            let mut w2 = BitWriter::default();
+            let mut own = vec![0u64; members.len()];
+            for (w, list) in by_width.iter().enumerate().skip(1) {
+                if list.is_empty() {
+                    continue;
+                }
+                let full = mask(w as u32);
+                let tab = |i: usize, v: u64| {
+                    let (id, b, neg) = list[i];
+                    if (b ^ v ^ neg) & full == full {
+                        members[id].2
+                    } else {
+                        0
+                    }
+                };
+                let sh = one_of_n_send(&mut sc, w as u32, g, list.len(), &mut rd, &tab, &mut w2);
+                for (&(id, _, _), v) in list.iter().zip(sh) {
+                    own[id] = v;
+                }
+            }
+            let answer_bits: u64 = by_width
+                .iter()
+                .enumerate()
+                .skip(1)
+                .map(|(w, l)| one_of_n_answer_bits(l.len(), w as u32, g))
+                .sum();
+            let got = self.exchange(ch, w2.finish(), answer_bits, "tournament answers")?;
+            let mut rd = BitReader::new(&got, answer_bits, "tournament answers")?;
+            let mut peer = vec![0u64; members.len()];
+            for (w, st) in states {
+                for (&(id, _, _), v) in by_width[w]
+                    .iter()
+                    .zip(st.finish(&mut rd, "tournament answers")?)
+                {
+                    peer[id] = v;
+                }
+            }
+            // A chunk of one passes its share; the others sum w_i·x_i over the chunk.
+            let mut next = Vec::with_capacity(rows * chunks.len());
+            let mut id = 0;
+            for _ in 0..rows {
+                for &(_, k) in &chunks {
+                    let mut acc = 0u64;
+                    for _ in 0..k {
+                        acc = if members[id].1 == 0 {
+                            members[id].2
+                        } else {
+                            ring.add(acc, ring.add(own[id], peer[id]))
+                        };
+                        id += 1;
+                    }
+                    next.push(acc);
+                }
+            }
+            level = next;
+            len = chunks.len();
+        }
+        Ok(level)
+    }
+
     /// Affine OTs in both directions in one flight each way: this party receives on its
     /// instances (`recv_c`, `recv_g`) and sends on the peer's (`send_g`, with f(0) = `f0` and
     /// f(1) = `f1`). Returns (receiver shares, sender shares).
@@ -1072,6 +1222,40 @@ impl Session {
 /// One request of [`Session::luts`]: index shares, index bits, output ring, table.
 type Lookup<'a> = (&'a [u64], u32, Ring, &'a dyn Fn(usize, usize) -> u64);
 
+/// Values per chunk of [`Session::tournament_max`] (`nn::approx::TOURNAMENT_CHUNK`).
+const TOURNAMENT: usize = 5;
+
+/// (start, length) of the chunks of one level of `len` values.
+fn tournament_chunks(len: usize) -> Vec<(usize, usize)> {
+    (0..len)
+        .step_by(TOURNAMENT)
+        .map(|s| (s, TOURNAMENT.min(len - s)))
+        .collect()
+}
+
+/// [`Session::tournament_max`] on `rows` rows of `row` values over `ring`.
+pub fn tournament_cost(ring: Ring, rows: usize, row: usize) -> Cost {
+    let g = Group::Pow2(ring.bits());
+    let mut c = Cost::default();
+    let mut len = row;
+    while len > 1 {
+        let chunks = tournament_chunks(len);
+        let pairs: usize = chunks.iter().map(|&(_, k)| k * (k - 1) / 2).sum();
+        c = c + cost::drelu(ring, rows * pairs);
+        for &(_, k) in chunks.iter().filter(|&&(_, k)| k > 1) {
+            let w = (k - 1) as u32;
+            let ots = (rows * k) as u64;
+            c = c + Cost {
+                bits: 2 * (ots * w as u64 + one_of_n_answer_bits(rows * k, w, g)),
+                cots_p0_sends: ots * w as u64,
+                cots_p1_sends: ots * w as u64,
+            };
+        }
+        len = chunks.len();
+    }
+    c
+}
+
 /// `a + c` for P0, `a` for P1 (a public constant added once).
 fn add0r(r: Ring, p0: bool, a: u64, c: u64) -> u64 {
     if p0 {
@@ -1130,7 +1314,7 @@ pub fn softmax_cost(spec: &SoftmaxSpec<'_>, ell: u32, n: usize, row: usize) -> R
     let (lr, rm, rq) = (Ring::new(ell)?, Ring::new(spec.m)?, Ring::new(spec.m - sh)?);
     let ry = Ring::new(spec.product_bits())?;
     let (rt, rpe) = (Ring::new(s + 2)?, Ring::new(2 * s + 2)?);
-    Ok(cost::max_windows(rm, std::iter::repeat_n(row, rows))
+    Ok(tournament_cost(rm, rows, row)
         + cost::millionaire_split(n, sh + k, sh)
         + cost::b2a(rq, 2 * n)
         + cost::drelu(rq, n)

@@ -50,6 +50,36 @@ impl Function {
     }
 }
 
+/// Values per chunk of [`tournament_max`].
+pub const TOURNAMENT_CHUNK: usize = 5;
+
+/// The maximum of values in Z_{2^m} by a tournament: each level cuts the values into chunks of
+/// up to [`TOURNAMENT_CHUNK`] (the last may be shorter; a chunk of one passes up) and replaces a
+/// chunk by Σ_i w_i·x_i mod 2^m, with d_ij = [signed_m(x_i − x_j) ≥ 0] for i < j and
+/// w_i = Π_{j<i} (1 − d_ji) · Π_{j>i} d_ij (x_i beats every later value and strictly beats
+/// every earlier one). While a chunk's spread is below 2^{m−1} exactly one w_i is 1 and that is
+/// the chunk's maximum (the first of equal maxima); beyond it the sum is what it is.
+pub fn tournament_max(x: &[u64], m: u32) -> u64 {
+    assert!(!x.is_empty(), "tournament over no values");
+    let mm = mask(m);
+    let ge = |a: u64, b: u64| signed(a.wrapping_sub(b) & mm, m) >= 0;
+    let mut level: Vec<u64> = x.iter().map(|&v| v & mm).collect();
+    while level.len() > 1 {
+        level = level
+            .chunks(TOURNAMENT_CHUNK)
+            .map(|c| {
+                (0..c.len())
+                    .filter(|&i| {
+                        (0..i).all(|j| !ge(c[j], c[i])) && (i + 1..c.len()).all(|j| ge(c[i], c[j]))
+                    })
+                    .fold(0u64, |a, i| a.wrapping_add(c[i]))
+                    & mm
+            })
+            .collect();
+    }
+    level[0]
+}
+
 /// Signed value of the low `bits` bits of `x` (two's complement).
 fn signed(x: u64, bits: u32) -> i64 {
     let sh = 64 - bits;
@@ -61,15 +91,6 @@ fn mask(bits: u32) -> u64 {
         u64::MAX
     } else {
         (1u64 << bits) - 1
-    }
-}
-
-/// `relu` in Z_{2^bits}: `v` if its signed value is ≥ 0, else 0.
-fn relu_mod(v: u64, bits: u32) -> u64 {
-    if signed(v, bits) >= 0 {
-        v & mask(bits)
-    } else {
-        0
     }
 }
 
@@ -205,15 +226,14 @@ impl Gelu {
     }
 }
 
-/// Softmax over rows: max by a pairwise tree, e^{−u} of u = max − x from two tables (high and
+/// Softmax over rows: max by a tournament of chunks of up to five, e^{−u} of u = max − x from two tables (high and
 /// low digit of u at 2^{−f} resolution, clipped at u ≥ 2^{j−f}), and one reciprocal per row by
 /// [`normalized_lookup`] (a table of 1/x with linear interpolation at the sum's leading bits).
 ///
 /// Integer semantics of [`Softmax::eval_row`]:
 /// ```text
 /// xm_i = x_i mod 2^m
-/// mx   = tree max of xm in Z_{2^m}: pairs (0,1), (2,3), …, an odd last value passes;
-///        max2(p, q) = q + relu_m(p − q) mod 2^m
+/// mx   = tournament_max(xm, m): chunks of up to 5 per level (see that function)
 /// u_i  = (mx − xm_i) mod 2^m;  q_i = u_i >> (s − f)
 /// g_i  = [signed_{m−s+f}(q_i − 2^j) < 0];  lo = q_i mod 2^k;  hi = (q_i mod 2^j) >> k
 /// E_i  = g_i · ((EH[hi] · EL[lo]) >> s)                       (E ≤ 2^s)
@@ -290,20 +310,8 @@ impl Softmax {
         assert!(!x.is_empty() && x.len() <= 512, "rows of 1 to 512 values");
         let mm = mask(m);
         let xm: Vec<u64> = x.iter().map(|&v| v & mm).collect();
-        let mut level = xm.clone();
-        while level.len() > 1 {
-            level = level
-                .chunks(2)
-                .map(|p| {
-                    if p.len() == 2 {
-                        p[1].wrapping_add(relu_mod(p[0].wrapping_sub(p[1]) & mm, m)) & mm
-                    } else {
-                        p[0]
-                    }
-                })
-                .collect();
-        }
-        let mx = level[0];
+        let level = tournament_max(&xm, m);
+        let mx = level;
         let e: Vec<u64> = xm
             .iter()
             .map(|&v| {
