@@ -266,7 +266,7 @@ impl Layout {
                 let (a, j) = (idx / blocks.n_in, idx % blocks.n_in);
                 let stride = blocks.d0 * blocks.d1;
                 let mut poly = vec![0u64; blocks.n];
-                for tau in 0..(*rows - a * tw).min(*tw) {
+                for tau in 0..tile_rows(*rows, *tw, a) {
                     let r = a * tw + tau;
                     let one =
                         blocks.encode_input(spec, &x[r * spec.inputs..(r + 1) * spec.inputs], j);
@@ -415,7 +415,7 @@ impl Layout {
                 let (a, i) = (o / blocks.n_out, o % blocks.n_out);
                 let stride = blocks.d0 * blocks.d1;
                 let one = blocks.output_positions(spec, i);
-                (0..(*rows - a * tw).min(*tw))
+                (0..tile_rows(*rows, *tw, a))
                     .flat_map(|tau| {
                         let r = a * tw + tau;
                         one.iter()
@@ -443,7 +443,7 @@ impl Layout {
                 blocks,
             } => {
                 let a = o / blocks.n_out;
-                (*rows - a * tw).min(*tw) * blocks.kept(spec, o % blocks.n_out)
+                tile_rows(*rows, *tw, a) * blocks.kept(spec, o % blocks.n_out)
             }
             Layout::Dense { spec, tiling } => tiling.kept(spec, o),
             Layout::Circ { spec, tiling } => tiling.kept(spec, o),
@@ -521,13 +521,18 @@ impl Layout {
         let stride = blocks.d0 * blocks.d1;
         let one = blocks.query_support(spec, j);
         let mut hit = vec![false; blocks.n];
-        for tau in 0..(*rows - a * tw).min(*tw) {
+        for tau in 0..tile_rows(*rows, *tw, a) {
             for &p in &one {
                 hit[(tau * stride + p) % blocks.n] = true;
             }
         }
         (0..blocks.n).filter(|&p| hit[p]).collect()
     }
+}
+
+/// Rows in tile `a` of a [`Layout::Rows`] (`tw` per tile, the last may hold fewer).
+fn tile_rows(rows: usize, tw: usize, a: usize) -> usize {
+    (rows - a * tw).min(tw)
 }
 
 /// A [`Layout::Rows`] of `blocks` with as many rows per polynomial as fit, balanced over the
