@@ -433,19 +433,26 @@ impl Session {
             });
         }
         let mut data: Vec<u64> = x.data.iter().map(|&v| out.reduce(v >> k)).collect();
-        if k >= 1 {
-            let (c, _) = self.carries(ch, &x.data, k, 0)?;
-            let ca = self.b2a(ch, out, &c)?;
-            for (d, c) in data.iter_mut().zip(ca) {
-                *d = out.add(*d, c);
-            }
-        }
         let hi = b - k;
-        if hi < out.bits() {
-            let msb: Vec<u8> = x.data.iter().map(|&v| x.ring.msb(v)).collect();
-            let w = self.or_shares(ch, &msb, Group::Pow2(out.bits() - hi))?;
-            for (d, w) in data.iter_mut().zip(w) {
-                *d = out.sub(*d, out.reduce(w << hi));
+        let msb: Vec<u8> = x.data.iter().map(|&v| x.ring.msb(v)).collect();
+        let g_or = Group::Pow2(out.bits().saturating_sub(hi).max(1));
+        // The carry's B2A and the wrap's OR in one flight when both are needed.
+        let (ca, w) = match (k >= 1, hi < out.bits()) {
+            (true, wrap) => {
+                let (c, _) = self.carries(ch, &x.data, k, 0)?;
+                let m: &[u8] = if wrap { &msb } else { &[] };
+                let (ca, w) = self.b2a_or(ch, out, &c, m, g_or)?;
+                (Some(ca), wrap.then_some(w))
+            }
+            (false, true) => (None, Some(self.or_shares(ch, &msb, g_or)?)),
+            (false, false) => (None, None),
+        };
+        for (i, d) in data.iter_mut().enumerate() {
+            if let Some(ca) = &ca {
+                *d = out.add(*d, ca[i]);
+            }
+            if let Some(w) = &w {
+                *d = out.sub(*d, out.reduce(w[i] << hi));
             }
         }
         Ok(Shares {
@@ -453,6 +460,42 @@ impl Session {
             scale: x.scale.saturating_sub(k),
             data,
         })
+    }
+
+    /// Shares over `ring` of the XOR-shared bits `d` (a B2A) and, side by side in the same
+    /// flight of affine OTs, shares in `g_or` of `m0 ∨ m1` for the bits `m` (empty: none).
+    fn b2a_or<C: Channel + ?Sized>(
+        &mut self,
+        ch: &mut C,
+        ring: Ring,
+        d: &[u8],
+        m: &[u8],
+        g_or: Group,
+    ) -> Result<(Vec<u64>, Vec<u64>)> {
+        let n = d.len();
+        let gb = Group::Pow2(ring.bits().saturating_sub(1).max(1));
+        let (f0, f1): (Vec<u64>, Vec<u64>) = if self.party() == Party::P0 {
+            (
+                std::iter::repeat_n(0, n)
+                    .chain(m.iter().map(|&b| (b & 1) as u64))
+                    .collect(),
+                d.iter()
+                    .map(|&b| (b & 1) as u64)
+                    .chain(std::iter::repeat_n(1, m.len()))
+                    .collect(),
+            )
+        } else {
+            (Vec::new(), Vec::new())
+        };
+        let c: Vec<u8> = d.iter().chain(m).copied().collect();
+        let group = |i: usize| if i < n { gb } else { g_or };
+        let prod = self.ot_p0_to_p1(ch, n + m.len(), &group, &f0, &f1, &c)?;
+        let b = d
+            .iter()
+            .zip(&prod)
+            .map(|(&bit, &p)| ring.sub((bit & 1) as u64, ring.mul(2, p)))
+            .collect();
+        Ok((b, prod[n..].to_vec()))
     }
 
     /// Sign extension into `out` of values with |x| < 2^{w−2} shared mod 2^w.
