@@ -462,42 +462,6 @@ impl Session {
         })
     }
 
-    /// Shares over `ring` of the XOR-shared bits `d` (a B2A) and, side by side in the same
-    /// flight of affine OTs, shares in `g_or` of `m0 ∨ m1` for the bits `m` (empty: none).
-    fn b2a_or<C: Channel + ?Sized>(
-        &mut self,
-        ch: &mut C,
-        ring: Ring,
-        d: &[u8],
-        m: &[u8],
-        g_or: Group,
-    ) -> Result<(Vec<u64>, Vec<u64>)> {
-        let n = d.len();
-        let gb = Group::Pow2(ring.bits().saturating_sub(1).max(1));
-        let (f0, f1): (Vec<u64>, Vec<u64>) = if self.party() == Party::P0 {
-            (
-                std::iter::repeat_n(0, n)
-                    .chain(m.iter().map(|&b| (b & 1) as u64))
-                    .collect(),
-                d.iter()
-                    .map(|&b| (b & 1) as u64)
-                    .chain(std::iter::repeat_n(1, m.len()))
-                    .collect(),
-            )
-        } else {
-            (Vec::new(), Vec::new())
-        };
-        let c: Vec<u8> = d.iter().chain(m).copied().collect();
-        let group = |i: usize| if i < n { gb } else { g_or };
-        let prod = self.ot_p0_to_p1(ch, n + m.len(), &group, &f0, &f1, &c)?;
-        let b = d
-            .iter()
-            .zip(&prod)
-            .map(|(&bit, &p)| ring.sub((bit & 1) as u64, ring.mul(2, p)))
-            .collect();
-        Ok((b, prod[n..].to_vec()))
-    }
-
     /// Sign extension into `out` of values with |x| < 2^{w−2} shared mod 2^w.
     fn extend_signed<C: Channel + ?Sized>(
         &mut self,

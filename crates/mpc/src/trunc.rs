@@ -146,6 +146,42 @@ impl Session {
         ))
     }
 
+    /// Shares over `ring` of the XOR-shared bits `d` (a B2A) and, side by side in the same
+    /// flight of affine OTs, shares in `g_or` of `m0 ∨ m1` for the bits `m` (empty: none).
+    pub(crate) fn b2a_or<C: Channel + ?Sized>(
+        &mut self,
+        ch: &mut C,
+        ring: Ring,
+        d: &[u8],
+        m: &[u8],
+        g_or: Group,
+    ) -> Result<(Vec<u64>, Vec<u64>)> {
+        let n = d.len();
+        let gb = Group::Pow2(ring.bits().saturating_sub(1).max(1));
+        let (f0, f1): (Vec<u64>, Vec<u64>) = if self.party() == Party::P0 {
+            (
+                std::iter::repeat_n(0, n)
+                    .chain(m.iter().map(|&b| (b & 1) as u64))
+                    .collect(),
+                d.iter()
+                    .map(|&b| (b & 1) as u64)
+                    .chain(std::iter::repeat_n(1, m.len()))
+                    .collect(),
+            )
+        } else {
+            (Vec::new(), Vec::new())
+        };
+        let c: Vec<u8> = d.iter().chain(m).copied().collect();
+        let group = |i: usize| if i < n { gb } else { g_or };
+        let prod = self.ot_p0_to_p1(ch, n + m.len(), &group, &f0, &f1, &c)?;
+        let b = d
+            .iter()
+            .zip(&prod)
+            .map(|(&bit, &p)| ring.sub((bit & 1) as u64, ring.mul(2, p)))
+            .collect();
+        Ok((b, prod[n..].to_vec()))
+    }
+
     /// Exact `floor(x / 2^s)` for signed values with |x| < 2^{ℓ−2} (the fixed-point range
     /// assumption), cheaper than [`Session::trunc`]: outside that range the result is wrong.
     /// Requires 1 ≤ s ≤ ℓ − 2.
@@ -170,31 +206,14 @@ impl Session {
             u.iter().map(|&b| !b & lo).collect()
         };
         let c = self.millionaire(ch, &v, s)?;
-        // Instances [0, n): w = m0 ∨ m1 mod 2^s (P1 chooses by m1); [n, 2n): c0·c1 mod 2^{ℓ−1}.
-        let gw = Group::Pow2(s);
-        let gc = Group::Pow2(l - 1);
-        let group = |i: usize| if i < n { gw } else { gc };
-        let mut f0 = Vec::with_capacity(2 * n);
-        let mut f1 = Vec::with_capacity(2 * n);
-        let mut choice = Vec::with_capacity(2 * n);
-        for &a in &u {
-            let m = ring.msb(a);
-            f0.push(m as u64);
-            f1.push(1);
-            choice.push(m);
-        }
-        for &b in &c {
-            f0.push(0);
-            f1.push(b as u64);
-            choice.push(b);
-        }
-        let out = self.ot_p0_to_p1(ch, 2 * n, &group, &f0, &f1, &choice)?;
+        // The carry's B2A and w = m0 ∨ m1 mod 2^s in one flight.
+        let m: Vec<u8> = u.iter().map(|&a| ring.msb(a)).collect();
+        let (c_arith, w) = self.b2a_or(ch, ring, &c, &m, Group::Pow2(s))?;
         let off = if p0 { 1u64 << (l - 2 - s) } else { 0 };
         let data = (0..n)
             .map(|i| {
-                let c_arith = ring.sub(c[i] as u64, ring.mul(2, out[n + i]));
-                let wterm = ring.reduce(out[i] << (l - s));
-                ring.sub(ring.sub(ring.add(u[i] >> s, c_arith), wterm), off)
+                let wterm = ring.reduce(w[i] << (l - s));
+                ring.sub(ring.sub(ring.add(u[i] >> s, c_arith[i]), wterm), off)
             })
             .collect();
         Ok(Shares {
