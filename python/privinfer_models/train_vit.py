@@ -9,6 +9,9 @@ then export it with the zoo's batch-1 graph (the one `privinfer` imports).
     # the CPU run that made models/vit_cifar10.onnx (2 cores, no GPU; models/README.md)
     python -m privinfer_models.train_vit --patch 8 --dim 64 --depth 4 --heads 4 --mlp 128 \\
         --epochs 40 --warmup 1 --time-budget 3000 --out build/train/vit_cpu
+    # the ViT-Lite shape of PrivCirNet's CIFAR ViT (7 layers, width 256, MLP 512, 65 tokens)
+    # with seeded, untrained weights, for cost benchmarks (BENCHMARKS.md § Private ViT)
+    python -m privinfer_models.train_vit --seeded --depth 7 --dim 256 --mlp 512 --out build/vitlite
     # smoke run on CPU
     python -m privinfer_models.train_vit --epochs 1 --max-batches 2 --batch-size 32 \\
         --train-limit 256 --test-limit 64 --out /tmp/vit_smoke
@@ -117,8 +120,16 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-export", action="store_true")
     ap.add_argument("--export-only", metavar="STATE_DICT", help="only export this state_dict")
+    ap.add_argument("--seeded", action="store_true",
+                    help="only export the untrained model, weights drawn with --seed (cost benchmarks)")
     a = ap.parse_args(argv)
     os.makedirs(a.out, exist_ok=True)
+
+    if a.seeded:
+        torch.manual_seed(a.seed)
+        note = "seeded untrained weights (seed %d) for cost benchmarks" % a.seed
+        print("exported", export(build(a), os.path.join(a.out, NAME + "_seeded.onnx"), note))
+        return
 
     if a.export_only:
         model = build(a)
