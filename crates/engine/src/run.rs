@@ -487,15 +487,11 @@ fn run_side<C: Channel>(
                 let (at, bt) = (per(a, m, k), per(b, k, n));
                 let mut cross = Vec::with_capacity(2);
                 for (layer, w, x) in [(left, a, b), (right, &bt[..], &at[..])] {
-                    let outputs = match layer.shape {
-                        linear::LayerShape::Conv2d(c) => c.m,
-                        _ => 0,
-                    };
                     cross.push(match side {
                         Side::Server { keys, .. } => {
                             let w = LayerWeights {
                                 weights: w.to_vec(),
-                                bias: vec![0; outputs],
+                                bias: vec![0; layer.bias_len()],
                             };
                             let zero = vec![0; x.len()];
                             proto.server_in(layer, lring, keys, &w, &zero, session, ch, rng)?

@@ -295,19 +295,7 @@ impl Session {
                 "need 1 <= k <= 12 and a table of 2^k entries",
             ));
         }
-        self.lut_with(ch, idx, k, out, &|_, j| table[j])
-    }
-
-    /// [`Session::lut`] with element i reading `table(i, ·)`.
-    fn lut_with<C: Channel + ?Sized>(
-        &mut self,
-        ch: &mut C,
-        idx: &[u64],
-        k: u32,
-        out: Ring,
-        table: &dyn Fn(usize, usize) -> u64,
-    ) -> Result<Vec<u64>> {
-        Ok(self.luts(ch, &[(idx, k, out, table)])?.remove(0))
+        Ok(self.luts(ch, &[(idx, k, out, &|_, j| table[j])])?.remove(0))
     }
 
     /// Several lookups (index shares, index bits, output ring, table) in one flight each way.
@@ -702,19 +690,16 @@ impl Session {
             // grouped by k − 1 (the OT width).
             let mut by_width: Vec<Vec<(usize, u64, u64)>> = vec![Vec::new(); TOURNAMENT + 1];
             let mut at = 0;
+            // The values of the members of chunks of two or more, in order.
             let mut members = Vec::new();
             for r in 0..rows {
                 let base = r * len;
-                for &(start, k) in &chunks {
+                for &(start, k) in chunks.iter().filter(|&&(_, k)| k > 1) {
                     let pair = |i: usize, j: usize| {
                         // index of (i, j), i < j, in this chunk's pair list
                         at + i * (2 * k - i - 1) / 2 + (j - i - 1)
                     };
                     for i in 0..k {
-                        if k == 1 {
-                            members.push((members.len(), 0usize, level[base + start]));
-                            continue;
-                        }
                         let (mut bits, mut neg) = (0u64, 0u64);
                         for (pos, j) in (0..k).filter(|&j| j != i).enumerate() {
                             let bit = if j < i { d[pair(j, i)] } else { d[pair(i, j)] };
@@ -723,9 +708,8 @@ impl Session {
                                 neg |= 1 << pos;
                             }
                         }
-                        let id = members.len();
-                        members.push((id, k - 1, level[base + start + i]));
-                        by_width[k - 1].push((id, bits, neg));
+                        by_width[k - 1].push((members.len(), bits, neg));
+                        members.push(level[base + start + i]);
                     }
                     at += k * (k - 1) / 2;
                 }
@@ -756,7 +740,7 @@ impl Session {
                 let tab = |i: usize, v: u64| {
                     let (id, b, neg) = list[i];
                     if (b ^ v ^ neg) & full == full {
-                        members[id].2
+                        members[id]
                     } else {
                         0
                     }
@@ -786,15 +770,15 @@ impl Session {
             // A chunk of one passes its share; the others sum w_i·x_i over the chunk.
             let mut next = Vec::with_capacity(rows * chunks.len());
             let mut id = 0;
-            for _ in 0..rows {
-                for &(_, k) in &chunks {
+            for r in 0..rows {
+                for &(start, k) in &chunks {
+                    if k == 1 {
+                        next.push(level[r * len + start]);
+                        continue;
+                    }
                     let mut acc = 0u64;
                     for _ in 0..k {
-                        acc = if members[id].1 == 0 {
-                            members[id].2
-                        } else {
-                            ring.add(acc, ring.add(own[id], peer[id]))
-                        };
+                        acc = ring.add(acc, ring.add(own[id], peer[id]));
                         id += 1;
                     }
                     next.push(acc);
@@ -1192,27 +1176,21 @@ impl Session {
                 k += 1;
             }
         }
-        // Step 4: RT and RD at i, side by side.
-        let both: Vec<u64> = idx.iter().chain(&idx).copied().collect();
-        let tv = self.lut_with(ch, &both, ri.bits(), ru, &|i, j| {
-            if i < rows {
-                norm.rt[j]
-            } else {
-                norm.rd[j]
-            }
-        })?;
+        // Step 4: RT and RD at i, in one flight.
+        let (trt, trd) = (|_, j: usize| norm.rt[j], |_, j: usize| norm.rd[j]);
+        let mut tv = self.luts(
+            ch,
+            &[(&idx, ri.bits(), ru, &trt), (&idx, ri.bits(), ru, &trd)],
+        )?;
+        let (rdv, rtv) = (tv.pop().unwrap_or_default(), tv.pop().unwrap_or_default());
         // Step 5: U = RT·2^{f+1} − RD·(2φ + 1) ∈ [0, 2^{A+f+1}], then U·2^{q(e)}.
         let odd: Vec<u64> = phi
             .iter()
             .map(|&p| add0r(ru, p0, ru.mul(2, p), 1))
             .collect();
-        let dphi = self.mul(
-            ch,
-            &Shares::new(ru, 0, tv[rows..].to_vec())?,
-            &Shares::new(ru, 0, odd)?,
-        )?;
+        let dphi = self.mul(ch, &Shares::new(ru, 0, rdv)?, &Shares::new(ru, 0, odd)?)?;
         let u: Vec<u64> = (0..rows)
-            .map(|r| ru.sub(ru.reduce(tv[r] << (f + 1)), dphi.data[r]))
+            .map(|r| ru.sub(ru.reduce(rtv[r] << (f + 1)), dphi.data[r]))
             .collect();
         let uq = self.mul_nonneg_small(ch, &Shares::new(ru, 0, u)?, &Shares::new(ruq, 0, q)?)?;
         // Step 6.
@@ -1336,12 +1314,17 @@ pub fn softmax_cost(spec: &SoftmaxSpec<'_>, ell: u32, n: usize, row: usize) -> R
         + trunc_nonneg_cost(n, ry.bits(), spec.big_k - s, lr))
 }
 
+/// Bits of one party's Gilboa cross term on the `w` bits of its share into a `b`-bit ring: one
+/// choice bit and a (b − i)-bit message per bit i.
+fn cross_bits(w: u32, b: u32) -> u64 {
+    (0..w).map(|i| 1 + (b - i) as u64).sum()
+}
+
 /// [`Session::mul_nonneg_small`] of `n` values of `wx` bits by values of a `b`-bit ring.
 fn mul_nonneg_small_cost(n: usize, wx: u32, b: u32) -> Cost {
     let n64 = n as u64;
-    let cross = (0..wx).map(|i| 1 + (b - i) as u64).sum::<u64>();
     Cost {
-        bits: 2 * n64 * (cross + (1 + b - wx) as u64),
+        bits: 2 * n64 * (cross_bits(wx, b) + (1 + b - wx) as u64),
         cots_p0_sends: n64 * (wx as u64 + 1),
         cots_p1_sends: n64 * (wx as u64 + 1),
     }
@@ -1381,9 +1364,8 @@ pub fn layernorm_cost(spec: &LayerNormSpec<'_>, ell: u32, n: usize) -> Result<Co
     );
     let (wx, b) = (m - v, spec.square_ring());
     let n64 = n as u64;
-    let cross = |w: u32, b: u32| (0..w).map(|i| 1 + (b - i) as u64).sum::<u64>();
     let square = Cost {
-        bits: n64 * (cross(wx, b) + (b - wx) as u64 + (1 + b - wx) as u64 + (b - wx) as u64),
+        bits: n64 * (cross_bits(wx, b) + (b - wx) as u64 + (1 + b - wx) as u64 + (b - wx) as u64),
         cots_p0_sends: n64 * (wx as u64 + 2),
         cots_p1_sends: n64,
     };
