@@ -203,20 +203,20 @@ mod tests {
     #[test]
     fn documented_values_at_37_bits() {
         let r = Ring::new(37).unwrap();
-        assert_eq!(millionaire(1, 36).bits, 233);
-        assert_eq!(millionaire(1, 24).bits, 151);
-        assert_eq!(millionaire(1, 12).bits, 69);
-        assert_eq!(relu(r, 1).bits, 309);
-        assert_eq!(relu(r, 1).cots(), 72);
-        assert_eq!(relu_approx(r, 12, 1).bits, 227);
-        assert_eq!(trunc(r, 12, 1).bits, 310);
-        assert_eq!(trunc(r, 12, 1).cots(), 73);
-        assert_eq!(trunc_known_sign(r, 12, 1).bits, 119);
-        assert_eq!(trunc_relu(r, 12, 1).bits, 386);
-        assert_eq!(trunc_relu6(r, 12, 1).bits, 573);
-        assert_eq!(trunc_relu6(r, 12, 1).cots(), 120);
+        assert_eq!(millionaire(1, 36).bits, 239);
+        assert_eq!(millionaire(1, 24).bits, 165);
+        assert_eq!(millionaire(1, 12).bits, 75);
+        assert_eq!(relu(r, 1).bits, 315);
+        assert_eq!(relu(r, 1).cots(), 68);
+        assert_eq!(relu_approx(r, 12, 1).bits, 241);
+        assert_eq!(trunc(r, 12, 1).bits, 332);
+        assert_eq!(trunc(r, 12, 1).cots(), 61);
+        assert_eq!(trunc_known_sign(r, 12, 1).bits, 125);
+        assert_eq!(trunc_relu(r, 12, 1).bits, 408);
+        assert_eq!(trunc_relu6(r, 12, 1).bits, 607);
+        assert_eq!(trunc_relu6(r, 12, 1).cots(), 100);
         assert_eq!(trunc_known_sign_approx(r, 12, 1).bits, 13);
         assert_eq!(mul(r, 1).bits, 1480);
-        assert_eq!(max_windows(r, [4]).bits, 3 * 309);
+        assert_eq!(max_windows(r, [4]).bits, 3 * 315);
     }
 }

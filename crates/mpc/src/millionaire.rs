@@ -4,7 +4,10 @@
 //! * The inputs are cut into chunks of 2 bits (the top chunk may have 1). Leaf `j` computes
 //!   shares of `gt_j = [a_j > b_j]` and `eq_j = [a_j = b_j]` with one 1-of-4 OT (P1 chooses by
 //!   `b_j`, P0's table is indexed by it) from two random COTs and the N−1 trick of
-//!   [`crate::cots`]: 2 + 3·2 bits, or 2 + 3·1 when `eq_j` is not needed.
+//!   [`crate::cots`]: 2 + 3·2 bits, or 2 + 3·1 when `eq_j` is not needed. Where chunks of 3 bits
+//!   (1-of-8 OTs, 3 + 7·2 bits) make the tree one level shallower, the tree has exactly 2^D
+//!   leaves of 2 and 3 bits instead (e.g. 12 bits: 4 leaves, 2 levels, not 6 leaves and 3): a
+//!   level is a flight, worth more than the extra table bits on any network but the fastest.
 //! * Leaves are combined pairwise up a tree: `gt = gt_hi ⊕ eq_hi ∧ gt_lo`, `eq = eq_hi ∧ eq_lo`,
 //!   one level per round trip. Both ANDs share the operand `eq_hi`, so a node is one AND of a bit
 //!   with a 2-bit vector: each party is OT receiver with its share of `eq_hi` and OT sender of its
@@ -29,6 +32,8 @@ use crate::{MpcError, Result};
 
 /// Bits per leaf chunk (1-of-4 OT).
 const LEAF_BITS: u32 = 2;
+/// Widest leaf chunk (1-of-8 OT), used only where it removes a tree level.
+const LEAF_BITS_MAX: u32 = LEAF_BITS + 1;
 
 /// One party's XOR shares of a comparison node, one bit per element.
 struct Node {
@@ -45,14 +50,35 @@ struct Tree {
 }
 
 impl Tree {
+    /// Leaves of [`LEAF_BITS`] bits from the least significant up, unless leaves of up to
+    /// [`LEAF_BITS_MAX`] bits make the tree shallower: then exactly 2^D leaves for the least
+    /// depth D they allow, the widest ones lowest (leaf 0 needs no `eq`, so its larger table is
+    /// the cheapest). Each level removed is one flight less, for a few more leaf-table bits.
     fn new(lo: u32, hi: u32, eq_all: bool) -> Tree {
-        let mut leaves = Vec::new();
+        let n = hi - lo;
+        let depth = |leaves: u32| leaves.next_power_of_two().trailing_zeros();
+        let (plain, wide) = (n.div_ceil(LEAF_BITS), n.div_ceil(LEAF_BITS_MAX));
+        let mut widths = Vec::new();
+        if depth(wide) < depth(plain) {
+            // 2^D leaves of LEAF_BITS or LEAF_BITS + 1 bits (LEAF_BITS_MAX = LEAF_BITS + 1).
+            let count = 1u32 << depth(wide);
+            let extra = n - LEAF_BITS * count;
+            widths.extend((0..count).map(|k| LEAF_BITS + (k < extra) as u32));
+        } else {
+            let mut left = n;
+            while left > 0 {
+                let m = LEAF_BITS.min(left);
+                widths.push(m);
+                left -= m;
+            }
+        }
+        let mut leaves = Vec::with_capacity(widths.len());
         let mut b = lo;
-        while b < hi {
-            let m = LEAF_BITS.min(hi - b);
+        for m in widths {
             leaves.push((b, m));
             b += m;
         }
+        debug_assert_eq!(b, hi);
         Tree { leaves, eq_all }
     }
 

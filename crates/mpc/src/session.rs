@@ -244,8 +244,9 @@ impl Session {
         Ok(())
     }
 
-    /// Sends `mine` and receives the peer's message of exactly `peer_bits` bits. P0 sends first
-    /// and P1 answers, so large messages never block both sides in `send` at once.
+    /// Sends `mine` and receives the peer's message of exactly `peer_bits` bits, both parties
+    /// sending first: one one-way latency instead of two. Safe for messages of any size because
+    /// every channel's `recv` pushes its queued messages while it waits (`transport::Channel`).
     pub(crate) fn exchange<C: Channel + ?Sized>(
         &self,
         ch: &mut C,
@@ -253,19 +254,8 @@ impl Session {
         peer_bits: u64,
         what: &'static str,
     ) -> Result<Vec<u8>> {
-        match self.party {
-            Party::P0 => {
-                ch.send(&mine)?;
-                ch.flush()?;
-                recv_bits(ch, peer_bits, what)
-            }
-            Party::P1 => {
-                let got = recv_bits(ch, peer_bits, what)?;
-                ch.send(&mine)?;
-                ch.flush()?;
-                Ok(got)
-            }
-        }
+        ch.send(&mine)?;
+        recv_bits(ch, peer_bits, what)
     }
 
     /// Sends one message and flushes.

@@ -20,7 +20,8 @@ fn pick(p: Party, a: &[u64], b: &[u64]) -> Vec<u64> {
 #[test]
 fn millionaire_matches_comparison() {
     let mut r = rng(1);
-    for bits in [1u32, 2, 3, 12, 31, 36, 63, 64] {
+    // Every width: the tree's leaf widths (2 or 3 bits) and depth depend on it.
+    for bits in 1u32..=64 {
         let m = if bits == 64 {
             u64::MAX
         } else {
@@ -42,8 +43,11 @@ fn millionaire_matches_comparison() {
             b.push(y);
         }
         for i in 0..50 {
-            // equal high parts, differing low bits
-            a.push((b[i] ^ (r.gen::<u64>() & 3)) & m);
+            // equal high parts, differing low bits (within a leaf, and from a random bit down)
+            a.push((b[i] ^ (r.gen::<u64>() & 7)) & m);
+            b.push(b[i]);
+            let cut = 1u64.checked_shl(r.gen_range(0..bits)).unwrap_or(0);
+            a.push((b[i] ^ (r.gen::<u64>() & cut.wrapping_sub(1)) ^ cut) & m);
             b.push(b[i]);
         }
         let (aa, bb) = (a.clone(), b.clone());

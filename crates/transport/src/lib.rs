@@ -116,9 +116,12 @@ impl Meter {
 
 /// A blocking, message-oriented duplex link to the other party.
 pub trait Channel {
-    /// Queues one message. It may be buffered until `flush` or the next `recv`.
+    /// Queues one message. It may be buffered until `flush` or the next `recv`, and must not
+    /// block on the peer reading.
     fn send(&mut self, msg: &[u8]) -> Result<()>;
-    /// Receives one whole message, refusing any larger than the channel's limit.
+    /// Receives one whole message, refusing any larger than the channel's limit. Messages queued
+    /// by `send` reach the peer while this waits, so both parties may send before they receive
+    /// (a simultaneous exchange) with messages of any size.
     fn recv(&mut self) -> Result<Vec<u8>>;
     /// Pushes buffered messages to the peer.
     fn flush(&mut self) -> Result<()>;

@@ -5,8 +5,13 @@
 //! optional overall deadline ([`TcpChannel::set_deadline`]) has passed. Both are enforced on every
 //! socket read and write with the time that remains, so a peer trickling one byte at a time cannot
 //! stretch a message past its bound.
+//!
+//! Full duplex: `send` only queues; `recv` writes what is queued while it reads (on a scoped
+//! thread when the queue exceeds [`SYNC_WRITE_MAX`]), so both parties may send before receiving —
+//! a simultaneous exchange — with messages of any size and no deadlock: neither side can block in
+//! a write that waits for the other side to read.
 
-use std::io::{BufReader, BufWriter, ErrorKind, Read, Write};
+use std::io::{BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
@@ -73,10 +78,17 @@ impl Write for Timed {
     }
 }
 
+/// Largest queue written before reading on the calling thread: far below the socket buffers
+/// (Linux: 16 KiB send buffer plus the peer's ≥ 64 KiB receive window), so that write completes
+/// whether or not the peer is reading. Larger queues are written concurrently with the read.
+pub const SYNC_WRITE_MAX: usize = 16 << 10;
+
 /// A buffered TCP connection to the other party, with `TCP_NODELAY` set.
 pub struct TcpChannel {
     reader: BufReader<Timed>,
-    writer: BufWriter<Timed>,
+    writer: Timed,
+    /// Frames queued by `send`, not yet written.
+    out: Vec<u8>,
     meter: Meter,
     cfg: TcpConfig,
     peer: Option<SocketAddr>,
@@ -111,16 +123,14 @@ impl TcpChannel {
                 until: None,
             },
         );
-        let writer = BufWriter::with_capacity(
-            1 << 16,
-            Timed {
-                stream,
-                until: None,
-            },
-        );
+        let writer = Timed {
+            stream,
+            until: None,
+        };
         Ok(TcpChannel {
             reader,
             writer,
+            out: Vec::new(),
             meter: Meter::default(),
             cfg,
             peer,
@@ -201,15 +211,43 @@ impl TcpChannel {
     /// Shuts both directions down; the peer's next `recv` fails with `Closed`.
     pub fn shutdown(&mut self) {
         // Bounded like any write, so a peer that stopped reading cannot hold us here.
-        let until = self.op_until();
-        self.writer.get_mut().until = Some(until);
-        let _ = self.writer.flush();
-        let _ = self
-            .writer
-            .get_ref()
-            .stream
-            .shutdown(std::net::Shutdown::Both);
+        let _ = self.flush();
+        let _ = self.writer.stream.shutdown(std::net::Shutdown::Both);
     }
+}
+
+impl Drop for TcpChannel {
+    /// Writes what is still queued (bounded like any write), as a buffered writer would.
+    fn drop(&mut self) {
+        let _ = self.flush();
+    }
+}
+
+/// Why reading one frame failed.
+enum FrameError {
+    Io(std::io::Error),
+    TooLarge(usize),
+    Short,
+}
+
+/// Reads one length-prefixed frame of at most `max` bytes.
+fn read_frame(reader: &mut BufReader<Timed>, max: usize) -> Result<Vec<u8>, FrameError> {
+    let mut hdr = [0u8; 4];
+    reader.read_exact(&mut hdr).map_err(FrameError::Io)?;
+    let len = u32::from_le_bytes(hdr) as usize;
+    if len > max {
+        return Err(FrameError::TooLarge(len));
+    }
+    // Grow with the data actually received, so a lying header cannot force a huge allocation.
+    let mut buf = Vec::with_capacity(len.min(1 << 20));
+    let got = reader
+        .take(len as u64)
+        .read_to_end(&mut buf)
+        .map_err(FrameError::Io)?;
+    if got != len {
+        return Err(FrameError::Short);
+    }
+    Ok(buf)
 }
 
 impl Channel for TcpChannel {
@@ -221,52 +259,55 @@ impl Channel for TcpChannel {
                 max: self.cfg.max_message.min(u32::MAX as usize),
             });
         }
-        self.writer.get_mut().until = Some(self.op_until());
-        if let Err(e) = self
-            .writer
-            .write_all(&(len as u32).to_le_bytes())
-            .and_then(|()| self.writer.write_all(msg))
-        {
-            return Err(self.err(e));
-        }
+        self.out.extend_from_slice(&(len as u32).to_le_bytes());
+        self.out.extend_from_slice(msg);
         self.meter.on_send(len);
         Ok(())
     }
 
     fn recv(&mut self) -> Result<Vec<u8>> {
-        // Whatever we queued must reach the peer before we wait for its answer.
-        self.flush()?;
-        self.reader.get_mut().until = Some(self.op_until());
-        let mut hdr = [0u8; 4];
-        if let Err(e) = self.reader.read_exact(&mut hdr) {
-            return Err(self.err(e));
+        // Whatever we queued must reach the peer; a large queue goes out while we read, since
+        // the peer may itself be writing before it reads.
+        if self.out.len() <= SYNC_WRITE_MAX {
+            self.flush()?;
         }
-        let len = u32::from_le_bytes(hdr) as usize;
-        if len > self.cfg.max_message {
-            return Err(TransportError::TooLarge {
-                len,
-                max: self.cfg.max_message,
-            });
-        }
-        // Grow with the data actually received, so a lying header cannot force a huge allocation.
-        let mut buf = Vec::with_capacity(len.min(1 << 20));
-        let got = match (&mut self.reader).take(len as u64).read_to_end(&mut buf) {
-            Ok(n) => n,
-            Err(e) => return Err(self.err(e)),
+        let until = self.op_until();
+        self.reader.get_mut().until = Some(until);
+        let max = self.cfg.max_message;
+        let (wrote, read) = if self.out.is_empty() {
+            (Ok(()), read_frame(&mut self.reader, max))
+        } else {
+            self.writer.until = Some(until);
+            let (writer, out, reader) = (&mut self.writer, &self.out, &mut self.reader);
+            std::thread::scope(|s| {
+                let w = s.spawn(move || writer.write_all(out));
+                let r = read_frame(reader, max);
+                let w = w
+                    .join()
+                    .unwrap_or_else(|_| Err(std::io::Error::other("writer thread panicked")));
+                (w, r)
+            })
         };
-        if got != len {
-            return Err(TransportError::Closed);
-        }
-        self.meter.on_recv(len);
+        self.out.clear();
+        wrote.map_err(|e| self.err(e))?;
+        let buf = match read {
+            Ok(b) => b,
+            Err(FrameError::Io(e)) => return Err(self.err(e)),
+            Err(FrameError::TooLarge(len)) => return Err(TransportError::TooLarge { len, max }),
+            Err(FrameError::Short) => return Err(TransportError::Closed),
+        };
+        self.meter.on_recv(buf.len());
         Ok(buf)
     }
 
     fn flush(&mut self) -> Result<()> {
-        if self.writer.buffer().is_empty() {
+        if self.out.is_empty() {
             return Ok(());
         }
-        self.writer.get_mut().until = Some(self.op_until());
-        self.writer.flush().map_err(|e| self.err(e))
+        self.writer.until = Some(self.op_until());
+        let r = self.writer.write_all(&self.out);
+        self.out.clear();
+        r.map_err(|e| self.err(e))
     }
 
     fn stats(&self) -> Stats {
