@@ -20,7 +20,7 @@ use mpc::{
 use nn::approx::{Gelu, LayerNorm, Softmax};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
-use transport::{Channel, Stats, TcpChannel, TcpConfig};
+use transport::{Channel, EmulatedChannel, NetworkModel, Stats, TcpChannel, TcpConfig};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -182,7 +182,7 @@ struct Measure {
 
 fn party(
     p: Party,
-    mut ch: TcpChannel,
+    mut ch: EmulatedChannel<TcpChannel>,
     inputs: Vec<Vec<u64>>,
     xf: Vec<u64>,
     a: &ArgsCopy,
@@ -352,6 +352,8 @@ pub fn run(args: Args) -> Result<()> {
     let tables = Arc::new(Tables::new(&op_list, args.ell, args.scale));
 
     let (c0, c1) = TcpChannel::loopback_pair(TcpConfig::default()).context("TCP loopback")?;
+    // A link without delay that counts the latency hops.
+    let (c0, c1) = transport::emulate(c0, c1, &NetworkModel::LOOPBACK);
     let bar = Arc::new(Barrier::new(2));
     let b1 = bar.clone();
     let t1 = tables.clone();
@@ -466,7 +468,7 @@ pub fn run(args: Args) -> Result<()> {
         let ms = p0.ms.max(p1.ms);
         if args.json {
             println!(
-                "{{\"op\":\"{op}\",\"elements\":{},\"ell\":{},\"scale\":{},\"exact\":{},\"ms\":{ms:.1},\"ot_ms\":{:.1},\"cpu_ms_p0\":{},\"cpu_ms_p1\":{},\"bytes_c2s\":{},\"bytes_s2c\":{},\"rounds\":{},\"bits_per_element\":{bits:.2},\"protocol_bits_per_element\":{:.2},\"formula_bits_per_element\":{:.2},\"ot_bits_per_element\":{ot_bits:.2},\"cots_per_element\":{cots:.2},\"max_abs_err\":{}}}",
+                "{{\"op\":\"{op}\",\"elements\":{},\"ell\":{},\"scale\":{},\"exact\":{},\"ms\":{ms:.1},\"ot_ms\":{:.1},\"cpu_ms_p0\":{},\"cpu_ms_p1\":{},\"bytes_c2s\":{},\"bytes_s2c\":{},\"rounds\":{},\"hops\":{},\"bits_per_element\":{bits:.2},\"protocol_bits_per_element\":{:.2},\"formula_bits_per_element\":{:.2},\"ot_bits_per_element\":{ot_bits:.2},\"cots_per_element\":{cots:.2},\"max_abs_err\":{}}}",
                 vals.len(),
                 args.ell,
                 args.scale,
@@ -479,6 +481,7 @@ pub fn run(args: Args) -> Result<()> {
                 p0.stats.bytes_received,
                 p0.stats.bytes_sent,
                 p0.stats.rounds(),
+                p0.stats.hops.max(p1.stats.hops),
                 bits - ot_bits,
                 op_cost(ring, args.scale, a.p, &tables, op, vals.len())?.bits as f64 / n,
                 max_err.map_or_else(|| "null".to_string(), |e| format!("{e:.3e}"))

@@ -249,13 +249,13 @@ fn private_run(
 
 fn print_table(inf: &Inference) {
     println!(
-        "{:>6}  {:<28} {:<14} {:<8} {:>9} {:>11} {:>11} {:>6}",
-        "layer", "name", "op", "protocol", "ms", "c2s KiB", "s2c KiB", "rounds"
+        "{:>6}  {:<28} {:<14} {:<8} {:>9} {:>11} {:>11} {:>6} {:>6}",
+        "layer", "name", "op", "protocol", "ms", "c2s KiB", "s2c KiB", "rounds", "hops"
     );
     for s in &inf.report.steps {
         let name: String = s.name.chars().take(28).collect();
         println!(
-            "{:>6}  {:<28} {:<14} {:<8} {:>9.1} {:>11.1} {:>11.1} {:>6}",
+            "{:>6}  {:<28} {:<14} {:<8} {:>9.1} {:>11.1} {:>11.1} {:>6} {:>6}",
             s.layer,
             name,
             s.op,
@@ -263,7 +263,8 @@ fn print_table(inf: &Inference) {
             s.ms,
             s.bytes_c2s as f64 / 1024.0,
             s.bytes_s2c as f64 / 1024.0,
-            s.rounds
+            s.rounds,
+            s.hops
         );
     }
 }
@@ -273,22 +274,28 @@ fn print_table(inf: &Inference) {
 fn print_summary(inf: &Inference, link: Option<String>) {
     let t = inf.report.total();
     println!(
-        "latency {:.2} s (compute and {}), client→server {:.2} MiB, server→client {:.2} MiB, {} rounds",
+        "latency {:.2} s (compute and {}), client→server {:.2} MiB, server→client {:.2} MiB, {} rounds, {} hops",
         inf.seconds,
         link.as_deref().unwrap_or("loopback"),
         mib(t.bytes_c2s),
         mib(t.bytes_s2c),
-        t.rounds
+        t.rounds,
+        t.hops
     );
     if link.is_some() {
         return;
     }
     for net in [NetworkModel::LAN, NetworkModel::WAN] {
-        let e = net.estimate(
+        let (compute, bytes) = (
             Duration::from_secs_f64(inf.seconds),
             t.bytes_c2s + t.bytes_s2c,
-            t.rounds,
         );
+        // Hops where the link counted them (one-way delays), else rounds × RTT.
+        let e = if t.hops > 0 {
+            net.estimate_hops(compute, bytes, t.hops)
+        } else {
+            net.estimate(compute, bytes, t.rounds)
+        };
         println!(
             "{} estimate ({:.1} Gbps, {:.1} ms RTT): {:.2} s",
             e.network,
@@ -678,7 +685,9 @@ pub fn bench_model(a: BenchModelArgs) -> anyhow::Result<()> {
     let mut opts = a.opts.clone();
     opts.label_only = false;
     let net = a.net.as_deref().map(NetworkModel::parse).transpose()?;
-    let inf = private_run(&model, &opts, &x, a.json, net.as_ref())?;
+    // Without --net an emulated link without delay, which measures the latency hops.
+    let link = net.unwrap_or(NetworkModel::LOOPBACK);
+    let inf = private_run(&model, &opts, &x, a.json, Some(&link))?;
     let fixed = FixedConfig::new(opts.ell, opts.scale)?;
     let reference = nn::fixed::run(&model, &x, fixed)?;
     let Outcome::Logits(private) = &inf.outcome else {
@@ -702,7 +711,7 @@ pub fn bench_model(a: BenchModelArgs) -> anyhow::Result<()> {
         println!(
             "{}",
             serde_json::json!({"layer": "total", "net": a.net.as_deref().unwrap_or("loopback").to_ascii_lowercase(), "ms": inf.seconds * 1e3, "bytes_c2s": t.bytes_c2s, "bytes_s2c": t.bytes_s2c,
-                "rounds": t.rounds, "matches_reference": max_abs_diff == 0, "max_abs_diff": max_abs_diff,
+                "rounds": t.rounds, "hops": t.hops, "matches_reference": max_abs_diff == 0, "max_abs_diff": max_abs_diff,
                 "ot_client": inf.report.ot})
         );
     } else {

@@ -30,6 +30,8 @@ pub struct StepReport {
     pub bytes_c2s: u64,
     pub bytes_s2c: u64,
     pub rounds: u64,
+    /// Latency hops on this side's critical path (`transport::Stats::hops`; 0 over plain TCP).
+    pub hops: u64,
 }
 
 /// Per-step costs of one run.
@@ -100,6 +102,7 @@ impl Report {
             t.bytes_c2s += s.bytes_c2s;
             t.bytes_s2c += s.bytes_s2c;
             t.rounds += s.rounds;
+            t.hops += s.hops;
         }
         t
     }
@@ -541,6 +544,7 @@ fn run_side<C: Channel>(
             bytes_c2s: c2s,
             bytes_s2c: s2c,
             rounds: d.rounds(),
+            hops: d.hops,
         });
         values[i] = Some(out);
         for &j in &step.inputs {
@@ -576,6 +580,7 @@ fn setup_report(name: &str, ms: f64, d: Stats, is_server: bool) -> StepReport {
         bytes_c2s: c2s,
         bytes_s2c: s2c,
         rounds: d.rounds(),
+        hops: d.hops,
     }
 }
 

@@ -381,25 +381,46 @@ impl Session {
         self.compare(ch, &v, bits, split)
     }
 
-    /// XOR shares of `[q < bound]` for shares `q` over `r` whose signed value `q − bound` does
-    /// not wrap: 1 ⊕ DReLU(q − bound).
-    fn below<C: Channel + ?Sized>(
+    /// [`carries`](Self::carries)`(x, top, split)` and, in the same comparison, XOR shares of
+    /// `[y < bound]` over `ring` for every y (whose signed value `y − bound` does not wrap): each
+    /// x's window is shifted to the top of the ring's ℓ − 1 bits, where its carries are the
+    /// comparison's top and split carries, next to the sign comparison of `y − bound`. One tree
+    /// instead of two in sequence. Requires `split < top ≤ ℓ − 1` (or `split = 0`).
+    fn carries_and_below<C: Channel + ?Sized>(
         &mut self,
         ch: &mut C,
-        r: Ring,
-        q: &[u64],
+        x: &[u64],
+        (top, split): (u32, u32),
+        ring: Ring,
+        y: &[u64],
         bound: u64,
-    ) -> Result<Vec<u8>> {
+    ) -> Result<(Vec<u8>, Vec<u8>, Vec<u8>)> {
         let p0 = self.party() == Party::P0;
-        let shifted: Vec<u64> = q
+        let cb = ring.bits() - 1;
+        let up = cb - top;
+        let vals: Vec<u64> = x
             .iter()
-            .map(|&v| if p0 { r.sub(v, r.reduce(bound)) } else { v })
+            .map(|&v| (v & mask(top)) << up)
+            .chain(y.iter().map(|&v| {
+                if p0 {
+                    ring.sub(v, ring.reduce(bound))
+                } else {
+                    v
+                }
+            }))
             .collect();
-        Ok(self
-            .drelu(ch, r, &shifted)?
-            .into_iter()
-            .map(|b| b ^ p0 as u8)
-            .collect())
+        let (hi, lo) = self.carries(ch, &vals, cb, if split > 0 { split + up } else { 0 })?;
+        let n = x.len();
+        // [y < bound] = msb(y − bound) = msb(y0') ⊕ msb(y1) ⊕ carry.
+        let below = (0..y.len())
+            .map(|i| ring.msb(vals[n + i]) ^ hi[n + i])
+            .collect();
+        let lo = if split > 0 {
+            lo[..n].to_vec()
+        } else {
+            hi[..n].to_vec()
+        };
+        Ok((hi[..n].to_vec(), lo, below))
     }
 
     /// Shares in `out` of `floor(x / 2^k)` for values known to lie in [0, 2^{b−1}), b the bits
@@ -447,6 +468,59 @@ impl Session {
             ring: out,
             scale: x.scale.saturating_sub(k),
             data,
+        })
+    }
+
+    /// [`trunc_nonneg`](Self::trunc_nonneg) by one 1-of-2^{k+1} OT per element instead of a
+    /// comparison tree: P1 chooses by its share's msb and low k bits, P0's table holds, for each
+    /// choice, its carry into bit k and the wrap `msb(x0) ∨ msb(x1)` as one value of `out`. Two
+    /// flights in all; the table makes it a protocol for few elements (per-row values) and
+    /// k ≤ 11.
+    fn trunc_nonneg_lookup<C: Channel + ?Sized>(
+        &mut self,
+        ch: &mut C,
+        x: &Shares,
+        k: u32,
+        out: Ring,
+    ) -> Result<Shares> {
+        let b = x.ring.bits();
+        x.ring.check("trunc_nonneg input", &x.data)?;
+        if k == 0 || k > 11 || k + 1 >= b {
+            return Err(bad(
+                "lookup truncation",
+                "need 1 <= k <= 11 and k + 2 <= ring bits",
+            ));
+        }
+        let p0 = self.party() == Party::P0;
+        let hi = b - k;
+        let own: Vec<u64> = x
+            .data
+            .iter()
+            .map(|&v| (x.ring.msb(v) as u64) << k | (v & mask(k)))
+            .collect();
+        // P0's index share is 0, so the OT index is P1's (msb, low bits) itself.
+        let idx: Vec<u64> = if p0 { vec![0; x.len()] } else { own };
+        let table = |i: usize, j: usize| -> u64 {
+            let (x0, j) = (x.data[i], j as u64);
+            let carry = ((x0 & mask(k)) + (j & mask(k)) >> k) & 1;
+            let wrap = x.ring.msb(x0) as u64 | j >> k;
+            let w = if hi < out.bits() {
+                out.reduce(wrap << hi)
+            } else {
+                0
+            };
+            out.sub(carry, w)
+        };
+        let t = self.luts(ch, &[(&idx, k + 1, out, &table)])?.remove(0);
+        Ok(Shares {
+            ring: out,
+            scale: x.scale.saturating_sub(k),
+            data: x
+                .data
+                .iter()
+                .zip(&t)
+                .map(|(&v, &c)| out.add(out.reduce(v >> k), c))
+                .collect(),
         })
     }
 
@@ -499,7 +573,8 @@ impl Session {
             .map(|(&ri, &xi)| rm.sub(rm.reduce(ri.wrapping_mul(2)), rm.reduce(xi)))
             .collect();
         // Segment index q = a >> sh (mod 2^{m−sh}) and offset frac = a mod 2^sh.
-        let (c, _) = self.carries(ch, &a, sh, 0)?;
+        // The carry into bit sh and g = [a < 2^{j+sh}] (= [q < 2^j]) in one comparison.
+        let (c, _, g) = self.carries_and_below(ch, &a, (sh, 0), rm, &a, 1 << (j + sh))?;
         let cp = self.b2a(ch, rp, &c)?;
         let q: Vec<u64> = a
             .iter()
@@ -511,7 +586,6 @@ impl Session {
             .zip(&cp)
             .map(|(&ai, &ci)| rp.sub(ai & mask(sh), rp.reduce(ci << sh)))
             .collect();
-        let g = self.below(ch, rq, &q, 1 << j)?;
         let idx: Vec<u64> = q.iter().map(|&v| v & mask(j)).collect();
         // Both tables at the same index in one flight.
         let ta = |_, v: usize| rh.from_signed(spec.a[v]);
@@ -595,12 +669,12 @@ impl Session {
         let mx = self.tournament_max(ch, rm, &xm, row)?;
         let u: Vec<u64> = (0..n).map(|i| rm.sub(mx[i / row], xm[i])).collect();
         // Carries into bits sh and sh + k of u0 + u1: q = u >> sh and its digits (both B2As in
-        // one flight, over rq ⊇ rhi).
-        let (c2, c1) = self.carries(ch, &u, sh + k, sh)?;
+        // one flight, over rq ⊇ rhi); the clip g = [u < 2^{j+sh}] (= [q < 2^j]) in the same
+        // comparison.
+        let (c2, c1, g) = self.carries_and_below(ch, &u, (sh + k, sh), rm, &u, 1 << (j + sh))?;
         let both: Vec<u8> = c1.iter().chain(&c2).copied().collect();
         let ca = self.b2a(ch, rq, &both)?;
         let q: Vec<u64> = (0..n).map(|i| rq.add(u[i] >> sh, ca[i])).collect();
-        let g = self.below(ch, rq, &q, 1 << j)?;
         let lo: Vec<u64> = q.iter().map(|&v| v & mask(k)).collect();
         let hi: Vec<u64> = (0..n)
             .map(|i| rhi.add(rhi.reduce(u[i] >> (sh + k)), rhi.reduce(ca[n + i])))
@@ -992,9 +1066,13 @@ impl Session {
                 .iter()
                 .map(|&a| add0(lr, a, (1 << (lr.bits() - 2)) + (d as u64 >> 1)))
                 .collect();
-            let q = self.trunc_nonneg(ch, &Shares::new(lr, 0, off)?, k, lr)?;
-            q.data
-                .iter()
+            let q = if k == 0 {
+                off
+            } else {
+                self.trunc_nonneg_lookup(ch, &Shares::new(lr, 0, off)?, k, lr)?
+                    .data
+            };
+            q.iter()
                 .map(|&a| lr.sub(a, if p0 { 1 << (lr.bits() - 2 - k) } else { 0 }))
                 .collect::<Vec<u64>>()
         } else {
@@ -1047,18 +1125,24 @@ impl Session {
             &Shares::new(rm, 0, uc)?,
             &Shares::new(rprod, 0, rsn.clone())?,
         )?;
+        // |y| < 2^{w−2−18} (w = LN_PRODUCT_RING), so P + 2^17 + 2^{w−2} lies in [0, 2^{w−1}):
+        // one non-negative truncation straight into Z_{2^ℓ} (carry and wrap in one flight),
+        // then P0 removes 2^{w−2−18}.
+        let top = 1u64 << (LN_PRODUCT_RING - 2);
         let pc: Vec<u64> = pr
             .iter()
             .zip(&rsn)
             .map(|(&a, &r)| {
                 let c = rprod.sub(a, rprod.reduce(r << (m - 2)));
-                add0(rprod, c, 1 << (LN_SHIFT - 1))
+                add0(rprod, c, (1 << (LN_SHIFT - 1)) + top)
             })
             .collect();
-        // Carry-only truncation: floor(P / 2^18) mod 2^19 needs no wrap bit, for any sign.
-        let yr = Ring::new(LN_PRODUCT_RING - LN_SHIFT)?;
-        let y = self.trunc_nonneg(ch, &Shares::new(rprod, 0, pc)?, LN_SHIFT, yr)?;
-        let mut out = self.extend_signed(ch, &y, lr)?;
+        let mut out = self.trunc_nonneg(ch, &Shares::new(rprod, 0, pc)?, LN_SHIFT, lr)?;
+        if p0 {
+            out.data
+                .iter_mut()
+                .for_each(|v| *v = lr.sub(*v, top >> LN_SHIFT));
+        }
         out.scale = x.scale;
         Ok(out)
     }
@@ -1275,13 +1359,12 @@ pub fn trunc_nonneg_cost(n: usize, b: u32, k: u32, out: Ring) -> Cost {
 pub fn gelu_cost(spec: &GeluSpec<'_>, ell: u32, n: usize) -> Result<Cost> {
     spec.check(ell)?;
     let sh = spec.s - spec.f;
-    let (lr, rm, rq) = (Ring::new(ell)?, Ring::new(spec.m)?, Ring::new(spec.m - sh)?);
+    let (lr, rm) = (Ring::new(ell)?, Ring::new(spec.m)?);
     let (rp, rh) = (Ring::new(spec.product_bits)?, Ring::new(spec.h_bits)?);
     Ok(cost::drelu(rm, n)
         + cost::mux(lr, n)
-        + cost::millionaire(n, sh)
+        + cost::millionaire(2 * n, rm.bits() - 1)
         + cost::b2a(rp, n)
-        + cost::drelu(rq, n)
         + lut_cost(n, spec.j, rh)
         + lut_cost(n, spec.j, rp)
         + cost::mul(rp, n)
@@ -1300,9 +1383,8 @@ pub fn softmax_cost(spec: &SoftmaxSpec<'_>, ell: u32, n: usize, row: usize) -> R
     let ry = Ring::new(spec.product_bits())?;
     let (rt, rpe) = (Ring::new(s + 2)?, Ring::new(2 * s + 2)?);
     Ok(tournament_cost(rm, rows, row)
-        + cost::millionaire_split(n, sh + k, sh)
+        + cost::millionaire_split(2 * n, rm.bits() - 1, rm.bits() - 1 - k)
         + cost::b2a(rq, 2 * n)
-        + cost::drelu(rq, n)
         + lut_cost(n, j - k, rt)
         + lut_cost(n, k, rt)
         + trunc_nonneg_cost(2 * n, rt.bits(), 0, rpe)
@@ -1370,8 +1452,10 @@ pub fn layernorm_cost(spec: &LayerNormSpec<'_>, ell: u32, n: usize) -> Result<Co
         cots_p1_sends: n64,
     };
     let pw = LN_PRODUCT_RING;
-    let mean = if spec.d.is_power_of_two() {
-        trunc_nonneg_cost(rows, ell, spec.d.trailing_zeros(), lr)
+    let mean = if spec.d == 1 {
+        Cost::default()
+    } else if spec.d.is_power_of_two() {
+        lut_cost(rows, spec.d.trailing_zeros() + 1, lr)
     } else {
         trunc_nonneg_cost(rows, ell, 0, rwide) + cost::trunc(rwide, spec.t, rows)
     };
@@ -1381,6 +1465,5 @@ pub fn layernorm_cost(spec: &LayerNormSpec<'_>, ell: u32, n: usize) -> Result<Co
         + trunc_nonneg_cost(n, m, v, Ring::new(m - v)?)
         + square
         + mul_nonneg_small_cost(n, m, pw)
-        + trunc_nonneg_cost(n, pw, LN_SHIFT, Ring::new(pw - LN_SHIFT)?)
-        + trunc_nonneg_cost(n, pw - LN_SHIFT, 0, lr))
+        + trunc_nonneg_cost(n, pw, LN_SHIFT, lr))
 }

@@ -224,6 +224,8 @@ fn layernorm_equals_reference_within_its_range() {
     for (l, s, d) in [
         (37u32, 12u32, 256usize),
         (37, 12, 5),
+        (37, 12, 1),
+        (37, 12, 512),
         (41, 12, 192),
         (64, 16, 64),
     ] {

@@ -11,7 +11,8 @@
 //! mutex. The sender computes the arrival time and appends it to its direction's FIFO before handing
 //! the message to the inner channel; the receiver takes the message from the inner channel, pops the
 //! matching arrival time (channels are FIFO, so the order agrees) and sleeps until it. Nothing is
-//! added to the bytes on the inner channel, so `stats()` is exactly the inner channel's. The shared
+//! added to the bytes on the inner channel, so `stats()` is exactly the inner channel's but for
+//! `hops`, which the link keeps beside the arrival times (exact over any inner channel). The shared
 //! clock is a [`Clock`]: [`RealClock`] (a monotonic `Instant` taken when the link is created) for
 //! benchmarks, or any test clock. Both ends must live in one process (in-process `MemoryChannel`
 //! pairs, or `TcpChannel::loopback_pair`); two processes would need a clock they agree on, which
@@ -97,10 +98,12 @@ impl Direction {
     }
 }
 
-/// Both directions of one emulated link. `dirs[0]` carries messages from end A to end B.
+/// Both directions of one emulated link. `dirs[0]` carries messages from end A to end B;
+/// `hops[d]` the sender's hop count of each message in flight on `dirs[d]`, oldest first.
 #[derive(Debug)]
 struct LinkState {
     dirs: [Direction; 2],
+    hops: [VecDeque<u64>; 2],
 }
 
 /// Time as both ends of an emulated link see it.
@@ -153,6 +156,8 @@ pub struct EmulatedChannel<C> {
     clock: Arc<dyn Clock>,
     /// Index of the direction this end sends on (0 for end A, 1 for end B).
     out: usize,
+    /// This end's latency hops (`Stats::hops`), kept by the link whatever the inner channel.
+    hops: u64,
 }
 
 /// Wraps two connected ends `a` and `b` in a symmetric link with the bandwidth and RTT of `net`
@@ -177,6 +182,7 @@ pub fn emulate_with<A: Channel, B: Channel>(
 ) -> (EmulatedChannel<A>, EmulatedChannel<B>) {
     let link = Arc::new(Mutex::new(LinkState {
         dirs: [Direction::new(a_to_b), Direction::new(b_to_a)],
+        hops: [VecDeque::new(), VecDeque::new()],
     }));
     (
         EmulatedChannel {
@@ -184,12 +190,14 @@ pub fn emulate_with<A: Channel, B: Channel>(
             link: link.clone(),
             clock: clock.clone(),
             out: 0,
+            hops: 0,
         },
         EmulatedChannel {
             inner: b,
             link,
             clock,
             out: 1,
+            hops: 0,
         },
     )
 }
@@ -227,6 +235,7 @@ impl<C: Channel> Channel for EmulatedChannel<C> {
             let d = &mut st.dirs[self.out];
             let free = d.free_at;
             d.send(now, msg.len() as u64);
+            st.hops[self.out].push_back(self.hops);
             free
         };
         if let Err(e) = self.inner.send(msg) {
@@ -234,6 +243,7 @@ impl<C: Channel> Channel for EmulatedChannel<C> {
             let d = &mut st.dirs[self.out];
             d.in_flight.pop_back();
             d.free_at = saved;
+            st.hops[self.out].pop_back();
             return Err(e);
         }
         Ok(())
@@ -241,7 +251,16 @@ impl<C: Channel> Channel for EmulatedChannel<C> {
 
     fn recv(&mut self) -> Result<Vec<u8>> {
         let msg = self.inner.recv()?;
-        let arrival = self.state().dirs[1 - self.out].recv();
+        let (arrival, sent) = {
+            let mut st = self.state();
+            (
+                st.dirs[1 - self.out].recv(),
+                st.hops[1 - self.out].pop_front(),
+            )
+        };
+        if let Some(h) = sent {
+            self.hops = self.hops.max(h + 1);
+        }
         if let Some(t) = arrival {
             self.clock.sleep_until(t);
         }
@@ -253,6 +272,9 @@ impl<C: Channel> Channel for EmulatedChannel<C> {
     }
 
     fn stats(&self) -> Stats {
-        self.inner.stats()
+        Stats {
+            hops: self.hops,
+            ..self.inner.stats()
+        }
     }
 }

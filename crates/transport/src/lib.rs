@@ -59,6 +59,12 @@ pub struct Stats {
     pub frames_received: u64,
     /// Maximal runs of messages in one direction, as seen by this party.
     pub flights: u64,
+    /// Latency hops: the longest chain of messages, each sent after the previous one arrived,
+    /// that ends at this party (a Lamport clock: receiving a message sent at hop h moves it to
+    /// h + 1). A simultaneous exchange is one hop where it is two flights, so the link's latency
+    /// costs hops × one-way delay. Kept by in-process and emulated channels; 0 over plain TCP.
+    #[serde(default)]
+    pub hops: u64,
 }
 
 impl Stats {
@@ -75,6 +81,7 @@ impl Stats {
             frames_sent: self.frames_sent - earlier.frames_sent,
             frames_received: self.frames_received - earlier.frames_received,
             flights: self.flights - earlier.flights,
+            hops: self.hops.saturating_sub(earlier.hops),
         }
     }
 }
@@ -103,6 +110,10 @@ impl Meter {
         }
         self.stats.bytes_sent += len as u64;
         self.stats.frames_sent += 1;
+    }
+    /// A message sent at the peer's hop `sent` arrived.
+    fn on_hop(&mut self, sent: u64) {
+        self.stats.hops = self.stats.hops.max(sent + 1);
     }
     fn on_recv(&mut self, len: usize) {
         if self.last != Dir::Recv {

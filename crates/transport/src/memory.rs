@@ -8,8 +8,9 @@ use crate::{Channel, Meter, Result, Stats, TransportError, DEFAULT_MAX_MESSAGE, 
 /// One end of an in-memory duplex link. Dropping it closes the link: the peer's `recv` fails with
 /// [`TransportError::Closed`] and its `send` too.
 pub struct MemoryChannel {
-    tx: Sender<Vec<u8>>,
-    rx: Receiver<Vec<u8>>,
+    /// Messages with the sender's hop count (`Stats::hops`).
+    tx: Sender<(Vec<u8>, u64)>,
+    rx: Receiver<(Vec<u8>, u64)>,
     meter: Meter,
     max_message: usize,
     timeout: Duration,
@@ -45,14 +46,14 @@ impl Channel for MemoryChannel {
             });
         }
         self.tx
-            .send(msg.to_vec())
+            .send((msg.to_vec(), self.meter.stats.hops))
             .map_err(|_| TransportError::Closed)?;
         self.meter.on_send(msg.len());
         Ok(())
     }
 
     fn recv(&mut self) -> Result<Vec<u8>> {
-        let msg = match self.rx.recv_timeout(self.timeout) {
+        let (msg, sent) = match self.rx.recv_timeout(self.timeout) {
             Ok(m) => m,
             Err(RecvTimeoutError::Timeout) => return Err(TransportError::Timeout(self.timeout)),
             Err(RecvTimeoutError::Disconnected) => return Err(TransportError::Closed),
@@ -64,6 +65,7 @@ impl Channel for MemoryChannel {
             });
         }
         self.meter.on_recv(msg.len());
+        self.meter.on_hop(sent);
         Ok(msg)
     }
 

@@ -1,4 +1,4 @@
-//! Network cost estimates: estimate = compute + bytes / bandwidth + rounds × RTT.
+//! Network cost estimates: estimate = compute + bytes / bandwidth + rounds × RTT (or hops × RTT/2).
 
 use std::time::Duration;
 
@@ -35,6 +35,14 @@ impl NetworkModel {
         rtt: Duration::from_millis(40),
     };
 
+    /// No network: unlimited bandwidth, no delay — an emulated link that only keeps the hop
+    /// count (`Stats::hops`) of an in-process run.
+    pub const LOOPBACK: NetworkModel = NetworkModel {
+        name: "loopback",
+        bandwidth_bps: 1e15,
+        rtt: Duration::ZERO,
+    };
+
     /// A network of `mbps` Mbit/s each way and `rtt_ms` ms round trip (named "custom").
     pub fn custom(mbps: f64, rtt_ms: f64) -> Result<NetworkModel, TransportError> {
         if !(mbps.is_finite() && mbps > 0.0 && rtt_ms.is_finite() && rtt_ms >= 0.0) {
@@ -64,6 +72,14 @@ impl NetworkModel {
                 Self::custom(b, r).map_err(|_| bad())
             }
         }
+    }
+
+    /// compute + (bytes each way, added) / bandwidth + hops × RTT / 2, for a run whose critical
+    /// path had `hops` one-way messages (`Stats::hops`).
+    pub fn estimate_hops(&self, compute: Duration, bytes: u64, hops: u64) -> Estimate {
+        let mut e = self.estimate(compute, bytes, 0);
+        e.seconds += hops as f64 * self.rtt.as_secs_f64() / 2.0;
+        e
     }
 
     /// compute + (bytes each way, added) / bandwidth + rounds × RTT.
