@@ -502,7 +502,7 @@ impl Session {
         let idx: Vec<u64> = if p0 { vec![0; x.len()] } else { own };
         let table = |i: usize, j: usize| -> u64 {
             let (x0, j) = (x.data[i], j as u64);
-            let carry = ((x0 & mask(k)) + (j & mask(k)) >> k) & 1;
+            let carry = (((x0 & mask(k)) + (j & mask(k))) >> k) & 1;
             let wrap = x.ring.msb(x0) as u64 | j >> k;
             let w = if hi < out.bits() {
                 out.reduce(wrap << hi)
