@@ -1275,14 +1275,14 @@ impl Plan {
                     };
                     ot + convert
                         + match epilogue {
-                            Epilogue::Rescale => cost::trunc_known_sign(ring, s, n),
-                            Epilogue::RescaleRelu => cost::trunc_relu(ring, s, n),
+                            Epilogue::Rescale => cost::trunc_known_sign_p0_chooses(ring, s, n),
+                            Epilogue::RescaleRelu => cost::trunc_relu_p0_chooses(ring, s, n),
                             Epilogue::RescaleRelu6 => cost::trunc_relu6(ring, s, n),
                             Epilogue::Deferred => cost::Cost::default(),
                         }
                 }
                 StepKind::TruncRelu => cost::trunc_relu(ring, s, n),
-                StepKind::SharedMatMul { .. } => cost::trunc_known_sign(ring, s, n),
+                StepKind::SharedMatMul { .. } => cost::trunc_known_sign_p0_chooses(ring, s, n),
                 StepKind::Gelu => {
                     let g = nn::approx::Gelu::new(self.scale);
                     cost::gelu(&crate::approx::gelu_spec(&g), self.ell, n)?

@@ -298,11 +298,16 @@ fn run_side<C: Channel>(
     // and ReLU run as one exact protocol.
     // `shift` is s, plus e where the value carries Winograd's 2^e (`Plan::extra_bits`): the
     // same t(·) of the value divided by 2^e, exactly.
+    // After a linear layer (`after_linear`) the server chooses in the comparison of t(·)
+    // without ReLU6: it picked its output share before sending its last message, so its leaf
+    // choices travel with that message (`Session::set_comparison_chooser`; one hop less, the
+    // cost model's `*_p0_chooses`).
     let rescale = |session: &mut Session,
                    ch: &mut C,
                    mut y: Vec<u64>,
                    act: Act,
-                   shift: u32|
+                   shift: u32,
+                   after_linear: bool|
      -> Result<Vec<u64>, EngineError> {
         if is_server {
             let half = 1u64 << (shift - 1);
@@ -311,12 +316,17 @@ fn run_side<C: Channel>(
             }
         }
         let y = shares(y)?;
+        let swap = after_linear && !matches!(act, Act::Relu6);
+        if swap {
+            session.set_comparison_chooser(Party::P0);
+        }
         let out = match act {
-            Act::None => session.trunc_known_sign(ch, &y, shift)?,
-            Act::Relu => session.trunc_relu(ch, &y, shift)?,
-            Act::Relu6 => session.trunc_relu6(ch, &y, shift)?,
+            Act::None => session.trunc_known_sign(ch, &y, shift),
+            Act::Relu => session.trunc_relu(ch, &y, shift),
+            Act::Relu6 => session.trunc_relu6(ch, &y, shift),
         };
-        Ok(out.data)
+        session.set_comparison_chooser(Party::P1);
+        Ok(out?.data)
     };
 
     for (i, step) in plan.steps.iter().enumerate() {
@@ -366,9 +376,9 @@ fn run_side<C: Channel>(
                     None => y,
                 };
                 match epilogue {
-                    Epilogue::Rescale => rescale(session, ch, y, Act::None, shift)?,
-                    Epilogue::RescaleRelu => rescale(session, ch, y, Act::Relu, shift)?,
-                    Epilogue::RescaleRelu6 => rescale(session, ch, y, Act::Relu6, shift)?,
+                    Epilogue::Rescale => rescale(session, ch, y, Act::None, shift, true)?,
+                    Epilogue::RescaleRelu => rescale(session, ch, y, Act::Relu, shift, true)?,
+                    Epilogue::RescaleRelu6 => rescale(session, ch, y, Act::Relu6, shift, true)?,
                     Epilogue::Deferred => y,
                 }
             }
@@ -383,7 +393,7 @@ fn run_side<C: Channel>(
             }
             StepKind::TruncRelu => {
                 let shift = plan.scale + plan.extra_bits(step.inputs[0]);
-                rescale(session, ch, inputs[0].to_vec(), Act::Relu, shift)?
+                rescale(session, ch, inputs[0].to_vec(), Act::Relu, shift, false)?
             }
             StepKind::Relu => session.relu(ch, &shares(inputs[0].to_vec())?)?.data,
             StepKind::Relu6 => session.relu6(ch, &shares(inputs[0].to_vec())?)?.data,
@@ -422,11 +432,11 @@ fn run_side<C: Channel>(
                     count_include_pad: *count_include_pad,
                 };
                 let y = nn::fixed::avg_pool_ring(&pool, is, os, inputs[0], fixed);
-                rescale(session, ch, y, Act::None, plan.scale)?
+                rescale(session, ch, y, Act::None, plan.scale, false)?
             }
             StepKind::GlobalAvgPool => {
                 let y = nn::fixed::global_avg_pool_ring(step.shape[1], inputs[0], fixed);
-                rescale(session, ch, y, Act::None, plan.scale)?
+                rescale(session, ch, y, Act::None, plan.scale, false)?
             }
             StepKind::Add
             | StepKind::Slice { .. }
@@ -525,7 +535,7 @@ fn run_side<C: Channel>(
                             & ring.mask()
                     }));
                 }
-                rescale(session, ch, y, Act::None, plan.scale)?
+                rescale(session, ch, y, Act::None, plan.scale, true)?
             }
         };
         ch.flush()?;

@@ -166,7 +166,7 @@ impl Session {
         }
         let n = v.len();
         let (_, cot0, cot1) = millionaire_cost(n, bits, split);
-        let (mut s, mut r) = match self.party() {
+        let (mut s, mut r) = match self.compare_role() {
             Party::P0 => self.cots(ch, cot0, cot1)?,
             Party::P1 => self.cots(ch, cot1, cot0)?,
         };
@@ -174,7 +174,7 @@ impl Session {
     }
 
     /// The comparison on COTs the caller fetched (exactly [`millionaire_cost`]'s counts at the
-    /// front of `s`, `r`), optionally followed by a `tail` step whose first message rides on the
+    /// front of `s`, `r`, in the directions of [`Session::compare_role`]), optionally followed by a `tail` step whose first message rides on the
     /// comparison's last flight. Inputs must be validated by the caller.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn compare_with<C: Channel + ?Sized>(
@@ -193,7 +193,17 @@ impl Session {
             return Ok((Vec::new(), Vec::new()));
         }
         let (_, cot0, cot1) = millionaire_cost(n, bits, split);
-        let (mut s, mut r) = match self.party() {
+        // With the roles swapped (`Session::set_comparison_chooser`) both parties complement
+        // their inputs: [¬b > ¬a] = [a > b], and the same for the split's low parts.
+        let role = self.compare_role();
+        let flipped: Vec<u64>;
+        let v = if role == self.party() {
+            v
+        } else {
+            flipped = v.iter().map(|&x| !x & mask(bits)).collect();
+            &flipped[..]
+        };
+        let (mut s, mut r) = match role {
             Party::P0 => (s.split_front(cot0), r.split_front(cot1)),
             Party::P1 => (s.split_front(cot1), r.split_front(cot0)),
         };
@@ -214,7 +224,7 @@ impl Session {
         let chunk = |x: u64, lo: u32, m: u32| (x >> lo) & mask(m);
         let mut pending: Option<AndRound>;
         let mut next_step = 0usize; // index into `steps` of the next step to prepare
-        match self.party() {
+        match role {
             Party::P1 => {
                 let mut w = BitWriter::default();
                 let mut states = Vec::new();

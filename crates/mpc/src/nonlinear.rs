@@ -209,11 +209,12 @@ impl Session {
         let n = x.len();
         let m = mux_x.len();
         let (_, cot0, cot1) = crate::millionaire::millionaire_cost(n, bits, 0);
-        let (mut s, mut r) = if p0 {
-            self.cots(ch, cot0 + m, cot1 + m)?
+        let (ms, mr) = if self.compare_role() == Party::P0 {
+            (cot0, cot1)
         } else {
-            self.cots(ch, cot1 + m, cot0 + m)?
+            (cot1, cot0)
         };
+        let (mut s, mut r) = self.cots(ch, ms + m, mr + m)?;
         let one = p0 as u8;
         let d_of = |carry: &[u8]| -> Vec<u8> {
             x.iter()
@@ -221,7 +222,6 @@ impl Session {
                 .map(|(&a, &k)| cmp.msb(a) ^ k ^ one)
                 .collect()
         };
-        let (ms, mr) = if p0 { (cot0, cot1) } else { (cot1, cot0) };
         let mut cs = s.split_front(ms);
         let mut cr = r.split_front(mr);
         let mut tail = MuxTail {

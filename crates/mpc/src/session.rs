@@ -35,6 +35,8 @@ impl Party {
 /// shift) in the same order over the same channel.
 pub struct Session {
     party: Party,
+    /// The party that chooses in the comparisons' leaf OTs (`set_comparison_chooser`).
+    chooser: Party,
     cot: CotPair,
     usage: OtUsage,
     refill: usize,
@@ -107,6 +109,7 @@ impl Session {
         let cot = CotPair::setup(ch, rng, role, cfg.cot)?;
         let mut sess = Session {
             party,
+            chooser: Party::P1,
             cot,
             usage: OtUsage::default(),
             refill: 1,
@@ -127,6 +130,24 @@ impl Session {
     /// This side's party.
     pub fn party(&self) -> Party {
         self.party
+    }
+
+    /// Makes `p` the party that chooses in the leaf OTs of the comparisons that follow, and so
+    /// sends their first flight (P1 by default; both parties must agree). A party that knows its
+    /// inputs before the other — the server after an HE response, whose output share it picked —
+    /// should choose: its leaf choices then leave with its previous message, one hop earlier.
+    /// The result is the same either way.
+    pub fn set_comparison_chooser(&mut self, p: Party) {
+        self.chooser = p;
+    }
+
+    /// This party's role in the millionaire protocol: its own, or the peer's when the chooser is
+    /// P0 (the protocol's P1 always chooses).
+    pub(crate) fn compare_role(&self) -> Party {
+        match self.chooser {
+            Party::P1 => self.party,
+            Party::P0 => self.party.peer(),
+        }
     }
 
     /// `n_send` fresh COTs with this party as sender and `n_recv` with it as receiver. The peer

@@ -619,6 +619,14 @@ fn measured_traffic_equals_cost_model() {
                 ),
                 ("trunc_relu", cost::trunc_relu(ring, 12, n)),
                 ("trunc_relu6", cost::trunc_relu6(ring, 12, n)),
+                (
+                    "trunc_known_sign_p0_chooses",
+                    cost::trunc_known_sign_p0_chooses(ring, 12, n),
+                ),
+                (
+                    "trunc_relu_p0_chooses",
+                    cost::trunc_relu_p0_chooses(ring, 12, n),
+                ),
                 ("mul", cost::mul(ring, n)),
                 ("maxpool", cost::max_windows(ring, wins)),
                 ("argmax", cost::argmax(ring, 10, 100)),
@@ -653,6 +661,15 @@ fn measured_traffic_equals_cost_model() {
                     }
                     "trunc_relu" => drop(sess.trunc_relu(ch, &x, 12).unwrap()),
                     "trunc_relu6" => drop(sess.trunc_relu6(ch, &x, 12).unwrap()),
+                    "trunc_known_sign_p0_chooses" | "trunc_relu_p0_chooses" => {
+                        sess.set_comparison_chooser(Party::P0);
+                        if name == "trunc_relu_p0_chooses" {
+                            drop(sess.trunc_relu(ch, &x, 12).unwrap())
+                        } else {
+                            drop(sess.trunc_known_sign(ch, &x, 12).unwrap())
+                        }
+                        sess.set_comparison_chooser(Party::P1);
+                    }
                     "mul" => drop(sess.mul(ch, &x, &x).unwrap()),
                     "maxpool" => drop(sess.maxpool(ch, &x, shape, spec).unwrap()),
                     "ring_to_field" => drop(sess.ring_to_field(ch, ring, &x.data, p61).unwrap()),
@@ -669,11 +686,16 @@ fn measured_traffic_equals_cost_model() {
                 let o = sess.ot_usage();
                 let ot_bytes =
                     (o.bytes_sent - ot.bytes_sent) + (o.bytes_received - ot.bytes_received);
-                let cots = (o.cots_sent - ot.cots_sent) + (o.cots_received - ot.cots_received);
+                // This party is P0: its COTs as sender and as receiver, per direction.
+                let cots = (
+                    o.cots_sent - ot.cots_sent,
+                    o.cots_received - ot.cots_received,
+                );
                 let proto_bits = (d.bytes_sent + d.bytes_received - ot_bytes) * 8;
                 // Each message is rounded up to whole bytes; OT-extension frames are excluded.
                 let frames = d.frames_sent + d.frames_received;
-                out.push((name, proto_bits, want.bits, frames, cots, want.cots()));
+                let want_cots = (want.cots_p0_sends, want.cots_p1_sends);
+                out.push((name, proto_bits, want.bits, frames, cots, want_cots));
             }
             out
         });
@@ -682,7 +704,10 @@ fn measured_traffic_equals_cost_model() {
                 got >= want && got < want + 8 * frames,
                 "{name} l={l}: measured {got} bits, model {want}"
             );
-            assert_eq!(cots, want_cots, "{name} l={l}: COTs");
+            assert_eq!(
+                cots, want_cots,
+                "{name} l={l}: COTs (P0 sending, P1 sending)"
+            );
         }
     }
 }
@@ -717,29 +742,44 @@ fn random_rings_and_shifts() {
         for (&(l, s), (_, s0, s1)) in cs.iter().zip(&ins) {
             let ring = Ring::new(l).unwrap();
             let x = Shares::new(ring, s, pick(p, s0, s1)).unwrap();
-            out.push(vec![
-                sess.relu(ch, &x).unwrap().data,
-                sess.relu_approx(ch, &x).unwrap().data,
-                sess.trunc(ch, &x, s).unwrap().data,
-                sess.trunc_known_sign(ch, &x, s).unwrap().data,
-                sess.trunc_relu(ch, &x, s).unwrap().data,
-            ]);
+            // Each protocol with P1 choosing in the comparisons' leaf OTs (the default), then
+            // with P0 choosing: the same results.
+            let mut row = Vec::new();
+            for chooser in [Party::P1, Party::P0] {
+                sess.set_comparison_chooser(chooser);
+                row.extend([
+                    sess.relu(ch, &x).unwrap().data,
+                    sess.relu_approx(ch, &x).unwrap().data,
+                    sess.trunc(ch, &x, s).unwrap().data,
+                    sess.trunc_known_sign(ch, &x, s).unwrap().data,
+                    sess.trunc_relu(ch, &x, s).unwrap().data,
+                ]);
+            }
+            sess.set_comparison_chooser(Party::P1);
+            out.push(row);
         }
         out
     });
     for (k, &(l, s)) in cases.iter().enumerate() {
         let ring = Ring::new(l).unwrap();
         for (i, &x) in inputs[k].0.iter().enumerate() {
-            let got = |j: usize| ring.add(o0[k][j][i], o1[k][j][i]);
-            let t = plain::trunc(ring, x, s);
-            assert_eq!(got(0), plain::relu(ring, x), "relu l={l}");
-            assert!(
-                plain::relu_approx_allowed(ring, x, s).contains(&got(1)),
-                "relu_approx l={l} s={s}"
-            );
-            assert_eq!(got(2), t, "trunc l={l} s={s}");
-            assert_eq!(got(3), t, "trunc_known_sign l={l} s={s}");
-            assert_eq!(got(4), plain::relu(ring, t), "trunc_relu l={l} s={s}");
+            for base in [0, 5] {
+                let got = |j: usize| ring.add(o0[k][base + j][i], o1[k][base + j][i]);
+                let t = plain::trunc(ring, x, s);
+                let who = if base == 0 { "P1" } else { "P0" };
+                assert_eq!(got(0), plain::relu(ring, x), "relu l={l} {who} choosing");
+                assert!(
+                    plain::relu_approx_allowed(ring, x, s).contains(&got(1)),
+                    "relu_approx l={l} s={s} {who} choosing"
+                );
+                assert_eq!(got(2), t, "trunc l={l} s={s} {who} choosing");
+                assert_eq!(got(3), t, "trunc_known_sign l={l} s={s} {who} choosing");
+                assert_eq!(
+                    got(4),
+                    plain::relu(ring, t),
+                    "trunc_relu l={l} s={s} {who} choosing"
+                );
+            }
         }
     }
 }
