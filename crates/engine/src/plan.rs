@@ -1281,7 +1281,7 @@ impl Plan {
                             Epilogue::Deferred => cost::Cost::default(),
                         }
                 }
-                StepKind::TruncRelu => cost::trunc_relu(ring, s, n),
+                StepKind::TruncRelu => cost::trunc_relu_p0_chooses(ring, s, n),
                 StepKind::SharedMatMul { .. } => cost::trunc_known_sign_p0_chooses(ring, s, n),
                 StepKind::Gelu => {
                     let g = nn::approx::Gelu::new(self.scale);

@@ -298,8 +298,8 @@ fn run_side<C: Channel>(
     // and ReLU run as one exact protocol.
     // `shift` is s, plus e where the value carries Winograd's 2^e (`Plan::extra_bits`): the
     // same t(·) of the value divided by 2^e, exactly.
-    // After a linear layer (`after_linear`) the server chooses in the comparison of t(·)
-    // without ReLU6: it picked its output share before sending its last message, so its leaf
+    // After a linear layer (`after_linear`, also a residual sum carrying a deferred linear
+    // output) the server chooses in the comparison of t(·) without ReLU6: it picked its output share before sending its last message, so its leaf
     // choices travel with that message (`Session::set_comparison_chooser`; one hop less, the
     // cost model's `*_p0_chooses`).
     let rescale = |session: &mut Session,
@@ -393,7 +393,9 @@ fn run_side<C: Channel>(
             }
             StepKind::TruncRelu => {
                 let shift = plan.scale + plan.extra_bits(step.inputs[0]);
-                rescale(session, ch, inputs[0].to_vec(), Act::Relu, shift, false)?
+                // It reads a residual sum whose linear term was deferred to it: the server's
+                // HE response came last, so the server chooses here too.
+                rescale(session, ch, inputs[0].to_vec(), Act::Relu, shift, true)?
             }
             StepKind::Relu => session.relu(ch, &shares(inputs[0].to_vec())?)?.data,
             StepKind::Relu6 => session.relu6(ch, &shares(inputs[0].to_vec())?)?.data,
