@@ -248,6 +248,9 @@ fn private_run(
 }
 
 fn print_table(inf: &Inference) {
+    // Hops are counted only where both ends share an emulated link (`privinfer bench`).
+    let counted = inf.report.total().hops > 0;
+    let hops = |h: u64| if counted { h.to_string() } else { "-".into() };
     println!(
         "{:>6}  {:<28} {:<14} {:<8} {:>9} {:>11} {:>11} {:>6} {:>6}",
         "layer", "name", "op", "protocol", "ms", "c2s KiB", "s2c KiB", "rounds", "hops"
@@ -264,7 +267,7 @@ fn print_table(inf: &Inference) {
             s.bytes_c2s as f64 / 1024.0,
             s.bytes_s2c as f64 / 1024.0,
             s.rounds,
-            s.hops
+            hops(s.hops)
         );
     }
 }
@@ -274,13 +277,17 @@ fn print_table(inf: &Inference) {
 fn print_summary(inf: &Inference, link: Option<String>) {
     let t = inf.report.total();
     println!(
-        "latency {:.2} s (compute and {}), client→server {:.2} MiB, server→client {:.2} MiB, {} rounds, {} hops",
+        "latency {:.2} s (compute and {}), client→server {:.2} MiB, server→client {:.2} MiB, {} rounds{}",
         inf.seconds,
         link.as_deref().unwrap_or("loopback"),
         mib(t.bytes_c2s),
         mib(t.bytes_s2c),
         t.rounds,
-        t.hops
+        if t.hops > 0 {
+            format!(", {} hops", t.hops)
+        } else {
+            String::new()
+        }
     );
     if link.is_some() {
         return;
