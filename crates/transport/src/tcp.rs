@@ -216,10 +216,17 @@ impl TcpChannel {
     }
 }
 
+/// Longest a dropped channel spends writing what is still queued, so that a peer that stopped
+/// reading cannot hold the dropping thread for a whole message timeout.
+const DROP_FLUSH: Duration = Duration::from_secs(2);
+
 impl Drop for TcpChannel {
-    /// Writes what is still queued (bounded like any write), as a buffered writer would.
+    /// Writes what is still queued, as a buffered writer would, for at most [`DROP_FLUSH`].
     fn drop(&mut self) {
-        let _ = self.flush();
+        if !self.out.is_empty() {
+            self.writer.until = Some(self.op_until().min(Instant::now() + DROP_FLUSH));
+            let _ = self.writer.write_all(&self.out);
+        }
     }
 }
 
