@@ -8,6 +8,9 @@
 //!   (1-of-8 OTs, 3 + 7·2 bits) make the tree one level shallower, the tree has exactly 2^D
 //!   leaves of 2 and 3 bits instead (e.g. 12 bits: 4 leaves, 2 levels, not 6 leaves and 3): a
 //!   level is a flight, worth more than the extra table bits on any network but the fastest.
+//!   With `Session::set_comparison_chooser(P0)` the roles swap (P0 chooses, so its first flight
+//!   can leave with its previous message) and both parties complement their inputs:
+//!   `[¬b > ¬a] = [a > b]`.
 //! * Leaves are combined pairwise up a tree: `gt = gt_hi ⊕ eq_hi ∧ gt_lo`, `eq = eq_hi ∧ eq_lo`,
 //!   one level per round trip. Both ANDs share the operand `eq_hi`, so a node is one AND of a bit
 //!   with a 2-bit vector: each party is OT receiver with its share of `eq_hi` and OT sender of its
@@ -174,8 +177,9 @@ impl Session {
     }
 
     /// The comparison on COTs the caller fetched (exactly [`millionaire_cost`]'s counts at the
-    /// front of `s`, `r`, in the directions of [`Session::compare_role`]), optionally followed by a `tail` step whose first message rides on the
-    /// comparison's last flight. Inputs must be validated by the caller.
+    /// front of `s`, `r`, in the directions of [`Session::compare_role`]), optionally followed
+    /// by a `tail` step whose first message rides on the comparison's last flight. Inputs must
+    /// be validated by the caller.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn compare_with<C: Channel + ?Sized>(
         &mut self,
