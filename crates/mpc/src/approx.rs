@@ -415,12 +415,8 @@ impl Session {
         let below = (0..y.len())
             .map(|i| ring.msb(vals[n + i]) ^ hi[n + i])
             .collect();
-        let lo = if split > 0 {
-            lo[..n].to_vec()
-        } else {
-            hi[..n].to_vec()
-        };
-        Ok((hi[..n].to_vec(), lo, below))
+        // (With split = 0, `carries` returns the top carry twice.)
+        Ok((hi[..n].to_vec(), lo[..n].to_vec(), below))
     }
 
     /// Shares in `out` of `floor(x / 2^k)` for values known to lie in [0, 2^{b−1}), b the bits
@@ -1066,11 +1062,12 @@ impl Session {
                 .iter()
                 .map(|&a| add0(lr, a, (1 << (lr.bits() - 2)) + (d as u64 >> 1)))
                 .collect();
-            let q = if k == 0 {
-                off
-            } else {
-                self.trunc_nonneg_lookup(ch, &Shares::new(lr, 0, off)?, k, lr)?
-                    .data
+            let q = match k {
+                0 => off, // D = 1: μ = Σ
+                _ => {
+                    self.trunc_nonneg_lookup(ch, &Shares::new(lr, 0, off)?, k, lr)?
+                        .data
+                }
             };
             q.iter()
                 .map(|&a| lr.sub(a, if p0 { 1 << (lr.bits() - 2 - k) } else { 0 }))

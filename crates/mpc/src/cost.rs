@@ -146,29 +146,27 @@ pub fn trunc_relu(ring: Ring, s: u32, n: usize) -> Cost {
     trunc(ring, s, n) + mux(ring, n)
 }
 
-/// `c` run with P0 choosing in its comparisons' leaf OTs (`Session::set_comparison_chooser`):
-/// their `leaf_cots` COTs (one per compared bit and element, P0 sending by default) change
-/// direction; bits are unchanged.
-fn p0_chooses(c: Cost, leaf_cots: u64) -> Cost {
+/// `c` run with P0 choosing in the leaf OTs of its comparison `cmp`
+/// (`Session::set_comparison_chooser`): those COTs — all of the comparison's P0-sent COTs beyond
+/// its ANDs', which both parties send equally — change direction; bits are unchanged.
+fn p0_chooses(c: Cost, cmp: Cost) -> Cost {
+    let leaves = cmp.cots_p0_sends - cmp.cots_p1_sends;
     Cost {
         bits: c.bits,
-        cots_p0_sends: c.cots_p0_sends - leaf_cots,
-        cots_p1_sends: c.cots_p1_sends + leaf_cots,
+        cots_p0_sends: c.cots_p0_sends - leaves,
+        cots_p1_sends: c.cots_p1_sends + leaves,
     }
 }
 
 /// [`trunc_known_sign`] with P0 choosing in its comparison (the engine's rescale after a
 /// server's HE response).
 pub fn trunc_known_sign_p0_chooses(ring: Ring, s: u32, n: usize) -> Cost {
-    p0_chooses(trunc_known_sign(ring, s, n), (n * s as usize) as u64)
+    p0_chooses(trunc_known_sign(ring, s, n), m(n, s, 0))
 }
 
 /// [`trunc_relu`] with P0 choosing in its comparison.
 pub fn trunc_relu_p0_chooses(ring: Ring, s: u32, n: usize) -> Cost {
-    p0_chooses(
-        trunc_relu(ring, s, n),
-        (n * (ring.bits() - 1) as usize) as u64,
-    )
+    p0_chooses(trunc_relu(ring, s, n), m(n, ring.bits() - 1, s))
 }
 
 /// [`crate::Session::trunc_relu6`] by `s` bits.

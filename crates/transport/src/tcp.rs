@@ -81,7 +81,7 @@ impl Write for Timed {
 /// Largest queue written before reading on the calling thread: far below the socket buffers
 /// (Linux: 16 KiB send buffer plus the peer's ≥ 64 KiB receive window), so that write completes
 /// whether or not the peer is reading. Larger queues are written concurrently with the read.
-pub const SYNC_WRITE_MAX: usize = 16 << 10;
+const SYNC_WRITE_MAX: usize = 16 << 10;
 
 /// A buffered TCP connection to the other party, with `TCP_NODELAY` set.
 pub struct TcpChannel {

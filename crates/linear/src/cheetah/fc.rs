@@ -63,6 +63,12 @@ fn wrapped_runs_len(n: usize, runs: usize, len: usize, spacing: usize) -> usize 
 }
 
 impl FcBlocks {
+    /// Coefficients one row's block product spans, d0·d1: `Layout::Rows` stacks rows at
+    /// multiples of it.
+    pub fn row_span(&self) -> usize {
+        self.d0 * self.d1
+    }
+
     pub fn new(spec: &FcSpec, n: usize, d0: usize, d1: usize, shifted: bool) -> Option<FcBlocks> {
         if d0 == 0
             || d1 == 0

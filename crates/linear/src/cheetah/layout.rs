@@ -264,7 +264,7 @@ impl Layout {
                 blocks,
             } => {
                 let (a, j) = (idx / blocks.n_in, idx % blocks.n_in);
-                let stride = blocks.d0 * blocks.d1;
+                let stride = blocks.row_span();
                 let mut poly = vec![0u64; blocks.n];
                 for tau in 0..tile_rows(*rows, *tw, a) {
                     let r = a * tw + tau;
@@ -413,7 +413,7 @@ impl Layout {
                 blocks,
             } => {
                 let (a, i) = (o / blocks.n_out, o % blocks.n_out);
-                let stride = blocks.d0 * blocks.d1;
+                let stride = blocks.row_span();
                 let one = blocks.output_positions(spec, i);
                 (0..tile_rows(*rows, *tw, a))
                     .flat_map(|tau| {
@@ -518,7 +518,7 @@ impl Layout {
             return Vec::new();
         };
         let (a, j) = (idx / blocks.n_in, idx % blocks.n_in);
-        let stride = blocks.d0 * blocks.d1;
+        let stride = blocks.row_span();
         let one = blocks.query_support(spec, j);
         let mut hit = vec![false; blocks.n];
         for tau in 0..tile_rows(*rows, *tw, a) {
@@ -538,7 +538,7 @@ fn tile_rows(rows: usize, tw: usize, a: usize) -> usize {
 /// A [`Layout::Rows`] of `blocks` with as many rows per polynomial as fit, balanced over the
 /// tiles.
 fn rows_layout(m: &MatMulSpec, spec: FcSpec, blocks: FcBlocks) -> Layout {
-    let fit = (blocks.n / (blocks.d0 * blocks.d1)).clamp(1, m.rows);
+    let fit = (blocks.n / blocks.row_span()).clamp(1, m.rows);
     let tw = m.rows.div_ceil(m.rows.div_ceil(fit));
     Layout::Rows {
         rows: m.rows,
