@@ -399,6 +399,7 @@ def recalibrate(model: nn.Module, x: torch.Tensor, batch: int, batches: int, gen
     batches (the projection changed what each BN sees)."""
     bns = [m for m in model.modules() if isinstance(m, (nn.BatchNorm2d, TiedBatchNorm2d))]
     perm = torch.randperm(len(x), generator=gen)
+    batches = max(1, min(batches, len(x) // batch))
     model.train()
     for k in range(batches):
         for m in bns:
@@ -407,6 +408,27 @@ def recalibrate(model: nn.Module, x: torch.Tensor, batch: int, batches: int, gen
     for m in bns:
         m.momentum = 0.1
     model.eval()
+
+
+def average_into(avg: dict | None, n: int, model: nn.Module) -> tuple[dict, int]:
+    """Running mean of the trainable parameters (SWA, Izmailov et al. 2018). The averaged model
+    keeps the structure: circulant layers hold their row-0 parameters and tied BatchNorms one
+    scale per group, so a mean of such models is such a model."""
+    cur = {k: v.detach().clone() for k, v in model.named_parameters()}
+    if avg is None:
+        return cur, 1
+    for k, v in cur.items():
+        avg[k].mul_(n / (n + 1)).add_(v / (n + 1))
+    return avg, n + 1
+
+
+def load_average(model: nn.Module, avg: dict, x: torch.Tensor, batch: int, gen) -> None:
+    """Loads averaged parameters and re-estimates the BatchNorm statistics for them (the running
+    statistics of the last epoch belong to other weights)."""
+    with torch.no_grad():
+        for k, v in model.named_parameters():
+            v.copy_(avg[k])
+    recalibrate(model, x, batch, 100, gen)
 
 
 def solve_only(a, log) -> None:
@@ -470,6 +492,12 @@ def main(argv=None):
     ap.add_argument("--epochs", type=int, default=6)
     ap.add_argument("--max-batches", type=int, help="batches per fine-tuning epoch (default: all)")
     ap.add_argument("--lr", type=float, default=0.01)
+    ap.add_argument("--schedule", choices=("cosine", "constant"), default="cosine",
+                    help="each epoch anneals from a peak to 0; the peaks follow a cosine over the epochs or stay at --lr")
+    ap.add_argument("--swa", action="store_true",
+                    help="export the mean of the epoch ends (stochastic weight averaging, BN recalibrated)")
+    ap.add_argument("--teacher", choices=sorted(ZOO),
+                    help="distill from this pretrained zoo model (default: the pretrained --model itself)")
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--test-limit", type=int)
     ap.add_argument("--seed", type=int, default=0)
@@ -495,6 +523,13 @@ def main(argv=None):
     gen = torch.Generator().manual_seed(a.seed)
     acc_base = evaluate(teacher, xte, yte, "cpu")
     log(f"{a.model}: test accuracy {100 * acc_base:.2f} % on {len(xte)} images")
+    distiller = teacher
+    if a.teacher and a.teacher != a.model:
+        distiller, _ = ZOO[a.teacher][1](a.data)
+        distiller.eval()
+        for p in distiller.parameters():
+            p.requires_grad_(False)
+        log(f"teacher {a.teacher}: test accuracy {100 * evaluate(distiller, xte, yte, 'cpu'):.2f} %")
 
     omega = latency = None
     prev = None
@@ -545,18 +580,32 @@ def main(argv=None):
         else:
             load_onnx_weights(student, os.path.join(a.resume, f"{a.model}_circulant.onnx"))
         acc_proj = prev["accuracy_projected"]
-        log(f"resumed from {a.resume} ({100 * prev['accuracy']:.2f} % after {prev['epochs']} epochs)")
+        acc = evaluate(student, xte, yte, "cpu")
+        log(f"resumed from {a.resume} ({100 * prev['accuracy']:.2f} % after {prev['epochs']} epochs; "
+            f"loaded: {100 * acc:.2f} %)")
     else:
         acc_proj = evaluate(student, xte, yte, "cpu")
         recalibrate(student, xtr_f, a.batch_size, 30, gen)
         acc_cal = evaluate(student, xte, yte, "cpu")
         log(f"projected, before fine-tuning: {100 * acc_proj:.2f} %; BN statistics recalibrated: {100 * acc_cal:.2f} %")
-    acc = acc_proj
+        acc = acc_cal
+    swa, swa_n = None, 0
     for e in range(a.epochs):
-        run_epochs(student, teacher, xtr_f, ytr_t, student.parameters(), a.lr * 0.5 * (1 + np.cos(np.pi * e / a.epochs)),
+        # Each epoch anneals from its peak to 0 (run_epochs); the peaks follow a cosine over the
+        # epochs, or stay at --lr (`--schedule constant`, the cyclic schedule of SWA).
+        peak = a.lr if a.schedule == "constant" else a.lr * 0.5 * (1 + np.cos(np.pi * e / a.epochs))
+        run_epochs(student, distiller, xtr_f, ytr_t, student.parameters(), peak,
                    1, a.max_batches, a.batch_size, gen, None, log)
         acc = evaluate(student, xte, yte, "cpu")
         log(f"fine-tuning epoch {e + 1}: {100 * acc:.2f} %")
+        if a.swa:
+            swa, swa_n = average_into(swa, swa_n, student)
+    acc_last = acc
+    if a.swa:
+        load_average(student, swa, xtr_f, a.batch_size, gen)
+        acc = evaluate(student, xte, yte, "cpu")
+        log(f"weights averaged over the {swa_n} epoch ends, BN statistics recalibrated: {100 * acc:.2f} % "
+            f"(last epoch {100 * acc_last:.2f} %)")
     torch.save(student.state_dict(), os.path.join(a.out, "student.pt"))
     path = os.path.join(a.out, f"{a.model}_circulant.onnx")
     export(student, path, {names[p]: choice.get(p, 1) for p, _ in layers}, f"{a.model}_circulant",
@@ -566,6 +615,8 @@ def main(argv=None):
         "onnx_blocks": {names[p]: choice.get(p, 1) for p, _ in layers},
         "sensitivity": omega, "latency_ms": latency, "budget_ms": budget, "plan_mbps": a.plan_mbps,
         "accuracy_base": acc_base, "accuracy_projected": acc_proj, "accuracy": acc,
+        "accuracy_last_epoch": acc_last, "swa_epochs": swa_n, "schedule": a.schedule,
+        "teacher": a.teacher or a.model,
         "command": "python -m privinfer_models.circulant " + " ".join(argv if argv is not None else __import__("sys").argv[1:]),
         "test_images": len(xte), "epochs": a.epochs + (prev["epochs"] if prev else 0), "lr": a.lr,
         "resumed_from": prev["command"] if prev else None,

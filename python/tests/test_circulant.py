@@ -139,3 +139,29 @@ def test_exported_weights_load_back(tmp_path):
     C.load_onnx_weights(b, path)
     x = torch.randn(2, 3, 6, 6)
     assert torch.allclose(a(x), b(x), atol=1e-5)
+
+
+def test_weight_average_is_the_mean_and_stays_block_circulant():
+    torch.manual_seed(5)
+    nets = []
+    for _ in range(3):
+        net = nn.Sequential(C.CirConv2d(nn.Conv2d(8, 8, 3, 1, 1, bias=False), 4),
+                            C.TiedBatchNorm2d(nn.BatchNorm2d(8), 4))
+        for p in net.parameters():
+            p.data.normal_()
+        nets.append(net)
+    avg, n = None, 0
+    for net in nets:
+        avg, n = C.average_into(avg, n, net)
+    assert n == 3
+    for k, v in nets[0].named_parameters():
+        mean = sum(dict(m.named_parameters())[k].detach() for m in nets) / 3
+        assert torch.allclose(avg[k], mean, atol=1e-6)
+    target = nets[0]
+    x = torch.randn(16, 8, 6, 6)
+    C.load_average(target, avg, x, 16, torch.Generator().manual_seed(0))
+    assert C.is_block_circulant(target[0].to_dense().weight.detach(), 4)
+    # The running statistics are re-estimated for the averaged weights (one batch: its own).
+    with torch.no_grad():
+        y = target[0](x)
+    assert torch.allclose(target[1].running_mean, y.mean((0, 2, 3)), atol=1e-5)
