@@ -29,6 +29,19 @@ fn main() {
         .encrypt_values(&x, params.max_slots(), &mut rng)
         .expect("encrypt");
     write("ciphertext", &serialize::ciphertext_to_bytes(&params, &ct));
+    let pt = params
+        .encode(
+            &x,
+            params.max_slots(),
+            params.max_level(),
+            params.default_scale(),
+        )
+        .expect("encode");
+    let seeded = enc.encrypt_seeded(&pt, &mut rng).expect("encrypt");
+    write(
+        "ciphertext_seeded",
+        &serialize::seeded_ciphertext_to_bytes(&params, &seeded),
+    );
     let ev = Evaluator::new(&params, keys).expect("evaluator");
     let low = ev.drop_to_level(&ct, 0).expect("drop");
     write(

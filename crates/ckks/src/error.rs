@@ -32,6 +32,8 @@ pub enum CkksError {
     MissingGaloisKey { galois: usize },
     #[error("no relinearization key")]
     MissingRelinKey,
+    #[error("a seeded encryption needs a secret-key encryptor")]
+    NotSecretKey,
     #[error("the modulus chain is invalid: {reason}")]
     InvalidModuli { reason: ModuliProblem },
     #[error("log QP = {log_qp} bits exceeds the 128-bit security bound {bound} bits for N = 2^{log_n} ({secret})")]

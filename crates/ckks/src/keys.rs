@@ -4,11 +4,17 @@
 //! `j`, an RLWE encryption under `s` modulo `QP` of `P·g_j·s'`, where `g_j ≡ 1` modulo the primes
 //! of digit `j` and `≡ 0` modulo the other primes of `Q` (the CRT gadget):
 //! `(b_j, a_j) = (−a_j·s + e_j + P·g_j·s', a_j)`, `a_j` uniform, `e_j` rounded Gaussian σ = 3.2.
+//!
+//! Every switching key's `a` parts (as stored) are expanded from a fresh 32-byte seed
+//! ([`expand_a`]), so a key travels as its seed and its `b` parts: half the bytes. The `a_j` are
+//! public in any case; a seed from the CSPRNG makes them pseudorandom instead of random, the
+//! standard compression of RLWE keys (SEAL, OpenFHE, Lattigo).
 
 use std::collections::BTreeMap;
 
 use math::{Poly, Representation};
-use rand_core::{CryptoRng, RngCore};
+use rand_chacha::ChaCha20Rng;
+use rand_core::{CryptoRng, RngCore, SeedableRng};
 use zeroize::Zeroize;
 
 use crate::error::CkksError;
@@ -89,6 +95,34 @@ pub struct PublicKey {
 #[derive(Clone)]
 pub struct SwitchingKey {
     pub(crate) parts: Vec<[(Poly, Poly); 2]>,
+    /// The stored `a` parts are `expand_a(params, seed, level, digits)`.
+    pub(crate) seed: [u8; 32],
+}
+
+/// The `a` parts of a switching key with `digits` digits at `level`, from its seed: ChaCha20
+/// seeded with `seed`, per digit `a_Q` (the `level + 1` primes of `Q`) then `a_P`, each residue
+/// by [`math::sample::uniform_poly`] (rejection sampling, no bias). Both parties run this same
+/// code, so the server rebuilds exactly the client's `a` parts.
+pub(crate) fn expand_a(
+    params: &Params,
+    seed: &[u8; 32],
+    level: usize,
+    digits: usize,
+) -> Vec<(Poly, Poly)> {
+    let mut rng = ChaCha20Rng::from_seed(*seed);
+    let kp = params.p().len();
+    (0..digits)
+        .map(|_| {
+            let a_q = math::sample::uniform_poly(
+                params.ctx_q(),
+                level + 1,
+                Representation::Ntt,
+                &mut rng,
+            );
+            let a_p = math::sample::uniform_poly(params.ctx_p(), kp, Representation::Ntt, &mut rng);
+            (a_q, a_p)
+        })
+        .collect()
 }
 
 impl SwitchingKey {
@@ -222,14 +256,29 @@ impl<'a> KeyGenerator<'a> {
         level: usize,
         rng: &mut R,
     ) -> SwitchingKey {
+        let level = level.min(self.params.max_level());
+        let mut seed = [0u8; 32];
+        rng.fill_bytes(&mut seed);
+        let a = expand_a(&self.params, &seed, level, self.params.digits_at(level));
+        self.switching_key_with(from, level, seed, a, rng)
+    }
+
+    /// The switching key whose digits use the given `a` parts (`seed` records where the stored
+    /// ones come from; see [`KeyGenerator::galois_key_at`] for keys stored permuted).
+    fn switching_key_with<R: RngCore + CryptoRng>(
+        &self,
+        from: &SecretKey,
+        level: usize,
+        seed: [u8; 32],
+        a: Vec<(Poly, Poly)>,
+        rng: &mut R,
+    ) -> SwitchingKey {
         let pr = &self.params;
-        let kq = level.min(pr.max_level()) + 1;
+        let kq = level + 1;
         let kp = pr.p().len();
         let alpha = pr.0.alpha;
-        let mut parts = Vec::with_capacity(pr.digits());
-        for j in 0..pr.digits_at(kq - 1) {
-            let a_q = math::sample::uniform_poly(pr.ctx_q(), kq, Representation::Ntt, rng);
-            let a_p = math::sample::uniform_poly(pr.ctx_p(), kp, Representation::Ntt, rng);
+        let mut parts = Vec::with_capacity(a.len());
+        for (j, (a_q, a_p)) in a.into_iter().enumerate() {
             let e = math::sample::rounded_gaussian(pr.n(), SIGMA, rng);
             let mut e_q = Poly::from_signed(pr.ctx_q(), kq, &e);
             let mut e_p = Poly::from_signed(pr.ctx_p(), kp, &e);
@@ -258,7 +307,7 @@ impl<'a> KeyGenerator<'a> {
             }
             parts.push([(b_q, b_p), (a_q, a_p)]);
         }
-        SwitchingKey { parts }
+        SwitchingKey { parts, seed }
     }
 
     /// The relinearization key (switches from `s²`).
@@ -316,16 +365,29 @@ impl<'a> KeyGenerator<'a> {
         }
         self.params.check_level(level)?;
         let from = self.sk.automorphism(&self.params, g)?;
-        let mut key = self.switching_key_at(&from, level, rng);
         // Stored as σ_g^{-1}(key) (NTT slots permuted), so that a rotation takes the inner product
         // with the unpermuted decomposition and permutes only its two outputs:
-        // σ_g(D) ⊙ K = σ_g(D ⊙ σ_g^{-1}(K)).
+        // σ_g(D) ⊙ K = σ_g(D ⊙ σ_g^{-1}(K)). The key is generated with a = σ_g(a′), a′ the
+        // seed's expansion (uniform, so a is too), so the stored a parts are a′ exactly.
         let m = 2 * self.params.n();
         let g_inv = (1..m)
             .step_by(2)
             .find(|&h| h * g % m == 1)
             .expect("odd g is a unit");
         let perm_q = self.params.ctx_q().automorphism_permutation(g_inv)?;
+        let perm_g = self.params.ctx_q().automorphism_permutation(g)?;
+        let mut seed = [0u8; 32];
+        rng.fill_bytes(&mut seed);
+        let a = expand_a(&self.params, &seed, level, self.params.digits_at(level))
+            .into_iter()
+            .map(|(q, p)| {
+                (
+                    crate::evaluator::permute(&q, &perm_g),
+                    crate::evaluator::permute(&p, &perm_g),
+                )
+            })
+            .collect();
+        let mut key = self.switching_key_with(&from, level, seed, a, rng);
         for part in key.parts.iter_mut() {
             for (pq, pp) in part.iter_mut() {
                 *pq = crate::evaluator::permute(pq, &perm_q);

@@ -25,7 +25,7 @@ pub use evaluator::Evaluator;
 pub use keys::{EvaluationKeys, KeyGenerator, PublicKey, SecretKey, SwitchingKey};
 pub use linear::{DiagMatrix, LinearTransform};
 pub use params::{Params, ParamsLiteral, SecretDist, Security};
-pub use scheme::{Ciphertext, Decryptor, Encryptor, Plaintext};
+pub use scheme::{Ciphertext, Decryptor, Encryptor, Plaintext, SeededCiphertext};
 
 /// Two scales are equal when they agree to a relative `2^-40`: scales are tracked in floating
 /// point, and a relative scale error of `2^-40` perturbs a value by far less than CKKS noise.

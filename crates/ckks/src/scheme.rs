@@ -1,7 +1,7 @@
 //! Plaintexts, ciphertexts, encoding, encryption and decryption.
 
 use math::{Poly, Representation};
-use rand_core::{CryptoRng, RngCore};
+use rand_core::{CryptoRng, RngCore, SeedableRng};
 
 use crate::encoder::Complex;
 use crate::error::CkksError;
@@ -181,6 +181,29 @@ enum EncKey {
     Secret(Poly),
 }
 
+/// A secret-key encryption whose `c1` is the expansion of `seed` ([`Encryptor::encrypt_seeded`]).
+pub struct SeededCiphertext {
+    pub(crate) ct: Ciphertext,
+    pub(crate) seed: [u8; 32],
+}
+
+impl SeededCiphertext {
+    pub fn ciphertext(&self) -> &Ciphertext {
+        &self.ct
+    }
+    pub fn into_ciphertext(self) -> Ciphertext {
+        self.ct
+    }
+}
+
+/// `c1` of a seeded encryption at `level`: ChaCha20 from `seed`, the residues of the `level + 1`
+/// primes of `Q` by [`math::sample::uniform_poly`] (rejection sampling), NTT form. Both parties
+/// run this same code.
+pub(crate) fn expand_c1(params: &Params, seed: &[u8; 32], level: usize) -> Poly {
+    let mut rng = rand_chacha::ChaCha20Rng::from_seed(*seed);
+    math::sample::uniform_poly(params.ctx_q(), level + 1, Representation::Ntt, &mut rng)
+}
+
 impl Encryptor {
     pub fn with_public_key(params: &Params, pk: &PublicKey) -> Result<Self, CkksError> {
         if pk.params_id != params.id() {
@@ -215,6 +238,60 @@ impl Encryptor {
         p
     }
 
+    /// Encrypts a plaintext under the secret key with `c1` the expansion of a fresh seed
+    /// ([`expand_c1`]), so that it travels as its seed and `c0`
+    /// ([`crate::serialize::seeded_ciphertext_to_bytes`]): half the bytes of a ciphertext. `c1`
+    /// is public in any case; from a seed it is pseudorandom instead of random.
+    pub fn encrypt_seeded<R: RngCore + CryptoRng>(
+        &self,
+        pt: &Plaintext,
+        rng: &mut R,
+    ) -> Result<SeededCiphertext, CkksError> {
+        let EncKey::Secret(s) = &self.key else {
+            return Err(CkksError::NotSecretKey);
+        };
+        self.check(pt)?;
+        let mut seed = [0u8; 32];
+        rng.fill_bytes(&mut seed);
+        let a = expand_c1(&self.params, &seed, pt.level);
+        let (c0, c1) = self.secret_parts(s, a, rng);
+        Ok(SeededCiphertext {
+            ct: self.finish(pt, c0, c1),
+            seed,
+        })
+    }
+
+    fn check(&self, pt: &Plaintext) -> Result<(), CkksError> {
+        if pt.params_id != self.params.id() {
+            return Err(CkksError::ParamsMismatch {
+                a: pt.params_id,
+                b: self.params.id(),
+            });
+        }
+        Ok(())
+    }
+
+    /// `(−a·s + e, a)`.
+    fn secret_parts<R: RngCore + CryptoRng>(&self, s: &Poly, a: Poly, rng: &mut R) -> (Poly, Poly) {
+        let k = a.num_moduli();
+        let mut c0 = Poly::zero(self.params.ctx_q(), k, Representation::Ntt);
+        ring::mul_into(&mut c0, &a, s);
+        ring::neg_assign(&mut c0);
+        ring::add_assign(&mut c0, &self.small(k, rng));
+        (c0, a)
+    }
+
+    fn finish(&self, pt: &Plaintext, mut c0: Poly, c1: Poly) -> Ciphertext {
+        ring::add_assign(&mut c0, &pt.poly);
+        Ciphertext {
+            c: vec![c0, c1],
+            level: pt.level,
+            scale: pt.scale,
+            slots: pt.slots,
+            params_id: self.params.id(),
+        }
+    }
+
     /// Encrypts a plaintext at its level.
     pub fn encrypt<R: RngCore + CryptoRng>(
         &self,
@@ -232,11 +309,7 @@ impl Encryptor {
         let (c0, c1) = match &self.key {
             EncKey::Secret(s) => {
                 let a = math::sample::uniform_poly(ctx, k, Representation::Ntt, rng);
-                let mut c0 = Poly::zero(ctx, k, Representation::Ntt);
-                ring::mul_into(&mut c0, &a, s);
-                ring::neg_assign(&mut c0);
-                ring::add_assign(&mut c0, &self.small(k, rng));
-                (c0, a)
+                self.secret_parts(s, a, rng)
             }
             EncKey::Public(pk) => {
                 let v = math::sample::ternary(self.params.n(), rng);
@@ -251,15 +324,7 @@ impl Encryptor {
                 (c0, c1)
             }
         };
-        let mut c0 = c0;
-        ring::add_assign(&mut c0, &pt.poly);
-        Ok(Ciphertext {
-            c: vec![c0, c1],
-            level: pt.level,
-            scale: pt.scale,
-            slots: pt.slots,
-            params_id: self.params.id(),
-        })
+        Ok(self.finish(pt, c0, c1))
     }
 
     /// Encodes at the top level with the default scale, then encrypts.

@@ -6,10 +6,13 @@
 //!
 //! Layout (little-endian): `version u8 | kind u8 | params_id u64 | body`.
 //! * ciphertext body: `level u16 | degree u8 | slots u32 | scale f64 | (degree+1) × poly(Q_level)`
-//! * switching key body: `level u16 | digits u8 | digits × [b_Q, b_P, a_Q, a_P]`
+//! * switching key body: `level u16 | digits u8 | seed [u8; 32] | digits × [b_Q, b_P]`: the `a`
+//!   parts are not sent, the reader expands them from the seed (`keys::expand_a`)
 //! * evaluation keys body: `has_relin u8 | [len u64 | key] | count u32 | count × (galois u32 | len u64 | key)`
 //!   (a Galois key for `g` is stored as `σ_g^{-1}` of the key from `σ_g(s)`, NTT slots permuted)
 //! * encapsulation keys body: `key (s → s', level 0) | key (s' → s)`
+//! * seeded ciphertext body: `level u16 | slots u32 | scale f64 | seed [u8; 32] | c0 (Q_level)`:
+//!   a fresh secret-key encryption, `c1` expanded from the seed by the reader (`scheme::expand_c1`)
 
 use math::pack::{pack_bits, packed_len, unpack_bits};
 use math::{Poly, Representation, RnsContext};
@@ -17,17 +20,19 @@ use std::sync::Arc;
 
 use crate::bootstrap::EncapsulationKeys;
 use crate::error::{CkksError, DecodeProblem};
-use crate::keys::{EvaluationKeys, SwitchingKey};
+use crate::keys::{expand_a, EvaluationKeys, SwitchingKey};
 use crate::params::Params;
-use crate::scheme::Ciphertext;
+use crate::scheme::{expand_c1, Ciphertext, SeededCiphertext};
 
 /// Format version. 2: Galois keys hold `σ_g^{-1}(K)` (see `keys::SwitchingKey`); version-1 Galois
-/// keys would rotate wrongly, so version 1 is refused.
-const VERSION: u8 = 2;
+/// keys would rotate wrongly, so version 1 is refused. 3: switching keys carry the seed of their
+/// `a` parts instead of the parts.
+const VERSION: u8 = 3;
 const KIND_CT: u8 = 1;
 const KIND_SWK: u8 = 2;
 const KIND_EVK: u8 = 3;
 const KIND_ENCAPS: u8 = 4;
+const KIND_CT_SEEDED: u8 = 5;
 
 fn err(p: DecodeProblem) -> CkksError {
     CkksError::Decode(p)
@@ -156,14 +161,54 @@ pub fn ciphertext_from_bytes(params: &Params, bytes: &[u8]) -> Result<Ciphertext
     })
 }
 
+/// Serializes a seeded encryption: its seed instead of `c1` (half a ciphertext's bytes).
+pub fn seeded_ciphertext_to_bytes(params: &Params, ct: &SeededCiphertext) -> Vec<u8> {
+    let c = &ct.ct;
+    debug_assert_eq!(c.c[1].data(), expand_c1(params, &ct.seed, c.level).data());
+    let mut out = Vec::with_capacity(c.memory_bytes() / 2 + 64);
+    header(&mut out, params, KIND_CT_SEEDED);
+    out.extend((c.level as u16).to_le_bytes());
+    out.extend((c.slots as u32).to_le_bytes());
+    out.extend(c.scale.to_bits().to_le_bytes());
+    out.extend(ct.seed);
+    put_poly(&mut out, &c.c[0]);
+    out
+}
+
+/// Reads and validates a seeded encryption ([`seeded_ciphertext_to_bytes`]), expanding `c1`.
+pub fn ciphertext_from_seeded_bytes(
+    params: &Params,
+    bytes: &[u8],
+) -> Result<Ciphertext, CkksError> {
+    let mut r = Reader { b: bytes };
+    r.header(params, KIND_CT_SEEDED)?;
+    let level = r.u16()? as usize;
+    params.check_level(level)?;
+    let slots = r.u32()? as usize;
+    params.encoder().check_slots(slots)?;
+    let scale = f64::from_bits(r.u64()?);
+    if !(scale.is_finite() && scale >= 1.0) {
+        return Err(err(DecodeProblem::Range));
+    }
+    let seed: [u8; 32] = r.take(32)?.try_into().expect("32 bytes");
+    let c0 = r.poly(params.ctx_q(), level + 1)?;
+    r.finish()?;
+    Ok(Ciphertext {
+        c: vec![c0, expand_c1(params, &seed, level)],
+        level,
+        scale,
+        slots,
+        params_id: params.id(),
+    })
+}
+
 fn put_swk(out: &mut Vec<u8>, k: &SwitchingKey) {
     out.extend((k.max_level() as u16).to_le_bytes());
     out.push(k.parts.len() as u8);
-    for part in &k.parts {
-        for (q, p) in part {
-            put_poly(out, q);
-            put_poly(out, p);
-        }
+    out.extend(k.seed);
+    for [(bq, bp), _] in &k.parts {
+        put_poly(out, bq);
+        put_poly(out, bp);
     }
 }
 
@@ -175,20 +220,26 @@ fn read_swk(r: &mut Reader<'_>, params: &Params) -> Result<SwitchingKey, CkksErr
         return Err(err(DecodeProblem::Range));
     }
     let kp = params.p().len();
-    let mut parts = Vec::with_capacity(digits);
-    for _ in 0..digits {
-        let bq = r.poly(params.ctx_q(), level + 1)?;
-        let bp = r.poly(params.ctx_p(), kp)?;
-        let aq = r.poly(params.ctx_q(), level + 1)?;
-        let ap = r.poly(params.ctx_p(), kp)?;
-        parts.push([(bq, bp), (aq, ap)]);
-    }
-    Ok(SwitchingKey { parts })
+    let seed: [u8; 32] = r.take(32)?.try_into().expect("32 bytes");
+    let b = (0..digits)
+        .map(|_| {
+            Ok((
+                r.poly(params.ctx_q(), level + 1)?,
+                r.poly(params.ctx_p(), kp)?,
+            ))
+        })
+        .collect::<Result<Vec<_>, CkksError>>()?;
+    let parts = b
+        .into_iter()
+        .zip(expand_a(params, &seed, level, digits))
+        .map(|(b, a)| [b, a])
+        .collect();
+    Ok(SwitchingKey { parts, seed })
 }
 
 /// Serializes one switching key.
 pub fn switching_key_to_bytes(params: &Params, k: &SwitchingKey) -> Vec<u8> {
-    let mut out = Vec::with_capacity(k.memory_bytes());
+    let mut out = Vec::with_capacity(k.memory_bytes() / 2 + 64);
     header(&mut out, params, KIND_SWK);
     put_swk(&mut out, k);
     out
@@ -205,7 +256,7 @@ pub fn switching_key_from_bytes(params: &Params, bytes: &[u8]) -> Result<Switchi
 
 /// Serializes evaluation keys (relinearization and every Galois key).
 pub fn evaluation_keys_to_bytes(params: &Params, keys: &EvaluationKeys) -> Vec<u8> {
-    let mut out = Vec::with_capacity(keys.memory_bytes() + 64);
+    let mut out = Vec::with_capacity(keys.memory_bytes() / 2 + 64);
     header(&mut out, params, KIND_EVK);
     match &keys.relin {
         Some(k) => {
@@ -270,7 +321,7 @@ pub fn evaluation_keys_from_bytes(
 
 /// Serializes the bootstrapping encapsulation keys (`s → s'` modulo `q_0·P`, `s' → s`).
 pub fn encapsulation_keys_to_bytes(params: &Params, keys: &EncapsulationKeys) -> Vec<u8> {
-    let mut out = Vec::with_capacity(keys.memory_bytes() + 32);
+    let mut out = Vec::with_capacity(keys.memory_bytes() / 2 + 128);
     header(&mut out, params, KIND_ENCAPS);
     put_swk(&mut out, &keys.to_sparse);
     put_swk(&mut out, &keys.from_sparse);
@@ -295,4 +346,144 @@ pub fn encapsulation_keys_from_bytes(
         to_sparse,
         from_sparse,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::{KeyGenerator, SecretKey};
+    use crate::presets;
+    use rand_chacha::ChaCha20Rng;
+    use rand_core::SeedableRng;
+
+    fn same(a: &SwitchingKey, b: &SwitchingKey) -> bool {
+        a.seed == b.seed
+            && a.parts.len() == b.parts.len()
+            && a.parts.iter().zip(&b.parts).all(|(x, y)| {
+                x.iter()
+                    .zip(y)
+                    .all(|((q1, p1), (q2, p2))| q1.data() == q2.data() && p1.data() == p2.data())
+            })
+    }
+
+    /// Bytes of the `b` parts alone, bit-packed: what a seeded key sends besides its header,
+    /// level, digit count and seed.
+    fn b_bytes(k: &SwitchingKey) -> usize {
+        let packed =
+            |p: &Poly| -> usize { p.moduli().iter().map(|m| packed_len(p.n(), m.bits())).sum() };
+        k.parts
+            .iter()
+            .map(|[(bq, bp), _]| packed(bq) + packed(bp))
+            .sum()
+    }
+
+    /// A switching key travels as its seed and its `b` parts, and the reader rebuilds every `a`
+    /// part bit for bit: relinearization, Galois (stored permuted) and encapsulation keys, at
+    /// the top level and below it.
+    #[test]
+    fn seeded_keys_round_trip_at_half_the_bytes() {
+        let params = Params::new(presets::insecure_fuzz_n6()).unwrap();
+        let mut rng = ChaCha20Rng::seed_from_u64(5);
+        let sk = SecretKey::generate(&params, &mut rng);
+        let kg = KeyGenerator::new(&params, &sk).unwrap();
+        let keys = [
+            kg.relin_key(&mut rng),
+            kg.galois_key(params.galois_element(1), &mut rng).unwrap(),
+            kg.galois_key_at(params.galois_element(-3), 0, &mut rng)
+                .unwrap(),
+        ];
+        for k in &keys {
+            let bytes = switching_key_to_bytes(&params, k);
+            assert_eq!(bytes.len(), 10 + 2 + 1 + 32 + b_bytes(k));
+            // The a parts are as large as the b parts: half the key is not sent.
+            assert_eq!(2 * b_bytes(k), {
+                let full: usize = k
+                    .parts
+                    .iter()
+                    .flat_map(|part| part.iter())
+                    .map(|(q, p)| {
+                        [q, p]
+                            .iter()
+                            .flat_map(|x| x.moduli().iter().map(|m| packed_len(x.n(), m.bits())))
+                            .sum::<usize>()
+                    })
+                    .sum();
+                full
+            });
+            let back = switching_key_from_bytes(&params, &bytes).unwrap();
+            assert!(same(k, &back));
+            // Another seed gives other a parts (the seed is what they come from).
+            let mut other = bytes.clone();
+            other[13] ^= 1;
+            assert!(!same(
+                k,
+                &switching_key_from_bytes(&params, &other).unwrap()
+            ));
+        }
+        let encaps =
+            crate::bootstrap::EncapsulationKeys::generate(&params, &sk, 8, &mut rng).unwrap();
+        let back =
+            encapsulation_keys_from_bytes(&params, &encapsulation_keys_to_bytes(&params, &encaps))
+                .unwrap();
+        assert!(same(&encaps.to_sparse, &back.to_sparse));
+        assert!(same(&encaps.from_sparse, &back.from_sparse));
+    }
+
+    /// A seeded encryption travels as its seed and `c0`, and reads back bit for bit; it decrypts
+    /// like any ciphertext; a public-key encryptor refuses to seed.
+    #[test]
+    fn seeded_ciphertexts_round_trip_at_half_the_bytes() {
+        use crate::{Complex, Decryptor, Encryptor};
+        let params = Params::new(presets::insecure_test_n11()).unwrap();
+        let mut rng = ChaCha20Rng::seed_from_u64(6);
+        let sk = SecretKey::generate(&params, &mut rng);
+        let enc = Encryptor::with_secret_key(&params, &sk).unwrap();
+        let x: Vec<Complex> = (0..params.max_slots())
+            .map(|i| Complex::new((i as f64 * 0.37).sin(), (i as f64 * 0.11).cos()))
+            .collect();
+        for level in [params.max_level(), 1] {
+            let pt = params
+                .encode(&x, params.max_slots(), level, params.default_scale())
+                .unwrap();
+            let sc = enc.encrypt_seeded(&pt, &mut rng).unwrap();
+            let bytes = seeded_ciphertext_to_bytes(&params, &sc);
+            let full = ciphertext_to_bytes(&params, sc.ciphertext());
+            assert_eq!(
+                bytes.len(),
+                10 + 2 + 4 + 8 + 32 + (full.len() - (10 + 2 + 1 + 4 + 8)) / 2
+            );
+            let back = ciphertext_from_seeded_bytes(&params, &bytes).unwrap();
+            assert_eq!(back.level, level);
+            for (a, b) in back.c.iter().zip(&sc.ciphertext().c) {
+                assert_eq!(a.data(), b.data());
+            }
+            let y = Decryptor::new(&params, &sk)
+                .unwrap()
+                .decrypt(&back)
+                .unwrap();
+            let err = x
+                .iter()
+                .zip(&y)
+                .map(|(a, b)| (*a - *b).norm_sqr().sqrt())
+                .fold(0.0, f64::max);
+            assert!(err < 1e-6, "decryption error {err}");
+            // Another seed expands another c1.
+            let mut other = bytes.clone();
+            other[24] ^= 1;
+            let o = ciphertext_from_seeded_bytes(&params, &other).unwrap();
+            assert_ne!(o.c[1].data(), back.c[1].data());
+        }
+        let pk = KeyGenerator::new(&params, &sk)
+            .unwrap()
+            .public_key(&mut rng);
+        let pt = params
+            .encode(&x, params.max_slots(), 1, params.default_scale())
+            .unwrap();
+        assert!(matches!(
+            Encryptor::with_public_key(&params, &pk)
+                .unwrap()
+                .encrypt_seeded(&pt, &mut rng),
+            Err(CkksError::NotSecretKey)
+        ));
+    }
 }

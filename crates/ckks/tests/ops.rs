@@ -63,7 +63,7 @@ fn encrypt_add_mul_rescale() {
     let y = rand_vec(&mut c.rng, slots);
     let cx = c.enc.encrypt_values(&x, slots, &mut c.rng).unwrap();
     let cy = c.enc.encrypt_values(&y, slots, &mut c.rng).unwrap();
-    check(&c, &cx, &x, 25.0, "fresh");
+    check(&c, &cx, &x, 24.0, "fresh");
     let ev = &c.eval;
     let s: Vec<Complex> = x.iter().zip(&y).map(|(a, b)| *a + *b).collect();
     check(&c, &ev.add(&cx, &cy).unwrap(), &s, 22.0, "add");
@@ -381,8 +381,18 @@ fn deserializers_survive_mutated_bytes() {
         .unwrap();
     let encaps = EncapsulationKeys::generate(&params, &sk, 8, &mut rng).unwrap();
     let relin = kg.relin_key(&mut rng);
+    let pt = params
+        .encode(
+            &x,
+            params.max_slots(),
+            params.max_level(),
+            params.default_scale(),
+        )
+        .unwrap();
+    let seeded = enc.encrypt_seeded(&pt, &mut rng).unwrap();
     let valid = [
         serialize::ciphertext_to_bytes(&params, &ct),
+        serialize::seeded_ciphertext_to_bytes(&params, &seeded),
         serialize::evaluation_keys_to_bytes(&params, &keys),
         serialize::switching_key_to_bytes(&params, &relin),
         serialize::encapsulation_keys_to_bytes(&params, &encaps),
@@ -390,6 +400,7 @@ fn deserializers_survive_mutated_bytes() {
     let parse_all = |b: &[u8]| -> usize {
         [
             serialize::ciphertext_from_bytes(&params, b).is_ok(),
+            serialize::ciphertext_from_seeded_bytes(&params, b).is_ok(),
             serialize::evaluation_keys_from_bytes(&params, b).is_ok(),
             serialize::switching_key_from_bytes(&params, b).is_ok(),
             serialize::encapsulation_keys_from_bytes(&params, b).is_ok(),

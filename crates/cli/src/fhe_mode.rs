@@ -199,17 +199,17 @@ pub fn infer_once(
     rng: &mut ChaCha20Rng,
 ) -> anyhow::Result<Inference> {
     let t = Instant::now();
-    let input = dep.encrypt(&keys.sk, x, rng)?;
+    let input = dep.encrypt_seeded(&keys.sk, x, rng)?;
     let encrypt_ms = t.elapsed().as_secs_f64() * 1e3;
-    // The client's ciphertexts travel serialized; the server validates them.
+    // The client's ciphertexts travel serialized (seeded); the server validates them.
     let wire: Vec<Vec<u8>> = input
         .iter()
-        .map(|c| serialize::ciphertext_to_bytes(&dep.params, c))
+        .map(|c| serialize::seeded_ciphertext_to_bytes(&dep.params, c))
         .collect();
     let c2s = wire.iter().map(Vec::len).sum();
     let input = wire
         .iter()
-        .map(|b| serialize::ciphertext_from_bytes(&dep.params, b))
+        .map(|b| serialize::ciphertext_from_seeded_bytes(&dep.params, b))
         .collect::<Result<Vec<_>, _>>()?;
     let t = Instant::now();
     let run = dep.evaluate(eval, keys.encaps.as_ref(), input)?;

@@ -192,7 +192,7 @@ fn serve_rest<C: Channel>(dep: &Deployment, ch: &mut C) -> Result<ServerReport> 
     for _ in 0..count {
         let b = ch.recv().map_err(tr)?;
         c2s += b.len();
-        input.push(serialize::ciphertext_from_bytes(p, &b)?);
+        input.push(serialize::ciphertext_from_seeded_bytes(p, &b)?);
     }
     let eval = Evaluator::new(p, keys)?;
     let t = Instant::now();
@@ -274,7 +274,7 @@ pub fn infer<C: Channel, R: RngCore + CryptoRng>(
     let x = image(hello.offer.input_shape)?;
     let t = Instant::now();
     let keys = client.keygen(rng)?;
-    let input = client.encrypt(&keys.sk, &x, rng)?;
+    let input = client.encrypt_seeded(&keys.sk, &x, rng)?;
     let keygen_ms = t.elapsed().as_secs_f64() * 1e3;
     let before = ch.stats();
     let hdr = KeysHeader {
@@ -307,7 +307,7 @@ pub fn infer<C: Channel, R: RngCore + CryptoRng>(
     ch.send(&(input.len() as u32).to_le_bytes()).map_err(tr)?;
     let mut c2s = 0;
     for c in &input {
-        let b = serialize::ciphertext_to_bytes(&params, c);
+        let b = serialize::seeded_ciphertext_to_bytes(&params, c);
         c2s += b.len();
         ch.send(&b).map_err(tr)?;
     }

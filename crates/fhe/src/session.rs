@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use ckks::{
     BootstrapConfig, Bootstrapper, Ciphertext, Complex, Decryptor, EncapsulationKeys, Encryptor,
-    EvaluationKeys, Evaluator, KeyGenerator, Params, ParamsLiteral, SecretKey,
+    EvaluationKeys, Evaluator, KeyGenerator, Params, ParamsLiteral, SecretKey, SeededCiphertext,
 };
 use rand_core::{CryptoRng, RngCore};
 use serde::{Deserialize, Serialize};
@@ -165,6 +165,14 @@ impl Deployment {
     ) -> Result<Vec<Ciphertext>> {
         self.client().encrypt(sk, image, rng)
     }
+    pub fn encrypt_seeded<R: RngCore + CryptoRng>(
+        &self,
+        sk: &SecretKey,
+        image: &[f32],
+        rng: &mut R,
+    ) -> Result<Vec<SeededCiphertext>> {
+        self.client().encrypt_seeded(sk, image, rng)
+    }
     pub fn decrypt(&self, sk: &SecretKey, out: &[Ciphertext]) -> Result<Vec<f64>> {
         self.client().decrypt(sk, out)
     }
@@ -276,6 +284,21 @@ impl Client {
         image: &[f32],
         rng: &mut R,
     ) -> Result<Vec<Ciphertext>> {
+        Ok(self
+            .encrypt_seeded(sk, image, rng)?
+            .into_iter()
+            .map(SeededCiphertext::into_ciphertext)
+            .collect())
+    }
+
+    /// [`Client::encrypt`] with each `c1` expanded from a seed: what the client uploads
+    /// (`ckks::serialize::seeded_ciphertext_to_bytes`, half a ciphertext's bytes).
+    pub fn encrypt_seeded<R: RngCore + CryptoRng>(
+        &self,
+        sk: &SecretKey,
+        image: &[f32],
+        rng: &mut R,
+    ) -> Result<Vec<SeededCiphertext>> {
         let [c, h, w] = self.offer.input_shape;
         if image.len() != c * h * w {
             return Err(FheError::BadInput(format!(
@@ -297,7 +320,7 @@ impl Client {
                     self.offer.input_level,
                     self.params.default_scale(),
                 )?;
-                Ok(enc.encrypt(&pt, rng)?)
+                Ok(enc.encrypt_seeded(&pt, rng)?)
             })
             .collect()
     }
