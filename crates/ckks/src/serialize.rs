@@ -97,6 +97,16 @@ impl<'a> Reader<'a> {
         Poly::from_residues(ctx, k, Representation::Ntt, data)
             .map_err(|_| err(DecodeProblem::Range))
     }
+    /// A ciphertext's slot count and scale, validated.
+    fn slots_scale(&mut self, params: &Params) -> Result<(usize, f64), CkksError> {
+        let slots = self.u32()? as usize;
+        params.encoder().check_slots(slots)?;
+        let scale = f64::from_bits(self.u64()?);
+        if !(scale.is_finite() && scale >= 1.0) {
+            return Err(err(DecodeProblem::Range));
+        }
+        Ok((slots, scale))
+    }
     fn finish(&self) -> Result<(), CkksError> {
         if !self.b.is_empty() {
             return Err(err(DecodeProblem::Trailing));
@@ -142,12 +152,7 @@ pub fn ciphertext_from_bytes(params: &Params, bytes: &[u8]) -> Result<Ciphertext
     if !(1..=2).contains(&degree) {
         return Err(err(DecodeProblem::Range));
     }
-    let slots = r.u32()? as usize;
-    params.encoder().check_slots(slots)?;
-    let scale = f64::from_bits(r.u64()?);
-    if !(scale.is_finite() && scale >= 1.0) {
-        return Err(err(DecodeProblem::Range));
-    }
+    let (slots, scale) = r.slots_scale(params)?;
     let c = (0..=degree)
         .map(|_| r.poly(params.ctx_q(), level + 1))
         .collect::<Result<Vec<_>, _>>()?;
@@ -184,12 +189,7 @@ pub fn ciphertext_from_seeded_bytes(
     r.header(params, KIND_CT_SEEDED)?;
     let level = r.u16()? as usize;
     params.check_level(level)?;
-    let slots = r.u32()? as usize;
-    params.encoder().check_slots(slots)?;
-    let scale = f64::from_bits(r.u64()?);
-    if !(scale.is_finite() && scale >= 1.0) {
-        return Err(err(DecodeProblem::Range));
-    }
+    let (slots, scale) = r.slots_scale(params)?;
     let seed: [u8; 32] = r.take(32)?.try_into().expect("32 bytes");
     let c0 = r.poly(params.ctx_q(), level + 1)?;
     r.finish()?;
