@@ -198,6 +198,10 @@ def main(argv=None):
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--test-limit", type=int)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--teacher", choices=sorted(ZOO),
+                    help="distill from this pretrained zoo model (default: the pretrained --model itself)")
+    ap.add_argument("--finetune-lr", type=float,
+                    help="learning rate of the first fine-tuning epoch after merging (default: --lr), halved every epoch")
     a = ap.parse_args(argv)
     torch.manual_seed(a.seed)
     torch.set_num_threads(os.cpu_count() or 1)
@@ -229,6 +233,14 @@ def main(argv=None):
     gen = torch.Generator().manual_seed(a.seed)
     acc_base = evaluate(teacher, xte, yte, "cpu")
     log(f"unoptimized test accuracy {100 * acc_base:.2f} % on {len(xte)} images")
+    if a.teacher and a.teacher != a.model:
+        # Costs and the unoptimized accuracy stay the pretrained --model's; only the
+        # distillation target changes.
+        teacher, _ = ZOO[a.teacher][1](a.data)
+        teacher.eval()
+        for p in teacher.parameters():
+            p.requires_grad_(False)
+        log(f"teacher {a.teacher}: test accuracy {100 * evaluate(teacher, xte, yte, 'cpu'):.2f} %")
 
     # 2. Gates with the communication penalty.
     student, _ = builder(a.data)
@@ -289,7 +301,7 @@ def main(argv=None):
 
     # 4. Fine-tuning with distillation.
     for e in range(a.epochs):
-        run_epochs(model, teacher, xtr_f, ytr_t, model.parameters(), a.lr * (0.5 ** e), 1, a.max_batches,
+        run_epochs(model, teacher, xtr_f, ytr_t, model.parameters(), (a.finetune_lr or a.lr) * (0.5 ** e), 1, a.max_batches,
                    a.batch_size, gen, None, log)
         acc = evaluate(model, xte, yte, "cpu")
         log(f"fine-tuning epoch {e + 1}: {100 * acc:.2f} %")
