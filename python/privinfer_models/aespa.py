@@ -33,7 +33,7 @@ import torch.nn as nn
 
 from .copriv import distill_loss, run_epochs
 from .export import OPSET, set_metadata
-from .train import DEFAULT_DATA, cifar_splits, evaluate, run_logger
+from .train import DEFAULT_DATA, cifar_splits, evaluate, frozen_pretrained, run_logger
 from .zoo import ZOO, _BasicBlockA
 
 F0, F1, F2 = 1 / math.sqrt(2 * math.pi), 0.5, 1 / math.sqrt(4 * math.pi)
@@ -222,10 +222,7 @@ def main(argv=None):
     log = run_logger(a.out)
 
     _, builder = ZOO[a.model]
-    teacher, weights = builder(a.data)
-    teacher.eval()
-    for p in teacher.parameters():
-        p.requires_grad_(False)
+    teacher, weights = frozen_pretrained(a.model, a.data)
     xtr, ytr, xte, yte = cifar_splits(a.data, a.out, a.test_limit)
     gen = torch.Generator().manual_seed(a.seed)
     acc_relu = evaluate(teacher, xte, yte, "cpu")

@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from . import data as D
 from .copriv import fold_bn, run_epochs
 from .export import OPSET, set_metadata
-from .train import DEFAULT_DATA, cifar_splits, evaluate, load_train, run_logger
+from .train import DEFAULT_DATA, cifar_splits, evaluate, frozen_pretrained, load_train, run_logger
 from .zoo import ZOO
 
 METADATA_KEY = "privinfer.circulant_blocks"
@@ -510,11 +510,8 @@ def main(argv=None):
         return solve_only(a, log)
     if not a.model.startswith("resnet") or a.model.startswith("resnet18"):
         raise SystemExit(f"--model {a.model}: fine-tuning supports the CIFAR ResNets; use --solve-only")
-    size, builder = ZOO[a.model]
-    teacher, weights = builder(a.data)
-    teacher.eval()
-    for p in teacher.parameters():
-        p.requires_grad_(False)
+    size = ZOO[a.model][0]
+    teacher, weights = frozen_pretrained(a.model, a.data)
     dense = fold_model(teacher)
     layers = linear_layers(dense)
     names = {p: onnx_name(p, m) for p, m in layers}
@@ -525,10 +522,7 @@ def main(argv=None):
     log(f"{a.model}: test accuracy {100 * acc_base:.2f} % on {len(xte)} images")
     distiller = teacher
     if a.teacher and a.teacher != a.model:
-        distiller, _ = ZOO[a.teacher][1](a.data)
-        distiller.eval()
-        for p in distiller.parameters():
-            p.requires_grad_(False)
+        distiller, _ = frozen_pretrained(a.teacher, a.data)
         log(f"teacher {a.teacher}: test accuracy {100 * evaluate(distiller, xte, yte, 'cpu'):.2f} %")
 
     omega = latency = None

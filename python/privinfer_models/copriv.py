@@ -38,7 +38,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .export import OPSET, set_metadata
-from .train import DEFAULT_DATA, augment, cifar_splits, evaluate, run_logger
+from .train import DEFAULT_DATA, augment, cifar_splits, evaluate, frozen_pretrained, run_logger
 from .zoo import ZOO, _BasicBlockA, _ShortcutA
 
 COT_BITS = 0.45  # silent OT's traffic per COT (linear::ot::COT_BITS)
@@ -208,10 +208,7 @@ def main(argv=None):
     log = run_logger(a.out)
 
     size, builder = ZOO[a.model]
-    teacher, weights = builder(a.data)
-    teacher.eval()
-    for p in teacher.parameters():
-        p.requires_grad_(False)
+    teacher, weights = frozen_pretrained(a.model, a.data)
 
     # 1. Costs of the unoptimized model from our cost model.
     base_onnx = os.path.join(a.out, f"{a.model}_base.onnx")
@@ -236,10 +233,7 @@ def main(argv=None):
     if a.teacher and a.teacher != a.model:
         # Costs and the unoptimized accuracy stay the pretrained --model's; only the
         # distillation target changes.
-        teacher, _ = ZOO[a.teacher][1](a.data)
-        teacher.eval()
-        for p in teacher.parameters():
-            p.requires_grad_(False)
+        teacher, _ = frozen_pretrained(a.teacher, a.data)
         log(f"teacher {a.teacher}: test accuracy {100 * evaluate(teacher, xte, yte, 'cpu'):.2f} %")
 
     # 2. Gates with the communication penalty.

@@ -97,6 +97,16 @@ def cifar_splits(data_dir: str, out: str, test_limit: int | None):
     return torch.from_numpy(D.normalize_chw(xtr)), torch.from_numpy(ytr), xte, yte
 
 
+def frozen_pretrained(name: str, data_dir: str):
+    """The pretrained zoo model `name` in eval mode with its parameters frozen (a distillation
+    teacher or a reference), and the name of its weights."""
+    model, weights = ZOO[name][1](data_dir)
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model, weights
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, x: np.ndarray, y: np.ndarray, device, batch: int = 500) -> float:
     model.eval()
