@@ -11,9 +11,14 @@
 //!   derandomization bit `e = c ⊕ b`, so both messages travel in the same flight: the parties
 //!   first share `f(b)` and then fix the shares with `e` (`f(b ⊕ 1) = f(0) + f(1) − f(b)`).
 //!   Cost: 1 bit + one group element. [CrypTFlow2 §3 (COT); Gilboa's correlated OT]
-//! * **1-of-N OT**, N = 2^m, from m COTs: pads `P_j = Σ_k H(x_{k,j_k}, τ_k ‖ j)` with
-//!   `x_{k,0} = q_k`, `x_{k,1} = q_k ⊕ Δ` [Naor–Pinkas 1-out-of-N from 1-out-of-2, with the tweak
-//!   binding every pad to its index j]. The receiver sends `e = c ⊕ c'` (m bits, c' its random
+//! * **1-of-N OT**, N = 2^m, from m COTs: pads `P_j = Σ_k H(x_{k,j_k}, τ_k ‖ ⌊j/per⌋)[j mod per]`
+//!   with `x_{k,0} = q_k`, `x_{k,1} = q_k ⊕ Δ` and `[s]` the s-th group-sized slice of the 128-bit
+//!   hash (per = how many fit, 1 for Z_p) [Naor–Pinkas 1-out-of-N from 1-out-of-2; the tweak and
+//!   the slice bind every pad to its index j]. For j ≠ c' some digit k has j_k ≠ c'_k, and the
+//!   slice (k, ⌊j/per⌋, j mod per) of the hash the receiver cannot compute enters P_j and no other
+//!   pad, so the N − 1 pads it does not know are jointly uniform. The sender hashes each
+//!   (k, block, b) once: 2m hashes per instance for N ≤ per (the comparison leaves) instead of
+//!   N·m. The receiver sends `e = c ⊕ c'` (m bits, c' its random
 //!   index); the sender takes its share `σ = P_e + f(0)` and sends `y_v = P_{v⊕e} + f(v) − σ` for
 //!   v = 1..N−1 (`y_0 = 0` is implied). Cost: m bits + (N−1) group elements.
 //!
@@ -368,13 +373,94 @@ pub(crate) fn affine_msg_bits(n: usize, group: &dyn Fn(usize) -> Group) -> u64 {
 // ---------------------------------------------------------------------------------------------
 // 1-of-N OT, N = 2^m.
 
-/// Tweak of COT `idx` for 1-of-N index `j` (j < 2^16, idx < 2^64).
+/// Tweak of COT `idx` for hash block `blk` (blk < 2^16, idx < 2^64).
 #[inline]
-fn tweak_j(tw: u128, j: usize) -> u128 {
-    tw | ((j as u128) << 96)
+fn tweak_j(tw: u128, blk: usize) -> u128 {
+    tw | ((blk as u128) << 96)
 }
 
 const CH: usize = 128;
+
+/// Where the pads of a 1-of-N OT come from. One hash `H(x_{k,b}, τ_k ‖ blk)` yields `per` pads of
+/// the group side by side (`per` a power of two, `per·w ≤ 128` for w-bit strings and Z_{2^w};
+/// 1 for Z_p, whose pad takes a whole hash), so index j takes slice `j mod per` of block
+/// `blk = j / per`: the sender hashes each (k, blk, b) it needs once instead of once per j.
+#[derive(Clone, Debug)]
+struct PadPlan {
+    m: usize,
+    /// log2 of the pads per hash.
+    log_per: usize,
+    /// Hash blocks per COT: N / per.
+    blocks: usize,
+    w: u32,
+}
+
+impl PadPlan {
+    fn new(m: u32, group: Group) -> PadPlan {
+        let m = m as usize;
+        let per_max = match group {
+            Group::Xor(w) | Group::Pow2(w) => (128 / w.max(1)) as usize,
+            Group::Odd(_) => 1,
+        };
+        // Largest power of two ≤ per_max, at most N.
+        let log_per = (usize::BITS - 1 - per_max.leading_zeros()) as usize;
+        let log_per = log_per.min(m);
+        PadPlan {
+            m,
+            log_per,
+            blocks: 1 << (m - log_per),
+            w: group.width(),
+        }
+    }
+
+    /// Slice `s` of hash `h` as a pad of `group`.
+    #[inline]
+    fn slice(&self, group: Group, h: u128, s: usize) -> u64 {
+        if self.log_per == 0 {
+            group.pad(h)
+        } else {
+            group.pad(h >> (s as u32 * self.w))
+        }
+    }
+
+    /// Hashes the sender needs per instance, in the order [`PadPlan::entry`] indexes them: for
+    /// digit k below log_per both values of b per block (the block's indices differ in bit k),
+    /// else the one value bit k of every index in the block has.
+    fn sender_hashes(&self) -> usize {
+        self.log_per * 2 * self.blocks + (self.m - self.log_per) * self.blocks
+    }
+
+    /// Position of hash (k, blk, b) among an instance's [`PadPlan::sender_hashes`].
+    #[inline]
+    fn entry(&self, k: usize, blk: usize, b: usize) -> usize {
+        if k < self.log_per {
+            (k * self.blocks + blk) * 2 + b
+        } else {
+            self.log_per * 2 * self.blocks + (k - self.log_per) * self.blocks + blk
+        }
+    }
+
+    /// The sender's (k, blk, b) in entry order.
+    fn sender_inputs(&self) -> Vec<(usize, usize, usize)> {
+        let mut v = Vec::with_capacity(self.sender_hashes());
+        for k in 0..self.log_per {
+            for blk in 0..self.blocks {
+                v.push((k, blk, 0));
+                v.push((k, blk, 1));
+            }
+        }
+        for k in self.log_per..self.m {
+            for blk in 0..self.blocks {
+                v.push((k, blk, (blk >> (k - self.log_per)) & 1));
+            }
+        }
+        debug_assert!(v
+            .iter()
+            .enumerate()
+            .all(|(e, &(k, blk, b))| self.entry(k, blk, b) == e));
+        v
+    }
+}
 
 /// Receiver state of a 1-of-N batch between its choice message and the sender's answer.
 pub(crate) struct OneOfNReceiver {
@@ -394,14 +480,17 @@ pub(crate) fn one_of_n_choose(
 ) -> OneOfNReceiver {
     let n = c.len();
     let mk = m as usize;
+    let plan = PadPlan::new(m, group);
     let (t, tw) = cots.take(n * mk);
     let mut pad = Vec::with_capacity(n);
     let mut xs = Vec::with_capacity(CH * mk);
     let mut tws = Vec::with_capacity(CH * mk);
+    let mut cps = Vec::with_capacity(CH);
     for start in (0..n).step_by(CH) {
         let end = (start + CH).min(n);
         xs.clear();
         tws.clear();
+        cps.clear();
         for i in start..end {
             let ts = &t[i * mk..(i + 1) * mk];
             let cp: usize = ts
@@ -411,16 +500,18 @@ pub(crate) fn one_of_n_choose(
                 .sum();
             for (k, &x) in ts.iter().enumerate() {
                 xs.push(x);
-                tws.push(tweak_j(tw + (i * mk + k) as u128, cp));
+                tws.push(tweak_j(tw + (i * mk + k) as u128, cp >> plan.log_per));
             }
+            cps.push(cp);
             out.put(c[i] ^ cp as u64, m);
         }
         tccr_many(&mut xs, &tws);
-        for chunk in xs.chunks(mk) {
+        for (chunk, &cp) in xs.chunks(mk).zip(&cps) {
+            let s = cp & ((1 << plan.log_per) - 1);
             pad.push(
                 chunk
                     .iter()
-                    .fold(0u64, |acc, &h| group.add(acc, group.pad(h))),
+                    .fold(0u64, |acc, &h| group.add(acc, plan.slice(group, h, s))),
             );
         }
     }
@@ -445,11 +536,15 @@ pub(crate) fn one_of_n_send(
 ) -> Vec<u64> {
     let mk = m as usize;
     let nn = 1usize << m;
+    let plan = PadPlan::new(m, group);
+    let inputs = plan.sender_inputs();
+    let per_inst = inputs.len();
+    let per_mask = (1usize << plan.log_per) - 1;
     let delta = cots.delta;
     let (q, tw) = cots.take(n * mk);
     let mut shares = Vec::with_capacity(n);
-    let mut xs = Vec::with_capacity(CH * nn * mk);
-    let mut tws = Vec::with_capacity(CH * nn * mk);
+    let mut xs = Vec::with_capacity(CH * per_inst);
+    let mut tws = Vec::with_capacity(CH * per_inst);
     let mut pads = vec![0u64; nn];
     for start in (0..n).step_by(CH) {
         let end = (start + CH).min(n);
@@ -457,20 +552,20 @@ pub(crate) fn one_of_n_send(
         tws.clear();
         for i in start..end {
             let qs = &q[i * mk..(i + 1) * mk];
-            for j in 0..nn {
-                for (k, &x) in qs.iter().enumerate() {
-                    let bit = (j >> k) & 1;
-                    xs.push(if bit == 1 { x ^ delta } else { x });
-                    tws.push(tweak_j(tw + (i * mk + k) as u128, j));
-                }
+            for &(k, blk, b) in &inputs {
+                xs.push(if b == 1 { qs[k] ^ delta } else { qs[k] });
+                tws.push(tweak_j(tw + (i * mk + k) as u128, blk));
             }
         }
         tccr_many(&mut xs, &tws);
         for (ii, i) in (start..end).enumerate() {
-            let base = ii * nn * mk;
+            let hs = &xs[ii * per_inst..(ii + 1) * per_inst];
             for (j, pj) in pads.iter_mut().enumerate() {
-                let hs = &xs[base + j * mk..base + (j + 1) * mk];
-                *pj = hs.iter().fold(0u64, |acc, &h| group.add(acc, group.pad(h)));
+                let (blk, s) = (j >> plan.log_per, j & per_mask);
+                *pj = (0..mk).fold(0u64, |acc, k| {
+                    let h = hs[plan.entry(k, blk, (j >> k) & 1)];
+                    group.add(acc, plan.slice(group, h, s))
+                });
             }
             let e = r.get(m) as usize;
             let sigma = group.add(pads[e], table(i, 0));
@@ -577,6 +672,10 @@ mod tests {
             (2, Group::Pow2(12)),
             (3, Group::Odd(1_000_003)),
             (4, Group::Xor(1)),
+            // Several pads per hash with several hash blocks per COT (per = 2, 4, 64).
+            (3, Group::Pow2(64)),
+            (6, Group::Pow2(37)),
+            (7, Group::Xor(2)),
         ] {
             let n = 200;
             let (mut s, mut r) = dealer::cots(n * m as usize, 4);

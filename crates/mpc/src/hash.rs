@@ -5,7 +5,7 @@
 //!
 //! Security contract: each tweak is used with the inputs of one COT only (`q` and `q ⊕ Δ`);
 //! [`crate::cots`] derives tweaks from the session-unique COT index, the direction, and the
-//! 1-of-N index.
+//! 1-of-N hash block.
 
 use std::sync::OnceLock;
 
