@@ -49,6 +49,7 @@ use math::sample::uniform_poly;
 use math::{Poly, Representation, RnsContext};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{CryptoRngCore, SeedableRng};
+use rayon::prelude::*;
 use transport::Channel;
 
 use crate::keys::{ClientKeys, KeyRequest, ServerKeys};
@@ -703,8 +704,9 @@ impl Cheetah {
         })?;
         let mut y = vec![0u64; layer.output_len()];
         let mut noise = vec![0i64; layer.output_len()];
-        for (ct, (_, pos)) in cts.iter().zip(&responses) {
-            let (m, e) = ct.decrypt_with_noise(sk)?;
+        let plain: Vec<_> = cts.par_iter().map(|ct| ct.decrypt_with_noise(sk)).collect();
+        for (dec, (_, pos)) in plain.into_iter().zip(&responses) {
+            let (m, e) = dec?;
             for ((&(_, out), m), e) in pos.iter().zip(m).zip(e) {
                 y[out] = m;
                 noise[out] = e;
@@ -787,26 +789,39 @@ fn parse_query(
             Some(ChaCha20Rng::seed_from_u64(seed))
         }
     };
-    let mut cts = Vec::with_capacity(layout.input_cts());
-    let mut off = 33;
-    for (idx, &size) in sizes.iter().enumerate() {
-        let body = &msg[off..off + size];
-        off += size;
-        let support = plan.truncated_query.then(|| layout.query_support(idx));
-        let mut c0 =
-            codec
-                .decode(body, support.as_deref())
-                .map_err(|_| LinearError::MessageRange {
-                    what: "linear query",
-                })?;
-        if let (Some(rng), Some(sup)) = (fill_rng.as_mut(), support.as_deref()) {
-            fill_outside(ctx, &mut c0, sup, fill, idx, rng);
-        }
-        enc.add_scaled(&mut c0, &layout.encode_input(x, idx))?;
-        c0.ntt_forward();
-        cts.push((c0, rlwe::expand_seeded_a(enc, &seed, idx as u64)));
+    let offsets: Vec<usize> = sizes
+        .iter()
+        .scan(33, |off, &size| {
+            let at = *off;
+            *off += size;
+            Some(at)
+        })
+        .collect();
+    let one =
+        |idx: usize, fill_rng: Option<&mut ChaCha20Rng>| -> Result<(Poly, Poly), LinearError> {
+            let body = &msg[offsets[idx]..offsets[idx] + sizes[idx]];
+            let support = plan.truncated_query.then(|| layout.query_support(idx));
+            let mut c0 =
+                codec
+                    .decode(body, support.as_deref())
+                    .map_err(|_| LinearError::MessageRange {
+                        what: "linear query",
+                    })?;
+            if let (Some(rng), Some(sup)) = (fill_rng, support.as_deref()) {
+                fill_outside(ctx, &mut c0, sup, fill, idx, rng);
+            }
+            enc.add_scaled(&mut c0, &layout.encode_input(x, idx))?;
+            c0.ntt_forward();
+            Ok((c0, rlwe::expand_seeded_a(enc, &seed, idx as u64)))
+        };
+    // Input ciphertexts are independent (parallel); the test hook's fill stream is sequential.
+    match fill_rng.as_mut() {
+        None => (0..sizes.len())
+            .into_par_iter()
+            .map(|i| one(i, None))
+            .collect(),
+        Some(rng) => (0..sizes.len()).map(|i| one(i, Some(&mut *rng))).collect(),
     }
-    Ok(cts)
 }
 
 /// Test hook ([`OutsideSupport`]): uniform residues at every coefficient outside `support`, and
@@ -1187,6 +1202,7 @@ impl LinearProtocol for Cheetah {
 
         // Weight plaintexts in NTT form, reusable across spatial tiles.
         let wpt: Vec<Option<Poly>> = (0..layout.weight_keys())
+            .into_par_iter()
             .map(|key| {
                 layout.encode_weights(ring, &weights.weights, key).map(|w| {
                     let mut p = Poly::from_signed(&ctx, ctx.len(), &w);
@@ -1224,8 +1240,21 @@ impl LinearProtocol for Cheetah {
             }
         };
         let run = Responder::new(&ctx, &enc, pk, ring, sigma);
-        let mut out: Vec<rlwe::Pow2Response> = Vec::with_capacity(layout.output_cts());
-        for (members, pos) in responses(&layout, plan.pack) {
+        // Returned ciphertexts are independent: computed in parallel, each re-randomized,
+        // masked and flooded from its own ChaCha20 stream keyed by a fresh seed drawn from `rng`
+        // in order (so a seeded `rng` still fixes every response).
+        let groups = responses(&layout, plan.pack);
+        let seeds: Vec<zeroize::Zeroizing<[u8; 32]>> = groups
+            .iter()
+            .map(|_| {
+                let mut seed = zeroize::Zeroizing::new([0u8; 32]);
+                rng.fill_bytes(&mut seed[..]);
+                seed
+            })
+            .collect();
+        let respond = |(members, pos): &(Vec<usize>, Vec<(usize, usize)>),
+                       seed: &zeroize::Zeroizing<[u8; 32]>|
+         -> Result<(rlwe::Pow2Response, Vec<u64>), LinearError> {
             let (acc0, acc1) = match &packer {
                 None => run.products(&layout, members[0], &cts, &wpt)?,
                 Some(pk) => {
@@ -1239,11 +1268,22 @@ impl LinearProtocol for Cheetah {
                     pk.pack(&idx, 1, &mut leaf)?.expect("a group has a member")
                 }
             };
-            let (ct, masks) = run.finish(acc0, acc1, &pos, rng)?;
+            let mut stream = ChaCha20Rng::from_seed(**seed);
+            let (ct, masks) = run.finish(acc0, acc1, pos, &mut stream)?;
+            Ok((run.compact(ct, pos, &plan.noise)?, masks))
+        };
+        let done: Vec<Result<(rlwe::Pow2Response, Vec<u64>), LinearError>> = groups
+            .par_iter()
+            .zip(seeds.par_iter())
+            .map(|(g, seed)| respond(g, seed))
+            .collect();
+        let mut out: Vec<rlwe::Pow2Response> = Vec::with_capacity(groups.len());
+        for ((_, pos), res) in groups.iter().zip(done) {
+            let (resp, masks) = res?;
             for (&(_, o), r) in pos.iter().zip(masks) {
                 share[o] = ring.reduce(weights.bias[bias_of(o)].wrapping_sub(r));
             }
-            out.push(run.compact(ct, &pos, &plan.noise)?);
+            out.push(resp);
         }
         let mut resp = Vec::with_capacity(plan.cost.bytes_s2c as usize);
         rlwe::compact::write_compact_responses(&out, &mut resp)?;
