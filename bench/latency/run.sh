@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 NEW=target/release/privinfer
 OUT=bench/latency
-stamp=$(date -u +%Y-%m-%d)
+stamp=${STAMP:-$(date -u +%Y-%m-%d)}
 for who in ${WHO:-new old}; do
     bin=$NEW
     if [ "$who" = old ]; then
