@@ -25,6 +25,10 @@ pub struct ModelService {
 
 impl ModelService {
     pub fn new(model: ServerModel, reveal: Reveal) -> Result<ModelService, EngineError> {
+        // The linear and OT layers run their independent ciphertexts and hash blocks on rayon's
+        // global pool, whose workers live as long as the process: start them with the service,
+        // so its idle thread count is its steady one from the start.
+        rayon::broadcast(|_| ());
         let plan = serde_json::to_value(&model.plan).map_err(|e| EngineError::Malformed {
             what: "plan",
             reason: e.to_string(),

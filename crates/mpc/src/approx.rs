@@ -1286,7 +1286,12 @@ impl Session {
 }
 
 /// One request of [`Session::luts`]: index shares, index bits, output ring, table.
-type Lookup<'a> = (&'a [u64], u32, Ring, &'a dyn Fn(usize, usize) -> u64);
+type Lookup<'a> = (
+    &'a [u64],
+    u32,
+    Ring,
+    &'a (dyn Fn(usize, usize) -> u64 + Sync),
+);
 
 /// Values per chunk of [`Session::tournament_max`] (`nn::approx::TOURNAMENT_CHUNK`).
 const TOURNAMENT: usize = 5;

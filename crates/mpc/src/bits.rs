@@ -42,6 +42,21 @@ impl BitWriter {
         }
     }
 
+    /// Appends every field `other` holds, in order, as if they had been written here.
+    pub fn append(&mut self, other: BitWriter) {
+        if self.n == 0 {
+            // Byte-aligned here: `other`'s whole words move as they are.
+            self.buf.extend_from_slice(&other.buf);
+            self.total += other.total - other.n as u64;
+        } else {
+            for word in other.buf.chunks_exact(8) {
+                self.put(u64::from_le_bytes(word.try_into().expect("8 bytes")), 64);
+            }
+        }
+        // `other.n < 64` after every `put`.
+        self.put(other.acc as u64, other.n);
+    }
+
     /// Number of bits written.
     pub fn bits(&self) -> u64 {
         self.total
@@ -130,6 +145,31 @@ pub(crate) fn recv_bits<C: Channel + ?Sized>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn append_equals_writing_in_order() {
+        let widths = [1u32, 2, 3, 37, 64, 5, 63, 1, 12, 64, 7];
+        for lead in [0u32, 1, 8, 13, 64] {
+            for split in 0..widths.len() {
+                let mut whole = BitWriter::default();
+                let (mut a, mut b) = (BitWriter::default(), BitWriter::default());
+                whole.put(0x5a5a_5a5a_5a5a_5a5a, lead);
+                a.put(0x5a5a_5a5a_5a5a_5a5a, lead);
+                for (k, &w) in widths.iter().enumerate() {
+                    let v = 0x9e37_79b9_7f4a_7c15u64.wrapping_mul(k as u64 + 1);
+                    whole.put(v, w);
+                    if k < split {
+                        a.put(v, w)
+                    } else {
+                        b.put(v, w)
+                    }
+                }
+                a.append(b);
+                assert_eq!(a.bits(), whole.bits());
+                assert_eq!(a.finish(), whole.finish(), "lead {lead} split {split}");
+            }
+        }
+    }
 
     #[test]
     fn round_trip_mixed_widths() {

@@ -27,11 +27,44 @@
 
 use ot::Block;
 
+use rayon::prelude::*;
+
 use crate::bits::{mask, BitReader, BitWriter};
 use crate::hash::{tccr_many, tccr_seq};
 
 /// Instances hashed per chunk (stack buffers).
 const HCH: usize = 256;
+
+/// Instances per parallel block (a multiple of [`HCH`] and [`CH`], so hash batches stay full).
+const PAR: usize = 8192;
+
+/// Runs `f(range, writer)` over consecutive blocks of [`PAR`] instances, in parallel when there
+/// are several; appends the blocks' writers to `out` in order and returns their results in order.
+/// The messages are those of one sequential pass: every instance's hashes use its own tweak.
+fn par_blocks<T: Send>(
+    n: usize,
+    out: &mut BitWriter,
+    f: impl Fn(std::ops::Range<usize>, &mut BitWriter) -> T + Sync,
+) -> Vec<T> {
+    if n <= PAR {
+        return vec![f(0..n, out)];
+    }
+    let blocks: Vec<(T, BitWriter)> = (0..n.div_ceil(PAR))
+        .into_par_iter()
+        .map(|b| {
+            let mut w = BitWriter::default();
+            let t = f(b * PAR..((b + 1) * PAR).min(n), &mut w);
+            (t, w)
+        })
+        .collect();
+    blocks
+        .into_iter()
+        .map(|(t, w)| {
+            out.append(w);
+            t
+        })
+        .collect()
+}
 use crate::{MpcError, Result};
 
 /// Tweak bit marking COTs whose sender is P1 (P0's COTs have it clear), so the two directions
@@ -259,7 +292,7 @@ pub(crate) struct AffineReceiver {
 /// Sender: writes `y_i = p_0 − p_1 + f1_i − f0_i` for every instance.
 pub(crate) fn affine_send(
     cots: &mut SendCots,
-    group: &dyn Fn(usize) -> Group,
+    group: &(dyn Fn(usize) -> Group + Sync),
     f0: &[u64],
     f1: &[u64],
     out: &mut BitWriter,
@@ -268,29 +301,42 @@ pub(crate) fn affine_send(
     debug_assert_eq!(n, f1.len());
     let delta = cots.delta;
     let (q, tw) = cots.take(n);
+    let parts = par_blocks(n, out, |range, out| {
+        let mut st = AffineSender {
+            group: Vec::with_capacity(range.len()),
+            pre: Vec::with_capacity(range.len()),
+            sum: Vec::with_capacity(range.len()),
+        };
+        let mut h0 = [0u128; HCH];
+        let mut h1 = [0u128; HCH];
+        for base in range.clone().step_by(HCH) {
+            let qc = &q[base..(base + HCH).min(range.end)];
+            let k = qc.len();
+            tccr_seq(qc, 0, tw + base as u128, &mut h0[..k]);
+            tccr_seq(qc, delta, tw + base as u128, &mut h1[..k]);
+            for j in 0..k {
+                let i = base + j;
+                let g = group(i);
+                let p0 = g.pad(h0[j]);
+                let p1 = g.pad(h1[j]);
+                let y = g.add(g.sub(p0, p1), g.sub(f1[i], f0[i]));
+                out.put(y, g.width());
+                st.pre.push(g.sub(f0[i], p0));
+                st.sum.push(g.add(f0[i], f1[i]));
+                st.group.push(g);
+            }
+        }
+        st
+    });
     let mut st = AffineSender {
         group: Vec::with_capacity(n),
         pre: Vec::with_capacity(n),
         sum: Vec::with_capacity(n),
     };
-    let mut h0 = [0u128; HCH];
-    let mut h1 = [0u128; HCH];
-    for (c, qc) in q.chunks(HCH).enumerate() {
-        let k = qc.len();
-        let base = c * HCH;
-        tccr_seq(qc, 0, tw + base as u128, &mut h0[..k]);
-        tccr_seq(qc, delta, tw + base as u128, &mut h1[..k]);
-        for j in 0..k {
-            let i = base + j;
-            let g = group(i);
-            let p0 = g.pad(h0[j]);
-            let p1 = g.pad(h1[j]);
-            let y = g.add(g.sub(p0, p1), g.sub(f1[i], f0[i]));
-            out.put(y, g.width());
-            st.pre.push(g.sub(f0[i], p0));
-            st.sum.push(g.add(f0[i], f1[i]));
-            st.group.push(g);
-        }
+    for p in parts {
+        st.group.extend(p.group);
+        st.pre.extend(p.pre);
+        st.sum.extend(p.sum);
     }
     st
 }
@@ -315,34 +361,49 @@ impl AffineSender {
 /// Receiver: writes `e_i = c_i ⊕ b_i` for every instance.
 pub(crate) fn affine_choose(
     cots: &mut RecvCots,
-    group: &dyn Fn(usize) -> Group,
+    group: &(dyn Fn(usize) -> Group + Sync),
     c: &[u8],
     out: &mut BitWriter,
 ) -> AffineReceiver {
     let n = c.len();
     let (t, tw) = cots.take(n);
+    let parts = par_blocks(n, out, |range, out| {
+        let mut st = AffineReceiver {
+            group: Vec::with_capacity(range.len()),
+            b: Vec::with_capacity(range.len()),
+            pad: Vec::with_capacity(range.len()),
+            e: Vec::with_capacity(range.len()),
+        };
+        let mut h = [0u128; HCH];
+        for base in range.clone().step_by(HCH) {
+            let tc = &t[base..(base + HCH).min(range.end)];
+            let k = tc.len();
+            tccr_seq(tc, 0, tw + base as u128, &mut h[..k]);
+            for j in 0..k {
+                let i = base + j;
+                let g = group(i);
+                let b = (tc[j] & 1) as u8;
+                st.pad.push(g.pad(h[j]));
+                let e = (c[i] & 1) ^ b;
+                out.put(e as u64, 1);
+                st.b.push(b);
+                st.e.push(e);
+                st.group.push(g);
+            }
+        }
+        st
+    });
     let mut st = AffineReceiver {
         group: Vec::with_capacity(n),
         b: Vec::with_capacity(n),
         pad: Vec::with_capacity(n),
         e: Vec::with_capacity(n),
     };
-    let mut h = [0u128; HCH];
-    for (ci, tc) in t.chunks(HCH).enumerate() {
-        let k = tc.len();
-        let base = ci * HCH;
-        tccr_seq(tc, 0, tw + base as u128, &mut h[..k]);
-        for j in 0..k {
-            let i = base + j;
-            let g = group(i);
-            let b = (tc[j] & 1) as u8;
-            st.pad.push(g.pad(h[j]));
-            let e = (c[i] & 1) ^ b;
-            out.put(e as u64, 1);
-            st.b.push(b);
-            st.e.push(e);
-            st.group.push(g);
-        }
+    for p in parts {
+        st.group.extend(p.group);
+        st.b.extend(p.b);
+        st.pad.extend(p.pad);
+        st.e.extend(p.e);
     }
     st
 }
@@ -366,7 +427,7 @@ impl AffineReceiver {
 }
 
 /// Bits on the wire of the sender's messages for instances with these groups.
-pub(crate) fn affine_msg_bits(n: usize, group: &dyn Fn(usize) -> Group) -> u64 {
+pub(crate) fn affine_msg_bits(n: usize, group: &(dyn Fn(usize) -> Group + Sync)) -> u64 {
     (0..n).map(|i| group(i).width() as u64).sum()
 }
 
@@ -482,44 +543,47 @@ pub(crate) fn one_of_n_choose(
     let mk = m as usize;
     let plan = PadPlan::new(m, group);
     let (t, tw) = cots.take(n * mk);
-    let mut pad = Vec::with_capacity(n);
-    let mut xs = Vec::with_capacity(CH * mk);
-    let mut tws = Vec::with_capacity(CH * mk);
-    let mut cps = Vec::with_capacity(CH);
-    for start in (0..n).step_by(CH) {
-        let end = (start + CH).min(n);
-        xs.clear();
-        tws.clear();
-        cps.clear();
-        for i in start..end {
-            let ts = &t[i * mk..(i + 1) * mk];
-            let cp: usize = ts
-                .iter()
-                .enumerate()
-                .map(|(k, &x)| ((x & 1) as usize) << k)
-                .sum();
-            for (k, &x) in ts.iter().enumerate() {
-                xs.push(x);
-                tws.push(tweak_j(tw + (i * mk + k) as u128, cp >> plan.log_per));
-            }
-            cps.push(cp);
-            out.put(c[i] ^ cp as u64, m);
-        }
-        tccr_many(&mut xs, &tws);
-        for (chunk, &cp) in xs.chunks(mk).zip(&cps) {
-            let s = cp & ((1 << plan.log_per) - 1);
-            pad.push(
-                chunk
+    let parts = par_blocks(n, out, |range, out| {
+        let mut pad = Vec::with_capacity(range.len());
+        let mut xs = Vec::with_capacity(CH * mk);
+        let mut tws = Vec::with_capacity(CH * mk);
+        let mut cps = Vec::with_capacity(CH);
+        for start in range.clone().step_by(CH) {
+            let end = (start + CH).min(range.end);
+            xs.clear();
+            tws.clear();
+            cps.clear();
+            for i in start..end {
+                let ts = &t[i * mk..(i + 1) * mk];
+                let cp: usize = ts
                     .iter()
-                    .fold(0u64, |acc, &h| group.add(acc, plan.slice(group, h, s))),
-            );
+                    .enumerate()
+                    .map(|(k, &x)| ((x & 1) as usize) << k)
+                    .sum();
+                for (k, &x) in ts.iter().enumerate() {
+                    xs.push(x);
+                    tws.push(tweak_j(tw + (i * mk + k) as u128, cp >> plan.log_per));
+                }
+                cps.push(cp);
+                out.put(c[i] ^ cp as u64, m);
+            }
+            tccr_many(&mut xs, &tws);
+            for (chunk, &cp) in xs.chunks(mk).zip(&cps) {
+                let s = cp & ((1 << plan.log_per) - 1);
+                pad.push(
+                    chunk
+                        .iter()
+                        .fold(0u64, |acc, &h| group.add(acc, plan.slice(group, h, s))),
+                );
+            }
         }
-    }
+        pad
+    });
     OneOfNReceiver {
         m,
         group,
         c: c.to_vec(),
-        pad,
+        pad: parts.concat(),
     }
 }
 
@@ -531,7 +595,7 @@ pub(crate) fn one_of_n_send(
     group: Group,
     n: usize,
     r: &mut BitReader<'_>,
-    table: &dyn Fn(usize, u64) -> u64,
+    table: &(dyn Fn(usize, u64) -> u64 + Sync),
     out: &mut BitWriter,
 ) -> Vec<u64> {
     let mk = m as usize;
@@ -542,41 +606,45 @@ pub(crate) fn one_of_n_send(
     let per_mask = (1usize << plan.log_per) - 1;
     let delta = cots.delta;
     let (q, tw) = cots.take(n * mk);
-    let mut shares = Vec::with_capacity(n);
-    let mut xs = Vec::with_capacity(CH * per_inst);
-    let mut tws = Vec::with_capacity(CH * per_inst);
-    let mut pads = vec![0u64; nn];
-    for start in (0..n).step_by(CH) {
-        let end = (start + CH).min(n);
-        xs.clear();
-        tws.clear();
-        for i in start..end {
-            let qs = &q[i * mk..(i + 1) * mk];
-            for &(k, blk, b) in &inputs {
-                xs.push(if b == 1 { qs[k] ^ delta } else { qs[k] });
-                tws.push(tweak_j(tw + (i * mk + k) as u128, blk));
+    let es: Vec<usize> = (0..n).map(|_| r.get(m) as usize).collect();
+    let parts = par_blocks(n, out, |range, out| {
+        let mut shares = Vec::with_capacity(range.len());
+        let mut xs = Vec::with_capacity(CH * per_inst);
+        let mut tws = Vec::with_capacity(CH * per_inst);
+        let mut pads = vec![0u64; nn];
+        for start in range.clone().step_by(CH) {
+            let end = (start + CH).min(range.end);
+            xs.clear();
+            tws.clear();
+            for i in start..end {
+                let qs = &q[i * mk..(i + 1) * mk];
+                for &(k, blk, b) in &inputs {
+                    xs.push(if b == 1 { qs[k] ^ delta } else { qs[k] });
+                    tws.push(tweak_j(tw + (i * mk + k) as u128, blk));
+                }
+            }
+            tccr_many(&mut xs, &tws);
+            for (ii, i) in (start..end).enumerate() {
+                let hs = &xs[ii * per_inst..(ii + 1) * per_inst];
+                for (j, pj) in pads.iter_mut().enumerate() {
+                    let (blk, s) = (j >> plan.log_per, j & per_mask);
+                    *pj = (0..mk).fold(0u64, |acc, k| {
+                        let h = hs[plan.entry(k, blk, (j >> k) & 1)];
+                        group.add(acc, plan.slice(group, h, s))
+                    });
+                }
+                let e = es[i];
+                let sigma = group.add(pads[e], table(i, 0));
+                for v in 1..nn {
+                    let y = group.sub(group.add(pads[v ^ e], table(i, v as u64)), sigma);
+                    out.put(y, group.width());
+                }
+                shares.push(sigma);
             }
         }
-        tccr_many(&mut xs, &tws);
-        for (ii, i) in (start..end).enumerate() {
-            let hs = &xs[ii * per_inst..(ii + 1) * per_inst];
-            for (j, pj) in pads.iter_mut().enumerate() {
-                let (blk, s) = (j >> plan.log_per, j & per_mask);
-                *pj = (0..mk).fold(0u64, |acc, k| {
-                    let h = hs[plan.entry(k, blk, (j >> k) & 1)];
-                    group.add(acc, plan.slice(group, h, s))
-                });
-            }
-            let e = r.get(m) as usize;
-            let sigma = group.add(pads[e], table(i, 0));
-            for v in 1..nn {
-                let y = group.sub(group.add(pads[v ^ e], table(i, v as u64)), sigma);
-                out.put(y, group.width());
-            }
-            shares.push(sigma);
-        }
-    }
-    shares
+        shares
+    });
+    parts.concat()
 }
 
 impl OneOfNReceiver {
@@ -640,25 +708,26 @@ mod tests {
             Group::Pow2(64),
             Group::Odd((1 << 61) - 1),
         ] {
-            let n = 300;
-            let (mut s, mut r) = dealer::cots(n, 2);
-            let f0: Vec<u64> = (0..n).map(|_| g.pad(rng.gen())).collect();
-            let f1: Vec<u64> = (0..n).map(|_| g.pad(rng.gen())).collect();
-            let c: Vec<u8> = (0..n).map(|_| rng.gen::<u8>() & 1).collect();
-            let gf = |_| g;
-            let mut ws = BitWriter::default();
-            let st_s = affine_send(&mut s, &gf, &f0, &f1, &mut ws);
-            let mut wr = BitWriter::default();
-            let st_r = affine_choose(&mut r, &gf, &c, &mut wr);
-            let (bs, bits_s) = (ws.bits(), ws.finish());
-            let (br, bits_r) = (wr.bits(), wr.finish());
-            let out_s = st_s.finish(&mut BitReader::new(&bits_r, br, "e").unwrap());
-            let out_r = st_r
-                .finish(&mut BitReader::new(&bits_s, bs, "y").unwrap(), "y")
-                .unwrap();
-            for i in 0..n {
-                let want = if c[i] == 1 { f1[i] } else { f0[i] };
-                assert_eq!(g.add(out_s[i], out_r[i]), want, "{g:?} {i}");
+            for n in [300, 2 * PAR + 77] {
+                let (mut s, mut r) = dealer::cots(n, 2);
+                let f0: Vec<u64> = (0..n).map(|_| g.pad(rng.gen())).collect();
+                let f1: Vec<u64> = (0..n).map(|_| g.pad(rng.gen())).collect();
+                let c: Vec<u8> = (0..n).map(|_| rng.gen::<u8>() & 1).collect();
+                let gf = |_| g;
+                let mut ws = BitWriter::default();
+                let st_s = affine_send(&mut s, &gf, &f0, &f1, &mut ws);
+                let mut wr = BitWriter::default();
+                let st_r = affine_choose(&mut r, &gf, &c, &mut wr);
+                let (bs, bits_s) = (ws.bits(), ws.finish());
+                let (br, bits_r) = (wr.bits(), wr.finish());
+                let out_s = st_s.finish(&mut BitReader::new(&bits_r, br, "e").unwrap());
+                let out_r = st_r
+                    .finish(&mut BitReader::new(&bits_s, bs, "y").unwrap(), "y")
+                    .unwrap();
+                for i in 0..n {
+                    let want = if c[i] == 1 { f1[i] } else { f0[i] };
+                    assert_eq!(g.add(out_s[i], out_r[i]), want, "{g:?} {i}");
+                }
             }
         }
     }
@@ -677,32 +746,33 @@ mod tests {
             (6, Group::Pow2(37)),
             (7, Group::Xor(2)),
         ] {
-            let n = 200;
-            let (mut s, mut r) = dealer::cots(n * m as usize, 4);
-            let tab: Vec<Vec<u64>> = (0..n)
-                .map(|_| (0..1 << m).map(|_| g.pad(rng.gen())).collect())
-                .collect();
-            let c: Vec<u64> = (0..n).map(|_| rng.gen_range(0..1u64 << m)).collect();
-            let mut wr = BitWriter::default();
-            let st = one_of_n_choose(&mut r, m, g, &c, &mut wr);
-            let (br, er) = (wr.bits(), wr.finish());
-            let mut ws = BitWriter::default();
-            let sh_s = one_of_n_send(
-                &mut s,
-                m,
-                g,
-                n,
-                &mut BitReader::new(&er, br, "e").unwrap(),
-                &|i, v| tab[i][v as usize],
-                &mut ws,
-            );
-            assert_eq!(ws.bits(), one_of_n_answer_bits(n, m, g));
-            let (bs, ys) = (ws.bits(), ws.finish());
-            let sh_r = st
-                .finish(&mut BitReader::new(&ys, bs, "y").unwrap(), "y")
-                .unwrap();
-            for i in 0..n {
-                assert_eq!(g.add(sh_s[i], sh_r[i]), tab[i][c[i] as usize]);
+            for n in [200, 2 * PAR + 77] {
+                let (mut s, mut r) = dealer::cots(n * m as usize, 4);
+                let tab: Vec<Vec<u64>> = (0..n)
+                    .map(|_| (0..1 << m).map(|_| g.pad(rng.gen())).collect())
+                    .collect();
+                let c: Vec<u64> = (0..n).map(|_| rng.gen_range(0..1u64 << m)).collect();
+                let mut wr = BitWriter::default();
+                let st = one_of_n_choose(&mut r, m, g, &c, &mut wr);
+                let (br, er) = (wr.bits(), wr.finish());
+                let mut ws = BitWriter::default();
+                let sh_s = one_of_n_send(
+                    &mut s,
+                    m,
+                    g,
+                    n,
+                    &mut BitReader::new(&er, br, "e").unwrap(),
+                    &|i, v| tab[i][v as usize],
+                    &mut ws,
+                );
+                assert_eq!(ws.bits(), one_of_n_answer_bits(n, m, g));
+                let (bs, ys) = (ws.bits(), ws.finish());
+                let sh_r = st
+                    .finish(&mut BitReader::new(&ys, bs, "y").unwrap(), "y")
+                    .unwrap();
+                for i in 0..n {
+                    assert_eq!(g.add(sh_s[i], sh_r[i]), tab[i][c[i] as usize]);
+                }
             }
         }
     }

@@ -261,7 +261,7 @@ impl Session {
         ch: &mut C,
         d: &[u8],
         x: &[u64],
-        ring: &dyn Fn(usize) -> Ring,
+        ring: &(dyn Fn(usize) -> Ring + Sync),
     ) -> Result<Vec<u64>> {
         if d.len() != x.len() {
             return Err(MpcError::LengthMismatch {
@@ -322,7 +322,7 @@ impl Session {
         &mut self,
         ch: &mut C,
         n: usize,
-        group: &dyn Fn(usize) -> Group,
+        group: &(dyn Fn(usize) -> Group + Sync),
         f0: &[u64],
         f1: &[u64],
         c: &[u8],
