@@ -15,6 +15,7 @@
 //! d = g·B + b, B·G ≥ n_i: B − 1 baby-step rotations of x (hoisted: one ModUp), G − 1 giant-step
 //! rotations, n_i ct × pt products; slot s < n_o of y holds (W·x)_s.
 
+use rayon::prelude::*;
 use rlwe::{BatchEncoder, Ciphertext, Evaluator, GaloisKeys, PlaintextNtt};
 
 use crate::LinearError;
@@ -702,60 +703,63 @@ impl Conv {
         let per_swap = taps * l.baby;
         // rotated[u][s·B·taps + b·taps + tap]: input u (row-swapped if s = 1) rotated by tap
         // offset + b·S, all from one decomposition of u.
-        let mut rotated = Vec::with_capacity(l.in_cts);
-        for ct in cts {
-            let mut r = ev.apply_galois_hoisted(ct, &elements, gk)?;
-            for c in &mut r {
-                c.to_representation(math::Representation::Ntt);
-            }
-            rotated.push(r);
-        }
-        let mut outs = Vec::with_capacity(l.out_cts);
-        for v in 0..l.out_cts {
-            let mut out: Option<Ciphertext> = None;
-            for g in 0..l.c_n / l.baby {
-                let mut inner: Option<Ciphertext> = None;
-                for b in 0..l.baby {
-                    let r = g * l.baby + b;
-                    for (u, copies) in rotated.iter().enumerate() {
-                        for s in 0..l.swaps() {
-                            if !l.present(v, u, s, r) {
-                                continue;
-                            }
-                            for tap in 0..taps {
-                                let pt = &self.plaintext(v, u, s, r, tap)?;
-                                let y = &copies[s * per_swap + b * taps + tap];
-                                match inner.as_mut() {
-                                    None => {
-                                        let mut c = y.clone();
-                                        ev.mul_plain_assign(&mut c, pt)?;
-                                        inner = Some(c);
+        // Input ciphertexts' rotations, then output ciphertexts, each independent: in parallel.
+        let rotated: Vec<Vec<Ciphertext>> = cts
+            .par_iter()
+            .map(|ct| {
+                let mut r = ev.apply_galois_hoisted(ct, &elements, gk)?;
+                for c in &mut r {
+                    c.to_representation(math::Representation::Ntt);
+                }
+                Ok(r)
+            })
+            .collect::<Result<_, LinearError>>()?;
+        (0..l.out_cts)
+            .into_par_iter()
+            .map(|v| -> Result<Ciphertext, LinearError> {
+                let mut out: Option<Ciphertext> = None;
+                for g in 0..l.c_n / l.baby {
+                    let mut inner: Option<Ciphertext> = None;
+                    for b in 0..l.baby {
+                        let r = g * l.baby + b;
+                        for (u, copies) in rotated.iter().enumerate() {
+                            for s in 0..l.swaps() {
+                                if !l.present(v, u, s, r) {
+                                    continue;
+                                }
+                                for tap in 0..taps {
+                                    let pt = &self.plaintext(v, u, s, r, tap)?;
+                                    let y = &copies[s * per_swap + b * taps + tap];
+                                    match inner.as_mut() {
+                                        None => {
+                                            let mut c = y.clone();
+                                            ev.mul_plain_assign(&mut c, pt)?;
+                                            inner = Some(c);
+                                        }
+                                        Some(acc) => ev.mul_plain_acc(acc, y, pt)?,
                                     }
-                                    Some(acc) => ev.mul_plain_acc(acc, y, pt)?,
                                 }
                             }
                         }
                     }
+                    let Some(inner) = inner else { continue };
+                    let shifted = if g == 0 {
+                        inner
+                    } else {
+                        ev.rotate_rows(&inner, (g * l.baby * l.block) as i64, gk)?
+                    };
+                    match out.as_mut() {
+                        None => out = Some(shifted),
+                        Some(o) => ev.add_assign(o, &shifted)?,
+                    }
                 }
-                let Some(inner) = inner else { continue };
-                let shifted = if g == 0 {
-                    inner
-                } else {
-                    ev.rotate_rows(&inner, (g * l.baby * l.block) as i64, gk)?
-                };
-                match out.as_mut() {
-                    None => out = Some(shifted),
-                    Some(o) => ev.add_assign(o, &shifted)?,
-                }
-            }
-            // All-zero weights for a whole output group: an encryption of zero (trivial; the
-            // layer protocol re-randomizes every response).
-            let out = match out {
-                Some(o) => o,
-                None => ev.zero(cts[0].num_moduli(), math::Representation::Ntt)?,
-            };
-            outs.push(out);
-        }
-        Ok(outs)
+                // All-zero weights for a whole output group: an encryption of zero (trivial; the
+                // layer protocol re-randomizes every response).
+                Ok(match out {
+                    Some(o) => o,
+                    None => ev.zero(cts[0].num_moduli(), math::Representation::Ntt)?,
+                })
+            })
+            .collect()
     }
 }

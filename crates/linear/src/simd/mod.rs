@@ -24,7 +24,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 pub use kernels::{baby_steps, Conv, ConvLayout, MatVec};
 
 use math::pack::packed_len;
-use rand_core::CryptoRngCore;
+use rand_chacha::ChaCha20Rng;
+use rand_core::{CryptoRngCore, SeedableRng};
+use rayon::prelude::*;
 use rlwe::{BatchEncoder, Evaluator, Plaintext};
 use transport::Channel;
 
@@ -841,15 +843,34 @@ impl Simd {
         };
         let (k, b) = (plan.noise.response_bits, plan.noise.c0_bits);
         let all: Vec<usize> = (0..p.n()).collect();
-        let mut masks = Vec::with_capacity(outs.len());
-        let mut responses = Vec::with_capacity(outs.len());
-        for mut ct in outs {
-            let r: Vec<u64> = (0..p.n()).map(|_| uniform_below(rng, t)).collect();
-            ev.sub_plain_assign(&mut ct, &enc.encode(&r)?)?;
-            ev.rerandomize(&mut ct, pk, rng)?;
-            ev.flood_gaussian(&mut ct, plan.noise.flood_sigma, &all, rng)?;
-            ev.mod_switch_to(&mut ct, 1)?;
-            responses.push(ev.switch_to_compact(&ct, k, b, &all)?);
+        // Each response masked, re-randomized and flooded from its own ChaCha20 stream (a seed
+        // drawn from `rng` in order), the responses in parallel.
+        let seeds: Vec<zeroize::Zeroizing<[u8; 32]>> = outs
+            .iter()
+            .map(|_| {
+                let mut seed = zeroize::Zeroizing::new([0u8; 32]);
+                rng.fill_bytes(&mut seed[..]);
+                seed
+            })
+            .collect();
+        let done: Vec<Result<(rlwe::Pow2Response, Vec<u64>), LinearError>> = outs
+            .into_par_iter()
+            .zip(seeds.par_iter())
+            .map(|(mut ct, seed)| {
+                let mut stream = ChaCha20Rng::from_seed(**seed);
+                let r: Vec<u64> = (0..p.n()).map(|_| uniform_below(&mut stream, t)).collect();
+                ev.sub_plain_assign(&mut ct, &enc.encode(&r)?)?;
+                ev.rerandomize(&mut ct, pk, &mut stream)?;
+                ev.flood_gaussian(&mut ct, plan.noise.flood_sigma, &all, &mut stream)?;
+                ev.mod_switch_to(&mut ct, 1)?;
+                Ok((ev.switch_to_compact(&ct, k, b, &all)?, r))
+            })
+            .collect();
+        let mut masks = Vec::with_capacity(done.len());
+        let mut responses = Vec::with_capacity(done.len());
+        for d in done {
+            let (resp, r) = d?;
+            responses.push(resp);
             masks.push(r);
         }
         let mut out = Vec::new();
