@@ -72,6 +72,22 @@ pub(crate) fn check_len(what: &'static str, x: &[u64], len: usize) -> Result<(),
     Ok(())
 }
 
+/// One 32-byte seed per response, drawn from `rng` in order: each response is then masked,
+/// re-randomized and flooded from its own `ChaCha20Rng::from_seed` stream, so responses can be
+/// computed in parallel and a seeded `rng` still fixes every one of them.
+pub(crate) fn response_seeds(
+    count: usize,
+    rng: &mut dyn CryptoRngCore,
+) -> Vec<zeroize::Zeroizing<[u8; 32]>> {
+    (0..count)
+        .map(|_| {
+            let mut seed = zeroize::Zeroizing::new([0u8; 32]);
+            rng.fill_bytes(&mut seed[..]);
+            seed
+        })
+        .collect()
+}
+
 /// Largest share ring the presets can carry (t = 2^ℓ must leave room for flooding).
 pub const MAX_PLAINTEXT_BITS: u32 = 45;
 
@@ -1240,18 +1256,9 @@ impl LinearProtocol for Cheetah {
             }
         };
         let run = Responder::new(&ctx, &enc, pk, ring, sigma);
-        // Returned ciphertexts are independent: computed in parallel, each re-randomized,
-        // masked and flooded from its own ChaCha20 stream keyed by a fresh seed drawn from `rng`
-        // in order (so a seeded `rng` still fixes every response).
+        // Returned ciphertexts are independent: computed in parallel ([`response_seeds`]).
         let groups = responses(&layout, plan.pack);
-        let seeds: Vec<zeroize::Zeroizing<[u8; 32]>> = groups
-            .iter()
-            .map(|_| {
-                let mut seed = zeroize::Zeroizing::new([0u8; 32]);
-                rng.fill_bytes(&mut seed[..]);
-                seed
-            })
-            .collect();
+        let seeds = response_seeds(groups.len(), rng);
         let respond = |(members, pos): &(Vec<usize>, Vec<(usize, usize)>),
                        seed: &zeroize::Zeroizing<[u8; 32]>|
          -> Result<(rlwe::Pow2Response, Vec<u64>), LinearError> {

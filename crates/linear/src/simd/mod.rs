@@ -843,16 +843,8 @@ impl Simd {
         };
         let (k, b) = (plan.noise.response_bits, plan.noise.c0_bits);
         let all: Vec<usize> = (0..p.n()).collect();
-        // Each response masked, re-randomized and flooded from its own ChaCha20 stream (a seed
-        // drawn from `rng` in order), the responses in parallel.
-        let seeds: Vec<zeroize::Zeroizing<[u8; 32]>> = outs
-            .iter()
-            .map(|_| {
-                let mut seed = zeroize::Zeroizing::new([0u8; 32]);
-                rng.fill_bytes(&mut seed[..]);
-                seed
-            })
-            .collect();
+        // The responses in parallel, each from its own stream (`cheetah::response_seeds`).
+        let seeds = crate::cheetah::response_seeds(outs.len(), rng);
         let done: Vec<Result<(rlwe::Pow2Response, Vec<u64>), LinearError>> = outs
             .into_par_iter()
             .zip(seeds.par_iter())
