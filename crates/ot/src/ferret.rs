@@ -219,9 +219,15 @@ impl Prims {
     /// each mapped to `[0, k)` by `(w·k) >> 32`.
     fn lpn_encode(&self, secret: &[Block], out: &mut [Block]) {
         let k = secret.len() as u64;
-        const PAIRS: usize = 128; // outputs per batch = 2·PAIRS
+        assert!(
+            k > 0 && k <= u32::MAX as u64,
+            "LPN secret length out of range"
+        );
+        let far = std::mem::size_of_val(secret) > NEAR_BYTES;
+        const PAIRS: usize = 256; // outputs per batch = 2·PAIRS
         let mut ctr = [Block::ZERO; 5 * PAIRS];
         let mut idx = [0u32; 2 * PAIRS * LPN_D];
+        let base_ptr = secret.as_ptr();
         for (p0, chunk) in out.chunks_mut(2 * PAIRS).enumerate() {
             let pairs = chunk.len().div_ceil(2);
             let base = (p0 * PAIRS) as u128 * 5;
@@ -236,20 +242,23 @@ impl Prims {
                 }
             }
             let len = chunk.len();
-            for o in 0..PREFETCH.min(len) {
-                prefetch(secret, &idx[o * LPN_D..(o + 1) * LPN_D]);
+            let idx = &idx[..len * LPN_D];
+            if far {
+                for o in 0..PREFETCH.min(len) {
+                    prefetch(base_ptr, &idx[o * LPN_D..(o + 1) * LPN_D]);
+                }
             }
-            for (o, x) in chunk.iter_mut().enumerate() {
-                if o + PREFETCH < len {
+            for (o, (x, ix)) in chunk.iter_mut().zip(idx.chunks_exact(LPN_D)).enumerate() {
+                if far && o + PREFETCH < len {
                     prefetch(
-                        secret,
+                        base_ptr,
                         &idx[(o + PREFETCH) * LPN_D..(o + PREFETCH + 1) * LPN_D],
                     );
                 }
-                let ix = &idx[o * LPN_D..(o + 1) * LPN_D];
                 let mut acc = *x;
                 for &j in ix {
-                    acc ^= secret[j as usize];
+                    // SAFETY: j = (w·k) >> 32 < k = secret.len() for every 32-bit w.
+                    acc ^= unsafe { *base_ptr.add(j as usize) };
                 }
                 *x = acc;
             }
@@ -257,24 +266,24 @@ impl Prims {
     }
 }
 
+/// Secrets up to this size are gathered without prefetching (they stay in L2).
+const NEAR_BYTES: usize = 1 << 20;
+
 /// Outputs of the LPN encoding whose secret words are requested ahead of their gather: the
 /// gathers are random reads over k·16 bytes (9.4 MB for the large set), beyond L2.
 const PREFETCH: usize = 8;
 
 /// Asks the cache for the secret words `ix` (a hint: no effect on the result).
 #[inline(always)]
-fn prefetch(secret: &[Block], ix: &[u32]) {
+fn prefetch(secret: *const Block, ix: &[u32]) {
     #[cfg(target_arch = "x86_64")]
     for &j in ix {
-        if let Some(b) = secret.get(j as usize) {
-            // SAFETY: a prefetch never faults and `b` is a valid reference.
-            #[allow(unused_unsafe)]
-            unsafe {
-                std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
-                    (b as *const Block).cast(),
-                )
-            };
-        }
+        // SAFETY: a prefetch never faults; j < the secret's length (see `lpn_encode`).
+        unsafe {
+            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                secret.add(j as usize).cast(),
+            )
+        };
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = (secret, ix);
