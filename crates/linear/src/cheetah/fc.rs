@@ -103,7 +103,7 @@ impl FcBlocks {
     }
 
     /// Columns of input chunk j.
-    fn cols(&self, spec: &FcSpec, j: usize) -> usize {
+    pub(crate) fn cols(&self, spec: &FcSpec, j: usize) -> usize {
         (spec.inputs - j * self.d0).min(self.d0)
     }
 

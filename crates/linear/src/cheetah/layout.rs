@@ -304,9 +304,30 @@ impl Layout {
         match self {
             Layout::Conv { spec, tiling } => tiling.query_support_lens(spec),
             Layout::Fc { spec, blocks } => blocks.query_support_lens(spec),
-            Layout::Rows { .. } => (0..self.input_cts())
-                .map(|i| self.rows_support(i).len())
-                .collect(),
+            Layout::Rows {
+                rows,
+                tw,
+                spec,
+                blocks,
+            } => {
+                // |S_i| depends only on the rows of i's tile and the width of its chunk
+                // (`rows_support`): at most four distinct pairs, each listed once.
+                let mut memo: Vec<((usize, usize), usize)> = Vec::new();
+                (0..self.input_cts())
+                    .map(|i| {
+                        let (a, j) = (i / blocks.n_in, i % blocks.n_in);
+                        let key = (tile_rows(*rows, *tw, a), blocks.cols(spec, j));
+                        match memo.iter().find(|(k, _)| *k == key) {
+                            Some(&(_, len)) => len,
+                            None => {
+                                let len = self.rows_support(i).len();
+                                memo.push((key, len));
+                                len
+                            }
+                        }
+                    })
+                    .collect()
+            }
             Layout::Dense { spec, tiling } => tiling.query_support_lens(spec),
             Layout::Circ { spec, tiling } => tiling.query_support_lens(spec),
         }
