@@ -523,6 +523,78 @@ impl PadPlan {
     }
 }
 
+/// The sender's pads of one 1-of-N instance, a block of `per` pads at a time: block `blk`'s
+/// pads are the lanes (w bits each) of one 128-bit word, the lane-wise group sum over the digits
+/// k of hash (k, blk, bit k) — for k below `log_per` bit k varies with the lane, so that digit
+/// contributes the lanes of (k, blk, 0) and of (k, blk, 1) under complementary lane masks. The
+/// same pads as [`PadPlan::slice`] summed per index, with `m` word operations per block instead
+/// of `m` per pad. Only for groups whose pads share a hash (`log_per > 0`: w-bit strings and
+/// Z_{2^w}).
+struct Lanes {
+    group: Group,
+    w: u32,
+    /// The top bit of every lane (for the carry-free lane-wise addition of Z_{2^w}).
+    top: u128,
+    /// For digit k < log_per: the lanes whose index has bit k clear, and set.
+    masks: Vec<[u128; 2]>,
+}
+
+impl Lanes {
+    fn new(plan: &PadPlan, group: Group) -> Option<Lanes> {
+        if plan.log_per == 0 || matches!(group, Group::Odd(_)) {
+            return None;
+        }
+        let (w, per) = (plan.w, 1usize << plan.log_per);
+        let lane = |s: usize| -> u128 { (mask(w) as u128) << (s as u32 * w) };
+        let masks = (0..plan.log_per)
+            .map(|k| {
+                let mut m = [0u128; 2];
+                for s in 0..per {
+                    m[(s >> k) & 1] |= lane(s);
+                }
+                m
+            })
+            .collect();
+        let top = (0..per).fold(0u128, |t, s| t | 1u128 << (s as u32 * w + w - 1));
+        Some(Lanes {
+            group,
+            w,
+            top,
+            masks,
+        })
+    }
+
+    /// Lane-wise a + b: XOR for strings; for Z_{2^w}, the low w − 1 bits of each lane added
+    /// (their sum stays below 2^w, so no carry leaves a lane) and the top bits XORed in.
+    #[inline]
+    fn add(&self, a: u128, b: u128) -> u128 {
+        match self.group {
+            Group::Xor(_) => a ^ b,
+            _ => (a & !self.top).wrapping_add(b & !self.top) ^ ((a ^ b) & self.top),
+        }
+    }
+
+    /// Fills `pads` (2^m entries) from the instance's hashes `hs` in [`PadPlan::entry`] order.
+    fn pads(&self, plan: &PadPlan, hs: &[u128], pads: &mut [u64]) {
+        let (lp, blocks) = (plan.log_per, plan.blocks);
+        let per = 1usize << lp;
+        let mw = mask(self.w);
+        for (blk, out) in pads.chunks_exact_mut(per).enumerate() {
+            let mut acc = 0u128;
+            for (k, m) in self.masks.iter().enumerate() {
+                let e = (k * blocks + blk) * 2;
+                acc = self.add(acc, (hs[e] & m[0]) | (hs[e + 1] & m[1]));
+            }
+            for k in lp..plan.m {
+                acc = self.add(acc, hs[plan.entry(k, blk, 0)]);
+            }
+            for (s, p) in out.iter_mut().enumerate() {
+                *p = (acc >> (s as u32 * self.w)) as u64 & mw;
+            }
+        }
+    }
+}
+
 /// Receiver state of a 1-of-N batch between its choice message and the sender's answer.
 pub(crate) struct OneOfNReceiver {
     m: u32,
@@ -606,6 +678,7 @@ pub(crate) fn one_of_n_send(
     let per_mask = (1usize << plan.log_per) - 1;
     let delta = cots.delta;
     let (q, tw) = cots.take(n * mk);
+    let lanes = Lanes::new(&plan, group);
     let es: Vec<usize> = (0..n).map(|_| r.get(m) as usize).collect();
     let parts = par_blocks(n, out, |range, out| {
         let mut shares = Vec::with_capacity(range.len());
@@ -626,12 +699,17 @@ pub(crate) fn one_of_n_send(
             tccr_many(&mut xs, &tws);
             for (ii, i) in (start..end).enumerate() {
                 let hs = &xs[ii * per_inst..(ii + 1) * per_inst];
-                for (j, pj) in pads.iter_mut().enumerate() {
-                    let (blk, s) = (j >> plan.log_per, j & per_mask);
-                    *pj = (0..mk).fold(0u64, |acc, k| {
-                        let h = hs[plan.entry(k, blk, (j >> k) & 1)];
-                        group.add(acc, plan.slice(group, h, s))
-                    });
+                match &lanes {
+                    Some(l) => l.pads(&plan, hs, &mut pads),
+                    None => {
+                        for (j, pj) in pads.iter_mut().enumerate() {
+                            let (blk, s) = (j >> plan.log_per, j & per_mask);
+                            *pj = (0..mk).fold(0u64, |acc, k| {
+                                let h = hs[plan.entry(k, blk, (j >> k) & 1)];
+                                group.add(acc, plan.slice(group, h, s))
+                            });
+                        }
+                    }
                 }
                 let e = es[i];
                 let sigma = group.add(pads[e], table(i, 0));
@@ -698,6 +776,37 @@ pub(crate) mod dealer {
 mod tests {
     use super::*;
     use rand::{Rng, SeedableRng};
+
+    /// The word-parallel pads equal the per-index sums of slices, for every group with shared
+    /// hashes and every m up to 9.
+    #[test]
+    fn lane_pads_equal_per_index_sums() {
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(11);
+        for group in [
+            Group::Xor(1),
+            Group::Xor(2),
+            Group::Xor(7),
+            Group::Pow2(12),
+            Group::Pow2(37),
+            Group::Pow2(64),
+        ] {
+            for m in 1..=9u32 {
+                let plan = PadPlan::new(m, group);
+                let lanes = Lanes::new(&plan, group).expect("shared hashes");
+                let hs: Vec<u128> = (0..plan.sender_hashes()).map(|_| rng.gen()).collect();
+                let mut pads = vec![0u64; 1 << m];
+                lanes.pads(&plan, &hs, &mut pads);
+                for (j, &p) in pads.iter().enumerate() {
+                    let (blk, s) = (j >> plan.log_per, j & ((1 << plan.log_per) - 1));
+                    let want = (0..m as usize).fold(0u64, |acc, k| {
+                        let h = hs[plan.entry(k, blk, (j >> k) & 1)];
+                        group.add(acc, plan.slice(group, h, s))
+                    });
+                    assert_eq!(p, want, "{group:?} m {m} j {j}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn affine_ot_core_all_groups() {
