@@ -119,6 +119,10 @@ impl Aes {
     pub fn ggm_level(&self, other: &Aes, nodes: &mut [Block], size: usize) -> [Block; 2] {
         const W: usize = 64;
         assert!(nodes.len() >= 2 * size, "ggm_level: nodes too short");
+        #[cfg(target_arch = "x86_64")]
+        if let (Some(a), Some(b)) = (&self.round_keys, &other.round_keys) {
+            return a.ggm_level(b, &mut nodes[..2 * size], size);
+        }
         let mut a = [Block::ZERO; W];
         let mut b = [Block::ZERO; W];
         let (mut k0, mut k1) = (Block::ZERO, Block::ZERO);
@@ -187,6 +191,100 @@ mod vaes {
             // SAFETY: a `RoundKeys` exists only where `available()` held.
             unsafe { encrypt(&self.0, xs, feed_forward) }
         }
+
+        /// [`super::Aes::ggm_level`] with `self` for left and `other` for right children, the
+        /// children written interleaved straight from the registers. `nodes.len() == 2·size`.
+        pub(super) fn ggm_level(
+            &self,
+            other: &RoundKeys,
+            nodes: &mut [Block],
+            size: usize,
+        ) -> [Block; 2] {
+            assert_eq!(nodes.len(), 2 * size, "ggm_level: 2·size nodes");
+            // SAFETY: as above; every access stays below 2·size (checked just now).
+            unsafe { ggm(&self.0, &other.0, nodes, size) }
+        }
+    }
+
+    /// Parents per step of [`ggm`]: four vectors per key in flight.
+    const GGM_STEP: usize = 16;
+
+    #[target_feature(enable = "aes,vaes,avx512f,sse2")]
+    unsafe fn ggm(a: &[u128; 11], b: &[u128; 11], nodes: &mut [Block], size: usize) -> [Block; 2] {
+        let load = |k: &u128| _mm_loadu_si128((k as *const u128).cast());
+        let (a1, b1) = (a.map(|k| load(&k)), b.map(|k| load(&k)));
+        let (ka, kb) = (
+            a1.map(|k| _mm512_broadcast_i32x4(k)),
+            b1.map(|k| _mm512_broadcast_i32x4(k)),
+        );
+        // Qwords of (left, right) 4-block vectors into [l0 r0 l1 r1] and [l2 r2 l3 r3].
+        let lo_idx = _mm512_setr_epi64(0, 1, 8, 9, 2, 3, 10, 11);
+        let hi_idx = _mm512_setr_epi64(4, 5, 12, 13, 6, 7, 14, 15);
+        let p = nodes.as_mut_ptr() as *mut u8;
+        let (mut s0, mut s1) = (_mm512_setzero_si512(), _mm512_setzero_si512());
+        let mut i = size;
+        // From the end: a step's children [2·start, 2·start + 32) overwrite only parents of
+        // this step (all loaded first) and of steps already done.
+        while i >= GGM_STEP {
+            let start = i - GGM_STEP;
+            let mut x = [_mm512_setzero_si512(); 4];
+            let (mut l, mut r) = (x, x);
+            for j in 0..4 {
+                x[j] = _mm512_loadu_si512(p.add(16 * (start + 4 * j)).cast());
+                l[j] = _mm512_xor_si512(x[j], ka[0]);
+                r[j] = _mm512_xor_si512(x[j], kb[0]);
+            }
+            for round in 1..10 {
+                for j in 0..4 {
+                    l[j] = _mm512_aesenc_epi128(l[j], ka[round]);
+                    r[j] = _mm512_aesenc_epi128(r[j], kb[round]);
+                }
+            }
+            for j in 0..4 {
+                let lj = _mm512_xor_si512(_mm512_aesenclast_epi128(l[j], ka[10]), x[j]);
+                let rj = _mm512_xor_si512(_mm512_aesenclast_epi128(r[j], kb[10]), x[j]);
+                s0 = _mm512_xor_si512(s0, lj);
+                s1 = _mm512_xor_si512(s1, rj);
+                let at = p.add(16 * 2 * (start + 4 * j));
+                _mm512_storeu_si512(at.cast(), _mm512_permutex2var_epi64(lj, lo_idx, rj));
+                _mm512_storeu_si512(at.add(64).cast(), _mm512_permutex2var_epi64(lj, hi_idx, rj));
+            }
+            i = start;
+        }
+        let fold = |v: __m512i| {
+            _mm_xor_si128(
+                _mm_xor_si128(
+                    _mm512_extracti32x4_epi32::<0>(v),
+                    _mm512_extracti32x4_epi32::<1>(v),
+                ),
+                _mm_xor_si128(
+                    _mm512_extracti32x4_epi32::<2>(v),
+                    _mm512_extracti32x4_epi32::<3>(v),
+                ),
+            )
+        };
+        let (mut t0, mut t1) = (fold(s0), fold(s1));
+        // The first i < 16 parents, one at a time (parent i − 1's children land at 2(i − 1) ≥ i
+        // − 1, on itself or on parents already done).
+        while i > 0 {
+            i -= 1;
+            let x = _mm_loadu_si128(p.add(16 * i).cast());
+            let (mut l, mut r) = (_mm_xor_si128(x, a1[0]), _mm_xor_si128(x, b1[0]));
+            for round in 1..10 {
+                l = _mm_aesenc_si128(l, a1[round]);
+                r = _mm_aesenc_si128(r, b1[round]);
+            }
+            let l = _mm_xor_si128(_mm_aesenclast_si128(l, a1[10]), x);
+            let r = _mm_xor_si128(_mm_aesenclast_si128(r, b1[10]), x);
+            t0 = _mm_xor_si128(t0, l);
+            t1 = _mm_xor_si128(t1, r);
+            _mm_storeu_si128(p.add(16 * 2 * i).cast(), l);
+            _mm_storeu_si128(p.add(16 * (2 * i + 1)).cast(), r);
+        }
+        let (mut o0, mut o1) = (0u128, 0u128);
+        _mm_storeu_si128((&mut o0 as *mut u128).cast(), t0);
+        _mm_storeu_si128((&mut o1 as *mut u128).cast(), t1);
+        [Block(o0), Block(o1)]
     }
 
     #[inline]
