@@ -224,6 +224,9 @@ pub struct ConvLayout {
     in_cts: usize,
     out_cts: usize,
     baby: usize,
+    /// [`ConvLayout::present`] for every (v, u, s, r), s < 2 with two rows (else s = 0),
+    /// at `((v·in_cts + u)·swaps + s)·c_n + r` ([`ConvLayout::presence`]).
+    present: Vec<bool>,
 }
 
 /// A [`ConvLayout`] with its weights. Plaintext (v, u, s, r, tap), already rotated by b·S for
@@ -350,7 +353,9 @@ impl ConvLayout {
             in_cts: spec.c.div_ceil(rows * c_n),
             out_cts: spec.m.div_ceil(rows * c_n),
             baby,
+            present: Vec::new(),
         };
+        l.present = l.presence();
         if rows == 2 {
             l.cross = (0..l.out_cts)
                 .any(|v| (0..l.in_cts).any(|u| (0..c_n).any(|r| l.present(v, u, 1, r))));
@@ -400,8 +405,65 @@ impl ConvLayout {
 
     /// Whether plaintext (v, u, s, r, ·) is nonzero for some weights (the same for every tap).
     pub(crate) fn present(&self, v: usize, u: usize, s: usize, r: usize) -> bool {
-        (0..self.rows)
-            .any(|rho| (0..self.c_n).any(|c| self.weight_index(v, u, s, r, 0, rho, c).is_some()))
+        let sw = if self.rows == 2 { 2 } else { 1 };
+        let s = if self.rows == 2 { s } else { 0 };
+        self.present[((v * self.in_cts + u) * sw + s) * self.c_n + r]
+    }
+
+    /// [`ConvLayout::present`] for every index, from [`ConvLayout::weight_index`]'s conditions:
+    /// for fixed (v, u, s), each block pair (ρ, c) whose input channel ci exists reaches the
+    /// outputs o of ci's group in its row, t = o − (v·per + ρ·c_n) in an interval [lo, hi), and
+    /// since t = (c − r) mod c_n the r it serves form one cyclic interval; a difference array
+    /// marks them. rows·c_n + c_n steps per (v, u, s) instead of rows·c_n per (v, u, s, r).
+    fn presence(&self) -> Vec<bool> {
+        let (sp, c_n, rows) = (&self.spec, self.c_n, self.rows);
+        let per = rows * c_n;
+        let (cg, mg) = (sp.c_per_group(), sp.m_per_group());
+        let sw = if rows == 2 { 2 } else { 1 };
+        let mut out = vec![false; self.out_cts * self.in_cts * sw * c_n];
+        let mut diff = vec![0i64; c_n + 1];
+        for v in 0..self.out_cts {
+            for u in 0..self.in_cts {
+                for s in 0..sw {
+                    diff.fill(0);
+                    for rho in 0..rows {
+                        let o_base = v * per + rho * c_n;
+                        let i_base = u * per + (rho ^ s) * c_n;
+                        for c in 0..c_n {
+                            let ci = i_base + c;
+                            if ci >= sp.c {
+                                break;
+                            }
+                            let g = ci / cg;
+                            let lo = (g * mg).max(o_base);
+                            let hi = ((g + 1) * mg).min(sp.m).min(o_base + c_n);
+                            if lo >= hi {
+                                continue;
+                            }
+                            // t ∈ [lo − o_base, hi − o_base) ⟺ r ∈ [c − (hi − o_base − 1), … ,
+                            // c − (lo − o_base)] mod c_n.
+                            let len = hi - lo;
+                            let start = (c + c_n - (hi - o_base - 1)) % c_n;
+                            diff[start] += 1;
+                            if start + len <= c_n {
+                                diff[start + len] -= 1;
+                            } else {
+                                diff[c_n] -= 1;
+                                diff[0] += 1;
+                                diff[start + len - c_n] -= 1;
+                            }
+                        }
+                    }
+                    let at = ((v * self.in_cts + u) * sw + s) * c_n;
+                    let mut acc = 0i64;
+                    for (r, d) in diff[..c_n].iter().enumerate() {
+                        acc += d;
+                        out[at + r] = acc > 0;
+                    }
+                }
+            }
+        }
+        out
     }
 
     /// Whether output ciphertext `v` has plaintexts for giant step `g`.
@@ -761,5 +823,60 @@ impl Conv {
                 })
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The precomputed presence equals the search over every (ρ, c) by `weight_index`, for
+    /// dense, grouped and depthwise convolutions, one and two rows, partial last ciphertexts.
+    #[test]
+    fn presence_matches_the_search() {
+        let mut checked = 0usize;
+        for (c, m, hw, groups, n) in [
+            (3, 16, 32, 1, 8192),
+            (16, 32, 16, 1, 8192),
+            (24, 144, 8, 1, 8192),
+            (160, 960, 4, 1, 8192),
+            (96, 100, 4, 1, 4096),
+            (37, 70, 8, 1, 8192),
+            (200, 300, 2, 1, 8192),
+            (144, 144, 8, 144, 8192),
+            (960, 960, 4, 960, 8192),
+            (64, 128, 4, 64, 4096),
+            (48, 96, 4, 4, 8192),
+            (60, 90, 2, 3, 8192),
+        ] {
+            let spec = crate::Conv2dSpec::square(c, hw, m, 3, 1, 1, groups);
+            let Ok(base) = ConvLayout::new(spec, n) else {
+                continue;
+            };
+            for rows in [1, 2] {
+                let Ok(l) = ConvLayout::with(spec, n, rows, base.baby) else {
+                    continue;
+                };
+                for v in 0..l.out_cts {
+                    for u in 0..l.in_cts {
+                        for s in 0..rows {
+                            for r in 0..l.c_n {
+                                let want = (0..l.rows).any(|rho| {
+                                    (0..l.c_n)
+                                        .any(|cc| l.weight_index(v, u, s, r, 0, rho, cc).is_some())
+                                });
+                                assert_eq!(
+                                    l.present(v, u, s, r),
+                                    want,
+                                    "{spec:?} rows {rows} v {v} u {u} s {s} r {r}"
+                                );
+                                checked += 1;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert!(checked > 10_000, "only {checked} cases ran");
     }
 }
