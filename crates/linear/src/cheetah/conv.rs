@@ -197,6 +197,17 @@ impl ConvTiling {
         self.group_overlap(spec, m, ci).is_some()
     }
 
+    /// Σ over output channels of the channel tiles each touches: group g's input channels
+    /// [g·cg, (g+1)·cg) meet the tiles ⌊g·cg / c_t⌋ ..= ⌊((g+1)·cg − 1) / c_t⌋, the same for its
+    /// m/groups outputs (equal to counting [`ConvTiling::touches`] over every (m, tile)).
+    pub fn touched_tiles(&self, spec: &Conv2dSpec) -> usize {
+        let (cg, mg) = (spec.c_per_group(), spec.m_per_group());
+        (0..spec.groups)
+            .map(|g| ((g + 1) * cg - 1) / self.c_t - g * cg / self.c_t + 1)
+            .sum::<usize>()
+            * mg
+    }
+
     /// Filter polynomial of output channel m on channel tile ci, as signed integers (the weights'
     /// signed lift from the ring), or `None` when m has no tap on that tile.
     pub fn encode_filter(
@@ -448,5 +459,39 @@ impl ConvTiling {
             c_t *= 2;
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The closed-form count of (output channel, channel tile) pairs equals counting
+    /// `touches`, over every candidate tiling of dense, grouped and depthwise convolutions.
+    #[test]
+    fn touched_tiles_match_the_pairwise_count() {
+        let mut checked = 0;
+        for (c, m, hw, groups) in [
+            (16, 16, 32, 1),
+            (32, 32, 16, 32),
+            (96, 96, 16, 96),
+            (144, 144, 8, 144),
+            (960, 960, 4, 960),
+            (48, 96, 8, 4),
+            (60, 90, 8, 3),
+            (64, 128, 4, 64),
+        ] {
+            let spec = Conv2dSpec::square(c, hw, m, 3, 1, 1, groups);
+            for n in [4096, 8192] {
+                for t in ConvTiling::candidates(&spec, n) {
+                    let want: usize = (0..spec.m)
+                        .map(|o| (0..t.n_c).filter(|&ci| t.touches(&spec, o, ci)).count())
+                        .sum();
+                    assert_eq!(t.touched_tiles(&spec), want, "{spec:?} {t:?}");
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked > 20, "only {checked} tilings");
     }
 }

@@ -478,16 +478,7 @@ impl Layout {
             Layout::Conv { spec, tiling } if spec.groups == 1 => {
                 spec.m * tiling.n_c * tiling.spatial_tiles()
             }
-            Layout::Conv { spec, tiling } => {
-                (0..spec.m)
-                    .map(|m| {
-                        (0..tiling.n_c)
-                            .filter(|&ci| tiling.touches(spec, m, ci))
-                            .count()
-                    })
-                    .sum::<usize>()
-                    * tiling.spatial_tiles()
-            }
+            Layout::Conv { spec, tiling } => tiling.touched_tiles(spec) * tiling.spatial_tiles(),
             Layout::Fc { blocks, .. } => blocks.n_in * blocks.n_out,
             Layout::Rows {
                 rows, tw, blocks, ..
