@@ -53,14 +53,13 @@ pub fn counts(layout: &ConvLayout) -> PaddedCounts {
                         if !l.present(v, u, s, r) {
                             continue;
                         }
-                        for (kappa, seen) in used.iter_mut().enumerate() {
-                            let (rho, p) = (kappa / c_n, kappa % c_n);
-                            if l.weight_index(v, u, s, r, 0, rho, (p + b) % c_n).is_some() {
-                                *seen = true;
-                                macs += taps;
-                                terms_v += taps;
-                            }
-                        }
+                        // Block κ = (ρ, p) of the pre-rotated plaintext holds block c = (p + b)
+                        // mod c_n's weight.
+                        l.for_each_pair(v, u, s, r, |rho, c| {
+                            used[rho * c_n + (c + c_n - b) % c_n] = true;
+                            macs += taps;
+                            terms_v += taps;
+                        });
                     }
                 }
             }
@@ -254,5 +253,78 @@ impl PaddedConv {
             });
         }
         Ok(outs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// [`counts`] equals the count by searching every block κ of every present plaintext with
+    /// `weight_index`, on dense, grouped and depthwise shapes and every row/baby-step layout.
+    #[test]
+    fn counts_match_the_search() {
+        let mut checked = 0;
+        for (c, m, hw, groups) in [
+            (16, 16, 32, 1),
+            (24, 144, 8, 1),
+            (160, 960, 4, 1),
+            (37, 70, 8, 1),
+            (144, 144, 8, 144),
+            (960, 960, 4, 960),
+            (48, 96, 8, 4),
+        ] {
+            let spec = crate::Conv2dSpec::square(c, hw, m, 3, 1, 1, groups);
+            let Ok(base) = ConvLayout::new(spec, 8192) else {
+                continue;
+            };
+            for rows in [1, 2] {
+                for baby in [1, base.baby_steps()] {
+                    let Ok(l) = ConvLayout::with(spec, 8192, rows, baby) else {
+                        continue;
+                    };
+                    let (in_cts, out_cts) = l.ciphertexts();
+                    let c_n = l.channels();
+                    let taps = spec.kh * spec.kw;
+                    let (mut products, mut macs, mut max_terms) = (0, 0, 0);
+                    for v in 0..out_cts {
+                        let mut terms_v = 0;
+                        for g in 0..c_n / baby {
+                            let mut used = vec![false; l.rows() * c_n];
+                            for b in 0..baby {
+                                let r = g * baby + b;
+                                for u in 0..in_cts {
+                                    for s in 0..l.swaps() {
+                                        if !l.present(v, u, s, r) {
+                                            continue;
+                                        }
+                                        for (kappa, seen) in used.iter_mut().enumerate() {
+                                            let (rho, p) = (kappa / c_n, kappa % c_n);
+                                            if l.weight_index(v, u, s, r, 0, rho, (p + b) % c_n)
+                                                .is_some()
+                                            {
+                                                *seen = true;
+                                                macs += taps;
+                                                terms_v += taps;
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                            products += used.iter().filter(|&&x| x).count();
+                        }
+                        max_terms = max_terms.max(terms_v);
+                    }
+                    let want = PaddedCounts {
+                        products,
+                        macs,
+                        max_terms_per_output: max_terms,
+                    };
+                    assert_eq!(counts(&l), want, "{spec:?} rows {rows} baby {baby}");
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked >= 10, "only {checked} layouts");
     }
 }
