@@ -38,7 +38,6 @@ pub fn layernorm_spec(l: &nn::approx::LayerNorm) -> mpc::LayerNormSpec<'_> {
     mpc::LayerNormSpec {
         s: l.s,
         m: l.m,
-        v: l.v,
         d: l.d,
         t: l.t,
         mul: l.mul,

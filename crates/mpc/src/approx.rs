@@ -67,7 +67,6 @@ pub struct SoftmaxSpec<'a> {
 pub struct LayerNormSpec<'a> {
     pub s: u32,
     pub m: u32,
-    pub v: u32,
     pub d: usize,
     pub t: u32,
     pub mul: u64,
@@ -86,40 +85,40 @@ const LOOKUP_IDX: u32 = 7;
 const LOOKUP_FRAC: u32 = 7;
 const LOOKUP_TABLE: u32 = 18;
 const LOOKUP_U_RING: u32 = LOOKUP_TABLE + LOOKUP_FRAC + 3;
-/// LayerNorm's inverse square root (nn::approx::LN_*): 2^LN_V_LO ≤ V < 2^LN_V at scale 2^36,
-/// H = LN_V/2 − 1, R = (U·2^{H−e/2} + 2^{k−1}) >> k with k = f + 1 + A + H − 18 − LN_SHIFT;
+/// LayerNorm's inverse square root (nn::approx::LN_*): 2^LN_V_LO ≤ V < 2^LN_V at scale 2^44,
+/// H = LN_V/2 − 1, R = (U·2^{H−e/2} + 2^{k−1}) >> k with k = f + 1 + A + H − 22 − LN_SHIFT;
 /// y = (c·R) >> LN_SHIFT.
-const LN_V: u32 = 50;
-const LN_V_LO: u32 = 16;
+const LN_V: u32 = 58;
+const LN_V_LO: u32 = 24;
 const LN_H: u32 = LN_V / 2 - 1;
 const LN_SHIFT: u32 = 18;
-const LN_DROP: u32 = LOOKUP_FRAC + 1 + LOOKUP_TABLE + LN_H - 18 - LN_SHIFT;
+const LN_V_SCALE: u32 = 44;
+const LN_DROP: u32 = LOOKUP_FRAC + 1 + LOOKUP_TABLE + LN_H - LN_V_SCALE / 2 - LN_SHIFT;
 /// Rings of the final product (R < 2^28) and of the mean's product.
 const LN_PRODUCT_RING: u32 = LN_SHIFT + 19;
 const LN_WIDE_RING: u32 = 64;
 
 impl LayerNormSpec<'_> {
     fn square_ring(&self) -> u32 {
-        // ct² < 2^{2(m−2−v)}, summed over D ≤ 512 rows, non-negative.
-        2 * (self.m - 2 - self.v) + 11
+        // c² < 2^{2(m−2)}, summed over D ≤ 512 values, non-negative (below half the ring).
+        2 * (self.m - 2) + 10
     }
     fn check(&self, ell: u32) -> Result<()> {
         let w = "LayerNorm";
         if self.d == 0 || self.d > 512 {
             return Err(bad(w, "rows of 1 to 512 values"));
         }
-        if self.v == 0 || self.v >= self.s || self.s + 8 != self.m || self.m + 2 > ell {
-            return Err(bad(w, "need 0 < v < s, m = s + 8 and m + 2 <= ell"));
+        if self.s + 8 != self.m || self.m + 2 > ell || self.s < 8 || self.s > 16 {
+            return Err(bad(w, "need 8 <= s <= 16, m = s + 8 and m + 2 <= ell"));
         }
-        if self.t != 40 || self.t2 != LN_V_LO || self.mul > 1 << 40 || self.mul2 > 1 << 20 {
+        let mul2_max = 1u64 << (LN_V_SCALE - 2 * self.s);
+        if self.t != 40 || self.t2 != LN_V_LO || self.mul > 1 << 40 || self.mul2 > mul2_max {
             return Err(bad(
                 w,
                 "mean and variance scales must be those of nn::approx",
             ));
         }
-        if self.square_ring() > 62 || self.m - self.v < 4 {
-            return Err(bad(w, "square ring out of range"));
-        }
+
         let entries = 1usize << (LOOKUP_IDX + 1);
         if self.rt.len() != entries || self.rd.len() != entries {
             return Err(bad(w, "tables must have 2^(t+1) entries"));
@@ -279,6 +278,16 @@ impl SoftmaxSpec<'_> {
 }
 
 impl Session {
+    /// Runs `f` with P0 choosing in the leaf OTs of its comparisons (`set_comparison_chooser`),
+    /// then restores P1, also on error. Used where P0 completes the flight before the
+    /// comparison first, so that its leaf choices leave a hop earlier; the result is the same.
+    fn p0_choosing<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
+        self.set_comparison_chooser(Party::P0);
+        let r = f(self);
+        self.set_comparison_chooser(Party::P1);
+        r
+    }
+
     /// Shares in `out` of `table[(i0 + i1) mod 2^k]`, the index shared mod 2^k (one 1-of-2^k
     /// OT per element, P1 choosing). Both parties pass the same public table.
     pub fn lut<C: Channel + ?Sized>(
@@ -561,7 +570,8 @@ impl Session {
         );
         // Sign on the reduced ring, ReLU in Z_{2^ℓ}, |x| mod 2^m = 2·ReLU(x) − x.
         let xm: Vec<u64> = x.data.iter().map(|&v| rm.reduce(v)).collect();
-        let d = self.drelu(ch, rm, &xm)?;
+        // P0 chooses: after the rescale of a linear layer it knows its input first.
+        let d = self.p0_choosing(|se| se.drelu(ch, rm, &xm))?;
         let r = self.mux(ch, lr, &d, &x.data)?;
         let a: Vec<u64> = r
             .iter()
@@ -695,19 +705,22 @@ impl Session {
             .chunks(row)
             .map(|c| rs.reduce(c.iter().fold(0, |a, &v| ry.add(a, v))))
             .collect();
-        let recip = self.normalized_rows(ch, &sums, &norm, ry)?;
-        let ey = Shares {
-            ring: ry,
-            scale: s,
-            data: ge,
-        };
-        let ry_rows = Shares {
-            ring: ry,
-            scale: spec.big_k - s,
-            data: (0..n).map(|i| recip[i / row]).collect(),
-        };
-        let prod = self.mul(ch, &ey, &ry_rows)?;
-        let mut y = self.trunc_nonneg(ch, &prod, spec.big_k - s, lr)?;
+        // From here on P0 chooses in every comparison (`normalized_rows`).
+        let mut y = self.p0_choosing(|se| {
+            let recip = se.normalized_rows(ch, &sums, &norm, ry)?;
+            let ey = Shares {
+                ring: ry,
+                scale: s,
+                data: ge,
+            };
+            let ry_rows = Shares {
+                ring: ry,
+                scale: spec.big_k - s,
+                data: (0..n).map(|i| recip[i / row]).collect(),
+            };
+            let prod = se.mul(ch, &ey, &ry_rows)?;
+            se.trunc_nonneg(ch, &prod, spec.big_k - s, lr)
+        })?;
         y.scale = s;
         Ok(y)
     }
@@ -1037,17 +1050,9 @@ impl Session {
         }
         let p0 = self.party() == Party::P0;
         let n = x.len();
-        let (m, v) = (spec.m, spec.v);
-        let (rm, rut, rsq) = (
-            Ring::new(m)?,
-            Ring::new(m - v)?,
-            Ring::new(spec.square_ring())?,
-        );
-        let (rwide, rv, rprod) = (
-            Ring::new(LN_WIDE_RING)?,
-            Ring::new(LN_V + 2)?,
-            Ring::new(LN_PRODUCT_RING)?,
-        );
+        let m = spec.m;
+        let (rm, rsq) = (Ring::new(m)?, Ring::new(spec.square_ring())?);
+        let (rwide, rv) = (Ring::new(LN_WIDE_RING)?, Ring::new(LN_V + 2)?);
         let add0 = |r: Ring, a: u64, c: u64| if p0 { r.add(a, r.reduce(c)) } else { a };
         let sums: Vec<u64> = x
             .data
@@ -1086,42 +1091,54 @@ impl Session {
         let cm: Vec<u64> = (0..n)
             .map(|i| rm.reduce(lr.sub(x.data[i], lr.reduce(mu[i / d]))))
             .collect();
-        // Deviations rounded to 2^{−(s−v)}: ut = (cm + 2^{m−2} + 2^{v−1}) >> v, then Σ ct².
-        let u: Vec<u64> = cm
-            .iter()
-            .map(|&c| add0(rm, c, (1 << (m - 2)) + (1 << (v - 1))))
-            .collect();
-        let ut = self.trunc_nonneg(ch, &Shares::new(rm, 0, u)?, v, rut)?;
-        let (sq, uti) = self.square_nonneg(ch, &ut, rsq)?;
-        let off = 1u64 << (m - 2 - v);
+        // Σ c² from the squares of the non-negative uc = cm + 2^{m−2}: c² = uc² − 2·off·uc + off².
+        let off = 1u64 << (m - 2);
+        let uc: Vec<u64> = cm.iter().map(|&c| add0(rm, c, off)).collect();
+        let uc = Shares::new(rm, 0, uc)?;
+        let (sq, uci) = self.square_nonneg(ch, &uc, rsq)?;
         let q2: Vec<u64> = sq
             .chunks(d)
-            .zip(uti.chunks(d))
+            .zip(uci.chunks(d))
             .map(|(a, b)| {
                 let mut acc = 0;
                 for (&s2, &u1) in a.iter().zip(b) {
-                    let ct2 = rsq.sub(s2, rsq.mul(2 * off, u1));
-                    acc = rsq.add(acc, add0(rsq, ct2, off * off));
+                    let c2 = rsq.sub(s2, rsq.mul(2 * off, u1));
+                    acc = rsq.add(acc, add0(rsq, c2, off * off));
                 }
                 acc
             })
             .collect();
-        // Per row: V = (Q2·M2) >> 16 + ε, R = inverse_root(V) (nn::approx::LayerNorm).
+        // Per row: V = Q2·M2 + ε·2^24, R = inverse_root(V) (nn::approx::LayerNorm).
         let q2w = self.trunc_nonneg(ch, &Shares::new(rsq, 0, q2)?, 0, rv)?;
         let vv: Vec<u64> = q2w
             .data
             .iter()
             .map(|&a| add0(rv, rv.mul(a, spec.mul2), spec.eps << spec.t2))
             .collect();
-        let rs = self.normalized_rows(ch, &vv, &spec.norm(), rprod)?;
-        // y = (c·rs + 2^17) >> 18 with c·rs = (cm + 2^{m−2})·rs − 2^{m−2}·rs.
-        let uc: Vec<u64> = cm.iter().map(|&c| add0(rm, c, 1 << (m - 2))).collect();
+        // From here on P0 chooses in every comparison (`normalized_rows`).
+        let mut out = self.p0_choosing(|se| se.layernorm_scale(ch, &vv, &uc, spec, lr))?;
+        out.scale = x.scale;
+        Ok(out)
+    }
+
+    /// LayerNorm's last steps: R = inverse_root(V) per row, then y = (c·R + 2^17) >> 18 per
+    /// element, with uc = c + 2^{m−2} shared mod 2^m.
+    fn layernorm_scale<C: Channel + ?Sized>(
+        &mut self,
+        ch: &mut C,
+        vv: &[u64],
+        uc: &Shares,
+        spec: &LayerNormSpec,
+        lr: Ring,
+    ) -> Result<Shares> {
+        let p0 = self.party() == Party::P0;
+        let (m, d, n) = (spec.m, spec.d, uc.len());
+        let rprod = Ring::new(LN_PRODUCT_RING)?;
+        let add0 = |r: Ring, a: u64, c: u64| if p0 { r.add(a, r.reduce(c)) } else { a };
+        let rs = self.normalized_rows(ch, vv, &spec.norm(), rprod)?;
+        // y = (c·rs + 2^17) >> 18 with c·rs = uc·rs − 2^{m−2}·rs.
         let rsn: Vec<u64> = (0..n).map(|i| rs[i / d]).collect();
-        let pr = self.mul_nonneg_small(
-            ch,
-            &Shares::new(rm, 0, uc)?,
-            &Shares::new(rprod, 0, rsn.clone())?,
-        )?;
+        let pr = self.mul_nonneg_small(ch, uc, &Shares::new(rprod, 0, rsn.clone())?)?;
         // |y| < 2^{w−2−18} (w = LN_PRODUCT_RING), so P + 2^17 + 2^{w−2} lies in [0, 2^{w−1}):
         // one non-negative truncation straight into Z_{2^ℓ} (carry and wrap in one flight),
         // then P0 removes 2^{w−2−18}.
@@ -1140,7 +1157,6 @@ impl Session {
                 .iter_mut()
                 .for_each(|v| *v = lr.sub(*v, top >> LN_SHIFT));
         }
-        out.scale = x.scale;
         Ok(out)
     }
 
@@ -1158,6 +1174,11 @@ impl Session {
     /// 4. the two tables at i (one OT each, one flight);
     /// 5. U = RT·2^{f+1} − RD·(2φ + 1) by one product, then U·2^{q(e)} by another;
     /// 6. R by an exact truncation of that non-negative product.
+    ///
+    /// Both callers run it, and everything after it, with P0 choosing in the comparisons
+    /// ([`Session::p0_choosing`]): its input comes from a flight P0 completes a hop before P1, and
+    /// P0 stays ahead from then on (measured on the CIFAR ViT: 754 → 678 hops together with
+    /// GELU's DReLU and LayerNorm's exact squares; the cost model follows the COT directions).
     fn normalized_rows<C: Channel + ?Sized>(
         &mut self,
         ch: &mut C,
@@ -1346,10 +1367,23 @@ pub fn lut_cost(n: usize, k: u32, out: Ring) -> Cost {
 }
 
 /// [`Session::trunc_nonneg`] by `k` bits from a `b`-bit ring into `out`.
+/// A comparison's cost with `chooser` choosing in its leaf OTs.
+fn chosen_by(cmp: Cost, chooser: Party) -> Cost {
+    match chooser {
+        Party::P0 => cost::p0_chooses(cmp, cmp),
+        Party::P1 => cmp,
+    }
+}
+
 pub fn trunc_nonneg_cost(n: usize, b: u32, k: u32, out: Ring) -> Cost {
+    trunc_nonneg_cost_by(n, b, k, out, Party::P1)
+}
+
+/// [`trunc_nonneg_cost`] with `chooser` choosing in the carry's leaf OTs.
+fn trunc_nonneg_cost_by(n: usize, b: u32, k: u32, out: Ring, chooser: Party) -> Cost {
     let mut c = Cost::default();
     if k >= 1 {
-        c = c + cost::millionaire(n, k) + cost::b2a(out, n);
+        c = c + chosen_by(cost::millionaire(n, k), chooser) + cost::b2a(out, n);
     }
     if b - k < out.bits() {
         c = c + cost::or_bits(n, out.bits() - (b - k));
@@ -1363,7 +1397,7 @@ pub fn gelu_cost(spec: &GeluSpec<'_>, ell: u32, n: usize) -> Result<Cost> {
     let sh = spec.s - spec.f;
     let (lr, rm) = (Ring::new(ell)?, Ring::new(spec.m)?);
     let (rp, rh) = (Ring::new(spec.product_bits)?, Ring::new(spec.h_bits)?);
-    Ok(cost::drelu(rm, n)
+    Ok(chosen_by(cost::drelu(rm, n), Party::P0)
         + cost::mux(lr, n)
         + cost::millionaire(2 * n, rm.bits() - 1)
         + cost::b2a(rp, n)
@@ -1395,7 +1429,7 @@ pub fn softmax_cost(spec: &SoftmaxSpec<'_>, ell: u32, n: usize, row: usize) -> R
         + cost::mux(ry, n)
         + normalized_cost(rows, &spec.norm(), ry)?
         + cost::mul(ry, n)
-        + trunc_nonneg_cost(n, ry.bits(), spec.big_k - s, lr))
+        + trunc_nonneg_cost_by(n, ry.bits(), spec.big_k - s, lr, Party::P0))
 }
 
 /// Bits of one party's Gilboa cross term on the `w` bits of its share into a `b`-bit ring: one
@@ -1422,31 +1456,30 @@ fn normalized_cost(rows: usize, norm: &Norm<'_>, out: Ring) -> Result<Cost> {
     let nc = (norm.bits - norm.e_lo - 1) as usize;
     let nw = norm.bits.saturating_sub(first_w) as usize;
     let ne = (norm.bits - norm.e_lo) as usize;
-    Ok(
-        cost::millionaire_split(rows * (nc + nw), cb, cb - LOOKUP_FRAC)
-            + cost::b2a(ru, rows * 2 * nw)
-            + cost::mux(ri, rows * ne)
-            + cost::mux(ru, rows * nw)
-            + cost::mux(ruq, rows * ne)
-            + lut_cost(2 * rows, ri.bits(), ru)
-            + cost::mul(ru, rows)
-            + mul_nonneg_small_cost(rows, ru.bits(), ruq.bits())
-            + trunc_nonneg_cost(rows, ruq.bits(), norm.drop, out),
-    )
+    let cmp = cost::millionaire_split(rows * (nc + nw), cb, cb - LOOKUP_FRAC);
+    Ok(chosen_by(cmp, Party::P0)
+        + cost::b2a(ru, rows * 2 * nw)
+        + cost::mux(ri, rows * ne)
+        + cost::mux(ru, rows * nw)
+        + cost::mux(ruq, rows * ne)
+        + lut_cost(2 * rows, ri.bits(), ru)
+        + cost::mul(ru, rows)
+        + mul_nonneg_small_cost(rows, ru.bits(), ruq.bits())
+        + trunc_nonneg_cost_by(rows, ruq.bits(), norm.drop, out, Party::P0))
 }
 
 /// [`Session::layernorm`] on `n` elements (rows of `spec.d`) of a ring of `ell` bits.
 pub fn layernorm_cost(spec: &LayerNormSpec<'_>, ell: u32, n: usize) -> Result<Cost> {
     spec.check(ell)?;
     let rows = n / spec.d;
-    let (m, v) = (spec.m, spec.v);
+    let m = spec.m;
     let lr = Ring::new(ell)?;
     let (rwide, rv, rprod) = (
         Ring::new(LN_WIDE_RING)?,
         Ring::new(LN_V + 2)?,
         Ring::new(LN_PRODUCT_RING)?,
     );
-    let (wx, b) = (m - v, spec.square_ring());
+    let (wx, b) = (m, spec.square_ring());
     let n64 = n as u64;
     let square = Cost {
         bits: n64 * (cross_bits(wx, b) + (b - wx) as u64 + (1 + b - wx) as u64 + (b - wx) as u64),
@@ -1464,8 +1497,7 @@ pub fn layernorm_cost(spec: &LayerNormSpec<'_>, ell: u32, n: usize) -> Result<Co
     let rowwise =
         mean + trunc_nonneg_cost(rows, b, 0, rv) + normalized_cost(rows, &spec.norm(), rprod)?;
     Ok(rowwise
-        + trunc_nonneg_cost(n, m, v, Ring::new(m - v)?)
         + square
         + mul_nonneg_small_cost(n, m, pw)
-        + trunc_nonneg_cost(n, pw, LN_SHIFT, lr))
+        + trunc_nonneg_cost_by(n, pw, LN_SHIFT, lr, Party::P0))
 }

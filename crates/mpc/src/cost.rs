@@ -149,7 +149,7 @@ pub fn trunc_relu(ring: Ring, s: u32, n: usize) -> Cost {
 /// `c` run with P0 choosing in the leaf OTs of its comparison `cmp`
 /// (`Session::set_comparison_chooser`): those COTs — all of the comparison's P0-sent COTs beyond
 /// its ANDs', which both parties send equally — change direction; bits are unchanged.
-fn p0_chooses(c: Cost, cmp: Cost) -> Cost {
+pub(crate) fn p0_chooses(c: Cost, cmp: Cost) -> Cost {
     let leaves = cmp.cots_p0_sends - cmp.cots_p1_sends;
     Cost {
         bits: c.bits,

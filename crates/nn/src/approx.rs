@@ -345,7 +345,7 @@ impl Softmax {
 
 /// Layer normalization without its affine part, `(x − μ) / √(var + ε)` over rows of D values:
 /// mean by an exact shift (D a power of two) or a public multiply and exact floor, variance from
-/// the deviations rounded to 2^{−8}, then one inverse square root per row by a table and linear
+/// the exact deviations, then one inverse square root per row by a table and linear
 /// interpolation at the leading bits of V, and one product per element.
 ///
 /// Integer semantics of [`LayerNorm::eval_row`] (the affine γ, β is a separate channel-affine
@@ -354,25 +354,23 @@ impl Softmax {
 /// μ    = floor((signed_ℓ(Σ x_i) + D/2) / D)  mod 2^ℓ            (D a power of two), else
 ///        floor(signed_64(signed_ℓ(Σ x_i) · M + 2^39) / 2^40)  mod 2^ℓ  (M = round(2^40 / D))
 /// c_i  = x_i − μ;  cm_i = c_i mod 2^m                        (m = s + 8)
-/// ut_i = ((cm_i + 2^{m−2} + 2^{v−1}) mod 2^m) >> v           (v = s − 8)
-/// ct_i = ut_i − 2^{m−2−v}                                    (round(c_i / 2^v))
-/// V    = Σ ct_i² · M2 + round(ε·2^20)·2^16                   (M2 = round(2^20 / D): scale 2^36)
-/// R    = inverse_root(V)                                     (≈ 2^{18+18} / √V)
+/// V    = Σ signed_m(cm_i)² · M2 + round(ε·2^20)·2^24         (M2 = round(2^{44−2s} / D): scale 2^44)
+/// R    = inverse_root(V)                                     (≈ 2^{18+22} / √V)
 /// y_i  = floor((signed_m(cm_i) · R + 2^17) / 2^18)  mod 2^ℓ
 /// ```
 /// and [`LayerNorm::inverse_root`] = [`normalized_lookup`] of g = x^{−½} with parity and
-/// e ≥ 16 (V ≥ 2^16 as ε ≥ 1 unit; V < 2^50), then, h = e >> 1,
+/// e ≥ 24 (V ≥ 2^24 as ε ≥ 1 unit; V < 2^57), then, h = e >> 1,
 /// ```text
-/// R = floor((U · 2^{24−h} + 2^{k−1}) / 2^k)                  (k = f + 1 + A + 24 − 18 − 18 = 14)
+/// R = floor((U · 2^{28−h} + 2^{k−1}) / 2^k)                  (k = f + 1 + A + 28 − 22 − 18 = 14)
 /// ```
 /// Exact semantics when every |x_i − μ| < 2^{m−2−s} = 64 (the protocol's range assumption, like
 /// the ring-wide |x| < 2^{ℓ−2}) and |Σ x_i| < 2^{ℓ−2} − D; for D not a power of two the mean's
-/// product is formed in a 64-bit ring (|mean| < 2^{21−s}·… ≤ 2^{9} at s = 12).
+/// product is formed in a 64-bit ring (|mean| < 2^{21−s}·… ≤ 2^{9} at s = 12). The squares are
+/// of the deviations themselves (no rounding): Σ cm² < D·2^{2(m−2)} ≤ 2^{2s+21}, so V < 2^57.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LayerNorm {
     pub s: u32,
     pub m: u32,
-    pub v: u32,
     /// Row length D.
     pub d: usize,
     pub t: u32,
@@ -385,16 +383,16 @@ pub struct LayerNorm {
     pub rd: Vec<u64>,
 }
 
-/// 2^16 ≤ V < 2^LN_V_BITS; h = floor(log2 V) / 2 ≤ LN_V_BITS / 2 − 1 = H.
-pub const LN_V_BITS: u32 = 50;
-/// V ≥ 2^LN_V_LO (ε is at least one unit of 2^{−20}, times 2^16).
-pub const LN_V_LO: u32 = 16;
+/// 2^24 ≤ V < 2^LN_V_BITS; h = floor(log2 V) / 2 ≤ LN_V_BITS / 2 − 1 = H.
+pub const LN_V_BITS: u32 = 58;
+/// V ≥ 2^LN_V_LO (ε is at least one unit of 2^{−20}, times 2^24).
+pub const LN_V_LO: u32 = 24;
 /// y = (c · R) >> LN_SHIFT.
 pub const LN_SHIFT: u32 = 18;
-/// Fractional bits of the deviations whose squares give the variance.
-pub const LN_CT_BITS: u32 = 8;
-/// Scale of V (2^36), so √V carries half of it.
-pub const LN_V_SCALE: u32 = 36;
+/// Scale of V (2^44), so √V carries half of it.
+pub const LN_V_SCALE: u32 = 44;
+/// Scale of ε in its integer form (V adds it times 2^{LN_V_SCALE − LN_EPS_SCALE}).
+pub const LN_EPS_SCALE: u32 = 20;
 
 /// H: the largest h, the exponent of the power of two R is scaled by.
 pub const fn ln_half_range() -> u32 {
@@ -415,19 +413,17 @@ impl LayerNorm {
             "LayerNorm parameters"
         );
         let t = 40;
-        let t2 = 16;
+        let t2 = LN_V_SCALE - LN_EPS_SCALE;
         let mul = ((1u64 << t) as f64 / d as f64).round() as u64;
-        // V at scale 2^36 from squares at scale 2^{2·LN_CT_BITS}.
-        let mul2 = ((1u64 << (LN_V_SCALE - 2 * LN_CT_BITS)) as f64 / d as f64).round() as u64;
+        // V at scale 2^44 from squares at scale 2^{2s}.
+        let mul2 = ((1u64 << (LN_V_SCALE - 2 * s)) as f64 / d as f64).round() as u64;
         // ε at scale 2^20 (V adds it times 2^t2), at least one unit and at most 2^31 (ε ≤ 2048),
-        // so that with Σ ct²·M2 ≤ 2^48 + 2^36 the sum V stays below 2^LN_V_BITS.
-        let eps =
-            ((eps as f64 * (1u64 << (LN_V_SCALE - t2)) as f64).round() as u64).clamp(1, 1 << 31);
+        // so that with Σ c²·M2 < 2^56 the sum V stays below 2^57 < 2^LN_V_BITS.
+        let eps = ((eps as f64 * (1u64 << LN_EPS_SCALE) as f64).round() as u64).clamp(1, 1 << 31);
         let (rt, rd) = lookup_tables(true, |x| 1.0 / x.sqrt());
         LayerNorm {
             s,
             m: s + 8,
-            v: s - LN_CT_BITS,
             d,
             t,
             mul,
@@ -442,7 +438,7 @@ impl LayerNorm {
     /// Layer normalization of one row of Z_{2^ℓ} elements at scale 2^s (output at scale 2^s).
     pub fn eval_row(&self, ell: u32, x: &[u64]) -> Vec<u64> {
         assert_eq!(x.len(), self.d, "row length");
-        let (m, v) = (self.m, self.v);
+        let m = self.m;
         let lm = mask(ell);
         let sum = signed(x.iter().fold(0u64, |a, &b| a.wrapping_add(b)) & lm, ell);
         let mu = if self.d.is_power_of_two() {
@@ -458,9 +454,8 @@ impl LayerNorm {
         let q2: u64 = cm
             .iter()
             .map(|&c| {
-                let ut = (c + (1 << (m - 2)) + (1 << (v - 1))) & mask(m);
-                let ct = (ut >> v) as i64 - (1i64 << (m - 2 - v));
-                (ct * ct) as u64
+                let c = signed(c, m);
+                (c * c) as u64
             })
             .sum();
         let var = q2 * self.mul2 + (self.eps << self.t2);
@@ -472,7 +467,7 @@ impl LayerNorm {
             .collect()
     }
 
-    /// R ≈ 2^{LN_SHIFT + 18} / √V for 2^16 ≤ V < 2^LN_V_BITS (the type's documentation).
+    /// R ≈ 2^{LN_SHIFT + 22} / √V for 2^24 ≤ V < 2^LN_V_BITS (the type's documentation).
     pub fn inverse_root(&self, var: u64) -> u64 {
         let (e, u) = normalized_lookup(var, LN_V_LO, LN_V_BITS, true, &self.rt, &self.rd);
         let k = ln_root_drop();
