@@ -254,7 +254,8 @@ fn layernorm_equals_reference_within_its_range() {
 }
 
 /// Rows whose variances sweep every exponent of V the per-row inverse square root selects
-/// (V = 1 for a constant row with ε = 10^{−6} up to V ≈ 2^32 at the range's edge).
+/// (V = 2^24 — ε = 10^{−6} rounds to its least unit — for the near-constant rows, up to
+/// V ≈ 2^56 at the range's edge).
 #[test]
 fn layernorm_inverse_root_at_every_exponent() {
     let mut r = rng(46);
