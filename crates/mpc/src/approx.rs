@@ -1133,7 +1133,6 @@ impl Session {
         let p0 = self.party() == Party::P0;
         let (m, d, n) = (spec.m, spec.d, uc.len());
         let rprod = Ring::new(LN_PRODUCT_RING)?;
-        let add0 = |r: Ring, a: u64, c: u64| if p0 { r.add(a, r.reduce(c)) } else { a };
         let rs = self.normalized_rows(ch, vv, &spec.norm(), rprod)?;
         // y = (c·rs + 2^17) >> 18 with c·rs = uc·rs − 2^{m−2}·rs.
         let rsn: Vec<u64> = (0..n).map(|i| rs[i / d]).collect();
@@ -1147,7 +1146,7 @@ impl Session {
             .zip(&rsn)
             .map(|(&a, &r)| {
                 let c = rprod.sub(a, rprod.reduce(r << (m - 2)));
-                add0(rprod, c, (1 << (LN_SHIFT - 1)) + top)
+                add0r(rprod, p0, c, (1 << (LN_SHIFT - 1)) + top)
             })
             .collect();
         let mut out = self.trunc_nonneg(ch, &Shares::new(rprod, 0, pc)?, LN_SHIFT, lr)?;
