@@ -48,14 +48,16 @@ pub struct Args {
     json: bool,
 }
 
-/// The four ops, then extras: the fused exact truncation + ReLU, Cheetah's one-bit-error
-/// known-sign truncation (not the binding semantics), and the fused truncation + ReLU6 (inputs
-/// read at scale 2^{2s}; run when 2s + 5 ≤ ℓ, see [`ops`]).
-const OPS: [&str; 13] = [
+/// The four ops, then extras: the known-sign truncation in its flat form (fewer flights,
+/// more bits), the fused exact truncation + ReLU, Cheetah's one-bit-error known-sign truncation
+/// (not the binding semantics), and the fused truncation + ReLU6 (inputs read at scale 2^{2s};
+/// run when 2s + 5 ≤ ℓ, see [`ops`]).
+const OPS: [&str; 14] = [
     "relu",
     "relu_approx",
     "trunc",
     "trunc_known_sign",
+    "trunc_known_sign_flat",
     "trunc_relu",
     "trunc_known_sign_approx",
     "trunc_relu6",
@@ -162,6 +164,9 @@ fn op_cost(
         "relu_approx" => cost::relu_approx(ring, s, n),
         "trunc" => cost::trunc(ring, s, n),
         "trunc_known_sign" => cost::trunc_known_sign(ring, s, n),
+        "trunc_known_sign_flat" => {
+            cost::trunc_known_sign_form(ring, s, n, mpc::TruncForm::Flat, mpc::Party::P1)
+        }
         "trunc_relu" => cost::trunc_relu(ring, s, n),
         "trunc_relu6" => cost::trunc_relu6(ring, s, n),
         _ => cost::trunc_known_sign_approx(ring, s, n),
@@ -235,6 +240,9 @@ fn party(
                 "relu_approx" => sess.relu_approx(&mut ch, &xs)?,
                 "trunc" => sess.trunc(&mut ch, &xs, a.scale)?,
                 "trunc_known_sign" => sess.trunc_known_sign(&mut ch, &xs, a.scale)?,
+                "trunc_known_sign_flat" => {
+                    sess.trunc_known_sign_with(&mut ch, &xs, a.scale, mpc::TruncForm::Flat)?
+                }
                 "trunc_relu" => sess.trunc_relu(&mut ch, &xs, a.scale)?,
                 "trunc_relu6" => sess.trunc_relu6(&mut ch, &xs, a.scale)?,
                 "gelu" => sess.gelu(&mut ch, &xs, &tables.gelu_spec())?,

@@ -37,6 +37,10 @@ pub struct ModelOpts {
     /// linear layers: a small value chooses packed HE responses (fewer bytes, more key switches).
     #[arg(long, default_value_t = 400)]
     plan_mbps: u64,
+    /// Round-trip time (ms) the planner assumes with --plan-mbps: it decides which rescales take
+    /// the flat form (fewer flights for more bits).
+    #[arg(long, default_value_t = 40.0)]
+    plan_rtt_ms: f64,
     /// Linear-layer protocols: auto (per layer, the lowest estimated time), cheetah, simd (slot
     /// encoding over a prime field), hyena (its scalar-weight convolution), falcon (dense
     /// packing of depthwise and grouped convs), circulant (block-circulant convs and FCs,
@@ -64,7 +68,11 @@ impl ModelOpts {
             linear: self.protocol,
             ..PlanConfig::default()
         };
+        if !(self.plan_rtt_ms.is_finite() && (0.0..=60_000.0).contains(&self.plan_rtt_ms)) {
+            bail!("--plan-rtt-ms must be between 0 and 60000");
+        }
         cfg.cheetah.bandwidth_bytes_per_s = self.plan_mbps.saturating_mul(1_000_000 / 8);
+        cfg.rtt_us = (self.plan_rtt_ms * 1e3).round() as u64;
         cfg.cheetah.dense_bytes = self.dense_bytes;
         Ok(cfg)
     }

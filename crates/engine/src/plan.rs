@@ -9,6 +9,7 @@ use linear::{Conv2dSpec, Cost, LayerSpec, LinearProtocol};
 use nn::{FixedConfig, Model, Op};
 
 use crate::EngineError;
+use mpc::Party;
 
 /// Fixed part of a server session's memory (see [`Plan::predicted_session_memory`]).
 pub const SESSION_BASE: u64 = 24 << 20;
@@ -21,8 +22,8 @@ pub const SESSION_HE_FACTOR: u64 = 16;
 pub const SESSION_STEP_FACTOR: u64 = 4;
 
 /// Version of the plan format; part of the digest. 2: the `rescale_relu6` epilogue; 3: the
-/// circulant block of conv layers.
-pub const PLAN_VERSION: u32 = 4;
+/// circulant block of conv layers; 5: `flat_rescale_max`.
+pub const PLAN_VERSION: u32 = 5;
 /// Largest circulant block size looked for in conv and FC weights.
 pub const MAX_CIRCULANT_BLOCK: usize = 256;
 /// Largest plan a client accepts (nodes), so a hostile server cannot make it allocate without bound.
@@ -309,6 +310,16 @@ pub struct PlanConfig {
     /// Knobs of the SIMD protocol.
     #[serde(default)]
     pub simd: linear::SimdConfig,
+    /// Round-trip time (µs) the planner assumes, beside `cheetah.bandwidth_bytes_per_s`: it
+    /// prices the flights a rescale saves in its flat form ([`Plan::flat_rescale_max`]).
+    #[serde(default = "default_rtt_us")]
+    pub rtt_us: u64,
+}
+
+/// The planner's default round trip: Cheetah's WAN, 40 ms (with its 400 Mbit/s, the default
+/// planning bandwidth).
+fn default_rtt_us() -> u64 {
+    40_000
 }
 
 impl Default for PlanConfig {
@@ -320,8 +331,28 @@ impl Default for PlanConfig {
             fuse_relu: true,
             linear: LinearPolicy::Auto,
             simd: linear::SimdConfig::default(),
+            rtt_us: default_rtt_us(),
         }
     }
+}
+
+/// Largest rescale (elements) worth its flat form at `cfg`'s bandwidth and round trip: the
+/// flights it saves (`mpc::cost::trunc_known_sign_hops`), at half a round trip each, against the
+/// time its extra bits take (docs/protocols/nonlinear.md § Flat truncation).
+pub fn flat_rescale_max(cfg: &PlanConfig) -> Result<usize, EngineError> {
+    use mpc::{cost, TruncForm};
+    let ring = mpc::Ring::new(cfg.ell)?;
+    let s = cfg.scale;
+    let hops = |f| cost::trunc_known_sign_hops(s, f) as f64;
+    let saved = hops(TruncForm::Tree) - hops(TruncForm::Flat);
+    let bits = |f| cost::trunc_known_sign_form(ring, s, 1, f, Party::P0).bits as f64;
+    let extra = bits(TruncForm::Flat) - bits(TruncForm::Tree);
+    if saved <= 0.0 || extra <= 0.0 {
+        return Ok(0);
+    }
+    let bits_per_s = cfg.cheetah.bandwidth_bytes_per_s as f64 * 8.0;
+    let n = saved * cfg.rtt_us as f64 * 1e-6 / 2.0 * bits_per_s / extra;
+    Ok(n.min(MAX_ELEMENTS as f64) as usize)
 }
 
 /// Integer bits a pre-rescale value keeps above the scale 2^{2s} after Winograd's extra 2^e
@@ -401,6 +432,10 @@ pub struct Plan {
     pub steps: Vec<Step>,
     /// Index of the step whose value is the model output.
     pub output: usize,
+    /// Rescales without an activation of at most this many elements run in the flat form
+    /// (`mpc::TruncForm::Flat`: fewer flights, more bits); larger ones as a tree. 0: none.
+    #[serde(default)]
+    pub flat_rescale_max: usize,
 }
 
 fn unsupported(node: &str, op: &str, reason: impl Into<String>) -> EngineError {
@@ -626,6 +661,7 @@ impl Plan {
             scale: cfg.scale,
             steps,
             output: model.output,
+            flat_rescale_max: flat_rescale_max(cfg)?,
         };
         plan.validate()?;
         Ok(plan)
@@ -857,6 +893,21 @@ impl Plan {
                 }
             }
         }
+    }
+
+    /// The form of a rescale without activation of `n` elements ([`Plan::flat_rescale_max`]).
+    pub fn rescale_form(&self, n: usize) -> mpc::TruncForm {
+        if n <= self.flat_rescale_max {
+            mpc::TruncForm::Flat
+        } else {
+            mpc::TruncForm::Tree
+        }
+    }
+
+    /// What a rescale without activation of `n` elements by `s` bits costs, `chooser` choosing
+    /// in its comparison.
+    fn rescale_cost(&self, ring: mpc::Ring, s: u32, n: usize, chooser: Party) -> mpc::cost::Cost {
+        mpc::cost::trunc_known_sign_form(ring, s, n, self.rescale_form(n), chooser)
     }
 
     /// SHA-256 of the canonical JSON of the plan, hex: the model digest of the handshake.
@@ -1275,14 +1326,14 @@ impl Plan {
                     };
                     ot + convert
                         + match epilogue {
-                            Epilogue::Rescale => cost::trunc_known_sign_p0_chooses(ring, s, n),
+                            Epilogue::Rescale => self.rescale_cost(ring, s, n, Party::P0),
                             Epilogue::RescaleRelu => cost::trunc_relu_p0_chooses(ring, s, n),
                             Epilogue::RescaleRelu6 => cost::trunc_relu6(ring, s, n),
                             Epilogue::Deferred => cost::Cost::default(),
                         }
                 }
                 StepKind::TruncRelu => cost::trunc_relu_p0_chooses(ring, s, n),
-                StepKind::SharedMatMul { .. } => cost::trunc_known_sign_p0_chooses(ring, s, n),
+                StepKind::SharedMatMul { .. } => self.rescale_cost(ring, s, n, Party::P0),
                 StepKind::Gelu => {
                     let g = nn::approx::Gelu::new(self.scale);
                     cost::gelu(&crate::approx::gelu_spec(&g), self.ell, n)?
@@ -1300,7 +1351,7 @@ impl Plan {
                 StepKind::Relu => cost::relu(ring, n),
                 StepKind::Relu6 => cost::relu6(ring, n),
                 StepKind::AvgPool { .. } | StepKind::GlobalAvgPool => {
-                    cost::trunc_known_sign(ring, s, n)
+                    self.rescale_cost(ring, s, n, Party::P1)
                 }
                 StepKind::MaxPool {
                     kernel,

@@ -321,7 +321,7 @@ fn run_side<C: Channel>(
             session.set_comparison_chooser(Party::P0);
         }
         let out = match act {
-            Act::None => session.trunc_known_sign(ch, &y, shift),
+            Act::None => session.trunc_known_sign_with(ch, &y, shift, plan.rescale_form(y.len())),
             Act::Relu => session.trunc_relu(ch, &y, shift),
             Act::Relu6 => session.trunc_relu6(ch, &y, shift),
         };
@@ -500,22 +500,32 @@ fn run_side<C: Channel>(
                         .collect()
                 };
                 let (at, bt) = (per(a, m, k), per(b, k, n));
-                let mut cross = Vec::with_capacity(2);
-                for (layer, w, x) in [(left, a, b), (right, &bt[..], &at[..])] {
-                    cross.push(match side {
-                        Side::Server { keys, .. } => {
+                // Both cross terms in one round trip: the client sends both queries before it
+                // reads an answer (`client_batch`), the server answers them in order.
+                let cross = match side {
+                    Side::Server { keys, .. } => {
+                        let mut cross = Vec::with_capacity(2);
+                        for (layer, w, x) in [(left, a, b), (right, &bt[..], &at[..])] {
                             let w = LayerWeights {
                                 weights: w.to_vec(),
                                 bias: vec![0; layer.bias_len()],
                             };
                             let zero = vec![0; x.len()];
-                            proto.server_in(layer, lring, keys, &w, &zero, session, ch, rng)?
+                            cross.push(
+                                proto.server_in(layer, lring, keys, &w, &zero, session, ch, rng)?,
+                            );
                         }
-                        Side::Client { keys } => {
-                            proto.client_in(layer, lring, keys, x, session, ch, rng)?
-                        }
-                    });
-                }
+                        cross
+                    }
+                    Side::Client { keys } => proto.client_batch(
+                        &[(left, b), (right, &at[..])],
+                        lring,
+                        keys,
+                        session,
+                        ch,
+                        rng,
+                    )?,
+                };
                 let c2 = per(&cross[1], n, m);
                 let mut y = Vec::with_capacity(batch * m * n);
                 for h in 0..batch {

@@ -117,6 +117,27 @@ pub trait LinearProtocol: Send + Sync {
         self.client(layer, ring, keys, x, ch, rng)
     }
 
+    /// The client's halves of independent calls (each a layer and the client's share of its
+    /// input), every query sent before any answer is read where the protocol is one query and
+    /// one answer (the HE protocols: one round trip for all); the default runs them one after
+    /// another. The server runs [`server_in`](LinearProtocol::server_in) for the same calls in
+    /// the same order.
+    #[allow(clippy::too_many_arguments)]
+    fn client_batch(
+        &self,
+        calls: &[(&LayerSpec, &[u64])],
+        ring: Ring,
+        keys: &ClientKeys,
+        session: &mut Session,
+        ch: &mut dyn Channel,
+        rng: &mut dyn CryptoRngCore,
+    ) -> Result<Vec<Vec<u64>>, LinearError> {
+        calls
+            .iter()
+            .map(|(layer, x)| self.client_in(layer, ring, keys, x, session, ch, rng))
+            .collect()
+    }
+
     /// The server's half as the engine runs it (see [`client_in`](LinearProtocol::client_in)).
     #[allow(clippy::too_many_arguments)]
     fn server_in(

@@ -26,7 +26,7 @@ use crate::cots::{
 };
 use crate::session::{Party, Session};
 use crate::trunc::offset_by_p0;
-use crate::{MpcError, Result, Ring, Shares};
+use crate::{MpcError, Result, Ring, Shares, TruncForm};
 
 /// The parameters and tables of GELU (`nn::approx::Gelu`, whose documentation gives the
 /// integer semantics).
@@ -436,6 +436,19 @@ impl Session {
         k: u32,
         out: Ring,
     ) -> Result<Shares> {
+        self.trunc_nonneg_form(ch, x, k, out, TruncForm::Tree)
+    }
+
+    /// [`trunc_nonneg`](Self::trunc_nonneg) with the carry computed in `form` (the same result;
+    /// [`TruncForm::Flat`]: its comparison's join inside the B2A, fewer flights for more bits).
+    pub(crate) fn trunc_nonneg_form<C: Channel + ?Sized>(
+        &mut self,
+        ch: &mut C,
+        x: &Shares,
+        k: u32,
+        out: Ring,
+        form: TruncForm,
+    ) -> Result<Shares> {
         let b = x.ring.bits();
         x.ring.check("trunc_nonneg input", &x.data)?;
         if k + 1 >= b {
@@ -452,9 +465,19 @@ impl Session {
         // The carry's B2A and the wrap's OR in one flight when both are needed.
         let (ca, w) = match (k >= 1, hi < out.bits()) {
             (true, wrap) => {
-                let (c, _) = self.carries(ch, &x.data, k, 0)?;
                 let m: &[u8] = if wrap { &msb } else { &[] };
-                let (ca, w) = self.b2a_or(ch, out, &c, m, g_or)?;
+                let (ca, w) = if form == TruncForm::Flat && k >= 2 {
+                    let mk = mask(k);
+                    let v: Vec<u64> = match self.party() {
+                        Party::P0 => x.data.iter().map(|&a| a & mk).collect(),
+                        Party::P1 => x.data.iter().map(|&b| !b & mk).collect(),
+                    };
+                    let (h, e, g) = self.compare_flat(ch, &v, k)?;
+                    self.join_b2a_or(ch, out, &h, &e, &g, m, g_or)?
+                } else {
+                    let (c, _) = self.carries(ch, &x.data, k, 0)?;
+                    self.b2a_or(ch, out, &c, m, g_or)?
+                };
                 (Some(ca), wrap.then_some(w))
             }
             (false, true) => (None, Some(self.or_shares(ch, &msb, g_or)?)),
@@ -616,7 +639,7 @@ impl Session {
             data: offset_by_p0(&prod, p0, half),
             ..prod
         };
-        let t = self.trunc_nonneg(ch, &prod, sh + e, rh)?;
+        let t = self.trunc_nonneg_form(ch, &prod, sh + e, rh, TruncForm::Flat)?;
         let h: Vec<u64> = (0..x.len())
             .map(|i| rh.sub(rh.add(av[i], t.data[i]), rh.reduce(frac[i])))
             .collect();
@@ -695,7 +718,7 @@ impl Session {
             &Shares::new(rpe, s, ehw.to_vec())?,
             &Shares::new(rpe, s, elw.to_vec())?,
         )?;
-        let ev = self.trunc_nonneg(ch, &pe, s, ry)?;
+        let ev = self.trunc_nonneg_form(ch, &pe, s, ry, TruncForm::Flat)?;
         let ge = self.mux(ch, ry, &g, &ev.data)?;
         // One reciprocal per row (nn::approx::Softmax::reciprocal), then y = (E·R) >> (K − s).
         let norm = spec.norm();
@@ -718,7 +741,7 @@ impl Session {
                 data: (0..n).map(|i| recip[i / row]).collect(),
             };
             let prod = se.mul(ch, &ey, &ry_rows)?;
-            se.trunc_nonneg(ch, &prod, spec.big_k - s, lr)
+            se.trunc_nonneg_form(ch, &prod, spec.big_k - s, lr, TruncForm::Flat)
         })?;
         y.scale = s;
         Ok(y)
@@ -1298,8 +1321,15 @@ impl Session {
             .iter()
             .map(|&a| add0r(ruq, p0, a, 1 << (norm.drop - 1)))
             .collect();
+        // Flat: one value per row, so its extra bits are spread over the row.
         Ok(self
-            .trunc_nonneg(ch, &Shares::new(ruq, 0, uq)?, norm.drop, out)?
+            .trunc_nonneg_form(
+                ch,
+                &Shares::new(ruq, 0, uq)?,
+                norm.drop,
+                out,
+                TruncForm::Flat,
+            )?
             .data)
     }
 }
@@ -1379,8 +1409,22 @@ pub fn trunc_nonneg_cost(n: usize, b: u32, k: u32, out: Ring) -> Cost {
 
 /// [`trunc_nonneg_cost`] with `chooser` choosing in the carry's leaf OTs.
 fn trunc_nonneg_cost_by(n: usize, b: u32, k: u32, out: Ring, chooser: Party) -> Cost {
+    trunc_nonneg_cost_form(n, b, k, out, chooser, TruncForm::Tree)
+}
+
+/// [`Session::trunc_nonneg_form`]'s cost, `chooser` choosing in the carry's leaf OTs.
+fn trunc_nonneg_cost_form(
+    n: usize,
+    b: u32,
+    k: u32,
+    out: Ring,
+    chooser: Party,
+    form: TruncForm,
+) -> Cost {
     let mut c = Cost::default();
-    if k >= 1 {
+    if form == TruncForm::Flat && k >= 2 {
+        c = c + chosen_by(cost::millionaire_flat(n, k), chooser) + cost::join_b2a(out, n);
+    } else if k >= 1 {
         c = c + chosen_by(cost::millionaire(n, k), chooser) + cost::b2a(out, n);
     }
     if b - k < out.bits() {
@@ -1402,7 +1446,7 @@ pub fn gelu_cost(spec: &GeluSpec<'_>, ell: u32, n: usize) -> Result<Cost> {
         + lut_cost(n, spec.j, rh)
         + lut_cost(n, spec.j, rp)
         + cost::mul(rp, n)
-        + trunc_nonneg_cost(n, rp.bits(), sh + spec.e, rh)
+        + trunc_nonneg_cost_form(n, rp.bits(), sh + spec.e, rh, Party::P1, TruncForm::Flat)
         + cost::mux(rh, n)
         + trunc_nonneg_cost(n, rh.bits(), 0, lr))
 }
@@ -1423,11 +1467,11 @@ pub fn softmax_cost(spec: &SoftmaxSpec<'_>, ell: u32, n: usize, row: usize) -> R
         + lut_cost(n, k, rt)
         + trunc_nonneg_cost(2 * n, rt.bits(), 0, rpe)
         + cost::mul(rpe, n)
-        + trunc_nonneg_cost(n, rpe.bits(), s, ry)
+        + trunc_nonneg_cost_form(n, rpe.bits(), s, ry, Party::P1, TruncForm::Flat)
         + cost::mux(ry, n)
         + normalized_cost(rows, &spec.norm(), ry)?
         + cost::mul(ry, n)
-        + trunc_nonneg_cost_by(n, ry.bits(), spec.big_k - s, lr, Party::P0))
+        + trunc_nonneg_cost_form(n, ry.bits(), spec.big_k - s, lr, Party::P0, TruncForm::Flat))
 }
 
 /// Bits of one party's Gilboa cross term on the `w` bits of its share into a `b`-bit ring: one
@@ -1463,7 +1507,7 @@ fn normalized_cost(rows: usize, norm: &Norm<'_>, out: Ring) -> Result<Cost> {
         + lut_cost(2 * rows, ri.bits(), ru)
         + cost::mul(ru, rows)
         + mul_nonneg_small_cost(rows, ru.bits(), ruq.bits())
-        + trunc_nonneg_cost_by(rows, ruq.bits(), norm.drop, out, Party::P0))
+        + trunc_nonneg_cost_form(rows, ruq.bits(), norm.drop, out, Party::P0, TruncForm::Flat))
 }
 
 /// [`Session::layernorm`] on `n` elements (rows of `spec.d`) of a ring of `ell` bits.

@@ -5,8 +5,8 @@
 
 use std::ops::Add;
 
-use crate::millionaire::millionaire_cost;
-use crate::{Party, Ring};
+use crate::millionaire::{flat_cost, millionaire_cost};
+use crate::{Party, Ring, TruncForm};
 
 /// Bits on the wire (both directions, excluding COT extension and length prefixes) and COTs
 /// consumed in each direction.
@@ -78,6 +78,21 @@ pub use crate::approx::{
     gelu_cost as gelu, layernorm_cost as layernorm, lut_cost as lut, softmax_cost as softmax,
     trunc_nonneg_cost as trunc_nonneg,
 };
+
+/// [`crate::Session::compare_flat`] on `bits`-bit inputs (2 ≤ bits ≤ 64).
+pub(crate) fn millionaire_flat(n: usize, bits: u32) -> Cost {
+    let (b, c0, c1) = flat_cost(n, bits);
+    Cost {
+        bits: b,
+        cots_p0_sends: c0 as u64,
+        cots_p1_sends: c1 as u64,
+    }
+}
+
+/// [`crate::Session::join_b2a_or`] into `ring`, without its ORs: four affine OTs per element.
+pub(crate) fn join_b2a(ring: Ring, n: usize) -> Cost {
+    ot01(4 * n, ring.bits())
+}
 
 /// [`crate::Session::millionaire`] on `bits`-bit inputs.
 pub fn millionaire(n: usize, bits: u32) -> Cost {
@@ -162,6 +177,34 @@ pub(crate) fn p0_chooses(c: Cost, cmp: Cost) -> Cost {
 /// server's HE response).
 pub fn trunc_known_sign_p0_chooses(ring: Ring, s: u32, n: usize) -> Cost {
     p0_chooses(trunc_known_sign(ring, s, n), m(n, s, 0))
+}
+
+/// [`crate::Session::trunc_known_sign_with`] by `s` bits in `form`, `chooser` choosing in its
+/// comparison.
+pub fn trunc_known_sign_form(
+    ring: Ring,
+    s: u32,
+    n: usize,
+    form: TruncForm,
+    chooser: Party,
+) -> Cost {
+    let (c, cmp) = if form == TruncForm::Flat && s >= 2 {
+        let cmp = millionaire_flat(n, s);
+        (cmp + join_b2a(ring, n) + ot01(n, s), cmp)
+    } else {
+        (trunc_known_sign(ring, s, n), m(n, s, 0))
+    };
+    match chooser {
+        Party::P0 => p0_chooses(c, cmp),
+        Party::P1 => c,
+    }
+}
+
+/// Latency hops of [`crate::Session::trunc_known_sign_with`] by `s` bits in `form`, from the
+/// comparison's first flight to the last (the leaves' choices and answers, one per AND level,
+/// one for the B2A; with P0 choosing after its own message the first rides on it).
+pub fn trunc_known_sign_hops(s: u32, form: TruncForm) -> u32 {
+    2 + crate::millionaire::levels(s, form) + 1
 }
 
 /// [`trunc_relu`] with P0 choosing in its comparison.

@@ -68,3 +68,4 @@ pub use pool::{PoolShape, PoolSpec};
 pub use product::{product_cost, Columns, ProductCost, CHUNK_BITS};
 pub use ring::{reconstruct, share, Ring, Shares};
 pub use session::{OtUsage, Party, Session, SessionConfig, DEFAULT_REFILL};
+pub use trunc::TruncForm;

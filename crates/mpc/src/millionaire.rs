@@ -37,6 +37,8 @@ use crate::{MpcError, Result};
 const LEAF_BITS: u32 = 2;
 /// Widest leaf chunk (1-of-8 OT), used only where it removes a tree level.
 const LEAF_BITS_MAX: u32 = LEAF_BITS + 1;
+/// Widest leaf chunk of a flat comparison ([`flat`]: 1-of-64 OTs, two leaves for 12 bits).
+const FLAT_LEAF_MAX: u32 = 6;
 
 /// One party's XOR shares of a comparison node, one bit per element.
 struct Node {
@@ -54,19 +56,20 @@ struct Tree {
 
 impl Tree {
     /// Leaves of [`LEAF_BITS`] bits from the least significant up, unless leaves of up to
-    /// [`LEAF_BITS_MAX`] bits make the tree shallower: then exactly 2^D leaves for the least
-    /// depth D they allow, the widest ones lowest (leaf 0 needs no `eq`, so its larger table is
-    /// the cheapest). Each level removed is one flight less, for a few more leaf-table bits.
-    fn new(lo: u32, hi: u32, eq_all: bool) -> Tree {
+    /// `max_leaf` bits make the tree shallower: then exactly 2^D leaves for the least depth D
+    /// they allow, as even as the bits allow, the widest ones lowest (leaf 0 needs no `eq`, so
+    /// its larger table is the cheapest). Each level removed is one flight less, for more
+    /// leaf-table bits.
+    fn new(lo: u32, hi: u32, eq_all: bool, max_leaf: u32) -> Tree {
         let n = hi - lo;
         let depth = |leaves: u32| leaves.next_power_of_two().trailing_zeros();
-        let (plain, wide) = (n.div_ceil(LEAF_BITS), n.div_ceil(LEAF_BITS_MAX));
+        let (plain, wide) = (n.div_ceil(LEAF_BITS), n.div_ceil(max_leaf));
         let mut widths = Vec::new();
         if depth(wide) < depth(plain) {
-            // 2^D leaves of LEAF_BITS or LEAF_BITS + 1 bits (LEAF_BITS_MAX = LEAF_BITS + 1).
+            // 2^D leaves of ⌊n/2^D⌋ or ⌈n/2^D⌉ bits (≤ max_leaf, since 2^D ≥ ⌈n/max_leaf⌉).
             let count = 1u32 << depth(wide);
-            let extra = n - LEAF_BITS * count;
-            widths.extend((0..count).map(|k| LEAF_BITS + (k < extra) as u32));
+            let (base, extra) = (n / count, n % count);
+            widths.extend((0..count).map(|k| base + (k < extra) as u32));
         } else {
             let mut left = n;
             while left > 0 {
@@ -95,11 +98,41 @@ impl Tree {
     }
 }
 
-fn plan(bits: u32, split: u32) -> Vec<Tree> {
+/// The trees a comparison runs and whether a last step joins two of them
+/// (`gt = gt_upper ⊕ eq_upper ∧ gt_lower`).
+struct Shape {
+    trees: Vec<Tree>,
+    join: bool,
+}
+
+fn plan(bits: u32, split: u32) -> Shape {
     if split == 0 || split >= bits {
-        vec![Tree::new(0, bits, false)]
+        Shape {
+            trees: vec![Tree::new(0, bits, false, LEAF_BITS_MAX)],
+            join: false,
+        }
     } else {
-        vec![Tree::new(0, split, false), Tree::new(split, bits, true)]
+        Shape {
+            trees: vec![
+                Tree::new(0, split, false, LEAF_BITS_MAX),
+                Tree::new(split, bits, true, LEAF_BITS_MAX),
+            ],
+            join: true,
+        }
+    }
+}
+
+/// The flat comparison ([`Session::compare_flat`]): the low ⌊bits/2⌋ and the high ⌈bits/2⌉ bits
+/// as two trees of leaves up to [`FLAT_LEAF_MAX`] bits (one leaf each up to 12 bits), not
+/// joined: the caller joins them in arithmetic shares, in the flight that converts the result.
+fn flat(bits: u32) -> Shape {
+    let lo = bits / 2;
+    Shape {
+        trees: vec![
+            Tree::new(0, lo, false, FLAT_LEAF_MAX),
+            Tree::new(lo, bits, true, FLAT_LEAF_MAX),
+        ],
+        join: false,
     }
 }
 
@@ -107,11 +140,30 @@ fn plan(bits: u32, split: u32) -> Vec<Tree> {
 /// bits with the given split, excluding the COTs' own traffic; and the number of COTs used
 /// (P0 as sender, P1 as sender).
 pub(crate) fn millionaire_cost(n: usize, bits: u32, split: u32) -> (u64, usize, usize) {
-    let trees = plan(bits, split);
+    shape_cost(n, &plan(bits, split))
+}
+
+/// [`millionaire_cost`] of [`Session::compare_flat`] on `bits` ≥ 2 bits.
+pub(crate) fn flat_cost(n: usize, bits: u32) -> (u64, usize, usize) {
+    shape_cost(n, &flat(bits))
+}
+
+/// AND levels of the known-sign truncation's comparison on `bits` bits in `form` (the flat
+/// form's join is not a level: it rides in the B2A's flight).
+pub(crate) fn levels(bits: u32, form: crate::TruncForm) -> u32 {
+    let shape = match form {
+        crate::TruncForm::Flat if bits >= 2 => flat(bits),
+        _ => plan(bits, 0),
+    };
+    step_bits(1, &shape.trees, shape.join).len() as u32
+}
+
+fn shape_cost(n: usize, shape: &Shape) -> (u64, usize, usize) {
+    let trees = &shape.trees;
     let mut comm = 0u64;
     let mut cot0 = 0usize;
     let mut ands = 0usize;
-    for t in &trees {
+    for t in trees {
         for (k, &(_, m)) in t.leaves.iter().enumerate() {
             let w = 1 + t.needs_eq(k) as u32;
             comm += n as u64 * (m as u64 + ((1u64 << m) - 1) * w as u64);
@@ -128,7 +180,7 @@ pub(crate) fn millionaire_cost(n: usize, bits: u32, split: u32) -> (u64, usize, 
         }
         ands += t.and_count();
     }
-    if trees.len() == 2 {
+    if shape.join {
         comm += n as u64 * 2 * 2;
         ands += 1;
     }
@@ -189,14 +241,81 @@ impl Session {
         split: u32,
         s: &mut SendCots,
         r: &mut RecvCots,
-        mut tail: Option<&mut dyn Tail>,
+        tail: Option<&mut dyn Tail>,
     ) -> Result<(Vec<u8>, Vec<u8>)> {
-        let n = v.len();
-        let trees = plan(bits, split);
-        if n == 0 {
+        if v.is_empty() {
             return Ok((Vec::new(), Vec::new()));
         }
-        let (_, cot0, cot1) = millionaire_cost(n, bits, split);
+        Ok(self
+            .run_shape(ch, v, bits, plan(bits, split), s, r, tail)?
+            .result())
+    }
+
+    /// XOR shares of `[a_hi > b_hi]`, `[a_hi = b_hi]` and `[a_lo > b_lo]` for the high ⌈bits/2⌉
+    /// and low ⌊bits/2⌋ bits of `bits`-bit inputs (2 ≤ bits ≤ 64; P0 passes `a`, P1 `b`, the
+    /// chooser as [`Session::millionaire`]): the comparison without its join, whose result is
+    /// `gt_hi ⊕ eq_hi ∧ gt_lo` (= `gt_hi + eq_hi·gt_lo`, the two terms exclusive). Leaves of up to
+    /// 6 bits: up to 12 bits this is one flight of choices and one of answers, no AND level.
+    pub(crate) fn compare_flat<C: Channel + ?Sized>(
+        &mut self,
+        ch: &mut C,
+        v: &[u64],
+        bits: u32,
+    ) -> Result<(Vec<u8>, Vec<u8>, Vec<u8>)> {
+        if !(2..=64).contains(&bits) {
+            return Err(MpcError::InvalidCompareWidth { bits });
+        }
+        if let Some(index) = v.iter().position(|&x| x & !mask(bits) != 0) {
+            return Err(MpcError::ValueOutOfRange {
+                what: "millionaire input",
+                index,
+                value: v[index],
+                bits,
+            });
+        }
+        if v.is_empty() {
+            return Ok((Vec::new(), Vec::new(), Vec::new()));
+        }
+        let (_, cot0, cot1) = flat_cost(v.len(), bits);
+        let (mut s, mut r) = match self.compare_role() {
+            Party::P0 => self.cots(ch, cot0, cot1)?,
+            Party::P1 => self.cots(ch, cot1, cot0)?,
+        };
+        let mut st = self.run_shape(ch, v, bits, flat(bits), &mut s, &mut r, None)?;
+        let upper = st
+            .nodes
+            .pop()
+            .and_then(|mut t| t.pop())
+            .expect("upper root");
+        let lower = st
+            .nodes
+            .pop()
+            .and_then(|mut t| t.pop())
+            .expect("lower root");
+        Ok((
+            upper.gt,
+            upper.eq.expect("the upper tree keeps eq"),
+            lower.gt,
+        ))
+    }
+
+    /// Runs the trees of `shape` on `v` (non-empty, validated) with the COTs at the front of
+    /// `s`, `r` (exactly [`shape_cost`]'s, in the directions of [`Session::compare_role`]); the
+    /// state holds each tree's root, joined when `shape.join`.
+    #[allow(clippy::too_many_arguments)]
+    fn run_shape<C: Channel + ?Sized>(
+        &mut self,
+        ch: &mut C,
+        v: &[u64],
+        bits: u32,
+        shape: Shape,
+        s: &mut SendCots,
+        r: &mut RecvCots,
+        mut tail: Option<&mut dyn Tail>,
+    ) -> Result<TreeState> {
+        let n = v.len();
+        let (_, cot0, cot1) = shape_cost(n, &shape);
+        let Shape { trees, join } = shape;
         // With the roles swapped (`Session::set_comparison_chooser`) both parties complement
         // their inputs: [¬b > ¬a] = [a > b], and the same for the split's low parts.
         let role = self.compare_role();
@@ -219,7 +338,7 @@ impl Session {
         // Leaves: P1 sends its 1-of-4 choices; P0 answers together with its first AND message.
         // From then on every flight carries the sender's message for the step the receiver is
         // waiting on plus the next one, so each flight completes one tree level (pipelined).
-        let steps = step_bits(n, &trees);
+        let steps = step_bits(n, &trees, join);
         let mut st = TreeState {
             trees,
             nodes: Vec::new(),
@@ -380,7 +499,7 @@ impl Session {
         }
         debug_assert_eq!(next_step, steps.len());
         debug_assert!(s.is_exhausted() && r.is_exhausted());
-        Ok(st.result())
+        Ok(st)
     }
 }
 
@@ -521,7 +640,7 @@ impl TreeState {
 }
 
 /// Bits of one party's message for each tree step (both parties' are equal).
-fn step_bits(n: usize, trees: &[Tree]) -> Vec<u64> {
+fn step_bits(n: usize, trees: &[Tree], join: bool) -> Vec<u64> {
     let mut counts: Vec<usize> = trees.iter().map(|t| t.leaves.len()).collect();
     let mut out = Vec::new();
     while counts.iter().any(|&c| c > 1) {
@@ -534,7 +653,7 @@ fn step_bits(n: usize, trees: &[Tree]) -> Vec<u64> {
         }
         out.push(bits);
     }
-    if trees.len() == 2 {
+    if join {
         out.push(n as u64 * 2);
     }
     out

@@ -14,6 +14,12 @@
 //!   through B2A. Only `w mod 2^s` matters, since it is multiplied by 2^{ℓ−s}.
 //! * known sign (|x| < 2^{ℓ−2}, so `msb(u) = 0`): `w = msb(u0) ∨ msb(u1)` [Cheetah §5.3] is one
 //!   affine OT mod 2^s, and `c` needs a millionaire on s bits only.
+//! * known sign, flat ([`TruncForm::Flat`], for latency-bound links): the carry's comparison
+//!   stops below its root ([`Session::compare_flat`]: two halves of up to 6 bits, one leaf each
+//!   for s ≤ 12, no AND level) and its join `c = gt_hi + eq_hi·gt_lo` is computed directly in
+//!   arithmetic shares, in the flight that would have carried the B2A
+//!   ([`Session::join_b2a_or`]). At s = 12 that is two flights and one exchange against the
+//!   tree's two AND levels more, for 241 more bits per element at ℓ = 37.
 
 use transport::Channel;
 
@@ -23,6 +29,17 @@ use crate::cots::{
 };
 use crate::session::{Party, Session};
 use crate::{MpcError, Result, Ring, Shares};
+
+/// How the known-sign truncation computes its carry (both exact, the same result).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum TruncForm {
+    /// The comparison tree of 2–3-bit leaves, then a B2A: fewest bits.
+    #[default]
+    Tree,
+    /// Two leaves of up to 6 bits joined inside the B2A: fewest flights (s ≥ 2; at s = 1 the
+    /// tree is one leaf already and runs instead).
+    Flat,
+}
 
 fn check_shift(ring: Ring, s: u32) -> Result<()> {
     let l = ring.bits();
@@ -182,6 +199,73 @@ impl Session {
         Ok((b, prod[n..].to_vec()))
     }
 
+    /// Arithmetic shares in `ring` of `h + e·g`, from XOR shares of bits with `h·e = 0` (a flat
+    /// comparison's `gt_hi`, `eq_hi`, `gt_lo`: the comparison is `gt_hi ⊕ eq_hi ∧ gt_lo`, whose
+    /// terms are exclusive), and shares in `g_or` of `m0 ∨ m1` — the join and the B2A of a
+    /// comparison in one flight of affine OTs from P0 to P1. Writing each bit as
+    /// `x = x0 + (1 − 2x0)·x1` and `z1 = e1·g1` (P1's own product):
+    ///
+    /// `h + e·g = h0 + e0·g0 + (1 − 2h0)·h1 + e0(1 − 2g0)·g1 + g0(1 − 2e0)·e1 + (1 − 2e0)(1 − 2g0)·z1`,
+    ///
+    /// every term past P0's own a coefficient P0 knows times a bit P1 knows: one affine OT each
+    /// (P0 offers 0 and the coefficient, P1 chooses by its bit), `4·(1 + ℓ)` bits per element.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn join_b2a_or<C: Channel + ?Sized>(
+        &mut self,
+        ch: &mut C,
+        ring: Ring,
+        h: &[u8],
+        e: &[u8],
+        g: &[u8],
+        m: &[u8],
+        g_or: Group,
+    ) -> Result<(Vec<u64>, Vec<u64>)> {
+        let n = h.len();
+        let gr = Group::Pow2(ring.bits());
+        let bit = |v: &[u8], i: usize| (v[i] & 1) as u64;
+        // Instances: [h1-term | g1-term | e1-term | z1-term | OR], n each and m.len().
+        let (f0, f1, c): (Vec<u64>, Vec<u64>, Vec<u8>) = if self.party() == Party::P0 {
+            let pm = |b: u64| ring.sub(1, 2 * b); // 1 − 2b
+            let mut f1 = Vec::with_capacity(4 * n + m.len());
+            f1.extend((0..n).map(|i| pm(bit(h, i))));
+            f1.extend((0..n).map(|i| ring.mul(bit(e, i), pm(bit(g, i)))));
+            f1.extend((0..n).map(|i| ring.mul(bit(g, i), pm(bit(e, i)))));
+            f1.extend((0..n).map(|i| ring.mul(pm(bit(e, i)), pm(bit(g, i)))));
+            f1.extend(std::iter::repeat_n(1, m.len()));
+            let f0 = std::iter::repeat_n(0, 4 * n)
+                .chain(m.iter().map(|&b| (b & 1) as u64))
+                .collect();
+            (f0, f1, Vec::new())
+        } else {
+            let c = h
+                .iter()
+                .chain(g)
+                .chain(e)
+                .copied()
+                .chain((0..n).map(|i| e[i] & g[i]))
+                .chain(m.iter().copied())
+                .map(|b| b & 1)
+                .collect();
+            (Vec::new(), Vec::new(), c)
+        };
+        let group = |i: usize| if i < 4 * n { gr } else { g_or };
+        let prod = self.ot_p0_to_p1(ch, 4 * n + m.len(), &group, &f0, &f1, &c)?;
+        let own = |i: usize| {
+            if self.party() == Party::P0 {
+                ring.add(bit(h, i), bit(e, i) * bit(g, i))
+            } else {
+                0
+            }
+        };
+        let r = (0..n)
+            .map(|i| {
+                let t = (0..4).fold(own(i), |a, k| ring.add(a, prod[k * n + i]));
+                ring.reduce(t)
+            })
+            .collect();
+        Ok((r, prod[4 * n..].to_vec()))
+    }
+
     /// Exact `floor(x / 2^s)` for signed values with |x| < 2^{ℓ−2} (the fixed-point range
     /// assumption), cheaper than [`Session::trunc`]: outside that range the result is wrong.
     /// Requires 1 ≤ s ≤ ℓ − 2.
@@ -190,6 +274,18 @@ impl Session {
         ch: &mut C,
         x: &Shares,
         s: u32,
+    ) -> Result<Shares> {
+        self.trunc_known_sign_with(ch, x, s, TruncForm::Tree)
+    }
+
+    /// [`trunc_known_sign`](Self::trunc_known_sign) with the carry computed in `form`
+    /// (the same result; costs: [`crate::cost::trunc_known_sign_form`]).
+    pub fn trunc_known_sign_with<C: Channel + ?Sized>(
+        &mut self,
+        ch: &mut C,
+        x: &Shares,
+        s: u32,
+        form: TruncForm,
     ) -> Result<Shares> {
         let ring = x.ring;
         check_shift(ring, s)?;
@@ -205,10 +301,16 @@ impl Session {
         } else {
             u.iter().map(|&b| !b & lo).collect()
         };
-        let c = self.millionaire(ch, &v, s)?;
-        // The carry's B2A and w = m0 ∨ m1 mod 2^s in one flight.
         let m: Vec<u8> = u.iter().map(|&a| ring.msb(a)).collect();
-        let (c_arith, w) = self.b2a_or(ch, ring, &c, &m, Group::Pow2(s))?;
+        // The carry's B2A (flat: with the comparison's join) and w = m0 ∨ m1 mod 2^s in one
+        // flight.
+        let (c_arith, w) = if form == TruncForm::Flat && s >= 2 {
+            let (h, e, g) = self.compare_flat(ch, &v, s)?;
+            self.join_b2a_or(ch, ring, &h, &e, &g, &m, Group::Pow2(s))?
+        } else {
+            let c = self.millionaire(ch, &v, s)?;
+            self.b2a_or(ch, ring, &c, &m, Group::Pow2(s))?
+        };
         let off = if p0 { 1u64 << (l - 2 - s) } else { 0 };
         let data = (0..n)
             .map(|i| {

@@ -921,3 +921,104 @@ fn ot_product_rejects_malformed_messages() {
         assert!(!bad, "case {case} accepted");
     }
 }
+
+#[test]
+fn trunc_known_sign_flat_exact_priced_and_shallow() {
+    // The flat form against floor(x / 2^s) for shifts across every leaf split (1-bit halves to
+    // halves of several leaves), either party choosing; its bits and COTs equal the cost model
+    // and its hops the formula, fewer than the tree's wherever the tree has an AND level.
+    use mpc::{cost, TruncForm};
+    use transport::Channel;
+    let mut r = rng(31);
+    for l in [32u32, 37, 64] {
+        let ring = Ring::new(l).unwrap();
+        for s in [1u32, 2, 3, 4, 6, 7, 12, 13, 17, 24, l - 2] {
+            for chooser in [Party::P1, Party::P0] {
+                let vals: Vec<u64> = edge_values(ring, s.min(l - 3), 200, &mut r)
+                    .into_iter()
+                    .map(|x| {
+                        if plain::in_known_sign_range(ring, x) {
+                            x
+                        } else {
+                            x & (ring.mask() >> 3)
+                        }
+                    })
+                    .collect();
+                let (xs, s0, s1) = sharings(ring, &vals, &mut r);
+                let n = xs.len();
+                let seed = 3100 + l as u64 * 64 + s as u64 + (chooser == Party::P0) as u64;
+                let (o0, o1) = run(seed, move |p, sess, ch| {
+                    let x = Shares::new(ring, 24, pick(p, &s0, &s1)).unwrap();
+                    let mut hops = Vec::new();
+                    let mut out = Vec::new();
+                    for form in [TruncForm::Tree, TruncForm::Flat] {
+                        // The COTs first (as the engine does), so none are generated inside.
+                        let want = cost::trunc_known_sign_form(ring, s, n, form, chooser);
+                        let (ns, nr) = want.cots_for(p);
+                        sess.prefetch(ch, ns, nr).unwrap();
+                        sess.set_comparison_chooser(chooser);
+                        let st = ch.stats();
+                        let ot = sess.ot_usage();
+                        let y = sess.trunc_known_sign_with(ch, &x, s, form).unwrap();
+                        sess.set_comparison_chooser(Party::P1);
+                        let d = ch.stats().since(&st);
+                        let o = sess.ot_usage();
+                        let ot_bytes =
+                            (o.bytes_sent - ot.bytes_sent) + (o.bytes_received - ot.bytes_received);
+                        let bits = (d.bytes_sent + d.bytes_received - ot_bytes) * 8;
+                        let frames = d.frames_sent + d.frames_received;
+                        let cots = (
+                            o.cots_sent - ot.cots_sent,
+                            o.cots_received - ot.cots_received,
+                        );
+                        hops.push((st.hops, ch.stats().hops));
+                        out.push((y.data, bits, frames, cots));
+                    }
+                    (out, hops)
+                });
+                for (k, form) in [TruncForm::Tree, TruncForm::Flat].into_iter().enumerate() {
+                    let ((y0, bits, frames, cots), (y1, ..)) = (&o0.0[k], &o1.0[k]);
+                    for i in 0..n {
+                        assert_eq!(
+                            ring.add(y0[i], y1[i]),
+                            plain::trunc(ring, xs[i], s),
+                            "{form:?} l={l} s={s} chooser={chooser:?} x={}",
+                            ring.to_signed(xs[i])
+                        );
+                    }
+                    let want = cost::trunc_known_sign_form(ring, s, n, form, chooser);
+                    assert!(
+                        *bits >= want.bits && *bits < want.bits + 8 * frames,
+                        "{form:?} l={l} s={s}: measured {bits} bits, model {}",
+                        want.bits
+                    );
+                    // This party is P0: (COTs it sent, COTs it received).
+                    assert_eq!(
+                        *cots,
+                        (want.cots_p0_sends, want.cots_p1_sends),
+                        "{form:?} l={l} s={s}"
+                    );
+                    // The critical path: the later end minus the later start. The parties enter
+                    // up to one hop apart (after the prefetch), which a first flight from the
+                    // party behind can absorb: the formula or one less.
+                    let hops = o0.1[k].1.max(o1.1[k].1) - o0.1[k].0.max(o1.1[k].0);
+                    let f = cost::trunc_known_sign_hops(s, form) as u64;
+                    assert!(
+                        hops == f || hops + 1 == f,
+                        "{form:?} l={l} s={s} chooser={chooser:?}: {hops} hops, formula {f}"
+                    );
+                }
+                let (tree, flat) = (
+                    cost::trunc_known_sign_hops(s, TruncForm::Tree),
+                    cost::trunc_known_sign_hops(s, TruncForm::Flat),
+                );
+                // Flat removes every AND level up to 12 bits, and all but ⌈log2⌉ of the halves'
+                // beyond.
+                assert!(flat <= tree, "s={s}: flat {flat} hops, tree {tree}");
+                if (4..=12).contains(&s) {
+                    assert_eq!(flat, 3, "s={s}");
+                }
+            }
+        }
+    }
+}

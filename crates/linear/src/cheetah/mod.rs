@@ -57,6 +57,7 @@ use crate::layer::{via_matmul_conv, LayerShape, LayerSpec, LayerWeights, Ring};
 use crate::protocol::LinearProtocol;
 use crate::{Cost, LinearError};
 pub use layout::Layout;
+use mpc::Session;
 pub use noise::ResponseNoise;
 pub use params::HeParamsId;
 
@@ -671,6 +672,31 @@ impl Cheetah {
         rng: &mut dyn CryptoRngCore,
     ) -> Result<(Vec<u64>, Vec<i64>), LinearError> {
         let plan = self.plan(layer, ring)?;
+        if let Some(rw) = plan.polyphase {
+            // [space-to-depth] the client rewrites its own share; the rewritten layer's plan is
+            // `plan` (stride 1, so planned directly).
+            check_len("client input share", x, layer.input_len())?;
+            let xr = rewrite_share(layer, &rw, x);
+            return self.client_with_noise(&rw, ring, keys, &xr, ch, rng);
+        }
+        let msg = self.query(layer, ring, keys, x, rng)?;
+        ch.send(&msg)?;
+        ch.flush()?;
+        self.answer(layer, ring, keys, &ch.recv()?)
+    }
+
+    /// The client's query for `layer` (planned without a polyphase rewrite): validates its share
+    /// and encrypts it.
+    fn query(
+        &self,
+        layer: &LayerSpec,
+        ring: Ring,
+        keys: &ClientKeys,
+        x: &[u64],
+        rng: &mut dyn CryptoRngCore,
+    ) -> Result<Vec<u8>, LinearError> {
+        let plan = self.plan(layer, ring)?;
+        debug_assert!(plan.polyphase.is_none());
         if x.len() != layer.input_len() {
             return Err(LinearError::Length {
                 what: "client input share",
@@ -679,26 +705,28 @@ impl Cheetah {
             });
         }
         ring.check("client input share", x)?;
-        if let Some(rw) = plan.polyphase {
-            // [space-to-depth] the client rewrites its own share; the rewritten layer's plan is
-            // `plan` (stride 1, so planned directly).
-            let xr = rewrite_share(layer, &rw, x);
-            return self.client_with_noise(&rw, ring, keys, &xr, ch, rng);
-        }
         let sk = keys.get(plan.params, ring.bits())?;
-        let ctx = plan.params.context()?;
-        let n = ctx.n();
-        let layout = plan.layout;
-
         let msg = encrypt_query(&plan, sk, x, rng)?;
         debug_assert_eq!(msg.len() as u64, plan.cost.bytes_c2s);
-        ch.send(&msg)?;
-        ch.flush()?;
+        Ok(msg)
+    }
 
+    /// The client's output share (and noise) from the server's response `resp` to its query for
+    /// `layer` (planned without a polyphase rewrite).
+    fn answer(
+        &self,
+        layer: &LayerSpec,
+        ring: Ring,
+        keys: &ClientKeys,
+        resp: &[u8],
+    ) -> Result<(Vec<u64>, Vec<i64>), LinearError> {
+        let plan = self.plan(layer, ring)?;
+        let sk = keys.get(plan.params, ring.bits())?;
+        let n = plan.params.context()?.n();
+        let layout = plan.layout;
         // Response: c₁ (N values) of every returned ct at k bits, then their kept c₀ values at
         // b bits (`rlwe::compact`).
         let (k, b) = (plan.noise.response_bits, plan.noise.c0_bits);
-        let resp = ch.recv()?;
         let responses = responses(&layout, plan.pack);
         let kept_total: usize = responses.iter().map(|r| r.1.len()).sum();
         let expected = rlwe::compact_response_len(n, responses.len(), kept_total, k, b);
@@ -713,7 +741,7 @@ impl Cheetah {
             .iter()
             .map(|(_, pos)| pos.iter().map(|&(c, _)| c).collect())
             .collect();
-        let cts = rlwe::compact::read_compact_responses(&resp, n, k, b, &coefs).map_err(|_| {
+        let cts = rlwe::compact::read_compact_responses(resp, n, k, b, &coefs).map_err(|_| {
             LinearError::MessageRange {
                 what: "linear response",
             }
@@ -730,7 +758,63 @@ impl Cheetah {
         }
         Ok((y, noise))
     }
+
+    /// The layer and client share a call runs as: a token × weight product planned as its 1×1
+    /// convolution on the transposed share, a strided conv planned as its polyphase rewrite; with
+    /// the (rows, outputs) to transpose the output share back in the first case.
+    fn direct(&self, layer: &LayerSpec, ring: Ring, x: &[u64]) -> Result<Direct, LinearError> {
+        check_len("client input share", x, layer.input_len())?;
+        if let (LayerShape::MatMul(m), false) = (layer.shape, self.runs_rows(layer, ring)?) {
+            if let Some(conv) = layer.matmul_as_conv() {
+                let xt = crate::layer::transpose(x, m.rows, m.inputs);
+                let (l, x, _) = self.direct(&conv, ring, &xt)?;
+                return Ok((l, x, Some((m.outputs, m.rows))));
+            }
+        }
+        match self.plan(layer, ring)?.polyphase {
+            Some(rw) => {
+                let xr = rewrite_share(layer, &rw, x);
+                self.direct(&rw, ring, &xr)
+            }
+            None => Ok((*layer, x.to_vec(), None)),
+        }
+    }
+
+    /// [`LinearProtocol::client_batch`] for Cheetah (and the protocols that run on it): every
+    /// query, then every answer.
+    pub(crate) fn client_batch_direct(
+        &self,
+        calls: &[(&LayerSpec, &[u64])],
+        ring: Ring,
+        keys: &ClientKeys,
+        ch: &mut dyn Channel,
+        rng: &mut dyn CryptoRngCore,
+    ) -> Result<Vec<Vec<u64>>, LinearError> {
+        let direct = calls
+            .iter()
+            .map(|(l, x)| self.direct(l, ring, x))
+            .collect::<Result<Vec<_>, _>>()?;
+        for (l, x, _) in &direct {
+            let msg = self.query(l, ring, keys, x, rng)?;
+            ch.send(&msg)?;
+        }
+        ch.flush()?;
+        direct
+            .iter()
+            .map(|(l, _, back)| {
+                let y = self.answer(l, ring, keys, &ch.recv()?)?.0;
+                Ok(match back {
+                    Some((rows, cols)) => crate::layer::transpose(&y, *rows, *cols),
+                    None => y,
+                })
+            })
+            .collect()
+    }
 }
+
+/// A call as it runs: the layer, the client's share, and the (rows, columns) to transpose the
+/// output share back (a token × weight product run as its 1×1 convolution).
+type Direct = (LayerSpec, Vec<u64>, Option<(usize, usize)>);
 
 /// One party's share of the input of `rw` (the space-to-depth rewrite of the conv `layer`).
 fn rewrite_share(layer: &LayerSpec, rw: &LayerSpec, x: &[u64]) -> Vec<u64> {
@@ -1168,6 +1252,18 @@ impl LinearProtocol for Cheetah {
             }
         }
         Ok(self.client_with_noise(layer, ring, keys, x, ch, rng)?.0)
+    }
+
+    fn client_batch(
+        &self,
+        calls: &[(&LayerSpec, &[u64])],
+        ring: Ring,
+        keys: &ClientKeys,
+        _session: &mut Session,
+        ch: &mut dyn Channel,
+        rng: &mut dyn CryptoRngCore,
+    ) -> Result<Vec<Vec<u64>>, LinearError> {
+        self.client_batch_direct(calls, ring, keys, ch, rng)
     }
 
     fn server(

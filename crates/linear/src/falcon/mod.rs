@@ -191,6 +191,21 @@ impl LinearProtocol for Falcon {
         self.plan(layer, ring)?;
         self.cheetah.server(layer, ring, keys, weights, x, ch, rng)
     }
+
+    fn client_batch(
+        &self,
+        calls: &[(&LayerSpec, &[u64])],
+        ring: Ring,
+        keys: &ClientKeys,
+        _session: &mut mpc::Session,
+        ch: &mut dyn Channel,
+        rng: &mut dyn CryptoRngCore,
+    ) -> Result<Vec<Vec<u64>>, LinearError> {
+        for (layer, _) in calls {
+            self.plan(layer, ring)?;
+        }
+        self.cheetah.client_batch_direct(calls, ring, keys, ch, rng)
+    }
 }
 
 /// A dense tiling of a grouped convolution (see the module docs).
