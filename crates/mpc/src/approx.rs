@@ -83,6 +83,8 @@ pub struct LayerNormSpec<'a> {
 /// f, table scale A; U = RT·2^{f+1} − RD·(2φ + 1) ≤ 2^{A+f+1} lives in a ring of A + f + 3 bits.
 const LOOKUP_IDX: u32 = 7;
 const LOOKUP_FRAC: u32 = 7;
+/// Widest comparison leaf in GELU's comparisons ([`Session::wide_leaves`]).
+const WIDE_LEAVES: u32 = 6;
 const LOOKUP_TABLE: u32 = 18;
 const LOOKUP_U_RING: u32 = LOOKUP_TABLE + LOOKUP_FRAC + 3;
 /// LayerNorm's inverse square root (nn::approx::LN_*): 2^LN_V_LO ≤ V < 2^LN_V at scale 2^44,
@@ -280,6 +282,19 @@ impl Session {
     /// Runs `f` with P0 choosing in the leaf OTs of its comparisons (`set_comparison_chooser`),
     /// then restores P1, also on error. Used where P0 completes the flight before the
     /// comparison first, so that its leaf choices leave a hop earlier; the result is the same.
+    /// Runs `f` with comparison leaves of up to [`WIDE_LEAVES`] bits
+    /// (`Session::set_comparison_leaves`): for GELU's two comparisons on 19 bits, one tree level
+    /// (one flight) less each, at about 300 bits more per element (its budget against SPU allows
+    /// it, LayerNorm's does not). Softmax's comparisons gain no hop from it on the CIFAR ViT
+    /// (measured: the tournament's and the digit carries' flights are not on its critical path)
+    /// and keep the narrow leaves.
+    fn wide_leaves<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
+        self.set_comparison_leaves(WIDE_LEAVES);
+        let r = f(self);
+        self.set_comparison_leaves(0);
+        r
+    }
+
     fn p0_choosing<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
         self.set_comparison_chooser(Party::P0);
         let r = f(self);
@@ -593,7 +608,7 @@ impl Session {
         // Sign on the reduced ring, ReLU in Z_{2^ℓ}, |x| mod 2^m = 2·ReLU(x) − x.
         let xm: Vec<u64> = x.data.iter().map(|&v| rm.reduce(v)).collect();
         // P0 chooses: after the rescale of a linear layer it knows its input first.
-        let d = self.p0_choosing(|se| se.drelu(ch, rm, &xm))?;
+        let d = self.p0_choosing(|se| se.wide_leaves(|se| se.drelu(ch, rm, &xm)))?;
         let r = self.mux(ch, lr, &d, &x.data)?;
         let a: Vec<u64> = r
             .iter()
@@ -602,7 +617,8 @@ impl Session {
             .collect();
         // Segment index q = a >> sh (mod 2^{m−sh}) and offset frac = a mod 2^sh.
         // The carry into bit sh and g = [a < 2^{j+sh}] (= [q < 2^j]) in one comparison.
-        let (c, _, g) = self.carries_and_below(ch, &a, (sh, 0), rm, &a, 1 << (j + sh))?;
+        let (c, _, g) =
+            self.wide_leaves(|se| se.carries_and_below(ch, &a, (sh, 0), rm, &a, 1 << (j + sh)))?;
         let cp = self.b2a(ch, rp, &c)?;
         let q: Vec<u64> = a
             .iter()
@@ -1439,9 +1455,9 @@ pub fn gelu_cost(spec: &GeluSpec<'_>, ell: u32, n: usize) -> Result<Cost> {
     let sh = spec.s - spec.f;
     let (lr, rm) = (Ring::new(ell)?, Ring::new(spec.m)?);
     let (rp, rh) = (Ring::new(spec.product_bits)?, Ring::new(spec.h_bits)?);
-    Ok(chosen_by(cost::drelu(rm, n), Party::P0)
+    Ok(chosen_by(cost::drelu_leaves(rm, n, WIDE_LEAVES), Party::P0)
         + cost::mux(lr, n)
-        + cost::millionaire(2 * n, rm.bits() - 1)
+        + cost::millionaire_leaves(2 * n, rm.bits() - 1, 0, WIDE_LEAVES)
         + cost::b2a(rp, n)
         + lut_cost(n, spec.j, rh)
         + lut_cost(n, spec.j, rp)

@@ -94,6 +94,22 @@ pub(crate) fn join_b2a(ring: Ring, n: usize) -> Cost {
     ot01(4 * n, ring.bits())
 }
 
+/// A millionaire on `bits`-bit inputs (split at `split`, 0: none) with leaves of up to `leaves`
+/// bits (`Session::set_comparison_leaves`).
+pub(crate) fn millionaire_leaves(n: usize, bits: u32, split: u32, leaves: u32) -> Cost {
+    let (b, c0, c1) = crate::millionaire::millionaire_cost_leaves(n, bits, split, leaves);
+    Cost {
+        bits: b,
+        cots_p0_sends: c0 as u64,
+        cots_p1_sends: c1 as u64,
+    }
+}
+
+/// [`drelu`] with comparison leaves of up to `leaves` bits.
+pub(crate) fn drelu_leaves(ring: Ring, n: usize, leaves: u32) -> Cost {
+    millionaire_leaves(n, ring.bits() - 1, 0, leaves)
+}
+
 /// [`crate::Session::millionaire`] on `bits`-bit inputs.
 pub fn millionaire(n: usize, bits: u32) -> Cost {
     m(n, bits, 0)

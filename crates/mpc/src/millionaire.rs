@@ -36,9 +36,9 @@ use crate::{MpcError, Result};
 /// Bits per leaf chunk (1-of-4 OT).
 const LEAF_BITS: u32 = 2;
 /// Widest leaf chunk (1-of-8 OT), used only where it removes a tree level.
-const LEAF_BITS_MAX: u32 = LEAF_BITS + 1;
+pub(crate) const LEAF_BITS_MAX: u32 = LEAF_BITS + 1;
 /// Widest leaf chunk of a flat comparison ([`flat`]: 1-of-64 OTs, two leaves for 12 bits).
-const FLAT_LEAF_MAX: u32 = 6;
+pub(crate) const FLAT_LEAF_MAX: u32 = 6;
 
 /// One party's XOR shares of a comparison node, one bit per element.
 struct Node {
@@ -105,17 +105,17 @@ struct Shape {
     join: bool,
 }
 
-fn plan(bits: u32, split: u32) -> Shape {
+fn plan(bits: u32, split: u32, leaves: u32) -> Shape {
     if split == 0 || split >= bits {
         Shape {
-            trees: vec![Tree::new(0, bits, false, LEAF_BITS_MAX)],
+            trees: vec![Tree::new(0, bits, false, leaves)],
             join: false,
         }
     } else {
         Shape {
             trees: vec![
-                Tree::new(0, split, false, LEAF_BITS_MAX),
-                Tree::new(split, bits, true, LEAF_BITS_MAX),
+                Tree::new(0, split, false, leaves),
+                Tree::new(split, bits, true, leaves),
             ],
             join: true,
         }
@@ -140,7 +140,17 @@ fn flat(bits: u32) -> Shape {
 /// bits with the given split, excluding the COTs' own traffic; and the number of COTs used
 /// (P0 as sender, P1 as sender).
 pub(crate) fn millionaire_cost(n: usize, bits: u32, split: u32) -> (u64, usize, usize) {
-    shape_cost(n, &plan(bits, split))
+    millionaire_cost_leaves(n, bits, split, LEAF_BITS_MAX)
+}
+
+/// [`millionaire_cost`] with leaves of up to `leaves` bits ([`Session::set_comparison_leaves`]).
+pub(crate) fn millionaire_cost_leaves(
+    n: usize,
+    bits: u32,
+    split: u32,
+    leaves: u32,
+) -> (u64, usize, usize) {
+    shape_cost(n, &plan(bits, split, leaves))
 }
 
 /// [`millionaire_cost`] of [`Session::compare_flat`] on `bits` ≥ 2 bits.
@@ -153,7 +163,7 @@ pub(crate) fn flat_cost(n: usize, bits: u32) -> (u64, usize, usize) {
 pub(crate) fn levels(bits: u32, form: crate::TruncForm) -> u32 {
     let shape = match form {
         crate::TruncForm::Flat if bits >= 2 => flat(bits),
-        _ => plan(bits, 0),
+        _ => plan(bits, 0, LEAF_BITS_MAX),
     };
     step_bits(1, &shape.trees, shape.join).len() as u32
 }
@@ -220,7 +230,7 @@ impl Session {
             });
         }
         let n = v.len();
-        let (_, cot0, cot1) = millionaire_cost(n, bits, split);
+        let (_, cot0, cot1) = millionaire_cost_leaves(n, bits, split, self.comparison_leaves());
         let (mut s, mut r) = match self.compare_role() {
             Party::P0 => self.cots(ch, cot0, cot1)?,
             Party::P1 => self.cots(ch, cot1, cot0)?,
@@ -246,9 +256,8 @@ impl Session {
         if v.is_empty() {
             return Ok((Vec::new(), Vec::new()));
         }
-        Ok(self
-            .run_shape(ch, v, bits, plan(bits, split), s, r, tail)?
-            .result())
+        let shape = plan(bits, split, self.comparison_leaves());
+        Ok(self.run_shape(ch, v, bits, shape, s, r, tail)?.result())
     }
 
     /// XOR shares of `[a_hi > b_hi]`, `[a_hi = b_hi]` and `[a_lo > b_lo]` for the high ⌈bits/2⌉

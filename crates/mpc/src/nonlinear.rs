@@ -208,7 +208,8 @@ impl Session {
         let bits = l - 1 - drop;
         let n = x.len();
         let m = mux_x.len();
-        let (_, cot0, cot1) = crate::millionaire::millionaire_cost(n, bits, 0);
+        let (_, cot0, cot1) =
+            crate::millionaire::millionaire_cost_leaves(n, bits, 0, self.comparison_leaves());
         let (ms, mr) = if self.compare_role() == Party::P0 {
             (cot0, cot1)
         } else {

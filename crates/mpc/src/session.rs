@@ -37,6 +37,8 @@ pub struct Session {
     party: Party,
     /// The party that chooses in the comparisons' leaf OTs (`set_comparison_chooser`).
     chooser: Party,
+    /// The widest leaf of the comparisons' trees (`set_comparison_leaves`).
+    leaves: u32,
     cot: CotPair,
     usage: OtUsage,
     refill: usize,
@@ -110,6 +112,7 @@ impl Session {
         let mut sess = Session {
             party,
             chooser: Party::P1,
+            leaves: crate::millionaire::LEAF_BITS_MAX,
             cot,
             usage: OtUsage::default(),
             refill: 1,
@@ -139,6 +142,21 @@ impl Session {
     /// The result is the same either way.
     pub fn set_comparison_chooser(&mut self, p: Party) {
         self.chooser = p;
+    }
+
+    /// Lets the comparisons' trees use leaves of up to `bits` bits (1-of-2^bits OTs, 3 ≤ bits ≤
+    /// 6; 3, the default, is the fewest bits) where wider leaves make the tree shallower: one
+    /// flight less per level removed, for larger leaf tables (`cost::*_leaves`).
+    pub fn set_comparison_leaves(&mut self, bits: u32) {
+        self.leaves = bits.clamp(
+            crate::millionaire::LEAF_BITS_MAX,
+            crate::millionaire::FLAT_LEAF_MAX,
+        );
+    }
+
+    /// The widest comparison leaf (`set_comparison_leaves`).
+    pub(crate) fn comparison_leaves(&self) -> u32 {
+        self.leaves
     }
 
     /// This party's role in the millionaire protocol: its own, or the peer's when the chooser is

@@ -50,18 +50,29 @@ fn millionaire_matches_comparison() {
             a.push((b[i] ^ (r.gen::<u64>() & cut.wrapping_sub(1)) ^ cut) & m);
             b.push(b[i]);
         }
-        let (aa, bb) = (a.clone(), b.clone());
-        let (g0, g1) = run(bits as u64, move |p, s, ch| {
-            s.millionaire(ch, &pick(p, &aa, &bb), bits).unwrap()
-        });
-        for i in 0..a.len() {
-            assert_eq!(
-                g0[i] ^ g1[i],
-                (a[i] > b[i]) as u8,
-                "bits {bits} a {:#x} b {:#x}",
-                a[i],
-                b[i]
-            );
+        // Leaves of up to 3 bits (the default) and up to 4–6 (`set_comparison_leaves`), either
+        // party choosing: every tree shape the widths give.
+        for (leaves, chooser) in [
+            (3, Party::P1),
+            (4, Party::P0),
+            (5, Party::P1),
+            (6, Party::P0),
+        ] {
+            let (aa, bb) = (a.clone(), b.clone());
+            let (g0, g1) = run(bits as u64 + 100 * leaves as u64, move |p, s, ch| {
+                s.set_comparison_leaves(leaves);
+                s.set_comparison_chooser(chooser);
+                s.millionaire(ch, &pick(p, &aa, &bb), bits).unwrap()
+            });
+            for i in 0..a.len() {
+                assert_eq!(
+                    g0[i] ^ g1[i],
+                    (a[i] > b[i]) as u8,
+                    "bits {bits} leaves {leaves} a {:#x} b {:#x}",
+                    a[i],
+                    b[i]
+                );
+            }
         }
     }
 }
