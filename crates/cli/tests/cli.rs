@@ -111,6 +111,19 @@ fn bad_inputs_give_one_line_errors() {
         .output()
         .unwrap();
     one_line_error(&out, "notes.png");
+    // A planning round trip that is no duration.
+    let out = bin()
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--plan-rtt-ms=-5",
+            "--model",
+        ])
+        .arg(repo().join("models/resnet20.onnx"))
+        .output()
+        .unwrap();
+    one_line_error(&out, "--plan-rtt-ms");
 
     let (mut server, addr) = serve(&["--max-clients", "4"]);
     // Port in use.

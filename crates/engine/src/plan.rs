@@ -1410,3 +1410,28 @@ impl Plan {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The flat rescale's threshold: the two half round trips it saves against its 241 extra
+    /// bits per element (ℓ = 37, s = 12), at the planner's link.
+    #[test]
+    fn flat_rescale_threshold_prices_the_link() {
+        let at = |mbps: u64, rtt_us: u64| {
+            let mut cfg = PlanConfig {
+                rtt_us,
+                ..PlanConfig::default()
+            };
+            cfg.cheetah.bandwidth_bytes_per_s = mbps * 1_000_000 / 8;
+            flat_rescale_max(&cfg).unwrap()
+        };
+        // WAN (the default): 2 hops × 20 ms × 400 Mbit/s / 241 bits.
+        assert_eq!(at(400, 40_000), 66_390);
+        assert_eq!(flat_rescale_max(&PlanConfig::default()).unwrap(), 66_390);
+        // LAN: 2 × 0.15 ms × 3 Gbit/s / 241.
+        assert_eq!(at(3000, 300), 3_734);
+        assert_eq!(at(3000, 0), 0);
+    }
+}

@@ -737,17 +737,27 @@ fn vit_matches(name: &str) {
     use privinfer_engine::plan::StepKind;
     let model = nn::load(repo().join(format!("models/tiny/{name}.onnx"))).unwrap();
     // The shared attention products under both protocols that run them (the default plan
-    // picks one of them by estimated time).
-    for (seed, policy, shared) in [
-        (0u64, LinearPolicy::Cheetah, "cheetah_shared"),
-        (1, LinearPolicy::Falcon, "falcon_shared"),
+    // picks one of them by estimated time); the rescales in their flat form (the default link)
+    // and as trees (no round trip to save: `rtt_us` 0).
+    for (seed, policy, shared, rtt_us) in [
+        (0u64, LinearPolicy::Cheetah, "cheetah_shared", 40_000),
+        (1, LinearPolicy::Falcon, "falcon_shared", 40_000),
+        (2, LinearPolicy::Falcon, "falcon_shared", 0),
     ] {
         let cfg = PlanConfig {
             linear: policy,
+            rtt_us,
             ..PlanConfig::default()
         };
         let fixed = nn::FixedConfig::new(cfg.ell, cfg.scale).unwrap();
         let server = ServerModel::new(&model, &cfg).unwrap();
+        // Every rescale of these small shapes is flat on the default link, none without delay.
+        let flat = server.plan.flat_rescale_max;
+        assert_eq!(
+            flat > 10_000,
+            rtt_us > 0,
+            "flat_rescale_max {flat} at {rtt_us} µs"
+        );
         let kinds: Vec<&str> = server
             .plan
             .steps
