@@ -218,23 +218,9 @@ impl Session {
         bits: u32,
         split: u32,
     ) -> Result<(Vec<u8>, Vec<u8>)> {
-        if !(1..=64).contains(&bits) {
-            return Err(MpcError::InvalidCompareWidth { bits });
-        }
-        if let Some(index) = v.iter().position(|&x| x & !mask(bits) != 0) {
-            return Err(MpcError::ValueOutOfRange {
-                what: "millionaire input",
-                index,
-                value: v[index],
-                bits,
-            });
-        }
         let n = v.len();
         let (_, cot0, cot1) = millionaire_cost_leaves(n, bits, split, self.comparison_leaves());
-        let (mut s, mut r) = match self.compare_role() {
-            Party::P0 => self.cots(ch, cot0, cot1)?,
-            Party::P1 => self.cots(ch, cot1, cot0)?,
-        };
+        let (mut s, mut r) = self.compare_setup(ch, v, bits, 1, (cot0, cot1))?;
         self.compare_with(ch, v, bits, split, &mut s, &mut r, None)
     }
 
@@ -271,25 +257,11 @@ impl Session {
         v: &[u64],
         bits: u32,
     ) -> Result<(Vec<u8>, Vec<u8>, Vec<u8>)> {
-        if !(2..=64).contains(&bits) {
-            return Err(MpcError::InvalidCompareWidth { bits });
-        }
-        if let Some(index) = v.iter().position(|&x| x & !mask(bits) != 0) {
-            return Err(MpcError::ValueOutOfRange {
-                what: "millionaire input",
-                index,
-                value: v[index],
-                bits,
-            });
-        }
+        let cots = flat_cost(v.len(), bits);
+        let (mut s, mut r) = self.compare_setup(ch, v, bits, 2, (cots.1, cots.2))?;
         if v.is_empty() {
             return Ok((Vec::new(), Vec::new(), Vec::new()));
         }
-        let (_, cot0, cot1) = flat_cost(v.len(), bits);
-        let (mut s, mut r) = match self.compare_role() {
-            Party::P0 => self.cots(ch, cot0, cot1)?,
-            Party::P1 => self.cots(ch, cot1, cot0)?,
-        };
         let mut st = self.run_shape(ch, v, bits, flat(bits), &mut s, &mut r, None)?;
         let upper = st
             .nodes
@@ -306,6 +278,34 @@ impl Session {
             upper.eq.expect("the upper tree keeps eq"),
             lower.gt,
         ))
+    }
+
+    /// Checks a comparison's inputs (`min ≤ bits ≤ 64`, every value below 2^bits) and fetches
+    /// its COTs, `(cot0, cot1)` = (the protocol's P0 sending, its P1 sending), in the directions
+    /// of [`Session::compare_role`].
+    fn compare_setup<C: Channel + ?Sized>(
+        &mut self,
+        ch: &mut C,
+        v: &[u64],
+        bits: u32,
+        min: u32,
+        (cot0, cot1): (usize, usize),
+    ) -> Result<(SendCots, RecvCots)> {
+        if !(min..=64).contains(&bits) {
+            return Err(MpcError::InvalidCompareWidth { bits });
+        }
+        if let Some(index) = v.iter().position(|&x| x & !mask(bits) != 0) {
+            return Err(MpcError::ValueOutOfRange {
+                what: "millionaire input",
+                index,
+                value: v[index],
+                bits,
+            });
+        }
+        match self.compare_role() {
+            Party::P0 => self.cots(ch, cot0, cot1),
+            Party::P1 => self.cots(ch, cot1, cot0),
+        }
     }
 
     /// Runs the trees of `shape` on `v` (non-empty, validated) with the COTs at the front of
