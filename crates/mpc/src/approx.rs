@@ -279,9 +279,6 @@ impl SoftmaxSpec<'_> {
 }
 
 impl Session {
-    /// Runs `f` with P0 choosing in the leaf OTs of its comparisons (`set_comparison_chooser`),
-    /// then restores P1, also on error. Used where P0 completes the flight before the
-    /// comparison first, so that its leaf choices leave a hop earlier; the result is the same.
     /// Runs `f` with comparison leaves of up to [`WIDE_LEAVES`] bits
     /// (`Session::set_comparison_leaves`): for GELU's two comparisons on 19 bits, one tree level
     /// (one flight) less each, at about 300 bits more per element (its budget against SPU allows
@@ -289,12 +286,16 @@ impl Session {
     /// (measured: the tournament's and the digit carries' flights are not on its critical path)
     /// and keep the narrow leaves.
     fn wide_leaves<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
+        let before = self.comparison_leaves();
         self.set_comparison_leaves(WIDE_LEAVES);
         let r = f(self);
-        self.set_comparison_leaves(0);
+        self.set_comparison_leaves(before);
         r
     }
 
+    /// Runs `f` with P0 choosing in the leaf OTs of its comparisons (`set_comparison_chooser`),
+    /// then restores P1, also on error. Used where P0 completes the flight before the
+    /// comparison first, so that its leaf choices leave a hop earlier; the result is the same.
     fn p0_choosing<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
         self.set_comparison_chooser(Party::P0);
         let r = f(self);
@@ -396,11 +397,7 @@ impl Session {
         bits: u32,
         split: u32,
     ) -> Result<(Vec<u8>, Vec<u8>)> {
-        let mk = mask(bits);
-        let v: Vec<u64> = match self.party() {
-            Party::P0 => x.iter().map(|&a| a & mk).collect(),
-            Party::P1 => x.iter().map(|&b| !b & mk).collect(),
-        };
+        let v = self.carry_inputs(x, bits);
         self.compare(ch, &v, bits, split)
     }
 
@@ -481,12 +478,8 @@ impl Session {
         let (ca, w) = match (k >= 1, hi < out.bits()) {
             (true, wrap) => {
                 let m: &[u8] = if wrap { &msb } else { &[] };
-                let (ca, w) = if form == TruncForm::Flat && k >= 2 {
-                    let mk = mask(k);
-                    let v: Vec<u64> = match self.party() {
-                        Party::P0 => x.data.iter().map(|&a| a & mk).collect(),
-                        Party::P1 => x.data.iter().map(|&b| !b & mk).collect(),
-                    };
+                let (ca, w) = if form.is_flat_at(k) {
+                    let v = self.carry_inputs(&x.data, k);
                     let (h, e, g) = self.compare_flat(ch, &v, k)?;
                     self.join_b2a_or(ch, out, &h, &e, &g, m, g_or)?
                 } else {
@@ -1438,7 +1431,7 @@ fn trunc_nonneg_cost_form(
     form: TruncForm,
 ) -> Cost {
     let mut c = Cost::default();
-    if form == TruncForm::Flat && k >= 2 {
+    if form.is_flat_at(k) {
         c = c + chosen_by(cost::millionaire_flat(n, k), chooser) + cost::join_b2a(out, n);
     } else if k >= 1 {
         c = c + chosen_by(cost::millionaire(n, k), chooser) + cost::b2a(out, n);

@@ -46,13 +46,17 @@ impl Cost {
     }
 }
 
-fn m(n: usize, bits: u32, split: u32) -> Cost {
-    let (b, c0, c1) = millionaire_cost(n, bits, split);
+/// A comparison's (bits, COTs P0 sends, COTs P1 sends) as a [`Cost`].
+fn from_counts((bits, c0, c1): (u64, usize, usize)) -> Cost {
     Cost {
-        bits: b,
+        bits,
         cots_p0_sends: c0 as u64,
         cots_p1_sends: c1 as u64,
     }
+}
+
+fn m(n: usize, bits: u32, split: u32) -> Cost {
+    from_counts(millionaire_cost(n, bits, split))
 }
 
 /// `n` affine OTs from P0 to P1 with `w`-bit messages.
@@ -81,12 +85,7 @@ pub use crate::approx::{
 
 /// [`crate::Session::compare_flat`] on `bits`-bit inputs (2 ≤ bits ≤ 64).
 pub(crate) fn millionaire_flat(n: usize, bits: u32) -> Cost {
-    let (b, c0, c1) = flat_cost(n, bits);
-    Cost {
-        bits: b,
-        cots_p0_sends: c0 as u64,
-        cots_p1_sends: c1 as u64,
-    }
+    from_counts(flat_cost(n, bits))
 }
 
 /// [`crate::Session::join_b2a_or`] into `ring`, without its ORs: four affine OTs per element.
@@ -97,12 +96,9 @@ pub(crate) fn join_b2a(ring: Ring, n: usize) -> Cost {
 /// A millionaire on `bits`-bit inputs (split at `split`, 0: none) with leaves of up to `leaves`
 /// bits (`Session::set_comparison_leaves`).
 pub(crate) fn millionaire_leaves(n: usize, bits: u32, split: u32, leaves: u32) -> Cost {
-    let (b, c0, c1) = crate::millionaire::millionaire_cost_leaves(n, bits, split, leaves);
-    Cost {
-        bits: b,
-        cots_p0_sends: c0 as u64,
-        cots_p1_sends: c1 as u64,
-    }
+    from_counts(crate::millionaire::millionaire_cost_leaves(
+        n, bits, split, leaves,
+    ))
 }
 
 /// [`drelu`] with comparison leaves of up to `leaves` bits.
@@ -204,7 +200,7 @@ pub fn trunc_known_sign_form(
     form: TruncForm,
     chooser: Party,
 ) -> Cost {
-    let (c, cmp) = if form == TruncForm::Flat && s >= 2 {
+    let (c, cmp) = if form.is_flat_at(s) {
         let cmp = millionaire_flat(n, s);
         (cmp + join_b2a(ring, n) + ot01(n, s), cmp)
     } else {

@@ -161,9 +161,10 @@ pub(crate) fn flat_cost(n: usize, bits: u32) -> (u64, usize, usize) {
 /// AND levels of the known-sign truncation's comparison on `bits` bits in `form` (the flat
 /// form's join is not a level: it rides in the B2A's flight).
 pub(crate) fn levels(bits: u32, form: crate::TruncForm) -> u32 {
-    let shape = match form {
-        crate::TruncForm::Flat if bits >= 2 => flat(bits),
-        _ => plan(bits, 0, LEAF_BITS_MAX),
+    let shape = if form.is_flat_at(bits) {
+        flat(bits)
+    } else {
+        plan(bits, 0, LEAF_BITS_MAX)
     };
     step_bits(1, &shape.trees, shape.join).len() as u32
 }
@@ -278,6 +279,17 @@ impl Session {
             upper.eq.expect("the upper tree keeps eq"),
             lower.gt,
         ))
+    }
+
+    /// This party's comparison input for the carry out of the low `bits` bits of `x0 + x1`:
+    /// P0 passes `x0 mod 2^bits`, P1 `¬x1 mod 2^bits`, and `[a > b]` is then the carry
+    /// (`a + x1 mod 2^bits ≥ 2^bits` exactly when `a > 2^bits − 1 − x1 mod 2^bits`).
+    pub(crate) fn carry_inputs(&self, x: &[u64], bits: u32) -> Vec<u64> {
+        let mk = mask(bits);
+        match self.party() {
+            Party::P0 => x.iter().map(|&a| a & mk).collect(),
+            Party::P1 => x.iter().map(|&b| !b & mk).collect(),
+        }
     }
 
     /// Checks a comparison's inputs (`min ≤ bits ≤ 64`, every value below 2^bits) and fetches

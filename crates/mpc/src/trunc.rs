@@ -23,7 +23,7 @@
 
 use transport::Channel;
 
-use crate::bits::{mask, BitReader, BitWriter};
+use crate::bits::{BitReader, BitWriter};
 use crate::cots::{
     affine_choose, affine_send, one_of_n_answer_bits, one_of_n_choose, one_of_n_send, Group,
 };
@@ -39,6 +39,14 @@ pub enum TruncForm {
     /// Two leaves of up to 6 bits joined inside the B2A: fewest flights (s ≥ 2; at s = 1 the
     /// tree is one leaf already and runs instead).
     Flat,
+}
+
+impl TruncForm {
+    /// Whether a carry out of `bits` bits runs flat in this form (at 1 bit the tree is already
+    /// one leaf).
+    pub(crate) fn is_flat_at(self, bits: u32) -> bool {
+        self == TruncForm::Flat && bits >= 2
+    }
 }
 
 fn check_shift(ring: Ring, s: u32) -> Result<()> {
@@ -89,12 +97,7 @@ impl Session {
         let p0 = self.party() == Party::P0;
         let half = 1u64 << (l - 1);
         let u = offset_by_p0(x, p0, half);
-        let low = mask(l - 1);
-        let v: Vec<u64> = if p0 {
-            u.iter().map(|&a| a & low).collect()
-        } else {
-            u.iter().map(|&b| !b & low).collect()
-        };
+        let v = self.carry_inputs(&u, l - 1);
         let (k, c) = self.compare(ch, &v, l - 1, s)?;
 
         // One flight each way: P1 sends its 1-of-4 choices (msb(u1), k1) and its B2A bits; P0
@@ -221,10 +224,11 @@ impl Session {
         g_or: Group,
     ) -> Result<(Vec<u64>, Vec<u64>)> {
         let n = h.len();
+        let p0 = self.party() == Party::P0;
         let gr = Group::Pow2(ring.bits());
         let bit = |v: &[u8], i: usize| (v[i] & 1) as u64;
         // Instances: [h1-term | g1-term | e1-term | z1-term | OR], n each and m.len().
-        let (f0, f1, c): (Vec<u64>, Vec<u64>, Vec<u8>) = if self.party() == Party::P0 {
+        let (f0, f1, c): (Vec<u64>, Vec<u64>, Vec<u8>) = if p0 {
             let pm = |b: u64| ring.sub(1, 2 * b); // 1 − 2b
             let mut f1 = Vec::with_capacity(4 * n + m.len());
             f1.extend((0..n).map(|i| pm(bit(h, i))));
@@ -250,18 +254,16 @@ impl Session {
         };
         let group = |i: usize| if i < 4 * n { gr } else { g_or };
         let prod = self.ot_p0_to_p1(ch, 4 * n + m.len(), &group, &f0, &f1, &c)?;
+        // P0 adds its own term h0 + e0·g0.
         let own = |i: usize| {
-            if self.party() == Party::P0 {
-                ring.add(bit(h, i), bit(e, i) * bit(g, i))
+            if p0 {
+                bit(h, i) + bit(e, i) * bit(g, i)
             } else {
                 0
             }
         };
         let r = (0..n)
-            .map(|i| {
-                let t = (0..4).fold(own(i), |a, k| ring.add(a, prod[k * n + i]));
-                ring.reduce(t)
-            })
+            .map(|i| (0..4).fold(own(i), |a, k| ring.add(a, prod[k * n + i])))
             .collect();
         Ok((r, prod[4 * n..].to_vec()))
     }
@@ -295,16 +297,11 @@ impl Session {
         let p0 = self.party() == Party::P0;
         let quarter = 1u64 << (l - 2);
         let u = offset_by_p0(x, p0, quarter);
-        let lo = mask(s);
-        let v: Vec<u64> = if p0 {
-            u.iter().map(|&a| a & lo).collect()
-        } else {
-            u.iter().map(|&b| !b & lo).collect()
-        };
+        let v = self.carry_inputs(&u, s);
         let m: Vec<u8> = u.iter().map(|&a| ring.msb(a)).collect();
         // The carry's B2A (flat: with the comparison's join) and w = m0 ∨ m1 mod 2^s in one
         // flight.
-        let (c_arith, w) = if form == TruncForm::Flat && s >= 2 {
+        let (c_arith, w) = if form.is_flat_at(s) {
             let (h, e, g) = self.compare_flat(ch, &v, s)?;
             self.join_b2a_or(ch, ring, &h, &e, &g, &m, Group::Pow2(s))?
         } else {
