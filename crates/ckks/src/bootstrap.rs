@@ -19,6 +19,13 @@
 //!   `cos 2θ = 2cos²θ − 1`. The result is
 //!   relabeled to scale `2π Δ_in s/q_0`, which makes its value `m/Δ_in` at no cost.
 //! * **SlotsToCoeffs**: `V·R` as the product of the forward butterfly stages, grouped likewise.
+//! * **Sparse packing, one EvalMod** (`n ≤ N/4` slots): the `2n` real coefficients fit the
+//!   slots of one ciphertext viewed with `2n` slots. The last CoeffsToSlots group writes only the
+//!   first `n` of them (its diagonals masked on the output rows: no level), so `re` and `im`
+//!   are `[·, 0]`, and `z = re + R_n(im) = [Re w, Im w]` goes through EvalMod once. The first
+//!   SlotsToCoeffs group reads `z + i·R_n(z) = [w, ·]` through diagonals confined to the first
+//!   half (rows and columns), and `+ R_n` of its result restores the `n`-periodic (sparse)
+//!   vector. The rotation by `n` is the trace's first rotation: no new key.
 //!
 //! Slot order inside the procedure is bit-reversed; EvalMod is slot-wise, so `R` cancels.
 
@@ -68,6 +75,26 @@ impl BootstrapConfig {
     /// Levels consumed: CoeffsToSlots + EvalMod + SlotsToCoeffs.
     pub fn depth(&self) -> usize {
         self.cts_stages.len() + self.eval_mod_depth() + self.stc_stages.len()
+    }
+    /// The same circuit for sparse packing with `slots` (a power of two below the configured
+    /// count): the stages a smaller FFT lacks are taken from CoeffsToSlots' first group (the
+    /// longest stages, top level) and SlotsToCoeffs' last, so every other group — its diagonals'
+    /// offsets and rotations — is the one of the configured circuit and shares its keys.
+    /// `None` when `slots` is not a power of two or would empty a group.
+    pub fn with_slots(&self, slots: usize) -> Option<BootstrapConfig> {
+        if !slots.is_power_of_two() || slots > self.slots {
+            return None;
+        }
+        let cut = (self.slots / slots).trailing_zeros() as usize;
+        let (first, last) = (*self.cts_stages.first()?, *self.stc_stages.last()?);
+        if cut >= first || cut >= last {
+            return None;
+        }
+        let mut c = self.clone();
+        c.cts_stages[0] -= cut;
+        *c.stc_stages.last_mut()? -= cut;
+        c.slots = slots;
+        Some(c)
     }
     pub fn eval_mod_depth(&self) -> usize {
         polyeval::depth(self.cheb_degree)
@@ -134,6 +161,8 @@ pub struct Bootstrapper {
     stc: Vec<LinearTransform>,
     series: ChebyshevSeries,
     arcsine: Option<ChebyshevSeries>,
+    /// Sparse packing with `2·slots ≤ N/2`: real and imaginary parts share one EvalMod.
+    packed: bool,
 }
 
 /// The butterfly stage of length `len` of the special FFT on `n` slots, or its inverse.
@@ -231,6 +260,62 @@ fn grouped(
     Ok(out)
 }
 
+/// Stores the time since `clock` in `slot` and restarts `clock`.
+fn lap(clock: &mut std::time::Instant, slot: &mut std::time::Duration) {
+    let now = std::time::Instant::now();
+    *slot = now - *clock;
+    *clock = now;
+}
+
+/// The signed offset of diagonal `k` of an `n`-slot matrix, in `(−n/2, n/2]`.
+fn signed_offset(k: usize, n: usize) -> isize {
+    if 2 * k > n {
+        k as isize - n as isize
+    } else {
+        k as isize
+    }
+}
+
+/// `m` (on `n` slots) lifted to `2n` slots for an `n`-periodic input, its rows `≥ n` zero:
+/// `[M x; 0]` for `x = [x; x]`. Each diagonal keeps its signed offset, so the transform
+/// rotates by the same amounts (same keys, same baby and giant steps).
+fn lift_output_half(m: &DiagMatrix) -> DiagMatrix {
+    let n = m.n;
+    let diags = m
+        .diags
+        .iter()
+        .map(|(&k, d)| {
+            let mut d2 = d.clone();
+            d2.resize(2 * n, Complex::ZERO);
+            (signed_offset(k, n).rem_euclid(2 * n as isize) as usize, d2)
+        })
+        .collect();
+    DiagMatrix { n: 2 * n, diags }
+}
+
+/// `m` (on `n` slots) lifted to `2n` slots reading and writing only the first half:
+/// `[M x₁; 0]` for `x = [x₁; x₂]`. Requires every entry of `m` to stay inside `[0, n)` at its
+/// diagonal's signed offset (true of butterfly groups shorter than `n`); `None` otherwise.
+fn lift_first_half(m: &DiagMatrix) -> Option<DiagMatrix> {
+    let n = m.n;
+    let mut diags = std::collections::BTreeMap::new();
+    for (&k, d) in &m.diags {
+        let sk = signed_offset(k, n);
+        let mut d2 = vec![Complex::ZERO; 2 * n];
+        for (p, &v) in d.iter().enumerate() {
+            if v != Complex::ZERO {
+                let col = p as isize + sk;
+                if col < 0 || col >= n as isize {
+                    return None;
+                }
+                d2[p] = v;
+            }
+        }
+        diags.insert(sk.rem_euclid(2 * n as isize) as usize, d2);
+    }
+    Some(DiagMatrix { n: 2 * n, diags })
+}
+
 impl Bootstrapper {
     /// Encodes the linear transforms for `params` (the chain must have at least
     /// `config.depth()` levels above the result level).
@@ -253,6 +338,11 @@ impl Bootstrapper {
         // 1/(2K), and 1/gap for the subring trace of sparse packing.
         let gap = params.max_slots() / n;
         cts_m[0].scale(Complex::from(1.0 / (2.0 * config.k * gap as f64)));
+        let packed = gap >= 2;
+        if packed {
+            let last = cts_m.len() - 1;
+            cts_m[last] = lift_output_half(&cts_m[last]);
+        }
         let cts_levels: Vec<usize> = (0..cts_m.len()).map(|i| top - i).collect();
         let cts_out = q(top - cts_m.len());
         let cts_scales = balanced_scales(
@@ -267,7 +357,13 @@ impl Bootstrapper {
         // EvalMod occupies the next levels and ends at scale S_out = q_{ℓ+1}; the result is
         // relabeled to S_out·2πΔ/q_0 (value m/Δ), and SlotsToCoeffs lands at Δ = default scale.
         let level = top - cts_m.len() - config.eval_mod_depth();
-        let stc_m = grouped(params, n, &config.stc_stages, false)?;
+        let mut stc_m = grouped(params, n, &config.stc_stages, false)?;
+        if packed {
+            stc_m[0] = lift_first_half(&stc_m[0]).ok_or(CkksError::InvalidSlots {
+                slots: n,
+                max: params.max_slots(),
+            })?;
+        }
         let stc_levels: Vec<usize> = (0..stc_m.len()).map(|i| level - i).collect();
         let factor = q(0) / (2.0 * PI * q(level + 1));
         let stc_scales = balanced_scales(
@@ -329,6 +425,7 @@ impl Bootstrapper {
             stc,
             series,
             arcsine,
+            packed,
         })
     }
 
@@ -479,7 +576,8 @@ impl Bootstrapper {
     }
 
     /// Runs the circuit, handing each intermediate ciphertext to `probe` (for precision analysis in
-    /// tests: `"raised"`, `"cts"`, `"re"`, `"im"`, `"re_mod"`, `"im_mod"`).
+    /// tests: `"raised"`, `"cts"`, `"re"`, `"im"`, `"re_mod"`, `"im_mod"`; packed: `"re_im"`,
+    /// `"re_im_mod"` instead of the four).
     #[doc(hidden)]
     pub fn run(
         &self,
@@ -490,11 +588,6 @@ impl Bootstrapper {
     ) -> Result<(Ciphertext, PhaseTimes), CkksError> {
         let mut times = PhaseTimes::default();
         let mut clock = std::time::Instant::now();
-        let mut lap = |slot: &mut std::time::Duration| {
-            let now = std::time::Instant::now();
-            *slot = now - clock;
-            clock = now;
-        };
         if ct.slots() != self.config.slots {
             return Err(CkksError::SlotsMismatch {
                 a: ct.slots(),
@@ -520,13 +613,19 @@ impl Bootstrapper {
             eval.add_assign(&mut x, &r)?;
             step *= 2;
         }
-        lap(&mut times.mod_raise);
+        lap(&mut clock, &mut times.mod_raise);
         probe("raised", &x);
         for lt in &self.cts {
+            // The packed last group is a 2n-slot transform; an n-periodic vector is a valid
+            // 2n-slot encoding.
+            x.slots = lt.slots();
             x = eval.linear_transform(&x, lt)?;
             eval.rescale_assign(&mut x)?;
         }
-        lap(&mut times.coeffs_to_slots);
+        lap(&mut clock, &mut times.coeffs_to_slots);
+        if self.packed {
+            return self.finish_packed(eval, x, delta_in, times, clock, probe);
+        }
         let xc = eval.conjugate(&x)?;
         let re = eval.add(&x, &xc)?;
         let im = eval.mul_const(&eval.sub(&x, &xc)?, Complex::new(0.0, -1.0), 1.0)?;
@@ -542,16 +641,58 @@ impl Bootstrapper {
         probe("re_mod", &re);
         probe("im_mod", &im);
         let mut y = eval.add(&re, &eval.mul_const(&im, Complex::I, 1.0)?)?;
-        lap(&mut times.eval_mod);
+        lap(&mut clock, &mut times.eval_mod);
         let relabeled = y.scale() * 2.0 * PI * delta_in / self.params.q()[0] as f64;
         y.set_scale(relabeled);
         for lt in &self.stc {
             y = eval.linear_transform(&y, lt)?;
             eval.rescale_assign(&mut y)?;
         }
-        lap(&mut times.slots_to_coeffs);
+        lap(&mut clock, &mut times.slots_to_coeffs);
         // SlotsToCoeffs multiplies the scale by q_0/(2π S_out) (balanced over its levels), so
         // the result is at Δ_in up to floating-point rounding of the bookkeeping.
+        if (y.scale() / delta_in - 1.0).abs() < 1e-9 {
+            y.set_scale(delta_in);
+        }
+        Ok((y, times))
+    }
+
+    /// EvalMod and SlotsToCoeffs of the packed circuit: `x = [w, 0]` on `2n` slots.
+    fn finish_packed(
+        &self,
+        eval: &Evaluator,
+        x: Ciphertext,
+        delta_in: f64,
+        mut times: PhaseTimes,
+        mut clock: std::time::Instant,
+        probe: &mut dyn FnMut(&str, &Ciphertext),
+    ) -> Result<(Ciphertext, PhaseTimes), CkksError> {
+        let n = self.config.slots as isize;
+        probe("cts", &x);
+        let xc = eval.conjugate(&x)?;
+        let re = eval.add(&x, &xc)?;
+        let im = eval.mul_const(&eval.sub(&x, &xc)?, Complex::new(0.0, -1.0), 1.0)?;
+        // [Re w, 0] + R_n([Im w, 0]) = [Re w, Im w] (R_n = R_{−n} on 2n slots).
+        let z = eval.add(&re, &eval.rotate(&im, n)?)?;
+        probe("re_im", &z);
+        let z = eval.add_const(&z, Complex::from(-1.0 / (4.0 * self.config.k)))?;
+        let z = self.eval_mod(eval, &z)?;
+        probe("re_im_mod", &z);
+        // [a, b] + i·[b, a]: the first half holds a + i·b.
+        let mut y = eval.add(&z, &eval.mul_const(&eval.rotate(&z, n)?, Complex::I, 1.0)?)?;
+        lap(&mut clock, &mut times.eval_mod);
+        let relabeled = y.scale() * 2.0 * PI * delta_in / self.params.q()[0] as f64;
+        y.set_scale(relabeled);
+        for (i, lt) in self.stc.iter().enumerate() {
+            y = eval.linear_transform(&y, lt)?;
+            eval.rescale_assign(&mut y)?;
+            if i == 0 {
+                // [V₁ w, 0] + R_n(…) = [V₁ w, V₁ w]: n-periodic again.
+                y = eval.add(&y, &eval.rotate(&y, n)?)?;
+                y.slots = self.config.slots;
+            }
+        }
+        lap(&mut clock, &mut times.slots_to_coeffs);
         if (y.scale() / delta_in - 1.0).abs() < 1e-9 {
             y.set_scale(delta_in);
         }

@@ -395,6 +395,10 @@ impl LinearTransform {
     pub fn level(&self) -> usize {
         self.level
     }
+    /// Slots of the ciphertexts it applies to.
+    pub fn slots(&self) -> usize {
+        self.slots
+    }
     pub fn pt_scale(&self) -> f64 {
         self.pt_scale
     }

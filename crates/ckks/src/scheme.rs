@@ -72,6 +72,15 @@ impl Ciphertext {
     pub fn set_scale(&mut self, scale: f64) {
         self.scale = scale;
     }
+    /// Reads the same ring element with `slots` slots (a power of two up to `N/2`). A message
+    /// with `d` slots is `f(X^{N/2d})`: with more slots it repeats with period `d`; with fewer,
+    /// `slots` must be a period of the message for the reading to mean anything (bootstrapping
+    /// with `slots` then keeps exactly that periodic part, by its subring trace).
+    pub fn set_slots(&mut self, slots: usize, params: &Params) -> Result<(), CkksError> {
+        params.encoder().check_slots(slots)?;
+        self.slots = slots;
+        Ok(())
+    }
     pub fn memory_bytes(&self) -> usize {
         self.c.iter().map(|p| 8 * p.data().len()).sum()
     }

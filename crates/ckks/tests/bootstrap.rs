@@ -77,38 +77,56 @@ fn bootstrap_restores_levels_and_precision() {
     }
 }
 
+/// Sparse packing (`n ≤ N/4`: real and imaginary parts through one EvalMod, the circuit
+/// derived by `with_slots`) against the message, down to 2^8 of the 2^11 slots.
 #[test]
 fn bootstrap_sparse_slots() {
     let params = Params::new(presets::insecure_boot_n12()).unwrap();
-    let mut cfg = presets::insecure_boot_n12_config();
-    let slots = 1 << 8;
-    cfg.slots = slots;
-    cfg.cts_stages = vec![4, 4];
-    cfg.stc_stages = vec![4, 4];
-    let bs = Bootstrapper::new(&params, cfg).unwrap();
+    let full = presets::insecure_boot_n12_config();
+    assert!(full.with_slots(1 << 5).is_none(), "would empty a group");
+    assert!(full.with_slots(3 << 8).is_none(), "not a power of two");
     let mut rng = ChaCha20Rng::seed_from_u64(12);
     let sk = SecretKey::generate(&params, &mut rng);
-    let (keys, encaps) = bs.generate_keys(&sk, &mut rng).unwrap();
-    let eval = Evaluator::new(&params, keys).unwrap();
     let enc = Encryptor::with_secret_key(&params, &sk).unwrap();
     let dec = Decryptor::new(&params, &sk).unwrap();
-    let x: Vec<Complex> = (0..slots)
-        .map(|_| Complex::new(rng.gen_range(-1.0..1.0), rng.gen_range(-1.0..1.0)))
-        .collect();
-    let pt = params.encode(&x, slots, 0, params.default_scale()).unwrap();
-    let ct = enc.encrypt(&pt, &mut rng).unwrap();
-    let out = bs.bootstrap(&eval, encaps.as_ref(), &ct).unwrap();
-    assert_eq!(out.level(), 2);
-    assert_eq!(out.slots(), slots);
-    let got = dec.decrypt(&out).unwrap();
-    let errs: Vec<f64> = got.iter().zip(&x).map(|(a, b)| (*a - *b).abs()).collect();
-    let mean_bits = -(errs.iter().map(|e| e.log2()).sum::<f64>() / errs.len() as f64);
-    let min_bits = -errs.iter().cloned().fold(0.0, f64::max).log2();
-    eprintln!("sparse {slots} slots: mean {mean_bits:.1} bits, min {min_bits:.1} bits");
-    assert!(
-        mean_bits >= 20.0 && min_bits >= 15.0,
-        "mean {mean_bits:.1}, min {min_bits:.1}"
-    );
+    for slots in [1 << 10, 1 << 8] {
+        let cfg = full.with_slots(slots).unwrap();
+        let bs = Bootstrapper::new(&params, cfg).unwrap();
+        let (keys, encaps) = bs.generate_keys(&sk, &mut rng).unwrap();
+        let eval = Evaluator::new(&params, keys).unwrap();
+        let x: Vec<Complex> = (0..slots)
+            .map(|_| Complex::new(rng.gen_range(-1.0..1.0), rng.gen_range(-1.0..1.0)))
+            .collect();
+        let pt = params.encode(&x, slots, 0, params.default_scale()).unwrap();
+        let ct = enc.encrypt(&pt, &mut rng).unwrap();
+        let mut probes = vec![];
+        let (out, _) = bs
+            .run(&eval, encaps.as_ref(), &ct, &mut |name, _| {
+                probes.push(name.to_string())
+            })
+            .unwrap();
+        assert!(probes.contains(&"re_im_mod".to_string()), "{probes:?}");
+        assert!(!probes.contains(&"im_mod".to_string()), "one EvalMod");
+        assert_eq!(out.level(), 2);
+        assert_eq!(out.slots(), slots);
+        let got = dec.decrypt(&out).unwrap();
+        let errs: Vec<f64> = got.iter().zip(&x).map(|(a, b)| (*a - *b).abs()).collect();
+        let mean_bits = -(errs.iter().map(|e| e.log2()).sum::<f64>() / errs.len() as f64);
+        let min_bits = -errs.iter().cloned().fold(0.0, f64::max).log2();
+        eprintln!("sparse {slots} slots: mean {mean_bits:.1} bits, min {min_bits:.1} bits");
+        assert!(
+            mean_bits >= 20.0 && min_bits >= 15.0,
+            "{slots} slots: mean {mean_bits:.1}, min {min_bits:.1}"
+        );
+        // The result is a sparse encoding: read with all 2^11 slots it repeats with period
+        // `slots`.
+        let mut wide = out.clone();
+        wide.set_slots(params.max_slots(), &params).unwrap();
+        let w = dec.decrypt(&wide).unwrap();
+        for (p, v) in w.iter().enumerate() {
+            assert!((*v - x[p % slots]).abs() < 1e-3, "slot {p}");
+        }
+    }
 }
 
 /// EvalMod's arcsine removes the `sin x ≈ x` error for coefficients that are a sizeable fraction
