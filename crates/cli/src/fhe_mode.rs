@@ -116,7 +116,7 @@ pub fn inspect(model: &nn::Model, opts: &FheOpts, json_out: bool) -> anyhow::Res
     let zeros = vec![0f32; dep.prog.input_shape.iter().product()];
     let sim = fhe::backend::Sim::new(
         dep.prog.n,
-        dep.boot.as_ref().map_or(0, |b| b.output_level()),
+        dep.boot.first().map_or(0, |b| b.output_level()),
     );
     let input: Vec<fhe::backend::SimCt> = dep.prog.layouts[0]
         .pack(

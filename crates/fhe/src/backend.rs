@@ -52,8 +52,9 @@ pub trait Backend {
     /// relinearized and rescaled: one level below the lower operand, scale `Δ`.
     fn mul(&self, a: &Self::Ct, b: &Self::Ct) -> Result<Self::Ct>;
     fn drop_to(&self, x: &Self::Ct, level: usize) -> Result<Self::Ct>;
-    /// Refreshes `x` to [`Backend::boot_level`].
-    fn bootstrap(&self, x: &Self::Ct) -> Result<Self::Ct>;
+    /// Refreshes `x`, whose slot vector repeats with period `period`, to
+    /// [`Backend::boot_level`] (sparse packing with `period` slots where the circuit allows).
+    fn bootstrap(&self, x: &Self::Ct, period: usize) -> Result<Self::Ct>;
     /// Level of a bootstrapped ciphertext.
     fn boot_level(&self) -> usize;
 }
@@ -226,8 +227,16 @@ impl Backend for Sim {
             ..x.clone()
         })
     }
-    fn bootstrap(&self, x: &SimCt) -> Result<SimCt> {
+    fn bootstrap(&self, x: &SimCt, period: usize) -> Result<SimCt> {
         let m = x.v.iter().chain(&x.im).fold(0f64, |m, v| m.max(v.abs()));
+        // Sparse bootstrapping keeps only the `period`-periodic part: the layout must be it.
+        for v in [&x.v, &x.im] {
+            if let Some(q) = (0..v.len()).find(|&q| (v[q] - v[q % period]).abs() > 1e-9 * m.max(1.0)) {
+                return Err(FheError::BadInput(format!(
+                    "bootstrap input not periodic with period {period} (slot {q})"
+                )));
+            }
+        }
         let mut g = self.max_boot_input.lock().expect("not poisoned");
         *g = g.max(m);
         Ok(SimCt {
@@ -244,7 +253,8 @@ impl Backend for Sim {
 pub struct Ckks<'a> {
     pub params: &'a Params,
     pub eval: &'a Evaluator,
-    pub boot: Option<(&'a Bootstrapper, Option<&'a EncapsulationKeys>)>,
+    /// Bootstrapping circuits by slot count (ascending), with the encapsulation keys.
+    pub boot: Option<(&'a [Bootstrapper], Option<&'a EncapsulationKeys>)>,
     /// Slots per ciphertext (`N/2` for the network).
     pub n: usize,
 }
@@ -386,13 +396,26 @@ impl Backend for Ckks<'_> {
     fn drop_to(&self, x: &Ciphertext, level: usize) -> Result<Ciphertext> {
         Ok(self.eval.drop_to_level(x, level.min(x.level()))?)
     }
-    fn bootstrap(&self, x: &Ciphertext) -> Result<Ciphertext> {
-        let (bs, enc) = self.boot.ok_or_else(|| {
+    fn bootstrap(&self, x: &Ciphertext, period: usize) -> Result<Ciphertext> {
+        let (bss, enc) = self.boot.ok_or_else(|| {
             FheError::BadInput("the plan bootstraps but no bootstrapper was given".into())
         })?;
-        Ok(bs.bootstrap(self.eval, enc, x)?)
+        // The sparsest circuit whose slot count the period divides (powers of two).
+        let bs = bss
+            .iter()
+            .find(|b| b.config().slots >= period)
+            .ok_or_else(|| {
+                FheError::BadInput(format!("no bootstrapping circuit for period {period}"))
+            })?;
+        let mut x = x.clone();
+        x.set_slots(bs.config().slots, self.params)?;
+        let mut y = bs.bootstrap(self.eval, enc, &x)?;
+        y.set_slots(self.n, self.params)?;
+        Ok(y)
     }
     fn boot_level(&self) -> usize {
-        self.boot.map_or(0, |(b, _)| b.output_level())
+        self.boot
+            .and_then(|(b, _)| b.first())
+            .map_or(0, |b| b.output_level())
     }
 }

@@ -230,7 +230,7 @@ pub fn run<B: Backend>(prog: &Program, b: &B, input: Vec<B::Ct>) -> Result<Run<B
                 ctx.counts.lock().expect("not poisoned").bootstraps += ins[0].len();
                 ins[0]
                     .iter()
-                    .map(|x| b.bootstrap(x))
+                    .map(|x| b.bootstrap(x, lin.period(ctx.n)))
                     .collect::<Result<_>>()?
             }
         };
@@ -290,8 +290,8 @@ fn weight(cv: &nn::ir::Conv2d, o: usize, c: usize, ky: usize, kx: usize) -> f64 
 }
 
 /// Weights of pass `t` of a convolution reading `P(g, r)` (ConvA, MPCNN) for one tap: at the
-/// slot of input channel `c`, copy `s`, pixel `(i, j)`, the weight of output `t·r + s` when the
-/// tap's pixel is inside the map and the stride keeps `(i, j)`; 0 elsewhere.
+/// slot of input channel `c`, copy `s` (block `s·g + γ`), pixel `(i, j)`, the weight of output
+/// `t·r + s` when the tap's pixel is inside the map and the stride keeps `(i, j)`; 0 elsewhere.
 fn pass_weights(
     cv: &nn::ir::Conv2d,
     lin: &Layout,
@@ -299,17 +299,22 @@ fn pass_weights(
     t: usize,
     tap: (usize, usize, isize, isize),
 ) -> Vec<f64> {
-    let Layout::P { grid, r, .. } = *lin else {
+    let Layout::P { grid, g, r, .. } = *lin else {
         unreachable!("lowering")
     };
     let (ky, kx, dy, dx) = tap;
-    let (h, w, st, block) = (grid.h as isize, grid.w as isize, cv.stride[0], grid.block());
+    let (h, w, st, run) = (
+        grid.h as isize,
+        grid.w as isize,
+        cv.stride[0],
+        g * grid.block(),
+    );
     (0..n)
         .map(|s| {
             let Some((c, i, j)) = lin.at(0, s) else {
                 return 0.0;
             };
-            let o = t * r + (s / block) % r;
+            let o = t * r + s / run;
             let (ii, jj) = (i as isize + dy, j as isize + dx);
             if o >= cv.out_channels()
                 || i % st != 0
@@ -343,15 +348,15 @@ fn tap_rotations<B: Backend>(
     ctx.rot_many(x, &shifts)
 }
 
-/// Sums the `k²` phases of each cell into its phase (0, 0) (garbage in the others), then the
-/// `g` groups (cyclic over the whole ciphertext: every group gets the total).
+/// Sums the `k²` phases of each cell into its phase (0, 0), then the `g` groups of each copy
+/// into the copy's first block `s·g` (the other phases and blocks get garbage).
 fn sum_phases_and_groups<B: Backend>(ctx: &Ctx<B>, u: B::Ct, lin: &Layout) -> Result<B::Ct> {
-    let Layout::P { grid, g, r, .. } = *lin else {
+    let Layout::P { grid, g, .. } = *lin else {
         unreachable!("lowering")
     };
     let u = ctx.rot_sum(u, 1, grid.k)?;
     let u = ctx.rot_sum(u, grid.wb() as isize, grid.k)?;
-    ctx.rot_sum(u, (r * grid.block()) as isize, g)
+    ctx.rot_sum(u, grid.block() as isize, g)
 }
 
 /// Phase (0, 0) of the output cells (`stride | i, j`), with value `keep`.
@@ -385,7 +390,9 @@ fn conv_a<B: Backend>(
     range: f64,
 ) -> Result<Vec<B::Ct>> {
     let n = ctx.n;
-    let grid = lin.grid().expect("a feature map");
+    let Layout::P { grid, g, .. } = *lin else {
+        unreachable!("lowering")
+    };
     let Layout::I { grid: og, .. } = *lout else {
         unreachable!("lowering")
     };
@@ -425,19 +432,20 @@ fn conv_a<B: Backend>(
             ctx.dot(&terms)?
         };
         let u = sum_phases_and_groups(ctx, u, lin)?;
-        // Keep phase (0, 0) of the output cells (a channel past O has zero weights); ½ when
-        // paired: the split doubles.
+        // Keep phase (0, 0) of the output cells in each copy's first block (a channel past O
+        // has zero weights); ½ when paired: the split doubles.
         let mask = cell_mask(
             grid,
             n,
             cv.stride[0],
             if paired { 0.5 } else { 1.0 },
-            |_| true,
+            |b| b % g == 0,
         );
         let mut u = ctx.dot(&[(&u, &mask)])?;
-        // Replicate over the output cell's phases.
+        // Replicate over the output cell's phases, then over the copy's run of g blocks.
         u = ctx.rot_sum(u, -1, og.k)?;
         u = ctx.rot_sum(u, -(og.wb() as isize), og.k)?;
+        u = ctx.rot_sum(u, -(og.block() as isize), g)?;
         let parts = if paired {
             let (re, im) = ctx.split(&u)?;
             vec![re, im]
@@ -465,11 +473,11 @@ fn conv_mpcnn<B: Backend>(
     range: f64,
 ) -> Result<B::Ct> {
     let n = ctx.n;
-    let Layout::P { grid, r, .. } = *lin else {
+    let Layout::P { grid, g, r, .. } = *lin else {
         unreachable!("lowering")
     };
     let Layout::P {
-        grid: og, r: r2, ..
+        grid: og, r: r2, g: g2, ..
     } = *lout
     else {
         unreachable!("lowering")
@@ -492,12 +500,13 @@ fn conv_mpcnn<B: Backend>(
         let u = sum_phases_and_groups(ctx, ctx.dot(&terms)?, lin)?;
         for s in 0..r.min(o_count - t * r) {
             let o = t * r + s;
-            // Channel o: block s (group 0, copy s), phase (0, 0) of the output cells.
-            let mask = cell_mask(grid, n, cv.stride[0], 1.0, |b| b == s);
+            // Channel o: block s·g (copy s, group 0), phase (0, 0) of the output cells; to
+            // block gp (copy 0 of its group) of the output.
+            let mask = cell_mask(grid, n, cv.stride[0], 1.0, |b| b == s * g);
             let m = ctx.dot(&[(&u, &mask)])?;
             let (gp, ph) = (o / og.phases(), o % og.phases());
-            let dst = gp * r2 * og.block() + (ph / og.k) * og.wb() + ph % og.k;
-            let rho = (s * block) as isize - dst as isize;
+            let dst = gp * og.block() + (ph / og.k) * og.wb() + ph % og.k;
+            let rho = (s * g * block) as isize - dst as isize;
             pieces.push(if rho == 0 { m } else { ctx.rot(&m, rho)? });
         }
     }
@@ -505,12 +514,15 @@ fn conv_mpcnn<B: Backend>(
     for p in &pieces {
         y = ctx.b.add(&y, p)?;
     }
-    y = ctx.rot_sum(y, -(og.block() as isize), r2)?;
+    y = ctx.rot_sum(y, -((g2 * og.block()) as isize), r2)?;
     let bias = lout.per_channel(0, n, |o| cv.bias[o] as f64 / range);
     ctx.b.add_plain(&y, &bias)
 }
 
-/// ConvB: `I(r, g)` at gap `k` → `P(g', r')` at gap `k` (stride 1).
+/// ConvB: `I(r, g)` at gap `k` → `P(g', r')` at gap `k` (stride 1), `g' | g`. Output block
+/// `β` reads input channel `t·r + ⌊β/g⌋` of ciphertext `t`; summing the blocks `β + j·g`,
+/// `j < r` (cyclic: `r·g` blocks fill the ciphertext) covers every channel, and since `g' | g`
+/// they all belong to `β`'s output group: every copy gets the total, with no mask (1 level).
 fn conv_b<B: Backend>(
     ctx: &Ctx<B>,
     xs: &[B::Ct],
@@ -520,10 +532,7 @@ fn conv_b<B: Backend>(
     range: f64,
 ) -> Result<B::Ct> {
     let n = ctx.n;
-    let Layout::I { grid, r, .. } = *lin else {
-        unreachable!("lowering")
-    };
-    let Layout::P { r: r2, .. } = *lout else {
+    let Layout::I { grid, r, g, .. } = *lin else {
         unreachable!("lowering")
     };
     let (h, w, k, wb, block) = (
@@ -557,7 +566,7 @@ fn conv_b<B: Backend>(
                         if ii < 0 || jj < 0 || ii >= h || jj >= w {
                             continue;
                         }
-                        let c = t * r + (p / block) % r;
+                        let c = t * r + p / block / g;
                         if c >= c_count {
                             continue;
                         }
@@ -583,14 +592,8 @@ fn conv_b<B: Backend>(
             Some(a) => ctx.b.add(&a, &z)?,
         });
     }
-    let mut y = y.expect("a kernel has taps");
-    // Sum the r channel blocks of each output group, keep one copy, replicate r' times.
-    y = ctx.rot_sum(y, block as isize, r)?;
-    let mask: Vec<f64> = (0..n)
-        .map(|s| (((s / block) % r2 == 0) && lout.at(0, s).is_some()) as u8 as f64)
-        .collect();
-    y = ctx.dot(&[(&y, &mask)])?;
-    y = ctx.rot_sum(y, -(block as isize), r2)?;
+    let y = y.expect("a kernel has taps");
+    let y = ctx.rot_sum(y, (g * block) as isize, r)?;
     let bias = lout.per_channel(0, n, |o| cv.bias[o] as f64 / range);
     ctx.b.add_plain(&y, &bias)
 }
@@ -608,7 +611,7 @@ fn remap<B: Backend>(
 ) -> Result<B::Ct> {
     let n = ctx.n;
     let Layout::P {
-        grid, c: c_in, r, ..
+        grid, c: c_in, g, r, ..
     } = *lin
     else {
         unreachable!("lowering")
@@ -627,7 +630,7 @@ fn remap<B: Backend>(
         let off = grid.offset(step * i, step * j, ph / grid.k, ph % grid.k);
         let rhos: Vec<usize> = (0..r)
             .map(|s| {
-                (((gi * r + s) * grid.block() + off) as isize - p as isize).rem_euclid(n as isize)
+                (((s * g + gi) * grid.block() + off) as isize - p as isize).rem_euclid(n as isize)
                     as usize
             })
             .collect();
@@ -649,8 +652,9 @@ fn remap<B: Backend>(
 }
 
 /// Global average pooling and FC: pass `t` weights copy `s` of every group for output
-/// `t·r + s`, sums pixels, phases and groups, and keeps group `t`: logit `o` lands in slot
-/// `o·B`.
+/// `o = t·r + s`, sums pixels, phases and the copy's groups into the copy's first slot
+/// (block `s·g`), then each logit is masked out of its pass and rotated to slot `o·B` (pieces
+/// with the same rotation share it).
 fn pool_fc<B: Backend>(
     ctx: &Ctx<B>,
     x: &B::Ct,
@@ -666,14 +670,13 @@ fn pool_fc<B: Backend>(
     let hw = (grid.h * grid.w) as f64;
     let passes = fc.out_features.div_ceil(r);
     let mut outs = vec![];
-    let mut masks = vec![];
     for t in 0..passes {
         let pt: Vec<f64> = (0..n)
             .map(|s| {
                 let Some((c, _, _)) = lin.at(0, s) else {
                     return 0.0;
                 };
-                let o = t * r + (s / block) % r;
+                let o = t * r + s / (g * block);
                 if o < fc.out_features {
                     fc.weight[o * fc.in_features + c] as f64 / hw
                 } else {
@@ -686,23 +689,30 @@ fn pool_fc<B: Backend>(
         u = ctx.rot_sum(u, (grid.k * grid.wb()) as isize, grid.h)?;
         u = ctx.rot_sum(u, 1, grid.k)?;
         u = ctx.rot_sum(u, grid.wb() as isize, grid.k)?;
-        u = ctx.rot_sum(u, (r * block) as isize, g)?;
+        u = ctx.rot_sum(u, block as isize, g)?;
         outs.push(u);
-        masks.push(
-            (0..n)
-                .map(|s| {
-                    (s % block == 0 && s / block / r == t && s / block < fc.out_features) as u8
-                        as f64
-                })
-                .collect::<Vec<f64>>(),
-        );
     }
-    let terms: Vec<(&B::Ct, &[f64])> = outs
-        .iter()
-        .zip(&masks)
-        .map(|(u, m)| (u, m.as_slice()))
-        .collect();
-    let y = ctx.dot(&terms)?;
+    // Logit o = t·r + s sits at slot s·g·B of pass t; it goes to o·B.
+    let mut by_rho: BTreeMap<isize, Vec<(usize, Vec<f64>)>> = BTreeMap::new();
+    for o in 0..fc.out_features {
+        let (t, s) = (o / r, o % r);
+        let mut mask = vec![0.0; n];
+        mask[s * g * block] = 1.0;
+        let rho = ((s * g) as isize - o as isize) * block as isize;
+        by_rho.entry(rho).or_default().push((t, mask));
+    }
+    let mut y: Option<B::Ct> = None;
+    for (rho, pieces) in &by_rho {
+        let terms: Vec<(&B::Ct, &[f64])> =
+            pieces.iter().map(|(t, m)| (&outs[*t], m.as_slice())).collect();
+        let z = ctx.dot(&terms)?;
+        let z = if *rho == 0 { z } else { ctx.rot(&z, *rho)? };
+        y = Some(match y {
+            None => z,
+            Some(a) => ctx.b.add(&a, &z)?,
+        });
+    }
+    let y = y.expect("a fully connected layer has an output");
     let bias: Vec<f64> = (0..n)
         .map(|s| {
             if s % block == 0 && s / block < fc.out_features {

@@ -6,9 +6,11 @@
 //! `B = H_b·W_b` consecutive slots, and a ciphertext of `n` slots holds `n / B` blocks.
 //!
 //! - `P(g, r)` (multiplexed, one ciphertext): channel `c` is phase `c mod k²` of group
-//!   `c / k²`; group `γ` occupies blocks `γ·r … γ·r + r − 1` (its `r` copies).
+//!   `c / k²`; copy `s < r` of group `γ` is block `s·g + γ` (copy-major: the slot vector repeats
+//!   with period `g·B = n/r`, so it bootstraps with `n/r` slots).
 //! - `I(r, g)` (one channel per block, `⌈C / r⌉` ciphertexts): ciphertext `t` holds channel
-//!   `t·r + s` in blocks `γ·r + s` for every `γ < g`, the pixel's value in every phase of its cell.
+//!   `t·r + s` in the run of blocks `s·g … s·g + g − 1`, the pixel's value in every phase of its
+//!   cell.
 //! - `Vector`: the logits, entry `o` in slot `o·B` of one ciphertext.
 //!
 //! Slots that hold no value are zero in every layout (each producer masks), which the
@@ -83,6 +85,15 @@ impl Layout {
         })
     }
 
+    /// The period of its slot vectors: `n/r` for `P` (copy-major), `n` otherwise. A
+    /// ciphertext bootstraps with this many slots (sparse packing).
+    pub fn period(&self, n: usize) -> usize {
+        match *self {
+            Layout::P { grid, g, .. } => g * grid.block(),
+            _ => n,
+        }
+    }
+
     /// Number of ciphertexts.
     pub fn cts(&self) -> usize {
         match *self {
@@ -110,16 +121,16 @@ impl Layout {
     /// zero slot. `n` is the slot count.
     pub fn at(&self, ct: usize, slot: usize) -> Option<(usize, usize, usize)> {
         match *self {
-            Layout::P { c, grid, g: _, r } => {
+            Layout::P { c, grid, g, .. } => {
                 let (beta, off) = (slot / grid.block(), slot % grid.block());
                 let (i, j, a, b) = grid.decode(off);
-                let ch = (beta / r) * grid.phases() + a * grid.k + b;
+                let ch = (beta % g) * grid.phases() + a * grid.k + b;
                 (ch < c).then_some((ch, i, j))
             }
-            Layout::I { c, grid, r, .. } => {
+            Layout::I { c, grid, r, g } => {
                 let (beta, off) = (slot / grid.block(), slot % grid.block());
                 let (i, j, _, _) = grid.decode(off);
-                let ch = ct * r + beta % r;
+                let ch = ct * r + beta / g;
                 (ch < c).then_some((ch, i, j))
             }
             Layout::Vector { len, stride } => {
@@ -200,6 +211,10 @@ mod tests {
             let v = l.pack(&x, n);
             assert_eq!(v.len(), l.cts());
             assert_eq!(l.unpack(&v), x);
+            let p = l.period(n);
+            for vt in &v {
+                assert!((0..n).all(|q| vt[q] == vt[q % p]), "{} repeats every {p}", l.describe());
+            }
             // Every value appears; zero slots are zero.
             let nz: usize = v.iter().flatten().filter(|&&y| y != 0.0).count();
             assert!(nz >= x.len());

@@ -86,7 +86,9 @@ impl Kind {
     /// Levels the step consumes.
     pub fn depth(&self) -> usize {
         match self {
-            Kind::ConvA(_) | Kind::ConvB(_) | Kind::ConvMpcnn(_) | Kind::PoolFc(_) => 2,
+            Kind::ConvA(_) | Kind::ConvMpcnn(_) | Kind::PoolFc(_) => 2,
+            // Products only: the copy-major layouts need no mask (exec::conv_b).
+            Kind::ConvB(_) => 1,
             Kind::Poly(p) => p.degree(),
             Kind::Series { series, .. } => ckks::polyeval::depth(series.degree()),
             Kind::Mul => 1,

@@ -16,7 +16,7 @@ use crate::backend::{Ckks, Sim, SimCt};
 use crate::error::{FheError, Result};
 use crate::exec::{run, Run};
 use crate::layout::Layout;
-use crate::lower::{ConvAlgo, Options, Program};
+use crate::lower::{ConvAlgo, Kind, Options, Program};
 
 /// What the server tells the client (public: shapes, layouts, levels, key list).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -37,7 +37,9 @@ pub struct Offer {
 /// A model lowered for one parameter set.
 pub struct Deployment {
     pub params: Params,
-    pub boot: Option<Bootstrapper>,
+    /// One bootstrapping circuit per slot count the program's bootstraps need (ascending):
+    /// a value whose layout repeats every `n/r` slots bootstraps with `n/r` (sparse packing).
+    pub boot: Vec<Bootstrapper>,
     pub prog: Program,
     /// Rotation amounts of the program (mod slots) → highest level (for reports).
     pub rotations: BTreeMap<usize, usize>,
@@ -73,9 +75,20 @@ impl Deployment {
     ) -> Result<Self> {
         let params = Params::new(lit)?;
         let ephemeral_h = boot.as_ref().and_then(|c| c.ephemeral_h);
-        let boot = boot.map(|c| Bootstrapper::new(&params, c)).transpose()?;
         let n = params.max_slots();
-        let boot_level = boot.as_ref().map(|b| b.output_level());
+        // Bootstrapper::output_level, without encoding a circuit yet.
+        let boot_level = match &boot {
+            Some(c) if params.max_level() >= c.depth() => Some(params.max_level() - c.depth()),
+            Some(c) => {
+                return Err(ckks::CkksError::NotEnoughLevels {
+                    degree: c.cheb_degree,
+                    needed: c.depth(),
+                    available: params.max_level(),
+                }
+                .into())
+            }
+            None => None,
+        };
         let lower = |input_level: usize| {
             Program::lower(
                 model,
@@ -106,6 +119,28 @@ impl Deployment {
                 best
             }
         };
+        // The circuits: for each bootstrapped layout's period, the sparsest slot count the
+        // configuration allows that the period divides.
+        let mut boot_slots: std::collections::BTreeSet<usize> = Default::default();
+        if let Some(cfg) = &boot {
+            for s in prog.steps.iter().filter(|s| matches!(s.kind, Kind::Bootstrap)) {
+                let mut p = prog.layouts[s.inputs[0]].period(n);
+                while p < cfg.slots && cfg.with_slots(p).is_none() {
+                    p *= 2;
+                }
+                boot_slots.insert(p.min(cfg.slots));
+            }
+        }
+        let boot: Vec<Bootstrapper> = match &boot {
+            Some(cfg) => boot_slots
+                .iter()
+                .map(|&p| {
+                    let c = cfg.with_slots(p).unwrap_or_else(|| cfg.clone());
+                    Bootstrapper::new(&params, c).map_err(Into::into)
+                })
+                .collect::<Result<_>>()?,
+            None => vec![],
+        };
         let sim = Sim::new(n, boot_level.unwrap_or(0));
         let input: Vec<SimCt> = (0..prog.layouts[0].cts())
             .map(|_| SimCt::real(vec![0.0; n], prog.input_level))
@@ -122,7 +157,7 @@ impl Deployment {
         if let Some(l) = dry.conjugation_level {
             need(params.conjugation_element(), l);
         }
-        if let Some(b) = &boot {
+        for b in &boot {
             for (g, l) in b.galois_elements_at() {
                 need(g, l);
             }
@@ -135,7 +170,7 @@ impl Deployment {
             input: prog.layouts[0].clone(),
             output: prog.layouts[prog.output].clone(),
             galois: galois.into_iter().collect(),
-            ephemeral_h: if boot.is_some() { ephemeral_h } else { None },
+            ephemeral_h: if boot.is_empty() { None } else { ephemeral_h },
         };
         Ok(Deployment {
             params,
@@ -249,7 +284,7 @@ impl Deployment {
         let backend = Ckks {
             params: &self.params,
             eval,
-            boot: self.boot.as_ref().map(|b| (b, encaps)),
+            boot: (!self.boot.is_empty()).then_some((self.boot.as_slice(), encaps)),
             n: self.prog.n,
         };
         run(&self.prog, &backend, input)

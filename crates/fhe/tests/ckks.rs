@@ -21,6 +21,14 @@ fn tiny_fhe_network_on_ciphertexts_matches_float() {
     )
     .unwrap();
     assert!(dep.prog.bootstraps() >= 1, "the plan bootstraps");
+    // Its bootstraps act on copy-major P values, through sparse circuits (one EvalMod).
+    let full = dep.params.max_slots();
+    assert!(!dep.boot.is_empty());
+    assert!(
+        dep.boot.iter().all(|b| b.config().slots < full),
+        "sparse: {:?}",
+        dep.boot.iter().map(|b| b.config().slots).collect::<Vec<_>>()
+    );
     let (y, _) = common::run_encrypted(&dep, &x, 5);
     let err = common::max_err(&y, &want);
     let scale = want.iter().fold(0f64, |a, v| a.max(v.abs()));
