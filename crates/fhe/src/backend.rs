@@ -48,6 +48,9 @@ pub trait Backend {
         s: &ckks::ChebyshevSeries,
         for_product: bool,
     ) -> Result<Self::Ct>;
+    /// `(x + shift)² + post`, slot-wise: one product, one level. The result's scale is the
+    /// square of the input's over the prime (not `Δ`); products with plaintexts bring it back.
+    fn square(&self, x: &Self::Ct, shift: &[f64], post: &[f64]) -> Result<Self::Ct>;
     /// `a ⊙ b` of two ciphertexts (`b` prepared by [`Backend::series`] with `for_product`),
     /// relinearized and rescaled: one level below the lower operand, scale `Δ`.
     fn mul(&self, a: &Self::Ct, b: &Self::Ct) -> Result<Self::Ct>;
@@ -211,6 +214,20 @@ impl Backend for Sim {
             x.level - d,
         ))
     }
+    fn square(&self, x: &SimCt, shift: &[f64], post: &[f64]) -> Result<SimCt> {
+        self.need(x, 1)?;
+        if x.im.iter().any(|&v| v != 0.0) {
+            return Err(FheError::BadInput("square of a complex value".into()));
+        }
+        let v = x
+            .v
+            .iter()
+            .zip(shift)
+            .zip(post)
+            .map(|((&v, &s), &p)| (v + s) * (v + s) + p)
+            .collect();
+        Ok(SimCt::real(v, x.level - 1))
+    }
     fn mul(&self, a: &SimCt, b: &SimCt) -> Result<SimCt> {
         let l = a.level.min(b.level);
         if l == 0 {
@@ -318,15 +335,18 @@ impl Backend for Ckks<'_> {
         if level == 0 {
             return Err(ckks::CkksError::NoLevelLeft.into());
         }
+        // Each plaintext at q_ℓ·Δ/s_x: every product at q_ℓ·Δ, the rescaled sum at exactly Δ
+        // whatever the inputs' scales (a square's result is not at Δ).
         let q = self.params.q()[level] as f64;
+        let delta = self.params.default_scale();
         let prods: Vec<Ciphertext> = terms
             .par_iter()
             .map(|(x, re, im)| {
-                let pt = self.encode_complex(re, im, level, q)?;
+                let pt = self.encode_complex(re, im, level, q * delta / x.scale())?;
                 Ok(self.eval.mul_plain(x, &pt)?)
             })
             .collect::<Result<_>>()?;
-        self.sum_rescale(prods, terms[0].0.scale())
+        self.sum_rescale(prods, delta)
     }
     fn split_complex(&self, z: &Ciphertext) -> Result<(Ciphertext, Ciphertext)> {
         let c = self.eval.conjugate(z)?;
@@ -395,6 +415,14 @@ impl Backend for Ckks<'_> {
     }
     fn drop_to(&self, x: &Ciphertext, level: usize) -> Result<Ciphertext> {
         Ok(self.eval.drop_to_level(x, level.min(x.level()))?)
+    }
+    fn square(&self, x: &Ciphertext, shift: &[f64], post: &[f64]) -> Result<Ciphertext> {
+        if x.level() == 0 {
+            return Err(ckks::CkksError::NoLevelLeft.into());
+        }
+        let xs = self.add_plain(x, shift)?;
+        let y = self.eval.mul_relin_rescale(&xs, &xs)?;
+        self.add_plain(&y, post)
     }
     fn bootstrap(&self, x: &Ciphertext, period: usize) -> Result<Ciphertext> {
         let (bss, enc) = self.boot.ok_or_else(|| {

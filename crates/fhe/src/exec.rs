@@ -202,6 +202,23 @@ pub fn run<B: Backend>(prog: &Program, b: &B, input: Vec<B::Ct>) -> Result<Run<B
                     })
                     .collect::<Result<_>>()?
             }
+            Kind::Square(p) => {
+                // Held coefficients A = a·R, B = b, C = c/R; u = (x + β)² + C/A − β².
+                let sg = prog.range;
+                let beta = |c: usize| p.b[c] / (2.0 * p.a[c] * sg);
+                ctx.counts.lock().expect("not poisoned").ct_mults += ins[0].len();
+                ins[0]
+                    .iter()
+                    .enumerate()
+                    .map(|(t, x)| {
+                        let shift = lin.per_channel(t, prog.n, beta);
+                        let post = lin.per_channel(t, prog.n, |c| {
+                            p.c[c] / (sg * p.a[c] * sg) - beta(c) * beta(c)
+                        });
+                        b.square(x, &shift, &post)
+                    })
+                    .collect::<Result<_>>()?
+            }
             Kind::Series {
                 series,
                 for_product,

@@ -45,6 +45,11 @@ pub enum Kind {
     /// after the products, a sum over the `r` channel blocks, a mask, replication to `r'` copies.
     ConvB(Conv2d),
     Poly(PolyCoeffs),
+    /// A degree-2 activation in square form, one level: per channel, with the held
+    /// coefficients `A = a·R`, `B = b`, `C = c/R` and `β = B/(2A)`, it computes
+    /// `u = (x + β)² + C/A − β²`, so that `p(x) = A·u`. The factor `A` is left to the
+    /// consumers, which fold it into their weights (docs/protocols/hyphen.md § Activations).
+    Square(PolyCoeffs),
     Add,
     /// MPCNN's multiplexed parallel convolution, `P → P` (the baseline; Lee et al., ICML 2022):
     /// per pass the products and the phase and group sums of ConvA, then each output channel
@@ -75,6 +80,7 @@ impl Kind {
             Kind::ConvB(_) => "conv-b",
             Kind::ConvMpcnn(_) => "conv-mpcnn",
             Kind::Poly(_) => "poly",
+            Kind::Square(_) => "square",
             Kind::Add => "add",
             Kind::Remap { .. } => "remap",
             Kind::PoolFc(_) => "pool-fc",
@@ -91,7 +97,7 @@ impl Kind {
             Kind::ConvB(_) => 1,
             Kind::Poly(p) => p.degree(),
             Kind::Series { series, .. } => ckks::polyeval::depth(series.degree()),
-            Kind::Mul => 1,
+            Kind::Mul | Kind::Square(_) => 1,
             Kind::Remap { .. } => 1,
             Kind::Add | Kind::Bootstrap => 0,
         }
@@ -139,7 +145,7 @@ enum Val {
         sw: usize,
     },
     /// Globally average-pooled (and maybe flattened) value awaiting its FC layer.
-    Pooled(usize),
+    Pooled(usize, Option<Vec<f64>>),
     /// The image before its first consumer chose its layout.
     Image,
 }
@@ -147,6 +153,7 @@ enum Val {
 struct Lowerer<'a> {
     model: &'a Model,
     n: usize,
+    range: f64,
     conv: ConvAlgo,
     relu_degrees: Vec<usize>,
     layouts: Vec<Layout>,
@@ -191,6 +198,23 @@ impl<'a> Lowerer<'a> {
                 Ok(0)
             }
             Some(Val::Sym { base, p }) => {
+                // A square-form activation shares its square with the consumers that fold the
+                // factor; this one gets the factor applied (1 level, as the direct form).
+                let (base, p) = match self.scaled(id)? {
+                    (u, Some(alpha)) => {
+                        let ch = alpha.len();
+                        (
+                            u,
+                            PolyCoeffs {
+                                a: vec![0.0; ch],
+                                b: alpha,
+                                c: vec![0.0; ch],
+                            },
+                        )
+                    }
+                    (v, None) if v != base => return Ok(v),
+                    _ => (base, p),
+                };
                 let layout = self.layouts[base].clone();
                 let v = self.push(&model.nodes[id].name, Kind::Poly(p), vec![base], layout);
                 self.vals[id] = Some(Val::Ct(v));
@@ -208,13 +232,67 @@ impl<'a> Lowerer<'a> {
                 consumer,
                 "a constant operand outside a per-channel polynomial",
             )),
-            Some(Val::Pooled(_)) => Err(unsupported(
+            Some(Val::Pooled(..)) => Err(unsupported(
                 model,
                 consumer,
                 "global average pooling must feed a fully connected layer",
             )),
             None => Err(unsupported(model, consumer, "input not lowered")),
         }
+    }
+
+    /// Node `id` as a materialized value `u` and a per-channel factor `α` with value `α ⊙ u`
+    /// (`None`: the factor is 1), for consumers that fold `α` into their weights. A degree-2
+    /// activation becomes [`Kind::Square`] when its square form is well conditioned.
+    fn scaled(&mut self, id: NodeId) -> Result<(usize, Option<Vec<f64>>)> {
+        if let Some(Val::Sym { base, p }) = self.vals[id].clone() {
+            if p.a.iter().all(|&v| v == 0.0) && p.c.iter().all(|&v| v == 0.0) {
+                return Ok((base, Some(p.b)));
+            }
+            if p.degree() == 2 {
+                if let Some(alpha) = self.square_factor(&p) {
+                    let layout = self.layouts[base].clone();
+                    let name = self.model.nodes[id].name.clone();
+                    let u = self.push(&name, Kind::Square(p), vec![base], layout);
+                    let ch = alpha.len();
+                    self.vals[id] = Some(Val::Sym {
+                        base: u,
+                        p: PolyCoeffs {
+                            a: vec![0.0; ch],
+                            b: alpha.clone(),
+                            c: vec![0.0; ch],
+                        },
+                    });
+                    return Ok((u, Some(alpha)));
+                }
+            }
+        }
+        // Not foldable: materialize (the caller's consumer is reported on failure).
+        Ok((self.ct_plain(id)?, None))
+    }
+
+    /// `A = a·R` per channel when the square form of `p` is well conditioned: every `|A|` at
+    /// least 1/4, so the held square `u = p(x)/(A·R)` stays within 4 of the activation's
+    /// range, and `|β| = |B/(2A)| ≤ 4`, so forming `(x + β)²` loses at most a few bits.
+    fn square_factor(&self, p: &PolyCoeffs) -> Option<Vec<f64>> {
+        let r = self.range;
+        let ok = p
+            .a
+            .iter()
+            .zip(&p.b)
+            .all(|(&a, &b)| (a * r).abs() >= 0.25 && (b / (2.0 * a * r)).abs() <= 4.0);
+        ok.then(|| p.a.iter().map(|&a| a * r).collect())
+    }
+
+    /// [`Lowerer::ct`] without the square form (for [`Lowerer::scaled`]'s fallback).
+    fn ct_plain(&mut self, id: NodeId) -> Result<usize> {
+        if let Some(Val::Sym { base, p }) = self.vals[id].clone() {
+            let layout = self.layouts[base].clone();
+            let v = self.push(&self.model.nodes[id].name.clone(), Kind::Poly(p), vec![base], layout);
+            self.vals[id] = Some(Val::Ct(v));
+            return Ok(v);
+        }
+        self.ct(id, id)
     }
 
     fn image_layout(&self, conv: Option<&Conv2d>) -> Result<Layout> {
@@ -340,13 +418,28 @@ impl<'a> Lowerer<'a> {
                         "grouped and depthwise convolutions are not built in FHE mode",
                     ));
                 }
-                let x = if matches!(self.vals[node.inputs[0]], Some(Val::Image)) {
+                let (x, alpha) = if matches!(self.vals[node.inputs[0]], Some(Val::Image)) {
                     let l = self.image_layout((self.conv == ConvAlgo::Pair).then_some(cv))?;
                     self.layouts[0] = l;
                     self.vals[0] = Some(Val::Ct(0));
-                    0
+                    (0, None)
                 } else {
-                    self.ct(node.inputs[0], id)?
+                    self.scaled(node.inputs[0])?
+                };
+                // A pending per-channel factor of the input scales the weights (input side).
+                let scaled_cv;
+                let cv = match &alpha {
+                    Some(alpha) => {
+                        let mut c = cv.clone();
+                        let per_c = cv.kernel[0] * cv.kernel[1];
+                        let ci = cv.in_channels();
+                        for (k, w) in c.weight.iter_mut().enumerate() {
+                            *w = (*w as f64 * alpha[(k / per_c) % ci]) as f32;
+                        }
+                        scaled_cv = c;
+                        &scaled_cv
+                    }
+                    None => cv,
                 };
                 let [_, h, w] = cv.in_shape;
                 let [o, oh, ow] = cv.out_shape;
@@ -421,13 +514,14 @@ impl<'a> Lowerer<'a> {
             }
             Op::Add | Op::Mul => {
                 let (a, b) = (node.inputs[0], node.inputs[1]);
-                let both_cts = matches!(self.vals[a], Some(Val::Ct(_)))
-                    && matches!(self.vals[b], Some(Val::Ct(_)));
                 let sa = self.sym(a);
                 let sb = self.sym(b);
                 match (sa, sb) {
                     (Some((ba, pa)), Some((bb, pb)))
-                        if !(matches!(node.op, Op::Add) && both_cts && ba != bb) =>
+                        if !(matches!(node.op, Op::Add)
+                            && ba.is_some()
+                            && bb.is_some()
+                            && ba != bb) =>
                     {
                         let base = match (ba, bb) {
                             (Some(x), Some(y)) if x != y => {
@@ -554,7 +648,7 @@ impl<'a> Lowerer<'a> {
                 Val::Ct(self.remap(id, v, step, p.before[1], c)?)
             }
             Op::GlobalAvgPool => {
-                let x = self.ct(node.inputs[0], id)?;
+                let (x, alpha) = self.scaled(node.inputs[0])?;
                 if !matches!(self.layouts[x], Layout::P { .. }) {
                     return Err(unsupported(
                         model,
@@ -562,14 +656,14 @@ impl<'a> Lowerer<'a> {
                         "global average pooling of a value not in layout P",
                     ));
                 }
-                Val::Pooled(x)
+                Val::Pooled(x, alpha)
             }
             Op::Reshape => match self.vals[node.inputs[0]].clone() {
-                Some(Val::Pooled(x)) => Val::Pooled(x),
+                Some(Val::Pooled(x, alpha)) => Val::Pooled(x, alpha),
                 _ => return Err(unsupported(model, id, "reshape of a feature map")),
             },
             Op::Linear(lin) => {
-                let Some(Val::Pooled(x)) = self.vals[node.inputs[0]].clone() else {
+                let Some(Val::Pooled(x, alpha)) = self.vals[node.inputs[0]].clone() else {
                     return Err(unsupported(
                         model,
                         id,
@@ -593,7 +687,14 @@ impl<'a> Lowerer<'a> {
                     len: lin.out_features,
                     stride: grid.block(),
                 };
-                Val::Ct(self.push(&node.name, Kind::PoolFc(lin.clone()), vec![x], l))
+                // A pending per-channel factor of the pooled value scales the weights' columns.
+                let mut lin = lin.clone();
+                if let Some(alpha) = &alpha {
+                    for (k, w) in lin.weight.iter_mut().enumerate() {
+                        *w = (*w as f64 * alpha[k % lin.in_features]) as f32;
+                    }
+                }
+                Val::Ct(self.push(&node.name, Kind::PoolFc(lin), vec![x], l))
             }
             Op::Relu => {
                 // relu(x) = x · (1 + sign x)/2, sign by the composite of the lowering's degrees
@@ -760,6 +861,7 @@ impl Program {
         let mut lw = Lowerer {
             model,
             n: opts.slots,
+            range: opts.range,
             conv: opts.conv,
             relu_degrees: opts.relu_degrees.clone(),
             layouts: vec![Layout::Vector { len: 0, stride: 1 }],

@@ -119,17 +119,26 @@ impl Deployment {
                 best
             }
         };
-        // The circuits: for each bootstrapped layout's period, the sparsest slot count the
-        // configuration allows that the period divides.
+        // The circuits: a bootstrapped value of period p can use any circuit whose slot count
+        // p divides. One sparse circuit, at the largest period below the full count, serves
+        // every sparse value (a smaller one saves little: at N = 2^16, 2^12 slots bootstrap in
+        // the time 2^14 do, its trace costing what its shorter transforms save), plus the full
+        // circuit when a value fills the slots (layout I).
         let mut boot_slots: std::collections::BTreeSet<usize> = Default::default();
         if let Some(cfg) = &boot {
+            let mut sparse = None;
             for s in prog.steps.iter().filter(|s| matches!(s.kind, Kind::Bootstrap)) {
                 let mut p = prog.layouts[s.inputs[0]].period(n);
                 while p < cfg.slots && cfg.with_slots(p).is_none() {
                     p *= 2;
                 }
-                boot_slots.insert(p.min(cfg.slots));
+                if p >= cfg.slots {
+                    boot_slots.insert(cfg.slots);
+                } else {
+                    sparse = sparse.max(Some(p));
+                }
             }
+            boot_slots.extend(sparse);
         }
         let boot: Vec<Bootstrapper> = match &boot {
             Some(cfg) => boot_slots

@@ -21,6 +21,13 @@ fn tiny_fhe_network_on_ciphertexts_matches_float() {
     )
     .unwrap();
     assert!(dep.prog.bootstraps() >= 1, "the plan bootstraps");
+    let squares = dep
+        .prog
+        .steps
+        .iter()
+        .filter(|s| matches!(s.kind, fhe::lower::Kind::Square(_)))
+        .count();
+    assert!(squares >= 1, "the AESPA activations take the 1-level square form");
     // Its bootstraps act on copy-major P values, through sparse circuits (one EvalMod).
     let full = dep.params.max_slots();
     assert!(!dep.boot.is_empty());
