@@ -184,3 +184,61 @@ fn relu_network_through_the_composite_sign() {
         );
     }
 }
+
+/// The degree-2 activations take the 1-level square form when it is well conditioned (every
+/// `|a·R| ≥ 1/4`), and the 2-level direct form otherwise (here forced by a range too small for
+/// it, without bootstraps); both equal the float executor, and the square form costs fewer
+/// levels.
+#[test]
+fn square_form_and_its_fallback_equal_float() {
+    let (m, cases) = common::tiny("tiny_fhe");
+    let (x, want) = &cases[0];
+    let range = 2.0 * max_abs_trace(&m, x);
+    let mut depth = vec![];
+    for r in [range, range / 1e4] {
+        let opts = Options {
+            slots: 1024,
+            range: r,
+            boot_level: None,
+            input_level: 40,
+            relu_degrees: fhe::lower::RELU_DEGREES.to_vec(),
+            conv: fhe::lower::ConvAlgo::Pair,
+        };
+        let prog = Program::lower(&m, &opts).unwrap();
+        let squares = prog
+            .steps
+            .iter()
+            .filter(|s| matches!(s.kind, Kind::Square(_)))
+            .count();
+        let quadratic = prog
+            .steps
+            .iter()
+            .filter(|s| matches!(&s.kind, Kind::Poly(p) if p.degree() == 2))
+            .count();
+        if r == range {
+            assert!(squares >= 1, "square form at range {r}");
+        } else {
+            assert_eq!(squares, 0, "direct form at range {r}");
+            assert!(quadratic >= 1);
+        }
+        let (y, run, _) = run_sim(&prog, x, 0);
+        let err = max_err(&y, want);
+        assert!(err < 1e-4, "range {r}: max error {err}");
+        depth.push(40 - run.steps.last().unwrap().level_out);
+    }
+    assert!(depth[0] < depth[1], "levels used: {depth:?}");
+}
+
+/// A bootstrap keeps only the periodic part of its input (sparse packing with `period`
+/// slots): the clear-slot backend refuses an input that is not periodic.
+#[test]
+fn sparse_bootstrap_needs_a_periodic_input() {
+    let sim = Sim::new(16, 5);
+    let periodic: Vec<f64> = (0..16).map(|i| (i % 4) as f64 / 8.0).collect();
+    let x = SimCt::real(periodic, 0);
+    assert_eq!(sim.bootstrap(&x, 4).unwrap().v, x.v);
+    let mut broken = x.v.clone();
+    broken[13] += 0.25;
+    let e = sim.bootstrap(&SimCt::real(broken, 0), 4).unwrap_err();
+    assert!(e.to_string().contains("period 4"), "{e}");
+}
