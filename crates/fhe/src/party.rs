@@ -19,7 +19,9 @@ use transport::Channel;
 use crate::error::{FheError, Result};
 use crate::session::{Client, Deployment, Offer};
 
-pub const VERSION: u32 = 1;
+/// Protocol version: 2 since the P and I layouts are copy-major (an offer's layouts mean
+/// something else to a version-1 peer, which must refuse it).
+pub const VERSION: u32 = 2;
 /// Largest message of the protocol (a Galois key at the top level of the 128-bit preset is
 /// about 150 MB).
 pub const MAX_MESSAGE: usize = 1 << 30;
