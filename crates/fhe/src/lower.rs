@@ -5,7 +5,9 @@
 //! image is encrypted in `I` when its first consumer is a convolution, so the stem is a
 //! `ConvB` and every residual block (`ConvA`, then `ConvB`) starts and ends in `P`, where its
 //! shortcut lives. Polynomial subgraphs of one tensor (Mul / Add / BatchNorm with constants,
-//! e.g. AESPA's `x·(a·x + b) + c`) become one per-channel polynomial of degree ≤ 2.
+//! e.g. AESPA's `x·(a·x + b) + c`) become one per-channel polynomial of degree ≤ 2, evaluated
+//! in square form ([`Kind::Square`], 1 level) with its per-channel factor folded into the
+//! weights of the convolution or FC layer that reads it, where that is well conditioned.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -39,10 +41,11 @@ impl PolyCoeffs {
 #[derive(Clone, Debug)]
 pub enum Kind {
     /// `P(g, r)` → `I(r, g)`: hoisted tap rotations, products, sums over phases and groups,
-    /// a mask at the output cells, replication over the output phases.
+    /// a mask at the output cells, replication over the output phases and the copy's run.
     ConvA(Conv2d),
-    /// `I(r, g)` → `P(g', r')`: products per tap over all input ciphertexts, the tap rotations
-    /// after the products, a sum over the `r` channel blocks, a mask, replication to `r'` copies.
+    /// `I(r, g)` → `P(g', r')`, `g' | g`: products per tap over all input ciphertexts, the tap
+    /// rotations after the products, a sum over the `r` runs of channel blocks (every copy gets
+    /// the total: no mask, 1 level).
     ConvB(Conv2d),
     Poly(PolyCoeffs),
     /// A degree-2 activation in square form, one level: per channel, with the held
@@ -197,29 +200,24 @@ impl<'a> Lowerer<'a> {
                 self.vals[0] = Some(Val::Ct(0));
                 Ok(0)
             }
-            Some(Val::Sym { base, p }) => {
-                // A square-form activation shares its square with the consumers that fold the
-                // factor; this one gets the factor applied (1 level, as the direct form).
-                let (base, p) = match self.scaled(id)? {
-                    (u, Some(alpha)) => {
-                        let ch = alpha.len();
-                        (
-                            u,
-                            PolyCoeffs {
-                                a: vec![0.0; ch],
-                                b: alpha,
-                                c: vec![0.0; ch],
-                            },
-                        )
-                    }
-                    (v, None) if v != base => return Ok(v),
-                    _ => (base, p),
-                };
-                let layout = self.layouts[base].clone();
-                let v = self.push(&model.nodes[id].name, Kind::Poly(p), vec![base], layout);
-                self.vals[id] = Some(Val::Ct(v));
-                Ok(v)
-            }
+            Some(Val::Sym { .. }) => match self.scaled(id)? {
+                // A square-form activation (or a pending factor) shares its square with the
+                // consumers that fold the factor; this consumer multiplies it in (1 level).
+                (u, Some(alpha)) => {
+                    let ch = alpha.len();
+                    let p = PolyCoeffs {
+                        a: vec![0.0; ch],
+                        b: alpha,
+                        c: vec![0.0; ch],
+                    };
+                    let layout = self.layouts[u].clone();
+                    let v = self.push(&model.nodes[id].name, Kind::Poly(p), vec![u], layout);
+                    self.vals[id] = Some(Val::Ct(v));
+                    Ok(v)
+                }
+                // Materialized in the direct form.
+                (v, None) => Ok(v),
+            },
             Some(Val::Sub { v, sh, sw }) => {
                 if sh != sw {
                     return Err(unsupported(model, id, "unequal subsampling steps"));
@@ -272,8 +270,9 @@ impl<'a> Lowerer<'a> {
     }
 
     /// `A = a·R` per channel when the square form of `p` is well conditioned: every `|A|` at
-    /// least 1/4, so the held square `u = p(x)/(A·R)` stays within 4 of the activation's
-    /// range, and `|β| = |B/(2A)| ≤ 4`, so forming `(x + β)²` loses at most a few bits.
+    /// least 1/4, so the held square `u = p(x)/A` (held units) is at most 4 times the
+    /// activation's held value, and `|β| = |B/(2A)| ≤ 4`, so forming `(x + β)²` cancels at most
+    /// a few bits.
     fn square_factor(&self, p: &PolyCoeffs) -> Option<Vec<f64>> {
         let r = self.range;
         let ok = p
