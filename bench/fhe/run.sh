@@ -24,7 +24,7 @@ for step in $STEPS; do
     /usr/bin/time -v $BIN bench --model models/resnet20_aespa.onnx --mode fhe --fhe-conv mpcnn --json \
       > $OUT/bench_resnet20_aespa_mpcnn.jsonl 2> $OUT/bench_resnet20_aespa_mpcnn.time ;;
   eval) # Encrypted inference of the first K test images (minutes each on 2 cores).
-    $BIN eval --model models/resnet20_aespa.onnx --data "$DATA" --limit "${K:-3}" --mode fhe --json \
+    $BIN eval --model models/resnet20_aespa.onnx --data "$DATA" --limit "${K:-10}" --mode fhe --json \
       > $OUT/eval_resnet20_aespa.json ;;
   *) echo "unknown step $step" >&2; exit 2 ;;
   esac
