@@ -713,6 +713,68 @@ mod tests {
     use crate::params::{ParamsLiteral, Security};
     use rand::{Rng, SeedableRng};
 
+    /// The packed circuit's lifts: `[M x; 0]` for an `n`-periodic input, and `[M x₁; 0]` for
+    /// any input when `M` stays inside the first half; a group spanning all `n` slots wraps
+    /// around and is refused.
+    #[test]
+    fn lifted_groups_act_on_the_first_half() {
+        let params = Params::new(ParamsLiteral {
+            log_n: 7,
+            log_q: vec![40],
+            log_p: vec![40],
+            log_scale: 30,
+            secret: SecretDist::Ternary,
+            digits: None,
+            security: Security::InsecureForTests,
+        })
+        .unwrap();
+        let n = 16;
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(5);
+        let mut rand_vec = |len: usize| -> Vec<Complex> {
+            (0..len)
+                .map(|_| Complex::new(rng.gen_range(-1.0..1.0), rng.gen_range(-1.0..1.0)))
+                .collect()
+        };
+        let close =
+            |a: &[Complex], b: &[Complex]| a.iter().zip(b).all(|(x, y)| (*x - *y).abs() < 1e-12);
+        for groups in [vec![2, 2], vec![3, 1], vec![1, 3]] {
+            // Output lift (any group; the circuit lifts CoeffsToSlots' last): x = [x₁; x₁].
+            for m in grouped(&params, n, &groups, true).unwrap() {
+                let x1 = rand_vec(n);
+                let x: Vec<Complex> = x1.iter().chain(&x1).copied().collect();
+                let want: Vec<Complex> = m
+                    .apply(&x1)
+                    .into_iter()
+                    .chain(std::iter::repeat(Complex::ZERO).take(n))
+                    .collect();
+                assert!(close(&lift_output_half(&m).apply(&x), &want));
+            }
+            // First-half lift of SlotsToCoeffs' first group (its shortest stages): any second
+            // half, and every diagonal keeps its signed offset (same rotations, same keys).
+            let first = &grouped(&params, n, &groups, false).unwrap()[0];
+            let x = rand_vec(2 * n);
+            let lifted = lift_first_half(first).expect("stays inside the first half");
+            let want: Vec<Complex> = first
+                .apply(&x[..n])
+                .into_iter()
+                .chain(std::iter::repeat(Complex::ZERO).take(n))
+                .collect();
+            assert!(close(&lifted.apply(&x), &want));
+            let mut a: Vec<isize> = first.diags.keys().map(|&k| signed_offset(k, n)).collect();
+            let mut b: Vec<isize> = lifted
+                .diags
+                .keys()
+                .map(|&k| signed_offset(k, 2 * n))
+                .collect();
+            a.sort();
+            b.sort();
+            assert_eq!(a, b);
+        }
+        // The longest butterfly (length n) pairs slots n/2 apart in both directions: wraps.
+        let whole = butterfly(&params, n, n, false);
+        assert!(lift_first_half(&whole).is_none());
+    }
+
     #[test]
     fn grouped_butterflies_are_the_special_fft() {
         let params = Params::new(ParamsLiteral {

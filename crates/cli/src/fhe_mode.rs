@@ -114,10 +114,7 @@ pub fn inspect(model: &nn::Model, opts: &FheOpts, json_out: bool) -> anyhow::Res
     let (r, src) = range(model, opts, None)?;
     let dep = deployment(model, opts, r)?;
     let zeros = vec![0f32; dep.prog.input_shape.iter().product()];
-    let sim = fhe::backend::Sim::new(
-        dep.prog.n,
-        dep.boot.first().map_or(0, |b| b.output_level()),
-    );
+    let sim = fhe::backend::Sim::new(dep.prog.n, dep.boot.first().map_or(0, |b| b.output_level()));
     let input: Vec<fhe::backend::SimCt> = dep.prog.layouts[0]
         .pack(
             &zeros.iter().map(|&v| v as f64).collect::<Vec<_>>(),

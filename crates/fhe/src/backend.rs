@@ -219,13 +219,12 @@ impl Backend for Sim {
         if x.im.iter().any(|&v| v != 0.0) {
             return Err(FheError::BadInput("square of a complex value".into()));
         }
-        let v = x
-            .v
-            .iter()
-            .zip(shift)
-            .zip(post)
-            .map(|((&v, &s), &p)| (v + s) * (v + s) + p)
-            .collect();
+        let v =
+            x.v.iter()
+                .zip(shift)
+                .zip(post)
+                .map(|((&v, &s), &p)| (v + s) * (v + s) + p)
+                .collect();
         Ok(SimCt::real(v, x.level - 1))
     }
     fn mul(&self, a: &SimCt, b: &SimCt) -> Result<SimCt> {
@@ -248,7 +247,9 @@ impl Backend for Sim {
         let m = x.v.iter().chain(&x.im).fold(0f64, |m, v| m.max(v.abs()));
         // Sparse bootstrapping keeps only the `period`-periodic part: the layout must be it.
         for v in [&x.v, &x.im] {
-            if let Some(q) = (0..v.len()).find(|&q| (v[q] - v[q % period]).abs() > 1e-9 * m.max(1.0)) {
+            if let Some(q) =
+                (0..v.len()).find(|&q| (v[q] - v[q % period]).abs() > 1e-9 * m.max(1.0))
+            {
                 return Err(FheError::BadInput(format!(
                     "bootstrap input not periodic with period {period} (slot {q})"
                 )));

@@ -451,13 +451,9 @@ fn conv_a<B: Backend>(
         let u = sum_phases_and_groups(ctx, u, lin)?;
         // Keep phase (0, 0) of the output cells in each copy's first block (a channel past O
         // has zero weights); ½ when paired: the split doubles.
-        let mask = cell_mask(
-            grid,
-            n,
-            cv.stride[0],
-            if paired { 0.5 } else { 1.0 },
-            |b| b % g == 0,
-        );
+        let mask = cell_mask(grid, n, cv.stride[0], if paired { 0.5 } else { 1.0 }, |b| {
+            b % g == 0
+        });
         let mut u = ctx.dot(&[(&u, &mask)])?;
         // Replicate over the output cell's phases, then over the copy's run of g blocks.
         u = ctx.rot_sum(u, -1, og.k)?;
@@ -494,7 +490,10 @@ fn conv_mpcnn<B: Backend>(
         unreachable!("lowering")
     };
     let Layout::P {
-        grid: og, r: r2, g: g2, ..
+        grid: og,
+        r: r2,
+        g: g2,
+        ..
     } = *lout
     else {
         unreachable!("lowering")
@@ -628,7 +627,11 @@ fn remap<B: Backend>(
 ) -> Result<B::Ct> {
     let n = ctx.n;
     let Layout::P {
-        grid, c: c_in, g, r, ..
+        grid,
+        c: c_in,
+        g,
+        r,
+        ..
     } = *lin
     else {
         unreachable!("lowering")
@@ -720,8 +723,10 @@ fn pool_fc<B: Backend>(
     }
     let mut y: Option<B::Ct> = None;
     for (rho, pieces) in &by_rho {
-        let terms: Vec<(&B::Ct, &[f64])> =
-            pieces.iter().map(|(t, m)| (&outs[*t], m.as_slice())).collect();
+        let terms: Vec<(&B::Ct, &[f64])> = pieces
+            .iter()
+            .map(|(t, m)| (&outs[*t], m.as_slice()))
+            .collect();
         let z = ctx.dot(&terms)?;
         let z = if *rho == 0 { z } else { ctx.rot(&z, *rho)? };
         y = Some(match y {

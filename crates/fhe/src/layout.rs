@@ -213,7 +213,11 @@ mod tests {
             assert_eq!(l.unpack(&v), x);
             let p = l.period(n);
             for vt in &v {
-                assert!((0..n).all(|q| vt[q] == vt[q % p]), "{} repeats every {p}", l.describe());
+                assert!(
+                    (0..n).all(|q| vt[q] == vt[q % p]),
+                    "{} repeats every {p}",
+                    l.describe()
+                );
             }
             // Every value appears; zero slots are zero.
             let nz: usize = v.iter().flatten().filter(|&&y| y != 0.0).count();

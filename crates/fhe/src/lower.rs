@@ -275,11 +275,10 @@ impl<'a> Lowerer<'a> {
     /// a few bits.
     fn square_factor(&self, p: &PolyCoeffs) -> Option<Vec<f64>> {
         let r = self.range;
-        let ok = p
-            .a
-            .iter()
-            .zip(&p.b)
-            .all(|(&a, &b)| (a * r).abs() >= 0.25 && (b / (2.0 * a * r)).abs() <= 4.0);
+        let ok =
+            p.a.iter()
+                .zip(&p.b)
+                .all(|(&a, &b)| (a * r).abs() >= 0.25 && (b / (2.0 * a * r)).abs() <= 4.0);
         ok.then(|| p.a.iter().map(|&a| a * r).collect())
     }
 
@@ -287,7 +286,12 @@ impl<'a> Lowerer<'a> {
     fn ct_plain(&mut self, id: NodeId) -> Result<usize> {
         if let Some(Val::Sym { base, p }) = self.vals[id].clone() {
             let layout = self.layouts[base].clone();
-            let v = self.push(&self.model.nodes[id].name.clone(), Kind::Poly(p), vec![base], layout);
+            let v = self.push(
+                &self.model.nodes[id].name.clone(),
+                Kind::Poly(p),
+                vec![base],
+                layout,
+            );
             self.vals[id] = Some(Val::Ct(v));
             return Ok(v);
         }

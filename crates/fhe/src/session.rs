@@ -127,7 +127,11 @@ impl Deployment {
         let mut boot_slots: std::collections::BTreeSet<usize> = Default::default();
         if let Some(cfg) = &boot {
             let mut sparse = None;
-            for s in prog.steps.iter().filter(|s| matches!(s.kind, Kind::Bootstrap)) {
+            for s in prog
+                .steps
+                .iter()
+                .filter(|s| matches!(s.kind, Kind::Bootstrap))
+            {
                 let mut p = prog.layouts[s.inputs[0]].period(n);
                 while p < cfg.slots && cfg.with_slots(p).is_none() {
                     p *= 2;

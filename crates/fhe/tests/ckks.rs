@@ -27,14 +27,20 @@ fn tiny_fhe_network_on_ciphertexts_matches_float() {
         .iter()
         .filter(|s| matches!(s.kind, fhe::lower::Kind::Square(_)))
         .count();
-    assert!(squares >= 1, "the AESPA activations take the 1-level square form");
+    assert!(
+        squares >= 1,
+        "the AESPA activations take the 1-level square form"
+    );
     // Its bootstraps act on copy-major P values, through sparse circuits (one EvalMod).
     let full = dep.params.max_slots();
     assert!(!dep.boot.is_empty());
     assert!(
         dep.boot.iter().all(|b| b.config().slots < full),
         "sparse: {:?}",
-        dep.boot.iter().map(|b| b.config().slots).collect::<Vec<_>>()
+        dep.boot
+            .iter()
+            .map(|b| b.config().slots)
+            .collect::<Vec<_>>()
     );
     let (y, _) = common::run_encrypted(&dep, &x, 5);
     let err = common::max_err(&y, &want);
