@@ -745,7 +745,7 @@ mod tests {
                 let want: Vec<Complex> = m
                     .apply(&x1)
                     .into_iter()
-                    .chain(std::iter::repeat(Complex::ZERO).take(n))
+                    .chain(std::iter::repeat_n(Complex::ZERO, n))
                     .collect();
                 assert!(close(&lift_output_half(&m).apply(&x), &want));
             }
@@ -757,7 +757,7 @@ mod tests {
             let want: Vec<Complex> = first
                 .apply(&x[..n])
                 .into_iter()
-                .chain(std::iter::repeat(Complex::ZERO).take(n))
+                .chain(std::iter::repeat_n(Complex::ZERO, n))
                 .collect();
             assert!(close(&lifted.apply(&x), &want));
             let mut a: Vec<isize> = first.diags.keys().map(|&k| signed_offset(k, n)).collect();
