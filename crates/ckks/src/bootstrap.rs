@@ -96,6 +96,18 @@ impl BootstrapConfig {
         c.slots = slots;
         Some(c)
     }
+    /// Level of a ciphertext this circuit bootstraps, on `params`' chain (an error when the
+    /// chain is shorter than [`BootstrapConfig::depth`]).
+    pub fn output_level(&self, params: &Params) -> Result<usize, CkksError> {
+        params
+            .max_level()
+            .checked_sub(self.depth())
+            .ok_or(CkksError::NotEnoughLevels {
+                degree: self.cheb_degree,
+                needed: self.depth(),
+                available: params.max_level(),
+            })
+    }
     pub fn eval_mod_depth(&self) -> usize {
         polyeval::depth(self.cheb_degree)
             + self.double_angle as usize
@@ -323,13 +335,7 @@ impl Bootstrapper {
         let n = config.slots;
         params.encoder().check_slots(n)?;
         let top = params.max_level();
-        if top < config.depth() {
-            return Err(CkksError::NotEnoughLevels {
-                degree: config.cheb_degree,
-                needed: config.depth(),
-                available: top,
-            });
-        }
+        config.output_level(params)?;
         let q = |l: usize| params.q()[l] as f64;
         // CoeffsToSlots: input declared at scale q_0, output at the scale of the first EvalMod
         // prime. The plaintext scales are balanced so that every level's integer diagonals have
@@ -713,12 +719,9 @@ mod tests {
     use crate::params::{ParamsLiteral, Security};
     use rand::{Rng, SeedableRng};
 
-    /// The packed circuit's lifts: `[M x; 0]` for an `n`-periodic input, and `[M x₁; 0]` for
-    /// any input when `M` stays inside the first half; a group spanning all `n` slots wraps
-    /// around and is refused.
-    #[test]
-    fn lifted_groups_act_on_the_first_half() {
-        let params = Params::new(ParamsLiteral {
+    /// A tiny INSECURE ring for the plaintext transform tests (only its encoder is used).
+    fn small_params() -> Params {
+        Params::new(ParamsLiteral {
             log_n: 7,
             log_q: vec![40],
             log_p: vec![40],
@@ -727,7 +730,15 @@ mod tests {
             digits: None,
             security: Security::InsecureForTests,
         })
-        .unwrap();
+        .unwrap()
+    }
+
+    /// The packed circuit's lifts: `[M x; 0]` for an `n`-periodic input, and `[M x₁; 0]` for
+    /// any input when `M` stays inside the first half; a group spanning all `n` slots wraps
+    /// around and is refused.
+    #[test]
+    fn lifted_groups_act_on_the_first_half() {
+        let params = small_params();
         let n = 16;
         let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(5);
         let mut rand_vec = |len: usize| -> Vec<Complex> {
@@ -777,16 +788,7 @@ mod tests {
 
     #[test]
     fn grouped_butterflies_are_the_special_fft() {
-        let params = Params::new(ParamsLiteral {
-            log_n: 7,
-            log_q: vec![40],
-            log_p: vec![40],
-            log_scale: 30,
-            secret: SecretDist::Ternary,
-            digits: None,
-            security: Security::InsecureForTests,
-        })
-        .unwrap();
+        let params = small_params();
         let n = 64;
         let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(3);
         let w: Vec<Complex> = (0..n)

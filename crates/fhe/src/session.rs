@@ -76,19 +76,8 @@ impl Deployment {
         let params = Params::new(lit)?;
         let ephemeral_h = boot.as_ref().and_then(|c| c.ephemeral_h);
         let n = params.max_slots();
-        // Bootstrapper::output_level, without encoding a circuit yet.
-        let boot_level = match &boot {
-            Some(c) if params.max_level() >= c.depth() => Some(params.max_level() - c.depth()),
-            Some(c) => {
-                return Err(ckks::CkksError::NotEnoughLevels {
-                    degree: c.cheb_degree,
-                    needed: c.depth(),
-                    available: params.max_level(),
-                }
-                .into())
-            }
-            None => None,
-        };
+        // Checked here, before any circuit is encoded.
+        let boot_level = boot.as_ref().map(|c| c.output_level(&params)).transpose()?;
         let lower = |input_level: usize| {
             Program::lower(
                 model,

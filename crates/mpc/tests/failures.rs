@@ -150,16 +150,7 @@ fn protocols_over_tcp_loopback() {
     // Every protocol once over TCP (silent OT), on edge and random values.
     let ring = Ring::new(41).unwrap();
     let mut r = rng(11);
-    let vals: Vec<u64> = edge_values(ring, 12, 300, &mut r)
-        .into_iter()
-        .map(|x| {
-            if plain::in_known_sign_range(ring, x) {
-                x
-            } else {
-                x & (ring.mask() >> 3)
-            }
-        })
-        .collect();
+    let vals: Vec<u64> = into_known_sign_range(ring, edge_values(ring, 12, 300, &mut r));
     let (xs, s0, s1) = sharings(ring, &vals, &mut r);
     let n = xs.len();
     let p = mpc::FieldModulus::new((1 << 61) - 1).unwrap();

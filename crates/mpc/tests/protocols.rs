@@ -181,16 +181,8 @@ fn trunc_known_sign_exact_in_range() {
     for l in RINGS {
         let ring = Ring::new(l).unwrap();
         for s in [1, 12, l - 2] {
-            let vals: Vec<u64> = edge_values(ring, s.min(l - 3), 300, &mut r)
-                .into_iter()
-                .map(|x| {
-                    if plain::in_known_sign_range(ring, x) {
-                        x
-                    } else {
-                        x & (ring.mask() >> 3)
-                    }
-                })
-                .collect();
+            let vals: Vec<u64> =
+                into_known_sign_range(ring, edge_values(ring, s.min(l - 3), 300, &mut r));
             let (xs, s0, s1) = sharings(ring, &vals, &mut r);
             let (o0, o1) = run(300 + l as u64 + s as u64, move |p, sess, ch| {
                 sess.trunc_known_sign(ch, &Shares::new(ring, 24, pick(p, &s0, &s1)).unwrap(), s)
@@ -227,16 +219,7 @@ fn trunc_relu6_exact_in_range() {
                 vals.push(ring.from_signed((1i64 << (l - 2)) - 1 + d.min(0)));
                 vals.push(ring.from_signed(-(1i64 << (l - 2)) + d.max(0)));
             }
-            let vals: Vec<u64> = vals
-                .into_iter()
-                .map(|x| {
-                    if plain::in_known_sign_range(ring, x) {
-                        x
-                    } else {
-                        x & (ring.mask() >> 3)
-                    }
-                })
-                .collect();
+            let vals: Vec<u64> = into_known_sign_range(ring, vals);
             let (xs, s0, s1) = sharings(ring, &vals, &mut r);
             let (o0, o1) = run(1300 + l as u64 + s as u64, move |p, sess, ch| {
                 sess.trunc_relu6(ch, &Shares::new(ring, 2 * s, pick(p, &s0, &s1)).unwrap(), s)
@@ -733,16 +716,8 @@ fn random_rings_and_shifts() {
         .iter()
         .map(|&(l, s)| {
             let ring = Ring::new(l).unwrap();
-            let vals: Vec<u64> = edge_values(ring, s.min(l - 3), 20, &mut r)
-                .into_iter()
-                .map(|x| {
-                    if plain::in_known_sign_range(ring, x) {
-                        x
-                    } else {
-                        x & (ring.mask() >> 3)
-                    }
-                })
-                .collect();
+            let vals: Vec<u64> =
+                into_known_sign_range(ring, edge_values(ring, s.min(l - 3), 20, &mut r));
             sharings(ring, &vals, &mut r)
         })
         .collect();
@@ -945,16 +920,8 @@ fn trunc_known_sign_flat_exact_priced_and_shallow() {
         let ring = Ring::new(l).unwrap();
         for s in [1u32, 2, 3, 4, 6, 7, 12, 13, 17, 24, l - 2] {
             for chooser in [Party::P1, Party::P0] {
-                let vals: Vec<u64> = edge_values(ring, s.min(l - 3), 200, &mut r)
-                    .into_iter()
-                    .map(|x| {
-                        if plain::in_known_sign_range(ring, x) {
-                            x
-                        } else {
-                            x & (ring.mask() >> 3)
-                        }
-                    })
-                    .collect();
+                let vals: Vec<u64> =
+                    into_known_sign_range(ring, edge_values(ring, s.min(l - 3), 200, &mut r));
                 let (xs, s0, s1) = sharings(ring, &vals, &mut r);
                 let n = xs.len();
                 let seed = 3100 + l as u64 * 64 + s as u64 + (chooser == Party::P0) as u64;

@@ -76,6 +76,20 @@ pub fn edge_values(ring: Ring, s: u32, random: usize, rng: &mut impl Rng) -> Vec
     out
 }
 
+/// `values` with those outside the known-sign range (|x| < 2^{ℓ−2}) cut to their low ℓ − 3 bits.
+pub fn into_known_sign_range(ring: Ring, values: Vec<u64>) -> Vec<u64> {
+    values
+        .into_iter()
+        .map(|x| {
+            if mpc::plain::in_known_sign_range(ring, x) {
+                x
+            } else {
+                x & (ring.mask() >> 3)
+            }
+        })
+        .collect()
+}
+
 /// Sharings of `values`: for each value a random sharing, one with share 0 = 0, one with
 /// share 0 = 2^ℓ − 1 (so the shares wrap) and one with share 0 = 2^{ℓ−1}.
 pub fn sharings(ring: Ring, values: &[u64], rng: &mut impl Rng) -> (Vec<u64>, Vec<u64>, Vec<u64>) {
