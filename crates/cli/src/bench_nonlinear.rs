@@ -112,7 +112,7 @@ impl Tables {
         engine::approx::layernorm_spec(self.layernorm())
     }
     fn softmax_spec(&self) -> SoftmaxSpec<'_> {
-        engine::approx::softmax_spec(self.softmax())
+        engine::approx::softmax_spec(self.softmax(), false)
     }
 }
 

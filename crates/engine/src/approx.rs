@@ -17,8 +17,9 @@ pub fn gelu_spec(g: &nn::approx::Gelu) -> mpc::GeluSpec<'_> {
     }
 }
 
-/// Softmax's tables as the protocol reads them.
-pub fn softmax_spec(t: &nn::approx::Softmax) -> mpc::SoftmaxSpec<'_> {
+/// Softmax's tables as the protocol reads them; `wide`: the exponential's tables answer in the
+/// product ring (the plan's choice, `Plan::softmax_wide`).
+pub fn softmax_spec(t: &nn::approx::Softmax, wide: bool) -> mpc::SoftmaxSpec<'_> {
     mpc::SoftmaxSpec {
         s: t.s,
         m: t.m,
@@ -30,6 +31,7 @@ pub fn softmax_spec(t: &nn::approx::Softmax) -> mpc::SoftmaxSpec<'_> {
         el: &t.el,
         rt: &t.rt,
         rd: &t.rd,
+        wide_tables: wide,
     }
 }
 

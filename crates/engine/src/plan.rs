@@ -22,8 +22,8 @@ pub const SESSION_HE_FACTOR: u64 = 16;
 pub const SESSION_STEP_FACTOR: u64 = 4;
 
 /// Version of the plan format; part of the digest. 2: the `rescale_relu6` epilogue; 3: the
-/// circulant block of conv layers; 5: `flat_rescale_max`.
-pub const PLAN_VERSION: u32 = 5;
+/// circulant block of conv layers; 5: `flat_rescale_max`; 6: `softmax_wide_max`.
+pub const PLAN_VERSION: u32 = 6;
 /// Largest circulant block size looked for in conv and FC weights.
 pub const MAX_CIRCULANT_BLOCK: usize = 256;
 /// Largest plan a client accepts (nodes), so a hostile server cannot make it allocate without bound.
@@ -355,6 +355,29 @@ pub fn flat_rescale_max(cfg: &PlanConfig) -> Result<usize, EngineError> {
     Ok(n.min(MAX_ELEMENTS as f64) as usize)
 }
 
+/// Hops a softmax saves with wide tables inside a transformer block, measured on the CIFAR ViT
+/// (42 → 40 per call: the extension's flight pair is on the critical path there; alone, it is
+/// not).
+const SOFTMAX_WIDE_HOPS: f64 = 2.0;
+
+/// Largest softmax (elements) worth its wide tables at `cfg`'s bandwidth and round trip: the
+/// flights they save at half a round trip each, against the time their extra bits take.
+pub fn softmax_wide_max(cfg: &PlanConfig) -> Result<usize, EngineError> {
+    let t = nn::approx::Softmax::new(cfg.scale);
+    let row = 1;
+    let bits = |wide: bool| -> Result<f64, EngineError> {
+        let spec = crate::approx::softmax_spec(&t, wide);
+        Ok(mpc::cost::softmax(&spec, cfg.ell, row, row)?.bits as f64)
+    };
+    let extra = bits(true)? - bits(false)?;
+    if extra <= 0.0 {
+        return Ok(0);
+    }
+    let bits_per_s = cfg.cheetah.bandwidth_bytes_per_s as f64 * 8.0;
+    let n = SOFTMAX_WIDE_HOPS * cfg.rtt_us as f64 * 1e-6 / 2.0 * bits_per_s / extra;
+    Ok(n.min(MAX_ELEMENTS as f64) as usize)
+}
+
 /// Integer bits a pre-rescale value keeps above the scale 2^{2s} after Winograd's extra 2^e
 /// for the planner to use it: values up to 2^8 = 256 in real terms (the largest pre-activation
 /// of the CIFAR ResNets is below 2^6, docs/protocols/copriv.md § ring width).
@@ -436,6 +459,11 @@ pub struct Plan {
     /// (`mpc::TruncForm::Flat`: fewer flights, more bits); larger ones as a tree. 0: none.
     #[serde(default)]
     pub flat_rescale_max: usize,
+    /// Softmax steps of at most this many elements look up their exponential's digits in the
+    /// product ring (`mpc::SoftmaxSpec::wide_tables`: no extension flight pair, more bits). 0:
+    /// none.
+    #[serde(default)]
+    pub softmax_wide_max: usize,
 }
 
 fn unsupported(node: &str, op: &str, reason: impl Into<String>) -> EngineError {
@@ -662,6 +690,7 @@ impl Plan {
             steps,
             output: model.output,
             flat_rescale_max: flat_rescale_max(cfg)?,
+            softmax_wide_max: softmax_wide_max(cfg)?,
         };
         plan.validate()?;
         Ok(plan)
@@ -902,6 +931,11 @@ impl Plan {
         } else {
             mpc::TruncForm::Tree
         }
+    }
+
+    /// Whether a softmax of `n` elements runs with wide tables ([`Plan::softmax_wide_max`]).
+    pub fn softmax_wide(&self, n: usize) -> bool {
+        n <= self.softmax_wide_max
     }
 
     /// What a rescale without activation of `n` elements by `s` bits costs, `chooser` choosing
@@ -1341,7 +1375,8 @@ impl Plan {
                 StepKind::Softmax => {
                     let t = nn::approx::Softmax::new(self.scale);
                     let row = *step.shape.last().unwrap_or(&1);
-                    cost::softmax(&crate::approx::softmax_spec(&t), self.ell, n, row)?
+                    let spec = crate::approx::softmax_spec(&t, self.softmax_wide(n));
+                    cost::softmax(&spec, self.ell, n, row)?
                 }
                 StepKind::LayerNorm { epsilon } => {
                     let d = *step.shape.last().unwrap_or(&1);
@@ -1432,6 +1467,36 @@ mod tests {
         assert_eq!(flat_rescale_max(&PlanConfig::default()).unwrap(), 66_390);
         // LAN: 2 × 0.15 ms × 3 Gbit/s / 241.
         assert_eq!(at(3000, 300), 3_734);
+        assert_eq!(at(3000, 0), 0);
+    }
+
+    #[test]
+    fn softmax_wide_threshold_prices_the_link() {
+        let at = |mbps: u64, rtt_us: u64| {
+            let mut cfg = PlanConfig {
+                rtt_us,
+                ..PlanConfig::default()
+            };
+            cfg.cheetah.bandwidth_bytes_per_s = mbps * 1_000_000 / 8;
+            softmax_wide_max(&cfg).unwrap()
+        };
+        // The tables' 12 more bits per entry: (31 + 63)·12 = 1,128 bits per element, less the
+        // extension's 2·(26 − 14 + 1) bits and 2 COTs' worth it no longer sends.
+        let t = nn::approx::Softmax::new(12);
+        let bits = |w| {
+            mpc::cost::softmax(&crate::approx::softmax_spec(&t, w), 37, 1, 1)
+                .unwrap()
+                .bits
+        };
+        let extra = bits(true) - bits(false);
+        assert_eq!(extra, 1_128 - 2 * 13);
+        // WAN (the default): 2 hops × 20 ms × 400 Mbit/s / extra; the CIFAR ViT's softmax
+        // (1,156 elements) is wide, the ViT-Lite's (16,900) is not.
+        let wan = at(400, 40_000);
+        assert_eq!(wan, (0.04 * 400e6 / extra as f64) as usize);
+        assert!((1_156..16_900).contains(&wan));
+        // LAN: 2 × 0.15 ms × 3 Gbit/s / extra: not even the CIFAR ViT's.
+        assert!(at(3000, 300) < 1_156);
         assert_eq!(at(3000, 0), 0);
     }
 }

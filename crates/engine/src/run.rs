@@ -464,7 +464,8 @@ fn run_side<C: Channel>(
             }
             StepKind::Softmax => {
                 let t = nn::approx::Softmax::new(plan.scale);
-                let spec = crate::approx::softmax_spec(&t);
+                let n = inputs[0].len();
+                let spec = crate::approx::softmax_spec(&t, plan.softmax_wide(n));
                 let row = *step.shape.last().unwrap_or(&1);
                 session
                     .softmax(ch, &shares(inputs[0].to_vec())?, row, &spec)?

@@ -59,6 +59,10 @@ pub struct SoftmaxSpec<'a> {
     /// The reciprocal's tables (`nn::approx::lookup_tables` of 1/x, 2^LOOKUP_IDX entries).
     pub rt: &'a [u64],
     pub rd: &'a [u64],
+    /// The exponential's tables answer in the product ring of their product instead of in
+    /// s + 2 bits, which saves the extension flight between the lookups and the product for
+    /// 12 more bits per entry (1,128 per element at s = 12): the latency form.
+    pub wide_tables: bool,
 }
 
 /// The parameters and tables of layer normalization (`nn::approx::LayerNorm`; the constants
@@ -131,11 +135,26 @@ impl LayerNormSpec<'_> {
         check_tables(w, self.rt, self.rd, entries)
     }
 
-    /// The inverse square root as a normalized lookup.
+    /// log2 of M2 when V = Q2·M2 + ε·2^24 is Q2' · 2^z exactly (M2 = 2^z, which it is for
+    /// rows of a power of two, and 2^z divides ε·2^24), else 0. The lookup then runs on
+    /// Q2' = Q2 + ε·2^{24−z}, z bits narrower: V's low z bits are known zeros, so every
+    /// comparison [V ≥ 2^i] and window of V is the same one of Q2' at bit i − z.
+    fn v_shift(&self) -> u32 {
+        let z = self.mul2.trailing_zeros();
+        if self.mul2.is_power_of_two() && z <= self.t2 && z < LN_V_LO {
+            z
+        } else {
+            0
+        }
+    }
+
+    /// The inverse square root as a normalized lookup on V / 2^z ([`LayerNormSpec::v_shift`]).
     fn norm(&self) -> Norm<'_> {
+        let z = self.v_shift();
         Norm {
-            bits: LN_V,
-            e_lo: LN_V_LO,
+            bits: LN_V - z,
+            e_lo: LN_V_LO - z,
+            e_shift: z,
             parity: true,
             rt: self.rt,
             rd: self.rd,
@@ -174,6 +193,9 @@ struct Norm<'a> {
     /// The inputs lie in [0, 2^bits); e is clamped below at e_lo.
     bits: u32,
     e_lo: u32,
+    /// The function's input is the protocol's input times 2^e_shift: its exponent is
+    /// e + e_shift (for q(e) and the parity), its bits are the same.
+    e_shift: u32,
     parity: bool,
     rt: &'a [u64],
     rd: &'a [u64],
@@ -182,15 +204,16 @@ struct Norm<'a> {
 }
 
 impl Norm<'_> {
+    /// log2 of the power the looked-up value is scaled by, for the protocol's exponent e.
     fn q_log(&self, e: u32) -> u32 {
+        let e = e + self.e_shift;
         self.q_top - if self.parity { e / 2 } else { e }
     }
-    /// Rings: the inputs' comparisons (V − 2^i does not wrap), the index, U, U·2^{q(e)}.
-    fn rings(&self) -> Result<(Ring, Ring, Ring, Ring)> {
+    /// Rings: the inputs' comparisons (V − 2^i does not wrap), the index, U·2^{q(e)}.
+    fn rings(&self) -> Result<(Ring, Ring, Ring)> {
         Ok((
             Ring::new(self.bits + 2)?,
             Ring::new(LOOKUP_IDX + self.parity as u32)?,
-            Ring::new(LOOKUP_U_RING)?,
             Ring::new(LOOKUP_U_RING + self.q_log(self.e_lo))?,
         ))
     }
@@ -239,6 +262,7 @@ impl SoftmaxSpec<'_> {
         Norm {
             bits: self.s + 10,
             e_lo: self.s - 1,
+            e_shift: 0,
             parity: false,
             rt: self.rt,
             rd: self.rd,
@@ -386,6 +410,75 @@ impl Session {
                 Ok(sh)
             }
         }
+    }
+
+    /// Lookups in both directions in one flight each way: each request names the party that
+    /// chooses in it (the other offers its table); both parties send their choices at once,
+    /// then their answers. Every party passes its own index shares and its own table. Returns
+    /// this party's output shares of each request, in order.
+    fn luts_both<C: Channel + ?Sized>(
+        &mut self,
+        ch: &mut C,
+        reqs: &[(Lookup<'_>, Party)],
+    ) -> Result<Vec<Vec<u64>>> {
+        if reqs.iter().any(|(r, _)| !(1..=12).contains(&r.1)) {
+            return Err(bad(
+                "lookup",
+                "need 1 <= k <= 12 and a table of 2^k entries",
+            ));
+        }
+        let me = self.party();
+        let group = |r: &Lookup<'_>| Group::Pow2(r.2.bits());
+        let bits_of = |chooser: Party| -> u64 {
+            reqs.iter()
+                .filter(|(_, c)| *c == chooser)
+                .map(|(r, _)| r.0.len() as u64 * r.1 as u64)
+                .sum()
+        };
+        let peer = match me {
+            Party::P0 => Party::P1,
+            Party::P1 => Party::P0,
+        };
+        let (mine_bits, peer_bits) = (bits_of(me), bits_of(peer));
+        let (mut sc, mut rc) = self.cots(ch, peer_bits as usize, mine_bits as usize)?;
+        // Flight 1: this party's choices in the lookups it chooses in.
+        let mut w1 = BitWriter::default();
+        let mut states = Vec::new();
+        for (r, _) in reqs.iter().filter(|(_, c)| *c == me) {
+            let c: Vec<u64> = r.0.iter().map(|&v| v & mask(r.1)).collect();
+            states.push(one_of_n_choose(&mut rc, r.1, group(r), &c, &mut w1));
+        }
+        let got = self.exchange(ch, w1.finish(), peer_bits, "lookup choices")?;
+        let mut rd = BitReader::new(&got, peer_bits, "lookup choices")?;
+        // Flight 2: the answers of the lookups it offers.
+        let mut w2 = BitWriter::default();
+        let mut out: Vec<Option<Vec<u64>>> = vec![None; reqs.len()];
+        for (at, (r, _)) in reqs.iter().enumerate().filter(|(_, (_, c))| *c == peer) {
+            let &(idx, k, ring, table) = r;
+            let tab = |i: usize, v: u64| ring.reduce(table(i, ((idx[i] + v) & mask(k)) as usize));
+            out[at] = Some(one_of_n_send(
+                &mut sc,
+                k,
+                group(r),
+                idx.len(),
+                &mut rd,
+                &tab,
+                &mut w2,
+            ));
+        }
+        let answer_bits: u64 = reqs
+            .iter()
+            .filter(|(_, c)| *c == me)
+            .map(|(r, _)| one_of_n_answer_bits(r.0.len(), r.1, group(r)))
+            .sum();
+        let got = self.exchange(ch, w2.finish(), answer_bits, "lookup answers")?;
+        let mut rd = BitReader::new(&got, answer_bits, "lookup answers")?;
+        let mut states = states.into_iter();
+        for (at, _) in reqs.iter().enumerate().filter(|(_, (_, c))| *c == me) {
+            let st = states.next().expect("one state per chosen lookup");
+            out[at] = Some(st.finish(&mut rd, "lookup answers")?);
+        }
+        Ok(out.into_iter().map(|v| v.unwrap_or_default()).collect())
     }
 
     /// XOR shares of the carries into bits `split` and `bits` of `x0 + x1` (`0 < split < bits`;
@@ -613,22 +706,22 @@ impl Session {
         let (c, _, g) =
             self.wide_leaves(|se| se.carries_and_below(ch, &a, (sh, 0), rm, &a, 1 << (j + sh)))?;
         let cp = self.b2a(ch, rp, &c)?;
-        let q: Vec<u64> = a
+        // Index q mod 2^j with q = a >> sh plus the carry; both tables in one flight.
+        let idx: Vec<u64> = a
             .iter()
             .zip(&cp)
-            .map(|(&ai, &ci)| rq.add(ai >> sh, rq.reduce(ci)))
+            .map(|(&ai, &ci)| rq.add(ai >> sh, rq.reduce(ci)) & mask(j))
             .collect();
+        let ta = |_, v: usize| rh.from_signed(spec.a[v]);
+        let tb = |_, v: usize| spec.b[v];
+        let mut tab = self.luts(ch, &[(&idx, j, rh, &ta), (&idx, j, rp, &tb)])?;
+        let (bv, av) = (tab.pop().unwrap_or_default(), tab.pop().unwrap_or_default());
+        // Offset frac = a mod 2^sh (its carry subtracted in the product ring).
         let frac: Vec<u64> = a
             .iter()
             .zip(&cp)
             .map(|(&ai, &ci)| rp.sub(ai & mask(sh), rp.reduce(ci << sh)))
             .collect();
-        let idx: Vec<u64> = q.iter().map(|&v| v & mask(j)).collect();
-        // Both tables at the same index in one flight.
-        let ta = |_, v: usize| rh.from_signed(spec.a[v]);
-        let tb = |_, v: usize| spec.b[v];
-        let mut tab = self.luts(ch, &[(&idx, j, rh, &ta), (&idx, j, rp, &tb)])?;
-        let (bv, av) = (tab.pop().unwrap_or_default(), tab.pop().unwrap_or_default());
         let prod = self.mul(
             ch,
             &Shares {
@@ -709,6 +802,7 @@ impl Session {
         // one flight, over rq ⊇ rhi); the clip g = [u < 2^{j+sh}] (= [q < 2^j]) in the same
         // comparison.
         let (c2, c1, g) = self.carries_and_below(ch, &u, (sh + k, sh), rm, &u, 1 << (j + sh))?;
+        // Both B2As in one flight, over rq ⊇ rhi.
         let both: Vec<u8> = c1.iter().chain(&c2).copied().collect();
         let ca = self.b2a(ch, rq, &both)?;
         let q: Vec<u64> = (0..n).map(|i| rq.add(u[i] >> sh, ca[i])).collect();
@@ -716,17 +810,20 @@ impl Session {
         let hi: Vec<u64> = (0..n)
             .map(|i| rhi.add(rhi.reduce(u[i] >> (sh + k)), rhi.reduce(ca[n + i])))
             .collect();
-        // e^{−u} ≈ EH[hi]·EL[lo] / 2^s: both lookups in one flight, both extensions in one.
+        // e^{−u} ≈ EH[hi]·EL[lo] / 2^s: both lookups in one flight, answering in the product
+        // ring (`wide_tables`) or in s + 2 bits and then both extended to it in one call.
         let (teh, tel) = (|_, v: usize| spec.eh[v], |_, v: usize| spec.el[v]);
-        let mut tab = self.luts(ch, &[(&hi, j - k, rt, &teh), (&lo, k, rt, &tel)])?;
+        let rtab = if spec.wide_tables { rpe } else { rt };
+        let mut tab = self.luts(ch, &[(&hi, j - k, rtab, &teh), (&lo, k, rtab, &tel)])?;
         let (elv, ehv) = (tab.pop().unwrap_or_default(), tab.pop().unwrap_or_default());
-        let ext = self.trunc_nonneg(ch, &Shares::new(rt, s, [ehv, elv].concat())?, 0, rpe)?;
-        let (ehw, elw) = ext.data.split_at(n);
-        let pe = self.mul(
-            ch,
-            &Shares::new(rpe, s, ehw.to_vec())?,
-            &Shares::new(rpe, s, elw.to_vec())?,
-        )?;
+        let (ehw, elw) = if spec.wide_tables {
+            (ehv, elv)
+        } else {
+            let ext = self.trunc_nonneg(ch, &Shares::new(rt, s, [ehv, elv].concat())?, 0, rpe)?;
+            let (ehw, elw) = ext.data.split_at(n);
+            (ehw.to_vec(), elw.to_vec())
+        };
+        let pe = self.mul(ch, &Shares::new(rpe, s, ehw)?, &Shares::new(rpe, s, elw)?)?;
         let ev = self.trunc_nonneg_form(ch, &pe, s, ry, TruncForm::Flat)?;
         let ge = self.mux(ch, ry, &g, &ev.data)?;
         // One reciprocal per row (nn::approx::Softmax::reciprocal), then y = (E·R) >> (K − s).
@@ -1083,7 +1180,9 @@ impl Session {
         let n = x.len();
         let m = spec.m;
         let (rm, rsq) = (Ring::new(m)?, Ring::new(spec.square_ring())?);
-        let (rwide, rv) = (Ring::new(LN_WIDE_RING)?, Ring::new(LN_V + 2)?);
+        let rwide = Ring::new(LN_WIDE_RING)?;
+        let z = spec.v_shift();
+        let rv = spec.norm().rings()?.0;
         let add0 = |r: Ring, a: u64, c: u64| if p0 { r.add(a, r.reduce(c)) } else { a };
         let sums: Vec<u64> = x
             .data
@@ -1139,12 +1238,18 @@ impl Session {
                 acc
             })
             .collect();
-        // Per row: V = Q2·M2 + ε·2^24, R = inverse_root(V) (nn::approx::LayerNorm).
-        let q2w = self.trunc_nonneg(ch, &Shares::new(rsq, 0, q2)?, 0, rv)?;
+        // Per row: V = Q2·M2 + ε·2^24, R = inverse_root(V) (nn::approx::LayerNorm), looked up
+        // on V / 2^z. Q2 < 2^{bits − 2} is non-negative below half of both rings: a narrower
+        // ring is a local reduction, a wider one an extension.
+        let q2w = if rv.bits() <= rsq.bits() {
+            q2.iter().map(|&a| rv.reduce(a)).collect()
+        } else {
+            self.trunc_nonneg(ch, &Shares::new(rsq, 0, q2)?, 0, rv)?
+                .data
+        };
         let vv: Vec<u64> = q2w
-            .data
             .iter()
-            .map(|&a| add0(rv, rv.mul(a, spec.mul2), spec.eps << spec.t2))
+            .map(|&a| add0(rv, rv.mul(a, spec.mul2 >> z), spec.eps << (spec.t2 - z)))
             .collect();
         // From here on P0 chooses in every comparison (`normalized_rows`).
         let mut out = self.p0_choosing(|se| se.layernorm_scale(ch, &vv, &uc, spec, lr))?;
@@ -1219,7 +1324,7 @@ impl Session {
         let p0 = self.party() == Party::P0;
         let rows = v.len();
         let (t, f) = (LOOKUP_IDX, LOOKUP_FRAC);
-        let (rv, ri, ru, ruq) = norm.rings()?;
+        let (rv, ri, ruq) = norm.rings()?;
         let cb = rv.bits() - 1;
         let (lo_e, hi_e) = (norm.e_lo, norm.bits);
         let first_w = lo_e.max(t + 1);
@@ -1259,72 +1364,73 @@ impl Session {
                 wc.extend([hi[at(nc + w)], lo[at(nc + w)]]);
             }
         }
-        let wa = self.b2a(ch, ru, &wc)?;
+        let wa = self.b2a(ch, ruq, &wc)?;
         // Step 3: per candidate e, W = floor(v·2^{t+f−e}); i_e = (W >> f) − 2^t + p·2^t,
-        // φ_e = W mod 2^f.
+        // φ_e = W mod 2^f, and the row's multipliers Q_e = 2^{q(e)} and
+        // M_e = (2φ_e + 1)·2^{q(e)} (local in the shares of φ_e).
         let (mut xs, mut rings, mut sel) = (Vec::new(), Vec::new(), Vec::new());
         for (r, &x) in v.iter().enumerate() {
             for e in lo_e..hi_e {
                 let hb = h[r * ne + (e - lo_e) as usize];
-                let p = if norm.parity { e as u64 % 2 } else { 0 };
+                let p = if norm.parity {
+                    (e + norm.e_shift) as u64 % 2
+                } else {
+                    0
+                };
                 let lead = if p0 { (p << t).wrapping_sub(1 << t) } else { 0 };
                 let (idx, phi) = if e <= t {
-                    (x << (t - e), None)
+                    (x << (t - e), 0)
                 } else {
                     let w = (r * nw + (e - first_w) as usize) * 2;
                     let (chi, clo) = (wa[w], wa[w + 1]);
                     let top = e - t;
                     let bot = top.saturating_sub(f);
                     let low = (x & mask(top)) >> bot;
-                    let phi = ru.sub(ru.add(low, clo), ru.reduce(chi << (top - bot)));
-                    let phi = ru.reduce(phi << (bot + f - top));
-                    (ru.add(x >> top, chi), Some(phi))
+                    let phi = ruq.sub(ruq.add(low, clo), ruq.reduce(chi << (top - bot)));
+                    (ruq.add(x >> top, chi), ruq.reduce(phi << (bot + f - top)))
                 };
-                sel.push(hb);
-                xs.push(ri.reduce(idx.wrapping_add(lead)));
-                rings.push(ri);
-                if let Some(phi) = phi {
-                    sel.push(hb);
-                    xs.push(phi);
-                    rings.push(ru);
-                }
-                sel.push(hb);
-                xs.push(if p0 { 1 << norm.q_log(e) } else { 0 });
-                rings.push(ruq);
+                let ql = norm.q_log(e);
+                let q_e = if p0 { 1 << ql } else { 0 };
+                sel.extend([hb; 3]);
+                xs.extend([
+                    ri.reduce(idx.wrapping_add(lead)),
+                    q_e,
+                    ruq.add(ruq.reduce(phi << (ql + 1)), q_e),
+                ]);
+                rings.extend([ri, ruq, ruq]);
             }
         }
         let picked = self.mux_rings(ch, &sel, &xs, &|i| rings[i])?;
-        let (mut idx, mut phi, mut q) = (vec![0; rows], vec![0; rows], vec![0; rows]);
-        let mut k = 0;
-        for r in 0..rows {
-            for e in lo_e..hi_e {
-                idx[r] = ri.add(idx[r], picked[k]);
-                k += 1;
-                if e > t {
-                    phi[r] = ru.add(phi[r], picked[k]);
-                    k += 1;
-                }
-                q[r] = ruq.add(q[r], picked[k]);
-                k += 1;
+        let (mut idx, mut q, mut mm) = (vec![0; rows], vec![0; rows], vec![0; rows]);
+        for (r, per_e) in picked.chunks(3 * ne).enumerate() {
+            for e3 in per_e.chunks(3) {
+                idx[r] = ri.add(idx[r], e3[0]);
+                q[r] = ruq.add(q[r], e3[1]);
+                mm[r] = ruq.add(mm[r], e3[2]);
             }
         }
-        // Step 4: RT and RD at i, in one flight.
-        let (trt, trd) = (|_, j: usize| norm.rt[j], |_, j: usize| norm.rd[j]);
-        let mut tv = self.luts(
+        // Steps 4–5: U·Q = RT[i]·2^{f+1}·Q − RD[i]·M with U = RT·2^{f+1} − RD·(2φ + 1) ∈
+        // [0, 2^{A+f+1}]: linear in each party's shares of Q and M, so each party offers its
+        // part as a table over i and the other chooses — both lookups in one flight each way.
+        let tab = |r: usize, j: usize| {
+            ruq.sub(
+                ruq.mul(ruq.reduce(norm.rt[j] << (f + 1)), q[r]),
+                ruq.mul(norm.rd[j], mm[r]),
+            )
+        };
+        let k = ri.bits();
+        let parts = self.luts_both(
             ch,
-            &[(&idx, ri.bits(), ru, &trt), (&idx, ri.bits(), ru, &trd)],
+            &[
+                ((&idx, k, ruq, &tab), Party::P1),
+                ((&idx, k, ruq, &tab), Party::P0),
+            ],
         )?;
-        let (rdv, rtv) = (tv.pop().unwrap_or_default(), tv.pop().unwrap_or_default());
-        // Step 5: U = RT·2^{f+1} − RD·(2φ + 1) ∈ [0, 2^{A+f+1}], then U·2^{q(e)}.
-        let odd: Vec<u64> = phi
+        let uq: Vec<u64> = parts[0]
             .iter()
-            .map(|&p| add0r(ru, p0, ru.mul(2, p), 1))
+            .zip(&parts[1])
+            .map(|(&a, &b)| ruq.add(a, b))
             .collect();
-        let dphi = self.mul(ch, &Shares::new(ru, 0, rdv)?, &Shares::new(ru, 0, odd)?)?;
-        let u: Vec<u64> = (0..rows)
-            .map(|r| ru.sub(ru.reduce(rtv[r] << (f + 1)), dphi.data[r]))
-            .collect();
-        let uq = self.mul_nonneg_small(ch, &Shares::new(ru, 0, u)?, &Shares::new(ruq, 0, q)?)?;
         // Step 6.
         let uq: Vec<u64> = uq
             .iter()
@@ -1472,9 +1578,13 @@ pub fn softmax_cost(spec: &SoftmaxSpec<'_>, ell: u32, n: usize, row: usize) -> R
     Ok(tournament_cost(rm, rows, row)
         + cost::millionaire_split(2 * n, rm.bits() - 1, rm.bits() - 1 - k)
         + cost::b2a(rq, 2 * n)
-        + lut_cost(n, j - k, rt)
-        + lut_cost(n, k, rt)
-        + trunc_nonneg_cost(2 * n, rt.bits(), 0, rpe)
+        + if spec.wide_tables {
+            lut_cost(n, j - k, rpe) + lut_cost(n, k, rpe)
+        } else {
+            lut_cost(n, j - k, rt)
+                + lut_cost(n, k, rt)
+                + trunc_nonneg_cost(2 * n, rt.bits(), 0, rpe)
+        }
         + cost::mul(rpe, n)
         + trunc_nonneg_cost_form(n, rpe.bits(), s, ry, Party::P1, TruncForm::Flat)
         + cost::mux(ry, n)
@@ -1501,21 +1611,20 @@ fn mul_nonneg_small_cost(n: usize, wx: u32, b: u32) -> Cost {
 
 /// [`Session::normalized_rows`] on `rows` values into `out`.
 fn normalized_cost(rows: usize, norm: &Norm<'_>, out: Ring) -> Result<Cost> {
-    let (rv, ri, ru, ruq) = norm.rings()?;
+    let (rv, ri, ruq) = norm.rings()?;
     let cb = rv.bits() - 1;
     let first_w = norm.e_lo.max(LOOKUP_IDX + 1);
     let nc = (norm.bits - norm.e_lo - 1) as usize;
     let nw = norm.bits.saturating_sub(first_w) as usize;
     let ne = (norm.bits - norm.e_lo) as usize;
     let cmp = cost::millionaire_split(rows * (nc + nw), cb, cb - LOOKUP_FRAC);
+    let lut = lut_cost(rows, ri.bits(), ruq);
     Ok(chosen_by(cmp, Party::P0)
-        + cost::b2a(ru, rows * 2 * nw)
+        + cost::b2a(ruq, rows * 2 * nw)
         + cost::mux(ri, rows * ne)
-        + cost::mux(ru, rows * nw)
-        + cost::mux(ruq, rows * ne)
-        + lut_cost(2 * rows, ri.bits(), ru)
-        + cost::mul(ru, rows)
-        + mul_nonneg_small_cost(rows, ru.bits(), ruq.bits())
+        + cost::mux(ruq, 2 * rows * ne)
+        + lut
+        + cost::p0_chooses(lut, lut)
         + trunc_nonneg_cost_form(rows, ruq.bits(), norm.drop, out, Party::P0, TruncForm::Flat))
 }
 
@@ -1527,7 +1636,7 @@ pub fn layernorm_cost(spec: &LayerNormSpec<'_>, ell: u32, n: usize) -> Result<Co
     let lr = Ring::new(ell)?;
     let (rwide, rv, rprod) = (
         Ring::new(LN_WIDE_RING)?,
-        Ring::new(LN_V + 2)?,
+        spec.norm().rings()?.0,
         Ring::new(LN_PRODUCT_RING)?,
     );
     let (wx, b) = (m, spec.square_ring());
@@ -1545,8 +1654,12 @@ pub fn layernorm_cost(spec: &LayerNormSpec<'_>, ell: u32, n: usize) -> Result<Co
     } else {
         trunc_nonneg_cost(rows, ell, 0, rwide) + cost::trunc(rwide, spec.t, rows)
     };
-    let rowwise =
-        mean + trunc_nonneg_cost(rows, b, 0, rv) + normalized_cost(rows, &spec.norm(), rprod)?;
+    let extend = if rv.bits() <= b {
+        Cost::default()
+    } else {
+        trunc_nonneg_cost(rows, b, 0, rv)
+    };
+    let rowwise = mean + extend + normalized_cost(rows, &spec.norm(), rprod)?;
     Ok(rowwise
         + square
         + mul_nonneg_small_cost(n, m, pw)
