@@ -346,13 +346,18 @@ pub fn flat_rescale_max(cfg: &PlanConfig) -> Result<usize, EngineError> {
     let hops = |f| cost::trunc_known_sign_hops(s, f) as f64;
     let saved = hops(TruncForm::Tree) - hops(TruncForm::Flat);
     let bits = |f| cost::trunc_known_sign_form(ring, s, 1, f, Party::P0).bits as f64;
-    let extra = bits(TruncForm::Flat) - bits(TruncForm::Tree);
-    if saved <= 0.0 || extra <= 0.0 {
-        return Ok(0);
+    Ok(priced_max(cfg, saved, bits(TruncForm::Flat) - bits(TruncForm::Tree)))
+}
+
+/// Largest element count for which a form that saves `hops` one-way flights (half a round trip
+/// each) at `extra` more bits per element is faster on `cfg`'s link.
+fn priced_max(cfg: &PlanConfig, hops: f64, extra: f64) -> usize {
+    if hops <= 0.0 || extra <= 0.0 {
+        return 0;
     }
     let bits_per_s = cfg.cheetah.bandwidth_bytes_per_s as f64 * 8.0;
-    let n = saved * cfg.rtt_us as f64 * 1e-6 / 2.0 * bits_per_s / extra;
-    Ok(n.min(MAX_ELEMENTS as f64) as usize)
+    let n = hops * cfg.rtt_us as f64 * 1e-6 / 2.0 * bits_per_s / extra;
+    n.min(MAX_ELEMENTS as f64) as usize
 }
 
 /// Hops a softmax saves with wide tables inside a transformer block, measured on the CIFAR ViT
@@ -360,22 +365,14 @@ pub fn flat_rescale_max(cfg: &PlanConfig) -> Result<usize, EngineError> {
 /// not).
 const SOFTMAX_WIDE_HOPS: f64 = 2.0;
 
-/// Largest softmax (elements) worth its wide tables at `cfg`'s bandwidth and round trip: the
-/// flights they save at half a round trip each, against the time their extra bits take.
+/// Largest softmax (elements) worth its wide tables at `cfg`'s link.
 pub fn softmax_wide_max(cfg: &PlanConfig) -> Result<usize, EngineError> {
     let t = nn::approx::Softmax::new(cfg.scale);
-    let row = 1;
     let bits = |wide: bool| -> Result<f64, EngineError> {
         let spec = crate::approx::softmax_spec(&t, wide);
-        Ok(mpc::cost::softmax(&spec, cfg.ell, row, row)?.bits as f64)
+        Ok(mpc::cost::softmax(&spec, cfg.ell, 1, 1)?.bits as f64)
     };
-    let extra = bits(true)? - bits(false)?;
-    if extra <= 0.0 {
-        return Ok(0);
-    }
-    let bits_per_s = cfg.cheetah.bandwidth_bytes_per_s as f64 * 8.0;
-    let n = SOFTMAX_WIDE_HOPS * cfg.rtt_us as f64 * 1e-6 / 2.0 * bits_per_s / extra;
-    Ok(n.min(MAX_ELEMENTS as f64) as usize)
+    Ok(priced_max(cfg, SOFTMAX_WIDE_HOPS, bits(true)? - bits(false)?))
 }
 
 /// Integer bits a pre-rescale value keeps above the scale 2^{2s} after Winograd's extra 2^e
