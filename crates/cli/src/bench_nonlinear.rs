@@ -109,7 +109,7 @@ impl Tables {
         engine::approx::gelu_spec(self.gelu())
     }
     fn layernorm_spec(&self) -> LayerNormSpec<'_> {
-        engine::approx::layernorm_spec(self.layernorm())
+        engine::approx::layernorm_spec(self.layernorm(), mpc::TruncForm::Tree)
     }
     fn softmax_spec(&self) -> SoftmaxSpec<'_> {
         engine::approx::softmax_spec(self.softmax(), false)

@@ -35,8 +35,9 @@ pub fn softmax_spec(t: &nn::approx::Softmax, wide: bool) -> mpc::SoftmaxSpec<'_>
     }
 }
 
-/// LayerNorm's parameters as the protocol reads them.
-pub fn layernorm_spec(l: &nn::approx::LayerNorm) -> mpc::LayerNormSpec<'_> {
+/// LayerNorm's parameters as the protocol reads them, its last truncation in the form `tail`
+/// (the plan's choice, `Plan::layernorm_tail`).
+pub fn layernorm_spec(l: &nn::approx::LayerNorm, tail: mpc::TruncForm) -> mpc::LayerNormSpec<'_> {
     mpc::LayerNormSpec {
         s: l.s,
         m: l.m,
@@ -48,5 +49,6 @@ pub fn layernorm_spec(l: &nn::approx::LayerNorm) -> mpc::LayerNormSpec<'_> {
         eps: l.eps,
         rt: &l.rt,
         rd: &l.rd,
+        tail,
     }
 }

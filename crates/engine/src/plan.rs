@@ -22,7 +22,8 @@ pub const SESSION_HE_FACTOR: u64 = 16;
 pub const SESSION_STEP_FACTOR: u64 = 4;
 
 /// Version of the plan format; part of the digest. 2: the `rescale_relu6` epilogue; 3: the
-/// circulant block of conv layers; 5: `flat_rescale_max`; 6: `softmax_wide_max`.
+/// circulant block of conv layers; 5: `flat_rescale_max`; 6: `softmax_wide_max`,
+/// `layernorm_flat_max`.
 pub const PLAN_VERSION: u32 = 6;
 /// Largest circulant block size looked for in conv and FC weights.
 pub const MAX_CIRCULANT_BLOCK: usize = 256;
@@ -346,7 +347,11 @@ pub fn flat_rescale_max(cfg: &PlanConfig) -> Result<usize, EngineError> {
     let hops = |f| cost::trunc_known_sign_hops(s, f) as f64;
     let saved = hops(TruncForm::Tree) - hops(TruncForm::Flat);
     let bits = |f| cost::trunc_known_sign_form(ring, s, 1, f, Party::P0).bits as f64;
-    Ok(priced_max(cfg, saved, bits(TruncForm::Flat) - bits(TruncForm::Tree)))
+    Ok(priced_max(
+        cfg,
+        saved,
+        bits(TruncForm::Flat) - bits(TruncForm::Tree),
+    ))
 }
 
 /// Largest element count for which a form that saves `hops` one-way flights (half a round trip
@@ -372,7 +377,24 @@ pub fn softmax_wide_max(cfg: &PlanConfig) -> Result<usize, EngineError> {
         let spec = crate::approx::softmax_spec(&t, wide);
         Ok(mpc::cost::softmax(&spec, cfg.ell, 1, 1)?.bits as f64)
     };
-    Ok(priced_max(cfg, SOFTMAX_WIDE_HOPS, bits(true)? - bits(false)?))
+    Ok(priced_max(
+        cfg,
+        SOFTMAX_WIDE_HOPS,
+        bits(true)? - bits(false)?,
+    ))
+}
+
+/// Largest LayerNorm (elements) worth its flat last truncation at `cfg`'s link: two flights
+/// fewer (`mpc::cost` of both tails; the same in a model as alone).
+pub fn layernorm_flat_max(cfg: &PlanConfig) -> Result<usize, EngineError> {
+    let d = 64;
+    let l = nn::approx::LayerNorm::new(cfg.scale, cfg.ell, d, 1e-5);
+    let bits = |tail| -> Result<f64, EngineError> {
+        let spec = crate::approx::layernorm_spec(&l, tail);
+        Ok(mpc::cost::layernorm(&spec, cfg.ell, d)?.bits as f64 / d as f64)
+    };
+    let extra = bits(mpc::TruncForm::Flat)? - bits(mpc::TruncForm::Tree)?;
+    Ok(priced_max(cfg, 2.0, extra))
 }
 
 /// Integer bits a pre-rescale value keeps above the scale 2^{2s} after Winograd's extra 2^e
@@ -461,6 +483,10 @@ pub struct Plan {
     /// none.
     #[serde(default)]
     pub softmax_wide_max: usize,
+    /// LayerNorm steps of at most this many elements take their last truncation in the flat
+    /// form (`mpc::LayerNormSpec::tail`). 0: none.
+    #[serde(default)]
+    pub layernorm_flat_max: usize,
 }
 
 fn unsupported(node: &str, op: &str, reason: impl Into<String>) -> EngineError {
@@ -688,6 +714,7 @@ impl Plan {
             output: model.output,
             flat_rescale_max: flat_rescale_max(cfg)?,
             softmax_wide_max: softmax_wide_max(cfg)?,
+            layernorm_flat_max: layernorm_flat_max(cfg)?,
         };
         plan.validate()?;
         Ok(plan)
@@ -924,6 +951,16 @@ impl Plan {
     /// The form of a rescale without activation of `n` elements ([`Plan::flat_rescale_max`]).
     pub fn rescale_form(&self, n: usize) -> mpc::TruncForm {
         if n <= self.flat_rescale_max {
+            mpc::TruncForm::Flat
+        } else {
+            mpc::TruncForm::Tree
+        }
+    }
+
+    /// The form of the last truncation of a LayerNorm of `n` elements
+    /// ([`Plan::layernorm_flat_max`]).
+    pub fn layernorm_tail(&self, n: usize) -> mpc::TruncForm {
+        if n <= self.layernorm_flat_max {
             mpc::TruncForm::Flat
         } else {
             mpc::TruncForm::Tree
@@ -1378,7 +1415,8 @@ impl Plan {
                 StepKind::LayerNorm { epsilon } => {
                     let d = *step.shape.last().unwrap_or(&1);
                     let l = nn::approx::LayerNorm::new(self.scale, self.ell, d, *epsilon);
-                    cost::layernorm(&crate::approx::layernorm_spec(&l), self.ell, n)?
+                    let spec = crate::approx::layernorm_spec(&l, self.layernorm_tail(n));
+                    cost::layernorm(&spec, self.ell, n)?
                 }
                 StepKind::Relu => cost::relu(ring, n),
                 StepKind::Relu6 => cost::relu6(ring, n),
@@ -1495,5 +1533,13 @@ mod tests {
         // LAN: 2 × 0.15 ms × 3 Gbit/s / extra: not even the CIFAR ViT's.
         assert!(at(3000, 300) < 1_156);
         assert_eq!(at(3000, 0), 0);
+        // LayerNorm's flat tail: every LayerNorm of the CIFAR ViT (17 × 64) and of the ViT-Lite
+        // (65 × 256) at the default link; on a LAN, not the latter.
+        let cfg = PlanConfig::default();
+        let ln = layernorm_flat_max(&cfg).unwrap();
+        assert!(ln >= 65 * 256, "{ln}");
+        let mut lan = PlanConfig { rtt_us: 300, ..cfg };
+        lan.cheetah.bandwidth_bytes_per_s = 3_000_000_000 / 8;
+        assert!(layernorm_flat_max(&lan).unwrap() < 65 * 256);
     }
 }

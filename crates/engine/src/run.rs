@@ -474,7 +474,7 @@ fn run_side<C: Channel>(
             StepKind::LayerNorm { epsilon } => {
                 let d = *step.shape.last().unwrap_or(&1);
                 let l = nn::approx::LayerNorm::new(plan.scale, plan.ell, d, *epsilon);
-                let spec = crate::approx::layernorm_spec(&l);
+                let spec = crate::approx::layernorm_spec(&l, plan.layernorm_tail(inputs[0].len()));
                 session
                     .layernorm(ch, &shares(inputs[0].to_vec())?, &spec)?
                     .data

@@ -81,6 +81,9 @@ pub struct LayerNormSpec<'a> {
     /// 2^{LOOKUP_IDX + 1} entries each).
     pub rt: &'a [u64],
     pub rd: &'a [u64],
+    /// The form of the per-element truncation of c·R by 18 bits: `Tree` (fewest bits) or
+    /// `Flat` (two flights fewer, ≈ 240 more bits per element).
+    pub tail: TruncForm,
 }
 
 /// The normalized lookup (`nn::approx::normalized_lookup`): index bits t, interpolation bits
@@ -1286,7 +1289,8 @@ impl Session {
                 add0r(rprod, p0, c, (1 << (LN_SHIFT - 1)) + top)
             })
             .collect();
-        let mut out = self.trunc_nonneg(ch, &Shares::new(rprod, 0, pc)?, LN_SHIFT, lr)?;
+        let pc = Shares::new(rprod, 0, pc)?;
+        let mut out = self.trunc_nonneg_form(ch, &pc, LN_SHIFT, lr, spec.tail)?;
         if p0 {
             out.data
                 .iter_mut()
@@ -1663,5 +1667,5 @@ pub fn layernorm_cost(spec: &LayerNormSpec<'_>, ell: u32, n: usize) -> Result<Co
     Ok(rowwise
         + square
         + mul_nonneg_small_cost(n, m, pw)
-        + trunc_nonneg_cost_by(n, pw, LN_SHIFT, lr, Party::P0))
+        + trunc_nonneg_cost_form(n, pw, LN_SHIFT, lr, Party::P0, spec.tail))
 }

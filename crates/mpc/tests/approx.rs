@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use mpc::{cost, reconstruct, GeluSpec, Party, Ring, Shares, SoftmaxSpec};
+use mpc::{cost, reconstruct, GeluSpec, Party, Ring, Shares, SoftmaxSpec, TruncForm};
 use nn::approx::{Gelu, Softmax};
 use privinfer_mpc as mpc;
 use rand::Rng;
@@ -220,7 +220,8 @@ fn bad_specs_are_errors() {
     assert!(o0.2.contains("softmax"), "{}", o0.2);
 }
 
-fn ln_spec(l: &nn::approx::LayerNorm) -> mpc::LayerNormSpec<'_> {
+/// LayerNorm's spec with its last truncation in the form `tail`.
+fn ln_spec(l: &nn::approx::LayerNorm, tail: TruncForm) -> mpc::LayerNormSpec<'_> {
     mpc::LayerNormSpec {
         s: l.s,
         m: l.m,
@@ -232,8 +233,11 @@ fn ln_spec(l: &nn::approx::LayerNorm) -> mpc::LayerNormSpec<'_> {
         eps: l.eps,
         rt: &l.rt,
         rd: &l.rd,
+        tail,
     }
 }
+
+const TAILS: [TruncForm; 2] = [TruncForm::Tree, TruncForm::Flat];
 
 #[test]
 fn layernorm_equals_reference_within_its_range() {
@@ -259,15 +263,18 @@ fn layernorm_equals_reference_within_its_range() {
                 vals.push(ring.from_signed(mean + r.gen_range(-spread..=spread)));
             }
         }
-        let (s0, s1) = mpc::share(ring, &vals, &mut r);
-        let lc = ln.clone();
-        let (o0, o1) = run(4500 + d as u64, move |p, sess, ch| {
-            let x = Shares::new(ring, s, pick(p, &s0, &s1)).unwrap();
-            sess.layernorm(ch, &x, &ln_spec(&lc)).unwrap().data
-        });
-        let y = reconstruct(ring, &o0, &o1).unwrap();
-        for (c, (got, x)) in y.chunks(d).zip(vals.chunks(d)).enumerate() {
-            assert_eq!(got, ln.eval_row(l, x).as_slice(), "l={l} d={d} row {c}");
+        for tail in TAILS {
+            let (s0, s1) = mpc::share(ring, &vals, &mut r);
+            let lc = ln.clone();
+            let (o0, o1) = run(4500 + d as u64, move |p, sess, ch| {
+                let x = Shares::new(ring, s, pick(p, &s0, &s1)).unwrap();
+                sess.layernorm(ch, &x, &ln_spec(&lc, tail)).unwrap().data
+            });
+            let y = reconstruct(ring, &o0, &o1).unwrap();
+            for (c, (got, x)) in y.chunks(d).zip(vals.chunks(d)).enumerate() {
+                let want = ln.eval_row(l, x);
+                assert_eq!(got, want.as_slice(), "l={l} d={d} {tail:?} row {c}");
+            }
         }
     }
 }
@@ -297,7 +304,9 @@ fn layernorm_inverse_root_at_every_exponent() {
     let lc = ln.clone();
     let (o0, o1) = run(4700, move |p, sess, ch| {
         let x = Shares::new(ring, s, pick(p, &s0, &s1)).unwrap();
-        sess.layernorm(ch, &x, &ln_spec(&lc)).unwrap().data
+        sess.layernorm(ch, &x, &ln_spec(&lc, TruncForm::Tree))
+            .unwrap()
+            .data
     });
     let y = reconstruct(ring, &o0, &o1).unwrap();
     for (c, (got, x)) in y.chunks(d).zip(vals.chunks(d)).enumerate() {
@@ -305,6 +314,7 @@ fn layernorm_inverse_root_at_every_exponent() {
     }
 }
 
+/// Traffic equals the cost model in both tail forms; the flat tail is two hops shallower.
 #[test]
 fn layernorm_traffic_equals_cost_model() {
     let ring = Ring::new(37).unwrap();
@@ -315,27 +325,34 @@ fn layernorm_traffic_equals_cost_model() {
         .map(|_| ring.from_signed(r.gen_range(-(1i64 << 14)..1 << 14)))
         .collect();
     let (s0, s1) = mpc::share(ring, &vals, &mut r);
-    let want = cost::layernorm(&ln_spec(&ln), 37, n).unwrap();
-    let (o0, _) = run(4600, move |p, sess, ch| {
-        let x = Shares::new(ring, 12, pick(p, &s0, &s1)).unwrap();
-        let st = ch.stats();
-        let ot = sess.ot_usage();
-        sess.layernorm(ch, &x, &ln_spec(&ln)).unwrap();
-        let d = ch.stats().since(&st);
-        let o = sess.ot_usage();
-        let ot_bytes = (o.bytes_sent - ot.bytes_sent) + (o.bytes_received - ot.bytes_received);
-        let cots = (o.cots_sent - ot.cots_sent) + (o.cots_received - ot.cots_received);
-        (
-            (d.bytes_sent + d.bytes_received - ot_bytes) * 8,
-            d.frames_sent + d.frames_received,
-            cots,
-        )
-    });
-    let (got, frames, cots) = o0;
-    assert!(
-        got >= want.bits && got < want.bits + 8 * frames,
-        "measured {got} bits, model {}",
-        want.bits
-    );
-    assert_eq!(cots, want.cots());
+    let mut hops = Vec::new();
+    for tail in TAILS {
+        let want = cost::layernorm(&ln_spec(&ln, tail), 37, n).unwrap();
+        let (s0, s1, ln) = (s0.clone(), s1.clone(), ln.clone());
+        let (o0, _) = run(4600, move |p, sess, ch| {
+            let x = Shares::new(ring, 12, pick(p, &s0, &s1)).unwrap();
+            let st = ch.stats();
+            let ot = sess.ot_usage();
+            sess.layernorm(ch, &x, &ln_spec(&ln, tail)).unwrap();
+            let d = ch.stats().since(&st);
+            let o = sess.ot_usage();
+            let ot_bytes = (o.bytes_sent - ot.bytes_sent) + (o.bytes_received - ot.bytes_received);
+            let cots = (o.cots_sent - ot.cots_sent) + (o.cots_received - ot.cots_received);
+            (
+                (d.bytes_sent + d.bytes_received - ot_bytes) * 8,
+                d.frames_sent + d.frames_received,
+                cots,
+                d.hops,
+            )
+        });
+        let (got, frames, cots, h) = o0;
+        assert!(
+            got >= want.bits && got < want.bits + 8 * frames,
+            "{tail:?}: measured {got} bits, model {}",
+            want.bits
+        );
+        assert_eq!(cots, want.cots(), "{tail:?}");
+        hops.push(h);
+    }
+    assert_eq!(hops[1] + 2, hops[0], "hops tree / flat: {hops:?}");
 }
