@@ -1485,18 +1485,21 @@ impl Plan {
 mod tests {
     use super::*;
 
+    /// The default planning configuration at another link.
+    fn link(mbps: u64, rtt_us: u64) -> PlanConfig {
+        let mut cfg = PlanConfig {
+            rtt_us,
+            ..PlanConfig::default()
+        };
+        cfg.cheetah.bandwidth_bytes_per_s = mbps * 1_000_000 / 8;
+        cfg
+    }
+
     /// The flat rescale's threshold: the two half round trips it saves against its 241 extra
     /// bits per element (ℓ = 37, s = 12), at the planner's link.
     #[test]
     fn flat_rescale_threshold_prices_the_link() {
-        let at = |mbps: u64, rtt_us: u64| {
-            let mut cfg = PlanConfig {
-                rtt_us,
-                ..PlanConfig::default()
-            };
-            cfg.cheetah.bandwidth_bytes_per_s = mbps * 1_000_000 / 8;
-            flat_rescale_max(&cfg).unwrap()
-        };
+        let at = |mbps, rtt_us| flat_rescale_max(&link(mbps, rtt_us)).unwrap();
         // WAN (the default): 2 hops × 20 ms × 400 Mbit/s / 241 bits.
         assert_eq!(at(400, 40_000), 66_390);
         assert_eq!(flat_rescale_max(&PlanConfig::default()).unwrap(), 66_390);
@@ -1505,16 +1508,11 @@ mod tests {
         assert_eq!(at(3000, 0), 0);
     }
 
+    /// Softmax's wide tables and LayerNorm's flat tail: their extra bits against the flights
+    /// they save, at the planner's link.
     #[test]
-    fn softmax_wide_threshold_prices_the_link() {
-        let at = |mbps: u64, rtt_us: u64| {
-            let mut cfg = PlanConfig {
-                rtt_us,
-                ..PlanConfig::default()
-            };
-            cfg.cheetah.bandwidth_bytes_per_s = mbps * 1_000_000 / 8;
-            softmax_wide_max(&cfg).unwrap()
-        };
+    fn latency_forms_price_the_link() {
+        let at = |mbps, rtt_us| softmax_wide_max(&link(mbps, rtt_us)).unwrap();
         // The tables' 12 more bits per entry: (31 + 63)·12 = 1,128 bits per element, less the
         // extension's 2·(26 − 14 + 1) bits and 2 COTs' worth it no longer sends.
         let t = nn::approx::Softmax::new(12);

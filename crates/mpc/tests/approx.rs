@@ -10,6 +10,28 @@ use privinfer_mpc as mpc;
 use rand::Rng;
 use transport::Channel;
 
+/// What `f` sent on this party's side: (payload bits both ways without the OT setup's, frames,
+/// COTs used, hops).
+fn traffic<C: Channel + ?Sized>(
+    sess: &mut mpc::Session,
+    ch: &mut C,
+    f: impl FnOnce(&mut mpc::Session, &mut C),
+) -> (u64, u64, u64, u64) {
+    let st = ch.stats();
+    let ot = sess.ot_usage();
+    f(sess, ch);
+    let d = ch.stats().since(&st);
+    let o = sess.ot_usage();
+    let ot_bytes = (o.bytes_sent - ot.bytes_sent) + (o.bytes_received - ot.bytes_received);
+    let cots = (o.cots_sent - ot.cots_sent) + (o.cots_received - ot.cots_received);
+    (
+        (d.bytes_sent + d.bytes_received - ot_bytes) * 8,
+        d.frames_sent + d.frames_received,
+        cots,
+        d.hops,
+    )
+}
+
 fn pick(p: Party, a: &[u64], b: &[u64]) -> Vec<u64> {
     match p {
         Party::P0 => a.to_vec(),
@@ -160,20 +182,14 @@ fn traffic_equals_cost_model() {
             let x = Shares::new(ring, 12, pick(p, &s0, &s1)).unwrap();
             let mut out = Vec::new();
             for op in ["gelu", "softmax"] {
-                let st = ch.stats();
-                let ot = sess.ot_usage();
-                if op == "gelu" {
-                    sess.gelu(ch, &x, &gelu_spec(&g)).unwrap();
-                } else {
-                    sess.softmax(ch, &x, 65, &softmax_spec(&t, wide)).unwrap();
-                }
-                let d = ch.stats().since(&st);
-                let o = sess.ot_usage();
-                let ot_bytes =
-                    (o.bytes_sent - ot.bytes_sent) + (o.bytes_received - ot.bytes_received);
-                let cots = (o.cots_sent - ot.cots_sent) + (o.cots_received - ot.cots_received);
-                let bits = (d.bytes_sent + d.bytes_received - ot_bytes) * 8;
-                out.push((op, bits, d.frames_sent + d.frames_received, cots, d.hops));
+                let (bits, frames, cots, hops) = traffic(sess, ch, |sess, ch| {
+                    if op == "gelu" {
+                        sess.gelu(ch, &x, &gelu_spec(&g)).unwrap();
+                    } else {
+                        sess.softmax(ch, &x, 65, &softmax_spec(&t, wide)).unwrap();
+                    }
+                });
+                out.push((op, bits, frames, cots, hops));
             }
             out
         });
@@ -331,19 +347,9 @@ fn layernorm_traffic_equals_cost_model() {
         let (s0, s1, ln) = (s0.clone(), s1.clone(), ln.clone());
         let (o0, _) = run(4600, move |p, sess, ch| {
             let x = Shares::new(ring, 12, pick(p, &s0, &s1)).unwrap();
-            let st = ch.stats();
-            let ot = sess.ot_usage();
-            sess.layernorm(ch, &x, &ln_spec(&ln, tail)).unwrap();
-            let d = ch.stats().since(&st);
-            let o = sess.ot_usage();
-            let ot_bytes = (o.bytes_sent - ot.bytes_sent) + (o.bytes_received - ot.bytes_received);
-            let cots = (o.cots_sent - ot.cots_sent) + (o.cots_received - ot.cots_received);
-            (
-                (d.bytes_sent + d.bytes_received - ot_bytes) * 8,
-                d.frames_sent + d.frames_received,
-                cots,
-                d.hops,
-            )
+            traffic(sess, ch, |sess, ch| {
+                sess.layernorm(ch, &x, &ln_spec(&ln, tail)).unwrap();
+            })
         });
         let (got, frames, cots, h) = o0;
         assert!(
