@@ -12,11 +12,26 @@ use transport::Channel;
 
 /// What `f` sent on this party's side: (payload bits both ways without the OT setup's, frames,
 /// COTs used, hops).
+type Traffic = (u64, u64, u64, u64);
+
+/// Measured traffic against the cost model: the bits up to each frame's byte padding, the COTs
+/// exactly; returns the hops.
+fn check_traffic(got: Traffic, want: cost::Cost, what: &str) -> u64 {
+    let (bits, frames, cots, hops) = got;
+    assert!(
+        bits >= want.bits && bits < want.bits + 8 * frames,
+        "{what}: measured {bits} bits, model {}",
+        want.bits
+    );
+    assert_eq!(cots, want.cots(), "{what}: COTs");
+    hops
+}
+
 fn traffic<C: Channel + ?Sized>(
     sess: &mut mpc::Session,
     ch: &mut C,
     f: impl FnOnce(&mut mpc::Session, &mut C),
-) -> (u64, u64, u64, u64) {
+) -> Traffic {
     let st = ch.stats();
     let ot = sess.ot_usage();
     f(sess, ch);
@@ -189,18 +204,12 @@ fn traffic_equals_cost_model() {
                         sess.softmax(ch, &x, 65, &softmax_spec(&t, wide)).unwrap();
                     }
                 });
-                out.push((op, bits, frames, cots, hops));
+                out.push((op, (bits, frames, cots, hops)));
             }
             out
         });
-        for ((op, got, frames, cots, h), want) in o0.into_iter().zip([want_g, want_s]) {
-            assert!(
-                got >= want.bits && got < want.bits + 8 * frames,
-                "{op} wide={wide}: measured {got} bits, model {}",
-                want.bits
-            );
-            assert_eq!(cots, want.cots(), "{op} wide={wide}: COTs");
-            hops.push(h);
+        for ((op, got), want) in o0.into_iter().zip([want_g, want_s]) {
+            hops.push(check_traffic(got, want, &format!("{op} wide={wide}")));
         }
     }
     // gelu, softmax (narrow), gelu, softmax (wide): alone, the extension's flights are not on
@@ -351,14 +360,7 @@ fn layernorm_traffic_equals_cost_model() {
                 sess.layernorm(ch, &x, &ln_spec(&ln, tail)).unwrap();
             })
         });
-        let (got, frames, cots, h) = o0;
-        assert!(
-            got >= want.bits && got < want.bits + 8 * frames,
-            "{tail:?}: measured {got} bits, model {}",
-            want.bits
-        );
-        assert_eq!(cots, want.cots(), "{tail:?}");
-        hops.push(h);
+        hops.push(check_traffic(o0, want, &format!("{tail:?}")));
     }
     assert_eq!(hops[1] + 2, hops[0], "hops tree / flat: {hops:?}");
 }
