@@ -366,7 +366,7 @@ fn priced_max(cfg: &PlanConfig, hops: f64, extra: f64) -> usize {
 }
 
 /// Hops a softmax saves with wide tables inside a transformer block, measured on the CIFAR ViT
-/// (42 → 40 per call: the extension's flight pair is on the critical path there; alone, it is
+/// (two per call: the extension's flight pair is on the critical path there; alone, it is
 /// not).
 const SOFTMAX_WIDE_HOPS: f64 = 2.0;
 

@@ -158,6 +158,7 @@ impl LayerNormSpec<'_> {
             bits: LN_V - z,
             e_lo: LN_V_LO - z,
             e_shift: z,
+            wide_leaves: false,
             parity: true,
             rt: self.rt,
             rd: self.rd,
@@ -199,6 +200,10 @@ struct Norm<'a> {
     /// The function's input is the protocol's input times 2^e_shift: its exponent is
     /// e + e_shift (for q(e) and the parity), its bits are the same.
     e_shift: u32,
+    /// Comparison leaves of up to [`WIDE_LEAVES`] bits in step 1's batch: one tree level less
+    /// for more bits per row (softmax's rows take it: two hops fewer per call; LayerNorm's
+    /// gain none in the CIFAR ViT and its bits are at the SPU bound).
+    wide_leaves: bool,
     parity: bool,
     rt: &'a [u64],
     rd: &'a [u64],
@@ -266,6 +271,7 @@ impl SoftmaxSpec<'_> {
             bits: self.s + 10,
             e_lo: self.s - 1,
             e_shift: 0,
+            wide_leaves: true,
             parity: false,
             rt: self.rt,
             rd: self.rd,
@@ -1346,7 +1352,11 @@ impl Session {
                 vals.push((x & mask(top)) << (cb - top));
             }
         }
-        let (hi, lo) = self.carries(ch, &vals, cb, cb - f)?;
+        let (hi, lo) = if norm.wide_leaves {
+            self.wide_leaves(|se| se.carries(ch, &vals, cb, cb - f))?
+        } else {
+            self.carries(ch, &vals, cb, cb - f)?
+        };
         // Step 2.
         let ne = (hi_e - lo_e) as usize;
         let mut h = Vec::with_capacity(rows * ne);
@@ -1621,7 +1631,11 @@ fn normalized_cost(rows: usize, norm: &Norm<'_>, out: Ring) -> Result<Cost> {
     let nc = (norm.bits - norm.e_lo - 1) as usize;
     let nw = norm.bits.saturating_sub(first_w) as usize;
     let ne = (norm.bits - norm.e_lo) as usize;
-    let cmp = cost::millionaire_split(rows * (nc + nw), cb, cb - LOOKUP_FRAC);
+    let cmp = if norm.wide_leaves {
+        cost::millionaire_leaves(rows * (nc + nw), cb, cb - LOOKUP_FRAC, WIDE_LEAVES)
+    } else {
+        cost::millionaire_split(rows * (nc + nw), cb, cb - LOOKUP_FRAC)
+    };
     let lut = lut_cost(rows, ri.bits(), ruq);
     Ok(chosen_by(cmp, Party::P0)
         + cost::b2a(ruq, rows * 2 * nw)
