@@ -48,11 +48,13 @@ pub struct Args {
     json: bool,
 }
 
-/// The four ops, then extras: the known-sign truncation in its flat form (fewer flights,
+/// The four ops, then extras (among them the latency forms the planner takes on a slow
+/// link: `softmax65_wide`, its exponential's tables in the product ring; `layernorm256_flat`, its
+/// last truncation flat): the known-sign truncation in its flat form (fewer flights,
 /// more bits), the fused exact truncation + ReLU, Cheetah's one-bit-error known-sign truncation
 /// (not the binding semantics), and the fused truncation + ReLU6 (inputs read at scale 2^{2s};
 /// run when 2s + 5 ≤ ℓ, see [`ops`]).
-const OPS: [&str; 14] = [
+const OPS: [&str; 16] = [
     "relu",
     "relu_approx",
     "trunc",
@@ -67,10 +69,13 @@ const OPS: [&str; 14] = [
     "softmax65",
     "softmax257",
     "layernorm256",
+    "softmax65_wide",
+    "layernorm256_flat",
 ];
 
 /// Row length of a softmax or LayerNorm op (`softmax65` → 65), 1 for the element-wise ops.
 fn row_len(op: &str) -> usize {
+    let op = op.split('_').next().unwrap_or(op);
     op.strip_prefix("softmax")
         .or_else(|| op.strip_prefix("layernorm"))
         .and_then(|r| r.parse().ok())
@@ -108,11 +113,18 @@ impl Tables {
     fn gelu_spec(&self) -> GeluSpec<'_> {
         engine::approx::gelu_spec(self.gelu())
     }
-    fn layernorm_spec(&self) -> LayerNormSpec<'_> {
-        engine::approx::layernorm_spec(self.layernorm(), mpc::TruncForm::Tree)
+    /// The bits-first form, or for `layernorm256_flat` the flat last truncation.
+    fn layernorm_spec(&self, op: &str) -> LayerNormSpec<'_> {
+        let tail = if op.ends_with("_flat") {
+            mpc::TruncForm::Flat
+        } else {
+            mpc::TruncForm::Tree
+        };
+        engine::approx::layernorm_spec(self.layernorm(), tail)
     }
-    fn softmax_spec(&self) -> SoftmaxSpec<'_> {
-        engine::approx::softmax_spec(self.softmax(), false)
+    /// The bits-first form, or for `softmax65_wide` the wide tables.
+    fn softmax_spec(&self, op: &str) -> SoftmaxSpec<'_> {
+        engine::approx::softmax_spec(self.softmax(), op.ends_with("_wide"))
     }
 }
 
@@ -153,10 +165,10 @@ fn op_cost(
     Ok(match op {
         "gelu" => cost::gelu(&tables.gelu_spec(), ring.bits(), n)?,
         o if o.starts_with("layernorm") => {
-            cost::layernorm(&tables.layernorm_spec(), ring.bits(), n)?
+            cost::layernorm(&tables.layernorm_spec(o), ring.bits(), n)?
         }
         o if o.starts_with("softmax") => {
-            cost::softmax(&tables.softmax_spec(), ring.bits(), n, row_len(o))?
+            cost::softmax(&tables.softmax_spec(o), ring.bits(), n, row_len(o))?
         }
         "ring_to_field" => cost::ring_to_field_in_range(ring, p.bits(), n),
         "field_to_ring" => cost::field_to_ring_in_range(ring, n),
@@ -247,10 +259,10 @@ fn party(
                 "trunc_relu6" => sess.trunc_relu6(&mut ch, &xs, a.scale)?,
                 "gelu" => sess.gelu(&mut ch, &xs, &tables.gelu_spec())?,
                 o if o.starts_with("layernorm") => {
-                    sess.layernorm(&mut ch, &xs, &tables.layernorm_spec())?
+                    sess.layernorm(&mut ch, &xs, &tables.layernorm_spec(o))?
                 }
                 o if o.starts_with("softmax") => {
-                    sess.softmax(&mut ch, &xs, row, &tables.softmax_spec())?
+                    sess.softmax(&mut ch, &xs, row, &tables.softmax_spec(o))?
                 }
                 _ => sess.trunc_known_sign_approx(&mut ch, &xs, a.scale)?,
             };

@@ -82,7 +82,7 @@ pub struct LayerNormSpec<'a> {
     pub rt: &'a [u64],
     pub rd: &'a [u64],
     /// The form of the per-element truncation of c·R by 18 bits: `Tree` (fewest bits) or
-    /// `Flat` (two flights fewer, ≈ 240 more bits per element).
+    /// `Flat` (two flights fewer, 185 more bits per element at ℓ = 37, s = 12).
     pub tail: TruncForm,
 }
 
