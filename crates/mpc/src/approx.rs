@@ -14,8 +14,8 @@
 //! * **squares and small × wide products** of values in a small ring: Gilboa cross terms on the
 //!   small ring's bits, the wrap W handled by one-bit affine OTs.
 //! * **the normalized lookup** for the per-row reciprocal and inverse square root: one batch of
-//!   comparisons finds the leading bit, one flight selects the table index and offset, a table
-//!   pair and a product interpolate ([`Session::normalized_rows`]).
+//!   comparisons finds the leading bit, one flight selects the table index and the multipliers,
+//!   one two-way lookup flight interpolates and scales ([`Session::normalized_rows`]).
 
 use transport::Channel;
 
@@ -811,7 +811,6 @@ impl Session {
         // one flight, over rq ⊇ rhi); the clip g = [u < 2^{j+sh}] (= [q < 2^j]) in the same
         // comparison.
         let (c2, c1, g) = self.carries_and_below(ch, &u, (sh + k, sh), rm, &u, 1 << (j + sh))?;
-        // Both B2As in one flight, over rq ⊇ rhi.
         let both: Vec<u8> = c1.iter().chain(&c2).copied().collect();
         let ca = self.b2a(ch, rq, &both)?;
         let q: Vec<u64> = (0..n).map(|i| rq.add(u[i] >> sh, ca[i])).collect();
@@ -1307,18 +1306,18 @@ impl Session {
 
     /// Shares in `out` of R = (U·2^{q(e)} + 2^{drop−1}) >> drop with (e, U) =
     /// `nn::approx::normalized_lookup` of each shared v (ring of `norm.bits + 2` bits,
-    /// 0 ≤ v < 2^bits), in six steps:
+    /// 0 ≤ v < 2^bits), in five steps:
     /// 1. one batch of carries: `[v ≥ 2^i]` for e_lo < i < bits (DReLU of v − 2^i), and for every
     ///    candidate exponent e > t the carries into bits e − t and e − t − f of v0 + v1 (each
     ///    window shifted to the top of the comparison, the lower carry as its split);
     /// 2. the one-hot h_e = [v ≥ 2^e] ⊕ [v ≥ 2^{e+1}] locally ([v ≥ 2^{e_lo}] taken as 1: the
     ///    clamp), the window carries to arithmetic shares;
-    /// 3. one flight of MUXes by h_e selects the index i_e, the offset φ_e (each formed from
-    ///    the shares and the window's carries exactly as the floor of v · 2^{t+f−e}) and the
-    ///    public 2^{q(e)};
-    /// 4. the two tables at i (one OT each, one flight);
-    /// 5. U = RT·2^{f+1} − RD·(2φ + 1) by one product, then U·2^{q(e)} by another;
-    /// 6. R by an exact truncation of that non-negative product.
+    /// 3. one flight of MUXes by h_e selects the index i_e, Q = 2^{q(e)} and M = (2φ_e + 1)·Q
+    ///    (the offset φ_e and the index formed from the shares and the window's carries exactly
+    ///    as the floor of v · 2^{t+f−e});
+    /// 4. U·Q = RT[i]·2^{f+1}·Q − RD[i]·M by one two-way lookup flight
+    ///    ([`Session::luts_both`]: each party offers the part linear in its shares of Q and M);
+    /// 5. R by an exact truncation of that non-negative value.
     ///
     /// Both callers run it, and everything after it, with P0 choosing in the comparisons
     /// ([`Session::p0_choosing`]): its input comes from a flight P0 completes a hop before P1, and
@@ -1445,7 +1444,7 @@ impl Session {
             .zip(&parts[1])
             .map(|(&a, &b)| ruq.add(a, b))
             .collect();
-        // Step 6.
+        // Step 5.
         let uq: Vec<u64> = uq
             .iter()
             .map(|&a| add0r(ruq, p0, a, 1 << (norm.drop - 1)))
