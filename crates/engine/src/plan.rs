@@ -384,17 +384,17 @@ pub fn softmax_wide_max(cfg: &PlanConfig) -> Result<usize, EngineError> {
     ))
 }
 
-/// Largest LayerNorm (elements) worth its flat last truncation at `cfg`'s link: two flights
-/// fewer (`mpc::cost` of both tails; the same in a model as alone).
+/// Largest LayerNorm (elements) worth its flat last truncation at `cfg`'s link.
 pub fn layernorm_flat_max(cfg: &PlanConfig) -> Result<usize, EngineError> {
-    let d = 64;
-    let l = nn::approx::LayerNorm::new(cfg.scale, cfg.ell, d, 1e-5);
-    let bits = |tail| -> Result<f64, EngineError> {
-        let spec = crate::approx::layernorm_spec(&l, tail);
-        Ok(mpc::cost::layernorm(&spec, cfg.ell, d)?.bits as f64 / d as f64)
-    };
-    let extra = bits(mpc::TruncForm::Flat)? - bits(mpc::TruncForm::Tree)?;
-    Ok(priced_max(cfg, 2.0, extra))
+    use mpc::{cost, TruncForm};
+    let hops = |f| cost::layernorm_tail_hops(f) as f64;
+    let bits =
+        |f| -> Result<f64, EngineError> { Ok(cost::layernorm_tail(cfg.ell, 1, f)?.bits as f64) };
+    Ok(priced_max(
+        cfg,
+        hops(TruncForm::Tree) - hops(TruncForm::Flat),
+        bits(TruncForm::Flat)? - bits(TruncForm::Tree)?,
+    ))
 }
 
 /// Integer bits a pre-rescale value keeps above the scale 2^{2s} after Winograd's extra 2^e
@@ -1533,11 +1533,8 @@ mod tests {
         assert_eq!(at(3000, 0), 0);
         // LayerNorm's flat tail: every LayerNorm of the CIFAR ViT (17 × 64) and of the ViT-Lite
         // (65 × 256) at the default link; on a LAN, not the latter.
-        let cfg = PlanConfig::default();
-        let ln = layernorm_flat_max(&cfg).unwrap();
+        let ln = layernorm_flat_max(&PlanConfig::default()).unwrap();
         assert!(ln >= 65 * 256, "{ln}");
-        let mut lan = PlanConfig { rtt_us: 300, ..cfg };
-        lan.cheetah.bandwidth_bytes_per_s = 3_000_000_000 / 8;
-        assert!(layernorm_flat_max(&lan).unwrap() < 65 * 256);
+        assert!(layernorm_flat_max(&link(3000, 300)).unwrap() < 65 * 256);
     }
 }

@@ -1677,8 +1677,30 @@ pub fn layernorm_cost(spec: &LayerNormSpec<'_>, ell: u32, n: usize) -> Result<Co
         trunc_nonneg_cost(rows, b, 0, rv)
     };
     let rowwise = mean + extend + normalized_cost(rows, &spec.norm(), rprod)?;
-    Ok(rowwise
-        + square
-        + mul_nonneg_small_cost(n, m, pw)
-        + trunc_nonneg_cost_form(n, pw, LN_SHIFT, lr, Party::P0, spec.tail))
+    Ok(
+        rowwise
+            + square
+            + mul_nonneg_small_cost(n, m, pw)
+            + layernorm_tail_cost(ell, n, spec.tail)?,
+    )
+}
+
+/// The per-element truncation of c·R by 18 bits that ends [`Session::layernorm`], on `n`
+/// elements of a ring of `ell` bits, in `form` ([`LayerNormSpec::tail`]).
+pub fn layernorm_tail_cost(ell: u32, n: usize, form: TruncForm) -> Result<Cost> {
+    let lr = Ring::new(ell)?;
+    Ok(trunc_nonneg_cost_form(
+        n,
+        LN_PRODUCT_RING,
+        LN_SHIFT,
+        lr,
+        Party::P0,
+        form,
+    ))
+}
+
+/// Latency hops of that truncation in `form` (its carry comparison and B2A, as the known-sign
+/// truncation's).
+pub fn layernorm_tail_hops(form: TruncForm) -> u32 {
+    cost::trunc_known_sign_hops(LN_SHIFT, form)
 }

@@ -363,4 +363,8 @@ fn layernorm_traffic_equals_cost_model() {
         hops.push(check_traffic(o0, want, &format!("{tail:?}")));
     }
     assert_eq!(hops[1] + 2, hops[0], "hops tree / flat: {hops:?}");
+    // The planner prices the flat tail by the cost model's hops: the measured difference.
+    let saved =
+        cost::layernorm_tail_hops(TruncForm::Tree) - cost::layernorm_tail_hops(TruncForm::Flat);
+    assert_eq!(saved as u64, hops[0] - hops[1]);
 }
