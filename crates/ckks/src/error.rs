@@ -59,6 +59,12 @@ pub enum CkksError {
     },
     #[error("interval [{a}, {b}] is empty or not finite")]
     InvalidInterval { a: f64, b: f64 },
+    #[error("no minimax odd polynomial of degree {degree} for sign on [{lo}, 1]: {reason}")]
+    Minimax {
+        degree: usize,
+        lo: f64,
+        reason: &'static str,
+    },
     #[error("lattice layer: {0}")]
     Math(#[from] math::MathError),
     #[error("malformed bytes: {0}")]

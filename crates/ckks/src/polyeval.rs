@@ -408,7 +408,7 @@ mod tests {
         for (xi, yi) in xs.iter().zip(&y.slots) {
             assert!((yi.re - (xi.re * 0.7).sin()).abs() < 1e-9);
         }
-        let comp = Composite::sign(&[15, 15, 27]).unwrap();
+        let comp = Composite::sign_minimax(&[15, 15, 27], 2f64.powi(-7)).unwrap();
         let xs: Vec<Complex> = (1..=32)
             .map(|i| Complex::from(i as f64 / 32.0 - 0.51))
             .collect();
@@ -418,7 +418,8 @@ mod tests {
             scale: 2f64.powi(40),
         };
         let y = evaluate_composite(&ar, &x, &comp).unwrap();
-        assert_eq!(y.level, 30 - depth(15) - depth(15) - depth(27));
+        let levels: usize = comp.stages.iter().map(|st| depth(st.degree())).sum();
+        assert_eq!(y.level, 30 - levels);
         for (xi, yi) in xs.iter().zip(&y.slots) {
             assert!((yi.re - comp.eval(xi.re)).abs() < 1e-8);
         }

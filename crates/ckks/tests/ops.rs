@@ -278,7 +278,7 @@ fn polynomial_evaluation_on_ciphertexts() {
     let want: Vec<Complex> = xs.iter().map(|x| s.eval(x.re)).collect();
     check(&c, &y, &want, 18.0, "chebyshev degree 7");
     // Composite sign: degrees 3 ∘ 3 (fits in 7 levels).
-    let comp = Composite::sign(&[3, 3]).unwrap();
+    let comp = Composite::sign_minimax(&[3, 3], 0.25).unwrap();
     let y = polyeval::evaluate_composite(&c.eval, &cx, &comp).unwrap();
     let want: Vec<Complex> = xs.iter().map(|x| Complex::from(comp.eval(x.re))).collect();
     check(&c, &y, &want, 16.0, "composite");

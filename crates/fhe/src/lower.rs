@@ -159,6 +159,8 @@ struct Lowerer<'a> {
     range: f64,
     conv: ConvAlgo,
     relu_degrees: Vec<usize>,
+    /// The minimax composite sign for ReLU, computed at the first ReLU.
+    relu_sign: Option<ckks::Composite>,
     layouts: Vec<Layout>,
     steps: Vec<Step>,
     vals: Vec<Option<Val>>,
@@ -700,12 +702,19 @@ impl<'a> Lowerer<'a> {
                 Val::Ct(self.push(&node.name, Kind::PoolFc(lin), vec![x], l))
             }
             Op::Relu => {
-                // relu(x) = x · (1 + sign x)/2, sign by the composite of the lowering's degrees
-                // (Cheon et al.'s f_n; MPCNN's degrees by default), the last stage returning
-                // (1 + sign)/2 directly.
+                // relu(x) = x · (1 + sign x)/2, sign by the minimax composite of the lowering's
+                // degrees (MPCNN's by default) with the gap that minimizes the ReLU error
+                // (`Composite::relu_minimax`), the last stage returning (1 + sign)/2 directly.
                 let x = self.ct(node.inputs[0], id)?;
-                let comp = ckks::Composite::sign(&self.relu_degrees)
-                    .map_err(|e| unsupported(model, id, format!("composite sign: {e}")))?;
+                let comp = match &self.relu_sign {
+                    Some(c) => c.clone(),
+                    None => {
+                        let (c, _, _) = ckks::Composite::relu_minimax(&self.relu_degrees)
+                            .map_err(|e| unsupported(model, id, format!("composite sign: {e}")))?;
+                        self.relu_sign = Some(c.clone());
+                        c
+                    }
+                };
                 let last = comp.stages.len() - 1;
                 let layout = self.layouts[x].clone();
                 let mut v = x;
@@ -867,6 +876,7 @@ impl Program {
             range: opts.range,
             conv: opts.conv,
             relu_degrees: opts.relu_degrees.clone(),
+            relu_sign: None,
             layouts: vec![Layout::Vector { len: 0, stride: 1 }],
             steps: vec![],
             vals: vec![None; model.nodes.len()],
