@@ -150,6 +150,20 @@ fn odd_eval(c: &[f64], x: f64) -> f64 {
     x * b1 - b2
 }
 
+/// `2m + 2` points of `[lo, 1]`, sorted: geometric (dense near `lo`, where the error of a sign
+/// approximation oscillates fastest) and uniform.
+fn sign_grid(lo: f64, m: usize) -> Vec<f64> {
+    let mut g: Vec<f64> = (0..=m)
+        .flat_map(|i| {
+            let s = i as f64 / m as f64;
+            [lo * (1.0 / lo).powf(s), lo + (1.0 - lo) * s]
+        })
+        .collect();
+    g.sort_by(f64::total_cmp);
+    g.dedup();
+    g
+}
+
 /// Solves the square system `a·z = b` by Gaussian elimination with partial pivoting.
 fn solve(mut a: Vec<Vec<f64>>, mut b: Vec<f64>) -> Option<Vec<f64>> {
     let n = b.len();
@@ -223,16 +237,7 @@ fn remez_from(d: usize, lo: f64, start: Start) -> Result<(Vec<f64>, f64), CkksEr
         return Err(fail("needs an odd degree ≤ 255 and 0 < lo < 1"));
     }
     let n = d.div_ceil(2);
-    // Search grid: geometric near lo (where the error oscillates fastest) and uniform.
-    let m = 4000usize;
-    let mut grid: Vec<f64> = (0..=m)
-        .flat_map(|i| {
-            let s = i as f64 / m as f64;
-            [lo * (1.0 / lo).powf(s), lo + (1.0 - lo) * s]
-        })
-        .collect();
-    grid.sort_by(f64::total_cmp);
-    grid.dedup();
+    let grid = sign_grid(lo, 4000);
     let mut refs: Vec<f64> = (0..=n)
         .map(|i| {
             let s = 0.5 - 0.5 * (PI * i as f64 / n as f64).cos();
@@ -457,12 +462,8 @@ impl Composite {
     /// Largest `|p(x) − sign x|` over `ε ≤ |x| ≤ 1` (`p` is odd) on a dense geometric and
     /// uniform grid.
     pub fn sign_error(&self, eps: f64) -> f64 {
-        let m = 20000;
-        (0..=m)
-            .flat_map(|i| {
-                let s = i as f64 / m as f64;
-                [eps * (1.0 / eps).powf(s), eps + (1.0 - eps) * s]
-            })
+        sign_grid(eps, 20000)
+            .into_iter()
             .map(|x| (self.eval(x) - 1.0).abs())
             .fold(0.0, f64::max)
     }
@@ -500,15 +501,7 @@ mod tests {
     fn minimax_stage_equioscillates() {
         for (d, lo) in [(7usize, 0.1), (15, 1.0 / 512.0), (27, 0.02)] {
             let (c, delta) = remez_odd_one(d, lo).unwrap();
-            let m = 200_000;
-            let xs: Vec<f64> = (0..=m)
-                .flat_map(|i| {
-                    let s = i as f64 / m as f64;
-                    [lo * (1.0 / lo).powf(s), lo + (1.0 - lo) * s]
-                })
-                .collect();
-            let mut xs = xs;
-            xs.sort_by(f64::total_cmp);
+            let xs = sign_grid(lo, 200_000);
             let e: Vec<f64> = xs.iter().map(|&x| odd_eval(&c, x) - 1.0).collect();
             let worst = e.iter().map(|v| v.abs()).fold(0.0, f64::max);
             assert!(
