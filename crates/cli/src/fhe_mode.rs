@@ -38,6 +38,10 @@ pub struct FheOpts {
     /// multiplexed parallel convolution, P → P, the baseline).
     #[arg(long, value_enum, default_value = "pair")]
     pub fhe_conv: ConvArg,
+    /// Odd degrees of the minimax composite sign behind ReLU, comma-separated (MPCNN's
+    /// 15,15,27 by default): fewer levels per ReLU for a looser error bound.
+    #[arg(long, value_delimiter = ',', default_value = "15,15,27")]
+    pub relu_degrees: Vec<usize>,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -97,7 +101,25 @@ pub fn deployment(model: &nn::Model, opts: &FheOpts, r: f64) -> anyhow::Result<D
         ConvArg::Pair => fhe::lower::ConvAlgo::Pair,
         ConvArg::Mpcnn => fhe::lower::ConvAlgo::Mpcnn,
     };
-    Ok(Deployment::with_conv(model, lit, Some(cfg), r, conv)?)
+    if opts.relu_degrees.is_empty()
+        || opts
+            .relu_degrees
+            .iter()
+            .any(|&d| d % 2 == 0 || !(1..=255).contains(&d))
+    {
+        anyhow::bail!(
+            "--relu-degrees {:?}: need one or more odd degrees from 1 to 255",
+            opts.relu_degrees
+        );
+    }
+    Ok(Deployment::with_options(
+        model,
+        lit,
+        Some(cfg),
+        r,
+        conv,
+        &opts.relu_degrees,
+    )?)
 }
 
 /// Input gap of a convolution step (for MPCNN's formula).

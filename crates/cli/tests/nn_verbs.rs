@@ -184,4 +184,39 @@ fn fhe_mode_inspect_bench_eval() {
         err.contains("FHE mode cannot lower") && err.lines().count() == 1,
         "{err}"
     );
+
+    // The composite sign's degrees: fewer levels per ReLU, fewer bootstraps; bad ones refused.
+    let boots = |degrees: &str| -> u64 {
+        let (ok, out, err) = run(&[
+            "inspect",
+            "models/tiny/tiny_fhe_relu.onnx",
+            "--mode",
+            "fhe",
+            "--fhe-params",
+            "test-n12",
+            "--relu-degrees",
+            degrees,
+            "--json",
+        ]);
+        assert!(ok, "{err}");
+        let last: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+        last["total"]["bootstraps"].as_u64().unwrap()
+    };
+    assert!(boots("63,63") < boots("15,15,27"));
+    for bad in ["4", "15,16", "0"] {
+        let (ok, _, err) = run(&[
+            "inspect",
+            "models/tiny/tiny_fhe_relu.onnx",
+            "--mode",
+            "fhe",
+            "--fhe-params",
+            "test-n12",
+            "--relu-degrees",
+            bad,
+        ]);
+        assert!(
+            !ok && err.contains("--relu-degrees") && err.lines().count() == 1,
+            "{err}"
+        );
+    }
 }

@@ -73,6 +73,19 @@ impl Deployment {
         range: f64,
         conv: ConvAlgo,
     ) -> Result<Self> {
+        Self::with_options(model, lit, boot, range, conv, &crate::lower::RELU_DEGREES)
+    }
+
+    /// As [`Deployment::with_conv`] with the odd stage degrees of the composite sign behind
+    /// ReLU (a server-side choice: the client sees only the levels and keys it implies).
+    pub fn with_options(
+        model: &nn::Model,
+        lit: ParamsLiteral,
+        boot: Option<BootstrapConfig>,
+        range: f64,
+        conv: ConvAlgo,
+        relu_degrees: &[usize],
+    ) -> Result<Self> {
         let params = Params::new(lit)?;
         let ephemeral_h = boot.as_ref().and_then(|c| c.ephemeral_h);
         let n = params.max_slots();
@@ -86,7 +99,7 @@ impl Deployment {
                     range,
                     boot_level,
                     input_level,
-                    relu_degrees: crate::lower::RELU_DEGREES.to_vec(),
+                    relu_degrees: relu_degrees.to_vec(),
                     conv,
                 },
             )
