@@ -200,14 +200,16 @@ fn solve(mut a: Vec<Vec<f64>>, mut b: Vec<f64>) -> Option<Vec<f64>> {
 /// to the alternating extrema of the error, repeat until they level. Returns `(c, max error)`.
 fn remez_odd_one(d: usize, lo: f64) -> Result<(Vec<f64>, f64), CkksError> {
     // Starting references: Chebyshev extrema spread in log x (the error of a steep sign
-    // oscillates near lo), in x, and in √x; the best converged result is kept.
+    // oscillates near lo), in x, and in √x; the first that levels is the minimax polynomial
+    // (it is unique), else the best iterate.
     let mut best: Option<(Vec<f64>, f64)> = None;
     let mut last = None;
     for start in [Start::Log, Start::Linear, Start::Sqrt] {
         match remez_from(d, lo, start) {
-            Ok(r) => {
-                if best.as_ref().is_none_or(|b| r.1 < b.1) {
-                    best = Some(r);
+            Ok((c, e, true)) => return Ok((c, e)),
+            Ok((c, e, false)) => {
+                if best.as_ref().is_none_or(|b| e < b.1) {
+                    best = Some((c, e));
                 }
             }
             Err(e) => last = Some(e),
@@ -227,7 +229,8 @@ enum Start {
     Sqrt,
 }
 
-fn remez_from(d: usize, lo: f64, start: Start) -> Result<(Vec<f64>, f64), CkksError> {
+/// One exchange from `start`: `(c, max error, levelled)`.
+fn remez_from(d: usize, lo: f64, start: Start) -> Result<(Vec<f64>, f64, bool), CkksError> {
     let fail = |reason| CkksError::Minimax {
         degree: d,
         lo,
@@ -252,6 +255,7 @@ fn remez_from(d: usize, lo: f64, start: Start) -> Result<(Vec<f64>, f64), CkksEr
         })
         .collect();
     let mut best: Option<(Vec<f64>, f64)> = None;
+    let mut levelled = false;
     for it in 0..40 {
         let a: Vec<Vec<f64>> = refs
             .iter()
@@ -281,7 +285,7 @@ fn remez_from(d: usize, lo: f64, start: Start) -> Result<(Vec<f64>, f64), CkksEr
                 let s = e[i].signum();
                 let (mut l, mut r) = (grid[i - 1], grid[i + 1]);
                 let g = 0.5 * (5f64.sqrt() - 1.0);
-                for _ in 0..60 {
+                for _ in 0..32 {
                     let (x1, x2) = (r - g * (r - l), l + g * (r - l));
                     if s * err(x1) > s * err(x2) {
                         r = x2;
@@ -313,7 +317,7 @@ fn remez_from(d: usize, lo: f64, start: Start) -> Result<(Vec<f64>, f64), CkksEr
             // At rounding level the error no longer alternates: the polynomial is exact.
             let worst = e.iter().map(|v| v.abs()).fold(0.0, f64::max);
             if worst < 1e-9 {
-                return Ok((c, worst));
+                return Ok((c, worst, true));
             }
             return Err(fail("error does not alternate"));
         }
@@ -333,6 +337,7 @@ fn remez_from(d: usize, lo: f64, start: Start) -> Result<(Vec<f64>, f64), CkksEr
         refs = alt.iter().map(|p| p.0).collect();
         // Levelled, or at rounding level (far below any CKKS precision).
         if hi - low <= 1e-9 * hi || hi < 1e-11 {
+            levelled = true;
             break;
         }
         if it >= 12 && worst > 2.0 {
@@ -340,7 +345,8 @@ fn remez_from(d: usize, lo: f64, start: Start) -> Result<(Vec<f64>, f64), CkksEr
             return Err(fail("the exchange diverges"));
         }
     }
-    best.ok_or_else(|| fail("no iterate"))
+    best.map(|(c, e)| (c, e, levelled))
+        .ok_or_else(|| fail("no iterate"))
 }
 
 impl Composite {

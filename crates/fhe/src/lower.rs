@@ -709,7 +709,7 @@ impl<'a> Lowerer<'a> {
                 let comp = match &self.relu_sign {
                     Some(c) => c.clone(),
                     None => {
-                        let (c, _, _) = ckks::Composite::relu_minimax(&self.relu_degrees)
+                        let c = relu_sign(&self.relu_degrees)
                             .map_err(|e| unsupported(model, id, format!("composite sign: {e}")))?;
                         self.relu_sign = Some(c.clone());
                         c
@@ -757,6 +757,24 @@ impl<'a> Lowerer<'a> {
         self.vals[id] = Some(val);
         Ok(())
     }
+}
+
+/// `ckks::Composite::relu_minimax(degrees)`, computed once per process and degrees (the Remez
+/// exchanges take seconds for degree 63, and a deployment lowers its model several times).
+fn relu_sign(degrees: &[usize]) -> std::result::Result<ckks::Composite, ckks::CkksError> {
+    use std::collections::BTreeMap;
+    use std::sync::{Mutex, OnceLock};
+    static CACHE: OnceLock<Mutex<BTreeMap<Vec<usize>, ckks::Composite>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(|| Mutex::new(BTreeMap::new()));
+    if let Some(c) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(degrees) {
+        return Ok(c.clone());
+    }
+    let (c, _, _) = ckks::Composite::relu_minimax(degrees)?;
+    cache
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(degrees.to_vec(), c.clone());
+    Ok(c)
 }
 
 fn image_shape(model: &Model) -> Result<[usize; 3]> {
