@@ -6,6 +6,7 @@
 //! near-minimax for smooth `f` [Trefethen, ATAP ch. 4] and reproduces polynomials of degree `≤ d`
 //! exactly.
 
+use std::collections::BTreeMap;
 use std::f64::consts::PI;
 
 use crate::encoder::Complex;
@@ -432,13 +433,19 @@ impl Composite {
         // δ(ε) falls as ε grows, so max(ε, δ(ε)) is smallest where they cross: bisection on
         // the quarter-octave exponent q (ε = 2^{−q/4}) for the largest q with δ ≤ ε, then the
         // better of it and its neighbour.
-        let at = |q: u32| -> Option<(Composite, f64, f64)> {
-            let eps = 2f64.powf(-(q as f64) / 4.0);
-            let c = Self::sign_minimax(degrees, eps).ok()?;
-            let delta = c.sign_error(eps);
-            Some((c, eps, delta))
+        // Each gap's composite is built once (the exchanges of degree 63 take a second).
+        let mut seen: BTreeMap<u32, Option<(Composite, f64, f64)>> = BTreeMap::new();
+        let mut at = |q: u32| -> Option<(Composite, f64, f64)> {
+            seen.entry(q)
+                .or_insert_with(|| {
+                    let eps = 2f64.powf(-(q as f64) / 4.0);
+                    let c = Self::sign_minimax(degrees, eps).ok()?;
+                    let delta = c.sign_error(eps);
+                    Some((c, eps, delta))
+                })
+                .clone()
         };
-        let ok = |q: u32| at(q).is_some_and(|(_, e, d)| d <= e);
+        let mut ok = |q: u32| at(q).is_some_and(|(_, e, d)| d <= e);
         let (mut lo, mut hi) = (16u32, 64u32);
         if !ok(lo) {
             hi = lo;

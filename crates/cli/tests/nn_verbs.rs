@@ -186,8 +186,8 @@ fn fhe_mode_inspect_bench_eval() {
     );
 
     // The composite sign's degrees: fewer levels per ReLU, fewer bootstraps; bad ones refused.
-    let boots = |degrees: &str| -> u64 {
-        let (ok, out, err) = run(&[
+    let inspect_relu = |degrees: &str| {
+        run(&[
             "inspect",
             "models/tiny/tiny_fhe_relu.onnx",
             "--mode",
@@ -197,23 +197,17 @@ fn fhe_mode_inspect_bench_eval() {
             "--relu-degrees",
             degrees,
             "--json",
-        ]);
+        ])
+    };
+    let boots = |degrees: &str| -> u64 {
+        let (ok, out, err) = inspect_relu(degrees);
         assert!(ok, "{err}");
         let last: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
         last["total"]["bootstraps"].as_u64().unwrap()
     };
     assert!(boots("63,63") < boots("15,15,27"));
     for bad in ["4", "15,16", "0"] {
-        let (ok, _, err) = run(&[
-            "inspect",
-            "models/tiny/tiny_fhe_relu.onnx",
-            "--mode",
-            "fhe",
-            "--fhe-params",
-            "test-n12",
-            "--relu-degrees",
-            bad,
-        ]);
+        let (ok, _, err) = inspect_relu(bad);
         assert!(
             !ok && err.contains("--relu-degrees") && err.lines().count() == 1,
             "{err}"

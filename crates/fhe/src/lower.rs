@@ -159,8 +159,6 @@ struct Lowerer<'a> {
     range: f64,
     conv: ConvAlgo,
     relu_degrees: Vec<usize>,
-    /// The minimax composite sign for ReLU, computed at the first ReLU.
-    relu_sign: Option<ckks::Composite>,
     layouts: Vec<Layout>,
     steps: Vec<Step>,
     vals: Vec<Option<Val>>,
@@ -706,15 +704,8 @@ impl<'a> Lowerer<'a> {
                 // degrees (MPCNN's by default) with the gap that minimizes the ReLU error
                 // (`Composite::relu_minimax`), the last stage returning (1 + sign)/2 directly.
                 let x = self.ct(node.inputs[0], id)?;
-                let comp = match &self.relu_sign {
-                    Some(c) => c.clone(),
-                    None => {
-                        let c = relu_sign(&self.relu_degrees)
-                            .map_err(|e| unsupported(model, id, format!("composite sign: {e}")))?;
-                        self.relu_sign = Some(c.clone());
-                        c
-                    }
-                };
+                let comp = relu_sign(&self.relu_degrees)
+                    .map_err(|e| unsupported(model, id, format!("composite sign: {e}")))?;
                 let last = comp.stages.len() - 1;
                 let layout = self.layouts[x].clone();
                 let mut v = x;
@@ -894,7 +885,6 @@ impl Program {
             range: opts.range,
             conv: opts.conv,
             relu_degrees: opts.relu_degrees.clone(),
-            relu_sign: None,
             layouts: vec![Layout::Vector { len: 0, stride: 1 }],
             steps: vec![],
             vals: vec![None; model.nodes.len()],
