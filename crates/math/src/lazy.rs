@@ -1,106 +1,151 @@
-//! Lazy modular reduction for multiply-accumulates of residues by small signed integers (a
-//! convolution whose weights are scalars: docs/protocols/hyena.md).
+//! Lazy modular reduction for sums of residue products (the multiply-accumulates of Hyena-style
+//! padded convolution, docs/protocols/hyena.md).
 //!
-//! `Σ_j c_j·x_j mod q` with residues `x_j < 2^64` and `|c_j| < 2^32` is accumulated exactly in two
-//! 128-bit sums per coefficient, one for positive and one for negative scalars (each term
-//! `< 2^96`, so `2^32` terms cannot overflow), and reduced once at the end by Barrett on 128 bits
-//! ([`Modulus::reduce_u128`]): one word multiply-add per term instead of a modular product.
-//! [`mac_reduced`] is the term-by-term reference it is tested against.
+//! `Σ_j w_j·x_j mod q` per coefficient, with residues `x_j < q` and multipliers `w_j < q`, is
+//! accumulated exactly in one 128-bit sum per coefficient and reduced by Barrett on 128 bits
+//! ([`Modulus::reduce_u128`]) only when the next term could overflow and once at the end: each
+//! term is below `q²`, so after a reduction (sum `< q`) another `⌊(2^128 − q)/q²⌋` terms fit —
+//! 255 for primes of 60 bits. One word product and a 128-bit add per term instead of a modular
+//! product. The multiplier is constant over runs of coefficients: a plaintext `g(X^{N/M})` with
+//! `M` coefficients takes one value per run of `N/M` coefficients in NTT form (bit-reversed
+//! evaluation order). [`mac_reduced`] is the term-by-term reference it is tested against.
 
 use crate::{MathError, Modulus};
 
-/// Bits of the largest scalar magnitude, and of the largest term count, a [`LazyAcc`] takes.
-pub const MAX_SCALAR_BITS: u32 = 32;
-
-/// Exact 128-bit sums of `c·x` over the terms added, per coefficient.
-#[derive(Clone, Debug, Default)]
+/// Exact 128-bit sums of `w·x` over the terms added since the last reduction, per coefficient.
+#[derive(Clone, Debug)]
 pub struct LazyAcc {
-    pos: Vec<u128>,
-    neg: Vec<u128>,
-    terms: u64,
+    q: Modulus,
+    acc: Vec<u128>,
+    /// Terms added since the sums were last reduced below `q`.
+    pending: u64,
+    /// Terms that fit after a reduction.
+    limit: u64,
+    /// Set when a residue ≥ q was added: the sums are meaningless until [`LazyAcc::clear`].
+    poisoned: bool,
 }
 
 impl LazyAcc {
-    /// An empty accumulator of `len` coefficients.
-    pub fn new(len: usize) -> LazyAcc {
+    /// An empty accumulator of `len` coefficients mod `q`.
+    pub fn new(q: &Modulus, len: usize) -> LazyAcc {
+        let q2 = (q.value() as u128) * (q.value() as u128);
+        let limit = ((u128::MAX - q.value() as u128) / q2).clamp(1, u64::MAX as u128) as u64;
         LazyAcc {
-            pos: vec![0; len],
-            neg: vec![0; len],
-            terms: 0,
+            q: *q,
+            acc: vec![0; len],
+            pending: 0,
+            limit,
+            poisoned: false,
         }
     }
 
     pub fn len(&self) -> usize {
-        self.pos.len()
+        self.acc.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.pos.is_empty()
+        self.acc.is_empty()
     }
 
-    /// Terms added so far.
-    pub fn terms(&self) -> u64 {
-        self.terms
+    /// Terms a reduced sum takes before the next reduction (255 for a 60-bit prime).
+    pub fn terms_per_reduction(&self) -> u64 {
+        self.limit
     }
 
-    /// `acc += c·x` coefficient-wise, exactly (no reduction). Refuses `|c| ≥ 2^32`, a length
-    /// other than [`LazyAcc::len`], and a term beyond the `2^32`-th.
-    pub fn mac(&mut self, x: &[u64], c: i64) -> Result<(), MathError> {
-        if x.len() != self.pos.len() {
+    /// `acc += w[k]·x[i]` for every coefficient `i` of run `k = i / (len / w.len())`, exactly.
+    /// Refuses a length other than [`LazyAcc::len`], a run count that does not divide it, a
+    /// multiplier `≥ q`, and a residue `≥ q` (then the accumulator stays refused until
+    /// [`LazyAcc::clear`]).
+    pub fn mac_runs(&mut self, x: &[u64], w: &[u64]) -> Result<(), MathError> {
+        let len = self.acc.len();
+        if x.len() != len {
             return Err(MathError::InvalidLength {
-                expected: self.pos.len(),
+                expected: len,
                 found: x.len(),
             });
         }
-        if c.unsigned_abs() >> MAX_SCALAR_BITS != 0 || self.terms >> MAX_SCALAR_BITS != 0 {
-            return Err(MathError::LazyOverflow {
-                scalar: c,
-                max_bits: MAX_SCALAR_BITS,
+        if w.is_empty() || !len.is_multiple_of(w.len()) {
+            return Err(MathError::InvalidLength {
+                expected: len,
+                found: w.len(),
             });
         }
-        self.terms += 1;
-        if c == 0 {
-            return Ok(());
+        let q = self.q.value();
+        if let Some(&bad) = w.iter().find(|&&v| v >= q) {
+            return Err(MathError::ValueOutOfRange {
+                value: bad,
+                modulus: q,
+            });
         }
-        let (acc, m) = if c > 0 {
-            (&mut self.pos, c as u128)
-        } else {
-            (&mut self.neg, c.unsigned_abs() as u128)
-        };
-        for (a, &v) in acc.iter_mut().zip(x) {
-            *a += v as u128 * m;
+        if self.pending == self.limit {
+            self.fold();
+        }
+        self.pending += 1;
+        let run = len / w.len();
+        // The residue check rides along the products (a pass of its own would double the reads);
+        // on failure the sums are garbage and the accumulator refuses to go on until cleared.
+        let mut over = false;
+        for ((acc, x), &wk) in self.acc.chunks_mut(run).zip(x.chunks(run)).zip(w) {
+            let wk = wk as u128;
+            for (a, &v) in acc.iter_mut().zip(x) {
+                over |= v >= q;
+                *a = a.wrapping_add(v as u128 * wk);
+            }
+        }
+        if over {
+            self.poisoned = true;
+        }
+        if self.poisoned {
+            return Err(MathError::ValueOutOfRange {
+                value: x.iter().copied().find(|&v| v >= q).unwrap_or(q),
+                modulus: q,
+            });
         }
         Ok(())
     }
 
-    /// `(Σ_pos − Σ_neg) mod q` per coefficient into `out`.
-    pub fn reduce_into(&self, q: &Modulus, out: &mut [u64]) -> Result<(), MathError> {
-        if out.len() != self.pos.len() {
+    fn fold(&mut self) {
+        let q = &self.q;
+        for a in &mut self.acc {
+            *a = q.reduce_u128(*a) as u128;
+        }
+        self.pending = 0;
+    }
+
+    /// The sums mod `q` into `out`; refused after a rejected term.
+    pub fn reduce_into(&self, out: &mut [u64]) -> Result<(), MathError> {
+        if self.poisoned {
+            return Err(MathError::ValueOutOfRange {
+                value: self.q.value(),
+                modulus: self.q.value(),
+            });
+        }
+        if out.len() != self.acc.len() {
             return Err(MathError::InvalidLength {
-                expected: self.pos.len(),
+                expected: self.acc.len(),
                 found: out.len(),
             });
         }
-        for ((o, &p), &n) in out.iter_mut().zip(&self.pos).zip(&self.neg) {
-            *o = q.sub(q.reduce_u128(p), q.reduce_u128(n));
+        for (o, &a) in out.iter_mut().zip(&self.acc) {
+            *o = self.q.reduce_u128(a);
         }
         Ok(())
     }
 
-    /// Back to zero, keeping the length.
+    /// Back to zero, keeping the length and modulus.
     pub fn clear(&mut self) {
-        self.pos.iter_mut().for_each(|a| *a = 0);
-        self.neg.iter_mut().for_each(|a| *a = 0);
-        self.terms = 0;
+        self.acc.iter_mut().for_each(|a| *a = 0);
+        self.pending = 0;
+        self.poisoned = false;
     }
 }
 
-/// The term-by-term reference: `acc = acc + c·x mod q` with one modular product per coefficient
-/// (`x` and `acc` reduced mod `q`).
-pub fn mac_reduced(acc: &mut [u64], x: &[u64], c: i64, q: &Modulus) {
-    let cq = q.reduce_i64(c);
-    for (a, &v) in acc.iter_mut().zip(x) {
-        *a = q.add(*a, q.mul(v, cq));
+/// The term-by-term reference: `acc = acc + w[k]·x mod q` over runs as in
+/// [`LazyAcc::mac_runs`], one modular product per coefficient (`x`, `w`, `acc` reduced mod `q`).
+pub fn mac_reduced(acc: &mut [u64], x: &[u64], w: &[u64], q: &Modulus) {
+    let run = acc.len() / w.len();
+    for (i, (a, &v)) in acc.iter_mut().zip(x).enumerate() {
+        *a = q.add(*a, q.mul(v, w[i / run]));
     }
 }
 
@@ -111,47 +156,65 @@ mod tests {
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha20Rng;
 
-    /// Random residues and scalars of every sign and size up to the limit, on primes of 30 to 61
-    /// bits: the lazy sums reduce to exactly what the term-by-term reference computes.
+    /// Random residues and multipliers (and the extremes q − 1), runs of every width, on primes
+    /// of 30 to 62 bits, past several reductions: the lazy sums reduce to exactly what the
+    /// term-by-term reference computes.
     #[test]
     fn lazy_equals_term_by_term() {
         let mut r = ChaCha20Rng::seed_from_u64(3);
-        for bits in [30u32, 50, 60, 61] {
+        for bits in [30u32, 50, 60, 61, 62] {
             let q = Modulus::new(generate_primes(bits, 16, 1, &[]).unwrap()[0]).unwrap();
             let n = 64;
-            let mut lazy = LazyAcc::new(n);
+            let mut lazy = LazyAcc::new(&q, n);
+            let terms = 3 * lazy.terms_per_reduction() as usize + 7;
             let mut reference = vec![0u64; n];
-            for k in 0..300 {
-                let x: Vec<u64> = (0..n).map(|_| r.gen_range(0..q.value())).collect();
-                let c: i64 = match k % 4 {
-                    0 => r.gen_range(-(1i64 << 31)..(1i64 << 31)),
-                    1 => (1i64 << 32) - 1,
-                    2 => -((1i64 << 32) - 1),
-                    _ => r.gen_range(-3..=3),
+            for k in 0..terms.min(2000) {
+                let runs = 1 << (k % 7);
+                let (x, w): (Vec<u64>, Vec<u64>) = if k % 5 == 0 {
+                    (vec![q.value() - 1; n], vec![q.value() - 1; runs])
+                } else {
+                    (
+                        (0..n).map(|_| r.gen_range(0..q.value())).collect(),
+                        (0..runs).map(|_| r.gen_range(0..q.value())).collect(),
+                    )
                 };
-                lazy.mac(&x, c).unwrap();
-                mac_reduced(&mut reference, &x, c, &q);
+                lazy.mac_runs(&x, &w).unwrap();
+                mac_reduced(&mut reference, &x, &w, &q);
             }
             let mut got = vec![0u64; n];
-            lazy.reduce_into(&q, &mut got).unwrap();
+            lazy.reduce_into(&mut got).unwrap();
             assert_eq!(got, reference, "{bits}-bit prime");
-            assert_eq!(lazy.terms(), 300);
             lazy.clear();
-            lazy.reduce_into(&q, &mut got).unwrap();
+            lazy.reduce_into(&mut got).unwrap();
             assert!(got.iter().all(|&v| v == 0));
         }
     }
 
     #[test]
     fn refuses_what_could_overflow() {
-        let mut a = LazyAcc::new(4);
-        assert!(a.mac(&[1, 2, 3, 4], 1i64 << 32).is_err());
-        assert!(a.mac(&[1, 2, 3, 4], i64::MIN).is_err());
-        assert!(a.mac(&[1, 2, 3], 1).is_err());
         let q = Modulus::new(97).unwrap();
-        assert!(a.reduce_into(&q, &mut [0; 3]).is_err());
-        // The worst-case sum at the term limit still fits: (2^64 − 1)(2^32 − 1)·2^32 < 2^128.
-        let worst = (u64::MAX as u128) * ((1u128 << 32) - 1);
-        assert!(worst.checked_mul(1u128 << 32).is_some());
+        let mut a = LazyAcc::new(&q, 4);
+        assert!(a.mac_runs(&[1, 2, 3, 4], &[97]).is_err());
+        assert!(a.mac_runs(&[1, 2, 97, 4], &[1]).is_err());
+        // Poisoned until cleared.
+        assert!(a.mac_runs(&[1, 2, 3, 4], &[1]).is_err());
+        assert!(a.reduce_into(&mut [0; 4]).is_err());
+        a.clear();
+        a.mac_runs(&[1, 2, 3, 4], &[5]).unwrap();
+        let mut out = [0; 4];
+        a.reduce_into(&mut out).unwrap();
+        assert_eq!(out, [5, 10, 15, 20]);
+        assert!(a.mac_runs(&[1, 2, 3], &[1]).is_err());
+        assert!(a.mac_runs(&[1, 2, 3, 4], &[1, 2, 3]).is_err());
+        assert!(a.mac_runs(&[1, 2, 3, 4], &[]).is_err());
+        assert!(a.reduce_into(&mut [0; 3]).is_err());
+        // The bound: a reduced sum plus `limit` terms of (q − 1)² stays below 2^128.
+        let big = Modulus::new(generate_primes(62, 16, 1, &[]).unwrap()[0]).unwrap();
+        let l = LazyAcc::new(&big, 1).terms_per_reduction() as u128;
+        let q = big.value() as u128;
+        assert!(((q - 1) * (q - 1))
+            .checked_mul(l)
+            .and_then(|s| s.checked_add(q))
+            .is_some());
     }
 }

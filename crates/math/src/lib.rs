@@ -78,8 +78,4 @@ pub enum MathError {
     InvalidBitWidth { bits: u32 },
     #[error("non-zero padding bits in packed data")]
     NonZeroPadding,
-    #[error(
-        "lazy accumulator: scalar {scalar} outside ±2^{max_bits}, or more than 2^{max_bits} terms"
-    )]
-    LazyOverflow { scalar: i64, max_bits: u32 },
 }

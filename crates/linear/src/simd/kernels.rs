@@ -410,33 +410,6 @@ impl ConvLayout {
         self.present[((v * self.in_cts + u) * sw + s) * self.c_n + r]
     }
 
-    /// Calls `f(ρ, c)` for every block pair of plaintext (v, u, s, r, ·) that holds a weight
-    /// (those where [`ConvLayout::weight_index`] is `Some`), ρ-major, c increasing.
-    pub(crate) fn for_each_pair(
-        &self,
-        v: usize,
-        u: usize,
-        s: usize,
-        r: usize,
-        mut f: impl FnMut(usize, usize),
-    ) {
-        let (sp, c_n) = (&self.spec, self.c_n);
-        let per = self.rows * c_n;
-        let (cg, mg) = (sp.c_per_group(), sp.m_per_group());
-        for rho in 0..self.rows {
-            let rho_in = if self.rows == 1 { 0 } else { rho ^ s };
-            let (o_base, i_base) = (v * per + rho * c_n, u * per + rho_in * c_n);
-            let c_max = sp.c.saturating_sub(i_base).min(c_n);
-            for c in 0..c_max {
-                let o = o_base + (c + c_n - r) % c_n;
-                let ok = o < sp.m && (sp.groups == 1 || (i_base + c) / cg == o / mg);
-                if ok {
-                    f(rho, c);
-                }
-            }
-        }
-    }
-
     /// [`ConvLayout::present`] for every index, from [`ConvLayout::weight_index`]'s conditions:
     /// for fixed (v, u, s), each block pair (ρ, c) whose input channel ci exists reaches the
     /// outputs o of ci's group in its row, t = o − (v·per + ρ·c_n) in an interval [lo, hi), and
@@ -897,15 +870,6 @@ mod tests {
                                     want,
                                     "{spec:?} rows {rows} v {v} u {u} s {s} r {r}"
                                 );
-                                let mut pairs = Vec::new();
-                                l.for_each_pair(v, u, s, r, |rho, cc| pairs.push((rho, cc)));
-                                let search: Vec<(usize, usize)> = (0..l.rows)
-                                    .flat_map(|rho| (0..l.c_n).map(move |cc| (rho, cc)))
-                                    .filter(|&(rho, cc)| {
-                                        l.weight_index(v, u, s, r, 0, rho, cc).is_some()
-                                    })
-                                    .collect();
-                                assert_eq!(pairs, search, "{spec:?} rows {rows} pairs");
                                 checked += 1;
                             }
                         }

@@ -56,8 +56,9 @@ pub enum ConvKernel {
     /// Gazelle / SCI-HE: one encoded weight plaintext per product (`simd`).
     #[default]
     Conventional,
-    /// Scalar weights over fixed block indicators with lazy reduction (`hyena`,
-    /// [`crate::hyena`]); convolutions, scales and token × weight products only.
+    /// Padded convolution with channel-minor packing: per-channel weights as plaintexts of 2p
+    /// coefficients, lazy multiply-accumulates (`hyena`, [`crate::hyena`]); convolutions,
+    /// scales and token × weight products only.
     Padded,
 }
 
@@ -71,7 +72,7 @@ impl Default for SimdConfig {
 }
 
 impl SimdConfig {
-    /// The scalar-weight kernel (`hyena`).
+    /// The padded channel-minor kernel (`hyena`).
     pub fn hyena() -> SimdConfig {
         SimdConfig {
             kernel: ConvKernel::Padded,
@@ -166,6 +167,8 @@ impl SimdParamsId {
 enum Geometry {
     /// Convolutions and scales (a scale is a depthwise 1×1 convolution).
     Conv(ConvLayout),
+    /// The same under the padded channel-minor kernel (`hyena`).
+    Padded(crate::hyena::PaddedLayout),
     /// y = W·x for W of n_out × n_in padded to n_i × n_i (n_i a power of two ≤ N/2).
     Fc {
         n_in: usize,
@@ -202,13 +205,14 @@ pub struct SimdNoise {
     pub c0_bits: u32,
 }
 
-/// Computes [`SimdNoise`] for a layer: `products` ct × pt products summed into one output
-/// ciphertext at most (for the scalar-weight kernel: Σ over the indicators of the scalar terms
-/// times 2^weight_bits, since E_κ ⊙ Σ_j w_j·X_j has the norm of Σ_j |w_j| products),
-/// `rotations` key switches on its path at most, `out_cts` responses.
+/// Computes [`SimdNoise`] for a layer: `norm2` and `norm1`, the largest sums over the ct × pt
+/// products of one output ciphertext of their plaintexts' ‖·‖₂ and ‖·‖₁ in units of t/2 (a
+/// plaintext of N centered coefficients: √N and N; the padded kernel's 2p-term plaintexts:
+/// √(2p) and 2p), `rotations` key switches on its path at most, `out_cts` responses.
 fn simd_noise(
     p: &rlwe::Params,
-    products: f64,
+    norm2: f64,
+    norm1: f64,
     rotations: usize,
     out_cts: usize,
     flood_bits: u32,
@@ -225,10 +229,11 @@ fn simd_noise(
     // carries of m·p beyond t cost nothing with the ⌊Q·m/t⌉ encoding (`rlwe::noise::ct_pt`).
     // Random part: a linear map of sub-Gaussian vectors whose rows have ‖·‖₂ ≤ ‖p‖₂ ≤ √N·t/2
     // per product; the products of one output may read the same input (rotated), so their
-    // parameters add (no √ over products). Bounded part: ‖p‖₁ ≤ N·t/2 per product. Giant-step
+    // parameters add (no √ over products). Bounded part: ‖p‖₁ ≤ N·t/2 per product (the padded
+    // kernel's: ‖p‖₂ ≤ √(2p)·t/2, ‖p‖₁ ≤ 2p·t/2). Giant-step
     // and output rotations each add one key switch.
-    let b_rand = TAIL_Z * sigma_in * products * n.sqrt() * t / 2.0;
-    let b_round = products * n * t / 2.0;
+    let b_rand = TAIL_Z * sigma_in * norm2 * t / 2.0;
+    let b_round = norm1 * t / 2.0;
     let b_prod = b_rand + b_round + rotations as f64 * TAIL_Z * sigma_ks;
     // Re-randomization: e_pk·u + e₁ + e₂·s, u and s ternary.
     let b_pk = TAIL_Z * ERROR_SIGMA * (2.0 * n.sqrt() + 1.0);
@@ -283,12 +288,9 @@ fn simd_noise(
 /// EPYC without AVX-512, within 0.74–1.08× per layer; BENCHMARKS.md § SIMD linear layers).
 pub const SIMD_KEY_SWITCH_NTTS: f64 = 5.7;
 
-/// A product with a fixed, pre-encoded plaintext (the scalar-weight kernel's indicators), in
-/// effective NTTs per prime of Q; see [`SIMD_KEY_SWITCH_NTTS`].
-pub const SIMD_FIXED_PRODUCT_NTTS: f64 = 0.25;
-
-/// One scalar multiply-accumulate over a ciphertext (2·N words per prime into 128-bit sums), in
-/// effective NTTs per prime of Q; see [`SIMD_KEY_SWITCH_NTTS`].
+/// One lazy multiply-accumulate of the padded kernel over a ciphertext (2·N words per prime into
+/// 128-bit sums, and its plaintext's 2p run values from the weights), in effective NTTs per
+/// prime of Q; see [`SIMD_KEY_SWITCH_NTTS`].
 pub const SIMD_MAC_NTTS: f64 = 0.17;
 
 /// One ct × pt product with its plaintext encoded on the fly (an inverse NTT mod t, the lift
@@ -329,8 +331,8 @@ impl Simd {
         self.cfg
     }
 
-    /// The geometry of `layer` in rows of `n` slots, if it fits.
-    fn geometry(layer: &LayerSpec, n: usize) -> Result<Geometry, LinearError> {
+    /// The geometry of `layer` in rows of `n` slots under `kernel`, if it fits.
+    fn geometry(layer: &LayerSpec, n: usize, kernel: ConvKernel) -> Result<Geometry, LinearError> {
         match layer.shape {
             LayerShape::Fc(f) => {
                 let n_i = f.inputs.max(f.outputs).next_power_of_two();
@@ -347,11 +349,14 @@ impl Simd {
             }
             LayerShape::Conv2d(_) | LayerShape::Scale(_) => {
                 let c = layer.as_conv().expect("conv or scale");
-                Ok(Geometry::Conv(ConvLayout::new(c, n)?))
+                Ok(match kernel {
+                    ConvKernel::Conventional => Geometry::Conv(ConvLayout::new(c, n)?),
+                    ConvKernel::Padded => Geometry::Padded(crate::hyena::PaddedLayout::new(c, n)?),
+                })
             }
             LayerShape::MatMul(_) => {
                 let conv = layer.matmul_as_conv().expect("a matmul");
-                Self::geometry(&conv, n)
+                Self::geometry(&conv, n, kernel)
             }
         }
     }
@@ -371,7 +376,7 @@ impl Simd {
         let mut last = None;
         for params in SimdParamsId::ALL {
             let p = params.rlwe_params(ring.bits())?;
-            let geometry = match Self::geometry(layer, p.n() / 2) {
+            let geometry = match Self::geometry(layer, p.n() / 2, self.cfg.kernel) {
                 Ok(g) => g,
                 Err(e) => {
                     last = Some(e);
@@ -379,65 +384,72 @@ impl Simd {
                 }
             };
             let n_total = p.n();
-            let (in_cts, out_cts, rotations, products, per_output, path_rot, elements) =
-                match &geometry {
-                    Geometry::Conv(l) if self.cfg.kernel == ConvKernel::Padded => {
-                        if layer.weight_bits > 31 {
-                            return Err(LinearError::BadShape {
-                                reason: "hyena: weights need |w| < 2^31",
-                            });
-                        }
-                        let (i, o) = l.ciphertexts();
-                        let c = crate::hyena::counts(l);
-                        let factor =
-                            c.max_terms_per_output as f64 * 2f64.powi(layer.weight_bits as i32);
-                        (
-                            i,
-                            o,
-                            l.rotations(),
-                            c.products,
-                            factor,
-                            l.channels() / l.baby_steps(),
-                            l.galois_elements(n_total),
-                        )
-                    }
-                    Geometry::Conv(l) => {
-                        let (i, o) = l.ciphertexts();
-                        let giant = l.channels() / l.baby_steps();
-                        (
-                            i,
-                            o,
-                            l.rotations(),
-                            l.plaintexts(),
-                            l.max_products_per_output() as f64,
-                            giant,
-                            l.galois_elements(n_total),
-                        )
-                    }
-                    Geometry::Fc { .. } if self.cfg.kernel == ConvKernel::Padded => {
-                        return Err(LinearError::BadShape {
-                            reason: "hyena: convolutions and token x weight products only",
-                        });
-                    }
-                    Geometry::Fc { n_out, n_i, .. } => {
-                        let steps = MatVec::steps_for(*n_out, *n_i);
-                        let diags = MatVec::diagonals_for(*n_out, *n_i);
-                        // On an output's path: the giant steps and the rotate-and-sum.
-                        let path = steps.len() - (baby_steps(diags).min(diags) - 1);
-                        let elements = steps
-                            .iter()
-                            .map(|&d| rlwe::eval::galois_element_for_rotation(n_total, d))
-                            .collect();
-                        (1, 1, steps.len(), diags, diags as f64, path, elements)
-                    }
-                };
-            let noise = match simd_noise(&p, per_output, path_rot, out_cts, self.cfg.flood_bits) {
-                Ok(n) => n,
-                Err(e) => {
-                    last = Some(e);
-                    continue;
+            let nf = n_total as f64;
+            let (in_cts, out_cts, rotations, products, norms, path_rot, elements) = match &geometry
+            {
+                Geometry::Padded(l) => {
+                    let (i, o) = l.ciphertexts();
+                    let c = l.counts();
+                    let k2 = 2.0 * l.period() as f64;
+                    let terms = c.max_terms_per_output as f64;
+                    (
+                        i,
+                        o,
+                        c.rotations,
+                        c.terms,
+                        (terms * k2.sqrt(), terms * k2),
+                        c.max_giants_per_output,
+                        l.galois_elements(n_total),
+                    )
+                }
+                Geometry::Conv(l) => {
+                    let (i, o) = l.ciphertexts();
+                    let giant = l.channels() / l.baby_steps();
+                    let per = l.max_products_per_output() as f64;
+                    (
+                        i,
+                        o,
+                        l.rotations(),
+                        l.plaintexts(),
+                        (per * nf.sqrt(), per * nf),
+                        giant,
+                        l.galois_elements(n_total),
+                    )
+                }
+                Geometry::Fc { .. } if self.cfg.kernel == ConvKernel::Padded => {
+                    return Err(LinearError::BadShape {
+                        reason: "hyena: convolutions and token x weight products only",
+                    });
+                }
+                Geometry::Fc { n_out, n_i, .. } => {
+                    let steps = MatVec::steps_for(*n_out, *n_i);
+                    let diags = MatVec::diagonals_for(*n_out, *n_i);
+                    // On an output's path: the giant steps and the rotate-and-sum.
+                    let path = steps.len() - (baby_steps(diags).min(diags) - 1);
+                    let elements = steps
+                        .iter()
+                        .map(|&d| rlwe::eval::galois_element_for_rotation(n_total, d))
+                        .collect();
+                    let d = diags as f64;
+                    (
+                        1,
+                        1,
+                        steps.len(),
+                        diags,
+                        (d * nf.sqrt(), d * nf),
+                        path,
+                        elements,
+                    )
                 }
             };
+            let noise =
+                match simd_noise(&p, norms.0, norms.1, path_rot, out_cts, self.cfg.flood_bits) {
+                    Ok(n) => n,
+                    Err(e) => {
+                        last = Some(e);
+                        continue;
+                    }
+                };
             return Ok(LayerPlan {
                 params,
                 geometry,
@@ -459,11 +471,11 @@ impl Simd {
         Ok(self.plan(layer, ring)?.noise)
     }
 
-    /// Scalar multiply-accumulates of the layer (each over 2·L·N words; 0 for the conventional
-    /// kernel).
+    /// Lazy multiply-accumulates of the layer (each over 2·L·N words; 0 for the conventional
+    /// kernel, whose products encode their plaintexts).
     pub fn macs(&self, layer: &LayerSpec, ring: Ring) -> Result<usize, LinearError> {
-        Ok(match (self.plan(layer, ring)?.geometry, self.cfg.kernel) {
-            (Geometry::Conv(l), ConvKernel::Padded) => crate::hyena::counts(&l).macs,
+        Ok(match self.plan(layer, ring)?.geometry {
+            Geometry::Padded(l) => l.counts().terms,
             _ => 0,
         })
     }
@@ -472,6 +484,7 @@ impl Simd {
     pub fn baby_steps(&self, layer: &LayerSpec, ring: Ring) -> Result<usize, LinearError> {
         Ok(match self.plan(layer, ring)?.geometry {
             Geometry::Conv(l) => l.baby_steps(),
+            Geometry::Padded(l) => l.baby_steps(),
             Geometry::Fc { n_out, n_i, .. } => {
                 let d = MatVec::diagonals_for(n_out, n_i);
                 baby_steps(d).min(d)
@@ -497,6 +510,15 @@ impl Simd {
                     i * (k * r * b - 1) + o * (c / b - 1)
                 )
             }
+            Geometry::Padded(l) => {
+                let (i, _) = l.ciphertexts();
+                let c = l.counts();
+                let (b, r) = (l.baby_steps(), l.copies());
+                format!(
+                    "in_cts*copies*B(-in_cts if identity)+giants used = {i}*{r}*{b}+... = {}",
+                    c.rotations
+                )
+            }
             Geometry::Fc { n_out, n_i, .. } => {
                 let d = MatVec::diagonals_for(n_out, n_i);
                 let b = baby_steps(d).min(d);
@@ -519,6 +541,7 @@ impl Simd {
     fn pack(plan: &LayerPlan, x: &[u64], n: usize) -> Vec<Vec<u64>> {
         match &plan.geometry {
             Geometry::Conv(l) => l.pack_input(x),
+            Geometry::Padded(l) => l.pack_input(x),
             Geometry::Fc { n_in, n_i, .. } => {
                 let v: Vec<u64> = (0..2 * n)
                     .map(|s| {
@@ -539,6 +562,7 @@ impl Simd {
     fn unpack(plan: &LayerPlan, slots: &[Vec<u64>]) -> Vec<u64> {
         match &plan.geometry {
             Geometry::Conv(l) => l.unpack_output(slots),
+            Geometry::Padded(l) => l.unpack_output(slots),
             Geometry::Fc { n_out, .. } => slots[0][..*n_out].to_vec(),
         }
     }
@@ -612,11 +636,10 @@ impl LinearProtocol for Simd {
         let n = plan.params.n() as f64;
         let levels = plan.params.rlwe_params(ring.bits())?.max_level() as f64;
         let t_ntt = crate::cheetah::NTT_4096_SECONDS * (n / 4096.0) * (n.log2() / 12.0);
-        // The scalar-weight kernel's products use fixed, pre-encoded plaintexts; its work is
-        // in the multiply-accumulates.
+        // The padded kernel's products are lazy multiply-accumulates with no encoding.
         let (product, macs) = match self.cfg.kernel {
             ConvKernel::Conventional => (SIMD_PRODUCT_NTTS, 0),
-            ConvKernel::Padded => (SIMD_FIXED_PRODUCT_NTTS, self.macs(layer, ring)?),
+            ConvKernel::Padded => (0.0, self.macs(layer, ring)?),
         };
         Ok(c.bytes() as f64 / bandwidth
             + c.ntts as f64 * t_ntt
@@ -627,26 +650,25 @@ impl LinearProtocol for Simd {
 
     /// The server's peak: the input ciphertexts and their hoisted rotated copies (one per Galois
     /// element of the input side, and the decomposition they share), the output ciphertexts,
-    /// and for the scalar-weight kernel its K lazy accumulators (32 bytes a word) and K
-    /// indicators; each ciphertext 2·L·N words.
+    /// and for the padded kernel a ciphertext's lazy accumulators (16 bytes a word) per output
+    /// in flight; each ciphertext 2·L·N words.
     fn working_set_bytes(&self, layer: &LayerSpec, ring: Ring) -> Result<u64, LinearError> {
         let plan = self.plan(layer, ring)?;
         let p = plan.params.rlwe_params(ring.bits())?;
         let (n, l) = (p.n() as u64, p.max_level() as u64);
         let ct = 2 * l * n * 8;
         let digits = (p.max_level() + p.num_special()) as u64;
-        let (copies, extra) = match (&plan.geometry, self.cfg.kernel) {
-            (Geometry::Conv(c), kernel) => {
+        let (copies, extra) = match &plan.geometry {
+            Geometry::Conv(c) => {
                 let taps = (c.spec().kh * c.spec().kw * c.baby_steps() * c.copies()) as u64;
-                let k = (c.rows() * c.channels()) as u64;
-                let extra = if kernel == ConvKernel::Padded {
-                    k * (2 * l * n * 32 + l * n * 8)
-                } else {
-                    l * n * 8
-                };
-                (plan.in_cts as u64 * taps, extra)
+                (plan.in_cts as u64 * taps, l * n * 8)
             }
-            (Geometry::Fc { n_out, n_i, .. }, _) => {
+            Geometry::Padded(c) => {
+                let babies = (c.baby_steps() * c.copies()) as u64;
+                let threads = rayon::current_num_threads().min(plan.out_cts) as u64;
+                (plan.in_cts as u64 * babies, threads * 2 * l * n * 16)
+            }
+            Geometry::Fc { n_out, n_i, .. } => {
                 let d = MatVec::diagonals_for(*n_out, *n_i);
                 (baby_steps(d).min(d) as u64, l * n * 8)
             }
@@ -658,12 +680,14 @@ impl LinearProtocol for Simd {
     fn weight_bytes(&self, layer: &LayerSpec, ring: Ring) -> Result<u64, LinearError> {
         let plan = self.plan(layer, ring)?;
         let p = plan.params.rlwe_params(ring.bits())?;
-        // Each plaintext in NTT form at the top level: N words per prime. The scalar-weight
-        // kernel holds only its K indicators and the weights as 8-byte scalars.
+        // Each plaintext in NTT form at the top level: N words per prime. The padded kernel
+        // holds the weights as 8-byte scalars and its two class transforms: (2p)² words mod t
+        // and per prime (Classes in crate::hyena).
         let pt = (p.n() * p.max_level() * 8) as u64;
-        Ok(match (&plan.geometry, self.cfg.kernel) {
-            (Geometry::Conv(l), ConvKernel::Padded) => {
-                (l.rows() * l.channels()) as u64 * pt + 8 * layer.weight_len() as u64
+        Ok(match &plan.geometry {
+            Geometry::Padded(l) => {
+                let k2 = (2 * l.period()) as u64;
+                8 * layer.weight_len() as u64 + 8 * k2 * k2 * (1 + p.max_level() as u64)
             }
             _ => plan.products as u64 * pt,
         })
@@ -827,7 +851,7 @@ impl Simd {
             cts.push(ct);
         }
         let outs = match &plan.geometry {
-            Geometry::Conv(l) if self.cfg.kernel == ConvKernel::Padded => {
+            Geometry::Padded(l) => {
                 crate::hyena::PaddedConv::new(l.clone(), signed)?.apply(&enc, &ev, &cts, gk)?
             }
             Geometry::Conv(l) => {
