@@ -612,68 +612,79 @@ impl PaddedConv {
             })
             .collect::<Result<_, LinearError>>()?;
         let k2 = 2 * p;
-        (0..l.out_cts)
+        // One task per (output ciphertext, giant step): its lazy sums, reduced and rotated by γ
+        // (independent, so in parallel even for a single output ciphertext).
+        let tasks: Vec<(usize, usize)> = (0..l.out_cts)
+            .flat_map(|v| (0..l.giants()).map(move |g| (v, g)))
+            .filter(|&(v, g)| l.giant_used(v, g))
+            .collect();
+        let parts: Vec<(usize, Ciphertext)> = tasks
             .into_par_iter()
-            .map(|v| -> Result<Ciphertext, LinearError> {
-                let len = n_total;
+            .map(|(v, g)| -> Result<(usize, Ciphertext), LinearError> {
                 let mut accs: Vec<LazyAcc> = (0..2)
-                    .flat_map(|_| classes.moduli.iter().map(|q| LazyAcc::new(q, len)))
+                    .flat_map(|_| classes.moduli.iter().map(|q| LazyAcc::new(q, n_total)))
                     .collect();
-                let mut vals = vec![0u64; num_moduli * k2];
-                let mut out: Option<Ciphertext> = None;
-                for g in 0..l.giants() {
-                    if !l.giant_used(v, g) {
-                        continue;
+                let gamma = (g * l.baby) as i64;
+                // The task's terms: each rotated copy with its plaintext's run values.
+                let mut terms: Vec<(&Ciphertext, Vec<u64>)> = Vec::new();
+                for b in 0..l.baby {
+                    let r_idx = g * l.baby + b;
+                    if r_idx >= l.span {
+                        break;
                     }
-                    accs.iter_mut().for_each(LazyAcc::clear);
-                    let gamma = (g * l.baby) as i64;
-                    for b in 0..l.baby {
-                        let r_idx = g * l.baby + b;
-                        if r_idx >= l.span {
-                            break;
-                        }
-                        let r = l.r_min + r_idx as i64;
-                        for (u, copies) in rotated.iter().enumerate() {
-                            for s in 0..l.copies {
-                                if !l.used(v, u, s, r_idx) {
-                                    continue;
-                                }
-                                let w = self.term_weights(v, u, s, r, gamma, p);
-                                classes.run_values(&w, &mut vals);
-                                let x = &copies[s * l.baby + b];
-                                for (pi, poly) in x.polys().iter().enumerate() {
-                                    for i in 0..num_moduli {
-                                        accs[pi * num_moduli + i].mac_runs(
-                                            poly.residue(i),
-                                            &vals[i * k2..(i + 1) * k2],
-                                        )?;
-                                    }
-                                }
+                    let r = l.r_min + r_idx as i64;
+                    for (u, copies) in rotated.iter().enumerate() {
+                        for s in 0..l.copies {
+                            if !l.used(v, u, s, r_idx) {
+                                continue;
                             }
+                            let w = self.term_weights(v, u, s, r, gamma, p);
+                            let mut vals = vec![0u64; num_moduli * k2];
+                            classes.run_values(&w, &mut vals);
+                            terms.push((&copies[s * l.baby + b], vals));
                         }
                     }
-                    let mut z = ev.zero(num_moduli, Representation::Ntt)?;
-                    for (pi, poly) in z.polys_mut().iter_mut().enumerate() {
-                        for i in 0..num_moduli {
-                            accs[pi * num_moduli + i].reduce_into(poly.residue_mut(i))?;
-                        }
+                }
+                for pi in 0..2 {
+                    for i in 0..num_moduli {
+                        let pairs: Vec<(&[u64], &[u64])> = terms
+                            .iter()
+                            .map(|(x, vals)| {
+                                (x.polys()[pi].residue(i), &vals[i * k2..(i + 1) * k2])
+                            })
+                            .collect();
+                        accs[pi * num_moduli + i].mac_all(&pairs)?;
                     }
-                    let shifted = if g == 0 {
+                }
+                let mut z = ev.zero(num_moduli, Representation::Ntt)?;
+                for (pi, poly) in z.polys_mut().iter_mut().enumerate() {
+                    for i in 0..num_moduli {
+                        accs[pi * num_moduli + i].reduce_into(poly.residue_mut(i))?;
+                    }
+                }
+                Ok((
+                    v,
+                    if g == 0 {
                         z
                     } else {
                         ev.rotate_rows(&z, gamma, gk)?
-                    };
-                    match out.as_mut() {
-                        None => out = Some(shifted),
-                        Some(o) => ev.add_assign(o, &shifted)?,
-                    }
-                }
-                // No term at all (an output group with no input): an encryption of zero
-                // (trivial; the layer protocol re-randomizes every response).
-                Ok(match out {
-                    Some(o) => o,
-                    None => ev.zero(num_moduli, Representation::Ntt)?,
-                })
+                    },
+                ))
+            })
+            .collect::<Result<_, LinearError>>()?;
+        let mut outs: Vec<Option<Ciphertext>> = vec![None; l.out_cts];
+        for (v, c) in parts {
+            match outs[v].as_mut() {
+                None => outs[v] = Some(c),
+                Some(o) => ev.add_assign(o, &c)?,
+            }
+        }
+        // No term at all (an output group with no input): an encryption of zero (trivial; the
+        // layer protocol re-randomizes every response).
+        outs.into_iter()
+            .map(|o| match o {
+                Some(o) => Ok(o),
+                None => Ok(ev.zero(num_moduli, Representation::Ntt)?),
             })
             .collect()
     }

@@ -104,6 +104,89 @@ impl LazyAcc {
         Ok(())
     }
 
+    /// `acc += Σ_j w_j[k]·x_j[i]` over all the terms `(x_j, w_j)` at once, with the runs of
+    /// [`LazyAcc::mac_runs`]: the same sums, computed a block of coefficients at a time so that
+    /// the block's sums stay in cache while every term streams through it. Refuses what
+    /// [`LazyAcc::mac_runs`] refuses (checked for every term before any is added, except a
+    /// residue ≥ q, which poisons the accumulator as there).
+    pub fn mac_all(&mut self, terms: &[(&[u64], &[u64])]) -> Result<(), MathError> {
+        let len = self.acc.len();
+        let q = self.q.value();
+        for (x, w) in terms {
+            if x.len() != len {
+                return Err(MathError::InvalidLength {
+                    expected: len,
+                    found: x.len(),
+                });
+            }
+            if w.is_empty() || !len.is_multiple_of(w.len()) {
+                return Err(MathError::InvalidLength {
+                    expected: len,
+                    found: w.len(),
+                });
+            }
+            if let Some(&bad) = w.iter().find(|&&v| v >= q) {
+                return Err(MathError::ValueOutOfRange {
+                    value: bad,
+                    modulus: q,
+                });
+            }
+        }
+        if self.poisoned {
+            return Err(MathError::ValueOutOfRange {
+                value: q,
+                modulus: q,
+            });
+        }
+        // Blocks of at most 256 coefficients that never straddle a run of any term.
+        let min_run = terms
+            .iter()
+            .map(|(_, w)| len / w.len())
+            .min()
+            .unwrap_or(len);
+        let block = min_run.min(256).max(1);
+        let (pending0, limit) = (self.pending, self.limit);
+        let mut over = false;
+        let mut start = 0;
+        while start < len {
+            let end = (start + block).min(len);
+            let acc = &mut self.acc[start..end];
+            let mut pending = pending0;
+            for (x, w) in terms {
+                if pending == limit {
+                    for a in acc.iter_mut() {
+                        *a = self.q.reduce_u128(*a) as u128;
+                    }
+                    pending = 0;
+                }
+                pending += 1;
+                let wk = w[start / (len / w.len())] as u128;
+                for (a, &v) in acc.iter_mut().zip(&x[start..end]) {
+                    over |= v >= q;
+                    *a = a.wrapping_add(v as u128 * wk);
+                }
+            }
+            start = end;
+        }
+        // Every block went through the same sequence of folds.
+        let mut pending = pending0;
+        for _ in terms {
+            if pending == limit {
+                pending = 0;
+            }
+            pending += 1;
+        }
+        self.pending = pending;
+        if over {
+            self.poisoned = true;
+            return Err(MathError::ValueOutOfRange {
+                value: q,
+                modulus: q,
+            });
+        }
+        Ok(())
+    }
+
     fn fold(&mut self) {
         let q = &self.q;
         for a in &mut self.acc {
@@ -184,6 +267,36 @@ mod tests {
             let mut got = vec![0u64; n];
             lazy.reduce_into(&mut got).unwrap();
             assert_eq!(got, reference, "{bits}-bit prime");
+            // The same terms in batches of every size through mac_all.
+            let mut r2 = ChaCha20Rng::seed_from_u64(bits as u64);
+            let mut batched = LazyAcc::new(&q, n);
+            let mut reference = vec![0u64; n];
+            let mut k = 0;
+            while k < terms.min(2000) {
+                let batch = 1 + k % 300;
+                let xs: Vec<Vec<u64>> = (0..batch)
+                    .map(|_| (0..n).map(|_| r2.gen_range(0..q.value())).collect())
+                    .collect();
+                let ws: Vec<Vec<u64>> = (0..batch)
+                    .map(|j| {
+                        (0..1usize << ((k + j) % 7))
+                            .map(|_| r2.gen_range(0..q.value()))
+                            .collect()
+                    })
+                    .collect();
+                let pairs: Vec<(&[u64], &[u64])> =
+                    xs.iter().zip(&ws).map(|(x, w)| (&x[..], &w[..])).collect();
+                batched.mac_all(&pairs).unwrap();
+                for (x, w) in &pairs {
+                    mac_reduced(&mut reference, x, w, &q);
+                }
+                // Interleaved with single terms.
+                batched.mac_runs(&xs[0], &ws[0]).unwrap();
+                mac_reduced(&mut reference, &xs[0], &ws[0], &q);
+                k += batch + 1;
+            }
+            batched.reduce_into(&mut got).unwrap();
+            assert_eq!(got, reference, "{bits}-bit prime, batched");
             lazy.clear();
             lazy.reduce_into(&mut got).unwrap();
             assert!(got.iter().all(|&v| v == 0));
