@@ -21,7 +21,7 @@ use transport::{Channel, NetworkModel, TcpChannel, TcpConfig};
 pub struct Args {
     /// Built-in model: resnet20, resnet32, resnet56, resnet18-64, resnet18-224, resnet50,
     /// mobilenetv2-32, mobilenetv2-224, mobilenetv2-32-w<width> (e.g. -w1.4), efficientnet-b0-32,
-    /// efficientnet-b0-224, circulant-mlp-b<b> (block-circulant FCs), vgg16-32, vit-cifar.
+    /// efficientnet-b0-224, circulant-mlp-b<b> (block-circulant FCs), vgg16-32, mobilenetv1-224, vit-cifar.
     #[arg(long)]
     model: String,
     /// Share ring bits ℓ.

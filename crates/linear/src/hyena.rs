@@ -424,17 +424,83 @@ impl PaddedLayout {
     }
 }
 
-/// The two small transforms from a per-class slot vector to the NTT form of its plaintext, for
-/// one layout, ring and level.
+/// A cyclic DFT of size `a.len()` (a power of two) over `q` with the primitive root `omega`, in
+/// natural order (iterative radix 2: bit reversal, then butterflies).
+fn small_dft(a: &mut [u64], omega: u64, q: &Modulus) {
+    let n = a.len();
+    let bits = n.trailing_zeros();
+    if n <= 1 {
+        return;
+    }
+    for i in 0..n {
+        let j = i.reverse_bits() >> (usize::BITS - bits);
+        if i < j {
+            a.swap(i, j);
+        }
+    }
+    let mut len = 2;
+    while len <= n {
+        let w_len = q.pow(omega, (n / len) as u64);
+        let half = len / 2;
+        let mut tw = Vec::with_capacity(half);
+        let mut w = 1u64;
+        for _ in 0..half {
+            tw.push(w);
+            w = q.mul(w, w_len);
+        }
+        for chunk in a.chunks_mut(len) {
+            let (lo, hi) = chunk.split_at_mut(half);
+            for ((x, y), &w) in lo.iter_mut().zip(hi.iter_mut()).zip(&tw) {
+                let t = q.mul(*y, w);
+                *y = q.sub(*x, t);
+                *x = q.add(*x, t);
+            }
+        }
+        len *= 2;
+    }
+}
+
+/// The evaluation points of a negacyclic transform of size M as powers of one of them: given the
+/// M primitive 2M-th roots `points` (any order), ψ = points[0] and for each k the index j with
+/// points[k] = ψ·(ψ²)^j.
+fn point_order(points: &[u64], q: &Modulus) -> Option<(u64, Vec<usize>)> {
+    let m = points.len();
+    let psi = points[0];
+    let omega = q.mul(psi, psi);
+    let mut at = std::collections::HashMap::with_capacity(m);
+    let mut x = psi;
+    for j in 0..m {
+        at.insert(x, j);
+        x = q.mul(x, omega);
+    }
+    let order: Option<Vec<usize>> = points.iter().map(|y| at.get(y).copied()).collect();
+    let order = order?;
+    let mut seen = vec![false; m];
+    for &j in &order {
+        if std::mem::replace(&mut seen[j], true) {
+            return None;
+        }
+    }
+    Some((psi, order))
+}
+
+/// The transforms from a per-class slot vector to the NTT form of its plaintext g(X^{N/2p}), for
+/// one ring and level. M = 2p classes (class k = row·p + c). Over Z_t, the slot values of class
+/// k are g's values at a primitive 2M-th root z_k (read off the encoder: the slots of X^{N/2p});
+/// per prime q_i, run k of the NTT form holds g's value at y_k (read off the NTT of X^{N/2p}).
+/// Both point sets are ψ·(ψ²)^j in some order, so each direction is a twist and a cyclic DFT of
+/// size M: O(M log M) per plaintext and prime.
 struct Classes {
-    /// p: classes per row; the plaintext is g(X^m), m = N/2p, with 2p coefficients.
-    p: usize,
+    m: usize,
     t: Modulus,
-    /// `to_coeffs[a·2p + k]`: coefficient a of g for the indicator of class k (= row·p + c),
-    /// mod t (read off the encoder, so its slot order is used as it is).
-    to_coeffs: Vec<u64>,
-    /// Per prime i: `powers[i][k·2p + a] = y_k^a mod q_i`, y_k the NTT value of X^m on run k.
-    powers: Vec<Vec<u64>>,
+    /// ψ_t² ^ −1 (the inverse DFT's root), ψ_t^{−a}·M^{−1} (the untwist), class k → DFT index.
+    t_omega_inv: u64,
+    t_untwist: Vec<u64>,
+    t_order: Vec<usize>,
+    /// Per prime: ψ_i² (the DFT root), ψ_i^a (the twist), run k → DFT index.
+    q_omega: Vec<u64>,
+    q_twist: Vec<Vec<u64>>,
+    q_order: Vec<Vec<usize>>,
     moduli: Vec<Modulus>,
 }
 
@@ -446,103 +512,110 @@ impl Classes {
         num_moduli: usize,
     ) -> Result<Classes, LinearError> {
         let n_total = params.n();
-        let (half, m) = (n_total / 2, n_total / (2 * p));
+        let (half, m_cls) = (n_total / 2, 2 * p);
+        let stride = n_total / m_cls;
         let t = *params.t();
-        let not_cosets = LinearError::BadShape {
-            reason: "hyena: the encoder's slot classes are not cosets of X^(N/2p)",
+        let not_cosets = || LinearError::BadShape {
+            reason: "hyena: the slot classes are not cosets of X^(N/2p)",
         };
-        let mut to_coeffs = vec![0u64; 4 * p * p];
-        for k in 0..2 * p {
-            let (row, c) = (k / p, k % p);
-            let mut v = vec![0u64; n_total];
-            for s in (c..half).step_by(p) {
-                v[row * half + s] = 1;
-            }
-            let pt = enc.encode(&v)?;
-            for (i, &x) in pt.coeffs().iter().enumerate() {
-                if i % m == 0 {
-                    to_coeffs[(i / m) * 2 * p + k] = x;
-                } else if x != 0 {
-                    return Err(not_cosets);
-                }
-            }
-        }
         let mut xm = vec![0i64; n_total];
-        xm[m] = 1;
+        xm[stride] = 1;
+        // Over Z_t: the slots of X^{N/2p}, constant on each class.
+        let slots = enc.decode(&rlwe::Plaintext::from_signed(params, &xm)?)?;
+        let mut z = Vec::with_capacity(m_cls);
+        for k in 0..m_cls {
+            let (row, c) = (k / p, k % p);
+            let v = slots[row * half + c];
+            if (c..half).step_by(p).any(|s| slots[row * half + s] != v) {
+                return Err(not_cosets());
+            }
+            z.push(v);
+        }
+        let (psi_t, t_order) = point_order(&z, &t).ok_or_else(not_cosets)?;
+        let psi_inv = t.inv(psi_t).ok_or_else(not_cosets)?;
+        let m_inv = t.inv(m_cls as u64 % t.value()).ok_or_else(not_cosets)?;
+        let mut t_untwist = Vec::with_capacity(m_cls);
+        let mut x = m_inv;
+        for _ in 0..m_cls {
+            t_untwist.push(x);
+            x = t.mul(x, psi_inv);
+        }
+        let t_omega_inv = t.mul(psi_inv, psi_inv);
+        // Per prime: the NTT of X^{N/2p}, constant on each run of N/2p coefficients.
         let ntt = PlaintextNtt::from_signed(params, &xm, num_moduli)?;
-        let run = n_total / (2 * p);
         let moduli: Vec<Modulus> = params.ctx_q().moduli()[..num_moduli].to_vec();
-        let mut powers = Vec::with_capacity(num_moduli);
+        let (mut q_omega, mut q_twist, mut q_order) = (Vec::new(), Vec::new(), Vec::new());
         for (i, q) in moduli.iter().enumerate() {
             let y = ntt.poly().residue(i);
-            let mut pw = vec![0u64; 4 * p * p];
-            for k in 0..2 * p {
-                let yk = y[k * run];
-                if y[k * run..(k + 1) * run].iter().any(|&z| z != yk) {
-                    return Err(not_cosets);
+            let mut pts = Vec::with_capacity(m_cls);
+            for k in 0..m_cls {
+                let yk = y[k * stride];
+                if y[k * stride..(k + 1) * stride].iter().any(|&v| v != yk) {
+                    return Err(not_cosets());
                 }
-                let mut acc = 1u64;
-                for a in 0..2 * p {
-                    pw[k * 2 * p + a] = acc;
-                    acc = q.mul(acc, yk);
-                }
+                pts.push(yk);
             }
-            powers.push(pw);
+            let (psi, order) = point_order(&pts, q).ok_or_else(not_cosets)?;
+            let mut tw = Vec::with_capacity(m_cls);
+            let mut x = 1u64;
+            for _ in 0..m_cls {
+                tw.push(x);
+                x = q.mul(x, psi);
+            }
+            q_omega.push(q.mul(psi, psi));
+            q_twist.push(tw);
+            q_order.push(order);
         }
         Ok(Classes {
-            p,
+            m: m_cls,
             t,
-            to_coeffs,
-            powers,
+            t_omega_inv,
+            t_untwist,
+            t_order,
+            q_omega,
+            q_twist,
+            q_order,
             moduli,
         })
     }
 
-    /// The NTT form's run values (2p per prime, prime major) of the plaintext whose slots hold
-    /// `w[k]` on class k = row·p + c (signed, reduced mod t).
+    /// The NTT form's run values (M per prime, prime major) of the plaintext whose slots hold
+    /// `w[k]` on class k (signed, reduced mod t).
     fn run_values(&self, w: &[i64], out: &mut [u64]) {
-        let k2 = 2 * self.p;
-        let wt: Vec<u64> = w.iter().map(|&x| self.t.reduce_i64(x)).collect();
-        // g = to_coeffs · w mod t, centered: |g_a| ≤ t/2.
-        let g: Vec<i64> = (0..k2)
-            .map(|a| {
-                let row = &self.to_coeffs[a * k2..(a + 1) * k2];
-                let s: u128 = row
-                    .iter()
-                    .zip(&wt)
-                    .map(|(&c, &x)| c as u128 * x as u128)
-                    .sum();
-                self.t.center(self.t.reduce_u128(s))
-            })
+        let m = self.m;
+        // g from its values: V[order(k)] = w_k, inverse DFT, untwist; centered, |g_a| ≤ t/2.
+        let mut v = vec![0u64; m];
+        for (k, &x) in w.iter().enumerate() {
+            v[self.t_order[k]] = self.t.reduce_i64(x);
+        }
+        small_dft(&mut v, self.t_omega_inv, &self.t);
+        let g: Vec<i64> = v
+            .iter()
+            .zip(&self.t_untwist)
+            .map(|(&x, &u)| self.t.center(self.t.mul(x, u)))
             .collect();
+        let mut h = vec![0u64; m];
         for (i, q) in self.moduli.iter().enumerate() {
-            let gq: Vec<u64> = g.iter().map(|&x| q.reduce_i64(x)).collect();
-            let pw = &self.powers[i];
-            for k in 0..k2 {
-                // Terms below 2^(2·61): at most 2^6 fit a u128 between reductions.
-                let mut acc = 0u64;
-                for (chunk_p, chunk_g) in pw[k * k2..(k + 1) * k2].chunks(32).zip(gq.chunks(32)) {
-                    let s: u128 = chunk_p
-                        .iter()
-                        .zip(chunk_g)
-                        .map(|(&a, &b)| a as u128 * b as u128)
-                        .sum();
-                    acc = q.add(acc, q.reduce_u128(s));
-                }
-                out[i * k2 + k] = acc;
+            for ((hj, &ga), &tw) in h.iter_mut().zip(&g).zip(&self.q_twist[i]) {
+                *hj = q.mul(q.reduce_i64(ga), tw);
+            }
+            small_dft(&mut h, self.q_omega[i], q);
+            for (k, o) in out[i * m..(i + 1) * m].iter_mut().enumerate() {
+                *o = h[self.q_order[i][k]];
             }
         }
     }
 }
 
-/// A [`PaddedLayout`] with its weights as signed integers (|w| < t/2).
+/// A [`PaddedLayout`] with its weights as 32-bit signed integers (all the server holds besides
+/// the two class transforms).
 pub struct PaddedConv {
     layout: PaddedLayout,
-    w: Vec<i64>,
+    w: Vec<i32>,
 }
 
 impl PaddedConv {
-    /// Binds the weights `w` (M × C/groups × k_h × k_w, signed) to `layout`.
+    /// Binds the weights `w` (M × C/groups × k_h × k_w, signed, |w| < 2^31) to `layout`.
     pub fn new(layout: PaddedLayout, w: &[i64]) -> Result<PaddedConv, LinearError> {
         let spec = layout.spec;
         if w.len() != spec.m * spec.c_per_group() * spec.kh * spec.kw {
@@ -550,10 +623,14 @@ impl PaddedConv {
                 reason: "hyena: need M*(C/groups)*kh*kw weights",
             });
         }
-        Ok(PaddedConv {
-            layout,
-            w: w.to_vec(),
-        })
+        let w = w
+            .iter()
+            .map(|&x| i32::try_from(x))
+            .collect::<Result<Vec<i32>, _>>()
+            .map_err(|_| LinearError::BadShape {
+                reason: "hyena: weights must be below 2^31 in magnitude",
+            })?;
+        Ok(PaddedConv { layout, w })
     }
 
     pub fn layout(&self) -> &PaddedLayout {
@@ -570,7 +647,7 @@ impl PaddedConv {
                 let (row, c) = (k / p, (k % p) as i64);
                 let c_o = (c - gamma).rem_euclid(c_n) as usize;
                 l.weight_index(v, u, s, r, row, c_o)
-                    .map_or(0, |i| self.w[i])
+                    .map_or(0, |i| i64::from(self.w[i]))
             })
             .collect()
     }
@@ -693,6 +770,26 @@ impl PaddedConv {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The radix-2 DFT equals the definition Σ_i a_i·ω^{ij} for every size up to 512.
+    #[test]
+    fn small_dft_is_the_dft() {
+        let q = Modulus::new(65537).unwrap();
+        for log in 0..10 {
+            let n = 1usize << log;
+            // 3 generates Z_65537^*: ω = 3^{65536/n} has order n.
+            let omega = q.pow(3, (65536 / n) as u64);
+            let a: Vec<u64> = (0..n as u64).map(|i| (i * 7919 + 13) % 65537).collect();
+            let mut fast = a.clone();
+            small_dft(&mut fast, omega, &q);
+            for (j, &f) in fast.iter().enumerate() {
+                let want = a.iter().enumerate().fold(0, |acc, (i, &x)| {
+                    q.add(acc, q.mul(x, q.pow(omega, (i * j) as u64)))
+                });
+                assert_eq!(f, want, "n {n} j {j}");
+            }
+        }
+    }
 
     /// Every (output, input channel, tap) pair of a group is reached by exactly one present
     /// term, and every present term serves at least one pair, on dense, grouped and depthwise

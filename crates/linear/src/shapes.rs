@@ -174,6 +174,41 @@ pub fn vgg16_32(wb: u32) -> Vec<(String, LayerSpec)> {
     out
 }
 
+/// MobileNetV1 on 224×224 inputs (Howard et al. 2017, width 1.0, Table 1): a 3×3 stride-2
+/// stem, 13 depthwise-separable blocks (3×3 depthwise, then 1×1 pointwise), global pooling and
+/// one FC 1024 → 1000. Layer names follow the common PyTorch port (`model.<i>.dw` / `.pw`).
+pub fn mobilenet_v1_224(wb: u32) -> Vec<(String, LayerSpec)> {
+    // (output channels, stride of the depthwise conv)
+    let blocks = [
+        (64, 1),
+        (128, 2),
+        (128, 1),
+        (256, 2),
+        (256, 1),
+        (512, 2),
+        (512, 1),
+        (512, 1),
+        (512, 1),
+        (512, 1),
+        (512, 1),
+        (1024, 2),
+        (1024, 1),
+    ];
+    let mut out = vec![("model.0".to_string(), conv(3, 224, 32, 3, 2, 1, 1, wb))];
+    let (mut c, mut h) = (32usize, 112usize);
+    for (i, &(m, stride)) in blocks.iter().enumerate() {
+        out.push((
+            format!("model.{}.dw", i + 1),
+            conv(c, h, c, 3, stride, 1, c, wb),
+        ));
+        h = (h + 2 - 3) / stride + 1;
+        out.push((format!("model.{}.pw", i + 1), conv(c, h, m, 1, 1, 0, 1, wb)));
+        c = m;
+    }
+    out.push(("fc".into(), LayerSpec::fc(1024, 1000, wb)));
+    out
+}
+
 /// The toolkit's CIFAR ViT (`python/privinfer_models/zoo.py`: 4×4 patches, 65 tokens with the
 /// class token, width 128, 6 blocks, MLP 256): the patch embedding, per block the token × weight
 /// products q/k/v, the attention projection and the two MLP layers, and the head on the class
@@ -338,7 +373,7 @@ pub fn efficientnet_b0(size: usize, classes: usize, wb: u32) -> Vec<(String, Lay
 
 /// A built-in model by name: resnet20, resnet32, resnet56, resnet18-32, resnet18-64, resnet18-224, resnet50,
 /// mobilenetv2-32, mobilenetv2-224, mobilenetv2-32-w<width>, efficientnet-b0-32,
-/// efficientnet-b0-224, circulant-mlp-b<b>, vgg16-32, vit-cifar.
+/// efficientnet-b0-224, circulant-mlp-b<b>, vgg16-32, mobilenetv1-224, vit-cifar.
 pub fn by_name(name: &str, wb: u32) -> Option<Vec<(String, LayerSpec)>> {
     Some(match name {
         "resnet20" => resnet_cifar(20, wb),
@@ -367,13 +402,14 @@ pub fn by_name(name: &str, wb: u32) -> Option<Vec<(String, LayerSpec)>> {
             mobilenet_v2_width(32, 10, width, wb)
         }
         "vgg16-32" | "vgg16" => vgg16_32(wb),
+        "mobilenetv1-224" | "mobilenetv1" => mobilenet_v1_224(wb),
         "vit-cifar" | "vit" => vit_cifar(wb),
         _ => return None,
     })
 }
 
 /// Names accepted by [`by_name`].
-pub const MODELS: [&str; 13] = [
+pub const MODELS: [&str; 14] = [
     "resnet20",
     "resnet32",
     "resnet56",
@@ -386,6 +422,7 @@ pub const MODELS: [&str; 13] = [
     "efficientnet-b0-32",
     "efficientnet-b0-224",
     "vgg16-32",
+    "mobilenetv1-224",
     "vit-cifar",
 ];
 

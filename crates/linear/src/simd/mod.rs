@@ -388,6 +388,11 @@ impl Simd {
             let (in_cts, out_cts, rotations, products, norms, path_rot, elements) = match &geometry
             {
                 Geometry::Padded(l) => {
+                    if layer.weight_bits > 31 {
+                        return Err(LinearError::BadShape {
+                            reason: "hyena: weights need |w| < 2^31",
+                        });
+                    }
                     let (i, o) = l.ciphertexts();
                     let c = l.counts();
                     let k2 = 2.0 * l.period() as f64;
@@ -681,13 +686,13 @@ impl LinearProtocol for Simd {
         let plan = self.plan(layer, ring)?;
         let p = plan.params.rlwe_params(ring.bits())?;
         // Each plaintext in NTT form at the top level: N words per prime. The padded kernel
-        // holds the weights as 8-byte scalars and its two class transforms: (2p)² words mod t
-        // and per prime (Classes in crate::hyena).
+        // holds the weights as 4-byte scalars and its class transforms: a twist and an order of
+        // 2p words mod t and per prime (`Classes` in crate::hyena).
         let pt = (p.n() * p.max_level() * 8) as u64;
         Ok(match &plan.geometry {
             Geometry::Padded(l) => {
                 let k2 = (2 * l.period()) as u64;
-                8 * layer.weight_len() as u64 + 8 * k2 * k2 * (1 + p.max_level() as u64)
+                4 * layer.weight_len() as u64 + 16 * k2 * (1 + p.max_level() as u64)
             }
             _ => plan.products as u64 * pt,
         })
