@@ -689,71 +689,109 @@ impl PaddedConv {
             })
             .collect::<Result<_, LinearError>>()?;
         let k2 = 2 * p;
-        // One task per (output ciphertext, giant step): its lazy sums, reduced and rotated by γ
-        // (independent, so in parallel even for a single output ciphertext).
-        let tasks: Vec<(usize, usize)> = (0..l.out_cts)
-            .flat_map(|v| (0..l.giants()).map(move |g| (v, g)))
-            .filter(|&(v, g)| l.giant_used(v, g))
-            .collect();
-        let parts: Vec<(usize, Ciphertext)> = tasks
-            .into_par_iter()
-            .map(|(v, g)| -> Result<(usize, Ciphertext), LinearError> {
-                let mut accs: Vec<LazyAcc> = (0..2)
-                    .flat_map(|_| classes.moduli.iter().map(|q| LazyAcc::new(q, n_total)))
-                    .collect();
-                let gamma = (g * l.baby) as i64;
-                // The task's terms: each rotated copy with its plaintext's run values.
-                let mut terms: Vec<(&Ciphertext, Vec<u64>)> = Vec::new();
+        let run = n_total / k2;
+        // Per giant step: each output's terms (a rotated copy and its plaintext's run values),
+        // summed a block of coefficients at a time over all outputs of the step — every output
+        // of the step reads the same baby-step copies, which then stay in cache — and in
+        // parallel over blocks; then each sum is reduced, rotated by γ and added to its output.
+        let chunk = 256.min(n_total);
+        let mut outs: Vec<Option<Ciphertext>> = vec![None; l.out_cts];
+        for g in 0..l.giants() {
+            let vs: Vec<usize> = (0..l.out_cts).filter(|&v| l.giant_used(v, g)).collect();
+            if vs.is_empty() {
+                continue;
+            }
+            let gamma = (g * l.baby) as i64;
+            // (output index, copy, rotation) of every term of the step; run values in parallel.
+            let mut specs = Vec::new();
+            for (ti, &v) in vs.iter().enumerate() {
                 for b in 0..l.baby {
                     let r_idx = g * l.baby + b;
                     if r_idx >= l.span {
                         break;
                     }
-                    let r = l.r_min + r_idx as i64;
-                    for (u, copies) in rotated.iter().enumerate() {
+                    for u in 0..l.in_cts {
                         for s in 0..l.copies {
-                            if !l.used(v, u, s, r_idx) {
-                                continue;
+                            if l.used(v, u, s, r_idx) {
+                                specs.push((ti, v, b, u, s, l.r_min + r_idx as i64));
                             }
-                            let w = self.term_weights(v, u, s, r, gamma, p);
-                            let mut vals = vec![0u64; num_moduli * k2];
-                            classes.run_values(&w, &mut vals);
-                            terms.push((&copies[s * l.baby + b], vals));
                         }
                     }
                 }
-                for pi in 0..2 {
-                    for i in 0..num_moduli {
-                        let pairs: Vec<(&[u64], &[u64])> = terms
-                            .iter()
-                            .map(|(x, vals)| {
-                                (x.polys()[pi].residue(i), &vals[i * k2..(i + 1) * k2])
-                            })
-                            .collect();
-                        accs[pi * num_moduli + i].mac_all(&pairs)?;
-                    }
-                }
-                let mut z = ev.zero(num_moduli, Representation::Ntt)?;
-                for (pi, poly) in z.polys_mut().iter_mut().enumerate() {
-                    for i in 0..num_moduli {
-                        accs[pi * num_moduli + i].reduce_into(poly.residue_mut(i))?;
-                    }
-                }
-                Ok((
-                    v,
-                    if g == 0 {
-                        z
+            }
+            let vals: Vec<Vec<u64>> = specs
+                .par_iter()
+                .map(|&(_, v, _, u, s, r)| {
+                    let w = self.term_weights(v, u, s, r, gamma, p);
+                    let mut vals = vec![0u64; num_moduli * k2];
+                    classes.run_values(&w, &mut vals);
+                    vals
+                })
+                .collect();
+            let mut terms: Vec<Vec<(&Ciphertext, &[u64])>> = vec![Vec::new(); vs.len()];
+            for (&(ti, _, b, u, s, _), vals) in specs.iter().zip(&vals) {
+                terms[ti].push((&rotated[u][s * l.baby + b], vals));
+            }
+            let per_task = 2 * num_moduli * chunk;
+            let blocks: Vec<Vec<u64>> = (0..n_total / chunk)
+                .into_par_iter()
+                .map(|c| -> Result<Vec<u64>, LinearError> {
+                    let (start, end) = (c * chunk, (c + 1) * chunk);
+                    let runs = if chunk <= run {
+                        start / run..start / run + 1
                     } else {
-                        ev.rotate_rows(&z, gamma, gk)?
-                    },
-                ))
-            })
-            .collect::<Result<_, LinearError>>()?;
-        let mut outs: Vec<Option<Ciphertext>> = vec![None; l.out_cts];
-        for (v, c) in parts {
-            match outs[v].as_mut() {
-                None => outs[v] = Some(c),
-                Some(o) => ev.add_assign(o, &c)?,
+                        start / run..end / run
+                    };
+                    let mut out = vec![0u64; vs.len() * per_task];
+                    let mut accs: Vec<LazyAcc> = classes
+                        .moduli
+                        .iter()
+                        .map(|q| LazyAcc::new(q, chunk))
+                        .collect();
+                    for pi in 0..2 {
+                        for (i, acc) in accs.iter_mut().enumerate() {
+                            for (ti, tv) in terms.iter().enumerate() {
+                                acc.clear();
+                                let pairs: Vec<(&[u64], &[u64])> = tv
+                                    .iter()
+                                    .map(|(x, vals)| {
+                                        (
+                                            &x.polys()[pi].residue(i)[start..end],
+                                            &vals[i * k2 + runs.start..i * k2 + runs.end],
+                                        )
+                                    })
+                                    .collect();
+                                acc.mac_all(&pairs)?;
+                                let at = ti * per_task + (pi * num_moduli + i) * chunk;
+                                acc.reduce_into(&mut out[at..at + chunk])?;
+                            }
+                        }
+                    }
+                    Ok(out)
+                })
+                .collect::<Result<_, LinearError>>()?;
+            let parts: Vec<Ciphertext> = (0..vs.len())
+                .into_par_iter()
+                .map(|ti| -> Result<Ciphertext, LinearError> {
+                    let mut z = ev.zero(num_moduli, Representation::Ntt)?;
+                    for (pi, poly) in z.polys_mut().iter_mut().enumerate() {
+                        for i in 0..num_moduli {
+                            let dst = poly.residue_mut(i);
+                            let at = ti * per_task + (pi * num_moduli + i) * chunk;
+                            for (c, block) in blocks.iter().enumerate() {
+                                dst[c * chunk..(c + 1) * chunk]
+                                    .copy_from_slice(&block[at..at + chunk]);
+                            }
+                        }
+                    }
+                    Ok(if g == 0 { z } else { ev.rotate_rows(&z, gamma, gk)? })
+                })
+                .collect::<Result<_, LinearError>>()?;
+            for (&v, c) in vs.iter().zip(parts) {
+                match outs[v].as_mut() {
+                    None => outs[v] = Some(c),
+                    Some(o) => ev.add_assign(o, &c)?,
+                }
             }
         }
         // No term at all (an output group with no input): an encryption of zero (trivial; the
