@@ -138,13 +138,8 @@ impl LazyAcc {
                 modulus: q,
             });
         }
-        // Blocks of at most 256 coefficients that never straddle a run of any term.
-        let min_run = terms
-            .iter()
-            .map(|(_, w)| len / w.len())
-            .min()
-            .unwrap_or(len);
-        let block = min_run.min(256).max(1);
+        // Blocks of 256 coefficients; within a block each term's runs are walked in turn.
+        let block = len.min(256);
         let (pending0, limit) = (self.pending, self.limit);
         let mut over = false;
         let mut start = 0;
@@ -160,10 +155,16 @@ impl LazyAcc {
                     pending = 0;
                 }
                 pending += 1;
-                let wk = w[start / (len / w.len())] as u128;
-                for (a, &v) in acc.iter_mut().zip(&x[start..end]) {
-                    over |= v >= q;
-                    *a = a.wrapping_add(v as u128 * wk);
+                let run = len / w.len();
+                let mut i = start;
+                while i < end {
+                    let seg = ((i / run + 1) * run).min(end);
+                    let wk = w[i / run] as u128;
+                    for (a, &v) in acc[i - start..seg - start].iter_mut().zip(&x[i..seg]) {
+                        over |= v >= q;
+                        *a = a.wrapping_add(v as u128 * wk);
+                    }
+                    i = seg;
                 }
             }
             start = end;
