@@ -9,7 +9,7 @@ tag=${2:-$(date -u +%Y-%m-%d)}
 out=$(dirname "$0")
 for model in resnet20 vgg16-32 mobilenetv1-224; do
   for p in hyena simd cheetah; do
-    "$bin" bench linear --model "$model" --protocol "$p" --distinct --json \
+    "$bin" bench linear --model "$model" --protocol "$p" --distinct --repeat 3 --json \
       > "$out/${model}_${p}_${tag}.jsonl"
   done
 done

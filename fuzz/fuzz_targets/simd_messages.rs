@@ -6,7 +6,7 @@
 //!
 //! Input: `[selector][layer][payload…]`: selector % 3 = 1 server, 2 client, 0 keys (payload:
 //! the first message's length as u32 little-endian, then both messages); selector bit 3 runs
-//! the server and client with the scalar-weight kernel (`hyena`) where it applies.
+//! the server and client with the padded kernel (`hyena`) where it applies.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use linear::{
@@ -17,7 +17,7 @@ use rand_chacha::ChaCha20Rng;
 use transport::{Channel, MemoryChannel};
 
 struct Fixture {
-    /// The conventional kernel (`simd`) and the scalar-weight one (`hyena`), same messages.
+    /// The conventional kernel (`simd`) and the padded one (`hyena`), same messages.
     protos: [Simd; 2],
     layers: Vec<LayerSpec>,
     ring: Ring,

@@ -238,6 +238,25 @@ class ViT(nn.Module):
         return self.head(x[:, 0])
 
 
+class Vgg16Cifar(nn.Module):
+    """VGG-16 (configuration D) on 32x32 inputs with BN after every conv, 2x2 max pools after the
+    blocks of 2, 2, 3, 3, 3 convs and one FC 512 -> 10: `privinfer bench linear`'s vgg16-32 shapes."""
+
+    def __init__(self, num_classes: int = 10):
+        super().__init__()
+        layers, c = [], 3
+        for widths in ([64, 64], [128, 128], [256, 256, 256], [512, 512, 512], [512, 512, 512]):
+            for m in widths:
+                layers += [nn.Conv2d(c, m, 3, padding=1, bias=False), nn.BatchNorm2d(m), nn.ReLU()]
+                c = m
+            layers.append(nn.MaxPool2d(2))
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Linear(512, num_classes)
+
+    def forward(self, x):
+        return self.classifier(torch.flatten(self.features(x), 1))
+
+
 # --------------------------------------------------------------------------- registry
 CIFAR_CHECKPOINTS = {
     20: "resnet20-12fca82f.th",
@@ -276,4 +295,5 @@ ZOO = {
     "mobilenetv2_32": (32, _random(lambda: MobileNetV2(10, cifar=True))),
     "mobilenetv2_224": (224, _random(lambda: MobileNetV2(1000, cifar=False))),
     "vit_32": (32, _random(lambda: ViT())),
+    "vgg16_32": (32, _random(lambda: Vgg16Cifar(10))),
 }

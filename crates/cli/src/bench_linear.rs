@@ -57,7 +57,7 @@ pub struct Args {
     full_query: bool,
     /// Linear-layer protocol: cheetah (coefficient encoding over Z_{2^ℓ}; default), simd
     /// (slot encoding over a batching prime field, the Gazelle / SCI-HE / Bolt kernels;
-    /// `linear::simd`), hyena (scalar-weight convolution on the same encoding, `linear::hyena`;
+    /// `linear::simd`), hyena (padded channel-minor convolution on the same shares, `linear::hyena`;
     /// falcon (Cheetah with dense packing of grouped and depthwise convs, `linear::falcon`),
     /// circulant (block-circulant convs and FCs, `linear::circulant`, see --circulant), cirencode
     /// (the same by PrivCirNet's NTT encoding on simd, `linear::cirencode`; simd, hyena, cirencode,

@@ -42,7 +42,7 @@ pub struct ModelOpts {
     #[arg(long, default_value_t = 40.0)]
     plan_rtt_ms: f64,
     /// Linear-layer protocols: auto (per layer, the lowest estimated time), cheetah, simd (slot
-    /// encoding over a prime field), hyena (its scalar-weight convolution), falcon (dense
+    /// encoding over a prime field), hyena (its padded channel-minor convolution), falcon (dense
     /// packing of depthwise and grouped convs), circulant (block-circulant convs and FCs,
     /// declared by the model or found in the weights), cirencode (the same layers by PrivCirNet's
     /// NTT encoding on simd), ot (every layer by correlated OT) or winograd (3×3 stride-1 convs by Winograd on

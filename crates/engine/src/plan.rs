@@ -41,8 +41,8 @@ pub enum LinearChoice {
     /// Slot-encoded HE on shares over Z_t, the shares converted from and back to Z_{2^ℓ} around
     /// the layer (`linear::simd`).
     Simd(linear::SimdConfig),
-    /// The scalar-weight convolution over fixed slot patterns (`linear::hyena`; Hyena's idea) on
-    /// the same shares and messages as `Simd`.
+    /// Padded convolution with channel-minor packing and per-channel weights as sparse
+    /// plaintexts (`linear::hyena`; Hyena's idea) on the same shares and messages as `Simd`.
     Hyena(linear::SimdConfig),
     /// Cheetah with dense packing of grouped and depthwise convolutions (`linear::falcon`).
     Falcon(linear::CheetahConfig),
@@ -119,7 +119,7 @@ pub enum LinearPolicy {
     Cheetah,
     /// SIMD wherever it applies (Cheetah elsewhere).
     Simd,
-    /// The scalar-weight convolution wherever it applies (Cheetah elsewhere).
+    /// The padded channel-minor convolution wherever it applies (Cheetah elsewhere).
     Hyena,
     /// Dense packing on grouped and depthwise convolutions (Cheetah elsewhere).
     Falcon,

@@ -296,7 +296,7 @@ impl LinearProtocol for CirEncode {
         let wt = Self::transformed_weights(&spec, ring, &weights.weights, root, t);
         let xh = forward(x, spec.c, spec.h * spec.w, spec.block, root, t);
         let zero = vec![0u64; g.bias_len()];
-        // The scalar-weight kernel is not used here: no signed weights needed.
+        // The padded kernel is not used here: no signed weights needed.
         let yh = self
             .simd
             .serve(&g, ring, keys, &wt, &zero, &[], &xh, ch, rng)?;

@@ -48,6 +48,9 @@ pub struct PaddedCounts {
     pub rotations: usize,
     /// The most giant-step rotations on one output's path.
     pub max_giants_per_output: usize,
+    /// Hoisted baby-step rotations per input ciphertext (the babies some term reads, less the
+    /// identity).
+    pub hoisted_per_input: usize,
 }
 
 /// The channel-minor layout of one convolution: which (output ciphertext v, rotation r, input
@@ -71,6 +74,8 @@ pub struct PaddedLayout {
     span: usize,
     /// `used[((v·in_cts + u)·copies + s)·span + (r − r_min)]`.
     used: Vec<bool>,
+    /// `read[s·span + (r − r_min)]`: some term reads copy s at rotation r.
+    read: Vec<bool>,
 }
 
 fn swap_element(n_total: usize) -> usize {
@@ -147,6 +152,7 @@ impl PaddedLayout {
             r_min,
             span,
             used: vec![false; out_cts * in_cts * rows * span],
+            read: Vec::new(),
         };
         let (cg, mg) = (spec.c_per_group(), spec.m_per_group());
         for v in 0..out_cts {
@@ -195,6 +201,13 @@ impl PaddedLayout {
                 l.copies = 1;
             }
         }
+        l.read = vec![false; l.copies * span];
+        for (i, &x) in l.used.iter().enumerate() {
+            if x {
+                let (vus, r) = (i / span, i % span);
+                l.read[(vus % l.copies) * span + r] = true;
+            }
+        }
         Ok(l)
     }
 
@@ -214,15 +227,27 @@ impl PaddedLayout {
         (0..self.in_cts).any(|u| (0..self.copies).any(|s| (lo..hi).any(|r| self.used(v, u, s, r))))
     }
 
-    /// Whether the baby rotation of index b (β = r_min + b) is the identity.
-    fn identity_baby(&self) -> Option<usize> {
-        let b = (-self.r_min) as usize;
-        (b < self.baby).then_some(b)
+    /// The baby steps some term reads, as (copy s, b) for the rotation β = r_min + b, copy
+    /// major: the hoisted rotations of each input ciphertext (a depthwise conv reads few).
+    fn babies(&self) -> Vec<(usize, usize)> {
+        (0..self.copies)
+            .flat_map(|s| (0..self.baby).map(move |b| (s, b)))
+            .filter(|&(s, b)| {
+                (b..self.span)
+                    .step_by(self.baby)
+                    .any(|r| self.read[s * self.span + r])
+            })
+            .collect()
+    }
+
+    /// Key-switched rotations per input ciphertext: the babies read, less the identity.
+    fn hoisted_per_input(&self) -> usize {
+        let id = (0, (-self.r_min) as usize);
+        self.babies().iter().filter(|&&sb| sb != id).count()
     }
 
     fn rotation_cost(&self) -> f64 {
-        let hoisted = self.in_cts * self.copies * self.baby
-            - self.in_cts * usize::from(self.identity_baby().is_some());
+        let hoisted = self.in_cts * self.hoisted_per_input();
         let giants: usize = (0..self.out_cts)
             .map(|v| {
                 (1..self.giants())
@@ -251,29 +276,28 @@ impl PaddedLayout {
             max_giants = max_giants.max(g);
             giants += g;
         }
-        let hoisted = self.in_cts * self.copies * self.baby
-            - self.in_cts * usize::from(self.identity_baby().is_some());
+        let per_input = self.hoisted_per_input();
         PaddedCounts {
             terms,
             max_terms_per_output: max_terms,
-            rotations: hoisted + giants,
+            rotations: self.in_cts * per_input + giants,
             max_giants_per_output: max_giants,
+            hoisted_per_input: per_input,
         }
     }
 
-    /// The baby rotations' Galois elements, copy major (identity included, as 1).
+    /// The Galois elements of [`PaddedLayout::babies`], in order (the identity as 1).
     fn baby_elements(&self, n_total: usize) -> Vec<usize> {
         let sw = swap_element(n_total);
-        (0..self.copies)
-            .flat_map(|s| {
-                (0..self.baby).map(move |b| {
-                    let e = rlwe::eval::galois_element_for_rotation(n_total, self.r_min + b as i64);
-                    if s == 1 {
-                        e * sw % (2 * n_total)
-                    } else {
-                        e
-                    }
-                })
+        self.babies()
+            .into_iter()
+            .map(|(s, b)| {
+                let e = rlwe::eval::galois_element_for_rotation(n_total, self.r_min + b as i64);
+                if s == 1 {
+                    e * sw % (2 * n_total)
+                } else {
+                    e
+                }
             })
             .collect()
     }
@@ -677,7 +701,12 @@ impl PaddedConv {
         let p = l.period();
         let classes = Classes::new(enc, params, p, num_moduli)?;
         let elements = l.baby_elements(n_total);
-        // rotated[u][s·B + b]: copy s of input u rotated by r_min + b, all from one decomposition.
+        let mut at = vec![usize::MAX; l.copies * l.baby];
+        for (i, (s, b)) in l.babies().into_iter().enumerate() {
+            at[s * l.baby + b] = i;
+        }
+        // rotated[u][at[s·B + b]]: copy s of input u rotated by r_min + b, all from one
+        // decomposition.
         let rotated: Vec<Vec<Ciphertext>> = cts
             .par_iter()
             .map(|ct| {
@@ -730,7 +759,7 @@ impl PaddedConv {
                 .collect();
             let mut terms: Vec<Vec<(&Ciphertext, &[u64])>> = vec![Vec::new(); vs.len()];
             for (&(ti, _, b, u, s, _), vals) in specs.iter().zip(&vals) {
-                terms[ti].push((&rotated[u][s * l.baby + b], vals));
+                terms[ti].push((&rotated[u][at[s * l.baby + b]], vals));
             }
             let per_task = 2 * num_moduli * chunk;
             let blocks: Vec<Vec<u64>> = (0..n_total / chunk)
@@ -784,7 +813,11 @@ impl PaddedConv {
                             }
                         }
                     }
-                    Ok(if g == 0 { z } else { ev.rotate_rows(&z, gamma, gk)? })
+                    Ok(if g == 0 {
+                        z
+                    } else {
+                        ev.rotate_rows(&z, gamma, gk)?
+                    })
                 })
                 .collect::<Result<_, LinearError>>()?;
             for (&v, c) in vs.iter().zip(parts) {

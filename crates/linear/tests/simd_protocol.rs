@@ -31,7 +31,7 @@ fn small_conv_fc_and_scale() {
     }
 }
 
-/// The scalar-weight kernel (`hyena`) on the same messages: exact, predicted = measured bytes.
+/// The padded channel-minor kernel (`hyena`) on the same messages: exact, predicted = measured bytes.
 #[test]
 fn hyena_small_shapes() {
     let ring = Ring::new(37).unwrap();

@@ -518,9 +518,10 @@ impl Simd {
             Geometry::Padded(l) => {
                 let (i, _) = l.ciphertexts();
                 let c = l.counts();
-                let (b, r) = (l.baby_steps(), l.copies());
+                let h = c.hoisted_per_input;
                 format!(
-                    "in_cts*copies*B(-in_cts if identity)+giants used = {i}*{r}*{b}+... = {}",
+                    "in_cts*(babies read-identity)+giant steps used = {i}*{h}+{} = {}",
+                    c.rotations - i * h,
                     c.rotations
                 )
             }
@@ -802,7 +803,7 @@ impl LinearProtocol for Simd {
 
 impl Simd {
     /// The server's side with the weights and biases already in Z_t (`wt`, `bias`; `signed`:
-    /// the weights as signed integers, read by the scalar-weight kernel only). Weights other
+    /// the weights as signed integers, read by the padded kernel only). Weights other
     /// than small ring values (the circulant layers' transformed weights, [`crate::circulant`])
     /// are any residues mod t: the noise bound already takes every plaintext coefficient up
     /// to t/2.
