@@ -19,7 +19,8 @@
 //! y = Σ_r rot_r(X) ⊙ P_r,     P_r[row, c_o] = w[o, c_i, tap(d)]   (0 where no such pair)
 //! ```
 //!
-//! BSGS: `r = γ + β` with `β = r_min + (r − r_min) mod B` and γ a multiple of B;
+//! BSGS: `r = γ + β` with `β = r mod B` and γ a multiple of B (the babies, and so their keys,
+//! are the same for every layer with the same B);
 //! `rot_r(X) ⊙ P = rot_γ(rot_β(X) ⊙ rot_{−γ}(P))` and `rot_{−γ}(P)` is again per-channel. The B
 //! baby rotations of each input copy (as sent, and row-swapped when output and input channels sit
 //! in different rows) are hoisted; each output ciphertext rotates once per giant step it uses.
@@ -51,6 +52,8 @@ pub struct PaddedCounts {
     /// Hoisted baby-step rotations per input ciphertext (the babies some term reads, less the
     /// identity).
     pub hoisted_per_input: usize,
+    /// The most terms of one giant step over all outputs (their run values are held at once).
+    pub max_terms_per_giant: usize,
 }
 
 /// The channel-minor layout of one convolution: which (output ciphertext v, rotation r, input
@@ -215,46 +218,71 @@ impl PaddedLayout {
         self.used[((v * self.in_cts + u) * self.copies + s) * self.span + r_idx]
     }
 
-    /// Giant-step count: γ = g·B for g < giants().
+    /// The first giant step: γ_g = (g + g_min)·B, g_min = ⌊r_min/B⌋.
+    fn g_min(&self) -> i64 {
+        self.r_min.div_euclid(self.baby as i64)
+    }
+
+    /// Giant-step count (g < giants()).
     fn giants(&self) -> usize {
-        self.span.div_ceil(self.baby)
+        let r_max = self.r_min + self.span as i64 - 1;
+        (r_max.div_euclid(self.baby as i64) - self.g_min() + 1) as usize
+    }
+
+    /// The giant rotation γ of step g (a multiple of B, 0 for one step: no rotation).
+    fn gamma(&self, g: usize) -> i64 {
+        (g as i64 + self.g_min()) * self.baby as i64
+    }
+
+    /// The rotation indices r − r_min of giant step g: γ_g + [0, B), clipped to the span.
+    fn giant_range(&self, g: usize) -> std::ops::Range<usize> {
+        let lo = (self.gamma(g) - self.r_min).max(0) as usize;
+        let hi = ((self.gamma(g) + self.baby as i64 - self.r_min).max(0) as usize).min(self.span);
+        lo.min(hi)..hi
     }
 
     /// Whether output ciphertext v has a term in giant step g.
     fn giant_used(&self, v: usize, g: usize) -> bool {
-        let lo = g * self.baby;
-        let hi = (lo + self.baby).min(self.span);
-        (0..self.in_cts).any(|u| (0..self.copies).any(|s| (lo..hi).any(|r| self.used(v, u, s, r))))
+        let range = self.giant_range(g);
+        (0..self.in_cts)
+            .any(|u| (0..self.copies).any(|s| range.clone().any(|r| self.used(v, u, s, r))))
     }
 
-    /// The baby steps some term reads, as (copy s, b) for the rotation β = r_min + b, copy
-    /// major: the hoisted rotations of each input ciphertext (a depthwise conv reads few).
+    /// Giant-step rotations of output ciphertext v (the steps it uses, less γ = 0).
+    fn giant_rotations(&self, v: usize) -> usize {
+        (0..self.giants())
+            .filter(|&g| self.gamma(g) != 0 && self.giant_used(v, g))
+            .count()
+    }
+
+    /// The baby steps some term reads, as (copy s, β) for the rotation β ∈ [0, B) (the same
+    /// rotations, hence keys, for every layer with this B), copy major: the hoisted rotations of
+    /// each input ciphertext (a depthwise conv reads few).
     fn babies(&self) -> Vec<(usize, usize)> {
-        (0..self.copies)
-            .flat_map(|s| (0..self.baby).map(move |b| (s, b)))
-            .filter(|&(s, b)| {
-                (b..self.span)
-                    .step_by(self.baby)
-                    .any(|r| self.read[s * self.span + r])
-            })
+        let b = self.baby as i64;
+        let mut read = vec![false; self.copies * self.baby];
+        for s in 0..self.copies {
+            for r_idx in 0..self.span {
+                if self.read[s * self.span + r_idx] {
+                    let beta = (self.r_min + r_idx as i64).rem_euclid(b) as usize;
+                    read[s * self.baby + beta] = true;
+                }
+            }
+        }
+        (0..self.copies * self.baby)
+            .filter(|&i| read[i])
+            .map(|i| (i / self.baby, i % self.baby))
             .collect()
     }
 
     /// Key-switched rotations per input ciphertext: the babies read, less the identity.
     fn hoisted_per_input(&self) -> usize {
-        let id = (0, (-self.r_min) as usize);
-        self.babies().iter().filter(|&&sb| sb != id).count()
+        self.babies().iter().filter(|&&sb| sb != (0, 0)).count()
     }
 
     fn rotation_cost(&self) -> f64 {
         let hoisted = self.in_cts * self.hoisted_per_input();
-        let giants: usize = (0..self.out_cts)
-            .map(|v| {
-                (1..self.giants())
-                    .filter(|&g| self.giant_used(v, g))
-                    .count()
-            })
-            .sum();
+        let giants: usize = (0..self.out_cts).map(|v| self.giant_rotations(v)).sum();
         hoisted as f64 * HOISTED_COST + giants as f64
     }
 
@@ -268,21 +296,35 @@ impl PaddedLayout {
                     self.used[at..at + self.span].iter().filter(|&&x| x).count()
                 })
                 .sum();
-            let g = (1..self.giants())
-                .filter(|&g| self.giant_used(v, g))
-                .count();
+            let g = self.giant_rotations(v);
             terms += t;
             max_terms = max_terms.max(t);
             max_giants = max_giants.max(g);
             giants += g;
         }
         let per_input = self.hoisted_per_input();
+        let max_terms_per_giant = (0..self.giants())
+            .map(|g| {
+                let range = self.giant_range(g);
+                (0..self.out_cts * self.in_cts * self.copies)
+                    .map(|vus| {
+                        let at = vus * self.span;
+                        self.used[at + range.start..at + range.end]
+                            .iter()
+                            .filter(|&&x| x)
+                            .count()
+                    })
+                    .sum::<usize>()
+            })
+            .max()
+            .unwrap_or(0);
         PaddedCounts {
             terms,
             max_terms_per_output: max_terms,
             rotations: self.in_cts * per_input + giants,
             max_giants_per_output: max_giants,
             hoisted_per_input: per_input,
+            max_terms_per_giant,
         }
     }
 
@@ -292,7 +334,7 @@ impl PaddedLayout {
         self.babies()
             .into_iter()
             .map(|(s, b)| {
-                let e = rlwe::eval::galois_element_for_rotation(n_total, self.r_min + b as i64);
+                let e = rlwe::eval::galois_element_for_rotation(n_total, b as i64);
                 if s == 1 {
                     e * sw % (2 * n_total)
                 } else {
@@ -310,9 +352,9 @@ impl PaddedLayout {
             .filter(|&k| k != 1)
             .collect();
         e.extend(
-            (1..self.giants())
-                .filter(|&g| (0..self.out_cts).any(|v| self.giant_used(v, g)))
-                .map(|g| rlwe::eval::galois_element_for_rotation(n_total, (g * self.baby) as i64)),
+            (0..self.giants())
+                .filter(|&g| self.gamma(g) != 0 && (0..self.out_cts).any(|v| self.giant_used(v, g)))
+                .map(|g| rlwe::eval::galois_element_for_rotation(n_total, self.gamma(g))),
         );
         e.sort_unstable();
         e.dedup();
@@ -705,7 +747,7 @@ impl PaddedConv {
         for (i, (s, b)) in l.babies().into_iter().enumerate() {
             at[s * l.baby + b] = i;
         }
-        // rotated[u][at[s·B + b]]: copy s of input u rotated by r_min + b, all from one
+        // rotated[u][at[s·B + b]]: copy s of input u rotated by b, all from one
         // decomposition.
         let rotated: Vec<Vec<Ciphertext>> = cts
             .par_iter()
@@ -730,15 +772,12 @@ impl PaddedConv {
             if vs.is_empty() {
                 continue;
             }
-            let gamma = (g * l.baby) as i64;
+            let gamma = l.gamma(g);
             // (output index, copy, rotation) of every term of the step; run values in parallel.
             let mut specs = Vec::new();
             for (ti, &v) in vs.iter().enumerate() {
-                for b in 0..l.baby {
-                    let r_idx = g * l.baby + b;
-                    if r_idx >= l.span {
-                        break;
-                    }
+                for r_idx in l.giant_range(g) {
+                    let b = (r_idx as i64 + l.r_min - gamma) as usize;
                     for u in 0..l.in_cts {
                         for s in 0..l.copies {
                             if l.used(v, u, s, r_idx) {
@@ -813,7 +852,7 @@ impl PaddedConv {
                             }
                         }
                     }
-                    Ok(if g == 0 {
+                    Ok(if gamma == 0 {
                         z
                     } else {
                         ev.rotate_rows(&z, gamma, gk)?
