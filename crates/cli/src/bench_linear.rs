@@ -652,6 +652,8 @@ fn simd_row(
         "rotation_formula": simd.rotation_formula(layer, ring)?,
         "macs": simd.macs(layer, ring)?,
         "weight_bytes": simd.weight_bytes(layer, ring)?,
+        // The server's predicted peak beyond its keys (`LinearProtocol::working_set_bytes`).
+        "working_set_bytes": simd.working_set_bytes(layer, ring)?,
         "rounds": cost.rounds,
     }))
 }

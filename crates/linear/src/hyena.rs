@@ -19,8 +19,9 @@
 //! y = Σ_r rot_r(X) ⊙ P_r,     P_r[row, c_o] = w[o, c_i, tap(d)]   (0 where no such pair)
 //! ```
 //!
-//! BSGS: `r = γ + β` with `β = r mod B` and γ a multiple of B (the babies, and so their keys,
-//! are the same for every layer with the same B);
+//! BSGS: `r = base + γ + β` with `β = (r − base) mod B`, γ a multiple of B and base 0 (the
+//! babies, and so their keys, the same for every layer with that B) or r_min when that saves
+//! enough rotations;
 //! `rot_r(X) ⊙ P = rot_γ(rot_β(X) ⊙ rot_{−γ}(P))` and `rot_{−γ}(P)` is again per-channel. The B
 //! baby rotations of each input copy (as sent, and row-swapped when output and input channels sit
 //! in different rows) are hoisted; each output ciphertext rotates once per giant step it uses.
@@ -36,6 +37,10 @@ use crate::{Conv2dSpec, LinearError};
 /// A hoisted rotation's time relative to a plain one (BENCHMARKS.md § Lattice core), for
 /// choosing the baby-step count.
 const HOISTED_COST: f64 = 0.52;
+
+/// The rotation time babies aligned to a layer's own r_min must save before they are preferred
+/// to babies at r mod B, whose Galois keys every layer with the same B shares.
+pub const ALIGNED_MARGIN: f64 = 0.15;
 
 /// Operation counts of [`PaddedConv::apply`], from the shape alone.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -74,6 +79,8 @@ pub struct PaddedLayout {
     baby: usize,
     /// The smallest rotation, −(c_n − 1); rotations span `r_min..r_min + span`.
     r_min: i64,
+    /// The babies' base: rotation r is base + γ + b with b = (r − base) mod B.
+    base: i64,
     span: usize,
     /// `used[((v·in_cts + u)·copies + s)·span + (r − r_min)]`.
     used: Vec<bool>,
@@ -86,25 +93,39 @@ fn swap_element(n_total: usize) -> usize {
 }
 
 impl PaddedLayout {
-    /// The layout of `spec` in rows of `n` slots, with the cheapest baby-step count.
+    /// The layout of `spec` in rows of `n` slots, with the cheapest baby-step count B (a power
+    /// of two) and base: babies at r mod B (base 0: the same rotations, hence Galois keys, for
+    /// every layer with this B) unless babies aligned to r_min save more than
+    /// [`ALIGNED_MARGIN`] of the rotation time.
     pub fn new(spec: Conv2dSpec, n: usize) -> Result<PaddedLayout, LinearError> {
         let mut l = Self::shape(spec, n)?;
-        let mut best = (f64::INFINITY, 1);
-        let mut b = 1;
-        while b <= l.span.next_power_of_two() {
-            l.baby = b;
-            let c = l.rotation_cost();
-            if c < best.0 {
-                best = (c, b);
+        let mut best = [(f64::INFINITY, 1); 2];
+        for (i, base) in [0, l.r_min].into_iter().enumerate() {
+            l.base = base;
+            let mut b = 1;
+            while b <= l.span.next_power_of_two() {
+                l.baby = b;
+                let c = l.rotation_cost();
+                if c < best[i].0 {
+                    best[i] = (c, b);
+                }
+                b *= 2;
             }
-            b *= 2;
         }
-        l.baby = best.1;
+        let aligned = best[1].0 < (1.0 - ALIGNED_MARGIN) * best[0].0;
+        l.base = if aligned { l.r_min } else { 0 };
+        l.baby = best[usize::from(aligned)].1;
         Ok(l)
     }
 
-    /// As [`PaddedLayout::new`] with `baby` baby steps (≥ 1).
-    pub fn with(spec: Conv2dSpec, n: usize, baby: usize) -> Result<PaddedLayout, LinearError> {
+    /// As [`PaddedLayout::new`] with `baby` baby steps (≥ 1) based at 0, or at r_min when
+    /// `aligned`.
+    pub fn with(
+        spec: Conv2dSpec,
+        n: usize,
+        baby: usize,
+        aligned: bool,
+    ) -> Result<PaddedLayout, LinearError> {
         if baby == 0 {
             return Err(LinearError::BadShape {
                 reason: "hyena: at least one baby step",
@@ -112,6 +133,7 @@ impl PaddedLayout {
         }
         let mut l = Self::shape(spec, n)?;
         l.baby = baby;
+        l.base = if aligned { l.r_min } else { 0 };
         Ok(l)
     }
 
@@ -153,6 +175,7 @@ impl PaddedLayout {
             out_cts,
             baby: 1,
             r_min,
+            base: 0,
             span,
             used: vec![false; out_cts * in_cts * rows * span],
             read: Vec::new(),
@@ -218,15 +241,15 @@ impl PaddedLayout {
         self.used[((v * self.in_cts + u) * self.copies + s) * self.span + r_idx]
     }
 
-    /// The first giant step: γ_g = (g + g_min)·B, g_min = ⌊r_min/B⌋.
+    /// The first giant step: γ_g = (g + g_min)·B, g_min = ⌊(r_min − base)/B⌋.
     fn g_min(&self) -> i64 {
-        self.r_min.div_euclid(self.baby as i64)
+        (self.r_min - self.base).div_euclid(self.baby as i64)
     }
 
     /// Giant-step count (g < giants()).
     fn giants(&self) -> usize {
         let r_max = self.r_min + self.span as i64 - 1;
-        (r_max.div_euclid(self.baby as i64) - self.g_min() + 1) as usize
+        ((r_max - self.base).div_euclid(self.baby as i64) - self.g_min() + 1) as usize
     }
 
     /// The giant rotation γ of step g (a multiple of B, 0 for one step: no rotation).
@@ -234,10 +257,11 @@ impl PaddedLayout {
         (g as i64 + self.g_min()) * self.baby as i64
     }
 
-    /// The rotation indices r − r_min of giant step g: γ_g + [0, B), clipped to the span.
+    /// The rotation indices r − r_min of giant step g: base + γ_g + [0, B), clipped to the span.
     fn giant_range(&self, g: usize) -> std::ops::Range<usize> {
-        let lo = (self.gamma(g) - self.r_min).max(0) as usize;
-        let hi = ((self.gamma(g) + self.baby as i64 - self.r_min).max(0) as usize).min(self.span);
+        let start = self.base + self.gamma(g) - self.r_min;
+        let lo = start.max(0) as usize;
+        let hi = ((start + self.baby as i64).max(0) as usize).min(self.span);
         lo.min(hi)..hi
     }
 
@@ -264,7 +288,7 @@ impl PaddedLayout {
         for s in 0..self.copies {
             for r_idx in 0..self.span {
                 if self.read[s * self.span + r_idx] {
-                    let beta = (self.r_min + r_idx as i64).rem_euclid(b) as usize;
+                    let beta = (self.r_min + r_idx as i64 - self.base).rem_euclid(b) as usize;
                     read[s * self.baby + beta] = true;
                 }
             }
@@ -277,7 +301,10 @@ impl PaddedLayout {
 
     /// Key-switched rotations per input ciphertext: the babies read, less the identity.
     fn hoisted_per_input(&self) -> usize {
-        self.babies().iter().filter(|&&sb| sb != (0, 0)).count()
+        self.babies()
+            .iter()
+            .filter(|&&(s, b)| s != 0 || self.base + b as i64 != 0)
+            .count()
     }
 
     fn rotation_cost(&self) -> f64 {
@@ -334,7 +361,7 @@ impl PaddedLayout {
         self.babies()
             .into_iter()
             .map(|(s, b)| {
-                let e = rlwe::eval::galois_element_for_rotation(n_total, b as i64);
+                let e = rlwe::eval::galois_element_for_rotation(n_total, self.base + b as i64);
                 if s == 1 {
                     e * sw % (2 * n_total)
                 } else {
@@ -747,7 +774,7 @@ impl PaddedConv {
         for (i, (s, b)) in l.babies().into_iter().enumerate() {
             at[s * l.baby + b] = i;
         }
-        // rotated[u][at[s·B + b]]: copy s of input u rotated by b, all from one
+        // rotated[u][at[s·B + b]]: copy s of input u rotated by base + b, all from one
         // decomposition.
         let rotated: Vec<Vec<Ciphertext>> = cts
             .par_iter()
@@ -777,7 +804,7 @@ impl PaddedConv {
             let mut specs = Vec::new();
             for (ti, &v) in vs.iter().enumerate() {
                 for r_idx in l.giant_range(g) {
-                    let b = (r_idx as i64 + l.r_min - gamma) as usize;
+                    let b = (r_idx as i64 + l.r_min - l.base - gamma) as usize;
                     for u in 0..l.in_cts {
                         for s in 0..l.copies {
                             if l.used(v, u, s, r_idx) {
@@ -917,8 +944,8 @@ mod tests {
             (8, 8, 5, 5, 1, 2, 1),
         ] {
             let spec = Conv2dSpec::square(c, hw, m, k, stride, pad, groups);
-            for baby in [1, 4, 1 << 12] {
-                let l = PaddedLayout::with(spec, 4096, baby).unwrap();
+            for (baby, aligned) in [(1, false), (4, false), (4, true), (1 << 12, true)] {
+                let l = PaddedLayout::with(spec, 4096, baby, aligned).unwrap();
                 let mut seen = vec![0u32; spec.m * spec.c_per_group() * k * k];
                 let mut terms = 0;
                 for v in 0..l.out_cts {
@@ -949,6 +976,6 @@ mod tests {
                 checked += 1;
             }
         }
-        assert_eq!(checked, 21);
+        assert_eq!(checked, 28);
     }
 }

@@ -13,7 +13,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use rlwe::{presets, BatchEncoder, Evaluator, GaloisKeys, Params, SecretKey};
 
-fn check(p: &Arc<Params>, spec: Conv2dSpec, seed: u64, baby: Option<usize>) {
+fn check(p: &Arc<Params>, spec: Conv2dSpec, seed: u64, baby: Option<(usize, bool)>) {
     let mut r = ChaCha20Rng::seed_from_u64(seed);
     let t = p.t().value();
     let enc = BatchEncoder::new(p).unwrap();
@@ -29,7 +29,7 @@ fn check(p: &Arc<Params>, spec: Conv2dSpec, seed: u64, baby: Option<usize>) {
         .map(|_| r.gen_range(0..t))
         .collect();
     let layout = match baby {
-        Some(b) => PaddedLayout::with(spec, p.n() / 2, b).unwrap(),
+        Some((b, aligned)) => PaddedLayout::with(spec, p.n() / 2, b, aligned).unwrap(),
         None => PaddedLayout::new(spec, p.n() / 2).unwrap(),
     };
     let conv = PaddedConv::new(layout.clone(), &w).unwrap();
@@ -72,7 +72,15 @@ fn matches_a_direct_convolution() {
     .into_iter()
     .enumerate()
     {
-        for baby in [Some(1), Some(2), Some(7), Some(1 << 12), None] {
+        for baby in [
+            Some((1, false)),
+            Some((2, false)),
+            Some((7, false)),
+            Some((2, true)),
+            Some((7, true)),
+            Some((1 << 12, true)),
+            None,
+        ] {
             check(&p, spec, 80 + k as u64, baby);
         }
     }
