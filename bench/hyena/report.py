@@ -22,8 +22,13 @@ def load(p):
 hy, hyt, hys = load("hyena")
 si, sit, sis = load("simd")
 ch, cht, chs = load("cheetah")
-print("| layer | ms hyena / simd / cheetah | KB hyena / simd / cheetah | weight KB hyena / simd | hyena vs simd: time, weights | rotations hyena / simd | hyena set |")
+print("| layer | ms hyena / simd / cheetah | KB hyena / simd / cheetah | weight KB hyena / simd | hyena vs simd: time, weights | rotations hyena / simd | working set MB hyena / simd |")
 print("|---|---|---|---|---|---|---|")
+def ws(r):
+    w = r.get("working_set_bytes")
+    return "" if w is None else f"{w / 1e6:.0f}"
+
+
 tot = {"h": 0.0, "s": 0.0, "c": 0.0, "wh": 0, "ws": 0}
 for name, h in hy.items():
     s, c = si[name], ch[name]
@@ -40,7 +45,7 @@ for name, h in hy.items():
     print(
         f"| {name} | {h['ms']:.0f} / {s['ms']:.0f} / {c['ms']:.0f} | {kb(h):.0f} / {kb(s):.0f} / {kb(c):.0f} | "
         f"{h['weight_bytes'] / 1024:,.1f} / {s['weight_bytes'] / 1024:,.0f} | {speed} | "
-        f"{h.get('rotations', '')} / {s.get('rotations', '')} | {h['params']} |"
+        f"{h.get('rotations', '')} / {s.get('rotations', '')} | {ws(h)} / {ws(s)} |"
     )
 print(
     f"| **convs on hyena/simd ({sum(1 for n in hy if hy[n]['protocol'] == 'hyena')})** | **{tot['h']:.0f} / {tot['s']:.0f} / {tot['c']:.0f}** | | "

@@ -13,7 +13,9 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use rlwe::{presets, BatchEncoder, Evaluator, GaloisKeys, Params, SecretKey};
 
-fn check(p: &Arc<Params>, spec: Conv2dSpec, seed: u64, baby: Option<(usize, bool)>) {
+/// Runs the kernel on random inputs and 12-bit weights and checks the outputs against a direct
+/// convolution mod t; returns the largest output noise (log₂, at modulus Q).
+fn check(p: &Arc<Params>, spec: Conv2dSpec, seed: u64, baby: Option<(usize, bool)>) -> f64 {
     let mut r = ChaCha20Rng::seed_from_u64(seed);
     let t = p.t().value();
     let enc = BatchEncoder::new(p).unwrap();
@@ -53,8 +55,11 @@ fn check(p: &Arc<Params>, spec: Conv2dSpec, seed: u64, baby: Option<(usize, bool
         layout.baby_steps()
     );
     let c = layout.counts();
-    let (_, outs) = layout.ciphertexts();
-    assert!(c.max_terms_per_output * outs >= c.terms);
+    let (_, n_out) = layout.ciphertexts();
+    assert!(c.max_terms_per_output * n_out >= c.terms);
+    outs.iter()
+        .map(|ct| sk.noise_log2(ct, &sk.decrypt(ct).unwrap()).unwrap())
+        .fold(f64::NEG_INFINITY, f64::max)
 }
 
 #[test]
@@ -86,12 +91,43 @@ fn matches_a_direct_convolution() {
     }
 }
 
+/// ResNet-20's 16 → 16 conv at 32×32 and a 64-channel 8×8 one on the SIMD set the protocol plans
+/// for them (N = 8192, t of 38 bits at ℓ = 37): exact, and the output noise below the bound the
+/// flooding is sized from (docs/security.md § SIMD layers, the padded kernel's ‖P‖ ≤ 2p·t/2),
+/// which is itself below `simd`'s for the same layer.
 #[test]
 fn on_the_secure_simd_preset() {
-    // ResNet-20's 16 → 16 conv at 32×32 and a 64-channel 8×8 one on N = 8192 with t of 38 bits.
     let p = Params::new(presets::bfv_simd_q158_p60(13, 38).unwrap()).unwrap();
-    check(&p, Conv2dSpec::square(16, 32, 16, 3, 1, 1, 1), 9, None);
-    check(&p, Conv2dSpec::square(64, 8, 64, 3, 1, 1, 1), 10, None);
+    let ring = linear::Ring::new(37).unwrap();
+    for (i, spec) in [
+        Conv2dSpec::square(16, 32, 16, 3, 1, 1, 1),
+        Conv2dSpec::square(64, 8, 64, 3, 1, 1, 1),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let measured = check(&p, spec, 9 + i as u64, None);
+        let layer = linear::LayerSpec::conv(spec, 12);
+        let hyena = linear::Simd::new(linear::SimdConfig::hyena());
+        assert_eq!(
+            hyena.params_for(&layer, ring).unwrap(),
+            linear::SimdParamsId::N8192
+        );
+        let bound = hyena.noise(&layer, ring).unwrap().hide_bound.log2();
+        let simd = linear::Simd::default()
+            .noise(&layer, ring)
+            .unwrap()
+            .hide_bound
+            .log2();
+        assert!(
+            measured < bound,
+            "{spec:?}: noise 2^{measured:.1} above the bound 2^{bound:.1}"
+        );
+        assert!(
+            bound < simd,
+            "{spec:?}: bound 2^{bound:.1} not below simd's 2^{simd:.1}"
+        );
+    }
 }
 
 proptest! {
