@@ -459,53 +459,16 @@ impl PaddedLayout {
 
     /// Input ciphertexts' slot values (2·n each) from C × H × W values, zero-padded.
     pub fn pack_input(&self, x: &[u64]) -> Vec<Vec<u64>> {
-        let s = &self.spec;
-        let wp = s.w + 2 * s.padding;
-        let (n, c_n) = (self.n, self.c_n);
-        let per = self.rows * c_n;
-        (0..self.in_cts)
-            .map(|u| {
-                let mut slots = vec![0u64; 2 * n];
-                for row in 0..self.rows {
-                    for c in 0..c_n {
-                        let ci = u * per + row * c_n + c;
-                        if ci >= s.c {
-                            break;
-                        }
-                        for h in 0..s.h {
-                            for w in 0..s.w {
-                                let pos = (h + s.padding) * wp + w + s.padding;
-                                slots[row * n + pos * c_n + c] = x[(ci * s.h + h) * s.w + w];
-                            }
-                        }
-                    }
-                }
-                if self.rows == 1 {
-                    let (a, b) = slots.split_at_mut(n);
-                    b.copy_from_slice(a);
-                }
-                slots
-            })
-            .collect()
+        let c_n = self.c_n;
+        crate::simd::kernels::pack_maps(&self.spec, self.rows, c_n, self.n, x, |c, pos| {
+            pos * c_n + c
+        })
     }
 
     /// The slot (of its output ciphertext's 2·n) of each of the M × H_out × W_out outputs.
     pub fn output_slots(&self) -> Vec<(usize, usize)> {
-        let s = &self.spec;
-        let wp = s.w + 2 * s.padding;
-        let (ho, wo) = (s.out_h(), s.out_w());
-        let per = self.rows * self.c_n;
-        let mut out = Vec::with_capacity(s.m * ho * wo);
-        for o in 0..s.m {
-            let (v, row, c) = (o / per, (o % per) / self.c_n, o % self.c_n);
-            for i in 0..ho {
-                for j in 0..wo {
-                    let pos = i * s.stride * wp + j * s.stride;
-                    out.push((v, row * self.n + pos * self.c_n + c));
-                }
-            }
-        }
-        out
+        let c_n = self.c_n;
+        crate::simd::kernels::map_slots(&self.spec, self.rows, c_n, self.n, |c, pos| pos * c_n + c)
     }
 
     /// M × H_out × W_out values from the output ciphertexts' decoded slots.

@@ -57,51 +57,7 @@ impl LazyAcc {
     /// multiplier `≥ q`, and a residue `≥ q` (then the accumulator stays refused until
     /// [`LazyAcc::clear`]).
     pub fn mac_runs(&mut self, x: &[u64], w: &[u64]) -> Result<(), MathError> {
-        let len = self.acc.len();
-        if x.len() != len {
-            return Err(MathError::InvalidLength {
-                expected: len,
-                found: x.len(),
-            });
-        }
-        if w.is_empty() || !len.is_multiple_of(w.len()) {
-            return Err(MathError::InvalidLength {
-                expected: len,
-                found: w.len(),
-            });
-        }
-        let q = self.q.value();
-        if let Some(&bad) = w.iter().find(|&&v| v >= q) {
-            return Err(MathError::ValueOutOfRange {
-                value: bad,
-                modulus: q,
-            });
-        }
-        if self.pending == self.limit {
-            self.fold();
-        }
-        self.pending += 1;
-        let run = len / w.len();
-        // The residue check rides along the products (a pass of its own would double the reads);
-        // on failure the sums are garbage and the accumulator refuses to go on until cleared.
-        let mut over = false;
-        for ((acc, x), &wk) in self.acc.chunks_mut(run).zip(x.chunks(run)).zip(w) {
-            let wk = wk as u128;
-            for (a, &v) in acc.iter_mut().zip(x) {
-                over |= v >= q;
-                *a = a.wrapping_add(v as u128 * wk);
-            }
-        }
-        if over {
-            self.poisoned = true;
-        }
-        if self.poisoned {
-            return Err(MathError::ValueOutOfRange {
-                value: x.iter().copied().find(|&v| v >= q).unwrap_or(q),
-                modulus: q,
-            });
-        }
-        Ok(())
+        self.mac_all(&[(x, w)])
     }
 
     /// `acc += Σ_j w_j[k]·x_j[i]` over all the terms `(x_j, w_j)` at once, with the runs of

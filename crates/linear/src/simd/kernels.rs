@@ -597,59 +597,27 @@ impl ConvLayout {
 
     /// Input ciphertexts' slot values (2·n each) from C × H × W values, zero-padded.
     pub fn pack_input(&self, x: &[u64]) -> Vec<Vec<u64>> {
-        let s = &self.spec;
-        let (_, wp) = Self::padded(s);
-        let n = self.c_n * self.block;
-        let per = self.rows * self.c_n;
-        (0..self.in_cts)
-            .map(|u| {
-                let mut slots = vec![0u64; 2 * n];
-                for rho in 0..self.rows {
-                    for c in 0..self.c_n {
-                        let ci = u * per + rho * self.c_n + c;
-                        if ci >= s.c {
-                            break;
-                        }
-                        for h in 0..s.h {
-                            for w in 0..s.w {
-                                let slot = rho * n
-                                    + c * self.block
-                                    + (h + s.padding) * wp
-                                    + (w + s.padding);
-                                slots[slot] = x[(ci * s.h + h) * s.w + w];
-                            }
-                        }
-                    }
-                }
-                if self.rows == 1 {
-                    let (a, b) = slots.split_at_mut(n);
-                    b.copy_from_slice(a);
-                }
-                slots
-            })
-            .collect()
+        let block = self.block;
+        pack_maps(
+            &self.spec,
+            self.rows,
+            self.c_n,
+            self.c_n * block,
+            x,
+            |c, pos| c * block + pos,
+        )
     }
 
     /// The slot (of its output ciphertext's 2·n) of each of the M × H_out × W_out outputs.
     pub fn output_slots(&self) -> Vec<(usize, usize)> {
-        let s = &self.spec;
-        let (_, wp) = Self::padded(s);
-        let (ho, wo) = (s.out_h(), s.out_w());
-        let n = self.c_n * self.block;
-        let per = self.rows * self.c_n;
-        let mut out = Vec::with_capacity(s.m * ho * wo);
-        for o in 0..s.m {
-            let (v, rho, c) = (o / per, (o % per) / self.c_n, o % self.c_n);
-            for i in 0..ho {
-                for j in 0..wo {
-                    out.push((
-                        v,
-                        rho * n + c * self.block + i * s.stride * wp + j * s.stride,
-                    ));
-                }
-            }
-        }
-        out
+        let block = self.block;
+        map_slots(
+            &self.spec,
+            self.rows,
+            self.c_n,
+            self.c_n * block,
+            |c, pos| c * block + pos,
+        )
     }
 
     /// M × H_out × W_out values from the output ciphertexts' decoded slots.
@@ -659,6 +627,71 @@ impl ConvLayout {
             .map(|(v, s)| slots[v][s])
             .collect()
     }
+}
+
+/// Input ciphertexts' slot values (2·n each) from C × H × W values `x`, each map zero-padded at
+/// positions pos = h'·W' + w' of its padded map, channel c of a row at row slot `slot(c, pos)`;
+/// row ρ of ciphertext u holds channels (u·rows + ρ)·c_n.. (both rows alike when `rows` = 1).
+pub(crate) fn pack_maps(
+    spec: &crate::Conv2dSpec,
+    rows: usize,
+    c_n: usize,
+    n: usize,
+    x: &[u64],
+    slot: impl Fn(usize, usize) -> usize,
+) -> Vec<Vec<u64>> {
+    let s = spec;
+    let wp = s.w + 2 * s.padding;
+    let per = rows * c_n;
+    (0..s.c.div_ceil(per))
+        .map(|u| {
+            let mut slots = vec![0u64; 2 * n];
+            for rho in 0..rows {
+                for c in 0..c_n {
+                    let ci = u * per + rho * c_n + c;
+                    if ci >= s.c {
+                        break;
+                    }
+                    for h in 0..s.h {
+                        for w in 0..s.w {
+                            let pos = (h + s.padding) * wp + w + s.padding;
+                            slots[rho * n + slot(c, pos)] = x[(ci * s.h + h) * s.w + w];
+                        }
+                    }
+                }
+            }
+            if rows == 1 {
+                let (a, b) = slots.split_at_mut(n);
+                b.copy_from_slice(a);
+            }
+            slots
+        })
+        .collect()
+}
+
+/// The (output ciphertext, slot of its 2·n) of each of the M × H_out × W_out outputs in the
+/// packing of [`pack_maps`]: output (i, j) at position i·stride·W' + j·stride.
+pub(crate) fn map_slots(
+    spec: &crate::Conv2dSpec,
+    rows: usize,
+    c_n: usize,
+    n: usize,
+    slot: impl Fn(usize, usize) -> usize,
+) -> Vec<(usize, usize)> {
+    let s = spec;
+    let wp = s.w + 2 * s.padding;
+    let (ho, wo) = (s.out_h(), s.out_w());
+    let per = rows * c_n;
+    let mut out = Vec::with_capacity(s.m * ho * wo);
+    for o in 0..s.m {
+        let (v, rho, c) = (o / per, (o % per) / c_n, o % c_n);
+        for i in 0..ho {
+            for j in 0..wo {
+                out.push((v, rho * n + slot(c, i * s.stride * wp + j * s.stride)));
+            }
+        }
+    }
+    out
 }
 
 impl Conv {

@@ -16,7 +16,7 @@
 //! ciphertext (14-byte header, c₀ bit-packed per prime, 32-byte seed); s→c
 //! `rlwe::write_compact_responses` of `out_cts` responses with all N coefficients of c₀ kept.
 
-mod kernels;
+pub(crate) mod kernels;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
