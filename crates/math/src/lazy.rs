@@ -144,14 +144,6 @@ impl LazyAcc {
         Ok(())
     }
 
-    fn fold(&mut self) {
-        let q = &self.q;
-        for a in &mut self.acc {
-            *a = q.reduce_u128(*a) as u128;
-        }
-        self.pending = 0;
-    }
-
     /// The sums mod `q` into `out`; refused after a rejected term.
     pub fn reduce_into(&self, out: &mut [u64]) -> Result<(), MathError> {
         if self.poisoned {
