@@ -781,8 +781,15 @@ impl PaddedConv {
                 .par_iter()
                 .map(|&(_, v, _, u, s, r)| {
                     let w = self.term_weights(v, u, s, r, gamma, p);
-                    let mut vals = vec![0u64; num_moduli * k2];
-                    classes.run_values(&w, &mut vals);
+                    let mut vals = vec![0u64; 2 * num_moduli * k2];
+                    classes.run_values(&w, &mut vals[..num_moduli * k2]);
+                    // Their Shoup quotients, once per term (the vector multiply-accumulate's).
+                    for i in 0..num_moduli {
+                        let q = &classes.moduli[i];
+                        for k in 0..k2 {
+                            vals[(num_moduli + i) * k2 + k] = q.shoup(vals[i * k2 + k]);
+                        }
+                    }
                     vals
                 })
                 .collect();
@@ -819,7 +826,14 @@ impl PaddedConv {
                                         )
                                     })
                                     .collect();
-                                acc.mac_all(&pairs)?;
+                                let shoups: Vec<&[u64]> = tv
+                                    .iter()
+                                    .map(|(_, vals)| {
+                                        let at = (num_moduli + i) * k2;
+                                        &vals[at + runs.start..at + runs.end]
+                                    })
+                                    .collect();
+                                acc.mac_all_with(&pairs, Some(&shoups))?;
                                 let at = ti * per_task + (pi * num_moduli + i) * chunk;
                                 acc.reduce_into(&mut out[at..at + chunk])?;
                             }

@@ -1,38 +1,73 @@
-//! Lazy modular reduction for sums of residue products (the multiply-accumulates of Hyena-style
-//! padded convolution, docs/protocols/hyena.md).
+//! Multiply-accumulates of residue vectors by run-constant multipliers with deferred reduction
+//! (the products of Hyena-style padded convolution, docs/protocols/hyena.md).
 //!
-//! `Σ_j w_j·x_j mod q` per coefficient, with residues `x_j < q` and multipliers `w_j < q`, is
-//! accumulated exactly in one 128-bit sum per coefficient and reduced by Barrett on 128 bits
-//! ([`Modulus::reduce_u128`]) only when the next term could overflow and once at the end: each
-//! term is below `q²`, so after a reduction (sum `< q`) another `⌊(2^128 − q)/q²⌋` terms fit —
-//! 255 for primes of 60 bits. One word product and a 128-bit add per term instead of a modular
-//! product. The multiplier is constant over runs of coefficients: a plaintext `g(X^{N/M})` with
-//! `M` coefficients takes one value per run of `N/M` coefficients in NTT form (bit-reversed
-//! evaluation order). [`mac_reduced`] is the term-by-term reference it is tested against.
+//! `Σ_j w_j·x_j mod q` per coefficient, the multiplier `w_j < q` constant over runs of
+//! coefficients (a plaintext `g(X^{N/M})` with `M` coefficients takes one value per run of `N/M`
+//! coefficients in NTT form, bit-reversed evaluation order). Two paths, the same sums:
+//!
+//! * **Wide (portable).** Residues `x < q` are accumulated exactly in one 128-bit sum per
+//!   coefficient and reduced by Barrett on 128 bits ([`Modulus::reduce_u128`]) only when the
+//!   next term could overflow and once at the end: each term is below `q²`, so after a
+//!   reduction (sum `< q`) another `⌊(2^128 − q)/q²⌋` terms fit — 255 for primes of 60 bits. One
+//!   word product and a 128-bit add per term instead of a modular product.
+//! * **Vector (AVX-512).** Eight lanes of Shoup products with a precomputed quotient per run
+//!   ([`crate::simd::mul_shoup_acc`]: the product left in `[0, 3q)`, two conditional subtractions
+//!   into the sum), any 64-bit `x`: 2.5× the wide path's throughput on this project's host (2.3
+//!   against 0.9 ns a word and term, 60-bit prime).
+//!
+//! Both walk the terms a block of 256 coefficients at a time so that the block's sums stay in
+//! cache while every term streams through it. [`mac_reduced`] is the term-by-term reference
+//! both are tested against.
 
 use crate::{MathError, Modulus};
 
-/// Exact 128-bit sums of `w·x` over the terms added since the last reduction, per coefficient.
+#[derive(Clone, Debug)]
+enum Sums {
+    /// Exact 128-bit sums of the terms since the last reduction.
+    Wide(Vec<u128>),
+    /// Sums reduced below q after every term.
+    Reduced(Vec<u64>),
+}
+
+/// Sums of `w·x` mod `q` per coefficient.
 #[derive(Clone, Debug)]
 pub struct LazyAcc {
     q: Modulus,
-    acc: Vec<u128>,
-    /// Terms added since the sums were last reduced below `q`.
+    sums: Sums,
+    /// Wide path: terms added since the sums were last reduced below `q`.
     pending: u64,
-    /// Terms that fit after a reduction.
+    /// Wide path: terms that fit after a reduction.
     limit: u64,
-    /// Set when a residue ≥ q was added: the sums are meaningless until [`LazyAcc::clear`].
+    /// Wide path: set when a residue ≥ q was added; the sums are meaningless until
+    /// [`LazyAcc::clear`].
     poisoned: bool,
 }
 
+/// Coefficients per block of [`LazyAcc::mac_all`].
+const BLOCK: usize = 256;
+
 impl LazyAcc {
-    /// An empty accumulator of `len` coefficients mod `q`.
+    /// An empty accumulator of `len` coefficients mod `q`, on the vector path where the CPU has
+    /// it.
     pub fn new(q: &Modulus, len: usize) -> LazyAcc {
+        if crate::simd::has_avx512() {
+            Self::with(q, Sums::Reduced(vec![0; len]))
+        } else {
+            Self::portable(q, len)
+        }
+    }
+
+    /// The same on the portable wide path.
+    pub fn portable(q: &Modulus, len: usize) -> LazyAcc {
+        Self::with(q, Sums::Wide(vec![0; len]))
+    }
+
+    fn with(q: &Modulus, sums: Sums) -> LazyAcc {
         let q2 = (q.value() as u128) * (q.value() as u128);
         let limit = ((u128::MAX - q.value() as u128) / q2).clamp(1, u64::MAX as u128) as u64;
         LazyAcc {
             q: *q,
-            acc: vec![0; len],
+            sums,
             pending: 0,
             limit,
             poisoned: false,
@@ -40,33 +75,53 @@ impl LazyAcc {
     }
 
     pub fn len(&self) -> usize {
-        self.acc.len()
+        match &self.sums {
+            Sums::Wide(a) => a.len(),
+            Sums::Reduced(a) => a.len(),
+        }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.acc.is_empty()
+        self.len() == 0
     }
 
-    /// Terms a reduced sum takes before the next reduction (255 for a 60-bit prime).
+    /// Wide-path terms a reduced sum takes before the next reduction (255 for a 60-bit prime).
     pub fn terms_per_reduction(&self) -> u64 {
         self.limit
     }
 
-    /// `acc += w[k]·x[i]` for every coefficient `i` of run `k = i / (len / w.len())`, exactly.
-    /// Refuses a length other than [`LazyAcc::len`], a run count that does not divide it, a
-    /// multiplier `≥ q`, and a residue `≥ q` (then the accumulator stays refused until
-    /// [`LazyAcc::clear`]).
+    /// `acc += w[k]·x[i]` for every coefficient `i` of run `k = i / (len / w.len())`.
     pub fn mac_runs(&mut self, x: &[u64], w: &[u64]) -> Result<(), MathError> {
         self.mac_all(&[(x, w)])
     }
 
-    /// `acc += Σ_j w_j[k]·x_j[i]` over all the terms `(x_j, w_j)` at once, with the runs of
-    /// [`LazyAcc::mac_runs`]: the same sums, computed a block of coefficients at a time so that
-    /// the block's sums stay in cache while every term streams through it. Refuses what
-    /// [`LazyAcc::mac_runs`] refuses (checked for every term before any is added, except a
-    /// residue ≥ q, which poisons the accumulator as there).
+    /// `acc += Σ_j w_j[k]·x_j[i]` over all the terms `(x_j, w_j)`, runs as in
+    /// [`LazyAcc::mac_runs`]. Refuses (before adding anything) a length other than
+    /// [`LazyAcc::len`], a run count that does not divide it and a multiplier `≥ q`; on the wide
+    /// path also a residue `≥ q`, after which the accumulator stays refused until
+    /// [`LazyAcc::clear`].
     pub fn mac_all(&mut self, terms: &[(&[u64], &[u64])]) -> Result<(), MathError> {
-        let len = self.acc.len();
+        self.mac_all_with(terms, None)
+    }
+
+    /// [`LazyAcc::mac_all`] with each multiplier's Shoup quotient `⌊w·2^64/q⌋` given
+    /// (`shoups[j][k]` for `terms[j].1[k]`, as [`Modulus::shoup`] computes it), so that the vector
+    /// path does not divide per call; the wide path ignores them. Refuses quotients of another
+    /// shape.
+    pub fn mac_all_with(
+        &mut self,
+        terms: &[(&[u64], &[u64])],
+        shoups: Option<&[&[u64]]>,
+    ) -> Result<(), MathError> {
+        if let Some(s) = shoups {
+            if s.len() != terms.len() || s.iter().zip(terms).any(|(s, (_, w))| s.len() != w.len()) {
+                return Err(MathError::InvalidLength {
+                    expected: terms.len(),
+                    found: s.len(),
+                });
+            }
+        }
+        let len = self.len();
         let q = self.q.value();
         for (x, w) in terms {
             if x.len() != len {
@@ -94,54 +149,91 @@ impl LazyAcc {
                 modulus: q,
             });
         }
-        // Blocks of 256 coefficients; within a block each term's runs are walked in turn.
-        let block = len.min(256);
-        let (pending0, limit) = (self.pending, self.limit);
-        let mut over = false;
-        let mut start = 0;
-        while start < len {
-            let end = (start + block).min(len);
-            let acc = &mut self.acc[start..end];
-            let mut pending = pending0;
-            for (x, w) in terms {
-                if pending == limit {
-                    for a in acc.iter_mut() {
-                        *a = self.q.reduce_u128(*a) as u128;
+        match &mut self.sums {
+            Sums::Reduced(acc) => {
+                let m = self.q;
+                let computed: Vec<Vec<u64>>;
+                let given: Vec<&[u64]>;
+                let shoups: &[&[u64]] = match shoups {
+                    Some(s) => s,
+                    None => {
+                        computed = terms
+                            .iter()
+                            .map(|(_, w)| w.iter().map(|&v| m.shoup(v)).collect())
+                            .collect();
+                        given = computed.iter().map(|v| &v[..]).collect();
+                        &given
                     }
-                    pending = 0;
-                }
-                pending += 1;
-                let run = len / w.len();
-                let mut i = start;
-                while i < end {
-                    let seg = ((i / run + 1) * run).min(end);
-                    let wk = w[i / run] as u128;
-                    for (a, &v) in acc[i - start..seg - start].iter_mut().zip(&x[i..seg]) {
-                        over |= v >= q;
-                        *a = a.wrapping_add(v as u128 * wk);
+                };
+                for start in (0..len).step_by(BLOCK) {
+                    let end = (start + BLOCK).min(len);
+                    for ((x, w), ws) in terms.iter().zip(shoups) {
+                        let run = len / w.len();
+                        let mut i = start;
+                        while i < end {
+                            let seg = ((i / run + 1) * run).min(end);
+                            let k = i / run;
+                            crate::simd::mul_shoup_acc(
+                                &m,
+                                &mut acc[i..seg],
+                                &x[i..seg],
+                                w[k],
+                                ws[k],
+                            );
+                            i = seg;
+                        }
                     }
-                    i = seg;
                 }
+                Ok(())
             }
-            start = end;
-        }
-        // Every block went through the same sequence of folds.
-        let mut pending = pending0;
-        for _ in terms {
-            if pending == limit {
-                pending = 0;
+            Sums::Wide(acc) => {
+                let m = self.q;
+                let (pending0, limit) = (self.pending, self.limit);
+                let mut over = false;
+                for start in (0..len).step_by(BLOCK) {
+                    let end = (start + BLOCK).min(len);
+                    let acc = &mut acc[start..end];
+                    let mut pending = pending0;
+                    for (x, w) in terms {
+                        if pending == limit {
+                            for a in acc.iter_mut() {
+                                *a = m.reduce_u128(*a) as u128;
+                            }
+                            pending = 0;
+                        }
+                        pending += 1;
+                        let run = len / w.len();
+                        let mut i = start;
+                        while i < end {
+                            let seg = ((i / run + 1) * run).min(end);
+                            let wk = w[i / run] as u128;
+                            for (a, &v) in acc[i - start..seg - start].iter_mut().zip(&x[i..seg]) {
+                                over |= v >= q;
+                                *a = a.wrapping_add(v as u128 * wk);
+                            }
+                            i = seg;
+                        }
+                    }
+                }
+                // Every block went through the same sequence of reductions.
+                let mut pending = pending0;
+                for _ in terms {
+                    if pending == limit {
+                        pending = 0;
+                    }
+                    pending += 1;
+                }
+                self.pending = pending;
+                if over {
+                    self.poisoned = true;
+                    return Err(MathError::ValueOutOfRange {
+                        value: q,
+                        modulus: q,
+                    });
+                }
+                Ok(())
             }
-            pending += 1;
         }
-        self.pending = pending;
-        if over {
-            self.poisoned = true;
-            return Err(MathError::ValueOutOfRange {
-                value: q,
-                modulus: q,
-            });
-        }
-        Ok(())
     }
 
     /// The sums mod `q` into `out`; refused after a rejected term.
@@ -152,21 +244,29 @@ impl LazyAcc {
                 modulus: self.q.value(),
             });
         }
-        if out.len() != self.acc.len() {
+        if out.len() != self.len() {
             return Err(MathError::InvalidLength {
-                expected: self.acc.len(),
+                expected: self.len(),
                 found: out.len(),
             });
         }
-        for (o, &a) in out.iter_mut().zip(&self.acc) {
-            *o = self.q.reduce_u128(a);
+        match &self.sums {
+            Sums::Wide(acc) => {
+                for (o, &a) in out.iter_mut().zip(acc) {
+                    *o = self.q.reduce_u128(a);
+                }
+            }
+            Sums::Reduced(acc) => out.copy_from_slice(acc),
         }
         Ok(())
     }
 
-    /// Back to zero, keeping the length and modulus.
+    /// Back to zero, keeping the length, modulus and path.
     pub fn clear(&mut self) {
-        self.acc.iter_mut().for_each(|a| *a = 0);
+        match &mut self.sums {
+            Sums::Wide(a) => a.iter_mut().for_each(|v| *v = 0),
+            Sums::Reduced(a) => a.iter_mut().for_each(|v| *v = 0),
+        }
         self.pending = 0;
         self.poisoned = false;
     }
@@ -189,77 +289,73 @@ mod tests {
     use rand_chacha::ChaCha20Rng;
 
     /// Random residues and multipliers (and the extremes q − 1), runs of every width, on primes
-    /// of 30 to 62 bits, past several reductions: the lazy sums reduce to exactly what the
+    /// of 30 to 62 bits, past several wide-path reductions, single and batched terms, both
+    /// paths (the vector one where the CPU has it): the sums reduce to exactly what the
     /// term-by-term reference computes.
     #[test]
     fn lazy_equals_term_by_term() {
         let mut r = ChaCha20Rng::seed_from_u64(3);
         for bits in [30u32, 50, 60, 61, 62] {
             let q = Modulus::new(generate_primes(bits, 16, 1, &[]).unwrap()[0]).unwrap();
-            let n = 64;
-            let mut lazy = LazyAcc::new(&q, n);
-            // Three reductions' worth where that is few (≥ 56-bit primes), else 2000 terms.
-            let terms = lazy.terms_per_reduction().min(1000) as usize * 3 + 7;
-            let mut reference = vec![0u64; n];
-            for k in 0..terms.min(2000) {
-                let runs = 1 << (k % 7);
-                let (x, w): (Vec<u64>, Vec<u64>) = if k % 5 == 0 {
-                    (vec![q.value() - 1; n], vec![q.value() - 1; runs])
-                } else {
-                    (
-                        (0..n).map(|_| r.gen_range(0..q.value())).collect(),
-                        (0..runs).map(|_| r.gen_range(0..q.value())).collect(),
-                    )
-                };
-                lazy.mac_runs(&x, &w).unwrap();
-                mac_reduced(&mut reference, &x, &w, &q);
-            }
-            let mut got = vec![0u64; n];
-            lazy.reduce_into(&mut got).unwrap();
-            assert_eq!(got, reference, "{bits}-bit prime");
-            // The same terms in batches of every size through mac_all.
-            let mut r2 = ChaCha20Rng::seed_from_u64(bits as u64);
-            let mut batched = LazyAcc::new(&q, n);
-            let mut reference = vec![0u64; n];
-            let mut k = 0;
-            while k < terms.min(2000) {
-                let batch = 1 + k % 300;
-                let xs: Vec<Vec<u64>> = (0..batch)
-                    .map(|_| (0..n).map(|_| r2.gen_range(0..q.value())).collect())
-                    .collect();
-                let ws: Vec<Vec<u64>> = (0..batch)
-                    .map(|j| {
-                        (0..1usize << ((k + j) % 7))
-                            .map(|_| r2.gen_range(0..q.value()))
-                            .collect()
-                    })
-                    .collect();
-                let pairs: Vec<(&[u64], &[u64])> =
-                    xs.iter().zip(&ws).map(|(x, w)| (&x[..], &w[..])).collect();
-                batched.mac_all(&pairs).unwrap();
-                for (x, w) in &pairs {
-                    mac_reduced(&mut reference, x, w, &q);
+            let n = 512;
+            for mut acc in [LazyAcc::portable(&q, n), LazyAcc::new(&q, n)] {
+                let terms = (acc.terms_per_reduction().min(1000) as usize * 3 + 7).min(1200);
+                let mut reference = vec![0u64; n];
+                let mut k = 0;
+                while k < terms {
+                    let batch = 1 + k % 300;
+                    let xs: Vec<Vec<u64>> = (0..batch)
+                        .map(|j| {
+                            if (k + j) % 5 == 0 {
+                                vec![q.value() - 1; n]
+                            } else {
+                                (0..n).map(|_| r.gen_range(0..q.value())).collect()
+                            }
+                        })
+                        .collect();
+                    let ws: Vec<Vec<u64>> = (0..batch)
+                        .map(|j| {
+                            let runs = 1usize << ((k + j) % 10);
+                            if (k + j) % 5 == 0 {
+                                vec![q.value() - 1; runs]
+                            } else {
+                                (0..runs).map(|_| r.gen_range(0..q.value())).collect()
+                            }
+                        })
+                        .collect();
+                    let pairs: Vec<(&[u64], &[u64])> =
+                        xs.iter().zip(&ws).map(|(x, w)| (&x[..], &w[..])).collect();
+                    acc.mac_all(&pairs).unwrap();
+                    for (x, w) in &pairs {
+                        mac_reduced(&mut reference, x, w, &q);
+                    }
+                    acc.mac_runs(&xs[0], &ws[0]).unwrap();
+                    mac_reduced(&mut reference, &xs[0], &ws[0], &q);
+                    k += batch + 1;
                 }
-                // Interleaved with single terms.
-                batched.mac_runs(&xs[0], &ws[0]).unwrap();
-                mac_reduced(&mut reference, &xs[0], &ws[0], &q);
-                k += batch + 1;
+                let mut got = vec![0u64; n];
+                acc.reduce_into(&mut got).unwrap();
+                assert_eq!(got, reference, "{bits}-bit prime");
+                acc.clear();
+                acc.reduce_into(&mut got).unwrap();
+                assert!(got.iter().all(|&v| v == 0));
             }
-            batched.reduce_into(&mut got).unwrap();
-            assert_eq!(got, reference, "{bits}-bit prime, batched");
-            lazy.clear();
-            lazy.reduce_into(&mut got).unwrap();
-            assert!(got.iter().all(|&v| v == 0));
         }
     }
 
     #[test]
     fn refuses_what_could_overflow() {
         let q = Modulus::new(97).unwrap();
-        let mut a = LazyAcc::new(&q, 4);
-        assert!(a.mac_runs(&[1, 2, 3, 4], &[97]).is_err());
+        for mut a in [LazyAcc::portable(&q, 4), LazyAcc::new(&q, 4)] {
+            assert!(a.mac_runs(&[1, 2, 3, 4], &[97]).is_err());
+            assert!(a.mac_runs(&[1, 2, 3], &[1]).is_err());
+            assert!(a.mac_runs(&[1, 2, 3, 4], &[1, 2, 3]).is_err());
+            assert!(a.mac_runs(&[1, 2, 3, 4], &[]).is_err());
+            assert!(a.reduce_into(&mut [0; 3]).is_err());
+        }
+        // The wide path refuses a residue ≥ q and stays refused until cleared.
+        let mut a = LazyAcc::portable(&q, 4);
         assert!(a.mac_runs(&[1, 2, 97, 4], &[1]).is_err());
-        // Poisoned until cleared.
         assert!(a.mac_runs(&[1, 2, 3, 4], &[1]).is_err());
         assert!(a.reduce_into(&mut [0; 4]).is_err());
         a.clear();
@@ -267,13 +363,9 @@ mod tests {
         let mut out = [0; 4];
         a.reduce_into(&mut out).unwrap();
         assert_eq!(out, [5, 10, 15, 20]);
-        assert!(a.mac_runs(&[1, 2, 3], &[1]).is_err());
-        assert!(a.mac_runs(&[1, 2, 3, 4], &[1, 2, 3]).is_err());
-        assert!(a.mac_runs(&[1, 2, 3, 4], &[]).is_err());
-        assert!(a.reduce_into(&mut [0; 3]).is_err());
         // The bound: a reduced sum plus `limit` terms of (q − 1)² stays below 2^128.
         let big = Modulus::new(generate_primes(62, 16, 1, &[]).unwrap()[0]).unwrap();
-        let l = LazyAcc::new(&big, 1).terms_per_reduction() as u128;
+        let l = LazyAcc::portable(&big, 1).terms_per_reduction() as u128;
         let q = big.value() as u128;
         assert!(((q - 1) * (q - 1))
             .checked_mul(l)

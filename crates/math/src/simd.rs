@@ -6,6 +6,18 @@
 
 use crate::Modulus;
 
+/// Whether the AVX-512 kernels run on this CPU (else the scalar paths).
+pub fn has_avx512() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        avx512()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 fn avx512() -> bool {
     // std caches the CPUID result; this is a load and a test.
