@@ -672,10 +672,11 @@ impl LinearProtocol for Simd {
                 (plan.in_cts as u64 * taps, l * n * 8)
             }
             Geometry::Padded(c) => {
-                // Per giant step: its terms' run values (2p words per prime) and one block
-                // result per output (a ciphertext each, plus the reduced copy).
+                // Per giant step: its terms' run values and their Shoup quotients (2·2p words
+                // per prime) and one block result per output (a ciphertext each, plus the
+                // reduced copy).
                 let k = c.counts();
-                let vals = k.max_terms_per_giant as u64 * l * 2 * c.period() as u64 * 8;
+                let vals = k.max_terms_per_giant as u64 * l * 4 * c.period() as u64 * 8;
                 (
                     plan.in_cts as u64 * (k.hoisted_per_input as u64 + 1),
                     vals + 2 * plan.out_cts as u64 * ct,
