@@ -25,7 +25,8 @@
 //! `rot_r(X) ⊙ P = rot_γ(rot_β(X) ⊙ rot_{−γ}(P))` and `rot_{−γ}(P)` is again per-channel. The B
 //! baby rotations of each input copy (as sent, and row-swapped when output and input channels sit
 //! in different rows) are hoisted; each output ciphertext rotates once per giant step it uses.
-//! Every product is a lazy multiply-accumulate (`math::lazy`) with one reduction per output.
+//! Every product is a multiply-accumulate over the runs of the plaintext's NTT form
+//! (`math::lazy`: Shoup products on AVX-512, 128-bit sums reduced once per output elsewhere).
 
 use math::lazy::LazyAcc;
 use math::{Modulus, Representation};
@@ -86,10 +87,9 @@ pub struct PaddedLayout {
     used: Vec<bool>,
     /// `read[s·span + (r − r_min)]`: some term reads copy s at rotation r.
     read: Vec<bool>,
-}
-
-fn swap_element(n_total: usize) -> usize {
-    2 * n_total - 1
+    /// `wanted[v·span + (r − r_min)]`: output ciphertext v has a term at rotation r (the index
+    /// the baby-step search and the giant-step counts scan).
+    wanted: Vec<bool>,
 }
 
 impl PaddedLayout {
@@ -179,6 +179,7 @@ impl PaddedLayout {
             span,
             used: vec![false; out_cts * in_cts * rows * span],
             read: Vec::new(),
+            wanted: Vec::new(),
         };
         let (cg, mg) = (spec.c_per_group(), spec.m_per_group());
         for v in 0..out_cts {
@@ -192,15 +193,11 @@ impl PaddedLayout {
                             if o >= spec.m {
                                 break;
                             }
-                            let g = o / mg;
-                            for c_i in 0..c_n {
-                                let ci = u * per + row_in * c_n + c_i;
-                                if ci >= spec.c {
-                                    break;
-                                }
-                                if ci / cg != g {
-                                    continue;
-                                }
+                            // The input channels of o's group in this ciphertext row.
+                            let (g, base) = (o / mg, u * per + row_in * c_n);
+                            let lo = (g * cg).max(base) - base;
+                            let hi = ((g + 1) * cg).min(spec.c).min(base + c_n);
+                            for c_i in lo..hi.saturating_sub(base) {
                                 for a in 0..spec.kh {
                                     for b in 0..spec.kw {
                                         let d = a * wp + b;
@@ -228,10 +225,12 @@ impl PaddedLayout {
             }
         }
         l.read = vec![false; l.copies * span];
+        l.wanted = vec![false; out_cts * span];
         for (i, &x) in l.used.iter().enumerate() {
             if x {
                 let (vus, r) = (i / span, i % span);
                 l.read[(vus % l.copies) * span + r] = true;
+                l.wanted[vus / (in_cts * l.copies) * span + r] = true;
             }
         }
         Ok(l)
@@ -268,8 +267,7 @@ impl PaddedLayout {
     /// Whether output ciphertext v has a term in giant step g.
     fn giant_used(&self, v: usize, g: usize) -> bool {
         let range = self.giant_range(g);
-        (0..self.in_cts)
-            .any(|u| (0..self.copies).any(|s| range.clone().any(|r| self.used(v, u, s, r))))
+        self.wanted[v * self.span + range.start..v * self.span + range.end].contains(&true)
     }
 
     /// Giant-step rotations of output ciphertext v (the steps it uses, less γ = 0).
@@ -357,7 +355,7 @@ impl PaddedLayout {
 
     /// The Galois elements of [`PaddedLayout::babies`], in order (the identity as 1).
     fn baby_elements(&self, n_total: usize) -> Vec<usize> {
-        let sw = swap_element(n_total);
+        let sw = crate::simd::kernels::swap_element(n_total);
         self.babies()
             .into_iter()
             .map(|(s, b)| {

@@ -246,7 +246,7 @@ pub struct Conv {
 const HOISTED_COST: f64 = 0.52;
 
 /// The Galois element of X → X^{2N−1}, which swaps the two batching rows.
-fn swap_element(n_total: usize) -> usize {
+pub(crate) fn swap_element(n_total: usize) -> usize {
     2 * n_total - 1
 }
 
