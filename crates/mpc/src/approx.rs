@@ -65,6 +65,20 @@ pub struct SoftmaxSpec<'a> {
     pub wide_tables: bool,
 }
 
+/// A linear layer run inside the flights of [`Session::layernorm_linear`]: `start` receives this
+/// party's shares mod 2^ℓ of the deviations c = x − μ (scale 2^s, rows of D) right after its
+/// message of LayerNorm's squares is queued, and `finish`, called once that flight is read,
+/// returns its shares mod 2^ℓ of W·c (scale 2^{2s}, no bias). A one-round-trip HE layer sends its
+/// query in `start` (client) and answers it in `finish` (server), so both directions travel
+/// beside LayerNorm's own messages.
+pub trait NormLinear<C: ?Sized> {
+    fn start(&mut self, ch: &mut C, c: &[u64]) -> Result<(), BoxError>;
+    fn finish(&mut self, ch: &mut C) -> Result<Vec<u64>, BoxError>;
+}
+
+/// The error a [`NormLinear`] returns ([`MpcError::Interleaved`]).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 /// The parameters and tables of layer normalization (`nn::approx::LayerNorm`; the constants
 /// `nn::approx::LN_*` are fixed by the protocol).
 #[derive(Clone, Copy, Debug)]
@@ -105,12 +119,32 @@ const LN_V_SCALE: u32 = 44;
 const LN_DROP: u32 = LOOKUP_FRAC + 1 + LOOKUP_TABLE + LN_H - LN_V_SCALE / 2 - LN_SHIFT;
 /// Rings of the final product (R < 2^28) and of the mean's product.
 const LN_PRODUCT_RING: u32 = LN_SHIFT + 19;
+/// Ring of t(u)·R in LayerNorm fused with a linear layer (`nn::approx::LN_LINEAR_RING`).
+const LN_LINEAR_RING: u32 = 48;
 const LN_WIDE_RING: u32 = 64;
 
 impl LayerNormSpec<'_> {
+    /// Bits w of t(u) in LayerNorm fused with a linear layer (`nn::approx::LayerNorm::linear_bits`).
+    fn linear_bits(&self) -> u32 {
+        self.m + 4
+    }
     fn square_ring(&self) -> u32 {
         // c² < 2^{2(m−2)}, summed over D ≤ 512 values, non-negative (below half the ring).
         2 * (self.m - 2) + 10
+    }
+    /// [`LayerNormSpec::check`], and that the fused layer's rescale fits: t(u) is read mod
+    /// 2^w with the wrap term 2^{ℓ−s} vanishing (ℓ ≥ s + w) and its carry B2A'd in the lookup's
+    /// ring (w ≤ its bits).
+    fn check_linear(&self, ell: u32) -> Result<()> {
+        self.check(ell)?;
+        let ruq = self.norm().rings()?.2;
+        if ell < self.s + self.linear_bits() || self.linear_bits() > ruq.bits() {
+            return Err(bad(
+                "LayerNorm → linear",
+                "needs ell >= 2s + 12 (and s <= 16)",
+            ));
+        }
+        Ok(())
     }
     fn check(&self, ell: u32) -> Result<()> {
         let w = "LayerNorm";
@@ -843,7 +877,7 @@ impl Session {
             .collect();
         // From here on P0 chooses in every comparison (`normalized_rows`).
         let mut y = self.p0_choosing(|se| {
-            let recip = se.normalized_rows(ch, &sums, &norm, ry)?;
+            let recip = se.normalized_rows(ch, &sums, &norm, ry, (&[], 0))?.0;
             let ey = Shares {
                 ring: ry,
                 scale: s,
@@ -1020,13 +1054,29 @@ impl Session {
         send: (&[Group], &[u64], &[u64]),
         what: &'static str,
     ) -> Result<(Vec<u64>, Vec<u64>)> {
+        self.affine_both_around(ch, recv_c, recv_g, send, what, &mut |_| Ok(()))
+    }
+
+    /// [`Session::affine_both`] running `between` after this party's message is queued and
+    /// before the peer's is read.
+    fn affine_both_around<C: Channel + ?Sized>(
+        &mut self,
+        ch: &mut C,
+        recv_c: &[u8],
+        recv_g: &[Group],
+        send: (&[Group], &[u64], &[u64]),
+        what: &'static str,
+        between: &mut dyn FnMut(&mut C) -> Result<()>,
+    ) -> Result<(Vec<u64>, Vec<u64>)> {
         let (send_g, f0, f1) = send;
         let (mut s, mut r) = self.cots(ch, send_g.len(), recv_g.len())?;
         let mut w = BitWriter::default();
         let rs = affine_choose(&mut r, &|i| recv_g[i], recv_c, &mut w);
         let ss = affine_send(&mut s, &|i| send_g[i], f0, f1, &mut w);
         let peer_bits = send_g.len() as u64 + recv_g.iter().map(|g| g.width() as u64).sum::<u64>();
-        let got = self.exchange(ch, w.finish(), peer_bits, what)?;
+        ch.send(&w.finish())?;
+        between(ch)?;
+        let got = crate::bits::recv_bits(ch, peer_bits, what)?;
         let mut rd = BitReader::new(&got, peer_bits, what)?;
         let sv = ss.finish(&mut rd);
         let rv = rs.finish(&mut rd, what)?;
@@ -1042,6 +1092,7 @@ impl Session {
         ch: &mut C,
         x: &Shares,
         out: Ring,
+        between: &mut dyn FnMut(&mut C) -> Result<()>,
     ) -> Result<(Vec<u64>, Vec<u64>)> {
         let (wx, b) = (x.ring.bits(), out.bits());
         let n = x.len();
@@ -1072,7 +1123,8 @@ impl Session {
                     f0.push(m as u64);
                     f1.push(1);
                 }
-                let (rv, sv) = self.affine_both(ch, &msb, &small, (&big, &f0, &f1), "square")?;
+                let (rv, sv) =
+                    self.affine_both_around(ch, &msb, &small, (&big, &f0, &f1), "square", between)?;
                 (sv, rv)
             }
             Party::P1 => {
@@ -1089,7 +1141,8 @@ impl Session {
                     .map(|(&a, &m)| (m as u64 * a) & mask(b - wx - 1))
                     .collect();
                 let f1: Vec<u64> = x.data.iter().map(|&a| a & mask(b - wx - 1)).collect();
-                let (rv, sv) = self.affine_both(ch, &c, &big, (&small, &f0, &f1), "square")?;
+                let (rv, sv) =
+                    self.affine_both_around(ch, &c, &big, (&small, &f0, &f1), "square", between)?;
                 (rv, sv)
             }
         };
@@ -1173,6 +1226,70 @@ impl Session {
         x: &Shares,
         spec: &LayerNormSpec,
     ) -> Result<Shares> {
+        let (vv, uc, _) = self.layernorm_front(ch, x, spec, None)?;
+        // From here on P0 chooses in every comparison (`normalized_rows`).
+        let mut out = self.p0_choosing(|se| se.layernorm_scale(ch, &vv, &uc, spec, x.ring))?;
+        out.scale = x.scale;
+        Ok(out)
+    }
+
+    /// LayerNorm fused with the linear layer that reads it, equal to
+    /// `nn::approx::LayerNorm::linear_output` (docs/protocols/transformer.md § LayerNorm →
+    /// linear layer): the deviations c = x − μ go to `lin` while the inverse root R is computed
+    /// — its query leaves with this party's message of the squares' flight and its answer is
+    /// read after that flight, so the layer's round trip overlaps the root's flights — then
+    /// y = (u·R + b·2^18 + 2^{17+s}) >> (18 + s) per output, u = W·c from `lin` (`out` values
+    /// per row, mod 2^ℓ) and b P0's bias at scale 2^{2s} (`out` values; P1 passes none).
+    pub fn layernorm_linear<C: Channel + ?Sized>(
+        &mut self,
+        ch: &mut C,
+        x: &Shares,
+        spec: &LayerNormSpec,
+        lin: &mut dyn NormLinear<C>,
+        out: usize,
+        bias: &[u64],
+    ) -> Result<Shares> {
+        spec.check_linear(x.ring.bits())?;
+        let want = if self.party() == Party::P0 { out } else { 0 };
+        if bias.len() != want {
+            return Err(MpcError::LengthMismatch {
+                what: "fused layer bias",
+                expected: want,
+                got: bias.len(),
+            });
+        }
+        // Every COT the call draws is buffered first: a refill's messages inside the
+        // interleaved flights would meet the layer's.
+        let need = layernorm_linear_cost(spec, x.ring.bits(), x.len(), out)?;
+        let (ns, nr) = need.cots_for(self.party());
+        self.prefetch(ch, ns, nr)?;
+        let (vv, _, u) = self.layernorm_front(ch, x, spec, Some(lin))?;
+        let u = u.unwrap_or_default();
+        let rows = x.len() / spec.d;
+        if u.len() != rows * out {
+            return Err(MpcError::LengthMismatch {
+                what: "fused layer output",
+                expected: rows * out,
+                got: u.len(),
+            });
+        }
+        x.ring.check("fused layer output", &u)?;
+        let mut y =
+            self.p0_choosing(|se| se.layernorm_linear_tail(ch, &vv, &u, out, bias, spec, x.ring))?;
+        y.scale = x.scale;
+        Ok(y)
+    }
+
+    /// LayerNorm up to the inverse root's input: V per row (shifted, `normalized_rows`' input),
+    /// uc = c + 2^{m−2} mod 2^m per element and, with `lin`, its output on the deviations.
+    #[allow(clippy::type_complexity)]
+    fn layernorm_front<C: Channel + ?Sized>(
+        &mut self,
+        ch: &mut C,
+        x: &Shares,
+        spec: &LayerNormSpec,
+        mut lin: Option<&mut dyn NormLinear<C>>,
+    ) -> Result<(Vec<u64>, Shares, Option<Vec<u64>>)> {
         let lr = x.ring;
         spec.check(lr.bits())?;
         lr.check("layernorm input", &x.data)?;
@@ -1226,14 +1343,24 @@ impl Session {
             self.trunc(ch, &Shares::new(rwide, 0, scaled)?, spec.t)?
                 .data
         };
-        let cm: Vec<u64> = (0..n)
-            .map(|i| rm.reduce(lr.sub(x.data[i], lr.reduce(mu[i / d]))))
+        let c: Vec<u64> = (0..n)
+            .map(|i| lr.sub(x.data[i], lr.reduce(mu[i / d])))
             .collect();
+        let cm: Vec<u64> = c.iter().map(|&v| rm.reduce(v)).collect();
         // Σ c² from the squares of the non-negative uc = cm + 2^{m−2}: c² = uc² − 2·off·uc + off².
         let off = 1u64 << (m - 2);
         let uc: Vec<u64> = cm.iter().map(|&c| add0(rm, c, off)).collect();
         let uc = Shares::new(rm, 0, uc)?;
-        let (sq, uci) = self.square_nonneg(ch, &uc, rsq)?;
+        let (sq, uci) = match lin.as_deref_mut() {
+            Some(l) => self.square_nonneg(ch, &uc, rsq, &mut |ch| {
+                l.start(ch, &c).map_err(MpcError::Interleaved)
+            })?,
+            None => self.square_nonneg(ch, &uc, rsq, &mut |_| Ok(()))?,
+        };
+        let u = match lin {
+            Some(l) => Some(l.finish(ch).map_err(MpcError::Interleaved)?),
+            None => None,
+        };
         let q2: Vec<u64> = sq
             .chunks(d)
             .zip(uci.chunks(d))
@@ -1259,10 +1386,7 @@ impl Session {
             .iter()
             .map(|&a| add0(rv, rv.mul(a, spec.mul2 >> z), spec.eps << (spec.t2 - z)))
             .collect();
-        // From here on P0 chooses in every comparison (`normalized_rows`).
-        let mut out = self.p0_choosing(|se| se.layernorm_scale(ch, &vv, &uc, spec, lr))?;
-        out.scale = x.scale;
-        Ok(out)
+        Ok((vv, uc, u))
     }
 
     /// LayerNorm's last steps: R = inverse_root(V) per row, then y = (c·R + 2^17) >> 18 per
@@ -1278,7 +1402,9 @@ impl Session {
         let p0 = self.party() == Party::P0;
         let (m, d, n) = (spec.m, spec.d, uc.len());
         let rprod = Ring::new(LN_PRODUCT_RING)?;
-        let rs = self.normalized_rows(ch, vv, &spec.norm(), rprod)?;
+        let rs = self
+            .normalized_rows(ch, vv, &spec.norm(), rprod, (&[], 0))?
+            .0;
         // y = (c·rs + 2^17) >> 18 with c·rs = uc·rs − 2^{m−2}·rs.
         let rsn: Vec<u64> = (0..n).map(|i| rs[i / d]).collect();
         let pr = self.mul_nonneg_small(ch, uc, &Shares::new(rprod, 0, rsn.clone())?)?;
@@ -1302,6 +1428,73 @@ impl Session {
                 .for_each(|v| *v = lr.sub(*v, top >> LN_SHIFT));
         }
         Ok(out)
+    }
+
+    /// The fused layer's last steps (`nn::approx::LayerNorm::linear_output`): R per row, with
+    /// the rescale t(u) = (u + 2^{s−1}) >> s of the layer's output riding in the same flights
+    /// (its carry is one more window of the root's comparison batch and one more B2A of its
+    /// window carries; the wrap term vanishes in the 2^w ring of t(u)); then
+    /// y = (t(u)·R + 2^17) >> 18 + t(b) per output, t(u)·R by the small × wide product
+    /// (t(u) + 2^{w−2} non-negative below 2^{w−1}) in the [`LN_LINEAR_RING`]-bit ring.
+    #[allow(clippy::too_many_arguments)]
+    fn layernorm_linear_tail<C: Channel + ?Sized>(
+        &mut self,
+        ch: &mut C,
+        vv: &[u64],
+        u: &[u64],
+        out: usize,
+        bias: &[u64],
+        spec: &LayerNormSpec,
+        lr: Ring,
+    ) -> Result<Shares> {
+        let p0 = self.party() == Party::P0;
+        let s = spec.s;
+        let (rprod, rw) = (Ring::new(LN_LINEAR_RING)?, Ring::new(spec.linear_bits())?);
+        let ell = lr.bits();
+        // u + 2^{ℓ−2} + 2^{s−1} is non-negative below 2^{ℓ−1} in the layer's output range.
+        let up: Vec<u64> = u
+            .iter()
+            .map(|&a| add0r(lr, p0, a, (1 << (ell - 2)) + (1 << (s - 1))))
+            .collect();
+        let (rs, ca) = self.normalized_rows(ch, vv, &spec.norm(), rprod, (&up, s))?;
+        let w = rw.bits();
+        let xs: Vec<u64> = up
+            .iter()
+            .zip(&ca)
+            .map(|(&a, &c)| {
+                let t = rw.add(rw.reduce(a >> s), rw.reduce(c));
+                // − 2^{ℓ−2−s} (the offset) + 2^{w−2} (non-negative for the product).
+                add0r(
+                    rw,
+                    p0,
+                    t,
+                    (1u64 << (w - 2)).wrapping_sub(1 << (ell - 2 - s)),
+                )
+            })
+            .collect();
+        let rsn: Vec<u64> = (0..u.len()).map(|i| rs[i / out]).collect();
+        let pr =
+            self.mul_nonneg_small(ch, &Shares::new(rw, 0, xs)?, &Shares::new(rprod, 0, rsn)?)?;
+        let top = 1u64 << (LN_LINEAR_RING - 2);
+        let pc: Vec<u64> = pr
+            .iter()
+            .enumerate()
+            .map(|(i, &a)| {
+                let c = rprod.sub(a, rprod.reduce(rs[i / out] << (w - 2)));
+                add0r(rprod, p0, c, (1 << (LN_SHIFT - 1)) + top)
+            })
+            .collect();
+        let pc = Shares::new(rprod, 0, pc)?;
+        let mut y = self.trunc_nonneg_form(ch, &pc, LN_SHIFT, lr, spec.tail)?;
+        if p0 {
+            let sh = 64 - ell;
+            for (i, v) in y.data.iter_mut().enumerate() {
+                // t(b): the bias at 2^{2s} rounded to 2^s.
+                let b = (((bias[i % out] << sh) as i64) >> sh) + (1 << (s - 1));
+                *v = lr.add(lr.sub(*v, top >> LN_SHIFT), lr.reduce((b >> s) as u64));
+            }
+        }
+        Ok(y)
     }
 
     /// Shares in `out` of R = (U·2^{q(e)} + 2^{drop−1}) >> drop with (e, U) =
@@ -1329,7 +1522,8 @@ impl Session {
         v: &[u64],
         norm: &Norm<'_>,
         out: Ring,
-    ) -> Result<Vec<u64>> {
+        rider: (&[u64], u32),
+    ) -> Result<(Vec<u64>, Vec<u64>)> {
         let p0 = self.party() == Party::P0;
         let rows = v.len();
         let (t, f) = (LOOKUP_IDX, LOOKUP_FRAC);
@@ -1351,6 +1545,17 @@ impl Session {
                 vals.push((x & mask(top)) << (cb - top));
             }
         }
+        // The rider: the low k bits of each value at the top of the comparison (P0's low bits
+        // zeros, P1's ones), so its carry is the carry into bit k of the two shares.
+        let (rv_in, rk) = rider;
+        if !rv_in.is_empty() && (rk == 0 || rk > cb) {
+            return Err(MpcError::InvalidShift {
+                shift: rk,
+                bits: cb,
+                max: cb,
+            });
+        }
+        vals.extend(rv_in.iter().map(|&x| (x & mask(rk)) << (cb - rk)));
         let (hi, lo) = if norm.wide_leaves {
             self.wide_leaves(|se| se.carries(ch, &vals, cb, cb - f))?
         } else {
@@ -1377,7 +1582,10 @@ impl Session {
                 wc.extend([hi[at(nc + w)], lo[at(nc + w)]]);
             }
         }
-        let wa = self.b2a(ch, ruq, &wc)?;
+        // The rider's carries (into bit k of each value) join the window carries' B2A.
+        wc.extend_from_slice(&hi[rows * per..]);
+        let mut wa = self.b2a(ch, ruq, &wc)?;
+        let rider_carries = wa.split_off(rows * 2 * nw);
         // Step 3: per candidate e, W = floor(v·2^{t+f−e}); i_e = (W >> f) − 2^t + p·2^t,
         // φ_e = W mod 2^f, and the row's multipliers Q_e = 2^{q(e)} and
         // M_e = (2φ_e + 1)·2^{q(e)} (local in the shares of φ_e).
@@ -1450,7 +1658,7 @@ impl Session {
             .map(|&a| add0r(ruq, p0, a, 1 << (norm.drop - 1)))
             .collect();
         // Flat: one value per row, so its extra bits are spread over the row.
-        Ok(self
+        let r = self
             .trunc_nonneg_form(
                 ch,
                 &Shares::new(ruq, 0, uq)?,
@@ -1458,7 +1666,8 @@ impl Session {
                 out,
                 TruncForm::Flat,
             )?
-            .data)
+            .data;
+        Ok((r, rider_carries))
     }
 }
 
@@ -1601,7 +1810,7 @@ pub fn softmax_cost(spec: &SoftmaxSpec<'_>, ell: u32, n: usize, row: usize) -> R
         + cost::mul(rpe, n)
         + trunc_nonneg_cost_form(n, rpe.bits(), s, ry, Party::P1, TruncForm::Flat)
         + cost::mux(ry, n)
-        + normalized_cost(rows, &spec.norm(), ry)?
+        + normalized_cost(rows, &spec.norm(), ry, 0)?
         + cost::mul(ry, n)
         + trunc_nonneg_cost_form(n, ry.bits(), spec.big_k - s, lr, Party::P0, TruncForm::Flat))
 }
@@ -1623,21 +1832,22 @@ fn mul_nonneg_small_cost(n: usize, wx: u32, b: u32) -> Cost {
 }
 
 /// [`Session::normalized_rows`] on `rows` values into `out`.
-fn normalized_cost(rows: usize, norm: &Norm<'_>, out: Ring) -> Result<Cost> {
+fn normalized_cost(rows: usize, norm: &Norm<'_>, out: Ring, riders: usize) -> Result<Cost> {
     let (rv, ri, ruq) = norm.rings()?;
     let cb = rv.bits() - 1;
     let first_w = norm.e_lo.max(LOOKUP_IDX + 1);
     let nc = (norm.bits - norm.e_lo - 1) as usize;
     let nw = norm.bits.saturating_sub(first_w) as usize;
     let ne = (norm.bits - norm.e_lo) as usize;
+    let values = rows * (nc + nw) + riders;
     let cmp = if norm.wide_leaves {
-        cost::millionaire_leaves(rows * (nc + nw), cb, cb - LOOKUP_FRAC, WIDE_LEAVES)
+        cost::millionaire_leaves(values, cb, cb - LOOKUP_FRAC, WIDE_LEAVES)
     } else {
-        cost::millionaire_split(rows * (nc + nw), cb, cb - LOOKUP_FRAC)
+        cost::millionaire_split(values, cb, cb - LOOKUP_FRAC)
     };
     let lut = lut_cost(rows, ri.bits(), ruq);
     Ok(chosen_by(cmp, Party::P0)
-        + cost::b2a(ruq, rows * 2 * nw)
+        + cost::b2a(ruq, rows * 2 * nw + riders)
         + cost::mux(ri, rows * ne)
         + cost::mux(ruq, 2 * rows * ne)
         + lut
@@ -1647,15 +1857,44 @@ fn normalized_cost(rows: usize, norm: &Norm<'_>, out: Ring) -> Result<Cost> {
 
 /// [`Session::layernorm`] on `n` elements (rows of `spec.d`) of a ring of `ell` bits.
 pub fn layernorm_cost(spec: &LayerNormSpec<'_>, ell: u32, n: usize) -> Result<Cost> {
+    let pw = LN_PRODUCT_RING;
+    Ok(layernorm_front_cost(spec, ell, n, Ring::new(pw)?, 0)?
+        + mul_nonneg_small_cost(n, spec.m, pw)
+        + layernorm_tail_cost(ell, n, spec.tail)?)
+}
+
+/// [`Session::layernorm_linear`] on `n` elements (rows of `spec.d`) of a ring of `ell` bits into
+/// `out` values per row; the linear layer's own cost is its protocol's.
+pub fn layernorm_linear_cost(
+    spec: &LayerNormSpec<'_>,
+    ell: u32,
+    n: usize,
+    out: usize,
+) -> Result<Cost> {
+    spec.check_linear(ell)?;
+    let lr = Ring::new(ell)?;
+    let no = n / spec.d.max(1) * out;
+    Ok(
+        layernorm_front_cost(spec, ell, n, Ring::new(LN_LINEAR_RING)?, no)?
+            + mul_nonneg_small_cost(no, spec.linear_bits(), LN_LINEAR_RING)
+            + trunc_nonneg_cost_form(no, LN_LINEAR_RING, LN_SHIFT, lr, Party::P0, spec.tail),
+    )
+}
+
+/// LayerNorm's mean, squares and inverse root (R into `root`, with `riders` carries in its
+/// flights) on `n` elements.
+fn layernorm_front_cost(
+    spec: &LayerNormSpec<'_>,
+    ell: u32,
+    n: usize,
+    root: Ring,
+    riders: usize,
+) -> Result<Cost> {
     spec.check(ell)?;
     let rows = n / spec.d;
     let m = spec.m;
     let lr = Ring::new(ell)?;
-    let (rwide, rv, rprod) = (
-        Ring::new(LN_WIDE_RING)?,
-        spec.norm().rings()?.0,
-        Ring::new(LN_PRODUCT_RING)?,
-    );
+    let (rwide, rv) = (Ring::new(LN_WIDE_RING)?, spec.norm().rings()?.0);
     let (wx, b) = (m, spec.square_ring());
     let n64 = n as u64;
     let square = Cost {
@@ -1663,7 +1902,6 @@ pub fn layernorm_cost(spec: &LayerNormSpec<'_>, ell: u32, n: usize) -> Result<Co
         cots_p0_sends: n64 * (wx as u64 + 2),
         cots_p1_sends: n64,
     };
-    let pw = LN_PRODUCT_RING;
     let mean = if spec.d == 1 {
         Cost::default()
     } else if spec.d.is_power_of_two() {
@@ -1676,13 +1914,7 @@ pub fn layernorm_cost(spec: &LayerNormSpec<'_>, ell: u32, n: usize) -> Result<Co
     } else {
         trunc_nonneg_cost(rows, b, 0, rv)
     };
-    let rowwise = mean + extend + normalized_cost(rows, &spec.norm(), rprod)?;
-    Ok(
-        rowwise
-            + square
-            + mul_nonneg_small_cost(n, m, pw)
-            + layernorm_tail_cost(ell, n, spec.tail)?,
-    )
+    Ok(mean + extend + square + normalized_cost(rows, &spec.norm(), root, riders)?)
 }
 
 /// The per-element truncation of c·R by 18 bits that ends [`Session::layernorm`], on `n`

@@ -79,9 +79,9 @@ pub fn millionaire_split(n: usize, bits: u32, split: u32) -> Cost {
 }
 
 pub use crate::approx::{
-    gelu_cost as gelu, layernorm_cost as layernorm, layernorm_tail_cost as layernorm_tail,
-    layernorm_tail_hops, lut_cost as lut, softmax_cost as softmax,
-    trunc_nonneg_cost as trunc_nonneg,
+    gelu_cost as gelu, layernorm_cost as layernorm, layernorm_linear_cost as layernorm_linear,
+    layernorm_tail_cost as layernorm_tail, layernorm_tail_hops, lut_cost as lut,
+    softmax_cost as softmax, trunc_nonneg_cost as trunc_nonneg,
 };
 
 /// [`crate::Session::compare_flat`] on `bits`-bit inputs (2 ≤ bits ≤ 64).

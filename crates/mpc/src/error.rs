@@ -59,6 +59,9 @@ pub enum MpcError {
     /// A pooling window or tensor shape that is empty or inconsistent.
     #[error("invalid pooling: {what} (value {value})")]
     InvalidPool { what: &'static str, value: usize },
+    /// The linear layer run inside a LayerNorm's flights (`Session::layernorm_linear`) failed.
+    #[error("linear layer inside LayerNorm: {0}")]
+    Interleaved(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// A GELU or softmax specification whose parameters or tables do not fit together.
     #[error("invalid {what} specification: {reason}")]
     InvalidSpec {

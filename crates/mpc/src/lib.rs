@@ -61,7 +61,7 @@ mod ring;
 mod session;
 mod trunc;
 
-pub use approx::{GeluSpec, LayerNormSpec, SoftmaxSpec};
+pub use approx::{BoxError, GeluSpec, LayerNormSpec, NormLinear, SoftmaxSpec};
 pub use error::{MpcError, Result};
 pub use field::FieldModulus;
 pub use pool::{PoolShape, PoolSpec};

@@ -368,3 +368,174 @@ fn layernorm_traffic_equals_cost_model() {
         cost::layernorm_tail_hops(TruncForm::Tree) - cost::layernorm_tail_hops(TruncForm::Flat);
     assert_eq!(saved as u64, hops[0] - hops[1]);
 }
+
+/// A stand-in for a one-round-trip HE layer inside [`mpc::Session::layernorm_linear`]: P1 sends
+/// its share of c in the clear in `start`, P0 answers W·c − r in `finish` (insecure; only the
+/// message pattern and the arithmetic matter here).
+struct ClearLinear {
+    p: Party,
+    ring: Ring,
+    w: Vec<u64>,
+    out: usize,
+    c: Vec<u64>,
+    r: Vec<u64>,
+}
+
+impl ClearLinear {
+    fn apply(&self, c: &[u64]) -> Vec<u64> {
+        let d = self.w.len() / self.out;
+        let mut y = Vec::new();
+        for row in c.chunks(d) {
+            for o in 0..self.out {
+                let acc = (0..d).fold(0u64, |a, i| {
+                    a.wrapping_add(row[i].wrapping_mul(self.w[o * d + i]))
+                });
+                y.push(self.ring.reduce(acc));
+            }
+        }
+        y
+    }
+}
+
+fn words(m: Vec<u8>) -> Vec<u64> {
+    m.chunks(8)
+        .map(|b| u64::from_le_bytes(b.try_into().unwrap()))
+        .collect()
+}
+
+impl<C: Channel + ?Sized> mpc::NormLinear<C> for ClearLinear {
+    fn start(&mut self, ch: &mut C, c: &[u64]) -> Result<(), mpc::BoxError> {
+        self.c = c.to_vec();
+        if self.p == Party::P1 {
+            ch.send(&c.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>())?;
+        }
+        Ok(())
+    }
+    fn finish(&mut self, ch: &mut C) -> Result<Vec<u64>, mpc::BoxError> {
+        match self.p {
+            Party::P0 => {
+                let peer = words(ch.recv()?);
+                let sum: Vec<u64> = self
+                    .c
+                    .iter()
+                    .zip(&peer)
+                    .map(|(&a, &b)| self.ring.add(a, b))
+                    .collect();
+                let y = self.apply(&sum);
+                let back: Vec<u64> = y
+                    .iter()
+                    .zip(&self.r)
+                    .map(|(&a, &b)| self.ring.sub(a, b))
+                    .collect();
+                ch.send(
+                    &back
+                        .iter()
+                        .flat_map(|v| v.to_le_bytes())
+                        .collect::<Vec<u8>>(),
+                )?;
+                Ok(self.r.clone())
+            }
+            Party::P1 => Ok(words(ch.recv()?)),
+        }
+    }
+}
+
+/// LayerNorm fused with the linear layer after it equals `nn::approx::LayerNorm::linear_output`
+/// of W·(x − μ) in both tail forms, and its traffic equals the cost model (plus the stand-in
+/// layer's own bytes) with no more hops than LayerNorm alone.
+#[test]
+fn layernorm_linear_equals_reference_and_cost_model() {
+    let mut r = rng(48);
+    for (l, s, d, out) in [
+        (37u32, 12u32, 64usize, 96usize),
+        (37, 12, 8, 3),
+        (41, 12, 5, 7),
+        (37, 12, 192, 4),
+    ] {
+        let ring = Ring::new(l).unwrap();
+        let ln = nn::approx::LayerNorm::new(s, l, d, 1e-5);
+        let wmax = 1i64 << (s - 2);
+        let w: Vec<u64> = (0..d * out)
+            .map(|_| ring.from_signed(r.gen_range(-wmax..=wmax)))
+            .collect();
+        let bias: Vec<u64> = (0..out)
+            .map(|_| ring.from_signed(r.gen_range(-(1i64 << (2 * s + 3))..1 << (2 * s + 3))))
+            .collect();
+        let mut vals = Vec::new();
+        for k in 0..5 {
+            let mean: i64 = [0, 300 << s, -(5 << s), 7, 0][k];
+            let spread: i64 = [2 << s, 30 << s, 1 << (s - 4), 0, 1][k];
+            for _ in 0..d {
+                vals.push(ring.from_signed(mean + r.gen_range(-spread..=spread)));
+            }
+        }
+        let n = vals.len();
+        let rows = n / d;
+        let rmask: Vec<u64> = (0..rows * out).map(|_| ring.reduce(r.gen())).collect();
+        let mut hops = Vec::new();
+        for tail in TAILS {
+            let (s0, s1) = mpc::share(ring, &vals, &mut r);
+            let (lc, w2, b2, rm) = (ln.clone(), w.clone(), bias.clone(), rmask.clone());
+            let (o0, o1) = run(4800 + d as u64, move |p, sess, ch| {
+                let x = Shares::new(ring, s, pick(p, &s0, &s1)).unwrap();
+                let mut lin = ClearLinear {
+                    p,
+                    ring,
+                    w: w2.clone(),
+                    out,
+                    c: vec![],
+                    r: rm.clone(),
+                };
+                let b = if p == Party::P0 { b2.clone() } else { vec![] };
+                let need = cost::layernorm_linear(&ln_spec(&lc, tail), l, n, out).unwrap();
+                let (a, bb) = need.cots_for(p);
+                sess.prefetch(ch, a, bb).unwrap();
+                let mut y = vec![];
+                let t = traffic(sess, ch, |sess, ch| {
+                    y = sess
+                        .layernorm_linear(ch, &x, &ln_spec(&lc, tail), &mut lin, out, &b)
+                        .unwrap()
+                        .data;
+                });
+                (y, t)
+            });
+            let y = reconstruct(ring, &o0.0, &o1.0).unwrap();
+            for (k, x) in vals.chunks(d).enumerate() {
+                let (c, root) = ln.row_root(l, x);
+                for o in 0..out {
+                    let u =
+                        (0..d).fold(0u64, |a, i| a.wrapping_add(c[i].wrapping_mul(w[o * d + i])));
+                    let want = ln.linear_output(l, ring.reduce(u), root, bias[o]).unwrap();
+                    assert_eq!(y[k * out + o], want, "l={l} d={d} {tail:?} row {k} out {o}");
+                }
+            }
+            let mut want = cost::layernorm_linear(&ln_spec(&ln, tail), l, n, out).unwrap();
+            want.bits += 64 * (n + rows * out) as u64;
+            let fused = check_traffic(o0.1, want, &format!("fused {tail:?}"));
+            // LayerNorm alone on the same rows, same tail form.
+            let (s0, s1) = mpc::share(ring, &vals, &mut r);
+            let lc = ln.clone();
+            let (p0, _) = run(4900, move |p, sess, ch| {
+                let x = Shares::new(ring, s, pick(p, &s0, &s1)).unwrap();
+                let need = cost::layernorm(&ln_spec(&lc, tail), l, n).unwrap();
+                let (a, b) = need.cots_for(p);
+                sess.prefetch(ch, a, b).unwrap();
+                traffic(sess, ch, |sess, ch| {
+                    sess.layernorm(ch, &x, &ln_spec(&lc, tail)).unwrap();
+                })
+            });
+            hops.push((fused, p0.3));
+        }
+        eprintln!("d={d} hops (fused, alone) per tail form: {hops:?}");
+        // The layer's round trip rides in LayerNorm's flights: no hop more where the mean is
+        // one lookup (D a power of two); otherwise P1 learns its mean share a hop ahead of P0
+        // and waits up to two hops for the answer.
+        let slack = if d.is_power_of_two() { 0 } else { 2 };
+        for (fused, alone) in &hops {
+            assert!(
+                fused <= &(alone + slack),
+                "d={d}: fused {fused} hops, LayerNorm alone {alone}"
+            );
+        }
+    }
+}

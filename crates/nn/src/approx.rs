@@ -391,6 +391,9 @@ pub const LN_V_LO: u32 = 24;
 pub const LN_SHIFT: u32 = 18;
 /// Scale of V (2^44), so √V carries half of it.
 pub const LN_V_SCALE: u32 = 44;
+/// Ring of the product t(u)·R of LayerNorm fused with a linear layer
+/// ([`LayerNorm::linear_output`]).
+pub const LN_LINEAR_RING: u32 = 48;
 /// Scale of ε in its integer form (V adds it times 2^{LN_V_SCALE − LN_EPS_SCALE}).
 pub const LN_EPS_SCALE: u32 = 20;
 
@@ -437,6 +440,19 @@ impl LayerNorm {
 
     /// Layer normalization of one row of Z_{2^ℓ} elements at scale 2^s (output at scale 2^s).
     pub fn eval_row(&self, ell: u32, x: &[u64]) -> Vec<u64> {
+        let m = self.m;
+        let (c, r) = self.row_root(ell, x);
+        c.iter()
+            .map(|&c| {
+                let c = signed(c & mask(m), m);
+                ((c as i128 * r as i128 + (1 << (LN_SHIFT - 1))) >> LN_SHIFT) as u64 & mask(ell)
+            })
+            .collect()
+    }
+
+    /// The deviations c_i = x_i − μ mod 2^ℓ of one row and its inverse root R (everything of
+    /// [`LayerNorm::eval_row`] before the per-element product).
+    pub fn row_root(&self, ell: u32, x: &[u64]) -> (Vec<u64>, u64) {
         assert_eq!(x.len(), self.d, "row length");
         let m = self.m;
         let lm = mask(ell);
@@ -450,21 +466,44 @@ impl LayerNorm {
                 .wrapping_add(1i64 << (self.t - 1));
             (prod >> self.t) as u64 & lm
         };
-        let cm: Vec<u64> = x.iter().map(|&xi| xi.wrapping_sub(mu) & mask(m)).collect();
-        let q2: u64 = cm
+        let c: Vec<u64> = x.iter().map(|&xi| xi.wrapping_sub(mu) & lm).collect();
+        let q2: u64 = c
             .iter()
             .map(|&c| {
-                let c = signed(c, m);
+                let c = signed(c & mask(m), m);
                 (c * c) as u64
             })
             .sum();
         let var = q2 * self.mul2 + (self.eps << self.t2);
-        let r = self.inverse_root(var);
-        cm.iter()
-            .map(|&c| {
-                ((signed(c, m) as i128 * r as i128 + (1 << (LN_SHIFT - 1))) >> LN_SHIFT) as u64 & lm
-            })
-            .collect()
+        (c, self.inverse_root(var))
+    }
+
+    /// One output of the linear layer fused with this normalization (docs/fixed-point.md
+    /// § LayerNorm → linear layer): for u = Σ_i W_i·c_i mod 2^ℓ (weights at scale 2^s, the
+    /// deviations c of [`LayerNorm::row_root`], no bias) and the bias b at scale 2^{2s}, with
+    /// t(v) = floor((v + 2^{s−1}) / 2^s) the rescale,
+    /// ```text
+    /// y = floor((t(u)·R + 2^17) / 2^18) + t(b)  mod 2^ℓ
+    /// ```
+    /// — the layer applied to x − μ and scaled by R per row, instead of applied to
+    /// LayerNorm's rounded output: W·(c·R) = (W·c)·R. `None` outside the protocol's range:
+    /// |u| < 2^{ℓ−2} − 2^{s−1} (a linear layer's output range), |t(u)| < 2^{w−2}
+    /// (w = [`LayerNorm::linear_bits`]) and |t(u)·R| < 2^{LN_LINEAR_RING−2} − 2^17.
+    pub fn linear_output(&self, ell: u32, u: u64, r: u64, b: u64) -> Option<u64> {
+        let s = self.s;
+        let (u, b) = (signed(u & mask(ell), ell), signed(b & mask(ell), ell));
+        let t = |v: i64| (v + (1 << (s - 1))) >> s;
+        let tu = t(u);
+        let p = tu as i128 * r as i128;
+        let ok = u.unsigned_abs() < (1 << (ell - 2)) - (1 << (s - 1))
+            && tu.unsigned_abs() < 1 << (self.linear_bits() - 2)
+            && p.unsigned_abs() < (1u128 << (LN_LINEAR_RING - 2)) - (1 << (LN_SHIFT - 1));
+        ok.then(|| ((((p + (1 << (LN_SHIFT - 1))) >> LN_SHIFT) as i64 + t(b)) as u64) & mask(ell))
+    }
+
+    /// Bits w of the rescaled layer output t(u) in [`LayerNorm::linear_output`]: m + 4.
+    pub fn linear_bits(&self) -> u32 {
+        self.m + 4
     }
 
     /// R ≈ 2^{LN_SHIFT + 22} / √V for 2^24 ≤ V < 2^LN_V_BITS (the type's documentation).

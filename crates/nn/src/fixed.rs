@@ -217,7 +217,8 @@ pub struct NodeOutput {
 /// The values of every node of one run.
 #[derive(Clone, Debug)]
 pub struct Trace {
-    /// `values[id]` is the value of node `id` (scale 2^s).
+    /// `values[id]` is the value of node `id` (scale 2^s); empty for a LayerNorm that the
+    /// linear layer after it evaluates ([`Model::norm_before`]).
     pub values: Vec<Vec<u64>>,
     /// Range-assumption violations per node.
     pub overflows: Vec<u64>,
@@ -289,18 +290,35 @@ impl<'m> FixedModel<'m> {
         let n = self.model.nodes.len();
         let mut values: Vec<Vec<u64>> = Vec::with_capacity(n);
         let mut overflows = Vec::with_capacity(n);
+        // A LayerNorm fused into the linear layer after it is evaluated by that layer.
+        let mut fused = vec![false; n];
         for id in 0..n {
+            if let Some(k) = self.model.norm_before(id) {
+                fused[k] = true;
+            }
+        }
+        for id in 0..n {
+            if fused[id] {
+                values.push(Vec::new());
+                overflows.push(0);
+                continue;
+            }
             if id == 0 {
                 values.push(input.iter().map(|&v| v & self.cfg.mask()).collect());
                 overflows.push(0);
                 continue;
             }
-            let ins: Vec<&[u64]> = self.model.nodes[id]
-                .inputs
-                .iter()
-                .map(|&i| values[i].as_slice())
-                .collect();
-            let o = self.eval_node(id, &ins)?;
+            let o = match self.model.norm_before(id) {
+                Some(n) => self.eval_norm_linear(id, n, &values[self.model.nodes[n].inputs[0]]),
+                None => {
+                    let ins: Vec<&[u64]> = self.model.nodes[id]
+                        .inputs
+                        .iter()
+                        .map(|&i| values[i].as_slice())
+                        .collect();
+                    self.eval_node(id, &ins)?
+                }
+            };
             values.push(o.value);
             overflows.push(o.overflows);
         }
@@ -323,7 +341,45 @@ impl<'m> FixedModel<'m> {
         }
     }
 
-    /// Evaluates node `id` on the (scale 2^s) values of its inputs.
+    /// The linear layer `id` fused with the LayerNorm `n` before it ([`Model::norm_before`]) on
+    /// the LayerNorm's input `x`: per row, c and R by `LayerNorm::row_root`, u = W·c without
+    /// bias, then `LayerNorm::linear_output`. Overflows: the LayerNorm's range and the fused
+    /// product's (an element outside it counts and is 0).
+    fn eval_norm_linear(&self, id: NodeId, n: NodeId, x: &[u64]) -> NodeOutput {
+        let cfg = self.cfg;
+        let (Op::Linear(l), Op::LayerNorm(norm)) =
+            (&self.model.nodes[id].op, &self.model.nodes[n].op)
+        else {
+            unreachable!("Model::norm_before pairs a Linear with a LayerNorm")
+        };
+        let d = l.in_features;
+        let ln = crate::approx::LayerNorm::new(cfg.scale(), cfg.ell(), d, norm.epsilon);
+        let (w, b) = (&self.params[id].0, &self.params[id].1);
+        let lim = 1i64 << (ln.m - 2);
+        let mut overflows = 0u64;
+        let mut value = Vec::with_capacity(l.rows * l.out_features);
+        for row in x.chunks(d) {
+            let v: Vec<i64> = row.iter().map(|&e| cfg.signed(e)).collect();
+            let mean = v.iter().sum::<i64>() / d as i64;
+            overflows += v.iter().filter(|&&e| (e - mean).abs() >= lim - 2).count() as u64;
+            let (c, r) = ln.row_root(cfg.ell(), row);
+            let one = Linear {
+                rows: 1,
+                ..l.clone()
+            };
+            let u = linear_ring(&one, w, None, &c, cfg);
+            for (j, &uj) in u.iter().enumerate() {
+                let y = ln.linear_output(cfg.ell(), uj, r, b[j]);
+                overflows += y.is_none() as u64;
+                value.push(y.unwrap_or(0));
+            }
+        }
+        NodeOutput { value, overflows }
+    }
+
+    /// Evaluates node `id` on the (scale 2^s) values of its inputs. A linear layer fused with the
+    /// LayerNorm before it ([`Model::norm_before`]) reads that LayerNorm's input, so
+    /// [`FixedModel::run_trace`] evaluates it; here it is the unfused layer.
     pub fn eval_node(&self, id: NodeId, inputs: &[&[u64]]) -> Result<NodeOutput> {
         let model = self.model;
         let cfg = self.cfg;

@@ -339,6 +339,26 @@ impl Model {
     pub fn output_shape(&self) -> &[usize] {
         &self.nodes[self.output].shape
     }
+
+    /// The LayerNorm that the linear layer `id` is fused with (docs/fixed-point.md § LayerNorm
+    /// → linear layer): `Some(n)` when `id` is a Linear whose input `n` is a LayerNorm without
+    /// affine part (its γ, β folded into this layer) over the layer's input features, read by
+    /// nothing else and not the model output. Its value is then
+    /// `nn::approx::LayerNorm::linear_output` of W·(x − μ), one rounding instead of two, which
+    /// lets the 2PC engine run the layer while the inverse root is computed.
+    pub fn norm_before(&self, id: NodeId) -> Option<NodeId> {
+        let node = self.nodes.get(id)?;
+        let Op::Linear(l) = &node.op else {
+            return None;
+        };
+        let &n = node.inputs.first()?;
+        let Op::LayerNorm(ln) = &self.nodes[n].op else {
+            return None;
+        };
+        let readers = self.nodes.iter().filter(|m| m.inputs.contains(&n)).count();
+        let d = *self.nodes[n].shape.last()?;
+        (ln.is_identity() && readers == 1 && n != self.output && d == l.in_features).then_some(n)
+    }
     /// A metadata value by key.
     pub fn metadata_value(&self, key: &str) -> Option<&str> {
         self.metadata
