@@ -111,7 +111,7 @@ impl Tables {
             .expect("layernorm is in the op list")
     }
     fn gelu_spec(&self) -> GeluSpec<'_> {
-        engine::approx::gelu_spec(self.gelu())
+        engine::approx::gelu_spec(self.gelu(), mpc::Party::P0)
     }
     /// The bits-first form, or for `layernorm256_flat` the flat last truncation.
     fn layernorm_spec(&self, op: &str) -> LayerNormSpec<'_> {

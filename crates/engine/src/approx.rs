@@ -2,8 +2,8 @@
 //! sets of their protocols (`mpc`): one mapping, used by the planner's cost model, the run
 //! loop and the benchmarks.
 
-/// GELU's tables as the protocol reads them.
-pub fn gelu_spec(g: &nn::approx::Gelu) -> mpc::GeluSpec<'_> {
+/// GELU's tables as the protocol reads them, `chooser` choosing in its sign's comparison.
+pub fn gelu_spec(g: &nn::approx::Gelu, chooser: mpc::Party) -> mpc::GeluSpec<'_> {
     mpc::GeluSpec {
         s: g.s,
         m: g.m,
@@ -14,6 +14,7 @@ pub fn gelu_spec(g: &nn::approx::Gelu) -> mpc::GeluSpec<'_> {
         h_bits: g.h_bits(),
         a: &g.a,
         b: &g.b,
+        chooser,
     }
 }
 

@@ -11,11 +11,11 @@ use rand_core::CryptoRngCore;
 use serde::Serialize;
 use transport::{Channel, Stats};
 
-use linear::{ClientKeys, LayerWeights, ServerKeys};
+use linear::{ClientKeys, LayerSpec, LayerWeights, LinearProtocol, ServerKeys};
 use mpc::{Party, PoolShape, PoolSpec, Session, Shares};
 use nn::{FixedConfig, Model, Op};
 
-use crate::plan::{Epilogue, Plan, PlanConfig, StepKind};
+use crate::plan::{Epilogue, Plan, PlanConfig, Step, StepKind};
 use crate::{local, EngineError};
 
 /// Cost of one step (or of the setup, or the total) as seen by the client.
@@ -348,38 +348,81 @@ fn run_side<C: Channel>(
                 ..
             } => {
                 let proto = choice.protocol();
-                // A field-domain protocol reads and writes shares mod t: convert around it
-                // (exact in the fixed-point range, docs/protocols/simd.md).
-                let field = proto
-                    .share_modulus(layer, lring)?
-                    .map(mpc::FieldModulus::new)
-                    .transpose()?;
-                let x = match field {
-                    Some(p) => session.ring_to_field_in_range(ch, ring, inputs[0], p)?,
-                    None => inputs[0].to_vec(),
-                };
-                let y = match side {
-                    Side::Server { model, keys } => {
-                        let w = model.weights[i].as_ref().ok_or(EngineError::InvalidPlan {
-                            step: i,
-                            reason: "no weights".into(),
-                        })?;
-                        proto.server_in(layer, lring, keys, w, &x, session, ch, rng)?
+                if *epilogue == Epilogue::Normalized {
+                    let (ln, _) = plan.fused_norm(i)?;
+                    let out = layer.output_len() / (inputs[0].len() / ln.d);
+                    let spec =
+                        crate::approx::layernorm_spec(&ln, plan.layernorm_tail(layer.output_len()));
+                    let x = shares(inputs[0].to_vec())?;
+                    let y = match side {
+                        Side::Server { model, keys } => {
+                            let w = model.weights[i].as_ref().ok_or(EngineError::InvalidPlan {
+                                step: i,
+                                reason: "no weights".into(),
+                            })?;
+                            // The layer runs on x − μ without its bias, which the tail adds.
+                            let plain = LayerWeights {
+                                weights: w.weights.clone(),
+                                bias: vec![0; w.bias.len()],
+                            };
+                            let mut lin = ServerNorm {
+                                proto: &*proto,
+                                layer,
+                                ring: lring,
+                                keys,
+                                weights: &plain,
+                                rng: &mut *rng,
+                                c: Vec::new(),
+                            };
+                            session.layernorm_linear(ch, &x, &spec, &mut lin, out, &w.bias)?
+                        }
+                        Side::Client { keys } => {
+                            let mut lin = ClientNorm {
+                                proto: &*proto,
+                                layer,
+                                ring: lring,
+                                keys,
+                                rng: &mut *rng,
+                                pending: None,
+                            };
+                            session.layernorm_linear(ch, &x, &spec, &mut lin, out, &[])?
+                        }
+                    };
+                    y.data
+                } else {
+                    // A field-domain protocol reads and writes shares mod t: convert around it
+                    // (exact in the fixed-point range, docs/protocols/simd.md).
+                    let field = proto
+                        .share_modulus(layer, lring)?
+                        .map(mpc::FieldModulus::new)
+                        .transpose()?;
+                    let x = match field {
+                        Some(p) => session.ring_to_field_in_range(ch, ring, inputs[0], p)?,
+                        None => inputs[0].to_vec(),
+                    };
+                    let y = match side {
+                        Side::Server { model, keys } => {
+                            let w = model.weights[i].as_ref().ok_or(EngineError::InvalidPlan {
+                                step: i,
+                                reason: "no weights".into(),
+                            })?;
+                            proto.server_in(layer, lring, keys, w, &x, session, ch, rng)?
+                        }
+                        Side::Client { keys } => {
+                            proto.client_in(layer, lring, keys, &x, session, ch, rng)?
+                        }
+                    };
+                    let shift = plan.scale + proto.output_shift(layer);
+                    let y = match field {
+                        Some(p) => session.field_to_ring_in_range(ch, p, &y, ring)?,
+                        None => y,
+                    };
+                    match epilogue {
+                        Epilogue::Rescale => rescale(session, ch, y, Act::None, shift, true)?,
+                        Epilogue::RescaleRelu => rescale(session, ch, y, Act::Relu, shift, true)?,
+                        Epilogue::RescaleRelu6 => rescale(session, ch, y, Act::Relu6, shift, true)?,
+                        Epilogue::Deferred | Epilogue::Normalized => y,
                     }
-                    Side::Client { keys } => {
-                        proto.client_in(layer, lring, keys, &x, session, ch, rng)?
-                    }
-                };
-                let shift = plan.scale + proto.output_shift(layer);
-                let y = match field {
-                    Some(p) => session.field_to_ring_in_range(ch, p, &y, ring)?,
-                    None => y,
-                };
-                match epilogue {
-                    Epilogue::Rescale => rescale(session, ch, y, Act::None, shift, true)?,
-                    Epilogue::RescaleRelu => rescale(session, ch, y, Act::Relu, shift, true)?,
-                    Epilogue::RescaleRelu6 => rescale(session, ch, y, Act::Relu6, shift, true)?,
-                    Epilogue::Deferred => y,
                 }
             }
             StepKind::Fused => inputs[0].to_vec(),
@@ -459,7 +502,7 @@ fn run_side<C: Channel>(
             },
             StepKind::Gelu => {
                 let g = nn::approx::Gelu::new(plan.scale);
-                let spec = crate::approx::gelu_spec(&g);
+                let spec = crate::approx::gelu_spec(&g, plan.gelu_chooser(i));
                 session.gelu(ch, &shares(inputs[0].to_vec())?, &spec)?.data
             }
             StepKind::Softmax => {
@@ -471,7 +514,10 @@ fn run_side<C: Channel>(
                     .softmax(ch, &shares(inputs[0].to_vec())?, row, &spec)?
                     .data
             }
-            StepKind::LayerNorm { epsilon } => {
+            StepKind::LayerNorm {
+                into_linear: true, ..
+            } => inputs[0].to_vec(),
+            StepKind::LayerNorm { epsilon, .. } => {
                 let d = *step.shape.last().unwrap_or(&1);
                 let l = nn::approx::LayerNorm::new(plan.scale, plan.ell, d, *epsilon);
                 let spec = crate::approx::layernorm_spec(&l, plan.layernorm_tail(inputs[0].len()));
@@ -553,12 +599,35 @@ fn run_side<C: Channel>(
         };
         ch.flush()?;
         let (ms, d) = delta(ch.stats(), before, t0);
+        report.push_step(i, step, ms, d, is_server);
+        values[i] = Some(out);
+        free_inputs(&mut values, step, i, &last_use);
+    }
+    progress(plan.steps.len(), plan.steps.len());
+    values[plan.output].take().ok_or(EngineError::InvalidPlan {
+        step: plan.output,
+        reason: "output never computed".into(),
+    })
+}
+
+/// Drops the shares of the inputs of step `i` that no later step reads.
+fn free_inputs(values: &mut [Option<Vec<u64>>], step: &Step, i: usize, last_use: &[usize]) {
+    for &j in &step.inputs {
+        if last_use[j] == i {
+            values[j] = None;
+        }
+    }
+}
+
+impl Report {
+    /// Adds the row of step `i` from its time and channel counters.
+    fn push_step(&mut self, i: usize, step: &Step, ms: f64, d: Stats, is_server: bool) {
         let (c2s, s2c) = if is_server {
             (d.bytes_received, d.bytes_sent)
         } else {
             (d.bytes_sent, d.bytes_received)
         };
-        report.steps.push(StepReport {
+        self.steps.push(StepReport {
             layer: i.to_string(),
             name: step.name.clone(),
             op: step.op.clone(),
@@ -569,18 +638,63 @@ fn run_side<C: Channel>(
             rounds: d.rounds(),
             hops: d.hops,
         });
-        values[i] = Some(out);
-        for &j in &step.inputs {
-            if last_use[j] == i {
-                values[j] = None;
-            }
-        }
     }
-    progress(plan.steps.len(), plan.steps.len());
-    values[plan.output].take().ok_or(EngineError::InvalidPlan {
-        step: plan.output,
-        reason: "output never computed".into(),
-    })
+}
+
+/// The server's half of a linear layer run inside LayerNorm's flights
+/// (`mpc::Session::layernorm_linear`): it keeps its share of x − μ, then reads the client's
+/// query, answers it and returns its output share.
+struct ServerNorm<'a> {
+    proto: &'a dyn LinearProtocol,
+    layer: &'a LayerSpec,
+    ring: linear::Ring,
+    keys: &'a ServerKeys,
+    weights: &'a LayerWeights,
+    rng: &'a mut dyn CryptoRngCore,
+    c: Vec<u64>,
+}
+
+impl<C: Channel> mpc::NormLinear<C> for ServerNorm<'_> {
+    fn start(&mut self, _ch: &mut C, c: &[u64]) -> Result<(), mpc::BoxError> {
+        self.c = c.to_vec();
+        Ok(())
+    }
+    fn finish(&mut self, ch: &mut C) -> Result<Vec<u64>, mpc::BoxError> {
+        Ok(self.proto.server(
+            self.layer,
+            self.ring,
+            self.keys,
+            self.weights,
+            &self.c,
+            ch,
+            &mut *self.rng,
+        )?)
+    }
+}
+
+/// The client's half: its query leaves with its LayerNorm message, the answer is read after
+/// that flight.
+struct ClientNorm<'a> {
+    proto: &'a dyn LinearProtocol,
+    layer: &'a LayerSpec,
+    ring: linear::Ring,
+    keys: &'a ClientKeys,
+    rng: &'a mut dyn CryptoRngCore,
+    pending: Option<linear::PendingAnswer>,
+}
+
+impl<C: Channel> mpc::NormLinear<C> for ClientNorm<'_> {
+    fn start(&mut self, ch: &mut C, c: &[u64]) -> Result<(), mpc::BoxError> {
+        let p = self
+            .proto
+            .client_send(self.layer, self.ring, self.keys, c, ch, &mut *self.rng)?;
+        self.pending = Some(p);
+        Ok(())
+    }
+    fn finish(&mut self, ch: &mut C) -> Result<Vec<u64>, mpc::BoxError> {
+        let p = self.pending.take().ok_or("the query was never sent")?;
+        Ok(self.proto.client_receive(p, self.ring, self.keys, ch)?)
+    }
 }
 
 /// Setup shared by both sides: OT session and the linear layers' keys.

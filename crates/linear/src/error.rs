@@ -57,6 +57,8 @@ pub enum LinearError {
     Mpc(#[from] mpc::MpcError),
     #[error("the {protocol} protocol draws correlated OTs: run it with a session (client_in / server_in)")]
     NeedsSession { protocol: &'static str },
+    #[error("the {protocol} protocol is not one query and one answer: it cannot run split")]
+    NotSplit { protocol: &'static str },
     #[error("{protocol} does not apply to this layer: {reason}")]
     NotApplicable {
         protocol: &'static str,

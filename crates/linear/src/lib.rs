@@ -52,6 +52,6 @@ pub use layer::{
     MatMulSpec, Ring, ScaleSpec,
 };
 pub use ot::OtLinear;
-pub use protocol::LinearProtocol;
+pub use protocol::{LinearProtocol, PendingAnswer};
 pub use simd::{ConvKernel, Simd, SimdConfig, SimdParamsId};
 pub use winograd::Winograd;

@@ -8,6 +8,14 @@ use crate::layer::{LayerSpec, LayerWeights, Ring};
 use crate::{Cost, LinearError};
 use mpc::Session;
 
+/// A query sent by [`LinearProtocol::client_send`] whose answer is not read yet: the layer the
+/// query was made for and the (rows, columns) to transpose the output share back.
+#[derive(Clone, Debug)]
+pub struct PendingAnswer {
+    pub(crate) layer: LayerSpec,
+    pub(crate) back: Option<(usize, usize)>,
+}
+
 /// A two-party protocol turning additive shares of x (over Z_{2^ℓ}, or Z_t for a field-domain
 /// protocol: [`share_modulus`](LinearProtocol::share_modulus)) into additive shares of
 /// y = W·x + b, the server holding W and b.
@@ -136,6 +144,46 @@ pub trait LinearProtocol: Send + Sync {
             .iter()
             .map(|(layer, x)| self.client_in(layer, ring, keys, x, session, ch, rng))
             .collect()
+    }
+
+    /// Whether the client's half is one query and one answer without the session, so it can
+    /// run split ([`client_send`](LinearProtocol::client_send) now,
+    /// [`client_receive`](LinearProtocol::client_receive) later) inside another protocol's
+    /// flights; the server runs [`server`](LinearProtocol::server) in between.
+    fn splits(&self) -> bool {
+        false
+    }
+
+    /// The client's query for `x`, queued on `ch`; what [`client_receive`] needs to read its
+    /// answer.
+    ///
+    /// [`client_receive`]: LinearProtocol::client_receive
+    fn client_send(
+        &self,
+        _layer: &LayerSpec,
+        _ring: Ring,
+        _keys: &ClientKeys,
+        _x: &[u64],
+        _ch: &mut dyn Channel,
+        _rng: &mut dyn CryptoRngCore,
+    ) -> Result<PendingAnswer, LinearError> {
+        Err(LinearError::NotSplit {
+            protocol: self.name(),
+        })
+    }
+
+    /// Reads the answer to a query of [`client_send`](LinearProtocol::client_send): the
+    /// client's output share.
+    fn client_receive(
+        &self,
+        _pending: PendingAnswer,
+        _ring: Ring,
+        _keys: &ClientKeys,
+        _ch: &mut dyn Channel,
+    ) -> Result<Vec<u64>, LinearError> {
+        Err(LinearError::NotSplit {
+            protocol: self.name(),
+        })
     }
 
     /// The server's half as the engine runs it (see [`client_in`](LinearProtocol::client_in)).

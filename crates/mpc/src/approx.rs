@@ -43,6 +43,10 @@ pub struct GeluSpec<'a> {
     pub h_bits: u32,
     pub a: &'a [i64],
     pub b: &'a [u64],
+    /// The party choosing in the sign's comparison: the one that knows its input share first
+    /// (P0 after a rescale, whose output share it picked before its last message; P1 after
+    /// LayerNorm fused with a linear layer).
+    pub chooser: Party,
 }
 
 /// The parameters and tables of softmax (`nn::approx::Softmax`).
@@ -736,8 +740,10 @@ impl Session {
         );
         // Sign on the reduced ring, ReLU in Z_{2^ℓ}, |x| mod 2^m = 2·ReLU(x) − x.
         let xm: Vec<u64> = x.data.iter().map(|&v| rm.reduce(v)).collect();
-        // P0 chooses: after the rescale of a linear layer it knows its input first.
-        let d = self.p0_choosing(|se| se.wide_leaves(|se| se.drelu(ch, rm, &xm)))?;
+        self.set_comparison_chooser(spec.chooser);
+        let d = self.wide_leaves(|se| se.drelu(ch, rm, &xm));
+        self.set_comparison_chooser(Party::P1);
+        let d = d?;
         let r = self.mux(ch, lr, &d, &x.data)?;
         let a: Vec<u64> = r
             .iter()
@@ -1776,16 +1782,18 @@ pub fn gelu_cost(spec: &GeluSpec<'_>, ell: u32, n: usize) -> Result<Cost> {
     let sh = spec.s - spec.f;
     let (lr, rm) = (Ring::new(ell)?, Ring::new(spec.m)?);
     let (rp, rh) = (Ring::new(spec.product_bits)?, Ring::new(spec.h_bits)?);
-    Ok(chosen_by(cost::drelu_leaves(rm, n, WIDE_LEAVES), Party::P0)
-        + cost::mux(lr, n)
-        + cost::millionaire_leaves(2 * n, rm.bits() - 1, 0, WIDE_LEAVES)
-        + cost::b2a(rp, n)
-        + lut_cost(n, spec.j, rh)
-        + lut_cost(n, spec.j, rp)
-        + cost::mul(rp, n)
-        + trunc_nonneg_cost_form(n, rp.bits(), sh + spec.e, rh, Party::P1, TruncForm::Flat)
-        + cost::mux(rh, n)
-        + trunc_nonneg_cost(n, rh.bits(), 0, lr))
+    Ok(
+        chosen_by(cost::drelu_leaves(rm, n, WIDE_LEAVES), spec.chooser)
+            + cost::mux(lr, n)
+            + cost::millionaire_leaves(2 * n, rm.bits() - 1, 0, WIDE_LEAVES)
+            + cost::b2a(rp, n)
+            + lut_cost(n, spec.j, rh)
+            + lut_cost(n, spec.j, rp)
+            + cost::mul(rp, n)
+            + trunc_nonneg_cost_form(n, rp.bits(), sh + spec.e, rh, Party::P1, TruncForm::Flat)
+            + cost::mux(rh, n)
+            + trunc_nonneg_cost(n, rh.bits(), 0, lr),
+    )
 }
 
 /// [`Session::softmax`] on `n` elements in rows of `row` of a ring of `ell` bits.

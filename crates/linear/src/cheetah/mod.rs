@@ -54,7 +54,7 @@ use transport::Channel;
 
 use crate::keys::{ClientKeys, KeyRequest, ServerKeys};
 use crate::layer::{via_matmul_conv, LayerShape, LayerSpec, LayerWeights, Ring};
-use crate::protocol::LinearProtocol;
+use crate::protocol::{LinearProtocol, PendingAnswer};
 use crate::{Cost, LinearError};
 pub use layout::Layout;
 use mpc::Session;
@@ -790,25 +790,45 @@ impl Cheetah {
         ch: &mut dyn Channel,
         rng: &mut dyn CryptoRngCore,
     ) -> Result<Vec<Vec<u64>>, LinearError> {
-        let direct = calls
+        let pending = calls
             .iter()
-            .map(|(l, x)| self.direct(l, ring, x))
+            .map(|(l, x)| self.send_query(l, ring, keys, x, ch, rng))
             .collect::<Result<Vec<_>, _>>()?;
-        for (l, x, _) in &direct {
-            let msg = self.query(l, ring, keys, x, rng)?;
-            ch.send(&msg)?;
-        }
         ch.flush()?;
-        direct
-            .iter()
-            .map(|(l, _, back)| {
-                let y = self.answer(l, ring, keys, &ch.recv()?)?.0;
-                Ok(match back {
-                    Some((rows, cols)) => crate::layer::transpose(&y, *rows, *cols),
-                    None => y,
-                })
-            })
+        pending
+            .into_iter()
+            .map(|p| self.read_answer(p, ring, keys, ch))
             .collect()
+    }
+
+    /// [`LinearProtocol::client_send`] for Cheetah and the protocols that run on it.
+    pub(crate) fn send_query(
+        &self,
+        layer: &LayerSpec,
+        ring: Ring,
+        keys: &ClientKeys,
+        x: &[u64],
+        ch: &mut dyn Channel,
+        rng: &mut dyn CryptoRngCore,
+    ) -> Result<PendingAnswer, LinearError> {
+        let (layer, x, back) = self.direct(layer, ring, x)?;
+        ch.send(&self.query(&layer, ring, keys, &x, rng)?)?;
+        Ok(PendingAnswer { layer, back })
+    }
+
+    /// [`LinearProtocol::client_receive`] for Cheetah and the protocols that run on it.
+    pub(crate) fn read_answer(
+        &self,
+        p: PendingAnswer,
+        ring: Ring,
+        keys: &ClientKeys,
+        ch: &mut dyn Channel,
+    ) -> Result<Vec<u64>, LinearError> {
+        let y = self.answer(&p.layer, ring, keys, &ch.recv()?)?.0;
+        Ok(match p.back {
+            Some((rows, cols)) => crate::layer::transpose(&y, rows, cols),
+            None => y,
+        })
     }
 }
 
@@ -1252,6 +1272,32 @@ impl LinearProtocol for Cheetah {
             }
         }
         Ok(self.client_with_noise(layer, ring, keys, x, ch, rng)?.0)
+    }
+
+    fn splits(&self) -> bool {
+        true
+    }
+
+    fn client_send(
+        &self,
+        layer: &LayerSpec,
+        ring: Ring,
+        keys: &ClientKeys,
+        x: &[u64],
+        ch: &mut dyn Channel,
+        rng: &mut dyn CryptoRngCore,
+    ) -> Result<PendingAnswer, LinearError> {
+        self.send_query(layer, ring, keys, x, ch, rng)
+    }
+
+    fn client_receive(
+        &self,
+        pending: PendingAnswer,
+        ring: Ring,
+        keys: &ClientKeys,
+        ch: &mut dyn Channel,
+    ) -> Result<Vec<u64>, LinearError> {
+        self.read_answer(pending, ring, keys, ch)
     }
 
     fn client_batch(
