@@ -1179,12 +1179,13 @@ impl Plan {
                         let d = *self.steps[s.inputs[0]].shape.last().unwrap_or(&0);
                         let ok = match layer.shape {
                             linear::LayerShape::MatMul(m) => m.inputs == d,
+                            linear::LayerShape::Fc(f) => f.inputs == d,
                             _ => false,
                         };
                         if !ok || !choice.protocol().splits() {
                             return Err(bad(
                                 i,
-                                "a fused LayerNorm needs a token × weight product over its rows by a protocol that splits".into(),
+                                "a fused LayerNorm needs a linear layer over its rows by a protocol that splits".into(),
                             ));
                         }
                     }

@@ -401,6 +401,82 @@ fn token_by_weight_products_match_the_fixed_point_reference() {
     }
 }
 
+/// LayerNorm read by one linear layer runs fused with it, LayerNorm read twice (by a linear
+/// layer and a residual add) alone; under Cheetah and under SIMD (whose fused layer runs on
+/// Cheetah, the protocol that splits) the private logits equal the fixed-point reference.
+#[test]
+fn layernorms_fused_and_alone_match_the_fixed_point_reference() {
+    use nn::ir::{LayerNorm, Linear};
+    use nn::{Model, Op};
+    let w = |n: usize, k: f32| {
+        (0..n)
+            .map(|i| ((i as f32 * 0.61 + k).sin()) * 0.8)
+            .collect::<Vec<f32>>()
+    };
+    let lin = |i: usize, o: usize, k: f32| {
+        Op::Linear(Linear {
+            in_features: i,
+            out_features: o,
+            rows: 5,
+            weight: w(i * o, k),
+            bias: w(o, k + 0.3),
+        })
+    };
+    let ln = |d: usize| {
+        Op::LayerNorm(LayerNorm {
+            epsilon: 1e-5,
+            gamma: vec![1.0; d],
+            beta: vec![0.0; d],
+        })
+    };
+    let model = Model {
+        name: "norms".into(),
+        input_name: "x".into(),
+        nodes: vec![
+            node("x", Op::Input, vec![], vec![1, 5, 8]),
+            node("ln1", ln(8), vec![0], vec![1, 5, 8]),
+            node("fc1", lin(8, 6, 0.2), vec![1], vec![1, 5, 6]),
+            node("ln2", ln(6), vec![2], vec![1, 5, 6]),
+            node("fc2", lin(6, 6, 0.7), vec![3], vec![1, 5, 6]),
+            node("add", Op::Add, vec![3, 4], vec![1, 5, 6]),
+        ],
+        output: 5,
+        metadata: vec![],
+    };
+    assert_eq!(model.norm_before(2), Some(1));
+    assert_eq!(model.norm_before(4), None);
+    for linear in [LinearPolicy::Cheetah, LinearPolicy::Simd] {
+        let cfg = PlanConfig {
+            linear,
+            ..PlanConfig::default()
+        };
+        let fixed = nn::FixedConfig::new(cfg.ell, cfg.scale).unwrap();
+        let server = ServerModel::new(&model, &cfg).unwrap();
+        let kinds: Vec<&str> = server
+            .plan
+            .steps
+            .iter()
+            .map(|s| s.kind.protocol())
+            .collect();
+        assert_eq!(
+            kinds[1..4],
+            ["fused", "layernorm+cheetah", "layernorm"],
+            "{linear:?}"
+        );
+        let x: Vec<f32> = (0..40)
+            .map(|i| ((i * 37) % 17) as f32 / 4.0 - 2.0)
+            .collect();
+        let xq: Vec<u64> = x.iter().map(|&v| fixed.encode(v)).collect();
+        let trace = nn::fixed::run_trace(&model, &xq, fixed).unwrap();
+        assert_eq!(trace.total_overflows(), 0);
+        let reference = nn::fixed::run(&model, &x, fixed).unwrap();
+        let Outcome::Logits(l) = private_logits(&server, xq, false, 17) else {
+            panic!()
+        };
+        assert_eq!(l, reference.data, "{linear:?}");
+    }
+}
+
 /// An MLP whose first FC has block-circulant weights (b = 8, every 8×8 block circulant): the
 /// planner finds b in the weights, `circulant` runs that layer (Cheetah the dense classifier) and
 /// the private logits equal the fixed-point reference's.
@@ -768,9 +844,11 @@ fn vit_matches(name: &str) {
             .iter()
             .map(|s| s.kind.protocol())
             .collect();
-        for p in ["gelu", "softmax", "layernorm", shared] {
+        // Every LayerNorm here is read by one linear layer: all run fused with it.
+        for p in ["gelu", "softmax", "layernorm+cheetah", shared] {
             assert!(kinds.contains(&p), "{p} missing from {kinds:?}");
         }
+        assert!(!kinds.contains(&"layernorm"), "{kinds:?}");
         assert!(server
             .plan
             .steps

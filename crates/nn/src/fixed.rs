@@ -297,8 +297,8 @@ impl<'m> FixedModel<'m> {
                 fused[k] = true;
             }
         }
-        for id in 0..n {
-            if fused[id] {
+        for (id, &fused) in fused.iter().enumerate() {
+            if fused {
                 values.push(Vec::new());
                 overflows.push(0);
                 continue;

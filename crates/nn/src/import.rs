@@ -440,6 +440,7 @@ impl Builder {
         };
         let mut nodes = self.nodes;
         fold_layernorm_affines(&mut nodes);
+        sink_layernorms(&mut nodes);
         fold_attention_scales(&mut nodes);
         let (nodes, out) = merge_sibling_linears(nodes, out);
         let n = nodes.len();
@@ -1792,6 +1793,50 @@ fn row_linear_readers(nodes: &[Node], cons: &[Vec<NodeId>], id: NodeId) -> Optio
         }
     }
     Some(out)
+}
+
+/// A LayerNorm whose only reader selects or regroups whole rows (a Slice that keeps the last
+/// axis, as a class-token head's; a Reshape that keeps it) moves after that reader: the
+/// normalization is per row, so LN(x)[rows] = LN(x[rows]) exactly, in float and fixed point.
+/// The LayerNorm then runs on the selected rows only and can reach the linear layer behind them
+/// (`Model::norm_before`). The two nodes swap places, so the order stays topological.
+fn sink_layernorms(nodes: &mut [Node]) {
+    loop {
+        let cons = consumers(nodes);
+        let swap = (0..nodes.len()).find_map(|id| {
+            let Op::LayerNorm(_) = &nodes[id].op else {
+                return None;
+            };
+            let d = *nodes[id].shape.last()?;
+            let [c] = cons[id][..] else {
+                return None;
+            };
+            let keeps_rows = nodes[c].shape.last() == Some(&d)
+                && nodes[c].inputs == [id]
+                && match &nodes[c].op {
+                    Op::Reshape => true,
+                    Op::Slice(s) => {
+                        let a = s.starts.len() - 1;
+                        s.starts[a] == 0 && s.steps[a] == 1
+                    }
+                    _ => false,
+                };
+            keeps_rows.then_some((id, c))
+        });
+        let Some((n, c)) = swap else {
+            return;
+        };
+        // Node n becomes the row op on the LayerNorm's input, node c the LayerNorm on it.
+        let x = nodes[n].inputs.clone();
+        let (ln_name, ln_op) = (nodes[n].name.clone(), nodes[n].op.clone());
+        nodes[n].name = nodes[c].name.clone();
+        nodes[n].op = nodes[c].op.clone();
+        nodes[n].shape = nodes[c].shape.clone();
+        nodes[n].inputs = x;
+        nodes[c].name = ln_name;
+        nodes[c].op = ln_op;
+        nodes[c].inputs = vec![n];
+    }
 }
 
 /// LayerNorm's γ, β folded into the Linear layers that read it (W·(γ⊙n + β) + b =

@@ -87,8 +87,9 @@ fn tiny_cnn_lowering_and_fixed_point() {
     }
 }
 
-/// The tiny ViT after import: LayerNorm affines folded into the linear layers that read them
-/// and the attention scale folded into the query projection; its fixed-point output (GELU,
+/// The tiny ViT after import: LayerNorm affines folded into the linear layers that read them,
+/// every LayerNorm next to its linear layer, and the attention scale folded into the query
+/// projection; its fixed-point output (GELU,
 /// softmax and LayerNorm by `nn::approx`) follows the onnxruntime float output.
 #[test]
 fn tiny_vit_runs_in_fixed_point_close_to_float() {
@@ -116,9 +117,16 @@ fn vit_fixed_close_to_float(name: &str) {
         assert!(ops.contains(&op), "{op} missing from {ops:?}");
     }
     assert!(!ops.contains(&"Mul"), "attention scale not folded: {ops:?}");
-    for n in &m.nodes {
+    for (id, n) in m.nodes.iter().enumerate() {
         if let nn::Op::LayerNorm(l) = &n.op {
             assert!(l.is_identity(), "{}: affine not folded", n.name);
+            // Every LayerNorm reaches the linear layer it feeds (the head's after its
+            // class-token slice moved before it), so the pair is evaluated fused.
+            assert!(
+                (0..m.nodes.len()).any(|k| m.norm_before(k) == Some(id)),
+                "{}: not fused",
+                n.name
+            );
         }
     }
     let cfg = nn::FixedConfig::default();
