@@ -102,7 +102,15 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     if a.mode == crate::fhe_mode::Mode::Fhe {
         return crate::fhe_mode::eval(&model, &data, &a.fhe, a.json);
     }
-    let fixed = FixedModel::new(&model, cfg);
+    // The fixed-point semantics the private run computes: LayerNorm → linear pairs fused as
+    // the default plan fuses them (engine::plan::fused_norms at its planning link).
+    let plan_cfg = engine::PlanConfig {
+        ell: a.ell,
+        scale: a.scale,
+        ..engine::PlanConfig::default()
+    };
+    let fused = engine::plan::fused_norms(&model, &plan_cfg)?;
+    let fixed = FixedModel::with_fused(&model, cfg, &fused)?;
     let pb = if a.json {
         ProgressBar::with_draw_target(Some(data.len() as u64), ProgressDrawTarget::hidden())
     } else {

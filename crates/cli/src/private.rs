@@ -704,7 +704,9 @@ pub fn bench_model(a: BenchModelArgs) -> anyhow::Result<()> {
     let link = net.unwrap_or(NetworkModel::LOOPBACK);
     let inf = private_run(&model, &opts, &x, a.json, Some(&link))?;
     let fixed = FixedConfig::new(opts.ell, opts.scale)?;
-    let reference = nn::fixed::run(&model, &x, fixed)?;
+    // The reference fuses the LayerNorm → linear pairs the plan fuses.
+    let fused = engine::plan::fused_norms(&model, &opts.plan_config()?)?;
+    let reference = nn::fixed::run_fused(&model, &x, fixed, &fused)?;
     let Outcome::Logits(private) = &inf.outcome else {
         bail!("expected logits")
     };

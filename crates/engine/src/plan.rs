@@ -403,6 +403,68 @@ pub fn softmax_wide_max(cfg: &PlanConfig) -> Result<usize, EngineError> {
     ))
 }
 
+/// Hops a LayerNorm → linear pair saves fused, measured on the CIFAR ViT: the linear step's
+/// round trip and rescale (four hops per call) ride in LayerNorm's flights.
+const NORM_LINEAR_HOPS: f64 = 4.0;
+
+/// The linear layers that run fused with the LayerNorm they read (docs/protocols/transformer.md
+/// § LayerNorm → linear layer) at `cfg`'s link: each pair of [`nn::Model::norm_before`] whose
+/// extra bits (the per-output product and rescale carry against LayerNorm's per-input tail and
+/// the layer's rescale) take less time at the planning bandwidth than the hops saved at half the
+/// planning round trip each. The fixed-point reference follows this choice
+/// (`nn::fixed::FixedModel::with_fused`): it is part of what the plan computes.
+pub fn fused_norms(model: &nn::Model, cfg: &PlanConfig) -> Result<Vec<nn::NodeId>, EngineError> {
+    use mpc::cost;
+    let ring = mpc::Ring::new(cfg.ell)?;
+    let (flat_rescale, flat_ln) = (flat_rescale_max(cfg)?, layernorm_flat_max(cfg)?);
+    let form = |n: usize, max: usize| {
+        if n <= max {
+            mpc::TruncForm::Flat
+        } else {
+            mpc::TruncForm::Tree
+        }
+    };
+    let mut out = Vec::new();
+    for id in 0..model.nodes.len() {
+        let Some(n) = model.norm_before(id) else {
+            continue;
+        };
+        let (nn::Op::LayerNorm(norm), nn::Op::Linear(l)) =
+            (&model.nodes[n].op, &model.nodes[id].op)
+        else {
+            continue;
+        };
+        let d = l.in_features;
+        if nn::approx::Function::LayerNorm
+            .unsupported(cfg.scale, cfg.ell, d)
+            .is_some()
+        {
+            continue;
+        }
+        let ln = nn::approx::LayerNorm::new(cfg.scale, cfg.ell, d, norm.epsilon);
+        let (n_in, n_out) = (l.rows * d, l.rows * l.out_features);
+        let alone = crate::approx::layernorm_spec(&ln, form(n_in, flat_ln));
+        let fused = crate::approx::layernorm_spec(&ln, form(n_out, flat_ln));
+        let Ok(fused_cost) = cost::layernorm_linear(&fused, cfg.ell, n_in, l.out_features) else {
+            continue; // the ring is too narrow for the fused rescale
+        };
+        let unfused = cost::layernorm(&alone, cfg.ell, n_in)?.bits
+            + cost::trunc_known_sign_form(
+                ring,
+                cfg.scale,
+                n_out,
+                form(n_out, flat_rescale),
+                Party::P0,
+            )
+            .bits;
+        let extra = fused_cost.bits as f64 - unfused as f64;
+        if extra <= 0.0 || priced_max(cfg, NORM_LINEAR_HOPS, extra) >= 1 {
+            out.push(id);
+        }
+    }
+    Ok(out)
+}
+
 /// Largest LayerNorm (elements) worth its flat last truncation at `cfg`'s link.
 pub fn layernorm_flat_max(cfg: &PlanConfig) -> Result<usize, EngineError> {
     use mpc::{cost, TruncForm};
@@ -912,8 +974,8 @@ impl Plan {
         Ok(())
     }
 
-    /// Marks each LayerNorm → linear pair the fixed-point reference fuses
-    /// ([`nn::Model::norm_before`]): the linear step takes the `Normalized` epilogue, the
+    /// Marks each LayerNorm → linear pair [`fused_norms`] fuses at `cfg`'s link: the linear
+    /// step takes the `Normalized` epilogue, the
     /// LayerNorm step passes its input on. The layer's protocol must split to run inside
     /// LayerNorm's flights: where the choice does not, Cheetah runs it.
     fn fuse_norms(
@@ -923,7 +985,7 @@ impl Plan {
         cfg: &PlanConfig,
     ) -> Result<(), EngineError> {
         let cheetah = LinearChoice::Cheetah(cfg.cheetah);
-        for id in 0..steps.len() {
+        for id in fused_norms(model, cfg)? {
             let Some(n) = model.norm_before(id) else {
                 continue;
             };
@@ -1036,6 +1098,22 @@ impl Plan {
             } => Party::P1,
             _ => Party::P0,
         }
+    }
+
+    /// The linear layers (node ids) run fused with their LayerNorm: what the fixed-point
+    /// reference of this plan fuses (`nn::fixed::FixedModel::with_fused`).
+    pub fn fused_linears(&self) -> Vec<usize> {
+        (0..self.steps.len())
+            .filter(|&i| {
+                matches!(
+                    self.steps[i].kind,
+                    StepKind::Linear {
+                        epilogue: Epilogue::Normalized,
+                        ..
+                    }
+                )
+            })
+            .collect()
     }
 
     /// The LayerNorm a `Normalized` linear step `i` computes (on its input step's rows) and that

@@ -1,5 +1,6 @@
 //! The crate's one error type.
 
+use crate::ir::NodeId;
 use thiserror::Error;
 
 /// Everything that can go wrong in import, execution and data loading.
@@ -87,6 +88,10 @@ pub enum NnError {
     },
     #[error("node {node} ({op}) has no fixed-point semantics yet (float executor only)")]
     NoFixedPoint { node: String, op: &'static str },
+    #[error(
+        "node {node} is not a linear layer reading a LayerNorm alone: it cannot run fused with it"
+    )]
+    NotFusable { node: NodeId },
     #[error("invalid fixed-point configuration ell = {ell}, s = {scale}: {reason}")]
     FixedConfig {
         ell: u32,

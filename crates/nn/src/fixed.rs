@@ -237,6 +237,9 @@ pub struct FixedModel<'m> {
     /// Per node: quantized weights (scale 2^s) and biases (scale 2^{2s}) of linear layers, or
     /// the encoded constant.
     params: Vec<(Vec<u64>, Vec<u64>)>,
+    /// Per node: a linear layer evaluated fused with the LayerNorm before it
+    /// ([`FixedModel::with_fused`]).
+    fused: Vec<bool>,
 }
 
 impl<'m> FixedModel<'m> {
@@ -244,7 +247,32 @@ impl<'m> FixedModel<'m> {
         let params = (0..model.nodes.len())
             .map(|id| quantize_node(model, id, cfg))
             .collect();
-        FixedModel { model, cfg, params }
+        FixedModel {
+            model,
+            cfg,
+            params,
+            fused: vec![false; model.nodes.len()],
+        }
+    }
+
+    /// As [`FixedModel::new`], with the linear layers `linears` evaluated fused with the
+    /// LayerNorm they read (docs/fixed-point.md § LayerNorm → linear layer): the plan's
+    /// choice (`engine::plan::fused_norms`), which the reference must follow. Each must be a
+    /// pair of [`Model::norm_before`].
+    pub fn with_fused(model: &'m Model, cfg: FixedConfig, linears: &[NodeId]) -> Result<Self> {
+        let mut fm = FixedModel::new(model, cfg);
+        for &id in linears {
+            if model.norm_before(id).is_none() {
+                return Err(NnError::NotFusable { node: id });
+            }
+            fm.fused[id] = true;
+        }
+        Ok(fm)
+    }
+
+    /// The linear layers evaluated fused with their LayerNorm.
+    pub fn fused(&self) -> Vec<NodeId> {
+        (0..self.fused.len()).filter(|&i| self.fused[i]).collect()
     }
 
     pub fn model(&self) -> &Model {
@@ -293,8 +321,10 @@ impl<'m> FixedModel<'m> {
         // A LayerNorm fused into the linear layer after it is evaluated by that layer.
         let mut fused = vec![false; n];
         for id in 0..n {
-            if let Some(k) = self.model.norm_before(id) {
-                fused[k] = true;
+            if self.fused[id] {
+                if let Some(k) = self.model.norm_before(id) {
+                    fused[k] = true;
+                }
             }
         }
         for (id, &fused) in fused.iter().enumerate() {
@@ -308,7 +338,7 @@ impl<'m> FixedModel<'m> {
                 overflows.push(0);
                 continue;
             }
-            let o = match self.model.norm_before(id) {
+            let o = match self.model.norm_before(id).filter(|_| self.fused[id]) {
                 Some(n) => self.eval_norm_linear(id, n, &values[self.model.nodes[n].inputs[0]]),
                 None => {
                     let ins: Vec<&[u64]> = self.model.nodes[id]
@@ -601,6 +631,17 @@ pub fn run(model: &Model, input: &[f32], cfg: FixedConfig) -> Result<Tensor<u64>
     FixedModel::new(model, cfg).run(input)
 }
 
+/// [`run`] with the linear layers `linears` fused with the LayerNorm they read
+/// ([`FixedModel::with_fused`]).
+pub fn run_fused(
+    model: &Model,
+    input: &[f32],
+    cfg: FixedConfig,
+    linears: &[NodeId],
+) -> Result<Tensor<u64>> {
+    FixedModel::with_fused(model, cfg, linears)?.run(input)
+}
+
 /// Runs the model on an encoded input and returns every node's value.
 pub fn run_trace(model: &Model, input: &[u64], cfg: FixedConfig) -> Result<Trace> {
     FixedModel::new(model, cfg).run_trace(input)
@@ -616,7 +657,13 @@ pub fn eval_node(
 ) -> Result<NodeOutput> {
     let mut params = vec![(vec![], vec![]); model.nodes.len()];
     params[id] = quantize_node(model, id, cfg);
-    FixedModel { model, cfg, params }.eval_node(id, inputs)
+    FixedModel {
+        model,
+        cfg,
+        params,
+        fused: vec![false; model.nodes.len()],
+    }
+    .eval_node(id, inputs)
 }
 
 /// Quantized weights (scale 2^s) and biases (scale 2^{2s}) of a linear layer, or the encoded

@@ -130,22 +130,33 @@ fn vit_fixed_close_to_float(name: &str) {
         }
     }
     let cfg = nn::FixedConfig::default();
-    let fm = nn::fixed::FixedModel::new(&m, cfg);
-    for case in e["models"][name]["cases"].as_array().unwrap() {
-        let x = floats(&case["input"]);
-        let want = floats(&case["float"]);
-        let xq: Vec<u64> = x.iter().map(|&v| cfg.encode(v)).collect();
-        let t = fm.run_trace(&xq).unwrap();
-        assert_eq!(t.total_overflows(), 0);
-        let got = nn::fixed::decode_all(&t.values[m.output], cfg);
-        let scale = want.iter().fold(0f32, |a, v| a.max(v.abs()));
-        for (g, w) in got.iter().zip(&want) {
-            assert!(
-                (g - w).abs() <= 0.02 * scale + 0.01,
-                "fixed {g} vs float {w}"
-            );
+    // LayerNorms alone, and every one fused with the linear layer it feeds.
+    let pairs: Vec<usize> = (0..m.nodes.len())
+        .filter(|&k| m.norm_before(k).is_some())
+        .collect();
+    for fm in [
+        nn::fixed::FixedModel::new(&m, cfg),
+        nn::fixed::FixedModel::with_fused(&m, cfg, &pairs).unwrap(),
+    ] {
+        for case in e["models"][name]["cases"].as_array().unwrap() {
+            let x = floats(&case["input"]);
+            let want = floats(&case["float"]);
+            let xq: Vec<u64> = x.iter().map(|&v| cfg.encode(v)).collect();
+            let t = fm.run_trace(&xq).unwrap();
+            assert_eq!(t.total_overflows(), 0);
+            let got = nn::fixed::decode_all(&t.values[m.output], cfg);
+            let scale = want.iter().fold(0f32, |a, v| a.max(v.abs()));
+            for (g, w) in got.iter().zip(&want) {
+                assert!(
+                    (g - w).abs() <= 0.02 * scale + 0.01,
+                    "fixed {g} vs float {w} (fused {:?})",
+                    fm.fused()
+                );
+            }
         }
     }
+    // A layer that does not read a LayerNorm alone cannot be fused.
+    assert!(nn::fixed::FixedModel::with_fused(&m, cfg, &[1]).is_err());
 }
 
 /// The zoo ViT's q, k and v projections read the same LayerNorm: the import merges them into
