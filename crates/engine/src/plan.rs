@@ -1734,6 +1734,44 @@ mod tests {
         cfg
     }
 
+    /// LayerNorm → linear fusion is priced by the link (every pair of the tiny ViT with a round
+    /// trip to save, only the head's without), and a client refuses a plan whose fused pairs do
+    /// not fit together.
+    #[test]
+    fn fused_norms_follow_the_link_and_validate() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../models/tiny/tiny_vit.onnx");
+        let model = nn::load(path).unwrap();
+        let pairs: Vec<usize> = (0..model.nodes.len())
+            .filter(|&k| model.norm_before(k).is_some())
+            .collect();
+        assert!(pairs.len() >= 3, "{pairs:?}");
+        assert_eq!(fused_norms(&model, &PlanConfig::default()).unwrap(), pairs);
+        let lan0 = fused_norms(&model, &link(3000, 0)).unwrap();
+        assert_eq!(
+            lan0,
+            [*pairs.last().unwrap()],
+            "only the head without delay"
+        );
+        let plan = Plan::compile(&model, &PlanConfig::default()).unwrap();
+        assert_eq!(plan.fused_linears(), pairs);
+        let back: Plan = serde_json::from_str(&serde_json::to_string(&plan).unwrap()).unwrap();
+        back.validate().unwrap();
+        let (lin, ln) = (pairs[0], model.norm_before(pairs[0]).unwrap());
+        // The LayerNorm computed alone while its reader still expects to compute it.
+        let mut bad = plan.clone();
+        if let StepKind::LayerNorm { into_linear, .. } = &mut bad.steps[ln].kind {
+            *into_linear = false;
+        }
+        assert!(bad.validate().is_err());
+        // A LayerNorm that passes its input on to a reader that does not normalize.
+        let mut bad = plan.clone();
+        if let StepKind::Linear { epilogue, .. } = &mut bad.steps[lin].kind {
+            *epilogue = Epilogue::Rescale;
+        }
+        assert!(bad.validate().is_err());
+    }
+
     /// The flat rescale's threshold: the two half round trips it saves against its 241 extra
     /// bits per element (ℓ = 37, s = 12), at the planner's link.
     #[test]
