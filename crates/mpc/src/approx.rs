@@ -123,6 +123,8 @@ const LN_V_SCALE: u32 = 44;
 const LN_DROP: u32 = LOOKUP_FRAC + 1 + LOOKUP_TABLE + LN_H - LN_V_SCALE / 2 - LN_SHIFT;
 /// Rings of the final product (R < 2^28) and of the mean's product.
 const LN_PRODUCT_RING: u32 = LN_SHIFT + 19;
+/// Ring of (E·V)·R in softmax fused with the product by V (`nn::approx::SM_LINEAR_RING`).
+const SM_LINEAR_RING: u32 = 56;
 /// Ring of t(u)·R in LayerNorm fused with a linear layer (`nn::approx::LN_LINEAR_RING`).
 const LN_LINEAR_RING: u32 = 48;
 const LN_WIDE_RING: u32 = 64;
@@ -824,6 +826,129 @@ impl Session {
         row: usize,
         spec: &SoftmaxSpec<'_>,
     ) -> Result<Shares> {
+        let (s, lr, n) = (spec.s, x.ring, x.len());
+        let ry = Ring::new(spec.product_bits())?;
+        let (ge, sums) = self.softmax_front(ch, x, row, spec, ry)?;
+        let norm = spec.norm();
+        // From here on P0 chooses in every comparison (`normalized_rows`).
+        let mut y = self.p0_choosing(|se| {
+            let recip = se
+                .normalized_rows(ch, &sums, &norm, ry, (&[], 0), &mut |_, _| Ok(()))?
+                .0;
+            let ey = Shares {
+                ring: ry,
+                scale: s,
+                data: ge,
+            };
+            let ry_rows = Shares {
+                ring: ry,
+                scale: spec.big_k - s,
+                data: (0..n).map(|i| recip[i / row]).collect(),
+            };
+            let prod = se.mul(ch, &ey, &ry_rows)?;
+            se.trunc_nonneg_form(ch, &prod, spec.big_k - s, lr, TruncForm::Flat)
+        })?;
+        y.scale = s;
+        Ok(y)
+    }
+
+    /// Softmax fused with the product by V that reads it, equal to
+    /// `nn::approx::Softmax::matmul_output` (docs/protocols/transformer.md § Softmax → product):
+    /// the clipped exponentials E go to `lin`, which returns this party's shares mod 2^ℓ of
+    /// p = E·V (`out` values per row, scale 2^{2s}) — its query leaves inside the reciprocal's
+    /// flights and its answer comes back inside them — then y = (p·R) >> K per output.
+    pub fn softmax_matmul<C: Channel + ?Sized>(
+        &mut self,
+        ch: &mut C,
+        x: &Shares,
+        row: usize,
+        spec: &SoftmaxSpec<'_>,
+        lin: &mut dyn NormLinear<C>,
+        out: usize,
+    ) -> Result<Shares> {
+        let lr = x.ring;
+        // Every COT the call draws is buffered first (a refill inside the interleaved flights
+        // would meet the layer's messages).
+        let need = softmax_matmul_cost(spec, lr.bits(), x.len(), row, out)?;
+        let (ns, nr) = need.cots_for(self.party());
+        self.prefetch(ch, ns, nr)?;
+        let (ge, sums) = self.softmax_front(ch, x, row, spec, lr)?;
+        let rows = x.len() / row;
+        let p0 = self.party() == Party::P0;
+        let rb = Ring::new(SM_LINEAR_RING)?;
+        let norm = spec.norm();
+        // Client: its query with its message of the carries' B2A, the answer read inside the
+        // selection flight; server: the query read and answered after the B2A flight.
+        let mut p = None;
+        let mut hooks = |ch: &mut C, at: RowsHook| -> Result<()> {
+            match (at, p0) {
+                (RowsHook::InB2a, _) => lin.start(ch, &ge).map_err(MpcError::Interleaved),
+                (RowsHook::AfterB2a, true) | (RowsHook::InSelection, false) => {
+                    p = Some(lin.finish(ch).map_err(MpcError::Interleaved)?);
+                    Ok(())
+                }
+                _ => Ok(()),
+            }
+        };
+        let recip = self.p0_choosing(|se| {
+            Ok(se
+                .normalized_rows(ch, &sums, &norm, rb, (&[], 0), &mut hooks)?
+                .0)
+        })?;
+        drop(hooks);
+        let p = p.unwrap_or_default();
+        if p.len() != rows * out {
+            return Err(MpcError::LengthMismatch {
+                what: "fused product output",
+                expected: rows * out,
+                got: p.len(),
+            });
+        }
+        lr.check("fused product output", &p)?;
+        // p·R by the small × wide product (p + 2^{ℓ−2} non-negative below 2^{ℓ−1}), then one
+        // non-negative truncation by K straight into Z_{2^ℓ}.
+        let off = 1u64 << (lr.bits() - 2);
+        let xs: Vec<u64> = p.iter().map(|&a| add0r(lr, p0, a, off)).collect();
+        let rsn: Vec<u64> = (0..p.len()).map(|i| recip[i / out]).collect();
+        let top = 1u64 << (SM_LINEAR_RING - 2);
+        let mut y = self.p0_choosing(|se| {
+            let pr =
+                se.mul_nonneg_small(ch, &Shares::new(lr, 0, xs)?, &Shares::new(rb, 0, rsn)?)?;
+            let pc: Vec<u64> = pr
+                .iter()
+                .enumerate()
+                .map(|(i, &a)| {
+                    let c = rb.sub(a, rb.reduce(recip[i / out].wrapping_mul(off)));
+                    add0r(rb, p0, c, top)
+                })
+                .collect();
+            se.trunc_nonneg_form(
+                ch,
+                &Shares::new(rb, 0, pc)?,
+                spec.big_k,
+                lr,
+                TruncForm::Flat,
+            )
+        })?;
+        if p0 {
+            y.data
+                .iter_mut()
+                .for_each(|v| *v = lr.sub(*v, top >> spec.big_k));
+        }
+        y.scale = x.scale;
+        Ok(y)
+    }
+
+    /// Softmax up to its reciprocal's input: the clipped exponentials E (ring `er`) and their
+    /// row sums (the reciprocal's ring).
+    fn softmax_front<C: Channel + ?Sized>(
+        &mut self,
+        ch: &mut C,
+        x: &Shares,
+        row: usize,
+        spec: &SoftmaxSpec<'_>,
+        er: Ring,
+    ) -> Result<(Vec<u64>, Vec<u64>)> {
         let lr = x.ring;
         spec.check(lr.bits(), row)?;
         lr.check("softmax input", &x.data)?;
@@ -837,11 +962,7 @@ impl Session {
         let n = x.len();
         let (s, m, f, j, k) = (spec.s, spec.m, spec.f, spec.j, spec.k);
         let sh = s - f;
-        let (rm, rq, ry) = (
-            Ring::new(m)?,
-            Ring::new(m - sh)?,
-            Ring::new(spec.product_bits())?,
-        );
+        let (rm, rq) = (Ring::new(m)?, Ring::new(m - sh)?);
         let (rt, rhi, rpe) = (Ring::new(s + 2)?, Ring::new(j - k)?, Ring::new(2 * s + 2)?);
         // Row max on the reduced ring, u = max − x ≥ 0.
         let xm: Vec<u64> = x.data.iter().map(|&v| rm.reduce(v)).collect();
@@ -872,33 +993,15 @@ impl Session {
             (ehw.to_vec(), elw.to_vec())
         };
         let pe = self.mul(ch, &Shares::new(rpe, s, ehw)?, &Shares::new(rpe, s, elw)?)?;
-        let ev = self.trunc_nonneg_form(ch, &pe, s, ry, TruncForm::Flat)?;
-        let ge = self.mux(ch, ry, &g, &ev.data)?;
-        // One reciprocal per row (nn::approx::Softmax::reciprocal), then y = (E·R) >> (K − s).
-        let norm = spec.norm();
-        let rs = norm.rings()?.0;
+        let ev = self.trunc_nonneg_form(ch, &pe, s, er, TruncForm::Flat)?;
+        let ge = self.mux(ch, er, &g, &ev.data)?;
+        // One reciprocal per row (nn::approx::Softmax::reciprocal) of the row sums.
+        let rs = spec.norm().rings()?.0;
         let sums: Vec<u64> = ge
             .chunks(row)
-            .map(|c| rs.reduce(c.iter().fold(0, |a, &v| ry.add(a, v))))
+            .map(|c| rs.reduce(c.iter().fold(0, |a, &v| er.add(a, v))))
             .collect();
-        // From here on P0 chooses in every comparison (`normalized_rows`).
-        let mut y = self.p0_choosing(|se| {
-            let recip = se.normalized_rows(ch, &sums, &norm, ry, (&[], 0))?.0;
-            let ey = Shares {
-                ring: ry,
-                scale: s,
-                data: ge,
-            };
-            let ry_rows = Shares {
-                ring: ry,
-                scale: spec.big_k - s,
-                data: (0..n).map(|i| recip[i / row]).collect(),
-            };
-            let prod = se.mul(ch, &ey, &ry_rows)?;
-            se.trunc_nonneg_form(ch, &prod, spec.big_k - s, lr, TruncForm::Flat)
-        })?;
-        y.scale = s;
-        Ok(y)
+        Ok((ge, sums))
     }
 }
 
@@ -1409,7 +1512,7 @@ impl Session {
         let (m, d, n) = (spec.m, spec.d, uc.len());
         let rprod = Ring::new(LN_PRODUCT_RING)?;
         let rs = self
-            .normalized_rows(ch, vv, &spec.norm(), rprod, (&[], 0))?
+            .normalized_rows(ch, vv, &spec.norm(), rprod, (&[], 0), &mut |_, _| Ok(()))?
             .0;
         // y = (c·rs + 2^17) >> 18 with c·rs = uc·rs − 2^{m−2}·rs.
         let rsn: Vec<u64> = (0..n).map(|i| rs[i / d]).collect();
@@ -1462,7 +1565,8 @@ impl Session {
             .iter()
             .map(|&a| add0r(lr, p0, a, (1 << (ell - 2)) + (1 << (s - 1))))
             .collect();
-        let (rs, ca) = self.normalized_rows(ch, vv, &spec.norm(), rprod, (&up, s))?;
+        let (rs, ca) =
+            self.normalized_rows(ch, vv, &spec.norm(), rprod, (&up, s), &mut |_, _| Ok(()))?;
         let w = rw.bits();
         let xs: Vec<u64> = up
             .iter()
@@ -1529,6 +1633,7 @@ impl Session {
         norm: &Norm<'_>,
         out: Ring,
         rider: (&[u64], u32),
+        hooks: &mut dyn FnMut(&mut C, RowsHook) -> Result<()>,
     ) -> Result<(Vec<u64>, Vec<u64>)> {
         let p0 = self.party() == Party::P0;
         let rows = v.len();
@@ -1590,7 +1695,8 @@ impl Session {
         }
         // The rider's carries (into bit k of each value) join the window carries' B2A.
         wc.extend_from_slice(&hi[rows * per..]);
-        let mut wa = self.b2a(ch, ruq, &wc)?;
+        let mut wa = self.b2a_around(ch, ruq, &wc, &mut |ch| hooks(ch, RowsHook::InB2a))?;
+        hooks(ch, RowsHook::AfterB2a)?;
         let rider_carries = wa.split_off(rows * 2 * nw);
         // Step 3: per candidate e, W = floor(v·2^{t+f−e}); i_e = (W >> f) − 2^t + p·2^t,
         // φ_e = W mod 2^f, and the row's multipliers Q_e = 2^{q(e)} and
@@ -1627,7 +1733,9 @@ impl Session {
                 rings.extend([ri, ruq, ruq]);
             }
         }
-        let picked = self.mux_rings(ch, &sel, &xs, &|i| rings[i])?;
+        let picked = self.mux_rings_around(ch, &sel, &xs, &|i| rings[i], &mut |ch| {
+            hooks(ch, RowsHook::InSelection)
+        })?;
         let (mut idx, mut q, mut mm) = (vec![0; rows], vec![0; rows], vec![0; rows]);
         for (r, per_e) in picked.chunks(3 * ne).enumerate() {
             for e3 in per_e.chunks(3) {
@@ -1675,6 +1783,16 @@ impl Session {
             .data;
         Ok((r, rider_carries))
     }
+}
+
+/// Points inside [`Session::normalized_rows`] where a caller's step may send or read: between
+/// this party's message and the peer's in the window carries' B2A flight, after that flight,
+/// and between the messages of the selection flight.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RowsHook {
+    InB2a,
+    AfterB2a,
+    InSelection,
 }
 
 /// One request of [`Session::luts`]: index shares, index bits, output ring, table.
@@ -1798,12 +1916,56 @@ pub fn gelu_cost(spec: &GeluSpec<'_>, ell: u32, n: usize) -> Result<Cost> {
 
 /// [`Session::softmax`] on `n` elements in rows of `row` of a ring of `ell` bits.
 pub fn softmax_cost(spec: &SoftmaxSpec<'_>, ell: u32, n: usize, row: usize) -> Result<Cost> {
+    let ry = Ring::new(spec.product_bits())?;
+    Ok(softmax_front_cost(spec, ell, n, row, ry)?
+        + normalized_cost(n / row, &spec.norm(), ry, 0)?
+        + cost::mul(ry, n)
+        + trunc_nonneg_cost_form(
+            n,
+            ry.bits(),
+            spec.big_k - spec.s,
+            Ring::new(ell)?,
+            Party::P0,
+            TruncForm::Flat,
+        ))
+}
+
+/// [`Session::softmax_matmul`] on `n` elements in rows of `row` of a ring of `ell` bits, `out`
+/// outputs per row; the product's own cost is its protocol's.
+pub fn softmax_matmul_cost(
+    spec: &SoftmaxSpec<'_>,
+    ell: u32,
+    n: usize,
+    row: usize,
+    out: usize,
+) -> Result<Cost> {
+    let (lr, rb) = (Ring::new(ell)?, Ring::new(SM_LINEAR_RING)?);
+    let no = n / row * out;
+    Ok(softmax_front_cost(spec, ell, n, row, lr)?
+        + normalized_cost(n / row, &spec.norm(), rb, 0)?
+        + mul_nonneg_small_cost(no, ell, SM_LINEAR_RING)
+        + trunc_nonneg_cost_form(
+            no,
+            SM_LINEAR_RING,
+            spec.big_k,
+            lr,
+            Party::P0,
+            TruncForm::Flat,
+        ))
+}
+
+/// Softmax's steps before the reciprocal, E in the ring `er`.
+fn softmax_front_cost(
+    spec: &SoftmaxSpec<'_>,
+    ell: u32,
+    n: usize,
+    row: usize,
+    er: Ring,
+) -> Result<Cost> {
     spec.check(ell, row)?;
     let rows = n / row;
     let (s, j, k) = (spec.s, spec.j, spec.k);
-    let sh = s - spec.f;
-    let (lr, rm, rq) = (Ring::new(ell)?, Ring::new(spec.m)?, Ring::new(spec.m - sh)?);
-    let ry = Ring::new(spec.product_bits())?;
+    let (rm, rq) = (Ring::new(spec.m)?, Ring::new(spec.m - (s - spec.f))?);
     let (rt, rpe) = (Ring::new(s + 2)?, Ring::new(2 * s + 2)?);
     Ok(tournament_cost(rm, rows, row)
         + cost::millionaire_split(2 * n, rm.bits() - 1, rm.bits() - 1 - k)
@@ -1816,11 +1978,8 @@ pub fn softmax_cost(spec: &SoftmaxSpec<'_>, ell: u32, n: usize, row: usize) -> R
                 + trunc_nonneg_cost(2 * n, rt.bits(), 0, rpe)
         }
         + cost::mul(rpe, n)
-        + trunc_nonneg_cost_form(n, rpe.bits(), s, ry, Party::P1, TruncForm::Flat)
-        + cost::mux(ry, n)
-        + normalized_cost(rows, &spec.norm(), ry, 0)?
-        + cost::mul(ry, n)
-        + trunc_nonneg_cost_form(n, ry.bits(), spec.big_k - s, lr, Party::P0, TruncForm::Flat))
+        + trunc_nonneg_cost_form(n, rpe.bits(), s, er, Party::P1, TruncForm::Flat)
+        + cost::mux(er, n))
 }
 
 /// Bits of one party's Gilboa cross term on the `w` bits of its share into a `b`-bit ring: one

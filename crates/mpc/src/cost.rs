@@ -81,7 +81,8 @@ pub fn millionaire_split(n: usize, bits: u32, split: u32) -> Cost {
 pub use crate::approx::{
     gelu_cost as gelu, layernorm_cost as layernorm, layernorm_linear_cost as layernorm_linear,
     layernorm_tail_cost as layernorm_tail, layernorm_tail_hops, lut_cost as lut,
-    softmax_cost as softmax, trunc_nonneg_cost as trunc_nonneg,
+    softmax_cost as softmax, softmax_matmul_cost as softmax_matmul,
+    trunc_nonneg_cost as trunc_nonneg,
 };
 
 /// [`crate::Session::compare_flat`] on `bits`-bit inputs (2 ≤ bits ≤ 64).

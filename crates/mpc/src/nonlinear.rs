@@ -264,6 +264,19 @@ impl Session {
         x: &[u64],
         ring: &(dyn Fn(usize) -> Ring + Sync),
     ) -> Result<Vec<u64>> {
+        self.mux_rings_around(ch, d, x, ring, &mut |_| Ok(()))
+    }
+
+    /// [`Session::mux_rings`] running `between` after this party's message is queued and
+    /// before the peer's is read.
+    pub(crate) fn mux_rings_around<C: Channel + ?Sized>(
+        &mut self,
+        ch: &mut C,
+        d: &[u8],
+        x: &[u64],
+        ring: &(dyn Fn(usize) -> Ring + Sync),
+        between: &mut dyn FnMut(&mut C) -> Result<()>,
+    ) -> Result<Vec<u64>> {
         if d.len() != x.len() {
             return Err(MpcError::LengthMismatch {
                 what: "mux",
@@ -288,7 +301,9 @@ impl Session {
             .collect();
         let ss = affine_send(&mut s, &group, &f0, &f1, &mut w);
         let peer_bits = (0..n).map(|i| 1 + ring(i).bits() as u64).sum();
-        let got = self.exchange(ch, w.finish(), peer_bits, "mux")?;
+        ch.send(&w.finish())?;
+        between(ch)?;
+        let got = crate::bits::recv_bits(ch, peer_bits, "mux")?;
         let mut rd = BitReader::new(&got, peer_bits, "mux")?;
         let sv = ss.finish(&mut rd);
         let rv = rs.finish(&mut rd, "mux")?;
@@ -302,6 +317,18 @@ impl Session {
         ring: Ring,
         d: &[u8],
     ) -> Result<Vec<u64>> {
+        self.b2a_around(ch, ring, d, &mut |_| Ok(()))
+    }
+
+    /// [`Session::b2a`] running `between` after this party's message is queued and before the
+    /// peer's is read.
+    pub(crate) fn b2a_around<C: Channel + ?Sized>(
+        &mut self,
+        ch: &mut C,
+        ring: Ring,
+        d: &[u8],
+        between: &mut dyn FnMut(&mut C) -> Result<()>,
+    ) -> Result<Vec<u64>> {
         let g = if ring.bits() >= 2 {
             Group::Pow2(ring.bits() - 1)
         } else {
@@ -309,7 +336,7 @@ impl Session {
         };
         let f1: Vec<u64> = d.iter().map(|&b| (b & 1) as u64).collect();
         let zero = vec![0u64; d.len()];
-        let prod = self.ot_p0_to_p1(ch, d.len(), &|_| g, &zero, &f1, d)?;
+        let prod = self.ot_p0_to_p1_around(ch, d.len(), &|_| g, &zero, &f1, d, between)?;
         Ok(d.iter()
             .zip(&prod)
             .map(|(&b, &p)| ring.sub((b & 1) as u64, ring.mul(2, p)))
@@ -328,12 +355,30 @@ impl Session {
         f1: &[u64],
         c: &[u8],
     ) -> Result<Vec<u64>> {
+        self.ot_p0_to_p1_around(ch, n, group, f0, f1, c, &mut |_| Ok(()))
+    }
+
+    /// [`Session::ot_p0_to_p1`] running `between` after this party's message is queued and
+    /// before the peer's is read.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn ot_p0_to_p1_around<C: Channel + ?Sized>(
+        &mut self,
+        ch: &mut C,
+        n: usize,
+        group: &(dyn Fn(usize) -> Group + Sync),
+        f0: &[u64],
+        f1: &[u64],
+        c: &[u8],
+        between: &mut dyn FnMut(&mut C) -> Result<()>,
+    ) -> Result<Vec<u64>> {
         match self.party() {
             Party::P0 => {
                 let (mut s, _) = self.cots(ch, n, 0)?;
                 let mut w = BitWriter::default();
                 let st = affine_send(&mut s, group, f0, f1, &mut w);
-                let got = self.exchange(ch, w.finish(), n as u64, "affine OT choices")?;
+                ch.send(&w.finish())?;
+                between(ch)?;
+                let got = crate::bits::recv_bits(ch, n as u64, "affine OT choices")?;
                 Ok(st.finish(&mut BitReader::new(&got, n as u64, "affine OT choices")?))
             }
             Party::P1 => {
@@ -348,7 +393,9 @@ impl Session {
                 let mut w = BitWriter::default();
                 let st = affine_choose(&mut r, group, c, &mut w);
                 let bits = crate::cots::affine_msg_bits(n, group);
-                let got = self.exchange(ch, w.finish(), bits, "affine OT messages")?;
+                ch.send(&w.finish())?;
+                between(ch)?;
+                let got = crate::bits::recv_bits(ch, bits, "affine OT messages")?;
                 st.finish(
                     &mut BitReader::new(&got, bits, "affine OT messages")?,
                     "affine OT messages",

@@ -547,3 +547,88 @@ fn layernorm_linear_equals_reference_and_cost_model() {
         }
     }
 }
+
+/// Softmax fused with the product by V equals `nn::approx::Softmax::matmul_output` of E·V,
+/// its traffic equals the cost model (plus the stand-in layer's bytes), and the product's round
+/// trip adds no hop to softmax's own (its rescale folded into the final truncation adds at most
+/// one).
+#[test]
+fn softmax_matmul_equals_reference_and_cost_model() {
+    let mut r = rng(49);
+    let (l, s) = (37u32, 12u32);
+    let ring = Ring::new(l).unwrap();
+    let t = Softmax::new(s);
+    for (row, out, wide) in [(17usize, 16usize, true), (65, 8, false), (5, 3, true)] {
+        let rows = 6;
+        let vmax = 3i64 << s;
+        let v: Vec<u64> = (0..row * out)
+            .map(|_| ring.from_signed(r.gen_range(-vmax..=vmax)))
+            .collect();
+        // Vᵀ as the stand-in's weights: out × row.
+        let vt: Vec<u64> = (0..out * row)
+            .map(|i| v[(i % row) * out + i / row])
+            .collect();
+        let vals: Vec<u64> = (0..rows * row)
+            .map(|i| {
+                ring.from_signed(r.gen_range(-(6i64 << s)..6 << s) + (i as i64 % 3) * (1 << s))
+            })
+            .collect();
+        let n = vals.len();
+        let rmask: Vec<u64> = (0..rows * out).map(|_| ring.reduce(r.gen())).collect();
+        let (s0, s1) = mpc::share(ring, &vals, &mut r);
+        let (tc, vt2, rm) = (t.clone(), vt.clone(), rmask.clone());
+        let (o0, o1) = run(5000 + row as u64, move |p, sess, ch| {
+            let x = Shares::new(ring, s, pick(p, &s0, &s1)).unwrap();
+            let spec = softmax_spec(&tc, wide);
+            let need = cost::softmax_matmul(&spec, l, n, row, out).unwrap();
+            let (a, b) = need.cots_for(p);
+            sess.prefetch(ch, a, b).unwrap();
+            let mut lin = ClearLinear {
+                p,
+                ring,
+                w: vt2.clone(),
+                out,
+                c: vec![],
+                r: rm.clone(),
+            };
+            let mut y = vec![];
+            let fused = traffic(sess, ch, |sess, ch| {
+                y = sess
+                    .softmax_matmul(ch, &x, row, &spec, &mut lin, out)
+                    .unwrap()
+                    .data;
+            });
+            let need = cost::softmax(&spec, l, n, row).unwrap();
+            let (a, b) = need.cots_for(p);
+            sess.prefetch(ch, a, b).unwrap();
+            let alone = traffic(sess, ch, |sess, ch| {
+                sess.softmax(ch, &x, row, &spec).unwrap();
+            });
+            (y, fused, alone)
+        });
+        let y = reconstruct(ring, &o0.0, &o1.0).unwrap();
+        for (k, xr) in vals.chunks(row).enumerate() {
+            let (e, rr) = t.row_parts(xr);
+            for o in 0..out {
+                let pv = (0..row).fold(0u64, |a, j| {
+                    a.wrapping_add(e[j].wrapping_mul(v[j * out + o]))
+                });
+                let want = t.matmul_output(l, ring.reduce(pv), rr).unwrap();
+                assert_eq!(
+                    y[k * out + o],
+                    want,
+                    "row {row} out {out}: row {k} column {o}"
+                );
+            }
+        }
+        let mut want = cost::softmax_matmul(&softmax_spec(&t, wide), l, n, row, out).unwrap();
+        want.bits += 64 * (n + rows * out) as u64;
+        let fused = check_traffic(o0.1, want, "fused softmax");
+        let alone = o0.2 .3;
+        eprintln!("row {row}: hops fused {fused}, softmax alone {alone}");
+        assert!(
+            fused <= alone + 1,
+            "row {row}: fused {fused} hops, alone {alone}"
+        );
+    }
+}

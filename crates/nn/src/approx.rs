@@ -306,12 +306,21 @@ impl Softmax {
 
     /// Softmax of one row of Z_{2^ℓ} elements at scale 2^s (rows of 1 to 512 values).
     pub fn eval_row(&self, ell: u32, x: &[u64]) -> Vec<u64> {
+        let (e, r) = self.row_parts(x);
+        let lm = mask(ell);
+        e.iter()
+            .map(|&v| ((v * r) >> (self.big_k - self.s)) & lm)
+            .collect()
+    }
+
+    /// The clipped exponentials E (scale 2^s, at most 2^s) of one row and its reciprocal
+    /// R ≈ 2^K / ΣE: everything of [`Softmax::eval_row`] before the per-element product.
+    pub fn row_parts(&self, x: &[u64]) -> (Vec<u64>, u64) {
         let (s, m, f, j, k) = (self.s, self.m, self.f, self.j, self.k);
         assert!(!x.is_empty() && x.len() <= 512, "rows of 1 to 512 values");
         let mm = mask(m);
         let xm: Vec<u64> = x.iter().map(|&v| v & mm).collect();
-        let level = tournament_max(&xm, m);
-        let mx = level;
+        let mx = tournament_max(&xm, m);
         let e: Vec<u64> = xm
             .iter()
             .map(|&v| {
@@ -328,11 +337,23 @@ impl Softmax {
             })
             .collect();
         let sum: u64 = e.iter().sum();
-        let r = self.reciprocal(sum);
-        let lm = mask(ell);
-        e.iter()
-            .map(|&v| ((v * r) >> (self.big_k - s)) & lm)
-            .collect()
+        (e, self.reciprocal(sum))
+    }
+
+    /// One output of softmax fused with the product by V that reads it (docs/fixed-point.md
+    /// § Softmax → product): for p = Σ_j E_j·V_j mod 2^ℓ (the row's exponentials of
+    /// [`Softmax::row_parts`] times a column of V, scale 2^{2s}),
+    /// ```text
+    /// y = floor(signed_ℓ(p)·R / 2^K)  mod 2^ℓ
+    /// ```
+    /// — (E·V)·R instead of (E·R)·V with a rescale after each. `None` outside the protocol's
+    /// range: |p| < 2^{ℓ−2} (a product's output range) and |p·R| < 2^{SM_LINEAR_RING−2}.
+    pub fn matmul_output(&self, ell: u32, p: u64, r: u64) -> Option<u64> {
+        let p = signed(p & mask(ell), ell);
+        let v = p as i128 * r as i128;
+        let ok =
+            p.unsigned_abs() < 1 << (ell - 2) && v.unsigned_abs() < 1u128 << (SM_LINEAR_RING - 2);
+        ok.then(|| (v >> self.big_k) as u64 & mask(ell))
     }
 
     /// R ≈ 2^K / S for 0 ≤ S < 2^{s+10} (the type's documentation).
@@ -391,6 +412,9 @@ pub const LN_V_LO: u32 = 24;
 pub const LN_SHIFT: u32 = 18;
 /// Scale of V (2^44), so √V carries half of it.
 pub const LN_V_SCALE: u32 = 44;
+/// Ring of the product (E·V)·R of softmax fused with the product by V
+/// ([`Softmax::matmul_output`]).
+pub const SM_LINEAR_RING: u32 = 56;
 /// Ring of the product t(u)·R of LayerNorm fused with a linear layer
 /// ([`LayerNorm::linear_output`]).
 pub const LN_LINEAR_RING: u32 = 48;

@@ -255,14 +255,14 @@ impl<'m> FixedModel<'m> {
         }
     }
 
-    /// As [`FixedModel::new`], with the linear layers `linears` evaluated fused with the
-    /// LayerNorm they read (docs/fixed-point.md § LayerNorm → linear layer): the plan's
-    /// choice (`engine::plan::fused_norms`), which the reference must follow. Each must be a
-    /// pair of [`Model::norm_before`].
+    /// As [`FixedModel::new`], with the nodes `linears` evaluated fused with the LayerNorm or
+    /// softmax they read (docs/fixed-point.md § LayerNorm → linear layer, § Softmax → product):
+    /// the plan's choice (`engine::plan::fused_norms`), which the reference must follow. Each
+    /// must be a pair of [`Model::norm_before`] or [`Model::softmax_before`].
     pub fn with_fused(model: &'m Model, cfg: FixedConfig, linears: &[NodeId]) -> Result<Self> {
         let mut fm = FixedModel::new(model, cfg);
         for &id in linears {
-            if model.norm_before(id).is_none() {
+            if model.norm_before(id).is_none() && model.softmax_before(id).is_none() {
                 return Err(NnError::NotFusable { node: id });
             }
             fm.fused[id] = true;
@@ -322,7 +322,7 @@ impl<'m> FixedModel<'m> {
         let mut fused = vec![false; n];
         for id in 0..n {
             if self.fused[id] {
-                if let Some(k) = self.model.norm_before(id) {
+                if let Some(k) = self.model.norm_before(id).or(self.model.softmax_before(id)) {
                     fused[k] = true;
                 }
             }
@@ -338,8 +338,15 @@ impl<'m> FixedModel<'m> {
                 overflows.push(0);
                 continue;
             }
+            let node = &self.model.nodes[id];
+            let sm = self.model.softmax_before(id).filter(|_| self.fused[id]);
             let o = match self.model.norm_before(id).filter(|_| self.fused[id]) {
                 Some(n) => self.eval_norm_linear(id, n, &values[self.model.nodes[n].inputs[0]]),
+                None if sm.is_some() => {
+                    let n = sm.unwrap_or_default();
+                    let x = &values[self.model.nodes[n].inputs[0]];
+                    self.eval_softmax_matmul(id, x, &values[node.inputs[1]])
+                }
                 None => {
                     let ins: Vec<&[u64]> = self.model.nodes[id]
                         .inputs
@@ -402,6 +409,39 @@ impl<'m> FixedModel<'m> {
                 let y = ln.linear_output(cfg.ell(), uj, r, b[j]);
                 overflows += y.is_none() as u64;
                 value.push(y.unwrap_or(0));
+            }
+        }
+        NodeOutput { value, overflows }
+    }
+
+    /// The product `id` of two activations fused with the softmax that is its left operand
+    /// ([`Model::softmax_before`]), on the softmax's input `x` and the right operand `v`: per
+    /// row, E and R by `Softmax::row_parts`, p = E·V without rescale, then
+    /// `Softmax::matmul_output`. Overflows: the softmax's spread and the fused product's range.
+    fn eval_softmax_matmul(&self, id: NodeId, x: &[u64], v: &[u64]) -> NodeOutput {
+        let cfg = self.cfg;
+        let s = &self.model.nodes[id].shape;
+        let r = s.len();
+        let (m, nn_) = (s[r - 2], s[r - 1]);
+        let k = self.model.nodes[self.model.nodes[id].inputs[1]].shape[r - 2];
+        let sm = crate::approx::Softmax::new(cfg.scale());
+        let mut value = Vec::with_capacity(numel(s));
+        let mut overflows = 0u64;
+        for (h, rows) in x.chunks(m * k).enumerate() {
+            let vb = &v[h * k * nn_..(h + 1) * k * nn_];
+            for row in rows.chunks(k) {
+                let sv: Vec<i64> = row.iter().map(|&e| cfg.signed(e)).collect();
+                let spread = sv.iter().max().unwrap_or(&0) - sv.iter().min().unwrap_or(&0);
+                overflows += (spread >= 1i64 << (sm.m - 1)) as u64 * nn_ as u64;
+                let (e, rr) = sm.row_parts(row);
+                for c in 0..nn_ {
+                    let p = (0..k).fold(0u64, |a, j| {
+                        a.wrapping_add(e[j].wrapping_mul(vb[j * nn_ + c]))
+                    });
+                    let y = sm.matmul_output(cfg.ell(), p & cfg.mask(), rr);
+                    overflows += y.is_none() as u64;
+                    value.push(y.unwrap_or(0));
+                }
             }
         }
         NodeOutput { value, overflows }

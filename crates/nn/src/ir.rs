@@ -340,6 +340,23 @@ impl Model {
         &self.nodes[self.output].shape
     }
 
+    /// The softmax whose output the product of two activations `id` reads as its left operand,
+    /// when nothing else reads it (attention's softmax · V): the pair may be evaluated fused
+    /// (docs/fixed-point.md § Softmax → product).
+    pub fn softmax_before(&self, id: NodeId) -> Option<NodeId> {
+        let node = self.nodes.get(id)?;
+        if !matches!(node.op, Op::MatMul) {
+            return None;
+        }
+        let &n = node.inputs.first()?;
+        let readers = self.nodes.iter().filter(|m| m.inputs.contains(&n)).count();
+        (matches!(self.nodes[n].op, Op::Softmax)
+            && readers == 1
+            && n != self.output
+            && node.inputs[1] != n)
+            .then_some(n)
+    }
+
     /// The LayerNorm that the linear layer `id` is fused with (docs/fixed-point.md § LayerNorm
     /// → linear layer): `Some(n)` when `id` is a Linear whose input `n` is a LayerNorm without
     /// affine part (its γ, β folded into this layer) over the layer's input features, read by

@@ -192,6 +192,33 @@ impl LinearProtocol for Falcon {
         self.cheetah.server(layer, ring, keys, weights, x, ch, rng)
     }
 
+    fn splits(&self) -> bool {
+        true
+    }
+
+    fn client_send(
+        &self,
+        layer: &LayerSpec,
+        ring: Ring,
+        keys: &ClientKeys,
+        x: &[u64],
+        ch: &mut dyn Channel,
+        rng: &mut dyn CryptoRngCore,
+    ) -> Result<crate::PendingAnswer, LinearError> {
+        self.plan(layer, ring)?;
+        self.cheetah.send_query(layer, ring, keys, x, ch, rng)
+    }
+
+    fn client_receive(
+        &self,
+        pending: crate::PendingAnswer,
+        ring: Ring,
+        keys: &ClientKeys,
+        ch: &mut dyn Channel,
+    ) -> Result<Vec<u64>, LinearError> {
+        self.cheetah.read_answer(pending, ring, keys, ch)
+    }
+
     fn client_batch(
         &self,
         calls: &[(&LayerSpec, &[u64])],
