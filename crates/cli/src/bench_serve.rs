@@ -149,7 +149,7 @@ pub fn run(a: Args) -> Result<()> {
     };
     let (rgb, ih, iw) = nn::data::decode_image_rgb(crate::private::DEMO_IMAGE, "bundled sample")?;
     let x = nn::data::normalize_chw(&nn::data::fit_planar(&rgb, ih, iw, h, w).0);
-    let fused = engine::plan::fused_norms(&model, &engine::PlanConfig::default())?;
+    let fused = engine::plan::fused_pairs(&model, &engine::PlanConfig::default())?;
     let want = nn::fixed::run_fused(&model, &x, FixedConfig::new(37, 12)?, &fused)?.data;
 
     let mut server = start_server(&a)?;

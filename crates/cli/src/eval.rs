@@ -103,13 +103,13 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         return crate::fhe_mode::eval(&model, &data, &a.fhe, a.json);
     }
     // The fixed-point semantics the private run computes: LayerNorm → linear pairs fused as
-    // the default plan fuses them (engine::plan::fused_norms at its planning link).
+    // the default plan fuses them (engine::plan::fused_pairs at its planning link).
     let plan_cfg = engine::PlanConfig {
         ell: a.ell,
         scale: a.scale,
         ..engine::PlanConfig::default()
     };
-    let fused = engine::plan::fused_norms(&model, &plan_cfg)?;
+    let fused = engine::plan::fused_pairs(&model, &plan_cfg)?;
     let fixed = FixedModel::with_fused(&model, cfg, &fused)?;
     let pb = if a.json {
         ProgressBar::with_draw_target(Some(data.len() as u64), ProgressDrawTarget::hidden())

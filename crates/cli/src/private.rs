@@ -705,7 +705,7 @@ pub fn bench_model(a: BenchModelArgs) -> anyhow::Result<()> {
     let inf = private_run(&model, &opts, &x, a.json, Some(&link))?;
     let fixed = FixedConfig::new(opts.ell, opts.scale)?;
     // The reference fuses the LayerNorm → linear pairs the plan fuses.
-    let fused = engine::plan::fused_norms(&model, &opts.plan_config()?)?;
+    let fused = engine::plan::fused_pairs(&model, &opts.plan_config()?)?;
     let reference = nn::fixed::run_fused(&model, &x, fixed, &fused)?;
     let Outcome::Logits(private) = &inf.outcome else {
         bail!("expected logits")

@@ -240,7 +240,11 @@ pub enum StepKind {
     /// GELU on shares, exactly `nn::approx::Gelu` (docs/protocols/transformer.md).
     Gelu,
     /// Softmax over the last axis on shares, exactly `nn::approx::Softmax`.
-    Softmax,
+    Softmax {
+        /// The product reading it computes it (its `normalized` flag): this step passes its
+        /// input on.
+        into_matmul: bool,
+    },
     /// LayerNorm's normalization over the last axis on shares, exactly
     /// `nn::approx::LayerNorm`; its γ, β are folded into the linear layers that read it.
     LayerNorm {
@@ -264,6 +268,11 @@ pub enum StepKind {
         left: LayerSpec,
         right: LayerSpec,
         cost: Cost,
+        /// Its left operand is the softmax before it, computed here fused with the product
+        /// (`mpc::Session::softmax_matmul`, equal to `nn::approx::Softmax::matmul_output`; no
+        /// rescale of its own).
+        #[serde(default)]
+        normalized: bool,
     },
 }
 
@@ -289,8 +298,17 @@ impl StepKind {
             StepKind::MaxPool { .. } => "maxpool",
             StepKind::AvgPool { .. } | StepKind::GlobalAvgPool => "trunc",
             StepKind::Gelu => "gelu",
-            StepKind::Softmax => "softmax",
+            StepKind::Softmax { into_matmul: true } => "fused",
+            StepKind::Softmax { .. } => "softmax",
             StepKind::LayerNorm { .. } => "layernorm",
+            StepKind::SharedMatMul {
+                choice,
+                normalized: true,
+                ..
+            } => match choice {
+                LinearChoice::Cheetah(_) => "softmax+cheetah_shared",
+                _ => "softmax+falcon_shared",
+            },
             StepKind::SharedMatMul { choice, .. } => match choice {
                 LinearChoice::Cheetah(_) => "cheetah_shared",
                 LinearChoice::Falcon(_) => "falcon_shared",
@@ -413,7 +431,7 @@ const NORM_LINEAR_HOPS: f64 = 4.0;
 /// the layer's rescale) take less time at the planning bandwidth than the hops saved at half the
 /// planning round trip each. The fixed-point reference follows this choice
 /// (`nn::fixed::FixedModel::with_fused`): it is part of what the plan computes.
-pub fn fused_norms(model: &nn::Model, cfg: &PlanConfig) -> Result<Vec<nn::NodeId>, EngineError> {
+pub fn fused_pairs(model: &nn::Model, cfg: &PlanConfig) -> Result<Vec<nn::NodeId>, EngineError> {
     use mpc::cost;
     let ring = mpc::Ring::new(cfg.ell)?;
     let (flat_rescale, flat_ln) = (flat_rescale_max(cfg)?, layernorm_flat_max(cfg)?);
@@ -462,6 +480,39 @@ pub fn fused_norms(model: &nn::Model, cfg: &PlanConfig) -> Result<Vec<nn::NodeId
             out.push(id);
         }
     }
+    // Softmax → product by V: the product's round trip and rescale (four hops) against the
+    // per-output product of the fused tail.
+    let sm = nn::approx::Softmax::new(cfg.scale);
+    for id in 0..model.nodes.len() {
+        let Some(n) = model.softmax_before(id) else {
+            continue;
+        };
+        let (xs, os) = (&model.nodes[n].shape, &model.nodes[id].shape);
+        let row = *xs.last().unwrap_or(&0);
+        if nn::approx::Function::Softmax
+            .unsupported(cfg.scale, cfg.ell, row)
+            .is_some()
+        {
+            continue;
+        }
+        let (n_in, n_out): (usize, usize) = (xs.iter().product(), os.iter().product());
+        let spec = crate::approx::softmax_spec(&sm, n_in <= softmax_wide_max(cfg)?);
+        let fused = cost::softmax_matmul(&spec, cfg.ell, n_in, row, n_out / (n_in / row))?.bits;
+        let unfused = cost::softmax(&spec, cfg.ell, n_in, row)?.bits
+            + cost::trunc_known_sign_form(
+                ring,
+                cfg.scale,
+                n_out,
+                form(n_out, flat_rescale),
+                Party::P0,
+            )
+            .bits;
+        let extra = fused as f64 - unfused as f64;
+        if extra <= 0.0 || priced_max(cfg, NORM_LINEAR_HOPS, extra) >= 1 {
+            out.push(id);
+        }
+    }
+    out.sort_unstable();
     Ok(out)
 }
 
@@ -738,7 +789,7 @@ impl Plan {
                             epsilon: l.epsilon,
                             into_linear: false,
                         },
-                        Op::Softmax => StepKind::Softmax,
+                        Op::Softmax => StepKind::Softmax { into_matmul: false },
                         _ => StepKind::Gelu,
                     }
                 }
@@ -762,6 +813,7 @@ impl Plan {
                         left,
                         right,
                         cost,
+                        normalized: false,
                     }
                 }
                 Op::Mul => {
@@ -789,7 +841,7 @@ impl Plan {
         if cfg.fuse_relu {
             Self::fuse_relus(&mut steps, model.output);
         }
-        Self::fuse_norms(&mut steps, model, ring, cfg)?;
+        Self::fuse_pairs(&mut steps, model, ring, cfg)?;
         let plan = Plan {
             version: PLAN_VERSION,
             model: model.name.clone(),
@@ -974,18 +1026,27 @@ impl Plan {
         Ok(())
     }
 
-    /// Marks each LayerNorm → linear pair [`fused_norms`] fuses at `cfg`'s link: the linear
+    /// Marks each LayerNorm → linear pair [`fused_pairs`] fuses at `cfg`'s link: the linear
     /// step takes the `Normalized` epilogue, the
     /// LayerNorm step passes its input on. The layer's protocol must split to run inside
     /// LayerNorm's flights: where the choice does not, Cheetah runs it.
-    fn fuse_norms(
+    fn fuse_pairs(
         steps: &mut [Step],
         model: &nn::Model,
         ring: linear::Ring,
         cfg: &PlanConfig,
     ) -> Result<(), EngineError> {
         let cheetah = LinearChoice::Cheetah(cfg.cheetah);
-        for id in fused_norms(model, cfg)? {
+        for id in fused_pairs(model, cfg)? {
+            if let Some(n) = model.softmax_before(id) {
+                if let StepKind::SharedMatMul { normalized, .. } = &mut steps[id].kind {
+                    *normalized = true;
+                }
+                if let StepKind::Softmax { into_matmul } = &mut steps[n].kind {
+                    *into_matmul = true;
+                }
+                continue;
+            }
             let Some(n) = model.norm_before(id) else {
                 continue;
             };
@@ -1102,13 +1163,16 @@ impl Plan {
 
     /// The linear layers (node ids) run fused with their LayerNorm: what the fixed-point
     /// reference of this plan fuses (`nn::fixed::FixedModel::with_fused`).
-    pub fn fused_linears(&self) -> Vec<usize> {
+    pub fn fused_pairs(&self) -> Vec<usize> {
         (0..self.steps.len())
             .filter(|&i| {
                 matches!(
                     self.steps[i].kind,
                     StepKind::Linear {
                         epilogue: Epilogue::Normalized,
+                        ..
+                    } | StepKind::SharedMatMul {
+                        normalized: true,
                         ..
                     }
                 )
@@ -1220,7 +1284,7 @@ impl Plan {
                     }
                 )
             };
-            for &j in &s.inputs {
+            for (k, &j) in s.inputs.iter().enumerate() {
                 let into = matches!(
                     self.steps[j].kind,
                     StepKind::LayerNorm {
@@ -1234,16 +1298,31 @@ impl Plan {
                         "a fused LayerNorm must be read by its linear layer alone".into(),
                     ));
                 }
+                let into_mm = matches!(self.steps[j].kind, StepKind::Softmax { into_matmul: true });
+                let reads = k == 0
+                    && matches!(
+                        s.kind,
+                        StepKind::SharedMatMul {
+                            normalized: true,
+                            ..
+                        }
+                    );
+                if into_mm != reads || (into_mm && j == self.output) {
+                    return Err(bad(
+                        i,
+                        "a fused softmax must be the left operand of its product alone".into(),
+                    ));
+                }
             }
             if matches!(
                 s.kind,
                 StepKind::LayerNorm {
                     into_linear: true,
                     ..
-                }
+                } | StepKind::Softmax { into_matmul: true }
             ) && self.steps.iter().filter(|t| t.inputs.contains(&i)).count() != 1
             {
-                return Err(bad(i, "a fused LayerNorm has one reader".into()));
+                return Err(bad(i, "a fused LayerNorm or softmax has one reader".into()));
             }
             match &s.kind {
                 StepKind::Linear {
@@ -1412,13 +1491,13 @@ impl Plan {
                     }
                 }
                 StepKind::Input | StepKind::Constant => {}
-                StepKind::Gelu | StepKind::Softmax | StepKind::LayerNorm { .. } => {
+                StepKind::Gelu | StepKind::Softmax { .. } | StepKind::LayerNorm { .. } => {
                     if in_len(0) != n {
                         return Err(bad(i, "element count changes".into()));
                     }
                     let f = match s.kind {
                         StepKind::Gelu => nn::approx::Function::Gelu,
-                        StepKind::Softmax => nn::approx::Function::Softmax,
+                        StepKind::Softmax { .. } => nn::approx::Function::Softmax,
                         _ => nn::approx::Function::LayerNorm,
                     };
                     let d = *s.shape.last().unwrap_or(&0);
@@ -1633,7 +1712,19 @@ impl Plan {
                         }
                 }
                 StepKind::TruncRelu => cost::trunc_relu_p0_chooses(ring, s, n),
+                StepKind::SharedMatMul {
+                    normalized: true,
+                    k,
+                    n: cols,
+                    ..
+                } => {
+                    let sm = nn::approx::Softmax::new(self.scale);
+                    let n_in: usize = self.steps[step.inputs[0]].shape.iter().product();
+                    let spec = crate::approx::softmax_spec(&sm, self.softmax_wide(n_in));
+                    cost::softmax_matmul(&spec, self.ell, n_in, *k, *cols)?
+                }
                 StepKind::SharedMatMul { .. } => self.rescale_cost(ring, s, n, Party::P0),
+                StepKind::Softmax { into_matmul: true } => cost::Cost::default(),
                 StepKind::Gelu => {
                     let g = nn::approx::Gelu::new(self.scale);
                     cost::gelu(
@@ -1642,7 +1733,7 @@ impl Plan {
                         n,
                     )?
                 }
-                StepKind::Softmax => {
+                StepKind::Softmax { .. } => {
                     let t = nn::approx::Softmax::new(self.scale);
                     let row = *step.shape.last().unwrap_or(&1);
                     let spec = crate::approx::softmax_spec(&t, self.softmax_wide(n));
@@ -1734,30 +1825,41 @@ mod tests {
         cfg
     }
 
-    /// LayerNorm → linear fusion is priced by the link (every pair of the tiny ViT with a round
-    /// trip to save, only the head's without), and a client refuses a plan whose fused pairs do
-    /// not fit together.
+    /// LayerNorm → linear and softmax → product fusion is priced by the link (every pair of the
+    /// tiny ViT with a round trip to save, only the head's without), and a client refuses a plan
+    /// whose fused pairs do not fit together.
     #[test]
-    fn fused_norms_follow_the_link_and_validate() {
+    fn fused_pairs_follow_the_link_and_validate() {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../../models/tiny/tiny_vit.onnx");
         let model = nn::load(path).unwrap();
         let pairs: Vec<usize> = (0..model.nodes.len())
-            .filter(|&k| model.norm_before(k).is_some())
+            .filter(|&k| model.norm_before(k).is_some() || model.softmax_before(k).is_some())
             .collect();
-        assert!(pairs.len() >= 3, "{pairs:?}");
-        assert_eq!(fused_norms(&model, &PlanConfig::default()).unwrap(), pairs);
-        let lan0 = fused_norms(&model, &link(3000, 0)).unwrap();
+        assert!(pairs.len() >= 4, "{pairs:?}");
+        assert_eq!(fused_pairs(&model, &PlanConfig::default()).unwrap(), pairs);
+        let lan0 = fused_pairs(&model, &link(3000, 0)).unwrap();
         assert_eq!(
             lan0,
             [*pairs.last().unwrap()],
             "only the head without delay"
         );
         let plan = Plan::compile(&model, &PlanConfig::default()).unwrap();
-        assert_eq!(plan.fused_linears(), pairs);
+        assert_eq!(plan.fused_pairs(), pairs);
         let back: Plan = serde_json::from_str(&serde_json::to_string(&plan).unwrap()).unwrap();
         back.validate().unwrap();
         let (lin, ln) = (pairs[0], model.norm_before(pairs[0]).unwrap());
+        let (prod, sm) = (pairs[1], model.softmax_before(pairs[1]).unwrap());
+        // A softmax computed alone while its product still expects to compute it, and the
+        // reverse.
+        let mut bad = plan.clone();
+        bad.steps[sm].kind = StepKind::Softmax { into_matmul: false };
+        assert!(bad.validate().is_err());
+        let mut bad = plan.clone();
+        if let StepKind::SharedMatMul { normalized, .. } = &mut bad.steps[prod].kind {
+            *normalized = false;
+        }
+        assert!(bad.validate().is_err());
         // The LayerNorm computed alone while its reader still expects to compute it.
         let mut bad = plan.clone();
         if let StepKind::LayerNorm { into_linear, .. } = &mut bad.steps[ln].kind {

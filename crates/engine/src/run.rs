@@ -505,7 +505,8 @@ fn run_side<C: Channel>(
                 let spec = crate::approx::gelu_spec(&g, plan.gelu_chooser(i));
                 session.gelu(ch, &shares(inputs[0].to_vec())?, &spec)?.data
             }
-            StepKind::Softmax => {
+            StepKind::Softmax { into_matmul: true } => inputs[0].to_vec(),
+            StepKind::Softmax { .. } => {
                 let t = nn::approx::Softmax::new(plan.scale);
                 let n = inputs[0].len();
                 let spec = crate::approx::softmax_spec(&t, plan.softmax_wide(n));
@@ -533,6 +534,7 @@ fn run_side<C: Channel>(
                 choice,
                 left,
                 right,
+                normalized,
                 ..
             } => {
                 let proto = choice.protocol();
@@ -547,54 +549,80 @@ fn run_side<C: Channel>(
                         .collect()
                 };
                 let (at, bt) = (per(a, m, k), per(b, k, n));
-                // Both cross terms in one round trip: the client sends both queries before it
-                // reads an answer (`client_batch`), the server answers them in order.
-                let cross = match side {
-                    Side::Server { keys, .. } => {
-                        let mut cross = Vec::with_capacity(2);
-                        for (layer, w, x) in [(left, a, b), (right, &bt[..], &at[..])] {
-                            let w = LayerWeights {
-                                weights: w.to_vec(),
-                                bias: vec![0; layer.bias_len()],
-                            };
-                            let zero = vec![0; x.len()];
-                            cross.push(
-                                proto.server_in(layer, lring, keys, &w, &zero, session, ch, rng)?,
-                            );
-                        }
-                        cross
-                    }
-                    Side::Client { keys } => proto.client_batch(
-                        &[(left, b), (right, &at[..])],
-                        lring,
-                        keys,
-                        session,
-                        ch,
-                        rng,
-                    )?,
-                };
-                let c2 = per(&cross[1], n, m);
-                let mut y = Vec::with_capacity(batch * m * n);
-                for h in 0..batch {
-                    // This party's own product A_P·B_P, local.
-                    let own = nn::fixed::matmul_ring(
-                        1,
-                        m,
-                        k,
-                        n,
-                        &a[h * m * k..(h + 1) * m * k],
-                        &b[h * k * n..(h + 1) * k * n],
+                if *normalized {
+                    // Softmax fused with this product: `a` is the softmax's input.
+                    let t = nn::approx::Softmax::new(plan.scale);
+                    let spec = crate::approx::softmax_spec(&t, plan.softmax_wide(a.len()));
+                    let x = shares(a.to_vec())?;
+                    let mut lin = SharedNorm {
+                        proto: &*proto,
+                        dims: (batch, m, k, n),
+                        left,
+                        right,
+                        ring: lring,
                         fixed,
-                    );
-                    let at = h * m * n;
-                    y.extend((0..m * n).map(|e| {
-                        own[e]
-                            .wrapping_add(cross[0][at + e])
-                            .wrapping_add(c2[at + e])
-                            & ring.mask()
-                    }));
+                        b: b.to_vec(),
+                        bt,
+                        side: match side {
+                            Side::Server { keys, .. } => NormSide::Server(keys),
+                            Side::Client { keys } => NormSide::Client(keys, Vec::new()),
+                        },
+                        rng: &mut *rng,
+                        e: Vec::new(),
+                    };
+                    let y = session.softmax_matmul(ch, &x, k, &spec, &mut lin, n)?;
+                    y.data
+                } else {
+                    // Both cross terms in one round trip: the client sends both queries before it
+                    // reads an answer (`client_batch`), the server answers them in order.
+                    let cross =
+                        match side {
+                            Side::Server { keys, .. } => {
+                                let mut cross = Vec::with_capacity(2);
+                                for (layer, w, x) in [(left, a, b), (right, &bt[..], &at[..])] {
+                                    let w = LayerWeights {
+                                        weights: w.to_vec(),
+                                        bias: vec![0; layer.bias_len()],
+                                    };
+                                    let zero = vec![0; x.len()];
+                                    cross.push(proto.server_in(
+                                        layer, lring, keys, &w, &zero, session, ch, rng,
+                                    )?);
+                                }
+                                cross
+                            }
+                            Side::Client { keys } => proto.client_batch(
+                                &[(left, b), (right, &at[..])],
+                                lring,
+                                keys,
+                                session,
+                                ch,
+                                rng,
+                            )?,
+                        };
+                    let c2 = per(&cross[1], n, m);
+                    let mut y = Vec::with_capacity(batch * m * n);
+                    for h in 0..batch {
+                        // This party's own product A_P·B_P, local.
+                        let own = nn::fixed::matmul_ring(
+                            1,
+                            m,
+                            k,
+                            n,
+                            &a[h * m * k..(h + 1) * m * k],
+                            &b[h * k * n..(h + 1) * k * n],
+                            fixed,
+                        );
+                        let at = h * m * n;
+                        y.extend((0..m * n).map(|e| {
+                            own[e]
+                                .wrapping_add(cross[0][at + e])
+                                .wrapping_add(c2[at + e])
+                                & ring.mask()
+                        }));
+                    }
+                    rescale(session, ch, y, Act::None, plan.scale, true)?
                 }
-                rescale(session, ch, y, Act::None, plan.scale, true)?
             }
         };
         ch.flush()?;
@@ -694,6 +722,119 @@ impl<C: Channel> mpc::NormLinear<C> for ClientNorm<'_> {
     fn finish(&mut self, ch: &mut C) -> Result<Vec<u64>, mpc::BoxError> {
         let p = self.pending.take().ok_or("the query was never sent")?;
         Ok(self.proto.client_receive(p, self.ring, self.keys, ch)?)
+    }
+}
+
+/// Per batch index h of `[batch, r, c]` values: the transpose of each r × c block.
+fn transpose_blocks(v: &[u64], r: usize, c: usize) -> Vec<u64> {
+    v.chunks(r * c)
+        .flat_map(|blk| local::transpose2(blk, r, c))
+        .collect()
+}
+
+/// Which party runs a [`SharedNorm`], with its keys (the client: and its pending queries).
+enum NormSide<'a> {
+    Server(&'a ServerKeys),
+    Client(&'a ClientKeys, Vec<linear::PendingAnswer>),
+}
+
+/// A product of two shared activations run inside softmax's flights
+/// (`mpc::Session::softmax_matmul`): the left operand is the softmax's exponentials E, handed
+/// to `start`; the cross terms are the two ciphertext × plaintext products of `SharedMatMul`,
+/// the client's queries sent in `start` and the server's answers in `finish`.
+struct SharedNorm<'a> {
+    proto: &'a dyn LinearProtocol,
+    /// (batch, M, K, N).
+    dims: (usize, usize, usize, usize),
+    left: &'a LayerSpec,
+    right: &'a LayerSpec,
+    ring: linear::Ring,
+    fixed: FixedConfig,
+    /// This party's share of the right operand B, and its blockwise transpose.
+    b: Vec<u64>,
+    bt: Vec<u64>,
+    side: NormSide<'a>,
+    rng: &'a mut dyn CryptoRngCore,
+    /// This party's share of E.
+    e: Vec<u64>,
+}
+
+impl SharedNorm<'_> {
+    /// This party's own product E_p·B_p plus the two cross terms (the right one transposed
+    /// back), mod 2^ℓ.
+    fn total(&self, cross: &[Vec<u64>]) -> Vec<u64> {
+        let (batch, m, k, n) = self.dims;
+        let c2 = transpose_blocks(&cross[1], n, m);
+        let mut y = Vec::with_capacity(batch * m * n);
+        for h in 0..batch {
+            let own = nn::fixed::matmul_ring(
+                1,
+                m,
+                k,
+                n,
+                &self.e[h * m * k..(h + 1) * m * k],
+                &self.b[h * k * n..(h + 1) * k * n],
+                self.fixed,
+            );
+            let at = h * m * n;
+            y.extend((0..m * n).map(|i| {
+                own[i]
+                    .wrapping_add(cross[0][at + i])
+                    .wrapping_add(c2[at + i])
+                    & self.fixed.mask()
+            }));
+        }
+        y
+    }
+}
+
+impl<C: Channel> mpc::NormLinear<C> for SharedNorm<'_> {
+    fn start(&mut self, ch: &mut C, e: &[u64]) -> Result<(), mpc::BoxError> {
+        self.e = e.to_vec();
+        let (_, m, k, _) = self.dims;
+        if let NormSide::Client(keys, pending) = &mut self.side {
+            let et = transpose_blocks(e, m, k);
+            for (layer, x) in [(self.left, &self.b[..]), (self.right, &et[..])] {
+                pending.push(self.proto.client_send(
+                    layer,
+                    self.ring,
+                    keys,
+                    x,
+                    ch,
+                    &mut *self.rng,
+                )?);
+            }
+        }
+        Ok(())
+    }
+    fn finish(&mut self, ch: &mut C) -> Result<Vec<u64>, mpc::BoxError> {
+        let mut cross = Vec::with_capacity(2);
+        match &mut self.side {
+            NormSide::Server(keys) => {
+                for (layer, w) in [(self.left, &self.e), (self.right, &self.bt)] {
+                    let w = LayerWeights {
+                        weights: w.clone(),
+                        bias: vec![0; layer.bias_len()],
+                    };
+                    let zero = vec![0; layer.input_len()];
+                    cross.push(self.proto.server(
+                        layer,
+                        self.ring,
+                        keys,
+                        &w,
+                        &zero,
+                        ch,
+                        &mut *self.rng,
+                    )?);
+                }
+            }
+            NormSide::Client(keys, pending) => {
+                for p in pending.drain(..) {
+                    cross.push(self.proto.client_receive(p, self.ring, keys, ch)?);
+                }
+            }
+        }
+        Ok(self.total(&cross))
     }
 }
 

@@ -468,7 +468,7 @@ fn layernorms_fused_and_alone_match_the_fixed_point_reference() {
             .collect();
         let xq: Vec<u64> = x.iter().map(|&v| fixed.encode(v)).collect();
         let fm =
-            nn::fixed::FixedModel::with_fused(&model, fixed, &server.plan.fused_linears()).unwrap();
+            nn::fixed::FixedModel::with_fused(&model, fixed, &server.plan.fused_pairs()).unwrap();
         assert_eq!(fm.fused(), [2]);
         assert_eq!(fm.run_trace(&xq).unwrap().total_overflows(), 0);
         let reference = fm.run(&x).unwrap();
@@ -846,12 +846,20 @@ fn vit_matches(name: &str) {
             .iter()
             .map(|s| s.kind.protocol())
             .collect();
-        // Every LayerNorm here is read by one linear layer: with a round trip to save all run
-        // fused with it; without, only the head's (fewer outputs than inputs: fewer bits).
-        for p in ["gelu", "softmax", "layernorm+cheetah", shared] {
+        // Every LayerNorm here is read by one linear layer and every softmax by its product by
+        // V: with a round trip to save all run fused; without, only the head's LayerNorm (fewer
+        // outputs than inputs: fewer bits).
+        let fused_softmax = format!("softmax+{shared}");
+        for p in ["gelu", "layernorm+cheetah", shared] {
             assert!(kinds.contains(&p), "{p} missing from {kinds:?}");
         }
         assert_eq!(kinds.contains(&"layernorm"), rtt_us == 0, "{kinds:?}");
+        assert_eq!(kinds.contains(&"softmax"), rtt_us == 0, "{kinds:?}");
+        assert_eq!(
+            kinds.contains(&fused_softmax.as_str()),
+            rtt_us > 0,
+            "{kinds:?}"
+        );
         assert!(server
             .plan
             .steps
@@ -862,10 +870,10 @@ fn vit_matches(name: &str) {
             .collect();
         let xq: Vec<u64> = x.iter().map(|&v| fixed.encode(v)).collect();
         // The reference fuses the pairs the plan fuses.
-        let fused = server.plan.fused_linears();
+        let fused = server.plan.fused_pairs();
         assert_eq!(
             fused,
-            privinfer_engine::plan::fused_norms(&model, &cfg).unwrap()
+            privinfer_engine::plan::fused_pairs(&model, &cfg).unwrap()
         );
         let reference = nn::fixed::run_fused(&model, &x, fixed, &fused).unwrap();
         let Outcome::Logits(l) = private_logits(&server, xq, false, 21 + seed) else {

@@ -895,7 +895,6 @@ impl Session {
                 .normalized_rows(ch, &sums, &norm, rb, (&[], 0), &mut hooks)?
                 .0)
         })?;
-        drop(hooks);
         let p = p.unwrap_or_default();
         if p.len() != rows * out {
             return Err(MpcError::LengthMismatch {

@@ -123,14 +123,18 @@ fn plan(bits: u32, split: u32, leaves: u32) -> Shape {
 }
 
 /// The flat comparison ([`Session::compare_flat`]): the low ⌊bits/2⌋ and the high ⌈bits/2⌉ bits
-/// as two trees of leaves up to [`FLAT_LEAF_MAX`] bits (one leaf each up to 12 bits), not
+/// as two trees of leaves up to [`FLAT_LEAF_MAX`] bits (one leaf each up to 12 bits; wider
+/// leaves beyond 24 bits, so that each tree stays one AND level), not
 /// joined: the caller joins them in arithmetic shares, in the flight that converts the result.
 fn flat(bits: u32) -> Shape {
     let lo = bits / 2;
+    // Halves of more than 12 bits (a carry out of more than 24) keep two leaves each, so one
+    // AND level, with leaves wider than FLAT_LEAF_MAX: a level fewer for 2^{w}-entry leaf OTs.
+    let leaf = FLAT_LEAF_MAX.max((bits - lo).div_ceil(2));
     Shape {
         trees: vec![
-            Tree::new(0, lo, false, FLAT_LEAF_MAX),
-            Tree::new(lo, bits, true, FLAT_LEAF_MAX),
+            Tree::new(0, lo, false, leaf),
+            Tree::new(lo, bits, true, leaf),
         ],
         join: false,
     }

@@ -257,7 +257,7 @@ impl<'m> FixedModel<'m> {
 
     /// As [`FixedModel::new`], with the nodes `linears` evaluated fused with the LayerNorm or
     /// softmax they read (docs/fixed-point.md § LayerNorm → linear layer, § Softmax → product):
-    /// the plan's choice (`engine::plan::fused_norms`), which the reference must follow. Each
+    /// the plan's choice (`engine::plan::fused_pairs`), which the reference must follow. Each
     /// must be a pair of [`Model::norm_before`] or [`Model::softmax_before`].
     pub fn with_fused(model: &'m Model, cfg: FixedConfig, linears: &[NodeId]) -> Result<Self> {
         let mut fm = FixedModel::new(model, cfg);
