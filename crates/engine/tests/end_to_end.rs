@@ -349,35 +349,36 @@ fn auto_policy_weighs_layer_time_against_key_setup() {
     assert_eq!(protocols(1, LinearPolicy::Hyena, 400), ["hyena"]);
 }
 
+/// A token × weight product on 5 rows with deterministic weights (phase `k`).
+fn token_linear(i: usize, o: usize, k: f32) -> nn::Op {
+    let w = |n: usize, k: f32| {
+        (0..n)
+            .map(|j| ((j as f32 * 0.61 + k).sin()) * 0.8)
+            .collect::<Vec<f32>>()
+    };
+    nn::Op::Linear(nn::ir::Linear {
+        in_features: i,
+        out_features: o,
+        rows: 5,
+        weight: w(i * o, k),
+        bias: w(o, k + 0.3),
+    })
+}
+
 /// A transformer's token × weight products (a Linear node on 5 rows, as the ViT exports have):
 /// two of them with a ReLU between, under Cheetah and under SIMD, equal the fixed-point
 /// reference exactly.
 #[test]
 fn token_by_weight_products_match_the_fixed_point_reference() {
-    use nn::ir::Linear;
     use nn::{Model, Op};
-    let w = |n: usize, k: f32| {
-        (0..n)
-            .map(|i| ((i as f32 * 0.61 + k).sin()) * 0.8)
-            .collect::<Vec<f32>>()
-    };
-    let lin = |i: usize, o: usize, k: f32| {
-        Op::Linear(Linear {
-            in_features: i,
-            out_features: o,
-            rows: 5,
-            weight: w(i * o, k),
-            bias: w(o, k + 0.3),
-        })
-    };
     let model = Model {
         name: "tokens".into(),
         input_name: "x".into(),
         nodes: vec![
             node("x", Op::Input, vec![], vec![1, 5, 8]),
-            node("fc1", lin(8, 6, 0.2), vec![0], vec![1, 5, 6]),
+            node("fc1", token_linear(8, 6, 0.2), vec![0], vec![1, 5, 6]),
             node("relu", Op::Relu, vec![1], vec![1, 5, 6]),
-            node("fc2", lin(6, 3, 0.7), vec![2], vec![1, 5, 3]),
+            node("fc2", token_linear(6, 3, 0.7), vec![2], vec![1, 5, 3]),
         ],
         output: 3,
         metadata: vec![],
@@ -406,22 +407,8 @@ fn token_by_weight_products_match_the_fixed_point_reference() {
 /// Cheetah, the protocol that splits) the private logits equal the fixed-point reference.
 #[test]
 fn layernorms_fused_and_alone_match_the_fixed_point_reference() {
-    use nn::ir::{LayerNorm, Linear};
+    use nn::ir::LayerNorm;
     use nn::{Model, Op};
-    let w = |n: usize, k: f32| {
-        (0..n)
-            .map(|i| ((i as f32 * 0.61 + k).sin()) * 0.8)
-            .collect::<Vec<f32>>()
-    };
-    let lin = |i: usize, o: usize, k: f32| {
-        Op::Linear(Linear {
-            in_features: i,
-            out_features: o,
-            rows: 5,
-            weight: w(i * o, k),
-            bias: w(o, k + 0.3),
-        })
-    };
     let ln = |d: usize| {
         Op::LayerNorm(LayerNorm {
             epsilon: 1e-5,
@@ -435,9 +422,9 @@ fn layernorms_fused_and_alone_match_the_fixed_point_reference() {
         nodes: vec![
             node("x", Op::Input, vec![], vec![1, 5, 8]),
             node("ln1", ln(8), vec![0], vec![1, 5, 8]),
-            node("fc1", lin(8, 6, 0.2), vec![1], vec![1, 5, 6]),
+            node("fc1", token_linear(8, 6, 0.2), vec![1], vec![1, 5, 6]),
             node("ln2", ln(6), vec![2], vec![1, 5, 6]),
-            node("fc2", lin(6, 6, 0.7), vec![3], vec![1, 5, 6]),
+            node("fc2", token_linear(6, 6, 0.7), vec![3], vec![1, 5, 6]),
             node("add", Op::Add, vec![3, 4], vec![1, 5, 6]),
         ],
         output: 5,

@@ -1182,9 +1182,7 @@ impl Session {
         let rs = affine_choose(&mut r, &|i| recv_g[i], recv_c, &mut w);
         let ss = affine_send(&mut s, &|i| send_g[i], f0, f1, &mut w);
         let peer_bits = send_g.len() as u64 + recv_g.iter().map(|g| g.width() as u64).sum::<u64>();
-        ch.send(&w.finish())?;
-        between(ch)?;
-        let got = crate::bits::recv_bits(ch, peer_bits, what)?;
+        let got = self.exchange_around(ch, w.finish(), peer_bits, what, between)?;
         let mut rd = BitReader::new(&got, peer_bits, what)?;
         let sv = ss.finish(&mut rd);
         let rv = rs.finish(&mut rd, what)?;

@@ -301,9 +301,7 @@ impl Session {
             .collect();
         let ss = affine_send(&mut s, &group, &f0, &f1, &mut w);
         let peer_bits = (0..n).map(|i| 1 + ring(i).bits() as u64).sum();
-        ch.send(&w.finish())?;
-        between(ch)?;
-        let got = crate::bits::recv_bits(ch, peer_bits, "mux")?;
+        let got = self.exchange_around(ch, w.finish(), peer_bits, "mux", between)?;
         let mut rd = BitReader::new(&got, peer_bits, "mux")?;
         let sv = ss.finish(&mut rd);
         let rv = rs.finish(&mut rd, "mux")?;
@@ -376,9 +374,8 @@ impl Session {
                 let (mut s, _) = self.cots(ch, n, 0)?;
                 let mut w = BitWriter::default();
                 let st = affine_send(&mut s, group, f0, f1, &mut w);
-                ch.send(&w.finish())?;
-                between(ch)?;
-                let got = crate::bits::recv_bits(ch, n as u64, "affine OT choices")?;
+                let got =
+                    self.exchange_around(ch, w.finish(), n as u64, "affine OT choices", between)?;
                 Ok(st.finish(&mut BitReader::new(&got, n as u64, "affine OT choices")?))
             }
             Party::P1 => {
@@ -393,9 +390,8 @@ impl Session {
                 let mut w = BitWriter::default();
                 let st = affine_choose(&mut r, group, c, &mut w);
                 let bits = crate::cots::affine_msg_bits(n, group);
-                ch.send(&w.finish())?;
-                between(ch)?;
-                let got = crate::bits::recv_bits(ch, bits, "affine OT messages")?;
+                let got =
+                    self.exchange_around(ch, w.finish(), bits, "affine OT messages", between)?;
                 st.finish(
                     &mut BitReader::new(&got, bits, "affine OT messages")?,
                     "affine OT messages",

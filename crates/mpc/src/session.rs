@@ -293,7 +293,21 @@ impl Session {
         peer_bits: u64,
         what: &'static str,
     ) -> Result<Vec<u8>> {
+        self.exchange_around(ch, mine, peer_bits, what, &mut |_| Ok(()))
+    }
+
+    /// [`Session::exchange`] running `between` after this party's message is queued and before
+    /// the peer's is read: another step's messages ride in the same flight.
+    pub(crate) fn exchange_around<C: Channel + ?Sized>(
+        &self,
+        ch: &mut C,
+        mine: Vec<u8>,
+        peer_bits: u64,
+        what: &'static str,
+        between: &mut dyn FnMut(&mut C) -> Result<()>,
+    ) -> Result<Vec<u8>> {
         ch.send(&mine)?;
+        between(ch)?;
         recv_bits(ch, peer_bits, what)
     }
 
