@@ -1874,6 +1874,48 @@ mod tests {
         assert!(bad.validate().is_err());
     }
 
+    /// A client-side check of a tampered transformer plan never panics: every step's fusion
+    /// flags toggled and its first input redirected, one at a time; where the plan still
+    /// validates, its key requests, costs and memory prediction are computed (the stable twin
+    /// of the `server_hello` fuzz target for the fused kinds).
+    #[test]
+    fn tampered_fused_plans_never_panic() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../models/tiny/tiny_vit.onnx");
+        let model = nn::load(path).unwrap();
+        let plan = Plan::compile(&model, &PlanConfig::default()).unwrap();
+        let check = |p: &Plan| {
+            if p.validate().is_ok() {
+                let _ = p.key_requests();
+                let _ = p.nonlinear_costs(true);
+                let _ = p.predicted_session_memory(false);
+            }
+        };
+        for i in 1..plan.steps.len() {
+            let mut p = plan.clone();
+            match &mut p.steps[i].kind {
+                StepKind::LayerNorm { into_linear, .. } => *into_linear = !*into_linear,
+                StepKind::Softmax { into_matmul } => *into_matmul = !*into_matmul,
+                StepKind::SharedMatMul { normalized, .. } => *normalized = !*normalized,
+                StepKind::Linear { epilogue, .. } => {
+                    *epilogue = match epilogue {
+                        Epilogue::Normalized => Epilogue::Rescale,
+                        _ => Epilogue::Normalized,
+                    }
+                }
+                _ => {}
+            }
+            check(&p);
+            for j in 0..i {
+                let mut p = p.clone();
+                if let Some(x) = p.steps[i].inputs.first_mut() {
+                    *x = j;
+                }
+                check(&p);
+            }
+        }
+    }
+
     /// The flat rescale's threshold: the two half round trips it saves against its 241 extra
     /// bits per element (ℓ = 37, s = 12), at the planner's link.
     #[test]
