@@ -344,7 +344,9 @@ pub fn demo(a: DemoArgs) -> anyhow::Result<()> {
     println!("privinfer demo: {model_name}, image {image_name}");
     let plain = nn::float::run(&model, &x)?;
     let plain: Vec<f64> = plain.data.iter().map(|&v| v as f64).collect();
-    let inf = private_run(&model, &a.opts, &x, false, None)?;
+    // Over a delay-free emulated link on TCP loopback, which counts the latency hops: the LAN
+    // and WAN estimates then price one-way delays, not round trips.
+    let inf = private_run(&model, &a.opts, &x, false, Some(&NetworkModel::LOOPBACK))?;
     let fixed = FixedConfig::new(a.opts.ell, a.opts.scale)?;
     let private = match &inf.outcome {
         Outcome::Logits(l) => argmax(&l.iter().map(|&v| fixed.decode(v)).collect::<Vec<_>>()),
