@@ -421,20 +421,23 @@ pub fn softmax_wide_max(cfg: &PlanConfig) -> Result<usize, EngineError> {
     ))
 }
 
-/// Hops a LayerNorm → linear pair saves fused, measured on the CIFAR ViT: the linear step's
-/// round trip and rescale (four hops per call) ride in LayerNorm's flights.
-const NORM_LINEAR_HOPS: f64 = 4.0;
+/// Hops a fused pair saves, measured on the CIFAR ViT: the second step's round trip and rescale
+/// (four hops per call) ride in the first one's flights.
+const FUSED_PAIR_HOPS: f64 = 4.0;
 
-/// The linear layers that run fused with the LayerNorm they read (docs/protocols/transformer.md
-/// § LayerNorm → linear layer) at `cfg`'s link: each pair of [`nn::Model::norm_before`] whose
-/// extra bits (the per-output product and rescale carry against LayerNorm's per-input tail and
-/// the layer's rescale) take less time at the planning bandwidth than the hops saved at half the
-/// planning round trip each. The fixed-point reference follows this choice
+/// The nodes that run fused with the LayerNorm or softmax they read (docs/protocols/
+/// transformer.md § LayerNorm → linear layer, § Softmax → product by V) at `cfg`'s link: each
+/// pair of [`nn::Model::norm_before`] or [`nn::Model::softmax_before`] whose extra bits (the
+/// per-output product and rescale against the first step's per-input tail and the second's
+/// rescale) take less time at the planning bandwidth than the hops saved at half the planning
+/// round trip each. The fixed-point reference follows this choice
 /// (`nn::fixed::FixedModel::with_fused`): it is part of what the plan computes.
 pub fn fused_pairs(model: &nn::Model, cfg: &PlanConfig) -> Result<Vec<nn::NodeId>, EngineError> {
     use mpc::cost;
     let ring = mpc::Ring::new(cfg.ell)?;
     let (flat_rescale, flat_ln) = (flat_rescale_max(cfg)?, layernorm_flat_max(cfg)?);
+    let wide_max = softmax_wide_max(cfg)?;
+    let sm = nn::approx::Softmax::new(cfg.scale);
     let form = |n: usize, max: usize| {
         if n <= max {
             mpc::TruncForm::Flat
@@ -442,77 +445,68 @@ pub fn fused_pairs(model: &nn::Model, cfg: &PlanConfig) -> Result<Vec<nn::NodeId
             mpc::TruncForm::Tree
         }
     };
+    // (fused bits, the first step's bits alone, outputs of the second), where the pair applies.
+    let price = |id: usize| -> Result<Option<(u64, u64, usize)>, EngineError> {
+        let node = &model.nodes[id];
+        if let Some(n) = model.norm_before(id) {
+            let (nn::Op::LayerNorm(norm), nn::Op::Linear(l)) = (&model.nodes[n].op, &node.op)
+            else {
+                return Ok(None);
+            };
+            let d = l.in_features;
+            let f = nn::approx::Function::LayerNorm;
+            if f.unsupported(cfg.scale, cfg.ell, d).is_some() {
+                return Ok(None);
+            }
+            let ln = nn::approx::LayerNorm::new(cfg.scale, cfg.ell, d, norm.epsilon);
+            let (n_in, n_out) = (l.rows * d, l.rows * l.out_features);
+            let alone = crate::approx::layernorm_spec(&ln, form(n_in, flat_ln));
+            let fused = crate::approx::layernorm_spec(&ln, form(n_out, flat_ln));
+            // A ring too narrow for the fused rescale: not fusable.
+            let Ok(fused) = cost::layernorm_linear(&fused, cfg.ell, n_in, l.out_features) else {
+                return Ok(None);
+            };
+            return Ok(Some((
+                fused.bits,
+                cost::layernorm(&alone, cfg.ell, n_in)?.bits,
+                n_out,
+            )));
+        }
+        let Some(n) = model.softmax_before(id) else {
+            return Ok(None);
+        };
+        let xs = &model.nodes[n].shape;
+        let row = *xs.last().unwrap_or(&0);
+        let f = nn::approx::Function::Softmax;
+        if f.unsupported(cfg.scale, cfg.ell, row).is_some() {
+            return Ok(None);
+        }
+        let (n_in, n_out): (usize, usize) = (xs.iter().product(), node.shape.iter().product());
+        let spec = crate::approx::softmax_spec(&sm, n_in <= wide_max);
+        let fused = cost::softmax_matmul(&spec, cfg.ell, n_in, row, n_out / (n_in / row))?;
+        Ok(Some((
+            fused.bits,
+            cost::softmax(&spec, cfg.ell, n_in, row)?.bits,
+            n_out,
+        )))
+    };
     let mut out = Vec::new();
     for id in 0..model.nodes.len() {
-        let Some(n) = model.norm_before(id) else {
+        let Some((fused, first, n_out)) = price(id)? else {
             continue;
         };
-        let (nn::Op::LayerNorm(norm), nn::Op::Linear(l)) =
-            (&model.nodes[n].op, &model.nodes[id].op)
-        else {
-            continue;
-        };
-        let d = l.in_features;
-        if nn::approx::Function::LayerNorm
-            .unsupported(cfg.scale, cfg.ell, d)
-            .is_some()
-        {
-            continue;
-        }
-        let ln = nn::approx::LayerNorm::new(cfg.scale, cfg.ell, d, norm.epsilon);
-        let (n_in, n_out) = (l.rows * d, l.rows * l.out_features);
-        let alone = crate::approx::layernorm_spec(&ln, form(n_in, flat_ln));
-        let fused = crate::approx::layernorm_spec(&ln, form(n_out, flat_ln));
-        let Ok(fused_cost) = cost::layernorm_linear(&fused, cfg.ell, n_in, l.out_features) else {
-            continue; // the ring is too narrow for the fused rescale
-        };
-        let unfused = cost::layernorm(&alone, cfg.ell, n_in)?.bits
-            + cost::trunc_known_sign_form(
-                ring,
-                cfg.scale,
-                n_out,
-                form(n_out, flat_rescale),
-                Party::P0,
-            )
-            .bits;
-        let extra = fused_cost.bits as f64 - unfused as f64;
-        if extra <= 0.0 || priced_max(cfg, NORM_LINEAR_HOPS, extra) >= 1 {
+        let rescale = cost::trunc_known_sign_form(
+            ring,
+            cfg.scale,
+            n_out,
+            form(n_out, flat_rescale),
+            Party::P0,
+        );
+        let extra = fused as f64 - (first + rescale.bits) as f64;
+        if extra <= 0.0 || priced_max(cfg, FUSED_PAIR_HOPS, extra) >= 1 {
             out.push(id);
         }
     }
-    // Softmax → product by V: the product's round trip and rescale (four hops) against the
-    // per-output product of the fused tail.
-    let sm = nn::approx::Softmax::new(cfg.scale);
-    for id in 0..model.nodes.len() {
-        let Some(n) = model.softmax_before(id) else {
-            continue;
-        };
-        let (xs, os) = (&model.nodes[n].shape, &model.nodes[id].shape);
-        let row = *xs.last().unwrap_or(&0);
-        if nn::approx::Function::Softmax
-            .unsupported(cfg.scale, cfg.ell, row)
-            .is_some()
-        {
-            continue;
-        }
-        let (n_in, n_out): (usize, usize) = (xs.iter().product(), os.iter().product());
-        let spec = crate::approx::softmax_spec(&sm, n_in <= softmax_wide_max(cfg)?);
-        let fused = cost::softmax_matmul(&spec, cfg.ell, n_in, row, n_out / (n_in / row))?.bits;
-        let unfused = cost::softmax(&spec, cfg.ell, n_in, row)?.bits
-            + cost::trunc_known_sign_form(
-                ring,
-                cfg.scale,
-                n_out,
-                form(n_out, flat_rescale),
-                Party::P0,
-            )
-            .bits;
-        let extra = fused as f64 - unfused as f64;
-        if extra <= 0.0 || priced_max(cfg, NORM_LINEAR_HOPS, extra) >= 1 {
-            out.push(id);
-        }
-    }
-    out.sort_unstable();
     Ok(out)
 }
 

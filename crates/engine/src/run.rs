@@ -15,7 +15,7 @@ use linear::{ClientKeys, LayerSpec, LayerWeights, LinearProtocol, ServerKeys};
 use mpc::{Party, PoolShape, PoolSpec, Session, Shares};
 use nn::{FixedConfig, Model, Op};
 
-use crate::plan::{Epilogue, Plan, PlanConfig, Step, StepKind};
+use crate::plan::{Epilogue, Plan, PlanConfig, StepKind};
 use crate::{local, EngineError};
 
 /// Cost of one step (or of the setup, or the total) as seen by the client.
@@ -344,85 +344,91 @@ fn run_side<C: Channel>(
             StepKind::Linear {
                 choice,
                 layer,
+                epilogue: Epilogue::Normalized,
+                ..
+            } => {
+                let proto = choice.protocol();
+                let (ln, _) = plan.fused_norm(i)?;
+                let out = layer.output_len() / (inputs[0].len() / ln.d);
+                let spec =
+                    crate::approx::layernorm_spec(&ln, plan.layernorm_tail(layer.output_len()));
+                let x = shares(inputs[0].to_vec())?;
+                let y = match side {
+                    Side::Server { model, keys } => {
+                        let w = model.weights[i].as_ref().ok_or(EngineError::InvalidPlan {
+                            step: i,
+                            reason: "no weights".into(),
+                        })?;
+                        // The layer runs on x − μ without its bias, which the tail adds.
+                        let plain = LayerWeights {
+                            weights: w.weights.clone(),
+                            bias: vec![0; w.bias.len()],
+                        };
+                        let mut lin = ServerNorm {
+                            proto: &*proto,
+                            layer,
+                            ring: lring,
+                            keys,
+                            weights: &plain,
+                            rng: &mut *rng,
+                            c: Vec::new(),
+                        };
+                        session.layernorm_linear(ch, &x, &spec, &mut lin, out, &w.bias)?
+                    }
+                    Side::Client { keys } => {
+                        let mut lin = ClientNorm {
+                            proto: &*proto,
+                            layer,
+                            ring: lring,
+                            keys,
+                            rng: &mut *rng,
+                            pending: None,
+                        };
+                        session.layernorm_linear(ch, &x, &spec, &mut lin, out, &[])?
+                    }
+                };
+                y.data
+            }
+            StepKind::Linear {
+                choice,
+                layer,
                 epilogue,
                 ..
             } => {
                 let proto = choice.protocol();
-                if *epilogue == Epilogue::Normalized {
-                    let (ln, _) = plan.fused_norm(i)?;
-                    let out = layer.output_len() / (inputs[0].len() / ln.d);
-                    let spec =
-                        crate::approx::layernorm_spec(&ln, plan.layernorm_tail(layer.output_len()));
-                    let x = shares(inputs[0].to_vec())?;
-                    let y = match side {
-                        Side::Server { model, keys } => {
-                            let w = model.weights[i].as_ref().ok_or(EngineError::InvalidPlan {
-                                step: i,
-                                reason: "no weights".into(),
-                            })?;
-                            // The layer runs on x − μ without its bias, which the tail adds.
-                            let plain = LayerWeights {
-                                weights: w.weights.clone(),
-                                bias: vec![0; w.bias.len()],
-                            };
-                            let mut lin = ServerNorm {
-                                proto: &*proto,
-                                layer,
-                                ring: lring,
-                                keys,
-                                weights: &plain,
-                                rng: &mut *rng,
-                                c: Vec::new(),
-                            };
-                            session.layernorm_linear(ch, &x, &spec, &mut lin, out, &w.bias)?
-                        }
-                        Side::Client { keys } => {
-                            let mut lin = ClientNorm {
-                                proto: &*proto,
-                                layer,
-                                ring: lring,
-                                keys,
-                                rng: &mut *rng,
-                                pending: None,
-                            };
-                            session.layernorm_linear(ch, &x, &spec, &mut lin, out, &[])?
-                        }
-                    };
-                    y.data
-                } else {
-                    // A field-domain protocol reads and writes shares mod t: convert around it
-                    // (exact in the fixed-point range, docs/protocols/simd.md).
-                    let field = proto
-                        .share_modulus(layer, lring)?
-                        .map(mpc::FieldModulus::new)
-                        .transpose()?;
-                    let x = match field {
-                        Some(p) => session.ring_to_field_in_range(ch, ring, inputs[0], p)?,
-                        None => inputs[0].to_vec(),
-                    };
-                    let y = match side {
-                        Side::Server { model, keys } => {
-                            let w = model.weights[i].as_ref().ok_or(EngineError::InvalidPlan {
-                                step: i,
-                                reason: "no weights".into(),
-                            })?;
-                            proto.server_in(layer, lring, keys, w, &x, session, ch, rng)?
-                        }
-                        Side::Client { keys } => {
-                            proto.client_in(layer, lring, keys, &x, session, ch, rng)?
-                        }
-                    };
-                    let shift = plan.scale + proto.output_shift(layer);
-                    let y = match field {
-                        Some(p) => session.field_to_ring_in_range(ch, p, &y, ring)?,
-                        None => y,
-                    };
-                    match epilogue {
-                        Epilogue::Rescale => rescale(session, ch, y, Act::None, shift, true)?,
-                        Epilogue::RescaleRelu => rescale(session, ch, y, Act::Relu, shift, true)?,
-                        Epilogue::RescaleRelu6 => rescale(session, ch, y, Act::Relu6, shift, true)?,
-                        Epilogue::Deferred | Epilogue::Normalized => y,
+                // A field-domain protocol reads and writes shares mod t: convert around it
+                // (exact in the fixed-point range, docs/protocols/simd.md).
+                let field = proto
+                    .share_modulus(layer, lring)?
+                    .map(mpc::FieldModulus::new)
+                    .transpose()?;
+                let x = match field {
+                    Some(p) => session.ring_to_field_in_range(ch, ring, inputs[0], p)?,
+                    None => inputs[0].to_vec(),
+                };
+                let y = match side {
+                    Side::Server { model, keys } => {
+                        let w = model.weights[i].as_ref().ok_or(EngineError::InvalidPlan {
+                            step: i,
+                            reason: "no weights".into(),
+                        })?;
+                        proto.server_in(layer, lring, keys, w, &x, session, ch, rng)?
                     }
+                    Side::Client { keys } => {
+                        proto.client_in(layer, lring, keys, &x, session, ch, rng)?
+                    }
+                };
+                let shift = plan.scale + proto.output_shift(layer);
+                let y = match field {
+                    Some(p) => session.field_to_ring_in_range(ch, p, &y, ring)?,
+                    None => y,
+                };
+                match epilogue {
+                    Epilogue::Rescale => rescale(session, ch, y, Act::None, shift, true)?,
+                    Epilogue::RescaleRelu => rescale(session, ch, y, Act::Relu, shift, true)?,
+                    Epilogue::RescaleRelu6 => rescale(session, ch, y, Act::Relu6, shift, true)?,
+                    // `Normalized` runs in the arm above.
+                    Epilogue::Deferred | Epilogue::Normalized => y,
                 }
             }
             StepKind::Fused => inputs[0].to_vec(),
@@ -543,12 +549,7 @@ fn run_side<C: Channel>(
                 // Per index h: A_h (m × k), B_h (k × n). The left term's input is B_h itself
                 // (N pixels of K channels), its weights A_h (M × K), its output A_h·B_h (M × N);
                 // the right term's input is A_hᵀ, its weights B_hᵀ, its output (A_h·B_h)ᵀ.
-                let per = |v: &[u64], r: usize, c: usize| -> Vec<u64> {
-                    v.chunks(r * c)
-                        .flat_map(|blk| local::transpose2(blk, r, c))
-                        .collect()
-                };
-                let (at, bt) = (per(a, m, k), per(b, k, n));
+                let bt = transpose_blocks(b, k, n);
                 if *normalized {
                     // Softmax fused with this product: `a` is the softmax's input.
                     let t = nn::approx::Softmax::new(plan.scale);
@@ -575,6 +576,7 @@ fn run_side<C: Channel>(
                 } else {
                     // Both cross terms in one round trip: the client sends both queries before it
                     // reads an answer (`client_batch`), the server answers them in order.
+                    let at = transpose_blocks(a, m, k);
                     let cross =
                         match side {
                             Side::Server { keys, .. } => {
@@ -600,62 +602,19 @@ fn run_side<C: Channel>(
                                 rng,
                             )?,
                         };
-                    let c2 = per(&cross[1], n, m);
-                    let mut y = Vec::with_capacity(batch * m * n);
-                    for h in 0..batch {
-                        // This party's own product A_P·B_P, local.
-                        let own = nn::fixed::matmul_ring(
-                            1,
-                            m,
-                            k,
-                            n,
-                            &a[h * m * k..(h + 1) * m * k],
-                            &b[h * k * n..(h + 1) * k * n],
-                            fixed,
-                        );
-                        let at = h * m * n;
-                        y.extend((0..m * n).map(|e| {
-                            own[e]
-                                .wrapping_add(cross[0][at + e])
-                                .wrapping_add(c2[at + e])
-                                & ring.mask()
-                        }));
-                    }
+                    let y = shared_product(a, b, &cross, (batch, m, k, n), fixed);
                     rescale(session, ch, y, Act::None, plan.scale, true)?
                 }
             }
         };
         ch.flush()?;
         let (ms, d) = delta(ch.stats(), before, t0);
-        report.push_step(i, step, ms, d, is_server);
-        values[i] = Some(out);
-        free_inputs(&mut values, step, i, &last_use);
-    }
-    progress(plan.steps.len(), plan.steps.len());
-    values[plan.output].take().ok_or(EngineError::InvalidPlan {
-        step: plan.output,
-        reason: "output never computed".into(),
-    })
-}
-
-/// Drops the shares of the inputs of step `i` that no later step reads.
-fn free_inputs(values: &mut [Option<Vec<u64>>], step: &Step, i: usize, last_use: &[usize]) {
-    for &j in &step.inputs {
-        if last_use[j] == i {
-            values[j] = None;
-        }
-    }
-}
-
-impl Report {
-    /// Adds the row of step `i` from its time and channel counters.
-    fn push_step(&mut self, i: usize, step: &Step, ms: f64, d: Stats, is_server: bool) {
         let (c2s, s2c) = if is_server {
             (d.bytes_received, d.bytes_sent)
         } else {
             (d.bytes_sent, d.bytes_received)
         };
-        self.steps.push(StepReport {
+        report.steps.push(StepReport {
             layer: i.to_string(),
             name: step.name.clone(),
             op: step.op.clone(),
@@ -666,7 +625,18 @@ impl Report {
             rounds: d.rounds(),
             hops: d.hops,
         });
+        values[i] = Some(out);
+        for &j in &step.inputs {
+            if last_use[j] == i {
+                values[j] = None;
+            }
+        }
     }
+    progress(plan.steps.len(), plan.steps.len());
+    values[plan.output].take().ok_or(EngineError::InvalidPlan {
+        step: plan.output,
+        reason: "output never computed".into(),
+    })
 }
 
 /// The server's half of a linear layer run inside LayerNorm's flights
@@ -759,33 +729,38 @@ struct SharedNorm<'a> {
     e: Vec<u64>,
 }
 
-impl SharedNorm<'_> {
-    /// This party's own product E_p·B_p plus the two cross terms (the right one transposed
-    /// back), mod 2^ℓ.
-    fn total(&self, cross: &[Vec<u64>]) -> Vec<u64> {
-        let (batch, m, k, n) = self.dims;
-        let c2 = transpose_blocks(&cross[1], n, m);
-        let mut y = Vec::with_capacity(batch * m * n);
-        for h in 0..batch {
-            let own = nn::fixed::matmul_ring(
-                1,
-                m,
-                k,
-                n,
-                &self.e[h * m * k..(h + 1) * m * k],
-                &self.b[h * k * n..(h + 1) * k * n],
-                self.fixed,
-            );
-            let at = h * m * n;
-            y.extend((0..m * n).map(|i| {
-                own[i]
-                    .wrapping_add(cross[0][at + i])
-                    .wrapping_add(c2[at + i])
-                    & self.fixed.mask()
-            }));
-        }
-        y
+/// This party's share of A·B for `[batch, M, K] × [batch, K, N]` shares (`dims`): its own
+/// product A_p·B_p plus the two cross terms (the right one, N × M per index, transposed back),
+/// mod 2^ℓ.
+fn shared_product(
+    a: &[u64],
+    b: &[u64],
+    cross: &[Vec<u64>],
+    dims: (usize, usize, usize, usize),
+    fixed: FixedConfig,
+) -> Vec<u64> {
+    let (batch, m, k, n) = dims;
+    let c2 = transpose_blocks(&cross[1], n, m);
+    let mut y = Vec::with_capacity(batch * m * n);
+    for h in 0..batch {
+        let own = nn::fixed::matmul_ring(
+            1,
+            m,
+            k,
+            n,
+            &a[h * m * k..(h + 1) * m * k],
+            &b[h * k * n..(h + 1) * k * n],
+            fixed,
+        );
+        let at = h * m * n;
+        y.extend((0..m * n).map(|i| {
+            own[i]
+                .wrapping_add(cross[0][at + i])
+                .wrapping_add(c2[at + i])
+                & fixed.mask()
+        }));
     }
+    y
 }
 
 impl<C: Channel> mpc::NormLinear<C> for SharedNorm<'_> {
@@ -834,7 +809,9 @@ impl<C: Channel> mpc::NormLinear<C> for SharedNorm<'_> {
                 }
             }
         }
-        Ok(self.total(&cross))
+        Ok(shared_product(
+            &self.e, &self.b, &cross, self.dims, self.fixed,
+        ))
     }
 }
 

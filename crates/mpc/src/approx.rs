@@ -69,12 +69,13 @@ pub struct SoftmaxSpec<'a> {
     pub wide_tables: bool,
 }
 
-/// A linear layer run inside the flights of [`Session::layernorm_linear`]: `start` receives this
-/// party's shares mod 2^ℓ of the deviations c = x − μ (scale 2^s, rows of D) right after its
-/// message of LayerNorm's squares is queued, and `finish`, called once that flight is read,
-/// returns its shares mod 2^ℓ of W·c (scale 2^{2s}, no bias). A one-round-trip HE layer sends its
-/// query in `start` (client) and answers it in `finish` (server), so both directions travel
-/// beside LayerNorm's own messages.
+/// A linear step run inside another protocol's flights ([`Session::layernorm_linear`]: the
+/// layer on the deviations c = x − μ; [`Session::softmax_matmul`]: the product E·V): `start`
+/// receives this party's shares mod 2^ℓ of its input while this party's message of a flight is
+/// queued, and `finish`, called at a later point of the host protocol, returns its shares mod
+/// 2^ℓ of the output (scale 2^{2s}, no bias). A one-round-trip HE step sends its query in
+/// `start` (client) and answers it in `finish` (server), so both directions travel beside the
+/// host protocol's own messages.
 pub trait NormLinear<C: ?Sized> {
     fn start(&mut self, ch: &mut C, c: &[u64]) -> Result<(), BoxError>;
     fn finish(&mut self, ch: &mut C) -> Result<Vec<u64>, BoxError>;
@@ -867,13 +868,8 @@ impl Session {
         out: usize,
     ) -> Result<Shares> {
         let lr = x.ring;
-        // Every COT the call draws is buffered first (a refill inside the interleaved flights
-        // would meet the layer's messages).
-        let need = softmax_matmul_cost(spec, lr.bits(), x.len(), row, out)?;
-        let (ns, nr) = need.cots_for(self.party());
-        self.prefetch(ch, ns, nr)?;
+        self.prefetch_cost(ch, softmax_matmul_cost(spec, lr.bits(), x.len(), row, out)?)?;
         let (ge, sums) = self.softmax_front(ch, x, row, spec, lr)?;
-        let rows = x.len() / row;
         let p0 = self.party() == Party::P0;
         let rb = Ring::new(SM_LINEAR_RING)?;
         let norm = spec.norm();
@@ -895,15 +891,7 @@ impl Session {
                 .normalized_rows(ch, &sums, &norm, rb, (&[], 0), &mut hooks)?
                 .0)
         })?;
-        let p = p.unwrap_or_default();
-        if p.len() != rows * out {
-            return Err(MpcError::LengthMismatch {
-                what: "fused product output",
-                expected: rows * out,
-                got: p.len(),
-            });
-        }
-        lr.check("fused product output", &p)?;
+        let p = fused_output("fused product output", p, x.len() / row * out, lr)?;
         // p·R by the small × wide product (p + 2^{ℓ−2} non-negative below 2^{ℓ−1}), then one
         // non-negative truncation by K straight into Z_{2^ℓ}.
         let off = 1u64 << (lr.bits() - 2);
@@ -1344,8 +1332,8 @@ impl Session {
     /// linear layer): the deviations c = x − μ go to `lin` while the inverse root R is computed
     /// — its query leaves with this party's message of the squares' flight and its answer is
     /// read after that flight, so the layer's round trip overlaps the root's flights — then
-    /// y = (u·R + b·2^18 + 2^{17+s}) >> (18 + s) per output, u = W·c from `lin` (`out` values
-    /// per row, mod 2^ℓ) and b P0's bias at scale 2^{2s} (`out` values; P1 passes none).
+    /// y = (t(u)·R + 2^17) >> 18 + t(b) per output, u = W·c from `lin` (`out` values per row,
+    /// mod 2^ℓ), t the rescale, b P0's bias at scale 2^{2s} (`out` values; P1 passes none).
     pub fn layernorm_linear<C: Channel + ?Sized>(
         &mut self,
         ch: &mut C,
@@ -1364,22 +1352,12 @@ impl Session {
                 got: bias.len(),
             });
         }
-        // Every COT the call draws is buffered first: a refill's messages inside the
-        // interleaved flights would meet the layer's.
-        let need = layernorm_linear_cost(spec, x.ring.bits(), x.len(), out)?;
-        let (ns, nr) = need.cots_for(self.party());
-        self.prefetch(ch, ns, nr)?;
+        self.prefetch_cost(
+            ch,
+            layernorm_linear_cost(spec, x.ring.bits(), x.len(), out)?,
+        )?;
         let (vv, _, u) = self.layernorm_front(ch, x, spec, Some(lin))?;
-        let u = u.unwrap_or_default();
-        let rows = x.len() / spec.d;
-        if u.len() != rows * out {
-            return Err(MpcError::LengthMismatch {
-                what: "fused layer output",
-                expected: rows * out,
-                got: u.len(),
-            });
-        }
-        x.ring.check("fused layer output", &u)?;
+        let u = fused_output("fused layer output", u, x.len() / spec.d * out, x.ring)?;
         let mut y =
             self.p0_choosing(|se| se.layernorm_linear_tail(ch, &vv, &u, out, bias, spec, x.ring))?;
         y.scale = x.scale;
@@ -1457,12 +1435,10 @@ impl Session {
         let off = 1u64 << (m - 2);
         let uc: Vec<u64> = cm.iter().map(|&c| add0(rm, c, off)).collect();
         let uc = Shares::new(rm, 0, uc)?;
-        let (sq, uci) = match lin.as_deref_mut() {
-            Some(l) => self.square_nonneg(ch, &uc, rsq, &mut |ch| {
-                l.start(ch, &c).map_err(MpcError::Interleaved)
-            })?,
-            None => self.square_nonneg(ch, &uc, rsq, &mut |_| Ok(()))?,
-        };
+        let (sq, uci) = self.square_nonneg(ch, &uc, rsq, &mut |ch| match lin.as_deref_mut() {
+            Some(l) => l.start(ch, &c).map_err(MpcError::Interleaved),
+            None => Ok(()),
+        })?;
         let u = match lin {
             Some(l) => Some(l.finish(ch).map_err(MpcError::Interleaved)?),
             None => None,
@@ -1780,6 +1756,34 @@ impl Session {
             .data;
         Ok((r, rider_carries))
     }
+}
+
+impl Session {
+    /// Buffers every COT a call costing `need` draws, before its first message: a refill's
+    /// messages inside interleaved flights would meet the other step's.
+    fn prefetch_cost<C: Channel + ?Sized>(&mut self, ch: &mut C, need: Cost) -> Result<()> {
+        let (ns, nr) = need.cots_for(self.party());
+        self.prefetch(ch, ns, nr)
+    }
+}
+
+/// The output shares an interleaved step ([`NormLinear`]) returned: `len` values of `ring`.
+fn fused_output(
+    what: &'static str,
+    v: Option<Vec<u64>>,
+    len: usize,
+    ring: Ring,
+) -> Result<Vec<u64>> {
+    let v = v.unwrap_or_default();
+    if v.len() != len {
+        return Err(MpcError::LengthMismatch {
+            what,
+            expected: len,
+            got: v.len(),
+        });
+    }
+    ring.check(what, &v)?;
+    Ok(v)
 }
 
 /// Points inside [`Session::normalized_rows`] where a caller's step may send or read: between

@@ -237,9 +237,9 @@ pub struct FixedModel<'m> {
     /// Per node: quantized weights (scale 2^s) and biases (scale 2^{2s}) of linear layers, or
     /// the encoded constant.
     params: Vec<(Vec<u64>, Vec<u64>)>,
-    /// Per node: a linear layer evaluated fused with the LayerNorm before it
+    /// Per node: the LayerNorm or softmax it is evaluated fused with
     /// ([`FixedModel::with_fused`]).
-    fused: Vec<bool>,
+    fused: Vec<Option<NodeId>>,
 }
 
 impl<'m> FixedModel<'m> {
@@ -251,7 +251,7 @@ impl<'m> FixedModel<'m> {
             model,
             cfg,
             params,
-            fused: vec![false; model.nodes.len()],
+            fused: vec![None; model.nodes.len()],
         }
     }
 
@@ -262,17 +262,17 @@ impl<'m> FixedModel<'m> {
     pub fn with_fused(model: &'m Model, cfg: FixedConfig, linears: &[NodeId]) -> Result<Self> {
         let mut fm = FixedModel::new(model, cfg);
         for &id in linears {
-            if model.norm_before(id).is_none() && model.softmax_before(id).is_none() {
-                return Err(NnError::NotFusable { node: id });
-            }
-            fm.fused[id] = true;
+            let partner = model.norm_before(id).or(model.softmax_before(id));
+            fm.fused[id] = Some(partner.ok_or(NnError::NotFusable { node: id })?);
         }
         Ok(fm)
     }
 
     /// The linear layers evaluated fused with their LayerNorm.
     pub fn fused(&self) -> Vec<NodeId> {
-        (0..self.fused.len()).filter(|&i| self.fused[i]).collect()
+        (0..self.fused.len())
+            .filter(|&i| self.fused[i].is_some())
+            .collect()
     }
 
     pub fn model(&self) -> &Model {
@@ -318,17 +318,13 @@ impl<'m> FixedModel<'m> {
         let n = self.model.nodes.len();
         let mut values: Vec<Vec<u64>> = Vec::with_capacity(n);
         let mut overflows = Vec::with_capacity(n);
-        // A LayerNorm fused into the linear layer after it is evaluated by that layer.
-        let mut fused = vec![false; n];
-        for id in 0..n {
-            if self.fused[id] {
-                if let Some(k) = self.model.norm_before(id).or(self.model.softmax_before(id)) {
-                    fused[k] = true;
-                }
-            }
+        // A LayerNorm or softmax fused into the node reading it is evaluated by that node.
+        let mut absorbed = vec![false; n];
+        for &k in self.fused.iter().flatten() {
+            absorbed[k] = true;
         }
-        for (id, &fused) in fused.iter().enumerate() {
-            if fused {
+        for (id, &absorbed) in absorbed.iter().enumerate() {
+            if absorbed {
                 values.push(Vec::new());
                 overflows.push(0);
                 continue;
@@ -339,13 +335,13 @@ impl<'m> FixedModel<'m> {
                 continue;
             }
             let node = &self.model.nodes[id];
-            let sm = self.model.softmax_before(id).filter(|_| self.fused[id]);
-            let o = match self.model.norm_before(id).filter(|_| self.fused[id]) {
-                Some(n) => self.eval_norm_linear(id, n, &values[self.model.nodes[n].inputs[0]]),
-                None if sm.is_some() => {
-                    let n = sm.unwrap_or_default();
-                    let x = &values[self.model.nodes[n].inputs[0]];
-                    self.eval_softmax_matmul(id, x, &values[node.inputs[1]])
+            let o = match self.fused[id] {
+                Some(k) => {
+                    let x = &values[self.model.nodes[k].inputs[0]];
+                    match self.model.nodes[k].op {
+                        Op::LayerNorm(_) => self.eval_norm_linear(id, k, x),
+                        _ => self.eval_softmax_matmul(id, x, &values[node.inputs[1]]),
+                    }
                 }
                 None => {
                     let ins: Vec<&[u64]> = self.model.nodes[id]
@@ -701,7 +697,7 @@ pub fn eval_node(
         model,
         cfg,
         params,
-        fused: vec![false; model.nodes.len()],
+        fused: vec![None; model.nodes.len()],
     }
     .eval_node(id, inputs)
 }

@@ -792,43 +792,13 @@ impl Cheetah {
     ) -> Result<Vec<Vec<u64>>, LinearError> {
         let pending = calls
             .iter()
-            .map(|(l, x)| self.send_query(l, ring, keys, x, ch, rng))
+            .map(|(l, x)| self.client_send(l, ring, keys, x, ch, rng))
             .collect::<Result<Vec<_>, _>>()?;
         ch.flush()?;
         pending
             .into_iter()
-            .map(|p| self.read_answer(p, ring, keys, ch))
+            .map(|p| self.client_receive(p, ring, keys, ch))
             .collect()
-    }
-
-    /// [`LinearProtocol::client_send`] for Cheetah and the protocols that run on it.
-    pub(crate) fn send_query(
-        &self,
-        layer: &LayerSpec,
-        ring: Ring,
-        keys: &ClientKeys,
-        x: &[u64],
-        ch: &mut dyn Channel,
-        rng: &mut dyn CryptoRngCore,
-    ) -> Result<PendingAnswer, LinearError> {
-        let (layer, x, back) = self.direct(layer, ring, x)?;
-        ch.send(&self.query(&layer, ring, keys, &x, rng)?)?;
-        Ok(PendingAnswer { layer, back })
-    }
-
-    /// [`LinearProtocol::client_receive`] for Cheetah and the protocols that run on it.
-    pub(crate) fn read_answer(
-        &self,
-        p: PendingAnswer,
-        ring: Ring,
-        keys: &ClientKeys,
-        ch: &mut dyn Channel,
-    ) -> Result<Vec<u64>, LinearError> {
-        let y = self.answer(&p.layer, ring, keys, &ch.recv()?)?.0;
-        Ok(match p.back {
-            Some((rows, cols)) => crate::layer::transpose(&y, rows, cols),
-            None => y,
-        })
     }
 }
 
@@ -1287,7 +1257,9 @@ impl LinearProtocol for Cheetah {
         ch: &mut dyn Channel,
         rng: &mut dyn CryptoRngCore,
     ) -> Result<PendingAnswer, LinearError> {
-        self.send_query(layer, ring, keys, x, ch, rng)
+        let (layer, x, back) = self.direct(layer, ring, x)?;
+        ch.send(&self.query(&layer, ring, keys, &x, rng)?)?;
+        Ok(PendingAnswer { layer, back })
     }
 
     fn client_receive(
@@ -1297,7 +1269,11 @@ impl LinearProtocol for Cheetah {
         keys: &ClientKeys,
         ch: &mut dyn Channel,
     ) -> Result<Vec<u64>, LinearError> {
-        self.read_answer(pending, ring, keys, ch)
+        let y = self.answer(&pending.layer, ring, keys, &ch.recv()?)?.0;
+        Ok(match pending.back {
+            Some((rows, cols)) => crate::layer::transpose(&y, rows, cols),
+            None => y,
+        })
     }
 
     fn client_batch(

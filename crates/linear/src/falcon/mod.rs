@@ -206,7 +206,7 @@ impl LinearProtocol for Falcon {
         rng: &mut dyn CryptoRngCore,
     ) -> Result<crate::PendingAnswer, LinearError> {
         self.plan(layer, ring)?;
-        self.cheetah.send_query(layer, ring, keys, x, ch, rng)
+        self.cheetah.client_send(layer, ring, keys, x, ch, rng)
     }
 
     fn client_receive(
@@ -216,7 +216,7 @@ impl LinearProtocol for Falcon {
         keys: &ClientKeys,
         ch: &mut dyn Channel,
     ) -> Result<Vec<u64>, LinearError> {
-        self.cheetah.read_answer(pending, ring, keys, ch)
+        self.cheetah.client_receive(pending, ring, keys, ch)
     }
 
     fn client_batch(
