@@ -11,7 +11,6 @@ pub fn gelu_spec(g: &nn::approx::Gelu, chooser: mpc::Party) -> mpc::GeluSpec<'_>
         j: g.j,
         e: g.e,
         product_bits: g.product_bits(),
-        h_bits: g.h_bits(),
         a: &g.a,
         b: &g.b,
         chooser,

@@ -37,13 +37,13 @@ pub struct GeluSpec<'a> {
     pub f: u32,
     pub j: u32,
     pub e: u32,
-    /// Bits of the ring of the slope product (its values stay below 2^{bits−1}).
+    /// Bits of the ring of W = A·2^{sh+e} + B·frac + 2^{sh+e−1} (its values stay below
+    /// 2^{bits−1}).
     pub product_bits: u32,
-    /// Bits of the ring in which h is formed (|h| < 2^{bits−2}).
-    pub h_bits: u32,
-    pub a: &'a [i64],
-    pub b: &'a [u64],
-    /// The party choosing in the sign's comparison: the one that knows its input share first
+    /// Offset intercepts A (non-negative) and signed slopes B, 2^j entries each.
+    pub a: &'a [u64],
+    pub b: &'a [i64],
+    /// The party choosing in the comparison: the one that knows its input share first
     /// (P0 after a rescale, whose output share it picked before its last message; P1 after
     /// LayerNorm fused with a linear layer).
     pub chooser: Party,
@@ -271,30 +271,35 @@ impl Norm<'_> {
 impl GeluSpec<'_> {
     fn check(&self, ell: u32) -> Result<()> {
         let w = "GELU";
-        if self.f >= self.s || self.s >= self.m || self.m > ell {
-            return Err(bad(w, "need f < s < m <= ell"));
+        if self.f >= self.s || self.s >= self.m || self.m > ell || self.e == 0 {
+            return Err(bad(w, "need f < s < m <= ell and e >= 1"));
         }
-        if self.j >= self.m - (self.s - self.f) - 1 || self.j > 12 {
+        let sh = self.s - self.f;
+        if self.j == 0 || self.j > 12 || self.j + sh >= self.m - 1 {
             return Err(bad(
                 w,
-                "index bits j must be below m - s + f - 1 and at most 12",
+                "index bits j must be 1 to 12 with j + s - f < m - 1",
             ));
         }
         if self.a.len() != 1 << self.j || self.b.len() != 1 << self.j {
             return Err(bad(w, "tables must have 2^j entries"));
         }
-        if self.product_bits > 64 || self.product_bits < self.s - self.f + self.e + 2 {
+        if self.product_bits > 64 || self.product_bits < sh + self.e + 2 {
             return Err(bad(w, "product ring too small or above 64 bits"));
         }
-        // B·frac plus the rounding half of the truncation that follows (`Session::gelu`).
-        let pmax = self.b.iter().max().copied().unwrap_or(0) as u128
-            * mask(self.s - self.f) as u128
-            + (1u128 << (self.s - self.f + self.e - 1));
-        if pmax >= 1u128 << (self.product_bits - 1) {
-            return Err(bad(w, "slope table overflows the product ring"));
-        }
-        if self.h_bits < 4 || self.h_bits >= ell {
-            return Err(bad(w, "h ring must have 4 to ell - 1 bits"));
+        // W⁺ = A·2^{sh+e} + B⁺·frac + 2^{sh+e−1} stays in [0, 2^{p−1}) for every entry and
+        // frac < 2^sh, and B⁺ = B + 2^{sh+e+1} in [0, 2^{sh+e+2}).
+        let (half, top) = (1i128 << (sh + self.e - 1), mask(sh) as i128);
+        let (limit, off) = (1i128 << (self.product_bits - 1), 1i128 << (sh + self.e + 1));
+        let fits = self.a.iter().zip(self.b).all(|(&a, &b)| {
+            let (c, bp) = ((a as i128) << (sh + self.e), b as i128 + off);
+            (0..2 * off).contains(&bp) && c + half >= 0 && c + bp * top + half < limit
+        });
+        if !fits {
+            return Err(bad(
+                w,
+                "tables leave W outside the product ring's non-negative half",
+            ));
         }
         Ok(())
     }
@@ -722,7 +727,11 @@ impl Session {
         Ok(e)
     }
 
-    /// GELU of shares at scale 2^s (output at scale 2^s), equal to `nn::approx::Gelu::eval`.
+    /// GELU of shares at scale 2^s (output at scale 2^s), equal to `nn::approx::Gelu::eval`
+    /// (docs/protocols/transformer.md § GELU): one comparison batch on x' = x + 4 (the carry
+    /// into bit sh and the signs of x' and x − 4), the carry's B2A, the two tables at the
+    /// segment index, the slope product, one truncation of W straight into Z_{2^ℓ}, and
+    /// y = ge·(x + lt·h) by one 1-of-4 OT each way.
     pub fn gelu<C: Channel + ?Sized>(
         &mut self,
         ch: &mut C,
@@ -735,87 +744,125 @@ impl Session {
         let p0 = self.party() == Party::P0;
         let (s, m, f, j, e) = (spec.s, spec.m, spec.f, spec.j, spec.e);
         let sh = s - f;
-        let (rm, rq, rp, rh) = (
-            Ring::new(m)?,
-            Ring::new(m - sh)?,
-            Ring::new(spec.product_bits)?,
-            Ring::new(spec.h_bits)?,
-        );
-        // Sign on the reduced ring, ReLU in Z_{2^ℓ}, |x| mod 2^m = 2·ReLU(x) − x.
-        let xm: Vec<u64> = x.data.iter().map(|&v| rm.reduce(v)).collect();
+        let (rm, rp) = (Ring::new(m)?, Ring::new(spec.product_bits)?);
+        let (n, cb, c) = (x.len(), m - 1, 1u64 << (j + sh - 1));
+        // x' = xm + c and xm − c on the reduced ring (P0 adds the constants).
+        let xp: Vec<u64> = x
+            .data
+            .iter()
+            .map(|&v| add0r(rm, p0, rm.reduce(v), c))
+            .collect();
+        let xl: Vec<u64> = x
+            .data
+            .iter()
+            .map(|&v| add0r(rm, p0, rm.reduce(v), rm.sub(0, c)))
+            .collect();
+        // One batch of carries into bit m − 1: of x''s low sh bits moved to the top (the carry
+        // into bit sh), of x' and of xm − c (their signs: msb = msb(v0) ⊕ msb(v1) ⊕ carry).
+        let vals: Vec<u64> = xp
+            .iter()
+            .map(|&v| (v & mask(sh)) << (cb - sh))
+            .chain(xp.iter().copied())
+            .chain(xl.iter().copied())
+            .collect();
         self.set_comparison_chooser(spec.chooser);
-        let d = self.wide_leaves(|se| se.drelu(ch, rm, &xm));
+        let carries = self.wide_leaves(|se| se.carries(ch, &vals, cb, 0));
         self.set_comparison_chooser(Party::P1);
-        let d = d?;
-        let r = self.mux(ch, lr, &d, &x.data)?;
-        let a: Vec<u64> = r
-            .iter()
-            .zip(&x.data)
-            .map(|(&ri, &xi)| rm.sub(rm.reduce(ri.wrapping_mul(2)), rm.reduce(xi)))
+        let (hi, _) = carries?;
+        let ge: Vec<u8> = (0..n)
+            .map(|i| rm.msb(xp[i]) ^ hi[n + i] ^ p0 as u8)
             .collect();
-        // Segment index q = a >> sh (mod 2^{m−sh}) and offset frac = a mod 2^sh.
-        // The carry into bit sh and g = [a < 2^{j+sh}] (= [q < 2^j]) in one comparison.
-        let (c, _, g) =
-            self.wide_leaves(|se| se.carries_and_below(ch, &a, (sh, 0), rm, &a, 1 << (j + sh)))?;
-        let cp = self.b2a(ch, rp, &c)?;
-        // Index q mod 2^j with q = a >> sh plus the carry; both tables in one flight.
-        let idx: Vec<u64> = a
-            .iter()
-            .zip(&cp)
-            .map(|(&ai, &ci)| rq.add(ai >> sh, rq.reduce(ci)) & mask(j))
+        let lt: Vec<u8> = (0..n).map(|i| rm.msb(xl[i]) ^ hi[2 * n + i]).collect();
+        // i = (x' >> sh) + carry mod 2^j; frac = x' mod 2^sh = (x'0 mod 2^sh) + (x'1 mod 2^sh)
+        // − carry·2^sh, shared in both Z_{2^p} and Z_{2^ℓ} (the carry's B2A into the wider).
+        let rc = if rp.bits() > lr.bits() { rp } else { lr };
+        let ca = self.b2a(ch, rc, &hi[..n])?;
+        let idx: Vec<u64> = (0..n)
+            .map(|i| ((xp[i] >> sh).wrapping_add(ca[i])) & mask(j))
             .collect();
-        let ta = |_, v: usize| rh.from_signed(spec.a[v]);
-        let tb = |_, v: usize| spec.b[v];
-        let mut tab = self.luts(ch, &[(&idx, j, rh, &ta), (&idx, j, rp, &tb)])?;
+        let frac: Vec<u64> = (0..n)
+            .map(|i| rc.sub(xp[i] & mask(sh), rc.reduce(ca[i] << sh)))
+            .collect();
+        // A looked up mod 2^{p−sh−e} (its shares times 2^{sh+e} are shares mod 2^p of
+        // A·2^{sh+e}), B⁺ = B + 2^{sh+e+1} mod 2^{sh+e+3} (non-negative below half: the small
+        // factor of the product with frac mod 2^p).
+        let (ra, rb) = (Ring::new(rp.bits() - sh - e)?, Ring::new(sh + e + 3)?);
+        let off = 1i64 << (sh + e + 1);
+        let (ta, tb) = (
+            |_, v: usize| spec.a[v],
+            |_, v: usize| (spec.b[v] + off) as u64,
+        );
+        let mut tab = self.luts(ch, &[(&idx, j, ra, &ta), (&idx, j, rb, &tb)])?;
         let (bv, av) = (tab.pop().unwrap_or_default(), tab.pop().unwrap_or_default());
-        // Offset frac = a mod 2^sh (its carry subtracted in the product ring).
-        let frac: Vec<u64> = a
-            .iter()
-            .zip(&cp)
-            .map(|(&ai, &ci)| rp.sub(ai & mask(sh), rp.reduce(ci << sh)))
-            .collect();
-        let prod = self.mul(
-            ch,
-            &Shares {
-                ring: rp,
-                scale: 0,
-                data: bv,
-            },
-            &Shares {
-                ring: rp,
-                scale: 0,
-                data: frac.clone(),
-            },
-        )?;
-        // Round to nearest: P0 adds half of the dropped unit (B·frac + 2^{sh+e−1} < 2^{pb−1}).
+        let fp: Vec<u64> = frac.iter().map(|&v| rp.reduce(v)).collect();
+        let prod = self.mul_nonneg_small(ch, &Shares::new(rb, 0, bv)?, &Shares::new(rp, 0, fp)?)?;
         let half = 1u64 << (sh + e - 1);
-        let prod = Shares {
-            data: offset_by_p0(&prod, p0, half),
-            ..prod
-        };
-        let t = self.trunc_nonneg_form(ch, &prod, sh + e, rh, TruncForm::Flat)?;
-        let h: Vec<u64> = (0..x.len())
-            .map(|i| rh.sub(rh.add(av[i], t.data[i]), rh.reduce(frac[i])))
+        let w: Vec<u64> = (0..n)
+            .map(|i| add0r(rp, p0, rp.add(prod[i], rp.reduce(av[i] << (sh + e))), half))
             .collect();
-        let gh = self.mux(ch, rh, &g, &h)?;
-        let ghl = self.extend_signed(
-            ch,
-            &Shares {
-                ring: rh,
-                scale: 0,
-                data: gh,
-            },
-            lr,
-        )?;
+        let t = self.trunc_nonneg_form(ch, &Shares::new(rp, 0, w)?, sh + e, lr, TruncForm::Flat)?;
+        // h = (W⁺ >> (sh + e)) − 2^{s−1} − 2·frac.
+        let h: Vec<u64> = (0..n)
+            .map(|i| {
+                let v = lr.sub(t.data[i], lr.reduce(frac[i] << 1));
+                add0r(lr, p0, v, lr.sub(0, 1 << (s - 1)))
+            })
+            .collect();
+        let y = self.gated_sum(ch, lr, &ge, &lt, &x.data, &h)?;
         Ok(Shares {
             ring: lr,
             scale: x.scale,
-            data: r
-                .iter()
-                .zip(&ghl.data)
-                .map(|(&a, &b)| lr.sub(a, b))
-                .collect(),
+            data: y,
         })
+    }
+
+    /// y = a·(x + b·h) for XOR-shared bits a, b and x, h shared mod `ring`: each party offers,
+    /// for every value of the peer's two bits, (a_own ⊕ v_a)·(x_own + (b_own ⊕ v_b)·h_own) by
+    /// a 1-of-4 OT, both directions in one flight each way (choices, then answers).
+    fn gated_sum<C: Channel + ?Sized>(
+        &mut self,
+        ch: &mut C,
+        ring: Ring,
+        a: &[u8],
+        b: &[u8],
+        x: &[u64],
+        h: &[u64],
+    ) -> Result<Vec<u64>> {
+        let n = x.len();
+        if a.len() != n || b.len() != n || h.len() != n {
+            return Err(MpcError::LengthMismatch {
+                what: "gated sum",
+                expected: n,
+                got: a.len().min(b.len()).min(h.len()),
+            });
+        }
+        let g = Group::Pow2(ring.bits());
+        let (mut sc, mut rc) = self.cots(ch, 2 * n, 2 * n)?;
+        let mut w1 = BitWriter::default();
+        let c: Vec<u64> = (0..n)
+            .map(|i| (a[i] & 1) as u64 | ((b[i] & 1) as u64) << 1)
+            .collect();
+        let st = one_of_n_choose(&mut rc, 2, g, &c, &mut w1);
+        let got = self.exchange(ch, w1.finish(), 2 * n as u64, "gated sum choices")?;
+        let mut rd = BitReader::new(&got, 2 * n as u64, "gated sum choices")?;
+        let tab = |i: usize, v: u64| {
+            let (av, bv) = ((a[i] as u64 ^ v) & 1, (b[i] as u64 ^ (v >> 1)) & 1);
+            ring.mul(
+                ring.reduce(av),
+                ring.add(x[i], ring.mul(ring.reduce(bv), h[i])),
+            )
+        };
+        let mut w2 = BitWriter::default();
+        let own = one_of_n_send(&mut sc, 2, g, n, &mut rd, &tab, &mut w2);
+        let bits = one_of_n_answer_bits(n, 2, g);
+        let got = self.exchange(ch, w2.finish(), bits, "gated sum answers")?;
+        let mut rd = BitReader::new(&got, bits, "gated sum answers")?;
+        let peer = st.finish(&mut rd, "gated sum answers")?;
+        Ok(own
+            .iter()
+            .zip(&peer)
+            .map(|(&u, &v)| ring.add(u, v))
+            .collect())
     }
 
     /// Softmax of each row of `row` consecutive values, shares at scale 2^s in and out, equal
@@ -1899,20 +1946,26 @@ fn trunc_nonneg_cost_form(
 pub fn gelu_cost(spec: &GeluSpec<'_>, ell: u32, n: usize) -> Result<Cost> {
     spec.check(ell)?;
     let sh = spec.s - spec.f;
-    let (lr, rm) = (Ring::new(ell)?, Ring::new(spec.m)?);
-    let (rp, rh) = (Ring::new(spec.product_bits)?, Ring::new(spec.h_bits)?);
-    Ok(
-        chosen_by(cost::drelu_leaves(rm, n, WIDE_LEAVES), spec.chooser)
-            + cost::mux(lr, n)
-            + cost::millionaire_leaves(2 * n, rm.bits() - 1, 0, WIDE_LEAVES)
-            + cost::b2a(rp, n)
-            + lut_cost(n, spec.j, rh)
-            + lut_cost(n, spec.j, rp)
-            + cost::mul(rp, n)
-            + trunc_nonneg_cost_form(n, rp.bits(), sh + spec.e, rh, Party::P1, TruncForm::Flat)
-            + cost::mux(rh, n)
-            + trunc_nonneg_cost(n, rh.bits(), 0, lr),
-    )
+    let (lr, rp) = (Ring::new(ell)?, Ring::new(spec.product_bits)?);
+    Ok(chosen_by(
+        cost::millionaire_leaves(3 * n, spec.m - 1, 0, WIDE_LEAVES),
+        spec.chooser,
+    ) + cost::b2a(if rp.bits() > ell { rp } else { lr }, n)
+        + lut_cost(n, spec.j, Ring::new(spec.product_bits - sh - spec.e)?)
+        + lut_cost(n, spec.j, Ring::new(sh + spec.e + 3)?)
+        + mul_nonneg_small_cost(n, sh + spec.e + 3, rp.bits())
+        + trunc_nonneg_cost_form(n, rp.bits(), sh + spec.e, lr, Party::P1, TruncForm::Flat)
+        + gated_sum_cost(lr, n))
+}
+
+/// [`Session::gated_sum`] on `n` values of `ring`.
+fn gated_sum_cost(ring: Ring, n: usize) -> Cost {
+    let n64 = n as u64;
+    Cost {
+        bits: 2 * (2 * n64 + one_of_n_answer_bits(n, 2, Group::Pow2(ring.bits()))),
+        cots_p0_sends: 2 * n64,
+        cots_p1_sends: 2 * n64,
+    }
 }
 
 /// [`Session::softmax`] on `n` elements in rows of `row` of a ring of `ell` bits.

@@ -103,11 +103,6 @@ pub(crate) fn millionaire_leaves(n: usize, bits: u32, split: u32, leaves: u32) -
     ))
 }
 
-/// [`drelu`] with comparison leaves of up to `leaves` bits.
-pub(crate) fn drelu_leaves(ring: Ring, n: usize, leaves: u32) -> Cost {
-    millionaire_leaves(n, ring.bits() - 1, 0, leaves)
-}
-
 /// [`crate::Session::millionaire`] on `bits`-bit inputs.
 pub fn millionaire(n: usize, bits: u32) -> Cost {
     m(n, bits, 0)

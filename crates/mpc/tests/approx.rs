@@ -66,7 +66,6 @@ fn gelu_spec_by(g: &Gelu, chooser: Party) -> GeluSpec<'_> {
         j: g.j,
         e: g.e,
         product_bits: g.product_bits(),
-        h_bits: g.h_bits(),
         a: &g.a,
         b: &g.b,
         chooser,
@@ -94,7 +93,17 @@ fn softmax_spec(t: &Softmax, wide: bool) -> SoftmaxSpec<'_> {
 /// every magnitude.
 fn gelu_inputs(ring: Ring, s: u32, rng: &mut impl Rng) -> Vec<u64> {
     let mut v: Vec<i64> = Vec::new();
-    for base in [0i64, 1 << (s - 4), 4 << s, 64 << s, 128 << s, 1 << (s + 8)] {
+    for base in [
+        0i64,
+        1 << (s - 3),
+        3 << (s - 3),
+        4 << s,
+        (4 << s) - (1 << (s - 3)),
+        64 << s,
+        124 << s,
+        128 << s,
+        1 << (s + 8),
+    ] {
         for d in -2i64..=2 {
             v.push(base + d);
             v.push(-base + d);
@@ -220,9 +229,9 @@ fn traffic_equals_cost_model() {
     }
     // gelu (P0), softmax (narrow), gelu (P1), softmax (wide): alone, the extension's flights
     // are not on softmax's critical path (in a model they are: two hops per call on the CIFAR
-    // ViT), and P1 choosing in GELU's sign costs two hops (where P1 knows its share first, as
-    // after a fused LayerNorm, it saves them).
-    assert_eq!(hops[0] + 2, hops[2]);
+    // ViT), and GELU's chooser costs no hop here (in a model, the party that knows its share
+    // first saves one or two by choosing). GELU alone: 16 hops (20 before its one-batch form).
+    assert!(hops[0] <= 16 && hops[2] <= 16, "gelu hops: {hops:?}");
     assert!(hops[3] <= hops[1], "softmax hops narrow / wide: {hops:?}");
 }
 

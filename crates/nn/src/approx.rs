@@ -94,22 +94,29 @@ fn mask(bits: u32) -> u64 {
     }
 }
 
-/// GELU(x) = x·Φ(x) as `ReLU(x) − h(|x|)` with h(a) = a·Φ(−a), h read from a piecewise-linear
-/// table on [0, 2^{j−f}) with segments of width 2^{−f} (0 beyond: h(4) < 1.3·10^{−4}).
+/// GELU(x) = x·Φ(x) as `[x ≥ −4]·x + [−4 ≤ x < 4]·T(x)` with T(x) = GELU(x) − x = −x·Φ(−x),
+/// T read from a piecewise-linear table on [−2^{j−f−1}, 2^{j−f−1}) = [−4, 4) with segments of
+/// width 2^{−f} = 1/16 (beyond: |GELU(x) − ReLU(x)| ≤ 4·Φ(−4) < 1.3·10^{−4}). Both range tests and
+/// the segment index come from x itself (offset by 4), so the protocol needs one comparison
+/// batch and no |x| first (docs/fixed-point.md § GELU).
 ///
-/// Integer semantics of [`Gelu::eval`] (all values are plain integers unless reduced):
+/// Integer semantics of [`Gelu::eval`] (all values are plain integers unless reduced), with
+/// sh = s − f and c = 2^{j+sh−1} (4 at scale 2^s):
 /// ```text
-/// xm = x mod 2^m;  d = [signed_m(xm) ≥ 0];  r = d ? x : 0              (r in Z_{2^ℓ})
-/// a  = (2r − x) mod 2^m                                                (|x| in Z_{2^m})
-/// q  = a >> (s − f);  frac = a mod 2^{s−f}
-/// g  = [signed_{m−s+f}(q − 2^j) < 0];  i = q mod 2^j
-/// t  = (B[i] · frac + 2^{s−f+e−1}) >> (s − f + e)   (B[i] = slope + 2^{s−f+e} ≥ 0)
-/// h  = A[i] + t − frac
-/// y  = r − g·h  mod 2^ℓ
+/// xm = x mod 2^m;  x' = (xm + c) mod 2^m
+/// ge = [signed_m(x') ≥ 0];  lt = [signed_m(xm − c) < 0]              (x ≥ −4, x < 4)
+/// q  = x' >> sh;  frac = x' mod 2^sh;  i = q mod 2^j
+/// W  = A[i]·2^{sh+e} + B[i]·frac + 2^{sh+e−1}                          (W ≥ 0)
+/// h  = (W >> (sh + e)) − 2^{s−1}
+/// y  = ge·x + (ge ∧ lt)·h  mod 2^ℓ
 /// ```
-/// `A[i]` is h's minimax line on segment i at scale 2^s, `B[i]` its slope at scale 2^{s+e}
-/// per segment, offset by 2^{s−f+e} so that it is non-negative; `t − frac` undoes the offset
-/// exactly (2^{s−f+e}·frac / 2^{s−f+e} = frac).
+/// `A[i]` is T's minimax line on segment i at scale 2^s plus 2^{s−1}, and `B[i]` its slope at
+/// scale 2^{s+e} per segment (signed, ≥ −1.0005·2^{sh+e}); the offset 2^{s−1} keeps W
+/// non-negative (T ≥ −0.17 and B·frac > −1.0005·2^{2sh+e}); the protocol truncates
+/// W⁺ = W + 2^{sh+e+1}·frac (non-negative slopes, [`Gelu::w_range`]) in the ring of
+/// p = [`Gelu::product_bits`] bits and subtracts 2·frac.
+/// Exact semantics when |x| < 2^{m−1} − c (124 at s = 12; the protocol's range, like the
+/// ring-wide |x| < 2^{ℓ−2}).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Gelu {
     /// Fractional bits s of input and output.
@@ -118,14 +125,14 @@ pub struct Gelu {
     pub m: u32,
     /// Segments per unit: 2^f.
     pub f: u32,
-    /// Index bits: the table covers |x| < 2^{j−f}.
+    /// Index bits: the table covers −2^{j−f−1} ≤ x < 2^{j−f−1}.
     pub j: u32,
     /// Extra fractional bits of the slopes.
     pub e: u32,
-    /// Intercepts at scale 2^s (2^j entries, each in [−2^{10}, 2^{10}) for s ≤ 12).
-    pub a: Vec<i64>,
-    /// Offset slopes at scale 2^{s+e}, each in [0, 2^{s−f+e+1}).
-    pub b: Vec<u64>,
+    /// Intercepts at scale 2^s plus 2^{s−1} (2^j entries, non-negative).
+    pub a: Vec<u64>,
+    /// Slopes at scale 2^{s+e} per segment (2^j entries, signed).
+    pub b: Vec<i64>,
 }
 
 /// GELU in f64 (the erf form), the float function the fixed-point one approximates.
@@ -149,42 +156,37 @@ pub fn layernorm_f64(x: &[f64], eps: f64) -> Vec<f64> {
     x.iter().map(|v| (v - mu) / (var + eps).sqrt()).collect()
 }
 
-/// h(a) = a·Φ(−a) = a·erfc(a/√2)/2.
-fn gelu_h(a: f64) -> f64 {
-    a * 0.5 * libm::erfc(a / std::f64::consts::SQRT_2)
-}
-
 impl Gelu {
-    /// The tables for scale 2^s (4 ≤ s ≤ 20, [`Function::unsupported`]): 16 segments per unit
-    /// on [0, 4), slopes with 4 extra bits.
+    /// The tables for scale 2^s (4 ≤ s ≤ 20, [`Function::unsupported`]): 8 segments per unit
+    /// on [−4, 4), slopes with 2 extra bits.
     pub fn new(s: u32) -> Gelu {
         assert!(
             Function::Gelu.unsupported(s, 64, 1).is_none(),
             "GELU tables for 4 <= s <= 20"
         );
-        let (f, j, e) = (4u32, 6u32, 4u32);
+        let (f, j, e) = (4u32, 7u32, 2u32);
         let delta = 1.0 / (1u64 << f) as f64;
+        let lo_x = -((1u64 << (j - f - 1)) as f64);
+        let t = |x: f64| gelu_f64(x) - x;
         let mut a = Vec::with_capacity(1 << j);
         let mut b = Vec::with_capacity(1 << j);
         for i in 0..1u64 << j {
-            let x0 = i as f64 * delta;
-            let (h0, h1) = (gelu_h(x0), gelu_h(x0 + delta));
-            let slope = h1 - h0;
+            let x0 = lo_x + i as f64 * delta;
+            let (t0, t1) = (t(x0), t(x0 + delta));
+            let slope = t1 - t0;
             // Minimax line parallel to the chord: shift by the mean of the extreme deviations.
             let (mut lo, mut hi) = (0f64, 0f64);
             for k in 0..=64 {
                 let u = k as f64 / 64.0;
-                let dev = gelu_h(x0 + u * delta) - (h0 + slope * u);
+                let dev = t(x0 + u * delta) - (t0 + slope * u);
                 lo = lo.min(dev);
                 hi = hi.max(dev);
             }
-            let intercept = h0 + (lo + hi) / 2.0;
-            a.push((intercept * (1u64 << s) as f64).round() as i64);
-            let off = 1u64 << (s - f + e);
-            let sl = (slope * (1u64 << (s + e)) as f64).round() as i64 + off as i64;
-            b.push(u64::try_from(sl).expect("GELU slope offset keeps B non-negative"));
+            let line = ((t0 + (lo + hi) / 2.0) * (1u64 << s) as f64).round() as i64;
+            a.push(u64::try_from(line + (1i64 << (s - 1))).expect("T > −1/2"));
+            b.push((slope * (1u64 << (s + e)) as f64).round() as i64);
         }
-        Gelu {
+        let g = Gelu {
             s,
             m: s + 8,
             f,
@@ -192,37 +194,63 @@ impl Gelu {
             e,
             a,
             b,
-        }
+        };
+        assert!(g.w_range().0 >= 0, "GELU's W is non-negative");
+        g
     }
 
-    /// Bits of the ring in which the slope product `B[i]·frac` is computed (it stays below
-    /// 2^{bits−1}).
+    /// The least and the largest W⁺ = A[i]·2^{sh+e} + (B[i] + 2^{sh+e+1})·frac + 2^{sh+e−1}
+    /// over the table and 0 ≤ frac < 2^sh: W plus 2^{sh+e+1}·frac, the form the protocol
+    /// truncates (its slope factor non-negative); W⁺ >> (sh + e) = (W >> (sh + e)) + 2·frac.
+    pub fn w_range(&self) -> (i128, i128) {
+        let sh = self.s - self.f;
+        let half = 1i128 << (sh + self.e - 1);
+        let top = mask(sh) as i128;
+        self.a
+            .iter()
+            .zip(&self.b)
+            .map(|(&a, &b)| {
+                let c = (a as i128) << (sh + self.e);
+                let (x, y) = (c, c + (b as i128 + self.slope_offset() as i128) * top);
+                (x.min(y) + half, x.max(y) + half)
+            })
+            .fold((i128::MAX, i128::MIN), |(lo, hi), (a, z)| {
+                (lo.min(a), hi.max(z))
+            })
+    }
+
+    /// The offset 2^{sh+e+1} that makes every slope B[i] + offset non-negative.
+    pub fn slope_offset(&self) -> u64 {
+        1 << (self.s - self.f + self.e + 1)
+    }
+
+    /// Bits p of the ring in which W⁺ is formed (0 ≤ W⁺ < 2^{p−1}, [`Gelu::w_range`]).
     pub fn product_bits(&self) -> u32 {
-        let bmax = *self.b.iter().max().expect("non-empty table");
-        let p = bmax * mask(self.s - self.f) + (1 << (self.s - self.f + self.e - 1));
-        64 - p.leading_zeros() + 1
-    }
-
-    /// Bits of the small ring in which h is formed (|h| < 2^{bits−2}).
-    pub fn h_bits(&self) -> u32 {
-        self.s + 1
+        let hi = self.w_range().1 as u64;
+        64 - hi.leading_zeros() + 1
     }
 
     /// GELU of one element of Z_{2^ℓ} at scale 2^s.
     pub fn eval(&self, ell: u32, x: u64) -> u64 {
         let (s, m, f, j, e) = (self.s, self.m, self.f, self.j, self.e);
+        let sh = s - f;
+        let c = 1u64 << (j + sh - 1);
         let lm = mask(ell);
         let xm = x & mask(m);
-        let r = if signed(xm, m) >= 0 { x & lm } else { 0 };
-        let a = (2u64.wrapping_mul(r)).wrapping_sub(x) & mask(m);
-        let q = a >> (s - f);
-        let frac = a & mask(s - f);
-        let g = signed(q.wrapping_sub(1 << j), m - s + f) < 0;
-        let i = (q & mask(j)) as usize;
-        let t = (self.b[i] * frac + (1 << (s - f + e - 1))) >> (s - f + e);
-        let h = self.a[i] + t as i64 - frac as i64;
-        let gh = if g { h } else { 0 };
-        r.wrapping_sub(gh as u64) & lm
+        let xp = (xm + c) & mask(m);
+        let ge = signed(xp, m) >= 0;
+        let lt = signed(xm.wrapping_sub(c) & mask(m), m) < 0;
+        let frac = xp & mask(sh);
+        let i = ((xp >> sh) & mask(j)) as usize;
+        let w = ((self.a[i] as i128) << (sh + e))
+            + self.b[i] as i128 * frac as i128
+            + (1i128 << (sh + e - 1));
+        let h = (w >> (sh + e)) as i64 - (1i64 << (s - 1));
+        let mut y = if ge { x & lm } else { 0 };
+        if ge && lt {
+            y = y.wrapping_add(h as u64);
+        }
+        y & lm
     }
 }
 
@@ -613,8 +641,10 @@ mod tests {
         // Segment fit ≈ 2·10^{−4}, table and product rounding ≤ 1 ulp of 2^{−12}.
         eprintln!("max GELU error {worst}");
         assert!(worst < 7e-4, "max |GELU error| = {worst}");
-        assert!(g.product_bits() <= 24 && g.b.iter().all(|&b| b < 1 << 14));
-        assert!(g.a.iter().all(|&a| a.abs() < 1 << 10));
+        assert!(g.product_bits() <= 28);
+        let off = g.slope_offset() as i64;
+        assert!(g.b.iter().all(|&b| b + off >= 0 && b + off < 2 * off));
+        assert!(g.w_range().0 >= 0);
     }
 
     #[test]
