@@ -124,7 +124,7 @@ impl Tables {
     }
     /// The bits-first form, or for `softmax65_wide` the wide tables.
     fn softmax_spec(&self, op: &str) -> SoftmaxSpec<'_> {
-        engine::approx::softmax_spec(self.softmax(), op.ends_with("_wide"))
+        engine::approx::softmax_spec(self.softmax(), op.ends_with("_wide"), 0)
     }
 }
 

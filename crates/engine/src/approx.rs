@@ -18,8 +18,9 @@ pub fn gelu_spec(g: &nn::approx::Gelu, chooser: mpc::Party) -> mpc::GeluSpec<'_>
 }
 
 /// Softmax's tables as the protocol reads them; `wide`: the exponential's tables answer in the
-/// product ring (the plan's choice, `Plan::softmax_wide`).
-pub fn softmax_spec(t: &nn::approx::Softmax, wide: bool) -> mpc::SoftmaxSpec<'_> {
+/// product ring (the plan's choice, `Plan::softmax_wide`); `extra`: bits of scale its input
+/// carries beyond 2^s (s when it reads Q·Kᵀ unrounded, `Plan::softmax_extra`).
+pub fn softmax_spec(t: &nn::approx::Softmax, wide: bool, extra: u32) -> mpc::SoftmaxSpec<'_> {
     mpc::SoftmaxSpec {
         s: t.s,
         m: t.m,
@@ -32,6 +33,7 @@ pub fn softmax_spec(t: &nn::approx::Softmax, wide: bool) -> mpc::SoftmaxSpec<'_>
         rt: &t.rt,
         rd: &t.rd,
         wide_tables: wide,
+        extra,
     }
 }
 

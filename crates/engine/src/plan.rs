@@ -24,7 +24,7 @@ pub const SESSION_STEP_FACTOR: u64 = 4;
 /// Version of the plan format; part of the digest. 2: the `rescale_relu6` epilogue; 3: the
 /// circulant block of conv layers; 5: `flat_rescale_max`; 6: `softmax_wide_max`,
 /// `layernorm_flat_max`.
-pub const PLAN_VERSION: u32 = 7;
+pub const PLAN_VERSION: u32 = 8;
 /// Largest circulant block size looked for in conv and FC weights.
 pub const MAX_CIRCULANT_BLOCK: usize = 256;
 /// Largest plan a client accepts (nodes), so a hostile server cannot make it allocate without bound.
@@ -273,6 +273,10 @@ pub enum StepKind {
         /// rescale of its own).
         #[serde(default)]
         normalized: bool,
+        /// No rescale: the softmax that reads it (through identity reshapes) takes the product
+        /// at scale 2^{2s} (`Plan::softmax_extra`, `nn::approx::Softmax::eval_row_from`).
+        #[serde(default)]
+        deferred: bool,
     },
 }
 
@@ -411,7 +415,7 @@ const SOFTMAX_WIDE_HOPS: f64 = 2.0;
 pub fn softmax_wide_max(cfg: &PlanConfig) -> Result<usize, EngineError> {
     let t = nn::approx::Softmax::new(cfg.scale);
     let bits = |wide: bool| -> Result<f64, EngineError> {
-        let spec = crate::approx::softmax_spec(&t, wide);
+        let spec = crate::approx::softmax_spec(&t, wide, 0);
         Ok(mpc::cost::softmax(&spec, cfg.ell, 1, 1)?.bits as f64)
     };
     Ok(priced_max(
@@ -425,13 +429,18 @@ pub fn softmax_wide_max(cfg: &PlanConfig) -> Result<usize, EngineError> {
 /// (four hops per call) ride in the first one's flights.
 const FUSED_PAIR_HOPS: f64 = 4.0;
 
+/// Hops a softmax saves by reading Q·Kᵀ unrounded: the product's rescale (two per call).
+const DEFERRED_PRODUCT_HOPS: f64 = 2.0;
+
 /// The nodes that run fused with the LayerNorm or softmax they read (docs/protocols/
-/// transformer.md § LayerNorm → linear layer, § Softmax → product by V) at `cfg`'s link: each
-/// pair of [`nn::Model::norm_before`] or [`nn::Model::softmax_before`] whose extra bits (the
-/// per-output product and rescale against the first step's per-input tail and the second's
-/// rescale) take less time at the planning bandwidth than the hops saved at half the planning
-/// round trip each. The fixed-point reference follows this choice
-/// (`nn::fixed::FixedModel::with_fused`): it is part of what the plan computes.
+/// transformer.md § LayerNorm → linear layer, § Softmax → product by V), and the softmaxes that
+/// read the product before them unrounded (§ Softmax of an unrounded product), at `cfg`'s
+/// link: each pair of [`nn::Model::norm_before`], [`nn::Model::softmax_before`] or
+/// [`nn::Model::product_before_softmax`] whose extra bits (the per-output product and rescale
+/// against the first step's per-input tail and the second's rescale; the softmax's wider
+/// comparisons against the product's rescale) take less time at the planning bandwidth than
+/// the hops saved at half the planning round trip each. The fixed-point reference follows this
+/// choice (`nn::fixed::FixedModel::with_fused`): it is part of what the plan computes.
 pub fn fused_pairs(model: &nn::Model, cfg: &PlanConfig) -> Result<Vec<nn::NodeId>, EngineError> {
     use mpc::cost;
     let ring = mpc::Ring::new(cfg.ell)?;
@@ -482,7 +491,7 @@ pub fn fused_pairs(model: &nn::Model, cfg: &PlanConfig) -> Result<Vec<nn::NodeId
             return Ok(None);
         }
         let (n_in, n_out): (usize, usize) = (xs.iter().product(), node.shape.iter().product());
-        let spec = crate::approx::softmax_spec(&sm, n_in <= wide_max);
+        let spec = crate::approx::softmax_spec(&sm, n_in <= wide_max, 0);
         let fused = cost::softmax_matmul(&spec, cfg.ell, n_in, row, n_out / (n_in / row))?;
         Ok(Some((
             fused.bits,
@@ -490,8 +499,38 @@ pub fn fused_pairs(model: &nn::Model, cfg: &PlanConfig) -> Result<Vec<nn::NodeId
             n_out,
         )))
     };
+    // The softmax `id` reading its product unrounded: (extra bits, hops saved).
+    let deferral = |id: usize| -> Result<Option<f64>, EngineError> {
+        if model.product_before_softmax(id).is_none() {
+            return Ok(None);
+        }
+        let xs = &model.nodes[id].shape;
+        let row = *xs.last().unwrap_or(&0);
+        let f = nn::approx::Function::Softmax;
+        if f.unsupported(cfg.scale, cfg.ell, row).is_some() {
+            return Ok(None);
+        }
+        let n: usize = xs.iter().product();
+        let bits = |extra| {
+            let spec = crate::approx::softmax_spec(&sm, n <= wide_max, extra);
+            cost::softmax(&spec, cfg.ell, n, row).map(|c| c.bits)
+        };
+        // A ring too narrow for the wider comparisons: not deferrable.
+        let Ok(with) = bits(cfg.scale) else {
+            return Ok(None);
+        };
+        let rescale =
+            cost::trunc_known_sign_form(ring, cfg.scale, n, form(n, flat_rescale), Party::P0);
+        Ok(Some(with as f64 - (bits(0)? + rescale.bits) as f64))
+    };
     let mut out = Vec::new();
     for id in 0..model.nodes.len() {
+        if let Some(extra) = deferral(id)? {
+            if extra <= 0.0 || priced_max(cfg, DEFERRED_PRODUCT_HOPS, extra) >= 1 {
+                out.push(id);
+            }
+            continue;
+        }
         let Some((fused, first, n_out)) = price(id)? else {
             continue;
         };
@@ -808,6 +847,7 @@ impl Plan {
                         right,
                         cost,
                         normalized: false,
+                        deferred: false,
                     }
                 }
                 Op::Mul => {
@@ -1032,6 +1072,12 @@ impl Plan {
     ) -> Result<(), EngineError> {
         let cheetah = LinearChoice::Cheetah(cfg.cheetah);
         for id in fused_pairs(model, cfg)? {
+            if let Some(p) = model.product_before_softmax(id) {
+                if let StepKind::SharedMatMul { deferred, .. } = &mut steps[p].kind {
+                    *deferred = true;
+                }
+                continue;
+            }
             if let Some(n) = model.softmax_before(id) {
                 if let StepKind::SharedMatMul { normalized, .. } = &mut steps[id].kind {
                     *normalized = true;
@@ -1169,9 +1215,53 @@ impl Plan {
                         normalized: true,
                         ..
                     }
-                )
+                ) || (matches!(self.steps[i].kind, StepKind::Softmax { .. })
+                    && self.softmax_extra(i) > 0)
             })
             .collect()
+    }
+
+    /// The deferred product (`SharedMatMul { deferred }`) the softmax step `i` reads through
+    /// identity reshapes, if any.
+    fn deferred_product(&self, i: usize) -> Option<usize> {
+        let mut at = *self.steps.get(i)?.inputs.first()?;
+        loop {
+            match &self.steps[at].kind {
+                StepKind::SharedMatMul { deferred: true, .. } => return Some(at),
+                StepKind::Reshape => at = *self.steps[at].inputs.first()?,
+                _ => return None,
+            }
+        }
+    }
+
+    /// Whether step `i`'s value reaches exactly one softmax and nothing else, through identity
+    /// reshapes that nothing else reads (what a deferred product needs).
+    fn read_unrounded_by_softmax(&self, i: usize) -> bool {
+        let mut at = i;
+        for _ in 0..self.steps.len() {
+            let readers: Vec<usize> = (at + 1..self.steps.len())
+                .filter(|&j| self.steps[j].inputs.contains(&at))
+                .collect();
+            if readers.len() != 1 || at == self.output {
+                return false;
+            }
+            let r = readers[0];
+            match self.steps[r].kind {
+                StepKind::Softmax { .. } => return self.steps[r].inputs[0] == at,
+                StepKind::Reshape => at = r,
+                _ => return false,
+            }
+        }
+        false
+    }
+
+    /// Bits of scale beyond 2^s of softmax step `i`'s input: s when it reads a deferred
+    /// product (Q·Kᵀ unrounded), else 0.
+    pub fn softmax_extra(&self, i: usize) -> u32 {
+        match self.deferred_product(i) {
+            Some(_) => self.scale,
+            None => 0,
+        }
     }
 
     /// The LayerNorm a `Normalized` linear step `i` computes (on its input step's rows) and that
@@ -1533,6 +1623,14 @@ impl Plan {
                     if !matches!(choice, LinearChoice::Cheetah(_) | LinearChoice::Falcon(_)) {
                         return Err(bad(i, "a shared product runs by cheetah or falcon".into()));
                     }
+                    if matches!(s.kind, StepKind::SharedMatMul { deferred: true, .. })
+                        && !self.read_unrounded_by_softmax(i)
+                    {
+                        return Err(bad(
+                            i,
+                            "a deferred product must be read by one softmax alone".into(),
+                        ));
+                    }
                     left.validate()?;
                     right.validate()?;
                     let ok = in_len(0) == batch * m * k
@@ -1714,9 +1812,11 @@ impl Plan {
                 } => {
                     let sm = nn::approx::Softmax::new(self.scale);
                     let n_in: usize = self.steps[step.inputs[0]].shape.iter().product();
-                    let spec = crate::approx::softmax_spec(&sm, self.softmax_wide(n_in));
+                    let extra = self.softmax_extra(step.inputs[0]);
+                    let spec = crate::approx::softmax_spec(&sm, self.softmax_wide(n_in), extra);
                     cost::softmax_matmul(&spec, self.ell, n_in, *k, *cols)?
                 }
+                StepKind::SharedMatMul { deferred: true, .. } => cost::Cost::default(),
                 StepKind::SharedMatMul { .. } => self.rescale_cost(ring, s, n, Party::P0),
                 StepKind::Softmax { into_matmul: true } => cost::Cost::default(),
                 StepKind::Gelu => {
@@ -1730,7 +1830,11 @@ impl Plan {
                 StepKind::Softmax { .. } => {
                     let t = nn::approx::Softmax::new(self.scale);
                     let row = *step.shape.last().unwrap_or(&1);
-                    let spec = crate::approx::softmax_spec(&t, self.softmax_wide(n));
+                    let spec = crate::approx::softmax_spec(
+                        &t,
+                        self.softmax_wide(n),
+                        self.softmax_extra(i),
+                    );
                     cost::softmax(&spec, self.ell, n, row)?
                 }
                 StepKind::LayerNorm {
@@ -1828,9 +1932,13 @@ mod tests {
             .join("../../models/tiny/tiny_vit.onnx");
         let model = nn::load(path).unwrap();
         let pairs: Vec<usize> = (0..model.nodes.len())
-            .filter(|&k| model.norm_before(k).is_some() || model.softmax_before(k).is_some())
+            .filter(|&k| {
+                model.norm_before(k).is_some()
+                    || model.softmax_before(k).is_some()
+                    || model.product_before_softmax(k).is_some()
+            })
             .collect();
-        assert!(pairs.len() >= 4, "{pairs:?}");
+        assert!(pairs.len() >= 5, "{pairs:?}");
         assert_eq!(fused_pairs(&model, &PlanConfig::default()).unwrap(), pairs);
         let lan0 = fused_pairs(&model, &link(3000, 0)).unwrap();
         assert_eq!(
@@ -1843,7 +1951,27 @@ mod tests {
         let back: Plan = serde_json::from_str(&serde_json::to_string(&plan).unwrap()).unwrap();
         back.validate().unwrap();
         let (lin, ln) = (pairs[0], model.norm_before(pairs[0]).unwrap());
-        let (prod, sm) = (pairs[1], model.softmax_before(pairs[1]).unwrap());
+        let prod = *pairs
+            .iter()
+            .find(|&&k| model.softmax_before(k).is_some())
+            .unwrap();
+        let sm = model.softmax_before(prod).unwrap();
+        // Q·Kᵀ left unrounded for the softmax: its value read by something else, or the
+        // softmax's, is refused.
+        let qk = model.product_before_softmax(sm).unwrap();
+        assert!(matches!(
+            plan.steps[qk].kind,
+            StepKind::SharedMatMul { deferred: true, .. }
+        ));
+        assert_eq!(plan.softmax_extra(sm), plan.scale);
+        let mut bad = plan.clone();
+        bad.steps[prod].inputs[1] = qk;
+        assert!(bad.validate().is_err());
+        let mut bad = plan.clone();
+        if let StepKind::SharedMatMul { deferred, .. } = &mut bad.steps[prod].kind {
+            *deferred = true;
+        }
+        assert!(bad.validate().is_err());
         // A softmax computed alone while its product still expects to compute it, and the
         // reverse.
         let mut bad = plan.clone();
@@ -1890,7 +2018,14 @@ mod tests {
             match &mut p.steps[i].kind {
                 StepKind::LayerNorm { into_linear, .. } => *into_linear = !*into_linear,
                 StepKind::Softmax { into_matmul } => *into_matmul = !*into_matmul,
-                StepKind::SharedMatMul { normalized, .. } => *normalized = !*normalized,
+                StepKind::SharedMatMul {
+                    normalized,
+                    deferred,
+                    ..
+                } => {
+                    *normalized ^= i % 2 == 0;
+                    *deferred ^= i % 2 == 1;
+                }
                 StepKind::Linear { epilogue, .. } => {
                     *epilogue = match epilogue {
                         Epilogue::Normalized => Epilogue::Rescale,
@@ -1932,7 +2067,7 @@ mod tests {
         // extension's 2·(26 − 14 + 1) bits and 2 COTs' worth it no longer sends.
         let t = nn::approx::Softmax::new(12);
         let bits = |w| {
-            mpc::cost::softmax(&crate::approx::softmax_spec(&t, w), 37, 1, 1)
+            mpc::cost::softmax(&crate::approx::softmax_spec(&t, w, 0), 37, 1, 1)
                 .unwrap()
                 .bits
         };

@@ -515,7 +515,8 @@ fn run_side<C: Channel>(
             StepKind::Softmax { .. } => {
                 let t = nn::approx::Softmax::new(plan.scale);
                 let n = inputs[0].len();
-                let spec = crate::approx::softmax_spec(&t, plan.softmax_wide(n));
+                let spec =
+                    crate::approx::softmax_spec(&t, plan.softmax_wide(n), plan.softmax_extra(i));
                 let row = *step.shape.last().unwrap_or(&1);
                 session
                     .softmax(ch, &shares(inputs[0].to_vec())?, row, &spec)?
@@ -541,6 +542,7 @@ fn run_side<C: Channel>(
                 left,
                 right,
                 normalized,
+                deferred,
                 ..
             } => {
                 let proto = choice.protocol();
@@ -553,7 +555,11 @@ fn run_side<C: Channel>(
                 if *normalized {
                     // Softmax fused with this product: `a` is the softmax's input.
                     let t = nn::approx::Softmax::new(plan.scale);
-                    let spec = crate::approx::softmax_spec(&t, plan.softmax_wide(a.len()));
+                    let spec = crate::approx::softmax_spec(
+                        &t,
+                        plan.softmax_wide(a.len()),
+                        plan.softmax_extra(step.inputs[0]),
+                    );
                     let x = shares(a.to_vec())?;
                     let mut lin = SharedNorm {
                         proto: &*proto,
@@ -603,7 +609,12 @@ fn run_side<C: Channel>(
                             )?,
                         };
                     let y = shared_product(a, b, &cross, (batch, m, k, n), fixed);
-                    rescale(session, ch, y, Act::None, plan.scale, true)?
+                    if *deferred {
+                        // Read unrounded by the softmax after it (`Plan::softmax_extra`).
+                        y
+                    } else {
+                        rescale(session, ch, y, Act::None, plan.scale, true)?
+                    }
                 }
             }
         };

@@ -67,6 +67,10 @@ pub struct SoftmaxSpec<'a> {
     /// s + 2 bits, which saves the extension flight between the lookups and the product for
     /// 12 more bits per entry (1,128 per element at s = 12): the latency form.
     pub wide_tables: bool,
+    /// Bits of scale the input carries beyond 2^s (s: the unrounded product Q·Kᵀ read
+    /// directly, `nn::approx::Softmax::eval_row_from`): the maximum and the differences on
+    /// m + extra bits, the digits cut `extra` bits higher.
+    pub extra: u32,
 }
 
 /// A linear step run inside another protocol's flights ([`Session::layernorm_linear`]: the
@@ -111,6 +115,8 @@ const LOOKUP_IDX: u32 = 7;
 const LOOKUP_FRAC: u32 = 7;
 /// Widest comparison leaf in GELU's comparisons ([`Session::wide_leaves`]).
 const WIDE_LEAVES: u32 = 6;
+/// The default comparison leaf (`millionaire::LEAF_BITS_MAX`).
+const LEAF_BITS: u32 = crate::millionaire::LEAF_BITS_MAX;
 const LOOKUP_TABLE: u32 = 18;
 const LOOKUP_U_RING: u32 = LOOKUP_TABLE + LOOKUP_FRAC + 3;
 /// LayerNorm's inverse square root (nn::approx::LN_*): 2^LN_V_LO ≤ V < 2^LN_V at scale 2^44,
@@ -332,6 +338,9 @@ impl SoftmaxSpec<'_> {
         }
         if self.f >= self.s || self.s >= self.m || self.m > ell || 2 * self.s + 2 > 64 {
             return Err(bad(w, "need f < s < m <= ell and 2s + 2 <= 64"));
+        }
+        if self.extra > self.s || self.m + self.extra > ell {
+            return Err(bad(w, "need extra <= s and m + extra <= ell"));
         }
         if self.k == 0
             || self.k >= self.j
@@ -994,18 +1003,33 @@ impl Session {
             });
         }
         let n = x.len();
-        let (s, m, f, j, k) = (spec.s, spec.m, spec.f, spec.j, spec.k);
-        let sh = s - f;
+        let (s, f, j, k) = (spec.s, spec.f, spec.j, spec.k);
+        // An input at scale 2^{s+extra}: everything up to the digits on `extra` more bits.
+        let (m, sh) = (spec.m + spec.extra, s - f + spec.extra);
         let (rm, rq) = (Ring::new(m)?, Ring::new(m - sh)?);
         let (rt, rhi, rpe) = (Ring::new(s + 2)?, Ring::new(j - k)?, Ring::new(2 * s + 2)?);
         // Row max on the reduced ring, u = max − x ≥ 0.
         let xm: Vec<u64> = x.data.iter().map(|&v| rm.reduce(v)).collect();
-        let mx = self.tournament_max(ch, rm, &xm, row)?;
+        // On an unrounded input the comparisons are `extra` bits wider: leaves of up to
+        // WIDE_LEAVES bits keep their trees as shallow (measured on the CIFAR ViT: 44 → 38 hops
+        // per softmax with its product by V).
+        let wide = spec.extra > 0;
+        let mx = if wide {
+            self.wide_leaves(|se| se.tournament_max(ch, rm, &xm, row))?
+        } else {
+            self.tournament_max(ch, rm, &xm, row)?
+        };
         let u: Vec<u64> = (0..n).map(|i| rm.sub(mx[i / row], xm[i])).collect();
         // Carries into bits sh and sh + k of u0 + u1: q = u >> sh and its digits (both B2As in
         // one flight, over rq ⊇ rhi); the clip g = [u < 2^{j+sh}] (= [q < 2^j]) in the same
         // comparison.
-        let (c2, c1, g) = self.carries_and_below(ch, &u, (sh + k, sh), rm, &u, 1 << (j + sh))?;
+        let mut digits =
+            |se: &mut Self| se.carries_and_below(ch, &u, (sh + k, sh), rm, &u, 1 << (j + sh));
+        let (c2, c1, g) = if wide {
+            self.wide_leaves(digits)?
+        } else {
+            digits(self)?
+        };
         let both: Vec<u8> = c1.iter().chain(&c2).copied().collect();
         let ca = self.b2a(ch, rq, &both)?;
         let q: Vec<u64> = (0..n).map(|i| rq.add(u[i] >> sh, ca[i])).collect();
@@ -1862,15 +1886,16 @@ fn tournament_chunks(len: usize) -> Vec<(usize, usize)> {
         .collect()
 }
 
-/// [`Session::tournament_max`] on `rows` rows of `row` values over `ring`.
-pub fn tournament_cost(ring: Ring, rows: usize, row: usize) -> Cost {
+/// [`Session::tournament_max`] on `rows` rows of `row` values of `ring`, its comparisons with
+/// leaves of up to `leaves` bits.
+fn tournament_cost(ring: Ring, rows: usize, row: usize, leaves: u32) -> Cost {
     let g = Group::Pow2(ring.bits());
     let mut c = Cost::default();
     let mut len = row;
     while len > 1 {
         let chunks = tournament_chunks(len);
         let pairs: usize = chunks.iter().map(|&(_, k)| k * (k - 1) / 2).sum();
-        c = c + cost::drelu(ring, rows * pairs);
+        c = c + cost::millionaire_leaves(rows * pairs, ring.bits() - 1, 0, leaves);
         for &(_, k) in chunks.iter().filter(|&&(_, k)| k > 1) {
             let w = (k - 1) as u32;
             let ots = (rows * k) as u64;
@@ -2019,10 +2044,18 @@ fn softmax_front_cost(
     spec.check(ell, row)?;
     let rows = n / row;
     let (s, j, k) = (spec.s, spec.j, spec.k);
-    let (rm, rq) = (Ring::new(spec.m)?, Ring::new(spec.m - (s - spec.f))?);
+    let (rm, rq) = (
+        Ring::new(spec.m + spec.extra)?,
+        Ring::new(spec.m - (s - spec.f))?,
+    );
     let (rt, rpe) = (Ring::new(s + 2)?, Ring::new(2 * s + 2)?);
-    Ok(tournament_cost(rm, rows, row)
-        + cost::millionaire_split(2 * n, rm.bits() - 1, rm.bits() - 1 - k)
+    let leaves = if spec.extra > 0 {
+        WIDE_LEAVES
+    } else {
+        LEAF_BITS
+    };
+    Ok(tournament_cost(rm, rows, row, leaves)
+        + cost::millionaire_leaves(2 * n, rm.bits() - 1, rm.bits() - 1 - k, leaves)
         + cost::b2a(rq, 2 * n)
         + if spec.wide_tables {
             lut_cost(n, j - k, rpe) + lut_cost(n, k, rpe)

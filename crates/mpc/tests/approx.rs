@@ -86,6 +86,7 @@ fn softmax_spec(t: &Softmax, wide: bool) -> SoftmaxSpec<'_> {
         rt: &t.rt,
         rd: &t.rd,
         wide_tables: wide,
+        extra: 0,
     }
 }
 
@@ -639,5 +640,55 @@ fn softmax_matmul_equals_reference_and_cost_model() {
             fused <= alone + 1,
             "row {row}: fused {fused} hops, alone {alone}"
         );
+    }
+}
+
+/// Softmax of an unrounded product (input at scale 2^{2s}, `extra` = s): equal to
+/// `Softmax::eval_row_from`, and its traffic equals the cost model.
+#[test]
+fn softmax_of_an_unrounded_product_equals_reference_and_cost_model() {
+    let mut r = rng(47);
+    let (l, s, row) = (37u32, 12u32, 17usize);
+    let ring = Ring::new(l).unwrap();
+    let t = Softmax::new(s);
+    let mut vals = Vec::new();
+    for k in 0..8 {
+        let spread: i64 = if k % 2 == 0 {
+            6 << (2 * s)
+        } else {
+            40 << (2 * s)
+        };
+        let off: i64 = if k % 3 == 0 { 0 } else { -(100 << (2 * s)) };
+        vals.extend((0..row).map(|_| ring.from_signed(off + r.gen_range(-spread..=spread))));
+    }
+    let n = vals.len();
+    let want = cost::softmax(
+        &SoftmaxSpec {
+            extra: s,
+            ..softmax_spec(&t, false)
+        },
+        l,
+        n,
+        row,
+    )
+    .unwrap();
+    let (s0, s1) = mpc::share(ring, &vals, &mut r);
+    let tt = t.clone();
+    let (o0, o1) = run(4700, move |p, sess, ch| {
+        let x = Shares::new(ring, 2 * s, pick(p, &s0, &s1)).unwrap();
+        let spec = SoftmaxSpec {
+            extra: s,
+            ..softmax_spec(&tt, false)
+        };
+        let mut y = Vec::new();
+        let got = traffic(sess, ch, |sess, ch| {
+            y = sess.softmax(ch, &x, row, &spec).unwrap().data;
+        });
+        (y, got)
+    });
+    check_traffic(o0.1, want, "softmax extra");
+    let y = reconstruct(ring, &o0.0, &o1.0).unwrap();
+    for (got, x) in y.chunks(row).zip(vals.chunks(row)) {
+        assert_eq!(got, t.eval_row_from(l, x, s).as_slice());
     }
 }

@@ -219,6 +219,11 @@ impl Gelu {
             })
     }
 
+    /// The inputs with exact GELU semantics: |x| below this (2^{m−1} − 4·2^s).
+    pub fn limit(&self) -> i64 {
+        (1i64 << (self.m - 1)) - (1i64 << (self.j + self.s - self.f - 1))
+    }
+
     /// The offset 2^{sh+e+1} that makes every slope B[i] + offset non-negative.
     pub fn slope_offset(&self) -> u64 {
         1 << (self.s - self.f + self.e + 1)
@@ -334,7 +339,15 @@ impl Softmax {
 
     /// Softmax of one row of Z_{2^ℓ} elements at scale 2^s (rows of 1 to 512 values).
     pub fn eval_row(&self, ell: u32, x: &[u64]) -> Vec<u64> {
-        let (e, r) = self.row_parts(x);
+        self.eval_row_from(ell, x, 0)
+    }
+
+    /// [`Softmax::eval_row`] of a row at scale 2^{s+extra}: the unrounded product Q·Kᵀ
+    /// (extra = s) read directly, its max and differences taken on m + extra bits and the
+    /// digits of u cut `extra` bits higher (docs/fixed-point.md § Softmax of an unrounded
+    /// product). Output at scale 2^s.
+    pub fn eval_row_from(&self, ell: u32, x: &[u64], extra: u32) -> Vec<u64> {
+        let (e, r) = self.row_parts_from(x, extra);
         let lm = mask(ell);
         e.iter()
             .map(|&v| ((v * r) >> (self.big_k - self.s)) & lm)
@@ -344,7 +357,13 @@ impl Softmax {
     /// The clipped exponentials E (scale 2^s, at most 2^s) of one row and its reciprocal
     /// R ≈ 2^K / ΣE: everything of [`Softmax::eval_row`] before the per-element product.
     pub fn row_parts(&self, x: &[u64]) -> (Vec<u64>, u64) {
-        let (s, m, f, j, k) = (self.s, self.m, self.f, self.j, self.k);
+        self.row_parts_from(x, 0)
+    }
+
+    /// [`Softmax::row_parts`] of a row at scale 2^{s+extra} ([`Softmax::eval_row_from`]).
+    pub fn row_parts_from(&self, x: &[u64], extra: u32) -> (Vec<u64>, u64) {
+        let (s, f, j, k) = (self.s, self.f, self.j, self.k);
+        let (m, sh) = (self.m + extra, s - f + extra);
         assert!(!x.is_empty() && x.len() <= 512, "rows of 1 to 512 values");
         let mm = mask(m);
         let xm: Vec<u64> = x.iter().map(|&v| v & mm).collect();
@@ -353,8 +372,8 @@ impl Softmax {
             .iter()
             .map(|&v| {
                 let u = mx.wrapping_sub(v) & mm;
-                let q = u >> (s - f);
-                let g = signed(q.wrapping_sub(1 << j), m - s + f) < 0;
+                let q = u >> sh;
+                let g = signed(q.wrapping_sub(1 << j), m - sh) < 0;
                 let lo = (q & mask(k)) as usize;
                 let hi = ((q & mask(j)) >> k) as usize;
                 if g {

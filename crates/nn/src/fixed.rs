@@ -240,6 +240,9 @@ pub struct FixedModel<'m> {
     /// Per node: the LayerNorm or softmax it is evaluated fused with
     /// ([`FixedModel::with_fused`]).
     fused: Vec<Option<NodeId>>,
+    /// Per node: a product of two activations left unrounded for the softmax that reads it
+    /// ([`Model::product_before_softmax`]).
+    deferred: Vec<bool>,
 }
 
 impl<'m> FixedModel<'m> {
@@ -252,27 +255,50 @@ impl<'m> FixedModel<'m> {
             cfg,
             params,
             fused: vec![None; model.nodes.len()],
+            deferred: vec![false; model.nodes.len()],
         }
     }
 
-    /// As [`FixedModel::new`], with the nodes `linears` evaluated fused with the LayerNorm or
-    /// softmax they read (docs/fixed-point.md § LayerNorm → linear layer, § Softmax → product):
-    /// the plan's choice (`engine::plan::fused_pairs`), which the reference must follow. Each
-    /// must be a pair of [`Model::norm_before`] or [`Model::softmax_before`].
-    pub fn with_fused(model: &'m Model, cfg: FixedConfig, linears: &[NodeId]) -> Result<Self> {
+    /// As [`FixedModel::new`], with the nodes `ids` evaluated fused with the LayerNorm or
+    /// softmax they read (docs/fixed-point.md § LayerNorm → linear layer, § Softmax → product),
+    /// or, for a softmax, reading the product before it unrounded (§ Softmax of an unrounded
+    /// product): the plan's choice (`engine::plan::fused_pairs`), which the reference must
+    /// follow. Each must be a pair of [`Model::norm_before`], [`Model::softmax_before`] or
+    /// [`Model::product_before_softmax`].
+    pub fn with_fused(model: &'m Model, cfg: FixedConfig, ids: &[NodeId]) -> Result<Self> {
         let mut fm = FixedModel::new(model, cfg);
-        for &id in linears {
+        for &id in ids {
+            if let Some(p) = model.product_before_softmax(id) {
+                fm.deferred[p] = true;
+                continue;
+            }
             let partner = model.norm_before(id).or(model.softmax_before(id));
             fm.fused[id] = Some(partner.ok_or(NnError::NotFusable { node: id })?);
         }
         Ok(fm)
     }
 
-    /// The linear layers evaluated fused with their LayerNorm.
+    /// The nodes evaluated fused with their LayerNorm or softmax, and the softmaxes reading
+    /// their product unrounded, increasing (the `ids` of [`FixedModel::with_fused`]).
     pub fn fused(&self) -> Vec<NodeId> {
         (0..self.fused.len())
-            .filter(|&i| self.fused[i].is_some())
+            .filter(|&i| {
+                self.fused[i].is_some()
+                    || self
+                        .model
+                        .product_before_softmax(i)
+                        .is_some_and(|p| self.deferred[p])
+            })
             .collect()
+    }
+
+    /// Bits of scale beyond 2^s of the softmax `id`'s input: s when it reads its product
+    /// unrounded, else 0.
+    fn softmax_extra(&self, id: NodeId) -> u32 {
+        match self.model.product_before_softmax(id) {
+            Some(p) if self.deferred[p] => self.cfg.scale(),
+            _ => 0,
+        }
     }
 
     pub fn model(&self) -> &Model {
@@ -421,6 +447,7 @@ impl<'m> FixedModel<'m> {
         let (m, nn_) = (s[r - 2], s[r - 1]);
         let k = self.model.nodes[self.model.nodes[id].inputs[1]].shape[r - 2];
         let sm = crate::approx::Softmax::new(cfg.scale());
+        let extra = self.softmax_extra(self.model.nodes[id].inputs[0]);
         let mut value = Vec::with_capacity(numel(s));
         let mut overflows = 0u64;
         for (h, rows) in x.chunks(m * k).enumerate() {
@@ -428,8 +455,8 @@ impl<'m> FixedModel<'m> {
             for row in rows.chunks(k) {
                 let sv: Vec<i64> = row.iter().map(|&e| cfg.signed(e)).collect();
                 let spread = sv.iter().max().unwrap_or(&0) - sv.iter().min().unwrap_or(&0);
-                overflows += (spread >= 1i64 << (sm.m - 1)) as u64 * nn_ as u64;
-                let (e, rr) = sm.row_parts(row);
+                overflows += (spread >= 1i64 << (sm.m + extra - 1)) as u64 * nn_ as u64;
+                let (e, rr) = sm.row_parts_from(row, extra);
                 for c in 0..nn_ {
                     let p = (0..k).fold(0u64, |a, j| {
                         a.wrapping_add(e[j].wrapping_mul(vb[j * nn_ + c]))
@@ -547,15 +574,13 @@ impl<'m> FixedModel<'m> {
                 let r = s.len();
                 let k = model.nodes[node.inputs[0]].shape[r - 1];
                 let batch = numel(&s[..r - 2]);
-                truncated(matmul_ring(
-                    batch,
-                    s[r - 2],
-                    k,
-                    s[r - 1],
-                    inputs[0],
-                    inputs[1],
-                    cfg,
-                ))
+                let p = matmul_ring(batch, s[r - 2], k, s[r - 1], inputs[0], inputs[1], cfg);
+                if self.deferred[id] {
+                    // Unrounded for the softmax that reads it (scale 2^{2s}).
+                    exact(p)
+                } else {
+                    truncated(p)
+                }
             }
             Op::Gelu | Op::Softmax | Op::LayerNorm(_)
                 if crate::approx::Function::of(&node.op).is_some_and(|f| {
@@ -568,7 +593,7 @@ impl<'m> FixedModel<'m> {
             Op::Gelu => {
                 let s = cfg.scale();
                 let g = crate::approx::Gelu::new(s);
-                let lim = 1i64 << (g.m - 1);
+                let lim = g.limit();
                 let overflows = x.iter().filter(|&&v| cfg.signed(v).abs() >= lim).count() as u64;
                 let value = x.iter().map(|&v| g.eval(cfg.ell(), v)).collect();
                 Ok(NodeOutput { value, overflows })
@@ -577,13 +602,14 @@ impl<'m> FixedModel<'m> {
                 let s = cfg.scale();
                 let d = *node.shape.last().unwrap_or(&1);
                 let sm = crate::approx::Softmax::new(s);
+                let extra = self.softmax_extra(id);
                 let mut value = Vec::with_capacity(x.len());
                 let mut overflows = 0;
                 for row in x.chunks(d) {
                     let v: Vec<i64> = row.iter().map(|&e| cfg.signed(e)).collect();
                     let spread = v.iter().max().unwrap_or(&0) - v.iter().min().unwrap_or(&0);
-                    overflows += (spread >= 1i64 << (sm.m - 1)) as u64 * row.len() as u64;
-                    value.extend(sm.eval_row(cfg.ell(), row));
+                    overflows += (spread >= 1i64 << (sm.m + extra - 1)) as u64 * row.len() as u64;
+                    value.extend(sm.eval_row_from(cfg.ell(), row, extra));
                 }
                 Ok(NodeOutput { value, overflows })
             }
@@ -698,6 +724,7 @@ pub fn eval_node(
         cfg,
         params,
         fused: vec![None; model.nodes.len()],
+        deferred: vec![false; model.nodes.len()],
     }
     .eval_node(id, inputs)
 }

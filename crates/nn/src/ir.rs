@@ -340,6 +340,32 @@ impl Model {
         &self.nodes[self.output].shape
     }
 
+    /// The product of two activations whose value the softmax `id` reads, directly or through
+    /// identity Reshapes (attention's Q·Kᵀ), when nothing else reads it or them and none is
+    /// the model output: the softmax may then read it unrounded, at scale 2^{2s}
+    /// (docs/fixed-point.md § Softmax of an unrounded product).
+    pub fn product_before_softmax(&self, id: NodeId) -> Option<NodeId> {
+        let node = self.nodes.get(id)?;
+        if !matches!(node.op, Op::Softmax) {
+            return None;
+        }
+        let readers = |n: NodeId| self.nodes.iter().filter(|m| m.inputs.contains(&n)).count();
+        let mut at = *node.inputs.first()?;
+        loop {
+            if readers(at) != 1 || at == self.output {
+                return None;
+            }
+            let n = &self.nodes[at];
+            match n.op {
+                Op::MatMul => return Some(at),
+                Op::Reshape if n.shape == self.nodes[*n.inputs.first()?].shape => {
+                    at = n.inputs[0];
+                }
+                _ => return None,
+            }
+        }
+    }
+
     /// The softmax whose output the product of two activations `id` reads as its left operand,
     /// when nothing else reads it (attention's softmax · V): the pair may be evaluated fused
     /// (docs/fixed-point.md § Softmax → product).

@@ -130,13 +130,23 @@ fn vit_fixed_close_to_float(name: &str) {
         }
     }
     let cfg = nn::FixedConfig::default();
-    // LayerNorms alone, and every one fused with the linear layer it feeds.
+    // LayerNorms alone, and every one fused with the linear layer it feeds; then also every
+    // softmax with its product by V and reading Q·Kᵀ unrounded.
     let pairs: Vec<usize> = (0..m.nodes.len())
         .filter(|&k| m.norm_before(k).is_some())
         .collect();
+    let all: Vec<usize> = (0..m.nodes.len())
+        .filter(|&k| {
+            m.norm_before(k).is_some()
+                || m.softmax_before(k).is_some()
+                || m.product_before_softmax(k).is_some()
+        })
+        .collect();
+    assert!(all.iter().any(|&k| m.product_before_softmax(k).is_some()));
     for fm in [
         nn::fixed::FixedModel::new(&m, cfg),
         nn::fixed::FixedModel::with_fused(&m, cfg, &pairs).unwrap(),
+        nn::fixed::FixedModel::with_fused(&m, cfg, &all).unwrap(),
     ] {
         for case in e["models"][name]["cases"].as_array().unwrap() {
             let x = floats(&case["input"]);
