@@ -120,7 +120,8 @@ impl Tables {
         } else {
             mpc::TruncForm::Tree
         };
-        engine::approx::layernorm_spec(self.layernorm(), tail)
+        // Fresh input shares: neither party knows its share first.
+        engine::approx::layernorm_spec(self.layernorm(), tail, mpc::Party::P1)
     }
     /// The bits-first form, or for `softmax65_wide` the wide tables.
     fn softmax_spec(&self, op: &str) -> SoftmaxSpec<'_> {

@@ -38,8 +38,13 @@ pub fn softmax_spec(t: &nn::approx::Softmax, wide: bool, extra: u32) -> mpc::Sof
 }
 
 /// LayerNorm's parameters as the protocol reads them, its last truncation in the form `tail`
-/// (the plan's choice, `Plan::layernorm_tail`).
-pub fn layernorm_spec(l: &nn::approx::LayerNorm, tail: mpc::TruncForm) -> mpc::LayerNormSpec<'_> {
+/// (the plan's choice, `Plan::layernorm_tail`), `mean_chooser` choosing in its mean's lookup
+/// (`Plan::layernorm_chooser`).
+pub fn layernorm_spec(
+    l: &nn::approx::LayerNorm,
+    tail: mpc::TruncForm,
+    mean_chooser: mpc::Party,
+) -> mpc::LayerNormSpec<'_> {
     mpc::LayerNormSpec {
         s: l.s,
         m: l.m,
@@ -52,5 +57,6 @@ pub fn layernorm_spec(l: &nn::approx::LayerNorm, tail: mpc::TruncForm) -> mpc::L
         rt: &l.rt,
         rd: &l.rd,
         tail,
+        mean_chooser,
     }
 }

@@ -350,8 +350,11 @@ fn run_side<C: Channel>(
                 let proto = choice.protocol();
                 let (ln, _) = plan.fused_norm(i)?;
                 let out = layer.output_len() / (inputs[0].len() / ln.d);
-                let spec =
-                    crate::approx::layernorm_spec(&ln, plan.layernorm_tail(layer.output_len()));
+                let spec = crate::approx::layernorm_spec(
+                    &ln,
+                    plan.layernorm_tail(layer.output_len()),
+                    plan.layernorm_chooser(step.inputs[0]),
+                );
                 let x = shares(inputs[0].to_vec())?;
                 let y = match side {
                     Side::Server { model, keys } => {
@@ -528,7 +531,11 @@ fn run_side<C: Channel>(
             StepKind::LayerNorm { epsilon, .. } => {
                 let d = *step.shape.last().unwrap_or(&1);
                 let l = nn::approx::LayerNorm::new(plan.scale, plan.ell, d, *epsilon);
-                let spec = crate::approx::layernorm_spec(&l, plan.layernorm_tail(inputs[0].len()));
+                let spec = crate::approx::layernorm_spec(
+                    &l,
+                    plan.layernorm_tail(inputs[0].len()),
+                    plan.layernorm_chooser(i),
+                );
                 session
                     .layernorm(ch, &shares(inputs[0].to_vec())?, &spec)?
                     .data

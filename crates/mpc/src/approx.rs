@@ -107,6 +107,10 @@ pub struct LayerNormSpec<'a> {
     /// The form of the per-element truncation of c·R by 18 bits: `Tree` (fewest bits) or
     /// `Flat` (two flights fewer, 185 more bits per element at ℓ = 37, s = 12).
     pub tail: TruncForm,
+    /// The party choosing in the mean's lookup (rows of a power of two): the one that knows its
+    /// input share first (P0, the server, after a rescale, whose output share it picked before
+    /// its last message: its choices then leave with that message).
+    pub mean_chooser: Party,
 }
 
 /// The normalized lookup (`nn::approx::normalized_lookup`): index bits t, interpolation bits
@@ -410,11 +414,22 @@ impl Session {
         Ok(self.luts(ch, &[(idx, k, out, &|_, j| table[j])])?.remove(0))
     }
 
-    /// Several lookups (index shares, index bits, output ring, table) in one flight each way.
+    /// Several lookups (index shares, index bits, output ring, table) in one flight each way,
+    /// P1 choosing.
     fn luts<C: Channel + ?Sized>(
         &mut self,
         ch: &mut C,
         reqs: &[Lookup<'_>],
+    ) -> Result<Vec<Vec<u64>>> {
+        self.luts_by(ch, reqs, Party::P1)
+    }
+
+    /// [`Session::luts`] with `chooser` choosing (the other party offers its tables).
+    fn luts_by<C: Channel + ?Sized>(
+        &mut self,
+        ch: &mut C,
+        reqs: &[Lookup<'_>],
+        chooser: Party,
     ) -> Result<Vec<Vec<u64>>> {
         if reqs.iter().any(|r| !(1..=12).contains(&r.1)) {
             return Err(bad(
@@ -425,8 +440,8 @@ impl Session {
         let choice_bits: u64 = reqs.iter().map(|r| r.0.len() as u64 * r.1 as u64).sum();
         let cots = choice_bits as usize;
         let group = |r: &Lookup<'_>| Group::Pow2(r.2.bits());
-        match self.party() {
-            Party::P1 => {
+        match self.party() == chooser {
+            true => {
                 let (_, mut rc) = self.cots(ch, 0, cots)?;
                 let mut wr = BitWriter::default();
                 let states: Vec<_> = reqs
@@ -448,7 +463,7 @@ impl Session {
                     .map(|st| st.finish(&mut rd, "lookup answer"))
                     .collect()
             }
-            Party::P0 => {
+            false => {
                 let (mut sc, _) = self.cots(ch, cots, 0)?;
                 let got = crate::bits::recv_bits(ch, choice_bits, "lookup choices")?;
                 let mut rd = BitReader::new(&got, choice_bits, "lookup choices")?;
@@ -664,16 +679,17 @@ impl Session {
     }
 
     /// [`trunc_nonneg`](Self::trunc_nonneg) by one 1-of-2^{k+1} OT per element instead of a
-    /// comparison tree: P1 chooses by its share's msb and low k bits, P0's table holds, for each
-    /// choice, its carry into bit k and the wrap `msb(x0) ∨ msb(x1)` as one value of `out`. Two
-    /// flights in all; the table makes it a protocol for few elements (per-row values) and
-    /// k ≤ 11.
+    /// comparison tree: `chooser` chooses by its share's msb and low k bits, the other party's
+    /// table holds, for each choice, its carry into bit k and the wrap `msb(x0) ∨ msb(x1)` as
+    /// one value of `out`. Two flights in all; the table makes it a protocol for few elements
+    /// (per-row values) and k ≤ 11.
     fn trunc_nonneg_lookup<C: Channel + ?Sized>(
         &mut self,
         ch: &mut C,
         x: &Shares,
         k: u32,
         out: Ring,
+        chooser: Party,
     ) -> Result<Shares> {
         let b = x.ring.bits();
         x.ring.check("trunc_nonneg input", &x.data)?;
@@ -683,15 +699,16 @@ impl Session {
                 "need 1 <= k <= 11 and k + 2 <= ring bits",
             ));
         }
-        let p0 = self.party() == Party::P0;
+        let chooses = self.party() == chooser;
         let hi = b - k;
         let own: Vec<u64> = x
             .data
             .iter()
             .map(|&v| (x.ring.msb(v) as u64) << k | (v & mask(k)))
             .collect();
-        // P0's index share is 0, so the OT index is P1's (msb, low bits) itself.
-        let idx: Vec<u64> = if p0 { vec![0; x.len()] } else { own };
+        // The offering party's index share is 0, so the OT index is the chooser's (msb, low
+        // bits) itself; the table reads the offering party's own share.
+        let idx: Vec<u64> = if chooses { own } else { vec![0; x.len()] };
         let table = |i: usize, j: usize| -> u64 {
             let (x0, j) = (x.data[i], j as u64);
             let carry = (((x0 & mask(k)) + (j & mask(k))) >> k) & 1;
@@ -703,7 +720,9 @@ impl Session {
             };
             out.sub(carry, w)
         };
-        let t = self.luts(ch, &[(&idx, k + 1, out, &table)])?.remove(0);
+        let t = self
+            .luts_by(ch, &[(&idx, k + 1, out, &table)], chooser)?
+            .remove(0);
         Ok(Shares {
             ring: out,
             scale: x.scale.saturating_sub(k),
@@ -1480,8 +1499,14 @@ impl Session {
             let q = match k {
                 0 => off, // D = 1: μ = Σ
                 _ => {
-                    self.trunc_nonneg_lookup(ch, &Shares::new(lr, 0, off)?, k, lr)?
-                        .data
+                    self.trunc_nonneg_lookup(
+                        ch,
+                        &Shares::new(lr, 0, off)?,
+                        k,
+                        lr,
+                        spec.mean_chooser,
+                    )?
+                    .data
                 }
             };
             q.iter()
@@ -2159,7 +2184,15 @@ fn layernorm_front_cost(
     let mean = if spec.d == 1 {
         Cost::default()
     } else if spec.d.is_power_of_two() {
-        lut_cost(rows, spec.d.trailing_zeros() + 1, lr)
+        let c = lut_cost(rows, spec.d.trailing_zeros() + 1, lr);
+        match spec.mean_chooser {
+            Party::P1 => c,
+            Party::P0 => Cost {
+                cots_p0_sends: c.cots_p1_sends,
+                cots_p1_sends: c.cots_p0_sends,
+                ..c
+            },
+        }
     } else {
         trunc_nonneg_cost(rows, ell, 0, rwide) + cost::trunc(rwide, spec.t, rows)
     };

@@ -277,6 +277,7 @@ fn ln_spec(l: &nn::approx::LayerNorm, tail: TruncForm) -> mpc::LayerNormSpec<'_>
         rt: &l.rt,
         rd: &l.rd,
         tail,
+        mean_chooser: Party::P1,
     }
 }
 
@@ -385,6 +386,29 @@ fn layernorm_traffic_equals_cost_model() {
     let saved =
         cost::layernorm_tail_hops(TruncForm::Tree) - cost::layernorm_tail_hops(TruncForm::Flat);
     assert_eq!(saved as u64, hops[0] - hops[1]);
+    // P0 choosing in the mean's lookup: the COTs change direction, the result does not.
+    fn spec(ln: &nn::approx::LayerNorm) -> mpc::LayerNormSpec<'_> {
+        mpc::LayerNormSpec {
+            mean_chooser: Party::P0,
+            ..ln_spec(ln, TruncForm::Flat)
+        }
+    }
+    let want = cost::layernorm(&spec(&ln), 37, n).unwrap();
+    let vals2 = vals.clone();
+    let ln2 = ln.clone();
+    let (o0, o1) = run(4601, move |p, sess, ch| {
+        let x = Shares::new(ring, 12, pick(p, &s0, &s1)).unwrap();
+        let mut y = Vec::new();
+        let t = traffic(sess, ch, |sess, ch| {
+            y = sess.layernorm(ch, &x, &spec(&ln2)).unwrap().data;
+        });
+        (y, t)
+    });
+    check_traffic(o0.1, want, "mean chosen by P0");
+    let y = reconstruct(ring, &o0.0, &o1.0).unwrap();
+    for (got, x) in y.chunks(64).zip(vals2.chunks(64)) {
+        assert_eq!(got, ln.eval_row(37, x).as_slice());
+    }
 }
 
 /// A stand-in for a one-round-trip HE layer inside [`mpc::Session::layernorm_linear`]: P1 sends
