@@ -17,7 +17,7 @@ use anyhow::{bail, Context, Result};
 use mpc::{
     plain, FieldModulus, GeluSpec, LayerNormSpec, Party, Ring, Session, Shares, SoftmaxSpec,
 };
-use nn::approx::{Gelu, LayerNorm, Softmax};
+use nn::approx::{Gelu, GeluForm, LayerNorm, Softmax};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 use transport::{Channel, EmulatedChannel, NetworkModel, Stats, TcpChannel, TcpConfig};
@@ -54,7 +54,7 @@ pub struct Args {
 /// more bits), the fused exact truncation + ReLU, Cheetah's one-bit-error known-sign truncation
 /// (not the binding semantics), and the fused truncation + ReLU6 (inputs read at scale 2^{2s};
 /// run when 2s + 5 ≤ ℓ, see [`ops`]).
-const OPS: [&str; 16] = [
+const OPS: [&str; 17] = [
     "relu",
     "relu_approx",
     "trunc",
@@ -71,6 +71,7 @@ const OPS: [&str; 16] = [
     "layernorm256",
     "softmax65_wide",
     "layernorm256_flat",
+    "gelu_signed",
 ];
 
 /// Row length of a softmax or LayerNorm op (`softmax65` → 65), 1 for the element-wise ops.
@@ -86,6 +87,7 @@ fn row_len(op: &str) -> usize {
 /// the ops this ring and scale run ([`ops`]).
 struct Tables {
     gelu: Option<Gelu>,
+    gelu_signed: Option<Gelu>,
     softmax: Option<Softmax>,
     layernorm: Option<LayerNorm>,
 }
@@ -94,13 +96,19 @@ impl Tables {
     fn new(ops: &[&str], ell: u32, s: u32) -> Tables {
         let has = |p: &str| ops.iter().any(|o| o.starts_with(p));
         Tables {
-            gelu: has("gelu").then(|| Gelu::new(s)),
+            gelu: has("gelu").then(|| Gelu::new(s, GeluForm::Abs)),
+            gelu_signed: has("gelu_signed").then(|| Gelu::new(s, GeluForm::Signed)),
             softmax: has("softmax").then(|| Softmax::new(s)),
             layernorm: has("layernorm").then(|| LayerNorm::new(s, ell, 256, 1e-5)),
         }
     }
-    fn gelu(&self) -> &Gelu {
-        self.gelu.as_ref().expect("gelu is in the op list")
+    /// The bits-first form, or for `gelu_signed` the Signed form.
+    fn gelu(&self, op: &str) -> &Gelu {
+        match op {
+            "gelu_signed" => self.gelu_signed.as_ref(),
+            _ => self.gelu.as_ref(),
+        }
+        .expect("gelu is in the op list")
     }
     fn softmax(&self) -> &Softmax {
         self.softmax.as_ref().expect("softmax is in the op list")
@@ -110,8 +118,8 @@ impl Tables {
             .as_ref()
             .expect("layernorm is in the op list")
     }
-    fn gelu_spec(&self) -> GeluSpec<'_> {
-        engine::approx::gelu_spec(self.gelu(), mpc::Party::P0)
+    fn gelu_spec(&self, op: &str) -> GeluSpec<'_> {
+        engine::approx::gelu_spec(self.gelu(op), mpc::Party::P0)
     }
     /// The bits-first form, or for `layernorm256_flat` the flat last truncation.
     fn layernorm_spec(&self, op: &str) -> LayerNormSpec<'_> {
@@ -136,7 +144,7 @@ fn ops(ell: u32, s: u32) -> Vec<&'static str> {
         .filter(|&op| op != "trunc_relu6" || 2 * s + 5 <= ell)
         .filter(|&op| {
             let f = match op {
-                "gelu" => nn::approx::Function::Gelu,
+                o if o.starts_with("gelu") => nn::approx::Function::Gelu,
                 o if o.starts_with("softmax") => nn::approx::Function::Softmax,
                 o if o.starts_with("layernorm") => nn::approx::Function::LayerNorm,
                 _ => return true,
@@ -164,7 +172,7 @@ fn op_cost(
 ) -> Result<mpc::cost::Cost> {
     use mpc::cost;
     Ok(match op {
-        "gelu" => cost::gelu(&tables.gelu_spec(), ring.bits(), n)?,
+        o if o.starts_with("gelu") => cost::gelu(&tables.gelu_spec(o), ring.bits(), n)?,
         o if o.starts_with("layernorm") => {
             cost::layernorm(&tables.layernorm_spec(o), ring.bits(), n)?
         }
@@ -258,7 +266,7 @@ fn party(
                 }
                 "trunc_relu" => sess.trunc_relu(&mut ch, &xs, a.scale)?,
                 "trunc_relu6" => sess.trunc_relu6(&mut ch, &xs, a.scale)?,
-                "gelu" => sess.gelu(&mut ch, &xs, &tables.gelu_spec())?,
+                o if o.starts_with("gelu") => sess.gelu(&mut ch, &xs, &tables.gelu_spec(o))?,
                 o if o.starts_with("layernorm") => {
                     sess.layernorm(&mut ch, &xs, &tables.layernorm_spec(o))?
                 }
@@ -342,7 +350,9 @@ pub fn run(args: Args) -> Result<()> {
             let row = row_len(op);
             let n = (args.elements / row).max(1) * row;
             match op {
-                "gelu" => (0..n).map(|_| uniform(&mut rng, -8.0, 8.0)).collect(),
+                o if o.starts_with("gelu") => {
+                    (0..n).map(|_| uniform(&mut rng, -8.0, 8.0)).collect()
+                }
                 o if o.starts_with("softmax") => {
                     (0..n).map(|_| uniform(&mut rng, -12.0, 12.0)).collect()
                 }
@@ -438,8 +448,8 @@ pub fn run(args: Args) -> Result<()> {
             for (r, (g, x)) in got.chunks(row).zip(vals.chunks(row)).enumerate() {
                 let xf: Vec<f64> = x.iter().map(|&v| ring.to_signed(v) as f64 / one).collect();
                 let (want, float) = match *op {
-                    "gelu" => (
-                        vec![tables.gelu().eval(args.ell, x[0])],
+                    o if o.starts_with("gelu") => (
+                        vec![tables.gelu(o).eval(args.ell, x[0])],
                         vec![nn::approx::gelu_f64(xf[0])],
                     ),
                     o if o.starts_with("softmax") => (

@@ -2,7 +2,8 @@
 //! sets of their protocols (`mpc`): one mapping, used by the planner's cost model, the run
 //! loop and the benchmarks.
 
-/// GELU's tables as the protocol reads them, `chooser` choosing in its sign's comparison.
+/// GELU's tables as the protocol reads them (in `g`'s form), `chooser` choosing in its first
+/// comparison.
 pub fn gelu_spec(g: &nn::approx::Gelu, chooser: mpc::Party) -> mpc::GeluSpec<'_> {
     mpc::GeluSpec {
         s: g.s,
@@ -13,6 +14,7 @@ pub fn gelu_spec(g: &nn::approx::Gelu, chooser: mpc::Party) -> mpc::GeluSpec<'_>
         product_bits: g.product_bits(),
         a: &g.a,
         b: &g.b,
+        signed: g.form == nn::approx::GeluForm::Signed,
         chooser,
     }
 }

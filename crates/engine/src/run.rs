@@ -509,8 +509,8 @@ fn run_side<C: Channel>(
                     .clone(),
                 Side::Client { .. } => vec![0; step.shape.iter().product()],
             },
-            StepKind::Gelu => {
-                let g = nn::approx::Gelu::new(plan.scale);
+            StepKind::Gelu { signed } => {
+                let g = nn::approx::Gelu::new(plan.scale, crate::plan::gelu_form(*signed));
                 let spec = crate::approx::gelu_spec(&g, plan.gelu_chooser(i));
                 session.gelu(ch, &shares(inputs[0].to_vec())?, &spec)?.data
             }

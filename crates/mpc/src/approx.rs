@@ -37,12 +37,15 @@ pub struct GeluSpec<'a> {
     pub f: u32,
     pub j: u32,
     pub e: u32,
-    /// Bits of the ring of W = A·2^{sh+e} + B·frac + 2^{sh+e−1} (its values stay below
-    /// 2^{bits−1}).
+    /// Bits of the ring of the value the protocol truncates (`nn::approx::Gelu::product_bits`;
+    /// its values stay below 2^{bits−1}).
     pub product_bits: u32,
-    /// Offset intercepts A (non-negative) and signed slopes B, 2^j entries each.
-    pub a: &'a [u64],
+    /// Intercepts A and slopes B, 2^j entries each (`nn::approx::Gelu`).
+    pub a: &'a [i64],
     pub b: &'a [i64],
+    /// The Signed form (`nn::approx::GeluForm::Signed`: one comparison batch, 128-entry
+    /// tables) instead of the Abs form (the sign and |x| first, 64-entry tables).
+    pub signed: bool,
     /// The party choosing in the comparison: the one that knows its input share first
     /// (P0 after a rescale, whose output share it picked before its last message; P1 after
     /// LayerNorm fused with a linear layer).
@@ -285,10 +288,15 @@ impl GeluSpec<'_> {
             return Err(bad(w, "need f < s < m <= ell and e >= 1"));
         }
         let sh = self.s - self.f;
-        if self.j == 0 || self.j > 12 || self.j + sh >= self.m - 1 {
+        let index_fits = if self.signed {
+            self.j + sh < self.m - 1
+        } else {
+            self.j < self.m - sh - 1
+        };
+        if self.j == 0 || self.j > 12 || !index_fits {
             return Err(bad(
                 w,
-                "index bits j must be 1 to 12 with j + s - f < m - 1",
+                "index bits j must be 1 to 12 and fit the reduced ring",
             ));
         }
         if self.a.len() != 1 << self.j || self.b.len() != 1 << self.j {
@@ -297,18 +305,24 @@ impl GeluSpec<'_> {
         if self.product_bits > 64 || self.product_bits < sh + self.e + 2 {
             return Err(bad(w, "product ring too small or above 64 bits"));
         }
-        // W⁺ = A·2^{sh+e} + B⁺·frac + 2^{sh+e−1} stays in [0, 2^{p−1}) for every entry and
-        // frac < 2^sh, and B⁺ = B + 2^{sh+e+1} in [0, 2^{sh+e+2}).
+        // The truncated value stays in [0, 2^{p−1}) for every entry and frac < 2^sh: Abs
+        // B·frac + 2^{sh+e−1} with B ≥ 0; Signed W⁺ = A·2^{sh+e} + B⁺·frac + 2^{sh+e−1} with
+        // B⁺ = B + 2^{sh+e+1} in [0, 2^{sh+e+2}) (`Session::gelu`).
         let (half, top) = (1i128 << (sh + self.e - 1), mask(sh) as i128);
         let (limit, off) = (1i128 << (self.product_bits - 1), 1i128 << (sh + self.e + 1));
         let fits = self.a.iter().zip(self.b).all(|(&a, &b)| {
-            let (c, bp) = ((a as i128) << (sh + self.e), b as i128 + off);
-            (0..2 * off).contains(&bp) && c + half >= 0 && c + bp * top + half < limit
+            if self.signed {
+                let (c, bp) = ((a as i128) << (sh + self.e), b as i128 + off);
+                (0..2 * off).contains(&bp) && c + half >= 0 && c + bp * top + half < limit
+            } else {
+                let h = 1i64 << self.s;
+                b >= 0 && b as i128 * top + half < limit && (-h..h).contains(&a)
+            }
         });
         if !fits {
             return Err(bad(
                 w,
-                "tables leave W outside the product ring's non-negative half",
+                "tables leave the product outside its ring's non-negative half",
             ));
         }
         Ok(())
@@ -755,20 +769,114 @@ impl Session {
         Ok(e)
     }
 
-    /// GELU of shares at scale 2^s (output at scale 2^s), equal to `nn::approx::Gelu::eval`
-    /// (docs/protocols/transformer.md § GELU): one comparison batch on x' = x + 4 (the carry
-    /// into bit sh and the signs of x' and x − 4), the carry's B2A, the two tables at the
-    /// segment index, the slope product, one truncation of W straight into Z_{2^ℓ}, and
-    /// y = ge·(x + lt·h) by one 1-of-4 OT each way.
+    /// GELU of shares at scale 2^s (output at scale 2^s), equal to `nn::approx::Gelu::eval` in
+    /// the spec's form (docs/protocols/transformer.md § GELU). Signed: one comparison batch on
+    /// x' = x + 4 (the carry into bit sh and the signs of x' and x − 4), the carry's B2A, the
+    /// two tables at the segment index, the slope product, one truncation of W straight into
+    /// Z_{2^ℓ}, and y = ge·(x + lt·h) by one 1-of-4 OT each way.
     pub fn gelu<C: Channel + ?Sized>(
         &mut self,
         ch: &mut C,
         x: &Shares,
         spec: &GeluSpec<'_>,
     ) -> Result<Shares> {
+        spec.check(x.ring.bits())?;
+        x.ring.check("gelu input", &x.data)?;
+        if spec.signed {
+            self.gelu_signed(ch, x, spec)
+        } else {
+            self.gelu_abs(ch, x, spec)
+        }
+    }
+
+    /// GELU's Abs form: the sign (DReLU) and ReLU first, then |x|'s digit carry and clip in one
+    /// comparison, the two 64-entry tables, the slope product, h in s + 1 bits, g·h by a MUX
+    /// and its extension into Z_{2^ℓ}.
+    fn gelu_abs<C: Channel + ?Sized>(
+        &mut self,
+        ch: &mut C,
+        x: &Shares,
+        spec: &GeluSpec<'_>,
+    ) -> Result<Shares> {
         let lr = x.ring;
-        spec.check(lr.bits())?;
-        lr.check("gelu input", &x.data)?;
+        let p0 = self.party() == Party::P0;
+        let (s, m, f, j, e) = (spec.s, spec.m, spec.f, spec.j, spec.e);
+        let sh = s - f;
+        let (rm, rq, rp, rh) = (
+            Ring::new(m)?,
+            Ring::new(m - sh)?,
+            Ring::new(spec.product_bits)?,
+            Ring::new(s + 1)?,
+        );
+        // Sign on the reduced ring, ReLU in Z_{2^ℓ}, |x| mod 2^m = 2·ReLU(x) − x.
+        let xm: Vec<u64> = x.data.iter().map(|&v| rm.reduce(v)).collect();
+        self.set_comparison_chooser(spec.chooser);
+        let d = self.wide_leaves(|se| se.drelu(ch, rm, &xm));
+        self.set_comparison_chooser(Party::P1);
+        let d = d?;
+        let r = self.mux(ch, lr, &d, &x.data)?;
+        let a: Vec<u64> = r
+            .iter()
+            .zip(&x.data)
+            .map(|(&ri, &xi)| rm.sub(rm.reduce(ri.wrapping_mul(2)), rm.reduce(xi)))
+            .collect();
+        // Segment index q = a >> sh (mod 2^{m−sh}) and offset frac = a mod 2^sh.
+        // The carry into bit sh and g = [a < 2^{j+sh}] (= [q < 2^j]) in one comparison.
+        let (c, _, g) =
+            self.wide_leaves(|se| se.carries_and_below(ch, &a, (sh, 0), rm, &a, 1 << (j + sh)))?;
+        let cp = self.b2a(ch, rp, &c)?;
+        // Index q mod 2^j with q = a >> sh plus the carry; both tables in one flight.
+        let idx: Vec<u64> = a
+            .iter()
+            .zip(&cp)
+            .map(|(&ai, &ci)| rq.add(ai >> sh, rq.reduce(ci)) & mask(j))
+            .collect();
+        let ta = |_, v: usize| rh.from_signed(spec.a[v]);
+        let tb = |_, v: usize| spec.b[v] as u64;
+        let mut tab = self.luts(ch, &[(&idx, j, rh, &ta), (&idx, j, rp, &tb)])?;
+        let (bv, av) = (tab.pop().unwrap_or_default(), tab.pop().unwrap_or_default());
+        // Offset frac = a mod 2^sh (its carry subtracted in the product ring).
+        let frac: Vec<u64> = a
+            .iter()
+            .zip(&cp)
+            .map(|(&ai, &ci)| rp.sub(ai & mask(sh), rp.reduce(ci << sh)))
+            .collect();
+        let prod = self.mul(
+            ch,
+            &Shares::new(rp, 0, bv)?,
+            &Shares::new(rp, 0, frac.clone())?,
+        )?;
+        // Round to nearest: P0 adds half of the dropped unit (B·frac + 2^{sh+e−1} < 2^{pb−1}).
+        let half = 1u64 << (sh + e - 1);
+        let prod = Shares {
+            data: offset_by_p0(&prod, p0, half),
+            ..prod
+        };
+        let t = self.trunc_nonneg_form(ch, &prod, sh + e, rh, TruncForm::Flat)?;
+        let h: Vec<u64> = (0..x.len())
+            .map(|i| rh.sub(rh.add(av[i], t.data[i]), rh.reduce(frac[i])))
+            .collect();
+        let gh = self.mux(ch, rh, &g, &h)?;
+        let ghl = self.extend_signed(ch, &Shares::new(rh, 0, gh)?, lr)?;
+        Ok(Shares {
+            ring: lr,
+            scale: x.scale,
+            data: r
+                .iter()
+                .zip(&ghl.data)
+                .map(|(&a, &b)| lr.sub(a, b))
+                .collect(),
+        })
+    }
+
+    /// GELU's Signed form (docs/protocols/transformer.md § GELU).
+    fn gelu_signed<C: Channel + ?Sized>(
+        &mut self,
+        ch: &mut C,
+        x: &Shares,
+        spec: &GeluSpec<'_>,
+    ) -> Result<Shares> {
+        let lr = x.ring;
         let p0 = self.party() == Party::P0;
         let (s, m, f, j, e) = (spec.s, spec.m, spec.f, spec.j, spec.e);
         let sh = s - f;
@@ -817,7 +925,7 @@ impl Session {
         let (ra, rb) = (Ring::new(rp.bits() - sh - e)?, Ring::new(sh + e + 3)?);
         let off = 1i64 << (sh + e + 1);
         let (ta, tb) = (
-            |_, v: usize| spec.a[v],
+            |_, v: usize| spec.a[v] as u64,
             |_, v: usize| (spec.b[v] + off) as u64,
         );
         let mut tab = self.luts(ch, &[(&idx, j, ra, &ta), (&idx, j, rb, &tb)])?;
@@ -1996,7 +2104,26 @@ fn trunc_nonneg_cost_form(
 pub fn gelu_cost(spec: &GeluSpec<'_>, ell: u32, n: usize) -> Result<Cost> {
     spec.check(ell)?;
     let sh = spec.s - spec.f;
-    let (lr, rp) = (Ring::new(ell)?, Ring::new(spec.product_bits)?);
+    let (lr, rm, rp) = (
+        Ring::new(ell)?,
+        Ring::new(spec.m)?,
+        Ring::new(spec.product_bits)?,
+    );
+    if !spec.signed {
+        let rh = Ring::new(spec.s + 1)?;
+        return Ok(chosen_by(
+            cost::millionaire_leaves(n, rm.bits() - 1, 0, WIDE_LEAVES),
+            spec.chooser,
+        ) + cost::mux(lr, n)
+            + cost::millionaire_leaves(2 * n, rm.bits() - 1, 0, WIDE_LEAVES)
+            + cost::b2a(rp, n)
+            + lut_cost(n, spec.j, rh)
+            + lut_cost(n, spec.j, rp)
+            + cost::mul(rp, n)
+            + trunc_nonneg_cost_form(n, rp.bits(), sh + spec.e, rh, Party::P1, TruncForm::Flat)
+            + cost::mux(rh, n)
+            + trunc_nonneg_cost(n, rh.bits(), 0, lr));
+    }
     Ok(chosen_by(
         cost::millionaire_leaves(3 * n, spec.m - 1, 0, WIDE_LEAVES),
         spec.chooser,

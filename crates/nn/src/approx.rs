@@ -94,13 +94,36 @@ fn mask(bits: u32) -> u64 {
     }
 }
 
-/// GELU(x) = x·Φ(x) as `[x ≥ −4]·x + [−4 ≤ x < 4]·T(x)` with T(x) = GELU(x) − x = −x·Φ(−x),
-/// T read from a piecewise-linear table on [−2^{j−f−1}, 2^{j−f−1}) = [−4, 4) with segments of
-/// width 2^{−f} = 1/16 (beyond: |GELU(x) − ReLU(x)| ≤ 4·Φ(−4) < 1.3·10^{−4}). Both range tests and
-/// the segment index come from x itself (offset by 4), so the protocol needs one comparison
-/// batch and no |x| first (docs/fixed-point.md § GELU).
+/// GELU's two fixed-point definitions (docs/fixed-point.md § GELU): the plan picks one per
+/// call by its link (`engine::plan::fused_pairs`), and the reference follows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GeluForm {
+    /// `ReLU(x) − h(|x|)`, h = a·Φ(−a) tabulated on [0, 4) (64 entries): the fewest bits; the
+    /// sign and |x| come before the segment index.
+    Abs,
+    /// `[x ≥ −4]·x + [−4 ≤ x < 4]·T(x)`, T = GELU − x tabulated on [−4, 4) (128 entries): the
+    /// two range tests and the index in one comparison batch, four hops fewer per call.
+    Signed,
+}
+
+/// GELU(x) = x·Φ(x) by a piecewise-linear table with segments of 2^{−f} = 1/16 and slopes with
+/// e extra bits, in one of two forms ([`GeluForm`]); both err by ≈ 4·10^{−4} against float.
 ///
-/// Integer semantics of [`Gelu::eval`] (all values are plain integers unless reduced), with
+/// **Abs** (f = 4, j = 6, e = 4; h(a) = a·Φ(−a), 0 beyond 4: h(4) < 1.3·10^{−4}):
+/// ```text
+/// xm = x mod 2^m;  d = [signed_m(xm) ≥ 0];  r = d ? x : 0              (r in Z_{2^ℓ})
+/// a  = (2r − x) mod 2^m                                                (|x| in Z_{2^m})
+/// q  = a >> (s − f);  frac = a mod 2^{s−f}
+/// g  = [signed_{m−s+f}(q − 2^j) < 0];  i = q mod 2^j
+/// t  = (B[i] · frac + 2^{s−f+e−1}) >> (s − f + e)   (B[i] = slope + 2^{s−f+e} ≥ 0)
+/// h  = A[i] + t − frac
+/// y  = r − g·h  mod 2^ℓ
+/// ```
+/// `A[i]` is h's minimax line on segment i at scale 2^s, `B[i]` its slope at scale 2^{s+e} per
+/// segment, offset by 2^{s−f+e} so that it is non-negative; `t − frac` undoes the offset
+/// exactly. Exact semantics when |x| < 2^{m−1}.
+///
+/// **Signed** (f = 4, j = 7, e = 2; T(x) = GELU(x) − x = −x·Φ(−x), x ∈ [−4, 4)), with
 /// sh = s − f and c = 2^{j+sh−1} (4 at scale 2^s):
 /// ```text
 /// xm = x mod 2^m;  x' = (xm + c) mod 2^m
@@ -114,9 +137,8 @@ fn mask(bits: u32) -> u64 {
 /// scale 2^{s+e} per segment (signed, ≥ −1.0005·2^{sh+e}); the offset 2^{s−1} keeps W
 /// non-negative (T ≥ −0.17 and B·frac > −1.0005·2^{2sh+e}); the protocol truncates
 /// W⁺ = W + 2^{sh+e+1}·frac (non-negative slopes, [`Gelu::w_range`]) in the ring of
-/// p = [`Gelu::product_bits`] bits and subtracts 2·frac.
-/// Exact semantics when |x| < 2^{m−1} − c (124 at s = 12; the protocol's range, like the
-/// ring-wide |x| < 2^{ℓ−2}).
+/// p = [`Gelu::product_bits`] bits and subtracts 2·frac. Exact semantics when
+/// |x| < 2^{m−1} − c (124 at s = 12).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Gelu {
     /// Fractional bits s of input and output.
@@ -125,14 +147,15 @@ pub struct Gelu {
     pub m: u32,
     /// Segments per unit: 2^f.
     pub f: u32,
-    /// Index bits: the table covers −2^{j−f−1} ≤ x < 2^{j−f−1}.
+    /// Index bits: the table covers |x| < 2^{j−f} (Abs) or −2^{j−f−1} ≤ x < 2^{j−f−1} (Signed).
     pub j: u32,
     /// Extra fractional bits of the slopes.
     pub e: u32,
-    /// Intercepts at scale 2^s plus 2^{s−1} (2^j entries, non-negative).
-    pub a: Vec<u64>,
-    /// Slopes at scale 2^{s+e} per segment (2^j entries, signed).
+    /// Intercepts at scale 2^s (Abs: of h; Signed: of T, plus 2^{s−1}), 2^j entries.
+    pub a: Vec<i64>,
+    /// Slopes at scale 2^{s+e} per segment (Abs: plus 2^{s−f+e}), 2^j entries.
     pub b: Vec<i64>,
+    pub form: GeluForm,
 }
 
 /// GELU in f64 (the erf form), the float function the fixed-point one approximates.
@@ -156,36 +179,56 @@ pub fn layernorm_f64(x: &[f64], eps: f64) -> Vec<f64> {
     x.iter().map(|v| (v - mu) / (var + eps).sqrt()).collect()
 }
 
+/// h(a) = a·Φ(−a) = a·erfc(a/√2)/2.
+fn gelu_h(a: f64) -> f64 {
+    a * 0.5 * libm::erfc(a / std::f64::consts::SQRT_2)
+}
+
+/// Minimax lines parallel to the chords of `fun` on 2^j segments of `delta` from `x0`: per
+/// segment (intercept at its start, slope over the segment).
+fn segment_lines(fun: impl Fn(f64) -> f64, x0: f64, delta: f64, j: u32) -> Vec<(f64, f64)> {
+    (0..1u64 << j)
+        .map(|i| {
+            let x = x0 + i as f64 * delta;
+            let (y0, y1) = (fun(x), fun(x + delta));
+            let slope = y1 - y0;
+            // Shift by the mean of the extreme deviations from the chord.
+            let (mut lo, mut hi) = (0f64, 0f64);
+            for k in 0..=64 {
+                let u = k as f64 / 64.0;
+                let dev = fun(x + u * delta) - (y0 + slope * u);
+                lo = lo.min(dev);
+                hi = hi.max(dev);
+            }
+            (y0 + (lo + hi) / 2.0, slope)
+        })
+        .collect()
+}
+
 impl Gelu {
-    /// The tables for scale 2^s (4 ≤ s ≤ 20, [`Function::unsupported`]): 8 segments per unit
-    /// on [−4, 4), slopes with 2 extra bits.
-    pub fn new(s: u32) -> Gelu {
+    /// The tables for scale 2^s (4 ≤ s ≤ 20, [`Function::unsupported`]) in `form`.
+    pub fn new(s: u32, form: GeluForm) -> Gelu {
         assert!(
             Function::Gelu.unsupported(s, 64, 1).is_none(),
             "GELU tables for 4 <= s <= 20"
         );
-        let (f, j, e) = (4u32, 7u32, 2u32);
-        let delta = 1.0 / (1u64 << f) as f64;
-        let lo_x = -((1u64 << (j - f - 1)) as f64);
-        let t = |x: f64| gelu_f64(x) - x;
-        let mut a = Vec::with_capacity(1 << j);
-        let mut b = Vec::with_capacity(1 << j);
-        for i in 0..1u64 << j {
-            let x0 = lo_x + i as f64 * delta;
-            let (t0, t1) = (t(x0), t(x0 + delta));
-            let slope = t1 - t0;
-            // Minimax line parallel to the chord: shift by the mean of the extreme deviations.
-            let (mut lo, mut hi) = (0f64, 0f64);
-            for k in 0..=64 {
-                let u = k as f64 / 64.0;
-                let dev = t(x0 + u * delta) - (t0 + slope * u);
-                lo = lo.min(dev);
-                hi = hi.max(dev);
-            }
-            let line = ((t0 + (lo + hi) / 2.0) * (1u64 << s) as f64).round() as i64;
-            a.push(u64::try_from(line + (1i64 << (s - 1))).expect("T > −1/2"));
-            b.push((slope * (1u64 << (s + e)) as f64).round() as i64);
-        }
+        let scale = |v: f64, bits: u32| (v * (1u64 << bits) as f64).round() as i64;
+        let (f, j, e, lines) = match form {
+            GeluForm::Abs => (4, 6, 4, segment_lines(gelu_h, 0.0, 1.0 / 16.0, 6)),
+            GeluForm::Signed => (
+                4,
+                7,
+                2,
+                segment_lines(|x| gelu_f64(x) - x, -4.0, 1.0 / 16.0, 7),
+            ),
+        };
+        let (a, b) = lines
+            .iter()
+            .map(|&(icpt, slope)| match form {
+                GeluForm::Abs => (scale(icpt, s), scale(slope, s + e) + (1i64 << (s - f + e))),
+                GeluForm::Signed => (scale(icpt, s) + (1i64 << (s - 1)), scale(slope, s + e)),
+            })
+            .unzip();
         let g = Gelu {
             s,
             m: s + 8,
@@ -194,14 +237,30 @@ impl Gelu {
             e,
             a,
             b,
+            form,
         };
-        assert!(g.w_range().0 >= 0, "GELU's W is non-negative");
+        let (lo, _) = g.w_range();
+        assert!(lo >= 0, "GELU's product stays non-negative");
         g
     }
 
-    /// The least and the largest W⁺ = A[i]·2^{sh+e} + (B[i] + 2^{sh+e+1})·frac + 2^{sh+e−1}
-    /// over the table and 0 ≤ frac < 2^sh: W plus 2^{sh+e+1}·frac, the form the protocol
-    /// truncates (its slope factor non-negative); W⁺ >> (sh + e) = (W >> (sh + e)) + 2·frac.
+    /// The inputs with exact GELU semantics: |x| below this (Abs 2^{m−1}; Signed 2^{m−1} − 4).
+    pub fn limit(&self) -> i64 {
+        match self.form {
+            GeluForm::Abs => 1i64 << (self.m - 1),
+            GeluForm::Signed => (1i64 << (self.m - 1)) - (1i64 << (self.j + self.s - self.f - 1)),
+        }
+    }
+
+    /// The offset 2^{sh+e+1} that makes every Signed slope B[i] + offset non-negative.
+    pub fn slope_offset(&self) -> u64 {
+        1 << (self.s - self.f + self.e + 1)
+    }
+
+    /// The least and the largest value the protocol truncates, over the table and
+    /// 0 ≤ frac < 2^sh: Abs B[i]·frac + 2^{sh+e−1}; Signed
+    /// W⁺ = A[i]·2^{sh+e} + (B[i] + 2^{sh+e+1})·frac + 2^{sh+e−1}, W plus 2^{sh+e+1}·frac (its
+    /// slope factor non-negative), W⁺ >> (sh + e) = (W >> (sh + e)) + 2·frac.
     pub fn w_range(&self) -> (i128, i128) {
         let sh = self.s - self.f;
         let half = 1i128 << (sh + self.e - 1);
@@ -210,8 +269,14 @@ impl Gelu {
             .iter()
             .zip(&self.b)
             .map(|(&a, &b)| {
-                let c = (a as i128) << (sh + self.e);
-                let (x, y) = (c, c + (b as i128 + self.slope_offset() as i128) * top);
+                let (c, bp) = match self.form {
+                    GeluForm::Abs => (0, b as i128),
+                    GeluForm::Signed => (
+                        (a as i128) << (sh + self.e),
+                        b as i128 + self.slope_offset() as i128,
+                    ),
+                };
+                let (x, y) = (c, c + bp * top);
                 (x.min(y) + half, x.max(y) + half)
             })
             .fold((i128::MAX, i128::MIN), |(lo, hi), (a, z)| {
@@ -219,43 +284,54 @@ impl Gelu {
             })
     }
 
-    /// The inputs with exact GELU semantics: |x| below this (2^{m−1} − 4·2^s).
-    pub fn limit(&self) -> i64 {
-        (1i64 << (self.m - 1)) - (1i64 << (self.j + self.s - self.f - 1))
-    }
-
-    /// The offset 2^{sh+e+1} that makes every slope B[i] + offset non-negative.
-    pub fn slope_offset(&self) -> u64 {
-        1 << (self.s - self.f + self.e + 1)
-    }
-
-    /// Bits p of the ring in which W⁺ is formed (0 ≤ W⁺ < 2^{p−1}, [`Gelu::w_range`]).
+    /// Bits p of the ring of the value the protocol truncates (below 2^{p−1}, [`Gelu::w_range`]).
     pub fn product_bits(&self) -> u32 {
         let hi = self.w_range().1 as u64;
         64 - hi.leading_zeros() + 1
+    }
+
+    /// Bits of the small ring in which the Abs form's h is formed (|h| < 2^{bits−2}).
+    pub fn h_bits(&self) -> u32 {
+        self.s + 1
     }
 
     /// GELU of one element of Z_{2^ℓ} at scale 2^s.
     pub fn eval(&self, ell: u32, x: u64) -> u64 {
         let (s, m, f, j, e) = (self.s, self.m, self.f, self.j, self.e);
         let sh = s - f;
-        let c = 1u64 << (j + sh - 1);
         let lm = mask(ell);
         let xm = x & mask(m);
-        let xp = (xm + c) & mask(m);
-        let ge = signed(xp, m) >= 0;
-        let lt = signed(xm.wrapping_sub(c) & mask(m), m) < 0;
-        let frac = xp & mask(sh);
-        let i = ((xp >> sh) & mask(j)) as usize;
-        let w = ((self.a[i] as i128) << (sh + e))
-            + self.b[i] as i128 * frac as i128
-            + (1i128 << (sh + e - 1));
-        let h = (w >> (sh + e)) as i64 - (1i64 << (s - 1));
-        let mut y = if ge { x & lm } else { 0 };
-        if ge && lt {
-            y = y.wrapping_add(h as u64);
+        match self.form {
+            GeluForm::Abs => {
+                let r = if signed(xm, m) >= 0 { x & lm } else { 0 };
+                let a = (2u64.wrapping_mul(r)).wrapping_sub(x) & mask(m);
+                let q = a >> sh;
+                let frac = a & mask(sh);
+                let g = signed(q.wrapping_sub(1 << j), m - sh) < 0;
+                let i = (q & mask(j)) as usize;
+                let t = (self.b[i] as u64 * frac + (1 << (sh + e - 1))) >> (sh + e);
+                let h = self.a[i] + t as i64 - frac as i64;
+                let gh = if g { h } else { 0 };
+                r.wrapping_sub(gh as u64) & lm
+            }
+            GeluForm::Signed => {
+                let c = 1u64 << (j + sh - 1);
+                let xp = (xm + c) & mask(m);
+                let ge = signed(xp, m) >= 0;
+                let lt = signed(xm.wrapping_sub(c) & mask(m), m) < 0;
+                let frac = xp & mask(sh);
+                let i = ((xp >> sh) & mask(j)) as usize;
+                let w = ((self.a[i] as i128) << (sh + e))
+                    + self.b[i] as i128 * frac as i128
+                    + (1i128 << (sh + e - 1));
+                let h = (w >> (sh + e)) as i64 - (1i64 << (s - 1));
+                let mut y = if ge { x & lm } else { 0 };
+                if ge && lt {
+                    y = y.wrapping_add(h as u64);
+                }
+                y & lm
+            }
         }
-        y & lm
     }
 }
 
@@ -650,28 +726,30 @@ mod tests {
 
     #[test]
     fn gelu_error_against_float() {
-        let g = Gelu::new(12);
-        let mut worst = 0f64;
-        for v in -40_000i64..40_000 {
-            let x = (v as u64) & mask(37);
-            let y = signed(g.eval(37, x), 37) as f64 / 4096.0;
-            worst = worst.max((y - gelu_f64(v as f64 / 4096.0)).abs());
+        for form in [GeluForm::Abs, GeluForm::Signed] {
+            let g = Gelu::new(12, form);
+            let mut worst = 0f64;
+            for v in -40_000i64..40_000 {
+                let x = (v as u64) & mask(37);
+                let y = signed(g.eval(37, x), 37) as f64 / 4096.0;
+                worst = worst.max((y - gelu_f64(v as f64 / 4096.0)).abs());
+            }
+            // Segment fit ≈ 2·10^{−4}, table and product rounding ≤ 1 ulp of 2^{−12}.
+            eprintln!("max GELU error {form:?} {worst}");
+            assert!(worst < 7e-4, "max |GELU error| {form:?} = {worst}");
+            assert!(g.product_bits() <= 28 && g.w_range().0 >= 0);
+            assert!(g.a.iter().all(|&a| a.abs() < 1 << 15));
         }
-        // Segment fit ≈ 2·10^{−4}, table and product rounding ≤ 1 ulp of 2^{−12}.
-        eprintln!("max GELU error {worst}");
-        assert!(worst < 7e-4, "max |GELU error| = {worst}");
-        assert!(g.product_bits() <= 28);
-        let off = g.slope_offset() as i64;
-        assert!(g.b.iter().all(|&b| b + off >= 0 && b + off < 2 * off));
-        assert!(g.w_range().0 >= 0);
     }
 
     #[test]
     fn gelu_large_inputs_are_relu() {
-        let g = Gelu::new(12);
-        for v in [5i64 << 12, 60 << 12, -(5 << 12), -(60 << 12)] {
-            let x = (v as u64) & mask(37);
-            assert_eq!(signed(g.eval(37, x), 37), v.max(0));
+        for form in [GeluForm::Abs, GeluForm::Signed] {
+            let g = Gelu::new(12, form);
+            for v in [5i64 << 12, 60 << 12, -(5 << 12), -(60 << 12)] {
+                let x = (v as u64) & mask(37);
+                assert_eq!(signed(g.eval(37, x), 37), v.max(0), "{form:?}");
+            }
         }
     }
 

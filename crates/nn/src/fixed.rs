@@ -243,6 +243,8 @@ pub struct FixedModel<'m> {
     /// Per node: a product of two activations left unrounded for the softmax that reads it
     /// ([`Model::product_before_softmax`]).
     deferred: Vec<bool>,
+    /// Per node: a GELU in its Signed form (`approx::GeluForm`; Abs otherwise).
+    signed_gelu: Vec<bool>,
 }
 
 impl<'m> FixedModel<'m> {
@@ -256,18 +258,24 @@ impl<'m> FixedModel<'m> {
             params,
             fused: vec![None; model.nodes.len()],
             deferred: vec![false; model.nodes.len()],
+            signed_gelu: vec![false; model.nodes.len()],
         }
     }
 
     /// As [`FixedModel::new`], with the nodes `ids` evaluated fused with the LayerNorm or
     /// softmax they read (docs/fixed-point.md § LayerNorm → linear layer, § Softmax → product),
     /// or, for a softmax, reading the product before it unrounded (§ Softmax of an unrounded
-    /// product): the plan's choice (`engine::plan::fused_pairs`), which the reference must
-    /// follow. Each must be a pair of [`Model::norm_before`], [`Model::softmax_before`] or
-    /// [`Model::product_before_softmax`].
+    /// product), or, for a GELU, in its Signed form (§ GELU; Abs otherwise): the plan's choice
+    /// (`engine::plan::fused_pairs`), which the reference must follow. Each must be a pair of
+    /// [`Model::norm_before`], [`Model::softmax_before`] or [`Model::product_before_softmax`],
+    /// or a GELU.
     pub fn with_fused(model: &'m Model, cfg: FixedConfig, ids: &[NodeId]) -> Result<Self> {
         let mut fm = FixedModel::new(model, cfg);
         for &id in ids {
+            if matches!(model.nodes.get(id).map(|n| &n.op), Some(Op::Gelu)) {
+                fm.signed_gelu[id] = true;
+                continue;
+            }
             if let Some(p) = model.product_before_softmax(id) {
                 fm.deferred[p] = true;
                 continue;
@@ -284,6 +292,7 @@ impl<'m> FixedModel<'m> {
         (0..self.fused.len())
             .filter(|&i| {
                 self.fused[i].is_some()
+                    || self.signed_gelu[i]
                     || self
                         .model
                         .product_before_softmax(i)
@@ -592,7 +601,12 @@ impl<'m> FixedModel<'m> {
             }
             Op::Gelu => {
                 let s = cfg.scale();
-                let g = crate::approx::Gelu::new(s);
+                let form = if self.signed_gelu[id] {
+                    crate::approx::GeluForm::Signed
+                } else {
+                    crate::approx::GeluForm::Abs
+                };
+                let g = crate::approx::Gelu::new(s, form);
                 let lim = g.limit();
                 let overflows = x.iter().filter(|&&v| cfg.signed(v).abs() >= lim).count() as u64;
                 let value = x.iter().map(|&v| g.eval(cfg.ell(), v)).collect();
@@ -725,6 +739,7 @@ pub fn eval_node(
         params,
         fused: vec![None; model.nodes.len()],
         deferred: vec![false; model.nodes.len()],
+        signed_gelu: vec![false; model.nodes.len()],
     }
     .eval_node(id, inputs)
 }
