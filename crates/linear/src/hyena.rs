@@ -661,11 +661,36 @@ impl Classes {
     }
 }
 
-/// A [`PaddedLayout`] with its weights as 32-bit signed integers (all the server holds besides
-/// the two class transforms).
+/// A [`PaddedLayout`] with its weights as 16-bit signed integers where every |w| < 2^15 (the
+/// layer's `weight_bits` ≤ 15), else 32-bit: all the server holds besides the two class
+/// transforms.
 pub struct PaddedConv {
     layout: PaddedLayout,
-    w: Vec<i32>,
+    w: Stored,
+}
+
+/// The weights as the server keeps them ([`PaddedConv`]).
+enum Stored {
+    Narrow(Vec<i16>),
+    Wide(Vec<i32>),
+}
+
+impl Stored {
+    fn get(&self, i: usize) -> i64 {
+        match self {
+            Stored::Narrow(w) => i64::from(w[i]),
+            Stored::Wide(w) => i64::from(w[i]),
+        }
+    }
+}
+
+/// Bytes per weight [`PaddedConv`] stores for weights of `weight_bits` bits (|w| < 2^bits).
+pub(crate) fn stored_weight_bytes(weight_bits: u32) -> u64 {
+    if weight_bits <= 15 {
+        2
+    } else {
+        4
+    }
 }
 
 impl PaddedConv {
@@ -677,13 +702,17 @@ impl PaddedConv {
                 reason: "hyena: need M*(C/groups)*kh*kw weights",
             });
         }
-        let w = w
-            .iter()
-            .map(|&x| i32::try_from(x))
-            .collect::<Result<Vec<i32>, _>>()
-            .map_err(|_| LinearError::BadShape {
-                reason: "hyena: weights must be below 2^31 in magnitude",
-            })?;
+        let w = match w.iter().map(|&x| i16::try_from(x)).collect() {
+            Ok(narrow) => Stored::Narrow(narrow),
+            Err(_) => Stored::Wide(
+                w.iter()
+                    .map(|&x| i32::try_from(x))
+                    .collect::<Result<Vec<i32>, _>>()
+                    .map_err(|_| LinearError::BadShape {
+                        reason: "hyena: weights must be below 2^31 in magnitude",
+                    })?,
+            ),
+        };
         Ok(PaddedConv { layout, w })
     }
 
@@ -701,7 +730,7 @@ impl PaddedConv {
                 let (row, c) = (k / p, (k % p) as i64);
                 let c_o = (c - gamma).rem_euclid(c_n) as usize;
                 l.weight_index(v, u, s, r, row, c_o)
-                    .map_or(0, |i| i64::from(self.w[i]))
+                    .map_or(0, |i| self.w.get(i))
             })
             .collect()
     }

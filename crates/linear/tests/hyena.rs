@@ -16,6 +16,18 @@ use rlwe::{presets, BatchEncoder, Evaluator, GaloisKeys, Params, SecretKey};
 /// Runs the kernel on random inputs and 12-bit weights and checks the outputs against a direct
 /// convolution mod t; returns the largest output noise (log₂, at modulus Q).
 fn check(p: &Arc<Params>, spec: Conv2dSpec, seed: u64, baby: Option<(usize, bool)>) -> f64 {
+    check_with(p, spec, seed, baby, 4095)
+}
+
+/// [`check`] with weights of magnitude up to `wmax` (beyond 2^15 − 1 the kernel keeps them
+/// 32-bit, below 16-bit).
+fn check_with(
+    p: &Arc<Params>,
+    spec: Conv2dSpec,
+    seed: u64,
+    baby: Option<(usize, bool)>,
+    wmax: i64,
+) -> f64 {
     let mut r = ChaCha20Rng::seed_from_u64(seed);
     let t = p.t().value();
     let enc = BatchEncoder::new(p).unwrap();
@@ -23,9 +35,9 @@ fn check(p: &Arc<Params>, spec: Conv2dSpec, seed: u64, baby: Option<(usize, bool
     let ev = Evaluator::new(p);
     let taps = spec.kh * spec.kw;
     let cg = spec.c_per_group();
-    // Weights up to 12 bits of either sign, inputs anywhere in Z_t.
+    // Weights of either sign up to `wmax`, inputs anywhere in Z_t.
     let w: Vec<i64> = (0..spec.m * cg * taps)
-        .map(|_| r.gen_range(-4095..=4095))
+        .map(|_| r.gen_range(-wmax..=wmax))
         .collect();
     let x: Vec<u64> = (0..spec.c * spec.h * spec.w)
         .map(|_| r.gen_range(0..t))
@@ -60,6 +72,13 @@ fn check(p: &Arc<Params>, spec: Conv2dSpec, seed: u64, baby: Option<(usize, bool
     outs.iter()
         .map(|ct| sk.noise_log2(ct, &sk.decrypt(ct).unwrap()).unwrap())
         .fold(f64::NEG_INFINITY, f64::max)
+}
+
+/// Weights beyond 16 bits (stored 32-bit) give the same exact convolution.
+#[test]
+fn wide_weights_match_a_direct_convolution() {
+    let p = Params::new(presets::insecure_test_only(11, 65537).unwrap()).unwrap();
+    check_with(&p, Conv2dSpec::square(2, 5, 3, 3, 1, 1, 1), 7, None, 40_000);
 }
 
 #[test]

@@ -695,13 +695,14 @@ impl LinearProtocol for Simd {
         let plan = self.plan(layer, ring)?;
         let p = plan.params.rlwe_params(ring.bits())?;
         // Each plaintext in NTT form at the top level: N words per prime. The padded kernel
-        // holds the weights as 4-byte scalars and its class transforms: a twist and an order of
-        // 2p words mod t and per prime (`Classes` in crate::hyena).
+        // holds the weights as 2- or 4-byte scalars (`crate::hyena::PaddedConv`) and its class
+        // transforms: a twist and an order of 2p words mod t and per prime (`Classes`).
         let pt = (p.n() * p.max_level() * 8) as u64;
         Ok(match &plan.geometry {
             Geometry::Padded(l) => {
                 let k2 = (2 * l.period()) as u64;
-                4 * layer.weight_len() as u64 + 16 * k2 * (1 + p.max_level() as u64)
+                let per = crate::hyena::stored_weight_bytes(layer.weight_bits);
+                per * layer.weight_len() as u64 + 16 * k2 * (1 + p.max_level() as u64)
             }
             _ => plan.products as u64 * pt,
         })
