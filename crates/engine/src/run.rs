@@ -138,6 +138,14 @@ impl ServerModel {
             .collect();
         Ok(ServerModel { plan, weights })
     }
+
+    /// The weights of linear step `i`; a plan step without them is an invalid plan.
+    fn layer_weights(&self, i: usize) -> Result<&LayerWeights, EngineError> {
+        self.weights[i].as_ref().ok_or(EngineError::InvalidPlan {
+            step: i,
+            reason: "no weights".into(),
+        })
+    }
 }
 
 /// What the client learns at the end.
@@ -358,10 +366,7 @@ fn run_side<C: Channel>(
                 let x = shares(inputs[0].to_vec())?;
                 let y = match side {
                     Side::Server { model, keys } => {
-                        let w = model.weights[i].as_ref().ok_or(EngineError::InvalidPlan {
-                            step: i,
-                            reason: "no weights".into(),
-                        })?;
+                        let w = model.layer_weights(i)?;
                         // The layer runs on x − μ without its bias, which the tail adds.
                         let plain = LayerWeights {
                             weights: w.weights.clone(),
@@ -411,10 +416,7 @@ fn run_side<C: Channel>(
                 };
                 let y = match side {
                     Side::Server { model, keys } => {
-                        let w = model.weights[i].as_ref().ok_or(EngineError::InvalidPlan {
-                            step: i,
-                            reason: "no weights".into(),
-                        })?;
+                        let w = model.layer_weights(i)?;
                         proto.server_in(layer, lring, keys, w, &x, session, ch, rng)?
                     }
                     Side::Client { keys } => {

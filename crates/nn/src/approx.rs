@@ -290,11 +290,6 @@ impl Gelu {
         64 - hi.leading_zeros() + 1
     }
 
-    /// Bits of the small ring in which the Abs form's h is formed (|h| < 2^{bits−2}).
-    pub fn h_bits(&self) -> u32 {
-        self.s + 1
-    }
-
     /// GELU of one element of Z_{2^ℓ} at scale 2^s.
     pub fn eval(&self, ell: u32, x: u64) -> u64 {
         let (s, m, f, j, e) = (self.s, self.m, self.f, self.j, self.e);

@@ -243,6 +243,8 @@ pub struct FixedModel<'m> {
     /// Per node: a product of two activations left unrounded for the softmax that reads it
     /// ([`Model::product_before_softmax`]).
     deferred: Vec<bool>,
+    /// Per node: a softmax reading such a product (at scale 2^{2s}).
+    unrounded_input: Vec<bool>,
     /// Per node: a GELU in its Signed form (`approx::GeluForm`; Abs otherwise).
     signed_gelu: Vec<bool>,
 }
@@ -252,13 +254,20 @@ impl<'m> FixedModel<'m> {
         let params = (0..model.nodes.len())
             .map(|id| quantize_node(model, id, cfg))
             .collect();
+        Self::with_params(model, cfg, params)
+    }
+
+    /// The model with these quantized parameters per node, nothing fused.
+    fn with_params(model: &'m Model, cfg: FixedConfig, params: Vec<(Vec<u64>, Vec<u64>)>) -> Self {
+        let n = model.nodes.len();
         FixedModel {
             model,
             cfg,
             params,
-            fused: vec![None; model.nodes.len()],
-            deferred: vec![false; model.nodes.len()],
-            signed_gelu: vec![false; model.nodes.len()],
+            fused: vec![None; n],
+            deferred: vec![false; n],
+            unrounded_input: vec![false; n],
+            signed_gelu: vec![false; n],
         }
     }
 
@@ -278,6 +287,7 @@ impl<'m> FixedModel<'m> {
             }
             if let Some(p) = model.product_before_softmax(id) {
                 fm.deferred[p] = true;
+                fm.unrounded_input[id] = true;
                 continue;
             }
             let partner = model.norm_before(id).or(model.softmax_before(id));
@@ -290,23 +300,17 @@ impl<'m> FixedModel<'m> {
     /// their product unrounded, increasing (the `ids` of [`FixedModel::with_fused`]).
     pub fn fused(&self) -> Vec<NodeId> {
         (0..self.fused.len())
-            .filter(|&i| {
-                self.fused[i].is_some()
-                    || self.signed_gelu[i]
-                    || self
-                        .model
-                        .product_before_softmax(i)
-                        .is_some_and(|p| self.deferred[p])
-            })
+            .filter(|&i| self.fused[i].is_some() || self.signed_gelu[i] || self.unrounded_input[i])
             .collect()
     }
 
     /// Bits of scale beyond 2^s of the softmax `id`'s input: s when it reads its product
     /// unrounded, else 0.
     fn softmax_extra(&self, id: NodeId) -> u32 {
-        match self.model.product_before_softmax(id) {
-            Some(p) if self.deferred[p] => self.cfg.scale(),
-            _ => 0,
+        if self.unrounded_input[id] {
+            self.cfg.scale()
+        } else {
+            0
         }
     }
 
@@ -733,15 +737,7 @@ pub fn eval_node(
 ) -> Result<NodeOutput> {
     let mut params = vec![(vec![], vec![]); model.nodes.len()];
     params[id] = quantize_node(model, id, cfg);
-    FixedModel {
-        model,
-        cfg,
-        params,
-        fused: vec![None; model.nodes.len()],
-        deferred: vec![false; model.nodes.len()],
-        signed_gelu: vec![false; model.nodes.len()],
-    }
-    .eval_node(id, inputs)
+    FixedModel::with_params(model, cfg, params).eval_node(id, inputs)
 }
 
 /// Quantized weights (scale 2^s) and biases (scale 2^{2s}) of a linear layer, or the encoded

@@ -1776,23 +1776,28 @@ fn row_linear_readers(nodes: &[Node], cons: &[Vec<NodeId>], id: NodeId) -> Optio
             return None;
         }
         for &c in &cons[v] {
-            let keeps_rows = nodes[c].shape.last() == Some(&d)
-                && match &nodes[c].op {
-                    Op::Reshape => true,
-                    Op::Slice(s) => {
-                        let a = s.starts.len() - 1;
-                        s.starts[a] == 0 && s.steps[a] == 1
-                    }
-                    _ => false,
-                };
             match &nodes[c].op {
                 Op::Linear(l) if l.in_features == d => out.push(c),
-                _ if keeps_rows => stack.push(c),
+                _ if keeps_rows(&nodes[c], d) => stack.push(c),
                 _ => return None,
             }
         }
     }
     Some(out)
+}
+
+/// Whether `node` selects or regroups whole rows of width `d`: a Reshape or a Slice that keeps
+/// its last axis of `d` values whole.
+fn keeps_rows(node: &Node, d: usize) -> bool {
+    node.shape.last() == Some(&d)
+        && match &node.op {
+            Op::Reshape => true,
+            Op::Slice(s) => {
+                let a = s.starts.len() - 1;
+                s.starts[a] == 0 && s.steps[a] == 1
+            }
+            _ => false,
+        }
 }
 
 /// A LayerNorm whose only reader selects or regroups whole rows (a Slice that keeps the last
@@ -1811,17 +1816,7 @@ fn sink_layernorms(nodes: &mut [Node]) {
             let [c] = cons[id][..] else {
                 return None;
             };
-            let keeps_rows = nodes[c].shape.last() == Some(&d)
-                && nodes[c].inputs == [id]
-                && match &nodes[c].op {
-                    Op::Reshape => true,
-                    Op::Slice(s) => {
-                        let a = s.starts.len() - 1;
-                        s.starts[a] == 0 && s.steps[a] == 1
-                    }
-                    _ => false,
-                };
-            keeps_rows.then_some((id, c))
+            (nodes[c].inputs == [id] && keeps_rows(&nodes[c], d)).then_some((id, c))
         });
         let Some((n, c)) = swap else {
             return;
