@@ -218,8 +218,10 @@ impl CotSchedule {
     ) -> Result<(), EngineError> {
         let (ts, tr, to_end) = prefetch_span(&self.need, i);
         if to_end {
-            // The run needs nothing beyond these: no reserve for further LPN iterations.
-            session.prefetch_last(ch, ts, tr)?;
+            // The run needs nothing beyond these: no reserve for further LPN iterations, and
+            // the steps past the lead get theirs from an iteration computing in the background.
+            let lead = lead_span(&self.need[i..], (ts, tr));
+            session.prefetch_background(ch, lead, (ts, tr))?;
         } else {
             session.prefetch(ch, ts, tr)?;
         }
@@ -239,6 +241,24 @@ fn prefetch_span(need: &[(usize, usize)], i: usize) -> (usize, usize, bool) {
         tr += b;
     }
     (ts, tr, true)
+}
+
+/// Share of a final prefetch made ready before the run goes on: the rest computes in the
+/// background while the first steps run (`Session::prefetch_background`).
+const LEAD_DIVISOR: usize = 8;
+
+/// COTs (as sender, as receiver) of the first steps of `need` whose total reaches 1/[`LEAD_DIVISOR`]
+/// of `total` in either direction (at least the first step's): the lead of a background prefetch.
+fn lead_span(need: &[(usize, usize)], total: (usize, usize)) -> (usize, usize) {
+    let (mut s, mut r) = (0, 0);
+    for &(a, b) in need {
+        s += a;
+        r += b;
+        if s * LEAD_DIVISOR >= total.0 || r * LEAD_DIVISOR >= total.1 {
+            break;
+        }
+    }
+    (s, r)
 }
 
 /// The most COTs (as sender, as receiver) a party holds at once when it follows [`CotSchedule`]

@@ -83,6 +83,17 @@ pub struct OtUsage {
     pub time: std::time::Duration,
 }
 
+/// How [`Session::generate`] fills the COT buffers.
+#[derive(Clone, Copy)]
+enum Fill {
+    /// Keeping silent OT's reserve for further iterations.
+    More,
+    /// The session's last COTs: no reserve kept.
+    Last,
+    /// The last COTs, all but (sender, receiver) lead of them computing in the background.
+    Background((usize, usize)),
+}
+
 impl Session {
     /// Sets up both COT directions with the default (fastest available) OT backend.
     pub fn setup<C, R>(ch: &mut C, party: Party, rng: &mut R) -> Result<Session>
@@ -230,9 +241,32 @@ impl Session {
         self.fill(ch, more_s, more_r, true)
     }
 
+    /// As [`Session::prefetch_last`], with only `lead_send` and `lead_recv` of the COTs made
+    /// ready now: silent OT's last iteration exchanges its messages now and computes on a thread
+    /// of its own while the session goes on with the lead; the first call the ready COTs cannot
+    /// cover waits for it. The peer calls it with the mirror image.
+    pub fn prefetch_background<C: Channel + ?Sized>(
+        &mut self,
+        ch: &mut C,
+        (lead_send, lead_recv): (usize, usize),
+        (n_send, n_recv): (usize, usize),
+    ) -> Result<()> {
+        self.generate(
+            ch,
+            (n_send, n_recv),
+            Fill::Background((lead_send.min(n_send), lead_recv.min(n_recv))),
+        )
+    }
+
     /// COTs buffered (this party as sender, as receiver): generated and not yet used.
     pub fn buffered(&self) -> (usize, usize) {
         (self.cot.sender.buffered(), self.cot.receiver.buffered())
+    }
+
+    /// COTs a background iteration is still computing (as sender, as receiver); the first
+    /// request beyond [`Session::buffered`] waits for them.
+    pub fn pending(&self) -> (usize, usize) {
+        (self.cot.sender.pending(), self.cot.receiver.pending())
     }
 
     /// What the OT layer did since setup began (this party as sender, as receiver): LPN
@@ -255,24 +289,39 @@ impl Session {
         }
         let to_s = self.cot.sender.buffered() + more_s;
         let to_r = self.cot.receiver.buffered() + more_r;
+        let mode = if last { Fill::Last } else { Fill::More };
+        self.generate(ch, (to_s, to_r), mode)
+    }
+
+    /// Makes `to.0` COTs with this party as sender and `to.1` as receiver buffered (or, in
+    /// [`Fill::Background`], buffered or computing), both directions in an order fixed by the
+    /// party so the peer's calls mirror ours.
+    fn generate<C: Channel + ?Sized>(
+        &mut self,
+        ch: &mut C,
+        to: (usize, usize),
+        mode: Fill,
+    ) -> Result<()> {
         let before = ch.stats();
         let t0 = std::time::Instant::now();
+        let sender = |s: &mut ot::CotSender, ch: &mut C| match mode {
+            Fill::More => s.fill(ch, to.0),
+            Fill::Last => s.fill_last(ch, to.0),
+            Fill::Background(lead) => s.fill_background(ch, lead.0, to.0),
+        };
+        let receiver = |r: &mut ot::CotReceiver, ch: &mut C| match mode {
+            Fill::More => r.fill(ch, to.1),
+            Fill::Last => r.fill_last(ch, to.1),
+            Fill::Background(lead) => r.fill_background(ch, lead.1, to.1),
+        };
         match self.party {
-            Party::P0 if last => {
-                self.cot.sender.fill_last(ch, to_s)?;
-                self.cot.receiver.fill_last(ch, to_r)?;
-            }
-            Party::P1 if last => {
-                self.cot.receiver.fill_last(ch, to_r)?;
-                self.cot.sender.fill_last(ch, to_s)?;
-            }
             Party::P0 => {
-                self.cot.sender.fill(ch, to_s)?;
-                self.cot.receiver.fill(ch, to_r)?;
+                sender(&mut self.cot.sender, ch)?;
+                receiver(&mut self.cot.receiver, ch)?;
             }
             Party::P1 => {
-                self.cot.receiver.fill(ch, to_r)?;
-                self.cot.sender.fill(ch, to_s)?;
+                receiver(&mut self.cot.receiver, ch)?;
+                sender(&mut self.cot.sender, ch)?;
             }
         }
         ch.flush()?;

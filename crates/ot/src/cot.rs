@@ -105,6 +105,27 @@ impl<I: IknpSide, S: Side> Endpoint<I, S> {
         }
     }
 
+    /// `n` COTs buffered or computing, `lead` of them buffered (IKNP: all `n` buffered).
+    fn fill_background<C: Channel + ?Sized>(
+        &mut self,
+        ch: &mut C,
+        lead: usize,
+        n: usize,
+    ) -> Result<()> {
+        check_request(n)?;
+        match &mut self.engine {
+            Engine::Iknp(s, buf, st) => iknp_fill(buf, st, n, |m| s.extend(ch, m)),
+            Engine::Silent(s) => s.fill_background(ch, lead, n),
+        }
+    }
+
+    fn pending(&self) -> usize {
+        match &self.engine {
+            Engine::Iknp(..) => 0,
+            Engine::Silent(s) => s.pending(),
+        }
+    }
+
     fn stats(&self) -> SilentStats {
         match &self.engine {
             Engine::Iknp(_, _, st) => *st,
@@ -211,6 +232,25 @@ impl CotSender {
         self.0.fill(ch, n, true)
     }
 
+    /// As [`CotSender::fill_last`], with only `lead` of the `n` COTs generated now: the last
+    /// silent-OT iteration (of the large set) exchanges its messages now and computes on its own
+    /// thread, so the caller can use the first `lead` COTs while it runs; the first request
+    /// beyond the buffered ones waits for it. Pairs with the receiver's `fill_background`.
+    pub fn fill_background<C: Channel + ?Sized>(
+        &mut self,
+        ch: &mut C,
+        lead: usize,
+        n: usize,
+    ) -> Result<()> {
+        self.0.fill_background(ch, lead, n)
+    }
+
+    /// COTs a background iteration is computing (not in [`CotSender::buffered`]). Equal on both
+    /// sides.
+    pub fn pending(&self) -> usize {
+        self.0.pending()
+    }
+
     /// Generation counts and timings since setup.
     pub fn stats(&self) -> SilentStats {
         self.0.stats()
@@ -272,6 +312,22 @@ impl CotReceiver {
     /// Generates the last COTs a session needs: see [`CotSender::fill_last`].
     pub fn fill_last<C: Channel + ?Sized>(&mut self, ch: &mut C, n: usize) -> Result<()> {
         self.0.fill(ch, n, true)
+    }
+
+    /// Generates the last COTs a session needs, partly in the background: see
+    /// [`CotSender::fill_background`].
+    pub fn fill_background<C: Channel + ?Sized>(
+        &mut self,
+        ch: &mut C,
+        lead: usize,
+        n: usize,
+    ) -> Result<()> {
+        self.0.fill_background(ch, lead, n)
+    }
+
+    /// COTs a background iteration is computing: see [`CotSender::pending`].
+    pub fn pending(&self) -> usize {
+        self.0.pending()
     }
 
     /// Generation counts and timings since setup.

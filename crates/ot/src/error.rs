@@ -45,6 +45,9 @@ pub enum OtError {
     /// One request for more OTs than a single call may produce.
     #[error("request for {requested} OTs exceeds the per-call limit of {max}")]
     TooMany { requested: usize, max: usize },
+    /// A silent-OT iteration computing on its own thread did not finish (its thread panicked).
+    #[error("silent OT: the background LPN iteration failed")]
+    Background,
     /// The peer announced parameters that differ from ours.
     #[error("{what}: peer announced {got}, expected {expected}")]
     ParameterMismatch {

@@ -195,6 +195,7 @@ const CODE_KEY: u128 = 0x510e_527f_ade6_82d1_9b05_688c_2b3e_6c1f;
 /// Tweak domain of SPCOT hashes (derived OTs use tweaks below 2^64).
 const SPCOT_DOMAIN: u128 = 1 << 64;
 
+#[derive(Clone)]
 struct Prims {
     ggm: [Aes; 2],
     code: Aes,
@@ -303,6 +304,16 @@ pub(crate) struct Pool {
     spare: Vec<Vec<Block>>,
     tweak: u128,
     stats: SilentStats,
+    /// The last iteration of a [`Side::fill_background`], computing on its own thread; joined
+    /// (its outputs queued after `chunks`) by the first request the ready COTs cannot cover.
+    background: Option<Background>,
+}
+
+/// An iteration whose messages have been exchanged and whose local work (the receiver's GGM
+/// rebuild, both sides' LPN encoding) runs on a thread: its outputs, and the time spent on each step.
+struct Background {
+    len: usize,
+    handle: std::thread::JoinHandle<(Vec<Block>, std::time::Duration, std::time::Duration)>,
 }
 
 impl Pool {
@@ -315,7 +326,29 @@ impl Pool {
             spare: Vec::new(),
             tweak: SPCOT_DOMAIN,
             stats: SilentStats::default(),
+            background: None,
         }
+    }
+
+    /// Queues the background iteration's outputs (waiting for its thread), if there is one.
+    fn join(&mut self) -> Result<()> {
+        let Some(bg) = self.background.take() else {
+            return Ok(());
+        };
+        let (out, spcot, lpn) = bg.handle.join().map_err(|_| OtError::Background)?;
+        self.stats.spcot_time += spcot;
+        self.stats.lpn_time += lpn;
+        self.stats.made += out.len() as u64;
+        if !out.is_empty() {
+            self.available += out.len();
+            self.chunks.push_back(out);
+        }
+        Ok(())
+    }
+
+    /// COTs of the background iteration, not yet ready.
+    fn pending(&self) -> usize {
+        self.background.as_ref().map_or(0, |b| b.len)
     }
 
     fn available(&self) -> usize {
@@ -411,6 +444,11 @@ impl Pool {
 
 impl Drop for Pool {
     fn drop(&mut self) {
+        if let Some(bg) = self.background.take() {
+            if let Ok((mut out, ..)) = bg.handle.join() {
+                zeroize::Zeroize::zeroize(&mut out);
+            }
+        }
         zeroize::Zeroize::zeroize(&mut self.reserve);
         for c in self.chunks.iter_mut().chain(self.spare.iter_mut()) {
             zeroize::Zeroize::zeroize(c);
@@ -432,6 +470,14 @@ pub(crate) trait Side: Sized {
         p: &LpnParams,
         bins: usize,
     ) -> Result<Vec<Block>>;
+    /// As [`Side::iterate`], with the iteration's messages exchanged now and its local work left
+    /// to a thread ([`Pool::background`]); no other iteration may be in the background.
+    fn iterate_background<C: Channel + ?Sized>(
+        &mut self,
+        ch: &mut C,
+        p: &LpnParams,
+        bins: usize,
+    ) -> Result<()>;
 
     /// COTs available without communication.
     fn buffered(&self) -> usize {
@@ -457,6 +503,41 @@ pub(crate) trait Side: Sized {
         fill_with(self, ch, n, true)
     }
 
+    /// As [`Side::fill_last`], but only `lead` COTs are made ready now: the last iteration, of the
+    /// large set, exchanges its messages now and computes on a thread while the caller goes on
+    /// with the COTs it has; the first request those cannot cover waits for it. Where the
+    /// shortfall beyond `lead` is not one large iteration, this is `fill_last(n)`. The peer makes
+    /// the mirror call.
+    fn fill_background<C: Channel + ?Sized>(
+        &mut self,
+        ch: &mut C,
+        lead: usize,
+        n: usize,
+    ) -> Result<()> {
+        self.pool().join()?;
+        let available = self.pool().available();
+        let p = self
+            .policy()
+            .params_for(n.saturating_sub(available), self.pool().stats.served);
+        let bin = 1usize << p.log_bin;
+        let beyond = n.saturating_sub(available.max(lead));
+        if p != self.policy().large || p == self.policy().small || beyond > p.t * bin {
+            return fill_with(self, ch, n, true);
+        }
+        // Foreground: the lead and the large iteration's reserve, by small iterations.
+        ensure_reserve(self, ch, &p, lead.min(n))?;
+        let short = n.saturating_sub(self.pool().available());
+        if short > 0 {
+            self.iterate_background(ch, &p, short.div_ceil(bin))?;
+        }
+        Ok(())
+    }
+
+    /// COTs of an iteration still computing in the background (equal on both sides).
+    fn pending(&self) -> usize {
+        self.pool_ref().pending()
+    }
+
     /// Counts and timings since setup.
     fn stats(&self) -> SilentStats {
         self.pool_ref().stats
@@ -471,11 +552,19 @@ fn fill_with<S: Side, C: Channel + ?Sized>(
     n: usize,
     last: bool,
 ) -> Result<()> {
+    if s.pool().available() < n {
+        s.pool().join()?;
+    }
     while s.pool().available() < n {
         let shortfall = n - s.pool().available();
         let served = s.pool().stats.served;
         let p = s.policy().params_for(shortfall, served);
-        ensure_reserve(s, ch, &p)?;
+        ensure_reserve(s, ch, &p, 0)?;
+        // The reserve's small iteration may have buffered a surplus.
+        let shortfall = n.saturating_sub(s.pool().available());
+        if shortfall == 0 {
+            break;
+        }
         let (bins, keep) = plan_iteration(&p, shortfall, s.pool().reserve.len(), last);
         let out = s.iterate(ch, &p, bins)?;
         s.pool().store(&p, out, keep);
@@ -483,34 +572,40 @@ fn fill_with<S: Side, C: Channel + ?Sized>(
     Ok(())
 }
 
-/// Makes the reserve hold a full iteration of `p`: IKNP tops it up to the small set's, and a
-/// small iteration (sized to the need) covers the large set's.
+/// Makes the reserve hold a full iteration of `p` and at least `lead` COTs ready: IKNP tops the
+/// reserve up to the small set's, and small iterations (sized to the need) cover the rest, their
+/// outputs filling the reserve first.
 fn ensure_reserve<S: Side, C: Channel + ?Sized>(
     s: &mut S,
     ch: &mut C,
     p: &LpnParams,
+    lead: usize,
 ) -> Result<()> {
     let small = s.policy().small;
-    if s.pool().reserve.len() < small.reserve() {
-        let t0 = std::time::Instant::now();
-        let m = small.reserve() - s.pool().reserve.len();
-        let more = s.iknp_extend(ch, m)?;
-        let pool = s.pool();
-        pool.reserve.extend(more);
-        pool.stats.iknp_cots += m as u64;
-        pool.stats.iknp_time += t0.elapsed();
-    }
-    if s.pool().reserve.len() < p.reserve() {
-        // Only the large set gets here: one small iteration covers its reserve.
-        let bins = bins_for(
-            &small,
-            p.reserve() - small.reserve(),
-            s.pool().reserve.len(),
-        );
+    loop {
+        let (r, ready) = (s.pool().reserve.len(), s.pool().available());
+        if r >= p.reserve() && ready >= lead {
+            return Ok(());
+        }
+        if r < small.reserve() {
+            let t0 = std::time::Instant::now();
+            let m = small.reserve() - r;
+            let more = s.iknp_extend(ch, m)?;
+            let pool = s.pool();
+            pool.reserve.extend(more);
+            pool.stats.iknp_cots += m as u64;
+            pool.stats.iknp_time += t0.elapsed();
+            continue;
+        }
+        // b bins leave r − k − b·h reserved and add b·2^h: with b·(2^h − h) ≥ k + the reserve's
+        // and the lead's deficits, both are covered (the large set's reserve exceeds the small
+        // one's, so only the large set and a lead get here).
+        let h = small.log_bin as usize;
+        let need = p.reserve().saturating_sub(r) + lead.saturating_sub(ready) + small.k;
+        let bins = need.div_ceil((1 << h) - h).clamp(1, small.t);
         let out = s.iterate(ch, &small, bins)?;
-        s.pool().reserve.extend(out);
+        s.pool().store(p, out, true);
     }
-    Ok(())
 }
 
 /// Silent COT sender (holder of Δ).
@@ -551,6 +646,14 @@ impl Side for FerretSender {
     ) -> Result<Vec<Block>> {
         self.iterate_bins(ch, p, bins)
     }
+    fn iterate_background<C: Channel + ?Sized>(
+        &mut self,
+        ch: &mut C,
+        p: &LpnParams,
+        bins: usize,
+    ) -> Result<()> {
+        self.iterate_bins_background(ch, p, bins)
+    }
 }
 
 impl FerretSender {
@@ -587,9 +690,25 @@ impl FerretSender {
         bins: usize,
     ) -> Result<Vec<Block>> {
         let t0 = std::time::Instant::now();
+        let (r, mut out) = self.spcot(ch, p, bins)?;
+        let t1 = std::time::Instant::now();
+        self.prims.lpn_encode(&r[..p.k], &mut out);
+        self.pool.stats.spcot_time += t1 - t0;
+        self.pool.stats.lpn_time += t1.elapsed();
+        Ok(out)
+    }
+
+    /// The SPCOT step of an iteration of `p` over its first `bins` bins: the GGM trees, their
+    /// messages sent. Returns the reserved COTs it took (the code's secret first) and the leaves.
+    fn spcot<C: Channel + ?Sized>(
+        &mut self,
+        ch: &mut C,
+        p: &LpnParams,
+        bins: usize,
+    ) -> Result<(Vec<Block>, Vec<Block>)> {
         self.pool.count_iteration(&self.policy, p, bins);
         let r = self.pool.take(p, bins);
-        let (secret, spcot) = r.split_at(p.k);
+        let spcot = &r[p.k..];
         let h = p.log_bin as usize;
         let bin = 1usize << h;
         let delta = self.delta();
@@ -637,11 +756,31 @@ impl FerretSender {
                 msg.clear();
             }
         }
-        let t1 = std::time::Instant::now();
-        self.prims.lpn_encode(secret, &mut out);
-        self.pool.stats.spcot_time += t1 - t0;
-        self.pool.stats.lpn_time += t1.elapsed();
-        Ok(out)
+        Ok((r, out))
+    }
+
+    /// [`FerretSender::iterate_bins`] with the LPN encoding on a thread.
+    fn iterate_bins_background<C: Channel + ?Sized>(
+        &mut self,
+        ch: &mut C,
+        p: &LpnParams,
+        bins: usize,
+    ) -> Result<()> {
+        let t0 = std::time::Instant::now();
+        let (mut r, mut out) = self.spcot(ch, p, bins)?;
+        let spcot = t0.elapsed();
+        let (prims, k) = (self.prims.clone(), p.k);
+        let handle = std::thread::spawn(move || {
+            let t1 = std::time::Instant::now();
+            prims.lpn_encode(&r[..k], &mut out);
+            zeroize::Zeroize::zeroize(&mut r);
+            (out, spcot, t1.elapsed())
+        });
+        self.pool.background = Some(Background {
+            len: bins << p.log_bin,
+            handle,
+        });
+        Ok(())
     }
 }
 
@@ -666,6 +805,14 @@ impl Side for FerretReceiver {
     ) -> Result<Vec<Block>> {
         self.iterate_bins(ch, p, bins)
     }
+    fn iterate_background<C: Channel + ?Sized>(
+        &mut self,
+        ch: &mut C,
+        p: &LpnParams,
+        bins: usize,
+    ) -> Result<()> {
+        self.iterate_bins_background(ch, p, bins)
+    }
 }
 
 impl FerretReceiver {
@@ -688,7 +835,8 @@ impl FerretReceiver {
         }
     }
 
-    /// One iteration of `p` over its first `bins` bins.
+    /// One iteration of `p` over its first `bins` bins: each message's trees rebuilt as it
+    /// arrives, then the LPN encoding.
     fn iterate_bins<C: Channel + ?Sized>(
         &mut self,
         ch: &mut C,
@@ -698,62 +846,132 @@ impl FerretReceiver {
         let t0 = std::time::Instant::now();
         self.pool.count_iteration(&self.policy, p, bins);
         let r = self.pool.take(p, bins);
-        let (secret, spcot) = r.split_at(p.k);
-        let h = p.log_bin as usize;
-        let bin = 1usize << h;
-        let tb = tree_bytes(p);
-        let mut out = self.pool.output_buffer(bins << h);
-        let mut hashed = vec![Block::ZERO; h];
-        let mut msg = Vec::new();
-        for (j, leaves) in out.chunks_exact_mut(bin).enumerate() {
-            if j % TREES_PER_MESSAGE == 0 {
-                msg = ch.recv()?;
-                let expected = TREES_PER_MESSAGE.min(bins - j) * tb;
-                if msg.len() != expected {
-                    return Err(OtError::BadMessage {
-                        what: "silent OT (SPCOT)",
-                        expected,
-                        got: msg.len(),
-                    });
-                }
-            }
-            let m = &msg[(j % TREES_PER_MESSAGE) * tb..(j % TREES_PER_MESSAGE + 1) * tb];
-            let word =
-                |i: usize| Block::from_bytes(m[16 * i..16 * i + 16].try_into().expect("16 bytes"));
-            let t = &spcot[j * h..(j + 1) * h];
-            let tw = self.pool.tweak;
-            for l in 0..h {
-                hashed[l] = tccr(t[l], tw + l as u128);
-            }
-            self.pool.tweak += h as u128;
-            // Path from the root: α_l = ¬b_l, most significant bit first.
-            let mut path = 0usize;
-            leaves[0] = Block::ZERO;
-            for l in 0..h {
-                let b = t[l].lsb() as usize; // the side whose XOR we can decrypt: the sibling's
-                let k = self.prims.expand_level(leaves, 1 << l);
-                let got = word(2 * l + b) ^ hashed[l];
-                // Children of the (unknown, zero-filled) path node are garbage: remove them.
-                let garbage = leaves[2 * path + b];
-                let sibling = got ^ k[b] ^ garbage;
-                leaves[2 * path + b] = sibling;
-                leaves[2 * path + (1 - b)] = Block::ZERO;
-                path = 2 * path + (1 - b);
-            }
-            let mut sum = word(2 * h);
-            for v in leaves.iter() {
-                sum ^= *v;
-            }
-            leaves[path] = sum; // = v_α ⊕ Δ
-            for (i, v) in leaves.iter_mut().enumerate() {
-                *v = v.with_lsb(i == path);
-            }
+        let tweak = self.take_tweaks(p, bins);
+        let mut out = self.pool.output_buffer(bins << p.log_bin);
+        for first in (0..bins).step_by(TREES_PER_MESSAGE) {
+            let msg = recv_trees(ch, p, bins, first)?;
+            rebuild(&self.prims, p, &r, tweak, first, &msg, &mut out);
         }
         let t1 = std::time::Instant::now();
-        self.prims.lpn_encode(secret, &mut out);
+        self.prims.lpn_encode(&r[..p.k], &mut out);
         self.pool.stats.spcot_time += t1 - t0;
         self.pool.stats.lpn_time += t1.elapsed();
         Ok(out)
+    }
+
+    /// [`FerretReceiver::iterate_bins`] with the messages read now and the rebuild and the LPN
+    /// encoding on a thread.
+    fn iterate_bins_background<C: Channel + ?Sized>(
+        &mut self,
+        ch: &mut C,
+        p: &LpnParams,
+        bins: usize,
+    ) -> Result<()> {
+        let t0 = std::time::Instant::now();
+        self.pool.count_iteration(&self.policy, p, bins);
+        let mut r = self.pool.take(p, bins);
+        let tweak = self.take_tweaks(p, bins);
+        let msgs = (0..bins)
+            .step_by(TREES_PER_MESSAGE)
+            .map(|first| recv_trees(ch, p, bins, first))
+            .collect::<Result<Vec<_>>>()?;
+        let waited = t0.elapsed();
+        let mut out = self.pool.output_buffer(bins << p.log_bin);
+        let (prims, p) = (self.prims.clone(), *p);
+        let handle = std::thread::spawn(move || {
+            let t1 = std::time::Instant::now();
+            for (m, msg) in msgs.iter().enumerate() {
+                rebuild(&prims, &p, &r, tweak, m * TREES_PER_MESSAGE, msg, &mut out);
+            }
+            let t2 = std::time::Instant::now();
+            prims.lpn_encode(&r[..p.k], &mut out);
+            zeroize::Zeroize::zeroize(&mut r);
+            (out, waited + (t2 - t1), t2.elapsed())
+        });
+        self.pool.background = Some(Background {
+            len: bins << p.log_bin,
+            handle,
+        });
+        Ok(())
+    }
+
+    /// The SPCOT tweaks of an iteration's `bins` trees (h per tree, from the returned one on).
+    fn take_tweaks(&mut self, p: &LpnParams, bins: usize) -> u128 {
+        let tweak = self.pool.tweak;
+        self.pool.tweak += (bins * p.log_bin as usize) as u128;
+        tweak
+    }
+}
+
+/// The SPCOT message holding trees `first..` (up to [`TREES_PER_MESSAGE`]) of an iteration of `p`
+/// over `bins` bins, its length checked.
+fn recv_trees<C: Channel + ?Sized>(
+    ch: &mut C,
+    p: &LpnParams,
+    bins: usize,
+    first: usize,
+) -> Result<Vec<u8>> {
+    let msg = ch.recv()?;
+    let expected = TREES_PER_MESSAGE.min(bins - first) * tree_bytes(p);
+    if msg.len() != expected {
+        return Err(OtError::BadMessage {
+            what: "silent OT (SPCOT)",
+            expected,
+            got: msg.len(),
+        });
+    }
+    Ok(msg)
+}
+
+/// The receiver's leaves of the trees `first..` that `msg` holds [Ferret Fig. 6, step 4]:
+/// every leaf but the punctured one from the sibling keys, that one from the correction word,
+/// so that `w = v ⊕ e_α·Δ`. `r` is the iteration's reserved COTs (the code's secret, then h per
+/// tree), `tweak` the first tree's SPCOT tweak.
+fn rebuild(
+    prims: &Prims,
+    p: &LpnParams,
+    r: &[Block],
+    tweak: u128,
+    first: usize,
+    msg: &[u8],
+    out: &mut [Block],
+) {
+    let h = p.log_bin as usize;
+    let bin = 1usize << h;
+    let tb = tree_bytes(p);
+    let mut hashed = vec![Block::ZERO; h];
+    for (i, m) in msg.chunks_exact(tb).enumerate() {
+        let j = first + i;
+        let leaves = &mut out[j * bin..(j + 1) * bin];
+        let word =
+            |i: usize| Block::from_bytes(m[16 * i..16 * i + 16].try_into().expect("16 bytes"));
+        let t = &r[p.k + j * h..p.k + (j + 1) * h];
+        let tw = tweak + (j * h) as u128;
+        for l in 0..h {
+            hashed[l] = tccr(t[l], tw + l as u128);
+        }
+        // Path from the root: α_l = ¬b_l, most significant bit first.
+        let mut path = 0usize;
+        leaves[0] = Block::ZERO;
+        for l in 0..h {
+            let b = t[l].lsb() as usize; // the side whose XOR we can decrypt: the sibling's
+            let k = prims.expand_level(leaves, 1 << l);
+            let got = word(2 * l + b) ^ hashed[l];
+            // Children of the (unknown, zero-filled) path node are garbage: remove them.
+            let garbage = leaves[2 * path + b];
+            let sibling = got ^ k[b] ^ garbage;
+            leaves[2 * path + b] = sibling;
+            leaves[2 * path + (1 - b)] = Block::ZERO;
+            path = 2 * path + (1 - b);
+        }
+        let mut sum = word(2 * h);
+        for v in leaves.iter() {
+            sum ^= *v;
+        }
+        leaves[path] = sum; // = v_α ⊕ Δ
+        for (i, v) in leaves.iter_mut().enumerate() {
+            *v = v.with_lsb(i == path);
+        }
     }
 }
 
@@ -889,6 +1107,78 @@ mod tests {
 
     /// `fill_last` buffers less than one bin beyond the request and keeps no full reserve; a
     /// request after it still works (the reserve is rebuilt from IKNP), and every COT is correct.
+    #[test]
+    fn fill_background_serves_the_lead_then_waits_for_the_rest() {
+        // The lead (and the large set's reserve) by small iterations now, the rest by one large
+        // iteration whose local work runs on a thread; requests within the lead do not wait for
+        // it, the first one beyond does, and later ones rebuild the reserve as after fill_last.
+        let policy = TOY;
+        let (lead, n) = (3_000, 20_000);
+        let sizes = [1_000, 2_000, 9_000, 8_000, 4_000];
+        let (mut c0, mut c1) = MemoryChannel::pair();
+        let h = std::thread::spawn(move || {
+            let mut rng = ChaCha20Rng::seed_from_u64(8);
+            let iknp = IknpReceiver::setup(&mut c1, &mut rng).unwrap();
+            let mut r = FerretReceiver::with_policy(iknp, policy);
+            r.fill_background(&mut c1, lead, n).unwrap();
+            sizes
+                .iter()
+                .map(|&k| r.extend(&mut c1, k).unwrap())
+                .collect::<Vec<_>>()
+        });
+        let mut rng = ChaCha20Rng::seed_from_u64(7);
+        let iknp = IknpSender::setup(&mut c0, &mut rng).unwrap();
+        let mut s = FerretSender::with_policy(iknp, [4; 32], policy);
+        s.fill_background(&mut c0, lead, n).unwrap();
+        let (ready, pending) = (s.buffered(), s.pending());
+        assert!(
+            ready >= lead && pending > 0,
+            "ready {ready}, pending {pending}"
+        );
+        assert!(ready + pending >= n && ready + pending < n + (1 << policy.large.log_bin));
+        assert_eq!(s.stats().iterations_large, 1);
+        let mut qs = Vec::new();
+        for (i, &k) in sizes.iter().enumerate() {
+            qs.push(s.extend(&mut c0, k).unwrap());
+            if i == 0 {
+                assert_eq!(
+                    s.pending(),
+                    pending,
+                    "a request within the lead waits for nothing"
+                );
+            }
+        }
+        assert_eq!(s.pending(), 0);
+        let ts = h.join().unwrap();
+        let delta = s.delta();
+        for (q, t) in qs.iter().zip(&ts) {
+            assert_eq!(q.len(), t.len());
+            for (a, x) in q.iter().zip(t) {
+                assert!(!a.lsb());
+                assert_eq!(*x, *a ^ delta.and_bit(x.lsb()));
+            }
+        }
+    }
+
+    #[test]
+    fn dropping_a_background_iteration_joins_it() {
+        let (mut c0, mut c1) = MemoryChannel::pair();
+        let h = std::thread::spawn(move || {
+            let mut rng = ChaCha20Rng::seed_from_u64(10);
+            let iknp = IknpReceiver::setup(&mut c1, &mut rng).unwrap();
+            let mut r = FerretReceiver::with_policy(iknp, TOY);
+            r.fill_background(&mut c1, 100, 15_000).unwrap();
+            r.pending()
+        });
+        let mut rng = ChaCha20Rng::seed_from_u64(9);
+        let iknp = IknpSender::setup(&mut c0, &mut rng).unwrap();
+        let mut s = FerretSender::with_policy(iknp, [5; 32], TOY);
+        s.fill_background(&mut c0, 100, 15_000).unwrap();
+        assert_eq!(s.pending(), h.join().unwrap());
+        assert!(s.pending() > 0);
+        drop(s);
+    }
+
     #[test]
     fn fill_last_keeps_no_reserve_and_later_requests_work() {
         let policy = TOY;
