@@ -324,6 +324,9 @@ impl Session {
                 sender(&mut self.cot.sender, ch)?;
             }
         }
+        // Both directions' foreground iterations done: only now the background work starts.
+        self.cot.sender.start_background();
+        self.cot.receiver.start_background();
         ch.flush()?;
         let d = ch.stats().since(&before);
         self.usage.bytes_sent += d.bytes_sent;

@@ -438,7 +438,7 @@ impl Builder {
                 })
             }
         };
-        let mut nodes = self.nodes;
+        let (mut nodes, out) = patch_linears(self.nodes, out);
         fold_layernorm_affines(&mut nodes);
         sink_layernorms(&mut nodes);
         fold_attention_scales(&mut nodes);
@@ -1659,6 +1659,94 @@ impl Builder {
     }
 }
 
+/// A convolution whose kernel tiles its input (kernel = stride > 1 pixel, no padding, one
+/// group: a ViT's patch embedding) is a matrix product of the image's patches: the patches are a
+/// permutation of the input, so the rewrite Reshape → Transpose → Reshape → Linear → Transpose →
+/// Reshape computes the same sums (the same fixed-point values: every output is Σ w·x + b at
+/// 2^{2s}, then the rescale) with the data movement local on shares, and the linear layer runs as
+/// a row-wise product (one HE matrix product, no rotations) instead of a strided convolution.
+/// The last node keeps the convolution's name and shape.
+fn patch_linears(nodes: Vec<Node>, out: NodeId) -> (Vec<Node>, NodeId) {
+    let tiles = |c: &crate::ir::Conv2d| {
+        let [ch, h, w] = c.in_shape;
+        let [kh, kw] = c.kernel;
+        c.groups == 1
+            && c.kernel == c.stride
+            && kh * kw > 1
+            && c.pads == [0; 4]
+            && h % kh == 0
+            && w % kw == 0
+            && c.out_shape[1..] == [h / kh, w / kw]
+            && c.weight.len() == c.out_shape[0] * ch * kh * kw
+    };
+    if !nodes
+        .iter()
+        .any(|n| matches!(&n.op, Op::Conv(c) if tiles(c)))
+    {
+        return (nodes, out);
+    }
+    let mut remap = vec![usize::MAX; nodes.len()];
+    let mut kept: Vec<Node> = Vec::with_capacity(nodes.len() + 8);
+    for (i, node) in nodes.into_iter().enumerate() {
+        let inputs: Vec<NodeId> = node.inputs.iter().map(|&j| remap[j]).collect();
+        match node.op {
+            Op::Conv(c) if tiles(&c) => {
+                let [ch, h, w] = c.in_shape;
+                let [kh, kw] = c.kernel;
+                let (oh, ow, o) = (h / kh, w / kw, c.out_shape[0]);
+                let mut push = |suffix: &str, op: Op, input: NodeId, shape: Vec<usize>| {
+                    kept.push(Node {
+                        name: format!("{}{suffix}", node.name),
+                        op,
+                        inputs: vec![input],
+                        shape,
+                    });
+                    kept.len() - 1
+                };
+                let a = push(
+                    "/tiles",
+                    Op::Reshape,
+                    inputs[0],
+                    vec![1, ch, oh, kh, ow, kw],
+                );
+                let perm = vec![0, 2, 4, 1, 3, 5];
+                let b = push(
+                    "/patches",
+                    Op::Transpose { perm },
+                    a,
+                    vec![1, oh, ow, ch, kh, kw],
+                );
+                let r = push("/rows", Op::Reshape, b, vec![1, oh * ow, ch * kh * kw]);
+                let lin = Op::Linear(crate::ir::Linear {
+                    in_features: ch * kh * kw,
+                    out_features: o,
+                    rows: oh * ow,
+                    weight: c.weight,
+                    bias: c.bias,
+                });
+                let l = push("/linear", lin, r, vec![1, oh * ow, o]);
+                let t = push(
+                    "/channels",
+                    Op::Transpose {
+                        perm: vec![0, 2, 1],
+                    },
+                    l,
+                    vec![1, o, oh * ow],
+                );
+                push("", Op::Reshape, t, node.shape.clone());
+            }
+            op => kept.push(Node {
+                name: node.name,
+                op,
+                inputs,
+                shape: node.shape,
+            }),
+        }
+        remap[i] = kept.len() - 1;
+    }
+    (kept, remap[out])
+}
+
 /// Consumers of every node.
 /// Token × weight products (Linear with rows > 1) that read the same node — a transformer's q,
 /// k, v projections — merged into one with their outputs side by side, each replaced by a Slice
@@ -2261,6 +2349,85 @@ fn fuse_gelu(graph: &pb::GraphProto) -> Vec<pb::NodeProto> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A patch-embedding convolution (kernel = stride, no padding) and its rewrite as a row-wise
+    /// linear layer between local permutations compute the same values: in float, against the
+    /// direct convolution, and bit for bit in fixed point. Other convolutions are left alone.
+    #[test]
+    fn patch_convolutions_become_row_linears_with_the_same_values() {
+        use crate::ir::{Conv2d, Model};
+        let conv = |kernel: [usize; 2], stride: [usize; 2], pads: [usize; 4]| {
+            let (c, h, w, o) = (3, 8, 12, 5);
+            let oh = (h + pads[0] + pads[2] - kernel[0]) / stride[0] + 1;
+            let ow = (w + pads[1] + pads[3] - kernel[1]) / stride[1] + 1;
+            let n = o * c * kernel[0] * kernel[1];
+            Model {
+                name: "patch".into(),
+                input_name: "x".into(),
+                nodes: vec![
+                    Node {
+                        name: "x".into(),
+                        op: Op::Input,
+                        inputs: vec![],
+                        shape: vec![1, c, h, w],
+                    },
+                    Node {
+                        name: "conv".into(),
+                        op: Op::Conv(Conv2d {
+                            in_shape: [c, h, w],
+                            out_shape: [o, oh, ow],
+                            kernel,
+                            stride,
+                            pads,
+                            groups: 1,
+                            weight: (0..n).map(|i| ((i * 7 % 13) as f32 - 6.0) / 9.0).collect(),
+                            bias: (0..o).map(|i| i as f32 / 4.0 - 0.5).collect(),
+                        }),
+                        inputs: vec![0],
+                        shape: vec![1, o, oh, ow],
+                    },
+                ],
+                output: 1,
+                metadata: vec![],
+            }
+        };
+        let x: Vec<f32> = (0..3 * 8 * 12)
+            .map(|i| ((i * 5 % 17) as f32 - 8.0) / 5.0)
+            .collect();
+        let cfg = crate::fixed::FixedConfig::new(37, 12).unwrap();
+        for (kernel, rewritten) in [([4, 4], true), ([2, 3], true), ([1, 1], false)] {
+            let m = conv(kernel, kernel, [0; 4]);
+            let (nodes, out) = patch_linears(m.nodes.clone(), m.output);
+            assert_eq!(nodes.len() > 2, rewritten, "{kernel:?}");
+            assert_eq!(nodes[out].shape, m.nodes[1].shape);
+            assert_eq!(nodes[out].name, "conv");
+            let r = Model {
+                nodes,
+                output: out,
+                ..m.clone()
+            };
+            let (a, b) = (
+                crate::float::run(&m, &x).unwrap(),
+                crate::float::run(&r, &x).unwrap(),
+            );
+            assert_eq!(a.shape, b.shape);
+            for (u, v) in a.data.iter().zip(&b.data) {
+                assert!((u - v).abs() < 1e-4, "{kernel:?}: {u} vs {v}");
+            }
+            let (a, b) = (
+                crate::fixed::run(&m, &x, cfg).unwrap(),
+                crate::fixed::run(&r, &x, cfg).unwrap(),
+            );
+            assert_eq!(a.data, b.data, "{kernel:?}");
+        }
+        // Overlapping or padded kernels are convolutions, not patches.
+        for m in [
+            conv([2, 2], [1, 1], [0; 4]),
+            conv([2, 2], [2, 2], [1, 1, 1, 1]),
+        ] {
+            assert_eq!(patch_linears(m.nodes.clone(), m.output).0.len(), 2);
+        }
+    }
 
     fn value_info(
         name: &str,

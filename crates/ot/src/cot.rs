@@ -126,6 +126,12 @@ impl<I: IknpSide, S: Side> Endpoint<I, S> {
         }
     }
 
+    fn start_background(&mut self) {
+        if let Engine::Silent(s) = &mut self.engine {
+            s.start_background();
+        }
+    }
+
     fn stats(&self) -> SilentStats {
         match &self.engine {
             Engine::Iknp(_, _, st) => *st,
@@ -233,9 +239,10 @@ impl CotSender {
     }
 
     /// As [`CotSender::fill_last`], with only `lead` of the `n` COTs generated now: the last
-    /// silent-OT iteration (of the large set) exchanges its messages now and computes on its own
-    /// thread, so the caller can use the first `lead` COTs while it runs; the first request
-    /// beyond the buffered ones waits for it. Pairs with the receiver's `fill_background`.
+    /// silent-OT iteration (of the large set) exchanges its messages now and queues its local
+    /// work, which [`CotSender::start_background`] runs on a thread of its own, so the caller can
+    /// use the first `lead` COTs meanwhile; the first request beyond the buffered ones waits for
+    /// it. Pairs with the receiver's `fill_background`.
     pub fn fill_background<C: Channel + ?Sized>(
         &mut self,
         ch: &mut C,
@@ -245,10 +252,16 @@ impl CotSender {
         self.0.fill_background(ch, lead, n)
     }
 
-    /// COTs a background iteration is computing (not in [`CotSender::buffered`]). Equal on both
-    /// sides.
+    /// COTs a background iteration is computing or will compute (not in
+    /// [`CotSender::buffered`]). Equal on both sides.
     pub fn pending(&self) -> usize {
         self.0.pending()
+    }
+
+    /// Starts the thread of the iteration `fill_background` left queued (no communication; a
+    /// request that needs its COTs before this computes them in place).
+    pub fn start_background(&mut self) {
+        self.0.start_background()
     }
 
     /// Generation counts and timings since setup.
@@ -328,6 +341,11 @@ impl CotReceiver {
     /// COTs a background iteration is computing: see [`CotSender::pending`].
     pub fn pending(&self) -> usize {
         self.0.pending()
+    }
+
+    /// Starts the queued background iteration: see [`CotSender::start_background`].
+    pub fn start_background(&mut self) {
+        self.0.start_background()
     }
 
     /// Generation counts and timings since setup.

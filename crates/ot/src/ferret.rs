@@ -310,10 +310,37 @@ pub(crate) struct Pool {
 }
 
 /// An iteration whose messages have been exchanged and whose local work (the receiver's GGM
-/// rebuild, both sides' LPN encoding) runs on a thread: its outputs, and the time spent on each step.
+/// rebuild, both sides' LPN encoding) is left for later: queued, then running on a thread of its
+/// own once started ([`Side::start_background`]). It yields its outputs and the time its SPCOT
+/// and LPN steps took.
 struct Background {
     len: usize,
-    handle: std::thread::JoinHandle<(Vec<Block>, std::time::Duration, std::time::Duration)>,
+    job: Job,
+}
+
+type Done = (Vec<Block>, std::time::Duration, std::time::Duration);
+
+enum Job {
+    Queued(Box<dyn FnOnce() -> Done + Send>),
+    Running(std::thread::JoinHandle<Done>),
+}
+
+impl Background {
+    fn started(self) -> Background {
+        let job = match self.job {
+            Job::Queued(work) => Job::Running(std::thread::spawn(work)),
+            running => running,
+        };
+        Background { job, ..self }
+    }
+
+    /// The outputs, computed here if the work was never started; `None` if its thread panicked.
+    fn finish(self) -> Option<Done> {
+        match self.job {
+            Job::Queued(work) => Some(work()),
+            Job::Running(handle) => handle.join().ok(),
+        }
+    }
 }
 
 impl Pool {
@@ -335,7 +362,7 @@ impl Pool {
         let Some(bg) = self.background.take() else {
             return Ok(());
         };
-        let (out, spcot, lpn) = bg.handle.join().map_err(|_| OtError::Background)?;
+        let (out, spcot, lpn) = bg.finish().ok_or(OtError::Background)?;
         self.stats.spcot_time += spcot;
         self.stats.lpn_time += lpn;
         self.stats.made += out.len() as u64;
@@ -344,6 +371,11 @@ impl Pool {
             self.chunks.push_back(out);
         }
         Ok(())
+    }
+
+    /// Starts the background iteration's thread, if one is queued.
+    fn start(&mut self) {
+        self.background = self.background.take().map(Background::started);
     }
 
     /// COTs of the background iteration, not yet ready.
@@ -444,8 +476,12 @@ impl Pool {
 
 impl Drop for Pool {
     fn drop(&mut self) {
-        if let Some(bg) = self.background.take() {
-            if let Ok((mut out, ..)) = bg.handle.join() {
+        if let Some(Background {
+            job: Job::Running(handle),
+            ..
+        }) = self.background.take()
+        {
+            if let Ok((mut out, ..)) = handle.join() {
                 zeroize::Zeroize::zeroize(&mut out);
             }
         }
@@ -470,8 +506,8 @@ pub(crate) trait Side: Sized {
         p: &LpnParams,
         bins: usize,
     ) -> Result<Vec<Block>>;
-    /// As [`Side::iterate`], with the iteration's messages exchanged now and its local work left
-    /// to a thread ([`Pool::background`]); no other iteration may be in the background.
+    /// As [`Side::iterate`], with the iteration's messages exchanged now and its local work
+    /// queued ([`Pool::background`]); no other iteration may be in the background.
     fn iterate_background<C: Channel + ?Sized>(
         &mut self,
         ch: &mut C,
@@ -504,8 +540,9 @@ pub(crate) trait Side: Sized {
     }
 
     /// As [`Side::fill_last`], but only `lead` COTs are made ready now: the last iteration, of the
-    /// large set, exchanges its messages now and computes on a thread while the caller goes on
-    /// with the COTs it has; the first request those cannot cover waits for it. Where the
+    /// large set, exchanges its messages now and queues its local work, to compute on a thread
+    /// ([`Side::start_background`]) while the caller goes on with the COTs it has; the first
+    /// request those cannot cover waits for it (or computes it, if never started). Where the
     /// shortfall beyond `lead` is not one large iteration, this is `fill_last(n)`. The peer makes
     /// the mirror call.
     fn fill_background<C: Channel + ?Sized>(
@@ -531,6 +568,12 @@ pub(crate) trait Side: Sized {
             self.iterate_background(ch, &p, short.div_ceil(bin))?;
         }
         Ok(())
+    }
+
+    /// Starts the work of the iteration [`Side::fill_background`] left queued on a thread of its
+    /// own (separately, so that a party runs both directions' foreground iterations first).
+    fn start_background(&mut self) {
+        self.pool().start()
     }
 
     /// COTs of an iteration still computing in the background (equal on both sides).
@@ -770,15 +813,15 @@ impl FerretSender {
         let (mut r, mut out) = self.spcot(ch, p, bins)?;
         let spcot = t0.elapsed();
         let (prims, k) = (self.prims.clone(), p.k);
-        let handle = std::thread::spawn(move || {
+        let work = move || {
             let t1 = std::time::Instant::now();
             prims.lpn_encode(&r[..k], &mut out);
             zeroize::Zeroize::zeroize(&mut r);
             (out, spcot, t1.elapsed())
-        });
+        };
         self.pool.background = Some(Background {
             len: bins << p.log_bin,
-            handle,
+            job: Job::Queued(Box::new(work)),
         });
         Ok(())
     }
@@ -878,7 +921,7 @@ impl FerretReceiver {
         let waited = t0.elapsed();
         let mut out = self.pool.output_buffer(bins << p.log_bin);
         let (prims, p) = (self.prims.clone(), *p);
-        let handle = std::thread::spawn(move || {
+        let work = move || {
             let t1 = std::time::Instant::now();
             for (m, msg) in msgs.iter().enumerate() {
                 rebuild(&prims, &p, &r, tweak, m * TREES_PER_MESSAGE, msg, &mut out);
@@ -887,10 +930,10 @@ impl FerretReceiver {
             prims.lpn_encode(&r[..p.k], &mut out);
             zeroize::Zeroize::zeroize(&mut r);
             (out, waited + (t2 - t1), t2.elapsed())
-        });
+        };
         self.pool.background = Some(Background {
             len: bins << p.log_bin,
-            handle,
+            job: Job::Queued(Box::new(work)),
         });
         Ok(())
     }
@@ -1121,6 +1164,7 @@ mod tests {
             let iknp = IknpReceiver::setup(&mut c1, &mut rng).unwrap();
             let mut r = FerretReceiver::with_policy(iknp, policy);
             r.fill_background(&mut c1, lead, n).unwrap();
+            r.start_background();
             sizes
                 .iter()
                 .map(|&k| r.extend(&mut c1, k).unwrap())
@@ -1130,6 +1174,7 @@ mod tests {
         let iknp = IknpSender::setup(&mut c0, &mut rng).unwrap();
         let mut s = FerretSender::with_policy(iknp, [4; 32], policy);
         s.fill_background(&mut c0, lead, n).unwrap();
+        s.start_background();
         let (ready, pending) = (s.buffered(), s.pending());
         assert!(
             ready >= lead && pending > 0,
@@ -1161,7 +1206,7 @@ mod tests {
     }
 
     #[test]
-    fn dropping_a_background_iteration_joins_it() {
+    fn dropping_a_background_iteration_joins_it_or_never_starts_it() {
         let (mut c0, mut c1) = MemoryChannel::pair();
         let h = std::thread::spawn(move || {
             let mut rng = ChaCha20Rng::seed_from_u64(10);
@@ -1174,6 +1219,7 @@ mod tests {
         let iknp = IknpSender::setup(&mut c0, &mut rng).unwrap();
         let mut s = FerretSender::with_policy(iknp, [5; 32], TOY);
         s.fill_background(&mut c0, 100, 15_000).unwrap();
+        s.start_background();
         assert_eq!(s.pending(), h.join().unwrap());
         assert!(s.pending() > 0);
         drop(s);
