@@ -949,8 +949,25 @@ pub fn run_client<C: Channel>(
     ring.check("input", &input)?;
     let mut report = Report::default();
     let (t0, before) = (Instant::now(), ch.stats());
-    let mut session = Session::setup(ch, Party::P1, &mut RngRef(rng))?;
-    let keys = ClientKeys::setup(&plan.key_requests()?, ch, rng)?;
+    // The HE keys are generated on a thread of their own while the base OTs wait on the server.
+    let requests = plan.key_requests()?;
+    let mut seed = zeroize::Zeroizing::new([0u8; 32]);
+    rng.fill_bytes(&mut *seed);
+    let (session, generated) = std::thread::scope(|s| {
+        let seed = &seed;
+        let keygen = s.spawn(move || {
+            let mut krng = <rand_chacha::ChaCha20Rng as rand_core::SeedableRng>::from_seed(**seed);
+            ClientKeys::generate(&requests, &mut krng)
+        });
+        let session = Session::setup(ch, Party::P1, &mut RngRef(rng));
+        let keys = keygen
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (session, keys)
+    });
+    let mut session = session?;
+    let (keys, upload) = generated?;
+    upload.send(ch)?;
     let cots = CotSchedule::new(plan, reveal_label, Party::P1)?;
     cots.ahead(0, &mut session, ch)?;
     let (ms, d) = delta(ch.stats(), before, t0);

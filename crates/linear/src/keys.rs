@@ -187,10 +187,10 @@ pub fn setup_cost(requests: &[KeyRequest]) -> Result<Cost, LinearError> {
 }
 
 /// Generates a secret key on `params` and sends its public key: `[tag][public_key_to_raw]`.
-fn send_new_key(
+fn new_key(
     params: &std::sync::Arc<rlwe::Params>,
     tag: u8,
-    ch: &mut dyn Channel,
+    out: &mut Vec<Vec<u8>>,
     rng: &mut dyn CryptoRngCore,
 ) -> Result<rlwe::SecretKey, LinearError> {
     let sk = rlwe::SecretKey::generate(params, rng);
@@ -198,11 +198,11 @@ fn send_new_key(
     let mut msg = Vec::with_capacity(1 + rlwe::serialize::public_key_raw_len(params));
     msg.push(tag);
     rlwe::serialize::public_key_to_raw(&pk, &mut msg);
-    ch.send(&msg)?;
+    out.push(msg);
     Ok(sk)
 }
 
-/// Receives what [`send_new_key`] sent, checking length, tag and every residue.
+/// Receives a public key message of [`ClientKeys::generate`], checking length, tag and every residue.
 fn recv_public_key(
     params: &std::sync::Arc<rlwe::Params>,
     tag: u8,
@@ -244,6 +244,20 @@ fn recv_galois_keys(
     Ok(gk)
 }
 
+/// The client's public and Galois keys of a session, serialized, not yet sent.
+pub struct KeyUpload(Vec<Vec<u8>>);
+
+impl KeyUpload {
+    /// Sends the keys (client → server, one flight).
+    pub fn send(self, ch: &mut dyn Channel) -> Result<(), LinearError> {
+        for msg in &self.0 {
+            ch.send(msg)?;
+        }
+        ch.flush()?;
+        Ok(())
+    }
+}
+
 impl ClientKeys {
     /// Generates a secret key per requested parameter set, sends the public keys, then the Galois
     /// keys (all client → server, one flight).
@@ -252,10 +266,23 @@ impl ClientKeys {
         ch: &mut dyn Channel,
         rng: &mut dyn CryptoRngCore,
     ) -> Result<Self, LinearError> {
+        let (keys, upload) = Self::generate(requests, rng)?;
+        upload.send(ch)?;
+        Ok(keys)
+    }
+
+    /// [`ClientKeys::setup`] without the communication: the keys and what to send, in the order
+    /// [`ServerKeys::setup`] reads it, so that the client can generate them while it waits for
+    /// the server.
+    pub fn generate(
+        requests: &[KeyRequest],
+        rng: &mut dyn CryptoRngCore,
+    ) -> Result<(Self, KeyUpload), LinearError> {
         let (ids, galois) = normalized(requests);
+        let mut out = Vec::new();
         let mut sets = BTreeMap::new();
         for (p, ell) in ids {
-            let sk = send_new_key(&p.rlwe_params(ell)?, p.tag(), ch, rng)?;
+            let sk = new_key(&p.rlwe_params(ell)?, p.tag(), &mut out, rng)?;
             sets.insert((p, ell), sk);
         }
         for (p, ell, log_g) in galois {
@@ -264,19 +291,18 @@ impl ClientKeys {
                 .ok_or(LinearError::MissingKey { params: p.name() })?;
             let els = trace_elements(sk.params().n(), log_g);
             let gk = rlwe::GaloisKeys::generate(sk, &els, rng).map_err(LinearError::from)?;
-            ch.send(&rlwe::serialize::galois_keys_to_bytes(&gk))?;
+            out.push(rlwe::serialize::galois_keys_to_bytes(&gk));
         }
         let mut simd = BTreeMap::new();
         for ((p, ell), els) in simd_sets(requests) {
-            let sk = send_new_key(&p.rlwe_params(ell)?, p.tag(), ch, rng)?;
+            let sk = new_key(&p.rlwe_params(ell)?, p.tag(), &mut out, rng)?;
             for chunk in els.chunks(SIMD_KEYS_PER_MESSAGE) {
                 let gk = rlwe::GaloisKeys::generate(&sk, chunk, rng)?;
-                ch.send(&rlwe::serialize::galois_keys_to_bytes(&gk))?;
+                out.push(rlwe::serialize::galois_keys_to_bytes(&gk));
             }
             simd.insert((p, ell), sk);
         }
-        ch.flush()?;
-        Ok(ClientKeys { sets, simd })
+        Ok((ClientKeys { sets, simd }, KeyUpload(out)))
     }
 
     pub(crate) fn simd(&self, p: SimdParamsId, ell: u32) -> Result<&rlwe::SecretKey, LinearError> {

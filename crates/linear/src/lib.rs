@@ -46,7 +46,7 @@ pub use cirencode::CirEncode;
 pub use cost::Cost;
 pub use error::LinearError;
 pub use falcon::Falcon;
-pub use keys::{setup_cost, ClientKeys, KeyRequest, ServerKeys};
+pub use keys::{setup_cost, ClientKeys, KeyRequest, KeyUpload, ServerKeys};
 pub use layer::{
     reference, transpose, weight_bits_of, Conv2dSpec, FcSpec, LayerShape, LayerSpec, LayerWeights,
     MatMulSpec, Ring, ScaleSpec,
