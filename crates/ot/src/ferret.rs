@@ -553,6 +553,9 @@ pub(crate) trait Side: Sized {
     ) -> Result<()> {
         self.pool().join()?;
         let available = self.pool().available();
+        if available >= n {
+            return Ok(());
+        }
         let p = self
             .policy()
             .params_for(n.saturating_sub(available), self.pool().stats.served);
@@ -1156,8 +1159,9 @@ mod tests {
         // iteration whose local work runs on a thread; requests within the lead do not wait for
         // it, the first one beyond does, and later ones rebuild the reserve as after fill_last.
         let policy = TOY;
-        let (lead, n) = (3_000, 20_000);
-        let sizes = [1_000, 2_000, 9_000, 8_000, 4_000];
+        // The first request, within the lead, already exceeds TOY's threshold of served COTs.
+        let (lead, n) = (12_000, 30_000);
+        let sizes = [11_000, 2_000, 9_000, 8_000, 4_000];
         let (mut c0, mut c1) = MemoryChannel::pair();
         let h = std::thread::spawn(move || {
             let mut rng = ChaCha20Rng::seed_from_u64(8);
@@ -1165,10 +1169,10 @@ mod tests {
             let mut r = FerretReceiver::with_policy(iknp, policy);
             r.fill_background(&mut c1, lead, n).unwrap();
             r.start_background();
-            sizes
-                .iter()
-                .map(|&k| r.extend(&mut c1, k).unwrap())
-                .collect::<Vec<_>>()
+            let mut out = vec![r.extend(&mut c1, sizes[0]).unwrap()];
+            r.fill_background(&mut c1, lead, n - sizes[0]).unwrap();
+            out.extend(sizes[1..].iter().map(|&k| r.extend(&mut c1, k).unwrap()));
+            out
         });
         let mut rng = ChaCha20Rng::seed_from_u64(7);
         let iknp = IknpSender::setup(&mut c0, &mut rng).unwrap();
@@ -1190,6 +1194,15 @@ mod tests {
                     s.pending(),
                     pending,
                     "a request within the lead waits for nothing"
+                );
+                // What is ready or computing covers the rest: this joins and generates nothing.
+                let before = s.stats();
+                s.fill_background(&mut c0, lead, n - k).unwrap();
+                let after = s.stats();
+                assert_eq!(s.pending(), 0);
+                assert_eq!(
+                    (after.iknp_cots, after.bins),
+                    (before.iknp_cots, before.bins)
                 );
             }
         }
