@@ -564,8 +564,17 @@ pub(crate) trait Side: Sized {
         if p != self.policy().large || p == self.policy().small || beyond > p.t * bin {
             return fill_with(self, ch, n, true);
         }
-        // Foreground: the lead and the large iteration's reserve, by small iterations.
-        ensure_reserve(self, ch, &p, lead.min(n))?;
+        // Foreground: the lead and the large iteration's reserve — by a large iteration that
+        // keeps its reserve where the lead alone calls for the large set, else by small ones.
+        let lead = lead.min(n);
+        if self
+            .policy()
+            .params_for(lead - available.min(lead), self.pool().stats.served)
+            == p
+        {
+            fill_with(self, ch, lead, false)?;
+        }
+        ensure_reserve(self, ch, &p, lead)?;
         let short = n.saturating_sub(self.pool().available());
         if short > 0 {
             self.iterate_background(ch, &p, short.div_ceil(bin))?;
@@ -1185,7 +1194,9 @@ mod tests {
             "ready {ready}, pending {pending}"
         );
         assert!(ready + pending >= n && ready + pending < n + (1 << policy.large.log_bin));
-        assert_eq!(s.stats().iterations_large, 1);
+        // The lead reaches TOY's threshold: one large iteration makes it (and keeps the
+        // reserve), the other computes in the background.
+        assert_eq!(s.stats().iterations_large, 2);
         let mut qs = Vec::new();
         for (i, &k) in sizes.iter().enumerate() {
             qs.push(s.extend(&mut c0, k).unwrap());
@@ -1232,6 +1243,8 @@ mod tests {
         let iknp = IknpSender::setup(&mut c0, &mut rng).unwrap();
         let mut s = FerretSender::with_policy(iknp, [5; 32], TOY);
         s.fill_background(&mut c0, 100, 15_000).unwrap();
+        // A lead below the threshold: small iterations make it and the large reserve.
+        assert_eq!(s.stats().iterations_large, 1);
         s.start_background();
         assert_eq!(s.pending(), h.join().unwrap());
         assert!(s.pending() > 0);
