@@ -746,10 +746,7 @@ impl FerretSender {
     ) -> Result<Vec<Block>> {
         let t0 = std::time::Instant::now();
         let (r, mut out) = self.spcot(ch, p, bins)?;
-        let t1 = std::time::Instant::now();
-        self.prims.lpn_encode(&r[..p.k], &mut out);
-        self.pool.stats.spcot_time += t1 - t0;
-        self.pool.stats.lpn_time += t1.elapsed();
+        encode_timed(&self.prims, &mut self.pool.stats, &r[..p.k], &mut out, t0);
         Ok(out)
     }
 
@@ -907,10 +904,7 @@ impl FerretReceiver {
             let msg = recv_trees(ch, p, bins, first)?;
             rebuild(&self.prims, p, &r, tweak, first, &msg, &mut out);
         }
-        let t1 = std::time::Instant::now();
-        self.prims.lpn_encode(&r[..p.k], &mut out);
-        self.pool.stats.spcot_time += t1 - t0;
-        self.pool.stats.lpn_time += t1.elapsed();
+        encode_timed(&self.prims, &mut self.pool.stats, &r[..p.k], &mut out, t0);
         Ok(out)
     }
 
@@ -956,6 +950,20 @@ impl FerretReceiver {
         self.pool.tweak += (bins * p.log_bin as usize) as u128;
         tweak
     }
+}
+
+/// The LPN encoding of an iteration whose SPCOT step began at `t0`, both steps' times counted.
+fn encode_timed(
+    prims: &Prims,
+    stats: &mut SilentStats,
+    secret: &[Block],
+    out: &mut [Block],
+    t0: std::time::Instant,
+) {
+    let t1 = std::time::Instant::now();
+    prims.lpn_encode(secret, out);
+    stats.spcot_time += t1 - t0;
+    stats.lpn_time += t1.elapsed();
 }
 
 /// The SPCOT message holding trees `first..` (up to [`TREES_PER_MESSAGE`]) of an iteration of `p`
