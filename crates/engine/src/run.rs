@@ -953,16 +953,23 @@ pub fn run_client<C: Channel>(
     let requests = plan.key_requests()?;
     let mut seed = zeroize::Zeroizing::new([0u8; 32]);
     rng.fill_bytes(&mut *seed);
+    let generate = || {
+        let mut krng = <rand_chacha::ChaCha20Rng as rand_core::SeedableRng>::from_seed(*seed);
+        ClientKeys::generate(&requests, &mut krng)
+    };
     let (session, generated) = std::thread::scope(|s| {
-        let seed = &seed;
-        let keygen = s.spawn(move || {
-            let mut krng = <rand_chacha::ChaCha20Rng as rand_core::SeedableRng>::from_seed(**seed);
-            ClientKeys::generate(&requests, &mut krng)
-        });
+        let keygen = std::thread::Builder::new()
+            .name("keygen".into())
+            .spawn_scoped(s, generate)
+            .ok();
         let session = Session::setup(ch, Party::P1, &mut RngRef(rng));
-        let keys = keygen
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        // Without a thread to be had, the keys are generated here, after the base OTs.
+        let keys = match keygen {
+            Some(h) => h
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+            None => generate(),
+        };
         (session, keys)
     });
     let mut session = session?;

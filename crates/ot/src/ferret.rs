@@ -320,15 +320,32 @@ struct Background {
 
 type Done = (Vec<Block>, std::time::Duration, std::time::Duration);
 
+type Work = Box<dyn FnOnce() -> Done + Send>;
+
 enum Job {
-    Queued(Box<dyn FnOnce() -> Done + Send>),
-    Running(std::thread::JoinHandle<Done>),
+    Queued(Work),
+    Running(std::thread::JoinHandle<Option<Done>>),
 }
 
 impl Background {
+    /// Hands the work to a new thread; where the system has none to give, it stays queued and
+    /// runs where its COTs are first needed.
     fn started(self) -> Background {
         let job = match self.job {
-            Job::Queued(work) => Job::Running(std::thread::spawn(work)),
+            Job::Queued(work) => {
+                let (tx, rx) = std::sync::mpsc::channel::<Work>();
+                let spawned = std::thread::Builder::new()
+                    .name("silent-ot".into())
+                    .spawn(move || rx.recv().ok().map(|w| w()));
+                match spawned {
+                    // A thread that lost its sender returns None: joined, that is an error.
+                    Ok(handle) => {
+                        let _ = tx.send(work);
+                        Job::Running(handle)
+                    }
+                    Err(_) => Job::Queued(work),
+                }
+            }
             running => running,
         };
         Background { job, ..self }
@@ -338,7 +355,7 @@ impl Background {
     fn finish(self) -> Option<Done> {
         match self.job {
             Job::Queued(work) => Some(work()),
-            Job::Running(handle) => handle.join().ok(),
+            Job::Running(handle) => handle.join().ok().flatten(),
         }
     }
 }
@@ -481,7 +498,7 @@ impl Drop for Pool {
             ..
         }) = self.background.take()
         {
-            if let Ok((mut out, ..)) = handle.join() {
+            if let Ok(Some((mut out, ..))) = handle.join() {
                 zeroize::Zeroize::zeroize(&mut out);
             }
         }
