@@ -8,7 +8,7 @@
 # Usage: OLD=/path/to/old/privinfer NEW=/path/to/new/privinfer STAMP=2026-12-06h bench/latency/ab.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-: "${OLD:?OLD: the earlier build's privinfer binary}"
+: "${OLD:?set OLD to the earlier privinfer binary}"
 NEW=${NEW:-target/release/privinfer}
 OUT=bench/latency
 stamp=${STAMP:-$(date -u +%Y-%m-%d)}
