@@ -186,7 +186,8 @@ pub fn setup_cost(requests: &[KeyRequest]) -> Result<Cost, LinearError> {
     })
 }
 
-/// Generates a secret key on `params` and sends its public key: `[tag][public_key_to_raw]`.
+/// Generates a secret key on `params` and queues its public key message on `out`:
+/// `[tag][public_key_to_raw]`.
 fn new_key(
     params: &std::sync::Arc<rlwe::Params>,
     tag: u8,

@@ -198,7 +198,7 @@ impl Session {
         // Refill by the same deterministic rule on both sides (the buffers mirror each other).
         let more = |need: usize| if need > 0 { need.max(self.refill) } else { 0 };
         let (more_s, more_r) = (more(need_s), more(need_r));
-        self.fill(ch, more_s, more_r, false)?;
+        self.fill(ch, more_s, more_r, Fill::More)?;
         self.usage.cots_sent += n_send as u64;
         self.usage.cots_received += n_recv as u64;
         let si = self.cot.sender.consumed();
@@ -224,7 +224,7 @@ impl Session {
     ) -> Result<()> {
         let more_s = n_send.saturating_sub(self.cot.sender.buffered());
         let more_r = n_recv.saturating_sub(self.cot.receiver.buffered());
-        self.fill(ch, more_s, more_r, false)
+        self.fill(ch, more_s, more_r, Fill::More)
     }
 
     /// As [`Session::prefetch`] when these are the last COTs the session will use: silent OT
@@ -238,7 +238,7 @@ impl Session {
     ) -> Result<()> {
         let more_s = n_send.saturating_sub(self.cot.sender.buffered());
         let more_r = n_recv.saturating_sub(self.cot.receiver.buffered());
-        self.fill(ch, more_s, more_r, true)
+        self.fill(ch, more_s, more_r, Fill::Last)
     }
 
     /// As [`Session::prefetch_last`], with only `lead_send` and `lead_recv` of the COTs made
@@ -263,12 +263,6 @@ impl Session {
         (self.cot.sender.buffered(), self.cot.receiver.buffered())
     }
 
-    /// COTs a background iteration is still computing (as sender, as receiver); the first
-    /// request beyond [`Session::buffered`] waits for them.
-    pub fn pending(&self) -> (usize, usize) {
-        (self.cot.sender.pending(), self.cot.receiver.pending())
-    }
-
     /// What the OT layer did since setup began (this party as sender, as receiver): LPN
     /// iterations, COTs made and served, and where the time went.
     pub fn ot_generation(&self) -> (ot::SilentStats, ot::SilentStats) {
@@ -282,14 +276,13 @@ impl Session {
         ch: &mut C,
         more_s: usize,
         more_r: usize,
-        last: bool,
+        mode: Fill,
     ) -> Result<()> {
         if more_s == 0 && more_r == 0 {
             return Ok(());
         }
         let to_s = self.cot.sender.buffered() + more_s;
         let to_r = self.cot.receiver.buffered() + more_r;
-        let mode = if last { Fill::Last } else { Fill::More };
         self.generate(ch, (to_s, to_r), mode)
     }
 

@@ -119,13 +119,6 @@ impl<I: IknpSide, S: Side> Endpoint<I, S> {
         }
     }
 
-    fn pending(&self) -> usize {
-        match &self.engine {
-            Engine::Iknp(..) => 0,
-            Engine::Silent(s) => s.pending(),
-        }
-    }
-
     fn start_background(&mut self) {
         if let Engine::Silent(s) = &mut self.engine {
             s.start_background();
@@ -252,12 +245,6 @@ impl CotSender {
         self.0.fill_background(ch, lead, n)
     }
 
-    /// COTs a background iteration is computing or will compute (not in
-    /// [`CotSender::buffered`]). Equal on both sides.
-    pub fn pending(&self) -> usize {
-        self.0.pending()
-    }
-
     /// Starts the thread of the iteration `fill_background` left queued (no communication; a
     /// request that needs its COTs before this computes them in place).
     pub fn start_background(&mut self) {
@@ -336,11 +323,6 @@ impl CotReceiver {
         n: usize,
     ) -> Result<()> {
         self.0.fill_background(ch, lead, n)
-    }
-
-    /// COTs a background iteration is computing: see [`CotSender::pending`].
-    pub fn pending(&self) -> usize {
-        self.0.pending()
     }
 
     /// Starts the queued background iteration: see [`CotSender::start_background`].

@@ -314,6 +314,8 @@ pub(crate) struct Pool {
 /// own once started ([`Side::start_background`]). It yields its outputs and the time its SPCOT
 /// and LPN steps took.
 struct Background {
+    /// Its outputs (tests ask).
+    #[cfg(test)]
     len: usize,
     job: Job,
 }
@@ -330,8 +332,8 @@ enum Job {
 impl Background {
     /// Hands the work to a new thread; where the system has none to give, it stays queued and
     /// runs where its COTs are first needed.
-    fn started(self) -> Background {
-        let job = match self.job {
+    fn started(mut self) -> Background {
+        self.job = match self.job {
             Job::Queued(work) => {
                 let (tx, rx) = std::sync::mpsc::channel::<Work>();
                 let spawned = std::thread::Builder::new()
@@ -348,7 +350,7 @@ impl Background {
             }
             running => running,
         };
-        Background { job, ..self }
+        self
     }
 
     /// The outputs, computed here if the work was never started; `None` if its thread panicked.
@@ -396,6 +398,7 @@ impl Pool {
     }
 
     /// COTs of the background iteration, not yet ready.
+    #[cfg(test)]
     fn pending(&self) -> usize {
         self.background.as_ref().map_or(0, |b| b.len)
     }
@@ -575,7 +578,7 @@ pub(crate) trait Side: Sized {
         }
         let p = self
             .policy()
-            .params_for(n.saturating_sub(available), self.pool().stats.served);
+            .params_for(n - available, self.pool().stats.served);
         let bin = 1usize << p.log_bin;
         let beyond = n.saturating_sub(available.max(lead));
         if p != self.policy().large || p == self.policy().small || beyond > p.t * bin {
@@ -586,7 +589,7 @@ pub(crate) trait Side: Sized {
         let lead = lead.min(n);
         if self
             .policy()
-            .params_for(lead - available.min(lead), self.pool().stats.served)
+            .params_for(lead.saturating_sub(available), self.pool().stats.served)
             == p
         {
             fill_with(self, ch, lead, false)?;
@@ -603,11 +606,6 @@ pub(crate) trait Side: Sized {
     /// own (separately, so that a party runs both directions' foreground iterations first).
     fn start_background(&mut self) {
         self.pool().start()
-    }
-
-    /// COTs of an iteration still computing in the background (equal on both sides).
-    fn pending(&self) -> usize {
-        self.pool_ref().pending()
     }
 
     /// Counts and timings since setup.
@@ -846,6 +844,7 @@ impl FerretSender {
             (out, spcot, t1.elapsed())
         };
         self.pool.background = Some(Background {
+            #[cfg(test)]
             len: bins << p.log_bin,
             job: Job::Queued(Box::new(work)),
         });
@@ -955,6 +954,7 @@ impl FerretReceiver {
             (out, waited + (t2 - t1), t2.elapsed())
         };
         self.pool.background = Some(Background {
+            #[cfg(test)]
             len: bins << p.log_bin,
             job: Job::Queued(Box::new(work)),
         });
@@ -1189,8 +1189,8 @@ mod tests {
     /// request after it still works (the reserve is rebuilt from IKNP), and every COT is correct.
     #[test]
     fn fill_background_serves_the_lead_then_waits_for_the_rest() {
-        // The lead (and the large set's reserve) by small iterations now, the rest by one large
-        // iteration whose local work runs on a thread; requests within the lead do not wait for
+        // The lead (and the background iteration's reserve) by a large iteration now, the rest by
+        // another whose local work runs on a thread; requests within the lead do not wait for
         // it, the first one beyond does, and later ones rebuild the reserve as after fill_last.
         let policy = TOY;
         // The first request, within the lead, already exceeds TOY's threshold of served COTs.
@@ -1213,7 +1213,7 @@ mod tests {
         let mut s = FerretSender::with_policy(iknp, [4; 32], policy);
         s.fill_background(&mut c0, lead, n).unwrap();
         s.start_background();
-        let (ready, pending) = (s.buffered(), s.pending());
+        let (ready, pending) = (s.buffered(), s.pool.pending());
         assert!(
             ready >= lead && pending > 0,
             "ready {ready}, pending {pending}"
@@ -1227,7 +1227,7 @@ mod tests {
             qs.push(s.extend(&mut c0, k).unwrap());
             if i == 0 {
                 assert_eq!(
-                    s.pending(),
+                    s.pool.pending(),
                     pending,
                     "a request within the lead waits for nothing"
                 );
@@ -1235,14 +1235,14 @@ mod tests {
                 let before = s.stats();
                 s.fill_background(&mut c0, lead, n - k).unwrap();
                 let after = s.stats();
-                assert_eq!(s.pending(), 0);
+                assert_eq!(s.pool.pending(), 0);
                 assert_eq!(
                     (after.iknp_cots, after.bins),
                     (before.iknp_cots, before.bins)
                 );
             }
         }
-        assert_eq!(s.pending(), 0);
+        assert_eq!(s.pool.pending(), 0);
         let ts = h.join().unwrap();
         let delta = s.delta();
         for (q, t) in qs.iter().zip(&ts) {
@@ -1262,7 +1262,7 @@ mod tests {
             let iknp = IknpReceiver::setup(&mut c1, &mut rng).unwrap();
             let mut r = FerretReceiver::with_policy(iknp, TOY);
             r.fill_background(&mut c1, 100, 15_000).unwrap();
-            r.pending()
+            r.pool.pending()
         });
         let mut rng = ChaCha20Rng::seed_from_u64(9);
         let iknp = IknpSender::setup(&mut c0, &mut rng).unwrap();
@@ -1271,8 +1271,8 @@ mod tests {
         // A lead below the threshold: small iterations make it and the large reserve.
         assert_eq!(s.stats().iterations_large, 1);
         s.start_background();
-        assert_eq!(s.pending(), h.join().unwrap());
-        assert!(s.pending() > 0);
+        assert_eq!(s.pool.pending(), h.join().unwrap());
+        assert!(s.pool.pending() > 0);
         drop(s);
     }
 
