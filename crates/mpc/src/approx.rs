@@ -1193,11 +1193,14 @@ impl Session {
 impl Session {
     /// Shares of the maximum of each row of `row` values over `ring`, exactly
     /// `nn::approx::tournament_max`: per level, one batch of DReLUs for every pair of a chunk
-    /// (≤ 5 values), then for every member i the product w_i·x_i — w_i an AND of its k − 1
-    /// comparison bits (some negated) — by two 1-of-2^{k−1} OTs, P0 offering w(b0 ⊕ v)·x0 and P1
-    /// w(v ⊕ b1)·x1 (choices in one flight, answers in the next), summed over the chunk. Two
-    /// flights and a comparison per level for up to five values, against a comparison and a MUX
-    /// per halving for a pairwise tree.
+    /// (the whole level up to 17 values, else chunks of five), then for every member i the
+    /// product w_i·x_i — w_i the AND of its k − 1 comparison bits (some negated) — by two
+    /// 1-of-2^{k−1} OTs, P0 offering w(b0 ⊕ v)·x0 and P1 w(v ⊕ b1)·x1 (choices in one flight,
+    /// answers in the next), summed over the chunk; a member of more than four bits first ANDs
+    /// them in two to four groups (one flight each way, [`Session::tournament_ands`]) and
+    /// selects by the groups. A row of up to 17 values thus takes one comparison and four
+    /// flights, against two comparisons and four flights in chunks of five and a comparison
+    /// and a MUX per halving for a pairwise tree.
     pub fn tournament_max<C: Channel + ?Sized>(
         &mut self,
         ch: &mut C,
@@ -1233,9 +1236,8 @@ impl Session {
                 }
             }
             let d = self.drelu(ch, ring, &diffs)?;
-            // Per member: its k − 1 bits (j < i: d_ji negated, j > i: d_ij) as a choice index,
-            // grouped by k − 1 (the OT width).
-            let mut by_width: Vec<Vec<(usize, u64, u64)>> = vec![Vec::new(); TOURNAMENT + 1];
+            // Per member: its k − 1 bits (j < i: d_ji negated, j > i: d_ij) and their width.
+            let mut sel: Vec<(u64, u64, u32)> = Vec::new();
             let mut at = 0;
             // The values of the members of chunks of two or more, in order.
             let mut members = Vec::new();
@@ -1255,13 +1257,20 @@ impl Session {
                                 neg |= 1 << pos;
                             }
                         }
-                        by_width[k - 1].push((members.len(), bits, neg));
+                        sel.push((bits, neg, (k - 1) as u32));
                         members.push(level[base + start + i]);
                     }
                     at += k * (k - 1) / 2;
                 }
             }
-            let total: usize = (1..=TOURNAMENT).map(|w| w * by_width[w].len()).sum();
+            // Wider members select by the ANDs of their bits' groups; then grouped by width (the
+            // selection OT's).
+            let sel = self.tournament_ands(ch, ring.bits(), sel)?;
+            let mut by_width: Vec<Vec<(usize, u64, u64)>> = vec![Vec::new(); TOURNAMENT];
+            for (id, &(bits, neg, w)) in sel.iter().enumerate() {
+                by_width[w as usize].push((id, bits, neg));
+            }
+            let total: usize = (1..TOURNAMENT).map(|w| w * by_width[w].len()).sum();
             let (mut sc, mut rc) = self.cots(ch, total, total)?;
             // Flight 1: this party's choices (its bits) for the peer's OTs.
             let mut w1 = BitWriter::default();
@@ -1335,6 +1344,84 @@ impl Session {
             len = chunks.len();
         }
         Ok(level)
+    }
+
+    /// For every member wider than the selection OT (more than `TOURNAMENT − 1` bits: a chunk
+    /// of more than five), the AND of each group of its bits ([`tournament_groups`]) by one
+    /// 1-of-2^w OT, P1 choosing with its w bits and P0 offering AND_j(b0_j ⊕ v_j ⊕ neg_j) for
+    /// every v, XOR-shared: the member then selects by its group bits (none negated). One
+    /// flight each way; narrower members pass unchanged.
+    fn tournament_ands<C: Channel + ?Sized>(
+        &mut self,
+        ch: &mut C,
+        ring_bits: u32,
+        mut sel: Vec<(u64, u64, u32)>,
+    ) -> Result<Vec<(u64, u64, u32)>> {
+        // Per group width: (member, group position, this party's bits, negations).
+        let mut reqs: Vec<Vec<(usize, u32, u64, u64)>> = Vec::new();
+        for (id, m) in sel.iter_mut().enumerate() {
+            let (bits, neg, w) = *m;
+            if (w as usize) < TOURNAMENT {
+                continue;
+            }
+            let widths = tournament_groups(w, ring_bits);
+            let mut off = 0;
+            for (pos, &gw) in widths.iter().enumerate() {
+                if reqs.len() <= gw as usize {
+                    reqs.resize(gw as usize + 1, Vec::new());
+                }
+                let part = |v: u64| (v >> off) & mask(gw);
+                reqs[gw as usize].push((id, pos as u32, part(bits), part(neg)));
+                off += gw;
+            }
+            *m = (0, 0, widths.len() as u32);
+        }
+        let total: usize = reqs.iter().enumerate().map(|(w, l)| w * l.len()).sum();
+        if total == 0 {
+            return Ok(sel);
+        }
+        let g = Group::Xor(1);
+        let answer_bits: u64 = reqs
+            .iter()
+            .enumerate()
+            .map(|(w, l)| one_of_n_answer_bits(l.len(), w as u32, g))
+            .sum();
+        let widths = || reqs.iter().enumerate().filter(|(_, l)| !l.is_empty());
+        if self.party() == Party::P1 {
+            let (_, mut rc) = self.cots(ch, 0, total)?;
+            let mut wr = BitWriter::default();
+            let states: Vec<_> = widths()
+                .map(|(w, l)| {
+                    let c: Vec<u64> = l.iter().map(|r| r.2).collect();
+                    (w, one_of_n_choose(&mut rc, w as u32, g, &c, &mut wr))
+                })
+                .collect();
+            self.send(ch, wr.finish())?;
+            let got = crate::bits::recv_bits(ch, answer_bits, "tournament ANDs")?;
+            let mut rd = BitReader::new(&got, answer_bits, "tournament ANDs")?;
+            for (w, st) in states {
+                for (&(id, pos, _, _), v) in
+                    reqs[w].iter().zip(st.finish(&mut rd, "tournament ANDs")?)
+                {
+                    sel[id].0 |= (v & 1) << pos;
+                }
+            }
+        } else {
+            let (mut sc, _) = self.cots(ch, total, 0)?;
+            let got = crate::bits::recv_bits(ch, total as u64, "tournament AND choices")?;
+            let mut rd = BitReader::new(&got, total as u64, "tournament AND choices")?;
+            let mut wr = BitWriter::default();
+            for (w, l) in widths() {
+                let full = mask(w as u32);
+                let tab = |i: usize, v: u64| ((l[i].2 ^ v ^ l[i].3) & full == full) as u64;
+                let sh = one_of_n_send(&mut sc, w as u32, g, l.len(), &mut rd, &tab, &mut wr);
+                for (&(id, pos, _, _), v) in l.iter().zip(sh) {
+                    sel[id].0 |= (v & 1) << pos;
+                }
+            }
+            self.send(ch, wr.finish())?;
+        }
+        Ok(sel)
     }
 
     /// Affine OTs in both directions in one flight each way: this party receives on its
@@ -2008,16 +2095,50 @@ type Lookup<'a> = (
     &'a (dyn Fn(usize, usize) -> u64 + Sync),
 );
 
-/// Values per chunk of [`Session::tournament_max`] (`nn::approx::TOURNAMENT_CHUNK`).
+/// Values per chunk of [`Session::tournament_max`] on a long level, and one more than the
+/// widest selection OT (`nn::approx::TOURNAMENT_CHUNK`).
 const TOURNAMENT: usize = 5;
 
-/// (start, length) of the chunks of one level of `len` values.
+/// A level of up to this many values is one chunk (`nn::approx::TOURNAMENT_ONE_LEVEL`).
+const TOURNAMENT_ONE_LEVEL: usize = 17;
+
+/// (start, length) of the chunks of one level of `len` values (`nn::approx::tournament_chunk`).
 fn tournament_chunks(len: usize) -> Vec<(usize, usize)> {
-    (0..len)
-        .step_by(TOURNAMENT)
-        .map(|s| (s, TOURNAMENT.min(len - s)))
-        .collect()
+    let c = if len <= TOURNAMENT_ONE_LEVEL {
+        len.max(1)
+    } else {
+        TOURNAMENT
+    };
+    (0..len).step_by(c).map(|s| (s, c.min(len - s))).collect()
 }
+
+/// The widths of the groups a member's `w` bits are ANDed in before its selection
+/// ([`Session::tournament_ands`]): g = 2 … TOURNAMENT − 1 groups of near-equal width, the g
+/// of fewest bits (the groups' OTs of 1-bit entries against the selection's 2^g − 1 entries of
+/// `ring_bits`, both ways).
+fn tournament_groups(w: u32, ring_bits: u32) -> Vec<u32> {
+    let split = |g: u32| {
+        (0..g)
+            .map(|i| w / g + u32::from(i < w % g))
+            .collect::<Vec<_>>()
+    };
+    let bits = |parts: &[u32]| {
+        let g = parts.len() as u64;
+        parts
+            .iter()
+            .map(|&p| p as u64 + (1u64 << p) - 1)
+            .sum::<u64>()
+            + 2 * (g + ((1u64 << g) - 1) * ring_bits as u64)
+    };
+    (2..TOURNAMENT as u32)
+        .map(split)
+        .filter(|p| p.iter().all(|&x| x <= MAX_AND_GROUP))
+        .min_by_key(|p| bits(p))
+        .unwrap_or_else(|| split(TOURNAMENT as u32 - 1))
+}
+
+/// The widest group of [`tournament_groups`] (a 1-of-2^w OT of 1-bit entries).
+const MAX_AND_GROUP: u32 = 8;
 
 /// [`Session::tournament_max`] on `rows` rows of `row` values of `ring`, its comparisons with
 /// leaves of up to `leaves` bits.
@@ -2030,8 +2151,19 @@ fn tournament_cost(ring: Ring, rows: usize, row: usize, leaves: u32) -> Cost {
         let pairs: usize = chunks.iter().map(|&(_, k)| k * (k - 1) / 2).sum();
         c = c + cost::millionaire_leaves(rows * pairs, ring.bits() - 1, 0, leaves);
         for &(_, k) in chunks.iter().filter(|&&(_, k)| k > 1) {
-            let w = (k - 1) as u32;
+            let mut w = (k - 1) as u32;
             let ots = (rows * k) as u64;
+            if w as usize >= TOURNAMENT {
+                let parts = tournament_groups(w, ring.bits());
+                for &p in &parts {
+                    c = c + Cost {
+                        bits: ots * p as u64 + one_of_n_answer_bits(rows * k, p, Group::Xor(1)),
+                        cots_p0_sends: ots * p as u64,
+                        cots_p1_sends: 0,
+                    };
+                }
+                w = parts.len() as u32;
+            }
             c = c + Cost {
                 bits: 2 * (ots * w as u64 + one_of_n_answer_bits(rows * k, w, g)),
                 cots_p0_sends: ots * w as u64,

@@ -153,6 +153,7 @@ fn softmax_equals_reference() {
         (37u32, 12u32, 65usize),
         (37, 12, 1),
         (37, 12, 7),
+        (37, 12, 17),
         (41, 12, 257),
         (32, 10, 16),
     ] {
@@ -195,6 +196,36 @@ fn softmax_equals_reference() {
                 );
             }
         }
+    }
+}
+
+/// The row maximum equals `nn::approx::tournament_max` for every row length up to one past
+/// the one-level limit and for a three-level row, on values spread within range and on
+/// arbitrary ring elements (out of range: the defined sum, not a maximum).
+#[test]
+fn tournament_max_equals_reference() {
+    let mut r = rng(44);
+    let ring = Ring::new(32).unwrap();
+    let lens: Vec<usize> = (1..=19).chain([65, 86]).collect();
+    for row in lens {
+        let rows = 4;
+        let mut vals: Vec<u64> = (0..2 * row)
+            .map(|_| ring.from_signed(r.gen_range(-(1i64 << 20)..1 << 20)))
+            .collect();
+        // A row of ties, then arbitrary ring elements.
+        vals.extend(std::iter::repeat_n(ring.from_signed(-5), row));
+        vals.extend((0..row).map(|_| ring.random(&mut r)));
+        let (s0, s1) = mpc::share(ring, &vals, &mut r);
+        let (o0, o1) = run(4400 + row as u64, move |p, sess, ch| {
+            sess.tournament_max(ch, ring, &pick(p, &s0, &s1), row)
+                .unwrap()
+        });
+        let got = reconstruct(ring, &o0, &o1).unwrap();
+        let want: Vec<u64> = vals
+            .chunks(row)
+            .map(|c| nn::approx::tournament_max(c, 32))
+            .collect();
+        assert_eq!(got, want, "row {row} ({rows} rows)");
     }
 }
 

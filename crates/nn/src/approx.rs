@@ -50,12 +50,26 @@ impl Function {
     }
 }
 
-/// Values per chunk of [`tournament_max`].
+/// Values per chunk of [`tournament_max`] on a level of more than [`TOURNAMENT_ONE_LEVEL`].
 pub const TOURNAMENT_CHUNK: usize = 5;
 
+/// A level of up to this many values is one chunk: every pair compared at once, which takes
+/// one comparison and an AND of up to 16 bits per member instead of two levels.
+pub const TOURNAMENT_ONE_LEVEL: usize = 17;
+
+/// The chunk length of a tournament level of `len` values: all of them up to
+/// [`TOURNAMENT_ONE_LEVEL`], else [`TOURNAMENT_CHUNK`] (the last chunk may be shorter).
+pub fn tournament_chunk(len: usize) -> usize {
+    if len <= TOURNAMENT_ONE_LEVEL {
+        len.max(1)
+    } else {
+        TOURNAMENT_CHUNK
+    }
+}
+
 /// The maximum of values in Z_{2^m} by a tournament: each level cuts the values into chunks of
-/// up to [`TOURNAMENT_CHUNK`] (the last may be shorter; a chunk of one passes up) and replaces a
-/// chunk by Σ_i w_i·x_i mod 2^m, with d_ij = [signed_m(x_i − x_j) ≥ 0] for i < j and
+/// [`tournament_chunk`] values (a chunk of one passes up) and replaces a chunk by
+/// Σ_i w_i·x_i mod 2^m, with d_ij = [signed_m(x_i − x_j) ≥ 0] for i < j and
 /// w_i = Π_{j<i} (1 − d_ji) · Π_{j>i} d_ij (x_i beats every later value and strictly beats
 /// every earlier one). While a chunk's spread is below 2^{m−1} exactly one w_i is 1 and that is
 /// the chunk's maximum (the first of equal maxima); beyond it the sum is what it is.
@@ -66,7 +80,7 @@ pub fn tournament_max(x: &[u64], m: u32) -> u64 {
     let mut level: Vec<u64> = x.iter().map(|&v| v & mm).collect();
     while level.len() > 1 {
         level = level
-            .chunks(TOURNAMENT_CHUNK)
+            .chunks(tournament_chunk(level.len()))
             .map(|c| {
                 (0..c.len())
                     .filter(|&i| {
@@ -330,14 +344,14 @@ impl Gelu {
     }
 }
 
-/// Softmax over rows: max by a tournament of chunks of up to five, e^{−u} of u = max − x from two tables (high and
+/// Softmax over rows: max by a tournament (one level up to 17 values, else chunks of five), e^{−u} of u = max − x from two tables (high and
 /// low digit of u at 2^{−f} resolution, clipped at u ≥ 2^{j−f}), and one reciprocal per row by
 /// [`normalized_lookup`] (a table of 1/x with linear interpolation at the sum's leading bits).
 ///
 /// Integer semantics of [`Softmax::eval_row`]:
 /// ```text
 /// xm_i = x_i mod 2^m
-/// mx   = tournament_max(xm, m): chunks of up to 5 per level (see that function)
+/// mx   = tournament_max(xm, m): see that function for its chunks
 /// u_i  = (mx − xm_i) mod 2^m;  q_i = u_i >> (s − f)
 /// g_i  = [signed_{m−s+f}(q_i − 2^j) < 0];  lo = q_i mod 2^k;  hi = (q_i mod 2^j) >> k
 /// E_i  = g_i · ((EH[hi] · EL[lo]) >> s)                       (E ≤ 2^s)
