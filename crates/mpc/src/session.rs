@@ -297,7 +297,7 @@ impl Session {
     ) -> Result<()> {
         let before = ch.stats();
         let t0 = std::time::Instant::now();
-        let sender = |s: &mut ot::CotSender, ch: &mut C| match mode {
+        let sender = |s: &mut ot::CotSender, ch: &mut Unflushed<'_, C>| match mode {
             Fill::More => s.fill(ch, to.0),
             Fill::Last => s.fill_last(ch, to.0),
             Fill::Background(lead) => s.fill_background(ch, lead.0, to.0),
@@ -307,16 +307,17 @@ impl Session {
             Fill::Last => r.fill_last(ch, to.1),
             Fill::Background(lead) => r.fill_background(ch, lead.1, to.1),
         };
-        match self.party {
-            Party::P0 => {
-                sender(&mut self.cot.sender, ch)?;
-                receiver(&mut self.cot.receiver, ch)?;
-            }
-            Party::P1 => {
-                receiver(&mut self.cot.receiver, ch)?;
-                sender(&mut self.cot.sender, ch)?;
-            }
-        }
+        // Both directions at once, in one flight each way per stage: first the IKNP top-ups,
+        // whose messages go receiver → sender (each party queues its receiver's, then reads its
+        // sender's), then the silent-OT iterations, whose messages go sender → receiver (each
+        // party queues its sender's, then reads its receiver's), so the two parties' sender
+        // work runs at the same time. The queued messages go out while the party reads
+        // (`transport::Channel::recv`); flushing them before, while the peer is not reading
+        // either, could block on full socket buffers.
+        self.cot.receiver.top_up(&mut Unflushed(&mut *ch), to.1)?;
+        self.cot.sender.top_up(ch, to.0)?;
+        sender(&mut self.cot.sender, &mut Unflushed(&mut *ch))?;
+        receiver(&mut self.cot.receiver, ch)?;
         // Both directions' foreground iterations done: only now the background work starts.
         self.cot.sender.start_background();
         self.cot.receiver.start_background();
@@ -361,5 +362,24 @@ impl Session {
         ch.send(&msg)?;
         ch.flush()?;
         Ok(())
+    }
+}
+
+/// A channel whose `flush` leaves the queue for the next `recv`, which writes it while it reads:
+/// for a stage in which both parties send before they receive.
+struct Unflushed<'a, C: ?Sized>(&'a mut C);
+
+impl<C: Channel + ?Sized> Channel for Unflushed<'_, C> {
+    fn send(&mut self, msg: &[u8]) -> transport::Result<()> {
+        self.0.send(msg)
+    }
+    fn recv(&mut self) -> transport::Result<Vec<u8>> {
+        self.0.recv()
+    }
+    fn flush(&mut self) -> transport::Result<()> {
+        Ok(())
+    }
+    fn stats(&self) -> transport::Stats {
+        self.0.stats()
     }
 }

@@ -119,6 +119,15 @@ impl<I: IknpSide, S: Side> Endpoint<I, S> {
         }
     }
 
+    /// The IKNP step of a fill of `n` COTs on its own (IKNP: the whole fill).
+    fn top_up<C: Channel + ?Sized>(&mut self, ch: &mut C, n: usize) -> Result<()> {
+        check_request(n)?;
+        match &mut self.engine {
+            Engine::Iknp(s, buf, st) => iknp_fill(buf, st, n, |m| s.extend(ch, m)),
+            Engine::Silent(s) => s.top_up(ch, n),
+        }
+    }
+
     fn start_background(&mut self) {
         if let Engine::Silent(s) = &mut self.engine {
             s.start_background();
@@ -245,6 +254,15 @@ impl CotSender {
         self.0.fill_background(ch, lead, n)
     }
 
+    /// The part of a later `fill`, `fill_last` or `fill_background` of `n` COTs that reads from
+    /// the receiver (IKNP extending the silent-OT reserve, or the whole fill under IKNP), run
+    /// first: the fill itself then only sends. With the receiver's `top_up` queued before it,
+    /// a party can top up both directions in one flight each way and then queue its sender's
+    /// fill before reading its receiver's. Pairs with the receiver's `top_up`.
+    pub fn top_up<C: Channel + ?Sized>(&mut self, ch: &mut C, n: usize) -> Result<()> {
+        self.0.top_up(ch, n)
+    }
+
     /// Starts the thread of the iteration `fill_background` left queued (no communication; a
     /// request that needs its COTs before this computes them in place).
     pub fn start_background(&mut self) {
@@ -323,6 +341,12 @@ impl CotReceiver {
         n: usize,
     ) -> Result<()> {
         self.0.fill_background(ch, lead, n)
+    }
+
+    /// The part of a later fill of `n` COTs that sends to the sender (see
+    /// [`CotSender::top_up`]): the fill itself then only receives.
+    pub fn top_up<C: Channel + ?Sized>(&mut self, ch: &mut C, n: usize) -> Result<()> {
+        self.0.top_up(ch, n)
     }
 
     /// Starts the queued background iteration: see [`CotSender::start_background`].

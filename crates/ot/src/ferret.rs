@@ -602,6 +602,21 @@ pub(crate) trait Side: Sized {
         Ok(())
     }
 
+    /// The IKNP step of a fill of `n` COTs run on its own: tops the reserve up to the small
+    /// set's when the fill will iterate (fewer than `n` COTs buffered, a background iteration
+    /// joined). The fill that follows ([`Side::fill`], [`Side::fill_last`],
+    /// [`Side::fill_background`]) then never extends IKNP, so the sender's only sends and the
+    /// receiver's only receives. The peer makes the mirror call.
+    fn top_up<C: Channel + ?Sized>(&mut self, ch: &mut C, n: usize) -> Result<()> {
+        if self.pool().available() < n {
+            self.pool().join()?;
+        }
+        if self.pool().available() < n {
+            iknp_top_up(self, ch)?;
+        }
+        Ok(())
+    }
+
     /// Starts the work of the iteration [`Side::fill_background`] left queued on a thread of its
     /// own (separately, so that a party runs both directions' foreground iterations first).
     fn start_background(&mut self) {
@@ -642,6 +657,21 @@ fn fill_with<S: Side, C: Channel + ?Sized>(
     Ok(())
 }
 
+/// Tops the reserve up to the small set's by IKNP (one flight receiver → sender), if short.
+fn iknp_top_up<S: Side, C: Channel + ?Sized>(s: &mut S, ch: &mut C) -> Result<()> {
+    let r = s.pool().reserve.len();
+    let want = s.policy().small.reserve();
+    if r < want {
+        let t0 = std::time::Instant::now();
+        let more = s.iknp_extend(ch, want - r)?;
+        let pool = s.pool();
+        pool.reserve.extend(more);
+        pool.stats.iknp_cots += (want - r) as u64;
+        pool.stats.iknp_time += t0.elapsed();
+    }
+    Ok(())
+}
+
 /// Makes the reserve hold a full iteration of `p` and at least `lead` COTs ready: IKNP tops the
 /// reserve up to the small set's, and small iterations (sized to the need) cover the rest, their
 /// outputs filling the reserve first.
@@ -658,13 +688,7 @@ fn ensure_reserve<S: Side, C: Channel + ?Sized>(
             return Ok(());
         }
         if r < small.reserve() {
-            let t0 = std::time::Instant::now();
-            let m = small.reserve() - r;
-            let more = s.iknp_extend(ch, m)?;
-            let pool = s.pool();
-            pool.reserve.extend(more);
-            pool.stats.iknp_cots += m as u64;
-            pool.stats.iknp_time += t0.elapsed();
+            iknp_top_up(s, ch)?;
             continue;
         }
         // b bins leave r − k − b·h reserved and add b·2^h: with b·(2^h − h) ≥ k + the reserve's
