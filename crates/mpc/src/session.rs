@@ -1,6 +1,6 @@
 //! One party's protocol session: both directions of random correlated OT, and message helpers.
 
-use ot::{CotConfig, CotPair, Role};
+use ot::{CotConfig, CotPair};
 use rand_core::{CryptoRng, RngCore};
 use transport::Channel;
 
@@ -115,11 +115,7 @@ impl Session {
         C: Channel + ?Sized,
         R: RngCore + CryptoRng,
     {
-        let role = match party {
-            Party::P0 => Role::Leader,
-            Party::P1 => Role::Follower,
-        };
-        let cot = CotPair::setup(ch, rng, role, cfg.cot)?;
+        let cot = CotPair::setup(ch, rng, cfg.cot)?;
         let mut sess = Session {
             party,
             chooser: Party::P1,
@@ -128,9 +124,11 @@ impl Session {
             usage: OtUsage::default(),
             refill: 1,
         };
-        // Bootstrap both COT sources now (for silent OT: the IKNP reserve and a first
-        // iteration), so that one-time costs are part of setup, not of the first protocol.
-        drop(sess.cots(ch, 1, 1)?);
+        // Bootstrap both COT sources now (silent OT: the IKNP reserve of its first iteration,
+        // both directions in one flight each way), so that the one-time cost is part of setup,
+        // not of the first protocol.
+        sess.cot.receiver.top_up(&mut Unflushed(&mut *ch), 1)?;
+        sess.cot.sender.top_up(ch, 1)?;
         sess.usage = OtUsage::default();
         sess.refill = cfg.refill.max(1);
         Ok(sess)

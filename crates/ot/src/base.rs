@@ -53,34 +53,68 @@ where
     C: Channel + ?Sized,
     R: RngCore + CryptoRng,
 {
+    send_start(ch, rng, n)?.finish(ch)
+}
+
+/// The sender's flight of `n` base OTs (A, queued): the peer may run other base OTs before it
+/// replies, so a party can start its sender's OTs, answer the peer's, then finish its own.
+pub fn send_start<C, R>(ch: &mut C, rng: &mut R, n: usize) -> Result<BaseSender>
+where
+    C: Channel + ?Sized,
+    R: RngCore + CryptoRng,
+{
     if n > MAX_BASE_OTS {
         return Err(OtError::TooMany {
             requested: n,
             max: MAX_BASE_OTS,
         });
     }
-    let mut a = Scalar::random(rng);
+    let a = Scalar::random(rng);
     let big_a = &a * RISTRETTO_BASEPOINT_TABLE;
     let a_c = big_a.compress();
     ch.send(a_c.as_bytes())?;
-    ch.flush()?;
-    let msg = ch.recv()?;
-    if msg.len() != 32 * n {
-        return Err(OtError::BadMessage {
-            what: "base OT receiver",
-            expected: 32 * n,
-            got: msg.len(),
-        });
+    Ok(BaseSender { a, big_a, a_c, n })
+}
+
+/// A base-OT sender between its flight and the receiver's reply ([`send_start`]); its secret
+/// scalar is zeroized on drop.
+pub struct BaseSender {
+    a: Scalar,
+    big_a: RistrettoPoint,
+    a_c: CompressedRistretto,
+    n: usize,
+}
+
+impl BaseSender {
+    /// Reads the receiver's reply and returns `(k_{i,0}, k_{i,1})` for each i.
+    pub fn finish<C: Channel + ?Sized>(self, ch: &mut C) -> Result<Vec<[Block; 2]>> {
+        let n = self.n;
+        let msg = ch.recv()?;
+        if msg.len() != 32 * n {
+            return Err(OtError::BadMessage {
+                what: "base OT receiver",
+                expected: 32 * n,
+                got: msg.len(),
+            });
+        }
+        let mut out = Vec::with_capacity(n);
+        for (i, enc) in msg.chunks_exact(32).enumerate() {
+            let b = decode(enc, "base OT receiver", i)?;
+            let ab = self.a * b;
+            let ab_minus = ab - self.a * self.big_a;
+            out.push([
+                key(i, &self.a_c, enc, &ab),
+                key(i, &self.a_c, enc, &ab_minus),
+            ]);
+        }
+        Ok(out)
     }
-    let mut out = Vec::with_capacity(n);
-    for (i, enc) in msg.chunks_exact(32).enumerate() {
-        let b = decode(enc, "base OT receiver", i)?;
-        let ab = a * b;
-        let ab_minus = ab - a * big_a;
-        out.push([key(i, &a_c, enc, &ab), key(i, &a_c, enc, &ab_minus)]);
+}
+
+impl Drop for BaseSender {
+    fn drop(&mut self) {
+        self.a.zeroize();
     }
-    a.zeroize();
-    Ok(out)
 }
 
 /// Receiver side of base OTs with the given choice bits: returns `k_{i,c_i}` for each i.

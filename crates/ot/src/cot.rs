@@ -293,6 +293,11 @@ impl CotReceiver {
         R: RngCore + CryptoRng,
     {
         let iknp = IknpReceiver::setup(ch, rng)?;
+        Ok(Self::from_iknp(iknp, cfg))
+    }
+
+    /// The receiver over a set-up IKNP receiver.
+    fn from_iknp(iknp: IknpReceiver, cfg: CotConfig) -> CotReceiver {
         let engine = match cfg.backend {
             CotBackend::Iknp => Engine::Iknp(Box::new(iknp), Vec::new(), SilentStats::default()),
             CotBackend::Silent | CotBackend::SilentSmall => {
@@ -303,7 +308,7 @@ impl CotReceiver {
                 }))
             }
         };
-        Ok(CotReceiver(Endpoint::new(engine)))
+        CotReceiver(Endpoint::new(engine))
     }
 
     /// Number of COTs handed out so far in this session (the next COT's tweak).
@@ -398,15 +403,6 @@ fn iknp_take(
     Ok(out)
 }
 
-/// Which half of a two-directional OT session a party plays.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Role {
-    /// Sets up its [`CotSender`] first.
-    Leader,
-    /// Sets up its [`CotReceiver`] first.
-    Follower,
-}
-
 /// Both directions of correlated OT for one party: its own sender (its Δ) and its receiver (the
 /// peer's Δ). One party must be [`Role::Leader`], the other [`Role::Follower`].
 pub struct CotPair {
@@ -417,24 +413,18 @@ pub struct CotPair {
 }
 
 impl CotPair {
-    /// Sets up both directions (four flights of base OT) in an order fixed by `role`.
-    pub fn setup<C, R>(ch: &mut C, rng: &mut R, role: Role, cfg: CotConfig) -> Result<CotPair>
+    /// Sets up both directions in two flights each way, both parties making the same calls:
+    /// this party's receiver sends its base OTs' first flight (as their sender), its sender
+    /// answers the peer's, then the receiver reads the answer to its own.
+    pub fn setup<C, R>(ch: &mut C, rng: &mut R, cfg: CotConfig) -> Result<CotPair>
     where
         C: Channel + ?Sized,
         R: RngCore + CryptoRng,
     {
-        Ok(match role {
-            Role::Leader => {
-                let sender = CotSender::setup_with(ch, rng, cfg)?;
-                let receiver = CotReceiver::setup_with(ch, rng, cfg)?;
-                CotPair { sender, receiver }
-            }
-            Role::Follower => {
-                let receiver = CotReceiver::setup_with(ch, rng, cfg)?;
-                let sender = CotSender::setup_with(ch, rng, cfg)?;
-                CotPair { sender, receiver }
-            }
-        })
+        let pending = IknpReceiver::start(ch, rng)?;
+        let sender = CotSender::setup_with(ch, rng, cfg)?;
+        let receiver = CotReceiver::from_iknp(pending.finish(ch)?, cfg);
+        Ok(CotPair { sender, receiver })
     }
 }
 

@@ -161,6 +161,27 @@ impl Drop for IknpSender {
     }
 }
 
+/// An IKNP receiver whose base OTs await the peer's reply ([`IknpReceiver::start`]).
+pub struct IknpReceiverSetup {
+    base: base::BaseSender,
+    rng: ChaCha20Rng,
+}
+
+impl IknpReceiverSetup {
+    /// Reads the base OTs' reply: the receiver, ready to extend.
+    pub fn finish<C: Channel + ?Sized>(self, ch: &mut C) -> Result<IknpReceiver> {
+        let pairs = self.base.finish(ch)?;
+        let prgs = pairs
+            .into_iter()
+            .map(|[k0, k1]| [Prg::new(k0), Prg::new(k1)])
+            .collect();
+        Ok(IknpReceiver {
+            prgs,
+            rng: self.rng,
+        })
+    }
+}
+
 impl IknpReceiver {
     /// Runs 128 base OTs as their sender.
     pub fn setup<C, R>(ch: &mut C, rng: &mut R) -> Result<IknpReceiver>
@@ -168,13 +189,19 @@ impl IknpReceiver {
         C: Channel + ?Sized,
         R: RngCore + CryptoRng,
     {
-        let pairs = base::send(ch, rng, 128)?;
-        let prgs = pairs
-            .into_iter()
-            .map(|[k0, k1]| [Prg::new(k0), Prg::new(k1)])
-            .collect();
-        Ok(IknpReceiver {
-            prgs,
+        Self::start(ch, rng)?.finish(ch)
+    }
+
+    /// The first flight of [`IknpReceiver::setup`] (queued); [`IknpReceiverSetup::finish`]
+    /// reads the reply, so the peer's own setup can run between the two.
+    pub fn start<C, R>(ch: &mut C, rng: &mut R) -> Result<IknpReceiverSetup>
+    where
+        C: Channel + ?Sized,
+        R: RngCore + CryptoRng,
+    {
+        let base = base::send_start(ch, rng, 128)?;
+        Ok(IknpReceiverSetup {
+            base,
             rng: ChaCha20Rng::from_rng(rng).expect("ChaCha seeding from a CSPRNG"),
         })
     }

@@ -44,7 +44,7 @@ pub mod hash;
 pub mod iknp;
 
 pub use block::{choice_bits, Block};
-pub use cot::{CotBackend, CotConfig, CotPair, CotReceiver, CotSender, Role, MAX_EXTEND};
+pub use cot::{CotBackend, CotConfig, CotPair, CotReceiver, CotSender, MAX_EXTEND};
 pub use error::{OtError, Result};
 pub use ext::{MAX_BITS, MAX_LOG_N, MAX_PAYLOAD_MESSAGE};
 pub use ferret::SilentStats;

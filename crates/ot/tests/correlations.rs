@@ -3,9 +3,7 @@
 mod common;
 
 use common::{memory_pair, rng, run2, tcp_pair};
-use privinfer_ot::{
-    choice_bits, Block, CotBackend, CotConfig, CotPair, CotReceiver, CotSender, Role,
-};
+use privinfer_ot::{choice_bits, Block, CotBackend, CotConfig, CotPair, CotReceiver, CotSender};
 use rand::Rng;
 use std::time::Duration;
 use transport::Channel;
@@ -214,13 +212,13 @@ fn cot_pair_both_directions() {
         let (a, b) = run2(
             memory_pair(),
             move |ch| {
-                let mut p = CotPair::setup(ch, &mut rng(5), Role::Leader, cfg).unwrap();
+                let mut p = CotPair::setup(ch, &mut rng(5), cfg).unwrap();
                 let q = p.sender.extend(ch, 500).unwrap();
                 let t = p.receiver.extend(ch, 700).unwrap();
                 (p.sender.delta(), q, t)
             },
             move |ch| {
-                let mut p = CotPair::setup(ch, &mut rng(6), Role::Follower, cfg).unwrap();
+                let mut p = CotPair::setup(ch, &mut rng(6), cfg).unwrap();
                 let t = p.receiver.extend(ch, 500).unwrap();
                 let q = p.sender.extend(ch, 700).unwrap();
                 (p.sender.delta(), q, t)
