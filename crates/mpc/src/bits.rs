@@ -77,6 +77,8 @@ pub(crate) struct BitReader<'a> {
     pos: usize,
     acc: u128,
     n: u32,
+    /// Bits read so far.
+    read: u64,
 }
 
 impl<'a> BitReader<'a> {
@@ -99,6 +101,7 @@ impl<'a> BitReader<'a> {
             pos: 0,
             acc: 0,
             n: 0,
+            read: 0,
         })
     }
 
@@ -120,7 +123,45 @@ impl<'a> BitReader<'a> {
         let v = (self.acc as u64) & mask(w);
         self.acc >>= w;
         self.n -= w;
+        self.read += w as u64;
         v
+    }
+}
+
+impl BitReader<'_> {
+    /// The `w`-bit field (w ≤ 64) at bit `at` of the message, without moving (zeros past the
+    /// end, as [`BitReader::get`]).
+    #[inline]
+    pub fn field_at(&self, at: u64, w: u32) -> u64 {
+        if w == 0 {
+            return 0;
+        }
+        let (byte, shift) = ((at / 8) as usize, (at % 8) as u32);
+        let mut word = [0u8; 16];
+        let end = (byte + 16).min(self.bytes.len());
+        if byte < end {
+            word[..end - byte].copy_from_slice(&self.bytes[byte..end]);
+        }
+        ((u128::from_le_bytes(word) >> shift) as u64) & mask(w)
+    }
+
+    /// Moves past the next `bits` bits (as that many bits of [`BitReader::get`] would).
+    pub fn skip(&mut self, bits: u64) {
+        let to = self.read + bits;
+        let byte = ((to / 8) as usize).min(self.bytes.len());
+        self.pos = byte;
+        self.acc = 0;
+        self.n = 0;
+        self.read = byte as u64 * 8;
+        let rest = (to - self.read) as u32;
+        if rest > 0 {
+            self.get(rest);
+        }
+    }
+
+    /// Bit offset of the next field (for [`BitReader::field_at`]).
+    pub fn at(&self) -> u64 {
+        self.read
     }
 }
 
@@ -200,5 +241,50 @@ mod tests {
             BitReader::new(&bytes[1..], total, "t"),
             Err(MpcError::BadMessage { .. })
         ));
+    }
+
+    /// Reading a field where it lies and skipping gives what reading in order gives, at every
+    /// mix of widths and offsets (a field may straddle the reader's buffered word).
+    #[test]
+    fn field_at_and_skip_equal_reading_in_order() {
+        let widths = [1u32, 2, 3, 37, 64, 5, 63, 1, 12, 64, 7, 33];
+        let vals: Vec<u64> = widths
+            .iter()
+            .enumerate()
+            .map(|(i, &w)| (0x9e37_79b9_7f4a_7c15u64.rotate_left(7 * i as u32)) & mask(w))
+            .collect();
+        let mut w = BitWriter::default();
+        for (&v, &b) in vals.iter().zip(&widths) {
+            w.put(v, b);
+        }
+        let total = w.bits();
+        let bytes = w.finish();
+        let offsets: Vec<u64> = widths
+            .iter()
+            .scan(0u64, |a, &b| {
+                let at = *a;
+                *a += b as u64;
+                Some(at)
+            })
+            .collect();
+        for first in 0..widths.len() {
+            // Read `first` fields in order, then the rest where they lie, then skip them.
+            let mut r = BitReader::new(&bytes, total, "t").unwrap();
+            for (&v, &b) in vals.iter().zip(&widths).take(first) {
+                assert_eq!(r.get(b), v);
+            }
+            assert_eq!(r.at(), offsets[first]);
+            for k in first..widths.len() {
+                assert_eq!(r.field_at(offsets[k], widths[k]), vals[k], "field {k}");
+            }
+            if first + 2 <= widths.len() {
+                r.skip(widths[first] as u64);
+                assert_eq!(
+                    r.get(widths[first + 1]),
+                    vals[first + 1],
+                    "after skip {first}"
+                );
+            }
+        }
     }
 }

@@ -730,6 +730,28 @@ impl OneOfNReceiver {
     pub fn finish(self, r: &mut BitReader<'_>, what: &'static str) -> Result<Vec<u64>> {
         let nn = 1usize << self.m;
         let g = self.group;
+        if !matches!(g, Group::Odd(_)) {
+            // Every w-bit string is an element: read the chosen entry of each instance where
+            // it lies (entries v = 1 … N−1, instance after instance) and move past the rest.
+            let (w, start) = (g.width() as u64, r.at());
+            let per = (nn as u64 - 1) * w;
+            let out = self
+                .c
+                .iter()
+                .zip(&self.pad)
+                .enumerate()
+                .map(|(i, (&c, &pad))| {
+                    let yc = if c == 0 {
+                        0
+                    } else {
+                        r.field_at(start + i as u64 * per + (c - 1) * w, w as u32)
+                    };
+                    g.sub(yc, pad)
+                })
+                .collect();
+            r.skip(self.c.len() as u64 * per);
+            return Ok(out);
+        }
         let mut out = Vec::with_capacity(self.c.len());
         for i in 0..self.c.len() {
             let mut yc = 0;
