@@ -212,20 +212,26 @@ mod tests {
         }
     }
 
-    #[test]
-    fn round_trip_mixed_widths() {
-        let widths = [1u32, 2, 3, 37, 64, 5, 63, 1, 12];
+    /// Fields of these widths (values from a fixed pattern rotated by `rot`·i), written in
+    /// order: (values, message, bits).
+    fn written(widths: &[u32], rot: u32) -> (Vec<u64>, Vec<u8>, u64) {
         let vals: Vec<u64> = widths
             .iter()
             .enumerate()
-            .map(|(i, &w)| (0x9e37_79b9_7f4a_7c15u64.rotate_left(i as u32)) & mask(w))
+            .map(|(i, &w)| (0x9e37_79b9_7f4a_7c15u64.rotate_left(rot * i as u32)) & mask(w))
             .collect();
         let mut w = BitWriter::default();
-        for (&v, &b) in vals.iter().zip(&widths) {
+        for (&v, &b) in vals.iter().zip(widths) {
             w.put(v, b);
         }
         let total = w.bits();
-        let bytes = w.finish();
+        (vals, w.finish(), total)
+    }
+
+    #[test]
+    fn round_trip_mixed_widths() {
+        let widths = [1u32, 2, 3, 37, 64, 5, 63, 1, 12];
+        let (vals, bytes, total) = written(&widths, 1);
         assert_eq!(bytes.len() as u64, total.div_ceil(8));
         let mut r = BitReader::new(&bytes, total, "t").unwrap();
         for (&v, &b) in vals.iter().zip(&widths) {
@@ -248,17 +254,7 @@ mod tests {
     #[test]
     fn field_at_and_skip_equal_reading_in_order() {
         let widths = [1u32, 2, 3, 37, 64, 5, 63, 1, 12, 64, 7, 33];
-        let vals: Vec<u64> = widths
-            .iter()
-            .enumerate()
-            .map(|(i, &w)| (0x9e37_79b9_7f4a_7c15u64.rotate_left(7 * i as u32)) & mask(w))
-            .collect();
-        let mut w = BitWriter::default();
-        for (&v, &b) in vals.iter().zip(&widths) {
-            w.put(v, b);
-        }
-        let total = w.bits();
-        let bytes = w.finish();
+        let (vals, bytes, total) = written(&widths, 7);
         let offsets: Vec<u64> = widths
             .iter()
             .scan(0u64, |a, &b| {
