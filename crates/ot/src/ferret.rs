@@ -840,7 +840,9 @@ impl FerretSender {
             for v in leaves.iter_mut() {
                 *v = v.with_lsb(false);
             }
-            // Ship every TREES_PER_MESSAGE trees, so the receiver rebuilds while we expand.
+            // Ship every TREES_PER_MESSAGE trees, so the receiver rebuilds while we expand
+            // (where the channel flushes: a session filling both directions at once queues
+            // them until it reads, `mpc::Session`).
             if (j + 1) % TREES_PER_MESSAGE == 0 || j + 1 == bins {
                 ch.send(&msg)?;
                 ch.flush()?;
