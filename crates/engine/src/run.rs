@@ -361,6 +361,13 @@ fn run_side<C: Channel>(
         progress(i, plan.steps.len());
         let t0 = Instant::now();
         let before = ch.stats();
+        // With the emulated link's send events, a per-hop timeline of the run (`-vvv`).
+        tracing::trace!(
+            party = if is_server { "server" } else { "client" },
+            step = i,
+            hops = before.hops,
+            "step"
+        );
         cots.before(i, session, ch)?;
         let inputs: Vec<&[u64]> = step
             .inputs

@@ -228,6 +228,16 @@ impl<C> EmulatedChannel<C> {
 impl<C: Channel> Channel for EmulatedChannel<C> {
     fn send(&mut self, msg: &[u8]) -> Result<()> {
         let now = self.clock.now();
+        // The link's timeline, one event per message (`privinfer bench --net … -vvv`): which
+        // end sent (a: the first end given to `emulate`), at which hop of the critical path,
+        // how many bytes, when on the link's clock.
+        tracing::trace!(
+            end = if self.out == 0 { "a" } else { "b" },
+            hop = self.hops,
+            bytes = msg.len(),
+            at_us = now.as_micros() as u64,
+            "emulated send"
+        );
         // Scheduled before the inner send so the arrival time is queued before the peer can see the
         // message; undone if the inner channel refuses it.
         let saved = {
