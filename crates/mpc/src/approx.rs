@@ -1358,7 +1358,8 @@ impl Session {
         mut sel: Vec<(u64, u64, u32)>,
     ) -> Result<Vec<(u64, u64, u32)>> {
         // Per group width: (member, group position, this party's bits, negations).
-        let mut reqs: Vec<Vec<(usize, u32, u64, u64)>> = Vec::new();
+        let mut reqs: Vec<Vec<(usize, u32, u64, u64)>> =
+            vec![Vec::new(); MAX_AND_GROUP as usize + 1];
         for (id, m) in sel.iter_mut().enumerate() {
             let (bits, neg, w) = *m;
             if (w as usize) < TOURNAMENT {
@@ -1367,9 +1368,6 @@ impl Session {
             let widths = tournament_groups(w, ring_bits);
             let mut off = 0;
             for (pos, &gw) in widths.iter().enumerate() {
-                if reqs.len() <= gw as usize {
-                    reqs.resize(gw as usize + 1, Vec::new());
-                }
                 let part = |v: u64| (v >> off) & mask(gw);
                 reqs[gw as usize].push((id, pos as u32, part(bits), part(neg)));
                 off += gw;

@@ -127,8 +127,7 @@ impl Session {
         // Bootstrap both COT sources now (silent OT: the IKNP reserve of its first iteration,
         // both directions in one flight each way), so that the one-time cost is part of setup,
         // not of the first protocol.
-        sess.cot.receiver.top_up(&mut Unflushed(&mut *ch), 1)?;
-        sess.cot.sender.top_up(ch, 1)?;
+        sess.top_up(ch, (1, 1))?;
         sess.usage = OtUsage::default();
         sess.refill = cfg.refill.max(1);
         Ok(sess)
@@ -312,8 +311,7 @@ impl Session {
         // work runs at the same time. The queued messages go out while the party reads
         // (`transport::Channel::recv`); flushing them before, while the peer is not reading
         // either, could block on full socket buffers.
-        self.cot.receiver.top_up(&mut Unflushed(&mut *ch), to.1)?;
-        self.cot.sender.top_up(ch, to.0)?;
+        self.top_up(ch, to)?;
         sender(&mut self.cot.sender, &mut Unflushed(&mut *ch))?;
         receiver(&mut self.cot.receiver, ch)?;
         // Both directions' foreground iterations done: only now the background work starts.
@@ -324,6 +322,14 @@ impl Session {
         self.usage.bytes_sent += d.bytes_sent;
         self.usage.bytes_received += d.bytes_received;
         self.usage.time += t0.elapsed();
+        Ok(())
+    }
+
+    /// The IKNP steps of fills to `to` (as sender, as receiver), both directions in one flight
+    /// each way: the receiver's column message queued, then the sender's read.
+    fn top_up<C: Channel + ?Sized>(&mut self, ch: &mut C, to: (usize, usize)) -> Result<()> {
+        self.cot.receiver.top_up(&mut Unflushed(&mut *ch), to.1)?;
+        self.cot.sender.top_up(ch, to.0)?;
         Ok(())
     }
 

@@ -938,9 +938,7 @@ impl FerretReceiver {
         bins: usize,
     ) -> Result<Vec<Block>> {
         let t0 = std::time::Instant::now();
-        self.pool.count_iteration(&self.policy, p, bins);
-        let r = self.pool.take(p, bins);
-        let tweak = self.take_tweaks(p, bins);
+        let (r, tweak) = self.begin(p, bins);
         let mut out = self.pool.output_buffer(bins << p.log_bin);
         for first in (0..bins).step_by(TREES_PER_MESSAGE) {
             let msg = recv_trees(ch, p, bins, first)?;
@@ -959,9 +957,7 @@ impl FerretReceiver {
         bins: usize,
     ) -> Result<()> {
         let t0 = std::time::Instant::now();
-        self.pool.count_iteration(&self.policy, p, bins);
-        let mut r = self.pool.take(p, bins);
-        let tweak = self.take_tweaks(p, bins);
+        let (mut r, tweak) = self.begin(p, bins);
         let msgs = (0..bins)
             .step_by(TREES_PER_MESSAGE)
             .map(|first| recv_trees(ch, p, bins, first))
@@ -987,11 +983,14 @@ impl FerretReceiver {
         Ok(())
     }
 
-    /// The SPCOT tweaks of an iteration's `bins` trees (h per tree, from the returned one on).
-    fn take_tweaks(&mut self, p: &LpnParams, bins: usize) -> u128 {
+    /// An iteration of `p` over `bins` bins begins: counted, its reserved COTs taken (the code's
+    /// secret first), and the SPCOT tweak of its first tree (h per tree).
+    fn begin(&mut self, p: &LpnParams, bins: usize) -> (Vec<Block>, u128) {
+        self.pool.count_iteration(&self.policy, p, bins);
+        let r = self.pool.take(p, bins);
         let tweak = self.pool.tweak;
         self.pool.tweak += (bins * p.log_bin as usize) as u128;
-        tweak
+        (r, tweak)
     }
 }
 
