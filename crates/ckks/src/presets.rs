@@ -125,3 +125,84 @@ pub fn n16_logqp1534_h192_h32_config() -> BootstrapConfig {
         arcsine_degree: None,
     }
 }
+
+/// `N16_LogQP1545_H192_H32`: bootstrapping parameters with **ten** computation levels after
+/// bootstrapping, one more than [`n16_logqp1534_h192_h32`], for FHE-mode networks: a residual
+/// block of a HyPHEN-style network costs five levels, so ten levels are two whole blocks per
+/// bootstrap, where nine leave every other segment three levels short
+/// (docs/protocols/hyphen.md § Bootstrap placement). Same secret (Hamming weight 192, a
+/// weight-32 ephemeral secret for bootstrapping) and the same `N`; 1545 bits, within the 1546
+/// of Lattigo's `N16QP1546H192H32`, which Bossuat et al. estimate at 128-bit security for
+/// h = 192.
+///
+/// Chain from the bottom: `q_0` 50 bits; ten 40-bit computation levels (scale 2^40); three
+/// 36-bit SlotsToCoeffs levels; nine 59-bit EvalMod levels; three 52-bit CoeffsToSlots levels.
+/// `P` = five 60-bit primes; six key-switching digits of five primes. The bits for the extra
+/// level come from the SlotsToCoeffs, CoeffsToSlots and special primes, which bound the
+/// bootstrap's precision least (measured at 2^14 slots: 22.3 bits mean, 20.0 minimum, against
+/// 23.0 and 20.7 for the 1534-bit preset; EvalMod at 54 bits instead cost 4.5 bits). Use with
+/// [`n16_logqp1545_h192_h32_config`].
+pub fn n16_logqp1545_h192_h32() -> ParamsLiteral {
+    let mut log_q = vec![50];
+    log_q.extend([40; 10]);
+    log_q.extend([36; 3]);
+    log_q.extend([59; 9]);
+    log_q.extend([52; 3]);
+    ParamsLiteral {
+        log_n: 16,
+        log_q,
+        log_p: vec![60; 5],
+        log_scale: 40,
+        secret: SecretDist::Sparse { h: 192 },
+        digits: Some(6),
+        security: Security::Bits128,
+    }
+}
+
+/// Bootstrapping layout for [`n16_logqp1545_h192_h32`]: the circuit of
+/// [`n16_logqp1534_h192_h32_config`], which leaves 10 levels on that chain.
+pub fn n16_logqp1545_h192_h32_config() -> BootstrapConfig {
+    n16_logqp1534_h192_h32_config()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::params::Params;
+
+    /// The 128-bit bootstrapping presets pass the security check and leave the levels their
+    /// documentation states; the 1545-bit chain is within Lattigo's 1546.
+    #[test]
+    fn secure_presets_check_and_leave_their_levels() {
+        for (lit, cfg, levels, max_bits) in [
+            (
+                n16_logqp1534_h192_h32(),
+                n16_logqp1534_h192_h32_config(),
+                9,
+                1534.0,
+            ),
+            (
+                n16_logqp1545_h192_h32(),
+                n16_logqp1545_h192_h32_config(),
+                10,
+                1546.0,
+            ),
+        ] {
+            let params = Params::new(lit).unwrap();
+            assert_eq!(cfg.output_level(&params).unwrap(), levels);
+            let bits: f64 = params
+                .q()
+                .iter()
+                .chain(params.p())
+                .map(|&q| (q as f64).log2())
+                .sum();
+            assert!(bits <= max_bits, "{bits}");
+            // The sparse circuit the FHE mode builds (2^14 slots) fits the same chain.
+            assert!(cfg
+                .with_slots(1 << 14)
+                .unwrap()
+                .output_level(&params)
+                .is_ok());
+        }
+    }
+}

@@ -118,6 +118,7 @@ impl Params {
             return Err(CkksError::InvalidScale { log2: scale.log2() });
         }
         let mut ints = Vec::with_capacity(coeffs.len());
+        let mut max = 0f64;
         for &c in coeffs {
             let v = (c * scale).round();
             if !v.is_finite() || v.abs() >= 2f64.powi(126) {
@@ -126,9 +127,18 @@ impl Params {
                     max_log2: 126,
                 });
             }
-            ints.push(v as i128);
+            max = max.max(v.abs());
+            ints.push(v);
         }
-        let mut p = ring::from_i128(self.ctx_q(), level + 1, &ints);
+        // Integers below 2^63 (every plaintext of a network: weights at scale ≈ q_ℓ) take the
+        // 64-bit reduction; the 128-bit one is several times slower per residue.
+        let mut p = if max < 2f64.powi(63) {
+            let small: Vec<i64> = ints.iter().map(|&v| v as i64).collect();
+            ring::from_i64(self.ctx_q(), level + 1, &small)
+        } else {
+            let wide: Vec<i128> = ints.iter().map(|&v| v as i128).collect();
+            ring::from_i128(self.ctx_q(), level + 1, &wide)
+        };
         ring::ntt_forward(&mut p);
         Ok(p)
     }
