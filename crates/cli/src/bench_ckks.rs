@@ -26,7 +26,8 @@ pub struct Args {
     /// Thread counts to measure with, comma-separated (0 = all cores).
     #[arg(long, value_delimiter = ',', default_value = "1,0")]
     threads: Vec<usize>,
-    /// `n16` (128-bit, N = 2^16, full slots) or `test-n12` (INSECURE, N = 2^12).
+    /// `n16` (128-bit, N = 2^16, full slots), `n16-10` (128-bit, N = 2^16, 10 levels left) or
+    /// `test-n12` (INSECURE, N = 2^12).
     #[arg(long, default_value = "n16")]
     preset: String,
     /// Skip bootstrapping (operations only).
@@ -51,11 +52,15 @@ fn preset(name: &str) -> anyhow::Result<(ParamsLiteral, BootstrapConfig)> {
             presets::n16_logqp1534_h192_h32(),
             presets::n16_logqp1534_h192_h32_config(),
         ),
+        "n16-10" => (
+            presets::n16_logqp1545_h192_h32(),
+            presets::n16_logqp1545_h192_h32_config(),
+        ),
         "test-n12" => (
             presets::insecure_boot_n12(),
             presets::insecure_boot_n12_config(),
         ),
-        _ => bail!("unknown preset {name} (n16, test-n12)"),
+        _ => bail!("unknown preset {name} (n16, n16-10, test-n12)"),
     })
 }
 

@@ -25,9 +25,10 @@ pub enum Mode {
 /// Options of FHE mode.
 #[derive(clap::Args, Clone, Debug)]
 pub struct FheOpts {
-    /// CKKS parameters of FHE mode: `n16` (128-bit, N = 2^16, 9 levels after bootstrapping) or
+    /// CKKS parameters of FHE mode: `n16-10` (128-bit, N = 2^16, 10 levels after
+    /// bootstrapping: two residual blocks per bootstrap), `n16` (128-bit, 9 levels) or
     /// `test-n12` (INSECURE, N = 2^12, 8 levels: quick checks only).
-    #[arg(long, default_value = "n16")]
+    #[arg(long, default_value = "n16-10")]
     pub fhe_params: String,
     /// Every value of the network is held divided by this range, which must bound |x| at the
     /// bootstrapping points (default: the model's `privinfer.fhe_range` metadata, else twice the
@@ -59,11 +60,15 @@ fn params(name: &str) -> anyhow::Result<(ParamsLiteral, BootstrapConfig)> {
             presets::n16_logqp1534_h192_h32(),
             presets::n16_logqp1534_h192_h32_config(),
         ),
+        "n16-10" => (
+            presets::n16_logqp1545_h192_h32(),
+            presets::n16_logqp1545_h192_h32_config(),
+        ),
         "test-n12" => (
             presets::insecure_boot_n12_deep(),
             presets::insecure_boot_n12_config(),
         ),
-        _ => bail!("unknown --fhe-params {name} (n16, test-n12)"),
+        _ => bail!("unknown --fhe-params {name} (n16, n16-10, test-n12)"),
     })
 }
 

@@ -149,14 +149,34 @@ pub fn run<B: Backend>(prog: &Program, b: &B, input: Vec<B::Ct>) -> Result<Run<B
         }
     }
     last_use[prog.output] = usize::MAX;
+    let read = prog.read_levels();
     let mut reports = vec![];
     for (si, s) in prog.steps.iter().enumerate() {
         let t0 = Instant::now();
         let before = *ctx.counts.lock().expect("not poisoned");
+        // Inputs above the level the rest of the program needs are read truncated.
+        let dropped: Vec<Option<Vec<B::Ct>>> = s
+            .inputs
+            .iter()
+            .map(|&i| {
+                let v = vals[i].as_ref().expect("values are computed in order");
+                if v.iter().all(|c| b.level(c) <= read[si]) {
+                    return Ok(None);
+                }
+                v.iter()
+                    .map(|c| b.drop_to(c, read[si]))
+                    .collect::<Result<Vec<_>>>()
+                    .map(Some)
+            })
+            .collect::<Result<_>>()?;
         let ins: Vec<&Vec<B::Ct>> = s
             .inputs
             .iter()
-            .map(|&i| vals[i].as_ref().expect("values are computed in order"))
+            .zip(&dropped)
+            .map(|(&i, d)| {
+                d.as_ref()
+                    .unwrap_or_else(|| vals[i].as_ref().expect("values are computed in order"))
+            })
             .collect();
         let lin = &prog.layouts[s.inputs[0]];
         let lout = &prog.layouts[s.output];

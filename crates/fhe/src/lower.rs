@@ -129,6 +129,9 @@ pub struct Program {
     pub output: usize,
     /// Level the client encrypts at.
     pub input_level: usize,
+    /// Values the bootstrap placement must not refresh: square forms with a factor
+    /// `|A| < 1/4`, whose held value `p(x)/A` may exceed the range.
+    pub unbounded: BTreeSet<usize>,
 }
 
 #[derive(Clone, Debug)]
@@ -162,6 +165,10 @@ struct Lowerer<'a> {
     layouts: Vec<Layout>,
     steps: Vec<Step>,
     vals: Vec<Option<Val>>,
+    /// Whether a square form may have a factor `|A| < 1/4` (its value then never bootstraps).
+    relaxed: bool,
+    /// Values that must not be bootstrapped (their magnitude is not bounded by the range).
+    unbounded: BTreeSet<usize>,
 }
 
 fn unsupported(model: &Model, id: NodeId, reason: impl Into<String>) -> FheError {
@@ -248,10 +255,13 @@ impl<'a> Lowerer<'a> {
                 return Ok((base, Some(p.b)));
             }
             if p.degree() == 2 {
-                if let Some(alpha) = self.square_factor(&p) {
+                if let Some((alpha, bounded)) = self.square_factor(&p) {
                     let layout = self.layouts[base].clone();
                     let name = self.model.nodes[id].name.clone();
                     let u = self.push(&name, Kind::Square(p), vec![base], layout);
+                    if !bounded {
+                        self.unbounded.insert(u);
+                    }
                     let ch = alpha.len();
                     self.vals[id] = Some(Val::Sym {
                         base: u,
@@ -269,17 +279,22 @@ impl<'a> Lowerer<'a> {
         Ok((self.ct_plain(id)?, None))
     }
 
-    /// `A = a·R` per channel when the square form of `p` is well conditioned: every `|A|` at
-    /// least 1/4, so the held square `u = p(x)/A` (held units) is at most 4 times the
-    /// activation's held value, and `|β| = |B/(2A)| ≤ 4`, so forming `(x + β)²` cancels at most
-    /// a few bits.
-    fn square_factor(&self, p: &PolyCoeffs) -> Option<Vec<f64>> {
+    /// `A = a·R` per channel when the square form of `p` is well conditioned, and whether the
+    /// held square `u = p(x)/A` is bounded: `|β| = |B/(2A)| ≤ 4` always, so forming `(x + β)²`
+    /// cancels at most a few bits; every `|A| ≥ 1/4` makes `u` at most 4 times the
+    /// activation's held value (bounded: it may be bootstrapped). In the relaxed lowering
+    /// `|A| ≥ 1/16` is accepted too, the value then unbounded (`u` up to 16 times the
+    /// activation's value: far inside the 2^9 a level-0 ciphertext holds at `Δ = q_0/2^10`,
+    /// but not inside a bootstrap's `[−1, 1]`).
+    fn square_factor(&self, p: &PolyCoeffs) -> Option<(Vec<f64>, bool)> {
         let r = self.range;
+        let floor = if self.relaxed { 1.0 / 16.0 } else { 0.25 };
         let ok =
             p.a.iter()
                 .zip(&p.b)
-                .all(|(&a, &b)| (a * r).abs() >= 0.25 && (b / (2.0 * a * r)).abs() <= 4.0);
-        ok.then(|| p.a.iter().map(|&a| a * r).collect())
+                .all(|(&a, &b)| (a * r).abs() >= floor && (b / (2.0 * a * r)).abs() <= 4.0);
+        let bounded = p.a.iter().all(|&a| (a * r).abs() >= 0.25);
+        ok.then(|| (p.a.iter().map(|&a| a * r).collect(), bounded))
     }
 
     /// [`Lowerer::ct`] without the square form (for [`Lowerer::scaled`]'s fallback).
@@ -870,8 +885,24 @@ pub enum ConvAlgo {
 pub const RELU_DEGREES: [usize; 3] = [15, 15, 27];
 
 impl Program {
-    /// Lowers `model` and places the bootstraps.
+    /// Lowers `model` and places the bootstraps, with the relaxed square form (more
+    /// activations in one level, but values that cannot bootstrap) and strictly; the fewer
+    /// bootstraps win, the relaxed form on a tie.
     pub fn lower(model: &Model, opts: &Options) -> Result<Program> {
+        let strict = Self::lower_with(model, opts, false);
+        match Self::lower_with(model, opts, true) {
+            Ok(p)
+                if strict
+                    .as_ref()
+                    .map_or(true, |q| p.bootstraps() <= q.bootstraps()) =>
+            {
+                Ok(p)
+            }
+            _ => strict,
+        }
+    }
+
+    fn lower_with(model: &Model, opts: &Options, relaxed: bool) -> Result<Program> {
         let input_shape = image_shape(model)?;
         if !(opts.range > 0.0 && opts.range.is_finite()) {
             return Err(FheError::BadInput(format!(
@@ -888,6 +919,8 @@ impl Program {
             layouts: vec![Layout::Vector { len: 0, stride: 1 }],
             steps: vec![],
             vals: vec![None; model.nodes.len()],
+            relaxed,
+            unbounded: BTreeSet::new(),
         };
         for id in 0..model.nodes.len() {
             lw.lower_node(id)?;
@@ -901,6 +934,7 @@ impl Program {
             steps: lw.steps,
             output,
             input_level: opts.input_level,
+            unbounded: lw.unbounded,
         };
         prog.place_bootstraps(opts.boot_level)?;
         Ok(prog)
@@ -1000,13 +1034,15 @@ impl Program {
                 .iter()
                 .rev()
                 .take_while(|&&v| Some(v) != floor)
-                .find(|&&v| matches!(self.layouts[v], Layout::P { .. }))
+                .find(|&&v| {
+                    matches!(self.layouts[v], Layout::P { .. }) && !self.unbounded.contains(&v)
+                })
                 .copied()
                 .or_else(|| {
                     s.inputs
                         .iter()
                         .copied()
-                        .filter(|v| !boot.contains(v))
+                        .filter(|v| !boot.contains(v) && !self.unbounded.contains(v))
                         .min_by_key(|&v| lv.get(v).copied().unwrap_or(0))
                 });
             match cand {
@@ -1067,6 +1103,28 @@ impl Program {
         }
         self.steps = steps;
         Ok(())
+    }
+
+    /// The lowest level each step may read its inputs at, so that every later step still has
+    /// its levels: backwards from the output (level 0, the client decrypts there), a step needs
+    /// its output's requirement plus its depth, a bootstrap nothing (it reads level 0), and a
+    /// value the largest requirement of its readers. Levels above it buy nothing but wider
+    /// ciphertexts: [`crate::exec::run`] drops every step's inputs to it (truncating primes is
+    /// free), so the segments where a bootstrap comes early, and the shortcut paths, run on
+    /// fewer primes, and the rotation keys they use are generated only up to those levels.
+    pub fn read_levels(&self) -> Vec<usize> {
+        let mut need = vec![0usize; self.layouts.len()];
+        let mut read = vec![0usize; self.steps.len()];
+        for (si, s) in self.steps.iter().enumerate().rev() {
+            read[si] = match s.kind {
+                Kind::Bootstrap => 0,
+                _ => need[s.output] + s.kind.depth(),
+            };
+            for &i in &s.inputs {
+                need[i] = need[i].max(read[si]);
+            }
+        }
+        read
     }
 
     /// Number of bootstraps in the program.

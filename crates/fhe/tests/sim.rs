@@ -185,10 +185,22 @@ fn relu_network_through_the_composite_sign() {
     }
 }
 
+/// Level a program reads its input at: what its deepest path consumes.
+fn input_depth(prog: &Program) -> usize {
+    let read = prog.read_levels();
+    prog.steps
+        .iter()
+        .zip(&read)
+        .filter(|(s, _)| s.inputs.contains(&0))
+        .map(|(_, &r)| r)
+        .max()
+        .unwrap()
+}
+
 /// The degree-2 activations take the 1-level square form when it is well conditioned (every
-/// `|a·R| ≥ 1/4`), and the 2-level direct form otherwise (here forced by a range too small for
-/// it, without bootstraps); both equal the float executor, and the square form costs fewer
-/// levels.
+/// `|a·R| ≥ 1/4`; `≥ 1/16` in the relaxed form), and the 2-level direct form otherwise (here
+/// forced by a range too small for it, without bootstraps); both equal the float executor, and
+/// the square form costs fewer levels.
 #[test]
 fn square_form_and_its_fallback_equal_float() {
     let (m, cases) = common::tiny("tiny_fhe");
@@ -224,9 +236,97 @@ fn square_form_and_its_fallback_equal_float() {
         let (y, run, _) = run_sim(&prog, x, 0);
         let err = max_err(&y, want);
         assert!(err < 1e-4, "range {r}: max error {err}");
-        depth.push(40 - run.steps.last().unwrap().level_out);
+        // Every step reads its inputs at exactly the levels the rest of the program needs:
+        // the output comes out at level 0.
+        assert_eq!(run.steps.last().unwrap().level_out, 0);
+        depth.push(input_depth(&prog));
     }
     assert!(depth[0] < depth[1], "levels used: {depth:?}");
+}
+
+/// A square whose factor is below 1/4 (here: a range that puts the smallest `|a·R|` at 0.15)
+/// takes the relaxed square form, its value marked unbounded; the placement never bootstraps
+/// an unbounded value, and the program still equals float, with bootstraps and without.
+#[test]
+fn relaxed_square_form_is_never_bootstrapped() {
+    let (m, cases) = common::tiny("tiny_fhe");
+    let (x, want) = &cases[0];
+    let range = 2.0 * max_abs_trace(&m, x);
+    let opts = |r: f64, boot: Option<usize>| Options {
+        slots: 1024,
+        range: r,
+        boot_level: boot,
+        input_level: boot.unwrap_or(40),
+        relu_degrees: fhe::lower::RELU_DEGREES.to_vec(),
+        conv: fhe::lower::ConvAlgo::Pair,
+    };
+    let prog = Program::lower(&m, &opts(range, None)).unwrap();
+    let held: Vec<f64> = prog
+        .steps
+        .iter()
+        .filter_map(|s| match &s.kind {
+            Kind::Square(p) => Some(
+                p.a.iter()
+                    .map(|a| (a * range).abs())
+                    .fold(f64::MAX, f64::min),
+            ),
+            _ => None,
+        })
+        .collect();
+    let smallest = held.iter().copied().fold(f64::MAX, f64::min);
+    assert!(!held.is_empty());
+    // The same network with the range scaled so that the smallest factor is 0.15.
+    let r = range * 0.15 / smallest;
+    let relaxed = Program::lower(&m, &opts(r, None)).unwrap();
+    assert!(!relaxed.unbounded.is_empty());
+    let (y, _, _) = run_sim(&relaxed, x, 0);
+    assert!(max_err(&y, want) < 1e-4);
+    // With bootstraps (the bootstrap's range check is the clear backend's, and this range is
+    // below the trace's, so only the placement is checked here).
+    let boot = Program::lower(&m, &opts(r, Some(6))).unwrap();
+    assert!(boot.bootstraps() >= 1);
+    for s in boot
+        .steps
+        .iter()
+        .filter(|s| matches!(s.kind, Kind::Bootstrap))
+    {
+        assert!(
+            !boot.unbounded.contains(&s.inputs[0]),
+            "{} bootstraps an unbounded value",
+            s.name
+        );
+    }
+}
+
+/// Read levels: a step never reads above what the rest of the program needs, and every value
+/// reaches its readers with at least that many levels (the run would fail otherwise).
+#[test]
+fn read_levels_are_the_minimum_the_program_needs() {
+    let (m, cases) = common::tiny("tiny_fhe");
+    let (x, want) = &cases[0];
+    let range = 2.0 * max_abs_trace(&m, x);
+    for boot in [Some(6), Some(7), None] {
+        let opts = Options {
+            slots: 1024,
+            range,
+            boot_level: boot,
+            input_level: boot.unwrap_or(40),
+            relu_degrees: fhe::lower::RELU_DEGREES.to_vec(),
+            conv: fhe::lower::ConvAlgo::Pair,
+        };
+        let prog = Program::lower(&m, &opts).unwrap();
+        let read = prog.read_levels();
+        let (y, run, _) = run_sim(&prog, x, boot.unwrap_or(0));
+        assert!(max_err(&y, want) < 1e-4);
+        for ((s, r), rep) in prog.steps.iter().zip(&read).zip(&run.steps) {
+            assert_eq!(rep.level_in, *r, "{} {}", s.name, rep.op);
+            match s.kind {
+                Kind::Bootstrap => assert_eq!(*r, 0),
+                _ => assert!(*r >= s.kind.depth()),
+            }
+        }
+        assert_eq!(run.steps.last().unwrap().level_out, 0);
+    }
 }
 
 /// A bootstrap keeps only the periodic part of its input (sparse packing with `period`
