@@ -3,7 +3,9 @@
 # (models/resnet20_aespa.onnx) end to end at the 128-bit N = 2^16 preset, the programs'
 # operation counts against MPCNN's formula, and the pretrained ReLU ResNet-20's plan with the
 # composite ReLU.
-# Usage: bench/fhe/run.sh [plan|bench|mpcnn|eval]...  (default: all). Run on a quiet machine.
+# Usage: bench/fhe/run.sh [plan|bench|mpcnn|eval|ab]...  (default: all but ab). Run on a quiet
+# machine. ab: OLD=<binary> STAMP=<date> alternates OLD and this build twice each, then this build
+# on the nine-level preset (--fhe-params n16).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 cargo build --release -q -p privinfer
@@ -11,6 +13,7 @@ BIN=target/release/privinfer
 OUT=bench/fhe
 DATA=${DATA:-../shared/data/cifar10/test_batch.bin}
 STEPS=${*:-plan bench mpcnn eval}
+STAMP=${STAMP:-$(date +%F)}
 for step in $STEPS; do
   case $step in
   plan) # Dry runs: layouts, levels, rotations per step (MPCNN's formula beside each conv).
@@ -26,6 +29,17 @@ for step in $STEPS; do
   eval) # Encrypted inference of the first K test images (minutes each on 2 cores).
     $BIN eval --model models/resnet20_aespa.onnx --data "$DATA" --limit "${K:-10}" --mode fhe --json \
       > $OUT/eval_resnet20_aespa.json ;;
+  ab) # The previous build (OLD) and this one alternating in one script: only same-run ratios
+      # compare on a shared host.
+    for i in 1 2; do
+      for b in old new; do
+        bin=$BIN; [ $b = old ] && bin=$OLD
+        /usr/bin/time -v $bin bench --model models/resnet20_aespa.onnx --mode fhe --json \
+          > $OUT/ab_${STAMP}_${b}_$i.jsonl 2> $OUT/ab_${STAMP}_${b}_$i.time
+      done
+    done
+    /usr/bin/time -v $BIN bench --model models/resnet20_aespa.onnx --mode fhe --fhe-params n16 --json \
+      > $OUT/ab_${STAMP}_new9_1.jsonl 2> $OUT/ab_${STAMP}_new9_1.time ;;
   *) echo "unknown step $step" >&2; exit 2 ;;
   esac
 done
