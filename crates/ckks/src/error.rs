@@ -65,6 +65,8 @@ pub enum CkksError {
         lo: f64,
         reason: &'static str,
     },
+    #[error("a sum of no terms")]
+    EmptySum,
     #[error("lattice layer: {0}")]
     Math(#[from] math::MathError),
     #[error("malformed bytes: {0}")]

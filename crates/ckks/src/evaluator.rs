@@ -228,6 +228,58 @@ impl Evaluator {
         Ok(r)
     }
 
+    /// `Σ_i a_i ⊙ pt_i` without rescaling, accumulated residue by residue into one ciphertext
+    /// (no product is materialized). Every `a_i` has the same level and degree; each `pt_i` is
+    /// at that level or above, and every product has the same scale `s_{a_i}·s_{pt_i}`, the
+    /// result's. An empty list is refused.
+    pub fn dot_plain(&self, terms: &[(&Ciphertext, &Plaintext)]) -> Result<Ciphertext, CkksError> {
+        let Some(&(a0, p0)) = terms.first() else {
+            return Err(CkksError::EmptySum);
+        };
+        let scale = a0.scale * p0.scale;
+        for &(a, pt) in terms {
+            self.check_params(a.params_id)?;
+            self.check_params(pt.params_id)?;
+            if a.level != a0.level || pt.level < a.level {
+                return Err(CkksError::LevelMismatch {
+                    a: a.level,
+                    b: if a.level != a0.level { a0.level } else { pt.level },
+                });
+            }
+            if a.c.len() != a0.c.len() {
+                return Err(CkksError::InvalidDegree {
+                    degree: a.degree(),
+                    expected: a0.degree(),
+                });
+            }
+            Self::check_scale(a.scale * pt.scale, scale)?;
+        }
+        let k = a0.level + 1;
+        let n = self.params.n();
+        let ctx = self.params.ctx_q().clone();
+        let c = (0..a0.c.len())
+            .map(|j| {
+                let mut acc = Poly::zero(&ctx, k, Representation::Ntt);
+                ring::for_limbs(&mut acc, |i, r| {
+                    let plan = ctx.plan(i);
+                    for &(a, pt) in terms {
+                        let x = &a.c[j].data()[i * n..(i + 1) * n];
+                        let w = &pt.poly.data()[i * n..(i + 1) * n];
+                        plan.mul_accumulate(r, x, w);
+                    }
+                });
+                acc
+            })
+            .collect();
+        Ok(Ciphertext {
+            c,
+            level: a0.level,
+            scale,
+            slots: a0.slots,
+            params_id: a0.params_id,
+        })
+    }
+
     /// `a · c` without rescaling, the constant encoded as an integer at scale `const_scale`
     /// (result scale `s_a·const_scale`).
     pub fn mul_const(

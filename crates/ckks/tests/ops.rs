@@ -86,6 +86,27 @@ fn encrypt_add_mul_rescale() {
     let mp = ev.rescale(&ev.mul_plain(&cx, &pt).unwrap()).unwrap();
     assert!(scale_eq(mp.scale(), cx.scale()));
     check(&c, &mp, &p, 20.0, "ct*pt");
+    // Σ ct ⊙ pt in one accumulation: the same ring elements as the products added, and the
+    // decrypted dot product; an empty sum and a level mismatch are refused.
+    let pt2 = c
+        .params
+        .encode(
+            &x,
+            slots,
+            c.params.max_level(),
+            c.params.q()[c.params.max_level()] as f64,
+        )
+        .unwrap();
+    let dot = ev.dot_plain(&[(&cx, &pt), (&cy, &pt2)]).unwrap();
+    let sum = ev
+        .add(&ev.mul_plain(&cx, &pt).unwrap(), &ev.mul_plain(&cy, &pt2).unwrap())
+        .unwrap();
+    let bytes = |ct: &Ciphertext| ckks::serialize::ciphertext_to_bytes(&c.params, ct);
+    assert_eq!(bytes(&dot), bytes(&sum));
+    let want: Vec<Complex> = x.iter().zip(&y).map(|(a, b)| *a * *b + *b * *a).collect();
+    check(&c, &ev.rescale(&dot).unwrap(), &want, 19.0, "dot_plain");
+    assert!(ev.dot_plain(&[]).is_err());
+    assert!(ev.dot_plain(&[(&cx, &pt), (&m, &pt2)]).is_err());
     // ct × const (complex), ct + const
     let k = Complex::new(0.75, -1.25);
     let mk = ev

@@ -296,18 +296,6 @@ impl Ckks<'_> {
             .collect();
         Ok(self.params.encode(&z, self.n, level, scale)?)
     }
-    fn sum_rescale(&self, prods: Vec<Ciphertext>, scale: f64) -> Result<Ciphertext> {
-        let mut it = prods.into_iter();
-        let mut acc = it
-            .next()
-            .ok_or_else(|| FheError::BadInput("empty product".into()))?;
-        for p in it {
-            self.eval.add_assign(&mut acc, &p)?;
-        }
-        self.eval.rescale_assign(&mut acc)?;
-        acc.set_scale(scale);
-        Ok(acc)
-    }
 }
 
 impl Backend for Ckks<'_> {
@@ -340,14 +328,16 @@ impl Backend for Ckks<'_> {
         // whatever the inputs' scales (a square's result is not at Δ).
         let q = self.params.q()[level] as f64;
         let delta = self.params.default_scale();
-        let prods: Vec<Ciphertext> = terms
+        let pts: Vec<ckks::Plaintext> = terms
             .par_iter()
-            .map(|(x, re, im)| {
-                let pt = self.encode_complex(re, im, level, q * delta / x.scale())?;
-                Ok(self.eval.mul_plain(x, &pt)?)
-            })
+            .map(|(x, re, im)| self.encode_complex(re, im, level, q * delta / x.scale()))
             .collect::<Result<_>>()?;
-        self.sum_rescale(prods, delta)
+        let pairs: Vec<(&Ciphertext, &ckks::Plaintext)> =
+            terms.iter().zip(&pts).map(|((x, _, _), p)| (*x, p)).collect();
+        let mut acc = self.eval.dot_plain(&pairs)?;
+        self.eval.rescale_assign(&mut acc)?;
+        acc.set_scale(delta);
+        Ok(acc)
     }
     fn split_complex(&self, z: &Ciphertext) -> Result<(Ciphertext, Ciphertext)> {
         let c = self.eval.conjugate(z)?;
