@@ -243,7 +243,11 @@ impl Evaluator {
             if a.level != a0.level || pt.level < a.level {
                 return Err(CkksError::LevelMismatch {
                     a: a.level,
-                    b: if a.level != a0.level { a0.level } else { pt.level },
+                    b: if a.level != a0.level {
+                        a0.level
+                    } else {
+                        pt.level
+                    },
                 });
             }
             if a.c.len() != a0.c.len() {
@@ -608,6 +612,16 @@ impl Evaluator {
         dec: &Decomposed,
         key: &SwitchingKey,
     ) -> (Poly, Poly) {
+        let ([q0, q1], [p0, p1]) = self.inner_product(dec, key);
+        rayon::join(
+            || self.mod_down(q0, p0, dec.level),
+            || self.mod_down(q1, p1, dec.level),
+        )
+    }
+
+    /// Inner product of a decomposition with a key over `Q_ℓ·P` (before ModDown): the `Q_ℓ`
+    /// and the `P` residues of both output parts.
+    fn inner_product(&self, dec: &Decomposed, key: &SwitchingKey) -> ([Poly; 2], [Poly; 2]) {
         let pr = &self.params;
         let n = pr.n();
         let k = dec.level + 1;
@@ -655,13 +669,7 @@ impl Evaluator {
                     .for_each(|(i, (r0, r1))| inner(true, i, r0, r1))
             },
         );
-        let [q0, q1] = acc_q;
-        let [p0, p1] = acc_p;
-        let (d0, d1) = rayon::join(
-            || self.mod_down(q0, p0, dec.level),
-            || self.mod_down(q1, p1, dec.level),
-        );
-        (d0, d1)
+        (acc_q, acc_p)
     }
 
     /// `(x_Q − Conv_{P→Q}(x_P)) · P^{-1}` modulo `Q_ℓ` (NTT form in and out).
@@ -775,6 +783,73 @@ impl Evaluator {
             .collect();
         self.recycle(dec);
         r
+    }
+
+    /// `Σ_i rot_{k_i}(a_i)` with one ModDown for the whole sum: each term's key-switch inner
+    /// product is permuted by its automorphism and accumulated over `Q_ℓ·P` (`σ_g` commutes
+    /// with ModDown up to the same small integer error as in [`Evaluator::rotate_decomposed`]).
+    /// Every `a_i` has degree 1 and the same level and scale; `k_i = 0` adds `a_i` itself.
+    pub fn rotate_sum(&self, terms: &[(&Ciphertext, isize)]) -> Result<Ciphertext, CkksError> {
+        let Some(&(a0, _)) = terms.first() else {
+            return Err(CkksError::EmptySum);
+        };
+        for &(a, _) in terms {
+            self.check_params(a.params_id)?;
+            if a.degree() != 1 {
+                return Err(CkksError::InvalidDegree {
+                    degree: a.degree(),
+                    expected: 1,
+                });
+            }
+            if a.level != a0.level {
+                return Err(CkksError::LevelMismatch {
+                    a: a.level,
+                    b: a0.level,
+                });
+            }
+            Self::check_scale(a.scale, a0.scale)?;
+        }
+        let pr = &self.params;
+        let (ctx_q, ctx_p) = (pr.ctx_q().clone(), pr.ctx_p().clone());
+        let (k, kp, level) = (a0.level + 1, pr.p().len(), a0.level);
+        let zq = || Poly::zero(&ctx_q, k, Representation::Ntt);
+        let zp = || Poly::zero(&ctx_p, kp, Representation::Ntt);
+        let (mut acc_q, mut acc_p) = ([zq(), zq()], [zp(), zp()]);
+        let (mut c0, mut c1) = (zq(), zq());
+        let mut switched = false;
+        for &(a, rot) in terms {
+            let g = pr.galois_element(rot);
+            if g == 1 {
+                ring::add_assign(&mut c0, &a.c[0]);
+                ring::add_assign(&mut c1, &a.c[1]);
+                continue;
+            }
+            let key = self.galois_key(g, level)?;
+            let (perm_q, perm_p) = (
+                ctx_q.automorphism_permutation(g)?,
+                ctx_p.automorphism_permutation(g)?,
+            );
+            let dec = self.decompose(&a.c[1], level);
+            let (tq, tp) = self.inner_product(&dec, key);
+            self.recycle(dec);
+            for j in 0..2 {
+                ring::add_assign(&mut acc_q[j], &permute(&tq[j], &perm_q));
+                ring::add_assign(&mut acc_p[j], &permute(&tp[j], &perm_p));
+            }
+            ring::add_assign(&mut c0, &permute(&a.c[0], &perm_q));
+            switched = true;
+        }
+        if switched {
+            let [q0, q1] = acc_q;
+            let [p0, p1] = acc_p;
+            let (d0, d1) = rayon::join(
+                || self.mod_down(q0, p0, level),
+                || self.mod_down(q1, p1, level),
+            );
+            ring::add_assign(&mut c0, &d0);
+            ring::add_assign(&mut c1, &d1);
+        }
+        Ok(Ciphertext::with_polys(a0, vec![c0, c1]))
     }
 
     /// One rotation of `a` given the decomposition of its `c_1`.

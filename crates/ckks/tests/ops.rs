@@ -99,7 +99,10 @@ fn encrypt_add_mul_rescale() {
         .unwrap();
     let dot = ev.dot_plain(&[(&cx, &pt), (&cy, &pt2)]).unwrap();
     let sum = ev
-        .add(&ev.mul_plain(&cx, &pt).unwrap(), &ev.mul_plain(&cy, &pt2).unwrap())
+        .add(
+            &ev.mul_plain(&cx, &pt).unwrap(),
+            &ev.mul_plain(&cy, &pt2).unwrap(),
+        )
         .unwrap();
     let bytes = |ct: &Ciphertext| ckks::serialize::ciphertext_to_bytes(&c.params, ct);
     assert_eq!(bytes(&dot), bytes(&sum));
@@ -190,6 +193,32 @@ fn rotations_conjugation_hoisting() {
                 .map(|i| x[(i as isize + k).rem_euclid(slots as isize) as usize])
                 .collect();
             check(&c, r, &want, 20.0, &format!("hoisted rotate {k}"));
+        }
+        // Σ rot_k(a) with one ModDown: two ciphertexts, two rotations of one, the identity.
+        let y = rand_vec(&mut c.rng, slots);
+        let cy = c.enc.encrypt_values(&y, slots, &mut c.rng).unwrap();
+        let terms = [(&cx, 1isize), (&cy, 5), (&cx, -1), (&cy, 0)];
+        let got = c.eval.rotate_sum(&terms).unwrap();
+        let at = |v: &[Complex], i: usize, k: isize| {
+            v[(i as isize + k).rem_euclid(slots as isize) as usize]
+        };
+        let want: Vec<Complex> = (0..slots)
+            .map(|i| at(&x, i, 1) + at(&y, i, 5) + at(&x, i, -1) + y[i])
+            .collect();
+        check(
+            &c,
+            &got,
+            &want,
+            19.0,
+            &format!("rotate_sum (dnum {digits})"),
+        );
+        assert!(c.eval.rotate_sum(&[]).is_err());
+        let low = c
+            .eval
+            .rescale(&c.eval.mul_relin_rescale(&cx, &cy).unwrap())
+            .ok();
+        if let Some(low) = low {
+            assert!(c.eval.rotate_sum(&[(&cx, 1), (&low, 2)]).is_err());
         }
         let cj = c.eval.conjugate(&cx).unwrap();
         let want: Vec<Complex> = x.iter().map(|a| a.conj()).collect();

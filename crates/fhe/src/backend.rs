@@ -21,6 +21,22 @@ pub trait Backend {
     fn rotate(&self, x: &Self::Ct, k: isize) -> Result<Self::Ct> {
         Ok(self.rotate_many(x, &[k])?.pop().expect("one rotation"))
     }
+    /// `Σ_i rot_{k_i}(x_i)` (all at one level).
+    fn rotate_sum(&self, terms: &[(&Self::Ct, isize)]) -> Result<Self::Ct> {
+        let mut acc: Option<Self::Ct> = None;
+        for &(x, k) in terms {
+            let r = if k == 0 {
+                x.clone()
+            } else {
+                self.rotate(x, k)?
+            };
+            acc = Some(match acc {
+                None => r,
+                Some(a) => self.add(&a, &r)?,
+            });
+        }
+        acc.ok_or_else(|| FheError::BadInput("a sum of no rotations".into()))
+    }
     /// `Σ_i pt_i ⊙ x_i`, one rescale: level `ℓ − 1` (all `x_i` at level `ℓ`), scale kept.
     fn dot_plain(&self, terms: &[(&Self::Ct, &[f64])]) -> Result<Self::Ct> {
         let zero = vec![0.0; self.slots()];
@@ -319,6 +335,13 @@ impl Backend for Ckks<'_> {
         let ks: Vec<isize> = ks.iter().map(|k| k.rem_euclid(n)).collect();
         Ok(self.eval.rotate_hoisted(x, &ks)?)
     }
+    fn rotate_sum(&self, terms: &[(&Ciphertext, isize)]) -> Result<Ciphertext> {
+        // One ModDown for the whole sum (ckks::Evaluator::rotate_sum).
+        let n = self.n as isize;
+        let terms: Vec<(&Ciphertext, isize)> =
+            terms.iter().map(|&(x, k)| (x, k.rem_euclid(n))).collect();
+        Ok(self.eval.rotate_sum(&terms)?)
+    }
     fn dot_complex(&self, terms: &[(&Ciphertext, &[f64], &[f64])]) -> Result<Ciphertext> {
         let level = terms[0].0.level();
         if level == 0 {
@@ -332,8 +355,11 @@ impl Backend for Ckks<'_> {
             .par_iter()
             .map(|(x, re, im)| self.encode_complex(re, im, level, q * delta / x.scale()))
             .collect::<Result<_>>()?;
-        let pairs: Vec<(&Ciphertext, &ckks::Plaintext)> =
-            terms.iter().zip(&pts).map(|((x, _, _), p)| (*x, p)).collect();
+        let pairs: Vec<(&Ciphertext, &ckks::Plaintext)> = terms
+            .iter()
+            .zip(&pts)
+            .map(|((x, _, _), p)| (*x, p))
+            .collect();
         let mut acc = self.eval.dot_plain(&pairs)?;
         self.eval.rescale_assign(&mut acc)?;
         acc.set_scale(delta);

@@ -75,6 +75,13 @@ impl<B: Backend> Ctx<'_, B> {
         self.note_rot(self.b.level(x), &[k]);
         self.b.rotate(x, k)
     }
+    /// `Σ_i rot_{k_i}(x_i)`: one key switch per nonzero `k_i`, one ModDown for the sum.
+    fn rot_terms(&self, terms: &[(&B::Ct, isize)]) -> Result<B::Ct> {
+        for &(x, k) in terms {
+            self.note_rot(self.b.level(x), &[k]);
+        }
+        self.b.rotate_sum(terms)
+    }
     fn rot_many(&self, x: &B::Ct, ks: &[isize]) -> Result<Vec<B::Ct>> {
         self.note_rot(self.b.level(x), ks);
         self.b.rotate_many(x, ks)
@@ -620,15 +627,8 @@ fn conv_b<B: Backend>(
             Ok((tau, ctx.dot(&terms)?))
         })
         .collect::<Result<_>>()?;
-    let mut y: Option<B::Ct> = None;
-    for (tau, acc) in accs {
-        let z = if tau == 0 { acc } else { ctx.rot(&acc, tau)? };
-        y = Some(match y {
-            None => z,
-            Some(a) => ctx.b.add(&a, &z)?,
-        });
-    }
-    let y = y.expect("a kernel has taps");
+    let terms: Vec<(&B::Ct, isize)> = accs.iter().map(|(tau, acc)| (acc, *tau)).collect();
+    let y = ctx.rot_terms(&terms)?;
     let y = ctx.rot_sum(y, (g * block) as isize, r)?;
     let bias = lout.per_channel(0, n, |o| cv.bias[o] as f64 / range);
     ctx.b.add_plain(&y, &bias)
