@@ -817,6 +817,8 @@ impl Evaluator {
         let (mut acc_q, mut acc_p) = ([zq(), zq()], [zp(), zp()]);
         let (mut c0, mut c1) = (zq(), zq());
         let mut switched = false;
+        // Consecutive terms of one ciphertext share its decomposition (hoisting).
+        let mut held: Option<(&Ciphertext, Decomposed)> = None;
         for &(a, rot) in terms {
             let g = pr.galois_element(rot);
             if g == 1 {
@@ -829,15 +831,23 @@ impl Evaluator {
                 ctx_q.automorphism_permutation(g)?,
                 ctx_p.automorphism_permutation(g)?,
             );
-            let dec = self.decompose(&a.c[1], level);
-            let (tq, tp) = self.inner_product(&dec, key);
-            self.recycle(dec);
+            if !held.as_ref().is_some_and(|(h, _)| std::ptr::eq(*h, a)) {
+                if let Some((_, d)) = held.take() {
+                    self.recycle(d);
+                }
+                held = Some((a, self.decompose(&a.c[1], level)));
+            }
+            let dec = &held.as_ref().expect("set above").1;
+            let (tq, tp) = self.inner_product(dec, key);
             for j in 0..2 {
                 ring::add_assign(&mut acc_q[j], &permute(&tq[j], &perm_q));
                 ring::add_assign(&mut acc_p[j], &permute(&tp[j], &perm_p));
             }
             ring::add_assign(&mut c0, &permute(&a.c[0], &perm_q));
             switched = true;
+        }
+        if let Some((_, d)) = held {
+            self.recycle(d);
         }
         if switched {
             let [q0, q1] = acc_q;

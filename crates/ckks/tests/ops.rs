@@ -197,13 +197,13 @@ fn rotations_conjugation_hoisting() {
         // Σ rot_k(a) with one ModDown: two ciphertexts, two rotations of one, the identity.
         let y = rand_vec(&mut c.rng, slots);
         let cy = c.enc.encrypt_values(&y, slots, &mut c.rng).unwrap();
-        let terms = [(&cx, 1isize), (&cy, 5), (&cx, -1), (&cy, 0)];
+        let terms = [(&cx, 1isize), (&cx, 2), (&cy, 5), (&cx, -1), (&cy, 0)];
         let got = c.eval.rotate_sum(&terms).unwrap();
         let at = |v: &[Complex], i: usize, k: isize| {
             v[(i as isize + k).rem_euclid(slots as isize) as usize]
         };
         let want: Vec<Complex> = (0..slots)
-            .map(|i| at(&x, i, 1) + at(&y, i, 5) + at(&x, i, -1) + y[i])
+            .map(|i| at(&x, i, 1) + at(&x, i, 2) + at(&y, i, 5) + at(&x, i, -1) + y[i])
             .collect();
         check(
             &c,

@@ -102,15 +102,28 @@ impl<B: Backend> Ctx<'_, B> {
         self.counts.lock().expect("not poisoned").pt_mults += terms.len();
         self.b.dot_complex(terms)
     }
-    /// `x + rot(x, step) + rot(x, 2·step) + …` over `count` (a power of two) steps, by doubling.
+    /// `x + rot(x, step) + rot(x, 2·step) + …` over `count` (a power of two) steps.
     fn rot_sum(&self, mut x: B::Ct, step: isize, count: usize) -> Result<B::Ct> {
-        let mut s = step;
-        let mut c = 1;
-        while c < count {
-            let r = self.rot(&x, s)?;
-            x = self.b.add(&x, &r)?;
-            s *= 2;
-            c *= 2;
+        // Σ_{i < m} rot_{i·step}(x), m = count rounded up to a power of two, in chunks of up
+        // to four: x ← Σ_{i<4} rot_{i·s}(x) (three key switches sharing one decomposition and
+        // one ModDown: about 1.3 rotations' time where doubling spends 2), then s ← 4s. Two
+        // chunks for m = 16 cost about 2.7 rotations against doubling's 4 (one more key per
+        // chunk: 3s beside s and 2s).
+        let m = count.next_power_of_two();
+        let (mut s, mut c) = (step, 1);
+        while c < m {
+            let chunk = (m / c).min(4);
+            let y = if chunk == 2 {
+                let r = self.rot(&x, s)?;
+                self.b.add(&x, &r)?
+            } else {
+                let terms: Vec<(&B::Ct, isize)> =
+                    (0..chunk as isize).map(|i| (&x, i * s)).collect();
+                self.rot_terms(&terms)?
+            };
+            x = y;
+            s *= chunk as isize;
+            c *= chunk;
         }
         Ok(x)
     }
