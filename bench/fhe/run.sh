@@ -5,7 +5,7 @@
 # composite ReLU.
 # Usage: bench/fhe/run.sh [plan|bench|mpcnn|eval|ab]...  (default: all but ab). Run on a quiet
 # machine. ab: OLD=<binary> STAMP=<date> alternates OLD and this build twice each, then this build
-# on the nine-level preset (--fhe-params n16).
+# on the nine-level preset (--fhe-params n16) and with MPCNN's convolution.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 cargo build --release -q -p privinfer
@@ -39,7 +39,9 @@ for step in $STEPS; do
       done
     done
     /usr/bin/time -v $BIN bench --model models/resnet20_aespa.onnx --mode fhe --fhe-params n16 --json \
-      > $OUT/ab_${STAMP}_new9_1.jsonl 2> $OUT/ab_${STAMP}_new9_1.time ;;
+      > $OUT/ab_${STAMP}_new9_1.jsonl 2> $OUT/ab_${STAMP}_new9_1.time
+    /usr/bin/time -v $BIN bench --model models/resnet20_aespa.onnx --mode fhe --fhe-conv mpcnn --json \
+      > $OUT/ab_${STAMP}_mpcnn_1.jsonl 2> $OUT/ab_${STAMP}_mpcnn_1.time ;;
   *) echo "unknown step $step" >&2; exit 2 ;;
   esac
 done
