@@ -11,7 +11,7 @@ use rayon::prelude::*;
 
 use crate::error::{FheError, Result};
 
-pub trait Backend {
+pub trait Backend: Sync {
     type Ct: Clone + Send + Sync;
     /// Slots per ciphertext.
     fn slots(&self) -> usize;

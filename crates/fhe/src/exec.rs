@@ -247,8 +247,10 @@ pub fn run<B: Backend>(prog: &Program, b: &B, input: Vec<B::Ct>) -> Result<Run<B
                 let sg = prog.range;
                 let beta = |c: usize| p.b[c] / (2.0 * p.a[c] * sg);
                 ctx.counts.lock().expect("not poisoned").ct_mults += ins[0].len();
+                // The ciphertexts side by side: each square's encodings (an FFT each) are
+                // single-threaded.
                 ins[0]
-                    .iter()
+                    .par_iter()
                     .enumerate()
                     .map(|(t, x)| {
                         let shift = lin.per_channel(t, prog.n, beta);
