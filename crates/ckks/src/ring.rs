@@ -131,19 +131,6 @@ pub(crate) fn from_i128(ctx: &Arc<RnsContext>, k: usize, coeffs: &[i128]) -> Pol
     p
 }
 
-/// Residues of signed 64-bit coefficients, coefficient form.
-pub(crate) fn from_i64(ctx: &Arc<RnsContext>, k: usize, coeffs: &[i64]) -> Poly {
-    let mut p = Poly::zero(ctx, k, Representation::Coefficient);
-    let c2 = ctx.clone();
-    for_limbs(&mut p, |i, r| {
-        let m = c2.moduli()[i];
-        for (d, &c) in r.iter_mut().zip(coeffs) {
-            *d = m.reduce_i64(c);
-        }
-    });
-    p
-}
-
 /// Divide by the last prime with rounding (`⌊x/q_ℓ⌉`), NTT form in and out [CHKKS18 §3.2].
 /// `a` has `k ≥ 2` residues; the result has `k − 1`.
 pub(crate) fn rescale_ntt(a: &mut Poly) {

@@ -134,7 +134,7 @@ impl Params {
         // 64-bit reduction; the 128-bit one is several times slower per residue.
         let mut p = if max < 2f64.powi(63) {
             let small: Vec<i64> = ints.iter().map(|&v| v as i64).collect();
-            ring::from_i64(self.ctx_q(), level + 1, &small)
+            Poly::from_signed(self.ctx_q(), level + 1, &small)
         } else {
             let wide: Vec<i128> = ints.iter().map(|&v| v as i128).collect();
             ring::from_i128(self.ctx_q(), level + 1, &wide)

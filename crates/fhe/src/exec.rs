@@ -113,15 +113,8 @@ impl<B: Backend> Ctx<'_, B> {
         let (mut s, mut c) = (step, 1);
         while c < m {
             let chunk = (m / c).min(4);
-            let y = if chunk == 2 {
-                let r = self.rot(&x, s)?;
-                self.b.add(&x, &r)?
-            } else {
-                let terms: Vec<(&B::Ct, isize)> =
-                    (0..chunk as isize).map(|i| (&x, i * s)).collect();
-                self.rot_terms(&terms)?
-            };
-            x = y;
+            let terms: Vec<(&B::Ct, isize)> = (0..chunk as isize).map(|i| (&x, i * s)).collect();
+            x = self.rot_terms(&terms)?;
             s *= chunk as isize;
             c *= chunk;
         }

@@ -889,8 +889,13 @@ impl Program {
     /// activations in one level, but values that cannot bootstrap) and strictly; the fewer
     /// bootstraps win, the relaxed form on a tie.
     pub fn lower(model: &Model, opts: &Options) -> Result<Program> {
+        let relaxed = Self::lower_with(model, opts, true);
+        if relaxed.as_ref().is_ok_and(|p| p.unbounded.is_empty()) {
+            // No square took the relaxed form: the strict lowering is the same program.
+            return relaxed;
+        }
         let strict = Self::lower_with(model, opts, false);
-        match Self::lower_with(model, opts, true) {
+        match relaxed {
             Ok(p)
                 if strict
                     .as_ref()
