@@ -131,10 +131,10 @@ def write_fixtures(data_dir: str, out_dir: str) -> None:
 
 
 def write_tiny_fixtures(out_dir: str, n: int = 3) -> None:
-    """models/tiny/: tiny_cnn, tiny_vit, tiny_fhe(_relu) and tiny_te_vit (BN kept), n seeded random inputs each and
+    """models/tiny/: tiny_cnn, tiny_vit, tiny_fhe(_relu), tiny_te_vit and tiny_fhe_proj (BN kept), n seeded random inputs each and
     tiny_expected.json with onnxruntime outputs (both) and numpy fixed-point outputs (CNN)."""
     from .fixedpoint import run_fixed
-    from .tiny import tiny_cnn, tiny_fhe, tiny_te_vit, tiny_vit
+    from .tiny import tiny_cnn, tiny_fhe, tiny_fhe_proj, tiny_te_vit, tiny_vit
 
     os.makedirs(out_dir, exist_ok=True)
     rng = np.random.default_rng(1)
@@ -143,7 +143,8 @@ def write_tiny_fixtures(out_dir: str, n: int = 3) -> None:
                                       ("tiny_vit", tiny_vit(), (1, 3, 8, 8), False),
                                       ("tiny_fhe", tiny_fhe(), (1, 3, 8, 8), False),
                                       ("tiny_fhe_relu", tiny_fhe(relu=True), (1, 3, 8, 8), False),
-                                      ("tiny_te_vit", tiny_te_vit(), (1, 3, 8, 8), False)]:
+                                      ("tiny_te_vit", tiny_te_vit(), (1, 3, 8, 8), False),
+                                      ("tiny_fhe_proj", tiny_fhe_proj(), (1, 3, 16, 16), False)]:
         path = os.path.join(out_dir, f"{name}.onnx")
         torch.onnx.export(model, torch.zeros(shape), path, opset_version=OPSET, input_names=["input"],
                           output_names=["logits"], training=torch.onnx.TrainingMode.PRESERVE)

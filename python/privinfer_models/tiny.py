@@ -11,6 +11,9 @@
 - TinyFHE (3x8x8): an AESPA-style ResNet for FHE mode: per-channel x·(a·x + b) + c
   activations, a BatchNorm after a residual Add (a degree-1 polynomial), a stride-2 block with
   an option-A shortcut, global average pool, linear; `tiny_fhe_relu`: the same with ReLUs.
+- TinyFHEProj (3x16x16): the same activations in a ResNet-18-shaped net (option-B 1x1
+  projection shortcut on the stride-2 block, 12 classes), whose maps split over ciphertexts at
+  the small test parameters (FHE mode's PRCR path).
 Weights are random (seeded).
 """
 
@@ -72,6 +75,35 @@ class TinyFHE(nn.Module):
         s = F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, 2, 2))
         x = self.p4(self.c4(self.p3(self.c3(x))) + s)
         return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+
+
+class TinyFHEProj(nn.Module):
+    def __init__(self):
+        super().__init__()
+        cbn = lambda i, o, s, k=3: nn.Sequential(nn.Conv2d(i, o, k, s, k // 2, bias=False), nn.BatchNorm2d(o))
+        self.stem, self.p0 = cbn(3, 16, 1), _Poly(16)
+        self.c1, self.p1, self.c2, self.p2 = cbn(16, 16, 1), _Poly(16), cbn(16, 16, 1), _Poly(16)
+        self.c3, self.p3, self.c4, self.p4 = cbn(16, 32, 2), _Poly(32), cbn(32, 32, 1), _Poly(32)
+        self.proj = cbn(16, 32, 2, k=1)
+        self.fc = nn.Linear(32, 12)
+
+    def forward(self, x):
+        x = self.p0(self.stem(x))
+        x = self.p2(self.c2(self.p1(self.c1(x))) + x)
+        x = self.p4(self.c4(self.p3(self.c3(x))) + self.proj(x))
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+
+
+def tiny_fhe_proj(seed=0):
+    torch.manual_seed(seed)
+    m = TinyFHEProj()
+    with torch.no_grad():
+        for bn in [mod for mod in m.modules() if isinstance(mod, nn.BatchNorm2d)]:
+            bn.running_mean.uniform_(-0.3, 0.3)
+            bn.running_var.uniform_(1.0, 4.0)
+            bn.weight.uniform_(0.3, 0.6)
+            bn.bias.uniform_(-0.3, 0.3)
+    return m.eval()
 
 
 def tiny_fhe(seed=0, relu=False):

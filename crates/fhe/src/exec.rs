@@ -200,8 +200,8 @@ pub fn run<B: Backend>(prog: &Program, b: &B, input: Vec<B::Ct>) -> Result<Run<B
             .min()
             .unwrap_or(0);
         let out = match &s.kind {
-            Kind::ConvA(cv) => conv_a(&ctx, &ins[0][0], cv, lin, lout, prog.range)?,
-            Kind::ConvB(cv) => vec![conv_b(&ctx, ins[0], cv, lin, lout, prog.range)?],
+            Kind::ConvA(cv) => conv_a(&ctx, ins[0], cv, lin, lout, prog.range)?,
+            Kind::ConvB(cv) => conv_b(&ctx, ins[0], cv, lin, lout, prog.range)?,
             Kind::ConvMpcnn(cv) => vec![conv_mpcnn(&ctx, &ins[0][0], cv, lin, lout, prog.range)?],
             Kind::Poly(p) => {
                 let deg = p.degree();
@@ -277,7 +277,9 @@ pub fn run<B: Backend>(prog: &Program, b: &B, input: Vec<B::Ct>) -> Result<Run<B
             Kind::Remap { step, before } => {
                 vec![remap(&ctx, &ins[0][0], *step, *before, lin, lout)?]
             }
-            Kind::PoolFc(lin_layer) => vec![pool_fc(&ctx, &ins[0][0], lin_layer, lin, prog.range)?],
+            Kind::PoolFc(lin_layer) => {
+                vec![pool_fc(&ctx, ins[0], lin_layer, lin, lout, prog.range)?]
+            }
             Kind::Bootstrap => {
                 ctx.counts.lock().expect("not poisoned").bootstraps += ins[0].len();
                 ins[0]
@@ -341,13 +343,15 @@ fn weight(cv: &nn::ir::Conv2d, o: usize, c: usize, ky: usize, kx: usize) -> f64 
     cv.weight[((o * cv.in_channels() + c) * kh + ky) * kw + kx] as f64
 }
 
-/// Weights of pass `t` of a convolution reading `P(g, r)` (ConvA, MPCNN) for one tap: at the
-/// slot of input channel `c`, copy `s` (block `s·g + γ`), pixel `(i, j)`, the weight of output
-/// `t·r + s` when the tap's pixel is inside the map and the stride keeps `(i, j)`; 0 elsewhere.
+/// Weights of pass `t` of a convolution reading `P(g, r)` (ConvA, MPCNN) for one tap and
+/// input ciphertext `part`: at the slot of input channel `c`, copy `s` (block `s·g + γ`), pixel
+/// `(i, j)`, the weight of output `t·r + s` when the tap's pixel is inside the map and the
+/// stride keeps `(i, j)`; 0 elsewhere.
 fn pass_weights(
     cv: &nn::ir::Conv2d,
     lin: &Layout,
     n: usize,
+    part: usize,
     t: usize,
     tap: (usize, usize, isize, isize),
 ) -> Vec<f64> {
@@ -363,7 +367,7 @@ fn pass_weights(
     );
     (0..n)
         .map(|s| {
-            let Some((c, i, j)) = lin.at(0, s) else {
+            let Some((c, i, j)) = lin.at(part, s) else {
                 return 0.0;
             };
             let o = t * r + s / run;
@@ -432,10 +436,11 @@ fn cell_mask(
         .collect()
 }
 
-/// ConvA: `P(g, r)` at gap `k` → `I(r, g)` at gap `k·stride` (docs/protocols/hyphen.md).
+/// ConvA: `P(g, r)` at gap `k` → `I(r, g)` at gap `k·stride` (docs/protocols/hyphen.md). A `P`
+/// split over ciphertexts contributes each part's products to the same pass sum.
 fn conv_a<B: Backend>(
     ctx: &Ctx<B>,
-    x: &B::Ct,
+    xs: &[B::Ct],
     cv: &nn::ir::Conv2d,
     lin: &Layout,
     lout: &Layout,
@@ -449,19 +454,29 @@ fn conv_a<B: Backend>(
         unreachable!("lowering")
     };
     let tp = taps(cv);
-    let zs = tap_rotations(ctx, x, cv, lin)?;
+    // (part, tap) in the order of `zs`.
+    let zs: Vec<B::Ct> = xs
+        .iter()
+        .map(|x| tap_rotations(ctx, x, cv, lin))
+        .collect::<Result<Vec<_>>>()?
+        .into_iter()
+        .flatten()
+        .collect();
+    let pt_index: Vec<(usize, (usize, usize, isize, isize))> = (0..xs.len())
+        .flat_map(|part| tp.iter().map(move |&tap| (part, tap)))
+        .collect();
     // Pass t computes output ciphertexts 2t (real parts of the slots) and 2t + 1 (imaginary
     // parts) with complex weights: every rotation and the mask serve both.
     let cts = lout.cts();
     let mut out = Vec::with_capacity(cts);
     for t in (0..cts).step_by(2) {
         let paired = t + 1 < cts;
-        let pts: Vec<(Vec<f64>, Vec<f64>)> = tp
+        let pts: Vec<(Vec<f64>, Vec<f64>)> = pt_index
             .par_iter()
-            .map(|&tap| {
-                let re = pass_weights(cv, lin, n, t, tap);
+            .map(|&(part, tap)| {
+                let re = pass_weights(cv, lin, n, part, t, tap);
                 let im = if paired {
-                    pass_weights(cv, lin, n, t + 1, tap)
+                    pass_weights(cv, lin, n, part, t + 1, tap)
                 } else {
                     vec![0.0; n]
                 };
@@ -541,7 +556,7 @@ fn conv_mpcnn<B: Backend>(
     for t in 0..o_count.div_ceil(r) {
         let pts: Vec<Vec<f64>> = tp
             .par_iter()
-            .map(|&tap| pass_weights(cv, lin, n, t, tap))
+            .map(|&tap| pass_weights(cv, lin, n, 0, t, tap))
             .collect();
         let terms: Vec<(&B::Ct, &[f64])> = zs
             .iter()
@@ -574,6 +589,7 @@ fn conv_mpcnn<B: Backend>(
 /// `β` reads input channel `t·r + ⌊β/g⌋` of ciphertext `t`; summing the blocks `β + j·g`,
 /// `j < r` (cyclic: `r·g` blocks fill the ciphertext) covers every channel, and since `g' | g`
 /// they all belong to `β`'s output group: every copy gets the total, with no mask (1 level).
+/// An output `P` split over ciphertexts (then `r = 1`) is computed part by part.
 fn conv_b<B: Backend>(
     ctx: &Ctx<B>,
     xs: &[B::Ct],
@@ -581,7 +597,7 @@ fn conv_b<B: Backend>(
     lin: &Layout,
     lout: &Layout,
     range: f64,
-) -> Result<B::Ct> {
+) -> Result<Vec<B::Ct>> {
     let n = ctx.n;
     let Layout::I { grid, r, g, .. } = *lin else {
         unreachable!("lowering")
@@ -600,46 +616,51 @@ fn conv_b<B: Backend>(
         .iter()
         .map(|c| ctx.b.drop_to(c, level))
         .collect::<Result<_>>()?;
-    // acc_τ = Σ_t pt_{t,τ} ⊙ x_t, with pt_{t,τ}[P + τ] the weight that output slot P needs.
-    let accs: Vec<(isize, B::Ct)> = tp
-        .iter()
-        .map(|&(ky, kx, dy, dx)| {
-            let tau = k * (dy * wb + dx);
-            let pts: Vec<Vec<f64>> = (0..xs.len())
-                .into_par_iter()
-                .map(|t| {
-                    let mut pt = vec![0.0; n];
-                    for p in 0..n {
-                        let Some((o, i, j)) = lout.at(0, p) else {
-                            continue;
-                        };
-                        let (ii, jj) = (i as isize + dy, j as isize + dx);
-                        if ii < 0 || jj < 0 || ii >= h || jj >= w {
-                            continue;
-                        }
-                        let c = t * r + p / block / g;
-                        if c >= c_count {
-                            continue;
-                        }
-                        let q = (p as isize + tau).rem_euclid(n as isize) as usize;
-                        pt[q] = weight(cv, o, c, ky, kx);
-                    }
-                    pt
-                })
-                .collect();
-            let terms: Vec<(&B::Ct, &[f64])> = xs
+    (0..lout.cts())
+        .map(|part| {
+            // acc_τ = Σ_t pt_{t,τ} ⊙ x_t, with pt_{t,τ}[P + τ] the weight that output slot P
+            // of this part needs.
+            let accs: Vec<(isize, B::Ct)> = tp
                 .iter()
-                .zip(&pts)
-                .map(|(x, p)| (x, p.as_slice()))
-                .collect();
-            Ok((tau, ctx.dot(&terms)?))
+                .map(|&(ky, kx, dy, dx)| {
+                    let tau = k * (dy * wb + dx);
+                    let pts: Vec<Vec<f64>> = (0..xs.len())
+                        .into_par_iter()
+                        .map(|t| {
+                            let mut pt = vec![0.0; n];
+                            for p in 0..n {
+                                let Some((o, i, j)) = lout.at(part, p) else {
+                                    continue;
+                                };
+                                let (ii, jj) = (i as isize + dy, j as isize + dx);
+                                if ii < 0 || jj < 0 || ii >= h || jj >= w {
+                                    continue;
+                                }
+                                let c = t * r + p / block / g;
+                                if c >= c_count {
+                                    continue;
+                                }
+                                let q = (p as isize + tau).rem_euclid(n as isize) as usize;
+                                pt[q] = weight(cv, o, c, ky, kx);
+                            }
+                            pt
+                        })
+                        .collect();
+                    let terms: Vec<(&B::Ct, &[f64])> = xs
+                        .iter()
+                        .zip(&pts)
+                        .map(|(x, p)| (x, p.as_slice()))
+                        .collect();
+                    Ok((tau, ctx.dot(&terms)?))
+                })
+                .collect::<Result<_>>()?;
+            let terms: Vec<(&B::Ct, isize)> = accs.iter().map(|(tau, acc)| (acc, *tau)).collect();
+            let y = ctx.rot_terms(&terms)?;
+            let y = ctx.rot_sum(y, (g * block) as isize, r)?;
+            let bias = lout.per_channel(part, n, |o| cv.bias[o] as f64 / range);
+            ctx.b.add_plain(&y, &bias)
         })
-        .collect::<Result<_>>()?;
-    let terms: Vec<(&B::Ct, isize)> = accs.iter().map(|(tau, acc)| (acc, *tau)).collect();
-    let y = ctx.rot_terms(&terms)?;
-    let y = ctx.rot_sum(y, (g * block) as isize, r)?;
-    let bias = lout.per_channel(0, n, |o| cv.bias[o] as f64 / range);
-    ctx.b.add_plain(&y, &bias)
+        .collect()
 }
 
 /// Option-A shortcut: output slot `P` takes the input slot holding channel `c − before` at
@@ -699,54 +720,73 @@ fn remap<B: Backend>(
     ctx.dot(&terms)
 }
 
-/// Global average pooling and FC: pass `t` weights copy `s` of every group for output
-/// `o = t·r + s`, sums pixels, phases and the copy's groups into the copy's first slot
-/// (block `s·g`), then each logit is masked out of its pass and rotated to slot `o·B` (pieces
-/// with the same rotation share it).
+/// Global average pooling and FC: each input ciphertext's pixels are summed into pixel (0, 0)
+/// of every cell once; pass `t` then weights copy `s` of every group at pixel (0, 0) for output
+/// `o = t·r + s`, sums phases and the copy's groups into the copy's first slot (block `s·g`),
+/// over all input ciphertexts, and each logit is masked out of its pass and rotated to slot
+/// `o·stride` (pieces with the same rotation share it).
 fn pool_fc<B: Backend>(
     ctx: &Ctx<B>,
-    x: &B::Ct,
+    xs: &[B::Ct],
     fc: &nn::ir::Linear,
     lin: &Layout,
+    lout: &Layout,
     range: f64,
 ) -> Result<B::Ct> {
     let n = ctx.n;
     let Layout::P { grid, g, r, .. } = *lin else {
         unreachable!("lowering")
     };
+    let Layout::Vector { stride, .. } = *lout else {
+        unreachable!("lowering")
+    };
     let block = grid.block();
     let hw = (grid.h * grid.w) as f64;
+    let pooled: Vec<B::Ct> = xs
+        .iter()
+        .map(|x| {
+            let u = ctx.rot_sum(x.clone(), grid.k as isize, grid.w)?;
+            ctx.rot_sum(u, (grid.k * grid.wb()) as isize, grid.h)
+        })
+        .collect::<Result<_>>()?;
     let passes = fc.out_features.div_ceil(r);
     let mut outs = vec![];
     for t in 0..passes {
-        let pt: Vec<f64> = (0..n)
-            .map(|s| {
-                let Some((c, _, _)) = lin.at(0, s) else {
-                    return 0.0;
-                };
-                let o = t * r + s / (g * block);
-                if o < fc.out_features {
-                    fc.weight[o * fc.in_features + c] as f64 / hw
-                } else {
-                    0.0
-                }
+        let pts: Vec<Vec<f64>> = (0..xs.len())
+            .map(|part| {
+                (0..n)
+                    .map(|s| {
+                        let Some((c, 0, 0)) = lin.at(part, s) else {
+                            return 0.0;
+                        };
+                        let o = t * r + s / (g * block);
+                        if o < fc.out_features {
+                            fc.weight[o * fc.in_features + c] as f64 / hw
+                        } else {
+                            0.0
+                        }
+                    })
+                    .collect()
             })
             .collect();
-        let mut u = ctx.dot(&[(x, &pt)])?;
-        u = ctx.rot_sum(u, grid.k as isize, grid.w)?;
-        u = ctx.rot_sum(u, (grid.k * grid.wb()) as isize, grid.h)?;
+        let terms: Vec<(&B::Ct, &[f64])> = pooled
+            .iter()
+            .zip(&pts)
+            .map(|(x, p)| (x, p.as_slice()))
+            .collect();
+        let mut u = ctx.dot(&terms)?;
         u = ctx.rot_sum(u, 1, grid.k)?;
         u = ctx.rot_sum(u, grid.wb() as isize, grid.k)?;
         u = ctx.rot_sum(u, block as isize, g)?;
         outs.push(u);
     }
-    // Logit o = t·r + s sits at slot s·g·B of pass t; it goes to o·B.
+    // Logit o = t·r + s sits at slot s·g·B of pass t; it goes to o·stride.
     let mut by_rho: BTreeMap<isize, Vec<(usize, Vec<f64>)>> = BTreeMap::new();
     for o in 0..fc.out_features {
         let (t, s) = (o / r, o % r);
         let mut mask = vec![0.0; n];
         mask[s * g * block] = 1.0;
-        let rho = ((s * g) as isize - o as isize) * block as isize;
+        let rho = (s * g * block) as isize - (o * stride) as isize;
         by_rho.entry(rho).or_default().push((t, mask));
     }
     let mut y: Option<B::Ct> = None;
@@ -765,8 +805,8 @@ fn pool_fc<B: Backend>(
     let y = y.expect("a fully connected layer has an output");
     let bias: Vec<f64> = (0..n)
         .map(|s| {
-            if s % block == 0 && s / block < fc.out_features {
-                fc.bias[s / block] as f64 / range
+            if s % stride == 0 && s / stride < fc.out_features {
+                fc.bias[s / stride] as f64 / range
             } else {
                 0.0
             }

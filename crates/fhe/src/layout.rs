@@ -5,9 +5,11 @@
 //! top-left slot is `(k·i, k·j)`; the `k²` slots of a cell are its *phases* `(a, b)`. Blocks are
 //! `B = H_b·W_b` consecutive slots, and a ciphertext of `n` slots holds `n / B` blocks.
 //!
-//! - `P(g, r)` (multiplexed, one ciphertext): channel `c` is phase `c mod k²` of group
-//!   `c / k²`; copy `s < r` of group `γ` is block `s·g + γ` (copy-major: the slot vector repeats
-//!   with period `g·B = n/r`, so it bootstraps with `n/r` slots).
+//! - `P(g, r)` (multiplexed): channel `c` is phase `c mod k²` of group `c / k²`; copy `s < r` of
+//!   group `γ` is block `s·g + γ` (copy-major: the slot vector repeats with period `g·B = n/r`,
+//!   so it bootstraps with `n/r` slots). A map too large for one ciphertext is split by
+//!   channels (HyPHEN's PRCR splitting): `parts` ciphertexts of `g = n/B` groups and one copy
+//!   each, channel `c` in ciphertext `c / (g·k²)` at group `(c / k²) mod g`.
 //! - `I(r, g)` (one channel per block, `⌈C / r⌉` ciphertexts): ciphertext `t` holds channel
 //!   `t·r + s` in the run of blocks `s·g … s·g + g − 1`, the pixel's value in every phase of its
 //!   cell.
@@ -58,6 +60,8 @@ pub enum Layout {
         grid: Grid,
         g: usize,
         r: usize,
+        /// Ciphertexts (`> 1` only with `r = 1`, `g·B = n`).
+        parts: usize,
     },
     I {
         c: usize,
@@ -73,15 +77,27 @@ pub enum Layout {
 
 impl Layout {
     /// The dense multiplexed layout of `c` channels on `grid` in `n` slots: the fewest groups
-    /// (a power of two) and as many copies as fit. `None` when one copy exceeds `n`.
+    /// (a power of two) and as many copies as fit; when one copy exceeds `n`, split over
+    /// ciphertexts of `n/B` groups each. `None` when one block exceeds `n`.
     pub fn dense_p(c: usize, grid: Grid, n: usize) -> Option<Layout> {
         let g = c.div_ceil(grid.phases()).next_power_of_two();
         let used = g * grid.block();
-        (used <= n && (n % used == 0)).then(|| Layout::P {
+        if used > n {
+            let g = n / grid.block();
+            return (g >= 1 && n % grid.block() == 0).then(|| Layout::P {
+                c,
+                grid,
+                g,
+                r: 1,
+                parts: c.div_ceil(g * grid.phases()),
+            });
+        }
+        (n % used == 0).then(|| Layout::P {
             c,
             grid,
             g,
             r: n / used,
+            parts: 1,
         })
     }
 
@@ -97,7 +113,8 @@ impl Layout {
     /// Number of ciphertexts.
     pub fn cts(&self) -> usize {
         match *self {
-            Layout::P { .. } | Layout::Vector { .. } => 1,
+            Layout::P { parts, .. } => parts,
+            Layout::Vector { .. } => 1,
             Layout::I { c, r, .. } => c.div_ceil(r),
         }
     }
@@ -124,7 +141,7 @@ impl Layout {
             Layout::P { c, grid, g, .. } => {
                 let (beta, off) = (slot / grid.block(), slot % grid.block());
                 let (i, j, a, b) = grid.decode(off);
-                let ch = (beta % g) * grid.phases() + a * grid.k + b;
+                let ch = (ct * g + beta % g) * grid.phases() + a * grid.k + b;
                 (ch < c).then_some((ch, i, j))
             }
             Layout::I { c, grid, r, g } => {
@@ -181,6 +198,9 @@ impl Layout {
     /// Short description, e.g. `P(g=16,r=2,k=1)`.
     pub fn describe(&self) -> String {
         match *self {
+            Layout::P {
+                grid, g, r, parts, ..
+            } if parts > 1 => format!("P(g={g},r={r},k={})x{parts}", grid.k),
             Layout::P { grid, g, r, .. } => format!("P(g={g},r={r},k={})", grid.k),
             Layout::I { grid, r, g, c } => {
                 format!("I(r={r},g={g},k={})x{}", grid.k, c.div_ceil(r))
@@ -197,17 +217,23 @@ mod tests {
     #[test]
     fn pack_unpack_roundtrip_and_zero_slots() {
         let n = 1 << 10;
-        let x: Vec<f64> = (0..5 * 4 * 4).map(|v| v as f64 + 1.0).collect();
         let grid = Grid { h: 4, w: 4, k: 2 };
-        for l in [
-            Layout::dense_p(5, grid, n).unwrap(),
-            Layout::I {
-                c: 5,
-                grid,
-                r: 2,
-                g: n / (2 * grid.block()),
-            },
+        // (layout, slots): one P, one P split over 3 ciphertexts of 64 slots, one I.
+        for (l, n) in [
+            (Layout::dense_p(5, grid, n).unwrap(), n),
+            (Layout::dense_p(11, grid, 64).unwrap(), 64),
+            (
+                Layout::I {
+                    c: 5,
+                    grid,
+                    r: 2,
+                    g: n / (2 * grid.block()),
+                },
+                n,
+            ),
         ] {
+            let c = l.channels();
+            let x: Vec<f64> = (0..c * 4 * 4).map(|v| v as f64 + 1.0).collect();
             let v = l.pack(&x, n);
             assert_eq!(v.len(), l.cts());
             assert_eq!(l.unpack(&v), x);
@@ -219,10 +245,12 @@ mod tests {
                     l.describe()
                 );
             }
-            // Every value appears; zero slots are zero.
+            // Every value appears exactly as often as the copies; zero slots are zero.
             let nz: usize = v.iter().flatten().filter(|&&y| y != 0.0).count();
             assert!(nz >= x.len());
         }
+        assert_eq!(Layout::dense_p(11, grid, 64).unwrap().cts(), 3);
+        assert_eq!(Layout::dense_p(11, grid, 128).unwrap().cts(), 2);
         // P: 5 channels at k = 2 → 2 groups of 4 phases, 64-slot blocks, 8 copies.
         assert_eq!(
             Layout::dense_p(5, grid, n),
@@ -230,9 +258,21 @@ mod tests {
                 c: 5,
                 grid,
                 g: 2,
-                r: 8
+                r: 8,
+                parts: 1
             })
         );
-        assert_eq!(Layout::dense_p(5, grid, 64), None);
+        // Split: one 64-slot block per ciphertext, 4 channels (phases) each.
+        assert_eq!(
+            Layout::dense_p(5, grid, 64),
+            Some(Layout::P {
+                c: 5,
+                grid,
+                g: 1,
+                r: 1,
+                parts: 2
+            })
+        );
+        assert_eq!(Layout::dense_p(5, grid, 32), None);
     }
 }

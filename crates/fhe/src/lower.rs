@@ -352,13 +352,20 @@ impl<'a> Lowerer<'a> {
         c_out: usize,
     ) -> Result<usize> {
         let model = self.model;
-        let Layout::P { grid, .. } = self.layouts[v] else {
+        let Layout::P { grid, parts, .. } = self.layouts[v] else {
             return Err(unsupported(
                 model,
                 id,
                 "a strided slice of a value not in layout P",
             ));
         };
+        if parts > 1 {
+            return Err(unsupported(
+                model,
+                id,
+                "option-A shortcut of a map split over ciphertexts (use a 1×1 convolution)",
+            ));
+        }
         if grid.h % step != 0 || grid.w % step != 0 {
             return Err(unsupported(model, id, "slice step does not divide the map"));
         }
@@ -374,6 +381,13 @@ impl<'a> Lowerer<'a> {
             needed: c_out.div_ceil(g2.phases()).next_power_of_two() * g2.block(),
             slots: self.n,
         })?;
+        if l.cts() > 1 {
+            return Err(unsupported(
+                model,
+                id,
+                "option-A shortcut into a map split over ciphertexts (use a 1×1 convolution)",
+            ));
+        }
         let out = self.push(
             &model.nodes[id].name,
             Kind::Remap { step, before },
@@ -382,6 +396,48 @@ impl<'a> Lowerer<'a> {
         );
         self.vals[id] = Some(Val::Ct(out));
         Ok(out)
+    }
+
+    /// Value `v` in layout `I` moved to the dense `P` by an identity 1×1 [`Kind::ConvB`]
+    /// (products only, no rotation; 1 level).
+    fn move_to_p(&mut self, id: NodeId, v: usize) -> Result<usize> {
+        let model = self.model;
+        let Layout::I { c, grid, r, .. } = self.layouts[v] else {
+            unreachable!("caller checks")
+        };
+        let l = Layout::dense_p(c, grid, self.n).ok_or_else(|| FheError::TooLarge {
+            node: model.nodes[id].name.clone(),
+            values: c * grid.h * grid.w,
+            gap: grid.k,
+            needed: grid.block(),
+            slots: self.n,
+        })?;
+        match l {
+            Layout::P { r: r2, .. } if r2 >= r => {}
+            _ => {
+                return Err(unsupported(
+                    model,
+                    id,
+                    "residual add of a layout-I value with fewer output copies than its blocks",
+                ))
+            }
+        }
+        let mut weight = vec![0f32; c * c];
+        for i in 0..c {
+            weight[i * c + i] = 1.0;
+        }
+        let cv = Conv2d {
+            in_shape: [c, grid.h, grid.w],
+            out_shape: [c, grid.h, grid.w],
+            kernel: [1, 1],
+            stride: [1, 1],
+            pads: [0; 4],
+            groups: 1,
+            weight,
+            bias: vec![0.0; c],
+        };
+        let name = format!("{}/to-p", model.nodes[id].name);
+        Ok(self.push(&name, Kind::ConvB(cv), vec![v], l))
     }
 
     /// The symbolic polynomial view of node `id` (materialized values are the identity).
@@ -470,7 +526,7 @@ impl<'a> Lowerer<'a> {
                     ));
                 }
                 match self.layouts[x].clone() {
-                    Layout::P { grid, .. } if self.conv == ConvAlgo::Mpcnn => {
+                    Layout::P { grid, parts, .. } if self.conv == ConvAlgo::Mpcnn => {
                         let og = Grid {
                             h: oh,
                             w: ow,
@@ -484,6 +540,13 @@ impl<'a> Lowerer<'a> {
                                 needed: o.div_ceil(og.phases()).next_power_of_two() * og.block(),
                                 slots: self.n,
                             })?;
+                        if parts > 1 || l.cts() > 1 {
+                            return Err(unsupported(
+                                model,
+                                id,
+                                "MPCNN's convolution of a map split over ciphertexts is not built (use --fhe-conv pair)",
+                            ));
+                        }
                         Val::Ct(self.push(&node.name, Kind::ConvMpcnn(cv.clone()), vec![x], l))
                     }
                     Layout::P { grid, g, r, .. } => {
@@ -585,6 +648,13 @@ impl<'a> Lowerer<'a> {
                     _ if matches!(node.op, Op::Add) => {
                         let x = self.ct(a, id)?;
                         let y = self.ct(b, id)?;
+                        // A projection shortcut (1×1 convolution, ConvA) lands in I: back to P
+                        // beside the block's output.
+                        let (x, y) = match (&self.layouts[x], &self.layouts[y]) {
+                            (Layout::I { .. }, Layout::P { .. }) => (self.move_to_p(id, x)?, y),
+                            (Layout::P { .. }, Layout::I { .. }) => (x, self.move_to_p(id, y)?),
+                            _ => (x, y),
+                        };
                         if self.layouts[x] != self.layouts[y] {
                             return Err(unsupported(
                                 model,
@@ -688,7 +758,7 @@ impl<'a> Lowerer<'a> {
                         "a fully connected layer must follow global average pooling",
                     ));
                 };
-                let Layout::P { g, r, grid, .. } = self.layouts[x] else {
+                let Layout::P { grid, .. } = self.layouts[x] else {
                     unreachable!()
                 };
                 if lin.rows != 1 || lin.in_features != self.channels_of(x) {
@@ -698,12 +768,14 @@ impl<'a> Lowerer<'a> {
                         "FC input is not the pooled channels",
                     ));
                 }
-                if lin.out_features.div_ceil(r) > g {
-                    return Err(unsupported(model, id, "more outputs than blocks"));
+                let len = lin.out_features;
+                if len == 0 || len > self.n {
+                    return Err(unsupported(model, id, "more outputs than slots"));
                 }
+                // Logit o at slot o·stride: one per block where they fit, denser otherwise.
                 let l = Layout::Vector {
-                    len: lin.out_features,
-                    stride: grid.block(),
+                    len,
+                    stride: grid.block().min(self.n / len.next_power_of_two()),
                 };
                 // A pending per-channel factor of the pooled value scales the weights' columns.
                 let mut lin = lin.clone();

@@ -63,10 +63,19 @@ pub fn parse_hello(bytes: &[u8]) -> Result<Hello> {
         return Err(bad("server offer out of range"));
     }
     let fits = |l: &crate::layout::Layout| match *l {
-        crate::layout::Layout::P { c, grid, g, r } => {
+        crate::layout::Layout::P {
+            c,
+            grid,
+            g,
+            r,
+            parts,
+        } => {
             grid.k.is_power_of_two()
                 && g.checked_mul(r).and_then(|x| x.checked_mul(grid.block())) == Some(n)
-                && g * grid.phases() >= c
+                && (parts == 1 || (r == 1 && parts <= 4096))
+                && g.checked_mul(grid.phases())
+                    .and_then(|x| x.checked_mul(parts))
+                    .is_some_and(|x| x >= c)
         }
         crate::layout::Layout::I { c, grid, r, g } => {
             grid.k.is_power_of_two()

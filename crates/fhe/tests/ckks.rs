@@ -59,6 +59,45 @@ fn tiny_fhe_network_on_ciphertexts_matches_float() {
     assert!(dep.decrypt(&keys.sk, &[]).is_err());
 }
 
+/// PRCR on ciphertexts: the ResNet-18-shaped tiny net at 2^11 slots, where its 16×16 maps split
+/// over two ciphertexts (bootstrapped one by one), its projection shortcut returns to P by an
+/// identity ConvB and its 12 logits sit two blocks apart (more than the blocks).
+#[test]
+fn split_maps_and_projection_shortcut_on_ciphertexts() {
+    let (m, cases) = common::tiny("tiny_fhe_proj");
+    let (x, want) = cases[1].clone();
+    let range = 2.0 * common::max_abs_trace(&m, &x);
+    let dep = Deployment::new(
+        &m,
+        ckks::presets::insecure_boot_n12_deep(),
+        Some(ckks::presets::insecure_boot_n12_config()),
+        range,
+    )
+    .unwrap();
+    assert_eq!(dep.prog.layouts[dep.prog.output].cts(), 1);
+    assert!(
+        dep.prog
+            .layouts
+            .iter()
+            .any(|l| matches!(l, fhe::Layout::P { parts: 2, .. })),
+        "a split map"
+    );
+    let (y, run) = common::run_encrypted(&dep, &x, 7);
+    let err = common::max_err(&y, &want);
+    let scale = want.iter().fold(0f64, |a, v| a.max(v.abs()));
+    let boots: usize = run.steps.iter().map(|s| s.counts.bootstraps).sum();
+    eprintln!("max error {err:.2e} (max |logit| {scale:.2}), {boots} bootstraps");
+    assert!(boots >= 1);
+    assert!(
+        err < 1e-3 * scale.max(1.0),
+        "max error {err}: {y:?} vs {want:?}"
+    );
+    assert_eq!(
+        nn::argmax(&y.iter().map(|&v| v as f32).collect::<Vec<_>>()),
+        nn::argmax(&want.iter().map(|&v| v as f32).collect::<Vec<_>>())
+    );
+}
+
 /// Without bootstrapping, on a deep INSECURE chain at 2^10 slots: the stride-2 ConvA there has
 /// two output ciphertexts, computed as one complex pass and split by a conjugation; and the
 /// same network with MPCNN's convolution.

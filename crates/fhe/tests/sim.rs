@@ -107,20 +107,23 @@ fn too_few_levels_and_unsupported_ops_are_refused() {
     )
     .unwrap_err();
     assert!(e.to_string().contains("levels"), "{e}");
-    // Too few slots for one copy of the stem's output.
-    let e = Program::lower(
-        &m,
-        &Options {
-            slots: 64,
-            range: 8.0,
-            boot_level: Some(9),
-            input_level: 9,
-            relu_degrees: fhe::lower::RELU_DEGREES.to_vec(),
-            conv: fhe::lower::ConvAlgo::Pair,
-        },
-    )
-    .unwrap_err();
-    assert!(e.to_string().contains("slots"), "{e}");
+    // Too few slots for one block of the 8×8 map; at 64 slots the maps split over
+    // ciphertexts, which the option-A shortcut does not take.
+    for (slots, reason) in [(32, "slots"), (64, "split over ciphertexts")] {
+        let e = Program::lower(
+            &m,
+            &Options {
+                slots,
+                range: 8.0,
+                boot_level: Some(9),
+                input_level: 9,
+                relu_degrees: fhe::lower::RELU_DEGREES.to_vec(),
+                conv: fhe::lower::ConvAlgo::Pair,
+            },
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains(reason), "{e}");
+    }
     // ReLU6, max pooling and depthwise convolutions are refused with their reason.
     let cnn = nn::load(concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -341,4 +344,70 @@ fn sparse_bootstrap_needs_a_periodic_input() {
     broken[13] += 0.25;
     let e = sim.bootstrap(&SimCt::real(broken, 0), 4).unwrap_err();
     assert!(e.to_string().contains("period 4"), "{e}");
+}
+
+/// A ResNet-18-shaped net (1×1 projection shortcut, 12 classes) at slot counts where its maps
+/// fill one ciphertext and where they split over 2–8 (PRCR): equal to the float executor, the
+/// projection shortcut moved back to P by an identity ConvB, the logits denser than one per
+/// block where they do not fit.
+#[test]
+fn maps_split_over_ciphertexts_and_projection_shortcuts_equal_float() {
+    let (m, cases) = common::tiny("tiny_fhe_proj");
+    let (x, want) = &cases[0];
+    let range = 2.0 * max_abs_trace(&m, x);
+    for (slots, boot, max_parts) in [
+        (8192, Some(9), 1),
+        (2048, Some(9), 2),
+        (512, Some(9), 8),
+        (512, None, 8),
+    ] {
+        let opts = Options {
+            slots,
+            range,
+            boot_level: boot,
+            input_level: boot.unwrap_or(40),
+            relu_degrees: fhe::lower::RELU_DEGREES.to_vec(),
+            conv: fhe::lower::ConvAlgo::Pair,
+        };
+        let prog = Program::lower(&m, &opts).unwrap();
+        let parts = prog
+            .layouts
+            .iter()
+            .filter_map(|l| match l {
+                Layout::P { parts, .. } => Some(*parts),
+                _ => None,
+            })
+            .max()
+            .unwrap();
+        assert_eq!(parts, max_parts, "slots {slots}");
+        assert!(
+            prog.steps.iter().any(|s| s.name.ends_with("/to-p")),
+            "the projection shortcut returns to P"
+        );
+        let (y, run, mb) = run_sim(&prog, x, boot.unwrap_or(0));
+        let err = max_err(&y, want);
+        assert!(
+            err < 1e-4,
+            "slots {slots} boot {boot:?}: max error {err}: {y:?} vs {want:?}"
+        );
+        assert!(mb <= 1.0, "bootstrap input {mb} > 1");
+        // A bootstrap of a split P refreshes each of its ciphertexts.
+        let boots: usize = run.steps.iter().map(|s| s.counts.bootstraps).sum();
+        assert!(boots >= prog.bootstraps());
+    }
+    // MPCNN's convolution refuses a split map with a one-line reason.
+    let e = Program::lower(
+        &m,
+        &Options {
+            slots: 512,
+            range,
+            boot_level: None,
+            input_level: 40,
+            relu_degrees: fhe::lower::RELU_DEGREES.to_vec(),
+            conv: fhe::lower::ConvAlgo::Mpcnn,
+        },
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("split over ciphertexts"), "{e}");
 }
