@@ -3,7 +3,7 @@
 # (models/resnet20_aespa.onnx) end to end at the 128-bit N = 2^16 preset, the programs'
 # operation counts against MPCNN's formula, and the pretrained ReLU ResNet-20's plan with the
 # composite ReLU.
-# Usage: bench/fhe/run.sh [plan|bench|mpcnn|eval|ab]...  (default: all but ab). Run on a quiet
+# Usage: bench/fhe/run.sh [plan|bench|mpcnn|eval|r18|ab]...  (default: all but r18 and ab). Run on a quiet
 # machine. ab: OLD=<binary> STAMP=<date> alternates OLD and this build twice each, then this build
 # on the nine-level preset (--fhe-params n16) and with MPCNN's convolution.
 set -euo pipefail
@@ -26,6 +26,14 @@ for step in $STEPS; do
     $BIN inspect models/resnet20_aespa.onnx --mode fhe --fhe-conv mpcnn --json > $OUT/plan_resnet20_aespa_mpcnn.jsonl
     /usr/bin/time -v $BIN bench --model models/resnet20_aespa.onnx --mode fhe --fhe-conv mpcnn --json \
       > $OUT/bench_resnet20_aespa_mpcnn.jsonl 2> $OUT/bench_resnet20_aespa_mpcnn.time ;;
+  r18) # ResNet-18 at 64x64 (Tiny ImageNet shape, 200 classes, seeded weights, degree-2
+      # activations, BN calibrated on CIFAR-10 images): maps split over up to 8 ciphertexts.
+      # About half an hour and 20 GB here; the model (45 MB) is exported, not committed.
+    M=python/build/models/resnet18_64_aespa.onnx
+    [ -f $M ] || python/.venv/bin/python -m privinfer_models.export --models resnet18_64_aespa --out python/build/models
+    $BIN inspect $M --mode fhe --json > $OUT/plan_resnet18_64_aespa.jsonl
+    /usr/bin/time -v $BIN bench --model $M --mode fhe --image models/samples/cifar10_00_3.png --json \
+      > $OUT/bench_resnet18_64_aespa.jsonl 2> $OUT/bench_resnet18_64_aespa.time ;;
   eval) # Encrypted inference of the first K test images (minutes each on 2 cores).
     $BIN eval --model models/resnet20_aespa.onnx --data "$DATA" --limit "${K:-10}" --mode fhe --json \
       > $OUT/eval_resnet20_aespa.json ;;

@@ -91,12 +91,15 @@ def load_cifar_resnet(depth: int, checkpoint: str) -> ResNetCifar:
 
 # --------------------------------------------------------------------------- ResNet-18
 class _BasicBlockB(nn.Module):
-    def __init__(self, in_planes: int, planes: int, stride: int):
+    def __init__(self, in_planes: int, planes: int, stride: int, act=None):
         super().__init__()
+        act = act or (lambda c: nn.ReLU())
         self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(planes)
+        self.act1 = act(planes)
         self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(planes)
+        self.act2 = act(planes)
         self.shortcut = nn.Sequential()
         if stride != 1 or in_planes != planes:
             self.shortcut = nn.Sequential(
@@ -104,24 +107,42 @@ class _BasicBlockB(nn.Module):
             )
 
     def forward(self, x):
-        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.act1(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
-        return F.relu(out + self.shortcut(x))
+        return self.act2(out + self.shortcut(x))
+
+
+class HermiteRelu(nn.Module):
+    """ReLU's degree-2 Hermite expansion for a standard normal input (AESPA's fixed start,
+    F0 + F1·h1(x) + F2·h2(x)), exported as x·(a·x + b) + c with per-channel constants: the
+    HE-friendly activation of the seeded FHE-mode ResNet-18 (its BN normalizes the input)."""
+
+    def __init__(self, c: int):
+        super().__init__()
+        f0, f1, f2 = 1 / math.sqrt(2 * math.pi), 0.5, 1 / math.sqrt(4 * math.pi)
+        self.register_buffer("a", torch.full((1, c, 1, 1), f2 / math.sqrt(2)))
+        self.register_buffer("b", torch.full((1, c, 1, 1), f1))
+        self.register_buffer("c", torch.full((1, c, 1, 1), f0 - f2 / math.sqrt(2)))
+
+    def forward(self, x):
+        return x * (self.a * x + self.b) + self.c
 
 
 class ResNet18(nn.Module):
-    def __init__(self, num_classes: int, imagenet_stem: bool):
+    def __init__(self, num_classes: int, imagenet_stem: bool, act=None):
         super().__init__()
+        mk = act or (lambda c: nn.ReLU())
         if imagenet_stem:
             self.stem = nn.Sequential(
-                nn.Conv2d(3, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64), nn.ReLU(),
+                nn.Conv2d(3, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64), mk(64),
                 nn.MaxPool2d(3, 2, 1),
             )
         else:
-            self.stem = nn.Sequential(nn.Conv2d(3, 64, 3, 1, 1, bias=False), nn.BatchNorm2d(64), nn.ReLU())
+            self.stem = nn.Sequential(nn.Conv2d(3, 64, 3, 1, 1, bias=False), nn.BatchNorm2d(64), mk(64))
         layers, in_planes = [], 64
         for planes, stride in [(64, 1), (128, 2), (256, 2), (512, 2)]:
-            layers.append(nn.Sequential(_BasicBlockB(in_planes, planes, stride), _BasicBlockB(planes, planes, 1)))
+            layers.append(nn.Sequential(_BasicBlockB(in_planes, planes, stride, act),
+                                        _BasicBlockB(planes, planes, 1, act)))
             in_planes = planes
         self.layers = nn.Sequential(*layers)
         self.fc = nn.Linear(512, num_classes)
@@ -289,6 +310,8 @@ ZOO = {
     "resnet44": (32, _cifar(44)),
     "resnet56": (32, _cifar(56)),
     "resnet18_64": (64, _random(lambda: ResNet18(200, imagenet_stem=False))),
+    # FHE mode's ResNet-18 (HyPHEN's Tiny ImageNet shape) with degree-2 activations.
+    "resnet18_64_aespa": (64, _random(lambda: ResNet18(200, imagenet_stem=False, act=HermiteRelu))),
     # The ImageNet stem (7x7 stride 2, max-pool) at 64x64: `privinfer bench linear`'s resnet18-64 shapes.
     "resnet18_64_imagenet": (64, _random(lambda: ResNet18(200, imagenet_stem=True))),
     "resnet18_224": (224, _random(lambda: ResNet18(1000, imagenet_stem=True))),

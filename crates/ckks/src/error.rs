@@ -67,6 +67,8 @@ pub enum CkksError {
     },
     #[error("a sum of no terms")]
     EmptySum,
+    #[error("flooding standard deviation {sigma} is outside [0, 2^50]")]
+    InvalidFlooding { sigma: f64 },
     #[error("lattice layer: {0}")]
     Math(#[from] math::MathError),
     #[error("malformed bytes: {0}")]

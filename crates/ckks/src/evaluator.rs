@@ -522,6 +522,60 @@ impl Evaluator {
         Ok(r)
     }
 
+    /// Output sanitization (circuit privacy, docs/security.md § FHE mode): `a + v·z + (e_0 + f,
+    /// e_1)` with `z` the client's encryption of zero (at a level `≥` `a`'s), `v` fresh ternary,
+    /// `e_i` fresh Gaussian (σ = 3.2) and `f` Gaussian flooding of standard deviation
+    /// `flood_sigma` on every coefficient. The result decrypts to `a`'s message plus
+    /// `v·e_z + e_1·s + e_0 + f`; its `c_1` is `a`'s plus an RLWE sample `v·z_1 + e_1`,
+    /// pseudorandom to the key holder, so it no longer depends on the evaluation.
+    pub fn rerandomize<R: rand_core::RngCore + rand_core::CryptoRng>(
+        &self,
+        a: &Ciphertext,
+        zero: &Ciphertext,
+        flood_sigma: f64,
+        rng: &mut R,
+    ) -> Result<Ciphertext, CkksError> {
+        self.check_params(a.params_id)?;
+        self.check_params(zero.params_id)?;
+        for c in [a, zero] {
+            if c.c.len() != 2 {
+                return Err(CkksError::InvalidDegree {
+                    degree: c.c.len() - 1,
+                    expected: 1,
+                });
+            }
+        }
+        if zero.level < a.level {
+            return Err(CkksError::LevelMismatch {
+                a: a.level,
+                b: zero.level,
+            });
+        }
+        if !(flood_sigma.is_finite() && (0.0..=2f64.powi(50)).contains(&flood_sigma)) {
+            return Err(CkksError::InvalidFlooding { sigma: flood_sigma });
+        }
+        let (ctx, n, k) = (self.params.ctx_q(), self.params.n(), a.level + 1);
+        let small = |v: &[i64]| {
+            let mut p = Poly::from_signed(ctx, k, v);
+            ring::ntt_forward(&mut p);
+            p
+        };
+        let v = small(&math::sample::ternary(n, rng));
+        let mut r = a.clone();
+        for (i, zi) in zero.c.iter().enumerate() {
+            let mut t = Poly::zero(ctx, k, Representation::Ntt);
+            ring::mul_into(&mut t, &v, &ring::truncated(zi, k));
+            ring::add_assign(&mut r.c[i], &t);
+            let mut e = math::sample::rounded_gaussian(n, crate::keys::SIGMA, rng);
+            if i == 0 && flood_sigma > 0.0 {
+                let f = math::sample::rounded_gaussian(n, flood_sigma, rng);
+                e.iter_mut().zip(&f).for_each(|(x, y)| *x += y);
+            }
+            ring::add_assign(&mut r.c[i], &small(&e));
+        }
+        Ok(r)
+    }
+
     // ---------------------------------------------------------------- key switching
 
     /// A ring element with `k` residues of `ctx` whose contents are arbitrary (from the pool, or

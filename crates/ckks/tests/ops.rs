@@ -488,3 +488,54 @@ fn deserializers_survive_mutated_bytes() {
         assert_eq!(parse_all(&junk), 0);
     }
 }
+
+/// Output sanitization: the re-randomized ciphertext decrypts to the same values plus the
+/// flooding (per-slot error ≈ σ_f·√N / Δ), its `c1` differs from the input's in every
+/// coefficient range, and bad operands are refused.
+#[test]
+fn rerandomize_with_flooding() {
+    let mut c = setup(presets::insecure_test_n11(), &[]);
+    let slots = c.params.max_slots();
+    let x = rand_vec(&mut c.rng, slots);
+    let cx = c.enc.encrypt_values(&x, slots, &mut c.rng).unwrap();
+    let cx = c.eval.drop_to_level(&cx, 1).unwrap();
+    let zero = c
+        .enc
+        .encrypt_values(&vec![Complex::new(0.0, 0.0); slots], slots, &mut c.rng)
+        .unwrap();
+    let dec = Decryptor::new(&c.params, &c.sk).unwrap();
+    // No flooding: the same precision as a fresh ciphertext.
+    let r0 = c.eval.rerandomize(&cx, &zero, 0.0, &mut c.rng).unwrap();
+    check(&c, &r0, &x, 18.0, "re-randomized");
+    assert_ne!(
+        ckks::serialize::ciphertext_to_bytes(&c.params, &r0),
+        ckks::serialize::ciphertext_to_bytes(&c.params, &cx)
+    );
+    // Flooding of 2^-12 per slot: σ_f = 2^-12·Δ/√N.
+    let n = c.params.n() as f64;
+    let sigma = 2f64.powi(-12) * cx.scale() / n.sqrt();
+    let r = c.eval.rerandomize(&cx, &zero, sigma, &mut c.rng).unwrap();
+    let got = dec.decrypt(&r).unwrap();
+    let rms = (got
+        .iter()
+        .zip(&x)
+        .map(|(a, b)| (*a - *b).abs().powi(2))
+        .sum::<f64>()
+        / slots as f64)
+        .sqrt();
+    let want = 2f64.powi(-12);
+    assert!(
+        rms > 0.8 * want && rms < 1.25 * want,
+        "slot error rms {rms:e}, flooding predicts {want:e}"
+    );
+    // Refused: a zero below the ciphertext's level, a degree-2 operand, a bad deviation.
+    let low = c.eval.drop_to_level(&zero, 0).unwrap();
+    assert!(c.eval.rerandomize(&cx, &low, 0.0, &mut c.rng).is_err());
+    assert!(c
+        .eval
+        .rerandomize(&cx, &zero, f64::NAN, &mut c.rng)
+        .is_err());
+    assert!(c.eval.rerandomize(&cx, &zero, -1.0, &mut c.rng).is_err());
+    let sq = c.eval.mul(&cx, &cx).unwrap();
+    assert!(c.eval.rerandomize(&sq, &zero, 0.0, &mut c.rng).is_err());
+}

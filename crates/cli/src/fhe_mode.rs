@@ -43,6 +43,11 @@ pub struct FheOpts {
     /// 15,15,27 by default): fewer levels per ReLU for a looser error bound.
     #[arg(long, value_delimiter = ',', default_value = "15,15,27")]
     pub relu_degrees: Vec<usize>,
+    /// Flooding noise on the returned ciphertexts: standard deviation 2^-B of the range per
+    /// slot (1–40; 0: re-randomization only). Hides the evaluation's noise and the masked
+    /// slots' residues from the client at the cost of output precision (docs/security.md).
+    #[arg(long, default_value_t = fhe::FLOOD_BITS)]
+    pub fhe_flood_bits: u32,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -117,14 +122,10 @@ pub fn deployment(model: &nn::Model, opts: &FheOpts, r: f64) -> anyhow::Result<D
             opts.relu_degrees
         );
     }
-    Ok(Deployment::with_options(
-        model,
-        lit,
-        Some(cfg),
-        r,
-        conv,
-        &opts.relu_degrees,
-    )?)
+    Ok(
+        Deployment::with_options(model, lit, Some(cfg), r, conv, &opts.relu_degrees)?
+            .with_flooding((opts.fhe_flood_bits > 0).then_some(opts.fhe_flood_bits))?,
+    )
 }
 
 /// Input gap of a convolution step (for MPCNN's formula).
@@ -235,8 +236,12 @@ pub fn infer_once(
         .iter()
         .map(|b| serialize::ciphertext_from_seeded_bytes(&dep.params, b))
         .collect::<Result<Vec<_>, _>>()?;
+    let zero = serialize::ciphertext_from_seeded_bytes(
+        &dep.params,
+        &serialize::seeded_ciphertext_to_bytes(&dep.params, &keys.zero),
+    )?;
     let t = Instant::now();
-    let run = dep.evaluate(eval, keys.encaps.as_ref(), input)?;
+    let run = dep.evaluate(eval, keys.encaps.as_ref(), &zero, input, rng)?;
     let server_ms = t.elapsed().as_secs_f64() * 1e3;
     let back: Vec<Vec<u8>> = run
         .output
@@ -275,7 +280,8 @@ pub fn bench(model: &nn::Model, x: &[f32], opts: &FheOpts, json_out: bool) -> an
     let eval_key_bytes = serialize::evaluation_keys_len(&dep.params, &keys.eval)
         + keys.encaps.as_ref().map_or(0, |e| {
             serialize::encapsulation_keys_to_bytes(&dep.params, e).len()
-        });
+        })
+        + serialize::seeded_ciphertext_to_bytes(&dep.params, &keys.zero).len();
     // The keys move to the server's evaluator (one copy in memory).
     let eval = ckks::Evaluator::new(&dep.params, std::mem::take(&mut keys.eval))?;
     let inf = infer_once(&dep, &keys, &eval, x, &mut rng)?;
@@ -327,7 +333,7 @@ pub fn bench(model: &nn::Model, x: &[f32], opts: &FheOpts, json_out: bool) -> an
         "pt_mults": tot.pt_mults, "ct_mults": tot.ct_mults, "rotation_keys": dep.rotations.len(),
         "eval_key_bytes": eval_key_bytes, "ciphertext_bytes_c2s": inf.c2s, "ciphertext_bytes_s2c": inf.s2c,
         "peak_rss_bytes": math::alloc::peak_resident_bytes(), "precision_bits": precision_bits, "matches_float": matches_float,
-        "max_abs_err": err, "range": r, "range_source": src, "plan_ms": plan_ms, "keygen_ms": keygen_ms,
+        "max_abs_err": err, "flood_bits": dep.offer.flood_bits, "range": r, "range_source": src, "plan_ms": plan_ms, "keygen_ms": keygen_ms,
         "encrypt_ms": inf.encrypt_ms, "decrypt_ms": inf.decrypt_ms, "logits": inf.logits, "float_logits": float,
     });
     if json_out {
@@ -446,6 +452,7 @@ pub fn serve(
         timeout,
         ..transport::TcpConfig::default()
     };
+    let mut rng = ChaCha20Rng::from_entropy();
     for conn in listener.incoming() {
         let stream = match conn {
             Ok(s) => s,
@@ -465,7 +472,7 @@ pub fn serve(
                 continue;
             }
         };
-        match fhe::party::serve(&dep, &opts.fhe_params, &d, &mut ch) {
+        match fhe::party::serve(&dep, &opts.fhe_params, &d, &mut ch, &mut rng) {
             Ok(rep) => eprintln!("{peer}: {}", serde_json::to_string(&rep)?),
             Err(e) => eprintln!(
                 "{peer}: session failed: {}",

@@ -115,6 +115,9 @@ fn fhe_mode_inspect_bench_eval() {
         "fhe",
         "--fhe-params",
         "test-n12",
+        // The evaluation's own precision: no flooding (the output is still re-randomized).
+        "--fhe-flood-bits",
+        "0",
         "--json",
     ]);
     assert!(ok, "{err}");
@@ -138,6 +141,7 @@ fn fhe_mode_inspect_bench_eval() {
     }
     assert_eq!(total["matches_float"], true);
     assert!(total["precision_bits"].as_f64().unwrap() > 12.0, "{total}");
+    assert!(total["flood_bits"].is_null(), "{total}");
     assert_eq!(total["bootstraps"].as_u64().unwrap(), boots);
     assert!(lines[..lines.len() - 1]
         .iter()

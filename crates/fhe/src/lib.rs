@@ -22,4 +22,4 @@ pub use error::{FheError, Result};
 pub use exec::{run, Counts, Run, StepReport};
 pub use layout::{Grid, Layout};
 pub use lower::{mpcnn_rotations, Options, Program};
-pub use session::{Client, ClientKeys, Deployment, Offer};
+pub use session::{Client, ClientKeys, Deployment, Offer, FLOOD_BITS};

@@ -21,7 +21,7 @@ use crate::session::{Client, Deployment, Offer};
 
 /// Protocol version: 2 since the P and I layouts are copy-major (an offer's layouts mean
 /// something else to a version-1 peer, which must refuse it).
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 /// Largest message of the protocol (a Galois key at the top level of the 128-bit preset is
 /// about 150 MB).
 pub const MAX_MESSAGE: usize = 1 << 30;
@@ -54,6 +54,8 @@ pub fn parse_hello(bytes: &[u8]) -> Result<Hello> {
         && o.range.is_finite()
         && o.range > 0.0
         && o.input_level <= 64
+        && o.output_level <= 64
+        && o.flood_bits.map_or(true, |b| (1..=40).contains(&b))
         && o.galois.len() <= 4096
         && (1..=4096).contains(&c)
         && hh.is_power_of_two()
@@ -132,11 +134,13 @@ fn u32_at(b: &[u8]) -> Result<(u32, &[u8])> {
 
 /// Server side of one session: offer, keys, ciphertexts, evaluation, result. On an error after
 /// the hello, the client is told why in one line.
-pub fn serve<C: Channel>(
+/// `rng` draws the re-randomization and flooding of the returned ciphertexts.
+pub fn serve<C: Channel, R: RngCore + CryptoRng>(
     dep: &Deployment,
     params: &str,
     digest: &str,
     ch: &mut C,
+    rng: &mut R,
 ) -> Result<ServerReport> {
     let hello = Hello {
         version: VERSION,
@@ -148,7 +152,7 @@ pub fn serve<C: Channel>(
     msg.extend(serde_json::to_vec(&hello).map_err(|e| bad(e.to_string()))?);
     ch.send(&msg).map_err(tr)?;
     ch.flush().map_err(tr)?;
-    match serve_rest(dep, ch) {
+    match serve_rest(dep, ch, rng) {
         Ok(r) => Ok(r),
         Err(e) => {
             let mut m = vec![1u8];
@@ -160,7 +164,11 @@ pub fn serve<C: Channel>(
     }
 }
 
-fn serve_rest<C: Channel>(dep: &Deployment, ch: &mut C) -> Result<ServerReport> {
+fn serve_rest<C: Channel, R: RngCore + CryptoRng>(
+    dep: &Deployment,
+    ch: &mut C,
+    rng: &mut R,
+) -> Result<ServerReport> {
     let p = &dep.params;
     let before = ch.stats();
     let hdr: KeysHeader = serde_json::from_slice(&ch.recv().map_err(tr)?)
@@ -187,8 +195,10 @@ fn serve_rest<C: Channel>(dep: &Deployment, ch: &mut C) -> Result<ServerReport> 
     } else {
         None
     };
+    let zero = serialize::ciphertext_from_seeded_bytes(p, &ch.recv().map_err(tr)?)?;
     let keys = EvaluationKeys::from_parts(p, Some(relin), galois);
     dep.check_keys(&keys, encaps.as_ref())?;
+    dep.check_zero(&zero)?;
     let eval_key_bytes = (ch.stats().bytes_received - before.bytes_received) as usize;
     let m = ch.recv().map_err(tr)?;
     let (count, _) = u32_at(&m)?;
@@ -207,7 +217,7 @@ fn serve_rest<C: Channel>(dep: &Deployment, ch: &mut C) -> Result<ServerReport> 
     }
     let eval = Evaluator::new(p, keys)?;
     let t = Instant::now();
-    let run = dep.evaluate(&eval, encaps.as_ref(), input)?;
+    let run = dep.evaluate(&eval, encaps.as_ref(), &zero, input, rng)?;
     let ms = t.elapsed().as_secs_f64() * 1e3;
     let mut head = vec![0u8];
     head.extend((run.output.len() as u32).to_le_bytes());
@@ -314,6 +324,8 @@ pub fn infer<C: Channel, R: RngCore + CryptoRng>(
         ch.send(&serialize::encapsulation_keys_to_bytes(&params, e))
             .map_err(tr)?;
     }
+    ch.send(&serialize::seeded_ciphertext_to_bytes(&params, &keys.zero))
+        .map_err(tr)?;
     let eval_key_bytes = (ch.stats().bytes_sent - before.bytes_sent) as usize;
     ch.send(&(input.len() as u32).to_le_bytes()).map_err(tr)?;
     let mut c2s = 0;

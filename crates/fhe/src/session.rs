@@ -32,7 +32,16 @@ pub struct Offer {
     pub galois: Vec<(usize, usize)>,
     /// Hamming weight of bootstrapping's ephemeral secret, when it encapsulates.
     pub ephemeral_h: Option<usize>,
+    /// Level of the returned ciphertexts, at which the client also sends an encryption of
+    /// zero for the server's re-randomization ([`Deployment::evaluate`]).
+    pub output_level: usize,
+    /// Flooding noise added to the returned ciphertexts: standard deviation `2^-b` of the range
+    /// per slot (`None`: re-randomization only). docs/security.md § FHE mode.
+    pub flood_bits: Option<u32>,
 }
+
+/// Default flooding of the output: `2^-12` of the range per slot (docs/security.md § FHE mode).
+pub const FLOOD_BITS: u32 = 12;
 
 /// A model lowered for one parameter set.
 pub struct Deployment {
@@ -51,6 +60,8 @@ pub struct ClientKeys {
     pub sk: SecretKey,
     pub eval: EvaluationKeys,
     pub encaps: Option<EncapsulationKeys>,
+    /// An encryption of zero at the output level: the server's re-randomizer.
+    pub zero: SeededCiphertext,
 }
 
 impl Deployment {
@@ -186,6 +197,8 @@ impl Deployment {
             output: prog.layouts[prog.output].clone(),
             galois: galois.into_iter().collect(),
             ephemeral_h: if boot.is_empty() { None } else { ephemeral_h },
+            output_level: dry.output.iter().map(|c| c.level).min().unwrap_or(0),
+            flood_bits: Some(FLOOD_BITS),
         };
         Ok(Deployment {
             params,
@@ -194,6 +207,19 @@ impl Deployment {
             rotations: dry.rotation_keys,
             offer,
         })
+    }
+
+    /// The same deployment with the output flooded at `2^-bits` of the range per slot (`None`:
+    /// re-randomization only).
+    pub fn with_flooding(mut self, bits: Option<u32>) -> Result<Self> {
+        if bits.is_some_and(|b| !(1..=40).contains(&b)) {
+            return Err(FheError::BadInput(format!(
+                "flooding of 2^-{} per slot: choose 1 to 40 bits",
+                bits.unwrap_or(0)
+            )));
+        }
+        self.offer.flood_bits = bits;
+        Ok(self)
     }
 
     /// The client side of this deployment (same process).
@@ -288,21 +314,57 @@ impl Deployment {
         Ok(())
     }
 
-    /// Server: evaluates the program on the client's ciphertexts.
-    pub fn evaluate(
+    /// Server: checks the client's encryption of zero against the offer.
+    pub fn check_zero(&self, zero: &Ciphertext) -> Result<()> {
+        if zero.level() != self.offer.output_level
+            || zero.slots() != self.offer.slots
+            || zero.degree() != 1
+        {
+            return Err(FheError::BadInput(format!(
+                "encryption of zero at level {} with {} slots, expected level {} with {}",
+                zero.level(),
+                zero.slots(),
+                self.offer.output_level,
+                self.offer.slots
+            )));
+        }
+        Ok(())
+    }
+
+    /// Server: evaluates the program on the client's ciphertexts, then re-randomizes each
+    /// returned ciphertext with the client's encryption of zero and floods it
+    /// ([`Evaluator::rerandomize`]; σ = `2^-b·Δ/√N` per coefficient gives a per-slot deviation
+    /// of `2^-b` of the range). The run's output is what the client receives.
+    pub fn evaluate<R: RngCore + CryptoRng>(
         &self,
         eval: &Evaluator,
         encaps: Option<&EncapsulationKeys>,
+        zero: &Ciphertext,
         input: Vec<Ciphertext>,
+        rng: &mut R,
     ) -> Result<Run<Ciphertext>> {
         self.check_input(&input)?;
+        self.check_zero(zero)?;
         let backend = Ckks {
             params: &self.params,
             eval,
             boot: (!self.boot.is_empty()).then_some((self.boot.as_slice(), encaps)),
             n: self.prog.n,
         };
-        run(&self.prog, &backend, input)
+        let mut r = run(&self.prog, &backend, input)?;
+        let sqrt_n = (self.params.n() as f64).sqrt();
+        r.output = r
+            .output
+            .iter()
+            .map(|c| {
+                let sigma = self
+                    .offer
+                    .flood_bits
+                    .map_or(0.0, |b| c.scale() / sqrt_n * 2f64.powi(-(b as i32)));
+                Ok(eval.rerandomize(c, zero, sigma, rng)?)
+            })
+            .collect::<Result<_>>()?;
+        Ok(r)
     }
 }
 
@@ -324,7 +386,20 @@ impl Client {
             .ephemeral_h
             .map(|h| EncapsulationKeys::generate(&self.params, &sk, h, rng))
             .transpose()?;
-        Ok(ClientKeys { sk, eval, encaps })
+        let zeros = vec![Complex::from(0.0); self.offer.slots];
+        let pt = self.params.encode(
+            &zeros,
+            self.offer.slots,
+            self.offer.output_level,
+            self.params.default_scale(),
+        )?;
+        let zero = Encryptor::with_secret_key(&self.params, &sk)?.encrypt_seeded(&pt, rng)?;
+        Ok(ClientKeys {
+            sk,
+            eval,
+            encaps,
+            zero,
+        })
     }
 
     /// The image `[C, H, W]` (normalized floats) encrypted in the offer's input layout.

@@ -13,12 +13,15 @@ fn tiny_fhe_network_on_ciphertexts_matches_float() {
     let (m, cases) = common::tiny("tiny_fhe");
     let (x, want) = cases[0].clone();
     let range = 2.0 * common::max_abs_trace(&m, &x);
+    // The evaluation's precision, so no flooding (the output is still re-randomized).
     let dep = Deployment::new(
         &m,
         ckks::presets::insecure_boot_n12_deep(),
         Some(ckks::presets::insecure_boot_n12_config()),
         range,
     )
+    .unwrap()
+    .with_flooding(None)
     .unwrap();
     assert!(dep.prog.bootstraps() >= 1, "the plan bootstraps");
     let squares = dep
@@ -73,6 +76,8 @@ fn split_maps_and_projection_shortcut_on_ciphertexts() {
         Some(ckks::presets::insecure_boot_n12_config()),
         range,
     )
+    .unwrap()
+    .with_flooding(None)
     .unwrap();
     assert_eq!(dep.prog.layouts[dep.prog.output].cts(), 1);
     assert!(
@@ -116,7 +121,10 @@ fn tiny_fhe_network_without_bootstrapping_with_complex_passes() {
         digits: None,
         security: ckks::Security::InsecureForTests,
     };
-    let dep = Deployment::new(&m, lit.clone(), None, 16.0).unwrap();
+    let dep = Deployment::new(&m, lit.clone(), None, 16.0)
+        .unwrap()
+        .with_flooding(None)
+        .unwrap();
     assert_eq!(dep.prog.bootstraps(), 0);
     assert!(
         dep.offer
@@ -130,7 +138,10 @@ fn tiny_fhe_network_without_bootstrapping_with_complex_passes() {
     eprintln!("max error {err:.2e}");
     assert!(err < 1e-4, "max error {err}: {y:?} vs {want:?}");
     // MPCNN's convolution (P → P for every layer) on the same parameters.
-    let mp = Deployment::with_conv(&m, lit, None, 16.0, fhe::lower::ConvAlgo::Mpcnn).unwrap();
+    let mp = Deployment::with_conv(&m, lit, None, 16.0, fhe::lower::ConvAlgo::Mpcnn)
+        .unwrap()
+        .with_flooding(None)
+        .unwrap();
     let (y, run) = common::run_encrypted(&mp, &x, 16);
     assert!(run.steps.iter().any(|s| s.op == "conv-mpcnn"));
     let err = common::max_err(&y, &want);
@@ -163,7 +174,15 @@ fn parties_over_a_channel() {
     let (mut cs, mut ss) =
         MemoryChannel::pair_with(fhe::party::MAX_MESSAGE, Duration::from_secs(120));
     let d2 = dep.clone();
-    let server = std::thread::spawn(move || fhe::party::serve(&d2, "test-n12", "abc", &mut ss));
+    let server = std::thread::spawn(move || {
+        fhe::party::serve(
+            &d2,
+            "test-n12",
+            "abc",
+            &mut ss,
+            &mut ChaCha20Rng::seed_from_u64(9),
+        )
+    });
     let mut rng = ChaCha20Rng::seed_from_u64(7);
     let rep =
         fhe::party::infer(&mut cs, |_| Ok(x.clone()), params_of, Some("ABC"), &mut rng).unwrap();
@@ -173,7 +192,12 @@ fn parties_over_a_channel() {
         .iter()
         .zip(&want)
         .fold(0f64, |a, (p, q)| a.max((p - q).abs()));
-    assert!(err < 1e-4, "max error {err}");
+    // The default flooding: 2^-12 of the range (16) per slot; measured 4.8e-3 at most.
+    let sigma = 16.0 * 2f64.powi(-(fhe::FLOOD_BITS as i32));
+    assert!(
+        err < 6.0 * sigma && err > sigma / 10.0,
+        "max error {err}, flooding σ ≈ {sigma:e}"
+    );
     assert_eq!(srep.eval_key_bytes, rep.eval_key_bytes);
     assert_eq!(srep.ciphertext_bytes_c2s, rep.ciphertext_bytes_c2s);
     assert_eq!(srep.ciphertext_bytes_s2c, rep.ciphertext_bytes_s2c);
@@ -182,7 +206,15 @@ fn parties_over_a_channel() {
     let (mut cs, mut ss) =
         MemoryChannel::pair_with(fhe::party::MAX_MESSAGE, Duration::from_secs(5));
     let d2 = dep.clone();
-    let server = std::thread::spawn(move || fhe::party::serve(&d2, "test-n12", "abc", &mut ss));
+    let server = std::thread::spawn(move || {
+        fhe::party::serve(
+            &d2,
+            "test-n12",
+            "abc",
+            &mut ss,
+            &mut ChaCha20Rng::seed_from_u64(9),
+        )
+    });
     let e = fhe::party::infer(
         &mut cs,
         |_| Ok(x.clone()),
@@ -199,7 +231,15 @@ fn parties_over_a_channel() {
     let (mut cs, mut ss) =
         MemoryChannel::pair_with(fhe::party::MAX_MESSAGE, Duration::from_secs(20));
     let d2 = dep.clone();
-    let server = std::thread::spawn(move || fhe::party::serve(&d2, "test-n12", "abc", &mut ss));
+    let server = std::thread::spawn(move || {
+        fhe::party::serve(
+            &d2,
+            "test-n12",
+            "abc",
+            &mut ss,
+            &mut ChaCha20Rng::seed_from_u64(9),
+        )
+    });
     let _hello = cs.recv().unwrap();
     cs.send(br#"{"galois": 1, "encaps": false}"#).unwrap();
     cs.send(&[1, 2, 3]).unwrap();
@@ -236,6 +276,9 @@ fn hello_parser_refuses_bad_offers() {
         ("/offer/slots", serde_json::json!(1000)),
         ("/offer/range", serde_json::json!(-1.0)),
         ("/offer/input_shape", serde_json::json!([3, 16, 16])),
+        ("/offer/flood_bits", serde_json::json!(0)),
+        ("/offer/flood_bits", serde_json::json!(64)),
+        ("/offer/output_level", serde_json::json!(1000)),
     ] {
         let old = v.pointer(path).unwrap().clone();
         *v.pointer_mut(path).unwrap() = bad;
@@ -303,7 +346,10 @@ fn resnet20_aespa_end_to_end_n16() {
     let keys = dep.keygen(&mut rng).unwrap();
     let input = dep.encrypt(&keys.sk, &x, &mut rng).unwrap();
     let eval = ckks::Evaluator::new(&dep.params, keys.eval).unwrap();
-    let run = dep.evaluate(&eval, keys.encaps.as_ref(), input).unwrap();
+    let zero = keys.zero.ciphertext().clone();
+    let run = dep
+        .evaluate(&eval, keys.encaps.as_ref(), &zero, input, &mut rng)
+        .unwrap();
     let y: Vec<f32> = dep
         .decrypt(&keys.sk, &run.output)
         .unwrap()

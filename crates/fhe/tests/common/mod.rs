@@ -59,6 +59,9 @@ pub fn run_encrypted(
     let keys = dep.keygen(&mut rng).unwrap();
     let input = dep.encrypt(&keys.sk, x, &mut rng).unwrap();
     let eval = ckks::Evaluator::new(&dep.params, keys.eval).unwrap();
-    let run = dep.evaluate(&eval, keys.encaps.as_ref(), input).unwrap();
+    let zero = keys.zero.ciphertext().clone();
+    let run = dep
+        .evaluate(&eval, keys.encaps.as_ref(), &zero, input, &mut rng)
+        .unwrap();
     (dep.decrypt(&keys.sk, &run.output).unwrap(), run)
 }
