@@ -214,6 +214,8 @@ pub struct Inference {
     pub decrypt_ms: f64,
     pub c2s: usize,
     pub s2c: usize,
+    /// RMS of the output slots that hold no logit (held units).
+    pub empty_slot_rms: f64,
 }
 
 pub fn infer_once(
@@ -256,6 +258,7 @@ pub fn infer_once(
         .collect::<Result<Vec<_>, _>>()?;
     let logits = dep.decrypt(&keys.sk, &out)?;
     let decrypt_ms = t.elapsed().as_secs_f64() * 1e3;
+    let empty_slot_rms = dep.client().empty_slot_rms(&keys.sk, &out)?;
     Ok(Inference {
         logits,
         run,
@@ -264,6 +267,7 @@ pub fn infer_once(
         decrypt_ms,
         c2s,
         s2c,
+        empty_slot_rms,
     })
 }
 
@@ -333,7 +337,7 @@ pub fn bench(model: &nn::Model, x: &[f32], opts: &FheOpts, json_out: bool) -> an
         "pt_mults": tot.pt_mults, "ct_mults": tot.ct_mults, "rotation_keys": dep.rotations.len(),
         "eval_key_bytes": eval_key_bytes, "ciphertext_bytes_c2s": inf.c2s, "ciphertext_bytes_s2c": inf.s2c,
         "peak_rss_bytes": math::alloc::peak_resident_bytes(), "precision_bits": precision_bits, "matches_float": matches_float,
-        "max_abs_err": err, "flood_bits": dep.offer.flood_bits, "range": r, "range_source": src, "plan_ms": plan_ms, "keygen_ms": keygen_ms,
+        "max_abs_err": err, "flood_bits": dep.offer.flood_bits, "empty_slot_rms": inf.empty_slot_rms, "range": r, "range_source": src, "plan_ms": plan_ms, "keygen_ms": keygen_ms,
         "encrypt_ms": inf.encrypt_ms, "decrypt_ms": inf.decrypt_ms, "logits": inf.logits, "float_logits": float,
     });
     if json_out {

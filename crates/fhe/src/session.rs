@@ -460,15 +460,36 @@ impl Client {
                 layout.cts()
             )));
         }
-        let dec = Decryptor::new(&self.params, sk)?;
-        let v: Vec<Vec<f64>> = out
-            .iter()
-            .map(|c| Ok(dec.decrypt(c)?.into_iter().map(|z| z.re).collect()))
-            .collect::<Result<_>>()?;
+        let v = self.decrypt_slots(sk, out)?;
         Ok(layout
             .unpack(&v)
             .into_iter()
             .map(|y| y * self.offer.range)
             .collect())
+    }
+
+    /// Every slot of the returned ciphertexts (real parts, in held units: value / range).
+    pub fn decrypt_slots(&self, sk: &SecretKey, out: &[Ciphertext]) -> Result<Vec<Vec<f64>>> {
+        let dec = Decryptor::new(&self.params, sk)?;
+        out.iter()
+            .map(|c| Ok(dec.decrypt(c)?.into_iter().map(|z| z.re).collect()))
+            .collect()
+    }
+
+    /// Root mean square of the slots the output layout leaves empty (held units): what the
+    /// client sees beyond the logits, the residue of the masked values, the evaluation's noise
+    /// and the flooding.
+    pub fn empty_slot_rms(&self, sk: &SecretKey, out: &[Ciphertext]) -> Result<f64> {
+        let v = self.decrypt_slots(sk, out)?;
+        let (mut sum, mut count) = (0.0, 0usize);
+        for (t, vt) in v.iter().enumerate() {
+            for (q, x) in vt.iter().enumerate() {
+                if self.offer.output.at(t, q).is_none() {
+                    sum += x * x;
+                    count += 1;
+                }
+            }
+        }
+        Ok((sum / count.max(1) as f64).sqrt())
     }
 }
