@@ -94,28 +94,25 @@ class TinyFHEProj(nn.Module):
         return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
 
 
-def tiny_fhe_proj(seed=0):
-    torch.manual_seed(seed)
-    m = TinyFHEProj()
+def _seed_bns(m: nn.Module, var=(0.5, 2.0), weight=(0.5, 1.0)) -> nn.Module:
+    """Random BN statistics and affine parameters (the fixtures' BNs are not identities)."""
     with torch.no_grad():
         for bn in [mod for mod in m.modules() if isinstance(mod, nn.BatchNorm2d)]:
             bn.running_mean.uniform_(-0.3, 0.3)
-            bn.running_var.uniform_(1.0, 4.0)
-            bn.weight.uniform_(0.3, 0.6)
+            bn.running_var.uniform_(*var)
+            bn.weight.uniform_(*weight)
             bn.bias.uniform_(-0.3, 0.3)
     return m.eval()
+
+
+def tiny_fhe_proj(seed=0):
+    torch.manual_seed(seed)
+    return _seed_bns(TinyFHEProj(), var=(1.0, 4.0), weight=(0.3, 0.6))
 
 
 def tiny_fhe(seed=0, relu=False):
     torch.manual_seed(seed)
-    m = TinyFHE(relu)
-    with torch.no_grad():
-        for bn in [mod for mod in m.modules() if isinstance(mod, nn.BatchNorm2d)]:
-            bn.running_mean.uniform_(-0.3, 0.3)
-            bn.running_var.uniform_(0.5, 2.0)
-            bn.weight.uniform_(0.5, 1.0)
-            bn.bias.uniform_(-0.3, 0.3)
-    return m.eval()
+    return _seed_bns(TinyFHE(relu))
 
 
 def tiny_cnn(seed=0):
