@@ -500,15 +500,20 @@ fn conv_a<B: Backend>(
         };
         let u = sum_phases_and_groups(ctx, u, lin)?;
         // Keep phase (0, 0) of the output cells in each copy's first block (a channel past O
-        // has zero weights); ½ when paired: the split doubles.
+        // has zero weights); ½ when paired: the split doubles. With one copy (`g·B = n`) the
+        // group sum is cyclic, so every block holds the total: keep them all, and the run
+        // needs no replication.
+        let cyclic = g * grid.block() == n;
         let mask = cell_mask(grid, n, cv.stride[0], if paired { 0.5 } else { 1.0 }, |b| {
-            b % g == 0
+            cyclic || b % g == 0
         });
         let mut u = ctx.dot(&[(&u, &mask)])?;
         // Replicate over the output cell's phases, then over the copy's run of g blocks.
         u = ctx.rot_sum(u, -1, og.k)?;
         u = ctx.rot_sum(u, -(og.wb() as isize), og.k)?;
-        u = ctx.rot_sum(u, -(og.block() as isize), g)?;
+        if !cyclic {
+            u = ctx.rot_sum(u, -(og.block() as isize), g)?;
+        }
         let parts = if paired {
             let (re, im) = ctx.split(&u)?;
             vec![re, im]
