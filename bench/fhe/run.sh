@@ -32,8 +32,10 @@ for step in $STEPS; do
     M=python/build/models/resnet18_64_aespa.onnx
     [ -f $M ] || python/.venv/bin/python -m privinfer_models.export --models resnet18_64_aespa --out python/build/models
     $BIN inspect $M --mode fhe --json > $OUT/plan_resnet18_64_aespa.jsonl
-    /usr/bin/time -v $BIN bench --model $M --mode fhe --image models/samples/cifar10_00_3.png --json \
-      > $OUT/bench_resnet18_64_aespa.jsonl 2> $OUT/bench_resnet18_64_aespa.time ;;
+    # FLOOD: --fhe-flood-bits (default 12; 0 = re-randomization only).
+    /usr/bin/time -v $BIN bench --model $M --mode fhe --image models/samples/cifar10_00_3.png \
+      --fhe-flood-bits ${FLOOD:-12} --json \
+      > $OUT/r18_${STAMP}_flood${FLOOD:-12}.jsonl 2> $OUT/r18_${STAMP}_flood${FLOOD:-12}.time ;;
   eval) # Encrypted inference of the first K test images (minutes each on 2 cores).
     $BIN eval --model models/resnet20_aespa.onnx --data "$DATA" --limit "${K:-10}" --mode fhe --json \
       > $OUT/eval_resnet20_aespa.json ;;

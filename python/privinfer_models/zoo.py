@@ -115,7 +115,9 @@ class _BasicBlockB(nn.Module):
 class HermiteRelu(nn.Module):
     """ReLU's degree-2 Hermite expansion for a standard normal input (AESPA's fixed start,
     F0 + F1·h1(x) + F2·h2(x)), exported as x·(a·x + b) + c with per-channel constants: the
-    HE-friendly activation of the seeded FHE-mode ResNet-18 (its BN normalizes the input)."""
+    HE-friendly activation of the seeded FHE-mode ResNet-18, a cost benchmark. Untrained, a
+    17-deep composition of squares is chaotic (BENCHMARKS.md § FHE mode: its logits barely depend
+    on the image); AESPA's training is what makes such a network useful."""
 
     def __init__(self, c: int):
         super().__init__()
