@@ -55,7 +55,7 @@ pub fn parse_hello(bytes: &[u8]) -> Result<Hello> {
         && o.range > 0.0
         && o.input_level <= 64
         && o.output_level <= 64
-        && o.flood_bits.map_or(true, |b| (1..=40).contains(&b))
+        && o.flood_bits.is_none_or(|b| (1..=40).contains(&b))
         && o.galois.len() <= 4096
         && (1..=4096).contains(&c)
         && hh.is_power_of_two()

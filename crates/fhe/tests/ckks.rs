@@ -8,21 +8,26 @@ use fhe::Deployment;
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 
-#[test]
-fn tiny_fhe_network_on_ciphertexts_matches_float() {
-    let (m, cases) = common::tiny("tiny_fhe");
-    let (x, want) = cases[0].clone();
-    let range = 2.0 * common::max_abs_trace(&m, &x);
-    // The evaluation's precision, so no flooding (the output is still re-randomized).
-    let dep = Deployment::new(
-        &m,
+/// The model at the INSECURE N = 2^12 bootstrapping preset, output re-randomized but not
+/// flooded: the tests of the evaluation's own precision.
+fn unflooded_n12(m: &nn::Model, range: f64) -> Deployment {
+    Deployment::new(
+        m,
         ckks::presets::insecure_boot_n12_deep(),
         Some(ckks::presets::insecure_boot_n12_config()),
         range,
     )
     .unwrap()
     .with_flooding(None)
-    .unwrap();
+    .unwrap()
+}
+
+#[test]
+fn tiny_fhe_network_on_ciphertexts_matches_float() {
+    let (m, cases) = common::tiny("tiny_fhe");
+    let (x, want) = cases[0].clone();
+    let range = 2.0 * common::max_abs_trace(&m, &x);
+    let dep = unflooded_n12(&m, range);
     assert!(dep.prog.bootstraps() >= 1, "the plan bootstraps");
     let squares = dep
         .prog
@@ -70,15 +75,7 @@ fn split_maps_and_projection_shortcut_on_ciphertexts() {
     let (m, cases) = common::tiny("tiny_fhe_proj");
     let (x, want) = cases[1].clone();
     let range = 2.0 * common::max_abs_trace(&m, &x);
-    let dep = Deployment::new(
-        &m,
-        ckks::presets::insecure_boot_n12_deep(),
-        Some(ckks::presets::insecure_boot_n12_config()),
-        range,
-    )
-    .unwrap()
-    .with_flooding(None)
-    .unwrap();
+    let dep = unflooded_n12(&m, range);
     assert_eq!(dep.prog.layouts[dep.prog.output].cts(), 1);
     assert!(
         dep.prog
