@@ -256,9 +256,11 @@ pub fn infer_once(
         .iter()
         .map(|b| serialize::ciphertext_from_bytes(&dep.params, b))
         .collect::<Result<Vec<_>, _>>()?;
-    let logits = dep.decrypt(&keys.sk, &out)?;
+    let client = dep.client();
+    let slots = client.decrypt_slots(&keys.sk, &out)?;
+    let logits = client.logits(&slots);
     let decrypt_ms = t.elapsed().as_secs_f64() * 1e3;
-    let empty_slot_rms = dep.client().empty_slot_rms(&keys.sk, &out)?;
+    let empty_slot_rms = client.empty_slot_rms(&slots);
     Ok(Inference {
         logits,
         run,

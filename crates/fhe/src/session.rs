@@ -452,6 +452,11 @@ impl Client {
 
     /// The model output (logits) from the returned ciphertexts.
     pub fn decrypt(&self, sk: &SecretKey, out: &[Ciphertext]) -> Result<Vec<f64>> {
+        Ok(self.logits(&self.decrypt_slots(sk, out)?))
+    }
+
+    /// Every slot of the returned ciphertexts (real parts, in held units: value / range).
+    pub fn decrypt_slots(&self, sk: &SecretKey, out: &[Ciphertext]) -> Result<Vec<Vec<f64>>> {
         let layout = &self.offer.output;
         if out.len() != layout.cts() {
             return Err(FheError::BadInput(format!(
@@ -460,29 +465,28 @@ impl Client {
                 layout.cts()
             )));
         }
-        let v = self.decrypt_slots(sk, out)?;
-        Ok(layout
-            .unpack(&v)
-            .into_iter()
-            .map(|y| y * self.offer.range)
-            .collect())
-    }
-
-    /// Every slot of the returned ciphertexts (real parts, in held units: value / range).
-    pub fn decrypt_slots(&self, sk: &SecretKey, out: &[Ciphertext]) -> Result<Vec<Vec<f64>>> {
         let dec = Decryptor::new(&self.params, sk)?;
         out.iter()
             .map(|c| Ok(dec.decrypt(c)?.into_iter().map(|z| z.re).collect()))
             .collect()
     }
 
-    /// Root mean square of the slots the output layout leaves empty (held units): what the
-    /// client sees beyond the logits, the residue of the masked values, the evaluation's noise
-    /// and the flooding.
-    pub fn empty_slot_rms(&self, sk: &SecretKey, out: &[Ciphertext]) -> Result<f64> {
-        let v = self.decrypt_slots(sk, out)?;
+    /// The logits from [`Client::decrypt_slots`]'s slots.
+    pub fn logits(&self, slots: &[Vec<f64>]) -> Vec<f64> {
+        self.offer
+            .output
+            .unpack(slots)
+            .into_iter()
+            .map(|y| y * self.offer.range)
+            .collect()
+    }
+
+    /// Root mean square of the slots the output layout leaves empty (held units), from
+    /// [`Client::decrypt_slots`]'s slots: what the client sees beyond the logits, the residue
+    /// of the masked values, the evaluation's noise and the flooding.
+    pub fn empty_slot_rms(&self, slots: &[Vec<f64>]) -> f64 {
         let (mut sum, mut count) = (0.0, 0usize);
-        for (t, vt) in v.iter().enumerate() {
+        for (t, vt) in slots.iter().enumerate() {
             for (q, x) in vt.iter().enumerate() {
                 if self.offer.output.at(t, q).is_none() {
                     sum += x * x;
@@ -490,6 +494,6 @@ impl Client {
                 }
             }
         }
-        Ok((sum / count.max(1) as f64).sqrt())
+        (sum / count.max(1) as f64).sqrt()
     }
 }
