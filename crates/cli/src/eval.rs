@@ -46,6 +46,23 @@ pub struct Args {
     mode: crate::fhe_mode::Mode,
     #[command(flatten)]
     fhe: crate::fhe_mode::FheOpts,
+    #[command(flatten)]
+    fhe_eval: crate::fhe_mode::EvalOpts,
+}
+
+/// The PNG/JPEG files of a directory, sorted.
+fn image_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            matches!(
+                p.extension().and_then(|e| e.to_str()),
+                Some("png" | "jpg" | "jpeg")
+            )
+        })
+        .collect();
+    files.sort();
+    Ok(files)
 }
 
 /// Inputs (normalized) and labels.
@@ -60,17 +77,10 @@ fn load_data(
     };
     let mut out = Vec::new();
     if path.is_dir() {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(path)?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| {
-                matches!(
-                    p.extension().and_then(|e| e.to_str()),
-                    Some("png" | "jpg" | "jpeg")
-                )
-            })
-            .collect();
-        files.sort();
-        for f in files.into_iter().take(limit.unwrap_or(usize::MAX)) {
+        for f in image_files(path)?
+            .into_iter()
+            .take(limit.unwrap_or(usize::MAX))
+        {
             let stem = f.file_stem().and_then(|s| s.to_str()).unwrap_or("");
             let label: usize = stem
                 .rsplit('_')
@@ -100,7 +110,28 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let cfg = FixedConfig::new(a.ell, a.scale)?;
     let data = load_data(&a.data, model.input_shape(), a.limit)?;
     if a.mode == crate::fhe_mode::Mode::Fhe {
-        return crate::fhe_mode::eval(&model, &data, &a.fhe, a.json);
+        // A journal's results are tied to the model file's and the data's contents (the data
+        // file, or a directory's image names and contents), not to --limit.
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        h.update(std::fs::read(&a.model)?);
+        if a.data.is_dir() {
+            for f in image_files(&a.data)? {
+                h.update(
+                    f.file_name()
+                        .map(|n| n.as_encoded_bytes())
+                        .unwrap_or_default(),
+                );
+                h.update(std::fs::read(&f).unwrap_or_default());
+            }
+        } else {
+            h.update(std::fs::read(&a.data)?);
+        }
+        let id: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        return crate::fhe_mode::eval(&model, &data, &a.fhe, &a.fhe_eval, &id, a.json);
+    }
+    if !a.fhe_eval.fhe_flood_sweep.is_empty() || a.fhe_eval.journal.is_some() {
+        bail!("--fhe-flood-sweep and --journal belong to --mode fhe");
     }
     // The fixed-point semantics the private run computes: LayerNorm → linear pairs fused as
     // the default plan fuses them (engine::plan::fused_pairs at its planning link).

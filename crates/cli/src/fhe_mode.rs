@@ -216,6 +216,8 @@ pub struct Inference {
     pub s2c: usize,
     /// RMS of the output slots that hold no logit (held units).
     pub empty_slot_rms: f64,
+    /// The logits the client would decrypt at each flooding of the sweep (same evaluation).
+    pub sweep_logits: Vec<Vec<f64>>,
 }
 
 pub fn infer_once(
@@ -223,6 +225,7 @@ pub fn infer_once(
     keys: &fhe::ClientKeys,
     eval: &ckks::Evaluator,
     x: &[f32],
+    sweep: &[Option<u32>],
     rng: &mut ChaCha20Rng,
 ) -> anyhow::Result<Inference> {
     let t = Instant::now();
@@ -243,7 +246,7 @@ pub fn infer_once(
         &serialize::seeded_ciphertext_to_bytes(&dep.params, &keys.zero),
     )?;
     let t = Instant::now();
-    let run = dep.evaluate(eval, keys.encaps.as_ref(), &zero, input, rng)?;
+    let (run, swept) = dep.evaluate_sweep(eval, keys.encaps.as_ref(), &zero, input, sweep, rng)?;
     let server_ms = t.elapsed().as_secs_f64() * 1e3;
     let back: Vec<Vec<u8>> = run
         .output
@@ -261,7 +264,12 @@ pub fn infer_once(
     let logits = client.logits(&slots);
     let decrypt_ms = t.elapsed().as_secs_f64() * 1e3;
     let empty_slot_rms = client.empty_slot_rms(&slots);
+    let sweep_logits = swept
+        .iter()
+        .map(|cts| Ok(client.logits(&client.decrypt_slots(&keys.sk, cts)?)))
+        .collect::<anyhow::Result<_>>()?;
     Ok(Inference {
+        sweep_logits,
         logits,
         run,
         server_ms,
@@ -290,7 +298,7 @@ pub fn bench(model: &nn::Model, x: &[f32], opts: &FheOpts, json_out: bool) -> an
         + serialize::seeded_ciphertext_to_bytes(&dep.params, &keys.zero).len();
     // The keys move to the server's evaluator (one copy in memory).
     let eval = ckks::Evaluator::new(&dep.params, std::mem::take(&mut keys.eval))?;
-    let inf = infer_once(&dep, &keys, &eval, x, &mut rng)?;
+    let inf = infer_once(&dep, &keys, &eval, x, &[], &mut rng)?;
     let float = nn::float::run(model, x)?.data;
     let err = inf
         .logits
@@ -363,62 +371,226 @@ pub fn bench(model: &nn::Model, x: &[f32], opts: &FheOpts, json_out: bool) -> an
     Ok(())
 }
 
-/// `privinfer eval --mode fhe`: accuracy and agreement with the float executor.
+/// Options of `privinfer eval --mode fhe` beyond [`FheOpts`].
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct EvalOpts {
+    /// Also decrypt each evaluation re-sanitized at these floodings (bits as
+    /// `--fhe-flood-bits`, 0: re-randomization only) and report the agreement at each: the
+    /// flooding's cost measured on the same evaluations.
+    #[arg(long, value_delimiter = ',')]
+    pub fhe_flood_sweep: Vec<u32>,
+    /// Append one JSON line per image to this file and, when it exists, resume: images it
+    /// already holds are not evaluated again, and the summary covers all of them. Its first
+    /// line records the model, data and settings; a journal written for others is refused.
+    #[arg(long)]
+    pub journal: Option<std::path::PathBuf>,
+}
+
+/// One image's outcome in an FHE evaluation (a journal line).
+#[derive(serde::Serialize, serde::Deserialize, Clone, Debug, PartialEq)]
+struct ImageResult {
+    image: usize,
+    label: usize,
+    float: usize,
+    fhe: usize,
+    bits: f64,
+    /// Top-1 and precision at each flooding of the sweep, in its order.
+    sweep_fhe: Vec<usize>,
+    sweep_bits: Vec<f64>,
+    server_ms: f64,
+}
+
+/// Precision of `ours` against `f`: −log2(max error / max |f|).
+fn precision_bits(ours: &[f64], f: &[f32]) -> f64 {
+    let err = ours
+        .iter()
+        .zip(f)
+        .fold(0f64, |a, (x, &y)| a.max((x - y as f64).abs()));
+    let fmax = f
+        .iter()
+        .fold(0f64, |a, v| a.max(v.abs() as f64))
+        .max(f64::MIN_POSITIVE);
+    -(err / fmax).log2()
+}
+
+fn argmax64(v: &[f64]) -> usize {
+    nn::argmax(&v.iter().map(|&x| x as f32).collect::<Vec<_>>())
+}
+
+/// The journal's first line: what its results are results of.
+fn journal_header(id: &str, opts: &FheOpts, sweep: &[u32], r: f64) -> serde_json::Value {
+    json!({
+        "journal": 1, "setup": id, "params": opts.fhe_params, "conv": format!("{:?}", opts.fhe_conv),
+        "relu_degrees": opts.relu_degrees, "flood_bits": opts.fhe_flood_bits,
+        "sweep": sweep, "range": r,
+    })
+}
+
+/// Reads a journal: its results, after checking its header against `header`. A last line cut
+/// short (the process stopped while writing) is dropped; any other bad line is an error.
+fn read_journal(
+    path: &std::path::Path,
+    header: &serde_json::Value,
+) -> anyhow::Result<Vec<ImageResult>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    let lines: Vec<&str> = text.lines().collect();
+    let Some(first) = lines.first() else {
+        return Ok(Vec::new());
+    };
+    let h: serde_json::Value = serde_json::from_str(first)
+        .with_context(|| format!("{}: first line is not a journal header", path.display()))?;
+    if &h != header {
+        bail!(
+            "{} was written for another model, data or settings ({h}); use another --journal",
+            path.display()
+        );
+    }
+    let mut out = Vec::new();
+    for (i, l) in lines.iter().enumerate().skip(1) {
+        match serde_json::from_str::<ImageResult>(l) {
+            Ok(r) => out.push(r),
+            Err(_) if i + 1 == lines.len() && !text.ends_with('\n') => {}
+            Err(e) => bail!("{} line {}: {e}", path.display(), i + 1),
+        }
+    }
+    Ok(out)
+}
+
+/// `privinfer eval --mode fhe`: accuracy and agreement with the float executor. `id` names
+/// the model and data (their digests) for the journal.
 pub fn eval(
     model: &nn::Model,
     data: &[(Vec<f32>, usize)],
     opts: &FheOpts,
+    eopts: &EvalOpts,
+    id: &str,
     json_out: bool,
 ) -> anyhow::Result<()> {
+    use std::io::Write;
     let (r, src) = range(model, opts, data.first().map(|d| d.0.as_slice()))?;
-    let dep = deployment(model, opts, r)?;
-    let mut rng = ChaCha20Rng::from_entropy();
-    let mut keys = dep.keygen(&mut rng)?;
-    let eval = ckks::Evaluator::new(&dep.params, std::mem::take(&mut keys.eval))?;
-    let (mut correct, mut float_correct, mut agree) = (0usize, 0usize, 0usize);
-    let mut worst_bits = f64::INFINITY;
+    let sweep: Vec<Option<u32>> = eopts
+        .fhe_flood_sweep
+        .iter()
+        .map(|&b| (b > 0).then_some(b))
+        .collect();
+    let header = journal_header(id, opts, &eopts.fhe_flood_sweep, r);
+    let mut results = match &eopts.journal {
+        Some(p) => read_journal(p, &header)?,
+        None => Vec::new(),
+    };
+    let done: std::collections::HashSet<usize> = results.iter().map(|x| x.image).collect();
+    let mut journal = match &eopts.journal {
+        Some(p) => {
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .with_context(|| format!("opening {}", p.display()))?;
+            if f.metadata()?.len() == 0 {
+                writeln!(f, "{header}")?;
+            } else if !std::fs::read(p)?.ends_with(b"\n") {
+                // A line cut short by a stop: end it so the next result starts a line.
+                writeln!(f)?;
+            }
+            Some(f)
+        }
+        None => None,
+    };
+    let todo: Vec<usize> = (0..data.len()).filter(|i| !done.contains(i)).collect();
     let t = Instant::now();
-    for (i, (x, label)) in data.iter().enumerate() {
-        let inf = infer_once(&dep, &keys, &eval, x, &mut rng)?;
-        let f = nn::float::run(model, x)?.data;
-        let ours: Vec<f32> = inf.logits.iter().map(|&v| v as f32).collect();
-        let (p, pf) = (nn::argmax(&ours), nn::argmax(&f));
-        correct += (p == *label) as usize;
-        float_correct += (pf == *label) as usize;
-        agree += (p == pf) as usize;
-        let err = ours
-            .iter()
-            .zip(&f)
-            .fold(0f64, |a, (x, y)| a.max((x - y).abs() as f64));
-        let fmax = f
-            .iter()
-            .fold(0f64, |a, v| a.max(v.abs() as f64))
-            .max(f64::MIN_POSITIVE);
-        worst_bits = worst_bits.min(-(err / fmax).log2());
-        if !json_out {
-            eprintln!(
-                "image {i}: label {label}, fhe {p}, float {pf}, {:.1} s",
-                inf.server_ms / 1e3
-            );
+    if !todo.is_empty() {
+        let dep = deployment(model, opts, r)?;
+        let mut rng = ChaCha20Rng::from_entropy();
+        let mut keys = dep.keygen(&mut rng)?;
+        let eval = ckks::Evaluator::new(&dep.params, std::mem::take(&mut keys.eval))?;
+        for &i in &todo {
+            let (x, label) = &data[i];
+            let inf = infer_once(&dep, &keys, &eval, x, &sweep, &mut rng)?;
+            let f = nn::float::run(model, x)?.data;
+            let res = ImageResult {
+                image: i,
+                label: *label,
+                float: nn::argmax(&f),
+                fhe: argmax64(&inf.logits),
+                bits: precision_bits(&inf.logits, &f),
+                sweep_fhe: inf.sweep_logits.iter().map(|l| argmax64(l)).collect(),
+                sweep_bits: inf
+                    .sweep_logits
+                    .iter()
+                    .map(|l| precision_bits(l, &f))
+                    .collect(),
+                server_ms: inf.server_ms,
+            };
+            if let Some(j) = journal.as_mut() {
+                writeln!(j, "{}", serde_json::to_string(&res)?)?;
+                j.flush()?;
+            }
+            if !json_out {
+                eprintln!(
+                    "image {i}: label {label}, fhe {}, float {}, {:.1} bits, {:.1} s",
+                    res.fhe,
+                    res.float,
+                    res.bits,
+                    inf.server_ms / 1e3
+                );
+            }
+            results.push(res);
         }
     }
-    let n = data.len() as f64;
+    results.retain(|x| x.image < data.len());
+    let n = results.len() as f64;
+    let count = |f: &dyn Fn(&ImageResult) -> bool| results.iter().filter(|x| f(x)).count() as f64;
+    let worst =
+        |f: &dyn Fn(&ImageResult) -> f64| results.iter().map(f).fold(f64::INFINITY, f64::min);
+    let accuracy = count(&|x| x.fhe == x.label) / n;
+    let float_accuracy = count(&|x| x.float == x.label) / n;
+    let agreement = count(&|x| x.fhe == x.float) / n;
+    let worst_bits = worst(&|x| x.bits);
+    let by_flood: Vec<serde_json::Value> = eopts
+        .fhe_flood_sweep
+        .iter()
+        .enumerate()
+        .map(|(k, b)| {
+            json!({
+                "flood_bits": b,
+                "accuracy": count(&|x| x.sweep_fhe[k] == x.label) / n,
+                "agreement": count(&|x| x.sweep_fhe[k] == x.float) / n,
+                "min_precision_bits": worst(&|x| x.sweep_bits[k]),
+            })
+        })
+        .collect();
     let out = json!({
-        "images": data.len(), "accuracy": correct as f64 / n, "float_accuracy": float_correct as f64 / n,
-        "agreement": agree as f64 / n, "min_precision_bits": worst_bits, "range": r, "range_source": src,
-        "seconds": t.elapsed().as_secs_f64(), "mode": "fhe", "params": opts.fhe_params,
+        "images": results.len(), "accuracy": accuracy, "float_accuracy": float_accuracy,
+        "agreement": agreement, "min_precision_bits": worst_bits, "flood_bits": opts.fhe_flood_bits,
+        "sweep": by_flood, "evaluated_now": todo.len(), "range": r, "range_source": src,
+        "seconds": t.elapsed().as_secs_f64(),
+        "mean_server_ms": results.iter().map(|x| x.server_ms).sum::<f64>() / n,
+        "mode": "fhe", "params": opts.fhe_params,
     });
     if json_out {
         println!("{out}");
     } else {
         println!(
-            "{} images: FHE top-1 {:.2} %, float {:.2} %, agreement {:.2} %, worst precision {:.1} bits",
-            data.len(),
-            100.0 * correct as f64 / n,
-            100.0 * float_correct as f64 / n,
-            100.0 * agree as f64 / n,
+            "{} images ({} now): FHE top-1 {:.2} %, float {:.2} %, agreement {:.2} %, worst precision {:.1} bits",
+            results.len(),
+            todo.len(),
+            100.0 * accuracy,
+            100.0 * float_accuracy,
+            100.0 * agreement,
             worst_bits
         );
+        for v in &by_flood {
+            println!(
+                "  flooding {}: agreement {:.2} %, worst {:.1} bits",
+                v["flood_bits"],
+                100.0 * v["agreement"].as_f64().unwrap_or(0.0),
+                v["min_precision_bits"].as_f64().unwrap_or(0.0)
+            );
+        }
     }
     Ok(())
 }

@@ -157,7 +157,70 @@ fn fhe_mode_inspect_bench_eval() {
         img.save(dir.join(format!("img{i}_{label}.png"))).unwrap();
     }
     let d = dir.to_string_lossy().into_owned();
-    let (ok, out, err) = run(&[
+    let journal = dir.with_extension("journal.jsonl");
+    let j = journal.to_string_lossy().into_owned();
+    let eval = |limit: &str| {
+        run(&[
+            "eval",
+            "--model",
+            m,
+            "--data",
+            &d,
+            "--limit",
+            limit,
+            "--mode",
+            "fhe",
+            "--fhe-params",
+            "test-n12",
+            "--fhe-flood-sweep",
+            "0,1,30",
+            "--journal",
+            &j,
+            "--json",
+        ])
+    };
+    let summary = |out: &str| -> serde_json::Value {
+        serde_json::from_str(out.lines().last().unwrap()).unwrap()
+    };
+    // The first image, then both: the journal's image is not evaluated again.
+    let (ok, out, err) = eval("1");
+    assert!(ok, "{err}");
+    assert_eq!(summary(&out)["images"], 1);
+    let (ok, out, err) = eval("2");
+    assert!(ok, "{err}");
+    let v = summary(&out);
+    assert_eq!(
+        (v["images"].as_u64(), v["evaluated_now"].as_u64()),
+        (Some(2), Some(1)),
+        "{v}"
+    );
+    assert_eq!(v["agreement"], 1.0, "{v}");
+    // The sweep: unflooded and 2^-30 agree with float; 2^-1 of the range is as large as the
+    // values, which the precision shows.
+    let sweep = v["sweep"].as_array().unwrap();
+    let bits = |k: usize| sweep[k]["min_precision_bits"].as_f64().unwrap();
+    assert_eq!(
+        (
+            sweep[0]["agreement"].as_f64(),
+            sweep[2]["agreement"].as_f64()
+        ),
+        (Some(1.0), Some(1.0)),
+        "{v}"
+    );
+    assert!(bits(1) < 4.0 && bits(0) > 10.0 && bits(2) > 10.0, "{v}");
+    // A last line cut short by a stop is dropped and its image evaluated again.
+    let text = std::fs::read_to_string(&journal).unwrap();
+    assert_eq!(text.lines().count(), 3, "{text}");
+    std::fs::write(&journal, &text[..text.len() - 20]).unwrap();
+    let (ok, out, err) = eval("2");
+    assert!(ok, "{err}");
+    assert_eq!(summary(&out)["evaluated_now"], 1);
+    assert_eq!(
+        std::fs::read_to_string(&journal).unwrap().lines().count(),
+        4
+    );
+    // A journal written with other settings is refused in one line.
+    let (ok, _, err) = run(&[
         "eval",
         "--model",
         m,
@@ -167,13 +230,19 @@ fn fhe_mode_inspect_bench_eval() {
         "fhe",
         "--fhe-params",
         "test-n12",
-        "--json",
+        "--fhe-flood-bits",
+        "14",
+        "--journal",
+        &j,
     ]);
-    let _ = std::fs::remove_dir_all(&dir);
-    assert!(ok, "{err}");
-    let v: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
-    assert_eq!(v["images"], 2);
-    assert_eq!(v["agreement"], 1.0, "{v}");
+    assert!(
+        !ok && err.contains("use another --journal") && err.lines().count() == 1,
+        "{err}"
+    );
+    let _ = (
+        std::fs::remove_dir_all(&dir),
+        std::fs::remove_file(&journal),
+    );
 
     let (ok, _, err) = run(&[
         "inspect",

@@ -343,8 +343,30 @@ impl Deployment {
         input: Vec<Ciphertext>,
         rng: &mut R,
     ) -> Result<Run<Ciphertext>> {
+        Ok(self.evaluate_sweep(eval, encaps, zero, input, &[], rng)?.0)
+    }
+
+    /// [`Deployment::evaluate`], and besides the run's output (flooded as the offer says) the
+    /// same evaluation sanitized once more for each flooding in `sweep` (`None`:
+    /// re-randomization only), each from fresh randomness: what the client would receive at
+    /// that flooding. For measuring the flooding's cost in agreement on one evaluation per
+    /// image (`privinfer eval --fhe-flood-sweep`); no unsanitized ciphertext leaves.
+    pub fn evaluate_sweep<R: RngCore + CryptoRng>(
+        &self,
+        eval: &Evaluator,
+        encaps: Option<&EncapsulationKeys>,
+        zero: &Ciphertext,
+        input: Vec<Ciphertext>,
+        sweep: &[Option<u32>],
+        rng: &mut R,
+    ) -> Result<(Run<Ciphertext>, Vec<Vec<Ciphertext>>)> {
         self.check_input(&input)?;
         self.check_zero(zero)?;
+        if let Some(b) = sweep.iter().flatten().find(|b| !(1..=40).contains(*b)) {
+            return Err(FheError::BadInput(format!(
+                "flooding of 2^-{b} per slot: choose 1 to 40 bits"
+            )));
+        }
         let backend = Ckks {
             params: &self.params,
             eval,
@@ -353,18 +375,21 @@ impl Deployment {
         };
         let mut r = run(&self.prog, &backend, input)?;
         let sqrt_n = (self.params.n() as f64).sqrt();
-        r.output = r
-            .output
+        let sanitize = |bits: Option<u32>, rng: &mut R| -> Result<Vec<Ciphertext>> {
+            r.output
+                .iter()
+                .map(|c| {
+                    let sigma = bits.map_or(0.0, |b| c.scale() / sqrt_n * 2f64.powi(-(b as i32)));
+                    Ok(eval.rerandomize(c, zero, sigma, rng)?)
+                })
+                .collect()
+        };
+        let swept = sweep
             .iter()
-            .map(|c| {
-                let sigma = self
-                    .offer
-                    .flood_bits
-                    .map_or(0.0, |b| c.scale() / sqrt_n * 2f64.powi(-(b as i32)));
-                Ok(eval.rerandomize(c, zero, sigma, rng)?)
-            })
-            .collect::<Result<_>>()?;
-        Ok(r)
+            .map(|&b| sanitize(b, rng))
+            .collect::<Result<Vec<_>>>()?;
+        r.output = sanitize(self.offer.flood_bits, rng)?;
+        Ok((r, swept))
     }
 }
 
