@@ -25,9 +25,13 @@ pub struct Args {
     /// Also run the fixed-point reference executor and report agreement with float.
     #[arg(long)]
     fixed_point: bool,
-    /// Evaluate only the first K images.
+    /// Evaluate only the first K images (of those `--every` keeps).
     #[arg(long)]
     limit: Option<usize>,
+    /// Keep every S-th image of the data (0, S, 2S, …). The CIFAR-10 test file is grouped by
+    /// class, so `--every 10 --limit 1000` is 100 images of each class.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    every: u64,
     /// Ring bit width ℓ of the fixed-point executor.
     #[arg(long, default_value_t = 37)]
     ell: u32,
@@ -65,38 +69,39 @@ fn image_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// Inputs (normalized) and labels.
+/// Inputs (normalized), labels and each one's index in the data.
 fn load_data(
     path: &Path,
     shape: &[usize],
+    every: usize,
     limit: Option<usize>,
-) -> anyhow::Result<Vec<(Vec<f32>, usize)>> {
+) -> anyhow::Result<Vec<(Vec<f32>, usize, usize)>> {
     let (h, w) = match shape {
         [1, 3, h, w] => (*h, *w),
         s => bail!("model input {s:?} is not a [1, 3, H, W] image"),
     };
     let mut out = Vec::new();
     if path.is_dir() {
-        for f in image_files(path)?
-            .into_iter()
-            .take(limit.unwrap_or(usize::MAX))
-        {
+        let files = image_files(path)?.into_iter().enumerate().step_by(every);
+        for (idx, f) in files.take(limit.unwrap_or(usize::MAX)) {
             let stem = f.file_stem().and_then(|s| s.to_str()).unwrap_or("");
             let label: usize = stem
                 .rsplit('_')
                 .next()
                 .and_then(|l| l.parse().ok())
                 .with_context(|| format!("{}: name does not end in _<label>", f.display()))?;
-            out.push((nn::data::load_image(&f, h, w)?, label));
+            out.push((nn::data::load_image(&f, h, w)?, label, idx));
         }
     } else {
         if (h, w) != (32, 32) {
             bail!("CIFAR-10 images are 32x32; the model expects {h}x{w}");
         }
         let c = Cifar10::load(path)?;
-        let n = limit.unwrap_or(c.len()).min(c.len());
-        for i in 0..n {
-            out.push((c.image(i), c.label(i) as usize));
+        for i in (0..c.len())
+            .step_by(every)
+            .take(limit.unwrap_or(usize::MAX))
+        {
+            out.push((c.image(i), c.label(i) as usize, i));
         }
     }
     if out.is_empty() {
@@ -108,7 +113,7 @@ fn load_data(
 pub fn run(a: Args) -> anyhow::Result<()> {
     let model = nn::load(&a.model).with_context(|| format!("importing {}", a.model.display()))?;
     let cfg = FixedConfig::new(a.ell, a.scale)?;
-    let data = load_data(&a.data, model.input_shape(), a.limit)?;
+    let data = load_data(&a.data, model.input_shape(), a.every as usize, a.limit)?;
     if a.mode == crate::fhe_mode::Mode::Fhe {
         // A journal's results are tied to the model file's and the data's contents (the data
         // file, or a directory's image names and contents), not to --limit.
@@ -161,7 +166,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     );
     let rows: Vec<Row> = data
         .par_iter()
-        .map(|(x, label)| -> anyhow::Result<Row> {
+        .map(|(x, label, _)| -> anyhow::Result<Row> {
             let f = nn::float::run(&model, x)?;
             let pf = nn::argmax(&f.data);
             let fx = if a.fixed_point {
@@ -185,7 +190,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         .collect::<anyhow::Result<_>>()?;
     pb.finish_and_clear();
     if a.logits {
-        for (i, (s, o)) in rows.iter().enumerate() {
+        for ((s, o), (_, _, i)) in rows.iter().zip(&data) {
             let (float, fixed) = o.as_ref().expect("outputs kept under --logits");
             println!(
                 "{}",

@@ -460,11 +460,31 @@ fn read_journal(
     Ok(out)
 }
 
-/// `privinfer eval --mode fhe`: accuracy and agreement with the float executor. `id` names
-/// the model and data (their digests) for the journal.
+/// The order in which an evaluation visits `len` images: position `m·a mod len`, with `a` the
+/// integer nearest `0.618·len` that is coprime to `len` (a golden-ratio stride, a permutation),
+/// so that the images a stopped run has done are spread over the whole sample (the CIFAR-10
+/// file is grouped by class).
+fn spread_order(len: usize) -> Vec<usize> {
+    fn gcd(a: usize, b: usize) -> usize {
+        if b == 0 {
+            a
+        } else {
+            gcd(b, a % b)
+        }
+    }
+    let mut a = ((len as f64) * 0.618).round().max(1.0) as usize;
+    while gcd(a, len) != 1 && a < len {
+        a += 1;
+    }
+    (0..len).map(|m| (m * a) % len.max(1)).collect()
+}
+
+/// `privinfer eval --mode fhe`: accuracy and agreement with the float executor on `data`
+/// (input, label, index in the data file). `id` names the model and data (their digests) for
+/// the journal, whose lines name images by their index in the data file.
 pub fn eval(
     model: &nn::Model,
-    data: &[(Vec<f32>, usize)],
+    data: &[(Vec<f32>, usize, usize)],
     opts: &FheOpts,
     eopts: &EvalOpts,
     id: &str,
@@ -500,19 +520,22 @@ pub fn eval(
         }
         None => None,
     };
-    let todo: Vec<usize> = (0..data.len()).filter(|i| !done.contains(i)).collect();
+    let todo: Vec<&(Vec<f32>, usize, usize)> = spread_order(data.len())
+        .into_iter()
+        .map(|p| &data[p])
+        .filter(|d| !done.contains(&d.2))
+        .collect();
     let t = Instant::now();
     if !todo.is_empty() {
         let dep = deployment(model, opts, r)?;
         let mut rng = ChaCha20Rng::from_entropy();
         let mut keys = dep.keygen(&mut rng)?;
         let eval = ckks::Evaluator::new(&dep.params, std::mem::take(&mut keys.eval))?;
-        for &i in &todo {
-            let (x, label) = &data[i];
+        for &(x, label, i) in &todo {
             let inf = infer_once(&dep, &keys, &eval, x, &sweep, &mut rng)?;
             let f = nn::float::run(model, x)?.data;
             let res = ImageResult {
-                image: i,
+                image: *i,
                 label: *label,
                 float: nn::argmax(&f),
                 fhe: argmax64(&inf.logits),
@@ -541,7 +564,8 @@ pub fn eval(
             results.push(res);
         }
     }
-    results.retain(|x| x.image < data.len());
+    let wanted: std::collections::HashSet<usize> = data.iter().map(|d| d.2).collect();
+    results.retain(|x| wanted.contains(&x.image));
     let n = results.len() as f64;
     let count = |f: &dyn Fn(&ImageResult) -> bool| results.iter().filter(|x| f(x)).count() as f64;
     let worst =
@@ -720,4 +744,25 @@ pub fn infer(
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn spread_order_is_a_permutation() {
+        for len in [1, 2, 3, 10, 30, 999, 1000, 1024] {
+            let mut o = super::spread_order(len);
+            // 1000 images of ten classes of 100: every ten consecutive visits see ≥ 8 classes.
+            if len == 1000 {
+                for w in o.chunks(10) {
+                    let mut c: Vec<usize> = w.iter().map(|p| p / 100).collect();
+                    c.sort();
+                    c.dedup();
+                    assert!(c.len() >= 8, "{w:?}");
+                }
+            }
+            o.sort();
+            assert_eq!(o, (0..len).collect::<Vec<_>>(), "{len}");
+        }
+    }
 }

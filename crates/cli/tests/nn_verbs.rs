@@ -60,6 +60,44 @@ fn eval_reports_accuracy_and_agreement() {
     assert_eq!(last["accuracy"], 1.0);
     assert_eq!(last["agreement"], 1.0);
     assert_eq!(last["overflows"], 0);
+    // --every 3: the samples 0, 3, 6, each named by its index, with its label.
+    let (ok, out, err) = run(&[
+        "eval",
+        "--model",
+        "models/resnet20.onnx",
+        "--data",
+        "models/samples",
+        "--every",
+        "3",
+        "--limit",
+        "3",
+        "--json",
+        "--logits",
+    ]);
+    assert!(ok, "{err}");
+    let rows: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let names: Vec<String> = {
+        let mut v: Vec<String> = std::fs::read_dir(repo().join("models/samples"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".png"))
+            .collect();
+        v.sort();
+        v
+    };
+    for (k, r) in rows[..3].iter().enumerate() {
+        assert_eq!(r["image"], 3 * k, "{r}");
+        let label = names[3 * k]
+            .trim_end_matches(".png")
+            .rsplit('_')
+            .next()
+            .unwrap();
+        assert_eq!(r["label"].to_string(), label, "{r}");
+    }
+    assert_eq!(rows[3]["images"], 3);
 }
 
 #[test]
