@@ -35,7 +35,9 @@ pub struct FheOpts {
     /// largest |value| of the float executor on the input).
     #[arg(long)]
     pub fhe_range: Option<f64>,
-    /// Convolutions: `pair` (ConvA/ConvB alternating, the default) or `mpcnn` (MPCNN's
+    /// Convolutions: `pair` (ConvA/ConvB alternating, the default), `diag` (ConvD, P → P by
+    /// diagonals, for every stride-1 convolution that keeps its layout; the pair elsewhere),
+    /// `auto` (ConvD or the pair per convolution by estimated cost) or `mpcnn` (MPCNN's
     /// multiplexed parallel convolution, P → P, the baseline).
     #[arg(long, value_enum, default_value = "pair")]
     pub fhe_conv: ConvArg,
@@ -53,6 +55,8 @@ pub struct FheOpts {
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ConvArg {
     Pair,
+    Diag,
+    Auto,
     Mpcnn,
 }
 
@@ -110,6 +114,8 @@ pub fn deployment(model: &nn::Model, opts: &FheOpts, r: f64) -> anyhow::Result<D
     let conv = match opts.fhe_conv {
         ConvArg::Pair => fhe::lower::ConvAlgo::Pair,
         ConvArg::Mpcnn => fhe::lower::ConvAlgo::Mpcnn,
+        ConvArg::Diag => fhe::lower::ConvAlgo::Diag,
+        ConvArg::Auto => fhe::lower::ConvAlgo::Auto,
     };
     if opts.relu_degrees.is_empty()
         || opts
@@ -130,7 +136,8 @@ pub fn deployment(model: &nn::Model, opts: &FheOpts, r: f64) -> anyhow::Result<D
 
 /// Input gap of a convolution step (for MPCNN's formula).
 fn conv_gap(dep: &Deployment, s: &fhe::lower::Step) -> Option<(usize, usize)> {
-    let (Kind::ConvA(cv) | Kind::ConvB(cv) | Kind::ConvMpcnn(cv)) = &s.kind else {
+    let (Kind::ConvA(cv) | Kind::ConvB(cv) | Kind::ConvD(cv) | Kind::ConvMpcnn(cv)) = &s.kind
+    else {
         return None;
     };
     let k = dep.prog.layouts[s.inputs[0]].grid()?.k;

@@ -202,6 +202,7 @@ pub fn run<B: Backend>(prog: &Program, b: &B, input: Vec<B::Ct>) -> Result<Run<B
         let out = match &s.kind {
             Kind::ConvA(cv) => conv_a(&ctx, ins[0], cv, lin, lout, prog.range)?,
             Kind::ConvB(cv) => conv_b(&ctx, ins[0], cv, lin, lout, prog.range)?,
+            Kind::ConvD(cv) => conv_d(&ctx, ins[0], cv, lin, lout, prog.range)?,
             Kind::ConvMpcnn(cv) => vec![conv_mpcnn(&ctx, &ins[0][0], cv, lin, lout, prog.range)?],
             Kind::Poly(p) => {
                 let deg = p.degree();
@@ -338,7 +339,7 @@ fn taps(cv: &nn::ir::Conv2d) -> Vec<(usize, usize, isize, isize)> {
     v
 }
 
-fn weight(cv: &nn::ir::Conv2d, o: usize, c: usize, ky: usize, kx: usize) -> f64 {
+pub(crate) fn weight(cv: &nn::ir::Conv2d, o: usize, c: usize, ky: usize, kx: usize) -> f64 {
     let [kh, kw] = cv.kernel;
     cv.weight[((o * cv.in_channels() + c) * kh + ky) * kw + kx] as f64
 }
@@ -663,6 +664,83 @@ fn conv_b<B: Backend>(
             let y = ctx.rot_terms(&terms)?;
             let y = ctx.rot_sum(y, (g * block) as isize, r)?;
             let bias = lout.per_channel(part, n, |o| cv.bias[o] as f64 / range);
+            ctx.b.add_plain(&y, &bias)
+        })
+        .collect()
+}
+
+/// ConvD: a convolution `P → P` (the output's dense layout) by diagonals with baby and giant
+/// steps ([`crate::diag`]); 1 level.
+fn conv_d<B: Backend>(
+    ctx: &Ctx<B>,
+    xs: &[B::Ct],
+    cv: &nn::ir::Conv2d,
+    lin: &Layout,
+    lout: &Layout,
+    range: f64,
+) -> Result<Vec<B::Ct>> {
+    let n = ctx.n;
+    let plan = crate::diag::DiagPlan::new(cv, lin, lout, n);
+    let level = xs.iter().map(|c| ctx.b.level(c)).min().unwrap_or(0);
+    // Baby steps: hoisted rotations of each input part.
+    let babies: Vec<Vec<usize>> = (0..xs.len()).map(|p| plan.babies(p)).collect();
+    let zs: Vec<Vec<B::Ct>> = xs
+        .iter()
+        .zip(&babies)
+        .map(|(x, bs)| {
+            let x = ctx.b.drop_to(x, level)?;
+            let ks: Vec<isize> = bs.iter().map(|&t| t as isize).collect();
+            ctx.rot_many(&x, &ks)
+        })
+        .collect::<Result<_>>()?;
+    (0..lout.cts())
+        .map(|q| {
+            let inner: Vec<(isize, B::Ct)> = plan
+                .giants(q)
+                .into_iter()
+                .filter_map(|giant| {
+                    // The products of this giant step: (input part, baby index, offset).
+                    let uses: Vec<(usize, usize, usize)> = (0..xs.len())
+                        .flat_map(|p| {
+                            let babies = &babies[p];
+                            plan.offsets[q][p]
+                                .iter()
+                                .filter(move |&&d| d - d % plan.step == giant)
+                                .map(move |&d| {
+                                    let t = babies
+                                        .binary_search(&(d % plan.step))
+                                        .expect("a baby step");
+                                    (p, t, d)
+                                })
+                        })
+                        .collect();
+                    if uses.is_empty() {
+                        return None;
+                    }
+                    let pts: Vec<Vec<f64>> = uses
+                        .par_iter()
+                        .map(|&(p, _, d)| {
+                            crate::diag::diagonal(cv, (lin, lout), n, (q, p), d, giant)
+                        })
+                        .collect();
+                    let terms: Vec<(&B::Ct, &[f64])> = uses
+                        .iter()
+                        .zip(&pts)
+                        .map(|(&(p, t, _), v)| (&zs[p][t], v.as_slice()))
+                        .collect();
+                    Some(ctx.dot(&terms).map(|y| (giant as isize, y)))
+                })
+                .collect::<Result<_>>()?;
+            let mut terms: Vec<(&B::Ct, isize)> = inner.iter().map(|(gs, y)| (y, *gs)).collect();
+            // All-zero weights: the output is the bias alone.
+            let zero_vec = vec![0.0; n];
+            let zero;
+            if terms.is_empty() {
+                zero = ctx.dot(&[(&zs[0][0], zero_vec.as_slice())])?;
+                terms.push((&zero, 0));
+            }
+            let y = ctx.rot_terms(&terms)?;
+            let bias = lout.per_channel(q, n, |o| cv.bias[o] as f64 / range);
             ctx.b.add_plain(&y, &bias)
         })
         .collect()

@@ -11,6 +11,7 @@
 //! Layer: `ckks, nn → fhe`; no crate above.
 
 pub mod backend;
+pub mod diag;
 pub mod error;
 pub mod exec;
 pub mod layout;

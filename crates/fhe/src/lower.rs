@@ -47,6 +47,9 @@ pub enum Kind {
     /// rotations after the products, a sum over the `r` runs of channel blocks (every copy gets
     /// the total: no mask, 1 level).
     ConvB(Conv2d),
+    /// `P` → the same `P`, stride 1: diagonals with baby and giant steps (`crate::diag`); no
+    /// mask, 1 level.
+    ConvD(Conv2d),
     Poly(PolyCoeffs),
     /// A degree-2 activation in square form, one level: per channel, with the held
     /// coefficients `A = a·R`, `B = b`, `C = c/R` and `β = B/(2A)`, it computes
@@ -81,6 +84,7 @@ impl Kind {
         match self {
             Kind::ConvA(_) => "conv-a",
             Kind::ConvB(_) => "conv-b",
+            Kind::ConvD(_) => "conv-d",
             Kind::ConvMpcnn(_) => "conv-mpcnn",
             Kind::Poly(_) => "poly",
             Kind::Square(_) => "square",
@@ -97,7 +101,7 @@ impl Kind {
         match self {
             Kind::ConvA(_) | Kind::ConvMpcnn(_) | Kind::PoolFc(_) => 2,
             // Products only: the copy-major layouts need no mask (exec::conv_b).
-            Kind::ConvB(_) => 1,
+            Kind::ConvB(_) | Kind::ConvD(_) => 1,
             Kind::Poly(p) => p.degree(),
             Kind::Series { series, .. } => ckks::polyeval::depth(series.degree()),
             Kind::Mul | Kind::Square(_) => 1,
@@ -493,7 +497,7 @@ impl<'a> Lowerer<'a> {
                     ));
                 }
                 let (x, alpha) = if matches!(self.vals[node.inputs[0]], Some(Val::Image)) {
-                    let l = self.image_layout((self.conv == ConvAlgo::Pair).then_some(cv))?;
+                    let l = self.image_layout((self.conv != ConvAlgo::Mpcnn).then_some(cv))?;
                     self.layouts[0] = l;
                     self.vals[0] = Some(Val::Ct(0));
                     (0, None)
@@ -524,6 +528,28 @@ impl<'a> Lowerer<'a> {
                         id,
                         "only 'same' convolutions (output = input / stride) are built",
                     ));
+                }
+                // ConvD where chosen: `P` to the dense `P` of the output.
+                let diag_out = match &self.layouts[x] {
+                    lin @ Layout::P { grid, .. }
+                        if matches!(self.conv, ConvAlgo::Diag | ConvAlgo::Auto) =>
+                    {
+                        let og = Grid {
+                            h: oh,
+                            w: ow,
+                            k: grid.k * sh,
+                        };
+                        Layout::dense_p(o, og, self.n).filter(|lout| {
+                            self.conv == ConvAlgo::Diag
+                                || conv_d_cost(cv, lin, lout, self.n) <= pair_cost(cv, lin, self.n)
+                        })
+                    }
+                    _ => None,
+                };
+                if let Some(l) = diag_out {
+                    let v = self.push(&node.name, Kind::ConvD(cv.clone()), vec![x], l);
+                    self.vals[id] = Some(Val::Ct(v));
+                    return Ok(());
                 }
                 match self.layouts[x].clone() {
                     Layout::P { grid, parts, .. } if self.conv == ConvAlgo::Mpcnn => {
@@ -951,6 +977,59 @@ pub enum ConvAlgo {
     Pair,
     /// MPCNN's multiplexed parallel convolution, `P → P` for every layer.
     Mpcnn,
+    /// ConvD (`P → P` by diagonals) for every convolution reading `P`; ConvB for one reading
+    /// `I` (the stem).
+    Diag,
+    /// Per convolution reading `P`, ConvD or ConvA (followed by ConvB), whichever the cost
+    /// estimate ([`conv_d_cost`], [`pair_cost`]) finds cheaper.
+    Auto,
+}
+
+/// Estimated time of a key switch against a plaintext product (with its encoding) at
+/// `N = 2^16`: about 13 ms against 2.5 ms in the ResNet-18 (64×64) run of 2026-12-07
+/// (BENCHMARKS.md § FHE mode).
+const KEY_SWITCH_COST: usize = 5;
+
+/// Key switches of a rotate-and-sum over `m` (a power of two) in chunks of four (`exec`).
+fn rot_sum_key_switches(m: usize) -> usize {
+    let (mut c, mut ks) = (1, 0);
+    while c < m {
+        let chunk = (m / c).min(4);
+        ks += chunk - 1;
+        c *= chunk;
+    }
+    ks
+}
+
+/// Estimated cost of `cv` as ConvD from `lin` to `lout` (key switches weighted by
+/// [`KEY_SWITCH_COST`], plus plaintext products).
+pub fn conv_d_cost(cv: &Conv2d, lin: &Layout, lout: &Layout, n: usize) -> usize {
+    let plan = crate::diag::DiagPlan::new(cv, lin, lout, n);
+    KEY_SWITCH_COST * plan.rotations() + plan.products()
+}
+
+/// Estimated cost of `cv` (reading `lin = P(g, r)`) as half of a ConvA and a ConvB of its
+/// shape: the pair evaluates two convolutions.
+pub fn pair_cost(cv: &Conv2d, lin: &Layout, n: usize) -> usize {
+    let Layout::P {
+        grid, g, r, parts, ..
+    } = *lin
+    else {
+        return usize::MAX;
+    };
+    let taps = cv.kernel[0] * cv.kernel[1];
+    let shifts = taps - usize::from(cv.pads[0] < cv.kernel[0] && cv.pads[1] < cv.kernel[1]);
+    let out_cts = cv.out_channels().div_ceil(r);
+    let passes = out_cts.div_ceil(2);
+    let cyclic = g * grid.block() == n;
+    let per_pass = 2 * rot_sum_key_switches(grid.k)
+        + rot_sum_key_switches(g) * if cyclic { 1 } else { 2 }
+        + 2 * rot_sum_key_switches(grid.k * cv.stride[0])
+        + usize::from(out_cts > 1);
+    let conv_a =
+        KEY_SWITCH_COST * (parts * shifts + passes * per_pass) + passes * (parts * taps + 1);
+    let conv_b = KEY_SWITCH_COST * (shifts + rot_sum_key_switches(r)) + parts * taps * out_cts;
+    (conv_a + conv_b) / 2
 }
 
 /// MPCNN's composite degrees for ReLU (Lee et al., ICML 2022).

@@ -102,7 +102,7 @@ fn split_maps_and_projection_shortcut_on_ciphertexts() {
 
 /// Without bootstrapping, on a deep INSECURE chain at 2^10 slots: the stride-2 ConvA there has
 /// two output ciphertexts, computed as one complex pass and split by a conjugation; and the
-/// same network with MPCNN's convolution.
+/// same network with MPCNN's convolution and with ConvD.
 #[test]
 fn tiny_fhe_network_without_bootstrapping_with_complex_passes() {
     let (m, cases) = common::tiny("tiny_fhe");
@@ -135,7 +135,7 @@ fn tiny_fhe_network_without_bootstrapping_with_complex_passes() {
     eprintln!("max error {err:.2e}");
     assert!(err < 1e-4, "max error {err}: {y:?} vs {want:?}");
     // MPCNN's convolution (P → P for every layer) on the same parameters.
-    let mp = Deployment::with_conv(&m, lit, None, 16.0, fhe::lower::ConvAlgo::Mpcnn)
+    let mp = Deployment::with_conv(&m, lit.clone(), None, 16.0, fhe::lower::ConvAlgo::Mpcnn)
         .unwrap()
         .with_flooding(None)
         .unwrap();
@@ -143,6 +143,16 @@ fn tiny_fhe_network_without_bootstrapping_with_complex_passes() {
     assert!(run.steps.iter().any(|s| s.op == "conv-mpcnn"));
     let err = common::max_err(&y, &want);
     assert!(err < 1e-4, "MPCNN's convolution: max error {err}");
+    // ConvD for every convolution reading P (the strided one too).
+    let dg = Deployment::with_conv(&m, lit, None, 16.0, fhe::lower::ConvAlgo::Diag)
+        .unwrap()
+        .with_flooding(None)
+        .unwrap();
+    let (y, run) = common::run_encrypted(&dg, &x, 26);
+    assert!(run.steps.iter().any(|s| s.op == "conv-d"));
+    assert!(!run.steps.iter().any(|s| s.op == "conv-a"));
+    let err = common::max_err(&y, &want);
+    assert!(err < 1e-4, "ConvD: max error {err}");
 }
 
 /// The two parties over a channel: offer, keys one message each, ciphertexts, logits; a client

@@ -41,6 +41,9 @@ fn tiny_fhe_program_on_clear_slots_equals_float() {
             (1024, None, fhe::lower::ConvAlgo::Pair),
             (1024, Some(6), fhe::lower::ConvAlgo::Mpcnn),
             (4096, None, fhe::lower::ConvAlgo::Mpcnn),
+            (1024, Some(6), fhe::lower::ConvAlgo::Diag),
+            (4096, None, fhe::lower::ConvAlgo::Diag),
+            (1024, Some(6), fhe::lower::ConvAlgo::Auto),
         ] {
             let opts = Options {
                 slots,
@@ -66,6 +69,10 @@ fn tiny_fhe_program_on_clear_slots_equals_float() {
                     Kind::ConvB(_) => {
                         assert!(matches!(prog.layouts[s.inputs[0]], Layout::I { .. }))
                     }
+                    Kind::ConvD(_) => {
+                        assert!(matches!(prog.layouts[s.inputs[0]], Layout::P { .. }));
+                        assert!(matches!(prog.layouts[s.output], Layout::P { .. }));
+                    }
                     Kind::Bootstrap => assert_eq!(prog.layouts[s.inputs[0]].cts(), 1),
                     _ => {}
                 }
@@ -74,8 +81,13 @@ fn tiny_fhe_program_on_clear_slots_equals_float() {
             let err = max_err(&y, want);
             assert!(
                 err < 1e-4,
-                "slots {slots} boot {boot:?}: max error {err}: {y:?} vs {want:?}"
+                "slots {slots} boot {boot:?} {conv:?}: max error {err}: {y:?} vs {want:?}"
             );
+            // Under Diag every convolution reading P (the strided one too) is a ConvD.
+            if conv == fhe::lower::ConvAlgo::Diag {
+                assert!(!prog.steps.iter().any(|s| matches!(s.kind, Kind::ConvA(_))));
+                assert!(prog.steps.iter().any(|s| matches!(s.kind, Kind::ConvD(_))));
+            }
             assert!(mb <= 1.0, "bootstrap input {mb} > 1");
             if boot.is_some() {
                 assert!(prog.bootstraps() > 0, "levels force bootstraps");
@@ -355,11 +367,15 @@ fn maps_split_over_ciphertexts_and_projection_shortcuts_equal_float() {
     let (m, cases) = common::tiny("tiny_fhe_proj");
     let (x, want) = &cases[0];
     let range = 2.0 * max_abs_trace(&m, x);
-    for (slots, boot, max_parts) in [
-        (8192, Some(9), 1),
-        (2048, Some(9), 2),
-        (512, Some(9), 8),
-        (512, None, 8),
+    use fhe::lower::ConvAlgo::{Diag, Pair};
+    for (slots, boot, max_parts, conv) in [
+        (8192, Some(9), 1, Pair),
+        (2048, Some(9), 2, Pair),
+        (512, Some(9), 8, Pair),
+        (512, None, 8, Pair),
+        (8192, Some(9), 1, Diag),
+        (2048, Some(9), 2, Diag),
+        (512, None, 8, Diag),
     ] {
         let opts = Options {
             slots,
@@ -367,7 +383,7 @@ fn maps_split_over_ciphertexts_and_projection_shortcuts_equal_float() {
             boot_level: boot,
             input_level: boot.unwrap_or(40),
             relu_degrees: fhe::lower::RELU_DEGREES.to_vec(),
-            conv: fhe::lower::ConvAlgo::Pair,
+            conv,
         };
         let prog = Program::lower(&m, &opts).unwrap();
         let parts = prog
@@ -380,9 +396,12 @@ fn maps_split_over_ciphertexts_and_projection_shortcuts_equal_float() {
             .max()
             .unwrap();
         assert_eq!(parts, max_parts, "slots {slots}");
-        assert!(
+        // The pair's projection shortcut (a ConvA) returns to P by an identity ConvB; ConvD's
+        // is in P already.
+        assert_eq!(
             prog.steps.iter().any(|s| s.name.ends_with("/to-p")),
-            "the projection shortcut returns to P"
+            conv == Pair,
+            "slots {slots} {conv:?}"
         );
         let (y, run, mb) = run_sim(&prog, x, boot.unwrap_or(0));
         let err = max_err(&y, want);

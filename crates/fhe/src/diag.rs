@@ -1,0 +1,188 @@
+//! ConvD: a convolution from a dense `P` layout to the dense `P` of its output (gap times the
+//! stride) by the diagonal method (Halevi–Shoup) with baby steps and giant steps
+//! (docs/protocols/hyphen.md § ConvD).
+//!
+//! The convolution is a linear map `M` on the slot vector, `y = Σ_d diag_d ⊙ rot_d(x)` over
+//! the offsets `d` at which `M` has entries. In `P(g, r)` input channel `c` (group `γ_c`,
+//! phase `(a_c, b_c)`) at pixel `(i + dy, j + dx)` sits `d = ((γ_c − γ_o) mod g)·B +
+//! (k·dy + a_c − a_o)·W_b + (k·dx + b_c − b_o)` slots after output channel `o` at `(i, j)`,
+//! whatever the pixel — with stride σ the output's gap is `σ·k` and its pixel `(i, j)` sits at
+//! the input's `(σi, σj)`, so the same holds with the output's phases: the offsets are those
+//! of the channel pairs, taps and output copies. Reading the group
+//! offset modulo `g` inside the window of `g` blocks that starts at the output's block picks
+//! one of the input's `r` identical copies, so every product is counted once, and every copy
+//! of the output gets its full sum (no mask, no replication): **1 level**, `P → P`.
+//! Split with a power-of-two step `S`, `d = G + t`, `t = d mod S`:
+//! `y = Σ_G rot_G(Σ_t rot_{−G}(diag_{G+t}) ⊙ rot_t(x))`, the baby rotations `rot_t(x)` hoisted
+//! once per input ciphertext, the giant ones after the products with one ModDown per output
+//! ciphertext; `S` is chosen for the fewest key switches.
+
+use std::collections::BTreeSet;
+
+use nn::ir::Conv2d;
+
+use crate::exec::weight;
+use crate::layout::Layout;
+
+/// The offsets of a ConvD and their baby-step/giant-step split.
+#[derive(Clone, Debug)]
+pub struct DiagPlan {
+    /// `S`: an offset `d` is giant `d − d mod S` plus baby `d mod S`.
+    pub step: usize,
+    /// `offsets[q][p]`: the offsets (mod n) linking input part `p` to output part `q`.
+    pub offsets: Vec<Vec<Vec<usize>>>,
+}
+
+impl DiagPlan {
+    /// The plan of `cv` from `lin` to `lout` (both `P`, the output's gap `stride` times the
+    /// input's) at `n` slots.
+    pub fn new(cv: &Conv2d, lin: &Layout, lout: &Layout, n: usize) -> DiagPlan {
+        let (
+            Layout::P {
+                grid, g, parts, c, ..
+            },
+            Layout::P {
+                grid: og,
+                g: og_g,
+                r: or,
+                parts: oparts,
+                c: oc,
+            },
+        ) = (lin, lout)
+        else {
+            unreachable!("lowering: ConvD maps P to P")
+        };
+        let (k, ph, blk, wb) = (grid.k, grid.phases(), grid.block(), grid.wb() as isize);
+        debug_assert_eq!((og.block(), og.wb()), (blk, grid.wb()));
+        let (ok, oph) = (og.k, og.phases());
+        let [kh, kw] = cv.kernel;
+        let nb = n / blk;
+        let at = |ch: usize| ((ch / ph) % g, (ch % ph) / k, ch % k);
+        let offsets: Vec<Vec<Vec<usize>>> = (0..*oparts)
+            .map(|q| {
+                (0..*parts)
+                    .map(|p| {
+                        let mut set = BTreeSet::new();
+                        for o in q * og_g * oph..((q + 1) * og_g * oph).min(*oc) {
+                            let (go, ao, bo) = ((o / oph) % og_g, (o % oph) / ok, o % ok);
+                            for ci in p * g * ph..((p + 1) * g * ph).min(*c) {
+                                let (gc, ac, bc) = at(ci);
+                                for ky in 0..kh {
+                                    for kx in 0..kw {
+                                        let dy = ky as isize - cv.pads[0] as isize;
+                                        let dx = kx as isize - cv.pads[1] as isize;
+                                        if weight(cv, o, ci, ky, kx) == 0.0
+                                            || dy.unsigned_abs() >= grid.h
+                                            || dx.unsigned_abs() >= grid.w
+                                        {
+                                            continue;
+                                        }
+                                        let e = (k as isize * dy + ac as isize - ao as isize) * wb
+                                            + (k as isize * dx + bc as isize - bo as isize);
+                                        // Each output copy's block reads the input group in
+                                        // the window of g blocks that starts at it.
+                                        for s in 0..*or {
+                                            let beta = (s * og_g + go) % nb;
+                                            let dg = ((gc + g - beta % g) % g) * blk;
+                                            set.insert(
+                                                (dg as isize + e).rem_euclid(n as isize) as usize
+                                            );
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                        set.into_iter().collect()
+                    })
+                    .collect()
+            })
+            .collect();
+        let mut plan = DiagPlan { step: 1, offsets };
+        plan.step = (0..=n.trailing_zeros())
+            .map(|e| 1usize << e)
+            .min_by_key(|&s| {
+                plan.step = s;
+                plan.rotations()
+            })
+            .expect("n ≥ 1");
+        plan
+    }
+
+    /// Input ciphertexts.
+    fn in_parts(&self) -> usize {
+        self.offsets.first().map_or(0, Vec::len)
+    }
+
+    /// Distinct baby steps of input part `p` (all output parts together), 0 first if used.
+    pub fn babies(&self, p: usize) -> Vec<usize> {
+        let s: BTreeSet<usize> = (0..self.offsets.len())
+            .flat_map(|q| self.offsets[q][p].iter().map(|d| d % self.step))
+            .collect();
+        s.into_iter().collect()
+    }
+
+    /// Distinct giant steps of output part `q`.
+    pub fn giants(&self, q: usize) -> Vec<usize> {
+        let s: BTreeSet<usize> = (0..self.in_parts())
+            .flat_map(|p| self.offsets[q][p].iter().map(|d| d - d % self.step))
+            .collect();
+        s.into_iter().collect()
+    }
+
+    /// Key switches: the nonzero baby steps of every input part and giant steps of every
+    /// output part.
+    pub fn rotations(&self) -> usize {
+        let nz = |v: Vec<usize>| v.into_iter().filter(|&x| x != 0).count();
+        (0..self.in_parts())
+            .map(|p| nz(self.babies(p)))
+            .sum::<usize>()
+            + (0..self.offsets.len())
+                .map(|q| nz(self.giants(q)))
+                .sum::<usize>()
+    }
+
+    /// Plaintext products: one per offset of every part pair.
+    pub fn products(&self) -> usize {
+        self.offsets.iter().flatten().map(Vec::len).sum()
+    }
+}
+
+/// `rot_{−G}(diag_d)` for output part `q`, input part `p`: at slot `s`, the entry of `M` from
+/// output slot `s − G` to input slot `s − G + d`, when that input slot lies in the window of
+/// `g` blocks starting at the output's block (the copy that this offset reads).
+pub fn diagonal(
+    cv: &Conv2d,
+    (lin, lout): (&Layout, &Layout),
+    n: usize,
+    (q, p): (usize, usize),
+    d: usize,
+    giant: usize,
+) -> Vec<f64> {
+    let Layout::P { grid, g, .. } = *lin else {
+        unreachable!("lowering: ConvD reads P")
+    };
+    let (blk, nb) = (grid.block(), n / grid.block());
+    let [kh, kw] = cv.kernel;
+    let st = cv.stride[0] as isize;
+    (0..n)
+        .map(|s| {
+            let src = (s + n - giant) % n;
+            let Some((o, i, j)) = lout.at(q, src) else {
+                return 0.0;
+            };
+            let dst = (src + d) % n;
+            if (dst / blk + nb - src / blk) % nb >= g {
+                return 0.0;
+            }
+            let Some((c, i2, j2)) = lin.at(p, dst) else {
+                return 0.0;
+            };
+            let ky = i2 as isize - st * i as isize + cv.pads[0] as isize;
+            let kx = j2 as isize - st * j as isize + cv.pads[1] as isize;
+            if ky < 0 || kx < 0 || ky >= kh as isize || kx >= kw as isize {
+                return 0.0;
+            }
+            weight(cv, o, c, ky as usize, kx as usize)
+        })
+        .collect()
+}
