@@ -4,8 +4,9 @@
 # operation counts against MPCNN's formula, and the pretrained ReLU ResNet-20's plan with the
 # composite ReLU.
 # Usage: bench/fhe/run.sh [plan|bench|mpcnn|eval|r18|ab]...  (default: all but r18 and ab). Run on a quiet
-# machine. ab: OLD=<binary> STAMP=<date> alternates OLD and this build twice each, then this build
-# on the nine-level preset (--fhe-params n16) and with MPCNN's convolution.
+# machine. ab: OLD=<binary> STAMP=<date> alternates OLD, this build and this build with
+# --fhe-conv auto twice each, then this build with --fhe-conv diag, on the nine-level preset
+# (--fhe-params n16) and with MPCNN's convolution.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 cargo build --release -q -p privinfer
@@ -28,14 +29,16 @@ for step in $STEPS; do
       > $OUT/bench_resnet20_aespa_mpcnn.jsonl 2> $OUT/bench_resnet20_aespa_mpcnn.time ;;
   r18) # ResNet-18 at 64x64 (Tiny ImageNet shape, 200 classes, seeded weights, degree-2
       # activations, BN calibrated on CIFAR-10 images): maps split over up to 8 ciphertexts.
-      # About half an hour and 20 GB here; the model (45 MB) is exported, not committed.
+      # About ten minutes and 14 GiB here; the model (45 MB) is exported, not committed.
     M=python/build/models/resnet18_64_aespa.onnx
     [ -f $M ] || python/.venv/bin/python -m privinfer_models.export --models resnet18_64_aespa --out python/build/models
     $BIN inspect $M --mode fhe --json > $OUT/plan_resnet18_64_aespa.jsonl
-    # FLOOD: --fhe-flood-bits (default 12; 0 = re-randomization only).
+    # FLOOD: --fhe-flood-bits (default 12; 0 = re-randomization only). CONV: --fhe-conv
+    # (default pair; auto, diag). Output bench/fhe/r18_<stamp>_<conv>_flood<b>.{jsonl,time}.
+    C=${CONV:-pair}
     /usr/bin/time -v $BIN bench --model $M --mode fhe --image models/samples/cifar10_00_3.png \
-      --fhe-flood-bits ${FLOOD:-12} --json \
-      > $OUT/r18_${STAMP}_flood${FLOOD:-12}.jsonl 2> $OUT/r18_${STAMP}_flood${FLOOD:-12}.time ;;
+      --fhe-flood-bits ${FLOOD:-12} --fhe-conv $C --json \
+      > $OUT/r18_${STAMP}_${C}_flood${FLOOD:-12}.jsonl 2> $OUT/r18_${STAMP}_${C}_flood${FLOOD:-12}.time ;;
   eval) # Encrypted inference of K test images (default 1000), 100 per class: every tenth
     # image of the class-grouped file. About half a minute each on 2 cores, journaled: a
     # stopped run resumes where it stopped. Each evaluation is also decrypted unflooded and at
@@ -46,12 +49,15 @@ for step in $STEPS; do
   ab) # The previous build (OLD) and this one alternating in one script: only same-run ratios
       # compare on a shared host.
     for i in 1 2; do
-      for b in old new; do
+      for b in old new auto; do
         bin=$BIN; [ $b = old ] && bin=$OLD
-        /usr/bin/time -v $bin bench --model models/resnet20_aespa.onnx --mode fhe --json \
+        conv=""; [ $b = auto ] && conv="--fhe-conv auto"
+        /usr/bin/time -v $bin bench --model models/resnet20_aespa.onnx --mode fhe $conv --json \
           > $OUT/ab_${STAMP}_${b}_$i.jsonl 2> $OUT/ab_${STAMP}_${b}_$i.time
       done
     done
+    /usr/bin/time -v $BIN bench --model models/resnet20_aespa.onnx --mode fhe --fhe-conv diag --json \
+      > $OUT/ab_${STAMP}_diag_1.jsonl 2> $OUT/ab_${STAMP}_diag_1.time
     /usr/bin/time -v $BIN bench --model models/resnet20_aespa.onnx --mode fhe --fhe-params n16 --json \
       > $OUT/ab_${STAMP}_new9_1.jsonl 2> $OUT/ab_${STAMP}_new9_1.time
     /usr/bin/time -v $BIN bench --model models/resnet20_aespa.onnx --mode fhe --fhe-conv mpcnn --json \

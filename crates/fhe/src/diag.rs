@@ -186,3 +186,55 @@ pub fn diagonal(
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layout::Grid;
+
+    fn conv(c: usize, o: usize, hw: usize, stride: usize) -> Conv2d {
+        Conv2d {
+            in_shape: [c, hw, hw],
+            out_shape: [o, hw / stride, hw / stride],
+            kernel: [3, 3],
+            stride: [stride, stride],
+            pads: [1; 4],
+            groups: 1,
+            weight: (0..o * c * 9).map(|i| 1.0 + (i % 7) as f32).collect(),
+            bias: vec![0.0; o],
+        }
+    }
+
+    /// ResNet-20's shapes at 2^15 slots: the counts BENCHMARKS.md and hyphen.md quote.
+    #[test]
+    fn resnet20_shapes_have_the_quoted_counts() {
+        let n = 1 << 15;
+        let p = |c: usize, hw: usize, k: usize| {
+            Layout::dense_p(c, Grid { h: hw, w: hw, k }, n).expect("fits")
+        };
+        for (cv, lin, lout, products, rotations) in [
+            (conv(16, 16, 32, 1), p(16, 32, 1), p(16, 32, 1), 144, 24),
+            (conv(32, 32, 16, 1), p(32, 16, 2), p(32, 16, 2), 392, 42),
+            (conv(64, 64, 8, 1), p(64, 8, 4), p(64, 8, 4), 900, 60),
+            (conv(16, 32, 32, 2), p(16, 32, 1), p(32, 16, 2), 256, 31),
+            (conv(32, 64, 16, 2), p(32, 16, 2), p(64, 8, 4), 648, 56),
+        ] {
+            let plan = DiagPlan::new(&cv, &lin, &lout, n);
+            assert_eq!((plan.products(), plan.rotations()), (products, rotations));
+        }
+    }
+
+    /// A zero weight drops its offsets; an all-zero kernel has none.
+    #[test]
+    fn zero_weights_have_no_diagonals() {
+        let n = 1 << 12;
+        let lin = Layout::dense_p(4, Grid { h: 8, w: 8, k: 1 }, n).expect("fits");
+        let mut cv = conv(4, 4, 8, 1);
+        cv.weight.iter_mut().for_each(|w| *w = 0.0);
+        assert_eq!(DiagPlan::new(&cv, &lin, &lin, n).products(), 0);
+        // Only the centre tap of channel 0 → 0: one offset, no rotation.
+        cv.weight[4] = 1.0;
+        let plan = DiagPlan::new(&cv, &lin, &lin, n);
+        assert_eq!((plan.products(), plan.rotations()), (1, 0));
+    }
+}

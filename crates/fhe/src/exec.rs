@@ -684,13 +684,19 @@ fn conv_d<B: Backend>(
     let level = xs.iter().map(|c| ctx.b.level(c)).min().unwrap_or(0);
     // Baby steps: hoisted rotations of each input part.
     let babies: Vec<Vec<usize>> = (0..xs.len()).map(|p| plan.babies(p)).collect();
+    let xs: Vec<B::Ct> = xs
+        .iter()
+        .map(|x| ctx.b.drop_to(x, level))
+        .collect::<Result<_>>()?;
     let zs: Vec<Vec<B::Ct>> = xs
         .iter()
         .zip(&babies)
         .map(|(x, bs)| {
-            let x = ctx.b.drop_to(x, level)?;
             let ks: Vec<isize> = bs.iter().map(|&t| t as isize).collect();
-            ctx.rot_many(&x, &ks)
+            if ks.is_empty() {
+                return Ok(Vec::new());
+            }
+            ctx.rot_many(x, &ks)
         })
         .collect::<Result<_>>()?;
     (0..lout.cts())
@@ -736,7 +742,7 @@ fn conv_d<B: Backend>(
             let zero_vec = vec![0.0; n];
             let zero;
             if terms.is_empty() {
-                zero = ctx.dot(&[(&zs[0][0], zero_vec.as_slice())])?;
+                zero = ctx.dot(&[(&xs[0], zero_vec.as_slice())])?;
                 terms.push((&zero, 0));
             }
             let y = ctx.rot_terms(&terms)?;

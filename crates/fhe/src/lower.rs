@@ -986,9 +986,10 @@ pub enum ConvAlgo {
 }
 
 /// Estimated time of a key switch against a plaintext product (with its encoding) at
-/// `N = 2^16`: about 13 ms against 2.5 ms in the ResNet-18 (64×64) run of 2026-12-07
-/// (BENCHMARKS.md § FHE mode).
-const KEY_SWITCH_COST: usize = 5;
+/// `N = 2^16`: 17.8 ms against 2.0 ms in a least-squares fit over the 38 convolutions of two
+/// ResNet-20 runs (pair and ConvD, 2026-12-07), both falling with the level; 6 keeps ConvD off
+/// ResNet-20's stride-1 layers, where it measured slower.
+const KEY_SWITCH_COST: usize = 6;
 
 /// Key switches of a rotate-and-sum over `m` (a power of two) in chunks of four (`exec`).
 fn rot_sum_key_switches(m: usize) -> usize {
