@@ -35,11 +35,11 @@ pub struct FheOpts {
     /// largest |value| of the float executor on the input).
     #[arg(long)]
     pub fhe_range: Option<f64>,
-    /// Convolutions: `pair` (ConvA/ConvB alternating, the default), `diag` (ConvD, P → P by
-    /// diagonals, for every stride-1 convolution that keeps its layout; the pair elsewhere),
-    /// `auto` (ConvD or the pair per convolution by estimated cost) or `mpcnn` (MPCNN's
+    /// Convolutions: `auto` (per convolution reading P, ConvD — P → P by diagonals — where
+    /// its estimated cost is clearly lower, else the pair; the default), `pair` (ConvA/ConvB
+    /// alternating), `diag` (ConvD for every convolution reading P) or `mpcnn` (MPCNN's
     /// multiplexed parallel convolution, P → P, the baseline).
-    #[arg(long, value_enum, default_value = "pair")]
+    #[arg(long, value_enum, default_value = "auto")]
     pub fhe_conv: ConvArg,
     /// Odd degrees of the minimax composite sign behind ReLU, comma-separated (MPCNN's
     /// 15,15,27 by default): fewer levels per ReLU for a looser error bound.

@@ -617,11 +617,7 @@ fn conv_b<B: Backend>(
     );
     let c_count = cv.in_channels();
     let tp = taps(cv);
-    let level = xs.iter().map(|c| ctx.b.level(c)).min().unwrap_or(0);
-    let xs: Vec<B::Ct> = xs
-        .iter()
-        .map(|c| ctx.b.drop_to(c, level))
-        .collect::<Result<_>>()?;
+    let xs = at_lowest_level(ctx, xs)?;
     (0..lout.cts())
         .map(|part| {
             // acc_τ = Σ_t pt_{t,τ} ⊙ x_t, with pt_{t,τ}[P + τ] the weight that output slot P
@@ -669,6 +665,12 @@ fn conv_b<B: Backend>(
         .collect()
 }
 
+/// The ciphertexts of a value, all dropped to the lowest level among them.
+fn at_lowest_level<B: Backend>(ctx: &Ctx<B>, xs: &[B::Ct]) -> Result<Vec<B::Ct>> {
+    let level = xs.iter().map(|c| ctx.b.level(c)).min().unwrap_or(0);
+    xs.iter().map(|c| ctx.b.drop_to(c, level)).collect()
+}
+
 /// ConvD: a convolution `P → P` (the output's dense layout) by diagonals with baby and giant
 /// steps ([`crate::diag`]); 1 level.
 fn conv_d<B: Backend>(
@@ -681,13 +683,9 @@ fn conv_d<B: Backend>(
 ) -> Result<Vec<B::Ct>> {
     let n = ctx.n;
     let plan = crate::diag::DiagPlan::new(cv, lin, lout, n);
-    let level = xs.iter().map(|c| ctx.b.level(c)).min().unwrap_or(0);
     // Baby steps: hoisted rotations of each input part.
     let babies: Vec<Vec<usize>> = (0..xs.len()).map(|p| plan.babies(p)).collect();
-    let xs: Vec<B::Ct> = xs
-        .iter()
-        .map(|x| ctx.b.drop_to(x, level))
-        .collect::<Result<_>>()?;
+    let xs = at_lowest_level(ctx, xs)?;
     let zs: Vec<Vec<B::Ct>> = xs
         .iter()
         .zip(&babies)

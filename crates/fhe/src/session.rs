@@ -73,7 +73,7 @@ impl Deployment {
         boot: Option<BootstrapConfig>,
         range: f64,
     ) -> Result<Self> {
-        Self::with_conv(model, lit, boot, range, ConvAlgo::Pair)
+        Self::with_conv(model, lit, boot, range, ConvAlgo::default())
     }
 
     /// As [`Deployment::new`] with the convolution algorithm chosen.
