@@ -145,6 +145,33 @@ impl DiagPlan {
     pub fn products(&self) -> usize {
         self.offsets.iter().flatten().map(Vec::len).sum()
     }
+
+    /// The giant steps of output part `q` two at a time (the last alone when odd): each pair
+    /// shares one complex product per baby step (`exec::conv_d`).
+    pub fn giant_pairs(&self, q: usize) -> Vec<Vec<usize>> {
+        self.giants(q).chunks(2).map(<[usize]>::to_vec).collect()
+    }
+
+    /// What ConvD evaluates with paired giant steps: `(complex products, conjugations)` — per
+    /// pair, one product per (input part, baby step) either giant reads, and one conjugation.
+    pub fn paired_costs(&self) -> (usize, usize) {
+        let (mut products, mut conj) = (0, 0);
+        for q in 0..self.offsets.len() {
+            for pair in self.giant_pairs(q) {
+                let used: BTreeSet<(usize, usize)> = (0..self.in_parts())
+                    .flat_map(|p| {
+                        self.offsets[q][p]
+                            .iter()
+                            .filter(|&&d| pair.contains(&(d - d % self.step)))
+                            .map(move |&d| (p, d % self.step))
+                    })
+                    .collect();
+                products += used.len();
+                conj += usize::from(pair.len() == 2);
+            }
+        }
+        (products, conj)
+    }
 }
 
 /// `rot_{−G}(diag_d)` for output part `q`, input part `p`: at slot `s`, the entry of `M` from

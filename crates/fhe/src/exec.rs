@@ -699,42 +699,61 @@ fn conv_d<B: Backend>(
         .collect::<Result<_>>()?;
     (0..lout.cts())
         .map(|q| {
-            let inner: Vec<(isize, B::Ct)> = plan
-                .giants(q)
-                .into_iter()
-                .filter_map(|giant| {
-                    // The products of this giant step: (input part, baby index, offset).
-                    let uses: Vec<(usize, usize, usize)> = (0..xs.len())
-                        .flat_map(|p| {
-                            let babies = &babies[p];
-                            plan.offsets[q][p]
-                                .iter()
-                                .filter(move |&&d| d - d % plan.step == giant)
-                                .map(move |&d| {
-                                    let t = babies
-                                        .binary_search(&(d % plan.step))
-                                        .expect("a baby step");
-                                    (p, t, d)
-                                })
-                        })
-                        .collect();
-                    if uses.is_empty() {
-                        return None;
+            // Giant steps two at a time: one complex product per baby step computes both
+            // (real parts: the first, imaginary: the second; the network's values are real),
+            // and one conjugation splits them — half the plaintext products (each an encoding
+            // at N slots) for one key switch per pair.
+            let mut inner: Vec<(isize, B::Ct)> = Vec::new();
+            for pair in plan.giant_pairs(q) {
+                // (input part, baby index) → the offset each giant of the pair reads there.
+                let mut uses: BTreeMap<(usize, usize), [Option<usize>; 2]> = BTreeMap::new();
+                for (h, &giant) in pair.iter().enumerate() {
+                    for (p, babies) in babies.iter().enumerate() {
+                        for &d in plan.offsets[q][p]
+                            .iter()
+                            .filter(|&&d| d - d % plan.step == giant)
+                        {
+                            let t = babies.binary_search(&(d % plan.step)).expect("a baby step");
+                            uses.entry((p, t)).or_default()[h] = Some(d);
+                        }
                     }
-                    let pts: Vec<Vec<f64>> = uses
-                        .par_iter()
-                        .map(|&(p, _, d)| {
-                            crate::diag::diagonal(cv, (lin, lout), n, (q, p), d, giant)
-                        })
-                        .collect();
-                    let terms: Vec<(&B::Ct, &[f64])> = uses
-                        .iter()
+                }
+                let paired = pair.len() == 2;
+                let scale = if paired { 0.5 } else { 1.0 };
+                let pts: Vec<[Vec<f64>; 2]> = uses
+                    .par_iter()
+                    .map(|(&(p, _), ds)| {
+                        let v = |h: usize| match ds[h] {
+                            Some(d) => {
+                                crate::diag::diagonal(cv, (lin, lout), n, (q, p), d, pair[h])
+                                    .into_iter()
+                                    .map(|w| w * scale)
+                                    .collect()
+                            }
+                            None => vec![0.0; n],
+                        };
+                        [v(0), if paired { v(1) } else { Vec::new() }]
+                    })
+                    .collect();
+                let y = if paired {
+                    let terms: Vec<(&B::Ct, &[f64], &[f64])> = uses
+                        .keys()
                         .zip(&pts)
-                        .map(|(&(p, t, _), v)| (&zs[p][t], v.as_slice()))
+                        .map(|(&(p, t), v)| (&zs[p][t], v[0].as_slice(), v[1].as_slice()))
                         .collect();
-                    Some(ctx.dot(&terms).map(|y| (giant as isize, y)))
-                })
-                .collect::<Result<_>>()?;
+                    let (re, im) = ctx.split(&ctx.dot_complex(&terms)?)?;
+                    inner.push((pair[0] as isize, re));
+                    im
+                } else {
+                    let terms: Vec<(&B::Ct, &[f64])> = uses
+                        .keys()
+                        .zip(&pts)
+                        .map(|(&(p, t), v)| (&zs[p][t], v[0].as_slice()))
+                        .collect();
+                    ctx.dot(&terms)?
+                };
+                inner.push((pair[pair.len() - 1] as isize, y));
+            }
             let mut terms: Vec<(&B::Ct, isize)> = inner.iter().map(|(gs, y)| (y, *gs)).collect();
             // All-zero weights: the output is the bias alone.
             let zero_vec = vec![0.0; n];

@@ -1009,7 +1009,8 @@ fn rot_sum_key_switches(m: usize) -> usize {
 /// [`KEY_SWITCH_COST`], plus plaintext products).
 pub fn conv_d_cost(cv: &Conv2d, lin: &Layout, lout: &Layout, n: usize) -> usize {
     let plan = crate::diag::DiagPlan::new(cv, lin, lout, n);
-    KEY_SWITCH_COST * plan.rotations() + plan.products()
+    let (products, conjugations) = plan.paired_costs();
+    KEY_SWITCH_COST * (plan.rotations() + conjugations) + products
 }
 
 /// Estimated cost of `cv` (reading `lin = P(g, r)`) as half of a ConvA and a ConvB of its
