@@ -239,15 +239,52 @@ mod tests {
         let p = |c: usize, hw: usize, k: usize| {
             Layout::dense_p(c, Grid { h: hw, w: hw, k }, n).expect("fits")
         };
-        for (cv, lin, lout, products, rotations) in [
-            (conv(16, 16, 32, 1), p(16, 32, 1), p(16, 32, 1), 144, 24),
-            (conv(32, 32, 16, 1), p(32, 16, 2), p(32, 16, 2), 392, 42),
-            (conv(64, 64, 8, 1), p(64, 8, 4), p(64, 8, 4), 900, 60),
-            (conv(16, 32, 32, 2), p(16, 32, 1), p(32, 16, 2), 256, 31),
-            (conv(32, 64, 16, 2), p(32, 16, 2), p(64, 8, 4), 648, 56),
+        for (cv, lin, lout, products, rotations, paired) in [
+            (
+                conv(16, 16, 32, 1),
+                p(16, 32, 1),
+                p(16, 32, 1),
+                144,
+                24,
+                (76, 8),
+            ),
+            (
+                conv(32, 32, 16, 1),
+                p(32, 16, 2),
+                p(32, 16, 2),
+                392,
+                42,
+                (224, 8),
+            ),
+            (
+                conv(64, 64, 8, 1),
+                p(64, 8, 4),
+                p(64, 8, 4),
+                900,
+                60,
+                (480, 16),
+            ),
+            (
+                conv(16, 32, 32, 2),
+                p(16, 32, 1),
+                p(32, 16, 2),
+                256,
+                31,
+                (138, 8),
+            ),
+            (
+                conv(32, 64, 16, 2),
+                p(32, 16, 2),
+                p(64, 8, 4),
+                648,
+                56,
+                (360, 20),
+            ),
         ] {
             let plan = DiagPlan::new(&cv, &lin, &lout, n);
             assert_eq!((plan.products(), plan.rotations()), (products, rotations));
+            // Paired giant steps: about half the products, one conjugation per pair.
+            assert_eq!(plan.paired_costs(), paired);
         }
     }
 
