@@ -708,12 +708,12 @@ fn conv_d<B: Backend>(
                 // (input part, baby index) → the offset each giant of the pair reads there.
                 let mut uses: BTreeMap<(usize, usize), [Option<usize>; 2]> = BTreeMap::new();
                 for (h, &giant) in pair.iter().enumerate() {
-                    for (p, babies) in babies.iter().enumerate() {
+                    for (p, bs) in babies.iter().enumerate() {
                         for &d in plan.offsets[q][p]
                             .iter()
                             .filter(|&&d| d - d % plan.step == giant)
                         {
-                            let t = babies.binary_search(&(d % plan.step)).expect("a baby step");
+                            let t = bs.binary_search(&(d % plan.step)).expect("a baby step");
                             uses.entry((p, t)).or_default()[h] = Some(d);
                         }
                     }
