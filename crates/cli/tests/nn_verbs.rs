@@ -20,14 +20,18 @@ fn run(args: &[&str]) -> (bool, String, String) {
     )
 }
 
+/// One JSON value per line of a command's output.
+fn json_lines(out: &str) -> Vec<serde_json::Value> {
+    out.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
 #[test]
 fn inspect_prints_layers_and_totals() {
     let (ok, out, err) = run(&["inspect", "models/resnet20.onnx", "--json"]);
     assert!(ok, "{err}");
-    let lines: Vec<serde_json::Value> = out
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines = json_lines(&out);
     let total = &lines.last().unwrap()["total"];
     let layers = &lines[..lines.len() - 1];
     // The totals are the sums of the per-layer rows.
@@ -75,10 +79,7 @@ fn eval_reports_accuracy_and_agreement() {
         "--logits",
     ]);
     assert!(ok, "{err}");
-    let rows: Vec<serde_json::Value> = out
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let rows = json_lines(&out);
     let names: Vec<String> = {
         let mut v: Vec<String> = std::fs::read_dir(repo().join("models/samples"))
             .unwrap()
@@ -130,10 +131,7 @@ fn fhe_mode_inspect_bench_eval() {
         "--json",
     ]);
     assert!(ok, "{err}");
-    let lines: Vec<serde_json::Value> = out
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines = json_lines(&out);
     let total = &lines.last().unwrap()["total"];
     let rows = &lines[..lines.len() - 1];
     let rot: u64 = rows.iter().map(|r| r["rotations"].as_u64().unwrap()).sum();
@@ -159,10 +157,7 @@ fn fhe_mode_inspect_bench_eval() {
         "--json",
     ]);
     assert!(ok, "{err}");
-    let lines: Vec<serde_json::Value> = out
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines = json_lines(&out);
     let total = &lines.last().unwrap()["total"];
     for key in [
         "ms",

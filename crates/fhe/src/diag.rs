@@ -239,48 +239,17 @@ mod tests {
         let p = |c: usize, hw: usize, k: usize| {
             Layout::dense_p(c, Grid { h: hw, w: hw, k }, n).expect("fits")
         };
-        for (cv, lin, lout, products, rotations, paired) in [
-            (
-                conv(16, 16, 32, 1),
-                p(16, 32, 1),
-                p(16, 32, 1),
-                144,
-                24,
-                (76, 8),
-            ),
-            (
-                conv(32, 32, 16, 1),
-                p(32, 16, 2),
-                p(32, 16, 2),
-                392,
-                42,
-                (224, 8),
-            ),
-            (
-                conv(64, 64, 8, 1),
-                p(64, 8, 4),
-                p(64, 8, 4),
-                900,
-                60,
-                (480, 16),
-            ),
-            (
-                conv(16, 32, 32, 2),
-                p(16, 32, 1),
-                p(32, 16, 2),
-                256,
-                31,
-                (138, 8),
-            ),
-            (
-                conv(32, 64, 16, 2),
-                p(32, 16, 2),
-                p(64, 8, 4),
-                648,
-                56,
-                (360, 20),
-            ),
-        ] {
+        // (in channels, out channels, map, input gap, stride) → (products, key switches,
+        // paired (products, conjugations)).
+        let cases = [
+            ((16, 16, 32, 1, 1), (144, 24, (76, 8))),
+            ((32, 32, 16, 2, 1), (392, 42, (224, 8))),
+            ((64, 64, 8, 4, 1), (900, 60, (480, 16))),
+            ((16, 32, 32, 1, 2), (256, 31, (138, 8))),
+            ((32, 64, 16, 2, 2), (648, 56, (360, 20))),
+        ];
+        for ((c, o, hw, k, st), (products, rotations, paired)) in cases {
+            let (cv, lin, lout) = (conv(c, o, hw, st), p(c, hw, k), p(o, hw / st, k * st));
             let plan = DiagPlan::new(&cv, &lin, &lout, n);
             assert_eq!((plan.products(), plan.rotations()), (products, rotations));
             // Paired giant steps: about half the products, one conjugation per pair.
