@@ -136,7 +136,7 @@ pub fn deployment(model: &nn::Model, opts: &FheOpts, r: f64) -> anyhow::Result<D
 
 /// Input gap of a convolution step (for MPCNN's formula).
 fn conv_gap(dep: &Deployment, s: &fhe::lower::Step) -> Option<(usize, usize)> {
-    let (Kind::ConvA(cv) | Kind::ConvB(cv) | Kind::ConvD(cv) | Kind::ConvMpcnn(cv)) = &s.kind
+    let (Kind::ConvA(cv) | Kind::ConvB(cv) | Kind::ConvD(cv, _) | Kind::ConvMpcnn(cv)) = &s.kind
     else {
         return None;
     };

@@ -109,17 +109,26 @@ impl<B: Backend> Ctx<'_, B> {
         // one ModDown: about 1.3 rotations' time where doubling spends 2), then s ← 4s. Two
         // chunks for m = 16 cost about 2.7 rotations against doubling's 4 (one more key per
         // chunk: 3s beside s and 2s).
-        let m = count.next_power_of_two();
-        let (mut s, mut c) = (step, 1);
-        while c < m {
-            let chunk = (m / c).min(4);
+        let mut s = step;
+        for chunk in rot_sum_chunks(count.next_power_of_two()) {
             let terms: Vec<(&B::Ct, isize)> = (0..chunk as isize).map(|i| (&x, i * s)).collect();
             x = self.rot_terms(&terms)?;
             s *= chunk as isize;
-            c *= chunk;
         }
         Ok(x)
     }
+}
+
+/// The chunk sizes of a rotate-and-sum over `m` (a power of two): fours, then the rest.
+pub(crate) fn rot_sum_chunks(m: usize) -> impl Iterator<Item = usize> {
+    let mut c = 1;
+    std::iter::from_fn(move || {
+        (c < m).then(|| {
+            let chunk = (m / c).min(4);
+            c *= chunk;
+            chunk
+        })
+    })
 }
 
 fn log2(x: usize) -> usize {
@@ -202,7 +211,7 @@ pub fn run<B: Backend>(prog: &Program, b: &B, input: Vec<B::Ct>) -> Result<Run<B
         let out = match &s.kind {
             Kind::ConvA(cv) => conv_a(&ctx, ins[0], cv, lin, lout, prog.range)?,
             Kind::ConvB(cv) => conv_b(&ctx, ins[0], cv, lin, lout, prog.range)?,
-            Kind::ConvD(cv) => conv_d(&ctx, ins[0], cv, lin, lout, prog.range)?,
+            Kind::ConvD(cv, plan) => conv_d(&ctx, ins[0], cv, plan, lin, lout, prog.range)?,
             Kind::ConvMpcnn(cv) => vec![conv_mpcnn(&ctx, &ins[0][0], cv, lin, lout, prog.range)?],
             Kind::Poly(p) => {
                 let deg = p.degree();
@@ -677,12 +686,12 @@ fn conv_d<B: Backend>(
     ctx: &Ctx<B>,
     xs: &[B::Ct],
     cv: &nn::ir::Conv2d,
+    plan: &crate::diag::DiagPlan,
     lin: &Layout,
     lout: &Layout,
     range: f64,
 ) -> Result<Vec<B::Ct>> {
     let n = ctx.n;
-    let plan = crate::diag::DiagPlan::new(cv, lin, lout, n);
     // Baby steps: hoisted rotations of each input part.
     let babies: Vec<Vec<usize>> = (0..xs.len()).map(|p| plan.babies(p)).collect();
     let xs = at_lowest_level(ctx, xs)?;

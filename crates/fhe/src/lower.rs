@@ -47,9 +47,9 @@ pub enum Kind {
     /// rotations after the products, a sum over the `r` runs of channel blocks (every copy gets
     /// the total: no mask, 1 level).
     ConvB(Conv2d),
-    /// `P` → the same `P`, stride 1: diagonals with baby and giant steps (`crate::diag`); no
-    /// mask, 1 level.
-    ConvD(Conv2d),
+    /// `P` → the output's dense `P` (gap × stride): diagonals with baby and giant steps
+    /// (`crate::diag`), with the plan the lowering made; no mask, 1 level.
+    ConvD(Conv2d, std::sync::Arc<crate::diag::DiagPlan>),
     Poly(PolyCoeffs),
     /// A degree-2 activation in square form, one level: per channel, with the held
     /// coefficients `A = a·R`, `B = b`, `C = c/R` and `β = B/(2A)`, it computes
@@ -84,7 +84,7 @@ impl Kind {
         match self {
             Kind::ConvA(_) => "conv-a",
             Kind::ConvB(_) => "conv-b",
-            Kind::ConvD(_) => "conv-d",
+            Kind::ConvD(..) => "conv-d",
             Kind::ConvMpcnn(_) => "conv-mpcnn",
             Kind::Poly(_) => "poly",
             Kind::Square(_) => "square",
@@ -101,7 +101,7 @@ impl Kind {
         match self {
             Kind::ConvA(_) | Kind::ConvMpcnn(_) | Kind::PoolFc(_) => 2,
             // Products only: the copy-major layouts need no mask (exec::conv_b).
-            Kind::ConvB(_) | Kind::ConvD(_) => 1,
+            Kind::ConvB(_) | Kind::ConvD(..) => 1,
             Kind::Poly(p) => p.degree(),
             Kind::Series { series, .. } => ckks::polyeval::depth(series.degree()),
             Kind::Mul | Kind::Square(_) => 1,
@@ -539,15 +539,18 @@ impl<'a> Lowerer<'a> {
                             w: ow,
                             k: grid.k * sh,
                         };
-                        Layout::dense_p(o, og, self.n).filter(|lout| {
-                            self.conv == ConvAlgo::Diag
-                                || conv_d_cost(cv, lin, lout, self.n) < pair_cost(cv, lin, self.n)
+                        Layout::dense_p(o, og, self.n).and_then(|lout| {
+                            let plan = crate::diag::DiagPlan::new(cv, lin, &lout, self.n);
+                            (self.conv == ConvAlgo::Diag
+                                || conv_d_cost(&plan) < pair_cost(cv, lin, self.n))
+                            .then_some((lout, plan))
                         })
                     }
                     _ => None,
                 };
-                if let Some(l) = diag_out {
-                    let v = self.push(&node.name, Kind::ConvD(cv.clone()), vec![x], l);
+                if let Some((l, plan)) = diag_out {
+                    let kind = Kind::ConvD(cv.clone(), std::sync::Arc::new(plan));
+                    let v = self.push(&node.name, kind, vec![x], l);
                     self.vals[id] = Some(Val::Ct(v));
                     return Ok(());
                 }
@@ -996,19 +999,12 @@ const KEY_SWITCH_COST: usize = 6;
 
 /// Key switches of a rotate-and-sum over `m` (a power of two) in chunks of four (`exec`).
 fn rot_sum_key_switches(m: usize) -> usize {
-    let (mut c, mut ks) = (1, 0);
-    while c < m {
-        let chunk = (m / c).min(4);
-        ks += chunk - 1;
-        c *= chunk;
-    }
-    ks
+    crate::exec::rot_sum_chunks(m).map(|chunk| chunk - 1).sum()
 }
 
-/// Estimated cost of `cv` as ConvD from `lin` to `lout` (key switches weighted by
-/// [`KEY_SWITCH_COST`], plus plaintext products).
-pub fn conv_d_cost(cv: &Conv2d, lin: &Layout, lout: &Layout, n: usize) -> usize {
-    let plan = crate::diag::DiagPlan::new(cv, lin, lout, n);
+/// Estimated cost of a ConvD with `plan` (key switches weighted by [`KEY_SWITCH_COST`], plus
+/// plaintext products).
+pub fn conv_d_cost(plan: &crate::diag::DiagPlan) -> usize {
     let (products, conjugations) = plan.paired_costs();
     KEY_SWITCH_COST * (plan.rotations() + conjugations) + products
 }
