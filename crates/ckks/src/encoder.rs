@@ -136,6 +136,13 @@ pub struct Encoder {
     roots: Vec<Complex>,
     /// `rot_group[j] = 5^j mod 2N`, `j < N/2`.
     rot_group: Vec<usize>,
+    /// Twiddles of the special FFT, stage by stage: the stage of length `len` (a power of two
+    /// `≥ 2`) at `[len/2 − 1, len − 1)`, butterfly `j` holding `roots[(rot_group[j] mod 4·len) ·
+    /// 2N/(4·len)]` ([`Encoder::twiddle`]); contiguous so that the butterflies stream them.
+    tw_fwd: Vec<Complex>,
+    /// The same entries for the inverse: `roots[2N − …]` (the conjugates, read from the table so
+    /// that the results do not change).
+    tw_inv: Vec<Complex>,
 }
 
 impl Encoder {
@@ -153,7 +160,7 @@ impl Encoder {
         }
         let n = 1usize << log_n;
         let m = 2 * n;
-        let roots = (0..=m)
+        let roots: Vec<Complex> = (0..=m)
             .map(|k| Complex::from_polar(1.0, 2.0 * PI * k as f64 / m as f64))
             .collect();
         let mut rot_group = Vec::with_capacity(n / 2);
@@ -162,10 +169,23 @@ impl Encoder {
             rot_group.push(g);
             g = g * 5 % m;
         }
+        let (mut tw_fwd, mut tw_inv) = (Vec::with_capacity(n / 2), Vec::with_capacity(n / 2));
+        let mut len = 2;
+        while len <= n / 2 {
+            let lenq = 4 * len;
+            for &r in &rot_group[..len / 2] {
+                let k = (r % lenq) * (m / lenq);
+                tw_fwd.push(roots[k]);
+                tw_inv.push(roots[m - k]);
+            }
+            len *= 2;
+        }
         Ok(Encoder {
             log_n,
             roots,
             rot_group,
+            tw_fwd,
+            tw_inv,
         })
     }
 
@@ -207,17 +227,15 @@ impl Encoder {
     pub fn fft_special(&self, w: &mut [Complex]) {
         let n = w.len();
         debug_assert!(n.is_power_of_two() && n <= self.max_slots());
-        let m = 2 * self.degree();
         bit_reverse(w);
         let mut len = 2;
         while len <= n {
             let lenh = len / 2;
-            let lenq = len * 4;
-            let gap = m / lenq;
+            let tw = &self.tw_fwd[lenh - 1..len - 1];
             for chunk in w.chunks_exact_mut(len) {
                 let (lo, hi) = chunk.split_at_mut(lenh);
                 for j in 0..lenh {
-                    let t = self.roots[(self.rot_group[j] % lenq) * gap];
+                    let t = tw[j];
                     let u = lo[j];
                     let v = hi[j] * t;
                     lo[j] = u + v;
@@ -233,17 +251,15 @@ impl Encoder {
     pub fn ifft_special(&self, z: &mut [Complex]) {
         let n = z.len();
         debug_assert!(n.is_power_of_two() && n <= self.max_slots());
-        let m = 2 * self.degree();
         let mut len = n;
         while len >= 2 {
             let lenh = len / 2;
-            let lenq = len * 4;
-            let gap = m / lenq;
+            // conj(ζ^k) = ζ^{M-k}
+            let tw = &self.tw_inv[lenh - 1..len - 1];
             for chunk in z.chunks_exact_mut(len) {
                 let (lo, hi) = chunk.split_at_mut(lenh);
                 for j in 0..lenh {
-                    // conj(ζ^k) = ζ^{M-k}
-                    let t = self.roots[m - (self.rot_group[j] % lenq) * gap];
+                    let t = tw[j];
                     let u = lo[j] + hi[j];
                     let v = (lo[j] - hi[j]) * t;
                     lo[j] = u;
