@@ -440,7 +440,12 @@ fn residues_of_exact_f64(v: &[f64], q: u64, max: f64, out: &mut [u64]) {
     } else {
         let qf = q as f64;
         for (o, &x) in out.iter_mut().zip(v) {
-            let r = (x - (x / qf).floor() * qf) as i64;
+            // ⌊x/q⌋ by truncation, one less for negative non-integers (no call to `floor`
+            // on targets without a rounding instruction).
+            let y = x / qf;
+            let t = y as i64 as f64;
+            let k = if t > y { t - 1.0 } else { t };
+            let r = (x - k * qf) as i64;
             let r = r + ((r >> 63) & qi);
             *o = (r - (((qi - 1 - r) >> 63) & qi)) as u64;
         }

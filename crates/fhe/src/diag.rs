@@ -174,42 +174,66 @@ impl DiagPlan {
     }
 }
 
-/// `rot_{−G}(diag_d)` for output part `q`, input part `p`: at slot `s`, the entry of `M` from
-/// output slot `s − G` to input slot `s − G + d`, when that input slot lies in the window of
-/// `g` blocks starting at the output's block (the copy that this offset reads).
+/// `(channel, i, j)` at every slot of one part of a layout (`None` where no value): the two
+/// lookups [`diagonal`] makes per slot of every diagonal, decoded once per part.
+pub struct SlotTable(Vec<Option<(u32, u32, u32)>>);
+
+impl SlotTable {
+    pub fn new(layout: &Layout, part: usize, n: usize) -> SlotTable {
+        SlotTable(
+            (0..n)
+                .map(|s| {
+                    layout
+                        .at(part, s)
+                        .map(|(c, i, j)| (c as u32, i as u32, j as u32))
+                })
+                .collect(),
+        )
+    }
+}
+
+/// `rot_{−G}(diag_d)` from input part `p` (slots `tin`, of layout `lin`) to output part `q`
+/// (slots `tout`): at slot `s`, the entry of `M` from output slot `s − G` to input slot
+/// `s − G + d`, when that input slot lies in the window of `g` blocks starting at the output's
+/// block (the copy that this offset reads).
 pub fn diagonal(
     cv: &Conv2d,
-    (lin, lout): (&Layout, &Layout),
-    n: usize,
-    (q, p): (usize, usize),
+    lin: &Layout,
+    (tin, tout): (&SlotTable, &SlotTable),
     d: usize,
     giant: usize,
 ) -> Vec<f64> {
     let Layout::P { grid, g, .. } = *lin else {
         unreachable!("lowering: ConvD reads P")
     };
+    let n = tin.0.len();
+    debug_assert!(n.is_power_of_two());
+    let mask = n - 1;
     let (blk, nb) = (grid.block(), n / grid.block());
     let [kh, kw] = cv.kernel;
-    let st = cv.stride[0] as isize;
+    let (st, pads) = (
+        cv.stride[0] as isize,
+        [cv.pads[0] as isize, cv.pads[1] as isize],
+    );
     (0..n)
         .map(|s| {
-            let src = (s + n - giant) % n;
-            let Some((o, i, j)) = lout.at(q, src) else {
+            let src = (s + n - giant) & mask;
+            let Some((o, i, j)) = tout.0[src] else {
                 return 0.0;
             };
-            let dst = (src + d) % n;
+            let dst = (src + d) & mask;
             if (dst / blk + nb - src / blk) % nb >= g {
                 return 0.0;
             }
-            let Some((c, i2, j2)) = lin.at(p, dst) else {
+            let Some((c, i2, j2)) = tin.0[dst] else {
                 return 0.0;
             };
-            let ky = i2 as isize - st * i as isize + cv.pads[0] as isize;
-            let kx = j2 as isize - st * j as isize + cv.pads[1] as isize;
+            let ky = i2 as isize - st * i as isize + pads[0];
+            let kx = j2 as isize - st * j as isize + pads[1];
             if ky < 0 || kx < 0 || ky >= kh as isize || kx >= kw as isize {
                 return 0.0;
             }
-            weight(cv, o, c, ky as usize, kx as usize)
+            weight(cv, o as usize, c as usize, ky as usize, kx as usize)
         })
         .collect()
 }

@@ -8,6 +8,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::backend::Backend;
+use crate::diag::SlotTable;
 use crate::error::{FheError, Result};
 use crate::layout::Layout;
 use crate::lower::{Kind, Program};
@@ -694,6 +695,14 @@ fn conv_d<B: Backend>(
     let n = ctx.n;
     // Baby steps: hoisted rotations of each input part.
     let babies: Vec<Vec<usize>> = (0..xs.len()).map(|p| plan.babies(p)).collect();
+    let (tin, tout): (Vec<SlotTable>, Vec<SlotTable>) = rayon::join(
+        || (0..xs.len()).map(|p| SlotTable::new(lin, p, n)).collect(),
+        || {
+            (0..lout.cts())
+                .map(|q| SlotTable::new(lout, q, n))
+                .collect()
+        },
+    );
     let xs = at_lowest_level(ctx, xs)?;
     let zs: Vec<Vec<B::Ct>> = xs
         .iter()
@@ -734,7 +743,7 @@ fn conv_d<B: Backend>(
                     .map(|(&(p, _), ds)| {
                         let v = |h: usize| match ds[h] {
                             Some(d) => {
-                                crate::diag::diagonal(cv, (lin, lout), n, (q, p), d, pair[h])
+                                crate::diag::diagonal(cv, lin, (&tin[p], &tout[q]), d, pair[h])
                                     .into_iter()
                                     .map(|w| w * scale)
                                     .collect()
