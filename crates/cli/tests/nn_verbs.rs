@@ -272,6 +272,35 @@ fn fhe_mode_inspect_bench_eval() {
         !ok && err.contains("use another --journal") && err.lines().count() == 1,
         "{err}"
     );
+    // Two images at once (`--jobs 2`) into a fresh journal: both journaled, the same results.
+    std::fs::remove_file(&journal).unwrap();
+    let (ok, out, err) = run(&[
+        "eval",
+        "--model",
+        m,
+        "--data",
+        &d,
+        "--mode",
+        "fhe",
+        "--fhe-params",
+        "test-n12",
+        "--journal",
+        &j,
+        "--jobs",
+        "2",
+        "--json",
+    ]);
+    assert!(ok, "{err}");
+    let v = summary(&out);
+    assert_eq!(
+        (v["evaluated_now"].as_u64(), v["agreement"].as_f64()),
+        (Some(2), Some(1.0)),
+        "{v}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&journal).unwrap().lines().count(),
+        3
+    );
     let _ = (
         std::fs::remove_dir_all(&dir),
         std::fs::remove_file(&journal),
