@@ -3,7 +3,7 @@
 # (models/resnet20_aespa.onnx) end to end at the 128-bit N = 2^16 preset, the programs'
 # operation counts against MPCNN's formula, and the pretrained ReLU ResNet-20's plan with the
 # composite ReLU.
-# Usage: bench/fhe/run.sh [plan|bench|mpcnn|eval|r18|ab]...  (default: all but r18 and ab). Run on a quiet
+# Usage: bench/fhe/run.sh [plan|bench|mpcnn|eval|r18|ab|abk]...  (default: all but r18, ab, abk). Run on a quiet
 # machine. ab: OLD=<binary> STAMP=<date> alternates OLD, this build and this build with
 # --fhe-conv auto twice each, then this build with --fhe-conv diag, on the nine-level preset
 # (--fhe-params n16) and with MPCNN's convolution.
@@ -34,8 +34,8 @@ for step in $STEPS; do
     [ -f $M ] || python/.venv/bin/python -m privinfer_models.export --models resnet18_64_aespa --out python/build/models
     $BIN inspect $M --mode fhe --json > $OUT/plan_resnet18_64_aespa.jsonl
     # FLOOD: --fhe-flood-bits (default 12; 0 = re-randomization only). CONV: --fhe-conv
-    # (default pair; auto, diag). Output bench/fhe/r18_<stamp>_<conv>_flood<b>.{jsonl,time}.
-    C=${CONV:-pair}
+    # (default auto, as the CLI; pair, diag). Output bench/fhe/r18_<stamp>_<conv>_flood<b>.{jsonl,time}.
+    C=${CONV:-auto}
     /usr/bin/time -v $BIN bench --model $M --mode fhe --image models/samples/cifar10_00_3.png \
       --fhe-flood-bits ${FLOOD:-12} --fhe-conv $C --json \
       > $OUT/r18_${STAMP}_${C}_flood${FLOOD:-12}.jsonl 2> $OUT/r18_${STAMP}_${C}_flood${FLOOD:-12}.time ;;
@@ -43,7 +43,7 @@ for step in $STEPS; do
     # image of the class-grouped file. About half a minute each on 2 cores, journaled: a
     # stopped run resumes where it stopped. Each evaluation is also decrypted unflooded and at
     # 10, 14 and 16 bits of flooding.
-    $BIN eval --model models/resnet20_aespa.onnx --data "$DATA" --every 10 --limit "${K:-1000}" --mode fhe \
+    $BIN eval --model models/resnet20_aespa.onnx --data "$DATA" --every 10 --limit "${K:-1000}" --mode fhe --jobs 2 \
       --fhe-flood-sweep 0,10,14,16 --journal $OUT/eval_resnet20_aespa.jsonl --json \
       > $OUT/eval_resnet20_aespa.json ;;
   ab) # The previous build (OLD) and this one alternating in one script: only same-run ratios
@@ -62,6 +62,26 @@ for step in $STEPS; do
       > $OUT/ab_${STAMP}_new9_1.jsonl 2> $OUT/ab_${STAMP}_new9_1.time
     /usr/bin/time -v $BIN bench --model models/resnet20_aespa.onnx --mode fhe --fhe-conv mpcnn --json \
       > $OUT/ab_${STAMP}_mpcnn_1.jsonl 2> $OUT/ab_${STAMP}_mpcnn_1.time ;;
+  abk) # Kernel changes (same plans): OLD and this build alternating twice on ResNet-20, then
+      # --fhe-conv diag with each, then ResNet-18 at 64x64 with each (this build first).
+    for i in 1 2; do
+      for b in old new; do
+        bin=$BIN; [ $b = old ] && bin=$OLD
+        /usr/bin/time -v $bin bench --model models/resnet20_aespa.onnx --mode fhe --json \
+          > $OUT/ab_${STAMP}_${b}_$i.jsonl 2> $OUT/ab_${STAMP}_${b}_$i.time
+      done
+    done
+    for b in old new; do
+      bin=$BIN; [ $b = old ] && bin=$OLD
+      /usr/bin/time -v $bin bench --model models/resnet20_aespa.onnx --mode fhe --fhe-conv diag --json \
+        > $OUT/ab_${STAMP}_diag_$b.jsonl 2> $OUT/ab_${STAMP}_diag_$b.time
+    done
+    M=python/build/models/resnet18_64_aespa.onnx
+    for b in new old; do
+      bin=$BIN; [ $b = old ] && bin=$OLD
+      /usr/bin/time -v $bin bench --model $M --mode fhe --image models/samples/cifar10_00_3.png --json \
+        > $OUT/r18_${STAMP}_${b}_auto_flood12.jsonl 2> $OUT/r18_${STAMP}_${b}_auto_flood12.time
+    done ;;
   *) echo "unknown step $step" >&2; exit 2 ;;
   esac
 done
