@@ -866,29 +866,46 @@ fn pool_fc<B: Backend>(
     };
     let block = grid.block();
     let hw = (grid.h * grid.w) as f64;
-    let pooled: Vec<B::Ct> = xs
+    // Lanes: the copies (logit t·r + s in copy s of pass t), or with one copy the cells of the
+    // first map row (logit t·w + j in cell (0, j) of pass t: the pooled sums, clean in cell
+    // (0, 0) only, are rotated there, so each lane's product reads its own rotation).
+    let lanes = crate::lower::fc_lanes(lin, fc.out_features, n);
+    let per_pass = r * lanes;
+    let pooled: Vec<Vec<B::Ct>> = xs
         .iter()
         .map(|x| {
             let u = ctx.rot_sum(x.clone(), grid.k as isize, grid.w)?;
-            ctx.rot_sum(u, (grid.k * grid.wb()) as isize, grid.h)
+            let u = ctx.rot_sum(u, (grid.k * grid.wb()) as isize, grid.h)?;
+            if lanes == 1 {
+                return Ok(vec![u]);
+            }
+            let ks: Vec<isize> = (0..lanes).map(|j| -((j * grid.k) as isize)).collect();
+            ctx.rot_many(&u, &ks)
         })
         .collect::<Result<_>>()?;
-    let passes = fc.out_features.div_ceil(r);
+    let passes = fc.out_features.div_ceil(per_pass);
     let mut outs = vec![];
     for t in 0..passes {
-        let pts: Vec<Vec<f64>> = (0..xs.len())
+        let pts: Vec<Vec<Vec<f64>>> = (0..xs.len())
             .map(|part| {
-                (0..n)
-                    .map(|s| {
-                        let Some((c, 0, 0)) = lin.at(part, s) else {
-                            return 0.0;
-                        };
-                        let o = t * r + s / (g * block);
-                        if o < fc.out_features {
-                            fc.weight[o * fc.in_features + c] as f64 / hw
-                        } else {
-                            0.0
-                        }
+                (0..lanes)
+                    .map(|j| {
+                        (0..n)
+                            .map(|s| {
+                                let Some((c, 0, jj)) = lin.at(part, s) else {
+                                    return 0.0;
+                                };
+                                if jj != j {
+                                    return 0.0;
+                                }
+                                let o = t * per_pass + (s / (g * block)) * lanes + j;
+                                if o < fc.out_features {
+                                    fc.weight[o * fc.in_features + c] as f64 / hw
+                                } else {
+                                    0.0
+                                }
+                            })
+                            .collect()
                     })
                     .collect()
             })
@@ -896,7 +913,7 @@ fn pool_fc<B: Backend>(
         let terms: Vec<(&B::Ct, &[f64])> = pooled
             .iter()
             .zip(&pts)
-            .map(|(x, p)| (x, p.as_slice()))
+            .flat_map(|(xj, pj)| xj.iter().zip(pj).map(|(x, p)| (x, p.as_slice())))
             .collect();
         let mut u = ctx.dot(&terms)?;
         u = ctx.rot_sum(u, 1, grid.k)?;
@@ -904,13 +921,14 @@ fn pool_fc<B: Backend>(
         u = ctx.rot_sum(u, block as isize, g)?;
         outs.push(u);
     }
-    // Logit o = t·r + s sits at slot s·g·B of pass t; it goes to o·stride.
+    // Logit o = t·r·w + s·w + j sits at slot s·g·B + j·k of pass t; it goes to o·stride.
     let mut by_rho: BTreeMap<isize, Vec<(usize, Vec<f64>)>> = BTreeMap::new();
     for o in 0..fc.out_features {
-        let (t, s) = (o / r, o % r);
+        let (t, s, j) = (o / per_pass, (o % per_pass) / lanes, o % lanes);
+        let src = s * g * block + j * grid.k;
         let mut mask = vec![0.0; n];
-        mask[s * g * block] = 1.0;
-        let rho = (s * g * block) as isize - (o * stride) as isize;
+        mask[src] = 1.0;
+        let rho = src as isize - (o * stride) as isize;
         by_rho.entry(rho).or_default().push((t, mask));
     }
     let mut y: Option<B::Ct> = None;

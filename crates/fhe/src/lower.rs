@@ -801,11 +801,14 @@ impl<'a> Lowerer<'a> {
                 if len == 0 || len > self.n {
                     return Err(unsupported(model, id, "more outputs than slots"));
                 }
-                // Logit o at slot o·stride: one per block where they fit, denser otherwise.
-                let l = Layout::Vector {
-                    len,
-                    stride: grid.block().min(self.n / len.next_power_of_two()),
+                // Logit o at slot o·stride: one per block where they fit, denser otherwise; at
+                // the cells' spacing where the FC's lanes are the cells of a map row
+                // ([`fc_lanes`]).
+                let stride = match fc_lanes(&self.layouts[x], len, self.n) {
+                    1 => grid.block().min(self.n / len.next_power_of_two()),
+                    _ => grid.k,
                 };
+                let l = Layout::Vector { len, stride };
                 // A pending per-channel factor of the pooled value scales the weights' columns.
                 let mut lin = lin.clone();
                 if let Some(alpha) = &alpha {
@@ -1031,6 +1034,20 @@ pub fn pair_cost(cv: &Conv2d, lin: &Layout, n: usize) -> usize {
         KEY_SWITCH_COST * (parts * shifts + passes * per_pass) + passes * (parts * taps + 1);
     let conv_b = KEY_SWITCH_COST * (shifts + rot_sum_key_switches(r)) + parts * taps * out_cts;
     (conv_a + conv_b) / 2
+}
+
+/// Logits one pass of the pooled FC computes besides the copies: with one copy (`r = 1`, split
+/// maps and any `P` filling its ciphertexts) a pass would compute one logit, so the cells of
+/// the first map row serve as lanes — `w` logits per pass, at `w − 1` hoisted rotations of
+/// the pooled input (`exec::pool_fc`) — when more than one pass would be needed and the
+/// logits fit at the cells' spacing `k`. 1 otherwise (the copies are the lanes).
+pub fn fc_lanes(lin: &Layout, outputs: usize, n: usize) -> usize {
+    match *lin {
+        Layout::P { grid, r: 1, .. } if grid.w > 1 && outputs > 1 && outputs * grid.k <= n => {
+            grid.w
+        }
+        _ => 1,
+    }
 }
 
 /// MPCNN's composite degrees for ReLU (Lee et al., ICML 2022).

@@ -368,6 +368,7 @@ fn maps_split_over_ciphertexts_and_projection_shortcuts_equal_float() {
     let (x, want) = &cases[0];
     let range = 2.0 * max_abs_trace(&m, x);
     use fhe::lower::ConvAlgo::{Diag, Pair};
+    let mut one_copy_fcs = 0;
     for (slots, boot, max_parts, conv) in [
         (8192, Some(9), 1, Pair),
         (2048, Some(9), 2, Pair),
@@ -396,6 +397,20 @@ fn maps_split_over_ciphertexts_and_projection_shortcuts_equal_float() {
             .max()
             .unwrap();
         assert_eq!(parts, max_parts, "slots {slots}");
+        // With one copy the pooled FC's lanes are the cells of a map row: logits at the
+        // cells' spacing (the float comparison below checks them).
+        for s in &prog.steps {
+            if let (Kind::PoolFc(_), Layout::P { grid, r: 1, .. }) =
+                (&s.kind, &prog.layouts[s.inputs[0]])
+            {
+                one_copy_fcs += 1;
+                assert!(
+                    matches!(prog.layouts[s.output], Layout::Vector { stride, .. } if stride == grid.k),
+                    "slots {slots}: {:?}",
+                    prog.layouts[s.output]
+                );
+            }
+        }
         // The pair's projection shortcut (a ConvA) returns to P by an identity ConvB; ConvD's
         // is in P already.
         assert_eq!(
@@ -414,6 +429,7 @@ fn maps_split_over_ciphertexts_and_projection_shortcuts_equal_float() {
         let boots: usize = run.steps.iter().map(|s| s.counts.bootstraps).sum();
         assert!(boots >= prog.bootstraps());
     }
+    assert!(one_copy_fcs > 0, "no configuration pools a one-copy map");
     // MPCNN's convolution refuses a split map with a one-line reason.
     let e = Program::lower(
         &m,
