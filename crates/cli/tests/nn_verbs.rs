@@ -192,26 +192,25 @@ fn fhe_mode_inspect_bench_eval() {
     let d = dir.to_string_lossy().into_owned();
     let journal = dir.with_extension("journal.jsonl");
     let j = journal.to_string_lossy().into_owned();
-    let eval = |limit: &str| {
-        run(&[
+    // `eval --mode fhe` of the two images on the test preset, journaled in `j`, plus `extra`.
+    let fhe_eval = |extra: &[&str]| {
+        let mut args = vec![
             "eval",
             "--model",
             m,
             "--data",
             &d,
-            "--limit",
-            limit,
             "--mode",
             "fhe",
             "--fhe-params",
             "test-n12",
-            "--fhe-flood-sweep",
-            "0,1,30",
             "--journal",
             &j,
-            "--json",
-        ])
+        ];
+        args.extend_from_slice(extra);
+        run(&args)
     };
+    let eval = |limit: &str| fhe_eval(&["--limit", limit, "--fhe-flood-sweep", "0,1,30", "--json"]);
     let summary = |out: &str| -> serde_json::Value {
         serde_json::from_str(out.lines().last().unwrap()).unwrap()
     };
@@ -253,43 +252,14 @@ fn fhe_mode_inspect_bench_eval() {
         4
     );
     // A journal written with other settings is refused in one line.
-    let (ok, _, err) = run(&[
-        "eval",
-        "--model",
-        m,
-        "--data",
-        &d,
-        "--mode",
-        "fhe",
-        "--fhe-params",
-        "test-n12",
-        "--fhe-flood-bits",
-        "14",
-        "--journal",
-        &j,
-    ]);
+    let (ok, _, err) = fhe_eval(&["--fhe-flood-bits", "14"]);
     assert!(
         !ok && err.contains("use another --journal") && err.lines().count() == 1,
         "{err}"
     );
     // Two images at once (`--jobs 2`) into a fresh journal: both journaled, the same results.
     std::fs::remove_file(&journal).unwrap();
-    let (ok, out, err) = run(&[
-        "eval",
-        "--model",
-        m,
-        "--data",
-        &d,
-        "--mode",
-        "fhe",
-        "--fhe-params",
-        "test-n12",
-        "--journal",
-        &j,
-        "--jobs",
-        "2",
-        "--json",
-    ]);
+    let (ok, out, err) = fhe_eval(&["--jobs", "2", "--json"]);
     assert!(ok, "{err}");
     let v = summary(&out);
     assert_eq!(
