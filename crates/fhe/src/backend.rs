@@ -74,6 +74,10 @@ pub trait Backend: Sync {
     /// Refreshes `x`, whose slot vector repeats with period `period`, to
     /// [`Backend::boot_level`] (sparse packing with `period` slots where the circuit allows).
     fn bootstrap(&self, x: &Self::Ct, period: usize) -> Result<Self::Ct>;
+    /// `(a + i·b)/2` of two real ciphertexts, at no level (the factor `i` a monomial, the `1/2`
+    /// in the scale): bootstrapping refreshes the `N` real coefficients whatever the slots
+    /// hold, so two real values cost one circuit, and [`Backend::split_complex`] returns them.
+    fn pack_pair(&self, a: &Self::Ct, b: &Self::Ct) -> Result<Self::Ct>;
     /// Level of a bootstrapped ciphertext.
     fn boot_level(&self) -> usize;
 }
@@ -278,6 +282,22 @@ impl Backend for Sim {
             ..x.clone()
         })
     }
+    fn pack_pair(&self, a: &SimCt, b: &SimCt) -> Result<SimCt> {
+        if a.im.iter().chain(&b.im).any(|&v| v != 0.0) {
+            return Err(FheError::BadInput(
+                "only real values pair for bootstrapping".into(),
+            ));
+        }
+        // The circuit sees both values at full size (the 1/2 is only the scale's).
+        let m = a.v.iter().chain(&b.v).fold(0f64, |m, v| m.max(v.abs()));
+        let mut g = self.max_boot_input.lock().expect("not poisoned");
+        *g = g.max(m);
+        Ok(SimCt {
+            v: a.v.iter().map(|x| x / 2.0).collect(),
+            im: b.v.iter().map(|x| x / 2.0).collect(),
+            level: a.level.min(b.level),
+        })
+    }
     fn boot_level(&self) -> usize {
         self.boot_level
     }
@@ -375,8 +395,21 @@ impl Backend for Ckks<'_> {
     }
     fn add(&self, a: &Ciphertext, b: &Ciphertext) -> Result<Ciphertext> {
         let l = a.level().min(b.level());
-        let a = self.eval.drop_to_level(a, l)?;
-        let b = self.eval.drop_to_level(b, l)?;
+        let mut a = self.eval.drop_to_level(a, l)?;
+        let mut b = self.eval.drop_to_level(b, l)?;
+        // A paired bootstrap leaves its values at twice the scale (`pack_pair`): lift the other
+        // operand by the integer ratio (a product by a small integer: exact, no level).
+        let ratio = a.scale() / b.scale();
+        if (ratio - 1.0).abs() > 1e-9 {
+            let (lo, k) = if ratio > 1.0 {
+                (&mut b, ratio)
+            } else {
+                (&mut a, 1.0 / ratio)
+            };
+            if (k - k.round()).abs() <= 1e-9 * k {
+                *lo = self.eval.mul_const(lo, Complex::from(1.0), k.round())?;
+            }
+        }
         Ok(self.eval.add(&a, &b)?)
     }
     fn add_plain(&self, a: &Ciphertext, v: &[f64]) -> Result<Ciphertext> {
@@ -457,6 +490,17 @@ impl Backend for Ckks<'_> {
         let mut y = bs.bootstrap(self.eval, enc, &x)?;
         y.set_slots(self.n, self.params)?;
         Ok(y)
+    }
+    fn pack_pair(&self, a: &Ciphertext, b: &Ciphertext) -> Result<Ciphertext> {
+        let l = a.level().min(b.level());
+        let a = self.eval.drop_to_level(a, l)?;
+        // i·b: the monomial X^{N/2} (i in every slot), exact, no level.
+        let ib =
+            self.eval
+                .mul_const(&self.eval.drop_to_level(b, l)?, Complex::new(0.0, 1.0), 1.0)?;
+        let mut z = self.eval.add(&a, &ib)?;
+        z.set_scale(2.0 * z.scale());
+        Ok(z)
     }
     fn boot_level(&self) -> usize {
         self.boot

@@ -292,11 +292,20 @@ pub fn run<B: Backend>(prog: &Program, b: &B, input: Vec<B::Ct>) -> Result<Run<B
                 vec![pool_fc(&ctx, ins[0], lin_layer, lin, lout, prog.range)?]
             }
             Kind::Bootstrap => {
-                ctx.counts.lock().expect("not poisoned").bootstraps += ins[0].len();
-                ins[0]
-                    .iter()
-                    .map(|x| b.bootstrap(x, lin.period(ctx.n)))
-                    .collect::<Result<_>>()?
+                // Two ciphertexts per circuit (`Backend::pack_pair`), split by one conjugation.
+                let period = lin.period(ctx.n);
+                let mut out = Vec::with_capacity(ins[0].len());
+                for pair in ins[0].chunks(2) {
+                    ctx.counts.lock().expect("not poisoned").bootstraps += 1;
+                    if let [x, y] = pair {
+                        let z = b.bootstrap(&b.pack_pair(x, y)?, period)?;
+                        let (re, im) = ctx.split(&z)?;
+                        out.extend([re, im]);
+                    } else {
+                        out.push(b.bootstrap(&pair[0], period)?);
+                    }
+                }
+                out
             }
         };
         let after = *ctx.counts.lock().expect("not poisoned");

@@ -68,7 +68,7 @@ fn tiny_fhe_network_on_ciphertexts_matches_float() {
 }
 
 /// PRCR on ciphertexts: the ResNet-18-shaped tiny net at 2^11 slots, where its 16×16 maps split
-/// over two ciphertexts (bootstrapped one by one), its projection shortcut returns to P by an
+/// over two ciphertexts, its projection shortcut returns to P by an
 /// identity ConvB and its 12 logits sit two blocks apart (more than the blocks).
 #[test]
 fn split_maps_and_projection_shortcut_on_ciphertexts() {
@@ -89,7 +89,19 @@ fn split_maps_and_projection_shortcut_on_ciphertexts() {
     let scale = want.iter().fold(0f64, |a, v| a.max(v.abs()));
     let boots: usize = run.steps.iter().map(|s| s.counts.bootstraps).sum();
     eprintln!("max error {err:.2e} (max |logit| {scale:.2}), {boots} bootstraps");
-    assert!(boots >= 1);
+    // Ciphertexts are bootstrapped two per circuit (`Backend::pack_pair`; here each bootstrap
+    // point refreshes one: `paired_bootstrap_on_ciphertexts` tests the pairs).
+    let refreshed: Vec<usize> = dep
+        .prog
+        .steps
+        .iter()
+        .filter(|s| matches!(s.kind, fhe::lower::Kind::Bootstrap))
+        .map(|s| dep.prog.layouts[s.inputs[0]].cts())
+        .collect();
+    assert_eq!(
+        boots,
+        refreshed.iter().map(|c| c.div_ceil(2)).sum::<usize>()
+    );
     assert!(
         err < 1e-3 * scale.max(1.0),
         "max error {err}: {y:?} vs {want:?}"
@@ -371,4 +383,63 @@ fn resnet20_aespa_end_to_end_n16() {
     eprintln!("logits {y:?}\nfloat  {f:?}\nmax error {err:.2e}");
     assert_eq!(nn::argmax(&y), nn::argmax(&f));
     assert!(err < 1e-2 * f.iter().fold(1f32, |a, v| a.max(v.abs())));
+}
+
+/// Two real ciphertexts refreshed by one bootstrapping circuit as `(a + i·b)/2`
+/// (`Backend::pack_pair`) and split by one conjugation: both come back at the bootstrapping
+/// level within the circuit's precision (at twice the scale), and add to a ciphertext at the
+/// usual scale (`Backend::add` lifts it by the integer ratio).
+#[test]
+fn paired_bootstrap_on_ciphertexts() {
+    use ckks::{presets, Bootstrapper, Complex, Decryptor, Encryptor, Params, SecretKey};
+    use fhe::backend::Backend;
+    use rand::Rng;
+    let params = Params::new(presets::insecure_boot_n12()).unwrap();
+    let bs = Bootstrapper::new(&params, presets::insecure_boot_n12_config()).unwrap();
+    let mut rng = ChaCha20Rng::seed_from_u64(21);
+    let sk = SecretKey::generate(&params, &mut rng);
+    let (keys, encaps) = bs.generate_keys(&sk, &mut rng).unwrap();
+    let eval = ckks::Evaluator::new(&params, keys).unwrap();
+    let (enc, dec) = (
+        Encryptor::with_secret_key(&params, &sk).unwrap(),
+        Decryptor::new(&params, &sk).unwrap(),
+    );
+    let n = params.max_slots();
+    let b = fhe::backend::Ckks {
+        params: &params,
+        eval: &eval,
+        boot: Some((std::slice::from_ref(&bs), encaps.as_ref())),
+        n,
+    };
+    let real =
+        |rng: &mut ChaCha20Rng| -> Vec<f64> { (0..n).map(|_| rng.gen_range(-1.0..1.0)).collect() };
+    let (xa, xb, xc) = (real(&mut rng), real(&mut rng), real(&mut rng));
+    let encrypt = |v: &[f64], level: usize, rng: &mut ChaCha20Rng| {
+        let z: Vec<Complex> = v.iter().map(|&x| Complex::from(x)).collect();
+        let pt = params.encode(&z, n, level, params.default_scale()).unwrap();
+        enc.encrypt(&pt, rng).unwrap()
+    };
+    let (ca, cb) = (encrypt(&xa, 0, &mut rng), encrypt(&xb, 0, &mut rng));
+    let z = b.bootstrap(&b.pack_pair(&ca, &cb).unwrap(), n).unwrap();
+    let (ra, rb) = b.split_complex(&z).unwrap();
+    let err = |c: &ckks::Ciphertext, want: &[f64]| {
+        dec.decrypt(c)
+            .unwrap()
+            .iter()
+            .zip(want)
+            .fold(0f64, |m, (g, w)| m.max((g.re - w).abs().max(g.im.abs())))
+    };
+    let (ea, eb) = (err(&ra, &xa), err(&rb, &xb));
+    eprintln!("paired bootstrap: max error {ea:.2e} / {eb:.2e}");
+    assert_eq!(
+        (ra.level(), rb.level()),
+        (bs.output_level(), bs.output_level())
+    );
+    assert!(ea < 1e-3 && eb < 1e-3, "{ea} {eb}");
+    assert!((ra.scale() / (2.0 * params.default_scale()) - 1.0).abs() < 1e-9);
+    // A value at the usual scale adds to it.
+    let cc = encrypt(&xc, bs.output_level(), &mut rng);
+    let sum: Vec<f64> = xa.iter().zip(&xc).map(|(a, c)| a + c).collect();
+    let es = err(&b.add(&ra, &cc).unwrap(), &sum);
+    assert!(es < 1e-3, "{es}");
 }
