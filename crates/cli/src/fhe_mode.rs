@@ -544,7 +544,6 @@ pub fn eval(
         let mut rng = ChaCha20Rng::from_entropy();
         let mut keys = dep.keygen(&mut rng)?;
         let eval = ckks::Evaluator::new(&dep.params, std::mem::take(&mut keys.eval))?;
-        let mut failed = None;
         for chunk in todo.chunks(usize::from(eopts.jobs.max(1))) {
             let rngs = chunk
                 .iter()
@@ -574,6 +573,7 @@ pub fn eval(
                     })
                 })
                 .collect();
+            let mut failed = None;
             for out in outs {
                 let res = match out {
                     Ok(res) => res,

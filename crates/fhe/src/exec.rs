@@ -892,31 +892,33 @@ fn pool_fc<B: Backend>(
             ctx.rot_many(&u, &ks)
         })
         .collect::<Result<_>>()?;
+    // Per part, the slots that take weights — (slot, channel, the logit's offset in a pass:
+    // copy·w + lane) — the same in every pass.
+    let places: Vec<Vec<(usize, usize, usize)>> = (0..xs.len())
+        .map(|part| {
+            (0..n)
+                .filter_map(|s| match lin.at(part, s) {
+                    Some((c, 0, j)) if j < lanes => Some((s, c, (s / (g * block)) * lanes + j)),
+                    _ => None,
+                })
+                .collect()
+        })
+        .collect();
     let passes = fc.out_features.div_ceil(per_pass);
     let mut outs = vec![];
     for t in 0..passes {
-        let pts: Vec<Vec<Vec<f64>>> = (0..xs.len())
-            .map(|part| {
-                (0..lanes)
-                    .map(|j| {
-                        (0..n)
-                            .map(|s| {
-                                let Some((c, 0, jj)) = lin.at(part, s) else {
-                                    return 0.0;
-                                };
-                                if jj != j {
-                                    return 0.0;
-                                }
-                                let o = t * per_pass + (s / (g * block)) * lanes + j;
-                                if o < fc.out_features {
-                                    fc.weight[o * fc.in_features + c] as f64 / hw
-                                } else {
-                                    0.0
-                                }
-                            })
-                            .collect()
-                    })
-                    .collect()
+        // Per part and lane, the weights of the pass's logits at their slots.
+        let pts: Vec<Vec<Vec<f64>>> = places
+            .iter()
+            .map(|place| {
+                let mut v = vec![vec![0.0; n]; lanes];
+                for &(s, c, off) in place {
+                    let o = t * per_pass + off;
+                    if o < fc.out_features {
+                        v[off % lanes][s] = fc.weight[o * fc.in_features + c] as f64 / hw;
+                    }
+                }
+                v
             })
             .collect();
         let terms: Vec<(&B::Ct, &[f64])> = pooled
