@@ -89,11 +89,13 @@ def set_metadata(path: str, name: str, weights: str, dataset: str, size: int, so
     return path
 
 
-def ort_run(path: str, x: np.ndarray) -> np.ndarray:
+def ort_run(path: str, x: np.ndarray, optimize: bool = True) -> np.ndarray:
     import onnxruntime as ort
 
     so = ort.SessionOptions()
     so.intra_op_num_threads = 1
+    if not optimize:
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
     return sess.run(None, {sess.get_inputs()[0].name: x.astype(np.float32)})[0]
 
@@ -167,14 +169,54 @@ def write_tiny_fixtures(out_dir: str, n: int = 3) -> None:
         json.dump(res, f)
 
 
+def add_tiny_fixture(out_dir: str, name: str, n: int = 3) -> None:
+    """Adds one tiny model to models/tiny/ and its cases to tiny_expected.json, leaving the other
+    fixtures as they are (their files and cases are what the tests were written against)."""
+    from . import tiny
+
+    shapes = {"tiny_fhe_bands": (1, 3, 24, 24)}
+    shape = shapes[name]
+    model = getattr(tiny, name)()
+    path = os.path.join(out_dir, f"{name}.onnx")
+    torch.onnx.export(model, torch.zeros(shape), path, opset_version=OPSET, input_names=["input"],
+                      output_names=["logits"], training=torch.onnx.TrainingMode.PRESERVE)
+    m = onnx.load(path)
+    p = m.metadata_props.add()
+    p.key, p.value = "weights", "random-seeded (seed 0); test fixture"
+    onnx.save(m, path)
+    rng = np.random.default_rng(2)
+    cases = []
+    for _ in range(n):
+        x = rng.standard_normal(shape).astype(np.float32)
+        # onnxruntime 1.20's graph optimizer fuses an explicit zero Pad into the next
+        # AveragePool without counting the padding in the divisor (PyTorch's export of a padded
+        # AvgPool2d): the unoptimized graph is the ONNX semantics, checked against PyTorch.
+        y = ort_run(path, x, optimize=False)
+        with torch.no_grad():
+            t = model(torch.from_numpy(x)).numpy()
+        assert np.abs(y - t).max() < 1e-5, np.abs(y - t).max()
+        cases.append({"input": [float(v) for v in x.reshape(-1)],
+                      "float": [float(v) for v in y.reshape(-1)]})
+    exp = os.path.join(out_dir, "tiny_expected.json")
+    with open(exp) as f:
+        res = json.load(f)
+    res["models"][name] = {"file": f"{name}.onnx", "input_shape": list(shape), "cases": cases}
+    with open(exp, "w") as f:
+        json.dump(res, f)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", default=os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data"))
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "..", "build", "models"))
     ap.add_argument("--models", default="all", help="comma-separated zoo names, or 'all'")
     ap.add_argument("--fixtures", help="write the committed fixtures into this directory instead")
+    ap.add_argument("--add-tiny", help="add this one tiny fixture to models/tiny/ (keeping the others)")
     a = ap.parse_args()
     torch.set_num_threads(max(1, os.cpu_count() or 1))
+    if a.add_tiny:
+        add_tiny_fixture(os.path.join(os.path.dirname(__file__), "..", "..", "models", "tiny"), a.add_tiny)
+        return
     if a.fixtures:
         write_fixtures(a.data, a.fixtures)
         write_tiny_fixtures(os.path.join(a.fixtures, "tiny"))

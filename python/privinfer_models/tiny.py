@@ -14,6 +14,10 @@
 - TinyFHEProj (3x16x16): the same activations in a ResNet-18-shaped net (option-B 1x1
   projection shortcut on the stride-2 block, 12 classes), whose maps split over ciphertexts at
   the small test parameters (FHE mode's PRCR path).
+- TinyFHEBands (3x24x24): an ImageNet-ResNet-shaped net on a map that is not a power of two
+  (7x7 stride-2 stem, 3x3 stride-2 average pool with padding, a residual block, a stride-2 block
+  with a 1x1 projection), whose maps split into row bands at the small test parameters (FHE
+  mode's maps larger than a ciphertext).
 Weights are random (seeded).
 """
 
@@ -92,6 +96,29 @@ class TinyFHEProj(nn.Module):
         x = self.p2(self.c2(self.p1(self.c1(x))) + x)
         x = self.p4(self.c4(self.p3(self.c3(x))) + self.proj(x))
         return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+
+
+class TinyFHEBands(nn.Module):
+    def __init__(self):
+        super().__init__()
+        cbn = lambda i, o, s, k=3: nn.Sequential(nn.Conv2d(i, o, k, s, k // 2, bias=False), nn.BatchNorm2d(o))
+        self.stem, self.p0 = cbn(3, 4, 2, k=7), _Poly(4)
+        self.pool = nn.AvgPool2d(3, 2, 1)
+        self.c1, self.p1, self.c2, self.p2 = cbn(4, 4, 1), _Poly(4), cbn(4, 4, 1), _Poly(4)
+        self.c3, self.p3, self.c4, self.p4 = cbn(4, 8, 2), _Poly(8), cbn(8, 8, 1), _Poly(8)
+        self.proj = cbn(4, 8, 2, k=1)
+        self.fc = nn.Linear(8, 5)
+
+    def forward(self, x):
+        x = self.pool(self.p0(self.stem(x)))
+        x = self.p2(self.c2(self.p1(self.c1(x))) + x)
+        x = self.p4(self.c4(self.p3(self.c3(x))) + self.proj(x))
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+
+
+def tiny_fhe_bands(seed=0):
+    torch.manual_seed(seed)
+    return _seed_bns(TinyFHEBands(), var=(1.0, 4.0), weight=(0.3, 0.6))
 
 
 def _seed_bns(m: nn.Module, var=(0.5, 2.0), weight=(0.5, 1.0)) -> nn.Module:

@@ -47,6 +47,7 @@ impl DiagPlan {
                 r: or,
                 parts: oparts,
                 c: oc,
+                bands,
             },
         ) = (lin, lout)
         else {
@@ -56,13 +57,25 @@ impl DiagPlan {
         debug_assert_eq!((og.block(), og.wb()), (blk, grid.wb()));
         let (ok, oph) = (og.k, og.phases());
         let [kh, kw] = cv.kernel;
+        debug_assert_eq!(lin.bands(), *bands);
         let nb = n / blk;
+        // Row bands (`B > n`, one group, one copy): output band `q mod bands` reads input band
+        // `p mod bands` at slot-row offset δ only when some row of the band lands there,
+        // `Δ·R − R < δ < Δ·R + R` with `Δ` the band difference and `R = n/W_b` slot rows per
+        // band; the offset is `e` mod n whatever the band.
+        let rows = (n / grid.wb()) as isize;
         let at = |ch: usize| ((ch / ph) % g, (ch % ph) / k, ch % k);
         let offsets: Vec<Vec<Vec<usize>>> = (0..*oparts)
             .map(|q| {
                 (0..*parts)
                     .map(|p| {
                         let mut set = BTreeSet::new();
+                        let (q, p, band_diff) = if *bands > 1 {
+                            let diff = (p % bands) as isize - (q % bands) as isize;
+                            (q / bands, p / bands, Some(diff))
+                        } else {
+                            (q, p, None)
+                        };
                         for o in q * og_g * oph..((q + 1) * og_g * oph).min(*oc) {
                             let (go, ao, bo) = ((o / oph) % og_g, (o % oph) / ok, o % ok);
                             for ci in p * g * ph..((p + 1) * g * ph).min(*c) {
@@ -77,8 +90,16 @@ impl DiagPlan {
                                         {
                                             continue;
                                         }
-                                        let e = (k as isize * dy + ac as isize - ao as isize) * wb
+                                        let delta = k as isize * dy + ac as isize - ao as isize;
+                                        let e = delta * wb
                                             + (k as isize * dx + bc as isize - bo as isize);
+                                        if let Some(diff) = band_diff {
+                                            if (delta - diff * rows).abs() >= rows {
+                                                continue;
+                                            }
+                                            set.insert(e.rem_euclid(n as isize) as usize);
+                                            continue;
+                                        }
                                         // Each output copy's block reads the input group in
                                         // the window of g blocks that starts at it.
                                         for s in 0..*or {
@@ -222,7 +243,8 @@ pub fn diagonal(
                 return 0.0;
             };
             let dst = (src + d) & mask;
-            if (dst / blk + nb - src / blk) % nb >= g {
+            // (Row bands, `nb = 0`: one group and one copy, every slot is the value's only one.)
+            if nb > 0 && (dst / blk + nb - src / blk) % nb >= g {
                 return 0.0;
             }
             let Some((c, i2, j2)) = tin.0[dst] else {

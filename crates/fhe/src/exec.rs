@@ -880,11 +880,23 @@ fn pool_fc<B: Backend>(
     // (0, 0) only, are rotated there, so each lane's product reads its own rotation).
     let lanes = crate::lower::fc_lanes(lin, fc.out_features, n);
     let per_pass = r * lanes;
+    // Row bands: the bands of a group add up cell by cell (each holds its own rows, zeros
+    // elsewhere), and the row sum runs over one band's pixel rows.
+    let bands = lin.bands();
+    let xs: Vec<B::Ct> = xs
+        .chunks(bands)
+        .map(|band| {
+            band[1..]
+                .iter()
+                .try_fold(band[0].clone(), |acc, x| ctx.b.add(&acc, x))
+        })
+        .collect::<Result<_>>()?;
+    let rows = grid.hp().min(n / (grid.k * grid.wb()));
     let pooled: Vec<Vec<B::Ct>> = xs
         .iter()
         .map(|x| {
-            let u = ctx.rot_sum(x.clone(), grid.k as isize, grid.w)?;
-            let u = ctx.rot_sum(u, (grid.k * grid.wb()) as isize, grid.h)?;
+            let u = ctx.rot_sum(x.clone(), grid.k as isize, grid.wp())?;
+            let u = ctx.rot_sum(u, (grid.k * grid.wb()) as isize, rows)?;
             if lanes == 1 {
                 return Ok(vec![u]);
             }
@@ -897,7 +909,7 @@ fn pool_fc<B: Backend>(
     let places: Vec<Vec<(usize, usize, usize)>> = (0..xs.len())
         .map(|part| {
             (0..n)
-                .filter_map(|s| match lin.at(part, s) {
+                .filter_map(|s| match lin.at(part * bands, s) {
                     Some((c, 0, j)) if j < lanes => Some((s, c, (s / (g * block)) * lanes + j)),
                     _ => None,
                 })

@@ -156,6 +156,12 @@ enum Val {
     },
     /// Globally average-pooled (and maybe flattened) value awaiting its FC layer.
     Pooled(usize, Option<Vec<f64>>),
+    /// Node `src` zero-padded on H and W (`[top, left, bottom, right]`), awaiting the
+    /// convolution or average pool that absorbs the padding into its own.
+    Padded {
+        src: NodeId,
+        pads: [usize; 4],
+    },
     /// The image before its first consumer chose its layout.
     Image,
 }
@@ -246,6 +252,11 @@ impl<'a> Lowerer<'a> {
                 consumer,
                 "global average pooling must feed a fully connected layer",
             )),
+            Some(Val::Padded { .. }) => Err(unsupported(
+                model,
+                consumer,
+                "spatial zero padding must feed a convolution or an average pool",
+            )),
             None => Err(unsupported(model, consumer, "input not lowered")),
         }
     }
@@ -332,9 +343,17 @@ impl<'a> Lowerer<'a> {
                 // I(r, g) with r ≤ the copies of the stem's output, so that ConvB can sum
                 // its r channel blocks inside one output group.
                 let out = Layout::dense_p(cv.out_channels(), grid, self.n).ok_or_else(too_large)?;
-                let Layout::P { r: r_out, .. } = out else {
+                let Layout::P {
+                    r: r_out, bands, ..
+                } = out
+                else {
                     unreachable!()
                 };
+                if bands > 1 {
+                    // A block larger than a ciphertext: the image in row bands of P, read by a
+                    // ConvD.
+                    return Layout::dense_p(c, grid, self.n).ok_or_else(too_large);
+                }
                 let r = c.next_power_of_two().min(r_out);
                 Ok(Layout::I {
                     c,
@@ -471,6 +490,178 @@ impl<'a> Lowerer<'a> {
         }
     }
 
+    /// A convolution (or a pooling written as one) of node `id`: ConvD, ConvA, ConvB or
+    /// MPCNN's by the input's layout and the lowering's choice.
+    fn conv(&mut self, id: NodeId, cv: &Conv2d) -> Result<Val> {
+        let model = self.model;
+        let node = &model.nodes[id];
+        // An explicit zero padding before it is the convolution's own (taps outside the map
+        // read nothing, which is reading zeros).
+        let (input, padded_cv);
+        let cv = match self.vals[node.inputs[0]].clone() {
+            Some(Val::Padded { src, pads }) => {
+                let mut c = cv.clone();
+                c.in_shape[1] -= pads[0] + pads[2];
+                c.in_shape[2] -= pads[1] + pads[3];
+                for (p, e) in c.pads.iter_mut().zip(pads) {
+                    *p += e;
+                }
+                input = src;
+                padded_cv = c;
+                &padded_cv
+            }
+            _ => {
+                input = node.inputs[0];
+                cv
+            }
+        };
+        if cv.groups != 1 {
+            return Err(unsupported(
+                model,
+                id,
+                "grouped and depthwise convolutions are not built in FHE mode",
+            ));
+        }
+        let (x, alpha) = if matches!(self.vals[input], Some(Val::Image)) {
+            // The image in I for a ConvB stem; in P for MPCNN's and for a strided stem,
+            // which only ConvD (or ConvA) can read.
+            let in_i = match self.conv {
+                ConvAlgo::Mpcnn => false,
+                ConvAlgo::Diag | ConvAlgo::Auto => cv.stride == [1, 1],
+                ConvAlgo::Pair => true,
+            };
+            let l = self.image_layout(in_i.then_some(cv))?;
+            self.layouts[0] = l;
+            self.vals[0] = Some(Val::Ct(0));
+            (0, None)
+        } else {
+            self.scaled(input)?
+        };
+        // A pending per-channel factor of the input scales the weights (input side).
+        let scaled_cv;
+        let cv = match &alpha {
+            Some(alpha) => {
+                let mut c = cv.clone();
+                let per_c = cv.kernel[0] * cv.kernel[1];
+                let ci = cv.in_channels();
+                for (k, w) in c.weight.iter_mut().enumerate() {
+                    *w = (*w as f64 * alpha[(k / per_c) % ci]) as f32;
+                }
+                scaled_cv = c;
+                &scaled_cv
+            }
+            None => cv,
+        };
+        let [_, h, w] = cv.in_shape;
+        let [o, oh, ow] = cv.out_shape;
+        let (sh, sw) = (cv.stride[0], cv.stride[1]);
+        if sh != sw || h % sh != 0 || oh != h / sh || ow != w / sw {
+            return Err(unsupported(
+                model,
+                id,
+                "only 'same' convolutions (output = input / stride) are built",
+            ));
+        }
+        // ConvD where chosen: `P` to the dense `P` of the output.
+        // A map split into row bands has only ConvD (docs/protocols/hyphen.md § Row bands).
+        let banded = self.layouts[x].bands() > 1;
+        if banded && !matches!(self.conv, ConvAlgo::Diag | ConvAlgo::Auto) {
+            return Err(unsupported(
+                model,
+                id,
+                format!(
+                    "a map larger than a ciphertext ({}) needs ConvD (--fhe-conv auto or diag)",
+                    self.layouts[x].describe()
+                ),
+            ));
+        }
+        let diag_out = match &self.layouts[x] {
+            lin @ Layout::P { grid, .. }
+                if matches!(self.conv, ConvAlgo::Diag | ConvAlgo::Auto) =>
+            {
+                let og = Grid {
+                    h: oh,
+                    w: ow,
+                    k: grid.k * sh,
+                };
+                Layout::dense_p(o, og, self.n).and_then(|lout| {
+                    let plan = crate::diag::DiagPlan::new(cv, lin, &lout, self.n);
+                    (self.conv == ConvAlgo::Diag
+                        || banded
+                        || conv_d_cost(&plan) < pair_cost(cv, lin, self.n))
+                    .then_some((lout, plan))
+                })
+            }
+            _ => None,
+        };
+        if let Some((l, plan)) = diag_out {
+            let kind = Kind::ConvD(cv.clone(), std::sync::Arc::new(plan));
+            return Ok(Val::Ct(self.push(&node.name, kind, vec![x], l)));
+        }
+        Ok(match self.layouts[x].clone() {
+            Layout::P { grid, parts, .. } if self.conv == ConvAlgo::Mpcnn => {
+                let og = Grid {
+                    h: oh,
+                    w: ow,
+                    k: grid.k * sh,
+                };
+                let l = Layout::dense_p(o, og, self.n).ok_or_else(|| FheError::TooLarge {
+                    node: node.name.clone(),
+                    values: o * oh * ow,
+                    gap: og.k,
+                    needed: o.div_ceil(og.phases()).next_power_of_two() * og.block(),
+                    slots: self.n,
+                })?;
+                if parts > 1 || l.cts() > 1 {
+                    return Err(unsupported(
+                            model,
+                            id,
+                            "MPCNN's convolution of a map split over ciphertexts is not built (use --fhe-conv pair)",
+                        ));
+                }
+                Val::Ct(self.push(&node.name, Kind::ConvMpcnn(cv.clone()), vec![x], l))
+            }
+            Layout::P { grid, g, r, .. } => {
+                let og = Grid {
+                    h: oh,
+                    w: ow,
+                    k: grid.k * sh,
+                };
+                let l = Layout::I {
+                    c: o,
+                    grid: og,
+                    r,
+                    g,
+                };
+                Val::Ct(self.push(&node.name, Kind::ConvA(cv.clone()), vec![x], l))
+            }
+            Layout::I { grid, r, .. } => {
+                if sh != 1 {
+                    return Err(unsupported(model, id, "a strided convolution must read layout P (it follows a ConvB or a residual add)"));
+                }
+                let l = Layout::dense_p(o, grid, self.n).ok_or_else(|| FheError::TooLarge {
+                    node: node.name.clone(),
+                    values: o * oh * ow,
+                    gap: grid.k,
+                    needed: o.div_ceil(grid.phases()).next_power_of_two() * grid.block(),
+                    slots: self.n,
+                })?;
+                let Layout::P { r: r2, .. } = l else {
+                    unreachable!()
+                };
+                if r2 < r {
+                    return Err(unsupported(
+                        model,
+                        id,
+                        format!("output copies {r2} < input channel blocks {r}"),
+                    ));
+                }
+                Val::Ct(self.push(&node.name, Kind::ConvB(cv.clone()), vec![x], l))
+            }
+            Layout::Vector { .. } => return Err(unsupported(model, id, "convolution of a vector")),
+        })
+    }
+
     fn lower_node(&mut self, id: NodeId) -> Result<()> {
         let model = self.model;
         let node = &model.nodes[id];
@@ -488,140 +679,7 @@ impl<'a> Lowerer<'a> {
                     Val::Const(t.data.iter().map(|&x| x as f64).collect())
                 }
             }
-            Op::Conv(cv) => {
-                if cv.groups != 1 {
-                    return Err(unsupported(
-                        model,
-                        id,
-                        "grouped and depthwise convolutions are not built in FHE mode",
-                    ));
-                }
-                let (x, alpha) = if matches!(self.vals[node.inputs[0]], Some(Val::Image)) {
-                    let l = self.image_layout((self.conv != ConvAlgo::Mpcnn).then_some(cv))?;
-                    self.layouts[0] = l;
-                    self.vals[0] = Some(Val::Ct(0));
-                    (0, None)
-                } else {
-                    self.scaled(node.inputs[0])?
-                };
-                // A pending per-channel factor of the input scales the weights (input side).
-                let scaled_cv;
-                let cv = match &alpha {
-                    Some(alpha) => {
-                        let mut c = cv.clone();
-                        let per_c = cv.kernel[0] * cv.kernel[1];
-                        let ci = cv.in_channels();
-                        for (k, w) in c.weight.iter_mut().enumerate() {
-                            *w = (*w as f64 * alpha[(k / per_c) % ci]) as f32;
-                        }
-                        scaled_cv = c;
-                        &scaled_cv
-                    }
-                    None => cv,
-                };
-                let [_, h, w] = cv.in_shape;
-                let [o, oh, ow] = cv.out_shape;
-                let (sh, sw) = (cv.stride[0], cv.stride[1]);
-                if sh != sw || h % sh != 0 || oh != h / sh || ow != w / sw {
-                    return Err(unsupported(
-                        model,
-                        id,
-                        "only 'same' convolutions (output = input / stride) are built",
-                    ));
-                }
-                // ConvD where chosen: `P` to the dense `P` of the output.
-                let diag_out = match &self.layouts[x] {
-                    lin @ Layout::P { grid, .. }
-                        if matches!(self.conv, ConvAlgo::Diag | ConvAlgo::Auto) =>
-                    {
-                        let og = Grid {
-                            h: oh,
-                            w: ow,
-                            k: grid.k * sh,
-                        };
-                        Layout::dense_p(o, og, self.n).and_then(|lout| {
-                            let plan = crate::diag::DiagPlan::new(cv, lin, &lout, self.n);
-                            (self.conv == ConvAlgo::Diag
-                                || conv_d_cost(&plan) < pair_cost(cv, lin, self.n))
-                            .then_some((lout, plan))
-                        })
-                    }
-                    _ => None,
-                };
-                if let Some((l, plan)) = diag_out {
-                    let kind = Kind::ConvD(cv.clone(), std::sync::Arc::new(plan));
-                    let v = self.push(&node.name, kind, vec![x], l);
-                    self.vals[id] = Some(Val::Ct(v));
-                    return Ok(());
-                }
-                match self.layouts[x].clone() {
-                    Layout::P { grid, parts, .. } if self.conv == ConvAlgo::Mpcnn => {
-                        let og = Grid {
-                            h: oh,
-                            w: ow,
-                            k: grid.k * sh,
-                        };
-                        let l =
-                            Layout::dense_p(o, og, self.n).ok_or_else(|| FheError::TooLarge {
-                                node: node.name.clone(),
-                                values: o * oh * ow,
-                                gap: og.k,
-                                needed: o.div_ceil(og.phases()).next_power_of_two() * og.block(),
-                                slots: self.n,
-                            })?;
-                        if parts > 1 || l.cts() > 1 {
-                            return Err(unsupported(
-                                model,
-                                id,
-                                "MPCNN's convolution of a map split over ciphertexts is not built (use --fhe-conv pair)",
-                            ));
-                        }
-                        Val::Ct(self.push(&node.name, Kind::ConvMpcnn(cv.clone()), vec![x], l))
-                    }
-                    Layout::P { grid, g, r, .. } => {
-                        let og = Grid {
-                            h: oh,
-                            w: ow,
-                            k: grid.k * sh,
-                        };
-                        let l = Layout::I {
-                            c: o,
-                            grid: og,
-                            r,
-                            g,
-                        };
-                        Val::Ct(self.push(&node.name, Kind::ConvA(cv.clone()), vec![x], l))
-                    }
-                    Layout::I { grid, r, .. } => {
-                        if sh != 1 {
-                            return Err(unsupported(model, id, "a strided convolution must read layout P (it follows a ConvB or a residual add)"));
-                        }
-                        let l =
-                            Layout::dense_p(o, grid, self.n).ok_or_else(|| FheError::TooLarge {
-                                node: node.name.clone(),
-                                values: o * oh * ow,
-                                gap: grid.k,
-                                needed: o.div_ceil(grid.phases()).next_power_of_two()
-                                    * grid.block(),
-                                slots: self.n,
-                            })?;
-                        let Layout::P { r: r2, .. } = l else {
-                            unreachable!()
-                        };
-                        if r2 < r {
-                            return Err(unsupported(
-                                model,
-                                id,
-                                format!("output copies {r2} < input channel blocks {r}"),
-                            ));
-                        }
-                        Val::Ct(self.push(&node.name, Kind::ConvB(cv.clone()), vec![x], l))
-                    }
-                    Layout::Vector { .. } => {
-                        return Err(unsupported(model, id, "convolution of a vector"))
-                    }
-                }
-            }
+            Op::Conv(cv) => self.conv(id, cv)?,
             Op::Add | Op::Mul => {
                 let (a, b) = (node.inputs[0], node.inputs[1]);
                 let sa = self.sym(a);
@@ -739,6 +797,16 @@ impl<'a> Lowerer<'a> {
                     sw: sw * st[3],
                 }
             }
+            Op::Pad(p)
+                if p.before.len() == 4
+                    && p.before[..2].iter().chain(&p.after[..2]).all(|&e| e == 0)
+                    && !matches!(self.vals[node.inputs[0]], Some(Val::Sub { .. })) =>
+            {
+                Val::Padded {
+                    src: node.inputs[0],
+                    pads: [p.before[2], p.before[3], p.after[2], p.after[3]],
+                }
+            }
             Op::Pad(p) => {
                 let Some(Val::Sub { v, sh: step, sw }) = self.vals[node.inputs[0]].clone() else {
                     return Err(unsupported(
@@ -763,6 +831,50 @@ impl<'a> Lowerer<'a> {
                 }
                 let c = self.channels_of(v) + p.before[1] + p.after[1];
                 Val::Ct(self.remap(id, v, step, p.before[1], c)?)
+            }
+            Op::AvgPool(pool) => {
+                // A k×k average is a convolution whose weights link each channel to itself
+                // (ConvD keeps only the offsets of nonzero weights: one per tap and phase).
+                let chw = |sh: &[usize]| match *sh {
+                    [1, c, h, w] => Some([c, h, w]),
+                    _ => None,
+                };
+                let (Some([c, h, w]), Some([_, oh, ow])) =
+                    (chw(&model.nodes[node.inputs[0]].shape), chw(&node.shape))
+                else {
+                    return Err(unsupported(
+                        model,
+                        id,
+                        "average pooling of a non-[1, C, H, W] value",
+                    ));
+                };
+                let [kh, kw] = pool.kernel;
+                let padded = pool.pads.iter().any(|&p| p > 0);
+                if padded && !pool.count_include_pad {
+                    return Err(unsupported(
+                        model,
+                        id,
+                        "average pooling that excludes the padding from its divisor",
+                    ));
+                }
+                let per = kh * kw;
+                let mut weight = vec![0f32; c * c * per];
+                for ch in 0..c {
+                    for t in 0..per {
+                        weight[(ch * c + ch) * per + t] = 1.0 / per as f32;
+                    }
+                }
+                let cv = Conv2d {
+                    in_shape: [c, h, w],
+                    out_shape: [c, oh, ow],
+                    kernel: pool.kernel,
+                    stride: pool.stride,
+                    pads: pool.pads,
+                    groups: 1,
+                    weight,
+                    bias: vec![0.0; c],
+                };
+                self.conv(id, &cv)?
             }
             Op::GlobalAvgPool => {
                 let (x, alpha) = self.scaled(node.inputs[0])?;

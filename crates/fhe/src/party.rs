@@ -58,12 +58,21 @@ pub fn parse_hello(bytes: &[u8]) -> Result<Hello> {
         && o.flood_bits.is_none_or(|b| (1..=40).contains(&b))
         && o.galois.len() <= 4096
         && (1..=4096).contains(&c)
-        && hh.is_power_of_two()
-        && ww.is_power_of_two()
-        && c * hh * ww <= n;
+        && (1..=4096).contains(&hh)
+        && (1..=4096).contains(&ww);
     if !sane {
         return Err(bad("server offer out of range"));
     }
+    // A grid's block, without overflow on untrusted sizes.
+    let block = |g: &crate::layout::Grid| {
+        (g.k.is_power_of_two() && g.k <= 4096 && g.h <= 4096 && g.w <= 4096)
+            .then(|| {
+                g.k.checked_mul(g.hp())?
+                    .checked_mul(g.k)?
+                    .checked_mul(g.wp())
+            })
+            .flatten()
+    };
     let fits = |l: &crate::layout::Layout| match *l {
         crate::layout::Layout::P {
             c,
@@ -71,18 +80,29 @@ pub fn parse_hello(bytes: &[u8]) -> Result<Hello> {
             g,
             r,
             parts,
+            bands,
         } => {
-            grid.k.is_power_of_two()
-                && g.checked_mul(r).and_then(|x| x.checked_mul(grid.block())) == Some(n)
-                && (parts == 1 || (r == 1 && parts <= 4096))
+            let Some(b) = block(&grid) else {
+                return false;
+            };
+            let per_part = if bands == 1 {
+                g.checked_mul(r).and_then(|x| x.checked_mul(b)) == Some(n)
+                    && (parts == 1 || (r == 1 && parts <= 4096))
+            } else {
+                g == 1
+                    && r == 1
+                    && bands.checked_mul(n) == Some(b)
+                    && parts % bands == 0
+                    && parts <= 4096
+            };
+            per_part
                 && g.checked_mul(grid.phases())
-                    .and_then(|x| x.checked_mul(parts))
+                    .and_then(|x| x.checked_mul(parts / bands.max(1)))
                     .is_some_and(|x| x >= c)
         }
         crate::layout::Layout::I { c, grid, r, g } => {
-            grid.k.is_power_of_two()
-                && r >= 1
-                && g.checked_mul(r).and_then(|x| x.checked_mul(grid.block())) == Some(n)
+            r >= 1
+                && block(&grid).and_then(|b| g.checked_mul(r)?.checked_mul(b)) == Some(n)
                 && c <= 4096
         }
         crate::layout::Layout::Vector { len, stride } => {

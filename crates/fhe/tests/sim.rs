@@ -119,9 +119,9 @@ fn too_few_levels_and_unsupported_ops_are_refused() {
     )
     .unwrap_err();
     assert!(e.to_string().contains("levels"), "{e}");
-    // Too few slots for one block of the 8×8 map; at 64 slots the maps split over
-    // ciphertexts, which the option-A shortcut does not take.
-    for (slots, reason) in [(32, "slots"), (64, "split over ciphertexts")] {
+    // Fewer slots than one block of the 8×8 map: row bands, which the pair does not read; at
+    // 64 slots the maps split over ciphertexts, which the option-A shortcut does not take.
+    for (slots, reason) in [(32, "needs ConvD"), (64, "split over ciphertexts")] {
         let e = Program::lower(
             &m,
             &Options {
@@ -445,4 +445,64 @@ fn maps_split_over_ciphertexts_and_projection_shortcuts_equal_float() {
     .unwrap_err()
     .to_string();
     assert!(e.contains("split over ciphertexts"), "{e}");
+}
+
+/// A map that is not a power of two (24×24 on a 32×32 grid) and, at 256 slots, larger than a
+/// ciphertext: row bands, read only by ConvD (the 7×7 stride-2 stem, the average pool as a
+/// convolution, strided and 1×1 projection convolutions), pooled band by band; equal to
+/// onnxruntime with and without bootstraps, and the pair (where the map fits) as well.
+#[test]
+fn maps_larger_than_a_ciphertext_in_row_bands_equal_float() {
+    let (m, cases) = common::tiny("tiny_fhe_bands");
+    let x = &cases[0].0;
+    let range = 2.0 * max_abs_trace(&m, x);
+    use fhe::lower::ConvAlgo::{Auto, Diag, Mpcnn, Pair};
+    let lower = |slots: usize, boot: Option<usize>, conv| {
+        Program::lower(
+            &m,
+            &Options {
+                slots,
+                range,
+                boot_level: boot,
+                input_level: boot.unwrap_or(40),
+                relu_degrees: fhe::lower::RELU_DEGREES.to_vec(),
+                conv,
+            },
+        )
+    };
+    for (slots, boot, bands, conv) in [
+        (256, Some(9), 4, Auto),
+        (256, None, 4, Diag),
+        (512, Some(9), 2, Auto),
+        (1024, Some(9), 1, Auto),
+        (1024, None, 1, Diag),
+        (4096, Some(9), 1, Diag),
+        (4096, None, 1, Mpcnn),
+    ] {
+        let prog = lower(slots, boot, conv).unwrap();
+        let most = prog.layouts.iter().map(Layout::bands).max().unwrap();
+        assert_eq!(most, bands, "slots {slots}");
+        if bands > 1 {
+            // Every convolution of a banded map is a ConvD, P → P.
+            for s in &prog.steps {
+                if matches!(s.kind, Kind::ConvA(_) | Kind::ConvB(_) | Kind::ConvMpcnn(_)) {
+                    panic!("slots {slots}: {} is a {}", s.name, s.kind.name());
+                }
+            }
+        }
+        for (case, (x, want)) in cases.iter().enumerate() {
+            let (y, _, mb) = run_sim(&prog, x, boot.unwrap_or(0));
+            let err = max_err(&y, want);
+            assert!(
+                err < 1e-4,
+                "slots {slots} {conv:?} boot {boot:?} case {case}: max error {err}: {y:?} vs {want:?}"
+            );
+            assert!(mb <= 1.0, "bootstrap input {mb} > 1");
+        }
+    }
+    // The pair and MPCNN's convolution refuse a banded map with a one-line reason.
+    for conv in [Pair, Mpcnn] {
+        let e = lower(256, None, conv).unwrap_err().to_string();
+        assert!(e.contains("needs ConvD"), "{conv:?}: {e}");
+    }
 }
