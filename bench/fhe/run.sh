@@ -3,7 +3,7 @@
 # (models/resnet20_aespa.onnx) end to end at the 128-bit N = 2^16 preset, the programs'
 # operation counts against MPCNN's formula, and the pretrained ReLU ResNet-20's plan with the
 # composite ReLU.
-# Usage: bench/fhe/run.sh [plan|bench|mpcnn|eval|r18|ab|abk]...  (default: all but r18, ab, abk). Run on a quiet
+# Usage: bench/fhe/run.sh [plan|bench|mpcnn|eval|r18|r18i|ab|abk]...  (default: all but r18, r18i, ab, abk). Run on a quiet
 # machine. ab: OLD=<binary> STAMP=<date> alternates OLD, this build and this build with
 # --fhe-conv auto twice each, then this build with --fhe-conv diag, on the nine-level preset
 # (--fhe-params n16) and with MPCNN's convolution.
@@ -39,6 +39,14 @@ for step in $STEPS; do
     /usr/bin/time -v $BIN bench --model $M --mode fhe --image models/samples/cifar10_00_3.png \
       --fhe-flood-bits ${FLOOD:-12} --fhe-conv $C --json \
       > $OUT/r18_${STAMP}_${C}_flood${FLOOD:-12}.jsonl 2> $OUT/r18_${STAMP}_${C}_flood${FLOOD:-12}.time ;;
+  r18i) # ResNet-18 at 224x224 (ImageNet shape, 1000 classes, seeded weights, degree-2
+      # activations, an average-pooling stem): every map in two row bands of 2^15 slots.
+    M=python/build/models/resnet18_224_aespa.onnx
+    [ -f $M ] || python/.venv/bin/python -m privinfer_models.export --models resnet18_224_aespa --out python/build/models
+    $BIN inspect $M --mode fhe --json > $OUT/plan_resnet18_224_aespa.jsonl
+    /usr/bin/time -v $BIN bench --model $M --mode fhe --image models/samples/cifar10_00_3.png \
+      --fhe-flood-bits ${FLOOD:-12} --json \
+      > $OUT/r18i_${STAMP}_flood${FLOOD:-12}.jsonl 2> $OUT/r18i_${STAMP}_flood${FLOOD:-12}.time ;;
   eval) # Encrypted inference of K test images (default 1000), 100 per class: every tenth
     # image of the class-grouped file. About half a minute each on 2 cores, journaled: a
     # stopped run resumes where it stopped. Each evaluation is also decrypted unflooded and at

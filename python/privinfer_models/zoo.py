@@ -131,13 +131,15 @@ class HermiteRelu(nn.Module):
 
 
 class ResNet18(nn.Module):
-    def __init__(self, num_classes: int, imagenet_stem: bool, act=None):
+    def __init__(self, num_classes: int, imagenet_stem: bool, act=None, avg_pool_stem: bool = False):
         super().__init__()
         mk = act or (lambda c: nn.ReLU())
         if imagenet_stem:
+            # FHE mode evaluates no comparison: its ImageNet stem averages where torchvision's
+            # takes the maximum (`avg_pool_stem`).
+            pool = nn.AvgPool2d(3, 2, 1) if avg_pool_stem else nn.MaxPool2d(3, 2, 1)
             self.stem = nn.Sequential(
-                nn.Conv2d(3, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64), mk(64),
-                nn.MaxPool2d(3, 2, 1),
+                nn.Conv2d(3, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64), mk(64), pool,
             )
         else:
             self.stem = nn.Sequential(nn.Conv2d(3, 64, 3, 1, 1, bias=False), nn.BatchNorm2d(64), mk(64))
@@ -317,6 +319,9 @@ ZOO = {
     # The ImageNet stem (7x7 stride 2, max-pool) at 64x64: `privinfer bench linear`'s resnet18-64 shapes.
     "resnet18_64_imagenet": (64, _random(lambda: ResNet18(200, imagenet_stem=True))),
     "resnet18_224": (224, _random(lambda: ResNet18(1000, imagenet_stem=True))),
+    # FHE mode's ImageNet ResNet-18 (HyPHEN's): degree-2 activations, an average-pooling stem.
+    "resnet18_224_aespa": (224, _random(lambda: ResNet18(1000, imagenet_stem=True, act=HermiteRelu,
+                                                         avg_pool_stem=True))),
     "mobilenetv2_32": (32, _random(lambda: MobileNetV2(10, cifar=True))),
     "mobilenetv2_224": (224, _random(lambda: MobileNetV2(1000, cifar=False))),
     "vit_32": (32, _random(lambda: ViT())),

@@ -89,7 +89,8 @@ pub fn parse_hello(bytes: &[u8]) -> Result<Hello> {
                 g.checked_mul(r).and_then(|x| x.checked_mul(b)) == Some(n)
                     && (parts == 1 || (r == 1 && parts <= 4096))
             } else {
-                g == 1
+                bands >= 2
+                    && g == 1
                     && r == 1
                     && bands.checked_mul(n) == Some(b)
                     && parts % bands == 0

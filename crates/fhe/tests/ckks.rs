@@ -167,6 +167,57 @@ fn tiny_fhe_network_without_bootstrapping_with_complex_passes() {
     assert!(err < 1e-4, "ConvD: max error {err}");
 }
 
+/// Row bands on ciphertexts: the 24×24 net (32×32 grid, 1,024-slot blocks) at 2^9 slots,
+/// every map in two bands, on a deep INSECURE chain without bootstrapping: the logits match
+/// onnxruntime, and the client's hello parser takes the banded input layout and refuses a
+/// band count that does not cover the block.
+#[test]
+fn row_bands_on_ciphertexts() {
+    let (m, cases) = common::tiny("tiny_fhe_bands");
+    let (x, want) = cases[2].clone();
+    let mut log_q = vec![50];
+    log_q.extend([40; 18]);
+    let lit = ckks::ParamsLiteral {
+        log_n: 10,
+        log_q,
+        log_p: vec![50, 50],
+        log_scale: 40,
+        secret: ckks::SecretDist::Ternary,
+        digits: None,
+        security: ckks::Security::InsecureForTests,
+    };
+    let range = 2.0 * common::max_abs_trace(&m, &x);
+    let dep = Deployment::new(&m, lit, None, range)
+        .unwrap()
+        .with_flooding(None)
+        .unwrap();
+    assert_eq!(dep.prog.bootstraps(), 0);
+    assert!(matches!(
+        dep.offer.input,
+        fhe::Layout::P { bands: 2, parts: 6, .. }
+    ));
+    let (y, run) = common::run_encrypted(&dep, &x, 8);
+    assert!(run.steps.iter().all(|s| !s.op.starts_with("conv-") || s.op == "conv-d"));
+    let err = common::max_err(&y, &want);
+    let scale = want.iter().fold(0f64, |a, v| a.max(v.abs()));
+    eprintln!("max error {err:.2e} (max |logit| {scale:.2})");
+    assert!(err < 1e-4 * scale.max(1.0), "max error {err}: {y:?} vs {want:?}");
+    let hello = fhe::party::Hello {
+        version: fhe::party::VERSION,
+        params: "test-n10".into(),
+        digest: "d".into(),
+        offer: dep.offer.clone(),
+    };
+    let good = serde_json::to_vec(&hello).unwrap();
+    assert!(fhe::party::parse_hello(&good).is_ok());
+    let mut v: serde_json::Value = serde_json::from_slice(&good).unwrap();
+    for bad in [3, 1, 0] {
+        *v.pointer_mut("/offer/input/P/bands").unwrap() = serde_json::json!(bad);
+        let e = fhe::party::parse_hello(&serde_json::to_vec(&v).unwrap()).unwrap_err();
+        assert!(e.to_string().contains("offer"), "bands {bad}: {e}");
+    }
+}
+
 /// The two parties over a channel: offer, keys one message each, ciphertexts, logits; a client
 /// that sends a garbled key gets the server's one-line reason, and a client expecting another
 /// model digest stops before sending anything.
