@@ -3,7 +3,7 @@
 # (models/resnet20_aespa.onnx) end to end at the 128-bit N = 2^16 preset, the programs'
 # operation counts against MPCNN's formula, and the pretrained ReLU ResNet-20's plan with the
 # composite ReLU.
-# Usage: bench/fhe/run.sh [plan|bench|mpcnn|eval|r18|r18i|ab|abk]...  (default: all but r18, r18i, ab, abk). Run on a quiet
+# Usage: bench/fhe/run.sh [plan|bench|mpcnn|eval|r18|r18i|ab|abk|goals]...  (default: all but r18, r18i, ab, abk, goals). Run on a quiet
 # machine. ab: OLD=<binary> STAMP=<date> alternates OLD, this build and this build with
 # --fhe-conv auto twice each, then this build with --fhe-conv diag, on the nine-level preset
 # (--fhe-params n16) and with MPCNN's convolution.
@@ -90,6 +90,15 @@ for step in $STEPS; do
       /usr/bin/time -v $bin bench --model $M --mode fhe --image models/samples/cifar10_00_3.png --json \
         > $OUT/r18_${STAMP}_${b}_auto_flood12.jsonl 2> $OUT/r18_${STAMP}_${b}_auto_flood12.time
     done ;;
+  goals) # The issue's comparison in one script: ResNet-20 AESPA with the default plan, the
+      # pair everywhere and MPCNN's convolution, then the pretrained ReLU ResNet-20 with the
+      # composite ReLU (MPCNN's degrees; about 25 minutes, 10 GiB). Output goals_<stamp>_*.
+    for c in auto pair mpcnn; do
+      /usr/bin/time -v $BIN bench --model models/resnet20_aespa.onnx --mode fhe --fhe-conv $c --json \
+        > $OUT/goals_${STAMP}_$c.jsonl 2> $OUT/goals_${STAMP}_$c.time
+    done
+    /usr/bin/time -v $BIN bench --model models/resnet20.onnx --mode fhe --json \
+      > $OUT/goals_${STAMP}_relu.jsonl 2> $OUT/goals_${STAMP}_relu.time ;;
   *) echo "unknown step $step" >&2; exit 2 ;;
   esac
 done

@@ -78,6 +78,12 @@ pub trait Backend: Sync {
     /// in the scale): bootstrapping refreshes the `N` real coefficients whatever the slots
     /// hold, so two real values cost one circuit, and [`Backend::split_complex`] returns them.
     fn pack_pair(&self, a: &Self::Ct, b: &Self::Ct) -> Result<Self::Ct>;
+    /// Whether `a` and `b` may share a circuit: both at most about the working scale `Δ`. A
+    /// pair's values come back at `2Δ` (message twice the value's at `Δ`) until a plaintext
+    /// product or a series brings them back; pairing them again would double the message
+    /// that EvalMod reads once more, so they bootstrap alone (|x| ≤ 1/2 at `2Δ` is a message
+    /// of at most `Δ`).
+    fn pairable(&self, a: &Self::Ct, b: &Self::Ct) -> bool;
     /// Level of a bootstrapped ciphertext.
     fn boot_level(&self) -> usize;
 }
@@ -88,6 +94,9 @@ pub struct SimCt {
     pub v: Vec<f64>,
     pub im: Vec<f64>,
     pub level: usize,
+    /// At twice the working scale in a CKKS run (a paired bootstrap's output and what keeps
+    /// its scale): such values do not pair again ([`Backend::pairable`]).
+    pub doubled: bool,
 }
 
 impl SimCt {
@@ -96,7 +105,12 @@ impl SimCt {
             v,
             im: vec![],
             level,
+            doubled: false,
         }
+    }
+    fn with_doubled(mut self, d: bool) -> Self {
+        self.doubled = d;
+        self
     }
     fn imag(&self, n: usize) -> Vec<f64> {
         if self.im.is_empty() {
@@ -156,6 +170,7 @@ impl Backend for Sim {
                     v,
                     im,
                     level: x.level,
+                    doubled: x.doubled,
                 }
             })
             .collect())
@@ -181,12 +196,14 @@ impl Backend for Sim {
             v,
             im,
             level: level - 1,
+            doubled: false,
         })
     }
     fn split_complex(&self, z: &SimCt) -> Result<(SimCt, SimCt)> {
         Ok((
-            SimCt::real(z.v.iter().map(|x| 2.0 * x).collect(), z.level),
-            SimCt::real(z.imag(self.n).iter().map(|x| 2.0 * x).collect(), z.level),
+            SimCt::real(z.v.iter().map(|x| 2.0 * x).collect(), z.level).with_doubled(z.doubled),
+            SimCt::real(z.imag(self.n).iter().map(|x| 2.0 * x).collect(), z.level)
+                .with_doubled(z.doubled),
         ))
     }
     fn add(&self, a: &SimCt, b: &SimCt) -> Result<SimCt> {
@@ -200,6 +217,7 @@ impl Backend for Sim {
             v: a.v.iter().zip(&b.v).map(|(x, y)| x + y).collect(),
             im,
             level: a.level.min(b.level),
+            doubled: a.doubled || b.doubled,
         })
     }
     fn add_plain(&self, a: &SimCt, p: &[f64]) -> Result<SimCt> {
@@ -207,6 +225,7 @@ impl Backend for Sim {
             v: a.v.iter().zip(p).map(|(x, y)| x + y).collect(),
             im: a.im.clone(),
             level: a.level,
+            doubled: a.doubled,
         })
     }
     fn poly2(&self, x: &SimCt, a: &[f64], b: &[f64], c: &[f64]) -> Result<SimCt> {
@@ -219,7 +238,7 @@ impl Backend for Sim {
         let v = (0..self.n)
             .map(|i| x.v[i] * (a[i] * x.v[i] + b[i]) + c[i])
             .collect();
-        Ok(SimCt::real(v, x.level - 2))
+        Ok(SimCt::real(v, x.level - 2).with_doubled(x.doubled))
     }
     fn series(&self, x: &SimCt, sr: &ckks::ChebyshevSeries, _for_product: bool) -> Result<SimCt> {
         let d = ckks::polyeval::depth(sr.degree());
@@ -245,17 +264,17 @@ impl Backend for Sim {
                 .zip(post)
                 .map(|((&v, &s), &p)| (v + s) * (v + s) + p)
                 .collect();
-        Ok(SimCt::real(v, x.level - 1))
+        Ok(SimCt::real(v, x.level - 1).with_doubled(x.doubled))
     }
     fn mul(&self, a: &SimCt, b: &SimCt) -> Result<SimCt> {
         let l = a.level.min(b.level);
         if l == 0 {
             return Err(ckks::CkksError::NoLevelLeft.into());
         }
-        Ok(SimCt::real(
-            a.v.iter().zip(&b.v).map(|(x, y)| x * y).collect(),
-            l - 1,
-        ))
+        Ok(
+            SimCt::real(a.v.iter().zip(&b.v).map(|(x, y)| x * y).collect(), l - 1)
+                .with_doubled(a.doubled),
+        )
     }
     fn drop_to(&self, x: &SimCt, level: usize) -> Result<SimCt> {
         Ok(SimCt {
@@ -296,7 +315,11 @@ impl Backend for Sim {
             v: a.v.iter().map(|x| x / 2.0).collect(),
             im: b.v.iter().map(|x| x / 2.0).collect(),
             level: a.level.min(b.level),
+            doubled: true,
         })
+    }
+    fn pairable(&self, a: &SimCt, b: &SimCt) -> bool {
+        !a.doubled && !b.doubled
     }
     fn boot_level(&self) -> usize {
         self.boot_level
@@ -445,10 +468,11 @@ impl Backend for Ckks<'_> {
         if x.level() < d {
             return Err(ckks::CkksError::NoLevelLeft.into());
         }
+        // At Δ whatever the input's scale (a paired bootstrap's output is at 2Δ).
         let target = if for_product {
             self.params.q()[x.level() - d] as f64
         } else {
-            x.scale()
+            self.params.default_scale()
         };
         let mut y = ckks::polyeval::evaluate_to(self.eval, x, sr, Some(target))?;
         y.set_scale(target);
@@ -501,6 +525,10 @@ impl Backend for Ckks<'_> {
         let mut z = self.eval.add(&a, &ib)?;
         z.set_scale(2.0 * z.scale());
         Ok(z)
+    }
+    fn pairable(&self, a: &Ciphertext, b: &Ciphertext) -> bool {
+        let limit = 1.5 * self.params.default_scale();
+        a.scale() <= limit && b.scale() <= limit
     }
     fn boot_level(&self) -> usize {
         self.boot

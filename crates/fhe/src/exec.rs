@@ -296,13 +296,19 @@ pub fn run<B: Backend>(prog: &Program, b: &B, input: Vec<B::Ct>) -> Result<Run<B
                 let period = lin.period(ctx.n);
                 let mut out = Vec::with_capacity(ins[0].len());
                 for pair in ins[0].chunks(2) {
-                    ctx.counts.lock().expect("not poisoned").bootstraps += 1;
-                    if let [x, y] = pair {
-                        let z = b.bootstrap(&b.pack_pair(x, y)?, period)?;
-                        let (re, im) = ctx.split(&z)?;
-                        out.extend([re, im]);
-                    } else {
-                        out.push(b.bootstrap(&pair[0], period)?);
+                    match pair {
+                        [x, y] if b.pairable(x, y) => {
+                            ctx.counts.lock().expect("not poisoned").bootstraps += 1;
+                            let z = b.bootstrap(&b.pack_pair(x, y)?, period)?;
+                            let (re, im) = ctx.split(&z)?;
+                            out.extend([re, im]);
+                        }
+                        _ => {
+                            for x in pair {
+                                ctx.counts.lock().expect("not poisoned").bootstraps += 1;
+                                out.push(b.bootstrap(x, period)?);
+                            }
+                        }
                     }
                 }
                 out

@@ -194,14 +194,24 @@ fn row_bands_on_ciphertexts() {
     assert_eq!(dep.prog.bootstraps(), 0);
     assert!(matches!(
         dep.offer.input,
-        fhe::Layout::P { bands: 2, parts: 6, .. }
+        fhe::Layout::P {
+            bands: 2,
+            parts: 6,
+            ..
+        }
     ));
     let (y, run) = common::run_encrypted(&dep, &x, 8);
-    assert!(run.steps.iter().all(|s| !s.op.starts_with("conv-") || s.op == "conv-d"));
+    assert!(run
+        .steps
+        .iter()
+        .all(|s| !s.op.starts_with("conv-") || s.op == "conv-d"));
     let err = common::max_err(&y, &want);
     let scale = want.iter().fold(0f64, |a, v| a.max(v.abs()));
     eprintln!("max error {err:.2e} (max |logit| {scale:.2})");
-    assert!(err < 1e-4 * scale.max(1.0), "max error {err}: {y:?} vs {want:?}");
+    assert!(
+        err < 1e-4 * scale.max(1.0),
+        "max error {err}: {y:?} vs {want:?}"
+    );
     let hello = fhe::party::Hello {
         version: fhe::party::VERSION,
         params: "test-n10".into(),
@@ -493,4 +503,26 @@ fn paired_bootstrap_on_ciphertexts() {
     let sum: Vec<f64> = xa.iter().zip(&xc).map(|(a, c)| a + c).collect();
     let es = err(&b.add(&ra, &cc).unwrap(), &sum);
     assert!(es < 1e-3, "{es}");
+    // Values at 2Δ do not pair again (their messages are twice a Δ value's: a second pair
+    // would double what EvalMod reads again, the composite ReLU's chain of bootstraps); one
+    // alone bootstraps, and a series brings its result back to Δ.
+    assert!(b.pairable(&ca, &cb));
+    assert!(!b.pairable(&ra, &rb) && !b.pairable(&ra, &cc));
+    let half: Vec<f64> = xa.iter().map(|v| v / 2.0).collect();
+    // |x| ≤ 1/2 at 2Δ (a network's bootstrap inputs are at most half its range).
+    let twice = {
+        let z: Vec<Complex> = half.iter().map(|&x| Complex::from(x)).collect();
+        let pt = params
+            .encode(&z, n, 0, 2.0 * params.default_scale())
+            .unwrap();
+        enc.encrypt(&pt, &mut rng).unwrap()
+    };
+    let alone = b.bootstrap(&twice, n).unwrap();
+    let ealone = err(&alone, &half);
+    let series = ckks::ChebyshevSeries::interpolate(|t| t, -1.0, 1.0, 1).unwrap();
+    let s = b.series(&alone, &series, false).unwrap();
+    let eseries = err(&s, &half);
+    eprintln!("a 2Δ value bootstrapped alone: {ealone:.2e}, then a series: {eseries:.2e}");
+    assert!(ealone < 1e-3 && eseries < 1e-3, "{ealone} {eseries}");
+    assert!((s.scale() / params.default_scale() - 1.0).abs() < 1e-9);
 }
