@@ -132,6 +132,18 @@ def write_fixtures(data_dir: str, out_dir: str) -> None:
         }, f, indent=1)
 
 
+def _export_fixture(model, shape, out_dir: str, name: str) -> str:
+    """models/tiny/<name>.onnx from a seeded model, marked as a test fixture."""
+    path = os.path.join(out_dir, f"{name}.onnx")
+    torch.onnx.export(model, torch.zeros(shape), path, opset_version=OPSET, input_names=["input"],
+                      output_names=["logits"], training=torch.onnx.TrainingMode.PRESERVE)
+    m = onnx.load(path)
+    p = m.metadata_props.add()
+    p.key, p.value = "weights", "random-seeded (seed 0); test fixture"
+    onnx.save(m, path)
+    return path
+
+
 def write_tiny_fixtures(out_dir: str, n: int = 3) -> None:
     """models/tiny/: tiny_cnn, tiny_vit, tiny_fhe(_relu), tiny_te_vit and tiny_fhe_proj (BN kept), n seeded random inputs each and
     tiny_expected.json with onnxruntime outputs (both) and numpy fixed-point outputs (CNN)."""
@@ -147,13 +159,7 @@ def write_tiny_fixtures(out_dir: str, n: int = 3) -> None:
                                       ("tiny_fhe_relu", tiny_fhe(relu=True), (1, 3, 8, 8), False),
                                       ("tiny_te_vit", tiny_te_vit(), (1, 3, 8, 8), False),
                                       ("tiny_fhe_proj", tiny_fhe_proj(), (1, 3, 16, 16), False)]:
-        path = os.path.join(out_dir, f"{name}.onnx")
-        torch.onnx.export(model, torch.zeros(shape), path, opset_version=OPSET, input_names=["input"],
-                          output_names=["logits"], training=torch.onnx.TrainingMode.PRESERVE)
-        m = onnx.load(path)
-        p = m.metadata_props.add()
-        p.key, p.value = "weights", "random-seeded (seed 0); test fixture"
-        onnx.save(m, path)
+        path = _export_fixture(model, shape, out_dir, name)
         cases = []
         for _ in range(n):
             x = rng.standard_normal(shape).astype(np.float32)
@@ -177,13 +183,7 @@ def add_tiny_fixture(out_dir: str, name: str, n: int = 3) -> None:
     shapes = {"tiny_fhe_bands": (1, 3, 24, 24)}
     shape = shapes[name]
     model = getattr(tiny, name)()
-    path = os.path.join(out_dir, f"{name}.onnx")
-    torch.onnx.export(model, torch.zeros(shape), path, opset_version=OPSET, input_names=["input"],
-                      output_names=["logits"], training=torch.onnx.TrainingMode.PRESERVE)
-    m = onnx.load(path)
-    p = m.metadata_props.add()
-    p.key, p.value = "weights", "random-seeded (seed 0); test fixture"
-    onnx.save(m, path)
+    path = _export_fixture(model, shape, out_dir, name)
     rng = np.random.default_rng(2)
     cases = []
     for _ in range(n):

@@ -7,15 +7,6 @@ pub enum FheError {
     /// The model uses an op or a shape the FHE lowering does not evaluate.
     #[error("FHE mode cannot lower node `{node}`: {reason}")]
     Unsupported { node: String, reason: String },
-    /// A tensor does not fit in one ciphertext's slots.
-    #[error("node `{node}`: {values} values at gap {gap} need {needed} slots per ciphertext, the parameters have {slots} (splitting feature maps across ciphertexts is not built)")]
-    TooLarge {
-        node: String,
-        values: usize,
-        gap: usize,
-        needed: usize,
-        slots: usize,
-    },
     /// The levels between two bootstrapping points exceed what a bootstrap leaves.
     #[error("node `{node}` needs {needed} levels after the last possible bootstrapping point, the parameters leave {available}")]
     Levels {

@@ -328,21 +328,21 @@ impl<'a> Lowerer<'a> {
         self.ct(id, id)
     }
 
+    /// The dense `P` of `c` channels on `grid` ([`Layout::dense_p`]: maps of any size, split
+    /// over ciphertexts by channels and rows as needed).
+    fn dense(&self, id: NodeId, c: usize, grid: Grid) -> Result<Layout> {
+        Layout::dense_p(c, grid, self.n)
+            .ok_or_else(|| unsupported(self.model, id, "a map without pixels or channels"))
+    }
+
     fn image_layout(&self, conv: Option<&Conv2d>) -> Result<Layout> {
         let [c, h, w] = image_shape(self.model)?;
         let grid = Grid { h, w, k: 1 };
-        let too_large = || FheError::TooLarge {
-            node: self.model.nodes[0].name.clone(),
-            values: c * h * w,
-            gap: 1,
-            needed: c.next_power_of_two() * h * w,
-            slots: self.n,
-        };
         match conv {
             Some(cv) => {
                 // I(r, g) with r ≤ the copies of the stem's output, so that ConvB can sum
                 // its r channel blocks inside one output group.
-                let out = Layout::dense_p(cv.out_channels(), grid, self.n).ok_or_else(too_large)?;
+                let out = self.dense(0, cv.out_channels(), grid)?;
                 let Layout::P {
                     r: r_out, bands, ..
                 } = out
@@ -352,7 +352,7 @@ impl<'a> Lowerer<'a> {
                 if bands > 1 {
                     // A block larger than a ciphertext: the image in row bands of P, read by a
                     // ConvD.
-                    return Layout::dense_p(c, grid, self.n).ok_or_else(too_large);
+                    return self.dense(0, c, grid);
                 }
                 let r = c.next_power_of_two().min(r_out);
                 Ok(Layout::I {
@@ -362,7 +362,7 @@ impl<'a> Lowerer<'a> {
                     g: self.n / (r * grid.block()),
                 })
             }
-            None => Layout::dense_p(c, grid, self.n).ok_or_else(too_large),
+            None => self.dense(0, c, grid),
         }
     }
 
@@ -397,13 +397,7 @@ impl<'a> Lowerer<'a> {
             w: grid.w / step,
             k: grid.k * step,
         };
-        let l = Layout::dense_p(c_out, g2, self.n).ok_or_else(|| FheError::TooLarge {
-            node: model.nodes[id].name.clone(),
-            values: c_out * g2.h * g2.w,
-            gap: g2.k,
-            needed: c_out.div_ceil(g2.phases()).next_power_of_two() * g2.block(),
-            slots: self.n,
-        })?;
+        let l = self.dense(id, c_out, g2)?;
         if l.cts() > 1 {
             return Err(unsupported(
                 model,
@@ -428,13 +422,7 @@ impl<'a> Lowerer<'a> {
         let Layout::I { c, grid, r, .. } = self.layouts[v] else {
             unreachable!("caller checks")
         };
-        let l = Layout::dense_p(c, grid, self.n).ok_or_else(|| FheError::TooLarge {
-            node: model.nodes[id].name.clone(),
-            values: c * grid.h * grid.w,
-            gap: grid.k,
-            needed: grid.block(),
-            slots: self.n,
-        })?;
+        let l = self.dense(id, c, grid)?;
         match l {
             Layout::P { r: r2, .. } if r2 >= r => {}
             _ => {
@@ -605,13 +593,7 @@ impl<'a> Lowerer<'a> {
                     w: ow,
                     k: grid.k * sh,
                 };
-                let l = Layout::dense_p(o, og, self.n).ok_or_else(|| FheError::TooLarge {
-                    node: node.name.clone(),
-                    values: o * oh * ow,
-                    gap: og.k,
-                    needed: o.div_ceil(og.phases()).next_power_of_two() * og.block(),
-                    slots: self.n,
-                })?;
+                let l = self.dense(id, o, og)?;
                 if parts > 1 || l.cts() > 1 {
                     return Err(unsupported(
                             model,
@@ -639,13 +621,7 @@ impl<'a> Lowerer<'a> {
                 if sh != 1 {
                     return Err(unsupported(model, id, "a strided convolution must read layout P (it follows a ConvB or a residual add)"));
                 }
-                let l = Layout::dense_p(o, grid, self.n).ok_or_else(|| FheError::TooLarge {
-                    node: node.name.clone(),
-                    values: o * oh * ow,
-                    gap: grid.k,
-                    needed: o.div_ceil(grid.phases()).next_power_of_two() * grid.block(),
-                    slots: self.n,
-                })?;
+                let l = self.dense(id, o, grid)?;
                 let Layout::P { r: r2, .. } = l else {
                     unreachable!()
                 };
@@ -1190,6 +1166,12 @@ impl Program {
 
     fn lower_with(model: &Model, opts: &Options, relaxed: bool) -> Result<Program> {
         let input_shape = image_shape(model)?;
+        if !opts.slots.is_power_of_two() {
+            return Err(FheError::BadInput(format!(
+                "{} slots: a power of two is needed",
+                opts.slots
+            )));
+        }
         if !(opts.range > 0.0 && opts.range.is_finite()) {
             return Err(FheError::BadInput(format!(
                 "range {} must be positive",

@@ -22,6 +22,22 @@ fn unflooded_n12(m: &nn::Model, range: f64) -> Deployment {
     .unwrap()
 }
 
+/// An INSECURE chain at `N = 2^log_n` with `levels` 40-bit primes and no bootstrapping: the
+/// tests of whole networks without it.
+fn deep_chain(log_n: u32, levels: usize) -> ckks::ParamsLiteral {
+    let mut log_q = vec![50];
+    log_q.extend(vec![40; levels]);
+    ckks::ParamsLiteral {
+        log_n,
+        log_q,
+        log_p: vec![50, 50],
+        log_scale: 40,
+        secret: ckks::SecretDist::Ternary,
+        digits: None,
+        security: ckks::Security::InsecureForTests,
+    }
+}
+
 #[test]
 fn tiny_fhe_network_on_ciphertexts_matches_float() {
     let (m, cases) = common::tiny("tiny_fhe");
@@ -119,17 +135,7 @@ fn split_maps_and_projection_shortcut_on_ciphertexts() {
 fn tiny_fhe_network_without_bootstrapping_with_complex_passes() {
     let (m, cases) = common::tiny("tiny_fhe");
     let (x, want) = cases[1].clone();
-    let mut log_q = vec![50];
-    log_q.extend([40; 26]);
-    let lit = ckks::ParamsLiteral {
-        log_n: 11,
-        log_q,
-        log_p: vec![50, 50],
-        log_scale: 40,
-        secret: ckks::SecretDist::Ternary,
-        digits: None,
-        security: ckks::Security::InsecureForTests,
-    };
+    let lit = deep_chain(11, 26);
     let dep = Deployment::new(&m, lit.clone(), None, 16.0)
         .unwrap()
         .with_flooding(None)
@@ -175,17 +181,7 @@ fn tiny_fhe_network_without_bootstrapping_with_complex_passes() {
 fn row_bands_on_ciphertexts() {
     let (m, cases) = common::tiny("tiny_fhe_bands");
     let (x, want) = cases[2].clone();
-    let mut log_q = vec![50];
-    log_q.extend([40; 18]);
-    let lit = ckks::ParamsLiteral {
-        log_n: 10,
-        log_q,
-        log_p: vec![50, 50],
-        log_scale: 40,
-        secret: ckks::SecretDist::Ternary,
-        digits: None,
-        security: ckks::Security::InsecureForTests,
-    };
+    let lit = deep_chain(10, 18);
     let range = 2.0 * common::max_abs_trace(&m, &x);
     let dep = Deployment::new(&m, lit, None, range)
         .unwrap()

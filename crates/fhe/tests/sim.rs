@@ -30,6 +30,35 @@ fn run_sim(prog: &Program, x: &[f32], boot_level: usize) -> (Vec<f64>, fhe::Run<
     (y, run, mb)
 }
 
+/// The lowering's options at `slots`, bootstrapping to `boot` levels (or a deep chain
+/// without), with MPCNN's ReLU degrees.
+fn options(slots: usize, range: f64, boot: Option<usize>, conv: fhe::lower::ConvAlgo) -> Options {
+    Options {
+        slots,
+        range,
+        boot_level: boot,
+        input_level: boot.unwrap_or(40),
+        relu_degrees: fhe::lower::RELU_DEGREES.to_vec(),
+        conv,
+    }
+}
+
+/// Runs `prog` on `x` and checks the output against `want` (within 1e-4) and every bootstrap
+/// input (at most 1).
+fn assert_close(
+    prog: &Program,
+    x: &[f32],
+    want: &[f64],
+    boot: usize,
+    what: &str,
+) -> fhe::Run<SimCt> {
+    let (y, run, mb) = run_sim(prog, x, boot);
+    let err = max_err(&y, want);
+    assert!(err < 1e-4, "{what}: max error {err}: {y:?} vs {want:?}");
+    assert!(mb <= 1.0, "{what}: bootstrap input {mb} > 1");
+    run
+}
+
 #[test]
 fn tiny_fhe_program_on_clear_slots_equals_float() {
     let (m, cases) = common::tiny("tiny_fhe");
@@ -45,15 +74,7 @@ fn tiny_fhe_program_on_clear_slots_equals_float() {
             (4096, None, fhe::lower::ConvAlgo::Diag),
             (1024, Some(6), fhe::lower::ConvAlgo::Auto),
         ] {
-            let opts = Options {
-                slots,
-                range,
-                boot_level: boot,
-                input_level: boot.unwrap_or(40),
-                relu_degrees: fhe::lower::RELU_DEGREES.to_vec(),
-                conv,
-            };
-            let prog = Program::lower(&m, &opts).unwrap();
+            let prog = Program::lower(&m, &options(slots, range, boot, conv)).unwrap();
             // Alternating layouts: every ConvA reads P, every ConvB reads I; MPCNN's reads and
             // writes P.
             for s in &prog.steps {
@@ -378,15 +399,7 @@ fn maps_split_over_ciphertexts_and_projection_shortcuts_equal_float() {
         (2048, Some(9), 2, Diag),
         (512, None, 8, Diag),
     ] {
-        let opts = Options {
-            slots,
-            range,
-            boot_level: boot,
-            input_level: boot.unwrap_or(40),
-            relu_degrees: fhe::lower::RELU_DEGREES.to_vec(),
-            conv,
-        };
-        let prog = Program::lower(&m, &opts).unwrap();
+        let prog = Program::lower(&m, &options(slots, range, boot, conv)).unwrap();
         let parts = prog
             .layouts
             .iter()
@@ -418,13 +431,7 @@ fn maps_split_over_ciphertexts_and_projection_shortcuts_equal_float() {
             conv == Pair,
             "slots {slots} {conv:?}"
         );
-        let (y, run, mb) = run_sim(&prog, x, boot.unwrap_or(0));
-        let err = max_err(&y, want);
-        assert!(
-            err < 1e-4,
-            "slots {slots} boot {boot:?}: max error {err}: {y:?} vs {want:?}"
-        );
-        assert!(mb <= 1.0, "bootstrap input {mb} > 1");
+        let run = assert_close(&prog, x, want, boot.unwrap_or(0), &format!("slots {slots}"));
         // A bootstrap of a split P refreshes each of its ciphertexts.
         let boots: usize = run.steps.iter().map(|s| s.counts.bootstraps).sum();
         assert!(boots >= prog.bootstraps());
@@ -458,17 +465,7 @@ fn maps_larger_than_a_ciphertext_in_row_bands_equal_float() {
     let range = 2.0 * max_abs_trace(&m, x);
     use fhe::lower::ConvAlgo::{Auto, Diag, Mpcnn, Pair};
     let lower = |slots: usize, boot: Option<usize>, conv| {
-        Program::lower(
-            &m,
-            &Options {
-                slots,
-                range,
-                boot_level: boot,
-                input_level: boot.unwrap_or(40),
-                relu_degrees: fhe::lower::RELU_DEGREES.to_vec(),
-                conv,
-            },
-        )
+        Program::lower(&m, &options(slots, range, boot, conv))
     };
     for (slots, boot, bands, conv) in [
         (256, Some(9), 4, Auto),
@@ -491,13 +488,8 @@ fn maps_larger_than_a_ciphertext_in_row_bands_equal_float() {
             }
         }
         for (case, (x, want)) in cases.iter().enumerate() {
-            let (y, _, mb) = run_sim(&prog, x, boot.unwrap_or(0));
-            let err = max_err(&y, want);
-            assert!(
-                err < 1e-4,
-                "slots {slots} {conv:?} boot {boot:?} case {case}: max error {err}: {y:?} vs {want:?}"
-            );
-            assert!(mb <= 1.0, "bootstrap input {mb} > 1");
+            let what = format!("slots {slots} {conv:?} boot {boot:?} case {case}");
+            assert_close(&prog, x, want, boot.unwrap_or(0), &what);
         }
     }
     // The pair and MPCNN's convolution refuse a banded map with a one-line reason.
