@@ -48,6 +48,7 @@ for step in $STEPS; do
       --fhe-flood-bits ${FLOOD:-12} --json \
       > $OUT/r18i_${STAMP}_flood${FLOOD:-12}.jsonl 2> $OUT/r18i_${STAMP}_flood${FLOOD:-12}.time ;;
   eval) # Encrypted inference of K test images (default 1000), 100 per class: every tenth
+    # (summary: bench/fhe/eval_report.py)
     # image of the class-grouped file. About half a minute each on 2 cores, journaled: a
     # stopped run resumes where it stopped. Each evaluation is also decrypted unflooded and at
     # 10, 14 and 16 bits of flooding.
