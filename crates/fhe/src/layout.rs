@@ -104,9 +104,10 @@ impl Layout {
     /// The dense multiplexed layout of `c` channels on `grid` in `n` slots (a power of two):
     /// the fewest groups (a power of two) and as many copies as fit; when one copy exceeds
     /// `n`, split over ciphertexts of `n/B` groups each, and when one block exceeds `n`, over
-    /// `B/n` row bands per group.
+    /// `B/n` row bands per group. `None` for an empty map or a slot row longer than `n`.
     pub fn dense_p(c: usize, grid: Grid, n: usize) -> Option<Layout> {
-        if !n.is_power_of_two() || grid.k == 0 || grid.h == 0 || grid.w == 0 {
+        // (A slot row longer than a ciphertext would leave a band without whole rows.)
+        if !n.is_power_of_two() || grid.k == 0 || grid.h == 0 || grid.w == 0 || grid.wb() > n {
             return None;
         }
         let blk = grid.block();
@@ -389,5 +390,7 @@ mod tests {
         }
         let l = Layout::dense_p(3, Grid { h: 12, w: 12, k: 1 }, 64).unwrap();
         assert_eq!((l.cts(), l.bands()), (12, 4));
+        // A slot row of 128 does not fit 64-slot ciphertexts.
+        assert_eq!(Layout::dense_p(1, Grid { h: 2, w: 128, k: 1 }, 64), None);
     }
 }

@@ -331,8 +331,18 @@ impl<'a> Lowerer<'a> {
     /// The dense `P` of `c` channels on `grid` ([`Layout::dense_p`]: maps of any size, split
     /// over ciphertexts by channels and rows as needed).
     fn dense(&self, id: NodeId, c: usize, grid: Grid) -> Result<Layout> {
-        Layout::dense_p(c, grid, self.n)
-            .ok_or_else(|| unsupported(self.model, id, "a map without pixels or channels"))
+        Layout::dense_p(c, grid, self.n).ok_or_else(|| {
+            unsupported(
+                self.model,
+                id,
+                format!(
+                    "a map row of {} slots (gap {}) is longer than a ciphertext's {} slots",
+                    grid.wb(),
+                    grid.k,
+                    self.n
+                ),
+            )
+        })
     }
 
     fn image_layout(&self, conv: Option<&Conv2d>) -> Result<Layout> {

@@ -90,6 +90,7 @@ pub fn parse_hello(bytes: &[u8]) -> Result<Hello> {
                     && (parts == 1 || (r == 1 && parts <= 4096))
             } else {
                 bands >= 2
+                    && grid.k.checked_mul(grid.wp()).is_some_and(|wb| wb <= n)
                     && g == 1
                     && r == 1
                     && bands.checked_mul(n) == Some(b)
