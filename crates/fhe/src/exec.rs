@@ -889,14 +889,20 @@ fn pool_fc<B: Backend>(
     // Row bands: the bands of a group add up cell by cell (each holds its own rows, zeros
     // elsewhere), and the row sum runs over one band's pixel rows.
     let bands = lin.bands();
-    let xs: Vec<B::Ct> = xs
-        .chunks(bands)
-        .map(|band| {
-            band[1..]
-                .iter()
-                .try_fold(band[0].clone(), |acc, x| ctx.b.add(&acc, x))
-        })
-        .collect::<Result<_>>()?;
+    let summed: Vec<B::Ct>;
+    let xs = if bands > 1 {
+        summed = xs
+            .chunks(bands)
+            .map(|band| {
+                band[1..]
+                    .iter()
+                    .try_fold(band[0].clone(), |acc, x| ctx.b.add(&acc, x))
+            })
+            .collect::<Result<_>>()?;
+        &summed[..]
+    } else {
+        xs
+    };
     let rows = grid.hp().min(n / (grid.k * grid.wb()));
     let pooled: Vec<Vec<B::Ct>> = xs
         .iter()

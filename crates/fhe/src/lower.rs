@@ -573,15 +573,17 @@ impl<'a> Lowerer<'a> {
                 ),
             ));
         }
+        // The output's grid: the input's gap times the stride (the same block).
+        let Some(grid) = self.layouts[x].grid() else {
+            return Err(unsupported(model, id, "convolution of a vector"));
+        };
+        let og = Grid {
+            h: oh,
+            w: ow,
+            k: grid.k * sh,
+        };
         let diag_out = match &self.layouts[x] {
-            lin @ Layout::P { grid, .. }
-                if matches!(self.conv, ConvAlgo::Diag | ConvAlgo::Auto) =>
-            {
-                let og = Grid {
-                    h: oh,
-                    w: ow,
-                    k: grid.k * sh,
-                };
+            lin @ Layout::P { .. } if matches!(self.conv, ConvAlgo::Diag | ConvAlgo::Auto) => {
                 Layout::dense_p(o, og, self.n).and_then(|lout| {
                     let plan = crate::diag::DiagPlan::new(cv, lin, &lout, self.n);
                     (self.conv == ConvAlgo::Diag
@@ -597,12 +599,7 @@ impl<'a> Lowerer<'a> {
             return Ok(Val::Ct(self.push(&node.name, kind, vec![x], l)));
         }
         Ok(match self.layouts[x].clone() {
-            Layout::P { grid, parts, .. } if self.conv == ConvAlgo::Mpcnn => {
-                let og = Grid {
-                    h: oh,
-                    w: ow,
-                    k: grid.k * sh,
-                };
+            Layout::P { parts, .. } if self.conv == ConvAlgo::Mpcnn => {
                 let l = self.dense(id, o, og)?;
                 if parts > 1 || l.cts() > 1 {
                     return Err(unsupported(
@@ -613,12 +610,7 @@ impl<'a> Lowerer<'a> {
                 }
                 Val::Ct(self.push(&node.name, Kind::ConvMpcnn(cv.clone()), vec![x], l))
             }
-            Layout::P { grid, g, r, .. } => {
-                let og = Grid {
-                    h: oh,
-                    w: ow,
-                    k: grid.k * sh,
-                };
+            Layout::P { g, r, .. } => {
                 let l = Layout::I {
                     c: o,
                     grid: og,
@@ -627,11 +619,11 @@ impl<'a> Lowerer<'a> {
                 };
                 Val::Ct(self.push(&node.name, Kind::ConvA(cv.clone()), vec![x], l))
             }
-            Layout::I { grid, r, .. } => {
+            Layout::I { r, .. } => {
                 if sh != 1 {
                     return Err(unsupported(model, id, "a strided convolution must read layout P (it follows a ConvB or a residual add)"));
                 }
-                let l = self.dense(id, o, grid)?;
+                let l = self.dense(id, o, og)?;
                 let Layout::P { r: r2, .. } = l else {
                     unreachable!()
                 };
@@ -644,7 +636,7 @@ impl<'a> Lowerer<'a> {
                 }
                 Val::Ct(self.push(&node.name, Kind::ConvB(cv.clone()), vec![x], l))
             }
-            Layout::Vector { .. } => return Err(unsupported(model, id, "convolution of a vector")),
+            Layout::Vector { .. } => unreachable!("a vector has no grid"),
         })
     }
 
