@@ -578,30 +578,41 @@ impl Evaluator {
 
     // ---------------------------------------------------------------- key switching
 
-    /// A ring element with `k` residues of `ctx` whose contents are arbitrary (from the pool, or
-    /// zero): for outputs that are overwritten entirely.
+    /// A ring element with `k` residues of `ctx` whose contents are arbitrary (from the pool,
+    /// resized if it has another residue count, or zero): for outputs that are overwritten
+    /// entirely.
     fn scratch(&self, ctx: &std::sync::Arc<math::RnsContext>, k: usize) -> Poly {
         let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(i) = pool
+        let same = |p: &Poly| std::sync::Arc::ptr_eq(p.context(), ctx);
+        let found = pool
             .iter()
-            .position(|p| std::sync::Arc::ptr_eq(p.context(), ctx) && p.num_moduli() == k)
-        {
-            return pool.swap_remove(i);
+            .position(|p| same(p) && p.num_moduli() == k)
+            .or_else(|| pool.iter().position(same));
+        if let Some(i) = found {
+            let mut p = pool.swap_remove(i);
+            drop(pool);
+            p.resize_moduli(k);
+            p.set_representation_unchecked(Representation::Ntt);
+            return p;
         }
         drop(pool);
         Poly::zero(ctx, k, Representation::Ntt)
     }
 
-    /// Returns a decomposition's ring elements to the pool.
-    pub(crate) fn recycle(&self, dec: Decomposed) {
+    /// Returns ring elements to the pool (as long as it has room).
+    fn recycle_polys(&self, polys: impl IntoIterator<Item = Poly>) {
         let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
-        for (q, p) in dec.digits {
-            if pool.len() + 2 > POOL_MAX {
+        for p in polys {
+            if pool.len() >= POOL_MAX {
                 break;
             }
-            pool.push(q);
             pool.push(p);
         }
+    }
+
+    /// Returns a decomposition's ring elements to the pool.
+    pub(crate) fn recycle(&self, dec: Decomposed) {
+        self.recycle_polys(dec.digits.into_iter().flat_map(|(q, p)| [q, p]));
     }
 
     /// ModUp decomposition of `c` (NTT form, level `ℓ`).
@@ -626,8 +637,7 @@ impl Evaluator {
                 let lo = j * alpha;
                 let hi = ((j + 1) * alpha).min(k);
                 let conv = &pr.0.modup[level][j];
-                let mut y = vec![0u64; (hi - lo) * n];
-                conv.scale_inputs(n, &coeff.data()[lo * n..hi * n], &mut y);
+                let y = conv.scaled_inputs(n, &coeff.data()[lo * n..hi * n]);
                 // Every residue of both is overwritten below.
                 let mut eq = self.scratch(&ctx_q, k);
                 let mut ep = self.scratch(&ctx_p, kp);
@@ -733,21 +743,24 @@ impl Evaluator {
         let k = level + 1;
         ring::ntt_inverse(&mut xp);
         let conv = &pr.0.moddown[level];
-        let mut y = vec![0u64; xp.data().len()];
-        conv.scale_inputs(n, xp.data(), &mut y);
+        let y = conv.scaled_inputs(n, xp.data());
         let ctx = pr.ctx_q().clone();
         let pinv = &pr.0.p_inv_mod_q;
-        let y = &y;
-        ring::for_limbs(&mut xq, |i, r| {
-            let m = ctx.moduli()[i];
-            let mut t = vec![0u64; n];
-            conv.convert_scaled_to(n, y, i, &mut t);
-            ctx.plan(i).forward(&mut t);
-            let (w, ws) = pinv[i];
-            // t < q_i after the NTT, x < q_i: (x + q − t)·P^{-1} mod q_i.
-            math::simd::sub_mul_add(&m, r, &t, w, ws, 0);
-        });
-        let _ = k;
+        // Every residue of `t` is overwritten below.
+        let mut t = self.scratch(&ctx, k);
+        xq.data_mut()
+            .par_chunks_exact_mut(n)
+            .zip(t.data_mut().par_chunks_exact_mut(n))
+            .enumerate()
+            .for_each(|(i, (r, t))| {
+                let m = ctx.moduli()[i];
+                conv.convert_scaled_to(n, &y, i, t);
+                ctx.plan(i).forward(t);
+                let (w, ws) = pinv[i];
+                // t < q_i after the NTT, x < q_i: (x + q − t)·P^{-1} mod q_i.
+                math::simd::sub_mul_add(&m, r, t, w, ws, 0);
+            });
+        self.recycle_polys([t, xp]);
         xq
     }
 
@@ -894,10 +907,10 @@ impl Evaluator {
             let dec = &held.as_ref().expect("set above").1;
             let (tq, tp) = self.inner_product(dec, key);
             for j in 0..2 {
-                ring::add_assign(&mut acc_q[j], &permute(&tq[j], &perm_q));
-                ring::add_assign(&mut acc_p[j], &permute(&tp[j], &perm_p));
+                ring::add_permuted(&mut acc_q[j], &tq[j], &perm_q);
+                ring::add_permuted(&mut acc_p[j], &tp[j], &perm_p);
             }
-            ring::add_assign(&mut c0, &permute(&a.c[0], &perm_q));
+            ring::add_permuted(&mut c0, &a.c[0], &perm_q);
             switched = true;
         }
         if let Some((_, d)) = held {
@@ -934,23 +947,9 @@ impl Evaluator {
         // own rounding.
         let (mut d0, d1) = self.key_switch_decomposed(dec, key);
         ring::add_assign(&mut d0, &a.c[0]);
-        let (d0, d1) = rayon::join(|| permute(&d0, &perm), || permute(&d1, &perm));
+        let (d0, d1) = rayon::join(|| d0.permuted(&perm), || d1.permuted(&perm));
         Ok(Ciphertext::with_polys(a, vec![d0, d1]))
     }
-}
-
-/// NTT-domain automorphism: `out[i] = in[perm[i]]` on every residue.
-pub(crate) fn permute(p: &Poly, perm: &[u32]) -> Poly {
-    let mut out = Poly::zero(p.context(), p.num_moduli(), p.representation());
-    let n = p.n();
-    let src = p.data();
-    ring::for_limbs(&mut out, |i, r| {
-        let s = &src[i * n..(i + 1) * n];
-        for (d, &pi) in r.iter_mut().zip(perm) {
-            *d = s[pi as usize];
-        }
-    });
-    out
 }
 
 impl LeveledArith for Evaluator {

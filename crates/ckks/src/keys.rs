@@ -380,18 +380,13 @@ impl<'a> KeyGenerator<'a> {
         rng.fill_bytes(&mut seed);
         let a = expand_a(&self.params, &seed, level, self.params.digits_at(level))
             .into_iter()
-            .map(|(q, p)| {
-                (
-                    crate::evaluator::permute(&q, &perm_g),
-                    crate::evaluator::permute(&p, &perm_g),
-                )
-            })
+            .map(|(q, p)| (q.permuted(&perm_g), p.permuted(&perm_g)))
             .collect();
         let mut key = self.switching_key_with(&from, level, seed, a, rng);
         for part in key.parts.iter_mut() {
             for (pq, pp) in part.iter_mut() {
-                *pq = crate::evaluator::permute(pq, &perm_q);
-                *pp = crate::evaluator::permute(pp, &perm_q);
+                *pq = pq.permuted(&perm_q);
+                *pp = pp.permuted(&perm_q);
             }
         }
         Ok(key)

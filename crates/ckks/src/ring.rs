@@ -24,6 +24,17 @@ pub(crate) fn add_assign(a: &mut Poly, b: &Poly) {
     });
 }
 
+/// `a += σ(b)` residue-wise, `σ` the NTT-domain automorphism given by its slot permutation.
+pub(crate) fn add_permuted(a: &mut Poly, b: &Poly, perm: &[u32]) {
+    debug_assert_eq!(a.num_moduli(), b.num_moduli());
+    let ctx = a.context().clone();
+    let n = a.n();
+    let bd = b.data();
+    for_limbs(a, |i, r| {
+        math::simd::add_permuted(ctx.moduli()[i].value(), r, &bd[i * n..(i + 1) * n], perm)
+    });
+}
+
 /// `a −= b` residue-wise.
 pub(crate) fn sub_assign(a: &mut Poly, b: &Poly) {
     debug_assert_eq!(a.num_moduli(), b.num_moduli());
@@ -108,14 +119,7 @@ pub(crate) fn ntt_inverse(a: &mut Poly) {
 
 /// Copy of the first `k` residues.
 pub(crate) fn truncated(a: &Poly, k: usize) -> Poly {
-    let n = a.n();
-    Poly::from_residues(
-        a.context(),
-        k,
-        a.representation(),
-        a.data()[..k * n].to_vec(),
-    )
-    .expect("prefix of a valid polynomial is valid")
+    a.prefix(k)
 }
 
 /// Residues of signed integer coefficients (`|c| < 2^127`), coefficient form.

@@ -101,10 +101,21 @@ impl BaseConverter {
     /// First half of an approximate conversion: `y_i = x_i·(Q/q_i)^{-1} mod q_i`
     /// (`input` and `y`: `from.len()` vectors of length `n`).
     pub fn scale_inputs(&self, n: usize, input: &[u64], y: &mut [u64]) {
-        let l = self.from.len();
-        assert_eq!(input.len(), l * n);
-        assert_eq!(y.len(), l * n);
+        assert_eq!(y.len(), input.len());
         y.copy_from_slice(input);
+        self.scale_in_place(n, y);
+    }
+
+    /// [`BaseConverter::scale_inputs`] into a new vector.
+    pub fn scaled_inputs(&self, n: usize, input: &[u64]) -> Vec<u64> {
+        let mut y = input.to_vec();
+        self.scale_in_place(n, &mut y);
+        y
+    }
+
+    fn scale_in_place(&self, n: usize, y: &mut [u64]) {
+        let l = self.from.len();
+        assert_eq!(y.len(), l * n);
         for i in 0..l {
             let (w, ws) = self.qhat_inv[i];
             crate::simd::mul_shoup(&self.from[i], &mut y[i * n..(i + 1) * n], w, ws);

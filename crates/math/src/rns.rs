@@ -233,6 +233,42 @@ impl Poly {
         })
     }
 
+    /// Its first `k` residues as a polynomial over the first `k` primes (a copy).
+    pub fn prefix(&self, k: usize) -> Poly {
+        assert!(k >= 1 && k <= self.num_moduli, "num_moduli out of range");
+        Self {
+            ctx: self.ctx.clone(),
+            repr: self.repr,
+            num_moduli: k,
+            data: self.data[..k * self.ctx.n].to_vec(),
+        }
+    }
+
+    /// Resizes to `k` residues in place: drops the residues above `k`, or appends zero
+    /// residues (for a buffer whose contents the caller overwrites).
+    pub fn resize_moduli(&mut self, k: usize) {
+        assert!(k >= 1 && k <= self.ctx.len(), "num_moduli out of range");
+        self.num_moduli = k;
+        self.data.resize(k * self.ctx.n, 0);
+    }
+
+    /// NTT-form automorphism with a precomputed permutation into a new polynomial:
+    /// `out[i] = self[perm[i]]` on every residue ([`RnsContext::automorphism_permutation`]).
+    pub fn permuted(&self, perm: &[u32]) -> Poly {
+        let n = self.ctx.n;
+        assert_eq!(perm.len(), n, "permutation length");
+        let mut data = Vec::with_capacity(self.data.len());
+        for src in self.data.chunks_exact(n) {
+            data.extend(perm.iter().map(|&p| src[p as usize]));
+        }
+        Self {
+            ctx: self.ctx.clone(),
+            repr: self.repr,
+            num_moduli: self.num_moduli,
+            data,
+        }
+    }
+
     /// Coefficient-form polynomial with small signed coefficients (length ≤ N, zero-padded).
     pub fn from_signed(ctx: &Arc<RnsContext>, num_moduli: usize, coeffs: &[i64]) -> Self {
         let mut p = Self::zero(ctx, num_moduli, Representation::Coefficient);
@@ -654,6 +690,21 @@ mod tests {
             r.ntt_inverse();
             assert_eq!(r, ac, "k = {k}");
         }
+        // The precomputed-permutation forms agree with it.
+        let mut an = a.clone();
+        an.ntt_forward();
+        for k in [3usize, 5, 255] {
+            let perm = c.automorphism_permutation(k).unwrap();
+            let mut into = Poly::zero(&c, 2, Representation::Ntt);
+            an.automorphism_ntt_into(&perm, &mut into).unwrap();
+            assert_eq!(an.permuted(&perm), into, "k = {k}");
+            assert_eq!(an.permuted(&perm), an.automorphism(k).unwrap(), "k = {k}");
+        }
+        // A prefix is the first residues; resizing drops or zero-extends residues.
+        let mut p = a.prefix(1);
+        assert_eq!((p.num_moduli(), p.residue(0)), (1, a.residue(0)));
+        p.resize_moduli(2);
+        assert_eq!((p.residue(0), p.residue(1)), (a.residue(0), &[0u64; 128][..]));
         // σ_k ∘ σ_{k^{-1}} = id, and σ_{2N-1} on X gives -X^{N-1}
         let x = Poly::from_signed(&c, 2, &[0, 1]);
         let y = x.automorphism(2 * 128 - 1).unwrap();

@@ -183,6 +183,27 @@ fn add_assign_scalar(q: u64, a: &mut [u64], b: &[u64]) {
     }
 }
 
+/// `a[i] = (a[i] + b[perm[i]]) mod q` (an NTT-domain automorphism of `b` added to `a`).
+pub fn add_permuted(q: u64, a: &mut [u64], b: &[u64], perm: &[u32]) {
+    assert_eq!(a.len(), perm.len());
+    assert!(perm.iter().all(|&p| (p as usize) < b.len()));
+    #[cfg(target_arch = "x86_64")]
+    if avx512() {
+        // SAFETY: the CPU supports avx512f (checked just above).
+        unsafe { x86::add_permuted(q, a, b, perm) };
+        return;
+    }
+    add_permuted_scalar(q, a, b, perm)
+}
+
+#[inline(always)]
+fn add_permuted_scalar(q: u64, a: &mut [u64], b: &[u64], perm: &[u32]) {
+    for (x, &p) in a.iter_mut().zip(perm) {
+        let s = *x + b[p as usize];
+        *x = s.min(s.wrapping_sub(q));
+    }
+}
+
 /// `a[i] = (a[i] − b[i]) mod q`.
 pub fn sub_assign(q: u64, a: &mut [u64], b: &[u64]) {
     assert_eq!(a.len(), b.len());
@@ -450,6 +471,11 @@ mod x86 {
     }
 
     #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn add_permuted(q: u64, a: &mut [u64], b: &[u64], perm: &[u32]) {
+        super::add_permuted_scalar(q, a, b, perm)
+    }
+
+    #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn sub_assign(q: u64, a: &mut [u64], b: &[u64]) {
         super::sub_assign_scalar(q, a, b)
     }
@@ -566,6 +592,18 @@ mod tests {
                 assert_eq!(r, raw.iter().map(|v| v % q).collect::<Vec<_>>());
                 let y: Vec<u64> = (0..len).map(|_| rng.gen_range(0..q)).collect();
                 let z: Vec<u64> = (0..len).map(|_| rng.gen_range(0..q)).collect();
+                let perm: Vec<u32> = (0..len as u32).rev().collect();
+                let mut s = y.clone();
+                add_permuted(q, &mut s, &z, &perm);
+                let mut s2 = y.clone();
+                add_permuted_scalar(q, &mut s2, &z, &perm);
+                assert_eq!(s, s2);
+                assert_eq!(
+                    s,
+                    (0..len)
+                        .map(|i| ((y[i] as u128 + z[len - 1 - i] as u128) % q as u128) as u64)
+                        .collect::<Vec<_>>()
+                );
                 let mut s = y.clone();
                 add_assign(q, &mut s, &z);
                 assert_eq!(
