@@ -38,7 +38,8 @@ pub struct FheOpts {
     pub fhe_range: Option<f64>,
     /// Convolutions: `auto` (per convolution reading P, ConvD — P → P by diagonals — where
     /// its estimated cost is clearly lower, else the pair; the default), `pair` (ConvA/ConvB
-    /// alternating), `diag` (ConvD for every convolution reading P) or `mpcnn` (MPCNN's
+    /// alternating), `diag` (ConvD for every convolution reading P), `shift` (ConvS, shifted
+    /// input copies, for the stride-1 ones with copies, ConvD for the rest) or `mpcnn` (MPCNN's
     /// multiplexed parallel convolution, P → P, the baseline).
     #[arg(long, value_enum, default_value = "auto")]
     pub fhe_conv: ConvArg,
@@ -57,6 +58,7 @@ pub struct FheOpts {
 pub enum ConvArg {
     Pair,
     Diag,
+    Shift,
     Auto,
     Mpcnn,
 }
@@ -116,6 +118,7 @@ pub fn deployment(model: &nn::Model, opts: &FheOpts, r: f64) -> anyhow::Result<D
         ConvArg::Pair => fhe::lower::ConvAlgo::Pair,
         ConvArg::Mpcnn => fhe::lower::ConvAlgo::Mpcnn,
         ConvArg::Diag => fhe::lower::ConvAlgo::Diag,
+        ConvArg::Shift => fhe::lower::ConvAlgo::Shift,
         ConvArg::Auto => fhe::lower::ConvAlgo::Auto,
     };
     if opts.relu_degrees.is_empty()
@@ -137,7 +140,11 @@ pub fn deployment(model: &nn::Model, opts: &FheOpts, r: f64) -> anyhow::Result<D
 
 /// Input gap of a convolution step (for MPCNN's formula).
 fn conv_gap(dep: &Deployment, s: &fhe::lower::Step) -> Option<(usize, usize)> {
-    let (Kind::ConvA(cv) | Kind::ConvB(cv) | Kind::ConvD(cv, _) | Kind::ConvMpcnn(cv)) = &s.kind
+    let (Kind::ConvA(cv)
+    | Kind::ConvB(cv)
+    | Kind::ConvD(cv, _)
+    | Kind::ConvS(cv, _)
+    | Kind::ConvMpcnn(cv)) = &s.kind
     else {
         return None;
     };

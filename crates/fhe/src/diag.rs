@@ -17,7 +17,7 @@
 //! once per input ciphertext, the giant ones after the products with one ModDown per output
 //! ciphertext; `S` is chosen for the fewest key switches.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use nn::ir::Conv2d;
 
@@ -31,6 +31,9 @@ pub struct DiagPlan {
     pub step: usize,
     /// `offsets[q][p]`: the offsets (mod n) linking input part `p` to output part `q`.
     pub offsets: Vec<Vec<Vec<usize>>>,
+    /// Giant steps evaluated two at a time (half the plaintext products, one conjugation per
+    /// pair); off, each giant step alone (the fewest key switches).
+    pub paired: bool,
 }
 
 impl DiagPlan {
@@ -118,7 +121,11 @@ impl DiagPlan {
                     .collect()
             })
             .collect();
-        let mut plan = DiagPlan { step: 1, offsets };
+        let mut plan = DiagPlan {
+            step: 1,
+            offsets,
+            paired: true,
+        };
         plan.step = (0..=n.trailing_zeros())
             .map(|e| 1usize << e)
             .min_by_key(|&s| {
@@ -167,14 +174,17 @@ impl DiagPlan {
         self.offsets.iter().flatten().map(Vec::len).sum()
     }
 
-    /// The giant steps of output part `q` two at a time (the last alone when odd): each pair
-    /// shares one complex product per baby step (`exec::conv_d`).
+    /// The giant steps of output part `q` two at a time (the last alone when odd; one at a
+    /// time unless `paired`): each pair shares one complex product per baby step
+    /// (`exec::diagonal_sums`).
     pub fn giant_pairs(&self, q: usize) -> Vec<Vec<usize>> {
-        self.giants(q).chunks(2).map(<[usize]>::to_vec).collect()
+        let k = if self.paired { 2 } else { 1 };
+        self.giants(q).chunks(k).map(<[usize]>::to_vec).collect()
     }
 
-    /// What ConvD evaluates with paired giant steps: `(complex products, conjugations)` — per
-    /// pair, one product per (input part, baby step) either giant reads, and one conjugation.
+    /// What ConvD evaluates: `(products, conjugations)` — per pair of giant steps (or single
+    /// one), one product per (input part, baby step) a giant of it reads, and one conjugation
+    /// per pair.
     pub fn paired_costs(&self) -> (usize, usize) {
         let (mut products, mut conj) = (0, 0);
         for q in 0..self.offsets.len() {
@@ -260,6 +270,177 @@ pub fn diagonal(
         .collect()
 }
 
+/// ConvS: a stride-1 convolution from a one-ciphertext `P` with `r ≥ 2` copies to the same
+/// layout, whose input copies are first shifted (docs/protocols/hyphen.md § Convolutions,
+/// "Past the bound"). Copy `s` of the shifted input holds the map moved by `e_s` slots; a
+/// rotation by `t` then offers the output copies every offset of `t + E` (mod the period `P`),
+/// each once, so the offsets `D` of [`DiagPlan`] need only a cover `D ⊆ T + E`, and a final
+/// sum over the copies gives every output copy the whole convolution.
+#[derive(Clone, Debug)]
+pub struct ShiftPlan {
+    /// `e_s`, `e_0 = 0`, distinct modulo the period.
+    pub shifts: Vec<usize>,
+    /// `P = n / r`.
+    pub period: usize,
+    /// The rotations `T` of the shifted input (mod `n`) and their baby/giant split.
+    pub plan: DiagPlan,
+    /// Offset `d` (mod `P`) → the rotation of `T` that supplies it.
+    pub choice: BTreeMap<usize, usize>,
+}
+
+impl ShiftPlan {
+    /// The plan of a stride-1 `cv` from `lin` to `lout` at `n` slots, with the shifts `E` (an
+    /// arithmetic progression, its step searched) that need the fewest key switches; `None`
+    /// unless both layouts are the same one-ciphertext, unbanded `P` with at least two copies.
+    pub fn new(cv: &Conv2d, lin: &Layout, lout: &Layout, n: usize) -> Option<ShiftPlan> {
+        let Layout::P {
+            grid,
+            g,
+            r,
+            parts: 1,
+            bands: 1,
+            ..
+        } = *lin
+        else {
+            return None;
+        };
+        let same = matches!(*lout, Layout::P { grid: og, g: og_g, r: or, parts: 1, bands: 1, .. }
+            if og == grid && og_g == g && or == r);
+        if !same || r < 2 || cv.stride != [1, 1] {
+            return None;
+        }
+        let period = n / r;
+        let offsets: BTreeSet<usize> = DiagPlan::new(cv, lin, lout, n).offsets[0][0]
+            .iter()
+            .map(|&d| d % period)
+            .collect();
+        // Steps tried for E: slots, slot rows and blocks, each up to a few multiples.
+        let mut steps: BTreeSet<usize> = BTreeSet::new();
+        for unit in [1, grid.wb(), grid.block()] {
+            for m in 1..=(2 * grid.k + 1).max(g) {
+                steps.insert(m * unit % period);
+            }
+        }
+        steps
+            .into_iter()
+            .filter_map(|u| {
+                let shifts: Vec<usize> = (0..r).map(|j| j * u % period).collect();
+                let distinct: BTreeSet<usize> = shifts.iter().copied().collect();
+                (distinct.len() == r).then(|| Self::cover(&offsets, shifts, period, n))
+            })
+            .min_by_key(|sp| (sp.rotations(), sp.plan.products()))
+    }
+
+    /// A greedy cover `D ⊆ T + E` (most offsets first, then the smallest `t`), `T` taken
+    /// signed (`t − P` above `P/2`, so small negative offsets stay small) and mod `n`.
+    fn cover(offsets: &BTreeSet<usize>, shifts: Vec<usize>, period: usize, n: usize) -> Self {
+        let mut covers: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+        for &d in offsets {
+            for &e in &shifts {
+                covers.entry((d + period - e) % period).or_default().push(d);
+            }
+        }
+        let mut left: BTreeMap<usize, usize> =
+            covers.iter().map(|(&t, ds)| (t, ds.len())).collect();
+        let mut choice: BTreeMap<usize, usize> = BTreeMap::new();
+        while choice.len() < offsets.len() {
+            let (&t, _) = left
+                .iter()
+                .fold(None, |best: Option<(&usize, &usize)>, (t, c)| match best {
+                    Some((_, bc)) if bc >= c => best,
+                    _ => Some((t, c)),
+                })
+                .expect("an offset left is covered by some t");
+            let tn = if t > period / 2 { t + n - period } else { t };
+            for &d in &covers[&t] {
+                if choice.contains_key(&d) {
+                    continue;
+                }
+                choice.insert(d, tn);
+                for &e in &shifts {
+                    if let Some(c) = left.get_mut(&((d + period - e) % period)) {
+                        *c -= 1;
+                    }
+                }
+            }
+            left.retain(|_, c| *c > 0);
+        }
+        let ts: BTreeSet<usize> = choice.values().copied().collect();
+        let mut plan = DiagPlan {
+            step: 1,
+            offsets: vec![vec![ts.into_iter().collect()]],
+            // ConvS is for the fewest key switches: no conjugations.
+            paired: false,
+        };
+        plan.step = (0..=n.trailing_zeros())
+            .map(|e| 1usize << e)
+            .min_by_key(|&s| {
+                plan.step = s;
+                plan.rotations()
+            })
+            .expect("n ≥ 1");
+        ShiftPlan {
+            shifts,
+            period,
+            plan,
+            choice,
+        }
+    }
+
+    /// Copies `r`.
+    pub fn copies(&self) -> usize {
+        self.shifts.len()
+    }
+
+    /// Key switches: the `r − 1` shifts, the baby and giant steps over `T`, and the final sum
+    /// over the copies (in chunks of four, as `exec` sums).
+    pub fn rotations(&self) -> usize {
+        self.copies() - 1
+            + self.plan.rotations()
+            + crate::exec::rot_sum_chunks(self.copies())
+                .map(|c| c - 1)
+                .sum::<usize>()
+    }
+
+    /// `rot_{−G}` of the diagonal of rotation `t` (slots `tin`, `tout`: one copy's tables of
+    /// the input and output layouts, `P` slots or more): at slot `s`, output slot `s − G` of
+    /// copy `c` reads the shifted input at `s − G + t`, in copy `σ`, which holds input position
+    /// `w + e_σ`; the weight of that pair when `t` is the rotation chosen for its offset.
+    pub fn diagonal(
+        &self,
+        cv: &Conv2d,
+        (tin, tout): (&SlotTable, &SlotTable),
+        t: usize,
+        giant: usize,
+    ) -> Vec<f64> {
+        let n = self.period * self.copies();
+        let p = self.period;
+        let [kh, kw] = cv.kernel;
+        let pads = [cv.pads[0] as isize, cv.pads[1] as isize];
+        (0..n)
+            .map(|s| {
+                let src = (s + n - giant) % n;
+                let v = src % p;
+                let read = (src + t) % n;
+                let w = (read % p + self.shifts[read / p]) % p;
+                let d = (w + p - v) % p;
+                if self.choice.get(&d) != Some(&t) {
+                    return 0.0;
+                }
+                let (Some((o, i, j)), Some((c, i2, j2))) = (tout.0[v], tin.0[w]) else {
+                    return 0.0;
+                };
+                let ky = i2 as isize - i as isize + pads[0];
+                let kx = j2 as isize - j as isize + pads[1];
+                if ky < 0 || kx < 0 || ky >= kh as isize || kx >= kw as isize {
+                    return 0.0;
+                }
+                weight(cv, o as usize, c as usize, ky as usize, kx as usize)
+            })
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -300,6 +481,121 @@ mod tests {
             assert_eq!((plan.products(), plan.rotations()), (products, rotations));
             // Paired giant steps: about half the products, one conjugation per pair.
             assert_eq!(plan.paired_costs(), paired);
+        }
+    }
+
+    /// `rot_k(v)[s] = v[s + k]`.
+    fn rot(v: &[f64], k: usize) -> Vec<f64> {
+        (0..v.len()).map(|s| v[(s + k) % v.len()]).collect()
+    }
+
+    /// ConvS on clear slot vectors, evaluated as `exec` does (shifted copies, baby and giant
+    /// steps, the sum over the copies), equals the convolution computed directly.
+    #[test]
+    fn shifted_copies_compute_the_convolution() {
+        // (channels, map, gap, slots): 4 groups × 2 copies; 2 groups of 4 phases × 4 copies.
+        for (c, hw, k, n) in [(4, 8, 1, 1 << 9), (8, 4, 2, 1 << 10), (3, 8, 1, 1 << 10)] {
+            let mut cv = conv(c, c, hw, 1);
+            cv.weight
+                .iter_mut()
+                .enumerate()
+                .for_each(|(i, w)| *w = ((i * 37 % 23) as f32 - 11.0) / 7.0);
+            let lin = Layout::dense_p(c, Grid { h: hw, w: hw, k }, n).expect("fits");
+            let sp = ShiftPlan::new(&cv, &lin, &lin, n).expect("one ciphertext, copies");
+            let r = sp.copies();
+            assert!(r >= 2);
+            let x: Vec<f64> = (0..c * hw * hw)
+                .map(|i| ((i * 13 % 17) as f64) - 8.0)
+                .collect();
+            let want = lin.pack(&nn_conv(&cv, &x, c, hw), n).remove(0);
+            let xv = lin.pack(&x, n).remove(0);
+            // Copy s of x′ holds x moved by e_s.
+            let xs: Vec<f64> = (0..n)
+                .map(|s| rot(&xv, sp.shifts[s / sp.period])[s])
+                .collect();
+            let tables = (SlotTable::new(&lin, 0, n), SlotTable::new(&lin, 0, n));
+            let mut z = vec![0.0; n];
+            for giant in sp.plan.giants(0) {
+                let mut inner = vec![0.0; n];
+                for &t in sp.plan.offsets[0][0]
+                    .iter()
+                    .filter(|&&t| t - t % sp.plan.step == giant)
+                {
+                    let dg = sp.diagonal(&cv, (&tables.0, &tables.1), t, giant);
+                    let xb = rot(&xs, t % sp.plan.step);
+                    inner
+                        .iter_mut()
+                        .zip(dg.iter().zip(&xb))
+                        .for_each(|(a, (d, x))| *a += d * x);
+                }
+                let g = rot(&inner, giant);
+                z.iter_mut().zip(&g).for_each(|(a, b)| *a += b);
+            }
+            let y: Vec<f64> = (0..n)
+                .map(|s| (0..r).map(|m| z[(s + m * sp.period) % n]).sum())
+                .collect();
+            for (s, (a, b)) in y.iter().zip(&want).enumerate() {
+                assert!((a - b).abs() < 1e-9, "c {c} k {k} slot {s}: {a} vs {b}");
+            }
+            // Fewer key switches than ConvD on these shapes, and a product per rotation.
+            let d = DiagPlan::new(&cv, &lin, &lin, n);
+            assert!(
+                sp.plan.products() < d.products(),
+                "{} vs {}",
+                sp.plan.products(),
+                d.products()
+            );
+        }
+    }
+
+    /// A direct 3×3 "same" convolution of `[c, hw, hw]` (zero bias).
+    fn nn_conv(cv: &Conv2d, x: &[f64], c: usize, hw: usize) -> Vec<f64> {
+        let o = cv.out_shape[0];
+        let mut y = vec![0.0; o * hw * hw];
+        for oc in 0..o {
+            for i in 0..hw {
+                for j in 0..hw {
+                    let mut acc = 0.0;
+                    for ci in 0..c {
+                        for ky in 0..3 {
+                            for kx in 0..3 {
+                                let (ii, jj) =
+                                    (i as isize + ky as isize - 1, j as isize + kx as isize - 1);
+                                if ii < 0 || jj < 0 || ii >= hw as isize || jj >= hw as isize {
+                                    continue;
+                                }
+                                acc += weight(cv, oc, ci, ky, kx)
+                                    * x[(ci * hw + ii as usize) * hw + jj as usize];
+                            }
+                        }
+                    }
+                    y[(oc * hw + i) * hw + j] = acc;
+                }
+            }
+        }
+        y
+    }
+
+    /// ResNet-20's stride-1 shapes: ConvS's key switches (shifts, baby and giant steps, the
+    /// sum over the copies) and plaintext products, ≥ 2.5× below MPCNN's formula (hyphen.md;
+    /// ConvD: 24 / 42 / 60 key switches, 144 / 392 / 900 products).
+    #[test]
+    fn resnet20_shifted_counts() {
+        let n = 1 << 15;
+        for ((c, hw, k), want) in [
+            ((16, 32, 1), (17, 72)),
+            ((32, 16, 2), (26, 98)),
+            ((64, 8, 4), (34, 120)),
+        ] {
+            let lin = Layout::dense_p(c, Grid { h: hw, w: hw, k }, n).expect("fits");
+            let sp = ShiftPlan::new(&conv(c, c, hw, 1), &lin, &lin, n).expect("copies");
+            let mpcnn = crate::lower::mpcnn_rotations(&conv(c, c, hw, 1), k, n);
+            assert_eq!((sp.rotations(), sp.plan.products()), want, "{c} channels");
+            assert!(
+                5 * sp.rotations() <= 2 * mpcnn,
+                "{} vs MPCNN {mpcnn}",
+                sp.rotations()
+            );
         }
     }
 

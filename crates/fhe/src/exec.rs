@@ -213,6 +213,7 @@ pub fn run<B: Backend>(prog: &Program, b: &B, input: Vec<B::Ct>) -> Result<Run<B
             Kind::ConvA(cv) => conv_a(&ctx, ins[0], cv, lin, lout, prog.range)?,
             Kind::ConvB(cv) => conv_b(&ctx, ins[0], cv, lin, lout, prog.range)?,
             Kind::ConvD(cv, plan) => conv_d(&ctx, ins[0], cv, plan, lin, lout, prog.range)?,
+            Kind::ConvS(cv, sp) => vec![conv_s(&ctx, &ins[0][0], cv, sp, lin, prog.range)?],
             Kind::ConvMpcnn(cv) => vec![conv_mpcnn(&ctx, &ins[0][0], cv, lin, lout, prog.range)?],
             Kind::Poly(p) => {
                 let deg = p.degree();
@@ -708,8 +709,6 @@ fn conv_d<B: Backend>(
     range: f64,
 ) -> Result<Vec<B::Ct>> {
     let n = ctx.n;
-    // Baby steps: hoisted rotations of each input part.
-    let babies: Vec<Vec<usize>> = (0..xs.len()).map(|p| plan.babies(p)).collect();
     let (tin, tout): (Vec<SlotTable>, Vec<SlotTable>) = rayon::join(
         || (0..xs.len()).map(|p| SlotTable::new(lin, p, n)).collect(),
         || {
@@ -719,6 +718,65 @@ fn conv_d<B: Backend>(
         },
     );
     let xs = at_lowest_level(ctx, xs)?;
+    let ys = diagonal_sums(ctx, &xs, plan, lout.cts(), &|p, q, d, giant| {
+        crate::diag::diagonal(cv, lin, (&tin[p], &tout[q]), d, giant)
+    })?;
+    ys.into_iter()
+        .enumerate()
+        .map(|(q, y)| {
+            let bias = lout.per_channel(q, n, |o| cv.bias[o] as f64 / range);
+            ctx.b.add_plain(&y, &bias)
+        })
+        .collect()
+}
+
+/// ConvS (`crate::diag::ShiftPlan`): the input's copies shifted by `e_s` (one masked product
+/// per copy, `r − 1` hoisted rotations: one level), the diagonal sums over the rotations `T`,
+/// then the sum over the copies (every copy gets the whole convolution: one level in all but
+/// the masks').
+fn conv_s<B: Backend>(
+    ctx: &Ctx<B>,
+    x: &B::Ct,
+    cv: &nn::ir::Conv2d,
+    sp: &crate::diag::ShiftPlan,
+    lin: &Layout,
+    range: f64,
+) -> Result<B::Ct> {
+    let (n, p) = (ctx.n, sp.period);
+    let ks: Vec<isize> = sp.shifts[1..].iter().map(|&e| e as isize).collect();
+    let moved = ctx.rot_many(x, &ks)?;
+    let masks: Vec<Vec<f64>> = (0..sp.copies())
+        .map(|c| (0..n).map(|s| f64::from(u8::from(s / p == c))).collect())
+        .collect();
+    let terms: Vec<(&B::Ct, &[f64])> = std::iter::once(x)
+        .chain(&moved)
+        .zip(&masks)
+        .map(|(y, m)| (y, m.as_slice()))
+        .collect();
+    let shifted = ctx.dot(&terms)?;
+    let table = SlotTable::new(lin, 0, n);
+    let z = diagonal_sums(ctx, &[shifted], &sp.plan, 1, &|_, _, t, giant| {
+        sp.diagonal(cv, (&table, &table), t, giant)
+    })?
+    .remove(0);
+    let y = ctx.rot_sum(z, p as isize, sp.copies())?;
+    let bias = lin.per_channel(0, n, |o| cv.bias[o] as f64 / range);
+    ctx.b.add_plain(&y, &bias)
+}
+
+/// `Σ_G rot_G(Σ_t rot_{−G}(diag_{G+t}) ⊙ rot_t(x_p))` for every output part `q` of `plan`
+/// (inputs at one level), `diag(p, q, d, G)` giving `rot_{−G}(diag_d)`: the baby rotations
+/// hoisted once per input part, the giant ones after the products with one ModDown per
+/// output part.
+fn diagonal_sums<B: Backend>(
+    ctx: &Ctx<B>,
+    xs: &[B::Ct],
+    plan: &crate::diag::DiagPlan,
+    out_parts: usize,
+    diag: &(dyn Fn(usize, usize, usize, usize) -> Vec<f64> + Sync),
+) -> Result<Vec<B::Ct>> {
+    let n = ctx.n;
+    let babies: Vec<Vec<usize>> = (0..xs.len()).map(|p| plan.babies(p)).collect();
     let zs: Vec<Vec<B::Ct>> = xs
         .iter()
         .zip(&babies)
@@ -730,7 +788,7 @@ fn conv_d<B: Backend>(
             ctx.rot_many(x, &ks)
         })
         .collect::<Result<_>>()?;
-    (0..lout.cts())
+    (0..out_parts)
         .map(|q| {
             // Giant steps two at a time: one complex product per baby step computes both
             // (real parts: the first, imaginary: the second; the network's values are real),
@@ -757,12 +815,10 @@ fn conv_d<B: Backend>(
                     .par_iter()
                     .map(|(&(p, _), ds)| {
                         let v = |h: usize| match ds[h] {
-                            Some(d) => {
-                                crate::diag::diagonal(cv, lin, (&tin[p], &tout[q]), d, pair[h])
-                                    .into_iter()
-                                    .map(|w| w * scale)
-                                    .collect()
-                            }
+                            Some(d) => diag(p, q, d, pair[h])
+                                .into_iter()
+                                .map(|w| w * scale)
+                                .collect(),
                             None => vec![0.0; n],
                         };
                         [v(0), if paired { v(1) } else { Vec::new() }]
@@ -795,9 +851,7 @@ fn conv_d<B: Backend>(
                 zero = ctx.dot(&[(&xs[0], zero_vec.as_slice())])?;
                 terms.push((&zero, 0));
             }
-            let y = ctx.rot_terms(&terms)?;
-            let bias = lout.per_channel(q, n, |o| cv.bias[o] as f64 / range);
-            ctx.b.add_plain(&y, &bias)
+            ctx.rot_terms(&terms)
         })
         .collect()
 }

@@ -50,6 +50,10 @@ pub enum Kind {
     /// `P` → the output's dense `P` (gap × stride): diagonals with baby and giant steps
     /// (`crate::diag`), with the plan the lowering made; no mask, 1 level.
     ConvD(Conv2d, std::sync::Arc<crate::diag::DiagPlan>),
+    /// A stride-1 `P → P` (one ciphertext, `r ≥ 2` copies) whose input copies are first
+    /// shifted (`crate::diag::ShiftPlan`): masked products (1 level), diagonals over the
+    /// rotations `T` (1 level), a sum over the copies.
+    ConvS(Conv2d, std::sync::Arc<crate::diag::ShiftPlan>),
     Poly(PolyCoeffs),
     /// A degree-2 activation in square form, one level: per channel, with the held
     /// coefficients `A = a·R`, `B = b`, `C = c/R` and `β = B/(2A)`, it computes
@@ -85,6 +89,7 @@ impl Kind {
             Kind::ConvA(_) => "conv-a",
             Kind::ConvB(_) => "conv-b",
             Kind::ConvD(..) => "conv-d",
+            Kind::ConvS(..) => "conv-s",
             Kind::ConvMpcnn(_) => "conv-mpcnn",
             Kind::Poly(_) => "poly",
             Kind::Square(_) => "square",
@@ -99,7 +104,7 @@ impl Kind {
     /// Levels the step consumes.
     pub fn depth(&self) -> usize {
         match self {
-            Kind::ConvA(_) | Kind::ConvMpcnn(_) | Kind::PoolFc(_) => 2,
+            Kind::ConvA(_) | Kind::ConvMpcnn(_) | Kind::PoolFc(_) | Kind::ConvS(..) => 2,
             // Products only: the copy-major layouts need no mask (exec::conv_b).
             Kind::ConvB(_) | Kind::ConvD(..) => 1,
             Kind::Poly(p) => p.degree(),
@@ -525,7 +530,7 @@ impl<'a> Lowerer<'a> {
             // which only ConvD (or ConvA) can read.
             let in_i = match self.conv {
                 ConvAlgo::Mpcnn => false,
-                ConvAlgo::Diag | ConvAlgo::Auto => cv.stride == [1, 1],
+                ConvAlgo::Diag | ConvAlgo::Shift | ConvAlgo::Auto => cv.stride == [1, 1],
                 ConvAlgo::Pair => true,
             };
             let l = self.image_layout(in_i.then_some(cv))?;
@@ -563,7 +568,7 @@ impl<'a> Lowerer<'a> {
         // ConvD where chosen: `P` to the dense `P` of the output.
         // A map split into row bands has only ConvD (docs/protocols/hyphen.md § Row bands).
         let banded = self.layouts[x].bands() > 1;
-        if banded && !matches!(self.conv, ConvAlgo::Diag | ConvAlgo::Auto) {
+        if banded && !matches!(self.conv, ConvAlgo::Diag | ConvAlgo::Shift | ConvAlgo::Auto) {
             return Err(unsupported(
                 model,
                 id,
@@ -582,11 +587,22 @@ impl<'a> Lowerer<'a> {
             w: ow,
             k: grid.k * sh,
         };
+        if let (lin @ Layout::P { .. }, ConvAlgo::Shift) = (&self.layouts[x], self.conv) {
+            let shifted = Layout::dense_p(o, og, self.n).and_then(|lout| {
+                crate::diag::ShiftPlan::new(cv, lin, &lout, self.n).map(|sp| (lout, sp))
+            });
+            if let Some((l, sp)) = shifted {
+                let kind = Kind::ConvS(cv.clone(), std::sync::Arc::new(sp));
+                return Ok(Val::Ct(self.push(&node.name, kind, vec![x], l)));
+            }
+        }
         let diag_out = match &self.layouts[x] {
-            lin @ Layout::P { .. } if matches!(self.conv, ConvAlgo::Diag | ConvAlgo::Auto) => {
+            lin @ Layout::P { .. }
+                if matches!(self.conv, ConvAlgo::Diag | ConvAlgo::Shift | ConvAlgo::Auto) =>
+            {
                 Layout::dense_p(o, og, self.n).and_then(|lout| {
                     let plan = crate::diag::DiagPlan::new(cv, lin, &lout, self.n);
-                    (self.conv == ConvAlgo::Diag
+                    (matches!(self.conv, ConvAlgo::Diag | ConvAlgo::Shift)
                         || banded
                         || conv_d_cost(&plan) < pair_cost(cv, lin, self.n))
                     .then_some((lout, plan))
@@ -594,7 +610,9 @@ impl<'a> Lowerer<'a> {
             }
             _ => None,
         };
-        if let Some((l, plan)) = diag_out {
+        if let Some((l, mut plan)) = diag_out {
+            // Shift asks for the fewest key switches: no conjugations for paired giant steps.
+            plan.paired = self.conv != ConvAlgo::Shift;
             let kind = Kind::ConvD(cv.clone(), std::sync::Arc::new(plan));
             return Ok(Val::Ct(self.push(&node.name, kind, vec![x], l)));
         }
@@ -1075,6 +1093,11 @@ pub enum ConvAlgo {
     /// ConvD (`P → P` by diagonals) for every convolution reading `P`; ConvB for one reading
     /// `I` (the stem).
     Diag,
+    /// ConvS (shifted input copies, `crate::diag::ShiftPlan`) for every stride-1 convolution
+    /// of a one-ciphertext `P` with copies into the same layout, ConvD for the other
+    /// convolutions reading `P`, ConvB for one reading `I`: the fewest key switches per
+    /// convolution, at one more level for each ConvS.
+    Shift,
     /// Per convolution reading `P`, ConvD where its cost estimate ([`conv_d_cost`]) is below
     /// the pair's ([`pair_cost`]), else ConvA (followed by ConvB). The estimate ignores the
     /// level and ConvD's extra rotation keys: on ResNet-20 it takes ConvD for one strided

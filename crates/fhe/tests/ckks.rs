@@ -130,7 +130,7 @@ fn split_maps_and_projection_shortcut_on_ciphertexts() {
 
 /// Without bootstrapping, on a deep INSECURE chain at 2^10 slots: the stride-2 ConvA there has
 /// two output ciphertexts, computed as one complex pass and split by a conjugation; and the
-/// same network with MPCNN's convolution and with ConvD.
+/// same network with MPCNN's convolution, with ConvD and with ConvS.
 #[test]
 fn tiny_fhe_network_without_bootstrapping_with_complex_passes() {
     let (m, cases) = common::tiny("tiny_fhe");
@@ -162,7 +162,7 @@ fn tiny_fhe_network_without_bootstrapping_with_complex_passes() {
     let err = common::max_err(&y, &want);
     assert!(err < 1e-4, "MPCNN's convolution: max error {err}");
     // ConvD for every convolution reading P (the strided one too).
-    let dg = Deployment::with_conv(&m, lit, None, 16.0, fhe::lower::ConvAlgo::Diag)
+    let dg = Deployment::with_conv(&m, lit.clone(), None, 16.0, fhe::lower::ConvAlgo::Diag)
         .unwrap()
         .with_flooding(None)
         .unwrap();
@@ -171,6 +171,15 @@ fn tiny_fhe_network_without_bootstrapping_with_complex_passes() {
     assert!(!run.steps.iter().any(|s| s.op == "conv-a"));
     let err = common::max_err(&y, &want);
     assert!(err < 1e-4, "ConvD: max error {err}");
+    // ConvS (shifted input copies) for the stride-1 convolutions reading P.
+    let sh = Deployment::with_conv(&m, lit.clone(), None, 16.0, fhe::lower::ConvAlgo::Shift)
+        .unwrap()
+        .with_flooding(None)
+        .unwrap();
+    let (y, run) = common::run_encrypted(&sh, &x, 27);
+    assert!(run.steps.iter().any(|s| s.op == "conv-s"));
+    let err = common::max_err(&y, &want);
+    assert!(err < 1e-4, "ConvS: max error {err}");
 }
 
 /// Row bands on ciphertexts: the 24×24 net (32×32 grid, 1,024-slot blocks) at 2^9 slots,

@@ -72,6 +72,8 @@ fn tiny_fhe_program_on_clear_slots_equals_float() {
             (4096, None, fhe::lower::ConvAlgo::Mpcnn),
             (1024, Some(6), fhe::lower::ConvAlgo::Diag),
             (4096, None, fhe::lower::ConvAlgo::Diag),
+            (1024, Some(6), fhe::lower::ConvAlgo::Shift),
+            (4096, None, fhe::lower::ConvAlgo::Shift),
             (1024, Some(6), fhe::lower::ConvAlgo::Auto),
         ] {
             let prog = Program::lower(&m, &options(slots, range, boot, conv)).unwrap();
@@ -94,6 +96,10 @@ fn tiny_fhe_program_on_clear_slots_equals_float() {
                         assert!(matches!(prog.layouts[s.inputs[0]], Layout::P { .. }));
                         assert!(matches!(prog.layouts[s.output], Layout::P { .. }));
                     }
+                    Kind::ConvS(..) => {
+                        assert_eq!(conv, fhe::lower::ConvAlgo::Shift);
+                        assert_eq!(prog.layouts[s.inputs[0]], prog.layouts[s.output]);
+                    }
                     Kind::Bootstrap => assert_eq!(prog.layouts[s.inputs[0]].cts(), 1),
                     _ => {}
                 }
@@ -108,6 +114,11 @@ fn tiny_fhe_program_on_clear_slots_equals_float() {
             if conv == fhe::lower::ConvAlgo::Diag {
                 assert!(!prog.steps.iter().any(|s| matches!(s.kind, Kind::ConvA(_))));
                 assert!(prog.steps.iter().any(|s| matches!(s.kind, Kind::ConvD(..))));
+            }
+            // Under Shift the stride-1 convolutions reading P are ConvS (the strided one ConvD).
+            if conv == fhe::lower::ConvAlgo::Shift {
+                assert!(!prog.steps.iter().any(|s| matches!(s.kind, Kind::ConvA(_))));
+                assert!(prog.steps.iter().any(|s| matches!(s.kind, Kind::ConvS(..))));
             }
             assert!(mb <= 1.0, "bootstrap input {mb} > 1");
             if boot.is_some() {

@@ -704,7 +704,10 @@ mod tests {
         let mut p = a.prefix(1);
         assert_eq!((p.num_moduli(), p.residue(0)), (1, a.residue(0)));
         p.resize_moduli(2);
-        assert_eq!((p.residue(0), p.residue(1)), (a.residue(0), &[0u64; 128][..]));
+        assert_eq!(
+            (p.residue(0), p.residue(1)),
+            (a.residue(0), &[0u64; 128][..])
+        );
         // σ_k ∘ σ_{k^{-1}} = id, and σ_{2N-1} on X gives -X^{N-1}
         let x = Poly::from_signed(&c, 2, &[0, 1]);
         let y = x.automorphism(2 * 128 - 1).unwrap();
