@@ -121,10 +121,16 @@ impl DiagPlan {
                     .collect()
             })
             .collect();
+        DiagPlan::split(offsets, true, n)
+    }
+
+    /// The plan of these offsets with the power-of-two step `S` that needs the fewest key
+    /// switches.
+    fn split(offsets: Vec<Vec<Vec<usize>>>, paired: bool, n: usize) -> DiagPlan {
         let mut plan = DiagPlan {
             step: 1,
             offsets,
-            paired: true,
+            paired,
         };
         plan.step = (0..=n.trailing_zeros())
             .map(|e| 1usize << e)
@@ -366,19 +372,8 @@ impl ShiftPlan {
             left.retain(|_, c| *c > 0);
         }
         let ts: BTreeSet<usize> = choice.values().copied().collect();
-        let mut plan = DiagPlan {
-            step: 1,
-            offsets: vec![vec![ts.into_iter().collect()]],
-            // ConvS is for the fewest key switches: no conjugations.
-            paired: false,
-        };
-        plan.step = (0..=n.trailing_zeros())
-            .map(|e| 1usize << e)
-            .min_by_key(|&s| {
-                plan.step = s;
-                plan.rotations()
-            })
-            .expect("n ≥ 1");
+        // ConvS is for the fewest key switches: giant steps unpaired (no conjugations).
+        let plan = DiagPlan::split(vec![vec![ts.into_iter().collect()]], false, n);
         ShiftPlan {
             shifts,
             period,
