@@ -92,9 +92,10 @@ for step in $STEPS; do
         > $OUT/r18_${STAMP}_${b}_auto_flood12.jsonl 2> $OUT/r18_${STAMP}_${b}_auto_flood12.time
     done ;;
   goals) # The comparison in one script: ResNet-20 AESPA with the default plan, the
-      # pair everywhere and MPCNN's convolution, then the pretrained ReLU ResNet-20 with the
-      # composite ReLU (MPCNN's degrees; about 25 minutes, 10 GiB). Output goals_<stamp>_*.
-    for c in auto pair mpcnn; do
+      # pair everywhere, ConvS (every convolution >= 2.5x below MPCNN's formula) and MPCNN's
+      # convolution, then the pretrained ReLU ResNet-20 with the composite ReLU (MPCNN's
+      # degrees; about 25 minutes, 11 GiB). Output goals_<stamp>_*.
+    for c in auto pair shift mpcnn; do
       /usr/bin/time -v $BIN bench --model models/resnet20_aespa.onnx --mode fhe --fhe-conv $c --json \
         > $OUT/goals_${STAMP}_$c.jsonl 2> $OUT/goals_${STAMP}_$c.time
     done
