@@ -315,38 +315,39 @@ pub fn infer<C: Channel, R: RngCore + CryptoRng>(
         offer: hello.offer.clone(),
     };
     let x = image(hello.offer.input_shape)?;
-    let t = Instant::now();
-    let keys = client.keygen(rng)?;
-    let input = client.encrypt_seeded(&keys.sk, &x, rng)?;
-    let keygen_ms = t.elapsed().as_secs_f64() * 1e3;
+    // Each key is sent as soon as it is generated and then dropped: the client holds one key
+    // at a time. `keygen_ms` counts generation and encryption, not the sending.
     let before = ch.stats();
     let hdr = KeysHeader {
-        galois: hello.offer.galois.len(),
-        encaps: keys.encaps.is_some(),
+        galois: hello.offer.galois.iter().filter(|&&(g, _)| g != 1).count(),
+        encaps: hello.offer.ephemeral_h.is_some(),
     };
     ch.send(&serde_json::to_vec(&hdr).map_err(|e| bad(e.to_string()))?)
         .map_err(tr)?;
-    let relin = keys
-        .eval
-        .relin_key()
-        .ok_or_else(|| bad("no relinearization key"))?;
-    ch.send(&serialize::switching_key_to_bytes(&params, relin))
-        .map_err(tr)?;
-    for &(g, _) in &hello.offer.galois {
-        let k = keys
-            .eval
-            .galois_key(g)
-            .ok_or_else(|| bad(format!("Galois key {g} not generated")))?;
-        let mut m = (g as u32).to_le_bytes().to_vec();
-        m.extend(serialize::switching_key_to_bytes(&params, k));
-        ch.send(&m).map_err(tr)?;
+    let mut gen = std::time::Duration::ZERO;
+    let mut t = Instant::now();
+    let (sk, zero) = client.keygen_each(rng, |part| {
+        gen += t.elapsed();
+        let msg = match &part {
+            crate::session::KeyPart::Relin(k) => serialize::switching_key_to_bytes(&params, k),
+            crate::session::KeyPart::Galois(g, k) => {
+                let mut m = (*g as u32).to_le_bytes().to_vec();
+                m.extend(serialize::switching_key_to_bytes(&params, k));
+                m
+            }
+            crate::session::KeyPart::Encaps(e) => {
+                serialize::encapsulation_keys_to_bytes(&params, e)
+            }
+        };
+        drop(part);
+        ch.send(&msg).map_err(tr)?;
         ch.flush().map_err(tr)?;
-    }
-    if let Some(e) = &keys.encaps {
-        ch.send(&serialize::encapsulation_keys_to_bytes(&params, e))
-            .map_err(tr)?;
-    }
-    ch.send(&serialize::seeded_ciphertext_to_bytes(&params, &keys.zero))
+        t = Instant::now();
+        Ok(())
+    })?;
+    let input = client.encrypt_seeded(&sk, &x, rng)?;
+    let keygen_ms = (gen + t.elapsed()).as_secs_f64() * 1e3;
+    ch.send(&serialize::seeded_ciphertext_to_bytes(&params, &zero))
         .map_err(tr)?;
     let eval_key_bytes = (ch.stats().bytes_sent - before.bytes_sent) as usize;
     ch.send(&(input.len() as u32).to_le_bytes()).map_err(tr)?;
@@ -374,7 +375,7 @@ pub fn infer<C: Channel, R: RngCore + CryptoRng>(
         s2c += b.len();
         out.push(serialize::ciphertext_from_bytes(&params, &b)?);
     }
-    let logits = client.decrypt(&keys.sk, &out)?;
+    let logits = client.decrypt(&sk, &out)?;
     Ok(ClientReport {
         logits,
         digest: hello.digest,

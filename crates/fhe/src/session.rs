@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use ckks::{
     BootstrapConfig, Bootstrapper, Ciphertext, Complex, Decryptor, EncapsulationKeys, Encryptor,
     EvaluationKeys, Evaluator, KeyGenerator, Params, ParamsLiteral, SecretKey, SeededCiphertext,
+    SwitchingKey,
 };
 use rand_core::{CryptoRng, RngCore};
 use serde::{Deserialize, Serialize};
@@ -399,18 +400,59 @@ pub struct Client {
     pub offer: Offer,
 }
 
+/// One evaluation key of an offer, in the order a client generates and sends them.
+pub enum KeyPart {
+    Relin(SwitchingKey),
+    /// A Galois element's key, generated up to the level the offer lists for it.
+    Galois(usize, SwitchingKey),
+    Encaps(EncapsulationKeys),
+}
+
 impl Client {
     /// A secret key and exactly the evaluation keys the offer lists.
     pub fn keygen<R: RngCore + CryptoRng>(&self, rng: &mut R) -> Result<ClientKeys> {
+        let (mut relin, mut galois, mut encaps) = (None, BTreeMap::new(), None);
+        let (sk, zero) = self.keygen_each(rng, |part| {
+            match part {
+                KeyPart::Relin(k) => relin = Some(k),
+                KeyPart::Galois(g, k) => {
+                    galois.insert(g, k);
+                }
+                KeyPart::Encaps(e) => encaps = Some(e),
+            }
+            Ok(())
+        })?;
+        Ok(ClientKeys {
+            sk,
+            eval: EvaluationKeys::from_parts(&self.params, relin, galois),
+            encaps,
+            zero,
+        })
+    }
+
+    /// A secret key and the offer's evaluation keys generated one at a time, each handed to
+    /// `take` (relinearization, the Galois keys in the offer's order, the encapsulation keys),
+    /// then the re-randomizer's encryption of zero: a client that sends each key as it comes
+    /// holds one key at a time instead of all of them (gigabytes at `N = 2^16`).
+    pub fn keygen_each<R: RngCore + CryptoRng>(
+        &self,
+        rng: &mut R,
+        mut take: impl FnMut(KeyPart) -> Result<()>,
+    ) -> Result<(SecretKey, SeededCiphertext)> {
         let sk = SecretKey::generate(&self.params, rng);
         let kg = KeyGenerator::new(&self.params, &sk)?;
-        let mut eval = kg.evaluation_keys(&[], rng)?;
-        kg.extend_at(&mut eval, &self.offer.galois, rng)?;
-        let encaps = self
-            .offer
-            .ephemeral_h
-            .map(|h| EncapsulationKeys::generate(&self.params, &sk, h, rng))
-            .transpose()?;
+        take(KeyPart::Relin(kg.relin_key(rng)))?;
+        for &(g, level) in self.offer.galois.iter().filter(|&&(g, _)| g != 1) {
+            take(KeyPart::Galois(g, kg.galois_key_at(g, level, rng)?))?;
+        }
+        if let Some(h) = self.offer.ephemeral_h {
+            take(KeyPart::Encaps(EncapsulationKeys::generate(
+                &self.params,
+                &sk,
+                h,
+                rng,
+            )?))?;
+        }
         let zeros = vec![Complex::from(0.0); self.offer.slots];
         let pt = self.params.encode(
             &zeros,
@@ -419,12 +461,7 @@ impl Client {
             self.params.default_scale(),
         )?;
         let zero = Encryptor::with_secret_key(&self.params, &sk)?.encrypt_seeded(&pt, rng)?;
-        Ok(ClientKeys {
-            sk,
-            eval,
-            encaps,
-            zero,
-        })
+        Ok((sk, zero))
     }
 
     /// The image `[C, H, W]` (normalized floats) encrypted in the offer's input layout.
