@@ -488,13 +488,21 @@ mod tests {
     /// steps, the sum over the copies), equals the convolution computed directly.
     #[test]
     fn shifted_copies_compute_the_convolution() {
-        // (channels, map, gap, slots): 4 groups × 2 copies; 2 groups of 4 phases × 4 copies.
-        for (c, hw, k, n) in [(4, 8, 1, 1 << 9), (8, 4, 2, 1 << 10), (3, 8, 1, 1 << 10)] {
+        // (channels, map, gap, slots, kernel): 4 groups × 2 copies; 2 groups of 4 phases × 4
+        // copies; a padded group count; 1×1 and 5×5 kernels.
+        for (c, hw, k, n, ks) in [
+            (4, 8, 1, 1 << 9, 3),
+            (8, 4, 2, 1 << 10, 3),
+            (3, 8, 1, 1 << 10, 3),
+            (4, 8, 1, 1 << 10, 1),
+            (8, 4, 2, 1 << 10, 5),
+        ] {
             let mut cv = conv(c, c, hw, 1);
-            cv.weight
-                .iter_mut()
-                .enumerate()
-                .for_each(|(i, w)| *w = ((i * 37 % 23) as f32 - 11.0) / 7.0);
+            cv.kernel = [ks, ks];
+            cv.pads = [ks / 2; 4];
+            cv.weight = (0..c * c * ks * ks)
+                .map(|i| ((i * 37 % 23) as f32 - 11.0) / 7.0)
+                .collect();
             let lin = Layout::dense_p(c, Grid { h: hw, w: hw, k }, n).expect("fits");
             let sp = ShiftPlan::new(&cv, &lin, &lin, n).expect("one ciphertext, copies");
             let r = sp.copies();
@@ -543,19 +551,22 @@ mod tests {
         }
     }
 
-    /// A direct 3×3 "same" convolution of `[c, hw, hw]` (zero bias).
+    /// A direct "same" convolution of `[c, hw, hw]` (odd square kernel, zero bias).
     fn nn_conv(cv: &Conv2d, x: &[f64], c: usize, hw: usize) -> Vec<f64> {
-        let o = cv.out_shape[0];
+        let (o, ks) = (cv.out_shape[0], cv.kernel[0]);
+        let half = (ks / 2) as isize;
         let mut y = vec![0.0; o * hw * hw];
         for oc in 0..o {
             for i in 0..hw {
                 for j in 0..hw {
                     let mut acc = 0.0;
                     for ci in 0..c {
-                        for ky in 0..3 {
-                            for kx in 0..3 {
-                                let (ii, jj) =
-                                    (i as isize + ky as isize - 1, j as isize + kx as isize - 1);
+                        for ky in 0..ks {
+                            for kx in 0..ks {
+                                let (ii, jj) = (
+                                    i as isize + ky as isize - half,
+                                    j as isize + kx as isize - half,
+                                );
                                 if ii < 0 || jj < 0 || ii >= hw as isize || jj >= hw as isize {
                                     continue;
                                 }
