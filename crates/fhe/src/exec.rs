@@ -730,10 +730,9 @@ fn conv_d<B: Backend>(
         .collect()
 }
 
-/// ConvS (`crate::diag::ShiftPlan`): the input's copies shifted by `e_s` (one masked product
-/// per copy, `r − 1` hoisted rotations: one level), the diagonal sums over the rotations `T`,
-/// then the sum over the copies (every copy gets the whole convolution: one level in all but
-/// the masks').
+/// ConvS (`crate::diag::ShiftPlan`): the input's copies shifted by `e_s` (`r − 1` hoisted
+/// rotations and one masked product per copy: one level), the diagonal sums over the rotations
+/// `T` (one level), then the sum over the copies, which gives every copy the whole convolution.
 fn conv_s<B: Backend>(
     ctx: &Ctx<B>,
     x: &B::Ct,
