@@ -18,6 +18,7 @@
 //! ciphertext; `S` is chosen for the fewest key switches.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Mutex, OnceLock};
 
 use nn::ir::Conv2d;
 
@@ -327,14 +328,33 @@ impl ShiftPlan {
                 steps.insert(m * unit % period);
             }
         }
-        steps
+        // The search depends only on the offsets and the shapes: the convolutions of a stage
+        // share it (computed once per process).
+        type Key = (Vec<usize>, Vec<usize>, usize, usize);
+        static CACHE: OnceLock<Mutex<BTreeMap<Key, Option<ShiftPlan>>>> = OnceLock::new();
+        let key: Key = (
+            offsets.iter().copied().collect(),
+            steps.iter().copied().collect(),
+            r,
+            n,
+        );
+        let cache = CACHE.get_or_init(|| Mutex::new(BTreeMap::new()));
+        if let Some(sp) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+            return sp.clone();
+        }
+        let best = steps
             .into_iter()
             .filter_map(|u| {
                 let shifts: Vec<usize> = (0..r).map(|j| j * u % period).collect();
                 let distinct: BTreeSet<usize> = shifts.iter().copied().collect();
                 (distinct.len() == r).then(|| Self::cover(&offsets, shifts, period, n))
             })
-            .min_by_key(|sp| (sp.rotations(), sp.plan.products()))
+            .min_by_key(|sp| (sp.rotations(), sp.plan.products()));
+        cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, best.clone());
+        best
     }
 
     /// A greedy cover `D ⊆ T + E` (most offsets first, then the smallest `t`), `T` taken
