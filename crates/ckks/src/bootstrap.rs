@@ -509,7 +509,7 @@ impl Bootstrapper {
         let c =
             ct.c.iter()
                 .map(|p| {
-                    let mut r0 = ring::truncated(p, 1);
+                    let mut r0 = p.prefix(1);
                     ring::ntt_inverse(&mut r0);
                     let centered: Vec<i64> = r0.data()[..n].iter().map(|&x| q0.center(x)).collect();
                     let mut out = Poly::from_signed(pr.ctx_q(), k, &centered);

@@ -155,7 +155,7 @@ impl Evaluator {
         }
         Self::check_scale(a.scale, pt.scale)?;
         let mut r = a.clone();
-        ring::add_assign(&mut r.c[0], &ring::truncated(&pt.poly, a.level + 1));
+        ring::add_assign(&mut r.c[0], &pt.poly.prefix(a.level + 1));
         Ok(r)
     }
 
@@ -514,10 +514,7 @@ impl Evaluator {
                 max: a.level,
             });
         }
-        let mut r = Ciphertext::with_polys(
-            a,
-            a.c.iter().map(|p| ring::truncated(p, level + 1)).collect(),
-        );
+        let mut r = Ciphertext::with_polys(a, a.c.iter().map(|p| p.prefix(level + 1)).collect());
         r.level = level;
         Ok(r)
     }
@@ -564,7 +561,7 @@ impl Evaluator {
         let mut r = a.clone();
         for (i, zi) in zero.c.iter().enumerate() {
             let mut t = Poly::zero(ctx, k, Representation::Ntt);
-            ring::mul_into(&mut t, &v, &ring::truncated(zi, k));
+            ring::mul_into(&mut t, &v, &zi.prefix(k));
             ring::add_assign(&mut r.c[i], &t);
             let mut e = math::sample::rounded_gaussian(n, crate::keys::SIGMA, rng);
             if i == 0 && flood_sigma > 0.0 {
@@ -622,7 +619,7 @@ impl Evaluator {
         let k = level + 1;
         let kp = pr.p().len();
         let alpha = pr.0.alpha;
-        let mut coeff = ring::truncated(c, k);
+        let mut coeff = c.prefix(k);
         ring::ntt_inverse(&mut coeff);
         // Its first k residues, NTT form.
         let ntt_in = c;

@@ -117,11 +117,6 @@ pub(crate) fn ntt_inverse(a: &mut Poly) {
     a.set_representation_unchecked(Representation::Coefficient);
 }
 
-/// Copy of the first `k` residues.
-pub(crate) fn truncated(a: &Poly, k: usize) -> Poly {
-    a.prefix(k)
-}
-
 /// Residues of signed integer coefficients (`|c| < 2^127`), coefficient form.
 pub(crate) fn from_i128(ctx: &Arc<RnsContext>, k: usize, coeffs: &[i128]) -> Poly {
     let mut p = Poly::zero(ctx, k, Representation::Coefficient);

@@ -197,7 +197,7 @@ impl Params {
     }
 
     pub fn decode(&self, pt: &Plaintext) -> Result<Vec<Complex>, CkksError> {
-        let mut p = ring::truncated(&pt.poly, (pt.level + 1).min(2));
+        let mut p = pt.poly.prefix((pt.level + 1).min(2));
         ring::ntt_inverse(&mut p);
         self.decode_poly(&p, pt.scale, pt.slots)
     }
@@ -407,12 +407,12 @@ impl<'a> Decryptor<'a> {
             });
         }
         let k = (ct.level + 1).min(2);
-        let s = ring::truncated(&self.sk.s_q, k);
-        let mut acc = ring::truncated(&ct.c[ct.c.len() - 1], k);
+        let s = self.sk.s_q.prefix(k);
+        let mut acc = ct.c[ct.c.len() - 1].prefix(k);
         for c in ct.c[..ct.c.len() - 1].iter().rev() {
             let mut t = Poly::zero(self.params.ctx_q(), k, Representation::Ntt);
             ring::mul_into(&mut t, &acc, &s);
-            ring::add_assign(&mut t, &ring::truncated(c, k));
+            ring::add_assign(&mut t, &c.prefix(k));
             acc = t;
         }
         ring::ntt_inverse(&mut acc);

@@ -410,11 +410,7 @@ impl ShiftPlan {
     /// Key switches: the `r − 1` shifts, the baby and giant steps over `T`, and the final sum
     /// over the copies (in chunks of four, as `exec` sums).
     pub fn rotations(&self) -> usize {
-        self.copies() - 1
-            + self.plan.rotations()
-            + crate::exec::rot_sum_chunks(self.copies())
-                .map(|c| c - 1)
-                .sum::<usize>()
+        self.copies() - 1 + self.plan.rotations() + crate::exec::rot_sum_key_switches(self.copies())
     }
 
     /// `rot_{−G}` of the diagonal of rotation `t` (slots `tin`, `tout`: one copy's tables of

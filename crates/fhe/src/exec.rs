@@ -132,6 +132,11 @@ pub(crate) fn rot_sum_chunks(m: usize) -> impl Iterator<Item = usize> {
     })
 }
 
+/// Key switches of [`Ctx::rot_sum`] over `m` (a power of two): one fewer than each chunk.
+pub(crate) fn rot_sum_key_switches(m: usize) -> usize {
+    rot_sum_chunks(m).map(|chunk| chunk - 1).sum()
+}
+
 fn log2(x: usize) -> usize {
     x.trailing_zeros() as usize
 }

@@ -1113,11 +1113,6 @@ pub enum ConvAlgo {
 /// ResNet-20's stride-1 layers, where it measured slower.
 const KEY_SWITCH_COST: usize = 6;
 
-/// Key switches of a rotate-and-sum over `m` (a power of two) in chunks of four (`exec`).
-fn rot_sum_key_switches(m: usize) -> usize {
-    crate::exec::rot_sum_chunks(m).map(|chunk| chunk - 1).sum()
-}
-
 /// Estimated cost of a ConvD with `plan` (key switches weighted by [`KEY_SWITCH_COST`], plus
 /// plaintext products).
 pub fn conv_d_cost(plan: &crate::diag::DiagPlan) -> usize {
@@ -1139,13 +1134,14 @@ pub fn pair_cost(cv: &Conv2d, lin: &Layout, n: usize) -> usize {
     let out_cts = cv.out_channels().div_ceil(r);
     let passes = out_cts.div_ceil(2);
     let cyclic = g * grid.block() == n;
-    let per_pass = 2 * rot_sum_key_switches(grid.k)
-        + rot_sum_key_switches(g) * if cyclic { 1 } else { 2 }
-        + 2 * rot_sum_key_switches(grid.k * cv.stride[0])
+    let per_pass = 2 * crate::exec::rot_sum_key_switches(grid.k)
+        + crate::exec::rot_sum_key_switches(g) * if cyclic { 1 } else { 2 }
+        + 2 * crate::exec::rot_sum_key_switches(grid.k * cv.stride[0])
         + usize::from(out_cts > 1);
     let conv_a =
         KEY_SWITCH_COST * (parts * shifts + passes * per_pass) + passes * (parts * taps + 1);
-    let conv_b = KEY_SWITCH_COST * (shifts + rot_sum_key_switches(r)) + parts * taps * out_cts;
+    let conv_b =
+        KEY_SWITCH_COST * (shifts + crate::exec::rot_sum_key_switches(r)) + parts * taps * out_cts;
     (conv_a + conv_b) / 2
 }
 

@@ -319,7 +319,7 @@ pub fn infer<C: Channel, R: RngCore + CryptoRng>(
     // at a time. `keygen_ms` counts generation and encryption, not the sending.
     let before = ch.stats();
     let hdr = KeysHeader {
-        galois: hello.offer.galois.iter().filter(|&&(g, _)| g != 1).count(),
+        galois: hello.offer.galois.len(),
         encaps: hello.offer.ephemeral_h.is_some(),
     };
     ch.send(&serde_json::to_vec(&hdr).map_err(|e| bad(e.to_string()))?)

@@ -442,7 +442,7 @@ impl Client {
         let sk = SecretKey::generate(&self.params, rng);
         let kg = KeyGenerator::new(&self.params, &sk)?;
         take(KeyPart::Relin(kg.relin_key(rng)))?;
-        for &(g, level) in self.offer.galois.iter().filter(|&&(g, _)| g != 1) {
+        for &(g, level) in &self.offer.galois {
             take(KeyPart::Galois(g, kg.galois_key_at(g, level, rng)?))?;
         }
         if let Some(h) = self.offer.ephemeral_h {

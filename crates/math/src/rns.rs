@@ -578,15 +578,14 @@ impl Poly {
 
     /// `X → X^k` for odd `k < 2N`, in the polynomial's own representation.
     pub fn automorphism(&self, k: usize) -> Result<Poly, MathError> {
-        let mut out = Poly::zero(&self.ctx, self.num_moduli, self.repr);
         match self.repr {
-            Representation::Coefficient => self.automorphism_coeff_into(k, &mut out)?,
-            Representation::Ntt => {
-                let perm = self.ctx.automorphism_permutation(k)?;
-                self.automorphism_ntt_into(&perm, &mut out)?;
+            Representation::Coefficient => {
+                let mut out = Poly::zero(&self.ctx, self.num_moduli, self.repr);
+                self.automorphism_coeff_into(k, &mut out)?;
+                Ok(out)
             }
+            Representation::Ntt => Ok(self.permuted(&self.ctx.automorphism_permutation(k)?)),
         }
-        Ok(out)
     }
 
     fn automorphism_coeff_into(&self, k: usize, out: &mut Poly) -> Result<(), MathError> {
