@@ -101,15 +101,20 @@ pub fn range(
         return Ok((r, "metadata"));
     }
     match x {
-        Some(x) => {
-            let m = nn::float::run_trace(model, x)?
-                .iter()
-                .flatten()
-                .fold(0f64, |a, &v| a.max((v as f64).abs()));
-            Ok((2.0 * m, "2 × max |value| on the input"))
-        }
+        Some(x) => Ok((
+            2.0 * trace_max_abs(model, x)?,
+            "2 × max |value| on the input",
+        )),
         None => Ok((32.0, "default")),
     }
+}
+
+/// The largest |value| of the float executor's trace on `x` (input, every node's output).
+fn trace_max_abs(model: &nn::Model, x: &[f32]) -> anyhow::Result<f64> {
+    Ok(nn::float::run_trace(model, x)?
+        .iter()
+        .flatten()
+        .fold(0f64, |a, &v| a.max((v as f64).abs())))
 }
 
 pub fn deployment(model: &nn::Model, opts: &FheOpts, r: f64) -> anyhow::Result<Deployment> {
@@ -613,6 +618,20 @@ pub fn eval(
     }
     let wanted: std::collections::HashSet<usize> = data.iter().map(|d| d.2).collect();
     results.retain(|x| wanted.contains(&x.image));
+    // Images whose float trace leaves the range (docs/protocols/hyphen.md § Range): FHE mode
+    // holds every value divided by it, so there its answer is not bound to float's (a network
+    // with quadratic activations diverges on such inputs). Listed apart, with the agreement on
+    // the other images.
+    let inputs: std::collections::HashMap<usize, &[f32]> =
+        data.iter().map(|d| (d.2, d.0.as_slice())).collect();
+    let out_of_range: Vec<(usize, f64)> = results
+        .par_iter()
+        .map(|x| Ok((x.image, trace_max_abs(model, inputs[&x.image])?)))
+        .collect::<anyhow::Result<Vec<_>>>()?
+        .into_iter()
+        .filter(|&(_, m)| m > r)
+        .collect();
+    let outside: std::collections::HashSet<usize> = out_of_range.iter().map(|x| x.0).collect();
     let n = results.len() as f64;
     let count = |f: &dyn Fn(&ImageResult) -> bool| results.iter().filter(|x| f(x)).count() as f64;
     let worst =
@@ -620,6 +639,9 @@ pub fn eval(
     let accuracy = count(&|x| x.fhe == x.label) / n;
     let float_accuracy = count(&|x| x.float == x.label) / n;
     let agreement = count(&|x| x.fhe == x.float) / n;
+    let in_range = n - outside.len() as f64;
+    let in_range_agreement = (in_range > 0.0)
+        .then(|| count(&|x| x.fhe == x.float && !outside.contains(&x.image)) / in_range);
     let worst_bits = worst(&|x| x.bits);
     let by_flood: Vec<serde_json::Value> = eopts
         .fhe_flood_sweep
@@ -638,6 +660,8 @@ pub fn eval(
         "images": results.len(), "accuracy": accuracy, "float_accuracy": float_accuracy,
         "agreement": agreement, "min_precision_bits": worst_bits, "flood_bits": opts.fhe_flood_bits,
         "sweep": by_flood, "evaluated_now": todo.len(), "range": r, "range_source": src,
+        "out_of_range": out_of_range.iter().map(|&(i, m)| json!({"image": i, "max_abs": m})).collect::<Vec<_>>(),
+        "in_range_agreement": in_range_agreement,
         "seconds": t.elapsed().as_secs_f64(),
         "mean_server_ms": results.iter().map(|x| x.server_ms).sum::<f64>() / n,
         "mode": "fhe", "params": opts.fhe_params,
@@ -660,6 +684,21 @@ pub fn eval(
                 v["flood_bits"],
                 100.0 * v["agreement"].as_f64().unwrap_or(0.0),
                 v["min_precision_bits"].as_f64().unwrap_or(0.0)
+            );
+        }
+        if !out_of_range.is_empty() {
+            let list: Vec<String> = out_of_range
+                .iter()
+                .map(|(i, m)| format!("{i} ({m:.3e})"))
+                .collect();
+            let rest = match in_range_agreement {
+                Some(a) => format!("agreement on the other {in_range}: {:.2} %", 100.0 * a),
+                None => "no other image".to_string(),
+            };
+            println!(
+                "  {} image(s) leave the range {r} in float (image, largest |value|): {}; {rest}",
+                out_of_range.len(),
+                list.join(", "),
             );
         }
     }

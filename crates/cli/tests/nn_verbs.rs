@@ -227,6 +227,15 @@ fn fhe_mode_inspect_bench_eval() {
         "{v}"
     );
     assert_eq!(v["agreement"], 1.0, "{v}");
+    // Both images stay within the range in float.
+    assert_eq!(
+        (
+            v["out_of_range"].as_array().map(Vec::len),
+            v["in_range_agreement"].as_f64()
+        ),
+        (Some(0), Some(1.0)),
+        "{v}"
+    );
     // The sweep: unflooded and 2^-30 agree with float; 2^-1 of the range is as large as the
     // values, which the precision shows.
     let sweep = v["sweep"].as_array().unwrap();
@@ -256,6 +265,33 @@ fn fhe_mode_inspect_bench_eval() {
     assert!(
         !ok && err.contains("use another --journal") && err.lines().count() == 1,
         "{err}"
+    );
+    // A range below the float trace's values: the image is listed as leaving it, with its
+    // largest |value|, and no in-range agreement is claimed.
+    let (ok, out, err) = run(&[
+        "eval",
+        "--model",
+        m,
+        "--data",
+        &d,
+        "--mode",
+        "fhe",
+        "--fhe-params",
+        "test-n12",
+        "--fhe-range",
+        "0.5",
+        "--limit",
+        "1",
+        "--json",
+    ]);
+    assert!(ok, "{err}");
+    let v = summary(&out);
+    let outside = v["out_of_range"].as_array().unwrap();
+    assert!(
+        outside.len() == 1
+            && outside[0]["max_abs"].as_f64().unwrap() > 0.5
+            && v["in_range_agreement"].is_null(),
+        "{v}"
     );
     // Two images at once (`--jobs 2`) into a fresh journal: both journaled, the same results.
     std::fs::remove_file(&journal).unwrap();
