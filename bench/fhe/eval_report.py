@@ -3,14 +3,18 @@
 agreement with the float executor and accuracy at the default flooding and at each flooding of
 the sweep, the worst and median precision, and the server time per image.
 
-Usage: bench/fhe/eval_report.py bench/fhe/eval_resnet20_aespa.jsonl
+Usage: bench/fhe/eval_report.py [bench/fhe/eval_resnet20_aespa.jsonl] [--out-of-range I,J,...]
+
+`--out-of-range` names the images whose float trace leaves the range (what `privinfer eval
+--mode fhe --json` lists as `out_of_range`; the journal does not hold traces): the summary is
+then printed again without them.
 """
 import json
 import statistics
 import sys
 
 
-def main(path: str) -> None:
+def main(path: str, outside: set) -> None:
     lines = [l for l in open(path).read().splitlines() if l.strip()]
     head = json.loads(lines[0])
     rows = []
@@ -19,6 +23,15 @@ def main(path: str) -> None:
             rows.append(json.loads(l))
         except json.JSONDecodeError:  # a line cut short by a stopped run (redone on resume)
             pass
+    summary(head, rows)
+    if outside:
+        kept = [r for r in rows if r["image"] not in outside]
+        print(f"without the {len(rows) - len(kept)} image(s) leaving the range "
+              f"({', '.join(str(i) for i in sorted(outside))}):")
+        summary(head, kept)
+
+
+def summary(head: dict, rows: list) -> None:
     n = len(rows)
     if n == 0:
         print("no images yet")
@@ -42,4 +55,10 @@ def main(path: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "bench/fhe/eval_resnet20_aespa.jsonl")
+    args = sys.argv[1:]
+    outside = set()
+    if "--out-of-range" in args:
+        k = args.index("--out-of-range")
+        outside = {int(x) for x in args[k + 1].split(",") if x}
+        del args[k:k + 2]
+    main(args[0] if args else "bench/fhe/eval_resnet20_aespa.jsonl", outside)
