@@ -192,8 +192,9 @@ fn fhe_mode_inspect_bench_eval() {
     let d = dir.to_string_lossy().into_owned();
     let journal = dir.with_extension("journal.jsonl");
     let j = journal.to_string_lossy().into_owned();
-    // `eval --mode fhe` of the two images on the test preset, journaled in `j`, plus `extra`.
-    let fhe_eval = |extra: &[&str]| {
+    // `eval --mode fhe` of the two images on the test preset, plus `extra`; `fhe_eval`
+    // journals in `j`.
+    let fhe_run = |extra: &[&str]| {
         let mut args = vec![
             "eval",
             "--model",
@@ -204,12 +205,11 @@ fn fhe_mode_inspect_bench_eval() {
             "fhe",
             "--fhe-params",
             "test-n12",
-            "--journal",
-            &j,
         ];
         args.extend_from_slice(extra);
         run(&args)
     };
+    let fhe_eval = |extra: &[&str]| fhe_run(&[&["--journal", j.as_str()], extra].concat());
     let eval = |limit: &str| fhe_eval(&["--limit", limit, "--fhe-flood-sweep", "0,1,30", "--json"]);
     let summary = |out: &str| -> serde_json::Value {
         serde_json::from_str(out.lines().last().unwrap()).unwrap()
@@ -268,22 +268,7 @@ fn fhe_mode_inspect_bench_eval() {
     );
     // A range below the float trace's values: the image is listed as leaving it, with its
     // largest |value|, and no in-range agreement is claimed.
-    let (ok, out, err) = run(&[
-        "eval",
-        "--model",
-        m,
-        "--data",
-        &d,
-        "--mode",
-        "fhe",
-        "--fhe-params",
-        "test-n12",
-        "--fhe-range",
-        "0.5",
-        "--limit",
-        "1",
-        "--json",
-    ]);
+    let (ok, out, err) = fhe_run(&["--fhe-range", "0.5", "--limit", "1", "--json"]);
     assert!(ok, "{err}");
     let v = summary(&out);
     let outside = v["out_of_range"].as_array().unwrap();
