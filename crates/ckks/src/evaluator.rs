@@ -259,18 +259,14 @@ impl Evaluator {
             Self::check_scale(a.scale * pt.scale, scale)?;
         }
         let k = a0.level + 1;
-        let n = self.params.n();
         let ctx = self.params.ctx_q().clone();
         let c = (0..a0.c.len())
             .map(|j| {
                 let mut acc = Poly::zero(&ctx, k, Representation::Ntt);
                 ring::for_limbs(&mut acc, |i, r| {
-                    let plan = ctx.plan(i);
-                    for &(a, pt) in terms {
-                        let x = &a.c[j].data()[i * n..(i + 1) * n];
-                        let w = &pt.poly.data()[i * n..(i + 1) * n];
-                        plan.mul_accumulate(r, x, w);
-                    }
+                    let x: Vec<&[u64]> = terms.iter().map(|&(a, _)| a.c[j].residue(i)).collect();
+                    let w: Vec<&[u64]> = terms.iter().map(|&(_, pt)| pt.poly.residue(i)).collect();
+                    math::simd::dot_products(&ctx.moduli()[i], r, &x, &w);
                 });
                 acc
             })
@@ -700,19 +696,23 @@ impl Evaluator {
         ];
         let [aq0, aq1] = &mut acc_q;
         let [ap0, ap1] = &mut acc_p;
+        // Per residue, one pass over the digits and both key halves with one reduction per
+        // output coefficient (`math::simd::dot_pair`).
         let inner = |is_p: bool, i: usize, r0: &mut [u64], r1: &mut [u64]| {
-            let plan = if is_p { ctx_p.plan(i) } else { ctx_q.plan(i) };
-            for (j, (eq, ep)) in dec.digits.iter().enumerate() {
-                let x = if is_p {
-                    &ep.data()[i * n..(i + 1) * n]
-                } else {
-                    &eq.data()[i * n..(i + 1) * n]
-                };
-                let [(bq, bp), (aq, ap)] = &key.parts[j];
-                let (b, a) = if is_p { (bp, ap) } else { (bq, aq) };
-                plan.mul_accumulate(r0, x, &b.data()[i * n..(i + 1) * n]);
-                plan.mul_accumulate(r1, x, &a.data()[i * n..(i + 1) * n]);
+            let m = if is_p {
+                ctx_p.moduli()[i]
+            } else {
+                ctx_q.moduli()[i]
+            };
+            let digits = dec.digits.iter().zip(&key.parts);
+            let (mut x, mut b, mut a) = (Vec::new(), Vec::new(), Vec::new());
+            for ((eq, ep), [(bq, bp), (aq, ap)]) in digits {
+                let (xj, bj, aj) = if is_p { (ep, bp, ap) } else { (eq, bq, aq) };
+                x.push(xj.residue(i));
+                b.push(bj.residue(i));
+                a.push(aj.residue(i));
             }
+            math::simd::dot_pair(&m, r0, r1, &x, &b, &a);
         };
         rayon::join(
             || {

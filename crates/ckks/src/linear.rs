@@ -213,10 +213,11 @@ impl Diag {
         }
     }
 
-    /// `acc += x ⊙ diag` on the first `acc.num_moduli()` residues (NTT form).
-    fn mul_acc(&self, acc: &mut Poly, x: &Poly) {
+    /// `acc += x ⊙ diag` on the first `acc.num_moduli()` residues (NTT form) for a run-constant
+    /// diagonal; nothing for a full one, which [`ring::dot_into`] sums with the others.
+    fn mul_acc_compact(&self, acc: &mut Poly, x: &Poly) {
         match self {
-            Diag::Full(pt) => ring::mul_acc(acc, x, &pt.poly),
+            Diag::Full(_) => {}
             Diag::Compact { runs, vals, shoup } => {
                 let ctx = acc.context().clone();
                 let n = acc.n();
@@ -465,10 +466,20 @@ impl Evaluator {
         let inner = |bs: &BTreeMap<isize, Diag>| -> Ciphertext {
             let mut c0 = Poly::zero(&ctx, k, Representation::Ntt);
             let mut c1 = Poly::zero(&ctx, k, Representation::Ntt);
+            // Full diagonals in one sum of products per part, then the run-constant ones.
+            let full: Vec<(&Ciphertext, &Plaintext)> = bs
+                .iter()
+                .filter_map(|(b, diag)| match diag {
+                    Diag::Full(pt) => Some((&rotated[b], pt)),
+                    Diag::Compact { .. } => None,
+                })
+                .collect();
+            ring::dot_into(&mut c0, full.iter().map(|&(rb, pt)| (&rb.c[0], &pt.poly)));
+            ring::dot_into(&mut c1, full.iter().map(|&(rb, pt)| (&rb.c[1], &pt.poly)));
             for (b, diag) in bs {
                 let rb = &rotated[b];
-                diag.mul_acc(&mut c0, &rb.c[0]);
-                diag.mul_acc(&mut c1, &rb.c[1]);
+                diag.mul_acc_compact(&mut c0, &rb.c[0]);
+                diag.mul_acc_compact(&mut c1, &rb.c[1]);
             }
             Ciphertext {
                 c: vec![c0, c1],

@@ -79,6 +79,18 @@ pub(crate) fn mul_acc(acc: &mut Poly, a: &Poly, b: &Poly) {
     });
 }
 
+/// `out = Σ_t a_t ⊙ b_t` (NTT domain) on the first `out.num_moduli()` residues, one reduction
+/// per coefficient (`math::simd::dot_products`); `out = 0` for no terms.
+pub(crate) fn dot_into<'a>(out: &mut Poly, terms: impl Iterator<Item = (&'a Poly, &'a Poly)>) {
+    let ctx = out.context().clone();
+    let terms: Vec<(&Poly, &Poly)> = terms.collect();
+    for_limbs(out, |i, r| {
+        let x: Vec<&[u64]> = terms.iter().map(|t| t.0.residue(i)).collect();
+        let w: Vec<&[u64]> = terms.iter().map(|t| t.1.residue(i)).collect();
+        math::simd::dot_products(&ctx.moduli()[i], r, &x, &w);
+    });
+}
+
 /// `a *= s_i` residue-wise with a scalar given per residue (already reduced).
 pub(crate) fn mul_scalar_rns(a: &mut Poly, s: &[u64]) {
     let ctx = a.context().clone();

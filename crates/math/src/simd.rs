@@ -114,6 +114,81 @@ pub fn dot_wide(m: &Modulus, out: &mut [u64], x: &[&[u64]], w: &[u64]) {
     }
 }
 
+/// `out[i] = Σ_j x_j[i]·w_j[i] mod q`: a sum of element-wise products (of ciphertext parts by
+/// plaintexts, NTT form). Any 64-bit `x_j[i]`; `w_j[i] < q`. The terms are taken eight at a
+/// time: each group's sum is accumulated exactly in 192 bits in registers (as [`dot_pair`]) and
+/// reduced once, then added to `out` — one widening multiplication per term instead of a
+/// modular multiply-accumulate.
+pub fn dot_products(m: &Modulus, out: &mut [u64], x: &[&[u64]], w: &[&[u64]]) {
+    let n = out.len();
+    assert!(x.len() == w.len());
+    assert!(x.iter().chain(w).all(|v| v.len() == n));
+    let r128 = m.add(m.reduce_u128(u128::MAX), 1);
+    if x.is_empty() {
+        out.fill(0);
+    }
+    for (g, (xg, wg)) in x.chunks(8).zip(w.chunks(8)).enumerate() {
+        for (i, o) in out.iter_mut().enumerate() {
+            let (mut s, mut c) = (0u128, 0u64);
+            for (xj, wj) in xg.iter().zip(wg) {
+                let (t, v) = s.overflowing_add(xj[i] as u128 * wj[i] as u128);
+                s = t;
+                c += v as u64;
+            }
+            let r = fold_wide(m, s, c, r128);
+            *o = if g == 0 { r } else { m.add(*o, r) };
+        }
+    }
+}
+
+/// `(lo + carries·2^128) mod q`, `r128 = 2^128 mod q`.
+#[inline(always)]
+fn fold_wide(m: &Modulus, lo: u128, carries: u64, r128: u64) -> u64 {
+    let r = m.reduce_u128(lo);
+    if carries == 0 {
+        r
+    } else {
+        m.add(r, m.mul(m.reduce(carries), r128))
+    }
+}
+
+/// `out_0[i] = Σ_j x_j[i]·b_j[i] mod q` and `out_1[i] = Σ_j x_j[i]·a_j[i] mod q` in one pass:
+/// the inner product of a key switch, a gadget decomposition `x` against both halves `(b, a)` of
+/// a switching key. Any 64-bit `x_j[i]`; `a_j[i], b_j[i] < q`. Each sum is accumulated exactly
+/// in 192 bits (a 128-bit sum and a carry count, as [`dot_wide`]) and reduced once: one
+/// widening multiplication per term and each `x_j[i]` read once for both halves, where a modular
+/// multiply-accumulate per term and half reduces every product.
+pub fn dot_pair(
+    m: &Modulus,
+    out0: &mut [u64],
+    out1: &mut [u64],
+    x: &[&[u64]],
+    b: &[&[u64]],
+    a: &[&[u64]],
+) {
+    let n = out0.len();
+    assert!(out1.len() == n && x.len() == b.len() && b.len() == a.len());
+    assert!(x.iter().chain(b).chain(a).all(|v| v.len() == n));
+    let r128 = m.add(m.reduce_u128(u128::MAX), 1);
+    // One coefficient at a time: its two sums stay in registers while the `3·len(x)` input
+    // streams are read in order (a key switch has at most a few digits).
+    for (i, (o0, o1)) in out0.iter_mut().zip(out1.iter_mut()).enumerate() {
+        let (mut s0, mut s1) = (0u128, 0u128);
+        let (mut c0, mut c1) = (0u64, 0u64);
+        for ((xj, bj), aj) in x.iter().zip(b).zip(a) {
+            let v = xj[i] as u128;
+            let (t, c) = s0.overflowing_add(v * bj[i] as u128);
+            s0 = t;
+            c0 += c as u64;
+            let (t, c) = s1.overflowing_add(v * aj[i] as u128);
+            s1 = t;
+            c1 += c as u64;
+        }
+        *o0 = fold_wide(m, s0, c0, r128);
+        *o1 = fold_wide(m, s1, c1, r128);
+    }
+}
+
 /// Scalar reference of [`dot_shoup`].
 pub fn dot_shoup_scalar(m: &Modulus, out: &mut [u64], x: &[&[u64]], w: &[u64], ws: &[u64]) {
     for (i, o) in out.iter_mut().enumerate() {
@@ -518,6 +593,60 @@ mod tests {
     }
     use super::*;
     use rand::{Rng, SeedableRng};
+
+    fn slices(v: &[Vec<u64>]) -> Vec<&[u64]> {
+        v.iter().map(|r| &r[..]).collect()
+    }
+
+    /// `dot_products` and `dot_pair` against term-by-term modular arithmetic: any 64-bit `x`
+    /// (so that the 128-bit sums carry), multipliers up to `q − 1`, term counts on both sides of
+    /// `dot_products`' groups of eight (and none), moduli of 17 to 62 bits.
+    #[test]
+    fn element_wise_dots_match_term_by_term() {
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(8);
+        for q in [
+            65537u64,
+            (1 << 50) + 55,
+            (1 << 61) - 1,
+            0x3fff_ffff_fffe_0001,
+        ] {
+            let Ok(m) = Modulus::new(q) else { continue };
+            for terms in [0usize, 1, 2, 6, 8, 9, 17] {
+                let n = 37;
+                let mut vecs = |top: u64| -> Vec<Vec<u64>> {
+                    (0..terms)
+                        .map(|_| {
+                            (0..n)
+                                .map(|k| match k {
+                                    0 => top,
+                                    _ if top == u64::MAX => rng.gen(),
+                                    _ => rng.gen_range(0..=top),
+                                })
+                                .collect()
+                        })
+                        .collect()
+                };
+                let (x, b, a) = (vecs(u64::MAX), vecs(q - 1), vecs(q - 1));
+                let reference = |w: &[Vec<u64>]| -> Vec<u64> {
+                    (0..n)
+                        .map(|i| {
+                            (0..terms).fold(0, |s, j| m.add(s, m.mul(m.reduce(x[j][i]), w[j][i])))
+                        })
+                        .collect()
+                };
+                let mut out = vec![7u64; n];
+                dot_products(&m, &mut out, &slices(&x), &slices(&b));
+                assert_eq!(out, reference(&b), "q {q} terms {terms}");
+                let (mut o0, mut o1) = (vec![7u64; n], vec![7u64; n]);
+                dot_pair(&m, &mut o0, &mut o1, &slices(&x), &slices(&b), &slices(&a));
+                assert_eq!(
+                    (o0, o1),
+                    (reference(&b), reference(&a)),
+                    "q {q} terms {terms}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn simd_matches_scalar() {

@@ -196,29 +196,41 @@ impl KeySwitcher {
         let dnum_l = l.div_ceil(k);
         let mut acc0 = vec![0u64; ext * n];
         let mut acc1 = vec![0u64; ext * n];
-        let mut x = vec![0u64; n];
-        // Prime-outer loop: the two accumulators of one prime stay in cache while every digit
-        // is multiplied by its key part.
+        let mut permuted = vec![0u64; if perm.is_some() { dnum_l * n } else { 0 }];
+        // Prime-outer loop: per prime, one pass over every digit and both key halves with one
+        // reduction per output coefficient (`math::simd::dot_pair`).
         for e in 0..ext {
             let qi = if e < l { e } else { big_l + (e - l) };
-            let plan = self.ctx_qp.plan(qi);
-            let a0 = &mut acc0[e * n..(e + 1) * n];
-            let a1 = &mut acc1[e * n..(e + 1) * n];
-            for j in 0..dnum_l {
-                let src = &dec.lifted[(j * ext + e) * n..(j * ext + e + 1) * n];
-                let x: &[u64] = match perm {
-                    None => src,
-                    Some(p) => {
-                        for (d, &pi) in x.iter_mut().zip(p) {
-                            *d = src[pi as usize];
+            let src = |j: usize| &dec.lifted[(j * ext + e) * n..(j * ext + e + 1) * n];
+            let x: Vec<&[u64]> = match perm {
+                None => (0..dnum_l).map(src).collect(),
+                Some(p) => {
+                    for (j, d) in permuted.chunks_exact_mut(n).enumerate() {
+                        let s = src(j);
+                        for (d, &pi) in d.iter_mut().zip(p) {
+                            *d = s[pi as usize];
                         }
-                        &x
                     }
-                };
-                let (b, a) = &key.digits[j];
-                plan.mul_accumulate(a0, x, &b.data()[qi * n..(qi + 1) * n]);
-                plan.mul_accumulate(a1, x, &a.data()[qi * n..(qi + 1) * n]);
-            }
+                    permuted.chunks_exact(n).collect()
+                }
+            };
+            let b: Vec<&[u64]> = key.digits[..dnum_l]
+                .iter()
+                .map(|(b, _)| b.residue(qi))
+                .collect();
+            let a: Vec<&[u64]> = key.digits[..dnum_l]
+                .iter()
+                .map(|(_, a)| a.residue(qi))
+                .collect();
+            let m = self.ctx_qp.moduli()[qi];
+            math::simd::dot_pair(
+                &m,
+                &mut acc0[e * n..(e + 1) * n],
+                &mut acc1[e * n..(e + 1) * n],
+                &x,
+                &b,
+                &a,
+            );
         }
         let u0 = self.mod_down(&mut acc0, l)?;
         let u1 = self.mod_down(&mut acc1, l)?;
