@@ -262,7 +262,8 @@ impl Evaluator {
         let ctx = self.params.ctx_q().clone();
         let c = (0..a0.c.len())
             .map(|j| {
-                let mut acc = Poly::zero(&ctx, k, Representation::Ntt);
+                // Every residue is overwritten below.
+                let mut acc = self.scratch(&ctx, k);
                 ring::for_limbs(&mut acc, |i, r| {
                     let x: Vec<&[u64]> = terms.iter().map(|&(a, _)| a.c[j].residue(i)).collect();
                     let w: Vec<&[u64]> = terms.iter().map(|&(_, pt)| pt.poly.residue(i)).collect();
@@ -574,7 +575,7 @@ impl Evaluator {
     /// A ring element with `k` residues of `ctx` whose contents are arbitrary (from the pool,
     /// resized if it has another residue count, or zero): for outputs that are overwritten
     /// entirely.
-    fn scratch(&self, ctx: &std::sync::Arc<math::RnsContext>, k: usize) -> Poly {
+    pub(crate) fn scratch(&self, ctx: &std::sync::Arc<math::RnsContext>, k: usize) -> Poly {
         let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
         let same = |p: &Poly| std::sync::Arc::ptr_eq(p.context(), ctx);
         let found = pool
@@ -686,14 +687,9 @@ impl Evaluator {
         let ctx_q = pr.ctx_q().clone();
         let ctx_p = pr.ctx_p().clone();
         // Accumulate per residue: (ctx, residue index, is_p) over Q_ℓ then P, in parallel.
-        let mut acc_q = [
-            Poly::zero(&ctx_q, k, Representation::Ntt),
-            Poly::zero(&ctx_q, k, Representation::Ntt),
-        ];
-        let mut acc_p = [
-            Poly::zero(&ctx_p, kp, Representation::Ntt),
-            Poly::zero(&ctx_p, kp, Representation::Ntt),
-        ];
+        // Every residue of the four is overwritten below.
+        let mut acc_q = [self.scratch(&ctx_q, k), self.scratch(&ctx_q, k)];
+        let mut acc_p = [self.scratch(&ctx_p, kp), self.scratch(&ctx_p, kp)];
         let [aq0, aq1] = &mut acc_q;
         let [ap0, ap1] = &mut acc_p;
         // Per residue, one pass over the digits and both key halves with one reduction per
@@ -907,6 +903,7 @@ impl Evaluator {
                 ring::add_permuted(&mut acc_q[j], &tq[j], &perm_q);
                 ring::add_permuted(&mut acc_p[j], &tp[j], &perm_p);
             }
+            self.recycle_polys(tq.into_iter().chain(tp));
             ring::add_permuted(&mut c0, &a.c[0], &perm_q);
             switched = true;
         }

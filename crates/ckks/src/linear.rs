@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use math::{Poly, Representation};
+use math::Poly;
 
 use crate::encoder::Complex;
 use crate::error::CkksError;
@@ -464,8 +464,9 @@ impl Evaluator {
         let k = x.level() + 1;
         let ctx = self.params().ctx_q().clone();
         let inner = |bs: &BTreeMap<isize, Diag>| -> Ciphertext {
-            let mut c0 = Poly::zero(&ctx, k, Representation::Ntt);
-            let mut c1 = Poly::zero(&ctx, k, Representation::Ntt);
+            // Every residue of both is overwritten by `dot_into` below.
+            let mut c0 = self.scratch(&ctx, k);
+            let mut c1 = self.scratch(&ctx, k);
             // Full diagonals in one sum of products per part, then the run-constant ones.
             let full: Vec<(&Ciphertext, &Plaintext)> = bs
                 .iter()
