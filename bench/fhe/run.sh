@@ -86,6 +86,7 @@ for step in $STEPS; do
         > $OUT/ab_${STAMP}_diag_$b.jsonl 2> $OUT/ab_${STAMP}_diag_$b.time
     done
     M=python/build/models/resnet18_64_aespa.onnx
+    [ -f $M ] || { echo "abk: no $M (python/setup.sh, then the r18 step exports it); ResNet-18 skipped" >&2; continue; }
     for b in new old; do
       bin=$BIN; [ $b = old ] && bin=$OLD
       /usr/bin/time -v $bin bench --model $M --mode fhe --image models/samples/cifar10_00_3.png --json \
