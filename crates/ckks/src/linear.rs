@@ -506,9 +506,11 @@ impl Evaluator {
                     acc = Some(match (acc, prev) {
                         (Some(mut a), Some(p)) => {
                             for _ in 0..(p - gi) {
-                                a = self.rotate(&a, rot)?;
+                                let r = self.rotate(&a, rot)?;
+                                self.recycle_polys(std::mem::replace(&mut a, r).c);
                             }
                             self.add_assign(&mut a, &u)?;
+                            self.recycle_polys(u.c);
                             a
                         }
                         _ => u,
@@ -517,7 +519,8 @@ impl Evaluator {
                 }
                 if let (Some(mut a), Some(p)) = (acc.take(), prev) {
                     for _ in 0..p {
-                        a = self.rotate(&a, rot)?;
+                        let r = self.rotate(&a, rot)?;
+                        self.recycle_polys(std::mem::replace(&mut a, r).c);
                     }
                     acc = Some(a);
                 }
@@ -538,11 +541,16 @@ impl Evaluator {
                 let r = if g.rem_euclid(lt.slots as isize) == 0 {
                     u
                 } else {
-                    self.rotate(&u, g)?
+                    let r = self.rotate(&u, g)?;
+                    self.recycle_polys(u.c);
+                    r
                 };
                 match &mut acc {
                     None => acc = Some(r),
-                    Some(a) => self.add_assign(a, &r)?,
+                    Some(a) => {
+                        self.add_assign(a, &r)?;
+                        self.recycle_polys(r.c);
+                    }
                 }
             }
         }
