@@ -578,12 +578,9 @@ impl Evaluator {
     pub(crate) fn scratch(&self, ctx: &std::sync::Arc<math::RnsContext>, k: usize) -> Poly {
         let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
         let same = |p: &Poly| std::sync::Arc::ptr_eq(p.context(), ctx);
-        // The exact size, else a larger one (shrinking fills nothing), else any (grown with
-        // zeros).
         let found = pool
             .iter()
             .position(|p| same(p) && p.num_moduli() == k)
-            .or_else(|| pool.iter().position(|p| same(p) && p.num_moduli() > k))
             .or_else(|| pool.iter().position(same));
         if let Some(i) = found {
             let mut p = pool.swap_remove(i);
@@ -597,7 +594,7 @@ impl Evaluator {
     }
 
     /// Returns ring elements to the pool (as long as it has room).
-    pub(crate) fn recycle_polys(&self, polys: impl IntoIterator<Item = Poly>) {
+    fn recycle_polys(&self, polys: impl IntoIterator<Item = Poly>) {
         let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
         for p in polys {
             if pool.len() >= POOL_MAX {

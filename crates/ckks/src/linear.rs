@@ -506,11 +506,9 @@ impl Evaluator {
                     acc = Some(match (acc, prev) {
                         (Some(mut a), Some(p)) => {
                             for _ in 0..(p - gi) {
-                                let r = self.rotate(&a, rot)?;
-                                self.recycle_polys(std::mem::replace(&mut a, r).c);
+                                a = self.rotate(&a, rot)?;
                             }
                             self.add_assign(&mut a, &u)?;
-                            self.recycle_polys(u.c);
                             a
                         }
                         _ => u,
@@ -519,8 +517,7 @@ impl Evaluator {
                 }
                 if let (Some(mut a), Some(p)) = (acc.take(), prev) {
                     for _ in 0..p {
-                        let r = self.rotate(&a, rot)?;
-                        self.recycle_polys(std::mem::replace(&mut a, r).c);
+                        a = self.rotate(&a, rot)?;
                     }
                     acc = Some(a);
                 }
@@ -541,16 +538,11 @@ impl Evaluator {
                 let r = if g.rem_euclid(lt.slots as isize) == 0 {
                     u
                 } else {
-                    let r = self.rotate(&u, g)?;
-                    self.recycle_polys(u.c);
-                    r
+                    self.rotate(&u, g)?
                 };
                 match &mut acc {
                     None => acc = Some(r),
-                    Some(a) => {
-                        self.add_assign(a, &r)?;
-                        self.recycle_polys(r.c);
-                    }
+                    Some(a) => self.add_assign(a, &r)?,
                 }
             }
         }
