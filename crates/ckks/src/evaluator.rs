@@ -264,11 +264,7 @@ impl Evaluator {
             .map(|j| {
                 // Every residue is overwritten below.
                 let mut acc = self.scratch(&ctx, k);
-                ring::for_limbs(&mut acc, |i, r| {
-                    let x: Vec<&[u64]> = terms.iter().map(|&(a, _)| a.c[j].residue(i)).collect();
-                    let w: Vec<&[u64]> = terms.iter().map(|&(_, pt)| pt.poly.residue(i)).collect();
-                    math::simd::dot_products(&ctx.moduli()[i], r, &x, &w);
-                });
+                ring::dot_into(&mut acc, terms.iter().map(|&(a, pt)| (&a.c[j], &pt.poly)));
                 acc
             })
             .collect();

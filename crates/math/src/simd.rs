@@ -100,8 +100,7 @@ pub fn dot_shoup(m: &Modulus, out: &mut [u64], x: &[&[u64]], w: &[u64], ws: &[u6
 pub fn dot_wide(m: &Modulus, out: &mut [u64], x: &[&[u64]], w: &[u64]) {
     assert!(x.len() == w.len());
     assert!(x.iter().all(|v| v.len() == out.len()));
-    // 2^128 mod q = ((2^128 − 1) mod q) + 1 mod q.
-    let r128 = m.add(m.reduce_u128(u128::MAX), 1);
+    let r128 = pow2_128(m);
     for (i, o) in out.iter_mut().enumerate() {
         let mut lo = 0u128;
         let mut carries = 0u64;
@@ -110,7 +109,7 @@ pub fn dot_wide(m: &Modulus, out: &mut [u64], x: &[&[u64]], w: &[u64]) {
             lo = s;
             carries += c as u64;
         }
-        *o = m.add(m.reduce_u128(lo), m.mul(m.reduce(carries), r128));
+        *o = fold_wide(m, lo, carries, r128);
     }
 }
 
@@ -123,7 +122,7 @@ pub fn dot_products(m: &Modulus, out: &mut [u64], x: &[&[u64]], w: &[&[u64]]) {
     let n = out.len();
     assert!(x.len() == w.len());
     assert!(x.iter().chain(w).all(|v| v.len() == n));
-    let r128 = m.add(m.reduce_u128(u128::MAX), 1);
+    let r128 = pow2_128(m);
     if x.is_empty() {
         out.fill(0);
     }
@@ -139,6 +138,11 @@ pub fn dot_products(m: &Modulus, out: &mut [u64], x: &[&[u64]], w: &[&[u64]]) {
             *o = if g == 0 { r } else { m.add(*o, r) };
         }
     }
+}
+
+/// `2^128 mod q` = `((2^128 − 1) mod q) + 1 mod q`.
+fn pow2_128(m: &Modulus) -> u64 {
+    m.add(m.reduce_u128(u128::MAX), 1)
 }
 
 /// `(lo + carries·2^128) mod q`, `r128 = 2^128 mod q`.
@@ -169,7 +173,7 @@ pub fn dot_pair(
     let n = out0.len();
     assert!(out1.len() == n && x.len() == b.len() && b.len() == a.len());
     assert!(x.iter().chain(b).chain(a).all(|v| v.len() == n));
-    let r128 = m.add(m.reduce_u128(u128::MAX), 1);
+    let r128 = pow2_128(m);
     // One coefficient at a time: its two sums stay in registers while the `3·len(x)` input
     // streams are read in order (a key switch has at most a few digits).
     for (i, (o0, o1)) in out0.iter_mut().zip(out1.iter_mut()).enumerate() {
