@@ -361,6 +361,25 @@ impl LinearProtocol for Circulant {
 ///   (oo + 1)·P + O, and above block oo − 1's last output (oo − 1)·P + P − 1;
 /// * with n_o·P ≤ N a wrapped term lands below O, under block 0's outputs, and every output stays
 ///   below N (no sign flip).
+///
+/// **Block-minor (interleaved) tilings** (`interleaved`, c_t a power of two, n_o = 1) put input
+/// block jj of the tile at x̃[((t·h_t + r)·w_t + q)·c_t + jj] and the tap (jj, l, dh, dw) at
+/// (B − l·A − dh·w_t − dw)·c_t − jj, B = (b − 1)·A + (kh − 1)·w_t + kw − 1 (a negative index e
+/// stored as −w at N + e, which is w·X^e in Z[X]/(X^N + 1)), so that every output sits at a
+/// multiple of c_t and up to c_t response polynomials pack into one ciphertext (Cheetah's
+/// interleaved conv with the input blocks in place of its channels):
+/// * a term lands on (B + (t − l)·A + (r′ − dh)·w_t + (q″ − dw))·c_t + (jj − jj′), an integer in
+///   (−c_t, (B + L·A)·c_t); only jj = jj′ gives a multiple of c_t (|jj − jj′| < c_t, and N is a
+///   multiple of c_t, so wrapping keeps the residue mod c_t);
+/// * output channel ib + q, stride-1 pixel (r, q′), sits at (B + q·A + r·w_t + q′)·c_t, in
+///   [B·c_t, L·A·c_t) ⊆ [0, N); a term with jj = jj′ reaches it only with q″ − dw = q′,
+///   r′ − dh = r and t − l = q (the column and row remainders lie in (−w_t, w_t) and (−A, A)):
+///   the cyclic product above;
+/// * a term wraps past N only from [N, (B + L·A)·c_t), onto [0, B·c_t) (L·A·c_t ≤ N), below
+///   every output; one below 0 (jj < jj′) wraps onto a non-multiple of c_t.
+///
+/// Its query support is V = {blocks of the tile} × {L extended channels} × {rows read} ×
+/// {columns read} with no translates, and its weight polynomials each hold one output block.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct CircTiling {
     pub n: usize,
@@ -375,6 +394,10 @@ pub struct CircTiling {
     pub n_g: usize,
     pub n_h: usize,
     pub n_w: usize,
+    /// Block-minor encoding, one output block per weight polynomial: outputs at multiples of
+    /// c_t (above).
+    #[serde(default)]
+    pub interleaved: bool,
 }
 
 impl CircTiling {
@@ -418,10 +441,75 @@ impl CircTiling {
                     n_g,
                     n_h: hf.div_ceil(h_t - spec.kh + 1),
                     n_w,
+                    interleaved: false,
                 });
             }
         }
         out
+    }
+
+    /// Block-minor tilings (above): c_t a power of two ≥ 2 (above the input block count it pads
+    /// with empty blocks, which lets c_t output blocks share a response), balanced row splits,
+    /// widest columns that fit, one output block per product.
+    pub fn interleaved_candidates(spec: &Conv2dSpec, n: usize) -> Vec<CircTiling> {
+        let b = spec.block;
+        if b < 2 || spec.groups != 1 {
+            return Vec::new();
+        }
+        let (chans, blocks, l) = (spec.c / b, spec.m / b, 2 * b - 1);
+        let (hf, wf) = needed(spec);
+        let mut h_ts: Vec<usize> = (1..=hf).map(|k| hf.div_ceil(k) + spec.kh - 1).collect();
+        h_ts.dedup();
+        let mut out = Vec::new();
+        let mut c_t = 2;
+        while c_t * l * spec.kh * spec.kw <= n && c_t < 2 * chans.max(blocks) {
+            for h_t in with_tallest(&h_ts, spec, n, c_t * l) {
+                let room = n / (c_t * l * h_t);
+                if room < spec.kw {
+                    continue;
+                }
+                let w_max = room.min(wf + spec.kw - 1);
+                let n_w = wf.div_ceil(w_max - spec.kw + 1);
+                let w_t = wf.div_ceil(n_w) + spec.kw - 1;
+                out.push(CircTiling {
+                    n,
+                    c_t,
+                    n_o: 1,
+                    h_t,
+                    w_t,
+                    n_c: chans.div_ceil(c_t),
+                    n_g: blocks,
+                    n_h: hf.div_ceil(h_t - spec.kh + 1),
+                    n_w,
+                    interleaved: true,
+                });
+            }
+            c_t *= 2;
+        }
+        out
+    }
+
+    /// The power of two every output coefficient index is a multiple of (1 if none).
+    pub fn output_stride(&self) -> usize {
+        if self.interleaved {
+            self.c_t
+        } else {
+            1
+        }
+    }
+
+    /// Coefficient of extended channel t of tile block jj at tile position (r, q).
+    fn input_index(&self, l: usize, jj: usize, t: usize, r: usize, q: usize) -> usize {
+        if self.interleaved {
+            ((t * self.h_t + r) * self.w_t + q) * self.c_t + jj
+        } else {
+            (jj * l + t) * self.area() + r * self.w_t + q
+        }
+    }
+
+    /// B = (b − 1)·A + (kh − 1)·w_t + kw − 1 of the block-minor encoding.
+    fn inner_offset(&self, spec: &Conv2dSpec) -> usize {
+        (spec.block - 1) * self.area() + (spec.kh - 1) * self.w_t + spec.kw - 1
     }
 
     fn len(b: usize) -> usize {
@@ -470,7 +558,7 @@ impl CircTiling {
 
     /// Input polynomial idx = (ci·n_h + hi)·n_w + wi from the unpadded input x (C×H×W).
     pub fn encode_input(&self, spec: &Conv2dSpec, x: &[u64], idx: usize) -> Vec<u64> {
-        let (b, l, a) = (spec.block, Self::len(spec.block), self.area());
+        let (b, l) = (spec.block, Self::len(spec.block));
         let (wi, hi, ci) = (
             idx % self.n_w,
             (idx / self.n_w) % self.n_h,
@@ -481,7 +569,6 @@ impl CircTiling {
         for jj in 0..self.blocks_in(spec, ci) {
             let j = ci * self.c_t + jj;
             for t in 0..l {
-                let base = (jj * l + t) * a;
                 read_tile(
                     spec,
                     x,
@@ -489,7 +576,7 @@ impl CircTiling {
                     (r0, q0),
                     (self.h_t, self.w_t),
                     |r, q, v| {
-                        poly[base + r * self.w_t + q] = v;
+                        poly[self.input_index(l, jj, t, r, q)] = v;
                     },
                 );
             }
@@ -502,7 +589,11 @@ impl CircTiling {
     pub fn encode_weights(&self, spec: &Conv2dSpec, ring: Ring, w: &[u64], key: usize) -> Vec<i64> {
         let (b, l, a) = (spec.block, Self::len(spec.block), self.area());
         let (og, ci) = (key / self.n_c, key % self.n_c);
-        let (p, o) = (self.period(spec), self.offset(spec));
+        let (p, o, bo) = (
+            self.period(spec),
+            self.offset(spec),
+            self.inner_offset(spec),
+        );
         let taps = spec.kh * spec.kw;
         let mut poly = vec![0i64; self.n];
         for oo in 0..self.blocks_of(spec, og) {
@@ -513,8 +604,19 @@ impl CircTiling {
                     let base = ((i * b) * spec.c + j * b + ll) * taps;
                     for dh in 0..spec.kh {
                         for dw in 0..spec.kw {
-                            let pos = oo * p + o - (jj * l + ll) * a - dh * self.w_t - dw;
-                            poly[pos] = ring.signed(w[base + dh * spec.kw + dw]);
+                            let v = ring.signed(w[base + dh * spec.kw + dw]);
+                            if self.interleaved {
+                                let e = ((bo - ll * a - dh * self.w_t - dw) * self.c_t) as isize
+                                    - jj as isize;
+                                if e >= 0 {
+                                    poly[e as usize] = v;
+                                } else {
+                                    poly[(self.n as isize + e) as usize] = v.wrapping_neg();
+                                }
+                            } else {
+                                let pos = oo * p + o - (jj * l + ll) * a - dh * self.w_t - dw;
+                                poly[pos] = v;
+                            }
                         }
                     }
                 }
@@ -548,10 +650,12 @@ impl CircTiling {
                     let r = oi * spec.stride - hi * sh;
                     for oj in cols.clone() {
                         let c = oj * spec.stride - wi * sw;
-                        out.push((
-                            oo * p + off + q * a + r * self.w_t + c,
-                            ((i * b + q) * ho + oi) * wo + oj,
-                        ));
+                        let coef = if self.interleaved {
+                            (self.inner_offset(spec) + q * a + r * self.w_t + c) * self.c_t
+                        } else {
+                            oo * p + off + q * a + r * self.w_t + c
+                        };
+                        out.push((coef, ((i * b + q) * ho + oi) * wo + oj));
                     }
                 }
             }
@@ -618,14 +722,14 @@ impl CircTiling {
         rows: &[usize],
         cols: &[usize],
     ) -> (Vec<bool>, usize) {
-        let (l, a) = (Self::len(spec.block), self.area());
+        let l = Self::len(spec.block);
         let p = self.period(spec) as i64;
         let mut hit = vec![false; self.n];
         let mut count = 0;
-        for t in 0..blocks * l {
+        for jt in 0..blocks * l {
             for &r in rows {
                 for &q in cols {
-                    let v = (t * a + r * self.w_t + q) as i64;
+                    let v = self.input_index(l, jt / l, jt % l, r, q) as i64;
                     for d in -(self.n_o as i64 - 1)..self.n_o as i64 {
                         let h = &mut hit[(d * p + v).rem_euclid(self.n as i64) as usize];
                         count += usize::from(!*h);
@@ -703,8 +807,10 @@ mod tests {
     }
 
     /// Every candidate CircTiling of block-circulant FCs (as 1×1 convolutions) and convolutions
-    /// (kernels 1–5, strides 1–2, paddings 0–2) computes the layer exactly as plain negacyclic
-    /// products over Z_{2^64} summed over channel tiles, and reads only inside the query support.
+    /// (kernels 1–5, strides 1–2, paddings 0–2), several blocks per product and block-minor,
+    /// computes the layer exactly as plain negacyclic products over Z_{2^64} summed over channel
+    /// tiles, reads only inside the query support, and puts its outputs at multiples of its
+    /// output stride.
     #[test]
     fn several_blocks_per_product_are_exact() {
         let ring = Ring::new(40).unwrap();
@@ -742,13 +848,16 @@ mod tests {
             let want = plain_conv(&spec, ring, &w, &x);
             let cands = CircTiling::candidates(&spec, n);
             assert!(!cands.is_empty(), "{spec:?}");
-            for t in cands {
+            let interleaved = CircTiling::interleaved_candidates(&spec, n);
+            assert!(!interleaved.is_empty(), "{spec:?}");
+            for t in cands.into_iter().chain(interleaved) {
                 let mut seen = 0;
                 for o in 0..t.output_cts() {
                     let mut acc = vec![0u64; n];
                     let positions = t.output_positions(&spec, o);
                     assert_eq!(positions.len(), t.kept(&spec, o));
                     assert!(positions.windows(2).all(|p| p[0].0 < p[1].0));
+                    assert!(positions.iter().all(|p| p.0 % t.output_stride() == 0));
                     for (ip, key) in t.terms(o) {
                         let xi = t.encode_input(&spec, &x, ip);
                         let wp = t.encode_weights(&spec, ring, &w, key);

@@ -91,8 +91,8 @@ impl Layout {
         }
     }
 
-    /// The block-circulant encodings of a block-circulant FC or convolution; none for other
-    /// layers.
+    /// The block-circulant encodings of a block-circulant FC or convolution (several output
+    /// blocks per product, or block-minor with packable responses); none for other layers.
     pub fn circ_candidates(layer: &LayerSpec, n: usize) -> Vec<Layout> {
         let spec = match layer.shape {
             LayerShape::Fc(f) if f.block > 1 => crate::circulant::fc_as_1x1(&f),
@@ -101,6 +101,7 @@ impl Layout {
         };
         CircTiling::candidates(&spec, n)
             .into_iter()
+            .chain(CircTiling::interleaved_candidates(&spec, n))
             .map(|tiling| Layout::Circ { spec, tiling })
             .collect()
     }
@@ -137,6 +138,7 @@ impl Layout {
             Layout::Conv { tiling, .. } if tiling.interleaved => tiling.c_t,
             Layout::Fc { blocks, .. } | Layout::Rows { blocks, .. } if blocks.shifted => blocks.d0,
             Layout::Dense { tiling, .. } => tiling.output_stride(),
+            Layout::Circ { tiling, .. } => tiling.output_stride(),
             _ => 1,
         }
     }

@@ -527,14 +527,14 @@ impl Cheetah {
                 .filter(|l| trunc || !l.needs_truncation())
                 .map(|l| (l, 1))
                 .collect();
-            if self.config.circulant {
-                cands.extend(
-                    Layout::circ_candidates(layer, p.n())
-                        .into_iter()
-                        .map(|l| (l, 1)),
-                );
-            }
-            for l in dense {
+            let circ = if self.config.circulant {
+                Layout::circ_candidates(layer, p.n())
+            } else {
+                Vec::new()
+            };
+            // Dense and block-circulant encodings, packed by every power of two dividing their
+            // output stride.
+            for l in dense.into_iter().chain(circ) {
                 cands.push((l, 1));
                 let mut g = 2;
                 while p.can_pack() && self.config.packing && g <= l.output_stride() {
