@@ -30,7 +30,10 @@ def summary(name):
     predicted = all(r["bytes_c2s"] == r["predicted_c2s"] and r["bytes_s2c"] == r["predicted_s2c"] for r in layers)
     products = sum(r.get("ct_pt_mults", 0) for r in layers)
     protos = sorted({r["protocol"] for r in layers})
-    return dict(ms=ms, mb=mb, circ=circ, n=len(layers), exact=exact, predicted=predicted, products=products, protos=protos)
+    packed = sum(r["protocol"] == "circulant" and r.get("pack", 1) > 1 for r in layers)
+    setup = next((r["setup"]["bytes_c2s"] for r in [json.loads(l) for l in open(os.path.join(D, name + ".jsonl"))] if "setup" in r), 0) / 1e6
+    return dict(ms=ms, mb=mb, circ=circ, n=len(layers), exact=exact, predicted=predicted, products=products, protos=protos,
+                packed=packed, setup=setup)
 
 
 def line(label, s, base=None):
@@ -44,7 +47,7 @@ def line(label, s, base=None):
 HEAD = "| run | linear ms | speed-up | MB both ways | ct×pt | circulant layers | exact | bytes = predicted |\n|---|---|---|---|---|---|---|---|"
 
 print("Sweep (each distinct shape, --circulant b):\n")
-print("| protocol | model | b | layers | circulant | exact | bytes = predicted |\n|---|---|---|---|---|---|---|")
+print("| protocol | model | b | plan Mbit/s | layers | circulant (packed) | exact | bytes = predicted |\n|---|---|---|---|---|---|---|---|")
 for path in sorted(glob.glob(os.path.join(D, "sweep_*.jsonl"))):
     name = os.path.basename(path)[:-6]
     s = summary(name)
@@ -53,7 +56,8 @@ for path in sorted(glob.glob(os.path.join(D, "sweep_*.jsonl"))):
     if rest.startswith("cirencode_"):
         proto, rest = "cirencode", rest[len("cirencode_"):]
     model, b = rest.rsplit("_b", 1)
-    print(f"| {proto} | {model} | {b} | {s['n']} | {s['circ']} | {'yes' if s['exact'] else 'NO'} | {'yes' if s['predicted'] else 'NO'} |")
+    b, _, plan = b.partition("_p")
+    print(f"| {proto} | {model} | {b} | {plan or 400} | {s['n']} | {s['circ']} ({s['packed']}) | {'yes' if s['exact'] else 'NO'} | {'yes' if s['predicted'] else 'NO'} |")
 
 groups = {
     "ResNet-20 (32×32)": [("dense model, cheetah", "r20_dense_cheetah"), ("circulant model, cheetah", "r20_circulant_cheetah"),
@@ -82,3 +86,22 @@ for name in ["e2e_r20_dense", "e2e_r20_circulant", "e2e_r18_dense", "e2e_r18_cir
     if os.path.exists(path):
         rows = [json.loads(l) for l in open(path) if l.strip()]
         print(name, json.dumps(rows[-1])[:600])
+
+# Block-minor tilings (run.sh pack): the build before them ("old") against this one, alternating.
+pack = [("ResNet-18 (64×64) b = 8, loopback, planned at 400 Mbit/s", "pack_r18_b8"),
+        ("ResNet-18 b = 8, WAN (400 Mbit/s, 40 ms)", "pack_r18_b8_wan"),
+        ("ResNet-18 b = 8, 100 Mbit/s, 40 ms, planned at 100", "pack_r18_b8_100m"),
+        ("MobileNetV2 (32×32) b = 8, loopback, planned at 400", "pack_mnv2_b8")]
+if summary(pack[0][1] + "_old_1"):
+    print("\nPacked circulant responses (old / new, two rounds):\n")
+    print("| run | linear ms old | linear ms new | MB old | MB new | key setup MB old / new | packed layers new | exact |\n|---|---|---|---|---|---|---|---|")
+    for label, name in pack:
+        runs = {v: [summary(f"{name}_{v}_{r}") for r in (1, 2)] for v in ("old", "new")}
+        runs = {v: [x for x in xs if x] for v, xs in runs.items()}
+        if not runs["old"] or not runs["new"]:
+            continue
+        ms = {v: " / ".join(f"{x['ms']:.0f}" for x in xs) for v, xs in runs.items()}
+        o, n = runs["old"][0], runs["new"][0]
+        ok = all(x["exact"] and x["predicted"] for xs in runs.values() for x in xs)
+        print(f"| {label} | {ms['old']} | {ms['new']} | {o['mb']:.2f} | {n['mb']:.2f} | {o['setup']:.2f} / {n['setup']:.2f} | "
+              f"{n['packed']}/{n['circ']} | {'yes' if ok else 'NO'} |")

@@ -4,7 +4,7 @@
 # (--protocol simd). Seeded weights are projected onto the structure by --circulant B (or a
 # per-layer choice, --circulant-blocks FILE); every measured row is checked against the integer
 # reference ("exact") and its bytes against the prediction.
-# Usage: bench/circulant/run.sh [sweep|r20|r18|mnv2|e2e]...  (default: all)
+# Usage: bench/circulant/run.sh [sweep|pack|r20|r18|mnv2|e2e]...  (default: all but pack)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 cargo build --release -q -p privinfer
@@ -14,11 +14,25 @@ PY=python/.venv/bin/python
 STEPS=${*:-sweep r20 r18 mnv2 e2e}
 for step in $STEPS; do
   case $step in
-  sweep) # Exactness: each distinct circulant conv / FC shape for b = 2, 4, 8, 16, both protocols.
+  sweep) # Exactness: each distinct circulant conv / FC shape for b = 2, 4, 8, 16, both protocols
+         # (circulant planned at 400 and at 10 Mbit/s, where most layers pack their responses).
     for m in resnet20 resnet32 resnet18-64 mobilenetv2-32; do
       for b in 2 4 8 16; do
-        $BIN bench linear --model $m --circulant $b --protocol circulant --distinct --json > $OUT/sweep_${m}_b$b.jsonl
+        for bw in 400 10; do
+          $BIN bench linear --model $m --circulant $b --protocol circulant --distinct --plan-mbps $bw --json > $OUT/sweep_${m}_b${b}_p$bw.jsonl
+        done
         $BIN bench linear --model $m --circulant $b --protocol cirencode --distinct --json > $OUT/sweep_cirencode_${m}_b$b.jsonl
+      done
+    done ;;
+  pack) # Block-minor tilings (packed circulant responses) against the build before them: set OLD
+        # to that binary; ResNet-18 (64x64) and MobileNetV2 (32x32) at b = 8, alternating.
+    for r in 1 2; do
+      for v in old new; do
+        B=$BIN; [ $v = old ] && B=${OLD:?pack needs OLD=<the binary of the build before>}
+        $B bench linear --model resnet18-64 --circulant 8 --protocol circulant --json > $OUT/pack_r18_b8_${v}_$r.jsonl
+        $B bench linear --model resnet18-64 --circulant 8 --protocol circulant --net wan --json > $OUT/pack_r18_b8_wan_${v}_$r.jsonl
+        $B bench linear --model resnet18-64 --circulant 8 --protocol circulant --net 100:40 --plan-mbps 100 --json > $OUT/pack_r18_b8_100m_${v}_$r.jsonl
+        $B bench linear --model mobilenetv2-32 --circulant 8 --protocol circulant --json > $OUT/pack_mnv2_b8_${v}_$r.jsonl
       done
     done ;;
   r20) # ResNet-20: the trained circulant model against the dense one, same run; seeded b = 4.
