@@ -404,22 +404,44 @@ impl CircTiling {
     /// Balanced block tiles × balanced row splits, widest columns that fit, the most output
     /// blocks per product that fit, at degree n.
     pub fn candidates(spec: &Conv2dSpec, n: usize) -> Vec<CircTiling> {
-        let b = spec.block;
-        if b < 2 || spec.groups != 1 {
+        if spec.block < 2 || spec.groups != 1 {
             return Vec::new();
         }
-        let (chans, blocks, l) = (spec.c / b, spec.m / b, 2 * b - 1);
+        let chans = spec.c / spec.block;
+        let mut c_ts: Vec<usize> = (1..=chans).map(|k| chans.div_ceil(k)).collect();
+        c_ts.dedup();
+        Self::tilings(spec, n, &c_ts, false)
+    }
+
+    /// Block-minor tilings (above): c_t a power of two ≥ 2 (above the input block count it pads
+    /// with empty blocks, which lets c_t output blocks share a response), balanced row splits,
+    /// widest columns that fit, one output block per product.
+    pub fn interleaved_candidates(spec: &Conv2dSpec, n: usize) -> Vec<CircTiling> {
+        if spec.block < 2 || spec.groups != 1 {
+            return Vec::new();
+        }
+        let (b, taps) = (spec.block, spec.kh * spec.kw);
+        let most = 2 * (spec.c / b).max(spec.m / b);
+        let c_ts: Vec<usize> = (1..usize::BITS)
+            .map(|e| 1usize << e)
+            .take_while(|&c_t| c_t * Self::len(b) * taps <= n && c_t < most)
+            .collect();
+        Self::tilings(spec, n, &c_ts, true)
+    }
+
+    /// For each c_t: balanced row splits and the widest columns that fit, with the most output
+    /// blocks per product that fit (one when `interleaved`).
+    fn tilings(spec: &Conv2dSpec, n: usize, c_ts: &[usize], interleaved: bool) -> Vec<CircTiling> {
+        let (chans, blocks, l) = (
+            spec.c / spec.block,
+            spec.m / spec.block,
+            Self::len(spec.block),
+        );
         let (hf, wf) = needed(spec);
         let mut h_ts: Vec<usize> = (1..=hf).map(|k| hf.div_ceil(k) + spec.kh - 1).collect();
         h_ts.dedup();
         let mut out = Vec::new();
-        let mut last = 0;
-        for k in 1..=chans {
-            let c_t = chans.div_ceil(k);
-            if c_t == last {
-                continue;
-            }
-            last = c_t;
+        for &c_t in c_ts {
             for h_t in with_tallest(&h_ts, spec, n, c_t * l) {
                 let room = n / (c_t * l * h_t);
                 if room < spec.kw {
@@ -428,9 +450,11 @@ impl CircTiling {
                 let w_max = room.min(wf + spec.kw - 1);
                 let n_w = wf.div_ceil(w_max - spec.kw + 1);
                 let w_t = wf.div_ceil(n_w) + spec.kw - 1;
-                let p = c_t * l * h_t * w_t;
-                let max_o = (n / p).min(blocks);
-                let n_g = blocks.div_ceil(max_o);
+                let n_g = if interleaved {
+                    blocks
+                } else {
+                    blocks.div_ceil((n / (c_t * l * h_t * w_t)).min(blocks))
+                };
                 out.push(CircTiling {
                     n,
                     c_t,
@@ -441,50 +465,9 @@ impl CircTiling {
                     n_g,
                     n_h: hf.div_ceil(h_t - spec.kh + 1),
                     n_w,
-                    interleaved: false,
+                    interleaved,
                 });
             }
-        }
-        out
-    }
-
-    /// Block-minor tilings (above): c_t a power of two ≥ 2 (above the input block count it pads
-    /// with empty blocks, which lets c_t output blocks share a response), balanced row splits,
-    /// widest columns that fit, one output block per product.
-    pub fn interleaved_candidates(spec: &Conv2dSpec, n: usize) -> Vec<CircTiling> {
-        let b = spec.block;
-        if b < 2 || spec.groups != 1 {
-            return Vec::new();
-        }
-        let (chans, blocks, l) = (spec.c / b, spec.m / b, 2 * b - 1);
-        let (hf, wf) = needed(spec);
-        let mut h_ts: Vec<usize> = (1..=hf).map(|k| hf.div_ceil(k) + spec.kh - 1).collect();
-        h_ts.dedup();
-        let mut out = Vec::new();
-        let mut c_t = 2;
-        while c_t * l * spec.kh * spec.kw <= n && c_t < 2 * chans.max(blocks) {
-            for h_t in with_tallest(&h_ts, spec, n, c_t * l) {
-                let room = n / (c_t * l * h_t);
-                if room < spec.kw {
-                    continue;
-                }
-                let w_max = room.min(wf + spec.kw - 1);
-                let n_w = wf.div_ceil(w_max - spec.kw + 1);
-                let w_t = wf.div_ceil(n_w) + spec.kw - 1;
-                out.push(CircTiling {
-                    n,
-                    c_t,
-                    n_o: 1,
-                    h_t,
-                    w_t,
-                    n_c: chans.div_ceil(c_t),
-                    n_g: blocks,
-                    n_h: hf.div_ceil(h_t - spec.kh + 1),
-                    n_w,
-                    interleaved: true,
-                });
-            }
-            c_t *= 2;
         }
         out
     }
