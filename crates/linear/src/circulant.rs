@@ -21,7 +21,7 @@
 use rand_core::CryptoRngCore;
 use transport::Channel;
 
-use crate::cheetah::conv::{needed, read_tile, with_tallest, ConvTiling};
+use crate::cheetah::conv::{needed, put_monomial, read_tile, with_tallest, ConvTiling};
 use crate::cheetah::{Cheetah, CheetahConfig, CheetahPlan};
 use crate::keys::{ClientKeys, KeyRequest, ServerKeys};
 use crate::layer::{Conv2dSpec, FcSpec, LayerShape, LayerSpec, LayerWeights, Ring};
@@ -591,11 +591,7 @@ impl CircTiling {
                             if self.interleaved {
                                 let e = ((bo - ll * a - dh * self.w_t - dw) * self.c_t) as isize
                                     - jj as isize;
-                                if e >= 0 {
-                                    poly[e as usize] = v;
-                                } else {
-                                    poly[(self.n as isize + e) as usize] = v.wrapping_neg();
-                                }
+                                put_monomial(&mut poly, e, v);
                             } else {
                                 let pos = oo * p + o - (jj * l + ll) * a - dh * self.w_t - dw;
                                 poly[pos] = v;
@@ -620,7 +616,11 @@ impl CircTiling {
         let s = self.spatial_tiles();
         let (og, st) = (o / s, o % s);
         let (hi, wi) = (st / self.n_w, st % self.n_w);
-        let (p, off) = (self.period(spec), self.offset(spec));
+        let (p, off, bo) = (
+            self.period(spec),
+            self.offset(spec),
+            self.inner_offset(spec),
+        );
         let (sh, sw) = (self.step_h(spec), self.step_w(spec));
         let (ho, wo) = (spec.out_h(), spec.out_w());
         let rows = ConvTiling::kept_range(sh, spec.stride, ho, hi);
@@ -634,7 +634,7 @@ impl CircTiling {
                     for oj in cols.clone() {
                         let c = oj * spec.stride - wi * sw;
                         let coef = if self.interleaved {
-                            (self.inner_offset(spec) + q * a + r * self.w_t + c) * self.c_t
+                            (bo + q * a + r * self.w_t + c) * self.c_t
                         } else {
                             oo * p + off + q * a + r * self.w_t + c
                         };

@@ -65,6 +65,16 @@ pub(crate) fn with_tallest(h_ts: &[usize], spec: &Conv2dSpec, n: usize, c_t: usi
     out
 }
 
+/// Adds the term v·X^e (−N < e < N) to a polynomial of Z[X]/(X^N + 1) holding zero there: a
+/// negative exponent is stored as −v at N + e (X^e = −X^{N+e}).
+pub(crate) fn put_monomial(poly: &mut [i64], e: isize, v: i64) {
+    if e >= 0 {
+        poly[e as usize] = v;
+    } else {
+        poly[(poly.len() as isize + e) as usize] = v.wrapping_neg();
+    }
+}
+
 /// Calls put(r, q, value) for every position (r, q) < (h_t, w_t) of an input tile of channel
 /// `ch` whose top-left corner is padded position (r0, q0) and which lies inside the unpadded
 /// input x (C×H×W); zero-padding positions are skipped.
@@ -232,11 +242,7 @@ impl ConvTiling {
                     if self.interleaved {
                         let base = self.w_t * (spec.kh - 1) + spec.kw - 1;
                         let idx = ((base - l * self.w_t - l2) * self.c_t) as isize - cc as isize;
-                        if idx >= 0 {
-                            poly[idx as usize] = v;
-                        } else {
-                            poly[(self.n as isize + idx) as usize] = v.wrapping_neg();
-                        }
+                        put_monomial(&mut poly, idx, v);
                     } else {
                         poly[o - cc * self.h_t * self.w_t - l * self.w_t - l2] = v;
                     }
