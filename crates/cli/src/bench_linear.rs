@@ -92,7 +92,7 @@ pub struct Args {
     /// One JSON object per line.
     #[arg(long)]
     json: bool,
-    /// Make every conv (groups 1) and FC layer whose channel counts B divides block-circulant
+    /// Make every conv (groups 1), FC and token × weight layer whose feature counts B divides block-circulant
     /// with block B (a power of two): the layer declares B and its weights (seeded, or the
     /// model's) are projected onto the structure (row 0 of every block copied; PrivCirNet).
     #[arg(long)]
@@ -103,8 +103,8 @@ pub struct Args {
     circulant_blocks: Option<std::path::PathBuf>,
 }
 
-/// `layer` declared block-circulant with block b where b fits it (conv with groups 1, FC; b a
-/// power of two dividing both channel counts), else unchanged.
+/// `layer` declared block-circulant with block b where b fits it (conv with groups 1, FC, token
+/// × weight product; b a power of two dividing both channel counts), else unchanged.
 fn with_block(layer: LayerSpec, b: usize) -> LayerSpec {
     let fits = |x: usize, y: usize| {
         b > 1 && b.is_power_of_two() && x.is_multiple_of(b) && y.is_multiple_of(b)
@@ -116,6 +116,9 @@ fn with_block(layer: LayerSpec, b: usize) -> LayerSpec {
         linear::LayerShape::Fc(f) if fits(f.inputs, f.outputs) => {
             linear::LayerShape::Fc(linear::FcSpec { block: b, ..f })
         }
+        linear::LayerShape::MatMul(m) if fits(m.inputs, m.outputs) => {
+            linear::LayerShape::MatMul(linear::MatMulSpec { block: b, ..m })
+        }
         other => other,
     };
     LayerSpec { shape, ..layer }
@@ -126,6 +129,7 @@ fn circulant_dims(layer: &LayerSpec) -> Option<(usize, usize, usize, usize)> {
     match layer.shape {
         linear::LayerShape::Conv2d(c) if c.block > 1 => Some((c.m, c.c, c.kh * c.kw, c.block)),
         linear::LayerShape::Fc(f) if f.block > 1 => Some((f.outputs, f.inputs, 1, f.block)),
+        linear::LayerShape::MatMul(m) if m.block > 1 => Some((m.outputs, m.inputs, 1, m.block)),
         _ => None,
     }
 }

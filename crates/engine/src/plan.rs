@@ -295,6 +295,8 @@ impl StepKind {
                 ..
             } => match choice {
                 LinearChoice::Cheetah(_) => "layernorm+cheetah",
+                LinearChoice::Falcon(_) => "layernorm+falcon",
+                LinearChoice::Circulant(_) => "layernorm+circulant",
                 _ => "layernorm+linear",
             },
             StepKind::Linear { choice, .. } => choice.name(),
@@ -787,11 +789,11 @@ impl Plan {
                     let bits = linear::weight_bits_of(wq, ring);
                     // One row: a matrix–vector product; more (a transformer's tokens): the
                     // token × weight product, rows × in row-major like the reference's.
+                    let b = block_of(id, name, l.out_features, l.in_features, 1, wq)?;
                     let layer = if l.rows == 1 {
-                        let b = block_of(id, name, l.out_features, l.in_features, 1, wq)?;
                         LayerSpec::circulant_fc(l.in_features, l.out_features, b, bits)
                     } else {
-                        LayerSpec::matmul(l.rows, l.in_features, l.out_features, bits)
+                        LayerSpec::circulant_matmul(l.rows, l.in_features, l.out_features, b, bits)
                     };
                     Self::linear_step(layer, ring, cfg)?
                 }
@@ -913,10 +915,12 @@ impl Plan {
         if cfg.linear == LinearPolicy::Auto {
             Self::weigh_key_setup(&mut steps, ring, cfg)?;
         }
+        // LayerNorm → linear pairs first: a linear layer that computes its LayerNorm keeps that
+        // epilogue, and a ReLU after it runs alone.
+        Self::fuse_pairs(&mut steps, model, ring, cfg)?;
         if cfg.fuse_relu {
             Self::fuse_relus(&mut steps, model.output);
         }
-        Self::fuse_pairs(&mut steps, model, ring, cfg)?;
         let plan = Plan {
             version: PLAN_VERSION,
             model: model.name.clone(),

@@ -559,6 +559,125 @@ fn block_circulant_fc_found_in_the_weights_matches_the_reference() {
     }
 }
 
+/// A transformer's block-circulant token × weight products (PrivCirNet's ViT layers): fc1
+/// (16 → 16 on 5 tokens, b = 8, declared in `privinfer.circulant_blocks`) read from a LayerNorm
+/// and run fused with it, then fc2 (16 → 8, b = 4, found in the weights). Under `circulant`
+/// both run by the circulant protocol (the fused one splitting its query into the LayerNorm's
+/// flight), under Cheetah densely; the private logits equal the fixed-point reference.
+#[test]
+fn block_circulant_token_products_fused_and_alone_match_the_reference() {
+    use nn::ir::{LayerNorm, Linear};
+    use nn::{Model, Op};
+    use privinfer_engine::plan::StepKind;
+    // W[ib + r][jb + c] = v(i, j, (c − r) mod b): circulant b×b blocks.
+    let circulant = |o: usize, i: usize, b: usize, k: f32| {
+        let v = |bi: usize, bj: usize, d: usize| {
+            ((bi * 31 + bj * 17 + d * 7) as f32 * 0.37 + k).sin() * 0.5
+        };
+        let mut w = vec![0f32; o * i];
+        for row in 0..o {
+            for col in 0..i {
+                w[row * i + col] = v(row / b, col / b, (col % b + b - row % b) % b);
+            }
+        }
+        w
+    };
+    let lin = |i: usize, o: usize, weight: Vec<f32>| {
+        Op::Linear(Linear {
+            in_features: i,
+            out_features: o,
+            rows: 5,
+            weight,
+            bias: (0..o).map(|j| (j as f32 * 0.3).cos() * 0.2).collect(),
+        })
+    };
+    let ln = Op::LayerNorm(LayerNorm {
+        epsilon: 1e-5,
+        gamma: vec![1.0; 16],
+        beta: vec![0.0; 16],
+    });
+    let model = Model {
+        name: "circulant-tokens".into(),
+        input_name: "x".into(),
+        nodes: vec![
+            node("x", Op::Input, vec![], vec![1, 5, 16]),
+            node("ln1", ln, vec![0], vec![1, 5, 16]),
+            node(
+                "fc1",
+                lin(16, 16, circulant(16, 16, 8, 0.0)),
+                vec![1],
+                vec![1, 5, 16],
+            ),
+            node("relu", Op::Relu, vec![2], vec![1, 5, 16]),
+            node(
+                "fc2",
+                lin(16, 8, circulant(8, 16, 4, 0.9)),
+                vec![3],
+                vec![1, 5, 8],
+            ),
+        ],
+        output: 4,
+        metadata: vec![(nn::ir::CIRCULANT_BLOCKS_KEY.into(), r#"{"fc1": 8}"#.into())],
+    };
+    assert_eq!(model.norm_before(2), Some(1));
+    for policy in [
+        LinearPolicy::Circulant,
+        LinearPolicy::Cheetah,
+        LinearPolicy::Auto,
+    ] {
+        let cfg = PlanConfig {
+            linear: policy,
+            ..PlanConfig::default()
+        };
+        let fixed = nn::FixedConfig::new(cfg.ell, cfg.scale).unwrap();
+        let server = ServerModel::new(&model, &cfg).unwrap();
+        let mut blocks = Vec::new();
+        for s in &server.plan.steps {
+            if let StepKind::Linear { layer, .. } = &s.kind {
+                let linear::LayerShape::MatMul(m) = layer.shape else {
+                    panic!("{}: a token × weight product", s.name)
+                };
+                blocks.push(m.block);
+            }
+        }
+        assert_eq!(blocks, [8, 4], "{policy:?}");
+        let kinds: Vec<&str> = server
+            .plan
+            .steps
+            .iter()
+            .map(|s| s.kind.protocol())
+            .collect();
+        match policy {
+            LinearPolicy::Circulant => {
+                assert_eq!(
+                    kinds[1..],
+                    ["fused", "layernorm+circulant", "relu", "circulant"]
+                )
+            }
+            LinearPolicy::Cheetah => {
+                assert_eq!(
+                    kinds[1..],
+                    ["fused", "layernorm+cheetah", "relu", "cheetah"]
+                )
+            }
+            _ => {}
+        }
+        let x: Vec<f32> = (0..80)
+            .map(|i| ((i * 37) % 17) as f32 / 4.0 - 2.0)
+            .collect();
+        let xq: Vec<u64> = x.iter().map(|&v| fixed.encode(v)).collect();
+        let fm =
+            nn::fixed::FixedModel::with_fused(&model, fixed, &server.plan.fused_pairs()).unwrap();
+        assert_eq!(fm.fused(), [2]);
+        assert_eq!(fm.run_trace(&xq).unwrap().total_overflows(), 0);
+        let reference = fm.run(&x).unwrap();
+        let Outcome::Logits(l) = private_logits(&server, xq, false, 23) else {
+            panic!()
+        };
+        assert_eq!(l, reference.data, "{policy:?}");
+    }
+}
+
 /// A residual stack (conv → ReLU → conv → + x → ReLU → strided conv → ReLU → global average →
 /// FC) under the all-OT plans: `ot` on every layer, and `winograd` (Winograd F(2,3) on the
 /// 3×3 stride-1 convs at ℓ = 37, F(4,3) at ℓ = 44, `ot` elsewhere), its 2^e carried through

@@ -25,7 +25,7 @@ use crate::cheetah::conv::{needed, put_monomial, read_tile, with_tallest, ConvTi
 use crate::cheetah::{Cheetah, CheetahConfig, CheetahPlan};
 use crate::keys::{ClientKeys, KeyRequest, ServerKeys};
 use crate::layer::{Conv2dSpec, FcSpec, LayerShape, LayerSpec, LayerWeights, Ring};
-use crate::{Cost, LinearError, LinearProtocol};
+use crate::{Cost, LinearError, LinearProtocol, PendingAnswer};
 
 /// The block-circulant FC `layer`'s spec, if it is one (block > 1).
 fn circulant_fc(layer: &LayerSpec) -> Option<FcSpec> {
@@ -35,11 +35,14 @@ fn circulant_fc(layer: &LayerSpec) -> Option<FcSpec> {
     }
 }
 
-/// The block-circulant conv `layer`'s spec, if it is one (block > 1).
-fn circulant_conv(layer: &LayerSpec) -> Option<Conv2dSpec> {
+/// Whether `layer` is a block-circulant conv or token × weight product (block > 1): both run
+/// by [`CircTiling`], the product as its 1×1 convolution over the tokens
+/// ([`LayerSpec::matmul_as_conv`]).
+fn by_blocks(layer: &LayerSpec) -> bool {
     match layer.shape {
-        LayerShape::Conv2d(c) if c.block > 1 => Some(c),
-        _ => None,
+        LayerShape::Conv2d(c) => c.block > 1,
+        LayerShape::MatMul(m) => m.block > 1,
+        _ => false,
     }
 }
 
@@ -154,6 +157,7 @@ pub(crate) fn check_circulant(layer: &LayerSpec, w: &LayerWeights) -> Result<(),
     let ok = match layer.shape {
         LayerShape::Fc(f) => is_block_circulant(f.outputs, f.inputs, 1, f.block, &w.weights),
         LayerShape::Conv2d(c) => is_block_circulant(c.m, c.c, c.kh * c.kw, c.block, &w.weights),
+        LayerShape::MatMul(m) => is_block_circulant(m.outputs, m.inputs, 1, m.block, &w.weights),
         _ => false,
     };
     if ok {
@@ -185,8 +189,11 @@ pub fn conv_weights(f: &FcSpec, w: &LayerWeights) -> Result<LayerWeights, Linear
 
 /// Block-circulant layers by Cheetah: a conv by [`CircTiling`] (Cheetah's planner choosing the
 /// tiling, the polyphase rewrite included); an FC either as the 1-D convolution of the extended
-/// input (module docs) or by [`CircTiling`], whichever has the lower estimated time. Applies to
-/// conv and FC layers with block > 1; the `cost` of any other layer is an error.
+/// input (module docs) or by [`CircTiling`], whichever has the lower estimated time; a token ×
+/// weight product (a transformer's linear layer) as its 1×1 convolution over the tokens by
+/// [`CircTiling`] or row by row as Cheetah's FCs, whichever Cheetah's planner estimates faster.
+/// Applies to conv, FC and token × weight layers with block > 1; the `cost` of any other layer
+/// is an error. Splits like Cheetah (its query can ride with a LayerNorm's flight).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Circulant {
     cheetah: Cheetah,
@@ -214,7 +221,7 @@ impl Circulant {
     }
 
     fn path(&self, layer: &LayerSpec, ring: Ring) -> Result<Path, LinearError> {
-        if circulant_conv(layer).is_some() {
+        if by_blocks(layer) {
             layer.validate()?;
             return Ok(Path::Blocks);
         }
@@ -237,7 +244,7 @@ impl Circulant {
     /// The convolution layer that runs `layer`.
     fn conv(layer: &LayerSpec) -> Result<LayerSpec, LinearError> {
         let f = circulant_fc(layer).ok_or(LinearError::BadShape {
-            reason: "circulant: only FC and conv layers with a circulant block size > 1",
+            reason: "circulant: only FC, conv and token × weight layers with a circulant block size > 1",
         })?;
         layer.validate()?;
         Ok(LayerSpec::conv(as_conv(&f), layer.weight_bits))
@@ -308,6 +315,43 @@ impl LinearProtocol for Circulant {
             }
             Path::Blocks => self.direct().client(layer, ring, keys, x, ch, rng),
         }
+    }
+
+    fn splits(&self) -> bool {
+        true
+    }
+
+    fn client_send(
+        &self,
+        layer: &LayerSpec,
+        ring: Ring,
+        keys: &ClientKeys,
+        x: &[u64],
+        ch: &mut dyn Channel,
+        rng: &mut dyn CryptoRngCore,
+    ) -> Result<PendingAnswer, LinearError> {
+        let path = self.path(layer, ring)?;
+        crate::cheetah::check_len("client input share", x, layer.input_len())?;
+        match path {
+            Path::Conv(conv) => {
+                let f = circulant_fc(layer).expect("the 1-D convolution path is FC only");
+                self.direct()
+                    .client_send(&conv, ring, keys, &extend_input(&f, x), ch, rng)
+            }
+            Path::Blocks => self.direct().client_send(layer, ring, keys, x, ch, rng),
+        }
+    }
+
+    /// Both paths' answers decode by [`Circulant::direct`]: on the 1-D convolution (block 1) it
+    /// plans exactly as `self.cheetah` (its extra candidates need block > 1).
+    fn client_receive(
+        &self,
+        pending: PendingAnswer,
+        ring: Ring,
+        keys: &ClientKeys,
+        ch: &mut dyn Channel,
+    ) -> Result<Vec<u64>, LinearError> {
+        self.direct().client_receive(pending, ring, keys, ch)
     }
 
     fn server(

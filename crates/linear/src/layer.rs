@@ -166,6 +166,10 @@ pub struct MatMulSpec {
     pub rows: usize,
     pub inputs: usize,
     pub outputs: usize,
+    /// Public structure, as [`FcSpec::block`]: every `block`×`block` block of W is circulant
+    /// (PrivCirNet's block-circulant transformer layers); 1 for a dense W.
+    #[serde(default = "one")]
+    pub block: usize,
 }
 
 /// The shape of a linear layer: public (the architecture is public in the threat model).
@@ -223,11 +227,23 @@ impl LayerSpec {
         }
     }
     pub fn matmul(rows: usize, inputs: usize, outputs: usize, weight_bits: u32) -> LayerSpec {
+        LayerSpec::circulant_matmul(rows, inputs, outputs, 1, weight_bits)
+    }
+    /// A token × weight product whose `block`×`block` weight blocks are circulant (`block` a
+    /// power of two dividing both feature counts).
+    pub fn circulant_matmul(
+        rows: usize,
+        inputs: usize,
+        outputs: usize,
+        block: usize,
+        weight_bits: u32,
+    ) -> LayerSpec {
         LayerSpec {
             shape: LayerShape::MatMul(MatMulSpec {
                 rows,
                 inputs,
                 outputs,
+                block,
             }),
             weight_bits,
         }
@@ -264,9 +280,9 @@ impl LayerSpec {
 
     /// A token × weight product as the 1×1 convolution that computes it on the transposed input:
     /// feature i of token r is pixel r of channel i (C = inputs, H = rows, W = 1, M = outputs),
-    /// the weights and biases laid out alike. The protocols run this and transpose the shares
-    /// before and after ([`transpose`]: a public permutation, each party applies it to its own
-    /// share).
+    /// the weights and biases laid out alike, the circulant block kept (the (M, C) matrix of its
+    /// one tap is W). The protocols run this and transpose the shares before and after
+    /// ([`transpose`]: a public permutation, each party applies it to its own share).
     pub fn matmul_as_conv(&self) -> Option<LayerSpec> {
         match self.shape {
             LayerShape::MatMul(m) => Some(LayerSpec::conv(
@@ -280,7 +296,7 @@ impl LayerSpec {
                     stride: 1,
                     padding: 0,
                     groups: 1,
-                    block: 1,
+                    block: m.block,
                 },
                 self.weight_bits,
             )),
@@ -347,6 +363,12 @@ impl LayerSpec {
             LayerShape::MatMul(m) => {
                 if m.rows == 0 || m.inputs == 0 || m.outputs == 0 {
                     return bad("matmul dimensions must be positive");
+                }
+                if !m.block.is_power_of_two() || m.inputs % m.block != 0 || m.outputs % m.block != 0
+                {
+                    return bad(
+                        "matmul circulant block must be a power of two dividing both dimensions",
+                    );
                 }
                 Ok(())
             }

@@ -413,7 +413,8 @@ impl Model {
     /// The block-circulant block sizes the model declares (PrivCirNet; written by the python
     /// toolkit, `privinfer_models.circulant`): metadata key [`CIRCULANT_BLOCKS_KEY`], a JSON
     /// object of node name -> b. Checked: every b is a power of two ≥ 2 dividing both channel
-    /// counts of a Conv (groups 1) or a single-row Linear node of that name. The weights are
+    /// counts of a Conv (groups 1) or a Linear node of that name (an FC, or a transformer's
+    /// token × weight product: W's blocks are circulant whatever the rows). The weights are
     /// checked by whoever uses the structure. Empty when the key is absent.
     pub fn circulant_blocks(
         &self,
@@ -433,12 +434,12 @@ impl Model {
                 .ok_or_else(|| bad(format!("no node named {name:?}")))?;
             let dims = match &node.op {
                 Op::Conv(c) if c.groups == 1 => Some((c.in_shape[0], c.out_shape[0])),
-                Op::Linear(l) if l.rows == 1 => Some((l.in_features, l.out_features)),
+                Op::Linear(l) => Some((l.in_features, l.out_features)),
                 _ => None,
             }
             .ok_or_else(|| {
                 bad(format!(
-                    "node {name:?} is not a conv (groups 1) or FC layer"
+                    "node {name:?} is not a conv (groups 1) or linear layer"
                 ))
             })?;
             if b < 2 || !b.is_power_of_two() || dims.0 % b != 0 || dims.1 % b != 0 {
