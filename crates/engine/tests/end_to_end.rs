@@ -402,6 +402,28 @@ fn token_by_weight_products_match_the_fixed_point_reference() {
     }
 }
 
+/// The private logits of `server` on a deterministic input of `n` values equal the fixed-point
+/// reference that fuses what the plan fuses (node 2, a linear layer with its LayerNorm).
+fn matches_fused_reference(model: &nn::Model, server: &ServerModel, n: usize, seed: u64) {
+    let cfg = PlanConfig::default();
+    let fixed = nn::FixedConfig::new(cfg.ell, cfg.scale).unwrap();
+    let x: Vec<f32> = (0..n).map(|i| ((i * 37) % 17) as f32 / 4.0 - 2.0).collect();
+    let xq: Vec<u64> = x.iter().map(|&v| fixed.encode(v)).collect();
+    let fm = nn::fixed::FixedModel::with_fused(model, fixed, &server.plan.fused_pairs()).unwrap();
+    assert_eq!(fm.fused(), [2]);
+    assert_eq!(fm.run_trace(&xq).unwrap().total_overflows(), 0);
+    let reference = fm.run(&x).unwrap();
+    let Outcome::Logits(l) = private_logits(server, xq, false, seed) else {
+        panic!()
+    };
+    assert_eq!(
+        l,
+        reference.data,
+        "{:?}",
+        server.plan.steps[2].kind.protocol()
+    );
+}
+
 /// LayerNorm read by one linear layer runs fused with it, LayerNorm read twice (by a linear
 /// layer and a residual add) alone; under Cheetah and under SIMD (whose fused layer runs on
 /// Cheetah, the protocol that splits) the private logits equal the fixed-point reference.
@@ -437,7 +459,6 @@ fn layernorms_fused_and_alone_match_the_fixed_point_reference() {
             linear,
             ..PlanConfig::default()
         };
-        let fixed = nn::FixedConfig::new(cfg.ell, cfg.scale).unwrap();
         let server = ServerModel::new(&model, &cfg).unwrap();
         let kinds: Vec<&str> = server
             .plan
@@ -450,19 +471,7 @@ fn layernorms_fused_and_alone_match_the_fixed_point_reference() {
             ["fused", "layernorm+cheetah", "layernorm"],
             "{linear:?}"
         );
-        let x: Vec<f32> = (0..40)
-            .map(|i| ((i * 37) % 17) as f32 / 4.0 - 2.0)
-            .collect();
-        let xq: Vec<u64> = x.iter().map(|&v| fixed.encode(v)).collect();
-        let fm =
-            nn::fixed::FixedModel::with_fused(&model, fixed, &server.plan.fused_pairs()).unwrap();
-        assert_eq!(fm.fused(), [2]);
-        assert_eq!(fm.run_trace(&xq).unwrap().total_overflows(), 0);
-        let reference = fm.run(&x).unwrap();
-        let Outcome::Logits(l) = private_logits(&server, xq, false, 17) else {
-            panic!()
-        };
-        assert_eq!(l, reference.data, "{linear:?}");
+        matches_fused_reference(&model, &server, 40, 17);
     }
 }
 
@@ -629,7 +638,6 @@ fn block_circulant_token_products_fused_and_alone_match_the_reference() {
             linear: policy,
             ..PlanConfig::default()
         };
-        let fixed = nn::FixedConfig::new(cfg.ell, cfg.scale).unwrap();
         let server = ServerModel::new(&model, &cfg).unwrap();
         let mut blocks = Vec::new();
         for s in &server.plan.steps {
@@ -662,19 +670,7 @@ fn block_circulant_token_products_fused_and_alone_match_the_reference() {
             }
             _ => {}
         }
-        let x: Vec<f32> = (0..80)
-            .map(|i| ((i * 37) % 17) as f32 / 4.0 - 2.0)
-            .collect();
-        let xq: Vec<u64> = x.iter().map(|&v| fixed.encode(v)).collect();
-        let fm =
-            nn::fixed::FixedModel::with_fused(&model, fixed, &server.plan.fused_pairs()).unwrap();
-        assert_eq!(fm.fused(), [2]);
-        assert_eq!(fm.run_trace(&xq).unwrap().total_overflows(), 0);
-        let reference = fm.run(&x).unwrap();
-        let Outcome::Logits(l) = private_logits(&server, xq, false, 23) else {
-            panic!()
-        };
-        assert_eq!(l, reference.data, "{policy:?}");
+        matches_fused_reference(&model, &server, 80, 23);
     }
 }
 

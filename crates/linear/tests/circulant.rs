@@ -64,6 +64,33 @@ fn check_layer(proto: &Circulant, layer: &LayerSpec, seed: u64) -> u64 {
     out.predicted.ct_pt_mults
 }
 
+/// Block-circulant weights for `layer` with weight `at` changed: the server refuses them before
+/// it sends anything.
+fn refused_before_sending(layer: &LayerSpec, at: usize, rng: &mut ChaCha20Rng) {
+    let ring = Ring::new(37).unwrap();
+    let mut w = circulant_weights(layer, ring, rng);
+    w.weights[at] = ring.reduce(w.weights[at].wrapping_add(1));
+    let proto = Circulant::default();
+    let req = proto.keys_needed(layer, ring).unwrap();
+    let (mut cc, mut sc) = transport::MemoryChannel::pair();
+    let req2 = req.clone();
+    let client = std::thread::spawn(move || {
+        let mut rng = ChaCha20Rng::seed_from_u64(1);
+        linear::ClientKeys::setup(&req2, &mut cc, &mut rng).unwrap();
+        cc
+    });
+    let keys = linear::ServerKeys::setup(&req, &mut sc).unwrap();
+    let _cc = client.join().unwrap();
+    let before = sc.stats();
+    let x = vec![0u64; layer.input_len()];
+    let res = proto.server(layer, ring, &keys, &w, &x, &mut sc, rng);
+    assert!(
+        res.is_err(),
+        "non-circulant weights must be refused: {layer:?}"
+    );
+    assert_eq!(sc.stats().since(&before).bytes_sent, 0);
+}
+
 fn circ_conv(
     c: usize,
     h: usize,
@@ -199,24 +226,7 @@ fn non_circulant_weights_and_other_layers_are_refused() {
     assert!(circulant::conv_weights(&f, &w).is_err());
     // A conv: one changed weight of a 4-circulant conv is refused before anything is sent.
     let conv = circ_conv(8, 6, 8, 3, 1, 1, 4);
-    let mut w = circulant_weights(&conv, ring, &mut rng);
-    w.weights[40] = ring.reduce(w.weights[40].wrapping_add(1));
-    let proto = Circulant::default();
-    let req = proto.keys_needed(&conv, ring).unwrap();
-    let (mut cc, mut sc) = transport::MemoryChannel::pair();
-    let req2 = req.clone();
-    let client = std::thread::spawn(move || {
-        let mut rng = ChaCha20Rng::seed_from_u64(1);
-        linear::ClientKeys::setup(&req2, &mut cc, &mut rng).unwrap();
-        cc
-    });
-    let keys = linear::ServerKeys::setup(&req, &mut sc).unwrap();
-    let _cc = client.join().unwrap();
-    let before = sc.stats();
-    let x = vec![0u64; conv.input_len()];
-    let res = proto.server(&conv, ring, &keys, &w, &x, &mut sc, &mut rng);
-    assert!(res.is_err(), "non-circulant conv weights must be refused");
-    assert_eq!(sc.stats().since(&before).bytes_sent, 0);
+    refused_before_sending(&conv, 40, &mut rng);
     assert!(circ_conv(8, 6, 8, 3, 1, 1, 3).validate().is_err());
     assert!(circ_conv(8, 6, 12, 3, 1, 1, 8).validate().is_err());
     assert!(Circulant::default()
@@ -265,28 +275,8 @@ fn block_circulant_token_products_are_exact() {
         }
     }
     let layer = LayerSpec::circulant_matmul(17, 64, 64, 8, 8);
-    let mut rng = ChaCha20Rng::seed_from_u64(3);
-    let mut w = circulant_weights(&layer, ring, &mut rng);
-    w.weights[70] = ring.reduce(w.weights[70].wrapping_add(1));
+    refused_before_sending(&layer, 70, &mut ChaCha20Rng::seed_from_u64(3));
     let proto = Circulant::default();
-    let req = proto.keys_needed(&layer, ring).unwrap();
-    let (mut cc, mut sc) = transport::MemoryChannel::pair();
-    let req2 = req.clone();
-    let client = std::thread::spawn(move || {
-        let mut rng = ChaCha20Rng::seed_from_u64(1);
-        linear::ClientKeys::setup(&req2, &mut cc, &mut rng).unwrap();
-        cc
-    });
-    let keys = linear::ServerKeys::setup(&req, &mut sc).unwrap();
-    let _cc = client.join().unwrap();
-    let before = sc.stats();
-    let x = vec![0u64; layer.input_len()];
-    let res = proto.server(&layer, ring, &keys, &w, &x, &mut sc, &mut rng);
-    assert!(
-        res.is_err(),
-        "non-circulant token × weight products must be refused"
-    );
-    assert_eq!(sc.stats().since(&before).bytes_sent, 0);
     assert!(proto.cost(&LayerSpec::matmul(17, 64, 64, 8), ring).is_err());
     assert!(LayerSpec::circulant_matmul(17, 64, 48, 32, 8)
         .validate()
