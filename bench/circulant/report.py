@@ -105,3 +105,25 @@ if summary(pack[0][1] + "_old_1"):
         ok = all(x["exact"] and x["predicted"] for xs in runs.values() for x in xs)
         print(f"| {label} | {ms['old']} | {ms['new']} | {o['mb']:.2f} | {n['mb']:.2f} | {o['setup']:.2f} / {n['setup']:.2f} | "
               f"{n['packed']}/{n['circ']} | {'yes' if ok else 'NO'} |")
+
+# The circulant ViT (run.sh vit): whole private inferences, dense and circulant alternating.
+WEIGHT = ("cheetah", "circulant", "layernorm+cheetah", "layernorm+circulant")
+
+
+def whole(path):
+    rows = [json.loads(l) for l in open(path) if l.strip()]
+    steps, total = rows[:-1], rows[-1]
+    w = [r for r in steps if r.get("protocol") in WEIGHT]
+    return dict(ms=total["ms"], mb=(total["bytes_c2s"] + total["bytes_s2c"]) / 2**20, ok=total["matches_reference"],
+                wms=sum(r["ms"] for r in w), wmb=sum(r["bytes_c2s"] + r["bytes_s2c"] for r in w) / 2**20,
+                circ=sum(r["protocol"].endswith("circulant") for r in w), n=len(w))
+
+
+vit = sorted(glob.glob(os.path.join(D, "vitlite_*_*.jsonl")) + glob.glob(os.path.join(D, "vit_*_*_*.jsonl")))
+if vit:
+    print("\nThe circulant ViT (whole inference; weight layers = token × weight products, LayerNorm-fused or not):\n")
+    print("| run | ms | MiB | weight-layer ms | weight-layer MiB | circulant weight layers | equals the reference |\n|---|---|---|---|---|---|---|")
+    for path in vit:
+        s = whole(path)
+        print(f"| {os.path.basename(path)[:-6]} | {s['ms']:.0f} | {s['mb']:.1f} | {s['wms']:.0f} | {s['wmb']:.1f} | "
+              f"{s['circ']}/{s['n']} | {'yes' if s['ok'] else 'NO'} |")

@@ -4,7 +4,7 @@
 # (--protocol simd). Seeded weights are projected onto the structure by --circulant B (or a
 # per-layer choice, --circulant-blocks FILE); every measured row is checked against the integer
 # reference ("exact") and its bytes against the prediction.
-# Usage: bench/circulant/run.sh [sweep|pack|r20|r18|mnv2|e2e]...  (default: all but pack)
+# Usage: bench/circulant/run.sh [sweep|pack|r20|r18|mnv2|e2e|vit]...  (default: all but pack and vit)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 cargo build --release -q -p privinfer
@@ -69,6 +69,32 @@ for step in $STEPS; do
        --fisher-batches 1 --batch-size 8 --fisher-images 16 --out build/circulant/r18u8)
     $BIN bench --model python/build/circulant/r18u8/resnet18_64.onnx --protocol auto --json > $OUT/e2e_r18_dense.jsonl
     $BIN bench --model python/build/circulant/r18u8/resnet18_64_circulant_projected.onnx --protocol auto --json > $OUT/e2e_r18_circulant.jsonl ;;
+  vit) # The circulant ViT: the seeded ViT-Lite shape projected to b = 4 and 8 (cost only) and the
+       # trained vit_cifar10 against models/vit_cifar10_circulant.onnx, dense and circulant
+       # alternating, loopback then the emulated WAN; accuracy of both on the test file.
+    S=${STAMP:-$(date -u +%F)}
+    (cd python && $PY -m privinfer_models.train_vit --seeded --depth 7 --dim 256 --mlp 512 --out build/vitlite >/dev/null
+     for b in 4 8; do
+       $PY -m privinfer_models.circulant_vit --onnx build/vitlite/vit_cifar10_seeded.onnx --patch 4 --dim 256 \
+         --depth 7 --heads 4 --mlp 512 --block $b --epochs 0 --test-limit 200 --out build/circulant/vitlite_b${b}_proj >/dev/null
+     done)
+    for r in 1 2; do
+      $BIN bench --model python/build/vitlite/vit_cifar10_seeded.onnx --json > $OUT/vitlite_dense_${S}_$r.jsonl
+      for b in 4 8; do
+        $BIN bench --model python/build/circulant/vitlite_b${b}_proj/vit_cifar10_circulant.onnx --json > $OUT/vitlite_b${b}_${S}_$r.jsonl
+      done
+    done
+    for r in 1 2; do
+      for net in loopback wan; do
+        NET=(); [ $net = wan ] && NET=(--net wan)
+        $BIN bench --model models/vit_cifar10.onnx "${NET[@]}" --json > $OUT/vit_dense_${net}_${S}_$r.jsonl
+        $BIN bench --model models/vit_cifar10_circulant.onnx "${NET[@]}" --json > $OUT/vit_circulant_${net}_${S}_$r.jsonl
+      done
+    done
+    for m in vit_cifar10 vit_cifar10_circulant; do
+      $BIN eval --model models/$m.onnx --data ../shared/data/cifar10/test_batch.bin --fixed-point --json > $OUT/eval_$m.json
+    done
+    python3 $OUT/report.py ;;
   *) echo "unknown step $step" >&2; exit 2 ;;
   esac
 done
