@@ -917,6 +917,43 @@ fn tiny_vit_matches_the_fixed_point_reference() {
     }
 }
 
+/// The shipped `models/vit_cifar10_circulant.onnx` (PrivCirNet's ViT, b = 4 in q/k/v, proj,
+/// fc1 and fc2 of its four blocks, no metadata): the default plan finds b in the weights and
+/// runs all 16 products by `circulant`, the 8 after a LayerNorm fused with it; the private
+/// logits equal the fixed-point reference of that plan.
+#[test]
+fn shipped_circulant_vit_matches_the_fixed_point_reference() {
+    use privinfer_engine::plan::StepKind;
+    let model = nn::load(repo().join("models/vit_cifar10_circulant.onnx")).unwrap();
+    let cfg = PlanConfig::default();
+    let fixed = nn::FixedConfig::new(cfg.ell, cfg.scale).unwrap();
+    let server = ServerModel::new(&model, &cfg).unwrap();
+    let mut kinds = std::collections::BTreeMap::new();
+    for s in &server.plan.steps {
+        if let StepKind::Linear { layer, .. } = &s.kind {
+            if let linear::LayerShape::MatMul(m) = layer.shape {
+                *kinds.entry((s.kind.protocol(), m.block)).or_insert(0) += 1;
+            }
+        }
+    }
+    assert_eq!(
+        kinds.get(&("layernorm+circulant", 4)),
+        Some(&8),
+        "{kinds:?}"
+    );
+    assert_eq!(kinds.get(&("circulant", 4)), Some(&8), "{kinds:?}");
+    let x: Vec<f32> = (0..3 * 32 * 32)
+        .map(|i| ((i * 7919) % 1000) as f32 / 250.0 - 2.0)
+        .collect();
+    let xq: Vec<u64> = x.iter().map(|&v| fixed.encode(v)).collect();
+    let fm = nn::fixed::FixedModel::with_fused(&model, fixed, &server.plan.fused_pairs()).unwrap();
+    let reference = fm.run(&x).unwrap();
+    let Outcome::Logits(l) = private_logits(&server, xq, false, 31) else {
+        panic!()
+    };
+    assert_eq!(l, reference.data);
+}
+
 fn vit_matches(name: &str) {
     use privinfer_engine::plan::StepKind;
     let model = nn::load(repo().join(format!("models/tiny/{name}.onnx"))).unwrap();
