@@ -3,7 +3,7 @@
 # (models/resnet20_aespa.onnx) end to end at the 128-bit N = 2^16 preset, the programs'
 # operation counts against MPCNN's formula, and the pretrained ReLU ResNet-20's plan with the
 # composite ReLU.
-# Usage: bench/fhe/run.sh [plan|bench|mpcnn|eval|r18|r18i|ab|abk|goals]...  (default: all but r18, r18i, ab, abk, goals). Run on a quiet
+# Usage: bench/fhe/run.sh [plan|bench|mpcnn|eval|r18|r18i|ab|abk|goals|host]...  (default: all but r18, r18i, ab, abk, goals, host). Run on a quiet
 # machine. ab: OLD=<binary> STAMP=<date> alternates OLD, this build and this build with
 # --fhe-conv auto twice each, then this build with --fhe-conv diag, on the nine-level preset
 # (--fhe-params n16) and with MPCNN's convolution.
@@ -102,6 +102,16 @@ for step in $STEPS; do
     done
     /usr/bin/time -v $BIN bench --model models/resnet20.onnx --mode fhe --json \
       > $OUT/goals_${STAMP}_relu.jsonl 2> $OUT/goals_${STAMP}_relu.time ;;
+  host) # The host against the one the issue was written on: the CKKS bootstrap the issue quotes
+        # ("about 3.4 s at N = 2^16", 2 threads, the AMD EPYC host) and ResNet-20 AESPA's default
+        # program, bootstrap / inference / bootstrap in one script. Output host_<stamp>_*.
+    for k in 1 2; do
+      $BIN bench ckks --json --no-ops --threads 0 > $OUT/host_${STAMP}_ckks_$k.jsonl
+      if [ $k = 1 ]; then
+        /usr/bin/time -v $BIN bench --model models/resnet20_aespa.onnx --mode fhe --json \
+          > $OUT/host_${STAMP}_r20.jsonl 2> $OUT/host_${STAMP}_r20.time
+      fi
+    done ;;
   *) echo "unknown step $step" >&2; exit 2 ;;
   esac
 done
