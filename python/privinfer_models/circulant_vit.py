@@ -170,6 +170,7 @@ def main(argv=None):
     ap.add_argument("--heads", type=int, default=4)
     ap.add_argument("--mlp", type=int, default=128)
     ap.add_argument("--block", type=int, default=4, help="b of every q/k/v/proj/fc1/fc2 (a power of two)")
+    ap.add_argument("--student", help="continue from this export of an earlier run instead of projecting --onnx")
     ap.add_argument("--data", default=DEFAULT_DATA)
     ap.add_argument("--out", required=True)
     ap.add_argument("--epochs", type=int, default=8, help="0: project and export only")
@@ -202,8 +203,12 @@ def main(argv=None):
     if diff > 1e-3:
         raise SystemExit(f"{a.onnx}: torch and onnxruntime differ by {diff:.2e}: wrong shape flags?")
     fold_layernorms(teacher)
-    log = {"onnx": a.onnx, "block": a.block, "dense_accuracy": evaluate(teacher, xte_t, yte_t), "epochs": []}
-    student = load_onnx_vit(a.onnx, *shape)
+    log = {"onnx": a.onnx, "student": a.student, "block": a.block, "dense_accuracy": evaluate(teacher, xte_t, yte_t),
+           "epochs": []}
+    try:
+        student = load_onnx_vit(a.student or a.onnx, *shape)
+    except (OSError, ValueError) as e:
+        raise SystemExit(f"circulant_vit: {e}")
     fold_layernorms(student)
     log["layers"] = make_circulant(student, a.block)
     log["projected_accuracy"] = evaluate(student, xte_t, yte_t)
@@ -251,6 +256,8 @@ def main(argv=None):
                       input_names=["input"], output_names=["logits"], do_constant_folding=True)
     trained = (f"fine-tuned {len(log['epochs'])} epochs by distillation" if log["epochs"]
                else "projected, not fine-tuned (a cost benchmark)")
+    if a.student:
+        trained += f" after {os.path.basename(a.student)}"
     note = (f"{os.path.basename(a.onnx)} with LayerNorms folded and q/k/v/proj/fc1/fc2 "
             f"block-circulant (b = {a.block}), {trained}")
     set_metadata(path, NAME, note, "CIFAR-10", 32,

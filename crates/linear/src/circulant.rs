@@ -305,16 +305,8 @@ impl LinearProtocol for Circulant {
         ch: &mut dyn Channel,
         rng: &mut dyn CryptoRngCore,
     ) -> Result<Vec<u64>, LinearError> {
-        let path = self.path(layer, ring)?;
-        crate::cheetah::check_len("client input share", x, layer.input_len())?;
-        match path {
-            Path::Conv(conv) => {
-                let f = circulant_fc(layer).expect("the 1-D convolution path is FC only");
-                self.cheetah
-                    .client(&conv, ring, keys, &extend_input(&f, x), ch, rng)
-            }
-            Path::Blocks => self.direct().client(layer, ring, keys, x, ch, rng),
-        }
+        let pending = self.client_send(layer, ring, keys, x, ch, rng)?;
+        self.client_receive(pending, ring, keys, ch)
     }
 
     fn splits(&self) -> bool {
