@@ -2,9 +2,12 @@
 fine-tuned by distillation from the dense model (docs/protocols/privcirnet.md § The circulant
 ViT).
 
-    # the run that made models/vit_cifar10_circulant.onnx (models/README.md)
+    # the two runs that made models/vit_cifar10_circulant.onnx (models/README.md)
     python -m privinfer_models.circulant_vit --onnx ../models/vit_cifar10.onnx --block 4 \\
-        --epochs 8 --out build/circulant/vit_b4
+        --epochs 8 --time-budget 1200 --out build/circulant/vit_b4
+    python -m privinfer_models.circulant_vit --onnx ../models/vit_cifar10.onnx --block 4 \\
+        --student build/circulant/vit_b4/vit_cifar10_circulant.onnx --epochs 8 --lr 3e-4 \\
+        --time-budget 960 --out build/circulant/vit_b4_more
     # projection only (no training: a cost benchmark of the structure)
     python -m privinfer_models.circulant_vit --onnx ../models/vit_cifar10.onnx --block 8 \\
         --epochs 0 --out build/circulant/vit_b8_proj
