@@ -47,9 +47,9 @@ from onnx import numpy_helper
 
 from . import data as D
 from .circulant import CirLinear, is_block_circulant
-from .export import OPSET, ort_run, set_metadata
+from .export import ort_run
 from .train import DEFAULT_DATA, load_train
-from .train_vit import augment, evaluate
+from .train_vit import augment, evaluate, export
 from .zoo import ViT
 
 NAME = "vit_cifar10_circulant"
@@ -255,16 +255,13 @@ def main(argv=None):
                 break
     student = to_dense(student.eval())
     path = os.path.join(a.out, NAME + ".onnx")
-    torch.onnx.export(student, torch.zeros(1, 3, 32, 32), path, opset_version=OPSET,
-                      input_names=["input"], output_names=["logits"], do_constant_folding=True)
     trained = (f"fine-tuned {len(log['epochs'])} epochs by distillation" if log["epochs"]
                else "projected, not fine-tuned (a cost benchmark)")
     if a.student:
         trained += f" after {os.path.basename(a.student)}"
     note = (f"{os.path.basename(a.onnx)} with LayerNorms folded and q/k/v/proj/fc1/fc2 "
             f"block-circulant (b = {a.block}), {trained}")
-    set_metadata(path, NAME, note, "CIFAR-10", 32,
-                 "privinfer python/privinfer_models/circulant_vit.py (torch %s, opset %d)" % (torch.__version__, OPSET))
+    export(student, path, note, NAME, "circulant_vit.py")
     log["final_accuracy"] = evaluate(student, xte_t, yte_t)
     log["export"] = check_export(path, student, a.block, probe)
     with open(os.path.join(a.out, "train_log.json"), "w") as f:

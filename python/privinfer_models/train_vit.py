@@ -87,14 +87,15 @@ def evaluate(model, x: torch.Tensor, y: torch.Tensor, batch: int = 1000) -> floa
     return correct / len(x)
 
 
-def export(model: ViT, path: str, note: str) -> str:
+def export(model: ViT, path: str, note: str, name: str = NAME, tool: str = "train_vit.py") -> str:
+    """The zoo's batch-1 graph of `model` at `path` with the metadata `privinfer` reads."""
     from .export import OPSET, set_metadata
 
     model = model.cpu().eval()
     torch.onnx.export(model, torch.zeros(1, 3, 32, 32), path, opset_version=OPSET, input_names=["input"],
                       output_names=["logits"], do_constant_folding=True)
-    return set_metadata(path, NAME, note, "CIFAR-10", 32,
-                        "privinfer python/privinfer_models/train_vit.py (torch %s, opset %d)" % (torch.__version__, OPSET))
+    return set_metadata(path, name, note, "CIFAR-10", 32,
+                        "privinfer python/privinfer_models/%s (torch %s, opset %d)" % (tool, torch.__version__, OPSET))
 
 
 def main(argv=None):

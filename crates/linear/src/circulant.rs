@@ -194,9 +194,18 @@ pub fn conv_weights(f: &FcSpec, w: &LayerWeights) -> Result<LayerWeights, Linear
 /// [`CircTiling`] or row by row as Cheetah's FCs, whichever Cheetah's planner estimates faster.
 /// Applies to conv, FC and token × weight layers with block > 1; the `cost` of any other layer
 /// is an error. Splits like Cheetah (its query can ride with a LayerNorm's flight).
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug)]
 pub struct Circulant {
+    /// Cheetah with the several-blocks encodings among its candidates (`circulant: true`); on a
+    /// layer of block 1 (the FC's 1-D convolution) it plans exactly as plain Cheetah, whose
+    /// candidates those are not.
     cheetah: Cheetah,
+}
+
+impl Default for Circulant {
+    fn default() -> Circulant {
+        Circulant::new(CheetahConfig::default())
+    }
 }
 
 /// How a layer runs.
@@ -205,19 +214,24 @@ enum Path {
     Blocks,
 }
 
+impl Path {
+    /// The layer Cheetah runs for `layer`: the FC's 1-D convolution, or `layer` itself.
+    fn runs<'a>(&'a self, layer: &'a LayerSpec) -> &'a LayerSpec {
+        match self {
+            Path::Conv(conv) => conv,
+            Path::Blocks => layer,
+        }
+    }
+}
+
 impl Circulant {
     pub fn new(config: CheetahConfig) -> Circulant {
         Circulant {
-            cheetah: Cheetah::new(config),
+            cheetah: Cheetah::new(CheetahConfig {
+                circulant: true,
+                ..config
+            }),
         }
-    }
-
-    /// Cheetah planning the FC itself with the several-blocks encodings among its candidates.
-    fn direct(&self) -> Cheetah {
-        Cheetah::new(CheetahConfig {
-            circulant: true,
-            ..self.cheetah.config
-        })
     }
 
     fn path(&self, layer: &LayerSpec, ring: Ring) -> Result<Path, LinearError> {
@@ -228,7 +242,7 @@ impl Circulant {
         let conv = Self::conv(layer)?;
         let bw = self.cheetah.config.bandwidth_bytes_per_s as f64;
         let by_conv = self.cheetah.estimated_seconds(&conv, ring, bw)?;
-        let plan = self.direct().plan(layer, ring)?;
+        let plan = self.cheetah.plan(layer, ring)?;
         let by_blocks = crate::cheetah::estimated_seconds(&plan.cost, plan.params, bw);
         Ok(if by_blocks < by_conv {
             Path::Blocks
@@ -252,10 +266,7 @@ impl Circulant {
 
     /// The plan that runs `layer` (of its convolution, or of the FC itself).
     pub fn plan(&self, layer: &LayerSpec, ring: Ring) -> Result<CheetahPlan, LinearError> {
-        match self.path(layer, ring)? {
-            Path::Conv(conv) => self.cheetah.plan(&conv, ring),
-            Path::Blocks => self.direct().plan(layer, ring),
-        }
+        self.cheetah.plan(self.path(layer, ring)?.runs(layer), ring)
     }
 }
 
@@ -283,17 +294,13 @@ impl LinearProtocol for Circulant {
     }
 
     fn weight_bytes(&self, layer: &LayerSpec, ring: Ring) -> Result<u64, LinearError> {
-        match self.path(layer, ring)? {
-            Path::Conv(conv) => self.cheetah.weight_bytes(&conv, ring),
-            Path::Blocks => self.direct().weight_bytes(layer, ring),
-        }
+        self.cheetah
+            .weight_bytes(self.path(layer, ring)?.runs(layer), ring)
     }
 
     fn keys_needed(&self, layer: &LayerSpec, ring: Ring) -> Result<Vec<KeyRequest>, LinearError> {
-        match self.path(layer, ring)? {
-            Path::Conv(conv) => self.cheetah.keys_needed(&conv, ring),
-            Path::Blocks => self.direct().keys_needed(layer, ring),
-        }
+        self.cheetah
+            .keys_needed(self.path(layer, ring)?.runs(layer), ring)
     }
 
     fn client(
@@ -327,15 +334,13 @@ impl LinearProtocol for Circulant {
         match path {
             Path::Conv(conv) => {
                 let f = circulant_fc(layer).expect("the 1-D convolution path is FC only");
-                self.direct()
+                self.cheetah
                     .client_send(&conv, ring, keys, &extend_input(&f, x), ch, rng)
             }
-            Path::Blocks => self.direct().client_send(layer, ring, keys, x, ch, rng),
+            Path::Blocks => self.cheetah.client_send(layer, ring, keys, x, ch, rng),
         }
     }
 
-    /// Both paths' answers decode by [`Circulant::direct`]: on the 1-D convolution (block 1) it
-    /// plans exactly as `self.cheetah` (its extra candidates need block > 1).
     fn client_receive(
         &self,
         pending: PendingAnswer,
@@ -343,7 +348,7 @@ impl LinearProtocol for Circulant {
         keys: &ClientKeys,
         ch: &mut dyn Channel,
     ) -> Result<Vec<u64>, LinearError> {
-        self.direct().client_receive(pending, ring, keys, ch)
+        self.cheetah.client_receive(pending, ring, keys, ch)
     }
 
     fn server(
@@ -361,7 +366,7 @@ impl LinearProtocol for Circulant {
         weights.validate(layer, ring)?;
         check_circulant(layer, weights)?;
         let conv = match path {
-            Path::Blocks => return self.direct().server(layer, ring, keys, weights, x, ch, rng),
+            Path::Blocks => return self.cheetah.server(layer, ring, keys, weights, x, ch, rng),
             Path::Conv(conv) => conv,
         };
         let f = circulant_fc(layer).expect("the 1-D convolution path is FC only");
